@@ -1,0 +1,147 @@
+/**
+ * Group commit: every write of every fiber in one runtime goes through one `CommitQueue`, which
+ * folds whatever accumulated while the previous transaction was in flight into the next one.
+ * One transaction per batch, never one per chunk under load; FIFO, so a write is durable only
+ * after every write enqueued before it.
+ */
+
+import { FencedError, StoreError } from "./errors";
+import type { StreamChunk } from "./records";
+import type { Store, WriteGroup } from "../store/store";
+
+interface Pending {
+  group: WriteGroup;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/** Called after each durable commit with the chunks it made visible. */
+export type ChunkListener = (fiberId: string, chunks: readonly StreamChunk[]) => void;
+
+/** Counts of what the queue did, for tests and benchmarks. */
+export interface CommitStats {
+  transactions: number;
+  groups: number;
+  chunks: number;
+}
+
+/** The runtime's single writer. */
+export class CommitQueue {
+  readonly #store: Store;
+  readonly #onChunks: ChunkListener;
+  #queue: Pending[] = [];
+  #inFlight: Promise<void> | null = null;
+  #scheduled = false;
+  readonly stats: CommitStats = { transactions: 0, groups: 0, chunks: 0 };
+
+  constructor(store: Store, onChunks: ChunkListener) {
+    this.#store = store;
+    this.#onChunks = onChunks;
+  }
+
+  /**
+   * Queues `group` for the next transaction.
+   *
+   * Failure semantics: resolves once the group is durable; rejects with `FencedError` when the
+   * fiber's generation moved on (nothing of the group was written), or with the store's error
+   * (nothing of the batch was written).
+   */
+  write(group: WriteGroup): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ group, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Resolves once everything queued so far is durable (or failed). */
+  async drain(): Promise<void> {
+    while (this.#queue.length > 0 || this.#inFlight) {
+      if (this.#inFlight) await this.#inFlight;
+      else await new Promise<void>((r) => queueMicrotask(r));
+    }
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight) return;
+    this.#scheduled = true;
+    // A microtask lets every write issued in the same tick join this batch.
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#inFlight || this.#queue.length === 0) return;
+    const batch = this.#queue;
+    this.#queue = [];
+    this.#inFlight = this.#commit(batch).finally(() => {
+      this.#inFlight = null;
+      if (this.#queue.length > 0) this.#flush();
+    });
+  }
+
+  async #commit(batch: Pending[]): Promise<void> {
+    const groups = mergeGroups(batch.map((p) => p.group));
+    this.stats.transactions += 1;
+    this.stats.groups += groups.length;
+    let fenced: Set<string>;
+    try {
+      const result = await this.#store.commit(groups);
+      fenced = new Set(result.fenced);
+    } catch (error) {
+      const wrapped =
+        error instanceof StoreError
+          ? error
+          : new StoreError("store_error", `Writing to the ${this.#store.kind} store failed: ${String(error)}`, {
+              cause: error,
+            });
+      for (const p of batch) p.reject(wrapped);
+      return;
+    }
+    for (const group of groups) {
+      if (fenced.has(group.fiberId) || !group.chunks?.length) continue;
+      this.stats.chunks += group.chunks.length;
+      this.#onChunks(group.fiberId, group.chunks);
+    }
+    for (const p of batch) {
+      if (fenced.has(p.group.fiberId)) {
+        p.reject(
+          new FencedError(
+            "fenced",
+            `Fiber ${p.group.fiberId} is now owned by another runner (generation ${p.group.generation} is stale); this runner stopped.`,
+          ),
+        );
+      } else {
+        p.resolve();
+      }
+    }
+  }
+}
+
+/** Folds consecutive groups of the same fiber into one, keeping their order. */
+function mergeGroups(groups: WriteGroup[]): WriteGroup[] {
+  const out: WriteGroup[] = [];
+  const last = new Map<string, WriteGroup>();
+  for (const g of groups) {
+    const prev = last.get(g.fiberId);
+    if (!prev || prev.generation !== g.generation || g.clearJournal) {
+      // Copies own the arrays so later groups can be pushed onto them in place.
+      const copy: WriteGroup = {
+        ...g,
+        journal: g.journal?.slice(),
+        chunks: g.chunks?.slice(),
+        consumeEvents: g.consumeEvents?.slice(),
+      };
+      out.push(copy);
+      last.set(g.fiberId, copy);
+      continue;
+    }
+    if (g.fiber) prev.fiber = { ...prev.fiber, ...g.fiber };
+    if (g.journal) (prev.journal ??= []).push(...g.journal);
+    if (g.snapshot !== undefined) prev.snapshot = g.snapshot;
+    if (g.chunks) (prev.chunks ??= []).push(...g.chunks);
+    if (g.consumeEvents) (prev.consumeEvents ??= []).push(...g.consumeEvents);
+  }
+  return out;
+}

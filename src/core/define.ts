@@ -1,0 +1,165 @@
+/**
+ * Fiber definitions and the `ctx` a fiber's handler receives. `defineFiber` is the entry point
+ * users write; the runtime and the agent layer consume the returned `FiberDefinition`.
+ */
+
+import type { FiberEvent, JournalEntry, RecoveryInfo } from "./records";
+
+/** How a step is retried after it throws. */
+export interface RetryPolicy {
+  /** Attempts in all, the first included (default 3). */
+  maxAttempts?: number;
+  /** Delay growth between attempts (default "exponential"). */
+  backoff?: "exponential" | "fixed";
+  /** Delay before the second attempt (default 250 ms). */
+  initialDelayMs?: number;
+  /** Upper bound of any delay (default 30 s). */
+  maxDelayMs?: number;
+}
+
+/** Options of one `ctx.step` call. */
+export interface StepOptions {
+  retry?: RetryPolicy;
+  /** Deadline of each attempt; a late attempt fails with `timeout` and is retried. */
+  timeoutMs?: number;
+}
+
+/** What a step's function receives. */
+export interface StepContext {
+  /** 1 on the first attempt; keeps counting across crashes. */
+  attempt: number;
+  /** `fiberId:stepKey`: stable across attempts and crashes; pass it downstream to deduplicate side effects. */
+  idempotencyKey: string;
+  /** True when an earlier attempt of this step was cut off by a crash or stop. */
+  interrupted: boolean;
+  /** Aborted when the fiber is cancelled, the attempt times out or the runner loses the fiber. */
+  signal: AbortSignal;
+  /** Chunks this step emitted in earlier, interrupted attempts (empty on a first run). */
+  emitted: readonly FiberEvent[];
+  /** Appends a chunk to the fiber's stream on behalf of this step. */
+  emit(type: string, data?: unknown): void;
+}
+
+/** What `onRecovered` decides for an interrupted fiber. */
+export type RecoveryDecision = "resume" | "restart" | "abort";
+
+/** The view of a fiber that `onRecovered` receives. */
+export interface RecoveryContext<In = unknown> {
+  id: string;
+  name: string;
+  input: In;
+  snapshot: unknown;
+  recovery: RecoveryInfo;
+  journal: readonly JournalEntry[];
+}
+
+/**
+ * The handle a fiber's handler works through. Everything here is durable or journaled: after a
+ * crash the handler is replayed from the top and gets the same answers.
+ */
+export interface FiberContext<In = unknown> {
+  readonly id: string;
+  readonly name: string;
+  readonly input: In;
+  /** Aborted when the fiber is cancelled (reason: a `CancelledError`) or its runner is fenced. */
+  readonly signal: AbortSignal;
+  /** The last value passed to `stash`, as of the start of this run (and updated by later stashes). */
+  readonly snapshot: unknown;
+  /** `null` on a first run; set when this run recovers an interrupted one. */
+  readonly recovery: RecoveryInfo | null;
+
+  /**
+   * Runs `fn` once and records its result; a replay returns the recorded result without running it.
+   *
+   * Failure semantics: the journal records `started` before `fn` runs. If the process dies while
+   * `fn` runs, the step runs again on recovery with `interrupted: true` and the same
+   * `idempotencyKey`; a completed step never runs again. Thrown errors are retried by `retry`;
+   * `NonRetryableError` stops at once; the last error reaches the handler as `StepFailedError`.
+   */
+  step<T>(name: string, fn: (step: StepContext) => Promise<T> | T, options?: StepOptions): Promise<T>;
+  /** Appends `{ seq, type, data, at }` to the fiber's durable stream; replays do not append it again. */
+  emit(type: string, data?: unknown): void;
+  /**
+   * Replaces the fiber's snapshot; resolves once durable. After a crash `ctx.snapshot` holds it.
+   *
+   * Failure semantics: atomic; if the process dies before it resolves, the previous snapshot stays.
+   */
+  stash(value: unknown): Promise<void>;
+  /** A durable timer: the fiber may be unloaded while it sleeps and is replayed when it is due. */
+  sleep(name: string, ms: number): Promise<void>;
+  /**
+   * Waits durably for `sendEvent(id, name, payload)`; events sent earlier are buffered.
+   * Past `timeoutMs` it throws `TimeoutError` (`timeout`).
+   */
+  waitForEvent<T = unknown>(name: string, options?: { timeoutMs?: number }): Promise<T>;
+  /** A journaled `Date.now()`: replays see the same value. */
+  now(): Promise<number>;
+  /** A journaled `Math.random()`. */
+  random(): Promise<number>;
+  /** A journaled random UUID. */
+  uuid(): Promise<string>;
+  /** Asks the host to keep its process alive until the returned function is called. */
+  keepAlive(): () => void;
+  /** Keeps the host alive while `fn` runs. */
+  keepAliveWhile<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+/** What `defineFiber` takes. */
+export interface FiberOptions<In, Out> {
+  /** Recorded on each fiber (default "1"); recovery under another version fails with `version_mismatch`. */
+  version?: string;
+  /** Older versions this definition can still replay. */
+  compatibleVersions?: readonly string[];
+  /** The handler. */
+  run(ctx: FiberContext<In>, input: In): Promise<Out>;
+  /** Decides what happens to a fiber found interrupted (default "resume"). */
+  onRecovered?(ctx: RecoveryContext<In>): RecoveryDecision | Promise<RecoveryDecision>;
+  /** Overrides the runtime's `maxRecoveries` for this fiber. */
+  maxRecoveries?: number;
+  /** Overrides the runtime's `retentionMs` for this fiber. */
+  retentionMs?: number;
+}
+
+/** A registered kind of fiber; carries its input and output types. */
+export interface FiberDefinition<In = unknown, Out = unknown> {
+  readonly name: string;
+  readonly version: string;
+  readonly compatibleVersions: readonly string[];
+  readonly options: FiberOptions<In, Out>;
+  /** Type-only marker for inference; always undefined at run time. */
+  readonly __types?: { input: In; output: Out };
+}
+
+/** The input type of a definition. */
+export type InputOf<D> = D extends FiberDefinition<infer In, unknown> ? In : never;
+/** The output type of a definition. */
+export type OutputOf<D> = D extends FiberDefinition<unknown, infer Out> ? Out : never;
+
+const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/;
+
+/**
+ * Defines a kind of fiber: a named, versioned async handler that the runtime runs durably.
+ *
+ * @example
+ * export const greet = defineFiber("greet", {
+ *   async run(ctx, input: { name: string }) {
+ *     const text = await ctx.step("compose", () => `Hello, ${input.name}!`);
+ *     ctx.emit("greeting", { text });
+ *     return text;
+ *   },
+ * });
+ */
+export function defineFiber<In, Out>(name: string, options: FiberOptions<In, Out>): FiberDefinition<In, Out> {
+  if (!NAME_PATTERN.test(name)) {
+    throw new TypeError(`Invalid fiber name ${JSON.stringify(name)}: use 1-100 characters from letters, digits and _ . : -`);
+  }
+  if (typeof options?.run !== "function") {
+    throw new TypeError(`defineFiber("${name}") needs a run(ctx, input) function.`);
+  }
+  return {
+    name,
+    version: options.version ?? "1",
+    compatibleVersions: options.compatibleVersions ?? [],
+    options,
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * The durable records Fiberline keeps: fiber registrations, journal entries, snapshots, stream
+ * chunks and buffered events. Stores persist these shapes as they are; the engine, the Service
+ * Worker host and the inspector read them.
+ */
+
+import type { SerializedError } from "./errors";
+
+/** Where a fiber is in its life. `running`, `sleeping` and `waiting` are live; the rest are terminal. */
+export type FiberStatus = "running" | "sleeping" | "waiting" | "completed" | "failed" | "cancelled";
+
+/** The statuses after which a fiber never runs again. */
+export const TERMINAL_STATUSES: readonly FiberStatus[] = ["completed", "failed", "cancelled"];
+
+/** True when `status` is terminal (`completed`, `failed` or `cancelled`). */
+export function isTerminal(status: FiberStatus): boolean {
+  return status === "completed" || status === "failed" || status === "cancelled";
+}
+
+/** Why and how often a fiber was recovered. */
+export interface RecoveryInfo {
+  /** Why the last recovery happened (e.g. "runner lost", "lease expired"). */
+  reason: string;
+  /** How many times this fiber has been recovered in all. */
+  count: number;
+  /** When the last recovery happened (ms since the epoch). */
+  at: number;
+}
+
+/** A fiber's registration, written ahead of execution and updated by its runner. */
+export interface FiberRecord {
+  id: string;
+  name: string;
+  version: string;
+  input: unknown;
+  status: FiberStatus;
+  idempotencyKey?: string;
+  createdAt: number;
+  updatedAt: number;
+  /** Fencing token: bumped by every claim; a write carrying an older generation fails with `fenced`. */
+  generation: number;
+  /** The runner that holds the fiber, if any. */
+  owner?: string;
+  /** Until when `owner`'s claim holds without renewal (ms since the epoch). */
+  leaseUntil?: number;
+  /** Highest `seq` appended to the fiber's stream. */
+  streamHead: number;
+  /** Emits outside steps already in the stream in this epoch (replay skips that many). */
+  emitOrdinal: number;
+  /** Bumped when `onRecovered` restarts the fiber from scratch. */
+  epoch: number;
+  recovery?: RecoveryInfo;
+  /** Recoveries in a row that found no new progress (see `maxRecoveries`). */
+  stalledRecoveries: number;
+  /** Progress signature taken at the last recovery (settled journal entries, emits, last stash). */
+  progressMark: string;
+  /** When a sleeping or waiting fiber should be woken (ms since the epoch). */
+  wakeAt?: number;
+  /** The event names a waiting fiber waits for. */
+  waitingFor?: string[];
+  result?: unknown;
+  error?: SerializedError;
+  endedAt?: number;
+}
+
+/** The kinds of journaled operations. */
+export type JournalKind = "step" | "sleep" | "event" | "now" | "random" | "uuid";
+
+/** One journaled operation, keyed by its position in the run. */
+export interface JournalEntry {
+  fiberId: string;
+  /** Position of the operation in the run (0, 1, 2, ...); replay must reach the same key here. */
+  pos: number;
+  kind: JournalKind;
+  /** `name#n` for steps (the n-th call with that name), `sleep:name#n`, `event:name#n`, `now#n`... */
+  key: string;
+  status: "started" | "completed" | "failed";
+  /** Attempt number of the last start (1-based); steps only. */
+  attempt: number;
+  startedAt: number;
+  endedAt?: number;
+  result?: unknown;
+  error?: SerializedError;
+  /** For sleeps: when the timer is due; for event waits: when the wait times out. */
+  dueAt?: number;
+  /** For steps: the stream head when the step first started (its chunks follow it). */
+  streamFrom?: number;
+}
+
+/** A fiber's last stash. */
+export interface SnapshotRecord {
+  fiberId: string;
+  value: unknown;
+  at: number;
+}
+
+/** One chunk of a fiber's durable output stream. */
+export interface StreamChunk {
+  fiberId: string;
+  /** 1, 2, 3, ... with no gap. */
+  seq: number;
+  type: string;
+  data: unknown;
+  at: number;
+  /** Journal position of the step that emitted it (emits inside steps). */
+  step?: number;
+  /** Ordinal of an emit outside steps within its epoch (replay skips emits already present). */
+  ordinal?: number;
+}
+
+/** An event sent to a fiber, buffered until a `waitForEvent` consumes it. */
+export interface InboxEvent {
+  fiberId: string;
+  /** Order of arrival for this fiber (1-based). */
+  seq: number;
+  name: string;
+  payload: unknown;
+  at: number;
+  /** Journal position of the wait that consumed it, once consumed. */
+  consumedBy?: number;
+}
+
+/** A chunk as readers see it (no `fiberId`). */
+export interface FiberEvent<T = unknown> {
+  seq: number;
+  type: string;
+  data: T;
+  at: number;
+}

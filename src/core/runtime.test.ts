@@ -1,0 +1,356 @@
+/**
+ * The engine's behaviour as a user sees it, on `MemoryStore`: start and join, steps and retries,
+ * streams, stashes, timers, events, cancellation, results, inspection and retention.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { defineFiber } from "./define";
+import {
+  CancelledError,
+  FiberNotFoundError,
+  NonRetryableError,
+  StepFailedError,
+  TimeoutError,
+  UnknownFiberError,
+} from "./errors";
+import type { FiberEvent } from "./records";
+import { type Runtime, createRuntime } from "./runtime";
+import { MemoryStore } from "../store/memory-store";
+
+const runtimes: Runtime[] = [];
+function runtime(options: Partial<Parameters<typeof createRuntime>[0]> & { fibers: Parameters<typeof createRuntime>[0]["fibers"] }) {
+  const rt = createRuntime({ store: new MemoryStore(), pollIntervalMs: 20, ...options });
+  runtimes.push(rt);
+  return rt;
+}
+afterEach(async () => {
+  await Promise.all(runtimes.splice(0).map((r) => r.close()));
+});
+
+async function collect(rt: Runtime, id: string, after = 0): Promise<FiberEvent[]> {
+  const out: FiberEvent[] = [];
+  for await (const ev of rt.events(id, { after })) out.push(ev);
+  return out;
+}
+
+describe("start, steps and result", () => {
+  it("runs a fiber to completion and types its result", async () => {
+    const greet = defineFiber("greet", {
+      async run(ctx, input: { name: string }) {
+        const text = await ctx.step("compose", () => `Hello, ${input.name}!`);
+        ctx.emit("greeting", { text });
+        return { text };
+      },
+    });
+    const rt = runtime({ fibers: [greet] });
+    const fiber = await rt.start(greet, { name: "Ada" });
+    expect(fiber.created).toBe(true);
+    const value = await rt.result(fiber);
+    expect(value.text).toBe("Hello, Ada!");
+    const events = await collect(rt, fiber.id);
+    expect(events.map((e) => e.type)).toEqual(["fiber.start", "greeting", "fiber.end"]);
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(events[2]?.data).toEqual({ status: "completed", result: { text: "Hello, Ada!" } });
+  });
+
+  it("joins an existing fiber by id or idempotency key and runs nothing twice", async () => {
+    let runs = 0;
+    const once = defineFiber("once", {
+      async run(ctx) {
+        await ctx.step("count", () => ++runs);
+        return runs;
+      },
+    });
+    const rt = runtime({ fibers: [once] });
+    const a = await rt.start(once, {}, { idempotencyKey: "order-42" });
+    const b = await rt.start(once, {}, { idempotencyKey: "order-42" });
+    const c = await rt.start(once, {}, { id: a.id });
+    expect(b).toMatchObject({ id: a.id, created: false });
+    expect(c).toMatchObject({ id: a.id, created: false });
+    await rt.result(a);
+    expect(runs).toBe(1);
+    expect(await rt.list()).toHaveLength(1);
+  });
+
+  it("starts by name, as the Service Worker client does", async () => {
+    const echo = defineFiber("echo", { run: async (_ctx, input: string) => input });
+    const rt = runtime({ fibers: [echo] });
+    const fiber = await rt.start("echo", "hi");
+    expect(await rt.result(fiber.id)).toBe("hi");
+    await expect(rt.start("nope", {})).rejects.toBeInstanceOf(UnknownFiberError);
+  });
+
+  it("retries a failing step with its policy, then completes", async () => {
+    const attempts: number[] = [];
+    const flaky = defineFiber("flaky", {
+      async run(ctx) {
+        return ctx.step(
+          "call",
+          ({ attempt }) => {
+            attempts.push(attempt);
+            if (attempt < 3) throw new Error("503 from upstream");
+            return "ok";
+          },
+          { retry: { maxAttempts: 5, initialDelayMs: 1 } },
+        );
+      },
+    });
+    const rt = runtime({ fibers: [flaky] });
+    expect(await rt.result(await rt.start(flaky, {}))).toBe("ok");
+    expect(attempts).toEqual([1, 2, 3]);
+  });
+
+  it("stops retrying at NonRetryableError and fails the fiber with it", async () => {
+    let calls = 0;
+    const bad = defineFiber("bad", {
+      async run(ctx) {
+        await ctx.step("call", () => {
+          calls++;
+          throw new NonRetryableError("The API rejected the request (400).");
+        });
+      },
+    });
+    const rt = runtime({ fibers: [bad] });
+    const fiber = await rt.start(bad, {});
+    const error = await rt.result(fiber).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NonRetryableError);
+    expect((error as NonRetryableError).code).toBe("non_retryable");
+    expect(calls).toBe(1);
+    expect((await rt.get(fiber.id))?.status).toBe("failed");
+  });
+
+  it("fails a step with step_failed after maxAttempts and lets the handler catch it", async () => {
+    const tolerant = defineFiber("tolerant", {
+      async run(ctx) {
+        try {
+          await ctx.step("always", () => Promise.reject(new Error("boom")), { retry: { maxAttempts: 2, initialDelayMs: 1 } });
+          return "unreachable";
+        } catch (error) {
+          return `${(error as StepFailedError).code}: ${(error as Error).message}`;
+        }
+      },
+    });
+    const rt = runtime({ fibers: [tolerant] });
+    const text = await rt.result(await rt.start(tolerant, {}));
+    expect(text).toMatch(/^step_failed: Step "always#1" .* failed after 2 attempt\(s\): Error: boom$/);
+  });
+
+  it("times out an attempt with timeoutMs and retries it", async () => {
+    const slow = defineFiber("slow", {
+      async run(ctx) {
+        return ctx.step(
+          "maybe-slow",
+          ({ attempt, signal }) =>
+            attempt === 1
+              ? new Promise<string>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)))
+              : "fast",
+          { timeoutMs: 20, retry: { initialDelayMs: 1 } },
+        );
+      },
+    });
+    const rt = runtime({ fibers: [slow] });
+    expect(await rt.result(await rt.start(slow, {}))).toBe("fast");
+  });
+
+  it("journals Promise.all steps by call order and gives each a stable idempotency key", async () => {
+    const keys: string[] = [];
+    const fan = defineFiber("fan", {
+      async run(ctx) {
+        const parts = await Promise.all(
+          [3, 1, 2].map((n) =>
+            ctx.step("part", async ({ idempotencyKey }) => {
+              keys.push(idempotencyKey);
+              await new Promise((r) => setTimeout(r, n * 3));
+              return n;
+            }),
+          ),
+        );
+        return parts;
+      },
+    });
+    const rt = runtime({ fibers: [fan] });
+    const fiber = await rt.start(fan, {}, { id: "fan-1" });
+    expect(await rt.result(fiber)).toEqual([3, 1, 2]);
+    expect(keys.sort()).toEqual(["fan-1:part#1", "fan-1:part#2", "fan-1:part#3"]);
+    const { journal } = await rt.inspect(fiber.id);
+    expect(journal.map((e) => [e.pos, e.key, e.status])).toEqual([
+      [0, "part#1", "completed"],
+      [1, "part#2", "completed"],
+      [2, "part#3", "completed"],
+    ]);
+  });
+});
+
+describe("stash and snapshot", () => {
+  it("keeps the last stash as the snapshot", async () => {
+    const draft = defineFiber("draft", {
+      async run(ctx) {
+        await ctx.stash({ phase: "outline" });
+        await ctx.stash({ phase: "drafting", words: 120 });
+        return ctx.snapshot;
+      },
+    });
+    const rt = runtime({ fibers: [draft] });
+    const fiber = await rt.start(draft, {});
+    expect(await rt.result(fiber)).toEqual({ phase: "drafting", words: 120 });
+    expect((await rt.inspect(fiber.id)).snapshot).toEqual({ phase: "drafting", words: 120 });
+  });
+});
+
+describe("durable timers and events", () => {
+  it("unloads a sleeping fiber and wakes it when due", async () => {
+    const nap = defineFiber("nap", {
+      async run(ctx) {
+        const before = await ctx.now();
+        await ctx.sleep("nap", 60);
+        return (await ctx.now()) - before;
+      },
+    });
+    const rt = runtime({ fibers: [nap], unloadAfterMs: 10 });
+    const fiber = await rt.start(nap, {});
+    await expect.poll(async () => (await rt.get(fiber.id))?.status).toBe("sleeping");
+    expect(rt.activeCount).toBe(0);
+    expect(await rt.result(fiber)).toBeGreaterThanOrEqual(55);
+  });
+
+  it("buffers an event sent before the wait and delivers it", async () => {
+    const approve = defineFiber("approve", {
+      async run(ctx) {
+        await ctx.step("prepare", () => "ready");
+        await ctx.sleep("settle", 30);
+        const decision = await ctx.waitForEvent<{ approved: boolean }>("approval");
+        return decision.approved;
+      },
+    });
+    const rt = runtime({ fibers: [approve], unloadAfterMs: 5 });
+    const fiber = await rt.start(approve, {});
+    await rt.sendEvent(fiber.id, "approval", { approved: true });
+    expect(await rt.result(fiber)).toBe(true);
+  });
+
+  it("wakes a waiting fiber that was unloaded when its event arrives", async () => {
+    const approve = defineFiber("approve2", {
+      async run(ctx) {
+        return (await ctx.waitForEvent<{ approved: boolean }>("approval")).approved;
+      },
+    });
+    const rt = runtime({ fibers: [approve] });
+    const fiber = await rt.start(approve, {});
+    await expect.poll(async () => (await rt.get(fiber.id))?.status).toBe("waiting");
+    expect((await rt.get(fiber.id))?.waitingFor).toEqual(["approval"]);
+    await rt.sendEvent(fiber.id, "approval", { approved: false });
+    expect(await rt.result(fiber)).toBe(false);
+  });
+
+  it("throws TimeoutError from a wait past its timeout", async () => {
+    const impatient = defineFiber("impatient", {
+      async run(ctx) {
+        try {
+          await ctx.waitForEvent("never", { timeoutMs: 20 });
+          return "got it";
+        } catch (error) {
+          return error instanceof TimeoutError ? `timeout:${error.code}` : "other";
+        }
+      },
+    });
+    const rt = runtime({ fibers: [impatient] });
+    expect(await rt.result(await rt.start(impatient, {}))).toBe("timeout:timeout");
+  });
+
+  it("rejects events for unknown or ended fibers", async () => {
+    const quick = defineFiber("quick", { run: async () => 1 });
+    const rt = runtime({ fibers: [quick] });
+    await expect(rt.sendEvent("missing", "x")).rejects.toBeInstanceOf(FiberNotFoundError);
+    const fiber = await rt.start(quick, {});
+    await rt.result(fiber);
+    await expect(rt.sendEvent(fiber.id, "x")).rejects.toMatchObject({ code: "fiber_ended" });
+  });
+});
+
+describe("cancel", () => {
+  it("aborts ctx.signal, ends as cancelled and rejects result() with CancelledError", async () => {
+    let aborted = false;
+    const long = defineFiber("long", {
+      async run(ctx) {
+        await ctx.step("forever", ({ signal }) => {
+          return new Promise((_, reject) =>
+            signal.addEventListener("abort", () => {
+              aborted = true;
+              reject(signal.reason);
+            }),
+          );
+        });
+      },
+    });
+    const rt = runtime({ fibers: [long] });
+    const fiber = await rt.start(long, {});
+    await expect.poll(async () => (await rt.inspect(fiber.id)).journal.length).toBe(1);
+    expect(await rt.cancel(fiber.id, "stopped by user")).toBe("cancelled");
+    const error = await rt.result(fiber).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CancelledError);
+    expect((error as Error).message).toBe("stopped by user");
+    expect(aborted).toBe(true);
+    const events = await collect(rt, fiber.id);
+    expect(events.at(-1)).toMatchObject({ type: "fiber.end", data: { status: "cancelled" } });
+  });
+
+  it("cancels a sleeping fiber that is not in memory", async () => {
+    const nap = defineFiber("nap2", {
+      async run(ctx) {
+        await ctx.sleep("long", 60_000);
+      },
+    });
+    const rt = runtime({ fibers: [nap] });
+    const fiber = await rt.start(nap, {});
+    await expect.poll(async () => (await rt.get(fiber.id))?.status).toBe("sleeping");
+    await rt.cancel(fiber.id);
+    expect((await rt.get(fiber.id))?.status).toBe("cancelled");
+  });
+});
+
+describe("streams", () => {
+  it("replays after a cursor, then streams live, and ends after fiber.end", async () => {
+    const ticker = defineFiber("ticker", {
+      async run(ctx, input: { count: number }) {
+        for (let i = 0; i < input.count; i++) {
+          await ctx.step("tick", () => i);
+          ctx.emit("tick", { i });
+        }
+        return input.count;
+      },
+    });
+    const rt = runtime({ fibers: [ticker] });
+    const fiber = await rt.start(ticker, { count: 20 });
+    const all = await collect(rt, fiber.id);
+    expect(all.map((e) => e.seq)).toEqual(Array.from({ length: 22 }, (_, i) => i + 1));
+    const tail = await collect(rt, fiber.id, 15);
+    expect(tail.map((e) => e.seq)).toEqual([16, 17, 18, 19, 20, 21, 22]);
+    await expect(collect(rt, "unknown-fiber")).rejects.toBeInstanceOf(FiberNotFoundError);
+  });
+
+  it("rejects reserved chunk types", async () => {
+    const sneaky = defineFiber("sneaky", {
+      async run(ctx) {
+        ctx.emit("fiber.end", {});
+      },
+    });
+    const rt = runtime({ fibers: [sneaky] });
+    await expect(rt.result(await rt.start(sneaky, {}))).rejects.toMatchObject({ code: "invalid_argument" });
+  });
+});
+
+describe("retention", () => {
+  it("collects terminal fibers after retentionMs and keeps them before", async () => {
+    let now = 1_000_000;
+    const quick = defineFiber("quick2", { run: async () => "done" });
+    const rt = runtime({ fibers: [quick], retentionMs: 60_000, clock: () => now });
+    const fiber = await rt.start(quick, {});
+    await rt.result(fiber);
+    expect(await rt.collect()).toEqual([]);
+    expect((await collect(rt, fiber.id)).length).toBe(2);
+    now += 60_001;
+    expect(await rt.collect()).toEqual([fiber.id]);
+    expect(await rt.get(fiber.id)).toBeUndefined();
+    expect(await rt.store.readStream(fiber.id, 0)).toEqual([]);
+  });
+});

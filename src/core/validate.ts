@@ -1,0 +1,110 @@
+/**
+ * Input checks applied before anything is written: ids, structured-cloneability and payload size.
+ * Used by the runtime for inputs, step results, stashes, emits, events and fiber results.
+ */
+
+import { InvalidInputError } from "./errors";
+
+/** Ids and idempotency keys: 1-200 characters from letters, digits and `_ - . : @ /`. */
+const ID_PATTERN = /^[A-Za-z0-9_.:@/-]{1,200}$/;
+
+/** Throws `invalid_id` unless `id` is a well-formed fiber id. */
+export function assertValidId(id: unknown, what = "fiber id"): asserts id is string {
+  if (typeof id !== "string" || !ID_PATTERN.test(id)) {
+    throw new InvalidInputError(
+      "invalid_id",
+      `Invalid ${what} ${describe(id)}: use 1-200 characters from letters, digits and _ - . : @ /.`,
+    );
+  }
+}
+
+/**
+ * Throws `not_cloneable` when `value` cannot be stored (functions, symbols, promises, class
+ * instances with private state...) and `payload_too_large` when its estimated size exceeds
+ * `maxBytes`.
+ */
+export function assertStorable(value: unknown, what: string, maxBytes: number): void {
+  try {
+    structuredClone(value);
+  } catch (cause) {
+    throw new InvalidInputError(
+      "not_cloneable",
+      `The ${what} cannot be stored: it is not structured-cloneable (${(cause as Error).message}). Pass plain data: objects, arrays, strings, numbers, booleans, null, Dates, Maps, Sets, typed arrays.`,
+      { cause },
+    );
+  }
+  const size = estimateSize(value, maxBytes);
+  if (size > maxBytes) {
+    throw new InvalidInputError(
+      "payload_too_large",
+      `The ${what} is about ${size} bytes, over the limit of ${maxBytes} bytes. Store large data elsewhere and pass a reference, or raise maxPayloadBytes in createRuntime().`,
+    );
+  }
+}
+
+/**
+ * Estimates the stored size of a structured-cloneable value in bytes (strings count their UTF-16
+ * length, binary data its byte length). Stops counting once past `stopAt`.
+ */
+export function estimateSize(value: unknown, stopAt = Number.POSITIVE_INFINITY): number {
+  let total = 0;
+  const seen = new Set<object>();
+  const stack: unknown[] = [value];
+  while (stack.length > 0 && total <= stopAt) {
+    const v = stack.pop();
+    switch (typeof v) {
+      case "string":
+        total += v.length + 2;
+        continue;
+      case "number":
+      case "bigint":
+        total += 8;
+        continue;
+      case "boolean":
+      case "undefined":
+        total += 4;
+        continue;
+      case "object":
+        break;
+      default:
+        continue;
+    }
+    if (v === null) {
+      total += 4;
+      continue;
+    }
+    if (seen.has(v)) continue;
+    seen.add(v);
+    if (ArrayBuffer.isView(v)) total += v.byteLength;
+    else if (v instanceof ArrayBuffer) total += v.byteLength;
+    else if (typeof Blob !== "undefined" && v instanceof Blob) total += v.size;
+    else if (v instanceof Date) total += 8;
+    else if (v instanceof Map) {
+      for (const [k, item] of v) stack.push(k, item);
+      total += 2;
+    } else if (v instanceof Set) {
+      for (const item of v) stack.push(item);
+      total += 2;
+    } else if (Array.isArray(v)) {
+      for (const item of v) stack.push(item);
+      total += 2;
+    } else {
+      for (const [k, item] of Object.entries(v)) {
+        total += k.length + 2;
+        stack.push(item);
+      }
+      total += 2;
+    }
+  }
+  return total;
+}
+
+/** Throws `invalid_argument` with `message` unless `condition` holds. */
+export function assertArgument(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new InvalidInputError("invalid_argument", message);
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}...` : value);
+  return `of type ${value === null ? "null" : typeof value}`;
+}

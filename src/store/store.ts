@@ -1,0 +1,126 @@
+/**
+ * The `Store` contract: how the engine persists fibers, journals, snapshots, streams and events.
+ *
+ * Implementations: `IdbStore` (IndexedDB via `idb`), `MemoryStore` (tests, ephemeral hosts) and,
+ * at the edge, `SqliteStore`. Every method is one atomic transaction, so the contract fits an
+ * asynchronous IndexedDB and a synchronous SQL backend alike. `runStoreContract` (in
+ * `store-contract.ts`) is the suite every implementation passes.
+ */
+
+import type {
+  FiberRecord,
+  FiberStatus,
+  InboxEvent,
+  JournalEntry,
+  SnapshotRecord,
+  StreamChunk,
+} from "../core/records";
+
+/** A filter for `listFibers`. */
+export interface FiberQuery {
+  /** One status or several; all fibers when omitted. */
+  status?: FiberStatus | readonly FiberStatus[];
+  /** Only fibers of this definition name. */
+  name?: string;
+  /** At most this many, oldest `createdAt` first. */
+  limit?: number;
+}
+
+/**
+ * The writes of one fiber inside a `commit`, applied only while the fiber's `generation` still
+ * equals `generation` (the fence).
+ */
+export interface WriteGroup {
+  fiberId: string;
+  /** The generation the writer claimed; a mismatch skips the whole group and reports it fenced. */
+  generation: number;
+  /** Fields merged into the fiber record (`undefined` values delete the field). */
+  fiber?: Partial<FiberRecord>;
+  /** Drop the whole journal before writing `journal` (a restart from scratch). */
+  clearJournal?: boolean;
+  /** Journal entries to put; an entry replaces the one at the same `pos`. */
+  journal?: JournalEntry[];
+  /** Replace the snapshot; `null` removes it. */
+  snapshot?: SnapshotRecord | null;
+  /** Chunks to append; their `seq` values continue the stream with no gap. */
+  chunks?: StreamChunk[];
+  /** Buffered events consumed by waits, marked with the consuming journal position. */
+  consumeEvents?: Array<{ seq: number; consumedBy: number }>;
+}
+
+/** What a `commit` did: the fiber ids whose groups were skipped because their fence failed. */
+export interface CommitResult {
+  fenced: string[];
+}
+
+/** How a runner asks for a fiber. */
+export interface ClaimRequest {
+  /** The runner asking. */
+  owner: string;
+  /** The current time (ms since the epoch), from the runtime's clock. */
+  now: number;
+  /** How long the claim holds without renewal. */
+  leaseMs: number;
+  /**
+   * Take the fiber even if another owner's lease has not expired (the caller holds the Web Lock,
+   * which proves the previous owner is gone, or is cancelling).
+   */
+  force?: boolean;
+}
+
+/** The outcome of `claimFiber`. */
+export type ClaimResult =
+  | { status: "claimed"; record: FiberRecord }
+  | { status: "held"; record: FiberRecord }
+  | { status: "missing" };
+
+/** The outcome of `createFiber`. */
+export type CreateResult =
+  | { status: "created"; record: FiberRecord }
+  | { status: "exists"; record: FiberRecord };
+
+/**
+ * Durable storage for the engine. Each method runs in one transaction.
+ *
+ * Failure semantics: a method that rejects wrote nothing. A method that resolved is durable to the
+ * degree the implementation promises (`IdbStore`: a completed commit survives a browser crash with
+ * its default relaxed durability).
+ */
+export interface Store {
+  /** A short name of the backend, for diagnostics: "idb", "memory", "sqlite". */
+  readonly kind: string;
+
+  /** The fiber record, or `undefined`. */
+  getFiber(id: string): Promise<FiberRecord | undefined>;
+  /** The fiber started with this idempotency key, or `undefined`. */
+  findByIdempotencyKey(key: string): Promise<FiberRecord | undefined>;
+  /** Fibers matching `query`, oldest first. */
+  listFibers(query?: FiberQuery): Promise<FiberRecord[]>;
+  /** The fiber's journal, ordered by `pos`. */
+  readJournal(fiberId: string): Promise<JournalEntry[]>;
+  /** The fiber's snapshot, or `undefined`. */
+  readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined>;
+  /** Chunks with `seq > after`, ascending, at most `limit`. */
+  readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]>;
+  /** The fiber's buffered events (consumed ones included), ordered by `seq`. */
+  readInbox(fiberId: string): Promise<InboxEvent[]>;
+
+  /**
+   * Writes `record` and its first `chunks` unless a fiber with the same id or idempotency key
+   * exists, in which case nothing is written and the existing record is returned.
+   */
+  createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult>;
+  /**
+   * Claims a non-terminal fiber for `request.owner`: bumps its generation and sets owner and
+   * lease, unless another owner's lease is still valid (and `force` is not set).
+   */
+  claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult>;
+  /** Applies the groups whose fences hold, all in one transaction; reports the fenced ones. */
+  commit(groups: WriteGroup[]): Promise<CommitResult>;
+  /** Buffers an event for a fiber, assigning the next inbox `seq`; rejects if the fiber is missing. */
+  enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent>;
+  /** Deletes fibers with everything they own (journal, snapshot, stream, inbox). */
+  deleteFibers(ids: readonly string[]): Promise<void>;
+  /** Releases the backend; later calls reject with `store_closed`. */
+  close(): Promise<void>;
+}
