@@ -1,0 +1,114 @@
+/**
+ * The record rules every `Store` backend applies identically: how a patch merges into a fiber
+ * record, who may claim a fiber, how `listFibers` filters and orders, and the errors a store
+ * raises. `MemoryStore` and `IdbStore` (and the edge `SqliteStore`) share them so the backends
+ * cannot drift apart; the engine never imports this file.
+ */
+
+import { FiberlineError, StoreError } from "../core/errors";
+import { type FiberRecord, type FiberStatus, isTerminal } from "../core/records";
+import type { ClaimRequest, ClaimResult, FiberQuery } from "./store";
+
+/**
+ * Merges `patch` into a copy of `record`: keys whose value is `undefined` in the patch are
+ * removed, `id` never changes.
+ */
+export function mergeFiberPatch(record: FiberRecord, patch: Partial<FiberRecord>): FiberRecord {
+  const merged: FiberRecord = { ...record, ...patch, id: record.id };
+  for (const key of Object.keys(patch) as Array<keyof FiberRecord>) {
+    // `{ owner: undefined }` means "no owner any more", not "owner is the value undefined".
+    if (patch[key] === undefined) Reflect.deleteProperty(merged, key);
+  }
+  return merged;
+}
+
+/**
+ * Decides a claim on `record` (the current state, read in the claim's own transaction): a
+ * terminal fiber is never claimed; a live lease of another owner holds unless `force`.
+ */
+export function decideClaim(record: FiberRecord | undefined, request: ClaimRequest): ClaimResult {
+  if (record === undefined) return { status: "missing" };
+  if (isTerminal(record.status)) return { status: "held", record };
+  const heldByAnother =
+    Boolean(record.owner) && record.owner !== request.owner && (record.leaseUntil ?? 0) > request.now;
+  if (heldByAnother && request.force !== true) return { status: "held", record };
+  return {
+    status: "claimed",
+    record: {
+      ...record,
+      generation: record.generation + 1,
+      owner: request.owner,
+      leaseUntil: request.now + request.leaseMs,
+      updatedAt: request.now,
+    },
+  };
+}
+
+/** The statuses a query asks for, or `undefined` for all. */
+export function queriedStatuses(query: FiberQuery | undefined): readonly FiberStatus[] | undefined {
+  const status = query?.status;
+  if (status === undefined) return undefined;
+  return typeof status === "string" ? [status] : [...new Set(status)];
+}
+
+/**
+ * The effective `limit`: `undefined` for no limit, else a whole number >= 0. (IndexedDB reads a
+ * count of 0 as "all", so callers must short-circuit 0 themselves.)
+ */
+export function effectiveLimit(limit: number | undefined): number | undefined {
+  if (limit === undefined || limit === Number.POSITIVE_INFINITY) return undefined;
+  if (Number.isNaN(limit)) return 0;
+  return Math.max(0, Math.floor(limit));
+}
+
+/** `listFibers` order: oldest `createdAt` first, then `id` (the order of IndexedDB's `createdAt` index). */
+export function compareFibers(a: FiberRecord, b: FiberRecord): number {
+  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
+  if (a.id === b.id) return 0;
+  return a.id < b.id ? -1 : 1;
+}
+
+/** Filters by name, orders and cuts a set of fiber records already filtered by status. */
+export function finishListing(records: FiberRecord[], query: FiberQuery | undefined): FiberRecord[] {
+  const name = query?.name;
+  const limit = effectiveLimit(query?.limit);
+  const matching = name === undefined ? records : records.filter((record) => record.name === name);
+  matching.sort(compareFibers);
+  return limit === undefined ? matching : matching.slice(0, limit);
+}
+
+/** The error every call on a closed store rejects with. */
+export function storeClosedError(kind: string): StoreError {
+  return new StoreError(
+    "store_closed",
+    `This ${kind} store has been closed; create a new store (and runtime) to keep using the data.`,
+  );
+}
+
+/**
+ * Wraps a backend failure in a `StoreError` (`store_error`) whose message says what to do;
+ * Fiberline errors pass through unchanged.
+ */
+export function toStoreError(operation: string, error: unknown): FiberlineError {
+  if (error instanceof FiberlineError) return error;
+  const name = error instanceof Error ? error.name : "Error";
+  const detail = error instanceof Error ? error.message : String(error);
+  const advice = ADVICE[name] ?? "Nothing was written; retry, and if it keeps failing check the browser's storage settings (private mode, cleared site data).";
+  return new StoreError("store_error", `Storage failed during ${operation} (${name}: ${detail}). ${advice}`, {
+    cause: error,
+  });
+}
+
+const ADVICE: Record<string, string> = {
+  QuotaExceededError:
+    "The origin is out of storage quota: delete finished fibers (or shorten retentionMs), free disk space, or request persistent storage with navigator.storage.persist(). Nothing was written.",
+  DataCloneError:
+    "A value is not structured-cloneable (a function, a DOM node, a class with private state...): pass plain data. Nothing was written.",
+  DataError: "A key (fiber id, journal pos, stream seq or inbox seq) is missing or not a valid key. Nothing was written.",
+  ConstraintError:
+    "A uniqueness rule was broken (another fiber already uses this idempotency key). Nothing was written.",
+  VersionError:
+    "The database was upgraded by a newer release of this app: reload the page (and update the Service Worker) so the newer code runs.",
+  UnknownError:
+    "The browser's storage backend failed (disk error or corrupted profile); retry, and if it persists clear the site's data.",
+};

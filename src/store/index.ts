@@ -1,0 +1,16 @@
+/**
+ * The storage layer: the `Store` contract and its browser and in-memory backends. The root
+ * `fiberline` entry re-exports these; the contract suite (`store-contract.ts`) is for tests only.
+ */
+
+export type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  FiberQuery,
+  Store,
+  WriteGroup,
+} from "./store";
+export { MemoryStore } from "./memory-store";
+export { IdbStore, type IdbStoreOptions } from "./idb-store";

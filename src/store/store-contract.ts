@@ -1,0 +1,548 @@
+/**
+ * The `Store` contract suite: one set of Vitest tests every backend passes (`MemoryStore`,
+ * `IdbStore` on fake-indexeddb and in Chromium, the edge `SqliteStore`). Test files call
+ * `runStoreContract`; it imports Vitest, so it is not exported from `src/store/index.ts`.
+ */
+
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FiberNotFoundError, StoreError } from "../core/errors";
+import type { FiberRecord, JournalEntry, StreamChunk } from "../core/records";
+import type { Store, WriteGroup } from "./store";
+
+/** Options of `runStoreContract`. */
+export interface StoreContractOptions {
+  /** Runs after each test once the store is closed (e.g. to delete the test database). */
+  cleanup?: (store: Store) => Promise<void> | void;
+}
+
+/**
+ * Registers the contract suite for one backend. `create` is called once per test and must
+ * return an empty store (for `IdbStore`, a unique database name).
+ *
+ * @example
+ * runStoreContract("MemoryStore", () => new MemoryStore());
+ */
+export function runStoreContract(
+  name: string,
+  create: () => Promise<Store> | Store,
+  options: StoreContractOptions = {},
+): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = await create();
+    });
+    afterEach(async () => {
+      await store.close();
+      await options.cleanup?.(store);
+    });
+
+    /** Creates fiber `id` and claims it, returning the claimed generation. */
+    async function running(id: string, overrides: Partial<FiberRecord> = {}): Promise<number> {
+      await store.createFiber(fiber(id, overrides), []);
+      const claim = await store.claimFiber(id, { owner: "runner", now: 1_000, leaseMs: 30_000 });
+      if (claim.status !== "claimed") throw new Error(`setup: could not claim ${id}`);
+      return claim.record.generation;
+    }
+
+    const ids = (records: FiberRecord[]) => records.map((r) => r.id);
+
+    it("names its backend", () => {
+      expect(store.kind).toMatch(/^[a-z]+$/);
+    });
+
+    describe("createFiber", () => {
+      it("writes the record and its first chunks", async () => {
+        const record = fiber("f1", { idempotencyKey: "k1" });
+        const result = await store.createFiber(record, [chunk("f1", 1, "fiber.start")]);
+        expect(result).toEqual({ status: "created", record });
+        expect(await store.getFiber("f1")).toEqual(record);
+        expect(await store.findByIdempotencyKey("k1")).toEqual(record);
+        expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1, "fiber.start")]);
+      });
+
+      it("returns the existing fiber for a taken id and writes nothing", async () => {
+        const first = fiber("f1", { input: { n: 1 } });
+        await store.createFiber(first, [chunk("f1", 1)]);
+        const result = await store.createFiber(fiber("f1", { input: { n: 2 }, name: "other" }), [
+          chunk("f1", 1, "changed"),
+          chunk("f1", 2),
+        ]);
+        expect(result).toEqual({ status: "exists", record: first });
+        expect(await store.getFiber("f1")).toEqual(first);
+        expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1)]);
+      });
+
+      it("returns the existing fiber for a taken idempotency key and writes nothing", async () => {
+        const first = fiber("f1", { idempotencyKey: "same" });
+        await store.createFiber(first, []);
+        const result = await store.createFiber(fiber("f2", { idempotencyKey: "same" }), [chunk("f2", 1)]);
+        expect(result).toEqual({ status: "exists", record: first });
+        expect(await store.getFiber("f2")).toBeUndefined();
+        expect(await store.readStream("f2", 0)).toEqual([]);
+        expect(await store.listFibers()).toEqual([first]);
+      });
+
+      it("creates many fibers that have no idempotency key", async () => {
+        for (const id of ["a", "b", "c"]) {
+          expect((await store.createFiber(fiber(id), [])).status).toBe("created");
+        }
+        expect((await store.listFibers()).map((r) => r.id)).toEqual(["a", "b", "c"]);
+        expect(await store.findByIdempotencyKey("a")).toBeUndefined();
+      });
+
+      it("rejects a value that is not structured-cloneable and writes nothing", async () => {
+        const bad = chunk("f1", 1, "progress", { render: () => "not data" });
+        await expect(store.createFiber(fiber("f1"), [bad])).rejects.toMatchObject({ code: "store_error" });
+        expect(await store.getFiber("f1")).toBeUndefined();
+      });
+    });
+
+    describe("claimFiber", () => {
+      const request = { owner: "a", now: 1_000, leaseMs: 5_000 };
+
+      it("reports a missing fiber", async () => {
+        expect(await store.claimFiber("nope", request)).toEqual({ status: "missing" });
+      });
+
+      it("claims a free fiber: generation + 1, owner, lease and updatedAt set", async () => {
+        await store.createFiber(fiber("f1", { generation: 4 }), []);
+        const result = await store.claimFiber("f1", request);
+        const expected = { ...fiber("f1"), generation: 5, owner: "a", leaseUntil: 6_000, updatedAt: 1_000 };
+        expect(result).toEqual({ status: "claimed", record: expected });
+        expect(await store.getFiber("f1")).toEqual(expected);
+      });
+
+      it("leaves a fiber held by another owner's live lease, unless forced", async () => {
+        await store.createFiber(fiber("f1"), []);
+        await store.claimFiber("f1", request);
+        const held = await store.claimFiber("f1", { owner: "b", now: 5_999, leaseMs: 5_000 });
+        expect(held).toMatchObject({ status: "held", record: { owner: "a", generation: 1 } });
+        expect(await store.getFiber("f1")).toMatchObject({ owner: "a", generation: 1, leaseUntil: 6_000 });
+
+        const forced = await store.claimFiber("f1", { owner: "b", now: 5_999, leaseMs: 5_000, force: true });
+        expect(forced).toMatchObject({ status: "claimed", record: { owner: "b", generation: 2, leaseUntil: 10_999 } });
+      });
+
+      it("takes over an expired lease (a lease ending at `now` has expired)", async () => {
+        await store.createFiber(fiber("f1"), []);
+        await store.claimFiber("f1", request);
+        const result = await store.claimFiber("f1", { owner: "b", now: 6_000, leaseMs: 5_000 });
+        expect(result).toMatchObject({ status: "claimed", record: { owner: "b", generation: 2 } });
+      });
+
+      it("claims a fiber whose owner has no lease", async () => {
+        await store.createFiber(fiber("f1", { owner: "ghost" }), []);
+        expect(await store.claimFiber("f1", request)).toMatchObject({ status: "claimed", record: { owner: "a" } });
+      });
+
+      it("bumps the generation on every claim, also by the same owner", async () => {
+        await store.createFiber(fiber("f1"), []);
+        const generations: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const result = await store.claimFiber("f1", { ...request, now: request.now + i });
+          if (result.status === "claimed") generations.push(result.record.generation);
+        }
+        expect(generations).toEqual([1, 2, 3]);
+        expect(await store.getFiber("f1")).toMatchObject({ generation: 3, leaseUntil: 6_002 });
+      });
+
+      it.each(["completed", "failed", "cancelled"] as const)("never claims a %s fiber, even forced", async (status) => {
+        const record = fiber("f1", { status, generation: 2 });
+        await store.createFiber(record, []);
+        expect(await store.claimFiber("f1", { ...request, force: true })).toEqual({ status: "held", record });
+        expect(await store.getFiber("f1")).toEqual(record);
+      });
+    });
+
+    describe("commit", () => {
+      it("applies a group whose fence holds: patch, journal, snapshot, chunks", async () => {
+        const generation = await running("f1");
+        const result = await store.commit([
+          {
+            fiberId: "f1",
+            generation,
+            fiber: { streamHead: 2, updatedAt: 2_000 },
+            journal: [entry("f1", 0)],
+            snapshot: { fiberId: "f1", value: { phase: "drafting" }, at: 2_000 },
+            chunks: [chunk("f1", 1), chunk("f1", 2)],
+          },
+        ]);
+        expect(result).toEqual({ fenced: [] });
+        expect(await store.getFiber("f1")).toMatchObject({ streamHead: 2, updatedAt: 2_000, generation, owner: "runner" });
+        expect(await store.readJournal("f1")).toEqual([entry("f1", 0)]);
+        expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: { phase: "drafting" }, at: 2_000 });
+        expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1), chunk("f1", 2)]);
+      });
+
+      it("skips only the fenced group and reports it", async () => {
+        const g1 = await running("f1");
+        const g2 = await running("f2");
+        await store.claimFiber("f2", { owner: "thief", now: 1_000, leaseMs: 1, force: true });
+        const before = await store.getFiber("f2");
+        const result = await store.commit([
+          { fiberId: "f1", generation: g1, fiber: { streamHead: 1 }, chunks: [chunk("f1", 1)] },
+          {
+            fiberId: "f2",
+            generation: g2,
+            fiber: { streamHead: 1 },
+            journal: [entry("f2", 0)],
+            snapshot: { fiberId: "f2", value: 1, at: 1 },
+            chunks: [chunk("f2", 1)],
+          },
+        ]);
+        expect(result).toEqual({ fenced: ["f2"] });
+        expect(await store.getFiber("f1")).toMatchObject({ streamHead: 1 });
+        expect(await store.readStream("f1", 0)).toHaveLength(1);
+        expect(await store.getFiber("f2")).toEqual(before);
+        expect(await store.readJournal("f2")).toEqual([]);
+        expect(await store.readSnapshot("f2")).toBeUndefined();
+        expect(await store.readStream("f2", 0)).toEqual([]);
+      });
+
+      it("reports a group for a missing fiber as fenced and writes nothing for it", async () => {
+        const result = await store.commit([{ fiberId: "ghost", generation: 0, chunks: [chunk("ghost", 1)] }]);
+        expect(result).toEqual({ fenced: ["ghost"] });
+        expect(await store.getFiber("ghost")).toBeUndefined();
+        expect(await store.readStream("ghost", 0)).toEqual([]);
+      });
+
+      it("accepts an empty commit", async () => {
+        expect(await store.commit([])).toEqual({ fenced: [] });
+      });
+
+      it("is atomic across groups: one bad value rejects the commit and nothing is written", async () => {
+        const g1 = await running("f1");
+        const g2 = await running("f2");
+        const groups: WriteGroup[] = [
+          { fiberId: "f1", generation: g1, fiber: { streamHead: 1 }, chunks: [chunk("f1", 1)] },
+          { fiberId: "f2", generation: g2, chunks: [chunk("f2", 1, "progress", { fn: () => 1 })] },
+        ];
+        const error = await store.commit(groups).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(StoreError);
+        expect(error).toMatchObject({ code: "store_error" });
+        expect(await store.getFiber("f1")).toMatchObject({ streamHead: 0 });
+        expect(await store.readStream("f1", 0)).toEqual([]);
+      });
+
+      it("is atomic when a key is invalid", async () => {
+        const g1 = await running("f1");
+        const groups: WriteGroup[] = [
+          { fiberId: "f1", generation: g1, journal: [entry("f1", 0)], chunks: [chunk("f1", Number.NaN)] },
+        ];
+        await expect(store.commit(groups)).rejects.toMatchObject({ code: "store_error" });
+        expect(await store.readJournal("f1")).toEqual([]);
+      });
+
+      it("refuses to give two fibers one idempotency key, writing nothing", async () => {
+        await store.createFiber(fiber("f1", { idempotencyKey: "k1" }), []);
+        const g2 = await running("f2", { idempotencyKey: "k2" });
+        const groups: WriteGroup[] = [
+          { fiberId: "f2", generation: g2, fiber: { idempotencyKey: "k1" }, chunks: [chunk("f2", 1)] },
+        ];
+        await expect(store.commit(groups)).rejects.toMatchObject({ code: "store_error" });
+        expect(await store.findByIdempotencyKey("k1")).toMatchObject({ id: "f1" });
+        expect(await store.findByIdempotencyKey("k2")).toMatchObject({ id: "f2" });
+        expect(await store.readStream("f2", 0)).toEqual([]);
+      });
+
+      it("merges the patch; undefined values delete fields", async () => {
+        const generation = await running("f1");
+        const end = { status: "completed", result: { ok: true }, endedAt: 9, owner: undefined, leaseUntil: undefined } as const;
+        await store.commit([{ fiberId: "f1", generation, fiber: end }]);
+        const record = await store.getFiber("f1");
+        expect(record).toMatchObject({ status: "completed", result: { ok: true }, endedAt: 9, name: "research" });
+        expect(record && "owner" in record).toBe(false);
+        expect(record && "leaseUntil" in record).toBe(false);
+        expect((await store.listFibers({ status: "completed" })).map((r) => r.id)).toEqual(["f1"]);
+        expect(await store.listFibers({ status: "running" })).toEqual([]);
+      });
+
+      it("replaces a journal entry at the same pos and orders entries by pos", async () => {
+        const generation = await running("f1");
+        const started = entry("f1", 0, { status: "started", result: undefined });
+        await store.commit([{ fiberId: "f1", generation, journal: [started, entry("f1", 10), entry("f1", 2)] }]);
+        await store.commit([{ fiberId: "f1", generation, journal: [entry("f1", 0), entry("f1", 1)] }]);
+        expect(await store.readJournal("f1")).toEqual([0, 1, 2, 10].map((pos) => entry("f1", pos)));
+      });
+
+      it("clears the journal before writing when clearJournal is set, for that fiber only", async () => {
+        const g1 = await running("f1");
+        const g2 = await running("f2");
+        await store.commit([
+          { fiberId: "f1", generation: g1, journal: [entry("f1", 0), entry("f1", 1), entry("f1", 2)] },
+          { fiberId: "f2", generation: g2, journal: [entry("f2", 0)] },
+        ]);
+        const fresh = entry("f1", 0, { key: "restart#1" });
+        await store.commit([{ fiberId: "f1", generation: g1, clearJournal: true, journal: [fresh] }]);
+        expect(await store.readJournal("f1")).toEqual([fresh]);
+        await store.commit([{ fiberId: "f1", generation: g1, clearJournal: true }]);
+        expect(await store.readJournal("f1")).toEqual([]);
+        expect(await store.readJournal("f2")).toEqual([entry("f2", 0)]);
+      });
+
+      it("replaces the snapshot, keeps it when omitted and deletes it on null", async () => {
+        const generation = await running("f1");
+        await store.commit([{ fiberId: "f1", generation, snapshot: { fiberId: "f1", value: "one", at: 1 } }]);
+        await store.commit([{ fiberId: "f1", generation, snapshot: { fiberId: "f1", value: "two", at: 2 } }]);
+        await store.commit([{ fiberId: "f1", generation, fiber: { updatedAt: 3 } }]);
+        expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: "two", at: 2 });
+        await store.commit([{ fiberId: "f1", generation, snapshot: null }]);
+        expect(await store.readSnapshot("f1")).toBeUndefined();
+      });
+
+      it("appends chunks that readStream returns by seq, after and limit", async () => {
+        const g1 = await running("f1");
+        const g2 = await running("f2");
+        await store.commit([
+          { fiberId: "f1", generation: g1, chunks: [chunk("f1", 1), chunk("f1", 2)] },
+          { fiberId: "f2", generation: g2, chunks: [chunk("f2", 1)] },
+        ]);
+        await store.commit([{ fiberId: "f1", generation: g1, chunks: [3, 4, 5].map((seq) => chunk("f1", seq)) }]);
+        const seqs = async (after: number, limit?: number) =>
+          (await store.readStream("f1", after, limit)).map((c) => c.seq);
+        expect(await store.readStream("f1", 0)).toEqual([1, 2, 3, 4, 5].map((seq) => chunk("f1", seq)));
+        expect(await seqs(2)).toEqual([3, 4, 5]);
+        expect(await seqs(2, 2)).toEqual([3, 4]);
+        expect(await seqs(0, 0)).toEqual([]);
+        expect(await seqs(5)).toEqual([]);
+        expect(await store.readStream("f2", 0)).toEqual([chunk("f2", 1)]);
+        expect(await store.readStream("nobody", 0)).toEqual([]);
+      });
+
+      it("marks consumed events with the consuming journal position", async () => {
+        const generation = await running("f1");
+        await store.enqueueEvent({ fiberId: "f1", name: "approval", payload: { ok: true }, at: 1 });
+        await store.enqueueEvent({ fiberId: "f1", name: "approval", payload: { ok: false }, at: 2 });
+        await store.commit([{ fiberId: "f1", generation, consumeEvents: [{ seq: 1, consumedBy: 3 }] }]);
+        const inbox = await store.readInbox("f1");
+        expect(inbox.map((e) => e.consumedBy)).toEqual([3, undefined]);
+        expect(inbox[0]).toMatchObject({ name: "approval", payload: { ok: true }, seq: 1 });
+      });
+
+      it("does not consume events for a fenced group", async () => {
+        const generation = await running("f1");
+        await store.enqueueEvent({ fiberId: "f1", name: "go", payload: null, at: 1 });
+        const result = await store.commit([
+          { fiberId: "f1", generation: generation - 1, consumeEvents: [{ seq: 1, consumedBy: 0 }] },
+        ]);
+        expect(result).toEqual({ fenced: ["f1"] });
+        expect((await store.readInbox("f1"))[0]?.consumedBy).toBeUndefined();
+      });
+    });
+
+    describe("enqueueEvent and readInbox", () => {
+      it("numbers events 1, 2, 3 per fiber and reads them in order", async () => {
+        await store.createFiber(fiber("f1"), []);
+        await store.createFiber(fiber("f2"), []);
+        const seqs: number[] = [];
+        for (const name of ["a", "b", "c"]) {
+          seqs.push((await store.enqueueEvent({ fiberId: "f1", name, payload: name, at: 5 })).seq);
+        }
+        expect(seqs).toEqual([1, 2, 3]);
+        const other = await store.enqueueEvent({ fiberId: "f2", name: "x", payload: 0, at: 6 });
+        expect(other).toEqual({ fiberId: "f2", seq: 1, name: "x", payload: 0, at: 6 });
+        const inbox = await store.readInbox("f1");
+        expect(inbox.map((e) => [e.seq, e.name])).toEqual([[1, "a"], [2, "b"], [3, "c"]]);
+        expect(inbox[0]).toEqual({ fiberId: "f1", seq: 1, name: "a", payload: "a", at: 5 });
+      });
+
+      it("gives concurrent events distinct consecutive seqs", async () => {
+        await store.createFiber(fiber("f1"), []);
+        const events = await Promise.all(
+          [0, 1, 2, 3, 4].map((i) => store.enqueueEvent({ fiberId: "f1", name: `e${i}`, payload: i, at: i })),
+        );
+        expect(events.map((e) => e.seq).sort()).toEqual([1, 2, 3, 4, 5]);
+        expect((await store.readInbox("f1")).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+      });
+
+      it("rejects an event for a missing fiber with FiberNotFoundError", async () => {
+        const error = await store.enqueueEvent({ fiberId: "ghost", name: "x", payload: 1, at: 1 }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(FiberNotFoundError);
+        expect(error).toMatchObject({ code: "fiber_not_found" });
+        expect(await store.readInbox("ghost")).toEqual([]);
+      });
+    });
+
+    describe("listFibers", () => {
+      beforeEach(async () => {
+        // Inserted out of order: the listing order must come from createdAt, then id.
+        await store.createFiber(fiber("d", { createdAt: 30, name: "chat", status: "waiting" }), []);
+        await store.createFiber(fiber("b", { createdAt: 20, status: "completed" }), []);
+        await store.createFiber(fiber("c", { createdAt: 20, name: "chat" }), []);
+        await store.createFiber(fiber("a", { createdAt: 10 }), []);
+        await store.createFiber(fiber("e", { createdAt: 5, status: "sleeping", name: "chat" }), []);
+      });
+      it("lists all fibers, oldest first, ties by id", async () => {
+        expect(ids(await store.listFibers())).toEqual(["e", "a", "b", "c", "d"]);
+      });
+
+      it("filters by one status or several", async () => {
+        expect(ids(await store.listFibers({ status: "running" }))).toEqual(["a", "c"]);
+        expect(ids(await store.listFibers({ status: ["waiting", "sleeping", "running"] }))).toEqual(["e", "a", "c", "d"]);
+        expect(await store.listFibers({ status: "failed" })).toEqual([]);
+      });
+
+      it("filters by name and cuts at limit", async () => {
+        expect(ids(await store.listFibers({ name: "chat" }))).toEqual(["e", "c", "d"]);
+        expect(ids(await store.listFibers({ limit: 2 }))).toEqual(["e", "a"]);
+        expect(ids(await store.listFibers({ name: "chat", limit: 2 }))).toEqual(["e", "c"]);
+        expect(ids(await store.listFibers({ status: ["running", "waiting"], name: "chat", limit: 1 }))).toEqual(["c"]);
+        expect(await store.listFibers({ limit: 0 })).toEqual([]);
+      });
+    });
+
+    describe("deleteFibers", () => {
+      it("removes records, journals, snapshots, streams and inboxes, and nothing else", async () => {
+        for (const id of ["f1", "f2", "keep"]) {
+          const generation = await running(id, { idempotencyKey: `k-${id}` });
+          await store.enqueueEvent({ fiberId: id, name: "go", payload: null, at: 1 });
+          await store.commit([
+            {
+              fiberId: id,
+              generation,
+              journal: [entry(id, 0)],
+              snapshot: { fiberId: id, value: id, at: 1 },
+              chunks: [chunk(id, 1), chunk(id, 2)],
+            },
+          ]);
+        }
+        await store.deleteFibers(["f1", "f2", "never-existed"]);
+        for (const id of ["f1", "f2"]) {
+          expect(await store.getFiber(id)).toBeUndefined();
+          expect(await store.findByIdempotencyKey(`k-${id}`)).toBeUndefined();
+          expect(await store.readJournal(id)).toEqual([]);
+          expect(await store.readSnapshot(id)).toBeUndefined();
+          expect(await store.readStream(id, 0)).toEqual([]);
+          expect(await store.readInbox(id)).toEqual([]);
+        }
+        expect(ids(await store.listFibers())).toEqual(["keep"]);
+        expect(await store.readJournal("keep")).toHaveLength(1);
+        expect(await store.readSnapshot("keep")).toMatchObject({ value: "keep" });
+        expect(await store.readStream("keep", 0)).toHaveLength(2);
+        expect(await store.readInbox("keep")).toHaveLength(1);
+
+        // The id and the key are free again; a new inbox starts at 1.
+        expect((await store.createFiber(fiber("f1", { idempotencyKey: "k-f1" }), [])).status).toBe("created");
+        expect((await store.enqueueEvent({ fiberId: "f1", name: "go", payload: 1, at: 2 })).seq).toBe(1);
+        await store.deleteFibers([]);
+      });
+    });
+
+    describe("isolation of values", () => {
+      it("does not let a caller change stored state through returned values", async () => {
+        const created = await store.createFiber(fiber("f1", { input: { topic: "x" } }), [chunk("f1", 1)]);
+        created.record.input = "mutated";
+        const read = await store.getFiber("f1");
+        if (read === undefined) throw new Error("missing");
+        (read.input as { topic: string }).topic = "mutated";
+        read.status = "failed";
+        const [listed] = await store.listFibers();
+        if (listed) listed.name = "mutated";
+        const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1 });
+        if (claim.status === "claimed") claim.record.generation = 99;
+        const [streamed] = await store.readStream("f1", 0);
+        if (streamed) streamed.data = "mutated";
+        const event = await store.enqueueEvent({ fiberId: "f1", name: "go", payload: { n: 1 }, at: 1 });
+        event.payload = "mutated";
+
+        expect(await store.getFiber("f1")).toMatchObject({ input: { topic: "x" }, status: "running", name: "research", generation: 1 });
+        expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1)]);
+        expect((await store.readInbox("f1"))[0]?.payload).toEqual({ n: 1 });
+      });
+
+      it("does not let a caller change stored state through values it passed in", async () => {
+        const record = fiber("f1", { input: { topic: "x" } });
+        const first = chunk("f1", 1, "progress", { pct: 1 });
+        await store.createFiber(record, [first]);
+        (record.input as { topic: string }).topic = "mutated";
+        first.data = "mutated";
+        const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1 });
+        const generation = claim.status === "claimed" ? claim.record.generation : -1;
+        const journal = [entry("f1", 0, { result: { rows: [1] } })];
+        const snapshot = { fiberId: "f1", value: { phase: "a" }, at: 1 };
+        await store.commit([{ fiberId: "f1", generation, journal, snapshot }]);
+        (journal[0]?.result as { rows: number[] }).rows.push(2);
+        snapshot.value.phase = "mutated";
+
+        expect(await store.getFiber("f1")).toMatchObject({ input: { topic: "x" } });
+        expect((await store.readStream("f1", 0))[0]?.data).toEqual({ pct: 1 });
+        expect((await store.readJournal("f1"))[0]?.result).toEqual({ rows: [1] });
+        expect(await store.readSnapshot("f1")).toMatchObject({ value: { phase: "a" } });
+      });
+    });
+
+    describe("close", () => {
+      it("makes every later call reject with store_closed", async () => {
+        await store.createFiber(fiber("f1"), []);
+        await store.close();
+        await store.close();
+        const calls: Array<[string, () => Promise<unknown>]> = [
+          ["getFiber", () => store.getFiber("f1")],
+          ["findByIdempotencyKey", () => store.findByIdempotencyKey("k")],
+          ["listFibers", () => store.listFibers()],
+          ["readJournal", () => store.readJournal("f1")],
+          ["readSnapshot", () => store.readSnapshot("f1")],
+          ["readStream", () => store.readStream("f1", 0)],
+          ["readInbox", () => store.readInbox("f1")],
+          ["createFiber", () => store.createFiber(fiber("f2"), [])],
+          ["claimFiber", () => store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1 })],
+          ["commit", () => store.commit([{ fiberId: "f1", generation: 0 }])],
+          ["enqueueEvent", () => store.enqueueEvent({ fiberId: "f1", name: "x", payload: 1, at: 1 })],
+          ["deleteFibers", () => store.deleteFibers(["f1"])],
+        ];
+        for (const [method, call] of calls) {
+          const error = await call().then(
+            () => new Error(`${method} resolved after close`),
+            (e: unknown) => e,
+          );
+          expect(error, method).toBeInstanceOf(StoreError);
+          expect(error, method).toMatchObject({ code: "store_closed" });
+        }
+      });
+    });
+  });
+}
+
+function fiber(id: string, overrides: Partial<FiberRecord> = {}): FiberRecord {
+  return {
+    id,
+    name: "research",
+    version: "1",
+    input: { topic: id },
+    status: "running",
+    createdAt: 1_000,
+    updatedAt: 1_000,
+    generation: 0,
+    streamHead: 0,
+    emitOrdinal: 0,
+    epoch: 0,
+    stalledRecoveries: 0,
+    progressMark: "",
+    ...overrides,
+  };
+}
+
+function chunk(fiberId: string, seq: number, type = "progress", data: unknown = { seq }): StreamChunk {
+  return { fiberId, seq, type, data, at: 1_000 + seq };
+}
+
+function entry(fiberId: string, pos: number, overrides: Partial<JournalEntry> = {}): JournalEntry {
+  const base: JournalEntry = {
+    fiberId,
+    pos,
+    kind: "step",
+    key: `step#${pos}`,
+    status: "completed",
+    attempt: 1,
+    startedAt: 1_000,
+    endedAt: 1_001,
+    result: { pos },
+  };
+  const merged = { ...base, ...overrides };
+  // An override of `undefined` means "no such field", as a stored record would read back.
+  for (const key of Object.keys(overrides) as Array<keyof JournalEntry>) {
+    if (overrides[key] === undefined) Reflect.deleteProperty(merged, key);
+  }
+  return merged;
+}
