@@ -1,0 +1,6 @@
+/** Types for scripts/find-chromium.mjs, so TypeScript configs can import it. */
+export declare const chromiumArgs: readonly string[];
+export declare const systemChromiumPaths: readonly string[];
+export declare const noChromiumMessage: string;
+/** Path of a Chromium executable; throws an Error saying what to install when none is found. */
+export declare function findChromium(): string;

@@ -1,0 +1,225 @@
+#!/usr/bin/env node
+/**
+ * `npm test`: every check and test suite that exists, in order, stopping at the first failure.
+ *
+ * Stages: typecheck, lint, unit (Vitest project "node"), browser (Vitest project "browser", when
+ * defined), build, check:exports, e2e (Playwright, when playwright.config.ts exists). Output is
+ * streamed; a summary with durations follows, closed on success by exactly `N passed, 0 failed`
+ * where N counts every Vitest and Playwright test that passed. Used locally and by `.ci/run`.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { findChromium } from "./find-chromium.mjs";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const reports = mkdtempSync(join(tmpdir(), "fiberline-test-"));
+const env = { ...process.env };
+
+/** A browser is looked up once, up front; only the stages that need one fail without it. */
+let chromium;
+try {
+  chromium = { path: findChromium() };
+  env.CHROMIUM_PATH = chromium.path;
+} catch (error) {
+  chromium = { error: error instanceof Error ? error.message : String(error) };
+}
+
+/**
+ * @typedef {{ passed: number, failed: number, skipped: number }} Counts
+ * @typedef {{ name: string, status: "passed" | "failed" | "skipped" | "not run", ms: number,
+ *   note?: string, counts?: Counts }} Result
+ */
+
+/** @type {Result[]} */
+const results = [];
+/** @type {import("node:child_process").ChildProcess | undefined} */
+let current;
+/** @type {string[] | undefined} Vitest project names, loaded on first use. */
+let projectNames;
+
+for (const [signal, number] of [
+  ["SIGINT", 2],
+  ["SIGTERM", 15],
+]) {
+  process.on(signal, () => {
+    current?.kill(signal);
+    cleanUp();
+    process.exit(128 + number);
+  });
+}
+
+const stages = [
+  { name: "typecheck", run: () => exec(bin("tsc"), ["-p", "tsconfig.json", "--noEmit"]) },
+  { name: "lint", run: () => exec(bin("biome"), ["check", "."]) },
+  { name: "unit", run: () => vitestProject("node", { required: true }) },
+  { name: "browser", run: () => vitestProject("browser", { required: false, needsBrowser: true }) },
+  { name: "build", run: build },
+  { name: "check:exports", run: () => exec("npm", ["run", "check:exports"]) },
+  { name: "e2e", run: playwright },
+];
+
+let failedStage;
+for (const stage of stages) {
+  if (failedStage) {
+    results.push({ name: stage.name, status: "not run", ms: 0 });
+    continue;
+  }
+  console.log(`\n\u25b6 ${stage.name}`);
+  const started = performance.now();
+  /** @type {Omit<Result, "name" | "ms">} */
+  let outcome;
+  try {
+    outcome = await stage.run();
+  } catch (error) {
+    outcome = { status: "failed", note: error instanceof Error ? error.message : String(error) };
+  }
+  results.push({ name: stage.name, ms: performance.now() - started, ...outcome });
+  if (outcome.status === "failed") {
+    failedStage = stage.name;
+    if (outcome.note) console.error(`\n${stage.name} failed: ${outcome.note}`);
+  }
+}
+
+printSummary();
+cleanUp();
+process.exitCode = failedStage ? 1 : 0;
+
+/** Runs a command with streamed output; resolves with its exit code. */
+function run(command, args, extraEnv = {}) {
+  console.log(`$ ${[command.replace(`${root}node_modules/.bin/`, ""), ...args].join(" ")}`);
+  return new Promise((resolve, reject) => {
+    current = spawn(command, args, { cwd: root, stdio: "inherit", env: { ...env, ...extraEnv } });
+    current.on("error", (error) => reject(new Error(`could not start ${command}: ${error.message}`)));
+    current.on("close", (code, signal) => {
+      current = undefined;
+      resolve(code ?? (signal ? 128 : 1));
+    });
+  });
+}
+
+async function exec(command, args, extraEnv) {
+  const code = await run(command, args, extraEnv);
+  return code === 0 ? { status: "passed" } : { status: "failed", note: `exit code ${code}` };
+}
+
+function requireBrowser() {
+  if (chromium.error) throw new Error(chromium.error);
+  console.log(`chromium: ${chromium.path}`);
+}
+
+/** Names of the projects in the Vitest config (a browser project may be named "browser (chromium)"). */
+async function vitestProjectNames() {
+  const { createVitest } = await import("vitest/node");
+  const vitest = await createVitest("test", { watch: false }, {}, { stdout: process.stderr });
+  try {
+    return vitest.projects.map((project) => project.name);
+  } finally {
+    await vitest.close();
+  }
+}
+
+async function vitestProject(name, { required, needsBrowser = false }) {
+  projectNames ??= await vitestProjectNames();
+  const defined = projectNames.some((project) => project === name || project.startsWith(`${name} (`));
+  if (!defined) {
+    const known = projectNames.filter(Boolean).join(", ") || "none";
+    const note = `no Vitest project named "${name}" (projects found: ${known}); define it in vitest.config.ts test.projects`;
+    return required ? { status: "failed", note } : { status: "skipped", note };
+  }
+  if (needsBrowser) requireBrowser();
+  const output = join(reports, `vitest-${name}.json`);
+  const args = [
+    "run",
+    "--project",
+    name,
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${output}`,
+  ];
+  // An optional suite may be configured before its first test file lands; the summary says so.
+  if (!required) args.push("--passWithNoTests");
+  const code = await run(bin("vitest"), args);
+  const counts = readVitestCounts(output);
+  if (code !== 0) return { status: "failed", note: `exit code ${code}`, counts };
+  if (!counts) return { status: "failed", note: `Vitest wrote no JSON report to ${output}` };
+  const empty = counts.passed + counts.failed + counts.skipped === 0;
+  return { status: "passed", counts, note: empty ? "no test files yet" : undefined };
+}
+
+/** @returns {Counts | undefined} */
+function readVitestCounts(file) {
+  if (!existsSync(file)) return undefined;
+  const report = JSON.parse(readFileSync(file, "utf8"));
+  return {
+    passed: report.numPassedTests,
+    failed: report.numFailedTests,
+    skipped: report.numPendingTests + report.numTodoTests,
+  };
+}
+
+async function build() {
+  // The demo app build joins in once the app has its vite.config.ts; the library is always built.
+  if (existsSync(join(root, "vite.config.ts"))) return exec("npm", ["run", "build"]);
+  const outcome = await exec("npm", ["run", "build:lib"]);
+  return outcome.status === "passed" ? { ...outcome, note: "library only: no vite.config.ts yet" } : outcome;
+}
+
+async function playwright() {
+  if (!existsSync(join(root, "playwright.config.ts"))) {
+    return { status: "skipped", note: "no playwright.config.ts" };
+  }
+  requireBrowser();
+  const output = join(reports, "playwright.json");
+  const code = await run(bin("playwright"), ["test", "--reporter=list,json"], {
+    PLAYWRIGHT_JSON_OUTPUT_FILE: output,
+    PLAYWRIGHT_JSON_OUTPUT_NAME: output,
+  });
+  let counts;
+  if (existsSync(output)) {
+    const { stats } = JSON.parse(readFileSync(output, "utf8"));
+    counts = { passed: stats.expected + stats.flaky, failed: stats.unexpected, skipped: stats.skipped };
+    if (stats.flaky > 0)
+      console.warn(`warning: ${stats.flaky} flaky Playwright test(s) passed only on retry`);
+  }
+  if (code !== 0) return { status: "failed", note: `exit code ${code}`, counts };
+  if (!counts) return { status: "failed", note: `Playwright wrote no JSON report to ${output}` };
+  return { status: "passed", counts };
+}
+
+function printSummary() {
+  const marks = { passed: "\u2713", failed: "\u2717", skipped: "-", "not run": " " };
+  const total = { passed: 0, failed: 0, skipped: 0 };
+  console.log("\nsummary");
+  for (const result of results) {
+    const seconds = result.status === "not run" ? "" : `${(result.ms / 1000).toFixed(1)}s`;
+    const parts = [];
+    if (result.counts) {
+      const { passed, failed, skipped } = result.counts;
+      total.passed += passed;
+      total.failed += failed;
+      total.skipped += skipped;
+      parts.push(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+    }
+    if (result.status === "skipped" || result.status === "not run") parts.push(result.status);
+    if (result.note) parts.push(result.note);
+    console.log(
+      `${marks[result.status]} ${result.name.padEnd(14)} ${seconds.padStart(7)}  ${parts.join("; ")}`,
+    );
+  }
+  if (failedStage) {
+    console.log(
+      `\nFAILED at ${failedStage} (${total.passed} tests passed, ${total.failed} failed before stopping)`,
+    );
+  } else {
+    if (total.skipped > 0) console.log(`\n${total.skipped} skipped`);
+    console.log(`${total.passed} passed, 0 failed`);
+  }
+}
+
+function cleanUp() {
+  rmSync(reports, { recursive: true, force: true });
+}
