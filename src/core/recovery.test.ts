@@ -1,0 +1,371 @@
+/**
+ * Crash recovery: a runtime is abandoned mid-run (its store "dies" as the process would) and a
+ * new runtime on the same storage resumes the fiber. Includes the property-based crash test.
+ */
+
+import fc from "fast-check";
+import { afterEach, describe, expect, it } from "vitest";
+import { defineFiber } from "./define";
+import type { FiberEvent } from "./records";
+import { type Runtime, createRuntime } from "./runtime";
+import { MemoryStore } from "../store/memory-store";
+import { crashableStore } from "../testing/crash-store";
+
+const runtimes: Runtime[] = [];
+afterEach(async () => {
+  // Crashed runtimes hang on their store; close() only stops their timers.
+  await Promise.all(runtimes.splice(0).map((r) => Promise.race([r.close(), new Promise((res) => setTimeout(res, 10))])));
+});
+
+function track(rt: Runtime): Runtime {
+  runtimes.push(rt);
+  return rt;
+}
+
+async function readAll(rt: Runtime, id: string): Promise<FiberEvent[]> {
+  const out: FiberEvent[] = [];
+  for await (const ev of rt.events(id)) out.push(ev);
+  return out;
+}
+
+describe("replay after a crash", () => {
+  it("resumes a torn-down fiber: completed steps stay done, the interrupted step re-runs with the same key, the stream continues", async () => {
+    const disk = new MemoryStore();
+    const calls: Array<{ key: string; interrupted: boolean; attempt: number }> = [];
+    let releaseBlocked!: () => void;
+    let firstLife = true;
+    const job = defineFiber("job", {
+      async run(ctx, input: { topic: string }) {
+        const seenSnapshot = ctx.snapshot;
+        const notes = await ctx.step("search", ({ idempotencyKey, interrupted, attempt }) => {
+          calls.push({ key: idempotencyKey, interrupted, attempt });
+          return `notes on ${input.topic}`;
+        });
+        ctx.emit("progress", { pct: 50 });
+        await ctx.stash({ phase: "drafting", notes });
+        const draft = await ctx.step("draft", ({ idempotencyKey, interrupted, attempt }) => {
+          calls.push({ key: idempotencyKey, interrupted, attempt });
+          if (firstLife) return new Promise<string>((resolve) => (releaseBlocked = () => resolve("never used")));
+          return `draft from ${notes}`;
+        });
+        ctx.emit("progress", { pct: 100 });
+        return { draft, seenSnapshot };
+      },
+    });
+
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 30 }));
+    const fiber = await first.start(job, { topic: "durable execution" }, { id: "job-1" });
+    await expect.poll(async () => (await disk.readJournal("job-1")).find((e) => e.key === "draft#1")?.status).toBe("started");
+    dying.crash(); // the process dies while "draft" runs
+    firstLife = false;
+    releaseBlocked();
+
+    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 30 }));
+    await second.recover();
+    const result = await second.result(fiber);
+    expect(result.draft).toBe("draft from notes on durable execution");
+    expect(result.seenSnapshot).toEqual({ phase: "drafting", notes: "notes on durable execution" });
+
+    expect(calls).toEqual([
+      { key: "job-1:search#1", interrupted: false, attempt: 1 },
+      { key: "job-1:draft#1", interrupted: false, attempt: 1 },
+      { key: "job-1:draft#1", interrupted: true, attempt: 2 },
+    ]);
+    const events = await readAll(second, "job-1");
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+    expect(events.map((e) => e.type)).toEqual(["fiber.start", "progress", "fiber.recovered", "progress", "fiber.end"]);
+    expect(events.filter((e) => e.type === "progress").map((e) => e.data)).toEqual([{ pct: 50 }, { pct: 100 }]);
+    expect((await second.inspect("job-1")).record.recovery).toMatchObject({ count: 1 });
+  });
+
+  it("fails a fiber whose replay reaches a different step with replay_diverged", async () => {
+    const disk = new MemoryStore();
+    let variant = "a";
+    const shifty = defineFiber("shifty", {
+      async run(ctx) {
+        await ctx.step(variant === "a" ? "first" : "other", () => 1);
+        await ctx.waitForEvent("go");
+        return variant;
+      },
+    });
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [shifty], leaseMs: 30, unloadAfterMs: 10_000 }));
+    const fiber = await first.start(shifty, {});
+    await expect.poll(async () => (await disk.readJournal(fiber.id)).length).toBe(2);
+    dying.crash();
+    variant = "b";
+    const second = track(createRuntime({ store: disk, fibers: [shifty], leaseMs: 30 }));
+    await second.recover();
+    await second.sendEvent(fiber.id, "go"); // wakes the waiting fiber, whose replay now diverges
+    await expect(second.result(fiber)).rejects.toMatchObject({ code: "replay_diverged", name: "ReplayDivergedError" });
+  });
+
+  it("fails with version_mismatch unless the old version is listed as compatible", async () => {
+    const disk = new MemoryStore();
+    const v1 = defineFiber("versioned", {
+      version: "1",
+      async run(ctx) {
+        await ctx.waitForEvent("go");
+      },
+    });
+    for (const [compatible, expected] of [
+      [[], "failed"],
+      [["1"], "completed"],
+    ] as const) {
+      const dying = crashableStore(disk);
+      const first = track(createRuntime({ store: dying, fibers: [v1], leaseMs: 30, unloadAfterMs: 10_000 }));
+      const fiber = await first.start(v1, {});
+      await expect.poll(async () => (await disk.readJournal(fiber.id)).length).toBe(1);
+      dying.crash();
+      const v2 = defineFiber("versioned", {
+        version: "2",
+        compatibleVersions: compatible,
+        async run(ctx) {
+          await ctx.waitForEvent("go");
+        },
+      });
+      const second = track(createRuntime({ store: disk, fibers: [v2], leaseMs: 30 }));
+      await second.recover();
+      if (expected === "completed") await second.sendEvent(fiber.id, "go");
+      await expect.poll(async () => (await disk.getFiber(fiber.id))?.status).toBe(expected);
+      if (expected === "failed") expect((await disk.getFiber(fiber.id))?.error?.code).toBe("version_mismatch");
+    }
+  });
+
+  it("fails a crash-looping fiber with recovery_exhausted instead of re-running it forever", async () => {
+    const disk = new MemoryStore();
+    let runs = 0;
+    const doomed = defineFiber("doomed", {
+      maxRecoveries: 3,
+      async run(ctx) {
+        await ctx.step("ok", () => 1);
+        await ctx.step("crashes", () => {
+          runs++;
+          return new Promise(() => {}); // the "process" dies in here every time
+        });
+      },
+    });
+    let store = crashableStore(disk);
+    let rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
+    const fiber = await rt.start(doomed, {});
+    for (let life = 1; life <= 5; life++) {
+      await expect.poll(() => runs).toBe(life);
+      store.crash();
+      store = crashableStore(disk);
+      rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
+      await rt.recover();
+      const status = (await disk.getFiber(fiber.id))?.status;
+      if (status === "failed") break;
+    }
+    await expect.poll(async () => (await disk.getFiber(fiber.id))?.status).toBe("failed");
+    expect((await disk.getFiber(fiber.id))?.error?.code).toBe("recovery_exhausted");
+    expect(runs).toBe(4); // the first run and three recoveries, then no more
+  });
+
+  it("lets onRecovered restart a fiber from scratch or abort it", async () => {
+    for (const decision of ["restart", "abort"] as const) {
+      const disk = new MemoryStore();
+      let executions = 0;
+      let hang = true;
+      const def = defineFiber(`decides-${decision}`, {
+        onRecovered: () => decision,
+        async run(ctx) {
+          ctx.emit("hello", { epoch: ctx.recovery ? "second" : "first" });
+          await ctx.step("work", () => {
+            executions++;
+            return hang ? new Promise(() => {}) : "done";
+          });
+          return ctx.snapshot ?? "no snapshot";
+        },
+      });
+      const dying = crashableStore(disk);
+      const first = track(createRuntime({ store: dying, fibers: [def], leaseMs: 20 }));
+      const fiber = await first.start(def, {});
+      await expect.poll(() => executions).toBe(1);
+      dying.crash();
+      hang = false;
+      const second = track(createRuntime({ store: disk, fibers: [def], leaseMs: 20 }));
+      await second.recover();
+      if (decision === "restart") {
+        expect(await second.result(fiber)).toBe("no snapshot");
+        const types = (await readAll(second, fiber.id)).map((e) => e.type);
+        expect(types).toEqual(["fiber.start", "hello", "fiber.recovered", "hello", "fiber.end"]);
+      } else {
+        await expect(second.result(fiber)).rejects.toMatchObject({ code: "recovery_aborted" });
+        expect(executions).toBe(1);
+      }
+    }
+  });
+
+  it("wakes a fiber whose timer fell due while no runtime was running", async () => {
+    const disk = new MemoryStore();
+    const nap = defineFiber("nap", {
+      async run(ctx) {
+        await ctx.sleep("nap", 300);
+        return "rested";
+      },
+    });
+    const first = track(createRuntime({ store: disk, fibers: [nap], unloadAfterMs: 0 }));
+    const fiber = await first.start(nap, {});
+    await expect.poll(async () => (await disk.getFiber(fiber.id))?.status, { interval: 5 }).toBe("sleeping");
+    await first.close();
+    await new Promise((r) => setTimeout(r, 350));
+    const second = track(createRuntime({ store: disk, fibers: [nap] }));
+    const summary = await second.recover();
+    expect(summary.resumed).toEqual([fiber.id]);
+    expect(await second.result(fiber)).toBe("rested");
+  });
+});
+
+// ---- property-based crash test -------------------------------------------------------------
+
+type Op =
+  | { kind: "step"; name: string }
+  | { kind: "emit" }
+  | { kind: "stash" }
+  | { kind: "sleep"; ms: number }
+  | { kind: "event" }
+  | { kind: "now" }
+  | { kind: "parallel"; width: number };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant("step" as const), name: fc.constantFrom("a", "b", "c") }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("emit" as const) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("stash" as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("sleep" as const), ms: fc.integer({ min: 0, max: 8 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("event" as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("now" as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("parallel" as const), width: fc.integer({ min: 2, max: 3 }) }) },
+);
+
+interface Life {
+  alive: boolean;
+  executions: Array<{ key: string; interrupted: boolean }>;
+}
+
+function programFiber(life: { current: Life }) {
+  return defineFiber("program", {
+    async run(ctx, input: { ops: Op[] }) {
+      const out: unknown[] = [];
+      const exec = (name: string, i: number) =>
+        ctx.step(name, async ({ idempotencyKey, interrupted }) => {
+          if (life.current.alive) life.current.executions.push({ key: idempotencyKey, interrupted });
+          await new Promise((r) => setTimeout(r, i % 3));
+          return `${name}@${i}`;
+        });
+      for (const [i, op] of input.ops.entries()) {
+        switch (op.kind) {
+          case "step":
+            out.push(await exec(op.name, i));
+            break;
+          case "parallel":
+            out.push(await Promise.all(Array.from({ length: op.width }, (_, k) => exec(`p${k}`, i))));
+            break;
+          case "emit":
+            ctx.emit("note", { i });
+            break;
+          case "stash":
+            await ctx.stash({ upTo: i });
+            break;
+          case "sleep":
+            await ctx.sleep(`s${i}`, op.ms);
+            break;
+          case "event":
+            out.push(await ctx.waitForEvent(`e${i}`));
+            break;
+          case "now":
+            await ctx.now();
+            break;
+        }
+      }
+      out.push(ctx.snapshot ?? null);
+      return out;
+    },
+  });
+}
+
+async function uninterrupted(ops: Op[]): Promise<unknown> {
+  const life = { current: { alive: true, executions: [] } as Life };
+  const rt = track(createRuntime({ store: new MemoryStore(), fibers: [programFiber(life)], unloadAfterMs: 3 }));
+  const fiber = await rt.start("program", { ops }, { id: "p" });
+  for (const [i, op] of ops.entries()) if (op.kind === "event") await rt.sendEvent("p", `e${i}`, { i });
+  return rt.result(fiber);
+}
+
+let crashesSeen = 0;
+
+describe("property: random programs survive crashes at random writes", () => {
+  it("never re-executes a completed step, keeps the stream gapless and duplicate-free, and returns what an uninterrupted run returns", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(opArb, { minLength: 1, maxLength: 12 }),
+        fc.array(fc.record({ at: fc.integer({ min: 1, max: 12 }), apply: fc.boolean() }), { minLength: 1, maxLength: 4 }),
+        async (ops, crashes) => {
+          const expected = await uninterrupted(ops);
+          const disk = new MemoryStore();
+          const life = { current: { alive: true, executions: [] } as Life };
+          const fiberDef = programFiber(life);
+          const allExecutions: Array<{ key: string; interrupted: boolean; life: number }> = [];
+          const completedAtCrash = new Set<string>();
+          const schedule = [...crashes, null];
+          for (const [n, crash] of schedule.entries()) {
+            life.current = { alive: true, executions: [] };
+            const store = crashableStore(disk, crash ? { crashAtWrite: crash.at, applyCrashingWrite: crash.apply } : {});
+            const rt = track(createRuntime({ store, fibers: [fiberDef], leaseMs: 15, unloadAfterMs: 3 }));
+            const drive = (async () => {
+              await rt.recover();
+              await rt.start(fiberDef, { ops }, { id: "p" });
+              const inbox = await disk.readInbox("p");
+              for (const [i, op] of ops.entries()) {
+                if (op.kind === "event" && !inbox.some((e) => e.name === `e${i}`)) await rt.sendEvent("p", `e${i}`, { i });
+              }
+            })();
+            drive.catch(() => {});
+            await expect
+              .poll(async () => store.crashed || ((await disk.getFiber("p"))?.status ?? "").match(/completed|failed/) !== null, {
+                timeout: 10_000,
+                interval: 5,
+              })
+              .toBe(true);
+            life.current.alive = false;
+            // A step durably completed before this life began must not have run in it.
+            const rerun = life.current.executions.filter((e) => completedAtCrash.has(e.key));
+            expect(rerun).toEqual([]);
+            for (const e of life.current.executions) allExecutions.push({ ...e, life: n });
+            if (!store.crashed) break;
+            crashesSeen++;
+            for (const entry of await disk.readJournal("p")) {
+              if (entry.kind === "step" && entry.status === "completed") completedAtCrash.add(`p:${entry.key}`);
+            }
+          }
+          const record = await disk.getFiber("p");
+          expect(record?.status).toBe("completed");
+          expect(record?.result).toEqual(expected);
+
+          // No completed step re-executed; every re-execution is flagged interrupted with the same key.
+          const seen = new Map<string, number>();
+          for (const e of allExecutions) {
+            const count = (seen.get(e.key) ?? 0) + 1;
+            seen.set(e.key, count);
+            if (count > 1) expect(e.interrupted).toBe(true);
+          }
+          const journal = await disk.readJournal("p");
+          expect(journal.every((e) => e.status === "completed")).toBe(true);
+
+          // The stream: contiguous seqs, each emit exactly once and in program order.
+          const chunks = await disk.readStream("p", 0);
+          expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i + 1));
+          const notes = chunks.filter((c) => c.type === "note").map((c) => (c.data as { i: number }).i);
+          const expectedNotes = ops.flatMap((op, i) => (op.kind === "emit" ? [i] : []));
+          expect(notes).toEqual(expectedNotes);
+          expect(chunks.at(-1)?.type).toBe("fiber.end");
+          expect(chunks.filter((c) => c.type === "fiber.start")).toHaveLength(1);
+        },
+      ),
+      { numRuns: Number(process.env.FIBERLINE_RUNS ?? 40), seed: Number(process.env.FIBERLINE_SEED ?? 20261126), endOnFailure: true },
+    );
+    // The schedule must really have crashed runtimes mid-run, not just run clean programs.
+    expect(crashesSeen).toBeGreaterThan(40);
+  }, 120_000);
+});

@@ -1,0 +1,89 @@
+/**
+ * Bad input: each gets its stable `code` and a message that says what to do, and nothing is
+ * written.
+ */
+
+import { describe, expect, it } from "vitest";
+import { defineFiber } from "./define";
+import { InvalidInputError, UnknownFiberError } from "./errors";
+import { createRuntime } from "./runtime";
+import { MemoryStore } from "../store/memory-store";
+
+async function dump(store: MemoryStore) {
+  const fibers = await store.listFibers();
+  return Promise.all(
+    fibers.map(async (f) => ({
+      f,
+      journal: await store.readJournal(f.id),
+      stream: await store.readStream(f.id, 0),
+      inbox: await store.readInbox(f.id),
+      snapshot: await store.readSnapshot(f.id),
+    })),
+  );
+}
+
+describe("bad input is rejected before anything is written", () => {
+  const echo = defineFiber("echo", { run: async (_ctx, input: unknown) => input });
+
+  async function setup() {
+    const store = new MemoryStore();
+    const rt = createRuntime({ store, fibers: [echo], maxPayloadBytes: 1_000 });
+    const waiting = defineFiber("waits", { run: async (ctx) => ctx.waitForEvent("go") });
+    const rt2 = createRuntime({ store, fibers: [waiting] });
+    const live = await rt2.start(waiting, {}, { id: "live" });
+    await expect.poll(async () => (await store.getFiber(live.id))?.status).toBe("waiting");
+    return { store, rt, rt2, before: await dump(store) };
+  }
+
+  const cases: Array<[string, string, (rt: ReturnType<typeof createRuntime>) => Promise<unknown>]> = [
+    ["an input that is not structured-cloneable", "not_cloneable", (rt) => rt.start("echo", { callback: () => 1 })],
+    ["an input over the size limit", "payload_too_large", (rt) => rt.start("echo", { text: "x".repeat(5_000) })],
+    ["an unknown fiber name", "unknown_fiber", (rt) => rt.start("no-such-fiber", {})],
+    ["a malformed id", "invalid_id", (rt) => rt.start("echo", {}, { id: "has spaces/and?" })],
+    ["an empty id", "invalid_id", (rt) => rt.start("echo", {}, { id: "" })],
+    ["a malformed idempotency key", "invalid_id", (rt) => rt.start("echo", {}, { idempotencyKey: "x".repeat(500) })],
+    ["an event payload that is not cloneable", "not_cloneable", (rt) => rt.sendEvent("live", "go", { s: Symbol("x") })],
+    ["an event payload over the limit", "payload_too_large", (rt) => rt.sendEvent("live", "go", "y".repeat(5_000))],
+    ["an event for a malformed id", "invalid_id", (rt) => rt.sendEvent("bad id", "go", {})],
+    ["an empty event name", "invalid_argument", (rt) => rt.sendEvent("live", "", {})],
+    ["a negative stream cursor", "invalid_argument", (rt) => rt.events("live", { after: -1 }).next()],
+  ];
+
+  for (const [what, code, act] of cases) {
+    it(`rejects ${what} with ${code}`, async () => {
+      const { store, rt, rt2, before } = await setup();
+      const error = await act(rt).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toMatchObject({ code });
+      expect(error).toBeInstanceOf(code === "unknown_fiber" ? UnknownFiberError : InvalidInputError);
+      expect((error as Error).message.length).toBeGreaterThan(30);
+      expect(await dump(store)).toEqual(before);
+      await rt.close();
+      await rt2.close();
+    });
+  }
+
+  it("fails a fiber whose step returns something unstorable, keeping what was committed", async () => {
+    const store = new MemoryStore();
+    const leaky = defineFiber("leaky", {
+      async run(ctx) {
+        await ctx.step("fine", () => "kept");
+        await ctx.step("bad", () => ({ fn: () => 1 }));
+      },
+    });
+    const rt = createRuntime({ store, fibers: [leaky] });
+    const fiber = await rt.start(leaky, {});
+    await expect(rt.result(fiber)).rejects.toMatchObject({ code: "not_cloneable" });
+    const { journal } = await rt.inspect(fiber.id);
+    expect(journal[0]).toMatchObject({ key: "fine#1", status: "completed", result: "kept" });
+    expect(journal[1]).toMatchObject({ key: "bad#1", status: "failed" });
+    await rt.close();
+  });
+
+  it("rejects invalid definitions at definition time", () => {
+    expect(() => defineFiber("has space", { run: async () => 1 })).toThrow(/Invalid fiber name/);
+    expect(() => createRuntime({ store: new MemoryStore(), fibers: [echo, echo] })).toThrow(/unique/);
+  });
+});
