@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { InvalidInputError } from "./errors";
-import { formatSse, formatSseComment, readSse, SseParser, type SseEventInit, type SseMessage } from "./sse";
+import { formatSse, formatSseComment, readSse, type SseEventInit, type SseMessage, SseParser } from "./sse";
 
 function parseAll(chunks: string[], options?: { dispatchIncompleteOnEnd?: boolean }): SseMessage[] {
   const parser = new SseParser(options);
@@ -50,7 +50,9 @@ describe("SseParser", () => {
 
   it("treats a CRLF split across chunks as one line end", () => {
     // Were the "\n" read as a second line end, "data: a" would be dispatched alone.
-    expect(parseAll(["data: a\r", "\ndata: b\r", "\n\r", "\n"])).toEqual([{ event: "message", data: "a\nb" }]);
+    expect(parseAll(["data: a\r", "\ndata: b\r", "\n\r", "\n"])).toEqual([
+      { event: "message", data: "a\nb" },
+    ]);
   });
 
   it("ends a line at a CR that closes a chunk even when no LF follows", () => {
@@ -61,11 +63,15 @@ describe("SseParser", () => {
   });
 
   it("joins multi-line data with LF and strips exactly one leading space", () => {
-    expect(parseAll(["data:one\ndata:  two\ndata\ndata: \n\n"])).toEqual([{ event: "message", data: "one\n two\n\n" }]);
+    expect(parseAll(["data:one\ndata:  two\ndata\ndata: \n\n"])).toEqual([
+      { event: "message", data: "one\n two\n\n" },
+    ]);
   });
 
   it("ignores comments, unknown fields and blocks without data, and resets the event type", () => {
-    expect(parseAll([": keep-alive\n\nevent: lonely\n\nfoo: bar\ndata: x\n\n"])).toEqual([{ event: "message", data: "x" }]);
+    expect(parseAll([": keep-alive\n\nevent: lonely\n\nfoo: bar\ndata: x\n\n"])).toEqual([
+      { event: "message", data: "x" },
+    ]);
   });
 
   it("strips one BOM at the start of the stream only, even when it comes alone", () => {
@@ -124,7 +130,9 @@ describe("formatSse", () => {
 
   it("writes comments that readers skip", () => {
     expect(formatSseComment()).toBe(":\n\n");
-    expect(parseAll([formatSseComment("ping\npong"), formatSse({ data: "x" })])).toEqual([{ event: "message", data: "x" }]);
+    expect(parseAll([formatSseComment("ping\npong"), formatSse({ data: "x" })])).toEqual([
+      { event: "message", data: "x" },
+    ]);
   });
 });
 
@@ -132,7 +140,9 @@ describe("readSse", () => {
   it("decodes multi-byte characters split across byte chunks and keeps a BOM for the parser", async () => {
     const bytes = new TextEncoder().encode("\uFEFFdata: h\u00e9llo \u{1F600}\r\n\r\n");
     const chunks = Array.from(bytes, (b) => Uint8Array.of(b));
-    expect(await collect(readSse(byteStream(chunks)))).toEqual([{ event: "message", data: "h\u00e9llo \u{1F600}" }]);
+    expect(await collect(readSse(byteStream(chunks)))).toEqual([
+      { event: "message", data: "h\u00e9llo \u{1F600}" },
+    ]);
   });
 
   it("throws the abort reason and cancels the body when the signal aborts", async () => {
@@ -179,7 +189,10 @@ describe("readSse", () => {
 // Units biased towards the characters that matter to the framing.
 const framingUnit = fc.oneof(
   { weight: 3, arbitrary: fc.string({ unit: "binary", minLength: 1, maxLength: 1 }) },
-  { weight: 2, arbitrary: fc.constantFrom("\r", "\n", "\r\n", ":", " ", "\uFEFF", "\0", "data: ", "\u00e9", "\u{1F600}") },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom("\r", "\n", "\r\n", ":", " ", "\uFEFF", "\0", "data: ", "\u00e9", "\u{1F600}"),
+  },
 );
 const fieldValue = fc.string({ unit: framingUnit, maxLength: 12 }).map((s) => s.replace(/[\r\n\0]/g, ""));
 const eventInit: fc.Arbitrary<SseEventInit> = fc.record(
@@ -210,14 +223,20 @@ function expected(events: SseEventInit[]): SseMessage[] {
   let lastId = "";
   return events.map((e) => {
     if (e.id !== undefined) lastId = String(e.id);
-    const message: SseMessage = { event: e.event === undefined || e.event === "" ? "message" : e.event, data: e.data.replace(/\r\n|\r|\n/g, "\n") };
+    const message: SseMessage = {
+      event: e.event === undefined || e.event === "" ? "message" : e.event,
+      data: e.data.replace(/\r\n|\r|\n/g, "\n"),
+    };
     if (lastId !== "") message.id = lastId;
     if (e.retry !== undefined) message.retry = e.retry;
     return message;
   });
 }
 
-function splitAt<T extends { length: number; slice(a: number, b?: number): T }>(whole: T, cuts: number[]): T[] {
+function splitAt<T extends { length: number; slice(a: number, b?: number): T }>(
+  whole: T,
+  cuts: number[],
+): T[] {
   const points = [...new Set(cuts.map((c) => c % (whole.length + 1)))].sort((a, b) => a - b);
   const pieces: T[] = [];
   let from = 0;

@@ -168,7 +168,10 @@ export class SseParser {
   #dispatch(out: SseMessage[]): void {
     const hasData = this.#data.length > 0;
     if (hasData) {
-      const message: SseMessage = { event: this.#eventType === "" ? "message" : this.#eventType, data: this.#data.join("\n") };
+      const message: SseMessage = {
+        event: this.#eventType === "" ? "message" : this.#eventType,
+        data: this.#data.join("\n"),
+      };
       if (this.#lastEventId !== "") message.id = this.#lastEventId;
       if (this.#blockRetry !== undefined) message.retry = this.#blockRetry;
       out.push(message);
@@ -194,7 +197,10 @@ export class SseParser {
  * const res = await fetch(url, { headers: { accept: "text/event-stream" } });
  * for await (const ev of readSse(res.body!, signal)) console.log(ev.id, ev.event, ev.data);
  */
-export async function* readSse(body: ReadableStream<Uint8Array>, signal?: AbortSignal): AsyncGenerator<SseMessage, void, undefined> {
+export async function* readSse(
+  body: ReadableStream<Uint8Array>,
+  signal?: AbortSignal,
+): AsyncGenerator<SseMessage, void, undefined> {
   signal?.throwIfAborted();
   const reader = body.getReader();
   const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
@@ -253,18 +259,28 @@ export function formatSse(init: SseEventInit): string {
   let out = "";
   if (init.id !== undefined) {
     const id = String(init.id);
-    if (/[\r\n\0]/.test(id)) throw new InvalidInputError("invalid_argument", `An SSE id cannot contain CR, LF or NUL (got ${JSON.stringify(id)}).`);
+    if (/[\r\n\0]/.test(id))
+      throw new InvalidInputError(
+        "invalid_argument",
+        `An SSE id cannot contain CR, LF or NUL (got ${JSON.stringify(id)}).`,
+      );
     out += `id: ${id}\n`;
   }
   if (init.event !== undefined) {
     if (/[\r\n]/.test(init.event)) {
-      throw new InvalidInputError("invalid_argument", `An SSE event type cannot contain CR or LF (got ${JSON.stringify(init.event)}).`);
+      throw new InvalidInputError(
+        "invalid_argument",
+        `An SSE event type cannot contain CR or LF (got ${JSON.stringify(init.event)}).`,
+      );
     }
     out += `event: ${init.event}\n`;
   }
   if (init.retry !== undefined) {
     if (!Number.isSafeInteger(init.retry) || init.retry < 0) {
-      throw new InvalidInputError("invalid_argument", `An SSE retry must be a non-negative integer of milliseconds (got ${init.retry}).`);
+      throw new InvalidInputError(
+        "invalid_argument",
+        `An SSE retry must be a non-negative integer of milliseconds (got ${init.retry}).`,
+      );
     }
     out += `retry: ${init.retry}\n`;
   }

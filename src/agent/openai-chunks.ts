@@ -1,0 +1,255 @@
+/**
+ * Chat Completions response decoding for the OpenAI-compatible provider: streamed chunks (with
+ * tool-call argument deltas assembled by index) and whole JSON completions, both turned into
+ * `ModelEvent`s. Used by `openai.ts`; knows nothing about HTTP.
+ */
+
+import type { SseMessage } from "../core/sse";
+import { ModelError, type ModelErrorData } from "./errors";
+import type { FinishReason, ModelEvent } from "./types";
+
+/** What error messages need: where the data came from, and how to scrub credentials. */
+export interface DecodeContext {
+  /** The endpoint, without credentials or query. */
+  label: string;
+  /** Removes credentials from text that may echo them. */
+  redact(text: string): string;
+}
+
+interface PendingToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+/** Turns Chat Completions chunks into `ModelEvent`s, assembling tool-call deltas by index. */
+export class ChunkAssembler {
+  readonly #context: DecodeContext;
+  readonly #calls = new Map<number, PendingToolCall>();
+  #finishReason: FinishReason | undefined;
+  #callsFlushed = false;
+  #done = false;
+
+  constructor(context: DecodeContext) {
+    this.#context = context;
+  }
+
+  /** True once `[DONE]` was seen and `finish` emitted. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Handles one SSE event; `last` marks the final event of a closed stream (a parse failure there is truncation). */
+  *accept(message: SseMessage, last: boolean): Generator<ModelEvent> {
+    const data = message.data.trim();
+    if (data === "[DONE]") {
+      yield* this.#finish(this.#finishReason ?? (this.#calls.size > 0 ? "tool_calls" : "stop"));
+      return;
+    }
+    if (data === "") return;
+    if (message.event === "error") {
+      const parsed = asRecord(parseJson(data));
+      throw providerError(this.#context, parsed?.error ?? parsed ?? data);
+    }
+    let chunk: unknown;
+    try {
+      chunk = JSON.parse(data);
+    } catch (error) {
+      throw last
+        ? new ModelError(
+            `The stream from ${this.#context.label} was cut off in the middle of a chunk.`,
+            { kind: "truncated_stream", retryable: true },
+            { cause: error },
+          )
+        : new ModelError(
+            this.#context.redact(
+              `${this.#context.label} sent an event that is not JSON: ${JSON.stringify(data.slice(0, 120))}.`,
+            ),
+            { kind: "malformed_stream", retryable: false },
+            { cause: error },
+          );
+    }
+    const record = asRecord(chunk);
+    if (record === undefined)
+      throw new ModelError(`${this.#context.label} sent an event that is not a JSON object.`, {
+        kind: "malformed_stream",
+        retryable: false,
+      });
+    if (record.error !== undefined) throw providerError(this.#context, record.error ?? record);
+    const choice = asRecord(asArray(record.choices)?.find((c) => (asRecord(c)?.index ?? 0) === 0));
+    const delta = asRecord(choice?.delta);
+    if (delta !== undefined) {
+      if (typeof delta.content === "string" && delta.content !== "")
+        yield { type: "text", delta: delta.content };
+      for (const [position, item] of (asArray(delta.tool_calls) ?? []).entries())
+        this.#acceptToolCallDelta(asRecord(item), position);
+    }
+    if (typeof choice?.finish_reason === "string") {
+      this.#finishReason = choice.finish_reason;
+      yield* this.#flushToolCalls();
+    }
+    const usage = asRecord(record.usage);
+    if (usage !== undefined) {
+      yield {
+        type: "usage",
+        usage: {
+          promptTokens: asCount(usage.prompt_tokens),
+          completionTokens: asCount(usage.completion_tokens),
+        },
+      };
+    }
+  }
+
+  /** The stream closed without `[DONE]`: fine after a finish reason, truncation otherwise. */
+  *finishAtEnd(): Generator<ModelEvent> {
+    if (this.#finishReason === undefined) {
+      throw new ModelError(
+        `The stream from ${this.#context.label} ended before the model finished (no finish_reason and no [DONE]).`,
+        {
+          kind: "truncated_stream",
+          retryable: true,
+        },
+      );
+    }
+    yield* this.#finish(this.#finishReason);
+  }
+
+  *#finish(reason: FinishReason): Generator<ModelEvent> {
+    yield* this.#flushToolCalls();
+    this.#done = true;
+    yield { type: "finish", reason };
+  }
+
+  #acceptToolCallDelta(item: Record<string, unknown> | undefined, position: number): void {
+    if (item === undefined) return;
+    const index = typeof item.index === "number" ? item.index : position;
+    let call = this.#calls.get(index);
+    if (call === undefined) {
+      call = { id: "", name: "", arguments: "" };
+      this.#calls.set(index, call);
+    }
+    const fn = asRecord(item.function);
+    // Ids and names arrive whole in the first delta; some servers repeat them, so the first wins.
+    if (call.id === "" && typeof item.id === "string") call.id = item.id;
+    if (call.name === "" && typeof fn?.name === "string") call.name = fn.name;
+    if (typeof fn?.arguments === "string") call.arguments += fn.arguments;
+  }
+
+  *#flushToolCalls(): Generator<ModelEvent> {
+    if (this.#callsFlushed) return;
+    this.#callsFlushed = true;
+    for (const [index, call] of [...this.#calls].sort(([a], [b]) => a - b)) {
+      if (call.name === "")
+        throw new ModelError(`${this.#context.label} sent tool call #${index} without a function name.`, {
+          kind: "malformed_stream",
+          retryable: false,
+        });
+      yield {
+        type: "tool_call",
+        id: call.id === "" ? syntheticCallId() : call.id,
+        name: call.name,
+        arguments: call.arguments === "" ? "{}" : call.arguments,
+      };
+    }
+  }
+}
+
+/** The events of a non-streamed completion (an endpoint that ignored `stream: true`). */
+export function* eventsFromCompletion(context: DecodeContext, json: unknown): Generator<ModelEvent> {
+  const record = asRecord(json);
+  if (record === undefined)
+    throw new ModelError(`${context.label} sent a JSON body that is not an object.`, {
+      kind: "malformed_stream",
+      retryable: false,
+    });
+  if (record.error !== undefined) throw providerError(context, record.error);
+  const choice = asRecord(asArray(record.choices)?.[0]);
+  const message = asRecord(choice?.message);
+  if (message === undefined)
+    throw new ModelError(`${context.label} sent a completion without choices[0].message.`, {
+      kind: "malformed_stream",
+      retryable: false,
+    });
+  if (typeof message.content === "string" && message.content !== "")
+    yield { type: "text", delta: message.content };
+  const calls = asArray(message.tool_calls) ?? [];
+  for (const item of calls) {
+    const call = asRecord(item);
+    const fn = asRecord(call?.function);
+    if (typeof fn?.name !== "string")
+      throw new ModelError(`${context.label} sent a tool call without a function name.`, {
+        kind: "malformed_stream",
+        retryable: false,
+      });
+    const args = typeof fn.arguments === "string" && fn.arguments !== "" ? fn.arguments : "{}";
+    yield {
+      type: "tool_call",
+      id: typeof call?.id === "string" && call.id !== "" ? call.id : syntheticCallId(),
+      name: fn.name,
+      arguments: args,
+    };
+  }
+  const usage = asRecord(record.usage);
+  if (usage !== undefined)
+    yield {
+      type: "usage",
+      usage: {
+        promptTokens: asCount(usage.prompt_tokens),
+        completionTokens: asCount(usage.completion_tokens),
+      },
+    };
+  const reason =
+    typeof choice?.finish_reason === "string"
+      ? choice.finish_reason
+      : calls.length > 0
+        ? "tool_calls"
+        : "stop";
+  yield { type: "finish", reason };
+}
+
+/** An error the provider put in the stream or body (`{ error: { message, code } }` or `{ error: "..." }`). */
+export function providerError(context: DecodeContext, error: unknown): ModelError {
+  const record = asRecord(error);
+  const message =
+    typeof error === "string"
+      ? error
+      : typeof record?.message === "string"
+        ? record.message
+        : "unknown error";
+  const code = record?.code ?? record?.type;
+  const retryable = typeof code === "string" && /server|overload|rate|timeout|unavailable/i.test(code);
+  const data: ModelErrorData = { kind: "provider_error", retryable };
+  if (typeof code === "string") data.providerCode = context.redact(code);
+  return new ModelError(context.redact(`${context.label} reported an error mid-stream: ${message}`), data);
+}
+
+function syntheticCallId(): string {
+  // Only for servers that omit ids; the model step journals it, so replay sees the same id.
+  return `call_${globalThis.crypto.randomUUID().replace(/-/g, "").slice(0, 24)}`;
+}
+
+/** Parses JSON, undefined when it does not parse. */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The value as a plain object, or undefined. */
+export function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}
+
+/** The value as an array, or undefined. */
+export function asArray(value: unknown): readonly unknown[] | undefined {
+  return Array.isArray(value) ? value : undefined;
+}
+
+/** A token count, 0 when absent. */
+export function asCount(value: unknown): number {
+  return typeof value === "number" && Number.isFinite(value) ? value : 0;
+}

@@ -1,0 +1,156 @@
+/**
+ * The agent layer's data shapes: chat messages (the OpenAI Chat Completions shape, which Ollama,
+ * llama.cpp, vLLM and OpenRouter also speak), tool definitions, and the `ModelProvider` contract
+ * that `openAICompatible` and any other provider implement. Types only; `defineAgent`, providers
+ * and the mock model import from here.
+ */
+
+/** A JSON Schema object describing a tool's arguments (the subset models understand). */
+export interface JsonSchema {
+  type?:
+    | "object"
+    | "array"
+    | "string"
+    | "number"
+    | "integer"
+    | "boolean"
+    | "null"
+    | readonly ("object" | "array" | "string" | "number" | "integer" | "boolean" | "null")[];
+  description?: string;
+  properties?: Readonly<Record<string, JsonSchema>>;
+  required?: readonly string[];
+  items?: JsonSchema;
+  enum?: readonly unknown[];
+  additionalProperties?: boolean | JsonSchema;
+  [keyword: string]: unknown;
+}
+
+/** A tool call as the assistant message carries it (OpenAI shape). */
+export interface ToolCall {
+  /** The model's id for this call; the agent derives the tool step's idempotency key from it. */
+  id: string;
+  type: "function";
+  function: {
+    name: string;
+    /** The arguments as the model wrote them: JSON text, not yet parsed or validated. */
+    arguments: string;
+  };
+}
+
+/** The system prompt. */
+export interface SystemMessage {
+  role: "system";
+  content: string;
+}
+
+/** A message from the person using the agent. */
+export interface UserMessage {
+  role: "user";
+  content: string;
+}
+
+/** A model turn: text, tool calls, or both. */
+export interface AssistantMessage {
+  role: "assistant";
+  content: string | null;
+  tool_calls?: ToolCall[];
+}
+
+/** The result of one tool call, sent back to the model. */
+export interface ToolMessage {
+  role: "tool";
+  /** The `id` of the `ToolCall` this answers. */
+  tool_call_id: string;
+  content: string;
+}
+
+/** One message of a conversation, discriminated on `role`. */
+export type ChatMessage = SystemMessage | UserMessage | AssistantMessage | ToolMessage;
+
+/** What a model is told about a tool. */
+export interface ToolSpec {
+  /** Unique within an agent; `^[a-zA-Z0-9_-]{1,64}$` is what most providers accept. */
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments object. */
+  parameters: JsonSchema;
+}
+
+/** What a tool's `execute` receives besides its arguments. */
+export interface ToolContext {
+  /** Stable across re-runs of the same tool call (derived from the model's tool-call id); pass it to side-effecting APIs. */
+  idempotencyKey: string;
+  /** Aborted when the fiber is cancelled. */
+  signal: AbortSignal;
+}
+
+/**
+ * A tool the agent may call.
+ *
+ * Failure semantics: `execute` runs as a journaled step, so after a crash it may run again for
+ * the same call with the same `idempotencyKey`; make side effects idempotent on that key.
+ *
+ * @example
+ * const calculator: ToolDefinition<{ expression: string }, number> = {
+ *   name: "calculator",
+ *   description: "Evaluates an arithmetic expression.",
+ *   parameters: { type: "object", properties: { expression: { type: "string" } }, required: ["expression"] },
+ *   execute: ({ expression }) => evaluate(expression),
+ * };
+ */
+export interface ToolDefinition<Args = Record<string, unknown>, Result = unknown> extends ToolSpec {
+  /** When true, the fiber waits durably for a person to approve or deny each call before `execute` runs. */
+  requiresApproval?: boolean;
+  execute(args: Args, context: ToolContext): Result | Promise<Result>;
+}
+
+/** Token counts of one model call, as the provider reported them. */
+export interface ModelUsage {
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** Why the model stopped: the OpenAI values, or whatever else a provider reports. */
+export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter" | (string & {});
+
+/**
+ * One event of a streamed model call. `tool_call` events arrive complete (argument deltas already
+ * assembled); `finish` is always last.
+ */
+export type ModelEvent =
+  | { type: "text"; delta: string }
+  | { type: "tool_call"; id: string; name: string; arguments: string }
+  | { type: "usage"; usage: ModelUsage }
+  | { type: "finish"; reason: FinishReason };
+
+/** One model call. */
+export interface ModelRequest {
+  messages: readonly ChatMessage[];
+  tools: readonly ToolSpec[];
+  signal?: AbortSignal;
+  /**
+   * Assistant text already streamed by an interrupted attempt: the provider asks the model to
+   * continue it and streams only the remainder. Only valid when `supportsContinuation` is true.
+   */
+  prefix?: string;
+  /** Overrides the provider's default model for this call. */
+  model?: string;
+}
+
+/**
+ * A chat model the agent loop can stream from.
+ *
+ * Failure semantics: `stream` throws a `ModelError` (`model_error`, with `retryable`) for
+ * transport, HTTP and protocol failures, and the signal's reason when the request is aborted.
+ * Events already yielded before a failure stay valid: a caller that supports continuation passes
+ * the text it received as `prefix` on the next attempt.
+ */
+export interface ModelProvider {
+  /** A short name for logs and the inspector (never a credential). */
+  readonly name: string;
+  /** The default model id. */
+  readonly model: string;
+  /** True when `prefix` continuation is supported, so recovery can `continue` instead of `retry`. */
+  readonly supportsContinuation: boolean;
+  stream(request: ModelRequest): AsyncIterable<ModelEvent>;
+}
