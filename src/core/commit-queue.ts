@@ -5,9 +5,9 @@
  * after every write enqueued before it.
  */
 
+import type { Store, WriteGroup } from "../store/store";
 import { FencedError, StoreError } from "./errors";
 import type { StreamChunk } from "./records";
-import type { Store, WriteGroup } from "../store/store";
 
 interface Pending {
   group: WriteGroup;
@@ -93,9 +93,13 @@ export class CommitQueue {
       const wrapped =
         error instanceof StoreError
           ? error
-          : new StoreError("store_error", `Writing to the ${this.#store.kind} store failed: ${String(error)}`, {
-              cause: error,
-            });
+          : new StoreError(
+              "store_error",
+              `Writing to the ${this.#store.kind} store failed: ${String(error)}`,
+              {
+                cause: error,
+              },
+            );
       for (const p of batch) p.reject(wrapped);
       return;
     }
@@ -138,10 +142,17 @@ function mergeGroups(groups: WriteGroup[]): WriteGroup[] {
       continue;
     }
     if (g.fiber) prev.fiber = { ...prev.fiber, ...g.fiber };
-    if (g.journal) (prev.journal ??= []).push(...g.journal);
+    if (g.journal) prev.journal = append(prev.journal, g.journal);
     if (g.snapshot !== undefined) prev.snapshot = g.snapshot;
-    if (g.chunks) (prev.chunks ??= []).push(...g.chunks);
-    if (g.consumeEvents) (prev.consumeEvents ??= []).push(...g.consumeEvents);
+    if (g.chunks) prev.chunks = append(prev.chunks, g.chunks);
+    if (g.consumeEvents) prev.consumeEvents = append(prev.consumeEvents, g.consumeEvents);
   }
   return out;
+}
+
+/** Appends in place to an array the merged group owns (a copy made when the group was first seen). */
+function append<T>(owned: T[] | undefined, items: readonly T[]): T[] {
+  if (!owned) return items.slice();
+  for (const item of items) owned.push(item);
+  return owned;
 }

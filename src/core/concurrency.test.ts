@@ -4,10 +4,10 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
-import { defineFiber } from "./define";
-import { type Runtime, createRuntime } from "./runtime";
 import { MemoryStore } from "../store/memory-store";
 import type { Store, WriteGroup } from "../store/store";
+import { defineFiber } from "./define";
+import { createRuntime, type Runtime } from "./runtime";
 
 const runtimes: Runtime[] = [];
 afterEach(async () => {

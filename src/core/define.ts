@@ -151,7 +151,9 @@ const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/;
  */
 export function defineFiber<In, Out>(name: string, options: FiberOptions<In, Out>): FiberDefinition<In, Out> {
   if (!NAME_PATTERN.test(name)) {
-    throw new TypeError(`Invalid fiber name ${JSON.stringify(name)}: use 1-100 characters from letters, digits and _ . : -`);
+    throw new TypeError(
+      `Invalid fiber name ${JSON.stringify(name)}: use 1-100 characters from letters, digits and _ . : -`,
+    );
   }
   if (typeof options?.run !== "function") {
     throw new TypeError(`defineFiber("${name}") needs a run(ctx, input) function.`);

@@ -66,7 +66,10 @@ export class UnknownFiberError extends FiberlineError {
 export class FiberNotFoundError extends FiberlineError {
   override name = "FiberNotFoundError";
   constructor(id: string) {
-    super("fiber_not_found", `No fiber with id "${id}" exists; it was never started or has been collected after its retention period.`);
+    super(
+      "fiber_not_found",
+      `No fiber with id "${id}" exists; it was never started or has been collected after its retention period.`,
+    );
   }
 }
 
@@ -223,7 +226,8 @@ export function deserializeError(data: SerializedError): Error {
     Object.defineProperty(error, "name", { value: data.name, configurable: true, writable: true });
   } else {
     error = new Error(data.message, options);
-    if (data.name !== "Error") Object.defineProperty(error, "name", { value: data.name, configurable: true, writable: true });
+    if (data.name !== "Error")
+      Object.defineProperty(error, "name", { value: data.name, configurable: true, writable: true });
   }
   if (data.stack) error.stack = data.stack;
   if (data.data !== undefined) (error as { data?: unknown }).data = data.data;

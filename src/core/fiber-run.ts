@@ -4,19 +4,20 @@
  * every start, wake and recovery, and drops it when the run finishes, suspends or is fenced.
  */
 
+import type { Store, WriteGroup } from "../store/store";
 import type { CommitQueue } from "./commit-queue";
 import type { FiberContext, FiberDefinition, RetryPolicy, StepContext, StepOptions } from "./define";
 import {
   CancelledError,
+  deserializeError,
   FencedError,
-  FiberlineError,
+  type FiberlineError,
   InvalidInputError,
   NonRetryableError,
   ReplayDivergedError,
   StepFailedError,
-  TimeoutError,
-  deserializeError,
   serializeError,
+  TimeoutError,
 } from "./errors";
 import type {
   FiberEvent,
@@ -29,7 +30,6 @@ import type {
   StreamChunk,
 } from "./records";
 import { assertArgument, assertStorable } from "./validate";
-import type { Store, WriteGroup } from "../store/store";
 
 /** What a run needs from its runtime. */
 export interface RunHost {
@@ -217,7 +217,11 @@ export class FiberRun {
     };
   }
 
-  async #step<T>(name: string, fn: (step: StepContext) => Promise<T> | T, options: StepOptions = {}): Promise<T> {
+  async #step<T>(
+    name: string,
+    fn: (step: StepContext) => Promise<T> | T,
+    options: StepOptions = {},
+  ): Promise<T> {
     this.#assertLive();
     assertArgument(typeof name === "string" && name.length > 0, "ctx.step(name, fn) needs a non-empty name.");
     assertArgument(typeof fn === "function", `ctx.step("${name}", fn) needs a function.`);
@@ -310,7 +314,13 @@ export class FiberRun {
   async #attempt<T>(
     fn: (step: StepContext) => Promise<T> | T,
     timeoutMs: number | undefined,
-    info: { attempt: number; idempotencyKey: string; interrupted: boolean; emitted: readonly FiberEvent[]; pos: number },
+    info: {
+      attempt: number;
+      idempotencyKey: string;
+      interrupted: boolean;
+      emitted: readonly FiberEvent[];
+      pos: number;
+    },
   ): Promise<T> {
     const controller = new AbortController();
     const parent = this.#controller.signal;
@@ -323,7 +333,9 @@ export class FiberRun {
         timer = setTimeout(
           () =>
             controller.abort(
-              new TimeoutError(`Attempt ${info.attempt} of step ${info.idempotencyKey} ran past its ${timeoutMs} ms timeout.`),
+              new TimeoutError(
+                `Attempt ${info.attempt} of step ${info.idempotencyKey} ran past its ${timeoutMs} ms timeout.`,
+              ),
             ),
           timeoutMs,
         );
@@ -368,9 +380,18 @@ export class FiberRun {
       `The chunk type "${type}" is reserved: types starting with "fiber." are written by the runtime.`,
     );
     assertStorable(data, `data of chunk "${type}"`, this.#host.maxPayloadBytes);
-    const chunk: StreamChunk = { fiberId: this.id, seq: ++this.#streamHead, type, data, at: this.#host.now(), ...origin };
+    const chunk: StreamChunk = {
+      fiberId: this.id,
+      seq: ++this.#streamHead,
+      type,
+      data,
+      at: this.#host.now(),
+      ...origin,
+    };
     const fiber: Partial<FiberRecord> =
-      origin.ordinal === undefined ? { streamHead: chunk.seq } : { streamHead: chunk.seq, emitOrdinal: origin.ordinal };
+      origin.ordinal === undefined
+        ? { streamHead: chunk.seq }
+        : { streamHead: chunk.seq, emitOrdinal: origin.ordinal };
     this.#writeLater({ chunks: [chunk], fiber });
   }
 
@@ -389,8 +410,14 @@ export class FiberRun {
 
   #sleep(name: string, ms: number): Promise<void> {
     this.#assertLive();
-    assertArgument(typeof name === "string" && name.length > 0, "ctx.sleep(name, ms) needs a non-empty name.");
-    assertArgument(Number.isFinite(ms) && ms >= 0, `ctx.sleep("${name}", ms) needs a duration >= 0 in milliseconds.`);
+    assertArgument(
+      typeof name === "string" && name.length > 0,
+      "ctx.sleep(name, ms) needs a non-empty name.",
+    );
+    assertArgument(
+      Number.isFinite(ms) && ms >= 0,
+      `ctx.sleep("${name}", ms) needs a duration >= 0 in milliseconds.`,
+    );
     const pos = this.#opCounter++;
     const key = `sleep:${name}#${this.#nextIndex(`sleep:${name}`)}`;
     const recorded = this.#replayed(pos, "sleep", key);
@@ -417,7 +444,10 @@ export class FiberRun {
 
   #waitForEvent(name: string, options: { timeoutMs?: number } = {}): Promise<unknown> {
     this.#assertLive();
-    assertArgument(typeof name === "string" && name.length > 0, "ctx.waitForEvent(name) needs a non-empty name.");
+    assertArgument(
+      typeof name === "string" && name.length > 0,
+      "ctx.waitForEvent(name) needs a non-empty name.",
+    );
     const { timeoutMs } = options;
     assertArgument(
       timeoutMs === undefined || (Number.isFinite(timeoutMs) && timeoutMs >= 0),
@@ -428,7 +458,11 @@ export class FiberRun {
     const recorded = this.#replayed(pos, "event", key);
     if (recorded?.status === "completed") return Promise.resolve(recorded.result);
     if (recorded?.status === "failed") return Promise.reject(this.#recordedError(recorded));
-    const dueAt = recorded ? recorded.dueAt : timeoutMs === undefined ? undefined : this.#host.now() + timeoutMs;
+    const dueAt = recorded
+      ? recorded.dueAt
+      : timeoutMs === undefined
+        ? undefined
+        : this.#host.now() + timeoutMs;
     if (!recorded) {
       const started: JournalEntry = {
         fiberId: this.id,
@@ -444,7 +478,15 @@ export class FiberRun {
       this.#writeLater({ journal: [started] });
     }
     return new Promise<unknown>((resolve, reject) => {
-      this.#addWaiter({ kind: "event", pos, key, name, ...(dueAt === undefined ? {} : { dueAt }), resolve, reject });
+      this.#addWaiter({
+        kind: "event",
+        pos,
+        key,
+        name,
+        ...(dueAt === undefined ? {} : { dueAt }),
+        resolve,
+        reject,
+      });
       this.#settleEventWaiters();
     });
   }
@@ -488,7 +530,10 @@ export class FiberRun {
     if (this.#state !== "running" || !this.#waiters.has(waiter)) return;
     if (waiter.dueAt !== undefined && waiter.dueAt > this.#host.now()) {
       // Long timers are chunked by the setTimeout limit; re-arm.
-      waiter.timer = setTimeout(() => this.#waiterDue(waiter), Math.min(waiter.dueAt - this.#host.now(), 2_147_483_647));
+      waiter.timer = setTimeout(
+        () => this.#waiterDue(waiter),
+        Math.min(waiter.dueAt - this.#host.now(), 2_147_483_647),
+      );
       return;
     }
     this.#waiters.delete(waiter);
@@ -500,8 +545,15 @@ export class FiberRun {
       this.#writeLater({ journal: [done] });
       waiter.resolve(undefined);
     } else {
-      const error = new TimeoutError(`No "${waiter.name}" event arrived for fiber ${this.id} before the wait timed out.`);
-      const failed: JournalEntry = { ...entry, status: "failed", error: serializeError(error), endedAt: this.#host.now() };
+      const error = new TimeoutError(
+        `No "${waiter.name}" event arrived for fiber ${this.id} before the wait timed out.`,
+      );
+      const failed: JournalEntry = {
+        ...entry,
+        status: "failed",
+        error: serializeError(error),
+        endedAt: this.#host.now(),
+      };
       this.#journal.set(waiter.pos, failed);
       this.#writeLater({ journal: [failed] });
       waiter.reject(error);
@@ -519,7 +571,12 @@ export class FiberRun {
       clearTimeout(waiter.timer);
       const entry = this.#journal.get(waiter.pos);
       if (!entry) continue;
-      const done: JournalEntry = { ...entry, status: "completed", result: event.payload, endedAt: this.#host.now() };
+      const done: JournalEntry = {
+        ...entry,
+        status: "completed",
+        result: event.payload,
+        endedAt: this.#host.now(),
+      };
       this.#journal.set(waiter.pos, done);
       this.#writeLater({ journal: [done], consumeEvents: [{ seq: event.seq, consumedBy: waiter.pos }] });
       waiter.resolve(event.payload);
@@ -550,7 +607,11 @@ export class FiberRun {
     void this.#suspend(waitingFor.length > 0 ? "waiting" : "sleeping", wakeAt, waitingFor);
   }
 
-  async #suspend(status: "sleeping" | "waiting", wakeAt: number | undefined, waitingFor: string[]): Promise<void> {
+  async #suspend(
+    status: "sleeping" | "waiting",
+    wakeAt: number | undefined,
+    waitingFor: string[],
+  ): Promise<void> {
     this.#state = "suspending";
     for (const w of this.#waiters) clearTimeout(w.timer);
     this.#waiters.clear();
@@ -689,7 +750,9 @@ export class FiberRun {
   }
 
   #recordedError(entry: JournalEntry): Error {
-    return entry.error ? deserializeError(entry.error) : new StepFailedError("step_failed", `Step "${entry.key}" failed.`);
+    return entry.error
+      ? deserializeError(entry.error)
+      : new StepFailedError("step_failed", `Step "${entry.key}" failed.`);
   }
 
   async #stepChunks(pos: number, streamFrom: number): Promise<FiberEvent[]> {
@@ -698,10 +761,12 @@ export class FiberRun {
   }
 
   #write(group: Omit<WriteGroup, "fiberId" | "generation">): Promise<void> {
-    return this.#host.writer.write({ fiberId: this.id, generation: this.generation, ...group }).catch((error) => {
-      this.stop(error);
-      throw error;
-    });
+    return this.#host.writer
+      .write({ fiberId: this.id, generation: this.generation, ...group })
+      .catch((error) => {
+        this.stop(error);
+        throw error;
+      });
   }
 
   #writeLater(group: Omit<WriteGroup, "fiberId" | "generation">): void {

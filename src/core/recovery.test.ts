@@ -5,16 +5,18 @@
 
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { defineFiber } from "./define";
-import type { FiberEvent } from "./records";
-import { type Runtime, createRuntime } from "./runtime";
 import { MemoryStore } from "../store/memory-store";
 import { crashableStore } from "../testing/crash-store";
+import { defineFiber } from "./define";
+import type { FiberEvent } from "./records";
+import { createRuntime, type Runtime } from "./runtime";
 
 const runtimes: Runtime[] = [];
 afterEach(async () => {
   // Crashed runtimes hang on their store; close() only stops their timers.
-  await Promise.all(runtimes.splice(0).map((r) => Promise.race([r.close(), new Promise((res) => setTimeout(res, 10))])));
+  await Promise.all(
+    runtimes.splice(0).map((r) => Promise.race([r.close(), new Promise((res) => setTimeout(res, 10))])),
+  );
 });
 
 function track(rt: Runtime): Runtime {
@@ -45,7 +47,8 @@ describe("replay after a crash", () => {
         await ctx.stash({ phase: "drafting", notes });
         const draft = await ctx.step("draft", ({ idempotencyKey, interrupted, attempt }) => {
           calls.push({ key: idempotencyKey, interrupted, attempt });
-          if (firstLife) return new Promise<string>((resolve) => (releaseBlocked = () => resolve("never used")));
+          if (firstLife)
+            return new Promise<string>((resolve) => (releaseBlocked = () => resolve("never used")));
           return `draft from ${notes}`;
         });
         ctx.emit("progress", { pct: 100 });
@@ -56,7 +59,9 @@ describe("replay after a crash", () => {
     const dying = crashableStore(disk);
     const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 30 }));
     const fiber = await first.start(job, { topic: "durable execution" }, { id: "job-1" });
-    await expect.poll(async () => (await disk.readJournal("job-1")).find((e) => e.key === "draft#1")?.status).toBe("started");
+    await expect
+      .poll(async () => (await disk.readJournal("job-1")).find((e) => e.key === "draft#1")?.status)
+      .toBe("started");
     dying.crash(); // the process dies while "draft" runs
     firstLife = false;
     releaseBlocked();
@@ -74,8 +79,17 @@ describe("replay after a crash", () => {
     ]);
     const events = await readAll(second, "job-1");
     expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
-    expect(events.map((e) => e.type)).toEqual(["fiber.start", "progress", "fiber.recovered", "progress", "fiber.end"]);
-    expect(events.filter((e) => e.type === "progress").map((e) => e.data)).toEqual([{ pct: 50 }, { pct: 100 }]);
+    expect(events.map((e) => e.type)).toEqual([
+      "fiber.start",
+      "progress",
+      "fiber.recovered",
+      "progress",
+      "fiber.end",
+    ]);
+    expect(events.filter((e) => e.type === "progress").map((e) => e.data)).toEqual([
+      { pct: 50 },
+      { pct: 100 },
+    ]);
     expect((await second.inspect("job-1")).record.recovery).toMatchObject({ count: 1 });
   });
 
@@ -90,7 +104,9 @@ describe("replay after a crash", () => {
       },
     });
     const dying = crashableStore(disk);
-    const first = track(createRuntime({ store: dying, fibers: [shifty], leaseMs: 30, unloadAfterMs: 10_000 }));
+    const first = track(
+      createRuntime({ store: dying, fibers: [shifty], leaseMs: 30, unloadAfterMs: 10_000 }),
+    );
     const fiber = await first.start(shifty, {});
     await expect.poll(async () => (await disk.readJournal(fiber.id)).length).toBe(2);
     dying.crash();
@@ -98,7 +114,10 @@ describe("replay after a crash", () => {
     const second = track(createRuntime({ store: disk, fibers: [shifty], leaseMs: 30 }));
     await second.recover();
     await second.sendEvent(fiber.id, "go"); // wakes the waiting fiber, whose replay now diverges
-    await expect(second.result(fiber)).rejects.toMatchObject({ code: "replay_diverged", name: "ReplayDivergedError" });
+    await expect(second.result(fiber)).rejects.toMatchObject({
+      code: "replay_diverged",
+      name: "ReplayDivergedError",
+    });
   });
 
   it("fails with version_mismatch unless the old version is listed as compatible", async () => {
@@ -129,7 +148,8 @@ describe("replay after a crash", () => {
       await second.recover();
       if (expected === "completed") await second.sendEvent(fiber.id, "go");
       await expect.poll(async () => (await disk.getFiber(fiber.id))?.status).toBe(expected);
-      if (expected === "failed") expect((await disk.getFiber(fiber.id))?.error?.code).toBe("version_mismatch");
+      if (expected === "failed")
+        expect((await disk.getFiber(fiber.id))?.error?.code).toBe("version_mismatch");
     }
   });
 
@@ -230,13 +250,22 @@ type Op =
   | { kind: "parallel"; width: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant("step" as const), name: fc.constantFrom("a", "b", "c") }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ kind: fc.constant("step" as const), name: fc.constantFrom("a", "b", "c") }),
+  },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("emit" as const) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("stash" as const) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("sleep" as const), ms: fc.integer({ min: 0, max: 8 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant("sleep" as const), ms: fc.integer({ min: 0, max: 8 }) }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("event" as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("now" as const) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("parallel" as const), width: fc.integer({ min: 2, max: 3 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant("parallel" as const), width: fc.integer({ min: 2, max: 3 }) }),
+  },
 );
 
 interface Life {
@@ -287,7 +316,9 @@ function programFiber(life: { current: Life }) {
 
 async function uninterrupted(ops: Op[]): Promise<unknown> {
   const life = { current: { alive: true, executions: [] } as Life };
-  const rt = track(createRuntime({ store: new MemoryStore(), fibers: [programFiber(life)], unloadAfterMs: 3 }));
+  const rt = track(
+    createRuntime({ store: new MemoryStore(), fibers: [programFiber(life)], unloadAfterMs: 3 }),
+  );
   const fiber = await rt.start("program", { ops }, { id: "p" });
   for (const [i, op] of ops.entries()) if (op.kind === "event") await rt.sendEvent("p", `e${i}`, { i });
   return rt.result(fiber);
@@ -300,7 +331,10 @@ describe("property: random programs survive crashes at random writes", () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(opArb, { minLength: 1, maxLength: 12 }),
-        fc.array(fc.record({ at: fc.integer({ min: 1, max: 12 }), apply: fc.boolean() }), { minLength: 1, maxLength: 4 }),
+        fc.array(fc.record({ at: fc.integer({ min: 1, max: 12 }), apply: fc.boolean() }), {
+          minLength: 1,
+          maxLength: 4,
+        }),
         async (ops, crashes) => {
           const expected = await uninterrupted(ops);
           const disk = new MemoryStore();
@@ -311,22 +345,31 @@ describe("property: random programs survive crashes at random writes", () => {
           const schedule = [...crashes, null];
           for (const [n, crash] of schedule.entries()) {
             life.current = { alive: true, executions: [] };
-            const store = crashableStore(disk, crash ? { crashAtWrite: crash.at, applyCrashingWrite: crash.apply } : {});
+            const store = crashableStore(
+              disk,
+              crash ? { crashAtWrite: crash.at, applyCrashingWrite: crash.apply } : {},
+            );
             const rt = track(createRuntime({ store, fibers: [fiberDef], leaseMs: 15, unloadAfterMs: 3 }));
             const drive = (async () => {
               await rt.recover();
               await rt.start(fiberDef, { ops }, { id: "p" });
               const inbox = await disk.readInbox("p");
               for (const [i, op] of ops.entries()) {
-                if (op.kind === "event" && !inbox.some((e) => e.name === `e${i}`)) await rt.sendEvent("p", `e${i}`, { i });
+                if (op.kind === "event" && !inbox.some((e) => e.name === `e${i}`))
+                  await rt.sendEvent("p", `e${i}`, { i });
               }
             })();
             drive.catch(() => {});
             await expect
-              .poll(async () => store.crashed || ((await disk.getFiber("p"))?.status ?? "").match(/completed|failed/) !== null, {
-                timeout: 10_000,
-                interval: 5,
-              })
+              .poll(
+                async () =>
+                  store.crashed ||
+                  ((await disk.getFiber("p"))?.status ?? "").match(/completed|failed/) !== null,
+                {
+                  timeout: 10_000,
+                  interval: 5,
+                },
+              )
               .toBe(true);
             life.current.alive = false;
             // A step durably completed before this life began must not have run in it.
@@ -336,7 +379,8 @@ describe("property: random programs survive crashes at random writes", () => {
             if (!store.crashed) break;
             crashesSeen++;
             for (const entry of await disk.readJournal("p")) {
-              if (entry.kind === "step" && entry.status === "completed") completedAtCrash.add(`p:${entry.key}`);
+              if (entry.kind === "step" && entry.status === "completed")
+                completedAtCrash.add(`p:${entry.key}`);
             }
           }
           const record = await disk.getFiber("p");
@@ -363,7 +407,11 @@ describe("property: random programs survive crashes at random writes", () => {
           expect(chunks.filter((c) => c.type === "fiber.start")).toHaveLength(1);
         },
       ),
-      { numRuns: Number(process.env.FIBERLINE_RUNS ?? 40), seed: Number(process.env.FIBERLINE_SEED ?? 20261126), endOnFailure: true },
+      {
+        numRuns: Number(process.env.FIBERLINE_RUNS ?? 40),
+        seed: Number(process.env.FIBERLINE_SEED ?? 20261126),
+        endOnFailure: true,
+      },
     );
     // The schedule must really have crashed runtimes mid-run, not just run clean programs.
     expect(crashesSeen).toBeGreaterThan(40);

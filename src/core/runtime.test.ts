@@ -4,21 +4,25 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
+import { MemoryStore } from "../store/memory-store";
 import { defineFiber } from "./define";
 import {
   CancelledError,
   FiberNotFoundError,
   NonRetryableError,
-  StepFailedError,
+  type StepFailedError,
   TimeoutError,
   UnknownFiberError,
 } from "./errors";
 import type { FiberEvent } from "./records";
-import { type Runtime, createRuntime } from "./runtime";
-import { MemoryStore } from "../store/memory-store";
+import { createRuntime, type Runtime } from "./runtime";
 
 const runtimes: Runtime[] = [];
-function runtime(options: Partial<Parameters<typeof createRuntime>[0]> & { fibers: Parameters<typeof createRuntime>[0]["fibers"] }) {
+function runtime(
+  options: Partial<Parameters<typeof createRuntime>[0]> & {
+    fibers: Parameters<typeof createRuntime>[0]["fibers"];
+  },
+) {
   const rt = createRuntime({ store: new MemoryStore(), pollIntervalMs: 20, ...options });
   runtimes.push(rt);
   return rt;
@@ -123,7 +127,9 @@ describe("start, steps and result", () => {
     const tolerant = defineFiber("tolerant", {
       async run(ctx) {
         try {
-          await ctx.step("always", () => Promise.reject(new Error("boom")), { retry: { maxAttempts: 2, initialDelayMs: 1 } });
+          await ctx.step("always", () => Promise.reject(new Error("boom")), {
+            retry: { maxAttempts: 2, initialDelayMs: 1 },
+          });
           return "unreachable";
         } catch (error) {
           return `${(error as StepFailedError).code}: ${(error as Error).message}`;
@@ -142,7 +148,9 @@ describe("start, steps and result", () => {
           "maybe-slow",
           ({ attempt, signal }) =>
             attempt === 1
-              ? new Promise<string>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)))
+              ? new Promise<string>((_, reject) =>
+                  signal.addEventListener("abort", () => reject(signal.reason)),
+                )
               : "fast",
           { timeoutMs: 20, retry: { initialDelayMs: 1 } },
         );

@@ -4,34 +4,34 @@
  * host, tests) create one with `createRuntime` and call `recover()` on every start.
  */
 
+import type { FiberQuery, Store, WriteGroup } from "../store/store";
 import { CommitQueue } from "./commit-queue";
 import type { FiberDefinition } from "./define";
 import {
   CancelledError,
+  deserializeError,
   FencedError,
-  FiberNotFoundError,
   FiberlineError,
+  FiberNotFoundError,
   RecoveryExhaustedError,
+  serializeError,
   UnknownFiberError,
   VersionMismatchError,
-  deserializeError,
-  serializeError,
 } from "./errors";
 import { FiberRun, type RunHost, type RunOutcome } from "./fiber-run";
-import { type FiberLocks, defaultLocks } from "./locks";
+import { defaultLocks, type FiberLocks } from "./locks";
 import {
   type FiberEvent,
   type FiberRecord,
   type FiberStatus,
   type InboxEvent,
+  isTerminal,
   type JournalEntry,
   type RecoveryInfo,
   type StreamChunk,
-  isTerminal,
 } from "./records";
 import { ChunkInbox, StreamHub } from "./stream-hub";
 import { assertArgument, assertStorable, assertValidId } from "./validate";
-import type { FiberQuery, Store, WriteGroup } from "../store/store";
 
 /** Options of `createRuntime`. */
 export interface RuntimeOptions {
@@ -142,11 +142,17 @@ export class Runtime {
   #closed = false;
 
   constructor(options: RuntimeOptions) {
-    assertArgument(options?.store, "createRuntime({ store }) needs a store, e.g. new IdbStore() or new MemoryStore().");
+    assertArgument(
+      options?.store,
+      "createRuntime({ store }) needs a store, e.g. new IdbStore() or new MemoryStore().",
+    );
     this.store = options.store;
     this.runnerId = options.runnerId ?? `runner-${randomUuid()}`;
     for (const def of options.fibers ?? []) {
-      assertArgument(!this.#definitions.has(def.name), `Two fiber definitions are named "${def.name}"; names must be unique.`);
+      assertArgument(
+        !this.#definitions.has(def.name),
+        `Two fiber definitions are named "${def.name}"; names must be unique.`,
+      );
       this.#definitions.set(def.name, def);
     }
     this.#clock = options.clock ?? Date.now;
@@ -203,9 +209,17 @@ export class Runtime {
    * chunk are written in one transaction before the handler runs; bad input is rejected before
    * anything is written.
    */
-  async start<In, Out>(definition: FiberDefinition<In, Out>, input: In, options?: StartOptions): Promise<StartResult<Out>>;
+  async start<In, Out>(
+    definition: FiberDefinition<In, Out>,
+    input: In,
+    options?: StartOptions,
+  ): Promise<StartResult<Out>>;
   async start(name: string, input: unknown, options?: StartOptions): Promise<StartResult>;
-  async start(definition: FiberDefinition | string, input: unknown, options: StartOptions = {}): Promise<StartResult> {
+  async start(
+    definition: FiberDefinition | string,
+    input: unknown,
+    options: StartOptions = {},
+  ): Promise<StartResult> {
     this.#assertOpen();
     const def = this.#definition(typeof definition === "string" ? definition : definition?.name);
     if (options.id !== undefined) assertValidId(options.id);
@@ -231,7 +245,13 @@ export class Runtime {
       stalledRecoveries: 0,
       progressMark: "",
     };
-    const first: StreamChunk = { fiberId: id, seq: 1, type: "fiber.start", data: { name: def.name, version: def.version }, at: now };
+    const first: StreamChunk = {
+      fiberId: id,
+      seq: 1,
+      type: "fiber.start",
+      data: { name: def.name, version: def.version },
+      at: now,
+    };
     const created = await this.store.createFiber(record, [first]);
     if (created.status === "exists") {
       const existing = created.record;
@@ -239,7 +259,8 @@ export class Runtime {
     }
     this.#hub.publish(id, [first]);
     const release = await this.#locks.acquire(id);
-    if (release) this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
+    if (release)
+      this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
     return { id, name: def.name, status: "running", created: true };
   }
 
@@ -247,10 +268,16 @@ export class Runtime {
    * The fiber's stream: chunks with `seq > after` from storage, then live chunks as they become
    * durable; ends after `fiber.end`. Rejects with `fiber_not_found` for an unknown id.
    */
-  async *events(id: string, options: { after?: number; signal?: AbortSignal } = {}): AsyncGenerator<FiberEvent> {
+  async *events(
+    id: string,
+    options: { after?: number; signal?: AbortSignal } = {},
+  ): AsyncGenerator<FiberEvent> {
     assertValidId(id);
     let cursor = options.after ?? 0;
-    assertArgument(Number.isInteger(cursor) && cursor >= 0, `events(id, { after }) needs an integer >= 0, got ${cursor}.`);
+    assertArgument(
+      Number.isInteger(cursor) && cursor >= 0,
+      `events(id, { after }) needs an integer >= 0, got ${cursor}.`,
+    );
     const { signal } = options;
     const inbox = new ChunkInbox();
     const unsubscribe = this.#hub.subscribe(id, inbox.push);
@@ -296,12 +323,18 @@ export class Runtime {
   async sendEvent(id: string, name: string, payload?: unknown): Promise<void> {
     this.#assertOpen();
     assertValidId(id);
-    assertArgument(typeof name === "string" && name.length > 0, "sendEvent(id, name, payload) needs a non-empty event name.");
+    assertArgument(
+      typeof name === "string" && name.length > 0,
+      "sendEvent(id, name, payload) needs a non-empty event name.",
+    );
     assertStorable(payload, `payload of event "${name}"`, this.#host.maxPayloadBytes);
     const record = await this.store.getFiber(id);
     if (!record) throw new FiberNotFoundError(id);
     if (isTerminal(record.status)) {
-      throw new FiberlineError("fiber_ended", `Fiber ${id} already ended (${record.status}); it takes no more events.`);
+      throw new FiberlineError(
+        "fiber_ended",
+        `Fiber ${id} already ended (${record.status}); it takes no more events.`,
+      );
     }
     const event = await this.store.enqueueEvent({ fiberId: id, name, payload, at: this.#clock() });
     const active = this.#active.get(id);
@@ -328,7 +361,12 @@ export class Runtime {
     const record = await this.store.getFiber(id);
     if (!record) throw new FiberNotFoundError(id);
     if (isTerminal(record.status)) return record.status;
-    const claim = await this.store.claimFiber(id, { owner: this.runnerId, now: this.#clock(), leaseMs: this.#leaseMs, force: true });
+    const claim = await this.store.claimFiber(id, {
+      owner: this.runnerId,
+      now: this.#clock(),
+      leaseMs: this.#leaseMs,
+      force: true,
+    });
     if (claim.status === "missing") throw new FiberNotFoundError(id);
     if (claim.status === "held") return claim.record.status;
     this.#clearWake(id);
@@ -458,7 +496,9 @@ export class Runtime {
     if (this.#leaseTimer) clearInterval(this.#leaseTimer);
     if (this.#collectTimer) clearInterval(this.#collectTimer);
     for (const { run } of [...this.#active.values()]) {
-      run.stop(new FiberlineError("cancelled", "The runtime was closed; the fiber resumes at the next recover()."));
+      run.stop(
+        new FiberlineError("cancelled", "The runtime was closed; the fiber resumes at the next recover()."),
+      );
     }
     await this.#writer.drain();
   }
@@ -466,7 +506,10 @@ export class Runtime {
   // ---- running fibers ------------------------------------------------------------------------
 
   #definition(name: string | undefined): FiberDefinition {
-    assertArgument(typeof name === "string", "start(definition, input) needs a fiber definition or its name.");
+    assertArgument(
+      typeof name === "string",
+      "start(definition, input) needs a fiber definition or its name.",
+    );
     const def = this.#definitions.get(name);
     if (!def) throw new UnknownFiberError(name);
     return def;
@@ -511,7 +554,15 @@ export class Runtime {
         this.store.readSnapshot(id),
         this.store.readInbox(id),
       ]);
-      const state = await this.#prepare(def, record, journal, snapshotRecord?.value, snapshotRecord?.at, inbox, reason);
+      const state = await this.#prepare(
+        def,
+        record,
+        journal,
+        snapshotRecord?.value,
+        snapshotRecord?.at,
+        inbox,
+        reason,
+      );
       if (!state) return;
       const pending = this.#starting.get(id) ?? [];
       this.#launch(def, state, release);
@@ -602,12 +653,21 @@ export class Runtime {
       await this.#endDirect(
         record,
         "failed",
-        new FiberlineError("recovery_aborted", `Fiber ${record.id} was interrupted and its onRecovered hook chose "abort".`),
+        new FiberlineError(
+          "recovery_aborted",
+          `Fiber ${record.id} was interrupted and its onRecovered hook chose "abort".`,
+        ),
       );
       return null;
     }
     const seq = record.streamHead + 1;
-    const chunk: StreamChunk = { fiberId: record.id, seq, type: "fiber.recovered", data: { ...recovery, decision }, at: now };
+    const chunk: StreamChunk = {
+      fiberId: record.id,
+      seq,
+      type: "fiber.recovered",
+      data: { ...recovery, decision },
+      at: now,
+    };
     const restart = decision === "restart";
     const fiber: Partial<FiberRecord> = {
       recovery,
@@ -695,18 +755,21 @@ export class Runtime {
 
   #ensureLeaseTimer(): void {
     if (this.#leaseTimer) return;
-    this.#leaseTimer = setInterval(() => {
-      if (this.#active.size === 0) {
-        if (this.#leaseTimer) clearInterval(this.#leaseTimer);
-        this.#leaseTimer = null;
-        return;
-      }
-      const leaseUntil = this.#clock() + this.#leaseMs;
-      for (const { run } of this.#active.values()) {
-        const group = run.leaseGroup(leaseUntil);
-        if (group) this.#writer.write(group).catch((error) => run.stop(error));
-      }
-    }, Math.max(50, Math.floor(this.#leaseMs / 3)));
+    this.#leaseTimer = setInterval(
+      () => {
+        if (this.#active.size === 0) {
+          if (this.#leaseTimer) clearInterval(this.#leaseTimer);
+          this.#leaseTimer = null;
+          return;
+        }
+        const leaseUntil = this.#clock() + this.#leaseMs;
+        for (const { run } of this.#active.values()) {
+          const group = run.leaseGroup(leaseUntil);
+          if (group) this.#writer.write(group).catch((error) => run.stop(error));
+        }
+      },
+      Math.max(50, Math.floor(this.#leaseMs / 3)),
+    );
     unref(this.#leaseTimer);
   }
 
@@ -720,7 +783,11 @@ export class Runtime {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new FiberlineError("store_closed", "This runtime was closed; create a new one with createRuntime().");
+    if (this.#closed)
+      throw new FiberlineError(
+        "store_closed",
+        "This runtime was closed; create a new one with createRuntime().",
+      );
   }
 
   #report(error: unknown, doing: string): void {

@@ -105,6 +105,7 @@ export function assertArgument(condition: unknown, message: string): asserts con
 }
 
 function describe(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}...` : value);
+  if (typeof value === "string")
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}...` : value);
   return `of type ${value === null ? "null" : typeof value}`;
 }

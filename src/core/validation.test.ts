@@ -4,10 +4,10 @@
  */
 
 import { describe, expect, it } from "vitest";
+import { MemoryStore } from "../store/memory-store";
 import { defineFiber } from "./define";
 import { InvalidInputError, UnknownFiberError } from "./errors";
 import { createRuntime } from "./runtime";
-import { MemoryStore } from "../store/memory-store";
 
 async function dump(store: MemoryStore) {
   const fibers = await store.listFibers();
@@ -36,14 +36,34 @@ describe("bad input is rejected before anything is written", () => {
   }
 
   const cases: Array<[string, string, (rt: ReturnType<typeof createRuntime>) => Promise<unknown>]> = [
-    ["an input that is not structured-cloneable", "not_cloneable", (rt) => rt.start("echo", { callback: () => 1 })],
-    ["an input over the size limit", "payload_too_large", (rt) => rt.start("echo", { text: "x".repeat(5_000) })],
+    [
+      "an input that is not structured-cloneable",
+      "not_cloneable",
+      (rt) => rt.start("echo", { callback: () => 1 }),
+    ],
+    [
+      "an input over the size limit",
+      "payload_too_large",
+      (rt) => rt.start("echo", { text: "x".repeat(5_000) }),
+    ],
     ["an unknown fiber name", "unknown_fiber", (rt) => rt.start("no-such-fiber", {})],
     ["a malformed id", "invalid_id", (rt) => rt.start("echo", {}, { id: "has spaces/and?" })],
     ["an empty id", "invalid_id", (rt) => rt.start("echo", {}, { id: "" })],
-    ["a malformed idempotency key", "invalid_id", (rt) => rt.start("echo", {}, { idempotencyKey: "x".repeat(500) })],
-    ["an event payload that is not cloneable", "not_cloneable", (rt) => rt.sendEvent("live", "go", { s: Symbol("x") })],
-    ["an event payload over the limit", "payload_too_large", (rt) => rt.sendEvent("live", "go", "y".repeat(5_000))],
+    [
+      "a malformed idempotency key",
+      "invalid_id",
+      (rt) => rt.start("echo", {}, { idempotencyKey: "x".repeat(500) }),
+    ],
+    [
+      "an event payload that is not cloneable",
+      "not_cloneable",
+      (rt) => rt.sendEvent("live", "go", { s: Symbol("x") }),
+    ],
+    [
+      "an event payload over the limit",
+      "payload_too_large",
+      (rt) => rt.sendEvent("live", "go", "y".repeat(5_000)),
+    ],
     ["an event for a malformed id", "invalid_id", (rt) => rt.sendEvent("bad id", "go", {})],
     ["an empty event name", "invalid_argument", (rt) => rt.sendEvent("live", "", {})],
     ["a negative stream cursor", "invalid_argument", (rt) => rt.events("live", { after: -1 }).next()],

@@ -5,6 +5,7 @@
  * Used by Fiberline's own crash tests and by users testing their fibers in Node.
  */
 
+import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import type {
   ClaimRequest,
   ClaimResult,
@@ -14,7 +15,6 @@ import type {
   Store,
   WriteGroup,
 } from "../store/store";
-import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 
 /** Options of `crashableStore`. */
 export interface CrashOptions {
@@ -49,7 +49,8 @@ const never = <T>(): Promise<T> => new Promise<T>(() => {});
 export function crashableStore(inner: Store, options: CrashOptions = {}): CrashableStore {
   let crashed = false;
   let writes = 0;
-  const read = <T>(fn: () => Promise<T>): Promise<T> => (crashed ? never<T>() : fn().then((v) => (crashed ? never<T>() : v)));
+  const read = <T>(fn: () => Promise<T>): Promise<T> =>
+    crashed ? never<T>() : fn().then((v) => (crashed ? never<T>() : v));
   const write = <T>(fn: () => Promise<T>): Promise<T> => {
     if (crashed) return never<T>();
     writes++;
@@ -81,7 +82,8 @@ export function crashableStore(inner: Store, options: CrashOptions = {}): Crasha
     readInbox: (id: string): Promise<InboxEvent[]> => read(() => inner.readInbox(id)),
     createFiber: (record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> =>
       write(() => inner.createFiber(record, chunks)),
-    claimFiber: (id: string, request: ClaimRequest): Promise<ClaimResult> => write(() => inner.claimFiber(id, request)),
+    claimFiber: (id: string, request: ClaimRequest): Promise<ClaimResult> =>
+      write(() => inner.claimFiber(id, request)),
     commit: (groups: WriteGroup[]): Promise<CommitResult> => write(() => inner.commit(groups)),
     enqueueEvent: (event: Omit<InboxEvent, "seq" | "consumedBy">) => write(() => inner.enqueueEvent(event)),
     deleteFibers: (ids: readonly string[]) => write(() => inner.deleteFibers(ids)),
