@@ -93,7 +93,9 @@ export function toStoreError(operation: string, error: unknown): FiberlineError 
   if (error instanceof FiberlineError) return error;
   const name = error instanceof Error ? error.name : "Error";
   const detail = error instanceof Error ? error.message : String(error);
-  const advice = ADVICE[name] ?? "Nothing was written; retry, and if it keeps failing check the browser's storage settings (private mode, cleared site data).";
+  const advice =
+    ADVICE[name] ??
+    "Nothing was written; retry, and if it keeps failing check the browser's storage settings (private mode, cleared site data).";
   return new StoreError("store_error", `Storage failed during ${operation} (${name}: ${detail}). ${advice}`, {
     cause: error,
   });
@@ -104,7 +106,8 @@ const ADVICE: Record<string, string> = {
     "The origin is out of storage quota: delete finished fibers (or shorten retentionMs), free disk space, or request persistent storage with navigator.storage.persist(). Nothing was written.",
   DataCloneError:
     "A value is not structured-cloneable (a function, a DOM node, a class with private state...): pass plain data. Nothing was written.",
-  DataError: "A key (fiber id, journal pos, stream seq or inbox seq) is missing or not a valid key. Nothing was written.",
+  DataError:
+    "A key (fiber id, journal pos, stream seq or inbox seq) is missing or not a valid key. Nothing was written.",
   ConstraintError:
     "A uniqueness rule was broken (another fiber already uses this idempotency key). Nothing was written.",
   VersionError:

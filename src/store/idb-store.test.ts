@@ -8,14 +8,17 @@ import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { FiberRecord } from "../core/records";
-import { DB_VERSION } from "./idb-schema";
+import { DB_VERSION } from "./idb-database";
 import { IdbStore } from "./idb-store";
 import { runStoreContract } from "./store-contract";
 
 let dbCount = 0;
 const uniqueName = () => `fiberline-test-${++dbCount}`;
 
-runStoreContract("IdbStore (fake-indexeddb)", () => new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() }));
+runStoreContract(
+  "IdbStore (fake-indexeddb)",
+  () => new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() }),
+);
 
 const record: FiberRecord = {
   id: "f1",
@@ -49,21 +52,24 @@ describe("IdbStore", () => {
     vi.restoreAllMocks();
   });
 
-  it.each(["relaxed", "strict"] as const)("writes with %s durability and reads without an option", async (durability) => {
-    const spy = vi.spyOn(IDBDatabase.prototype, "transaction");
-    const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory(), durability });
-    await store.createFiber(record, []);
-    await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1 });
-    await store.getFiber("f1");
-    // fake-indexeddb opens its own versionchange transaction through the same method.
-    const calls = spy.mock.calls.filter(([, mode]) => mode !== "versionchange");
-    expect(calls).toEqual([
-      [["fibers", "chunks"], "readwrite", { durability }],
-      [["fibers"], "readwrite", { durability }],
-      [["fibers"], "readonly", {}],
-    ]);
-    await store.close();
-  });
+  it.each(["relaxed", "strict"] as const)(
+    "writes with %s durability and reads without an option",
+    async (durability) => {
+      const spy = vi.spyOn(IDBDatabase.prototype, "transaction");
+      const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory(), durability });
+      await store.createFiber(record, []);
+      await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1 });
+      await store.getFiber("f1");
+      // fake-indexeddb opens its own versionchange transaction through the same method.
+      const calls = spy.mock.calls.filter(([, mode]) => mode !== "versionchange");
+      expect(calls).toEqual([
+        [["fibers", "chunks"], "readwrite", { durability }],
+        [["fibers"], "readwrite", { durability }],
+        [["fibers"], "readonly", {}],
+      ]);
+      await store.close();
+    },
+  );
 
   it("defaults to relaxed durability and the name fiberline", () => {
     const store = new IdbStore({ indexedDB: new IDBFactory() });
@@ -131,6 +137,22 @@ describe("IdbStore", () => {
     expect(error).toMatchObject({ code: "store_error", message: expect.stringContaining("reload the page") });
     expect((error as Error).cause).toMatchObject({ name: "VersionError" });
     newer.close();
+    await store.close();
+  });
+
+  it("settles calls and close() when closed while the database is still opening", async () => {
+    const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
+    const pending = store.getFiber("f1");
+    await store.close();
+    await expect(pending).rejects.toMatchObject({ code: "store_closed" });
+  });
+
+  it("opens one connection for concurrent first calls", async () => {
+    const factory = new IDBFactory();
+    const open = vi.spyOn(factory, "open");
+    const store = new IdbStore({ name: uniqueName(), indexedDB: factory });
+    await Promise.all([store.getFiber("a"), store.listFibers(), store.readStream("a", 0)]);
+    expect(open).toHaveBeenCalledTimes(1);
     await store.close();
   });
 

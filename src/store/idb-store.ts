@@ -7,7 +7,7 @@
  * writes without waiting on each and awaits only the transaction's completion.
  */
 
-import { type IDBPDatabase, type IDBPTransaction, type StoreNames, unwrap, wrap } from "idb";
+import { type IDBPTransaction, type StoreNames, unwrap } from "idb";
 import { FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
@@ -19,8 +19,16 @@ import {
   storeClosedError,
   toStoreError,
 } from "./fiber-rules";
-import { DB_VERSION, type FiberlineSchema, upgradeSchema } from "./idb-schema";
-import type { ClaimRequest, ClaimResult, CommitResult, CreateResult, FiberQuery, Store, WriteGroup } from "./store";
+import { type FiberlineDatabase, type FiberlineSchema, openFiberlineDatabase } from "./idb-database";
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  FiberQuery,
+  Store,
+  WriteGroup,
+} from "./store";
 
 /** Options of `IdbStore`. */
 export interface IdbStoreOptions {
@@ -40,7 +48,7 @@ export interface IdbStoreOptions {
   indexedDB?: IDBFactory;
 }
 
-type Db = IDBPDatabase<FiberlineSchema>;
+type Db = FiberlineDatabase;
 type Names = StoreNames<FiberlineSchema>;
 type Tx<Mode extends IDBTransactionMode> = IDBPTransaction<FiberlineSchema, Names[], Mode>;
 
@@ -94,7 +102,9 @@ export class IdbStore implements Store {
       const fibers = tx.objectStore("fibers");
       if (statuses === undefined) {
         // The createdAt index already orders by createdAt, then id (the primary key).
-        const records = await fibers.index("createdAt").getAll(null, query?.name === undefined ? limit : undefined);
+        const records = await fibers
+          .index("createdAt")
+          .getAll(null, query?.name === undefined ? limit : undefined);
         return finishListing(records, query);
       }
       const byStatus = fibers.index("status");
@@ -155,7 +165,9 @@ export class IdbStore implements Store {
     return this.#write("commit", commitScope(groups), async (tx) => {
       const fibers = tx.objectStore("fibers");
       const ids = [...new Set(groups.map((group) => group.fiberId))];
-      const consumed = groups.flatMap((g) => (g.consumeEvents ?? []).map((c) => [g.fiberId, c.seq] as [string, number]));
+      const consumed = groups.flatMap((g) =>
+        (g.consumeEvents ?? []).map((c) => [g.fiberId, c.seq] as [string, number]),
+      );
       const inbox = consumed.length > 0 ? tx.objectStore("inbox") : undefined;
       // All reads at once: one round of requests, then every write without waiting on each.
       const [current, events] = await Promise.all([
@@ -164,7 +176,8 @@ export class IdbStore implements Store {
       ]);
       const records = new Map<string, FiberRecord | undefined>(ids.map((id, i) => [id, current[i]]));
       const inboxEvents = new Map<string, InboxEvent>();
-      for (const event of events) if (event !== undefined) inboxEvents.set(`${event.seq}\u0000${event.fiberId}`, event);
+      for (const event of events)
+        if (event !== undefined) inboxEvents.set(`${event.seq}\u0000${event.fiberId}`, event);
 
       const fenced: string[] = [];
       const patched = new Set<string>();
@@ -250,7 +263,11 @@ export class IdbStore implements Store {
     mode: Mode,
     body: (tx: Tx<Mode>) => Promise<T>,
   ): Promise<T> {
-    const tx = await this.#begin(operation, stores, mode);
+    let tx: Tx<Mode> | undefined;
+    for (let attempt = 1; tx === undefined; attempt++) {
+      tx = this.#begin(await this.#database(), operation, stores, mode, attempt);
+    }
+    // From here to the end of `body`, only this transaction's own requests are awaited.
     // Watched instead of `tx.done`, whose rejection carries a generic AbortError, not the cause.
     tx.done.catch(() => undefined);
     try {
@@ -266,28 +283,32 @@ export class IdbStore implements Store {
     }
   }
 
-  async #begin<Mode extends IDBTransactionMode>(operation: string, stores: Names[], mode: Mode): Promise<Tx<Mode>> {
-    for (let attempt = 1; ; attempt++) {
-      const db = await this.#database(operation);
-      try {
-        const options: IDBTransactionOptions = mode === "readwrite" ? { durability: this.durability } : {};
-        return db.transaction(stores, mode, options);
-      } catch (error) {
-        if (this.#closed) throw storeClosedError(this.kind);
-        // The connection was closed under us (versionchange, browser): reopen once.
-        if (attempt === 1 && error instanceof Error && error.name === "InvalidStateError") {
-          this.#forget(unwrap(db));
-          continue;
-        }
-        throw toStoreError(operation, error);
+  /** Starts a transaction on `db`, or returns `undefined` to retry on a fresh connection. */
+  #begin<Mode extends IDBTransactionMode>(
+    db: Db,
+    operation: string,
+    stores: Names[],
+    mode: Mode,
+    attempt: number,
+  ): Tx<Mode> | undefined {
+    try {
+      const options: IDBTransactionOptions = mode === "readwrite" ? { durability: this.durability } : {};
+      return db.transaction(stores, mode, options);
+    } catch (error) {
+      if (this.#closed) throw storeClosedError(this.kind);
+      // The connection was closed under us (versionchange, browser): reopen once.
+      if (attempt === 1 && error instanceof Error && error.name === "InvalidStateError") {
+        this.#forget(unwrap(db));
+        return undefined;
       }
+      throw toStoreError(operation, error);
     }
   }
 
-  async #database(operation: string): Promise<Db> {
+  async #database(): Promise<Db> {
     if (this.#closed) throw storeClosedError(this.kind);
     if (this.#opening === undefined) {
-      const opening = this.#open(operation);
+      const opening = this.#open();
       this.#opening = opening;
       opening.catch(() => {
         if (this.#opening === opening) this.#opening = undefined;
@@ -298,8 +319,7 @@ export class IdbStore implements Store {
     return db;
   }
 
-  /** `idb`'s `openDB`, on the injected factory. */
-  #open(operation: string): Promise<Db> {
+  #open(): Promise<Db> {
     const factory = this.#factory ?? (globalThis.indexedDB as IDBFactory | undefined);
     if (factory === undefined) {
       return Promise.reject(
@@ -309,51 +329,12 @@ export class IdbStore implements Store {
         ),
       );
     }
-    return new Promise<Db>((resolve, reject) => {
-      let blocked = false;
-      let request: IDBOpenDBRequest;
-      try {
-        request = factory.open(this.name, DB_VERSION);
-      } catch (error) {
-        reject(toStoreError(operation, error));
-        return;
-      }
-      request.addEventListener("upgradeneeded", (event) => {
-        const db = wrap(request.result) as unknown as Db;
-        const tx = wrap(request.transaction as IDBTransaction) as unknown as IDBPTransaction<
-          FiberlineSchema,
-          Names[],
-          "versionchange"
-        >;
-        upgradeSchema(db, event.oldVersion, tx);
-      });
-      request.addEventListener("blocked", () => {
-        // Another tab holds an older version open and did not close it; waiting could hang forever.
-        blocked = true;
-        reject(
-          new StoreError(
-            "store_error",
-            `The Fiberline database "${this.name}" is held open by another tab running an older version of this app: close or reload the other tabs, then retry.`,
-          ),
-        );
-      });
-      request.addEventListener("error", () => reject(toStoreError(operation, request.error)));
-      request.addEventListener("success", () => {
-        const connection = request.result;
-        if (blocked || this.#closed) {
-          connection.close();
-          return;
-        }
-        // Let another context upgrade or delete the database: close now, reopen on the next call.
-        connection.addEventListener("versionchange", () => {
-          connection.close();
-          this.#forget(connection);
-        });
-        // The browser closed it (site data cleared, disk error): reopen on the next call.
-        connection.addEventListener("close", () => this.#forget(connection));
+    return openFiberlineDatabase(factory, this.name, {
+      wanted: () => !this.#closed,
+      opened: (connection) => {
         this.#connection = connection;
-        resolve(wrap(connection) as unknown as Db);
-      });
+      },
+      gone: (connection) => this.#forget(connection),
     });
   }
 
@@ -368,7 +349,9 @@ export class IdbStore implements Store {
 function finished(tx: IDBTransaction): Promise<void> {
   return new Promise((resolve, reject) => {
     tx.addEventListener("complete", () => resolve());
-    tx.addEventListener("abort", () => reject(tx.error ?? new DOMException("The transaction was aborted.", "AbortError")));
+    tx.addEventListener("abort", () =>
+      reject(tx.error ?? new DOMException("The transaction was aborted.", "AbortError")),
+    );
   });
 }
 

@@ -3,6 +3,8 @@
  * `fiberline` entry re-exports these; the contract suite (`store-contract.ts`) is for tests only.
  */
 
+export { IdbStore, type IdbStoreOptions } from "./idb-store";
+export { MemoryStore } from "./memory-store";
 export type {
   ClaimRequest,
   ClaimResult,
@@ -12,5 +14,3 @@ export type {
   Store,
   WriteGroup,
 } from "./store";
-export { MemoryStore } from "./memory-store";
-export { IdbStore, type IdbStoreOptions } from "./idb-store";

@@ -17,7 +17,15 @@ import {
   storeClosedError,
   toStoreError,
 } from "./fiber-rules";
-import type { ClaimRequest, ClaimResult, CommitResult, CreateResult, FiberQuery, Store, WriteGroup } from "./store";
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  FiberQuery,
+  Store,
+  WriteGroup,
+} from "./store";
 
 /** Per-fiber rows keyed by a number (journal `pos`, stream `seq`, inbox `seq`). */
 type Rows<T> = Map<string, Map<number, T>>;
@@ -55,7 +63,9 @@ export class MemoryStore implements Store {
   async listFibers(query?: FiberQuery): Promise<FiberRecord[]> {
     this.#assertOpen();
     const statuses = queriedStatuses(query);
-    const records = [...this.#fibers.values()].filter((r) => statuses === undefined || statuses.includes(r.status));
+    const records = [...this.#fibers.values()].filter(
+      (r) => statuses === undefined || statuses.includes(r.status),
+    );
     return structuredClone(finishListing(records, query));
   }
 
@@ -99,7 +109,9 @@ export class MemoryStore implements Store {
     this.#assertOpen();
     const result = decideClaim(this.#fibers.get(id), request);
     if (result.status === "claimed") this.#fibers.set(id, result.record);
-    return result.status === "missing" ? result : { status: result.status, record: structuredClone(result.record) };
+    return result.status === "missing"
+      ? result
+      : { status: result.status, record: structuredClone(result.record) };
   }
 
   async commit(groups: WriteGroup[]): Promise<CommitResult> {
@@ -117,7 +129,10 @@ export class MemoryStore implements Store {
       }
       const staged = cloneIn("commit", group);
       validateGroupKeys(staged);
-      records.set(group.fiberId, staged.fiber === undefined ? current : mergeFiberPatch(current, staged.fiber));
+      records.set(
+        group.fiberId,
+        staged.fiber === undefined ? current : mergeFiberPatch(current, staged.fiber),
+      );
       applied.push(staged);
     }
     for (const record of records.values()) this.#assertUniqueIdempotencyKey(record, records);
@@ -132,7 +147,8 @@ export class MemoryStore implements Store {
     const { fiberId, name, payload, at } = cloneIn("enqueueEvent", event);
     if (!this.#fibers.has(fiberId)) throw new FiberNotFoundError(fiberId);
     const inbox = rowsOf(this.#inboxes, fiberId);
-    const seq = Math.max(0, ...inbox.keys()) + 1;
+    let seq = 1;
+    for (const taken of inbox.keys()) seq = Math.max(seq, taken + 1);
     const stored: InboxEvent = { fiberId, seq, name, payload, at };
     inbox.set(seq, stored);
     return structuredClone(stored);
@@ -184,7 +200,8 @@ export class MemoryStore implements Store {
       const current = pending.get(other.id) ?? other;
       return current.id !== record.id && current.idempotencyKey === key;
     });
-    if (clash) throw toStoreError("commit", new DOMException(`idempotency key "${key}" is taken`, "ConstraintError"));
+    if (clash)
+      throw toStoreError("commit", new DOMException(`idempotency key "${key}" is taken`, "ConstraintError"));
   }
 
   #assertOpen(): void {
@@ -223,7 +240,8 @@ function validateGroupKeys(group: WriteGroup): void {
   for (const entry of group.journal ?? []) requireKeys("commit", "journal entry", entry.fiberId, entry.pos);
   if (group.snapshot) requireKey("commit", "snapshot", group.snapshot.fiberId);
   for (const chunk of group.chunks ?? []) requireKeys("commit", "stream chunk", chunk.fiberId, chunk.seq);
-  for (const { seq } of group.consumeEvents ?? []) requireKeys("commit", "consumed event", group.fiberId, seq);
+  for (const { seq } of group.consumeEvents ?? [])
+    requireKeys("commit", "consumed event", group.fiberId, seq);
 }
 
 function requireKeys(operation: string, what: string, fiberId: unknown, position: unknown): void {
@@ -235,6 +253,9 @@ function requireKeys(operation: string, what: string, fiberId: unknown, position
 function requireKey(operation: string, what: string, key: unknown): void {
   const valid = typeof key === "string" || (typeof key === "number" && !Number.isNaN(key));
   if (!valid) {
-    throw toStoreError(operation, new DOMException(`the ${what} has an invalid key (${String(key)})`, "DataError"));
+    throw toStoreError(
+      operation,
+      new DOMException(`the ${what} has an invalid key (${String(key)})`, "DataError"),
+    );
   }
 }

@@ -121,7 +121,10 @@ export function runStoreContract(
         expect(await store.getFiber("f1")).toMatchObject({ owner: "a", generation: 1, leaseUntil: 6_000 });
 
         const forced = await store.claimFiber("f1", { owner: "b", now: 5_999, leaseMs: 5_000, force: true });
-        expect(forced).toMatchObject({ status: "claimed", record: { owner: "b", generation: 2, leaseUntil: 10_999 } });
+        expect(forced).toMatchObject({
+          status: "claimed",
+          record: { owner: "b", generation: 2, leaseUntil: 10_999 },
+        });
       });
 
       it("takes over an expired lease (a lease ending at `now` has expired)", async () => {
@@ -133,7 +136,10 @@ export function runStoreContract(
 
       it("claims a fiber whose owner has no lease", async () => {
         await store.createFiber(fiber("f1", { owner: "ghost" }), []);
-        expect(await store.claimFiber("f1", request)).toMatchObject({ status: "claimed", record: { owner: "a" } });
+        expect(await store.claimFiber("f1", request)).toMatchObject({
+          status: "claimed",
+          record: { owner: "a" },
+        });
       });
 
       it("bumps the generation on every claim, also by the same owner", async () => {
@@ -147,12 +153,18 @@ export function runStoreContract(
         expect(await store.getFiber("f1")).toMatchObject({ generation: 3, leaseUntil: 6_002 });
       });
 
-      it.each(["completed", "failed", "cancelled"] as const)("never claims a %s fiber, even forced", async (status) => {
-        const record = fiber("f1", { status, generation: 2 });
-        await store.createFiber(record, []);
-        expect(await store.claimFiber("f1", { ...request, force: true })).toEqual({ status: "held", record });
-        expect(await store.getFiber("f1")).toEqual(record);
-      });
+      it.each(["completed", "failed", "cancelled"] as const)(
+        "never claims a %s fiber, even forced",
+        async (status) => {
+          const record = fiber("f1", { status, generation: 2 });
+          await store.createFiber(record, []);
+          expect(await store.claimFiber("f1", { ...request, force: true })).toEqual({
+            status: "held",
+            record,
+          });
+          expect(await store.getFiber("f1")).toEqual(record);
+        },
+      );
     });
 
     describe("commit", () => {
@@ -169,9 +181,18 @@ export function runStoreContract(
           },
         ]);
         expect(result).toEqual({ fenced: [] });
-        expect(await store.getFiber("f1")).toMatchObject({ streamHead: 2, updatedAt: 2_000, generation, owner: "runner" });
+        expect(await store.getFiber("f1")).toMatchObject({
+          streamHead: 2,
+          updatedAt: 2_000,
+          generation,
+          owner: "runner",
+        });
         expect(await store.readJournal("f1")).toEqual([entry("f1", 0)]);
-        expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: { phase: "drafting" }, at: 2_000 });
+        expect(await store.readSnapshot("f1")).toEqual({
+          fiberId: "f1",
+          value: { phase: "drafting" },
+          at: 2_000,
+        });
         expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1), chunk("f1", 2)]);
       });
 
@@ -248,10 +269,21 @@ export function runStoreContract(
 
       it("merges the patch; undefined values delete fields", async () => {
         const generation = await running("f1");
-        const end = { status: "completed", result: { ok: true }, endedAt: 9, owner: undefined, leaseUntil: undefined } as const;
+        const end = {
+          status: "completed",
+          result: { ok: true },
+          endedAt: 9,
+          owner: undefined,
+          leaseUntil: undefined,
+        } as const;
         await store.commit([{ fiberId: "f1", generation, fiber: end }]);
         const record = await store.getFiber("f1");
-        expect(record).toMatchObject({ status: "completed", result: { ok: true }, endedAt: 9, name: "research" });
+        expect(record).toMatchObject({
+          status: "completed",
+          result: { ok: true },
+          endedAt: 9,
+          name: "research",
+        });
         expect(record && "owner" in record).toBe(false);
         expect(record && "leaseUntil" in record).toBe(false);
         expect((await store.listFibers({ status: "completed" })).map((r) => r.id)).toEqual(["f1"]);
@@ -261,7 +293,9 @@ export function runStoreContract(
       it("replaces a journal entry at the same pos and orders entries by pos", async () => {
         const generation = await running("f1");
         const started = entry("f1", 0, { status: "started", result: undefined });
-        await store.commit([{ fiberId: "f1", generation, journal: [started, entry("f1", 10), entry("f1", 2)] }]);
+        await store.commit([
+          { fiberId: "f1", generation, journal: [started, entry("f1", 10), entry("f1", 2)] },
+        ]);
         await store.commit([{ fiberId: "f1", generation, journal: [entry("f1", 0), entry("f1", 1)] }]);
         expect(await store.readJournal("f1")).toEqual([0, 1, 2, 10].map((pos) => entry("f1", pos)));
       });
@@ -298,7 +332,9 @@ export function runStoreContract(
           { fiberId: "f1", generation: g1, chunks: [chunk("f1", 1), chunk("f1", 2)] },
           { fiberId: "f2", generation: g2, chunks: [chunk("f2", 1)] },
         ]);
-        await store.commit([{ fiberId: "f1", generation: g1, chunks: [3, 4, 5].map((seq) => chunk("f1", seq)) }]);
+        await store.commit([
+          { fiberId: "f1", generation: g1, chunks: [3, 4, 5].map((seq) => chunk("f1", seq)) },
+        ]);
         const seqs = async (after: number, limit?: number) =>
           (await store.readStream("f1", after, limit)).map((c) => c.seq);
         expect(await store.readStream("f1", 0)).toEqual([1, 2, 3, 4, 5].map((seq) => chunk("f1", seq)));
@@ -343,7 +379,11 @@ export function runStoreContract(
         const other = await store.enqueueEvent({ fiberId: "f2", name: "x", payload: 0, at: 6 });
         expect(other).toEqual({ fiberId: "f2", seq: 1, name: "x", payload: 0, at: 6 });
         const inbox = await store.readInbox("f1");
-        expect(inbox.map((e) => [e.seq, e.name])).toEqual([[1, "a"], [2, "b"], [3, "c"]]);
+        expect(inbox.map((e) => [e.seq, e.name])).toEqual([
+          [1, "a"],
+          [2, "b"],
+          [3, "c"],
+        ]);
         expect(inbox[0]).toEqual({ fiberId: "f1", seq: 1, name: "a", payload: "a", at: 5 });
       });
 
@@ -357,7 +397,9 @@ export function runStoreContract(
       });
 
       it("rejects an event for a missing fiber with FiberNotFoundError", async () => {
-        const error = await store.enqueueEvent({ fiberId: "ghost", name: "x", payload: 1, at: 1 }).catch((e: unknown) => e);
+        const error = await store
+          .enqueueEvent({ fiberId: "ghost", name: "x", payload: 1, at: 1 })
+          .catch((e: unknown) => e);
         expect(error).toBeInstanceOf(FiberNotFoundError);
         expect(error).toMatchObject({ code: "fiber_not_found" });
         expect(await store.readInbox("ghost")).toEqual([]);
@@ -368,8 +410,8 @@ export function runStoreContract(
       beforeEach(async () => {
         // Inserted out of order: the listing order must come from createdAt, then id.
         await store.createFiber(fiber("d", { createdAt: 30, name: "chat", status: "waiting" }), []);
-        await store.createFiber(fiber("b", { createdAt: 20, status: "completed" }), []);
         await store.createFiber(fiber("c", { createdAt: 20, name: "chat" }), []);
+        await store.createFiber(fiber("b", { createdAt: 20, status: "completed" }), []);
         await store.createFiber(fiber("a", { createdAt: 10 }), []);
         await store.createFiber(fiber("e", { createdAt: 5, status: "sleeping", name: "chat" }), []);
       });
@@ -379,7 +421,12 @@ export function runStoreContract(
 
       it("filters by one status or several", async () => {
         expect(ids(await store.listFibers({ status: "running" }))).toEqual(["a", "c"]);
-        expect(ids(await store.listFibers({ status: ["waiting", "sleeping", "running"] }))).toEqual(["e", "a", "c", "d"]);
+        expect(ids(await store.listFibers({ status: ["waiting", "sleeping", "running"] }))).toEqual([
+          "e",
+          "a",
+          "c",
+          "d",
+        ]);
         expect(await store.listFibers({ status: "failed" })).toEqual([]);
       });
 
@@ -387,7 +434,9 @@ export function runStoreContract(
         expect(ids(await store.listFibers({ name: "chat" }))).toEqual(["e", "c", "d"]);
         expect(ids(await store.listFibers({ limit: 2 }))).toEqual(["e", "a"]);
         expect(ids(await store.listFibers({ name: "chat", limit: 2 }))).toEqual(["e", "c"]);
-        expect(ids(await store.listFibers({ status: ["running", "waiting"], name: "chat", limit: 1 }))).toEqual(["c"]);
+        expect(
+          ids(await store.listFibers({ status: ["running", "waiting"], name: "chat", limit: 1 })),
+        ).toEqual(["c"]);
         expect(await store.listFibers({ limit: 0 })).toEqual([]);
       });
     });
@@ -446,7 +495,12 @@ export function runStoreContract(
         const event = await store.enqueueEvent({ fiberId: "f1", name: "go", payload: { n: 1 }, at: 1 });
         event.payload = "mutated";
 
-        expect(await store.getFiber("f1")).toMatchObject({ input: { topic: "x" }, status: "running", name: "research", generation: 1 });
+        expect(await store.getFiber("f1")).toMatchObject({
+          input: { topic: "x" },
+          status: "running",
+          name: "research",
+          generation: 1,
+        });
         expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1)]);
         expect((await store.readInbox("f1"))[0]?.payload).toEqual({ n: 1 });
       });
@@ -459,10 +513,11 @@ export function runStoreContract(
         first.data = "mutated";
         const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1 });
         const generation = claim.status === "claimed" ? claim.record.generation : -1;
-        const journal = [entry("f1", 0, { result: { rows: [1] } })];
+        const rows = [1];
+        const journal = [entry("f1", 0, { result: { rows } })];
         const snapshot = { fiberId: "f1", value: { phase: "a" }, at: 1 };
         await store.commit([{ fiberId: "f1", generation, journal, snapshot }]);
-        (journal[0]?.result as { rows: number[] }).rows.push(2);
+        rows.push(2);
         snapshot.value.phase = "mutated";
 
         expect(await store.getFiber("f1")).toMatchObject({ input: { topic: "x" } });
