@@ -111,6 +111,15 @@ describe("SseParser", () => {
   it("yields nothing for a field line that was never ended", () => {
     expect(parseAll(["data: x"])).toEqual([]);
   });
+
+  it("keeps the extra fields it was asked for, per event, and ignores the rest", () => {
+    const parser = new SseParser({ fields: ["at"] });
+    expect(parser.push("id: 1\nat: 17\nother: x\ndata: a\n\nid: 2\ndata: b\n\n")).toEqual([
+      { id: "1", event: "message", data: "a", fields: { at: "17" } },
+      { id: "2", event: "message", data: "b" },
+    ]);
+    expect(parseAll(["at: 5\ndata: c\n\n"])).toEqual([{ event: "message", data: "c" }]);
+  });
 });
 
 describe("formatSse", () => {
@@ -126,6 +135,15 @@ describe("formatSse", () => {
     expect(() => formatSse({ id: "a\0", data: "" })).toThrow(InvalidInputError);
     expect(() => formatSse({ event: "x\ry", data: "" })).toThrow(InvalidInputError);
     expect(() => formatSse({ retry: -1, data: "" })).toThrow(InvalidInputError);
+    expect(() => formatSse({ fields: { "a:b": 1 }, data: "" })).toThrow(InvalidInputError);
+    expect(() => formatSse({ fields: { data: 1 }, data: "" })).toThrow(InvalidInputError);
+    expect(() => formatSse({ fields: { at: "1\n2" }, data: "" })).toThrow(InvalidInputError);
+  });
+
+  it("writes extra fields before the data lines", () => {
+    expect(formatSse({ id: 4, event: "tick", fields: { at: 1700 }, data: "{}" })).toBe(
+      "id: 4\nevent: tick\nat: 1700\ndata: {}\n\n",
+    );
   });
 
   it("writes comments that readers skip", () => {

@@ -22,6 +22,11 @@ export interface SseMessage {
   data: string;
   /** The reconnection time in ms, when this event's block carried a valid `retry` field. */
   retry?: number;
+  /**
+   * Extra fields this event's block carried, for the names listed in `SseParserOptions.fields`
+   * (the last value wins). `EventSource` ignores such fields; Fiberline's stream uses `at`.
+   */
+  fields?: Record<string, string>;
 }
 
 /** Options of {@link SseParser}. */
@@ -32,8 +37,14 @@ export interface SseParserOptions {
    * it, because some servers close right after their last `data:` line.
    */
   dispatchIncompleteOnEnd?: boolean;
+  /**
+   * Names of non-standard fields to keep in `SseMessage.fields` instead of ignoring them (the
+   * spec ignores unknown fields, so servers may add metadata lines that browsers skip).
+   */
+  fields?: readonly string[];
 }
 
+const STANDARD_FIELDS: ReadonlySet<string> = new Set(["data", "event", "id", "retry"]);
 const LF = 10;
 const CR = 13;
 
@@ -51,6 +62,8 @@ const CR = 13;
  */
 export class SseParser {
   readonly #dispatchIncompleteOnEnd: boolean;
+  readonly #keptFields: ReadonlySet<string>;
+  #blockFields: Record<string, string> | undefined;
   /** Text of the line being read, not yet terminated. */
   #partial = "";
   /** The previous chunk ended in `\r`: a `\n` opening the next chunk belongs to that line end. */
@@ -64,6 +77,7 @@ export class SseParser {
 
   constructor(options: SseParserOptions = {}) {
     this.#dispatchIncompleteOnEnd = options.dispatchIncompleteOnEnd ?? false;
+    this.#keptFields = new Set(options.fields ?? []);
   }
 
   /** The last event ID buffer (what a reconnecting client sends as `Last-Event-ID`). */
@@ -124,6 +138,7 @@ export class SseParser {
     this.#data = [];
     this.#eventType = "";
     this.#blockRetry = undefined;
+    this.#blockFields = undefined;
     return out;
   }
 
@@ -160,7 +175,11 @@ export class SseParser {
         }
         break;
       default:
-        // Unknown fields are ignored, as the spec requires.
+        // Unknown fields are ignored, as the spec requires, unless the caller asked to keep them.
+        if (this.#keptFields.has(field)) {
+          this.#blockFields ??= {};
+          this.#blockFields[field] = value;
+        }
         break;
     }
   }
@@ -174,12 +193,14 @@ export class SseParser {
       };
       if (this.#lastEventId !== "") message.id = this.#lastEventId;
       if (this.#blockRetry !== undefined) message.retry = this.#blockRetry;
+      if (this.#blockFields !== undefined) message.fields = this.#blockFields;
       out.push(message);
     }
     // A block without data lines dispatches nothing but still resets the event type.
     this.#data = [];
     this.#eventType = "";
     this.#blockRetry = undefined;
+    this.#blockFields = undefined;
   }
 }
 
@@ -191,7 +212,7 @@ export class SseParser {
  *
  * Failure semantics: when `signal` aborts, the body is cancelled and the generator throws
  * `signal.reason`; a body that errors rethrows that error; an event left unterminated at the end
- * of the stream is discarded, as `EventSource` does.
+ * of the stream is discarded, as `EventSource` does. `options` are passed to the parser.
  *
  * @example
  * const res = await fetch(url, { headers: { accept: "text/event-stream" } });
@@ -200,11 +221,12 @@ export class SseParser {
 export async function* readSse(
   body: ReadableStream<Uint8Array>,
   signal?: AbortSignal,
+  options?: SseParserOptions,
 ): AsyncGenerator<SseMessage, void, undefined> {
   signal?.throwIfAborted();
   const reader = body.getReader();
   const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
-  const parser = new SseParser();
+  const parser = new SseParser(options);
   let finished = false;
   const onAbort = (): void => {
     reader.cancel(signal?.reason).catch(() => {});
@@ -246,6 +268,11 @@ export interface SseEventInit {
   data: string;
   /** Written as the `retry` field (a non-negative integer of milliseconds). */
   retry?: number;
+  /**
+   * Extra fields written before the data lines (names without `:`, CR, LF and not one of the
+   * standard four; values without CR or LF). Browsers ignore them; see `SseParserOptions.fields`.
+   */
+  fields?: Record<string, string | number>;
 }
 
 /**
@@ -283,6 +310,16 @@ export function formatSse(init: SseEventInit): string {
       );
     }
     out += `retry: ${init.retry}\n`;
+  }
+  for (const [name, raw] of Object.entries(init.fields ?? {})) {
+    const value = String(raw);
+    if (!/^[^:\r\n]+$/.test(name) || STANDARD_FIELDS.has(name) || /[\r\n]/.test(value)) {
+      throw new InvalidInputError(
+        "invalid_argument",
+        `An extra SSE field needs a name without ":", CR or LF other than data/event/id/retry, and a value without CR or LF (got ${JSON.stringify(name)}: ${JSON.stringify(value)}).`,
+      );
+    }
+    out += `${name}: ${value}\n`;
   }
   for (const line of init.data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
   return `${out}\n`;
