@@ -214,9 +214,12 @@ async function streamCompletion(
   settings: StreamSettings,
 ): Promise<void> {
   let closed = false;
-  res.on("close", () => {
-    closed = true;
-  });
+  const closing = new Promise<void>((resolve) =>
+    res.on("close", () => {
+      closed = true;
+      resolve();
+    }),
+  );
   res.writeHead(200, {
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-cache, no-transform",
@@ -232,6 +235,7 @@ async function streamCompletion(
     system_fingerprint: null,
   };
   const usageField = settings.includeUsage ? { usage: null } : {};
+  let flushed: Promise<void> = Promise.resolve();
   const send = async (
     delta: Record<string, unknown>,
     finishReason: string | null = null,
@@ -239,14 +243,13 @@ async function streamCompletion(
   ): Promise<boolean> => {
     if (pause && settings.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, settings.delayMs));
     if (closed) return false;
-    res.write(
-      formatSse({
-        data: JSON.stringify({
-          ...base,
-          choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
-          ...usageField,
-        }),
-      }),
+    const chunk = {
+      ...base,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+      ...usageField,
+    };
+    flushed = new Promise((resolve) =>
+      res.write(formatSse({ data: JSON.stringify(chunk) }), () => resolve()),
     );
     return true;
   };
@@ -255,6 +258,8 @@ async function streamCompletion(
   let pieces = 0;
   for (const piece of mockTokens(completion.text)) {
     if (settings.interruptAfter !== undefined && pieces >= settings.interruptAfter) {
+      // Let the pieces already sent reach the client, then drop the connection mid-response.
+      await Promise.race([flushed, closing]);
       res.destroy();
       return;
     }
