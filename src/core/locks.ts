@@ -10,6 +10,12 @@ export interface FiberLocks {
   readonly exclusive: boolean;
   /** Takes the fiber's lock if free; returns its release function, or `null` when it is held. */
   acquire(fiberId: string): Promise<(() => void) | null>;
+  /**
+   * Resolves once the fiber's lock is free (its holder released it or died). Optional: a runtime
+   * that found a fiber held elsewhere uses it to pick the fiber up when the holder lets go, e.g. a
+   * new Service Worker version waiting for the old one.
+   */
+  released?(fiberId: string): Promise<void>;
 }
 
 /** The subset of the Web Locks API used here. */
@@ -38,6 +44,10 @@ export function webLocks(manager: WebLockManager, prefix = "fiberline:fiber:"): 
           })
           .catch(reject);
       });
+    },
+    async released(fiberId) {
+      // Granted only once every holder is gone; released at once so a runner can take it.
+      await manager.request(`${prefix}${fiberId}`, { mode: "exclusive" }, () => undefined);
     },
   };
 }

@@ -129,6 +129,7 @@ export class Runtime {
   readonly #active = new Map<string, { run: FiberRun; release: () => void }>();
   readonly #starting = new Map<string, InboxEvent[]>();
   readonly #wakeTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  readonly #lockWatches = new Set<string>();
   readonly #keepAliveListeners = new Set<(work: Promise<unknown>) => void>();
   readonly #clock: () => number;
   readonly #random: () => number;
@@ -529,7 +530,11 @@ export class Runtime {
     let release: (() => void) | null = null;
     try {
       release = await this.#locks.acquire(id);
-      if (!release) return; // a live runner elsewhere holds it
+      if (!release) {
+        // A live runner elsewhere holds it: pick the fiber up once that runner lets go.
+        this.#watchLock(id);
+        return;
+      }
       const now = this.#clock();
       const claim = await this.store.claimFiber(id, {
         owner: this.runnerId,
@@ -732,6 +737,27 @@ export class Runtime {
     } else if (outcome.kind === "stopped" && !(outcome.error instanceof FencedError)) {
       this.#report(outcome.error, `running fiber ${run.id}`);
     }
+  }
+
+  /** Once another context releases the fiber's lock, resumes the fiber if it was left unfinished. */
+  #watchLock(id: string): void {
+    const locks = this.#locks;
+    if (!locks.released || this.#lockWatches.has(id) || this.#closed) return;
+    this.#lockWatches.add(id);
+    locks
+      .released(id)
+      .then(async () => {
+        this.#lockWatches.delete(id);
+        if (this.#closed || this.#active.has(id)) return;
+        const record = await this.store.getFiber(id);
+        if (!record || isTerminal(record.status)) return;
+        if (record.status === "running") await this.#resume(id, "recover");
+        else if (record.wakeAt !== undefined) this.#scheduleWake(id, record.wakeAt);
+      })
+      .catch((error) => {
+        this.#lockWatches.delete(id);
+        this.#report(error, `waiting for the lock of fiber ${id}`);
+      });
   }
 
   #scheduleWake(id: string, at: number): void {
