@@ -426,6 +426,41 @@ describe("openAICompatible against adversarial servers", () => {
     );
   });
 
+  it("retries a request that got no response within idleTimeoutMs", async () => {
+    let calls = 0;
+    await withServer(
+      (_req, res) => {
+        calls += 1;
+        if (calls === 1) return; // never answers
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(`${sseChunk({ content: "ok" }, "stop")}data: [DONE]\n\n`);
+      },
+      async (baseUrl, requests) => {
+        expect(
+          textOf(await collect(provider({ baseUrl, idleTimeoutMs: 100 }), { messages: [user("hi")] })),
+        ).toBe("ok");
+        expect(requests).toHaveLength(2);
+      },
+    );
+  });
+
+  it("fails a stream that goes quiet mid-response as stalled, without retrying it", async () => {
+    await withServer(
+      (_req, res) => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(sseChunk({ content: "first" }));
+      },
+      async (baseUrl, requests) => {
+        const { events, error } = await collectUntilError(provider({ baseUrl, idleTimeoutMs: 100 }), {
+          messages: [user("hi")],
+        });
+        expect(textOf(events)).toBe("first");
+        expect(error).toMatchObject({ code: "model_error", kind: "stalled", retryable: true });
+        expect(requests).toHaveLength(1);
+      },
+    );
+  });
+
   it("reports malformed SSE after the events that were valid", async () => {
     await withServer(
       (_req, res) => {

@@ -132,7 +132,11 @@ function toWireTool(tool: ToolSpec): unknown {
   };
 }
 
-/** Aborts one attempt when the caller aborts or when the connection goes quiet. */
+/**
+ * Aborts one attempt when the caller aborts, or when the network keeps it waiting longer than the
+ * idle timeout. Only time spent waiting on the network counts (armed around `fetch` and each
+ * `read`), never time the consumer spends between pulls.
+ */
 class AttemptGuard {
   readonly controller = new AbortController();
   #stalled = false;
@@ -145,7 +149,6 @@ class AttemptGuard {
     this.#outer = outer;
     this.#idleMs = idleMs;
     outer?.addEventListener("abort", this.#onOuterAbort, { once: true });
-    this.touch();
   }
 
   /** True when the idle timeout, not the caller, aborted the attempt. */
@@ -153,14 +156,19 @@ class AttemptGuard {
     return this.#stalled;
   }
 
-  /** Restarts the idle timer after progress. */
-  touch(): void {
-    if (this.#idleMs <= 0) return;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#stalled = true;
-      this.controller.abort(new Error("idle timeout"));
-    }, this.#idleMs);
+  /** Waits on `operation` under the idle timeout. */
+  async wait<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.#idleMs > 0) {
+      this.#timer = setTimeout(() => {
+        this.#stalled = true;
+        this.controller.abort(new Error("idle timeout"));
+      }, this.#idleMs);
+    }
+    try {
+      return await operation();
+    } finally {
+      clearTimeout(this.#timer);
+    }
   }
 
   dispose(): void {
@@ -179,20 +187,19 @@ async function* streamCompletion(
     const guard = new AttemptGuard(signal, settings.idleTimeoutMs);
     let response: Response;
     try {
-      response = await settings.fetch(settings.endpoint, {
-        method: "POST",
-        headers: settings.headers(),
-        body,
-        signal: guard.controller.signal,
-      });
+      response = await guard.wait(() =>
+        settings.fetch(settings.endpoint, {
+          method: "POST",
+          headers: settings.headers(),
+          body,
+          signal: guard.controller.signal,
+        }),
+      );
     } catch (error) {
       guard.dispose();
       if (signal?.aborted) throw signal.reason;
       const failure = guard.stalled
-        ? new ModelError(`${settings.label} sent no response within ${settings.idleTimeoutMs} ms.`, {
-            kind: "stalled",
-            retryable: true,
-          })
+        ? stalledError(settings)
         : new ModelError(
             settings.redact(`Could not reach ${settings.label}: ${describe(error)}`),
             { kind: "network", retryable: true },
@@ -203,7 +210,7 @@ async function* streamCompletion(
       continue;
     }
     if (!response.ok) {
-      const failure = await errorFromResponse(settings, response);
+      const failure = await guard.wait(() => errorFromResponse(settings, response));
       guard.dispose();
       if (!failure.retryable || attempt >= settings.maxRetries) throw failure;
       const retryAfter = failure.retryAfterMs;
@@ -232,9 +239,10 @@ async function* readCompletion(
     // The endpoint ignored `stream: true` and sent one JSON completion.
     let json: unknown;
     try {
-      json = JSON.parse(await response.text());
+      json = JSON.parse(await guard.wait(() => response.text()));
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
+      if (guard.stalled) throw stalledError(settings);
       throw new ModelError(
         `${settings.label} sent a JSON body that does not parse.`,
         { kind: "malformed_stream", retryable: false },
@@ -259,15 +267,11 @@ async function* readCompletion(
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
-        chunk = await reader.read();
+        chunk = await guard.wait(() => reader.read());
       } catch (error) {
         readerDone = true;
         if (signal?.aborted) throw signal.reason;
-        if (guard.stalled)
-          throw new ModelError(
-            `${settings.label} stopped sending for ${settings.idleTimeoutMs} ms mid-stream.`,
-            { kind: "stalled", retryable: true },
-          );
+        if (guard.stalled) throw stalledError(settings);
         throw new ModelError(
           settings.redact(`The stream from ${settings.label} broke off: ${describe(error)}`),
           { kind: "network", retryable: true },
@@ -275,7 +279,6 @@ async function* readCompletion(
         );
       }
       if (signal?.aborted) throw signal.reason;
-      guard.touch();
       if (chunk.done) {
         readerDone = true;
         const tail = [...parser.push(decoder.decode()), ...parser.end()];
@@ -294,6 +297,13 @@ async function* readCompletion(
   } finally {
     if (!readerDone) reader.cancel().catch(() => {});
   }
+}
+
+function stalledError(settings: CallSettings): ModelError {
+  return new ModelError(`${settings.label} sent nothing for ${settings.idleTimeoutMs} ms (idleTimeoutMs).`, {
+    kind: "stalled",
+    retryable: true,
+  });
 }
 
 async function errorFromResponse(settings: CallSettings, response: Response): Promise<ModelError> {
