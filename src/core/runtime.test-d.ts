@@ -4,9 +4,9 @@
  */
 
 import { expectTypeOf } from "vitest";
-import { type FiberContext, defineFiber } from "./define";
-import { type StartResult, createRuntime } from "./runtime";
 import { MemoryStore } from "../store/memory-store";
+import { defineFiber, type FiberContext } from "./define";
+import { createRuntime, type StartResult } from "./runtime";
 
 const research = defineFiber("research", {
   async run(ctx, input: { topic: string }) {
