@@ -3,7 +3,7 @@
  * `npm test`: every check and test suite that exists, in order, stopping at the first failure.
  *
  * Stages: typecheck, lint, unit (Vitest project "node"), browser (Vitest project "browser", when
- * defined), build, check:exports, e2e (Playwright, when playwright.config.ts exists). Output is
+ * defined), build, check:exports, example (examples/quickstart.mjs), e2e (Playwright, when playwright.config.ts exists). Output is
  * streamed; a summary with durations follows, closed on success by exactly `N passed, 0 failed`
  * where N counts every Vitest and Playwright test that passed. Used locally and by `.ci/run`.
  */
@@ -59,6 +59,8 @@ const stages = [
   { name: "browser", run: () => vitestProject("browser", { required: false, needsBrowser: true }) },
   { name: "build", run: build },
   { name: "check:exports", run: () => exec("npm", ["run", "check:exports"]) },
+  // The README's runnable example, against the built package, as a user would run it.
+  { name: "example", run: () => exec(process.execPath, ["examples/quickstart.mjs"]) },
   { name: "e2e", run: playwright },
 ];
 
