@@ -1,0 +1,184 @@
+/**
+ * The event-stream route on Node's Request/Response with a MemoryStore runtime: status codes and
+ * JSON error bodies, cursors from `?after` and `Last-Event-ID`, replay then live, and the close
+ * after `fiber.end`.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { defineFiber } from "../core/define";
+import { createRuntime, type Runtime } from "../core/runtime";
+import { readSse } from "../core/sse";
+import { MemoryStore } from "../store/memory-store";
+import { handleEventsRequest } from "./event-route";
+import { HOST_HEADER } from "./protocol";
+
+const origin = "https://app.test";
+const prefix = "/__fiberline";
+
+const gate = { open: () => {} };
+const ticker = defineFiber("ticker", {
+  async run(ctx, input: { ticks: number; waitAfter?: number }) {
+    for (let i = 1; i <= input.ticks; i++) {
+      if (i === input.waitAfter) await new Promise<void>((resolve) => (gate.open = resolve));
+      ctx.emit("tick", { i, big: 10n, nothing: undefined });
+    }
+    return { ticks: input.ticks };
+  },
+});
+
+const runtimes: Runtime[] = [];
+function runtime(): Runtime {
+  const rt = createRuntime({ store: new MemoryStore(), fibers: [ticker], pollIntervalMs: 20 });
+  runtimes.push(rt);
+  return rt;
+}
+afterEach(async () => {
+  await Promise.all(runtimes.splice(0).map((r) => r.close()));
+});
+
+function get(path: string, headers: Record<string, string> = {}, method = "GET"): Request {
+  return new Request(`${origin}${path}`, { method, headers });
+}
+
+async function read(response: Response) {
+  const out: Array<{ id?: string; event: string; data: unknown; at?: string }> = [];
+  if (!response.body) throw new Error("no body");
+  for await (const m of readSse(response.body, undefined, { fields: ["at"] })) {
+    out.push({ id: m.id, event: m.event, data: JSON.parse(m.data), at: m.fields?.at });
+  }
+  return out;
+}
+
+describe("GET {prefix}/fibers/:id/events", () => {
+  it("replays seq > after as id/event/at/data blocks and closes after fiber.end", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 3 }, { id: "f/1" });
+    await rt.result(fiber);
+    const res = await handleEventsRequest(get(`${prefix}/fibers/f%2F1/events?after=2`), {
+      runtime: rt,
+      prefix,
+      origin,
+    });
+    expect(res?.status).toBe(200);
+    expect(res?.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+    expect(res?.headers.get(HOST_HEADER)).toBe("1");
+    const events = await read(res as Response);
+    expect(events.map((e) => [e.id, e.event])).toEqual([
+      ["3", "tick"],
+      ["4", "tick"],
+      ["5", "fiber.end"],
+    ]);
+    // JSON on the wire: bigint as a string, undefined members dropped; `at` is a timestamp.
+    expect(events[0]?.data).toEqual({ i: 2, big: "10" });
+    expect(Number(events[0]?.at)).toBeGreaterThan(1_600_000_000_000);
+    expect(events[2]?.data).toEqual({ status: "completed", result: { ticks: 3 } });
+  });
+
+  it("takes the cursor from Last-Event-ID over ?after, as a reconnecting EventSource sends it", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 3 });
+    await rt.result(fiber);
+    const res = await handleEventsRequest(
+      get(`${prefix}/fibers/${fiber.id}/events?after=0`, { "Last-Event-ID": "4" }),
+      {
+        runtime: rt,
+        prefix,
+      },
+    );
+    expect((await read(res as Response)).map((e) => e.id)).toEqual(["5"]);
+  });
+
+  it("streams live chunks after the replay, as they become durable", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 4, waitAfter: 3 });
+    await expect.poll(async () => (await rt.inspect(fiber.id)).streamHead).toBe(3);
+    const res = (await handleEventsRequest(get(`${prefix}/fibers/${fiber.id}/events?after=1`), {
+      runtime: rt,
+      prefix,
+    })) as Response;
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const m of readSse(res.body as ReadableStream<Uint8Array>)) seen.push(`${m.id}:${m.event}`);
+    })();
+    await expect.poll(() => seen.length).toBe(2);
+    gate.open();
+    await reading;
+    expect(seen).toEqual(["2:tick", "3:tick", "4:tick", "5:tick", "6:fiber.end"]);
+  });
+
+  it("answers 404 with a JSON error body for an unknown fiber", async () => {
+    const res = (await handleEventsRequest(get(`${prefix}/fibers/nope/events`), {
+      runtime: runtime(),
+      prefix,
+    })) as Response;
+    expect(res.status).toBe(404);
+    expect(res.headers.get("content-type")).toContain("application/json");
+    const body = await res.json();
+    expect(body.error.code).toBe("fiber_not_found");
+    expect(body.error.message).toContain('"nope"');
+  });
+
+  it("answers 400 for a malformed cursor or id", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 1 });
+    for (const bad of ["abc", "-1", "1.5", "", "99999999999999999"]) {
+      const res = (await handleEventsRequest(get(`${prefix}/fibers/${fiber.id}/events?after=${bad}`), {
+        runtime: rt,
+        prefix,
+      })) as Response;
+      expect(res.status, `after=${bad}`).toBe(400);
+      expect((await res.json()).error.code).toBe("invalid_argument");
+    }
+    const header = (await handleEventsRequest(
+      get(`${prefix}/fibers/${fiber.id}/events`, { "Last-Event-ID": "x" }),
+      {
+        runtime: rt,
+        prefix,
+      },
+    )) as Response;
+    expect(header.status).toBe(400);
+    for (const badId of ["bad%20id", "%E0%A4%A", "x".repeat(201)]) {
+      const res = (await handleEventsRequest(get(`${prefix}/fibers/${badId}/events`), {
+        runtime: rt,
+        prefix,
+      })) as Response;
+      expect(res.status, badId).toBe(400);
+      expect((await res.json()).error.code).toBe("invalid_id");
+    }
+  });
+
+  it("answers 405 for other methods, 404 for other paths under the prefix, and leaves the rest alone", async () => {
+    const rt = runtime();
+    const post = (await handleEventsRequest(get(`${prefix}/fibers/x/events`, {}, "POST"), {
+      runtime: rt,
+      prefix,
+    })) as Response;
+    expect(post.status).toBe(405);
+    expect(post.headers.get("allow")).toBe("GET, HEAD");
+    const other = (await handleEventsRequest(get(`${prefix}/fibers/x`), { runtime: rt, prefix })) as Response;
+    expect(other.status).toBe(404);
+    expect((await other.json()).error.code).toBe("route_not_found");
+    expect(await handleEventsRequest(get("/index.html"), { runtime: rt, prefix })).toBeNull();
+    expect(await handleEventsRequest(get(`${prefix}x/fibers/a/events`), { runtime: rt, prefix })).toBeNull();
+    const foreign = new Request(`https://elsewhere.test${prefix}/fibers/a/events`);
+    expect(await handleEventsRequest(foreign, { runtime: rt, prefix, origin })).toBeNull();
+  });
+
+  it("stops reading the runtime when the reader cancels and reports the stream's end", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 2, waitAfter: 2 });
+    let ended: Promise<void> | undefined;
+    const res = (await handleEventsRequest(get(`${prefix}/fibers/${fiber.id}/events`), {
+      runtime: rt,
+      prefix,
+      onStream: (p) => {
+        ended = p;
+      },
+    })) as Response;
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    await reader.cancel();
+    await expect(ended).resolves.toBeUndefined();
+    gate.open();
+  });
+});

@@ -1,0 +1,195 @@
+/**
+ * The event-stream route of the Service Worker host: `GET {prefix}/fibers/:id/events` answered
+ * from `runtime.events()` as `text/event-stream`. A plain `Request -> Response` function, so it
+ * runs (and is tested) anywhere `Request`, `Response` and `ReadableStream` exist.
+ */
+
+import { FiberlineError, FiberNotFoundError, serializeError } from "../core/errors";
+import type { FiberEvent } from "../core/records";
+import type { Runtime } from "../core/runtime";
+import { formatSse } from "../core/sse";
+import { assertValidId } from "../core/validate";
+import { AT_FIELD, type ErrorBody, EVENT_STREAM_TYPE, HOST_HEADER } from "./protocol";
+
+/** What the route needs. */
+export interface EventRouteOptions {
+  runtime: Runtime;
+  /** The route prefix, e.g. "/__fiberline" (no trailing slash). */
+  prefix: string;
+  /** Only requests to this origin are served (the worker's own); default: any. */
+  origin?: string;
+  /** Called with a promise that settles when a stream response ends (the host extends its lifetime). */
+  onStream?(ended: Promise<void>): void;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Answers a request for the event-stream route, or returns `null` when the request is not for
+ * `prefix` (the caller leaves it alone).
+ *
+ * Failure semantics: a malformed id or cursor answers `400`, an unknown fiber `404`, any other
+ * method than GET/HEAD `405`, an unknown path under the prefix `404`, a storage failure before
+ * the stream starts `500`, each with an `ErrorBody`. A failure after the stream started errors
+ * the body, which a reader sees as a network error and answers by reconnecting.
+ *
+ * @example
+ * self.addEventListener("fetch", (event) => {
+ *   const url = new URL(event.request.url);
+ *   if (url.pathname.startsWith("/__fiberline/")) event.respondWith(handleEventsRequest(event.request, { runtime, prefix: "/__fiberline" }).then((r) => r ?? fetch(event.request)));
+ * });
+ */
+export async function handleEventsRequest(
+  request: Request,
+  options: EventRouteOptions,
+): Promise<Response | null> {
+  const url = new URL(request.url);
+  if (!ownsRequest(url, options)) return null;
+  const segments = url.pathname.slice(options.prefix.length).split("/");
+  // ["", "fibers", "<id>", "events"]
+  if (segments.length !== 4 || segments[1] !== "fibers" || segments[3] !== "events") {
+    return errorResponse(
+      404,
+      "route_not_found",
+      `No Fiberline route at ${url.pathname}; the event stream is ${options.prefix}/fibers/<id>/events.`,
+    );
+  }
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return errorResponse(
+      405,
+      "invalid_argument",
+      `${url.pathname} only answers GET (got ${request.method}).`,
+      {
+        allow: "GET, HEAD",
+      },
+    );
+  }
+  let id: string;
+  try {
+    id = decodeURIComponent(segments[2] ?? "");
+    assertValidId(id);
+  } catch (error) {
+    return errorResponse(400, "invalid_id", describe(error, `Malformed fiber id in ${url.pathname}.`));
+  }
+  const cursor = readCursor(url, request.headers);
+  if (typeof cursor === "string") return errorResponse(400, "invalid_argument", cursor);
+
+  const { runtime } = options;
+  try {
+    const record = await runtime.get(id);
+    if (!record) {
+      const missing = new FiberNotFoundError(id);
+      return errorResponse(404, missing.code, missing.message);
+    }
+  } catch (error) {
+    const code = error instanceof FiberlineError ? error.code : "store_error";
+    return errorResponse(500, code, describe(error, "Reading the fiber failed."));
+  }
+  const headers = {
+    "content-type": `${EVENT_STREAM_TYPE}; charset=utf-8`,
+    "cache-control": "no-store",
+    [HOST_HEADER]: "1",
+  };
+  if (request.method === "HEAD") return new Response(null, { status: 200, headers });
+  return new Response(streamBody(runtime, id, cursor, options.onStream), { status: 200, headers });
+}
+
+/** Whether `url` falls under the host's prefix (and origin). */
+export function ownsRequest(url: URL, options: Pick<EventRouteOptions, "prefix" | "origin">): boolean {
+  if (options.origin !== undefined && url.origin !== options.origin) return false;
+  return url.pathname === options.prefix || url.pathname.startsWith(`${options.prefix}/`);
+}
+
+/** The resume cursor: `Last-Event-ID` when sent (a reconnecting `EventSource`), else `?after`, else 0; a string is an error. */
+function readCursor(url: URL, headers: Headers): number | string {
+  const header = headers.get("last-event-id");
+  const query = url.searchParams.get("after");
+  const [raw, source] =
+    header !== null ? [header.trim(), "Last-Event-ID header"] : [query, "after parameter"];
+  if (raw === null) return 0;
+  if (!/^[0-9]{1,16}$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
+    return `The ${source} must be a non-negative integer (the last seq you saw, 0 for the whole stream); got ${JSON.stringify(raw)}.`;
+  }
+  return Number(raw);
+}
+
+function streamBody(
+  runtime: Runtime,
+  id: string,
+  after: number,
+  onStream: EventRouteOptions["onStream"],
+): ReadableStream<Uint8Array> {
+  const abort = new AbortController();
+  const events = runtime.events(id, { after, signal: abort.signal });
+  let finish!: () => void;
+  const ended = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  onStream?.(ended);
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await events.next();
+        if (next.done) {
+          controller.close();
+          finish();
+          return;
+        }
+        controller.enqueue(encoder.encode(frame(next.value)));
+      } catch (error) {
+        controller.error(error);
+        finish();
+      }
+    },
+    cancel() {
+      // The reader went away (page closed, reader aborted, reconnect).
+      abort.abort();
+      events.return(undefined).catch(() => {});
+      finish();
+    },
+  });
+}
+
+/** One SSE block for one chunk. */
+export function frame(event: FiberEvent): string {
+  return formatSse({
+    id: event.seq,
+    event: event.type.replace(/[\r\n]/g, " "),
+    fields: { [AT_FIELD]: event.at },
+    data: toJson(event.data),
+  });
+}
+
+function toJson(data: unknown): string {
+  try {
+    return JSON.stringify(data === undefined ? null : data, (_key, value) =>
+      typeof value === "bigint" ? value.toString() : value,
+    );
+  } catch (error) {
+    // Structured-cloneable but not JSON (a cycle): say so rather than break the stream.
+    return JSON.stringify({ unserializable: describe(error, "not JSON-serializable") });
+  }
+}
+
+/** A JSON error response. */
+export function errorResponse(
+  status: number,
+  code: string,
+  message: string,
+  extra?: Record<string, string>,
+): Response {
+  const body: ErrorBody = { error: { code, message } };
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+      [HOST_HEADER]: "1",
+      ...extra,
+    },
+  });
+}
+
+function describe(error: unknown, fallback: string): string {
+  return serializeError(error).message || fallback;
+}

@@ -1,0 +1,200 @@
+/**
+ * The Service Worker host against a fake worker scope in Node: recovery on the first event of a
+ * start, lifecycle wiring, which fetches it answers, the comlink control channel (errors keep
+ * their class) and the keep-alive of running fibers.
+ */
+
+import { wrap } from "comlink";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { defineFiber } from "../core/define";
+import { FiberNotFoundError, UnknownFiberError } from "../core/errors";
+import { createRuntime, type Runtime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { installErrorTransfer } from "./error-transfer";
+import { createServiceWorkerHost, type ServiceWorkerHost, type ServiceWorkerScopeLike } from "./host";
+import { type ControlApi, type HandshakeReply, PROTOCOL_VERSION } from "./protocol";
+
+class FakeEvent {
+  readonly lifetime: Promise<unknown>[] = [];
+  waitUntil(promise: Promise<unknown>): void {
+    this.lifetime.push(promise);
+  }
+  /** Resolves when every waitUntil promise settled. */
+  settled(): Promise<unknown> {
+    return Promise.allSettled(this.lifetime);
+  }
+}
+
+class FakeFetchEvent extends FakeEvent {
+  response: Promise<Response> | undefined;
+  constructor(readonly request: Request) {
+    super();
+  }
+  respondWith(response: Response | Promise<Response>): void {
+    this.response = Promise.resolve(response);
+  }
+}
+
+class FakeMessageEvent extends FakeEvent {
+  constructor(
+    readonly data: unknown,
+    readonly ports: MessagePort[] = [],
+  ) {
+    super();
+  }
+}
+
+class FakeScope implements ServiceWorkerScopeLike {
+  readonly listeners = new Map<string, Array<(event: never) => void>>();
+  readonly skipWaiting = vi.fn(async () => {});
+  readonly clients = { claim: vi.fn(async () => {}) };
+  readonly location = { href: "https://app.test/sw.js?v=1", origin: "https://app.test" };
+  addEventListener(type: string, listener: (event: never) => void): void {
+    this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
+  }
+  removeEventListener(type: string, listener: (event: never) => void): void {
+    this.listeners.set(
+      type,
+      (this.listeners.get(type) ?? []).filter((l) => l !== listener),
+    );
+  }
+  dispatch<E>(type: string, event: E): E {
+    for (const listener of this.listeners.get(type) ?? []) (listener as (e: E) => void)(event);
+    return event;
+  }
+}
+
+const release = { go: () => {} };
+const waiter = defineFiber("waiter", {
+  async run(ctx) {
+    await ctx.step("hold", () => new Promise<void>((resolve) => (release.go = resolve)));
+    ctx.emit("done", {});
+    return "ok";
+  },
+});
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function setup(options: { skipWaiting?: boolean } = {}) {
+  const runtime: Runtime = createRuntime({ store: new MemoryStore(), fibers: [waiter], pollIntervalMs: 20 });
+  const recover = vi.spyOn(runtime, "recover");
+  const scope = new FakeScope();
+  const host: ServiceWorkerHost = createServiceWorkerHost({ runtime, scope, ...options });
+  cleanups.push(
+    () => runtime.close(),
+    () => host.dispose(),
+  );
+  return { runtime, recover, scope, host };
+}
+
+async function connect(scope: FakeScope, message: Record<string, unknown> = {}) {
+  installErrorTransfer();
+  const { port1, port2 } = new MessageChannel();
+  cleanups.push(() => port1.close());
+  const reply = new Promise<HandshakeReply>((resolve) => {
+    port1.addEventListener("message", (e) => resolve((e as MessageEvent<HandshakeReply>).data), {
+      once: true,
+    });
+  });
+  port1.start();
+  const event = scope.dispatch(
+    "message",
+    new FakeMessageEvent(
+      { type: "fiberline/connect", protocol: PROTOCOL_VERSION, prefix: "/__fiberline", ...message },
+      [port2],
+    ),
+  );
+  return { reply: await reply, remote: wrap<ControlApi>(port1), event };
+}
+
+describe("createServiceWorkerHost", () => {
+  it("runs recover() once per worker start, inside waitUntil of the first event", async () => {
+    const { recover, scope, host } = setup();
+    expect(recover).not.toHaveBeenCalled();
+    const first = scope.dispatch("fetch", new FakeFetchEvent(new Request("https://app.test/app.js")));
+    expect(recover).toHaveBeenCalledTimes(1);
+    expect(first.lifetime).toHaveLength(1);
+    await first.settled();
+    await expect(host.recovery).resolves.toEqual({ resumed: [], scheduled: [], collected: [] });
+    scope.dispatch("message", new FakeMessageEvent({ type: "fiberline/heartbeat" }));
+    expect(recover).toHaveBeenCalledTimes(1);
+  });
+
+  it("skips waiting when configured and claims clients on activate", async () => {
+    const plain = setup();
+    plain.scope.dispatch("install", new FakeEvent());
+    expect(plain.scope.skipWaiting).not.toHaveBeenCalled();
+    const eager = setup({ skipWaiting: true });
+    eager.scope.dispatch("install", new FakeEvent());
+    expect(eager.scope.skipWaiting).toHaveBeenCalledTimes(1);
+    const activate = eager.scope.dispatch("activate", new FakeEvent());
+    await activate.settled();
+    expect(eager.scope.clients.claim).toHaveBeenCalledTimes(1);
+  });
+
+  it("answers its own route and leaves the app's requests and messages alone", async () => {
+    const { scope } = setup();
+    const app = scope.dispatch("fetch", new FakeFetchEvent(new Request("https://app.test/index.html")));
+    expect(app.response).toBeUndefined();
+    const foreign = scope.dispatch(
+      "fetch",
+      new FakeFetchEvent(new Request("https://cdn.test/__fiberline/fibers/a/events")),
+    );
+    expect(foreign.response).toBeUndefined();
+    const ours = scope.dispatch(
+      "fetch",
+      new FakeFetchEvent(new Request("https://app.test/__fiberline/fibers/a/events")),
+    );
+    const res = await ours.response;
+    expect(res?.status).toBe(404);
+    expect((await res?.json()).error.code).toBe("fiber_not_found");
+    const appMessage = scope.dispatch("message", new FakeMessageEvent({ type: "app/hello" }));
+    expect(appMessage.lifetime).toHaveLength(0);
+  });
+
+  it("exposes the control API on the handshake port; errors keep their class and code", async () => {
+    const { scope, host } = setup();
+    const { reply, remote } = await connect(scope);
+    expect(reply).toEqual({ type: "fiberline/ready", worker: host.info });
+    const started = await remote.start("waiter", {}, { id: "w1" });
+    expect(started).toEqual({ id: "w1", name: "waiter", status: "running", created: true });
+    expect((await remote.get("w1"))?.status).toBe("running");
+    expect((await remote.list()).map((r) => r.id)).toEqual(["w1"]);
+    expect((await remote.heartbeat()).active).toBe(1);
+    const missing = await remote.inspect("nope").catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(FiberNotFoundError);
+    expect((missing as FiberNotFoundError).code).toBe("fiber_not_found");
+    const unknown = await remote.start("nope", {}).catch((e: unknown) => e);
+    expect(unknown).toBeInstanceOf(UnknownFiberError);
+    expect(await remote.cancel("w1", "enough")).toBe("cancelled");
+  });
+
+  it("rejects a handshake of another protocol version or prefix with protocol_error", async () => {
+    const { scope } = setup();
+    const { reply } = await connect(scope, { protocol: PROTOCOL_VERSION + 1 });
+    expect(reply.type).toBe("fiberline/rejected");
+    expect(reply.type === "fiberline/rejected" && reply.error.code).toBe("protocol_error");
+    const other = await connect(scope, { prefix: "/elsewhere" });
+    expect(other.reply.type).toBe("fiberline/rejected");
+  });
+
+  it("holds every event open while a fiber runs and lets go when it ends", async () => {
+    const { scope, host } = setup();
+    const { remote } = await connect(scope);
+    await remote.start("waiter", {}, { id: "held" });
+    const heartbeat = scope.dispatch("message", new FakeMessageEvent({ type: "fiberline/heartbeat" }));
+    let settled = false;
+    void heartbeat.settled().then(() => {
+      settled = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(settled).toBe(false);
+    expect(host.pendingWork).toBe(1);
+    release.go();
+    await expect.poll(() => settled).toBe(true);
+    expect(host.pendingWork).toBe(0);
+  });
+});

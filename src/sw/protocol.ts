@@ -1,0 +1,135 @@
+/**
+ * The wire protocol between pages (`fiberline/client`) and the Service Worker host
+ * (`fiberline/sw`), in one place: the messages a page posts to the worker, the handshake reply,
+ * the control RPC (comlink on a `MessageChannel`), the event-stream route and the JSON error body.
+ * Both sides import this file; another host (the edge) speaking the same route reuses its shapes.
+ */
+
+import type { SerializedError } from "../core/errors";
+import type { FiberRecord, FiberStatus } from "../core/records";
+import type { FiberInspection, StartOptions, StartResult } from "../core/runtime";
+import type { FiberQuery } from "../store/store";
+
+/** Bumped on any incompatible change below; a mismatch fails the handshake with `protocol_error`. */
+export const PROTOCOL_VERSION = 1;
+
+/** Where the host serves its routes unless configured otherwise. */
+export const DEFAULT_PREFIX = "/__fiberline";
+
+// ---- page -> worker messages ------------------------------------------------------------------
+//
+// Posted with `ServiceWorker.postMessage`, so each one is an `ExtendableMessageEvent` in the
+// worker: it starts a stopped worker and lets the host extend the worker's lifetime. Messages on
+// an already-open MessagePort do neither, which is why reconnecting always goes through here.
+
+/** Opens a control channel: `ports[0]` of the message is the worker's end of a `MessageChannel`. */
+export interface ConnectMessage {
+  type: "fiberline/connect";
+  protocol: number;
+  /** The route prefix the page expects; a mismatch fails the handshake with `protocol_error`. */
+  prefix: string;
+}
+
+/** Keeps the worker alive while the page has fibers running or a stream open (no reply). */
+export interface HeartbeatMessage {
+  type: "fiberline/heartbeat";
+}
+
+/** Asks an active worker that does not control the page (after a hard reload) to claim it. */
+export interface ClaimMessage {
+  type: "fiberline/claim";
+}
+
+/** Every message a page posts to the worker. */
+export type ClientMessage = ConnectMessage | HeartbeatMessage | ClaimMessage;
+
+/** Whether a `message` event's data belongs to Fiberline (the app's own messages are left alone). */
+export function isClientMessage(data: unknown): data is ClientMessage {
+  const type = (data as { type?: unknown } | null)?.type;
+  return type === "fiberline/connect" || type === "fiberline/heartbeat" || type === "fiberline/claim";
+}
+
+// ---- worker -> page handshake reply (first message on the transferred port) -------------------
+
+/** Who answered: one running instance of the worker script. */
+export interface WorkerInfo {
+  /** Random per worker start: a new id means the worker was restarted or replaced. */
+  instanceId: string;
+  /** The worker script URL (its query distinguishes versions in tests). */
+  scriptUrl: string;
+  /** When this instance started (ms since the epoch). */
+  startedAt: number;
+  protocol: number;
+  prefix: string;
+}
+
+/** The handshake answer, posted on the port before any RPC. */
+export type HandshakeReply =
+  | { type: "fiberline/ready"; worker: WorkerInfo }
+  | { type: "fiberline/rejected"; error: SerializedError };
+
+// ---- control RPC (comlink over the port) ------------------------------------------------------
+
+/** What `heartbeat()` reports. */
+export interface HeartbeatInfo extends WorkerInfo {
+  /** Fibers this worker instance is executing right now. */
+  active: number;
+  /** Whether the start-up `recover()` of this instance has finished. */
+  recovered: boolean;
+}
+
+/**
+ * The control API the worker exposes on each port. Every method rejects with a `FiberlineError`
+ * subclass that keeps its class and `code` in the page (see `error-transfer.ts`).
+ */
+export interface ControlApi {
+  start(name: string, input: unknown, options?: StartOptions): Promise<StartResult>;
+  get(id: string): Promise<FiberRecord | undefined>;
+  list(query?: FiberQuery): Promise<FiberRecord[]>;
+  inspect(id: string): Promise<FiberInspection>;
+  sendEvent(id: string, name: string, payload?: unknown): Promise<void>;
+  cancel(id: string, reason?: string): Promise<FiberStatus>;
+  heartbeat(): Promise<HeartbeatInfo>;
+}
+
+/** The RPC method names. */
+export type RpcMethod = keyof ControlApi;
+/** The arguments of an RPC method. */
+export type RpcArgs<M extends RpcMethod> = Parameters<ControlApi[M]>;
+/** The resolved value of an RPC method. */
+export type RpcResult<M extends RpcMethod> = Awaited<ReturnType<ControlApi[M]>>;
+
+// ---- the event stream route -------------------------------------------------------------------
+//
+// GET {prefix}/fibers/:id/events?after=N   (or a `Last-Event-ID: N` header, which wins)
+// 200 text/event-stream, one block per chunk, replay of seq > N then live, closed after fiber.end:
+//
+//   id: <seq>
+//   event: <type>
+//   at: <ms since the epoch>        (ignored by EventSource; read by fiberline/client)
+//   data: <JSON of the chunk's data> (undefined is sent as null, bigint as a string)
+//
+// 400 malformed id or cursor, 404 unknown fiber, 405 other methods: a JSON `ErrorBody`.
+
+/** The route's path below the prefix, `:id` URI-encoded. */
+export const EVENTS_PATH = "/fibers/:id/events";
+
+/** The stream URL of a fiber. */
+export function eventsUrl(prefix: string, id: string, after?: number): string {
+  const path = `${prefix}/fibers/${encodeURIComponent(id)}/events`;
+  return after === undefined ? path : `${path}?after=${after}`;
+}
+
+/** The content type of the stream. */
+export const EVENT_STREAM_TYPE = "text/event-stream";
+
+/** The extra SSE field that carries a chunk's `at`. */
+export const AT_FIELD = "at";
+
+/** Header set on every response of the host, so a client can tell it from a network fallback. */
+export const HOST_HEADER = "x-fiberline";
+
+/** The JSON body of every error response of the route. */
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
