@@ -148,9 +148,9 @@ describe("createServiceWorkerHost", () => {
       "fetch",
       new FakeFetchEvent(new Request("https://app.test/__fiberline/fibers/a/events")),
     );
-    const res = await ours.response;
-    expect(res?.status).toBe(404);
-    expect((await res?.json()).error.code).toBe("fiber_not_found");
+    const res = (await ours.response) as Response;
+    expect(res.status).toBe(404);
+    expect((await res.json()).error.code).toBe("fiber_not_found");
     const appMessage = scope.dispatch("message", new FakeMessageEvent({ type: "app/hello" }));
     expect(appMessage.lifetime).toHaveLength(0);
   });
