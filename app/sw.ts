@@ -1,0 +1,42 @@
+/**
+ * The demo's Service Worker, built as an ES module and served at `/sw.js` (root scope). It hosts
+ * the Fiberline runtime on IndexedDB with the assistant and the crash lab's fibers, answers the
+ * demo's own `/demo-api/` routes, and precaches the app shell (Workbox, injectManifest) so the
+ * demo opens offline after its first visit.
+ */
+
+import { cleanupOutdatedCaches, createHandlerBoundToURL, precacheAndRoute } from "workbox-precaching";
+import { NavigationRoute, registerRoute } from "workbox-routing";
+import { createRuntime, IdbStore } from "../src/index";
+import { createServiceWorkerHost, type FetchEventLike } from "../src/sw/index";
+import { labEffects, labTicker } from "./lab-fibers";
+import { assistant } from "./worker/assistant";
+import { handleDemoRequest } from "./worker/demo-routes";
+
+declare const self: {
+  readonly location: Location;
+  readonly __WB_MANIFEST: Array<string | { url: string; revision: string | null }>;
+  addEventListener(type: "fetch", listener: (event: FetchEventLike) => void): void;
+};
+
+const runtime = createRuntime({
+  store: new IdbStore({ name: "fiberline" }),
+  fibers: [assistant, labTicker, labEffects],
+});
+
+// First, so Fiberline's control channel and event streams are answered before anything else.
+const host = createServiceWorkerHost({ runtime, skipWaiting: true });
+
+self.addEventListener("fetch", (event) => {
+  const response = handleDemoRequest(event.request, self.location.origin);
+  if (response) event.respondWith(response);
+});
+
+// The app shell: every built asset, and index.html for navigations (the app routes by hash).
+precacheAndRoute(self.__WB_MANIFEST);
+cleanupOutdatedCaches();
+registerRoute(
+  new NavigationRoute(createHandlerBoundToURL("index.html"), {
+    denylist: [new RegExp(`^${host.prefix}/`), /^\/mock-model\//, /^\/demo-api\//],
+  }),
+);

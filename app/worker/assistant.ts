@@ -1,0 +1,67 @@
+/**
+ * The demo's assistant: an agent fiber with a calculator, a clock and an approval-gated
+ * `delete_file` tool. Its model is chosen per run from the worker's settings, so the API key is
+ * read from the worker's storage at call time and never enters the journal or the stream.
+ */
+
+import {
+  calculatorTool,
+  clockTool,
+  defineAgent,
+  type ModelProvider,
+  openAICompatible,
+  type ToolDefinition,
+} from "../../src/agent/index";
+import { readSettings, recordDeletion } from "./demo-db";
+
+/** Where the demo's dev and preview server serve the mock model. */
+export const MOCK_BASE_URL = "/mock-model/v1";
+
+/** A tool that needs a person's approval; its "deletion" is only recorded. */
+function deleteFileTool(): ToolDefinition<{ path: string }, { path: string; result: string }> {
+  return {
+    name: "delete_file",
+    description: "Deletes a file. Requires a person's approval.",
+    parameters: {
+      type: "object",
+      properties: { path: { type: "string", description: "The file to delete." } },
+      required: ["path"],
+    },
+    requiresApproval: true,
+    async execute({ path }, { idempotencyKey }) {
+      await recordDeletion(idempotencyKey, path);
+      return { path, result: "recorded in the demo's deletion log; no real file was touched" };
+    },
+  };
+}
+
+/** The provider the settings choose right now. */
+export async function selectModel(): Promise<ModelProvider> {
+  const settings = await readSettings();
+  if (settings.provider === "custom") {
+    return openAICompatible({
+      name: "custom",
+      baseUrl: settings.baseUrl,
+      model: settings.model,
+      ...(settings.apiKey ? { apiKey: settings.apiKey } : {}),
+      continuation: settings.continuation ? "assistant-prefix" : "none",
+    });
+  }
+  return openAICompatible({
+    name: "mock",
+    baseUrl: MOCK_BASE_URL,
+    model: "mock",
+    continuation: "assistant-prefix",
+    headers: { "x-mock-delay-ms": String(settings.mockDelayMs) },
+  });
+}
+
+/** The assistant fiber (`start("assistant", { messages })`). */
+export const assistant = defineAgent({
+  name: "assistant",
+  model: selectModel,
+  tools: [calculatorTool(), clockTool(), deleteFileTool()],
+  system:
+    "You are the Fiberline demo assistant. Answer briefly. Use the calculator for arithmetic, the clock for the time, and delete_file only when asked to delete a file.",
+  maxTurns: 6,
+});

@@ -1,0 +1,108 @@
+/**
+ * The demo worker's own IndexedDB database (`fiberline-demo`): the assistant's settings, with the
+ * API key that never leaves the worker, and the log of the approval-gated `delete_file` tool.
+ * Only the worker opens it; the page reads it through `demo-routes.ts`.
+ */
+
+import { type DBSchema, type IDBPDatabase, openDB } from "idb";
+import type { DeletionEntry, PublicSettings, SettingsUpdate } from "../shared/demo-api";
+
+/** The stored settings: the public ones plus the key. */
+export interface StoredSettings extends Omit<PublicSettings, "hasApiKey"> {
+  apiKey?: string;
+}
+
+interface DemoSchema extends DBSchema {
+  settings: { key: string; value: StoredSettings };
+  deletions: { key: string; value: DeletionEntry };
+}
+
+/** The mock model with its default speed: the demo works with no account and no network. */
+export const DEFAULT_SETTINGS: StoredSettings = {
+  provider: "mock",
+  mockDelayMs: 35,
+  baseUrl: "",
+  model: "",
+  continuation: false,
+};
+
+const SETTINGS_KEY = "assistant";
+
+let database: Promise<IDBPDatabase<DemoSchema>> | undefined;
+
+function open(): Promise<IDBPDatabase<DemoSchema>> {
+  database ??= openDB<DemoSchema>("fiberline-demo", 1, {
+    upgrade(db, oldVersion) {
+      if (oldVersion < 1) {
+        db.createObjectStore("settings");
+        db.createObjectStore("deletions", { keyPath: "key" });
+      }
+    },
+    terminated() {
+      database = undefined;
+    },
+  });
+  return database;
+}
+
+/** The settings, key included: for the worker's model selection only. */
+export async function readSettings(): Promise<StoredSettings> {
+  const stored = await (await open()).get("settings", SETTINGS_KEY);
+  return { ...DEFAULT_SETTINGS, ...stored };
+}
+
+/** The settings without the key, as the page may see them. */
+export function publicSettings(settings: StoredSettings): PublicSettings {
+  const { apiKey, ...rest } = settings;
+  return { ...rest, hasApiKey: typeof apiKey === "string" && apiKey !== "" };
+}
+
+/** Validates and applies a change; throws `TypeError` with a message a person can act on. */
+export async function updateSettings(update: SettingsUpdate): Promise<StoredSettings> {
+  const next: StoredSettings = { ...(await readSettings()) };
+  if (update.provider !== undefined) {
+    if (update.provider !== "mock" && update.provider !== "custom")
+      throw new TypeError(`provider must be "mock" or "custom", got ${JSON.stringify(update.provider)}.`);
+    next.provider = update.provider;
+  }
+  if (update.mockDelayMs !== undefined) {
+    const delay = Number(update.mockDelayMs);
+    if (!Number.isFinite(delay) || delay < 0 || delay > 2_000)
+      throw new TypeError("The mock model's delay must be a number of ms from 0 to 2000.");
+    next.mockDelayMs = Math.round(delay);
+  }
+  if (update.baseUrl !== undefined) next.baseUrl = String(update.baseUrl).trim();
+  if (update.model !== undefined) next.model = String(update.model).trim();
+  if (update.continuation !== undefined) next.continuation = Boolean(update.continuation);
+  if (update.apiKey === null || update.apiKey === "") delete next.apiKey;
+  else if (update.apiKey !== undefined) next.apiKey = String(update.apiKey).trim();
+  if (next.provider === "custom") {
+    if (next.baseUrl === "")
+      throw new TypeError("A custom provider needs a base URL, e.g. https://api.openai.com/v1.");
+    try {
+      const url = new URL(next.baseUrl, self.location.href);
+      if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error("protocol");
+    } catch {
+      throw new TypeError(`"${next.baseUrl}" is not an http(s) URL.`);
+    }
+    if (next.model === "") throw new TypeError("A custom provider needs a model id, e.g. gpt-4o-mini.");
+  }
+  await (await open()).put("settings", next, SETTINGS_KEY);
+  return next;
+}
+
+/** Records a deletion the assistant's `delete_file` tool was approved to make (nothing is deleted). */
+export async function recordDeletion(key: string, path: string): Promise<DeletionEntry> {
+  const db = await open();
+  const existing = await db.get("deletions", key);
+  if (existing) return existing;
+  const entry: DeletionEntry = { key, path, at: Date.now() };
+  await db.put("deletions", entry);
+  return entry;
+}
+
+/** Every recorded deletion, oldest first. */
+export async function readDeletions(): Promise<DeletionEntry[]> {
+  const all = await (await open()).getAll("deletions");
+  return all.sort((a, b) => a.at - b.at);
+}

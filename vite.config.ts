@@ -1,0 +1,48 @@
+/**
+ * The demo app's build (`npm run build:app`, `npm start`): the React PWA in `app/` and its
+ * ES-module Service Worker `app/sw.ts`, emitted as `/sw.js` at the root scope with the app shell's
+ * precache manifest injected (vite-plugin-pwa, injectManifest). Both the dev server and
+ * `vite preview` serve the mock model at `/mock-model/v1`; preview listens on a fixed port, since
+ * IndexedDB and the worker registration are keyed by origin, port included.
+ */
+import { fileURLToPath } from "node:url";
+import react from "@vitejs/plugin-react";
+import { defineConfig } from "vite";
+import { VitePWA } from "vite-plugin-pwa";
+import { mockModelPlugin } from "./src/agent/mock-server";
+
+const root = fileURLToPath(new URL("./app", import.meta.url));
+
+/** The demo's fixed port (dev and preview). */
+export const DEMO_PORT = 5199;
+
+export default defineConfig({
+  root,
+  publicDir: fileURLToPath(new URL("./public", import.meta.url)),
+  plugins: [
+    react(),
+    mockModelPlugin(),
+    VitePWA({
+      strategies: "injectManifest",
+      srcDir: ".",
+      filename: "sw.ts",
+      // The page registers the worker itself through fiberline/client's connect().
+      injectRegister: false,
+      // public/manifest.webmanifest is the manifest; index.html links it.
+      manifest: false,
+      injectManifest: {
+        globPatterns: ["**/*.{js,css,html,png,svg,ico,webmanifest}"],
+        rollupFormat: "es",
+      },
+      devOptions: { enabled: true, type: "module" },
+    }),
+  ],
+  build: {
+    outDir: fileURLToPath(new URL("./dist/app", import.meta.url)),
+    emptyOutDir: true,
+    target: "es2022",
+    sourcemap: true,
+  },
+  server: { port: DEMO_PORT, strictPort: true },
+  preview: { port: DEMO_PORT, strictPort: true },
+});
