@@ -1,0 +1,267 @@
+/**
+ * `connect()` and `FiberlineClient`: the page's handle on the fibers running in its Service
+ * Worker. Control calls go over the RPC channel, streams over `fetch`; heartbeats keep the worker
+ * alive while the page has fibers running or streams open.
+ */
+
+import type { FiberDefinition, InputOf, OutputOf } from "../core/define";
+import { CancelledError, deserializeError } from "../core/errors";
+import type { FiberEvent, FiberRecord, FiberStatus } from "../core/records";
+import { isTerminal } from "../core/records";
+import type { FiberInspection, StartOptions, StartResult } from "../core/runtime";
+import type { FiberQuery } from "../store/store";
+import { DEFAULT_PREFIX, type HeartbeatInfo, type HeartbeatMessage, type WorkerInfo } from "../sw/protocol";
+import { type EventReaderOptions, readFiberEvents } from "./event-reader";
+import { RpcChannel } from "./rpc-channel";
+import { findRegistration, serviceWorkerContainer, waitForController } from "./worker-registration";
+
+/** Fiber definitions by name, to type `start()`: `connect<{ research: typeof research }>()`. */
+export type FiberMap = Record<string, FiberDefinition>;
+
+/** Options of `connect`. */
+export interface ConnectOptions {
+  /** Route prefix of the host (default "/__fiberline"); must match `createServiceWorkerHost`. */
+  prefix?: string;
+  /** Deadline of connecting and of every call, in ms (default 10 s). */
+  timeoutMs?: number;
+  /** Register this worker script; without it, the app's own registration is used. */
+  scriptUrl?: string | URL;
+  /** Options of `navigator.serviceWorker.register`, e.g. `{ type: "module" }`. */
+  registerOptions?: RegistrationOptions;
+  /** How often the page tells a busy worker it is still wanted (default 10 s; Chromium idles workers out after 30 s). */
+  heartbeatMs?: number;
+  /** A call unanswered this long makes the client check for a restarted worker (default min(1 s, timeoutMs / 2)). */
+  probeAfterMs?: number;
+  /** A channel silent this long re-handshakes before the next call (default 20 s). */
+  staleAfterMs?: number;
+  /** Reconnect policy of `events()`. */
+  reader?: Pick<EventReaderOptions, "initialDelayMs" | "maxDelayMs" | "maxAttempts" | "onReconnect">;
+  /** Called after every handshake with the worker instance that answered. */
+  onConnect?(worker: WorkerInfo, restarted: boolean): void;
+  /** The container to use (default `navigator.serviceWorker`). */
+  container?: ServiceWorkerContainer;
+}
+
+/**
+ * Registers or finds the Service Worker, waits until it controls the page and opens the control
+ * channel.
+ *
+ * Failure semantics: rejects with `ServiceWorkerUnavailableError` (`service_worker_unavailable`)
+ * when Service Workers cannot run here, with a message saying why and what to do, and with
+ * `ConnectionError` when the worker does not answer the handshake in `timeoutMs`.
+ *
+ * @example
+ * const fl = await connect<{ research: typeof research }>({ scriptUrl: "/sw.js", registerOptions: { type: "module" } });
+ * const { id } = await fl.start("research", { topic: "durable execution" });
+ * for await (const ev of fl.events(id)) render(ev);
+ */
+export async function connect<F extends FiberMap = FiberMap>(
+  options: ConnectOptions = {},
+): Promise<FiberlineClient<F>> {
+  const container = options.container ?? serviceWorkerContainer();
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const registration = await findRegistration(
+    container,
+    options.scriptUrl,
+    options.registerOptions,
+    timeoutMs,
+  );
+  await waitForController(container, timeoutMs);
+  const client = new FiberlineClient<F>(container, registration, { ...options, timeoutMs });
+  try {
+    await client.ready();
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+  return client;
+}
+
+/** The page's handle on its Service Worker's fibers. Create it with `connect()`. */
+export class FiberlineClient<F extends FiberMap = FiberMap> {
+  readonly prefix: string;
+  readonly registration: ServiceWorkerRegistration;
+  readonly #container: ServiceWorkerContainer;
+  readonly #channel: RpcChannel;
+  readonly #readerOptions: ConnectOptions["reader"];
+  readonly #heartbeat: ReturnType<typeof setInterval>;
+  #openReaders = 0;
+  #workerActive = 0;
+  #closed = false;
+
+  /** @internal Use `connect()`. */
+  constructor(
+    container: ServiceWorkerContainer,
+    registration: ServiceWorkerRegistration,
+    options: ConnectOptions,
+  ) {
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    this.prefix = (options.prefix ?? DEFAULT_PREFIX).replace(/\/+$/, "");
+    this.registration = registration;
+    this.#container = container;
+    this.#readerOptions = options.reader;
+    this.#channel = new RpcChannel({
+      prefix: this.prefix,
+      timeoutMs,
+      probeAfterMs: options.probeAfterMs ?? Math.min(1_000, timeoutMs / 2),
+      staleAfterMs: options.staleAfterMs ?? 20_000,
+      ...(options.onConnect ? { onConnect: options.onConnect } : {}),
+      host: {
+        controller: (ms) => waitForController(container, ms),
+        onControllerChange: (listener) => {
+          container.addEventListener("controllerchange", listener);
+          return () => container.removeEventListener("controllerchange", listener);
+        },
+      },
+    });
+    this.#heartbeat = setInterval(() => this.#beat(), options.heartbeatMs ?? 10_000);
+  }
+
+  /** The worker instance currently connected, if any. */
+  get worker(): WorkerInfo | undefined {
+    return this.#channel.worker;
+  }
+
+  /** @internal Opens the channel. */
+  async ready(): Promise<WorkerInfo> {
+    return await this.#channel.open();
+  }
+
+  /**
+   * Starts a fiber by name, or joins the one with the same `id` or `idempotencyKey`.
+   *
+   * Failure semantics: rejects with the runtime's error (`unknown_fiber`, `invalid_id`,
+   * `not_cloneable`...) keeping its class, or with `ConnectionError`; after a `ConnectionError`
+   * the fiber may exist: retry with the same `id` or `idempotencyKey` to join it.
+   */
+  async start<N extends keyof F & string>(
+    name: N,
+    input: InputOf<F[N]>,
+    options?: StartOptions,
+  ): Promise<StartResult<OutputOf<F[N]>>> {
+    this.#keepWorkerAwake();
+    const result = await this.#channel.call(
+      "start",
+      options === undefined ? [name, input] : [name, input, options],
+    );
+    this.#workerActive = Math.max(this.#workerActive, 1);
+    return result as StartResult<OutputOf<F[N]>>;
+  }
+
+  /** The fiber's record, or `undefined`. */
+  get(id: string): Promise<FiberRecord | undefined> {
+    return this.#channel.call("get", [id]);
+  }
+
+  /** Fibers matching `query`, oldest first. */
+  list(query?: FiberQuery): Promise<FiberRecord[]> {
+    return this.#channel.call("list", query === undefined ? [] : [query]);
+  }
+
+  /** Everything durable about one fiber; rejects with `FiberNotFoundError` for an unknown id. */
+  inspect(id: string): Promise<FiberInspection> {
+    return this.#channel.call("inspect", [id]);
+  }
+
+  /** Sends an event to a fiber (buffered until it waits for it). */
+  sendEvent(id: string, name: string, payload?: unknown): Promise<void> {
+    this.#keepWorkerAwake();
+    return this.#channel.call("sendEvent", [id, name, payload]);
+  }
+
+  /** Cancels a fiber; resolves with its final status. */
+  cancel(id: string, reason?: string): Promise<FiberStatus> {
+    this.#keepWorkerAwake();
+    return this.#channel.call("cancel", reason === undefined ? [id] : [id, reason]);
+  }
+
+  /** Asks the worker how it is: its instance, and how many fibers it runs. */
+  async heartbeat(): Promise<HeartbeatInfo> {
+    const info = await this.#channel.call("heartbeat", []);
+    this.#workerActive = info.active;
+    return info;
+  }
+
+  /**
+   * The fiber's stream from `after`: every chunk exactly once, in order, ending after `fiber.end`;
+   * reconnects by itself when the worker stops or restarts. See `readFiberEvents`.
+   */
+  async *events(
+    id: string,
+    options: { after?: number; signal?: AbortSignal } = {},
+  ): AsyncGenerator<FiberEvent> {
+    this.#openReaders++;
+    this.#keepWorkerAwake();
+    try {
+      yield* readFiberEvents(id, {
+        ...this.#readerOptions,
+        prefix: this.prefix,
+        ...(options.after === undefined ? {} : { after: options.after }),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+        waitForHost: () =>
+          waitForController(this.#container, 2_000).then(
+            () => {},
+            () => {},
+          ),
+      });
+    } finally {
+      this.#openReaders--;
+    }
+  }
+
+  /**
+   * Resolves with the fiber's result once it completes; rejects with its error (class and `code`
+   * kept). Follows the stream, so it survives worker restarts.
+   */
+  async result<Out = unknown>(
+    fiber: StartResult<Out> | string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<Out> {
+    const id = typeof fiber === "string" ? fiber : fiber.id;
+    const record = await this.get(id);
+    if (record && isTerminal(record.status))
+      return outcome(record.status, record.result, record.error) as Out;
+    const after = record ? Math.max(0, record.streamHead - 1) : 0;
+    for await (const ev of this.events(id, { after, ...options })) {
+      if (ev.type !== "fiber.end") continue;
+      const end = ev.data as {
+        status: FiberStatus;
+        result?: unknown;
+        error?: Parameters<typeof deserializeError>[0];
+      };
+      return outcome(end.status, end.result, end.error) as Out;
+    }
+    throw new CancelledError(`The stream of fiber ${id} ended without fiber.end.`);
+  }
+
+  /** Stops heartbeats and closes the channel; pending calls reject. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    this.#channel.close();
+  }
+
+  /** A message to the worker is an event: it starts a stopped worker and extends a running one. */
+  #keepWorkerAwake(): void {
+    const message: HeartbeatMessage = { type: "fiberline/heartbeat" };
+    this.#container.controller?.postMessage(message);
+  }
+
+  #beat(): void {
+    if (this.#closed || (this.#openReaders === 0 && this.#workerActive === 0)) return;
+    this.#keepWorkerAwake();
+    this.heartbeat().catch(() => {
+      // A restart or a busy worker: the channel re-handshakes on the next call.
+    });
+  }
+}
+
+function outcome(
+  status: FiberStatus,
+  result: unknown,
+  error: Parameters<typeof deserializeError>[0] | undefined,
+): unknown {
+  if (status === "completed") return result;
+  throw error ? deserializeError(error) : new CancelledError();
+}

@@ -1,0 +1,175 @@
+/**
+ * The resumable reader against the real event-stream route (MemoryStore runtime) behind a fetch
+ * that breaks streams, replays too much or is not the host: every chunk exactly once, in order,
+ * ending after `fiber.end`; typed errors for unknown fibers; bounded retries.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { defineFiber } from "../core/define";
+import { ConnectionError, FiberNotFoundError, InvalidInputError } from "../core/errors";
+import type { FiberEvent } from "../core/records";
+import { createRuntime, type Runtime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { frame, handleEventsRequest } from "../sw/event-route";
+import { readFiberEvents } from "./event-reader";
+
+const prefix = "/__fiberline";
+const ticker = defineFiber("ticker", {
+  async run(ctx, input: { ticks: number; ms: number }) {
+    for (let i = 1; i <= input.ticks; i++) {
+      await ctx.step("tick", () => new Promise((r) => setTimeout(r, input.ms)));
+      ctx.emit("tick", { i });
+    }
+    return "done";
+  },
+});
+
+const runtimes: Runtime[] = [];
+function runtime(): Runtime {
+  const rt = createRuntime({ store: new MemoryStore(), fibers: [ticker], pollIntervalMs: 10 });
+  runtimes.push(rt);
+  return rt;
+}
+afterEach(async () => {
+  await Promise.all(runtimes.splice(0).map((r) => r.close()));
+});
+
+/** A fetch served by the route whose bodies error after `breakAfter` chunks, like a worker stopping mid-stream. */
+function breakingFetch(rt: Runtime, breakAfter: number, urls: string[]): typeof fetch {
+  return async (input) => {
+    const url = String(input);
+    urls.push(url);
+    const res = (await handleEventsRequest(new Request(`https://app.test${url}`), {
+      runtime: rt,
+      prefix,
+    })) as Response;
+    if (!res.body) return res;
+    const reader = res.body.getReader();
+    let blocks = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (blocks === breakAfter) {
+          await reader.cancel();
+          controller.error(new TypeError("network error"));
+          return;
+        }
+        const next = await reader.read();
+        if (next.done) return controller.close();
+        blocks++;
+        controller.enqueue(next.value);
+      },
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  };
+}
+
+async function collect(iterable: AsyncIterable<FiberEvent>): Promise<FiberEvent[]> {
+  const out: FiberEvent[] = [];
+  for await (const ev of iterable) out.push(ev);
+  return out;
+}
+
+describe("readFiberEvents", () => {
+  it("yields every chunk exactly once, in order, across broken streams, resuming after the last seq", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 12, ms: 5 });
+    const urls: string[] = [];
+    const reconnects: number[] = [];
+    const events = await collect(
+      readFiberEvents(fiber.id, {
+        prefix,
+        fetch: breakingFetch(rt, 3, urls),
+        initialDelayMs: 1,
+        onReconnect: ({ after }) => reconnects.push(after),
+      }),
+    );
+    expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 14 }, (_, i) => i + 1));
+    expect(events.at(-1)?.type).toBe("fiber.end");
+    expect(events.filter((e) => e.type === "tick").map((e) => (e.data as { i: number }).i)).toEqual(
+      Array.from({ length: 12 }, (_, i) => i + 1),
+    );
+    expect(urls[0]).toBe(`${prefix}/fibers/${fiber.id}/events?after=0`);
+    expect(urls.slice(1)).toEqual(
+      reconnects.map((after) => `${prefix}/fibers/${fiber.id}/events?after=${after}`),
+    );
+    expect(reconnects).toEqual([3, 6, 9, 12]);
+    expect(events[1]?.at).toBeGreaterThan(1_600_000_000_000);
+  });
+
+  it("starts after the given cursor and never yields a chunk twice when a host replays too much", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 5, ms: 1 });
+    await rt.result(fiber);
+    let calls = 0;
+    // A careless host that ignores the cursor and always replays everything, breaking after 4 blocks.
+    const replayAll: typeof fetch = async () => {
+      calls++;
+      const all: string[] = [];
+      for await (const ev of rt.events(fiber.id)) all.push(frame(ev));
+      const blocks = calls === 1 ? all.slice(0, 4) : all;
+      return new Response(blocks.join(""), {
+        headers: { "x-fiberline": "1", "content-type": "text/event-stream" },
+      });
+    };
+    const events = await collect(
+      readFiberEvents(fiber.id, { prefix, after: 1, fetch: replayAll, initialDelayMs: 1 }),
+    );
+    expect(events.map((e) => e.seq)).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(calls).toBe(2);
+  });
+
+  it("throws FiberNotFoundError at once for an unknown fiber, and InvalidInputError for a bad cursor", async () => {
+    const rt = runtime();
+    const urls: string[] = [];
+    const missing = await collect(
+      readFiberEvents("ghost", { prefix, fetch: breakingFetch(rt, 99, urls) }),
+    ).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(FiberNotFoundError);
+    expect((missing as FiberNotFoundError).code).toBe("fiber_not_found");
+    expect(urls).toHaveLength(1);
+    const bad = await collect(readFiberEvents("ghost", { prefix, after: -1 })).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(InvalidInputError);
+  });
+
+  it("retries a response that is not the host's and gives up after maxAttempts with the reason", async () => {
+    let waited = 0;
+    const network: typeof fetch = async () =>
+      new Response("<!doctype html>", { status: 200, headers: { "content-type": "text/html" } });
+    const error = await collect(
+      readFiberEvents("f", {
+        prefix,
+        fetch: network,
+        initialDelayMs: 1,
+        maxDelayMs: 2,
+        maxAttempts: 4,
+        waitForHost: async () => {
+          waited++;
+        },
+      }),
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as ConnectionError).code).toBe("deadline_exceeded");
+    expect((error as Error).message).toContain("not answered by the Fiberline Service Worker");
+    expect(waited).toBe(4);
+  });
+
+  it("stops with the signal's reason when aborted mid-stream", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 1000, ms: 5 });
+    const abort = new AbortController();
+    const seen: number[] = [];
+    const error = await (async () => {
+      for await (const ev of readFiberEvents(fiber.id, {
+        prefix,
+        signal: abort.signal,
+        fetch: breakingFetch(rt, 99, []),
+      })) {
+        seen.push(ev.seq);
+        if (seen.length === 3) abort.abort(new Error("user left"));
+      }
+    })().catch((e: unknown) => e);
+    expect((error as Error).message).toBe("user left");
+    expect(seen).toEqual([1, 2, 3]);
+    await rt.cancel(fiber.id);
+  });
+});

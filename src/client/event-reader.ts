@@ -1,0 +1,190 @@
+/**
+ * The page's resumable reader of a fiber's event stream: `fetch` + the SSE parser of
+ * `src/core/sse.ts`, reconnecting with `after = last seq seen` whenever the stream breaks (the
+ * worker stopped, restarted or was replaced). Not `EventSource`: Chromium does not pass
+ * `Last-Event-ID` to a Service Worker and does not reconnect after the worker stops.
+ */
+
+import {
+  ConnectionError,
+  deserializeError,
+  FiberlineError,
+  FiberNotFoundError,
+  InvalidInputError,
+} from "../core/errors";
+import type { FiberEvent } from "../core/records";
+import { readSse } from "../core/sse";
+import { AT_FIELD, type ErrorBody, EVENT_STREAM_TYPE, eventsUrl, HOST_HEADER } from "../sw/protocol";
+
+/** Options of {@link readFiberEvents}. */
+export interface EventReaderOptions {
+  /** The host's route prefix. */
+  prefix: string;
+  /** Yield chunks with `seq > after` (default 0: the whole stream). */
+  after?: number;
+  /** Stops reading; the iterator then throws the signal's reason. */
+  signal?: AbortSignal;
+  /** The fetch to use (default `globalThis.fetch`). */
+  fetch?: typeof fetch;
+  /** Delay before the first reconnect (default 100 ms); doubles per failure, with jitter. */
+  initialDelayMs?: number;
+  /** Largest delay between reconnects (default 2 s). */
+  maxDelayMs?: number;
+  /** Failed attempts in a row, with no chunk in between, before giving up (default 30). */
+  maxAttempts?: number;
+  /** Told about every reconnect (for logs and tests). */
+  onReconnect?(info: { attempt: number; after: number; error: unknown }): void;
+  /** Awaited before retrying a response that did not come from the host (the page is not controlled yet). */
+  waitForHost?(): Promise<void>;
+}
+
+/**
+ * Reads a fiber's stream from `after`: every chunk exactly once, in order, ending after
+ * `fiber.end`, across any number of broken connections.
+ *
+ * Failure semantics: network errors, a stopped or replaced worker, a stream cut before
+ * `fiber.end` and 5xx answers are retried from the last seq yielded, with exponential backoff
+ * capped at `maxDelayMs`; after `maxAttempts` failures in a row it throws `ConnectionError`
+ * `deadline_exceeded` with the last failure as `cause`. An unknown fiber throws
+ * `FiberNotFoundError` and a malformed id or cursor `InvalidInputError`, at once. Aborting
+ * `signal` throws its reason. Data arrives as JSON (see the route in `protocol.ts`).
+ *
+ * @example
+ * for await (const ev of readFiberEvents(id, { prefix: "/__fiberline", after: lastSeq })) render(ev);
+ */
+export async function* readFiberEvents(id: string, options: EventReaderOptions): AsyncGenerator<FiberEvent> {
+  const { signal, prefix } = options;
+  const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const initialDelay = options.initialDelayMs ?? 100;
+  const maxDelay = options.maxDelayMs ?? 2_000;
+  const maxAttempts = options.maxAttempts ?? 30;
+  let cursor = options.after ?? 0;
+  if (!Number.isSafeInteger(cursor) || cursor < 0) {
+    throw new InvalidInputError(
+      "invalid_argument",
+      `events(id, { after }) needs an integer >= 0, got ${cursor}.`,
+    );
+  }
+  let failures = 0;
+  for (;;) {
+    signal?.throwIfAborted();
+    const attempt = new AbortController();
+    const stop = () => attempt.abort(signal?.reason);
+    signal?.addEventListener("abort", stop, { once: true });
+    let failure: unknown;
+    try {
+      const response = await doFetch(eventsUrl(prefix, id, cursor), {
+        headers: { accept: EVENT_STREAM_TYPE },
+        cache: "no-store",
+        signal: attempt.signal,
+      });
+      if (response.headers.get(HOST_HEADER) !== "1") {
+        await response.body?.cancel().catch(() => {});
+        failure = new ConnectionError(
+          "protocol_error",
+          `${eventsUrl(prefix, id)} was not answered by the Fiberline Service Worker (HTTP ${response.status}): the page is not controlled by it (a hard reload bypasses Service Workers) or the prefix differs from createServiceWorkerHost()'s.`,
+        );
+        await options.waitForHost?.();
+      } else if (!response.ok) {
+        const error = await errorFromResponse(response, id);
+        if (response.status < 500) throw error;
+        failure = error;
+      } else if (!response.body) {
+        failure = new ConnectionError("protocol_error", "The event stream response has no body.");
+      } else {
+        for await (const message of readSse(response.body, attempt.signal, { fields: [AT_FIELD] })) {
+          const seq = Number(message.id);
+          if (!Number.isSafeInteger(seq) || seq <= cursor) continue; // seen already: never yield twice
+          if (seq !== cursor + 1) {
+            failure = new ConnectionError(
+              "protocol_error",
+              `The stream jumped from seq ${cursor} to ${seq}.`,
+            );
+            break; // reconnect from the cursor to fill the gap
+          }
+          cursor = seq;
+          failures = 0;
+          const event: FiberEvent = {
+            seq,
+            type: message.event,
+            data: parseData(message.data),
+            at: parseAt(message.fields?.[AT_FIELD]),
+          };
+          yield event;
+          if (event.type === "fiber.end") return;
+        }
+        failure ??= new ConnectionError(
+          "protocol_error",
+          `The stream closed after seq ${cursor}, before fiber.end.`,
+        );
+      }
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      if (error instanceof FiberlineError && !(error instanceof ConnectionError)) throw error;
+      failure = error; // a network error: the worker stopped or restarted mid-stream
+    } finally {
+      signal?.removeEventListener("abort", stop);
+      attempt.abort();
+    }
+    failures++;
+    if (failures >= maxAttempts) {
+      throw new ConnectionError(
+        "deadline_exceeded",
+        `Gave up reading the events of fiber ${id} after ${failures} failed attempts in a row (last seq seen: ${cursor}): ${describe(failure)}`,
+        { cause: failure },
+      );
+    }
+    options.onReconnect?.({ attempt: failures, after: cursor, error: failure });
+    await sleep(backoff(failures, initialDelay, maxDelay), signal);
+  }
+}
+
+/** The typed error of a non-2xx answer of the route. */
+async function errorFromResponse(response: Response, id: string): Promise<Error> {
+  const body = (await response.json().catch(() => null)) as ErrorBody | null;
+  const code = body?.error?.code;
+  const message = body?.error?.message ?? `The event stream of ${id} answered HTTP ${response.status}.`;
+  if (code === "fiber_not_found") return deserializeError({ name: "FiberNotFoundError", message, code });
+  if (response.status === 404) return new FiberNotFoundError(id);
+  if (response.status === 400 || response.status === 405)
+    return new InvalidInputError(code ?? "invalid_argument", message);
+  return new ConnectionError(code ?? "protocol_error", message);
+}
+
+function parseData(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function parseAt(raw: string | undefined): number {
+  const at = Number(raw);
+  // A host that sends no time: the time of receipt is the best estimate.
+  return raw !== undefined && Number.isFinite(at) ? at : Date.now();
+}
+
+function backoff(failures: number, initial: number, max: number): number {
+  const base = Math.min(max, initial * 2 ** (failures - 1));
+  return Math.round(base / 2 + (Math.random() * base) / 2);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
