@@ -1,0 +1,388 @@
+/**
+ * `SqliteStore`: the `Store` contract on a Durable Object's synchronous SQLite (`ctx.storage.sql`).
+ * Used by the edge host (`createDurableObjectHost`); any code running inside a SQLite-backed
+ * Durable Object can use it directly.
+ *
+ * Each method is one `transactionSync`, so it commits or rolls back as a whole, with no `await`
+ * inside. Records are kept as JSON text through `value-codec.ts` (structured-clone fidelity), with
+ * the columns queries need (status, name, idempotency key, wake time) beside them.
+ */
+
+import { FiberlineError, FiberNotFoundError, StoreError } from "../core/errors";
+import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
+import {
+  decideClaim,
+  effectiveLimit,
+  finishListing,
+  mergeFiberPatch,
+  queriedStatuses,
+  storeClosedError,
+  toStoreError,
+} from "../store/fiber-rules";
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  FiberQuery,
+  Store,
+  WriteGroup,
+} from "../store/store";
+import type { DurableObjectStorageLike, SqlStorageLike, SqlValue } from "./platform";
+import { migrate, SCHEMA_VERSION } from "./sqlite-schema";
+import { decodeValue, encodeValue } from "./value-codec";
+
+type Row = Record<string, SqlValue>;
+
+/**
+ * A `Store` on the SQLite storage of a Durable Object.
+ *
+ * Failure semantics: every method is one synchronous SQLite transaction; a method that rejects
+ * wrote nothing. A resolved write is durable once the Durable Object's output gate opens, which
+ * happens before any response or outgoing message that could reveal it (Cloudflare's storage
+ * guarantees). A value that is not structured-cloneable, an invalid key, a taken idempotency key
+ * or a row over Cloudflare's 2 MB limit rejects with `store_error`; after `close()` every call
+ * rejects with `store_closed`. The tables (prefix `fiberline_`) live beside the object's own.
+ *
+ * @example
+ * export class Chat extends DurableObject {
+ *   store = new SqliteStore(this.ctx.storage);
+ * }
+ */
+export class SqliteStore implements Store {
+  readonly kind = "sqlite";
+  readonly #storage: DurableObjectStorageLike;
+  readonly #sql: SqlStorageLike;
+  #closed = false;
+
+  /** Opens the store on `storage` (`ctx.storage`), creating or upgrading its tables. */
+  constructor(storage: DurableObjectStorageLike) {
+    this.#storage = storage;
+    this.#sql = storage.sql;
+    this.#transaction("open", () => migrate(this.#sql));
+  }
+
+  /** The schema version this release writes. */
+  static readonly schemaVersion = SCHEMA_VERSION;
+
+  async getFiber(id: string): Promise<FiberRecord | undefined> {
+    return this.#read("getFiber", () => this.#fiber(id));
+  }
+
+  async findByIdempotencyKey(key: string): Promise<FiberRecord | undefined> {
+    return this.#read("findByIdempotencyKey", () =>
+      decodeFirst<FiberRecord>(
+        this.#sql.exec<Row>("SELECT record FROM fiberline_fibers WHERE idempotency_key = ?", key),
+        "record",
+      ),
+    );
+  }
+
+  async listFibers(query?: FiberQuery): Promise<FiberRecord[]> {
+    return this.#read("listFibers", () => {
+      const statuses = queriedStatuses(query);
+      if (statuses?.length === 0 || effectiveLimit(query?.limit) === 0) return [];
+      const where: string[] = [];
+      const bindings: unknown[] = [];
+      if (statuses !== undefined) {
+        where.push(`status IN (${statuses.map(() => "?").join(", ")})`);
+        bindings.push(...statuses);
+      }
+      if (query?.name !== undefined) {
+        where.push("name = ?");
+        bindings.push(query.name);
+      }
+      const sql = `SELECT record FROM fiberline_fibers${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
+      const records = decodeAll<FiberRecord>(this.#sql.exec<Row>(sql, ...bindings), "record");
+      // The shared rules order and cut, so the listing matches IndexedDB's key order exactly.
+      return finishListing(records, query);
+    });
+  }
+
+  async readJournal(fiberId: string): Promise<JournalEntry[]> {
+    return this.#read("readJournal", () =>
+      decodeAll<JournalEntry>(
+        this.#sql.exec<Row>("SELECT entry FROM fiberline_journal WHERE fiber_id = ? ORDER BY pos", fiberId),
+        "entry",
+      ),
+    );
+  }
+
+  async readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined> {
+    return this.#read("readSnapshot", () =>
+      decodeFirst<SnapshotRecord>(
+        this.#sql.exec<Row>("SELECT snapshot FROM fiberline_snapshots WHERE fiber_id = ?", fiberId),
+        "snapshot",
+      ),
+    );
+  }
+
+  async readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
+    return this.#read("readStream", () => {
+      const max = effectiveLimit(limit);
+      return decodeAll<StreamChunk>(
+        this.#sql.exec<Row>(
+          "SELECT chunk FROM fiberline_chunks WHERE fiber_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+          fiberId,
+          after,
+          max ?? -1,
+        ),
+        "chunk",
+      );
+    });
+  }
+
+  async readInbox(fiberId: string): Promise<InboxEvent[]> {
+    return this.#read("readInbox", () =>
+      decodeAll<InboxEvent>(
+        this.#sql.exec<Row>("SELECT event FROM fiberline_inbox WHERE fiber_id = ? ORDER BY seq", fiberId),
+        "event",
+      ),
+    );
+  }
+
+  async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
+    return this.#transaction("createFiber", () => {
+      requireKey("fiber id", record?.id);
+      const encoded = encodeValue(record);
+      const encodedChunks = chunks.map((chunk) => {
+        requireKeys("stream chunk", chunk.fiberId, chunk.seq);
+        return [chunk.fiberId, chunk.seq, encodeValue(chunk)] as const;
+      });
+      const existing =
+        this.#fiber(record.id) ??
+        (record.idempotencyKey === undefined
+          ? undefined
+          : decodeFirst<FiberRecord>(
+              this.#sql.exec<Row>(
+                "SELECT record FROM fiberline_fibers WHERE idempotency_key = ?",
+                record.idempotencyKey,
+              ),
+              "record",
+            ));
+      if (existing !== undefined) return { status: "exists", record: existing };
+      this.#insertFiber(decodeValue(encoded) as FiberRecord, encoded);
+      for (const [fiberId, seq, chunk] of encodedChunks) {
+        this.#sql.exec("INSERT OR REPLACE INTO fiberline_chunks VALUES (?, ?, ?)", fiberId, seq, chunk);
+      }
+      return { status: "created", record: decodeValue(encoded) as FiberRecord };
+    });
+  }
+
+  async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
+    return this.#transaction("claimFiber", () => {
+      const result = decideClaim(this.#fiber(id), request);
+      if (result.status === "claimed") this.#updateFiber(result.record);
+      return result;
+    });
+  }
+
+  async commit(groups: WriteGroup[]): Promise<CommitResult> {
+    return this.#transaction("commit", () => {
+      const fenced: string[] = [];
+      for (const group of groups) {
+        const current = this.#fiber(group.fiberId);
+        if (current === undefined || current.generation !== group.generation) {
+          if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
+          continue;
+        }
+        this.#apply(group, current);
+      }
+      return { fenced };
+    });
+  }
+
+  async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
+    return this.#transaction("enqueueEvent", () => {
+      const { fiberId, name, payload, at } = event;
+      if (this.#fiber(fiberId) === undefined) throw new FiberNotFoundError(fiberId);
+      const { next } = this.#sql
+        .exec<{ next: number }>(
+          "SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM fiberline_inbox WHERE fiber_id = ?",
+          fiberId,
+        )
+        .one();
+      const stored: InboxEvent = { fiberId, seq: next, name, payload, at };
+      const encoded = encodeValue(stored);
+      this.#sql.exec("INSERT INTO fiberline_inbox VALUES (?, ?, ?)", fiberId, next, encoded);
+      return decodeValue(encoded) as InboxEvent;
+    });
+  }
+
+  async deleteFibers(ids: readonly string[]): Promise<void> {
+    this.#transaction("deleteFibers", () => {
+      for (const id of ids) {
+        this.#sql.exec("DELETE FROM fiberline_fibers WHERE id = ?", id);
+        for (const table of ["journal", "snapshots", "chunks", "inbox"]) {
+          this.#sql.exec(`DELETE FROM fiberline_${table} WHERE fiber_id = ?`, id);
+        }
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  /**
+   * The earliest `wakeAt` of a sleeping or waiting fiber, or `undefined`: when the host's alarm
+   * must fire next. Not part of `Store`; the edge host uses it to drive the single alarm slot.
+   */
+  nextWakeAt(): number | undefined {
+    return this.#read("nextWakeAt", () => {
+      const { at } = this.#sql
+        .exec<{ at: number | null }>(
+          "SELECT MIN(wake_at) AS at FROM fiberline_fibers WHERE status IN ('sleeping', 'waiting')",
+        )
+        .one();
+      return at ?? undefined;
+    });
+  }
+
+  // ---- inside a transaction -------------------------------------------------------------------
+
+  #fiber(id: string): FiberRecord | undefined {
+    return decodeFirst<FiberRecord>(
+      this.#sql.exec<Row>("SELECT record FROM fiberline_fibers WHERE id = ?", id),
+      "record",
+    );
+  }
+
+  #insertFiber(record: FiberRecord, encoded: string): void {
+    this.#sql.exec(
+      "INSERT INTO fiberline_fibers (id, name, status, idempotency_key, created_at, wake_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ...fiberColumns(record),
+      encoded,
+    );
+  }
+
+  #updateFiber(record: FiberRecord): void {
+    const [id, ...columns] = fiberColumns(record);
+    this.#sql.exec(
+      "UPDATE fiberline_fibers SET name = ?, status = ?, idempotency_key = ?, created_at = ?, wake_at = ?, record = ? WHERE id = ?",
+      ...columns,
+      encodeValue(record),
+      id,
+    );
+  }
+
+  #apply(group: WriteGroup, current: FiberRecord): void {
+    const { fiberId } = group;
+    if (group.fiber !== undefined) this.#updateFiber(mergeFiberPatch(current, group.fiber));
+    if (group.clearJournal === true)
+      this.#sql.exec("DELETE FROM fiberline_journal WHERE fiber_id = ?", fiberId);
+    for (const entry of group.journal ?? []) {
+      requireKeys("journal entry", entry.fiberId, entry.pos);
+      this.#sql.exec(
+        "INSERT OR REPLACE INTO fiberline_journal VALUES (?, ?, ?)",
+        entry.fiberId,
+        entry.pos,
+        encodeValue(entry),
+      );
+    }
+    if (group.snapshot === null) {
+      this.#sql.exec("DELETE FROM fiberline_snapshots WHERE fiber_id = ?", fiberId);
+    } else if (group.snapshot !== undefined) {
+      requireKey("snapshot", group.snapshot.fiberId);
+      this.#sql.exec(
+        "INSERT OR REPLACE INTO fiberline_snapshots VALUES (?, ?)",
+        group.snapshot.fiberId,
+        encodeValue(group.snapshot),
+      );
+    }
+    for (const chunk of group.chunks ?? []) {
+      requireKeys("stream chunk", chunk.fiberId, chunk.seq);
+      this.#sql.exec(
+        "INSERT OR REPLACE INTO fiberline_chunks VALUES (?, ?, ?)",
+        chunk.fiberId,
+        chunk.seq,
+        encodeValue(chunk),
+      );
+    }
+    for (const { seq, consumedBy } of group.consumeEvents ?? []) {
+      requireKeys("consumed event", fiberId, seq);
+      const event = decodeFirst<InboxEvent>(
+        this.#sql.exec<Row>("SELECT event FROM fiberline_inbox WHERE fiber_id = ? AND seq = ?", fiberId, seq),
+        "event",
+      );
+      if (event === undefined) continue;
+      this.#sql.exec(
+        "UPDATE fiberline_inbox SET event = ? WHERE fiber_id = ? AND seq = ?",
+        encodeValue({ ...event, consumedBy }),
+        fiberId,
+        seq,
+      );
+    }
+  }
+
+  // ---- transactions and errors ----------------------------------------------------------------
+
+  #read<T>(operation: string, body: () => T): T {
+    return this.#transaction(operation, body);
+  }
+
+  #transaction<T>(operation: string, body: () => T): T {
+    if (this.#closed) throw storeClosedError(this.kind);
+    try {
+      return this.#storage.transactionSync(body);
+    } catch (error) {
+      throw sqlStoreError(operation, error);
+    }
+  }
+}
+
+/** The indexed columns of a fiber row, in table order (the encoded record follows). */
+function fiberColumns(record: FiberRecord): [string, string, string, string | null, number, number | null] {
+  return [
+    record.id,
+    record.name,
+    record.status,
+    record.idempotencyKey ?? null,
+    record.createdAt,
+    record.wakeAt ?? null,
+  ];
+}
+
+function decodeFirst<T>(rows: Iterable<Row>, column: string): T | undefined {
+  for (const row of rows) return decodeValue(row[column] as string) as T;
+  return undefined;
+}
+
+function decodeAll<T>(rows: Iterable<Row>, column: string): T[] {
+  const out: T[] = [];
+  for (const row of rows) out.push(decodeValue(row[column] as string) as T);
+  return out;
+}
+
+function requireKeys(what: string, fiberId: unknown, position: unknown): void {
+  requireKey(what, fiberId);
+  requireKey(what, position);
+}
+
+/** The keys IndexedDB would accept for these records: strings and non-NaN numbers. */
+function requireKey(what: string, key: unknown): void {
+  const valid = typeof key === "string" || (typeof key === "number" && !Number.isNaN(key));
+  if (!valid) throw new DOMException(`the ${what} has an invalid key (${String(key)})`, "DataError");
+}
+
+/**
+ * Wraps what a transaction threw: Fiberline errors pass through, DOM-named errors (clone, key)
+ * get the shared advice, SQLite's own failures an edge-specific one.
+ */
+function sqlStoreError(operation: string, error: unknown): FiberlineError {
+  if (error instanceof FiberlineError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (/UNIQUE constraint failed: fiberline_fibers\.idempotency_key/.test(message)) {
+    const clash = new DOMException("another fiber already uses this idempotency key", "ConstraintError");
+    return toStoreError(operation, Object.assign(clash, { cause: error }));
+  }
+  if (error instanceof Error && error.name !== "Error") return toStoreError(operation, error);
+  const advice = /SQLITE_TOOBIG|too big/i.test(message)
+    ? "A row is over Cloudflare's 2 MB limit per value: keep large results outside the fiber (R2, KV) and store a reference."
+    : /SQLITE_FULL|disk is full/i.test(message)
+      ? "The Durable Object's storage is full: delete finished fibers (or shorten retentionMs)."
+      : "Nothing was written; retry, and if it keeps failing check the Durable Object's storage (SQLite backend enabled with new_sqlite_classes).";
+  return new StoreError("store_error", `Storage failed during ${operation} (${message}). ${advice}`, {
+    cause: error,
+  });
+}
