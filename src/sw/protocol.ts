@@ -131,5 +131,78 @@ export const HOST_HEADER = "x-fiberline";
 
 /** The JSON body of every error response of the route. */
 export interface ErrorBody {
-  error: { code: string; message: string };
+  error: {
+    code: string;
+    message: string;
+    /** The error's class name (sent by the HTTP control routes), so a client can rebuild the class. */
+    name?: string;
+  };
+}
+
+// ---- HTTP control routes (the edge host; `connect({ baseUrl })`) ------------------------------
+//
+// A host with no MessageChannel to the page (a Cloudflare Durable Object) answers the control
+// calls over HTTP next to the event stream, JSON in and out:
+//
+// POST {prefix}/fibers                   StartRequest     -> 201 created, 200 joined: StartResult
+// GET  {prefix}/fibers?status=a&status=b&name=n&limit=k   -> FiberRecord[]
+// GET  {prefix}/fibers/:id                                -> FiberRecord (404 unknown)
+// GET  {prefix}/fibers/:id/inspect                        -> FiberInspection
+// POST {prefix}/fibers/:id/events        SendEventRequest -> 202, buffered for the fiber
+// POST {prefix}/fibers/:id/cancel        CancelRequest    -> 200 CancelReply
+//
+// Errors are an `ErrorBody` with `name` set, at the status `httpStatusOf(code)`. Values travel as
+// JSON, so inputs, events and results round-trip exactly only when they are JSON-safe.
+
+/** Body of `POST {prefix}/fibers`. */
+export interface StartRequest {
+  name: string;
+  input?: unknown;
+  id?: string;
+  idempotencyKey?: string;
+}
+
+/** Body of `POST {prefix}/fibers/:id/events`. */
+export interface SendEventRequest {
+  name: string;
+  payload?: unknown;
+}
+
+/** Body of `POST {prefix}/fibers/:id/cancel`. */
+export interface CancelRequest {
+  reason?: string;
+}
+
+/** Answer of `POST {prefix}/fibers/:id/cancel`. */
+export interface CancelReply {
+  status: FiberStatus;
+}
+
+/** The URL of a control route: the fiber list, one fiber, or one of its actions. */
+export function fibersUrl(prefix: string, id?: string, action?: "inspect" | "events" | "cancel"): string {
+  if (id === undefined) return `${prefix}/fibers`;
+  const path = `${prefix}/fibers/${encodeURIComponent(id)}`;
+  return action === undefined ? path : `${path}/${action}`;
+}
+
+/** The HTTP status an error with `code` is answered with. */
+export function httpStatusOf(code: string): number {
+  switch (code) {
+    case "invalid_argument":
+    case "invalid_id":
+    case "not_cloneable":
+    case "unknown_fiber":
+      return 400;
+    case "fiber_not_found":
+    case "route_not_found":
+      return 404;
+    case "fiber_ended":
+      return 409;
+    case "payload_too_large":
+      return 413;
+    case "store_closed":
+      return 503;
+    default:
+      return 500;
+  }
 }
