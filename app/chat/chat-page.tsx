@@ -1,0 +1,242 @@
+/**
+ * The chat: the conversation list (a drawer on phones), the selected conversation's turns, and
+ * the composer. Each turn is one assistant fiber started with the whole history.
+ */
+
+import { type ReactNode, useCallback, useEffect, useRef, useState } from "react";
+import { useClient } from "../client";
+import { navigate } from "../router";
+import { formatAge } from "../ui/format";
+import { Skeleton } from "../ui/skeleton";
+import { Composer } from "./composer";
+import {
+  addTurn,
+  type Conversation,
+  deleteConversation,
+  listConversations,
+  onConversationsChanged,
+  type Turn,
+} from "./conversations";
+import { AssistantMessage, UserMessage } from "./message";
+import { useTurn } from "./use-turn";
+
+const SUGGESTIONS = [
+  "Explain durable execution in two sentences",
+  "What is (17 + 4) * 12?",
+  "What time is it?",
+  "Please delete notes.txt",
+  "Show me some hostile markdown",
+];
+
+function useConversations(): { conversations: Conversation[] | null; error: string | null } {
+  const [conversations, setConversations] = useState<Conversation[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    const load = () =>
+      listConversations().then(
+        (all) => live && setConversations(all),
+        (e: unknown) => live && setError(e instanceof Error ? e.message : String(e)),
+      );
+    void load();
+    const off = onConversationsChanged(load);
+    return () => {
+      live = false;
+      off();
+    };
+  }, []);
+  return { conversations, error };
+}
+
+function TurnBlock({ conversationId, turn }: { conversationId: string; turn: Turn }): ReactNode {
+  const state = useTurn(conversationId, turn);
+  return (
+    <>
+      <UserMessage text={turn.user} />
+      <AssistantMessage turn={turn} state={state} />
+    </>
+  );
+}
+
+function ConversationList({
+  conversations,
+  selected,
+  onPick,
+}: {
+  conversations: Conversation[];
+  selected: string | undefined;
+  onPick: () => void;
+}): ReactNode {
+  if (conversations.length === 0)
+    return <p className="empty-small">No conversations yet. Your first message starts one.</p>;
+  return (
+    <ul className="conversation-list">
+      {conversations.map((c) => {
+        const running = c.turns.some((t) => !t.final);
+        return (
+          <li key={c.id}>
+            <a
+              href={`#/chat/${c.id}`}
+              className={`conversation-link${c.id === selected ? " active" : ""}`}
+              aria-current={c.id === selected ? "page" : undefined}
+              onClick={onPick}
+              data-testid="conversation-link"
+            >
+              <span className="conversation-title">{c.title}</span>
+              <span className="conversation-meta">
+                {running && <span className="dot live" title="A reply is running" />}
+                {c.turns.length} {c.turns.length === 1 ? "turn" : "turns"} · {formatAge(c.updatedAt)}
+              </span>
+            </a>
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
+function Welcome({ onPick }: { onPick: (text: string) => void }): ReactNode {
+  return (
+    <div className="welcome">
+      <h2>Chat with an agent that survives crashes</h2>
+      <p>
+        Every reply runs as a <strong>fiber</strong> inside this app's Service Worker, with its steps and its
+        stream in IndexedDB. Reload, close the tab or kill the browser mid-reply: when you come back, the
+        reply continues where it was, with no word repeated.
+      </p>
+      <p className="muted">
+        The default model is a deterministic mock served by the demo's own server: no account needed.
+      </p>
+      <fieldset className="suggestions">
+        <legend className="sr-only">Try one of these</legend>
+        {SUGGESTIONS.map((s) => (
+          <button type="button" key={s} className="chip" onClick={() => onPick(s)}>
+            {s}
+          </button>
+        ))}
+      </fieldset>
+    </div>
+  );
+}
+
+export function ChatPage({ conversationId }: { conversationId: string | undefined }): ReactNode {
+  const client = useClient();
+  const { conversations, error } = useConversations();
+  const [drawer, setDrawer] = useState(false);
+  const inputRef = useRef<HTMLTextAreaElement>(null);
+  const scroller = useRef<HTMLDivElement>(null);
+  const conversation = conversations?.find((c) => c.id === conversationId);
+  const lastTurn = conversation?.turns[conversation.turns.length - 1];
+  const live = lastTurn !== undefined && lastTurn.final === undefined;
+
+  const send = useCallback(
+    async (text: string) => {
+      const { conversation: next } = await addTurn(conversationId, text);
+      if (next.id !== conversationId) navigate({ page: "chat", conversationId: next.id });
+    },
+    [conversationId],
+  );
+  const stop = useCallback(async () => {
+    if (lastTurn) await client.cancel(lastTurn.fiberId, "Stopped by the user.");
+  }, [client, lastTurn]);
+
+  // Follow the reply while the reader is at the bottom.
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    let pinned = true;
+    const onScroll = () => {
+      pinned = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    };
+    const observer = new MutationObserver(() => {
+      if (pinned) el.scrollTop = el.scrollHeight;
+    });
+    observer.observe(el, { childList: true, subtree: true, characterData: true });
+    el.addEventListener("scroll", onScroll);
+    el.scrollTop = el.scrollHeight;
+    return () => {
+      observer.disconnect();
+      el.removeEventListener("scroll", onScroll);
+    };
+  }, []);
+
+  const unknown = conversationId !== undefined && conversations !== null && !conversation;
+
+  return (
+    <div className={`chat-layout${drawer ? " drawer-open" : ""}`}>
+      <aside className="sidebar" id="conversations" aria-label="Conversations">
+        <div className="sidebar-head">
+          <h2>Conversations</h2>
+          <button
+            type="button"
+            className="button small primary"
+            onClick={() => {
+              setDrawer(false);
+              navigate({ page: "chat" });
+              inputRef.current?.focus();
+            }}
+          >
+            + New
+          </button>
+        </div>
+        {error ? (
+          <p className="form-error">Could not read conversations: {error}</p>
+        ) : conversations === null ? (
+          <Skeleton label="Loading conversations" />
+        ) : (
+          <ConversationList
+            conversations={conversations}
+            selected={conversationId}
+            onPick={() => setDrawer(false)}
+          />
+        )}
+      </aside>
+      <section className="chat-main" aria-label="Conversation">
+        <div className="chat-toolbar">
+          <button
+            type="button"
+            className="button small ghost drawer-toggle"
+            aria-expanded={drawer}
+            aria-controls="conversations"
+            onClick={() => setDrawer((d) => !d)}
+          >
+            ☰ Conversations
+          </button>
+          <h2 className="chat-title">{conversation?.title ?? "New conversation"}</h2>
+          {conversation && !live && (
+            <button
+              type="button"
+              className="button small ghost"
+              onClick={async () => {
+                if (!window.confirm(`Delete “${conversation.title}”? Its fibers stay in the inspector.`))
+                  return;
+                await deleteConversation(conversation.id);
+                navigate({ page: "chat" });
+              }}
+            >
+              Delete
+            </button>
+          )}
+        </div>
+        <div className="messages" ref={scroller} aria-live="polite" aria-relevant="additions">
+          {unknown ? (
+            <div className="empty">
+              <h2>Conversation not found</h2>
+              <p>It may have been deleted in another tab.</p>
+              <a className="button" href="#/chat">
+                Start a new one
+              </a>
+            </div>
+          ) : conversation ? (
+            conversation.turns.map((turn) => (
+              <TurnBlock key={turn.id} conversationId={conversation.id} turn={turn} />
+            ))
+          ) : (
+            <Welcome onPick={(text) => void send(text)} />
+          )}
+        </div>
+        <Composer live={live} onSend={send} onStop={stop} inputRef={inputRef} />
+      </section>
+    </div>
+  );
+}

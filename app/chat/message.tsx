@@ -1,0 +1,119 @@
+/**
+ * The chat's messages: the user's, and the assistant's reply for one turn (text segments as safe
+ * Markdown, tool cards, the "resumed" marker, the outcome). Test hooks: `data-testid="message"`
+ * with `data-role` and `data-status`.
+ */
+
+import type { ReactNode } from "react";
+import type { Turn } from "./conversations";
+import { SafeMarkdown } from "./markdown";
+import { ToolCard } from "./tool-card";
+import type { TurnState } from "./use-turn";
+
+/** How long after a recovery the marker is highlighted. */
+const FRESH_MS = 8_000;
+
+export function UserMessage({ text }: { text: string }): ReactNode {
+  return (
+    <article className="message message-user" data-testid="message" data-role="user" data-status="done">
+      <h3 className="sr-only">You said</h3>
+      <div className="bubble">{text}</div>
+    </article>
+  );
+}
+
+function ResumedMarker({ state }: { state: TurnState }): ReactNode {
+  const recovery = state.view.recoveries[state.view.recoveries.length - 1];
+  const at = recovery?.at ?? state.reattachedAt;
+  if (at === undefined) return null;
+  const fresh = Date.now() - at < FRESH_MS;
+  const text = recovery
+    ? `Resumed after the worker stopped${recovery.count > 1 ? ` (×${recovery.count})` : ""}`
+    : "Resumed: reconnected to the running reply";
+  return (
+    <span
+      className={`resumed-marker${fresh ? " fresh" : ""}`}
+      data-testid="resumed-marker"
+      data-reason={recovery ? "recovered" : "reattached"}
+      role="status"
+      title={
+        recovery
+          ? "The Service Worker stopped mid-reply; the fiber was recovered from its journal and continued."
+          : "The page reloaded mid-reply; the reply kept running in the Service Worker and this page caught up from the durable stream."
+      }
+    >
+      <span aria-hidden="true">↻</span> {text}
+    </span>
+  );
+}
+
+export function AssistantMessage({
+  turn,
+  state,
+  onRetry,
+}: {
+  turn: Turn;
+  state: TurnState;
+  onRetry?: () => void;
+}): ReactNode {
+  const { view } = state;
+  const status = view.outcome === undefined ? "streaming" : view.outcome === "failed" ? "error" : "done";
+  const awaiting = view.segments.some((s) => s.kind === "tool" && s.status === "awaiting-approval");
+  const last = view.segments[view.segments.length - 1];
+  const thinking = status === "streaming" && !awaiting && (last === undefined || last.kind === "tool");
+  return (
+    <article
+      className={`message message-assistant status-${status}`}
+      data-testid="message"
+      data-role="assistant"
+      data-status={status}
+      data-outcome={view.outcome ?? "running"}
+      data-fiber-id={turn.fiberId}
+      aria-busy={status === "streaming"}
+    >
+      <header className="message-head">
+        <h3 className="message-author">Assistant</h3>
+        {view.model && <span className="muted small">{view.model}</span>}
+        <ResumedMarker state={state} />
+      </header>
+      <div className="message-body">
+        {view.segments.map((segment) =>
+          segment.kind === "text" ? (
+            <div className="markdown" key={`t-${segment.messageId}`} data-testid="message-text">
+              <SafeMarkdown text={segment.text} />
+            </div>
+          ) : (
+            <ToolCard key={`c-${segment.toolCallId}`} fiberId={turn.fiberId} tool={segment} />
+          ),
+        )}
+        {status === "streaming" && last?.kind === "text" && <span className="caret" aria-hidden="true" />}
+        {thinking && (
+          <p className="thinking">
+            <span className="spinner" aria-hidden="true" />{" "}
+            {last ? "Working on the tool results…" : "Thinking…"}
+          </p>
+        )}
+      </div>
+      {view.outcome === "cancelled" && (
+        <p className="message-note" data-testid="stopped-note">
+          Stopped. The fiber was cancelled; nothing more will run for this reply.
+        </p>
+      )}
+      {view.outcome === "failed" && (
+        <div className="message-note error" role="alert">
+          <p>The reply failed: {view.error ?? "unknown error"}</p>
+          {onRetry && (
+            <button type="button" className="button small" onClick={onRetry}>
+              Ask again
+            </button>
+          )}
+        </div>
+      )}
+      {state.problem && (
+        <p className="message-note error" role="alert">
+          Lost track of this reply: {state.problem}
+        </p>
+      )}
+    </article>
+  );
+}

@@ -1,0 +1,150 @@
+/**
+ * Folds an assistant fiber's stream into what the chat shows for one turn: text segments, tool
+ * cards, approvals, recoveries and the outcome. A pure reducer over the chunks `defineAgent`
+ * emits (see `AgentChunk`), so a reader that replays the stream from the start after a reload
+ * rebuilds exactly the same view.
+ */
+
+import type { FiberEvent } from "../../src/core/records";
+
+/** A tool card's state. */
+export type ToolStatus = "called" | "awaiting-approval" | "running" | "ok" | "error" | "denied";
+
+/** One piece of an assistant reply. */
+export type Segment =
+  | { kind: "text"; messageId: string; text: string }
+  | {
+      kind: "tool";
+      messageId: string;
+      toolCallId: string;
+      name: string;
+      arguments: string;
+      status: ToolStatus;
+      result?: unknown;
+      error?: string;
+    };
+
+/** How the fiber ended. */
+export type TurnOutcome = "completed" | "failed" | "cancelled";
+
+/** What one assistant turn looks like. */
+export interface TurnView {
+  segments: Segment[];
+  /** Highest `seq` folded in. */
+  seq: number;
+  /** Set once `fiber.end` arrived. */
+  outcome?: TurnOutcome;
+  error?: string;
+  /** `fiber.recovered` chunks: the worker stopped and the run resumed from its journal. */
+  recoveries: Array<{ at: number; count: number }>;
+  /** Replies regenerated after `message.reset`. */
+  resets: number;
+  /** The model that answered (from `message.start`). */
+  model?: string;
+}
+
+/** The view before any chunk. */
+export function emptyTurn(): TurnView {
+  return { segments: [], seq: 0, recoveries: [], resets: 0 };
+}
+
+type Data = Record<string, unknown>;
+
+const str = (value: unknown): string => (typeof value === "string" ? value : "");
+
+/** Applies one chunk; chunks at or below `view.seq` are ignored (idempotent delivery). */
+export function applyChunk(view: TurnView, event: FiberEvent): TurnView {
+  if (event.seq <= view.seq) return view;
+  const data = (event.data ?? {}) as Data;
+  const next: TurnView = { ...view, seq: event.seq };
+  switch (event.type) {
+    case "message.start":
+      next.model = str(data.model) || view.model;
+      break;
+    case "text.delta": {
+      const messageId = str(data.messageId);
+      const segments = [...view.segments];
+      const last = segments[segments.length - 1];
+      if (last?.kind === "text" && last.messageId === messageId)
+        segments[segments.length - 1] = { ...last, text: last.text + str(data.delta) };
+      else segments.push({ kind: "text", messageId, text: str(data.delta) });
+      next.segments = segments;
+      break;
+    }
+    case "message.reset": {
+      // The partial reply is regenerated from scratch: drop what it had streamed.
+      const messageId = str(data.messageId);
+      next.segments = view.segments.filter((s) => s.messageId !== messageId);
+      next.resets = view.resets + 1;
+      break;
+    }
+    case "tool.call":
+      next.segments = [
+        ...view.segments,
+        {
+          kind: "tool",
+          messageId: str(data.messageId),
+          toolCallId: str(data.toolCallId),
+          name: str(data.name),
+          arguments: str(data.arguments),
+          status: "called",
+        },
+      ];
+      break;
+    case "message.end":
+      next.segments = view.segments.map((s) =>
+        s.kind === "tool" && s.messageId === str(data.messageId) && s.status === "called"
+          ? { ...s, status: "running" }
+          : s,
+      );
+      break;
+    case "tool.approval":
+      next.segments = updateTool(view.segments, str(data.toolCallId), { status: "awaiting-approval" });
+      break;
+    case "tool.result": {
+      const status = data.status === "ok" || data.status === "denied" ? data.status : "error";
+      next.segments = updateTool(view.segments, str(data.toolCallId), {
+        status,
+        ...(data.result === undefined ? {} : { result: data.result }),
+        ...(typeof data.error === "string" ? { error: data.error } : {}),
+      });
+      break;
+    }
+    case "fiber.recovered":
+      next.recoveries = [...view.recoveries, { at: event.at, count: Number(data.count) || 1 }];
+      break;
+    case "fiber.end": {
+      const status = data.status;
+      next.outcome = status === "completed" || status === "cancelled" ? status : "failed";
+      const error = data.error as { message?: unknown } | undefined;
+      if (typeof error?.message === "string") next.error = error.message;
+      // Tools still pending when the fiber ended never got a result.
+      next.segments = next.segments.map((s) =>
+        s.kind === "tool" &&
+        (s.status === "called" || s.status === "running" || s.status === "awaiting-approval")
+          ? {
+              ...s,
+              status: "error",
+              error: next.outcome === "cancelled" ? "Stopped before it ran." : "No result.",
+            }
+          : s,
+      );
+      break;
+    }
+  }
+  return next;
+}
+
+function updateTool(segments: Segment[], toolCallId: string, patch: Partial<Segment>): Segment[] {
+  return segments.map((s) =>
+    s.kind === "tool" && s.toolCallId === toolCallId ? ({ ...s, ...patch } as Segment) : s,
+  );
+}
+
+/** The reply's text so far (all text segments), e.g. to keep a stopped reply in the history. */
+export function turnText(view: TurnView): string {
+  return view.segments
+    .filter((s): s is Extract<Segment, { kind: "text" }> => s.kind === "text")
+    .map((s) => s.text)
+    .join("\n\n");
+}

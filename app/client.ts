@@ -1,0 +1,51 @@
+/**
+ * The page's connection to the demo worker: `connect()` from `fiberline/client` with the worker's
+ * URL, typed with the worker's fiber definitions, shared through React context and exposed as
+ * `window.fiberline` for tests and the console.
+ */
+
+import { createContext, useContext } from "react";
+import type { AgentInput, AgentOutput } from "../src/agent/agent";
+import { connect, type FiberlineClient } from "../src/client/index";
+import type { FiberDefinition } from "../src/core/define";
+import type { EffectsInput, TickerInput } from "./lab-fibers";
+
+/** The fibers the demo worker registers (types only: the page never loads their code). */
+export type DemoFibers = {
+  assistant: FiberDefinition<AgentInput, AgentOutput>;
+  "lab.ticker": FiberDefinition<TickerInput, { ticks: number }>;
+  "lab.effects": FiberDefinition<EffectsInput, { effects: number }>;
+};
+
+/** The connected client. */
+export type DemoClient = FiberlineClient<DemoFibers>;
+
+declare global {
+  interface Window {
+    /** The connected Fiberline client (the object `connect()` returns). */
+    fiberline?: DemoClient;
+  }
+}
+
+/** Connects to the demo worker (registering it on the first visit). */
+export async function connectDemo(
+  onWorker?: (instanceId: string, restarted: boolean) => void,
+): Promise<DemoClient> {
+  const client = await connect<DemoFibers>({
+    // The dev server serves the worker under another URL than the production build.
+    scriptUrl: import.meta.env.DEV ? "/dev-sw.js?dev-sw" : "/sw.js",
+    registerOptions: { type: "module", scope: "/" },
+    ...(onWorker ? { onConnect: (worker, restarted) => onWorker(worker.instanceId, restarted) } : {}),
+  });
+  window.fiberline = client;
+  return client;
+}
+
+export const ClientContext = createContext<DemoClient | null>(null);
+
+/** The connected client; only rendered below a connected `ClientContext`. */
+export function useClient(): DemoClient {
+  const client = useContext(ClientContext);
+  if (!client) throw new Error("useClient() needs a connected ClientContext provider.");
+  return client;
+}

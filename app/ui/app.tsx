@@ -1,0 +1,81 @@
+/**
+ * The app shell: top navigation (Chat, Inspector, Crash lab, Settings), the current page, and
+ * a notice while offline or after the worker restarted.
+ */
+
+import { type ReactNode, useEffect, useState } from "react";
+import { ChatPage } from "../chat/chat-page";
+import { InspectorPage } from "../inspector/inspector-page";
+import { LabPage } from "../lab/lab-page";
+import { href, type Route, useRoute } from "../router";
+import { SettingsPage } from "../settings/settings-page";
+
+const TABS: Array<{ label: string; route: Route }> = [
+  { label: "Chat", route: { page: "chat" } },
+  { label: "Inspector", route: { page: "inspector" } },
+  { label: "Crash lab", route: { page: "lab" } },
+  { label: "Settings", route: { page: "settings" } },
+];
+
+function useOnline(): boolean {
+  const [online, setOnline] = useState(navigator.onLine);
+  useEffect(() => {
+    const update = () => setOnline(navigator.onLine);
+    window.addEventListener("online", update);
+    window.addEventListener("offline", update);
+    return () => {
+      window.removeEventListener("online", update);
+      window.removeEventListener("offline", update);
+    };
+  }, []);
+  return online;
+}
+
+export function App(): ReactNode {
+  const route = useRoute();
+  const online = useOnline();
+  useEffect(() => {
+    const title = TABS.find((t) => t.route.page === route.page)?.label ?? "Chat";
+    document.title = `${title} · Fiberline demo`;
+  }, [route.page]);
+  return (
+    <div className="app">
+      <a className="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header className="topbar">
+        <a className="brand" href="#/chat" aria-label="Fiberline demo, chat">
+          <img src="/icons/icon-192.png" alt="" width="28" height="28" />
+          <span>Fiberline</span>
+        </a>
+        <nav aria-label="Main">
+          <ul className="tabs">
+            {TABS.map((tab) => (
+              <li key={tab.label}>
+                <a
+                  href={href(tab.route)}
+                  className={route.page === tab.route.page ? "active" : ""}
+                  aria-current={route.page === tab.route.page ? "page" : undefined}
+                >
+                  {tab.label}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+      </header>
+      {!online && (
+        <p className="banner" role="status">
+          You are offline. The app and its fibers still work; the model needs the demo server, so replies wait
+          and retry until you are back.
+        </p>
+      )}
+      <main id="main" className="main" tabIndex={-1}>
+        {route.page === "chat" && <ChatPage conversationId={route.conversationId} />}
+        {route.page === "inspector" && <InspectorPage fiberId={route.fiberId} />}
+        {route.page === "lab" && <LabPage />}
+        {route.page === "settings" && <SettingsPage />}
+      </main>
+    </div>
+  );
+}
