@@ -45,6 +45,8 @@ export interface TestWorkerOptions {
   persist?: boolean;
   /** Node functions the Worker can call as `env.<NAME>.fetch(...)`. */
   serviceBindings?: Record<string, (request: Request) => Promise<Response> | Response>;
+  /** Plain-text bindings (`env.<NAME>`). */
+  bindings?: Record<string, string>;
 }
 
 /** A Worker running in workerd, restartable on the same storage. */
@@ -89,7 +91,7 @@ export class TestWorker {
   }
 
   #create(): Miniflare {
-    const { script, durableObjects, serviceBindings } = this.#options;
+    const { script, durableObjects, serviceBindings, bindings } = this.#options;
     const options: MiniflareOptions = {
       modules: true,
       script,
@@ -101,6 +103,7 @@ export class TestWorker {
         ]),
       ),
       ...(serviceBindings ? { serviceBindings } : {}),
+      ...(bindings ? { bindings } : {}),
       ...(this.#dir ? { durableObjectsPersist: this.#dir } : {}),
     };
     return new Miniflare(options);

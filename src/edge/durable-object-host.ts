@@ -1,0 +1,244 @@
+/**
+ * `createDurableObjectHost`: runs a Fiberline runtime inside a Cloudflare Durable Object on its
+ * SQLite storage. Recovers fibers when the object starts (inside `blockConcurrencyWhile`) and on
+ * every alarm, drives durable timers with the object's single alarm slot, keeps the object alive
+ * while fibers run, and serves the HTTP routes of `protocol.ts` (control calls and the event
+ * stream, the same bytes the Service Worker host sends).
+ *
+ * What wakes a stopped object (and so resumes its fibers): any request routed to it, and its
+ * alarm, which is always set to the earliest of the next durable timer and, while fibers run, a
+ * heartbeat `keepAliveMs` ahead. So a fiber sleeping across an eviction, a crash or a deploy
+ * wakes on time with no request arriving, and a fiber cut off mid-step resumes within one
+ * heartbeat.
+ */
+
+import { FiberlineError } from "../core/errors";
+import type { FiberLocks } from "../core/locks";
+import type { RecoverySummary, Runtime } from "../core/runtime";
+import { DEFAULT_PREFIX } from "../sw/protocol";
+import { errorResponse, handleFiberlineRequest } from "./http-routes";
+import { objectLocks } from "./object-locks";
+import type { DurableObjectStateLike } from "./platform";
+import { SqliteStore } from "./sqlite-store";
+
+/** What the host hands the runtime factory; spread it into `createRuntime`. */
+export interface RuntimeParts {
+  /** The object's `SqliteStore`. */
+  store: SqliteStore;
+  /** Locks that know a Durable Object runs once (see `objectLocks`). */
+  locks: FiberLocks;
+}
+
+/** Options of `createDurableObjectHost`. */
+export interface DurableObjectHostOptions {
+  /**
+   * Builds the runtime on the parts the host owns, once per object instance. Spread `parts` into
+   * `createRuntime`; close over `env` here to give fibers their bindings and secrets.
+   */
+  runtime(parts: RuntimeParts): Runtime;
+  /** Route prefix (default "/__fiberline"); clients must use the same. */
+  prefix?: string;
+  /**
+   * While fibers run, the alarm fires at least this often, keeping the object busy and bringing
+   * an evicted object back to resume them (default 30 s).
+   */
+  keepAliveMs?: number;
+  /** Where unexpected failures are reported (default `console.error`). */
+  onError?(error: unknown, doing: string): void;
+}
+
+/** A runtime hosted in a Durable Object. */
+export interface DurableObjectHost {
+  readonly runtime: Runtime;
+  readonly store: SqliteStore;
+  readonly prefix: string;
+  /** Settles after the start-up `recover()` (undefined when it failed; the alarm retries it). */
+  readonly ready: Promise<RecoverySummary | undefined>;
+  /** Fiber runs and keep-alives in progress. */
+  readonly pendingWork: number;
+  /** Answers a Fiberline route, or a JSON `404` for any other path. */
+  fetch(request: Request): Promise<Response>;
+  /** Answers a Fiberline route, or `null` for a path outside the prefix (the object's own). */
+  handle(request: Request): Promise<Response | null>;
+  /** Call from the object's `alarm()`: fires due timers, resumes interrupted fibers, re-arms. */
+  alarm(): Promise<void>;
+}
+
+const RETRY_MS = 5_000;
+
+/**
+ * Hosts a runtime in the Durable Object whose state is `ctx`. Call it in the object's
+ * constructor (a class field works) and forward `fetch` and `alarm` to it.
+ *
+ * Failure semantics: every write is a SQLite transaction of the object, durable before any
+ * response leaves it. An object evicted or crashed mid-run loses only what was in memory: at the
+ * next start (a request or the heartbeat alarm) `recover()` replays each interrupted fiber from
+ * its journal; completed steps return their recorded results, an interrupted step runs again with
+ * `interrupted: true`. A failed start-up recovery is reported to `onError` and retried by the
+ * alarm `RETRY_MS` later; the alarm handler itself never throws, so Cloudflare never retries it
+ * into a loop.
+ *
+ * @example
+ * import { DurableObject } from "cloudflare:workers";
+ * import { createRuntime } from "fiberline";
+ * import { createDurableObjectHost } from "fiberline/edge";
+ *
+ * export class Fibers extends DurableObject<Env> {
+ *   host = createDurableObjectHost(this.ctx, {
+ *     runtime: (parts) => createRuntime({ ...parts, fibers: [research] }),
+ *   });
+ *   fetch(request: Request) { return this.host.fetch(request); }
+ *   alarm() { return this.host.alarm(); }
+ * }
+ */
+export function createDurableObjectHost(
+  ctx: DurableObjectStateLike,
+  options: DurableObjectHostOptions,
+): DurableObjectHost {
+  return new Host(ctx, options);
+}
+
+class Host implements DurableObjectHost {
+  readonly runtime: Runtime;
+  readonly store: SqliteStore;
+  readonly prefix: string;
+  readonly ready: Promise<RecoverySummary | undefined>;
+  readonly #ctx: DurableObjectStateLike;
+  readonly #keepAliveMs: number;
+  readonly #report: (error: unknown, doing: string) => void;
+  readonly #work = new Set<Promise<void>>();
+  #arming: Promise<void> = Promise.resolve();
+  #retryAt: number | undefined;
+
+  constructor(ctx: DurableObjectStateLike, options: DurableObjectHostOptions) {
+    this.#ctx = ctx;
+    this.prefix = (options.prefix ?? DEFAULT_PREFIX).replace(/\/+$/, "");
+    this.#keepAliveMs = options.keepAliveMs ?? 30_000;
+    this.#report =
+      options.onError ?? ((error, doing) => console.error(`[fiberline/edge] ${doing} failed:`, error));
+    this.store = new SqliteStore(ctx.storage);
+    this.runtime = options.runtime({ store: this.store, locks: objectLocks() });
+    if (this.runtime.store !== this.store) {
+      throw new FiberlineError(
+        "invalid_argument",
+        "createDurableObjectHost: the runtime must use the store the host gives it; write runtime: (parts) => createRuntime({ ...parts, fibers }).",
+      );
+    }
+    this.runtime.onKeepAlive((work) => this.#track(work));
+    this.ready = ctx.blockConcurrencyWhile(() => this.#recover("recovering fibers at object start"));
+  }
+
+  get pendingWork(): number {
+    return this.#work.size;
+  }
+
+  async fetch(request: Request): Promise<Response> {
+    const response = await this.handle(request);
+    if (response) return response;
+    return errorResponse(
+      new FiberlineError(
+        "route_not_found",
+        `No Fiberline route at ${new URL(request.url).pathname}; the routes live under ${this.prefix}/.`,
+      ),
+    );
+  }
+
+  async handle(request: Request): Promise<Response | null> {
+    await this.ready;
+    const response = await handleFiberlineRequest(request, { runtime: this.runtime, prefix: this.prefix });
+    // A start, event or cancel may have moved the next wake-up; settle the alarm before answering.
+    if (response && request.method === "POST") await this.#arm();
+    return response;
+  }
+
+  async alarm(): Promise<void> {
+    await this.ready;
+    await this.#recover("recovering fibers on alarm");
+    // Holding the alarm event open while fibers run keeps the object busy, so it is not evicted
+    // mid-run; the next heartbeat follows at most keepAliveMs later.
+    await this.#idle(this.#keepAliveMs);
+    await this.#arm(true);
+  }
+
+  async #recover(doing: string): Promise<RecoverySummary | undefined> {
+    try {
+      const summary = await this.runtime.recover();
+      this.#retryAt = undefined;
+      return summary;
+    } catch (error) {
+      this.#report(error, doing);
+      this.#retryAt = Date.now() + RETRY_MS;
+      return undefined;
+    } finally {
+      await this.#arm();
+    }
+  }
+
+  #track(work: Promise<unknown>): void {
+    const settled = work.then(
+      () => {},
+      () => {},
+    );
+    this.#work.add(settled);
+    if (this.#work.size === 1) void this.#arm();
+    void settled.then(() => {
+      this.#work.delete(settled);
+      return this.#arm();
+    });
+  }
+
+  /** Resolves once no tracked work is left, or after `capMs`. */
+  async #idle(capMs: number): Promise<void> {
+    const deadline = Date.now() + capMs;
+    while (this.#work.size > 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all(this.#work),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, left);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Sets the alarm to the next moment the object must run; calls are serialized. Outside the
+   * alarm handler the alarm only ever moves earlier: an alarm left early fires once, finds
+   * nothing to do and re-arms exactly (`exact`), which is cheaper and less racy than moving a
+   * scheduled alarm later on every run that ends.
+   */
+  #arm(exact = false): Promise<void> {
+    this.#arming = this.#arming
+      .then(() => this.#armNow(exact))
+      .catch((error: unknown) => this.#report(error, "setting the alarm"));
+    return this.#arming;
+  }
+
+  async #armNow(exact: boolean): Promise<void> {
+    const storage = this.#ctx.storage;
+    const candidates = [this.#nextWake(), this.#retryAt];
+    if (this.#work.size > 0) candidates.push(Date.now() + this.#keepAliveMs);
+    const times = candidates.filter((t): t is number => t !== undefined);
+    const at = times.length === 0 ? undefined : Math.min(...times);
+    if (exact) {
+      if (at === undefined) await storage.deleteAlarm();
+      else await storage.setAlarm(at);
+      return;
+    }
+    if (at === undefined) return;
+    const current = await storage.getAlarm();
+    if (current === null || at < current) await storage.setAlarm(at);
+  }
+
+  #nextWake(): number | undefined {
+    try {
+      return this.store.nextWakeAt();
+    } catch (error) {
+      this.#report(error, "reading the next wake-up");
+      return Date.now() + RETRY_MS;
+    }
+  }
+}

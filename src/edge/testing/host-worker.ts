@@ -1,0 +1,88 @@
+/**
+ * A test Worker for the edge host (bundled by `host.test.ts`): one Durable Object per fiber
+ * through `routeToFiberObject`, and fibers that report each side effect to `env.LEDGER`, a
+ * function in the Node test process. The ledger is how a test sees, from outside workerd, which
+ * steps ran, how often, and that a timer fired with no request arriving.
+ */
+
+import { createRuntime, defineFiber } from "../../index";
+import { createDurableObjectHost, type DurableObjectStateLike, routeToFiberObject } from "../index";
+
+interface Env {
+  FIBERS: Parameters<typeof routeToFiberObject>[1];
+  LEDGER: { fetch(url: string): Promise<Response> };
+  KEEPALIVE_MS?: string;
+}
+
+/** Tells the test process `what` happened in fiber `id`; the test may hold the answer back. */
+async function record(env: Env, id: string, what: string, attempt = 1): Promise<void> {
+  const url = `http://ledger/${encodeURIComponent(id)}/${encodeURIComponent(what)}?attempt=${attempt}`;
+  const response = await env.LEDGER.fetch(url);
+  await response.arrayBuffer();
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function fibers(env: Env, objectId: string) {
+  /** `count` steps in a row, each recorded then `ms` long, each followed by a progress chunk. */
+  const steps = defineFiber("steps", {
+    async run(ctx, input: { count: number; ms: number }) {
+      const values: number[] = [];
+      for (let i = 1; i <= input.count; i++) {
+        const value = await ctx.step("step", async ({ attempt }) => {
+          await record(env, ctx.id, `step-${i}`, attempt);
+          await sleep(input.ms);
+          return i * 10;
+        });
+        ctx.emit("progress", { step: i, value });
+        values.push(value);
+      }
+      return { values, object: objectId };
+    },
+  });
+
+  /** A step, a durable sleep, a step. */
+  const nap = defineFiber("nap", {
+    async run(ctx, input: { ms: number }) {
+      await ctx.step("before", () => record(env, ctx.id, "before"));
+      await ctx.sleep("nap", input.ms);
+      await ctx.step("after", () => record(env, ctx.id, "after"));
+      return "rested";
+    },
+  });
+
+  /** Waits for an "approval" event. */
+  const approval = defineFiber("approval", {
+    async run(ctx) {
+      const answer = await ctx.waitForEvent<{ ok: boolean }>("approval");
+      return answer.ok ? "approved" : "rejected";
+    },
+  });
+
+  return [steps, nap, approval];
+}
+
+export class FiberObject {
+  readonly host;
+
+  constructor(ctx: DurableObjectStateLike & { id: { toString(): string } }, env: Env) {
+    this.host = createDurableObjectHost(ctx, {
+      runtime: (parts) => createRuntime({ ...parts, fibers: fibers(env, ctx.id.toString()) }),
+      keepAliveMs: Number(env.KEEPALIVE_MS ?? 30_000),
+    });
+  }
+
+  fetch(request: Request): Promise<Response> {
+    return this.host.fetch(request);
+  }
+
+  alarm(): Promise<void> {
+    return this.host.alarm();
+  }
+}
+
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    return (await routeToFiberObject(request, env.FIBERS)) ?? new Response("not found", { status: 404 });
+  },
+};
