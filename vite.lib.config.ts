@@ -17,6 +17,7 @@ const entries: Record<string, string> = {
   react: "src/react/index.ts",
   agent: "src/agent/index.ts",
   testing: "src/testing/index.ts",
+  edge: "src/edge/index.ts",
 };
 
 const missing = Object.values(entries).filter((file) => !existsSync(`${root}${file}`));
