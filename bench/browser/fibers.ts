@@ -1,0 +1,155 @@
+/**
+ * The fibers the benchmarks run, shared by the dedicated bench worker and the bench Service
+ * Worker. Each is the smallest handler that exercises one path of the engine; timings are taken
+ * inside the handler with `performance.now()` so that harness overhead stays out of them.
+ */
+
+import { defineFiber } from "../../src/index";
+import { randomText } from "./raw-idb";
+
+/** Absolute time in ms with sub-ms precision, comparable across the page and its workers. */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Yields to the event loop (a macrotask, without the 4 ms clamp of nested `setTimeout`). */
+export function nextTask(): Promise<void> {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * In-memory hooks a workload sets before starting fibers: a gate every `gated` fiber waits on,
+ * a callback when a replayed fiber reaches new work, and a promise that parks a fiber.
+ */
+export const probe: {
+  gate: Promise<void>;
+  resumed: (at: number) => void;
+  park: Promise<void>;
+  stop: boolean;
+} = { gate: Promise.resolve(), resumed: () => {}, park: new Promise(() => {}), stop: false };
+
+/** B1: `n` sequential trivial steps; returns the loop's duration. */
+export const stepper = defineFiber("bench.stepper", {
+  async run(ctx, input: { n: number }) {
+    await probe.gate;
+    const t0 = performance.now();
+    for (let i = 0; i < input.n; i++) await ctx.step("s", () => i);
+    return { t0, t1: performance.now() };
+  },
+});
+
+/** B1: `n` sequential stashes of a `bytes`-sized state. */
+export const stasher = defineFiber("bench.stasher", {
+  async run(ctx, input: { n: number; pad: string }) {
+    const t0 = performance.now();
+    for (let i = 0; i < input.n; i++) await ctx.stash({ i, pad: input.pad });
+    return { t0, t1: performance.now() };
+  },
+});
+
+/**
+ * B6: `n` completed steps (issued `batch` at a time, so the setup is quick), then parks; a
+ * replay that gets past them calls `probe.resumed`.
+ */
+export const longJournal = defineFiber("bench.long-journal", {
+  async run(ctx, input: { n: number; batch: number }) {
+    for (let i = 0; i < input.n; i += input.batch) {
+      const size = Math.min(input.batch, input.n - i);
+      await Promise.all(Array.from({ length: size }, (_, j) => ctx.step("s", () => i + j)));
+    }
+    probe.resumed(performance.now());
+    await probe.park;
+    return null;
+  },
+});
+
+/** B7: waits for an event (suspended and unloaded while it waits). */
+export const waiter = defineFiber("bench.waiter", {
+  async run(ctx) {
+    return await ctx.waitForEvent("go");
+  },
+});
+
+/**
+ * B4, B5, B7: a step every `interval` ms that emits one chunk (a model streaming slowly); runs
+ * until `n` ticks or `probe.stop`.
+ */
+export const ticker = defineFiber("bench.ticker", {
+  async run(ctx, input: { n: number; interval: number; emit: boolean }) {
+    for (let i = 0; i < input.n && !probe.stop; i++) {
+      await ctx.step("tick", async ({ emit }) => {
+        await delay(input.interval);
+        if (input.emit) emit("tick", { i, t: now() });
+        return i;
+      });
+    }
+    return null;
+  },
+});
+
+/** B3 throughput: `n` chunks as fast as possible, yielding to the event loop every `burst`. */
+export const emitter = defineFiber("bench.emitter", {
+  async run(ctx, input: { n: number; burst: number; text: string }) {
+    for (let i = 0; i < input.n; i++) {
+      ctx.emit("token", { i, t: now(), text: input.text });
+      if (i % input.burst === input.burst - 1) await nextTask();
+    }
+    return null;
+  },
+});
+
+/** B3 latency: one chunk every `interval` ms. */
+export const pacedEmitter = defineFiber("bench.paced-emitter", {
+  async run(ctx, input: { n: number; interval: number; text: string }) {
+    for (let i = 0; i < input.n; i++) {
+      await delay(input.interval);
+      ctx.emit("token", { i, t: now(), text: input.text });
+    }
+    return null;
+  },
+});
+
+/** B8: `n` steps each returning `size` random characters. */
+export const diskStepper = defineFiber("bench.disk-stepper", {
+  async run(ctx, input: { n: number; size: number; batch: number }) {
+    for (let i = 0; i < input.n; i += input.batch) {
+      const size = Math.min(input.batch, input.n - i);
+      await Promise.all(Array.from({ length: size }, () => ctx.step("s", () => randomText(input.size))));
+    }
+    return null;
+  },
+});
+
+/** B8: `n` chunks of `size` random characters. */
+export const diskEmitter = defineFiber("bench.disk-emitter", {
+  async run(ctx, input: { n: number; size: number; burst: number }) {
+    for (let i = 0; i < input.n; i++) {
+      ctx.emit("token", randomText(input.size));
+      if (i % input.burst === input.burst - 1) await nextTask();
+    }
+    return null;
+  },
+});
+
+export const benchFibers = [
+  stepper,
+  stasher,
+  longJournal,
+  waiter,
+  ticker,
+  emitter,
+  pacedEmitter,
+  diskStepper,
+  diskEmitter,
+];

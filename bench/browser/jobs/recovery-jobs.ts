@@ -1,0 +1,125 @@
+/**
+ * B6 and B7, run in the dedicated bench worker: cold recovery of one fiber with a long journal
+ * (against a raw `getAll` of the same rows), and a worker holding many waiting fibers and some
+ * active ones (heap measured by the harness over CDP at the checkpoints, then a full `recover()`).
+ */
+
+import { createRuntime, IdbStore, type Runtime } from "../../../src/index";
+import { delay, longJournal, probe, ticker, waiter } from "../fibers";
+import type { JobContext } from "../protocol";
+import { deleteDatabase, rawGetAll } from "../raw-idb";
+import { uniqueName } from "./step-jobs";
+
+function openJournalDb(name: string): Promise<IDBDatabase> {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(name);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+/** B6: a fiber with `n` completed steps, its runtime closed, then a cold runtime recovers it. */
+export async function b6(ctx: JobContext, params: { n: number; batch: number }) {
+  const name = uniqueName("engine-b6");
+  const first = new IdbStore({ name, durability: ctx.durability });
+  const setup = createRuntime({ store: first, fibers: [longJournal] });
+  const setupDone = new Promise<number>((resolve) => {
+    probe.resumed = resolve;
+  });
+  const { id } = await setup.start(longJournal, { n: params.n, batch: params.batch });
+  await setupDone;
+  // Abandon the run as a crash would: the fiber stays `running` with its journal on disk.
+  await setup.close();
+  await first.close();
+
+  // Raw baseline: one getAll of the same journal rows, on its own fresh connection.
+  const rawDb = await openJournalDb(name);
+  const rawFirst = await rawGetAll(rawDb, "journal", id);
+  rawDb.close();
+
+  const store = new IdbStore({ name, durability: ctx.durability });
+  await store.getFiber("warm-the-connection");
+  const runtime = createRuntime({ store, fibers: [longJournal] });
+  const resumed = new Promise<number>((resolve) => {
+    probe.resumed = resolve;
+  });
+  const t0 = performance.now();
+  const recovered = runtime.recover().then(() => performance.now());
+  const resumedAt = await resumed;
+  const recoverResolvedAt = await recovered;
+
+  const rawDb2 = await openJournalDb(name);
+  const rawSecond = await rawGetAll(rawDb2, "journal", id);
+  rawDb2.close();
+  await runtime.close();
+  await store.close();
+  await deleteDatabase(name);
+
+  const rawMs = Math.min(rawFirst.ms, rawSecond.ms);
+  const resumeMs = resumedAt - t0;
+  return {
+    resumeMs,
+    recoverCallMs: recoverResolvedAt - t0,
+    rawGetAllMs: rawMs,
+    rawRows: rawFirst.rows,
+    ratio: resumeMs / rawMs,
+  };
+}
+
+async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
+  const end = performance.now() + timeoutMs;
+  while (!(await check())) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+/** B7: `waiting` suspended fibers and `active` stepping ones in one worker; then a cold `recover()`. */
+export async function b7(ctx: JobContext, params: { waiting: number; active: number; interval: number }) {
+  const name = uniqueName("engine-b7");
+  await ctx.checkpoint("empty");
+  const first = new IdbStore({ name, durability: ctx.durability });
+  let runtime: Runtime = createRuntime({ store: first, fibers: [waiter, ticker] });
+  probe.stop = false;
+  const tStart = performance.now();
+  // Started in slices so the setup does not queue thousands of transactions at once.
+  for (let i = 0; i < params.waiting; i += 100) {
+    const size = Math.min(100, params.waiting - i);
+    await Promise.all(Array.from({ length: size }, () => runtime.start(waiter, {})));
+  }
+  await until(
+    async () => (await runtime.list({ status: "waiting" })).length === params.waiting,
+    60_000,
+    "waiting fibers to suspend",
+  );
+  const setupWaitingMs = performance.now() - tStart;
+  for (let i = 0; i < params.active; i++) {
+    await runtime.start(ticker, { n: 1_000_000, interval: params.interval, emit: false });
+  }
+  await delay(1_000);
+  const loaded = { active: runtime.activeCount, setupWaitingMs };
+  await ctx.checkpoint("loaded", loaded);
+
+  // A worker restart: drop everything in memory, then recover all from disk.
+  await runtime.close();
+  await first.close();
+  const store = new IdbStore({ name, durability: ctx.durability });
+  await store.getFiber("warm-the-connection");
+  runtime = createRuntime({ store, fibers: [waiter, ticker] });
+  const t0 = performance.now();
+  const summary = await runtime.recover();
+  const recoverMs = performance.now() - t0;
+  await delay(1_000);
+  await ctx.checkpoint("recovered", { active: runtime.activeCount });
+  probe.stop = true;
+  await runtime.close();
+  await store.close();
+  await deleteDatabase(name);
+  return {
+    recoverMs,
+    resumed: summary.resumed.length,
+    scheduled: summary.scheduled.length,
+    activeBefore: loaded.active,
+    setupWaitingMs,
+  };
+}

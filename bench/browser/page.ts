@@ -1,0 +1,271 @@
+/**
+ * The bench page. Registers the bench Service Worker and exposes `window.bench`, which the Node
+ * harness (`bench/run.mjs`) drives with `page.evaluate`: engine jobs in a fresh dedicated worker
+ * each (with checkpoints the harness answers), stream workloads through the Service Worker, and
+ * the page-only baselines (localStorage). Opened as `/?resume=<id>&after=<seq>` it resumes
+ * reading that fiber at once, which is how B5 times a browser relaunch.
+ */
+
+import type { FromWorker, ServiceWorkerReply, ToServiceWorker, ToWorker } from "./protocol";
+import { type ReadLog, type Received, readStream } from "./reader";
+
+const durability = new URLSearchParams(location.search).get("durability") ?? "relaxed";
+
+async function ready(): Promise<void> {
+  await navigator.serviceWorker.register(`/sw.js?durability=${durability}`, { type: "module", scope: "/" });
+  await navigator.serviceWorker.ready;
+  if (!navigator.serviceWorker.controller) {
+    await new Promise((resolve) => navigator.serviceWorker.addEventListener("controllerchange", resolve));
+  }
+}
+
+const readyPromise = ready();
+
+/** Sends a bench message to the Service Worker and waits for its answer. */
+async function sw<T>(message: ToServiceWorker): Promise<T> {
+  await readyPromise;
+  const target = navigator.serviceWorker.controller ?? (await navigator.serviceWorker.ready).active;
+  if (!target) throw new Error("no active Service Worker");
+  const channel = new MessageChannel();
+  const reply = new Promise<ServiceWorkerReply>((resolve) => {
+    channel.port1.onmessage = (event) => resolve(event.data as ServiceWorkerReply);
+  });
+  target.postMessage(message, [channel.port2]);
+  const answer = await reply;
+  channel.port1.close();
+  if (!answer.ok) throw new Error(answer.message);
+  return answer.value as T;
+}
+
+// ---- engine jobs in a dedicated worker ----------------------------------------------------------
+
+const jobs = new Map<number, { worker: Worker; next: Promise<FromWorker>; push(m: FromWorker): void }>();
+let jobCounter = 0;
+
+function startJob(job: string, params: Record<string, unknown>): number {
+  const worker = new Worker(new URL("./worker.ts", import.meta.url), {
+    type: "module",
+    name: `bench-${job}`,
+  });
+  const queue: FromWorker[] = [];
+  let waiting: ((m: FromWorker) => void) | null = null;
+  const entry = {
+    worker,
+    next: Promise.resolve() as unknown as Promise<FromWorker>,
+    push(message: FromWorker) {
+      if (waiting) {
+        const resolve = waiting;
+        waiting = null;
+        resolve(message);
+      } else queue.push(message);
+    },
+  };
+  const take = () =>
+    new Promise<FromWorker>((resolve) => {
+      const queued = queue.shift();
+      if (queued) resolve(queued);
+      else waiting = resolve;
+    });
+  Object.defineProperty(entry, "next", { get: take });
+  worker.onmessage = (event: MessageEvent<FromWorker>) => entry.push(event.data);
+  worker.onerror = (event) => entry.push({ type: "error", message: event.message });
+  worker.postMessage({ type: "run", job, params: { durability, ...params } } satisfies ToWorker);
+  const id = ++jobCounter;
+  jobs.set(id, entry);
+  return id;
+}
+
+/** The job's next message; `reply` answers the previous checkpoint. Terminates the worker at the end. */
+async function nextOf(id: number, reply?: unknown): Promise<FromWorker> {
+  const entry = jobs.get(id);
+  if (!entry) throw new Error(`no job ${id}`);
+  if (reply !== undefined) entry.worker.postMessage({ type: "reply", data: reply } satisfies ToWorker);
+  const message = await entry.next;
+  if (message.type !== "checkpoint") {
+    entry.worker.terminate();
+    jobs.delete(id);
+  }
+  return message;
+}
+
+// ---- stream workloads through the Service Worker -------------------------------------------------
+
+/** Text that makes a chunk record (`{ fiberId, seq, type, data: { i, t, text }, at, ordinal }`) ~`bytes` long. */
+function chunkText(bytes: number): string {
+  return "x".repeat(Math.max(0, bytes - 150));
+}
+
+async function b3Throughput(params: { n: number; burst: number; bytes: number }) {
+  const id = await sw<string>({
+    type: "bench/start",
+    name: "bench.emitter",
+    input: { n: params.n, burst: params.burst, text: chunkText(params.bytes) },
+  });
+  const log = await readStream(id);
+  const tokens = log.chunks.filter((c) => c.type === "token");
+  const first = tokens[0]?.data?.t ?? Number.NaN;
+  const last = tokens.at(-1)?.at ?? Number.NaN;
+  return {
+    chunks: tokens.length,
+    seconds: (last - first) / 1000,
+    chunksPerSec: tokens.length / ((last - first) / 1000),
+  };
+}
+
+async function b3Latency(params: { n: number; interval: number; bytes: number }) {
+  const id = await sw<string>({
+    type: "bench/start",
+    name: "bench.paced-emitter",
+    input: { n: params.n, interval: params.interval, text: chunkText(params.bytes) },
+  });
+  const log = await readStream(id);
+  const latencies = log.chunks
+    .filter((c) => c.type === "token" && typeof c.data?.t === "number")
+    .map((c) => c.at - (c.data?.t ?? 0));
+  return { latencies };
+}
+
+function rawInServiceWorker(kind: "batched" | "single", count: number, bytes: number): Promise<number> {
+  return sw<number>({ type: kind === "batched" ? "bench/raw-batched" : "bench/raw-single", count, bytes });
+}
+
+/** A ticker being read in the background, waiting for an interruption (B4, B5). */
+interface Interrupted {
+  id: string;
+  read: Promise<ReadLog>;
+  lastSeq: () => number;
+}
+
+let ticking: Interrupted | null = null;
+
+/**
+ * Stops at the first tick of the resumed run: a tick that arrived after a `fiber.recovered`
+ * chunk (ticks made durable before the interruption and delivered late do not count).
+ */
+function resumedTickStopper(onTick?: () => void): (chunk: Received) => boolean {
+  let recovered = false;
+  return (chunk) => {
+    if (chunk.type === "fiber.recovered") recovered = true;
+    if (chunk.type === "tick") onTick?.();
+    return recovered && chunk.type === "tick";
+  };
+}
+
+/** Starts a ticker fiber and reads it; resolves once `ticks` ticks arrived (reading continues). */
+async function tickerBegin(params: { interval: number; ticks: number }) {
+  const id = await sw<string>({
+    type: "bench/start",
+    name: "bench.ticker",
+    input: { n: 1_000_000, interval: params.interval, emit: true },
+  });
+  let seen = 0;
+  let reached!: () => void;
+  const enough = new Promise<void>((resolve) => {
+    reached = resolve;
+  });
+  let lastSeq = 0;
+  const stopper = resumedTickStopper(() => {
+    if (++seen === params.ticks) reached();
+  });
+  const read = readStream(id, {
+    onChunk(chunk) {
+      lastSeq = chunk.seq;
+      return stopper(chunk);
+    },
+  });
+  ticking = { id, read, lastSeq: () => lastSeq };
+  await enough;
+  return { id, lastSeq };
+}
+
+/** Where the reader is now (B5 records it just before the kill). */
+function tickerSeq(): number {
+  return ticking?.lastSeq() ?? 0;
+}
+
+/** Timings of a resumed read, relative to the first reconnect (B4) or the navigation (B5). */
+function resumeTimings(log: ReadLog, from: number) {
+  const later = log.chunks.filter((c) => c.at >= from);
+  const recovered = log.chunks.find((c) => c.type === "fiber.recovered");
+  const tick = recovered ? log.chunks.find((c) => c.type === "tick" && c.seq > recovered.seq) : undefined;
+  return {
+    firstChunkMs: (later[0]?.at ?? Number.NaN) - from,
+    recoveredMs: (recovered?.at ?? Number.NaN) - from,
+    resumedTickMs: (tick?.at ?? Number.NaN) - from,
+    reconnects: log.connects.length - 1,
+  };
+}
+
+/** B4: after the harness stopped the worker, waits for the resumed tick; cancels the fiber. */
+async function b4Finish() {
+  if (!ticking) throw new Error("no ticker running");
+  const { id, read } = ticking;
+  ticking = null;
+  const log = await withTimeout(read, 10_000, "the resumed tick");
+  await sw({ type: "bench/cancel", id });
+  const reconnect = log.connects[1] ?? Number.NaN;
+  return { ...resumeTimings(log, reconnect), failToReconnectMs: reconnect - (log.failures[0] ?? Number.NaN) };
+}
+
+/** B5 after a relaunch: this page was opened with `?resume=<id>&after=<seq>`. */
+async function resumeFromUrl() {
+  const params = new URLSearchParams(location.search);
+  const id = params.get("resume");
+  if (!id) return null;
+  await readyPromise;
+  const log = await readStream(id, {
+    after: Number(params.get("after") ?? 0),
+    onChunk: resumedTickStopper(),
+  });
+  const navigationStart = performance.timeOrigin;
+  await sw({ type: "bench/cancel", id });
+  return {
+    ...resumeTimings(log, navigationStart),
+    navigationStart,
+    resumedTickAt: navigationStart + resumeTimings(log, navigationStart).resumedTickMs,
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms),
+    ),
+  ]);
+}
+
+// ---- page-only baselines ------------------------------------------------------------------------
+
+/** "The way people do it today": a `localStorage` checkpoint per save point (not durable on return). */
+function localStorageCheckpoints(params: { n: number; bytes: number }) {
+  const pad = "x".repeat(Math.max(0, params.bytes - 30));
+  const t0 = performance.now();
+  for (let i = 0; i < params.n; i++) localStorage.setItem("bench-checkpoint", JSON.stringify({ i, pad }));
+  const ms = (performance.now() - t0) / params.n;
+  localStorage.removeItem("bench-checkpoint");
+  return { ms };
+}
+
+const bench = {
+  ready: () => readyPromise,
+  sw,
+  startJob,
+  nextOf,
+  b3Throughput,
+  b3Latency,
+  rawInServiceWorker,
+  tickerBegin,
+  tickerSeq,
+  b4Finish,
+  resumed: resumeFromUrl(),
+  localStorageCheckpoints,
+};
+
+declare global {
+  interface Window {
+    bench: typeof bench;
+  }
+}
+
+window.bench = bench;

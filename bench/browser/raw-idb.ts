@@ -1,0 +1,111 @@
+/**
+ * The raw IndexedDB baseline: what the same browser, in the same kind of context, with the same
+ * durability and record sizes, does with no Fiberline in between. Every engine workload is
+ * reported as a ratio to one of these, measured in the same run.
+ *
+ * The baseline is written the plain way (one `put`, wait for `complete`); no explicit
+ * `tx.commit()`, no batching unless the workload is the batched one.
+ */
+
+export type Durability = "relaxed" | "strict";
+
+/** A row keyed `[fiberId, n]`, as the engine keys journal entries and chunks. */
+export interface RawRow {
+  fiberId: string;
+  n: number;
+  [field: string]: unknown;
+}
+
+/** Opens (creating) a baseline database with one `[fiberId, n]`-keyed store, `rows`. */
+export function openRaw(name: string): Promise<IDBDatabase> {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(name, 1);
+    request.onupgradeneeded = () => {
+      request.result.createObjectStore("rows", { keyPath: ["fiberId", "n"] });
+    };
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+    request.onblocked = () => reject(new Error(`opening ${name} is blocked`));
+  });
+}
+
+/** Deletes a database (closing nothing: callers close their connections first). */
+export function deleteDatabase(name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.deleteDatabase(name);
+    request.onsuccess = () => resolve();
+    request.onerror = () => reject(request.error);
+    request.onblocked = () => resolve();
+  });
+}
+
+function done(tx: IDBTransaction): Promise<void> {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onabort = () => reject(tx.error ?? new Error("transaction aborted"));
+  });
+}
+
+/** `count` sequential transactions of one `put` each; returns ms per transaction. */
+export async function rawSinglePuts(
+  db: IDBDatabase,
+  durability: Durability,
+  count: number,
+  row: (n: number) => RawRow,
+): Promise<number> {
+  const t0 = performance.now();
+  for (let n = 0; n < count; n++) {
+    const tx = db.transaction("rows", "readwrite", { durability });
+    tx.objectStore("rows").put(row(n));
+    await done(tx);
+  }
+  return (performance.now() - t0) / count;
+}
+
+/** `count` puts in one transaction; returns puts per second. */
+export async function rawBatchedPuts(
+  db: IDBDatabase,
+  durability: Durability,
+  count: number,
+  row: (n: number) => RawRow,
+): Promise<number> {
+  const t0 = performance.now();
+  const tx = db.transaction("rows", "readwrite", { durability });
+  const rows = tx.objectStore("rows");
+  for (let n = 0; n < count; n++) rows.put(row(n));
+  await done(tx);
+  return count / ((performance.now() - t0) / 1000);
+}
+
+/** One `getAll` of a fiber's rows in `store`; returns ms and how many rows came back. */
+export async function rawGetAll(
+  db: IDBDatabase,
+  store: string,
+  fiberId: string,
+): Promise<{ ms: number; rows: number }> {
+  const t0 = performance.now();
+  const tx = db.transaction(store, "readonly");
+  const request = tx
+    .objectStore(store)
+    .getAll(IDBKeyRange.bound([fiberId, Number.NEGATIVE_INFINITY], [fiberId, Number.POSITIVE_INFINITY]));
+  const rows = await new Promise<unknown[]>((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  return { ms: performance.now() - t0, rows: rows.length };
+}
+
+/** A string of `length` random, incompressible characters (base64 alphabet). */
+export function randomText(length: number): string {
+  const bytes = new Uint8Array(Math.ceil((length * 3) / 4) + 3);
+  crypto.getRandomValues(bytes);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).slice(0, length);
+}
+
+/** A row of about `bytes` bytes of JSON, for matching the engine's record sizes. */
+export function paddedRow(fiberId: string, n: number, bytes: number): RawRow {
+  const base = JSON.stringify({ fiberId, n, pad: "" }).length;
+  return { fiberId, n, pad: "x".repeat(Math.max(0, bytes - base)) };
+}

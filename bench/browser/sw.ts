@@ -1,0 +1,80 @@
+/**
+ * The bench Service Worker: a Fiberline runtime hosted by `createServiceWorkerHost` exactly as an
+ * app would host it (B3, B4, B5 read its event stream from the page), plus a few bench-only
+ * messages: start and cancel a bench fiber, and the raw IndexedDB baselines measured in this same
+ * Service Worker. The durability comes from the script URL (`sw.js?durability=strict`).
+ */
+
+import { createRuntime, IdbStore } from "../../src/index";
+import { createServiceWorkerHost } from "../../src/sw/index";
+import { benchFibers } from "./fibers";
+import { isServiceWorkerMessage, type ServiceWorkerReply, type ToServiceWorker } from "./protocol";
+import {
+  type Durability,
+  deleteDatabase,
+  openRaw,
+  paddedRow,
+  rawBatchedPuts,
+  rawSinglePuts,
+} from "./raw-idb";
+
+interface BenchMessageEvent {
+  data: unknown;
+  ports: readonly MessagePort[];
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+interface BenchScope {
+  location: { href: string };
+  addEventListener(type: "message", listener: (event: BenchMessageEvent) => void): void;
+}
+
+const scope = self as unknown as BenchScope;
+const durability: Durability =
+  new URL(scope.location.href).searchParams.get("durability") === "strict" ? "strict" : "relaxed";
+
+const runtime = createRuntime({ store: new IdbStore({ name: "bench-sw", durability }), fibers: benchFibers });
+const host = createServiceWorkerHost({ runtime, skipWaiting: true });
+
+async function handle(message: ToServiceWorker): Promise<unknown> {
+  switch (message.type) {
+    case "bench/start": {
+      await host.recovery;
+      const started = await runtime.start(message.name, message.input);
+      return started.id;
+    }
+    case "bench/cancel":
+      return runtime.cancel(message.id);
+    case "bench/raw-batched":
+    case "bench/raw-single": {
+      const name = `raw-sw-${crypto.randomUUID().slice(0, 8)}`;
+      const db = await openRaw(name);
+      try {
+        const row = (n: number) => paddedRow("raw-fiber-0123456789abcdef0123456789ab", n, message.bytes);
+        if (message.type === "bench/raw-batched") {
+          return await rawBatchedPuts(db, durability, message.count, row);
+        }
+        // Transaction-per-token: ms per put -> puts per second.
+        return 1000 / (await rawSinglePuts(db, durability, message.count, row));
+      } finally {
+        db.close();
+        await deleteDatabase(name);
+      }
+    }
+    case "bench/info":
+      return { durability, instanceId: host.info.instanceId, active: runtime.activeCount };
+  }
+}
+
+scope.addEventListener("message", (event) => {
+  if (!isServiceWorkerMessage(event.data)) return;
+  const port = event.ports[0];
+  const work = handle(event.data).then(
+    (value): ServiceWorkerReply => ({ ok: true, value }),
+    (error: unknown): ServiceWorkerReply => ({
+      ok: false,
+      message: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    }),
+  );
+  event.waitUntil(work.then((reply) => port?.postMessage(reply)));
+});

@@ -1,0 +1,86 @@
+/**
+ * Launches headless Chromium ourselves on a persistent on-disk profile with a DevTools port, so
+ * the harness knows the browser's PID (B5 SIGKILLs it and relaunches on the same profile) and
+ * Playwright attaches with `connectOverCDP`. `newContext()` would be off the record (IndexedDB in
+ * memory), which is not what users run.
+ */
+
+import { spawn } from "node:child_process";
+import { chromium } from "@playwright/test";
+import { chromiumArgs, findChromium } from "../../scripts/find-chromium.mjs";
+
+/**
+ * Starts Chromium on `profile`, opening `urls` at start-up. Resolves with `{ pid, browser,
+ * context, wsUrl, kill() }` once Playwright is attached.
+ */
+export async function launchChromium({ profile, cdpPort, urls = [] }) {
+  const child = spawn(
+    findChromium(),
+    [
+      ...chromiumArgs,
+      "--headless=new",
+      `--user-data-dir=${profile}`,
+      `--remote-debugging-port=${cdpPort}`,
+      "--remote-debugging-address=127.0.0.1",
+      "--no-default-browser-check",
+      "--disable-features=Translate,MediaRouter",
+      ...urls,
+    ],
+    // Its own process group, so that cleanup can reach the renderers too.
+    { detached: true, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr.on("data", (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const wsUrl = await waitForEndpoint(cdpPort, exited, () => stderr);
+  const browser = await chromium.connectOverCDP(`http://127.0.0.1:${cdpPort}`);
+  const context = browser.contexts()[0];
+  return {
+    pid: child.pid,
+    browser,
+    context,
+    wsUrl,
+    exited,
+    /** SIGKILLs the browser process only (a crash), then the rest of its group once it is gone. */
+    async crash() {
+      process.kill(child.pid, "SIGKILL");
+      await exited;
+      killGroup(child.pid);
+    },
+    async close() {
+      await browser.close().catch(() => {});
+      killGroup(child.pid, "SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+      killGroup(child.pid);
+    },
+  };
+}
+
+function killGroup(pid, signal = "SIGKILL") {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+async function waitForEndpoint(port, exited, stderr) {
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (gone) throw new Error(`Chromium exited during start-up:\n${stderr()}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/json/version`);
+      if (res.ok) return (await res.json()).webSocketDebuggerUrl;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`Chromium did not open its DevTools port ${port}:\n${stderr()}`);
+}
