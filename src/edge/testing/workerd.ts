@@ -17,8 +17,12 @@ const shim = fileURLToPath(new URL("./vitest-shim.ts", import.meta.url));
 /** The compatibility date every test Worker (and the example's `wrangler.toml`) uses. */
 export const COMPATIBILITY_DATE = "2026-04-01";
 
-/** Bundles `entry` (a path relative to the repository root or absolute) into one ES module. */
-export async function bundleWorker(entry: string): Promise<string> {
+/**
+ * Bundles `entry` (a path relative to the repository root or absolute) into one ES module, as
+ * wrangler would: `cloudflare:*` modules stay external (workerd provides them), `vitest` is the
+ * shim, and `alias` maps further specifiers (e.g. `fiberline` to its sources).
+ */
+export async function bundleWorker(entry: string, alias: Record<string, string> = {}): Promise<string> {
   const result = await build({
     entryPoints: [entry],
     bundle: true,
@@ -29,7 +33,8 @@ export async function bundleWorker(entry: string): Promise<string> {
     write: false,
     sourcemap: "inline",
     logLevel: "silent",
-    alias: { vitest: shim },
+    external: ["cloudflare:*"],
+    alias: { ...alias, vitest: shim },
   });
   const [file] = result.outputFiles;
   if (!file) throw new Error(`esbuild produced no output for ${entry}`);
