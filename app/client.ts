@@ -49,3 +49,19 @@ export function useClient(): DemoClient {
   if (!client) throw new Error("useClient() needs a connected ClientContext provider.");
   return client;
 }
+
+/**
+ * Runs an idempotent read (get, list, inspect, heartbeat) again when the worker restarted while
+ * it was pending (`worker_restarted`): the client rejects such calls rather than guess, and a
+ * read is safe to repeat.
+ */
+export async function readAgainOnRestart<T>(read: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (error) {
+      const code = (error as { code?: unknown } | null)?.code;
+      if (code !== "worker_restarted" || attempt >= attempts) throw error;
+    }
+  }
+}

@@ -15,8 +15,13 @@ const FRESH_MS = 8_000;
 
 export function UserMessage({ text }: { text: string }): ReactNode {
   return (
-    <article className="message message-user" data-testid="message" data-role="user" data-status="done">
-      <h3 className="sr-only">You said</h3>
+    <article
+      className="message message-user"
+      data-testid="message"
+      data-role="user"
+      data-status="done"
+      aria-label="You said"
+    >
       <div className="bubble">{text}</div>
     </article>
   );

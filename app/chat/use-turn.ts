@@ -8,7 +8,7 @@
 import { useEffect, useState } from "react";
 import type { AgentOutput } from "../../src/agent/agent";
 import type { ChatMessage } from "../../src/agent/types";
-import { type DemoClient, useClient } from "../client";
+import { type DemoClient, readAgainOnRestart, useClient } from "../client";
 import { finishTurn, type Turn } from "./conversations";
 import { applyChunk, emptyTurn, type TurnView, turnText } from "./turn-view";
 
@@ -50,7 +50,7 @@ async function follow(
   let replayedText = false;
   let reattached = false;
   try {
-    if (!(await client.get(turn.fiberId))) {
+    if (!(await readAgainOnRestart(() => client.get(turn.fiberId)))) {
       await client.start("assistant", { messages: turn.input }, { id: turn.fiberId });
     }
     for await (const event of client.events(turn.fiberId, { after: 0, signal })) {
@@ -79,7 +79,7 @@ async function follow(
 /** The history the next turn starts from: the agent's own messages, or the partial reply. */
 async function historyAfter(client: DemoClient, turn: Turn, view: TurnView): Promise<ChatMessage[]> {
   if (view.outcome === "completed") {
-    const record = await client.get(turn.fiberId);
+    const record = await readAgainOnRestart(() => client.get(turn.fiberId));
     const output = record?.result as AgentOutput | undefined;
     if (output?.messages) return output.messages;
   }

@@ -1,0 +1,60 @@
+/**
+ * The demo is an installable PWA: Chromium reports no installability error, and after the first
+ * visit the app shell opens with no network at all (precached by the worker).
+ */
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "@playwright/test";
+import { chromiumArgs, findChromium } from "../../scripts/find-chromium.mjs";
+import { expect, openDemo, test } from "./fixtures";
+
+test("Chromium reports no installability errors", async ({ baseURL }) => {
+  // Off-the-record contexts are never installable ("in-incognito"): use a real profile.
+  const profile = mkdtempSync(join(tmpdir(), "fiberline-pwa-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: findChromium(),
+    args: [...chromiumArgs],
+    baseURL,
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    await openDemo(page);
+    const manifest = await page.evaluate(() => fetch("/manifest.webmanifest").then((r) => r.json()));
+    expect(manifest).toMatchObject({ display: "standalone", start_url: "/" });
+    expect(manifest.icons.map((i: { sizes: string }) => i.sizes)).toEqual(
+      expect.arrayContaining(["192x192", "512x512"]),
+    );
+    const cdp = await context.newCDPSession(page);
+    const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
+    expect(installabilityErrors).toEqual([]);
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+});
+
+test("after the first visit the app opens offline", async ({ demo, page, context }) => {
+  // The worker activated only after precaching the shell; connect() waited for it to control the page.
+  expect(await page.evaluate(() => caches.keys().then((keys) => keys.length))).toBeGreaterThan(0);
+  await context.setOffline(true);
+  await page.reload();
+  await openDemo(page, page.url());
+  await expect(page.getByRole("navigation", { name: "Main" })).toBeVisible();
+  await expect(page.getByRole("status").filter({ hasText: "You are offline" })).toBeVisible();
+  await expect(page.getByTestId("composer-input")).toBeVisible();
+  await page.getByRole("link", { name: "Inspector" }).click();
+  await expect(page.getByRole("heading", { name: /Fibers/ })).toBeVisible();
+  // The fibers themselves run offline too: a lab fiber needs no network.
+  const status = await page.evaluate(async () => {
+    const client = window.fiberline;
+    if (!client) throw new Error("not connected");
+    const started = await client.start("lab.ticker", { count: 3, intervalMs: 0 });
+    await client.result(started);
+    return (await client.get(started.id))?.status;
+  });
+  expect(status).toBe("completed");
+  await context.setOffline(false);
+  await demo.setMockDelay(0);
+});
