@@ -3,17 +3,29 @@
  * built by its own Vite config and served by `vite preview` on a fixed port (IndexedDB and the
  * worker registration are keyed by origin, port included). The specs launch Chromium themselves
  * (`e2e/support/browser.ts`) on a fresh persistent profile per test, so they can crash it.
- * `e2e/torture/` has its own runner (`npm run torture`).
+ * `e2e/torture/` has its own runner (`npm run torture`). Project "app" runs the demo's specs
+ * (`e2e/app/`) against the built demo on port 5199 with Playwright's browser fixture
+ * (`npx playwright test --project app`).
  */
 
 import { defineConfig } from "@playwright/test";
+import { chromiumArgs, findChromium } from "./scripts/find-chromium.mjs";
 
 const port = Number(process.env.FIBERLINE_E2E_PORT ?? 5287);
 const fixtureConfig = "e2e/fixture/vite.config.ts";
+/** The demo app (`e2e/app/`) is served by `vite preview` on its fixed port, as `npm start` does. */
+const appPort = 5199;
+/** The demo's specs use Playwright's browser fixture on this Chromium (Playwright's own when none is found). */
+const appChromium = (() => {
+  try {
+    return findChromium();
+  } catch {
+    return undefined;
+  }
+})();
 
 export default defineConfig({
   testDir: "e2e",
-  testIgnore: ["torture/**"],
   // One test at a time: two cores, and every test runs a whole browser and a Service Worker.
   workers: 1,
   fullyParallel: false,
@@ -22,12 +34,34 @@ export default defineConfig({
   timeout: 60_000,
   expect: { timeout: 15_000 },
   reporter: [["list"]],
-  use: { baseURL: `http://localhost:${port}` },
-  webServer: {
-    command: `npx vite build -c ${fixtureConfig} && npx vite preview -c ${fixtureConfig} --port ${port} --strictPort`,
-    url: `http://localhost:${port}/hello.txt`,
-    reuseExistingServer: false,
-    timeout: 120_000,
-    env: { FIBERLINE_E2E_PORT: String(port) },
-  },
+  projects: [
+    {
+      name: "fiberline",
+      testIgnore: ["torture/**", "app/**"],
+      use: { baseURL: `http://localhost:${port}` },
+    },
+    {
+      name: "app",
+      testDir: "e2e/app",
+      use: {
+        baseURL: `http://localhost:${appPort}`,
+        launchOptions: { ...(appChromium ? { executablePath: appChromium } : {}), args: [...chromiumArgs] },
+      },
+    },
+  ],
+  webServer: [
+    {
+      command: `npx vite build -c ${fixtureConfig} && npx vite preview -c ${fixtureConfig} --port ${port} --strictPort`,
+      url: `http://localhost:${port}/hello.txt`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+      env: { FIBERLINE_E2E_PORT: String(port) },
+    },
+    {
+      command: `npx vite build && npx vite preview --port ${appPort} --strictPort`,
+      url: `http://localhost:${appPort}/manifest.webmanifest`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+    },
+  ],
 });
