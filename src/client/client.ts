@@ -1,7 +1,8 @@
 /**
  * `connect()` and `FiberlineClient`: the page's handle on the fibers running in its Service
  * Worker. Control calls go over the RPC channel, streams over `fetch`; heartbeats keep the worker
- * alive while the page has fibers running or streams open.
+ * alive while the page has fibers running or streams open. With `baseUrl`, the same client talks
+ * to a host reached over HTTP (the edge host) instead: control calls and streams both by `fetch`.
  */
 
 import type { FiberDefinition, InputOf, OutputOf } from "../core/define";
@@ -12,6 +13,7 @@ import type { FiberInspection, StartOptions, StartResult } from "../core/runtime
 import type { FiberQuery } from "../store/store";
 import { DEFAULT_PREFIX, type HeartbeatInfo, type HeartbeatMessage, type WorkerInfo } from "../sw/protocol";
 import { type EventReaderOptions, readFiberEvents } from "./event-reader";
+import { type ControlChannel, HttpChannel } from "./http-channel";
 import { RpcChannel } from "./rpc-channel";
 import { findRegistration, serviceWorkerContainer, waitForController } from "./worker-registration";
 
@@ -40,6 +42,14 @@ export interface ConnectOptions {
   onConnect?(worker: WorkerInfo, restarted: boolean): void;
   /** The container to use (default `navigator.serviceWorker`). */
   container?: ServiceWorkerContainer;
+  /**
+   * Talk to a host reached over HTTP at this origin instead of the Service Worker, e.g. the edge
+   * host (`fiberline/edge`) at "https://fibers.example.workers.dev": control calls and streams go
+   * to `{baseUrl}{prefix}/...` by `fetch`. The Service Worker options and heartbeats do not apply.
+   */
+  baseUrl?: string | URL;
+  /** The `fetch` used with `baseUrl` (default the global one). */
+  fetch?: typeof fetch;
 }
 
 /**
@@ -58,8 +68,10 @@ export interface ConnectOptions {
 export async function connect<F extends FiberMap = FiberMap>(
   options: ConnectOptions = {},
 ): Promise<FiberlineClient<F>> {
-  const container = options.container ?? serviceWorkerContainer();
   const timeoutMs = options.timeoutMs ?? 10_000;
+  if (options.baseUrl !== undefined)
+    return new FiberlineClient<F>(undefined, undefined, { ...options, timeoutMs });
+  const container = options.container ?? serviceWorkerContainer();
   const registration = await findRegistration(
     container,
     options.scriptUrl,
@@ -80,19 +92,23 @@ export async function connect<F extends FiberMap = FiberMap>(
 /** The page's handle on its Service Worker's fibers. Create it with `connect()`. */
 export class FiberlineClient<F extends FiberMap = FiberMap> {
   readonly prefix: string;
-  readonly registration: ServiceWorkerRegistration;
-  readonly #container: ServiceWorkerContainer;
-  readonly #channel: RpcChannel;
+  /** The Service Worker's registration; `undefined` when connected by `baseUrl`. */
+  readonly registration: ServiceWorkerRegistration | undefined;
+  readonly #container: ServiceWorkerContainer | undefined;
+  readonly #channel: ControlChannel;
   readonly #readerOptions: ConnectOptions["reader"];
-  readonly #heartbeat: ReturnType<typeof setInterval>;
+  readonly #heartbeat: ReturnType<typeof setInterval> | undefined;
+  /** Where streams are read: the prefix, behind `baseUrl` when there is one. */
+  readonly #streamRoot: string;
+  readonly #fetch: typeof fetch | undefined;
   #openReaders = 0;
   #workerActive = 0;
   #closed = false;
 
   /** @internal Use `connect()`. */
   constructor(
-    container: ServiceWorkerContainer,
-    registration: ServiceWorkerRegistration,
+    container: ServiceWorkerContainer | undefined,
+    registration: ServiceWorkerRegistration | undefined,
     options: ConnectOptions,
   ) {
     const timeoutMs = options.timeoutMs ?? 10_000;
@@ -100,6 +116,20 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     this.registration = registration;
     this.#container = container;
     this.#readerOptions = options.reader;
+    this.#fetch = options.fetch;
+    const { baseUrl } = options;
+    this.#streamRoot =
+      baseUrl === undefined ? this.prefix : `${String(baseUrl).replace(/\/+$/, "")}${this.prefix}`;
+    if (container === undefined) {
+      this.#channel = new HttpChannel({
+        baseUrl: baseUrl ?? "",
+        prefix: this.prefix,
+        timeoutMs,
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+      });
+      this.#heartbeat = undefined;
+      return;
+    }
     this.#channel = new RpcChannel({
       prefix: this.prefix,
       timeoutMs,
@@ -193,16 +223,22 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     this.#openReaders++;
     this.#keepWorkerAwake();
     try {
+      const container = this.#container;
       yield* readFiberEvents(id, {
         ...this.#readerOptions,
-        prefix: this.prefix,
+        prefix: this.#streamRoot,
+        ...(this.#fetch ? { fetch: this.#fetch } : {}),
         ...(options.after === undefined ? {} : { after: options.after }),
         ...(options.signal === undefined ? {} : { signal: options.signal }),
-        waitForHost: () =>
-          waitForController(this.#container, 2_000).then(
-            () => {},
-            () => {},
-          ),
+        ...(container
+          ? {
+              waitForHost: () =>
+                waitForController(container, 2_000).then(
+                  () => {},
+                  () => {},
+                ),
+            }
+          : {}),
       });
     } finally {
       this.#openReaders--;
@@ -245,7 +281,7 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
   /** A message to the worker is an event: it starts a stopped worker and extends a running one. */
   #keepWorkerAwake(): void {
     const message: HeartbeatMessage = { type: "fiberline/heartbeat" };
-    this.#container.controller?.postMessage(message);
+    this.#container?.controller?.postMessage(message);
   }
 
   #beat(): void {
