@@ -33,6 +33,7 @@ it("runs the example's assistant in a Durable Object: a tool call, then a stream
   });
   expect(started.status).toBe(201);
   expect(started.headers.get("access-control-allow-origin")).toBe("*");
+  expect(started.headers.get("access-control-expose-headers")).toContain("x-fiberline");
 
   const { events, ended } = await readStream(worker, "chat-1", 0);
   expect(ended).toBe("fiber.end");

@@ -6,7 +6,8 @@
  * - `GET /__fiberline/fibers/<id>/events?after=N` streams it as SSE (resumable);
  * - `POST /__fiberline/fibers/<id>/events` `{ "name", "payload" }` and `.../cancel` signal it.
  *
- * The page client points at it with `connect({ baseUrl: "http://localhost:8787" })`.
+ * The page client points at it with `connect({ baseUrl: "http://localhost:8787" })`; the client's
+ * reader checks the `x-fiberline` header, which CORS below exposes to other origins.
  */
 
 import { DurableObject } from "cloudflare:workers";
@@ -75,10 +76,12 @@ export class FiberObject extends DurableObject<Env> {
   }
 }
 
+/** A page on another origin (the demo on its dev server) may call the routes and read x-fiberline. */
 const CORS = {
   "access-control-allow-origin": "*",
   "access-control-allow-methods": "GET, POST, OPTIONS",
   "access-control-allow-headers": "content-type, last-event-id",
+  "access-control-expose-headers": "x-fiberline",
 };
 
 export default {
