@@ -9,9 +9,12 @@
 import type { FromWorker, ServiceWorkerReply, ToServiceWorker, ToWorker } from "./protocol";
 import { type ReadLog, type Received, readStream } from "./reader";
 
-const durability = new URLSearchParams(location.search).get("durability") ?? "relaxed";
+const query = new URLSearchParams(location.search);
+const durability = query.get("durability") ?? "relaxed";
 
 async function ready(): Promise<void> {
+  // The B8 disk origins keep their IndexedDB directory to the job alone: no Service Worker there.
+  if (query.has("nosw")) return;
   await navigator.serviceWorker.register(`/sw.js?durability=${durability}`, { type: "module", scope: "/" });
   await navigator.serviceWorker.ready;
   if (!navigator.serviceWorker.controller) {

@@ -1,0 +1,296 @@
+/**
+ * Turns per-run workload results into table rows against the issue's targets (#7), prints the
+ * table, and compares each row with the previous results file to call out regressions.
+ *
+ * Every row is "this vs the raw baseline measured in the same run": the ratio is computed per run
+ * (so a noisy moment hits both sides) and its median is the headline. A row's target is either on
+ * the ratio or on the absolute value; pass/miss is judged on the median.
+ */
+
+import { median, summarize } from "./stats.mjs";
+
+const MS = "ms";
+
+/**
+ * Row definitions: `from` is the workload key, `value`/`baseline`/`ratio` read one run,
+ * `better` says which direction is good, `targets` are checked on the medians.
+ */
+export const ROWS = [
+  {
+    key: "B1.step",
+    id: "B1",
+    name: "1 fiber, 1,000 sequential steps",
+    from: "b1",
+    unit: "ms/step",
+    better: "lower",
+    value: (r) => r.stepMs,
+    baselineName: "raw 1-put txn (ms)",
+    baseline: (r) => r.rawPutMs,
+    ratio: (r) => r.stepRatio,
+    targets: [{ on: "ratio", op: "<=", limit: 2.0 }],
+  },
+  {
+    key: "B1.stash",
+    id: "B1",
+    name: "1 fiber, 1,000 sequential stashes",
+    from: "b1",
+    unit: "ms/stash",
+    better: "lower",
+    value: (r) => r.stashMs,
+    baselineName: "raw 1-put txn (ms)",
+    baseline: (r) => r.rawPutMs,
+    ratio: (r) => r.stashRatio,
+    targets: [{ on: "ratio", op: "<=", limit: 1.2 }],
+  },
+  {
+    key: "B1.today.localStorage",
+    id: "B1",
+    name: "today: localStorage.setItem checkpoint (not durable on return)",
+    from: "b1",
+    unit: "ms/checkpoint",
+    better: "lower",
+    value: (r) => r.localStorageMs,
+    baselineName: "raw 1-put txn (ms)",
+    baseline: (r) => r.rawPutMs,
+    ratio: (r) => r.localStorageMs / r.rawPutMs,
+    targets: [],
+  },
+  {
+    key: "B2.steps",
+    id: "B2",
+    name: "100 fibers stepping concurrently",
+    from: "b2",
+    unit: "steps/s",
+    better: "higher",
+    value: (r) => r.stepsPerSec,
+    baselineName: "raw 1-put txns/s",
+    baseline: (r) => r.rawCommitsPerSec,
+    ratio: (r) => r.ratio,
+    targets: [{ on: "ratio", op: ">=", limit: 5 }],
+  },
+  {
+    key: "B3.throughput",
+    id: "B3",
+    name: "1 fiber emitting, durable + delivered to the page via the SW stream",
+    from: "b3",
+    unit: "chunks/s",
+    better: "higher",
+    value: (r) => r.chunksPerSec,
+    baselineName: "raw batched puts/s (in the SW)",
+    baseline: (r) => r.rawBatchedPerSec,
+    ratio: (r) => r.ratio,
+    targets: [
+      { on: "value", op: ">=", limit: 10_000 },
+      { on: "ratio", op: ">=", limit: 0.6 },
+    ],
+  },
+  {
+    key: "B3.today.perToken",
+    id: "B3",
+    name: "today: one transaction per token (raw, in the SW, not delivered)",
+    from: "b3",
+    unit: "chunks/s",
+    better: "higher",
+    value: (r) => r.rawPerTokenPerSec,
+    baselineName: "raw batched puts/s (in the SW)",
+    baseline: (r) => r.rawBatchedPerSec,
+    ratio: (r) => r.rawPerTokenPerSec / r.rawBatchedPerSec,
+    targets: [],
+  },
+  {
+    key: "B3.latency",
+    id: "B3",
+    name: "emit -> page latency p50 at 100 chunks/s",
+    from: "b3",
+    unit: MS,
+    better: "lower",
+    value: (r) => r.latencyP50,
+    targets: [{ on: "value", op: "<=", limit: 5 }],
+    note: (runs) => `p95 ${fmt(median(runs.map((r) => r.latencyP95)))} ms`,
+  },
+  {
+    key: "B4.resume",
+    id: "B4",
+    name: "SW stopped (CDP): reconnect -> first chunk of the resumed run",
+    from: "b4",
+    unit: MS,
+    better: "lower",
+    value: (r) => r.resumedTickMs,
+    targets: [{ on: "value", op: "<=", limit: 100 }],
+    note: (runs) =>
+      `fiber.recovered at ${fmt(median(runs.map((r) => r.recoveredMs)))} ms; failure -> reconnect ${fmt(median(runs.map((r) => r.failToReconnectMs)))} ms`,
+  },
+  {
+    key: "B5.crash",
+    id: "B5",
+    name: "browser SIGKILL: relaunch + page load + first resumed chunk",
+    from: "b5",
+    unit: MS,
+    better: "lower",
+    value: (r) => r.totalMs,
+    targets: [{ on: "value", op: "<=", limit: 1000 }],
+    note: (runs) =>
+      `navigation starts at ${fmt(median(runs.map((r) => r.navigationMs)))} ms, fiber.recovered at ${fmt(median(runs.map((r) => r.recoveredMs)))} ms`,
+  },
+  {
+    key: "B6.resume",
+    id: "B6",
+    name: "cold recovery of a fiber with 10,000 completed steps",
+    from: "b6",
+    unit: MS,
+    better: "lower",
+    value: (r) => r.resumeMs,
+    baselineName: "raw getAll of its journal (ms)",
+    baseline: (r) => r.rawGetAllMs,
+    ratio: (r) => r.ratio,
+    targets: [
+      { on: "value", op: "<=", limit: 200 },
+      { on: "ratio", op: "<=", limit: 2 },
+    ],
+  },
+  {
+    key: "B7.heap",
+    id: "B7",
+    name: "worker heap, 1,000 waiting + 100 active fibers",
+    from: "b7",
+    unit: "MB",
+    better: "lower",
+    value: (r) => r.heapMB,
+    baselineName: "same worker, empty (MB)",
+    baseline: (r) => r.emptyHeapMB,
+    targets: [{ on: "value", op: "<=", limit: 50 }],
+  },
+  {
+    key: "B7.recover",
+    id: "B7",
+    name: "recover() of all 1,100 fibers in a fresh runtime",
+    from: "b7",
+    unit: MS,
+    better: "lower",
+    value: (r) => r.recoverMs,
+    targets: [{ on: "value", op: "<=", limit: 500 }],
+  },
+  {
+    key: "B8.step",
+    id: "B8",
+    name: "disk per step as written, bytes over its 1 KiB random payload",
+    from: "b8",
+    unit: "B",
+    better: "lower",
+    value: (r) => r.stepOverhead,
+    baselineName: "raw row, bytes over payload",
+    baseline: (r) => r.rawOverhead,
+    targets: [{ on: "value", op: "<=", limit: 150 }],
+    note: (runs) => `${fmt(median(runs.map((r) => r.stepOverhead - r.rawOverhead)))} B more than a raw row`,
+  },
+  {
+    key: "B8.chunk",
+    id: "B8",
+    name: "disk per chunk as written, bytes over its 1 KiB random payload",
+    from: "b8",
+    unit: "B",
+    better: "lower",
+    value: (r) => r.chunkOverhead,
+    baselineName: "raw row, bytes over payload",
+    baseline: (r) => r.rawOverhead,
+    targets: [{ on: "value", op: "<=", limit: 150 }],
+    note: (runs) => `${fmt(median(runs.map((r) => r.chunkOverhead - r.rawOverhead)))} B more than a raw row`,
+  },
+  {
+    key: "B8.collected",
+    id: "B8",
+    name: "terminal fibers collected after retention (records + journal + chunks left)",
+    from: "b8",
+    unit: "rows left",
+    better: "lower",
+    value: (r) => r.left.records + r.left.journal + r.left.chunks,
+    targets: [{ on: "value", op: "<=", limit: 0 }],
+  },
+];
+
+function check(op, x, limit) {
+  return op === "<=" ? x <= limit : x >= limit;
+}
+
+/** Summarized rows for the workloads that ran. */
+export function buildRows(results) {
+  const rows = [];
+  for (const def of ROWS) {
+    const runs = results[def.from];
+    if (!runs || runs.length === 0) continue;
+    const value = summarize(runs.map(def.value));
+    const baseline = def.baseline ? summarize(runs.map(def.baseline)) : undefined;
+    const ratio = def.ratio ? summarize(runs.map(def.ratio)) : undefined;
+    const targets = def.targets.map((t) => {
+      const x = t.on === "ratio" ? ratio?.median : value.median;
+      return { ...t, pass: Number.isFinite(x) && check(t.op, x, t.limit) };
+    });
+    rows.push({
+      key: def.key,
+      id: def.id,
+      name: def.name,
+      unit: def.unit,
+      better: def.better,
+      value,
+      baselineName: def.baselineName,
+      baseline,
+      ratio,
+      targets,
+      status: targets.length === 0 ? "info" : targets.every((t) => t.pass) ? "pass" : "MISS",
+      note: def.note?.(runs),
+    });
+  }
+  return rows;
+}
+
+/** Rows whose headline (ratio when there is one, else the value) got worse by more than 20%. */
+export function regressions(rows, previous) {
+  if (!previous?.rows) return [];
+  const out = [];
+  for (const row of rows) {
+    const before = previous.rows.find((r) => r.key === row.key);
+    if (!before) continue;
+    const on = row.ratio && before.ratio ? "ratio" : "value";
+    const now = row[on]?.median;
+    const then = before[on]?.median;
+    if (!Number.isFinite(now) || !Number.isFinite(then) || then === 0) continue;
+    const change = (now - then) / Math.abs(then);
+    const worse = row.better === "lower" ? change > 0.2 : change < -0.2;
+    if (worse) out.push({ key: row.key, on, before: then, now, change });
+  }
+  return out;
+}
+
+export function fmt(x) {
+  if (!Number.isFinite(x)) return "n/a";
+  const a = Math.abs(x);
+  if (a >= 1000) return Math.round(x).toLocaleString("en-US");
+  if (a >= 100) return x.toFixed(0);
+  if (a >= 10) return x.toFixed(1);
+  return x.toFixed(2);
+}
+
+function targetText(row) {
+  return row.targets
+    .map((t) => `${t.on === "ratio" ? "ratio" : row.unit} ${t.op} ${fmt(t.limit)}`)
+    .join(", ");
+}
+
+/** The table as Markdown (printed to the console and pasted into bench/README.md). */
+export function markdownTable(rows) {
+  const lines = [
+    "| id | workload | Fiberline median [min-max] | raw baseline (median) | ratio median [min-max] | target | result |",
+    "|---|---|---|---|---|---|---|",
+  ];
+  for (const row of rows) {
+    const value = `${fmt(row.value.median)} ${row.unit} [${fmt(row.value.min)}-${fmt(row.value.max)}]`;
+    const baseline = row.baseline ? `${fmt(row.baseline.median)} ${row.baselineName}` : "";
+    const ratio = row.ratio ? `${fmt(row.ratio.median)}x [${fmt(row.ratio.min)}-${fmt(row.ratio.max)}]` : "";
+    const name = row.note ? `${row.name} (${row.note})` : row.name;
+    const result = row.status === "info" ? "" : row.status === "pass" ? "pass" : "**MISS**";
+    lines.push(
+      `| ${row.id} | ${name} | ${value} | ${baseline} | ${ratio} | ${targetText(row)} | ${result} |`,
+    );
+  }
+  return lines.join("\n");
+}

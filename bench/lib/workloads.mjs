@@ -1,0 +1,224 @@
+/**
+ * The Node side of each workload: drives the bench page (`window.bench`), the browser (CDP stop of
+ * the Service Worker, SIGKILL and relaunch) and the profile on disk, and returns per-run numbers.
+ * `report.mjs` turns them into table rows against the issue's targets.
+ */
+
+import { attachToTarget } from "./cdp.mjs";
+import { indexedDbBytes } from "./disk.mjs";
+import { percentile } from "./stats.mjs";
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const nowMs = () => performance.timeOrigin + performance.now();
+
+/** Runs job `job` in a fresh dedicated worker; `onCheckpoint(name, data)` answers its checkpoints. */
+export async function runJob(page, job, params, onCheckpoint) {
+  const id = await page.evaluate(([j, p]) => window.bench.startJob(j, p), [job, params]);
+  let reply;
+  for (;;) {
+    const message = await page.evaluate(([i, r]) => window.bench.nextOf(i, r), [id, reply]);
+    if (message.type === "done") return message.result;
+    if (message.type === "error") throw new Error(`job ${job} failed in the worker: ${message.message}`);
+    reply = (await onCheckpoint?.(message.name, message.data)) ?? true;
+  }
+}
+
+/** B1: sequential steps and stashes vs single-put transactions; localStorage checkpoints. */
+export async function b1(env) {
+  const runs = [];
+  for (let r = 0; r < env.runs.b1; r++) {
+    const job = await runJob(env.page, "b1", { n: env.quick ? 500 : 1000 });
+    const ls = await env.page.evaluate((n) => window.bench.localStorageCheckpoints({ n, bytes: 200 }), 1000);
+    runs.push({ ...job, localStorageMs: ls.ms });
+    env.log(`B1 run ${r + 1}: step ${job.stepRatio.toFixed(2)}x, stash ${job.stashRatio.toFixed(2)}x`);
+  }
+  return runs;
+}
+
+/** B2: 100 fibers stepping concurrently vs sequential single-put commits. */
+export async function b2(env) {
+  const runs = [];
+  for (let r = 0; r < env.runs.b2; r++) {
+    const job = await runJob(env.page, "b2", { fibers: 100, steps: env.quick ? 30 : 60, rawCount: 500 });
+    runs.push(job);
+    env.log(`B2 run ${r + 1}: ${Math.round(job.stepsPerSec)} steps/s, ${job.ratio.toFixed(2)}x`);
+  }
+  return runs;
+}
+
+/** B3: throughput through the Service Worker stream, the raw baselines in the same worker, latency. */
+export async function b3(env) {
+  const runs = [];
+  const n = env.quick ? 10_000 : 20_000;
+  for (let r = 0; r < env.runs.b3; r++) {
+    const stream = await env.page.evaluate((p) => window.bench.b3Throughput(p), { n, burst: 16, bytes: 200 });
+    const batched = await env.page.evaluate((c) => window.bench.rawInServiceWorker("batched", c, 200), n);
+    const perToken = await env.page.evaluate((c) => window.bench.rawInServiceWorker("single", c, 200), 1000);
+    const latency = await env.page.evaluate((p) => window.bench.b3Latency(p), {
+      n: env.quick ? 200 : 300,
+      interval: 10,
+      bytes: 200,
+    });
+    runs.push({
+      chunksPerSec: stream.chunksPerSec,
+      rawBatchedPerSec: batched,
+      rawPerTokenPerSec: perToken,
+      ratio: stream.chunksPerSec / batched,
+      latencyP50: percentile(latency.latencies, 50),
+      latencyP95: percentile(latency.latencies, 95),
+    });
+    env.log(
+      `B3 run ${r + 1}: ${Math.round(stream.chunksPerSec)} chunks/s (raw batched ${Math.round(batched)}/s), p50 ${percentile(latency.latencies, 50).toFixed(2)} ms`,
+    );
+  }
+  return runs;
+}
+
+/** B4: stop the Service Worker over CDP mid-stream; time from the reader's reconnect to the next chunk. */
+export async function b4(env) {
+  const cdp = await env.page.context().newCDPSession(env.page);
+  await cdp.send("ServiceWorker.enable");
+  const runs = [];
+  for (let r = 0; r < env.runs.b4; r++) {
+    await env.page.evaluate(() => window.bench.tickerBegin({ interval: 5, ticks: 20 }));
+    await cdp.send("ServiceWorker.stopAllWorkers");
+    const result = await env.page.evaluate(() => window.bench.b4Finish());
+    runs.push(result);
+    env.log(
+      `B4 run ${r + 1}: fiber.recovered ${result.recoveredMs.toFixed(1)} ms, resumed tick ${result.resumedTickMs.toFixed(1)} ms after reconnect`,
+    );
+  }
+  await cdp.send("ServiceWorker.disable").catch(() => {});
+  await cdp.detach().catch(() => {});
+  return runs;
+}
+
+/** B5: SIGKILL the browser mid-stream, relaunch on the same profile with the page as start-up URL. */
+export async function b5(env) {
+  const runs = [];
+  for (let r = 0; r < env.runs.b5; r++) {
+    const page = env.page;
+    const { id } = await page.evaluate(() => window.bench.tickerBegin({ interval: 5, ticks: 20 }));
+    const after = await page.evaluate(() => window.bench.tickerSeq());
+    await env.browser.crash();
+    const t0 = nowMs();
+    const url = `${env.origin}/?durability=${env.durability}&resume=${id}&after=${after}`;
+    env.browser = await env.launch([url]);
+    const resumedPage = await findPage(env.browser.context, "resume=");
+    await resumedPage.waitForFunction(() => window.bench !== undefined, null, { timeout: 15_000 });
+    const resumed = await resumedPage.evaluate(() => window.bench.resumed);
+    const totalMs = resumed.resumedTickAt - t0;
+    runs.push({
+      totalMs,
+      navigationMs: resumed.navigationStart - t0,
+      recoveredMs: resumed.navigationStart + resumed.recoveredMs - t0,
+    });
+    env.log(
+      `B5 run ${r + 1}: resumed tick ${totalMs.toFixed(0)} ms after relaunch (navigation at ${(resumed.navigationStart - t0).toFixed(0)} ms)`,
+    );
+    // Carry on from a normal page of the new browser.
+    env.page = resumedPage;
+    await env.page.goto(`${env.origin}/?durability=${env.durability}`);
+    await env.page.evaluate(() => window.bench.ready());
+  }
+  return runs;
+}
+
+async function findPage(context, fragment) {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const page = context.pages().find((p) => p.url().includes(fragment));
+    if (page) return page;
+    await sleep(20);
+  }
+  throw new Error(`no page with ${fragment} after the relaunch`);
+}
+
+/** B6: cold recovery of a fiber with 10,000 completed steps vs a raw getAll of its journal. */
+export async function b6(env) {
+  const runs = [];
+  for (let r = 0; r < env.runs.b6; r++) {
+    const job = await runJob(env.page, "b6", { n: 10_000, batch: 100 });
+    runs.push(job);
+    env.log(
+      `B6 run ${r + 1}: resume ${job.resumeMs.toFixed(1)} ms, raw getAll ${job.rawGetAllMs.toFixed(1)} ms`,
+    );
+  }
+  return runs;
+}
+
+/** Used JS heap of the dedicated worker named `name`, after a forced GC. */
+async function workerHeap(env, name) {
+  const target = await attachToTarget(env.cdp, { type: "worker", match: name });
+  try {
+    await target.send("HeapProfiler.collectGarbage");
+    const usage = await target.send("Runtime.getHeapUsage");
+    return usage.usedSize;
+  } finally {
+    await target.detach();
+  }
+}
+
+/** B7: heap of a worker with 1,000 waiting and 100 active fibers; then recover() of all. */
+export async function b7(env) {
+  const runs = [];
+  for (let r = 0; r < env.runs.b7; r++) {
+    const heap = {};
+    const job = await runJob(env.page, "b7", { waiting: 1000, active: 100, interval: 10 }, async (name) => {
+      heap[name] = await workerHeap(env, "bench-b7");
+    });
+    runs.push({
+      heapMB: heap.loaded / 2 ** 20,
+      emptyHeapMB: heap.empty / 2 ** 20,
+      recoveredHeapMB: heap.recovered / 2 ** 20,
+      ...job,
+    });
+    env.log(
+      `B7 run ${r + 1}: heap ${(heap.loaded / 2 ** 20).toFixed(1)} MB (empty worker ${(heap.empty / 2 ** 20).toFixed(1)} MB), recover() ${job.recoverMs.toFixed(0)} ms`,
+    );
+  }
+  return runs;
+}
+
+/**
+ * B8: bytes on disk per step and per chunk, each phase alone on its own origin (port) so its
+ * IndexedDB directory holds nothing else, measured after the writes are durable and the worker
+ * closed its connection; raw rows of the same payload the same way. Also checks collection after
+ * retention.
+ */
+export async function b8(env) {
+  const runs = [];
+  const n = env.quick ? 1000 : 2000;
+  const size = 1024;
+  for (let r = 0; r < env.runs.b8; r++) {
+    const perRow = {};
+    let steps;
+    for (const [i, phase] of ["raw", "steps", "chunks"].entries()) {
+      const port = env.diskPorts[i];
+      const page = await env.browser.context.newPage();
+      await page.goto(`http://127.0.0.1:${port}/?nosw=1&durability=${env.durability}`);
+      const dir = `http_127.0.0.1_${port}`;
+      const bytes = {};
+      const job = await runJob(page, "b8", { phase, n, size, retentionMs: 1000 }, async (name) => {
+        // Let the backend finish writing its log before reading sizes.
+        await sleep(300);
+        bytes[name] = indexedDbBytes(env.profile, dir);
+      });
+      await page.close();
+      perRow[phase] = (bytes.written - bytes.opened) / n;
+      if (phase === "steps") steps = job;
+    }
+    runs.push({
+      payload: size,
+      rawOverhead: perRow.raw - size,
+      stepOverhead: perRow.steps - size,
+      chunkOverhead: perRow.chunks - size,
+      collected: steps.collected,
+      left: steps.left,
+    });
+    env.log(
+      `B8 run ${r + 1}: per step payload+${(perRow.steps - size).toFixed(0)} B, per chunk payload+${(perRow.chunks - size).toFixed(0)} B, raw row payload+${(perRow.raw - size).toFixed(0)} B; collected ${steps.collected}`,
+    );
+  }
+  return runs;
+}

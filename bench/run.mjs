@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: builds the bench page and workers (bench/vite.config.ts), serves them on a fixed
+ * localhost port, launches headless Chromium on a fresh on-disk profile, runs workloads B1-B8 of
+ * issue #7 beside the raw IndexedDB baseline of the same run, prints the table, writes
+ * `bench/results/<date>.json` and `latest.json`, and calls out ratios that regressed by more than
+ * 20% against the previous `latest.json`.
+ *
+ *   npm run bench                      full run (5 runs per workload; about 5 minutes)
+ *   npm run bench -- --quick           fewer runs and smaller sizes (under 2 minutes)
+ *   npm run bench -- --strict          IndexedDB durability "strict" instead of "relaxed"
+ *   npm run bench -- --only=B1,B3      some workloads only
+ *   npm run bench -- --update-readme   also write the table into bench/README.md
+ */
+
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, release, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "vite";
+import { connectCdp } from "./lib/cdp.mjs";
+import { launchChromium } from "./lib/chromium.mjs";
+import { buildRows, fmt, markdownTable, regressions } from "./lib/report.mjs";
+import { serveStatic } from "./lib/serve.mjs";
+import * as workloads from "./lib/workloads.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..");
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(`--${name}`);
+const option = (name) => args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
+
+const quick = flag("quick");
+const durability = flag("strict") ? "strict" : "relaxed";
+const only = option("only")
+  ?.split(",")
+  .map((s) => s.trim().toLowerCase());
+const PORT = Number(option("port") ?? 5299);
+const CDP_PORT = Number(option("cdp-port") ?? 9399);
+const origin = `http://127.0.0.1:${PORT}`;
+const profile = join(root, ".profiles", "bench");
+const resultsDir = join(here, "results");
+
+// Order: in-worker jobs first, then the Service Worker stream, then the stop and the crash.
+const ORDER = ["b1", "b2", "b6", "b7", "b8", "b3", "b4", "b5"];
+const RUNS = quick
+  ? { b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1 }
+  : { b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2 };
+
+const started = Date.now();
+const log = (message) =>
+  console.log(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(3)}s] ${message}`);
+
+async function main() {
+  log(`building bench/dist (${quick ? "quick" : "full"} run, durability ${durability})`);
+  await build({ configFile: join(here, "vite.config.ts"), logLevel: "warn" });
+  // The bench origin, plus one origin per B8 phase (each its own IndexedDB directory).
+  const diskPorts = [PORT + 1, PORT + 2, PORT + 3];
+  const servers = await Promise.all(
+    [PORT, ...diskPorts].map((port) => serveStatic(join(here, "dist"), port)),
+  );
+  rmSync(profile, { recursive: true, force: true });
+  mkdirSync(profile, { recursive: true });
+
+  const launch = (urls = []) => launchChromium({ profile, cdpPort: CDP_PORT, urls });
+  const env = {
+    quick,
+    durability,
+    origin,
+    diskPorts,
+    profile,
+    runs: RUNS,
+    log,
+    launch,
+    browser: await launch(),
+    page: null,
+    cdp: null,
+  };
+  const browserVersion = env.browser.browser.version();
+  const openPage = async () => {
+    env.page = await env.browser.context.newPage();
+    env.page.on("pageerror", (error) => log(`page error: ${error.message}`));
+    await env.page.goto(`${origin}/?durability=${durability}`);
+    await env.page.evaluate(() => window.bench.ready());
+  };
+  await openPage();
+
+  const results = {};
+  const errors = {};
+  try {
+    for (const name of ORDER) {
+      if (only && !only.includes(name)) continue;
+      log(`${name.toUpperCase()}: ${RUNS[name]} run(s)`);
+      try {
+        if (env.cdp === null || env.cdpFor !== env.browser) {
+          env.cdp?.close();
+          env.cdp = await connectCdp(env.browser.wsUrl);
+          env.cdpFor = env.browser;
+        }
+        results[name] = await workloads[name](env);
+      } catch (error) {
+        errors[name] = String(error?.stack ?? error);
+        log(`${name.toUpperCase()} failed: ${error?.message ?? error}`);
+        // Start over from a clean page (and browser, if it is gone).
+        if (!env.browser.browser.isConnected()) env.browser = await launch();
+        await openPage().catch(() => {});
+      }
+    }
+  } finally {
+    env.cdp?.close();
+    await env.browser.close();
+    await Promise.all(servers.map((server) => server.close()));
+  }
+
+  const rows = buildRows(results);
+  const date = new Date().toISOString().replace(/:/g, "-").replace(/\..*/, "Z");
+  const latestName = quick ? "latest-quick.json" : "latest.json";
+  const latestPath = join(resultsDir, latestName);
+  const previous = existsSync(latestPath) ? JSON.parse(readFileSync(latestPath, "utf8")) : null;
+  const comparable = previous && previous.durability === durability ? previous : null;
+  const regressed = regressions(rows, comparable);
+  const report = {
+    date: new Date().toISOString(),
+    mode: quick ? "quick" : "full",
+    durability,
+    machine: {
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model,
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      os: `${process.platform} ${release()}`,
+      node: process.version,
+      browser: `Chromium ${browserVersion} (headless, on-disk profile)`,
+    },
+    runs: RUNS,
+    rows,
+    raw: results,
+    errors,
+    regressions: regressed,
+    comparedWith: comparable?.date ?? null,
+  };
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(
+    join(resultsDir, `${date}${quick ? "-quick" : ""}.json`),
+    `${JSON.stringify(report, null, 2)}\n`,
+  );
+  writeFileSync(latestPath, `${JSON.stringify(report, null, 2)}\n`);
+
+  const table = markdownTable(rows);
+  console.log(`\n${table}\n`);
+  console.log(
+    `${rows.filter((r) => r.status === "pass").length} pass, ${rows.filter((r) => r.status === "MISS").length} miss; ${report.machine.browser}, ${report.machine.cpus} cores, durability ${durability}`,
+  );
+  if (comparable) {
+    if (regressed.length === 0) console.log(`No regression beyond 20% against ${comparable.date}.`);
+    for (const r of regressed) {
+      console.log(
+        `REGRESSION ${r.key}: ${r.on} ${fmt(r.before)} -> ${fmt(r.now)} (${(r.change * 100).toFixed(0)}%) against ${comparable.date}`,
+      );
+    }
+  } else {
+    console.log(`No previous ${latestName} with durability ${durability} to compare with.`);
+  }
+  for (const [name, error] of Object.entries(errors))
+    console.log(`ERROR in ${name.toUpperCase()}:\n${error}`);
+  if (flag("update-readme")) updateReadme(table, report);
+  log("done");
+  process.exitCode = Object.keys(errors).length > 0 ? 1 : 0;
+}
+
+/** Replaces the table between the markers of bench/README.md. */
+function updateReadme(table, report) {
+  const path = join(here, "README.md");
+  const text = readFileSync(path, "utf8");
+  const start = "<!-- bench:table:start -->";
+  const end = "<!-- bench:table:end -->";
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i < 0 || j < 0) throw new Error("bench/README.md lacks the table markers");
+  const m = report.machine;
+  const header = `Run ${report.date} (${report.mode}, durability ${report.durability}) on ${m.cpu} x${m.cpus}, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, ${m.browser}.`;
+  writeFileSync(path, `${text.slice(0, i + start.length)}\n${header}\n\n${table}\n${text.slice(j)}`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
