@@ -22,7 +22,7 @@ import { connectCdp } from "./lib/cdp.mjs";
 import { launchChromium } from "./lib/chromium.mjs";
 import { buildRows, fmt, markdownTable, regressions } from "./lib/report.mjs";
 import { serveStatic } from "./lib/serve.mjs";
-import * as workloads from "./lib/workloads.mjs";
+import { b1, b2, b3, b4, b5, b6, b7, b8 } from "./lib/workloads.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -42,7 +42,7 @@ const profile = join(root, ".profiles", "bench");
 const resultsDir = join(here, "results");
 
 // Order: in-worker jobs first, then the Service Worker stream, then the stop and the crash.
-const ORDER = ["b1", "b2", "b6", "b7", "b8", "b3", "b4", "b5"];
+const WORKLOADS = { b1, b2, b6, b7, b8, b3, b4, b5 };
 const RUNS = quick
   ? { b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1 }
   : { b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2 };
@@ -88,7 +88,7 @@ async function main() {
   const results = {};
   const errors = {};
   try {
-    for (const name of ORDER) {
+    for (const [name, workload] of Object.entries(WORKLOADS)) {
       if (only && !only.includes(name)) continue;
       log(`${name.toUpperCase()}: ${RUNS[name]} run(s)`);
       try {
@@ -97,7 +97,7 @@ async function main() {
           env.cdp = await connectCdp(env.browser.wsUrl);
           env.cdpFor = env.browser;
         }
-        results[name] = await workloads[name](env);
+        results[name] = await workload(env);
       } catch (error) {
         errors[name] = String(error?.stack ?? error);
         log(`${name.toUpperCase()} failed: ${error?.message ?? error}`);
@@ -114,7 +114,9 @@ async function main() {
 
   const rows = buildRows(results);
   const date = new Date().toISOString().replace(/:/g, "-").replace(/\..*/, "Z");
-  const latestName = quick ? "latest-quick.json" : "latest.json";
+  // Quick runs are for development: kept out of git (`*.tmp.json` is ignored) and compared among themselves.
+  const suffix = quick ? "-quick.tmp.json" : ".json";
+  const latestName = `latest${suffix}`;
   const latestPath = join(resultsDir, latestName);
   const previous = existsSync(latestPath) ? JSON.parse(readFileSync(latestPath, "utf8")) : null;
   const comparable = previous && previous.durability === durability ? previous : null;
