@@ -20,7 +20,7 @@ afterAll(() => worker.dispose());
 it("runs 100 fibers in 100 Durable Objects concurrently, and each completes", async () => {
   const ids = Array.from({ length: 100 }, (_, i) => `many-${i}`);
   const steps = 3;
-  const stepMs = 200;
+  const stepMs = 500;
   const began = Date.now();
 
   const starts = await Promise.all(
@@ -46,10 +46,10 @@ it("runs 100 fibers in 100 Durable Objects concurrently, and each completes", as
   expect(new Set(ends.map((end) => end.result.object)).size).toBe(100);
   for (const id of ids) expect(ledger.count(id)).toBe(steps);
 
-  // One after another they would take 100 x 3 x 200 ms = 60 s; together, about one fiber's time.
-  expect(elapsed).toBeLessThan(10_000);
+  // One after another they would take 100 x 3 x 500 ms = 150 s; together, about one fiber's time.
+  expect(elapsed).toBeLessThan(30_000);
   // Every fiber had started its first step before any fiber finished its last one.
   const lastFirstStep = Math.max(...ledger.entries.filter((e) => e.what === "step-1").map((e) => e.at));
   const firstLastStep = Math.min(...ledger.entries.filter((e) => e.what === "step-3").map((e) => e.at));
   expect(lastFirstStep).toBeLessThan(firstLastStep + stepMs);
-}, 30_000);
+}, 60_000);
