@@ -27,6 +27,11 @@ export interface RuntimeParts {
   store: SqliteStore;
   /** Locks that know a Durable Object runs once (see `objectLocks`). */
   locks: FiberLocks;
+  /**
+   * A long lease (60 s): with exclusive locks no other runner waits on it, so renewing it rarely
+   * only saves storage writes (each renewal is a billed row write).
+   */
+  leaseMs: number;
 }
 
 /** Options of `createDurableObjectHost`. */
@@ -117,7 +122,7 @@ class Host implements DurableObjectHost {
     this.#report =
       options.onError ?? ((error, doing) => console.error(`[fiberline/edge] ${doing} failed:`, error));
     this.store = new SqliteStore(ctx.storage);
-    this.runtime = options.runtime({ store: this.store, locks: objectLocks() });
+    this.runtime = options.runtime({ store: this.store, locks: objectLocks(), leaseMs: 60_000 });
     if (this.runtime.store !== this.store) {
       throw new FiberlineError(
         "invalid_argument",
