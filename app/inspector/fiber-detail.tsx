@@ -55,7 +55,7 @@ function JournalTable({ journal }: { journal: JournalEntry[] }): ReactNode {
         </thead>
         <tbody>
           {journal.map((entry) => (
-            <tr key={entry.pos} data-testid="journal-row" className={`journal-${entry.status}`}>
+            <tr key={entry.pos} data-testid="journal-row" data-status={entry.status}>
               <td className="num">{entry.pos}</td>
               <td>
                 <code>{entry.key}</code>

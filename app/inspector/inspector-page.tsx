@@ -98,13 +98,19 @@ export function InspectorPage({ fiberId }: { fiberId: string | undefined }): Rea
                   <th scope="col">Status</th>
                   <th scope="col">Name</th>
                   <th scope="col">Id</th>
-                  <th scope="col">Version</th>
-                  <th scope="col">Age</th>
-                  <th scope="col" title="Times the fiber was recovered after its runner was lost">
-                    Recoveries
+                  <th scope="col">
+                    <abbr title="Version">Ver.</abbr>
                   </th>
-                  <th scope="col" title="Highest sequence number in the fiber's durable stream">
-                    Stream
+                  <th scope="col">Age</th>
+                  <th scope="col" className="num">
+                    <abbr title="Recoveries: times the fiber was recovered after its runner was lost">
+                      Recov.
+                    </abbr>
+                  </th>
+                  <th scope="col" className="num">
+                    <abbr title="Stream position: highest sequence number in the fiber's durable stream">
+                      Stream
+                    </abbr>
                   </th>
                 </tr>
               </thead>

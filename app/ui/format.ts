@@ -27,7 +27,7 @@ export function formatJson(value: unknown): string {
   }
 }
 
-/** The first 8 characters of an id, for tables. */
-export function shortId(id: string): string {
-  return id.length > 14 ? `${id.slice(0, 13)}…` : id;
+/** The start of an id, for tables (the full id is in the row's title and the detail view). */
+export function shortId(id: string, length = 10): string {
+  return id.length > length + 1 ? `${id.slice(0, length)}…` : id;
 }

@@ -90,6 +90,7 @@ test("reload mid-reply: the reply continues with no duplicated text and a resume
   const answer = await finalAnswer(page, fiberId);
   expect(await renderedText(page, fiberId)).toBe(squash(answer));
   expect(streamedText(await demo.readStream(fiberId))).toBe(answer);
+  await demo.setMockDelay(0);
   expect(answer).toBe(await uninterruptedReply(page, "Tell me why a reload does not lose this reply"));
 });
 
@@ -114,6 +115,7 @@ test("worker stopped mid-reply: the fiber is recovered, the reply continues seam
   expect(streamedText(events)).toBe(answer);
   expect(await renderedText(page, fiberId)).toBe(squash(answer));
   // Continued, not restarted or repeated: the same words as an uninterrupted run.
+  await demo.setMockDelay(0);
   expect(answer).toBe(await uninterruptedReply(page, prompt));
 });
 
@@ -135,6 +137,7 @@ test("Stop cancels the reply's fiber; the text stops where it was", async ({ dem
   expect(events[events.length - 1]).toMatchObject({ type: "fiber.end", data: { status: "cancelled" } });
   const stopped = streamedText(events);
   expect(await renderedText(page, fiberId)).toBe(squash(stopped));
+  await demo.setMockDelay(0);
   const full = await uninterruptedReply(page, prompt);
   expect(full.startsWith(stopped)).toBe(true);
   expect(stopped.length).toBeLessThan(full.length);
