@@ -14,6 +14,7 @@ import type { FiberQuery } from "../store/store";
 import { DEFAULT_PREFIX, type HeartbeatInfo, type HeartbeatMessage, type WorkerInfo } from "../sw/protocol";
 import { type EventReaderOptions, readFiberEvents } from "./event-reader";
 import { type ControlChannel, HttpChannel } from "./http-channel";
+import { readPortStream } from "./port-stream";
 import { RpcChannel } from "./rpc-channel";
 import { findRegistration, serviceWorkerContainer, waitForController } from "./worker-registration";
 
@@ -224,6 +225,7 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     this.#keepWorkerAwake();
     try {
       const container = this.#container;
+      const channel = this.#channel;
       yield* readFiberEvents(id, {
         ...this.#readerOptions,
         prefix: this.#streamRoot,
@@ -237,6 +239,13 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
                   () => {},
                   () => {},
                 ),
+            }
+          : {}),
+        ...(channel instanceof RpcChannel
+          ? {
+              // The page's fetches do not reach the worker: stream over the control channel.
+              fallback: (fiberId: string, after: number, signal: AbortSignal) =>
+                readPortStream((port) => channel.openStream(fiberId, after, port), signal),
             }
           : {}),
       });

@@ -172,4 +172,35 @@ describe("readFiberEvents", () => {
     expect(seen).toEqual([1, 2, 3]);
     await rt.cancel(fiber.id);
   });
+
+  it("reads an attempt through the fallback when fetch is not answered by the host, then tries fetch again", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 6, ms: 2 });
+    await rt.result(fiber);
+    let fetches = 0;
+    const real = breakingFetch(rt, 99, []);
+    // The first fetch goes around the worker (Chromium's stuck routing after a version takeover).
+    const flaky: typeof fetch = async (input, init) => {
+      fetches++;
+      return fetches === 1 ? new Response("<!doctype html>", { status: 200 }) : real(input, init);
+    };
+    const fallbackCalls: number[] = [];
+    const events = await collect(
+      readFiberEvents(fiber.id, {
+        prefix,
+        fetch: flaky,
+        initialDelayMs: 1,
+        async *fallback(id, after) {
+          fallbackCalls.push(after);
+          for await (const ev of rt.events(id, { after })) {
+            yield { seq: ev.seq, event: ev.type, at: ev.at, data: JSON.stringify(ev.data) };
+            if (ev.seq === 3) return; // the port stream breaks too
+          }
+        },
+      }),
+    );
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(fallbackCalls).toEqual([0]);
+    expect(fetches).toBe(2);
+  });
 });

@@ -36,6 +36,20 @@ export interface EventReaderOptions {
   onReconnect?(info: { attempt: number; after: number; error: unknown }): void;
   /** Awaited before retrying a response that did not come from the host (the page is not controlled yet). */
   waitForHost?(): Promise<void>;
+  /**
+   * Another way to the host, used for an attempt whose `fetch` was not answered by it: the port
+   * stream over the control channel (`FiberlineClient` passes it). Chunks carry data as JSON text.
+   */
+  fallback?(id: string, after: number, signal: AbortSignal): AsyncIterable<RawChunk>;
+}
+
+/** A chunk before parsing, from either transport. */
+export interface RawChunk {
+  seq: number;
+  event: string;
+  /** JSON text. */
+  data: string;
+  at: number;
 }
 
 /**
@@ -47,7 +61,9 @@ export interface EventReaderOptions {
  * capped at `maxDelayMs`; after `maxAttempts` failures in a row it throws `ConnectionError`
  * `deadline_exceeded` with the last failure as `cause`. An unknown fiber throws
  * `FiberNotFoundError` and a malformed id or cursor `InvalidInputError`, at once. Aborting
- * `signal` throws its reason. Data arrives as JSON (see the route in `protocol.ts`).
+ * `signal` throws its reason. Data arrives as JSON (see the route in `protocol.ts`). When a
+ * fetch is answered by something else than the host (an uncontrolled page, or Chromium routing
+ * the page's requests around a newly activated worker), that attempt uses `fallback`.
  *
  * @example
  * for await (const ev of readFiberEvents(id, { prefix: "/__fiberline", after: lastSeq })) render(ev);
@@ -78,13 +94,18 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
         cache: "no-store",
         signal: attempt.signal,
       });
+      let source: AsyncIterable<RawChunk> | undefined;
       if (response.headers.get(HOST_HEADER) !== "1") {
         await response.body?.cancel().catch(() => {});
-        failure = new ConnectionError(
-          "protocol_error",
-          `${eventsUrl(prefix, id)} was not answered by the Fiberline Service Worker (HTTP ${response.status}): the page is not controlled by it (a hard reload bypasses Service Workers) or the prefix differs from createServiceWorkerHost()'s.`,
-        );
-        await options.waitForHost?.();
+        if (options.fallback) {
+          source = options.fallback(id, cursor, attempt.signal);
+        } else {
+          failure = new ConnectionError(
+            "protocol_error",
+            `${eventsUrl(prefix, id)} was not answered by the Fiberline Service Worker (HTTP ${response.status}): the page is not controlled by it (a hard reload bypasses Service Workers) or the prefix differs from createServiceWorkerHost()'s.`,
+          );
+          await options.waitForHost?.();
+        }
       } else if (!response.ok) {
         const error = await errorFromResponse(response, id);
         if (response.status < 500) throw error;
@@ -92,8 +113,11 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
       } else if (!response.body) {
         failure = new ConnectionError("protocol_error", "The event stream response has no body.");
       } else {
-        for await (const message of readSse(response.body, attempt.signal, { fields: [AT_FIELD] })) {
-          const seq = Number(message.id);
+        source = sseChunks(response.body, attempt.signal);
+      }
+      if (source) {
+        for await (const chunk of source) {
+          const { seq } = chunk;
           if (!Number.isSafeInteger(seq) || seq <= cursor) continue; // seen already: never yield twice
           if (seq !== cursor + 1) {
             failure = new ConnectionError(
@@ -104,12 +128,7 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
           }
           cursor = seq;
           failures = 0;
-          const event: FiberEvent = {
-            seq,
-            type: message.event,
-            data: parseData(message.data),
-            at: parseAt(message.fields?.[AT_FIELD]),
-          };
+          const event: FiberEvent = { seq, type: chunk.event, data: parseData(chunk.data), at: chunk.at };
           yield event;
           if (event.type === "fiber.end") return;
         }
@@ -136,6 +155,18 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     }
     options.onReconnect?.({ attempt: failures, after: cursor, error: failure });
     await sleep(backoff(failures, initialDelay, maxDelay), signal);
+  }
+}
+
+/** The chunks of an SSE body. */
+async function* sseChunks(body: ReadableStream<Uint8Array>, signal: AbortSignal): AsyncGenerator<RawChunk> {
+  for await (const message of readSse(body, signal, { fields: [AT_FIELD] })) {
+    yield {
+      seq: Number(message.id),
+      event: message.event,
+      data: message.data,
+      at: parseAt(message.fields?.[AT_FIELD]),
+    };
   }
 }
 

@@ -5,10 +5,10 @@
  * rejecting the calls that were pending on the dead port. Used by `FiberlineClient`.
  */
 
-import { type Remote, wrap } from "comlink";
+import { type Remote, transfer, wrap } from "comlink";
 import { ConnectionError, deserializeError } from "../core/errors";
 import { installErrorTransfer } from "../sw/error-transfer";
-import type { ControlApi } from "../sw/protocol";
+import type { ControlApi, PortStreamApi } from "../sw/protocol";
 import {
   type ConnectMessage,
   type HandshakeReply,
@@ -53,7 +53,7 @@ interface PendingCall {
 
 interface Connection {
   port: MessagePort;
-  remote: Remote<ControlApi>;
+  remote: Remote<ControlApi & PortStreamApi>;
   worker: WorkerInfo;
   pending: Set<PendingCall>;
   lastHeardAt: number;
@@ -100,8 +100,35 @@ export class RpcChannel {
     args: RpcArgs<M>,
     timeoutMs = this.#options.timeoutMs,
   ): Promise<RpcResult<M>> {
+    return this.#invoke(
+      method,
+      (remote) => {
+        const fn = remote[method] as unknown as (...a: RpcArgs<M>) => Promise<RpcResult<M>>;
+        return fn(...args);
+      },
+      timeoutMs,
+    );
+  }
+
+  /**
+   * Asks the worker to push the events of fiber `id` after `after` to `port` (the stream fallback
+   * of `PortStreamApi`); resolves once the worker accepted, with the same deadline as a call.
+   */
+  openStream(id: string, after: number, port: MessagePort): Promise<void> {
+    return this.#invoke(
+      "openStream",
+      (remote) => remote.openStream(id, after, transfer(port, [port])),
+      this.#options.timeoutMs,
+    );
+  }
+
+  #invoke<T>(
+    method: string,
+    send: (remote: Remote<ControlApi & PortStreamApi>) => Promise<T>,
+    timeoutMs: number,
+  ): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
-    return new Promise<RpcResult<M>>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       let settled = false;
       let conn: Connection | undefined;
       let probe: ReturnType<typeof setTimeout> | undefined;
@@ -125,8 +152,7 @@ export class RpcChannel {
           conn = c;
           c.pending.add(entry);
           probe = setTimeout(() => this.#probe(c), this.#options.probeAfterMs);
-          const fn = c.remote[method] as unknown as (...a: RpcArgs<M>) => Promise<RpcResult<M>>;
-          fn(...args).then(
+          send(c.remote).then(
             (value) => {
               c.lastHeardAt = Date.now();
               settle(() => resolve(value));
@@ -221,7 +247,7 @@ export class RpcChannel {
     }
     return {
       port: port1,
-      remote: wrap<ControlApi>(port1),
+      remote: wrap<ControlApi & PortStreamApi>(port1),
       worker: answer.worker,
       pending: new Set(),
       lastHeardAt: Date.now(),

@@ -160,7 +160,8 @@ export function frame(event: FiberEvent): string {
   });
 }
 
-function toJson(data: unknown): string {
+/** JSON text of a chunk's data as the stream sends it (undefined as null, bigint as a string). */
+export function toJson(data: unknown): string {
   try {
     return JSON.stringify(data === undefined ? null : data, (_key, value) =>
       typeof value === "bigint" ? value.toString() : value,

@@ -4,15 +4,16 @@
  * their class) and the keep-alive of running fibers.
  */
 
-import { wrap } from "comlink";
+import { transfer, wrap } from "comlink";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { readPortStream } from "../client/port-stream";
 import { defineFiber } from "../core/define";
 import { FiberNotFoundError, UnknownFiberError } from "../core/errors";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { installErrorTransfer } from "./error-transfer";
 import { createServiceWorkerHost, type ServiceWorkerHost, type ServiceWorkerScopeLike } from "./host";
-import { type ControlApi, type HandshakeReply, PROTOCOL_VERSION } from "./protocol";
+import { type ControlApi, type HandshakeReply, type PortStreamApi, PROTOCOL_VERSION } from "./protocol";
 
 class FakeEvent {
   readonly lifetime: Promise<unknown>[] = [];
@@ -107,7 +108,7 @@ async function connect(scope: FakeScope, message: Record<string, unknown> = {}) 
       [port2],
     ),
   );
-  return { reply: await reply, remote: wrap<ControlApi>(port1), event };
+  return { reply: await reply, remote: wrap<ControlApi & PortStreamApi>(port1), event };
 }
 
 describe("createServiceWorkerHost", () => {
@@ -196,5 +197,33 @@ describe("createServiceWorkerHost", () => {
     release.go();
     await expect.poll(() => settled).toBe(true);
     expect(host.pendingWork).toBe(0);
+  });
+
+  it("streams a fiber's events over a port (the fallback when fetch cannot reach the worker)", async () => {
+    const { scope } = setup();
+    const { remote } = await connect(scope);
+    await remote.start("waiter", {}, { id: "ported" });
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of readPortStream((port) =>
+        remote.openStream("ported", 0, transfer(port, [port])),
+      )) {
+        seen.push(`${chunk.seq}:${chunk.event}:${chunk.data}`);
+      }
+    })();
+    await expect.poll(() => seen.length).toBe(1);
+    release.go();
+    await reading;
+    expect(seen).toEqual([
+      "1:fiber.start:" + '{"name":"waiter","version":"1"}',
+      "2:done:{}",
+      '3:fiber.end:{"status":"completed","result":"ok"}',
+    ]);
+    const missing = await (async () => {
+      for await (const _ of readPortStream((port) => remote.openStream("ghost", 0, transfer(port, [port])))) {
+        // nothing arrives
+      }
+    })().catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(FiberNotFoundError);
   });
 });

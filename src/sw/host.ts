@@ -12,17 +12,20 @@
  */
 
 import { expose } from "comlink";
-import { ConnectionError, serializeError } from "../core/errors";
+import { ConnectionError, FiberNotFoundError, serializeError } from "../core/errors";
 import type { RecoverySummary, Runtime } from "../core/runtime";
+import { assertArgument, assertValidId } from "../core/validate";
 import { installErrorTransfer } from "./error-transfer";
 import { errorResponse, handleEventsRequest, ownsRequest } from "./event-route";
 import { type ExtendableEventLike, WorkerLifetime } from "./lifetime";
+import { pumpEvents } from "./port-stream";
 import {
   type ClientMessage,
   type ControlApi,
   DEFAULT_PREFIX,
   type HandshakeReply,
   isClientMessage,
+  type PortStreamApi,
   PROTOCOL_VERSION,
   type WorkerInfo,
 } from "./protocol";
@@ -116,7 +119,7 @@ class Host implements ServiceWorkerHost {
   readonly #skipWaiting: boolean;
   readonly #claimClients: boolean;
   readonly #report: (error: unknown, doing: string) => void;
-  readonly #api: ControlApi;
+  readonly #api: ControlApi & PortStreamApi;
   readonly #listeners: Array<[string, (event: never) => void]>;
   readonly #stopKeepAlive: () => void;
   #recovery: Promise<RecoverySummary | undefined> | undefined;
@@ -202,28 +205,17 @@ class Host implements ServiceWorkerHost {
     const { request } = event;
     const origin = this.#scope.location.origin;
     if (!ownsRequest(new URL(request.url), { prefix: this.prefix, origin })) return; // the app's request
-    let streamDone!: () => void;
-    const stream = new Promise<void>((resolve) => {
-      streamDone = resolve;
-    });
-    // An open stream keeps Chromium's worker alive by itself; this covers other browsers, capped.
-    event.waitUntil(this.#lifetime.capped(stream));
-    let streaming = false;
+    // The open response keeps Chromium's worker alive by itself (and counts as in-flight work that
+    // defers a new version's activation until the stream ends). The stream is deliberately not
+    // passed to waitUntil: measured in Chromium 156, a fetch event extended by its stream made the
+    // page's later fetches bypass the next worker version after the old one was stopped.
     const response = handleEventsRequest(request, {
       runtime: this.runtime,
       prefix: this.prefix,
       origin,
-      onStream: (ended) => {
-        streaming = true;
-        void ended.then(streamDone);
-      },
     }).then(
-      (res) => {
-        if (!streaming) streamDone();
-        return res ?? fetch(request);
-      },
+      (res) => res ?? fetch(request),
       (error: unknown) => {
-        streamDone();
         this.#report(error, `answering ${request.url}`);
         return errorResponse(500, "store_error", serializeError(error).message);
       },
@@ -266,9 +258,18 @@ class Host implements ServiceWorkerHost {
     port.postMessage({ type: "fiberline/ready", worker: this.info } satisfies HandshakeReply);
   }
 
-  #controlApi(): ControlApi {
+  #controlApi(): ControlApi & PortStreamApi {
     const runtime = this.runtime;
     return {
+      openStream: async (id, after, port) => {
+        assertValidId(id);
+        assertArgument(
+          Number.isSafeInteger(after) && after >= 0,
+          `openStream(id, after) needs an integer >= 0, got ${after}.`,
+        );
+        if (!(await runtime.get(id))) throw new FiberNotFoundError(id);
+        pumpEvents(runtime, id, after, port);
+      },
       start: async (name, input, options) => {
         const { id, name: fiberName, status, created } = await runtime.start(name, input, options);
         return { id, name: fiberName, status, created };

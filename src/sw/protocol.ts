@@ -92,6 +92,29 @@ export interface ControlApi {
   heartbeat(): Promise<HeartbeatInfo>;
 }
 
+/**
+ * The stream fallback on the control port, for when a page's `fetch` does not reach the worker
+ * (an uncontrolled page after a hard reload; Chromium routing a page's requests around a newly
+ * activated version). `port` carries `PortStreamMessage`s to the page and `PortStreamReply`s back.
+ * Rejects with `FiberNotFoundError` / `InvalidInputError` like the route answers 404 / 400.
+ */
+export interface PortStreamApi {
+  openStream(id: string, after: number, port: MessagePort): Promise<void>;
+}
+
+/** What the worker posts on a stream port: chunks as the route sends them (data as JSON text). */
+export type PortStreamMessage =
+  | { type: "chunk"; seq: number; event: string; at: number; data: string }
+  | { type: "ping" }
+  | { type: "end" }
+  | { type: "error"; error: SerializedError };
+
+/** What the page posts back: `pong` answers each ping; `close` stops the stream. */
+export type PortStreamReply = { type: "pong" } | { type: "close" };
+
+/** The worker pings a stream port this often; either side gives up after three silent periods. */
+export const STREAM_PING_MS = 2_000;
+
 /** The RPC method names. */
 export type RpcMethod = keyof ControlApi;
 /** The arguments of an RPC method. */
