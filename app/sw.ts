@@ -33,10 +33,14 @@ self.addEventListener("fetch", (event) => {
 });
 
 // The app shell: every built asset, and index.html for navigations (the app routes by hash).
-precacheAndRoute(self.__WB_MANIFEST);
+// The dev server injects an empty manifest: nothing is precached there, every request goes to it.
+const shell = self.__WB_MANIFEST;
+precacheAndRoute(shell);
 cleanupOutdatedCaches();
-registerRoute(
-  new NavigationRoute(createHandlerBoundToURL("index.html"), {
-    denylist: [new RegExp(`^${host.prefix}/`), /^\/mock-model\//, /^\/demo-api\//],
-  }),
-);
+if (shell.some((entry) => (typeof entry === "string" ? entry : entry.url) === "index.html")) {
+  registerRoute(
+    new NavigationRoute(createHandlerBoundToURL("index.html"), {
+      denylist: [new RegExp(`^${host.prefix}/`), /^\/mock-model\//, /^\/demo-api\//],
+    }),
+  );
+}

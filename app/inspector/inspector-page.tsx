@@ -97,8 +97,10 @@ export function InspectorPage({ fiberId }: { fiberId: string | undefined }): Rea
                 <tr>
                   <th scope="col">Status</th>
                   <th scope="col">Name</th>
-                  <th scope="col">Id</th>
-                  <th scope="col">
+                  <th scope="col" className="col-optional">
+                    Id
+                  </th>
+                  <th scope="col" className="col-optional">
                     <abbr title="Version">Ver.</abbr>
                   </th>
                   <th scope="col">Age</th>
@@ -134,10 +136,10 @@ export function InspectorPage({ fiberId }: { fiberId: string | undefined }): Rea
                         {f.name}
                       </a>
                     </td>
-                    <td>
+                    <td className="col-optional">
                       <code title={f.id}>{shortId(f.id)}</code>
                     </td>
-                    <td>{f.version}</td>
+                    <td className="col-optional">{f.version}</td>
                     <td>{formatAge(f.createdAt)}</td>
                     <td className={f.recovery ? "num warn" : "num"}>{f.recovery?.count ?? 0}</td>
                     <td className="num">{f.streamHead}</td>

@@ -83,7 +83,7 @@ export function SettingsPage(): ReactNode {
       </header>
       <form className="panel settings-form" onSubmit={submit} aria-describedby="settings-status">
         <fieldset className="choice">
-          <legend>Model</legend>
+          <legend>Provider</legend>
           <label className={`choice-card${provider === "mock" ? " active" : ""}`}>
             <input
               type="radio"

@@ -66,8 +66,8 @@ export function App(): ReactNode {
       </header>
       {!online && (
         <p className="banner" role="status">
-          You are offline. The app and its fibers still work; the model needs the demo server, so replies wait
-          and retry until you are back.
+          You are offline. The app and its fibers still work; the model needs the demo server, so a reply
+          started now retries for a few seconds, then fails.
         </p>
       )}
       <main id="main" className="main" tabIndex={-1}>
