@@ -21,7 +21,9 @@ export default defineConfig({
   publicDir: fileURLToPath(new URL("./public", import.meta.url)),
   plugins: [
     react(),
-    mockModelPlugin(),
+    // 40 ms between tokens unless a request says otherwise (the worker sends the settings' delay
+    // with x-mock-delay-ms; a custom provider pointed at the mock sends none).
+    mockModelPlugin({ delayMs: 40 }),
     VitePWA({
       strategies: "injectManifest",
       srcDir: ".",

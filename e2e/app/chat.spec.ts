@@ -119,6 +119,47 @@ test("worker stopped mid-reply: the fiber is recovered, the reply continues seam
   expect(answer).toBe(await uninterruptedReply(page, prompt));
 });
 
+test("a provider that cannot continue: the cut-off reply restarts after message.reset and shows once", async ({
+  demo,
+  page,
+}) => {
+  // The mock endpoint as a custom provider without prefix continuation (like OpenAI's own API).
+  const saved = await page.evaluate(async () => {
+    const response = await fetch("/demo-api/settings", {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        provider: "custom",
+        baseUrl: `${location.origin}/mock-model/v1`,
+        model: "mock",
+        continuation: false,
+      }),
+    });
+    return response.status;
+  });
+  expect(saved).toBe(200);
+  await demo.send("Why is a reset better than a garbled reply?");
+  await expect.poll(() => lastReplyLength(page)).toBeGreaterThan(30);
+  const fiberId = await demo.lastFiberId();
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("ServiceWorker.enable");
+  await cdp.send("ServiceWorker.stopAllWorkers");
+  const reply = page.locator(`[data-testid="message"][data-fiber-id="${fiberId}"]`);
+  await expect(reply.getByTestId("resumed-marker")).toHaveAttribute("data-reason", "recovered");
+  await expect(reply).toHaveAttribute("data-status", "done");
+  const events = await demo.readStream(fiberId);
+  expect(events.filter((e) => e.type === "message.reset")).toHaveLength(1);
+  const answer = await finalAnswer(page, fiberId);
+  expect(streamedText(events)).toBe(answer);
+  expect(await renderedText(page, fiberId)).toBe(squash(answer));
+  // The partial text did stream before the reset; the page dropped it instead of showing it twice.
+  const raw = events
+    .filter((e) => e.type === "text.delta")
+    .map((e) => (e.data as { delta: string }).delta)
+    .join("");
+  expect(raw.length).toBeGreaterThan(answer.length);
+});
+
 test("Stop cancels the reply's fiber; the text stops where it was", async ({ demo, page }) => {
   await demo.setMockDelay(80);
   const prompt = "Talk slowly about cancellation";
