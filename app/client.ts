@@ -1,13 +1,13 @@
 /**
  * The page's connection to the demo worker: `connect()` from `fiberline/client` with the worker's
- * URL, typed with the worker's fiber definitions, shared through React context and exposed as
- * `window.fiberline` for tests and the console.
+ * URL, typed with the worker's fiber definitions, shared with the app through
+ * `fiberline/react`'s provider and exposed as `window.fiberline` for tests and the console.
  */
 
-import { createContext, useContext } from "react";
 import type { AgentInput, AgentOutput } from "../src/agent/agent";
 import { connect, type FiberlineClient } from "../src/client/index";
 import type { FiberDefinition } from "../src/core/define";
+import { useFiberlineClient } from "../src/react/index";
 import type { EffectsInput, TickerInput } from "./lab-fibers";
 
 /** The fibers the demo worker registers (types only: the page never loads their code). */
@@ -41,12 +41,10 @@ export async function connectDemo(
   return client;
 }
 
-export const ClientContext = createContext<DemoClient | null>(null);
-
-/** The connected client; only rendered below a connected `ClientContext`. */
+/** The connected client; the app renders below a `FiberlineProvider` that holds it. */
 export function useClient(): DemoClient {
-  const client = useContext(ClientContext);
-  if (!client) throw new Error("useClient() needs a connected ClientContext provider.");
+  const client = useFiberlineClient<DemoFibers>();
+  if (!client) throw new Error("useClient() needs a <FiberlineProvider client={…}> with a connected client.");
   return client;
 }
 

@@ -7,7 +7,8 @@
 import { type ReactNode, StrictMode, useCallback, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { FiberlineError } from "../src/core/errors";
-import { ClientContext, connectDemo, type DemoClient } from "./client";
+import { FiberlineProvider } from "../src/react/index";
+import { connectDemo, type DemoClient } from "./client";
 import { App } from "./ui/app";
 import "./styles.css";
 
@@ -34,9 +35,9 @@ function Root(): ReactNode {
 
   if (connection.state === "ready")
     return (
-      <ClientContext.Provider value={connection.client}>
+      <FiberlineProvider client={connection.client}>
         <App />
-      </ClientContext.Provider>
+      </FiberlineProvider>
     );
   return (
     <div className="splash">

@@ -3,9 +3,10 @@
  * journal with attempts and durations, the stash, buffered events and the tail of its stream.
  */
 
-import { type ReactNode, useEffect, useState } from "react";
+import { type ReactNode, useRef, useState } from "react";
 import type { FiberEvent, JournalEntry } from "../../src/core/records";
 import { isTerminal } from "../../src/core/records";
+import { useFiberEvents } from "../../src/react/index";
 import { useClient } from "../client";
 import { formatAge, formatDuration, formatJson } from "../ui/format";
 import { Skeleton } from "../ui/skeleton";
@@ -14,27 +15,12 @@ import { usePoll } from "../ui/use-poll";
 
 const TAIL = 40;
 
-function useStreamTail(fiberId: string, head: number | undefined): FiberEvent[] {
-  const client = useClient();
-  const [events, setEvents] = useState<FiberEvent[]>([]);
-  const known = head !== undefined;
-  // biome-ignore lint/correctness/useExhaustiveDependencies: start once the head is known; the stream itself stays live.
-  useEffect(() => {
-    if (!known) return;
-    const controller = new AbortController();
-    const after = Math.max(0, (head ?? 0) - TAIL);
-    setEvents([]);
-    void (async () => {
-      try {
-        for await (const event of client.events(fiberId, { after, signal: controller.signal }))
-          setEvents((list) => [...list, event].slice(-TAIL));
-      } catch {
-        // The inspector's record poll reports failures; the tail just stops.
-      }
-    })();
-    return () => controller.abort();
-  }, [client, fiberId, known]);
-  return events;
+/** The last chunks of the fiber's stream, live, starting a little before the head it had when opened. */
+function useStreamTail(fiberId: string, head: number | undefined): readonly FiberEvent[] {
+  const from = useRef<number | null>(null);
+  if (from.current === null && head !== undefined) from.current = Math.max(0, head - TAIL);
+  const { events } = useFiberEvents(from.current === null ? null : fiberId, { after: from.current ?? 0 });
+  return events.slice(-TAIL);
 }
 
 function JournalTable({ journal }: { journal: JournalEntry[] }): ReactNode {

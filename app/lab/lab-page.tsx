@@ -4,8 +4,9 @@
  * (a stream of ticks) and `lab.effects` (side effects counted by idempotency key).
  */
 
-import { type ReactNode, useEffect, useState } from "react";
+import { type ReactNode, useState } from "react";
 import type { FiberRecord } from "../../src/core/records";
+import { useFiberEvents } from "../../src/react/index";
 import { useClient } from "../client";
 import { href } from "../router";
 import { demoApi } from "../shared/demo-api";
@@ -109,25 +110,10 @@ function useLabRuns(name: string): FiberRecord[] {
 }
 
 function TickerProgress({ fiber }: { fiber: FiberRecord }): ReactNode {
-  const client = useClient();
-  const [ticks, setTicks] = useState(0);
-  const [recoveries, setRecoveries] = useState(0);
+  const { events } = useFiberEvents(fiber.id);
+  const ticks = events.filter((e) => e.type === "tick").length;
+  const recoveries = events.filter((e) => e.type === "fiber.recovered").length;
   const total = (fiber.input as { count?: number }).count ?? 0;
-  useEffect(() => {
-    const controller = new AbortController();
-    let seen = 0;
-    void (async () => {
-      try {
-        for await (const e of client.events(fiber.id, { after: 0, signal: controller.signal })) {
-          if (e.type === "tick") setTicks(++seen);
-          if (e.type === "fiber.recovered") setRecoveries((n) => n + 1);
-        }
-      } catch {
-        // Shown by the status badge.
-      }
-    })();
-    return () => controller.abort();
-  }, [client, fiber.id]);
   return (
     <li className="run" data-testid="lab-run" data-fiber-id={fiber.id}>
       <div className="run-head">
