@@ -15,7 +15,19 @@ export interface TickerInput {
   count: number;
   /** How long each step takes, in ms. */
   intervalMs: number;
+  /** Stash `{ ticks }` after each tick (a durable save point the crash suite interrupts). */
+  stash?: boolean;
+  /** After this many ticks, sleep durably for `sleepMs` (default: no sleep). */
+  sleepAfter?: number;
+  /** How long the durable sleep lasts, in ms. */
+  sleepMs?: number;
 }
+
+/**
+ * The lab's test channel (`BroadcastChannel`): `lab.ticker` posts `{ fiberId, stashing: ticks }`
+ * right before each stash, so a test knows the stash is in flight. Not durable, not journaled.
+ */
+export const LAB_CHANNEL = "fiberline-lab";
 
 /** Input of `lab.effects`. */
 export interface EffectsInput {
@@ -129,21 +141,35 @@ function checkCount(count: unknown, what: string): number {
 
 /**
  * `lab.ticker`: for each `i` in `0..count-1`, a step that takes `intervalMs`, then a `tick`
- * chunk `{ i }`. Returns `{ ticks }`.
+ * chunk `{ i }`; with `stash`, a stash `{ ticks: i + 1 }` after each tick; with `sleepAfter`, a
+ * durable sleep of `sleepMs` after that many ticks. Returns `{ ticks }`.
  *
  * Failure semantics: a completed step is never run again; a step cut off by a crash runs again,
- * and the reader still sees each `tick` exactly once (emits outside steps are replay-silent).
+ * and the reader still sees each `tick` exactly once (emits outside steps are replay-silent). A
+ * stash cut off by a crash leaves the previous one; the replay stashes again as it passes.
  */
 export const labTicker = defineFiber("lab.ticker", {
   async run(ctx, input: TickerInput): Promise<{ ticks: number }> {
     const count = checkCount(input.count, "lab.ticker");
     const intervalMs = Math.max(0, Number(input.intervalMs) || 0);
-    for (let i = 0; i < count; i++) {
-      await ctx.step("tick", async ({ signal }) => {
-        if (intervalMs > 0) await delay(intervalMs, signal);
-        return i;
-      });
-      ctx.emit("tick", { i });
+    const channel =
+      input.stash && typeof BroadcastChannel === "function" ? new BroadcastChannel(LAB_CHANNEL) : null;
+    try {
+      for (let i = 0; i < count; i++) {
+        await ctx.step("tick", async ({ signal }) => {
+          if (intervalMs > 0) await delay(intervalMs, signal);
+          return i;
+        });
+        ctx.emit("tick", { i });
+        if (input.stash) {
+          channel?.postMessage({ fiberId: ctx.id, stashing: i + 1 });
+          await ctx.stash({ ticks: i + 1 });
+        }
+        if (input.sleepAfter === i + 1 && (input.sleepMs ?? 0) > 0)
+          await ctx.sleep("nap", Number(input.sleepMs));
+      }
+    } finally {
+      channel?.close();
     }
     return { ticks: count };
   },

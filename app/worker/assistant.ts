@@ -56,12 +56,15 @@ export async function selectModel(): Promise<ModelProvider> {
   });
 }
 
+/** The assistant's system prompt (the crash suite computes the mock model's replies with it). */
+export const ASSISTANT_SYSTEM_PROMPT =
+  "You are the Fiberline demo assistant. Answer briefly. Use the calculator for arithmetic, the clock for the time, and delete_file only when asked to delete a file.";
+
 /** The assistant fiber (`start("assistant", { messages })`). */
 export const assistant = defineAgent({
   name: "assistant",
   model: selectModel,
   tools: [calculatorTool(), clockTool(), deleteFileTool()],
-  system:
-    "You are the Fiberline demo assistant. Answer briefly. Use the calculator for arithmetic, the clock for the time, and delete_file only when asked to delete a file.",
+  system: ASSISTANT_SYSTEM_PROMPT,
   maxTurns: 6,
 });
