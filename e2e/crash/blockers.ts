@@ -1,0 +1,75 @@
+/**
+ * Holding an IndexedDB object store from the page, so that the worker's next write to it waits:
+ * a crash then lands *during* that write (a stash, a tool's side effect) instead of near it. The
+ * page keeps one `readwrite` transaction alive with a chain of requests; IndexedDB runs
+ * transactions on overlapping stores in order, so the worker's transaction queues behind it.
+ */
+
+import type { Page } from "@playwright/test";
+
+/**
+ * Opens a `readwrite` transaction on `database`.`store` in `page` and keeps it open until the page
+ * dies (a crash) or {@link releaseStore}; resolves with the value stored under `key` at that
+ * moment, read inside the transaction (so no write of it can land after).
+ */
+export async function holdStore(page: Page, database: string, store: string, key: string): Promise<unknown> {
+  return await page.evaluate(
+    ({ database, store, key }) =>
+      new Promise<unknown>((resolve, reject) => {
+        const open = indexedDB.open(database);
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const db = open.result;
+          const tx = db.transaction(store, "readwrite");
+          const objects = tx.objectStore(store);
+          const scope = window as unknown as { __releaseStore?: () => void };
+          let held = true;
+          scope.__releaseStore = () => {
+            held = false;
+          };
+          const first = objects.get(key);
+          first.onsuccess = () => {
+            resolve(first.result ?? null);
+            // A request issued from each success callback keeps the transaction active.
+            const spin = () => {
+              if (held) objects.get(key).onsuccess = spin;
+            };
+            spin();
+          };
+          first.onerror = () => reject(first.error);
+        };
+      }),
+    { database, store, key },
+  );
+}
+
+/** Lets the transaction of {@link holdStore} finish. */
+export async function releaseStore(page: Page): Promise<void> {
+  await page.evaluate(() => (window as unknown as { __releaseStore?: () => void }).__releaseStore?.());
+}
+
+/**
+ * Resolves once `lab.ticker` announces a stash of fiber `fiberId` with `ticks > above` on the lab's
+ * BroadcastChannel (it posts right before `ctx.stash`).
+ */
+export async function stashAnnounced(
+  page: Page,
+  channel: string,
+  fiberId: string,
+  above: number,
+): Promise<number> {
+  return await page.evaluate(
+    ({ channel, fiberId, above }) =>
+      new Promise<number>((resolve) => {
+        const bc = new BroadcastChannel(channel);
+        bc.onmessage = (event: MessageEvent<{ fiberId?: string; stashing?: number }>) => {
+          const { data } = event;
+          if (data.fiberId === fiberId && typeof data.stashing === "number" && data.stashing > above) {
+            bc.close();
+            resolve(data.stashing);
+          }
+        };
+      }),
+    { channel, fiberId, above },
+  );
+}
