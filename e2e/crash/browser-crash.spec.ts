@@ -8,6 +8,7 @@
 import { LAB_CHANNEL } from "../../app/lab-fibers";
 import { holdStore, stashAnnounced } from "./blockers";
 import {
+  approvalCallId,
   deletions,
   effectsOf,
   inspect,
@@ -95,8 +96,7 @@ test("SIGKILL during a tool call: the tool runs again under the call's key, its 
   const background = await open();
   const reply = await startAssistant(app, "Please delete notes.txt");
   await reply.log.count(1, "tool.approval");
-  const approval = reply.log.events.find((e) => e.type === "tool.approval");
-  const callId = (approval?.data as { toolCallId: string }).toolCallId;
+  const callId = approvalCallId(reply.log);
   // Hold the deletion log, approve, and wait until the tool's step has started: it is blocked in
   // its side effect when the browser dies.
   await holdStore(app.page, "fiberline-demo", "deletions", `${reply.id}:${callId}`);

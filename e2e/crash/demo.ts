@@ -120,6 +120,14 @@ export async function startAssistant(app: AppSession, prompt: string): Promise<S
   return { kind: "assistant", id, input, log: app.follow(id) };
 }
 
+/** The `toolCallId` of the first `tool.approval` chunk a follower received. */
+export function approvalCallId(log: StreamFollower): string {
+  const approval = log.events.find((e) => e.type === "tool.approval");
+  const callId = (approval?.data as { toolCallId?: string } | undefined)?.toolCallId;
+  if (!callId) throw new Error(`Fiber ${log.fiberId} asked for no approval yet.`);
+  return callId;
+}
+
 /** The mock model's uninterrupted reply to the demo assistant, given the conversation so far. */
 export function expectedReply(conversation: readonly ChatMessage[]): ReturnType<typeof mockReply> {
   return mockReply([{ role: "system", content: ASSISTANT_SYSTEM_PROMPT }, ...conversation], {
@@ -186,7 +194,7 @@ export async function verify(app: AppSession, subject: Subject, timeoutMs = 90_0
       const steps = stepsNamed(info.journal, "tick#");
       if (steps.length !== subject.input.count || steps.some((s) => s.status !== "completed"))
         problem(`journal holds ${steps.filter((s) => s.status === "completed").length} completed ticks`);
-      steps.forEach((step, k) => ranAgain(step, ticks[k], `tick step ${k}`));
+      for (const [k, step] of steps.entries()) ranAgain(step, ticks[k], `tick step ${k}`);
       if (
         subject.input.stash &&
         JSON.stringify(info.snapshot) !== JSON.stringify({ ticks: subject.input.count })
@@ -209,7 +217,7 @@ export async function verify(app: AppSession, subject: Subject, timeoutMs = 90_0
       const steps = stepsNamed(info.journal, "effect#");
       if (steps.length !== subject.input.count || steps.some((s) => s.status !== "completed"))
         problem(`journal holds ${steps.filter((s) => s.status === "completed").length} completed effects`);
-      steps.forEach((step, k) => ranAgain(step, progress[k], `effect step ${k}`));
+      for (const [k, step] of steps.entries()) ranAgain(step, progress[k], `effect step ${k}`);
       const ledger = await effectsOf(app.page, subject.id);
       if (ledger.keys !== subject.input.count) problem(`ledger holds ${ledger.keys} keys`);
       for (const entry of ledger.entries) {
@@ -245,7 +253,7 @@ export async function verify(app: AppSession, subject: Subject, timeoutMs = 90_0
       }
       const modelSteps = stepsNamed(info.journal, "model#");
       const endChunks = chunks("message.end");
-      modelSteps.forEach((step, k) => ranAgain(step, endChunks[k], `model call ${k + 1}`));
+      for (const [k, step] of modelSteps.entries()) ranAgain(step, endChunks[k], `model call ${k + 1}`);
       let turn = 0;
       for (let j = subject.input.messages.length; j < messages.length; j++) {
         const message = messages[j];
