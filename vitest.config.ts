@@ -25,17 +25,25 @@ const chromiumArgs = [
 ];
 
 export default defineConfig({
+  // Pre-bundled up front so the browser project does not reload mid-run when it first meets them.
+  optimizeDeps: { include: ["react", "react-dom/client", "comlink", "idb"] },
   test: {
+    // CI machines have two cores and run browsers beside these tests: polls wait on behaviour,
+    // never on speed, so give them room (a poll still ends as soon as its condition holds).
+    expect: { poll: { timeout: 10_000 } },
+    // Demo-app logic that runs without a browser is tested beside it in app/.
     projects: [
       {
+        extends: true,
         test: {
           name: "node",
           environment: "node",
-          include: ["src/**/*.test.ts"],
+          include: ["src/**/*.test.ts", "app/**/*.test.ts"],
           exclude: ["**/node_modules/**", "**/*.browser.test.ts"],
         },
       },
       {
+        extends: true,
         test: {
           name: "browser",
           include: ["src/**/*.browser.test.ts"],
