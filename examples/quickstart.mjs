@@ -1,7 +1,7 @@
 // Fiberline quick start, runnable in Node after `npm run build:lib`:
 //   node examples/quickstart.mjs
 // The same code runs in a Service Worker with `new IdbStore()` instead of `new MemoryStore()`.
-import { MemoryStore, createRuntime, defineFiber } from "fiberline";
+import { createRuntime, defineFiber, MemoryStore } from "fiberline";
 
 const research = defineFiber("research", {
   version: "1",
