@@ -1,0 +1,261 @@
+/**
+ * The torture run: injects a seeded schedule of faults (browser SIGKILLs, worker stops, reloads,
+ * closed tabs, offline spells) into the built demo while a mix of lab and agent fibers runs,
+ * checks the readers' logs after every fault and judges every fiber when it ends. Driven by
+ * `torture.spec.ts` (a short schedule in `npm test`, a long one through `npm run torture`).
+ */
+
+import { type AppSession, checkStream } from "../../src/testing/index";
+import {
+  approvalCallId,
+  deletions,
+  rpc,
+  type Subject,
+  setMockDelay,
+  startAssistant,
+  startEffects,
+  startTicker,
+  verify,
+} from "../crash/demo";
+import { type FaultKind, type PlannedFault, type PlannedFiber, planFaults, planFiber } from "./schedule";
+
+/** Options of {@link runTorture}. */
+export interface TortureOptions {
+  seed: number;
+  faults: number;
+  /** Fibers kept running at once (default 3). */
+  live?: number;
+  /** Told about each line of the fault log as it happens. */
+  log?(line: string): void;
+}
+
+/** One line of the fault log: what was done, when, and to which fibers. */
+export interface FaultRecord {
+  n: number;
+  kind: FaultKind;
+  gapMs: number;
+  /** Seconds since the run began. */
+  at: number;
+  /** Fibers live when it hit, with the last seq their reader had. */
+  fibers: Array<{ id: string; kind: Subject["kind"]; lastSeq: number }>;
+}
+
+/** The run's outcome. */
+export interface TortureReport {
+  seed: number;
+  faults: number;
+  fibers: number;
+  lost: number;
+  duplicated: number;
+  reExecuted: number;
+  problems: string[];
+  log: FaultRecord[];
+  /** Counts of faults injected by kind. */
+  byKind: Record<FaultKind, number>;
+}
+
+interface Tracked {
+  subject: Subject;
+  plan: PlannedFiber;
+  approvalSent: boolean;
+  judged: boolean;
+}
+
+/** Runs the schedule of `options.seed` against `app` (no tab open yet) and reports. */
+export async function runTorture(app: AppSession, options: TortureOptions): Promise<TortureReport> {
+  const live = options.live ?? 3;
+  const started = Date.now();
+  const say = options.log ?? (() => {});
+  const report: TortureReport = {
+    seed: options.seed,
+    faults: 0,
+    fibers: 0,
+    lost: 0,
+    duplicated: 0,
+    reExecuted: 0,
+    problems: [],
+    log: [],
+    byKind: { crash: 0, "stop-worker": 0, reload: 0, "close-tab": 0, offline: 0 },
+  };
+  const tracked: Tracked[] = [];
+  await app.openTab("/");
+  await setMockDelay(app.page, 30);
+
+  const running = () => tracked.filter((t) => !t.subject.log.ended);
+  const chunksSoFar = () => tracked.reduce((n, t) => n + t.subject.log.events.length, 0);
+
+  const topUp = async () => {
+    while (running().length < live) {
+      const plan = planFiber(options.seed, tracked.length);
+      const subject =
+        plan.kind === "ticker"
+          ? await startTicker(app, plan.input)
+          : plan.kind === "effects"
+            ? await startEffects(app, plan.input)
+            : await startAssistant(app, plan.prompt);
+      tracked.push({ subject, plan, approvalSent: false, judged: false });
+      report.fibers++;
+    }
+  };
+
+  /** Answers approvals the agent asked for (as planned per fiber). */
+  const answerApprovals = async () => {
+    for (const t of tracked) {
+      if (t.approvalSent || t.plan.kind !== "assistant") continue;
+      if (!t.subject.log.events.some((e) => e.type === "tool.approval")) continue;
+      const callId = approvalCallId(t.subject.log);
+      await rpc(app.page, "sendEvent", t.subject.id, `approval:${callId}`, { approved: t.plan.approve });
+      t.approvalSent = true;
+    }
+  };
+
+  /** The readers' logs so far: any gap, copy or disorder is a failure at once. */
+  const checkPrefixes = () => {
+    for (const t of tracked) {
+      const r = checkStream(t.subject.log.events, { after: t.subject.log.after });
+      if (r.lost.length + r.duplicated.length + r.reordered.length > 0)
+        throw new TortureFailure(
+          `reader of ${t.subject.kind} ${t.subject.id}: lost ${r.lost.join(",") || "-"}, duplicated ${r.duplicated.join(",") || "-"}, reordered ${r.reordered.join(",") || "-"}`,
+          report,
+        );
+    }
+  };
+
+  const judgeFinished = async () => {
+    for (const t of tracked) {
+      if (t.judged || !t.subject.log.ended) continue;
+      t.judged = true;
+      await judge(app, t, report);
+    }
+  };
+
+  const inject = async (fault: PlannedFault) => {
+    const record: FaultRecord = {
+      n: fault.n,
+      kind: fault.kind,
+      gapMs: fault.gapMs,
+      at: Math.round((Date.now() - started) / 100) / 10,
+      fibers: running().map((t) => ({
+        id: t.subject.id,
+        kind: t.subject.kind,
+        lastSeq: t.subject.log.lastSeq,
+      })),
+    };
+    report.log.push(record);
+    report.byKind[fault.kind]++;
+    say(
+      `fault ${fault.n}/${options.faults} ${fault.kind}${fault.kind === "offline" || fault.kind === "close-tab" ? ` ${fault.gapMs}ms` : ""} at ${record.at}s on ${record.fibers.map((f) => `${f.kind}@${f.lastSeq}`).join(" ")}`,
+    );
+    switch (fault.kind) {
+      case "crash":
+        await app.crashBrowser();
+        await app.relaunch();
+        await app.openTab("/");
+        break;
+      case "stop-worker":
+        await app.stopServiceWorker();
+        break;
+      case "reload":
+        await app.reload();
+        break;
+      case "close-tab":
+        await app.closeTab();
+        await sleep(fault.gapMs);
+        await app.openTab("/");
+        break;
+      case "offline":
+        await app.goOffline();
+        await sleep(fault.gapMs);
+        await app.goOnline();
+        break;
+    }
+    report.faults++;
+  };
+
+  try {
+    for (const fault of planFaults(options.seed, options.faults)) {
+      await topUp();
+      await answerApprovals();
+      // Progress, not time, decides when the next fault hits: the same seed lands faults at the
+      // same points of the fibers' lives on a fast machine and a slow one.
+      const target = chunksSoFar() + fault.afterChunks;
+      await waitUntil(async () => {
+        await topUp();
+        await answerApprovals();
+        return chunksSoFar() >= target || running().length === 0;
+      }, 45_000);
+      await inject(fault);
+      checkPrefixes();
+      await judgeFinished();
+    }
+    const deadline = Date.now() + 180_000;
+    while (running().length > 0) {
+      if (Date.now() > deadline)
+        throw new TortureFailure(`${running().length} fiber(s) never finished`, report);
+      await answerApprovals();
+      await sleep(200);
+    }
+    checkPrefixes();
+    await judgeFinished();
+  } catch (error) {
+    if (error instanceof TortureFailure) throw error;
+    throw new TortureFailure(error instanceof Error ? (error.stack ?? error.message) : String(error), report);
+  }
+  return report;
+}
+
+/** Verifies one finished fiber and adds its verdict to the report. */
+async function judge(app: AppSession, t: Tracked, report: TortureReport): Promise<void> {
+  const verdict = await verify(app, t.subject);
+  report.lost += verdict.lost;
+  report.duplicated += verdict.duplicated + verdict.duplicatedEffects;
+  report.reExecuted += verdict.reExecuted;
+  report.problems.push(...verdict.problems);
+  if (t.plan.kind === "assistant" && t.approvalSent) {
+    const key = `${t.subject.id}:${approvalCallId(t.subject.log)}`;
+    const recorded = (await deletions(app.page)).filter((d) => d.key === key).length;
+    if (recorded !== (t.plan.approve ? 1 : 0)) {
+      report.duplicated += Math.max(0, recorded - 1);
+      report.problems.push(`assistant ${t.subject.id}: ${recorded} deletion(s) recorded for ${key}`);
+    }
+  }
+}
+
+/** A failed torture run, carrying the report so far (seed and fault log included). */
+export class TortureFailure extends Error {
+  override name = "TortureFailure";
+  constructor(
+    message: string,
+    readonly report: TortureReport,
+  ) {
+    super(message);
+  }
+}
+
+/** The summary line: `faults: 200, fibers: 60, lost: 0, duplicated: 0, re-executed: 0`. */
+export function summaryLine(report: TortureReport): string {
+  return `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}`;
+}
+
+/** The fault log as lines a person can read and a seed can replay. */
+export function formatFaultLog(report: TortureReport): string {
+  return [
+    `seed ${report.seed}: replay with  npm run torture -- --faults ${report.log.length} --seed ${report.seed}`,
+    ...report.log.map(
+      (f) =>
+        `  #${f.n} ${f.kind.padEnd(11)} +${f.at}s gap ${f.gapMs}ms  ${f.fibers.map((x) => `${x.kind}:${x.id.slice(0, 8)}@${x.lastSeq}`).join(" ")}`,
+    ),
+  ].join("\n");
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitUntil(test: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await test())) {
+    if (Date.now() > deadline) return;
+    await sleep(100);
+  }
+}

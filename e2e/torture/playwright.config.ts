@@ -1,0 +1,30 @@
+/**
+ * Playwright config of the long torture run (`npm run torture`, via `e2e/torture/run.mjs`): the
+ * torture spec alone, against the demo built into `dist/torture-app` and served by `vite preview`
+ * on `FIBERLINE_TORTURE_PORT` (default 5199, the demo's port), with a timeout sized by
+ * `TORTURE_FAULTS`. `npm test` runs the same spec with a short schedule (project "crash").
+ */
+
+import { defineConfig } from "@playwright/test";
+
+const port = Number(process.env.FIBERLINE_TORTURE_PORT ?? 5199);
+const outDir = "dist/torture-app";
+
+export default defineConfig({
+  testDir: ".",
+  testMatch: "torture.spec.ts",
+  workers: 1,
+  retries: 0,
+  timeout: 0,
+  expect: { timeout: 30_000 },
+  reporter: [["list"]],
+  outputDir: "../../test-results/torture",
+  use: { baseURL: `http://localhost:${port}` },
+  webServer: {
+    command: `npx vite build --outDir ${outDir} --emptyOutDir --logLevel warn && npx vite preview --outDir ${outDir} --port ${port} --strictPort`,
+    cwd: "../..",
+    url: `http://localhost:${port}/manifest.webmanifest`,
+    reuseExistingServer: false,
+    timeout: 180_000,
+  },
+});

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+/**
+ * `npm run torture -- --faults 200 [--seed N] [--live 3] [--port 5199]`: the long torture run.
+ * Builds and serves the demo, runs `torture.spec.ts` with that schedule, and ends with the
+ * summary line `faults: 200, fibers: 60, lost: 0, duplicated: 0, re-executed: 0`; on failure it
+ * prints the seed and the fault log (the same seed replays the same schedule) and exits 1.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const { values } = parseArgs({
+  options: {
+    faults: { type: "string", default: "200" },
+    seed: { type: "string" },
+    live: { type: "string", default: "3" },
+    port: { type: "string", default: "5199" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (values.help) {
+  console.log("usage: npm run torture -- [--faults 200] [--seed N] [--live 3] [--port 5199]");
+  process.exit(0);
+}
+for (const name of ["faults", "live", "port", ...(values.seed === undefined ? [] : ["seed"])]) {
+  if (!/^\d+$/.test(values[name])) {
+    console.error(`--${name} must be a non-negative integer, got ${values[name]}`);
+    process.exit(2);
+  }
+}
+const seed = values.seed ?? String(Math.floor(Math.random() * 2 ** 31));
+const work = mkdtempSync(join(tmpdir(), "fiberline-torture-"));
+const reportFile = join(work, "report.json");
+
+const child = spawn(
+  join(root, "node_modules", ".bin", "playwright"),
+  ["test", "-c", "e2e/torture/playwright.config.ts"],
+  {
+    cwd: root,
+    stdio: "inherit",
+    env: {
+      ...process.env,
+      TORTURE_FAULTS: values.faults,
+      TORTURE_SEED: seed,
+      TORTURE_LIVE: values.live,
+      TORTURE_REPORT: reportFile,
+      FIBERLINE_TORTURE_PORT: values.port,
+    },
+  },
+);
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
+const code = await new Promise((resolve) => child.on("close", (c, signal) => resolve(c ?? (signal ? 1 : 0))));
+
+let report;
+if (existsSync(reportFile)) report = JSON.parse(readFileSync(reportFile, "utf8"));
+rmSync(work, { recursive: true, force: true });
+if (!report) {
+  console.error(
+    `\ntorture: no report (seed ${seed}); replay with  npm run torture -- --faults ${values.faults} --seed ${seed}`,
+  );
+  process.exit(code || 1);
+}
+const failed = code !== 0 || report.failure || report.problems.length > 0;
+if (failed) {
+  console.log(
+    `\ntorture FAILED with seed ${seed}${report.failure ? `: ${report.failure.split("\n")[0]}` : ""}`,
+  );
+  for (const problem of report.problems) console.log(`  ${problem}`);
+  console.log(`fault log (replay with  npm run torture -- --faults ${values.faults} --seed ${seed}):`);
+  for (const f of report.log)
+    console.log(
+      `  #${f.n} ${f.kind.padEnd(11)} +${f.at}s gap ${f.gapMs}ms  ${f.fibers.map((x) => `${x.kind}:${x.id.slice(0, 8)}@${x.lastSeq}`).join(" ")}`,
+    );
+}
+const kinds = Object.entries(report.byKind)
+  .map(([kind, n]) => `${kind} ${n}`)
+  .join(", ");
+console.log(`\nseed ${seed}; ${kinds}`);
+console.log(
+  `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}`,
+);
+process.exit(failed ? 1 : 0);
