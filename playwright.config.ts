@@ -3,9 +3,11 @@
  * built by its own Vite config and served by `vite preview` on a fixed port (IndexedDB and the
  * worker registration are keyed by origin, port included). The specs launch Chromium themselves
  * (`e2e/support/browser.ts`) on a fresh persistent profile per test, so they can crash it.
- * `e2e/torture/` has its own runner (`npm run torture`). Project "app" runs the demo's specs
- * (`e2e/app/`) against the built demo on port 5199 with Playwright's browser fixture
- * (`npx playwright test --project app`).
+ * Project "app" runs the demo's specs (`e2e/app/`) against the built demo on port 5199 with
+ * Playwright's browser fixture (`npx playwright test --project app`). Project "crash" runs the
+ * crash suite (`e2e/crash/`) and a short torture schedule (`e2e/torture/torture.spec.ts`,
+ * `TORTURE_FAULTS`, default 10) against the same built demo with `fiberline/testing`'s `app`
+ * fixture; the long torture run has its own runner (`npm run torture`).
  */
 
 import { defineConfig } from "@playwright/test";
@@ -37,7 +39,7 @@ export default defineConfig({
   projects: [
     {
       name: "fiberline",
-      testIgnore: ["torture/**", "app/**"],
+      testIgnore: ["torture/**", "app/**", "crash/**"],
       use: { baseURL: `http://localhost:${port}` },
     },
     {
@@ -47,6 +49,12 @@ export default defineConfig({
         baseURL: `http://localhost:${appPort}`,
         launchOptions: { ...(appChromium ? { executablePath: appChromium } : {}), args: [...chromiumArgs] },
       },
+    },
+    {
+      name: "crash",
+      testDir: "e2e",
+      testMatch: ["crash/**/*.spec.ts", "torture/torture.spec.ts"],
+      use: { baseURL: `http://localhost:${appPort}` },
     },
   ],
   webServer: [
