@@ -5,10 +5,12 @@
  * `TORTURE_FAULTS`. `npm test` runs the same spec with a short schedule (project "crash").
  */
 
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "@playwright/test";
 
 const port = Number(process.env.FIBERLINE_TORTURE_PORT ?? 5199);
-const outDir = "dist/torture-app";
+// Absolute: vite resolves a relative outDir against the demo's root (app/).
+const outDir = fileURLToPath(new URL("../../dist/torture-app", import.meta.url));
 
 export default defineConfig({
   testDir: ".",
