@@ -6,7 +6,7 @@
  * Project "app" runs the demo's specs (`e2e/app/`) against the built demo on port 5199 with
  * Playwright's browser fixture (`npx playwright test --project app`). Project "crash" runs the
  * crash suite (`e2e/crash/`) and a short torture schedule (`e2e/torture/torture.spec.ts`,
- * `TORTURE_FAULTS`, default 10) against the same built demo with `fiberline/testing`'s `app`
+ * `TORTURE_FAULTS`, default 24) against the same built demo with `fiberline/testing`'s `app`
  * fixture; the long torture run has its own runner (`npm run torture`).
  */
 
