@@ -19,7 +19,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "vite";
 import { connectCdp } from "./lib/cdp.mjs";
-import { launchChromium } from "./lib/chromium.mjs";
+import { killLaunched, launchChromium } from "./lib/chromium.mjs";
 import { buildRows, fmt, markdownTable, regressions } from "./lib/report.mjs";
 import { serveStatic } from "./lib/serve.mjs";
 import { b1, b2, b3, b4, b5, b6, b7, b8 } from "./lib/workloads.mjs";
@@ -183,7 +183,16 @@ function updateReadme(table, report) {
   writeFileSync(path, `${text.slice(0, i + start.length)}\n${header}\n\n${table}\n${text.slice(j)}`);
 }
 
+// An interrupted run (Ctrl-C, a timeout) must not leave a browser holding the profile and port.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.on(signal, () => {
+    killLaunched();
+    process.exit(130);
+  });
+}
+
 main().catch((error) => {
   console.error(error);
+  killLaunched();
   process.exit(1);
 });

@@ -29,32 +29,54 @@ export function delay(ms: number): Promise<void> {
 }
 
 /**
- * In-memory hooks a workload sets before starting fibers: a gate every `gated` fiber waits on,
- * a callback when a replayed fiber reaches new work, and a promise that parks a fiber.
+ * In-memory hooks a workload sets before starting fibers: a gate every stepping fiber waits on,
+ * a hook run between blocks of steps (where the job measures a block of the raw baseline, so both
+ * sides see the same moment of a noisy machine), a callback when a replayed fiber reaches new
+ * work, and a promise that parks a fiber.
  */
 export const probe: {
   gate: Promise<void>;
+  between: () => Promise<void>;
   resumed: (at: number) => void;
   park: Promise<void>;
   stop: boolean;
-} = { gate: Promise.resolve(), resumed: () => {}, park: new Promise(() => {}), stop: false };
+} = {
+  gate: Promise.resolve(),
+  between: async () => {},
+  resumed: () => {},
+  park: new Promise(() => {}),
+  stop: false,
+};
 
-/** B1: `n` sequential trivial steps; returns the loop's duration. */
+/**
+ * B1, B2: `n` sequential trivial steps in blocks of `block`, with `probe.between()` after each
+ * block; returns the time spent in the steps alone.
+ */
 export const stepper = defineFiber("bench.stepper", {
-  async run(ctx, input: { n: number }) {
+  async run(ctx, input: { n: number; block: number }) {
     await probe.gate;
-    const t0 = performance.now();
-    for (let i = 0; i < input.n; i++) await ctx.step("s", () => i);
-    return { t0, t1: performance.now() };
+    let ms = 0;
+    for (let i = 0; i < input.n; i += input.block) {
+      const t0 = performance.now();
+      for (let j = i; j < Math.min(input.n, i + input.block); j++) await ctx.step("s", () => j);
+      ms += performance.now() - t0;
+      await probe.between();
+    }
+    return { ms };
   },
 });
 
-/** B1: `n` sequential stashes of a `bytes`-sized state. */
+/** B1: `n` sequential stashes of a `bytes`-sized state, in blocks like `stepper`. */
 export const stasher = defineFiber("bench.stasher", {
-  async run(ctx, input: { n: number; pad: string }) {
-    const t0 = performance.now();
-    for (let i = 0; i < input.n; i++) await ctx.stash({ i, pad: input.pad });
-    return { t0, t1: performance.now() };
+  async run(ctx, input: { n: number; block: number; pad: string }) {
+    let ms = 0;
+    for (let i = 0; i < input.n; i += input.block) {
+      const t0 = performance.now();
+      for (let j = i; j < Math.min(input.n, i + input.block); j++) await ctx.stash({ i: j, pad: input.pad });
+      ms += performance.now() - t0;
+      await probe.between();
+    }
+    return { ms };
   },
 });
 

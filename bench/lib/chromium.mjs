@@ -14,6 +14,11 @@ import { chromiumArgs, findChromium } from "../../scripts/find-chromium.mjs";
  * context, wsUrl, kill() }` once Playwright is attached.
  */
 export async function launchChromium({ profile, cdpPort, urls = [] }) {
+  if (await endpoint(cdpPort)) {
+    throw new Error(
+      `Port ${cdpPort} already has a DevTools endpoint: a browser left over from an earlier bench run? Stop it, or pass --cdp-port.`,
+    );
+  }
   const child = spawn(
     findChromium(),
     [
@@ -35,6 +40,8 @@ export async function launchChromium({ profile, cdpPort, urls = [] }) {
   });
   const exited = new Promise((resolve) => child.once("exit", resolve));
   const wsUrl = await waitForEndpoint(cdpPort, exited, () => stderr);
+  launched.add(child.pid);
+  void exited.then(() => launched.delete(child.pid));
   const browser = await chromium.connectOverCDP(`http://127.0.0.1:${cdpPort}`);
   const context = browser.contexts()[0];
   return {
@@ -58,6 +65,24 @@ export async function launchChromium({ profile, cdpPort, urls = [] }) {
   };
 }
 
+/** Browsers this process started and that are still running, for `killLaunched`. */
+const launched = new Set();
+
+/** Kills every browser this process launched (on an interrupted run, so none is left behind). */
+export function killLaunched() {
+  for (const pid of launched) killGroup(pid);
+  launched.clear();
+}
+
+async function endpoint(port) {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/json/version`);
+    return res.ok ? (await res.json()).webSocketDebuggerUrl : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function killGroup(pid, signal = "SIGKILL") {
   try {
     process.kill(-pid, signal);
@@ -73,13 +98,10 @@ async function waitForEndpoint(port, exited, stderr) {
   });
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
+    // Exited (e.g. handed over to another browser on the same profile): not ours to drive.
     if (gone) throw new Error(`Chromium exited during start-up:\n${stderr()}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/json/version`);
-      if (res.ok) return (await res.json()).webSocketDebuggerUrl;
-    } catch {
-      // Not listening yet.
-    }
+    const url = await endpoint(port);
+    if (url) return url;
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`Chromium did not open its DevTools port ${port}:\n${stderr()}`);

@@ -248,6 +248,8 @@ export function regressions(rows, previous) {
   if (!previous?.rows) return [];
   const out = [];
   for (const row of rows) {
+    // Rows without a target ("the way people do it today") are context, not something to keep.
+    if (row.targets.length === 0) continue;
     const before = previous.rows.find((r) => r.key === row.key);
     if (!before) continue;
     const on = row.ratio && before.ratio ? "ratio" : "value";

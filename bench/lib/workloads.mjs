@@ -27,7 +27,7 @@ export async function runJob(page, job, params, onCheckpoint) {
 export async function b1(env) {
   const runs = [];
   for (let r = 0; r < env.runs.b1; r++) {
-    const job = await runJob(env.page, "b1", { n: env.quick ? 500 : 1000 });
+    const job = await runJob(env.page, "b1", { n: 1000, block: 50 });
     const ls = await env.page.evaluate((n) => window.bench.localStorageCheckpoints({ n, bytes: 200 }), 1000);
     runs.push({ ...job, localStorageMs: ls.ms });
     env.log(`B1 run ${r + 1}: step ${job.stepRatio.toFixed(2)}x, stash ${job.stashRatio.toFixed(2)}x`);
@@ -39,7 +39,12 @@ export async function b1(env) {
 export async function b2(env) {
   const runs = [];
   for (let r = 0; r < env.runs.b2; r++) {
-    const job = await runJob(env.page, "b2", { fibers: 100, steps: env.quick ? 30 : 60, rawCount: 500 });
+    const job = await runJob(env.page, "b2", {
+      fibers: 100,
+      steps: env.quick ? 30 : 60,
+      block: 5,
+      rawCount: 50,
+    });
     runs.push(job);
     env.log(`B2 run ${r + 1}: ${Math.round(job.stepsPerSec)} steps/s, ${job.ratio.toFixed(2)}x`);
   }

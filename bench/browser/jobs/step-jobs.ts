@@ -1,6 +1,8 @@
 /**
  * B1 and B2, run in the dedicated bench worker: sequential steps and stashes of one fiber, and
- * many fibers stepping at once, each beside the raw single-put baseline of the same run.
+ * many fibers stepping at once, each beside the raw single-put baseline. The two sides alternate
+ * in blocks (a block of steps, then a block of raw transactions, and so on), so that both see the
+ * same moments of a machine that other work is loading.
  */
 
 import { createRuntime, IdbStore } from "../../../src/index";
@@ -15,8 +17,20 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
-/** B1: 1 fiber, `n` sequential steps and `n` stashes, against `n` single-put transactions. */
-export async function b1(ctx: JobContext, params: { n: number }) {
+/** A `probe.between` that runs `count` raw single-put transactions and adds up their time. */
+function rawBlocks(raw: IDBDatabase, ctx: JobContext, count: number) {
+  const total = { ms: 0, puts: 0 };
+  let n = 0;
+  const between = async () => {
+    const ms = await rawSinglePuts(raw, ctx.durability, count, () => paddedRow("raw", n++, ROW_BYTES));
+    total.ms += ms * count;
+    total.puts += count;
+  };
+  return { between, total };
+}
+
+/** B1: 1 fiber, `n` sequential steps and `n` stashes, against as many single-put transactions. */
+export async function b1(ctx: JobContext, params: { n: number; block: number }) {
   const rawName = uniqueName("raw-b1");
   const engineName = uniqueName("engine-b1");
   const raw = await openRaw(rawName);
@@ -27,30 +41,35 @@ export async function b1(ctx: JobContext, params: { n: number }) {
     await rawSinglePuts(raw, ctx.durability, 20, (n) => paddedRow("warm", n, ROW_BYTES));
     await store.getFiber("warm");
 
-    const rawBefore = await rawSinglePuts(raw, ctx.durability, params.n, (n) => paddedRow("a", n, ROW_BYTES));
-    const txSteps = runtime.commitStats.transactions;
-    const steps = await runtime.result(await runtime.start(stepper, { n: params.n }));
-    const txBefore = runtime.commitStats.transactions;
-    const stepTransactions = txBefore - txSteps;
+    const forSteps = rawBlocks(raw, ctx, params.block);
+    probe.between = forSteps.between;
+    const tx0 = runtime.commitStats.transactions;
+    const steps = await runtime.result(await runtime.start(stepper, { n: params.n, block: params.block }));
+    const tx1 = runtime.commitStats.transactions;
+
+    const forStashes = rawBlocks(raw, ctx, params.block);
+    probe.between = forStashes.between;
     // A ~200-byte snapshot record: { fiberId, value: { i, pad }, at }.
     const stashes = await runtime.result(
-      await runtime.start(stasher, { n: params.n, pad: "x".repeat(ROW_BYTES - 110) }),
+      await runtime.start(stasher, { n: params.n, block: params.block, pad: "x".repeat(ROW_BYTES - 110) }),
     );
-    const stashTransactions = runtime.commitStats.transactions - txBefore;
-    const rawAfter = await rawSinglePuts(raw, ctx.durability, params.n, (n) => paddedRow("b", n, ROW_BYTES));
-    const rawMs = (rawBefore + rawAfter) / 2;
-    const stepMs = (steps.t1 - steps.t0) / params.n;
-    const stashMs = (stashes.t1 - stashes.t0) / params.n;
+    const tx2 = runtime.commitStats.transactions;
+
+    const stepMs = steps.ms / params.n;
+    const stashMs = stashes.ms / params.n;
+    const rawForSteps = forSteps.total.ms / forSteps.total.puts;
+    const rawForStashes = forStashes.total.ms / forStashes.total.puts;
     return {
-      rawPutMs: rawMs,
+      rawPutMs: (forSteps.total.ms + forStashes.total.ms) / (forSteps.total.puts + forStashes.total.puts),
       stepMs,
       stashMs,
-      stepRatio: stepMs / rawMs,
-      stashRatio: stashMs / rawMs,
-      transactionsPerStep: stepTransactions / params.n,
-      transactionsPerStash: stashTransactions / params.n,
+      stepRatio: stepMs / rawForSteps,
+      stashRatio: stashMs / rawForStashes,
+      transactionsPerStep: (tx1 - tx0) / params.n,
+      transactionsPerStash: (tx2 - tx1) / params.n,
     };
   } finally {
+    probe.between = async () => {};
     await runtime.close();
     await store.close();
     raw.close();
@@ -58,8 +77,14 @@ export async function b1(ctx: JobContext, params: { n: number }) {
   }
 }
 
-/** B2: `fibers` fibers stepping `steps` times each, all at once, against sequential single puts. */
-export async function b2(ctx: JobContext, params: { fibers: number; steps: number; rawCount: number }) {
+/**
+ * B2: `fibers` fibers stepping `steps` times each, all at once, in rounds of `block` steps; after
+ * each round every fiber waits at a barrier while the job runs a block of raw single-put commits.
+ */
+export async function b2(
+  ctx: JobContext,
+  params: { fibers: number; steps: number; block: number; rawCount: number },
+) {
   const rawName = uniqueName("raw-b2");
   const engineName = uniqueName("engine-b2");
   const raw = await openRaw(rawName);
@@ -67,26 +92,45 @@ export async function b2(ctx: JobContext, params: { fibers: number; steps: numbe
   const runtime = createRuntime({ store, fibers: [stepper] });
   try {
     await rawSinglePuts(raw, ctx.durability, 20, (n) => paddedRow("warm", n, ROW_BYTES));
-    const rawBefore = await rawSinglePuts(raw, ctx.durability, params.rawCount, (n) =>
-      paddedRow("a", n, ROW_BYTES),
-    );
+    const blocks = rawBlocks(raw, ctx, params.rawCount);
+    // The barrier: the last fiber to arrive runs the raw block, then releases everyone.
+    let arrived = 0;
+    let release: () => void = () => {};
+    let round = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let rawMsTotal = 0;
+    probe.between = async () => {
+      const mine = round;
+      if (++arrived === params.fibers) {
+        arrived = 0;
+        const t0 = performance.now();
+        await blocks.between();
+        rawMsTotal += performance.now() - t0;
+        const done = release;
+        round = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        done();
+      }
+      await mine;
+    };
     let open!: () => void;
     probe.gate = new Promise<void>((resolve) => {
       open = resolve;
     });
     const started = await Promise.all(
-      Array.from({ length: params.fibers }, () => runtime.start(stepper, { n: params.steps })),
+      Array.from({ length: params.fibers }, () =>
+        runtime.start(stepper, { n: params.steps, block: params.block }),
+      ),
     );
     const before = { ...runtime.commitStats };
     const t0 = performance.now();
     open();
-    const results = await Promise.all(started.map((fiber) => runtime.result(fiber)));
-    const t1 = Math.max(...results.map((r) => r.t1));
-    const rawAfter = await rawSinglePuts(raw, ctx.durability, params.rawCount, (n) =>
-      paddedRow("b", n, ROW_BYTES),
-    );
-    const rawCommitsPerSec = 1000 / ((rawBefore + rawAfter) / 2);
-    const stepsPerSec = (params.fibers * params.steps) / ((t1 - t0) / 1000);
+    await Promise.all(started.map((fiber) => runtime.result(fiber)));
+    const engineMs = performance.now() - t0 - rawMsTotal;
+    const rawCommitsPerSec = 1000 / (blocks.total.ms / blocks.total.puts);
+    const stepsPerSec = (params.fibers * params.steps) / (engineMs / 1000);
     const transactions = runtime.commitStats.transactions - before.transactions;
     const groups = runtime.commitStats.groups - before.groups;
     return {
@@ -98,6 +142,7 @@ export async function b2(ctx: JobContext, params: { fibers: number; steps: numbe
     };
   } finally {
     probe.gate = Promise.resolve();
+    probe.between = async () => {};
     await runtime.close();
     await store.close();
     raw.close();
