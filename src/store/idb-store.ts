@@ -162,41 +162,21 @@ export class IdbStore implements Store {
 
   async commit(groups: WriteGroup[]): Promise<CommitResult> {
     if (groups.length === 0) return this.#nothing({ fenced: [] });
-    return this.#write("commit", commitScope(groups), async (tx) => {
-      const fibers = tx.objectStore("fibers");
-      const ids = [...new Set(groups.map((group) => group.fiberId))];
-      const consumed = groups.flatMap((g) =>
-        (g.consumeEvents ?? []).map((c) => [g.fiberId, c.seq] as [string, number]),
-      );
-      const inbox = consumed.length > 0 ? tx.objectStore("inbox") : undefined;
-      // All reads at once: one round of requests, then every write without waiting on each.
-      const [current, events] = await Promise.all([
-        Promise.all(ids.map((id) => fibers.get(id))),
-        Promise.all(consumed.map((key) => inbox?.get(key))),
-      ]);
-      const records = new Map<string, FiberRecord | undefined>(ids.map((id, i) => [id, current[i]]));
-      const inboxEvents = new Map<string, InboxEvent>();
-      for (const event of events)
-        if (event !== undefined) inboxEvents.set(`${event.seq}\u0000${event.fiberId}`, event);
-
-      const fenced: string[] = [];
-      const patched = new Set<string>();
-      for (const group of groups) {
-        const record = records.get(group.fiberId);
-        if (record === undefined || record.generation !== group.generation) {
-          if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
-          continue;
-        }
-        if (group.fiber !== undefined) {
-          records.set(group.fiberId, mergeFiberPatch(record, group.fiber));
-          patched.add(group.fiberId);
-        }
-        writeGroup(tx, group, inboxEvents);
+    const fenced: string[] = [];
+    let pending = groups;
+    // A fence that fails (another runner claimed the fiber: rare) aborts the optimistic
+    // transaction; the commit then runs again without that fiber's groups.
+    for (;;) {
+      try {
+        await this.#write("commit", commitScope(pending), (tx) => commitGroups(tx, pending));
+        return { fenced };
+      } catch (error) {
+        if (!(error instanceof FenceFailed)) throw error;
+        for (const group of error.groups) if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
+        pending = pending.filter((group) => !error.groups.includes(group));
+        if (pending.length === 0) return { fenced };
       }
-      const rawFibers = unwrap(fibers);
-      for (const id of patched) rawFibers.put(records.get(id));
-      return { fenced };
-    });
+    }
   }
 
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
@@ -279,6 +259,7 @@ export class IdbStore implements Store {
       } catch {
         // Already finished (it failed by itself): nothing to roll back.
       }
+      if (error instanceof FenceFailed) throw error;
       throw this.#closed ? storeClosedError(this.kind) : toStoreError(operation, error);
     }
   }
@@ -372,11 +353,69 @@ function commitScope(groups: WriteGroup[]): Names[] {
   return [...scope];
 }
 
+/** Thrown (after aborting, so nothing was written) by a commit whose fence failed for `groups`. */
+class FenceFailed extends Error {
+  readonly groups: WriteGroup[];
+  constructor(groups: WriteGroup[]) {
+    super(`fenced: ${groups.map((group) => group.fiberId).join(", ")}`);
+    this.groups = groups;
+  }
+}
+
 /**
- * Issues one group's writes on the raw stores: no promise per request; a failing request aborts
- * the transaction, and `#transact` rejects with that request's error.
+ * The body of `commit`, optimistic: every write that does not depend on a read (journal,
+ * snapshot, chunks) is issued together with the fence reads instead of after them, and the
+ * transaction is committed explicitly as soon as the last write is issued. That saves two round
+ * trips to the IndexedDB backend per commit, which is most of a commit's cost when it holds one
+ * step or one stash. If a fence fails, the transaction is aborted (so none of it is written) and
+ * `FenceFailed` names the groups to leave out.
  */
-function writeGroup(tx: Tx<"readwrite">, group: WriteGroup, inboxEvents: Map<string, InboxEvent>): void {
+async function commitGroups(tx: Tx<"readwrite">, groups: WriteGroup[]): Promise<void> {
+  const fibers = tx.objectStore("fibers");
+  const ids = [...new Set(groups.map((group) => group.fiberId))];
+  const consumed = groups.flatMap((g) =>
+    (g.consumeEvents ?? []).map((c) => [g.fiberId, c.seq] as [string, number]),
+  );
+  const inbox = consumed.length > 0 ? tx.objectStore("inbox") : undefined;
+  const reads = Promise.all([
+    Promise.all(ids.map((id) => fibers.get(id))),
+    Promise.all(consumed.map((key) => inbox?.get(key))),
+  ]);
+  // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
+  reads.catch(() => undefined);
+  for (const group of groups) writeRows(tx, group);
+  const [current, events] = await reads;
+
+  const records = new Map<string, FiberRecord | undefined>(ids.map((id, i) => [id, current[i]]));
+  const fenced = groups.filter((group) => records.get(group.fiberId)?.generation !== group.generation);
+  if (fenced.length > 0) {
+    tx.abort();
+    throw new FenceFailed(fenced);
+  }
+  const inboxEvents = new Map<string, InboxEvent>();
+  for (const event of events)
+    if (event !== undefined) inboxEvents.set(`${event.seq}\u0000${event.fiberId}`, event);
+  const patched = new Set<string>();
+  for (const group of groups) {
+    const record = records.get(group.fiberId);
+    if (record !== undefined && group.fiber !== undefined) {
+      records.set(group.fiberId, mergeFiberPatch(record, group.fiber));
+      patched.add(group.fiberId);
+    }
+    consumeEvents(tx, group, inboxEvents);
+  }
+  const rawFibers = unwrap(fibers);
+  for (const id of patched) rawFibers.put(records.get(id));
+  // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
+  const raw = unwrap(tx) as IDBTransaction & { commit?: () => void };
+  raw.commit?.();
+}
+
+/**
+ * Issues one group's row writes (journal, snapshot, chunks) on the raw stores: no promise per
+ * request; a failing request aborts the transaction, and `#transact` rejects with its error.
+ */
+function writeRows(tx: Tx<"readwrite">, group: WriteGroup): void {
   const { fiberId } = group;
   if (group.clearJournal === true || (group.journal?.length ?? 0) > 0) {
     const journal = unwrap(tx.objectStore("journal"));
@@ -389,13 +428,16 @@ function writeGroup(tx: Tx<"readwrite">, group: WriteGroup, inboxEvents: Map<str
     const chunks = unwrap(tx.objectStore("chunks"));
     for (const chunk of group.chunks ?? []) chunks.put(chunk);
   }
-  if ((group.consumeEvents?.length ?? 0) > 0) {
-    const inbox = unwrap(tx.objectStore("inbox"));
-    for (const { seq, consumedBy } of group.consumeEvents ?? []) {
-      const event = inboxEvents.get(`${seq}\u0000${fiberId}`);
-      if (event === undefined) continue;
-      event.consumedBy = consumedBy;
-      inbox.put(event);
-    }
+}
+
+/** Marks the buffered events a group consumed (read in the same transaction). */
+function consumeEvents(tx: Tx<"readwrite">, group: WriteGroup, inboxEvents: Map<string, InboxEvent>): void {
+  if ((group.consumeEvents?.length ?? 0) === 0) return;
+  const inbox = unwrap(tx.objectStore("inbox"));
+  for (const { seq, consumedBy } of group.consumeEvents ?? []) {
+    const event = inboxEvents.get(`${seq}\u0000${group.fiberId}`);
+    if (event === undefined) continue;
+    event.consumedBy = consumedBy;
+    inbox.put(event);
   }
 }
