@@ -13,7 +13,7 @@ test("a fiber sleeping across a browser crash wakes when its timer is due and co
   expectIntact,
 }) => {
   const background = await open();
-  const ticker = await startTicker(app, { count: 6, intervalMs: 50, sleepAfter: 3, sleepMs: 4_000 });
+  const ticker = await startTicker(app, { count: 6, intervalMs: 50, sleepAfter: 3, sleepMs: 6_000 });
   await expect
     .poll(async () => (await rpc<{ status: string }>(app.page, "get", ticker.id)).status)
     .toBe("sleeping");

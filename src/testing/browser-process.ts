@@ -11,7 +11,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
-import { type Browser, type BrowserContext, chromium, type Page } from "@playwright/test";
+import type { Browser, BrowserContext, Page } from "@playwright/test";
 import { CHROMIUM_ARGS, findChromium } from "./chromium";
 
 /** Options of {@link launchBrowser}. */
@@ -89,6 +89,8 @@ export async function launchBrowser(options: LaunchBrowserOptions): Promise<Laun
   // Keep draining stderr so Chromium never blocks on a full pipe.
   child.stderr?.resume();
   try {
+    // Loaded here, not at import: `crashableStore` users need no Playwright installed.
+    const { chromium } = await import("@playwright/test");
     const browser = await chromium.connectOverCDP(wsEndpoint, { timeout: timeoutMs });
     const context = browser.contexts()[0];
     if (!context) throw new Error("Chromium has no default context to attach to.");

@@ -4,7 +4,7 @@
  */
 
 import { accessSync, constants } from "node:fs";
-import { chromium } from "@playwright/test";
+import { createRequire } from "node:module";
 
 /**
  * Flags that let Chromium run as root in a container and keep it off the network (no sandbox, no
@@ -54,8 +54,13 @@ export function findChromium(): string {
   );
 }
 
+/** Playwright's downloaded Chromium, when playwright-core and that browser are installed. */
 function playwrightChromium(): string | undefined {
   try {
+    // require: synchronous, and no error at import time for users without Playwright.
+    const { chromium } = createRequire(import.meta.url)("playwright-core") as {
+      chromium: { executablePath(): string };
+    };
     return chromium.executablePath();
   } catch {
     return undefined;
