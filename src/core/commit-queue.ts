@@ -3,6 +3,12 @@
  * folds whatever accumulated while the previous transaction was in flight into the next one.
  * One transaction per batch, never one per chunk under load; FIFO, so a write is durable only
  * after every write enqueued before it.
+ *
+ * A step's completion alone does not start a transaction: nothing waits on it, and FIFO makes it
+ * durable with the next write (the next step's `started` entry, a chunk, the fiber's end) or, if
+ * none comes in the current task, at the next macrotask. Flushing it at once gave a sequential
+ * step loop two transactions per step (the completion of step n, then the start of step n+1);
+ * riding along gives one.
  */
 
 import type { Store, WriteGroup } from "../store/store";
@@ -32,6 +38,7 @@ export class CommitQueue {
   #queue: Pending[] = [];
   #inFlight: Promise<void> | null = null;
   #scheduled = false;
+  #lateTimer: ReturnType<typeof setTimeout> | null = null;
   readonly stats: CommitStats = { transactions: 0, groups: 0, chunks: 0 };
 
   constructor(store: Store, onChunks: ChunkListener) {
@@ -49,7 +56,8 @@ export class CommitQueue {
   write(group: WriteGroup): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ group, resolve, reject });
-      this.#schedule();
+      if (isStepCompletion(group)) this.#scheduleLate();
+      else this.#schedule();
     });
   }
 
@@ -57,6 +65,7 @@ export class CommitQueue {
   async drain(): Promise<void> {
     while (this.#queue.length > 0 || this.#inFlight) {
       if (this.#inFlight) await this.#inFlight;
+      else if (this.#lateTimer && !this.#scheduled) this.#flush();
       else await new Promise<void>((r) => queueMicrotask(r));
     }
   }
@@ -71,7 +80,20 @@ export class CommitQueue {
     });
   }
 
+  /** A write that can wait: flushed by the next scheduled flush, or after the current task. */
+  #scheduleLate(): void {
+    if (this.#lateTimer || this.#scheduled || this.#inFlight) return;
+    this.#lateTimer = setTimeout(() => {
+      this.#lateTimer = null;
+      if (!this.#scheduled) this.#flush();
+    }, 0);
+  }
+
   #flush(): void {
+    if (this.#lateTimer) {
+      clearTimeout(this.#lateTimer);
+      this.#lateTimer = null;
+    }
     if (this.#inFlight || this.#queue.length === 0) return;
     const batch = this.#queue;
     this.#queue = [];
@@ -121,6 +143,20 @@ export class CommitQueue {
       }
     }
   }
+}
+
+/** A group holding nothing but completed step entries: the deferred half of a step. */
+function isStepCompletion(group: WriteGroup): boolean {
+  return (
+    group.fiber === undefined &&
+    group.snapshot === undefined &&
+    group.clearJournal !== true &&
+    !group.chunks?.length &&
+    !group.consumeEvents?.length &&
+    group.journal !== undefined &&
+    group.journal.length > 0 &&
+    group.journal.every((entry) => entry.kind === "step" && entry.status === "completed")
+  );
 }
 
 /** Folds consecutive groups of the same fiber into one, keeping their order. */
