@@ -105,6 +105,17 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
       tx.objectStore("journal").put(entry(id, pos++));
       await done(tx);
     },
+    // The shape of IdbStore.commit: the fence read and the writes issued together, commit() once
+    // the read is back.
+    getAndPut2Commit: async () => {
+      const tx = db.transaction(["fibers", "journal"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
+      tx.objectStore("journal").put(entry(id, pos++));
+      tx.objectStore("journal").put(entry(id, pos++));
+      await read;
+      tx.commit();
+      await done(tx);
+    },
     put2Commit: async () => {
       const tx = db.transaction(["journal"], "readwrite", d);
       tx.objectStore("journal").put(entry(id, pos++));
