@@ -25,6 +25,8 @@ export interface TortureOptions {
   faults: number;
   /** Fibers kept running at once (default 3). */
   live?: number;
+  /** Most chunks of progress between two faults (default 12). */
+  pace?: number;
   /** Told about each line of the fault log as it happens. */
   log?(line: string): void;
 }
@@ -43,6 +45,8 @@ export interface FaultRecord {
 /** The run's outcome. */
 export interface TortureReport {
   seed: number;
+  pace: number;
+  live: number;
   faults: number;
   fibers: number;
   lost: number;
@@ -68,6 +72,8 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
   const say = options.log ?? (() => {});
   const report: TortureReport = {
     seed: options.seed,
+    pace: options.pace ?? 12,
+    live,
     faults: 0,
     fibers: 0,
     lost: 0,
@@ -173,7 +179,7 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
   };
 
   try {
-    for (const fault of planFaults(options.seed, options.faults)) {
+    for (const fault of planFaults(options.seed, options.faults, options.pace)) {
       await topUp();
       await answerApprovals();
       // Progress, not time, decides when the next fault hits: the same seed lands faults at the
@@ -240,7 +246,7 @@ export function summaryLine(report: TortureReport): string {
 /** The fault log as lines a person can read and a seed can replay. */
 export function formatFaultLog(report: TortureReport): string {
   return [
-    `seed ${report.seed}: replay with  npm run torture -- --faults ${report.log.length} --seed ${report.seed}`,
+    `seed ${report.seed}: replay with  npm run torture -- --faults ${report.log.length} --seed ${report.seed} --live ${report.live} --pace ${report.pace}`,
     ...report.log.map(
       (f) =>
         `  #${f.n} ${f.kind.padEnd(11)} +${f.at}s gap ${f.gapMs}ms  ${f.fibers.map((x) => `${x.kind}:${x.id.slice(0, 8)}@${x.lastSeq}`).join(" ")}`,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm run torture -- --faults 200 [--seed N] [--live 3] [--port 5199]`: the long torture run.
+ * `npm run torture -- --faults 200 [--seed N] [--live 3] [--pace 12] [--port 5199]`: the long
+ * torture run (`--live`: fibers running at once; `--pace`: most chunks of progress between faults).
  * Builds and serves the demo, runs `torture.spec.ts` with that schedule, and ends with the
  * summary line `faults: 200, fibers: 60, lost: 0, duplicated: 0, re-executed: 0`; on failure it
  * prints the seed and the fault log (the same seed replays the same schedule) and exits 1.
@@ -18,15 +19,16 @@ const { values } = parseArgs({
     faults: { type: "string", default: "200" },
     seed: { type: "string" },
     live: { type: "string", default: "3" },
+    pace: { type: "string", default: "12" },
     port: { type: "string", default: "5199" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
-  console.log("usage: npm run torture -- [--faults 200] [--seed N] [--live 3] [--port 5199]");
+  console.log("usage: npm run torture -- [--faults 200] [--seed N] [--live 3] [--pace 12] [--port 5199]");
   process.exit(0);
 }
-for (const name of ["faults", "live", "port", ...(values.seed === undefined ? [] : ["seed"])]) {
+for (const name of ["faults", "live", "pace", "port", ...(values.seed === undefined ? [] : ["seed"])]) {
   if (!/^\d+$/.test(values[name])) {
     console.error(`--${name} must be a non-negative integer, got ${values[name]}`);
     process.exit(2);
@@ -35,6 +37,7 @@ for (const name of ["faults", "live", "port", ...(values.seed === undefined ? []
 const seed = values.seed ?? String(Math.floor(Math.random() * 2 ** 31));
 const work = mkdtempSync(join(tmpdir(), "fiberline-torture-"));
 const reportFile = join(work, "report.json");
+const replay = `npm run torture -- --faults ${values.faults} --seed ${seed} --live ${values.live} --pace ${values.pace}`;
 
 const child = spawn(
   join(root, "node_modules", ".bin", "playwright"),
@@ -47,6 +50,7 @@ const child = spawn(
       TORTURE_FAULTS: values.faults,
       TORTURE_SEED: seed,
       TORTURE_LIVE: values.live,
+      TORTURE_PACE: values.pace,
       TORTURE_REPORT: reportFile,
       FIBERLINE_TORTURE_PORT: values.port,
     },
@@ -59,9 +63,7 @@ let report;
 if (existsSync(reportFile)) report = JSON.parse(readFileSync(reportFile, "utf8"));
 rmSync(work, { recursive: true, force: true });
 if (!report) {
-  console.error(
-    `\ntorture: no report (seed ${seed}); replay with  npm run torture -- --faults ${values.faults} --seed ${seed}`,
-  );
+  console.error(`\ntorture: no report (seed ${seed}); replay with  ${replay}`);
   process.exit(code || 1);
 }
 const failed = code !== 0 || report.failure || report.problems.length > 0;
@@ -70,7 +72,7 @@ if (failed) {
     `\ntorture FAILED with seed ${seed}${report.failure ? `: ${report.failure.split("\n")[0]}` : ""}`,
   );
   for (const problem of report.problems) console.log(`  ${problem}`);
-  console.log(`fault log (replay with  npm run torture -- --faults ${values.faults} --seed ${seed}):`);
+  console.log(`fault log (replay with  ${replay}):`);
   for (const f of report.log)
     console.log(
       `  #${f.n} ${f.kind.padEnd(11)} +${f.at}s gap ${f.gapMs}ms  ${f.fibers.map((x) => `${x.kind}:${x.id.slice(0, 8)}@${x.lastSeq}`).join(" ")}`,

@@ -55,8 +55,11 @@ const WEIGHTS: ReadonlyArray<readonly [FaultKind, number]> = [
   ["offline", 1],
 ];
 
-/** The fault schedule of `seed`: `count` faults. */
-export function planFaults(seed: number, count: number): PlannedFault[] {
+/**
+ * The fault schedule of `seed`: `count` faults, each after 1 to `pace` chunks of progress (default
+ * 12; a low pace crashes the fibers again before they recover far).
+ */
+export function planFaults(seed: number, count: number, pace = 12): PlannedFault[] {
   const random = prng(seed);
   const total = WEIGHTS.reduce((n, [, w]) => n + w, 0);
   return Array.from({ length: count }, (_, i) => {
@@ -69,7 +72,7 @@ export function planFaults(seed: number, count: number): PlannedFault[] {
         break;
       }
     }
-    return { n: i + 1, kind, afterChunks: int(random, 1, 12), gapMs: int(random, 200, 1_500) };
+    return { n: i + 1, kind, afterChunks: int(random, 1, Math.max(1, pace)), gapMs: int(random, 200, 1_500) };
   });
 }
 

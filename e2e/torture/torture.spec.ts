@@ -14,6 +14,7 @@ const seed = process.env.TORTURE_SEED
   ? Number(process.env.TORTURE_SEED)
   : Math.floor(Math.random() * 2 ** 31);
 const live = Number(process.env.TORTURE_LIVE ?? 3);
+const pace = Number(process.env.TORTURE_PACE ?? 12);
 
 function save(report: TortureReport, failure?: string): void {
   const file = process.env.TORTURE_REPORT;
@@ -24,10 +25,10 @@ test("torture: a seeded schedule of crashes, worker stops, reloads, closed tabs 
   app,
 }) => {
   test.setTimeout(120_000 + faults * 30_000);
-  console.log(`torture: seed ${seed}, ${faults} faults, ${live} live fibers`);
+  console.log(`torture: seed ${seed}, ${faults} faults, ${live} live fibers, pace ${pace}`);
   let report: TortureReport;
   try {
-    report = await runTorture(app, { seed, faults, live, log: (line) => console.log(line) });
+    report = await runTorture(app, { seed, faults, live, pace, log: (line) => console.log(line) });
   } catch (error) {
     if (error instanceof TortureFailure) {
       console.log(`torture FAILED: ${error.message}\n${formatFaultLog(error.report)}`);
