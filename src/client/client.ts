@@ -176,6 +176,10 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
       options === undefined ? [name, input] : [name, input, options],
     );
     this.#workerActive = Math.max(this.#workerActive, 1);
+    // Control calls arrive on a MessagePort, which extends no event: this message event, sent now
+    // that the fiber runs, is held open by the host until its work is done (capped), so closing
+    // the tab right after a start does not leave the run to Chromium's 30 s idle timeout.
+    this.#keepWorkerAwake();
     return result as StartResult<OutputOf<F[N]>>;
   }
 
@@ -195,9 +199,11 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
   }
 
   /** Sends an event to a fiber (buffered until it waits for it). */
-  sendEvent(id: string, name: string, payload?: unknown): Promise<void> {
+  async sendEvent(id: string, name: string, payload?: unknown): Promise<void> {
     this.#keepWorkerAwake();
-    return this.#channel.call("sendEvent", [id, name, payload]);
+    await this.#channel.call("sendEvent", [id, name, payload]);
+    // The event may have woken the fiber: extend an event over the run it resumed (see start).
+    this.#keepWorkerAwake();
   }
 
   /** Cancels a fiber; resolves with its final status. */
