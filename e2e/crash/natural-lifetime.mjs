@@ -5,13 +5,16 @@
  * (PLATFORM.md), so this test spawns Chromium itself and never attaches to the worker: it drives
  * the demo page over that page's own DevTools socket only, closes every page through the
  * `/json/close` endpoint, and watches `/json/list` (a passive listing) until the browser stops the
- * idle worker by itself. Then it opens a page again and checks that the fiber resumed in a new
- * worker instance and completed, every chunk once and in order.
+ * worker by itself. Then it opens a page again and checks that the fiber resumed in a new worker
+ * instance and completed, every chunk once and in order.
  *
- * Default: `lab.ticker` sleeps durably (45 s) after 3 of 6 ticks, so the worker has nothing to do
- * and Chromium stops it after its ~30 s idle timeout; the timer is due only after the stop.
- * `--running`: a ticker that runs for ~6 minutes; the host holds the worker's last event open up
- * to its 4-minute cap, then the idle timeout stops it mid-run (about 5 minutes in all).
+ * Default (about a minute): `lab.ticker` sleeps durably (45 s) after 3 of 6 ticks. The worker has
+ * nothing to run, so Chromium stops it at its idle timeout (~30 s) with the timer in its memory;
+ * the new worker wakes the fiber when it is due.
+ *
+ * `--running` (about 6 minutes): a ticker that runs for 6 minutes. The host holds the start's
+ * event open while the fiber runs (past the 30 s idle timeout), up to its 4-minute cap; then the
+ * idle timeout stops the worker mid-run, and the reopened page finds the fiber recovered.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -101,20 +104,33 @@ async function main() {
     const workers = async () =>
       (await targets()).filter((t) => t.type === "service_worker" && t.url.startsWith(origin));
 
-    // ---- 1. a page starts a long fiber ----------------------------------------------------------
+    // ---- 1. a page starts a long-running fiber and a sleeping one -----------------------------
     let page = await openPage(devtools, `${origin}/`);
     const first = await page.evaluate("window.fiberline.heartbeat()");
-    const input = values.running
-      ? { count: 360, intervalMs: 1_000 }
-      : { count: 6, intervalMs: 200, sleepAfter: 3, sleepMs: 45_000 };
-    const { id } = await page.evaluate(`window.fiberline.start("lab.ticker", ${JSON.stringify(input)})`);
-    say(`started lab.ticker ${id} ${JSON.stringify(input)} in worker ${first.instanceId}`);
-    const want = values.running ? "running" : "sleeping";
-    await until(
-      async () => (await page.evaluate(`window.fiberline.get(${JSON.stringify(id)})`)).status === want,
-      30_000,
-      `status ${want}`,
-    );
+    const subjects = values.running
+      ? [{ name: "running", input: { count: 360, intervalMs: 1_000 }, status: "running" }]
+      : [
+          {
+            name: "sleeping",
+            input: { count: 6, intervalMs: 200, sleepAfter: 3, sleepMs: 45_000 },
+            status: "sleeping",
+          },
+        ];
+    for (const subject of subjects) {
+      const started = await page.evaluate(
+        `window.fiberline.start("lab.ticker", ${JSON.stringify(subject.input)})`,
+      );
+      subject.id = started.id;
+      say(`started lab.ticker ${subject.id} ${JSON.stringify(subject.input)} in worker ${first.instanceId}`);
+    }
+    for (const subject of subjects) {
+      const get = `window.fiberline.get(${JSON.stringify(subject.id)})`;
+      await until(
+        async () => (await page.evaluate(get)).status === subject.status,
+        30_000,
+        `${subject.name} fiber`,
+      );
+    }
     if ((await workers()).length === 0)
       throw new Error("No Service Worker target is listed while the page is open.");
 
@@ -123,55 +139,60 @@ async function main() {
     for (const target of await targets())
       if (target.type === "page") await fetch(`${devtools}/json/close/${target.id}`);
     const closedAt = Date.now();
-    say(`every page closed (fiber ${want}); waiting for Chromium to stop the worker`);
-    await until(
-      async () => (await workers()).length === 0,
-      values.running ? 420_000 : 120_000,
-      "the worker to stop",
-    );
+    say("every page closed; waiting for Chromium to stop the worker");
+    await until(async () => (await workers()).length === 0, 420_000, "the worker to stop");
     const stoppedAt = Date.now();
-    say(
-      `the worker was stopped by the browser ${Math.round((stoppedAt - closedAt) / 1000)} s after the last page closed`,
-    );
+    const stoppedAfter = Math.round((stoppedAt - closedAt) / 1000);
+    say(`the worker was stopped by the browser ${stoppedAfter} s after the last page closed`);
 
-    // ---- 3. a page opens again: the fiber resumes in a new worker and completes ----------------
+    // ---- 3. a page opens again: the fibers resume in a new worker and complete ----------------
     page = await openPage(devtools, `${origin}/`);
     const second = await page.evaluate("window.fiberline.heartbeat()");
     say(`a page is open again; worker ${second.instanceId}`);
-    const events = await page.evaluate(
-      `(async () => { const out = []; for await (const e of window.fiberline.events(${JSON.stringify(id)}, { after: 0 })) out.push(e); return out; })()`,
-      values.running ? 600_000 : 120_000,
-    );
-    const info = await page.evaluate(`window.fiberline.inspect(${JSON.stringify(id)})`);
-    page.close();
-
     const problems = [];
     if (second.instanceId === first.instanceId)
       problems.push("the worker instance is the same: it was never stopped");
-    const seqs = events.map((e) => e.seq);
-    if (seqs.some((s, i) => s !== i + 1)) problems.push(`seqs are not 1..N: ${seqs.join(",")}`);
-    const ticks = events.filter((e) => e.type === "tick").map((e) => e.data.i);
-    if (ticks.join(",") !== Array.from({ length: input.count }, (_, i) => i).join(","))
-      problems.push(`ticks ${ticks.join(",")}`);
-    const end = events.at(-1);
-    if (end?.type !== "fiber.end" || end.data.status !== "completed")
-      problems.push(`ended ${JSON.stringify(end)}`);
-    if (values.running) {
-      if (!events.some((e) => e.type === "fiber.recovered"))
-        problems.push("no fiber.recovered: it was never cut off");
-    } else {
-      const resumed = events.find((e) => e.type === "tick" && e.data.i === input.sleepAfter);
-      if (!resumed || resumed.at < stoppedAt) problems.push("the fiber woke before the worker was stopped");
-      if (info.journal.find((e) => e.kind === "sleep")?.status !== "completed")
-        problems.push("the sleep did not complete");
+    const summaries = [];
+    for (const subject of subjects) {
+      const id = JSON.stringify(subject.id);
+      const events = await page.evaluate(
+        `(async () => { const out = []; for await (const e of window.fiberline.events(${id}, { after: 0 })) out.push(e); return out; })()`,
+        values.running ? 420_000 : 120_000,
+      );
+      const info = await page.evaluate(`window.fiberline.inspect(${id})`);
+      const problem = (text) => problems.push(`${subject.name} fiber ${subject.id}: ${text}`);
+      const seqs = events.map((e) => e.seq);
+      if (seqs.some((seq, i) => seq !== i + 1)) problem(`seqs are not 1..N: ${seqs.join(",")}`);
+      const ticks = events.filter((e) => e.type === "tick");
+      const want = Array.from({ length: subject.input.count }, (_, i) => i).join(",");
+      if (ticks.map((e) => e.data.i).join(",") !== want)
+        problem(`ticks ${ticks.map((e) => e.data.i).join(",")}`);
+      const end = events.at(-1);
+      if (end?.type !== "fiber.end" || end.data.status !== "completed")
+        problem(`ended ${JSON.stringify(end)}`);
+      if (subject.name === "running") {
+        // Kept running with no page open past the idle timeout, then cut off by the stop.
+        if (!events.some((e) => e.type === "fiber.recovered"))
+          problem("no fiber.recovered: it was never cut off");
+        if (!ticks.some((e) => e.at > closedAt + 60_000 && e.at < stoppedAt))
+          problem("the worker was not kept alive for the running fiber once no page was open");
+        if (!ticks.some((e) => e.at > stoppedAt)) problem("it did not tick after the worker stopped");
+      } else {
+        const woke = ticks.find((e) => e.data.i === subject.input.sleepAfter);
+        if (!woke || woke.at < stoppedAt) problem("it woke before the worker was stopped");
+        if (info.journal.find((e) => e.kind === "sleep")?.status !== "completed")
+          problem("the sleep did not complete");
+      }
+      summaries.push(`${subject.name}: ${events.length} chunks, ${ticks.length} ticks`);
     }
-    const summary = `${events.length} chunks, ${ticks.length} ticks, worker stopped ${Math.round((stoppedAt - closedAt) / 1000)} s after the last page closed`;
+    page.close();
+    const summary = `${summaries.join("; ")}; worker stopped ${stoppedAfter} s after the last page closed`;
     if (problems.length > 0) {
       console.log(`lifetime FAILED (${summary}):\n  ${problems.join("\n  ")}`);
       process.exitCode = 1;
     } else {
       console.log(
-        `lifetime: fiber ${id} resumed in a new worker instance and completed; ${summary}; 1 passed, 0 failed`,
+        `lifetime: the fiber resumed in a new worker instance and completed (${summary})\n1 passed, 0 failed`,
       );
     }
   } catch (error) {
