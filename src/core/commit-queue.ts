@@ -4,11 +4,11 @@
  * One transaction per batch, never one per chunk under load; FIFO, so a write is durable only
  * after every write enqueued before it.
  *
- * A step's completion alone does not start a transaction: nothing waits on it, and FIFO makes it
- * durable with the next write (the next step's `started` entry, a chunk, the fiber's end) or, if
- * none comes in the current task, at the next macrotask. Flushing it at once gave a sequential
- * step loop two transactions per step (the completion of step n, then the start of step n+1);
- * riding along gives one.
+ * A deferred write (`{ defer: true }`, used for a step's completion) does not start a transaction
+ * by itself: nothing waits on it, and FIFO makes it durable with the next write (the next step's
+ * `started` entry, a chunk, the fiber's end) or, if none comes in the current task, at the next
+ * macrotask. Flushing it at once gave a sequential step loop two transactions per step (the
+ * completion of step n, then the start of step n+1); riding along gives one.
  */
 
 import type { Store, WriteGroup } from "../store/store";
@@ -47,16 +47,17 @@ export class CommitQueue {
   }
 
   /**
-   * Queues `group` for the next transaction.
+   * Queues `group` for the next transaction. With `defer`, the group waits for the next write or
+   * the end of the current task instead of starting a transaction of its own.
    *
    * Failure semantics: resolves once the group is durable; rejects with `FencedError` when the
    * fiber's generation moved on (nothing of the group was written), or with the store's error
    * (nothing of the batch was written).
    */
-  write(group: WriteGroup): Promise<void> {
+  write(group: WriteGroup, options: { defer?: boolean } = {}): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ group, resolve, reject });
-      if (isStepCompletion(group)) this.#scheduleLate();
+      if (options.defer) this.#scheduleLate();
       else this.#schedule();
     });
   }
@@ -143,20 +144,6 @@ export class CommitQueue {
       }
     }
   }
-}
-
-/** A group holding nothing but completed step entries: the deferred half of a step. */
-function isStepCompletion(group: WriteGroup): boolean {
-  return (
-    group.fiber === undefined &&
-    group.snapshot === undefined &&
-    group.clearJournal !== true &&
-    !group.chunks?.length &&
-    !group.consumeEvents?.length &&
-    group.journal !== undefined &&
-    group.journal.length > 0 &&
-    group.journal.every((entry) => entry.kind === "step" && entry.status === "completed")
-  );
 }
 
 /** Folds consecutive groups of the same fiber into one, keeping their order. */

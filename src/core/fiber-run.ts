@@ -6,7 +6,7 @@
 
 import type { Store, WriteGroup } from "../store/store";
 import type { CommitQueue } from "./commit-queue";
-import type { FiberContext, FiberDefinition, RetryPolicy, StepContext, StepOptions } from "./define";
+import type { FiberContext, FiberDefinition, StepContext, StepOptions } from "./define";
 import {
   CancelledError,
   deserializeError,
@@ -19,6 +19,7 @@ import {
   serializeError,
   TimeoutError,
 } from "./errors";
+import { type EndOutcome, type EndStatus, endGroup } from "./fiber-end";
 import type {
   FiberEvent,
   FiberRecord,
@@ -29,6 +30,7 @@ import type {
   RecoveryInfo,
   StreamChunk,
 } from "./records";
+import { abortableDelay, backoffMs, DEFAULT_RETRY, runAttempt } from "./step-attempt";
 import { assertArgument, assertStorable } from "./validate";
 
 /** What a run needs from its runtime. */
@@ -62,13 +64,6 @@ interface Waiter {
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
-
-const DEFAULT_RETRY: Required<RetryPolicy> = {
-  maxAttempts: 3,
-  backoff: "exponential",
-  initialDelayMs: 250,
-  maxDelayMs: 30_000,
-};
 
 /** Everything a run starts from, loaded by the runtime after a successful claim. */
 export interface RunState {
@@ -270,18 +265,27 @@ export class FiberRun {
       await this.#write({ journal: [started] });
       this.#assertLive();
       try {
-        const result = await this.#attempt(fn, options.timeoutMs, {
-          attempt,
-          idempotencyKey,
-          interrupted,
-          emitted: tries === 0 ? emitted : [],
-          pos,
-        });
+        const result = await runAttempt(
+          fn,
+          {
+            attempt,
+            idempotencyKey,
+            interrupted,
+            emitted: tries === 0 ? emitted : [],
+            emit: (type, data) => {
+              this.#assertLive();
+              this.#append(type, data, { step: pos });
+            },
+          },
+          this.#controller.signal,
+          options.timeoutMs,
+        );
         assertStorable(result, `result of step "${key}"`, this.#host.maxPayloadBytes);
         const done: JournalEntry = { ...started, status: "completed", result, endedAt: this.#host.now() };
         this.#journal.set(pos, done);
-        // Deferred: the next write of this fiber (or the fiber's end) carries it, FIFO.
-        this.#writeLater({ journal: [done] });
+        // Deferred: the next write (the next step's start, a chunk, the fiber's end) carries it,
+        // FIFO. A crash before then leaves the step `started`: it re-runs, interrupted.
+        this.#writeLater({ journal: [done] }, { defer: true });
         return result;
       } catch (error) {
         this.#assertLive();
@@ -308,60 +312,6 @@ export class FiberRun {
         this.#assertLive();
         interrupted = false;
       }
-    }
-  }
-
-  async #attempt<T>(
-    fn: (step: StepContext) => Promise<T> | T,
-    timeoutMs: number | undefined,
-    info: {
-      attempt: number;
-      idempotencyKey: string;
-      interrupted: boolean;
-      emitted: readonly FiberEvent[];
-      pos: number;
-    },
-  ): Promise<T> {
-    const controller = new AbortController();
-    const parent = this.#controller.signal;
-    const onAbort = () => controller.abort(parent.reason);
-    parent.addEventListener("abort", onAbort, { once: true });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stopped = new Promise<never>((_, reject) => {
-      controller.signal.addEventListener("abort", () => reject(controller.signal.reason), { once: true });
-      if (timeoutMs !== undefined) {
-        timer = setTimeout(
-          () =>
-            controller.abort(
-              new TimeoutError(
-                `Attempt ${info.attempt} of step ${info.idempotencyKey} ran past its ${timeoutMs} ms timeout.`,
-              ),
-            ),
-          timeoutMs,
-        );
-      }
-    });
-    try {
-      return await Promise.race([
-        Promise.resolve().then(() =>
-          fn({
-            attempt: info.attempt,
-            idempotencyKey: info.idempotencyKey,
-            interrupted: info.interrupted,
-            signal: controller.signal,
-            emitted: info.emitted,
-            emit: (type, data) => {
-              this.#assertLive();
-              this.#append(type, data, { step: info.pos });
-            },
-          }),
-        ),
-        stopped,
-      ]);
-    } finally {
-      clearTimeout(timer);
-      parent.removeEventListener("abort", onAbort);
-      if (!controller.signal.aborted) controller.abort(new CancelledError("The step attempt is over."));
     }
   }
 
@@ -680,38 +630,18 @@ export class FiberRun {
     void this.#end("failed", { error: serializeError(error) });
   }
 
-  async #end(
-    status: "completed" | "failed" | "cancelled",
-    outcome: { result?: unknown; error?: ReturnType<typeof serializeError> },
-  ): Promise<void> {
+  async #end(status: EndStatus, outcome: EndOutcome): Promise<void> {
     if (this.#state === "ended") return;
     this.#state = "ended";
     this.#clearWaiters(new CancelledError(`Fiber ${this.id} ended (${status}).`));
-    const at = this.#host.now();
-    const end: StreamChunk = {
-      fiberId: this.id,
-      seq: ++this.#streamHead,
-      type: "fiber.end",
-      data: { status, ...outcome },
-      at,
-    };
+    const group = endGroup(
+      { fiberId: this.id, generation: this.generation, seq: ++this.#streamHead },
+      status,
+      outcome,
+      this.#host.now(),
+    );
     try {
-      await this.#host.writer.write({
-        fiberId: this.id,
-        generation: this.generation,
-        fiber: {
-          status,
-          ...outcome,
-          endedAt: at,
-          updatedAt: at,
-          streamHead: end.seq,
-          owner: undefined,
-          leaseUntil: undefined,
-          wakeAt: undefined,
-          waitingFor: undefined,
-        },
-        chunks: [end],
-      });
+      await this.#host.writer.write(group);
     } catch (error) {
       this.#host.onRunEnded(this, { kind: "stopped", error });
       this.#markEnded();
@@ -760,17 +690,17 @@ export class FiberRun {
     return chunks.filter((c) => c.step === pos).map(({ seq, type, data, at }) => ({ seq, type, data, at }));
   }
 
-  #write(group: Omit<WriteGroup, "fiberId" | "generation">): Promise<void> {
+  #write(group: Omit<WriteGroup, "fiberId" | "generation">, options?: { defer?: boolean }): Promise<void> {
     return this.#host.writer
-      .write({ fiberId: this.id, generation: this.generation, ...group })
+      .write({ fiberId: this.id, generation: this.generation, ...group }, options)
       .catch((error) => {
         this.stop(error);
         throw error;
       });
   }
 
-  #writeLater(group: Omit<WriteGroup, "fiberId" | "generation">): void {
-    this.#write(group).catch(() => {
+  #writeLater(group: Omit<WriteGroup, "fiberId" | "generation">, options?: { defer?: boolean }): void {
+    this.#write(group, options).catch(() => {
       // stop() already ran; the handler sees the error at its next ctx call.
     });
   }
@@ -779,26 +709,6 @@ export class FiberRun {
 /** Whether a status is one a run can be in. */
 export function isRunnable(status: FiberStatus): boolean {
   return status === "running" || status === "sleeping" || status === "waiting";
-}
-
-function backoffMs(policy: Required<RetryPolicy>, retryIndex: number): number {
-  const base = policy.backoff === "fixed" ? policy.initialDelayMs : policy.initialDelayMs * 2 ** retryIndex;
-  return Math.min(base, policy.maxDelayMs);
-}
-
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 function describeError(error: unknown): string {

@@ -4,20 +4,18 @@
  * host, tests) create one with `createRuntime` and call `recover()` on every start.
  */
 
-import type { FiberQuery, Store, WriteGroup } from "../store/store";
+import type { FiberQuery, Store } from "../store/store";
 import { CommitQueue } from "./commit-queue";
 import type { FiberDefinition } from "./define";
 import {
   CancelledError,
-  deserializeError,
   FencedError,
   FiberlineError,
   FiberNotFoundError,
-  RecoveryExhaustedError,
   serializeError,
   UnknownFiberError,
-  VersionMismatchError,
 } from "./errors";
+import { endGroup } from "./fiber-end";
 import { FiberRun, type RunHost, type RunOutcome } from "./fiber-run";
 import { defaultLocks, type FiberLocks } from "./locks";
 import {
@@ -27,10 +25,11 @@ import {
   type InboxEvent,
   isTerminal,
   type JournalEntry,
-  type RecoveryInfo,
   type StreamChunk,
 } from "./records";
-import { ChunkInbox, StreamHub } from "./stream-hub";
+import { type PickupReason, planRun } from "./recovery-plan";
+import { StreamHub } from "./stream-hub";
+import { awaitResult, readStream, type StreamSource } from "./stream-reader";
 import { assertArgument, assertStorable, assertValidId } from "./validate";
 
 /** Options of `createRuntime`. */
@@ -136,7 +135,7 @@ export class Runtime {
   readonly #leaseMs: number;
   readonly #maxRecoveries: number;
   readonly #retentionMs: number;
-  readonly #pollIntervalMs: number;
+  readonly #streamSource: StreamSource;
   readonly #host: RunHost;
   #leaseTimer: ReturnType<typeof setInterval> | null = null;
   #collectTimer: ReturnType<typeof setInterval> | null = null;
@@ -161,7 +160,7 @@ export class Runtime {
     this.#leaseMs = options.leaseMs ?? 15_000;
     this.#maxRecoveries = options.maxRecoveries ?? 10;
     this.#retentionMs = options.retentionMs ?? 24 * 60 * 60 * 1000;
-    this.#pollIntervalMs = options.pollIntervalMs ?? 250;
+    this.#streamSource = { store: this.store, hub: this.#hub, pollIntervalMs: options.pollIntervalMs ?? 250 };
     this.#locks = options.locks ?? defaultLocks();
     this.#writer = new CommitQueue(this.store, (id, chunks) => this.#hub.publish(id, chunks));
     this.#host = {
@@ -274,50 +273,12 @@ export class Runtime {
     options: { after?: number; signal?: AbortSignal } = {},
   ): AsyncGenerator<FiberEvent> {
     assertValidId(id);
-    let cursor = options.after ?? 0;
+    const cursor = options.after ?? 0;
     assertArgument(
       Number.isInteger(cursor) && cursor >= 0,
       `events(id, { after }) needs an integer >= 0, got ${cursor}.`,
     );
-    const { signal } = options;
-    const inbox = new ChunkInbox();
-    const unsubscribe = this.#hub.subscribe(id, inbox.push);
-    try {
-      const record = await this.store.getFiber(id);
-      if (!record) throw new FiberNotFoundError(id);
-      let fromStore = true;
-      while (!signal?.aborted) {
-        let chunks: readonly StreamChunk[];
-        if (fromStore) {
-          inbox.take();
-          chunks = await this.store.readStream(id, cursor, 512);
-          fromStore = chunks.length === 512;
-        } else {
-          const live = inbox.take();
-          if (live.length > 0 && live[0] && live[0].seq > cursor + 1) {
-            // A gap (chunks published before we subscribed, or by a commit we missed): read storage.
-            fromStore = true;
-            continue;
-          }
-          chunks = live.filter((c) => c.seq > cursor);
-        }
-        for (const chunk of chunks) {
-          if (chunk.seq !== cursor + 1) {
-            fromStore = true;
-            break;
-          }
-          cursor = chunk.seq;
-          yield { seq: chunk.seq, type: chunk.type, data: chunk.data, at: chunk.at };
-          if (chunk.type === "fiber.end") return;
-        }
-        if (fromStore) continue;
-        await inbox.wait(this.#pollIntervalMs, signal);
-        // Nothing arrived live: another runtime may be writing this fiber, so look at storage.
-        if (inbox.size === 0) fromStore = true;
-      }
-    } finally {
-      unsubscribe();
-    }
+    yield* readStream(this.#streamSource, id, cursor, options.signal);
   }
 
   /** Sends an event to a fiber; a `waitForEvent` for `name` receives `payload` (buffered until then). */
@@ -379,22 +340,7 @@ export class Runtime {
   async result<Out>(fiber: StartResult<Out> | string): Promise<Out> {
     const id = typeof fiber === "string" ? fiber : fiber.id;
     assertValidId(id);
-    const inbox = new ChunkInbox();
-    const unsubscribe = this.#hub.subscribe(id, inbox.push);
-    try {
-      for (;;) {
-        const record = await this.store.getFiber(id);
-        if (!record) throw new FiberNotFoundError(id);
-        if (record.status === "completed") return record.result as Out;
-        if (record.status === "failed" || record.status === "cancelled") {
-          throw record.error ? deserializeError(record.error) : new CancelledError();
-        }
-        inbox.take();
-        await inbox.wait(this.#pollIntervalMs * 4);
-      }
-    } finally {
-      unsubscribe();
-    }
+    return (await awaitResult(this.#streamSource, id)) as Out;
   }
 
   /** The fiber's record, or `undefined`. */
@@ -523,7 +469,7 @@ export class Runtime {
     run.start();
   }
 
-  async #resume(id: string, reason: "recover" | "wake" | "event"): Promise<void> {
+  async #resume(id: string, reason: PickupReason): Promise<void> {
     if (this.#closed || this.#active.has(id) || this.#starting.has(id)) return;
     this.#starting.set(id, []);
     this.#clearWake(id);
@@ -559,16 +505,20 @@ export class Runtime {
         this.store.readSnapshot(id),
         this.store.readInbox(id),
       ]);
-      const state = await this.#prepare(
-        def,
+      const claimed = {
         record,
         journal,
-        snapshotRecord?.value,
-        snapshotRecord?.at,
+        snapshot: snapshotRecord?.value,
+        snapshotAt: snapshotRecord?.at,
         inbox,
-        reason,
-      );
-      if (!state) return;
+      };
+      const plan = await planRun(def, claimed, reason, this.#clock(), this.#maxRecoveries);
+      if (plan.kind === "end") {
+        await this.#endDirect(record, "failed", plan.error);
+        return;
+      }
+      await this.#writer.write(plan.group);
+      const state = plan.state;
       const pending = this.#starting.get(id) ?? [];
       this.#launch(def, state, release);
       release = null;
@@ -582,146 +532,10 @@ export class Runtime {
     }
   }
 
-  /**
-   * Turns a freshly claimed record into a run's starting state: for an interrupted fiber, checks
-   * its version and recovery budget, appends `fiber.recovered` and applies `onRecovered`.
-   * Returns null when the fiber was ended instead.
-   */
-  async #prepare(
-    def: FiberDefinition,
-    record: FiberRecord,
-    journal: JournalEntry[],
-    snapshot: unknown,
-    snapshotAt: number | undefined,
-    inbox: InboxEvent[],
-    reason: "recover" | "wake" | "event",
-  ): Promise<ConstructorParameters<typeof FiberRun>[2] | null> {
-    const now = this.#clock();
-    if (record.status !== "running") {
-      // A sleeping or waiting fiber woken on schedule: not a recovery.
-      const group: WriteGroup = {
-        fiberId: record.id,
-        generation: record.generation,
-        fiber: { status: "running", wakeAt: undefined, waitingFor: undefined, updatedAt: now },
-      };
-      await this.#writer.write(group);
-      return { record: { ...record, status: "running" }, journal, snapshot, inbox, recovery: null };
-    }
-    if (record.version !== def.version && !def.compatibleVersions.includes(record.version)) {
-      await this.#endDirect(
-        record,
-        "failed",
-        new VersionMismatchError(
-          "version_mismatch",
-          `Fiber ${record.id} was started by version "${record.version}" of "${record.name}" but this runtime has version "${def.version}". List "${record.version}" in compatibleVersions if the new code replays old journals identically.`,
-        ),
-      );
-      return null;
-    }
-    const settled = journal.filter((e) => e.status !== "started").length;
-    const mark = `${record.epoch}:${settled}:${record.emitOrdinal}:${snapshotAt ?? 0}`;
-    const stalled = mark === record.progressMark ? record.stalledRecoveries + 1 : 1;
-    const recovery: RecoveryInfo = {
-      reason: reason === "recover" ? "runner lost" : `runner lost (found on ${reason})`,
-      count: (record.recovery?.count ?? 0) + 1,
-      at: now,
-    };
-    const maxRecoveries = def.options.maxRecoveries ?? this.#maxRecoveries;
-    if (stalled > maxRecoveries) {
-      await this.#endDirect(
-        record,
-        "failed",
-        new RecoveryExhaustedError(
-          "recovery_exhausted",
-          `Fiber ${record.id} was recovered ${stalled} times in a row without progress (limit ${maxRecoveries}); it was failed so it cannot crash-loop. Inspect its journal to find the step that never finishes.`,
-        ),
-      );
-      return null;
-    }
-    let decision: "resume" | "restart" | "abort" = "resume";
-    if (def.options.onRecovered) {
-      try {
-        decision = await def.options.onRecovered({
-          id: record.id,
-          name: record.name,
-          input: record.input,
-          snapshot,
-          recovery,
-          journal,
-        });
-      } catch (error) {
-        await this.#endDirect(record, "failed", error);
-        return null;
-      }
-    }
-    if (decision === "abort") {
-      await this.#endDirect(
-        record,
-        "failed",
-        new FiberlineError(
-          "recovery_aborted",
-          `Fiber ${record.id} was interrupted and its onRecovered hook chose "abort".`,
-        ),
-      );
-      return null;
-    }
-    const seq = record.streamHead + 1;
-    const chunk: StreamChunk = {
-      fiberId: record.id,
-      seq,
-      type: "fiber.recovered",
-      data: { ...recovery, decision },
-      at: now,
-    };
-    const restart = decision === "restart";
-    const fiber: Partial<FiberRecord> = {
-      recovery,
-      stalledRecoveries: stalled,
-      progressMark: restart ? `${record.epoch + 1}:0:0:0` : mark,
-      streamHead: seq,
-      updatedAt: now,
-      ...(restart ? { epoch: record.epoch + 1, emitOrdinal: 0 } : {}),
-    };
-    await this.#writer.write({
-      fiberId: record.id,
-      generation: record.generation,
-      fiber,
-      chunks: [chunk],
-      ...(restart ? { clearJournal: true, snapshot: null } : {}),
-    });
-    const next: FiberRecord = { ...record, ...fiber };
-    return restart
-      ? { record: next, journal: [], snapshot: undefined, inbox, recovery }
-      : { record: next, journal, snapshot, inbox, recovery };
-  }
-
   /** Ends a fiber that has no run here (cancel, failed recovery), under the generation it was claimed with. */
   async #endDirect(record: FiberRecord, status: "failed" | "cancelled", error: unknown): Promise<void> {
-    const now = this.#clock();
-    const serialized = serializeError(error);
-    const end: StreamChunk = {
-      fiberId: record.id,
-      seq: record.streamHead + 1,
-      type: "fiber.end",
-      data: { status, error: serialized },
-      at: now,
-    };
-    await this.#writer.write({
-      fiberId: record.id,
-      generation: record.generation,
-      fiber: {
-        status,
-        error: serialized,
-        endedAt: now,
-        updatedAt: now,
-        streamHead: end.seq,
-        owner: undefined,
-        leaseUntil: undefined,
-        wakeAt: undefined,
-        waitingFor: undefined,
-      },
-      chunks: [end],
-    });
+    const fiber = { fiberId: record.id, generation: record.generation, seq: record.streamHead + 1 };
+    await this.#writer.write(endGroup(fiber, status, { error: serializeError(error) }, this.#clock()));
   }
 
   #runEnded(run: FiberRun, outcome: RunOutcome): void {

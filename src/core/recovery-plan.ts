@@ -1,0 +1,133 @@
+/**
+ * What to do with a fiber a runner has just claimed: a sleeping or waiting fiber woken on schedule
+ * simply runs again; an interrupted one is checked against its definition's version and its
+ * recovery budget, handed to `onRecovered`, and resumed, restarted or ended. Pure apart from the
+ * user's `onRecovered` hook; the runtime applies the plan.
+ */
+
+import type { WriteGroup } from "../store/store";
+import type { FiberDefinition, RecoveryDecision } from "./define";
+import { FiberlineError, RecoveryExhaustedError, VersionMismatchError } from "./errors";
+import type { RunState } from "./fiber-run";
+import type { FiberRecord, InboxEvent, JournalEntry, RecoveryInfo, StreamChunk } from "./records";
+
+/** A claimed fiber with everything it owns, as loaded from the store. */
+export interface ClaimedFiber {
+  record: FiberRecord;
+  journal: JournalEntry[];
+  snapshot: unknown;
+  snapshotAt: number | undefined;
+  inbox: InboxEvent[];
+}
+
+/** Run the fiber after writing `group`, or end it with `error`. */
+export type RunPlan = { kind: "run"; group: WriteGroup; state: RunState } | { kind: "end"; error: unknown };
+
+/** Why a runner is picking the fiber up. */
+export type PickupReason = "recover" | "wake" | "event";
+
+/**
+ * Plans the run of a freshly claimed fiber.
+ *
+ * Failure semantics: nothing is written here. For an interrupted fiber the plan's group appends
+ * `fiber.recovered`, records the recovery and, for "restart", clears journal and snapshot in the
+ * same transaction; a fiber recovered more than `maxRecoveries` times in a row with no new
+ * progress (settled journal entries, emits, stash) is ended with `recovery_exhausted`.
+ */
+export async function planRun(
+  def: FiberDefinition,
+  claimed: ClaimedFiber,
+  reason: PickupReason,
+  now: number,
+  maxRecoveries: number,
+): Promise<RunPlan> {
+  const { record, journal, snapshot, snapshotAt, inbox } = claimed;
+  const base = { fiberId: record.id, generation: record.generation };
+  if (record.status !== "running") {
+    // A sleeping or waiting fiber woken on schedule: not a recovery.
+    return {
+      kind: "run",
+      group: {
+        ...base,
+        fiber: { status: "running", wakeAt: undefined, waitingFor: undefined, updatedAt: now },
+      },
+      state: { record: { ...record, status: "running" }, journal, snapshot, inbox, recovery: null },
+    };
+  }
+  if (record.version !== def.version && !def.compatibleVersions.includes(record.version)) {
+    return {
+      kind: "end",
+      error: new VersionMismatchError(
+        "version_mismatch",
+        `Fiber ${record.id} was started by version "${record.version}" of "${record.name}" but this runtime has version "${def.version}". List "${record.version}" in compatibleVersions if the new code replays old journals identically.`,
+      ),
+    };
+  }
+  const settled = journal.filter((e) => e.status !== "started").length;
+  const mark = `${record.epoch}:${settled}:${record.emitOrdinal}:${snapshotAt ?? 0}`;
+  const stalled = mark === record.progressMark ? record.stalledRecoveries + 1 : 1;
+  const limit = def.options.maxRecoveries ?? maxRecoveries;
+  if (stalled > limit) {
+    return {
+      kind: "end",
+      error: new RecoveryExhaustedError(
+        "recovery_exhausted",
+        `Fiber ${record.id} was recovered ${stalled} times in a row without progress (limit ${limit}); it was failed so it cannot crash-loop. Inspect its journal to find the step that never finishes.`,
+      ),
+    };
+  }
+  const recovery: RecoveryInfo = {
+    reason: reason === "recover" ? "runner lost" : `runner lost (found on ${reason})`,
+    count: (record.recovery?.count ?? 0) + 1,
+    at: now,
+  };
+  let decision: RecoveryDecision = "resume";
+  if (def.options.onRecovered) {
+    try {
+      decision = await def.options.onRecovered({
+        id: record.id,
+        name: record.name,
+        input: record.input,
+        snapshot,
+        recovery,
+        journal,
+      });
+    } catch (error) {
+      return { kind: "end", error };
+    }
+  }
+  if (decision === "abort") {
+    return {
+      kind: "end",
+      error: new FiberlineError(
+        "recovery_aborted",
+        `Fiber ${record.id} was interrupted and its onRecovered hook chose "abort".`,
+      ),
+    };
+  }
+  const seq = record.streamHead + 1;
+  const chunk: StreamChunk = {
+    fiberId: record.id,
+    seq,
+    type: "fiber.recovered",
+    data: { ...recovery, decision },
+    at: now,
+  };
+  const restart = decision === "restart";
+  const fiber: Partial<FiberRecord> = {
+    recovery,
+    stalledRecoveries: stalled,
+    progressMark: restart ? `${record.epoch + 1}:0:0:0` : mark,
+    streamHead: seq,
+    updatedAt: now,
+    ...(restart ? { epoch: record.epoch + 1, emitOrdinal: 0 } : {}),
+  };
+  const next: FiberRecord = { ...record, ...fiber };
+  return {
+    kind: "run",
+    group: { ...base, fiber, chunks: [chunk], ...(restart ? { clearJournal: true, snapshot: null } : {}) },
+    state: restart
+      ? { record: next, journal: [], snapshot: undefined, inbox, recovery }
+      : { record: next, journal, snapshot, inbox, recovery },
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * Reading a fiber's durable stream and waiting for its end: replay from storage, then live chunks
+ * from the runtime's `StreamHub`, falling back to storage on any gap and, when nothing arrives, on
+ * a poll (another runtime may be writing the fiber). Used by `Runtime.events` and `Runtime.result`.
+ */
+
+import type { Store } from "../store/store";
+import { CancelledError, deserializeError, FiberNotFoundError } from "./errors";
+import type { FiberEvent, StreamChunk } from "./records";
+import { ChunkInbox, type StreamHub } from "./stream-hub";
+
+/** Where a reader reads from. */
+export interface StreamSource {
+  store: Store;
+  hub: StreamHub;
+  /** How long to wait for live chunks before looking at storage again. */
+  pollIntervalMs: number;
+}
+
+const PAGE = 512;
+
+/**
+ * Yields the chunks of fiber `id` with `seq > after`, each once and in order, ending after
+ * `fiber.end` or when `signal` aborts. Rejects with `fiber_not_found` for an unknown fiber.
+ */
+export async function* readStream(
+  source: StreamSource,
+  id: string,
+  after: number,
+  signal?: AbortSignal,
+): AsyncGenerator<FiberEvent> {
+  const { store, hub, pollIntervalMs } = source;
+  const inbox = new ChunkInbox();
+  // Subscribe before the first read, so nothing committed in between is missed.
+  const unsubscribe = hub.subscribe(id, inbox.push);
+  try {
+    if (!(await store.getFiber(id))) throw new FiberNotFoundError(id);
+    let cursor = after;
+    let fromStore = true;
+    while (!signal?.aborted) {
+      let chunks: readonly StreamChunk[];
+      if (fromStore) {
+        inbox.take();
+        chunks = await store.readStream(id, cursor, PAGE);
+        fromStore = chunks.length === PAGE;
+      } else {
+        const live = inbox.take();
+        if (live[0] && live[0].seq > cursor + 1) {
+          // A gap (chunks published before we subscribed, or by a commit we missed): read storage.
+          fromStore = true;
+          continue;
+        }
+        chunks = live.filter((c) => c.seq > cursor);
+      }
+      for (const chunk of chunks) {
+        if (chunk.seq !== cursor + 1) {
+          fromStore = true;
+          break;
+        }
+        cursor = chunk.seq;
+        yield { seq: chunk.seq, type: chunk.type, data: chunk.data, at: chunk.at };
+        if (chunk.type === "fiber.end") return;
+      }
+      if (fromStore) continue;
+      await inbox.wait(pollIntervalMs, signal);
+      // Nothing arrived live: another runtime may be writing this fiber, so look at storage.
+      if (inbox.size === 0) fromStore = true;
+    }
+  } finally {
+    unsubscribe();
+  }
+}
+
+/** Resolves with fiber `id`'s result once it completes; rejects with its error, class and `code` kept. */
+export async function awaitResult(source: StreamSource, id: string): Promise<unknown> {
+  const { store, hub, pollIntervalMs } = source;
+  const inbox = new ChunkInbox();
+  const unsubscribe = hub.subscribe(id, inbox.push);
+  try {
+    for (;;) {
+      const record = await store.getFiber(id);
+      if (!record) throw new FiberNotFoundError(id);
+      if (record.status === "completed") return record.result;
+      if (record.status === "failed" || record.status === "cancelled") {
+        throw record.error ? deserializeError(record.error) : new CancelledError();
+      }
+      inbox.take();
+      // Any chunk of this fiber (fiber.end among them) wakes us; the poll covers other runtimes.
+      await inbox.wait(pollIntervalMs * 4);
+    }
+  } finally {
+    unsubscribe();
+  }
+}
