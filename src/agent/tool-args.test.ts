@@ -1,0 +1,60 @@
+/**
+ * Tool-argument validation: what the model sends is parsed and checked against the tool's JSON
+ * Schema, and every problem is named so the model can correct itself.
+ */
+
+import { describe, expect, it } from "vitest";
+import { parseToolArguments } from "./tool-args";
+import type { JsonSchema } from "./types";
+
+const schema: JsonSchema = {
+  type: "object",
+  properties: {
+    path: { type: "string", minLength: 1 },
+    mode: { type: "string", enum: ["soft", "hard"] },
+    retries: { type: "integer", minimum: 0, maximum: 5 },
+    tags: { type: "array", items: { type: "string" } },
+  },
+  required: ["path"],
+  additionalProperties: false,
+};
+
+describe("parseToolArguments", () => {
+  it("accepts valid arguments and returns them parsed", () => {
+    expect(parseToolArguments('{"path":"a.txt","mode":"soft","retries":2,"tags":["x"]}', schema)).toEqual({
+      ok: true,
+      value: { path: "a.txt", mode: "soft", retries: 2, tags: ["x"] },
+    });
+  });
+
+  it("treats empty argument text as an empty object", () => {
+    expect(parseToolArguments("", { type: "object", properties: {} })).toEqual({ ok: true, value: {} });
+  });
+
+  it.each([
+    ['{"path": "a.txt"', /not valid JSON/],
+    ["[1, 2]", /must be a JSON object/],
+    ['"just a string"', /must be a JSON object/],
+    ["{}", /arguments\.path is required\./],
+    ['{"path": 7}', /arguments\.path must be string, got number\./],
+    ['{"path": ""}', /arguments\.path must have at least 1 characters\./],
+    ['{"path": "a", "mode": "medium"}', /arguments\.mode must be one of "soft", "hard"\./],
+    ['{"path": "a", "retries": 2.5}', /arguments\.retries must be integer, got number\./],
+    ['{"path": "a", "retries": 9}', /arguments\.retries must be <= 5\./],
+    ['{"path": "a", "tags": ["ok", 3]}', /arguments\.tags\[1\] must be string, got number\./],
+    ['{"path": "a", "force": true}', /arguments\.force is not an allowed property\./],
+  ])("rejects %s", (text, message) => {
+    const parsed = parseToolArguments(text, schema);
+    expect(parsed.ok).toBe(false);
+    if (!parsed.ok) expect(parsed.error).toMatch(message);
+  });
+
+  it("reports every problem at once", () => {
+    const parsed = parseToolArguments('{"mode": "x", "extra": 1}', schema);
+    expect(parsed).toEqual({
+      ok: false,
+      error:
+        'arguments.path is required. arguments.mode must be one of "soft", "hard". arguments.extra is not an allowed property.',
+    });
+  });
+});
