@@ -6,23 +6,18 @@
  * own browser (`npx playwright install chromium` on a machine that can download it).
  */
 
-import { existsSync } from "node:fs";
 import { playwright } from "@vitest/browser-playwright";
 import { defineConfig } from "vitest/config";
+import { chromiumArgs, findChromium } from "./scripts/find-chromium.mjs";
 
-const chromiumPath =
-  process.env.CHROMIUM_PATH ?? (existsSync("/usr/bin/chromium") ? "/usr/bin/chromium" : undefined);
-
-// Flags that let Chromium run as root in a container and keep it off the network.
-const chromiumArgs = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+/** The browser project's Chromium; the node project must load even where none is installed. */
+function chromiumPath(): string | undefined {
+  try {
+    return findChromium();
+  } catch {
+    return undefined; // Playwright then reports its own missing-browser error, if the project runs.
+  }
+}
 
 export default defineConfig({
   // Pre-bundled up front so the browser project does not reload mid-run when it first meets them.
@@ -51,7 +46,7 @@ export default defineConfig({
             enabled: true,
             headless: true,
             provider: playwright({
-              launchOptions: { executablePath: chromiumPath, args: chromiumArgs },
+              launchOptions: { executablePath: chromiumPath(), args: [...chromiumArgs] },
             }),
             instances: [{ browser: "chromium" }],
           },
