@@ -1,6 +1,7 @@
 /**
  * Retry timing for HTTP calls: `Retry-After` parsing, bounded exponential backoff with jitter,
- * and an abortable sleep. Used by the OpenAI-compatible provider before a response body is read.
+ * (the sleep itself is `src/core/sleep.ts`). Used by the OpenAI-compatible provider before a
+ * response body is read.
  */
 
 /**
@@ -24,23 +25,4 @@ export function backoffDelay(attempt: number, initialDelayMs: number, maxDelayMs
   const base = Math.min(initialDelayMs * 2 ** attempt, maxDelayMs);
   // Up to 25% jitter below the nominal delay, so clients that failed together retry apart.
   return Math.round(base * (1 - Math.random() * 0.25));
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
-export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -5,9 +5,10 @@
  */
 
 import { InvalidInputError } from "../core/errors";
+import { sleep } from "../core/sleep";
 import { SseParser } from "../core/sse";
 import { ModelError, type ModelErrorData } from "./errors";
-import { backoffDelay, parseRetryAfter, sleep } from "./http-retry";
+import { backoffDelay, parseRetryAfter } from "./http-retry";
 import { asRecord, ChunkAssembler, eventsFromCompletion, parseJson } from "./openai-chunks";
 import type { ChatMessage, ModelEvent, ModelProvider, ModelRequest, ToolSpec } from "./types";
 

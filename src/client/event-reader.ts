@@ -13,6 +13,7 @@ import {
   InvalidInputError,
 } from "../core/errors";
 import type { FiberEvent } from "../core/records";
+import { sleep } from "../core/sleep";
 import { readSse } from "../core/sse";
 import { AT_FIELD, type ErrorBody, EVENT_STREAM_TYPE, eventsUrl, HOST_HEADER } from "../sw/protocol";
 
@@ -199,21 +200,6 @@ function parseAt(raw: string | undefined): number {
 function backoff(failures: number, initial: number, max: number): number {
   const base = Math.min(max, initial * 2 ** (failures - 1));
   return Math.round(base / 2 + (Math.random() * base) / 2);
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 function describe(error: unknown): string {

@@ -30,7 +30,8 @@ import type {
   RecoveryInfo,
   StreamChunk,
 } from "./records";
-import { abortableDelay, backoffMs, DEFAULT_RETRY, runAttempt } from "./step-attempt";
+import { sleep } from "./sleep";
+import { backoffMs, DEFAULT_RETRY, runAttempt } from "./step-attempt";
 import { assertArgument, assertStorable } from "./validate";
 
 /** What a run needs from its runtime. */
@@ -308,7 +309,7 @@ export class FiberRun {
           this.#writeLater({ journal: [failed] });
           throw failure;
         }
-        await abortableDelay(backoffMs(policy, tries), this.#controller.signal);
+        await sleep(backoffMs(policy, tries), this.#controller.signal);
         this.#assertLive();
         interrupted = false;
       }

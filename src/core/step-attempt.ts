@@ -56,19 +56,3 @@ export function backoffMs(policy: Required<RetryPolicy>, retryIndex: number): nu
   const base = policy.backoff === "fixed" ? policy.initialDelayMs : policy.initialDelayMs * 2 ** retryIndex;
   return Math.min(base, policy.maxDelayMs);
 }
-
-/** Waits `ms`, or rejects with `signal`'s reason as soon as it aborts. */
-export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
