@@ -1,7 +1,7 @@
 /**
- * Retry timing for HTTP calls: `Retry-After` parsing, bounded exponential backoff with jitter,
- * (the sleep itself is `src/core/sleep.ts`). Used by the OpenAI-compatible provider before a
- * response body is read.
+ * Retry timing for HTTP calls: `Retry-After` parsing and bounded exponential backoff with jitter
+ * (the abortable sleep itself is `src/core/sleep.ts`). Used by the OpenAI-compatible provider
+ * before a response body is read.
  */
 
 /**
