@@ -216,16 +216,25 @@ async function resumeFromUrl() {
   const id = params.get("resume");
   if (!id) return null;
   await readyPromise;
+  const navigationStart = performance.timeOrigin;
+  const readyMs = performance.now();
+  const controlled = navigator.serviceWorker.controller !== null;
   const log = await readStream(id, {
     after: Number(params.get("after") ?? 0),
     onChunk: resumedTickStopper(),
+  }).catch(async (error: unknown) => {
+    // Say what the worker still holds: a lost fiber and a wiped database look different.
+    const info = await sw({ type: "bench/info" }).catch((e: unknown) => String(e));
+    throw new Error(`${String(error)}; the worker holds ${JSON.stringify(info)}`);
   });
-  const navigationStart = performance.timeOrigin;
   await sw({ type: "bench/cancel", id });
+  const timings = resumeTimings(log, navigationStart);
   return {
-    ...resumeTimings(log, navigationStart),
+    ...timings,
     navigationStart,
-    resumedTickAt: navigationStart + resumeTimings(log, navigationStart).resumedTickMs,
+    readyMs,
+    controlled,
+    resumedTickAt: navigationStart + timings.resumedTickMs,
   };
 }
 

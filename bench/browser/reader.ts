@@ -51,7 +51,12 @@ export async function readStream(id: string, options: ReadOptions = {}): Promise
           signal: options.signal ?? null,
         },
       );
-      if (!response.ok || !response.body) throw new Error(`stream answered ${response.status}`);
+      if (!response.ok || !response.body) {
+        const from = response.headers.has("x-fiberline")
+          ? "the Service Worker"
+          : "the network (no Service Worker)";
+        throw new Error(`stream answered ${response.status} from ${from}: ${await response.text()}`);
+      }
       for await (const message of readSse(response.body, options.signal)) {
         const chunk: Received = {
           seq: Number(message.id),

@@ -61,8 +61,15 @@ async function handle(message: ToServiceWorker): Promise<unknown> {
         await deleteDatabase(name);
       }
     }
-    case "bench/info":
-      return { durability, instanceId: host.info.instanceId, active: runtime.activeCount };
+    case "bench/info": {
+      const fibers = await runtime.list();
+      return {
+        durability,
+        instanceId: host.info.instanceId,
+        active: runtime.activeCount,
+        fibers: fibers.map((record) => `${record.name}:${record.status}`),
+      };
+    }
   }
 }
 

@@ -4,6 +4,8 @@
  * `report.mjs` turns them into table rows against the issue's targets.
  */
 
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { attachToTarget } from "./cdp.mjs";
 import { indexedDbBytes } from "./disk.mjs";
 import { percentile } from "./stats.mjs";
@@ -111,15 +113,20 @@ export async function b5(env) {
     env.browser = await env.launch([url]);
     const resumedPage = await findPage(env.browser.context, "resume=");
     await resumedPage.waitForFunction(() => window.bench !== undefined, null, { timeout: 15_000 });
-    const resumed = await resumedPage.evaluate(() => window.bench.resumed);
+    const resumed = await resumedPage
+      .evaluate(() => window.bench.resumed)
+      .catch((error) => {
+        throw new Error(`${error.message}\n${leveldbLogs(env.profile)}`);
+      });
     const totalMs = resumed.resumedTickAt - t0;
     runs.push({
       totalMs,
       navigationMs: resumed.navigationStart - t0,
+      readyMs: resumed.navigationStart + resumed.readyMs - t0,
       recoveredMs: resumed.navigationStart + resumed.recoveredMs - t0,
     });
     env.log(
-      `B5 run ${r + 1}: resumed tick ${totalMs.toFixed(0)} ms after relaunch (navigation at ${(resumed.navigationStart - t0).toFixed(0)} ms)`,
+      `B5 run ${r + 1}: resumed tick ${totalMs.toFixed(0)} ms after relaunch (navigation at ${(resumed.navigationStart - t0).toFixed(0)} ms, page ready at ${(resumed.navigationStart + resumed.readyMs - t0).toFixed(0)} ms, fiber.recovered at ${(resumed.navigationStart + resumed.recoveredMs - t0).toFixed(0)} ms)`,
     );
     // Carry on from a normal page of the new browser.
     env.page = resumedPage;
@@ -127,6 +134,23 @@ export async function b5(env) {
     await env.page.evaluate(() => window.bench.ready());
   }
   return runs;
+}
+
+/** The LevelDB LOG files of the profile's IndexedDB, for a failure report (recovery, corruption). */
+function leveldbLogs(profile) {
+  const root = join(profile, "Default", "IndexedDB");
+  const out = [];
+  try {
+    for (const dir of readdirSync(root)) {
+      for (const file of readdirSync(join(root, dir))) {
+        if (file.startsWith("LOG"))
+          out.push(`${dir}/${file}:\n${readFileSync(join(root, dir, file), "utf8")}`);
+      }
+    }
+  } catch (error) {
+    out.push(String(error));
+  }
+  return out.join("\n");
 }
 
 async function findPage(context, fragment) {

@@ -8,6 +8,7 @@ import { createRuntime, IdbStore, type Runtime } from "../../../src/index";
 import { delay, longJournal, probe, ticker, waiter } from "../fibers";
 import type { JobContext } from "../protocol";
 import { deleteDatabase, rawGetAll } from "../raw-idb";
+import { timedStore } from "../timed-store";
 import { uniqueName } from "./step-jobs";
 
 function openJournalDb(name: string): Promise<IDBDatabase> {
@@ -105,10 +106,12 @@ export async function b7(ctx: JobContext, params: { waiting: number; active: num
   await first.close();
   const store = new IdbStore({ name, durability: ctx.durability });
   await store.getFiber("warm-the-connection");
-  runtime = createRuntime({ store, fibers: [waiter, ticker] });
+  const timed = timedStore(store);
+  runtime = createRuntime({ store: timed.store, fibers: [waiter, ticker] });
   const t0 = performance.now();
   const summary = await runtime.recover();
   const recoverMs = performance.now() - t0;
+  const storeCalls = structuredClone(timed.stats);
   await delay(1_000);
   await ctx.checkpoint("recovered", { active: runtime.activeCount });
   probe.stop = true;
@@ -121,5 +124,6 @@ export async function b7(ctx: JobContext, params: { waiting: number; active: num
     scheduled: summary.scheduled.length,
     activeBefore: loaded.active,
     setupWaitingMs,
+    storeCalls,
   };
 }
