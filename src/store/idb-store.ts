@@ -49,6 +49,15 @@ export interface IdbStoreOptions {
 }
 
 type Db = FiberlineDatabase;
+
+/** A read waiting for the turn's shared readonly transaction. */
+interface PendingRead {
+  operation: string;
+  stores: Names[];
+  body: (tx: Tx<"readonly">) => Promise<unknown>;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
 type Names = StoreNames<FiberlineSchema>;
 type Tx<Mode extends IDBTransactionMode> = IDBPTransaction<FiberlineSchema, Names[], Mode>;
 
@@ -77,6 +86,7 @@ export class IdbStore implements Store {
   #opening: Promise<Db> | undefined;
   #connection: IDBDatabase | undefined;
   #closed = false;
+  #reads: PendingRead[] = [];
 
   constructor(options: IdbStoreOptions = {}) {
     this.name = options.name ?? "fiberline";
@@ -229,8 +239,44 @@ export class IdbStore implements Store {
     return value;
   }
 
+  /**
+   * Reads issued in the same turn share one readonly transaction (one consistent snapshot for all
+   * of them): `recover()` reads the inbox of every waiting fiber at once, and a transaction each
+   * costs far more than a request each.
+   */
   #read<T>(operation: string, stores: Names[], body: (tx: Tx<"readonly">) => Promise<T>): Promise<T> {
-    return this.#transact(operation, stores, "readonly", body);
+    return new Promise<T>((resolve, reject) => {
+      this.#reads.push({ operation, stores, body, resolve, reject } as PendingRead);
+      if (this.#reads.length === 1) queueMicrotask(() => this.#flushReads());
+    });
+  }
+
+  #flushReads(): void {
+    const batch = this.#reads;
+    this.#reads = [];
+    const alone = (read: PendingRead) =>
+      this.#transact(read.operation, read.stores, "readonly", read.body).then(read.resolve, read.reject);
+    const [only] = batch;
+    if (batch.length === 1 && only) {
+      void alone(only);
+      return;
+    }
+    const answered = new Set<PendingRead>();
+    const stores = [...new Set(batch.flatMap((read) => read.stores))];
+    this.#transact("read", stores, "readonly", (tx) =>
+      Promise.all(
+        batch.map((read) =>
+          read.body(tx).then((value) => {
+            answered.add(read);
+            read.resolve(value);
+          }),
+        ),
+      ),
+    ).catch(() => {
+      // The shared transaction failed (a request failed and aborted it, the connection closed):
+      // every read not answered yet runs alone, so each gets its own result or its own error.
+      for (const read of batch) if (!answered.has(read)) void alone(read);
+    });
   }
 
   #write<T>(operation: string, stores: Names[], body: (tx: Tx<"readwrite">) => Promise<T>): Promise<T> {
