@@ -20,7 +20,8 @@ export function timedStore(store: Store): { store: Store; stats: Record<string, 
       if (typeof value !== "function" || typeof property !== "string") return value;
       return (...args: unknown[]) => {
         const t0 = performance.now();
-        const entry = (stats[property] ??= { calls: 0, ms: 0 });
+        const entry = stats[property] ?? { calls: 0, ms: 0 };
+        stats[property] = entry;
         entry.calls++;
         const result = value.apply(target, args);
         if (result instanceof Promise) {

@@ -42,7 +42,7 @@ export async function launchChromium({ profile, cdpPort, urls = [] }) {
   const wsUrl = await waitForEndpoint(cdpPort, exited, () => stderr);
   launched.add(child.pid);
   void exited.then(() => launched.delete(child.pid));
-  const browser = await chromium.connectOverCDP(`http://127.0.0.1:${cdpPort}`);
+  const browser = await connect(cdpPort);
   const context = browser.contexts()[0];
   return {
     pid: child.pid,
@@ -63,6 +63,17 @@ export async function launchChromium({ profile, cdpPort, urls = [] }) {
       killGroup(child.pid);
     },
   };
+}
+
+/** `connectOverCDP`, retried: on a loaded machine the first attach now and then times out. */
+async function connect(port) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await chromium.connectOverCDP(`http://127.0.0.1:${port}`, { timeout: 15_000 });
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
 }
 
 /** Browsers this process started and that are still running, for `killLaunched`. */
