@@ -128,6 +128,16 @@ async function b3Latency(params: { n: number; interval: number; bytes: number })
   return { latencies };
 }
 
+/** B3 without the reader: the emitter's durable rate in the Service Worker. */
+function b3Durable(params: { n: number; burst: number; bytes: number }) {
+  return sw<{ chunksPerSec: number; transactions: number }>({
+    type: "bench/emit-durable",
+    n: params.n,
+    burst: params.burst,
+    text: chunkText(params.bytes),
+  });
+}
+
 function rawInServiceWorker(kind: "batched" | "single", count: number, bytes: number): Promise<number> {
   return sw<number>({ type: kind === "batched" ? "bench/raw-batched" : "bench/raw-single", count, bytes });
 }
@@ -266,6 +276,7 @@ const bench = {
   nextOf,
   b3Throughput,
   b3Latency,
+  b3Durable,
   rawInServiceWorker,
   tickerBegin,
   tickerSeq,

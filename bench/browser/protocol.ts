@@ -22,6 +22,7 @@ export type ToServiceWorker =
   | { type: "bench/cancel"; id: string }
   | { type: "bench/raw-batched"; count: number; bytes: number }
   | { type: "bench/raw-single"; count: number; bytes: number }
+  | { type: "bench/emit-durable"; n: number; burst: number; text: string }
   | { type: "bench/info" };
 
 /** The answer on the port: a value or an error message. */

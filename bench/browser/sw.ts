@@ -7,7 +7,7 @@
 
 import { createRuntime, IdbStore } from "../../src/index";
 import { createServiceWorkerHost } from "../../src/sw/index";
-import { benchFibers } from "./fibers";
+import { benchFibers, emitter } from "./fibers";
 import { isServiceWorkerMessage, type ServiceWorkerReply, type ToServiceWorker } from "./protocol";
 import {
   type Durability,
@@ -60,6 +60,19 @@ async function handle(message: ToServiceWorker): Promise<unknown> {
         db.close();
         await deleteDatabase(name);
       }
+    }
+    case "bench/emit-durable": {
+      // The emitter with nobody reading: how fast chunks become durable, without the stream.
+      await host.recovery;
+      const t0 = performance.now();
+      const before = { ...runtime.commitStats };
+      const fiber = await runtime.start(emitter, { n: message.n, burst: message.burst, text: message.text });
+      await runtime.result(fiber);
+      const seconds = (performance.now() - t0) / 1000;
+      return {
+        chunksPerSec: message.n / seconds,
+        transactions: runtime.commitStats.transactions - before.transactions,
+      };
     }
     case "bench/info": {
       const fibers = await runtime.list();

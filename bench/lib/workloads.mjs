@@ -59,6 +59,7 @@ export async function b3(env) {
   const n = env.quick ? 10_000 : 20_000;
   for (let r = 0; r < env.runs.b3; r++) {
     const stream = await env.page.evaluate((p) => window.bench.b3Throughput(p), { n, burst: 16, bytes: 200 });
+    const durable = await env.page.evaluate((p) => window.bench.b3Durable(p), { n, burst: 16, bytes: 200 });
     const batched = await env.page.evaluate((c) => window.bench.rawInServiceWorker("batched", c, 200), n);
     const perToken = await env.page.evaluate((c) => window.bench.rawInServiceWorker("single", c, 200), 1000);
     const latency = await env.page.evaluate((p) => window.bench.b3Latency(p), {
@@ -68,6 +69,8 @@ export async function b3(env) {
     });
     runs.push({
       chunksPerSec: stream.chunksPerSec,
+      durablePerSec: durable.chunksPerSec,
+      durableTransactions: durable.transactions,
       rawBatchedPerSec: batched,
       rawPerTokenPerSec: perToken,
       ratio: stream.chunksPerSec / batched,
@@ -75,7 +78,7 @@ export async function b3(env) {
       latencyP95: percentile(latency.latencies, 95),
     });
     env.log(
-      `B3 run ${r + 1}: ${Math.round(stream.chunksPerSec)} chunks/s (raw batched ${Math.round(batched)}/s), p50 ${percentile(latency.latencies, 50).toFixed(2)} ms`,
+      `B3 run ${r + 1}: ${Math.round(stream.chunksPerSec)} chunks/s delivered, ${Math.round(durable.chunksPerSec)}/s durable with no reader (${durable.transactions} transactions), raw batched ${Math.round(batched)}/s, p50 ${percentile(latency.latencies, 50).toFixed(2)} ms`,
     );
   }
   return runs;

@@ -74,7 +74,44 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
   let pos = 0;
   const engine = new IdbStore({ name, durability: ctx.durability });
   await engine.getFiber(id);
+  // A write-only fence, for comparison: rows keyed [fiberId, generation] with a unique index on
+  // fiberId, so a put carrying a stale generation fails with ConstraintError instead of needing
+  // a read first.
+  const fenceName = `${name}-fence`;
+  const fenceDb = await new Promise<IDBDatabase>((resolve, reject) => {
+    const r = indexedDB.open(fenceName, 1);
+    r.onupgradeneeded = () => {
+      const fences = r.result.createObjectStore("fences", { keyPath: ["fiberId", "generation"] });
+      fences.createIndex("fiber", "fiberId", { unique: true });
+      r.result.createObjectStore("journal", { keyPath: ["fiberId", "pos"] });
+    };
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+  {
+    const tx = fenceDb.transaction("fences", "readwrite");
+    for (const f of ids) tx.objectStore("fences").put({ fiberId: f, generation: 1 });
+    await done(tx);
+  }
+  // The write-only fence really fences: a stale generation aborts the transaction.
+  const staleFenceRejected = await (async () => {
+    const tx = fenceDb.transaction(["fences", "journal"], "readwrite", d);
+    tx.objectStore("fences").put({ fiberId: id, generation: 0 });
+    tx.objectStore("journal").put(entry(id, -1));
+    return done(tx).then(
+      () => false,
+      (error: unknown) => (error as DOMException | null)?.name === "ConstraintError",
+    );
+  })();
   const single: Record<string, () => Promise<void>> = {
+    fencePut2Commit: async () => {
+      const tx = fenceDb.transaction(["fences", "journal"], "readwrite", d);
+      tx.objectStore("fences").put({ fiberId: id, generation: 1 });
+      tx.objectStore("journal").put(entry(id, pos++));
+      tx.objectStore("journal").put(entry(id, pos++));
+      tx.commit();
+      await done(tx);
+    },
     put1: async () => {
       const tx = db.transaction(["journal"], "readwrite", d);
       tx.objectStore("journal").put(entry(id, pos++));
@@ -123,11 +160,45 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
       tx.commit();
       await done(tx);
     },
+    // A stash's commit: the fence read and the snapshot put, raw and through IdbStore.
+    getAndPutSnapshotCommit: async () => {
+      const tx = db.transaction(["fibers", "snapshots"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
+      tx.objectStore("snapshots").put({
+        fiberId: id,
+        value: { i: pos++, pad: "x".repeat(90) },
+        at: Date.now(),
+      });
+      await read;
+      tx.commit();
+      await done(tx);
+    },
+    engineStash1: async () => {
+      await engine.commit([
+        {
+          fiberId: id,
+          generation: 1,
+          snapshot: { fiberId: id, value: { i: pos++, pad: "x".repeat(90) }, at: Date.now() },
+        },
+      ]);
+    },
     engineCommit1: async () => {
       await engine.commit([{ fiberId: id, generation: 1, journal: [entry(id, pos++), entry(id, pos++)] }]);
     },
   };
   const batch: Record<string, () => Promise<void>> = {
+    batchFencePutsAndPuts: async () => {
+      const tx = fenceDb.transaction(["fences", "journal"], "readwrite", d);
+      const fences = tx.objectStore("fences");
+      const j = tx.objectStore("journal");
+      for (const f of ids) {
+        fences.put({ fiberId: f, generation: 1 });
+        j.put(entry(f, pos++));
+        j.put(entry(f, pos++));
+      }
+      tx.commit();
+      await done(tx);
+    },
     batchPuts: async () => {
       const tx = db.transaction(["journal"], "readwrite", d);
       const j = tx.objectStore("journal");
@@ -187,6 +258,9 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
   await run(single, params.reps);
   await run(batch, Math.max(5, Math.floor(params.reps / 15)));
   db.close();
+  fenceDb.close();
+  await deleteDatabase(fenceName);
+  out.staleFenceRejected = staleFenceRejected ? 1 : 0;
   await engine.close();
   await deleteDatabase(name);
   return out;
