@@ -1,11 +1,11 @@
 /**
- * The page's reader of a fiber's event stream through the Service Worker: `fetch` the SSE route
- * from `after`, and on a network error (the worker stopped, the browser restarted it)
- * reconnect at once with `after = last seq seen`, as `fiberline/client` does. It records when each
- * connection starts and when each chunk arrives, which is what B3, B4 and B5 measure.
+ * The page's reader of a fiber's event stream through the Service Worker: `fiberline/client`'s
+ * `readFiberEvents` (fetch + SSE, reconnecting with `after = last seq seen` and its own backoff),
+ * instrumented to record when each connection starts, when each failure is noticed and when
+ * each chunk arrives, which is what B3, B4 and B5 measure.
  */
 
-import { readSse } from "../../src/core/sse";
+import { readFiberEvents } from "../../src/client/index";
 import { now } from "./fibers";
 
 /** One chunk as the page received it. */
@@ -29,9 +29,9 @@ export interface ReadOptions {
 /** What a read did. */
 export interface ReadLog {
   chunks: Received[];
-  /** Absolute start time of each connection attempt. */
+  /** Absolute start time of each connection attempt (each `fetch` of the stream). */
   connects: number[];
-  /** Absolute time each connection failed. */
+  /** Absolute time each broken connection was noticed. */
   failures: number[];
   lastSeq: number;
 }
@@ -39,42 +39,34 @@ export interface ReadLog {
 /** Reads `id`'s stream until `fiber.end`, `onChunk` says stop, or `signal` aborts. */
 export async function readStream(id: string, options: ReadOptions = {}): Promise<ReadLog> {
   const log: ReadLog = { chunks: [], connects: [], failures: [], lastSeq: options.after ?? 0 };
-  for (;;) {
-    if (options.signal?.aborted) return log;
-    const connection = log.connects.length;
+  const timedFetch: typeof fetch = (input, init) => {
     log.connects.push(now());
-    try {
-      const response = await fetch(
-        `/__fiberline/fibers/${encodeURIComponent(id)}/events?after=${log.lastSeq}`,
-        {
-          headers: { accept: "text/event-stream" },
-          signal: options.signal ?? null,
-        },
-      );
-      if (!response.ok || !response.body) {
-        const from = response.headers.has("x-fiberline")
-          ? "the Service Worker"
-          : "the network (no Service Worker)";
-        throw new Error(`stream answered ${response.status} from ${from}: ${await response.text()}`);
-      }
-      for await (const message of readSse(response.body, options.signal)) {
-        const chunk: Received = {
-          seq: Number(message.id),
-          type: message.event,
-          data: JSON.parse(message.data),
-          at: now(),
-          connection,
-        };
-        if (chunk.seq <= log.lastSeq) continue;
-        log.lastSeq = chunk.seq;
-        log.chunks.push(chunk);
-        if (options.onChunk?.(chunk) === true || chunk.type === "fiber.end") return log;
-      }
-    } catch (error) {
-      if (options.signal?.aborted) return log;
-      if (!(error instanceof TypeError)) throw error;
-      // A network error: the worker was stopped. Reconnect at once from the last seq.
+    return fetch(input, init);
+  };
+  const events = readFiberEvents(id, {
+    prefix: "/__fiberline",
+    after: log.lastSeq,
+    fetch: timedFetch,
+    onReconnect: () => {
       log.failures.push(now());
+    },
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  try {
+    for await (const event of events) {
+      const chunk: Received = {
+        seq: event.seq,
+        type: event.type,
+        data: event.data as Received["data"],
+        at: now(),
+        connection: log.connects.length - 1,
+      };
+      log.lastSeq = chunk.seq;
+      log.chunks.push(chunk);
+      if (options.onChunk?.(chunk) === true) break;
     }
+  } catch (error) {
+    if (!options.signal?.aborted) throw error;
   }
+  return log;
 }
