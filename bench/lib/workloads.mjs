@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { attachToTarget } from "./cdp.mjs";
 import { indexedDbBytes } from "./disk.mjs";
+import { fiberIndexBytes, rowBytes } from "./row-size.mjs";
 import { percentile } from "./stats.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -223,7 +224,8 @@ export async function b8(env) {
   const n = env.quick ? 1000 : 2000;
   const size = 1024;
   for (let r = 0; r < env.runs.b8; r++) {
-    const perRow = {};
+    const written = {};
+    const stored = {};
     let steps;
     for (const [i, phase] of ["raw", "steps", "chunks"].entries()) {
       const port = env.diskPorts[i];
@@ -231,26 +233,40 @@ export async function b8(env) {
       await page.goto(`http://127.0.0.1:${port}/?nosw=1&durability=${env.durability}`);
       const dir = `http_127.0.0.1_${port}`;
       const bytes = {};
-      const job = await runJob(page, "b8", { phase, n, size, retentionMs: 1000 }, async (name) => {
+      const job = await runJob(page, "b8", { phase, n, size, retentionMs: 1000 }, async (name, data) => {
         // Let the backend finish writing its log before reading sizes.
         await sleep(300);
         bytes[name] = indexedDbBytes(env.profile, dir);
+        if (name === "written") stored[phase] = storedBytes(data.rows) / n;
       });
       await page.close();
-      perRow[phase] = (bytes.written - bytes.opened) / n;
+      written[phase] = (bytes.written - bytes.opened) / n;
       if (phase === "steps") steps = job;
     }
     runs.push({
       payload: size,
-      rawOverhead: perRow.raw - size,
-      stepOverhead: perRow.steps - size,
-      chunkOverhead: perRow.chunks - size,
+      rawOverhead: stored.raw - size,
+      stepOverhead: stored.steps - size,
+      chunkOverhead: stored.chunks - size,
+      rawWrittenOverhead: written.raw - size,
+      stepWrittenOverhead: written.steps - size,
+      chunkWrittenOverhead: written.chunks - size,
       collected: steps.collected,
       left: steps.left,
     });
     env.log(
-      `B8 run ${r + 1}: per step payload+${(perRow.steps - size).toFixed(0)} B, per chunk payload+${(perRow.chunks - size).toFixed(0)} B, raw row payload+${(perRow.raw - size).toFixed(0)} B; collected ${steps.collected}`,
+      `B8 run ${r + 1}: stored per step payload+${(stored.steps - size).toFixed(0)} B, per chunk payload+${(stored.chunks - size).toFixed(0)} B, raw row payload+${(stored.raw - size).toFixed(0)} B; as written ${(written.steps - size).toFixed(0)} / ${(written.chunks - size).toFixed(0)} / ${(written.raw - size).toFixed(0)} B; collected ${steps.collected}`,
     );
   }
   return runs;
+}
+
+/** Bytes of a phase's rows as stored (see row-size.mjs), index entries of fiber records included. */
+function storedBytes(rows) {
+  let total = 0;
+  for (const row of rows) {
+    total += rowBytes(row.key, row.value);
+    if (row.store === "fibers") total += fiberIndexBytes(row.value);
+  }
+  return total;
 }

@@ -3,8 +3,9 @@
  * separate port for each, so each phase has its own IndexedDB directory and nothing else writes
  * to it): raw rows of a random payload, engine steps returning that payload, engine chunks
  * carrying it. Payloads are random (incompressible) text, so the backend's compression cannot
- * hide overhead. The harness measures the origin's directory at the checkpoints; the steps phase
- * also checks that terminal fibers are collected after their retention.
+ * hide overhead. The harness measures the origin's directory at the checkpoints, and sizes the rows
+ * each phase left as they are stored once the backend has compacted its log; the engine phases
+ * also check that terminal fibers are collected after their retention.
  */
 
 import { createRuntime, IdbStore } from "../../../src/index";
@@ -32,8 +33,18 @@ export async function b8(
         tx.onabort = () => reject(tx.error);
       });
     }
+    const rows = await new Promise<unknown[]>((resolve, reject) => {
+      const request = raw.transaction("rows").objectStore("rows").getAll();
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
     raw.close();
-    await ctx.checkpoint("written");
+    await ctx.checkpoint("written", {
+      rows: rows.map((value) => {
+        const row = value as { fiberId: string; n: number };
+        return { store: "rows", key: [row.fiberId, row.n], value };
+      }),
+    });
     return {};
   }
 
@@ -50,7 +61,17 @@ export async function b8(
       ? await runtime.start(diskStepper, { n: params.n, size: params.size, batch: 100 })
       : await runtime.start(diskEmitter, { n: params.n, size: params.size, burst: 100 });
   await runtime.result(fiber);
-  await ctx.checkpoint("written");
+  // Every row the fiber left, for the harness to size as stored (serialized value + encoded key).
+  const record = await store.getFiber(fiber.id);
+  const journal = await store.readJournal(fiber.id);
+  const chunks = await store.readStream(fiber.id, 0);
+  await ctx.checkpoint("written", {
+    rows: [
+      { store: "fibers", key: fiber.id, value: record },
+      ...journal.map((entry) => ({ store: "journal", key: [entry.fiberId, entry.pos], value: entry })),
+      ...chunks.map((chunk) => ({ store: "chunks", key: [chunk.fiberId, chunk.seq], value: chunk })),
+    ],
+  });
 
   await delay(params.retentionMs + 50);
   const collected = await runtime.collect();

@@ -1,0 +1,48 @@
+/**
+ * The size of an IndexedDB row as Chromium stores it once its LevelDB log is compacted: the
+ * structured-clone bytes of the value (V8's serializer, which Blink uses, plus Blink's few-byte
+ * envelope) and the encoded key (Chromium's IndexedDB key coding: a type byte, varint lengths,
+ * strings as UTF-16, numbers as 8-byte doubles), plus the LevelDB key prefix (database, object
+ * store and index ids) and the value's version prefix. B8's steady-state rows use it; it leaves
+ * out LevelDB's block framing and its compression (which would shrink field names and keys).
+ */
+
+import { serialize } from "node:v8";
+
+/** Bytes of Blink's envelope around V8's serialization, of the LevelDB key prefix and of the value's version varint. */
+const BLINK_ENVELOPE = 3;
+const KEY_PREFIX = 4;
+const VALUE_PREFIX = 1;
+
+function varintBytes(n) {
+  let bytes = 1;
+  let x = n;
+  while (x >= 0x80) {
+    x = Math.floor(x / 0x80);
+    bytes++;
+  }
+  return bytes;
+}
+
+/** Bytes of Chromium's encoding of an IndexedDB key. */
+export function keyBytes(key) {
+  if (Array.isArray(key)) return 1 + varintBytes(key.length) + key.reduce((sum, k) => sum + keyBytes(k), 0);
+  if (typeof key === "string") return 1 + varintBytes(key.length) + 2 * key.length;
+  if (typeof key === "number") return 1 + 8;
+  throw new Error(`unsupported key ${JSON.stringify(key)}`);
+}
+
+/** Bytes of one stored row: prefix + key, version + serialized value. */
+export function rowBytes(key, value) {
+  return KEY_PREFIX + keyBytes(key) + VALUE_PREFIX + BLINK_ENVELOPE + serialize(value).length;
+}
+
+/** Bytes of the fibers store's index entries for a record (status, createdAt, idempotencyKey): index key + primary key. */
+export function fiberIndexBytes(record) {
+  let total = 0;
+  for (const field of ["status", "createdAt", "idempotencyKey"]) {
+    if (record[field] === undefined) continue;
+    total += KEY_PREFIX + keyBytes(record[field]) + keyBytes(record.id) + VALUE_PREFIX;
+  }
+  return total;
+}
