@@ -225,9 +225,11 @@ async function resumeFromUrl() {
   const params = new URLSearchParams(location.search);
   const id = params.get("resume");
   if (!id) return null;
+  const scriptMs = performance.now();
   await readyPromise;
   const navigationStart = performance.timeOrigin;
   const readyMs = performance.now();
+  const navigation = performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming | undefined;
   const controlled = navigator.serviceWorker.controller !== null;
   const log = await readStream(id, {
     after: Number(params.get("after") ?? 0),
@@ -243,6 +245,9 @@ async function resumeFromUrl() {
     ...timings,
     navigationStart,
     readyMs,
+    scriptMs,
+    responseEndMs: navigation?.responseEnd ?? Number.NaN,
+    workerStartMs: navigation?.workerStart ?? Number.NaN,
     controlled,
     resumedTickAt: navigationStart + timings.resumedTickMs,
   };

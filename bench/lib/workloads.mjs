@@ -127,6 +127,13 @@ export async function b5(env) {
       totalMs,
       navigationMs: resumed.navigationStart - t0,
       readyMs: resumed.navigationStart + resumed.readyMs - t0,
+      page: {
+        workerStart: resumed.workerStartMs,
+        responseEnd: resumed.responseEndMs,
+        scriptRuns: resumed.scriptMs,
+        ready: resumed.readyMs,
+        recovered: resumed.recoveredMs,
+      },
       recoveredMs: resumed.navigationStart + resumed.recoveredMs - t0,
     });
     env.log(
