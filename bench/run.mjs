@@ -141,10 +141,7 @@ async function main() {
     comparedWith: comparable?.date ?? null,
   };
   mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(
-    join(resultsDir, `${date}${quick ? "-quick" : ""}.json`),
-    `${JSON.stringify(report, null, 2)}\n`,
-  );
+  writeFileSync(join(resultsDir, `${date}${suffix}`), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(latestPath, `${JSON.stringify(report, null, 2)}\n`);
 
   const table = markdownTable(rows);
