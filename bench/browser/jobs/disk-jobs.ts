@@ -11,7 +11,7 @@
 import { createRuntime, IdbStore } from "../../../src/index";
 import { delay, diskEmitter, diskStepper } from "../fibers";
 import type { JobContext } from "../protocol";
-import { openRaw, randomText } from "../raw-idb";
+import { deleteDatabase, openRaw, randomText } from "../raw-idb";
 
 type Phase = "raw" | "steps" | "chunks";
 
@@ -21,7 +21,9 @@ export async function b8(
   params: { phase: Phase; n: number; size: number; retentionMs: number },
 ) {
   if (params.phase === "raw") {
-    const raw = await openRaw("b8-raw");
+    // A database of its own per run: earlier runs' rows must not count.
+    const rawName = `b8-raw-${crypto.randomUUID().slice(0, 8)}`;
+    const raw = await openRaw(rawName);
     await ctx.checkpoint("opened");
     for (let i = 0; i < params.n; i += 100) {
       const tx = raw.transaction("rows", "readwrite", { durability: ctx.durability });
@@ -45,6 +47,7 @@ export async function b8(
         return { store: "rows", key: [row.fiberId, row.n], value };
       }),
     });
+    await deleteDatabase(rawName);
     return {};
   }
 
