@@ -336,6 +336,27 @@ describe("streams", () => {
     await expect(collect(rt, "unknown-fiber")).rejects.toBeInstanceOf(FiberNotFoundError);
   });
 
+  it("serves the same stream in batches of what is available at once", async () => {
+    const burst = defineFiber("burst", {
+      async run(ctx) {
+        for (let i = 0; i < 50; i++) ctx.emit("token", { i });
+        await ctx.step("after", () => "done");
+        return "ok";
+      },
+    });
+    const rt = runtime({ fibers: [burst] });
+    const fiber = await rt.start(burst, {});
+    await rt.result(fiber);
+    const batches: FiberEvent[][] = [];
+    for await (const batch of rt.eventBatches(fiber.id, { after: 0 })) batches.push(batch);
+    expect(batches.flat()).toEqual(await collect(rt, fiber.id));
+    expect(batches.length).toBeLessThan(batches.flat().length);
+    expect(batches.at(-1)?.at(-1)?.type).toBe("fiber.end");
+    const tail: FiberEvent[][] = [];
+    for await (const batch of rt.eventBatches(fiber.id, { after: 50 })) tail.push(batch);
+    expect(tail.flat().map((e) => e.seq)).toEqual([51, 52]);
+  });
+
   it("rejects reserved chunk types", async () => {
     const sneaky = defineFiber("sneaky", {
       async run(ctx) {

@@ -29,7 +29,7 @@ import {
 } from "./records";
 import { type PickupReason, planRun } from "./recovery-plan";
 import { StreamHub } from "./stream-hub";
-import { awaitResult, readStream, type StreamSource } from "./stream-reader";
+import { awaitResult, readStream, readStreamBatches, type StreamSource } from "./stream-reader";
 import { assertArgument, assertStorable, assertValidId } from "./validate";
 
 /** Options of `createRuntime`. */
@@ -279,6 +279,23 @@ export class Runtime {
       `events(id, { after }) needs an integer >= 0, got ${cursor}.`,
     );
     yield* readStream(this.#streamSource, id, cursor, options.signal);
+  }
+
+  /**
+   * The same stream as `events`, in batches of whatever is available at once, so a transport (the
+   * Service Worker's event-stream route) can send each batch in one write.
+   */
+  async *eventBatches(
+    id: string,
+    options: { after?: number; signal?: AbortSignal } = {},
+  ): AsyncGenerator<FiberEvent[]> {
+    assertValidId(id);
+    const cursor = options.after ?? 0;
+    assertArgument(
+      Number.isInteger(cursor) && cursor >= 0,
+      `eventBatches(id, { after }) needs an integer >= 0, got ${cursor}.`,
+    );
+    yield* readStreamBatches(this.#streamSource, id, cursor, options.signal);
   }
 
   /** Sends an event to a fiber; a `waitForEvent` for `name` receives `payload` (buffered until then). */

@@ -29,6 +29,19 @@ export async function* readStream(
   after: number,
   signal?: AbortSignal,
 ): AsyncGenerator<FiberEvent> {
+  for await (const batch of readStreamBatches(source, id, after, signal)) yield* batch;
+}
+
+/**
+ * The same stream as `readStream`, in batches of whatever is available at once (a page of storage,
+ * or the chunks one commit made durable), so a transport can send each batch in one write.
+ */
+export async function* readStreamBatches(
+  source: StreamSource,
+  id: string,
+  after: number,
+  signal?: AbortSignal,
+): AsyncGenerator<FiberEvent[]> {
   const { store, hub, pollIntervalMs } = source;
   const inbox = new ChunkInbox();
   // Subscribe before the first read, so nothing committed in between is missed.
@@ -52,15 +65,22 @@ export async function* readStream(
         }
         chunks = live.filter((c) => c.seq > cursor);
       }
+      const batch: FiberEvent[] = [];
+      let ended = false;
       for (const chunk of chunks) {
         if (chunk.seq !== cursor + 1) {
           fromStore = true;
           break;
         }
         cursor = chunk.seq;
-        yield { seq: chunk.seq, type: chunk.type, data: chunk.data, at: chunk.at };
-        if (chunk.type === "fiber.end") return;
+        batch.push({ seq: chunk.seq, type: chunk.type, data: chunk.data, at: chunk.at });
+        if (chunk.type === "fiber.end") {
+          ended = true;
+          break;
+        }
       }
+      if (batch.length > 0) yield batch;
+      if (ended) return;
       if (fromStore) continue;
       await inbox.wait(pollIntervalMs, signal);
       // Nothing arrived live: another runtime may be writing this fiber, so look at storage.

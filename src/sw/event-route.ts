@@ -1,6 +1,6 @@
 /**
  * The event-stream route of the Service Worker host: `GET {prefix}/fibers/:id/events` answered
- * from `runtime.events()` as `text/event-stream`. A plain `Request -> Response` function, so it
+ * from `runtime.eventBatches()` as `text/event-stream`. A plain `Request -> Response` function, so it
  * runs (and is tested) anywhere `Request`, `Response` and `ReadableStream` exist.
  */
 
@@ -120,7 +120,8 @@ function streamBody(
   onStream: EventRouteOptions["onStream"],
 ): ReadableStream<Uint8Array> {
   const abort = new AbortController();
-  const events = runtime.events(id, { after, signal: abort.signal });
+  // Batches: every chunk available at once goes out in one encode and one enqueue.
+  const batches = runtime.eventBatches(id, { after, signal: abort.signal });
   let finish!: () => void;
   const ended = new Promise<void>((resolve) => {
     finish = resolve;
@@ -129,13 +130,13 @@ function streamBody(
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        const next = await events.next();
+        const next = await batches.next();
         if (next.done) {
           controller.close();
           finish();
           return;
         }
-        controller.enqueue(encoder.encode(frame(next.value)));
+        controller.enqueue(encoder.encode(next.value.map(frame).join("")));
       } catch (error) {
         controller.error(error);
         finish();
@@ -144,7 +145,7 @@ function streamBody(
     cancel() {
       // The reader went away (page closed, reader aborted, reconnect).
       abort.abort();
-      events.return(undefined).catch(() => {});
+      batches.return(undefined).catch(() => {});
       finish();
     },
   });
