@@ -131,11 +131,68 @@ function TickerProgress({ fiber }: { fiber: FiberRecord }): ReactNode {
   );
 }
 
-function TickerCard(): ReactNode {
+/** The start form both lab cards share: how many, how slow, and the error of the last start. */
+function LabStartForm(props: {
+  fiber: "lab.ticker" | "lab.effects";
+  countLabel: string;
+  intervalLabel: string;
+  initial: { count: number; intervalMs: number };
+  submitLabel: string;
+  submitTestId: string;
+}): ReactNode {
   const client = useClient();
-  const [count, setCount] = useState(50);
-  const [intervalMs, setIntervalMs] = useState(200);
+  const [count, setCount] = useState(props.initial.count);
+  const [intervalMs, setIntervalMs] = useState(props.initial.intervalMs);
   const [problem, setProblem] = useState<string | null>(null);
+  return (
+    <>
+      <form
+        className="lab-form"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          setProblem(null);
+          try {
+            await client.start(props.fiber, { count, intervalMs });
+          } catch (error) {
+            setProblem(error instanceof Error ? error.message : String(error));
+          }
+        }}
+      >
+        <label className="field">
+          <span>{props.countLabel}</span>
+          <input
+            type="number"
+            min={1}
+            max={5000}
+            value={count}
+            onChange={(e) => setCount(Number(e.target.value))}
+          />
+        </label>
+        <label className="field">
+          <span>{props.intervalLabel}</span>
+          <input
+            type="number"
+            min={0}
+            max={10000}
+            step={50}
+            value={intervalMs}
+            onChange={(e) => setIntervalMs(Number(e.target.value))}
+          />
+        </label>
+        <button type="submit" className="button primary" data-testid={props.submitTestId}>
+          {props.submitLabel}
+        </button>
+      </form>
+      {problem && (
+        <p className="form-error" role="alert">
+          {problem}
+        </p>
+      )}
+    </>
+  );
+}
+
+function TickerCard(): ReactNode {
   const runs = useLabRuns("lab.ticker").slice(0, 5);
   return (
     <section className="panel" aria-labelledby="ticker-heading">
@@ -146,48 +203,14 @@ function TickerCard(): ReactNode {
         Each tick is a journaled step followed by a <code>tick</code> chunk. Interrupt it any way above: the
         progress bar never skips or repeats a tick, and no finished step runs again.
       </p>
-      <form
-        className="lab-form"
-        onSubmit={async (e) => {
-          e.preventDefault();
-          setProblem(null);
-          try {
-            await client.start("lab.ticker", { count, intervalMs });
-          } catch (error) {
-            setProblem(error instanceof Error ? error.message : String(error));
-          }
-        }}
-      >
-        <label className="field">
-          <span>Ticks</span>
-          <input
-            type="number"
-            min={1}
-            max={5000}
-            value={count}
-            onChange={(e) => setCount(Number(e.target.value))}
-          />
-        </label>
-        <label className="field">
-          <span>Step duration (ms)</span>
-          <input
-            type="number"
-            min={0}
-            max={10000}
-            step={50}
-            value={intervalMs}
-            onChange={(e) => setIntervalMs(Number(e.target.value))}
-          />
-        </label>
-        <button type="submit" className="button primary" data-testid="start-ticker">
-          Start ticker
-        </button>
-      </form>
-      {problem && (
-        <p className="form-error" role="alert">
-          {problem}
-        </p>
-      )}
+      <LabStartForm
+        fiber="lab.ticker"
+        countLabel="Ticks"
+        intervalLabel="Step duration (ms)"
+        initial={{ count: 50, intervalMs: 200 }}
+        submitLabel="Start ticker"
+        submitTestId="start-ticker"
+      />
       {runs.length === 0 ? (
         <p className="muted">No ticker yet.</p>
       ) : (
@@ -227,10 +250,6 @@ function EffectsRun({ fiber }: { fiber: FiberRecord }): ReactNode {
 }
 
 function EffectsCard(): ReactNode {
-  const client = useClient();
-  const [count, setCount] = useState(20);
-  const [intervalMs, setIntervalMs] = useState(300);
-  const [problem, setProblem] = useState<string | null>(null);
   const runs = useLabRuns("lab.effects").slice(0, 5);
   return (
     <section className="panel" aria-labelledby="effects-heading">
@@ -242,48 +261,14 @@ function EffectsCard(): ReactNode {
         Stop the worker or kill the browser mid-step: the interrupted step runs again with the same key (a{" "}
         <em>re-execution</em>), the ledger applies its effect once, and completed steps never run again.
       </p>
-      <form
-        className="lab-form"
-        onSubmit={async (e) => {
-          e.preventDefault();
-          setProblem(null);
-          try {
-            await client.start("lab.effects", { count, intervalMs });
-          } catch (error) {
-            setProblem(error instanceof Error ? error.message : String(error));
-          }
-        }}
-      >
-        <label className="field">
-          <span>Effects</span>
-          <input
-            type="number"
-            min={1}
-            max={5000}
-            value={count}
-            onChange={(e) => setCount(Number(e.target.value))}
-          />
-        </label>
-        <label className="field">
-          <span>Wait after each (ms)</span>
-          <input
-            type="number"
-            min={0}
-            max={10000}
-            step={50}
-            value={intervalMs}
-            onChange={(e) => setIntervalMs(Number(e.target.value))}
-          />
-        </label>
-        <button type="submit" className="button primary" data-testid="start-effects">
-          Start effects
-        </button>
-      </form>
-      {problem && (
-        <p className="form-error" role="alert">
-          {problem}
-        </p>
-      )}
+      <LabStartForm
+        fiber="lab.effects"
+        countLabel="Effects"
+        intervalLabel="Wait after each (ms)"
+        initial={{ count: 20, intervalMs: 300 }}
+        submitLabel="Start effects"
+        submitTestId="start-effects"
+      />
       {runs.length === 0 ? (
         <p className="muted">No effects run yet.</p>
       ) : (
