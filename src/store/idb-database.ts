@@ -6,7 +6,7 @@
  * step that has shipped, because databases in the field have already run it.
  */
 
-import { type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames, wrap } from "idb";
+import { type DBSchema, type IDBPDatabase, wrap } from "idb";
 import { StoreError } from "../core/errors";
 import type {
   FiberRecord,
@@ -17,31 +17,58 @@ import type {
   StreamChunk,
 } from "../core/records";
 import { storeClosedError, toStoreError } from "./fiber-rules";
+import {
+  type ChunkRow,
+  type EntryRow,
+  encodeChunk,
+  encodeInboxEvent,
+  encodeSegment,
+  type InboxRow,
+} from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 1;
+export const DB_VERSION = 2;
 
-/** What `IdbStore` keeps, by object store. Per-fiber rows are keyed `[fiberId, n]`. */
+/** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
+export interface StoredFiber extends FiberRecord {
+  handle: number;
+}
+
+/** Per-fiber rows are keyed `[handle, n]`; their values are the tuples of `idb-rows.ts`. */
+export type RowKey = [number, number];
+
+/** What `IdbStore` keeps, by object store. */
 export interface FiberlineSchema extends DBSchema {
   fibers: {
     key: string;
-    value: FiberRecord;
+    value: StoredFiber;
     // Records without an idempotency key are simply absent from that (unique) index.
     indexes: { status: FiberStatus; idempotencyKey: string; createdAt: number };
   };
-  journal: { key: [string, number]; value: JournalEntry };
+  /** fiber id -> handle: the small read that maps an id to its rows. */
+  handles: { key: string; value: number };
+  /** `nextHandle`: the next handle to give; handles are never reused. */
+  meta: { key: string; value: number };
+  /** The journal, append-only: one row per fiber per commit (`[handle, segment]`). */
+  journalSegments: { key: RowKey; value: EntryRow[] };
+  /** The output stream (`[handle, seq]`). */
+  streamChunks: { key: RowKey; value: ChunkRow };
+  /** Buffered events (`[handle, seq]`). */
+  inboxEvents: { key: RowKey; value: InboxRow };
   snapshots: { key: string; value: SnapshotRecord };
-  chunks: { key: [string, number]; value: StreamChunk };
-  inbox: { key: [string, number]; value: InboxEvent };
 }
 
 /** An open connection to the Fiberline database. */
 export type FiberlineDatabase = IDBPDatabase<FiberlineSchema>;
 
-type UpgradeTransaction = IDBPTransaction<FiberlineSchema, StoreNames<FiberlineSchema>[], "versionchange">;
+/** The key of `meta`'s handle counter. */
+export const NEXT_HANDLE = "nextHandle";
 
-/** Brings a database from `oldVersion` (0 when new) to `DB_VERSION`, inside the versionchange transaction. */
-export function upgradeSchema(db: FiberlineDatabase, oldVersion: number, _tx: UpgradeTransaction): void {
+/**
+ * Brings a database from `oldVersion` (0 when new) to `DB_VERSION`, inside the versionchange
+ * transaction. Steps run in order and each is final once shipped.
+ */
+export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransaction): void {
   if (oldVersion < 1) {
     const fibers = db.createObjectStore("fibers", { keyPath: "id" });
     fibers.createIndex("status", "status");
@@ -52,6 +79,94 @@ export function upgradeSchema(db: FiberlineDatabase, oldVersion: number, _tx: Up
     db.createObjectStore("chunks", { keyPath: ["fiberId", "seq"] });
     db.createObjectStore("inbox", { keyPath: ["fiberId", "seq"] });
   }
+  if (oldVersion < 2) {
+    // v2: integer handles in keys, tuple values, an append-only journal (see idb-rows.ts).
+    db.createObjectStore("handles");
+    db.createObjectStore("meta");
+    db.createObjectStore("journalSegments");
+    db.createObjectStore("streamChunks");
+    db.createObjectStore("inboxEvents");
+    migrateV1Rows(tx);
+  }
+}
+
+/**
+ * Moves v1's rows (keyed `[fiberId, n]`, whole records as values) into v2's stores and deletes
+ * the v1 stores: each fiber gets a handle in creation order, each v1 journal entry becomes a
+ * one-entry segment keyed by its `pos + 1`. Rows of a fiber that no longer exists are dropped.
+ * Runs on the raw API inside the versionchange transaction, chaining requests, so the
+ * transaction stays active throughout; on a new database every v1 store is empty.
+ */
+function migrateV1Rows(tx: IDBTransaction): void {
+  const handles = new Map<string, number>();
+  let next = 1;
+  const fibers = tx.objectStore("fibers");
+  eachRow(
+    fibers.index("createdAt"),
+    (cursor) => {
+      const record = cursor.value as FiberRecord;
+      const handle = next++;
+      handles.set(record.id, handle);
+      cursor.update({ ...record, handle } satisfies StoredFiber);
+      tx.objectStore("handles").put(handle, record.id);
+    },
+    () => {
+      tx.objectStore("meta").put(next, NEXT_HANDLE);
+      const moves: Array<[string, (row: never, handle: number) => void]> = [
+        [
+          "journal",
+          (entry: JournalEntry, handle) =>
+            tx.objectStore("journalSegments").put(encodeSegment([entry]), [handle, entry.pos + 1]),
+        ],
+        [
+          "chunks",
+          (chunk: StreamChunk, handle) =>
+            tx.objectStore("streamChunks").put(encodeChunk(chunk), [handle, chunk.seq]),
+        ],
+        [
+          "inbox",
+          (event: InboxEvent, handle) =>
+            tx.objectStore("inboxEvents").put(encodeInboxEvent(event), [handle, event.seq]),
+        ],
+      ];
+      const move = (index: number): void => {
+        const step = moves[index];
+        if (step === undefined) return;
+        const [name, put] = step;
+        eachRow(
+          tx.objectStore(name),
+          (cursor) => {
+            const row = cursor.value as { fiberId: string };
+            const handle = handles.get(row.fiberId);
+            if (handle !== undefined) put(row as never, handle);
+          },
+          () => {
+            tx.db.deleteObjectStore(name);
+            move(index + 1);
+          },
+        );
+      };
+      move(0);
+    },
+  );
+}
+
+/** Walks `source` with a cursor, calling `visit` per row and `done` after the last. */
+function eachRow(
+  source: IDBObjectStore | IDBIndex,
+  visit: (cursor: IDBCursorWithValue) => void,
+  done: () => void,
+): void {
+  const request = source.openCursor();
+  request.onsuccess = () => {
+    const cursor = request.result;
+    if (cursor === null) {
+      done();
+      return;
+    }
+    visit(cursor);
+    cursor.continue();
+  };
 }
 
 /** How the owner of a connection follows its life. */
@@ -88,9 +203,7 @@ export function openFiberlineDatabase(
       return;
     }
     request.addEventListener("upgradeneeded", (event) => {
-      const db = wrap(request.result) as unknown as FiberlineDatabase;
-      const tx = wrap(request.transaction as IDBTransaction) as unknown as UpgradeTransaction;
-      upgradeSchema(db, event.oldVersion, tx);
+      upgradeSchema(request.result, event.oldVersion, request.transaction as IDBTransaction);
     });
     request.addEventListener("blocked", () => {
       blocked = true;

@@ -1,12 +1,13 @@
 /**
- * `IdbStore` on Chromium's real IndexedDB (Vitest browser mode): the `Store` contract suite, and
- * data surviving a close and a reopen of the store.
+ * `IdbStore` on Chromium's real IndexedDB (Vitest browser mode): the `Store` contract suite, the
+ * upgrade of a schema-v1 database, and data surviving a close and a reopen of the store.
  */
 
 import { deleteDB } from "idb";
 import { expect, it } from "vitest";
 import type { FiberRecord } from "../core/records";
 import { IdbStore } from "./idb-store";
+import { runUpgradeTests } from "./idb-upgrade-cases";
 import { runStoreContract } from "./store-contract";
 
 const run = Date.now().toString(36);
@@ -16,6 +17,8 @@ const uniqueName = () => `fiberline-browser-${run}-${++dbCount}`;
 runStoreContract("IdbStore (Chromium)", () => new IdbStore({ name: uniqueName() }), {
   cleanup: (store) => deleteDB((store as IdbStore).name),
 });
+
+runUpgradeTests(() => ({ factory: indexedDB, name: uniqueName() }));
 
 it("keeps data across closing and reopening the store", async () => {
   const name = uniqueName();

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { FiberRecord } from "../core/records";
 import { DB_VERSION } from "./idb-database";
 import { IdbStore } from "./idb-store";
+import { runUpgradeTests } from "./idb-upgrade-cases";
 import { runStoreContract } from "./store-contract";
 
 let dbCount = 0;
@@ -19,6 +20,10 @@ runStoreContract(
   "IdbStore (fake-indexeddb)",
   () => new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() }),
 );
+
+describe("IdbStore schema upgrade (fake-indexeddb)", () => {
+  runUpgradeTests(() => ({ factory: new IDBFactory(), name: uniqueName() }));
+});
 
 const record: FiberRecord = {
   id: "f1",
@@ -63,8 +68,8 @@ describe("IdbStore", () => {
       // fake-indexeddb opens its own versionchange transaction through the same method.
       const calls = spy.mock.calls.filter(([, mode]) => mode !== "versionchange");
       expect(calls).toEqual([
-        [["fibers", "chunks"], "readwrite", { durability }],
-        [["fibers"], "readwrite", { durability }],
+        [["fibers", "handles", "meta", "streamChunks"], "readwrite", { durability }],
+        [["fibers", "journalSegments"], "readwrite", { durability }],
         [["fibers"], "readonly", {}],
       ]);
       await store.close();
@@ -99,14 +104,23 @@ describe("IdbStore", () => {
 
     const db = await rawOpen(factory, name);
     expect(db.version).toBe(DB_VERSION);
-    expect([...db.objectStoreNames]).toEqual(["chunks", "fibers", "inbox", "journal", "snapshots"]);
-    const tx = db.transaction(["fibers", "journal", "chunks", "inbox", "snapshots"]);
+    expect([...db.objectStoreNames]).toEqual([
+      "fibers",
+      "handles",
+      "inboxEvents",
+      "journalSegments",
+      "meta",
+      "snapshots",
+      "streamChunks",
+    ]);
+    const tx = db.transaction([...db.objectStoreNames]);
     const fibers = tx.objectStore("fibers");
     expect([...fibers.indexNames]).toEqual(["createdAt", "idempotencyKey", "status"]);
     expect(fibers.index("idempotencyKey").unique).toBe(true);
-    expect(tx.objectStore("journal").keyPath).toEqual(["fiberId", "pos"]);
-    expect(tx.objectStore("chunks").keyPath).toEqual(["fiberId", "seq"]);
-    expect(tx.objectStore("inbox").keyPath).toEqual(["fiberId", "seq"]);
+    // Per-fiber rows have out-of-line keys [handle, n]: the values do not repeat them.
+    for (const name of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
+      expect(tx.objectStore(name).keyPath).toBeNull();
+    }
     expect(tx.objectStore("snapshots").keyPath).toBe("fiberId");
     db.close();
   });
@@ -180,5 +194,103 @@ describe("IdbStore", () => {
     expect((error as Error).cause).toMatchObject({ name: "ConstraintError" });
     expect(error).toMatchObject({ message: expect.stringContaining("idempotency key") });
     await store.close();
+  });
+});
+
+/** Every row of `store` in `name`, as raw IndexedDB holds it. */
+async function rawRows(
+  factory: IDBFactory,
+  name: string,
+  storeName: string,
+): Promise<Array<{ key: IDBValidKey; value: unknown }>> {
+  const db = await rawOpen(factory, name);
+  try {
+    return await new Promise((resolve, reject) => {
+      const rows: Array<{ key: IDBValidKey; value: unknown }> = [];
+      const request = db.transaction(storeName).objectStore(storeName).openCursor();
+      request.onsuccess = () => {
+        const cursor = request.result;
+        if (cursor === null) return resolve(rows);
+        rows.push({ key: cursor.key, value: cursor.value });
+        cursor.continue();
+      };
+      request.onerror = () => reject(request.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+describe("IdbStore layout (schema v2)", () => {
+  const step = (pos: number, status: "started" | "completed") => ({
+    fiberId: "f1",
+    pos,
+    kind: "step" as const,
+    key: `s#${pos + 1}`,
+    status,
+    attempt: 1,
+    startedAt: 10,
+    ...(status === "completed" ? { endedAt: 11, result: pos } : {}),
+  });
+
+  it("appends one journal row per commit, keyed by the fiber's integer handle", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const store = new IdbStore({ name, indexedDB: factory });
+    await store.createFiber(record, []);
+    const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1_000 });
+    if (claim.status !== "claimed") throw new Error("setup");
+    const generation = claim.record.generation;
+    // A sequential step loop: step n's completion rides with step n+1's start.
+    await store.commit([{ fiberId: "f1", generation, journal: [step(0, "started")] }]);
+    await store.commit([{ fiberId: "f1", generation, journal: [step(0, "completed"), step(1, "started")] }]);
+    await store.commit([{ fiberId: "f1", generation, journal: [step(1, "completed")] }]);
+    await store.commit([
+      { fiberId: "f1", generation, chunks: [{ fiberId: "f1", seq: 1, type: "t", data: "d", at: 5 }] },
+    ]);
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed"), step(1, "completed")]);
+    await store.close();
+
+    const segments = await rawRows(factory, name, "journalSegments");
+    expect(segments.map((row) => row.key)).toEqual([
+      [1, 1],
+      [1, 2],
+      [1, 3],
+    ]);
+    const chunks = await rawRows(factory, name, "streamChunks");
+    expect(chunks).toEqual([{ key: [1, 1], value: [1, "t", "d", 5] }]);
+    expect(await rawRows(factory, name, "handles")).toEqual([{ key: "f1", value: 1 }]);
+  });
+
+  it("never reuses a handle, so a deleted fiber's rows cannot reappear under a new one", async () => {
+    const factory = new IDBFactory();
+    const store = new IdbStore({ name: uniqueName(), indexedDB: factory });
+    await store.createFiber(record, [{ fiberId: "f1", seq: 1, type: "old", data: null, at: 1 }]);
+    await store.deleteFibers(["f1"]);
+    await store.createFiber(record, [{ fiberId: "f1", seq: 1, type: "new", data: null, at: 1 }]);
+    expect((await store.readStream("f1", 0)).map((chunk) => chunk.type)).toEqual(["new"]);
+    await store.close();
+  });
+
+  it("notices when another context deleted and re-created a fiber it knows, for reads and writes", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const a = new IdbStore({ name, indexedDB: factory });
+    const b = new IdbStore({ name, indexedDB: factory });
+    await a.createFiber(record, [{ fiberId: "f1", seq: 1, type: "first", data: null, at: 1 }]);
+    await a.commit([{ fiberId: "f1", generation: 0, journal: [step(0, "completed")] }]);
+    expect(await a.readJournal("f1")).toHaveLength(1);
+
+    await b.deleteFibers(["f1"]);
+    await b.createFiber(record, [{ fiberId: "f1", seq: 1, type: "second", data: null, at: 1 }]);
+    // `a` still remembers the old handle: its reads and writes must land on the new fiber's rows.
+    expect(await a.readJournal("f1")).toEqual([]);
+    expect((await a.readStream("f1", 0)).map((chunk) => chunk.type)).toEqual(["second"]);
+    expect(await a.commit([{ fiberId: "f1", generation: 0, journal: [step(0, "started")] }])).toEqual({
+      fenced: [],
+    });
+    expect(await b.readJournal("f1")).toEqual([step(0, "started")]);
+    await a.close();
+    await b.close();
   });
 });

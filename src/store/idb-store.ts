@@ -7,19 +7,43 @@
  * writes without waiting on each and awaits only the transaction's completion.
  */
 
-import { type IDBPTransaction, type StoreNames, unwrap } from "idb";
+import { unwrap } from "idb";
 import { FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
   decideClaim,
   effectiveLimit,
   finishListing,
-  mergeFiberPatch,
   queriedStatuses,
   storeClosedError,
   toStoreError,
 } from "./fiber-rules";
-import { type FiberlineDatabase, type FiberlineSchema, openFiberlineDatabase } from "./idb-database";
+import {
+  commitGroups,
+  commitScope,
+  FenceFailed,
+  FiberKeys,
+  type Names,
+  publicRecord,
+  rowsOf,
+  StaleKeys,
+  type Tx,
+} from "./idb-commit";
+import {
+  type FiberlineDatabase,
+  NEXT_HANDLE,
+  openFiberlineDatabase,
+  type RowKey,
+  type StoredFiber,
+} from "./idb-database";
+import {
+  type ChunkRow,
+  decodeChunk,
+  decodeInboxEvent,
+  encodeChunk,
+  encodeInboxEvent,
+  foldSegments,
+} from "./idb-rows";
 import type {
   ClaimRequest,
   ClaimResult,
@@ -58,8 +82,6 @@ interface PendingRead {
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
-type Names = StoreNames<FiberlineSchema>;
-type Tx<Mode extends IDBTransactionMode> = IDBPTransaction<FiberlineSchema, Names[], Mode>;
 
 /**
  * A `Store` on IndexedDB, for pages and Service Workers.
@@ -87,6 +109,7 @@ export class IdbStore implements Store {
   #connection: IDBDatabase | undefined;
   #closed = false;
   #reads: PendingRead[] = [];
+  readonly #keys = new FiberKeys();
 
   constructor(options: IdbStoreOptions = {}) {
     this.name = options.name ?? "fiberline";
@@ -95,12 +118,14 @@ export class IdbStore implements Store {
   }
 
   async getFiber(id: string): Promise<FiberRecord | undefined> {
-    return this.#read("getFiber", ["fibers"], (tx) => tx.objectStore("fibers").get(id));
+    return this.#read("getFiber", ["fibers"], async (tx) =>
+      this.#public(await tx.objectStore("fibers").get(id)),
+    );
   }
 
   async findByIdempotencyKey(key: string): Promise<FiberRecord | undefined> {
-    return this.#read("findByIdempotencyKey", ["fibers"], (tx) =>
-      tx.objectStore("fibers").index("idempotencyKey").get(key),
+    return this.#read("findByIdempotencyKey", ["fibers"], async (tx) =>
+      this.#public(await tx.objectStore("fibers").index("idempotencyKey").get(key)),
     );
   }
 
@@ -115,16 +140,21 @@ export class IdbStore implements Store {
         const records = await fibers
           .index("createdAt")
           .getAll(null, query?.name === undefined ? limit : undefined);
-        return finishListing(records, query);
+        return finishListing(this.#publicAll(records), query);
       }
       const byStatus = fibers.index("status");
       const lists = await Promise.all(statuses.map((status) => byStatus.getAll(status)));
-      return finishListing(lists.flat(), query);
+      return finishListing(this.#publicAll(lists.flat()), query);
     });
   }
 
   async readJournal(fiberId: string): Promise<JournalEntry[]> {
-    return this.#read("readJournal", ["journal"], (tx) => tx.objectStore("journal").getAll(rowsOf(fiberId)));
+    return this.#read("readJournal", ["handles", "journalSegments"], async (tx) => {
+      const segments = await this.#rowsOf(tx, fiberId, (handle) =>
+        tx.objectStore("journalSegments").getAll(rowsOf(handle)),
+      );
+      return foldSegments(fiberId, segments ?? []);
+    });
   }
 
   async readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined> {
@@ -134,38 +164,58 @@ export class IdbStore implements Store {
   async readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
     const max = effectiveLimit(limit);
     if (max === 0) return this.#nothing([]);
-    return this.#read("readStream", ["chunks"], async (tx) => {
-      const range = IDBKeyRange.bound([fiberId, after], [fiberId, Number.POSITIVE_INFINITY], true, false);
-      return tx.objectStore("chunks").getAll(range, max);
+    return this.#read("readStream", ["handles", "streamChunks"], async (tx) => {
+      const rows = await this.#rowsOf(tx, fiberId, (handle) => {
+        const range = IDBKeyRange.bound([handle, after], [handle, Number.POSITIVE_INFINITY], true, false);
+        return tx.objectStore("streamChunks").getAll(range, max);
+      });
+      return (rows ?? []).map((row: ChunkRow) => decodeChunk(fiberId, row));
     });
   }
 
   async readInbox(fiberId: string): Promise<InboxEvent[]> {
-    return this.#read("readInbox", ["inbox"], (tx) => tx.objectStore("inbox").getAll(rowsOf(fiberId)));
+    return this.#read("readInbox", ["handles", "inboxEvents"], async (tx) => {
+      const rows = await this.#rowsOf(tx, fiberId, (handle) =>
+        tx.objectStore("inboxEvents").getAll(rowsOf(handle)),
+      );
+      return (rows ?? []).map((row) => decodeInboxEvent(fiberId, row));
+    });
   }
 
   async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    return this.#write("createFiber", ["fibers", "chunks"], async (tx) => {
+    return this.#write("createFiber", ["fibers", "handles", "meta", "streamChunks"], async (tx) => {
       const fibers = tx.objectStore("fibers");
       const key = record.idempotencyKey;
-      const [byId, byKey] = await Promise.all([
+      const [byId, byKey, next] = await Promise.all([
         fibers.get(record.id),
         key === undefined ? undefined : fibers.index("idempotencyKey").get(key),
+        tx.objectStore("meta").get(NEXT_HANDLE),
       ]);
       const existing = byId ?? byKey;
-      if (existing !== undefined) return { status: "exists", record: existing };
-      unwrap(fibers).put(record);
-      const rawChunks = unwrap(tx.objectStore("chunks"));
-      for (const chunk of chunks) rawChunks.put(chunk);
+      if (existing !== undefined) return { status: "exists", record: this.#public(existing) as FiberRecord };
+      const handle = next ?? 1;
+      unwrap(tx.objectStore("meta")).put(handle + 1, NEXT_HANDLE);
+      unwrap(tx.objectStore("handles")).put(handle, record.id);
+      unwrap(fibers).put({ ...record, handle } satisfies StoredFiber);
+      const rawChunks = unwrap(tx.objectStore("streamChunks"));
+      for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
+      this.#keys.rememberWriter(record.id, handle, record.generation, 1);
       return { status: "created", record: structuredClone(record) };
     });
   }
 
   async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
-    return this.#write("claimFiber", ["fibers"], async (tx) => {
+    return this.#write("claimFiber", ["fibers", "journalSegments"], async (tx) => {
       const fibers = tx.objectStore("fibers");
-      const result = decideClaim(await fibers.get(id), request);
-      if (result.status === "claimed") unwrap(fibers).put(result.record);
+      const stored = await fibers.get(id);
+      const result = decideClaim(stored === undefined ? undefined : publicRecord(stored), request);
+      if (stored === undefined || result.status !== "claimed") return result;
+      const { handle } = stored;
+      unwrap(fibers).put({ ...result.record, handle } satisfies StoredFiber);
+      // The new generation's writer appends after the journal's last segment.
+      const last = await tx.objectStore("journalSegments").openKeyCursor(rowsOf(handle), "prev");
+      const nextSegment = last === null ? 1 : (last.key as RowKey)[1] + 1;
+      this.#keys.rememberWriter(id, handle, result.record.generation, nextSegment);
       return result;
     });
   }
@@ -175,14 +225,24 @@ export class IdbStore implements Store {
     const fenced: string[] = [];
     let pending = groups;
     // A fence that fails (another runner claimed the fiber: rare) aborts the optimistic
-    // transaction; the commit then runs again without that fiber's groups.
-    for (;;) {
+    // transaction; the commit then runs again without that fiber's groups. Stale handles (the
+    // fiber was deleted and re-created by another context) are forgotten and read again.
+    for (let attempt = 1; ; attempt++) {
       try {
-        await this.#write("commit", commitScope(pending), (tx) => commitGroups(tx, pending));
+        await this.#write("commit", commitScope(pending, this.#keys), (tx) =>
+          commitGroups(tx, pending, this.#keys),
+        );
         return { fenced };
       } catch (error) {
+        if (error instanceof StaleKeys && attempt < 3) {
+          for (const id of error.fiberIds) this.#keys.forget(id);
+          continue;
+        }
         if (!(error instanceof FenceFailed)) throw error;
-        for (const group of error.groups) if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
+        for (const group of error.groups) {
+          if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
+          this.#keys.forget(group.fiberId);
+        }
         pending = pending.filter((group) => !error.groups.includes(group));
         if (pending.length === 0) return { fenced };
       }
@@ -190,36 +250,44 @@ export class IdbStore implements Store {
   }
 
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
-    return this.#write("enqueueEvent", ["fibers", "inbox"], async (tx) => {
-      const inbox = tx.objectStore("inbox");
-      const [record, last] = await Promise.all([
-        tx.objectStore("fibers").get(event.fiberId),
-        inbox.openCursor(rowsOf(event.fiberId), "prev"),
-      ]);
+    return this.#write("enqueueEvent", ["fibers", "inboxEvents"], async (tx) => {
+      const record = await tx.objectStore("fibers").get(event.fiberId);
       if (record === undefined) throw new FiberNotFoundError(event.fiberId);
+      const inbox = tx.objectStore("inboxEvents");
+      const last = await inbox.openKeyCursor(rowsOf(record.handle), "prev");
       const stored: InboxEvent = {
         fiberId: event.fiberId,
-        seq: (last?.value.seq ?? 0) + 1,
+        seq: last === null ? 1 : (last.key as RowKey)[1] + 1,
         name: event.name,
         payload: event.payload,
         at: event.at,
       };
-      unwrap(inbox).put(stored);
+      unwrap(inbox).put(encodeInboxEvent(stored), [record.handle, stored.seq]);
       return structuredClone(stored);
     });
   }
 
   async deleteFibers(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return this.#nothing(undefined);
-    return this.#write("deleteFibers", ["fibers", "journal", "snapshots", "chunks", "inbox"], async (tx) => {
-      const [fibers, journal, snapshots, chunks, inbox] = (
-        ["fibers", "journal", "snapshots", "chunks", "inbox"] as const
-      ).map((name) => unwrap(tx.objectStore(name)));
-      for (const id of ids) {
+    const stores = [
+      "fibers",
+      "handles",
+      "snapshots",
+      "journalSegments",
+      "streamChunks",
+      "inboxEvents",
+    ] as const;
+    return this.#write("deleteFibers", [...stores], async (tx) => {
+      const handles = await Promise.all(ids.map((id) => tx.objectStore("handles").get(id)));
+      const [fibers, handleRows, snapshots, ...rows] = stores.map((name) => unwrap(tx.objectStore(name)));
+      ids.forEach((id, i) => {
+        this.#keys.forget(id);
         fibers?.delete(id);
+        handleRows?.delete(id);
         snapshots?.delete(id);
-        for (const rows of [journal, chunks, inbox]) rows?.delete(rowsOf(id));
-      }
+        const handle = handles[i];
+        if (handle !== undefined) for (const store of rows) store.delete(rowsOf(handle));
+      });
     });
   }
 
@@ -237,6 +305,42 @@ export class IdbStore implements Store {
   async #nothing<T>(value: T): Promise<T> {
     if (this.#closed) throw storeClosedError(this.kind);
     return value;
+  }
+
+  /** A stored record as the engine sees it (without its handle), remembering the handle. */
+  #public(stored: StoredFiber | undefined): FiberRecord | undefined {
+    if (stored === undefined) return undefined;
+    this.#keys.remember(stored.id, stored.handle);
+    return publicRecord(stored);
+  }
+
+  #publicAll(stored: StoredFiber[]): FiberRecord[] {
+    return stored.map((record) => this.#public(record) as FiberRecord);
+  }
+
+  /**
+   * Reads a fiber's rows with `read(handle)`, or `undefined` if the fiber does not exist. With a
+   * remembered handle, the read goes out together with the handle lookup that confirms it (one
+   * round trip); a stale one (the fiber was deleted, maybe re-created) reads again.
+   */
+  async #rowsOf<T>(
+    tx: Tx<"readonly">,
+    fiberId: string,
+    read: (handle: number) => Promise<T>,
+  ): Promise<T | undefined> {
+    const handles = tx.objectStore("handles");
+    const known = this.#keys.handle(fiberId);
+    if (known !== undefined) {
+      const [handle, rows] = await Promise.all([handles.get(fiberId), read(known)]);
+      if (handle === known) return rows;
+    }
+    const handle = await handles.get(fiberId);
+    if (handle === undefined) {
+      this.#keys.forget(fiberId);
+      return undefined;
+    }
+    this.#keys.remember(fiberId, handle);
+    return read(handle);
   }
 
   /**
@@ -380,110 +484,4 @@ function finished(tx: IDBTransaction): Promise<void> {
       reject(tx.error ?? new DOMException("The transaction was aborted.", "AbortError")),
     );
   });
-}
-
-/** The key range of one fiber's rows in a `[fiberId, n]`-keyed store. */
-function rowsOf(fiberId: string): IDBKeyRange {
-  return IDBKeyRange.bound([fiberId, Number.NEGATIVE_INFINITY], [fiberId, Number.POSITIVE_INFINITY]);
-}
-
-/** The object stores a commit touches: fewer stores, fewer transactions waiting on each other. */
-function commitScope(groups: WriteGroup[]): Names[] {
-  const scope = new Set<Names>(["fibers"]);
-  for (const group of groups) {
-    if (group.clearJournal === true || (group.journal?.length ?? 0) > 0) scope.add("journal");
-    if (group.snapshot !== undefined) scope.add("snapshots");
-    if ((group.chunks?.length ?? 0) > 0) scope.add("chunks");
-    if ((group.consumeEvents?.length ?? 0) > 0) scope.add("inbox");
-  }
-  return [...scope];
-}
-
-/** Thrown (after aborting, so nothing was written) by a commit whose fence failed for `groups`. */
-class FenceFailed extends Error {
-  readonly groups: WriteGroup[];
-  constructor(groups: WriteGroup[]) {
-    super(`fenced: ${groups.map((group) => group.fiberId).join(", ")}`);
-    this.groups = groups;
-  }
-}
-
-/**
- * The body of `commit`, optimistic: every write that does not depend on a read (journal,
- * snapshot, chunks) is issued together with the fence reads instead of after them, and the
- * transaction is committed explicitly as soon as the last write is issued. That saves two round
- * trips to the IndexedDB backend per commit, which is most of a commit's cost when it holds one
- * step or one stash. If a fence fails, the transaction is aborted (so none of it is written) and
- * `FenceFailed` names the groups to leave out.
- */
-async function commitGroups(tx: Tx<"readwrite">, groups: WriteGroup[]): Promise<void> {
-  const fibers = tx.objectStore("fibers");
-  const ids = [...new Set(groups.map((group) => group.fiberId))];
-  const consumed = groups.flatMap((g) =>
-    (g.consumeEvents ?? []).map((c) => [g.fiberId, c.seq] as [string, number]),
-  );
-  const inbox = consumed.length > 0 ? tx.objectStore("inbox") : undefined;
-  const reads = Promise.all([
-    Promise.all(ids.map((id) => fibers.get(id))),
-    Promise.all(consumed.map((key) => inbox?.get(key))),
-  ]);
-  // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
-  reads.catch(() => undefined);
-  for (const group of groups) writeRows(tx, group);
-  const [current, events] = await reads;
-
-  const records = new Map<string, FiberRecord | undefined>(ids.map((id, i) => [id, current[i]]));
-  const fenced = groups.filter((group) => records.get(group.fiberId)?.generation !== group.generation);
-  if (fenced.length > 0) {
-    tx.abort();
-    throw new FenceFailed(fenced);
-  }
-  const inboxEvents = new Map<string, InboxEvent>();
-  for (const event of events)
-    if (event !== undefined) inboxEvents.set(`${event.seq}\u0000${event.fiberId}`, event);
-  const patched = new Set<string>();
-  for (const group of groups) {
-    const record = records.get(group.fiberId);
-    if (record !== undefined && group.fiber !== undefined) {
-      records.set(group.fiberId, mergeFiberPatch(record, group.fiber));
-      patched.add(group.fiberId);
-    }
-    consumeEvents(tx, group, inboxEvents);
-  }
-  const rawFibers = unwrap(fibers);
-  for (const id of patched) rawFibers.put(records.get(id));
-  // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
-  const raw = unwrap(tx) as IDBTransaction & { commit?: () => void };
-  raw.commit?.();
-}
-
-/**
- * Issues one group's row writes (journal, snapshot, chunks) on the raw stores: no promise per
- * request; a failing request aborts the transaction, and `#transact` rejects with its error.
- */
-function writeRows(tx: Tx<"readwrite">, group: WriteGroup): void {
-  const { fiberId } = group;
-  if (group.clearJournal === true || (group.journal?.length ?? 0) > 0) {
-    const journal = unwrap(tx.objectStore("journal"));
-    if (group.clearJournal === true) journal.delete(rowsOf(fiberId));
-    for (const entry of group.journal ?? []) journal.put(entry);
-  }
-  if (group.snapshot === null) unwrap(tx.objectStore("snapshots")).delete(fiberId);
-  else if (group.snapshot !== undefined) unwrap(tx.objectStore("snapshots")).put(group.snapshot);
-  if ((group.chunks?.length ?? 0) > 0) {
-    const chunks = unwrap(tx.objectStore("chunks"));
-    for (const chunk of group.chunks ?? []) chunks.put(chunk);
-  }
-}
-
-/** Marks the buffered events a group consumed (read in the same transaction). */
-function consumeEvents(tx: Tx<"readwrite">, group: WriteGroup, inboxEvents: Map<string, InboxEvent>): void {
-  if ((group.consumeEvents?.length ?? 0) === 0) return;
-  const inbox = unwrap(tx.objectStore("inbox"));
-  for (const { seq, consumedBy } of group.consumeEvents ?? []) {
-    const event = inboxEvents.get(`${seq}\u0000${group.fiberId}`);
-    if (event === undefined) continue;
-    event.consumedBy = consumedBy;
-    inbox.put(event);
-  }
 }

@@ -300,6 +300,59 @@ export function runStoreContract(
         expect(await store.readJournal("f1")).toEqual([0, 1, 2, 10].map((pos) => entry("f1", pos)));
       });
 
+      it("keeps the last entry per pos across runners: each new claim writes after the previous one", async () => {
+        const g1 = await running("f1");
+        await store.commit([
+          { fiberId: "f1", generation: g1, journal: [entry("f1", 0), entry("f1", 1, { status: "started" })] },
+        ]);
+        const again = await store.claimFiber("f1", { owner: "next", now: 60_000, leaseMs: 30_000 });
+        if (again.status !== "claimed") throw new Error("setup: second claim failed");
+        const g2 = again.record.generation;
+        await store.commit([{ fiberId: "f1", generation: g2, journal: [entry("f1", 1, { attempt: 2 })] }]);
+        await store.commit([
+          { fiberId: "f1", generation: g2, journal: [entry("f1", 2, { status: "started" })] },
+        ]);
+        await store.commit([{ fiberId: "f1", generation: g2, journal: [entry("f1", 2)] }]);
+        expect(await store.readJournal("f1")).toEqual([
+          entry("f1", 0),
+          entry("f1", 1, { attempt: 2 }),
+          entry("f1", 2),
+        ]);
+        // The stale runner's entries are refused and change nothing.
+        const stale = await store.commit([
+          { fiberId: "f1", generation: g1, journal: [entry("f1", 0, { key: "stale#1" })] },
+        ]);
+        expect(stale.fenced).toEqual(["f1"]);
+        expect((await store.readJournal("f1"))[0]).toEqual(entry("f1", 0));
+      });
+
+      it("reads a journal entry's every field back, absent ones absent", async () => {
+        const generation = await running("f1");
+        const full = entry("f1", 0, {
+          kind: "sleep",
+          key: "sleep:nap#1",
+          status: "failed",
+          attempt: 3,
+          result: null,
+          error: { name: "Error", message: "boom", code: "step_failed" },
+          dueAt: 5_000,
+          streamFrom: 7,
+        });
+        const bare = entry("f1", 1, {
+          kind: "now",
+          status: "started",
+          endedAt: undefined,
+          result: undefined,
+        });
+        const undefinedResult = entry("f1", 2, { result: undefined });
+        await store.commit([{ fiberId: "f1", generation, journal: [full, bare, undefinedResult] }]);
+        const [a, b, c] = await store.readJournal("f1");
+        expect(a).toEqual(full);
+        expect(b).toEqual(bare);
+        expect(b && "endedAt" in b).toBe(false);
+        expect(c?.result).toBeUndefined();
+      });
+
       it("clears the journal before writing when clearJournal is set, for that fiber only", async () => {
         const g1 = await running("f1");
         const g2 = await running("f2");

@@ -1,0 +1,135 @@
+/**
+ * How `IdbStore` lays out per-fiber rows on disk (schema v2), and how it reads them back.
+ *
+ * Rows are keyed `[handle, n]`, where `handle` is a small integer given to the fiber when it is
+ * created: IndexedDB encodes key strings as UTF-16, so a UUID in every key cost ~75 bytes a row.
+ * Values leave out what the key or the fiber already says (`fiberId`, and for chunks nothing
+ * else) and are tuples rather than objects, so V8's serializer writes no field names.
+ *
+ * The journal is append-only: each commit writes one row per fiber (a *segment*) holding the
+ * entries of that commit, and `foldSegments` replays segments in key order, a later entry
+ * replacing an earlier one at the same `pos`. A sequential step therefore costs one put (its
+ * `started` entry rides with the previous step's `completed` one), nothing is overwritten in
+ * place, and the superseded `started` entries (a few dozen bytes each) stay until the fiber is
+ * deleted or restarted from scratch (`clearJournal`).
+ *
+ * The tuples are an internal format: the engine and other stores only see `JournalEntry`,
+ * `StreamChunk` and `InboxEvent`. Changing them means a schema step in `idb-database.ts`.
+ */
+
+import type { SerializedError } from "../core/errors";
+import type { InboxEvent, JournalEntry, JournalKind, StreamChunk } from "../core/records";
+
+const KINDS: readonly JournalKind[] = ["step", "sleep", "event", "now", "random", "uuid"];
+const STATUSES: readonly JournalEntry["status"][] = ["started", "completed", "failed"];
+
+/**
+ * A journal entry as stored: `[pos, kind, key, status, attempt, startedAt, endedAt, result,
+ * error, dueAt, streamFrom]`, with `kind` and `status` as indexes into the lists above (a string
+ * if it is not in them) and trailing absent fields cut off.
+ */
+export type EntryRow = unknown[];
+
+/** A stream chunk as stored: `[seq, type, data, at, step, ordinal]`, trailing absent fields cut off. */
+export type ChunkRow = unknown[];
+
+/** A buffered event as stored (the key holds the fiber; `seq` stays in the value for readers). */
+export interface InboxRow {
+  seq: number;
+  name: string;
+  payload: unknown;
+  at: number;
+  consumedBy?: number;
+}
+
+/** The entries of one commit, in the order written, one per `pos` (the last one wins). */
+export function encodeSegment(entries: readonly JournalEntry[]): EntryRow[] {
+  if (entries.length === 1) return [encodeEntry(entries[0] as JournalEntry)];
+  const last = new Map<number, JournalEntry>();
+  for (const entry of entries) {
+    last.delete(entry.pos);
+    last.set(entry.pos, entry);
+  }
+  return [...last.values()].map(encodeEntry);
+}
+
+function encodeEntry(entry: JournalEntry): EntryRow {
+  const kind = KINDS.indexOf(entry.kind);
+  const status = STATUSES.indexOf(entry.status);
+  return trimmed([
+    entry.pos,
+    kind === -1 ? entry.kind : kind,
+    entry.key,
+    status === -1 ? entry.status : status,
+    entry.attempt,
+    entry.startedAt,
+    entry.endedAt,
+    entry.result,
+    entry.error,
+    entry.dueAt,
+    entry.streamFrom,
+  ]);
+}
+
+/**
+ * The journal of `fiberId` from its segments in key order: the last entry written at each `pos`,
+ * ordered by `pos`. Only the surviving entries are decoded.
+ */
+export function foldSegments(fiberId: string, segments: readonly EntryRow[][]): JournalEntry[] {
+  const latest = new Map<number, EntryRow>();
+  for (const segment of segments) for (const row of segment) latest.set(row[0] as number, row);
+  const positions = [...latest.keys()].sort((a, b) => a - b);
+  return positions.map((pos) => decodeEntry(fiberId, latest.get(pos) as EntryRow));
+}
+
+function decodeEntry(fiberId: string, row: EntryRow): JournalEntry {
+  const [pos, kind, key, status, attempt, startedAt, endedAt, result, error, dueAt, streamFrom] = row;
+  const entry: JournalEntry = {
+    fiberId,
+    pos: pos as number,
+    kind: (typeof kind === "number" ? KINDS[kind] : kind) as JournalKind,
+    key: key as string,
+    status: (typeof status === "number" ? STATUSES[status] : status) as JournalEntry["status"],
+    attempt: attempt as number,
+    startedAt: startedAt as number,
+  };
+  if (endedAt !== undefined) entry.endedAt = endedAt as number;
+  if (row.length > 7) entry.result = result;
+  if (error !== undefined) entry.error = error as SerializedError;
+  if (dueAt !== undefined) entry.dueAt = dueAt as number;
+  if (streamFrom !== undefined) entry.streamFrom = streamFrom as number;
+  return entry;
+}
+
+export function encodeChunk(chunk: StreamChunk): ChunkRow {
+  return trimmed([chunk.seq, chunk.type, chunk.data, chunk.at, chunk.step, chunk.ordinal]);
+}
+
+export function decodeChunk(fiberId: string, row: ChunkRow): StreamChunk {
+  const [seq, type, data, at, step, ordinal] = row;
+  const chunk: StreamChunk = { fiberId, seq: seq as number, type: type as string, data, at: at as number };
+  if (step !== undefined) chunk.step = step as number;
+  if (ordinal !== undefined) chunk.ordinal = ordinal as number;
+  return chunk;
+}
+
+export function encodeInboxEvent(event: InboxEvent): InboxRow {
+  const row: InboxRow = { seq: event.seq, name: event.name, payload: event.payload, at: event.at };
+  if (event.consumedBy !== undefined) row.consumedBy = event.consumedBy;
+  return row;
+}
+
+export function decodeInboxEvent(fiberId: string, row: InboxRow): InboxEvent {
+  return { fiberId, ...row };
+}
+
+/**
+ * Drops trailing `undefined`s. A step whose result is `undefined` keeps the slot only when a later
+ * field follows; `decodeEntry` reads a missing `result` as `undefined` all the same.
+ */
+function trimmed(row: unknown[]): unknown[] {
+  let length = row.length;
+  while (length > 0 && row[length - 1] === undefined) length--;
+  row.length = length;
+  return row;
+}

@@ -1,0 +1,142 @@
+/**
+ * The schema-upgrade test of `IdbStore`, shared by the Node suite (fake-indexeddb) and the
+ * Chromium suite (real IndexedDB): a database written by schema v1, exactly as it shipped, is
+ * opened by the current `IdbStore` and must read back every fiber, journal entry, chunk, event
+ * and snapshot, then go on working. It imports Vitest, so it is not exported from the package.
+ */
+
+import { expect, it } from "vitest";
+import type { FiberRecord, JournalEntry } from "../core/records";
+import { DB_VERSION } from "./idb-database";
+import { IdbStore } from "./idb-store";
+
+/** Where the test database lives. */
+export interface UpgradeTarget {
+  factory: IDBFactory;
+  name: string;
+}
+
+/** Registers the v1 -> current upgrade test; `target()` gives a fresh, unused database name. */
+export function runUpgradeTests(target: () => UpgradeTarget): void {
+  it("upgrades a v1 database in place, keeping every fiber, journal entry, chunk, event and snapshot", async () => {
+    const { factory, name } = target();
+    await writeV1(factory, name);
+
+    const store = new IdbStore({ name, indexedDB: factory });
+    expect(await store.listFibers()).toEqual([f2, f1]);
+    expect(await store.findByIdempotencyKey("k1")).toEqual(f1);
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed"), step(1, "started")]);
+    expect(await store.readStream("f1", 0)).toEqual([
+      { fiberId: "f1", seq: 1, type: "fiber.start", data: null, at: 1 },
+      { fiberId: "f1", seq: 2, type: "token", data: "hi", at: 2, step: 0 },
+    ]);
+    expect(await store.readInbox("f2")).toEqual([
+      { fiberId: "f2", seq: 1, name: "approve", payload: true, at: 3, consumedBy: 4 },
+      { fiberId: "f2", seq: 2, name: "approve", payload: false, at: 4 },
+    ]);
+    expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: { draft: 1 }, at: 5 });
+
+    // The migrated fibers go on as usual: a claim appends after the migrated entries, events number on.
+    const claim = await store.claimFiber("f1", { owner: "a", now: 10, leaseMs: 1_000 });
+    if (claim.status !== "claimed") throw new Error("claim after upgrade");
+    await store.commit([
+      { fiberId: "f1", generation: claim.record.generation, journal: [step(1, "completed")] },
+    ]);
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed"), step(1, "completed")]);
+    expect((await store.enqueueEvent({ fiberId: "f2", name: "approve", payload: 1, at: 6 })).seq).toBe(3);
+    // A fiber created after the upgrade has rows of its own.
+    await store.createFiber({ ...f1, id: "f3", idempotencyKey: "k3" }, [
+      { fiberId: "f3", seq: 1, type: "fiber.start", data: null, at: 7 },
+    ]);
+    expect(await store.readStream("f3", 0)).toHaveLength(1);
+    expect(await store.readStream("f1", 0)).toHaveLength(2);
+    await store.deleteFibers(["f1", "f2", "f3"]);
+    expect(await store.listFibers()).toEqual([]);
+    await store.close();
+
+    const db = await open(factory, name);
+    expect(db.version).toBe(DB_VERSION);
+    expect([...db.objectStoreNames]).not.toContain("journal");
+    expect([...db.objectStoreNames]).not.toContain("chunks");
+    expect([...db.objectStoreNames]).not.toContain("inbox");
+    db.close();
+  });
+}
+
+const f1: FiberRecord = {
+  id: "f1",
+  name: "research",
+  version: "1",
+  input: { topic: "t" },
+  status: "running",
+  idempotencyKey: "k1",
+  createdAt: 1,
+  updatedAt: 1,
+  generation: 0,
+  streamHead: 2,
+  emitOrdinal: 0,
+  epoch: 0,
+  stalledRecoveries: 0,
+  progressMark: "",
+};
+const f2: FiberRecord = { ...f1, id: "f2", createdAt: 0, status: "waiting", idempotencyKey: "k2" };
+
+function step(pos: number, status: "started" | "completed"): JournalEntry {
+  return {
+    fiberId: "f1",
+    pos,
+    kind: "step",
+    key: `s#${pos + 1}`,
+    status,
+    attempt: 1,
+    startedAt: 10,
+    ...(status === "completed" ? { endedAt: 11, result: pos } : {}),
+  };
+}
+
+function open(factory: IDBFactory, name: string, version?: number, upgrade?: (db: IDBDatabase) => void) {
+  return new Promise<IDBDatabase>((resolve, reject) => {
+    const request = factory.open(name, version);
+    request.onupgradeneeded = () => upgrade?.(request.result);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+    request.onblocked = () => reject(new Error(`opening ${name} is blocked by another connection`));
+  });
+}
+
+/** Schema v1 exactly as it shipped, with rows of two fibers and one orphan journal entry. */
+async function writeV1(factory: IDBFactory, name: string): Promise<void> {
+  const db = await open(factory, name, 1, (v1) => {
+    const fibers = v1.createObjectStore("fibers", { keyPath: "id" });
+    fibers.createIndex("status", "status");
+    fibers.createIndex("idempotencyKey", "idempotencyKey", { unique: true });
+    fibers.createIndex("createdAt", "createdAt");
+    v1.createObjectStore("journal", { keyPath: ["fiberId", "pos"] });
+    v1.createObjectStore("snapshots", { keyPath: "fiberId" });
+    v1.createObjectStore("chunks", { keyPath: ["fiberId", "seq"] });
+    v1.createObjectStore("inbox", { keyPath: ["fiberId", "seq"] });
+  });
+  const tx = db.transaction(["fibers", "journal", "snapshots", "chunks", "inbox"], "readwrite");
+  tx.objectStore("fibers").put(f1);
+  tx.objectStore("fibers").put(f2);
+  tx.objectStore("journal").put(step(0, "completed"));
+  tx.objectStore("journal").put(step(1, "started"));
+  tx.objectStore("journal").put({ ...step(0, "completed"), fiberId: "gone" });
+  tx.objectStore("chunks").put({ fiberId: "f1", seq: 1, type: "fiber.start", data: null, at: 1 });
+  tx.objectStore("chunks").put({ fiberId: "f1", seq: 2, type: "token", data: "hi", at: 2, step: 0 });
+  tx.objectStore("inbox").put({
+    fiberId: "f2",
+    seq: 1,
+    name: "approve",
+    payload: true,
+    at: 3,
+    consumedBy: 4,
+  });
+  tx.objectStore("inbox").put({ fiberId: "f2", seq: 2, name: "approve", payload: false, at: 4 });
+  tx.objectStore("snapshots").put({ fiberId: "f1", value: { draft: 1 }, at: 5 });
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onabort = () => reject(tx.error);
+  });
+  db.close();
+}
