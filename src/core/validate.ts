@@ -24,16 +24,20 @@ export function assertValidId(id: unknown, what = "fiber id"): asserts id is str
  * `maxBytes`.
  */
 export function assertStorable(value: unknown, what: string, maxBytes: number): void {
-  try {
-    structuredClone(value);
-  } catch (cause) {
-    throw new InvalidInputError(
-      "not_cloneable",
-      `The ${what} cannot be stored: it is not structured-cloneable (${(cause as Error).message}). Pass plain data: objects, arrays, strings, numbers, booleans, null, Dates, Maps, Sets, typed arrays.`,
-      { cause },
-    );
+  const { size, plain } = measure(value, maxBytes);
+  // Plain data (primitives, arrays, plain objects: what nearly every chunk and step result is)
+  // is cloneable by construction; only anything else pays for a trial structured clone.
+  if (!plain) {
+    try {
+      structuredClone(value);
+    } catch (cause) {
+      throw new InvalidInputError(
+        "not_cloneable",
+        `The ${what} cannot be stored: it is not structured-cloneable (${(cause as Error).message}). Pass plain data: objects, arrays, strings, numbers, booleans, null, Dates, Maps, Sets, typed arrays.`,
+        { cause },
+      );
+    }
   }
-  const size = estimateSize(value, maxBytes);
   if (size > maxBytes) {
     throw new InvalidInputError(
       "payload_too_large",
@@ -47,7 +51,17 @@ export function assertStorable(value: unknown, what: string, maxBytes: number): 
  * length, binary data its byte length). Stops counting once past `stopAt`.
  */
 export function estimateSize(value: unknown, stopAt = Number.POSITIVE_INFINITY): number {
+  return measure(value, stopAt).size;
+}
+
+/**
+ * `estimateSize`, and whether the whole value was plain data: primitives other than symbols,
+ * arrays and objects whose prototype is `Object.prototype` or `null` (false as well when the
+ * count stopped early).
+ */
+function measure(value: unknown, stopAt: number): { size: number; plain: boolean } {
   let total = 0;
+  let plain = true;
   const seen = new Set<object>();
   const stack: unknown[] = [value];
   while (stack.length > 0 && total <= stopAt) {
@@ -67,6 +81,7 @@ export function estimateSize(value: unknown, stopAt = Number.POSITIVE_INFINITY):
       case "object":
         break;
       default:
+        plain = false;
         continue;
     }
     if (v === null) {
@@ -75,6 +90,21 @@ export function estimateSize(value: unknown, stopAt = Number.POSITIVE_INFINITY):
     }
     if (seen.has(v)) continue;
     seen.add(v);
+    if (Array.isArray(v)) {
+      for (const item of v) stack.push(item);
+      total += 2;
+      continue;
+    }
+    const prototype = Object.getPrototypeOf(v);
+    if (prototype === Object.prototype || prototype === null) {
+      for (const [k, item] of Object.entries(v)) {
+        total += k.length + 2;
+        stack.push(item);
+      }
+      total += 2;
+      continue;
+    }
+    plain = false;
     if (ArrayBuffer.isView(v)) total += v.byteLength;
     else if (v instanceof ArrayBuffer) total += v.byteLength;
     else if (typeof Blob !== "undefined" && v instanceof Blob) total += v.size;
@@ -85,9 +115,6 @@ export function estimateSize(value: unknown, stopAt = Number.POSITIVE_INFINITY):
     } else if (v instanceof Set) {
       for (const item of v) stack.push(item);
       total += 2;
-    } else if (Array.isArray(v)) {
-      for (const item of v) stack.push(item);
-      total += 2;
     } else {
       for (const [k, item] of Object.entries(v)) {
         total += k.length + 2;
@@ -96,7 +123,7 @@ export function estimateSize(value: unknown, stopAt = Number.POSITIVE_INFINITY):
       total += 2;
     }
   }
-  return total;
+  return { size: total, plain: plain && stack.length === 0 };
 }
 
 /** Throws `invalid_argument` with `message` unless `condition` holds. */

@@ -1,0 +1,76 @@
+/**
+ * `assertStorable`: plain data is accepted without a trial clone, anything else is checked by
+ * `structuredClone`, and the size limit holds either way.
+ */
+
+import { describe, expect, it, vi } from "vitest";
+import { assertStorable, estimateSize } from "./validate";
+
+const LIMIT = 10_000;
+
+describe("assertStorable", () => {
+  it("accepts plain data, nested and cyclic, without a trial structured clone", () => {
+    const clone = vi.spyOn(globalThis, "structuredClone");
+    const cyclic: Record<string, unknown> = { name: "loop" };
+    cyclic.self = cyclic;
+    for (const value of [
+      null,
+      undefined,
+      1,
+      "text",
+      true,
+      10n,
+      [1, [2, { a: [3] }]],
+      cyclic,
+      Object.create(null),
+    ]) {
+      expect(() => assertStorable(value, "value", LIMIT)).not.toThrow();
+    }
+    expect(clone).not.toHaveBeenCalled();
+    clone.mockRestore();
+  });
+
+  it("accepts cloneable non-plain values anywhere in plain data", () => {
+    class Point {
+      constructor(
+        readonly x: number,
+        readonly y: number,
+      ) {}
+      norm() {
+        return Math.hypot(this.x, this.y);
+      }
+    }
+    const values = [
+      { at: new Date(0) },
+      [new Map([["k", new Set([1])]])],
+      { bytes: new Uint8Array(8) },
+      { point: new Point(1, 2) },
+      { error: new Error("kept") },
+    ];
+    for (const value of values) expect(() => assertStorable(value, "value", LIMIT)).not.toThrow();
+  });
+
+  it.each([
+    ["a function deep in an array", [1, [2, { f: () => 3 }]]],
+    ["a symbol in an object", { s: Symbol("x") }],
+    ["a WeakMap in an object", { w: new WeakMap() }],
+    ["a promise", Promise.resolve(1)],
+  ])("rejects %s with not_cloneable", (_what, value) => {
+    expect(() => assertStorable(value, "stashed value", LIMIT)).toThrow(
+      expect.objectContaining({ code: "not_cloneable", message: expect.stringContaining("stashed value") }),
+    );
+  });
+
+  it("rejects plain and non-plain values over the limit with payload_too_large", () => {
+    for (const value of [{ text: "x".repeat(LIMIT) }, new Map([["text", "x".repeat(LIMIT)]])]) {
+      expect(() => assertStorable(value, "value", LIMIT)).toThrow(
+        expect.objectContaining({ code: "payload_too_large" }),
+      );
+    }
+  });
+
+  it("counts keys, strings, numbers and containers", () => {
+    // keys "ab" and "n", the string, the array and its items, the object.
+    expect(estimateSize({ ab: "xyz", n: [1, true, null] })).toBe(4 + 3 + 5 + 2 + 8 + 4 + 4 + 2);
+  });
+});
