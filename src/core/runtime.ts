@@ -1,105 +1,36 @@
 /**
  * The runtime: registers fibers ahead of execution, runs them, recovers interrupted ones, fires
  * durable timers, delivers events and serves streams. Hosts (the Service Worker host, the edge
- * host, tests) create one with `createRuntime` and call `recover()` on every start.
+ * host, tests) create one with `createRuntime` and call `recover()` on every start. This file is
+ * the public API: it checks arguments, writes new fibers and reads durable state; executing
+ * fibers (locks, claims, leases, wake timers) is the `Runner`'s job.
  */
 
 import type { FiberQuery, Store } from "../store/store";
 import { CommitQueue } from "./commit-queue";
 import type { FiberDefinition } from "./define";
-import {
-  CancelledError,
-  FencedError,
-  FiberlineError,
-  FiberNotFoundError,
-  serializeError,
-  UnknownFiberError,
-} from "./errors";
-import { endGroup } from "./fiber-end";
-import { FiberRun, type RunHost, type RunOutcome } from "./fiber-run";
-import { defaultLocks, type FiberLocks } from "./locks";
-import {
-  type FiberEvent,
-  type FiberRecord,
-  type FiberStatus,
-  type InboxEvent,
-  isTerminal,
-  type JournalEntry,
-  type StreamChunk,
-} from "./records";
-import { type PickupReason, planRun } from "./recovery-plan";
+import { FiberlineError, FiberNotFoundError, UnknownFiberError } from "./errors";
+import { defaultLocks } from "./locks";
+import { type FiberEvent, type FiberRecord, type FiberStatus, isTerminal, type StreamChunk } from "./records";
+import { Runner, report, unref } from "./runner";
+import type {
+  FiberInspection,
+  RecoverySummary,
+  RuntimeOptions,
+  StartOptions,
+  StartResult,
+} from "./runtime-types";
 import { StreamHub } from "./stream-hub";
 import { awaitResult, readStream, readStreamBatches, type StreamSource } from "./stream-reader";
 import { assertArgument, assertStorable, assertValidId } from "./validate";
 
-/** Options of `createRuntime`. */
-export interface RuntimeOptions {
-  /** Where everything is kept: `IdbStore` in browsers, `MemoryStore` in tests. */
-  store: Store;
-  /** The fiber definitions this runtime can start and recover. */
-  fibers: readonly FiberDefinition[];
-  /** This runner's identity in fiber records (default: a random id). */
-  runnerId?: string;
-  /** How long a claim on a fiber holds without renewal (default 15 s). */
-  leaseMs?: number;
-  /** Recoveries in a row without progress before a fiber fails with `recovery_exhausted` (default 10). */
-  maxRecoveries?: number;
-  /** How long terminal fibers keep their journal and stream (default 24 h). */
-  retentionMs?: number;
-  /** Largest input, step result, stash, chunk, event or result, estimated in bytes (default 1 MiB). */
-  maxPayloadBytes?: number;
-  /** Sleeps and waits due sooner than this keep the fiber in memory (default 1 s). */
-  unloadAfterMs?: number;
-  /** How often readers look for chunks written by another runtime (default 250 ms). */
-  pollIntervalMs?: number;
-  /** Per-fiber locks (default: Web Locks where `navigator.locks` exists). */
-  locks?: FiberLocks;
-  /** The time source (default `Date.now`). */
-  clock?: () => number;
-  /** The random source for `ctx.random()` (default `Math.random`). */
-  random?: () => number;
-}
-
-/** What `start` returns; `Out` types `result()`. */
-export interface StartResult<Out = unknown> {
-  id: string;
-  name: string;
-  status: FiberStatus;
-  /** False when the call joined an existing fiber with the same id or idempotency key. */
-  created: boolean;
-  /** Type-only marker. */
-  readonly __output?: Out;
-}
-
-/** Options of `start`. */
-export interface StartOptions {
-  /** The fiber id (default: a random UUID). */
-  id?: string;
-  /** A second start with the same key joins the first fiber instead of starting another. */
-  idempotencyKey?: string;
-}
-
-/** What `inspect` returns: the whole durable state of one fiber. */
-export interface FiberInspection {
-  record: FiberRecord;
-  journal: JournalEntry[];
-  snapshot: unknown;
-  snapshotAt?: number;
-  streamHead: number;
-  inbox: InboxEvent[];
-  /** Whether this runtime is executing the fiber right now. */
-  active: boolean;
-}
-
-/** What `recover` did. */
-export interface RecoverySummary {
-  /** Interrupted fibers picked up and replayed. */
-  resumed: string[];
-  /** Sleeping and waiting fibers whose wake-up is scheduled. */
-  scheduled: string[];
-  /** Terminal fibers deleted after their retention. */
-  collected: string[];
-}
+export type {
+  FiberInspection,
+  RecoverySummary,
+  RuntimeOptions,
+  StartOptions,
+  StartResult,
+} from "./runtime-types";
 
 const ACTIVE_STATUSES: readonly FiberStatus[] = ["running", "sleeping", "waiting"];
 const TERMINAL: readonly FiberStatus[] = ["completed", "failed", "cancelled"];
@@ -124,20 +55,14 @@ export class Runtime {
   readonly #definitions = new Map<string, FiberDefinition>();
   readonly #writer: CommitQueue;
   readonly #hub = new StreamHub();
-  readonly #locks: FiberLocks;
-  readonly #active = new Map<string, { run: FiberRun; release: () => void }>();
-  readonly #starting = new Map<string, InboxEvent[]>();
-  readonly #wakeTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  readonly #lockWatches = new Set<string>();
+  readonly #runner: Runner;
   readonly #keepAliveListeners = new Set<(work: Promise<unknown>) => void>();
   readonly #clock: () => number;
   readonly #random: () => number;
   readonly #leaseMs: number;
-  readonly #maxRecoveries: number;
   readonly #retentionMs: number;
+  readonly #maxPayloadBytes: number;
   readonly #streamSource: StreamSource;
-  readonly #host: RunHost;
-  #leaseTimer: ReturnType<typeof setInterval> | null = null;
   #collectTimer: ReturnType<typeof setInterval> | null = null;
   #closed = false;
 
@@ -158,24 +83,30 @@ export class Runtime {
     this.#clock = options.clock ?? Date.now;
     this.#random = options.random ?? Math.random;
     this.#leaseMs = options.leaseMs ?? 15_000;
-    this.#maxRecoveries = options.maxRecoveries ?? 10;
     this.#retentionMs = options.retentionMs ?? 24 * 60 * 60 * 1000;
+    this.#maxPayloadBytes = options.maxPayloadBytes ?? 1024 * 1024;
     this.#streamSource = { store: this.store, hub: this.#hub, pollIntervalMs: options.pollIntervalMs ?? 250 };
-    this.#locks = options.locks ?? defaultLocks();
+    const locks = options.locks ?? defaultLocks();
     this.#writer = new CommitQueue(this.store, (id, chunks) => this.#hub.publish(id, chunks));
-    this.#host = {
-      store: this.store,
-      writer: this.#writer,
-      maxPayloadBytes: options.maxPayloadBytes ?? 1024 * 1024,
-      unloadAfterMs: options.unloadAfterMs ?? 1_000,
-      now: () => this.#clock(),
-      random: () => this.#random(),
-      uuid: randomUuid,
-      keepAlive: (work) => {
-        for (const listener of this.#keepAliveListeners) listener(work);
+    this.#runner = new Runner({
+      run: {
+        store: this.store,
+        writer: this.#writer,
+        maxPayloadBytes: this.#maxPayloadBytes,
+        unloadAfterMs: options.unloadAfterMs ?? 1_000,
+        now: () => this.#clock(),
+        random: () => this.#random(),
+        uuid: randomUuid,
+        keepAlive: (work) => {
+          for (const listener of this.#keepAliveListeners) listener(work);
+        },
       },
-      onRunEnded: (run, outcome) => this.#runEnded(run, outcome),
-    };
+      locks,
+      runnerId: this.runnerId,
+      definitions: this.#definitions,
+      leaseMs: this.#leaseMs,
+      maxRecoveries: options.maxRecoveries ?? 10,
+    });
   }
 
   /** Counters of the group-commit writer (transactions, groups, chunks). */
@@ -185,7 +116,7 @@ export class Runtime {
 
   /** How many fibers this runtime is executing right now. */
   get activeCount(): number {
-    return this.#active.size;
+    return this.#runner.activeCount;
   }
 
   /** The registered definitions, by name. */
@@ -224,7 +155,7 @@ export class Runtime {
     const def = this.#definition(typeof definition === "string" ? definition : definition?.name);
     if (options.id !== undefined) assertValidId(options.id);
     if (options.idempotencyKey !== undefined) assertValidId(options.idempotencyKey, "idempotency key");
-    assertStorable(input, "fiber input", this.#host.maxPayloadBytes);
+    assertStorable(input, "fiber input", this.#maxPayloadBytes);
     const id = options.id ?? randomUuid();
     const now = this.#clock();
     const record: FiberRecord = {
@@ -258,9 +189,7 @@ export class Runtime {
       return { id: existing.id, name: existing.name, status: existing.status, created: false };
     }
     this.#hub.publish(id, [first]);
-    const release = await this.#locks.acquire(id);
-    if (release)
-      this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
+    await this.#runner.runNew(def, record);
     return { id, name: def.name, status: "running", created: true };
   }
 
@@ -306,7 +235,7 @@ export class Runtime {
       typeof name === "string" && name.length > 0,
       "sendEvent(id, name, payload) needs a non-empty event name.",
     );
-    assertStorable(payload, `payload of event "${name}"`, this.#host.maxPayloadBytes);
+    assertStorable(payload, `payload of event "${name}"`, this.#maxPayloadBytes);
     const record = await this.store.getFiber(id);
     if (!record) throw new FiberNotFoundError(id);
     if (isTerminal(record.status)) {
@@ -316,10 +245,7 @@ export class Runtime {
       );
     }
     const event = await this.store.enqueueEvent({ fiberId: id, name, payload, at: this.#clock() });
-    const active = this.#active.get(id);
-    if (active) active.run.deliver(event);
-    else if (this.#starting.has(id)) this.#starting.get(id)?.push(event);
-    else if (record.status === "waiting") await this.#resume(id, "event");
+    await this.#runner.deliver(record, event);
   }
 
   /**
@@ -332,25 +258,7 @@ export class Runtime {
   async cancel(id: string, reason = "Cancelled by request."): Promise<FiberStatus> {
     this.#assertOpen();
     assertValidId(id);
-    const active = this.#active.get(id);
-    if (active) {
-      await active.run.cancel(reason);
-      return "cancelled";
-    }
-    const record = await this.store.getFiber(id);
-    if (!record) throw new FiberNotFoundError(id);
-    if (isTerminal(record.status)) return record.status;
-    const claim = await this.store.claimFiber(id, {
-      owner: this.runnerId,
-      now: this.#clock(),
-      leaseMs: this.#leaseMs,
-      force: true,
-    });
-    if (claim.status === "missing") throw new FiberNotFoundError(id);
-    if (claim.status === "held") return claim.record.status;
-    this.#clearWake(id);
-    await this.#endDirect(claim.record, "cancelled", new CancelledError(reason));
-    return "cancelled";
+    return this.#runner.cancel(id, reason);
   }
 
   /** Resolves with the fiber's result once it completes; rejects with its error (class and `code` kept). */
@@ -383,7 +291,7 @@ export class Runtime {
       ...(snapshot ? { snapshotAt: snapshot.at } : {}),
       streamHead: record.streamHead,
       inbox,
-      active: this.#active.has(id),
+      active: this.#runner.isActive(id),
     };
   }
 
@@ -403,35 +311,9 @@ export class Runtime {
     const collected = await this.collect();
     const now = this.#clock();
     const live = await this.store.listFibers({ status: ACTIVE_STATUSES });
-    const summary: RecoverySummary = { resumed: [], scheduled: [], collected };
-    await Promise.all(
-      live.map(async (record) => {
-        if (this.#active.has(record.id) || this.#starting.has(record.id)) return;
-        if (record.status === "running") {
-          summary.resumed.push(record.id);
-          await this.#resume(record.id, "recover");
-          return;
-        }
-        if (record.wakeAt !== undefined && record.wakeAt <= now) {
-          summary.resumed.push(record.id);
-          await this.#resume(record.id, "wake");
-          return;
-        }
-        if (record.status === "waiting") {
-          const inbox = await this.store.readInbox(record.id);
-          const wanted = new Set(record.waitingFor ?? []);
-          if (inbox.some((e) => e.consumedBy === undefined && wanted.has(e.name))) {
-            summary.resumed.push(record.id);
-            await this.#resume(record.id, "event");
-            return;
-          }
-        }
-        summary.scheduled.push(record.id);
-        if (record.wakeAt !== undefined) this.#scheduleWake(record.id, record.wakeAt);
-      }),
-    );
+    const { resumed, scheduled } = await this.#runner.pickUp(live, now);
     this.#startCollector();
-    return summary;
+    return { resumed, scheduled, collected };
   }
 
   /** Deletes terminal fibers whose retention has passed; returns their ids. */
@@ -455,19 +337,12 @@ export class Runtime {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const timer of this.#wakeTimers.values()) clearTimeout(timer);
-    this.#wakeTimers.clear();
-    if (this.#leaseTimer) clearInterval(this.#leaseTimer);
     if (this.#collectTimer) clearInterval(this.#collectTimer);
-    for (const { run } of [...this.#active.values()]) {
-      run.stop(
-        new FiberlineError("cancelled", "The runtime was closed; the fiber resumes at the next recover()."),
-      );
-    }
+    this.#runner.close();
     await this.#writer.drain();
   }
 
-  // ---- running fibers ------------------------------------------------------------------------
+  // ---- plumbing ------------------------------------------------------------------------------
 
   #definition(name: string | undefined): FiberDefinition {
     assertArgument(
@@ -479,162 +354,11 @@ export class Runtime {
     return def;
   }
 
-  #launch(def: FiberDefinition, state: ConstructorParameters<typeof FiberRun>[2], release: () => void): void {
-    const run = new FiberRun(this.#host, def, state);
-    this.#active.set(run.id, { run, release });
-    this.#ensureLeaseTimer();
-    run.start();
-  }
-
-  async #resume(id: string, reason: PickupReason): Promise<void> {
-    if (this.#closed || this.#active.has(id) || this.#starting.has(id)) return;
-    this.#starting.set(id, []);
-    this.#clearWake(id);
-    let release: (() => void) | null = null;
-    try {
-      release = await this.#locks.acquire(id);
-      if (!release) {
-        // A live runner elsewhere holds it: pick the fiber up once that runner lets go.
-        this.#watchLock(id);
-        return;
-      }
-      const now = this.#clock();
-      const claim = await this.store.claimFiber(id, {
-        owner: this.runnerId,
-        now,
-        leaseMs: this.#leaseMs,
-        force: this.#locks.exclusive,
-      });
-      if (claim.status === "missing") return;
-      if (claim.status === "held") {
-        // Another runner's lease is still valid: try again once it would have expired.
-        if (!isTerminal(claim.record.status)) this.#scheduleWake(id, (claim.record.leaseUntil ?? now) + 1);
-        return;
-      }
-      const record = claim.record;
-      const def = this.#definitions.get(record.name);
-      if (!def) {
-        await this.#endDirect(record, "failed", new UnknownFiberError(record.name));
-        return;
-      }
-      const [journal, snapshotRecord, inbox] = await Promise.all([
-        this.store.readJournal(id),
-        this.store.readSnapshot(id),
-        this.store.readInbox(id),
-      ]);
-      const claimed = {
-        record,
-        journal,
-        snapshot: snapshotRecord?.value,
-        snapshotAt: snapshotRecord?.at,
-        inbox,
-      };
-      const plan = await planRun(def, claimed, reason, this.#clock(), this.#maxRecoveries);
-      if (plan.kind === "end") {
-        await this.#endDirect(record, "failed", plan.error);
-        return;
-      }
-      await this.#writer.write(plan.group);
-      const state = plan.state;
-      const pending = this.#starting.get(id) ?? [];
-      this.#launch(def, state, release);
-      release = null;
-      const active = this.#active.get(id);
-      for (const event of pending) active?.run.deliver(event);
-    } catch (error) {
-      if (!(error instanceof FencedError)) this.#report(error, `resuming fiber ${id}`);
-    } finally {
-      this.#starting.delete(id);
-      release?.();
-    }
-  }
-
-  /** Ends a fiber that has no run here (cancel, failed recovery), under the generation it was claimed with. */
-  async #endDirect(record: FiberRecord, status: "failed" | "cancelled", error: unknown): Promise<void> {
-    const fiber = { fiberId: record.id, generation: record.generation, seq: record.streamHead + 1 };
-    await this.#writer.write(endGroup(fiber, status, { error: serializeError(error) }, this.#clock()));
-  }
-
-  #runEnded(run: FiberRun, outcome: RunOutcome): void {
-    const entry = this.#active.get(run.id);
-    if (entry?.run === run) {
-      this.#active.delete(run.id);
-      entry.release();
-    }
-    if (this.#closed) return;
-    if (outcome.kind === "suspended") {
-      if (outcome.wakeNow) void this.#resume(run.id, "event");
-      else if (outcome.wakeAt !== undefined) this.#scheduleWake(run.id, outcome.wakeAt);
-    } else if (outcome.kind === "stopped" && !(outcome.error instanceof FencedError)) {
-      this.#report(outcome.error, `running fiber ${run.id}`);
-    }
-  }
-
-  /** Once another context releases the fiber's lock, resumes the fiber if it was left unfinished. */
-  #watchLock(id: string): void {
-    const locks = this.#locks;
-    if (!locks.released || this.#lockWatches.has(id) || this.#closed) return;
-    this.#lockWatches.add(id);
-    locks
-      .released(id)
-      .then(async () => {
-        this.#lockWatches.delete(id);
-        if (this.#closed || this.#active.has(id)) return;
-        const record = await this.store.getFiber(id);
-        if (!record || isTerminal(record.status)) return;
-        if (record.status === "running") await this.#resume(id, "recover");
-        else if (record.wakeAt !== undefined) this.#scheduleWake(id, record.wakeAt);
-      })
-      .catch((error) => {
-        this.#lockWatches.delete(id);
-        this.#report(error, `waiting for the lock of fiber ${id}`);
-      });
-  }
-
-  #scheduleWake(id: string, at: number): void {
-    this.#clearWake(id);
-    const delay = Math.min(Math.max(0, at - this.#clock()), 2_147_483_647);
-    const timer = setTimeout(() => {
-      this.#wakeTimers.delete(id);
-      void this.#resume(id, "wake");
-    }, delay);
-    unref(timer);
-    this.#wakeTimers.set(id, timer);
-  }
-
-  #clearWake(id: string): void {
-    const timer = this.#wakeTimers.get(id);
-    if (timer) {
-      clearTimeout(timer);
-      this.#wakeTimers.delete(id);
-    }
-  }
-
-  #ensureLeaseTimer(): void {
-    if (this.#leaseTimer) return;
-    this.#leaseTimer = setInterval(
-      () => {
-        if (this.#active.size === 0) {
-          if (this.#leaseTimer) clearInterval(this.#leaseTimer);
-          this.#leaseTimer = null;
-          return;
-        }
-        const leaseUntil = this.#clock() + this.#leaseMs;
-        for (const { run } of this.#active.values()) {
-          const group = run.leaseGroup(leaseUntil);
-          if (group) this.#writer.write(group).catch((error) => run.stop(error));
-        }
-      },
-      Math.max(50, Math.floor(this.#leaseMs / 3)),
-    );
-    unref(this.#leaseTimer);
-  }
-
   #startCollector(): void {
     if (this.#collectTimer || this.#closed) return;
     const every = Math.min(Math.max(this.#retentionMs / 4, 1_000), 60 * 60 * 1000);
     this.#collectTimer = setInterval(() => {
-      this.collect().catch((error) => this.#report(error, "collecting expired fibers"));
+      this.collect().catch((error) => report(error, "collecting expired fibers"));
     }, every);
     unref(this.#collectTimer);
   }
@@ -646,10 +370,6 @@ export class Runtime {
         "This runtime was closed; create a new one with createRuntime().",
       );
   }
-
-  #report(error: unknown, doing: string): void {
-    console.error(`[fiberline] ${doing} failed:`, error);
-  }
 }
 
 function randomUuid(): string {
@@ -659,8 +379,4 @@ function randomUuid(): string {
   const hex = Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16));
   hex[12] = "4";
   return `${hex.slice(0, 8).join("")}-${hex.slice(8, 12).join("")}-${hex.slice(12, 16).join("")}-${hex.slice(16, 20).join("")}-${hex.slice(20).join("")}`;
-}
-
-function unref(timer: unknown): void {
-  (timer as { unref?: () => void }).unref?.();
 }

@@ -1,0 +1,194 @@
+/**
+ * The journaled calls of one run that execute code: `ctx.step`, with its attempts, retries and
+ * the replay of an interrupted step, and `ctx.now`, `ctx.random` and `ctx.uuid`, whose value is
+ * produced once and replayed from the journal after that. Used by `FiberRun`.
+ */
+
+import type { StepContext, StepOptions } from "./define";
+import { InvalidInputError, NonRetryableError, StepFailedError, serializeError } from "./errors";
+import type { RunWrite } from "./fiber-waits";
+import type { FiberEvent, JournalEntry, StreamChunk } from "./records";
+import { type JournalSlot, type RunJournal, recordedError } from "./run-journal";
+import { sleep } from "./sleep";
+import { backoffMs, DEFAULT_RETRY, runAttempt } from "./step-attempt";
+import { assertArgument, assertStorable } from "./validate";
+
+/** What steps need from their run. */
+export interface StepHost {
+  readonly fiberId: string;
+  readonly journal: RunJournal;
+  /** Aborted when the run is cancelled, fenced or ends. */
+  readonly signal: AbortSignal;
+  readonly maxPayloadBytes: number;
+  /** Highest seq the run has appended: a step's chunks come after it. */
+  readonly streamHead: number;
+  now(): number;
+  /** Throws once the run no longer executes here. */
+  assertLive(): void;
+  /** The fiber's stored chunks with `seq > after`. */
+  readStream(after: number): Promise<StreamChunk[]>;
+  /** Appends a chunk emitted by the step at journal position `step`. */
+  append(type: string, data: unknown, origin: { step: number }): void;
+  /** Writes under the run's claim; a failure stops the run and rejects. */
+  write(group: RunWrite, options?: { defer?: boolean }): Promise<void>;
+  /** Queues a write under the run's claim; a failure stops the run. */
+  writeLater(group: RunWrite, options?: { defer?: boolean }): void;
+  /** A step started: it keeps the fiber loaded until `endWork`. */
+  beginWork(): void;
+  endWork(): void;
+}
+
+/** `ctx.step` and the journaled values of one run. */
+export class FiberSteps {
+  readonly #host: StepHost;
+
+  constructor(host: StepHost) {
+    this.#host = host;
+  }
+
+  /**
+   * `ctx.step`: runs `fn` until an attempt succeeds, a `NonRetryableError` or `InvalidInputError`
+   * is thrown, or the retry policy gives up; a replay returns or throws what was recorded.
+   *
+   * Failure semantics: each attempt is journaled as `started` before it runs; its result is
+   * journaled with the run's next write. A step left `started` by a crash runs again with
+   * `interrupted: true` and the chunks it emitted, and always gets at least one more attempt.
+   */
+  async step<T>(
+    name: string,
+    fn: (step: StepContext) => Promise<T> | T,
+    options: StepOptions = {},
+  ): Promise<T> {
+    const host = this.#host;
+    host.assertLive();
+    assertArgument(typeof name === "string" && name.length > 0, "ctx.step(name, fn) needs a non-empty name.");
+    assertArgument(typeof fn === "function", `ctx.step("${name}", fn) needs a function.`);
+    const slot = host.journal.next("step", name);
+    const recorded = slot.recorded;
+    if (recorded?.status === "completed") return recorded.result as T;
+    if (recorded?.status === "failed") throw recordedError(recorded);
+    host.beginWork();
+    try {
+      return await this.#attempts(slot, fn, options);
+    } finally {
+      host.endWork();
+    }
+  }
+
+  /**
+   * `ctx.now`, `ctx.random`, `ctx.uuid`: the value `produce` returns, journaled, or on replay the
+   * value an earlier run journaled.
+   */
+  async journaled<T>(kind: "now" | "random" | "uuid", produce: () => T): Promise<T> {
+    const host = this.#host;
+    host.assertLive();
+    const { pos, key, recorded } = host.journal.next(kind, kind);
+    if (recorded?.status === "completed") return recorded.result as T;
+    const now = host.now();
+    const value = produce();
+    const entry: JournalEntry = {
+      fiberId: host.fiberId,
+      pos,
+      kind,
+      key,
+      status: "completed",
+      attempt: 1,
+      startedAt: now,
+      endedAt: now,
+      result: value,
+    };
+    host.journal.set(entry);
+    host.writeLater({ journal: [entry] });
+    return value;
+  }
+
+  async #attempts<T>(
+    { pos, key, recorded }: JournalSlot,
+    fn: (step: StepContext) => Promise<T> | T,
+    options: StepOptions,
+  ): Promise<T> {
+    const host = this.#host;
+    const policy = { ...DEFAULT_RETRY, ...options.retry };
+    const streamFrom = recorded?.streamFrom ?? host.streamHead;
+    let interrupted = recorded?.status === "started";
+    let attempt = recorded?.attempt ?? 0;
+    // A crash is not the step's fault: an interrupted step always gets at least one more attempt.
+    const lastAttempt = Math.max(attempt + 1, policy.maxAttempts);
+    const emitted = interrupted ? await this.#stepChunks(pos, streamFrom) : [];
+    const idempotencyKey = `${host.fiberId}:${key}`;
+    for (let tries = 0; ; tries++) {
+      attempt++;
+      const started: JournalEntry = {
+        fiberId: host.fiberId,
+        pos,
+        kind: "step",
+        key,
+        status: "started",
+        attempt,
+        startedAt: host.now(),
+        streamFrom,
+      };
+      host.journal.set(started);
+      await host.write({ journal: [started] });
+      host.assertLive();
+      try {
+        const result = await runAttempt(
+          fn,
+          {
+            attempt,
+            idempotencyKey,
+            interrupted,
+            emitted: tries === 0 ? emitted : [],
+            emit: (type, data) => {
+              host.assertLive();
+              host.append(type, data, { step: pos });
+            },
+          },
+          host.signal,
+          options.timeoutMs,
+        );
+        assertStorable(result, `result of step "${key}"`, host.maxPayloadBytes);
+        const done: JournalEntry = { ...started, status: "completed", result, endedAt: host.now() };
+        host.journal.set(done);
+        // Deferred: the next write (the next step's start, a chunk, the fiber's end) carries it,
+        // FIFO. A crash before then leaves the step `started`: it re-runs, interrupted.
+        host.writeLater({ journal: [done] }, { defer: true });
+        return result;
+      } catch (error) {
+        host.assertLive();
+        const permanent = error instanceof NonRetryableError || error instanceof InvalidInputError;
+        if (permanent || attempt >= lastAttempt) {
+          const failure = permanent
+            ? error
+            : new StepFailedError(
+                "step_failed",
+                `Step "${key}" of fiber ${host.fiberId} failed after ${attempt} attempt(s): ${describeError(error)}`,
+                { cause: error },
+              );
+          const failed: JournalEntry = {
+            ...started,
+            status: "failed",
+            error: serializeError(failure),
+            endedAt: host.now(),
+          };
+          host.journal.set(failed);
+          host.writeLater({ journal: [failed] });
+          throw failure;
+        }
+        await sleep(backoffMs(policy, tries), host.signal);
+        host.assertLive();
+        interrupted = false;
+      }
+    }
+  }
+
+  /** The chunks the step at `pos` emitted in earlier attempts, from `streamFrom` on. */
+  async #stepChunks(pos: number, streamFrom: number): Promise<FiberEvent[]> {
+    const chunks = await this.#host.readStream(streamFrom);
+    return chunks.filter((c) => c.step === pos).map(({ seq, type, data, at }) => ({ seq, type, data, at }));
+  }
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

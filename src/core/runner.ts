@@ -1,0 +1,324 @@
+/**
+ * The runtime's runner: the fibers it executes and how it picks fibers up. A fiber is taken under
+ * its lock and a claim on its record, planned by `planRun`, and run as a `FiberRun` whose lease is
+ * renewed while it runs. A suspended fiber gets a wake timer; one held by another context is
+ * picked up once that context releases its lock or its lease expires. Used by `Runtime`, whose
+ * public methods check their arguments and hand over here.
+ */
+
+import type { FiberDefinition } from "./define";
+import {
+  CancelledError,
+  FencedError,
+  FiberlineError,
+  FiberNotFoundError,
+  serializeError,
+  UnknownFiberError,
+} from "./errors";
+import { endGroup } from "./fiber-end";
+import { FiberRun, type RunHost, type RunOutcome, type RunState } from "./fiber-run";
+import type { FiberLocks } from "./locks";
+import { type FiberRecord, type FiberStatus, type InboxEvent, isTerminal } from "./records";
+import { type PickupReason, planRun } from "./recovery-plan";
+import type { RecoverySummary } from "./runtime-types";
+
+/** What a runner is made of. */
+export interface RunnerOptions {
+  /** What each run gets from the runtime; the runner adds `onRunEnded`. */
+  run: Omit<RunHost, "onRunEnded">;
+  locks: FiberLocks;
+  /** This runner's identity in fiber records. */
+  runnerId: string;
+  definitions: ReadonlyMap<string, FiberDefinition>;
+  /** How long a claim holds without renewal. */
+  leaseMs: number;
+  /** Recoveries in a row without progress before a fiber fails with `recovery_exhausted`. */
+  maxRecoveries: number;
+}
+
+/** The fibers one runtime executes, and their wake timers, lock watches and lease renewal. */
+export class Runner {
+  readonly #host: RunHost;
+  readonly #locks: FiberLocks;
+  readonly #runnerId: string;
+  readonly #definitions: ReadonlyMap<string, FiberDefinition>;
+  readonly #leaseMs: number;
+  readonly #maxRecoveries: number;
+  readonly #active = new Map<string, { run: FiberRun; release: () => void }>();
+  readonly #starting = new Map<string, InboxEvent[]>();
+  readonly #wakeTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  readonly #lockWatches = new Set<string>();
+  #leaseTimer: ReturnType<typeof setInterval> | null = null;
+  #closed = false;
+
+  constructor(options: RunnerOptions) {
+    this.#host = { ...options.run, onRunEnded: (run, outcome) => this.#runEnded(run, outcome) };
+    this.#locks = options.locks;
+    this.#runnerId = options.runnerId;
+    this.#definitions = options.definitions;
+    this.#leaseMs = options.leaseMs;
+    this.#maxRecoveries = options.maxRecoveries;
+  }
+
+  /** How many fibers are executing here right now. */
+  get activeCount(): number {
+    return this.#active.size;
+  }
+
+  /** Whether fiber `id` is executing here right now. */
+  isActive(id: string): boolean {
+    return this.#active.has(id);
+  }
+
+  /** Runs a fiber `start` has just created, unless another context holds its lock. */
+  async runNew(def: FiberDefinition, record: FiberRecord): Promise<void> {
+    const release = await this.#locks.acquire(record.id);
+    if (release)
+      this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
+  }
+
+  /** Hands a stored event to the fiber's run (or the run being started), or wakes a waiting fiber. */
+  async deliver(record: FiberRecord, event: InboxEvent): Promise<void> {
+    const active = this.#active.get(record.id);
+    if (active) active.run.deliver(event);
+    else if (this.#starting.has(record.id)) this.#starting.get(record.id)?.push(event);
+    else if (record.status === "waiting") await this.#resume(record.id, "event");
+  }
+
+  /** Cancels fiber `id` (see `Runtime.cancel`) and returns its status afterwards. */
+  async cancel(id: string, reason: string): Promise<FiberStatus> {
+    const active = this.#active.get(id);
+    if (active) {
+      await active.run.cancel(reason);
+      return "cancelled";
+    }
+    const record = await this.#host.store.getFiber(id);
+    if (!record) throw new FiberNotFoundError(id);
+    if (isTerminal(record.status)) return record.status;
+    const claim = await this.#host.store.claimFiber(id, {
+      owner: this.#runnerId,
+      now: this.#host.now(),
+      leaseMs: this.#leaseMs,
+      force: true,
+    });
+    if (claim.status === "missing") throw new FiberNotFoundError(id);
+    if (claim.status === "held") return claim.record.status;
+    this.#clearWake(id);
+    await this.#endDirect(claim.record, "cancelled", new CancelledError(reason));
+    return "cancelled";
+  }
+
+  /**
+   * Picks up the non-terminal fibers `recover()` found: interrupted ones and those whose timer is
+   * due or whose awaited event is buffered resume now, the others get their wake-up scheduled.
+   * Fibers executing or being picked up here are left alone.
+   */
+  async pickUp(records: readonly FiberRecord[], now: number): Promise<Omit<RecoverySummary, "collected">> {
+    const resumed: string[] = [];
+    const scheduled: string[] = [];
+    await Promise.all(
+      records.map(async (record) => {
+        if (this.#active.has(record.id) || this.#starting.has(record.id)) return;
+        if (record.status === "running") {
+          resumed.push(record.id);
+          await this.#resume(record.id, "recover");
+          return;
+        }
+        if (record.wakeAt !== undefined && record.wakeAt <= now) {
+          resumed.push(record.id);
+          await this.#resume(record.id, "wake");
+          return;
+        }
+        if (record.status === "waiting") {
+          const inbox = await this.#host.store.readInbox(record.id);
+          const wanted = new Set(record.waitingFor ?? []);
+          if (inbox.some((e) => e.consumedBy === undefined && wanted.has(e.name))) {
+            resumed.push(record.id);
+            await this.#resume(record.id, "event");
+            return;
+          }
+        }
+        scheduled.push(record.id);
+        if (record.wakeAt !== undefined) this.#scheduleWake(record.id, record.wakeAt);
+      }),
+    );
+    return { resumed, scheduled };
+  }
+
+  /** Abandons every run as a crash would (see `Runtime.close`) and clears every timer. */
+  close(): void {
+    this.#closed = true;
+    for (const timer of this.#wakeTimers.values()) clearTimeout(timer);
+    this.#wakeTimers.clear();
+    if (this.#leaseTimer) clearInterval(this.#leaseTimer);
+    for (const { run } of [...this.#active.values()]) {
+      run.stop(
+        new FiberlineError("cancelled", "The runtime was closed; the fiber resumes at the next recover()."),
+      );
+    }
+  }
+
+  #launch(def: FiberDefinition, state: RunState, release: () => void): void {
+    const run = new FiberRun(this.#host, def, state);
+    this.#active.set(run.id, { run, release });
+    this.#ensureLeaseTimer();
+    run.start();
+  }
+
+  async #resume(id: string, reason: PickupReason): Promise<void> {
+    if (this.#closed || this.#active.has(id) || this.#starting.has(id)) return;
+    this.#starting.set(id, []);
+    this.#clearWake(id);
+    let release: (() => void) | null = null;
+    try {
+      release = await this.#locks.acquire(id);
+      if (!release) {
+        // A live runner elsewhere holds it: pick the fiber up once that runner lets go.
+        this.#watchLock(id);
+        return;
+      }
+      const now = this.#host.now();
+      const claim = await this.#host.store.claimFiber(id, {
+        owner: this.#runnerId,
+        now,
+        leaseMs: this.#leaseMs,
+        force: this.#locks.exclusive,
+      });
+      if (claim.status === "missing") return;
+      if (claim.status === "held") {
+        // Another runner's lease is still valid: try again once it would have expired.
+        if (!isTerminal(claim.record.status)) this.#scheduleWake(id, (claim.record.leaseUntil ?? now) + 1);
+        return;
+      }
+      const record = claim.record;
+      const def = this.#definitions.get(record.name);
+      if (!def) {
+        await this.#endDirect(record, "failed", new UnknownFiberError(record.name));
+        return;
+      }
+      const store = this.#host.store;
+      const [journal, snapshotRecord, inbox] = await Promise.all([
+        store.readJournal(id),
+        store.readSnapshot(id),
+        store.readInbox(id),
+      ]);
+      const claimed = {
+        record,
+        journal,
+        snapshot: snapshotRecord?.value,
+        snapshotAt: snapshotRecord?.at,
+        inbox,
+      };
+      const plan = await planRun(def, claimed, reason, this.#host.now(), this.#maxRecoveries);
+      if (plan.kind === "end") {
+        await this.#endDirect(record, "failed", plan.error);
+        return;
+      }
+      await this.#host.writer.write(plan.group);
+      const state = plan.state;
+      const pending = this.#starting.get(id) ?? [];
+      this.#launch(def, state, release);
+      release = null;
+      const active = this.#active.get(id);
+      for (const event of pending) active?.run.deliver(event);
+    } catch (error) {
+      if (!(error instanceof FencedError)) report(error, `resuming fiber ${id}`);
+    } finally {
+      this.#starting.delete(id);
+      release?.();
+    }
+  }
+
+  /** Ends a fiber that has no run here (cancel, failed recovery), under the generation it was claimed with. */
+  async #endDirect(record: FiberRecord, status: "failed" | "cancelled", error: unknown): Promise<void> {
+    const fiber = { fiberId: record.id, generation: record.generation, seq: record.streamHead + 1 };
+    await this.#host.writer.write(
+      endGroup(fiber, status, { error: serializeError(error) }, this.#host.now()),
+    );
+  }
+
+  #runEnded(run: FiberRun, outcome: RunOutcome): void {
+    const entry = this.#active.get(run.id);
+    if (entry?.run === run) {
+      this.#active.delete(run.id);
+      entry.release();
+    }
+    if (this.#closed) return;
+    if (outcome.kind === "suspended") {
+      if (outcome.wakeNow) void this.#resume(run.id, "event");
+      else if (outcome.wakeAt !== undefined) this.#scheduleWake(run.id, outcome.wakeAt);
+    } else if (outcome.kind === "stopped" && !(outcome.error instanceof FencedError)) {
+      report(outcome.error, `running fiber ${run.id}`);
+    }
+  }
+
+  /** Once another context releases the fiber's lock, resumes the fiber if it was left unfinished. */
+  #watchLock(id: string): void {
+    const locks = this.#locks;
+    if (!locks.released || this.#lockWatches.has(id) || this.#closed) return;
+    this.#lockWatches.add(id);
+    locks
+      .released(id)
+      .then(async () => {
+        this.#lockWatches.delete(id);
+        if (this.#closed || this.#active.has(id)) return;
+        const record = await this.#host.store.getFiber(id);
+        if (!record || isTerminal(record.status)) return;
+        if (record.status === "running") await this.#resume(id, "recover");
+        else if (record.wakeAt !== undefined) this.#scheduleWake(id, record.wakeAt);
+      })
+      .catch((error) => {
+        this.#lockWatches.delete(id);
+        report(error, `waiting for the lock of fiber ${id}`);
+      });
+  }
+
+  #scheduleWake(id: string, at: number): void {
+    this.#clearWake(id);
+    const delay = Math.min(Math.max(0, at - this.#host.now()), 2_147_483_647);
+    const timer = setTimeout(() => {
+      this.#wakeTimers.delete(id);
+      void this.#resume(id, "wake");
+    }, delay);
+    unref(timer);
+    this.#wakeTimers.set(id, timer);
+  }
+
+  #clearWake(id: string): void {
+    const timer = this.#wakeTimers.get(id);
+    if (timer) {
+      clearTimeout(timer);
+      this.#wakeTimers.delete(id);
+    }
+  }
+
+  #ensureLeaseTimer(): void {
+    if (this.#leaseTimer) return;
+    this.#leaseTimer = setInterval(
+      () => {
+        if (this.#active.size === 0) {
+          if (this.#leaseTimer) clearInterval(this.#leaseTimer);
+          this.#leaseTimer = null;
+          return;
+        }
+        const leaseUntil = this.#host.now() + this.#leaseMs;
+        for (const { run } of this.#active.values()) {
+          const group = run.leaseGroup(leaseUntil);
+          if (group) this.#host.writer.write(group).catch((error) => run.stop(error));
+        }
+      },
+      Math.max(50, Math.floor(this.#leaseMs / 3)),
+    );
+    unref(this.#leaseTimer);
+  }
+}
+
+/** Logs a failure of background work that no caller awaits (a resume, a run, a collection). */
+export function report(error: unknown, doing: string): void {
+  console.error(`[fiberline] ${doing} failed:`, error);
+}
+
+/** Lets Node exit while the timer is pending; browsers have no such notion. */
+export function unref(timer: unknown): void {
+  (timer as { unref?: () => void }).unref?.();
+}
