@@ -132,7 +132,11 @@ export async function commitGroups(
   keys: FiberKeys,
 ): Promise<void> {
   const cold = groups.filter((group) => !keys.ready(group));
-  if (cold.length > 0) await learnKeys(tx, cold, keys);
+  if (cold.length > 0) {
+    // Known when the scope was chosen, forgotten since (a concurrent delete): choose again.
+    if (!tx.objectStoreNames.contains("handles")) throw new StaleKeys([]);
+    await learnKeys(tx, cold, keys);
+  }
 
   const fibers = tx.objectStore("fibers");
   const ids = [...new Set(groups.map((group) => group.fiberId))];

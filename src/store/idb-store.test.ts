@@ -293,4 +293,30 @@ describe("IdbStore layout (schema v2)", () => {
     await a.close();
     await b.close();
   });
+
+  it("retries a write whose remembered handle went stale, onto the re-created fiber's rows", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const a = new IdbStore({ name, indexedDB: factory });
+    const b = new IdbStore({ name, indexedDB: factory });
+    await a.createFiber(record, []);
+    await a.commit([{ fiberId: "f1", generation: 0, journal: [step(0, "completed")] }]);
+    await b.deleteFibers(["f1"]);
+    await b.createFiber(record, []);
+    // No read in between: `a` writes under the old handle, sees the record's new one, retries.
+    expect(
+      await a.commit([
+        {
+          fiberId: "f1",
+          generation: 0,
+          journal: [step(1, "started")],
+          chunks: [{ fiberId: "f1", seq: 1, type: "t", data: 1, at: 1 }],
+        },
+      ]),
+    ).toEqual({ fenced: [] });
+    expect(await b.readJournal("f1")).toEqual([step(1, "started")]);
+    expect(await b.readStream("f1", 0)).toHaveLength(1);
+    await a.close();
+    await b.close();
+  });
 });

@@ -409,7 +409,7 @@ export class IdbStore implements Store {
       } catch {
         // Already finished (it failed by itself): nothing to roll back.
       }
-      if (error instanceof FenceFailed) throw error;
+      if (error instanceof FenceFailed || error instanceof StaleKeys) throw error;
       throw this.#closed ? storeClosedError(this.kind) : toStoreError(operation, error);
     }
   }
