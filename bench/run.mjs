@@ -10,6 +10,7 @@
  *   npm run bench -- --quick           fewer runs and smaller sizes (under 2 minutes)
  *   npm run bench -- --strict          IndexedDB durability "strict" instead of "relaxed"
  *   npm run bench -- --only=B1,B3      some workloads only
+ *   npm run bench -- --costs           the commit-shape diagnostic (idb-costs) instead of the table
  *   npm run bench -- --update-readme   also write the table into bench/README.md
  */
 
@@ -22,7 +23,7 @@ import { connectCdp } from "./lib/cdp.mjs";
 import { killLaunched, launchChromium } from "./lib/chromium.mjs";
 import { buildRows, fmt, markdownTable, regressions } from "./lib/report.mjs";
 import { serveStatic } from "./lib/serve.mjs";
-import { b1, b2, b3, b4, b5, b6, b7, b8 } from "./lib/workloads.mjs";
+import { b1, b2, b3, b4, b5, b6, b7, b8, runJob } from "./lib/workloads.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -84,6 +85,23 @@ async function main() {
     await env.page.evaluate(() => window.bench.ready());
   };
   await openPage();
+
+  if (flag("costs")) {
+    // The diagnostic of bench/browser/jobs/idb-costs.ts: ms per transaction of each commit shape.
+    try {
+      const costs = await runJob(env.page, "idb-costs", { reps: quick ? 100 : 400, fibers: 100 });
+      const base = costs.put1;
+      for (const [shape, ms] of Object.entries(costs)) {
+        console.log(
+          `${shape.padEnd(28)} ${ms.toFixed(3).padStart(8)} ms  ${(ms / base).toFixed(2).padStart(6)}x put1`,
+        );
+      }
+    } finally {
+      await env.browser.close();
+      await Promise.all(servers.map((server) => server.close()));
+    }
+    return;
+  }
 
   const results = {};
   const errors = {};

@@ -95,6 +95,36 @@ export async function rawGetAll(
   return { ms: performance.now() - t0, rows: rows.length };
 }
 
+/** Every row of every object store of database `name`, with its store name and key, as stored. */
+export function dumpDatabase(
+  name: string,
+): Promise<Array<{ store: string; key: IDBValidKey; value: unknown }>> {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(name);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const names = [...db.objectStoreNames];
+      const rows: Array<{ store: string; key: IDBValidKey; value: unknown }> = [];
+      const tx = db.transaction(names, "readonly");
+      for (const store of names) {
+        const cursor = tx.objectStore(store).openCursor();
+        cursor.onsuccess = () => {
+          const at = cursor.result;
+          if (at === null) return;
+          rows.push({ store, key: at.key, value: at.value });
+          at.continue();
+        };
+      }
+      tx.oncomplete = () => {
+        db.close();
+        resolve(rows);
+      };
+      tx.onabort = () => reject(tx.error);
+    };
+  });
+}
+
 /** A string of `length` random, incompressible characters (base64 alphabet). */
 export function randomText(length: number): string {
   const bytes = new Uint8Array(Math.ceil((length * 3) / 4) + 3);

@@ -1,7 +1,9 @@
 /**
- * A diagnostic job (`idb-costs`, not part of the table): what the engine's commit shapes cost on
- * this browser, request by request, next to the raw shapes. It is how a missed target is traced to
- * its cause (a read before the writes, one request per fiber, the `idb` promise wrapper...).
+ * A diagnostic job (`npm run bench -- --costs`, not part of the table): what the engine's commit
+ * shapes cost on this browser, request by request, next to the raw shapes. It is how a missed
+ * target is traced to its cause (a read before the writes, one request per fiber, the `idb`
+ * promise wrapper...). The raw shapes run on a database of their own with the engine's layout
+ * (`fibers` keyed by id, rows keyed `[handle, n]`), plus a `fence` index for the key-only fence.
  */
 
 import { IdbStore, type JournalEntry } from "../../../src/index";
@@ -38,208 +40,170 @@ function entry(fiberId: string, pos: number): JournalEntry {
   };
 }
 
+/** A journal segment as the engine stores it (two entries: a completion and the next start). */
+function segment(pos: number): unknown[] {
+  const now = Date.now();
+  return [
+    [pos, 0, `s#${pos + 1}`, 1, 1, now, now, pos, undefined, undefined, 1],
+    [pos + 1, 0, `s#${pos + 2}`, 0, 1, now],
+  ];
+}
+
+function fiberRecord(id: string, handle: number) {
+  return {
+    id,
+    handle,
+    name: "x",
+    version: "1",
+    input: {},
+    status: "running",
+    createdAt: Date.now(),
+    updatedAt: Date.now(),
+    generation: 1,
+    streamHead: 1,
+    emitOrdinal: 0,
+    epoch: 0,
+    stalledRecoveries: 0,
+    progressMark: "",
+  };
+}
+
 /** Per-transaction ms of each commit shape. */
 export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: number }) {
-  const name = uniqueName("costs");
-  const store = new IdbStore({ name, durability: ctx.durability });
-  const ids = Array.from({ length: params.fibers }, () => crypto.randomUUID());
-  for (const id of ids) {
-    await store.createFiber(
-      {
-        id,
-        name: "x",
-        version: "1",
-        input: {},
-        status: "running",
-        createdAt: Date.now(),
-        updatedAt: Date.now(),
-        generation: 1,
-        streamHead: 1,
-        emitOrdinal: 0,
-        epoch: 0,
-        stalledRecoveries: 0,
-        progressMark: "",
-      },
-      [],
-    );
-  }
-  await store.close();
-  const db = await new Promise<IDBDatabase>((resolve, reject) => {
-    const r = indexedDB.open(name);
-    r.onsuccess = () => resolve(r.result);
-    r.onerror = () => reject(r.error);
-  });
   const d = { durability: ctx.durability };
-  const id = ids[0] as string;
-  let pos = 0;
-  const engine = new IdbStore({ name, durability: ctx.durability });
-  await engine.getFiber(id);
-  // A write-only fence, for comparison: rows keyed [fiberId, generation] with a unique index on
-  // fiberId, so a put carrying a stale generation fails with ConstraintError instead of needing
-  // a read first.
-  const fenceName = `${name}-fence`;
-  const fenceDb = await new Promise<IDBDatabase>((resolve, reject) => {
-    const r = indexedDB.open(fenceName, 1);
+  const ids = Array.from({ length: params.fibers }, () => crypto.randomUUID());
+  const rawName = uniqueName("costs-raw");
+  const db = await new Promise<IDBDatabase>((resolve, reject) => {
+    const r = indexedDB.open(rawName, 1);
     r.onupgradeneeded = () => {
-      const fences = r.result.createObjectStore("fences", { keyPath: ["fiberId", "generation"] });
-      fences.createIndex("fiber", "fiberId", { unique: true });
-      r.result.createObjectStore("journal", { keyPath: ["fiberId", "pos"] });
+      const fibers = r.result.createObjectStore("fibers", { keyPath: "id" });
+      fibers.createIndex("fence", ["id", "handle", "generation"]);
+      fibers.createIndex("status", "status");
+      r.result.createObjectStore("journalSegments");
+      r.result.createObjectStore("snapshots", { keyPath: "fiberId" });
     };
     r.onsuccess = () => resolve(r.result);
     r.onerror = () => reject(r.error);
   });
   {
-    const tx = fenceDb.transaction("fences", "readwrite");
-    for (const f of ids) tx.objectStore("fences").put({ fiberId: f, generation: 1 });
+    const tx = db.transaction("fibers", "readwrite");
+    ids.forEach((id, i) => {
+      tx.objectStore("fibers").put(fiberRecord(id, i + 1));
+    });
     await done(tx);
   }
-  // The write-only fence really fences: a stale generation aborts the transaction.
-  const staleFenceRejected = await (async () => {
-    const tx = fenceDb.transaction(["fences", "journal"], "readwrite", d);
-    tx.objectStore("fences").put({ fiberId: id, generation: 0 });
-    tx.objectStore("journal").put(entry(id, -1));
-    return done(tx).then(
-      () => false,
-      (error: unknown) => (error as DOMException | null)?.name === "ConstraintError",
+
+  const engineName = uniqueName("costs-engine");
+  const engine = new IdbStore({ name: engineName, durability: ctx.durability });
+  for (const id of ids) {
+    const { handle: _handle, ...record } = fiberRecord(id, 0);
+    await engine.createFiber(record as Parameters<IdbStore["createFiber"]>[0], []);
+    await engine.claimFiber(id, { owner: "costs", now: 0, leaseMs: 1 });
+  }
+  const generation = 2;
+
+  const id = ids[0] as string;
+  let pos = 0;
+  const fence = (tx: IDBTransaction, fiberId: string, handle: number) =>
+    req(
+      tx
+        .objectStore("fibers")
+        .index("fence")
+        .count(IDBKeyRange.only([fiberId, handle, 1])),
     );
-  })();
+  const snapshot = () => ({ fiberId: id, value: { i: pos++, pad: "x".repeat(90) }, at: Date.now() });
+
   const single: Record<string, () => Promise<void>> = {
-    fencePut2Commit: async () => {
-      const tx = fenceDb.transaction(["fences", "journal"], "readwrite", d);
-      tx.objectStore("fences").put({ fiberId: id, generation: 1 });
-      tx.objectStore("journal").put(entry(id, pos++));
-      tx.objectStore("journal").put(entry(id, pos++));
-      tx.commit();
-      await done(tx);
-    },
     put1: async () => {
-      const tx = db.transaction(["journal"], "readwrite", d);
-      tx.objectStore("journal").put(entry(id, pos++));
+      const tx = db.transaction(["journalSegments"], "readwrite", d);
+      tx.objectStore("journalSegments").put(segment(pos), [1, pos++]);
       await done(tx);
     },
-    put2: async () => {
-      const tx = db.transaction(["journal"], "readwrite", d);
-      tx.objectStore("journal").put(entry(id, pos++));
-      tx.objectStore("journal").put(entry(id, pos++));
+    putSnapshot1: async () => {
+      const tx = db.transaction(["snapshots"], "readwrite", d);
+      tx.objectStore("snapshots").put(snapshot());
       await done(tx);
     },
-    get1: async () => {
-      const tx = db.transaction(["fibers", "journal"], "readwrite", d);
-      tx.objectStore("fibers").get(id);
-      await done(tx);
-    },
-    getThenPut2: async () => {
-      const tx = db.transaction(["fibers", "journal"], "readwrite", d);
-      await req(tx.objectStore("fibers").get(id));
-      tx.objectStore("journal").put(entry(id, pos++));
-      tx.objectStore("journal").put(entry(id, pos++));
-      await done(tx);
-    },
-    getAndPut2: async () => {
-      const tx = db.transaction(["fibers", "journal"], "readwrite", d);
-      tx.objectStore("fibers").get(id);
-      tx.objectStore("journal").put(entry(id, pos++));
-      tx.objectStore("journal").put(entry(id, pos++));
-      await done(tx);
-    },
-    // The shape of IdbStore.commit: the fence read and the writes issued together, commit() once
-    // the read is back.
-    getAndPut2Commit: async () => {
-      const tx = db.transaction(["fibers", "journal"], "readwrite", d);
+    // IdbStore.commit's shape: the fence read and the writes issued together, commit() once the
+    // read is back.
+    getAndPutCommit: async () => {
+      const tx = db.transaction(["fibers", "journalSegments"], "readwrite", d);
       const read = req(tx.objectStore("fibers").get(id));
-      tx.objectStore("journal").put(entry(id, pos++));
-      tx.objectStore("journal").put(entry(id, pos++));
+      tx.objectStore("journalSegments").put(segment(pos), [1, pos++]);
       await read;
       tx.commit();
       await done(tx);
     },
-    put2Commit: async () => {
-      const tx = db.transaction(["journal"], "readwrite", d);
-      tx.objectStore("journal").put(entry(id, pos++));
-      tx.objectStore("journal").put(entry(id, pos++));
+    // The same with a key-only fence: count() on an index of [id, handle, generation].
+    countAndPutCommit: async () => {
+      const tx = db.transaction(["fibers", "journalSegments"], "readwrite", d);
+      const read = fence(tx, id, 1);
+      tx.objectStore("journalSegments").put(segment(pos), [1, pos++]);
+      await read;
       tx.commit();
       await done(tx);
     },
-    // A stash's commit: the fence read and the snapshot put, raw and through IdbStore.
     getAndPutSnapshotCommit: async () => {
       const tx = db.transaction(["fibers", "snapshots"], "readwrite", d);
       const read = req(tx.objectStore("fibers").get(id));
-      tx.objectStore("snapshots").put({
-        fiberId: id,
-        value: { i: pos++, pad: "x".repeat(90) },
-        at: Date.now(),
-      });
+      tx.objectStore("snapshots").put(snapshot());
+      await read;
+      tx.commit();
+      await done(tx);
+    },
+    countAndPutSnapshotCommit: async () => {
+      const tx = db.transaction(["fibers", "snapshots"], "readwrite", d);
+      const read = fence(tx, id, 1);
+      tx.objectStore("snapshots").put(snapshot());
       await read;
       tx.commit();
       await done(tx);
     },
     engineStash1: async () => {
-      await engine.commit([
-        {
-          fiberId: id,
-          generation: 1,
-          snapshot: { fiberId: id, value: { i: pos++, pad: "x".repeat(90) }, at: Date.now() },
-        },
-      ]);
+      await engine.commit([{ fiberId: id, generation, snapshot: snapshot() }]);
     },
-    engineCommit1: async () => {
-      await engine.commit([{ fiberId: id, generation: 1, journal: [entry(id, pos++), entry(id, pos++)] }]);
+    engineStep1: async () => {
+      await engine.commit([{ fiberId: id, generation, journal: [entry(id, pos), entry(id, pos + 1)] }]);
+      pos++;
     },
   };
   const batch: Record<string, () => Promise<void>> = {
-    batchFencePutsAndPuts: async () => {
-      const tx = fenceDb.transaction(["fences", "journal"], "readwrite", d);
-      const fences = tx.objectStore("fences");
-      const j = tx.objectStore("journal");
-      for (const f of ids) {
-        fences.put({ fiberId: f, generation: 1 });
-        j.put(entry(f, pos++));
-        j.put(entry(f, pos++));
-      }
+    batchPuts1: async () => {
+      const tx = db.transaction(["journalSegments"], "readwrite", d);
+      const j = tx.objectStore("journalSegments");
+      ids.forEach((_, i) => {
+        j.put(segment(pos), [i + 1, pos++]);
+      });
+      await done(tx);
+    },
+    batchGetsAndPutsCommit: async () => {
+      const tx = db.transaction(["fibers", "journalSegments"], "readwrite", d);
+      const fibers = tx.objectStore("fibers");
+      const reads = Promise.all(ids.map((f) => req(fibers.get(f))));
+      const j = tx.objectStore("journalSegments");
+      ids.forEach((_, i) => {
+        j.put(segment(pos), [i + 1, pos++]);
+      });
+      await reads;
       tx.commit();
       await done(tx);
     },
-    batchPuts: async () => {
-      const tx = db.transaction(["journal"], "readwrite", d);
-      const j = tx.objectStore("journal");
-      for (const f of ids) {
-        j.put(entry(f, pos++));
-        j.put(entry(f, pos++));
-      }
-      await done(tx);
-    },
-    batchPuts1: async () => {
-      const tx = db.transaction(["journal"], "readwrite", d);
-      const j = tx.objectStore("journal");
-      for (const f of ids) j.put(entry(f, pos++));
-      await done(tx);
-    },
-    batchGets: async () => {
-      const tx = db.transaction(["fibers", "journal"], "readwrite", d);
-      const fibers = tx.objectStore("fibers");
-      for (const f of ids) fibers.get(f);
-      await done(tx);
-    },
-    batchGetAllRunning: async () => {
-      const tx = db.transaction(["fibers", "journal"], "readwrite", d);
-      await req(tx.objectStore("fibers").index("status").getAll("running"));
-      await done(tx);
-    },
-    batchGetsThenPuts: async () => {
-      const tx = db.transaction(["fibers", "journal"], "readwrite", d);
-      const fibers = tx.objectStore("fibers");
-      await Promise.all(ids.map((f) => req(fibers.get(f))));
-      const j = tx.objectStore("journal");
-      for (const f of ids) {
-        j.put(entry(f, pos++));
-        j.put(entry(f, pos++));
-      }
+    batchCountsAndPutsCommit: async () => {
+      const tx = db.transaction(["fibers", "journalSegments"], "readwrite", d);
+      const reads = Promise.all(ids.map((f, i) => fence(tx, f, i + 1)));
+      const j = tx.objectStore("journalSegments");
+      ids.forEach((_, i) => {
+        j.put(segment(pos), [i + 1, pos++]);
+      });
+      await reads;
+      tx.commit();
       await done(tx);
     },
     engineCommitBatch: async () => {
       await engine.commit(
-        ids.map((f) => ({ fiberId: f, generation: 1, journal: [entry(f, pos++), entry(f, pos++)] })),
+        ids.map((f) => ({ fiberId: f, generation, journal: [entry(f, pos), entry(f, pos + 1)] })),
       );
+      pos++;
     },
   };
   const out: Record<string, number> = {};
@@ -258,10 +222,8 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
   await run(single, params.reps);
   await run(batch, Math.max(5, Math.floor(params.reps / 15)));
   db.close();
-  fenceDb.close();
-  await deleteDatabase(fenceName);
-  out.staleFenceRejected = staleFenceRejected ? 1 : 0;
   await engine.close();
-  await deleteDatabase(name);
+  await deleteDatabase(rawName);
+  await deleteDatabase(engineName);
   return out;
 }

@@ -7,7 +7,7 @@
 import { createRuntime, IdbStore, type Runtime } from "../../../src/index";
 import { delay, longJournal, probe, ticker, waiter } from "../fibers";
 import type { JobContext } from "../protocol";
-import { deleteDatabase, rawGetAll } from "../raw-idb";
+import { deleteDatabase, openRaw, rawGetAll } from "../raw-idb";
 import { timedStore } from "../timed-store";
 import { uniqueName } from "./step-jobs";
 
@@ -33,9 +33,22 @@ export async function b6(ctx: JobContext, params: { n: number; batch: number }) 
   await setup.close();
   await first.close();
 
-  // Raw baseline: one getAll of the same journal rows, on its own fresh connection.
-  const rawDb = await openJournalDb(name);
-  const rawFirst = await rawGetAll(rawDb, "journal", id);
+  // Raw baseline: the same journal entries stored the plain way (one object per entry, keyed
+  // [fiberId, pos]), read with one getAll on a fresh connection.
+  const reader = new IdbStore({ name });
+  const entries = await reader.readJournal(id);
+  await reader.close();
+  const rawName = `${name}-raw`;
+  const seed = await openRaw(rawName);
+  const seeding = seed.transaction("rows", "readwrite", { durability: ctx.durability });
+  for (const entry of entries) seeding.objectStore("rows").put({ ...entry, n: entry.pos });
+  await new Promise((resolve, reject) => {
+    seeding.oncomplete = resolve;
+    seeding.onabort = () => reject(seeding.error);
+  });
+  seed.close();
+  const rawDb = await openJournalDb(rawName);
+  const rawFirst = await rawGetAll(rawDb, "rows", id);
   rawDb.close();
 
   const store = new IdbStore({ name, durability: ctx.durability });
@@ -49,12 +62,13 @@ export async function b6(ctx: JobContext, params: { n: number; batch: number }) 
   const resumedAt = await resumed;
   const recoverResolvedAt = await recovered;
 
-  const rawDb2 = await openJournalDb(name);
-  const rawSecond = await rawGetAll(rawDb2, "journal", id);
+  const rawDb2 = await openJournalDb(rawName);
+  const rawSecond = await rawGetAll(rawDb2, "rows", id);
   rawDb2.close();
   await runtime.close();
   await store.close();
   await deleteDatabase(name);
+  await deleteDatabase(rawName);
 
   const rawMs = Math.min(rawFirst.ms, rawSecond.ms);
   const resumeMs = resumedAt - t0;
