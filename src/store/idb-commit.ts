@@ -11,11 +11,11 @@
  * or with fresh keys.
  */
 
-import { type IDBPTransaction, type StoreNames, unwrap } from "idb";
+import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord, InboxEvent } from "../core/records";
 import { mergeFiberPatch } from "./fiber-rules";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
-import { encodeChunk, encodeInboxEvent, encodeSegment } from "./idb-rows";
+import { encodeChunk, encodeInboxEvent, encodeSegment, type InboxRow } from "./idb-rows";
 import type { WriteGroup } from "./store";
 
 export type Names = StoreNames<FiberlineSchema>;
@@ -121,16 +121,21 @@ export class StaleKeys extends Error {
   }
 }
 
+/** Resolves with a request's result (rejections abort the transaction, which `#run` reports). */
+function result<T>(request: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
 /**
- * Writes `groups` in `tx`: reads what `keys` does not know yet (a round trip, only the first time
- * a store writes a fiber under a generation), then issues every row write with the fence reads,
- * checks the fences and commits. Throws `FenceFailed` or `StaleKeys` after aborting.
+ * Writes `groups` in `tx` (raw API: the commit path is hot): reads what `keys` does not know yet
+ * (a round trip, only the first time a store writes a fiber under a generation), then issues
+ * every row write with the fence reads, checks the fences and commits. Throws `FenceFailed` or
+ * `StaleKeys` after aborting.
  */
-export async function commitGroups(
-  tx: Tx<"readwrite">,
-  groups: WriteGroup[],
-  keys: FiberKeys,
-): Promise<void> {
+export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], keys: FiberKeys): Promise<void> {
   const cold = groups.filter((group) => !keys.ready(group));
   if (cold.length > 0) {
     // Known when the scope was chosen, forgotten since (a concurrent delete): choose again.
@@ -139,46 +144,56 @@ export async function commitGroups(
   }
 
   const fibers = tx.objectStore("fibers");
-  const ids = [...new Set(groups.map((group) => group.fiberId))];
+  const [only] = groups;
+  const ids =
+    groups.length === 1 && only ? [only.fiberId] : [...new Set(groups.map((group) => group.fiberId))];
   const consumed = groups.flatMap((group) =>
     (group.consumeEvents ?? []).map((c) => ({ group, seq: c.seq, consumedBy: c.consumedBy })),
   );
-  const inbox = consumed.length > 0 ? tx.objectStore("inboxEvents") : undefined;
   const used = new Map<string, number>();
-  const reads = Promise.all([
-    Promise.all(ids.map((id) => fibers.get(id))),
-    Promise.all(consumed.map((c) => inbox?.get([handleFor(c.group, keys, used), c.seq] as RowKey))),
-  ]);
+  const fenceReads = Promise.all(
+    ids.map((id) => result(fibers.get(id) as IDBRequest<StoredFiber | undefined>)),
+  );
+  const inbox = consumed.length > 0 ? tx.objectStore("inboxEvents") : undefined;
+  const eventReads = Promise.all(
+    consumed.map((c) =>
+      result(inbox?.get([handleFor(c.group, keys, used), c.seq]) as IDBRequest<InboxRow | undefined>),
+    ),
+  );
   // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
-  reads.catch(() => undefined);
+  fenceReads.catch(() => undefined);
+  eventReads.catch(() => undefined);
   for (const group of groups) writeRows(tx, group, keys, used);
-  const [current, events] = await reads;
+  const current = await fenceReads;
 
-  const records = new Map<string, StoredFiber | undefined>(ids.map((id, i) => [id, current[i]]));
+  const records = new Map<string, StoredFiber | undefined>();
+  ids.forEach((id, i) => {
+    records.set(id, current[i]);
+  });
   const fenced = groups.filter((group) => records.get(group.fiberId)?.generation !== group.generation);
   if (fenced.length > 0) {
     tx.abort();
     throw new FenceFailed(fenced);
   }
-  const stale = [...used].filter(([id, handle]) => records.get(id)?.handle !== handle).map(([id]) => id);
+  const stale: string[] = [];
+  for (const [id, handle] of used) if (records.get(id)?.handle !== handle) stale.push(id);
   if (stale.length > 0) {
     tx.abort();
     throw new StaleKeys(stale);
   }
   const patched = new Set<string>();
   for (const group of groups) {
-    const record = records.get(group.fiberId) as StoredFiber;
-    if (group.fiber !== undefined) {
-      records.set(group.fiberId, mergeFiberPatch(record, group.fiber) as StoredFiber);
-      patched.add(group.fiberId);
-    }
+    if (group.fiber === undefined) continue;
+    records.set(
+      group.fiberId,
+      mergeFiberPatch(records.get(group.fiberId) as StoredFiber, group.fiber) as StoredFiber,
+    );
+    patched.add(group.fiberId);
   }
-  consumeEvents(tx, consumed, events, used);
-  const rawFibers = unwrap(fibers);
-  for (const id of patched) rawFibers.put(records.get(id));
+  for (const id of patched) fibers.put(records.get(id));
+  if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads, used);
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
-  const raw = unwrap(tx) as IDBTransaction & { commit?: () => void };
-  raw.commit?.();
+  (tx as IDBTransaction & { commit?: () => void }).commit?.();
 }
 
 /**
@@ -186,14 +201,14 @@ export async function commitGroups(
  * last segment key, and remembers them for the group's generation. A fiber without a handle row
  * (missing) is left unknown; its group then fails its fence.
  */
-async function learnKeys(tx: Tx<"readwrite">, groups: WriteGroup[], keys: FiberKeys): Promise<void> {
+async function learnKeys(tx: IDBTransaction, groups: WriteGroup[], keys: FiberKeys): Promise<void> {
   const handles = tx.objectStore("handles");
   const segments = tx.objectStore("journalSegments");
   await Promise.all(
     groups.map(async (group) => {
-      const handle = await handles.get(group.fiberId);
+      const handle = (await result(handles.get(group.fiberId))) as number | undefined;
       if (handle === undefined) return;
-      const last = await segments.openKeyCursor(rowsOf(handle), "prev");
+      const last = await result(segments.openKeyCursor(rowsOf(handle), "prev"));
       const lastSegment = last === null ? 0 : (last.key as RowKey)[1];
       keys.rememberWriter(group.fiberId, handle, group.generation, lastSegment + 1);
     }),
@@ -209,43 +224,42 @@ function handleFor(group: WriteGroup, keys: FiberKeys, used: Map<string, number>
 }
 
 /**
- * Issues one group's row writes (journal segment, snapshot, chunks) on the raw stores: no promise
- * per request; a failing request aborts the transaction, and the caller rejects with its error.
+ * Issues one group's row writes (journal segment, snapshot, chunks): no promise per request; a
+ * failing request aborts the transaction, and the caller rejects with its error.
  */
-function writeRows(tx: Tx<"readwrite">, group: WriteGroup, keys: FiberKeys, used: Map<string, number>): void {
-  if (group.snapshot === null) unwrap(tx.objectStore("snapshots")).delete(group.fiberId);
-  else if (group.snapshot !== undefined) unwrap(tx.objectStore("snapshots")).put(group.snapshot);
+function writeRows(tx: IDBTransaction, group: WriteGroup, keys: FiberKeys, used: Map<string, number>): void {
+  if (group.snapshot === null) tx.objectStore("snapshots").delete(group.fiberId);
+  else if (group.snapshot !== undefined) tx.objectStore("snapshots").put(group.snapshot);
   if (!rowsWritten(group)) return;
   const handle = handleFor(group, keys, used);
   if (handle === -1) return;
   if (journalWritten(group)) {
-    const journal = unwrap(tx.objectStore("journalSegments"));
+    const journal = tx.objectStore("journalSegments");
     if (group.clearJournal === true) journal.delete(rowsOf(handle));
     if ((group.journal?.length ?? 0) > 0) {
       journal.put(encodeSegment(group.journal ?? []), [handle, keys.takeSegment(group)]);
     }
   }
   if ((group.chunks?.length ?? 0) > 0) {
-    const chunks = unwrap(tx.objectStore("streamChunks"));
+    const chunks = tx.objectStore("streamChunks");
     for (const chunk of group.chunks ?? []) chunks.put(encodeChunk(chunk), [handle, chunk.seq]);
   }
 }
 
 /** Marks the buffered events the groups consumed (read in the same transaction). */
 function consumeEvents(
-  tx: Tx<"readwrite">,
+  tx: IDBTransaction,
   consumed: Array<{ group: WriteGroup; seq: number; consumedBy: number }>,
-  events: Array<{ seq: number } | undefined>,
+  rows: Array<InboxRow | undefined>,
   used: Map<string, number>,
 ): void {
-  if (consumed.length === 0) return;
-  const inbox = unwrap(tx.objectStore("inboxEvents"));
+  const inbox = tx.objectStore("inboxEvents");
   consumed.forEach((c, i) => {
-    const row = events[i];
+    const row = rows[i];
     const handle = used.get(c.group.fiberId);
     if (row === undefined || handle === undefined) return;
-    const event = { ...(row as InboxEvent), consumedBy: c.consumedBy };
-    inbox.put(encodeInboxEvent({ ...event, fiberId: c.group.fiberId }), [handle, c.seq]);
+    const event: InboxEvent = { ...row, fiberId: c.group.fiberId, consumedBy: c.consumedBy };
+    inbox.put(encodeInboxEvent(event), [handle, c.seq]);
   });
 }
 

@@ -7,7 +7,7 @@
  * writes without waiting on each and awaits only the transaction's completion.
  */
 
-import { unwrap } from "idb";
+import { unwrap, wrap } from "idb";
 import { FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
@@ -229,7 +229,7 @@ export class IdbStore implements Store {
     // fiber was deleted and re-created by another context) are forgotten and read again.
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#write("commit", commitScope(pending, this.#keys), (tx) =>
+        await this.#run("commit", commitScope(pending, this.#keys), "readwrite", (tx) =>
           commitGroups(tx, pending, this.#keys),
         );
         return { fenced };
@@ -387,21 +387,43 @@ export class IdbStore implements Store {
     return this.#transact(operation, stores, "readwrite", body);
   }
 
-  async #transact<Mode extends IDBTransactionMode, T>(
+  /** A transaction through `idb`'s typed wrappers. */
+  #transact<Mode extends IDBTransactionMode, T>(
     operation: string,
     stores: Names[],
     mode: Mode,
     body: (tx: Tx<Mode>) => Promise<T>,
   ): Promise<T> {
-    let tx: Tx<Mode> | undefined;
+    return this.#run(operation, stores, mode, (raw) => {
+      const tx = wrap(raw) as unknown as Tx<Mode>;
+      // `#run` watches the transaction itself: its rejection names the cause, `done`'s does not.
+      tx.done.catch(() => undefined);
+      return body(tx);
+    });
+  }
+
+  /**
+   * Runs `body` in a new transaction on the raw IndexedDB API (`commit` uses it directly: it is
+   * the hot path, and `idb`'s proxies and per-request promises cost it ~5%). Resolves with the
+   * body's value once the transaction has committed; rejects with a `StoreError` (the transaction
+   * aborted, nothing written), or with `FenceFailed` / `StaleKeys` for `commit` to handle.
+   */
+  async #run<T>(
+    operation: string,
+    stores: Names[],
+    mode: IDBTransactionMode,
+    body: (tx: IDBTransaction) => Promise<T>,
+  ): Promise<T> {
+    let tx: IDBTransaction | undefined;
     for (let attempt = 1; tx === undefined; attempt++) {
-      tx = this.#begin(await this.#database(), operation, stores, mode, attempt);
+      if (this.#closed) throw storeClosedError(this.kind);
+      // Once open, the connection is used as is: no await (and no turn lost) before the transaction.
+      const connection = this.#connection ?? unwrap(await this.#database());
+      tx = this.#begin(connection, operation, stores, mode, attempt);
     }
     // From here to the end of `body`, only this transaction's own requests are awaited.
-    // Watched instead of `tx.done`, whose rejection carries a generic AbortError, not the cause.
-    tx.done.catch(() => undefined);
     try {
-      const [value] = await Promise.all([body(tx), finished(unwrap(tx))]);
+      const [value] = await Promise.all([body(tx), finished(tx)]);
       return value;
     } catch (error) {
       try {
@@ -415,13 +437,13 @@ export class IdbStore implements Store {
   }
 
   /** Starts a transaction on `db`, or returns `undefined` to retry on a fresh connection. */
-  #begin<Mode extends IDBTransactionMode>(
-    db: Db,
+  #begin(
+    db: IDBDatabase,
     operation: string,
     stores: Names[],
-    mode: Mode,
+    mode: IDBTransactionMode,
     attempt: number,
-  ): Tx<Mode> | undefined {
+  ): IDBTransaction | undefined {
     try {
       const options: IDBTransactionOptions = mode === "readwrite" ? { durability: this.durability } : {};
       return db.transaction(stores, mode, options);
@@ -429,7 +451,7 @@ export class IdbStore implements Store {
       if (this.#closed) throw storeClosedError(this.kind);
       // The connection was closed under us (versionchange, browser): reopen once.
       if (attempt === 1 && error instanceof Error && error.name === "InvalidStateError") {
-        this.#forget(unwrap(db));
+        this.#forget(db);
         return undefined;
       }
       throw toStoreError(operation, error);
