@@ -24,13 +24,16 @@ const KINDS: readonly JournalKind[] = ["step", "sleep", "event", "now", "random"
 const STATUSES: readonly JournalEntry["status"][] = ["started", "completed", "failed"];
 
 /**
- * A journal entry as stored: `[pos, kind, key, status, attempt, startedAt, endedAt, result,
- * error, dueAt, streamFrom]`, with `kind` and `status` as indexes into the lists above (a string
- * if it is not in them) and trailing absent fields cut off.
+ * A journal entry as stored: `[pos, meta, key, startedAt, duration, error, dueAt, streamFrom,
+ * result]`, absent fields `null` (a step's result, the only field that may itself be `null`, is
+ * last: absent when the row is shorter). `meta` packs status, kind and attempt into one small
+ * integer (`status + 3 * kind + 18 * attempt`, indexes into the lists above), or is `[kind,
+ * status, attempt]` for values outside them; `duration` is `endedAt - startedAt` when both are
+ * whole numbers (a few bytes instead of an 8-byte double), else `[endedAt]`.
  */
 export type EntryRow = unknown[];
 
-/** A stream chunk as stored: `[seq, type, data, at, step, ordinal]`, trailing absent fields cut off. */
+/** A stream chunk as stored: `[seq, type, data, at, step, ordinal]`, absent `step` `null`, trailing absent fields cut off. */
 export type ChunkRow = unknown[];
 
 /** A buffered event as stored (the key holds the fiber; `seq` stays in the value for readers). */
@@ -54,21 +57,32 @@ export function encodeSegment(entries: readonly JournalEntry[]): EntryRow[] {
 }
 
 function encodeEntry(entry: JournalEntry): EntryRow {
-  const kind = KINDS.indexOf(entry.kind);
-  const status = STATUSES.indexOf(entry.status);
-  return trimmed([
+  const row = [
     entry.pos,
-    kind === -1 ? entry.kind : kind,
+    encodeMeta(entry),
     entry.key,
-    status === -1 ? entry.status : status,
-    entry.attempt,
     entry.startedAt,
-    entry.endedAt,
-    entry.result,
-    entry.error,
-    entry.dueAt,
-    entry.streamFrom,
-  ]);
+    encodeDuration(entry.startedAt, entry.endedAt),
+    entry.error ?? null,
+    entry.dueAt ?? null,
+    entry.streamFrom ?? null,
+  ];
+  if (entry.result !== undefined) return [...row, entry.result];
+  let length = row.length;
+  while (length > 4 && row[length - 1] === null) length--;
+  return length === row.length ? row : row.slice(0, length);
+}
+
+function encodeMeta({ kind, status, attempt }: JournalEntry): number | unknown[] {
+  const k = KINDS.indexOf(kind);
+  const st = STATUSES.indexOf(status);
+  if (k === -1 || st === -1 || !Number.isSafeInteger(attempt) || attempt < 0) return [kind, status, attempt];
+  return st + STATUSES.length * k + STATUSES.length * KINDS.length * attempt;
+}
+
+function encodeDuration(startedAt: number, endedAt: number | undefined): number | [number] | null {
+  if (endedAt === undefined) return null;
+  return Number.isInteger(startedAt) && Number.isInteger(endedAt) ? endedAt - startedAt : [endedAt];
 }
 
 /**
@@ -83,32 +97,46 @@ export function foldSegments(fiberId: string, segments: readonly EntryRow[][]): 
 }
 
 function decodeEntry(fiberId: string, row: EntryRow): JournalEntry {
-  const [pos, kind, key, status, attempt, startedAt, endedAt, result, error, dueAt, streamFrom] = row;
+  const [pos, meta, key, startedAt, duration, error, dueAt, streamFrom, result] = row;
+  let kind: unknown;
+  let status: unknown;
+  let attempt: unknown;
+  if (typeof meta === "number") {
+    status = STATUSES[meta % STATUSES.length];
+    kind = KINDS[Math.floor(meta / STATUSES.length) % KINDS.length];
+    attempt = Math.floor(meta / (STATUSES.length * KINDS.length));
+  } else {
+    [kind, status, attempt] = meta as unknown[];
+  }
   const entry: JournalEntry = {
     fiberId,
     pos: pos as number,
-    kind: (typeof kind === "number" ? KINDS[kind] : kind) as JournalKind,
+    kind: kind as JournalKind,
     key: key as string,
-    status: (typeof status === "number" ? STATUSES[status] : status) as JournalEntry["status"],
+    status: status as JournalEntry["status"],
     attempt: attempt as number,
     startedAt: startedAt as number,
   };
-  if (endedAt !== undefined) entry.endedAt = endedAt as number;
-  if (row.length > 7) entry.result = result;
-  if (error !== undefined) entry.error = error as SerializedError;
-  if (dueAt !== undefined) entry.dueAt = dueAt as number;
-  if (streamFrom !== undefined) entry.streamFrom = streamFrom as number;
+  if (typeof duration === "number") entry.endedAt = (startedAt as number) + duration;
+  else if (Array.isArray(duration)) entry.endedAt = duration[0] as number;
+  if (row.length > 8) entry.result = result;
+  if (error !== undefined && error !== null) entry.error = error as SerializedError;
+  if (dueAt !== undefined && dueAt !== null) entry.dueAt = dueAt as number;
+  if (streamFrom !== undefined && streamFrom !== null) entry.streamFrom = streamFrom as number;
   return entry;
 }
 
 export function encodeChunk(chunk: StreamChunk): ChunkRow {
-  return trimmed([chunk.seq, chunk.type, chunk.data, chunk.at, chunk.step, chunk.ordinal]);
+  if (chunk.ordinal !== undefined)
+    return [chunk.seq, chunk.type, chunk.data, chunk.at, chunk.step ?? null, chunk.ordinal];
+  if (chunk.step !== undefined) return [chunk.seq, chunk.type, chunk.data, chunk.at, chunk.step];
+  return [chunk.seq, chunk.type, chunk.data, chunk.at];
 }
 
 export function decodeChunk(fiberId: string, row: ChunkRow): StreamChunk {
   const [seq, type, data, at, step, ordinal] = row;
   const chunk: StreamChunk = { fiberId, seq: seq as number, type: type as string, data, at: at as number };
-  if (step !== undefined) chunk.step = step as number;
+  if (step !== undefined && step !== null) chunk.step = step as number;
   if (ordinal !== undefined) chunk.ordinal = ordinal as number;
   return chunk;
 }
@@ -121,15 +149,4 @@ export function encodeInboxEvent(event: InboxEvent): InboxRow {
 
 export function decodeInboxEvent(fiberId: string, row: InboxRow): InboxEvent {
   return { fiberId, ...row };
-}
-
-/**
- * Drops trailing `undefined`s. A step whose result is `undefined` keeps the slot only when a later
- * field follows; `decodeEntry` reads a missing `result` as `undefined` all the same.
- */
-function trimmed(row: unknown[]): unknown[] {
-  let length = row.length;
-  while (length > 0 && row[length - 1] === undefined) length--;
-  row.length = length;
-  return row;
 }
