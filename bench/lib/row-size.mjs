@@ -32,9 +32,37 @@ export function keyBytes(key) {
   throw new Error(`unsupported key ${JSON.stringify(key)}`);
 }
 
+/**
+ * `value` rebuilt as the page's V8 held it when it was stored. A row reaches the harness through
+ * structured clones (worker to page) and Playwright, which change two things V8's serializer
+ * sees: arrays come back *holey*, which it writes in its sparse format (an index per element,
+ * ~1-3 bytes more each), and small integers come back as heap doubles, which it writes as 8-byte
+ * doubles instead of a 1-5 byte varint. The row on disk is the serialization of the values the
+ * store built: packed arrays, small integers as such.
+ */
+function packed(value) {
+  if (typeof value === "number") {
+    // V8 keeps integers in 31 bits as small integers ("Smis"); `| 0` makes one of a heap double.
+    return Number.isInteger(value) && value >= -(2 ** 30) && value < 2 ** 30 && !Object.is(value, -0)
+      ? value | 0
+      : value;
+  }
+  if (Array.isArray(value)) {
+    const out = [];
+    for (const item of value) out.push(packed(item));
+    return out;
+  }
+  if (value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
+    const out = {};
+    for (const [k, item] of Object.entries(value)) out[k] = packed(item);
+    return out;
+  }
+  return value;
+}
+
 /** Bytes of one stored row: prefix + key, version + serialized value. */
 export function rowBytes(key, value) {
-  return KEY_PREFIX + keyBytes(key) + VALUE_PREFIX + BLINK_ENVELOPE + serialize(value).length;
+  return KEY_PREFIX + keyBytes(key) + VALUE_PREFIX + BLINK_ENVELOPE + serialize(packed(value)).length;
 }
 
 /** Bytes of the fibers store's index entries for a record (status, createdAt, idempotencyKey): index key + primary key. */

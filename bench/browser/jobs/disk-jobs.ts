@@ -61,7 +61,9 @@ export async function b8(
   await ctx.checkpoint("opened");
   const fiber =
     params.phase === "steps"
-      ? await runtime.start(diskStepper, { n: params.n, size: params.size, batch: 100 })
+      ? // Sequential steps, the common agent shape and the worst case for per-row overhead: each
+        // commit (one journal row) holds one step's completion and the next one's start.
+        await runtime.start(diskStepper, { n: params.n, size: params.size, batch: 1 })
       : await runtime.start(diskEmitter, { n: params.n, size: params.size, burst: 100 });
   await runtime.result(fiber);
   // Every row the phase left, read raw from every object store of the engine's database (its

@@ -6,6 +6,7 @@
  * (`fibers` keyed by id, rows keyed `[handle, n]`), plus a `fence` index for the key-only fence.
  */
 
+import { unwrap, wrap } from "idb";
 import { IdbStore, type JournalEntry } from "../../../src/index";
 import type { JobContext } from "../protocol";
 import { deleteDatabase } from "../raw-idb";
@@ -113,6 +114,12 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
     );
   const snapshot = () => ({ fiberId: id, value: { i: pos++, pad: "x".repeat(90) }, at: Date.now() });
 
+  const wrapped = wrap(db);
+  const engineDb = await new Promise<IDBDatabase>((resolve, reject) => {
+    const r = indexedDB.open(engineName);
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
   const single: Record<string, () => Promise<void>> = {
     put1: async () => {
       const tx = db.transaction(["journalSegments"], "readwrite", d);
@@ -154,6 +161,24 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
     countAndPutSnapshotCommit: async () => {
       const tx = db.transaction(["fibers", "snapshots"], "readwrite", d);
       const read = fence(tx, id, 1);
+      tx.objectStore("snapshots").put(snapshot());
+      await read;
+      tx.commit();
+      await done(tx);
+    },
+    // The raw stash shape, but through idb's wrappers (proxies, a promise per request).
+    idbGetAndPutSnapshotCommit: async () => {
+      const tx = wrapped.transaction(["fibers", "snapshots"], "readwrite", d);
+      const read = tx.objectStore("fibers").get(id);
+      tx.objectStore("snapshots").put(snapshot());
+      await read;
+      (unwrap(tx) as IDBTransaction).commit();
+      await tx.done;
+    },
+    // The raw stash shape on the engine's own database (its stores, its indexes, its data).
+    sameDbGetAndPutSnapshotCommit: async () => {
+      const tx = engineDb.transaction(["fibers", "snapshots"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
       tx.objectStore("snapshots").put(snapshot());
       await read;
       tx.commit();
@@ -222,6 +247,7 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
   await run(single, params.reps);
   await run(batch, Math.max(5, Math.floor(params.reps / 15)));
   db.close();
+  engineDb.close();
   await engine.close();
   await deleteDatabase(rawName);
   await deleteDatabase(engineName);
