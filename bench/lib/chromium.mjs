@@ -6,6 +6,7 @@
  */
 
 import { spawn } from "node:child_process";
+import { appendFileSync } from "node:fs";
 import { chromium } from "@playwright/test";
 import { chromiumArgs, findChromium } from "../../scripts/find-chromium.mjs";
 
@@ -23,6 +24,7 @@ export async function launchChromium({ profile, cdpPort, urls = [] }) {
     findChromium(),
     [
       ...chromiumArgs,
+      ...(process.env.BENCH_CHROMIUM_LOG ? ["--enable-logging=stderr", "--v=1"] : []),
       "--headless=new",
       `--user-data-dir=${profile}`,
       `--remote-debugging-port=${cdpPort}`,
@@ -35,8 +37,11 @@ export async function launchChromium({ profile, cdpPort, urls = [] }) {
     { detached: true, stdio: ["ignore", "ignore", "pipe"] },
   );
   let stderr = "";
+  // BENCH_CHROMIUM_LOG=<file>: append Chromium's own log (run with --enable-logging=stderr) there.
+  const logFile = process.env.BENCH_CHROMIUM_LOG;
   child.stderr.on("data", (d) => {
     stderr = (stderr + d).slice(-4000);
+    if (logFile) appendFileSync(logFile, d);
   });
   const exited = new Promise((resolve) => child.once("exit", resolve));
   const wsUrl = await waitForEndpoint(cdpPort, exited, () => stderr);
@@ -50,11 +55,16 @@ export async function launchChromium({ profile, cdpPort, urls = [] }) {
     context,
     wsUrl,
     exited,
-    /** SIGKILLs the browser process only (a crash), then the rest of its group once it is gone. */
+    /**
+     * SIGKILLs the browser process only (a crash), then the rest of its group once it is gone,
+     * and resolves when no process of the group is left: a relaunch must not meet a helper of
+     * the dead browser still holding the profile.
+     */
     async crash() {
       process.kill(child.pid, "SIGKILL");
       await exited;
       killGroup(child.pid);
+      await groupGone(child.pid);
     },
     async close() {
       await browser.close().catch(() => {});
@@ -91,6 +101,25 @@ async function endpoint(port) {
     return res.ok ? (await res.json()).webSocketDebuggerUrl : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** Resolves once process group `pid` has no member left (or after `timeoutMs`, with a warning). */
+async function groupGone(pid, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      process.kill(-pid, 0);
+    } catch {
+      return;
+    }
+    if (Date.now() > deadline) {
+      console.warn(
+        `[bench] processes of the killed browser (group ${pid}) still running after ${timeoutMs} ms`,
+      );
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 

@@ -21,6 +21,8 @@ interface Pending {
   reject(error: unknown): void;
 }
 
+const noop = (): void => {};
+
 /** Called after each durable commit with the chunks it made visible. */
 export type ChunkListener = (fiberId: string, chunks: readonly StreamChunk[]) => void;
 
@@ -55,11 +57,21 @@ export class CommitQueue {
    * (nothing of the batch was written).
    */
   write(group: WriteGroup, options: { defer?: boolean } = {}): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ group, resolve, reject });
-      if (options.defer) this.#scheduleLate();
-      else this.#schedule();
-    });
+    return new Promise<void>((resolve, reject) => this.#enqueue({ group, resolve, reject }, options));
+  }
+
+  /**
+   * `write` without a promise, for writes nobody awaits on a hot path (every emitted chunk):
+   * `onFailure` receives what `write` would have rejected with.
+   */
+  enqueue(group: WriteGroup, onFailure: (error: unknown) => void, options: { defer?: boolean } = {}): void {
+    this.#enqueue({ group, resolve: noop, reject: onFailure }, options);
+  }
+
+  #enqueue(pending: Pending, options: { defer?: boolean }): void {
+    this.#queue.push(pending);
+    if (options.defer) this.#scheduleLate();
+    else this.#schedule();
   }
 
   /** Resolves once everything queued so far is durable (or failed). */
@@ -153,9 +165,10 @@ function mergeGroups(groups: WriteGroup[]): WriteGroup[] {
   for (const g of groups) {
     const prev = last.get(g.fiberId);
     if (!prev || prev.generation !== g.generation || g.clearJournal) {
-      // Copies own the arrays so later groups can be pushed onto them in place.
+      // Copies own the arrays and the patch, so later groups can be merged into them in place.
       const copy: WriteGroup = {
         ...g,
+        fiber: g.fiber && { ...g.fiber },
         journal: g.journal?.slice(),
         chunks: g.chunks?.slice(),
         consumeEvents: g.consumeEvents?.slice(),
@@ -164,7 +177,8 @@ function mergeGroups(groups: WriteGroup[]): WriteGroup[] {
       last.set(g.fiberId, copy);
       continue;
     }
-    if (g.fiber) prev.fiber = { ...prev.fiber, ...g.fiber };
+    // The copy owns its patch: later patches (one per emitted chunk) merge into it in place.
+    if (g.fiber) prev.fiber = prev.fiber ? Object.assign(prev.fiber, g.fiber) : { ...g.fiber };
     if (g.journal) prev.journal = append(prev.journal, g.journal);
     if (g.snapshot !== undefined) prev.snapshot = g.snapshot;
     if (g.chunks) prev.chunks = append(prev.chunks, g.chunks);

@@ -351,10 +351,13 @@ export class FiberRun {
       });
   }
 
+  /** A write nobody awaits: a failure stops the run (the handler sees it at its next ctx call). */
   #writeLater(group: RunWrite, options?: { defer?: boolean }): void {
-    this.#write(group, options).catch(() => {
-      // stop() already ran; the handler sees the error at its next ctx call.
-    });
+    this.#host.writer.enqueue(
+      { fiberId: this.id, generation: this.generation, ...group },
+      (error) => this.stop(error),
+      options,
+    );
   }
 }
 
