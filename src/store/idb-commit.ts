@@ -12,14 +12,19 @@
  */
 
 import type { IDBPTransaction, StoreNames } from "idb";
-import type { FiberRecord, InboxEvent } from "../core/records";
+import type { FiberRecord } from "../core/records";
 import { mergeFiberPatch } from "./fiber-rules";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
-import { encodeChunk, encodeInboxEvent, encodeSegment, type InboxRow } from "./idb-rows";
+import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
 import type { WriteGroup } from "./store";
 
 export type Names = StoreNames<FiberlineSchema>;
 export type Tx<Mode extends IDBTransactionMode> = IDBPTransaction<FiberlineSchema, Names[], Mode>;
+
+/** The key range of one fiber's buffered events (`[fiberId, seq]`). */
+export function inboxOf(fiberId: string): IDBKeyRange {
+  return IDBKeyRange.bound([fiberId, Number.NEGATIVE_INFINITY], [fiberId, Number.POSITIVE_INFINITY]);
+}
 
 /** The key range of one fiber's rows in a `[handle, n]`-keyed store. */
 export function rowsOf(handle: number): IDBKeyRange {
@@ -156,9 +161,7 @@ export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], key
   );
   const inbox = consumed.length > 0 ? tx.objectStore("inboxEvents") : undefined;
   const eventReads = Promise.all(
-    consumed.map((c) =>
-      result(inbox?.get([handleFor(c.group, keys, used), c.seq]) as IDBRequest<InboxRow | undefined>),
-    ),
+    consumed.map((c) => result(inbox?.get([c.group.fiberId, c.seq]) as IDBRequest<InboxRow | undefined>)),
   );
   // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
   fenceReads.catch(() => undefined);
@@ -191,7 +194,7 @@ export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], key
     patched.add(group.fiberId);
   }
   for (const id of patched) fibers.put(records.get(id));
-  if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads, used);
+  if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads);
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
   (tx as IDBTransaction & { commit?: () => void }).commit?.();
 }
@@ -251,15 +254,12 @@ function consumeEvents(
   tx: IDBTransaction,
   consumed: Array<{ group: WriteGroup; seq: number; consumedBy: number }>,
   rows: Array<InboxRow | undefined>,
-  used: Map<string, number>,
 ): void {
   const inbox = tx.objectStore("inboxEvents");
   consumed.forEach((c, i) => {
     const row = rows[i];
-    const handle = used.get(c.group.fiberId);
-    if (row === undefined || handle === undefined) return;
-    const event: InboxEvent = { ...row, fiberId: c.group.fiberId, consumedBy: c.consumedBy };
-    inbox.put(encodeInboxEvent(event), [handle, c.seq]);
+    if (row === undefined) return;
+    inbox.put({ ...row, consumedBy: c.consumedBy } satisfies InboxRow, [c.group.fiberId, c.seq]);
   });
 }
 

@@ -53,8 +53,11 @@ export interface FiberlineSchema extends DBSchema {
   journalSegments: { key: RowKey; value: EntryRow[] };
   /** The output stream (`[handle, seq]`). */
   streamChunks: { key: RowKey; value: ChunkRow };
-  /** Buffered events (`[handle, seq]`). */
-  inboxEvents: { key: RowKey; value: InboxRow };
+  /**
+   * Buffered events (`[fiberId, seq]`: few rows, and keyed by id, `recover()` reads a waiting
+   * fiber's inbox without first looking up its handle).
+   */
+  inboxEvents: { key: [string, number]; value: InboxRow };
   snapshots: { key: string; value: SnapshotRecord };
 }
 
@@ -125,8 +128,8 @@ function migrateV1Rows(tx: IDBTransaction): void {
         ],
         [
           "inbox",
-          (event: InboxEvent, handle) =>
-            tx.objectStore("inboxEvents").put(encodeInboxEvent(event), [handle, event.seq]),
+          (event: InboxEvent) =>
+            tx.objectStore("inboxEvents").put(encodeInboxEvent(event), [event.fiberId, event.seq]),
         ],
       ];
       const move = (index: number): void => {

@@ -1,10 +1,11 @@
 /**
  * How `IdbStore` lays out per-fiber rows on disk (schema v2), and how it reads them back.
  *
- * Rows are keyed `[handle, n]`, where `handle` is a small integer given to the fiber when it is
- * created: IndexedDB encodes key strings as UTF-16, so a UUID in every key cost ~75 bytes a row.
- * Values leave out what the key or the fiber already says (`fiberId`, and for chunks nothing
- * else) and are tuples rather than objects, so V8's serializer writes no field names.
+ * Journal and stream rows are keyed `[handle, n]`, where `handle` is a small integer given to the
+ * fiber when it is created: IndexedDB encodes key strings as UTF-16, so a UUID in every key cost
+ * ~75 bytes a row. (Buffered events, few, stay keyed `[fiberId, seq]`.) Values leave out what the
+ * key already says (`fiberId`) and are tuples rather than objects, so V8's serializer writes no
+ * field names.
  *
  * The journal is append-only: each commit writes one row per fiber (a *segment*) holding the
  * entries of that commit, and `foldSegments` replays segments in key order, a later entry

@@ -23,6 +23,7 @@ import {
   commitScope,
   FenceFailed,
   FiberKeys,
+  inboxOf,
   type Names,
   publicRecord,
   rowsOf,
@@ -174,11 +175,9 @@ export class IdbStore implements Store {
   }
 
   async readInbox(fiberId: string): Promise<InboxEvent[]> {
-    return this.#read("readInbox", ["handles", "inboxEvents"], async (tx) => {
-      const rows = await this.#rowsOf(tx, fiberId, (handle) =>
-        tx.objectStore("inboxEvents").getAll(rowsOf(handle)),
-      );
-      return (rows ?? []).map((row) => decodeInboxEvent(fiberId, row));
+    return this.#read("readInbox", ["inboxEvents"], async (tx) => {
+      const rows = await tx.objectStore("inboxEvents").getAll(inboxOf(fiberId));
+      return rows.map((row) => decodeInboxEvent(fiberId, row));
     });
   }
 
@@ -251,18 +250,20 @@ export class IdbStore implements Store {
 
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     return this.#write("enqueueEvent", ["fibers", "inboxEvents"], async (tx) => {
-      const record = await tx.objectStore("fibers").get(event.fiberId);
-      if (record === undefined) throw new FiberNotFoundError(event.fiberId);
       const inbox = tx.objectStore("inboxEvents");
-      const last = await inbox.openKeyCursor(rowsOf(record.handle), "prev");
+      const [record, last] = await Promise.all([
+        tx.objectStore("fibers").get(event.fiberId),
+        inbox.openKeyCursor(inboxOf(event.fiberId), "prev"),
+      ]);
+      if (record === undefined) throw new FiberNotFoundError(event.fiberId);
       const stored: InboxEvent = {
         fiberId: event.fiberId,
-        seq: last === null ? 1 : (last.key as RowKey)[1] + 1,
+        seq: last === null ? 1 : (last.key as [string, number])[1] + 1,
         name: event.name,
         payload: event.payload,
         at: event.at,
       };
-      unwrap(inbox).put(encodeInboxEvent(stored), [record.handle, stored.seq]);
+      unwrap(inbox).put(encodeInboxEvent(stored), [event.fiberId, stored.seq]);
       return structuredClone(stored);
     });
   }
@@ -273,18 +274,21 @@ export class IdbStore implements Store {
       "fibers",
       "handles",
       "snapshots",
+      "inboxEvents",
       "journalSegments",
       "streamChunks",
-      "inboxEvents",
     ] as const;
     return this.#write("deleteFibers", [...stores], async (tx) => {
       const handles = await Promise.all(ids.map((id) => tx.objectStore("handles").get(id)));
-      const [fibers, handleRows, snapshots, ...rows] = stores.map((name) => unwrap(tx.objectStore(name)));
+      const [fibers, handleRows, snapshots, inbox, ...rows] = stores.map((name) =>
+        unwrap(tx.objectStore(name)),
+      );
       ids.forEach((id, i) => {
         this.#keys.forget(id);
         fibers?.delete(id);
         handleRows?.delete(id);
         snapshots?.delete(id);
+        inbox?.delete(inboxOf(id));
         const handle = handles[i];
         if (handle !== undefined) for (const store of rows) store.delete(rowsOf(handle));
       });
