@@ -45,24 +45,37 @@ interface Known {
  * or handle row read in the same transaction. The next segment number is remembered per
  * generation: the fence lets exactly one runner write under a generation, so between its writes
  * nobody else appends to the journal.
+ *
+ * Bounded: the `limit` fibers used last are kept (a few hundred bytes each), so a worker holding
+ * thousands of suspended fibers does not keep an entry for each; a forgotten fiber costs its next
+ * commit one extra read.
  */
 export class FiberKeys {
   readonly #known = new Map<string, Known>();
+  readonly #limit: number;
+
+  constructor(limit = 256) {
+    this.#limit = limit;
+  }
+
+  /** How many fibers are remembered. */
+  get size(): number {
+    return this.#known.size;
+  }
 
   handle(fiberId: string): number | undefined {
-    return this.#known.get(fiberId)?.handle;
+    return this.#touch(fiberId)?.handle;
   }
 
   /** Remembers `fiberId`'s handle (from a record or a handle row just read). */
   remember(fiberId: string, handle: number): void {
-    const known = this.#known.get(fiberId);
-    if (known?.handle === handle) return;
-    this.#known.set(fiberId, { handle });
+    if (this.#touch(fiberId)?.handle === handle) return;
+    this.#set(fiberId, { handle });
   }
 
   /** Remembers the writer of `generation`: its next segment is `nextSegment`. */
   rememberWriter(fiberId: string, handle: number, generation: number, nextSegment: number): void {
-    this.#known.set(fiberId, { handle, generation, nextSegment });
+    this.#set(fiberId, { handle, generation, nextSegment });
   }
 
   /** True when a commit of `group` can be written without reading anything first. */
@@ -73,16 +86,33 @@ export class FiberKeys {
     return !journalWritten(group) || known.generation === group.generation;
   }
 
-  /** Takes the next segment number for `group`'s writer (`ready(group)` must hold). */
-  takeSegment(group: WriteGroup): number {
-    const known = this.#known.get(group.fiberId) as Known;
-    const segment = known.nextSegment as number;
-    known.nextSegment = segment + 1;
-    return segment;
+  /** The next segment of `group`'s writer, if known for its generation. */
+  nextSegment(group: WriteGroup): number | undefined {
+    const known = this.#touch(group.fiberId);
+    return known?.generation === group.generation ? known.nextSegment : undefined;
   }
 
   forget(fiberId: string): void {
     this.#known.delete(fiberId);
+  }
+
+  /** The entry of `fiberId`, moved to the most recently used end. */
+  #touch(fiberId: string): Known | undefined {
+    const known = this.#known.get(fiberId);
+    if (known !== undefined) {
+      this.#known.delete(fiberId);
+      this.#known.set(fiberId, known);
+    }
+    return known;
+  }
+
+  #set(fiberId: string, known: Known): void {
+    this.#known.delete(fiberId);
+    this.#known.set(fiberId, known);
+    if (this.#known.size > this.#limit) {
+      const oldest = this.#known.keys().next();
+      if (!oldest.done) this.#known.delete(oldest.value);
+    }
   }
 }
 
@@ -95,12 +125,14 @@ function journalWritten(group: WriteGroup): boolean {
   return group.clearJournal === true || (group.journal?.length ?? 0) > 0;
 }
 
-/** The object stores a commit touches: fewer stores, fewer transactions waiting on each other. */
-export function commitScope(groups: WriteGroup[], keys: FiberKeys): Names[] {
+/**
+ * The object stores a commit touches: fewer stores, fewer transactions waiting on each other. A
+ * commit that writes rows may have to learn a fiber's keys first (`handles`, `journalSegments`).
+ */
+export function commitScope(groups: WriteGroup[]): Names[] {
   const scope = new Set<Names>(["fibers"]);
   for (const group of groups) {
-    if (!keys.ready(group)) scope.add("handles").add("journalSegments");
-    if (journalWritten(group)) scope.add("journalSegments");
+    if (rowsWritten(group)) scope.add("handles").add("journalSegments");
     if (group.snapshot !== undefined) scope.add("snapshots");
     if ((group.chunks?.length ?? 0) > 0) scope.add("streamChunks");
     if ((group.consumeEvents?.length ?? 0) > 0) scope.add("inboxEvents");
@@ -135,18 +167,48 @@ function result<T>(request: IDBRequest<T>): Promise<T> {
 }
 
 /**
+ * Where one commit writes: each fiber's handle and, per writer (fiber and generation), the next
+ * journal segment. Taken from `FiberKeys` when the commit starts (or read, for what it does not
+ * know), then used alone: another call evicting or forgetting keys meanwhile cannot misdirect
+ * this commit's writes.
+ */
+class RowPlaces {
+  readonly handles = new Map<string, number>();
+  readonly #segments = new Map<string, number>();
+
+  /** Places `group`'s rows under `handle`, its writer's segments from `nextSegment` on. */
+  place(group: WriteGroup, handle: number, nextSegment: number | undefined): void {
+    this.handles.set(group.fiberId, handle);
+    const writer = `${group.generation}:${group.fiberId}`;
+    if (nextSegment !== undefined && !this.#segments.has(writer)) this.#segments.set(writer, nextSegment);
+  }
+
+  /** The next segment of `group`'s writer (placed with one), mirrored into `keys`. */
+  takeSegment(group: WriteGroup, handle: number, keys: FiberKeys): number {
+    const writer = `${group.generation}:${group.fiberId}`;
+    const segment = this.#segments.get(writer) as number;
+    this.#segments.set(writer, segment + 1);
+    keys.rememberWriter(group.fiberId, handle, group.generation, segment + 1);
+    return segment;
+  }
+}
+
+/**
  * Writes `groups` in `tx` (raw API: the commit path is hot): reads what `keys` does not know yet
  * (a round trip, only the first time a store writes a fiber under a generation), then issues
  * every row write with the fence reads, checks the fences and commits. Throws `FenceFailed` or
  * `StaleKeys` after aborting.
  */
 export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], keys: FiberKeys): Promise<void> {
-  const cold = groups.filter((group) => !keys.ready(group));
-  if (cold.length > 0) {
-    // Known when the scope was chosen, forgotten since (a concurrent delete): choose again.
-    if (!tx.objectStoreNames.contains("handles")) throw new StaleKeys([]);
-    await learnKeys(tx, cold, keys);
+  const places = new RowPlaces();
+  const cold: WriteGroup[] = [];
+  for (const group of groups) {
+    if (!rowsWritten(group)) continue;
+    const handle = keys.ready(group) ? keys.handle(group.fiberId) : undefined;
+    if (handle === undefined) cold.push(group);
+    else places.place(group, handle, keys.nextSegment(group));
   }
+  if (cold.length > 0) await learnKeys(tx, cold, keys, places);
 
   const fibers = tx.objectStore("fibers");
   const [only] = groups;
@@ -155,7 +217,6 @@ export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], key
   const consumed = groups.flatMap((group) =>
     (group.consumeEvents ?? []).map((c) => ({ group, seq: c.seq, consumedBy: c.consumedBy })),
   );
-  const used = new Map<string, number>();
   const fenceReads = Promise.all(
     ids.map((id) => result(fibers.get(id) as IDBRequest<StoredFiber | undefined>)),
   );
@@ -166,7 +227,7 @@ export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], key
   // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
   fenceReads.catch(() => undefined);
   eventReads.catch(() => undefined);
-  for (const group of groups) writeRows(tx, group, keys, used);
+  for (const group of groups) writeRows(tx, group, keys, places);
   const current = await fenceReads;
 
   const records = new Map<string, StoredFiber | undefined>();
@@ -179,7 +240,7 @@ export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], key
     throw new FenceFailed(fenced);
   }
   const stale: string[] = [];
-  for (const [id, handle] of used) if (records.get(id)?.handle !== handle) stale.push(id);
+  for (const [id, handle] of places.handles) if (records.get(id)?.handle !== handle) stale.push(id);
   if (stale.length > 0) {
     tx.abort();
     throw new StaleKeys(stale);
@@ -201,10 +262,15 @@ export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], key
 
 /**
  * Reads, for groups `keys` cannot place yet, the fiber's handle and, for journal writers, the
- * last segment key, and remembers them for the group's generation. A fiber without a handle row
- * (missing) is left unknown; its group then fails its fence.
+ * last segment key, and remembers them (in `places` for this commit, in `keys` for the next). A
+ * fiber without a handle row (missing) stays unplaced; its group then fails its fence.
  */
-async function learnKeys(tx: IDBTransaction, groups: WriteGroup[], keys: FiberKeys): Promise<void> {
+async function learnKeys(
+  tx: IDBTransaction,
+  groups: WriteGroup[],
+  keys: FiberKeys,
+  places: RowPlaces,
+): Promise<void> {
   const handles = tx.objectStore("handles");
   const segments = tx.objectStore("journalSegments");
   await Promise.all(
@@ -213,34 +279,27 @@ async function learnKeys(tx: IDBTransaction, groups: WriteGroup[], keys: FiberKe
       if (handle === undefined) return;
       const last = await result(segments.openKeyCursor(rowsOf(handle), "prev"));
       const lastSegment = last === null ? 0 : (last.key as RowKey)[1];
+      places.place(group, handle, lastSegment + 1);
       keys.rememberWriter(group.fiberId, handle, group.generation, lastSegment + 1);
     }),
   );
 }
 
-/** The handle `group`'s rows go under (noted in `used`, to be checked against the record). */
-function handleFor(group: WriteGroup, keys: FiberKeys, used: Map<string, number>): number {
-  // A missing fiber has no handle: -1 keys nothing real, and its fence fails before commit.
-  const handle = keys.handle(group.fiberId) ?? -1;
-  used.set(group.fiberId, handle);
-  return handle;
-}
-
 /**
  * Issues one group's row writes (journal segment, snapshot, chunks): no promise per request; a
- * failing request aborts the transaction, and the caller rejects with its error.
+ * failing request aborts the transaction, and the caller rejects with its error. A group whose
+ * fiber has no handle writes no rows: its fence fails before the commit.
  */
-function writeRows(tx: IDBTransaction, group: WriteGroup, keys: FiberKeys, used: Map<string, number>): void {
+function writeRows(tx: IDBTransaction, group: WriteGroup, keys: FiberKeys, places: RowPlaces): void {
   if (group.snapshot === null) tx.objectStore("snapshots").delete(group.fiberId);
   else if (group.snapshot !== undefined) tx.objectStore("snapshots").put(group.snapshot);
-  if (!rowsWritten(group)) return;
-  const handle = handleFor(group, keys, used);
-  if (handle === -1) return;
+  const handle = places.handles.get(group.fiberId);
+  if (handle === undefined) return;
   if (journalWritten(group)) {
     const journal = tx.objectStore("journalSegments");
     if (group.clearJournal === true) journal.delete(rowsOf(handle));
     if ((group.journal?.length ?? 0) > 0) {
-      journal.put(encodeSegment(group.journal ?? []), [handle, keys.takeSegment(group)]);
+      journal.put(encodeSegment(group.journal ?? []), [handle, places.takeSegment(group, handle, keys)]);
     }
   }
   if ((group.chunks?.length ?? 0) > 0) {

@@ -320,3 +320,34 @@ describe("IdbStore layout (schema v2)", () => {
     await b.close();
   });
 });
+
+describe("IdbStore key cache", () => {
+  it("runs many fibers at once correctly with a key cache far smaller than them", async () => {
+    const { createRuntime, defineFiber } = await import("../index");
+    const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory(), keyCacheSize: 3 });
+    const waiter = defineFiber("cache.waiter", {
+      async run(ctx) {
+        const first = await ctx.step("a", () => 1);
+        ctx.emit("tick", first);
+        const second = await ctx.step("b", () => 2);
+        return first + second + ((await ctx.waitForEvent("go")) as number);
+      },
+    });
+    const runtime = createRuntime({ store, fibers: [waiter] });
+    const started = await Promise.all(Array.from({ length: 40 }, () => runtime.start(waiter, {})));
+    await expect
+      .poll(async () => (await store.listFibers({ status: "waiting" })).length, { timeout: 10_000 })
+      .toBe(40);
+    await Promise.all(started.map((fiber) => runtime.sendEvent(fiber.id, "go", 10)));
+    expect(await Promise.all(started.map((fiber) => runtime.result(fiber)))).toEqual(started.map(() => 13));
+    for (const fiber of started.slice(0, 3)) {
+      expect((await store.readJournal(fiber.id)).map((entry) => [entry.key, entry.status])).toEqual([
+        ["a#1", "completed"],
+        ["b#1", "completed"],
+        ["event:go#1", "completed"],
+      ]);
+    }
+    await runtime.close();
+    await store.close();
+  });
+});

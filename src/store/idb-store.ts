@@ -71,6 +71,11 @@ export interface IdbStoreOptions {
    * (`import "fake-indexeddb/auto"` in Node).
    */
   indexedDB?: IDBFactory;
+  /**
+   * How many fibers' row keys (handle, next journal segment) the store keeps in memory; default
+   * 256. A fiber beyond that, least recently used, costs its next commit one extra read.
+   */
+  keyCacheSize?: number;
 }
 
 type Db = FiberlineDatabase;
@@ -110,12 +115,13 @@ export class IdbStore implements Store {
   #connection: IDBDatabase | undefined;
   #closed = false;
   #reads: PendingRead[] = [];
-  readonly #keys = new FiberKeys();
+  readonly #keys: FiberKeys;
 
   constructor(options: IdbStoreOptions = {}) {
     this.name = options.name ?? "fiberline";
     this.durability = options.durability ?? "relaxed";
     this.#factory = options.indexedDB;
+    this.#keys = new FiberKeys(options.keyCacheSize);
   }
 
   async getFiber(id: string): Promise<FiberRecord | undefined> {
@@ -228,14 +234,19 @@ export class IdbStore implements Store {
     // fiber was deleted and re-created by another context) are forgotten and read again.
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#run("commit", commitScope(pending, this.#keys), "readwrite", (tx) =>
+        await this.#run("commit", commitScope(pending), "readwrite", (tx) =>
           commitGroups(tx, pending, this.#keys),
         );
         return { fenced };
       } catch (error) {
-        if (error instanceof StaleKeys && attempt < 3) {
+        if (error instanceof StaleKeys) {
           for (const id of error.fiberIds) this.#keys.forget(id);
-          continue;
+          // Fresh keys are read in the retry; stale again means the fiber keeps being re-created.
+          if (attempt < 3) continue;
+          throw new StoreError(
+            "store_error",
+            `Fiber ${error.fiberIds.join(", ")} was deleted and re-created by another context during each of ${attempt} attempts to write it; nothing was written. Retry once the other context is done.`,
+          );
         }
         if (!(error instanceof FenceFailed)) throw error;
         for (const group of error.groups) {
