@@ -11,6 +11,7 @@
  *   npm run bench -- --strict          IndexedDB durability "strict" instead of "relaxed"
  *   npm run bench -- --only=B1,B3      some workloads only
  *   npm run bench -- --costs           the commit-shape diagnostic (idb-costs) instead of the table
+ *   npm run bench -- --costs --profile  ... plus a CPU profile of the engine's stash commits
  *   npm run bench -- --update-readme   also write the table into bench/README.md
  */
 
@@ -19,7 +20,7 @@ import { cpus, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "vite";
-import { connectCdp } from "./lib/cdp.mjs";
+import { attachToTarget, connectCdp } from "./lib/cdp.mjs";
 import { killLaunched, launchChromium } from "./lib/chromium.mjs";
 import { buildRows, fmt, markdownTable, regressions } from "./lib/report.mjs";
 import { serveStatic } from "./lib/serve.mjs";
@@ -89,7 +90,27 @@ async function main() {
   if (flag("costs")) {
     // The diagnostic of bench/browser/jobs/idb-costs.ts: ms per transaction of each commit shape.
     try {
-      const costs = await runJob(env.page, "idb-costs", { reps: quick ? 100 : 400, fibers: 100 });
+      const profile = flag("profile");
+      let target;
+      const costs = await runJob(
+        env.page,
+        "idb-costs",
+        { reps: quick ? 100 : 400, fibers: 100, profile },
+        async (name) => {
+          if (name === "profile-start") {
+            env.cdp = await connectCdp(env.browser.wsUrl);
+            target = await attachToTarget(env.cdp, { type: "worker", match: "bench-idb-costs" });
+            await target.send("Profiler.enable");
+            await target.send("Profiler.setSamplingInterval", { interval: 50 });
+            await target.send("Profiler.start");
+          } else if (name === "profile-stop") {
+            const { profile: cpu } = await target.send("Profiler.stop");
+            printProfile(cpu);
+            await target.detach();
+            env.cdp.close();
+          }
+        },
+      );
       const base = costs.put1;
       for (const [shape, ms] of Object.entries(costs)) {
         console.log(
@@ -211,3 +232,23 @@ main().catch((error) => {
   killLaunched();
   process.exit(1);
 });
+
+/** Prints the functions with the most self time in a CDP CPU profile, and the idle share. */
+function printProfile(profile) {
+  const self = new Map();
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    total += dt;
+    const frame = byId.get(id)?.callFrame;
+    const name = frame
+      ? `${frame.functionName || "(anonymous)"} ${frame.url.split("/").pop()}:${frame.lineNumber + 1}`
+      : "?";
+    self.set(name, (self.get(name) ?? 0) + dt);
+  });
+  console.log(`CPU profile of the engine's stash commits: ${(total / 1000).toFixed(0)} ms sampled`);
+  for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+    console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`);
+  }
+}

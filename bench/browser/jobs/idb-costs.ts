@@ -70,7 +70,7 @@ function fiberRecord(id: string, handle: number) {
 }
 
 /** Per-transaction ms of each commit shape. */
-export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: number }) {
+export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: number; profile?: boolean }) {
   const d = { durability: ctx.durability };
   const ids = Array.from({ length: params.fibers }, () => crypto.randomUUID());
   const rawName = uniqueName("costs-raw");
@@ -244,6 +244,12 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
     }
     for (const [shape, total] of Object.entries(totals)) out[shape] = total / reps;
   };
+  if (params.profile) {
+    // The harness samples this worker's CPU while the engine stashes (npm run bench -- --costs --profile).
+    await ctx.checkpoint("profile-start");
+    for (let i = 0; i < params.reps; i++) await single.engineStash1?.();
+    await ctx.checkpoint("profile-stop");
+  }
   await run(single, params.reps);
   await run(batch, Math.max(5, Math.floor(params.reps / 15)));
   db.close();
