@@ -158,6 +158,24 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
       tx.commit();
       await done(tx);
     },
+    // The same without the explicit commit(): the transaction commits itself once the get's
+    // success callback has run and nothing else is pending.
+    getAndPutSnapshotAuto: async () => {
+      const tx = db.transaction(["fibers", "snapshots"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
+      tx.objectStore("snapshots").put(snapshot());
+      await read;
+      await done(tx);
+    },
+    // The stash shape with the snapshot kept in the fibers store itself: one store in scope.
+    getAndPutOneStoreCommit: async () => {
+      const tx = db.transaction(["fibers"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
+      tx.objectStore("fibers").put({ ...snapshot(), id: `snapshot:${id}` });
+      await read;
+      tx.commit();
+      await done(tx);
+    },
     countAndPutSnapshotCommit: async () => {
       const tx = db.transaction(["fibers", "snapshots"], "readwrite", d);
       const read = fence(tx, id, 1);
