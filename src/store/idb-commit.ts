@@ -14,6 +14,7 @@
 import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord } from "../core/records";
 import { mergeFiberPatch } from "./fiber-rules";
+import { AbortedOnPurpose } from "./idb-connection";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
 import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
 import type { WriteGroup } from "./store";
@@ -141,7 +142,7 @@ export function commitScope(groups: WriteGroup[]): Names[] {
 }
 
 /** Thrown (after aborting, so nothing was written) by a commit whose fence failed for `groups`. */
-export class FenceFailed extends Error {
+export class FenceFailed extends AbortedOnPurpose {
   readonly groups: WriteGroup[];
   constructor(groups: WriteGroup[]) {
     super(`fenced: ${groups.map((group) => group.fiberId).join(", ")}`);
@@ -150,7 +151,7 @@ export class FenceFailed extends Error {
 }
 
 /** Thrown (after aborting) when remembered handles turned out stale for `fiberIds`. */
-export class StaleKeys extends Error {
+export class StaleKeys extends AbortedOnPurpose {
   readonly fiberIds: string[];
   constructor(fiberIds: string[]) {
     super(`stale handles: ${fiberIds.join(", ")}`);

@@ -7,36 +7,23 @@
  * writes without waiting on each and awaits only the transaction's completion.
  */
 
-import { unwrap, wrap } from "idb";
+import { unwrap } from "idb";
 import { FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
-import {
-  decideClaim,
-  effectiveLimit,
-  finishListing,
-  queriedStatuses,
-  storeClosedError,
-  toStoreError,
-} from "./fiber-rules";
+import { decideClaim, effectiveLimit, finishListing, queriedStatuses } from "./fiber-rules";
 import {
   commitGroups,
   commitScope,
   FenceFailed,
   FiberKeys,
   inboxOf,
-  type Names,
   publicRecord,
   rowsOf,
   StaleKeys,
   type Tx,
 } from "./idb-commit";
-import {
-  type FiberlineDatabase,
-  NEXT_HANDLE,
-  openFiberlineDatabase,
-  type RowKey,
-  type StoredFiber,
-} from "./idb-database";
+import { IdbConnection } from "./idb-connection";
+import { NEXT_HANDLE, type RowKey, type StoredFiber } from "./idb-database";
 import {
   type ChunkRow,
   decodeChunk,
@@ -78,17 +65,6 @@ export interface IdbStoreOptions {
   keyCacheSize?: number;
 }
 
-type Db = FiberlineDatabase;
-
-/** A read waiting for the turn's shared readonly transaction. */
-interface PendingRead {
-  operation: string;
-  stores: Names[];
-  body: (tx: Tx<"readonly">) => Promise<unknown>;
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
-}
-
 /**
  * A `Store` on IndexedDB, for pages and Service Workers.
  *
@@ -110,28 +86,29 @@ export class IdbStore implements Store {
   readonly name: string;
   /** The durability of write transactions. */
   readonly durability: "relaxed" | "strict";
-  #factory: IDBFactory | undefined;
-  #opening: Promise<Db> | undefined;
-  #connection: IDBDatabase | undefined;
-  #closed = false;
-  #reads: PendingRead[] = [];
+  readonly #db: IdbConnection;
   readonly #keys: FiberKeys;
 
   constructor(options: IdbStoreOptions = {}) {
     this.name = options.name ?? "fiberline";
     this.durability = options.durability ?? "relaxed";
-    this.#factory = options.indexedDB;
+    this.#db = new IdbConnection({
+      name: this.name,
+      durability: this.durability,
+      factory: options.indexedDB,
+      kind: this.kind,
+    });
     this.#keys = new FiberKeys(options.keyCacheSize);
   }
 
   async getFiber(id: string): Promise<FiberRecord | undefined> {
-    return this.#read("getFiber", ["fibers"], async (tx) =>
+    return this.#db.read("getFiber", ["fibers"], async (tx) =>
       this.#public(await tx.objectStore("fibers").get(id)),
     );
   }
 
   async findByIdempotencyKey(key: string): Promise<FiberRecord | undefined> {
-    return this.#read("findByIdempotencyKey", ["fibers"], async (tx) =>
+    return this.#db.read("findByIdempotencyKey", ["fibers"], async (tx) =>
       this.#public(await tx.objectStore("fibers").index("idempotencyKey").get(key)),
     );
   }
@@ -139,8 +116,8 @@ export class IdbStore implements Store {
   async listFibers(query?: FiberQuery): Promise<FiberRecord[]> {
     const statuses = queriedStatuses(query);
     const limit = effectiveLimit(query?.limit);
-    if (limit === 0 || statuses?.length === 0) return this.#nothing([]);
-    return this.#read("listFibers", ["fibers"], async (tx) => {
+    if (limit === 0 || statuses?.length === 0) return this.#db.nothing([]);
+    return this.#db.read("listFibers", ["fibers"], async (tx) => {
       const fibers = tx.objectStore("fibers");
       if (statuses === undefined) {
         // The createdAt index already orders by createdAt, then id (the primary key).
@@ -156,7 +133,7 @@ export class IdbStore implements Store {
   }
 
   async readJournal(fiberId: string): Promise<JournalEntry[]> {
-    return this.#read("readJournal", ["handles", "journalSegments"], async (tx) => {
+    return this.#db.read("readJournal", ["handles", "journalSegments"], async (tx) => {
       const segments = await this.#rowsOf(tx, fiberId, (handle) =>
         tx.objectStore("journalSegments").getAll(rowsOf(handle)),
       );
@@ -165,13 +142,13 @@ export class IdbStore implements Store {
   }
 
   async readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined> {
-    return this.#read("readSnapshot", ["snapshots"], (tx) => tx.objectStore("snapshots").get(fiberId));
+    return this.#db.read("readSnapshot", ["snapshots"], (tx) => tx.objectStore("snapshots").get(fiberId));
   }
 
   async readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
     const max = effectiveLimit(limit);
-    if (max === 0) return this.#nothing([]);
-    return this.#read("readStream", ["handles", "streamChunks"], async (tx) => {
+    if (max === 0) return this.#db.nothing([]);
+    return this.#db.read("readStream", ["handles", "streamChunks"], async (tx) => {
       const rows = await this.#rowsOf(tx, fiberId, (handle) => {
         const range = IDBKeyRange.bound([handle, after], [handle, Number.POSITIVE_INFINITY], true, false);
         return tx.objectStore("streamChunks").getAll(range, max);
@@ -181,14 +158,14 @@ export class IdbStore implements Store {
   }
 
   async readInbox(fiberId: string): Promise<InboxEvent[]> {
-    return this.#read("readInbox", ["inboxEvents"], async (tx) => {
+    return this.#db.read("readInbox", ["inboxEvents"], async (tx) => {
       const rows = await tx.objectStore("inboxEvents").getAll(inboxOf(fiberId));
       return rows.map((row) => decodeInboxEvent(fiberId, row));
     });
   }
 
   async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    return this.#write("createFiber", ["fibers", "handles", "meta", "streamChunks"], async (tx) => {
+    return this.#db.write("createFiber", ["fibers", "handles", "meta", "streamChunks"], async (tx) => {
       const fibers = tx.objectStore("fibers");
       const key = record.idempotencyKey;
       const [byId, byKey, next] = await Promise.all([
@@ -210,7 +187,7 @@ export class IdbStore implements Store {
   }
 
   async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
-    return this.#write("claimFiber", ["fibers", "journalSegments"], async (tx) => {
+    return this.#db.write("claimFiber", ["fibers", "journalSegments"], async (tx) => {
       const fibers = tx.objectStore("fibers");
       const stored = await fibers.get(id);
       const result = decideClaim(stored === undefined ? undefined : publicRecord(stored), request);
@@ -226,7 +203,7 @@ export class IdbStore implements Store {
   }
 
   async commit(groups: WriteGroup[]): Promise<CommitResult> {
-    if (groups.length === 0) return this.#nothing({ fenced: [] });
+    if (groups.length === 0) return this.#db.nothing({ fenced: [] });
     const fenced: string[] = [];
     let pending = groups;
     // A fence that fails (another runner claimed the fiber: rare) aborts the optimistic
@@ -234,7 +211,7 @@ export class IdbStore implements Store {
     // fiber was deleted and re-created by another context) are forgotten and read again.
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#run("commit", commitScope(pending), "readwrite", (tx) =>
+        await this.#db.run("commit", commitScope(pending), "readwrite", (tx) =>
           commitGroups(tx, pending, this.#keys),
         );
         return { fenced };
@@ -260,7 +237,7 @@ export class IdbStore implements Store {
   }
 
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
-    return this.#write("enqueueEvent", ["fibers", "inboxEvents"], async (tx) => {
+    return this.#db.write("enqueueEvent", ["fibers", "inboxEvents"], async (tx) => {
       const inbox = tx.objectStore("inboxEvents");
       const [record, last] = await Promise.all([
         tx.objectStore("fibers").get(event.fiberId),
@@ -280,7 +257,7 @@ export class IdbStore implements Store {
   }
 
   async deleteFibers(ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return this.#nothing(undefined);
+    if (ids.length === 0) return this.#db.nothing(undefined);
     const stores = [
       "fibers",
       "handles",
@@ -289,7 +266,7 @@ export class IdbStore implements Store {
       "journalSegments",
       "streamChunks",
     ] as const;
-    return this.#write("deleteFibers", [...stores], async (tx) => {
+    return this.#db.write("deleteFibers", [...stores], async (tx) => {
       const handles = await Promise.all(ids.map((id) => tx.objectStore("handles").get(id)));
       const [fibers, handleRows, snapshots, inbox, ...rows] = stores.map((name) =>
         unwrap(tx.objectStore(name)),
@@ -307,19 +284,7 @@ export class IdbStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    const opening = this.#opening;
-    this.#opening = undefined;
-    this.#connection = undefined;
-    // close() lets running transactions finish; only new ones are refused.
-    if (opening !== undefined) (await opening.catch(() => undefined))?.close();
-  }
-
-  /** The answer to a call that needs no transaction, still refused once closed. */
-  async #nothing<T>(value: T): Promise<T> {
-    if (this.#closed) throw storeClosedError(this.kind);
-    return value;
+    await this.#db.close();
   }
 
   /** A stored record as the engine sees it (without its handle), remembering the handle. */
@@ -357,168 +322,4 @@ export class IdbStore implements Store {
     this.#keys.remember(fiberId, handle);
     return read(handle);
   }
-
-  /**
-   * Reads issued in the same turn share one readonly transaction (one consistent snapshot for all
-   * of them): `recover()` reads the inbox of every waiting fiber at once, and a transaction each
-   * costs far more than a request each.
-   */
-  #read<T>(operation: string, stores: Names[], body: (tx: Tx<"readonly">) => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#reads.push({ operation, stores, body, resolve, reject } as PendingRead);
-      if (this.#reads.length === 1) queueMicrotask(() => this.#flushReads());
-    });
-  }
-
-  #flushReads(): void {
-    const batch = this.#reads;
-    this.#reads = [];
-    const alone = (read: PendingRead) =>
-      this.#transact(read.operation, read.stores, "readonly", read.body).then(read.resolve, read.reject);
-    const [only] = batch;
-    if (batch.length === 1 && only) {
-      void alone(only);
-      return;
-    }
-    const answered = new Set<PendingRead>();
-    const stores = [...new Set(batch.flatMap((read) => read.stores))];
-    this.#transact("read", stores, "readonly", (tx) =>
-      Promise.all(
-        batch.map((read) =>
-          read.body(tx).then((value) => {
-            answered.add(read);
-            read.resolve(value);
-          }),
-        ),
-      ),
-    ).catch(() => {
-      // The shared transaction failed (a request failed and aborted it, the connection closed):
-      // every read not answered yet runs alone, so each gets its own result or its own error.
-      for (const read of batch) if (!answered.has(read)) void alone(read);
-    });
-  }
-
-  #write<T>(operation: string, stores: Names[], body: (tx: Tx<"readwrite">) => Promise<T>): Promise<T> {
-    return this.#transact(operation, stores, "readwrite", body);
-  }
-
-  /** A transaction through `idb`'s typed wrappers. */
-  #transact<Mode extends IDBTransactionMode, T>(
-    operation: string,
-    stores: Names[],
-    mode: Mode,
-    body: (tx: Tx<Mode>) => Promise<T>,
-  ): Promise<T> {
-    return this.#run(operation, stores, mode, (raw) => {
-      const tx = wrap(raw) as unknown as Tx<Mode>;
-      // `#run` watches the transaction itself: its rejection names the cause, `done`'s does not.
-      tx.done.catch(() => undefined);
-      return body(tx);
-    });
-  }
-
-  /**
-   * Runs `body` in a new transaction on the raw IndexedDB API (`commit` uses it directly: it is
-   * the hot path, and `idb`'s proxies and per-request promises cost it ~5%). Resolves with the
-   * body's value once the transaction has committed; rejects with a `StoreError` (the transaction
-   * aborted, nothing written), or with `FenceFailed` / `StaleKeys` for `commit` to handle.
-   */
-  async #run<T>(
-    operation: string,
-    stores: Names[],
-    mode: IDBTransactionMode,
-    body: (tx: IDBTransaction) => Promise<T>,
-  ): Promise<T> {
-    let tx: IDBTransaction | undefined;
-    for (let attempt = 1; tx === undefined; attempt++) {
-      if (this.#closed) throw storeClosedError(this.kind);
-      // Once open, the connection is used as is: no await (and no turn lost) before the transaction.
-      const connection = this.#connection ?? unwrap(await this.#database());
-      tx = this.#begin(connection, operation, stores, mode, attempt);
-    }
-    // From here to the end of `body`, only this transaction's own requests are awaited.
-    try {
-      const [value] = await Promise.all([body(tx), finished(tx)]);
-      return value;
-    } catch (error) {
-      try {
-        tx.abort();
-      } catch {
-        // Already finished (it failed by itself): nothing to roll back.
-      }
-      if (error instanceof FenceFailed || error instanceof StaleKeys) throw error;
-      throw this.#closed ? storeClosedError(this.kind) : toStoreError(operation, error);
-    }
-  }
-
-  /** Starts a transaction on `db`, or returns `undefined` to retry on a fresh connection. */
-  #begin(
-    db: IDBDatabase,
-    operation: string,
-    stores: Names[],
-    mode: IDBTransactionMode,
-    attempt: number,
-  ): IDBTransaction | undefined {
-    try {
-      const options: IDBTransactionOptions = mode === "readwrite" ? { durability: this.durability } : {};
-      return db.transaction(stores, mode, options);
-    } catch (error) {
-      if (this.#closed) throw storeClosedError(this.kind);
-      // The connection was closed under us (versionchange, browser): reopen once.
-      if (attempt === 1 && error instanceof Error && error.name === "InvalidStateError") {
-        this.#forget(db);
-        return undefined;
-      }
-      throw toStoreError(operation, error);
-    }
-  }
-
-  async #database(): Promise<Db> {
-    if (this.#closed) throw storeClosedError(this.kind);
-    if (this.#opening === undefined) {
-      const opening = this.#open();
-      this.#opening = opening;
-      opening.catch(() => {
-        if (this.#opening === opening) this.#opening = undefined;
-      });
-    }
-    const db = await this.#opening;
-    if (this.#closed) throw storeClosedError(this.kind);
-    return db;
-  }
-
-  #open(): Promise<Db> {
-    const factory = this.#factory ?? (globalThis.indexedDB as IDBFactory | undefined);
-    if (factory === undefined) {
-      return Promise.reject(
-        new StoreError(
-          "store_error",
-          "IndexedDB is not available in this context: use MemoryStore, or pass `indexedDB` (e.g. fake-indexeddb in Node).",
-        ),
-      );
-    }
-    return openFiberlineDatabase(factory, this.name, {
-      wanted: () => !this.#closed,
-      opened: (connection) => {
-        this.#connection = connection;
-      },
-      gone: (connection) => this.#forget(connection),
-    });
-  }
-
-  #forget(connection: IDBDatabase): void {
-    if (this.#connection !== connection) return;
-    this.#connection = undefined;
-    this.#opening = undefined;
-  }
-}
-
-/** Settles when `tx` commits, or rejects with the error that aborted it (quota, constraint...). */
-function finished(tx: IDBTransaction): Promise<void> {
-  return new Promise((resolve, reject) => {
-    tx.addEventListener("complete", () => resolve());
-    tx.addEventListener("abort", () =>
-      reject(tx.error ?? new DOMException("The transaction was aborted.", "AbortError")),
-    );
-  });
 }
