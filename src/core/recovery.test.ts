@@ -1,11 +1,18 @@
 /**
  * Crash recovery: a runtime is abandoned mid-run (its store "dies" as the process would) and a
- * new runtime on the same storage resumes the fiber. Includes the property-based crash test.
+ * new runtime on the same storage resumes the fiber. Includes the property-based crash test, run
+ * on `MemoryStore` and on `IdbStore` (fake-indexeddb, a fresh store object per life, as a new
+ * process would have).
  */
 
+// IdbStore needs the IndexedDB classes as globals; each disk below gets its own factory.
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
+import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
+import type { Store } from "../store/store";
 import { crashableStore } from "../testing/crash-store";
 import { defineFiber } from "./define";
 import type { FiberEvent } from "./records";
@@ -324,96 +331,124 @@ async function uninterrupted(ops: Op[]): Promise<unknown> {
   return rt.result(fiber);
 }
 
-let crashesSeen = 0;
+/** Storage that outlives a crash: `open()` is what a new life (process) gets, `reader` checks it. */
+interface Disk {
+  open(): Store;
+  reader: Store;
+}
 
-describe("property: random programs survive crashes at random writes", () => {
-  it("never re-executes a completed step, keeps the stream gapless and duplicate-free, and returns what an uninterrupted run returns", async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(opArb, { minLength: 1, maxLength: 12 }),
-        fc.array(fc.record({ at: fc.integer({ min: 1, max: 12 }), apply: fc.boolean() }), {
-          minLength: 1,
-          maxLength: 4,
-        }),
-        async (ops, crashes) => {
-          const expected = await uninterrupted(ops);
-          const disk = new MemoryStore();
-          const life = { current: { alive: true, executions: [] } as Life };
-          const fiberDef = programFiber(life);
-          const allExecutions: Array<{ key: string; interrupted: boolean; life: number }> = [];
-          const completedAtCrash = new Set<string>();
-          const schedule = [...crashes, null];
-          for (const [n, crash] of schedule.entries()) {
-            life.current = { alive: true, executions: [] };
-            const store = crashableStore(
-              disk,
-              crash ? { crashAtWrite: crash.at, applyCrashingWrite: crash.apply } : {},
-            );
-            const rt = track(createRuntime({ store, fibers: [fiberDef], leaseMs: 15, unloadAfterMs: 3 }));
-            const drive = (async () => {
-              await rt.recover();
-              await rt.start(fiberDef, { ops }, { id: "p" });
-              const inbox = await disk.readInbox("p");
-              for (const [i, op] of ops.entries()) {
-                if (op.kind === "event" && !inbox.some((e) => e.name === `e${i}`))
-                  await rt.sendEvent("p", `e${i}`, { i });
+const disks: Array<[string, () => Disk]> = [
+  [
+    "MemoryStore",
+    () => {
+      const memory = new MemoryStore();
+      return { open: () => memory, reader: memory };
+    },
+  ],
+  [
+    "IdbStore",
+    () => {
+      const factory = new IDBFactory();
+      return {
+        open: () => new IdbStore({ name: "disk", indexedDB: factory }),
+        reader: new IdbStore({ name: "disk", indexedDB: factory }),
+      };
+    },
+  ],
+];
+
+describe.each(disks)(
+  "property on %s: random programs survive crashes at random writes",
+  (_name, makeDisk) => {
+    let crashesSeen = 0;
+    it("never re-executes a completed step, keeps the stream gapless and duplicate-free, and returns what an uninterrupted run returns", async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(opArb, { minLength: 1, maxLength: 12 }),
+          fc.array(fc.record({ at: fc.integer({ min: 1, max: 12 }), apply: fc.boolean() }), {
+            minLength: 1,
+            maxLength: 4,
+          }),
+          async (ops, crashes) => {
+            const expected = await uninterrupted(ops);
+            const { open, reader: disk } = makeDisk();
+            const life = { current: { alive: true, executions: [] } as Life };
+            const fiberDef = programFiber(life);
+            const allExecutions: Array<{ key: string; interrupted: boolean; life: number }> = [];
+            const completedAtCrash = new Set<string>();
+            const schedule = [...crashes, null];
+            for (const [n, crash] of schedule.entries()) {
+              life.current = { alive: true, executions: [] };
+              const store = crashableStore(
+                open(),
+                crash ? { crashAtWrite: crash.at, applyCrashingWrite: crash.apply } : {},
+              );
+              const rt = track(createRuntime({ store, fibers: [fiberDef], leaseMs: 15, unloadAfterMs: 3 }));
+              const drive = (async () => {
+                await rt.recover();
+                await rt.start(fiberDef, { ops }, { id: "p" });
+                const inbox = await disk.readInbox("p");
+                for (const [i, op] of ops.entries()) {
+                  if (op.kind === "event" && !inbox.some((e) => e.name === `e${i}`))
+                    await rt.sendEvent("p", `e${i}`, { i });
+                }
+              })();
+              drive.catch(() => {});
+              await expect
+                .poll(
+                  async () =>
+                    store.crashed ||
+                    ((await disk.getFiber("p"))?.status ?? "").match(/completed|failed/) !== null,
+                  {
+                    timeout: 10_000,
+                    interval: 5,
+                  },
+                )
+                .toBe(true);
+              life.current.alive = false;
+              // A step durably completed before this life began must not have run in it.
+              const rerun = life.current.executions.filter((e) => completedAtCrash.has(e.key));
+              expect(rerun).toEqual([]);
+              for (const e of life.current.executions) allExecutions.push({ ...e, life: n });
+              if (!store.crashed) break;
+              crashesSeen++;
+              for (const entry of await disk.readJournal("p")) {
+                if (entry.kind === "step" && entry.status === "completed")
+                  completedAtCrash.add(`p:${entry.key}`);
               }
-            })();
-            drive.catch(() => {});
-            await expect
-              .poll(
-                async () =>
-                  store.crashed ||
-                  ((await disk.getFiber("p"))?.status ?? "").match(/completed|failed/) !== null,
-                {
-                  timeout: 10_000,
-                  interval: 5,
-                },
-              )
-              .toBe(true);
-            life.current.alive = false;
-            // A step durably completed before this life began must not have run in it.
-            const rerun = life.current.executions.filter((e) => completedAtCrash.has(e.key));
-            expect(rerun).toEqual([]);
-            for (const e of life.current.executions) allExecutions.push({ ...e, life: n });
-            if (!store.crashed) break;
-            crashesSeen++;
-            for (const entry of await disk.readJournal("p")) {
-              if (entry.kind === "step" && entry.status === "completed")
-                completedAtCrash.add(`p:${entry.key}`);
             }
-          }
-          const record = await disk.getFiber("p");
-          expect(record?.status).toBe("completed");
-          expect(record?.result).toEqual(expected);
+            const record = await disk.getFiber("p");
+            expect(record?.status).toBe("completed");
+            expect(record?.result).toEqual(expected);
 
-          // No completed step re-executed; every re-execution is flagged interrupted with the same key.
-          const seen = new Map<string, number>();
-          for (const e of allExecutions) {
-            const count = (seen.get(e.key) ?? 0) + 1;
-            seen.set(e.key, count);
-            if (count > 1) expect(e.interrupted).toBe(true);
-          }
-          const journal = await disk.readJournal("p");
-          expect(journal.every((e) => e.status === "completed")).toBe(true);
+            // No completed step re-executed; every re-execution is flagged interrupted with the same key.
+            const seen = new Map<string, number>();
+            for (const e of allExecutions) {
+              const count = (seen.get(e.key) ?? 0) + 1;
+              seen.set(e.key, count);
+              if (count > 1) expect(e.interrupted).toBe(true);
+            }
+            const journal = await disk.readJournal("p");
+            expect(journal.every((e) => e.status === "completed")).toBe(true);
 
-          // The stream: contiguous seqs, each emit exactly once and in program order.
-          const chunks = await disk.readStream("p", 0);
-          expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i + 1));
-          const notes = chunks.filter((c) => c.type === "note").map((c) => (c.data as { i: number }).i);
-          const expectedNotes = ops.flatMap((op, i) => (op.kind === "emit" ? [i] : []));
-          expect(notes).toEqual(expectedNotes);
-          expect(chunks.at(-1)?.type).toBe("fiber.end");
-          expect(chunks.filter((c) => c.type === "fiber.start")).toHaveLength(1);
+            // The stream: contiguous seqs, each emit exactly once and in program order.
+            const chunks = await disk.readStream("p", 0);
+            expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i + 1));
+            const notes = chunks.filter((c) => c.type === "note").map((c) => (c.data as { i: number }).i);
+            const expectedNotes = ops.flatMap((op, i) => (op.kind === "emit" ? [i] : []));
+            expect(notes).toEqual(expectedNotes);
+            expect(chunks.at(-1)?.type).toBe("fiber.end");
+            expect(chunks.filter((c) => c.type === "fiber.start")).toHaveLength(1);
+          },
+        ),
+        {
+          numRuns: Number(process.env.FIBERLINE_RUNS ?? 40),
+          seed: Number(process.env.FIBERLINE_SEED ?? 20261126),
+          endOnFailure: true,
         },
-      ),
-      {
-        numRuns: Number(process.env.FIBERLINE_RUNS ?? 40),
-        seed: Number(process.env.FIBERLINE_SEED ?? 20261126),
-        endOnFailure: true,
-      },
-    );
-    // The schedule must really have crashed runtimes mid-run, not just run clean programs.
-    expect(crashesSeen).toBeGreaterThan(40);
-  }, 120_000);
-});
+      );
+      // The schedule must really have crashed runtimes mid-run, not just run clean programs.
+      expect(crashesSeen).toBeGreaterThan(40);
+    }, 120_000);
+  },
+);

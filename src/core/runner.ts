@@ -78,11 +78,17 @@ export class Runner {
   }
 
   /** Hands a stored event to the fiber's run (or the run being started), or wakes a waiting fiber. */
-  async deliver(record: FiberRecord, event: InboxEvent): Promise<void> {
-    const active = this.#active.get(record.id);
+  async deliver(id: string, event: InboxEvent): Promise<void> {
+    const active = this.#active.get(id);
     if (active) active.run.deliver(event);
-    else if (this.#starting.has(record.id)) this.#starting.get(record.id)?.push(event);
-    else if (record.status === "waiting") await this.#resume(record.id, "event");
+    else if (this.#starting.has(id)) this.#starting.get(id)?.push(event);
+    else {
+      // Read the record now, not before the event was stored: a run that suspended in between
+      // left this runtime already (it leaves only once its suspension is durable), and only the
+      // fresh record says it is waiting. A stale "running" here lost the wake-up.
+      const current = await this.#host.store.getFiber(id);
+      if (current?.status === "waiting") await this.#resume(id, "event");
+    }
   }
 
   /** Cancels fiber `id` (see `Runtime.cancel`) and returns its status afterwards. */

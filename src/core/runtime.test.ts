@@ -250,6 +250,28 @@ describe("durable timers and events", () => {
     expect(await rt.result(fiber)).toBe(false);
   });
 
+  it("wakes a fiber that suspended between sendEvent reading it and storing the event", async () => {
+    const approve = defineFiber("approve3", {
+      async run(ctx) {
+        return (await ctx.waitForEvent<{ approved: boolean }>("approval")).approved;
+      },
+    });
+    // The event is stored only once the fiber's suspension is durable: sendEvent read the record
+    // while it was still running, and the run has left the runtime by the time the event lands.
+    class SlowInbox extends MemoryStore {
+      override async enqueueEvent(event: Parameters<MemoryStore["enqueueEvent"]>[0]) {
+        await expect.poll(async () => (await this.getFiber(event.fiberId))?.status).toBe("waiting");
+        return super.enqueueEvent(event);
+      }
+    }
+    const store = new SlowInbox();
+    const rt = runtime({ store, fibers: [approve], unloadAfterMs: 20 });
+    const fiber = await rt.start(approve, {});
+    expect((await rt.get(fiber.id))?.status).toBe("running");
+    await rt.sendEvent(fiber.id, "approval", { approved: true });
+    expect(await rt.result(fiber)).toBe(true);
+  });
+
   it("throws TimeoutError from a wait past its timeout", async () => {
     const impatient = defineFiber("impatient", {
       async run(ctx) {

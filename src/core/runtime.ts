@@ -245,7 +245,7 @@ export class Runtime {
       );
     }
     const event = await this.store.enqueueEvent({ fiberId: id, name, payload, at: this.#clock() });
-    await this.#runner.deliver(record, event);
+    await this.#runner.deliver(id, event);
   }
 
   /**
