@@ -8,6 +8,7 @@
 
 import { unwrap, wrap } from "idb";
 import { IdbStore, type JournalEntry } from "../../../src/index";
+import { DB_VERSION, upgradeSchema } from "../../../src/store/idb-database";
 import type { JobContext } from "../protocol";
 import { deleteDatabase } from "../raw-idb";
 import { uniqueName } from "./step-jobs";
@@ -94,6 +95,19 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
     await done(tx);
   }
 
+  // The engine's schema on an otherwise empty database: tells the schema's cost from the data's.
+  const schemaName = uniqueName("costs-schema");
+  const schemaDb = await new Promise<IDBDatabase>((resolve, reject) => {
+    const r = indexedDB.open(schemaName, DB_VERSION);
+    r.onupgradeneeded = (event) => upgradeSchema(r.result, event.oldVersion, r.transaction as IDBTransaction);
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+  {
+    const tx = schemaDb.transaction("fibers", "readwrite");
+    tx.objectStore("fibers").put(fiberRecord(ids[0] as string, 1));
+    await done(tx);
+  }
   const engineName = uniqueName("costs-engine");
   const engine = new IdbStore({ name: engineName, durability: ctx.durability });
   for (const id of ids) {
@@ -202,6 +216,14 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
       tx.commit();
       await done(tx);
     },
+    schemaDbGetAndPutSnapshotCommit: async () => {
+      const tx = schemaDb.transaction(["fibers", "snapshots"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
+      tx.objectStore("snapshots").put(snapshot());
+      await read;
+      tx.commit();
+      await done(tx);
+    },
     engineStash1: async () => {
       await engine.commit([{ fiberId: id, generation, snapshot: snapshot() }]);
     },
@@ -272,6 +294,8 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
   await run(batch, Math.max(5, Math.floor(params.reps / 15)));
   db.close();
   engineDb.close();
+  schemaDb.close();
+  await deleteDatabase(schemaName);
   await engine.close();
   await deleteDatabase(rawName);
   await deleteDatabase(engineName);
