@@ -117,9 +117,9 @@ export class FiberKeys {
   }
 }
 
-/** True when `group` writes rows keyed by the fiber's handle. */
+/** True when `group` writes rows keyed by the fiber's handle (journal, stream; not the inbox). */
 function rowsWritten(group: WriteGroup): boolean {
-  return journalWritten(group) || (group.chunks?.length ?? 0) > 0 || (group.consumeEvents?.length ?? 0) > 0;
+  return journalWritten(group) || (group.chunks?.length ?? 0) > 0;
 }
 
 function journalWritten(group: WriteGroup): boolean {

@@ -74,3 +74,57 @@ it("keeps data across closing and reopening the store", async () => {
     await deleteDB(name);
   }
 });
+
+it("lets a second store that knows nothing of a fiber write it: it reads the fiber's keys first", async () => {
+  const name = uniqueName();
+  const record: FiberRecord = {
+    id: "f1",
+    name: "research",
+    version: "1",
+    input: null,
+    status: "running",
+    createdAt: 1,
+    updatedAt: 1,
+    generation: 0,
+    streamHead: 1,
+    emitOrdinal: 0,
+    epoch: 0,
+    stalledRecoveries: 0,
+    progressMark: "",
+  };
+  const step = (pos: number, status: "started" | "completed") => ({
+    fiberId: "f1",
+    pos,
+    kind: "step" as const,
+    key: `s#${pos + 1}`,
+    status,
+    attempt: 1,
+    startedAt: 10,
+  });
+  const first = new IdbStore({ name });
+  await first.createFiber(record, [{ fiberId: "f1", seq: 1, type: "fiber.start", data: null, at: 1 }]);
+  await first.commit([{ fiberId: "f1", generation: 0, journal: [step(0, "started")] }]);
+  // A fresh store (another context, or the same one after a restart): its first commit has to
+  // read the handle and the last journal segment inside its transaction, then write.
+  const second = new IdbStore({ name });
+  expect(
+    await second.commit([
+      {
+        fiberId: "f1",
+        generation: 0,
+        journal: [step(0, "completed"), step(1, "started")],
+        chunks: [{ fiberId: "f1", seq: 2, type: "token", data: "hi", at: 2, step: 0 }],
+        fiber: { streamHead: 2 },
+      },
+    ]),
+  ).toEqual({ fenced: [] });
+  expect((await first.readJournal("f1")).map((entry) => [entry.pos, entry.status])).toEqual([
+    [0, "completed"],
+    [1, "started"],
+  ]);
+  expect((await first.readStream("f1", 0)).map((chunk) => chunk.type)).toEqual(["fiber.start", "token"]);
+  expect((await first.getFiber("f1"))?.streamHead).toBe(2);
+  await first.close();
+  await second.close();
+  await deleteDB(name);
+});
