@@ -5,6 +5,8 @@
  * `torture.spec.ts` (a short schedule in `npm test`, a long one through `npm run torture`).
  */
 
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { type AppSession, checkStream } from "../../src/testing/index";
 import {
   approvalCallId,
@@ -205,9 +207,43 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
     await judgeFinished();
   } catch (error) {
     if (error instanceof TortureFailure) throw error;
-    throw new TortureFailure(error instanceof Error ? (error.stack ?? error.message) : String(error), report);
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    throw new TortureFailure(`${message}${await missingFiberDiagnosis(app, message, tracked)}`, report);
   }
   return report;
+}
+
+/**
+ * When a fiber the torture started is missing, what else is: the fibers the worker still knows
+ * (all gone means the origin's IndexedDB was discarded, as Chromium does with a backing store it
+ * finds corrupted after a crash; some gone means Fiberline lost them) and the LevelDB logs.
+ */
+async function missingFiberDiagnosis(app: AppSession, message: string, tracked: Tracked[]): Promise<string> {
+  if (!message.includes("FiberNotFoundError")) return "";
+  const lines: string[] = [];
+  try {
+    const known = new Set(
+      (await rpc<Array<{ id: string }>>(app.page, "list", {})).map((record) => record.id),
+    );
+    const missing = tracked.filter((t) => !known.has(t.subject.id)).map((t) => t.subject.id);
+    lines.push(
+      `the worker knows ${known.size} fiber(s); ${missing.length} of the ${tracked.length} started are missing: ${missing.join(", ")}`,
+    );
+  } catch (error) {
+    lines.push(`listing the worker's fibers failed: ${String(error)}`);
+  }
+  const root = join(app.userDataDir, "Default", "IndexedDB");
+  try {
+    for (const dir of readdirSync(root)) {
+      for (const file of readdirSync(join(root, dir))) {
+        if (file.startsWith("LOG"))
+          lines.push(`${dir}/${file}:\n${readFileSync(join(root, dir, file), "utf8")}`);
+      }
+    }
+  } catch (error) {
+    lines.push(`reading ${root} failed: ${String(error)}`);
+  }
+  return `\n${lines.join("\n")}`;
 }
 
 /** Verifies one finished fiber and adds its verdict to the report. */
