@@ -10,7 +10,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { appendFileSync, readdirSync, readFileSync } from "node:fs";
 import type { Browser, BrowserContext, Page } from "@playwright/test";
 import { CHROMIUM_ARGS, findChromium } from "./chromium";
 
@@ -52,6 +52,9 @@ export interface LaunchedBrowser {
  * const page = await b.context.newPage();
  */
 export async function launchBrowser(options: LaunchBrowserOptions): Promise<LaunchedBrowser> {
+  // FIBERLINE_CHROMIUM_LOG=<file>: Chromium's own log, appended there (for storage failures
+  // after a crash, which only Chromium can explain).
+  const chromiumLog = process.env.FIBERLINE_CHROMIUM_LOG;
   const executable = options.executablePath ?? findChromium();
   const timeoutMs = options.timeoutMs ?? 30_000;
   const args = [
@@ -59,6 +62,7 @@ export async function launchBrowser(options: LaunchBrowserOptions): Promise<Laun
     "--remote-debugging-port=0",
     `--user-data-dir=${options.userDataDir}`,
     ...CHROMIUM_ARGS,
+    ...(chromiumLog ? ["--enable-logging=stderr", "--v=0"] : []),
     ...(options.args ?? []),
     "about:blank",
   ];
@@ -74,6 +78,7 @@ export async function launchBrowser(options: LaunchBrowserOptions): Promise<Laun
       reject(new Error(`Chromium printed no DevTools endpoint within ${timeoutMs} ms:\n${stderr}`));
     }, timeoutMs);
     child.stderr?.on("data", (data: Buffer) => {
+      if (chromiumLog) appendFileSync(chromiumLog, data);
       stderr = (stderr + data.toString()).slice(-20_000);
       const match = /DevTools listening on (ws:\/\/\S+)/.exec(stderr);
       if (match?.[1]) {
