@@ -120,6 +120,11 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
   /** The readers' logs so far: any gap, copy or disorder is a failure at once. */
   const checkPrefixes = () => {
     for (const t of tracked) {
+      // A fiber the worker no longer knows never progresses again: say so now, not after every
+      // remaining fault has waited out its progress timeout.
+      const missing = t.subject.log.readerErrors.find((error) => error.startsWith("fiber_not_found"));
+      if (missing)
+        throw new Error(`FiberNotFoundError: the reader of ${t.subject.kind} ${t.subject.id} got ${missing}`);
       const r = checkStream(t.subject.log.events, { after: t.subject.log.after });
       if (r.lost.length + r.duplicated.length + r.reordered.length > 0)
         throw new TortureFailure(
