@@ -96,32 +96,37 @@ function measure(value: unknown, stopAt: number): { size: number; plain: boolean
       continue;
     }
     const prototype = Object.getPrototypeOf(v);
-    if (prototype === Object.prototype || prototype === null) {
-      for (const [k, item] of Object.entries(v)) {
-        total += k.length + 2;
-        stack.push(item);
+    if (prototype !== Object.prototype && prototype !== null) {
+      plain = false;
+      if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) {
+        total += v.byteLength;
+        continue;
       }
-      total += 2;
-      continue;
-    }
-    plain = false;
-    if (ArrayBuffer.isView(v)) total += v.byteLength;
-    else if (v instanceof ArrayBuffer) total += v.byteLength;
-    else if (typeof Blob !== "undefined" && v instanceof Blob) total += v.size;
-    else if (v instanceof Date) total += 8;
-    else if (v instanceof Map) {
-      for (const [k, item] of v) stack.push(k, item);
-      total += 2;
-    } else if (v instanceof Set) {
-      for (const item of v) stack.push(item);
-      total += 2;
-    } else {
-      for (const [k, item] of Object.entries(v)) {
-        total += k.length + 2;
-        stack.push(item);
+      if (typeof Blob !== "undefined" && v instanceof Blob) {
+        total += v.size;
+        continue;
       }
-      total += 2;
+      if (v instanceof Date) {
+        total += 8;
+        continue;
+      }
+      if (v instanceof Map) {
+        for (const [k, item] of v) stack.push(k, item);
+        total += 2;
+        continue;
+      }
+      if (v instanceof Set) {
+        for (const item of v) stack.push(item);
+        total += 2;
+        continue;
+      }
+      // Any other object (a class instance) is cloned as its own enumerable fields, like a plain one.
     }
+    for (const [k, item] of Object.entries(v)) {
+      total += k.length + 2;
+      stack.push(item);
+    }
+    total += 2;
   }
   return { size: total, plain: plain && stack.length === 0 };
 }

@@ -173,6 +173,11 @@ function result<T>(request: IDBRequest<T>): Promise<T> {
  * know), then used alone: another call evicting or forgetting keys meanwhile cannot misdirect
  * this commit's writes.
  */
+/** Who writes `group`: one fiber under one generation. */
+function writerOf(group: WriteGroup): string {
+  return `${group.generation}:${group.fiberId}`;
+}
+
 class RowPlaces {
   readonly handles = new Map<string, number>();
   readonly #segments = new Map<string, number>();
@@ -180,13 +185,13 @@ class RowPlaces {
   /** Places `group`'s rows under `handle`, its writer's segments from `nextSegment` on. */
   place(group: WriteGroup, handle: number, nextSegment: number | undefined): void {
     this.handles.set(group.fiberId, handle);
-    const writer = `${group.generation}:${group.fiberId}`;
+    const writer = writerOf(group);
     if (nextSegment !== undefined && !this.#segments.has(writer)) this.#segments.set(writer, nextSegment);
   }
 
   /** The next segment of `group`'s writer (placed with one), mirrored into `keys`. */
   takeSegment(group: WriteGroup, handle: number, keys: FiberKeys): number {
-    const writer = `${group.generation}:${group.fiberId}`;
+    const writer = writerOf(group);
     const segment = this.#segments.get(writer) as number;
     this.#segments.set(writer, segment + 1);
     keys.rememberWriter(group.fiberId, handle, group.generation, segment + 1);

@@ -20,24 +20,25 @@ runStoreContract("IdbStore (Chromium)", () => new IdbStore({ name: uniqueName() 
 
 runUpgradeTests(() => ({ factory: indexedDB, name: uniqueName() }));
 
+const record: FiberRecord = {
+  id: "f1",
+  name: "research",
+  version: "1",
+  input: { topic: "durable execution" },
+  status: "running",
+  idempotencyKey: "k1",
+  createdAt: 1,
+  updatedAt: 1,
+  generation: 0,
+  streamHead: 1,
+  emitOrdinal: 0,
+  epoch: 0,
+  stalledRecoveries: 0,
+  progressMark: "",
+};
+
 it("keeps data across closing and reopening the store", async () => {
   const name = uniqueName();
-  const record: FiberRecord = {
-    id: "f1",
-    name: "research",
-    version: "1",
-    input: { topic: "durable execution" },
-    status: "running",
-    idempotencyKey: "k1",
-    createdAt: 1,
-    updatedAt: 1,
-    generation: 0,
-    streamHead: 1,
-    emitOrdinal: 0,
-    epoch: 0,
-    stalledRecoveries: 0,
-    progressMark: "",
-  };
   const first = new IdbStore({ name, durability: "strict" });
   await first.createFiber(record, [{ fiberId: "f1", seq: 1, type: "fiber.start", data: null, at: 1 }]);
   const claim = await first.claimFiber("f1", { owner: "tab-1", now: 10, leaseMs: 100 });
@@ -77,21 +78,6 @@ it("keeps data across closing and reopening the store", async () => {
 
 it("lets a second store that knows nothing of a fiber write it: it reads the fiber's keys first", async () => {
   const name = uniqueName();
-  const record: FiberRecord = {
-    id: "f1",
-    name: "research",
-    version: "1",
-    input: null,
-    status: "running",
-    createdAt: 1,
-    updatedAt: 1,
-    generation: 0,
-    streamHead: 1,
-    emitOrdinal: 0,
-    epoch: 0,
-    stalledRecoveries: 0,
-    progressMark: "",
-  };
   const step = (pos: number, status: "started" | "completed") => ({
     fiberId: "f1",
     pos,
