@@ -9,19 +9,27 @@ import type { Page } from "@playwright/test";
 
 /**
  * Opens a `readwrite` transaction on `database`.`store` in `page` and keeps it open until the page
- * dies (a crash) or {@link releaseStore}; resolves with the value stored under `key` at that
- * moment, read inside the transaction (so no write of it can land after).
+ * dies (a crash) or {@link releaseStore}; resolves with the value stored under `key` (in
+ * `options.index` when given) at that moment, read inside the transaction (so no write of it can
+ * land after).
  */
-export async function holdStore(page: Page, database: string, store: string, key: string): Promise<unknown> {
+export async function holdStore(
+  page: Page,
+  database: string,
+  store: string,
+  key: string,
+  options: { index?: string } = {},
+): Promise<unknown> {
+  const index = options.index ?? null;
   return await page.evaluate(
-    ({ database, store, key }) =>
+    ({ database, store, key, index }) =>
       new Promise<unknown>((resolve, reject) => {
         const open = indexedDB.open(database);
         open.onerror = () => reject(open.error);
         open.onsuccess = () => {
           const db = open.result;
           const tx = db.transaction(store, "readwrite");
-          const objects = tx.objectStore(store);
+          const objects = index === null ? tx.objectStore(store) : tx.objectStore(store).index(index);
           const scope = window as unknown as { __releaseStore?: () => void };
           let held = true;
           scope.__releaseStore = () => {
@@ -39,7 +47,7 @@ export async function holdStore(page: Page, database: string, store: string, key
           first.onerror = () => reject(first.error);
         };
       }),
-    { database, store, key },
+    { database, store, key, index },
   );
 }
 

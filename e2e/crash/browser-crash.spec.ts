@@ -54,9 +54,10 @@ test("SIGKILL during a stash: the stash is all or nothing and the fiber resumes 
   const background = await open();
   const ticker = await startTicker(app, { count: 12, intervalMs: 100, stash: true });
   await ticker.log.count(4, "tick");
-  // Hold the snapshot store: the last stash that committed is read inside the hold, so a later
-  // announced stash is certainly in flight, waiting on the hold, when the browser dies.
-  const committed = (await holdStore(app.page, "fiberline", "snapshots", ticker.id)) as {
+  // Hold the stash rows: the last stash that committed is read inside the hold (by fiber id, the
+  // rows being keyed [fiberId, generation]), so a later announced stash is certainly in flight,
+  // waiting on the hold, when the browser dies.
+  const committed = (await holdStore(app.page, "fiberline", "stashes", ticker.id, { index: "fiber" })) as {
     value?: { ticks: number };
   } | null;
   const before = committed?.value?.ticks ?? 0;

@@ -11,10 +11,11 @@ import type { ClaimRequest, ClaimResult, FiberQuery } from "./store";
 
 /**
  * Merges `patch` into a copy of `record`: keys whose value is `undefined` in the patch are
- * removed, `id` never changes.
+ * removed; `id` never changes, nor `generation`, which only a claim moves (the fence, and in
+ * `IdbStore` the stash row, follow it).
  */
 export function mergeFiberPatch(record: FiberRecord, patch: Partial<FiberRecord>): FiberRecord {
-  const merged: FiberRecord = { ...record, ...patch, id: record.id };
+  const merged: FiberRecord = { ...record, ...patch, id: record.id, generation: record.generation };
   for (const key of Object.keys(patch) as Array<keyof FiberRecord>) {
     // `{ owner: undefined }` means "no owner any more", not "owner is the value undefined".
     if (patch[key] === undefined) Reflect.deleteProperty(merged, key);

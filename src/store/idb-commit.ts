@@ -16,7 +16,7 @@ import type { FiberRecord } from "../core/records";
 import { mergeFiberPatch } from "./fiber-rules";
 import { AbortedOnPurpose } from "./idb-connection";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
-import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
+import { encodeChunk, encodeSegment, encodeStash, type InboxRow } from "./idb-rows";
 import type { WriteGroup } from "./store";
 
 export type Names = StoreNames<FiberlineSchema>;
@@ -131,10 +131,12 @@ function journalWritten(group: WriteGroup): boolean {
  * commit that writes rows may have to learn a fiber's keys first (`handles`, `journalSegments`).
  */
 export function commitScope(groups: WriteGroup[]): Names[] {
+  // Stash-only commits touch their stash rows alone (`commitStashes`).
+  if (groups.every(stashOnly)) return ["stashes"];
   const scope = new Set<Names>(["fibers"]);
   for (const group of groups) {
     if (rowsWritten(group)) scope.add("handles").add("journalSegments");
-    if (group.snapshot !== undefined) scope.add("snapshots");
+    if (group.snapshot !== undefined) scope.add("stashes");
     if ((group.chunks?.length ?? 0) > 0) scope.add("streamChunks");
     if ((group.consumeEvents?.length ?? 0) > 0) scope.add("inboxEvents");
   }
@@ -199,13 +201,28 @@ class RowPlaces {
   }
 }
 
+/** What a commit leaves for its store to finish. */
+export interface Committed {
+  /**
+   * Stash-only groups whose fiber no longer existed: their stash rows were written as orphans.
+   * The store removes them and reports the groups fenced.
+   */
+  orphaned: WriteGroup[];
+}
+
 /**
- * Writes `groups` in `tx` (raw API: the commit path is hot): reads what `keys` does not know yet
- * (a round trip, only the first time a store writes a fiber under a generation), then issues
- * every row write with the fence reads, checks the fences and commits. Throws `FenceFailed` or
+ * Writes `groups` in `tx` (raw API: the commit path is hot). A batch of stash-only groups goes
+ * out in one round trip (`commitStashes`). Otherwise: reads what `keys` does not know yet (a
+ * round trip, only the first time a store writes a fiber under a generation), then issues every
+ * row write with the fence reads, checks the fences and commits. Throws `FenceFailed` or
  * `StaleKeys` after aborting.
  */
-export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], keys: FiberKeys): Promise<void> {
+export async function commitGroups(
+  tx: IDBTransaction,
+  groups: WriteGroup[],
+  keys: FiberKeys,
+): Promise<Committed> {
+  if (groups.every(stashOnly)) return commitStashes(tx, groups);
   const places = new RowPlaces();
   const cold: WriteGroup[] = [];
   for (const group of groups) {
@@ -263,6 +280,59 @@ export async function commitGroups(tx: IDBTransaction, groups: WriteGroup[], key
   for (const id of patched) fibers.put(records.get(id));
   if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads);
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
+  commitNow(tx);
+  return { orphaned: [] };
+}
+
+/** True when `group` only replaces or removes the snapshot: its stash row is its whole fence. */
+function stashOnly(group: WriteGroup): boolean {
+  return (
+    group.snapshot !== undefined &&
+    group.fiber === undefined &&
+    !rowsWritten(group) &&
+    (group.consumeEvents?.length ?? 0) === 0
+  );
+}
+
+/**
+ * Stash-only groups, with nothing to wait for before committing: each stash row is its own fence
+ * (`StashRow`: under a stale generation the put collides in the unique index, and the failed
+ * request aborts the transaction), so the commit is issued together with the writes. One case
+ * the index cannot see: a fiber deleted meanwhile has no row left to collide with. So each put is
+ * preceded by a look for the row it replaces, read in the same transaction but not waited on:
+ * where there was none, the stash was written as an orphan, which the caller removes and reports
+ * fenced. Throws `FenceFailed` (nothing written) when a row collided.
+ */
+async function commitStashes(tx: IDBTransaction, groups: WriteGroup[]): Promise<Committed> {
+  const stashes = tx.objectStore("stashes");
+  const replaced = Promise.all(
+    groups.map((group) => result(stashes.getKey([group.fiberId, group.generation]))),
+  );
+  const collided: WriteGroup[] = [];
+  const writes = groups.map((group) =>
+    result(writeStash(tx, group)).catch((error: unknown) => {
+      if ((error as { name?: unknown } | null)?.name === "ConstraintError") collided.push(group);
+      throw error;
+    }),
+  );
+  commitNow(tx);
+  try {
+    const [keys] = await Promise.all([replaced, Promise.all(writes)]);
+    return { orphaned: groups.filter((_, i) => keys[i] === undefined) };
+  } catch (error) {
+    if (collided.length > 0) throw new FenceFailed(collided);
+    throw error;
+  }
+}
+
+/** Puts `group`'s stash row (an empty one when the snapshot is removed) under its generation. */
+function writeStash(tx: IDBTransaction, group: WriteGroup): IDBRequest {
+  const row = encodeStash(group.fiberId, group.snapshot ?? null);
+  return tx.objectStore("stashes").put(row, [group.fiberId, group.generation]);
+}
+
+/** Commits now instead of waiting a round trip for the requests to settle (where supported). */
+function commitNow(tx: IDBTransaction): void {
   (tx as IDBTransaction & { commit?: () => void }).commit?.();
 }
 
@@ -297,8 +367,7 @@ async function learnKeys(
  * fiber has no handle writes no rows: its fence fails before the commit.
  */
 function writeRows(tx: IDBTransaction, group: WriteGroup, keys: FiberKeys, places: RowPlaces): void {
-  if (group.snapshot === null) tx.objectStore("snapshots").delete(group.fiberId);
-  else if (group.snapshot !== undefined) tx.objectStore("snapshots").put(group.snapshot);
+  if (group.snapshot !== undefined) writeStash(tx, group);
   const handle = places.handles.get(group.fiberId);
   if (handle === undefined) return;
   if (journalWritten(group)) {

@@ -156,8 +156,9 @@ export class IdbConnection {
       tx = this.#begin(connection, operation, stores, mode, attempt);
     }
     // From here to the end of `body`, only this transaction's own requests are awaited.
+    const work = (async () => body(tx as IDBTransaction))();
     try {
-      const [value] = await Promise.all([body(tx), finished(tx)]);
+      const [value] = await Promise.all([work, finished(tx)]);
       return value;
     } catch (error) {
       try {
@@ -165,7 +166,17 @@ export class IdbConnection {
       } catch {
         // Already finished (it failed by itself): nothing to roll back.
       }
-      if (error instanceof AbortedOnPurpose) throw error;
+      // The body's own verdict wins over the abort it caused (a stash that collided with its
+      // fence aborts the transaction, whose abort event may come first). The body settles: an
+      // aborted transaction fails every request it was waiting on.
+      const own =
+        error instanceof AbortedOnPurpose
+          ? error
+          : await work.then(
+              () => error,
+              (e: unknown) => e,
+            );
+      if (own instanceof AbortedOnPurpose) throw own;
       throw this.#closed ? storeClosedError(this.#kind) : toStoreError(operation, error);
     }
   }

@@ -20,14 +20,16 @@ import { storeClosedError, toStoreError } from "./fiber-rules";
 import {
   type ChunkRow,
   type EntryRow,
+  emptyStash,
   encodeChunk,
   encodeInboxEvent,
   encodeSegment,
   type InboxRow,
+  type StashRow,
 } from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 2;
+export const DB_VERSION = 3;
 
 /** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
 export interface StoredFiber extends FiberRecord {
@@ -58,7 +60,11 @@ export interface FiberlineSchema extends DBSchema {
    * fiber's inbox without first looking up its handle).
    */
   inboxEvents: { key: [string, number]; value: InboxRow };
-  snapshots: { key: string; value: SnapshotRecord };
+  /**
+   * Each fiber's stash row, keyed `[fiberId, generation]`; the unique `fiber` index makes a stash
+   * written under a stale generation fail by itself (see `StashRow`).
+   */
+  stashes: { key: [string, number]; value: StashRow; indexes: { fiber: string } };
 }
 
 /** An open connection to the Fiberline database. */
@@ -90,6 +96,11 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     db.createObjectStore("streamChunks");
     db.createObjectStore("inboxEvents");
     migrateV1Rows(tx);
+  }
+  if (oldVersion < 3) {
+    // v3: snapshots become stash rows keyed [fiberId, generation], fenced by a unique index.
+    db.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
+    migrateV2Snapshots(tx);
   }
 }
 
@@ -150,6 +161,41 @@ function migrateV1Rows(tx: IDBTransaction): void {
         );
       };
       move(0);
+    },
+  );
+}
+
+/**
+ * Gives every fiber its stash row at its record's generation (`StashRow`), carrying over its
+ * snapshot if it had one, and deletes v2's `snapshots` store. Snapshots of fibers that no longer
+ * exist are dropped. Chained requests, like `migrateV1Rows`; the fiber records it reads are the
+ * same whether or not v2's step has already added their handles.
+ */
+function migrateV2Snapshots(tx: IDBTransaction): void {
+  const generations = new Map<string, number>();
+  eachRow(
+    tx.objectStore("fibers"),
+    (cursor) => {
+      const record = cursor.value as FiberRecord;
+      generations.set(record.id, record.generation);
+    },
+    () => {
+      const stashes = tx.objectStore("stashes");
+      eachRow(
+        tx.objectStore("snapshots"),
+        (cursor) => {
+          const snapshot = cursor.value as SnapshotRecord;
+          const generation = generations.get(snapshot.fiberId);
+          if (generation === undefined) return;
+          generations.delete(snapshot.fiberId);
+          const row: StashRow = { fiber: snapshot.fiberId, value: snapshot.value, at: snapshot.at };
+          stashes.put(row, [snapshot.fiberId, generation]);
+        },
+        () => {
+          for (const [id, generation] of generations) stashes.put(emptyStash(id), [id, generation]);
+          tx.db.deleteObjectStore("snapshots");
+        },
+      );
     },
   );
 }

@@ -1,5 +1,5 @@
 /**
- * How `IdbStore` lays out per-fiber rows on disk (schema v2), and how it reads them back.
+ * How `IdbStore` lays out per-fiber rows on disk (schema v3), and how it reads them back.
  *
  * Journal and stream rows are keyed `[handle, n]`, where `handle` is a small integer given to the
  * fiber when it is created: IndexedDB encodes key strings as UTF-16, so a UUID in every key cost
@@ -19,7 +19,7 @@
  */
 
 import type { SerializedError } from "../core/errors";
-import type { InboxEvent, JournalEntry, JournalKind, StreamChunk } from "../core/records";
+import type { InboxEvent, JournalEntry, JournalKind, SnapshotRecord, StreamChunk } from "../core/records";
 
 const KINDS: readonly JournalKind[] = ["step", "sleep", "event", "now", "random", "uuid"];
 const STATUSES: readonly JournalEntry["status"][] = ["started", "completed", "failed"];
@@ -150,4 +150,37 @@ export function encodeInboxEvent(event: InboxEvent): InboxRow {
 
 export function decodeInboxEvent(fiberId: string, row: InboxRow): InboxEvent {
   return { fiberId, ...row };
+}
+
+/**
+ * A fiber's stash row (schema v3), keyed `[fiberId, generation]` in `stashes`, whose unique index
+ * on `fiber` makes the row its own fence: every fiber has exactly one row, at the generation of
+ * its record (created with the fiber, moved by each claim), so a stash put under any other
+ * generation collides with it and fails in IndexedDB itself, without a read first. `at` is
+ * absent while the fiber has no snapshot (a stashed `undefined` still has its `at`).
+ */
+export interface StashRow {
+  fiber: string;
+  value?: unknown;
+  at?: number;
+}
+
+/** The row that stands for "no snapshot": it still holds the fiber's place in the index. */
+export function emptyStash(fiberId: string): StashRow {
+  return { fiber: fiberId };
+}
+
+/** The row of `snapshot`, or of no snapshot for `null`. */
+export function encodeStash(fiberId: string, snapshot: SnapshotRecord | null): StashRow {
+  return snapshot === null ? emptyStash(fiberId) : { fiber: fiberId, value: snapshot.value, at: snapshot.at };
+}
+
+export function decodeStash(row: StashRow | undefined): SnapshotRecord | undefined {
+  if (row?.at === undefined) return undefined;
+  return { fiberId: row.fiber, value: row.value, at: row.at };
+}
+
+/** The key range of all stash rows of one fiber (one, unless an orphan awaits its cleanup). */
+export function stashesOf(fiberId: string): IDBKeyRange {
+  return IDBKeyRange.bound([fiberId, Number.NEGATIVE_INFINITY], [fiberId, Number.POSITIVE_INFINITY]);
 }

@@ -68,8 +68,8 @@ describe("IdbStore", () => {
       // fake-indexeddb opens its own versionchange transaction through the same method.
       const calls = spy.mock.calls.filter(([, mode]) => mode !== "versionchange");
       expect(calls).toEqual([
-        [["fibers", "handles", "meta", "streamChunks"], "readwrite", { durability }],
-        [["fibers", "journalSegments"], "readwrite", { durability }],
+        [["fibers", "handles", "meta", "stashes", "streamChunks"], "readwrite", { durability }],
+        [["fibers", "journalSegments", "stashes"], "readwrite", { durability }],
         [["fibers"], "readonly", {}],
       ]);
       await store.close();
@@ -110,7 +110,7 @@ describe("IdbStore", () => {
       "inboxEvents",
       "journalSegments",
       "meta",
-      "snapshots",
+      "stashes",
       "streamChunks",
     ]);
     const tx = db.transaction([...db.objectStoreNames]);
@@ -118,10 +118,12 @@ describe("IdbStore", () => {
     expect([...fibers.indexNames]).toEqual(["createdAt", "idempotencyKey", "status"]);
     expect(fibers.index("idempotencyKey").unique).toBe(true);
     // Per-fiber rows have out-of-line keys [handle, n]: the values do not repeat them.
-    for (const name of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
+    for (const name of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents", "stashes"]) {
       expect(tx.objectStore(name).keyPath).toBeNull();
     }
-    expect(tx.objectStore("snapshots").keyPath).toBe("fiberId");
+    // Stash rows are keyed [fiberId, generation], one per fiber: the unique index is their fence.
+    expect([...tx.objectStore("stashes").indexNames]).toEqual(["fiber"]);
+    expect(tx.objectStore("stashes").index("fiber").unique).toBe(true);
     db.close();
   });
 
@@ -221,7 +223,7 @@ async function rawRows(
   }
 }
 
-describe("IdbStore layout (schema v2)", () => {
+describe("IdbStore layout (schema v3)", () => {
   const step = (pos: number, status: "started" | "completed") => ({
     fiberId: "f1",
     pos,
@@ -260,6 +262,66 @@ describe("IdbStore layout (schema v2)", () => {
     const chunks = await rawRows(factory, name, "streamChunks");
     expect(chunks).toEqual([{ key: [1, 1], value: [1, "t", "d", 5] }]);
     expect(await rawRows(factory, name, "handles")).toEqual([{ key: "f1", value: 1 }]);
+  });
+
+  /** A store holding fiber `f1`, created (its stash row at generation 0), then claimed once. */
+  async function claimedFiber() {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const store = new IdbStore({ name, indexedDB: factory });
+    await store.createFiber(record, []);
+    const created = await rawRows(factory, name, "stashes");
+    const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1_000 });
+    if (claim.status !== "claimed") throw new Error("setup");
+    return { factory, name, store, created, current: claim.record.generation };
+  }
+
+  const stash = (generation: number, value: string) => ({
+    fiberId: "f1",
+    generation,
+    snapshot: { fiberId: "f1", value, at: 1 },
+  });
+
+  it("keeps one stash row per fiber, moved by each claim, and removes a late runner's orphan", async () => {
+    const { factory, name, store, created, current } = await claimedFiber();
+    expect(created).toEqual([{ key: ["f1", 0], value: { fiber: "f1" } }]);
+    await store.commit([stash(current, "one")]);
+    expect(await rawRows(factory, name, "stashes")).toEqual([
+      { key: ["f1", 1], value: { fiber: "f1", value: "one", at: 1 } },
+    ]);
+
+    // Deleted while its runner still runs: the runner's next stash, which reads nothing before
+    // committing, lands as an orphan row; the store removes it and reports the runner fenced.
+    await store.deleteFibers(["f1"]);
+    expect(await store.commit([stash(current, "late")])).toEqual({ fenced: ["f1"] });
+    expect(await rawRows(factory, name, "stashes")).toEqual([]);
+    await store.close();
+  });
+
+  it("puts a missing stash row back at the record's generation, so the fence holds again", async () => {
+    const { factory, name, store, current } = await claimedFiber();
+    // Another writer of this database removed the row (no Fiberline code does).
+    const removeRow = async () => {
+      const db = await rawOpen(factory, name);
+      const tx = db.transaction("stashes", "readwrite");
+      tx.objectStore("stashes").clear();
+      await new Promise((resolve) => {
+        tx.oncomplete = resolve;
+      });
+      db.close();
+    };
+    await removeRow();
+    // A stale runner finds no row to collide with: fenced all the same, and the row is back.
+    expect(await store.commit([stash(current - 1, "stale")])).toEqual({ fenced: ["f1"] });
+    expect(await rawRows(factory, name, "stashes")).toEqual([
+      { key: ["f1", current], value: { fiber: "f1" } },
+    ]);
+    expect(await store.commit([stash(current - 1, "stale")])).toEqual({ fenced: ["f1"] });
+    // The current runner's stash simply puts it back.
+    await removeRow();
+    expect(await store.commit([stash(current, "mine")])).toEqual({ fenced: [] });
+    expect(await store.readSnapshot("f1")).toMatchObject({ value: "mine" });
+    await store.close();
   });
 
   it("never reuses a handle, so a deleted fiber's rows cannot reappear under a new one", async () => {

@@ -28,9 +28,12 @@ import {
   type ChunkRow,
   decodeChunk,
   decodeInboxEvent,
+  decodeStash,
+  emptyStash,
   encodeChunk,
   encodeInboxEvent,
   foldSegments,
+  stashesOf,
 } from "./idb-rows";
 import type {
   ClaimRequest,
@@ -142,7 +145,14 @@ export class IdbStore implements Store {
   }
 
   async readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined> {
-    return this.#db.read("readSnapshot", ["snapshots"], (tx) => tx.objectStore("snapshots").get(fiberId));
+    return this.#db.read("readSnapshot", ["fibers", "stashes"], async (tx) => {
+      // The fiber's one stash row, unless the fiber is gone (an orphan not yet removed).
+      const [key, row] = await Promise.all([
+        tx.objectStore("fibers").getKey(fiberId),
+        tx.objectStore("stashes").index("fiber").get(fiberId),
+      ]);
+      return key === undefined ? undefined : decodeStash(row);
+    });
   }
 
   async readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
@@ -165,7 +175,8 @@ export class IdbStore implements Store {
   }
 
   async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    return this.#db.write("createFiber", ["fibers", "handles", "meta", "streamChunks"], async (tx) => {
+    const stores = ["fibers", "handles", "meta", "stashes", "streamChunks"] as const;
+    return this.#db.write("createFiber", [...stores], async (tx) => {
       const fibers = tx.objectStore("fibers");
       const key = record.idempotencyKey;
       const [byId, byKey, next] = await Promise.all([
@@ -179,6 +190,10 @@ export class IdbStore implements Store {
       unwrap(tx.objectStore("meta")).put(handle + 1, NEXT_HANDLE);
       unwrap(tx.objectStore("handles")).put(handle, record.id);
       unwrap(fibers).put({ ...record, handle } satisfies StoredFiber);
+      // The fiber's stash row, its fence for stashes; first any orphan of an earlier fiber of this id.
+      const stashes = unwrap(tx.objectStore("stashes"));
+      stashes.delete(stashesOf(record.id));
+      stashes.put(emptyStash(record.id), [record.id, record.generation]);
       const rawChunks = unwrap(tx.objectStore("streamChunks"));
       for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
       this.#keys.rememberWriter(record.id, handle, record.generation, 1);
@@ -187,13 +202,17 @@ export class IdbStore implements Store {
   }
 
   async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
-    return this.#db.write("claimFiber", ["fibers", "journalSegments"], async (tx) => {
+    return this.#db.write("claimFiber", ["fibers", "journalSegments", "stashes"], async (tx) => {
       const fibers = tx.objectStore("fibers");
-      const stored = await fibers.get(id);
+      const stashes = tx.objectStore("stashes");
+      const [stored, stash] = await Promise.all([fibers.get(id), stashes.index("fiber").get(id)]);
       const result = decideClaim(stored === undefined ? undefined : publicRecord(stored), request);
       if (stored === undefined || result.status !== "claimed") return result;
       const { handle } = stored;
       unwrap(fibers).put({ ...result.record, handle } satisfies StoredFiber);
+      // The stash row moves to the new generation: from now on, a stash of the old one collides.
+      unwrap(stashes).delete(stashesOf(id));
+      unwrap(stashes).put(stash ?? emptyStash(id), [id, result.record.generation]);
       // The new generation's writer appends after the journal's last segment.
       const last = await tx.objectStore("journalSegments").openKeyCursor(rowsOf(handle), "prev");
       const nextSegment = last === null ? 1 : (last.key as RowKey)[1] + 1;
@@ -211,9 +230,10 @@ export class IdbStore implements Store {
     // fiber was deleted and re-created by another context) are forgotten and read again.
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#db.run("commit", commitScope(pending), "readwrite", (tx) =>
+        const { orphaned } = await this.#db.run("commit", commitScope(pending), "readwrite", (tx) =>
           commitGroups(tx, pending, this.#keys),
         );
+        if (orphaned.length > 0) await this.#dropOrphans(orphaned, fenced);
         return { fenced };
       } catch (error) {
         if (error instanceof StaleKeys) {
@@ -234,6 +254,35 @@ export class IdbStore implements Store {
         if (pending.length === 0) return { fenced };
       }
     }
+  }
+
+  /**
+   * After a stash-only commit put rows where none stood before: the fiber was deleted while a
+   * stale runner still ran. Its row is an orphan, removed here unless the fiber was created again
+   * meanwhile (creating it cleared the orphan); the group is reported fenced. Should a fiber exist
+   * without its row (never, while every write goes through this store), the row is put back at
+   * the record's generation, so the fence keeps working.
+   */
+  async #dropOrphans(orphaned: WriteGroup[], fenced: string[]): Promise<void> {
+    const stale = await this.#db.write("commit", ["fibers", "stashes"], async (tx) => {
+      const byFiber = tx.objectStore("stashes").index("fiber");
+      const [records, rows] = await Promise.all([
+        Promise.all(orphaned.map((group) => tx.objectStore("fibers").get(group.fiberId))),
+        // The unique index holds at most one row per fiber: the orphan, or a newer fiber's row.
+        Promise.all(orphaned.map((group) => byFiber.getKey(group.fiberId))),
+      ]);
+      const stashes = unwrap(tx.objectStore("stashes"));
+      return orphaned.filter((group, i) => {
+        const record = records[i];
+        if (record?.generation === group.generation) return false;
+        if (rows[i]?.[1] === group.generation) {
+          stashes.delete([group.fiberId, group.generation]);
+          if (record !== undefined) stashes.put(emptyStash(record.id), [record.id, record.generation]);
+        }
+        return true;
+      });
+    });
+    for (const group of stale) if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
   }
 
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
@@ -261,21 +310,21 @@ export class IdbStore implements Store {
     const stores = [
       "fibers",
       "handles",
-      "snapshots",
+      "stashes",
       "inboxEvents",
       "journalSegments",
       "streamChunks",
     ] as const;
     return this.#db.write("deleteFibers", [...stores], async (tx) => {
       const handles = await Promise.all(ids.map((id) => tx.objectStore("handles").get(id)));
-      const [fibers, handleRows, snapshots, inbox, ...rows] = stores.map((name) =>
+      const [fibers, handleRows, stashes, inbox, ...rows] = stores.map((name) =>
         unwrap(tx.objectStore(name)),
       );
       ids.forEach((id, i) => {
         this.#keys.forget(id);
         fibers?.delete(id);
         handleRows?.delete(id);
-        snapshots?.delete(id);
+        stashes?.delete(stashesOf(id));
         inbox?.delete(inboxOf(id));
         const handle = handles[i];
         if (handle !== undefined) for (const store of rows) store.delete(rowsOf(handle));

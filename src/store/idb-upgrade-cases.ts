@@ -1,13 +1,15 @@
 /**
- * The schema-upgrade test of `IdbStore`, shared by the Node suite (fake-indexeddb) and the
- * Chromium suite (real IndexedDB): a database written by schema v1, exactly as it shipped, is
- * opened by the current `IdbStore` and must read back every fiber, journal entry, chunk, event
- * and snapshot, then go on working. It imports Vitest, so it is not exported from the package.
+ * The schema-upgrade tests of `IdbStore`, shared by the Node suite (fake-indexeddb) and the
+ * Chromium suite (real IndexedDB): databases written by schemas v1 and v2, exactly as they
+ * shipped, are opened by the current `IdbStore` and must read back every fiber, journal entry,
+ * chunk, event and snapshot, then go on working. They import Vitest, so they are not exported
+ * from the package.
  */
 
 import { expect, it } from "vitest";
 import type { FiberRecord, JournalEntry } from "../core/records";
 import { DB_VERSION } from "./idb-database";
+import { encodeSegment } from "./idb-rows";
 import { IdbStore } from "./idb-store";
 
 /** Where the test database lives. */
@@ -16,7 +18,7 @@ export interface UpgradeTarget {
   name: string;
 }
 
-/** Registers the v1 -> current upgrade test; `target()` gives a fresh, unused database name. */
+/** Registers the v1 -> current and v2 -> current upgrade tests; `target()` gives a fresh, unused database name. */
 export function runUpgradeTests(target: () => UpgradeTarget): void {
   it("upgrades a v1 database in place, keeping every fiber, journal entry, chunk, event and snapshot", async () => {
     const { factory, name } = target();
@@ -43,6 +45,10 @@ export function runUpgradeTests(target: () => UpgradeTarget): void {
       { fiberId: "f1", generation: claim.record.generation, journal: [step(1, "completed")] },
     ]);
     expect(await store.readJournal("f1")).toEqual([step(0, "completed"), step(1, "completed")]);
+    // The snapshot moved with the claim, and a stash of the old generation is fenced.
+    const stale = { fiberId: "f1", generation: f1.generation, snapshot: { fiberId: "f1", value: 0, at: 0 } };
+    expect(await store.commit([stale])).toEqual({ fenced: ["f1"] });
+    expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: { draft: 1 }, at: 5 });
     expect((await store.enqueueEvent({ fiberId: "f2", name: "approve", payload: 1, at: 6 })).seq).toBe(3);
     // A fiber created after the upgrade has rows of its own.
     await store.createFiber({ ...f1, id: "f3", idempotencyKey: "k3" }, [
@@ -59,6 +65,49 @@ export function runUpgradeTests(target: () => UpgradeTarget): void {
     expect([...db.objectStoreNames]).not.toContain("journal");
     expect([...db.objectStoreNames]).not.toContain("chunks");
     expect([...db.objectStoreNames]).not.toContain("inbox");
+    expect([...db.objectStoreNames]).not.toContain("snapshots");
+    db.close();
+  });
+
+  it("upgrades a v2 database in place, giving every fiber its stash row and keeping its snapshot", async () => {
+    const { factory, name } = target();
+    await writeV2(factory, name);
+
+    const store = new IdbStore({ name, indexedDB: factory });
+    expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: { draft: 2 }, at: 6 });
+    expect(await store.readSnapshot("f2")).toBeUndefined();
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed")]);
+    // Stashes are fenced from the first write on: the stored generation holds, any other collides.
+    const stash = (fiberId: string, generation: number, value: unknown) => ({
+      fiberId,
+      generation,
+      snapshot: { fiberId, value, at: 7 },
+    });
+    expect(await store.commit([stash("f1", 3, "new"), stash("f2", 0, "first")])).toEqual({ fenced: [] });
+    expect(await store.commit([stash("f1", 2, "stale"), stash("f2", 1, "stale")])).toEqual({
+      fenced: ["f1", "f2"],
+    });
+    expect(await store.readSnapshot("f1")).toMatchObject({ value: "new" });
+    expect(await store.readSnapshot("f2")).toMatchObject({ value: "first" });
+    const claim = await store.claimFiber("f2", { owner: "a", now: 10, leaseMs: 1_000 });
+    if (claim.status !== "claimed") throw new Error("claim after upgrade");
+    expect(await store.readSnapshot("f2")).toMatchObject({ value: "first" });
+    expect(await store.commit([stash("f2", 0, "stale")])).toEqual({ fenced: ["f2"] });
+    await store.close();
+
+    const db = await open(factory, name);
+    expect(db.version).toBe(DB_VERSION);
+    expect([...db.objectStoreNames]).not.toContain("snapshots");
+    // One stash row per fiber: the snapshot of a fiber that no longer existed was dropped.
+    const keys = await new Promise<IDBValidKey[]>((resolve, reject) => {
+      const request = db.transaction("stashes").objectStore("stashes").getAllKeys();
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    expect(keys).toEqual([
+      ["f1", 3],
+      ["f2", 1],
+    ]);
     db.close();
   });
 }
@@ -102,6 +151,38 @@ function open(factory: IDBFactory, name: string, version?: number, upgrade?: (db
     request.onerror = () => reject(request.error);
     request.onblocked = () => reject(new Error(`opening ${name} is blocked by another connection`));
   });
+}
+
+/**
+ * Schema v2 exactly as it shipped (v1's `fibers` and `snapshots`, the v2 stores), with two fibers
+ * (one with a snapshot), a journal segment and the snapshot of a fiber that no longer exists.
+ */
+async function writeV2(factory: IDBFactory, name: string): Promise<void> {
+  const db = await open(factory, name, 2, (v2) => {
+    const fibers = v2.createObjectStore("fibers", { keyPath: "id" });
+    fibers.createIndex("status", "status");
+    fibers.createIndex("idempotencyKey", "idempotencyKey", { unique: true });
+    fibers.createIndex("createdAt", "createdAt");
+    v2.createObjectStore("snapshots", { keyPath: "fiberId" });
+    for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
+      v2.createObjectStore(store);
+    }
+  });
+  const tx = db.transaction(["fibers", "handles", "meta", "journalSegments", "snapshots"], "readwrite");
+  tx.objectStore("fibers").put({ ...f1, generation: 3, handle: 1 });
+  tx.objectStore("fibers").put({ ...f2, handle: 2 });
+  tx.objectStore("handles").put(1, "f1");
+  tx.objectStore("handles").put(2, "f2");
+  tx.objectStore("meta").put(3, "nextHandle");
+  // v3 keeps v2's segment format.
+  tx.objectStore("journalSegments").put(encodeSegment([step(0, "completed")]), [1, 1]);
+  tx.objectStore("snapshots").put({ fiberId: "f1", value: { draft: 2 }, at: 6 });
+  tx.objectStore("snapshots").put({ fiberId: "gone", value: "orphan", at: 1 });
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onabort = () => reject(tx.error);
+  });
+  db.close();
 }
 
 /** Schema v1 exactly as it shipped, with rows of two fibers and one orphan journal entry. */

@@ -378,6 +378,64 @@ export function runStoreContract(
         expect(await store.readSnapshot("f1")).toBeUndefined();
       });
 
+      it("fences a stash from a stale generation, keeping the current runner's snapshot", async () => {
+        const stale = await running("f1");
+        const other = await running("f2");
+        const stash = (fiberId: string, generation: number, value: string): WriteGroup => ({
+          fiberId,
+          generation,
+          snapshot: { fiberId, value, at: 1 },
+        });
+        await store.commit([stash("f1", stale, "before the takeover")]);
+        const claim = await store.claimFiber("f1", { owner: "thief", now: 1_000, leaseMs: 1, force: true });
+        if (claim.status !== "claimed") throw new Error("setup: takeover");
+        // The claim carries the snapshot over to the new generation.
+        expect(await store.readSnapshot("f1")).toMatchObject({ value: "before the takeover" });
+        await store.commit([stash("f1", claim.record.generation, "the thief's")]);
+
+        expect(await store.commit([stash("f1", stale, "stale")])).toEqual({ fenced: ["f1"] });
+        expect(await store.readSnapshot("f1")).toMatchObject({ value: "the thief's" });
+        // In a batch, only the stale group is skipped; a removal is fenced like a replacement.
+        expect(
+          await store.commit([
+            stash("f2", other, "fresh"),
+            { fiberId: "f1", generation: stale, snapshot: null },
+          ]),
+        ).toEqual({ fenced: ["f1"] });
+        expect(await store.readSnapshot("f1")).toMatchObject({ value: "the thief's" });
+        expect(await store.readSnapshot("f2")).toMatchObject({ value: "fresh" });
+        expect(await store.getFiber("f1")).toMatchObject({
+          generation: claim.record.generation,
+          owner: "thief",
+        });
+      });
+
+      it("fences a stash for a deleted fiber and leaves nothing of it behind", async () => {
+        const generation = await running("f1");
+        await store.deleteFibers(["f1"]);
+        const late = { fiberId: "f1", generation, snapshot: { fiberId: "f1", value: "late", at: 1 } };
+        expect(await store.commit([late])).toEqual({ fenced: ["f1"] });
+        expect(await store.readSnapshot("f1")).toBeUndefined();
+        // A fiber created again under the same id starts without a snapshot and stashes as usual.
+        const again = await running("f1");
+        expect(await store.readSnapshot("f1")).toBeUndefined();
+        await store.commit([
+          { fiberId: "f1", generation: again, snapshot: { fiberId: "f1", value: 2, at: 2 } },
+        ]);
+        expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: 2, at: 2 });
+      });
+
+      it("never moves the generation through a patch: only a claim does", async () => {
+        const generation = await running("f1");
+        await store.commit([
+          { fiberId: "f1", generation, fiber: { generation: generation + 5, updatedAt: 9 } },
+        ]);
+        expect(await store.getFiber("f1")).toMatchObject({ generation, updatedAt: 9 });
+        const stash = { fiberId: "f1", value: "still mine", at: 1 };
+        expect(await store.commit([{ fiberId: "f1", generation, snapshot: stash }])).toEqual({ fenced: [] });
+        expect(await store.readSnapshot("f1")).toEqual(stash);
+      });
+
       it("appends chunks that readStream returns by seq, after and limit", async () => {
         const g1 = await running("f1");
         const g2 = await running("f2");
