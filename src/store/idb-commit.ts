@@ -331,8 +331,11 @@ function writeStash(tx: IDBTransaction, group: WriteGroup): IDBRequest {
   return tx.objectStore("stashes").put(row, [group.fiberId, group.generation]);
 }
 
-/** Commits now instead of waiting a round trip for the requests to settle (where supported). */
-function commitNow(tx: IDBTransaction): void {
+/**
+ * Commits once the requests issued so far are done, instead of when their results are back in
+ * this context: saves the write a round trip to the IndexedDB backend (where `commit()` exists).
+ */
+export function commitNow(tx: IDBTransaction): void {
   (tx as IDBTransaction & { commit?: () => void }).commit?.();
 }
 

@@ -13,6 +13,7 @@ import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk
 import { decideClaim, effectiveLimit, finishListing, queriedStatuses } from "./fiber-rules";
 import {
   commitGroups,
+  commitNow,
   commitScope,
   FenceFailed,
   FiberKeys,
@@ -196,6 +197,7 @@ export class IdbStore implements Store {
       stashes.put(emptyStash(record.id), [record.id, record.generation]);
       const rawChunks = unwrap(tx.objectStore("streamChunks"));
       for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
+      commitNow(unwrap(tx));
       this.#keys.rememberWriter(record.id, handle, record.generation, 1);
       return { status: "created", record: structuredClone(record) };
     });
@@ -205,16 +207,18 @@ export class IdbStore implements Store {
     return this.#db.write("claimFiber", ["fibers", "journalSegments", "stashes"], async (tx) => {
       const fibers = tx.objectStore("fibers");
       const stashes = tx.objectStore("stashes");
-      const [stored, stash] = await Promise.all([fibers.get(id), stashes.index("fiber").get(id)]);
+      const [stored, stash] = await Promise.all([fibers.get(id), stashes.index("fiber").openCursor(id)]);
       const result = decideClaim(stored === undefined ? undefined : publicRecord(stored), request);
       if (stored === undefined || result.status !== "claimed") return result;
       const { handle } = stored;
       unwrap(fibers).put({ ...result.record, handle } satisfies StoredFiber);
       // The stash row moves to the new generation: from now on, a stash of the old one collides.
-      unwrap(stashes).delete(stashesOf(id));
-      unwrap(stashes).put(stash ?? emptyStash(id), [id, result.record.generation]);
+      if (stash !== null) unwrap(stashes).delete(stash.primaryKey);
+      unwrap(stashes).put(stash?.value ?? emptyStash(id), [id, result.record.generation]);
       // The new generation's writer appends after the journal's last segment.
-      const last = await tx.objectStore("journalSegments").openKeyCursor(rowsOf(handle), "prev");
+      const lastSegment = tx.objectStore("journalSegments").openKeyCursor(rowsOf(handle), "prev");
+      commitNow(unwrap(tx));
+      const last = await lastSegment;
       const nextSegment = last === null ? 1 : (last.key as RowKey)[1] + 1;
       this.#keys.rememberWriter(id, handle, result.record.generation, nextSegment);
       return result;
@@ -272,7 +276,7 @@ export class IdbStore implements Store {
         Promise.all(orphaned.map((group) => byFiber.getKey(group.fiberId))),
       ]);
       const stashes = unwrap(tx.objectStore("stashes"));
-      return orphaned.filter((group, i) => {
+      const late = orphaned.filter((group, i) => {
         const record = records[i];
         if (record?.generation === group.generation) return false;
         if (rows[i]?.[1] === group.generation) {
@@ -281,6 +285,8 @@ export class IdbStore implements Store {
         }
         return true;
       });
+      commitNow(unwrap(tx));
+      return late;
     });
     for (const group of stale) if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
   }
@@ -301,6 +307,7 @@ export class IdbStore implements Store {
         at: event.at,
       };
       unwrap(inbox).put(encodeInboxEvent(stored), [event.fiberId, stored.seq]);
+      commitNow(unwrap(tx));
       return structuredClone(stored);
     });
   }
@@ -329,6 +336,7 @@ export class IdbStore implements Store {
         const handle = handles[i];
         if (handle !== undefined) for (const store of rows) store.delete(rowsOf(handle));
       });
+      commitNow(unwrap(tx));
     });
   }
 
