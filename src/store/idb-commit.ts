@@ -14,9 +14,10 @@
 import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord } from "../core/records";
 import { mergeFiberPatch } from "./fiber-rules";
-import { AbortedOnPurpose } from "./idb-connection";
+import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
-import { encodeChunk, encodeSegment, encodeStash, type InboxRow } from "./idb-rows";
+import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
+import { commitStashes, stashOnly, writeStash } from "./idb-stashes";
 import type { WriteGroup } from "./store";
 
 export type Names = StoreNames<FiberlineSchema>;
@@ -161,14 +162,6 @@ export class StaleKeys extends AbortedOnPurpose {
   }
 }
 
-/** Resolves with a request's result (rejections abort the transaction, which `#run` reports). */
-function result<T>(request: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-}
-
 /**
  * Where one commit writes: each fiber's handle and, per writer (fiber and generation), the next
  * journal segment. Taken from `FiberKeys` when the commit starts (or read, for what it does not
@@ -222,7 +215,11 @@ export async function commitGroups(
   groups: WriteGroup[],
   keys: FiberKeys,
 ): Promise<Committed> {
-  if (groups.every(stashOnly)) return commitStashes(tx, groups);
+  if (groups.every(stashOnly)) {
+    const { orphaned, collided } = await commitStashes(tx, groups);
+    if (collided.length > 0) throw new FenceFailed(collided);
+    return { orphaned };
+  }
   const places = new RowPlaces();
   const cold: WriteGroup[] = [];
   for (const group of groups) {
@@ -282,61 +279,6 @@ export async function commitGroups(
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
   commitNow(tx);
   return { orphaned: [] };
-}
-
-/** True when `group` only replaces or removes the snapshot: its stash row is its whole fence. */
-function stashOnly(group: WriteGroup): boolean {
-  return (
-    group.snapshot !== undefined &&
-    group.fiber === undefined &&
-    !rowsWritten(group) &&
-    (group.consumeEvents?.length ?? 0) === 0
-  );
-}
-
-/**
- * Stash-only groups, with nothing to wait for before committing: each stash row is its own fence
- * (`StashRow`: under a stale generation the put collides in the unique index, and the failed
- * request aborts the transaction), so the commit is issued together with the writes. One case
- * the index cannot see: a fiber deleted meanwhile has no row left to collide with. So each put is
- * preceded by a look for the row it replaces, read in the same transaction but not waited on:
- * where there was none, the stash was written as an orphan, which the caller removes and reports
- * fenced. Throws `FenceFailed` (nothing written) when a row collided.
- */
-async function commitStashes(tx: IDBTransaction, groups: WriteGroup[]): Promise<Committed> {
-  const stashes = tx.objectStore("stashes");
-  const replaced = Promise.all(
-    groups.map((group) => result(stashes.getKey([group.fiberId, group.generation]))),
-  );
-  const collided: WriteGroup[] = [];
-  const writes = groups.map((group) =>
-    result(writeStash(tx, group)).catch((error: unknown) => {
-      if ((error as { name?: unknown } | null)?.name === "ConstraintError") collided.push(group);
-      throw error;
-    }),
-  );
-  commitNow(tx);
-  try {
-    const [keys] = await Promise.all([replaced, Promise.all(writes)]);
-    return { orphaned: groups.filter((_, i) => keys[i] === undefined) };
-  } catch (error) {
-    if (collided.length > 0) throw new FenceFailed(collided);
-    throw error;
-  }
-}
-
-/** Puts `group`'s stash row (an empty one when the snapshot is removed) under its generation. */
-function writeStash(tx: IDBTransaction, group: WriteGroup): IDBRequest {
-  const row = encodeStash(group.fiberId, group.snapshot ?? null);
-  return tx.objectStore("stashes").put(row, [group.fiberId, group.generation]);
-}
-
-/**
- * Commits once the requests issued so far are done, instead of when their results are back in
- * this context: saves the write a round trip to the IndexedDB backend (where `commit()` exists).
- */
-export function commitNow(tx: IDBTransaction): void {
-  (tx as IDBTransaction & { commit?: () => void }).commit?.();
 }
 
 /**

@@ -18,6 +18,22 @@ import { type FiberlineDatabase, openFiberlineDatabase } from "./idb-database";
  */
 export class AbortedOnPurpose extends Error {}
 
+/** Resolves with a request's result (a failed request aborts its transaction, which `run` reports). */
+export function result<T>(request: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+/**
+ * Commits once the requests issued so far are done, instead of when their results are back in
+ * this context: saves a write one round trip to the IndexedDB backend (where `commit()` exists).
+ */
+export function commitNow(tx: IDBTransaction): void {
+  (tx as IDBTransaction & { commit?: () => void }).commit?.();
+}
+
 /** A read waiting for the turn's shared readonly transaction. */
 interface PendingRead {
   operation: string;

@@ -69,12 +69,25 @@ describe("IdbStore", () => {
       const calls = spy.mock.calls.filter(([, mode]) => mode !== "versionchange");
       expect(calls).toEqual([
         [["fibers", "handles", "meta", "stashes", "streamChunks"], "readwrite", { durability }],
-        [["fibers", "journalSegments", "stashes"], "readwrite", { durability }],
+        [["fibers", "stashes"], "readwrite", { durability }],
         [["fibers"], "readonly", {}],
       ]);
       await store.close();
     },
   );
+
+  it("claims fibers claimed at once in one transaction", async () => {
+    const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
+    const ids = Array.from({ length: 20 }, (_, i) => `f${i}`);
+    for (const id of ids) await store.createFiber({ ...record, id, idempotencyKey: undefined }, []);
+    const spy = vi.spyOn(IDBDatabase.prototype, "transaction");
+    const claims = await Promise.all(
+      ids.map((id) => store.claimFiber(id, { owner: "a", now: 1, leaseMs: 1 })),
+    );
+    expect(claims.every((claim) => claim.status === "claimed")).toBe(true);
+    expect(spy.mock.calls.filter(([, mode]) => mode === "readwrite")).toHaveLength(1);
+    await store.close();
+  });
 
   it("defaults to relaxed durability and the name fiberline", () => {
     const store = new IdbStore({ indexedDB: new IDBFactory() });

@@ -2,18 +2,20 @@
  * `IdbStore`: the `Store` contract on IndexedDB (through `idb`), the store of browser and Service
  * Worker hosts.
  *
- * Every method is exactly one IndexedDB transaction; writes use the configured durability
+ * Every call runs inside one IndexedDB transaction; writes use the configured durability
  * (`relaxed` by default). Cost is per transaction, not per byte, so `commit` issues all its
- * writes without waiting on each and awaits only the transaction's completion.
+ * writes without waiting on each and awaits only the transaction's completion, reads made in one
+ * turn share a readonly transaction (`IdbConnection`), and claims made while another claim is
+ * being written share the next one (`CallBatcher`).
  */
 
 import { unwrap } from "idb";
 import { FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import { decideClaim, effectiveLimit, finishListing, queriedStatuses } from "./fiber-rules";
+import { CallBatcher } from "./idb-batch";
 import {
   commitGroups,
-  commitNow,
   commitScope,
   FenceFailed,
   FiberKeys,
@@ -23,8 +25,8 @@ import {
   StaleKeys,
   type Tx,
 } from "./idb-commit";
-import { IdbConnection } from "./idb-connection";
-import { NEXT_HANDLE, type RowKey, type StoredFiber } from "./idb-database";
+import { commitNow, IdbConnection } from "./idb-connection";
+import { NEXT_HANDLE, type StoredFiber } from "./idb-database";
 import {
   type ChunkRow,
   decodeChunk,
@@ -36,6 +38,7 @@ import {
   foldSegments,
   stashesOf,
 } from "./idb-rows";
+import { dropOrphans } from "./idb-stashes";
 import type {
   ClaimRequest,
   ClaimResult,
@@ -45,6 +48,12 @@ import type {
   Store,
   WriteGroup,
 } from "./store";
+
+/** One `claimFiber` call. */
+interface Claim {
+  id: string;
+  request: ClaimRequest;
+}
 
 /** Options of `IdbStore`. */
 export interface IdbStoreOptions {
@@ -92,6 +101,10 @@ export class IdbStore implements Store {
   readonly durability: "relaxed" | "strict";
   readonly #db: IdbConnection;
   readonly #keys: FiberKeys;
+  readonly #claims = new CallBatcher<Claim, ClaimResult>(
+    (claims) => this.#claimAll(claims),
+    (claim) => claim.id,
+  );
 
   constructor(options: IdbStoreOptions = {}) {
     this.name = options.name ?? "fiberline";
@@ -204,24 +217,39 @@ export class IdbStore implements Store {
   }
 
   async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
-    return this.#db.write("claimFiber", ["fibers", "journalSegments", "stashes"], async (tx) => {
+    return this.#claims.submit({ id, request });
+  }
+
+  /**
+   * Claims issued together, in one transaction (`CallBatcher`): each decided on the record read
+   * in it, as alone, but the round trips and the commit are paid once for the batch.
+   */
+  async #claimAll(claims: Claim[]): Promise<ClaimResult[]> {
+    return this.#db.write("claimFiber", ["fibers", "stashes"], async (tx) => {
       const fibers = tx.objectStore("fibers");
-      const stashes = tx.objectStore("stashes");
-      const [stored, stash] = await Promise.all([fibers.get(id), stashes.index("fiber").openCursor(id)]);
-      const result = decideClaim(stored === undefined ? undefined : publicRecord(stored), request);
-      if (stored === undefined || result.status !== "claimed") return result;
-      const { handle } = stored;
-      unwrap(fibers).put({ ...result.record, handle } satisfies StoredFiber);
-      // The stash row moves to the new generation: from now on, a stash of the old one collides.
-      if (stash !== null) unwrap(stashes).delete(stash.primaryKey);
-      unwrap(stashes).put(stash?.value ?? emptyStash(id), [id, result.record.generation]);
-      // The new generation's writer appends after the journal's last segment.
-      const lastSegment = tx.objectStore("journalSegments").openKeyCursor(rowsOf(handle), "prev");
+      const byFiber = tx.objectStore("stashes").index("fiber");
+      const [records, stashRows] = await Promise.all([
+        Promise.all(claims.map(({ id }) => fibers.get(id))),
+        Promise.all(claims.map(({ id }) => byFiber.openCursor(id))),
+      ]);
+      const stashes = unwrap(tx.objectStore("stashes"));
+      const results = claims.map(({ id, request }, i): ClaimResult => {
+        const stored = records[i];
+        const result = decideClaim(stored === undefined ? undefined : publicRecord(stored), request);
+        if (stored === undefined || result.status !== "claimed") return result;
+        const { handle } = stored;
+        unwrap(fibers).put({ ...result.record, handle } satisfies StoredFiber);
+        // The stash row moves to the new generation: from now on, a stash of the old one collides.
+        const stash = stashRows[i] ?? null;
+        if (stash !== null) stashes.delete(stash.primaryKey);
+        stashes.put(stash?.value ?? emptyStash(id), [id, result.record.generation]);
+        // Where the new generation's journal segments start is read by its first commit, which
+        // reads it for all the fibers of its batch at once.
+        this.#keys.remember(id, handle);
+        return result;
+      });
       commitNow(unwrap(tx));
-      const last = await lastSegment;
-      const nextSegment = last === null ? 1 : (last.key as RowKey)[1] + 1;
-      this.#keys.rememberWriter(id, handle, result.record.generation, nextSegment);
-      return result;
+      return results;
     });
   }
 
@@ -237,7 +265,7 @@ export class IdbStore implements Store {
         const { orphaned } = await this.#db.run("commit", commitScope(pending), "readwrite", (tx) =>
           commitGroups(tx, pending, this.#keys),
         );
-        if (orphaned.length > 0) await this.#dropOrphans(orphaned, fenced);
+        if (orphaned.length > 0) await dropOrphans(this.#db, orphaned, fenced);
         return { fenced };
       } catch (error) {
         if (error instanceof StaleKeys) {
@@ -258,37 +286,6 @@ export class IdbStore implements Store {
         if (pending.length === 0) return { fenced };
       }
     }
-  }
-
-  /**
-   * After a stash-only commit put rows where none stood before: the fiber was deleted while a
-   * stale runner still ran. Its row is an orphan, removed here unless the fiber was created again
-   * meanwhile (creating it cleared the orphan); the group is reported fenced. Should a fiber exist
-   * without its row (never, while every write goes through this store), the row is put back at
-   * the record's generation, so the fence keeps working.
-   */
-  async #dropOrphans(orphaned: WriteGroup[], fenced: string[]): Promise<void> {
-    const stale = await this.#db.write("commit", ["fibers", "stashes"], async (tx) => {
-      const byFiber = tx.objectStore("stashes").index("fiber");
-      const [records, rows] = await Promise.all([
-        Promise.all(orphaned.map((group) => tx.objectStore("fibers").get(group.fiberId))),
-        // The unique index holds at most one row per fiber: the orphan, or a newer fiber's row.
-        Promise.all(orphaned.map((group) => byFiber.getKey(group.fiberId))),
-      ]);
-      const stashes = unwrap(tx.objectStore("stashes"));
-      const late = orphaned.filter((group, i) => {
-        const record = records[i];
-        if (record?.generation === group.generation) return false;
-        if (rows[i]?.[1] === group.generation) {
-          stashes.delete([group.fiberId, group.generation]);
-          if (record !== undefined) stashes.put(emptyStash(record.id), [record.id, record.generation]);
-        }
-        return true;
-      });
-      commitNow(unwrap(tx));
-      return late;
-    });
-    for (const group of stale) if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
   }
 
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {

@@ -127,6 +127,26 @@ export function runStoreContract(
         });
       });
 
+      it("settles claims made at once one by one: one owner wins a fiber, every fiber is claimed", async () => {
+        const ids = ["f1", "f2", "f3", "f4"];
+        for (const id of ids) await store.createFiber(fiber(id), []);
+        const results = await Promise.all([
+          ...ids.map((id) => store.claimFiber(id, request)),
+          store.claimFiber("f1", { ...request, owner: "b" }),
+          store.claimFiber("nope", request),
+        ]);
+        expect(results.slice(0, 4).map((r) => r.status)).toEqual([
+          "claimed",
+          "claimed",
+          "claimed",
+          "claimed",
+        ]);
+        // The second claim of f1 saw the first one's live lease.
+        expect(results[4]).toMatchObject({ status: "held", record: { owner: "a", generation: 1 } });
+        expect(results[5]).toEqual({ status: "missing" });
+        for (const id of ids) expect(await store.getFiber(id)).toMatchObject({ owner: "a", generation: 1 });
+      });
+
       it("takes over an expired lease (a lease ending at `now` has expired)", async () => {
         await store.createFiber(fiber("f1"), []);
         await store.claimFiber("f1", request);
