@@ -282,7 +282,7 @@ export async function commitGroups(
 }
 
 /**
- * Reads, for groups `keys` cannot place yet, the fiber's handle and, for journal writers, the
+ * Reads, for groups `keys` cannot place yet, the fiber's handle (unless known) and, for journal writers, the
  * last segment key, and remembers them (in `places` for this commit, in `keys` for the next). A
  * fiber without a handle row (missing) stays unplaced; its group then fails its fence.
  */
@@ -296,7 +296,9 @@ async function learnKeys(
   const segments = tx.objectStore("journalSegments");
   await Promise.all(
     groups.map(async (group) => {
-      const handle = (await result(handles.get(group.fiberId))) as number | undefined;
+      // A handle already known (the claim just read it) is checked against the fence read later.
+      const handle =
+        keys.handle(group.fiberId) ?? ((await result(handles.get(group.fiberId))) as number | undefined);
       if (handle === undefined) return;
       const last = await result(segments.openKeyCursor(rowsOf(handle), "prev"));
       const lastSegment = last === null ? 0 : (last.key as RowKey)[1];
