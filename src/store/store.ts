@@ -34,7 +34,10 @@ export interface WriteGroup {
   fiberId: string;
   /** The generation the writer claimed; a mismatch skips the whole group and reports it fenced. */
   generation: number;
-  /** Fields merged into the fiber record (`undefined` values delete the field). */
+  /**
+   * Fields merged into the fiber record (`undefined` values delete the field). `id` and
+   * `generation` never change through a patch: only a claim moves the generation.
+   */
   fiber?: Partial<FiberRecord>;
   /** Drop the whole journal before writing `journal` (a restart from scratch). */
   clearJournal?: boolean;
