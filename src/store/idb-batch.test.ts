@@ -63,6 +63,20 @@ describe("CallBatcher", () => {
     expect(batches).toEqual([["a", "b"], ["c"]]);
   });
 
+  it("rejects a call whose key cannot be computed, and runs the others", async () => {
+    const batcher = new CallBatcher<string, string>(
+      async (calls) => calls.map((call) => `done ${call}`),
+      (call) => {
+        if (call === "bad") throw new Error("no key");
+        return call;
+      },
+    );
+    const [bad, good] = [batcher.submit("bad"), batcher.submit("good")];
+    await expect(bad).rejects.toThrow("no key");
+    expect(await good).toBe("done good");
+    expect(await batcher.submit("later")).toBe("done later");
+  });
+
   it("rejects the batch when run throws instead of returning a promise", async () => {
     const batcher = new CallBatcher<string, string>(
       () => {

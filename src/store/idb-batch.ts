@@ -51,7 +51,13 @@ export class CallBatcher<Call, Result> {
     const later: Array<Pending<Call, Result>> = [];
     const keys = new Set<string>();
     for (const pending of this.#queue) {
-      const key = this.#key(pending.call);
+      let key: string;
+      try {
+        key = this.#key(pending.call);
+      } catch (error) {
+        pending.reject(error);
+        continue;
+      }
       if (keys.has(key)) later.push(pending);
       else {
         keys.add(key);
@@ -59,6 +65,10 @@ export class CallBatcher<Call, Result> {
       }
     }
     this.#queue = later;
+    if (batch.length === 0) {
+      this.#next();
+      return;
+    }
     let answer: Promise<Result[]>;
     try {
       answer = this.#run(batch.map((pending) => pending.call));

@@ -131,9 +131,9 @@ function journalWritten(group: WriteGroup): boolean {
  * The object stores a commit touches: fewer stores, fewer transactions waiting on each other. A
  * commit that writes rows may have to learn a fiber's keys first (`handles`, `journalSegments`).
  */
-export function commitScope(groups: WriteGroup[]): Names[] {
+export function commitScope(groups: WriteGroup[], readFences = false): Names[] {
   // Stash-only commits touch their stash rows alone (`commitStashes`).
-  if (groups.every(stashOnly)) return ["stashes"];
+  if (!readFences && groups.every(stashOnly)) return ["stashes"];
   const scope = new Set<Names>(["fibers"]);
   for (const group of groups) {
     if (rowsWritten(group)) scope.add("handles").add("journalSegments");
@@ -214,12 +214,9 @@ export async function commitGroups(
   tx: IDBTransaction,
   groups: WriteGroup[],
   keys: FiberKeys,
+  readFences = false,
 ): Promise<Committed> {
-  if (groups.every(stashOnly)) {
-    const { orphaned, collided } = await commitStashes(tx, groups);
-    if (collided.length > 0) throw new FenceFailed(collided);
-    return { orphaned };
-  }
+  if (!readFences && groups.every(stashOnly)) return { orphaned: await commitStashes(tx, groups) };
   const places = new RowPlaces();
   const cold: WriteGroup[] = [];
   for (const group of groups) {
@@ -256,13 +253,13 @@ export async function commitGroups(
   });
   const fenced = groups.filter((group) => records.get(group.fiberId)?.generation !== group.generation);
   if (fenced.length > 0) {
-    tx.abort();
+    abort(tx);
     throw new FenceFailed(fenced);
   }
   const stale: string[] = [];
   for (const [id, handle] of places.handles) if (records.get(id)?.handle !== handle) stale.push(id);
   if (stale.length > 0) {
-    tx.abort();
+    abort(tx);
     throw new StaleKeys(stale);
   }
   const patched = new Set<string>();
@@ -279,6 +276,15 @@ export async function commitGroups(
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
   commitNow(tx);
   return { orphaned: [] };
+}
+
+/** Aborts `tx`, unless it already ended (a failed request aborted it first). */
+function abort(tx: IDBTransaction): void {
+  try {
+    tx.abort();
+  } catch {
+    // Already aborted: nothing of it was written either way.
+  }
 }
 
 /**

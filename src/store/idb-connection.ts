@@ -171,7 +171,8 @@ export class IdbConnection {
       const connection = this.#connection ?? unwrap(await this.#database());
       tx = this.#begin(connection, operation, stores, mode, attempt);
     }
-    // From here to the end of `body`, only this transaction's own requests are awaited.
+    // From here to the end of `body`, only this transaction's own requests are awaited. Bodies
+    // must keep to that: after an abort, `run` waits for the body to settle (its requests fail).
     const work = (async () => body(tx as IDBTransaction))();
     try {
       const [value] = await Promise.all([work, finished(tx)]);

@@ -8,7 +8,7 @@
  */
 
 import { unwrap } from "idb";
-import { commitNow, type IdbConnection, result } from "./idb-connection";
+import { AbortedOnPurpose, commitNow, type IdbConnection, result } from "./idb-connection";
 import { emptyStash, encodeStash } from "./idb-rows";
 import type { WriteGroup } from "./store";
 
@@ -30,41 +30,44 @@ export function writeStash(tx: IDBTransaction, group: WriteGroup): IDBRequest {
   return tx.objectStore("stashes").put(row, [group.fiberId, group.generation]);
 }
 
-/** How a batch of stash-only groups went. */
-export interface StashOutcome {
-  /** Groups whose put collided with their fiber's row: stale, and nothing was written. */
-  collided: WriteGroup[];
-  /** Groups written where no row stood: their fiber was deleted (see `dropOrphans`). */
-  orphaned: WriteGroup[];
+/**
+ * Thrown (the transaction aborted, nothing written) when a stash of the batch collided with its
+ * fiber's row: some group is stale. The store then writes the batch again with fence reads, which
+ * tell which groups are stale. Engines differ in what the failed request reports (Chromium:
+ * `ConstraintError`; the spec: `AbortError`, with `ConstraintError` as the transaction's error),
+ * so nothing here depends on knowing which put collided.
+ */
+export class StashCollided extends AbortedOnPurpose {
+  constructor() {
+    super("a stash collided with its fiber's row");
+  }
 }
 
 /**
- * Writes stash-only groups and commits at once. One case the unique index cannot see: a fiber
- * deleted meanwhile has no row left to collide with. So each put is preceded by a look for the
- * row it replaces, read in the same transaction but not waited on before committing: where none
- * stood, the stash was written as an orphan. Rejects with the transaction's error for any other
- * failure.
+ * Writes stash-only groups and commits at once; resolves with the groups written where no row
+ * stood (see `dropOrphans`). One case the unique index cannot see: a fiber deleted meanwhile has
+ * no row left to collide with. So each put is preceded by a look for the row it replaces, read
+ * in the same transaction but not waited on before committing. Throws `StashCollided` when a
+ * row collided, and the transaction's error for any other failure.
  */
-export async function commitStashes(tx: IDBTransaction, groups: WriteGroup[]): Promise<StashOutcome> {
+export async function commitStashes(tx: IDBTransaction, groups: WriteGroup[]): Promise<WriteGroup[]> {
   const stashes = tx.objectStore("stashes");
   const replaced = Promise.all(
     groups.map((group) => result(stashes.getKey([group.fiberId, group.generation]))),
   );
-  const collided: WriteGroup[] = [];
-  const writes = groups.map((group) =>
-    result(writeStash(tx, group)).catch((error: unknown) => {
-      if ((error as { name?: unknown } | null)?.name === "ConstraintError") collided.push(group);
-      throw error;
-    }),
-  );
+  const writes = Promise.all(groups.map((group) => result(writeStash(tx, group))));
   commitNow(tx);
   try {
-    const [keys] = await Promise.all([replaced, Promise.all(writes)]);
-    return { collided, orphaned: groups.filter((_, i) => keys[i] === undefined) };
+    const [keys] = await Promise.all([replaced, writes]);
+    return groups.filter((_, i) => keys[i] === undefined);
   } catch (error) {
-    if (collided.length > 0) return { collided, orphaned: [] };
+    if (isConstraintError(error) || isConstraintError(tx.error)) throw new StashCollided();
     throw error;
   }
+}
+
+function isConstraintError(error: unknown): boolean {
+  return (error as { name?: unknown } | null)?.name === "ConstraintError";
 }
 
 /**
@@ -79,25 +82,29 @@ export async function dropOrphans(
   orphaned: WriteGroup[],
   fenced: string[],
 ): Promise<void> {
-  const late = await db.write("commit", ["fibers", "stashes"], async (tx) => {
-    const byFiber = tx.objectStore("stashes").index("fiber");
-    const [records, rows] = await Promise.all([
-      Promise.all(orphaned.map((group) => tx.objectStore("fibers").get(group.fiberId))),
-      // The unique index holds at most one row per fiber: the orphan, or a newer fiber's row.
-      Promise.all(orphaned.map((group) => byFiber.getKey(group.fiberId))),
-    ]);
-    const stashes = unwrap(tx.objectStore("stashes"));
-    const stale = orphaned.filter((group, i) => {
-      const record = records[i];
-      if (record?.generation === group.generation) return false;
-      if (rows[i]?.[1] === group.generation) {
-        stashes.delete([group.fiberId, group.generation]);
-        if (record !== undefined) stashes.put(emptyStash(record.id), [record.id, record.generation]);
-      }
-      return true;
-    });
-    commitNow(unwrap(tx));
-    return stale;
-  });
+  // Should the cleanup fail, its groups still count as fenced: their runner must stop. An
+  // orphan left behind is hidden from readers and cleared if the id is created again.
+  const late = await db
+    .write("commit", ["fibers", "stashes"], async (tx) => {
+      const byFiber = tx.objectStore("stashes").index("fiber");
+      const [records, rows] = await Promise.all([
+        Promise.all(orphaned.map((group) => tx.objectStore("fibers").get(group.fiberId))),
+        // The unique index holds at most one row per fiber: the orphan, or a newer fiber's row.
+        Promise.all(orphaned.map((group) => byFiber.getKey(group.fiberId))),
+      ]);
+      const stashes = unwrap(tx.objectStore("stashes"));
+      const stale = orphaned.filter((group, i) => {
+        const record = records[i];
+        if (record?.generation === group.generation) return false;
+        if (rows[i]?.[1] === group.generation) {
+          stashes.delete([group.fiberId, group.generation]);
+          if (record !== undefined) stashes.put(emptyStash(record.id), [record.id, record.generation]);
+        }
+        return true;
+      });
+      commitNow(unwrap(tx));
+      return stale;
+    })
+    .catch(() => orphaned);
   for (const group of late) if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
 }

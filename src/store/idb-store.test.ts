@@ -311,6 +311,44 @@ describe("IdbStore layout (schema v3)", () => {
     await store.close();
   });
 
+  it("fences a stash from another context's stale runner, in a batch with fresh and orphaned stashes", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const a = new IdbStore({ name, indexedDB: factory });
+    const b = new IdbStore({ name, indexedDB: factory });
+    for (const id of ["taken", "kept", "gone"])
+      await a.createFiber({ ...record, id, idempotencyKey: id }, []);
+    const claims = await Promise.all(
+      ["taken", "kept", "gone"].map((id) => a.claimFiber(id, { owner: "a", now: 1, leaseMs: 1 })),
+    );
+    const [taken, kept, gone] = claims.map((claim) =>
+      claim.status === "claimed" ? claim.record.generation : -1,
+    );
+    // Context b takes one fiber over and deletes another.
+    await b.claimFiber("taken", { owner: "b", now: 2, leaseMs: 1_000, force: true });
+    await b.commit([
+      { fiberId: "taken", generation: (taken ?? 0) + 1, snapshot: { fiberId: "taken", value: "b's", at: 2 } },
+    ]);
+    await b.deleteFibers(["gone"]);
+    const stash = (fiberId: string, generation: number | undefined) => ({
+      fiberId,
+      generation: generation ?? -1,
+      snapshot: { fiberId, value: "a's", at: 3 },
+    });
+    expect(await a.commit([stash("taken", taken), stash("kept", kept), stash("gone", gone)])).toEqual({
+      fenced: ["taken", "gone"],
+    });
+    expect(await b.readSnapshot("taken")).toMatchObject({ value: "b's" });
+    expect(await b.readSnapshot("kept")).toMatchObject({ value: "a's" });
+    expect(await b.readSnapshot("gone")).toBeUndefined();
+    expect((await rawRows(factory, name, "stashes")).map((row) => row.key)).toEqual([
+      ["kept", kept],
+      ["taken", (taken ?? 0) + 1],
+    ]);
+    await a.close();
+    await b.close();
+  });
+
   it("puts a missing stash row back at the record's generation, so the fence holds again", async () => {
     const { factory, name, store, current } = await claimedFiber();
     // Another writer of this database removed the row (no Fiberline code does).

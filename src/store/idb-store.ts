@@ -38,7 +38,7 @@ import {
   foldSegments,
   stashesOf,
 } from "./idb-rows";
-import { dropOrphans } from "./idb-stashes";
+import { dropOrphans, StashCollided } from "./idb-stashes";
 import type {
   ClaimRequest,
   ClaimResult,
@@ -260,14 +260,22 @@ export class IdbStore implements Store {
     // A fence that fails (another runner claimed the fiber: rare) aborts the optimistic
     // transaction; the commit then runs again without that fiber's groups. Stale handles (the
     // fiber was deleted and re-created by another context) are forgotten and read again.
+    let readFences = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        const { orphaned } = await this.#db.run("commit", commitScope(pending), "readwrite", (tx) =>
-          commitGroups(tx, pending, this.#keys),
+        const scope = commitScope(pending, readFences);
+        const { orphaned } = await this.#db.run("commit", scope, "readwrite", (tx) =>
+          commitGroups(tx, pending, this.#keys, readFences),
         );
         if (orphaned.length > 0) await dropOrphans(this.#db, orphaned, fenced);
         return { fenced };
       } catch (error) {
+        // A stash collided with its fiber's row: write again with fence reads, which name the
+        // stale groups (only ever after a takeover, so the extra round trip is rare).
+        if (error instanceof StashCollided && !readFences) {
+          readFences = true;
+          continue;
+        }
         if (error instanceof StaleKeys) {
           for (const id of error.fiberIds) this.#keys.forget(id);
           // Fresh keys are read in the retry; stale again means the fiber keeps being re-created.
