@@ -288,9 +288,10 @@ function abort(tx: IDBTransaction): void {
 }
 
 /**
- * Reads, for groups `keys` cannot place yet, the fiber's handle (unless known) and, for journal writers, the
- * last segment key, and remembers them (in `places` for this commit, in `keys` for the next). A
- * fiber without a handle row (missing) stays unplaced; its group then fails its fence.
+ * Reads, for groups `keys` cannot place yet, the fiber's handle (unless known) and, for journal
+ * writers, the last segment key, and remembers them (in `places` for this commit, in `keys` for
+ * the next). A fiber without a handle row (missing) stays unplaced; its group then fails its
+ * fence.
  */
 async function learnKeys(
   tx: IDBTransaction,
