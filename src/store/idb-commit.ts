@@ -17,7 +17,7 @@ import { mergeFiberPatch } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
 import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
-import { commitStashes, stashOnly, writeStash } from "./idb-stashes";
+import { commitStashes, writeStash } from "./idb-stashes";
 import type { WriteGroup } from "./store";
 
 export type Names = StoreNames<FiberlineSchema>;
@@ -131,9 +131,9 @@ function journalWritten(group: WriteGroup): boolean {
  * The object stores a commit touches: fewer stores, fewer transactions waiting on each other. A
  * commit that writes rows may have to learn a fiber's keys first (`handles`, `journalSegments`).
  */
-export function commitScope(groups: WriteGroup[], readFences = false): Names[] {
+export function commitScope(groups: WriteGroup[], stashesOnly = false): Names[] {
   // Stash-only commits touch their stash rows alone (`commitStashes`).
-  if (!readFences && groups.every(stashOnly)) return ["stashes"];
+  if (stashesOnly) return ["stashes"];
   const scope = new Set<Names>(["fibers"]);
   for (const group of groups) {
     if (rowsWritten(group)) scope.add("handles").add("journalSegments");
@@ -204,8 +204,9 @@ export interface Committed {
 }
 
 /**
- * Writes `groups` in `tx` (raw API: the commit path is hot). A batch of stash-only groups goes
- * out in one round trip (`commitStashes`). Otherwise: reads what `keys` does not know yet (a
+ * Writes `groups` in `tx` (raw API: the commit path is hot). With `stashesOnly` (every group
+ * only stashes, as the caller decided for `commitScope` too), the batch goes out in one round
+ * trip (`commitStashes`). Otherwise: reads what `keys` does not know yet (a
  * round trip, only the first time a store writes a fiber under a generation), then issues every
  * row write with the fence reads, checks the fences and commits. Throws `FenceFailed` or
  * `StaleKeys` after aborting.
@@ -214,9 +215,9 @@ export async function commitGroups(
   tx: IDBTransaction,
   groups: WriteGroup[],
   keys: FiberKeys,
-  readFences = false,
+  stashesOnly = false,
 ): Promise<Committed> {
-  if (!readFences && groups.every(stashOnly)) return { orphaned: await commitStashes(tx, groups) };
+  if (stashesOnly) return { orphaned: await commitStashes(tx, groups) };
   const places = new RowPlaces();
   const cold: WriteGroup[] = [];
   for (const group of groups) {

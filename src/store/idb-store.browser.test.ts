@@ -7,7 +7,7 @@ import { deleteDB } from "idb";
 import { expect, it } from "vitest";
 import type { FiberRecord } from "../core/records";
 import { IdbStore } from "./idb-store";
-import { runUpgradeTests } from "./idb-upgrade-cases";
+import { runUpgradeTests, step } from "./idb-upgrade-cases";
 import { runStoreContract } from "./store-contract";
 
 const run = Date.now().toString(36);
@@ -78,15 +78,6 @@ it("keeps data across closing and reopening the store", async () => {
 
 it("lets a second store that knows nothing of a fiber write it: it reads the fiber's keys first", async () => {
   const name = uniqueName();
-  const step = (pos: number, status: "started" | "completed") => ({
-    fiberId: "f1",
-    pos,
-    kind: "step" as const,
-    key: `s#${pos + 1}`,
-    status,
-    attempt: 1,
-    startedAt: 10,
-  });
   const first = new IdbStore({ name });
   await first.createFiber(record, [{ fiberId: "f1", seq: 1, type: "fiber.start", data: null, at: 1 }]);
   await first.commit([{ fiberId: "f1", generation: 0, journal: [step(0, "started")] }]);

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { FiberRecord } from "../core/records";
 import { DB_VERSION } from "./idb-database";
 import { IdbStore } from "./idb-store";
-import { runUpgradeTests } from "./idb-upgrade-cases";
+import { runUpgradeTests, step } from "./idb-upgrade-cases";
 import { runStoreContract } from "./store-contract";
 
 let dbCount = 0;
@@ -237,17 +237,6 @@ async function rawRows(
 }
 
 describe("IdbStore layout (schema v3)", () => {
-  const step = (pos: number, status: "started" | "completed") => ({
-    fiberId: "f1",
-    pos,
-    kind: "step" as const,
-    key: `s#${pos + 1}`,
-    status,
-    attempt: 1,
-    startedAt: 10,
-    ...(status === "completed" ? { endedAt: 11, result: pos } : {}),
-  });
-
   it("appends one journal row per commit, keyed by the fiber's integer handle", async () => {
     const factory = new IDBFactory();
     const name = uniqueName();

@@ -38,7 +38,7 @@ import {
   foldSegments,
   stashesOf,
 } from "./idb-rows";
-import { dropOrphans, StashCollided } from "./idb-stashes";
+import { dropOrphans, StashCollided, stashOnly } from "./idb-stashes";
 import type {
   ClaimRequest,
   ClaimResult,
@@ -263,9 +263,13 @@ export class IdbStore implements Store {
     let readFences = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        const scope = commitScope(pending, readFences);
-        const { orphaned } = await this.#db.run("commit", scope, "readwrite", (tx) =>
-          commitGroups(tx, pending, this.#keys, readFences),
+        // Stash-only batches go out without fence reads (`commitStashes`), until one collides.
+        const stashesOnly = !readFences && pending.every(stashOnly);
+        const { orphaned } = await this.#db.run(
+          "commit",
+          commitScope(pending, stashesOnly),
+          "readwrite",
+          (tx) => commitGroups(tx, pending, this.#keys, stashesOnly),
         );
         if (orphaned.length > 0) await dropOrphans(this.#db, orphaned, fenced);
         return { fenced };

@@ -130,7 +130,8 @@ const f1: FiberRecord = {
 };
 const f2: FiberRecord = { ...f1, id: "f2", createdAt: 0, status: "waiting", idempotencyKey: "k2" };
 
-function step(pos: number, status: "started" | "completed"): JournalEntry {
+/** Step `pos` of fiber f1 as a journal entry, the fixture of the IdbStore test files. */
+export function step(pos: number, status: "started" | "completed"): JournalEntry {
   return {
     fiberId: "f1",
     pos,
