@@ -379,6 +379,48 @@ describe("streams", () => {
     expect(tail.flat().map((e) => e.seq)).toEqual([51, 52]);
   });
 
+  it("catches a live reader up from memory when a big commit lands during its storage read", async () => {
+    const flood = defineFiber("flood", {
+      async run(ctx) {
+        await ctx.waitForEvent("go");
+        for (let i = 0; i < 3_000; i++) ctx.emit("token", { i });
+        return "ok";
+      },
+    });
+    // Storage whose stream reads wait at a gate, so one is in flight while the flood commits.
+    let gate: Promise<void> = Promise.resolve();
+    let reads = 0;
+    const store = new (class extends MemoryStore {
+      override async readStream(id: string, after: number, limit?: number) {
+        reads += 1;
+        await gate;
+        return super.readStream(id, after, limit);
+      }
+    })();
+    const rt = runtime({ store, fibers: [flood], pollIntervalMs: 5 });
+    const fiber = await rt.start(flood, {});
+    const received: FiberEvent[] = [];
+    const reading = (async () => {
+      for await (const event of rt.events(fiber.id)) received.push(event);
+    })();
+    await expect.poll(() => received.length).toBe(1);
+    let open!: () => void;
+    gate = new Promise<void>((resolve) => (open = resolve));
+    // The reader's poll finds nothing live and goes to storage, where it waits at the gate.
+    const readsBeforeGate = reads;
+    await expect.poll(() => reads).toBe(readsBeforeGate + 1);
+    const readsBeforeFlood = reads;
+    await rt.sendEvent(fiber.id, "go", null);
+    await rt.result(fiber);
+    open();
+    await reading;
+
+    expect(received.map((event) => event.seq)).toEqual(Array.from({ length: 3_002 }, (_, i) => i + 1));
+    // The gated read returns one page; the other ~2,500 chunks come from what the commit published
+    // (page by page from storage, they took five more reads).
+    expect(reads).toBe(readsBeforeFlood);
+  });
+
   it("rejects reserved chunk types", async () => {
     const sneaky = defineFiber("sneaky", {
       async run(ctx) {

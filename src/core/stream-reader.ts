@@ -53,9 +53,16 @@ export async function* readStreamBatches(
     while (!signal?.aborted) {
       let chunks: readonly StreamChunk[];
       if (fromStore) {
-        inbox.take();
-        chunks = await store.readStream(id, cursor, PAGE);
-        fromStore = chunks.length === PAGE;
+        const live = inbox.take();
+        if (covers(live, cursor)) {
+          // A commit published what storage would give (e.g. one big batch landed while a page
+          // was being read): take it from memory instead of reading it again page by page.
+          chunks = live.filter((c) => c.seq > cursor);
+          fromStore = false;
+        } else {
+          chunks = await store.readStream(id, cursor, PAGE);
+          fromStore = chunks.length === PAGE;
+        }
       } else {
         const live = inbox.take();
         if (live[0] && live[0].seq > cursor + 1) {
@@ -89,6 +96,13 @@ export async function* readStreamBatches(
   } finally {
     unsubscribe();
   }
+}
+
+/** Whether published `live` chunks continue the stream right after `cursor` (no gap before them). */
+function covers(live: readonly StreamChunk[], cursor: number): boolean {
+  const first = live[0];
+  const last = live.at(-1);
+  return first !== undefined && last !== undefined && first.seq <= cursor + 1 && last.seq > cursor;
 }
 
 /** Resolves with fiber `id`'s result once it completes; rejects with its error, class and `code` kept. */
