@@ -12,7 +12,7 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
-import type { Store } from "../store/store";
+import type { CommitResult, Store } from "../store/store";
 import { crashableStore } from "../testing/crash-store";
 import { defineFiber } from "./define";
 import type { FiberEvent } from "./records";
@@ -455,3 +455,99 @@ describe.each(disks)(
     }, 120_000);
   },
 );
+
+/**
+ * A store whose writes stop reaching storage while frozen and arrive, in order, once thawed: a
+ * runner whose process was suspended (a frozen tab, a closed laptop lid) long enough to lose its
+ * lease. `commits` records what each commit that reached storage returned.
+ */
+function freezable(inner: Store) {
+  let thawed = Promise.resolve();
+  let thaw = (): void => {};
+  const commits: CommitResult[] = [];
+  const held = <T>(fn: () => Promise<T>): Promise<T> => thawed.then(fn);
+  const store: Store = {
+    kind: inner.kind,
+    getFiber: (id) => inner.getFiber(id),
+    findByIdempotencyKey: (key) => inner.findByIdempotencyKey(key),
+    listFibers: (query) => inner.listFibers(query),
+    readJournal: (id) => inner.readJournal(id),
+    readSnapshot: (id) => inner.readSnapshot(id),
+    readStream: (id, after, limit) => inner.readStream(id, after, limit),
+    readInbox: (id) => inner.readInbox(id),
+    createFiber: (record, chunks) => held(() => inner.createFiber(record, chunks)),
+    claimFiber: (id, request) => held(() => inner.claimFiber(id, request)),
+    commit: (groups) =>
+      held(async () => {
+        const result = await inner.commit(groups);
+        commits.push(result);
+        return result;
+      }),
+    enqueueEvent: (event) => held(() => inner.enqueueEvent(event)),
+    deleteFibers: (ids) => held(() => inner.deleteFibers(ids)),
+    close: () => inner.close(),
+  };
+  return {
+    store,
+    commits,
+    freeze() {
+      thawed = new Promise<void>((resolve) => (thaw = resolve));
+    },
+    thaw: () => thaw(),
+  };
+}
+
+describe.each(disks)("one runner per fiber on %s", (_name, makeDisk) => {
+  it("keeps a stalled runner of a collected fiber out of a new fiber started under the same id", async () => {
+    const disk = makeDisk();
+    let stall = true;
+    let releaseStalled!: () => void;
+    const job = defineFiber("job", {
+      async run(ctx, input: { life: string }) {
+        const work = await ctx.step("work", () => {
+          if (!stall) return `${input.life} work`;
+          stall = false;
+          return new Promise<string>((resolve) => (releaseStalled = () => resolve("stale work")));
+        });
+        ctx.emit("note", work);
+        await ctx.stash(work);
+        return work;
+      },
+    });
+
+    // The first runner starts the fiber and stalls inside its step; then its process freezes.
+    const frozen = freezable(disk.open());
+    const stalled = track(createRuntime({ store: frozen.store, fibers: [job], leaseMs: 20 }));
+    await stalled.start(job, { life: "first" }, { id: "job-1" });
+    await expect.poll(async () => (await disk.reader.readJournal("job-1"))[0]?.status).toBe("started");
+    frozen.freeze();
+
+    // Its lease runs out: another runner takes the fiber over and finishes it. Two days later the
+    // fiber is collected, and the same id is started again.
+    let skew = 1_000;
+    const clock = () => Date.now() + skew;
+    const other = track(createRuntime({ store: disk.open(), fibers: [job], leaseMs: 20, clock }));
+    await other.recover();
+    expect(await other.result("job-1")).toBe("first work");
+    skew += 2 * 86_400_000;
+    expect(await other.collect()).toEqual(["job-1"]);
+    expect(await other.start(job, { life: "new" }, { id: "job-1" })).toMatchObject({ created: true });
+    expect(await other.result("job-1")).toBe("new work");
+
+    // The stalled runner wakes and finishes its step: its writes are fenced, and it stops.
+    releaseStalled();
+    frozen.thaw();
+    await expect.poll(() => frozen.commits.some((result) => result.fenced.includes("job-1"))).toBe(true);
+
+    // The new fiber holds only its own run: record, journal and stream.
+    const info = await other.inspect("job-1");
+    expect(info.record).toMatchObject({ status: "completed", result: "new work" });
+    expect(info.journal.map((entry) => entry.result)).toEqual(["new work"]);
+    const events = await readAll(other, "job-1");
+    expect(events.map((event) => [event.type, event.data])).toEqual([
+      ["fiber.start", { name: "job", version: "1" }],
+      ["note", "new work"],
+      ["fiber.end", { status: "completed", result: "new work" }],
+    ]);
+  });
+});

@@ -189,7 +189,8 @@ export class Runtime {
       return { id: existing.id, name: existing.name, status: existing.status, created: false };
     }
     this.#hub.publish(id, [first]);
-    await this.#runner.runNew(def, record);
+    // The stored record: its generation may be above the one asked for (`Store.createFiber`).
+    await this.#runner.runNew(def, created.record);
     return { id, name: def.name, status: "running", created: true };
   }
 

@@ -11,11 +11,13 @@
 import { FiberlineError, FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
+  aboveGenerationFloor,
   decideClaim,
   effectiveLimit,
   finishListing,
   mergeFiberPatch,
   queriedStatuses,
+  raiseGenerationFloor,
   storeClosedError,
   toStoreError,
 } from "../store/fiber-rules";
@@ -161,11 +163,13 @@ export class SqliteStore implements Store {
               "record",
             ));
       if (existing !== undefined) return { status: "exists", record: existing };
-      this.#insertFiber(decodeValue(encoded) as FiberRecord, encoded);
+      const stored = aboveGenerationFloor(decodeValue(encoded) as FiberRecord, this.#generationFloor());
+      const storedEncoded = stored.generation === record.generation ? encoded : encodeValue(stored);
+      this.#insertFiber(stored, storedEncoded);
       for (const [fiberId, seq, chunk] of encodedChunks) {
         this.#sql.exec("INSERT OR REPLACE INTO fiberline_chunks VALUES (?, ?, ?)", fiberId, seq, chunk);
       }
-      return { status: "created", record: decodeValue(encoded) as FiberRecord };
+      return { status: "created", record: decodeValue(storedEncoded) as FiberRecord };
     });
   }
 
@@ -211,6 +215,18 @@ export class SqliteStore implements Store {
 
   async deleteFibers(ids: readonly string[]): Promise<void> {
     this.#transaction("deleteFibers", () => {
+      // A fiber created again under one of these ids starts above every generation they reached.
+      const floor = this.#generationFloor();
+      const raised = raiseGenerationFloor(
+        floor,
+        ids.map((id) => this.#fiber(id)?.generation),
+      );
+      if (raised !== undefined && raised !== floor) {
+        this.#sql.exec(
+          "INSERT OR REPLACE INTO fiberline_meta (key, value) VALUES ('generation_floor', ?)",
+          String(raised),
+        );
+      }
       for (const id of ids) {
         this.#sql.exec("DELETE FROM fiberline_fibers WHERE id = ?", id);
         for (const table of ["journal", "snapshots", "chunks", "inbox"]) {
@@ -240,6 +256,16 @@ export class SqliteStore implements Store {
   }
 
   // ---- inside a transaction -------------------------------------------------------------------
+
+  /** The highest generation a deleted fiber reached (`aboveGenerationFloor`); none before any. */
+  #generationFloor(): number | undefined {
+    for (const row of this.#sql.exec<{ value: string }>(
+      "SELECT value FROM fiberline_meta WHERE key = 'generation_floor'",
+    )) {
+      return Number(row.value);
+    }
+    return undefined;
+  }
 
   #fiber(id: string): FiberRecord | undefined {
     return decodeFirst<FiberRecord>(

@@ -24,6 +24,29 @@ export function mergeFiberPatch(record: FiberRecord, patch: Partial<FiberRecord>
 }
 
 /**
+ * The record `createFiber` stores: `record` with its generation raised above `floor`, the highest
+ * generation any deleted fiber reached in this store (`undefined` before the first deletion). A
+ * fiber id deleted and created again so never repeats a generation: a runner of the deleted
+ * fiber, stalled past its lease, still holds one of the old generations, and every write it makes
+ * stays fenced.
+ */
+export function aboveGenerationFloor(record: FiberRecord, floor: number | undefined): FiberRecord {
+  return floor === undefined || record.generation > floor ? record : { ...record, generation: floor + 1 };
+}
+
+/** The generation floor after deleting fibers that had reached `generations` (`undefined`: no such fiber). */
+export function raiseGenerationFloor(
+  floor: number | undefined,
+  generations: Iterable<number | undefined>,
+): number | undefined {
+  let raised = floor;
+  for (const generation of generations) {
+    if (generation !== undefined && (raised === undefined || generation > raised)) raised = generation;
+  }
+  return raised;
+}
+
+/**
  * Decides a claim on `record` (the current state, read in the claim's own transaction): a
  * terminal fiber is never claimed; a live lease of another owner holds unless `force`.
  */

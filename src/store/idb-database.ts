@@ -49,7 +49,10 @@ export interface FiberlineSchema extends DBSchema {
   };
   /** fiber id -> handle: the small read that maps an id to its rows. */
   handles: { key: string; value: number };
-  /** `nextHandle`: the next handle to give; handles are never reused. */
+  /**
+   * `nextHandle`: the next handle to give; handles are never reused. `generationFloor`: the highest
+   * generation a deleted fiber reached (`aboveGenerationFloor`); absent before the first deletion.
+   */
   meta: { key: string; value: number };
   /** The journal, append-only: one row per fiber per commit (`[handle, segment]`). */
   journalSegments: { key: RowKey; value: EntryRow[] };
@@ -72,6 +75,9 @@ export type FiberlineDatabase = IDBPDatabase<FiberlineSchema>;
 
 /** The key of `meta`'s handle counter. */
 export const NEXT_HANDLE = "nextHandle";
+
+/** The key of `meta`'s generation floor: a re-created fiber id starts above it. */
+export const GENERATION_FLOOR = "generationFloor";
 
 /**
  * Brings a database from `oldVersion` (0 when new) to `DB_VERSION`, inside the versionchange

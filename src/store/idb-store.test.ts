@@ -384,13 +384,14 @@ describe("IdbStore layout (schema v3)", () => {
     expect(await a.readJournal("f1")).toHaveLength(1);
 
     await b.deleteFibers(["f1"]);
-    await b.createFiber(record, [{ fiberId: "f1", seq: 1, type: "second", data: null, at: 1 }]);
+    const { record: second } = await b.createFiber(record, [
+      { fiberId: "f1", seq: 1, type: "second", data: null, at: 1 },
+    ]);
     // `a` still remembers the old handle: its reads and writes must land on the new fiber's rows.
     expect(await a.readJournal("f1")).toEqual([]);
     expect((await a.readStream("f1", 0)).map((chunk) => chunk.type)).toEqual(["second"]);
-    expect(await a.commit([{ fiberId: "f1", generation: 0, journal: [step(0, "started")] }])).toEqual({
-      fenced: [],
-    });
+    const write = { fiberId: "f1", generation: second.generation, journal: [step(0, "started")] };
+    expect(await a.commit([write])).toEqual({ fenced: [] });
     expect(await b.readJournal("f1")).toEqual([step(0, "started")]);
     await a.close();
     await b.close();
@@ -404,13 +405,14 @@ describe("IdbStore layout (schema v3)", () => {
     await a.createFiber(record, []);
     await a.commit([{ fiberId: "f1", generation: 0, journal: [step(0, "completed")] }]);
     await b.deleteFibers(["f1"]);
-    await b.createFiber(record, []);
+    const again = await b.createFiber(record, []);
+    expect(again.record.generation).toBeGreaterThan(record.generation);
     // No read in between: `a` writes under the old handle, sees the record's new one, retries.
     expect(
       await a.commit([
         {
           fiberId: "f1",
-          generation: 0,
+          generation: again.record.generation,
           journal: [step(1, "started")],
           chunks: [{ fiberId: "f1", seq: 1, type: "t", data: 1, at: 1 }],
         },
@@ -418,6 +420,11 @@ describe("IdbStore layout (schema v3)", () => {
     ).toEqual({ fenced: [] });
     expect(await b.readJournal("f1")).toEqual([step(1, "started")]);
     expect(await b.readStream("f1", 0)).toHaveLength(1);
+    // The deleted fiber's writer (generation 0) is fenced from the new one.
+    expect(await a.commit([{ fiberId: "f1", generation: 0, journal: [step(2, "started")] }])).toEqual({
+      fenced: ["f1"],
+    });
+    expect(await b.readJournal("f1")).toEqual([step(1, "started")]);
     await a.close();
     await b.close();
   });

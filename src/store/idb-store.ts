@@ -12,7 +12,14 @@
 import { unwrap } from "idb";
 import { FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
-import { decideClaim, effectiveLimit, finishListing, queriedStatuses } from "./fiber-rules";
+import {
+  aboveGenerationFloor,
+  decideClaim,
+  effectiveLimit,
+  finishListing,
+  queriedStatuses,
+  raiseGenerationFloor,
+} from "./fiber-rules";
 import { CallBatcher } from "./idb-batch";
 import {
   commitGroups,
@@ -26,7 +33,7 @@ import {
   type Tx,
 } from "./idb-commit";
 import { commitNow, IdbConnection } from "./idb-connection";
-import { NEXT_HANDLE, type StoredFiber } from "./idb-database";
+import { GENERATION_FLOOR, NEXT_HANDLE, type StoredFiber } from "./idb-database";
 import {
   type ChunkRow,
   decodeChunk,
@@ -188,20 +195,23 @@ export class IdbStore implements Store {
     });
   }
 
-  async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
+  async createFiber(given: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
     const stores = ["fibers", "handles", "meta", "stashes", "streamChunks"] as const;
     return this.#db.write("createFiber", [...stores], async (tx) => {
       const fibers = tx.objectStore("fibers");
-      const key = record.idempotencyKey;
-      const [byId, byKey, next] = await Promise.all([
-        fibers.get(record.id),
+      const meta = tx.objectStore("meta");
+      const key = given.idempotencyKey;
+      const [byId, byKey, next, floor] = await Promise.all([
+        fibers.get(given.id),
         key === undefined ? undefined : fibers.index("idempotencyKey").get(key),
-        tx.objectStore("meta").get(NEXT_HANDLE),
+        meta.get(NEXT_HANDLE),
+        meta.get(GENERATION_FLOOR),
       ]);
       const existing = byId ?? byKey;
       if (existing !== undefined) return { status: "exists", record: this.#public(existing) as FiberRecord };
+      const record = aboveGenerationFloor(given, floor);
       const handle = next ?? 1;
-      unwrap(tx.objectStore("meta")).put(handle + 1, NEXT_HANDLE);
+      unwrap(meta).put(handle + 1, NEXT_HANDLE);
       unwrap(tx.objectStore("handles")).put(handle, record.id);
       unwrap(fibers).put({ ...record, handle } satisfies StoredFiber);
       // The fiber's stash row, its fence for stashes; first any orphan of an earlier fiber of this id.
@@ -331,8 +341,19 @@ export class IdbStore implements Store {
       "journalSegments",
       "streamChunks",
     ] as const;
-    return this.#db.write("deleteFibers", [...stores], async (tx) => {
-      const handles = await Promise.all(ids.map((id) => tx.objectStore("handles").get(id)));
+    return this.#db.write("deleteFibers", [...stores, "meta"], async (tx) => {
+      const meta = tx.objectStore("meta");
+      const [handles, records, floor] = await Promise.all([
+        Promise.all(ids.map((id) => tx.objectStore("handles").get(id))),
+        Promise.all(ids.map((id) => tx.objectStore("fibers").get(id))),
+        meta.get(GENERATION_FLOOR),
+      ]);
+      // A fiber created again under one of these ids starts above every generation they reached.
+      const raised = raiseGenerationFloor(
+        floor,
+        records.map((record) => record?.generation),
+      );
+      if (raised !== undefined && raised !== floor) unwrap(meta).put(raised, GENERATION_FLOOR);
       const [fibers, handleRows, stashes, inbox, ...rows] = stores.map((name) =>
         unwrap(tx.objectStore(name)),
       );

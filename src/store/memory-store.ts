@@ -9,11 +9,13 @@
 import { FiberNotFoundError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
+  aboveGenerationFloor,
   decideClaim,
   effectiveLimit,
   finishListing,
   mergeFiberPatch,
   queriedStatuses,
+  raiseGenerationFloor,
   storeClosedError,
   toStoreError,
 } from "./fiber-rules";
@@ -49,6 +51,8 @@ export class MemoryStore implements Store {
   #streams: Rows<StreamChunk> = new Map();
   #inboxes: Rows<InboxEvent> = new Map();
   #closed = false;
+  /** The highest generation a deleted fiber reached (`aboveGenerationFloor`). */
+  #generationFloor: number | undefined;
 
   async getFiber(id: string): Promise<FiberRecord | undefined> {
     this.#assertOpen();
@@ -93,7 +97,8 @@ export class MemoryStore implements Store {
 
   async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
     this.#assertOpen();
-    const [stored, storedChunks] = cloneIn("createFiber", [record, chunks] as const);
+    const [cloned, storedChunks] = cloneIn("createFiber", [record, chunks] as const);
+    const stored = aboveGenerationFloor(cloned, this.#generationFloor);
     requireKey("createFiber", "fiber id", stored.id);
     for (const chunk of storedChunks) requireKeys("createFiber", "stream chunk", chunk.fiberId, chunk.seq);
     const existing =
@@ -156,6 +161,8 @@ export class MemoryStore implements Store {
 
   async deleteFibers(ids: readonly string[]): Promise<void> {
     this.#assertOpen();
+    const generations = ids.map((id) => this.#fibers.get(id)?.generation);
+    this.#generationFloor = raiseGenerationFloor(this.#generationFloor, generations);
     for (const id of ids) {
       this.#fibers.delete(id);
       this.#journals.delete(id);

@@ -607,6 +607,52 @@ export function runStoreContract(
         expect((await store.enqueueEvent({ fiberId: "f1", name: "go", payload: 1, at: 2 })).seq).toBe(1);
         await store.deleteFibers([]);
       });
+
+      it("never repeats a generation for an id created again: runners of the deleted fiber stay fenced", async () => {
+        // The deleted fiber lived through generations 0 (created), 1 and 2 (two claims).
+        const held = [0, await running("f1")];
+        const takeover = await store.claimFiber("f1", {
+          owner: "b",
+          now: 1_000,
+          leaseMs: 30_000,
+          force: true,
+        });
+        if (takeover.status !== "claimed") throw new Error("setup: takeover failed");
+        held.push(takeover.record.generation);
+        await store.deleteFibers(["f1"]);
+
+        const created = await store.createFiber(fiber("f1"), [chunk("f1", 1, "fiber.start")]);
+        expect(created.status).toBe("created");
+        const generation = created.record.generation;
+        expect(generation).toBeGreaterThan(Math.max(...held));
+        expect(await store.getFiber("f1")).toEqual(created.record);
+
+        // A runner of the deleted fiber, stalled past its lease, writes nothing into the new one.
+        for (const stale of held) {
+          const write = {
+            fiberId: "f1",
+            generation: stale,
+            fiber: { streamHead: 2 },
+            journal: [entry("f1", 0)],
+            snapshot: { fiberId: "f1", value: "stale", at: 1 },
+            chunks: [chunk("f1", 2)],
+          };
+          expect(await store.commit([write])).toEqual({ fenced: ["f1"] });
+        }
+        expect(await store.readJournal("f1")).toEqual([]);
+        expect(await store.readSnapshot("f1")).toBeUndefined();
+        expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1, "fiber.start")]);
+
+        // The new fiber's own writer is not fenced, and claims count on from its generation.
+        const own = { fiberId: "f1", generation, snapshot: { fiberId: "f1", value: "own", at: 2 } };
+        expect(await store.commit([own])).toEqual({ fenced: [] });
+        expect(await store.readSnapshot("f1")).toMatchObject({ value: "own" });
+        const claim = await store.claimFiber("f1", { owner: "c", now: 1_000, leaseMs: 30_000, force: true });
+        expect(claim).toMatchObject({ status: "claimed", record: { generation: generation + 1 } });
+        // Deleting a fiber that never got past the floor leaves new fibers where they were.
+        await store.deleteFibers(["never-existed"]);
+        expect((await store.createFiber(fiber("f2"), [])).record.generation).toBe(generation);
+      });
     });
 
     describe("isolation of values", () => {

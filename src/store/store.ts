@@ -111,6 +111,10 @@ export interface Store {
   /**
    * Writes `record` and its first `chunks` unless a fiber with the same id or idempotency key
    * exists, in which case nothing is written and the existing record is returned.
+   *
+   * The stored record (returned as `created`) may carry a higher `generation` than `record`: a
+   * store never gives a fiber a generation that a deleted fiber reached, so a runner of a deleted
+   * fiber stays fenced from a new fiber of the same id. Callers write under the returned one.
    */
   createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult>;
   /**
