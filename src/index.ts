@@ -65,6 +65,7 @@ export {
   type ClaimResult,
   type CommitResult,
   type CreateResult,
+  type DeleteOptions,
   type FiberQuery,
   IdbStore,
   type IdbStoreOptions,

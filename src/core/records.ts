@@ -37,7 +37,11 @@ export interface FiberRecord {
   idempotencyKey?: string;
   createdAt: number;
   updatedAt: number;
-  /** Fencing token: bumped by every claim; a write carrying an older generation fails with `fenced`. */
+  /**
+   * Fencing token: bumped by every claim; a write carrying another generation fails with
+   * `fenced`. A new fiber starts above every generation a deleted fiber of its store reached, so
+   * the number says nothing about how often the fiber itself was claimed.
+   */
   generation: number;
   /** The runner that holds the fiber, if any. */
   owner?: string;

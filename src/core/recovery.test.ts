@@ -459,7 +459,7 @@ describe.each(disks)(
 /**
  * A store whose writes stop reaching storage while frozen and arrive, in order, once thawed: a
  * runner whose process was suspended (a frozen tab, a closed laptop lid) long enough to lose its
- * lease. `commits` records what each commit that reached storage returned.
+ * lease. `commits` records what each commit that reached storage since the freeze returned.
  */
 function freezable(inner: Store) {
   let thawed = Promise.resolve();
@@ -491,6 +491,7 @@ function freezable(inner: Store) {
     store,
     commits,
     freeze() {
+      commits.length = 0;
       thawed = new Promise<void>((resolve) => (thaw = resolve));
     },
     thaw: () => thaw(),
@@ -534,10 +535,11 @@ describe.each(disks)("one runner per fiber on %s", (_name, makeDisk) => {
     expect(await other.start(job, { life: "new" }, { id: "job-1" })).toMatchObject({ created: true });
     expect(await other.result("job-1")).toBe("new work");
 
-    // The stalled runner wakes and finishes its step: its writes are fenced, and it stops.
+    // The stalled runner wakes, finishes its step and writes what it has; then it stops.
     releaseStalled();
     frozen.thaw();
-    await expect.poll(() => frozen.commits.some((result) => result.fenced.includes("job-1"))).toBe(true);
+    await expect.poll(() => frozen.commits.length).toBeGreaterThan(0);
+    await expect.poll(() => stalled.activeCount).toBe(0);
 
     // The new fiber holds only its own run: record, journal and stream.
     const info = await other.inspect("job-1");
@@ -549,5 +551,7 @@ describe.each(disks)("one runner per fiber on %s", (_name, makeDisk) => {
       ["note", "new work"],
       ["fiber.end", { status: "completed", result: "new work" }],
     ]);
+    // Each of the stalled runner's writes was refused as fenced.
+    expect(frozen.commits.every((result) => result.fenced.includes("job-1"))).toBe(true);
   });
 });

@@ -446,4 +446,43 @@ describe("retention", () => {
     expect(await rt.get(fiber.id)).toBeUndefined();
     expect(await rt.store.readStream(fiber.id, 0)).toEqual([]);
   });
+
+  it("leaves alone a fiber started again under an id it was about to collect", async () => {
+    let now = 1_000_000;
+    const clock = () => now;
+    const job = defineFiber("job", {
+      run: async (ctx, input: { life: number }) => {
+        if (input.life > 1) await ctx.waitForEvent("go");
+        return input.life;
+      },
+    });
+    // This runtime's deletes wait at a gate, as if its collector were slow.
+    let gate: Promise<void> = Promise.resolve();
+    let deletes = 0;
+    const disk = new (class extends MemoryStore {
+      override async deleteFibers(...args: Parameters<MemoryStore["deleteFibers"]>) {
+        deletes += 1;
+        await gate;
+        return super.deleteFibers(...args);
+      }
+    })();
+    const slow = runtime({ store: disk, fibers: [job], retentionMs: 60_000, clock });
+    const other = runtime({ store: disk, fibers: [job], retentionMs: 60_000, clock });
+    await slow.result(await slow.start(job, { life: 1 }, { id: "job-1" }));
+    now += 60_001;
+
+    let open!: () => void;
+    gate = new Promise<void>((resolve) => (open = resolve));
+    const slowCollect = slow.collect();
+    await expect.poll(() => deletes).toBe(1); // it listed job-1 as expired and waits at the gate
+    // Meanwhile another context collects job-1 and starts the id again.
+    gate = Promise.resolve();
+    expect(await other.collect()).toEqual(["job-1"]);
+    await other.start(job, { life: 2 }, { id: "job-1" });
+    open();
+    await slowCollect;
+    expect(await other.get("job-1")).toMatchObject({ input: { life: 2 } });
+    await other.sendEvent("job-1", "go", null);
+    expect(await other.result("job-1")).toBe(2);
+  });
 });

@@ -321,14 +321,15 @@ export class Runtime {
   async collect(): Promise<string[]> {
     const now = this.#clock();
     const ended = await this.store.listFibers({ status: TERMINAL });
-    const expired = ended
-      .filter((r) => {
-        const retention = this.#definitions.get(r.name)?.options.retentionMs ?? this.#retentionMs;
-        return (r.endedAt ?? r.updatedAt) + retention <= now;
-      })
-      .map((r) => r.id);
-    if (expired.length > 0) await this.store.deleteFibers(expired);
-    return expired;
+    const expired = ended.filter((r) => {
+      const retention = this.#definitions.get(r.name)?.options.retentionMs ?? this.#retentionMs;
+      return (r.endedAt ?? r.updatedAt) + retention <= now;
+    });
+    const ids = expired.map((r) => r.id);
+    // Only the fibers listed: another context may have collected one and its id started again.
+    const ifGeneration = new Map(expired.map((r) => [r.id, r.generation]));
+    if (ids.length > 0) await this.store.deleteFibers(ids, { ifGeneration });
+    return ids;
   }
 
   /**

@@ -13,6 +13,7 @@ import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk
 import {
   aboveGenerationFloor,
   decideClaim,
+  deletable,
   effectiveLimit,
   finishListing,
   mergeFiberPatch,
@@ -26,6 +27,7 @@ import type {
   ClaimResult,
   CommitResult,
   CreateResult,
+  DeleteOptions,
   FiberQuery,
   Store,
   WriteGroup,
@@ -213,13 +215,17 @@ export class SqliteStore implements Store {
     });
   }
 
-  async deleteFibers(ids: readonly string[]): Promise<void> {
+  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<void> {
     this.#transaction("deleteFibers", () => {
+      const doomed = ids.filter((id) => {
+        const record = this.#fiber(id);
+        return record === undefined || deletable(record, options);
+      });
       // A fiber created again under one of these ids starts above every generation they reached.
       const floor = this.#generationFloor();
       const raised = raiseGenerationFloor(
         floor,
-        ids.map((id) => this.#fiber(id)?.generation),
+        doomed.map((id) => this.#fiber(id)?.generation),
       );
       if (raised !== undefined && raised !== floor) {
         this.#sql.exec(
@@ -227,7 +233,7 @@ export class SqliteStore implements Store {
           String(raised),
         );
       }
-      for (const id of ids) {
+      for (const id of doomed) {
         this.#sql.exec("DELETE FROM fiberline_fibers WHERE id = ?", id);
         for (const table of ["journal", "snapshots", "chunks", "inbox"]) {
           this.#sql.exec(`DELETE FROM fiberline_${table} WHERE fiber_id = ?`, id);

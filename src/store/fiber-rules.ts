@@ -7,7 +7,7 @@
 
 import { FiberlineError, StoreError } from "../core/errors";
 import { type FiberRecord, type FiberStatus, isTerminal } from "../core/records";
-import type { ClaimRequest, ClaimResult, FiberQuery } from "./store";
+import type { ClaimRequest, ClaimResult, DeleteOptions, FiberQuery } from "./store";
 
 /**
  * Merges `patch` into a copy of `record`: keys whose value is `undefined` in the patch are
@@ -32,6 +32,12 @@ export function mergeFiberPatch(record: FiberRecord, patch: Partial<FiberRecord>
  */
 export function aboveGenerationFloor(record: FiberRecord, floor: number | undefined): FiberRecord {
   return floor === undefined || record.generation > floor ? record : { ...record, generation: floor + 1 };
+}
+
+/** Whether `deleteFibers` deletes `record`: not when `ifGeneration` names another generation. */
+export function deletable(record: FiberRecord, options: DeleteOptions | undefined): boolean {
+  const expected = options?.ifGeneration?.get(record.id);
+  return expected === undefined || expected === record.generation;
 }
 
 /** The generation floor after deleting fibers that had reached `generations` (`undefined`: no such fiber). */

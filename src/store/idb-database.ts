@@ -29,7 +29,7 @@ import {
 } from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 3;
+export const DB_VERSION = 4;
 
 /** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
 export interface StoredFiber extends FiberRecord {
@@ -107,6 +107,10 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     // v3: snapshots become stash rows keyed [fiberId, generation], fenced by a unique index.
     db.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
     migrateV2Snapshots(tx);
+  }
+  if (oldVersion < 4) {
+    // v4: `meta` keeps the generation floor (`GENERATION_FLOOR`). Nothing to move; the new version
+    // exists to close every connection of an earlier build, which would not raise the floor.
   }
 }
 

@@ -15,6 +15,7 @@ import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk
 import {
   aboveGenerationFloor,
   decideClaim,
+  deletable,
   effectiveLimit,
   finishListing,
   queriedStatuses,
@@ -51,6 +52,7 @@ import type {
   ClaimResult,
   CommitResult,
   CreateResult,
+  DeleteOptions,
   FiberQuery,
   Store,
   WriteGroup,
@@ -331,7 +333,7 @@ export class IdbStore implements Store {
     });
   }
 
-  async deleteFibers(ids: readonly string[]): Promise<void> {
+  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<void> {
     if (ids.length === 0) return this.#db.nothing(undefined);
     const stores = [
       "fibers",
@@ -348,16 +350,19 @@ export class IdbStore implements Store {
         Promise.all(ids.map((id) => tx.objectStore("fibers").get(id))),
         meta.get(GENERATION_FLOOR),
       ]);
-      // A fiber created again under one of these ids starts above every generation they reached.
-      const raised = raiseGenerationFloor(
-        floor,
-        records.map((record) => record?.generation),
+      // A missing record's rows (none, unless a write was torn) are removed all the same.
+      const doomed = records.map(
+        (record) => record === undefined || deletable(publicRecord(record), options),
       );
+      // A fiber created again under one of these ids starts above every generation they reached.
+      const generations = records.map((record, i) => (doomed[i] ? record?.generation : undefined));
+      const raised = raiseGenerationFloor(floor, generations);
       if (raised !== undefined && raised !== floor) unwrap(meta).put(raised, GENERATION_FLOOR);
       const [fibers, handleRows, stashes, inbox, ...rows] = stores.map((name) =>
         unwrap(tx.objectStore(name)),
       );
       ids.forEach((id, i) => {
+        if (!doomed[i]) return;
         this.#keys.forget(id);
         fibers?.delete(id);
         handleRows?.delete(id);

@@ -1,6 +1,6 @@
 /**
  * The schema-upgrade tests of `IdbStore`, shared by the Node suite (fake-indexeddb) and the
- * Chromium suite (real IndexedDB): databases written by schemas v1 and v2, exactly as they
+ * Chromium suite (real IndexedDB): databases written by schemas v1, v2 and v3, exactly as they
  * shipped, are opened by the current `IdbStore` and must read back every fiber, journal entry,
  * chunk, event and snapshot, then go on working. They import Vitest, so they are not exported
  * from the package.
@@ -18,7 +18,7 @@ export interface UpgradeTarget {
   name: string;
 }
 
-/** Registers the v1 -> current and v2 -> current upgrade tests; `target()` gives a fresh, unused database name. */
+/** Registers the v1, v2 and v3 -> current upgrade tests; `target()` gives a fresh, unused database name. */
 export function runUpgradeTests(target: () => UpgradeTarget): void {
   it("upgrades a v1 database in place, keeping every fiber, journal entry, chunk, event and snapshot", async () => {
     const { factory, name } = target();
@@ -66,6 +66,30 @@ export function runUpgradeTests(target: () => UpgradeTarget): void {
     expect([...db.objectStoreNames]).not.toContain("chunks");
     expect([...db.objectStoreNames]).not.toContain("inbox");
     expect([...db.objectStoreNames]).not.toContain("snapshots");
+    db.close();
+  });
+
+  it("upgrades a v3 database, closing the connection an earlier build still holds on it", async () => {
+    const { factory, name } = target();
+    const earlier = await writeV3(factory, name);
+    let closedByUpgrade = false;
+    earlier.onversionchange = () => {
+      closedByUpgrade = true;
+      earlier.close();
+    };
+
+    const store = new IdbStore({ name, indexedDB: factory });
+    expect(await store.getFiber("f1")).toEqual({ ...f1, generation: 3 });
+    expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: "v3", at: 8 });
+    // The earlier build, which does not keep the generation floor, can no longer write.
+    expect(closedByUpgrade).toBe(true);
+    // The floor starts with the first deletion after the upgrade.
+    await store.deleteFibers(["f1"]);
+    expect((await store.createFiber(f1, [])).record.generation).toBe(4);
+    await store.close();
+
+    const db = await open(factory, name);
+    expect(db.version).toBe(DB_VERSION);
     db.close();
   });
 
@@ -184,6 +208,33 @@ async function writeV2(factory: IDBFactory, name: string): Promise<void> {
     tx.onabort = () => reject(tx.error);
   });
   db.close();
+}
+
+/**
+ * Schema v3 exactly as it shipped (v2's stores with `stashes` for `snapshots`) holding fiber f1
+ * at generation 3 with a snapshot; returns the connection left open, as an earlier build's tab.
+ */
+async function writeV3(factory: IDBFactory, name: string): Promise<IDBDatabase> {
+  const db = await open(factory, name, 3, (v3) => {
+    const fibers = v3.createObjectStore("fibers", { keyPath: "id" });
+    fibers.createIndex("status", "status");
+    fibers.createIndex("idempotencyKey", "idempotencyKey", { unique: true });
+    fibers.createIndex("createdAt", "createdAt");
+    for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
+      v3.createObjectStore(store);
+    }
+    v3.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
+  });
+  const tx = db.transaction(["fibers", "handles", "meta", "stashes"], "readwrite");
+  tx.objectStore("fibers").put({ ...f1, generation: 3, handle: 1 });
+  tx.objectStore("handles").put(1, "f1");
+  tx.objectStore("meta").put(2, "nextHandle");
+  tx.objectStore("stashes").put({ fiber: "f1", value: "v3", at: 8 }, ["f1", 3]);
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onabort = () => reject(tx.error);
+  });
+  return db;
 }
 
 /** Schema v1 exactly as it shipped, with rows of two fibers and one orphan journal entry. */

@@ -10,6 +10,7 @@ export type {
   ClaimResult,
   CommitResult,
   CreateResult,
+  DeleteOptions,
   FiberQuery,
   Store,
   WriteGroup,

@@ -11,6 +11,7 @@ import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk
 import {
   aboveGenerationFloor,
   decideClaim,
+  deletable,
   effectiveLimit,
   finishListing,
   mergeFiberPatch,
@@ -24,6 +25,7 @@ import type {
   ClaimResult,
   CommitResult,
   CreateResult,
+  DeleteOptions,
   FiberQuery,
   Store,
   WriteGroup,
@@ -159,11 +161,15 @@ export class MemoryStore implements Store {
     return structuredClone(stored);
   }
 
-  async deleteFibers(ids: readonly string[]): Promise<void> {
+  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<void> {
     this.#assertOpen();
-    const generations = ids.map((id) => this.#fibers.get(id)?.generation);
+    const doomed = ids.filter((id) => {
+      const record = this.#fibers.get(id);
+      return record === undefined || deletable(record, options);
+    });
+    const generations = doomed.map((id) => this.#fibers.get(id)?.generation);
     this.#generationFloor = raiseGenerationFloor(this.#generationFloor, generations);
-    for (const id of ids) {
+    for (const id of doomed) {
       this.#fibers.delete(id);
       this.#journals.delete(id);
       this.#snapshots.delete(id);

@@ -608,6 +608,21 @@ export function runStoreContract(
         await store.deleteFibers([]);
       });
 
+      it("skips a fiber whose generation is not the one ifGeneration names (a stale collector's list)", async () => {
+        await store.createFiber(fiber("old", { status: "completed" }), []);
+        await store.createFiber(fiber("new", { status: "completed", generation: 5 }), []);
+        // "new" was collected by another context and started again: the list says generation 4.
+        const ifGeneration = new Map([
+          ["old", 0],
+          ["new", 4],
+        ]);
+        await store.deleteFibers(["old", "new"], { ifGeneration });
+        expect(await store.getFiber("old")).toBeUndefined();
+        expect(await store.getFiber("new")).toMatchObject({ generation: 5 });
+        // Only the deleted fiber raised the floor: a fiber created now may start at generation 1.
+        expect((await store.createFiber(fiber("next", { generation: 1 }), [])).record.generation).toBe(1);
+      });
+
       it("never repeats a generation for an id created again: runners of the deleted fiber stay fenced", async () => {
         // The deleted fiber lived through generations 0 (created), 1 and 2 (two claims).
         const held = [0, await running("f1")];

@@ -77,6 +77,16 @@ export type ClaimResult =
   | { status: "held"; record: FiberRecord }
   | { status: "missing" };
 
+/** Options of `Store.deleteFibers`. */
+export interface DeleteOptions {
+  /**
+   * Deletes an id listed here only while its record is still at this generation. A collector's
+   * list of expired fibers can be stale: another context may have collected one meanwhile and
+   * the id been started again, and that new fiber must not be deleted.
+   */
+  ifGeneration?: ReadonlyMap<string, number>;
+}
+
 /** The outcome of `createFiber`. */
 export type CreateResult =
   | { status: "created"; record: FiberRecord }
@@ -112,9 +122,10 @@ export interface Store {
    * Writes `record` and its first `chunks` unless a fiber with the same id or idempotency key
    * exists, in which case nothing is written and the existing record is returned.
    *
-   * The stored record (returned as `created`) may carry a higher `generation` than `record`: a
-   * store never gives a fiber a generation that a deleted fiber reached, so a runner of a deleted
-   * fiber stays fenced from a new fiber of the same id. Callers write under the returned one.
+   * The stored record (the `record` of a `created` result) may carry a higher `generation` than
+   * the one given: a store never gives a fiber a generation that a deleted fiber reached, so a
+   * runner of a deleted fiber stays fenced from a new fiber of the same id. Callers write under
+   * the returned one.
    */
   createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult>;
   /**
@@ -126,8 +137,14 @@ export interface Store {
   commit(groups: WriteGroup[]): Promise<CommitResult>;
   /** Buffers an event for a fiber, assigning the next inbox `seq`; rejects if the fiber is missing. */
   enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent>;
-  /** Deletes fibers with everything they own (journal, snapshot, stream, inbox). */
-  deleteFibers(ids: readonly string[]): Promise<void>;
+  /**
+   * Deletes fibers with everything they own (journal, snapshot, stream, inbox), in one
+   * transaction; ids that do not exist, or fail `options.ifGeneration`, are skipped.
+   *
+   * A store remembers the highest generation a deleted fiber reached, and `createFiber` starts a
+   * new fiber above it (`aboveGenerationFloor` in `fiber-rules.ts`).
+   */
+  deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<void>;
   /** Releases the backend; later calls reject with `store_closed`. */
   close(): Promise<void>;
 }

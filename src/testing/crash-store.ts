@@ -11,6 +11,7 @@ import type {
   ClaimResult,
   CommitResult,
   CreateResult,
+  DeleteOptions,
   FiberQuery,
   Store,
   WriteGroup,
@@ -86,7 +87,8 @@ export function crashableStore(inner: Store, options: CrashOptions = {}): Crasha
       write(() => inner.claimFiber(id, request)),
     commit: (groups: WriteGroup[]): Promise<CommitResult> => write(() => inner.commit(groups)),
     enqueueEvent: (event: Omit<InboxEvent, "seq" | "consumedBy">) => write(() => inner.enqueueEvent(event)),
-    deleteFibers: (ids: readonly string[]) => write(() => inner.deleteFibers(ids)),
+    deleteFibers: (ids: readonly string[], options?: DeleteOptions) =>
+      write(() => inner.deleteFibers(ids, options)),
     close: () => (crashed ? Promise.resolve() : inner.close()),
   };
 }
