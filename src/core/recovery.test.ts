@@ -484,7 +484,7 @@ function freezable(inner: Store) {
         return result;
       }),
     enqueueEvent: (event) => held(() => inner.enqueueEvent(event)),
-    deleteFibers: (ids) => held(() => inner.deleteFibers(ids)),
+    deleteFibers: (ids, options) => held(() => inner.deleteFibers(ids, options)),
     close: () => inner.close(),
   };
   return {

@@ -325,11 +325,13 @@ export class Runtime {
       const retention = this.#definitions.get(r.name)?.options.retentionMs ?? this.#retentionMs;
       return (r.endedAt ?? r.updatedAt) + retention <= now;
     });
-    const ids = expired.map((r) => r.id);
+    if (expired.length === 0) return [];
     // Only the fibers listed: another context may have collected one and its id started again.
     const ifGeneration = new Map(expired.map((r) => [r.id, r.generation]));
-    if (ids.length > 0) await this.store.deleteFibers(ids, { ifGeneration });
-    return ids;
+    return this.store.deleteFibers(
+      expired.map((r) => r.id),
+      { ifGeneration },
+    );
   }
 
   /**

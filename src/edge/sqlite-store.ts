@@ -215,30 +215,31 @@ export class SqliteStore implements Store {
     });
   }
 
-  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<void> {
-    this.#transaction("deleteFibers", () => {
-      const doomed = ids.filter((id) => {
+  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
+    return this.#transaction("deleteFibers", () => {
+      const deleted: string[] = [];
+      let floor = this.#generationFloor();
+      const before = floor;
+      for (const id of new Set(ids)) {
         const record = this.#fiber(id);
-        return record === undefined || deletable(record, options);
-      });
-      // A fiber created again under one of these ids starts above every generation they reached.
-      const floor = this.#generationFloor();
-      const raised = raiseGenerationFloor(
-        floor,
-        doomed.map((id) => this.#fiber(id)?.generation),
-      );
-      if (raised !== undefined && raised !== floor) {
-        this.#sql.exec(
-          "INSERT OR REPLACE INTO fiberline_meta (key, value) VALUES ('generation_floor', ?)",
-          String(raised),
-        );
-      }
-      for (const id of doomed) {
+        if (record !== undefined) {
+          if (!deletable(id, record.generation, options)) continue;
+          // A fiber created again under this id starts above every generation it reached.
+          floor = raiseGenerationFloor(floor, [record.generation]);
+          deleted.push(id);
+        }
         this.#sql.exec("DELETE FROM fiberline_fibers WHERE id = ?", id);
         for (const table of ["journal", "snapshots", "chunks", "inbox"]) {
           this.#sql.exec(`DELETE FROM fiberline_${table} WHERE fiber_id = ?`, id);
         }
       }
+      if (floor !== undefined && floor !== before) {
+        this.#sql.exec(
+          "INSERT OR REPLACE INTO fiberline_meta (key, value) VALUES ('generation_floor', ?)",
+          String(floor),
+        );
+      }
+      return deleted;
     });
   }
 

@@ -34,10 +34,10 @@ export function aboveGenerationFloor(record: FiberRecord, floor: number | undefi
   return floor === undefined || record.generation > floor ? record : { ...record, generation: floor + 1 };
 }
 
-/** Whether `deleteFibers` deletes `record`: not when `ifGeneration` names another generation. */
-export function deletable(record: FiberRecord, options: DeleteOptions | undefined): boolean {
-  const expected = options?.ifGeneration?.get(record.id);
-  return expected === undefined || expected === record.generation;
+/** Whether `deleteFibers` deletes fiber `id` at `generation`: not when `ifGeneration` names another. */
+export function deletable(id: string, generation: number, options: DeleteOptions | undefined): boolean {
+  const expected = options?.ifGeneration?.get(id);
+  return expected === undefined || expected === generation;
 }
 
 /** The generation floor after deleting fibers that had reached `generations` (`undefined`: no such fiber). */

@@ -333,8 +333,9 @@ export class IdbStore implements Store {
     });
   }
 
-  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<void> {
-    if (ids.length === 0) return this.#db.nothing(undefined);
+  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return this.#db.nothing([]);
     const stores = [
       "fibers",
       "handles",
@@ -346,23 +347,24 @@ export class IdbStore implements Store {
     return this.#db.write("deleteFibers", [...stores, "meta"], async (tx) => {
       const meta = tx.objectStore("meta");
       const [handles, records, floor] = await Promise.all([
-        Promise.all(ids.map((id) => tx.objectStore("handles").get(id))),
-        Promise.all(ids.map((id) => tx.objectStore("fibers").get(id))),
+        Promise.all(unique.map((id) => tx.objectStore("handles").get(id))),
+        Promise.all(unique.map((id) => tx.objectStore("fibers").get(id))),
         meta.get(GENERATION_FLOOR),
       ]);
-      // A missing record's rows (none, unless a write was torn) are removed all the same.
-      const doomed = records.map(
-        (record) => record === undefined || deletable(publicRecord(record), options),
-      );
-      // A fiber created again under one of these ids starts above every generation they reached.
-      const generations = records.map((record, i) => (doomed[i] ? record?.generation : undefined));
-      const raised = raiseGenerationFloor(floor, generations);
-      if (raised !== undefined && raised !== floor) unwrap(meta).put(raised, GENERATION_FLOOR);
       const [fibers, handleRows, stashes, inbox, ...rows] = stores.map((name) =>
         unwrap(tx.objectStore(name)),
       );
-      ids.forEach((id, i) => {
-        if (!doomed[i]) return;
+      const deleted: string[] = [];
+      let raised = floor;
+      unique.forEach((id, i) => {
+        const record = records[i];
+        // A missing record's rows (none, unless a write was torn) are removed all the same.
+        if (record !== undefined) {
+          if (!deletable(id, record.generation, options)) return;
+          // A fiber created again under this id starts above every generation it reached.
+          raised = raiseGenerationFloor(raised, [record.generation]);
+          deleted.push(id);
+        }
         this.#keys.forget(id);
         fibers?.delete(id);
         handleRows?.delete(id);
@@ -371,7 +373,9 @@ export class IdbStore implements Store {
         const handle = handles[i];
         if (handle !== undefined) for (const store of rows) store.delete(rowsOf(handle));
       });
+      if (raised !== undefined && raised !== floor) unwrap(meta).put(raised, GENERATION_FLOOR);
       commitNow(unwrap(tx));
+      return deleted;
     });
   }
 

@@ -161,21 +161,23 @@ export class MemoryStore implements Store {
     return structuredClone(stored);
   }
 
-  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<void> {
+  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
     this.#assertOpen();
-    const doomed = ids.filter((id) => {
+    const deleted: string[] = [];
+    for (const id of new Set(ids)) {
       const record = this.#fibers.get(id);
-      return record === undefined || deletable(record, options);
-    });
-    const generations = doomed.map((id) => this.#fibers.get(id)?.generation);
-    this.#generationFloor = raiseGenerationFloor(this.#generationFloor, generations);
-    for (const id of doomed) {
+      if (record !== undefined) {
+        if (!deletable(id, record.generation, options)) continue;
+        this.#generationFloor = raiseGenerationFloor(this.#generationFloor, [record.generation]);
+        deleted.push(id);
+      }
       this.#fibers.delete(id);
       this.#journals.delete(id);
       this.#snapshots.delete(id);
       this.#streams.delete(id);
       this.#inboxes.delete(id);
     }
+    return deleted;
   }
 
   async close(): Promise<void> {

@@ -587,7 +587,7 @@ export function runStoreContract(
             },
           ]);
         }
-        await store.deleteFibers(["f1", "f2", "never-existed"]);
+        expect(await store.deleteFibers(["f1", "f2", "never-existed", "f1"])).toEqual(["f1", "f2"]);
         for (const id of ["f1", "f2"]) {
           expect(await store.getFiber(id)).toBeUndefined();
           expect(await store.findByIdempotencyKey(`k-${id}`)).toBeUndefined();
@@ -605,20 +605,25 @@ export function runStoreContract(
         // The id and the key are free again; a new inbox starts at 1.
         expect((await store.createFiber(fiber("f1", { idempotencyKey: "k-f1" }), [])).status).toBe("created");
         expect((await store.enqueueEvent({ fiberId: "f1", name: "go", payload: 1, at: 2 })).seq).toBe(1);
-        await store.deleteFibers([]);
+        expect(await store.deleteFibers([])).toEqual([]);
       });
 
       it("skips a fiber whose generation is not the one ifGeneration names (a stale collector's list)", async () => {
         await store.createFiber(fiber("old", { status: "completed" }), []);
-        await store.createFiber(fiber("new", { status: "completed", generation: 5 }), []);
+        await store.createFiber(fiber("new", { status: "completed", generation: 5 }), [chunk("new", 1)]);
+        await store.enqueueEvent({ fiberId: "new", name: "go", payload: null, at: 1 });
         // "new" was collected by another context and started again: the list says generation 4.
         const ifGeneration = new Map([
           ["old", 0],
           ["new", 4],
+          ["not-listed", 0],
         ]);
-        await store.deleteFibers(["old", "new"], { ifGeneration });
+        expect(await store.deleteFibers(["old", "new", "gone"], { ifGeneration })).toEqual(["old"]);
         expect(await store.getFiber("old")).toBeUndefined();
+        // The skipped fiber is left whole.
         expect(await store.getFiber("new")).toMatchObject({ generation: 5 });
+        expect(await store.readStream("new", 0)).toEqual([chunk("new", 1)]);
+        expect(await store.readInbox("new")).toHaveLength(1);
         // Only the deleted fiber raised the floor: a fiber created now may start at generation 1.
         expect((await store.createFiber(fiber("next", { generation: 1 }), [])).record.generation).toBe(1);
       });

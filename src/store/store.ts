@@ -139,12 +139,14 @@ export interface Store {
   enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent>;
   /**
    * Deletes fibers with everything they own (journal, snapshot, stream, inbox), in one
-   * transaction; ids that do not exist, or fail `options.ifGeneration`, are skipped.
+   * transaction, and resolves with the ids of the records it deleted. Ids without a record lose
+   * whatever rows they still have; a fiber whose generation is not `options.ifGeneration`'s is
+   * left whole.
    *
    * A store remembers the highest generation a deleted fiber reached, and `createFiber` starts a
    * new fiber above it (`aboveGenerationFloor` in `fiber-rules.ts`).
    */
-  deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<void>;
+  deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]>;
   /** Releases the backend; later calls reject with `store_closed`. */
   close(): Promise<void>;
 }
