@@ -225,7 +225,7 @@ export class SqliteStore implements Store {
         if (record !== undefined) {
           if (!deletable(id, record.generation, options)) continue;
           // A fiber created again under this id starts above every generation it reached.
-          floor = raiseGenerationFloor(floor, [record.generation]);
+          floor = raiseGenerationFloor(floor, record.generation);
           deleted.push(id);
         }
         this.#sql.exec("DELETE FROM fiberline_fibers WHERE id = ?", id);

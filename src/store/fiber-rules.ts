@@ -40,16 +40,9 @@ export function deletable(id: string, generation: number, options: DeleteOptions
   return expected === undefined || expected === generation;
 }
 
-/** The generation floor after deleting fibers that had reached `generations` (`undefined`: no such fiber). */
-export function raiseGenerationFloor(
-  floor: number | undefined,
-  generations: Iterable<number | undefined>,
-): number | undefined {
-  let raised = floor;
-  for (const generation of generations) {
-    if (generation !== undefined && (raised === undefined || generation > raised)) raised = generation;
-  }
-  return raised;
+/** The generation floor after deleting a fiber that had reached `generation`. */
+export function raiseGenerationFloor(floor: number | undefined, generation: number): number {
+  return floor === undefined ? generation : Math.max(floor, generation);
 }
 
 /**

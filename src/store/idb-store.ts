@@ -362,7 +362,7 @@ export class IdbStore implements Store {
         if (record !== undefined) {
           if (!deletable(id, record.generation, options)) return;
           // A fiber created again under this id starts above every generation it reached.
-          raised = raiseGenerationFloor(raised, [record.generation]);
+          raised = raiseGenerationFloor(raised, record.generation);
           deleted.push(id);
         }
         this.#keys.forget(id);

@@ -168,7 +168,7 @@ export class MemoryStore implements Store {
       const record = this.#fibers.get(id);
       if (record !== undefined) {
         if (!deletable(id, record.generation, options)) continue;
-        this.#generationFloor = raiseGenerationFloor(this.#generationFloor, [record.generation]);
+        this.#generationFloor = raiseGenerationFloor(this.#generationFloor, record.generation);
         deleted.push(id);
       }
       this.#fibers.delete(id);
