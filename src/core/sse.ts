@@ -46,7 +46,6 @@ export interface SseParserOptions {
 
 const STANDARD_FIELDS: ReadonlySet<string> = new Set(["data", "event", "id", "retry"]);
 const LF = 10;
-const CR = 13;
 
 /**
  * Incremental WHATWG event-stream parser: feed it text in chunks of any size, split anywhere
@@ -103,20 +102,16 @@ export class SseParser {
       this.#skipLeadingLF = false;
       if (text.charCodeAt(start) === LF) start += 1;
     }
-    for (let i = start; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (c !== LF && c !== CR) continue;
-      const line = this.#partial + text.slice(start, i);
+    // The regex engine finds the line ends (CRLF, CR or LF) faster than a loop over every char.
+    const ends = /\r\n|\r|\n/g;
+    ends.lastIndex = start;
+    for (let match = ends.exec(text); match !== null; match = ends.exec(text)) {
+      const line = this.#partial + text.slice(start, match.index);
       this.#partial = "";
       this.#processLine(line, out);
-      if (c === CR) {
-        if (i + 1 < text.length) {
-          if (text.charCodeAt(i + 1) === LF) i += 1;
-        } else {
-          this.#skipLeadingLF = true;
-        }
-      }
-      start = i + 1;
+      start = ends.lastIndex;
+      // A CR ending this piece may be the first half of a CRLF split across pieces.
+      if (start === text.length && match[0] === "\r") this.#skipLeadingLF = true;
     }
     if (start < text.length) this.#partial += text.slice(start);
     return out;

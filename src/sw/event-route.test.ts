@@ -4,12 +4,13 @@
  * after `fiber.end`.
  */
 
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { defineFiber } from "../core/define";
 import { createRuntime, type Runtime } from "../core/runtime";
-import { readSse } from "../core/sse";
+import { formatSse, readSse } from "../core/sse";
 import { MemoryStore } from "../store/memory-store";
-import { handleEventsRequest } from "./event-route";
+import { frame, handleEventsRequest, toJson } from "./event-route";
 import { HOST_HEADER } from "./protocol";
 
 const origin = "https://app.test";
@@ -180,5 +181,44 @@ describe("GET {prefix}/fibers/:id/events", () => {
     await reader.cancel();
     await expect(ended).resolves.toBeUndefined();
     gate.open();
+  });
+});
+
+describe("frame", () => {
+  /** The block as `formatSse` writes it, with the bigint-aware JSON of the stream. */
+  const viaFormatSse = (event: { seq: number; type: string; data: unknown; at: number }) =>
+    formatSse({
+      id: event.seq,
+      event: event.type.replace(/[\r\n]/g, " "),
+      fields: { at: event.at },
+      data: JSON.stringify(event.data === undefined ? null : event.data, (_key, value) =>
+        typeof value === "bigint" ? value.toString() : value,
+      ),
+    });
+
+  it("writes exactly what formatSse writes, for any chunk (line breaks, bigints, undefined)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1 }),
+        fc.string({ unit: "binary" }),
+        fc.anything({ withBigInt: true, withNullPrototype: true }),
+        fc.double(),
+        (seq, type, data, at) => {
+          const event = { seq, type, data, at };
+          expect(frame(event)).toBe(viaFormatSse(event));
+        },
+      ),
+      { numRuns: 500 },
+    );
+    expect(frame({ seq: 3, type: "a\r\nb", data: { n: 10n, u: undefined, s: "x\ny" }, at: 1.5 })).toBe(
+      'id: 3\nevent: a  b\nat: 1.5\ndata: {"n":"10","s":"x\\ny"}\n\n',
+    );
+  });
+
+  it("sends data that is not JSON (a cycle) as an explanation instead of breaking the stream", () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(JSON.parse(toJson(cyclic))).toEqual({ unserializable: expect.stringMatching(/circular/i) });
+    expect(toJson(undefined)).toBe("null");
   });
 });

@@ -7,7 +7,6 @@
 import { FiberlineError, FiberNotFoundError, serializeError } from "../core/errors";
 import type { FiberEvent } from "../core/records";
 import type { Runtime } from "../core/runtime";
-import { formatSse } from "../core/sse";
 import { assertValidId } from "../core/validate";
 import { AT_FIELD, type ErrorBody, EVENT_STREAM_TYPE, HOST_HEADER } from "./protocol";
 
@@ -151,25 +150,32 @@ function streamBody(
   });
 }
 
-/** One SSE block for one chunk. */
+/**
+ * One SSE block for one chunk: exactly what `formatSse` writes for its id, type, `at` and data,
+ * built in one template because it runs for every chunk of every stream. None of `formatSse`'s
+ * checks can fail here: `seq` and `at` are numbers, the type's line breaks are replaced, and
+ * JSON text never holds a CR or LF (JSON.stringify escapes them inside strings).
+ */
 export function frame(event: FiberEvent): string {
-  return formatSse({
-    id: event.seq,
-    event: event.type.replace(/[\r\n]/g, " "),
-    fields: { [AT_FIELD]: event.at },
-    data: toJson(event.data),
-  });
+  const type = LINE_BREAK.test(event.type) ? event.type.replace(LINE_BREAKS, " ") : event.type;
+  return `id: ${event.seq}\nevent: ${type}\n${AT_FIELD}: ${event.at}\ndata: ${toJson(event.data)}\n\n`;
 }
+
+const LINE_BREAK = /[\r\n]/;
+const LINE_BREAKS = /[\r\n]/g;
 
 /** JSON text of a chunk's data as the stream sends it (undefined as null, bigint as a string). */
 export function toJson(data: unknown): string {
   try {
-    return JSON.stringify(data === undefined ? null : data, (_key, value) =>
-      typeof value === "bigint" ? value.toString() : value,
-    );
-  } catch (error) {
-    // Structured-cloneable but not JSON (a cycle): say so rather than break the stream.
-    return JSON.stringify({ unserializable: describe(error, "not JSON-serializable") });
+    // Plain JSON first: a replacer function costs a call per value, and only a bigint needs one.
+    return JSON.stringify(data === undefined ? null : data);
+  } catch {
+    try {
+      return JSON.stringify(data, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
+    } catch (error) {
+      // Structured-cloneable but not JSON (a cycle): say so rather than break the stream.
+      return JSON.stringify({ unserializable: describe(error, "not JSON-serializable") });
+    }
   }
 }
 
