@@ -168,6 +168,22 @@ export function step(pos: number, status: "started" | "completed"): JournalEntry
   };
 }
 
+/** The `fibers` store and its indexes, the same in schemas v1, v2 and v3 as they shipped. */
+function createShippedFibers(db: IDBDatabase): void {
+  const fibers = db.createObjectStore("fibers", { keyPath: "id" });
+  fibers.createIndex("status", "status");
+  fibers.createIndex("idempotencyKey", "idempotencyKey", { unique: true });
+  fibers.createIndex("createdAt", "createdAt");
+}
+
+/** Resolves once `tx` commits; rejects with its error if it aborts. */
+function completion(tx: IDBTransaction): Promise<void> {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onabort = () => reject(tx.error);
+  });
+}
+
 function open(factory: IDBFactory, name: string, version?: number, upgrade?: (db: IDBDatabase) => void) {
   return new Promise<IDBDatabase>((resolve, reject) => {
     const request = factory.open(name, version);
@@ -184,10 +200,7 @@ function open(factory: IDBFactory, name: string, version?: number, upgrade?: (db
  */
 async function writeV2(factory: IDBFactory, name: string): Promise<void> {
   const db = await open(factory, name, 2, (v2) => {
-    const fibers = v2.createObjectStore("fibers", { keyPath: "id" });
-    fibers.createIndex("status", "status");
-    fibers.createIndex("idempotencyKey", "idempotencyKey", { unique: true });
-    fibers.createIndex("createdAt", "createdAt");
+    createShippedFibers(v2);
     v2.createObjectStore("snapshots", { keyPath: "fiberId" });
     for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
       v2.createObjectStore(store);
@@ -203,10 +216,7 @@ async function writeV2(factory: IDBFactory, name: string): Promise<void> {
   tx.objectStore("journalSegments").put(encodeSegment([step(0, "completed")]), [1, 1]);
   tx.objectStore("snapshots").put({ fiberId: "f1", value: { draft: 2 }, at: 6 });
   tx.objectStore("snapshots").put({ fiberId: "gone", value: "orphan", at: 1 });
-  await new Promise((resolve, reject) => {
-    tx.oncomplete = resolve;
-    tx.onabort = () => reject(tx.error);
-  });
+  await completion(tx);
   db.close();
 }
 
@@ -216,10 +226,7 @@ async function writeV2(factory: IDBFactory, name: string): Promise<void> {
  */
 async function writeV3(factory: IDBFactory, name: string): Promise<IDBDatabase> {
   const db = await open(factory, name, 3, (v3) => {
-    const fibers = v3.createObjectStore("fibers", { keyPath: "id" });
-    fibers.createIndex("status", "status");
-    fibers.createIndex("idempotencyKey", "idempotencyKey", { unique: true });
-    fibers.createIndex("createdAt", "createdAt");
+    createShippedFibers(v3);
     for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
       v3.createObjectStore(store);
     }
@@ -230,20 +237,14 @@ async function writeV3(factory: IDBFactory, name: string): Promise<IDBDatabase> 
   tx.objectStore("handles").put(1, "f1");
   tx.objectStore("meta").put(2, "nextHandle");
   tx.objectStore("stashes").put({ fiber: "f1", value: "v3", at: 8 }, ["f1", 3]);
-  await new Promise((resolve, reject) => {
-    tx.oncomplete = resolve;
-    tx.onabort = () => reject(tx.error);
-  });
+  await completion(tx);
   return db;
 }
 
 /** Schema v1 exactly as it shipped, with rows of two fibers and one orphan journal entry. */
 async function writeV1(factory: IDBFactory, name: string): Promise<void> {
   const db = await open(factory, name, 1, (v1) => {
-    const fibers = v1.createObjectStore("fibers", { keyPath: "id" });
-    fibers.createIndex("status", "status");
-    fibers.createIndex("idempotencyKey", "idempotencyKey", { unique: true });
-    fibers.createIndex("createdAt", "createdAt");
+    createShippedFibers(v1);
     v1.createObjectStore("journal", { keyPath: ["fiberId", "pos"] });
     v1.createObjectStore("snapshots", { keyPath: "fiberId" });
     v1.createObjectStore("chunks", { keyPath: ["fiberId", "seq"] });
@@ -267,9 +268,6 @@ async function writeV1(factory: IDBFactory, name: string): Promise<void> {
   });
   tx.objectStore("inbox").put({ fiberId: "f2", seq: 2, name: "approve", payload: false, at: 4 });
   tx.objectStore("snapshots").put({ fiberId: "f1", value: { draft: 1 }, at: 5 });
-  await new Promise((resolve, reject) => {
-    tx.oncomplete = resolve;
-    tx.onabort = () => reject(tx.error);
-  });
+  await completion(tx);
   db.close();
 }
