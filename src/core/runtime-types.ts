@@ -35,6 +35,11 @@ export interface RuntimeOptions {
   clock?: () => number;
   /** The random source for `ctx.random()` (default `Math.random`). */
   random?: () => number;
+  /**
+   * The source of `ctx.uuid()`, generated fiber ids and the default `runnerId` (default
+   * `crypto.randomUUID`). Deterministic simulations pass a seeded one.
+   */
+  uuid?: () => string;
 }
 
 /** What `start` returns; `Out` types `result()`. */

@@ -59,6 +59,7 @@ export class Runtime {
   readonly #keepAliveListeners = new Set<(work: Promise<unknown>) => void>();
   readonly #clock: () => number;
   readonly #random: () => number;
+  readonly #uuid: () => string;
   readonly #leaseMs: number;
   readonly #retentionMs: number;
   readonly #maxPayloadBytes: number;
@@ -72,7 +73,8 @@ export class Runtime {
       "createRuntime({ store }) needs a store, e.g. new IdbStore() or new MemoryStore().",
     );
     this.store = options.store;
-    this.runnerId = options.runnerId ?? `runner-${randomUuid()}`;
+    this.#uuid = options.uuid ?? randomUuid;
+    this.runnerId = options.runnerId ?? `runner-${this.#uuid()}`;
     for (const def of options.fibers ?? []) {
       assertArgument(
         !this.#definitions.has(def.name),
@@ -96,7 +98,7 @@ export class Runtime {
         unloadAfterMs: options.unloadAfterMs ?? 1_000,
         now: () => this.#clock(),
         random: () => this.#random(),
-        uuid: randomUuid,
+        uuid: () => this.#uuid(),
         keepAlive: (work) => {
           for (const listener of this.#keepAliveListeners) listener(work);
         },
@@ -156,7 +158,7 @@ export class Runtime {
     if (options.id !== undefined) assertValidId(options.id);
     if (options.idempotencyKey !== undefined) assertValidId(options.idempotencyKey, "idempotency key");
     assertStorable(input, "fiber input", this.#maxPayloadBytes);
-    const id = options.id ?? randomUuid();
+    const id = options.id ?? this.#uuid();
     const now = this.#clock();
     const record: FiberRecord = {
       id,
