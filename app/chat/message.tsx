@@ -88,7 +88,11 @@ export function AssistantMessage({
               <SafeMarkdown text={segment.text} />
             </div>
           ) : (
-            <ToolCard key={`c-${segment.toolCallId}`} fiberId={turn.fiberId} tool={segment} />
+            <ToolCard
+              key={`c-${segment.messageId}#${segment.index}:${segment.toolCallId}`}
+              fiberId={turn.fiberId}
+              tool={segment}
+            />
           ),
         )}
         {status === "streaming" && last?.kind === "text" && <span className="caret" aria-hidden="true" />}

@@ -1,6 +1,7 @@
 /**
  * A tool call as a card: the tool, its arguments, its status and its result, with the approval
- * prompt for tools that need a person's yes or no (sent as the `approval:<toolCallId>` event).
+ * prompt for tools that need a person's yes or no (sent as the event `approvalEventName` names for
+ * exactly this call).
  */
 
 import { type ReactNode, useState } from "react";
@@ -45,7 +46,7 @@ export function ToolCard({
     try {
       await client.sendEvent(
         fiberId,
-        approvalEventName(tool.toolCallId),
+        approvalEventName(tool),
         approved ? { approved } : { approved, reason: "denied in the demo's chat" },
       );
     } catch (error) {

@@ -16,6 +16,8 @@ export type Segment =
   | {
       kind: "tool";
       messageId: string;
+      /** Position among the reply's tool calls: models may reuse `toolCallId`, even in one reply. */
+      index: number;
       toolCallId: string;
       name: string;
       arguments: string;
@@ -84,6 +86,7 @@ export function applyChunk(view: TurnView, event: FiberEvent): TurnView {
         {
           kind: "tool",
           messageId: str(data.messageId),
+          index: typeof data.index === "number" ? data.index : -1,
           toolCallId: str(data.toolCallId),
           name: str(data.name),
           arguments: str(data.arguments),
@@ -99,11 +102,11 @@ export function applyChunk(view: TurnView, event: FiberEvent): TurnView {
       );
       break;
     case "tool.approval":
-      next.segments = updateTool(view.segments, str(data.toolCallId), { status: "awaiting-approval" });
+      next.segments = updateTool(view.segments, data, { status: "awaiting-approval" });
       break;
     case "tool.result": {
       const status = data.status === "ok" || data.status === "denied" ? data.status : "error";
-      next.segments = updateTool(view.segments, str(data.toolCallId), {
+      next.segments = updateTool(view.segments, data, {
         status,
         ...(data.result === undefined ? {} : { result: data.result }),
         ...(typeof data.error === "string" ? { error: data.error } : {}),
@@ -135,9 +138,15 @@ export function applyChunk(view: TurnView, event: FiberEvent): TurnView {
   return next;
 }
 
-function updateTool(segments: Segment[], toolCallId: string, patch: Partial<Segment>): Segment[] {
+/** Patches the card of the call `data` names: its reply and position, or (older streams) its id. */
+function updateTool(segments: Segment[], data: Data, patch: Partial<Segment>): Segment[] {
+  const bound = typeof data.index === "number";
   return segments.map((s) =>
-    s.kind === "tool" && s.toolCallId === toolCallId ? ({ ...s, ...patch } as Segment) : s,
+    s.kind === "tool" &&
+    s.toolCallId === str(data.toolCallId) &&
+    (!bound || (s.messageId === str(data.messageId) && s.index === data.index))
+      ? ({ ...s, ...patch } as Segment)
+      : s,
   );
 }
 

@@ -9,6 +9,8 @@ import { LAB_CHANNEL } from "../../app/lab-fibers";
 import { holdStore, stashAnnounced } from "./blockers";
 import {
   approvalCallId,
+  approvalEvent,
+  approvalKey,
   deletions,
   effectsOf,
   inspect,
@@ -100,8 +102,8 @@ test("SIGKILL during a tool call: the tool runs again under the call's key, its 
   const callId = approvalCallId(reply.log);
   // Hold the deletion log, approve, and wait until the tool's step has started: it is blocked in
   // its side effect when the browser dies.
-  await holdStore(app.page, "fiberline-demo", "deletions", `${reply.id}:${callId}`);
-  await rpc(app.page, "sendEvent", reply.id, `approval:${callId}`, { approved: true });
+  await holdStore(app.page, "fiberline-demo", "deletions", approvalKey(reply.log));
+  await rpc(app.page, "sendEvent", reply.id, approvalEvent(reply.log), { approved: true });
   await expect
     .poll(
       async () =>
@@ -114,7 +116,7 @@ test("SIGKILL during a tool call: the tool runs again under the call's key, its 
   await expectIntact(reply, background);
   const step = (await inspect(app.page, reply.id)).journal.find((e) => e.key === `tool:${callId}#1`);
   expect(step).toMatchObject({ status: "completed", attempt: 2 });
-  const recorded = (await deletions(app.page)).filter((d) => d.key === `${reply.id}:${callId}`);
+  const recorded = (await deletions(app.page)).filter((d) => d.key === approvalKey(reply.log));
   expect(recorded).toHaveLength(1);
   expect(reply.log.events.filter((e) => e.type === "tool.result")).toHaveLength(1);
 });

@@ -12,7 +12,7 @@ import type { Page } from "@playwright/test";
 import type { EffectCounts, EffectsInput, TickerInput } from "../../app/lab-fibers";
 import type { DeletionEntry } from "../../app/shared/demo-api";
 import { ASSISTANT_SYSTEM_PROMPT } from "../../app/worker/assistant";
-import type { AgentOutput } from "../../src/agent/agent";
+import { type AgentOutput, type ToolCallRef, toolCallKey } from "../../src/agent/agent";
 import { mockReply } from "../../src/agent/mock-model";
 import type { ChatMessage } from "../../src/agent/types";
 import type { FiberEvent, JournalEntry } from "../../src/core/records";
@@ -126,6 +126,21 @@ export function approvalCallId(log: StreamFollower): string {
   const callId = (approval?.data as { toolCallId?: string } | undefined)?.toolCallId;
   if (!callId) throw new Error(`Fiber ${log.fiberId} asked for no approval yet.`);
   return callId;
+}
+
+/** The event that answers the first `tool.approval` chunk a follower received (bound to that call). */
+export function approvalEvent(log: StreamFollower): string {
+  const approval = log.events.find((e) => e.type === "tool.approval");
+  const event = (approval?.data as { event?: string } | undefined)?.event;
+  if (!event) throw new Error(`Fiber ${log.fiberId} asked for no approval yet.`);
+  return event;
+}
+
+/** The `idempotencyKey` the tool of the first `tool.approval` chunk runs with (`toolCallKey`). */
+export function approvalKey(log: StreamFollower): string {
+  const approval = log.events.find((e) => e.type === "tool.approval");
+  if (!approval) throw new Error(`Fiber ${log.fiberId} asked for no approval yet.`);
+  return toolCallKey(approval.data as ToolCallRef);
 }
 
 /** The mock model's uninterrupted reply to the demo assistant, given the conversation so far. */

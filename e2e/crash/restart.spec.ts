@@ -4,7 +4,7 @@
  * early), the approval still resumes the fiber, and nothing ran twice.
  */
 
-import { approvalCallId, deletions, rpc, startAssistant, startTicker } from "./demo";
+import { approvalEvent, approvalKey, deletions, rpc, startAssistant, startTicker } from "./demo";
 import { expect, test } from "./scenario";
 
 test("a fiber sleeping across a browser crash wakes when its timer is due and completes", async ({
@@ -35,13 +35,12 @@ test("a fiber waiting for approval across a browser crash resumes on the approva
   await expect
     .poll(async () => (await rpc<{ status: string }>(app.page, "get", reply.id)).status)
     .toBe("waiting");
-  const callId = approvalCallId(reply.log);
   await app.crashBrowser();
   await app.relaunch();
   await app.openTab("/");
   expect((await rpc<{ status: string }>(app.page, "get", reply.id)).status).toBe("waiting");
-  await rpc(app.page, "sendEvent", reply.id, `approval:${callId}`, { approved: true });
+  await rpc(app.page, "sendEvent", reply.id, approvalEvent(reply.log), { approved: true });
   await expectIntact(reply, background);
-  expect((await deletions(app.page)).filter((d) => d.key === `${reply.id}:${callId}`)).toHaveLength(1);
+  expect((await deletions(app.page)).filter((d) => d.key === approvalKey(reply.log))).toHaveLength(1);
   expect(reply.log.events.filter((e) => e.type === "tool.result")).toHaveLength(1);
 });

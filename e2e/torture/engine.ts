@@ -9,7 +9,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type AppSession, checkStream } from "../../src/testing/index";
 import {
-  approvalCallId,
+  approvalEvent,
+  approvalKey,
   deletions,
   rpc,
   type Subject,
@@ -111,8 +112,9 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
     for (const t of tracked) {
       if (t.approvalSent || t.plan.kind !== "assistant") continue;
       if (!t.subject.log.events.some((e) => e.type === "tool.approval")) continue;
-      const callId = approvalCallId(t.subject.log);
-      await rpc(app.page, "sendEvent", t.subject.id, `approval:${callId}`, { approved: t.plan.approve });
+      await rpc(app.page, "sendEvent", t.subject.id, approvalEvent(t.subject.log), {
+        approved: t.plan.approve,
+      });
       t.approvalSent = true;
     }
   };
@@ -259,7 +261,7 @@ async function judge(app: AppSession, t: Tracked, report: TortureReport): Promis
   report.reExecuted += verdict.reExecuted;
   report.problems.push(...verdict.problems);
   if (t.plan.kind === "assistant" && t.approvalSent) {
-    const key = `${t.subject.id}:${approvalCallId(t.subject.log)}`;
+    const key = approvalKey(t.subject.log);
     const recorded = (await deletions(app.page)).filter((d) => d.key === key).length;
     if (recorded !== (t.plan.approve ? 1 : 0)) {
       report.duplicated += Math.max(0, recorded - 1);

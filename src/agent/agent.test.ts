@@ -135,8 +135,8 @@ describe("defineAgent with the mock model over HTTP", () => {
       const rt = run(agent);
       const fiber = await rt.start(agent, { messages: user("please delete the file notes.txt") });
       await expect.poll(async () => (await rt.get(fiber.id))?.status).toBe("waiting");
-      const approval = (await readUntil(rt, fiber.id, "tool.approval")).data as { toolCallId: string };
-      await rt.sendEvent(fiber.id, `approval:${approval.toolCallId}`, {
+      const approval = (await readUntil(rt, fiber.id, "tool.approval")).data as { event: string };
+      await rt.sendEvent(fiber.id, approval.event, {
         approved,
         reason: approved ? undefined : "not now",
       });
@@ -263,6 +263,6 @@ describe("a model call cut off by a crash", () => {
     const output = await second.result(fiber);
     expect(String(output.messages.at(-1)?.content)).toContain("14");
     expect([...effects.values()]).toEqual([1]);
-    expect([...effects.keys()][0]).toMatch(new RegExp(`^${fiber.id}:call_`));
+    expect([...effects.keys()][0]).toMatch(new RegExp(`^${fiber.id}:m1#0:call_`));
   });
 });

@@ -13,6 +13,8 @@ export {
   approvalEventName,
   defineAgent,
   type ModelSelection,
+  type ToolCallRef,
+  toolCallKey,
 } from "./agent";
 export { ModelError, type ModelErrorData, type ModelErrorKind } from "./errors";
 export { calculatorTool, clockTool, evaluateArithmetic } from "./example-tools";

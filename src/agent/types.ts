@@ -27,7 +27,10 @@ export interface JsonSchema {
 
 /** A tool call as the assistant message carries it (OpenAI shape). */
 export interface ToolCall {
-  /** The model's id for this call; the agent derives the tool step's idempotency key from it. */
+  /**
+   * The model's id for this call. Models may reuse it (`call_0` in every reply), so the agent
+   * identifies a call by reply and position too (`toolCallKey`).
+   */
   id: string;
   type: "function";
   function: {
@@ -78,7 +81,11 @@ export interface ToolSpec {
 
 /** What a tool's `execute` receives besides its arguments. */
 export interface ToolContext {
-  /** Stable across re-runs of the same tool call (derived from the model's tool-call id); pass it to side-effecting APIs. */
+  /**
+   * `<fiberId>:m<turn>#<index>:<toolCallId>` (`toolCallKey`): the same on every re-run of this
+   * call, and different for every other tool call of every agent fiber in the store, even when
+   * the model reuses its tool-call ids. Pass it to side-effecting APIs.
+   */
   idempotencyKey: string;
   /** Aborted when the fiber is cancelled. */
   signal: AbortSignal;
@@ -135,6 +142,11 @@ export interface ModelRequest {
   prefix?: string;
   /** Overrides the provider's default model for this call. */
   model?: string;
+  /**
+   * Called before the provider waits on purpose (a `Retry-After`, retry backoff) for `delayMs`,
+   * so a caller's no-progress timer does not count the wait as a stall.
+   */
+  onRetryWait?: (delayMs: number) => void;
 }
 
 /**

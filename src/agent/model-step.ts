@@ -1,0 +1,282 @@
+/**
+ * One model call of an agent turn as a journaled step: streams `message.start`, `text.delta`,
+ * `tool.call` and `message.end` chunks, and after a crash or a failed attempt rebuilds what was
+ * already streamed to continue it (`continue`) or restart it (`message.reset`). A reply whose
+ * `message.end` is in the stream is complete and is never asked for again. Used by `defineAgent`.
+ */
+
+import type { FiberContext, RetryPolicy, StepContext } from "../core/define";
+import { NonRetryableError } from "../core/errors";
+import { ModelError } from "./errors";
+import type { ChatMessage, FinishReason, ModelProvider, ModelUsage, ToolCall, ToolSpec } from "./types";
+
+/** What one model call produced, as the model step journals it. */
+export interface ModelReply {
+  content: string;
+  toolCalls: ToolCall[];
+  usage: ModelUsage | null;
+  finishReason: FinishReason;
+}
+
+/** What a model step needs besides the context. */
+export interface ModelCall {
+  provider: () => ModelProvider | Promise<ModelProvider>;
+  specs: readonly ToolSpec[];
+  messages: readonly ChatMessage[];
+  turn: number;
+  recovery: "continue" | "retry";
+  retry: RetryPolicy | undefined;
+  noProgressTimeoutMs: number;
+  /** A reply whose text and tool calls reach this many characters is cut there (`finishReason: "length"`). */
+  maxReplyChars: number;
+  /** A reply is cut before its tool call number `maxToolCalls + 1` (`finishReason: "length"`). */
+  maxToolCalls: number;
+}
+
+interface Partial {
+  started: boolean;
+  text: string;
+  toolCalls: ToolCall[];
+  /** Set when `message.end` was streamed: the reply is complete. */
+  end?: { finishReason: FinishReason; usage: ModelUsage | null };
+}
+
+/** The `messageId` of a fiber's model call number `turn` (1-based). */
+export function messageIdOf(fiberId: string, turn: number): string {
+  return `${fiberId}:m${turn}`;
+}
+
+/**
+ * Runs one model call as the step `model`.
+ *
+ * Failure semantics: a reply that streamed `message.end` is complete, whatever happens after
+ * (a dropped connection before `[DONE]`, a crash before the step's result was journaled): it is
+ * returned as streamed, with no further model call. Before that, a failed or interrupted attempt
+ * continues from the streamed text (`recovery: "continue"`, the provider supporting it, no tool
+ * call streamed yet) or restarts after a `message.reset` chunk.
+ */
+export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Promise<ModelReply> {
+  const messageId = messageIdOf(ctx.id, call.turn);
+  // What earlier attempts of this call streamed: rebuilt from the stream after a crash, kept in
+  // memory across in-process retries.
+  let partial: Partial = { started: false, text: "", toolCalls: [] };
+  // Usage reported by attempts that then failed: those tokens were spent too.
+  const spent: ModelUsage = { promptTokens: 0, completionTokens: 0 };
+  let spentReported = false;
+  return ctx.step(
+    "model",
+    async (step: StepContext): Promise<ModelReply> => {
+      if (step.emitted.length > 0) partial = replayPartial(step.emitted);
+      if (partial.end) return { content: partial.text, toolCalls: partial.toolCalls, ...partial.end };
+      const provider = await call.provider();
+      let prefix: string | undefined;
+      if (partial.text.length > 0 || partial.toolCalls.length > 0) {
+        const canContinue =
+          call.recovery === "continue" && provider.supportsContinuation && partial.toolCalls.length === 0;
+        if (canContinue) {
+          prefix = partial.text;
+        } else {
+          step.emit("message.reset", {
+            messageId,
+            reason: step.interrupted
+              ? "The reply was interrupted and is being regenerated."
+              : "The reply failed and is being regenerated.",
+          });
+          partial = { started: true, text: "", toolCalls: [] };
+        }
+      }
+      if (!partial.started) {
+        step.emit("message.start", { messageId, turn: call.turn, model: provider.model });
+        partial.started = true;
+      }
+      let usage: ModelUsage | null = null;
+      let finishReason: FinishReason | undefined;
+      // A high surrogate that ended a delta waits for its low half, so that neither the stream
+      // nor a continuation prefix ever ends in half a character.
+      let heldHalf = "";
+      let size = partial.text.length + partial.toolCalls.reduce((n, c) => n + callSize(c), 0);
+      const watchdog = new Watchdog(call.noProgressTimeoutMs, step.signal);
+      try {
+        const events = provider.stream({
+          messages: call.messages,
+          tools: call.specs,
+          signal: watchdog.signal,
+          onRetryWait: (ms) => watchdog.pause(ms),
+          ...(prefix === undefined ? {} : { prefix }),
+        });
+        for await (const event of events) {
+          watchdog.progress();
+          if (event.type === "text") {
+            let delta = heldHalf + event.delta;
+            heldHalf = "";
+            if (size + delta.length > call.maxReplyChars) {
+              delta = cutAt(delta, call.maxReplyChars - size);
+              finishReason = "length";
+            } else if (endsInHighSurrogate(delta)) {
+              heldHalf = delta.slice(-1);
+              delta = delta.slice(0, -1);
+            }
+            if (delta.length > 0) {
+              partial.text += delta;
+              size += delta.length;
+              step.emit("text.delta", { messageId, delta });
+            }
+          } else if (event.type === "tool_call") {
+            const toolCall: ToolCall = {
+              id: event.id,
+              type: "function",
+              function: { name: event.name, arguments: event.arguments },
+            };
+            if (
+              partial.toolCalls.length >= call.maxToolCalls ||
+              size + callSize(toolCall) > call.maxReplyChars
+            ) {
+              finishReason = "length";
+            } else {
+              step.emit("tool.call", {
+                messageId,
+                index: partial.toolCalls.length,
+                toolCallId: event.id,
+                name: event.name,
+                arguments: event.arguments,
+              });
+              partial.toolCalls.push(toolCall);
+              size += callSize(toolCall);
+            }
+          } else if (event.type === "usage") {
+            usage = event.usage;
+          } else if (event.type === "finish") {
+            // `finish` is the last event: whatever the provider does after it cannot undo the reply.
+            finishReason = event.reason;
+          }
+          if (finishReason !== undefined) break;
+        }
+      } catch (error) {
+        if (usage !== null) {
+          spent.promptTokens += usage.promptTokens;
+          spent.completionTokens += usage.completionTokens;
+          spentReported = true;
+        }
+        throw watchdog.explain(error);
+      } finally {
+        watchdog.stop();
+      }
+      if (heldHalf !== "") {
+        partial.text += heldHalf;
+        step.emit("text.delta", { messageId, delta: heldHalf });
+      }
+      if (spentReported) {
+        usage = {
+          promptTokens: spent.promptTokens + (usage?.promptTokens ?? 0),
+          completionTokens: spent.completionTokens + (usage?.completionTokens ?? 0),
+        };
+      }
+      const reason = finishReason ?? "stop";
+      step.emit("message.end", { messageId, finishReason: reason, usage });
+      return { content: partial.text, toolCalls: partial.toolCalls, usage, finishReason: reason };
+    },
+    { retry: { maxAttempts: 5, initialDelayMs: 1_000, maxDelayMs: 20_000, ...call.retry } },
+  );
+}
+
+/** Rebuilds what an interrupted model call had streamed, honouring `message.reset` and `message.end`. */
+function replayPartial(emitted: StepContext["emitted"]): Partial {
+  const partial: Partial = { started: false, text: "", toolCalls: [] };
+  for (const chunk of emitted) {
+    const data = chunk.data as Record<string, unknown>;
+    if (chunk.type === "message.start") partial.started = true;
+    else if (chunk.type === "message.reset") {
+      partial.text = "";
+      partial.toolCalls = [];
+    } else if (chunk.type === "text.delta") partial.text += String(data.delta ?? "");
+    else if (chunk.type === "tool.call") {
+      partial.toolCalls.push({
+        id: String(data.toolCallId),
+        type: "function",
+        function: { name: String(data.name), arguments: String(data.arguments ?? "") },
+      });
+    } else if (chunk.type === "message.end") {
+      partial.end = {
+        finishReason: String(data.finishReason ?? "stop"),
+        usage: (data.usage as ModelUsage | null | undefined) ?? null,
+      };
+    }
+  }
+  return partial;
+}
+
+function callSize(call: ToolCall): number {
+  return call.id.length + call.function.name.length + call.function.arguments.length;
+}
+
+function endsInHighSurrogate(text: string): boolean {
+  const last = text.charCodeAt(text.length - 1);
+  return last >= 0xd800 && last <= 0xdbff;
+}
+
+/** The first `chars` UTF-16 units of `text`, one fewer when the cut would split a surrogate pair. */
+function cutAt(text: string, chars: number): string {
+  const head = text.slice(0, Math.max(0, chars));
+  return endsInHighSurrogate(head) ? head.slice(0, -1) : head;
+}
+
+/**
+ * Aborts a model call that makes no progress for `timeoutMs`, and aborts with its parent. Time
+ * the provider announces it waits on purpose (`Retry-After`, backoff) does not count.
+ */
+class Watchdog {
+  readonly #controller = new AbortController();
+  readonly #timeoutMs: number;
+  readonly #parent: AbortSignal;
+  readonly #onParentAbort = () => this.#controller.abort(this.#parent.reason);
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #fired = false;
+
+  constructor(timeoutMs: number, parent: AbortSignal) {
+    this.#timeoutMs = timeoutMs;
+    this.#parent = parent;
+    parent.addEventListener("abort", this.#onParentAbort, { once: true });
+    if (parent.aborted) this.#controller.abort(parent.reason);
+    this.progress();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  progress(): void {
+    this.#arm(this.#timeoutMs);
+  }
+
+  /** The provider is about to wait `ms` on purpose: the no-progress clock starts after that. */
+  pause(ms: number): void {
+    this.#arm(this.#timeoutMs + Math.max(0, ms));
+  }
+
+  #arm(ms: number): void {
+    clearTimeout(this.#timer);
+    if (this.#timeoutMs <= 0) return;
+    this.#timer = setTimeout(() => {
+      this.#fired = true;
+      this.#controller.abort(
+        new ModelError(
+          `The model sent nothing for ${this.#timeoutMs} ms; the call was aborted and will be retried.`,
+          { kind: "stalled", retryable: true },
+        ),
+      );
+    }, ms);
+  }
+
+  /** The error to throw for a failed call: non-retryable model errors stop the step's retries. */
+  explain(error: unknown): unknown {
+    if (this.#fired) return this.#controller.signal.reason;
+    if (error instanceof ModelError && !error.retryable)
+      return new NonRetryableError(error.message, { cause: error });
+    return error;
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#parent.removeEventListener("abort", this.#onParentAbort);
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * One tool call of an agent turn: argument validation, the durable approval wait, and the tool's
+ * journaled step with its idempotency key. Also names a call for everyone outside the fiber: the
+ * key a tool deduplicates on and the event that approves the call. Used by `defineAgent`, the
+ * demo's tool cards and tests that answer approvals.
+ */
+
+import type { FiberContext, RetryPolicy } from "../core/define";
+import { CancelledError, FencedError } from "../core/errors";
+import { parseToolArguments } from "./tool-args";
+import type { ToolCall, ToolDefinition, ToolMessage } from "./types";
+
+/**
+ * Which call of which model reply: the reply's `messageId` (unique per fiber and model call),
+ * the call's position in that reply, and the model's own `toolCallId`. Every agent chunk about a
+ * tool call carries these three fields.
+ */
+export interface ToolCallRef {
+  /** `<fiberId>:m<turn>`, as in the `message.start` chunk. */
+  messageId: string;
+  /** 0-based position of the call among the reply's tool calls. */
+  index: number;
+  /** The id the model gave the call (models may repeat it across replies, or even within one). */
+  toolCallId: string;
+}
+
+/** The payload of the event named by {@link approvalEventName} that answers a `tool.approval` chunk. */
+export interface ApprovalDecision {
+  /** Only `true` approves; anything else (a missing payload included) denies. */
+  approved: boolean;
+  reason?: string;
+}
+
+/**
+ * The `idempotencyKey` a tool receives for one call: `<messageId>#<index>:<toolCallId>`, e.g.
+ * `f1:m2#0:call_0`. It contains the model's call id, and is unique over every tool call of every
+ * agent fiber in one store (fiber id, model call, position in the reply: fiber ids cannot contain
+ * `#`, so the parts never run into each other), and the same on every attempt and replay of that
+ * call. A fiber id reused after its fiber was deleted repeats its keys.
+ *
+ * @example
+ * toolCallKey({ messageId: "f1:m2", index: 0, toolCallId: "call_0" }); // "f1:m2#0:call_0"
+ */
+export function toolCallKey(ref: ToolCallRef): string {
+  return `${ref.messageId}#${ref.index}:${ref.toolCallId}`;
+}
+
+/**
+ * The event name that approves or denies exactly one tool call: `approval:` and its
+ * {@link toolCallKey}. The `tool.approval` chunk announces it as `event`. An approval sent twice,
+ * or for a call that no longer waits, stays unconsumed and approves nothing else.
+ *
+ * @example
+ * await runtime.sendEvent(fiberId, approvalEventName(chunk.data), { approved: true });
+ */
+export function approvalEventName(ref: ToolCallRef): string {
+  return `approval:${toolCallKey(ref)}`;
+}
+
+/** Runs one tool call and returns the tool message for the model; never throws for tool failures. */
+export async function runTool(
+  ctx: FiberContext<unknown>,
+  tools: ReadonlyMap<string, ToolDefinition>,
+  ref: ToolCallRef,
+  call: ToolCall,
+  retry: RetryPolicy | undefined,
+): Promise<ToolMessage> {
+  const name = call.function.name;
+  const where = { messageId: ref.messageId, index: ref.index, toolCallId: ref.toolCallId };
+  const reply = (data: {
+    status: "ok" | "error" | "denied";
+    result?: unknown;
+    error?: string;
+  }): ToolMessage => {
+    ctx.emit("tool.result", { ...where, name, ...data });
+    const content =
+      data.status === "ok" ? JSON.stringify(data.result ?? null) : JSON.stringify({ error: data.error });
+    return { role: "tool", tool_call_id: call.id, content };
+  };
+  const tool = tools.get(name);
+  if (!tool) {
+    return reply({
+      status: "error",
+      error: `There is no tool named "${name}". Available: ${[...tools.keys()].join(", ") || "none"}.`,
+    });
+  }
+  const parsed = parseToolArguments(call.function.arguments, tool.parameters);
+  if (!parsed.ok) return reply({ status: "error", error: `Invalid arguments for ${name}: ${parsed.error}` });
+  if (tool.requiresApproval) {
+    const event = approvalEventName(ref);
+    ctx.emit("tool.approval", { ...where, name, arguments: parsed.value, event });
+    const decision = await ctx.waitForEvent<Partial<ApprovalDecision> | undefined>(event);
+    if (decision?.approved !== true) {
+      const reason = typeof decision?.reason === "string" && decision.reason ? `: ${decision.reason}` : ".";
+      return reply({ status: "denied", error: `The user denied this call${reason}` });
+    }
+  }
+  const idempotencyKey = toolCallKey(ref);
+  try {
+    const result = await ctx.step(
+      `tool:${call.id}`,
+      (step) => tool.execute(parsed.value, { idempotencyKey, signal: step.signal }),
+      { retry: { maxAttempts: 3, initialDelayMs: 500, ...retry } },
+    );
+    return reply({ status: "ok", result });
+  } catch (error) {
+    if (error instanceof CancelledError || error instanceof FencedError || ctx.signal.aborted) throw error;
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+    return reply({ status: "error", error: cause instanceof Error ? cause.message : String(cause) });
+  }
+}
