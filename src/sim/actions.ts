@@ -1,0 +1,208 @@
+/**
+ * The action plan of one schedule, drawn from the seed and laid out on the virtual clock:
+ * fiber starts (retried after a transient error or a crash, as a page would), `sendEvent` (the
+ * events each program waits for, sometimes duplicated, sometimes to an ended fiber), `cancel`,
+ * readers attaching and detaching, `collect()`, `recover()`, clock jumps, explicit crashes,
+ * lost Web Locks and a version change (a new node whose definitions bump the version, with or
+ * without `compatibleVersions`). Outcomes with a contract (typed errors, what `cancel` answered)
+ * are recorded for the final checks.
+ */
+
+import { isTerminal } from "../core/records";
+import { codeOf } from "./program";
+import type { Readers } from "./readers";
+import type { VirtualTime } from "./virtual-time";
+import type { SimNode, World } from "./world";
+
+/** What a `cancel` call answered. */
+export interface CancelOutcome {
+  fiberId: string;
+  status: string;
+}
+
+/** The errors `sendEvent` may reject with under faults. */
+const SEND_ERRORS = new Set(["fiber_ended", "fiber_not_found", "store_error"]);
+const CANCEL_ERRORS = new Set(["fiber_not_found", "store_error"]);
+
+/** Lays out and runs the actions of one schedule. */
+export class Actions {
+  readonly #world: World;
+  readonly #readers: Readers;
+  readonly #time: VirtualTime;
+  readonly cancels: CancelOutcome[] = [];
+  /** Fibers a cancel was sent to (their result is not compared with the oracle). */
+  readonly cancelled = new Set<string>();
+  #sends = 0;
+  readonly fiberIds: string[];
+
+  constructor(world: World, readers: Readers, time: VirtualTime) {
+    this.#world = world;
+    this.#readers = readers;
+    this.#time = time;
+    this.fiberIds = world.programs.map((_, i) => `f${i}`);
+  }
+
+  /** Schedules every action; faults stop at `window`, events may still follow until `window + 3000`. */
+  plan(window: number): void {
+    const { rng } = this.#world;
+    const at = (t: number, fn: () => void) => setTimeout(fn, Math.max(0, Math.round(t)));
+    this.#world.programs.forEach((program, i) => {
+      const id = this.fiberIds[i] as string;
+      const startAt = rng.int(0, window / 2);
+      at(startAt, () => this.#start(i, 0));
+      const names = new Map<string, number>();
+      for (const name of program.waits) names.set(name, (names.get(name) ?? 0) + 1);
+      for (const [name, count] of names) {
+        const sends = rng.chance(0.15) ? count - 1 : count + (rng.chance(0.25) ? 1 : 0);
+        for (let k = 0; k < sends; k++) {
+          const t = rng.int(startAt, window + 3000);
+          at(t, () => this.#send(id, name, 0));
+          if (rng.chance(0.1)) at(t + rng.int(0, 3), () => this.#send(id, name, 0));
+        }
+      }
+    });
+    const count = rng.int(3, 14);
+    for (let k = 0; k < count; k++) {
+      const t = rng.int(0, window);
+      const roll = rng.next();
+      if (roll < 0.3) at(t, () => this.#attachReader());
+      else if (roll < 0.4)
+        at(t, () => this.#send(rng.pick(this.fiberIds), rng.pick(["approve", "input"]), 3));
+      else if (roll < 0.48) at(t, () => this.#cancel());
+      else if (roll < 0.56) at(t, () => this.#onLive("collect()", (n) => n.runtime.collect()));
+      else if (roll < 0.64) at(t, () => this.#onLive("recover()", (n) => n.runtime.recover()));
+      else if (roll < 0.72) at(t, () => this.#jump());
+      else if (roll < 0.8) at(t, () => this.#crashOne());
+      else if (roll < 0.86) at(t, () => this.#world.stealLock());
+      else if (roll < 0.9) at(t, () => this.#versionChange());
+      else at(t, () => this.#spawnRival());
+    }
+  }
+
+  #node(): SimNode | undefined {
+    const live = this.#world.live;
+    return live.length > 0 ? this.#world.rng.pick(live) : undefined;
+  }
+
+  #onLive(label: string, fn: (node: SimNode) => Promise<unknown>): void {
+    const node = this.#node();
+    if (!node) return;
+    this.#world.trace.add("action", `${label} on ${node.name}`);
+    this.#world.background(`${label} on ${node.name}`, fn(node));
+  }
+
+  #start(index: number, tries: number): void {
+    const world = this.#world;
+    const node = this.#node();
+    const id = this.fiberIds[index] as string;
+    const program = world.programs[index];
+    if (!node || !program || tries > 6) return;
+    world.trace.add(
+      "action",
+      `start ${id} (${program.name}) on ${node.name}${tries ? ` retry ${tries}` : ""}`,
+    );
+    let settled = false;
+    const retry = () => {
+      if (!settled) setTimeout(() => this.#start(index, tries + 1), world.rng.int(50, 500));
+      settled = true;
+    };
+    node.runtime.start(program.name, { i: index }, { id, idempotencyKey: `key-${id}` }).then(
+      () => {
+        settled = true;
+        world.trace.add("done", `start ${id} on ${node.name}`);
+      },
+      (error) => {
+        world.trace.add("error", `start ${id} on ${node.name}: ${codeOf(error)}`);
+        if (codeOf(error) !== "store_error")
+          world.findings.add("start-error", `start rejected with ${codeOf(error)}`, id);
+        retry();
+      },
+    );
+    // A page whose worker died retries the start (it joins the fiber if the first one landed).
+    world.onCrash((dead) => {
+      if (dead === node) retry();
+    });
+  }
+
+  #send(id: string, name: string, retries: number): void {
+    const world = this.#world;
+    const node = this.#node();
+    if (!node) return;
+    const send = ++this.#sends;
+    world.trace.add("action", `sendEvent ${id} ${name} {send:${send}} on ${node.name}`);
+    node.runtime.sendEvent(id, name, { send }).then(
+      () => world.trace.add("done", `sendEvent ${id} {send:${send}}`),
+      (error) => {
+        const code = codeOf(error);
+        world.trace.add("error", `sendEvent ${id} {send:${send}}: ${code}`);
+        if (!SEND_ERRORS.has(code))
+          world.findings.add("send-event-error", `sendEvent rejected with ${code}`, id);
+        if (code === "fiber_ended" && !isTerminal(world.ledger.get(id)?.record?.status ?? "running")) {
+          world.findings.add("send-event-error", `sendEvent said fiber_ended but the fiber is live`, id);
+        }
+        if ((code === "store_error" || code === "fiber_not_found") && retries < 3) {
+          setTimeout(() => this.#send(id, name, retries + 1), world.rng.int(100, 1000));
+        }
+      },
+    );
+  }
+
+  #cancel(): void {
+    const world = this.#world;
+    const node = this.#node();
+    if (!node) return;
+    const id = world.rng.pick(this.fiberIds);
+    this.cancelled.add(id);
+    world.trace.add("action", `cancel ${id} on ${node.name}`);
+    node.runtime.cancel(id, "cancelled by the simulator").then(
+      (status) => {
+        world.trace.add("done", `cancel ${id} -> ${status}`);
+        this.cancels.push({ fiberId: id, status });
+      },
+      (error) => {
+        const code = codeOf(error);
+        world.trace.add("error", `cancel ${id}: ${code}`);
+        if (!CANCEL_ERRORS.has(code)) world.findings.add("cancel-error", `cancel rejected with ${code}`, id);
+      },
+    );
+  }
+
+  #attachReader(): void {
+    const world = this.#world;
+    const node = this.#node();
+    if (!node) return;
+    const id = world.rng.pick(this.fiberIds);
+    const head = world.ledger.get(id)?.stream.length ?? 0;
+    const after = world.rng.chance(0.5) ? 0 : world.rng.int(0, head + 1);
+    const reader = this.#readers.attach(id, after, node, world.rng.chance(0.5));
+    if (world.rng.chance(0.5)) {
+      setTimeout(() => this.#readers.detach(reader, "detached"), world.rng.int(0, 3000));
+    }
+  }
+
+  #jump(): void {
+    const ms = this.#world.rng.int(100, 2 * this.#world.settings.leaseMs);
+    this.#world.trace.add("FAULT", `clock jumps +${ms} ms`);
+    this.#time.jump(ms);
+  }
+
+  #crashOne(): void {
+    const world = this.#world;
+    const node = this.#node();
+    if (!node || world.plan.crashesLeft <= 0) return;
+    world.plan.crashesLeft--;
+    world.crash(node, "killed by the schedule");
+  }
+
+  #versionChange(): void {
+    const world = this.#world;
+    if (world.version !== "1") return;
+    world.version = "2";
+    world.compatible = world.rng.chance(0.5) ? ["1"] : [];
+    world.spawn(`version change to 2${world.compatible.length ? " (compatible with 1)" : " (incompatible)"}`);
+  }
+
+  #spawnRival(): void {
+    if (this.#world.live.length < 3) this.#world.spawn("a second worker on the same store");
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * The `Store` each simulated runtime sees: a wrapper around the one shared `MemoryStore` that
+ * gives every call a random virtual delay (mostly 0-2 ms, sometimes 50-500 ms) and, while the
+ * fault plan is active, makes writes fail: reject before applying (a transient `UnknownError`,
+ * as IndexedDB reports a failed transaction), crash the runtime before the write applies, or
+ * apply it and then crash. A crashed runtime's calls hang forever and nothing more it does
+ * reaches the store, like `crashableStore` in `src/testing`. After each applied write the ledger
+ * re-reads what changed, before the caller hears back.
+ */
+
+import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
+import { toStoreError } from "../store/fiber-rules";
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  DeleteOptions,
+  FiberQuery,
+  Store,
+  WriteGroup,
+} from "../store/store";
+import type { Ledger } from "./ledger";
+import type { Prng } from "./prng";
+import type { Trace } from "./trace";
+
+/** The schedule-wide fault plan; the world turns it off when faults stop. */
+export interface FaultPlan {
+  active: boolean;
+  /** Probability that a write rejects before applying. */
+  reject: number;
+  /** Probability that the runtime crashes at a write, before it applies. */
+  crashBefore: number;
+  /** Probability that the runtime crashes right after a write applied. */
+  crashAfter: number;
+  /** Probability that a call is slow (50-500 ms). */
+  slow: number;
+  /** Crashes left in this schedule's budget. */
+  crashesLeft: number;
+}
+
+/** What the wrapper needs from the simulation. */
+export interface FaultStoreHost {
+  readonly rng: Prng;
+  readonly trace: Trace;
+  readonly ledger: Ledger;
+  readonly plan: FaultPlan;
+  /** Called once when this store's runtime crashes. */
+  onCrash(reason: string): void;
+}
+
+const never = <T>(): Promise<T> => new Promise<T>(() => {});
+const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One runtime's view of the shared store. */
+export class FaultStore implements Store {
+  readonly kind = "sim";
+  readonly #inner: Store;
+  readonly #host: FaultStoreHost;
+  readonly #name: string;
+  readonly #dropChunk: (() => boolean) | undefined;
+  #crashed = false;
+
+  /**
+   * `name` is the runtime's runner id, used in traces. `dropChunk` plants a bug for the
+   * checker's own test: when it answers true, one emitted chunk of a commit is silently dropped.
+   */
+  constructor(inner: Store, host: FaultStoreHost, name: string, dropChunk?: () => boolean) {
+    this.#inner = inner;
+    this.#host = host;
+    this.#name = name;
+    this.#dropChunk = dropChunk;
+  }
+
+  /** Whether the runtime behind this store has crashed. */
+  get crashed(): boolean {
+    return this.#crashed;
+  }
+
+  /** Crashes the runtime now (the world's explicit crash action): every call hangs from here. */
+  crash(reason: string): void {
+    if (this.#crashed) return;
+    this.#crashed = true;
+    this.#host.trace.add("CRASH", `${this.#name}: ${reason}`);
+    this.#host.onCrash(reason);
+  }
+
+  getFiber(id: string): Promise<FiberRecord | undefined> {
+    return this.#read(() => this.#inner.getFiber(id));
+  }
+  findByIdempotencyKey(key: string): Promise<FiberRecord | undefined> {
+    return this.#read(() => this.#inner.findByIdempotencyKey(key));
+  }
+  listFibers(query?: FiberQuery): Promise<FiberRecord[]> {
+    return this.#read(() => this.#inner.listFibers(query));
+  }
+  readJournal(fiberId: string): Promise<JournalEntry[]> {
+    return this.#read(() => this.#inner.readJournal(fiberId));
+  }
+  readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined> {
+    return this.#read(() => this.#inner.readSnapshot(fiberId));
+  }
+  readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
+    return this.#read(() => this.#inner.readStream(fiberId, after, limit));
+  }
+  readInbox(fiberId: string): Promise<InboxEvent[]> {
+    return this.#read(() => this.#inner.readInbox(fiberId));
+  }
+
+  createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
+    return this.#write(
+      `createFiber ${record.id}`,
+      [record.id],
+      () => this.#inner.createFiber(record, chunks),
+      (r) => r.status,
+    );
+  }
+  claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
+    return this.#write(
+      `claimFiber ${id}${request.force ? " force" : ""}`,
+      [id],
+      () => this.#inner.claimFiber(id, request),
+      (r) =>
+        r.status === "missing" ? r.status : `${r.status} gen ${r.record.generation} ${r.record.status}`,
+    );
+  }
+  commit(groups: WriteGroup[]): Promise<CommitResult> {
+    if (this.#dropChunk) groups = this.#maybeDrop(groups);
+    const ids = [...new Set(groups.map((g) => g.fiberId))];
+    return this.#write(
+      `commit ${groups.map(describeGroup).join(" ; ")}`,
+      ids,
+      () => this.#inner.commit(groups),
+      (r) => (r.fenced.length > 0 ? `fenced ${r.fenced.join(",")}` : "ok"),
+    );
+  }
+  enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
+    return this.#write(
+      `enqueueEvent ${event.fiberId} ${event.name}`,
+      [event.fiberId],
+      () => this.#inner.enqueueEvent(event),
+      (r) => `seq ${r.seq}`,
+    );
+  }
+  deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
+    return this.#write(
+      `deleteFibers ${ids.join(",")}`,
+      ids,
+      () => this.#inner.deleteFibers(ids, options),
+      (r) => `deleted ${r.join(",") || "none"}`,
+    );
+  }
+  /** Closing a runtime's view never closes the shared store. */
+  async close(): Promise<void> {}
+
+  async #read<T>(run: () => Promise<T>): Promise<T> {
+    if (this.#crashed) return never();
+    await delay(this.#latency());
+    if (this.#crashed) return never();
+    const result = await run();
+    if (this.#crashed) return never();
+    return result;
+  }
+
+  async #write<T>(
+    what: string,
+    ids: readonly string[],
+    run: () => Promise<T>,
+    outcome: (r: T) => string,
+  ): Promise<T> {
+    if (this.#crashed) return never();
+    const host = this.#host;
+    await delay(this.#latency());
+    if (this.#crashed) return never();
+    const plan = host.plan;
+    let crashAfter = false;
+    if (plan.active) {
+      const roll = host.rng.next();
+      if (roll < plan.reject) {
+        host.trace.add("FAULT", `${this.#name} ${what} -> rejected (UnknownError)`);
+        throw toStoreError(
+          what.split(" ")[0] ?? "write",
+          new DOMException("simulated transient failure", "UnknownError"),
+        );
+      }
+      if (plan.crashesLeft > 0 && roll < plan.reject + plan.crashBefore) {
+        plan.crashesLeft--;
+        this.crash(`before ${what} applied`);
+        return never();
+      }
+      if (plan.crashesLeft > 0 && roll < plan.reject + plan.crashBefore + plan.crashAfter) {
+        plan.crashesLeft--;
+        crashAfter = true;
+      }
+    }
+    let result: T;
+    try {
+      result = await run();
+    } catch (error) {
+      host.trace.add("store", `${this.#name} ${what} -> threw ${String(error).slice(0, 80)}`);
+      throw error;
+    }
+    await host.ledger.refresh(ids, this.#name);
+    host.trace.add("store", `${this.#name} ${what} -> ${outcome(result)}`);
+    if (crashAfter) this.crash(`after ${what} applied`);
+    if (this.#crashed) return never();
+    return result;
+  }
+
+  #maybeDrop(groups: WriteGroup[]): WriteGroup[] {
+    const victim = groups.find((g) => g.chunks?.some((c) => c.type === "tok" || c.type === "note"));
+    if (!victim || !this.#dropChunk?.()) return groups;
+    const chunks = victim.chunks ?? [];
+    const index = chunks.findIndex((c) => c.type === "tok" || c.type === "note");
+    this.#host.trace.add("PLANT", `${this.#name} drops chunk #${chunks[index]?.seq} of ${victim.fiberId}`);
+    return groups.map((g) => (g === victim ? { ...g, chunks: chunks.filter((_, i) => i !== index) } : g));
+  }
+
+  #latency(): number {
+    const { rng, plan } = this.#host;
+    return rng.chance(plan.slow) ? rng.int(50, 500) : rng.int(0, 2);
+  }
+}
+
+function describeGroup(group: WriteGroup): string {
+  const parts = [`${group.fiberId}@${group.generation}`];
+  if (group.fiber?.status) parts.push(`status=${group.fiber.status}`);
+  if (group.clearJournal) parts.push("clearJournal");
+  for (const e of group.journal ?? [])
+    parts.push(`j${e.pos}:${e.key}:${e.status}${e.kind === "step" ? `/a${e.attempt}` : ""}`);
+  for (const c of group.chunks ?? []) parts.push(`c${c.seq}:${c.type}`);
+  for (const c of group.consumeEvents ?? []) parts.push(`consume#${c.seq}->${c.consumedBy}`);
+  if (group.snapshot !== undefined) parts.push("stash");
+  if (group.fiber?.leaseUntil !== undefined && Object.keys(group.fiber).length === 1) parts.push("lease");
+  return parts.join(" ");
+}

@@ -1,0 +1,197 @@
+/**
+ * The ledger: the simulator's own copy of what is durable, refreshed from the shared
+ * `MemoryStore` right after every write applies (before the writer learns the outcome), so it is
+ * never behind anything a runtime or a reader could have seen. Each refresh checks the
+ * write-time invariants: the stream grows by contiguous `seq` with no rewrite and `fiber.end`
+ * last, a terminal fiber stays terminal, a consumed event is never consumed again, an event is
+ * not accepted for an ended fiber, and a step chunk comes from the attempt the journal says is
+ * running. The ledger keeps a fiber's last image after collection, for the final checks.
+ */
+
+import type { FiberRecord, InboxEvent, JournalEntry, StreamChunk } from "../core/records";
+import { isTerminal } from "../core/records";
+import type { Store } from "../store/store";
+import type { Findings } from "./findings";
+import type { Trace } from "./trace";
+
+/** The last durable state the simulator saw of one fiber. */
+export interface FiberImage {
+  record: FiberRecord | undefined;
+  journal: JournalEntry[];
+  stream: StreamChunk[];
+  inbox: InboxEvent[];
+  /** Virtual time at which each inbox event (by seq) was first seen durable. */
+  inboxDurableAt: Map<number, number>;
+  /** The fiber was deleted by a collection (its last image is kept). */
+  collected: boolean;
+}
+
+/** The durable mirror of one schedule's store. */
+export class Ledger {
+  readonly #store: Store;
+  readonly #findings: Findings;
+  readonly #trace: Trace;
+  readonly #now: () => number;
+  readonly images = new Map<string, FiberImage>();
+
+  /** `store` is the shared inner store, read directly (no delays, no faults). */
+  constructor(store: Store, findings: Findings, trace: Trace, now: () => number) {
+    this.#store = store;
+    this.#findings = findings;
+    this.#trace = trace;
+    this.#now = now;
+  }
+
+  /** The image of `id`, if the fiber was ever seen. */
+  get(id: string): FiberImage | undefined {
+    return this.images.get(id);
+  }
+
+  /** Re-reads fibers `ids` after a write by `writer` applied, and checks what changed. */
+  async refresh(ids: readonly string[], writer: string): Promise<void> {
+    const reads = ids.map((id) =>
+      Promise.all([
+        this.#store.getFiber(id),
+        this.#store.readJournal(id),
+        this.#store.readStream(id, 0),
+        this.#store.readInbox(id),
+      ]),
+    );
+    const states = await Promise.all(reads);
+    states.forEach(([record, journal, stream, inbox], i) => {
+      const id = ids[i] as string;
+      this.#update(id, record, journal, stream, inbox, writer);
+    });
+  }
+
+  #update(
+    id: string,
+    record: FiberRecord | undefined,
+    journal: JournalEntry[],
+    stream: StreamChunk[],
+    inbox: InboxEvent[],
+    writer: string,
+  ): void {
+    const prev = this.images.get(id);
+    if (record === undefined) {
+      if (prev?.record !== undefined && !prev.collected) {
+        prev.collected = true;
+        this.#trace.add("collect", `${id} deleted (was ${prev.record.status})`);
+      }
+      return;
+    }
+    const image: FiberImage = {
+      record,
+      journal,
+      stream,
+      inbox,
+      inboxDurableAt: prev?.inboxDurableAt ?? new Map(),
+      collected: false,
+    };
+    const fail = (invariant: string, detail: string) =>
+      this.#findings.add(invariant, `${detail} (write by ${writer})`, id);
+    this.#checkStream(prev, image, fail);
+    if (prev?.record && isTerminal(prev.record.status) && prev.record.status !== record.status) {
+      fail("terminal-status-changed", `status went from ${prev.record.status} to ${record.status}`);
+    }
+    for (const event of inbox) {
+      if (!image.inboxDurableAt.has(event.seq)) {
+        image.inboxDurableAt.set(event.seq, this.#now());
+        this.#trace.add(
+          "event",
+          `${id} inbox#${event.seq} ${event.name} ${JSON.stringify(event.payload)} by ${writer}`,
+        );
+        if (prev?.record && isTerminal(prev.record.status)) {
+          fail(
+            "event-accepted-after-end",
+            `event ${event.name}#${event.seq} stored after the fiber ended ${prev.record.status}`,
+          );
+        }
+      }
+      const before = prev?.inbox.find((e) => e.seq === event.seq);
+      if (before?.consumedBy !== undefined && before.consumedBy !== event.consumedBy) {
+        fail(
+          "event-consumed-twice",
+          `event #${event.seq} consumed by wait pos ${before.consumedBy}, then by pos ${event.consumedBy}`,
+        );
+      }
+    }
+    if (prev?.record && prev.record.status !== record.status) {
+      this.#trace.add(
+        "status",
+        `${id} ${prev.record.status} -> ${record.status} gen ${record.generation} by ${writer}`,
+      );
+    }
+    this.images.set(id, image);
+  }
+
+  #checkStream(
+    prev: FiberImage | undefined,
+    next: FiberImage,
+    fail: (inv: string, detail: string) => void,
+  ): void {
+    const stream = next.stream;
+    stream.forEach((chunk, i) => {
+      if (chunk.seq !== i + 1) fail("stream-gap", `stream seqs are ${stream.map((c) => c.seq).join(",")}`);
+    });
+    const endAt = stream.findIndex((c) => c.type === "fiber.end");
+    if (endAt >= 0 && endAt !== stream.length - 1) {
+      fail(
+        "end-not-last",
+        `fiber.end at seq ${stream[endAt]?.seq} but the stream reaches ${stream.at(-1)?.seq}`,
+      );
+    }
+    const head = stream.at(-1)?.seq ?? 0;
+    if (next.record && next.record.streamHead !== head) {
+      fail(
+        "stream-head-mismatch",
+        `record.streamHead ${next.record.streamHead} but the stream ends at ${head}`,
+      );
+    }
+    const before = new Map((prev?.stream ?? []).map((c) => [c.seq, c]));
+    for (const chunk of stream) {
+      const old = before.get(chunk.seq);
+      if (old) {
+        if (!sameChunk(old, chunk))
+          fail("stream-overwrite", `seq ${chunk.seq} was ${describe(old)}, now ${describe(chunk)}`);
+        continue;
+      }
+      this.#trace.add("chunk", `${chunk.fiberId} ${describe(chunk)}`);
+      if (chunk.step !== undefined) this.#checkStepChunk(prev, chunk, fail);
+    }
+  }
+
+  /** A chunk emitted inside a step must come from the attempt the journal says is running. */
+  #checkStepChunk(
+    prev: FiberImage | undefined,
+    chunk: StreamChunk,
+    fail: (inv: string, detail: string) => void,
+  ): void {
+    const attempt = (chunk.data as { attempt?: unknown } | null)?.attempt;
+    if (typeof attempt !== "number") return;
+    const entry = prev?.journal.find((e) => e.pos === chunk.step);
+    if (!entry) {
+      fail("step-emit-without-start", `${describe(chunk)} from step pos ${chunk.step} with no durable start`);
+    } else if (entry.attempt > attempt) {
+      fail(
+        "emit-from-superseded-attempt",
+        `${describe(chunk)} from attempt ${attempt} of ${entry.key}, durable after attempt ${entry.attempt} started`,
+      );
+    } else if (entry.status !== "started") {
+      fail(
+        "emit-after-step-ended",
+        `${describe(chunk)} from ${entry.key} after it was durably ${entry.status}`,
+      );
+    }
+  }
+}
+
+function sameChunk(a: StreamChunk, b: StreamChunk): boolean {
+  return a.type === b.type && a.at === b.at && JSON.stringify(a.data) === JSON.stringify(b.data);
+}
+
+/** A short text of a chunk for traces. */
+export function describe(chunk: { seq: number; type: string; data: unknown }): string {
+  const data = JSON.stringify(chunk.data) ?? "";
+  return `#${chunk.seq} ${chunk.type} ${data.length > 60 ? `${data.slice(0, 57)}...` : data}`;
+}

@@ -1,0 +1,97 @@
+/**
+ * Virtual time for one schedule: `@sinonjs/fake-timers` replaces the global `setTimeout`,
+ * `setInterval` and `Date`, so every timer of the engine (wake timers, lease renewal, step
+ * timeouts, retry backoff, reader polls, the commit queue's late flush) and of the simulator
+ * (store delays, actions) lives on one virtual clock. The run loop drains microtasks with the
+ * native `setImmediate`, then fires exactly one timer, so the order of every asynchronous step
+ * is a function of the seed alone.
+ */
+
+import { type Clock, withGlobal } from "@sinonjs/fake-timers";
+
+/** The wall-clock time at which every schedule starts (fixed, so traces are comparable). */
+export const EPOCH = Date.UTC(2030, 0, 1);
+
+const nativeSetImmediate = globalThis.setImmediate;
+
+/** Resolves once every pending microtask (and microtask they queue) has run. */
+export function drainMicrotasks(): Promise<void> {
+  return new Promise<void>((resolve) => nativeSetImmediate(resolve));
+}
+
+/** Why `VirtualTime.runUntil` returned. */
+export type RunStop = "deadline" | "idle" | "step-limit";
+
+/** The fake clock of one schedule. Install it, run, and always `uninstall()` in a `finally`. */
+export class VirtualTime {
+  readonly #clock: Clock;
+  /** Timers fired so far. */
+  steps = 0;
+
+  /** Installs fake timers on `globalThis` at `EPOCH`. */
+  constructor() {
+    this.#clock = withGlobal(globalThis).install({
+      now: EPOCH,
+      toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"],
+      shouldClearNativeTimers: true,
+      loopLimit: 1_000_000,
+    });
+  }
+
+  /** Virtual wall-clock time (what the faked `Date.now()` returns). */
+  get now(): number {
+    return this.#clock.now;
+  }
+
+  /** Virtual ms since the schedule started. */
+  get elapsed(): number {
+    return this.#clock.now - EPOCH;
+  }
+
+  /**
+   * Fires timers one at a time, draining microtasks before each, until virtual time would pass
+   * `deadline` (ms since the start), no timer is left, or `maxSteps` timers have fired in all.
+   */
+  async runUntil(deadline: number, maxSteps: number): Promise<RunStop> {
+    for (;;) {
+      await drainMicrotasks();
+      if (this.steps >= maxSteps) return "step-limit";
+      if (this.#clock.countTimers() === 0) return "idle";
+      const next = this.#nextDue();
+      if (next === undefined || next - EPOCH > deadline) {
+        if (this.#clock.now - EPOCH < deadline) this.#clock.setSystemTime(EPOCH + deadline);
+        return "deadline";
+      }
+      this.steps++;
+      this.#clock.next();
+    }
+  }
+
+  /**
+   * Moves the wall clock forward by `ms` at once: `Date.now()` leaps while pending timers keep
+   * their relative delays (browsers run timers on a monotonic clock), so leases and deadlines
+   * read from `Date.now()` expire early, as after a suspended laptop or an NTP correction.
+   */
+  jump(ms: number): void {
+    this.#clock.setSystemTime(this.#clock.now + ms);
+  }
+
+  /** Restores the native timers and `Date`; pending fake timers are dropped. */
+  uninstall(): void {
+    this.#clock.uninstall();
+  }
+
+  #nextDue(): number | undefined {
+    // fake-timers keeps its timers in a min-heap by due time (`callAt`); peek at its top.
+    const internals = this.#clock as unknown as {
+      timerHeap?: { peek(): { callAt: number } | undefined };
+      timers?: Map<number, { callAt: number }>;
+    };
+    const top = internals.timerHeap?.peek();
+    if (top) return top.callAt;
+    let min: number | undefined;
+    for (const timer of internals.timers?.values() ?? [])
+      if (min === undefined || timer.callAt < min) min = timer.callAt;
+    return min;
+  }
+}

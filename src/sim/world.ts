@@ -1,0 +1,259 @@
+/**
+ * The world of one schedule: the shared `MemoryStore`, the ledger, the fault plan, the lock
+ * manager and the runtimes ("nodes") that come and go on the store: each has its own fault-
+ * injecting store view, runner id and fiber definitions. A node that crashes is abandoned (its
+ * calls hang, its Web Locks are released) and, like a restarted Service Worker, a fresh node
+ * with a new runner id calls `recover()`. Step side effects and journaled values report here,
+ * where the effect-time invariants are checked.
+ */
+
+import type { FiberContext, StepContext } from "../core/define";
+import { defineFiber } from "../core/define";
+import { localLocks } from "../core/locks";
+import { createRuntime, type Runtime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { type FaultPlan, FaultStore } from "./fault-store";
+import type { Findings } from "./findings";
+import { Ledger } from "./ledger";
+import type { Prng } from "./prng";
+import { codeOf, type Program, type ProgramHost, programHandler } from "./program";
+import { SimLockManager } from "./sim-locks";
+import type { Trace } from "./trace";
+import { EPOCH } from "./virtual-time";
+
+/** A bug planted on purpose, to prove the checker reports it. */
+export type PlantedBug = "drop-chunk" | "duplicate-effect";
+
+/** The knobs of one schedule, drawn from the seed. */
+export interface WorldSettings {
+  leaseMs: number;
+  unloadAfterMs: number;
+  pollIntervalMs: number;
+  retentionMs: number;
+  maxRecoveries: number;
+  locks: "web" | "local";
+}
+
+/** One runtime on the shared store. */
+export interface SimNode {
+  readonly name: string;
+  readonly runtime: Runtime;
+  readonly store: FaultStore;
+  readonly version: string;
+  readonly compatible: readonly string[];
+  crashed: boolean;
+}
+
+/** Everything one schedule shares. */
+export class World {
+  readonly rng: Prng;
+  readonly trace: Trace;
+  readonly findings: Findings;
+  readonly inner = new MemoryStore();
+  readonly ledger: Ledger;
+  readonly plan: FaultPlan;
+  readonly settings: WorldSettings;
+  readonly programs: Program[];
+  readonly nodes: SimNode[] = [];
+  readonly planted: PlantedBug | undefined;
+  readonly #locks: SimLockManager;
+  readonly #effects = new Set<string>();
+  readonly #crashListeners: Array<(node: SimNode) => void> = [];
+  version = "1";
+  compatible: string[] = [];
+  #plantedDone = false;
+
+  constructor(rng: Prng, trace: Trace, findings: Findings, programs: Program[], planted?: PlantedBug) {
+    this.rng = rng;
+    this.trace = trace;
+    this.findings = findings;
+    this.programs = programs;
+    this.planted = planted;
+    this.ledger = new Ledger(this.inner, findings, trace, () => elapsed());
+    const heavy = rng.chance(0.3);
+    this.plan = {
+      active: true,
+      reject: rng.pick([0, 0.01, 0.04, heavy ? 0.1 : 0.02]),
+      crashBefore: rng.pick([0, 0.005, 0.02]),
+      crashAfter: rng.pick([0, 0.005, 0.02]),
+      slow: rng.pick([0, 0.02, 0.08]),
+      crashesLeft: rng.int(0, 3),
+    };
+    this.settings = {
+      leaseMs: rng.pick([600, 1500, 3000]),
+      unloadAfterMs: rng.pick([0, 200, 1000]),
+      pollIntervalMs: rng.pick([100, 250, 1000]),
+      retentionMs: rng.pick([300, 2000, 86_400_000]),
+      maxRecoveries: rng.pick([10, 30]),
+      locks: rng.chance(0.5) ? "web" : "local",
+    };
+    this.#locks = new SimLockManager(trace);
+  }
+
+  /** Nodes that have not crashed. */
+  get live(): SimNode[] {
+    return this.nodes.filter((n) => !n.crashed);
+  }
+
+  /** Calls `listener` whenever a node crashes (readers and pending actions move elsewhere). */
+  onCrash(listener: (node: SimNode) => void): void {
+    this.#crashListeners.push(listener);
+  }
+
+  /** Starts a new runtime on the shared store and runs its `recover()`, as a host start does. */
+  spawn(reason: string): SimNode {
+    const name = `r${this.nodes.length + 1}`;
+    let node!: SimNode;
+    const store = new FaultStore(
+      this.inner,
+      {
+        rng: this.rng,
+        trace: this.trace,
+        ledger: this.ledger,
+        plan: this.plan,
+        onCrash: () => this.#crashed(node),
+      },
+      name,
+      this.planted === "drop-chunk" ? () => this.#plantOnce() : undefined,
+    );
+    const version = this.version;
+    const compatible = [...this.compatible];
+    const host: ProgramHost = {
+      runner: name,
+      get crashed() {
+        return node.crashed;
+      },
+      effect: (ctx, step) => this.#effect(node, ctx, step),
+      observed: (fiberId, key, value) => this.#observed(node, fiberId, key, value),
+    };
+    const fibers = this.programs.map((program) =>
+      defineFiber(program.name, {
+        version,
+        compatibleVersions: compatible,
+        run: programHandler(program, host),
+        ...(program.onRecovered === undefined ? {} : { onRecovered: () => program.onRecovered ?? "resume" }),
+      }),
+    );
+    const { leaseMs, unloadAfterMs, pollIntervalMs, retentionMs, maxRecoveries } = this.settings;
+    const runtime = createRuntime({
+      store,
+      fibers,
+      runnerId: name,
+      leaseMs,
+      unloadAfterMs,
+      pollIntervalMs,
+      retentionMs,
+      maxRecoveries,
+      locks: this.settings.locks === "web" ? this.#locks.view(name) : localLocks(),
+      clock: () => Date.now(),
+      random: () => this.rng.next(),
+      uuid: () => this.rng.uuid(),
+    });
+    node = { name, runtime, store, version, compatible, crashed: false };
+    this.nodes.push(node);
+    this.trace.add(
+      "spawn",
+      `${name} (version ${version}${compatible.length ? ` compat ${compatible}` : ""}): ${reason}`,
+    );
+    this.background(`${name} recover()`, runtime.recover());
+    return node;
+  }
+
+  /** Crashes `node` now (an explicit kill, not a store fault). */
+  crash(node: SimNode, reason: string): void {
+    node.store.crash(reason);
+  }
+
+  /** Takes a random Web Lock away from its live holder (web-locks schedules only). */
+  stealLock(): void {
+    if (this.settings.locks !== "web") return;
+    const held = this.live.flatMap((n) => this.#locks.heldBy(n.name));
+    if (held.length > 0) this.#locks.steal(this.rng.pick(held));
+  }
+
+  /** Runs `work` without awaiting it; a rejection is traced, never unhandled. */
+  background(label: string, work: Promise<unknown>): void {
+    work.then(
+      () => this.trace.add("done", label),
+      (error) =>
+        this.trace.add(
+          "error",
+          `${label}: ${codeOf(error)} ${String((error as Error)?.message ?? error).slice(0, 80)}`,
+        ),
+    );
+  }
+
+  #crashed(node: SimNode): void {
+    node.crashed = true;
+    if (this.settings.locks === "web") this.#locks.releaseAll(node.name);
+    // Stops the dead runtime's timers; it cannot write, every store call of it hangs.
+    void node.runtime.close();
+    for (const listener of this.#crashListeners) listener(node);
+  }
+
+  #plantOnce(): boolean {
+    if (this.#plantedDone) return false;
+    this.#plantedDone = true;
+    return true;
+  }
+
+  /** A step attempt started running user code on `node`. */
+  #effect(node: SimNode, ctx: FiberContext, step: StepContext): void {
+    const key = step.idempotencyKey.slice(ctx.id.length + 1);
+    const image = this.ledger.get(ctx.id);
+    const record = image?.record;
+    const entry = image?.journal.find((e) => e.kind === "step" && e.key === key);
+    this.trace.add(
+      "effect",
+      `${node.name} ${ctx.id}:${key} attempt ${step.attempt}${step.interrupted ? " interrupted" : ""}`,
+    );
+    const fail = (invariant: string, detail: string) => this.findings.add(invariant, detail, ctx.id);
+    if (!record) {
+      fail("effect-without-fiber", `${key} attempt ${step.attempt} ran on ${node.name} with no fiber record`);
+      return;
+    }
+    if (record.version !== node.version && !node.compatible.includes(record.version)) {
+      fail(
+        "incompatible-version-ran",
+        `version ${node.version} code ran ${key} of a version ${record.version} fiber on ${node.name}`,
+      );
+    }
+    if (entry?.status === "completed") {
+      fail(
+        "step-reexecuted",
+        `${key} ran again (attempt ${step.attempt} on ${node.name}) after it durably completed`,
+      );
+    } else if (entry?.status !== "started" || entry.attempt !== step.attempt) {
+      fail(
+        "step-write-ahead",
+        `${key} attempt ${step.attempt} ran on ${node.name} while the journal held ${entry ? `${entry.status} attempt ${entry.attempt}` : "nothing"}`,
+      );
+    }
+    const id = `${ctx.id}|${record.epoch}|${key}|${step.attempt}`;
+    const times = this.planted === "duplicate-effect" && this.#plantOnce() ? 2 : 1;
+    for (let i = 0; i < times; i++) {
+      if (this.#effects.has(id))
+        fail("effect-twice", `${key} attempt ${step.attempt} (epoch ${record.epoch}) ran twice`);
+      this.#effects.add(id);
+    }
+  }
+
+  /** A journaled value reached the handler on `node`. */
+  #observed(node: SimNode, fiberId: string, key: string, value: unknown): void {
+    const image = this.ledger.get(fiberId);
+    if (image?.record?.owner !== node.name) return; // a fenced run's value never became durable
+    const entry = image.journal.find((e) => e.key === key && e.status === "completed");
+    if (entry && JSON.stringify(entry.result) !== JSON.stringify(value)) {
+      this.findings.add(
+        "journaled-value-changed",
+        `${key} returned ${JSON.stringify(value)} on ${node.name} but the journal holds ${JSON.stringify(entry.result)}`,
+        fiberId,
+      );
+    }
+  }
+}
+
+/** Virtual ms since the schedule started. */
+export function elapsed(): number {
+  return Date.now() - EPOCH;
+}
