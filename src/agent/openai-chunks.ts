@@ -5,6 +5,7 @@
  */
 
 import type { SseMessage } from "../core/sse";
+import { scrubError } from "./credentials";
 import { ModelError, type ModelErrorData } from "./errors";
 import type { FinishReason, ModelEvent } from "./types";
 
@@ -34,6 +35,11 @@ export class ChunkAssembler {
     this.#context = context;
   }
 
+  /** True once a finish reason arrived: the reply is complete, whatever is cut off after it. */
+  get finished(): boolean {
+    return this.#finishReason !== undefined;
+  }
+
   /** True once `[DONE]` was seen and `finish` emitted. */
   get done(): boolean {
     return this.#done;
@@ -55,18 +61,21 @@ export class ChunkAssembler {
     try {
       chunk = JSON.parse(data);
     } catch (error) {
+      // A chunk cut off after the finish reason (the usage chunk, typically) loses nothing of the reply.
+      if (last && this.finished) return;
+      const cause = scrubError(error, this.#context.redact);
       throw last
         ? new ModelError(
             `The stream from ${this.#context.label} was cut off in the middle of a chunk.`,
             { kind: "truncated_stream", retryable: true },
-            { cause: error },
+            { cause },
           )
         : new ModelError(
             this.#context.redact(
               `${this.#context.label} sent an event that is not JSON: ${JSON.stringify(data.slice(0, 120))}.`,
             ),
             { kind: "malformed_stream", retryable: false },
-            { cause: error },
+            { cause },
           );
     }
     const record = asRecord(chunk);

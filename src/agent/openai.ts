@@ -7,6 +7,7 @@
 import { InvalidInputError } from "../core/errors";
 import { sleep } from "../core/sleep";
 import { SseParser } from "../core/sse";
+import { collectSecrets, redact, scrubError, splitCredentials } from "./credentials";
 import { ModelError, type ModelErrorData } from "./errors";
 import { backoffDelay, parseRetryAfter } from "./http-retry";
 import { asRecord, ChunkAssembler, eventsFromCompletion, parseJson } from "./openai-chunks";
@@ -14,7 +15,12 @@ import type { ChatMessage, ModelEvent, ModelProvider, ModelRequest, ToolSpec } f
 
 /** Options of {@link openAICompatible}. */
 export interface OpenAICompatibleOptions {
-  /** The API root, e.g. `https://api.openai.com/v1`, `http://localhost:11434/v1`, `/mock-model/v1`. */
+  /**
+   * The API root, e.g. `https://api.openai.com/v1`, `http://localhost:11434/v1`, `/mock-model/v1`.
+   * A user name and password in it (`https://user:pass@host/v1`) are taken out of the URL, sent
+   * as `Authorization: Basic`, and redacted like `apiKey`; combined with `apiKey` or an
+   * `authorization` header they are rejected (`invalid_argument`).
+   */
   baseUrl: string;
   /** Sent only as `Authorization: Bearer <apiKey>`; never stored on the provider or put in any event or error. */
   apiKey?: string;
@@ -60,10 +66,20 @@ export interface OpenAICompatibleOptions {
  */
 export function openAICompatible(options: OpenAICompatibleOptions): ModelProvider {
   const supportsContinuation = options.continuation === "assistant-prefix";
-  const endpoint = `${options.baseUrl.replace(/\/+$/, "")}/chat/completions`;
+  const { baseUrl, basicAuth, urlSecrets } = splitCredentials(options.baseUrl);
+  const endpoint = `${baseUrl.replace(/\/+$/, "")}/chat/completions`;
   // The key lives only in this closure: the returned object has nothing to serialize it from.
   const { apiKey } = options;
-  const secrets = collectSecrets(apiKey, options.headers);
+  const hasAuthHeader = Object.keys(options.headers ?? {}).some(
+    (name) => name.toLowerCase() === "authorization",
+  );
+  if (basicAuth !== undefined && ((apiKey !== undefined && apiKey !== "") || hasAuthHeader)) {
+    throw new InvalidInputError(
+      "invalid_argument",
+      "openAICompatible: baseUrl carries a user name and password, and apiKey or an authorization header is set too. Put the credentials in one place.",
+    );
+  }
+  const secrets = collectSecrets(apiKey, options.headers, urlSecrets);
   const settings: CallSettings = {
     endpoint,
     label: endpointLabel(endpoint),
@@ -81,6 +97,7 @@ export function openAICompatible(options: OpenAICompatibleOptions): ModelProvide
         ...options.headers,
       };
       if (apiKey !== undefined && apiKey !== "") headers.authorization = `Bearer ${apiKey}`;
+      else if (basicAuth !== undefined) headers.authorization = `Basic ${basicAuth}`;
       return headers;
     },
   };
@@ -108,7 +125,7 @@ export function openAICompatible(options: OpenAICompatibleOptions): ModelProvide
         ...options.extraBody,
         ...(prefix === "" ? {} : options.continuationBody),
       };
-      return streamCompletion(settings, JSON.stringify(body), request.signal);
+      return streamCompletion(settings, JSON.stringify(body), request.signal, request.onRetryWait);
     },
   };
 }
@@ -182,7 +199,12 @@ async function* streamCompletion(
   settings: CallSettings,
   body: string,
   signal: AbortSignal | undefined,
+  onRetryWait: ((delayMs: number) => void) | undefined,
 ): AsyncGenerator<ModelEvent, void, undefined> {
+  const wait = (ms: number): Promise<void> => {
+    onRetryWait?.(ms);
+    return sleep(ms, signal);
+  };
   signal?.throwIfAborted();
   for (let attempt = 0; ; attempt++) {
     const guard = new AttemptGuard(signal, settings.idleTimeoutMs);
@@ -204,10 +226,10 @@ async function* streamCompletion(
         : new ModelError(
             settings.redact(`Could not reach ${settings.label}: ${describe(error)}`),
             { kind: "network", retryable: true },
-            { cause: error },
+            { cause: scrubError(error, settings.redact) },
           );
       if (attempt >= settings.maxRetries) throw failure;
-      await sleep(backoffDelay(attempt, settings.initialDelayMs, settings.maxDelayMs), signal);
+      await wait(backoffDelay(attempt, settings.initialDelayMs, settings.maxDelayMs));
       continue;
     }
     if (!response.ok) {
@@ -216,7 +238,7 @@ async function* streamCompletion(
       if (!failure.retryable || attempt >= settings.maxRetries) throw failure;
       const retryAfter = failure.retryAfterMs;
       if (retryAfter !== undefined && retryAfter > settings.maxRetryAfterMs) throw failure;
-      await sleep(retryAfter ?? backoffDelay(attempt, settings.initialDelayMs, settings.maxDelayMs), signal);
+      await wait(retryAfter ?? backoffDelay(attempt, settings.initialDelayMs, settings.maxDelayMs));
       continue;
     }
     // From here on the body is consumed: a failure is the caller's to recover (no retry here).
@@ -247,7 +269,7 @@ async function* readCompletion(
       throw new ModelError(
         `${settings.label} sent a JSON body that does not parse.`,
         { kind: "malformed_stream", retryable: false },
-        { cause: error },
+        { cause: scrubError(error, settings.redact) },
       );
     }
     yield* eventsFromCompletion(settings, json);
@@ -272,11 +294,16 @@ async function* readCompletion(
       } catch (error) {
         readerDone = true;
         if (signal?.aborted) throw signal.reason;
+        if (assembler.finished) {
+          // The finish reason arrived: the reply is complete, only usage and `[DONE]` were lost.
+          yield* assembler.finishAtEnd();
+          return;
+        }
         if (guard.stalled) throw stalledError(settings);
         throw new ModelError(
           settings.redact(`The stream from ${settings.label} broke off: ${describe(error)}`),
           { kind: "network", retryable: true },
-          { cause: error },
+          { cause: scrubError(error, settings.redact) },
         );
       }
       if (signal?.aborted) throw signal.reason;
@@ -348,27 +375,6 @@ async function errorFromResponse(settings: CallSettings, response: Response): Pr
     ),
     data,
   );
-}
-
-function collectSecrets(
-  apiKey: string | undefined,
-  headers: Readonly<Record<string, string>> | undefined,
-): string[] {
-  const secrets: string[] = [];
-  if (apiKey !== undefined && apiKey.length >= 4) secrets.push(apiKey);
-  for (const [name, value] of Object.entries(headers ?? {})) {
-    if (!/auth|key|token|secret|cookie/i.test(name)) continue;
-    const token = value.replace(/^(?:Bearer|Basic)\s+/i, "");
-    if (token.length >= 4) secrets.push(token);
-  }
-  // Longest first, so a secret that contains another is redacted whole.
-  return secrets.sort((a, b) => b.length - a.length);
-}
-
-function redact(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) out = out.split(secret).join("[redacted]");
-  return out;
 }
 
 /** The endpoint without credentials, query or fragment, for messages. */

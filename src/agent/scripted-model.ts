@@ -84,14 +84,16 @@ export class ScriptedModel {
     const cutAt = cut !== undefined && cut < bytes.length ? Math.max(0, cut) : undefined;
     this.requests.push({ messages: body.messages, prefix, reply: number, cutAt });
     const signal = init?.signal;
+    const end = cutAt ?? bytes.length;
+    // Two reads, split mid-body, so the decoder sees a boundary too; the cut comes after both
+    // were read (erroring a stream drops what is still queued in it).
+    const middle = Math.floor(end / 2);
+    const pieces = [bytes.slice(0, middle), bytes.slice(middle, end)].filter((p) => p.length > 0);
     const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
-        const end = cutAt ?? bytes.length;
-        // Two reads, split mid-body, so the decoder sees a boundary too.
-        const middle = Math.floor(end / 2);
-        if (middle > 0) controller.enqueue(bytes.slice(0, middle));
-        if (end > middle) controller.enqueue(bytes.slice(middle, end));
-        if (cutAt === undefined) controller.close();
+      pull(controller) {
+        const piece = pieces.shift();
+        if (piece !== undefined) controller.enqueue(piece);
+        else if (cutAt === undefined) controller.close();
         else controller.error(new TypeError("terminated"));
       },
     });
