@@ -27,6 +27,7 @@ export type ErrorCode =
   | "fiber_ended"
   | "store_closed"
   | "store_error"
+  | "stream_gap"
   | "deadline_exceeded"
   | "worker_restarted"
   | "service_worker_unavailable"

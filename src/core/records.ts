@@ -51,6 +51,14 @@ export interface FiberRecord {
   streamHead: number;
   /** Emits outside steps already in the stream in this epoch (replay skips that many). */
   emitOrdinal: number;
+  /** Stashes made in this epoch (replay skips that many: the stored snapshot is newer). */
+  stashOrdinal?: number;
+  /**
+   * The generation the fiber was created with. With `id` it names this fiber for good: an id
+   * collected and started again gets a new fiber whose first generation is higher (readers use
+   * it to tell the two apart). Absent on records written before it existed.
+   */
+  createdGeneration?: number;
   /** Bumped when `onRecovered` restarts the fiber from scratch. */
   epoch: number;
   recovery?: RecoveryInfo;

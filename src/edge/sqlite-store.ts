@@ -12,6 +12,7 @@ import { FiberlineError, FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
   aboveGenerationFloor,
+  continueStream,
   decideClaim,
   deletable,
   effectiveLimit,
@@ -186,13 +187,21 @@ export class SqliteStore implements Store {
   async commit(groups: WriteGroup[]): Promise<CommitResult> {
     return this.#transaction("commit", () => {
       const fenced: string[] = [];
+      const heads = new Map<string, number>();
       for (const group of groups) {
         const current = this.#fiber(group.fiberId);
         if (current === undefined || current.generation !== group.generation) {
           if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
           continue;
         }
+        const head = heads.get(group.fiberId) ?? current.streamHead;
         this.#apply(group, current);
+        // After the rows (whose keys `#apply` checks first); throwing rolls everything back.
+        const streamHead = continueStream(group.fiberId, head, group.chunks);
+        heads.set(group.fiberId, streamHead);
+        const applied = this.#fiber(group.fiberId);
+        if (applied !== undefined && applied.streamHead !== streamHead)
+          this.#updateFiber({ ...applied, streamHead });
       }
       return { fenced };
     });

@@ -28,10 +28,11 @@ export function mergeFiberPatch(record: FiberRecord, patch: Partial<FiberRecord>
  * generation any deleted fiber reached in this store (`undefined` before the first deletion). A
  * fiber id deleted and created again so never repeats a generation: a runner of the deleted
  * fiber, stalled past its lease, still holds one of the old generations, and every write it makes
- * stays fenced.
+ * stays fenced. The record also keeps that generation as `createdGeneration`, its identity.
  */
 export function aboveGenerationFloor(record: FiberRecord, floor: number | undefined): FiberRecord {
-  return floor === undefined || record.generation > floor ? record : { ...record, generation: floor + 1 };
+  const generation = floor === undefined || record.generation > floor ? record.generation : floor + 1;
+  return { ...record, generation, createdGeneration: generation };
 }
 
 /** Whether `deleteFibers` deletes fiber `id` at `generation`: not when `ifGeneration` names another. */
@@ -65,6 +66,30 @@ export function decideClaim(record: FiberRecord | undefined, request: ClaimReque
       updatedAt: request.now,
     },
   };
+}
+
+/**
+ * Checks that `chunks`, appended by one write group, continue fiber `fiberId`'s stream right after
+ * `head` with no gap and no repeat, and returns the new head. Every store applies it in the
+ * commit's own transaction, after the fence: no write can leave a hole in a stream, whatever the
+ * engine above it did. Throws `StoreError` (`stream_gap`); the caller aborts the commit.
+ */
+export function continueStream(
+  fiberId: string,
+  head: number,
+  chunks: readonly { seq: number }[] | undefined,
+): number {
+  let next = head;
+  for (const chunk of chunks ?? []) {
+    if (chunk.seq !== next + 1) {
+      throw new StoreError(
+        "stream_gap",
+        `A commit tried to append chunk ${chunk.seq} to the stream of fiber ${fiberId}, which ends at ${next}: chunks must continue the stream with no gap. Nothing was written; the runner resumes the fiber from what is durable.`,
+      );
+    }
+    next = chunk.seq;
+  }
+  return next;
 }
 
 /** The statuses a query asks for, or `undefined` for all. */

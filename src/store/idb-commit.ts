@@ -13,7 +13,7 @@
 
 import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord } from "../core/records";
-import { mergeFiberPatch } from "./fiber-rules";
+import { continueStream, mergeFiberPatch } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
 import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
@@ -263,6 +263,17 @@ export async function commitGroups(
     abort(tx);
     throw new StaleKeys(stale);
   }
+  const heads = new Map<string, number>();
+  for (const group of groups) {
+    if ((group.chunks?.length ?? 0) === 0) continue;
+    const head = heads.get(group.fiberId) ?? (records.get(group.fiberId) as StoredFiber).streamHead;
+    try {
+      heads.set(group.fiberId, continueStream(group.fiberId, head, group.chunks));
+    } catch (error) {
+      abort(tx);
+      throw error;
+    }
+  }
   const patched = new Set<string>();
   for (const group of groups) {
     if (group.fiber === undefined) continue;
@@ -271,6 +282,13 @@ export async function commitGroups(
       mergeFiberPatch(records.get(group.fiberId) as StoredFiber, group.fiber) as StoredFiber,
     );
     patched.add(group.fiberId);
+  }
+  // The stream head is the last chunk written, whatever a patch said.
+  for (const [id, streamHead] of heads) {
+    const record = records.get(id) as StoredFiber;
+    if (record.streamHead === streamHead) continue;
+    records.set(id, { ...record, streamHead });
+    patched.add(id);
   }
   for (const id of patched) fibers.put(records.get(id));
   if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads);

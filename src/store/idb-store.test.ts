@@ -102,8 +102,9 @@ describe("IdbStore", () => {
     await first.createFiber(record, [{ fiberId: "f1", seq: 1, type: "fiber.start", data: null, at: 1 }]);
     await first.close();
     const second = new IdbStore({ name, indexedDB: factory });
-    expect(await second.getFiber("f1")).toEqual(record);
-    expect(await second.findByIdempotencyKey("k1")).toEqual(record);
+    const stored = { ...record, createdGeneration: record.generation };
+    expect(await second.getFiber("f1")).toEqual(stored);
+    expect(await second.findByIdempotencyKey("k1")).toEqual(stored);
     expect(await second.readStream("f1", 0)).toHaveLength(1);
     await second.close();
   });

@@ -10,6 +10,7 @@ import { FiberNotFoundError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
   aboveGenerationFloor,
+  continueStream,
   decideClaim,
   deletable,
   effectiveLimit,
@@ -126,6 +127,7 @@ export class MemoryStore implements Store {
     // Decide every fence, clone and merge every patch before touching state, as one transaction
     // would; a fenced group's values are never read (IndexedDB never clones them either).
     const records = new Map<string, FiberRecord>();
+    const heads = new Map<string, number>();
     const fenced: string[] = [];
     const applied: WriteGroup[] = [];
     for (const group of groups) {
@@ -136,10 +138,11 @@ export class MemoryStore implements Store {
       }
       const staged = cloneIn("commit", group);
       validateGroupKeys(staged);
-      records.set(
-        group.fiberId,
-        staged.fiber === undefined ? current : mergeFiberPatch(current, staged.fiber),
-      );
+      const head = heads.get(group.fiberId) ?? this.#fibers.get(group.fiberId)?.streamHead ?? 0;
+      const streamHead = continueStream(group.fiberId, head, group.chunks);
+      heads.set(group.fiberId, streamHead);
+      const merged = staged.fiber === undefined ? current : mergeFiberPatch(current, staged.fiber);
+      records.set(group.fiberId, streamHead === merged.streamHead ? merged : { ...merged, streamHead });
       applied.push(staged);
     }
     for (const record of records.values()) this.#assertUniqueIdempotencyKey(record, records);

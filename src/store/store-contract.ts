@@ -108,7 +108,13 @@ export function runStoreContract(
       it("claims a free fiber: generation + 1, owner, lease and updatedAt set", async () => {
         await store.createFiber(fiber("f1", { generation: 4 }), []);
         const result = await store.claimFiber("f1", request);
-        const expected = { ...fiber("f1"), generation: 5, owner: "a", leaseUntil: 6_000, updatedAt: 1_000 };
+        const expected = {
+          ...fiber("f1", { generation: 4 }),
+          generation: 5,
+          owner: "a",
+          leaseUntil: 6_000,
+          updatedAt: 1_000,
+        };
         expect(result).toEqual({ status: "claimed", record: expected });
         expect(await store.getFiber("f1")).toEqual(expected);
       });
@@ -264,6 +270,29 @@ export function runStoreContract(
         expect(error).toMatchObject({ code: "store_error" });
         expect(await store.getFiber("f1")).toMatchObject({ streamHead: 0 });
         expect(await store.readStream("f1", 0)).toEqual([]);
+      });
+
+      it("refuses chunks that would leave a hole or repeat a seq, writing nothing of the commit", async () => {
+        const g1 = await running("f1");
+        const g2 = await running("f2");
+        await store.commit([{ fiberId: "f1", generation: g1, chunks: [chunk("f1", 1), chunk("f1", 2)] }]);
+        expect(await store.getFiber("f1")).toMatchObject({ streamHead: 2 });
+        for (const chunks of [[chunk("f1", 4)], [chunk("f1", 2)], [chunk("f1", 3), chunk("f1", 5)]]) {
+          const groups: WriteGroup[] = [
+            { fiberId: "f2", generation: g2, chunks: [chunk("f2", 1)] },
+            { fiberId: "f1", generation: g1, fiber: { streamHead: chunks.at(-1)?.seq ?? 0 }, chunks },
+          ];
+          await expect(store.commit(groups)).rejects.toMatchObject({ code: "stream_gap" });
+        }
+        expect((await store.readStream("f1", 0)).map((c) => c.seq)).toEqual([1, 2]);
+        expect(await store.readStream("f2", 0)).toEqual([]);
+        expect(await store.getFiber("f1")).toMatchObject({ streamHead: 2 });
+        // Two groups of one fiber in one commit continue each other.
+        await store.commit([
+          { fiberId: "f1", generation: g1, chunks: [chunk("f1", 3)] },
+          { fiberId: "f1", generation: g1, chunks: [chunk("f1", 4)] },
+        ]);
+        expect(await store.getFiber("f1")).toMatchObject({ streamHead: 4 });
       });
 
       it("is atomic when a key is invalid", async () => {
@@ -771,6 +800,8 @@ function fiber(id: string, overrides: Partial<FiberRecord> = {}): FiberRecord {
     epoch: 0,
     stalledRecoveries: 0,
     progressMark: "",
+    // What createFiber stores (it keeps the generation a fiber was created with).
+    createdGeneration: overrides.generation ?? 0,
     ...overrides,
   };
 }

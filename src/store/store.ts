@@ -45,7 +45,12 @@ export interface WriteGroup {
   journal?: JournalEntry[];
   /** Replace the snapshot; `null` removes it. */
   snapshot?: SnapshotRecord | null;
-  /** Chunks to append; their `seq` values continue the stream with no gap. */
+  /**
+   * Chunks to append. Their `seq` values must continue the stream right after the record's
+   * `streamHead` (and the chunks of earlier groups of the fiber in the same commit), with no gap
+   * and no repeat: otherwise the whole commit is refused with `stream_gap` and nothing is
+   * written. The record's `streamHead` becomes the last chunk's `seq`.
+   */
   chunks?: StreamChunk[];
   /** Buffered events consumed by waits, marked with the consuming journal position. */
   consumeEvents?: Array<{ seq: number; consumedBy: number }>;
