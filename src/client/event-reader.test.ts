@@ -118,6 +118,24 @@ describe("readFiberEvents", () => {
     expect(calls).toBe(2);
   });
 
+  it("ends at once, after one request, when the cursor is already at the end of an ended fiber", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 2, ms: 1 });
+    await rt.result(fiber);
+    const end = (await rt.inspect(fiber.id)).streamHead;
+    const urls: string[] = [];
+    const events = await collect(
+      readFiberEvents(fiber.id, {
+        prefix,
+        after: end,
+        fetch: breakingFetch(rt, 100, urls),
+        initialDelayMs: 1,
+      }),
+    );
+    expect(events).toEqual([]);
+    expect(urls).toHaveLength(1);
+  });
+
   it("throws FiberNotFoundError at once for an unknown fiber, and InvalidInputError for a bad cursor", async () => {
     const rt = runtime();
     const urls: string[] = [];

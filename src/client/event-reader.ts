@@ -107,6 +107,9 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
           );
           await options.waitForHost?.();
         }
+      } else if (response.status === 204) {
+        // The fiber ended and the cursor is at (or past) its end: nothing more will come.
+        return;
       } else if (!response.ok) {
         const error = await errorFromResponse(response, id);
         if (response.status < 500) throw error;

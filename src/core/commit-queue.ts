@@ -9,6 +9,13 @@
  * `started` entry, a chunk, the fiber's end) or, if none comes in the current task, at the next
  * macrotask. Flushing it at once gave a sequential step loop two transactions per step (the
  * completion of step n, then the start of step n+1); riding along gives one.
+ *
+ * A write that fails poisons its writer (the fiber under the generation it wrote with): every
+ * later write of that writer, already queued or not, is rejected without reaching the store. A
+ * run's writes are a sequence (journal entries, chunks numbered by `seq`), so committing a later
+ * one after an earlier one failed would leave a hole; the run stops instead and the runner
+ * resumes the fiber from what is durable. A batch never holds two generations of one fiber, so
+ * the store's fence verdict on a fiber is the verdict on each group of it in the batch.
  */
 
 import type { Store, WriteGroup } from "../store/store";
@@ -22,6 +29,9 @@ interface Pending {
 }
 
 const noop = (): void => {};
+
+/** How many poisoned writers are remembered; generations never repeat, so old ones never return. */
+const POISON_LIMIT = 4_096;
 
 /** Called after each durable commit with the chunks it made visible. */
 export type ChunkListener = (fiberId: string, chunks: readonly StreamChunk[]) => void;
@@ -41,6 +51,8 @@ export class CommitQueue {
   #inFlight: Promise<void> | null = null;
   #scheduled = false;
   #lateTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Writers (`generation:fiberId`) whose earlier write failed, with the error their later writes get. */
+  readonly #poisoned = new Map<string, unknown>();
   readonly stats: CommitStats = { transactions: 0, groups: 0, chunks: 0 };
 
   constructor(store: Store, onChunks: ChunkListener) {
@@ -69,6 +81,11 @@ export class CommitQueue {
   }
 
   #enqueue(pending: Pending, options: { defer?: boolean }): void {
+    const poison = this.#poisoned.get(writerOf(pending.group));
+    if (poison !== undefined) {
+      pending.reject(poison);
+      return;
+    }
     this.#queue.push(pending);
     if (options.defer) this.#scheduleLate();
     else this.#schedule();
@@ -107,13 +124,49 @@ export class CommitQueue {
       clearTimeout(this.#lateTimer);
       this.#lateTimer = null;
     }
-    if (this.#inFlight || this.#queue.length === 0) return;
-    const batch = this.#queue;
-    this.#queue = [];
+    if (this.#inFlight) return;
+    const batch = this.#takeBatch();
+    if (batch.length === 0) return;
     this.#inFlight = this.#commit(batch).finally(() => {
       this.#inFlight = null;
       if (this.#queue.length > 0) this.#flush();
     });
+  }
+
+  /**
+   * The next batch: queued writes in order, without those of poisoned writers (rejected here),
+   * up to the first write of a fiber under a second generation (it waits for the next batch).
+   */
+  #takeBatch(): Pending[] {
+    const batch: Pending[] = [];
+    const generations = new Map<string, number>();
+    let i = 0;
+    for (; i < this.#queue.length; i++) {
+      const pending = this.#queue[i] as Pending;
+      const { fiberId, generation } = pending.group;
+      const poison = this.#poisoned.get(writerOf(pending.group));
+      if (poison !== undefined) {
+        pending.reject(poison);
+        continue;
+      }
+      const seen = generations.get(fiberId);
+      if (seen !== undefined && seen !== generation) break;
+      generations.set(fiberId, generation);
+      batch.push(pending);
+    }
+    this.#queue = this.#queue.slice(i);
+    return batch;
+  }
+
+  /** Rejects every later write of `group`'s writer with `error`. */
+  #poison(group: WriteGroup, error: unknown): void {
+    const writer = writerOf(group);
+    if (this.#poisoned.has(writer)) return;
+    this.#poisoned.set(writer, error);
+    if (this.#poisoned.size > POISON_LIMIT) {
+      const oldest = this.#poisoned.keys().next();
+      if (!oldest.done) this.#poisoned.delete(oldest.value);
+    }
   }
 
   async #commit(batch: Pending[]): Promise<void> {
@@ -135,7 +188,10 @@ export class CommitQueue {
                 cause: error,
               },
             );
-      for (const p of batch) p.reject(wrapped);
+      for (const p of batch) {
+        this.#poison(p.group, wrapped);
+        p.reject(wrapped);
+      }
       return;
     }
     for (const group of groups) {
@@ -145,17 +201,22 @@ export class CommitQueue {
     }
     for (const p of batch) {
       if (fenced.has(p.group.fiberId)) {
-        p.reject(
-          new FencedError(
-            "fenced",
-            `Fiber ${p.group.fiberId} is now owned by another runner (generation ${p.group.generation} is stale); this runner stopped.`,
-          ),
+        const error = new FencedError(
+          "fenced",
+          `Fiber ${p.group.fiberId} is now owned by another runner (generation ${p.group.generation} is stale); this runner stopped.`,
         );
+        this.#poison(p.group, error);
+        p.reject(error);
       } else {
         p.resolve();
       }
     }
   }
+}
+
+/** The writer of a group: one fiber under one generation. */
+function writerOf(group: WriteGroup): string {
+  return `${group.generation}:${group.fiberId}`;
 }
 
 /** Folds consecutive groups of the same fiber into one, keeping their order. */

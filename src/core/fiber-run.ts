@@ -42,7 +42,15 @@ export interface RunHost {
 /** How a run ended. */
 export type RunOutcome =
   | { kind: "finished"; status: "completed" | "failed" | "cancelled" }
-  | { kind: "suspended"; status: "sleeping" | "waiting"; wakeAt?: number; wakeNow: boolean }
+  | {
+      kind: "suspended";
+      status: "sleeping" | "waiting";
+      wakeAt?: number;
+      /** Event names the fiber waits for. */
+      waitingFor: string[];
+      /** An event reached the run while it was suspending: resume at once. */
+      wakeNow: boolean;
+    }
   | { kind: "stopped"; error: unknown };
 
 /** Everything a run starts from, loaded by the runtime after a successful claim. */
@@ -70,6 +78,8 @@ export class FiberRun {
   #streamHead: number;
   #ordinal = 0;
   readonly #recordedOrdinal: number;
+  #stashes = 0;
+  readonly #recordedStashes: number;
   #state: "running" | "suspending" | "ended" = "running";
   #wakeRequested = false;
   readonly #ended: Promise<void>;
@@ -83,6 +93,7 @@ export class FiberRun {
     this.#input = state.record.input;
     this.#streamHead = state.record.streamHead;
     this.#recordedOrdinal = state.record.emitOrdinal;
+    this.#recordedStashes = state.record.stashOrdinal ?? 0;
     this.#snapshot = state.snapshot;
     this.#recovery = state.recovery;
     this.#journal = new RunJournal(this.id, state.journal, (error) => this.#failNow(error));
@@ -158,12 +169,20 @@ export class FiberRun {
     this.#waits.deliver(event);
   }
 
-  /** Cancels the run: aborts `ctx.signal` and ends the fiber as `cancelled`. */
-  async cancel(reason: string): Promise<void> {
-    if (this.#state === "ended") return;
+  /**
+   * Cancels the run: aborts `ctx.signal` and ends the fiber as `cancelled`. Resolves with
+   * `cancelled` once that is durable, or with `undefined` when this run did not end the fiber (it
+   * was already suspending or ending, or the end write failed): the caller then decides on the
+   * stored record, after this run is over.
+   */
+  async cancel(reason: string): Promise<FiberStatus | undefined> {
+    if (this.#state !== "running") {
+      await this.#ended;
+      return undefined;
+    }
     const error = new CancelledError(reason);
     this.#controller.abort(error);
-    await this.#end("cancelled", { error: serializeError(error) });
+    return (await this.#end("cancelled", { error: serializeError(error) })) ? "cancelled" : undefined;
   }
 
   /** Stops the run without writing anything (its writes were fenced or the store is gone). */
@@ -250,9 +269,18 @@ export class FiberRun {
   async #stash(value: unknown): Promise<void> {
     this.#assertLive();
     assertStorable(value, "stashed value", this.#host.maxPayloadBytes);
+    const ordinal = ++this.#stashes;
+    if (ordinal <= this.#recordedStashes) {
+      // Replay: an earlier run made this stash and later ones; the stored snapshot is newer.
+      this.#snapshot = value;
+      return;
+    }
     this.#waits.beginWork();
     try {
-      await this.#write({ snapshot: { fiberId: this.id, value, at: this.#host.now() } });
+      await this.#write({
+        snapshot: { fiberId: this.id, value, at: this.#host.now() },
+        fiber: { stashOrdinal: ordinal },
+      });
       this.#snapshot = value;
     } finally {
       this.#waits.endWork();
@@ -276,11 +304,12 @@ export class FiberRun {
       return;
     }
     this.#state = "ended";
-    const { status, wakeAt } = suspension;
+    const { status, wakeAt, waitingFor } = suspension;
     this.#host.onRunEnded(this, {
       kind: "suspended",
       status,
       ...(wakeAt === undefined ? {} : { wakeAt }),
+      waitingFor,
       wakeNow: this.#wakeRequested,
     });
     this.#markEnded();
@@ -312,8 +341,9 @@ export class FiberRun {
     void this.#end("failed", { error: serializeError(error) });
   }
 
-  async #end(status: EndStatus, outcome: EndOutcome): Promise<void> {
-    if (this.#state === "ended") return;
+  /** Ends the fiber; resolves with whether this run's end write made it durable. */
+  async #end(status: EndStatus, outcome: EndOutcome): Promise<boolean> {
+    if (this.#state === "ended") return false;
     this.#state = "ended";
     this.#waits.clear(new CancelledError(`Fiber ${this.id} ended (${status}).`));
     const group = endGroup(
@@ -327,10 +357,11 @@ export class FiberRun {
     } catch (error) {
       this.#host.onRunEnded(this, { kind: "stopped", error });
       this.#markEnded();
-      return;
+      return false;
     }
     this.#host.onRunEnded(this, { kind: "finished", status });
     this.#markEnded();
+    return true;
   }
 
   // ---- plumbing ------------------------------------------------------------------------------

@@ -109,7 +109,9 @@ export class FiberSteps {
   ): Promise<T> {
     const host = this.#host;
     const policy = { ...DEFAULT_RETRY, ...options.retry };
-    const streamFrom = recorded?.streamFrom ?? host.streamHead;
+    // Where the chunks of the current chain of attempts start: a retry after an error starts a
+    // new chain (it gets no `emitted`), an attempt after an interruption continues the chain.
+    let streamFrom = recorded?.streamFrom ?? host.streamHead;
     let interrupted = recorded?.status === "started";
     let attempt = recorded?.attempt ?? 0;
     // A crash is not the step's fault: an interrupted step always gets at least one more attempt.
@@ -178,6 +180,7 @@ export class FiberSteps {
         await sleep(backoffMs(policy, tries), host.signal);
         host.assertLive();
         interrupted = false;
+        streamFrom = host.streamHead;
       }
     }
   }

@@ -60,12 +60,15 @@ export class FiberWaits {
   readonly #host: WaitHost;
   readonly #waiters = new Set<Waiter>();
   readonly #inbox: InboxEvent[];
+  /** The `seq` of every event this run has seen, consumed or not: a second delivery is ignored. */
+  readonly #seen = new Set<number>();
   #busy = 0;
   #suspendCheck: ReturnType<typeof setTimeout> | null = null;
 
   /** `inbox` is the fiber's inbox as loaded; events already consumed are left out. */
   constructor(host: WaitHost, inbox: readonly InboxEvent[]) {
     this.#host = host;
+    for (const event of inbox) this.#seen.add(event.seq);
     this.#inbox = inbox.filter((e) => e.consumedBy === undefined);
   }
 
@@ -163,9 +166,15 @@ export class FiberWaits {
     });
   }
 
-  /** Buffers an event the run was sent and hands it to a matching wait, if one is pending. */
+  /**
+   * Buffers an event the run was sent and hands it to a matching wait, if one is pending. An event
+   * the run already has (read with the inbox at pick-up, then handed over again) is ignored.
+   */
   deliver(event: InboxEvent): void {
+    if (this.#seen.has(event.seq)) return;
+    this.#seen.add(event.seq);
     this.#inbox.push(event);
+    this.#inbox.sort((a, b) => a.seq - b.seq);
     this.#settleEventWaiters();
   }
 
@@ -229,6 +238,14 @@ export class FiberWaits {
       );
       return;
     }
+    if (
+      waiter.kind === "event" &&
+      this.#inbox.some((e) => e.name === waiter.name && e.at <= (waiter.dueAt ?? 0))
+    ) {
+      // An event sent in time is buffered: it wins over the deadline.
+      this.#settleEventWaiters();
+      return;
+    }
     this.#waiters.delete(waiter);
     const journal = this.#host.journal;
     const entry = journal.get(waiter.pos);
@@ -254,12 +271,23 @@ export class FiberWaits {
     }
   }
 
+  /**
+   * Hands buffered events to pending event waits, earliest wait first, each the first matching
+   * event in arrival order. An event sent after a wait's deadline (`at > dueAt`, both recorded)
+   * never satisfies it: a live run and a replay decide alike whatever the timers did, and a wait
+   * whose deadline has passed with no event in time times out here.
+   */
   #settleEventWaiters(): void {
     const journal = this.#host.journal;
     const waiting = [...this.#waiters].filter((w) => w.kind === "event").sort((a, b) => a.pos - b.pos);
     for (const waiter of waiting) {
-      const index = this.#inbox.findIndex((e) => e.name === waiter.name);
-      if (index < 0) continue;
+      const index = this.#inbox.findIndex(
+        (e) => e.name === waiter.name && (waiter.dueAt === undefined || e.at <= waiter.dueAt),
+      );
+      if (index < 0) {
+        if (waiter.dueAt !== undefined && waiter.dueAt <= this.#host.now()) this.#due(waiter);
+        continue;
+      }
       const [event] = this.#inbox.splice(index, 1);
       if (!event) continue;
       this.#waiters.delete(waiter);

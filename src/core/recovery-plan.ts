@@ -32,7 +32,8 @@ export type PickupReason = "recover" | "wake" | "event";
  * Failure semantics: nothing is written here. For an interrupted fiber the plan's group appends
  * `fiber.recovered`, records the recovery and, for "restart", clears journal and snapshot in the
  * same transaction; a fiber recovered more than `maxRecoveries` times in a row with no new
- * progress (settled journal entries, emits, stash) is ended with `recovery_exhausted`.
+ * progress (settled journal entries, emits, stashes, step chunks) is ended with
+ * `recovery_exhausted`.
  */
 export async function planRun(
   def: FiberDefinition,
@@ -41,8 +42,19 @@ export async function planRun(
   now: number,
   maxRecoveries: number,
 ): Promise<RunPlan> {
-  const { record, journal, snapshot, snapshotAt, inbox } = claimed;
+  const { record, journal, snapshot, inbox } = claimed;
   const base = { fiberId: record.id, generation: record.generation };
+  // Every pick-up, a scheduled wake-up included: a fiber suspended under one version must not
+  // continue under code that replays its journal differently.
+  if (record.version !== def.version && !def.compatibleVersions.includes(record.version)) {
+    return {
+      kind: "end",
+      error: new VersionMismatchError(
+        "version_mismatch",
+        `Fiber ${record.id} was started by version "${record.version}" of "${record.name}" but this runtime has version "${def.version}". List "${record.version}" in compatibleVersions if the new code replays old journals identically.`,
+      ),
+    };
+  }
   if (record.status !== "running") {
     // A sleeping or waiting fiber woken on schedule: not a recovery.
     return {
@@ -54,17 +66,7 @@ export async function planRun(
       state: { record: { ...record, status: "running" }, journal, snapshot, inbox, recovery: null },
     };
   }
-  if (record.version !== def.version && !def.compatibleVersions.includes(record.version)) {
-    return {
-      kind: "end",
-      error: new VersionMismatchError(
-        "version_mismatch",
-        `Fiber ${record.id} was started by version "${record.version}" of "${record.name}" but this runtime has version "${def.version}". List "${record.version}" in compatibleVersions if the new code replays old journals identically.`,
-      ),
-    };
-  }
-  const settled = journal.filter((e) => e.status !== "started").length;
-  const mark = `${record.epoch}:${settled}:${record.emitOrdinal}:${snapshotAt ?? 0}`;
+  const mark = progressMark(record, journal, record.streamHead);
   const stalled = mark === record.progressMark ? record.stalledRecoveries + 1 : 1;
   const limit = def.options.maxRecoveries ?? maxRecoveries;
   if (stalled > limit) {
@@ -114,13 +116,15 @@ export async function planRun(
     at: now,
   };
   const restart = decision === "restart";
+  const restarted: FiberRecord = { ...record, epoch: record.epoch + 1, emitOrdinal: 0, stashOrdinal: 0 };
   const fiber: Partial<FiberRecord> = {
     recovery,
     stalledRecoveries: stalled,
-    progressMark: restart ? `${record.epoch + 1}:0:0:0` : mark,
+    // Taken after this recovery's own chunk: only what runs after it counts as progress.
+    progressMark: restart ? progressMark(restarted, [], seq) : progressMark(record, journal, seq),
     streamHead: seq,
     updatedAt: now,
-    ...(restart ? { epoch: record.epoch + 1, emitOrdinal: 0 } : {}),
+    ...(restart ? { epoch: restarted.epoch, emitOrdinal: 0, stashOrdinal: 0 } : {}),
   };
   const next: FiberRecord = { ...record, ...fiber };
   return {
@@ -130,4 +134,15 @@ export async function planRun(
       ? { record: next, journal: [], snapshot: undefined, inbox, recovery }
       : { record: next, journal, snapshot, inbox, recovery },
   };
+}
+
+/**
+ * What a fiber has durably done, as a comparable string: settled journal entries, emits outside
+ * steps, stashes (by ordinal, so a replayed stash is no progress) and the stream head, which
+ * counts chunks a step emits (a streaming step that continues from its chunks makes progress
+ * each life even when it never completes).
+ */
+function progressMark(record: FiberRecord, journal: readonly JournalEntry[], streamHead: number): string {
+  const settled = journal.filter((e) => e.status !== "started").length;
+  return `${record.epoch}:${settled}:${record.emitOrdinal}:${record.stashOrdinal ?? 0}:${streamHead}`;
 }

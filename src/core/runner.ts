@@ -48,6 +48,10 @@ export class Runner {
   readonly #starting = new Map<string, InboxEvent[]>();
   readonly #wakeTimers = new Map<string, ReturnType<typeof setTimeout>>();
   readonly #lockWatches = new Set<string>();
+  /** Per fiber, the tail of its serialised pick-ups and cancels (see `#exclusive`). */
+  readonly #turns = new Map<string, Promise<unknown>>();
+  /** Per fiber, how many pick-ups in a row failed on a store error (the backoff exponent). */
+  readonly #failures = new Map<string, number>();
   #leaseTimer: ReturnType<typeof setInterval> | null = null;
   #closed = false;
 
@@ -71,10 +75,12 @@ export class Runner {
   }
 
   /** Runs a fiber `start` has just created, unless another context holds its lock. */
-  async runNew(def: FiberDefinition, record: FiberRecord): Promise<void> {
-    const release = await this.#locks.acquire(record.id);
-    if (release)
-      this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
+  runNew(def: FiberDefinition, record: FiberRecord): Promise<void> {
+    return this.#exclusive(record.id, async () => {
+      const release = await this.#locks.acquire(record.id);
+      if (release)
+        this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
+    });
   }
 
   /** Hands a stored event to the fiber's run (or the run being started), or wakes a waiting fiber. */
@@ -91,27 +97,34 @@ export class Runner {
     }
   }
 
-  /** Cancels fiber `id` (see `Runtime.cancel`) and returns its status afterwards. */
-  async cancel(id: string, reason: string): Promise<FiberStatus> {
-    const active = this.#active.get(id);
-    if (active) {
-      await active.run.cancel(reason);
+  /**
+   * Cancels fiber `id` (see `Runtime.cancel`) and returns its status afterwards: `cancelled`, or
+   * the status it had already ended with. Serialised with the fiber's pick-ups, so a cancel never
+   * races a wake-up: it either cancels the run that wake-up launched or ends the fiber before it.
+   */
+  cancel(id: string, reason: string): Promise<FiberStatus> {
+    return this.#exclusive(id, async () => {
+      const active = this.#active.get(id);
+      if (active) {
+        const status = await active.run.cancel(reason);
+        if (status !== undefined) return status;
+        // The run was suspending or ending, or its end write failed: decide on the record.
+      }
+      const record = await this.#host.store.getFiber(id);
+      if (!record) throw new FiberNotFoundError(id);
+      if (isTerminal(record.status)) return record.status;
+      const claim = await this.#host.store.claimFiber(id, {
+        owner: this.#runnerId,
+        now: this.#host.now(),
+        leaseMs: this.#leaseMs,
+        force: true,
+      });
+      if (claim.status === "missing") throw new FiberNotFoundError(id);
+      if (claim.status === "held") return claim.record.status;
+      this.#clearWake(id);
+      await this.#endDirect(claim.record, "cancelled", new CancelledError(reason));
       return "cancelled";
-    }
-    const record = await this.#host.store.getFiber(id);
-    if (!record) throw new FiberNotFoundError(id);
-    if (isTerminal(record.status)) return record.status;
-    const claim = await this.#host.store.claimFiber(id, {
-      owner: this.#runnerId,
-      now: this.#host.now(),
-      leaseMs: this.#leaseMs,
-      force: true,
     });
-    if (claim.status === "missing") throw new FiberNotFoundError(id);
-    if (claim.status === "held") return claim.record.status;
-    this.#clearWake(id);
-    await this.#endDirect(claim.record, "cancelled", new CancelledError(reason));
-    return "cancelled";
   }
 
   /**
@@ -171,12 +184,18 @@ export class Runner {
     run.start();
   }
 
-  async #resume(id: string, reason: PickupReason): Promise<void> {
-    if (this.#closed || this.#active.has(id) || this.#starting.has(id)) return;
+  /** Picks fiber `id` up now (or joins the pick-up already under way). */
+  #resume(id: string, reason: PickupReason): Promise<void> {
+    if (this.#closed || this.#active.has(id) || this.#starting.has(id)) return Promise.resolve();
     this.#starting.set(id, []);
     this.#clearWake(id);
+    return this.#exclusive(id, () => this.#pickUpNow(id, reason));
+  }
+
+  async #pickUpNow(id: string, reason: PickupReason): Promise<void> {
     let release: (() => void) | null = null;
     try {
+      if (this.#closed || this.#active.has(id)) return;
       release = await this.#locks.acquire(id);
       if (!release) {
         // A live runner elsewhere holds it: pick the fiber up once that runner lets go.
@@ -226,13 +245,49 @@ export class Runner {
       this.#launch(def, state, release);
       release = null;
       const active = this.#active.get(id);
+      // Events stored while the fiber was being picked up; the run ignores those its inbox read had.
       for (const event of pending) active?.run.deliver(event);
     } catch (error) {
-      if (!(error instanceof FencedError)) report(error, `resuming fiber ${id}`);
+      if (!(error instanceof FencedError)) {
+        report(error, `resuming fiber ${id}`);
+        this.#retryLater(id, error);
+      }
     } finally {
       this.#starting.delete(id);
       release?.();
     }
+  }
+
+  /**
+   * Runs `work` for fiber `id` after every earlier pick-up, start or cancel of that fiber here
+   * has settled: one at a time per fiber, so they never interleave their claims and writes.
+   */
+  #exclusive<T>(id: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#turns.get(id) ?? Promise.resolve();
+    const turn = previous.then(work, work);
+    const tail = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#turns.set(id, tail);
+    void tail.then(() => {
+      if (this.#turns.get(id) === tail) this.#turns.delete(id);
+    });
+    return turn;
+  }
+
+  /**
+   * A run or pick-up of fiber `id` failed on a store error (not a fence): nothing after the
+   * failed write was committed, so the fiber is resumed from its journal, after a backoff that
+   * doubles with each failure in a row (up to the lease period).
+   */
+  #retryLater(id: string, error: unknown): void {
+    if (this.#closed) return;
+    if (error instanceof FiberlineError && error.code === "store_closed") return;
+    const failures = (this.#failures.get(id) ?? 0) + 1;
+    this.#failures.set(id, failures);
+    const delay = Math.min(RETRY_BASE_MS * 2 ** (failures - 1), Math.max(RETRY_BASE_MS, this.#leaseMs));
+    this.#scheduleWake(id, this.#host.now() + delay);
   }
 
   /** Ends a fiber that has no run here (cancel, failed recovery), under the generation it was claimed with. */
@@ -251,10 +306,36 @@ export class Runner {
     }
     if (this.#closed) return;
     if (outcome.kind === "suspended") {
+      this.#failures.delete(run.id);
       if (outcome.wakeNow) void this.#resume(run.id, "event");
-      else if (outcome.wakeAt !== undefined) this.#scheduleWake(run.id, outcome.wakeAt);
-    } else if (outcome.kind === "stopped" && !(outcome.error instanceof FencedError)) {
+      else {
+        if (outcome.wakeAt !== undefined) this.#scheduleWake(run.id, outcome.wakeAt);
+        if (outcome.waitingFor.length > 0) void this.#wakeIfSent(run.id, outcome.waitingFor);
+      }
+    } else if (outcome.kind === "finished") {
+      this.#failures.delete(run.id);
+    } else if (!(outcome.error instanceof FencedError)) {
       report(outcome.error, `running fiber ${run.id}`);
+      this.#retryLater(run.id, outcome.error);
+    }
+  }
+
+  /**
+   * Resumes a fiber that has just suspended waiting for `names` if one of those events is already
+   * buffered. Another runtime on the same store (an old and a new Service Worker) may have stored
+   * it while this run was executing: that runtime saw the fiber running and left the event to
+   * the run, which never heard of it. Read after the suspension is durable, so an event stored
+   * later is found by its sender, which then sees the fiber waiting.
+   */
+  async #wakeIfSent(id: string, names: readonly string[]): Promise<void> {
+    try {
+      const inbox = await this.#host.store.readInbox(id);
+      const wanted = new Set(names);
+      if (inbox.some((e) => e.consumedBy === undefined && wanted.has(e.name)))
+        await this.#resume(id, "event");
+    } catch (error) {
+      report(error, `looking for events sent to fiber ${id}`);
+      this.#retryLater(id, error);
     }
   }
 
@@ -318,6 +399,9 @@ export class Runner {
     unref(this.#leaseTimer);
   }
 }
+
+/** The first backoff before a fiber whose run hit a store error is resumed. */
+const RETRY_BASE_MS = 100;
 
 /** Logs a failure of background work that no caller awaits (a resume, a run, a collection). */
 export function report(error: unknown, doing: string): void {

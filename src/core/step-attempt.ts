@@ -17,7 +17,8 @@ export const DEFAULT_RETRY: Required<RetryPolicy> = {
 /**
  * Runs `fn` once with `step` as its context (its `signal` added here). Rejects with the fiber
  * signal's reason when the fiber is cancelled or fenced, and with `TimeoutError` past `timeoutMs`;
- * the attempt's signal is aborted in every case once it is over, so late work can stop.
+ * the attempt's signal is aborted in every case once it is over, so late work can stop, and its
+ * `emit` throws from then on.
  */
 export async function runAttempt<T>(
   fn: (step: StepContext) => Promise<T> | T,
@@ -41,7 +42,18 @@ export async function runAttempt<T>(
   });
   try {
     return await Promise.race([
-      Promise.resolve().then(() => fn({ ...step, signal: controller.signal })),
+      Promise.resolve().then(() =>
+        fn({
+          ...step,
+          signal: controller.signal,
+          // An attempt that is over (timed out, fiber cancelled or fenced) may still be running
+          // user code: its chunks must not land among the next attempt's.
+          emit: (type, data) => {
+            if (controller.signal.aborted) throw controller.signal.reason;
+            step.emit(type, data);
+          },
+        }),
+      ),
       stopped,
     ]);
   } finally {

@@ -6,7 +6,7 @@
 
 import type { Store } from "../store/store";
 import { CancelledError, deserializeError, FiberNotFoundError } from "./errors";
-import type { FiberEvent, StreamChunk } from "./records";
+import { type FiberEvent, type FiberRecord, isTerminal, type StreamChunk } from "./records";
 import { ChunkInbox, type StreamHub } from "./stream-hub";
 
 /** Where a reader reads from. */
@@ -35,6 +35,12 @@ export async function* readStream(
 /**
  * The same stream as `readStream`, in batches of whatever is available at once (a page of storage,
  * or the chunks one commit made durable), so a transport can send each batch in one write.
+ *
+ * Ends after `fiber.end`, at once when `after` is at or past the end of an ended fiber, and with
+ * `fiber_not_found` when the fiber is collected mid-read or its id comes to name another fiber
+ * (collected and started again): a reader never yields another fiber's chunks. It never spins:
+ * when storage has nothing new (or, which the stores refuse, a hole) it waits for a commit or a
+ * poll interval.
  */
 export async function* readStreamBatches(
   source: StreamSource,
@@ -47,8 +53,11 @@ export async function* readStreamBatches(
   // Subscribe before the first read, so nothing committed in between is missed.
   const unsubscribe = hub.subscribe(id, inbox.push);
   try {
-    if (!(await store.getFiber(id))) throw new FiberNotFoundError(id);
+    const first = await store.getFiber(id);
+    if (!first) throw new FiberNotFoundError(id);
+    const identity = identityOf(first);
     let cursor = after;
+    if (pastTheEnd(first, cursor)) return;
     let fromStore = true;
     while (!signal?.aborted) {
       let chunks: readonly StreamChunk[];
@@ -62,9 +71,19 @@ export async function* readStreamBatches(
         } else {
           chunks = await store.readStream(id, cursor, PAGE);
           fromStore = chunks.length === PAGE;
+          // Read first, then check whose chunks they were: the id may have been collected and
+          // started again (a new fiber's stream starts over at seq 1).
+          const current = await store.getFiber(id);
+          if (!current || identityOf(current) !== identity) throw new FiberNotFoundError(id);
+          if (chunks.length === 0 && pastTheEnd(current, cursor)) return;
         }
       } else {
         const live = inbox.take();
+        if (live.some((c) => c.seq === 1 && c.type === "fiber.start" && cursor >= 1)) {
+          // A new fiber under this id started in this runtime: storage will say whose it is.
+          fromStore = true;
+          continue;
+        }
         if (live[0] && live[0].seq > cursor + 1) {
           // A gap (chunks published before we subscribed, or by a commit we missed): read storage.
           fromStore = true;
@@ -74,9 +93,10 @@ export async function* readStreamBatches(
       }
       const batch: FiberEvent[] = [];
       let ended = false;
+      let hole = false;
       for (const chunk of chunks) {
         if (chunk.seq !== cursor + 1) {
-          fromStore = true;
+          hole = true;
           break;
         }
         cursor = chunk.seq;
@@ -88,6 +108,12 @@ export async function* readStreamBatches(
       }
       if (batch.length > 0) yield batch;
       if (ended) return;
+      if (hole) {
+        // Never a tight loop: read storage again after the next commit or poll.
+        fromStore = true;
+        await inbox.wait(pollIntervalMs, signal);
+        continue;
+      }
       if (fromStore) continue;
       await inbox.wait(pollIntervalMs, signal);
       // Nothing arrived live: another runtime may be writing this fiber, so look at storage.
@@ -96,6 +122,16 @@ export async function* readStreamBatches(
   } finally {
     unsubscribe();
   }
+}
+
+/** What tells one fiber from a later one under the same id (see `FiberRecord.createdGeneration`). */
+function identityOf(record: FiberRecord): string {
+  return `${record.createdAt}:${record.createdGeneration ?? ""}`;
+}
+
+/** Whether a reader at `cursor` has seen the whole stream of an ended fiber. */
+function pastTheEnd(record: FiberRecord, cursor: number): boolean {
+  return isTerminal(record.status) && cursor >= record.streamHead;
 }
 
 /** Whether published `live` chunks continue the stream right after `cursor` (no gap before them). */

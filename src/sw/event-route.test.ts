@@ -107,6 +107,28 @@ describe("GET {prefix}/fibers/:id/events", () => {
     expect(seen).toEqual(["2:tick", "3:tick", "4:tick", "5:tick", "6:fiber.end"]);
   });
 
+  it("answers 204 No Content for a cursor at or past the end of an ended fiber, so EventSource stops", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 2 });
+    await rt.result(fiber);
+    const end = (await rt.inspect(fiber.id)).streamHead;
+    for (const request of [
+      get(`${prefix}/fibers/${fiber.id}/events?after=${end}`),
+      get(`${prefix}/fibers/${fiber.id}/events?after=${end + 5}`),
+      get(`${prefix}/fibers/${fiber.id}/events`, { "Last-Event-ID": String(end) }),
+    ]) {
+      const res = (await handleEventsRequest(request, { runtime: rt, prefix })) as Response;
+      expect(res.status).toBe(204);
+      expect(res.body).toBeNull();
+    }
+    // One short of the end still gets the last chunk.
+    const last = (await handleEventsRequest(get(`${prefix}/fibers/${fiber.id}/events?after=${end - 1}`), {
+      runtime: rt,
+      prefix,
+    })) as Response;
+    expect((await read(last)).map((e) => e.event)).toEqual(["fiber.end"]);
+  });
+
   it("answers 404 with a JSON error body for an unknown fiber", async () => {
     const res = (await handleEventsRequest(get(`${prefix}/fibers/nope/events`), {
       runtime: runtime(),

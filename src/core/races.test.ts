@@ -1,0 +1,485 @@
+/**
+ * The engine under races and faults that are not crashes: a write that fails, events racing a
+ * pick-up, a cancel racing a wake-up, an event stored by another runtime, readers of ended,
+ * collected and replaced fibers, attempts that outlive their timeout. Each test reproduces one
+ * way the no-gap / no-duplicate / exactly-once promise was broken (engine-correctness issue,
+ * items 1-11) with `MemoryStore` and small real timers.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { MemoryStore } from "../store/memory-store";
+import type { Store, WriteGroup } from "../store/store";
+import { crashableStore } from "../testing/crash-store";
+import { CommitQueue } from "./commit-queue";
+import { defineFiber } from "./define";
+import { FencedError } from "./errors";
+import type { FiberEvent } from "./records";
+import { createRuntime, type Runtime } from "./runtime";
+
+const runtimes: Runtime[] = [];
+afterEach(async () => {
+  await Promise.all(
+    runtimes.splice(0).map((r) => Promise.race([r.close(), new Promise((res) => setTimeout(res, 10))])),
+  );
+});
+
+function track(runtime: Runtime): Runtime {
+  runtimes.push(runtime);
+  return runtime;
+}
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** `inner` with some methods replaced; the others pass through. */
+function intercept(inner: Store, overrides: Partial<Store>): Store {
+  return new Proxy(inner, {
+    get(target, prop) {
+      const own = (overrides as Record<PropertyKey, unknown>)[prop];
+      if (own !== undefined) return own;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+async function readAll(runtime: Runtime, id: string, after = 0): Promise<FiberEvent[]> {
+  const out: FiberEvent[] = [];
+  for await (const event of runtime.events(id, { after })) out.push(event);
+  return out;
+}
+
+async function storedTypes(store: Store, id: string): Promise<string[]> {
+  const chunks = await store.readStream(id, 0);
+  chunks.forEach((chunk, i) => {
+    expect(chunk.seq).toBe(i + 1);
+  });
+  return chunks.map((chunk) => chunk.type);
+}
+
+const transient = () => new DOMException("The disk hiccuped.", "UnknownError");
+
+describe("a write that fails (items 1 and 8)", () => {
+  it("never commits a later chunk of the same run: no hole, and the fiber resumes by itself", async () => {
+    const disk = new MemoryStore();
+    let failed = false;
+    const store = intercept(disk, {
+      async commit(groups: WriteGroup[]) {
+        if (!failed && groups.some((g) => g.chunks?.some((c) => c.type === "b"))) {
+          failed = true;
+          await delay(20); // "c" is queued behind this batch while it is in flight
+          throw transient();
+        }
+        return disk.commit(groups);
+      },
+    });
+    const job = defineFiber("job", {
+      async run(ctx) {
+        await ctx.step("stream", async ({ emit }) => {
+          emit("a", null);
+          await delay(5);
+          emit("b", null);
+          await delay(5);
+          emit("c", null);
+          await delay(40);
+        });
+        return "done";
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [job], leaseMs: 1_000 }));
+    const fiber = await runtime.start(job, {}, { id: "hole" });
+    const seen = readAll(runtime, fiber.id);
+    // No recover(): the runner resumes the fiber itself after the store error.
+    expect(await runtime.result(fiber)).toBe("done");
+    const expected = ["fiber.start", "a", "fiber.recovered", "a", "b", "c", "fiber.end"];
+    expect(await storedTypes(disk, fiber.id)).toEqual(expected);
+    expect((await seen).map((e) => e.type)).toEqual(expected);
+  });
+
+  it("refuses a hole at the store even if a writer tries to make one", async () => {
+    const store = new MemoryStore();
+    const job = defineFiber("job", { run: () => new Promise<never>(() => {}) });
+    const runtime = track(createRuntime({ store, fibers: [job] }));
+    await runtime.start(job, {}, { id: "f" });
+    const record = await store.getFiber("f");
+    const gap: WriteGroup = {
+      fiberId: "f",
+      generation: record?.generation ?? 0,
+      chunks: [{ fiberId: "f", seq: 3, type: "x", data: null, at: 0 }],
+    };
+    await expect(store.commit([gap])).rejects.toMatchObject({ code: "stream_gap" });
+    expect(await storedTypes(store, "f")).toEqual(["fiber.start"]);
+  });
+
+  it("resumes a fiber whose step's start could not be written", async () => {
+    const disk = new MemoryStore();
+    let failures = 1;
+    const store = intercept(disk, {
+      async commit(groups: WriteGroup[]) {
+        if (failures > 0 && groups.some((g) => g.journal?.some((e) => e.key === "work#1"))) {
+          failures--;
+          throw transient();
+        }
+        return disk.commit(groups);
+      },
+    });
+    let runs = 0;
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step("work", () => ++runs);
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [job], leaseMs: 5_000 }));
+    const fiber = await runtime.start(job, {}, { id: "stranded" });
+    expect(await runtime.result(fiber)).toBe(1);
+    expect(runs).toBe(1);
+  });
+});
+
+describe("events (items 2, 3 and 7)", () => {
+  const threeWaits = defineFiber("three-waits", {
+    async run(ctx) {
+      const got: unknown[] = [];
+      for (let i = 0; i < 3; i++) {
+        try {
+          got.push(await ctx.waitForEvent("e", { timeoutMs: 300 }));
+        } catch (error) {
+          got.push((error as { code?: string }).code);
+        }
+      }
+      return got;
+    },
+  });
+
+  it("hands one event to one wait when it is sent while the fiber is being picked up", async () => {
+    const disk = new MemoryStore();
+    const store = intercept(disk, {
+      async claimFiber(id, request) {
+        await delay(30); // the second event is stored while the first one's pick-up claims
+        return disk.claimFiber(id, request);
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [threeWaits], unloadAfterMs: 0 }));
+    const fiber = await runtime.start(threeWaits, {}, { id: "waits" });
+    await expect.poll(async () => (await disk.getFiber(fiber.id))?.status).toBe("waiting");
+    const first = runtime.sendEvent(fiber.id, "e", 1);
+    await delay(10);
+    await runtime.sendEvent(fiber.id, "e", 2);
+    await first;
+    expect(await runtime.result(fiber)).toEqual([1, 2, "timeout"]);
+  });
+
+  it("times a wait out when its event was sent after the deadline, even if the fiber was unloaded", async () => {
+    const store = new MemoryStore();
+    const once = defineFiber("once", {
+      async run(ctx) {
+        try {
+          return await ctx.waitForEvent("e", { timeoutMs: 100 });
+        } catch (error) {
+          return (error as { code?: string }).code;
+        }
+      },
+    });
+    const first = createRuntime({ store, fibers: [once], unloadAfterMs: 0 });
+    const fiber = await first.start(once, {}, { id: "late" });
+    await expect.poll(async () => (await store.getFiber(fiber.id))?.status).toBe("waiting");
+    await first.close(); // the worker stops: nothing fires the timer
+    await delay(250);
+    const second = track(createRuntime({ store, fibers: [once], unloadAfterMs: 0 }));
+    await second.sendEvent(fiber.id, "e", "too late");
+    expect(await second.result(fiber)).toBe("timeout");
+    // The event stays unconsumed: it was never the wait's.
+    expect((await store.readInbox(fiber.id)).map((e) => e.consumedBy)).toEqual([undefined]);
+  });
+
+  it("wakes a fiber for an event another runtime stored while it was running", async () => {
+    const store = new MemoryStore();
+    const job = defineFiber("job", {
+      async run(ctx) {
+        await ctx.step("slow", () => delay(60));
+        return ctx.waitForEvent("go");
+      },
+    });
+    const running = track(createRuntime({ store, fibers: [job], unloadAfterMs: 0 }));
+    const other = track(createRuntime({ store, fibers: [job], unloadAfterMs: 0 }));
+    const fiber = await running.start(job, {}, { id: "handover" });
+    await delay(10);
+    await other.sendEvent(fiber.id, "go", "from the new worker");
+    expect(await running.result(fiber)).toBe("from the new worker");
+  });
+});
+
+describe("versions and the recovery budget (items 4 and 5)", () => {
+  it("checks the version when a sleeping fiber is woken", async () => {
+    const store = new MemoryStore();
+    const effects: string[] = [];
+    const v1 = defineFiber("nap", {
+      version: "1",
+      async run(ctx) {
+        await ctx.sleep("nap", 100);
+        effects.push("v1 after nap");
+      },
+    });
+    const v2 = defineFiber("nap", {
+      version: "2",
+      async run(ctx) {
+        await ctx.sleep("nap", 100);
+        effects.push("v2 side effect");
+      },
+    });
+    const old = createRuntime({ store, fibers: [v1], unloadAfterMs: 0 });
+    const fiber = await old.start(v1, undefined, { id: "napper" });
+    await expect.poll(async () => (await store.getFiber(fiber.id))?.status).toBe("sleeping");
+    await old.close();
+    const next = track(createRuntime({ store, fibers: [v2], unloadAfterMs: 0 }));
+    await next.recover();
+    await expect(next.result(fiber.id)).rejects.toMatchObject({ code: "version_mismatch" });
+    expect(effects).toEqual([]);
+  });
+
+  /** Runs `job` life after life, crashing each life once `crashWhen` holds. */
+  async function lives(
+    disk: MemoryStore,
+    job: ReturnType<typeof defineFiber>,
+    count: number,
+    crashWhen: (life: number) => Promise<boolean>,
+  ): Promise<void> {
+    for (let life = 1; life <= count; life++) {
+      const record = await disk.getFiber("loop");
+      if (record && ["completed", "failed", "cancelled"].includes(record.status)) return;
+      const dying = crashableStore(disk);
+      const runtime = track(createRuntime({ store: dying, fibers: [job], maxRecoveries: 2, leaseMs: 20 }));
+      if (life === 1) await runtime.start(job, {}, { id: "loop" });
+      else await runtime.recover();
+      await expect.poll(() => crashWhen(life)).toBe(true);
+      dying.crash();
+      await delay(30); // past the lease
+    }
+  }
+
+  it("stops a crash loop even when the handler stashes before the step that never finishes", async () => {
+    const disk = new MemoryStore();
+    let calls = 0;
+    const job = defineFiber("job", {
+      async run(ctx) {
+        await ctx.stash({ phase: "billing" });
+        await ctx.step("bill", () => {
+          calls++;
+          return new Promise<never>(() => {});
+        });
+      },
+    });
+    await lives(disk, job, 6, async (life) => {
+      const record = await disk.getFiber("loop");
+      return calls === life || record?.status === "failed";
+    });
+    const last = createRuntime({ store: disk, fibers: [job], maxRecoveries: 2 });
+    track(last);
+    await last.recover();
+    await expect(last.result("loop")).rejects.toMatchObject({ code: "recovery_exhausted" });
+    expect(calls).toBe(3);
+  });
+
+  it("counts chunks a step emits as progress: a streaming step that continues is not exhausted", async () => {
+    const disk = new MemoryStore();
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step("stream", ({ emitted, emit }) => {
+          if (emitted.length >= 5) return emitted.length;
+          emit("token", emitted.length);
+          return new Promise<never>(() => {}); // cut off mid-stream, one token further each life
+        });
+      },
+    });
+    await lives(disk, job, 5, async (life) => {
+      const chunks = await disk.readStream("loop", 0);
+      return chunks.filter((c) => c.type === "token").length === life;
+    });
+    const last = track(createRuntime({ store: disk, fibers: [job], maxRecoveries: 2 }));
+    await last.recover();
+    expect(await last.result("loop")).toBe(5);
+  });
+});
+
+describe("cancel (items 6 and 11)", () => {
+  it("cancels a fiber whose wake-up is under way: one outcome, nothing left running", async () => {
+    const disk = new MemoryStore();
+    let claims = 0;
+    const store = intercept(disk, {
+      async claimFiber(id, request) {
+        // The wake-up's claim is slow; the cancel's, issued later, lands first.
+        if (++claims === 1) await delay(30);
+        return disk.claimFiber(id, request);
+      },
+      async commit(groups: WriteGroup[]) {
+        // ... and the cancel's end is still being written when the wake-up claims.
+        if (groups.some((g) => g.chunks?.some((c) => c.type === "fiber.end"))) await delay(40);
+        return disk.commit(groups);
+      },
+    });
+    const job = defineFiber("job", {
+      async run(ctx) {
+        await ctx.waitForEvent("go");
+        await ctx.step("after", () => delay(50));
+        return "finished";
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [job], unloadAfterMs: 0 }));
+    const fiber = await runtime.start(job, {}, { id: "racer" });
+    await expect.poll(async () => (await disk.getFiber(fiber.id))?.status).toBe("waiting");
+    const wake = runtime.sendEvent(fiber.id, "go");
+    await delay(5);
+    const status = await runtime.cancel(fiber.id, "stop");
+    await wake;
+    expect(status).toBe("cancelled");
+    await expect(runtime.result(fiber)).rejects.toMatchObject({ code: "cancelled" });
+    await delay(80);
+    expect(runtime.activeCount).toBe(0);
+    const record = await disk.getFiber(fiber.id);
+    expect(record).toMatchObject({ status: "cancelled" });
+    expect((await storedTypes(disk, fiber.id)).at(-1)).toBe("fiber.end");
+  });
+
+  it("reports fencing per write group: a batch holding two generations of one fiber", async () => {
+    const store = new MemoryStore();
+    const job = defineFiber("job", { run: () => new Promise<never>(() => {}) });
+    const runtime = track(createRuntime({ store, fibers: [job] }));
+    await runtime.start(job, {}, { id: "f" });
+    const old = (await store.getFiber("f"))?.generation ?? 0;
+    const claim = await store.claimFiber("f", {
+      owner: "other",
+      now: Date.now(),
+      leaseMs: 1_000,
+      force: true,
+    });
+    const current = claim.status === "claimed" ? claim.record.generation : -1;
+    const queue = new CommitQueue(store, () => {});
+    const stale = queue.write({ fiberId: "f", generation: old, fiber: { updatedAt: 1 } });
+    const fresh = queue.write({ fiberId: "f", generation: current, fiber: { updatedAt: 2 } });
+    await expect(stale).rejects.toBeInstanceOf(FencedError);
+    await expect(fresh).resolves.toBeUndefined();
+    expect((await store.getFiber("f"))?.updatedAt).toBe(2);
+  });
+
+  it("answers the status a fiber ended with when it completed as the cancel arrived", async () => {
+    const disk = new MemoryStore();
+    const store = intercept(disk, {
+      async commit(groups: WriteGroup[]) {
+        if (groups.some((g) => g.chunks?.some((c) => c.type === "fiber.end"))) await delay(30);
+        return disk.commit(groups);
+      },
+    });
+    const quick = defineFiber("quick", { run: async () => "done" });
+    const runtime = track(createRuntime({ store, fibers: [quick] }));
+    const fiber = await runtime.start(quick, {}, { id: "quick" });
+    await delay(5); // the handler returned; its end is being written
+    expect(await runtime.cancel(fiber.id)).toBe("completed");
+    expect(await runtime.result(fiber)).toBe("done");
+    expect(await runtime.cancel(fiber.id)).toBe("completed");
+  });
+});
+
+describe("readers end (item 9)", () => {
+  const waiter = defineFiber("waiter", { run: (ctx) => ctx.waitForEvent("never") });
+  const quick = defineFiber("quick", { run: async () => "done" });
+
+  it("ends at once for a cursor at or past the end of an ended fiber", async () => {
+    const runtime = track(createRuntime({ store: new MemoryStore(), fibers: [quick] }));
+    const fiber = await runtime.start(quick, {}, { id: "ended" });
+    await runtime.result(fiber);
+    const all = await readAll(runtime, fiber.id);
+    const end = all.at(-1)?.seq ?? 0;
+    expect(await readAll(runtime, fiber.id, end)).toEqual([]);
+    expect(await readAll(runtime, fiber.id, end + 10)).toEqual([]);
+  });
+
+  it("rejects with fiber_not_found when the fiber is collected mid-read", async () => {
+    const store = new MemoryStore();
+    const runtime = track(createRuntime({ store, fibers: [waiter], pollIntervalMs: 20 }));
+    const fiber = await runtime.start(waiter, {}, { id: "doomed" });
+    const reading = readAll(runtime, fiber.id);
+    await delay(30);
+    await store.deleteFibers([fiber.id]);
+    await expect(reading).rejects.toMatchObject({ code: "fiber_not_found" });
+  });
+
+  it("never yields the chunks of a new fiber started under the same id", async () => {
+    const store = new MemoryStore();
+    const runtime = track(createRuntime({ store, fibers: [waiter, quick], pollIntervalMs: 20 }));
+    const first = await runtime.start(waiter, {}, { id: "reused" });
+    const seen: FiberEvent[] = [];
+    const reading = (async () => {
+      for await (const event of runtime.events(first.id)) seen.push(event);
+    })();
+    await delay(30);
+    await store.deleteFibers([first.id]);
+    await runtime.start(quick, {}, { id: "reused" });
+    await expect(reading).rejects.toMatchObject({ code: "fiber_not_found" });
+    expect(seen.map((e) => e.type)).toEqual(["fiber.start"]);
+  });
+});
+
+describe("step attempts (item 10)", () => {
+  it("drops the chunks of an attempt that timed out and is still running", async () => {
+    const store = new MemoryStore();
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step(
+          "answer",
+          async ({ attempt, emit }) => {
+            if (attempt === 1) {
+              emit("token", "first");
+              await delay(45);
+              emit("token", "late"); // a zombie: its attempt timed out at 30 ms
+              return "never used";
+            }
+            emit("token", "second");
+            await delay(25); // attempt 1, still running, emits in between
+            emit("token", "second, more");
+            return "ok";
+          },
+          { timeoutMs: 30, retry: { maxAttempts: 2, initialDelayMs: 1 } },
+        );
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [job] }));
+    const fiber = await runtime.start(job, {}, { id: "zombie" });
+    expect(await runtime.result(fiber)).toBe("ok");
+    const tokens = (await store.readStream(fiber.id, 0)).filter((c) => c.type === "token");
+    expect(tokens.map((c) => c.data)).toEqual(["first", "second", "second, more"]);
+  });
+
+  it("gives an interrupted attempt only its own chain's chunks, not those of a failed attempt", async () => {
+    const disk = new MemoryStore();
+    const emittedSeen: unknown[][] = [];
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step(
+          "answer",
+          async ({ attempt, emit, emitted }) => {
+            emittedSeen.push(emitted.map((e) => e.data));
+            if (attempt === 1) {
+              emit("token", "from the failed attempt");
+              throw new Error("rate limited");
+            }
+            if (attempt === 2) {
+              emit("token", "from the cut attempt");
+              return new Promise<never>(() => {});
+            }
+            return "ok";
+          },
+          { retry: { maxAttempts: 3, initialDelayMs: 1 } },
+        );
+      },
+    });
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
+    const fiber = await first.start(job, {}, { id: "chain" });
+    await expect.poll(async () => (await disk.readStream(fiber.id, 0)).length).toBe(3);
+    dying.crash();
+    await delay(30);
+    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 20 }));
+    await second.recover();
+    expect(await second.result(fiber)).toBe("ok");
+    expect(emittedSeen).toEqual([[], [], ["from the cut attempt"]]);
+  });
+});
