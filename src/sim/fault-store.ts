@@ -111,6 +111,7 @@ export class FaultStore implements Store {
     return this.#write(
       `createFiber ${record.id}`,
       [record.id],
+      undefined,
       () => this.#inner.createFiber(record, chunks),
       (r) => r.status,
     );
@@ -119,6 +120,7 @@ export class FaultStore implements Store {
     return this.#write(
       `claimFiber ${id}${request.force ? " force" : ""}`,
       [id],
+      NO_STREAM,
       () => this.#inner.claimFiber(id, request),
       (r) =>
         r.status === "missing" ? r.status : `${r.status} gen ${r.record.generation} ${r.record.status}`,
@@ -128,8 +130,9 @@ export class FaultStore implements Store {
     if (this.#dropChunk) groups = this.#maybeDrop(groups);
     const ids = [...new Set(groups.map((g) => g.fiberId))];
     return this.#write(
-      `commit ${groups.map(describeGroup).join(" ; ")}`,
+      () => `commit ${groups.map(describeGroup).join(" ; ")}`,
       ids,
+      streamFrom(groups),
       () => this.#inner.commit(groups),
       (r) => (r.fenced.length > 0 ? `fenced ${r.fenced.join(",")}` : "ok"),
     );
@@ -138,6 +141,7 @@ export class FaultStore implements Store {
     return this.#write(
       `enqueueEvent ${event.fiberId} ${event.name}`,
       [event.fiberId],
+      NO_STREAM,
       () => this.#inner.enqueueEvent(event),
       (r) => `seq ${r.seq}`,
     );
@@ -146,6 +150,7 @@ export class FaultStore implements Store {
     return this.#write(
       `deleteFibers ${ids.join(",")}`,
       ids,
+      undefined,
       () => this.#inner.deleteFibers(ids, options),
       (r) => `deleted ${r.join(",") || "none"}`,
     );
@@ -163,13 +168,15 @@ export class FaultStore implements Store {
   }
 
   async #write<T>(
-    what: string,
+    what: string | (() => string),
     ids: readonly string[],
+    streamFrom: ReadonlyMap<string, number> | undefined,
     run: () => Promise<T>,
     outcome: (r: T) => string,
   ): Promise<T> {
     if (this.#crashed) return never();
     const host = this.#host;
+    const text = (): string => (typeof what === "string" ? what : what());
     await delay(this.#latency());
     if (this.#crashed) return never();
     const plan = host.plan;
@@ -177,15 +184,15 @@ export class FaultStore implements Store {
     if (plan.active) {
       const roll = host.rng.next();
       if (roll < plan.reject) {
-        host.trace.add("FAULT", `${this.#name} ${what} -> rejected (UnknownError)`);
+        host.trace.add("FAULT", `${this.#name} ${text()} -> rejected (UnknownError)`);
         throw toStoreError(
-          what.split(" ")[0] ?? "write",
+          text().split(" ")[0] ?? "write",
           new DOMException("simulated transient failure", "UnknownError"),
         );
       }
       if (plan.crashesLeft > 0 && roll < plan.reject + plan.crashBefore) {
         plan.crashesLeft--;
-        this.crash(`before ${what} applied`);
+        this.crash(`before ${text()} applied`);
         return never();
       }
       if (plan.crashesLeft > 0 && roll < plan.reject + plan.crashBefore + plan.crashAfter) {
@@ -197,12 +204,13 @@ export class FaultStore implements Store {
     try {
       result = await run();
     } catch (error) {
-      host.trace.add("store", `${this.#name} ${what} -> threw ${String(error).slice(0, 80)}`);
+      host.trace.add("store", `${this.#name} ${text()} -> threw ${String(error).slice(0, 80)}`);
       throw error;
     }
-    await host.ledger.refresh(ids, this.#name);
-    host.trace.add("store", `${this.#name} ${what} -> ${outcome(result)}`);
-    if (crashAfter) this.crash(`after ${what} applied`);
+    await host.ledger.refresh(ids, this.#name, streamFrom);
+    const name = this.#name;
+    host.trace.add("store", () => `${name} ${text()} -> ${outcome(result)}`);
+    if (crashAfter) this.crash(`after ${text()} applied`);
     if (this.#crashed) return never();
     return result;
   }
@@ -220,6 +228,21 @@ export class FaultStore implements Store {
     const { rng, plan } = this.#host;
     return rng.chance(plan.slow) ? rng.int(50, 500) : rng.int(0, 2);
   }
+}
+
+/** For writes that touch no chunk: the ledger keeps each fiber's stream as it was. */
+const NO_STREAM: ReadonlyMap<string, number> = new Map();
+
+/** Per fiber, the seq below the lowest chunk a commit writes (only those need re-reading). */
+function streamFrom(groups: readonly WriteGroup[]): Map<string, number> {
+  const from = new Map<string, number>();
+  for (const group of groups) {
+    for (const chunk of group.chunks ?? []) {
+      const below = chunk.seq - 1;
+      from.set(group.fiberId, Math.min(from.get(group.fiberId) ?? below, below));
+    }
+  }
+  return from;
 }
 
 function describeGroup(group: WriteGroup): string {

@@ -27,6 +27,8 @@ export class Findings {
   readonly #trace: Trace;
   readonly #now: () => number;
   readonly #seen = new Set<string>();
+  /** Per fiber, a line printed above its violations' traces (its program). */
+  readonly context = new Map<string, string>();
 
   constructor(seed: number, trace: Trace, now: () => number) {
     this.seed = seed;
@@ -46,7 +48,12 @@ export class Findings {
       ...(fiberId === undefined ? {} : { fiberId }),
       detail,
       at: this.#now(),
-      trace: this.#trace.format(40),
+      trace: [
+        ...(fiberId !== undefined && this.context.has(fiberId)
+          ? [`  ${fiberId} = ${this.context.get(fiberId)}`]
+          : []),
+        ...this.#trace.format(40),
+      ],
     });
   }
 }

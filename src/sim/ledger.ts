@@ -47,16 +47,30 @@ export class Ledger {
     return this.images.get(id);
   }
 
-  /** Re-reads fibers `ids` after a write by `writer` applied, and checks what changed. */
-  async refresh(ids: readonly string[], writer: string): Promise<void> {
-    const reads = ids.map((id) =>
-      Promise.all([
+  /**
+   * Re-reads fibers `ids` after a write by `writer` applied, and checks what changed. With
+   * `streamFrom`, only the stream past the given seq is re-read (a commit touches no chunk below
+   * its own); fibers it does not name keep their stream.
+   */
+  async refresh(
+    ids: readonly string[],
+    writer: string,
+    streamFrom?: ReadonlyMap<string, number>,
+  ): Promise<void> {
+    const reads = ids.map((id) => {
+      const prev = this.images.get(id)?.stream ?? [];
+      const from = streamFrom === undefined ? 0 : streamFrom.get(id);
+      const stream =
+        from === undefined
+          ? Promise.resolve(prev)
+          : this.#store.readStream(id, from).then((tail) => [...prev.filter((c) => c.seq <= from), ...tail]);
+      return Promise.all([
         this.#store.getFiber(id),
         this.#store.readJournal(id),
-        this.#store.readStream(id, 0),
+        stream,
         this.#store.readInbox(id),
-      ]),
-    );
+      ]);
+    });
     const states = await Promise.all(reads);
     states.forEach(([record, journal, stream, inbox], i) => {
       const id = ids[i] as string;
@@ -156,7 +170,7 @@ export class Ledger {
           fail("stream-overwrite", `seq ${chunk.seq} was ${describe(old)}, now ${describe(chunk)}`);
         continue;
       }
-      this.#trace.add("chunk", `${chunk.fiberId} ${describe(chunk)}`);
+      this.#trace.add("chunk", () => `${chunk.fiberId} ${describe(chunk)}`);
       if (chunk.step !== undefined) this.#checkStepChunk(prev, chunk, fail);
     }
   }

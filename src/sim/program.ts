@@ -141,6 +141,41 @@ export function generateProgram(rng: Prng, index: number): Program {
   return { name: `prog${index}`, ops, onRecovered, deterministic, outsideEmits, waits };
 }
 
+/** A one-line text of `program`, for traces. */
+export function describeProgram(program: Program): string {
+  const op = (o: Op): string => {
+    switch (o.k) {
+      case "step": {
+        const fate =
+          o.failUntil === 1
+            ? "ok"
+            : o.failUntil <= o.maxAttempts
+              ? `flaky<${o.failUntil}`
+              : o.nonRetryable
+                ? "refuses"
+                : "fails";
+        const slow =
+          o.slowAttempts > 0 ? ` slow<=${o.slowAttempts}:${o.slowMs}ms${o.honorsSignal ? "" : "!"}` : "";
+        const timeout = o.timeoutMs === undefined ? "" : ` t/o ${o.timeoutMs}`;
+        return `step ${o.name}(${fate} x${o.maxAttempts}${slow}${timeout} emits ${o.emitsBefore}+${o.emitsAfter})`;
+      }
+      case "emit":
+        return `emit ${o.label}`;
+      case "stash":
+        return "stash";
+      case "sleep":
+        return `sleep ${o.ms}`;
+      case "wait":
+        return `wait ${o.name}${o.timeoutMs === undefined ? "" : ` t/o ${o.timeoutMs}`}`;
+      case "value":
+        return o.kind;
+      case "all":
+        return `all[${o.branches.map((b) => [op(b.head), ...b.emits.map((e) => `emit ${e}`)].join(" > ")).join(" | ")}]`;
+    }
+  };
+  return `${program.name}${program.onRecovered ? ` onRecovered=${program.onRecovered}` : ""}: ${program.ops.map(op).join("; ")}`;
+}
+
 /** The handler that runs `program` on behalf of the runtime `host` describes. */
 export function programHandler(program: Program, host: ProgramHost) {
   return async (ctx: FiberContext): Promise<unknown[]> => {

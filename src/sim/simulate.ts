@@ -6,11 +6,12 @@
  * the same trace digest and the same violations.
  */
 
+import { isTerminal } from "../core/records";
 import { Actions } from "./actions";
 import { Findings, type Violation } from "./findings";
 import { checkFinal } from "./invariants";
 import { Prng } from "./prng";
-import { generateProgram } from "./program";
+import { describeProgram, generateProgram } from "./program";
 import { Readers } from "./readers";
 import { Trace } from "./trace";
 import { VirtualTime } from "./virtual-time";
@@ -46,6 +47,9 @@ export interface ScheduleResult {
 export async function runSchedule(seed: number, options: ScheduleOptions = {}): Promise<ScheduleResult> {
   const time = new VirtualTime();
   const consoleError = console.error;
+  const stackTraceLimit = Error.stackTraceLimit;
+  // Stacks are never compared and capturing one per engine error dominated the profile.
+  Error.stackTraceLimit = 0;
   const rng = new Prng(seed);
   const trace = new Trace(() => time.elapsed);
   const findings = new Findings(seed, trace, () => time.elapsed);
@@ -61,6 +65,10 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
       "plan",
       `${programs.length} fibers, locks ${world.settings.locks}, lease ${world.settings.leaseMs}, faults ${JSON.stringify(world.plan)}, window ${window}`,
     );
+    programs.forEach((program, i) => {
+      findings.context.set(`f${i}`, describeProgram(program));
+      trace.add("program", `f${i} = ${describeProgram(program)}`);
+    });
     world.onCrash((dead) => {
       setTimeout(
         () => {
@@ -78,8 +86,15 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
     trace.add("phase", "faults stop");
     const faultsStoppedAt = time.elapsed;
     if (world.live.length === 0) world.spawn("a worker after the faults");
+    // Quiescence: long past every lease, timer and retry; a schedule whose fibers all settled
+    // (ended, or waiting open-ended with nothing to wake them) and whose readers ended stops early.
     const quiet = faultsStoppedAt + 3000 + 10 * world.settings.leaseMs + 10_000;
-    if (stop !== "step-limit") stop = await time.runUntil(quiet, maxSteps);
+    const settleFrom = faultsStoppedAt + 3000 + world.settings.leaseMs;
+    for (let t = faultsStoppedAt; stop !== "step-limit" && t < quiet; ) {
+      t = Math.min(quiet, t + 1000);
+      stop = await time.runUntil(t, maxSteps);
+      if (t >= settleFrom && settled(world, readers, actions.fiberIds)) break;
+    }
     if (stop === "step-limit") {
       findings.add(
         "livelock",
@@ -108,8 +123,26 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
     };
   } finally {
     console.error = consoleError;
+    Error.stackTraceLimit = stackTraceLimit;
     time.uninstall();
   }
+}
+
+/** Whether nothing more can happen: every fiber ended or waits open-ended with nothing buffered. */
+function settled(world: World, readers: Readers, fiberIds: readonly string[]): boolean {
+  for (const id of fiberIds) {
+    const image = world.ledger.get(id);
+    const record = image?.record;
+    if (!image || !record || image.collected) continue;
+    if (isTerminal(record.status)) {
+      if (readers.all.some((r) => r.fiberId === id && r.status === "open" && !r.node.crashed)) return false;
+      continue;
+    }
+    if (record.status !== "waiting" || record.wakeAt !== undefined) return false;
+    const wanted = new Set(record.waitingFor ?? []);
+    if (image.inbox.some((e) => e.consumedBy === undefined && wanted.has(e.name))) return false;
+  }
+  return true;
 }
 
 function short(value: unknown): string {

@@ -12,7 +12,8 @@ export interface TraceEntry {
   /** Virtual time, ms since the schedule started. */
   t: number;
   kind: string;
-  text: string;
+  /** The text, or a function that builds it when the trace is printed (hot paths stay cheap). */
+  text: string | (() => string);
 }
 
 /** The trace of one schedule: the last `capacity` entries plus a digest of all of them. */
@@ -29,10 +30,16 @@ export class Trace {
     this.#capacity = capacity;
   }
 
-  /** Records one event. */
-  add(kind: string, text: string): void {
+  /**
+   * Records one event. A function `text` is called only when the trace is printed, so it must
+   * read values that do not change afterwards.
+   */
+  add(kind: string, text: string | (() => string)): void {
     const entry: TraceEntry = { n: this.#count++, t: this.#now(), kind, text };
-    this.#hash = fnv(this.#hash, `${entry.t}|${kind}|${text}`);
+    this.#hash = fnv(
+      this.#hash,
+      typeof text === "string" ? `${entry.t}|${kind}|${text}` : `${entry.t}|${kind}`,
+    );
     if (this.#ring.length < this.#capacity) this.#ring.push(entry);
     else this.#ring[entry.n % this.#capacity] = entry;
   }
@@ -42,7 +49,7 @@ export class Trace {
     return this.#count;
   }
 
-  /** A digest of every event recorded, in order: equal digests mean an identical trace. */
+  /** A digest of every event recorded (kind, time and eager text), in order. */
   get digest(): string {
     return `${this.#count}:${(this.#hash >>> 0).toString(16)}`;
   }
@@ -61,7 +68,9 @@ export class Trace {
 
   /** The last `n` entries as printable lines. */
   format(n = 40): string[] {
-    return this.tail(n).map((e) => `  #${e.n} t=${e.t}ms ${e.kind.padEnd(8)} ${e.text}`);
+    return this.tail(n).map(
+      (e) => `  #${e.n} t=${e.t}ms ${e.kind.padEnd(8)} ${typeof e.text === "string" ? e.text : e.text()}`,
+    );
   }
 }
 

@@ -82,7 +82,7 @@ export class World {
     this.settings = {
       leaseMs: rng.pick([600, 1500, 3000]),
       unloadAfterMs: rng.pick([0, 200, 1000]),
-      pollIntervalMs: rng.pick([100, 250, 1000]),
+      pollIntervalMs: rng.pick([250, 1000]),
       retentionMs: rng.pick([300, 2000, 86_400_000]),
       maxRecoveries: rng.pick([10, 30]),
       locks: rng.chance(0.5) ? "web" : "local",
