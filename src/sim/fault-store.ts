@@ -58,18 +58,19 @@ export class FaultStore implements Store {
   readonly #inner: Store;
   readonly #host: FaultStoreHost;
   readonly #name: string;
-  readonly #dropChunk: (() => boolean) | undefined;
+  readonly #loseWrite: (() => boolean) | undefined;
   #crashed = false;
 
   /**
-   * `name` is the runtime's runner id, used in traces. `dropChunk` plants a bug for the
-   * checker's own test: when it answers true, one emitted chunk of a commit is silently dropped.
+   * `name` is the runtime's runner id, used in traces. `loseWrite` plants a bug for the
+   * checker's own test: when it answers true, a commit that starts a step attempt is
+   * acknowledged without being applied (a store that loses an acknowledged write).
    */
-  constructor(inner: Store, host: FaultStoreHost, name: string, dropChunk?: () => boolean) {
+  constructor(inner: Store, host: FaultStoreHost, name: string, loseWrite?: () => boolean) {
     this.#inner = inner;
     this.#host = host;
     this.#name = name;
-    this.#dropChunk = dropChunk;
+    this.#loseWrite = loseWrite;
   }
 
   /** Whether the runtime behind this store has crashed. */
@@ -127,8 +128,14 @@ export class FaultStore implements Store {
     );
   }
   commit(groups: WriteGroup[]): Promise<CommitResult> {
-    if (this.#dropChunk) groups = this.#maybeDrop(groups);
     const ids = [...new Set(groups.map((g) => g.fiberId))];
+    const startsStep = groups.some((g) =>
+      g.journal?.some((e) => e.kind === "step" && e.status === "started"),
+    );
+    if (startsStep && this.#loseWrite?.()) {
+      this.#host.trace.add("PLANT", `${this.#name} acknowledges a commit it never applies`);
+      return delay(0).then(() => ({ fenced: [] }));
+    }
     return this.#write(
       () => `commit ${groups.map(describeGroup).join(" ; ")}`,
       ids,
@@ -213,15 +220,6 @@ export class FaultStore implements Store {
     if (crashAfter) this.crash(`after ${text()} applied`);
     if (this.#crashed) return never();
     return result;
-  }
-
-  #maybeDrop(groups: WriteGroup[]): WriteGroup[] {
-    const victim = groups.find((g) => g.chunks?.some((c) => c.type === "tok" || c.type === "note"));
-    if (!victim || !this.#dropChunk?.()) return groups;
-    const chunks = victim.chunks ?? [];
-    const index = chunks.findIndex((c) => c.type === "tok" || c.type === "note");
-    this.#host.trace.add("PLANT", `${this.#name} drops chunk #${chunks[index]?.seq} of ${victim.fiberId}`);
-    return groups.map((g) => (g === victim ? { ...g, chunks: chunks.filter((_, i) => i !== index) } : g));
   }
 
   #latency(): number {

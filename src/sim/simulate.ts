@@ -36,6 +36,8 @@ export interface ScheduleResult {
   /** Timer steps run, virtual ms simulated. */
   steps: number;
   virtualMs: number;
+  /** Whether the planted bug (if any) was actually triggered. */
+  planted: boolean;
 }
 
 /**
@@ -120,6 +122,7 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
       trace: trace.format(40),
       steps: time.steps,
       virtualMs: time.elapsed,
+      planted: world.plantTriggered,
     };
   } finally {
     console.error = consoleError;

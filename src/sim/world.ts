@@ -22,7 +22,7 @@ import type { Trace } from "./trace";
 import { EPOCH } from "./virtual-time";
 
 /** A bug planted on purpose, to prove the checker reports it. */
-export type PlantedBug = "drop-chunk" | "duplicate-effect";
+export type PlantedBug = "lost-write" | "duplicate-effect";
 
 /** The knobs of one schedule, drawn from the seed. */
 export interface WorldSettings {
@@ -114,7 +114,7 @@ export class World {
         onCrash: () => this.#crashed(node),
       },
       name,
-      this.planted === "drop-chunk" ? () => this.#plantOnce() : undefined,
+      this.planted === "lost-write" ? () => this.#plantOnce() : undefined,
     );
     const version = this.version;
     const compatible = [...this.compatible];
@@ -189,6 +189,11 @@ export class World {
     // Stops the dead runtime's timers; it cannot write, every store call of it hangs.
     void node.runtime.close();
     for (const listener of this.#crashListeners) listener(node);
+  }
+
+  /** Whether the planted bug has been triggered. */
+  get plantTriggered(): boolean {
+    return this.#plantedDone;
   }
 
   #plantOnce(): boolean {
