@@ -145,7 +145,8 @@ describe("approvals", () => {
     const rt = agentRuntime(agent, store);
     const fiber = await rt.start(agent, { messages: user("go") });
     const [approval] = await approvals(store, fiber.id, 1);
-    await rt.sendEvent(fiber.id, (approval?.data as { event: string }).event, { approved: "yes" });
+    const event = (approval?.data as { event?: string } | undefined)?.event ?? "";
+    await rt.sendEvent(fiber.id, event, { approved: "yes" });
     const output = await rt.result(fiber);
     expect(runs).toEqual([]);
     expect(output.messages.find((m) => m.role === "tool")?.content).toContain("denied");

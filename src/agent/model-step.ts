@@ -7,6 +7,7 @@
 
 import type { FiberContext, RetryPolicy, StepContext } from "../core/define";
 import { NonRetryableError } from "../core/errors";
+import { sleep } from "../core/sleep";
 import { ModelError } from "./errors";
 import type { ChatMessage, FinishReason, ModelProvider, ModelUsage, ToolCall, ToolSpec } from "./types";
 
@@ -53,130 +54,155 @@ export function messageIdOf(fiberId: string, turn: number): string {
  * (a dropped connection before `[DONE]`, a crash before the step's result was journaled): it is
  * returned as streamed, with no further model call. Before that, a failed or interrupted attempt
  * continues from the streamed text (`recovery: "continue"`, the provider supporting it, no tool
- * call streamed yet) or restarts after a `message.reset` chunk.
+ * call streamed yet) or restarts after a `message.reset` chunk. Retries after errors run inside
+ * one attempt of the step, so after a crash `step.emitted` holds every chunk the call streamed.
  */
 export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Promise<ModelReply> {
   const messageId = messageIdOf(ctx.id, call.turn);
-  // What earlier attempts of this call streamed: rebuilt from the stream after a crash, kept in
-  // memory across in-process retries.
-  let partial: Partial = { started: false, text: "", toolCalls: [] };
-  // Usage reported by attempts that then failed: those tokens were spent too.
-  const spent: ModelUsage = { promptTokens: 0, completionTokens: 0 };
-  let spentReported = false;
+  const policy = {
+    maxAttempts: 5,
+    backoff: "exponential",
+    initialDelayMs: 1_000,
+    maxDelayMs: 20_000,
+    ...call.retry,
+  };
   return ctx.step(
     "model",
     async (step: StepContext): Promise<ModelReply> => {
-      if (step.emitted.length > 0) partial = replayPartial(step.emitted);
+      // What this call streamed so far: rebuilt from the stream after a crash, kept in memory
+      // across retries.
+      const partial = replayPartial(step.emitted);
       if (partial.end) return { content: partial.text, toolCalls: partial.toolCalls, ...partial.end };
-      const provider = await call.provider();
-      let prefix: string | undefined;
-      if (partial.text.length > 0 || partial.toolCalls.length > 0) {
-        const canContinue =
-          call.recovery === "continue" && provider.supportsContinuation && partial.toolCalls.length === 0;
-        if (canContinue) {
-          prefix = partial.text;
-        } else {
-          step.emit("message.reset", {
-            messageId,
-            reason: step.interrupted
-              ? "The reply was interrupted and is being regenerated."
-              : "The reply failed and is being regenerated.",
-          });
-          partial = { started: true, text: "", toolCalls: [] };
+      // Usage reported by attempts that then failed: those tokens were spent too.
+      const spent: ModelUsage = { promptTokens: 0, completionTokens: 0 };
+      for (let attempt = 1; ; attempt++) {
+        const resetReason =
+          attempt === 1 && step.interrupted
+            ? "The reply was interrupted and is being regenerated."
+            : "The reply failed and is being regenerated.";
+        try {
+          const reply = await streamReply(step, call, messageId, partial, spent, resetReason);
+          return reply;
+        } catch (error) {
+          const permanent = error instanceof NonRetryableError || step.signal.aborted;
+          if (permanent || attempt >= policy.maxAttempts) throw error;
+          const base =
+            policy.backoff === "fixed" ? policy.initialDelayMs : policy.initialDelayMs * 2 ** (attempt - 1);
+          await sleep(Math.min(base, policy.maxDelayMs), step.signal);
         }
       }
-      if (!partial.started) {
-        step.emit("message.start", { messageId, turn: call.turn, model: provider.model });
-        partial.started = true;
-      }
-      let usage: ModelUsage | null = null;
-      let finishReason: FinishReason | undefined;
-      // A high surrogate that ended a delta waits for its low half, so that neither the stream
-      // nor a continuation prefix ever ends in half a character.
-      let heldHalf = "";
-      let size = partial.text.length + partial.toolCalls.reduce((n, c) => n + callSize(c), 0);
-      const watchdog = new Watchdog(call.noProgressTimeoutMs, step.signal);
-      try {
-        const events = provider.stream({
-          messages: call.messages,
-          tools: call.specs,
-          signal: watchdog.signal,
-          onRetryWait: (ms) => watchdog.pause(ms),
-          ...(prefix === undefined ? {} : { prefix }),
-        });
-        for await (const event of events) {
-          watchdog.progress();
-          if (event.type === "text") {
-            let delta = heldHalf + event.delta;
-            heldHalf = "";
-            if (size + delta.length > call.maxReplyChars) {
-              delta = cutAt(delta, call.maxReplyChars - size);
-              finishReason = "length";
-            } else if (endsInHighSurrogate(delta)) {
-              heldHalf = delta.slice(-1);
-              delta = delta.slice(0, -1);
-            }
-            if (delta.length > 0) {
-              partial.text += delta;
-              size += delta.length;
-              step.emit("text.delta", { messageId, delta });
-            }
-          } else if (event.type === "tool_call") {
-            const toolCall: ToolCall = {
-              id: event.id,
-              type: "function",
-              function: { name: event.name, arguments: event.arguments },
-            };
-            if (
-              partial.toolCalls.length >= call.maxToolCalls ||
-              size + callSize(toolCall) > call.maxReplyChars
-            ) {
-              finishReason = "length";
-            } else {
-              step.emit("tool.call", {
-                messageId,
-                index: partial.toolCalls.length,
-                toolCallId: event.id,
-                name: event.name,
-                arguments: event.arguments,
-              });
-              partial.toolCalls.push(toolCall);
-              size += callSize(toolCall);
-            }
-          } else if (event.type === "usage") {
-            usage = event.usage;
-          } else if (event.type === "finish") {
-            // `finish` is the last event: whatever the provider does after it cannot undo the reply.
-            finishReason = event.reason;
-          }
-          if (finishReason !== undefined) break;
-        }
-      } catch (error) {
-        if (usage !== null) {
-          spent.promptTokens += usage.promptTokens;
-          spent.completionTokens += usage.completionTokens;
-          spentReported = true;
-        }
-        throw watchdog.explain(error);
-      } finally {
-        watchdog.stop();
-      }
-      if (heldHalf !== "") {
-        partial.text += heldHalf;
-        step.emit("text.delta", { messageId, delta: heldHalf });
-      }
-      if (spentReported) {
-        usage = {
-          promptTokens: spent.promptTokens + (usage?.promptTokens ?? 0),
-          completionTokens: spent.completionTokens + (usage?.completionTokens ?? 0),
-        };
-      }
-      const reason = finishReason ?? "stop";
-      step.emit("message.end", { messageId, finishReason: reason, usage });
-      return { content: partial.text, toolCalls: partial.toolCalls, usage, finishReason: reason };
     },
-    { retry: { maxAttempts: 5, initialDelayMs: 1_000, maxDelayMs: 20_000, ...call.retry } },
+    { retry: { maxAttempts: 1 } },
   );
+}
+
+/** One request to the model, streamed into `partial`; returns the reply once it finished. */
+async function streamReply(
+  step: StepContext,
+  call: ModelCall,
+  messageId: string,
+  partial: Partial,
+  spent: ModelUsage,
+  resetReason: string,
+): Promise<ModelReply> {
+  const provider = await call.provider();
+  let prefix: string | undefined;
+  if (partial.text.length > 0 || partial.toolCalls.length > 0) {
+    const canContinue =
+      call.recovery === "continue" && provider.supportsContinuation && partial.toolCalls.length === 0;
+    if (canContinue) {
+      prefix = partial.text;
+    } else {
+      step.emit("message.reset", { messageId, reason: resetReason });
+      partial.text = "";
+      partial.toolCalls = [];
+    }
+  }
+  if (!partial.started) {
+    step.emit("message.start", { messageId, turn: call.turn, model: provider.model });
+    partial.started = true;
+  }
+  let usage: ModelUsage | null = null;
+  let finishReason: FinishReason | undefined;
+  // A high surrogate that ended a delta waits for its low half, so that neither the stream nor a
+  // continuation prefix ever ends in half a character.
+  let heldHalf = "";
+  let size = partial.text.length + partial.toolCalls.reduce((n, c) => n + callSize(c), 0);
+  const watchdog = new Watchdog(call.noProgressTimeoutMs, step.signal);
+  try {
+    const events = provider.stream({
+      messages: call.messages,
+      tools: call.specs,
+      signal: watchdog.signal,
+      onRetryWait: (ms) => watchdog.pause(ms),
+      ...(prefix === undefined ? {} : { prefix }),
+    });
+    for await (const event of events) {
+      watchdog.progress();
+      if (event.type === "text") {
+        let delta = heldHalf + event.delta;
+        heldHalf = "";
+        if (size + delta.length > call.maxReplyChars) {
+          delta = cutAt(delta, call.maxReplyChars - size);
+          finishReason = "length";
+        } else if (endsInHighSurrogate(delta)) {
+          heldHalf = delta.slice(-1);
+          delta = delta.slice(0, -1);
+        }
+        if (delta.length > 0) {
+          partial.text += delta;
+          size += delta.length;
+          step.emit("text.delta", { messageId, delta });
+        }
+      } else if (event.type === "tool_call") {
+        const toolCall: ToolCall = {
+          id: event.id,
+          type: "function",
+          function: { name: event.name, arguments: event.arguments },
+        };
+        if (partial.toolCalls.length >= call.maxToolCalls || size + callSize(toolCall) > call.maxReplyChars) {
+          finishReason = "length";
+        } else {
+          step.emit("tool.call", {
+            messageId,
+            index: partial.toolCalls.length,
+            toolCallId: event.id,
+            name: event.name,
+            arguments: event.arguments,
+          });
+          partial.toolCalls.push(toolCall);
+          size += callSize(toolCall);
+        }
+      } else if (event.type === "usage") {
+        usage = event.usage;
+      } else if (event.type === "finish") {
+        // `finish` is the last event: whatever the provider does after it cannot undo the reply.
+        finishReason = event.reason;
+      }
+      if (finishReason !== undefined) break;
+    }
+  } catch (error) {
+    if (usage !== null) {
+      spent.promptTokens += usage.promptTokens;
+      spent.completionTokens += usage.completionTokens;
+    }
+    throw watchdog.explain(error);
+  } finally {
+    watchdog.stop();
+  }
+  if (heldHalf !== "") {
+    partial.text += heldHalf;
+    step.emit("text.delta", { messageId, delta: heldHalf });
+  }
+  if (spent.promptTokens > 0 || spent.completionTokens > 0) {
+    usage = {
+      promptTokens: spent.promptTokens + (usage?.promptTokens ?? 0),
+      completionTokens: spent.completionTokens + (usage?.completionTokens ?? 0),
+    };
+  }
+  const reason = finishReason ?? "stop";
+  step.emit("message.end", { messageId, finishReason: reason, usage });
+  return { content: partial.text, toolCalls: partial.toolCalls, usage, finishReason: reason };
 }
 
 /** Rebuilds what an interrupted model call had streamed, honouring `message.reset` and `message.end`. */

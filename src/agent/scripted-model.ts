@@ -34,6 +34,8 @@ export interface ScriptedModelOptions {
   replies: readonly ScriptedReply[];
   /** Where to cut the body of request number `request` (0-based): the connection drops after that many bytes. */
   cut?: (request: number, body: Uint8Array) => number | undefined;
+  /** The error a cut connection fails with (default `TypeError("terminated")`, as undici's). */
+  cutError?: (url: string, init: RequestInit | undefined) => Error;
   /** Characters per text delta (default 5; UTF-16 units, so pairs may split between deltas). */
   deltaChars?: number;
 }
@@ -63,7 +65,7 @@ export class ScriptedModel {
   }
 
   /** The `fetch` serving the script. */
-  readonly fetch = async (_input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+  readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const body = JSON.parse(String(init?.body)) as { messages: ChatMessage[] };
     const last = body.messages.at(-1);
     const prefix = last?.role === "assistant" ? (last.content ?? "") : "";
@@ -88,13 +90,14 @@ export class ScriptedModel {
     // Two reads, split mid-body, so the decoder sees a boundary too; the cut comes after both
     // were read (erroring a stream drops what is still queued in it).
     const middle = Math.floor(end / 2);
+    const failure = (): Error => this.#options.cutError?.(String(input), init) ?? new TypeError("terminated");
     const pieces = [bytes.slice(0, middle), bytes.slice(middle, end)].filter((p) => p.length > 0);
     const stream = new ReadableStream<Uint8Array>({
       pull(controller) {
         const piece = pieces.shift();
         if (piece !== undefined) controller.enqueue(piece);
         else if (cutAt === undefined) controller.close();
-        else controller.error(new TypeError("terminated"));
+        else controller.error(failure());
       },
     });
     signal?.throwIfAborted();
