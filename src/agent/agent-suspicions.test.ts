@@ -1,0 +1,164 @@
+/**
+ * The suspicions of issue 20 argued from the code, each settled by a test: a surrogate pair split
+ * between deltas, `Retry-After` waits counted as stalls, usage of failed attempts, and replies
+ * too large for the journal or with too many tool calls.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { createRuntime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { defineAgent } from "./agent";
+import { agentRuntime, closeRuntimes, storedEvents } from "./agent-harness";
+import { ModelError } from "./errors";
+import { openAICompatible } from "./openai";
+import { sseBody } from "./scripted-model";
+import type { ModelEvent, ModelProvider, ModelRequest } from "./types";
+
+afterEach(closeRuntimes);
+
+const user = [{ role: "user" as const, content: "hi" }];
+const fast = { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 2 };
+
+/** A provider whose attempt number n (0-based) plays `attempts[n]`, recording each request. */
+function attemptsProvider(
+  attempts: ((request: ModelRequest) => AsyncGenerator<ModelEvent>)[],
+  requests: ModelRequest[] = [],
+): ModelProvider {
+  return {
+    name: "attempts",
+    model: "attempts",
+    supportsContinuation: true,
+    stream(request) {
+      requests.push(request);
+      const attempt = attempts[requests.length - 1];
+      if (!attempt) throw new Error("no more attempts scripted");
+      return attempt(request);
+    },
+  };
+}
+
+const broken = () => new ModelError("connection reset", { kind: "network", retryable: true });
+
+describe("suspicions argued from the code", () => {
+  it("a surrogate pair split between deltas never leaves half a character in the stream or the prefix", async () => {
+    const requests: ModelRequest[] = [];
+    const model = attemptsProvider(
+      [
+        async function* () {
+          yield { type: "text", delta: "Hi \ud83d" };
+          throw broken();
+        },
+        async function* (request) {
+          const rest = "Hi \ud83d\ude00!".slice(request.prefix?.length ?? 0);
+          yield { type: "text", delta: rest };
+          yield { type: "finish", reason: "stop" };
+        },
+      ],
+      requests,
+    );
+    const store = new MemoryStore();
+    const agent = defineAgent({ name: "emoji", model, modelRetry: fast });
+    const rt = agentRuntime(agent, store);
+    const fiber = await rt.start(agent, { messages: user });
+    const output = await rt.result(fiber);
+    expect(output.messages.at(-1)?.content).toBe("Hi 😀!");
+    expect(requests[1]?.prefix).toBe("Hi ");
+    const deltas = (await storedEvents(store, fiber.id))
+      .filter((e) => e.type === "text.delta")
+      .map((e) => (e.data as { delta: string }).delta);
+    for (const delta of deltas) expect(delta.isWellFormed()).toBe(true);
+    expect(deltas.join("")).toBe("Hi 😀!");
+  });
+
+  it("a Retry-After wait is not a stall: the retry comes when the endpoint asked, once", async () => {
+    const calls: number[] = [];
+    const model = openAICompatible({
+      baseUrl: "http://h.invalid/v1",
+      model: "m",
+      fetch: (async () => {
+        calls.push(Date.now());
+        if (calls.length === 1)
+          return new Response('{"error":{"message":"slow down"}}', {
+            status: 429,
+            headers: { "retry-after-ms": "300" },
+          });
+        return new Response(sseBody({ text: "ok" }), { headers: { "content-type": "text/event-stream" } });
+      }) as typeof fetch,
+    });
+    const agent = defineAgent({ name: "patient", model, noProgressTimeoutMs: 150, modelRetry: fast });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    expect(output.messages.at(-1)?.content).toBe("ok");
+    expect(calls).toHaveLength(2);
+    expect((calls[1] ?? 0) - (calls[0] ?? 0)).toBeGreaterThanOrEqual(290);
+  });
+
+  it("usage counts the tokens of attempts that failed after reporting them", async () => {
+    const model = attemptsProvider([
+      async function* () {
+        yield { type: "text", delta: "Par" };
+        yield { type: "usage", usage: { promptTokens: 10, completionTokens: 5 } };
+        throw broken();
+      },
+      async function* () {
+        yield { type: "text", delta: "tial" };
+        yield { type: "usage", usage: { promptTokens: 12, completionTokens: 7 } };
+        yield { type: "finish", reason: "stop" };
+      },
+    ]);
+    const agent = defineAgent({ name: "billing", model, modelRetry: fast });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    expect(output.messages.at(-1)?.content).toBe("Partial");
+    expect(output.usage).toEqual({ promptTokens: 22, completionTokens: 12 });
+  });
+
+  it("a reply too large for the journal is cut while streaming instead of failing the fiber after it", async () => {
+    const model = attemptsProvider([
+      async function* () {
+        for (let i = 0; i < 60; i++) yield { type: "text", delta: "y".repeat(100) };
+        yield { type: "finish", reason: "stop" };
+      },
+    ]);
+    const agent = defineAgent({ name: "verbose", model, maxReplyChars: 1_000 });
+    const store = new MemoryStore();
+    const rt = createRuntime({ store, fibers: [agent], maxPayloadBytes: 4_096 });
+    try {
+      const fiber = await rt.start(agent, { messages: user });
+      const output = await rt.result(fiber);
+      expect(output.messages.at(-1)?.content).toBe("y".repeat(1_000));
+      const end = (await storedEvents(store, fiber.id)).find((e) => e.type === "message.end");
+      expect(end?.data).toMatchObject({ finishReason: "length" });
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it("keeps at most maxToolCalls calls of one reply", async () => {
+    const call = (i: number): ModelEvent => ({
+      type: "tool_call",
+      id: `c${i}`,
+      name: "none",
+      arguments: "{}",
+    });
+    const model = attemptsProvider([
+      async function* () {
+        for (let i = 0; i < 5; i++) yield call(i);
+        yield { type: "finish", reason: "tool_calls" };
+      },
+      async function* () {
+        yield { type: "text", delta: "done" };
+        yield { type: "finish", reason: "stop" };
+      },
+    ]);
+    const agent = defineAgent({ name: "busy", model, maxToolCalls: 2 });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    const assistant = output.messages[1];
+    expect(assistant?.role === "assistant" ? assistant.tool_calls?.map((c) => c.id) : undefined).toEqual([
+      "c0",
+      "c1",
+    ]);
+    expect(output.messages.filter((m) => m.role === "tool")).toHaveLength(2);
+  });
+});
