@@ -57,8 +57,10 @@ export interface OpenAICompatibleOptions {
  *
  * Failure semantics: 429, 408, 409, 5xx and network errors are retried (honouring `Retry-After`
  * / `retry-after-ms`, else bounded exponential backoff) only until the response body starts
- * being read, so no event is ever yielded twice. Later failures, malformed or truncated streams,
- * and non-2xx bodies throw `ModelError` with `retryable`; an abort throws the signal's reason.
+ * being read, so no event is ever yielded twice. A stream cut after the finish reason (before
+ * usage or `[DONE]`) ends normally with `finish`: the reply was complete. Other later failures,
+ * malformed or truncated streams, and non-2xx bodies throw `ModelError` with `retryable`, its
+ * message and causes redacted of every credential; an abort throws the signal's reason.
  *
  * @example
  * const model = openAICompatible({ baseUrl: "/mock-model/v1", model: "mock", continuation: "assistant-prefix" });
