@@ -73,7 +73,7 @@ export class Actions {
       else if (roll < 0.64) at(t, () => this.#onLive("recover()", (n) => n.runtime.recover()));
       else if (roll < 0.72) at(t, () => this.#jump());
       else if (roll < 0.8) at(t, () => this.#crashOne());
-      else if (roll < 0.86) at(t, () => this.#world.stealLock());
+      else if (roll < 0.86) at(t, () => this.#world.plan.active && this.#world.stealLock());
       else if (roll < 0.9) at(t, () => this.#versionChange());
       else at(t, () => this.#spawnRival());
     }
@@ -181,6 +181,7 @@ export class Actions {
   }
 
   #jump(): void {
+    if (!this.#world.plan.active) return;
     const ms = this.#world.rng.int(100, 2 * this.#world.settings.leaseMs);
     this.#world.trace.add("FAULT", `clock jumps +${ms} ms`);
     this.#time.jump(ms);
@@ -189,7 +190,7 @@ export class Actions {
   #crashOne(): void {
     const world = this.#world;
     const node = this.#node();
-    if (!node || world.plan.crashesLeft <= 0) return;
+    if (!node || !world.plan.active || world.plan.crashesLeft <= 0) return;
     world.plan.crashesLeft--;
     world.crash(node, "killed by the schedule");
   }

@@ -1,5 +1,5 @@
 /**
- * The simulator's command line (`npm run simulate -- --seeds N [--from S] [--verbose]`): runs
+ * The simulator's command line (`npm run simulate -- --seeds N [--from S] [--verbose] [--lines L]`): runs
  * seeds S..S+N-1, prints one summary line `schedules: N, violations: V (seeds S..S+N-1)`, the
  * rate in schedules per minute, the violations by invariant and the first failing seeds with
  * their minimal traces, and exits with code 1 when any invariant was violated. Replay one seed
@@ -16,11 +16,13 @@ export interface CliOptions {
   verbose: boolean;
   /** How many failing seeds to print with their traces. */
   show: number;
+  /** Trace lines printed per failing seed. */
+  lines: number;
 }
 
 /** Parses `argv` (without the node and script paths). */
 export function parseArgs(argv: readonly string[]): CliOptions {
-  const options: CliOptions = { seeds: 100, from: 1, verbose: false, show: 3 };
+  const options: CliOptions = { seeds: 100, from: 1, verbose: false, show: 3, lines: 40 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (): number => {
@@ -31,8 +33,10 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     if (arg === "--seeds") options.seeds = value();
     else if (arg === "--from") options.from = value();
     else if (arg === "--show") options.show = value();
+    else if (arg === "--lines") options.lines = value();
     else if (arg === "--verbose" || arg === "-v") options.verbose = true;
-    else throw new Error(`unknown option ${arg}; use --seeds N [--from S] [--verbose] [--show K]`);
+    else
+      throw new Error(`unknown option ${arg}; use --seeds N [--from S] [--verbose] [--show K] [--lines L]`);
   }
   return options;
 }
@@ -45,7 +49,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   let violations = 0;
   const last = options.from + options.seeds - 1;
   for (let seed = options.from; seed <= last; seed++) {
-    const result = await runSchedule(seed);
+    const result = await runSchedule(seed, { traceLines: options.lines });
     violations += result.violations.length;
     if (result.violations.length > 0) failing.push(result);
     for (const v of result.violations)

@@ -30,6 +30,9 @@ export class Findings {
   /** Per fiber, a line printed above its violations' traces (its program). */
   readonly context = new Map<string, string>();
 
+  /** How many trace lines each violation keeps. */
+  lines = 40;
+
   constructor(seed: number, trace: Trace, now: () => number) {
     this.seed = seed;
     this.#trace = trace;
@@ -52,7 +55,7 @@ export class Findings {
         ...(fiberId !== undefined && this.context.has(fiberId)
           ? [`  ${fiberId} = ${this.context.get(fiberId)}`]
           : []),
-        ...this.#trace.format(40),
+        ...this.#trace.format(this.lines),
       ],
     });
   }

@@ -21,6 +21,8 @@ import { type PlantedBug, World } from "./world";
 export interface ScheduleOptions {
   /** Plant a bug, to prove the checker reports it. */
   plant?: PlantedBug;
+  /** Trace lines kept with each violation (default 40). */
+  traceLines?: number;
   /** Timer steps after which the schedule is declared livelocked (default 20,000). */
   maxSteps?: number;
 }
@@ -53,8 +55,9 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
   // Stacks are never compared and capturing one per engine error dominated the profile.
   Error.stackTraceLimit = 0;
   const rng = new Prng(seed);
-  const trace = new Trace(() => time.elapsed);
+  const trace = new Trace(() => time.elapsed, Math.max(200, options.traceLines ?? 0));
   const findings = new Findings(seed, trace, () => time.elapsed);
+  findings.lines = options.traceLines ?? 40;
   // The engine reports background failures on console.error: keep them in the trace instead.
   console.error = (...args: unknown[]) => trace.add("report", args.map(short).join(" ").slice(0, 160));
   try {

@@ -50,18 +50,18 @@ export class VirtualTime {
 
   /**
    * Fires timers one at a time, draining microtasks before each, until virtual time would pass
-   * `deadline` (ms since the start), no timer is left, or `maxSteps` timers have fired in all.
+   * `deadline` (ms since the start) or `maxSteps` timers have fired in all. Time always reaches
+   * the deadline unless the step limit stops it first ("idle": no timer was left).
    */
   async runUntil(deadline: number, maxSteps: number): Promise<RunStop> {
     for (;;) {
       await drainMicrotasks();
       if (this.steps >= maxSteps) return "step-limit";
-      if (this.#clock.countTimers() === 0) return "idle";
-      const next = this.#nextDue();
+      const next = this.#clock.countTimers() === 0 ? undefined : this.#nextDue();
       if (next === undefined || next - EPOCH > deadline) {
         // No timer is due before the deadline, so ticking there fires nothing.
         if (this.#clock.now - EPOCH < deadline) this.#clock.tick(EPOCH + deadline - this.#clock.now);
-        return "deadline";
+        return next === undefined ? "idle" : "deadline";
       }
       this.steps++;
       this.#clock.next();
