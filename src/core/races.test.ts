@@ -483,3 +483,73 @@ describe("step attempts (item 10)", () => {
     expect(emittedSeen).toEqual([[], [], ["from the cut attempt"]]);
   });
 });
+
+describe("argued from the code (item 12)", () => {
+  it("refuses an event for a fiber that ends while the event is being stored", async () => {
+    const disk = new MemoryStore();
+    const store = intercept(disk, {
+      async enqueueEvent(event) {
+        await delay(40); // the fiber completes meanwhile
+        return disk.enqueueEvent(event);
+      },
+    });
+    const brief = defineFiber("brief", {
+      async run(ctx) {
+        await ctx.step("work", () => delay(10));
+        return "done";
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [brief] }));
+    const fiber = await runtime.start(brief, {}, { id: "brief" });
+    await expect(runtime.sendEvent(fiber.id, "late", 1)).rejects.toMatchObject({ code: "fiber_ended" });
+    expect(await runtime.result(fiber)).toBe("done");
+    expect(await disk.readInbox(fiber.id)).toEqual([]);
+  });
+
+  it('gives a run restarted by onRecovered "restart" the events the discarded run consumed', async () => {
+    const disk = new MemoryStore();
+    let life = 0;
+    const job = defineFiber("job", {
+      async run(ctx) {
+        const approval = await ctx.waitForEvent<{ ok: boolean }>("approval");
+        await ctx.step("act", () => (life === 1 ? new Promise<never>(() => {}) : "acted"));
+        return approval;
+      },
+      onRecovered: () => "restart",
+    });
+    const dying = crashableStore(disk);
+    life = 1;
+    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
+    const fiber = await first.start(job, {}, { id: "restart" });
+    await first.sendEvent(fiber.id, "approval", { ok: true });
+    await expect
+      .poll(async () => (await disk.readJournal(fiber.id)).find((e) => e.key === "act#1")?.status)
+      .toBe("started");
+    dying.crash();
+    await delay(30);
+    life = 2;
+    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 20 }));
+    await second.recover();
+    expect(await second.result(fiber)).toEqual({ ok: true });
+  });
+
+  it("does not recover a fiber that start() has just created when recover() runs at the same time", async () => {
+    const disk = new MemoryStore();
+    const store = intercept(disk, {
+      async createFiber(record, chunks) {
+        const created = await disk.createFiber(record, chunks);
+        await delay(30); // recover() lists the new record before start() hears back
+        return created;
+      },
+    });
+    const job = defineFiber("job", { run: async () => "done" });
+    const runtime = track(createRuntime({ store, fibers: [job] }));
+    const starting = runtime.start(job, {}, { id: "fresh" });
+    await delay(10);
+    const summary = await runtime.recover();
+    await starting;
+    expect(summary.resumed).toEqual([]);
+    expect(await runtime.result("fresh")).toBe("done");
+    expect(await storedTypes(disk, "fresh")).toEqual(["fiber.start", "fiber.end"]);
+  });
+});

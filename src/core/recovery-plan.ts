@@ -30,8 +30,8 @@ export type PickupReason = "recover" | "wake" | "event";
  * Plans the run of a freshly claimed fiber.
  *
  * Failure semantics: nothing is written here. For an interrupted fiber the plan's group appends
- * `fiber.recovered`, records the recovery and, for "restart", clears journal and snapshot in the
- * same transaction; a fiber recovered more than `maxRecoveries` times in a row with no new
+ * `fiber.recovered`, records the recovery and, for "restart", clears journal and snapshot and
+ * releases the events the discarded run consumed, in the same transaction; a fiber recovered more than `maxRecoveries` times in a row with no new
  * progress (settled journal entries, emits, stashes, step chunks) is ended with
  * `recovery_exhausted`.
  */
@@ -127,12 +127,33 @@ export async function planRun(
     ...(restart ? { epoch: restarted.epoch, emitOrdinal: 0, stashOrdinal: 0 } : {}),
   };
   const next: FiberRecord = { ...record, ...fiber };
+  if (!restart) {
+    return {
+      kind: "run",
+      group: { ...base, fiber, chunks: [chunk] },
+      state: { record: next, journal, snapshot, inbox, recovery },
+    };
+  }
+  // From scratch: the events the discarded run consumed (an approval already sent) are the new
+  // run's to consume again.
+  const released = inbox.filter((e) => e.consumedBy !== undefined);
   return {
     kind: "run",
-    group: { ...base, fiber, chunks: [chunk], ...(restart ? { clearJournal: true, snapshot: null } : {}) },
-    state: restart
-      ? { record: next, journal: [], snapshot: undefined, inbox, recovery }
-      : { record: next, journal, snapshot, inbox, recovery },
+    group: {
+      ...base,
+      fiber,
+      chunks: [chunk],
+      clearJournal: true,
+      snapshot: null,
+      ...(released.length > 0 ? { consumeEvents: released.map((e) => ({ seq: e.seq, consumedBy: null })) } : {}),
+    },
+    state: {
+      record: next,
+      journal: [],
+      snapshot: undefined,
+      inbox: inbox.map(({ consumedBy: _released, ...event }) => event),
+      recovery,
+    },
   };
 }
 

@@ -138,6 +138,9 @@ export class Runner {
     await Promise.all(
       records.map(async (record) => {
         if (this.#active.has(record.id) || this.#starting.has(record.id)) return;
+        // Claimed by this very runner and still leased: `start` has just created it and is about
+        // to run it (or a store error's retry will), so it is not interrupted.
+        if (record.owner === this.#runnerId && (record.leaseUntil ?? 0) > now) return;
         if (record.status === "running") {
           resumed.push(record.id);
           await this.#resume(record.id, "recover");

@@ -8,10 +8,11 @@
  * the columns queries need (status, name, idempotency key, wake time) beside them.
  */
 
-import { FiberlineError, FiberNotFoundError, StoreError } from "../core/errors";
+import { FiberlineError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
   aboveGenerationFloor,
+  assertTakesEvents,
   continueStream,
   decideClaim,
   deletable,
@@ -210,7 +211,7 @@ export class SqliteStore implements Store {
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     return this.#transaction("enqueueEvent", () => {
       const { fiberId, name, payload, at } = event;
-      if (this.#fiber(fiberId) === undefined) throw new FiberNotFoundError(fiberId);
+      assertTakesEvents(fiberId, this.#fiber(fiberId));
       const { next } = this.#sql
         .exec<{ next: number }>(
           "SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM fiberline_inbox WHERE fiber_id = ?",
@@ -350,7 +351,7 @@ export class SqliteStore implements Store {
       if (event === undefined) continue;
       this.#sql.exec(
         "UPDATE fiberline_inbox SET event = ? WHERE fiber_id = ? AND seq = ?",
-        encodeValue({ ...event, consumedBy }),
+        encodeValue(consumedBy === null ? withoutConsumer(event) : { ...event, consumedBy }),
         fiberId,
         seq,
       );
@@ -411,6 +412,12 @@ function requireKey(what: string, key: unknown): void {
  * Wraps what a transaction threw: Fiberline errors pass through, DOM-named errors (clone, key)
  * get the shared advice, SQLite's own failures an edge-specific one.
  */
+/** An event released by a restart from scratch: consumed by nothing. */
+function withoutConsumer(event: InboxEvent): InboxEvent {
+  const { consumedBy: _released, ...rest } = event;
+  return rest;
+}
+
 function sqlStoreError(operation: string, error: unknown): FiberlineError {
   if (error instanceof FiberlineError) return error;
   const message = error instanceof Error ? error.message : String(error);

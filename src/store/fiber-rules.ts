@@ -5,7 +5,7 @@
  * cannot drift apart; the engine never imports this file.
  */
 
-import { FiberlineError, StoreError } from "../core/errors";
+import { FiberlineError, FiberNotFoundError, StoreError } from "../core/errors";
 import { type FiberRecord, type FiberStatus, isTerminal } from "../core/records";
 import type { ClaimRequest, ClaimResult, DeleteOptions, FiberQuery } from "./store";
 
@@ -90,6 +90,22 @@ export function continueStream(
     next = chunk.seq;
   }
   return next;
+}
+
+/**
+ * Throws unless fiber `fiberId` (its record read in `enqueueEvent`'s own transaction) can take an
+ * event: `fiber_not_found` when it is missing, `fiber_ended` when it is terminal. Deciding this in
+ * the transaction means an event is never stored for a fiber that ended meanwhile, where no wait
+ * would ever consume it.
+ */
+export function assertTakesEvents(fiberId: string, record: { status: FiberStatus } | undefined): void {
+  if (record === undefined) throw new FiberNotFoundError(fiberId);
+  if (isTerminal(record.status)) {
+    throw new FiberlineError(
+      "fiber_ended",
+      `Fiber ${fiberId} already ended (${record.status}); it takes no more events.`,
+    );
+  }
 }
 
 /** The statuses a query asks for, or `undefined` for all. */

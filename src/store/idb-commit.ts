@@ -359,14 +359,16 @@ function writeRows(tx: IDBTransaction, group: WriteGroup, keys: FiberKeys, place
 /** Marks the buffered events the groups consumed (read in the same transaction). */
 function consumeEvents(
   tx: IDBTransaction,
-  consumed: Array<{ group: WriteGroup; seq: number; consumedBy: number }>,
+  consumed: Array<{ group: WriteGroup; seq: number; consumedBy: number | null }>,
   rows: Array<InboxRow | undefined>,
 ): void {
   const inbox = tx.objectStore("inboxEvents");
   consumed.forEach((c, i) => {
     const row = rows[i];
     if (row === undefined) return;
-    inbox.put({ ...row, consumedBy: c.consumedBy } satisfies InboxRow, [c.group.fiberId, c.seq]);
+    const { consumedBy: _previous, ...event } = row;
+    const next: InboxRow = c.consumedBy === null ? event : { ...event, consumedBy: c.consumedBy };
+    inbox.put(next, [c.group.fiberId, c.seq]);
   });
 }
 

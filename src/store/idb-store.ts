@@ -10,10 +10,11 @@
  */
 
 import { unwrap } from "idb";
-import { FiberNotFoundError, StoreError } from "../core/errors";
+import { StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
   aboveGenerationFloor,
+  assertTakesEvents,
   decideClaim,
   deletable,
   effectiveLimit,
@@ -319,7 +320,7 @@ export class IdbStore implements Store {
         tx.objectStore("fibers").get(event.fiberId),
         inbox.openKeyCursor(inboxOf(event.fiberId), "prev"),
       ]);
-      if (record === undefined) throw new FiberNotFoundError(event.fiberId);
+      assertTakesEvents(event.fiberId, record);
       const stored: InboxEvent = {
         fiberId: event.fiberId,
         seq: last === null ? 1 : (last.key as [string, number])[1] + 1,

@@ -6,10 +6,10 @@
  * method validates everything before it changes anything.
  */
 
-import { FiberNotFoundError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import {
   aboveGenerationFloor,
+  assertTakesEvents,
   continueStream,
   decideClaim,
   deletable,
@@ -155,7 +155,7 @@ export class MemoryStore implements Store {
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     this.#assertOpen();
     const { fiberId, name, payload, at } = cloneIn("enqueueEvent", event);
-    if (!this.#fibers.has(fiberId)) throw new FiberNotFoundError(fiberId);
+    assertTakesEvents(fiberId, this.#fibers.get(fiberId));
     const inbox = rowsOf(this.#inboxes, fiberId);
     let seq = 1;
     for (const taken of inbox.keys()) seq = Math.max(seq, taken + 1);
@@ -201,7 +201,7 @@ export class MemoryStore implements Store {
     const inbox = this.#inboxes.get(group.fiberId);
     for (const { seq, consumedBy } of group.consumeEvents ?? []) {
       const event = inbox?.get(seq);
-      if (inbox !== undefined && event !== undefined) inbox.set(seq, { ...event, consumedBy });
+      if (inbox !== undefined && event !== undefined) inbox.set(seq, markConsumed(event, consumedBy));
     }
   }
 
@@ -225,6 +225,13 @@ export class MemoryStore implements Store {
   #assertOpen(): void {
     if (this.#closed) throw storeClosedError(this.kind);
   }
+}
+
+/** `event` consumed by the wait at `consumedBy`, or released again (`null`). */
+function markConsumed(event: InboxEvent, consumedBy: number | null): InboxEvent {
+  if (consumedBy !== null) return { ...event, consumedBy };
+  const { consumedBy: _released, ...rest } = event;
+  return rest;
 }
 
 function cloneOut<T>(value: T | undefined): T | undefined {

@@ -516,6 +516,16 @@ export function runStoreContract(
         expect(inbox[0]).toMatchObject({ name: "approval", payload: { ok: true }, seq: 1 });
       });
 
+      it("releases a consumed event again with consumedBy null (a restart from scratch)", async () => {
+        const generation = await running("f1");
+        await store.enqueueEvent({ fiberId: "f1", name: "approval", payload: { ok: true }, at: 1 });
+        await store.commit([{ fiberId: "f1", generation, consumeEvents: [{ seq: 1, consumedBy: 3 }] }]);
+        expect((await store.readInbox("f1"))[0]?.consumedBy).toBe(3);
+        await store.commit([{ fiberId: "f1", generation, consumeEvents: [{ seq: 1, consumedBy: null }] }]);
+        const [event] = await store.readInbox("f1");
+        expect(event).toEqual({ fiberId: "f1", seq: 1, name: "approval", payload: { ok: true }, at: 1 });
+      });
+
       it("does not consume events for a fenced group", async () => {
         const generation = await running("f1");
         await store.enqueueEvent({ fiberId: "f1", name: "go", payload: null, at: 1 });
@@ -554,6 +564,17 @@ export function runStoreContract(
         );
         expect(events.map((e) => e.seq).sort()).toEqual([1, 2, 3, 4, 5]);
         expect((await store.readInbox("f1")).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+      });
+
+      it("rejects an event for an ended fiber with fiber_ended, storing nothing", async () => {
+        for (const status of ["completed", "failed", "cancelled"] as const) {
+          const id = `ended-${status}`;
+          await store.createFiber(fiber(id, { status }), []);
+          await expect(
+            store.enqueueEvent({ fiberId: id, name: "x", payload: 1, at: 1 }),
+          ).rejects.toMatchObject({ code: "fiber_ended" });
+          expect(await store.readInbox(id)).toEqual([]);
+        }
       });
 
       it("rejects an event for a missing fiber with FiberNotFoundError", async () => {
@@ -639,7 +660,7 @@ export function runStoreContract(
 
       it("skips a fiber whose generation is not the one ifGeneration names (a stale collector's list)", async () => {
         await store.createFiber(fiber("old", { status: "completed" }), []);
-        await store.createFiber(fiber("new", { status: "completed", generation: 5 }), [chunk("new", 1)]);
+        await store.createFiber(fiber("new", { status: "waiting", generation: 5 }), [chunk("new", 1)]);
         await store.enqueueEvent({ fiberId: "new", name: "go", payload: null, at: 1 });
         // "new" was collected by another context and started again: the list says generation 4.
         const ifGeneration = new Map([

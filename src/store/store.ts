@@ -52,8 +52,12 @@ export interface WriteGroup {
    * written. The record's `streamHead` becomes the last chunk's `seq`.
    */
   chunks?: StreamChunk[];
-  /** Buffered events consumed by waits, marked with the consuming journal position. */
-  consumeEvents?: Array<{ seq: number; consumedBy: number }>;
+  /**
+   * Buffered events consumed by waits, marked with the consuming journal position; `null`
+   * releases an event a discarded run had consumed (a restart from scratch), so the new run can
+   * consume it again.
+   */
+  consumeEvents?: Array<{ seq: number; consumedBy: number | null }>;
 }
 
 /** What a `commit` did: the fiber ids whose groups were skipped because their fence failed. */
