@@ -34,7 +34,11 @@ export interface StepContext {
   interrupted: boolean;
   /** Aborted when the fiber is cancelled, the attempt times out or the runner loses the fiber. */
   signal: AbortSignal;
-  /** Chunks this step emitted in earlier, interrupted attempts (empty on a first run). */
+  /**
+   * Chunks this step emitted in earlier attempts that were cut off by a crash or stop, since the
+   * step last started afresh: empty on a first run and on a retry after an attempt failed (a
+   * retry starts over, so it is not given the failed attempt's chunks, which stay in the stream).
+   */
   emitted: readonly FiberEvent[];
   /** Appends a chunk to the fiber's stream on behalf of this step. */
   emit(type: string, data?: unknown): void;
