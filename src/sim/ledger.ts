@@ -123,7 +123,9 @@ export class Ledger {
         }
       }
       const before = prev?.inbox.find((e) => e.seq === event.seq);
-      if (before?.consumedBy !== undefined && before.consumedBy !== event.consumedBy) {
+      // A restart from scratch (a new epoch) may release the events the discarded run consumed.
+      const released = event.consumedBy === undefined && (prev?.record?.epoch ?? 0) < record.epoch;
+      if (before?.consumedBy !== undefined && before.consumedBy !== event.consumedBy && !released) {
         fail(
           "event-consumed-twice",
           `event #${event.seq} consumed by wait pos ${before.consumedBy}, then by pos ${event.consumedBy}`,

@@ -139,8 +139,8 @@ function settled(world: World, readers: Readers, fiberIds: readonly string[]): b
   for (const id of fiberIds) {
     const image = world.ledger.get(id);
     const record = image?.record;
-    if (!image || !record || image.collected) continue;
-    if (isTerminal(record.status)) {
+    if (!image || !record) continue;
+    if (image.collected || isTerminal(record.status)) {
       if (readers.all.some((r) => r.fiberId === id && r.status === "open" && !r.node.crashed)) return false;
       continue;
     }
