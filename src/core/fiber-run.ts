@@ -96,7 +96,12 @@ export class FiberRun {
     this.#recordedStashes = state.record.stashOrdinal ?? 0;
     this.#snapshot = state.snapshot;
     this.#recovery = state.recovery;
-    this.#journal = new RunJournal(this.id, state.journal, (error) => this.#failNow(error));
+    this.#journal = new RunJournal(
+      this.id,
+      state.journal,
+      (error) => this.#failNow(error),
+      () => this.#ordinal,
+    );
     const run = this;
     this.#waits = new FiberWaits(
       {
@@ -240,8 +245,8 @@ export class FiberRun {
     this.#assertLive();
     const ordinal = ++this.#ordinal;
     // Silent replay: the stream already holds this emit from an earlier run.
-    if (ordinal <= this.#recordedOrdinal) return;
-    this.#append(type, data, { ordinal });
+    if (ordinal > this.#recordedOrdinal) this.#append(type, data, { ordinal });
+    this.#journal.emitted();
   }
 
   #append(type: string, data: unknown, origin: { step?: number; ordinal?: number }): void {

@@ -65,8 +65,14 @@ export class FiberSteps {
     assertArgument(typeof fn === "function", `ctx.step("${name}", fn) needs a function.`);
     const slot = host.journal.next("step", name);
     const recorded = slot.recorded;
-    if (recorded?.status === "completed") return recorded.result as T;
-    if (recorded?.status === "failed") throw recordedError(recorded);
+    if (recorded?.status === "completed" || recorded?.status === "failed") {
+      // In its turn: under Promise.all, the order the live run settled in (see RunJournal).
+      const turn = host.journal.replay(recorded);
+      if (turn) await turn;
+      if (recorded.status === "failed") throw recordedError(recorded);
+      return recorded.result as T;
+    }
+    host.journal.begin(slot.pos);
     host.beginWork();
     try {
       return await this.#attempts(slot, fn, options);
@@ -151,11 +157,15 @@ export class FiberSteps {
         );
         assertStorable(result, `result of step "${key}"`, host.maxPayloadBytes);
         const done: JournalEntry = { ...started, status: "completed", result, endedAt: host.now() };
-        host.journal.set(done);
-        // Deferred: the next write (the next step's start, a chunk, the fiber's end) carries it,
-        // FIFO. A crash before then leaves the step `started`: it re-runs, interrupted.
-        host.writeLater({ journal: [done] }, { defer: true });
-        return result;
+        return await new Promise<T>((resolve) => {
+          host.journal.settle(done, (entry) => {
+            host.journal.set(entry);
+            // Deferred: the next write (the next step's start, a chunk, the fiber's end) carries
+            // it, FIFO. A crash before then leaves the step `started`: it re-runs, interrupted.
+            host.writeLater({ journal: [entry] }, { defer: true });
+            resolve(result);
+          });
+        });
       } catch (error) {
         host.assertLive();
         const permanent = error instanceof NonRetryableError || error instanceof InvalidInputError;
@@ -173,9 +183,13 @@ export class FiberSteps {
             error: serializeError(failure),
             endedAt: host.now(),
           };
-          host.journal.set(failed);
-          host.writeLater({ journal: [failed] });
-          throw failure;
+          return await new Promise<T>((_, reject) => {
+            host.journal.settle(failed, (entry) => {
+              host.journal.set(entry);
+              host.writeLater({ journal: [entry] });
+              reject(failure);
+            });
+          });
         }
         await sleep(backoffMs(policy, tries), host.signal);
         host.assertLive();

@@ -90,7 +90,8 @@ export class FiberWaits {
     );
     const journal = this.#host.journal;
     const { pos, key, recorded } = journal.next("sleep", `sleep:${name}`);
-    if (recorded?.status === "completed") return Promise.resolve();
+    if (recorded?.status === "completed") return journal.replay(recorded) ?? Promise.resolve();
+    journal.begin(pos);
     const dueAt = recorded?.dueAt ?? this.#host.now() + ms;
     const started: JournalEntry = recorded ?? {
       fiberId: this.#host.fiberId,
@@ -131,8 +132,14 @@ export class FiberWaits {
     );
     const journal = this.#host.journal;
     const { pos, key, recorded } = journal.next("event", `event:${name}`);
-    if (recorded?.status === "completed") return Promise.resolve(recorded.result);
-    if (recorded?.status === "failed") return Promise.reject(recordedError(recorded));
+    if (recorded?.status === "completed" || recorded?.status === "failed") {
+      const settled = recorded;
+      const outcome = () =>
+        settled.status === "failed" ? Promise.reject(recordedError(settled)) : settled.result;
+      const turn = journal.replay(settled);
+      return turn ? turn.then(outcome) : Promise.resolve().then(outcome);
+    }
+    journal.begin(pos);
     const dueAt = recorded
       ? recorded.dueAt
       : timeoutMs === undefined
@@ -252,9 +259,11 @@ export class FiberWaits {
     if (!entry) return;
     if (waiter.kind === "sleep") {
       const done: JournalEntry = { ...entry, status: "completed", endedAt: this.#host.now() };
-      journal.set(done);
-      this.#host.writeLater({ journal: [done] });
-      waiter.resolve(undefined);
+      journal.settle(done, (settled) => {
+        journal.set(settled);
+        this.#host.writeLater({ journal: [settled] });
+        waiter.resolve(undefined);
+      });
     } else {
       const error = new TimeoutError(
         `No "${waiter.name}" event arrived for fiber ${this.#host.fiberId} before the wait timed out.`,
@@ -265,9 +274,11 @@ export class FiberWaits {
         error: serializeError(error),
         endedAt: this.#host.now(),
       };
-      journal.set(failed);
-      this.#host.writeLater({ journal: [failed] });
-      waiter.reject(error);
+      journal.settle(failed, (settled) => {
+        journal.set(settled);
+        this.#host.writeLater({ journal: [settled] });
+        waiter.reject(error);
+      });
     }
   }
 
@@ -300,9 +311,14 @@ export class FiberWaits {
         result: event.payload,
         endedAt: this.#host.now(),
       };
-      journal.set(done);
-      this.#host.writeLater({ journal: [done], consumeEvents: [{ seq: event.seq, consumedBy: waiter.pos }] });
-      waiter.resolve(event.payload);
+      journal.settle(done, (settled) => {
+        journal.set(settled);
+        this.#host.writeLater({
+          journal: [settled],
+          consumeEvents: [{ seq: event.seq, consumedBy: waiter.pos }],
+        });
+        waiter.resolve(event.payload);
+      });
     }
   }
 

@@ -97,6 +97,22 @@ export interface JournalEntry {
   dueAt?: number;
   /** For steps: the stream head when the step first started (its chunks follow it). */
   streamFrom?: number;
+  /**
+   * Where the operation settled in the run, recorded only when it ran concurrently with another
+   * (`Promise.all`): a replay hands recorded outcomes back in the same order, after the same
+   * calls and emits, so the handler reaches the same positions and ordinals as the live run.
+   */
+  order?: SettleOrder;
+}
+
+/** When an operation settled, counted in the run's own history (see `JournalEntry.order`). */
+export interface SettleOrder {
+  /** It was the n-th operation of the run to settle (1-based). */
+  settled: number;
+  /** Operations the run had called (journal positions taken) when it settled. */
+  calls: number;
+  /** Emits outside steps the run had made when it settled. */
+  emits: number;
 }
 
 /** A fiber's last stash. */

@@ -2,11 +2,18 @@
  * The journal as one run walks it. Every journaled operation of a handler (step, sleep, event
  * wait, `now`, `random`, `uuid`) takes the next position and a `name#n` key; on replay it gets
  * back what an earlier run recorded there. A handler that calls something else at a recorded
- * position has diverged, and its fiber fails. Used by `FiberRun` and its `FiberWaits`.
+ * position has diverged, and its fiber fails. Used by `FiberRun`, `FiberSteps` and `FiberWaits`.
+ *
+ * Positions are taken in call order, and under `Promise.all` live calls follow completion order:
+ * the branch whose step finished first calls next. A replay that handed every recorded outcome
+ * back at once would let the branches continue in call order instead, and reach other positions
+ * and emit ordinals than the live run did. So an operation that settled while another was
+ * pending records when it settled (`JournalEntry.order`: the how-manyth settle, after how many
+ * calls and emits), and its replay waits until the run has settled, called and emitted as much.
  */
 
 import { deserializeError, ReplayDivergedError, StepFailedError } from "./errors";
-import type { JournalEntry, JournalKind } from "./records";
+import type { JournalEntry, JournalKind, SettleOrder } from "./records";
 
 /** An operation's place in the journal, and what an earlier run recorded there. */
 export interface JournalSlot {
@@ -21,17 +28,38 @@ export class RunJournal {
   readonly #entries = new Map<number, JournalEntry>();
   readonly #calls = new Map<string, number>();
   readonly #onDiverged: (error: ReplayDivergedError) => void;
+  readonly #emits: () => number;
   #nextPos = 0;
+  /** Operations settled in this run so far, replayed or live. */
+  #settled = 0;
+  /** How many recorded settles this run replays before any live one. */
+  readonly #recordedSettles: number;
+  /** Operations called and still pending, by position: whether another overlapped them. */
+  readonly #pending = new Map<number, { overlapped: boolean }>();
+  /** Replayed outcomes waiting for their turn, by recorded settle number. */
+  readonly #gated = new Map<number, { order: SettleOrder; release: () => void }>();
+  /** Live settles waiting until every recorded one has been replayed. */
+  readonly #live: Array<() => void> = [];
 
-  /** `onDiverged` fails the fiber; `next` throws the same error to the handler right after. */
+  /**
+   * `onDiverged` fails the fiber; `next` throws the same error to the handler right after.
+   * `emits` counts the run's emits outside steps so far.
+   */
   constructor(
     fiberId: string,
     entries: readonly JournalEntry[],
     onDiverged: (error: ReplayDivergedError) => void,
+    emits: () => number = () => 0,
   ) {
     this.#fiberId = fiberId;
     this.#onDiverged = onDiverged;
-    for (const entry of entries) this.#entries.set(entry.pos, entry);
+    this.#emits = emits;
+    let settles = 0;
+    for (const entry of entries) {
+      this.#entries.set(entry.pos, entry);
+      if (settlesLater(entry.kind) && entry.status !== "started") settles++;
+    }
+    this.#recordedSettles = settles;
   }
 
   /**
@@ -54,6 +82,7 @@ export class RunJournal {
       this.#onDiverged(error);
       throw error;
     }
+    if (this.#gated.size > 0) this.#pump();
     return { pos, key, recorded };
   }
 
@@ -66,6 +95,105 @@ export class RunJournal {
   set(entry: JournalEntry): void {
     this.#entries.set(entry.pos, entry);
   }
+
+  /** A step, sleep or event wait at `pos` runs live: it is pending until `settle`. */
+  begin(pos: number): void {
+    const overlapped = this.#pending.size > 0 || this.#gated.size > 0;
+    if (overlapped) for (const other of this.#pending.values()) other.overlapped = true;
+    this.#pending.set(pos, { overlapped });
+  }
+
+  /**
+   * Hands back a recorded outcome (a settled step, sleep or event wait) in its turn: `undefined`
+   * when it may be used at once (it settled alone), else a promise that resolves once the run has
+   * settled, called and emitted what the live run had when it settled.
+   */
+  replay(entry: JournalEntry): Promise<void> | undefined {
+    const order = entry.order;
+    if (order === undefined) {
+      this.#settled++;
+      if (this.#gated.size > 0 || this.#live.length > 0) this.#pump();
+      return undefined;
+    }
+    return new Promise<void>((release) => {
+      this.#gated.set(order.settled, { order, release });
+      this.#pump();
+    });
+  }
+
+  /**
+   * A live step, sleep or event wait settled with `entry`: `deliver` keeps, writes and resolves
+   * it, with its settle order when another operation overlapped it, once every recorded outcome
+   * has been replayed (in practice at once: replays need no I/O).
+   */
+  settle(entry: JournalEntry, deliver: (entry: JournalEntry) => void): void {
+    const run = () => {
+      this.#settled++;
+      const pending = this.#pending.get(entry.pos);
+      this.#pending.delete(entry.pos);
+      const overlapped = pending?.overlapped === true || this.#pending.size > 0 || this.#gated.size > 0;
+      const order = { settled: this.#settled, calls: this.#nextPos, emits: this.#emits() };
+      deliver(overlapped ? { ...entry, order } : entry);
+    };
+    if (this.#settled >= this.#recordedSettles && this.#live.length === 0) {
+      run();
+      if (this.#gated.size > 0) this.#pump();
+    } else {
+      this.#live.push(run);
+      this.#pump();
+      if (this.#live.length > 0) this.#valve();
+    }
+  }
+
+  /**
+   * A handler that is not deterministic may never make the calls a recorded outcome waits for;
+   * rather than hold its live work forever, hand everything back in recorded order after a while.
+   */
+  #valve(): void {
+    const timer = setTimeout(() => {
+      if (this.#live.length === 0) return;
+      for (const settled of [...this.#gated.keys()].sort((a, b) => a - b)) {
+        const gated = this.#gated.get(settled);
+        this.#gated.delete(settled);
+        this.#settled = Math.max(this.#settled, settled);
+        gated?.release();
+      }
+      this.#settled = Math.max(this.#settled, this.#recordedSettles);
+      this.#pump();
+    }, VALVE_MS);
+    (timer as { unref?: () => void }).unref?.();
+  }
+
+  /** The run emitted outside a step: a replayed outcome may have waited for that emit. */
+  emitted(): void {
+    if (this.#gated.size > 0) this.#pump();
+  }
+
+  /** Releases every replayed outcome whose turn has come, then the live settles held back. */
+  #pump(): void {
+    for (;;) {
+      const next = this.#gated.get(this.#settled + 1);
+      if (next && this.#nextPos >= next.order.calls && this.#emits() >= next.order.emits) {
+        this.#gated.delete(this.#settled + 1);
+        this.#settled++;
+        next.release();
+        continue;
+      }
+      if (this.#settled >= this.#recordedSettles && this.#live.length > 0) {
+        this.#live.shift()?.();
+        continue;
+      }
+      return;
+    }
+  }
+}
+
+/** How long live work waits for replayed outcomes that a non-deterministic handler never reaches. */
+const VALVE_MS = 1_000;
+
+/** Whether operations of `kind` settle after their call (and so have a place in the order). */
+function settlesLater(kind: JournalKind): boolean {
+  return kind === "step" || kind === "sleep" || kind === "event";
 }
 
 /** The error a failed entry recorded, rebuilt with its class and `code`. */

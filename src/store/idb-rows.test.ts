@@ -25,6 +25,7 @@ const entryArb: fc.Arbitrary<JournalEntry> = fc
       error: fc.record({ name: fc.string(), message: fc.string() }),
       dueAt: time,
       streamFrom: fc.nat(),
+      order: fc.record({ settled: fc.nat(), calls: fc.nat(), emits: fc.nat() }),
     },
     { requiredKeys: ["pos", "kind", "key", "status", "attempt", "startedAt"] },
   )
@@ -41,7 +42,7 @@ describe("journal rows", () => {
         const actual: Record<string, unknown> = { ...back };
         if (actual.result === undefined) delete actual.result;
         expect(actual).toEqual(expected);
-        for (const field of ["endedAt", "error", "dueAt", "streamFrom"]) {
+        for (const field of ["endedAt", "error", "dueAt", "streamFrom", "order"]) {
           expect(field in (back as object)).toBe(field in entry);
         }
       }),

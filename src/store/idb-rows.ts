@@ -29,7 +29,8 @@ const STATUSES: readonly JournalEntry["status"][] = ["started", "completed", "fa
  * result]`, absent fields `null` (a step's result, the only field that may itself be `null`, is
  * last: absent when the row is shorter). `meta` packs status, kind and attempt into one small
  * integer (`status + 3 * kind + 18 * attempt`, indexes into the lists above), or is `[kind,
- * status, attempt]` for values outside them; `duration` is `endedAt - startedAt` when both are
+ * status, attempt]` for values outside them, `[kind, status, attempt, settled, calls, emits]`
+ * with a settle order (`JournalEntry.order`; rows written before it have three members); `duration` is `endedAt - startedAt` when both are
  * whole numbers (a few bytes instead of an 8-byte double), else `[endedAt]`.
  */
 export type EntryRow = unknown[];
@@ -74,7 +75,9 @@ function encodeEntry(entry: JournalEntry): EntryRow {
   return length === row.length ? row : row.slice(0, length);
 }
 
-function encodeMeta({ kind, status, attempt }: JournalEntry): number | unknown[] {
+function encodeMeta({ kind, status, attempt, order }: JournalEntry): number | unknown[] {
+  // The settle order (rare: only operations that ran concurrently) rides in the long form.
+  if (order !== undefined) return [kind, status, attempt, order.settled, order.calls, order.emits];
   const k = KINDS.indexOf(kind);
   const st = STATUSES.indexOf(status);
   if (k === -1 || st === -1 || !Number.isSafeInteger(attempt) || attempt < 0) return [kind, status, attempt];
@@ -102,12 +105,15 @@ function decodeEntry(fiberId: string, row: EntryRow): JournalEntry {
   let kind: unknown;
   let status: unknown;
   let attempt: unknown;
+  let settled: unknown;
+  let calls: unknown;
+  let emits: unknown;
   if (typeof meta === "number") {
     status = STATUSES[meta % STATUSES.length];
     kind = KINDS[Math.floor(meta / STATUSES.length) % KINDS.length];
     attempt = Math.floor(meta / (STATUSES.length * KINDS.length));
   } else {
-    [kind, status, attempt] = meta as unknown[];
+    [kind, status, attempt, settled, calls, emits] = meta as unknown[];
   }
   const entry: JournalEntry = {
     fiberId,
@@ -124,6 +130,9 @@ function decodeEntry(fiberId: string, row: EntryRow): JournalEntry {
   if (error !== undefined && error !== null) entry.error = error as SerializedError;
   if (dueAt !== undefined && dueAt !== null) entry.dueAt = dueAt as number;
   if (streamFrom !== undefined && streamFrom !== null) entry.streamFrom = streamFrom as number;
+  if (typeof settled === "number") {
+    entry.order = { settled, calls: calls as number, emits: emits as number };
+  }
   return entry;
 }
 
