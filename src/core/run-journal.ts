@@ -40,6 +40,8 @@ export class RunJournal {
   readonly #gated = new Map<number, { order: SettleOrder; release: () => void }>();
   /** Live settles waiting until every recorded one has been replayed. */
   readonly #live: Array<() => void> = [];
+  /** A concurrent settle was just handed out: the next waits for the next macrotask. */
+  #cooling = false;
 
   /**
    * `onDiverged` fails the fiber; `next` throws the same error to the handler right after.
@@ -134,15 +136,37 @@ export class RunJournal {
       const overlapped = pending?.overlapped === true || this.#pending.size > 0 || this.#gated.size > 0;
       const order = { settled: this.#settled, calls: this.#nextPos, emits: this.#emits() };
       deliver(overlapped ? { ...entry, order } : entry);
+      if (overlapped) this.#cool();
     };
-    if (this.#settled >= this.#recordedSettles && this.#live.length === 0) {
+    const alone =
+      this.#pending.size <= 1 &&
+      this.#gated.size === 0 &&
+      this.#live.length === 0 &&
+      !this.#cooling &&
+      this.#settled >= this.#recordedSettles;
+    if (alone) {
       run();
-      if (this.#gated.size > 0) this.#pump();
-    } else {
-      this.#live.push(run);
-      this.#pump();
-      if (this.#live.length > 0) this.#valve();
+      return;
     }
+    this.#live.push(run);
+    this.#pump();
+    if (this.#live.length > 0) this.#valve();
+  }
+
+  /**
+   * Holds the next concurrent settle until the next macrotask, so the continuation of the one
+   * just handed out runs up to its next journaled call first, live and in replay alike: which of
+   * two outcomes resolved in one turn reaches the handler first would otherwise depend on how
+   * many promise hops each took.
+   */
+  #cool(): void {
+    if (this.#cooling) return;
+    this.#cooling = true;
+    const timer = setTimeout(() => {
+      this.#cooling = false;
+      this.#pump();
+    }, 0);
+    (timer as { unref?: () => void }).unref?.();
   }
 
   /**
@@ -159,6 +183,7 @@ export class RunJournal {
         gated?.release();
       }
       this.#settled = Math.max(this.#settled, this.#recordedSettles);
+      this.#cooling = false;
       this.#pump();
     }, VALVE_MS);
     (timer as { unref?: () => void }).unref?.();
@@ -169,22 +194,21 @@ export class RunJournal {
     if (this.#gated.size > 0) this.#pump();
   }
 
-  /** Releases every replayed outcome whose turn has come, then the live settles held back. */
+  /**
+   * Hands out the next replayed outcome whose turn has come, or else the next live settle held
+   * back: one per macrotask (see `#cool`).
+   */
   #pump(): void {
-    for (;;) {
-      const next = this.#gated.get(this.#settled + 1);
-      if (next && this.#nextPos >= next.order.calls && this.#emits() >= next.order.emits) {
-        this.#gated.delete(this.#settled + 1);
-        this.#settled++;
-        next.release();
-        continue;
-      }
-      if (this.#settled >= this.#recordedSettles && this.#live.length > 0) {
-        this.#live.shift()?.();
-        continue;
-      }
+    if (this.#cooling) return;
+    const next = this.#gated.get(this.#settled + 1);
+    if (next && this.#nextPos >= next.order.calls && this.#emits() >= next.order.emits) {
+      this.#gated.delete(this.#settled + 1);
+      this.#settled++;
+      next.release();
+      this.#cool();
       return;
     }
+    if (this.#settled >= this.#recordedSettles && this.#live.length > 0) this.#live.shift()?.();
   }
 }
 
