@@ -595,3 +595,41 @@ describe("emits outside steps under Promise.all (item 12)", () => {
     }, 30_000);
   }
 });
+
+describe("replaying concurrent operations in their recorded order (item 12)", () => {
+  it("wakes twice through a Promise.all of a wait and two steps, and reaches the same end", async () => {
+    const store = new MemoryStore();
+    const job = defineFiber("job", {
+      async run(ctx) {
+        try {
+          await ctx.waitForEvent("approve", { timeoutMs: 20 });
+        } catch {
+          // timed out: recorded, and replayed as a timeout
+        }
+        await Promise.all([
+          ctx.waitForEvent("input"),
+          (async () => {
+            await ctx.step("call", () => delay(30));
+            ctx.emit("note", "e0");
+          })(),
+          (async () => {
+            await ctx.step("call", () => delay(30));
+            ctx.emit("note", "e1");
+          })(),
+        ]);
+        await ctx.sleep("nap", 100);
+        return ctx.step("call", () => "last");
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [job], unloadAfterMs: 0 }));
+    await runtime.start(job, {}, { id: "twice" });
+    await expect.poll(async () => (await store.getFiber("twice"))?.status).toBe("waiting");
+    await delay(50);
+    await runtime.sendEvent("twice", "approve", 1); // wakes it; nothing consumes this one
+    await delay(50);
+    await runtime.sendEvent("twice", "input", 2);
+    expect(await runtime.result("twice")).toBe("last");
+    const notes = (await store.readStream("twice", 0)).filter((c) => c.type === "note");
+    expect(notes.map((c) => c.data)).toEqual(["e0", "e1"]);
+  });
+});

@@ -42,6 +42,7 @@ export class RunJournal {
   readonly #live: Array<() => void> = [];
   /** A concurrent settle was just handed out: the next waits for the next macrotask. */
   #cooling = false;
+  #valveArmed = false;
 
   /**
    * `onDiverged` fails the fiber; `next` throws the same error to the handler right after.
@@ -117,9 +118,12 @@ export class RunJournal {
       if (this.#gated.size > 0 || this.#live.length > 0) this.#pump();
       return undefined;
     }
+    // Whatever runs live now runs beside this recorded operation: record where it settles.
+    for (const pending of this.#pending.values()) pending.overlapped = true;
     return new Promise<void>((release) => {
       this.#gated.set(order.settled, { order, release });
       this.#pump();
+      if (this.#gated.size > 0) this.#valve();
     });
   }
 
@@ -171,11 +175,20 @@ export class RunJournal {
 
   /**
    * A handler that is not deterministic may never make the calls a recorded outcome waits for;
-   * rather than hold its live work forever, hand everything back in recorded order after a while.
+   * rather than hold the run forever, once nothing has settled for a while, hand everything back
+   * in recorded order.
    */
   #valve(): void {
+    if (this.#valveArmed) return;
+    this.#valveArmed = true;
+    const settledAtArm = this.#settled;
     const timer = setTimeout(() => {
-      if (this.#live.length === 0) return;
+      this.#valveArmed = false;
+      if (this.#gated.size === 0 && this.#live.length === 0) return;
+      if (this.#settled !== settledAtArm) {
+        this.#valve(); // still moving: look again later
+        return;
+      }
       for (const settled of [...this.#gated.keys()].sort((a, b) => a - b)) {
         const gated = this.#gated.get(settled);
         this.#gated.delete(settled);
