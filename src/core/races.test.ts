@@ -632,4 +632,33 @@ describe("replaying concurrent operations in their recorded order (item 12)", ()
     const notes = (await store.readStream("twice", 0)).filter((c) => c.type === "note");
     expect(notes.map((c) => c.data)).toEqual(["e0", "e1"]);
   });
+
+  it("replays two waits for one event name in Promise.all with each emit once", async () => {
+    const store = new MemoryStore();
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return Promise.all([
+          (async () => {
+            const value = await ctx.waitForEvent("input");
+            ctx.emit("note", "e0");
+            return value;
+          })(),
+          (async () => {
+            const value = await ctx.waitForEvent("input");
+            ctx.emit("note", "e1");
+            return value;
+          })(),
+        ]);
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [job], unloadAfterMs: 0 }));
+    await runtime.start(job, {}, { id: "pair" });
+    await expect.poll(async () => (await store.getFiber("pair"))?.status).toBe("waiting");
+    await runtime.sendEvent("pair", "input", 1);
+    await expect.poll(async () => (await store.getFiber("pair"))?.status).toBe("waiting");
+    await runtime.sendEvent("pair", "input", 2);
+    expect(await runtime.result("pair")).toEqual([1, 2]);
+    const notes = (await store.readStream("pair", 0)).filter((c) => c.type === "note");
+    expect(notes.map((c) => c.data)).toEqual(["e0", "e1"]);
+  });
 });

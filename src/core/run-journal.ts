@@ -43,6 +43,12 @@ export class RunJournal {
   /** A concurrent settle was just handed out: the next waits for the next macrotask. */
   #cooling = false;
   #valveArmed = false;
+  /**
+   * An outcome was just handed out and its continuation has not started: an operation called now
+   * is called beside it (a sibling in `Promise.all`), not after it. Cleared by a microtask queued
+   * before the outcome resolves, so it is gone by the time the continuation itself runs.
+   */
+  #fresh = false;
 
   /**
    * `onDiverged` fails the fiber; `next` throws the same error to the handler right after.
@@ -101,7 +107,7 @@ export class RunJournal {
 
   /** A step, sleep or event wait at `pos` runs live: it is pending until `settle`. */
   begin(pos: number): void {
-    const overlapped = this.#pending.size > 0 || this.#gated.size > 0;
+    const overlapped = this.#pending.size > 0 || this.#gated.size > 0 || this.#fresh;
     if (overlapped) for (const other of this.#pending.values()) other.overlapped = true;
     this.#pending.set(pos, { overlapped });
   }
@@ -115,6 +121,7 @@ export class RunJournal {
     const order = entry.order;
     if (order === undefined) {
       this.#settled++;
+      this.#handOut();
       if (this.#gated.size > 0 || this.#live.length > 0) this.#pump();
       return undefined;
     }
@@ -139,6 +146,7 @@ export class RunJournal {
       this.#pending.delete(entry.pos);
       const overlapped = pending?.overlapped === true || this.#pending.size > 0 || this.#gated.size > 0;
       const order = { settled: this.#settled, calls: this.#nextPos, emits: this.#emits() };
+      this.#handOut();
       deliver(overlapped ? { ...entry, order } : entry);
       if (overlapped) this.#cool();
     };
@@ -147,14 +155,26 @@ export class RunJournal {
       this.#gated.size === 0 &&
       this.#live.length === 0 &&
       !this.#cooling &&
+      !this.#fresh &&
       this.#settled >= this.#recordedSettles;
     if (alone) {
       run();
       return;
     }
     this.#live.push(run);
+    // Behind an outcome whose continuation has not run yet: wait a macrotask for it.
+    if (this.#fresh) this.#cool();
     this.#pump();
     if (this.#live.length > 0) this.#valve();
+  }
+
+  /** Marks an outcome as just handed out (see `#fresh`); call before it resolves. */
+  #handOut(): void {
+    if (this.#fresh) return;
+    this.#fresh = true;
+    queueMicrotask(() => {
+      this.#fresh = false;
+    });
   }
 
   /**
@@ -217,6 +237,7 @@ export class RunJournal {
     if (next && this.#nextPos >= next.order.calls && this.#emits() >= next.order.emits) {
       this.#gated.delete(this.#settled + 1);
       this.#settled++;
+      this.#handOut();
       next.release();
       this.#cool();
       return;
