@@ -113,6 +113,8 @@ export class FiberRun {
         assertLive: () => this.#assertLive(),
         writeLater: (group) => this.#writeLater(group),
         suspend: (suspension) => void this.#suspend(suspension),
+        readInbox: () => host.store.readInbox(this.id),
+        fail: (error) => this.stop(error),
       },
       state.inbox,
     );

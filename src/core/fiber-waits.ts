@@ -30,6 +30,10 @@ export interface WaitHost {
   writeLater(group: RunWrite): void;
   /** The run is idle until `suspension` wakes it: unload the fiber (see `FiberWaits.unload`). */
   suspend(suspension: Suspension): void;
+  /** The fiber's inbox as stored: events another runtime stored never reach this run otherwise. */
+  readInbox(): Promise<InboxEvent[]>;
+  /** Stops the run on a store failure (the runner resumes the fiber from its journal). */
+  fail(error: unknown): void;
 }
 
 /** What an idle run waits for, and when it is due to wake. */
@@ -48,6 +52,8 @@ interface Waiter {
   name: string;
   dueAt?: number;
   timer?: ReturnType<typeof setTimeout>;
+  /** The inbox was read from storage at or after the deadline: time out on what is known. */
+  checked?: boolean;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -62,13 +68,17 @@ export class FiberWaits {
   readonly #inbox: InboxEvent[];
   /** The `seq` of every event this run has seen, consumed or not: a second delivery is ignored. */
   readonly #seen = new Set<number>();
+  /** The highest inbox `seq` seen: a delivery past `maxSeen + 1` means events this run missed. */
+  #maxSeen = 0;
+  /** A read of the stored inbox under way: waits are settled once it is merged. */
+  #catchingUp: Promise<void> | null = null;
   #busy = 0;
   #suspendCheck: ReturnType<typeof setTimeout> | null = null;
 
   /** `inbox` is the fiber's inbox as loaded; events already consumed are left out. */
   constructor(host: WaitHost, inbox: readonly InboxEvent[]) {
     this.#host = host;
-    for (const event of inbox) this.#seen.add(event.seq);
+    for (const event of inbox) this.#see(event.seq);
     this.#inbox = inbox.filter((e) => e.consumedBy === undefined);
   }
 
@@ -179,10 +189,40 @@ export class FiberWaits {
    */
   deliver(event: InboxEvent): void {
     if (this.#seen.has(event.seq)) return;
-    this.#seen.add(event.seq);
+    const missed = event.seq > this.#maxSeen + 1;
+    this.#addEvent(event);
+    // Events are consumed in the order they were stored: one stored meanwhile by another runtime
+    // (an old and a new Service Worker) comes first, so read it before settling anything.
+    if (missed) this.#catchUp();
+    else this.#settleEventWaiters();
+  }
+
+  #addEvent(event: InboxEvent): void {
+    this.#see(event.seq);
+    if (event.consumedBy !== undefined) return;
     this.#inbox.push(event);
     this.#inbox.sort((a, b) => a.seq - b.seq);
-    this.#settleEventWaiters();
+  }
+
+  #see(seq: number): void {
+    this.#seen.add(seq);
+    if (seq > this.#maxSeen) this.#maxSeen = seq;
+  }
+
+  /** Merges the stored inbox into what this run knows, then settles waits. */
+  #catchUp(): void {
+    if (this.#catchingUp) return;
+    this.#catchingUp = this.#host.readInbox().then(
+      (stored) => {
+        this.#catchingUp = null;
+        for (const event of stored) if (!this.#seen.has(event.seq)) this.#addEvent(event);
+        this.#settleEventWaiters();
+      },
+      (error) => {
+        this.#catchingUp = null;
+        this.#host.fail(error);
+      },
+    );
   }
 
   /** Work that keeps the fiber loaded (a step, a stash) has started. */
@@ -245,13 +285,19 @@ export class FiberWaits {
       );
       return;
     }
-    if (
-      waiter.kind === "event" &&
-      this.#inbox.some((e) => e.name === waiter.name && e.at <= (waiter.dueAt ?? 0))
-    ) {
-      // An event sent in time is buffered: it wins over the deadline.
-      this.#settleEventWaiters();
-      return;
+    if (waiter.kind === "event") {
+      if (this.#inbox.some((e) => e.name === waiter.name && e.at <= (waiter.dueAt ?? 0))) {
+        // An event sent in time is buffered: it wins over the deadline.
+        this.#settleEventWaiters();
+        return;
+      }
+      if (!waiter.checked) {
+        // Another runtime may have stored one in time without this run hearing of it: a wait
+        // times out only on the stored inbox, read at or after its deadline.
+        waiter.checked = true;
+        this.#catchUp();
+        return;
+      }
     }
     this.#waiters.delete(waiter);
     const journal = this.#host.journal;
@@ -289,6 +335,7 @@ export class FiberWaits {
    * whose deadline has passed with no event in time times out here.
    */
   #settleEventWaiters(): void {
+    if (this.#catchingUp) return; // settled once the stored inbox is merged
     const journal = this.#host.journal;
     const waiting = [...this.#waiters].filter((w) => w.kind === "event").sort((a, b) => a.pos - b.pos);
     for (const waiter of waiting) {
@@ -333,6 +380,12 @@ export class FiberWaits {
 
   #maybeSuspend(): void {
     if (!this.#host.running() || this.#waiters.size === 0 || this.#busy > 0) return;
+    if (this.#host.journal.settling || this.#catchingUp) {
+      // An outcome is on its way to the handler (its turn, or its write, has not come yet), or
+      // the stored inbox is being read: unloading now would drop it. Look again a turn later.
+      this.#scheduleSuspendCheck();
+      return;
+    }
     const now = this.#host.now();
     let wakeAt: number | undefined;
     let openEnded = false;

@@ -105,6 +105,11 @@ export class RunJournal {
     this.#entries.set(entry.pos, entry);
   }
 
+  /** Whether outcomes are waiting for their turn: the run is not idle, whatever else it awaits. */
+  get settling(): boolean {
+    return this.#gated.size > 0 || this.#live.length > 0 || this.#cooling;
+  }
+
   /** A step, sleep or event wait at `pos` runs live: it is pending until `settle`. */
   begin(pos: number): void {
     const overlapped = this.#pending.size > 0 || this.#gated.size > 0 || this.#fresh;

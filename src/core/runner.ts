@@ -110,20 +110,31 @@ export class Runner {
         if (status !== undefined) return status;
         // The run was suspending or ending, or its end write failed: decide on the record.
       }
-      const record = await this.#host.store.getFiber(id);
-      if (!record) throw new FiberNotFoundError(id);
-      if (isTerminal(record.status)) return record.status;
-      const claim = await this.#host.store.claimFiber(id, {
-        owner: this.#runnerId,
-        now: this.#host.now(),
-        leaseMs: this.#leaseMs,
-        force: true,
-      });
-      if (claim.status === "missing") throw new FiberNotFoundError(id);
-      if (claim.status === "held") return claim.record.status;
-      this.#clearWake(id);
-      await this.#endDirect(claim.record, "cancelled", new CancelledError(reason));
-      return "cancelled";
+      for (let attempt = 1; ; attempt++) {
+        const record = await this.#host.store.getFiber(id);
+        if (!record) throw new FiberNotFoundError(id);
+        if (isTerminal(record.status)) return record.status;
+        const claim = await this.#host.store.claimFiber(id, {
+          owner: this.#runnerId,
+          now: this.#host.now(),
+          leaseMs: this.#leaseMs,
+          force: true,
+        });
+        if (claim.status === "missing") throw new FiberNotFoundError(id);
+        if (claim.status === "held") return claim.record.status;
+        this.#clearWake(id);
+        try {
+          await this.#endDirect(claim.record, "cancelled", new CancelledError(reason));
+          return "cancelled";
+        } catch (error) {
+          // Another runtime claimed the fiber between this claim and its end (it was resuming
+          // it): claim again, up to a few times, rather than leave it running uncancelled.
+          if (error instanceof FencedError && attempt < CANCEL_ATTEMPTS) continue;
+          // The claim moved the fiber here and cleared its wake-up: hand it back to the runner.
+          if (!(error instanceof FencedError)) this.#retryLater(id, error);
+          throw error;
+        }
+      }
     });
   }
 
@@ -402,6 +413,9 @@ export class Runner {
     unref(this.#leaseTimer);
   }
 }
+
+/** How many times a cancel claims a fiber that another runtime keeps claiming back. */
+const CANCEL_ATTEMPTS = 5;
 
 /** The first backoff before a fiber whose run hit a store error is resumed. */
 const RETRY_BASE_MS = 100;

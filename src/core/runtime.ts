@@ -311,7 +311,12 @@ export class Runtime {
    */
   async recover(): Promise<RecoverySummary> {
     this.#assertOpen();
-    const collected = await this.collect();
+    // Collection is housekeeping: its failure must not keep interrupted fibers from resuming
+    // (the collector retries it on its interval).
+    const collected = await this.collect().catch((error: unknown) => {
+      report(error, "collecting expired fibers");
+      return [] as string[];
+    });
     const now = this.#clock();
     const live = await this.store.listFibers({ status: ACTIVE_STATUSES });
     const { resumed, scheduled } = await this.#runner.pickUp(live, now);
