@@ -286,6 +286,7 @@ export class FiberWaits {
       return;
     }
     if (waiter.kind === "event") {
+      if (this.#catchingUp) return; // decided once the stored inbox is merged
       if (this.#inbox.some((e) => e.name === waiter.name && e.at <= (waiter.dueAt ?? 0))) {
         // An event sent in time is buffered: it wins over the deadline.
         this.#settleEventWaiters();
