@@ -51,8 +51,9 @@ describe("fencing", () => {
           return "done";
         },
       });
-    // A lease shorter than the renewal period: the first runtime looks dead to the second.
-    const a = createRuntime({ store, fibers: [ticker("A")], runnerId: "A", leaseMs: 30 });
+    // A lease shorter than the renewal period (10 ms at least): the first runtime looks dead to
+    // the second.
+    const a = createRuntime({ store, fibers: [ticker("A")], runnerId: "A", leaseMs: 4 });
     const b = createRuntime({ store, fibers: [ticker("B")], runnerId: "B", leaseMs: 30_000 });
     runtimes.push(a, b);
     const fiber = await a.start("ticker", { count: 40 }, { id: "shared" });

@@ -135,6 +135,32 @@ describe("a write that fails (items 1 and 8)", () => {
   });
 });
 
+describe("a runner that dies after the others started (item 8)", () => {
+  it("is replaced by a live runtime once its lease lapses, with no recover() call", async () => {
+    const disk = new MemoryStore();
+    const runners: string[] = [];
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step("work", ({ interrupted }) => {
+          runners.push(interrupted ? "replacement" : "first");
+          return interrupted ? "done" : new Promise<never>(() => {});
+        });
+      },
+    });
+    const survivor = track(createRuntime({ store: disk, fibers: [job], leaseMs: 150 }));
+    await survivor.recover(); // before the fiber exists: it finds nothing
+    const dying = crashableStore(disk);
+    const doomed = track(createRuntime({ store: dying, fibers: [job], leaseMs: 150 }));
+    const fiber = await doomed.start(job, {}, { id: "orphan" });
+    await expect.poll(() => runners.length).toBe(1);
+    await delay(200); // its live runner keeps the lease: nobody takes the fiber over
+    expect(runners).toEqual(["first"]);
+    dying.crash();
+    expect(await survivor.result(fiber)).toBe("done");
+    expect(runners).toEqual(["first", "replacement"]);
+  });
+});
+
 describe("events (items 2, 3 and 7)", () => {
   const threeWaits = defineFiber("three-waits", {
     async run(ctx) {

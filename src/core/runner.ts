@@ -408,7 +408,8 @@ export class Runner {
           if (group) this.#host.writer.write(group).catch((error) => run.stop(error));
         }
       },
-      Math.max(50, Math.floor(this.#leaseMs / 3)),
+      // Three renewals per lease; a floor keeps a tiny test lease from spinning.
+      Math.max(10, Math.floor(this.#leaseMs / 3)),
     );
     unref(this.#leaseTimer);
   }

@@ -65,6 +65,7 @@ export class Runtime {
   readonly #maxPayloadBytes: number;
   readonly #streamSource: StreamSource;
   #collectTimer: ReturnType<typeof setInterval> | null = null;
+  #sweepTimer: ReturnType<typeof setInterval> | null = null;
   #closed = false;
 
   constructor(options: RuntimeOptions) {
@@ -307,7 +308,8 @@ export class Runtime {
    * Picks up every non-terminal fiber not owned by a live runner: interrupted ones are replayed
    * (after a `fiber.recovered` chunk and `onRecovered`), due timers fire, sleeping and waiting
    * fibers get their wake-ups scheduled, and expired terminal fibers are collected. Hosts call
-   * it on every start.
+   * it on every start. From then on, every lease period, fibers whose runner's lease lapsed are
+   * picked up too (a runner in another context died).
    */
   async recover(): Promise<RecoverySummary> {
     this.#assertOpen();
@@ -321,6 +323,7 @@ export class Runtime {
     const live = await this.store.listFibers({ status: ACTIVE_STATUSES });
     const { resumed, scheduled } = await this.#runner.pickUp(live, now);
     this.#startCollector();
+    this.#startSweeper();
     return { resumed, scheduled, collected };
   }
 
@@ -349,6 +352,7 @@ export class Runtime {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#collectTimer) clearInterval(this.#collectTimer);
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#runner.close();
     await this.#writer.drain();
   }
@@ -363,6 +367,34 @@ export class Runtime {
     const def = this.#definitions.get(name);
     if (!def) throw new UnknownFiberError(name);
     return def;
+  }
+
+  /**
+   * Every lease period, picks up running fibers whose runner's lease has lapsed: a runner in
+   * another context (an old Service Worker, another tab's runtime) that died after this
+   * runtime's `recover()` leaves nothing else that would resume its fibers before the next start.
+   */
+  #startSweeper(): void {
+    if (this.#sweepTimer || this.#closed) return;
+    this.#sweepTimer = setInterval(
+      () => {
+        void this.#sweep();
+      },
+      Math.max(this.#leaseMs, 50),
+    );
+    unref(this.#sweepTimer);
+  }
+
+  async #sweep(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      const now = this.#clock();
+      const running = await this.store.listFibers({ status: "running" });
+      const lapsed = running.filter((r) => (r.leaseUntil ?? 0) <= now);
+      if (lapsed.length > 0) await this.#runner.pickUp(lapsed, now);
+    } catch (error) {
+      report(error, "looking for fibers whose runner is gone");
+    }
   }
 
   #startCollector(): void {
