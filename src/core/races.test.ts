@@ -161,6 +161,26 @@ describe("a runner that dies after the others started (item 8)", () => {
   });
 });
 
+describe("a timer whose runtime died after the others started (item 8)", () => {
+  it("fires from a live runtime once it is a lease period overdue", async () => {
+    const disk = new MemoryStore();
+    const napper = defineFiber("napper", {
+      async run(ctx) {
+        await ctx.sleep("nap", 300);
+        return "awake";
+      },
+    });
+    const survivor = track(createRuntime({ store: disk, fibers: [napper], leaseMs: 100, unloadAfterMs: 0 }));
+    await survivor.recover();
+    const dying = crashableStore(disk);
+    const doomed = track(createRuntime({ store: dying, fibers: [napper], leaseMs: 100, unloadAfterMs: 0 }));
+    const fiber = await doomed.start(napper, {}, { id: "napper" });
+    await expect.poll(async () => (await disk.getFiber(fiber.id))?.status).toBe("sleeping");
+    dying.crash(); // its wake timer dies with it
+    expect(await survivor.result(fiber)).toBe("awake");
+  });
+});
+
 describe("events (items 2, 3 and 7)", () => {
   const threeWaits = defineFiber("three-waits", {
     async run(ctx) {

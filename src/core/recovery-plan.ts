@@ -145,7 +145,9 @@ export async function planRun(
       chunks: [chunk],
       clearJournal: true,
       snapshot: null,
-      ...(released.length > 0 ? { consumeEvents: released.map((e) => ({ seq: e.seq, consumedBy: null })) } : {}),
+      ...(released.length > 0
+        ? { consumeEvents: released.map((e) => ({ seq: e.seq, consumedBy: null })) }
+        : {}),
     },
     state: {
       record: next,

@@ -308,8 +308,8 @@ export class Runtime {
    * Picks up every non-terminal fiber not owned by a live runner: interrupted ones are replayed
    * (after a `fiber.recovered` chunk and `onRecovered`), due timers fire, sleeping and waiting
    * fibers get their wake-ups scheduled, and expired terminal fibers are collected. Hosts call
-   * it on every start. From then on, every lease period, fibers whose runner's lease lapsed are
-   * picked up too (a runner in another context died).
+   * it on every start. From then on, every lease period, fibers whose runner's lease lapsed or
+   * whose timer is overdue are picked up too (a runner in another context died).
    */
   async recover(): Promise<RecoverySummary> {
     this.#assertOpen();
@@ -370,9 +370,10 @@ export class Runtime {
   }
 
   /**
-   * Every lease period, picks up running fibers whose runner's lease has lapsed: a runner in
-   * another context (an old Service Worker, another tab's runtime) that died after this
-   * runtime's `recover()` leaves nothing else that would resume its fibers before the next start.
+   * Every lease period, picks up running fibers whose runner's lease has lapsed and sleeping or
+   * waiting fibers whose timer is overdue: a runner in another context (an old Service Worker,
+   * another tab's runtime) that died after this runtime's `recover()` leaves nothing else that
+   * would resume its fibers or fire their timers before the next start.
    */
   #startSweeper(): void {
     if (this.#sweepTimer || this.#closed) return;
@@ -389,9 +390,15 @@ export class Runtime {
     if (this.#closed) return;
     try {
       const now = this.#clock();
-      const running = await this.store.listFibers({ status: "running" });
-      const lapsed = running.filter((r) => (r.leaseUntil ?? 0) <= now);
-      if (lapsed.length > 0) await this.#runner.pickUp(lapsed, now);
+      const live = await this.store.listFibers({ status: ACTIVE_STATUSES });
+      // A lapsed lease, or a timer overdue by a whole lease period: its runtime is gone (a live
+      // one fires its own timers on time, so the sweep does not race it).
+      const orphaned = live.filter((r) =>
+        r.status === "running"
+          ? (r.leaseUntil ?? 0) <= now
+          : r.wakeAt !== undefined && r.wakeAt + this.#leaseMs <= now,
+      );
+      if (orphaned.length > 0) await this.#runner.pickUp(orphaned, now);
     } catch (error) {
       report(error, "looking for fibers whose runner is gone");
     }
