@@ -5,8 +5,8 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
+import type { WriteGroup } from "../core/store";
 import { MemoryStore } from "../store/memory-store";
-import type { WriteGroup } from "../store/store";
 import { crashableStore } from "../testing/crash-store";
 import { defineAgent } from "./agent";
 import { agentRuntime, closeRuntimes, renderedText, storedEvents } from "./agent-harness";

@@ -8,7 +8,7 @@
 import type { FiberDefinition } from "../core/define";
 import type { FiberEvent } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
-import type { Store } from "../store/store";
+import type { Store } from "../core/store";
 import type { AgentInput, AgentOutput } from "./agent";
 import type { ToolDefinition } from "./types";
 

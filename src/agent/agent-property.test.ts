@@ -10,8 +10,8 @@
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Runtime } from "../core/runtime";
+import type { Store } from "../core/store";
 import { MemoryStore } from "../store/memory-store";
-import type { Store } from "../store/store";
 import { type CrashableStore, crashableStore } from "../testing/crash-store";
 import { type AgentOutput, defineAgent } from "./agent";
 import {

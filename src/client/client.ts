@@ -10,7 +10,7 @@ import { CancelledError, deserializeError } from "../core/errors";
 import type { FiberEvent, FiberRecord, FiberStatus } from "../core/records";
 import { isTerminal } from "../core/records";
 import type { FiberInspection, StartOptions, StartResult } from "../core/runtime";
-import type { FiberQuery } from "../store/store";
+import type { FiberQuery } from "../core/store";
 import { DEFAULT_PREFIX, type HeartbeatInfo, type HeartbeatMessage, type WorkerInfo } from "../sw/protocol";
 import { type EventReaderOptions, readFiberEvents } from "./event-reader";
 import { type ControlChannel, HttpChannel } from "./http-channel";

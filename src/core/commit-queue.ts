@@ -18,9 +18,9 @@
  * the store's fence verdict on a fiber is the verdict on each group of it in the batch.
  */
 
-import type { Store, WriteGroup } from "../store/store";
 import { FencedError, StoreError } from "./errors";
 import type { StreamChunk } from "./records";
+import type { Store, WriteGroup } from "./store";
 
 interface Pending {
   group: WriteGroup;

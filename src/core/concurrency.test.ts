@@ -5,9 +5,9 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryStore } from "../store/memory-store";
-import type { Store, WriteGroup } from "../store/store";
 import { defineFiber } from "./define";
 import { createRuntime, type Runtime } from "./runtime";
+import type { Store, WriteGroup } from "./store";
 
 const runtimes: Runtime[] = [];
 afterEach(async () => {

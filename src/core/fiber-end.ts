@@ -4,9 +4,9 @@
  * when it ends a fiber that has no run (cancel, failed recovery).
  */
 
-import type { WriteGroup } from "../store/store";
 import type { SerializedError } from "./errors";
 import type { StreamChunk } from "./records";
+import type { WriteGroup } from "./store";
 
 /** How a fiber ended. */
 export type EndStatus = "completed" | "failed" | "cancelled";

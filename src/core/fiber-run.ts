@@ -6,7 +6,6 @@
  * is fenced.
  */
 
-import type { Store, WriteGroup } from "../store/store";
 import type { CommitQueue } from "./commit-queue";
 import type { FiberContext, FiberDefinition } from "./define";
 import { CancelledError, FencedError, type FiberlineError, serializeError } from "./errors";
@@ -22,6 +21,7 @@ import type {
   StreamChunk,
 } from "./records";
 import { RunJournal } from "./run-journal";
+import type { Store, WriteGroup } from "./store";
 import { assertArgument, assertStorable } from "./validate";
 
 /** What a run needs from its runtime. */

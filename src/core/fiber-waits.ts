@@ -6,10 +6,10 @@
  * wait later. Used by `FiberRun`, which owns the run's lifecycle and asks here what to write.
  */
 
-import type { WriteGroup } from "../store/store";
 import { serializeError, TimeoutError } from "./errors";
 import type { InboxEvent, JournalEntry } from "./records";
 import { type RunJournal, recordedError } from "./run-journal";
+import type { WriteGroup } from "./store";
 import { assertArgument } from "./validate";
 
 /** A write of the run; its fiber id and generation are added by the run. */

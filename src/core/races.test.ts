@@ -8,13 +8,13 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryStore } from "../store/memory-store";
-import type { Store, WriteGroup } from "../store/store";
 import { crashableStore } from "../testing/crash-store";
 import { CommitQueue } from "./commit-queue";
 import { defineFiber } from "./define";
 import { FencedError } from "./errors";
 import type { FiberEvent } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
+import type { Store, WriteGroup } from "./store";
 
 const runtimes: Runtime[] = [];
 afterEach(async () => {

@@ -5,11 +5,11 @@
  * user's `onRecovered` hook; the runtime applies the plan.
  */
 
-import type { WriteGroup } from "../store/store";
 import type { FiberDefinition, RecoveryDecision } from "./define";
 import { FiberlineError, RecoveryExhaustedError, VersionMismatchError } from "./errors";
 import type { RunState } from "./fiber-run";
 import type { FiberRecord, InboxEvent, JournalEntry, RecoveryInfo, StreamChunk } from "./records";
+import type { WriteGroup } from "./store";
 
 /** A claimed fiber with everything it owns, as loaded from the store. */
 export interface ClaimedFiber {

@@ -12,11 +12,11 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
-import type { CommitResult, Store } from "../store/store";
 import { crashableStore } from "../testing/crash-store";
 import { defineFiber } from "./define";
 import type { FiberEvent } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
+import type { CommitResult, Store } from "./store";
 
 const runtimes: Runtime[] = [];
 afterEach(async () => {

@@ -4,10 +4,10 @@
  * them, and the client, the wire protocol and the hooks import them from there.
  */
 
-import type { Store } from "../store/store";
 import type { FiberDefinition } from "./define";
 import type { FiberLocks } from "./locks";
 import type { FiberRecord, FiberStatus, InboxEvent, JournalEntry } from "./records";
+import type { Store } from "./store";
 
 /** Options of `createRuntime`. */
 export interface RuntimeOptions {

@@ -6,7 +6,6 @@
  * fibers (locks, claims, leases, wake timers) is the `Runner`'s job.
  */
 
-import type { FiberQuery, Store } from "../store/store";
 import { CommitQueue } from "./commit-queue";
 import type { FiberDefinition } from "./define";
 import { FiberlineError, FiberNotFoundError, UnknownFiberError } from "./errors";
@@ -20,6 +19,7 @@ import type {
   StartOptions,
   StartResult,
 } from "./runtime-types";
+import type { FiberQuery, Store } from "./store";
 import { StreamHub } from "./stream-hub";
 import { awaitResult, readStream, readStreamBatches, type StreamSource } from "./stream-reader";
 import { assertArgument, assertStorable, assertValidId } from "./validate";

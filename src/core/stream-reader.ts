@@ -4,9 +4,9 @@
  * a poll (another runtime may be writing the fiber). Used by `Runtime.events` and `Runtime.result`.
  */
 
-import type { Store } from "../store/store";
 import { CancelledError, deserializeError, FiberNotFoundError } from "./errors";
 import { type FiberEvent, type FiberRecord, isTerminal, type StreamChunk } from "./records";
+import type { Store } from "./store";
 import { ChunkInbox, type StreamHub } from "./stream-hub";
 
 /** Where a reader reads from. */

@@ -7,7 +7,7 @@
 import { FiberlineError, FiberNotFoundError, InvalidInputError, serializeError } from "../core/errors";
 import type { FiberStatus } from "../core/records";
 import type { Runtime } from "../core/runtime";
-import type { FiberQuery } from "../store/store";
+import type { FiberQuery } from "../core/store";
 import { handleEventsRequest } from "../sw/event-route";
 import {
   type CancelReply,

@@ -10,6 +10,16 @@
 
 import { FiberlineError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  DeleteOptions,
+  FiberQuery,
+  Store,
+  WriteGroup,
+} from "../core/store";
 import {
   aboveGenerationFloor,
   assertTakesEvents,
@@ -24,16 +34,6 @@ import {
   storeClosedError,
   toStoreError,
 } from "../store/fiber-rules";
-import type {
-  ClaimRequest,
-  ClaimResult,
-  CommitResult,
-  CreateResult,
-  DeleteOptions,
-  FiberQuery,
-  Store,
-  WriteGroup,
-} from "../store/store";
 import type { DurableObjectStorageLike, SqlStorageLike, SqlValue } from "./platform";
 import { migrate, SCHEMA_VERSION } from "./sqlite-schema";
 import { decodeValue, encodeValue } from "./value-codec";

@@ -9,7 +9,6 @@
  */
 
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
-import { toStoreError } from "../store/fiber-rules";
 import type {
   ClaimRequest,
   ClaimResult,
@@ -19,7 +18,8 @@ import type {
   FiberQuery,
   Store,
   WriteGroup,
-} from "../store/store";
+} from "../core/store";
+import { toStoreError } from "../store/fiber-rules";
 import type { Ledger } from "./ledger";
 import type { Prng } from "./prng";
 import type { Trace } from "./trace";

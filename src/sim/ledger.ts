@@ -10,7 +10,7 @@
 
 import type { FiberRecord, InboxEvent, JournalEntry, StreamChunk } from "../core/records";
 import { isTerminal } from "../core/records";
-import type { Store } from "../store/store";
+import type { Store } from "../core/store";
 import type { Findings } from "./findings";
 import type { Trace } from "./trace";
 

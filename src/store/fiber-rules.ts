@@ -7,7 +7,7 @@
 
 import { FiberlineError, FiberNotFoundError, StoreError } from "../core/errors";
 import { type FiberRecord, type FiberStatus, isTerminal } from "../core/records";
-import type { ClaimRequest, ClaimResult, DeleteOptions, FiberQuery } from "./store";
+import type { ClaimRequest, ClaimResult, DeleteOptions, FiberQuery } from "../core/store";
 
 /**
  * Merges `patch` into a copy of `record`: keys whose value is `undefined` in the patch are

@@ -13,12 +13,12 @@
 
 import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord } from "../core/records";
+import type { WriteGroup } from "../core/store";
 import { continueStream, mergeFiberPatch } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
 import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
 import { commitStashes, writeStash } from "./idb-stashes";
-import type { WriteGroup } from "./store";
 
 export type Names = StoreNames<FiberlineSchema>;
 export type Tx<Mode extends IDBTransactionMode> = IDBPTransaction<FiberlineSchema, Names[], Mode>;

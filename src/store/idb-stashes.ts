@@ -8,9 +8,9 @@
  */
 
 import { unwrap } from "idb";
+import type { WriteGroup } from "../core/store";
 import { AbortedOnPurpose, commitNow, type IdbConnection, result } from "./idb-connection";
 import { emptyStash, encodeStash } from "./idb-rows";
-import type { WriteGroup } from "./store";
 
 /** True when `group` only replaces or removes the snapshot: its stash row is its whole fence. */
 export function stashOnly(group: WriteGroup): boolean {

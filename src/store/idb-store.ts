@@ -12,6 +12,16 @@
 import { unwrap } from "idb";
 import { StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  DeleteOptions,
+  FiberQuery,
+  Store,
+  WriteGroup,
+} from "../core/store";
 import {
   aboveGenerationFloor,
   assertTakesEvents,
@@ -48,16 +58,6 @@ import {
   stashesOf,
 } from "./idb-rows";
 import { dropOrphans, StashCollided, stashOnly } from "./idb-stashes";
-import type {
-  ClaimRequest,
-  ClaimResult,
-  CommitResult,
-  CreateResult,
-  DeleteOptions,
-  FiberQuery,
-  Store,
-  WriteGroup,
-} from "./store";
 
 /** One `claimFiber` call. */
 interface Claim {

@@ -1,10 +1,9 @@
 /**
- * The storage layer: the `Store` contract and its browser and in-memory backends. The root
+ * The storage layer: the browser and in-memory backends of the engine's `Store` contract (which
+ * lives beside the engine, in `src/core/store.ts`, and is re-exported here). The root
  * `fiberline` entry re-exports these; the contract suite (`store-contract.ts`) is for tests only.
  */
 
-export { IdbStore, type IdbStoreOptions } from "./idb-store";
-export { MemoryStore } from "./memory-store";
 export type {
   ClaimRequest,
   ClaimResult,
@@ -14,4 +13,6 @@ export type {
   FiberQuery,
   Store,
   WriteGroup,
-} from "./store";
+} from "../core/store";
+export { IdbStore, type IdbStoreOptions } from "./idb-store";
+export { MemoryStore } from "./memory-store";

@@ -7,6 +7,16 @@
  */
 
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  DeleteOptions,
+  FiberQuery,
+  Store,
+  WriteGroup,
+} from "../core/store";
 import {
   aboveGenerationFloor,
   assertTakesEvents,
@@ -21,16 +31,6 @@ import {
   storeClosedError,
   toStoreError,
 } from "./fiber-rules";
-import type {
-  ClaimRequest,
-  ClaimResult,
-  CommitResult,
-  CreateResult,
-  DeleteOptions,
-  FiberQuery,
-  Store,
-  WriteGroup,
-} from "./store";
 
 /** Per-fiber rows keyed by a number (journal `pos`, stream `seq`, inbox `seq`). */
 type Rows<T> = Map<string, Map<number, T>>;

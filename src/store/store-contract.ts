@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, JournalEntry, StreamChunk } from "../core/records";
-import type { Store, WriteGroup } from "./store";
+import type { Store, WriteGroup } from "../core/store";
 
 /** Options of `runStoreContract`. */
 export interface StoreContractOptions {

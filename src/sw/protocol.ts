@@ -8,7 +8,7 @@
 import type { SerializedError } from "../core/errors";
 import type { FiberRecord, FiberStatus } from "../core/records";
 import type { FiberInspection, StartOptions, StartResult } from "../core/runtime";
-import type { FiberQuery } from "../store/store";
+import type { FiberQuery } from "../core/store";
 
 /** Bumped on any incompatible change below; a mismatch fails the handshake with `protocol_error`. */
 export const PROTOCOL_VERSION = 1;

@@ -15,7 +15,7 @@ import type {
   FiberQuery,
   Store,
   WriteGroup,
-} from "../store/store";
+} from "../core/store";
 
 /** Options of `crashableStore`. */
 export interface CrashOptions {

@@ -1,10 +1,12 @@
 /**
  * The `Store` contract: how the engine persists fibers, journals, snapshots, streams and events.
+ * The engine owns this port and the backends implement it, so `src/core` imports nothing from
+ * `src/store`.
  *
- * Implementations: `IdbStore` (IndexedDB via `idb`), `MemoryStore` (tests, ephemeral hosts) and,
- * at the edge, `SqliteStore`. Every method is one atomic transaction, so the contract fits an
+ * Implementations: `IdbStore` (IndexedDB via `idb`, `src/store`), `MemoryStore` (tests, ephemeral
+ * hosts, `src/store`) and, at the edge, `SqliteStore` (`src/edge`). Every method is one atomic transaction, so the contract fits an
  * asynchronous IndexedDB and a synchronous SQL backend alike. `runStoreContract` (in
- * `store-contract.ts`) is the suite every implementation passes.
+ * `src/store/store-contract.ts`) is the suite every implementation passes.
  */
 
 import type {
@@ -14,7 +16,7 @@ import type {
   JournalEntry,
   SnapshotRecord,
   StreamChunk,
-} from "../core/records";
+} from "./records";
 
 /** A filter for `listFibers`. */
 export interface FiberQuery {
