@@ -202,6 +202,14 @@ export class FiberRun {
     this.#markEnded();
   }
 
+  /**
+   * Resolves once no step function of this run is still executing (see `FiberSteps.settled`);
+   * `undefined` when none is.
+   */
+  stepsSettled(): Promise<void> | undefined {
+    return this.#steps.settled();
+  }
+
   /** The lease-renewal write for this run, or null when it should not be renewed. */
   leaseGroup(leaseUntil: number): WriteGroup | null {
     if (this.#state !== "running") return null;

@@ -41,6 +41,8 @@ export interface StepHost {
 /** `ctx.step` and the journaled values of one run. */
 export class FiberSteps {
   readonly #host: StepHost;
+  /** Step functions still executing, including attempts that are over (timed out, abandoned). */
+  readonly #executing = new Set<Promise<unknown>>();
 
   constructor(host: StepHost) {
     this.#host = host;
@@ -141,7 +143,7 @@ export class FiberSteps {
       host.assertLive();
       try {
         const result = await runAttempt(
-          fn,
+          (step) => this.#track(fn, step),
           {
             attempt,
             idempotencyKey,
@@ -197,6 +199,27 @@ export class FiberSteps {
         streamFrom = host.streamHead;
       }
     }
+  }
+
+  /**
+   * Resolves once no step function of this run is executing any more: an attempt that timed out
+   * or whose run stopped may still be running user code, and nothing else may run the same step
+   * (with the same idempotency key) beside it. `undefined` when none is executing.
+   */
+  settled(): Promise<void> | undefined {
+    if (this.#executing.size === 0) return undefined;
+    return Promise.allSettled([...this.#executing]).then(() => this.settled());
+  }
+
+  /** Runs one attempt of a step function, tracked until it settles, whatever became of it. */
+  #track<T>(fn: (step: StepContext) => Promise<T> | T, step: StepContext): Promise<T> {
+    const work = Promise.resolve().then(() => fn(step));
+    this.#executing.add(work);
+    const forget = () => {
+      this.#executing.delete(work);
+    };
+    work.then(forget, forget);
+    return work;
   }
 
   /** The chunks the step at `pos` emitted in earlier attempts, from `streamFrom` on. */

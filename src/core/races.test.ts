@@ -642,6 +642,46 @@ describe("emits outside steps under Promise.all (item 12)", () => {
   }
 });
 
+describe("a step still executing when its run stops (item 12)", () => {
+  it("is not executed again beside itself: the fiber's lock waits for the abandoned attempt", async () => {
+    const disk = new MemoryStore();
+    let failed = false;
+    const store = intercept(disk, {
+      async commit(groups: WriteGroup[]) {
+        if (!failed && groups.some((g) => g.chunks?.some((c) => c.type === "progress"))) {
+          failed = true;
+          throw transient(); // the run stops while its step function keeps going
+        }
+        return disk.commit(groups);
+      },
+    });
+    let running = 0;
+    let overlapped = false;
+    let executions = 0;
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step("slow", async ({ emit }) => {
+          executions++;
+          running++;
+          if (running > 1) overlapped = true;
+          try {
+            emit("progress", executions);
+            await delay(250);
+            return "done";
+          } finally {
+            running--;
+          }
+        });
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [job], leaseMs: 400 }));
+    const fiber = await runtime.start(job, {}, { id: "zombie-lock" });
+    expect(await runtime.result(fiber)).toBe("done");
+    expect(executions).toBe(2);
+    expect(overlapped).toBe(false);
+  });
+});
+
 describe("replaying concurrent operations in their recorded order (item 12)", () => {
   it("wakes twice through a Promise.all of a wait and two steps, and reaches the same end", async () => {
     const store = new MemoryStore();

@@ -316,7 +316,19 @@ export class Runner {
     const entry = this.#active.get(run.id);
     if (entry?.run === run) {
       this.#active.delete(run.id);
-      entry.release();
+      const settled = run.stepsSettled();
+      if (settled === undefined) entry.release();
+      else {
+        // A step function of the run is still executing (an attempt that timed out, or a run
+        // stopped by a fence or a store error): keep the fiber's lock, and this runtime's next
+        // pick-up of it, until it returns, or for a lease period at most, so no other runner
+        // executes the same step beside it.
+        const cap = new Promise<void>((resolve) => unref(setTimeout(resolve, this.#leaseMs)));
+        void this.#exclusive(run.id, async () => {
+          await Promise.race([settled, cap]);
+          entry.release();
+        });
+      }
     }
     if (this.#closed) return;
     if (outcome.kind === "suspended") {
