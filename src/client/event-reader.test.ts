@@ -136,6 +136,42 @@ describe("readFiberEvents", () => {
     expect(urls).toHaveLength(1);
   });
 
+  it("replaces a connection that goes silent (no chunk, no keep-alive) and resumes after the last seq", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 3, ms: 1 });
+    await rt.result(fiber);
+    const urls: string[] = [];
+    const served = breakingFetch(rt, 100, urls);
+    let calls = 0;
+    // The first connection delivers one chunk, then stays open and silent forever.
+    const halfOpen: typeof fetch = async (input, init) => {
+      if (++calls > 1) return served(input, init);
+      urls.push(String(input));
+      const first = new TextEncoder().encode('id: 1\nevent: fiber.start\nat: 1\ndata: {"name":"ticker"}\n\n');
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(first);
+        },
+      });
+      return new Response(body, { headers: { "x-fiberline": "1", "content-type": "text/event-stream" } });
+    };
+    const reconnects: unknown[] = [];
+    const events = await collect(
+      readFiberEvents(fiber.id, {
+        prefix,
+        fetch: halfOpen,
+        idleTimeoutMs: 50,
+        initialDelayMs: 1,
+        onReconnect: ({ error }) => reconnects.push(error),
+      }),
+    );
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(urls).toHaveLength(2);
+    expect(urls[1]).toContain("after=1");
+    expect(reconnects).toHaveLength(1);
+    expect(reconnects[0]).toMatchObject({ code: "deadline_exceeded" });
+  });
+
   it("throws FiberNotFoundError at once for an unknown fiber, and InvalidInputError for a bad cursor", async () => {
     const rt = runtime();
     const urls: string[] = [];

@@ -33,6 +33,12 @@ export interface EventReaderOptions {
   maxDelayMs?: number;
   /** Failed attempts in a row, with no chunk in between, before giving up (default 30). */
   maxAttempts?: number;
+  /**
+   * A connection that delivers nothing at all (not even the host's keep-alive comments, sent
+   * every 15 s) for this long is taken for dead and replaced, resuming after the last seq
+   * (default 45 s; 0 turns it off).
+   */
+  idleTimeoutMs?: number;
   /** Told about every reconnect (for logs and tests). */
   onReconnect?(info: { attempt: number; after: number; error: unknown }): void;
   /** Awaited before retrying a response that did not come from the host (the page is not controlled yet). */
@@ -42,6 +48,56 @@ export interface EventReaderOptions {
    * stream over the control channel (`FiberlineClient` passes it). Chunks carry data as JSON text.
    */
   fallback?(id: string, after: number, signal: AbortSignal): AsyncIterable<RawChunk>;
+}
+
+/** How long a connection may deliver nothing before it is replaced, unless the options say. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 45_000;
+
+/**
+ * `body`, passed through, with a watchdog: when no bytes arrive for `ms`, `attempt` is aborted
+ * with a `ConnectionError`, which the reader answers by reconnecting from its cursor. A half-open
+ * connection (a proxy that went away, a laptop that slept) otherwise waits forever.
+ */
+function watchIdle(
+  body: ReadableStream<Uint8Array>,
+  ms: number,
+  attempt: AbortController,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const error = new ConnectionError(
+        "deadline_exceeded",
+        `The event stream delivered nothing for ${ms} ms (not even a keep-alive); reconnecting.`,
+      );
+      attempt.abort(error);
+      reader.cancel(error).catch(() => {});
+    }, ms);
+  };
+  arm();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await reader.read();
+        if (next.done) {
+          clearTimeout(timer);
+          controller.close();
+          return;
+        }
+        arm();
+        controller.enqueue(next.value);
+      } catch (error) {
+        clearTimeout(timer);
+        controller.error(attempt.signal.aborted ? attempt.signal.reason : error);
+      }
+    },
+    cancel(reason) {
+      clearTimeout(timer);
+      return reader.cancel(reason);
+    },
+  });
 }
 
 /** A chunk before parsing, from either transport. */
@@ -117,7 +173,9 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
       } else if (!response.body) {
         failure = new ConnectionError("protocol_error", "The event stream response has no body.");
       } else {
-        source = sseChunks(response.body, attempt.signal);
+        const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+        const body = idleMs > 0 ? watchIdle(response.body, idleMs, attempt) : response.body;
+        source = sseChunks(body, attempt.signal);
       }
       if (source) {
         for await (const chunk of source) {

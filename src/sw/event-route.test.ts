@@ -129,6 +129,33 @@ describe("GET {prefix}/fibers/:id/events", () => {
     expect((await read(last)).map((e) => e.event)).toEqual(["fiber.end"]);
   });
 
+  it("sends a keep-alive comment while the stream is quiet, then the chunks as they come", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 2, waitAfter: 1 });
+    await expect.poll(async () => (await rt.inspect(fiber.id)).streamHead).toBe(1);
+    const res = (await handleEventsRequest(get(`${prefix}/fibers/${fiber.id}/events`), {
+      runtime: rt,
+      prefix,
+      heartbeatMs: 20,
+    })) as Response;
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    while (!text.includes(": keep-alive")) text += decoder.decode((await reader.read()).value);
+    expect(text.startsWith("id: 1\nevent: fiber.start\n")).toBe(true);
+    gate.open();
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) break;
+      text += decoder.decode(next.value);
+    }
+    // Comments are ignored by SSE readers: the chunks read as if there were none.
+    const events: string[] = [];
+    for await (const m of readSse(new Response(text).body as ReadableStream<Uint8Array>))
+      events.push(m.event);
+    expect(events).toEqual(["fiber.start", "tick", "tick", "fiber.end"]);
+  });
+
   it("answers 404 with a JSON error body for an unknown fiber", async () => {
     const res = (await handleEventsRequest(get(`${prefix}/fibers/nope/events`), {
       runtime: runtime(),

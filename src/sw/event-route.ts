@@ -19,7 +19,15 @@ export interface EventRouteOptions {
   origin?: string;
   /** Called with a promise that settles when a stream response ends (the host extends its lifetime). */
   onStream?(ended: Promise<void>): void;
+  /**
+   * A comment line (`: keep-alive`) goes out after this long with no chunk (default 15 s), so a
+   * reader can tell a quiet stream from a dead connection (the client reader's `idleTimeoutMs`).
+   */
+  heartbeatMs?: number;
 }
+
+/** How long a stream stays silent before a keep-alive comment, unless the options say. */
+export const DEFAULT_HEARTBEAT_MS = 15_000;
 
 const encoder = new TextEncoder();
 
@@ -97,7 +105,11 @@ export async function handleEventsRequest(
     [HOST_HEADER]: "1",
   };
   if (request.method === "HEAD") return new Response(null, { status: 200, headers });
-  return new Response(streamBody(runtime, id, cursor, options.onStream), { status: 200, headers });
+  const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  return new Response(streamBody(runtime, id, cursor, options.onStream, heartbeatMs), {
+    status: 200,
+    headers,
+  });
 }
 
 /** Whether `url` falls under the host's prefix (and origin). */
@@ -124,6 +136,7 @@ function streamBody(
   id: string,
   after: number,
   onStream: EventRouteOptions["onStream"],
+  heartbeatMs: number,
 ): ReadableStream<Uint8Array> {
   const abort = new AbortController();
   // Batches: every chunk available at once goes out in one encode and one enqueue.
@@ -133,10 +146,18 @@ function streamBody(
     finish = resolve;
   });
   onStream?.(ended);
+  // The next batch, kept across a heartbeat: a quiet pull sends a comment and waits on it again.
+  let pending: Promise<IteratorResult<FiberEvent[]>> | null = null;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        const next = await batches.next();
+        pending ??= batches.next();
+        const next = await quietFor(pending, heartbeatMs);
+        if (next === QUIET) {
+          controller.enqueue(KEEP_ALIVE);
+          return;
+        }
+        pending = null;
         if (next.done) {
           controller.close();
           finish();
@@ -155,6 +176,19 @@ function streamBody(
       finish();
     },
   });
+}
+
+const QUIET = Symbol("quiet");
+const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
+
+/** `promise`'s value, or `QUIET` once `ms` pass first (0 or less: never quiet). */
+function quietFor<T>(promise: Promise<T>, ms: number): Promise<T | typeof QUIET> {
+  if (!(ms > 0)) return promise;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const quiet = new Promise<typeof QUIET>((resolve) => {
+    timer = setTimeout(() => resolve(QUIET), ms);
+  });
+  return Promise.race([promise, quiet]).finally(() => clearTimeout(timer));
 }
 
 /**
