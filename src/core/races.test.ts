@@ -181,6 +181,23 @@ describe("a timer whose runtime died after the others started (item 8)", () => {
   });
 });
 
+describe("a claim whose runtime died before it ran the fiber (item 8)", () => {
+  it("is taken over once its lease lapses, and the buffered event is consumed", async () => {
+    const store = new MemoryStore();
+    const job = defineFiber("job", { run: (ctx) => ctx.waitForEvent<string>("go") });
+    const survivor = track(createRuntime({ store, fibers: [job], leaseMs: 100, unloadAfterMs: 0 }));
+    await survivor.recover();
+    const first = createRuntime({ store, fibers: [job], unloadAfterMs: 0 });
+    const fiber = await first.start(job, {}, { id: "claimed" });
+    await expect.poll(async () => (await store.getFiber(fiber.id))?.status).toBe("waiting");
+    await first.close();
+    // Another runtime stored the event and claimed the fiber to run it, then died.
+    await store.enqueueEvent({ fiberId: fiber.id, name: "go", payload: "went", at: Date.now() });
+    await store.claimFiber(fiber.id, { owner: "ghost", now: Date.now(), leaseMs: 100, force: true });
+    expect(await survivor.result(fiber)).toBe("went");
+  });
+});
+
 describe("events (items 2, 3 and 7)", () => {
   const threeWaits = defineFiber("three-waits", {
     async run(ctx) {

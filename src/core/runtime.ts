@@ -391,10 +391,11 @@ export class Runtime {
     try {
       const now = this.#clock();
       const live = await this.store.listFibers({ status: ACTIVE_STATUSES });
-      // A lapsed lease, or a timer overdue by a whole lease period: its runtime is gone (a live
-      // one fires its own timers on time, so the sweep does not race it).
+      // A lapsed lease (a run, or a claim that never became one), or a timer overdue by a whole
+      // lease period: its runtime is gone (a live one fires its own timers on time, so the sweep
+      // does not race it).
       const orphaned = live.filter((r) =>
-        r.status === "running"
+        r.status === "running" || r.owner !== undefined
           ? (r.leaseUntil ?? 0) <= now
           : r.wakeAt !== undefined && r.wakeAt + this.#leaseMs <= now,
       );
