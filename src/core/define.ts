@@ -87,6 +87,9 @@ export interface FiberContext<In = unknown> {
    * Replaces the fiber's snapshot; resolves once durable. After a crash `ctx.snapshot` holds it.
    *
    * Failure semantics: atomic; if the process dies before it resolves, the previous snapshot stays.
+   * A replay makes the same stashes silently (the stored snapshot is newer). Its completion is
+   * not ordered against steps and waits in other `Promise.all` branches (it has no journal
+   * entry): stash between concurrent sections, not inside one branch of them.
    */
   stash(value: unknown): Promise<void>;
   /** A durable timer: the fiber may be unloaded while it sleeps and is replayed when it is due. */
