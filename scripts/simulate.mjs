@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run simulate -- --seeds N [--from S] [--verbose] [--show K]`: the deterministic
+ * `npm run simulate -- --seeds N [--from S] [--jobs K] [--verbose] [--show K]`: the deterministic
  * simulation tester (src/sim). Bundles src/sim/cli.ts with the project's esbuild into
  * node_modules/.cache (so its imports resolve against node_modules), runs it on Node, and exits
  * with its code: 0 when every schedule held every invariant, 1 when some did not.

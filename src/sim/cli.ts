@@ -1,11 +1,18 @@
 /**
- * The simulator's command line (`npm run simulate -- --seeds N [--from S] [--verbose] [--lines L]`): runs
- * seeds S..S+N-1, prints one summary line `schedules: N, violations: V (seeds S..S+N-1)`, the
- * rate in schedules per minute, the violations by invariant and the first failing seeds with
- * their minimal traces, and exits with code 1 when any invariant was violated. Replay one seed
- * with `--from SEED --seeds 1 --verbose`.
+ * The simulator's command line (`npm run simulate -- --seeds N [--from S] [--jobs K] [--verbose]
+ * [--show K] [--lines L]`): runs seeds S..S+N-1, prints one summary line `schedules: N,
+ * violations: V (seeds S..S+N-1)`, the rate in schedules per minute, the violations by invariant
+ * and the first failing seeds with their minimal traces, and exits with code 1 when any invariant
+ * was violated. Replay one seed with `--from SEED --seeds 1 --verbose`.
+ *
+ * With `--jobs K` (default: the number of CPUs, at most 4) the seeds run on K worker threads,
+ * which take blocks of consecutive seeds as they free up and post each seed's result back; the
+ * main thread reports the results in seed order, so the output is the same as with `--jobs 1`
+ * (only the rate differs). Each schedule is a function of its seed alone, whichever worker runs it.
  */
 
+import { availableParallelism } from "node:os";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import type { Violation } from "./findings";
 import { runSchedule } from "./simulate";
 
@@ -18,11 +25,34 @@ export interface CliOptions {
   show: number;
   /** Trace lines printed per failing seed. */
   lines: number;
+  /** Worker threads to run the seeds on (1: run them on this thread). */
+  jobs: number;
+}
+
+/** What the report needs of one schedule (what a worker posts back). */
+interface SeedResult {
+  seed: number;
+  violations: Violation[];
+  steps: number;
+  virtualMs: number;
+  digest: string;
+}
+
+/** The default of `--jobs`: one worker per CPU, at most 4. */
+export function defaultJobs(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
 }
 
 /** Parses `argv` (without the node and script paths). */
 export function parseArgs(argv: readonly string[]): CliOptions {
-  const options: CliOptions = { seeds: 100, from: 1, verbose: false, show: 3, lines: 40 };
+  const options: CliOptions = {
+    seeds: 100,
+    from: 1,
+    verbose: false,
+    show: 3,
+    lines: 40,
+    jobs: defaultJobs(),
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (): number => {
@@ -34,9 +64,12 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     else if (arg === "--from") options.from = value();
     else if (arg === "--show") options.show = value();
     else if (arg === "--lines") options.lines = value();
+    else if (arg === "--jobs" || arg === "-j") options.jobs = Math.max(1, value());
     else if (arg === "--verbose" || arg === "-v") options.verbose = true;
     else
-      throw new Error(`unknown option ${arg}; use --seeds N [--from S] [--verbose] [--show K] [--lines L]`);
+      throw new Error(
+        `unknown option ${arg}; use --seeds N [--from S] [--jobs K] [--verbose] [--show K] [--lines L]`,
+      );
   }
   return options;
 }
@@ -44,12 +77,12 @@ export function parseArgs(argv: readonly string[]): CliOptions {
 /** Runs the seeds `options` names and prints the report; resolves with the exit code. */
 export async function main(options: CliOptions, log: (line: string) => void = console.log): Promise<number> {
   const started = performance.now();
-  const failing: Array<{ seed: number; violations: Violation[]; trace: string[] }> = [];
+  const failing: SeedResult[] = [];
   const byInvariant = new Map<string, number[]>();
   let violations = 0;
   const last = options.from + options.seeds - 1;
-  for (let seed = options.from; seed <= last; seed++) {
-    const result = await runSchedule(seed, { traceLines: options.lines });
+  await runSeeds(options, (result) => {
+    const { seed } = result;
     violations += result.violations.length;
     if (result.violations.length > 0) failing.push(result);
     for (const v of result.violations)
@@ -60,7 +93,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
         `seed ${seed}: ${result.steps} steps, ${result.virtualMs} virtual ms, trace ${result.digest}${names ? `, VIOLATED ${names}` : ""}`,
       );
     }
-  }
+  });
   const minutes = (performance.now() - started) / 60_000;
   log(`schedules: ${options.seeds}, violations: ${violations} (seeds ${options.from}..${last})`);
   log(
@@ -89,6 +122,105 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   }
   return violations > 0 ? 1 : 0;
 }
+
+/** What a worker is given at start: everything but the seeds, which it asks for in blocks. */
+interface WorkerSetup {
+  fiberlineSim: true;
+  lines: number;
+}
+
+/** main → worker: run these seeds, or stop. worker → main: a seed's result, or "give me more". */
+type ToWorker = { from: number; count: number } | { stop: true };
+type FromWorker = { result: SeedResult } | { idle: true } | { error: string };
+
+/** Runs one schedule and keeps what the report needs. */
+async function runOne(seed: number, lines: number): Promise<SeedResult> {
+  const { violations, steps, virtualMs, digest } = await runSchedule(seed, { traceLines: lines });
+  return { seed, violations, steps, virtualMs, digest };
+}
+
+/** Runs every seed of `options` and hands each result to `each`, in seed order. */
+async function runSeeds(options: CliOptions, each: (result: SeedResult) => void): Promise<void> {
+  const jobs = Math.min(options.jobs, Math.ceil(options.seeds / 2));
+  if (jobs <= 1) {
+    for (let seed = options.from; seed < options.from + options.seeds; seed++)
+      each(await runOne(seed, options.lines));
+    return;
+  }
+  // Blocks small enough that the workers finish together, large enough to keep messages rare.
+  const block = Math.max(1, Math.min(50, Math.floor(options.seeds / (jobs * 8))));
+  const end = options.from + options.seeds;
+  let nextSeed = options.from;
+  let nextReported = options.from;
+  const pending = new Map<number, SeedResult>();
+  const workers: Worker[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let running = jobs;
+      const feed = (worker: Worker) => {
+        if (nextSeed >= end) {
+          worker.postMessage({ stop: true } satisfies ToWorker);
+          if (--running === 0) resolve();
+          return;
+        }
+        const count = Math.min(block, end - nextSeed);
+        worker.postMessage({ from: nextSeed, count } satisfies ToWorker);
+        nextSeed += count;
+      };
+      for (let i = 0; i < jobs; i++) {
+        const setup: WorkerSetup = { fiberlineSim: true, lines: options.lines };
+        const worker = new Worker(new URL(import.meta.url), { workerData: setup });
+        workers.push(worker);
+        worker.on("message", (message: FromWorker) => {
+          if ("error" in message) reject(new Error(message.error));
+          else if ("idle" in message) feed(worker);
+          else {
+            pending.set(message.result.seed, message.result);
+            for (let r = pending.get(nextReported); r !== undefined; r = pending.get(nextReported)) {
+              pending.delete(nextReported++);
+              each(r);
+            }
+          }
+        });
+        worker.on("error", reject);
+        worker.on("exit", (code) => {
+          if (code !== 0) reject(new Error(`a simulator worker exited with code ${code}`));
+        });
+        feed(worker);
+      }
+    });
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  if (nextReported !== end)
+    throw new Error(`simulator workers reported seeds up to ${nextReported - 1} only`);
+}
+
+/** A worker thread's loop: runs the blocks of seeds it is sent, posting each result. */
+function serveWorker(setup: WorkerSetup): void {
+  const port = parentPort;
+  if (!port) return;
+  port.on("message", (message: ToWorker) => {
+    if ("stop" in message) {
+      port.close();
+      return;
+    }
+    void (async () => {
+      try {
+        for (let seed = message.from; seed < message.from + message.count; seed++)
+          port.postMessage({ result: await runOne(seed, setup.lines) } satisfies FromWorker);
+        port.postMessage({ idle: true } satisfies FromWorker);
+      } catch (error) {
+        port.postMessage({
+          error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+        } satisfies FromWorker);
+      }
+    })();
+  });
+}
+
+if (!isMainThread && (workerData as Partial<WorkerSetup> | null)?.fiberlineSim === true)
+  serveWorker(workerData as WorkerSetup);
 
 /** Entry point when bundled by `scripts/simulate.mjs`. */
 export async function run(argv: readonly string[]): Promise<number> {

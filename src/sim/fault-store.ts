@@ -5,7 +5,7 @@
  * as IndexedDB reports a failed transaction), crash the runtime before the write applies, or
  * apply it and then crash. A crashed runtime's calls hang forever and nothing more it does
  * reaches the store, like `crashableStore` in `src/testing`. After each applied write the ledger
- * re-reads what changed, before the caller hears back.
+ * re-reads what the write can have changed, before the caller hears back.
  */
 
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
@@ -20,7 +20,7 @@ import type {
   WriteGroup,
 } from "../core/store";
 import { toStoreError } from "../store/fiber-rules";
-import type { Ledger } from "./ledger";
+import type { Ledger, Touched } from "./ledger";
 import type { Prng } from "./prng";
 import type { Trace } from "./trace";
 
@@ -121,7 +121,7 @@ export class FaultStore implements Store {
     return this.#write(
       `claimFiber ${id}${request.force ? " force" : ""}`,
       [id],
-      NO_STREAM,
+      only(id, RECORD_ONLY),
       () => this.#inner.claimFiber(id, request),
       (r) =>
         r.status === "missing" ? r.status : `${r.status} gen ${r.record.generation} ${r.record.status}`,
@@ -139,7 +139,7 @@ export class FaultStore implements Store {
     return this.#write(
       () => `commit ${groups.map(describeGroup).join(" ; ")}`,
       ids,
-      streamFrom(groups),
+      touchedBy(groups),
       () => this.#inner.commit(groups),
       (r) => (r.fenced.length > 0 ? `fenced ${r.fenced.join(",")}` : "ok"),
     );
@@ -148,7 +148,7 @@ export class FaultStore implements Store {
     return this.#write(
       `enqueueEvent ${event.fiberId} ${event.name}`,
       [event.fiberId],
-      NO_STREAM,
+      only(event.fiberId, INBOX_ONLY),
       () => this.#inner.enqueueEvent(event),
       (r) => `seq ${r.seq}`,
     );
@@ -157,7 +157,7 @@ export class FaultStore implements Store {
     return this.#write(
       `deleteFibers ${ids.join(",")}`,
       ids,
-      undefined,
+      new Map(ids.map((id) => [id, RECORD_ONLY])),
       () => this.#inner.deleteFibers(ids, options),
       (r) => `deleted ${r.join(",") || "none"}`,
     );
@@ -177,7 +177,7 @@ export class FaultStore implements Store {
   async #write<T>(
     what: string | (() => string),
     ids: readonly string[],
-    streamFrom: ReadonlyMap<string, number> | undefined,
+    touched: ReadonlyMap<string, Touched> | undefined,
     run: () => Promise<T>,
     outcome: (r: T) => string,
   ): Promise<T> {
@@ -214,7 +214,7 @@ export class FaultStore implements Store {
       host.trace.add("store", `${this.#name} ${text()} -> threw ${String(error).slice(0, 80)}`);
       throw error;
     }
-    await host.ledger.refresh(ids, this.#name, streamFrom);
+    await host.ledger.refresh(ids, this.#name, touched);
     const name = this.#name;
     host.trace.add("store", () => `${name} ${text()} -> ${outcome(result)}`);
     if (crashAfter) this.crash(`after ${text()} applied`);
@@ -228,19 +228,32 @@ export class FaultStore implements Store {
   }
 }
 
-/** For writes that touch no chunk: the ledger keeps each fiber's stream as it was. */
-const NO_STREAM: ReadonlyMap<string, number> = new Map();
+/** A write that changes only the record (a claim, a deletion: a deleted fiber reads as gone). */
+const RECORD_ONLY: Touched = { journal: false, inbox: false };
+/** `enqueueEvent`: one inbox row. */
+const INBOX_ONLY: Touched = { journal: false, inbox: true };
 
-/** Per fiber, the seq below the lowest chunk a commit writes (only those need re-reading). */
-function streamFrom(groups: readonly WriteGroup[]): Map<string, number> {
-  const from = new Map<string, number>();
+function only(id: string, touched: Touched): Map<string, Touched> {
+  return new Map([[id, touched]]);
+}
+
+/**
+ * Per fiber, what a commit can change: the journal if it writes or clears entries, the inbox if
+ * it consumes events, and the stream past the seq below the lowest chunk it writes.
+ */
+function touchedBy(groups: readonly WriteGroup[]): Map<string, Touched> {
+  const touched = new Map<string, Touched>();
   for (const group of groups) {
+    const t = touched.get(group.fiberId) ?? { journal: false, inbox: false };
+    if (group.clearJournal || (group.journal?.length ?? 0) > 0) t.journal = true;
+    if ((group.consumeEvents?.length ?? 0) > 0) t.inbox = true;
     for (const chunk of group.chunks ?? []) {
       const below = chunk.seq - 1;
-      from.set(group.fiberId, Math.min(from.get(group.fiberId) ?? below, below));
+      t.streamFrom = Math.min(t.streamFrom ?? below, below);
     }
+    touched.set(group.fiberId, t);
   }
-  return from;
+  return touched;
 }
 
 function describeGroup(group: WriteGroup): string {

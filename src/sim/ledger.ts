@@ -26,6 +26,14 @@ export interface FiberImage {
   collected: boolean;
 }
 
+/** What one write can have changed of one fiber besides its record. */
+export interface Touched {
+  journal: boolean;
+  inbox: boolean;
+  /** Re-read the stream past this seq (a write touches no chunk at or below it); `undefined`: keep it. */
+  streamFrom?: number;
+}
+
 /** The durable mirror of one schedule's store. */
 export class Ledger {
   readonly #store: Store;
@@ -49,27 +57,30 @@ export class Ledger {
 
   /**
    * Re-reads fibers `ids` after a write by `writer` applied, and checks what changed. With
-   * `streamFrom`, only the stream past the given seq is re-read (a commit touches no chunk below
-   * its own); fibers it does not name keep their stream.
+   * `touched`, only what the write can have changed is re-read (the record always; the journal,
+   * the inbox and the stream past a seq when it says so); a fiber it does not name, or any fiber
+   * the ledger has no live image of, is re-read whole.
    */
   async refresh(
     ids: readonly string[],
     writer: string,
-    streamFrom?: ReadonlyMap<string, number>,
+    touched?: ReadonlyMap<string, Touched>,
   ): Promise<void> {
     const reads = ids.map((id) => {
-      const prev = this.images.get(id)?.stream ?? [];
-      const from = streamFrom === undefined ? 0 : streamFrom.get(id);
+      const prev = this.images.get(id);
+      const scope = prev === undefined || prev.collected ? undefined : touched?.get(id);
+      const store = this.#store;
+      const journal =
+        scope === undefined || scope.journal ? store.readJournal(id) : Promise.resolve(prev?.journal ?? []);
+      const inbox =
+        scope === undefined || scope.inbox ? store.readInbox(id) : Promise.resolve(prev?.inbox ?? []);
+      const from = scope === undefined ? 0 : scope.streamFrom;
+      const kept = prev?.stream ?? [];
       const stream =
         from === undefined
-          ? Promise.resolve(prev)
-          : this.#store.readStream(id, from).then((tail) => [...prev.filter((c) => c.seq <= from), ...tail]);
-      return Promise.all([
-        this.#store.getFiber(id),
-        this.#store.readJournal(id),
-        stream,
-        this.#store.readInbox(id),
-      ]);
+          ? Promise.resolve(kept)
+          : store.readStream(id, from).then((tail) => [...kept.filter((c) => c.seq <= from), ...tail]);
+      return Promise.all([store.getFiber(id), journal, stream, inbox]);
     });
     const states = await Promise.all(reads);
     states.forEach(([record, journal, stream, inbox], i) => {
@@ -147,6 +158,15 @@ export class Ledger {
     fail: (inv: string, detail: string) => void,
   ): void {
     const stream = next.stream;
+    const head = stream.at(-1)?.seq ?? 0;
+    if (next.record && next.record.streamHead !== head) {
+      fail(
+        "stream-head-mismatch",
+        `record.streamHead ${next.record.streamHead} but the stream ends at ${head}`,
+      );
+    }
+    // A stream kept from the last image was checked then; a kept prefix is the same objects.
+    if (stream === prev?.stream) return;
     stream.forEach((chunk, i) => {
       if (chunk.seq !== i + 1) fail("stream-gap", `stream seqs are ${stream.map((c) => c.seq).join(",")}`);
     });
@@ -157,16 +177,10 @@ export class Ledger {
         `fiber.end at seq ${stream[endAt]?.seq} but the stream reaches ${stream.at(-1)?.seq}`,
       );
     }
-    const head = stream.at(-1)?.seq ?? 0;
-    if (next.record && next.record.streamHead !== head) {
-      fail(
-        "stream-head-mismatch",
-        `record.streamHead ${next.record.streamHead} but the stream ends at ${head}`,
-      );
-    }
     const before = new Map((prev?.stream ?? []).map((c) => [c.seq, c]));
     for (const chunk of stream) {
       const old = before.get(chunk.seq);
+      if (old === chunk) continue;
       if (old) {
         if (!sameChunk(old, chunk))
           fail("stream-overwrite", `seq ${chunk.seq} was ${describe(old)}, now ${describe(chunk)}`);

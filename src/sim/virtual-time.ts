@@ -13,6 +13,8 @@ import { type Clock, withGlobal } from "@sinonjs/fake-timers";
 export const EPOCH = Date.UTC(2030, 0, 1);
 
 const nativeSetImmediate = globalThis.setImmediate;
+/** fake-timers bound to this realm's globals, built once (building it per schedule showed in profiles). */
+let timers: ReturnType<typeof withGlobal> | undefined;
 
 /** Resolves once every pending microtask (and microtask they queue) has run. */
 export function drainMicrotasks(): Promise<void> {
@@ -30,7 +32,8 @@ export class VirtualTime {
 
   /** Installs fake timers on `globalThis` at `EPOCH`. */
   constructor() {
-    this.#clock = withGlobal(globalThis).install({
+    timers ??= withGlobal(globalThis);
+    this.#clock = timers.install({
       now: EPOCH,
       toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"],
       shouldClearNativeTimers: true,
