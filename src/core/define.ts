@@ -28,7 +28,10 @@ export interface StepOptions {
 export interface StepContext {
   /** 1 on the first attempt; keeps counting across crashes. */
   attempt: number;
-  /** `fiberId:stepKey`: stable across attempts and crashes; pass it downstream to deduplicate side effects. */
+  /**
+   * `fiberId:stepKey`: stable across attempts and crashes; pass it downstream to deduplicate side
+   * effects. After `onRecovered` chose "restart", a new execution, it is `fiberId~epoch:stepKey`.
+   */
   idempotencyKey: string;
   /** True when an earlier attempt of this step was cut off by a crash or stop. */
   interrupted: boolean;

@@ -120,6 +120,7 @@ export class FiberRun {
     );
     this.#steps = new FiberSteps({
       fiberId: this.id,
+      epoch: state.record.epoch,
       journal: this.#journal,
       signal: this.#controller.signal,
       maxPayloadBytes: host.maxPayloadBytes,

@@ -16,6 +16,8 @@ import { assertArgument, assertStorable } from "./validate";
 /** What steps need from their run. */
 export interface StepHost {
   readonly fiberId: string;
+  /** Restarts from scratch so far (`onRecovered` "restart"): 0 until the first. */
+  readonly epoch: number;
   readonly journal: RunJournal;
   /** Aborted when the run is cancelled, fenced or ends. */
   readonly signal: AbortSignal;
@@ -125,7 +127,10 @@ export class FiberSteps {
     // A crash is not the step's fault: an interrupted step always gets at least one more attempt.
     const lastAttempt = Math.max(attempt + 1, policy.maxAttempts);
     const emitted = interrupted ? await this.#stepChunks(pos, streamFrom) : [];
-    const idempotencyKey = `${host.fiberId}:${key}`;
+    // A restart from scratch is a new execution: its steps must not be deduplicated against
+    // the discarded run's, so its keys carry the epoch (ids cannot contain "~").
+    const idempotencyKey =
+      host.epoch === 0 ? `${host.fiberId}:${key}` : `${host.fiberId}~${host.epoch}:${key}`;
     for (let tries = 0; ; tries++) {
       attempt++;
       const started: JournalEntry = {

@@ -596,6 +596,32 @@ describe("argued from the code (item 12)", () => {
     expect(await second.result(fiber)).toEqual({ ok: true });
   });
 
+  it('gives the steps of a run restarted by onRecovered "restart" keys of their own', async () => {
+    const disk = new MemoryStore();
+    const keys: string[] = [];
+    let life = 1;
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step("charge", ({ idempotencyKey }) => {
+          keys.push(idempotencyKey);
+          return life === 1 ? new Promise<never>(() => {}) : "charged";
+        });
+      },
+      onRecovered: () => "restart",
+    });
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
+    const fiber = await first.start(job, {}, { id: "again" });
+    await expect.poll(() => keys.length).toBe(1);
+    dying.crash();
+    await delay(30);
+    life = 2;
+    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 20 }));
+    await second.recover();
+    expect(await second.result(fiber)).toBe("charged");
+    expect(keys).toEqual(["again:charge#1", "again~1:charge#1"]);
+  });
+
   it("does not recover a fiber that start() has just created when recover() runs at the same time", async () => {
     const disk = new MemoryStore();
     const store = intercept(disk, {
