@@ -29,11 +29,20 @@ export interface AgentInput {
   messages: ChatMessage[];
   /** Overrides the definition's `maxTurns` for this run. */
   maxTurns?: number;
+  /**
+   * Names the messages that come before `messages` without carrying them (e.g.
+   * `"<conversation>/<turn>"`): the definition's `history` option resolves it when the run needs
+   * them, so a long conversation never makes the input, and the storage, grow with its length.
+   */
+  historyRef?: string;
 }
 
 /** What an agent fiber returns. */
 export interface AgentOutput {
-  /** The conversation with every assistant and tool message this run added. */
+  /**
+   * `input.messages` with every assistant and tool message this run added (the messages the
+   * `history` option supplied are not repeated here).
+   */
   messages: ChatMessage[];
   /** Token counts summed over the run's model calls. */
   usage: ModelUsage;
@@ -58,6 +67,17 @@ export interface AgentOptions {
    * storage). Providers are never journaled, so credentials stay out of the journal and stream.
    */
   model: ModelProvider | ((selection: ModelSelection) => ModelProvider | Promise<ModelProvider>);
+  /**
+   * The messages before `input.messages`, read when the run starts (and again when it is
+   * replayed after a crash) instead of being carried in every input: pass `historyRef` in the
+   * input and resolve it here, e.g. from the app's own conversation store. They are sent to the
+   * model but never journaled, streamed or returned, so each run stores only its own messages.
+   *
+   * Failure semantics: a replay reads the history again, so return the same messages for a
+   * reference as long as its fiber may run (refer to messages that no longer change). A throw
+   * fails the fiber with that error.
+   */
+  history?: (selection: ModelSelection) => readonly ChatMessage[] | Promise<readonly ChatMessage[]>;
   /** The tools the model may call. */
   tools?: readonly ToolDefinition[];
   /** The system prompt, sent first on every model call. */
@@ -161,12 +181,15 @@ export function defineAgent(options: AgentOptions): FiberDefinition<AgentInput, 
     ...(options.version === undefined ? {} : { version: options.version }),
     async run(ctx, input) {
       const maxTurns = input.maxTurns ?? options.maxTurns ?? 8;
+      const earlier = options.history ? await options.history({ fiberId: ctx.id, input }) : [];
       const conversation: ChatMessage[] = [...input.messages];
       const usage: ModelUsage = { promptTokens: 0, completionTokens: 0 };
       for (let turn = 1; turn <= maxTurns; turn++) {
-        const sent: ChatMessage[] = options.system
-          ? [{ role: "system", content: options.system }, ...conversation]
-          : conversation;
+        const sent: ChatMessage[] = [
+          ...(options.system ? [{ role: "system", content: options.system } satisfies ChatMessage] : []),
+          ...earlier,
+          ...conversation,
+        ];
         const reply = await callModel(ctx, {
           provider: () =>
             typeof options.model === "function" ? options.model({ fiberId: ctx.id, input }) : options.model,
