@@ -204,7 +204,8 @@ export class World {
 
   /** A step attempt started running user code on `node`. */
   #effect(node: SimNode, ctx: FiberContext, step: StepContext): void {
-    const key = step.idempotencyKey.slice(ctx.id.length + 1);
+    // `fiberId:key`, or `fiberId~epoch:key` once the fiber restarted from scratch.
+    const key = step.idempotencyKey.slice(step.idempotencyKey.indexOf(":", ctx.id.length) + 1);
     const image = this.ledger.get(ctx.id);
     const record = image?.record;
     const entry = image?.journal.find((e) => e.kind === "step" && e.key === key);
