@@ -1,20 +1,23 @@
 /**
- * The simulator's command line (`npm run simulate -- --seeds N [--from S] [--jobs K] [--verbose]
- * [--show K] [--lines L]`): runs seeds S..S+N-1, prints one summary line `schedules: N,
- * violations: V (seeds S..S+N-1)`, the rate in schedules per minute, the violations by invariant
- * and the first failing seeds with their minimal traces, and exits with code 1 when any invariant
- * was violated. Replay one seed with `--from SEED --seeds 1 --verbose`.
+ * The simulator's command line (`npm run simulate -- --seeds N [--from S] [--jobs K]
+ * [--store memory|idb] [--verbose] [--show K] [--lines L]`): runs seeds S..S+N-1, prints one
+ * summary line `schedules: N, violations: V (seeds S..S+N-1)`, the rate in schedules per minute,
+ * the violations by invariant and the first failing seeds with their minimal traces, and exits
+ * with code 1 when any invariant was violated. Replay one seed with `--from SEED --seeds 1
+ * --verbose` (and the same `--store`).
  *
  * With `--jobs K` (default: the number of CPUs, at most 4) the seeds run on K worker threads,
  * which take blocks of consecutive seeds as they free up and post each seed's result back; the
  * main thread reports the results in seed order, so the output is the same as with `--jobs 1`
  * (only the rate differs). Each schedule is a function of its seed alone, whichever worker runs it.
+ * `--store idb` runs the same schedules on `IdbStore` over fake-indexeddb instead of `MemoryStore`.
  */
 
 import { availableParallelism } from "node:os";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import type { Violation } from "./findings";
 import { runSchedule } from "./simulate";
+import type { StoreKind } from "./world";
 
 /** Parsed command-line options. */
 export interface CliOptions {
@@ -27,6 +30,8 @@ export interface CliOptions {
   lines: number;
   /** Worker threads to run the seeds on (1: run them on this thread). */
   jobs: number;
+  /** The store the runtimes of each schedule share. */
+  store: StoreKind;
 }
 
 /** What the report needs of one schedule (what a worker posts back). */
@@ -52,6 +57,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     show: 3,
     lines: 40,
     jobs: defaultJobs(),
+    store: "memory",
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -65,10 +71,14 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     else if (arg === "--show") options.show = value();
     else if (arg === "--lines") options.lines = value();
     else if (arg === "--jobs" || arg === "-j") options.jobs = Math.max(1, value());
-    else if (arg === "--verbose" || arg === "-v") options.verbose = true;
+    else if (arg === "--store") {
+      const store = argv[++i];
+      if (store !== "memory" && store !== "idb") throw new Error("--store takes memory or idb");
+      options.store = store;
+    } else if (arg === "--verbose" || arg === "-v") options.verbose = true;
     else
       throw new Error(
-        `unknown option ${arg}; use --seeds N [--from S] [--jobs K] [--verbose] [--show K] [--lines L]`,
+        `unknown option ${arg}; use --seeds N [--from S] [--jobs K] [--store memory|idb] [--verbose] [--show K] [--lines L]`,
       );
   }
   return options;
@@ -115,7 +125,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
     const first = found[0];
     if (first) {
       log(
-        `minimal trace of seed ${seed} up to the first violation (replay: npm run simulate -- --from ${seed} --seeds 1 --verbose):`,
+        `minimal trace of seed ${seed} up to the first violation (replay: npm run simulate -- --from ${seed} --seeds 1 --verbose${options.store === "idb" ? " --store idb" : ""}):`,
       );
       for (const line of first.trace) log(line);
     }
@@ -127,6 +137,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
 interface WorkerSetup {
   fiberlineSim: true;
   lines: number;
+  store: StoreKind;
 }
 
 /** main → worker: run these seeds, or stop. worker → main: a seed's result, or "give me more". */
@@ -134,8 +145,11 @@ type ToWorker = { from: number; count: number } | { stop: true };
 type FromWorker = { result: SeedResult } | { idle: true } | { error: string };
 
 /** Runs one schedule and keeps what the report needs. */
-async function runOne(seed: number, lines: number): Promise<SeedResult> {
-  const { violations, steps, virtualMs, digest } = await runSchedule(seed, { traceLines: lines });
+async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): Promise<SeedResult> {
+  const { violations, steps, virtualMs, digest } = await runSchedule(seed, {
+    traceLines: setup.lines,
+    store: setup.store,
+  });
   return { seed, violations, steps, virtualMs, digest };
 }
 
@@ -144,7 +158,7 @@ async function runSeeds(options: CliOptions, each: (result: SeedResult) => void)
   const jobs = Math.min(options.jobs, Math.ceil(options.seeds / 2));
   if (jobs <= 1) {
     for (let seed = options.from; seed < options.from + options.seeds; seed++)
-      each(await runOne(seed, options.lines));
+      each(await runOne(seed, options));
     return;
   }
   // Blocks small enough that the workers finish together, large enough to keep messages rare.
@@ -168,7 +182,7 @@ async function runSeeds(options: CliOptions, each: (result: SeedResult) => void)
         nextSeed += count;
       };
       for (let i = 0; i < jobs; i++) {
-        const setup: WorkerSetup = { fiberlineSim: true, lines: options.lines };
+        const setup: WorkerSetup = { fiberlineSim: true, lines: options.lines, store: options.store };
         const worker = new Worker(new URL(import.meta.url), { workerData: setup });
         workers.push(worker);
         worker.on("message", (message: FromWorker) => {
@@ -208,7 +222,7 @@ function serveWorker(setup: WorkerSetup): void {
     void (async () => {
       try {
         for (let seed = message.from; seed < message.from + message.count; seed++)
-          port.postMessage({ result: await runOne(seed, setup.lines) } satisfies FromWorker);
+          port.postMessage({ result: await runOne(seed, setup) } satisfies FromWorker);
         port.postMessage({ idle: true } satisfies FromWorker);
       } catch (error) {
         port.postMessage({

@@ -1,11 +1,12 @@
 /**
- * The `Store` each simulated runtime sees: a wrapper around the one shared `MemoryStore` that
- * gives every call a random virtual delay (mostly 0-2 ms, sometimes 50-500 ms) and, while the
- * fault plan is active, makes writes fail: reject before applying (a transient `UnknownError`,
- * as IndexedDB reports a failed transaction), crash the runtime before the write applies, or
- * apply it and then crash. A crashed runtime's calls hang forever and nothing more it does
- * reaches the store, like `crashableStore` in `src/testing`. After each applied write the ledger
- * re-reads what the write can have changed, before the caller hears back.
+ * The `Store` each simulated runtime sees: a wrapper around the shared store (the one
+ * `MemoryStore`, or this runtime's own `IdbStore` on the shared database) that gives every call
+ * a random virtual delay (mostly 0-2 ms, sometimes 50-500 ms) and, while the fault plan is
+ * active, makes writes fail: reject before applying (a transient `UnknownError`, as IndexedDB
+ * reports a failed transaction), crash the runtime before the write applies, or apply it and
+ * then crash. A crashed runtime's calls hang forever and nothing more it does reaches the store,
+ * like `crashableStore` in `src/testing`. After each applied write the ledger re-reads what the
+ * write can have changed, before the caller hears back.
  */
 
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
@@ -170,6 +171,10 @@ export class FaultStore implements Store {
     await delay(this.#latency());
     if (this.#crashed) return never();
     const result = await run();
+    // What this read saw may come from a write whose ledger refresh is still under way (never
+    // on a MemoryStore, where a refresh completes in the write's own turn): let it land first.
+    const settled = this.#host.ledger.settled();
+    if (settled !== undefined) await settled;
     if (this.#crashed) return never();
     return result;
   }
@@ -212,6 +217,9 @@ export class FaultStore implements Store {
       result = await run();
     } catch (error) {
       host.trace.add("store", `${this.#name} ${text()} -> threw ${String(error).slice(0, 80)}`);
+      // A refusal (fiber_ended, fenced...) is decided on state the ledger must hold by now.
+      const settled = host.ledger.settled();
+      if (settled !== undefined) await settled;
       throw error;
     }
     await host.ledger.refresh(ids, this.#name, touched);

@@ -1,7 +1,12 @@
 /**
- * The ledger: the simulator's own copy of what is durable, refreshed from the shared
- * `MemoryStore` right after every write applies (before the writer learns the outcome), so it is
- * never behind anything a runtime or a reader could have seen. Each refresh checks the
+ * The ledger: the simulator's own copy of what is durable, refreshed from the shared store
+ * (through the `Store` interface) right after every write applies, before the writer learns the
+ * outcome; a read that returns while a refresh is under way waits for it (`settled`), so the
+ * ledger is never behind anything a runtime or a reader could have seen. Refreshes apply in the
+ * order they were issued. On a `MemoryStore` a refresh reads exactly the state after its write,
+ * so it re-reads only what the write can have changed; on an `IdbStore` its read transaction may
+ * also see writes that committed after its own (their refreshes come later), so it re-reads the
+ * whole fiber (the stream past what it holds: chunks are never rewritten). Each refresh checks the
  * write-time invariants: the stream grows by contiguous `seq` with no rewrite and `fiber.end`
  * last, a terminal fiber stays terminal, a consumed event is never consumed again, an event is
  * not accepted for an ended fiber, and a step chunk comes from the attempt the journal says is
@@ -40,14 +45,26 @@ export class Ledger {
   readonly #findings: Findings;
   readonly #trace: Trace;
   readonly #now: () => number;
+  readonly #exact: boolean;
   readonly images = new Map<string, FiberImage>();
+  /** Settles once the last refresh issued has applied (and so every earlier one). */
+  #tail: Promise<void> | undefined;
 
-  /** `store` is the shared inner store, read directly (no delays, no faults). */
-  constructor(store: Store, findings: Findings, trace: Trace, now: () => number) {
+  /**
+   * `store` reads the shared store directly (no delays, no faults). `exact`: a read issued right
+   * after a write sees exactly that write's state, no later one (true of `MemoryStore`).
+   */
+  constructor(store: Store, findings: Findings, trace: Trace, now: () => number, exact = true) {
     this.#store = store;
     this.#findings = findings;
     this.#trace = trace;
     this.#now = now;
+    this.#exact = exact;
+  }
+
+  /** While a refresh is under way, a promise that settles once every refresh issued has applied. */
+  settled(): Promise<void> | undefined {
+    return this.#tail;
   }
 
   /** The image of `id`, if the fiber was ever seen. */
@@ -57,19 +74,24 @@ export class Ledger {
 
   /**
    * Re-reads fibers `ids` after a write by `writer` applied, and checks what changed. With
-   * `touched`, only what the write can have changed is re-read (the record always; the journal,
-   * the inbox and the stream past a seq when it says so); a fiber it does not name, or any fiber
-   * the ledger has no live image of, is re-read whole.
+   * `touched` (and an exact store), only what the write can have changed is re-read (the record
+   * always; the journal, the inbox and the stream past a seq when it says so); a fiber it does
+   * not name, or any fiber the ledger has no live image of, is re-read whole.
    */
   async refresh(
     ids: readonly string[],
     writer: string,
     touched?: ReadonlyMap<string, Touched>,
   ): Promise<void> {
+    const store = this.#store;
     const reads = ids.map((id) => {
       const prev = this.images.get(id);
-      const scope = prev === undefined || prev.collected ? undefined : touched?.get(id);
-      const store = this.#store;
+      const scope =
+        prev === undefined || prev.collected
+          ? undefined
+          : this.#exact
+            ? touched?.get(id)
+            : { journal: true, inbox: true, streamFrom: prev.stream.at(-1)?.seq ?? 0 };
       const journal =
         scope === undefined || scope.journal ? store.readJournal(id) : Promise.resolve(prev?.journal ?? []);
       const inbox =
@@ -82,11 +104,24 @@ export class Ledger {
           : store.readStream(id, from).then((tail) => [...kept.filter((c) => c.seq <= from), ...tail]);
       return Promise.all([store.getFiber(id), journal, stream, inbox]);
     });
-    const states = await Promise.all(reads);
-    states.forEach(([record, journal, stream, inbox], i) => {
-      const id = ids[i] as string;
-      this.#update(id, record, journal, stream, inbox, writer);
+    // Applied in issue order: an earlier refresh read an earlier (or the same) state.
+    const prior = this.#tail;
+    let applied!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      applied = resolve;
     });
+    this.#tail = mine;
+    try {
+      const states = await Promise.all(reads);
+      if (prior !== undefined) await prior;
+      states.forEach(([record, journal, stream, inbox], i) => {
+        const id = ids[i] as string;
+        this.#update(id, record, journal, stream, inbox, writer);
+      });
+    } finally {
+      applied();
+      if (this.#tail === mine) this.#tail = undefined;
+    }
   }
 
   #update(

@@ -1,7 +1,9 @@
 /**
  * The deterministic simulation tester as part of the unit suite: a fixed sample of seeds, a
  * time-seeded batch that prints its first seed, a replay of one seed that must produce the same
- * trace twice, and planted bugs the checker must report (so it cannot silently pass).
+ * trace twice, and planted bugs the checker must report (so it cannot silently pass). A smaller
+ * fixed sample, a replay and a planted bug run on `IdbStore` over fake-indexeddb (`store: "idb"`),
+ * where transactions of several runtimes interleave.
  */
 
 import { describe, expect, it } from "vitest";
@@ -9,10 +11,15 @@ import { runSchedule, type ScheduleResult } from "./simulate";
 
 const FIXED_SEEDS = 300;
 const RANDOM_SEEDS = 100;
+const IDB_SEEDS = 40;
 
-async function runBatch(from: number, count: number): Promise<ScheduleResult[]> {
+async function runBatch(
+  from: number,
+  count: number,
+  store: "memory" | "idb" = "memory",
+): Promise<ScheduleResult[]> {
   const results: ScheduleResult[] = [];
-  for (let seed = from; seed < from + count; seed++) results.push(await runSchedule(seed));
+  for (let seed = from; seed < from + count; seed++) results.push(await runSchedule(seed, { store }));
   return results;
 }
 
@@ -37,10 +44,19 @@ describe("deterministic simulation", () => {
     expect(failures, failures.slice(0, 20).join("\n")).toEqual([]);
   }, 120_000);
 
-  it("replays a seed exactly: same trace, same violations", async () => {
-    for (const seed of [3, 29, 157]) {
-      const first = await runSchedule(seed);
-      const second = await runSchedule(seed);
+  it(`holds every invariant on IdbStore (fake-indexeddb), seeds 1..${IDB_SEEDS}`, async () => {
+    const failures = summary(await runBatch(1, IDB_SEEDS, "idb"));
+    // Replay any of these with: npm run simulate -- --from SEED --seeds 1 --verbose --store idb
+    expect(failures, failures.slice(0, 20).join("\n")).toEqual([]);
+  }, 120_000);
+
+  it.each([
+    ["memory", [3, 29, 157]],
+    ["idb", [3, 9]],
+  ] as const)("replays a seed exactly on the %s store: same trace, same violations", async (store, seeds) => {
+    for (const seed of seeds) {
+      const first = await runSchedule(seed, { store });
+      const second = await runSchedule(seed, { store });
       expect(second.digest).toBe(first.digest);
       expect(second.trace).toEqual(first.trace);
       expect(second.violations.map((v) => [v.invariant, v.detail, v.at])).toEqual(
@@ -50,10 +66,13 @@ describe("deterministic simulation", () => {
     }
   });
 
-  it("catches a store that acknowledges a write it never applied", async () => {
+  it.each([
+    ["memory", 40],
+    ["idb", 20],
+  ] as const)("catches a store that acknowledges a write it never applied (%s)", async (store, seeds) => {
     let planted = 0;
-    for (let seed = 1; seed <= 40; seed++) {
-      const result = await runSchedule(seed, { plant: "lost-write" });
+    for (let seed = 1; seed <= seeds; seed++) {
+      const result = await runSchedule(seed, { plant: "lost-write", store });
       if (!result.planted) continue;
       planted++;
       expect(
@@ -61,7 +80,7 @@ describe("deterministic simulation", () => {
         `seed ${seed}`,
       ).toContain("step-write-ahead");
     }
-    expect(planted).toBeGreaterThan(10);
+    expect(planted).toBeGreaterThan(seeds / 4);
   });
 
   it("catches a step whose side effect happens twice in one attempt", async () => {

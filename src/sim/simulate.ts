@@ -15,7 +15,7 @@ import { describeProgram, generateProgram } from "./program";
 import { Readers } from "./readers";
 import { Trace } from "./trace";
 import { VirtualTime } from "./virtual-time";
-import { type PlantedBug, World } from "./world";
+import { type PlantedBug, type StoreKind, World } from "./world";
 
 /** Options of `runSchedule`. */
 export interface ScheduleOptions {
@@ -25,6 +25,11 @@ export interface ScheduleOptions {
   traceLines?: number;
   /** Timer steps after which the schedule is declared livelocked (default 20,000). */
   maxSteps?: number;
+  /**
+   * The store the runtimes share: one `MemoryStore` (default), or `"idb"`: an `IdbStore` per
+   * runtime on one fake-indexeddb database, with `setImmediate` on the virtual clock.
+   */
+  store?: StoreKind;
 }
 
 /** The verdict of one schedule. */
@@ -49,7 +54,8 @@ export interface ScheduleResult {
  * const { violations } = await runSchedule(42);
  */
 export async function runSchedule(seed: number, options: ScheduleOptions = {}): Promise<ScheduleResult> {
-  const time = new VirtualTime();
+  const storeKind = options.store ?? "memory";
+  const time = new VirtualTime(storeKind === "idb");
   const consoleError = console.error;
   const stackTraceLimit = Error.stackTraceLimit;
   // Stacks are never compared and capturing one per engine error dominated the profile.
@@ -62,13 +68,13 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
   console.error = (...args: unknown[]) => trace.add("report", args.map(short).join(" ").slice(0, 160));
   try {
     const programs = Array.from({ length: rng.int(1, 4) }, (_, i) => generateProgram(rng.fork(), i));
-    const world = new World(rng.fork(), trace, findings, programs, options.plant);
+    const world = new World(rng.fork(), trace, findings, programs, options.plant, storeKind);
     const readers = new Readers(world);
     const actions = new Actions(world, readers, time);
     const window = world.rng.int(2000, 8000);
     trace.add(
       "plan",
-      `${programs.length} fibers, locks ${world.settings.locks}, lease ${world.settings.leaseMs}, faults ${JSON.stringify(world.plan)}, window ${window}`,
+      `${programs.length} fibers, locks ${world.settings.locks}, lease ${world.settings.leaseMs}, faults ${JSON.stringify(world.plan)}, window ${window}${storeKind === "idb" ? ", store idb" : ""}`,
     );
     programs.forEach((program, i) => {
       findings.context.set(`f${i}`, describeProgram(program));

@@ -1,16 +1,22 @@
 /**
- * The world of one schedule: the shared `MemoryStore`, the ledger, the fault plan, the lock
- * manager and the runtimes ("nodes") that come and go on the store: each has its own fault-
- * injecting store view, runner id and fiber definitions. A node that crashes is abandoned (its
+ * The world of one schedule: the shared store, the ledger, the fault plan, the lock manager and
+ * the runtimes ("nodes") that come and go on the store: each has its own fault-injecting store
+ * view, runner id and fiber definitions. The shared store is one `MemoryStore`, or (`"idb"`) one
+ * fake-indexeddb database that every node and the ledger open with an `IdbStore` of their own,
+ * as the Service Workers of one origin do. A node that crashes is abandoned (its
  * calls hang, its Web Locks are released) and, like a restarted Service Worker, a fresh node
  * with a new runner id calls `recover()`. Step side effects and journaled values report here,
  * where the effect-time invariants are checked.
  */
 
 import type { FiberContext, StepContext } from "../core/define";
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
 import { defineFiber } from "../core/define";
 import { localLocks } from "../core/locks";
 import { createRuntime, type Runtime } from "../core/runtime";
+import type { Store } from "../core/store";
+import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { type FaultPlan, FaultStore } from "./fault-store";
 import type { Findings } from "./findings";
@@ -20,6 +26,9 @@ import { codeOf, type Program, type ProgramHost, programHandler } from "./progra
 import { SimLockManager } from "./sim-locks";
 import type { Trace } from "./trace";
 import { EPOCH } from "./virtual-time";
+
+/** Which store the runtimes of a schedule share. */
+export type StoreKind = "memory" | "idb";
 
 /** A bug planted on purpose, to prove the checker reports it. */
 export type PlantedBug = "lost-write" | "duplicate-effect";
@@ -49,7 +58,9 @@ export class World {
   readonly rng: Prng;
   readonly trace: Trace;
   readonly findings: Findings;
-  readonly inner = new MemoryStore();
+  readonly storeKind: StoreKind;
+  /** A store on the shared state for one more runtime (the same `MemoryStore`, or a new `IdbStore`). */
+  readonly #open: () => Store;
   readonly ledger: Ledger;
   readonly plan: FaultPlan;
   readonly settings: WorldSettings;
@@ -63,13 +74,28 @@ export class World {
   compatible: string[] = [];
   #plantedDone = false;
 
-  constructor(rng: Prng, trace: Trace, findings: Findings, programs: Program[], planted?: PlantedBug) {
+  constructor(
+    rng: Prng,
+    trace: Trace,
+    findings: Findings,
+    programs: Program[],
+    planted?: PlantedBug,
+    storeKind: StoreKind = "memory",
+  ) {
     this.rng = rng;
     this.trace = trace;
     this.findings = findings;
     this.programs = programs;
     this.planted = planted;
-    this.ledger = new Ledger(this.inner, findings, trace, () => elapsed());
+    this.storeKind = storeKind;
+    if (storeKind === "idb") {
+      const indexedDB = new IDBFactory();
+      this.#open = () => new IdbStore({ name: "fiberline-sim", indexedDB });
+    } else {
+      const shared = new MemoryStore();
+      this.#open = () => shared;
+    }
+    this.ledger = new Ledger(this.#open(), findings, trace, () => elapsed(), storeKind === "memory");
     const heavy = rng.chance(0.3);
     this.plan = {
       active: true,
@@ -105,7 +131,7 @@ export class World {
     const name = `r${this.nodes.length + 1}`;
     let node!: SimNode;
     const store = new FaultStore(
-      this.inner,
+      this.#open(),
       {
         rng: this.rng,
         trace: this.trace,
