@@ -1,6 +1,7 @@
 /**
  * The chat: the conversation list (a drawer on phones), the selected conversation's turns, and
- * the composer. Each turn is one assistant fiber started with the whole history.
+ * the composer. Each turn is one assistant fiber started with its user message and a reference
+ * to the history, which the worker reads from the chat's database.
  */
 
 import { type ReactNode, useCallback, useEffect, useRef, useState } from "react";
@@ -13,11 +14,15 @@ import {
   addTurn,
   type Conversation,
   deleteConversation,
+  finishTurn,
   listConversations,
   onConversationsChanged,
+  retryTurn,
   type Turn,
 } from "./conversations";
 import { AssistantMessage, UserMessage } from "./message";
+import { errorCode } from "./turn-failures";
+import { emptyTurn } from "./turn-view";
 import { useTurn } from "./use-turn";
 
 const SUGGESTIONS = [
@@ -48,12 +53,26 @@ function useConversations(): { conversations: Conversation[] | null; error: stri
   return { conversations, error };
 }
 
-function TurnBlock({ conversationId, turn }: { conversationId: string; turn: Turn }): ReactNode {
+function TurnBlock({
+  conversationId,
+  turn,
+  last,
+}: {
+  conversationId: string;
+  turn: Turn;
+  /** The conversation's last turn: the one "Ask again" may retry. */
+  last: boolean;
+}): ReactNode {
   const state = useTurn(conversationId, turn);
+  const retry = last && turn.final?.outcome === "failed";
   return (
     <>
       <UserMessage text={turn.user} />
-      <AssistantMessage turn={turn} state={state} />
+      <AssistantMessage
+        turn={turn}
+        state={state}
+        {...(retry ? { onRetry: () => void retryTurn(conversationId, turn.id) } : {})}
+      />
     </>
   );
 }
@@ -137,8 +156,27 @@ export function ChatPage({ conversationId }: { conversationId: string | undefine
     [conversationId],
   );
   const stop = useCallback(async () => {
-    if (lastTurn) await client.cancel(lastTurn.fiberId, "Stopped by the user.");
-  }, [client, lastTurn]);
+    if (!conversation || !lastTurn?.fiberId) return;
+    try {
+      await client.cancel(lastTurn.fiberId, "Stopped by the user.");
+    } catch (error) {
+      if (errorCode(error) !== "fiber_not_found") throw error;
+      // Stopped before its fiber was started: nothing ran, and nothing will.
+      const final = { ...emptyTurn(), outcome: "cancelled" as const, neverStarted: true };
+      await finishTurn(conversation.id, lastTurn.id, { final, messages: [], noFiber: true });
+    }
+  }, [client, conversation, lastTurn]);
+  const remove = useCallback(async () => {
+    if (!conversation) return;
+    const running = live ? " Its running reply is stopped." : "";
+    if (!window.confirm(`Delete “${conversation.title}”?${running} Its fibers stay in the inspector.`))
+      return;
+    // Stop the reply first, so no fiber goes on answering a conversation that is gone.
+    if (live && lastTurn?.fiberId)
+      await client.cancel(lastTurn.fiberId, "The conversation was deleted.").catch(() => undefined);
+    await deleteConversation(conversation.id);
+    navigate({ page: "chat" });
+  }, [client, conversation, lastTurn, live]);
 
   // Follow the reply while the reader is at the bottom.
   useEffect(() => {
@@ -203,17 +241,8 @@ export function ChatPage({ conversationId }: { conversationId: string | undefine
             ☰ Conversations
           </button>
           <h2 className="chat-title">{conversation?.title ?? "New conversation"}</h2>
-          {conversation && !live && (
-            <button
-              type="button"
-              className="button small ghost"
-              onClick={async () => {
-                if (!window.confirm(`Delete “${conversation.title}”? Its fibers stay in the inspector.`))
-                  return;
-                await deleteConversation(conversation.id);
-                navigate({ page: "chat" });
-              }}
-            >
+          {conversation && (
+            <button type="button" className="button small ghost" onClick={() => void remove()}>
               Delete
             </button>
           )}
@@ -228,8 +257,14 @@ export function ChatPage({ conversationId }: { conversationId: string | undefine
               </a>
             </div>
           ) : conversation ? (
-            conversation.turns.map((turn) => (
-              <TurnBlock key={turn.id} conversationId={conversation.id} turn={turn} />
+            conversation.turns.map((turn, i) => (
+              // Keyed by fiber: "Ask again" gives the turn a new fiber, and a new follower.
+              <TurnBlock
+                key={turn.fiberId ?? turn.id}
+                conversationId={conversation.id}
+                turn={turn}
+                last={i === conversation.turns.length - 1}
+              />
             ))
           ) : (
             <Welcome onPick={(text) => void send(text)} />

@@ -1,58 +1,15 @@
 /**
- * The page's conversation list, kept in the page's IndexedDB (`fiberline-demo-chat`). A
- * conversation holds the message history the next turn is started with, and its turns: each turn
- * is one assistant fiber, written here before the fiber is started (so a reload in between
- * restarts the same fiber id) and frozen with its final view once the fiber ended.
+ * The page's conversation list, kept in IndexedDB (`fiberline-demo-chat`, see
+ * `app/shared/chat-db.ts`). Each turn is one assistant fiber, written here before the fiber is
+ * started (so a reload in between starts the same fiber id), then frozen with its final view and
+ * the messages it adds to the history once the fiber ended, or once its start was refused.
  */
 
-import { type DBSchema, type IDBPDatabase, openDB } from "idb";
 import type { ChatMessage } from "../../src/agent/types";
+import { type Conversation, openChatDb as open, type Turn } from "../shared/chat-db";
 import type { TurnView } from "./turn-view";
 
-/** One user message and the assistant fiber that answers it. */
-export interface Turn {
-  id: string;
-  /** The assistant fiber's id. */
-  fiberId: string;
-  user: string;
-  startedAt: number;
-  /** The messages the fiber was started with. */
-  input: ChatMessage[];
-  /** The final view, once the fiber ended (until then the stream is the truth). */
-  final?: TurnView;
-}
-
-/** A conversation. */
-export interface Conversation {
-  id: string;
-  title: string;
-  createdAt: number;
-  updatedAt: number;
-  /** What the next turn is started with (before its user message). */
-  history: ChatMessage[];
-  turns: Turn[];
-}
-
-interface ChatSchema extends DBSchema {
-  conversations: { key: string; value: Conversation; indexes: { updatedAt: number } };
-}
-
-let database: Promise<IDBPDatabase<ChatSchema>> | undefined;
-
-function open(): Promise<IDBPDatabase<ChatSchema>> {
-  database ??= openDB<ChatSchema>("fiberline-demo-chat", 1, {
-    upgrade(db, oldVersion) {
-      if (oldVersion < 1) {
-        const store = db.createObjectStore("conversations", { keyPath: "id" });
-        store.createIndex("updatedAt", "updatedAt");
-      }
-    },
-    terminated() {
-      database = undefined;
-    },
-  });
-  return database;
-}
+export type { Conversation, Turn };
 
 const listeners = new Set<() => void>();
 const channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("fiberline-demo-chat") : null;
@@ -96,22 +53,19 @@ export async function addTurn(
   const tx = db.transaction("conversations", "readwrite");
   const now = Date.now();
   const existing = conversationId ? await tx.store.get(conversationId) : undefined;
+  if (existing?.turns.some((t) => !t.final)) {
+    await tx.done;
+    throw new Error("A reply is still running in this conversation. Wait for it, or stop it first.");
+  }
   const conversation: Conversation = existing ?? {
     id: crypto.randomUUID(),
     title: titleFor(user),
     createdAt: now,
     updatedAt: now,
-    history: [],
     turns: [],
   };
   const id = crypto.randomUUID();
-  const turn: Turn = {
-    id,
-    fiberId: `chat-${id}`,
-    user,
-    startedAt: now,
-    input: [...conversation.history, { role: "user", content: user }],
-  };
+  const turn: Turn = { id, fiberId: `chat-${id}`, user, startedAt: now };
   const next = { ...conversation, updatedAt: now, turns: [...conversation.turns, turn] };
   await tx.store.put(next);
   await tx.done;
@@ -119,13 +73,17 @@ export async function addTurn(
   return { conversation: next, turn };
 }
 
-/** Freezes a turn with its final view and sets the history the next turn starts from. */
-export async function finishTurn(
-  conversationId: string,
-  turnId: string,
-  final: TurnView,
-  history: ChatMessage[],
-): Promise<void> {
+/** How a turn ended, as `finishTurn` records it. */
+export interface TurnEnding {
+  final: TurnView;
+  /** What the turn adds to the history the next turns are answered with. */
+  messages: ChatMessage[];
+  /** Set when no fiber exists for the turn (its start was refused): the turn forgets the id. */
+  noFiber?: boolean;
+}
+
+/** Freezes a turn with its final view and the messages it adds to the history (once). */
+export async function finishTurn(conversationId: string, turnId: string, ending: TurnEnding): Promise<void> {
   const db = await open();
   const tx = db.transaction("conversations", "readwrite");
   const conversation = await tx.store.get(conversationId);
@@ -134,10 +92,47 @@ export async function finishTurn(
     await tx.done;
     return;
   }
-  const turns = conversation.turns.map((t) => (t.id === turnId ? { ...t, final } : t));
-  await tx.store.put({ ...conversation, turns, history, updatedAt: Date.now() });
+  const turns = conversation.turns.map((t): Turn => {
+    if (t.id !== turnId) return t;
+    const { fiberId, ...rest } = t;
+    return {
+      ...rest,
+      ...(ending.noFiber ? {} : { fiberId }),
+      final: ending.final,
+      messages: ending.messages,
+    };
+  });
+  await tx.store.put({ ...conversation, turns, updatedAt: Date.now() });
   await tx.done;
   changed();
+}
+
+/**
+ * Asks the last turn again when it failed: the turn gets a new fiber id and no outcome, so the
+ * page starts a new fiber for it with the same history (the failed fiber stays in the inspector).
+ */
+export async function retryTurn(conversationId: string, turnId: string): Promise<void> {
+  const db = await open();
+  const tx = db.transaction("conversations", "readwrite");
+  const conversation = await tx.store.get(conversationId);
+  const last = conversation?.turns[conversation.turns.length - 1];
+  if (!conversation || last?.id !== turnId || last.final?.outcome !== "failed") {
+    await tx.done;
+    return;
+  }
+  const id = crypto.randomUUID();
+  const now = Date.now();
+  const again: Turn = { id: last.id, fiberId: `chat-${id}`, user: last.user, startedAt: now };
+  await tx.store.put({ ...conversation, turns: [...conversation.turns.slice(0, -1), again], updatedAt: now });
+  await tx.done;
+  changed();
+}
+
+/** Whether `turnId` of `conversationId` still waits for its outcome (read from the store). */
+export async function turnIsOpen(conversationId: string, turnId: string): Promise<boolean> {
+  const conversation = await (await open()).get("conversations", conversationId);
+  const turn = conversation?.turns.find((t) => t.id === turnId);
+  return turn !== undefined && turn.final === undefined;
 }
 
 export async function deleteConversation(id: string): Promise<void> {

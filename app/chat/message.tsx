@@ -90,7 +90,7 @@ export function AssistantMessage({
           ) : (
             <ToolCard
               key={`c-${segment.messageId}#${segment.index}:${segment.toolCallId}`}
-              fiberId={turn.fiberId}
+              fiberId={turn.fiberId ?? ""}
               tool={segment}
             />
           ),
@@ -105,14 +105,25 @@ export function AssistantMessage({
       </div>
       {view.outcome === "cancelled" && (
         <p className="message-note" data-testid="stopped-note">
-          Stopped. The fiber was cancelled; nothing more will run for this reply.
+          {view.neverStarted
+            ? "Stopped before the reply started; nothing ran for this message."
+            : "Stopped. The fiber was cancelled; nothing more will run for this reply."}
         </p>
       )}
       {view.outcome === "failed" && (
-        <div className="message-note error" role="alert">
-          <p>The reply failed: {view.error ?? "unknown error"}</p>
+        <div className="message-note error" role="alert" data-testid="failure-note">
+          <p>
+            {view.neverStarted ? "No reply: " : "The reply failed: "}
+            {view.error ?? "unknown error"}
+          </p>
+          {view.detail && (
+            <details className="failure-details">
+              <summary>Details</summary>
+              <pre>{view.detail}</pre>
+            </details>
+          )}
           {onRetry && (
-            <button type="button" className="button small" onClick={onRetry}>
+            <button type="button" className="button small" onClick={onRetry} data-testid="ask-again">
               Ask again
             </button>
           )}

@@ -36,7 +36,12 @@ export interface TurnView {
   seq: number;
   /** Set once `fiber.end` arrived. */
   outcome?: TurnOutcome;
+  /** Why it failed, as a sentence for a person. */
   error?: string;
+  /** The technical details behind `error` (error code and message), for a disclosure. */
+  detail?: string;
+  /** Set when the turn's fiber was never started (the start was refused): nothing ran. */
+  neverStarted?: boolean;
   /** `fiber.recovered` chunks: the worker stopped and the run resumed from its journal. */
   recoveries: Array<{ at: number; count: number }>;
   /** Replies regenerated after `message.reset`. */

@@ -1,6 +1,6 @@
 /**
  * Follows one assistant turn: starts its fiber if the page never got to (the turn is written
- * before the fiber is started), reads the fiber's durable stream with `useFiberEvents` from
+ * before the fiber is started, and a refused start is recorded on the turn as its failure), reads the fiber's durable stream with `useFiberEvents` from
  * `fiberline/react` into a `TurnView`, and freezes the turn into the conversation once the fiber
  * ended. Notices when it re-attached to a reply that was already streaming (after a reload), for
  * the "resumed" marker.
@@ -12,7 +12,9 @@ import type { ChatMessage } from "../../src/agent/types";
 import type { FiberEvent } from "../../src/core/records";
 import { useFiberEvents } from "../../src/react/index";
 import { type DemoClient, readAgainOnRestart, useClient } from "../client";
-import { finishTurn, type Turn } from "./conversations";
+import { historyRef } from "../shared/chat-db";
+import { finishTurn, type Turn, turnIsOpen } from "./conversations";
+import { errorCode, lostFiber, refusedStart } from "./turn-failures";
 import { applyChunk, emptyTurn, type TurnView, turnText } from "./turn-view";
 
 /** What the chat renders for a turn. */
@@ -49,28 +51,28 @@ class TurnFold {
 /** Follows `turn` of `conversationId` while mounted. */
 export function useTurn(conversationId: string, turn: Turn): TurnState {
   const client = useClient();
-  const live = turn.final === undefined;
+  const { fiberId } = turn;
+  const live = turn.final === undefined && fiberId !== undefined;
   // The conversation list is re-read on every change, so `turn` is a new object each time: key
   // the effects on the fiber id and read the rest from a ref.
   const latest = useRef(turn);
   latest.current = turn;
-  const { fiberId } = turn;
   const [started, setStarted] = useState<{ at: number } | { problem: string } | null>(null);
   useEffect(() => {
     if (!live || !fiberId) return;
     let cancelled = false;
-    ensureStarted(client, latest.current).then(
-      () => !cancelled && setStarted({ at: Date.now() }),
+    ensureStarted(client, conversationId, fiberId, latest.current).then(
+      (outcome) => !cancelled && outcome === "started" && setStarted({ at: Date.now() }),
       (error: unknown) =>
         !cancelled && setStarted({ problem: error instanceof Error ? error.message : String(error) }),
     );
     return () => {
       cancelled = true;
     };
-  }, [client, fiberId, live]);
+  }, [client, conversationId, fiberId, live]);
 
   const readerStart = started && "at" in started ? started.at : null;
-  const stream = useFiberEvents(live && readerStart !== null ? fiberId : null);
+  const stream = useFiberEvents(live && readerStart !== null ? (fiberId ?? null) : null);
   const fold = useRef<TurnFold | null>(null);
   if (readerStart !== null && fold.current?.readerStart !== readerStart)
     fold.current = new TurnFold(readerStart);
@@ -78,21 +80,32 @@ export function useTurn(conversationId: string, turn: Turn): TurnState {
 
   const view = turn.final ?? fold.current?.view ?? emptyTurn();
   const outcome = live ? view.outcome : undefined;
+  // A fiber that vanished before it ended (its storage was cleared) will never end: say so.
+  const vanished = live && stream.status === "error" && errorCode(stream.error) === "fiber_not_found";
   const finishing = useRef(false);
   useEffect(() => {
-    if (outcome === undefined || finishing.current || !fold.current) return;
+    if ((outcome === undefined && !vanished) || finishing.current || !fold.current) return;
     finishing.current = true;
-    const final = fold.current.view;
     const current = latest.current;
-    void historyAfter(client, current, final).then((history) =>
-      finishTurn(conversationId, current.id, final, history),
+    if (vanished) {
+      const final = lostFiber(fold.current.view, stream.error);
+      void finishTurn(conversationId, current.id, {
+        final,
+        messages: partialMessages(current, final),
+        noFiber: true,
+      });
+      return;
+    }
+    const final = fold.current.view;
+    void turnMessages(client, current, final).then((messages) =>
+      finishTurn(conversationId, current.id, { final, messages }),
     );
-  }, [client, conversationId, outcome]);
+  }, [client, conversationId, outcome, vanished, stream.error]);
 
   const problem =
     started && "problem" in started
       ? started.problem
-      : stream.status === "error"
+      : stream.status === "error" && !vanished
         ? String((stream.error as Error)?.message ?? stream.error)
         : undefined;
   return {
@@ -102,19 +115,55 @@ export function useTurn(conversationId: string, turn: Turn): TurnState {
   };
 }
 
-/** Starts the turn's fiber unless it exists (starting twice with the same id joins the first). */
-async function ensureStarted(client: DemoClient, turn: Turn): Promise<void> {
-  if (await readAgainOnRestart(() => client.get(turn.fiberId))) return;
-  await client.start("assistant", { messages: turn.input }, { id: turn.fiberId });
+/**
+ * Starts the turn's fiber unless it exists (starting twice with the same id joins the first).
+ * A refused start (a message over the payload limit, a worker that does not answer) is recorded
+ * on the turn as its failure, so the conversation never waits for a fiber that does not exist.
+ */
+async function ensureStarted(
+  client: DemoClient,
+  conversationId: string,
+  fiberId: string,
+  turn: Turn,
+): Promise<"started" | "ended"> {
+  if (await readAgainOnRestart(() => client.get(fiberId))) return "started";
+  // Stop, Delete or another tab may have closed the turn since this page read it.
+  if (!(await turnIsOpen(conversationId, turn.id))) return "ended";
+  const input = {
+    messages: [{ role: "user" as const, content: turn.user }],
+    historyRef: historyRef(conversationId, turn.id),
+  };
+  try {
+    // Safe to repeat with the same id: a start the restarted worker did make is joined.
+    await readAgainOnRestart(() => client.start("assistant", input, { id: fiberId }), 2);
+    return "started";
+  } catch (error) {
+    // A start that timed out may still have created the fiber: look before calling it refused.
+    const exists = await readAgainOnRestart(() => client.get(fiberId)).catch(() => undefined);
+    if (exists) return "started";
+    const final = refusedStart(error, turn.user);
+    await finishTurn(conversationId, turn.id, { final, messages: [], noFiber: true });
+    return "ended";
+  }
 }
 
-/** The history the next turn starts from: the agent's own messages, or the partial reply. */
-async function historyAfter(client: DemoClient, turn: Turn, view: TurnView): Promise<ChatMessage[]> {
-  if (view.outcome === "completed") {
-    const record = await readAgainOnRestart(() => client.get(turn.fiberId));
+/** What a turn adds to the history: the run's own messages, or the user's and the partial reply. */
+async function turnMessages(client: DemoClient, turn: Turn, view: TurnView): Promise<ChatMessage[]> {
+  const { fiberId } = turn;
+  if (view.outcome === "completed" && fiberId) {
+    const record = await readAgainOnRestart(() => client.get(fiberId));
     const output = record?.result as AgentOutput | undefined;
-    if (output?.messages) return output.messages;
+    if (output?.messages) {
+      // The run's messages start at its user message (fibers of older versions carried the history too).
+      const from = output.messages.findLastIndex((m) => m.role === "user");
+      return output.messages.slice(Math.max(from, 0));
+    }
   }
+  return partialMessages(turn, view);
+}
+
+function partialMessages(turn: Turn, view: TurnView): ChatMessage[] {
   const text = turnText(view);
-  return text ? [...turn.input, { role: "assistant", content: text }] : turn.input;
+  const user: ChatMessage = { role: "user", content: turn.user };
+  return text ? [user, { role: "assistant", content: text }] : [user];
 }

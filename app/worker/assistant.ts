@@ -12,6 +12,7 @@ import {
   openAICompatible,
   type ToolDefinition,
 } from "../../src/agent/index";
+import { readHistory } from "./chat-history";
 import { readSettings, recordDeletion } from "./demo-db";
 
 /** Where the demo's dev and preview server serve the mock model. */
@@ -60,10 +61,15 @@ export async function selectModel(): Promise<ModelProvider> {
 export const ASSISTANT_SYSTEM_PROMPT =
   "You are the Fiberline demo assistant. Answer briefly. Use the calculator for arithmetic, the clock for the time, and delete_file only when asked to delete a file.";
 
-/** The assistant fiber (`start("assistant", { messages })`). */
+/**
+ * The assistant fiber: `start("assistant", { messages })`, or from the chat
+ * `{ messages: [user message], historyRef: "<conversation>/<turn>" }`, whose earlier messages the
+ * worker reads from the chat's database instead of carrying them in every input.
+ */
 export const assistant = defineAgent({
   name: "assistant",
   model: selectModel,
+  history: readHistory,
   tools: [calculatorTool(), clockTool(), deleteFileTool()],
   system: ASSISTANT_SYSTEM_PROMPT,
   maxTurns: 6,

@@ -90,10 +90,18 @@ async function finalContent(page: Page, fiberId: string): Promise<string | null 
   return output?.messages.at(-1)?.content;
 }
 
-/** An assistant fiber of the chat as a crash-suite subject (its input read back from the worker). */
-async function subject(page: Page, fiberId: string, log: Subject["log"]): Promise<Subject> {
+/**
+ * An assistant fiber of the chat as a crash-suite subject (its input read back from the worker).
+ * The chat passes the earlier turns by reference, so the caller says what they were.
+ */
+async function subject(
+  page: Page,
+  fiberId: string,
+  log: Subject["log"],
+  history: ChatMessage[] = [],
+): Promise<Subject> {
   const input = (await inspect(page, fiberId)).record.input as AgentInput;
-  return { kind: "assistant", id: fiberId, input: { messages: input.messages }, log };
+  return { kind: "assistant", id: fiberId, input: { messages: input.messages }, log, history };
 }
 
 const deltasOf = (events: readonly FiberEvent[], messageId: string) =>
@@ -179,7 +187,10 @@ test("SIGKILL while the answer after a tool result streams: the chat completes o
   const again = await app.openTab(chatPath);
 
   expect(await turnDone(again, 2)).toBe(turn2);
-  await expectIntact(await subject(again, turn1, log1), await subject(again, turn2, log2));
+  await expectIntact(
+    await subject(again, turn1, log1),
+    await subject(again, turn2, log2, history.slice(0, 2)),
+  );
 
   // The crash landed inside the answer: some of it streamed before, the rest after the recovery,
   // continued from the partial text (no reset), in one message.start/message.end.

@@ -26,7 +26,14 @@ export const ASSISTANT_TOOLS = ["calculator", "clock", "delete_file"] as const;
 export type Subject =
   | { kind: "ticker"; id: string; input: TickerInput; log: StreamFollower }
   | { kind: "effects"; id: string; input: EffectsInput; log: StreamFollower }
-  | { kind: "assistant"; id: string; input: { messages: ChatMessage[] }; log: StreamFollower };
+  | {
+      kind: "assistant";
+      id: string;
+      input: { messages: ChatMessage[] };
+      log: StreamFollower;
+      /** The messages before the input that the worker read by reference (`historyRef`), if any. */
+      history?: ChatMessage[];
+    };
 
 /** What {@link verify} found; every count is 0 and `problems` empty for a correct run. */
 export interface Verdict {
@@ -274,7 +281,7 @@ export async function verify(app: AppSession, subject: Subject, timeoutMs = 90_0
         const message = messages[j];
         if (message?.role !== "assistant") continue;
         turn++;
-        const want = expectedReply(messages.slice(0, j));
+        const want = expectedReply([...(subject.history ?? []), ...messages.slice(0, j)]);
         if ((message.content ?? "") !== want.text)
           problem(`turn ${turn} says ${JSON.stringify(message.content)}`);
         const calls = (message.tool_calls ?? []).map((c) => [c.id, c.function.name, c.function.arguments]);
