@@ -182,3 +182,68 @@ test("three 400 KB pastes in one conversation all get replies (the inputs do not
   expect(inputs).toHaveLength(3);
   for (const fiber of inputs) expect(JSON.stringify(fiber.input).length).toBeLessThan(401_000);
 });
+
+test("a conversation saved by the previous version (history in every input) opens and continues", async ({
+  page,
+}) => {
+  const first = "Explain durable execution in two sentences";
+  const second = "And why does that matter for agents?";
+  const reply = expectedText([{ role: "user", content: first }]);
+  // Write the version-1 database before the app ever opens it (any page of the origin will do).
+  await page.goto("/manifest.webmanifest");
+  const conversationId = await page.evaluate(
+    async ({ first, reply }) => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const request = indexedDB.open("fiberline-demo-chat", 1);
+        request.onupgradeneeded = () =>
+          request.result
+            .createObjectStore("conversations", { keyPath: "id" })
+            .createIndex("updatedAt", "updatedAt");
+        request.onsuccess = () => resolve(request.result);
+        request.onerror = () => reject(request.error);
+      });
+      const now = Date.now();
+      const user = { role: "user", content: first };
+      const assistant = { role: "assistant", content: reply };
+      const final = {
+        segments: [{ kind: "text", messageId: "chat-old:m1", text: reply }],
+        seq: 9,
+        outcome: "completed",
+        recoveries: [],
+        resets: 0,
+      };
+      const conversation = {
+        id: "old-conversation",
+        title: first,
+        createdAt: now,
+        updatedAt: now,
+        history: [user, assistant],
+        turns: [{ id: "old-turn", fiberId: "chat-old", user: first, startedAt: now, input: [user], final }],
+      };
+      await new Promise<void>((resolve, reject) => {
+        const tx = db.transaction("conversations", "readwrite");
+        tx.objectStore("conversations").put(conversation);
+        tx.oncomplete = () => resolve();
+        tx.onerror = () => reject(tx.error);
+      });
+      db.close();
+      return conversation.id;
+    },
+    { first, reply },
+  );
+  await page.goto(`/#/chat/${conversationId}`);
+  await expect.poll(() => page.evaluate(() => window.fiberline !== undefined)).toBe(true);
+  const replies = page.locator(ASSISTANT);
+  await expect(replies).toHaveCount(1);
+  await expect(replies.first().getByTestId("message-text")).toHaveText(squash(reply), { useInnerText: true });
+  await page.getByTestId("composer-input").fill(second);
+  await page.getByTestId("composer-send").click();
+  await expect(replies).toHaveCount(2);
+  await expect(replies.last()).toHaveAttribute("data-status", "done");
+  const answer = expectedText([
+    { role: "user", content: first },
+    { role: "assistant", content: reply },
+    { role: "user", content: second },
+  ]);
+  await expect(replies.last().getByTestId("message-text")).toHaveText(squash(answer), { useInnerText: true });
+});
