@@ -126,7 +126,8 @@ async function ensureStarted(
   fiberId: string,
   turn: Turn,
 ): Promise<"started" | "ended"> {
-  if (await readAgainOnRestart(() => client.get(fiberId))) return "started";
+  // A worker that does not answer the look-up still gets the start, which joins a fiber that exists.
+  if (await readAgainOnRestart(() => client.get(fiberId)).catch(() => undefined)) return "started";
   // Stop, Delete or another tab may have closed the turn since this page read it.
   if (!(await turnIsOpen(conversationId, turn.id))) return "ended";
   const input = {
