@@ -225,9 +225,12 @@ test("SIGKILL while the answer after a tool result streams: the chat completes o
   const calls = events.filter((e) => e.type === "tool.call");
   const results = events.filter((e) => e.type === "tool.result");
   expect(calls.map((e) => (e.data as { toolCallId: string }).toolCallId)).toEqual([callId]);
+  // A result names its call by reply and position too (the call id alone can repeat).
   expect(results.map((e) => e.data)).toEqual([
     {
       toolCallId: callId,
+      messageId: expect.any(String),
+      index: 0,
       name: "calculator",
       status: "ok",
       result: { expression: "12 * 7", value: 84 },
