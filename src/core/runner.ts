@@ -377,8 +377,10 @@ export class Runner {
         if (this.#closed || this.#active.has(id)) return;
         const record = await this.#host.store.getFiber(id);
         if (!record || isTerminal(record.status)) return;
-        if (record.status === "running") await this.#resume(id, "recover");
-        else if (record.wakeAt !== undefined) this.#scheduleWake(id, record.wakeAt);
+        // As at recover(): an interrupted run resumes, a due timer fires, a waiting fiber whose
+        // event is already buffered (stored while the other runner held the lock) wakes, and any
+        // other wake-up is scheduled.
+        await this.pickUp([record], this.#host.now());
       })
       .catch((error) => {
         this.#lockWatches.delete(id);

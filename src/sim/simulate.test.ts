@@ -44,6 +44,26 @@ describe("deterministic simulation", () => {
     expect(failures, failures.slice(0, 20).join("\n")).toEqual([]);
   }, 120_000);
 
+  it("holds every invariant on the seeds that found engine bugs", async () => {
+    // Each of these broke a promise before the engine fix its commit message names; kept here so
+    // none of those bugs can come back unnoticed.
+    const found: Array<[number, "memory" | "idb"]> = [
+      [3, "memory"], // Promise.all: a replayed outcome released beside a live one
+      [11, "memory"], // a wait called before concurrent steps recorded no settle order
+      [266, "memory"], // two waits for one name: a sibling settled in the same turn
+      [55, "memory"], // unloading while an outcome waited for its turn: a wake-up loop
+      [2392, "memory"], // a zero timeout decided before the stored inbox was read
+      [3643, "memory"], // a runner died after the others had recovered
+      [14273, "memory"], // a timer died with its runtime
+      [41345, "memory"], // a claim that never became a run
+      [45882, "memory"], // a lock released with the awaited event already buffered
+      [5155, "idb"], // the same, found on IdbStore
+    ];
+    const failures: string[] = [];
+    for (const [seed, store] of found) failures.push(...summary([await runSchedule(seed, { store })]));
+    expect(failures, failures.join("\n")).toEqual([]);
+  }, 120_000);
+
   it(`holds every invariant on IdbStore (fake-indexeddb), seeds 1..${IDB_SEEDS}`, async () => {
     const failures = summary(await runBatch(1, IDB_SEEDS, "idb"));
     // Replay any of these with: npm run simulate -- --from SEED --seeds 1 --verbose --store idb
