@@ -191,11 +191,10 @@ export class RunJournal {
   #cool(): void {
     if (this.#cooling) return;
     this.#cooling = true;
-    const timer = setTimeout(() => {
+    nextTurn(() => {
       this.#cooling = false;
       this.#pump();
-    }, 0);
-    (timer as { unref?: () => void }).unref?.();
+    });
   }
 
   /**
@@ -233,22 +232,70 @@ export class RunJournal {
   }
 
   /**
-   * Hands out the next replayed outcome whose turn has come, or else the next live settle held
-   * back: one per macrotask (see `#cool`).
+   * Hands out every replayed outcome whose turn has come (its recorded calls and emits made: the
+   * live run's continuations in between made none, or the replay has made them), then, a
+   * macrotask after the last of them (see `#cool`), the next live settle held back.
    */
   #pump(): void {
-    if (this.#cooling) return;
-    const next = this.#gated.get(this.#settled + 1);
-    if (next && this.#nextPos >= next.order.calls && this.#emits() >= next.order.emits) {
+    let released = false;
+    for (;;) {
+      const next = this.#gated.get(this.#settled + 1);
+      if (!next || this.#nextPos < next.order.calls || this.#emits() < next.order.emits) break;
       this.#gated.delete(this.#settled + 1);
       this.#settled++;
       this.#handOut();
       next.release();
-      this.#cool();
-      return;
+      released = true;
     }
+    if (released) this.#cool();
+    if (this.#cooling) return;
     if (this.#settled >= this.#recordedSettles && this.#live.length > 0) this.#live.shift()?.();
   }
+}
+
+/**
+ * Runs `fn` in a later macrotask, as soon as the platform allows: `setImmediate` where it exists
+ * (Node), else a `MessageChannel` message (browsers, Service Workers, workerd), else
+ * `setTimeout(0)`, which browsers clamp to 4 ms once nested and so would cost a replay of
+ * concurrent steps 4 ms each.
+ */
+function nextTurn(fn: () => void): void {
+  const g = globalThis as {
+    setImmediate?: (fn: () => void) => unknown;
+    MessageChannel?: new () => {
+      port1: { onmessage: (() => void) | null; close?(): void };
+      port2: { postMessage(message: unknown): void };
+    };
+  };
+  if (g.setImmediate) {
+    const handle = g.setImmediate(fn);
+    (handle as { unref?: () => void } | undefined)?.unref?.();
+    return;
+  }
+  if (g.MessageChannel) {
+    turns ??= channelTurns(g.MessageChannel);
+    turns(fn);
+    return;
+  }
+  setTimeout(fn, 0);
+}
+
+/** One channel for every `nextTurn` of the context: callbacks run in order, one message each. */
+let turns: ((fn: () => void) => void) | undefined;
+
+function channelTurns(
+  Channel: new () => {
+    port1: { onmessage: (() => void) | null };
+    port2: { postMessage(message: unknown): void };
+  },
+): (fn: () => void) => void {
+  const channel = new Channel();
+  const queue: Array<() => void> = [];
+  channel.port1.onmessage = () => queue.shift()?.();
+  return (fn) => {
+    queue.push(fn);
+    channel.port2.postMessage(null);
+  };
 }
 
 /** How long live work waits for replayed outcomes that a non-deterministic handler never reaches. */
