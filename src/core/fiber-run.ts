@@ -58,6 +58,8 @@ export interface RunState {
   record: FiberRecord;
   journal: readonly JournalEntry[];
   snapshot: unknown;
+  /** The stash ordinal of `snapshot` (see `SnapshotRecord.ordinal`). */
+  snapshotOrdinal?: number;
   inbox: readonly InboxEvent[];
   recovery: RecoveryInfo | null;
 }
@@ -93,7 +95,7 @@ export class FiberRun {
     this.#input = state.record.input;
     this.#streamHead = state.record.streamHead;
     this.#recordedOrdinal = state.record.emitOrdinal;
-    this.#recordedStashes = state.record.stashOrdinal ?? 0;
+    this.#recordedStashes = state.snapshotOrdinal ?? 0;
     this.#snapshot = state.snapshot;
     this.#recovery = state.recovery;
     this.#journal = new RunJournal(
@@ -293,10 +295,8 @@ export class FiberRun {
     }
     this.#waits.beginWork();
     try {
-      await this.#write({
-        snapshot: { fiberId: this.id, value, at: this.#host.now() },
-        fiber: { stashOrdinal: ordinal },
-      });
+      // The ordinal rides in the snapshot itself: a stash stays a stash-only write, one round trip.
+      await this.#write({ snapshot: { fiberId: this.id, value, at: this.#host.now(), ordinal } });
       this.#snapshot = value;
     } finally {
       this.#waits.endWork();

@@ -51,8 +51,6 @@ export interface FiberRecord {
   streamHead: number;
   /** Emits outside steps already in the stream in this epoch (replay skips that many). */
   emitOrdinal: number;
-  /** Stashes made in this epoch (replay skips that many: the stored snapshot is newer). */
-  stashOrdinal?: number;
   /**
    * The generation the fiber was created with. With `id` it names this fiber for good: an id
    * collected and started again gets a new fiber whose first generation is higher (readers use
@@ -120,6 +118,11 @@ export interface SnapshotRecord {
   fiberId: string;
   value: unknown;
   at: number;
+  /**
+   * Which stash of the run made it (1, 2, ...): a replay makes the stashes up to this one
+   * silently, since the stored snapshot is newer. Absent on snapshots written before it existed.
+   */
+  ordinal?: number;
 }
 
 /** One chunk of a fiber's durable output stream. */

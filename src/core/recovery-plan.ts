@@ -17,6 +17,8 @@ export interface ClaimedFiber {
   journal: JournalEntry[];
   snapshot: unknown;
   snapshotAt: number | undefined;
+  /** The stash ordinal of the snapshot (`SnapshotRecord.ordinal`), if any. */
+  snapshotOrdinal?: number | undefined;
   inbox: InboxEvent[];
 }
 
@@ -43,6 +45,7 @@ export async function planRun(
   maxRecoveries: number,
 ): Promise<RunPlan> {
   const { record, journal, snapshot, inbox } = claimed;
+  const snapshotOrdinal = claimed.snapshotOrdinal ?? 0;
   const base = { fiberId: record.id, generation: record.generation };
   // Every pick-up, a scheduled wake-up included: a fiber suspended under one version must not
   // continue under code that replays its journal differently.
@@ -63,10 +66,17 @@ export async function planRun(
         ...base,
         fiber: { status: "running", wakeAt: undefined, waitingFor: undefined, updatedAt: now },
       },
-      state: { record: { ...record, status: "running" }, journal, snapshot, inbox, recovery: null },
+      state: {
+        record: { ...record, status: "running" },
+        journal,
+        snapshot,
+        snapshotOrdinal,
+        inbox,
+        recovery: null,
+      },
     };
   }
-  const mark = progressMark(record, journal, record.streamHead);
+  const mark = progressMark(record, journal, snapshotOrdinal, record.streamHead);
   const stalled = mark === record.progressMark ? record.stalledRecoveries + 1 : 1;
   const limit = def.options.maxRecoveries ?? maxRecoveries;
   if (stalled > limit) {
@@ -116,22 +126,24 @@ export async function planRun(
     at: now,
   };
   const restart = decision === "restart";
-  const restarted: FiberRecord = { ...record, epoch: record.epoch + 1, emitOrdinal: 0, stashOrdinal: 0 };
+  const restarted: FiberRecord = { ...record, epoch: record.epoch + 1, emitOrdinal: 0 };
   const fiber: Partial<FiberRecord> = {
     recovery,
     stalledRecoveries: stalled,
     // Taken after this recovery's own chunk: only what runs after it counts as progress.
-    progressMark: restart ? progressMark(restarted, [], seq) : progressMark(record, journal, seq),
+    progressMark: restart
+      ? progressMark(restarted, [], 0, seq)
+      : progressMark(record, journal, snapshotOrdinal, seq),
     streamHead: seq,
     updatedAt: now,
-    ...(restart ? { epoch: restarted.epoch, emitOrdinal: 0, stashOrdinal: 0 } : {}),
+    ...(restart ? { epoch: restarted.epoch, emitOrdinal: 0 } : {}),
   };
   const next: FiberRecord = { ...record, ...fiber };
   if (!restart) {
     return {
       kind: "run",
       group: { ...base, fiber, chunks: [chunk] },
-      state: { record: next, journal, snapshot, inbox, recovery },
+      state: { record: next, journal, snapshot, snapshotOrdinal, inbox, recovery },
     };
   }
   // From scratch: the events the discarded run consumed (an approval already sent) are the new
@@ -165,7 +177,12 @@ export async function planRun(
  * counts chunks a step emits (a streaming step that continues from its chunks makes progress
  * each life even when it never completes).
  */
-function progressMark(record: FiberRecord, journal: readonly JournalEntry[], streamHead: number): string {
+function progressMark(
+  record: FiberRecord,
+  journal: readonly JournalEntry[],
+  stashes: number,
+  streamHead: number,
+): string {
   const settled = journal.filter((e) => e.status !== "started").length;
-  return `${record.epoch}:${settled}:${record.emitOrdinal}:${record.stashOrdinal ?? 0}:${streamHead}`;
+  return `${record.epoch}:${settled}:${record.emitOrdinal}:${stashes}:${streamHead}`;
 }

@@ -246,6 +246,7 @@ export class Runner {
         journal,
         snapshot: snapshotRecord?.value,
         snapshotAt: snapshotRecord?.at,
+        snapshotOrdinal: snapshotRecord?.ordinal,
         inbox,
       };
       const plan = await planRun(def, claimed, reason, this.#host.now(), this.#maxRecoveries);

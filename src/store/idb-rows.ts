@@ -172,6 +172,8 @@ export interface StashRow {
   fiber: string;
   value?: unknown;
   at?: number;
+  /** `SnapshotRecord.ordinal`, when the snapshot has one. */
+  ordinal?: number;
 }
 
 /** The row that stands for "no snapshot": it still holds the fiber's place in the index. */
@@ -181,12 +183,17 @@ export function emptyStash(fiberId: string): StashRow {
 
 /** The row of `snapshot`, or of no snapshot for `null`. */
 export function encodeStash(fiberId: string, snapshot: SnapshotRecord | null): StashRow {
-  return snapshot === null ? emptyStash(fiberId) : { fiber: fiberId, value: snapshot.value, at: snapshot.at };
+  if (snapshot === null) return emptyStash(fiberId);
+  const row: StashRow = { fiber: fiberId, value: snapshot.value, at: snapshot.at };
+  if (snapshot.ordinal !== undefined) row.ordinal = snapshot.ordinal;
+  return row;
 }
 
 export function decodeStash(row: StashRow | undefined): SnapshotRecord | undefined {
   if (row?.at === undefined) return undefined;
-  return { fiberId: row.fiber, value: row.value, at: row.at };
+  const snapshot: SnapshotRecord = { fiberId: row.fiber, value: row.value, at: row.at };
+  if (row.ordinal !== undefined) snapshot.ordinal = row.ordinal;
+  return snapshot;
 }
 
 /** The key range of all stash rows of one fiber (one, unless an orphan awaits its cleanup). */

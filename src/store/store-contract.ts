@@ -427,6 +427,13 @@ export function runStoreContract(
         expect(await store.readSnapshot("f1")).toBeUndefined();
       });
 
+      it("keeps the stash ordinal with the snapshot, in a stash-only write", async () => {
+        const generation = await running("f1");
+        const stash = { fiberId: "f1", value: { phase: 3 }, at: 3, ordinal: 3 };
+        expect(await store.commit([{ fiberId: "f1", generation, snapshot: stash }])).toEqual({ fenced: [] });
+        expect(await store.readSnapshot("f1")).toEqual(stash);
+      });
+
       it("fences a stash from a stale generation, keeping the current runner's snapshot", async () => {
         const stale = await running("f1");
         const other = await running("f2");
