@@ -4,11 +4,15 @@
  * events each program waits for, sometimes duplicated, sometimes to an ended fiber), `cancel`,
  * readers attaching and detaching, `collect()`, `recover()`, clock jumps, explicit crashes,
  * lost Web Locks and a version change (a new node whose definitions bump the version, with or
- * without `compatibleVersions`). Outcomes with a contract (typed errors, what `cancel` answered)
- * are recorded for the final checks.
+ * without `compatibleVersions`). Agent fibers get their approvals as a person would give them:
+ * when a `tool.approval` chunk becomes durable, the event it announces is sent as many times as
+ * the script says (zero, one or two, approving or denying). Outcomes with a contract (typed
+ * errors, what `cancel` answered) are recorded for the final checks.
  */
 
 import { isTerminal } from "../core/records";
+import type { ApprovalAsked } from "./agent-log";
+import { agentInput } from "./agent-program";
 import { codeOf } from "./program";
 import type { Readers } from "./readers";
 import type { VirtualTime } from "./virtual-time";
@@ -34,12 +38,27 @@ export class Actions {
   readonly cancelled = new Set<string>();
   #sends = 0;
   readonly fiberIds: string[];
+  /** Approval sends scheduled but not yet made (or waiting to be retried). */
+  #approvalsQueued = 0;
+  /** Approval sends under way, by send number: the node they were made on. */
+  readonly #approvalsInFlight = new Map<number, SimNode>();
 
   constructor(world: World, readers: Readers, time: VirtualTime) {
     this.#world = world;
     this.#readers = readers;
     this.#time = time;
     this.fiberIds = world.programs.map((_, i) => `f${i}`);
+    world.onApproval((asked) => this.#approve(asked));
+    // A send made on a node that died hangs: nothing more will come of it.
+    world.onCrash((dead) => {
+      for (const [send, node] of this.#approvalsInFlight)
+        if (node === dead) this.#approvalsInFlight.delete(send);
+    });
+  }
+
+  /** Whether an approval is still to be sent (the schedule is not settled while one is). */
+  get approvalsPending(): boolean {
+    return this.#approvalsQueued > 0 || this.#approvalsInFlight.size > 0;
   }
 
   /** Schedules every action; faults stop at `window`, events may still follow until `window + 3000`. */
@@ -106,7 +125,8 @@ export class Actions {
       if (!settled) setTimeout(() => this.#start(index, tries + 1), world.rng.int(50, 500));
       settled = true;
     };
-    node.runtime.start(program.name, { i: index }, { id, idempotencyKey: `key-${id}` }).then(
+    const input = program.agent ? agentInput(id) : { i: index };
+    node.runtime.start(program.name, input, { id, idempotencyKey: `key-${id}` }).then(
       () => {
         settled = true;
         world.trace.add("done", `start ${id} on ${node.name}`);
@@ -124,15 +144,38 @@ export class Actions {
     });
   }
 
-  #send(id: string, name: string, retries: number): void {
+  /** Sends the approvals the script plans for `asked.call`, each after a random delay. */
+  #approve(asked: ApprovalAsked): void {
+    const world = this.#world;
+    for (const approved of asked.call.approvals) {
+      this.#approvalsQueued++;
+      setTimeout(
+        () => {
+          this.#approvalsQueued--;
+          this.#send(asked.fiberId, asked.event, 0, { approved });
+        },
+        world.rng.int(0, 1500),
+      );
+    }
+  }
+
+  /** `approval`: an approval's payload (tracked until it settles, retries included). */
+  #send(id: string, name: string, retries: number, approval?: { approved: boolean }): void {
     const world = this.#world;
     const node = this.#node();
     if (!node) return;
     const send = ++this.#sends;
-    world.trace.add("action", `sendEvent ${id} ${name} {send:${send}} on ${node.name}`);
-    node.runtime.sendEvent(id, name, { send }).then(
-      () => world.trace.add("done", `sendEvent ${id} {send:${send}}`),
+    const payload = { send, ...approval };
+    const approves = approval ? ` approved:${approval.approved}` : "";
+    world.trace.add("action", `sendEvent ${id} ${name} {send:${send}${approves}} on ${node.name}`);
+    if (approval) this.#approvalsInFlight.set(send, node);
+    node.runtime.sendEvent(id, name, payload).then(
+      () => {
+        this.#approvalsInFlight.delete(send);
+        world.trace.add("done", `sendEvent ${id} {send:${send}}`);
+      },
       (error) => {
+        this.#approvalsInFlight.delete(send);
         const code = codeOf(error);
         world.trace.add("error", `sendEvent ${id} {send:${send}}: ${code}`);
         if (!SEND_ERRORS.has(code))
@@ -141,7 +184,14 @@ export class Actions {
           world.findings.add("send-event-error", `sendEvent said fiber_ended but the fiber is live`, id);
         }
         if ((code === "store_error" || code === "fiber_not_found") && retries < 3) {
-          setTimeout(() => this.#send(id, name, retries + 1), world.rng.int(100, 1000));
+          if (approval) this.#approvalsQueued++;
+          setTimeout(
+            () => {
+              if (approval) this.#approvalsQueued--;
+              this.#send(id, name, retries + 1, approval);
+            },
+            world.rng.int(100, 1000),
+          );
         }
       },
     );

@@ -1,6 +1,6 @@
 /**
  * The simulator's command line (`npm run simulate -- --seeds N [--from S] [--jobs K]
- * [--store memory|idb] [--verbose] [--show K] [--lines L]`): runs seeds S..S+N-1, prints one
+ * [--store memory|idb] [--no-agents] [--verbose] [--show K] [--lines L]`): runs seeds S..S+N-1, prints one
  * summary line `schedules: N, violations: V (seeds S..S+N-1)`, the rate in schedules per minute,
  * the violations by invariant and the first failing seeds with their minimal traces, and exits
  * with code 1 when any invariant was violated. Replay one seed with `--from SEED --seeds 1
@@ -11,6 +11,8 @@
  * main thread reports the results in seed order, so the output is the same as with `--jobs 1`
  * (only the rate differs). Each schedule is a function of its seed alone, whichever worker runs it.
  * `--store idb` runs the same schedules on `IdbStore` over fake-indexeddb instead of `MemoryStore`.
+ * `--no-agents` makes no program an agent fiber: a seed then gives the schedule it gave before
+ * agent programs existed (how the seeds that found engine bugs are replayed).
  */
 
 import { availableParallelism } from "node:os";
@@ -32,6 +34,8 @@ export interface CliOptions {
   jobs: number;
   /** The store the runtimes of each schedule share. */
   store: StoreKind;
+  /** Whether a share of the programs are agent fibers (`--no-agents`: none). */
+  agents: boolean;
 }
 
 /** What the report needs of one schedule (what a worker posts back). */
@@ -58,6 +62,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     lines: 40,
     jobs: defaultJobs(),
     store: "memory",
+    agents: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -75,10 +80,11 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       const store = argv[++i];
       if (store !== "memory" && store !== "idb") throw new Error("--store takes memory or idb");
       options.store = store;
-    } else if (arg === "--verbose" || arg === "-v") options.verbose = true;
+    } else if (arg === "--no-agents") options.agents = false;
+    else if (arg === "--verbose" || arg === "-v") options.verbose = true;
     else
       throw new Error(
-        `unknown option ${arg}; use --seeds N [--from S] [--jobs K] [--store memory|idb] [--verbose] [--show K] [--lines L]`,
+        `unknown option ${arg}; use --seeds N [--from S] [--jobs K] [--store memory|idb] [--no-agents] [--verbose] [--show K] [--lines L]`,
       );
   }
   return options;
@@ -125,7 +131,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
     const first = found[0];
     if (first) {
       log(
-        `minimal trace of seed ${seed} up to the first violation (replay: npm run simulate -- --from ${seed} --seeds 1 --verbose${options.store === "idb" ? " --store idb" : ""}):`,
+        `minimal trace of seed ${seed} up to the first violation (replay: npm run simulate -- --from ${seed} --seeds 1 --verbose${options.store === "idb" ? " --store idb" : ""}${options.agents ? "" : " --no-agents"}):`,
       );
       for (const line of first.trace) log(line);
     }
@@ -138,6 +144,7 @@ interface WorkerSetup {
   fiberlineSim: true;
   lines: number;
   store: StoreKind;
+  agents: boolean;
 }
 
 /** main → worker: run these seeds, or stop. worker → main: a seed's result, or "give me more". */
@@ -149,6 +156,7 @@ async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): P
   const { violations, steps, virtualMs, digest } = await runSchedule(seed, {
     traceLines: setup.lines,
     store: setup.store,
+    agents: setup.agents,
   });
   return { seed, violations, steps, virtualMs, digest };
 }
@@ -182,7 +190,12 @@ async function runSeeds(options: CliOptions, each: (result: SeedResult) => void)
         nextSeed += count;
       };
       for (let i = 0; i < jobs; i++) {
-        const setup: WorkerSetup = { fiberlineSim: true, lines: options.lines, store: options.store };
+        const setup: WorkerSetup = {
+          fiberlineSim: true,
+          lines: options.lines,
+          store: options.store,
+          agents: options.agents,
+        };
         const worker = new Worker(new URL(import.meta.url), { workerData: setup });
         workers.push(worker);
         worker.on("message", (message: FromWorker) => {

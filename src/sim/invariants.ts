@@ -4,7 +4,8 @@
  * a runner, no timer or buffered event left unserved, each event consumed by at most one wait
  * and by the wait the journal says, no wait satisfied by an event that came after its deadline,
  * emits outside steps exactly once per epoch, what `cancel` answered matches the end, and the
- * result of a deterministic program equal to an uninterrupted run's (the oracle's).
+ * result of a deterministic program equal to an uninterrupted run's (the oracle's); for an agent
+ * fiber, its messages, tool effects and stream (`AgentLog.checkFinal`).
  */
 
 import { isTerminal, type JournalEntry, type StreamChunk } from "../core/records";
@@ -36,7 +37,8 @@ export function checkFinal(ctx: FinalContext): void {
     checkLiveness(ctx, image, fail);
     checkEvents(image, fail);
     checkOutsideEmits(image, program, fail);
-    checkResult(ctx, id, image, program, fail);
+    if (program.agent) world.agents.checkFinal(id, image, program.agent, !ctx.cancelled.has(id));
+    else checkResult(ctx, id, image, program, fail);
   });
   for (const { fiberId, status } of ctx.cancels) {
     const final = world.ledger.get(fiberId)?.record?.status;

@@ -47,6 +47,8 @@ export class Ledger {
   readonly #now: () => number;
   readonly #exact: boolean;
   readonly images = new Map<string, FiberImage>();
+  /** Called with each chunk the first time it is seen durable (after the write-time checks). */
+  onChunk: ((chunk: StreamChunk) => void) | undefined;
   /** Settles once the last refresh issued has applied (and so every earlier one). */
   #tail: Promise<void> | undefined;
 
@@ -223,6 +225,7 @@ export class Ledger {
       }
       this.#trace.add("chunk", () => `${chunk.fiberId} ${describe(chunk)}`);
       if (chunk.step !== undefined) this.#checkStepChunk(prev, chunk, fail);
+      this.onChunk?.(chunk);
     }
   }
 

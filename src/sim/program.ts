@@ -3,11 +3,13 @@
  * policies, timeouts, throwing and slow attempts and emits inside; emits outside steps; stashes;
  * `Promise.all` of branches; sleeps; waits with and without timeouts, two on one name; journaled
  * `now`/`random`/`uuid`), generated from the seed, the handler that interprets one, and the
- * oracle that says what an uninterrupted run of a deterministic program returns.
+ * oracle that says what an uninterrupted run of a deterministic program returns. A share of the
+ * programs are agent fibers instead (`agent-program.ts`).
  */
 
 import type { FiberContext, RecoveryDecision, StepContext } from "../core/define";
 import { NonRetryableError } from "../core/errors";
+import { type AgentPlan, describeAgent, generateAgent } from "./agent-program";
 import type { Prng } from "./prng";
 
 /** One step: how its attempts behave. */
@@ -55,6 +57,8 @@ export interface Program {
   outsideEmits: string[];
   /** Event names the program waits for, one per wait. */
   waits: string[];
+  /** Set for an agent program: a `defineAgent` fiber run by this script (`ops` is then empty). */
+  agent?: AgentPlan;
 }
 
 /** What a running program reports to the simulator. */
@@ -70,8 +74,14 @@ export interface ProgramHost {
 
 const EVENT_NAMES = ["approve", "input"];
 
-/** Generates program `index` from `rng`. */
-export function generateProgram(rng: Prng, index: number): Program {
+/** The share of programs that are agent fibers. */
+export const AGENT_SHARE = 0.25;
+
+/**
+ * Generates program `index` from `rng`: with probability `AGENT_SHARE` (and `agents`) an agent
+ * program, drawn after the ops so that every other program is the one this seed always gave.
+ */
+export function generateProgram(rng: Prng, index: number, agents = true): Program {
   const ops: Op[] = [];
   const outsideEmits: string[] = [];
   const waits: string[] = [];
@@ -138,11 +148,17 @@ export function generateProgram(rng: Prng, index: number): Program {
     }
   }
   const onRecovered = rng.pick([undefined, undefined, "resume", "restart", "restart", "abort"] as const);
-  return { name: `prog${index}`, ops, onRecovered, deterministic, outsideEmits, waits };
+  const name = `prog${index}`;
+  if (rng.chance(agents ? AGENT_SHARE : 0)) {
+    const agent = generateAgent(rng, index);
+    return { name, ops: [], onRecovered: undefined, deterministic: true, outsideEmits: [], waits: [], agent };
+  }
+  return { name, ops, onRecovered, deterministic, outsideEmits, waits };
 }
 
 /** A one-line text of `program`, for traces. */
 export function describeProgram(program: Program): string {
+  if (program.agent) return `${program.name}: ${describeAgent(program.agent)}`;
   const op = (o: Op): string => {
     switch (o.k) {
       case "step": {

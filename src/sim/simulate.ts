@@ -8,6 +8,7 @@
 
 import { isTerminal } from "../core/records";
 import { Actions } from "./actions";
+import type { AgentStats } from "./agent-log";
 import { Findings, type Violation } from "./findings";
 import { checkFinal } from "./invariants";
 import { Prng } from "./prng";
@@ -21,7 +22,7 @@ import { type PlantedBug, type StoreKind, World } from "./world";
 export interface ScheduleOptions {
   /** Plant a bug, to prove the checker reports it. */
   plant?: PlantedBug;
-  /** Trace lines kept with each violation (default 40). */
+  /** Trace lines kept with each violation and returned in `trace` (default 40). */
   traceLines?: number;
   /** Timer steps after which the schedule is declared livelocked (default 20,000). */
   maxSteps?: number;
@@ -30,6 +31,11 @@ export interface ScheduleOptions {
    * runtime on one fake-indexeddb database, with `setImmediate` on the virtual clock.
    */
   store?: StoreKind;
+  /**
+   * Whether a share of the programs (`AGENT_SHARE`) are agent fibers (default true). With false
+   * no program is, and a seed gives the schedule it gave before agent programs existed.
+   */
+  agents?: boolean;
 }
 
 /** The verdict of one schedule. */
@@ -38,13 +44,15 @@ export interface ScheduleResult {
   violations: Violation[];
   /** Digest of the whole trace: equal for two runs of one seed. */
   digest: string;
-  /** The last trace lines at the end of the schedule. */
+  /** The last trace lines at the end of the schedule (`traceLines` of them). */
   trace: string[];
   /** Timer steps run, virtual ms simulated. */
   steps: number;
   virtualMs: number;
   /** Whether the planted bug (if any) was actually triggered. */
   planted: boolean;
+  /** What the schedule's agent fibers did. */
+  agents: AgentStats;
 }
 
 /**
@@ -67,7 +75,9 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
   // The engine reports background failures on console.error: keep them in the trace instead.
   console.error = (...args: unknown[]) => trace.add("report", args.map(short).join(" ").slice(0, 160));
   try {
-    const programs = Array.from({ length: rng.int(1, 4) }, (_, i) => generateProgram(rng.fork(), i));
+    const programs = Array.from({ length: rng.int(1, 4) }, (_, i) =>
+      generateProgram(rng.fork(), i, options.agents ?? true),
+    );
     const world = new World(rng.fork(), trace, findings, programs, options.plant, storeKind);
     const readers = new Readers(world);
     const actions = new Actions(world, readers, time);
@@ -104,7 +114,7 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
     for (let t = faultsStoppedAt; stop !== "step-limit" && t < quiet; ) {
       t = Math.min(quiet, t + 1000);
       stop = await time.runUntil(t, maxSteps);
-      if (t >= settleFrom && settled(world, readers, actions.fiberIds)) break;
+      if (t >= settleFrom && !actions.approvalsPending && settled(world, readers, actions.fiberIds)) break;
     }
     if (stop === "step-limit") {
       findings.add(
@@ -128,10 +138,11 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
       seed,
       violations: findings.violations,
       digest: trace.digest,
-      trace: trace.format(40),
+      trace: trace.format(options.traceLines ?? 40),
       steps: time.steps,
       virtualMs: time.elapsed,
       planted: world.plantTriggered,
+      agents: world.agentStats(),
     };
   } finally {
     console.error = consoleError;

@@ -6,7 +6,7 @@
  * as the Service Workers of one origin do. A node that crashes is abandoned (its
  * calls hang, its Web Locks are released) and, like a restarted Service Worker, a fresh node
  * with a new runner id calls `recover()`. Step side effects and journaled values report here,
- * where the effect-time invariants are checked.
+ * where the effect-time invariants are checked; agent fibers' tool runs report to `agents`.
  */
 
 import type { FiberContext, StepContext } from "../core/define";
@@ -18,6 +18,8 @@ import { createRuntime, type Runtime } from "../core/runtime";
 import type { Store } from "../core/store";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
+import { AgentLog, type AgentStats, type ApprovalAsked } from "./agent-log";
+import { type AgentHost, type AgentPlan, agentDefinition, type ModelState } from "./agent-program";
 import { type FaultPlan, FaultStore } from "./fault-store";
 import type { Findings } from "./findings";
 import { Ledger } from "./ledger";
@@ -30,8 +32,12 @@ import { EPOCH } from "./virtual-time";
 /** Which store the runtimes of a schedule share. */
 export type StoreKind = "memory" | "idb";
 
-/** A bug planted on purpose, to prove the checker reports it. */
-export type PlantedBug = "lost-write" | "duplicate-effect";
+/**
+ * A bug planted on purpose, to prove the checker reports it. The agent ones: `colliding-tool-key`
+ * hands tools the key an agent built from the model's call id alone (`<fiberId>:<callId>`, issue
+ * 20's first defect); `ungated-tool` defines the tool that needs approval without it.
+ */
+export type PlantedBug = "lost-write" | "duplicate-effect" | "colliding-tool-key" | "ungated-tool";
 
 /** The knobs of one schedule, drawn from the seed. */
 export interface WorldSettings {
@@ -70,6 +76,11 @@ export class World {
   readonly #locks: SimLockManager;
   readonly #effects = new Set<string>();
   readonly #crashListeners: Array<(node: SimNode) => void> = [];
+  /** The agent fibers' effect log and checks. */
+  readonly agents: AgentLog;
+  /** Per agent fiber id, its model's requests and cuts so far (shared by every runtime). */
+  readonly #models = new Map<string, ModelState>();
+  readonly #approvalListeners: Array<(asked: ApprovalAsked) => void> = [];
   version = "1";
   compatible: string[] = [];
   #plantedDone = false;
@@ -114,6 +125,25 @@ export class World {
       locks: rng.chance(0.5) ? "web" : "local",
     };
     this.#locks = new SimLockManager(trace);
+    const plans = new Map<string, AgentPlan>();
+    programs.forEach((program, i) => {
+      if (program.agent) plans.set(`f${i}`, program.agent);
+    });
+    this.agents = new AgentLog(this.ledger, findings, trace, plans);
+    this.ledger.onChunk = (chunk) => {
+      const asked = this.agents.chunk(chunk);
+      if (asked) for (const listener of this.#approvalListeners) listener(asked);
+    };
+  }
+
+  /** What the agent fibers did so far. */
+  agentStats(): AgentStats {
+    return this.agents.stats(this.#models);
+  }
+
+  /** Calls `listener` when a `tool.approval` chunk asking for a new approval becomes durable. */
+  onApproval(listener: (asked: ApprovalAsked) => void): void {
+    this.#approvalListeners.push(listener);
   }
 
   /** Nodes that have not crashed. */
@@ -152,14 +182,43 @@ export class World {
       effect: (ctx, step) => this.#effect(node, ctx, step),
       observed: (fiberId, key, value) => this.#observed(node, fiberId, key, value),
     };
-    const fibers = this.programs.map((program) =>
-      defineFiber(program.name, {
+    const fibers = this.programs.map((program, i) => {
+      if (program.agent) {
+        const fiberId = `f${i}`;
+        const model = this.#models.get(fiberId) ?? { requests: 0, cuts: 0 };
+        this.#models.set(fiberId, model);
+        const agentHost: AgentHost = {
+          get crashed() {
+            return node.crashed;
+          },
+          request: (id, reply, text) => this.agents.modelRequest(node, id, reply, text),
+          toolRun: (id, call, key) => {
+            let reported = key;
+            if (this.planted === "colliding-tool-key") reported = key.replace(/:m\d+#\d+:/, ":");
+            if (reported !== key || (this.planted === "ungated-tool" && call.tool === "delete_file"))
+              this.#plantOnce();
+            return this.agents.toolRun(node, id, call, reported);
+          },
+        };
+        const gate = this.planted !== "ungated-tool";
+        return agentDefinition(
+          program.name,
+          fiberId,
+          program.agent,
+          agentHost,
+          model,
+          version,
+          compatible,
+          gate,
+        );
+      }
+      return defineFiber(program.name, {
         version,
         compatibleVersions: compatible,
         run: programHandler(program, host),
         ...(program.onRecovered === undefined ? {} : { onRecovered: () => program.onRecovered ?? "resume" }),
-      }),
-    );
+      });
+    });
     const { leaseMs, unloadAfterMs, pollIntervalMs, retentionMs, maxRecoveries } = this.settings;
     const runtime = createRuntime({
       store,
