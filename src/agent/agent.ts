@@ -118,11 +118,6 @@ export type AgentChunk =
       data: { messageId: string; index: number; toolCallId: string; name: string; arguments: string };
     }
   | { type: "message.reset"; data: { messageId: string; reason: string } }
-  | {
-      /** A model request failed and is tried again after `delayMs` (attempt `attempt` of `maxAttempts`). */
-      type: "message.retry";
-      data: { messageId: string; attempt: number; maxAttempts: number; delayMs: number; reason: string };
-    }
   | { type: "message.end"; data: { messageId: string; finishReason: FinishReason; usage: ModelUsage | null } }
   | {
       type: "tool.approval";

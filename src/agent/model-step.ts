@@ -6,7 +6,7 @@
  */
 
 import type { FiberContext, RetryPolicy, StepContext } from "../core/define";
-import { FiberlineError, NonRetryableError } from "../core/errors";
+import { NonRetryableError } from "../core/errors";
 import { sleep } from "../core/sleep";
 import { ModelError } from "./errors";
 import type { ChatMessage, FinishReason, ModelProvider, ModelUsage, ToolCall, ToolSpec } from "./types";
@@ -88,17 +88,7 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
           if (permanent || attempt >= policy.maxAttempts) throw error;
           const base =
             policy.backoff === "fixed" ? policy.initialDelayMs : policy.initialDelayMs * 2 ** (attempt - 1);
-          const delayMs = Math.min(base, policy.maxDelayMs);
-          // Shown as it happens ("attempt 2 of 5, next in 4 s"); the reason is the error's code
-          // only, never its message, which may quote a URL or a provider's body.
-          step.emit("message.retry", {
-            messageId,
-            attempt: attempt + 1,
-            maxAttempts: policy.maxAttempts,
-            delayMs,
-            reason: error instanceof FiberlineError ? error.code : "error",
-          });
-          await sleep(delayMs, step.signal);
+          await sleep(Math.min(base, policy.maxDelayMs), step.signal);
         }
       }
     },
