@@ -33,6 +33,7 @@ import {
   raiseGenerationFloor,
   storeClosedError,
   toStoreError,
+  withConsumer,
 } from "../store/fiber-rules";
 import type { DurableObjectStorageLike, SqlStorageLike, SqlValue } from "./platform";
 import { migrate, SCHEMA_VERSION } from "./sqlite-schema";
@@ -351,7 +352,7 @@ export class SqliteStore implements Store {
       if (event === undefined) continue;
       this.#sql.exec(
         "UPDATE fiberline_inbox SET event = ? WHERE fiber_id = ? AND seq = ?",
-        encodeValue(consumedBy === null ? withoutConsumer(event) : { ...event, consumedBy }),
+        encodeValue(withConsumer(event, consumedBy)),
         fiberId,
         seq,
       );
@@ -412,12 +413,6 @@ function requireKey(what: string, key: unknown): void {
  * Wraps what a transaction threw: Fiberline errors pass through, DOM-named errors (clone, key)
  * get the shared advice, SQLite's own failures an edge-specific one.
  */
-/** An event released by a restart from scratch: consumed by nothing. */
-function withoutConsumer(event: InboxEvent): InboxEvent {
-  const { consumedBy: _released, ...rest } = event;
-  return rest;
-}
-
 function sqlStoreError(operation: string, error: unknown): FiberlineError {
   if (error instanceof FiberlineError) return error;
   const message = error instanceof Error ? error.message : String(error);

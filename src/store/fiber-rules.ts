@@ -108,6 +108,15 @@ export function assertTakesEvents(fiberId: string, record: { status: FiberStatus
   }
 }
 
+/**
+ * `event` marked consumed by the wait at journal position `consumedBy`, or released again
+ * (`null`: a restart from scratch), as every store writes it.
+ */
+export function withConsumer<T extends { consumedBy?: number }>(event: T, consumedBy: number | null): T {
+  const { consumedBy: _previous, ...rest } = event;
+  return (consumedBy === null ? rest : { ...rest, consumedBy }) as T;
+}
+
 /** The statuses a query asks for, or `undefined` for all. */
 export function queriedStatuses(query: FiberQuery | undefined): readonly FiberStatus[] | undefined {
   const status = query?.status;

@@ -14,7 +14,7 @@
 import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord } from "../core/records";
 import type { WriteGroup } from "../core/store";
-import { continueStream, mergeFiberPatch } from "./fiber-rules";
+import { continueStream, mergeFiberPatch, withConsumer } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
 import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
@@ -366,9 +366,7 @@ function consumeEvents(
   consumed.forEach((c, i) => {
     const row = rows[i];
     if (row === undefined) return;
-    const { consumedBy: _previous, ...event } = row;
-    const next: InboxRow = c.consumedBy === null ? event : { ...event, consumedBy: c.consumedBy };
-    inbox.put(next, [c.group.fiberId, c.seq]);
+    inbox.put(withConsumer(row, c.consumedBy), [c.group.fiberId, c.seq]);
   });
 }
 

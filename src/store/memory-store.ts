@@ -30,6 +30,7 @@ import {
   raiseGenerationFloor,
   storeClosedError,
   toStoreError,
+  withConsumer,
 } from "./fiber-rules";
 
 /** Per-fiber rows keyed by a number (journal `pos`, stream `seq`, inbox `seq`). */
@@ -201,7 +202,7 @@ export class MemoryStore implements Store {
     const inbox = this.#inboxes.get(group.fiberId);
     for (const { seq, consumedBy } of group.consumeEvents ?? []) {
       const event = inbox?.get(seq);
-      if (inbox !== undefined && event !== undefined) inbox.set(seq, markConsumed(event, consumedBy));
+      if (inbox !== undefined && event !== undefined) inbox.set(seq, withConsumer(event, consumedBy));
     }
   }
 
@@ -225,13 +226,6 @@ export class MemoryStore implements Store {
   #assertOpen(): void {
     if (this.#closed) throw storeClosedError(this.kind);
   }
-}
-
-/** `event` consumed by the wait at `consumedBy`, or released again (`null`). */
-function markConsumed(event: InboxEvent, consumedBy: number | null): InboxEvent {
-  if (consumedBy !== null) return { ...event, consumedBy };
-  const { consumedBy: _released, ...rest } = event;
-  return rest;
 }
 
 function cloneOut<T>(value: T | undefined): T | undefined {
