@@ -1,6 +1,6 @@
 /**
  * `defineAgent`: a multi-turn LLM agent loop as a fiber. Each model call is a journaled step that
- * streams `message.start`, `text.delta`, `tool.call` and `message.end` chunks (`model-step.ts`);
+ * streams `message.start`, `reasoning.delta`, `text.delta`, `tool.call` and `message.end` chunks (`model-step.ts`);
  * each tool call is a step whose idempotency key names the fiber, the model call, the position and
  * the model's tool-call id, and approvals are durable event waits bound to that one call
  * (`tool-step.ts`). This file holds the options, the chunk types and the turn loop.
@@ -100,7 +100,7 @@ export interface AgentOptions {
    */
   noProgressTimeoutMs?: number;
   /**
-   * A reply whose text and tool calls reach this many characters is cut there and ends with
+   * A reply whose reasoning, text and tool calls reach this many characters is cut there and ends with
    * `finishReason: "length"`, so it still fits the journal (default 256,000: a quarter of the
    * runtime's default `maxPayloadBytes`). Lower it if you lowered `maxPayloadBytes`.
    */
@@ -113,6 +113,11 @@ export interface AgentOptions {
 export type AgentChunk =
   | { type: "message.start"; data: { messageId: string; turn: number; model: string } }
   | { type: "text.delta"; data: { messageId: string; delta: string } }
+  /**
+   * A piece of the model's reasoning ("thinking"), before or between text deltas. Kept in the
+   * stream and in `AssistantMessage.reasoning`, never sent back to the model.
+   */
+  | { type: "reasoning.delta"; data: { messageId: string; delta: string } }
   | {
       type: "tool.call";
       data: { messageId: string; index: number; toolCallId: string; name: string; arguments: string };
@@ -207,6 +212,7 @@ export function defineAgent(options: AgentOptions): FiberDefinition<AgentInput, 
           usage.completionTokens += reply.usage.completionTokens;
         }
         const assistant: AssistantMessage = { role: "assistant", content: reply.content || null };
+        if (reply.reasoning) assistant.reasoning = reply.reasoning;
         if (reply.toolCalls.length > 0) assistant.tool_calls = reply.toolCalls;
         conversation.push(assistant);
         if (reply.toolCalls.length === 0) return { messages: conversation, usage, turns: turn };

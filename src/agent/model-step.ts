@@ -1,6 +1,6 @@
 /**
- * One model call of an agent turn as a journaled step: streams `message.start`, `text.delta`,
- * `tool.call` and `message.end` chunks, and after a crash or a failed attempt rebuilds what was
+ * One model call of an agent turn as a journaled step: streams `message.start`, `reasoning.delta`,
+ * `text.delta`, `tool.call` and `message.end` chunks, and after a crash or a failed attempt rebuilds what was
  * already streamed to continue it (`continue`) or restart it (`message.reset`). A reply whose
  * `message.end` is in the stream is complete and is never asked for again. Used by `defineAgent`.
  */
@@ -14,6 +14,8 @@ import type { ChatMessage, FinishReason, ModelProvider, ModelUsage, ToolCall, To
 /** What one model call produced, as the model step journals it. */
 export interface ModelReply {
   content: string;
+  /** The model's reasoning, `""` when it streamed none (absent in replies journaled before reasoning was kept). */
+  reasoning?: string;
   toolCalls: ToolCall[];
   usage: ModelUsage | null;
   finishReason: FinishReason;
@@ -28,7 +30,7 @@ export interface ModelCall {
   recovery: "continue" | "retry";
   retry: RetryPolicy | undefined;
   noProgressTimeoutMs: number;
-  /** A reply whose text and tool calls reach this many characters is cut there (`finishReason: "length"`). */
+  /** A reply whose reasoning, text and tool calls reach this many characters is cut there (`finishReason: "length"`). */
   maxReplyChars: number;
   /** A reply is cut before its tool call number `maxToolCalls + 1` (`finishReason: "length"`). */
   maxToolCalls: number;
@@ -37,6 +39,7 @@ export interface ModelCall {
 interface Partial {
   started: boolean;
   text: string;
+  reasoning: string;
   toolCalls: ToolCall[];
   /** Set when `message.end` was streamed: the reply is complete. */
   end?: { finishReason: FinishReason; usage: ModelUsage | null };
@@ -72,7 +75,13 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
       // What this call streamed so far: rebuilt from the stream after a crash, kept in memory
       // across retries.
       const partial = replayPartial(step.emitted);
-      if (partial.end) return { content: partial.text, toolCalls: partial.toolCalls, ...partial.end };
+      if (partial.end)
+        return {
+          content: partial.text,
+          reasoning: partial.reasoning,
+          toolCalls: partial.toolCalls,
+          ...partial.end,
+        };
       // Usage reported by attempts that then failed: those tokens were spent too.
       const spent: ModelUsage = { promptTokens: 0, completionTokens: 0 };
       for (let attempt = 1; ; attempt++) {
@@ -107,14 +116,19 @@ async function streamReply(
 ): Promise<ModelReply> {
   const provider = await call.provider();
   let prefix: string | undefined;
-  if (partial.text.length > 0 || partial.toolCalls.length > 0) {
+  if (partial.text.length > 0 || partial.reasoning.length > 0 || partial.toolCalls.length > 0) {
+    // A prefix continues the answer text; reasoning alone cannot be continued that way.
     const canContinue =
-      call.recovery === "continue" && provider.supportsContinuation && partial.toolCalls.length === 0;
+      call.recovery === "continue" &&
+      provider.supportsContinuation &&
+      partial.text.length > 0 &&
+      partial.toolCalls.length === 0;
     if (canContinue) {
       prefix = partial.text;
     } else {
       step.emit("message.reset", { messageId, reason: resetReason });
       partial.text = "";
+      partial.reasoning = "";
       partial.toolCalls = [];
     }
   }
@@ -126,8 +140,25 @@ async function streamReply(
   let finishReason: FinishReason | undefined;
   // A high surrogate that ended a delta waits for its low half, so that neither the stream nor a
   // continuation prefix ever ends in half a character.
-  let heldHalf = "";
-  let size = partial.text.length + partial.toolCalls.reduce((n, c) => n + callSize(c), 0);
+  const heldHalf = { text: "", reasoning: "" };
+  let size =
+    partial.text.length + partial.reasoning.length + partial.toolCalls.reduce((n, c) => n + callSize(c), 0);
+  /** Streams a text or reasoning delta, cut at `maxReplyChars`. */
+  const emitDelta = (kind: "text" | "reasoning", raw: string): void => {
+    let delta = heldHalf[kind] + raw;
+    heldHalf[kind] = "";
+    if (size + delta.length > call.maxReplyChars) {
+      delta = cutAt(delta, call.maxReplyChars - size);
+      finishReason = "length";
+    } else if (endsInHighSurrogate(delta)) {
+      heldHalf[kind] = delta.slice(-1);
+      delta = delta.slice(0, -1);
+    }
+    if (delta.length === 0) return;
+    partial[kind] += delta;
+    size += delta.length;
+    step.emit(kind === "text" ? "text.delta" : "reasoning.delta", { messageId, delta });
+  };
   const watchdog = new Watchdog(call.noProgressTimeoutMs, step.signal);
   try {
     const events = provider.stream({
@@ -139,21 +170,8 @@ async function streamReply(
     });
     for await (const event of events) {
       watchdog.progress();
-      if (event.type === "text") {
-        let delta = heldHalf + event.delta;
-        heldHalf = "";
-        if (size + delta.length > call.maxReplyChars) {
-          delta = cutAt(delta, call.maxReplyChars - size);
-          finishReason = "length";
-        } else if (endsInHighSurrogate(delta)) {
-          heldHalf = delta.slice(-1);
-          delta = delta.slice(0, -1);
-        }
-        if (delta.length > 0) {
-          partial.text += delta;
-          size += delta.length;
-          step.emit("text.delta", { messageId, delta });
-        }
+      if (event.type === "text" || event.type === "reasoning") {
+        emitDelta(event.type, event.delta);
       } else if (event.type === "tool_call") {
         const toolCall: ToolCall = {
           id: event.id,
@@ -190,9 +208,10 @@ async function streamReply(
   } finally {
     watchdog.stop();
   }
-  if (heldHalf !== "") {
-    partial.text += heldHalf;
-    step.emit("text.delta", { messageId, delta: heldHalf });
+  for (const kind of ["reasoning", "text"] as const) {
+    if (heldHalf[kind] === "") continue;
+    partial[kind] += heldHalf[kind];
+    step.emit(kind === "text" ? "text.delta" : "reasoning.delta", { messageId, delta: heldHalf[kind] });
   }
   if (spent.promptTokens > 0 || spent.completionTokens > 0) {
     usage = {
@@ -202,19 +221,27 @@ async function streamReply(
   }
   const reason = finishReason ?? "stop";
   step.emit("message.end", { messageId, finishReason: reason, usage });
-  return { content: partial.text, toolCalls: partial.toolCalls, usage, finishReason: reason };
+  return {
+    content: partial.text,
+    reasoning: partial.reasoning,
+    toolCalls: partial.toolCalls,
+    usage,
+    finishReason: reason,
+  };
 }
 
 /** Rebuilds what an interrupted model call had streamed, honouring `message.reset` and `message.end`. */
 function replayPartial(emitted: StepContext["emitted"]): Partial {
-  const partial: Partial = { started: false, text: "", toolCalls: [] };
+  const partial: Partial = { started: false, text: "", reasoning: "", toolCalls: [] };
   for (const chunk of emitted) {
     const data = chunk.data as Record<string, unknown>;
     if (chunk.type === "message.start") partial.started = true;
     else if (chunk.type === "message.reset") {
       partial.text = "";
+      partial.reasoning = "";
       partial.toolCalls = [];
     } else if (chunk.type === "text.delta") partial.text += String(data.delta ?? "");
+    else if (chunk.type === "reasoning.delta") partial.reasoning += String(data.delta ?? "");
     else if (chunk.type === "tool.call") {
       partial.toolCalls.push({
         id: String(data.toolCallId),

@@ -85,11 +85,11 @@ export class ChunkAssembler {
         retryable: false,
       });
     if (record.error !== undefined) throw providerError(this.#context, record.error ?? record);
+    // With `n > 1` the choices interleave; the agent follows choice 0 and ignores the others.
     const choice = asRecord(asArray(record.choices)?.find((c) => (asRecord(c)?.index ?? 0) === 0));
     const delta = asRecord(choice?.delta);
     if (delta !== undefined) {
-      if (typeof delta.content === "string" && delta.content !== "")
-        yield { type: "text", delta: delta.content };
+      yield* messageEvents(delta);
       for (const [position, item] of (asArray(delta.tool_calls) ?? []).entries())
         this.#acceptToolCallDelta(asRecord(item), position);
     }
@@ -179,8 +179,7 @@ export function* eventsFromCompletion(context: DecodeContext, json: unknown): Ge
       kind: "malformed_stream",
       retryable: false,
     });
-  if (typeof message.content === "string" && message.content !== "")
-    yield { type: "text", delta: message.content };
+  yield* messageEvents(message);
   const calls = asArray(message.tool_calls) ?? [];
   for (const item of calls) {
     const call = asRecord(item);
@@ -216,6 +215,50 @@ export function* eventsFromCompletion(context: DecodeContext, json: unknown): Ge
   yield { type: "finish", reason };
 }
 
+/**
+ * The reasoning and text of one delta (or whole message), in the order the model produced them.
+ *
+ * Reasoning arrives as `reasoning_content` (DeepSeek, xAI, Z.ai, vLLM before 0.10), `reasoning`
+ * (OpenRouter, Groq, vLLM since 0.10) or as `thinking` parts of a content array (Mistral), whose
+ * `text` parts are answer text. A refusal (`refusal` deltas, OpenAI) is what the model answered,
+ * so it is text too. Servers that send the same reasoning under both names are read once.
+ */
+function* messageEvents(message: Record<string, unknown>): Generator<ModelEvent> {
+  const reasoning = nonEmpty(message.reasoning_content) ?? nonEmpty(message.reasoning);
+  if (reasoning !== undefined) yield { type: "reasoning", delta: reasoning };
+  const content = message.content;
+  if (typeof content === "string") {
+    if (content !== "") yield { type: "text", delta: content };
+  } else {
+    for (const item of asArray(content) ?? []) {
+      const part = asRecord(item);
+      if (part?.type === "text" && nonEmpty(part.text) !== undefined)
+        yield { type: "text", delta: String(part.text) };
+      else if (part?.type === "thinking") {
+        const thinking = partsText(part.thinking);
+        if (thinking !== "") yield { type: "reasoning", delta: thinking };
+      }
+    }
+  }
+  const refusal = nonEmpty(message.refusal);
+  if (refusal !== undefined) yield { type: "text", delta: refusal };
+}
+
+/** The text of a `thinking` part's body: a string, or an array of `{ type: "text", text }` parts. */
+function partsText(value: unknown): string {
+  if (typeof value === "string") return value;
+  let text = "";
+  for (const item of asArray(value) ?? []) {
+    const part = asRecord(item);
+    if (typeof part?.text === "string") text += part.text;
+  }
+  return text;
+}
+
+function nonEmpty(value: unknown): string | undefined {
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
 /** An error the provider put in the stream or body (`{ error: { message, code } }` or `{ error: "..." }`). */
 export function providerError(context: DecodeContext, error: unknown): ModelError {
   const record = asRecord(error);
@@ -226,9 +269,13 @@ export function providerError(context: DecodeContext, error: unknown): ModelErro
         ? record.message
         : "unknown error";
   const code = record?.code ?? record?.type;
-  const retryable = typeof code === "string" && /server|overload|rate|timeout|unavailable/i.test(code);
+  // OpenRouter puts the HTTP status of the upstream failure in `code` (a number).
+  const retryable =
+    typeof code === "number"
+      ? code === 408 || code === 429 || code >= 500
+      : typeof code === "string" && /server|overload|rate|timeout|unavailable/i.test(code);
   const data: ModelErrorData = { kind: "provider_error", retryable };
-  if (typeof code === "string") data.providerCode = context.redact(code);
+  if (typeof code === "string" || typeof code === "number") data.providerCode = context.redact(String(code));
   return new ModelError(context.redact(`${context.label} reported an error mid-stream: ${message}`), data);
 }
 

@@ -117,10 +117,10 @@ export function openAICompatible(options: OpenAICompatibleOptions): ModelProvide
       }
       const body: Record<string, unknown> = {
         model: request.model ?? options.model,
-        messages:
-          prefix === ""
-            ? request.messages
-            : [...request.messages, { role: "assistant", content: prefix } satisfies ChatMessage],
+        messages: [
+          ...request.messages.map(toWireMessage),
+          ...(prefix === "" ? [] : [{ role: "assistant", content: prefix } satisfies ChatMessage]),
+        ],
         stream: true,
         stream_options: { include_usage: true },
         ...(request.tools.length > 0 ? { tools: request.tools.map(toWireTool) } : {}),
@@ -143,6 +143,16 @@ interface CallSettings {
   idleTimeoutMs: number;
   redact: (text: string) => string;
   headers: () => Record<string, string>;
+}
+
+/**
+ * A message as the endpoint takes it: an assistant's `reasoning` stays in the journal and is not
+ * sent back (DeepSeek answers 400 to a request that carries reasoning, others bill it as input).
+ */
+function toWireMessage(message: ChatMessage): ChatMessage {
+  if (message.role !== "assistant" || message.reasoning === undefined) return message;
+  const { reasoning: _kept, ...wire } = message;
+  return wire;
 }
 
 function toWireTool(tool: ToolSpec): unknown {

@@ -11,6 +11,8 @@ import type { ChatMessage, ModelProvider } from "./types";
 
 /** One reply of the scripted model. */
 export interface ScriptedReply {
+  /** Streamed as `reasoning_content` deltas before the text (not again when continuing a prefix). */
+  reasoning?: string;
   text?: string;
   toolCalls?: readonly { id: string; name: string; arguments: string }[];
   /** Default: `tool_calls` when there are tool calls, else `stop`. */
@@ -108,6 +110,13 @@ export class ScriptedModel {
 /** The SSE body of `reply` from character `from` of its text on, as an OpenAI endpoint streams it. */
 export function sseBody(reply: ScriptedReply, from = 0, deltaChars = 5): string {
   const events: unknown[] = [{ choices: [{ index: 0, delta: { role: "assistant" } }] }];
+  const reasoning = from === 0 ? (reply.reasoning ?? "") : "";
+  for (let i = 0; i < reasoning.length; i += deltaChars)
+    events.push({
+      choices: [
+        { index: 0, delta: { content: null, reasoning_content: reasoning.slice(i, i + deltaChars) } },
+      ],
+    });
   const text = (reply.text ?? "").slice(from);
   for (let i = 0; i < text.length; i += deltaChars)
     events.push({ choices: [{ index: 0, delta: { content: text.slice(i, i + deltaChars) } }] });

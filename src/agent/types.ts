@@ -57,6 +57,12 @@ export interface AssistantMessage {
   role: "assistant";
   content: string | null;
   tool_calls?: ToolCall[];
+  /**
+   * The model's reasoning ("thinking") before this answer, as streamed in `reasoning_content` /
+   * `reasoning` deltas or Mistral's thinking parts. Kept for readers and the journal; providers
+   * never send it back to the model (DeepSeek, for one, rejects a request that carries it).
+   */
+  reasoning?: string;
 }
 
 /** The result of one tool call, sent back to the model. */
@@ -126,6 +132,8 @@ export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter" |
  */
 export type ModelEvent =
   | { type: "text"; delta: string }
+  /** A piece of the model's reasoning ("thinking"), streamed before or between pieces of text. */
+  | { type: "reasoning"; delta: string }
   | { type: "tool_call"; id: string; name: string; arguments: string }
   | { type: "usage"; usage: ModelUsage }
   | { type: "finish"; reason: FinishReason };
