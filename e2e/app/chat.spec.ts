@@ -32,7 +32,8 @@ async function uninterruptedReply(page: Page, prompt: string): Promise<string> {
     if (!client) throw new Error("not connected");
     const started = await client.start("assistant", { messages: [{ role: "user", content }] });
     const output = await client.result(started);
-    return output.messages[output.messages.length - 1]?.content ?? "";
+    const last = output.messages[output.messages.length - 1];
+    return last?.role === "assistant" ? (last.content ?? "") : "";
   }, prompt);
 }
 

@@ -87,7 +87,8 @@ async function renderedText(page: Page, n: number): Promise<string> {
 /** The final assistant content of a completed assistant fiber. */
 async function finalContent(page: Page, fiberId: string): Promise<string | null | undefined> {
   const output = (await inspect(page, fiberId)).record.result as { messages: ChatMessage[] } | undefined;
-  return output?.messages.at(-1)?.content;
+  const last = output?.messages.at(-1);
+  return last?.role === "assistant" ? last.content : undefined;
 }
 
 /**

@@ -4,7 +4,7 @@
  * uninterrupted one. Browser-safe (no Node imports); `mock-server.ts` serves it over HTTP.
  */
 
-import type { ChatMessage, ModelUsage, ToolCall, ToolSpec } from "./types";
+import type { ChatMessage, ModelUsage, ToolCall, ToolSpec, UserContentPart } from "./types";
 
 /** One tool call the mock model makes. */
 export interface MockToolCall {
@@ -68,7 +68,8 @@ export const mockToolSpecs = {
  * arithmetic ("what is 12 * 7", "calculate (3+4)*2") calls `calculator`; "what time is it" calls
  * `clock` (several rules may fire at once: parallel tool calls). Once tool results follow the
  * last user message, it answers with them. Otherwise it writes a few hundred characters that
- * mention the prompt, chosen by a hash of the conversation.
+ * mention the prompt, chosen by a hash of the conversation, opening with "I see the image you
+ * sent." when the message carries images (content parts), so a demo shows they arrived.
  *
  * @example
  * mockReply([{ role: "user", content: "what is 12 * 7" }]).toolCalls[0];
@@ -77,7 +78,9 @@ export const mockToolSpecs = {
 export function mockReply(messages: readonly ChatMessage[], options: MockReplyOptions = {}): MockTurn {
   const key = conversationKey(messages);
   const lastUser = findLastIndex(messages, (m) => m.role === "user");
-  const prompt = lastUser === -1 ? "" : (messages[lastUser]?.content ?? "");
+  const content = lastUser === -1 ? "" : (messages[lastUser]?.content ?? "");
+  const prompt = typeof content === "string" ? content : textOfParts(content);
+  const images = typeof content === "string" ? 0 : content.filter((part) => part.type === "image_url").length;
   const tail = messages.slice(lastUser + 1);
   if (tail.some((m) => m.role === "tool"))
     return { text: answerFromToolResults(tail, key), toolCalls: [], finishReason: "stop" };
@@ -92,12 +95,13 @@ export function mockReply(messages: readonly ChatMessage[], options: MockReplyOp
     }));
     return { text: "", toolCalls, finishReason: "tool_calls" };
   }
+  const seen = images === 0 ? "" : `I see ${images === 1 ? "the image" : `${images} images`} you sent. `;
   return {
-    text: proseReply(
+    text: `${seen}${proseReply(
       prompt,
       key,
       lastUser === -1 ? 0 : messages.slice(0, lastUser + 1).filter((m) => m.role === "user").length,
-    ),
+    )}`,
     toolCalls: [],
     finishReason: "stop",
   };
@@ -337,6 +341,14 @@ function proseReply(prompt: string, key: string, turnNumber: number): string {
   for (let i = 0; i < 3; i++) chosen.push(middles.splice(Math.floor(random() * middles.length), 1)[0] ?? "");
   const turn = turnNumber > 1 ? ` This is turn ${turnNumber} of our conversation.` : "";
   return `${pick(OPENERS).replace("{prompt}", summarize(prompt))} ${chosen.join(" ")}${turn} ${pick(CLOSERS)}`;
+}
+
+/** The text of a message made of parts (images are not text). */
+function textOfParts(parts: readonly UserContentPart[]): string {
+  return parts
+    .map((part) => (part.type === "text" ? part.text : ""))
+    .filter((text) => text !== "")
+    .join("\n");
 }
 
 function summarize(prompt: string): string {

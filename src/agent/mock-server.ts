@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Plugin } from "vite";
 import { formatSse } from "../core/sse";
 import { type MockCompletion, mockCompletion, mockTokens } from "./mock-model";
-import type { ChatMessage, ToolCall } from "./types";
+import type { ChatMessage, ToolCall, UserContentPart } from "./types";
 
 /** Options of {@link mockModelHandler}. */
 export interface MockModelOptions {
@@ -354,7 +354,10 @@ async function readJsonBody(req: IncomingMessage): Promise<BodyResult> {
   }
 }
 
-/** Reads the wire messages leniently (content parts are joined), or undefined when they are unusable. */
+/**
+ * Reads the wire messages leniently (content parts are joined, except a user's, whose text and
+ * image parts are kept), or undefined when they are unusable.
+ */
 function parseMessages(value: unknown): ChatMessage[] | undefined {
   if (!Array.isArray(value) || value.length === 0) return undefined;
   const out: ChatMessage[] = [];
@@ -368,7 +371,10 @@ function parseMessages(value: unknown): ChatMessage[] | undefined {
         out.push({ role: "system", content: content ?? "" });
         break;
       case "user":
-        out.push({ role: "user", content: content ?? "" });
+        out.push({
+          role: "user",
+          content: Array.isArray(m.content) ? userParts(m.content) : (content ?? ""),
+        });
         break;
       case "assistant": {
         const calls = Array.isArray(m.tool_calls) ? m.tool_calls.flatMap((c) => toToolCall(c)) : [];
@@ -404,6 +410,17 @@ function toToolCall(value: unknown): ToolCall[] {
       function: { name: fn.name, arguments: typeof fn.arguments === "string" ? fn.arguments : "{}" },
     },
   ];
+}
+
+function userParts(parts: readonly unknown[]): UserContentPart[] {
+  return parts.flatMap((item): UserContentPart[] => {
+    const part = asRecord(item);
+    const url = asRecord(part?.image_url)?.url;
+    if (part?.type === "text" && typeof part.text === "string") return [{ type: "text", text: part.text }];
+    if (part?.type === "image_url" && typeof url === "string")
+      return [{ type: "image_url", image_url: { url } }];
+    return [];
+  });
 }
 
 function contentText(content: unknown): string | null {

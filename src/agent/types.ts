@@ -46,10 +46,36 @@ export interface SystemMessage {
   content: string;
 }
 
-/** A message from the person using the agent. */
+/** Text in a user message made of parts. */
+export interface TextPart {
+  type: "text";
+  text: string;
+}
+
+/**
+ * An image in a user message, as the Chat Completions API takes it: an `https:` URL the model's
+ * servers fetch, or a `data:image/...;base64,` URL carrying the image itself (which then sits in
+ * the fiber's input, so mind the runtime's `maxPayloadBytes`).
+ */
+export interface ImagePart {
+  type: "image_url";
+  image_url: {
+    url: string;
+    /** How closely the model looks (OpenAI; others ignore it). */
+    detail?: "auto" | "low" | "high";
+  };
+}
+
+/** One part of a user message's content. */
+export type UserContentPart = TextPart | ImagePart;
+
+/**
+ * A message from the person using the agent: text, or parts (text and images) sent to the model
+ * as they are. Models without vision answer a request with images with an error (`model_error`).
+ */
 export interface UserMessage {
   role: "user";
-  content: string;
+  content: string | UserContentPart[];
 }
 
 /** A model turn: text, tool calls, or both. */
