@@ -18,6 +18,7 @@ const entries: Record<string, string> = {
   agent: "src/agent/index.ts",
   testing: "src/testing/index.ts",
   edge: "src/edge/index.ts",
+  extension: "src/extension/index.ts",
 };
 
 const missing = Object.values(entries).filter((file) => !existsSync(`${root}${file}`));

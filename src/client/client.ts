@@ -3,16 +3,21 @@
  * Worker. Control calls go over the RPC channel, streams over `fetch`; heartbeats keep the worker
  * alive while the page has fibers running or streams open. With `baseUrl`, the same client talks
  * to a host reached over HTTP (the edge host) instead: control calls and streams both by `fetch`.
+ * With `extension`, it talks to the extension host in a browser extension's background worker
+ * (`fiberline/extension`) over `chrome.runtime` ports.
  */
 
 import type { FiberDefinition, InputOf, OutputOf } from "../core/define";
-import { CancelledError, deserializeError } from "../core/errors";
+import { CancelledError, ConnectionError, deserializeError } from "../core/errors";
 import type { FiberEvent, FiberRecord, FiberStatus } from "../core/records";
 import { isTerminal } from "../core/records";
 import type { FiberInspection, StartOptions, StartResult } from "../core/runtime";
 import type { FiberQuery } from "../core/store";
+import type { ChromeRuntimeConnector } from "../extension/chrome-types";
 import { DEFAULT_PREFIX, type HeartbeatInfo, type HeartbeatMessage, type WorkerInfo } from "../sw/protocol";
 import { type EventReaderOptions, readFiberEvents } from "./event-reader";
+import { ExtensionChannel } from "./extension-channel";
+import { readExtensionStream } from "./extension-stream";
 import { type ControlChannel, HttpChannel } from "./http-channel";
 import { readPortStream } from "./port-stream";
 import { RpcChannel } from "./rpc-channel";
@@ -51,6 +56,14 @@ export interface ConnectOptions {
   baseUrl?: string | URL;
   /** The `fetch` used with `baseUrl` (default the global one). */
   fetch?: typeof fetch;
+  /**
+   * Talk to the extension host (`createExtensionHost` of `fiberline/extension`) in this browser
+   * extension's background worker, from an extension page (side panel, popup, options) or a
+   * content script: `true` uses the global `chrome.runtime`, or pass the one to use. Control calls
+   * and streams go over `chrome.runtime.connect` ports, values as JSON; the Service Worker and
+   * `baseUrl` options do not apply, and no heartbeats are needed (the host keeps itself alive).
+   */
+  extension?: boolean | ChromeRuntimeConnector;
 }
 
 /**
@@ -72,6 +85,16 @@ export async function connect<F extends FiberMap = FiberMap>(
   const timeoutMs = options.timeoutMs ?? 10_000;
   if (options.baseUrl !== undefined)
     return new FiberlineClient<F>(undefined, undefined, { ...options, timeoutMs });
+  if (options.extension) {
+    const client = new FiberlineClient<F>(undefined, undefined, { ...options, timeoutMs });
+    try {
+      await client.ready();
+    } catch (error) {
+      client.close();
+      throw error;
+    }
+    return client;
+  }
   const container = options.container ?? serviceWorkerContainer();
   const registration = await findRegistration(
     container,
@@ -102,6 +125,8 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
   /** Where streams are read: the prefix, behind `baseUrl` when there is one. */
   readonly #streamRoot: string;
   readonly #fetch: typeof fetch | undefined;
+  /** `chrome.runtime` when connected to an extension host. */
+  readonly #extension: ChromeRuntimeConnector | undefined;
   #openReaders = 0;
   #workerActive = 0;
   #closed = false;
@@ -121,6 +146,16 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     const { baseUrl } = options;
     this.#streamRoot =
       baseUrl === undefined ? this.prefix : `${String(baseUrl).replace(/\/+$/, "")}${this.prefix}`;
+    this.#extension = options.extension ? extensionRuntime(options.extension) : undefined;
+    if (this.#extension) {
+      this.#channel = new ExtensionChannel({
+        runtime: this.#extension,
+        timeoutMs,
+        ...(options.onConnect ? { onConnect: options.onConnect } : {}),
+      });
+      this.#heartbeat = undefined;
+      return;
+    }
     if (container === undefined) {
       this.#channel = new HttpChannel({
         baseUrl: baseUrl ?? "",
@@ -232,6 +267,7 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     try {
       const container = this.#container;
       const channel = this.#channel;
+      const extension = this.#extension;
       yield* readFiberEvents(id, {
         ...this.#readerOptions,
         prefix: this.#streamRoot,
@@ -245,6 +281,12 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
                   () => {},
                   () => {},
                 ),
+            }
+          : {}),
+        ...(extension
+          ? {
+              transport: (fiberId: string, after: number, signal: AbortSignal) =>
+                readExtensionStream(extension, fiberId, after, signal),
             }
           : {}),
         ...(channel instanceof RpcChannel
@@ -306,6 +348,19 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
       // A restart or a busy worker: the channel re-handshakes on the next call.
     });
   }
+}
+
+/** The `chrome.runtime` to connect with: the one passed, or the global one. */
+function extensionRuntime(option: true | ChromeRuntimeConnector): ChromeRuntimeConnector {
+  if (option !== true) return option;
+  const runtime = (globalThis as { chrome?: { runtime?: Partial<ChromeRuntimeConnector> } }).chrome?.runtime;
+  if (typeof runtime?.connect !== "function") {
+    throw new ConnectionError(
+      "extension_unavailable",
+      "connect({ extension: true }) found no chrome.runtime.connect: call it from a page or content script of the browser extension whose background worker runs createExtensionHost(), or pass { extension: chrome.runtime }.",
+    );
+  }
+  return runtime as ChromeRuntimeConnector;
 }
 
 function outcome(

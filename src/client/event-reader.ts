@@ -48,6 +48,13 @@ export interface EventReaderOptions {
    * stream over the control channel (`FiberlineClient` passes it). Chunks carry data as JSON text.
    */
   fallback?(id: string, after: number, signal: AbortSignal): AsyncIterable<RawChunk>;
+  /**
+   * Reads every attempt from this source instead of `fetch` (the extension client's stream
+   * ports). It ends after the last chunk it has, yields "ended" when the fiber ended and the
+   * cursor is at its end (as the route's 204), and throws a `ConnectionError` when the host went
+   * away (retried from the cursor) or the host's error (thrown at once).
+   */
+  transport?(id: string, after: number, signal: AbortSignal): AsyncIterable<RawChunk | "ended">;
 }
 
 /** How long a connection may deliver nothing before it is replaced, unless the options say. */
@@ -138,6 +145,39 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
       `events(id, { after }) needs an integer >= 0, got ${cursor}.`,
     );
   }
+  /** One attempt over `fetch`: the chunks, the failure to retry after, or "ended" (HTTP 204). */
+  const fetchChunks = async (
+    fiberId: string,
+    after: number,
+    attempt: AbortController,
+  ): Promise<AsyncIterable<RawChunk> | Error | "ended"> => {
+    const response = await doFetch(eventsUrl(prefix, fiberId, after), {
+      headers: { accept: EVENT_STREAM_TYPE },
+      cache: "no-store",
+      signal: attempt.signal,
+    });
+    if (response.headers.get(HOST_HEADER) !== "1") {
+      await response.body?.cancel().catch(() => {});
+      if (options.fallback) return options.fallback(fiberId, after, attempt.signal);
+      await options.waitForHost?.();
+      return new ConnectionError(
+        "protocol_error",
+        `${eventsUrl(prefix, fiberId)} was not answered by the Fiberline Service Worker (HTTP ${response.status}): the page is not controlled by it (a hard reload bypasses Service Workers) or the prefix differs from createServiceWorkerHost()'s.`,
+      );
+    }
+    // The fiber ended and the cursor is at (or past) its end: nothing more will come.
+    if (response.status === 204) return "ended";
+    if (!response.ok) {
+      const error = await errorFromResponse(response, fiberId);
+      if (response.status < 500) throw error;
+      return error;
+    }
+    if (!response.body)
+      return new ConnectionError("protocol_error", "The event stream response has no body.");
+    const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    const body = idleMs > 0 ? watchIdle(response.body, idleMs, attempt) : response.body;
+    return sseChunks(body, attempt.signal);
+  };
   let failures = 0;
   for (;;) {
     signal?.throwIfAborted();
@@ -146,39 +186,14 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     signal?.addEventListener("abort", stop, { once: true });
     let failure: unknown;
     try {
-      const response = await doFetch(eventsUrl(prefix, id, cursor), {
-        headers: { accept: EVENT_STREAM_TYPE },
-        cache: "no-store",
-        signal: attempt.signal,
-      });
-      let source: AsyncIterable<RawChunk> | undefined;
-      if (response.headers.get(HOST_HEADER) !== "1") {
-        await response.body?.cancel().catch(() => {});
-        if (options.fallback) {
-          source = options.fallback(id, cursor, attempt.signal);
-        } else {
-          failure = new ConnectionError(
-            "protocol_error",
-            `${eventsUrl(prefix, id)} was not answered by the Fiberline Service Worker (HTTP ${response.status}): the page is not controlled by it (a hard reload bypasses Service Workers) or the prefix differs from createServiceWorkerHost()'s.`,
-          );
-          await options.waitForHost?.();
-        }
-      } else if (response.status === 204) {
-        // The fiber ended and the cursor is at (or past) its end: nothing more will come.
-        return;
-      } else if (!response.ok) {
-        const error = await errorFromResponse(response, id);
-        if (response.status < 500) throw error;
-        failure = error;
-      } else if (!response.body) {
-        failure = new ConnectionError("protocol_error", "The event stream response has no body.");
-      } else {
-        const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-        const body = idleMs > 0 ? watchIdle(response.body, idleMs, attempt) : response.body;
-        source = sseChunks(body, attempt.signal);
-      }
-      if (source) {
+      const source = options.transport
+        ? options.transport(id, cursor, attempt.signal)
+        : await fetchChunks(id, cursor, attempt);
+      if (source === "ended") return;
+      if (source instanceof Error) failure = source;
+      else {
         for await (const chunk of source) {
+          if (chunk === "ended") return;
           const { seq } = chunk;
           if (!Number.isSafeInteger(seq) || seq <= cursor) continue; // seen already: never yield twice
           if (seq !== cursor + 1) {

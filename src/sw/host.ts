@@ -15,6 +15,7 @@ import { expose } from "comlink";
 import { ConnectionError, FiberNotFoundError, serializeError } from "../core/errors";
 import type { RecoverySummary, Runtime } from "../core/runtime";
 import { assertArgument, assertValidId } from "../core/validate";
+import { createControlApi } from "./control-api";
 import { installErrorTransfer } from "./error-transfer";
 import { errorResponse, handleEventsRequest, ownsRequest } from "./event-route";
 import { type ExtendableEventLike, WorkerLifetime } from "./lifetime";
@@ -261,6 +262,11 @@ class Host implements ServiceWorkerHost {
   #controlApi(): ControlApi & PortStreamApi {
     const runtime = this.runtime;
     return {
+      ...createControlApi(runtime, () => ({
+        ...this.info,
+        active: runtime.activeCount,
+        recovered: this.#recovered,
+      })),
       openStream: async (id, after, port) => {
         assertValidId(id);
         assertArgument(
@@ -270,16 +276,6 @@ class Host implements ServiceWorkerHost {
         if (!(await runtime.get(id))) throw new FiberNotFoundError(id);
         pumpEvents(runtime, id, after, port);
       },
-      start: async (name, input, options) => {
-        const { id, name: fiberName, status, created } = await runtime.start(name, input, options);
-        return { id, name: fiberName, status, created };
-      },
-      get: (id) => runtime.get(id),
-      list: (query) => runtime.list(query),
-      inspect: (id) => runtime.inspect(id),
-      sendEvent: (id, name, payload) => runtime.sendEvent(id, name, payload),
-      cancel: (id, reason) => runtime.cancel(id, reason),
-      heartbeat: async () => ({ ...this.info, active: runtime.activeCount, recovered: this.#recovered }),
     };
   }
 }

@@ -1,0 +1,79 @@
+/**
+ * The page's end of an extension stream port (see `src/extension/protocol.ts`): one attempt of
+ * the resumable reader, reading a fiber's chunks after a cursor from the extension's background
+ * worker. `readFiberEvents` drives it (`transport`), so the cursor, the gap check and the
+ * reconnect backoff are the Service Worker client's.
+ */
+
+import { ConnectionError, deserializeError } from "../core/errors";
+import type { ChromeRuntimeConnector } from "../extension/chrome-types";
+import { STREAM_PORT, type StreamReply, type StreamRequest } from "../extension/protocol";
+import type { RawChunk } from "./event-reader";
+
+/**
+ * Connects a stream port and yields its chunks until the worker sends `end`, or "ended" when the
+ * fiber ended and `after` is at its end.
+ *
+ * Failure semantics: throws the worker's error (class and `code` kept) on `error`, a
+ * `ConnectionError` `worker_restarted` when the port is disconnected first (the worker stopped:
+ * the reader reconnects from its cursor, which starts the worker again), and the signal's reason
+ * on abort. Always disconnects the port.
+ */
+export async function* readExtensionStream(
+  runtime: ChromeRuntimeConnector,
+  fiber: string,
+  after: number,
+  signal: AbortSignal,
+): AsyncGenerator<RawChunk | "ended"> {
+  signal.throwIfAborted();
+  const queue: Array<StreamReply | { type: "gone" }> = [];
+  let wake: (() => void) | null = null;
+  const push = (item: StreamReply | { type: "gone" }) => {
+    queue.push(item);
+    wake?.();
+  };
+  const port = runtime.connect({ name: STREAM_PORT });
+  port.onMessage.addListener((message) => push(message as StreamReply));
+  port.onDisconnect.addListener(() => push({ type: "gone" }));
+  const onAbort = () => wake?.();
+  signal.addEventListener("abort", onAbort);
+  try {
+    const request: StreamRequest = { type: "subscribe", fiber, after };
+    port.postMessage(request);
+    for (;;) {
+      const next = queue.shift();
+      if (!next) {
+        signal.throwIfAborted();
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = null;
+        continue;
+      }
+      switch (next.type) {
+        case "chunk":
+          yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
+          break;
+        case "end":
+          return;
+        case "ended":
+          yield "ended";
+          return;
+        case "error":
+          throw deserializeError(next.error);
+        case "gone":
+          throw new ConnectionError(
+            "worker_restarted",
+            "The extension's background worker closed the event stream (it stopped); resuming from the last chunk.",
+          );
+      }
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    try {
+      port.disconnect();
+    } catch {
+      // Disconnected already.
+    }
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * The extension host and `connect({ extension: true })` against a fake `chrome` in Node: the
+ * control calls over a port (errors keep their class), the event stream exactly once across a
+ * worker stop, the wake-up alarm for running, sleeping and finished fibers, and the keep-alive.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { connect, type FiberlineClient } from "../client/client";
+import { defineFiber } from "../core/define";
+import { ConnectionError, FiberNotFoundError, UnknownFiberError } from "../core/errors";
+import type { FiberEvent } from "../core/records";
+import { createRuntime, type Runtime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { FakeChrome } from "./fake-chrome";
+import { createExtensionHost, type ExtensionHost, type ExtensionHostOptions } from "./host";
+
+const gate = { open: () => {} };
+/** Emits ticks in steps; the third waits for the gate, so a test can stop the worker mid-run. */
+const ticker = defineFiber("ticker", {
+  async run(ctx, input: { ticks: number }) {
+    for (let i = 1; i <= input.ticks; i++) {
+      await ctx.step("tick", async () => {
+        if (i === 3) await new Promise<void>((resolve) => (gate.open = resolve));
+        return i;
+      });
+      ctx.emit("tick", { i });
+    }
+    return input.ticks;
+  },
+});
+const napper = defineFiber("napper", {
+  async run(ctx, input: { ms: number }) {
+    await ctx.sleep("nap", input.ms);
+    return "rested";
+  },
+});
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** One start of the background worker: a runtime on the extension's store, and the host. */
+function startWorker(fake: FakeChrome, store: MemoryStore, options: Partial<ExtensionHostOptions> = {}) {
+  const runtime: Runtime = createRuntime({
+    store,
+    fibers: [ticker, napper],
+    pollIntervalMs: 20,
+    leaseMs: 100,
+    unloadAfterMs: 20,
+  });
+  const host: ExtensionHost = createExtensionHost({ runtime, chrome: fake.chrome, ...options });
+  cleanups.push(
+    () => runtime.close(),
+    () => host.dispose(),
+  );
+  return { runtime, host };
+}
+
+async function page(fake: FakeChrome): Promise<FiberlineClient> {
+  const client = await connect({ extension: fake.pageRuntime, timeoutMs: 2_000 });
+  cleanups.push(() => client.close());
+  return client;
+}
+
+describe("createExtensionHost", () => {
+  it("answers the control calls over a port; errors keep their class and code", async () => {
+    const fake = new FakeChrome();
+    const { host } = startWorker(fake, new MemoryStore());
+    const fl = await page(fake);
+    expect(fl.worker?.instanceId).toBe(host.info.instanceId);
+    const started = await fl.start("napper", { ms: 60_000 }, { id: "n1" });
+    expect(started).toEqual({ id: "n1", name: "napper", status: "running", created: true });
+    expect((await fl.start("napper", { ms: 60_000 }, { id: "n1" })).created).toBe(false);
+    expect((await fl.list()).map((r) => r.id)).toEqual(["n1"]);
+    const missing = await fl.inspect("nope").catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(FiberNotFoundError);
+    expect((missing as FiberNotFoundError).code).toBe("fiber_not_found");
+    const unknown = await fl.start("nope" as never, {} as never).catch((e: unknown) => e);
+    expect(unknown).toBeInstanceOf(UnknownFiberError);
+    expect(await fl.cancel("n1", "enough")).toBe("cancelled");
+    expect((await fl.heartbeat()).recovered).toBe(true);
+  });
+
+  it("streams every chunk exactly once, in order, across a worker stop mid-run", async () => {
+    const fake = new FakeChrome();
+    const store = new MemoryStore();
+    const first = startWorker(fake, store);
+    const fl = await page(fake);
+    await fl.start("ticker", { ticks: 5 }, { id: "t1" });
+    const seen: FiberEvent[] = [];
+    const reading = (async () => {
+      for await (const ev of fl.events("t1")) seen.push(ev);
+    })();
+    await expect.poll(() => seen.filter((e) => e.type === "tick").length).toBe(2);
+
+    // Chrome stops the worker: every port drops, the runtime dies with it.
+    fake.stopWorker();
+    await first.runtime.close();
+    first.host.dispose();
+    // The page's reader reconnects; connecting starts a new worker, whose start recovers the fiber.
+    const second = startWorker(fake, store);
+    await second.host.recovery;
+    await expect.poll(() => second.runtime.activeCount).toBe(1);
+    gate.open();
+    await reading;
+
+    expect(seen.map((e) => e.seq)).toEqual(seen.map((_, i) => i + 1));
+    expect(seen.filter((e) => e.type === "tick").map((e) => (e.data as { i: number }).i)).toEqual([
+      1, 2, 3, 4, 5,
+    ]);
+    expect(seen.some((e) => e.type === "fiber.recovered")).toBe(true);
+    expect(seen.at(-1)).toMatchObject({ type: "fiber.end", data: { status: "completed", result: 5 } });
+    // A control call after the stop reconnects to the new instance.
+    expect((await fl.heartbeat()).instanceId).toBe(second.host.info.instanceId);
+  });
+
+  it("ends a read at once when the cursor is at the end of an ended fiber", async () => {
+    const fake = new FakeChrome();
+    startWorker(fake, new MemoryStore());
+    const fl = await page(fake);
+    await fl.start("napper", { ms: 0 }, { id: "short" });
+    await expect(fl.result("short")).resolves.toBe("rested");
+    const head = (await fl.get("short"))?.streamHead ?? 0;
+    const after: FiberEvent[] = [];
+    for await (const ev of fl.events("short", { after: head })) after.push(ev);
+    expect(after).toEqual([]);
+    const ghost = await (async () => {
+      for await (const _ of fl.events("ghost")) {
+        // nothing arrives
+      }
+    })().catch((e: unknown) => e);
+    expect(ghost).toBeInstanceOf(FiberNotFoundError);
+  });
+
+  it("rejects pending calls with worker_restarted when the worker stops", async () => {
+    const fake = new FakeChrome();
+    const store = new MemoryStore();
+    const { runtime } = startWorker(fake, store);
+    const fl = await page(fake);
+    // A call that cannot be answered before the stop: the store never answers it.
+    const stalled = new Promise<never>(() => {});
+    runtime.list = () => stalled;
+    const pending = fl.list();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    fake.stopWorker();
+    const error = await pending.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as ConnectionError).code).toBe("worker_restarted");
+  });
+});
+
+describe("the wake-up alarm", () => {
+  it("is a heartbeat while a fiber runs, the timer while it sleeps, and cleared when nothing is due", async () => {
+    const fake = new FakeChrome();
+    const { host } = startWorker(fake, new MemoryStore(), { alarmMinimumMs: 1_000, heartbeatMs: 30_000 });
+    await host.recovery;
+    expect(await host.planWake()).toEqual({ status: "cleared" });
+
+    const fl = await page(fake);
+    const before = Date.now();
+    await fl.start("ticker", { ticks: 3 }, { id: "busy" });
+    const running = await host.planWake();
+    expect(running.status).not.toBe("cleared");
+    const heartbeat = fake.alarmMap.get("fiberline/wake")?.scheduledTime ?? 0;
+    expect(heartbeat).toBeGreaterThanOrEqual(before + 30_000);
+    gate.open();
+    await fl.result("busy");
+
+    await fl.start("napper", { ms: 45_000 }, { id: "nap" });
+    await expect.poll(async () => (await fl.get("nap"))?.status).toBe("sleeping");
+    const wakeAt = (await fl.get("nap"))?.wakeAt ?? 0;
+    // The heartbeat alarm came first and was fired; the next one is the timer itself.
+    fake.fireAlarm("fiberline/wake");
+    await expect.poll(() => fake.alarmMap.get("fiberline/wake")?.scheduledTime).toBe(wakeAt);
+
+    await fl.cancel("nap");
+    await expect.poll(() => fake.alarmMap.has("fiberline/wake")).toBe(false);
+  });
+
+  it("never asks Chrome for an alarm sooner than its minimum delay", async () => {
+    const fake = new FakeChrome();
+    fake.installType = "normal"; // a packed extension: Chrome's minimum is 30 s
+    const { host } = startWorker(fake, new MemoryStore());
+    const fl = await page(fake);
+    const before = Date.now();
+    await fl.start("napper", { ms: 5_000 }, { id: "soon" });
+    await expect.poll(async () => (await fl.get("soon"))?.status).toBe("sleeping");
+    await host.planWake();
+    expect(fake.alarmMap.get("fiberline/wake")?.scheduledTime).toBeGreaterThanOrEqual(before + 30_000);
+  });
+
+  it("resumes a sleeping fiber whose timer came due while the worker was stopped, at the next start", async () => {
+    const fake = new FakeChrome();
+    const store = new MemoryStore();
+    const first = startWorker(fake, store, { alarmMinimumMs: 1_000 });
+    const fl = await page(fake);
+    await fl.start("napper", { ms: 150 }, { id: "late" });
+    await expect.poll(async () => (await fl.get("late"))?.status).toBe("sleeping");
+    expect(fake.alarmMap.has("fiberline/wake")).toBe(true);
+    fake.stopWorker();
+    await first.runtime.close();
+    first.host.dispose();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Chrome starts the worker for the alarm: the start recovers, the alarm is planned again.
+    const second = startWorker(fake, store, { alarmMinimumMs: 1_000 });
+    fake.fireAlarm("fiberline/wake");
+    await expect.poll(async () => (await store.getFiber("late"))?.status).toBe("completed");
+    await second.host.planWake();
+    expect(fake.alarmMap.has("fiberline/wake")).toBe(false);
+  });
+
+  it("pings the extension API while fibers run, so Chrome does not idle the worker out", async () => {
+    const fake = new FakeChrome();
+    const { host } = startWorker(fake, new MemoryStore(), { keepAliveMs: 20 });
+    const fl = await page(fake);
+    await fl.start("ticker", { ticks: 3 }, { id: "alive" });
+    await expect.poll(() => fake.pings).toBeGreaterThan(2);
+    expect(host.pendingWork).toBeGreaterThan(0);
+    gate.open();
+    await fl.result("alive");
+    await expect.poll(() => host.pendingWork).toBe(0);
+    const after = fake.pings;
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(fake.pings).toBe(after);
+  });
+});

@@ -1,0 +1,73 @@
+/**
+ * The worker's end of a stream port (see `protocol.ts`): pushes a fiber's events after a cursor
+ * to an extension page over a `chrome.runtime` port, replay first, then live, until `fiber.end`.
+ * Used by the extension host; the page's end is `readExtensionStream` in `fiberline/client`.
+ */
+
+import { FiberNotFoundError, InvalidInputError, serializeError } from "../core/errors";
+import { isTerminal } from "../core/records";
+import type { Runtime } from "../core/runtime";
+import { assertValidId } from "../core/validate";
+import { toJson } from "../sw/event-route";
+import type { ChromePort } from "./chrome-types";
+import { isStreamRequest, type StreamReply } from "./protocol";
+
+/**
+ * Serves one stream port: waits for its `subscribe`, then pumps the fiber's chunks.
+ *
+ * Failure semantics: an unknown fiber, a malformed id or cursor is answered with an `error`
+ * reply (`fiber_not_found`, `invalid_id`, `invalid_argument`) that the page rethrows with its
+ * class. The page disconnecting stops the pump. When the worker stops mid-stream, Chrome
+ * disconnects the port and the page resumes from its last seq on a new port.
+ */
+export function serveStreamPort(runtime: Runtime, port: ChromePort, onError: (error: unknown) => void): void {
+  const abort = new AbortController();
+  let subscribed = false;
+  const post = (reply: StreamReply) => {
+    if (abort.signal.aborted) return;
+    try {
+      port.postMessage(reply);
+    } catch {
+      abort.abort(); // the page disconnected before Chrome told us: nobody to send to
+    }
+  };
+  port.onDisconnect.addListener(() => abort.abort());
+  port.onMessage.addListener((message) => {
+    if (subscribed || !isStreamRequest(message)) return;
+    subscribed = true;
+    void pump(runtime, message.fiber, message.after, post, abort.signal)
+      .catch((error: unknown) => {
+        if (abort.signal.aborted) return;
+        // A fiber's own failure travels in fiber.end; an error here is the stream's. The page
+        // gets it; one the page did not cause (the store failing) is reported here too.
+        if (!(error instanceof FiberNotFoundError || error instanceof InvalidInputError)) onError(error);
+        post({ type: "error", error: serializeError(error) });
+      })
+      .finally(() => {
+        if (abort.signal.aborted) return;
+        abort.abort();
+        port.disconnect();
+      });
+  });
+}
+
+async function pump(
+  runtime: Runtime,
+  id: string,
+  after: number,
+  post: (reply: StreamReply) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  assertValidId(id);
+  const record = await runtime.get(id);
+  if (!record) throw new FiberNotFoundError(id);
+  if (isTerminal(record.status) && after >= record.streamHead) {
+    post({ type: "ended" });
+    return;
+  }
+  // runtime.events rejects a malformed cursor with `invalid_argument` before reading anything.
+  for await (const ev of runtime.events(id, { after, signal })) {
+    post({ type: "chunk", seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) });
+  }
+  post({ type: "end" });
+}
