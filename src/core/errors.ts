@@ -34,7 +34,12 @@ export type ErrorCode =
   | "protocol_error"
   | "max_turns"
   | "model_error"
-  | "tool_error";
+  | "tool_error"
+  | "unauthorized"
+  | "too_many_fibers"
+  | "quota_exceeded"
+  | "store_lost"
+  | "origin_not_allowed";
 
 /** Base class of every error Fiberline raises; `code` is stable across releases. */
 export class FiberlineError extends Error {
@@ -138,6 +143,16 @@ export class StoreError extends FiberlineError {
   override name = "StoreError";
 }
 
+/** A host refused a request: no credentials, bad or expired ones (`unauthorized`), or an origin it does not serve. */
+export class UnauthorizedError extends FiberlineError {
+  override name = "UnauthorizedError";
+}
+
+/** A per-caller limit refused a request before anything was written (`too_many_fibers`, `payload_too_large`). */
+export class LimitExceededError extends FiberlineError {
+  override name = "LimitExceededError";
+}
+
 /** A call across contexts got no answer in time, or its peer restarted (`deadline_exceeded`, `worker_restarted`, `protocol_error`). */
 export class ConnectionError extends FiberlineError {
   override name = "ConnectionError";
@@ -183,6 +198,8 @@ for (const cls of [
   StoreError,
   ConnectionError,
   ServiceWorkerUnavailableError,
+  UnauthorizedError,
+  LimitExceededError,
 ] as CodedClass[]) {
   // Keyed by the instance's `name` field, not `cls.name`, which minifiers rename.
   factories.set(new cls("fiber_failed", "").name, (d, o) => new cls(d.code ?? "fiber_failed", d.message, o));

@@ -26,6 +26,7 @@ export {
   FiberlineError,
   FiberNotFoundError,
   InvalidInputError,
+  LimitExceededError,
   NonRetryableError,
   RecoveryExhaustedError,
   ReplayDivergedError,
@@ -36,6 +37,7 @@ export {
   StoreError,
   serializeError,
   TimeoutError,
+  UnauthorizedError,
   UnknownFiberError,
   VersionMismatchError,
 } from "./errors";

@@ -16,8 +16,11 @@ import { FiberlineError } from "../core/errors";
 import type { FiberLocks } from "../core/locks";
 import type { RecoverySummary, Runtime } from "../core/runtime";
 import { DEFAULT_PREFIX } from "../sw/protocol";
+import type { Authorize } from "./authorize";
+import { FiberOwners } from "./fiber-owners";
 import { errorResponse, handleFiberlineRequest } from "./http-routes";
 import { objectLocks } from "./object-locks";
+import { type HostLimits, handleOwnedRequest } from "./owned-routes";
 import type { DurableObjectStateLike } from "./platform";
 import { SqliteStore } from "./sqlite-store";
 
@@ -50,6 +53,15 @@ export interface DurableObjectHostOptions {
   keepAliveMs?: number;
   /** Where unexpected failures are reported (default `console.error`). */
   onError?(error: unknown, doing: string): void;
+  /**
+   * Decides who sent each request (see `Authorize`). With it, a fiber belongs to the principal
+   * that started it: every other principal gets `404 fiber_not_found` for it, exactly as for an
+   * id that does not exist, `list` shows each principal only its own fibers, and idempotency
+   * keys are scoped to their principal. Without it, anyone who reaches the object may do anything.
+   */
+  authorize?: Authorize;
+  /** Per-principal limits, enforced before anything is written (needs `authorize`). */
+  limits?: HostLimits;
 }
 
 /** A runtime hosted in a Durable Object. */
@@ -112,6 +124,10 @@ class Host implements DurableObjectHost {
   readonly #keepAliveMs: number;
   readonly #report: (error: unknown, doing: string) => void;
   readonly #work = new Set<Promise<void>>();
+  readonly #authorize: Authorize | undefined;
+  readonly #limits: HostLimits;
+  readonly #owners: FiberOwners | undefined;
+  #starts: Promise<unknown> = Promise.resolve();
   #arming: Promise<void> = Promise.resolve();
   #retryAt: number | undefined;
 
@@ -121,7 +137,16 @@ class Host implements DurableObjectHost {
     this.#keepAliveMs = options.keepAliveMs ?? 30_000;
     this.#report =
       options.onError ?? ((error, doing) => console.error(`[fiberline/edge] ${doing} failed:`, error));
+    this.#authorize = options.authorize;
+    this.#limits = options.limits ?? {};
+    if (!this.#authorize && options.limits) {
+      throw new FiberlineError(
+        "invalid_argument",
+        "createDurableObjectHost: limits are kept per principal, so they need an authorize hook too.",
+      );
+    }
     this.store = new SqliteStore(ctx.storage);
+    this.#owners = this.#authorize ? new FiberOwners(ctx.storage.sql) : undefined;
     this.runtime = options.runtime({ store: this.store, locks: objectLocks(), leaseMs: 60_000 });
     if (this.runtime.store !== this.store) {
       throw new FiberlineError(
@@ -150,7 +175,17 @@ class Host implements DurableObjectHost {
 
   async handle(request: Request): Promise<Response | null> {
     await this.ready;
-    const response = await handleFiberlineRequest(request, { runtime: this.runtime, prefix: this.prefix });
+    const routes = { runtime: this.runtime, prefix: this.prefix };
+    const response =
+      this.#authorize && this.#owners
+        ? await handleOwnedRequest(request, {
+            ...routes,
+            authorize: this.#authorize,
+            owners: this.#owners,
+            limits: this.#limits,
+            exclusive: (work) => this.#exclusive(work),
+          })
+        : await handleFiberlineRequest(request, routes);
     // A start, event or cancel may have moved the next wake-up; settle the alarm before answering.
     if (response && request.method === "POST") await this.#arm();
     return response;
@@ -163,6 +198,13 @@ class Host implements DurableObjectHost {
     // mid-run; the next heartbeat follows at most keepAliveMs later.
     await this.#idle(this.#keepAliveMs);
     await this.#arm(true);
+  }
+
+  /** Runs `work` after every start before it has settled. */
+  #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.#starts.then(work);
+    this.#starts = result.catch(() => {});
+    return result;
   }
 
   async #recover(doing: string): Promise<RecoverySummary | undefined> {

@@ -7,6 +7,7 @@
 
 import { FiberlineError, InvalidInputError } from "../core/errors";
 import { DEFAULT_PREFIX, type StartRequest } from "../sw/protocol";
+import { type Authorize, fiberRouteOf, principalOf, readBodyText, scopedKey, withBody } from "./authorize";
 import { errorResponse } from "./http-routes";
 
 /** The part of a `DurableObjectNamespace` binding the router uses. */
@@ -19,16 +20,33 @@ export interface DurableObjectNamespaceLike {
 export interface FiberRouterOptions {
   /** Route prefix (default "/__fiberline"), the same as the host's. */
   prefix?: string;
+  /**
+   * Decides who sent each request before it reaches any object (see `Authorize`); pass the same
+   * hook to `createDurableObjectHost`, which enforces who owns which fiber. With it, each
+   * principal's fiber ids live apart: the object is chosen by principal and id, so another
+   * principal's "chat-1" is a different fiber and never the same object.
+   */
+  authorize?: Authorize;
+  /**
+   * `"fiber"` (default): one object per fiber. `"principal"`: all fibers of one principal in one
+   * object (needs `authorize`), so `list` works and the host's `maxUnfinishedFibers` counts all of
+   * that principal's fibers.
+   */
+  group?: "fiber" | "principal";
+  /** Largest request body accepted, in bytes (`413 payload_too_large` above it), checked before routing. */
+  maxBodyBytes?: number;
 }
 
 /**
  * Forwards a Fiberline request to the Durable Object of its fiber, or returns `null` for a path
  * outside the prefix. A start without an `id` gets one: derived from its `idempotencyKey` (so a
- * retried start reaches the same object and joins the fiber), else a random UUID.
+ * retried start reaches the same object and joins the fiber; scoped to the principal with
+ * `authorize`), else a random UUID (`crypto.randomUUID`, unguessable).
  *
- * Failure semantics: listing (`GET {prefix}/fibers`) spans objects and is refused with `400`
- * (`invalid_argument`); keep an index of your own, or group fibers per object. Everything else
- * is answered by the object, errors included.
+ * Failure semantics: a request `authorize` refuses, or whose body passes `maxBodyBytes`, is
+ * answered here and reaches no object, so nothing is written. Listing (`GET {prefix}/fibers`)
+ * spans objects and is refused with `400` (`invalid_argument`) unless fibers are grouped per
+ * principal. Everything else is answered by the object, errors included.
  *
  * @example
  * export default {
@@ -45,33 +63,59 @@ export async function routeToFiberObject(
   const prefix = (options.prefix ?? DEFAULT_PREFIX).replace(/\/+$/, "");
   const url = new URL(request.url);
   if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return null;
-  const segments = url.pathname.slice(prefix.length).split("/");
-  if (segments[1] !== "fibers") {
-    return errorResponse(new FiberlineError("route_not_found", `No Fiberline route at ${url.pathname}.`));
-  }
-  if (segments.length === 2 && request.method === "POST") return await routeStart(request, namespace);
-  if (segments.length === 2) {
-    return errorResponse(
-      new InvalidInputError(
+  const group = options.group ?? "fiber";
+  try {
+    if (group === "principal" && !options.authorize) {
+      throw new FiberlineError(
+        "invalid_argument",
+        'routeToFiberObject: group "principal" needs an authorize hook to know the principal.',
+      );
+    }
+    const path = url.pathname.slice(prefix.length);
+    const route = fiberRouteOf(request.method, path);
+    const principal =
+      options.authorize && route
+        ? await principalOf(options.authorize, request, route.action, route.id)
+        : undefined;
+    const object = (id: string) => namespace.get(namespace.idFromName(objectName(group, principal, id)));
+    if (request.method === "POST") {
+      request = withBody(request, await readBodyText(request, options.maxBodyBytes));
+    }
+    if (route?.action === "start") return await routeStart(request, principal, object);
+    if (route?.action === "list") {
+      if (group === "principal") return await object("").fetch(request);
+      throw new InvalidInputError(
         "invalid_argument",
         "Listing fibers spans Durable Objects, and this Worker keeps one object per fiber: keep your own index of fiber ids, or group fibers in one object per conversation or user and list there.",
-      ),
-    );
+      );
+    }
+    if (route?.id !== undefined) return await object(route.id).fetch(request);
+    const segments = path.split("/");
+    if (segments[1] !== "fibers" || segments.length < 3) {
+      throw new FiberlineError("route_not_found", `No Fiberline route at ${url.pathname}.`);
+    }
+    let id: string;
+    try {
+      id = decodeURIComponent(segments[2] ?? "");
+    } catch {
+      throw new InvalidInputError("invalid_id", `Malformed fiber id in ${url.pathname}.`);
+    }
+    // An unknown action or method on a fiber: the object answers it (404 / 405) and reads nothing.
+    return await object(id).fetch(request);
+  } catch (error) {
+    return errorResponse(error);
   }
-  let id: string;
-  try {
-    id = decodeURIComponent(segments[2] ?? "");
-  } catch {
-    return errorResponse(new InvalidInputError("invalid_id", `Malformed fiber id in ${url.pathname}.`));
-  }
-  return await objectOf(namespace, id).fetch(request);
 }
 
-async function routeStart(request: Request, namespace: DurableObjectNamespaceLike): Promise<Response> {
+async function routeStart(
+  request: Request,
+  principal: string | undefined,
+  object: (id: string) => { fetch(request: Request): Promise<Response> },
+): Promise<Response> {
   let body: StartRequest;
   try {
     body = (await request.json()) as StartRequest;
-    if (body === null || typeof body !== "object") throw new Error("not an object");
+    if (body === null || typeof body !== "object" || Array.isArray(body)) throw new Error("not an object");
   } catch {
     return errorResponse(new InvalidInputError("invalid_argument", "POST /fibers needs a JSON object body."));
   }
@@ -79,18 +123,18 @@ async function routeStart(request: Request, namespace: DurableObjectNamespaceLik
     typeof body.id === "string"
       ? body.id
       : typeof body.idempotencyKey === "string"
-        ? await idForKey(body.idempotencyKey)
+        ? principal === undefined
+          ? await idForKey(body.idempotencyKey)
+          : await scopedKey("key-", principal, body.idempotencyKey)
         : crypto.randomUUID();
-  const forwarded = new Request(request.url, {
-    method: "POST",
-    headers: request.headers,
-    body: JSON.stringify({ ...body, id }),
-  });
-  return await objectOf(namespace, id).fetch(forwarded);
+  return await object(id).fetch(withBody(request, JSON.stringify({ ...body, id })));
 }
 
-function objectOf(namespace: DurableObjectNamespaceLike, id: string) {
-  return namespace.get(namespace.idFromName(id));
+/** The name of the object a fiber lives in. */
+function objectName(group: "fiber" | "principal", principal: string | undefined, id: string): string {
+  if (principal === undefined) return id;
+  // JSON keeps the parts apart whatever characters a principal holds.
+  return group === "principal" ? JSON.stringify(["principal", principal]) : JSON.stringify([principal, id]);
 }
 
 /** A stable fiber id for an idempotency key. */

@@ -112,7 +112,8 @@ async function start(runtime: Runtime, request: Request): Promise<Response> {
   return json({ id, name, status, created }, created ? 201 : 200);
 }
 
-function readQuery(url: URL): FiberQuery {
+/** The `FiberQuery` of `GET {prefix}/fibers?status=&name=&limit=`; throws `invalid_argument` on a bad one. */
+export function readQuery(url: URL): FiberQuery {
   const query: FiberQuery = {};
   const statuses = url.searchParams.getAll("status").flatMap((s) => s.split(","));
   for (const status of statuses) {
@@ -155,7 +156,8 @@ function invalid(message: string): InvalidInputError {
   return new InvalidInputError("invalid_argument", message);
 }
 
-function json(value: unknown, status = 200): Response {
+/** A JSON answer with the host header. */
+export function json(value: unknown, status = 200): Response {
   return new Response(JSON.stringify(value), {
     status,
     headers: {

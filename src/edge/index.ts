@@ -4,6 +4,7 @@
  * requests to one object per fiber; `SqliteStore` is the `Store` behind both.
  */
 
+export { type Authorize, type FiberAction, readBodyText } from "./authorize";
 export {
   createDurableObjectHost,
   type DurableObjectHost,
@@ -17,6 +18,7 @@ export {
 } from "./fiber-router";
 export { errorResponse, handleFiberlineRequest, type RouteOptions } from "./http-routes";
 export { objectLocks } from "./object-locks";
+export type { HostLimits } from "./owned-routes";
 export type {
   DurableObjectStateLike,
   DurableObjectStorageLike,

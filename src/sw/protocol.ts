@@ -216,6 +216,10 @@ export function httpStatusOf(code: string): number {
     case "not_cloneable":
     case "unknown_fiber":
       return 400;
+    case "unauthorized":
+      return 401;
+    case "origin_not_allowed":
+      return 403;
     case "fiber_not_found":
     case "route_not_found":
       return 404;
@@ -223,6 +227,10 @@ export function httpStatusOf(code: string): number {
       return 409;
     case "payload_too_large":
       return 413;
+    case "too_many_fibers":
+      return 429;
+    case "quota_exceeded":
+      return 507;
     case "store_closed":
       return 503;
     default:

@@ -1,19 +1,28 @@
 /**
  * The Fiberline edge example: the same fibers the browser demo runs in its Service Worker, here
- * in Cloudflare Durable Objects on SQLite storage, one object per fiber.
+ * in Cloudflare Durable Objects on SQLite storage, one object per user.
  *
  * - `POST /__fiberline/fibers` `{ "name": "assistant", "input": { "messages": [...] } }` starts a fiber;
  * - `GET /__fiberline/fibers/<id>/events?after=N` streams it as SSE (resumable);
- * - `POST /__fiberline/fibers/<id>/events` `{ "name", "payload" }` and `.../cancel` signal it.
+ * - `POST /__fiberline/fibers/<id>/events` `{ "name", "payload" }` and `.../cancel` signal it;
+ * - `GET /__fiberline/fibers` lists the caller's own fibers.
  *
- * The page client points at it with `connect({ baseUrl: "http://localhost:8787" })`; the client's
- * reader checks the `x-fiberline` header, which CORS below exposes to other origins.
+ * Every route needs `Authorization: Bearer <token>`, an HS256 JWT signed with the `AUTH_SECRET`
+ * secret (`auth.ts`); its `sub` owns the fibers it starts, and nobody else can read, signal,
+ * cancel or even see them. Pages may call from the origins in `ALLOWED_ORIGINS` only (`cors.ts`);
+ * `MAX_UNFINISHED_FIBERS` and `MAX_BODY_BYTES` bound what one user can start.
+ *
+ * The page client points at it with `connect({ baseUrl: "http://localhost:8787", fetch })`, with
+ * a `fetch` that adds the token; the client's reader checks the `x-fiberline` header, which CORS
+ * exposes to allowed origins.
  */
 
 import { DurableObject } from "cloudflare:workers";
 import { createRuntime, defineFiber } from "fiberline";
 import { calculatorTool, clockTool, defineAgent, openAICompatible } from "fiberline/agent";
-import { createDurableObjectHost, routeToFiberObject } from "fiberline/edge";
+import { type Authorize, createDurableObjectHost, routeToFiberObject } from "fiberline/edge";
+import { verifyToken } from "./auth";
+import { allowedOrigins, corsRefusal, withCors } from "./cors";
 import { mockModel } from "./mock-model";
 
 export interface Env {
@@ -23,6 +32,23 @@ export interface Env {
   MODEL?: string;
   /** A secret (`wrangler secret put MODEL_API_KEY`); never journaled or streamed. */
   MODEL_API_KEY?: string;
+  /** The HMAC secret tokens are signed with (`wrangler secret put AUTH_SECRET`); unset refuses every request. */
+  AUTH_SECRET?: string;
+  /** Comma-separated origins whose pages may call the Worker. */
+  ALLOWED_ORIGINS?: string;
+  /** Most unfinished fibers one user may have (default 3). */
+  MAX_UNFINISHED_FIBERS?: string;
+  /** Largest request body, in bytes (default 64 KiB). */
+  MAX_BODY_BYTES?: string;
+}
+
+/** The caller is the `sub` of a valid, unexpired token. */
+function authorize(env: Env): Authorize {
+  return async (request) => (await verifyToken(request.headers.get("authorization"), env.AUTH_SECRET)).sub;
+}
+
+function maxBodyBytes(env: Env): number {
+  return Number(env.MAX_BODY_BYTES ?? 65_536);
 }
 
 /** The demo's assistant: an agent loop whose model calls and tool calls are journaled steps. */
@@ -61,10 +87,15 @@ const ticker = defineFiber("ticker", {
   },
 });
 
-/** One Durable Object per fiber: its SQLite storage holds the fiber's journal and stream. */
+/** One Durable Object per user: its SQLite storage holds that user's fibers, journals and streams. */
 export class FiberObject extends DurableObject<Env> {
   readonly host = createDurableObjectHost(this.ctx, {
     runtime: (parts) => createRuntime({ ...parts, fibers: [assistant(this.env), ticker] }),
+    authorize: authorize(this.env),
+    limits: {
+      maxUnfinishedFibers: Number(this.env.MAX_UNFINISHED_FIBERS ?? 3),
+      maxBodyBytes: maxBodyBytes(this.env),
+    },
   });
 
   override fetch(request: Request): Promise<Response> {
@@ -76,35 +107,30 @@ export class FiberObject extends DurableObject<Env> {
   }
 }
 
-/** A page on another origin (the demo on its dev server) may call the routes and read x-fiberline. */
-const CORS = {
-  "access-control-allow-origin": "*",
-  "access-control-allow-methods": "GET, POST, OPTIONS",
-  "access-control-allow-headers": "content-type, last-event-id",
-  "access-control-expose-headers": "x-fiberline",
-};
-
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
-    if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: CORS });
+    const refusal = corsRefusal(request, allowedOrigins(env.ALLOWED_ORIGINS));
+    if (refusal) return refusal;
     const url = new URL(request.url);
-    if (url.pathname.startsWith("/mock-model/")) return mockModel(request);
-    const routed = await routeToFiberObject(request, env.FIBERS);
+    if (url.pathname.startsWith("/mock-model/")) return withCors(request, await mockModel(request));
+    const routed = await routeToFiberObject(request, env.FIBERS, {
+      authorize: authorize(env),
+      group: "principal",
+      maxBodyBytes: maxBodyBytes(env),
+    });
     if (!routed) return new Response(USAGE, { headers: { "content-type": "text/plain; charset=utf-8" } });
-    // Responses from a Durable Object are immutable; copy the headers to add CORS.
-    const headers = new Headers(routed.headers);
-    for (const [name, value] of Object.entries(CORS)) headers.set(name, value);
-    return new Response(routed.body, { status: routed.status, headers });
+    return withCors(request, routed);
   },
 } satisfies ExportedHandler<Env>;
 
 const USAGE = `Fiberline edge example
 
+Every route needs a token: TOKEN=$(node examples/edge/mint-token.mjs alice)
 Start the assistant:
-  curl -s localhost:8787/__fiberline/fibers -H 'content-type: application/json' \\
+  curl -s localhost:8787/__fiberline/fibers -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
     -d '{"name":"assistant","id":"chat-1","input":{"messages":[{"role":"user","content":"what is 12 * 7"}]}}'
 Stream it (resumable with ?after=N):
-  curl -N localhost:8787/__fiberline/fibers/chat-1/events
+  curl -N localhost:8787/__fiberline/fibers/chat-1/events -H "authorization: Bearer $TOKEN"
 Its record:
-  curl -s localhost:8787/__fiberline/fibers/chat-1
+  curl -s localhost:8787/__fiberline/fibers/chat-1 -H "authorization: Bearer $TOKEN"
 `;
