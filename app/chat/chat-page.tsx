@@ -270,7 +270,13 @@ export function ChatPage({ conversationId }: { conversationId: string | undefine
             <Welcome onPick={(text) => void send(text)} />
           )}
         </div>
-        <Composer live={live} onSend={send} onStop={stop} inputRef={inputRef} />
+        <Composer
+          conversationId={conversationId}
+          live={live}
+          onSend={send}
+          onStop={stop}
+          inputRef={inputRef}
+        />
       </section>
     </div>
   );

@@ -3,14 +3,24 @@
  * fiber (closing the tab does not: the reply keeps running in the Service Worker).
  */
 
-import { type FormEvent, type KeyboardEvent, type ReactNode, type RefObject, useState } from "react";
+import {
+  type FormEvent,
+  type KeyboardEvent,
+  type ReactNode,
+  type RefObject,
+  useEffect,
+  useState,
+} from "react";
 
 export function Composer({
+  conversationId,
   live,
   onSend,
   onStop,
   inputRef,
 }: {
+  /** The conversation it writes to: a problem shown for one is cleared when another opens. */
+  conversationId: string | undefined;
   live: boolean;
   onSend: (text: string) => Promise<void>;
   onStop: () => Promise<void>;
@@ -21,6 +31,8 @@ export function Composer({
   const [stopping, setStopping] = useState(false);
   const [problem, setProblem] = useState<string | null>(null);
   const canSend = !live && !busy && text.trim() !== "";
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the conversation is the trigger, not an input.
+  useEffect(() => setProblem(null), [conversationId]);
 
   const send = async (event?: FormEvent) => {
     event?.preventDefault();

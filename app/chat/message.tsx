@@ -7,6 +7,7 @@
 import type { ReactNode } from "react";
 import type { Turn } from "./conversations";
 import { SafeMarkdown } from "./markdown";
+import { ModelProgress } from "./model-progress";
 import { ToolCard } from "./tool-card";
 import type { TurnState } from "./use-turn";
 
@@ -96,12 +97,7 @@ export function AssistantMessage({
           ),
         )}
         {status === "streaming" && last?.kind === "text" && <span className="caret" aria-hidden="true" />}
-        {thinking && (
-          <p className="thinking">
-            <span className="spinner" aria-hidden="true" />{" "}
-            {last ? "Working on the tool results…" : "Thinking…"}
-          </p>
-        )}
+        {thinking && turn.fiberId && <ModelProgress fiberId={turn.fiberId} afterTools={last !== undefined} />}
       </div>
       {view.outcome === "cancelled" && (
         <p className="message-note" data-testid="stopped-note">
@@ -130,8 +126,9 @@ export function AssistantMessage({
         </div>
       )}
       {state.problem && (
-        <p className="message-note error" role="alert">
+        <p className="message-note error" role="alert" data-testid="lost-track">
           Lost track of this reply: {state.problem}
+          {state.reconnectIn !== undefined && ` Reconnecting in ${Math.ceil(state.reconnectIn / 1000)} s…`}
         </p>
       )}
     </article>

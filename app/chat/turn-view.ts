@@ -6,6 +6,7 @@
  */
 
 import type { FiberEvent } from "../../src/core/records";
+import { explainFailure } from "./failure-text";
 
 /** A tool card's state. */
 export type ToolStatus = "called" | "awaiting-approval" | "running" | "ok" | "error" | "denied";
@@ -124,8 +125,11 @@ export function applyChunk(view: TurnView, event: FiberEvent): TurnView {
     case "fiber.end": {
       const status = data.status;
       next.outcome = status === "completed" || status === "cancelled" ? status : "failed";
-      const error = data.error as { message?: unknown } | undefined;
-      if (typeof error?.message === "string") next.error = error.message;
+      if (next.outcome === "failed") {
+        const { sentence, detail } = explainFailure(data.error);
+        next.error = sentence;
+        next.detail = detail;
+      }
       // Tools still pending when the fiber ended never got a result.
       next.segments = next.segments.map((s) =>
         s.kind === "tool" &&

@@ -24,6 +24,13 @@ export interface TurnState {
   reattachedAt?: number;
   /** A failure to follow the fiber (not the fiber's own failure). */
   problem?: string;
+  /** While `problem` is a broken stream: ms until the page reads it again. */
+  reconnectIn?: number;
+}
+
+/** Delay before reading a lost stream again, after `round` earlier re-reads: 1 s doubling up to 16 s. */
+function reconnectDelay(round: number): number {
+  return Math.min(1_000 * 2 ** round, 16_000);
 }
 
 /** Folds new chunks into the view incrementally, and spots a re-attach to a live reply. */
@@ -72,23 +79,40 @@ export function useTurn(conversationId: string, turn: Turn): TurnState {
   }, [client, conversationId, fiberId, live]);
 
   const readerStart = started && "at" in started ? started.at : null;
-  const stream = useFiberEvents(live && readerStart !== null ? (fiberId ?? null) : null);
-  const fold = useRef<TurnFold | null>(null);
-  if (readerStart !== null && fold.current?.readerStart !== readerStart)
-    fold.current = new TurnFold(readerStart);
-  fold.current?.fold(stream.events);
+  // A stream lost for any reason but a missing fiber is read again from the start after a pause
+  // (one render without a reader ends the old one), so no reload is needed to pick it up.
+  const [reader, setReader] = useState({ round: 0, paused: false });
+  const stream = useFiberEvents(live && readerStart !== null && !reader.paused ? (fiberId ?? null) : null);
+  const fold = useRef<{ round: number; fold: TurnFold } | null>(null);
+  if (
+    readerStart !== null &&
+    (fold.current?.fold.readerStart !== readerStart || fold.current.round !== reader.round)
+  )
+    fold.current = { round: reader.round, fold: new TurnFold(readerStart) };
+  if (!reader.paused) fold.current?.fold.fold(stream.events);
 
-  const view = turn.final ?? fold.current?.view ?? emptyTurn();
+  const view = turn.final ?? fold.current?.fold.view ?? emptyTurn();
   const outcome = live ? view.outcome : undefined;
   // A fiber that vanished before it ended (its storage was cleared) will never end: say so.
   const vanished = live && stream.status === "error" && errorCode(stream.error) === "fiber_not_found";
+  const broken = live && stream.status === "error" && !vanished;
+  useEffect(() => {
+    if (reader.paused) {
+      setReader(({ round }) => ({ round: round + 1, paused: false }));
+      return;
+    }
+    if (!broken) return;
+    const timer = setTimeout(() => setReader((r) => ({ ...r, paused: true })), reconnectDelay(reader.round));
+    return () => clearTimeout(timer);
+  }, [broken, reader]);
   const finishing = useRef(false);
   useEffect(() => {
     if ((outcome === undefined && !vanished) || finishing.current || !fold.current) return;
     finishing.current = true;
     const current = latest.current;
+    const folded = fold.current.fold;
     if (vanished) {
-      const final = lostFiber(fold.current.view, stream.error);
+      const final = lostFiber(folded.view, stream.error);
       void finishTurn(conversationId, current.id, {
         final,
         messages: partialMessages(current, final),
@@ -96,7 +120,7 @@ export function useTurn(conversationId: string, turn: Turn): TurnState {
       });
       return;
     }
-    const final = fold.current.view;
+    const final = folded.view;
     void turnMessages(client, current, final).then((messages) =>
       finishTurn(conversationId, current.id, { final, messages }),
     );
@@ -105,13 +129,15 @@ export function useTurn(conversationId: string, turn: Turn): TurnState {
   const problem =
     started && "problem" in started
       ? started.problem
-      : stream.status === "error" && !vanished
+      : broken
         ? String((stream.error as Error)?.message ?? stream.error)
         : undefined;
+  const reattachedAt = fold.current?.fold.reattachedAt;
   return {
     view,
-    ...(live && fold.current?.reattachedAt !== undefined ? { reattachedAt: fold.current.reattachedAt } : {}),
+    ...(live && reattachedAt !== undefined ? { reattachedAt } : {}),
     ...(problem ? { problem } : {}),
+    ...(broken ? { reconnectIn: reconnectDelay(reader.round) } : {}),
   };
 }
 

@@ -6,6 +6,7 @@
 
 import { type FormEvent, type ReactNode, useCallback, useEffect, useState } from "react";
 import { demoApi, type ProviderKind, type PublicSettings, type SettingsUpdate } from "../shared/demo-api";
+import { apiKeyProblem, modelProblem } from "../shared/settings-rules";
 import { Skeleton } from "../ui/skeleton";
 
 export function SettingsPage(): ReactNode {
@@ -49,8 +50,17 @@ export function SettingsPage(): ReactNode {
     }
   };
 
+  // Said at once, before the worker (which checks the same rules) is asked.
+  const keyIssue = apiKey.trim() === "" ? undefined : apiKeyProblem(apiKey.trim());
+  const modelIssue = provider === "custom" ? modelProblem(model.trim()) : undefined;
+
   const submit = (event: FormEvent) => {
     event.preventDefault();
+    const issue = modelIssue ?? keyIssue;
+    if (issue) {
+      setStatus({ kind: "error", text: issue });
+      return;
+    }
     const update: SettingsUpdate = { provider, mockDelayMs, baseUrl, model, continuation };
     if (apiKey.trim() !== "") update.apiKey = apiKey.trim();
     void save(update, "Saved. The next reply uses these settings.");
@@ -157,7 +167,14 @@ export function SettingsPage(): ReactNode {
                 value={model}
                 data-testid="model"
                 onChange={(e) => setModel(e.target.value)}
+                aria-invalid={modelIssue !== undefined}
+                aria-describedby={modelIssue ? "model-problem" : undefined}
               />
+              {modelIssue && (
+                <span className="hint form-error" id="model-problem" data-testid="model-problem">
+                  {modelIssue}
+                </span>
+              )}
             </label>
             <label className="field">
               <span>API key</span>
@@ -169,8 +186,14 @@ export function SettingsPage(): ReactNode {
                 value={apiKey}
                 data-testid="api-key"
                 onChange={(e) => setApiKey(e.target.value)}
-                aria-describedby="key-note"
+                aria-invalid={keyIssue !== undefined}
+                aria-describedby={keyIssue ? "key-problem key-note" : "key-note"}
               />
+              {keyIssue && (
+                <span className="hint form-error" id="key-problem" data-testid="key-problem">
+                  {keyIssue}
+                </span>
+              )}
               <span className="hint" id="key-note">
                 {saved.hasApiKey ? (
                   <span data-testid="key-saved">

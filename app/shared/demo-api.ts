@@ -44,6 +44,27 @@ export interface DeletionEntry {
   at: number;
 }
 
+/**
+ * A reply's model call as the worker sees it (`GET /demo-api/model-call?fiberId=`): which
+ * attempt runs, and while it waits, why and until when. `null` when the worker made no call for
+ * that fiber since it started.
+ */
+export interface ModelCallStatus {
+  /** 1-based attempt of the current model call. */
+  attempt: number;
+  maxAttempts: number;
+  /**
+   * `calling`: a request is out; `offline`: waiting for the network before sending it;
+   * `streaming`: the model answers; `retrying`: the attempt failed, the next starts at `retryAt`;
+   * `failed`: no attempt is left, or the error cannot change; `done`: the call finished.
+   */
+  state: "calling" | "offline" | "streaming" | "retrying" | "failed" | "done";
+  /** When the next attempt starts (ms since the epoch), while `retrying`. */
+  retryAt?: number;
+  /** Why the last failed attempt failed. */
+  lastError?: string;
+}
+
 /** The JSON error body of the demo routes. */
 export interface DemoApiError {
   error: { code: string; message: string };
@@ -88,4 +109,6 @@ export const demoApi = {
   effects: (fiberId?: string) =>
     call<EffectCounts>(`/lab/effects${fiberId ? `?fiberId=${encodeURIComponent(fiberId)}` : ""}`),
   deletions: () => call<DeletionEntry[]>("/deletions"),
+  modelCall: (fiberId: string) =>
+    call<ModelCallStatus | null>(`/model-call?fiberId=${encodeURIComponent(fiberId)}`),
 };

@@ -3,12 +3,13 @@
  * a notice while offline or after the worker restarted.
  */
 
-import { type ReactNode, useEffect, useState } from "react";
+import { type ReactNode, useEffect } from "react";
 import { ChatPage } from "../chat/chat-page";
 import { InspectorPage } from "../inspector/inspector-page";
 import { LabPage } from "../lab/lab-page";
 import { href, type Route, useRoute } from "../router";
 import { SettingsPage } from "../settings/settings-page";
+import { useOnline } from "./use-online";
 
 const TABS: Array<{ label: string; route: Route }> = [
   { label: "Chat", route: { page: "chat" } },
@@ -16,20 +17,6 @@ const TABS: Array<{ label: string; route: Route }> = [
   { label: "Crash lab", route: { page: "lab" } },
   { label: "Settings", route: { page: "settings" } },
 ];
-
-function useOnline(): boolean {
-  const [online, setOnline] = useState(navigator.onLine);
-  useEffect(() => {
-    const update = () => setOnline(navigator.onLine);
-    window.addEventListener("online", update);
-    window.addEventListener("offline", update);
-    return () => {
-      window.removeEventListener("online", update);
-      window.removeEventListener("offline", update);
-    };
-  }, []);
-  return online;
-}
 
 export function App(): ReactNode {
   const route = useRoute();
@@ -66,8 +53,8 @@ export function App(): ReactNode {
       </header>
       {!online && (
         <p className="banner" role="status">
-          You are offline. The app and its fibers still work; the model needs the demo server, so a reply
-          started now retries for a few seconds, then fails.
+          You are offline. The app and its fibers still work; the model needs the network, so a reply waits
+          for it and goes on by itself when you are back online.
         </p>
       )}
       <main id="main" className="main" tabIndex={-1}>

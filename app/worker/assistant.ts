@@ -9,11 +9,13 @@ import {
   clockTool,
   defineAgent,
   type ModelProvider,
+  type ModelSelection,
   openAICompatible,
   type ToolDefinition,
 } from "../../src/agent/index";
 import { readHistory } from "./chat-history";
 import { readSettings, recordDeletion } from "./demo-db";
+import { MODEL_RETRY, watchModel } from "./model-watch";
 
 /** Where the demo's dev and preview server serve the mock model. */
 export const MOCK_BASE_URL = "/mock-model/v1";
@@ -36,25 +38,37 @@ function deleteFileTool(): ToolDefinition<{ path: string }, { path: string; resu
   };
 }
 
-/** The provider the settings choose right now. */
-export async function selectModel(): Promise<ModelProvider> {
+/**
+ * The provider the settings choose right now, watched for the page (`model-watch.ts`). It makes
+ * one request per attempt (`maxRetries: 0`): the agent's `MODEL_RETRY` is the only retry loop,
+ * so the attempts the page shows are all there are.
+ */
+export async function selectModel({ fiberId }: Pick<ModelSelection, "fiberId">): Promise<ModelProvider> {
   const settings = await readSettings();
   if (settings.provider === "custom") {
-    return openAICompatible({
-      name: "custom",
-      baseUrl: settings.baseUrl,
-      model: settings.model,
-      ...(settings.apiKey ? { apiKey: settings.apiKey } : {}),
-      continuation: settings.continuation ? "assistant-prefix" : "none",
-    });
+    return watchModel(
+      fiberId,
+      openAICompatible({
+        name: "custom",
+        baseUrl: settings.baseUrl,
+        model: settings.model,
+        maxRetries: 0,
+        ...(settings.apiKey ? { apiKey: settings.apiKey } : {}),
+        continuation: settings.continuation ? "assistant-prefix" : "none",
+      }),
+    );
   }
-  return openAICompatible({
-    name: "mock",
-    baseUrl: MOCK_BASE_URL,
-    model: "mock",
-    continuation: "assistant-prefix",
-    headers: { "x-mock-delay-ms": String(settings.mockDelayMs) },
-  });
+  return watchModel(
+    fiberId,
+    openAICompatible({
+      name: "mock",
+      baseUrl: MOCK_BASE_URL,
+      model: "mock",
+      maxRetries: 0,
+      continuation: "assistant-prefix",
+      headers: { "x-mock-delay-ms": String(settings.mockDelayMs) },
+    }),
+  );
 }
 
 /** The assistant's system prompt (the crash suite computes the mock model's replies with it). */
@@ -73,4 +87,5 @@ export const assistant = defineAgent({
   tools: [calculatorTool(), clockTool(), deleteFileTool()],
   system: ASSISTANT_SYSTEM_PROMPT,
   maxTurns: 6,
+  modelRetry: MODEL_RETRY,
 });

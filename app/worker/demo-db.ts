@@ -6,6 +6,7 @@
 
 import { type DBSchema, type IDBPDatabase, openDB } from "idb";
 import type { DeletionEntry, PublicSettings, SettingsUpdate } from "../shared/demo-api";
+import { apiKeyProblem, modelProblem } from "../shared/settings-rules";
 
 /** The stored settings: the public ones plus the key. */
 export interface StoredSettings extends Omit<PublicSettings, "hasApiKey"> {
@@ -75,7 +76,15 @@ export async function updateSettings(update: SettingsUpdate): Promise<StoredSett
   if (update.model !== undefined) next.model = String(update.model).trim();
   if (update.continuation !== undefined) next.continuation = Boolean(update.continuation);
   if (update.apiKey === null || update.apiKey === "") delete next.apiKey;
-  else if (update.apiKey !== undefined) next.apiKey = String(update.apiKey).trim();
+  else if (update.apiKey !== undefined) {
+    const key = String(update.apiKey).trim();
+    const problem = apiKeyProblem(key);
+    if (problem) throw new TypeError(problem);
+    next.apiKey = key;
+  }
+  const modelIssue = modelProblem(next.model);
+  if (modelIssue && (update.model !== undefined || next.provider === "custom"))
+    throw new TypeError(modelIssue);
   if (next.provider === "custom") {
     if (next.baseUrl === "")
       throw new TypeError("A custom provider needs a base URL, e.g. https://api.openai.com/v1.");

@@ -1,12 +1,13 @@
 /**
  * The demo worker's `/demo-api/` routes: settings (the key is accepted but never returned),
- * the crash lab's effect counts and the deletion log. Registered by `app/sw.ts` after the
+ * the crash lab's effect counts, the deletion log and a reply's model call attempts. Registered by `app/sw.ts` after the
  * Fiberline host, so Fiberline's own routes are answered first.
  */
 
 import { readEffects } from "../lab-fibers";
 import { DEMO_API, type DemoApiError, type SettingsUpdate } from "../shared/demo-api";
 import { publicSettings, readDeletions, readSettings, updateSettings } from "./demo-db";
+import { modelCallStatus } from "./model-watch";
 
 function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), {
@@ -51,5 +52,11 @@ async function route(request: Request, url: URL): Promise<Response> {
   if (path === "/lab/effects" && request.method === "GET")
     return json(200, await readEffects(url.searchParams.get("fiberId") ?? undefined));
   if (path === "/deletions" && request.method === "GET") return json(200, await readDeletions());
+  if (path === "/model-call" && request.method === "GET") {
+    const fiberId = url.searchParams.get("fiberId");
+    if (!fiberId)
+      return failure(400, "invalid_argument", "Name the reply's fiber: /demo-api/model-call?fiberId=<id>.");
+    return json(200, modelCallStatus(fiberId));
+  }
   return failure(404, "not_found", `No demo route for ${request.method} ${url.pathname}.`);
 }

@@ -10,7 +10,7 @@ import { ASSISTANT_SYSTEM_PROMPT } from "../../app/worker/assistant";
 import type { AgentInput } from "../../src/agent/agent";
 import { mockReply } from "../../src/agent/mock-model";
 import type { ChatMessage } from "../../src/agent/types";
-import { expect, squash, test } from "./fixtures";
+import { expect, saveSettings, squash, test } from "./fixtures";
 
 const ASSISTANT = '[data-testid="message"][data-role="assistant"]';
 
@@ -19,19 +19,6 @@ function expectedText(conversation: ChatMessage[]): string {
   return mockReply([{ role: "system", content: ASSISTANT_SYSTEM_PROMPT }, ...conversation], {
     tools: ["calculator", "clock", "delete_file"],
   }).text;
-}
-
-/** Saves provider settings through the demo API, as the settings page does. */
-async function saveSettings(page: Page, update: Record<string, unknown>): Promise<void> {
-  const status = await page.evaluate(async (body) => {
-    const response = await fetch("/demo-api/settings", {
-      method: "PUT",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    return response.status;
-  }, update);
-  expect(status).toBe(200);
 }
 
 async function assistantFibers(page: Page): Promise<Array<{ id: string; status: string; input: unknown }>> {

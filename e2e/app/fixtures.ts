@@ -69,6 +69,19 @@ export const test = base.extend<{ demo: DemoPage }>({
   },
 });
 
+/** Saves provider settings through the demo API, as the settings page does; expects them accepted. */
+export async function saveSettings(page: Page, update: Record<string, unknown>): Promise<void> {
+  const status = await page.evaluate(async (body) => {
+    const response = await fetch("/demo-api/settings", {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return response.status;
+  }, update);
+  expect(status).toBe(200);
+}
+
 /** The assistant text a fiber's stream carries (honouring `message.reset`), as one string. */
 export function streamedText(events: FiberEvent[]): string {
   const byMessage = new Map<string, string>();
