@@ -24,7 +24,7 @@ import { attachToTarget, connectCdp } from "./lib/cdp.mjs";
 import { killLaunched, launchChromium } from "./lib/chromium.mjs";
 import { buildRows, fmt, markdownTable, regressions } from "./lib/report.mjs";
 import { serveStatic } from "./lib/serve.mjs";
-import { b1, b2, b3, b4, b5, b6, b7, b8, runJob } from "./lib/workloads.mjs";
+import { b1, b2, b3, b4, b5, b6, b7, b8, b11, b12, runJob } from "./lib/workloads.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -44,10 +44,10 @@ const profile = join(root, ".profiles", "bench");
 const resultsDir = join(here, "results");
 
 // Order: in-worker jobs first, then the Service Worker stream, then the stop and the crash.
-const WORKLOADS = { b1, b2, b6, b7, b8, b3, b4, b5 };
+const WORKLOADS = { b1, b2, b6, b7, b12, b8, b11, b3, b4, b5 };
 const RUNS = quick
-  ? { b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1 }
-  : { b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2 };
+  ? { b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1, b11: 3, b12: 1 }
+  : { b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2, b11: 7, b12: 3 };
 
 const started = Date.now();
 const log = (message) =>

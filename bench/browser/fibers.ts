@@ -103,6 +103,13 @@ export const waiter = defineFiber("bench.waiter", {
   },
 });
 
+/** B12: ends at once (a fiber kept until its retention ends). */
+export const finisher = defineFiber("bench.finisher", {
+  async run() {
+    return null;
+  },
+});
+
 /**
  * B4, B5, B7: a step every `interval` ms that emits one chunk (a model streaming slowly); runs
  * until `n` ticks or `probe.stop`.
@@ -169,6 +176,7 @@ export const benchFibers = [
   stasher,
   longJournal,
   waiter,
+  finisher,
   ticker,
   emitter,
   pacedEmitter,

@@ -262,6 +262,42 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   ]);
 }
 
+// ---- B11: Service Worker cold start --------------------------------------------------------------
+
+/**
+ * One cold start: the harness has stopped the worker; a fetch wakes it. Times, on the shared time
+ * line (`timeOrigin + now()`), from the fetch to the worker's start, to its recover() done, and to
+ * the answer back in the page.
+ */
+async function coldStart() {
+  const t0 = performance.timeOrigin + performance.now();
+  const response = await fetch(`/bench/recovered?t=${t0}`);
+  const body = (await response.json()) as { workerStartedAt: number; recoveredAt: number; scheduled: number };
+  const t1 = performance.timeOrigin + performance.now();
+  return {
+    workerStartMs: body.workerStartedAt - t0,
+    recoveredMs: body.recoveredAt - t0,
+    answeredMs: t1 - t0,
+    scheduled: body.scheduled,
+  };
+}
+
+/** Starts `n` waiting fibers in the Service Worker and waits until all are suspended. */
+async function startWaiters(n: number) {
+  for (let i = 0; i < n; i += 100) {
+    await Promise.all(
+      Array.from({ length: Math.min(100, n - i) }, () =>
+        sw({ type: "bench/start", name: "bench.waiter", input: {} }),
+      ),
+    );
+  }
+  for (;;) {
+    const info = await sw<{ fibers: string[] }>({ type: "bench/info" });
+    if (info.fibers.filter((f) => f === "bench.waiter:waiting").length >= n) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 // ---- page-only baselines ------------------------------------------------------------------------
 
 /** "The way people do it today": a `localStorage` checkpoint per save point (not durable on return). */
@@ -286,6 +322,8 @@ const bench = {
   tickerBegin,
   tickerSeq,
   b4Finish,
+  coldStart,
+  startWaiters,
   resumed: resumeFromUrl(),
   localStorageCheckpoints,
 };

@@ -23,6 +23,7 @@ export type ToServiceWorker =
   | { type: "bench/raw-batched"; count: number; bytes: number }
   | { type: "bench/raw-single"; count: number; bytes: number }
   | { type: "bench/emit-durable"; n: number; burst: number; text: string }
+  | { type: "bench/release-waiters" }
   | { type: "bench/info" };
 
 /** The answer on the port: a value or an error message. */

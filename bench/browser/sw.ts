@@ -24,9 +24,15 @@ interface BenchMessageEvent {
   waitUntil(promise: Promise<unknown>): void;
 }
 
+interface BenchFetchEvent {
+  request: Request;
+  respondWith(response: Promise<Response>): void;
+}
+
 interface BenchScope {
   location: { href: string };
   addEventListener(type: "message", listener: (event: BenchMessageEvent) => void): void;
+  addEventListener(type: "fetch", listener: (event: BenchFetchEvent) => void): void;
 }
 
 const scope = self as unknown as BenchScope;
@@ -74,6 +80,14 @@ async function handle(message: ToServiceWorker): Promise<unknown> {
         transactions: runtime.commitStats.transactions - before.transactions,
       };
     }
+    case "bench/release-waiters": {
+      // Ends B11's waiting fibers (each returns the event), so later workloads start without them.
+      await host.recovery;
+      const waiting = await runtime.list({ status: "waiting" });
+      await Promise.all(waiting.map((record) => runtime.sendEvent(record.id, "go", null)));
+      await Promise.all(waiting.map((record) => runtime.result(record.id)));
+      return waiting.length;
+    }
     case "bench/info": {
       const fibers = await runtime.list();
       return {
@@ -97,4 +111,21 @@ scope.addEventListener("message", (event) => {
     }),
   );
   event.waitUntil(work.then((reply) => port?.postMessage(reply)));
+});
+
+// B11: `GET /bench/recovered` answers once this worker start's recover() is done (the host's
+// fetch listener, registered first, has begun it), with when that was on the shared time line
+// (`performance.timeOrigin` is the worker's start).
+scope.addEventListener("fetch", (event) => {
+  if (new URL(event.request.url).pathname !== "/bench/recovered") return;
+  event.respondWith(
+    (async () => {
+      const summary = await host.recovery;
+      return Response.json({
+        workerStartedAt: performance.timeOrigin,
+        recoveredAt: performance.timeOrigin + performance.now(),
+        scheduled: summary?.scheduled.length ?? 0,
+      });
+    })(),
+  );
 });

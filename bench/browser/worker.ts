@@ -6,7 +6,7 @@
 
 import { b8 } from "./jobs/disk-jobs";
 import { idbCosts } from "./jobs/idb-costs";
-import { b6, b7 } from "./jobs/recovery-jobs";
+import { b6, b7, b12 } from "./jobs/recovery-jobs";
 import { b1, b2 } from "./jobs/step-jobs";
 import type { FromWorker, JobContext, ToWorker } from "./protocol";
 import type { Durability } from "./raw-idb";
@@ -25,6 +25,7 @@ const jobs: Record<string, (ctx: JobContext, params: any) => Promise<unknown>> =
   b6,
   b7,
   b8,
+  b12,
   "idb-costs": idbCosts,
 };
 

@@ -6,6 +6,9 @@
 
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { build } from "esbuild";
 import { attachToTarget } from "./cdp.mjs";
 import { indexedDbBytes } from "./disk.mjs";
 import { fiberIndexBytes, rowBytes } from "./row-size.mjs";
@@ -102,6 +105,83 @@ export async function b4(env) {
   await cdp.send("ServiceWorker.disable").catch(() => {});
   await cdp.detach().catch(() => {});
   return runs;
+}
+
+/**
+ * B11: the Service Worker's cold start. The harness stops the worker over CDP and the page's fetch
+ * of `/bench/recovered` wakes it; the worker answers once its start's recover() is done. First
+ * with no fiber to recover, then with 1,000 waiting fibers (100 in a quick run), which are ended
+ * afterwards so the later workloads start without them. Also the gzip size of Fiberline's worker
+ * code next to Workbox's precaching runtime.
+ */
+export async function b11(env) {
+  const sizes = await bundleSizes();
+  env.log(
+    `B11 bundle: fiberline + fiberline/sw ${(sizes.fiberlineGzip / 1024).toFixed(1)} KiB gzip (${(sizes.fiberlineMin / 1024).toFixed(0)} KiB min), workbox-precaching ${(sizes.workboxGzip / 1024).toFixed(1)} KiB gzip`,
+  );
+  const cdp = await env.page.context().newCDPSession(env.page);
+  await cdp.send("ServiceWorker.enable");
+  const waiting = env.quick ? 100 : 1000;
+  const phases = { empty: [], suspended: [] };
+  try {
+    for (const phase of ["empty", "suspended"]) {
+      if (phase === "suspended") await env.page.evaluate((n) => window.bench.startWaiters(n), waiting);
+      for (let r = 0; r < env.runs.b11; r++) {
+        await cdp.send("ServiceWorker.stopAllWorkers");
+        const cold = await env.page.evaluate(() => window.bench.coldStart());
+        phases[phase].push(cold);
+        env.log(
+          `B11 run ${r + 1} (${phase}, ${cold.scheduled} scheduled): worker started ${cold.workerStartMs.toFixed(1)} ms, recover() done ${cold.recoveredMs.toFixed(1)} ms, answered ${cold.answeredMs.toFixed(1)} ms after the fetch`,
+        );
+      }
+    }
+  } finally {
+    await env.page.evaluate(() => window.bench.sw({ type: "bench/release-waiters" })).catch(() => {});
+    await cdp.send("ServiceWorker.disable").catch(() => {});
+    await cdp.detach().catch(() => {});
+  }
+  return phases.empty.map((empty, r) => ({
+    emptyMs: empty.recoveredMs,
+    suspendedMs: phases.suspended[r].recoveredMs,
+    suspendedFibers: waiting,
+    emptyWorkerStartMs: empty.workerStartMs,
+    ...sizes,
+  }));
+}
+
+/**
+ * Minified and gzip-9 bytes of everything the two worker-side entries export (`fiberline` and
+ * `fiberline/sw`, with `idb` and `comlink` bundled in), and of Workbox's precaching runtime as an
+ * app's worker would include it.
+ */
+async function bundleSizes() {
+  const root = fileURLToPath(new URL("../..", import.meta.url));
+  const measure = async (contents) => {
+    const out = await build({
+      stdin: { contents, resolveDir: root, loader: "ts" },
+      bundle: true,
+      minify: true,
+      format: "esm",
+      platform: "browser",
+      target: "es2022",
+      write: false,
+      logLevel: "error",
+    });
+    const code = out.outputFiles[0].contents;
+    return { min: code.length, gzip: gzipSync(code, { level: 9 }).length };
+  };
+  const fiberline = await measure(
+    'export * as core from "./src/index"; export * as sw from "./src/sw/index";',
+  );
+  const workbox = await measure(
+    'import { precacheAndRoute } from "workbox-precaching"; precacheAndRoute(self.__WB_MANIFEST ?? []);',
+  );
+  return {
+    fiberlineMin: fiberline.min,
+    fiberlineGzip: fiberline.gzip,
+    workboxMin: workbox.min,
+    workboxGzip: workbox.gzip,
+  };
 }
 
 /** B5: SIGKILL the browser mid-stream, relaunch on the same profile with the page as start-up URL. */
@@ -218,6 +298,36 @@ export async function b7(env) {
     );
   }
   return runs;
+}
+
+/**
+ * B12: recover() of 10,000 fibers (1,000 running, 4,500 waiting, 4,500 ended; a tenth of that in
+ * a quick run), set up once, recovered `runs.b12` times in fresh runtimes; the worker's heap
+ * after each recover() (forced GC), against the same worker before the setup.
+ */
+export async function b12(env) {
+  const scale = env.quick ? 0.1 : 1;
+  const heap = {};
+  const job = await runJob(
+    env.page,
+    "b12",
+    {
+      active: 1000 * scale,
+      waiting: 4500 * scale,
+      ended: 4500 * scale,
+      interval: 200,
+      runs: env.runs.b12,
+    },
+    async (name) => {
+      heap[name] = await workerHeap(env, "bench-b12");
+    },
+  );
+  env.log(`B12 setup: ${job.total} fibers in ${(job.setupMs / 1000).toFixed(1)} s`);
+  return job.runs.map((run, r) => {
+    const heapMB = heap[`recovered-${r}`] / 2 ** 20;
+    env.log(`B12 run ${r + 1}: recover() ${run.recoverMs.toFixed(0)} ms, heap ${heapMB.toFixed(1)} MB`);
+    return { ...run, total: job.total, heapMB, emptyHeapMB: heap.empty / 2 ** 20 };
+  });
 }
 
 /**

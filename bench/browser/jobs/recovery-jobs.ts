@@ -5,7 +5,7 @@
  */
 
 import { createRuntime, IdbStore, type Runtime } from "../../../src/index";
-import { delay, longJournal, probe, ticker, waiter } from "../fibers";
+import { delay, finisher, longJournal, probe, ticker, waiter } from "../fibers";
 import type { JobContext } from "../protocol";
 import { deleteDatabase, openRaw, rawGetAll } from "../raw-idb";
 import { timedStore } from "../timed-store";
@@ -140,4 +140,65 @@ export async function b7(ctx: JobContext, params: { waiting: number; active: num
     setupWaitingMs,
     storeCalls,
   };
+}
+
+/** Starts `count` fibers of `start` in slices, so the setup does not queue thousands at once. */
+async function startInSlices(count: number, start: () => Promise<unknown>) {
+  for (let i = 0; i < count; i += 200) {
+    await Promise.all(Array.from({ length: Math.min(200, count - i) }, start));
+  }
+}
+
+/**
+ * B12: a database of `active` running, `waiting` suspended and `ended` completed fibers (10,000
+ * in all in a full run), then `runs` cold `recover()`s of all of it, each in a fresh runtime on a
+ * fresh connection, with the worker's heap measured by the harness after each.
+ */
+export async function b12(
+  ctx: JobContext,
+  params: { active: number; waiting: number; ended: number; interval: number; runs: number },
+) {
+  const name = uniqueName("engine-b12");
+  const fibers = [waiter, ticker, finisher];
+  await ctx.checkpoint("empty");
+  const tSetup = performance.now();
+  const first = new IdbStore({ name, durability: ctx.durability });
+  const setup = createRuntime({ store: first, fibers });
+  probe.stop = false;
+  await startInSlices(params.ended, async () => {
+    const { id } = await setup.start(finisher, {});
+    await setup.result(id);
+  });
+  await startInSlices(params.waiting, () => setup.start(waiter, {}));
+  await until(
+    async () => (await setup.list({ status: "waiting" })).length === params.waiting,
+    120_000,
+    "waiting fibers to suspend",
+  );
+  await startInSlices(params.active, () =>
+    setup.start(ticker, { n: 1_000_000, interval: params.interval, emit: false }),
+  );
+  await delay(500);
+  // A worker restart: everything in memory dropped, the active fibers left `running` on disk.
+  await setup.close();
+  await first.close();
+  const setupMs = performance.now() - tSetup;
+
+  const runs: Array<{ recoverMs: number; resumed: number; scheduled: number }> = [];
+  for (let r = 0; r < params.runs; r++) {
+    const store = new IdbStore({ name, durability: ctx.durability });
+    await store.getFiber("warm-the-connection");
+    const runtime = createRuntime({ store, fibers });
+    const t0 = performance.now();
+    const summary = await runtime.recover();
+    const recoverMs = performance.now() - t0;
+    runs.push({ recoverMs, resumed: summary.resumed.length, scheduled: summary.scheduled.length });
+    await ctx.checkpoint(`recovered-${r}`, { active: runtime.activeCount });
+    // Abandoned as a crash would: the next run recovers the same database again.
+    await runtime.close();
+    await store.close();
+  }
+  probe.stop = true;
+  await deleteDatabase(name);
+  return { setupMs, total: params.active + params.waiting + params.ended, runs };
 }
