@@ -32,7 +32,15 @@ if (missing.length > 0) {
 }
 
 /** Packages the library imports but never bundles: the consumer installs them. */
-const externalPackages = ["idb", "comlink", "@cfworker/json-schema", "react", "@playwright/test", "playwright", "playwright-core"];
+const externalPackages = [
+  "idb",
+  "comlink",
+  "@cfworker/json-schema",
+  "react",
+  "@playwright/test",
+  "playwright",
+  "playwright-core",
+];
 const builtins = new Set(builtinModules);
 
 function isExternal(id: string): boolean {
