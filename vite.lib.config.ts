@@ -19,6 +19,7 @@ const entries: Record<string, string> = {
   testing: "src/testing/index.ts",
   edge: "src/edge/index.ts",
   extension: "src/extension/index.ts",
+  ai: "src/ai/index.ts",
 };
 
 const missing = Object.values(entries).filter((file) => !existsSync(`${root}${file}`));
@@ -40,6 +41,8 @@ const externalPackages = [
   "@playwright/test",
   "playwright",
   "playwright-core",
+  "ai",
+  "@ai-sdk/provider",
 ];
 const builtins = new Set(builtinModules);
 

@@ -23,7 +23,7 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 /** Entries whose modules load in plain Node (no DOM, Service Worker or React globals at import). */
-const nodeSafe = new Set([".", "./agent", "./testing", "./edge", "./extension"]);
+const nodeSafe = new Set([".", "./agent", "./testing", "./edge", "./extension", "./ai"]);
 
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const entries = Object.entries(pkg.exports ?? {});

@@ -1,0 +1,315 @@
+/**
+ * `aiSdkModel`: any Vercel AI SDK language model (`@ai-sdk/openai`, `@ai-sdk/anthropic`,
+ * `@ai-sdk/openai-compatible`, community providers...) as a Fiberline `ModelProvider`, so
+ * `defineAgent({ model: aiSdkModel(anthropic("claude-sonnet-4-5")) })` runs that model as the
+ * agent's durable model step. Speaks the provider specification's `doStream` (v3, and v2 of
+ * AI SDK 5 providers). Used by agent definitions in a Service Worker or any other host.
+ */
+
+import {
+  APICallError,
+  type LanguageModelV2,
+  type LanguageModelV2StreamPart,
+  type LanguageModelV3,
+  type LanguageModelV3CallOptions,
+  type LanguageModelV3FinishReason,
+  type LanguageModelV3Message,
+  type LanguageModelV3StreamPart,
+  type LanguageModelV3Usage,
+} from "@ai-sdk/provider";
+import { ModelError, type ModelErrorData } from "../agent/errors";
+import { parseRetryAfter } from "../agent/http-retry";
+import type {
+  ChatMessage,
+  FinishReason,
+  ModelEvent,
+  ModelProvider,
+  ModelRequest,
+  ModelUsage,
+  ToolSpec,
+  UserMessage,
+} from "../agent/types";
+import { InvalidInputError } from "../core/errors";
+
+/** A language model of the AI SDK's provider specification, v3 (AI SDK 6) or v2 (AI SDK 5). */
+export type AiSdkLanguageModel = LanguageModelV3 | LanguageModelV2;
+
+/** Call settings passed through to every `doStream` call (not the prompt, tools or signal: the agent owns those). */
+export type AiSdkCallSettings = Omit<LanguageModelV3CallOptions, "prompt" | "tools" | "abortSignal">;
+
+/** Options of {@link aiSdkModel}. */
+export interface AiSdkModelOptions {
+  /**
+   * `"assistant-prefix"`: the model continues a trailing assistant message (llama.cpp, Ollama,
+   * vLLM and the mock model behind `@ai-sdk/openai-compatible`; Anthropic's prefill), so a reply
+   * cut by a crash continues where it stopped. `"none"` (default): the reply is regenerated after
+   * a `message.reset` chunk instead.
+   */
+  continuation?: "assistant-prefix" | "none";
+  /** Settings for every call, e.g. `{ temperature: 0, maxOutputTokens: 1024, providerOptions }`. */
+  settings?: AiSdkCallSettings;
+  /** The provider's name for logs and the inspector (default: the model's `provider`). */
+  name?: string;
+}
+
+/**
+ * A `ModelProvider` over an AI SDK language model's `doStream`.
+ *
+ * Failure semantics: provider errors become `ModelError` (`model_error`): an `APICallError`
+ * keeps its `isRetryable`, `statusCode` and `Retry-After`; an `error` part in the stream and a
+ * stream that ends before its `finish` part are retryable (the model step retries them, and
+ * continues or regenerates the reply as `continuation` allows). An abort throws the signal's
+ * reason. Tool inputs stream inside the provider and reach the agent as complete calls.
+ *
+ * @example
+ * import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
+ * const local = createOpenAICompatible({ name: "ollama", baseURL: "http://localhost:11434/v1" });
+ * export const assistant = defineAgent({
+ *   name: "assistant",
+ *   model: aiSdkModel(local.chatModel("llama3.2"), { continuation: "assistant-prefix" }),
+ * });
+ */
+export function aiSdkModel(model: AiSdkLanguageModel, options: AiSdkModelOptions = {}): ModelProvider {
+  if (model.specificationVersion !== "v3" && model.specificationVersion !== "v2") {
+    throw new InvalidInputError(
+      "invalid_argument",
+      `aiSdkModel: the model speaks provider specification "${String((model as { specificationVersion?: unknown }).specificationVersion)}"; Fiberline supports "v3" (AI SDK 6) and "v2" (AI SDK 5). Update the provider package.`,
+    );
+  }
+  const supportsContinuation = options.continuation === "assistant-prefix";
+  return {
+    name: options.name ?? model.provider,
+    model: model.modelId,
+    supportsContinuation,
+    stream(request: ModelRequest): AsyncIterable<ModelEvent> {
+      const prefix = request.prefix ?? "";
+      if (prefix !== "" && !supportsContinuation) {
+        throw new InvalidInputError(
+          "invalid_argument",
+          `aiSdkModel(${model.modelId}) was created without continuation "assistant-prefix", so it cannot continue a prefix; check supportsContinuation before passing prefix.`,
+        );
+      }
+      const prompt = toPrompt(request.messages);
+      if (prefix !== "") prompt.push({ role: "assistant", content: [{ type: "text", text: prefix }] });
+      const call: LanguageModelV3CallOptions = {
+        ...options.settings,
+        prompt,
+        ...(request.tools.length > 0 ? { tools: request.tools.map(toFunctionTool) } : {}),
+        ...(request.signal ? { abortSignal: request.signal } : {}),
+      };
+      return streamModel(model, call, request.signal);
+    },
+  };
+}
+
+async function* streamModel(
+  model: AiSdkLanguageModel,
+  call: LanguageModelV3CallOptions,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<ModelEvent, void, undefined> {
+  signal?.throwIfAborted();
+  let stream: ReadableStream<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
+  try {
+    // The v2 call options are the v3 ones for everything the agent sends (text, tool calls, function tools).
+    const result =
+      model.specificationVersion === "v3"
+        ? await model.doStream(call)
+        : await model.doStream(call as unknown as Parameters<LanguageModelV2["doStream"]>[0]);
+    stream = result.stream;
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    throw toModelError(model, error);
+  }
+  const reader = stream.getReader();
+  let done = false;
+  try {
+    for (;;) {
+      let next: ReadableStreamReadResult<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
+      try {
+        next = await reader.read();
+      } catch (error) {
+        done = true;
+        if (signal?.aborted) throw signal.reason;
+        throw toModelError(model, error, "The stream broke off");
+      }
+      if (signal?.aborted) throw signal.reason;
+      if (next.done) {
+        done = true;
+        throw new ModelError(`${describeModel(model)} ended its stream before the finish part.`, {
+          kind: "truncated_stream",
+          retryable: true,
+        });
+      }
+      const part = next.value;
+      switch (part.type) {
+        case "text-delta":
+          if (part.delta !== "") yield { type: "text", delta: part.delta };
+          break;
+        case "reasoning-delta":
+          if (part.delta !== "") yield { type: "reasoning", delta: part.delta };
+          break;
+        case "tool-call":
+          // Provider-executed tools (web search run by the provider) are not the agent's to run.
+          if (part.providerExecuted !== true)
+            yield { type: "tool_call", id: part.toolCallId, name: part.toolName, arguments: part.input };
+          break;
+        case "error":
+          throw toModelError(model, part.error, "The provider reported an error");
+        case "finish": {
+          const usage = toUsage(part.usage);
+          if (usage) yield { type: "usage", usage };
+          const reason = toFinishReason(part.finishReason);
+          if (reason === "error")
+            throw new ModelError(`${describeModel(model)} finished with an error.`, {
+              kind: "provider_error",
+              retryable: true,
+            });
+          yield { type: "finish", reason };
+          return;
+        }
+        default:
+          // stream-start, response-metadata, text/reasoning start and end, streamed tool inputs
+          // (the tool-call part carries them whole), sources, files, raw: nothing for the agent.
+          break;
+      }
+    }
+  } finally {
+    if (!done) reader.cancel().catch(() => {});
+  }
+}
+
+/** The agent's OpenAI-shaped messages as the provider specification's prompt. */
+export function toPrompt(messages: readonly ChatMessage[]): LanguageModelV3Message[] {
+  // Tool results name their call by id only; the prompt also wants the tool's name.
+  const toolNames = new Map<string, string>();
+  const prompt: LanguageModelV3Message[] = [];
+  for (const message of messages) {
+    switch (message.role) {
+      case "system":
+        prompt.push({ role: "system", content: message.content });
+        break;
+      case "user":
+        prompt.push({ role: "user", content: userContent(message.content) });
+        break;
+      case "assistant": {
+        const content: Extract<LanguageModelV3Message, { role: "assistant" }>["content"] = [];
+        if (message.content) content.push({ type: "text", text: message.content });
+        for (const call of message.tool_calls ?? []) {
+          toolNames.set(call.id, call.function.name);
+          content.push({
+            type: "tool-call",
+            toolCallId: call.id,
+            toolName: call.function.name,
+            input: parseOrKeep(call.function.arguments),
+          });
+        }
+        prompt.push({ role: "assistant", content });
+        break;
+      }
+      case "tool":
+        prompt.push({
+          role: "tool",
+          content: [
+            {
+              type: "tool-result",
+              toolCallId: message.tool_call_id,
+              toolName: toolNames.get(message.tool_call_id) ?? "unknown",
+              output: { type: "text", value: message.content },
+            },
+          ],
+        });
+        break;
+    }
+  }
+  return prompt;
+}
+
+/** A user message's text and images as prompt parts: an image is a file part (data URL or URL). */
+function userContent(
+  content: UserMessage["content"],
+): Extract<LanguageModelV3Message, { role: "user" }>["content"] {
+  if (typeof content === "string") return [{ type: "text", text: content }];
+  return content.map((part) => {
+    if (part.type === "text") return { type: "text", text: part.text };
+    const url = part.image_url.url;
+    const data = /^data:([^;,]+)(;base64)?,(.*)$/s.exec(url);
+    if (data?.[2] !== undefined)
+      return { type: "file", mediaType: data[1] ?? "image/*", data: data[3] ?? "" };
+    return { type: "file", mediaType: "image/*", data: new URL(url) };
+  });
+}
+
+function toFunctionTool(tool: ToolSpec): NonNullable<LanguageModelV3CallOptions["tools"]>[number] {
+  return {
+    type: "function",
+    name: tool.name,
+    description: tool.description,
+    inputSchema: tool.parameters as Extract<
+      NonNullable<LanguageModelV3CallOptions["tools"]>[number],
+      { type: "function" }
+    >["inputSchema"],
+  };
+}
+
+function parseOrKeep(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+const FINISH_REASONS: Readonly<Record<string, FinishReason>> = {
+  stop: "stop",
+  length: "length",
+  "content-filter": "content_filter",
+  "tool-calls": "tool_calls",
+  error: "error",
+};
+
+/** v3 `{ unified, raw }` or v2's string, as the agent's OpenAI-style reason. */
+function toFinishReason(reason: LanguageModelV3FinishReason | string): FinishReason {
+  const unified = typeof reason === "string" ? reason : reason.unified;
+  const known = FINISH_REASONS[unified];
+  if (known !== undefined) return known;
+  return (typeof reason === "string" ? undefined : reason.raw) ?? unified;
+}
+
+/** v3 nested or v2 flat token counts; `undefined` when the provider reported none. */
+function toUsage(
+  usage: LanguageModelV3Usage | LanguageModelV2StreamUsage | undefined,
+): ModelUsage | undefined {
+  if (usage === undefined) return undefined;
+  const prompt = typeof usage.inputTokens === "number" ? usage.inputTokens : usage.inputTokens?.total;
+  const completion = typeof usage.outputTokens === "number" ? usage.outputTokens : usage.outputTokens?.total;
+  if (prompt === undefined && completion === undefined) return undefined;
+  return { promptTokens: prompt ?? 0, completionTokens: completion ?? 0 };
+}
+
+type LanguageModelV2StreamUsage = Extract<LanguageModelV2StreamPart, { type: "finish" }>["usage"];
+
+function toModelError(model: AiSdkLanguageModel, error: unknown, what = "The call failed"): ModelError {
+  if (error instanceof ModelError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (APICallError.isInstance(error)) {
+    const data: ModelErrorData =
+      error.statusCode === undefined
+        ? { kind: "network", retryable: error.isRetryable }
+        : { kind: "http_status", retryable: error.isRetryable, status: error.statusCode };
+    const retryAfterMs = error.responseHeaders
+      ? parseRetryAfter(new Headers(error.responseHeaders))
+      : undefined;
+    if (retryAfterMs !== undefined) data.retryAfterMs = retryAfterMs;
+    return new ModelError(`${describeModel(model)}: ${message}`, data, { cause: error });
+  }
+  // An error part or a broken stream: the same call may well succeed on the next attempt.
+  return new ModelError(
+    `${what} (${describeModel(model)}): ${message}`,
+    { kind: "provider_error", retryable: true },
+    { cause: error },
+  );
+}
+
+function describeModel(model: AiSdkLanguageModel): string {
+  return `${model.provider} model ${model.modelId}`;
+}

@@ -1,0 +1,310 @@
+/**
+ * `FiberlineChatTransport` driven by the AI SDK's own chat (`AbstractChat` from `ai`, what
+ * `useChat` wraps) over a real runtime: the reply as one assistant message, a doubled send that
+ * joins one fiber, a "reload" that resumes the reply in place with no part twice, approvals that
+ * reach the fiber as its durable event, `stop()` cancelling the fiber, and a regenerated step.
+ */
+
+import type { LanguageModelV3StreamPart } from "@ai-sdk/provider";
+import {
+  AbstractChat,
+  type ChatInit,
+  type ChatState,
+  lastAssistantMessageIsCompleteWithApprovalResponses,
+  type UIMessage,
+  type UIMessageChunk,
+} from "ai";
+import { MockLanguageModelV3 } from "ai/test";
+import { afterEach, describe, expect, it } from "vitest";
+import { defineAgent } from "../agent/agent";
+import { agentRuntime, closeRuntimes, recordingTool, type ToolRun } from "../agent/agent-harness";
+import { ScriptedModel, type ScriptedReply } from "../agent/scripted-model";
+import type { ModelProvider } from "../agent/types";
+import type { Runtime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { aiSdkModel } from "./ai-sdk-model";
+import { type ChatCursorStore, memoryCursorStore } from "./chat-cursors";
+import { FiberlineChatTransport } from "./chat-transport";
+import { isDiscardedPart } from "./ui-chunks";
+
+afterEach(closeRuntimes);
+
+/** The chat state `useChat` keeps in React, as plain arrays. */
+class ArrayState implements ChatState<UIMessage> {
+  status: ChatState<UIMessage>["status"] = "ready";
+  error: Error | undefined = undefined;
+  messages: UIMessage[];
+  constructor(messages: UIMessage[] = []) {
+    this.messages = messages;
+  }
+  pushMessage = (message: UIMessage): void => {
+    this.messages = [...this.messages, message];
+  };
+  popMessage = (): void => {
+    this.messages = this.messages.slice(0, -1);
+  };
+  replaceMessage = (index: number, message: UIMessage): void => {
+    this.messages = this.messages.map((m, i) => (i === index ? this.snapshot(message) : m));
+  };
+  snapshot = <T>(thing: T): T => structuredClone(thing);
+}
+
+/** The AI SDK's chat without React: what `useChat` drives. */
+class TestChat extends AbstractChat<UIMessage> {
+  constructor(init: ChatInit<UIMessage>) {
+    super({ ...init, state: new ArrayState(init.messages) });
+  }
+}
+
+const replies: ScriptedReply[] = [
+  {
+    reasoning: "They want a.txt removed.",
+    text: "Deleting it. ",
+    toolCalls: [{ id: "call_0", name: "delete_file", arguments: '{"path":"a.txt"}' }],
+  },
+  { text: "Done: a.txt is gone." },
+];
+
+interface Setup {
+  runtime: Runtime;
+  runs: ToolRun[];
+  cursors: ChatCursorStore;
+  transport: FiberlineChatTransport;
+}
+
+function setup(
+  model: ModelProvider,
+  options: { requiresApproval?: boolean; cursors?: ChatCursorStore } = {},
+): Setup {
+  const runs: ToolRun[] = [];
+  const agent = defineAgent({
+    name: "assistant",
+    model,
+    tools: [recordingTool(runs, { requiresApproval: options.requiresApproval ?? false })],
+    modelRetry: { maxAttempts: 3, initialDelayMs: 1 },
+  });
+  const runtime = agentRuntime(agent, new MemoryStore());
+  const cursors = options.cursors ?? memoryCursorStore();
+  return {
+    runtime,
+    runs,
+    cursors,
+    transport: new FiberlineChatTransport({ agent: "assistant", client: runtime, cursors }),
+  };
+}
+
+/** The assistant message with the fiber id (in its id, tool call ids and part ids) replaced. */
+function normalized(message: UIMessage | undefined): unknown {
+  if (!message) return message;
+  return JSON.parse(JSON.stringify(message).replaceAll(message.id, "<fiber>"));
+}
+
+describe("FiberlineChatTransport with the AI SDK's chat", () => {
+  it("answers with one assistant message: a step per model call, reasoning, text, the tool call and its output", async () => {
+    const { transport, runs } = setup(new ScriptedModel({ replies }).provider());
+    const chat = new TestChat({ id: "chat-1", transport });
+    await chat.sendMessage({ text: "delete a.txt" });
+
+    expect(chat.status).toBe("ready");
+    const reply = chat.messages.at(-1);
+    expect(reply?.role).toBe("assistant");
+    expect(reply?.id).toMatch(/^ai\/chat-1\//);
+    expect(
+      reply?.parts.map((p) => (p.type === "text" || p.type === "reasoning" ? `${p.type}:${p.text}` : p.type)),
+    ).toEqual([
+      "step-start",
+      "reasoning:They want a.txt removed.",
+      "text:Deleting it. ",
+      "tool-delete_file",
+      "step-start",
+      "text:Done: a.txt is gone.",
+    ]);
+    expect(reply?.parts[3]).toMatchObject({
+      state: "output-available",
+      input: { path: "a.txt" },
+      output: "deleted a.txt",
+    });
+    expect(runs).toHaveLength(1);
+  });
+
+  it("joins the running fiber when the same message is sent twice", async () => {
+    const { transport, runtime } = setup(new ScriptedModel({ replies }).provider());
+    const request = {
+      chatId: "chat-2",
+      trigger: "submit-message" as const,
+      messageId: undefined,
+      messages: [
+        { id: "u1", role: "user" as const, parts: [{ type: "text" as const, text: "delete a.txt" }] },
+      ],
+      abortSignal: undefined,
+    };
+    const [first, second] = await Promise.all([
+      transport.sendMessages(request),
+      transport.sendMessages(request),
+    ]);
+    const read = async (stream: ReadableStream<UIMessageChunk>) => {
+      const out: UIMessageChunk[] = [];
+      const reader = stream.getReader();
+      for (let next = await reader.read(); !next.done; next = await reader.read()) out.push(next.value);
+      return out;
+    };
+    const [a, b] = await Promise.all([read(first), read(second)]);
+    expect(a).toEqual(b);
+    expect(await runtime.list({ name: "assistant" })).toHaveLength(1);
+  });
+
+  it("resumes a reply after a reload in place: the same message, nothing twice, nothing missing; then null", async () => {
+    const reference = setup(new ScriptedModel({ replies }).provider());
+    const whole = new TestChat({ id: "chat-3", transport: reference.transport });
+    await whole.sendMessage({ text: "delete a.txt" });
+
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slow = new ScriptedModel({ replies }).provider();
+    const held: ModelProvider = {
+      ...slow,
+      async *stream(request) {
+        // The second model call waits, so the page "reloads" in the middle of the reply.
+        if (request.messages.some((m) => m.role === "tool")) await gate;
+        yield* slow.stream(request);
+      },
+    };
+    const live = setup(held);
+    const first = new TestChat({ id: "chat-3", transport: live.transport });
+    const sending = first.sendMessage({ text: "delete a.txt" });
+    await expect
+      .poll(() =>
+        first.messages
+          .at(-1)
+          ?.parts.some((p) => p.type === "tool-delete_file" && p.state === "output-available"),
+      )
+      .toBe(true);
+
+    // The page goes away (nothing is aborted: `ai` aborts only on stop()); a new page restores
+    // what the app had saved, and resumes.
+    const saved = structuredClone(first.messages);
+    const second = new TestChat({ id: "chat-3", transport: live.transport, messages: saved });
+    const resuming = second.resumeStream();
+    release();
+    await Promise.all([resuming, sending]);
+
+    expect(second.messages).toHaveLength(2);
+    expect(normalized(second.messages.at(-1))).toEqual(normalized(whole.messages.at(-1)));
+    expect(live.runs).toHaveLength(1);
+    expect(await live.transport.reconnectToStream({ chatId: "chat-3" })).toBeNull();
+  });
+
+  it("ends the stream at an approval request; the chat's approval reaches the fiber and the tool runs once", async () => {
+    const { transport, runs, runtime } = setup(new ScriptedModel({ replies }).provider(), {
+      requiresApproval: true,
+    });
+    const chat = new TestChat({
+      id: "chat-4",
+      transport,
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    await chat.sendMessage({ text: "delete a.txt" });
+    const tool = chat.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file");
+    expect(tool).toMatchObject({ state: "approval-requested" });
+    expect(runs).toHaveLength(0);
+    const fiberId = String(chat.messages.at(-1)?.id);
+    await expect.poll(async () => (await runtime.get(fiberId))?.status).toBe("waiting");
+
+    const approvalId = (tool as { approval: { id: string } }).approval.id;
+    expect(approvalId).toMatch(/^approval:/);
+    await chat.addToolApprovalResponse({ id: approvalId, approved: true });
+    await expect
+      .poll(() => chat.status === "ready" && chat.messages.at(-1)?.parts.at(-1)?.type === "text")
+      .toBe(true);
+
+    const reply = chat.messages.at(-1);
+    expect(chat.messages).toHaveLength(2);
+    expect(reply?.parts.filter((p) => p.type === "tool-delete_file")).toMatchObject([
+      { state: "output-available" },
+    ]);
+    expect(reply?.parts.filter((p) => p.type === "text").map((p) => (p as { text: string }).text)).toEqual([
+      "Deleting it. ",
+      "Done: a.txt is gone.",
+    ]);
+    expect(runs).toHaveLength(1);
+    expect((await runtime.get(fiberId))?.status).toBe("completed");
+  });
+
+  it("shows a denial as output-denied and the tool never runs", async () => {
+    const { transport, runs } = setup(new ScriptedModel({ replies }).provider(), { requiresApproval: true });
+    const chat = new TestChat({
+      id: "chat-5",
+      transport,
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    await chat.sendMessage({ text: "delete a.txt" });
+    const tool = chat.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file") as {
+      approval: { id: string };
+    };
+    await chat.addToolApprovalResponse({ id: tool.approval.id, approved: false, reason: "not today" });
+    await expect
+      .poll(() => chat.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file"))
+      .toMatchObject({
+        state: "output-denied",
+      });
+    await expect.poll(() => chat.status).toBe("ready");
+    expect(runs).toHaveLength(0);
+  });
+
+  it("stop() cancels the fiber; there is nothing to resume afterwards", async () => {
+    const model = new MockLanguageModelV3({
+      doStream: async ({ abortSignal }) => ({
+        stream: new ReadableStream<LanguageModelV3StreamPart>({
+          start(controller) {
+            controller.enqueue({ type: "text-start", id: "t" });
+            controller.enqueue({ type: "text-delta", id: "t", delta: "Thinking for a long time" });
+            abortSignal?.addEventListener("abort", () => controller.error(abortSignal.reason));
+          },
+        }),
+      }),
+    });
+    const { transport, runtime } = setup(aiSdkModel(model));
+    const chat = new TestChat({ id: "chat-6", transport });
+    const sending = chat.sendMessage({ text: "go on forever" });
+    await expect.poll(() => chat.messages.at(-1)?.role === "assistant").toBe(true);
+    const fiberId = String(chat.messages.at(-1)?.id);
+    await chat.stop();
+    await sending;
+
+    await expect.poll(async () => (await runtime.get(fiberId))?.status).toBe("cancelled");
+    expect(chat.status).toBe("ready");
+    expect(transport.cursor("chat-6")?.done).toBe(true);
+    expect(await transport.reconnectToStream({ chatId: "chat-6" })).toBeNull();
+  });
+
+  it("marks the parts of a step regenerated while watched as discarded, and a replay leaves them out", async () => {
+    const script = new ScriptedModel({
+      replies: [{ text: "A reply that the network cuts in two." }],
+      cut: (request, body) => (request === 0 ? Math.floor(body.length / 2) : undefined),
+    });
+    const { transport, cursors } = setup(script.provider({ continuation: "none" }));
+    const chat = new TestChat({ id: "chat-7", transport });
+    await chat.sendMessage({ text: "hello" });
+
+    const live = chat.messages.at(-1);
+    const discarded = live?.parts.filter(isDiscardedPart) ?? [];
+    expect(discarded.length).toBeGreaterThan(0);
+    const shown = live?.parts.filter((p) => !isDiscardedPart(p) && p.type === "text");
+    expect(shown?.map((p) => (p as { text: string }).text)).toEqual([
+      "A reply that the network cuts in two.",
+    ]);
+
+    // A page that crashed before the end was delivered resumes: the replay has the final reply only.
+    const cursor = transport.cursor("chat-7");
+    if (cursor) cursors.set("chat-7", { ...cursor, done: false, delivered: 0 });
+    const again = new TestChat({ id: "chat-7", transport, messages: structuredClone(chat.messages) });
+    await again.resumeStream();
+    const replayed = again.messages.at(-1);
+    expect(replayed?.parts.some(isDiscardedPart)).toBe(false);
+    expect(replayed?.parts.filter((p) => p.type === "text").map((p) => (p as { text: string }).text)).toEqual(
+      ["A reply that the network cuts in two."],
+    );
+  });
+});

@@ -1,0 +1,231 @@
+/**
+ * The agent's stream as the AI SDK's UI message stream: `AgentChunk`s (`message.start`,
+ * `reasoning.delta`, `text.delta`, `tool.call`, `tool.approval`, `tool.result`, `message.reset`,
+ * `message.end`, `fiber.end`) become `UIMessageChunk`s that `useChat` builds one assistant message
+ * from, one step per model call. Also folds a stored stream so a replay shows no discarded text.
+ * Used by `FiberlineChatTransport`.
+ */
+
+import type { UIMessageChunk, FinishReason as UiFinishReason } from "ai";
+import type { AgentChunk } from "../agent/agent";
+import { toolCallKey } from "../agent/tool-step";
+import type { FiberEvent } from "../core/records";
+
+/** Marks the parts of a model step that was regenerated from scratch (`isDiscardedPart`). */
+export const DISCARDED = { fiberline: { discarded: true } } as const;
+
+type ChunkOf<T extends AgentChunk["type"]> = Extract<AgentChunk, { type: T }>["data"];
+
+/** What a `fiber.end` chunk carries. */
+interface FiberEnd {
+  status: "completed" | "failed" | "cancelled";
+  error?: { message?: string; code?: string };
+}
+
+const FINISH_REASONS: Readonly<Record<string, UiFinishReason>> = {
+  stop: "stop",
+  length: "length",
+  content_filter: "content-filter",
+  tool_calls: "tool-calls",
+};
+
+/**
+ * Maps one fiber's chunks, in order, to UI message chunks. One instance per returned stream:
+ * it remembers the open text and reasoning parts, the open step and the tool calls of the step.
+ */
+export class UiChunkMapper {
+  #stepOpen = false;
+  /**
+   * Text and reasoning parts of the current model call, all left open until it ends, so that a
+   * `message.reset` can still mark every one of them; deltas go to `#current`.
+   */
+  #open: { kind: "text" | "reasoning"; id: string }[] = [];
+  #current: { kind: "text" | "reasoning"; id: string } | undefined;
+  #parts = 0;
+  #finishReason: UiFinishReason | undefined;
+  /** UI tool-call ids of the current model call, by the agent's `messageId`, for a reset. */
+  readonly #stepCalls = new Map<string, string[]>();
+
+  /** The UI chunks for one agent chunk (none for chunks a chat does not show). */
+  map(event: FiberEvent): UIMessageChunk[] {
+    const out: UIMessageChunk[] = [];
+    switch (event.type) {
+      case "message.start": {
+        const data = event.data as ChunkOf<"message.start">;
+        this.#closeStep(out);
+        out.push({ type: "start-step" });
+        this.#stepOpen = true;
+        this.#stepCalls.set(data.messageId, []);
+        break;
+      }
+      case "reasoning.delta":
+      case "text.delta": {
+        const data = event.data as ChunkOf<"text.delta">;
+        const kind = event.type === "text.delta" ? "text" : "reasoning";
+        if (this.#current?.kind !== kind) {
+          this.#current = { kind, id: `${data.messageId}:p${++this.#parts}` };
+          this.#open.push(this.#current);
+          out.push({ type: kind === "text" ? "text-start" : "reasoning-start", id: this.#current.id });
+        }
+        out.push({
+          type: kind === "text" ? "text-delta" : "reasoning-delta",
+          id: this.#current.id,
+          delta: data.delta,
+        });
+        break;
+      }
+      case "tool.call": {
+        const data = event.data as ChunkOf<"tool.call">;
+        // Text after the call is a new part, after the call's part.
+        this.#current = undefined;
+        const toolCallId = toolCallKey(data);
+        this.#stepCalls.get(data.messageId)?.push(toolCallId);
+        const input = parseArguments(data.arguments);
+        out.push(
+          input.ok
+            ? { type: "tool-input-available", toolCallId, toolName: data.name, input: input.value }
+            : {
+                type: "tool-input-error",
+                toolCallId,
+                toolName: data.name,
+                input: data.arguments,
+                errorText: `The model wrote arguments for ${data.name} that are not JSON.`,
+              },
+        );
+        break;
+      }
+      case "message.reset": {
+        // The installed `ai` has no chunk that takes streamed parts back: close them marked as
+        // discarded (`isDiscardedPart`); a replay of the stream leaves them out altogether.
+        const data = event.data as ChunkOf<"message.reset">;
+        this.#closeParts(out, DISCARDED);
+        for (const toolCallId of this.#stepCalls.get(data.messageId) ?? []) {
+          out.push({
+            type: "tool-output-error",
+            toolCallId,
+            errorText: `Discarded: ${data.reason}`,
+            providerMetadata: DISCARDED,
+          });
+        }
+        this.#stepCalls.set(data.messageId, []);
+        break;
+      }
+      case "message.end": {
+        const data = event.data as ChunkOf<"message.end">;
+        this.#closeParts(out);
+        this.#finishReason = FINISH_REASONS[data.finishReason] ?? "other";
+        break;
+      }
+      case "tool.approval": {
+        const data = event.data as ChunkOf<"tool.approval">;
+        out.push({ type: "tool-approval-request", approvalId: data.event, toolCallId: toolCallKey(data) });
+        break;
+      }
+      case "tool.result": {
+        const data = event.data as ChunkOf<"tool.result">;
+        const toolCallId = toolCallKey(data);
+        if (data.status === "ok")
+          out.push({ type: "tool-output-available", toolCallId, output: data.result ?? null });
+        else if (data.status === "denied") out.push({ type: "tool-output-denied", toolCallId });
+        else out.push({ type: "tool-output-error", toolCallId, errorText: data.error ?? "The tool failed." });
+        break;
+      }
+      case "fiber.end":
+        this.#closeStep(out);
+        out.push(...endChunks(event.data as FiberEnd, this.#finishReason));
+        break;
+      case "fiber.start":
+      case "fiber.recovered":
+        break;
+      default:
+        // The fiber's own chunks (ctx.emit in a custom agent): `onData` receives them.
+        out.push({ type: `data-${event.type}`, data: event.data, transient: true });
+    }
+    return out;
+  }
+
+  /** Closes the step that paused for an approval: the chunks that end this stream, not the reply. */
+  pause(): UIMessageChunk[] {
+    const out: UIMessageChunk[] = [];
+    this.#closeStep(out);
+    out.push({ type: "finish", finishReason: "tool-calls" });
+    return out;
+  }
+
+  #closeStep(out: UIMessageChunk[]): void {
+    this.#closeParts(out);
+    if (this.#stepOpen) out.push({ type: "finish-step" });
+    this.#stepOpen = false;
+  }
+
+  #closeParts(out: UIMessageChunk[], providerMetadata?: typeof DISCARDED): void {
+    for (const { kind, id } of this.#open)
+      out.push({
+        type: kind === "text" ? "text-end" : "reasoning-end",
+        id,
+        ...(providerMetadata ? { providerMetadata } : {}),
+      });
+    this.#open = [];
+    this.#current = undefined;
+  }
+}
+
+function endChunks(end: FiberEnd, finishReason: UiFinishReason | undefined): UIMessageChunk[] {
+  if (end.status === "completed") return [{ type: "finish", finishReason: finishReason ?? "stop" }];
+  if (end.status === "cancelled") return [{ type: "abort", reason: end.error?.message ?? "cancelled" }];
+  const code = end.error?.code ? ` (${end.error.code})` : "";
+  return [{ type: "error", errorText: `${end.error?.message ?? "The agent failed."}${code}` }];
+}
+
+/**
+ * A stored stream without what a `message.reset` took back: the text, reasoning and tool calls
+ * its model call streamed before the reset, and the reset itself. A replay built from it shows
+ * each reply once, as it finally stands.
+ */
+export function foldResets(events: readonly FiberEvent[]): FiberEvent[] {
+  const out: FiberEvent[] = [];
+  for (const event of events) {
+    if (event.type !== "message.reset") {
+      out.push(event);
+      continue;
+    }
+    const { messageId } = event.data as ChunkOf<"message.reset">;
+    for (let i = out.length - 1; i >= 0; i--) {
+      const earlier = out[i] as FiberEvent;
+      const data = earlier.data as { messageId?: unknown } | null;
+      const taken =
+        (earlier.type === "text.delta" ||
+          earlier.type === "reasoning.delta" ||
+          earlier.type === "tool.call") &&
+        data?.messageId === messageId;
+      if (taken) out.splice(i, 1);
+      if (earlier.type === "message.start" && data?.messageId === messageId) break;
+    }
+  }
+  return out;
+}
+
+/**
+ * True for a part of a model step that was regenerated from scratch while the page watched: the
+ * installed AI SDK cannot take a streamed part back, so the transport closes it with this mark.
+ * Leave these parts out when rendering; a reload's replay no longer contains them.
+ *
+ * @example
+ * message.parts.filter((part) => !isDiscardedPart(part)).map(render)
+ */
+export function isDiscardedPart(part: unknown): boolean {
+  if (typeof part !== "object" || part === null) return false;
+  const record = part as { providerMetadata?: unknown; resultProviderMetadata?: unknown };
+  const metadata = (record.providerMetadata ?? record.resultProviderMetadata) as
+    | { fiberline?: { discarded?: unknown } }
+    | undefined;
+  return metadata?.fiberline?.discarded === true;
+}
+
+function parseArguments(text: string): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(text === "" ? "{}" : text) };
+  } catch {
+    return { ok: false };
+  }
+}
