@@ -5,7 +5,11 @@
  * and the mock model import from here.
  */
 
-/** A JSON Schema object describing a tool's arguments (the subset models understand). */
+/**
+ * A JSON Schema object describing a tool's arguments. The keywords below are typed; any other
+ * (`anyOf`, `$ref`/`$defs`, `const`, `pattern`, `format`...) is allowed and enforced, under the
+ * draft `$schema` names (4, 7, 2019-09; 2020-12 by default).
+ */
 export interface JsonSchema {
   type?:
     | "object"
