@@ -2,7 +2,7 @@
  * `MemoryStore`: the `Store` contract held in plain maps, for tests and ephemeral hosts.
  *
  * It behaves like `IdbStore` where a caller could tell the difference: values are structured-cloned
- * on the way in and out, keys must be valid IndexedDB keys, idempotency keys are unique, and each
+ * (`cloneValue`) on the way in and out, keys must be valid IndexedDB keys, idempotency keys are unique, and each
  * method validates everything before it changes anything.
  */
 
@@ -17,6 +17,7 @@ import type {
   Store,
   WriteGroup,
 } from "../core/store";
+import { cloneValue } from "./clone";
 import {
   aboveGenerationFloor,
   assertTakesEvents,
@@ -74,12 +75,12 @@ export class MemoryStore implements Store {
     const records = [...this.#fibers.values()].filter(
       (r) => statuses === undefined || statuses.includes(r.status),
     );
-    return structuredClone(finishListing(records, query));
+    return cloneValue(finishListing(records, query));
   }
 
   async readJournal(fiberId: string): Promise<JournalEntry[]> {
     this.#assertOpen();
-    return structuredClone(sortedRows(this.#journals.get(fiberId)));
+    return cloneValue(sortedRows(this.#journals.get(fiberId)));
   }
 
   async readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined> {
@@ -91,12 +92,12 @@ export class MemoryStore implements Store {
     this.#assertOpen();
     const max = effectiveLimit(limit);
     const chunks = sortedRows(this.#streams.get(fiberId)).filter((chunk) => chunk.seq > after);
-    return structuredClone(max === undefined ? chunks : chunks.slice(0, max));
+    return cloneValue(max === undefined ? chunks : chunks.slice(0, max));
   }
 
   async readInbox(fiberId: string): Promise<InboxEvent[]> {
     this.#assertOpen();
-    return structuredClone(sortedRows(this.#inboxes.get(fiberId)));
+    return cloneValue(sortedRows(this.#inboxes.get(fiberId)));
   }
 
   async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
@@ -108,10 +109,10 @@ export class MemoryStore implements Store {
     const existing =
       this.#fibers.get(stored.id) ??
       (stored.idempotencyKey === undefined ? undefined : this.#byIdempotencyKey(stored.idempotencyKey));
-    if (existing !== undefined) return { status: "exists", record: structuredClone(existing) };
+    if (existing !== undefined) return { status: "exists", record: cloneValue(existing) };
     this.#fibers.set(stored.id, stored);
     for (const chunk of storedChunks) rowsOf(this.#streams, chunk.fiberId).set(chunk.seq, chunk);
-    return { status: "created", record: structuredClone(stored) };
+    return { status: "created", record: cloneValue(stored) };
   }
 
   async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
@@ -120,7 +121,7 @@ export class MemoryStore implements Store {
     if (result.status === "claimed") this.#fibers.set(id, result.record);
     return result.status === "missing"
       ? result
-      : { status: result.status, record: structuredClone(result.record) };
+      : { status: result.status, record: cloneValue(result.record) };
   }
 
   async commit(groups: WriteGroup[]): Promise<CommitResult> {
@@ -162,7 +163,7 @@ export class MemoryStore implements Store {
     for (const taken of inbox.keys()) seq = Math.max(seq, taken + 1);
     const stored: InboxEvent = { fiberId, seq, name, payload, at };
     inbox.set(seq, stored);
-    return structuredClone(stored);
+    return cloneValue(stored);
   }
 
   async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
@@ -229,13 +230,13 @@ export class MemoryStore implements Store {
 }
 
 function cloneOut<T>(value: T | undefined): T | undefined {
-  return value === undefined ? undefined : structuredClone(value);
+  return value === undefined ? undefined : cloneValue(value);
 }
 
 /** Clones caller input, so later mutation by the caller cannot reach stored state. */
 function cloneIn<T>(operation: string, value: T): T {
   try {
-    return structuredClone(value);
+    return cloneValue(value);
   } catch (error) {
     throw toStoreError(operation, error);
   }
