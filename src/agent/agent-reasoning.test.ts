@@ -4,16 +4,30 @@
  * being shown twice, and is never sent back to the model (issue 15, section 3).
  */
 
-import { afterEach, describe, expect, it } from "vitest";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { FiberEvent } from "../core/records";
 import { MemoryStore } from "../store/memory-store";
 import { defineAgent } from "./agent";
 import { agentRuntime, closeRuntimes, recordingTool, storedEvents, type ToolRun } from "./agent-harness";
+import { mockReply } from "./mock-model";
+import { mockModelHandler } from "./mock-server";
 import { messageIdOf } from "./model-step";
+import { openAICompatible } from "./openai";
 import { ScriptedModel, type ScriptedReply } from "./scripted-model";
 import type { AssistantMessage } from "./types";
 
 afterEach(closeRuntimes);
+
+let server: Server;
+let baseUrl: string;
+beforeAll(async () => {
+  server = createServer(mockModelHandler({ delayMs: 0 }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
 const user = (content: string) => [{ role: "user" as const, content }];
 
@@ -138,5 +152,51 @@ describe("reasoning", () => {
       content: reply.text,
       reasoning: reply.reasoning,
     });
+  });
+});
+
+describe("reasoning from the mock model over HTTP", () => {
+  it("comes first for a prompt that asks it to think, and a cut mid-answer continues without repeating it", async () => {
+    const prompt = "think about why agent loops need durability";
+    const expected = mockReply([{ role: "user", content: prompt }]);
+    expect(expected.reasoning).toMatch(/^The user asks: "think about why/);
+    const bodies: { messages: { role: string; content: unknown }[] }[] = [];
+    const model = openAICompatible({
+      baseUrl,
+      model: "mock",
+      continuation: "assistant-prefix",
+      // The first request is cut after 6 text pieces, once the reasoning has streamed whole.
+      extraBody: { mock: { interruptAfter: 6 } },
+      fetch: (input, init) => {
+        bodies.push(JSON.parse(String(init?.body)));
+        return fetch(input, init);
+      },
+    });
+    const agent = defineAgent({ name: "mock-thinker", model, modelRetry: { initialDelayMs: 1 } });
+    const store = new MemoryStore();
+    const rt = agentRuntime(agent, store);
+    const fiber = await rt.start(agent, { messages: user(prompt) });
+    const output = await rt.result(fiber);
+
+    const events = await storedEvents(store, fiber.id);
+    expect(bodies).toHaveLength(2);
+    expect(bodies[1]?.messages.at(-1)).toMatchObject({ role: "assistant", content: expect.any(String) });
+    expect(events.some((e) => e.type === "message.reset")).toBe(false);
+    expect(rendered(events).get(messageIdOf(fiber.id, 1))).toEqual({
+      reasoning: expected.reasoning,
+      text: expected.text,
+    });
+    expect(output.messages.at(-1)).toEqual({
+      role: "assistant",
+      content: expected.text,
+      reasoning: expected.reasoning,
+    });
+  });
+
+  it("is absent for prompts that do not ask for it", () => {
+    expect(mockReply([{ role: "user", content: "what is 12 * 7" }])).not.toHaveProperty("reasoning");
+    expect(mockReply([{ role: "user", content: "think: what is 12 * 7" }]).reasoning).toMatch(
+      /calculator tool/,
+    );
   });
 });

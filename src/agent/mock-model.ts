@@ -17,6 +17,8 @@ export interface MockToolCall {
 
 /** The mock model's whole reply to a conversation. */
 export interface MockTurn {
+  /** Reasoning streamed before the text, for a prompt that asks the model to think; absent otherwise. */
+  reasoning?: string;
   /** Assistant text ("" on a turn that only calls tools). */
   text: string;
   toolCalls: MockToolCall[];
@@ -69,7 +71,9 @@ export const mockToolSpecs = {
  * `clock` (several rules may fire at once: parallel tool calls). Once tool results follow the
  * last user message, it answers with them. Otherwise it writes a few hundred characters that
  * mention the prompt, chosen by a hash of the conversation, opening with "I see the image you
- * sent." when the message carries images (content parts), so a demo shows they arrived.
+ * sent." when the message carries images (content parts), so a demo shows they arrived. A prompt
+ * with the word "think" gets a few sentences of reasoning first (streamed as `reasoning_content`),
+ * whatever the reply then does.
  *
  * @example
  * mockReply([{ role: "user", content: "what is 12 * 7" }]).toolCalls[0];
@@ -87,16 +91,18 @@ export function mockReply(messages: readonly ChatMessage[], options: MockReplyOp
   if (/hostile/i.test(prompt)) return { text: hostileMarkdown(prompt), toolCalls: [], finishReason: "stop" };
   const offered = options.tools === undefined ? undefined : new Set(options.tools);
   const wanted = wantedToolCalls(prompt).filter((call) => offered === undefined || offered.has(call.name));
+  const reasoning = /\bthink/i.test(prompt) ? { reasoning: reasoningFor(prompt, wanted) } : {};
   if (wanted.length > 0) {
     const toolCalls = wanted.map((call, index) => ({
       id: `call_${hash(`${key}#${index}`)}${hash(`${index}#${key}`, 7)}`,
       name: call.name,
       arguments: JSON.stringify(call.args),
     }));
-    return { text: "", toolCalls, finishReason: "tool_calls" };
+    return { ...reasoning, text: "", toolCalls, finishReason: "tool_calls" };
   }
   const seen = images === 0 ? "" : `I see ${images === 1 ? "the image" : `${images} images`} you sent. `;
   return {
+    ...reasoning,
     text: `${seen}${proseReply(
       prompt,
       key,
@@ -146,9 +152,14 @@ export function mockCompletion(
       JSON.stringify(m.role === "assistant" ? (m.tool_calls ?? []) : []).length,
     0,
   );
+  // A continuation continues the text: the reasoning was streamed before it.
+  const reasoning = prefix === "" && turn.reasoning !== undefined ? { reasoning: turn.reasoning } : {};
   const completionTokens =
-    mockTokens(text).length + turn.toolCalls.reduce((n, c) => n + mockTokens(c.arguments).length + 1, 0);
+    mockTokens(reasoning.reasoning ?? "").length +
+    mockTokens(text).length +
+    turn.toolCalls.reduce((n, c) => n + mockTokens(c.arguments).length + 1, 0);
   return {
+    ...reasoning,
     prefix,
     text,
     toolCalls: turn.toolCalls,
@@ -349,6 +360,14 @@ function textOfParts(parts: readonly UserContentPart[]): string {
     .map((part) => (part.type === "text" ? part.text : ""))
     .filter((text) => text !== "")
     .join("\n");
+}
+
+function reasoningFor(prompt: string, wanted: readonly WantedCall[]): string {
+  const plan =
+    wanted.length > 0
+      ? `I need ${wanted.map((call) => `the ${call.name} tool`).join(" and ")} for that, so I will call it first.`
+      : "No tool is needed; I will answer in a few sentences.";
+  return `The user asks: "${summarize(prompt)}". ${plan} Keep it short and plain.`;
 }
 
 function summarize(prompt: string): string {

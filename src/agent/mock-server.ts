@@ -255,6 +255,9 @@ async function streamCompletion(
   };
 
   if (!(await send({ role: "assistant", content: "" }, null, false))) return;
+  for (const piece of mockTokens(completion.reasoning ?? "")) {
+    if (!(await send({ content: null, reasoning_content: piece }))) return;
+  }
   let pieces = 0;
   for (const piece of mockTokens(completion.text)) {
     if (settings.interruptAfter !== undefined && pieces >= settings.interruptAfter) {
@@ -316,6 +319,7 @@ function completionJson(completion: MockCompletion, id: string, created: number,
         message: {
           role: "assistant",
           content: completion.text === "" ? null : completion.text,
+          ...(completion.reasoning === undefined ? {} : { reasoning_content: completion.reasoning }),
           ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
         },
         logprobs: null,
