@@ -7,7 +7,9 @@
  * Playwright's browser fixture (`npx playwright test --project app`). Project "crash" runs the
  * crash suite (`e2e/crash/`) and a short torture schedule (`e2e/torture/torture.spec.ts`,
  * `TORTURE_FAULTS`, default 24) against the same built demo with `fiberline/testing`'s `app`
- * fixture; the long torture run has its own runner (`npm run torture`).
+ * fixture; the long torture run has its own runner (`npm run torture`). Project "extension" runs
+ * `e2e/extension/` against the example browser extension (`npx playwright test --project extension`). The demo's AI SDK chat
+ * (`e2e/ai-sdk/`) runs in the "crash" project too, to crash and relaunch the browser under it.
  */
 
 import { defineConfig } from "@playwright/test";
@@ -39,7 +41,7 @@ export default defineConfig({
   projects: [
     {
       name: "fiberline",
-      testIgnore: ["torture/**", "app/**", "crash/**"],
+      testIgnore: ["torture/**", "app/**", "crash/**", "extension/**", "ai-sdk/**"],
       use: { baseURL: `http://localhost:${port}` },
     },
     {
@@ -51,9 +53,16 @@ export default defineConfig({
       },
     },
     {
+      // The example extension (examples/extension, built by the spec) loaded unpacked; its specs
+      // launch Chromium themselves and need neither web server.
+      name: "extension",
+      testDir: "e2e/extension",
+      timeout: 120_000,
+    },
+    {
       name: "crash",
       testDir: "e2e",
-      testMatch: ["crash/**/*.spec.ts", "torture/torture.spec.ts"],
+      testMatch: ["crash/**/*.spec.ts", "torture/torture.spec.ts", "ai-sdk/**/*.spec.ts"],
       use: { baseURL: `http://localhost:${appPort}` },
     },
   ],

@@ -1,5 +1,5 @@
 /**
- * A hash router: `#/chat/:id`, `#/inspector/:fiberId`, `#/lab`, `#/settings`. Hash routes need no
+ * A hash router: `#/chat/:id`, `#/ai-chat`, `#/inspector/:fiberId`, `#/lab`, `#/settings`. Hash routes need no
  * server rewrites, so every view works offline from the precached `index.html`.
  */
 
@@ -8,13 +8,14 @@ import { useEffect, useState } from "react";
 export type Route =
   | { page: "chat"; conversationId?: string }
   | { page: "inspector"; fiberId?: string }
+  | { page: "ai-chat" }
   | { page: "lab" }
   | { page: "settings" };
 
 export function parseRoute(hash: string): Route {
   const [page, param] = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   if (page === "inspector") return param ? { page, fiberId: param } : { page };
-  if (page === "lab" || page === "settings") return { page };
+  if (page === "lab" || page === "settings" || page === "ai-chat") return { page };
   return param ? { page: "chat", conversationId: param } : { page: "chat" };
 }
 

@@ -1,9 +1,10 @@
 /**
- * The app shell: top navigation (Chat, Inspector, Crash lab, Settings), the current page, and
+ * The app shell: top navigation (Chat, AI SDK chat, Inspector, Crash lab, Settings), the current page, and
  * a notice while offline or after the worker restarted.
  */
 
 import { type ReactNode, useEffect } from "react";
+import { AiChatPage } from "../ai-chat/ai-chat-page";
 import { ChatPage } from "../chat/chat-page";
 import { InspectorPage } from "../inspector/inspector-page";
 import { LabPage } from "../lab/lab-page";
@@ -13,6 +14,7 @@ import { useOnline } from "./use-online";
 
 const TABS: Array<{ label: string; route: Route }> = [
   { label: "Chat", route: { page: "chat" } },
+  { label: "AI SDK chat", route: { page: "ai-chat" } },
   { label: "Inspector", route: { page: "inspector" } },
   { label: "Crash lab", route: { page: "lab" } },
   { label: "Settings", route: { page: "settings" } },
@@ -59,6 +61,7 @@ export function App(): ReactNode {
       )}
       <main id="main" className="main" tabIndex={-1}>
         {route.page === "chat" && <ChatPage conversationId={route.conversationId} />}
+        {route.page === "ai-chat" && <AiChatPage />}
         {route.page === "inspector" && <InspectorPage fiberId={route.fiberId} />}
         {route.page === "lab" && <LabPage />}
         {route.page === "settings" && <SettingsPage />}

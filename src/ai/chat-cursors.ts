@@ -1,66 +1,66 @@
 /**
  * Where `FiberlineChatTransport` remembers, per chat, which fiber answers its latest message and
  * how far the page has delivered that fiber's stream, so `reconnectToStream` after a reload or a
- * browser crash knows what to resume. `localStorage` in a page (it survives both), memory
- * elsewhere.
+ * browser crash knows what to resume. IndexedDB in a page (a committed write survives a browser
+ * crash; `localStorage` writes are flushed lazily and were lost to SIGKILLs), memory elsewhere.
  */
+
+import { type DBSchema, type IDBPDatabase, openDB } from "idb";
 
 /** What the transport keeps about one chat. */
 export interface ChatCursor {
   /** The agent fiber answering the chat's latest message (also the assistant message's id). */
   fiberId: string;
-  /** The last `seq` of that fiber's stream the page delivered to the chat. */
+  /** The last `seq` of that fiber's stream the page delivered to the chat (kept at pauses and the end). */
   delivered: number;
   /** True once the page delivered the fiber's end, or stopped it: nothing is left to resume. */
   done: boolean;
 }
 
-/** Per-chat cursors, read and written synchronously. */
+/** Per-chat cursors. `set` resolves once the cursor is durable. */
 export interface ChatCursorStore {
-  get(chatId: string): ChatCursor | undefined;
-  set(chatId: string, cursor: ChatCursor): void;
+  get(chatId: string): Promise<ChatCursor | undefined>;
+  set(chatId: string, cursor: ChatCursor): Promise<void>;
 }
 
-/** Cursors in memory: for tests and hosts without `localStorage`. They do not survive a reload. */
+/** Cursors in memory: for tests and hosts without IndexedDB. They do not survive a reload. */
 export function memoryCursorStore(): ChatCursorStore {
   const cursors = new Map<string, ChatCursor>();
   return {
-    get: (chatId) => {
+    get: async (chatId) => {
       const cursor = cursors.get(chatId);
       return cursor && { ...cursor };
     },
-    set: (chatId, cursor) => void cursors.set(chatId, { ...cursor }),
+    set: async (chatId, cursor) => void cursors.set(chatId, { ...cursor }),
   };
+}
+
+interface CursorSchema extends DBSchema {
+  cursors: { key: string; value: ChatCursor & { chatId: string } };
 }
 
 /**
- * Cursors in `localStorage` under `<prefix><chatId>`: they survive a reload and a browser crash
- * (sessionStorage would not survive the crash). Falls back to memory where there is none.
+ * Cursors in the IndexedDB database `name` (default `"fiberline-ai"`), one row per chat. Falls
+ * back to memory where there is no IndexedDB.
  */
-export function localCursorStore(prefix = "fiberline-ai/chat/"): ChatCursorStore {
-  const storage = typeof localStorage === "undefined" ? undefined : localStorage;
-  if (storage === undefined) return memoryCursorStore();
+export function idbCursorStore(name = "fiberline-ai"): ChatCursorStore {
+  if (typeof indexedDB === "undefined") return memoryCursorStore();
+  let db: Promise<IDBPDatabase<CursorSchema>> | undefined;
+  const open = () => {
+    db ??= openDB<CursorSchema>(name, 1, {
+      upgrade(database, oldVersion) {
+        if (oldVersion < 1) database.createObjectStore("cursors", { keyPath: "chatId" });
+      },
+    });
+    return db;
+  };
   return {
-    get: (chatId) => {
-      try {
-        return parseCursor(storage.getItem(prefix + chatId));
-      } catch {
-        return undefined; // Storage blocked (some privacy modes): behave as if nothing was kept.
-      }
+    async get(chatId) {
+      const row = await (await open()).get("cursors", chatId);
+      return row && { fiberId: row.fiberId, delivered: row.delivered, done: row.done };
     },
-    set: (chatId, cursor) => {
-      try {
-        storage.setItem(prefix + chatId, JSON.stringify(cursor));
-      } catch {
-        // Quota or blocked storage: resuming after a reload is lost, the live stream is not.
-      }
+    async set(chatId, cursor) {
+      await (await open()).put("cursors", { chatId, ...cursor });
     },
   };
-}
-
-function parseCursor(text: string | null): ChatCursor | undefined {
-  if (text === null) return undefined;
-  const value = JSON.parse(text) as Partial<ChatCursor> | null;
-  if (typeof value?.fiberId !== "string" || typeof value.delivered !== "number") return undefined;
-  return { fiberId: value.fiberId, delivered: value.delivered, done: value.done === true };
 }

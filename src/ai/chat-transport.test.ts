@@ -275,7 +275,7 @@ describe("FiberlineChatTransport with the AI SDK's chat", () => {
 
     await expect.poll(async () => (await runtime.get(fiberId))?.status).toBe("cancelled");
     expect(chat.status).toBe("ready");
-    expect(transport.cursor("chat-6")?.done).toBe(true);
+    await expect.poll(async () => (await transport.cursor("chat-6"))?.done).toBe(true);
     expect(await transport.reconnectToStream({ chatId: "chat-6" })).toBeNull();
   });
 
@@ -297,8 +297,8 @@ describe("FiberlineChatTransport with the AI SDK's chat", () => {
     ]);
 
     // A page that crashed before the end was delivered resumes: the replay has the final reply only.
-    const cursor = transport.cursor("chat-7");
-    if (cursor) cursors.set("chat-7", { ...cursor, done: false, delivered: 0 });
+    const cursor = await transport.cursor("chat-7");
+    if (cursor) await cursors.set("chat-7", { ...cursor, done: false, delivered: 0 });
     const again = new TestChat({ id: "chat-7", transport, messages: structuredClone(chat.messages) });
     await again.resumeStream();
     const replayed = again.messages.at(-1);

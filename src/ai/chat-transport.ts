@@ -10,7 +10,7 @@ import type { AgentInput } from "../agent/agent";
 import type { ChatMessage } from "../agent/types";
 import { FiberlineError } from "../core/errors";
 import { type FiberEvent, type FiberRecord, isTerminal } from "../core/records";
-import { type ChatCursor, type ChatCursorStore, localCursorStore } from "./chat-cursors";
+import { type ChatCursor, type ChatCursorStore, idbCursorStore } from "./chat-cursors";
 import { foldResets, UiChunkMapper } from "./ui-chunks";
 
 /**
@@ -48,7 +48,7 @@ export interface FiberlineChatTransportOptions<UI_MESSAGE extends UIMessage = UI
    * the whole conversation as text). Return `historyRef` instead to keep inputs small.
    */
   input?: (request: ChatInputRequest<UI_MESSAGE>) => AgentInput | Promise<AgentInput>;
-  /** Where each chat's fiber and delivered cursor are kept (default `localStorage`). */
+  /** Where each chat's fiber and delivered cursor are kept (default IndexedDB, `idbCursorStore()`). */
   cursors?: ChatCursorStore;
 }
 
@@ -84,11 +84,11 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
 
   constructor(options: FiberlineChatTransportOptions<UI_MESSAGE>) {
     this.#options = options;
-    this.#cursors = options.cursors ?? localCursorStore();
+    this.#cursors = options.cursors ?? idbCursorStore();
   }
 
   /** The fiber answering the chat's latest message, as far as this page knows. */
-  cursor(chatId: string): ChatCursor | undefined {
+  cursor(chatId: string): Promise<ChatCursor | undefined> {
     return this.#cursors.get(chatId);
   }
 
@@ -106,7 +106,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
         "invalid_argument",
         "FiberlineChatTransport: the chat has no user message to answer. Send one with sendMessage({ text }).",
       );
-    const previous = this.#cursors.get(chatId);
+    const previous = await this.#cursors.get(chatId);
     const parts = [chatId, user.id];
     if (trigger === "regenerate-message") parts.push("again", options.messageId ?? previous?.fiberId ?? "");
     const fiberId = await fiberIdFor(parts);
@@ -118,7 +118,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
       metadata: options.metadata,
     });
     const joined = previous?.fiberId === fiberId;
-    if (!joined) this.#cursors.set(chatId, { fiberId, delivered: 0, done: false });
+    if (!joined) await this.#cursors.set(chatId, { fiberId, delivered: 0, done: false });
     await client.start(this.#options.agent, input, { id: fiberId });
     return this.#stream(client, chatId, fiberId, { signal: abortSignal });
   }
@@ -126,12 +126,12 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   async reconnectToStream(
     options: Parameters<ChatTransport<UI_MESSAGE>["reconnectToStream"]>[0],
   ): Promise<ReadableStream<UIMessageChunk> | null> {
-    const cursor = this.#cursors.get(options.chatId);
+    const cursor = await this.#cursors.get(options.chatId);
     if (cursor === undefined || cursor.done) return null;
     const client = await this.#connect();
     const record = await client.get(cursor.fiberId);
     if (record === undefined || (isTerminal(record.status) && cursor.delivered >= record.streamHead)) {
-      this.#cursors.set(options.chatId, { ...cursor, done: true });
+      await this.#cursors.set(options.chatId, { ...cursor, done: true });
       return null;
     }
     // Aborted while looking: `useChat` started another resume (React StrictMode mounts twice).
@@ -169,7 +169,8 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
         if (!(error instanceof FiberlineError && error.code === "fiber_ended")) throw error;
       });
     }
-    this.#cursors.set(chatId, { fiberId, delivered: this.#cursors.get(chatId)?.delivered ?? 0, done: false });
+    const cursor = await this.#cursors.get(chatId);
+    await this.#cursors.set(chatId, { fiberId, delivered: cursor?.delivered ?? 0, done: false });
     return this.#stream(client, chatId, fiberId, { signal, after: last.id });
   }
 
@@ -187,7 +188,9 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     const cursors = this.#cursors;
     const onStop = (): void => {
       reading.abort();
-      cursors.set(chatId, { fiberId, delivered: cursors.get(chatId)?.delivered ?? 0, done: true });
+      void cursors
+        .get(chatId)
+        .then((cursor) => cursors.set(chatId, { fiberId, delivered: cursor?.delivered ?? 0, done: true }));
       client.cancel(fiberId, "Stopped from the chat.").catch(() => {
         // Already ended, or the worker is unreachable: the fiber's own end stands.
       });
@@ -198,10 +201,11 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     async function* chunks(): AsyncGenerator<UIMessageChunk> {
       yield { type: "start", messageId: fiberId };
       const mapper = new UiChunkMapper();
-      const deliver = (event: FiberEvent, cursor: ChatCursor): void => {
+      // Kept durably where it decides what a reload resumes: at a pause and at the end.
+      const deliver = async (event: FiberEvent, cursor: ChatCursor, keep: boolean): Promise<void> => {
         cursor.delivered = event.seq;
         if (event.type === "fiber.end") cursor.done = true;
-        cursors.set(chatId, cursor);
+        if (keep || cursor.done) await cursors.set(chatId, cursor);
       };
       /** The approval is answered when its event is in the fiber's inbox. */
       const answered = async (event: FiberEvent): Promise<boolean> => {
@@ -209,7 +213,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
         const { inbox } = await client.inspect(fiberId);
         return inbox.some((ev) => ev.name === name);
       };
-      const cursor: ChatCursor = cursors.get(chatId) ?? { fiberId, delivered: 0, done: false };
+      const cursor: ChatCursor = (await cursors.get(chatId)) ?? { fiberId, delivered: 0, done: false };
       let skipping = options.after;
       const record = await client.get(fiberId);
       const head = record?.streamHead ?? 0;
@@ -224,11 +228,13 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
               skipping = undefined;
             continue;
           }
-          yield* mapper.map(event);
-          deliver(event, cursor);
+          const chunks = mapper.map(event);
           // A request nothing answered yet ends this stream: the chat shows the approval buttons.
           const lastKnown = live || i === events.length - 1;
-          if (event.type === "tool.approval" && lastKnown && !(await answered(event))) {
+          const pause = event.type === "tool.approval" && lastKnown && !(await answered(event));
+          await deliver(event, cursor, pause);
+          yield* chunks;
+          if (pause) {
             yield* mapper.pause();
             return true;
           }

@@ -10,7 +10,7 @@ export {
   type AiSdkModelOptions,
   aiSdkModel,
 } from "./ai-sdk-model";
-export { type ChatCursor, type ChatCursorStore, localCursorStore, memoryCursorStore } from "./chat-cursors";
+export { type ChatCursor, type ChatCursorStore, idbCursorStore, memoryCursorStore } from "./chat-cursors";
 export {
   type ChatFiberClient,
   type ChatInputRequest,
