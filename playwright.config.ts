@@ -8,8 +8,7 @@
  * crash suite (`e2e/crash/`) and a short torture schedule (`e2e/torture/torture.spec.ts`,
  * `TORTURE_FAULTS`, default 24) against the same built demo with `fiberline/testing`'s `app`
  * fixture; the long torture run has its own runner (`npm run torture`). Project "extension" runs
- * `e2e/extension/` against the example browser extension (`npx playwright test --project extension`). The demo's AI SDK chat
- * (`e2e/ai-sdk/`) runs in the "crash" project too, to crash and relaunch the browser under it.
+ * `e2e/extension/` against the example browser extension (`npx playwright test --project extension`).
  */
 
 import { defineConfig } from "@playwright/test";
@@ -41,7 +40,7 @@ export default defineConfig({
   projects: [
     {
       name: "fiberline",
-      testIgnore: ["torture/**", "app/**", "crash/**", "extension/**", "ai-sdk/**"],
+      testIgnore: ["torture/**", "app/**", "crash/**", "extension/**"],
       use: { baseURL: `http://localhost:${port}` },
     },
     {
@@ -62,7 +61,7 @@ export default defineConfig({
     {
       name: "crash",
       testDir: "e2e",
-      testMatch: ["crash/**/*.spec.ts", "torture/torture.spec.ts", "ai-sdk/**/*.spec.ts"],
+      testMatch: ["crash/**/*.spec.ts", "torture/torture.spec.ts"],
       use: { baseURL: `http://localhost:${appPort}` },
     },
   ],

@@ -21,6 +21,7 @@ import { readExtensionStream } from "./extension-stream";
 import { type ControlChannel, HttpChannel } from "./http-channel";
 import { readPortStream } from "./port-stream";
 import { RpcChannel } from "./rpc-channel";
+import { requestPersistentStorage } from "./storage-health";
 import { findRegistration, serviceWorkerContainer, waitForController } from "./worker-registration";
 
 /** Fiber definitions by name, to type `start()`: `connect<{ research: typeof research }>()`. */
@@ -211,6 +212,8 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
       options === undefined ? [name, input] : [name, input, options],
     );
     this.#workerActive = Math.max(this.#workerActive, 1);
+    // The first durable start asks the browser to keep the origin's storage (a page-only API).
+    if (this.registration && (result as StartResult).created) void requestPersistentStorage();
     // Control calls arrive on a MessagePort, which extends no event: this message event, sent now
     // that the fiber runs, is held open by the host until its work is done (capped), so closing
     // the tab right after a start does not leave the run to Chromium's 30 s idle timeout.

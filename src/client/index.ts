@@ -11,4 +11,5 @@ export { ExtensionChannel, type ExtensionChannelOptions } from "./extension-chan
 export { readExtensionStream } from "./extension-stream";
 export { type ControlChannel, HttpChannel, type HttpChannelOptions } from "./http-channel";
 export { type ChannelHost, RpcChannel, type RpcChannelOptions, type WorkerTarget } from "./rpc-channel";
+export { requestPersistentStorage, watchStorageHealth } from "./storage-health";
 export { findRegistration, serviceWorkerContainer, waitForController } from "./worker-registration";

@@ -159,7 +159,8 @@ export function storeClosedError(kind: string): StoreError {
 }
 
 /**
- * Wraps a backend failure in a `StoreError` (`store_error`) whose message says what to do;
+ * Wraps a backend failure in a `StoreError` (`store_error`, or `quota_exceeded` when the origin is
+ * out of space) whose message says what to do;
  * Fiberline errors pass through unchanged.
  */
 export function toStoreError(operation: string, error: unknown): FiberlineError {
@@ -169,7 +170,9 @@ export function toStoreError(operation: string, error: unknown): FiberlineError 
   const advice =
     ADVICE[name] ??
     "Nothing was written; retry, and if it keeps failing check the browser's storage settings (private mode, cleared site data).";
-  return new StoreError("store_error", `Storage failed during ${operation} (${name}: ${detail}). ${advice}`, {
+  // Out of space is its own code: the fiber is paused, not broken, and resumes once space is back.
+  const code = name === "QuotaExceededError" ? "quota_exceeded" : "store_error";
+  return new StoreError(code, `Storage failed during ${operation} (${name}: ${detail}). ${advice}`, {
     cause: error,
   });
 }

@@ -47,8 +47,8 @@ interface PendingRead {
 export interface ConnectionOptions {
   name: string;
   durability: "relaxed" | "strict";
-  /** The IndexedDB factory; `globalThis.indexedDB` when omitted. */
-  factory?: IDBFactory;
+  /** The IndexedDB factory (or a function resolving to one); `globalThis.indexedDB` when omitted. */
+  factory?: IDBFactory | (() => Promise<IDBFactory>);
   /** The store's `kind`, for error messages. */
   kind: string;
 }
@@ -62,7 +62,7 @@ export interface ConnectionOptions {
 export class IdbConnection {
   readonly #name: string;
   readonly #durability: "relaxed" | "strict";
-  readonly #factory: IDBFactory | undefined;
+  readonly #factory: IDBFactory | (() => Promise<IDBFactory>) | undefined;
   readonly #kind: string;
   #opening: Promise<FiberlineDatabase> | undefined;
   #connection: IDBDatabase | undefined;
@@ -234,8 +234,12 @@ export class IdbConnection {
     return db;
   }
 
-  #open(): Promise<FiberlineDatabase> {
-    const factory = this.#factory ?? (globalThis.indexedDB as IDBFactory | undefined);
+  async #open(): Promise<FiberlineDatabase> {
+    const given = this.#factory;
+    const factory =
+      typeof given === "function"
+        ? await given().catch((error: unknown) => Promise.reject(toStoreError("open", error)))
+        : (given ?? (globalThis.indexedDB as IDBFactory | undefined));
     if (factory === undefined) {
       return Promise.reject(
         new StoreError(

@@ -78,9 +78,11 @@ export interface IdbStoreOptions {
   /**
    * The IndexedDB factory; default `globalThis.indexedDB`. Inject one for tests (`new IDBFactory()`
    * from `fake-indexeddb`); `idb` still needs the IndexedDB classes as globals
-   * (`import "fake-indexeddb/auto"` in Node).
+   * (`import "fake-indexeddb/auto"` in Node). Or a function resolving to one, called at each
+   * open, e.g. a storage bucket's, which has its own quota and persistence:
+   * `() => navigator.storageBuckets.open("fibers", { persisted: true }).then((b) => b.indexedDB)`.
    */
-  indexedDB?: IDBFactory;
+  indexedDB?: IDBFactory | (() => Promise<IDBFactory>);
   /**
    * How many fibers' row keys (handle, next journal segment) the store keeps in memory; default
    * 256. A fiber beyond that, least recently used, costs its next commit one extra read.

@@ -34,5 +34,10 @@ export {
   type RpcArgs,
   type RpcMethod,
   type RpcResult,
+  STORAGE_CHANNEL,
+  type StorageHealth,
+  type StorageHealthMessage,
+  type StorageHealthQuery,
   type WorkerInfo,
 } from "./protocol";
+export { type WatchedStore, type WatchStorageOptions, watchStorage } from "./storage-watch";

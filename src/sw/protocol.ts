@@ -237,3 +237,42 @@ export function httpStatusOf(code: string): number {
       return 500;
   }
 }
+
+// Storage health: a store wrapped by `watchStorage` (in the worker) publishes every change on a
+// `BroadcastChannel` named `STORAGE_CHANNEL`; a page may ask for the current state by posting a
+// `StorageHealthQuery` there (`watchStorageHealth` in `fiberline/client` does both).
+
+/** The `BroadcastChannel` storage health travels on. */
+export const STORAGE_CHANNEL = "fiberline/storage";
+
+/** How the worker's storage is doing. */
+export interface StorageHealth {
+  /**
+   * `ok`; `quota_exceeded` while the origin is out of storage (writes are refused; paused fibers
+   * resume by themselves once a retry fits); `store_lost` when the database came back empty
+   * although the marker outside it listed fibers (the browser deleted it).
+   */
+  state: "ok" | "quota_exceeded" | "store_lost";
+  /** Fibers whose last write was refused for lack of space: not lost, retried with backoff. */
+  paused: string[];
+  /** Fibers the marker listed that the database no longer holds (with `store_lost`). */
+  lost: string[];
+  /** `navigator.storage.persisted()`: whether the browser may evict this origin's data (`false`). */
+  persisted: boolean | undefined;
+  /** `navigator.storage.estimate()` at the last change, in bytes, where the browser tells. */
+  usage?: number;
+  quota?: number;
+  /** When this state was reached (ms since the epoch). */
+  since: number;
+}
+
+/** Posted by the worker on `STORAGE_CHANNEL` on every change, and in answer to a query. */
+export interface StorageHealthMessage {
+  type: "fiberline/storage";
+  health: StorageHealth;
+}
+
+/** Posted by a page on `STORAGE_CHANNEL` to get the current `StorageHealthMessage`. */
+export interface StorageHealthQuery {
+  type: "fiberline/storage-query";
+}

@@ -1,0 +1,113 @@
+/**
+ * Storage that fails loudly, in real Chromium: an origin out of quota pauses a fiber (not lost,
+ * not failed) and tells the page, and the fiber finishes once space is back; a database the
+ * browser deleted behind the worker's back is reported as `store_lost` with the fibers it took.
+ * The worker keeps its fibers in a storage bucket with a small quota, which the page fills with
+ * another database. (The DevTools protocol's `Storage.overrideQuotaForOrigin` shows in
+ * `getUsageAndQuota` but Chromium 156 does not enforce it on IndexedDB writes; a bucket's quota
+ * it does enforce.)
+ */
+
+import type { Page } from "@playwright/test";
+import type { StorageHealth } from "../src/sw/protocol";
+import { expect, startFiber, test } from "./support/fixtures";
+
+async function lastHealth(page: Page): Promise<StorageHealth | undefined> {
+  return (await page.evaluate(() => window.fx.healths())).at(-1);
+}
+
+async function inspect(page: Page, id: string): Promise<{ streamHead: number }> {
+  return await page.evaluate(async (fiberId) => (await window.fx.client()).inspect(fiberId), id);
+}
+
+async function fiberStatus(page: Page, id: string): Promise<string | undefined> {
+  return await page.evaluate(async (fiberId) => (await (await window.fx.client()).get(fiberId))?.status, id);
+}
+
+/** The worker keeps its fibers in a storage bucket of this many bytes (`?swquota=`). */
+const BUCKET_QUOTA = 4_000_000;
+
+test("out of space: the fiber pauses and the page is told; with space back it finishes, every chunk once", async ({
+  session,
+}) => {
+  const page = await session.open(`/?swquota=${BUCKET_QUOTA}`);
+  const { id } = await page.evaluate(async () => {
+    const client = await window.fx.client();
+    return await client.start("filler", { chunks: 30, bytes: 10_000, intervalMs: 50 });
+  });
+  await expect.poll(async () => (await inspect(page, id)).streamHead).toBeGreaterThan(3);
+
+  // Another database takes all the space left: the fiber's next write is refused.
+  expect(await page.evaluate(() => window.fx.fillBucket())).toBeGreaterThan(0);
+  await expect
+    .poll(() => lastHealth(page), { timeout: 20_000 })
+    .toMatchObject({
+      state: "quota_exceeded",
+      paused: [id],
+    });
+  // Paused, not lost and not failed: the record still says running, and reads still work.
+  expect(await fiberStatus(page, id)).toBe("running");
+  expect((await inspect(page, id)).streamHead).toBeLessThan(32);
+
+  // Space back: the runner's next retry fits, the page hears "ok", and the fiber completes.
+  await page.evaluate(() => window.fx.freeBucket());
+  await expect.poll(() => lastHealth(page), { timeout: 40_000 }).toMatchObject({ state: "ok", paused: [] });
+  await expect.poll(() => fiberStatus(page, id), { timeout: 40_000 }).toBe("completed");
+
+  const events = await page.evaluate((f) => window.fx.collect(f), id);
+  expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+  const fills = events.filter((e) => e.type === "fill").map((e) => (e.data as { i: number }).i);
+  expect(fills).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  expect(events.at(-1)?.data).toEqual({ status: "completed", result: { chunks: 30 } });
+});
+
+test("a start refused for lack of space fails with quota_exceeded and writes no fiber", async ({
+  session,
+}) => {
+  const page = await session.open(`/?swquota=${BUCKET_QUOTA}`);
+  await startFiber(page, "ticker", { ticks: 1, intervalMs: 1 }); // the worker's database exists
+  await page.evaluate(() => window.fx.fillBucket());
+  const refused = await page.evaluate(async () => {
+    const client = await window.fx.client();
+    try {
+      await client.start("ticker", { ticks: 1, intervalMs: 1 }, { id: "no-room" });
+      return undefined;
+    } catch (error) {
+      return { name: (error as Error).name, code: (error as { code?: string }).code };
+    }
+  });
+  expect(refused).toEqual({ name: "StoreError", code: "quota_exceeded" });
+  await page.evaluate(() => window.fx.freeBucket());
+  expect(await fiberStatus(page, "no-room")).toBeUndefined();
+});
+
+test("a database deleted behind the worker's back is reported as store_lost, with the fibers it held", async ({
+  session,
+}) => {
+  const page = await session.open();
+  const first = await startFiber(page, "ticker", { ticks: 2, intervalMs: 10 });
+  const second = await startFiber(page, "ticker", { ticks: 2, intervalMs: 10 });
+  await expect.poll(() => fiberStatus(page, second.id)).toBe("completed");
+
+  // As Chromium does after some unclean shutdowns: the origin's IndexedDB is gone at next start.
+  await session.stopWorkers(page);
+  const deleted = await page.evaluate(
+    () =>
+      new Promise<string>((resolve) => {
+        const request = indexedDB.deleteDatabase("fiberline-e2e");
+        request.onsuccess = () => resolve("deleted");
+        request.onerror = () => resolve(`error: ${request.error?.name}`);
+        request.onblocked = () => resolve("blocked");
+      }),
+  );
+  expect(deleted).toBe("deleted");
+
+  await session.goto(page, "/");
+  await expect
+    .poll(() => lastHealth(page), { timeout: 20_000 })
+    .toMatchObject({
+      state: "store_lost",
+      lost: [first.id, second.id].sort(),
+    });
+  expect(await fiberStatus(page, first.id)).toBeUndefined();
+});

@@ -1,0 +1,91 @@
+/**
+ * `watchStorage` in Node, over a `MemoryStore` that can be made to refuse writes as an origin out
+ * of space does (`quota_exceeded`): the fiber pauses (still running, nothing lost), every page
+ * hears it on the storage channel, and once writes fit again the runtime's own retry resumes the
+ * fiber and the page hears "ok". Real IndexedDB and a real wiped database are `e2e/storage.spec.ts`.
+ */
+
+import { afterEach, expect, it } from "vitest";
+import { defineFiber } from "../core/define";
+import { StoreError } from "../core/errors";
+import { createRuntime, type Runtime } from "../core/runtime";
+import type { WriteGroup } from "../core/store";
+import { MemoryStore } from "../store/memory-store";
+import { STORAGE_CHANNEL, type StorageHealth, type StorageHealthMessage } from "./protocol";
+import { watchStorage } from "./storage-watch";
+
+/** A MemoryStore whose commits are refused while `full` is set, the way IndexedDB refuses them. */
+class FullableStore extends MemoryStore {
+  full = false;
+  override async commit(groups: WriteGroup[]) {
+    if (this.full) throw new StoreError("quota_exceeded", "The origin is out of storage quota.");
+    return await super.commit(groups);
+  }
+}
+
+const steps = defineFiber("steps", {
+  async run(ctx, input: { count: number }) {
+    for (let i = 1; i <= input.count; i++) {
+      await ctx.step("step", async () => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return i;
+      });
+      ctx.emit("progress", { i });
+    }
+    return input.count;
+  },
+});
+
+let runtime: Runtime | undefined;
+const pages: BroadcastChannel[] = [];
+afterEach(async () => {
+  await runtime?.close();
+  await runtime?.store.close();
+  for (const page of pages.splice(0)) page.close();
+  runtime = undefined;
+});
+
+/** A page listening on the storage channel. */
+function page(): StorageHealth[] {
+  const heard: StorageHealth[] = [];
+  const channel = new BroadcastChannel(STORAGE_CHANNEL);
+  channel.addEventListener("message", (event) =>
+    heard.push((event as MessageEvent<StorageHealthMessage>).data.health),
+  );
+  pages.push(channel);
+  return heard;
+}
+
+it("pauses a fiber whose write found no space, tells pages, and resumes it once writes fit again", async () => {
+  const heard = page();
+  const inner = new FullableStore();
+  const store = watchStorage(inner, { markerCache: false });
+  runtime = createRuntime({ store, fibers: [steps], leaseMs: 400 });
+  await runtime.recover();
+  const { id } = await runtime.start(steps, { count: 20 });
+  await expect.poll(async () => (await runtime?.get(id))?.streamHead ?? 0).toBeGreaterThan(2);
+
+  inner.full = true;
+  await expect.poll(() => store.health).toMatchObject({ state: "quota_exceeded", paused: [id] });
+  await expect.poll(() => heard.at(-1)).toMatchObject({ state: "quota_exceeded", paused: [id] });
+  expect((await runtime.get(id))?.status).toBe("running");
+
+  inner.full = false;
+  expect(await runtime.result(id)).toBe(20);
+  expect(store.health).toMatchObject({ state: "ok", paused: [] });
+  await expect.poll(() => heard.at(-1)).toMatchObject({ state: "ok", paused: [] });
+  const chunks = await inner.readStream(id, 0);
+  expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i + 1));
+  expect(chunks.filter((c) => c.type === "progress").map((c) => (c.data as { i: number }).i)).toEqual(
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
+});
+
+it("answers a page's query with the current health", async () => {
+  const store = watchStorage(new MemoryStore(), { markerCache: false });
+  runtime = createRuntime({ store, fibers: [steps] });
+  await store.checked;
+  const heard = page();
+  pages.at(-1)?.postMessage({ type: "fiberline/storage-query" });
+  await expect.poll(() => heard.at(-1)).toMatchObject({ state: "ok", paused: [], lost: [] });
+});

@@ -1,0 +1,235 @@
+/**
+ * `watchStorage`: wraps the worker's `Store` so storage trouble is reported instead of silent.
+ * A write refused for lack of space (`quota_exceeded`) marks its fibers paused (the runner
+ * resumes them from their journals with backoff; the first write that fits clears them); a
+ * database that comes back empty while a marker kept outside IndexedDB (Cache Storage) lists
+ * fibers is reported as `store_lost` with their ids. Every change goes to every page of the origin
+ * on a `BroadcastChannel` (`STORAGE_CHANNEL`), as `StorageHealth`.
+ */
+
+import type { FiberQuery, Store, WriteGroup } from "../core/store";
+import { STORAGE_CHANNEL, type StorageHealth, type StorageHealthMessage } from "./protocol";
+
+/** Options of `watchStorage`. */
+export interface WatchStorageOptions {
+  /**
+   * Cache Storage cache that holds the marker (the ids of existing fibers), outside IndexedDB;
+   * `false` keeps no marker (default "fiberline-marker").
+   */
+  markerCache?: string | false;
+  /** Called with every new state (besides the broadcast). */
+  onChange?(health: StorageHealth): void;
+}
+
+/** A store that reports its health; use it wherever the wrapped store would go. */
+export interface WatchedStore extends Store {
+  /** The current state. */
+  readonly health: StorageHealth;
+  /** Settles once the marker was compared with the database (the first call of any method waits for it). */
+  readonly checked: Promise<StorageHealth>;
+}
+
+/**
+ * Wraps `store` (the worker's `IdbStore`) to report storage health to every page.
+ *
+ * Failure semantics: nothing about the wrapped store's writes changes: a refused write rejects as
+ * before (`quota_exceeded` for lack of space, a typed `StoreError`), the runner resumes the fiber
+ * from its journal with backoff, and no chunk after the refused one is committed. The marker is
+ * best effort: it is written after each start and collection, and a marker write that fails
+ * (the quota) only means a later wipe may go unreported.
+ *
+ * @example
+ * const store = watchStorage(new IdbStore({ name: "fiberline" }));
+ * const runtime = createRuntime({ store, fibers });
+ * createServiceWorkerHost({ runtime });
+ */
+export function watchStorage(store: Store, options: WatchStorageOptions = {}): WatchedStore {
+  return new StorageWatch(store, options);
+}
+
+class StorageWatch implements WatchedStore {
+  readonly kind: string;
+  readonly checked: Promise<StorageHealth>;
+  readonly #store: Store;
+  readonly #options: WatchStorageOptions;
+  readonly #channel: BroadcastChannel | undefined;
+  readonly #paused = new Set<string>();
+  #health: StorageHealth = { state: "ok", paused: [], lost: [], persisted: undefined, since: Date.now() };
+  #marker: Promise<unknown> = Promise.resolve();
+
+  constructor(store: Store, options: WatchStorageOptions) {
+    this.#store = store;
+    this.kind = store.kind;
+    this.#options = options;
+    this.#channel =
+      typeof BroadcastChannel === "function" ? new BroadcastChannel(STORAGE_CHANNEL) : undefined;
+    this.#channel?.addEventListener("message", (event: MessageEvent) => {
+      if ((event.data as { type?: unknown } | null)?.type === "fiberline/storage-query") this.#post();
+    });
+    this.checked = this.#check();
+  }
+
+  get health(): StorageHealth {
+    return this.#health;
+  }
+
+  getFiber(id: string) {
+    return this.#after(() => this.#store.getFiber(id));
+  }
+  findByIdempotencyKey(key: string) {
+    return this.#after(() => this.#store.findByIdempotencyKey(key));
+  }
+  listFibers(query?: FiberQuery) {
+    return this.#after(() => this.#store.listFibers(query));
+  }
+  readJournal(fiberId: string) {
+    return this.#after(() => this.#store.readJournal(fiberId));
+  }
+  readSnapshot(fiberId: string) {
+    return this.#after(() => this.#store.readSnapshot(fiberId));
+  }
+  readStream(fiberId: string, after: number, limit?: number) {
+    return this.#after(() => this.#store.readStream(fiberId, after, limit));
+  }
+  readInbox(fiberId: string) {
+    return this.#after(() => this.#store.readInbox(fiberId));
+  }
+  enqueueEvent(event: Parameters<Store["enqueueEvent"]>[0]) {
+    return this.#after(() => this.#store.enqueueEvent(event));
+  }
+
+  async createFiber(...args: Parameters<Store["createFiber"]>) {
+    const result = await this.#writing([], () => this.#store.createFiber(...args));
+    if (result.status === "created") this.#updateMarker((ids) => ids.add(result.record.id));
+    return result;
+  }
+
+  claimFiber(id: string, request: Parameters<Store["claimFiber"]>[1]) {
+    return this.#writing([id], () => this.#store.claimFiber(id, request));
+  }
+
+  commit(groups: WriteGroup[]) {
+    return this.#writing(
+      groups.map((group) => group.fiberId),
+      () => this.#store.commit(groups),
+    );
+  }
+
+  async deleteFibers(ids: readonly string[], options?: Parameters<Store["deleteFibers"]>[1]) {
+    const deleted = await this.#after(() => this.#store.deleteFibers(ids, options));
+    if (deleted.length > 0)
+      this.#updateMarker((marked) => {
+        for (const id of deleted) marked.delete(id);
+      });
+    return deleted;
+  }
+
+  async close(): Promise<void> {
+    this.#channel?.close();
+    await this.#store.close();
+  }
+
+  /** Runs a read after the marker check (so a wiped database is seen before anything refills it). */
+  async #after<T>(call: () => Promise<T>): Promise<T> {
+    await this.checked;
+    return await call();
+  }
+
+  /** Runs a write of `fibers`, pausing them on `quota_exceeded` and un-pausing them once one fits. */
+  async #writing<T>(fibers: string[], call: () => Promise<T>): Promise<T> {
+    await this.checked;
+    try {
+      const result = await call();
+      if (this.#health.state === "quota_exceeded") {
+        for (const id of fibers) this.#paused.delete(id);
+        // A write fitting again (any write) means space came back: paused fibers resume at their
+        // next retry; the page hears it once the last of them wrote.
+        if (this.#paused.size === 0) await this.#change({ state: "ok" });
+        else await this.#change({});
+      }
+      return result;
+    } catch (error) {
+      if ((error as { code?: unknown }).code === "quota_exceeded") {
+        for (const id of fibers) this.#paused.add(id);
+        await this.#change({ state: "quota_exceeded" });
+      }
+      throw error;
+    }
+  }
+
+  async #check(): Promise<StorageHealth> {
+    const marked = await this.#readMarker();
+    let lost: string[] = [];
+    if (marked.size > 0) {
+      const present = await this.#store.listFibers({ limit: 1 }).catch(() => undefined);
+      if (present !== undefined && present.length === 0) lost = [...marked].sort();
+    }
+    if (lost.length > 0) {
+      // Reported once per wipe: the marker now says what the database holds (nothing).
+      this.#updateMarker((ids) => ids.clear());
+      await this.#change({ state: "store_lost", lost });
+    } else {
+      await this.#change({});
+    }
+    return this.#health;
+  }
+
+  async #change(patch: Partial<Pick<StorageHealth, "state" | "lost">>): Promise<void> {
+    const storage = (globalThis.navigator as Navigator | undefined)?.storage;
+    const [persisted, estimate] = await Promise.all([
+      storage?.persisted?.().catch(() => undefined),
+      storage?.estimate?.().catch(() => undefined),
+    ]);
+    const state = patch.state ?? this.#health.state;
+    this.#health = {
+      state,
+      paused: [...this.#paused].sort(),
+      lost: patch.lost ?? this.#health.lost,
+      persisted,
+      ...(estimate?.usage === undefined ? {} : { usage: estimate.usage }),
+      ...(estimate?.quota === undefined ? {} : { quota: estimate.quota }),
+      since: state === this.#health.state && patch.state === undefined ? this.#health.since : Date.now(),
+    };
+    this.#options.onChange?.(this.#health);
+    this.#post();
+  }
+
+  #post(): void {
+    this.#channel?.postMessage({
+      type: "fiberline/storage",
+      health: this.#health,
+    } satisfies StorageHealthMessage);
+  }
+
+  async #readMarker(): Promise<Set<string>> {
+    const cache = await this.#cache();
+    const response = await cache?.match(MARKER_URL).catch(() => undefined);
+    if (!response) return new Set();
+    try {
+      const ids = (await response.json()) as unknown;
+      return new Set(Array.isArray(ids) ? ids.filter((id): id is string => typeof id === "string") : []);
+    } catch {
+      return new Set();
+    }
+  }
+
+  /** Applies `edit` to the marker; edits run one after another, failures are ignored. */
+  #updateMarker(edit: (ids: Set<string>) => void): void {
+    this.#marker = this.#marker.then(async () => {
+      const cache = await this.#cache();
+      if (!cache) return;
+      const ids = await this.#readMarker();
+      edit(ids);
+      await cache.put(MARKER_URL, new Response(JSON.stringify([...ids]))).catch(() => {});
+    });
+  }
+
+  async #cache(): Promise<Cache | undefined> {
+    const name = this.#options.markerCache ?? "fiberline-marker";
+    if (name === false || typeof caches === "undefined") return undefined;
+    return await caches.open(name).catch(() => undefined);
+  }
+}
+
+/** The marker's key in its cache (never fetched: Cache Storage only needs a URL-shaped key). */
+const MARKER_URL = "https://fiberline.invalid/marker/fibers.json";
