@@ -86,16 +86,8 @@ export async function connect<F extends FiberMap = FiberMap>(
   const timeoutMs = options.timeoutMs ?? 10_000;
   if (options.baseUrl !== undefined)
     return new FiberlineClient<F>(undefined, undefined, { ...options, timeoutMs });
-  if (options.extension) {
-    const client = new FiberlineClient<F>(undefined, undefined, { ...options, timeoutMs });
-    try {
-      await client.ready();
-    } catch (error) {
-      client.close();
-      throw error;
-    }
-    return client;
-  }
+  if (options.extension)
+    return await opened(new FiberlineClient<F>(undefined, undefined, { ...options, timeoutMs }));
   const container = options.container ?? serviceWorkerContainer();
   const registration = await findRegistration(
     container,
@@ -104,7 +96,11 @@ export async function connect<F extends FiberMap = FiberMap>(
     timeoutMs,
   );
   await waitForController(container, timeoutMs);
-  const client = new FiberlineClient<F>(container, registration, { ...options, timeoutMs });
+  return await opened(new FiberlineClient<F>(container, registration, { ...options, timeoutMs }));
+}
+
+/** `client` once its channel is open; closed again when opening fails. */
+async function opened<F extends FiberMap>(client: FiberlineClient<F>): Promise<FiberlineClient<F>> {
   try {
     await client.ready();
   } catch (error) {

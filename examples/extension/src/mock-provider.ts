@@ -6,6 +6,7 @@
  */
 
 import { type ModelProvider, mockCompletion, mockTokens } from "../../../src/agent/index";
+import { sleep } from "../../../src/core/sleep";
 
 /** A mock model that streams `delayMs` apart per token. */
 export function inWorkerMockModel(options: { delayMs?: number } = {}): ModelProvider {
@@ -20,7 +21,7 @@ export function inWorkerMockModel(options: { delayMs?: number } = {}): ModelProv
         : request.messages;
       const completion = mockCompletion(messages, { tools: request.tools.map((tool) => tool.name) });
       for (const piece of mockTokens(completion.text)) {
-        await pause(delayMs, request.signal);
+        await sleep(delayMs, request.signal);
         yield { type: "text", delta: piece };
       }
       for (const call of completion.toolCalls) {
@@ -29,19 +30,4 @@ export function inWorkerMockModel(options: { delayMs?: number } = {}): ModelProv
       yield { type: "finish", reason: completion.finishReason };
     },
   };
-}
-
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    signal?.throwIfAborted();
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
 }
