@@ -132,6 +132,26 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     expect(second?.tools?.map((t) => t.name)).toEqual(["delete_file"]);
   });
 
+  it("sends a user message's images as file parts: a data URL's bytes, a URL as a URL", async () => {
+    const model = new MockLanguageModelV3({ doStream: streamOf([...textParts("A cat."), finish("stop")]) });
+    const content = [
+      { type: "text" as const, text: "What is this?" },
+      { type: "image_url" as const, image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
+      { type: "image_url" as const, image_url: { url: "https://example.com/cat.jpg" } },
+    ];
+    await collect(aiSdkModel(model).stream({ messages: [{ role: "user", content }], tools: [] }));
+    expect(model.doStreamCalls[0]?.prompt).toEqual([
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "What is this?" },
+          { type: "file", mediaType: "image/png", data: "iVBORw0KGgo=" },
+          { type: "file", mediaType: "image/*", data: new URL("https://example.com/cat.jpg") },
+        ],
+      },
+    ]);
+  });
+
   it("maps APICallError to ModelError keeping isRetryable, status and Retry-After", async () => {
     const error = new APICallError({
       message: "Rate limited",
