@@ -4,7 +4,7 @@
  * worker stop, the wake-up alarm for running, sleeping and finished fibers, and the keep-alive.
  */
 
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { connect, type FiberlineClient } from "../client/client";
 import { defineFiber } from "../core/define";
 import { ConnectionError, FiberNotFoundError, UnknownFiberError } from "../core/errors";
@@ -13,6 +13,7 @@ import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { FakeChrome } from "./fake-chrome";
 import { createExtensionHost, type ExtensionHost, type ExtensionHostOptions } from "./host";
+import { CONTROL_PORT, EXTENSION_PROTOCOL_VERSION } from "./protocol";
 
 const gate = { open: () => {} };
 /** Emits ticks in steps; the third waits for the gate, so a test can stop the worker mid-run. */
@@ -80,6 +81,21 @@ describe("createExtensionHost", () => {
     expect(unknown).toBeInstanceOf(UnknownFiberError);
     expect(await fl.cancel("n1", "enough")).toBe("cancelled");
     expect((await fl.heartbeat()).recovered).toBe(true);
+  });
+
+  it("refuses a page of another protocol version with protocol_error, and ignores the app's own ports", async () => {
+    const fake = new FakeChrome();
+    startWorker(fake, new MemoryStore());
+    const port = fake.pageRuntime.connect({ name: CONTROL_PORT });
+    const reply = new Promise<unknown>((resolve) => port.onMessage.addListener(resolve));
+    port.postMessage({ type: "hello", protocol: EXTENSION_PROTOCOL_VERSION + 1 });
+    expect(await reply).toMatchObject({ type: "rejected", error: { code: "protocol_error" } });
+    const own = fake.pageRuntime.connect({ name: "my-app/port" });
+    const answered = vi.fn();
+    own.onMessage.addListener(answered);
+    own.postMessage({ type: "hello", protocol: EXTENSION_PROTOCOL_VERSION });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(answered).not.toHaveBeenCalled();
   });
 
   it("streams every chunk exactly once, in order, across a worker stop mid-run", async () => {
