@@ -14,7 +14,7 @@ import {
   type ToolDefinition,
 } from "../../src/agent/index";
 import { readHistory } from "./chat-history";
-import { readSettings, recordDeletion } from "./demo-db";
+import { readApiKey, readSettings, recordDeletion } from "./demo-db";
 import { MODEL_RETRY, watchModel } from "./model-watch";
 
 /** Where the demo's dev and preview server serve the mock model. */
@@ -46,6 +46,8 @@ function deleteFileTool(): ToolDefinition<{ path: string }, { path: string; resu
 export async function selectModel({ fiberId }: Pick<ModelSelection, "fiberId">): Promise<ModelProvider> {
   const settings = await readSettings();
   if (settings.provider === "custom") {
+    // Decrypted here, for this provider only (secrets.ts); the provider sends it as a header.
+    const apiKey = await readApiKey(settings);
     return watchModel(
       fiberId,
       openAICompatible({
@@ -53,7 +55,7 @@ export async function selectModel({ fiberId }: Pick<ModelSelection, "fiberId">):
         baseUrl: settings.baseUrl,
         model: settings.model,
         maxRetries: 0,
-        ...(settings.apiKey ? { apiKey: settings.apiKey } : {}),
+        ...(apiKey ? { apiKey } : {}),
         continuation: settings.continuation ? "assistant-prefix" : "none",
       }),
     );

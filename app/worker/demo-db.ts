@@ -1,21 +1,24 @@
 /**
  * The demo worker's own IndexedDB database (`fiberline-demo`): the assistant's settings, with the
- * API key that never leaves the worker, and the log of the approval-gated `delete_file` tool.
- * Only the worker opens it; the page reads it through `demo-routes.ts`.
+ * API key that never leaves the worker (kept encrypted, `secrets.ts`), the non-extractable key it
+ * is encrypted with, and the log of the approval-gated `delete_file` tool. Only the worker opens
+ * it; the page reads it through `demo-routes.ts`.
  */
 
 import { type DBSchema, type IDBPDatabase, openDB } from "idb";
 import type { DeletionEntry, PublicSettings, SettingsUpdate } from "../shared/demo-api";
 import { apiKeyProblem, modelProblem } from "../shared/settings-rules";
+import { type KeyStore, openSecret, type SealedSecret, sealSecret } from "./secrets";
 
-/** The stored settings: the public ones plus the key. */
+/** The stored settings: the public ones plus the key, encrypted (a plain string from before v2). */
 export interface StoredSettings extends Omit<PublicSettings, "hasApiKey"> {
-  apiKey?: string;
+  apiKey?: SealedSecret | string;
 }
 
 interface DemoSchema extends DBSchema {
   settings: { key: string; value: StoredSettings };
   deletions: { key: string; value: DeletionEntry };
+  keys: { key: string; value: CryptoKey };
 }
 
 /** The mock model with its default speed: the demo works with no account and no network. */
@@ -32,12 +35,13 @@ const SETTINGS_KEY = "assistant";
 let database: Promise<IDBPDatabase<DemoSchema>> | undefined;
 
 function open(): Promise<IDBPDatabase<DemoSchema>> {
-  database ??= openDB<DemoSchema>("fiberline-demo", 1, {
+  database ??= openDB<DemoSchema>("fiberline-demo", 2, {
     upgrade(db, oldVersion) {
       if (oldVersion < 1) {
         db.createObjectStore("settings");
         db.createObjectStore("deletions", { keyPath: "key" });
       }
+      if (oldVersion < 2) db.createObjectStore("keys");
     },
     terminated() {
       database = undefined;
@@ -46,16 +50,41 @@ function open(): Promise<IDBPDatabase<DemoSchema>> {
   return database;
 }
 
-/** The settings, key included: for the worker's model selection only. */
+const KEY_ID = "api-key-encryption";
+
+/** The AES key the API key is sealed with, kept in this database as a non-extractable `CryptoKey`. */
+const keys: KeyStore = {
+  get: async () => await (await open()).get("keys", KEY_ID),
+  put: async (key) => {
+    await (await open()).put("keys", key, KEY_ID);
+  },
+};
+
+/** The settings, the key still sealed. A key saved in plain text by an older demo is sealed now. */
 export async function readSettings(): Promise<StoredSettings> {
   const stored = await (await open()).get("settings", SETTINGS_KEY);
-  return { ...DEFAULT_SETTINGS, ...stored };
+  const settings = { ...DEFAULT_SETTINGS, ...stored };
+  if (typeof settings.apiKey === "string") {
+    settings.apiKey = await sealSecret(keys, settings.apiKey);
+    await (await open()).put("settings", settings, SETTINGS_KEY);
+  }
+  return settings;
+}
+
+/**
+ * The API key in plain text, for the one request the worker is about to make with it; never
+ * store, log, journal or return it.
+ */
+export async function readApiKey(settings: StoredSettings): Promise<string | undefined> {
+  const sealed = settings.apiKey;
+  if (sealed === undefined) return undefined;
+  return typeof sealed === "string" ? sealed : await openSecret(keys, sealed);
 }
 
 /** The settings without the key, as the page may see them. */
 export function publicSettings(settings: StoredSettings): PublicSettings {
   const { apiKey, ...rest } = settings;
-  return { ...rest, hasApiKey: typeof apiKey === "string" && apiKey !== "" };
+  return { ...rest, hasApiKey: apiKey !== undefined && apiKey !== "" };
 }
 
 /** Validates and applies a change; throws `TypeError` with a message a person can act on. */
@@ -80,7 +109,7 @@ export async function updateSettings(update: SettingsUpdate): Promise<StoredSett
     const key = String(update.apiKey).trim();
     const problem = apiKeyProblem(key);
     if (problem) throw new TypeError(problem);
-    next.apiKey = key;
+    next.apiKey = await sealSecret(keys, key);
   }
   const modelIssue = modelProblem(next.model);
   if (modelIssue && (update.model !== undefined || next.provider === "custom"))
