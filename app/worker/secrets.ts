@@ -5,10 +5,10 @@
  * handle: no script, the worker's included, can read its bytes). Only `openSecret`, called by the
  * worker when it builds the model provider for a request, ever sees the plaintext.
  *
- * What it protects: the key's bytes in the profile's files (a copied profile, a backup, disk
- * forensics, another program reading the files) are ciphertext. What it does not: code running in
- * this origin can still ask the worker to use the key, and someone with the running browser
- * profile can decrypt it there. See docs/security.md.
+ * What it protects: the key never appears in plain text in the profile's files, backups or a scan
+ * for key-shaped strings. What it does not: a script of the origin shares this database and can
+ * decrypt with the stored `CryptoKey` handle, and the AES key's material sits in the same profile.
+ * docs/security.md says so in full.
  */
 
 /** An encrypted secret: what the database holds instead of the plaintext. */
