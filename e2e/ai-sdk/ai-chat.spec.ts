@@ -7,7 +7,7 @@
 
 import type { Page } from "@playwright/test";
 import type { UIMessage } from "ai";
-import { inspect, setMockDelay } from "../crash/demo";
+import { deletions, inspect, setMockDelay } from "../crash/demo";
 import { expect, test } from "../crash/scenario";
 
 const CALC = "What is 12 * 7?";
@@ -127,4 +127,32 @@ test("reload mid-reply: useChat({ resume: true }) continues the reply in place, 
   await expect(page.locator(ASSISTANT).getByTestId("ai-text")).toHaveText(
     whole.parts.flatMap((p) => (p.type === "text" ? [p.text.trim()] : [])),
   );
+});
+
+test("an approval asked before a reload is answered after it: the fiber gets the decision, the tool runs once", async ({
+  app,
+}) => {
+  const page = await app.openTab("/#/ai-chat");
+  await setMockDelay(page, 0);
+  await page.getByRole("button", { name: "New chat" }).click();
+  await send(page, "Please delete notes.txt");
+  const reply = page.locator(ASSISTANT).last();
+  await expect(reply.getByTestId("ai-approve")).toBeVisible();
+  const fiberId = String(await reply.getAttribute("data-id"));
+  await expect.poll(async () => (await inspect(page, fiberId)).record.status).toBe("waiting");
+
+  // The fiber waits durably; the reloaded page shows the same request again.
+  await app.reload(page);
+  await expect(page.locator(ASSISTANT).last().getByTestId("ai-approve")).toBeVisible();
+  const before = (await deletions(page)).length;
+  await page.locator(ASSISTANT).last().getByTestId("ai-approve").click();
+
+  const done = await settled(page, 1);
+  expect(done.id).toBe(fiberId);
+  expect(done.parts.filter((p) => p.type === "tool-delete_file")).toMatchObject([
+    { state: "output-available" },
+  ]);
+  expect(texts(done).join("").length).toBeGreaterThan(0);
+  expect((await inspect(page, fiberId)).record.status).toBe("completed");
+  expect((await deletions(page)).length - before).toBe(1);
 });
