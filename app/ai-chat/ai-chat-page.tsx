@@ -11,6 +11,7 @@ import { type FormEvent, type ReactNode, useEffect, useMemo, useState } from "re
 import { type ChatFiberClient, FiberlineChatTransport, isDiscardedPart } from "../../src/ai/index";
 import { useFiberlineClient } from "../../src/react/index";
 import { loadCurrentChat, newChat, saveChat } from "./saved-chat";
+import "./ai-chat.css";
 
 /** The page: one chat, kept across reloads and crashes until "New chat". */
 export function AiChatPage(): ReactNode {
