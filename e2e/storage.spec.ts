@@ -110,4 +110,8 @@ test("a database deleted behind the worker's back is reported as store_lost, wit
       lost: [first.id, second.id].sort(),
     });
   expect(await fiberStatus(page, first.id)).toBeUndefined();
+
+  // The host's heartbeat carries the same health, with whether storage is persistent.
+  const beat = await page.evaluate(async () => (await window.fx.client()).heartbeat());
+  expect(beat.storage).toMatchObject({ state: "store_lost", persisted: expect.any(Boolean) });
 });

@@ -135,8 +135,11 @@ export function withBody(request: Request, body: string): Request {
 
 /** A stable id (or idempotency key) scoped to one principal: other principals' keys never meet it. */
 export async function scopedKey(prefix: string, principal: string, key: string): Promise<string> {
-  const data = new TextEncoder().encode(`${principal}\u0000${key}`);
-  const digest = await crypto.subtle.digest("SHA-256", data);
-  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `${prefix}${hex.slice(0, 40)}`;
+  return `${prefix}${(await sha256Hex(`${principal}\u0000${key}`)).slice(0, 40)}`;
+}
+
+/** The SHA-256 of `text` (UTF-8) in lowercase hex. */
+export async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -7,7 +7,15 @@
 
 import { FiberlineError, InvalidInputError } from "../core/errors";
 import { DEFAULT_PREFIX, type StartRequest } from "../sw/protocol";
-import { type Authorize, fiberRouteOf, principalOf, readBodyText, scopedKey, withBody } from "./authorize";
+import {
+  type Authorize,
+  fiberRouteOf,
+  principalOf,
+  readBodyText,
+  scopedKey,
+  sha256Hex,
+  withBody,
+} from "./authorize";
 import { errorResponse } from "./http-routes";
 
 /** The part of a `DurableObjectNamespace` binding the router uses. */
@@ -139,7 +147,5 @@ function objectName(group: "fiber" | "principal", principal: string | undefined,
 
 /** A stable fiber id for an idempotency key. */
 async function idForKey(key: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
-  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `key-${hex.slice(0, 40)}`;
+  return `key-${(await sha256Hex(key)).slice(0, 40)}`;
 }

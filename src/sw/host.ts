@@ -28,8 +28,10 @@ import {
   isClientMessage,
   type PortStreamApi,
   PROTOCOL_VERSION,
+  type StorageHealth,
   type WorkerInfo,
 } from "./protocol";
+import type { WatchedStore } from "./storage-watch";
 
 /** The part of a `FetchEvent` the host uses. */
 export interface FetchEventLike extends ExtendableEventLike {
@@ -266,6 +268,7 @@ class Host implements ServiceWorkerHost {
         ...this.info,
         active: runtime.activeCount,
         recovered: this.#recovered,
+        ...storageHealthOf(runtime.store),
       })),
       openStream: async (id, after, port) => {
         assertValidId(id);
@@ -278,6 +281,12 @@ class Host implements ServiceWorkerHost {
       },
     };
   }
+}
+
+/** The health of a store wrapped by `watchStorage`, for `heartbeat()`. */
+function storageHealthOf(store: object): { storage?: StorageHealth } {
+  const health = (store as Partial<WatchedStore>).health;
+  return health ? { storage: health } : {};
 }
 
 function randomId(): string {

@@ -76,6 +76,8 @@ export interface HeartbeatInfo extends WorkerInfo {
   active: number;
   /** Whether the start-up `recover()` of this instance has finished. */
   recovered: boolean;
+  /** The store's health (quota, a wiped database, persistence), when it is wrapped by `watchStorage`. */
+  storage?: StorageHealth;
 }
 
 /**
