@@ -5,10 +5,11 @@
  */
 
 import { type ReactNode, useCallback, useEffect, useRef, useState } from "react";
-import { useClient } from "../client";
+import { type DemoClient, useClient } from "../client";
 import { navigate } from "../router";
 import { formatAge } from "../ui/format";
 import { Skeleton } from "../ui/skeleton";
+import { usePoll } from "../ui/use-poll";
 import { Composer } from "./composer";
 import {
   addTurn,
@@ -53,6 +54,23 @@ function useConversations(): { conversations: Conversation[] | null; error: stri
   return { conversations, error };
 }
 
+/**
+ * The assistant fibers that have not ended, polled: a turn is only frozen by the page that shows
+ * it, so a reply that ended while its conversation was closed still looks open in the list.
+ */
+function useLiveFibers(client: DemoClient, watching: boolean): ReadonlySet<string> | undefined {
+  const { data } = usePoll(
+    () =>
+      client
+        .list({ name: "assistant", status: ["running", "sleeping", "waiting"] })
+        .then((fibers) => new Set(fibers.map((f) => f.id))),
+    2_000,
+    [client],
+    watching,
+  );
+  return data;
+}
+
 function TurnBlock({
   conversationId,
   turn,
@@ -80,10 +98,13 @@ function TurnBlock({
 function ConversationList({
   conversations,
   selected,
+  liveFibers,
   onPick,
 }: {
   conversations: Conversation[];
   selected: string | undefined;
+  /** Fibers known not to have ended; until known, an open turn counts as running. */
+  liveFibers: ReadonlySet<string> | undefined;
   onPick: () => void;
 }): ReactNode {
   if (conversations.length === 0)
@@ -91,7 +112,9 @@ function ConversationList({
   return (
     <ul className="conversation-list">
       {conversations.map((c) => {
-        const running = c.turns.some((t) => !t.final);
+        const running = c.turns.some(
+          (t) => !t.final && (!liveFibers || !t.fiberId || c.id === selected || liveFibers.has(t.fiberId)),
+        );
         return (
           <li key={c.id}>
             <a
@@ -144,9 +167,13 @@ export function ChatPage({ conversationId }: { conversationId: string | undefine
   const [drawer, setDrawer] = useState(false);
   const inputRef = useRef<HTMLTextAreaElement>(null);
   const scroller = useRef<HTMLDivElement>(null);
+  const sidebar = useRef<HTMLElement>(null);
+  const drawerToggle = useRef<HTMLButtonElement>(null);
   const conversation = conversations?.find((c) => c.id === conversationId);
   const lastTurn = conversation?.turns[conversation.turns.length - 1];
   const live = lastTurn !== undefined && lastTurn.final === undefined;
+  const openTurns = conversations?.some((c) => c.turns.some((t) => !t.final)) ?? false;
+  const liveFibers = useLiveFibers(client, openTurns);
 
   const send = useCallback(
     async (text: string) => {
@@ -178,11 +205,36 @@ export function ChatPage({ conversationId }: { conversationId: string | undefine
     navigate({ page: "chat" });
   }, [client, conversation, lastTurn, live]);
 
-  // Follow the reply while the reader is at the bottom.
+  // The phone drawer is modal: Escape closes it, focus goes into it and back to its toggle.
+  useEffect(() => {
+    if (!drawer) return;
+    sidebar.current?.querySelector<HTMLElement>("button, a[href]")?.focus();
+    const onKey = (event: KeyboardEvent) => {
+      if (event.key === "Escape") setDrawer(false);
+    };
+    document.addEventListener("keydown", onKey);
+    // Widened past the phone layout, the drawer is gone: do not leave the chat inert behind it.
+    const phone = window.matchMedia("(max-width: 800px)");
+    const onResize = () => !phone.matches && setDrawer(false);
+    phone.addEventListener("change", onResize);
+    return () => {
+      document.removeEventListener("keydown", onKey);
+      phone.removeEventListener("change", onResize);
+      // Back to the toggle unless the drawer closed by moving on (a link, "+ New").
+      if (
+        !document.activeElement ||
+        document.activeElement === document.body ||
+        sidebar.current?.contains(document.activeElement)
+      )
+        drawerToggle.current?.focus();
+    };
+  }, [drawer]);
+
+  // Follow the reply while the reader is at the bottom; a new conversation opens at its top.
   useEffect(() => {
     const el = scroller.current;
     if (!el) return;
-    let pinned = true;
+    let pinned = conversationId !== undefined;
     const onScroll = () => {
       pinned = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
     };
@@ -191,18 +243,18 @@ export function ChatPage({ conversationId }: { conversationId: string | undefine
     });
     observer.observe(el, { childList: true, subtree: true, characterData: true });
     el.addEventListener("scroll", onScroll);
-    el.scrollTop = el.scrollHeight;
+    el.scrollTop = pinned ? el.scrollHeight : 0;
     return () => {
       observer.disconnect();
       el.removeEventListener("scroll", onScroll);
     };
-  }, []);
+  }, [conversationId]);
 
   const unknown = conversationId !== undefined && conversations !== null && !conversation;
 
   return (
     <div className={`chat-layout${drawer ? " drawer-open" : ""}`}>
-      <aside className="sidebar" id="conversations" aria-label="Conversations">
+      <aside className="sidebar" id="conversations" aria-label="Conversations" ref={sidebar}>
         <div className="sidebar-head">
           <h2>Conversations</h2>
           <button
@@ -211,10 +263,19 @@ export function ChatPage({ conversationId }: { conversationId: string | undefine
             onClick={() => {
               setDrawer(false);
               navigate({ page: "chat" });
-              inputRef.current?.focus();
+              // After the drawer closed: the composer cannot take focus while the drawer is open.
+              requestAnimationFrame(() => inputRef.current?.focus());
             }}
           >
             + New
+          </button>
+          <button
+            type="button"
+            className="button small ghost drawer-close"
+            aria-label="Close the conversation list"
+            onClick={() => setDrawer(false)}
+          >
+            ✕
           </button>
         </div>
         {error ? (
@@ -225,15 +286,28 @@ export function ChatPage({ conversationId }: { conversationId: string | undefine
           <ConversationList
             conversations={conversations}
             selected={conversationId}
+            liveFibers={liveFibers}
             onPick={() => setDrawer(false)}
           />
         )}
       </aside>
-      <section className="chat-main" aria-label="Conversation">
+      {drawer && (
+        // A real scrim: it takes the taps meant for what it covers and closes the drawer.
+        <button
+          type="button"
+          className="drawer-scrim"
+          tabIndex={-1}
+          aria-label="Close the conversation list"
+          data-testid="drawer-scrim"
+          onClick={() => setDrawer(false)}
+        />
+      )}
+      <section className="chat-main" aria-label="Conversation" inert={drawer}>
         <div className="chat-toolbar">
           <button
             type="button"
             className="button small ghost drawer-toggle"
+            ref={drawerToggle}
             aria-expanded={drawer}
             aria-controls="conversations"
             onClick={() => setDrawer((d) => !d)}

@@ -30,7 +30,7 @@ export function UserMessage({ text }: { text: string }): ReactNode {
 
 function ResumedMarker({ state }: { state: TurnState }): ReactNode {
   const recovery = state.view.recoveries[state.view.recoveries.length - 1];
-  const at = recovery?.at ?? state.reattachedAt;
+  const at = recovery?.at ?? state.view.reattachedAt ?? state.reattachedAt;
   if (at === undefined) return null;
   const fresh = Date.now() - at < FRESH_MS;
   const text = recovery
@@ -83,9 +83,14 @@ export function AssistantMessage({
         <ResumedMarker state={state} />
       </header>
       <div className="message-body">
-        {view.segments.map((segment) =>
+        {view.segments.map((segment, i) =>
           segment.kind === "text" ? (
-            <div className="markdown" key={`t-${segment.messageId}`} data-testid="message-text">
+            <div
+              // The caret follows the last word of the text still streaming (a ::after), not on a line of its own.
+              className={`markdown${status === "streaming" && i === view.segments.length - 1 ? " streaming" : ""}`}
+              key={`t-${segment.messageId}`}
+              data-testid="message-text"
+            >
               <SafeMarkdown text={segment.text} />
             </div>
           ) : (
@@ -96,7 +101,6 @@ export function AssistantMessage({
             />
           ),
         )}
-        {status === "streaming" && last?.kind === "text" && <span className="caret" aria-hidden="true" />}
         {thinking && turn.fiberId && <ModelProgress fiberId={turn.fiberId} afterTools={last !== undefined} />}
       </div>
       {view.outcome === "cancelled" && (

@@ -49,6 +49,11 @@ export interface TurnView {
   resets: number;
   /** The model that answered (from `message.start`). */
   model?: string;
+  /**
+   * When a page re-attached to this reply while it was streaming (after a reload): not in the
+   * stream, set by the page that saw it and frozen with the turn, so the marker stays.
+   */
+  reattachedAt?: number;
 }
 
 /** The view before any chunk. */

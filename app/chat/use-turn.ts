@@ -120,7 +120,8 @@ export function useTurn(conversationId: string, turn: Turn): TurnState {
       });
       return;
     }
-    const final = folded.view;
+    const final =
+      folded.reattachedAt === undefined ? folded.view : { ...folded.view, reattachedAt: folded.reattachedAt };
     void turnMessages(client, current, final).then((messages) =>
       finishTurn(conversationId, current.id, { final, messages }),
     );

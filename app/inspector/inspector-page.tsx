@@ -5,6 +5,7 @@
 
 import { type ReactNode, useMemo, useState } from "react";
 import type { FiberStatus } from "../../src/core/records";
+import { listConversations } from "../chat/conversations";
 import { useClient } from "../client";
 import { href } from "../router";
 import { formatAge, shortId } from "../ui/format";
@@ -12,6 +13,7 @@ import { Skeleton } from "../ui/skeleton";
 import { StatusBadge } from "../ui/status-badge";
 import { usePoll } from "../ui/use-poll";
 import { FiberDetail } from "./fiber-detail";
+import { summarizeFiber } from "./fiber-summary";
 
 const FILTERS: Array<{ label: string; statuses?: FiberStatus[] }> = [
   { label: "All" },
@@ -19,6 +21,16 @@ const FILTERS: Array<{ label: string; statuses?: FiberStatus[] }> = [
   { label: "Completed", statuses: ["completed"] },
   { label: "Failed or cancelled", statuses: ["failed", "cancelled"] },
 ];
+
+function FiberWhat({ summary }: { summary: ReturnType<typeof summarizeFiber> }): ReactNode {
+  const full = summary.context ? `${summary.what} ${summary.context}` : summary.what;
+  return (
+    <td className="col-what" title={full} data-testid="fiber-what">
+      <span className="what">{summary.what}</span>
+      {summary.context && <span className="what-context">{summary.context}</span>}
+    </td>
+  );
+}
 
 export function InspectorPage({ fiberId }: { fiberId: string | undefined }): ReactNode {
   const client = useClient();
@@ -32,6 +44,12 @@ export function InspectorPage({ fiberId }: { fiberId: string | undefined }): Rea
       .filter((f) => name === "" || f.name === name)
       .sort((a, b) => b.createdAt - a.createdAt);
   }, [fibers.data, filter, name]);
+  // Conversation titles, so an assistant row can say which conversation it answered.
+  const conversations = usePoll(() => listConversations(), 5000, []);
+  const titles = useMemo(
+    () => new Map((conversations.data ?? []).map((c) => [c.id, c.title] as const)),
+    [conversations.data],
+  );
   const names = useMemo(() => [...new Set((fibers.data ?? []).map((f) => f.name))].sort(), [fibers.data]);
 
   return (
@@ -97,6 +115,9 @@ export function InspectorPage({ fiberId }: { fiberId: string | undefined }): Rea
                 <tr>
                   <th scope="col">Status</th>
                   <th scope="col">Name</th>
+                  <th scope="col" className="col-what">
+                    What
+                  </th>
                   <th scope="col" className="col-optional">
                     Id
                   </th>
@@ -136,6 +157,7 @@ export function InspectorPage({ fiberId }: { fiberId: string | undefined }): Rea
                         {f.name}
                       </a>
                     </td>
+                    <FiberWhat summary={summarizeFiber(f, titles)} />
                     <td className="col-optional">
                       <code title={f.id}>{shortId(f.id)}</code>
                     </td>

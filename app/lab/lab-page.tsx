@@ -10,7 +10,7 @@ import { useFiberEvents } from "../../src/react/index";
 import { useClient } from "../client";
 import { href } from "../router";
 import { demoApi } from "../shared/demo-api";
-import { formatAge, shortId } from "../ui/format";
+import { formatAge, plural, shortId } from "../ui/format";
 import { StatusBadge } from "../ui/status-badge";
 import { usePoll } from "../ui/use-poll";
 
@@ -75,30 +75,35 @@ function InterruptCard(): ReactNode {
           </p>
         </div>
       </div>
-      <h3>Stop the Service Worker</h3>
-      <p>
-        A page cannot stop its own Service Worker: there is no web API for it (
-        <code>registration.unregister()</code> removes the worker for future loads, it does not stop the
-        running one, and would lose the app its host). Stop it from the browser instead:
-      </p>
-      <ol className="steps">
-        <li>
-          Open <code>chrome://serviceworker-internals</code> (or DevTools → Application → Service Workers),
-          find <code>{window.location.origin}</code> and press <strong>Stop</strong> while a fiber runs.
-        </li>
-        <li>
-          Or close every tab of this app: with no page reading a stream, Chromium stops the idle worker after
-          about 30 seconds, mid-fiber.
-        </li>
-        <li>Or kill the browser process outright (a crash); start it again on the same profile.</li>
-      </ol>
-      <p>
-        Then come back (any page load starts the worker again). The worker gets a new instance id above, the
-        fibers it was running get a <code>fiber.recovered</code> chunk and continue from their journal:
-        completed steps are not run again and every chunk reaches the page exactly once. Automated, this is{" "}
-        <code>ServiceWorker.stopAllWorkers</code> over the DevTools protocol (see{" "}
-        <code>fiberline/testing</code>).
-      </p>
+      <details className="lab-howto">
+        <summary>
+          <h3>Stop the Service Worker</h3>
+          <span className="muted small">from the browser: a page cannot</span>
+        </summary>
+        <p>
+          A page cannot stop its own Service Worker: there is no web API for it (
+          <code>registration.unregister()</code> removes the worker for future loads, it does not stop the
+          running one, and would lose the app its host). Stop it from the browser instead:
+        </p>
+        <ol className="steps">
+          <li>
+            Open <code>chrome://serviceworker-internals</code> (or DevTools → Application → Service Workers),
+            find <code>{window.location.origin}</code> and press <strong>Stop</strong> while a fiber runs.
+          </li>
+          <li>
+            Or close every tab of this app: with no page reading a stream, Chromium stops the idle worker
+            after about 30 seconds, mid-fiber.
+          </li>
+          <li>Or kill the browser process outright (a crash); start it again on the same profile.</li>
+        </ol>
+        <p>
+          Then come back (any page load starts the worker again). The worker gets a new instance id above, the
+          fibers it was running get a <code>fiber.recovered</code> chunk and continue from their journal:
+          completed steps are not run again and every chunk reaches the page exactly once. Automated, this is{" "}
+          <code>ServiceWorker.stopAllWorkers</code> over the DevTools protocol (see{" "}
+          <code>fiberline/testing</code>).
+        </p>
+      </details>
     </section>
   );
 }
@@ -174,7 +179,7 @@ function LabStartForm(props: {
             type="number"
             min={0}
             max={10000}
-            step={50}
+            step="any"
             value={intervalMs}
             onChange={(e) => setIntervalMs(Number(e.target.value))}
           />
@@ -239,8 +244,8 @@ function EffectsRun({ fiber }: { fiber: FiberRecord }): ReactNode {
       <progress max={Math.max(total, 1)} value={c?.keys ?? 0} aria-label={`Effects of ${fiber.id}`} />
       {c ? (
         <span className="small" data-testid="effect-counts">
-          {c.keys} / {total} effects · {c.executions} executions ·{" "}
-          <span className={c.reExecutions > 0 ? "warn" : ""}>{c.reExecutions} re-executions</span>
+          {c.keys} / {total} effects · {plural(c.executions, "execution")} ·{" "}
+          <span className={c.reExecutions > 0 ? "warn" : ""}>{plural(c.reExecutions, "re-execution")}</span>
         </span>
       ) : (
         <span className="muted small">{counts.error ?? "Counting…"}</span>
@@ -289,11 +294,12 @@ export function LabPage(): ReactNode {
         <h1>Crash lab</h1>
         <p>Break things on purpose and watch the fibers carry on.</p>
       </header>
+      {/* The fibers to start come first, so their controls are in view on a laptop screen. */}
       <div className="lab-grid">
-        <InterruptCard />
-        <WorkerCard />
         <TickerCard />
         <EffectsCard />
+        <InterruptCard />
+        <WorkerCard />
       </div>
     </div>
   );

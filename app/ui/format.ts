@@ -31,3 +31,8 @@ export function formatJson(value: unknown): string {
 export function shortId(id: string, length = 10): string {
   return id.length > length + 1 ? `${id.slice(0, length)}…` : id;
 }
+
+/** "1 re-execution", "3 re-executions", "0 re-executions". */
+export function plural(count: number, word: string): string {
+  return `${count} ${count === 1 ? word : `${word}s`}`;
+}

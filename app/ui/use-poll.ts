@@ -19,8 +19,12 @@ export function usePoll<T>(
   const [state, setState] = useState<Polled<T>>({ data: undefined, error: null, loading: true });
   const loader = useRef(load);
   loader.current = load;
+  // A new source starts empty; a new interval (or pausing) keeps what is shown, so nothing flashes.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `deps` name the source.
   useEffect(() => {
     setState({ data: undefined, error: null, loading: true });
+  }, deps);
+  useEffect(() => {
     if (!enabled) return;
     let live = true;
     let timer: ReturnType<typeof setTimeout> | undefined;
