@@ -153,6 +153,23 @@ describe("FiberlineChatTransport with the AI SDK's chat", () => {
     expect(await runtime.list({ name: "assistant" })).toHaveLength(1);
   });
 
+  it("regenerate() answers again with a new fiber, in place of the old reply", async () => {
+    const { transport, runtime } = setup(
+      new ScriptedModel({ replies: [{ text: "One answer." }] }).provider(),
+    );
+    const chat = new TestChat({ id: "chat-r", transport });
+    await chat.sendMessage({ text: "hello" });
+    const first = chat.messages.at(-1)?.id;
+    await chat.regenerate();
+    const second = chat.messages.at(-1)?.id;
+    expect(chat.messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(second).not.toBe(first);
+    expect(second).toMatch(/\/again\//);
+    expect((await runtime.list({ name: "assistant" })).map((f) => f.id).sort()).toEqual(
+      [first, second].sort(),
+    );
+  });
+
   it("resumes a reply after a reload in place: the same message, nothing twice, nothing missing; then null", async () => {
     const reference = setup(new ScriptedModel({ replies }).provider());
     const whole = new TestChat({ id: "chat-3", transport: reference.transport });
