@@ -20,10 +20,9 @@ export function usePoll<T>(
   const loader = useRef(load);
   loader.current = load;
   // A new source starts empty; a new interval (or pausing) keeps what is shown, so nothing flashes.
-  // biome-ignore lint/correctness/useExhaustiveDependencies: `deps` name the source.
   useEffect(() => {
     setState({ data: undefined, error: null, loading: true });
-  }, deps);
+  }, [...deps]);
   useEffect(() => {
     if (!enabled) return;
     let live = true;

@@ -72,7 +72,8 @@ test("offline: the reply says so and waits for the network, then completes", asy
   expect(await modelCall(page, fiberId)).toMatchObject({ attempt: 1, state: "done" });
 });
 
-test("settings refuse an API key or model id that could never work, saying why", async ({ demo, page }) => {
+test("settings refuse an API key or model id that could never work, saying why", async ({ demo }) => {
+  const { page } = demo;
   await page.getByRole("link", { name: "Settings" }).click();
   await page.getByTestId("provider-custom").check();
   await page.getByLabel("Base URL").fill("https://api.example.com/v1");
