@@ -4,6 +4,7 @@
  * `chrome.runtime` port. One implementation, so both answer alike.
  */
 
+import { InvalidInputError } from "../core/errors";
 import type { Runtime } from "../core/runtime";
 import type { ControlApi, HeartbeatInfo } from "./protocol";
 
@@ -25,14 +26,31 @@ export const CONTROL_METHODS: readonly (keyof ControlApi)[] = Object.freeze([
 export function createControlApi(runtime: Runtime, heartbeat: () => HeartbeatInfo): ControlApi {
   return {
     start: async (name, input, options) => {
+      assertOptions("start(name, input, options)", options);
       const { id, name: fiberName, status, created } = await runtime.start(name, input, options);
       return { id, name: fiberName, status, created };
     },
-    get: (id) => runtime.get(id),
-    list: (query) => runtime.list(query),
-    inspect: (id) => runtime.inspect(id),
-    sendEvent: (id, name, payload) => runtime.sendEvent(id, name, payload),
-    cancel: (id, reason) => runtime.cancel(id, reason),
+    // async, so a call refused by validation rejects like any other instead of throwing at once
+    // (a host dispatching by name would otherwise see a throw where it awaits a promise).
+    get: async (id) => await runtime.get(id),
+    list: async (query) => {
+      assertOptions("list(query)", query);
+      return await runtime.list(query);
+    },
+    inspect: async (id) => await runtime.inspect(id),
+    sendEvent: async (id, name, payload) => await runtime.sendEvent(id, name, payload),
+    cancel: async (id, reason) => await runtime.cancel(id, reason),
     heartbeat: async () => heartbeat(),
   };
+}
+
+/** Options sent from a page are an object or nothing; anything else is refused before any work. */
+function assertOptions(call: string, options: unknown): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new InvalidInputError(
+      "invalid_argument",
+      `${call}: pass an object or nothing, not ${options === null ? "null" : typeof options}.`,
+    );
+  }
 }
