@@ -198,6 +198,27 @@ describe("a claim whose runtime died before it ran the fiber (item 8)", () => {
   });
 });
 
+describe("an event whose runtime died before it delivered it (simulator seed 93244)", () => {
+  it("wakes the waiting fiber from a live runtime once it is a lease period old", async () => {
+    const store = new MemoryStore();
+    const job = defineFiber("job", { run: (ctx) => ctx.waitForEvent<string>("go") });
+    const survivor = track(createRuntime({ store, fibers: [job], leaseMs: 100, unloadAfterMs: 0 }));
+    await survivor.recover();
+    const first = createRuntime({ store, fibers: [job], unloadAfterMs: 0 });
+    const fiber = await first.start(job, {}, { id: "stranded" });
+    await expect.poll(async () => (await store.getFiber(fiber.id))?.status).toBe("waiting");
+    await first.close();
+    // Another runtime stored the event and died before it claimed the fiber: no lease, no timer,
+    // nothing but the stored event says the fiber has work.
+    await store.enqueueEvent({ fiberId: fiber.id, name: "go", payload: "went", at: Date.now() });
+    // The survivor sweeps every 100 ms; without the event making the fiber due, it never wakes.
+    await expect
+      .poll(async () => (await store.getFiber(fiber.id))?.status, { timeout: 3_000 })
+      .toBe("completed");
+    expect(await survivor.result(fiber)).toBe("went");
+  });
+});
+
 describe("events (items 2, 3 and 7)", () => {
   const threeWaits = defineFiber("three-waits", {
     async run(ctx) {

@@ -64,7 +64,11 @@ export interface FiberRecord {
   stalledRecoveries: number;
   /** Progress signature taken at the last recovery (settled journal entries, emits, last stash). */
   progressMark: string;
-  /** When a sleeping or waiting fiber should be woken (ms since the epoch). */
+  /**
+   * When a sleeping or waiting fiber should be woken (ms since the epoch): its timer, or the time
+   * of a stored event it waits for (`dueForEvent`), so that an event whose runtime never
+   * delivered it (it crashed first) wakes the fiber like an overdue timer.
+   */
   wakeAt?: number;
   /** The event names a waiting fiber waits for. */
   waitingFor?: string[];

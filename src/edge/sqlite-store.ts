@@ -26,6 +26,7 @@ import {
   continueStream,
   decideClaim,
   deletable,
+  dueForEvent,
   effectiveLimit,
   finishListing,
   mergeFiberPatch,
@@ -212,7 +213,10 @@ export class SqliteStore implements Store {
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     return this.#transaction("enqueueEvent", () => {
       const { fiberId, name, payload, at } = event;
-      assertTakesEvents(fiberId, this.#fiber(fiberId));
+      const record = this.#fiber(fiberId);
+      assertTakesEvents(fiberId, record);
+      const due = dueForEvent(record as FiberRecord, event);
+      if (due !== undefined) this.#updateFiber(due);
       const { next } = this.#sql
         .exec<{ next: number }>(
           "SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM fiberline_inbox WHERE fiber_id = ?",

@@ -109,6 +109,23 @@ export function assertTakesEvents(fiberId: string, record: { status: FiberStatus
 }
 
 /**
+ * The record of a fiber that waits for `event`, made due at the event's time, or `undefined`
+ * when it needs no change. Stores write it with the event, in the same transaction: the runtime
+ * that takes an event resumes the fiber at once, but if it crashes before it does, nothing else
+ * would; a due `wakeAt` is what every runtime's sweep, `recover()` and the edge host's alarm
+ * already act on (a fiber woken early finds the event in its inbox; one woken with nothing to do
+ * suspends again and writes its own `wakeAt`).
+ */
+export function dueForEvent<R extends FiberRecord>(
+  record: R,
+  event: { name: string; at: number },
+): R | undefined {
+  if (record.status !== "waiting" || !(record.waitingFor ?? []).includes(event.name)) return undefined;
+  if (record.wakeAt !== undefined && record.wakeAt <= event.at) return undefined;
+  return { ...record, wakeAt: event.at };
+}
+
+/**
  * `event` marked consumed by the wait at journal position `consumedBy`, or released again
  * (`null`: a restart from scratch), as every store writes it.
  */

@@ -27,6 +27,7 @@ import {
   assertTakesEvents,
   decideClaim,
   deletable,
+  dueForEvent,
   effectiveLimit,
   finishListing,
   queriedStatuses,
@@ -323,6 +324,8 @@ export class IdbStore implements Store {
         inbox.openKeyCursor(inboxOf(event.fiberId), "prev"),
       ]);
       assertTakesEvents(event.fiberId, record);
+      const due = dueForEvent(record as StoredFiber, event);
+      if (due !== undefined) unwrap(tx.objectStore("fibers")).put(due);
       const stored: InboxEvent = {
         fiberId: event.fiberId,
         seq: last === null ? 1 : (last.key as [string, number])[1] + 1,

@@ -24,6 +24,7 @@ import {
   continueStream,
   decideClaim,
   deletable,
+  dueForEvent,
   effectiveLimit,
   finishListing,
   mergeFiberPatch,
@@ -157,7 +158,10 @@ export class MemoryStore implements Store {
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     this.#assertOpen();
     const { fiberId, name, payload, at } = cloneIn("enqueueEvent", event);
-    assertTakesEvents(fiberId, this.#fibers.get(fiberId));
+    const record = this.#fibers.get(fiberId);
+    assertTakesEvents(fiberId, record);
+    const due = dueForEvent(record as FiberRecord, { name, at });
+    if (due !== undefined) this.#fibers.set(fiberId, due);
     const inbox = rowsOf(this.#inboxes, fiberId);
     let seq = 1;
     for (const taken of inbox.keys()) seq = Math.max(seq, taken + 1);

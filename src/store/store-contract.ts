@@ -573,6 +573,21 @@ export function runStoreContract(
         expect((await store.readInbox("f1")).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
       });
 
+      it("makes a fiber waiting for the event due at its time, in the same write", async () => {
+        await store.createFiber(fiber("w", { status: "waiting", waitingFor: ["go"] }), []);
+        await store.createFiber(fiber("timed", { status: "waiting", waitingFor: ["go"], wakeAt: 50 }), []);
+        await store.createFiber(fiber("other", { status: "waiting", waitingFor: ["stop"] }), []);
+        await store.createFiber(fiber("nap", { status: "sleeping", wakeAt: 500 }), []);
+        for (const id of ["w", "timed", "other", "nap"]) {
+          await store.enqueueEvent({ fiberId: id, name: "go", payload: 1, at: 100 });
+        }
+        expect((await store.getFiber("w"))?.wakeAt).toBe(100);
+        expect((await store.getFiber("timed"))?.wakeAt).toBe(50); // an earlier timer stays
+        expect((await store.getFiber("other"))?.wakeAt).toBeUndefined(); // not what it waits for
+        expect((await store.getFiber("nap"))?.wakeAt).toBe(500); // not waiting
+        expect((await store.getFiber("w"))?.generation).toBe(0);
+      });
+
       it("rejects an event for an ended fiber with fiber_ended, storing nothing", async () => {
         for (const status of ["completed", "failed", "cancelled"] as const) {
           const id = `ended-${status}`;
