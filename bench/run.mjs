@@ -18,13 +18,14 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { build as esbuild } from "esbuild";
 import { build } from "vite";
 import { attachToTarget, connectCdp } from "./lib/cdp.mjs";
 import { killLaunched, launchChromium } from "./lib/chromium.mjs";
 import { buildRows, fmt, markdownTable, regressions } from "./lib/report.mjs";
 import { serveStatic } from "./lib/serve.mjs";
-import { b1, b2, b3, b4, b5, b6, b7, b8, b11, b12, runJob } from "./lib/workloads.mjs";
+import { b1, b2, b3, b4, b5, b6, b7, b8, b9, b11, b12, runJob } from "./lib/workloads.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -44,22 +45,49 @@ const profile = join(root, ".profiles", "bench");
 const resultsDir = join(here, "results");
 
 // Order: in-worker jobs first, then the Service Worker stream, then the stop and the crash.
-const WORKLOADS = { b1, b2, b6, b7, b12, b8, b11, b3, b4, b5 };
+const WORKLOADS = { b1, b2, b6, b7, b12, b8, b11, b3, b9, b4, b5 };
 const RUNS = quick
-  ? { b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1, b11: 3, b12: 1 }
-  : { b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2, b11: 7, b12: 3 };
+  ? { b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1, b9: 3, b11: 3, b12: 1 }
+  : { b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2, b9: 9, b11: 7, b12: 3 };
 
 const started = Date.now();
 const log = (message) =>
   console.log(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(3)}s] ${message}`);
+
+/** `mockModelHandler` of src/agent/mock-server.ts at `/mock-model/v1`, as the demo's server mounts it. */
+async function mockModelHandler() {
+  const out = join(root, ".profiles", "bench-mock-server.mjs");
+  mkdirSync(dirname(out), { recursive: true });
+  await esbuild({
+    entryPoints: [join(root, "src/agent/mock-server.ts")],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    outfile: out,
+    external: ["vite"],
+    logLevel: "error",
+  });
+  const { mockModelHandler: handler } = await import(pathToFileURL(out).href);
+  const handle = handler();
+  return (request, response, next) => {
+    if (!(request.url ?? "").startsWith("/mock-model/")) return next();
+    request.url = (request.url ?? "").slice("/mock-model".length);
+    handle(request, response, next);
+  };
+}
 
 async function main() {
   log(`building bench/dist (${quick ? "quick" : "full"} run, durability ${durability})`);
   await build({ configFile: join(here, "vite.config.ts"), logLevel: "warn" });
   // The bench origin, plus one origin per B8 phase (each its own IndexedDB directory).
   const diskPorts = [PORT + 1, PORT + 2, PORT + 3];
+  // B9's model: the mock model's HTTP handler, bundled from its TypeScript source for Node.
+  const mockModel = await mockModelHandler();
   const servers = await Promise.all(
-    [PORT, ...diskPorts].map((port) => serveStatic(join(here, "dist"), port)),
+    [PORT, ...diskPorts].map((port) =>
+      serveStatic(join(here, "dist"), port, port === PORT ? mockModel : undefined),
+    ),
   );
   rmSync(profile, { recursive: true, force: true });
   mkdirSync(profile, { recursive: true });

@@ -4,6 +4,7 @@
  * inside the handler with `performance.now()` so that harness overhead stays out of them.
  */
 
+import { defineAgent, openAICompatible } from "../../src/agent/index";
 import { defineFiber } from "../../src/index";
 import { randomText } from "./raw-idb";
 
@@ -171,7 +172,26 @@ export const diskEmitter = defineFiber("bench.disk-emitter", {
   },
 });
 
+/** Where the bench server answers as the mock model (`bench/run.mjs`). */
+export const MOCK_MODEL_BASE = "/mock-model/v1";
+
+/** Per-token delay of the mock model in B9: a fast model, about 200 tokens/s. */
+export const B9_TOKEN_DELAY_MS = 5;
+
+/** B9: the demo's agent loop (one model call, no tools) on the mock model served over HTTP. */
+export const benchAgent = defineAgent({
+  name: "bench.agent",
+  model: openAICompatible({
+    baseUrl: MOCK_MODEL_BASE,
+    model: "mock",
+    continuation: "assistant-prefix",
+    headers: { "x-mock-delay-ms": String(B9_TOKEN_DELAY_MS) },
+  }),
+  maxTurns: 1,
+});
+
 export const benchFibers = [
+  benchAgent,
   stepper,
   stasher,
   longJournal,

@@ -6,6 +6,7 @@
  * reading that fiber at once, which is how B5 times a browser relaunch.
  */
 
+import { MOCK_MODEL_BASE, now } from "./fibers";
 import type { FromWorker, ServiceWorkerReply, ToServiceWorker, ToWorker } from "./protocol";
 import { type ReadLog, type Received, readStream } from "./reader";
 
@@ -126,6 +127,60 @@ async function b3Latency(params: { n: number; interval: number; bytes: number })
     .filter((c) => c.type === "token" && typeof c.data?.t === "number")
     .map((c) => c.at - (c.data?.t ?? 0));
   return { latencies };
+}
+
+/** Time to first token and tokens/s of one reply: `at` of each token, from `t0`. */
+interface ReplyTiming {
+  ttftMs: number;
+  tokens: number;
+  tokensPerSec: number;
+}
+
+function timing(t0: number, arrivals: readonly number[]): ReplyTiming {
+  const first = arrivals[0] ?? Number.NaN;
+  const last = arrivals[arrivals.length - 1] ?? Number.NaN;
+  return {
+    ttftMs: first - t0,
+    tokens: arrivals.length,
+    tokensPerSec: arrivals.length > 1 ? ((arrivals.length - 1) * 1000) / (last - first) : Number.NaN,
+  };
+}
+
+/**
+ * B9: the same reply of the mock model, read by the page straight from the endpoint with `fetch`
+ * (SSE parsed by hand), and through the agent fiber in the Service Worker (started over the bench
+ * channel, every token durable, then delivered by the worker's event stream).
+ */
+async function b9(params: { prompt: string; delayMs: number }) {
+  const messages = [{ role: "user", content: params.prompt }];
+  const directStart = now();
+  const response = await fetch(`${MOCK_MODEL_BASE}/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-mock-delay-ms": String(params.delayMs) },
+    body: JSON.stringify({ model: "mock", messages, stream: true }),
+  });
+  if (!response.ok || response.body === null) throw new Error(`B9 direct fetch: HTTP ${response.status}`);
+  const direct: number[] = [];
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    buffer += next.value;
+    const events = buffer.split("\n\n");
+    buffer = events.pop() ?? "";
+    const at = now();
+    for (const event of events) {
+      const data = event.replace(/^data: /, "");
+      if (data === "[DONE]") continue;
+      const delta = (JSON.parse(data) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]
+        ?.delta;
+      if (delta?.content) direct.push(at);
+    }
+  }
+  const fiberStart = now();
+  const id = await sw<string>({ type: "bench/start", name: "bench.agent", input: { messages } });
+  const log = await readStream(id);
+  const fiber = log.chunks.filter((c) => c.type === "text.delta").map((c) => c.at);
+  return { direct: timing(directStart, direct), fiber: timing(fiberStart, fiber) };
 }
 
 /** B3 without the reader: the emitter's durable rate in the Service Worker. */
@@ -318,6 +373,7 @@ const bench = {
   b3Throughput,
   b3Latency,
   b3Durable,
+  b9,
   rawInServiceWorker,
   tickerBegin,
   tickerSeq,

@@ -88,6 +88,39 @@ export async function b3(env) {
   return runs;
 }
 
+/** B9's prompt: a prose reply of the mock model (no tool call), the same for both paths. */
+const B9_PROMPT = "Explain durable execution for agent loops in a few sentences";
+
+/**
+ * B9: time to first token and tokens/s of the mock model's reply, through the agent fiber in the
+ * Service Worker (durable, delivered to the page) vs the page fetching the endpoint directly, in
+ * the same run. The model paces its tokens (`B9_TOKEN_DELAY_MS` in bench/browser/fibers.ts).
+ */
+export async function b9(env) {
+  const runs = [];
+  // One unmeasured reply each way first: the worker's agent code and the endpoint warm up.
+  await env.page.evaluate((p) => window.bench.b9(p), { prompt: `${B9_PROMPT} (warm-up)`, delayMs: 5 });
+  for (let r = 0; r < env.runs.b9; r++) {
+    const { direct, fiber } = await env.page.evaluate((p) => window.bench.b9(p), {
+      prompt: `${B9_PROMPT} (run ${r})`,
+      delayMs: 5,
+    });
+    runs.push({
+      fiberTtftMs: fiber.ttftMs,
+      directTtftMs: direct.ttftMs,
+      addedTtftMs: fiber.ttftMs - direct.ttftMs,
+      fiberTokensPerSec: fiber.tokensPerSec,
+      directTokensPerSec: direct.tokensPerSec,
+      throughputRatio: fiber.tokensPerSec / direct.tokensPerSec,
+      tokens: fiber.tokens,
+    });
+    env.log(
+      `B9 run ${r + 1}: first token ${fiber.ttftMs.toFixed(1)} ms via the fiber vs ${direct.ttftMs.toFixed(1)} ms direct, ${Math.round(fiber.tokensPerSec)} vs ${Math.round(direct.tokensPerSec)} tokens/s (${fiber.tokens} and ${direct.tokens} tokens)`,
+    );
+  }
+  return runs;
+}
+
 /** B4: stop the Service Worker over CDP mid-stream; time from the reader's reconnect to the next chunk. */
 export async function b4(env) {
   const cdp = await env.page.context().newCDPSession(env.page);
