@@ -83,11 +83,11 @@ export class WakeAlarm {
       return { status: "cleared" };
     }
     const when = Math.max(due, now + (await this.#options.minimumDelayMs()));
+    // Moved to `when` even when that is later: a heartbeat set while a fiber ran would otherwise
+    // wake the worker once for nothing after the fiber went to sleep. Moving the heartbeat later
+    // is safe, since it only has to come within `heartbeatMs` of the last plan.
     const existing = await alarms.get(name);
-    // An earlier alarm still to come is kept: it wakes the worker, which plans again.
-    if (existing && existing.scheduledTime > now && existing.scheduledTime <= when) {
-      return { status: "kept", when: existing.scheduledTime };
-    }
+    if (existing?.scheduledTime === when) return { status: "kept", when };
     await alarms.create(name, { when });
     return { status: "set", when };
   }
