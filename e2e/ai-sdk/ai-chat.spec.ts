@@ -156,3 +156,21 @@ test("an approval asked before a reload is answered after it: the fiber gets the
   expect((await inspect(page, fiberId)).record.status).toBe("completed");
   expect((await deletions(page)).length - before).toBe(1);
 });
+
+test("Stop cancels the agent fiber; a reload afterwards resumes nothing", async ({ app }) => {
+  const page = await app.openTab("/#/ai-chat");
+  await setMockDelay(page, 150);
+  await page.getByRole("button", { name: "New chat" }).click();
+  await send(page, PROSE);
+  const reply = page.locator(ASSISTANT).last();
+  await expect(reply.getByTestId("ai-text").first()).not.toBeEmpty();
+  const fiberId = String(await reply.getAttribute("data-id"));
+  await page.getByTestId("ai-stop").click();
+
+  await expect.poll(async () => (await inspect(page, fiberId)).record.status).toBe("cancelled");
+  const stopped = texts(await settled(page, 1));
+  await app.reload(page);
+  await expect(page.getByTestId("ai-chat")).toHaveAttribute("data-status", "ready");
+  await expect(page.locator(ASSISTANT)).toHaveCount(1);
+  expect(texts((await saved(page)).at(-1))).toEqual(stopped);
+});
