@@ -150,6 +150,9 @@ describe("authorisation", () => {
       await post("/fibers", token, { name: "ticker", id: ghost, input: { ticks: 1 } });
       expect(await recordOf(ghost, alice)).toBeUndefined();
     }
+    // A path that names no action is answered by the Worker, token or not.
+    const bogus = await call("/fibers/own-1/bogus", undefined, { method: "DELETE" });
+    expect(await errorOf(bogus)).toMatchObject({ status: 404, code: "route_not_found" });
     // The refused events and cancels never reached alice's fiber.
     expect(await recordOf("own-1", alice)).toMatchObject({
       status: expect.stringMatching(/^(running|sleeping)$/),

@@ -99,7 +99,9 @@ export async function routeToFiberObject(
     }
     if (route?.id !== undefined) return await object(route.id).fetch(request);
     const segments = path.split("/");
-    if (segments[1] !== "fibers" || segments.length < 3) {
+    // With authorize, a request that names no action is answered here: an unauthenticated
+    // caller must not make the Worker create (and so write) an object of any name it likes.
+    if (segments[1] !== "fibers" || segments.length < 3 || options.authorize) {
       throw new FiberlineError("route_not_found", `No Fiberline route at ${url.pathname}.`);
     }
     let id: string;
