@@ -246,7 +246,9 @@ export function FiberDetail({ fiberId }: { fiberId: string }): ReactNode {
           <h3>Stream</h3>{" "}
           <span className="muted small">last {Math.min(TAIL, data.streamHead)} chunks, live</span>
         </summary>
-        <ol className="stream-tail">
+        {/* Scrolls on its own, so it takes focus: keyboard users can scroll it too. */}
+        {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrollable region must be focusable (WCAG 2.1.1). */}
+        <ol className="stream-tail" tabIndex={0} aria-label="The stream's last chunks">
           {tail.map((e) => (
             <li key={e.seq}>
               <span className="num muted">{e.seq}</span> <code className="chunk-type">{e.type}</code>{" "}
