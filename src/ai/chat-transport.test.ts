@@ -24,7 +24,7 @@ import type { Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { aiSdkModel } from "./ai-sdk-model";
 import { type ChatCursorStore, memoryCursorStore } from "./chat-cursors";
-import { FiberlineChatTransport } from "./chat-transport";
+import { FiberlineChatTransport, toAgentMessages } from "./chat-transport";
 import { isDiscardedPart } from "./ui-chunks";
 
 afterEach(closeRuntimes);
@@ -323,5 +323,42 @@ describe("FiberlineChatTransport with the AI SDK's chat", () => {
     expect(replayed?.parts.filter((p) => p.type === "text").map((p) => (p as { text: string }).text)).toEqual(
       ["A reply that the network cuts in two."],
     );
+  });
+});
+
+describe("toAgentMessages", () => {
+  it("keeps the text of user and assistant messages and a user's images, and drops tool parts", () => {
+    const messages: UIMessage[] = [
+      {
+        id: "u1",
+        role: "user",
+        parts: [
+          { type: "text", text: "What is in " },
+          { type: "text", text: "this picture?" },
+          { type: "file", mediaType: "image/png", url: "data:image/png;base64,iVBORw0KGgo=" },
+        ],
+      },
+      {
+        id: "a1",
+        role: "assistant",
+        parts: [
+          { type: "step-start" },
+          { type: "reasoning", text: "Look closely." },
+          { type: "text", text: "A cat." },
+        ],
+      },
+      { id: "u2", role: "user", parts: [{ type: "text", text: "Thanks" }] },
+    ];
+    expect(toAgentMessages(messages)).toEqual([
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "What is in this picture?" },
+          { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
+        ],
+      },
+      { role: "assistant", content: "A cat." },
+      { role: "user", content: "Thanks" },
+    ]);
   });
 });

@@ -267,15 +267,25 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
 }
 
 /**
- * The chat's messages as the agent's: the text of each user and assistant message, in order
- * (tool parts and reasoning stay in the chat; the agent's own journal has the tool calls).
+ * The chat's messages as the agent's: the text of each user and assistant message, in order, and
+ * a user's image files as image parts (tool parts and reasoning stay in the chat; the agent's own
+ * journal has the tool calls).
  */
 export function toAgentMessages(messages: readonly UIMessage[]): ChatMessage[] {
   const out: ChatMessage[] = [];
   for (const message of messages) {
     const text = message.parts.flatMap((part) => (part.type === "text" ? [part.text] : [])).join("");
-    if (message.role === "user") out.push({ role: "user", content: text });
-    else if (message.role === "assistant" && text !== "") out.push({ role: "assistant", content: text });
+    if (message.role === "user") {
+      const images = message.parts.flatMap((part) =>
+        part.type === "file" && part.mediaType.startsWith("image/")
+          ? [{ type: "image_url" as const, image_url: { url: part.url } }]
+          : [],
+      );
+      out.push({
+        role: "user",
+        content: images.length === 0 ? text : [...(text ? [{ type: "text" as const, text }] : []), ...images],
+      });
+    } else if (message.role === "assistant" && text !== "") out.push({ role: "assistant", content: text });
   }
   return out;
 }
