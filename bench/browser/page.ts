@@ -178,9 +178,18 @@ async function b9(params: { prompt: string; delayMs: number }) {
   }
   const fiberStart = now();
   const id = await sw<string>({ type: "bench/start", name: "bench.agent", input: { messages } });
+  const startedAt = now();
   const log = await readStream(id);
   const fiber = log.chunks.filter((c) => c.type === "text.delta").map((c) => c.at);
-  return { direct: timing(directStart, direct), fiber: timing(fiberStart, fiber) };
+  const arrival = (type: string) => (log.chunks.find((c) => c.type === type)?.at ?? Number.NaN) - fiberStart;
+  // Where the fiber's first token spends its time, from the page's start call.
+  const phases = {
+    started: startedAt - fiberStart,
+    streamOpen: (log.connects[0] ?? Number.NaN) - fiberStart,
+    fiberStart: arrival("fiber.start"),
+    messageStart: arrival("message.start"),
+  };
+  return { direct: timing(directStart, direct), fiber: timing(fiberStart, fiber), phases };
 }
 
 /** B3 without the reader: the emitter's durable rate in the Service Worker. */

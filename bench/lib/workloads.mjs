@@ -101,7 +101,7 @@ export async function b9(env) {
   // One unmeasured reply each way first: the worker's agent code and the endpoint warm up.
   await env.page.evaluate((p) => window.bench.b9(p), { prompt: `${B9_PROMPT} (warm-up)`, delayMs: 5 });
   for (let r = 0; r < env.runs.b9; r++) {
-    const { direct, fiber } = await env.page.evaluate((p) => window.bench.b9(p), {
+    const { direct, fiber, phases } = await env.page.evaluate((p) => window.bench.b9(p), {
       prompt: `${B9_PROMPT} (run ${r})`,
       delayMs: 5,
     });
@@ -113,9 +113,10 @@ export async function b9(env) {
       directTokensPerSec: direct.tokensPerSec,
       throughputRatio: fiber.tokensPerSec / direct.tokensPerSec,
       tokens: fiber.tokens,
+      phases,
     });
     env.log(
-      `B9 run ${r + 1}: first token ${fiber.ttftMs.toFixed(1)} ms via the fiber vs ${direct.ttftMs.toFixed(1)} ms direct, ${Math.round(fiber.tokensPerSec)} vs ${Math.round(direct.tokensPerSec)} tokens/s (${fiber.tokens} and ${direct.tokens} tokens)`,
+      `B9 run ${r + 1}: first token ${fiber.ttftMs.toFixed(1)} ms via the fiber vs ${direct.ttftMs.toFixed(1)} ms direct, ${Math.round(fiber.tokensPerSec)} vs ${Math.round(direct.tokensPerSec)} tokens/s (${fiber.tokens} and ${direct.tokens} tokens); fiber path: started ${phases.started.toFixed(1)}, stream opened ${phases.streamOpen.toFixed(1)}, fiber.start ${phases.fiberStart.toFixed(1)}, message.start ${phases.messageStart.toFixed(1)} ms`,
     );
   }
   return runs;
