@@ -4,17 +4,24 @@
  * alive while the page has fibers running or streams open. With `baseUrl`, the same client talks
  * to a host reached over HTTP (the edge host) instead: control calls and streams both by `fetch`.
  * With `extension`, it talks to the extension host in a browser extension's background worker
- * (`fiberline/extension`) over `chrome.runtime` ports.
+ * (`fiberline/extension`) over `chrome.runtime` ports. With `fallback`, where no Service Worker can
+ * run, one tab of the origin runs the fibers and the others reach it (`src/tabs/`).
  */
 
 import type { FiberDefinition, InputOf, OutputOf } from "../core/define";
-import { CancelledError, ConnectionError, deserializeError } from "../core/errors";
+import {
+  CancelledError,
+  ConnectionError,
+  deserializeError,
+  ServiceWorkerUnavailableError,
+} from "../core/errors";
 import type { FiberEvent, FiberRecord, FiberStatus } from "../core/records";
 import { isTerminal } from "../core/records";
 import type { FiberInspection, StartOptions, StartResult } from "../core/runtime";
 import type { FiberQuery } from "../core/store";
 import type { ChromeRuntimeConnector } from "../extension/chrome-types";
 import { DEFAULT_PREFIX, type HeartbeatInfo, type HeartbeatMessage, type WorkerInfo } from "../sw/protocol";
+import { type TabFallbackOptions, TabHost } from "../tabs/tab-host";
 import { type EventReaderOptions, readFiberEvents } from "./event-reader";
 import { ExtensionChannel } from "./extension-channel";
 import { readExtensionStream } from "./extension-stream";
@@ -65,6 +72,15 @@ export interface ConnectOptions {
    * `baseUrl` options do not apply, and no heartbeats are needed (the host keeps itself alive).
    */
   extension?: boolean | ChromeRuntimeConnector;
+  /**
+   * Where no Service Worker can run (`navigator.serviceWorker` missing: an insecure origin, a
+   * private window or a policy that disables them; or registering `scriptUrl` refused), run the
+   * fibers in one tab of the origin instead, elected by a Web Lock; the other tabs reach it over a
+   * BroadcastChannel with this same client API. `runtime` creates the runtime in the tab that
+   * leads. Fibers then advance only while some tab of the origin is open (see docs/fallback.md).
+   * Without it, `connect()` rejects with `ServiceWorkerUnavailableError` there.
+   */
+  fallback?: TabFallbackOptions;
 }
 
 /**
@@ -72,8 +88,10 @@ export interface ConnectOptions {
  * channel.
  *
  * Failure semantics: rejects with `ServiceWorkerUnavailableError` (`service_worker_unavailable`)
- * when Service Workers cannot run here, with a message saying why and what to do, and with
- * `ConnectionError` when the worker does not answer the handshake in `timeoutMs`.
+ * when Service Workers cannot run here and no `fallback` was given, with a message saying why and
+ * what to do (`fallback_unavailable` when the fallback cannot run either: no Web Locks outside
+ * secure contexts), and with `ConnectionError` when the worker (or the leader tab) does not
+ * answer in `timeoutMs`.
  *
  * @example
  * const fl = await connect<{ research: typeof research }>({ scriptUrl: "/sw.js", registerOptions: { type: "module" } });
@@ -88,13 +106,27 @@ export async function connect<F extends FiberMap = FiberMap>(
     return new FiberlineClient<F>(undefined, undefined, { ...options, timeoutMs });
   if (options.extension)
     return await opened(new FiberlineClient<F>(undefined, undefined, { ...options, timeoutMs }));
-  const container = options.container ?? serviceWorkerContainer();
-  const registration = await findRegistration(
-    container,
-    options.scriptUrl,
-    options.registerOptions,
-    timeoutMs,
-  );
+  const inTabs = () =>
+    opened(new FiberlineClient<F>(undefined, undefined, { ...options, timeoutMs }, "tabs"));
+  const { fallback } = options;
+  if (fallback?.when === "always") return await inTabs();
+  let container: ServiceWorkerContainer;
+  let registration: ServiceWorkerRegistration;
+  try {
+    container = options.container ?? serviceWorkerContainer();
+  } catch (error) {
+    if (fallback && error instanceof ServiceWorkerUnavailableError) return await inTabs();
+    throw error;
+  }
+  try {
+    registration = await findRegistration(container, options.scriptUrl, options.registerOptions, timeoutMs);
+  } catch (error) {
+    // Only a refused registration: a worker that is merely slow may still start, and two hosts
+    // would then run the same fibers.
+    const refused = options.scriptUrl !== undefined && error instanceof ServiceWorkerUnavailableError;
+    if (fallback && refused) return await inTabs();
+    throw error;
+  }
   await waitForController(container, timeoutMs);
   return await opened(new FiberlineClient<F>(container, registration, { ...options, timeoutMs }));
 }
@@ -124,6 +156,8 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
   readonly #fetch: typeof fetch | undefined;
   /** `chrome.runtime` when connected to an extension host. */
   readonly #extension: ChromeRuntimeConnector | undefined;
+  /** This tab's part in the tab host, when connected by `fallback`. */
+  readonly #tabs: TabHost | undefined;
   #openReaders = 0;
   #workerActive = 0;
   #closed = false;
@@ -133,6 +167,7 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     container: ServiceWorkerContainer | undefined,
     registration: ServiceWorkerRegistration | undefined,
     options: ConnectOptions,
+    host?: "tabs",
   ) {
     const timeoutMs = options.timeoutMs ?? 10_000;
     this.prefix = (options.prefix ?? DEFAULT_PREFIX).replace(/\/+$/, "");
@@ -144,6 +179,19 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     this.#streamRoot =
       baseUrl === undefined ? this.prefix : `${String(baseUrl).replace(/\/+$/, "")}${this.prefix}`;
     this.#extension = options.extension ? extensionRuntime(options.extension) : undefined;
+    this.#tabs =
+      host === "tabs" && options.fallback
+        ? new TabHost({
+            ...options.fallback,
+            timeoutMs,
+            ...(options.onConnect ? { onConnect: options.onConnect } : {}),
+          })
+        : undefined;
+    if (this.#tabs) {
+      this.#channel = this.#tabs;
+      this.#heartbeat = undefined;
+      return;
+    }
     if (this.#extension) {
       this.#channel = new ExtensionChannel({
         runtime: this.#extension,
@@ -180,9 +228,14 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     this.#heartbeat = setInterval(() => this.#beat(), options.heartbeatMs ?? 10_000);
   }
 
-  /** The worker instance currently connected, if any. */
+  /** The worker instance currently connected, if any (with `fallback`, the leader tab's runtime). */
   get worker(): WorkerInfo | undefined {
     return this.#channel.worker;
+  }
+
+  /** Whether this page runs the fibers itself: the leader tab of the `fallback` host. */
+  get leading(): boolean {
+    return this.#tabs?.leading ?? false;
   }
 
   /** @internal Opens the channel. */
@@ -209,7 +262,7 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     );
     this.#workerActive = Math.max(this.#workerActive, 1);
     // The first durable start asks the browser to keep the origin's storage (a page-only API).
-    if (this.registration && (result as StartResult).created) void requestPersistentStorage();
+    if ((this.registration || this.#tabs) && (result as StartResult).created) void requestPersistentStorage();
     // Control calls arrive on a MessagePort, which extends no event: this message event, sent now
     // that the fiber runs, is held open by the host until its work is done (capped), so closing
     // the tab right after a start does not leave the run to Chromium's 30 s idle timeout.
@@ -267,6 +320,7 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
       const container = this.#container;
       const channel = this.#channel;
       const extension = this.#extension;
+      const tabs = this.#tabs;
       yield* readFiberEvents(id, {
         ...this.#readerOptions,
         prefix: this.#streamRoot,
@@ -286,6 +340,12 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
           ? {
               transport: (fiberId: string, after: number, signal: AbortSignal) =>
                 readExtensionStream(extension, fiberId, after, signal),
+            }
+          : {}),
+        ...(tabs
+          ? {
+              transport: (fiberId: string, after: number, signal: AbortSignal) =>
+                tabs.stream(fiberId, after, signal),
             }
           : {}),
         ...(channel instanceof RpcChannel

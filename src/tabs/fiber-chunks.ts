@@ -1,0 +1,38 @@
+/**
+ * A fiber's stream after a cursor, straight from a runtime, in the shape the client's resumable
+ * reader takes as a `transport` (`RawChunk`s, or "ended"): what the leader tab reads for itself
+ * and pushes to the other tabs.
+ */
+
+import type { RawChunk } from "../client/event-reader";
+import { FiberNotFoundError } from "../core/errors";
+import { isTerminal } from "../core/records";
+import type { Runtime } from "../core/runtime";
+import { assertValidId } from "../core/validate";
+import { toJson } from "../sw/event-route";
+
+/**
+ * The chunks of fiber `id` with `seq > after`, replay then live, ending after `fiber.end`; only
+ * "ended" when the fiber ended and `after` is at its end (the event route's 204).
+ *
+ * Failure semantics: a malformed id throws `InvalidInputError` (`invalid_id`), a malformed cursor
+ * `invalid_argument`, an unknown fiber `FiberNotFoundError`, all before anything is yielded; a
+ * closed runtime or a failing store throws its error (the reader retries from its cursor).
+ */
+export async function* fiberChunks(
+  runtime: Runtime,
+  id: string,
+  after: number,
+  signal: AbortSignal,
+): AsyncGenerator<RawChunk | "ended"> {
+  assertValidId(id);
+  const record = await runtime.get(id);
+  if (!record) throw new FiberNotFoundError(id);
+  if (isTerminal(record.status) && after >= record.streamHead) {
+    yield "ended";
+    return;
+  }
+  for await (const ev of runtime.events(id, { after, signal })) {
+    yield { seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) };
+  }
+}
