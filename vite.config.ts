@@ -7,23 +7,51 @@
  */
 import { fileURLToPath } from "node:url";
 import react from "@vitejs/plugin-react";
-import { defineConfig } from "vite";
+import { defineConfig, type Plugin, runnerImport } from "vite";
 import { VitePWA } from "vite-plugin-pwa";
-import { mockModelPlugin } from "./src/agent/mock-server";
+import type * as MockServer from "./src/agent/mock-server";
 
 const root = fileURLToPath(new URL("./app", import.meta.url));
 
 /** The demo's fixed port (dev and preview). */
 export const DEMO_PORT = 5199;
 
-export default defineConfig({
+/**
+ * The mock model's server, loaded through Vite's module runner rather than imported: the config
+ * file is bundled before it runs, and that bundler warns on every build about the library's
+ * extensionless imports (`configLoader: 'native'` will not resolve them), which the runner does.
+ */
+async function loadMockServer(): Promise<typeof MockServer> {
+  const entry = fileURLToPath(new URL("./src/agent/mock-server.ts", import.meta.url));
+  return (await runnerImport<typeof MockServer>(entry)).module;
+}
+
+/**
+ * The worker is one file: vite-plugin-pwa asks for that with Rollup's `inlineDynamicImports`,
+ * which Vite 8 (Rolldown) warns is deprecated on every build; this says it as `codeSplitting: false`.
+ */
+function oneChunkWorker(): Plugin {
+  return {
+    name: "fiberline:one-chunk-worker",
+    config(config) {
+      // Changed in place: Vite 8 keeps `rollupOptions` as an alias of `rolldownOptions`.
+      const output = config.build?.rollupOptions?.output as Record<string, unknown> | undefined;
+      if (output && "inlineDynamicImports" in output) {
+        output.codeSplitting = output.inlineDynamicImports !== true;
+        delete output.inlineDynamicImports;
+      }
+    },
+  };
+}
+
+export default defineConfig(async () => ({
   root,
   publicDir: fileURLToPath(new URL("./public", import.meta.url)),
   plugins: [
     react(),
     // 40 ms between tokens unless a request says otherwise (the worker sends the settings' delay
     // with x-mock-delay-ms; a custom provider pointed at the mock sends none).
-    mockModelPlugin({ delayMs: 40 }),
+    (await loadMockServer()).mockModelPlugin({ delayMs: 40 }),
     VitePWA({
       strategies: "injectManifest",
       srcDir: ".",
@@ -35,6 +63,7 @@ export default defineConfig({
       injectManifest: {
         globPatterns: ["**/*.{js,css,html,png,svg,ico,webmanifest}"],
         rollupFormat: "es",
+        buildPlugins: { vite: [oneChunkWorker()] },
       },
       devOptions: { enabled: true, type: "module" },
     }),
@@ -47,4 +76,4 @@ export default defineConfig({
   },
   server: { port: DEMO_PORT, strictPort: true },
   preview: { port: DEMO_PORT, strictPort: true },
-});
+}));
