@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 /**
- * Finds a Chromium binary for Vitest browser mode and Playwright on machines where no browser can
- * be downloaded (see PLATFORM.md). Used by `scripts/test.mjs`, `vitest.config.ts` and
- * `playwright.config.ts`; run directly (`node scripts/find-chromium.mjs`) it prints the path.
+ * Finds a Chromium binary for Vitest browser mode and Playwright: `CHROMIUM_PATH`, a system
+ * Chromium (machines where no browser can be downloaded use Debian's), else Playwright's own.
+ * `ensureChromium()` goes one step further for `npm test` on a fresh machine: with no Chromium at
+ * all it runs `npx playwright install chromium` itself and looks again. Used by `scripts/test.mjs`,
+ * `vitest.config.ts` and `playwright.config.ts`; run directly (`node scripts/find-chromium.mjs`)
+ * it prints the path (`--install` to download one if none is found).
  */
+import { spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
@@ -35,11 +39,12 @@ export const noChromiumMessage =
  *
  * Synchronous so that config files can call it at top level.
  *
+ * @param {{ systemPaths?: readonly string[] }} [options] where to look for a system Chromium
  * @returns {string}
  * @throws {Error} when none is found, with the command that fixes it; when `CHROMIUM_PATH` is set
  *   but not an executable file (a typo there should not silently pick another browser).
  */
-export function findChromium() {
+export function findChromium({ systemPaths = systemChromiumPaths } = {}) {
   const fromEnv = process.env.CHROMIUM_PATH;
   if (fromEnv) {
     if (isExecutable(fromEnv)) return fromEnv;
@@ -47,12 +52,63 @@ export function findChromium() {
       `CHROMIUM_PATH is set to ${fromEnv}, which is not an executable file. ${noChromiumMessage}`,
     );
   }
-  for (const candidate of systemChromiumPaths) {
+  for (const candidate of systemPaths) {
     if (isExecutable(candidate)) return candidate;
   }
   const bundled = playwrightChromium();
   if (bundled) return bundled;
   throw new Error(noChromiumMessage);
+}
+
+/**
+ * `findChromium()`, and where it finds none, `npx playwright install chromium` (Playwright's own
+ * build, about 170 MB, downloaded once into its cache) and a second look, so that `npm install`
+ * and `npm test` are the only commands a new machine needs.
+ *
+ * Failure semantics: with `CHROMIUM_PATH` set (a typo should not start a download) or
+ * `FIBERLINE_NO_BROWSER_DOWNLOAD=1`, nothing is downloaded. Where the download fails (no network,
+ * a proxy, an unsupported OS), it throws the same message as `findChromium()`, saying the
+ * download was tried and how it ended.
+ *
+ * @param {{ systemPaths?: readonly string[], install?: () => Promise<number>, log?: (line: string) => void }} [options]
+ *   `install` runs the download and resolves with its exit code (tests pass their own).
+ * @returns {Promise<string>}
+ */
+export async function ensureChromium({
+  systemPaths = systemChromiumPaths,
+  install = installPlaywrightChromium,
+  log = (line) => console.log(line),
+} = {}) {
+  try {
+    return findChromium({ systemPaths });
+  } catch (error) {
+    if (process.env.CHROMIUM_PATH || process.env.FIBERLINE_NO_BROWSER_DOWNLOAD) throw error;
+  }
+  log("No Chromium found: running `npx playwright install chromium` (once; about 170 MB)...");
+  let outcome;
+  try {
+    const code = await install();
+    outcome = code === 0 ? "finished, yet no browser was found" : `failed (exit code ${code})`;
+  } catch (error) {
+    outcome = `could not start (${error instanceof Error ? error.message : String(error)})`;
+  }
+  try {
+    return findChromium({ systemPaths });
+  } catch {
+    throw new Error(
+      `${noChromiumMessage} \`npx playwright install chromium\` was tried and ${outcome}: this machine may not reach Playwright's download server.`,
+    );
+  }
+}
+
+/** Runs Playwright's own `playwright install chromium`, output shown; resolves with its exit code. */
+function installPlaywrightChromium() {
+  const cli = fileURLToPath(new URL("../node_modules/.bin/playwright", import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(cli, ["install", "chromium"], { stdio: "inherit" });
+    child.on("error", reject);
+    child.on("close", (code) => resolve(code ?? 1));
+  });
 }
 
 /** Playwright's own downloaded Chromium, or undefined when playwright-core or the browser is absent. */
@@ -79,7 +135,7 @@ function isExecutable(path) {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   try {
-    console.log(findChromium());
+    console.log(process.argv.includes("--install") ? await ensureChromium() : findChromium());
   } catch (error) {
     console.error(error instanceof Error ? error.message : String(error));
     process.exit(1);

@@ -12,17 +12,20 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { findChromium } from "./find-chromium.mjs";
+import { ensureChromium } from "./find-chromium.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const reports = mkdtempSync(join(tmpdir(), "fiberline-test-"));
 const env = { ...process.env };
 
-/** A browser is looked up once, up front; only the stages that need one fail without it. */
+/**
+ * A browser is looked up once, up front (on a machine with none, Playwright's is downloaded
+ * first); only the stages that need one fail without it.
+ */
 let chromium;
 try {
-  chromium = { path: findChromium() };
+  chromium = { path: await ensureChromium() };
   env.CHROMIUM_PATH = chromium.path;
 } catch (error) {
   chromium = { error: error instanceof Error ? error.message : String(error) };
