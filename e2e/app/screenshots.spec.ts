@@ -1,6 +1,6 @@
 /**
  * Takes the README's screenshots from the real app (opt-in: `FIBERLINE_SCREENSHOTS=1 npx
- * playwright test --project app screenshots`): the chat mid-conversation with tool cards and an
+ * playwright test e2e/app/screenshots.spec.ts --project app`): the chat mid-conversation with tool cards and an
  * approval prompt, and the inspector with a fiber's journal. Writes `docs/screenshots/*.png`.
  */
 

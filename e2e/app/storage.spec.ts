@@ -1,6 +1,6 @@
 /**
  * Measures what a long conversation costs in storage (opt-in, it sends 200 messages:
- * `FIBERLINE_MEASURE=1 npx playwright test --project app storage`): a 200-turn chat through the
+ * `FIBERLINE_MEASURE=1 npx playwright test e2e/app/storage.spec.ts --project app`): a 200-turn chat through the
  * composer, then the bytes every IndexedDB database of the origin holds (values as UTF-8 JSON)
  * and the sizes of the assistant fibers' inputs and results. The numbers go in docs/demo.md.
  */

@@ -2,10 +2,10 @@
 /**
  * `npm run test:lifetime [-- --running] [--port 5199]`: the natural-lifetime test. Playwright
  * attaches DevTools to Service Workers, which switches off Chromium's idle and event timeouts
- * (PLATFORM.md), so this test spawns Chromium itself and never attaches to the worker: it drives
- * the demo page over that page's own DevTools socket only, closes every page through the
- * `/json/close` endpoint, and watches `/json/list` (a passive listing) until the browser stops the
- * worker by itself. Then it opens a page again and checks that the fiber resumed in a new worker
+ * (docs/testing.md, "Limits to know"), so this test spawns Chromium itself and never attaches to
+ * the worker: it drives the demo page over that page's own DevTools socket only, closes every page
+ * through the `/json/close` endpoint, and watches `/json/list` (a passive listing) until the
+ * browser stops the worker by itself. Then it opens a page again and checks that the fiber resumed in a new worker
  * instance and completed, every chunk once and in order.
  *
  * Default (about a minute): `lab.ticker` sleeps durably (45 s) after 3 of 6 ticks. The worker has
