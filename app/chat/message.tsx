@@ -9,6 +9,7 @@ import type { Turn } from "./conversations";
 import { SafeMarkdown } from "./markdown";
 import { ModelProgress } from "./model-progress";
 import { ToolCard } from "./tool-card";
+import type { Segment } from "./turn-view";
 import type { TurnState } from "./use-turn";
 
 /** How long after a recovery the marker is highlighted. */
@@ -53,6 +54,26 @@ function ResumedMarker({ state }: { state: TurnState }): ReactNode {
   );
 }
 
+/**
+ * Each segment with a key that stays put while the reply streams: text and reasoning by their
+ * model call and how many of their kind came before in it (a model call may alternate them),
+ * tool cards by their call.
+ */
+function keyed(segments: readonly Segment[]): Array<{ segment: Segment; key: string; isLast: boolean }> {
+  const seen = new Map<string, number>();
+  return segments.map((segment, position) => {
+    let key: string;
+    if (segment.kind === "tool") key = `c-${segment.messageId}#${segment.index}:${segment.toolCallId}`;
+    else {
+      const base = `${segment.kind}-${segment.messageId}`;
+      const n = seen.get(base) ?? 0;
+      seen.set(base, n + 1);
+      key = `${base}-${n}`;
+    }
+    return { segment, key, isLast: position === segments.length - 1 };
+  });
+}
+
 export function AssistantMessage({
   turn,
   state,
@@ -83,22 +104,26 @@ export function AssistantMessage({
         <ResumedMarker state={state} />
       </header>
       <div className="message-body">
-        {view.segments.map((segment, i) =>
-          segment.kind === "text" ? (
+        {keyed(view.segments).map(({ segment, key, isLast }) =>
+          segment.kind === "reasoning" ? (
+            <details className="reasoning" key={key} data-testid="reasoning">
+              <summary>
+                {status === "streaming" && isLast ? "Reasoning…" : "Reasoning"}{" "}
+                <span className="muted small">{segment.text.length.toLocaleString()} characters</span>
+              </summary>
+              <p className="reasoning-text">{segment.text}</p>
+            </details>
+          ) : segment.kind === "text" ? (
             <div
               // The caret follows the last word of the text still streaming (a ::after), not on a line of its own.
-              className={`markdown${status === "streaming" && i === view.segments.length - 1 ? " streaming" : ""}`}
-              key={`t-${segment.messageId}`}
+              className={`markdown${status === "streaming" && isLast ? " streaming" : ""}`}
+              key={key}
               data-testid="message-text"
             >
               <SafeMarkdown text={segment.text} />
             </div>
           ) : (
-            <ToolCard
-              key={`c-${segment.messageId}#${segment.index}:${segment.toolCallId}`}
-              fiberId={turn.fiberId ?? ""}
-              tool={segment}
-            />
+            <ToolCard key={key} fiberId={turn.fiberId ?? ""} tool={segment} />
           ),
         )}
         {thinking && turn.fiberId && <ModelProgress fiberId={turn.fiberId} afterTools={last !== undefined} />}

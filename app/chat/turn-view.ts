@@ -14,6 +14,8 @@ export type ToolStatus = "called" | "awaiting-approval" | "running" | "ok" | "er
 /** One piece of an assistant reply. */
 export type Segment =
   | { kind: "text"; messageId: string; text: string }
+  /** The model's reasoning ("thinking") for one model call, shown collapsed. */
+  | { kind: "reasoning"; messageId: string; text: string }
   | {
       kind: "tool";
       messageId: string;
@@ -74,13 +76,15 @@ export function applyChunk(view: TurnView, event: FiberEvent): TurnView {
     case "message.start":
       next.model = str(data.model) || view.model;
       break;
-    case "text.delta": {
+    case "text.delta":
+    case "reasoning.delta": {
+      const kind = event.type === "text.delta" ? "text" : "reasoning";
       const messageId = str(data.messageId);
       const segments = [...view.segments];
       const last = segments[segments.length - 1];
-      if (last?.kind === "text" && last.messageId === messageId)
+      if (last?.kind === kind && last.messageId === messageId)
         segments[segments.length - 1] = { ...last, text: last.text + str(data.delta) };
-      else segments.push({ kind: "text", messageId, text: str(data.delta) });
+      else segments.push({ kind, messageId, text: str(data.delta) });
       next.segments = segments;
       break;
     }

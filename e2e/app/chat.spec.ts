@@ -282,3 +282,22 @@ test("phone width: nothing overflows sideways and the conversation drawer opens"
   await page.getByRole("button", { name: "Conversations" }).click();
   await expect(page.getByTestId("conversation-link")).toBeVisible();
 });
+
+test("the model's reasoning shows collapsed above its answer, and opens on request", async ({ demo }) => {
+  await demo.setMockDelay(0);
+  await demo.send("Think it over: why do agent loops need durable execution?");
+  const reply = demo.lastReply();
+  await expect(reply).toHaveAttribute("data-status", "done");
+  const reasoning = reply.getByTestId("reasoning");
+  await expect(reasoning).toHaveCount(1);
+  await expect(reasoning).not.toHaveAttribute("open");
+  const text = reasoning.locator(".reasoning-text");
+  await expect(text).toBeHidden();
+  await reasoning.locator("summary").click();
+  await expect(text).toBeVisible();
+  await expect(text).not.toBeEmpty();
+  // The answer is text of its own; the reasoning is not part of it.
+  const answer = await reply.getByTestId("message-text").innerText();
+  expect(answer.length).toBeGreaterThan(0);
+  expect(answer).not.toContain((await text.innerText()).slice(0, 40));
+});
