@@ -20,7 +20,7 @@ export function serviceWorkerContainer(): ServiceWorkerContainer {
   }
   throw new ServiceWorkerUnavailableError(
     "service_worker_unavailable",
-    "Service Workers are unavailable here (navigator.serviceWorker is missing): Firefox private windows, some enterprise policies and very old browsers disable them, and they do not exist outside a page's main thread. Fiberline needs one to keep fibers running across reloads and crashes: open the app in a normal window of a current browser.",
+    "Service Workers are unavailable here (navigator.serviceWorker is missing): Firefox private windows, some enterprise policies and very old browsers disable them, and they do not exist outside a page's main thread. Fiberline needs one to keep fibers running across reloads and crashes: open the app in a normal window of a current browser, or pass connect({ fallback: { runtime } }) to run the fibers in one of the origin's tabs instead (docs/fallback.md).",
   );
 }
 

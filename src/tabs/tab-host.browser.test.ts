@@ -175,3 +175,49 @@ it("says plainly when the fallback cannot run either (no Web Locks outside secur
     if (descriptor) Object.defineProperty(Navigator.prototype, "locks", descriptor);
   }
 });
+
+/** A Service Worker container whose `register()` is refused, as in a private window. */
+function refusingContainer(): ServiceWorkerContainer {
+  return {
+    register: () => Promise.reject(new DOMException("The operation is insecure.", "SecurityError")),
+    getRegistration: () => Promise.resolve(undefined),
+    ready: new Promise(() => {}),
+    controller: null,
+    addEventListener: () => {},
+    removeEventListener: () => {},
+  } as unknown as ServiceWorkerContainer;
+}
+
+it("falls back to the tabs when registering the worker is refused, and only with fallback", async () => {
+  const name = `fiberline-tabs-${run}-${++count}`;
+  databases.push(name);
+  const runtime = () => createRuntime({ store: new IdbStore({ name }), fibers: [ticker] });
+  const refused = await connect({
+    container: refusingContainer(),
+    scriptUrl: "/sw.js",
+    timeoutMs: 2_000,
+  }).catch((e: unknown) => e);
+  expect(refused).toBeInstanceOf(ServiceWorkerUnavailableError);
+  expect((refused as ServiceWorkerUnavailableError).code).toBe("service_worker_unavailable");
+
+  const client = await connect<Fibers>({
+    container: refusingContainer(),
+    scriptUrl: "/sw.js",
+    timeoutMs: 2_000,
+    fallback: { name, runtime },
+  });
+  open.push(client);
+  expect(client.leading).toBe(true);
+  const { id } = await client.start("ticker", { ticks: 1, intervalMs: 1 });
+  expect(await client.result(id)).toEqual({ ticks: 1 });
+});
+
+it("does not fall back when a worker is only slow to appear: two hosts would run the same fibers", async () => {
+  const error = await connect({
+    container: refusingContainer(),
+    timeoutMs: 300,
+    fallback: { runtime: () => createRuntime({ store: new IdbStore(), fibers: [] }) },
+  }).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(ServiceWorkerUnavailableError);
+  expect((error as ServiceWorkerUnavailableError).code).toBe("service_worker_unavailable");
+});
