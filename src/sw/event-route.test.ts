@@ -262,7 +262,8 @@ describe("frame", () => {
     expect(frame({ seq: 3, type: "a\r\nb", data: { n: 10n, u: undefined, s: "x\ny" }, at: 1.5 })).toBe(
       'id: 3\nevent: a  b\nat: 1.5\ndata: {"n":"10","s":"x\\ny"}\n\n',
     );
-  });
+    // 500 arbitrary values take about a second alone; a loaded machine has taken over five.
+  }, 30_000);
 
   it("sends data that is not JSON (a cycle) as an explanation instead of breaking the stream", () => {
     const cyclic: Record<string, unknown> = {};
