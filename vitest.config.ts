@@ -26,6 +26,9 @@ export default defineConfig({
     // CI machines have two cores and run browsers beside these tests: polls wait on behaviour,
     // never on speed, so give them room (a poll still ends as soon as its condition holds).
     expect: { poll: { timeout: 10_000 } },
+    // The same room for whole tests: property tests over hundreds of generated values took over
+    // the default 5 s while other suites loaded both cores (a hung test still fails, later).
+    testTimeout: 20_000,
     // Demo-app logic that runs without a browser is tested beside it in app/.
     projects: [
       {
