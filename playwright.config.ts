@@ -9,6 +9,8 @@
  * `TORTURE_FAULTS`, default 24) against the same built demo with `fiberline/testing`'s `app`
  * fixture; the long torture run has its own runner (`npm run torture`). Project "extension" runs
  * `e2e/extension/` against the example browser extension (`npx playwright test --project extension`).
+ * The demo's AI SDK chat (`e2e/ai-sdk/`) runs in the "crash" project too, to crash and relaunch the
+ * browser under it.
  */
 
 import { defineConfig } from "@playwright/test";
@@ -40,7 +42,7 @@ export default defineConfig({
   projects: [
     {
       name: "fiberline",
-      testIgnore: ["torture/**", "app/**", "crash/**", "extension/**"],
+      testIgnore: ["torture/**", "app/**", "crash/**", "extension/**", "ai-sdk/**"],
       use: { baseURL: `http://localhost:${port}` },
     },
     {
@@ -61,7 +63,7 @@ export default defineConfig({
     {
       name: "crash",
       testDir: "e2e",
-      testMatch: ["crash/**/*.spec.ts", "torture/torture.spec.ts"],
+      testMatch: ["crash/**/*.spec.ts", "torture/torture.spec.ts", "ai-sdk/**/*.spec.ts"],
       use: { baseURL: `http://localhost:${appPort}` },
     },
   ],

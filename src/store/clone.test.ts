@@ -53,12 +53,9 @@ describe("cloneValue", () => {
   });
 
   it("hands non-plain values to structuredClone: Dates, Maps, typed arrays, holes", () => {
-    const value = {
-      at: new Date(5),
-      map: new Map([[1, { y: 2 }]]),
-      bytes: new Uint8Array([1, 2]),
-      holes: [1, , 3],
-    };
+    const holes = [1, 2, 3];
+    delete holes[1];
+    const value = { at: new Date(5), map: new Map([[1, { y: 2 }]]), bytes: new Uint8Array([1, 2]), holes };
     const copy = cloneValue(value);
     expect(copy.at).toBeInstanceOf(Date);
     expect(copy.at.getTime()).toBe(5);
