@@ -8,7 +8,7 @@
 import { cleanupOutdatedCaches, createHandlerBoundToURL, precacheAndRoute } from "workbox-precaching";
 import { NavigationRoute, registerRoute } from "workbox-routing";
 import { createRuntime, IdbStore } from "../src/index";
-import { createServiceWorkerHost, type FetchEventLike } from "../src/sw/index";
+import { createServiceWorkerHost, type FetchEventLike, watchStorage } from "../src/sw/index";
 import { labEffects, labTicker } from "./lab-fibers";
 import { assistant } from "./worker/assistant";
 import { handleDemoRequest } from "./worker/demo-routes";
@@ -19,8 +19,10 @@ declare const self: {
   addEventListener(type: "fetch", listener: (event: FetchEventLike) => void): void;
 };
 
+// watchStorage: a write refused for lack of space pauses its fiber and tells every page (the
+// storage banner), and a database the browser wiped is reported with the fibers it took.
 const runtime = createRuntime({
-  store: new IdbStore({ name: "fiberline" }),
+  store: watchStorage(new IdbStore({ name: "fiberline" })),
   fibers: [assistant, labTicker, labEffects],
 });
 

@@ -8,6 +8,7 @@ import { type FormEvent, type ReactNode, useCallback, useEffect, useState } from
 import { demoApi, type ProviderKind, type PublicSettings, type SettingsUpdate } from "../shared/demo-api";
 import { apiKeyProblem, modelProblem } from "../shared/settings-rules";
 import { Skeleton } from "../ui/skeleton";
+import { StorageStatus } from "../ui/storage-banner";
 
 export function SettingsPage(): ReactNode {
   const [saved, setSaved] = useState<PublicSettings | null>(null);
@@ -254,6 +255,7 @@ export function SettingsPage(): ReactNode {
           {status?.text ?? ""}
         </p>
       </form>
+      <StorageStatus />
     </div>
   );
 }

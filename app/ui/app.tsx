@@ -1,6 +1,6 @@
 /**
  * The app shell: top navigation (Chat, AI SDK chat, Inspector, Crash lab, Settings), the current page, and
- * a notice while offline or after the worker restarted.
+ * a notice while offline or after the worker restarted, and one when storage runs out or was wiped.
  */
 
 import { type ReactNode, useEffect } from "react";
@@ -10,6 +10,7 @@ import { InspectorPage } from "../inspector/inspector-page";
 import { LabPage } from "../lab/lab-page";
 import { href, type Route, useRoute } from "../router";
 import { SettingsPage } from "../settings/settings-page";
+import { StorageBanner } from "./storage-banner";
 import { useOnline } from "./use-online";
 
 const TABS: Array<{ label: string; route: Route }> = [
@@ -59,6 +60,7 @@ export function App(): ReactNode {
           for it and goes on by itself when you are back online.
         </p>
       )}
+      <StorageBanner />
       <main id="main" className="main" tabIndex={-1}>
         {route.page === "chat" && <ChatPage conversationId={route.conversationId} />}
         {route.page === "ai-chat" && <AiChatPage />}
