@@ -58,6 +58,26 @@ async function settled(page: Page, count: number): Promise<UIMessage> {
 const normalized = (message: UIMessage): unknown =>
   JSON.parse(JSON.stringify(message).replaceAll(message.id, "<fiber>"));
 
+/**
+ * Waits until the chat's last saved message equals `whole` (the uninterrupted reply), then until
+ * the page is settled on it. Right after a relaunch or reload the chat is "ready" with the saved
+ * partial reply before `useChat` starts its resume, and the resume then rebuilds the message from
+ * its first chunk: a snapshot taken at either moment is not the end. If the resume goes wrong, the
+ * poll fails showing the last message it saw.
+ */
+async function resumedTo(page: Page, whole: UIMessage): Promise<UIMessage> {
+  await expect
+    .poll(
+      async () => {
+        const last = (await saved(page)).at(-1);
+        return last === undefined ? undefined : normalized(last);
+      },
+      { timeout: 60_000 },
+    )
+    .toEqual(normalized(whole));
+  return await settled(page, 1);
+}
+
 /** Runs `prompt` uninterrupted in a new chat and returns the final assistant message. */
 async function reference(page: Page, prompt: string): Promise<UIMessage> {
   await page.getByRole("button", { name: "New chat" }).click();
@@ -86,7 +106,7 @@ test("SIGKILL of the browser mid-reply: after relaunch useChat resumes it; equal
   await app.crashBrowser();
   await app.relaunch();
   const after = await app.openTab("/#/ai-chat");
-  const resumed = await settled(after, 1);
+  const resumed = await resumedTo(after, whole);
 
   expect(resumed.id).toBe(fiberId);
   expect(normalized(resumed)).toEqual(normalized(whole));
@@ -121,7 +141,7 @@ test("reload mid-reply: useChat({ resume: true }) continues the reply in place, 
   await app.reload(page);
   // The user's message and the reply are back, the reply still growing in the same message.
   await expect(page.locator('[data-testid="ai-message"][data-role="user"]')).toHaveCount(1);
-  const resumed = await settled(page, 1);
+  const resumed = await resumedTo(page, whole);
   expect(resumed.id).toBe(fiberId);
   expect(normalized(resumed)).toEqual(normalized(whole));
   await expect(page.locator(ASSISTANT).getByTestId("ai-text")).toHaveText(
