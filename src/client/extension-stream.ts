@@ -9,6 +9,7 @@ import { ConnectionError, deserializeError } from "../core/errors";
 import type { ChromeRuntimeConnector } from "../extension/chrome-types";
 import { STREAM_PORT, type StreamReply, type StreamRequest } from "../extension/protocol";
 import type { RawChunk } from "./event-reader";
+import { pullQueue } from "./pull-queue";
 
 /**
  * Connects a stream port and yields its chunks until the worker sends `end`, or "ended" when the
@@ -26,30 +27,15 @@ export async function* readExtensionStream(
   signal: AbortSignal,
 ): AsyncGenerator<RawChunk | "ended"> {
   signal.throwIfAborted();
-  const queue: Array<StreamReply | { type: "gone" }> = [];
-  let wake: (() => void) | null = null;
-  const push = (item: StreamReply | { type: "gone" }) => {
-    queue.push(item);
-    wake?.();
-  };
+  const queue = pullQueue<StreamReply | { type: "gone" }>(signal);
   const port = runtime.connect({ name: STREAM_PORT });
-  port.onMessage.addListener((message) => push(message as StreamReply));
-  port.onDisconnect.addListener(() => push({ type: "gone" }));
-  const onAbort = () => wake?.();
-  signal.addEventListener("abort", onAbort);
+  port.onMessage.addListener((message) => queue.push(message as StreamReply));
+  port.onDisconnect.addListener(() => queue.push({ type: "gone" }));
   try {
     const request: StreamRequest = { type: "subscribe", fiber, after };
     port.postMessage(request);
     for (;;) {
-      const next = queue.shift();
-      if (!next) {
-        signal.throwIfAborted();
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        wake = null;
-        continue;
-      }
+      const next = await queue.next();
       switch (next.type) {
         case "chunk":
           yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
@@ -69,7 +55,7 @@ export async function* readExtensionStream(
       }
     }
   } finally {
-    signal.removeEventListener("abort", onAbort);
+    queue.close();
     try {
       port.disconnect();
     } catch {

@@ -12,6 +12,7 @@
 
 import type { RawChunk } from "../client/event-reader";
 import type { ControlChannel } from "../client/http-channel";
+import { pullQueue } from "../client/pull-queue";
 import { withDeadline } from "../client/rpc-channel";
 import { ConnectionError, deserializeError, ServiceWorkerUnavailableError } from "../core/errors";
 import type { Runtime } from "../core/runtime";
@@ -195,17 +196,8 @@ export class TabHost implements ControlChannel {
     signal: AbortSignal,
   ): AsyncGenerator<RawChunk | "ended"> {
     const stream = this.#next++;
-    const queue: Array<StreamMessage | Error> = [];
-    let wake: (() => void) | null = null;
-    this.#streams.set(stream, {
-      leader,
-      push: (message) => {
-        queue.push(message);
-        wake?.();
-      },
-    });
-    const onAbort = () => wake?.();
-    signal.addEventListener("abort", onAbort);
+    const queue = pullQueue<StreamMessage | Error>(signal);
+    this.#streams.set(stream, { leader, push: (message) => queue.push(message) });
     let finished = false;
     try {
       this.#post({
@@ -218,15 +210,7 @@ export class TabHost implements ControlChannel {
         after,
       });
       for (;;) {
-        const next = queue.shift();
-        if (!next) {
-          signal.throwIfAborted();
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-          });
-          wake = null;
-          continue;
-        }
+        const next = await queue.next();
         if (next instanceof Error) throw next;
         switch (next.type) {
           case "chunk":
@@ -245,7 +229,7 @@ export class TabHost implements ControlChannel {
         }
       }
     } finally {
-      signal.removeEventListener("abort", onAbort);
+      queue.close();
       this.#streams.delete(stream);
       if (!finished && !this.#stop.signal.aborted)
         this.#post({ type: "unsubscribe", from: this.tab, stream });
