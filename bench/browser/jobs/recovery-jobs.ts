@@ -97,11 +97,7 @@ export async function b7(ctx: JobContext, params: { waiting: number; active: num
   let runtime: Runtime = createRuntime({ store: first, fibers: [waiter, ticker] });
   probe.stop = false;
   const tStart = performance.now();
-  // Started in slices so the setup does not queue thousands of transactions at once.
-  for (let i = 0; i < params.waiting; i += 100) {
-    const size = Math.min(100, params.waiting - i);
-    await Promise.all(Array.from({ length: size }, () => runtime.start(waiter, {})));
-  }
+  await startInSlices(params.waiting, () => runtime.start(waiter, {}), 100);
   await until(
     async () => (await runtime.list({ status: "waiting" })).length === params.waiting,
     60_000,
@@ -142,10 +138,10 @@ export async function b7(ctx: JobContext, params: { waiting: number; active: num
   };
 }
 
-/** Starts `count` fibers of `start` in slices, so the setup does not queue thousands at once. */
-async function startInSlices(count: number, start: () => Promise<unknown>) {
-  for (let i = 0; i < count; i += 200) {
-    await Promise.all(Array.from({ length: Math.min(200, count - i) }, start));
+/** Calls `start` `count` times in slices of `slice`, so a setup does not queue thousands of transactions at once. */
+async function startInSlices(count: number, start: () => Promise<unknown>, slice = 200) {
+  for (let i = 0; i < count; i += slice) {
+    await Promise.all(Array.from({ length: Math.min(slice, count - i) }, start));
   }
 }
 
