@@ -18,8 +18,12 @@ import { chromiumArgs, findChromium } from "./scripts/find-chromium.mjs";
 
 const port = Number(process.env.FIBERLINE_E2E_PORT ?? 5287);
 const fixtureConfig = "e2e/fixture/vite.config.ts";
-/** The demo app (`e2e/app/`) is served by `vite preview` on its fixed port, as `npm start` does. */
-const appPort = 5199;
+/**
+ * The demo app (`e2e/app/`) is served by `vite preview` on its fixed port, as `npm start` does.
+ * `FIBERLINE_APP_PORT` and `FIBERLINE_E2E_PORT` move the two servers (and their builds, see
+ * vite.config.ts), so two runs can share a machine.
+ */
+const appPort = Number(process.env.FIBERLINE_APP_PORT ?? 5199);
 /** The demo's specs use Playwright's browser fixture on this Chromium (Playwright's own when none is found). */
 const appChromium = (() => {
   try {
@@ -80,6 +84,7 @@ export default defineConfig({
       url: `http://localhost:${appPort}/manifest.webmanifest`,
       reuseExistingServer: false,
       timeout: 120_000,
+      env: { FIBERLINE_APP_PORT: String(appPort) },
     },
   ],
 });

@@ -13,8 +13,13 @@ import type * as MockServer from "./src/agent/mock-server";
 
 const root = fileURLToPath(new URL("./app", import.meta.url));
 
-/** The demo's fixed port (dev and preview). */
-export const DEMO_PORT = 5199;
+/**
+ * The demo's fixed port (dev and preview). `FIBERLINE_APP_PORT` moves it, and the build with it
+ * (to `dist/app-<port>`), so a second e2e run on the same machine and checkout neither collides on
+ * the port nor empties the folder the first run's preview serves (playwright.config.ts reads it too).
+ */
+export const DEMO_PORT = Number(process.env.FIBERLINE_APP_PORT ?? 5199);
+const outDir = DEMO_PORT === 5199 ? "./dist/app" : `./dist/app-${DEMO_PORT}`;
 
 /**
  * The mock model's server, loaded through Vite's module runner rather than imported: the config
@@ -69,7 +74,7 @@ export default defineConfig(async () => ({
     }),
   ],
   build: {
-    outDir: fileURLToPath(new URL("./dist/app", import.meta.url)),
+    outDir: fileURLToPath(new URL(outDir, import.meta.url)),
     emptyOutDir: true,
     target: "es2022",
     sourcemap: true,
