@@ -3,15 +3,21 @@
  * a notice while offline or after the worker restarted, and one when storage runs out or was wiped.
  */
 
-import { type ReactNode, useEffect } from "react";
-import { AiChatPage } from "../ai-chat/ai-chat-page";
+import { lazy, type ReactNode, Suspense, useEffect } from "react";
 import { ChatPage } from "../chat/chat-page";
 import { InspectorPage } from "../inspector/inspector-page";
 import { LabPage } from "../lab/lab-page";
 import { href, type Route, useRoute } from "../router";
 import { SettingsPage } from "../settings/settings-page";
+import { Skeleton } from "./skeleton";
 import { StorageBanner } from "./storage-banner";
 import { useOnline } from "./use-online";
+
+/**
+ * The AI SDK chat is loaded when first opened: `ai` and `@ai-sdk/react` are most of its weight,
+ * and the other pages use neither. The worker precaches the chunk, so it opens offline too.
+ */
+const AiChatPage = lazy(async () => ({ default: (await import("../ai-chat/ai-chat-page")).AiChatPage }));
 
 const TABS: Array<{ label: string; route: Route }> = [
   { label: "Chat", route: { page: "chat" } },
@@ -63,7 +69,11 @@ export function App(): ReactNode {
       <StorageBanner />
       <main id="main" className="main" tabIndex={-1}>
         {route.page === "chat" && <ChatPage conversationId={route.conversationId} />}
-        {route.page === "ai-chat" && <AiChatPage />}
+        {route.page === "ai-chat" && (
+          <Suspense fallback={<Skeleton label="Opening the AI SDK chat" />}>
+            <AiChatPage />
+          </Suspense>
+        )}
         {route.page === "inspector" && <InspectorPage fiberId={route.fiberId} />}
         {route.page === "lab" && <LabPage />}
         {route.page === "settings" && <SettingsPage />}

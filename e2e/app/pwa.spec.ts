@@ -1,6 +1,7 @@
 /**
  * The demo is an installable PWA: Chromium reports no installability error, and after the first
- * visit the app shell opens with no network at all (precached by the worker).
+ * visit the app shell opens with no network at all (precached by the worker), the AI SDK chat
+ * included, whose code the other pages never load.
  */
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -57,4 +58,24 @@ test("after the first visit the app opens offline", async ({ demo, page, context
   expect(status).toBe("completed");
   await context.setOffline(false);
   await demo.setMockDelay(0);
+});
+
+test("the AI SDK chat's code loads only when its page opens", async ({ demo, page, context }) => {
+  const scripts = () =>
+    page.evaluate(() =>
+      performance
+        .getEntriesByType("resource")
+        .map((entry) => new URL(entry.name).pathname)
+        .filter((path) => path.endsWith(".js")),
+    );
+  // The hand-written chat is open: it has not fetched the AI SDK page's chunk.
+  await expect(demo.page.getByTestId("composer-input")).toBeVisible();
+  expect((await scripts()).filter((path) => path.includes("ai-chat-page"))).toEqual([]);
+  // Opened offline, the chunk comes from the worker's precache and the page works.
+  await context.setOffline(true);
+  await page.getByRole("link", { name: "AI SDK chat" }).click();
+  await expect(page.getByRole("heading", { name: "AI SDK chat" })).toBeVisible();
+  await expect(page.getByTestId("ai-input")).toBeEditable();
+  expect((await scripts()).filter((path) => path.includes("ai-chat-page"))).toHaveLength(1);
+  await context.setOffline(false);
 });
