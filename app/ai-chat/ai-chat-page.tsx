@@ -67,9 +67,14 @@ function AiChat({ client, chatId, initial, onNewChat }: AiChatProps): ReactNode 
           New chat
         </button>
       </header>
-      <ol className="ai-messages">
-        {messages.map((message) => (
-          <Message key={message.id} message={message} onApproval={addToolApprovalResponse} />
+      <ol className="ai-messages" aria-label="Messages" aria-live="polite" aria-relevant="additions">
+        {messages.map((message, index) => (
+          <Message
+            key={message.id}
+            message={message}
+            streaming={status === "streaming" && index === messages.length - 1}
+            onApproval={addToolApprovalResponse}
+          />
         ))}
       </ol>
       {error && (
@@ -101,7 +106,14 @@ function AiChat({ client, chatId, initial, onNewChat }: AiChatProps): ReactNode 
 
 type Approve = (response: { id: string; approved: boolean; reason?: string }) => void | PromiseLike<void>;
 
-function Message({ message, onApproval }: { message: UIMessage; onApproval: Approve }): ReactNode {
+interface MessageProps {
+  message: UIMessage;
+  /** The reply still streaming in: screen readers wait for it before reading it out. */
+  streaming: boolean;
+  onApproval: Approve;
+}
+
+function Message({ message, streaming, onApproval }: MessageProps): ReactNode {
   // Parts of a model call regenerated after a cut, while this page watched: not part of the reply.
   const parts = message.parts.filter((part) => !isDiscardedPart(part));
   return (
@@ -110,6 +122,9 @@ function Message({ message, onApproval }: { message: UIMessage; onApproval: Appr
       data-testid="ai-message"
       data-role={message.role}
       data-id={message.id}
+      // Who speaks, as the hand-written chat says it; the bubbles' sides only show it.
+      aria-label={message.role === "user" ? "You said" : "Assistant"}
+      aria-busy={streaming}
     >
       {parts.map((part, index) => {
         const key = `${message.id}-${index}`;

@@ -1,7 +1,8 @@
 /**
  * Accessibility (issue 16): axe-core (`@axe-core/playwright`, WCAG 2.1 A and AA rules) over every
- * screen of the demo (chat with a tool card, an approval and a failed reply; settings; the
- * inspector with a fiber open; the crash lab), in light and dark, at 1280x800 and 390x844. No
+ * screen of the demo (chat with a tool card, an approval and a failed reply; the AI SDK chat with
+ * reasoning open, a tool and an approval; settings; the inspector with a fiber open; the crash
+ * lab), in light and dark, at 1280x800 and 390x844. No
  * serious or critical violation is allowed. And every action of the chat is reachable by Tab.
  */
 
@@ -45,6 +46,21 @@ async function fillTheApp(demo: DemoPage): Promise<void> {
   await expect(demo.lastReply().getByRole("button", { name: "Approve" })).toBeVisible();
 }
 
+/** The AI SDK chat with a reply that reasoned (opened), a tool's output, and an approval waiting. */
+async function fillTheAiChat(page: Page): Promise<void> {
+  const assistant = page.locator('[data-testid="ai-message"][data-role="assistant"]');
+  const ask = async (text: string) => {
+    await page.getByTestId("ai-input").fill(text);
+    await page.getByTestId("ai-send").click();
+  };
+  await ask("Think about it: what is 12 * 7?");
+  await expect(page.getByTestId("ai-chat")).toHaveAttribute("data-status", "ready");
+  await expect(assistant.last().getByTestId("ai-tool-output")).toBeVisible();
+  await assistant.last().locator("summary").first().click();
+  await ask("Please delete notes.txt");
+  await expect(page.getByTestId("ai-approve")).toBeVisible();
+}
+
 async function go(page: Page, hash: string): Promise<void> {
   await page.evaluate((h) => {
     window.location.hash = h;
@@ -73,6 +89,10 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
       await failed.locator("summary").click();
       found["chat, failed reply"] = await violations(page);
 
+      await go(page, "#/ai-chat");
+      await fillTheAiChat(page);
+      found["AI SDK chat"] = await violations(page);
+
       await go(page, "#/settings");
       await page.getByTestId("provider-custom").check();
       await page.getByLabel("API key").fill("ключ");
@@ -93,20 +113,26 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
   }
 }
 
+/** What `presses` presses of Tab focus, one "tag:accessible name" line each. */
+async function tabThrough(page: Page, presses: number): Promise<string> {
+  const reached = new Set<string>();
+  for (let i = 0; i < presses; i++) {
+    await page.keyboard.press("Tab");
+    reached.add(
+      await page.evaluate(() => {
+        const el = document.activeElement as HTMLElement | null;
+        return el
+          ? `${el.tagName.toLowerCase()}:${(el.getAttribute("aria-label") ?? el.textContent ?? "").trim()}`
+          : "";
+      }),
+    );
+  }
+  return [...reached].join("\n");
+}
+
 test("keyboard: every action of a reply and the chat is reachable with Tab", async ({ demo, page }) => {
   await fillTheApp(demo);
-  const reached = new Set<string>();
-  for (let i = 0; i < 80; i++) {
-    await page.keyboard.press("Tab");
-    const name = await page.evaluate(() => {
-      const el = document.activeElement as HTMLElement | null;
-      return el
-        ? `${el.tagName.toLowerCase()}:${(el.getAttribute("aria-label") ?? el.textContent ?? "").trim()}`
-        : "";
-    });
-    reached.add(name);
-  }
-  const names = [...reached].join("\n");
+  const names = await tabThrough(page, 80);
   // The reply waits for its approval, so the composer offers Stop.
   for (const action of [
     "Approve",
@@ -120,4 +146,16 @@ test("keyboard: every action of a reply and the chat is reachable with Tab", asy
     "Settings",
   ])
     expect(names).toContain(action);
+});
+
+test("keyboard: every action of the AI SDK chat is reachable with Tab", async ({ demo, page }) => {
+  await demo.setMockDelay(0);
+  await go(page, "#/ai-chat");
+  await fillTheAiChat(page);
+  const names = await tabThrough(page, 40);
+  for (const action of ["New chat", "summary:Reasoning", "Approve", "Deny", "input:Message", "Send", "Chat"])
+    expect(names).toContain(action);
+  // A screen reader hears who said what.
+  await expect(page.getByRole("listitem", { name: "You said" })).toHaveCount(2);
+  await expect(page.getByRole("listitem", { name: "Assistant" })).toHaveCount(2);
 });
