@@ -19,17 +19,17 @@ import type {
 import { storeClosedError, toStoreError } from "./fiber-rules";
 import {
   type ChunkRow,
-  type EntryRow,
   emptyStash,
   encodeChunk,
   encodeInboxEvent,
   encodeSegment,
   type InboxRow,
+  type SegmentRow,
   type StashRow,
 } from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 4;
+export const DB_VERSION = 5;
 
 /** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
 export interface StoredFiber extends FiberRecord {
@@ -55,7 +55,7 @@ export interface FiberlineSchema extends DBSchema {
    */
   meta: { key: string; value: number };
   /** The journal, append-only: one row per fiber per commit (`[handle, segment]`). */
-  journalSegments: { key: RowKey; value: EntryRow[] };
+  journalSegments: { key: RowKey; value: SegmentRow };
   /** The output stream (`[handle, seq]`). */
   streamChunks: { key: RowKey; value: ChunkRow };
   /**
@@ -111,6 +111,11 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
   if (oldVersion < 4) {
     // v4: `meta` keeps the generation floor (`GENERATION_FLOOR`). Nothing to move; the new version
     // exists to close every connection of an earlier build, which would not raise the floor.
+  }
+  if (oldVersion < 5) {
+    // v5: journal segments carry a time base and chunk rows leave their seq to the key (see
+    // idb-rows.ts). Rows written before stay as they are and read back in their own layout; the
+    // new version keeps an earlier build, which cannot read the new rows, from opening the database.
   }
 }
 

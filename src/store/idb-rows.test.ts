@@ -64,7 +64,89 @@ describe("journal rows", () => {
   });
 });
 
+describe("journal segments", () => {
+  it("keep one timestamp per commit: later entries store their distance from the first", () => {
+    const at = 1_780_000_000_123;
+    const completed: JournalEntry = {
+      fiberId: "f",
+      pos: 7,
+      kind: "step",
+      key: "s#8",
+      status: "completed",
+      attempt: 1,
+      startedAt: at,
+      endedAt: at + 3,
+      result: 1,
+    };
+    const started: JournalEntry = { ...completed, pos: 8, key: "s#9", status: "started", startedAt: at + 4 };
+    delete started.endedAt;
+    delete started.result;
+    const segment = encodeSegment([completed, started]);
+    expect(segment[0]).toBe(at);
+    expect((segment[1] as unknown[])[3]).toBe(0);
+    expect((segment[2] as unknown[])[3]).toBe(4);
+    expect(foldSegments("f", [segment])).toEqual([completed, started]);
+  });
+
+  it("read segments written before the time base (schema v2 to v4) with their absolute times", () => {
+    // [pos, meta, key, startedAt, duration, error, dueAt, streamFrom, result]; meta 19: completed step, attempt 1.
+    const shipped = [
+      [0, 19, "s#1", 1_700_000_000_000, 5, null, null, 1, "a"],
+      [1, 18, "s#2", 1_700_000_000_006],
+    ];
+    const newer = encodeSegment([
+      {
+        fiberId: "f",
+        pos: 1,
+        kind: "step",
+        key: "s#2",
+        status: "completed",
+        attempt: 1,
+        startedAt: 1_700_000_000_006,
+        endedAt: 1_700_000_000_010,
+        result: "b",
+      },
+    ]);
+    expect(foldSegments("f", [shipped, newer])).toEqual([
+      {
+        fiberId: "f",
+        pos: 0,
+        kind: "step",
+        key: "s#1",
+        status: "completed",
+        attempt: 1,
+        startedAt: 1_700_000_000_000,
+        endedAt: 1_700_000_000_005,
+        result: "a",
+        streamFrom: 1,
+      },
+      {
+        fiberId: "f",
+        pos: 1,
+        kind: "step",
+        key: "s#2",
+        status: "completed",
+        attempt: 1,
+        startedAt: 1_700_000_000_006,
+        endedAt: 1_700_000_000_010,
+        result: "b",
+      },
+    ]);
+  });
+});
+
 describe("chunk rows", () => {
+  it("leave the seq to the key, and read rows written with it (schema v2 to v4)", () => {
+    const chunk: StreamChunk = { fiberId: "f", seq: 41, type: "token", data: "hi", at: 5, step: 2 };
+    expect(encodeChunk(chunk)).toEqual(["token", "hi", 5, 2]);
+    expect(decodeChunk("f", 41, [41, "token", "hi", 5, 2])).toEqual(chunk);
+    expect(decodeChunk("f", 41, [41, "token", "hi", 5, null, 3])).toEqual({
+      ...chunk,
+      step: undefined,
+      ordinal: 3,
+    });
+  });
+
   it("read back every chunk exactly as written", () => {
     const chunkArb: fc.Arbitrary<StreamChunk> = fc
       .record(
@@ -81,7 +163,7 @@ describe("chunk rows", () => {
       .map((chunk) => ({ fiberId: "f", ...chunk }) as StreamChunk);
     fc.assert(
       fc.property(chunkArb, (chunk) => {
-        const back = decodeChunk("f", encodeChunk(chunk));
+        const back = decodeChunk("f", chunk.seq, encodeChunk(chunk));
         expect(back).toEqual(chunk);
         expect("step" in back).toBe("step" in chunk);
         expect("ordinal" in back).toBe("ordinal" in chunk);

@@ -32,10 +32,23 @@ const STATUSES: readonly JournalEntry["status"][] = ["started", "completed", "fa
  * status, attempt]` for values outside them, `[kind, status, attempt, settled, calls, emits]`
  * with a settle order (`JournalEntry.order`; rows written before it have three members); `duration` is `endedAt - startedAt` when both are
  * whole numbers (a few bytes instead of an 8-byte double), else `[endedAt]`.
+ *
+ * In a segment (schema v5) `startedAt` is relative to the segment's time base, its first member
+ * (a whole number), or `[startedAt]` when not a whole number: a timestamp is an 8-byte double
+ * while the distance between two entries of one commit fits in a byte or two. Segments written
+ * before v5 have no base (their first member is a row) and absolute `startedAt`s.
  */
 export type EntryRow = unknown[];
 
-/** A stream chunk as stored: `[seq, type, data, at, step, ordinal]`, absent `step` `null`, trailing absent fields cut off. */
+/** A journal segment as stored: `[base, ...rows]` (v5), or `[...rows]` (written before v5). */
+export type SegmentRow = unknown[];
+
+/**
+ * A stream chunk as stored: `[type, data, at, step, ordinal]`, absent `step` `null`, trailing
+ * absent fields cut off. Its `seq` is the second part of its key. Rows written before schema v5
+ * begin with the `seq` (`[seq, type, data, at, step, ordinal]`); a chunk's type is a string, so the
+ * first member tells the two apart.
+ */
 export type ChunkRow = unknown[];
 
 /** A buffered event as stored (the key holds the fiber; `seq` stays in the value for readers). */
@@ -48,22 +61,26 @@ export interface InboxRow {
 }
 
 /** The entries of one commit, in the order written, one per `pos` (the last one wins). */
-export function encodeSegment(entries: readonly JournalEntry[]): EntryRow[] {
-  if (entries.length === 1) return [encodeEntry(entries[0] as JournalEntry)];
+export function encodeSegment(entries: readonly JournalEntry[]): SegmentRow {
+  const first = entries[0] as JournalEntry;
+  const base = Number.isInteger(first.startedAt) ? first.startedAt : 0;
+  if (entries.length === 1) return [base, encodeEntry(first, base)];
   const last = new Map<number, JournalEntry>();
   for (const entry of entries) {
     last.delete(entry.pos);
     last.set(entry.pos, entry);
   }
-  return [...last.values()].map(encodeEntry);
+  const segment: SegmentRow = [base];
+  for (const entry of last.values()) segment.push(encodeEntry(entry, base));
+  return segment;
 }
 
-function encodeEntry(entry: JournalEntry): EntryRow {
+function encodeEntry(entry: JournalEntry, base: number): EntryRow {
   const row = [
     entry.pos,
     encodeMeta(entry),
     entry.key,
-    entry.startedAt,
+    Number.isInteger(entry.startedAt) ? entry.startedAt - base : [entry.startedAt],
     encodeDuration(entry.startedAt, entry.endedAt),
     entry.error ?? null,
     entry.dueAt ?? null,
@@ -93,15 +110,38 @@ function encodeDuration(startedAt: number, endedAt: number | undefined): number 
  * The journal of `fiberId` from its segments in key order: the last entry written at each `pos`,
  * ordered by `pos`. Only the surviving entries are decoded.
  */
-export function foldSegments(fiberId: string, segments: readonly EntryRow[][]): JournalEntry[] {
+export function foldSegments(fiberId: string, segments: readonly SegmentRow[]): JournalEntry[] {
   const latest = new Map<number, EntryRow>();
-  for (const segment of segments) for (const row of segment) latest.set(row[0] as number, row);
+  const bases = new Map<EntryRow, number>();
+  for (const segment of segments) {
+    const base = segment[0];
+    if (typeof base === "number") {
+      for (let i = 1; i < segment.length; i++) {
+        const row = segment[i] as EntryRow;
+        latest.set(row[0] as number, row);
+        bases.set(row, base);
+      }
+    } else {
+      // Written before v5: absolute times.
+      for (const row of segment as EntryRow[]) latest.set(row[0] as number, row);
+    }
+  }
   const positions = [...latest.keys()].sort((a, b) => a - b);
-  return positions.map((pos) => decodeEntry(fiberId, latest.get(pos) as EntryRow));
+  return positions.map((pos) => {
+    const row = latest.get(pos) as EntryRow;
+    return decodeEntry(fiberId, row, bases.get(row));
+  });
 }
 
-function decodeEntry(fiberId: string, row: EntryRow): JournalEntry {
-  const [pos, meta, key, startedAt, duration, error, dueAt, streamFrom, result] = row;
+/** One entry; `base` is its segment's time base (v5), `undefined` for a row with absolute times. */
+function decodeEntry(fiberId: string, row: EntryRow, base: number | undefined): JournalEntry {
+  const [pos, meta, key, stored, duration, error, dueAt, streamFrom, result] = row;
+  const startedAt =
+    base === undefined
+      ? (stored as number)
+      : Array.isArray(stored)
+        ? (stored[0] as number)
+        : base + (stored as number);
   let kind: unknown;
   let status: unknown;
   let attempt: unknown;
@@ -122,9 +162,9 @@ function decodeEntry(fiberId: string, row: EntryRow): JournalEntry {
     key: key as string,
     status: status as JournalEntry["status"],
     attempt: attempt as number,
-    startedAt: startedAt as number,
+    startedAt,
   };
-  if (typeof duration === "number") entry.endedAt = (startedAt as number) + duration;
+  if (typeof duration === "number") entry.endedAt = startedAt + duration;
   else if (Array.isArray(duration)) entry.endedAt = duration[0] as number;
   if (row.length > 8) entry.result = result;
   if (error !== undefined && error !== null) entry.error = error as SerializedError;
@@ -138,14 +178,16 @@ function decodeEntry(fiberId: string, row: EntryRow): JournalEntry {
 
 export function encodeChunk(chunk: StreamChunk): ChunkRow {
   if (chunk.ordinal !== undefined)
-    return [chunk.seq, chunk.type, chunk.data, chunk.at, chunk.step ?? null, chunk.ordinal];
-  if (chunk.step !== undefined) return [chunk.seq, chunk.type, chunk.data, chunk.at, chunk.step];
-  return [chunk.seq, chunk.type, chunk.data, chunk.at];
+    return [chunk.type, chunk.data, chunk.at, chunk.step ?? null, chunk.ordinal];
+  if (chunk.step !== undefined) return [chunk.type, chunk.data, chunk.at, chunk.step];
+  return [chunk.type, chunk.data, chunk.at];
 }
 
-export function decodeChunk(fiberId: string, row: ChunkRow): StreamChunk {
-  const [seq, type, data, at, step, ordinal] = row;
-  const chunk: StreamChunk = { fiberId, seq: seq as number, type: type as string, data, at: at as number };
+/** The chunk at `seq` (the second part of its key) from its row, in either layout. */
+export function decodeChunk(fiberId: string, seq: number, row: ChunkRow): StreamChunk {
+  const fields = typeof row[0] === "number" ? row.slice(1) : row;
+  const [type, data, at, step, ordinal] = fields;
+  const chunk: StreamChunk = { fiberId, seq, type: type as string, data, at: at as number };
   if (step !== undefined && step !== null) chunk.step = step as number;
   if (ordinal !== undefined) chunk.ordinal = ordinal as number;
   return chunk;

@@ -46,7 +46,7 @@ import {
   type Tx,
 } from "./idb-commit";
 import { commitNow, IdbConnection } from "./idb-connection";
-import { GENERATION_FLOOR, NEXT_HANDLE, type StoredFiber } from "./idb-database";
+import { GENERATION_FLOOR, NEXT_HANDLE, type RowKey, type StoredFiber } from "./idb-database";
 import {
   type ChunkRow,
   decodeChunk,
@@ -186,11 +186,15 @@ export class IdbStore implements Store {
     const max = effectiveLimit(limit);
     if (max === 0) return this.#db.nothing([]);
     return this.#db.read("readStream", ["handles", "streamChunks"], async (tx) => {
-      const rows = await this.#rowsOf(tx, fiberId, (handle) => {
+      const read = await this.#rowsOf(tx, fiberId, (handle) => {
         const range = IDBKeyRange.bound([handle, after], [handle, Number.POSITIVE_INFINITY], true, false);
-        return tx.objectStore("streamChunks").getAll(range, max);
+        // The seq is in the key only (idb-rows.ts): keys and values, both requests in flight at once.
+        const chunks = tx.objectStore("streamChunks");
+        return Promise.all([chunks.getAllKeys(range, max), chunks.getAll(range, max)]);
       });
-      return (rows ?? []).map((row: ChunkRow) => decodeChunk(fiberId, row));
+      if (read === undefined) return [];
+      const [keys, rows] = read;
+      return rows.map((row: ChunkRow, i) => decodeChunk(fiberId, (keys[i] as RowKey)[1], row));
     });
   }
 

@@ -9,7 +9,6 @@
 import { expect, it } from "vitest";
 import type { FiberRecord, JournalEntry } from "../core/records";
 import { DB_VERSION } from "./idb-database";
-import { encodeSegment } from "./idb-rows";
 import { IdbStore } from "./idb-store";
 
 /** Where the test database lives. */
@@ -81,6 +80,25 @@ export function runUpgradeTests(target: () => UpgradeTarget): void {
     const store = new IdbStore({ name, indexedDB: factory });
     expect(await store.getFiber("f1")).toEqual({ ...f1, generation: 3 });
     expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: "v3", at: 8 });
+    // Rows in the earlier layouts read back as written, and new rows go on after them.
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed")]);
+    expect(await store.readStream("f1", 0)).toEqual([
+      { fiberId: "f1", seq: 1, type: "fiber.start", data: null, at: 1 },
+      { fiberId: "f1", seq: 2, type: "token", data: "hi", at: 2, step: 0 },
+    ]);
+    await store.commit([
+      {
+        fiberId: "f1",
+        generation: 3,
+        journal: [step(1, "completed")],
+        chunks: [{ fiberId: "f1", seq: 3, type: "token", data: "new", at: 12, step: 1 }],
+      },
+    ]);
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed"), step(1, "completed")]);
+    expect((await store.readStream("f1", 1)).map((chunk) => [chunk.seq, chunk.data])).toEqual([
+      [2, "hi"],
+      [3, "new"],
+    ]);
     // The earlier build, which does not keep the generation floor, can no longer write.
     expect(closedByUpgrade).toBe(true);
     // The floor starts with the first deletion after the upgrade.
@@ -212,8 +230,8 @@ async function writeV2(factory: IDBFactory, name: string): Promise<void> {
   tx.objectStore("handles").put(1, "f1");
   tx.objectStore("handles").put(2, "f2");
   tx.objectStore("meta").put(3, "nextHandle");
-  // v3 keeps v2's segment format.
-  tx.objectStore("journalSegments").put(encodeSegment([step(0, "completed")]), [1, 1]);
+  // step(0, "completed") in the segment layout v2 to v4 shipped: no time base, absolute times.
+  tx.objectStore("journalSegments").put(SHIPPED_SEGMENT, [1, 1]);
   tx.objectStore("snapshots").put({ fiberId: "f1", value: { draft: 2 }, at: 6 });
   tx.objectStore("snapshots").put({ fiberId: "gone", value: "orphan", at: 1 });
   await completion(tx);
@@ -232,14 +250,24 @@ async function writeV3(factory: IDBFactory, name: string): Promise<IDBDatabase> 
     }
     v3.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
   });
-  const tx = db.transaction(["fibers", "handles", "meta", "stashes"], "readwrite");
+  const tx = db.transaction(
+    ["fibers", "handles", "meta", "stashes", "journalSegments", "streamChunks"],
+    "readwrite",
+  );
   tx.objectStore("fibers").put({ ...f1, generation: 3, handle: 1 });
   tx.objectStore("handles").put(1, "f1");
   tx.objectStore("meta").put(2, "nextHandle");
   tx.objectStore("stashes").put({ fiber: "f1", value: "v3", at: 8 }, ["f1", 3]);
+  // Rows in the layouts v2 to v4 shipped: a segment without a time base, chunks holding their seq.
+  tx.objectStore("journalSegments").put(SHIPPED_SEGMENT, [1, 1]);
+  tx.objectStore("streamChunks").put([1, "fiber.start", null, 1], [1, 1]);
+  tx.objectStore("streamChunks").put([2, "token", "hi", 2, 0], [1, 2]);
   await completion(tx);
   return db;
 }
+
+/** `step(0, "completed")` as a v2-v4 segment: `[pos, meta, key, startedAt, duration, error, dueAt, streamFrom, result]`. */
+const SHIPPED_SEGMENT = [[0, 1 + 18 * 1, "s#1", 10, 1, null, null, null, 0]];
 
 /** Schema v1 exactly as it shipped, with rows of two fibers and one orphan journal entry. */
 async function writeV1(factory: IDBFactory, name: string): Promise<void> {
