@@ -219,31 +219,41 @@ function writerOf(group: WriteGroup): string {
   return `${group.generation}:${group.fiberId}`;
 }
 
-/** Folds consecutive groups of the same fiber into one, keeping their order. */
+/**
+ * Folds consecutive groups of the same fiber into one, keeping their order. A group is copied
+ * only when a later one merges into it (copy on write): the callers' groups are never changed,
+ * and a batch without merges (one write, or one per fiber) allocates nothing but the list.
+ */
 function mergeGroups(groups: WriteGroup[]): WriteGroup[] {
   const out: WriteGroup[] = [];
-  const last = new Map<string, WriteGroup>();
+  // Per fiber: where its current group is in `out`, and whether that entry is already a copy.
+  const last = new Map<string, { index: number; owned: boolean }>();
   for (const g of groups) {
-    const prev = last.get(g.fiberId);
-    if (!prev || prev.generation !== g.generation || g.clearJournal) {
-      // Copies own the arrays and the patch, so later groups can be merged into them in place.
-      const copy: WriteGroup = {
-        ...g,
-        fiber: g.fiber && { ...g.fiber },
-        journal: g.journal?.slice(),
-        chunks: g.chunks?.slice(),
-        consumeEvents: g.consumeEvents?.slice(),
-      };
-      out.push(copy);
-      last.set(g.fiberId, copy);
+    const slot = last.get(g.fiberId);
+    const prev = slot && (out[slot.index] as WriteGroup);
+    if (!slot || !prev || prev.generation !== g.generation || g.clearJournal) {
+      last.set(g.fiberId, { index: out.length, owned: false });
+      out.push(g);
       continue;
     }
-    // The copy owns its patch: later patches (one per emitted chunk) merge into it in place.
-    if (g.fiber) prev.fiber = prev.fiber ? Object.assign(prev.fiber, g.fiber) : { ...g.fiber };
-    if (g.journal) prev.journal = append(prev.journal, g.journal);
-    if (g.snapshot !== undefined) prev.snapshot = g.snapshot;
-    if (g.chunks) prev.chunks = append(prev.chunks, g.chunks);
-    if (g.consumeEvents) prev.consumeEvents = append(prev.consumeEvents, g.consumeEvents);
+    let into = prev;
+    if (!slot.owned) {
+      // The copy owns its arrays and patch, so later groups (one per emitted chunk) merge in place.
+      into = {
+        ...prev,
+        fiber: prev.fiber && { ...prev.fiber },
+        journal: prev.journal?.slice(),
+        chunks: prev.chunks?.slice(),
+        consumeEvents: prev.consumeEvents?.slice(),
+      };
+      out[slot.index] = into;
+      slot.owned = true;
+    }
+    if (g.fiber) into.fiber = into.fiber ? Object.assign(into.fiber, g.fiber) : { ...g.fiber };
+    if (g.journal) into.journal = append(into.journal, g.journal);
+    if (g.snapshot !== undefined) into.snapshot = g.snapshot;
+    if (g.chunks) into.chunks = append(into.chunks, g.chunks);
+    if (g.consumeEvents) into.consumeEvents = append(into.consumeEvents, g.consumeEvents);
   }
   return out;
 }
