@@ -20,6 +20,7 @@ import type {
   RecoveryInfo,
   StreamChunk,
 } from "./records";
+import type { Replication } from "./replication";
 import { RunJournal } from "./run-journal";
 import type { Store, WriteGroup } from "./store";
 import { assertArgument, assertStorable } from "./validate";
@@ -35,6 +36,8 @@ export interface RunHost {
   random(): number;
   uuid(): string;
   keepAlive(work: Promise<unknown>): void;
+  /** The host's replication, when it replicates fibers to a second home (continuity). */
+  readonly replication?: Replication;
   /** The run ended: finished, suspended durably, or stopped (fenced, store lost). */
   onRunEnded(run: FiberRun, outcome: RunOutcome): void;
 }
@@ -135,6 +138,7 @@ export class FiberRun {
       append: (type, data, origin) => this.#append(type, data, origin),
       write: (group, options) => this.#write(group, options),
       writeLater: (group, options) => this.#writeLater(group, options),
+      shipped: () => this.#shipped(),
       beginWork: () => this.#waits.beginWork(),
       endWork: () => this.#waits.endWork(),
     });
@@ -396,6 +400,16 @@ export class FiberRun {
         this.stop(error);
         throw error;
       });
+  }
+
+  /** Rule A of continuity: `undefined` for a fiber that is not replicated. */
+  #shipped(): Promise<void> | undefined {
+    const replication = this.#host.replication;
+    if (replication === undefined || !replication.replicated(this.id)) return undefined;
+    return replication.shipped(this.id).catch((error: unknown) => {
+      this.stop(error);
+      throw error;
+    });
   }
 
   /** A write nobody awaits: a failure stops the run (the handler sees it at its next ctx call). */

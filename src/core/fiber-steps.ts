@@ -35,6 +35,11 @@ export interface StepHost {
   write(group: RunWrite, options?: { defer?: boolean }): Promise<void>;
   /** Queues a write under the run's claim; a failure stops the run. */
   writeLater(group: RunWrite, options?: { defer?: boolean }): void;
+  /**
+   * For a replicated fiber, resolves once what the run wrote so far is shipped to its second
+   * home (Rule A of continuity; a refusal stops the run and rejects); `undefined` otherwise.
+   */
+  shipped(): Promise<void> | undefined;
   /** A step started: it keeps the fiber loaded until `endWork`. */
   beginWork(): void;
   endWork(): void;
@@ -145,6 +150,9 @@ export class FiberSteps {
       };
       host.journal.set(started);
       await host.write({ journal: [started] });
+      // Rule A: a replicated step runs only once its second home knows it started.
+      const shipped = host.shipped();
+      if (shipped !== undefined) await shipped;
       host.assertLive();
       try {
         const result = await runAttempt(

@@ -46,6 +46,7 @@ export {
   type FiberEvent,
   type FiberRecord,
   type FiberStatus,
+  type HomeLease,
   type InboxEvent,
   isTerminal,
   type JournalEntry,
@@ -55,6 +56,7 @@ export {
   type StreamChunk,
   TERMINAL_STATUSES,
 } from "./records";
+export type { Replication } from "./replication";
 export {
   createRuntime,
   type FiberInspection,

@@ -75,6 +75,26 @@ export interface FiberRecord {
   result?: unknown;
   error?: SerializedError;
   endedAt?: number;
+  /**
+   * On the replica of a replicated fiber (continuity, `src/continuity`): which home may run it
+   * and how far the replica has applied the shipped history. Written only by the fiber's
+   * arbiter, in the same store write as what it applies; the engine carries it along untouched.
+   */
+  home?: HomeLease;
+}
+
+/** The arbiter's state of one replicated fiber, kept on its replica's record (`FiberRecord.home`). */
+export interface HomeLease {
+  /** The home that may run the fiber: `browser:<deviceId>` or `edge`. */
+  home: string;
+  /** Raised at every change of home; fences shipments from an earlier home. */
+  epoch: number;
+  /** Until when `home` may run the fiber (ms on the arbiter's clock). */
+  until: number;
+  /** The last shipped position applied to the replica in this epoch. */
+  appliedPos: number;
+  /** Per home, the highest local inbox seq of its events the replica holds (dedupes re-shipped events). */
+  eventMarks: Record<string, number>;
 }
 
 /** The kinds of journaled operations. */

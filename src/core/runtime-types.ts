@@ -7,6 +7,7 @@
 import type { FiberDefinition } from "./define";
 import type { FiberLocks } from "./locks";
 import type { FiberRecord, FiberStatus, InboxEvent, JournalEntry } from "./records";
+import type { Replication } from "./replication";
 import type { Store } from "./store";
 
 /** Options of `createRuntime`. */
@@ -40,6 +41,12 @@ export interface RuntimeOptions {
    * `crypto.randomUUID`). Deterministic simulations pass a seeded one.
    */
   uuid?: () => string;
+  /**
+   * Continuity (`src/continuity`): the replication of fibers to a second home. A replicated
+   * fiber's steps run once their start is shipped and its chunks reach readers once shipped;
+   * every other fiber is unaffected (default: none).
+   */
+  replication?: Replication;
 }
 
 /** What `start` returns; `Out` types `result()`. */

@@ -11,6 +11,7 @@ import type { FiberDefinition } from "./define";
 import { FiberlineError, FiberNotFoundError, UnknownFiberError } from "./errors";
 import { defaultLocks } from "./locks";
 import { type FiberEvent, type FiberRecord, type FiberStatus, isTerminal, type StreamChunk } from "./records";
+import { ShippedChunks } from "./replication";
 import { Runner, report, unref } from "./runner";
 import type {
   FiberInspection,
@@ -64,6 +65,8 @@ export class Runtime {
   readonly #retentionMs: number;
   readonly #maxPayloadBytes: number;
   readonly #streamSource: StreamSource;
+  /** Continuity's Rule B on the live path, when the runtime replicates fibers. */
+  readonly #shippedChunks: ShippedChunks | undefined;
   #collectTimer: ReturnType<typeof setInterval> | null = null;
   #sweepTimer: ReturnType<typeof setInterval> | null = null;
   #closed = false;
@@ -88,9 +91,18 @@ export class Runtime {
     this.#leaseMs = options.leaseMs ?? 15_000;
     this.#retentionMs = options.retentionMs ?? 24 * 60 * 60 * 1000;
     this.#maxPayloadBytes = options.maxPayloadBytes ?? 1024 * 1024;
-    this.#streamSource = { store: this.store, hub: this.#hub, pollIntervalMs: options.pollIntervalMs ?? 250 };
+    const replication = options.replication;
+    this.#streamSource = {
+      store: this.store,
+      hub: this.#hub,
+      pollIntervalMs: options.pollIntervalMs ?? 250,
+      ...(replication ? { visibleHead: (id: string) => replication.visibleHead(id) } : {}),
+    };
+    this.#shippedChunks = replication
+      ? new ShippedChunks(replication, (id, chunks) => this.#hub.publish(id, chunks))
+      : undefined;
     const locks = options.locks ?? defaultLocks();
-    this.#writer = new CommitQueue(this.store, (id, chunks) => this.#hub.publish(id, chunks));
+    this.#writer = new CommitQueue(this.store, (id, chunks) => this.#publish(id, chunks));
     this.#runner = new Runner({
       run: {
         store: this.store,
@@ -103,6 +115,7 @@ export class Runtime {
         keepAlive: (work) => {
           for (const listener of this.#keepAliveListeners) listener(work);
         },
+        ...(replication ? { replication } : {}),
       },
       locks,
       runnerId: this.runnerId,
@@ -191,7 +204,7 @@ export class Runtime {
       const existing = created.record;
       return { id: existing.id, name: existing.name, status: existing.status, created: false };
     }
-    this.#hub.publish(id, [first]);
+    this.#publish(id, [first]);
     // The stored record: its generation may be above the one asked for (`Store.createFiber`).
     await this.#runner.runNew(def, created.record);
     return { id, name: def.name, status: "running", created: true };
@@ -354,10 +367,17 @@ export class Runtime {
     if (this.#collectTimer) clearInterval(this.#collectTimer);
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#runner.close();
+    this.#shippedChunks?.close();
     await this.#writer.drain();
   }
 
   // ---- plumbing ------------------------------------------------------------------------------
+
+  /** Hands durable chunks to live readers (a replicated fiber's once shipped: Rule B). */
+  #publish(id: string, chunks: readonly StreamChunk[]): void {
+    if (this.#shippedChunks) this.#shippedChunks.add(id, chunks);
+    else this.#hub.publish(id, chunks);
+  }
 
   #definition(name: string | undefined): FiberDefinition {
     assertArgument(

@@ -15,6 +15,11 @@ export interface StreamSource {
   hub: StreamHub;
   /** How long to wait for live chunks before looking at storage again. */
   pollIntervalMs: number;
+  /**
+   * The highest seq readers may see of a fiber (continuity's Rule B: shipped chunks only); all
+   * that is durable when omitted.
+   */
+  visibleHead?: (fiberId: string) => number;
 }
 
 const PAGE = 512;
@@ -71,6 +76,12 @@ export async function* readStreamBatches(
         } else {
           chunks = await store.readStream(id, cursor, PAGE);
           fromStore = chunks.length === PAGE;
+          const visible = source.visibleHead?.(id);
+          if (visible !== undefined && chunks.some((c) => c.seq > visible)) {
+            // Not shipped yet: the live path hands them over once they are.
+            chunks = chunks.filter((c) => c.seq <= visible);
+            fromStore = false;
+          }
           // Read first, then check whose chunks they were: the id may have been collected and
           // started again (a new fiber's stream starts over at seq 1).
           const current = await store.getFiber(id);

@@ -1,0 +1,203 @@
+/**
+ * The arbiter on its own, fed hand-made shipments over a `MemoryStore` replica: order, gaps,
+ * duplicates, fencing, the takeover once the lease lapses, and that a crash between two of its
+ * transactions never applies a position twice.
+ */
+
+import { describe, expect, it } from "vitest";
+import type { FiberRecord, InboxEvent, StreamChunk } from "../core/records";
+import type { CommitResult, WriteGroup } from "../core/store";
+import { MemoryStore } from "../store/memory-store";
+import { Arbiter } from "./arbiter";
+import { EDGE_HOME, type Shipment, type ShippedEntry } from "./protocol";
+
+const HOME = "browser:d1";
+const T0 = Date.UTC(2030, 0, 1);
+
+function record(id: string): FiberRecord {
+  return {
+    id,
+    name: "ticker",
+    version: "1",
+    input: null,
+    status: "running",
+    createdAt: T0,
+    updatedAt: T0,
+    generation: 1,
+    owner: "runner-b",
+    leaseUntil: T0 + 15_000,
+    streamHead: 1,
+    emitOrdinal: 0,
+    epoch: 0,
+    stalledRecoveries: 0,
+    progressMark: "",
+  };
+}
+
+function chunk(id: string, seq: number, type = "tick"): StreamChunk {
+  return { fiberId: id, seq, type, data: { seq }, at: T0 + seq };
+}
+
+const create = (id: string): ShippedEntry => ({
+  pos: 1,
+  type: "create",
+  record: record(id),
+  chunks: [chunk(id, 1, "fiber.start")],
+});
+const emit = (id: string, pos: number, seq: number): ShippedEntry => ({
+  pos,
+  type: "commit",
+  group: { fiberId: id, generation: 1, chunks: [chunk(id, seq)], fiber: { emitOrdinal: seq - 1 } },
+});
+const event = (id: string, pos: number, seq: number): ShippedEntry => {
+  const stored: InboxEvent = { fiberId: id, seq, name: "go", payload: { n: seq }, at: T0 + pos };
+  return { pos, type: "event", event: stored, eventId: `${HOME}:${seq}` };
+};
+
+function shipment(entries: ShippedEntry[], over: Partial<Shipment> = {}): Shipment {
+  return { home: HOME, epoch: 1, from: entries[0]?.pos ?? 1, entries, ...over };
+}
+
+function rig(store = new MemoryStore()) {
+  let now = T0;
+  const arbiter = new Arbiter({ store, clock: () => now, leaseMs: 30_000 });
+  return {
+    store,
+    arbiter,
+    advance(ms: number) {
+      now += ms;
+    },
+  };
+}
+
+describe("Arbiter", () => {
+  it("creates the replica at position 1 and applies positions in order, renewing the lease", async () => {
+    const { store, arbiter, advance } = rig();
+    const first = await arbiter.receive("f1", shipment([create("f1"), emit("f1", 2, 2)]));
+    expect(first).toEqual({ status: "ok", appliedPos: 2, leaseMs: 30_000 });
+    advance(10_000);
+    const second = await arbiter.receive("f1", shipment([emit("f1", 3, 3), event("f1", 4, 1)]));
+    expect(second).toEqual({ status: "ok", appliedPos: 4, leaseMs: 30_000 });
+    const replica = await store.getFiber("f1");
+    expect(replica?.home).toEqual({
+      home: HOME,
+      epoch: 1,
+      until: T0 + 40_000,
+      appliedPos: 4,
+      eventMarks: { [HOME]: 1 },
+    });
+    // The edge runtime's own recovery stays off the fiber until the browser's lease lapses.
+    expect(replica?.owner).toBe(HOME);
+    expect(replica?.leaseUntil).toBe(T0 + 40_000);
+    expect((await store.readStream("f1", 0)).map((c) => c.seq)).toEqual([1, 2, 3]);
+    expect(replica?.streamHead).toBe(3);
+    expect(replica?.emitOrdinal).toBe(2);
+    expect((await store.readInbox("f1")).map((e) => e.payload)).toEqual([{ n: 1 }]);
+  });
+
+  it("ignores positions it holds and refuses a gap with the position to resend from", async () => {
+    const { store, arbiter } = rig();
+    const ship = shipment([create("f1"), emit("f1", 2, 2)]);
+    await arbiter.receive("f1", ship);
+    expect(await arbiter.receive("f1", ship)).toMatchObject({ status: "ok", appliedPos: 2 });
+    expect((await store.readStream("f1", 0)).length).toBe(2);
+    const gap = await arbiter.receive("f1", shipment([emit("f1", 4, 3)]));
+    expect(gap).toEqual({ status: "out_of_order", appliedPos: 2 });
+    // A shipment that overlaps what it holds applies only the rest.
+    const overlap = await arbiter.receive("f1", shipment([emit("f1", 2, 2), emit("f1", 3, 3)]));
+    expect(overlap).toMatchObject({ status: "ok", appliedPos: 3 });
+    expect((await store.readStream("f1", 0)).map((c) => c.seq)).toEqual([1, 2, 3]);
+  });
+
+  it("asks for position 1 before anything else of an unknown fiber", async () => {
+    const { store, arbiter } = rig();
+    expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)]))).toEqual({
+      status: "out_of_order",
+      appliedPos: 0,
+    });
+    expect(await store.getFiber("f1")).toBeUndefined();
+  });
+
+  it("fences a stale epoch or another home and writes nothing of it", async () => {
+    const { store, arbiter } = rig();
+    await arbiter.receive("f1", shipment([create("f1")]));
+    expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)], { home: "browser:d2" }))).toEqual({
+      status: "fenced",
+      epoch: 1,
+      home: HOME,
+    });
+    expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)], { epoch: 0 }))).toMatchObject({
+      status: "fenced",
+    });
+    expect((await store.readStream("f1", 0)).length).toBe(1);
+  });
+
+  it("hands the fiber to the edge once the lease lapses and fences the browser from then on", async () => {
+    const { store, arbiter, advance } = rig();
+    await arbiter.receive("f1", shipment([create("f1")]));
+    advance(29_999);
+    expect(await arbiter.takeOverLapsed()).toEqual([]);
+    expect(await arbiter.nextLapse()).toBe(T0 + 30_000);
+    advance(1);
+    expect(await arbiter.takeOverLapsed()).toEqual(["f1"]);
+    const replica = await store.getFiber("f1");
+    expect(replica?.home).toMatchObject({ home: EDGE_HOME, epoch: 2, appliedPos: 1 });
+    expect(replica?.owner).toBeUndefined();
+    expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)]))).toEqual({
+      status: "fenced",
+      epoch: 2,
+      home: EDGE_HOME,
+    });
+    expect(await arbiter.nextLapse()).toBeUndefined();
+  });
+
+  it("takes over at a shipment that arrives after the lease lapsed, instead of applying it", async () => {
+    const { store, arbiter, advance } = rig();
+    await arbiter.receive("f1", shipment([create("f1")]));
+    advance(30_000);
+    expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)]))).toEqual({
+      status: "fenced",
+      epoch: 2,
+      home: EDGE_HOME,
+    });
+    expect((await store.readStream("f1", 0)).length).toBe(1);
+  });
+
+  it("applies every position once when its store fails between two of its transactions", async () => {
+    const store = new FailingStore();
+    const { arbiter } = rig(store);
+    await arbiter.receive("f1", shipment([create("f1")]));
+    // Position 2 (an event) is enqueued, then the commit recording it fails.
+    store.failNextCommit = true;
+    const ship = shipment([event("f1", 2, 1), emit("f1", 3, 2)]);
+    await expect(arbiter.receive("f1", ship)).rejects.toThrow(/simulated/);
+    expect((await store.getFiber("f1"))?.home?.appliedPos).toBe(1);
+    expect(await arbiter.receive("f1", ship)).toMatchObject({ status: "ok", appliedPos: 3 });
+    expect((await store.readInbox("f1")).map((e) => e.seq)).toEqual([1]);
+    expect((await store.readStream("f1", 0)).map((c) => c.seq)).toEqual([1, 2]);
+    // The same event shipped again later (a retry after an answer was lost) is held once.
+    const again = await arbiter.receive("f1", shipment([event("f1", 4, 1)]));
+    expect(again).toMatchObject({ status: "ok", appliedPos: 4 });
+    expect((await store.readInbox("f1")).length).toBe(1);
+  });
+
+  it("refuses to replicate onto a fiber that was started at the edge", async () => {
+    const { store, arbiter } = rig();
+    await store.createFiber(record("f1"), [chunk("f1", 1, "fiber.start")]);
+    await expect(arbiter.receive("f1", shipment([create("f1")]))).rejects.toMatchObject({
+      code: "replica_conflict",
+    });
+  });
+});
+
+/** A `MemoryStore` whose next commit can be made to fail before it applies. */
+class FailingStore extends MemoryStore {
+  failNextCommit = false;
+  override async commit(groups: WriteGroup[]): Promise<CommitResult> {
+    if (this.failNextCommit) {
+      this.failNextCommit = false;
+      throw new Error("simulated crash before the commit applied");
+    }
+    return super.commit(groups);
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * `Arbiter`: the fiber's second home decides who may run it and keeps its replica. It applies the
+ * positions a browser ships, in order and exactly once, onto any `Store` (a `SqliteStore` in the
+ * Durable Object, a `MemoryStore` in Node and the simulator) through the store's ordinary
+ * `createFiber` / `commit` / `enqueueEvent`; it refuses a stale epoch (`fenced`) and a gap
+ * (`out_of_order`), ignores positions it already holds, renews the sender's lease, and takes the
+ * fiber over for the edge once that lease lapses. docs/design/continuity.md is the contract.
+ *
+ * Its own state of a fiber (home, epoch, lease, applied position, event marks) is the replica
+ * record's `home` field, written by the same store call that applies the positions: on every
+ * backend the state and the writes it describes commit or roll back together, with no second
+ * table and no SQL here. An event position, which `enqueueEvent` applies without a record patch,
+ * is recognised on a retry by its inbox `seq` instead.
+ */
+
+import { FiberlineError } from "../core/errors";
+import { type FiberRecord, type HomeLease, isTerminal } from "../core/records";
+import type { Store, WriteGroup } from "../core/store";
+import {
+  DEFAULT_LEASE_MS,
+  EDGE_HOME,
+  type Shipment,
+  type ShipmentAnswer,
+  type ShippedEntry,
+} from "./protocol";
+
+/** Options of `new Arbiter`. */
+export interface ArbiterOptions {
+  /** The replica store (the edge runtime's own store). */
+  store: Store;
+  /** The arbiter's clock (default `Date.now`). Only durations leave it. */
+  clock?: () => number;
+  /** How long a shipment renews the sender's lease (default 30 s). */
+  leaseMs?: number;
+}
+
+const LIVE = ["running", "sleeping", "waiting"] as const;
+
+/**
+ * The arbiter of the replicated fibers of one store.
+ *
+ * Failure semantics: each shipment is applied in a few store transactions (one per run of
+ * commit positions and one per event position), each carrying the applied position; a crash
+ * between them leaves a prefix applied and recorded, and the sender's retry applies the rest. A
+ * store error rejects `receive` with nothing of the failed transaction written.
+ *
+ * @example
+ * const arbiter = new Arbiter({ store: host.store });
+ * const answer = await arbiter.receive(fiberId, shipment); // { status: "ok", appliedPos, leaseMs }
+ */
+export class Arbiter {
+  readonly #store: Store;
+  readonly #clock: () => number;
+  readonly #leaseMs: number;
+  /** Per fiber, the tail of its serialised shipments and takeovers. */
+  readonly #turns = new Map<string, Promise<unknown>>();
+
+  constructor(options: ArbiterOptions) {
+    this.#store = options.store;
+    this.#clock = options.clock ?? Date.now;
+    this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  }
+
+  /** The lease a shipment grants. */
+  get leaseMs(): number {
+    return this.#leaseMs;
+  }
+
+  /** Applies `shipment` of fiber `fiberId` and answers it (see `ShipmentAnswer`). */
+  receive(fiberId: string, shipment: Shipment): Promise<ShipmentAnswer> {
+    const receivedAt = this.#clock();
+    return this.#turn(fiberId, () => this.#receive(fiberId, shipment, receivedAt));
+  }
+
+  /** The arbiter's state of `fiberId`, or `undefined` when it holds no replica of it. */
+  async state(fiberId: string): Promise<HomeLease | undefined> {
+    return (await this.#store.getFiber(fiberId))?.home;
+  }
+
+  /**
+   * Hands every live replicated fiber whose browser lease has lapsed to the edge (epoch + 1,
+   * home `edge`) and resolves with their ids; the edge runtime's `recover()` then claims them.
+   */
+  async takeOverLapsed(): Promise<string[]> {
+    const now = this.#clock();
+    const live = await this.#store.listFibers({ status: [...LIVE] });
+    const lapsed = live.filter(
+      (r) => r.home !== undefined && r.home.home !== EDGE_HOME && r.home.until <= now,
+    );
+    const moved: string[] = [];
+    for (const record of lapsed) {
+      const state = await this.#turn(record.id, () => this.#takeOver(record.id));
+      if (state?.home === EDGE_HOME) moved.push(record.id);
+    }
+    return moved;
+  }
+
+  /** When the earliest browser lease of a live fiber lapses (for the host's alarm), if any. */
+  async nextLapse(): Promise<number | undefined> {
+    const live = await this.#store.listFibers({ status: [...LIVE] });
+    let at: number | undefined;
+    for (const r of live) {
+      if (r.home === undefined || r.home.home === EDGE_HOME) continue;
+      at = at === undefined ? r.home.until : Math.min(at, r.home.until);
+    }
+    return at;
+  }
+
+  async #receive(fiberId: string, shipment: Shipment, receivedAt: number): Promise<ShipmentAnswer> {
+    assertWellFormed(fiberId, shipment);
+    const record = await this.#store.getFiber(fiberId);
+    if (record === undefined) return this.#create(fiberId, shipment, receivedAt);
+    const state = record.home;
+    if (state === undefined) {
+      throw new FiberlineError(
+        "replica_conflict",
+        `Fiber ${fiberId} exists here but is not a replica (it was started at the edge); a browser cannot replicate onto it.`,
+      );
+    }
+    if (state.epoch !== shipment.epoch || state.home !== shipment.home) return fencedBy(state);
+    if (state.until <= this.#clock() && !isTerminal(record.status)) {
+      const moved = await this.#takeOver(fiberId);
+      return fencedBy(moved ?? state);
+    }
+    const fresh = shipment.entries.filter((e) => e.pos > state.appliedPos);
+    const next = fresh[0]?.pos ?? shipment.from;
+    if (next > state.appliedPos + 1) return { status: "out_of_order", appliedPos: state.appliedPos };
+    return this.#apply(record, { ...state, until: receivedAt + this.#leaseMs }, fresh);
+  }
+
+  /** Position 1 makes the replica and grants the sender epoch 1. */
+  async #create(fiberId: string, shipment: Shipment, receivedAt: number): Promise<ShipmentAnswer> {
+    const [first, ...rest] = shipment.entries;
+    if (first?.pos !== 1 || first.type !== "create") return { status: "out_of_order", appliedPos: 0 };
+    if (shipment.epoch !== 1) return { status: "fenced", epoch: 0, home: EDGE_HOME };
+    const lease: HomeLease = {
+      home: shipment.home,
+      epoch: 1,
+      until: receivedAt + this.#leaseMs,
+      appliedPos: 1,
+      eventMarks: {},
+    };
+    const record: FiberRecord = { ...first.record, ...leaseFields(lease) };
+    const created = await this.#store.createFiber(record, first.chunks);
+    if (created.status === "exists") {
+      throw new FiberlineError(
+        "replica_conflict",
+        `Fiber ${fiberId} (or its idempotency key) is already taken here by another fiber; it cannot be replicated.`,
+      );
+    }
+    return this.#apply(created.record, lease, rest);
+  }
+
+  /**
+   * Applies `entries` (which continue `lease.appliedPos`) onto the replica and records the new
+   * position and lease in the same transactions.
+   */
+  async #apply(record: FiberRecord, lease: HomeLease, entries: ShippedEntry[]): Promise<ShipmentAnswer> {
+    const fiberId = record.id;
+    let current = lease;
+    let groups: WriteGroup[] = [];
+    const flush = async (): Promise<boolean> => {
+      const patch: WriteGroup = { fiberId, generation: record.generation, fiber: leaseFields(current) };
+      const { fenced } = await this.#store.commit([...groups, patch]);
+      groups = [];
+      return fenced.length === 0;
+    };
+    for (const entry of entries) {
+      if (entry.type === "create") throw malformed(fiberId, `position ${entry.pos} creates the fiber again`);
+      if (entry.type === "commit") {
+        groups.push(replicaGroup(fiberId, record.generation, entry.group));
+        current = { ...current, appliedPos: entry.pos };
+        continue;
+      }
+      // An event is its own transaction: record what came before it first.
+      if (groups.length > 0 && !(await flush())) return this.#fencedNow(fiberId, lease);
+      current = await this.#applyEvent(fiberId, current, entry);
+    }
+    if (!(await flush())) return this.#fencedNow(fiberId, lease);
+    return {
+      status: "ok",
+      appliedPos: current.appliedPos,
+      leaseMs: Math.max(0, current.until - this.#clock()),
+    };
+  }
+
+  async #applyEvent(
+    fiberId: string,
+    lease: HomeLease,
+    entry: Extract<ShippedEntry, { type: "event" }>,
+  ): Promise<HomeLease> {
+    const origin = entry.eventId.slice(0, entry.eventId.lastIndexOf(":"));
+    const { seq, name, payload, at } = entry.event;
+    const applied = { ...lease, appliedPos: entry.pos };
+    if (seq <= (lease.eventMarks[origin] ?? 0)) return applied;
+    const inbox = await this.#store.readInbox(fiberId);
+    const top = inbox.at(-1)?.seq ?? 0;
+    // `top >= seq`: enqueued by an earlier try whose position never got recorded.
+    if (top < seq - 1) throw malformed(fiberId, `event seq ${seq} follows inbox seq ${top}`);
+    if (top < seq) await this.#store.enqueueEvent({ fiberId, name, payload, at });
+    return { ...applied, eventMarks: { ...lease.eventMarks, [origin]: seq } };
+  }
+
+  /** A commit was fenced: the edge claimed the fiber meanwhile. Answers with who holds it now. */
+  async #fencedNow(fiberId: string, lease: HomeLease): Promise<ShipmentAnswer> {
+    const moved = await this.#takeOver(fiberId);
+    return fencedBy(moved ?? lease);
+  }
+
+  /** Moves a fiber whose browser lease lapsed to the edge; resolves with its state after. */
+  async #takeOver(fiberId: string): Promise<HomeLease | undefined> {
+    for (let tries = 0; tries < 8; tries++) {
+      const record = await this.#store.getFiber(fiberId);
+      const state = record?.home;
+      if (record === undefined || state === undefined) return undefined;
+      if (state.home === EDGE_HOME || isTerminal(record.status)) return state;
+      const now = this.#clock();
+      if (state.until > now) return state;
+      const next: HomeLease = {
+        ...state,
+        home: EDGE_HOME,
+        epoch: state.epoch + 1,
+        until: now + this.#leaseMs,
+      };
+      // The browser's marker goes, so the edge runtime's recover() claims the fiber; a claim the
+      // edge runtime already made (its lease lapsed first) stays.
+      const release: Partial<FiberRecord> =
+        record.owner === state.home ? { owner: undefined, leaseUntil: undefined } : {};
+      const { fenced } = await this.#store.commit([
+        { fiberId, generation: record.generation, fiber: { ...release, home: next } },
+      ]);
+      if (fenced.length === 0) return next;
+    }
+    throw new FiberlineError("store_error", `Fiber ${fiberId} kept changing while the edge took it over.`);
+  }
+
+  #turn<T>(fiberId: string, work: () => Promise<T>): Promise<T> {
+    const result = (this.#turns.get(fiberId) ?? Promise.resolve()).then(work);
+    const tail = result.then(
+      () => {},
+      () => {},
+    );
+    this.#turns.set(fiberId, tail);
+    void tail.then(() => {
+      if (this.#turns.get(fiberId) === tail) this.#turns.delete(fiberId);
+    });
+    return result;
+  }
+}
+
+/**
+ * The record fields the arbiter owns: its state, and an owner and lease that keep the edge
+ * runtime's own recovery off the fiber until the browser's lease lapses.
+ */
+function leaseFields(lease: HomeLease): Pick<FiberRecord, "home" | "owner" | "leaseUntil"> {
+  return { home: lease, owner: lease.home, leaseUntil: lease.until };
+}
+
+/** A shipped group, rewritten for the replica: its generation, without the fields the arbiter owns. */
+function replicaGroup(fiberId: string, generation: number, group: WriteGroup): WriteGroup {
+  if (group.fiberId !== fiberId) throw malformed(fiberId, `a group of fiber ${group.fiberId}`);
+  if (group.fiber === undefined) return { ...group, generation };
+  const { owner: _owner, leaseUntil: _leaseUntil, home: _home, ...fiber } = group.fiber;
+  return { ...group, generation, fiber };
+}
+
+function fencedBy(state: HomeLease): ShipmentAnswer {
+  return { status: "fenced", epoch: state.epoch, home: state.home };
+}
+
+function assertWellFormed(fiberId: string, shipment: Shipment): void {
+  let expected = shipment.from;
+  for (const entry of shipment.entries) {
+    if (entry.pos !== expected) throw malformed(fiberId, `position ${entry.pos} where ${expected} belongs`);
+    expected++;
+  }
+}
+
+function malformed(fiberId: string, detail: string): FiberlineError {
+  return new FiberlineError(
+    "protocol_error",
+    `A shipment of fiber ${fiberId} is malformed (${detail}); nothing of it past the last applied position was written.`,
+  );
+}

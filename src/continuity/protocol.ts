@@ -1,0 +1,67 @@
+/**
+ * The continuity wire protocol between a browser home and a fiber's arbiter (its Durable Object),
+ * as docs/design/continuity.md defines it: what a shipment carries, how the arbiter answers, and
+ * the constants both sides share. Discriminated unions on a string field, plain data only (they
+ * cross HTTP as JSON through the edge value codec). Used by `Arbiter`, `Outbox` and `Shipper`.
+ */
+
+import type { FiberRecord, InboxEvent, StreamChunk } from "../core/records";
+import type { WriteGroup } from "../core/store";
+
+/** The home name of the edge. A browser home is `browser:<deviceId>` (`browserHome`). */
+export const EDGE_HOME = "edge";
+
+/** The home name of one browser profile. */
+export function browserHome(deviceId: string): string {
+  return `browser:${deviceId}`;
+}
+
+/** The lease the arbiter grants when it has not been told otherwise (30 s). */
+export const DEFAULT_LEASE_MS = 30_000;
+/** At most this many positions in one shipment. */
+export const MAX_BATCH_ENTRIES = 256;
+/** At most this many bytes (estimated) in one shipment, unless a single position is larger. */
+export const MAX_BATCH_BYTES = 256 * 1024;
+/** The default bound of one fiber's outbox (4 MiB): past it, that fiber's commits wait. */
+export const DEFAULT_OUTBOX_BYTES = 4 * 1024 * 1024;
+
+/** One commit of a replicated fiber, as the browser made it durable, at its outbox position. */
+export type ShippedEntry =
+  /** Position 1: `createFiber` (the record and its `fiber.start` chunk). */
+  | { pos: number; type: "create"; record: FiberRecord; chunks: StreamChunk[] }
+  /** A `commit` group of the fiber that its local store applied (a fenced group is never shipped). */
+  | { pos: number; type: "commit"; group: WriteGroup }
+  /** An event the browser's store buffered, with its local `seq` and its id (`<home>:<seq>`). */
+  | { pos: number; type: "event"; event: InboxEvent; eventId: string };
+
+/** `POST {prefix}/fibers/:id/replicate`: positions `from`, `from + 1`... of one fiber. */
+export interface Shipment {
+  /** The home sending (`browser:<deviceId>`). */
+  home: string;
+  /** The home epoch the sender believes it holds (1 from the fiber's creation). */
+  epoch: number;
+  /** The first position of `entries` (or, for a heartbeat with no entries, the next one). */
+  from: number;
+  entries: ShippedEntry[];
+}
+
+/** The arbiter's answer to a shipment. */
+export type ShipmentAnswer =
+  /**
+   * Applied (or already held): the replica holds every position up to `appliedPos`, and the
+   * sender's lease runs `leaseMs` more (a duration: the two clocks differ).
+   */
+  | { status: "ok"; appliedPos: number; leaseMs: number }
+  /** `409 fenced`: the sender's epoch is over; `home` runs the fiber under `epoch`. */
+  | { status: "fenced"; epoch: number; home: string }
+  /** `409 out_of_order`: the shipment left a gap; resend from `appliedPos + 1`. */
+  | { status: "out_of_order"; appliedPos: number };
+
+/**
+ * Rule C: the moment (on the sender's clock) after which the sender must stop writing, given
+ * that the shipment sent at `sentAt` was answered with `leaseMs`. The margin,
+ * `max(1 s, leaseMs / 10)`, covers a difference in clock rates between the two homes.
+ */
+export function leaseDeadline(sentAt: number, leaseMs: number): number {
+  return sentAt + leaseMs - Math.max(1_000, leaseMs / 10);
+}

@@ -1,0 +1,203 @@
+/**
+ * `Shipper`: sends each replicated fiber's outbox to its arbiter, in order, one shipment in
+ * flight per fiber, batched (256 positions or 256 KiB), and acts on the answers: an
+ * acknowledgement lets positions go and renews the lease (Rule C's deadline is computed here, on
+ * this side's clock, from when the shipment was sent); `out_of_order` resends from what the
+ * arbiter holds; `fenced` marks the fiber away. A failed send is retried with exponential
+ * backoff; a heartbeat keeps the lease of every fiber still running here. `send` and the clock
+ * are injected, so the simulator and the tests drive it deterministically.
+ */
+
+import { OutOfOrderError } from "./errors";
+import type { Outbox } from "./outbox";
+import {
+  leaseDeadline,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_ENTRIES,
+  type Shipment,
+  type ShipmentAnswer,
+} from "./protocol";
+
+/** Options of `new Shipper`. */
+export interface ShipperOptions {
+  outbox: Outbox;
+  /** This browser's home name. */
+  home: string;
+  /** Sends one shipment of `fiberId` and resolves with the answer; rejects when it did not get one. */
+  send(fiberId: string, shipment: Shipment): Promise<ShipmentAnswer>;
+  /** This side's clock (default `Date.now`). */
+  clock?: () => number;
+  /** How often a fiber still running here renews its lease with an empty shipment (default 10 s). */
+  heartbeatMs?: number;
+  /** Backoff of a failed send: the first wait, doubled per failure up to `maxMs` (250 ms, 10 s). */
+  retry?: { initialMs?: number; maxMs?: number };
+  /** Batch limits (default 256 positions, 256 KiB). */
+  batch?: { entries?: number; bytes?: number };
+  /** Where the shipper reports what it cannot fix by retrying (default `console.error`). */
+  onError?(error: unknown, fiberId: string): void;
+}
+
+/** What the shipper did, for tests and traces. */
+export interface ShipperStats {
+  shipments: number;
+  failures: number;
+  fenced: number;
+}
+
+/**
+ * Ships one browser's outbox.
+ *
+ * Failure semantics: a shipment whose answer never came is sent again (the arbiter ignores
+ * positions it holds); nothing leaves the outbox before the arbiter acknowledged it. A fiber
+ * whose arbiter holds less than this side already let go (the replica was lost) stops shipping
+ * and is reported with `out_of_order`.
+ */
+export class Shipper {
+  readonly stats: ShipperStats = { shipments: 0, failures: 0, fenced: 0 };
+  readonly #outbox: Outbox;
+  readonly #home: string;
+  readonly #send: ShipperOptions["send"];
+  readonly #clock: () => number;
+  readonly #heartbeatMs: number;
+  readonly #initialMs: number;
+  readonly #maxMs: number;
+  readonly #limits: { entries: number; bytes: number };
+  readonly #report: (error: unknown, fiberId: string) => void;
+  readonly #inFlight = new Set<string>();
+  readonly #failures = new Map<string, number>();
+  readonly #retryTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  readonly #deadlineTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Fibers whose replica lost positions: shipping them cannot succeed. */
+  readonly #broken = new Set<string>();
+  readonly #unsubscribe: () => void;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #stopped = false;
+
+  constructor(options: ShipperOptions) {
+    this.#outbox = options.outbox;
+    this.#home = options.home;
+    this.#send = options.send;
+    this.#clock = options.clock ?? Date.now;
+    this.#heartbeatMs = options.heartbeatMs ?? 10_000;
+    this.#initialMs = options.retry?.initialMs ?? 250;
+    this.#maxMs = options.retry?.maxMs ?? 10_000;
+    this.#limits = {
+      entries: options.batch?.entries ?? MAX_BATCH_ENTRIES,
+      bytes: options.batch?.bytes ?? MAX_BATCH_BYTES,
+    };
+    this.#report =
+      options.onError ??
+      ((error, id) => console.error(`[fiberline/continuity] shipping fiber ${id}:`, error));
+    this.#unsubscribe = this.#outbox.onAppend((id) => this.kick(id));
+  }
+
+  /** Ships every replicated fiber now (a start, or the `online` event), and heartbeats from here. */
+  start(): void {
+    if (this.#stopped || this.#heartbeat !== undefined) return;
+    this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
+    this.#beat();
+  }
+
+  /** Stops shipping (the host goes away); what is in the outbox stays for the next shipper. */
+  stop(): void {
+    this.#stopped = true;
+    this.#unsubscribe();
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    for (const timer of [...this.#retryTimers.values(), ...this.#deadlineTimers.values()])
+      clearTimeout(timer);
+    this.#retryTimers.clear();
+    this.#deadlineTimers.clear();
+  }
+
+  /** Ships `fiberId`'s outbox unless a shipment or a retry of it is already under way. */
+  kick(fiberId: string): void {
+    if (this.#stopped || this.#inFlight.has(fiberId) || this.#retryTimers.has(fiberId)) return;
+    if (this.#broken.has(fiberId) || this.#outbox.where(fiberId)?.status !== "home") return;
+    void this.#ship(fiberId);
+  }
+
+  #beat(): void {
+    for (const id of this.#outbox.fiberIds) if (!this.#outbox.settled(id)) this.kick(id);
+  }
+
+  async #ship(fiberId: string): Promise<void> {
+    const batch = this.#outbox.batch(fiberId, this.#limits);
+    if (batch === undefined) return;
+    this.#inFlight.add(fiberId);
+    const sentAt = this.#clock();
+    const shipment: Shipment = { home: this.#home, ...batch };
+    this.stats.shipments++;
+    let answer: ShipmentAnswer;
+    try {
+      answer = await this.#send(fiberId, shipment);
+    } catch {
+      this.#inFlight.delete(fiberId);
+      this.stats.failures++;
+      this.#retryLater(fiberId);
+      return;
+    }
+    this.#inFlight.delete(fiberId);
+    this.#failures.delete(fiberId);
+    if (this.#stopped) return;
+    this.#answer(fiberId, answer, sentAt);
+    if (this.#outbox.hasPending(fiberId)) this.kick(fiberId);
+  }
+
+  #answer(fiberId: string, answer: ShipmentAnswer, sentAt: number): void {
+    const outbox = this.#outbox;
+    if (answer.status === "fenced") {
+      this.stats.fenced++;
+      outbox.fence(fiberId, answer.epoch, answer.home);
+      this.#clearDeadline(fiberId);
+      return;
+    }
+    if (answer.appliedPos < outbox.acked(fiberId)) {
+      // The arbiter holds less than it once acknowledged: what it lost is gone from here too.
+      this.#broken.add(fiberId);
+      this.#report(new OutOfOrderError(fiberId, answer.appliedPos), fiberId);
+      return;
+    }
+    if (answer.status === "out_of_order") {
+      outbox.acknowledge(fiberId, answer.appliedPos);
+      return;
+    }
+    const deadline = leaseDeadline(sentAt, answer.leaseMs);
+    outbox.acknowledge(fiberId, answer.appliedPos, deadline);
+    this.#armDeadline(fiberId, deadline);
+  }
+
+  /** Rule C: at the deadline, unless a newer acknowledgement moved it, step starts stop waiting. */
+  #armDeadline(fiberId: string, deadline: number): void {
+    this.#clearDeadline(fiberId);
+    const timer = setTimeout(
+      () => {
+        this.#deadlineTimers.delete(fiberId);
+        const where = this.#outbox.where(fiberId);
+        if (where?.status === "home" && where.deadline !== undefined && where.deadline <= this.#clock())
+          this.#outbox.lapse(fiberId);
+      },
+      Math.max(0, deadline - this.#clock()),
+    );
+    this.#deadlineTimers.set(fiberId, timer);
+  }
+
+  #clearDeadline(fiberId: string): void {
+    const timer = this.#deadlineTimers.get(fiberId);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#deadlineTimers.delete(fiberId);
+  }
+
+  #retryLater(fiberId: string): void {
+    if (this.#stopped) return;
+    const failures = (this.#failures.get(fiberId) ?? 0) + 1;
+    this.#failures.set(fiberId, failures);
+    const wait = Math.min(this.#maxMs, this.#initialMs * 2 ** (failures - 1));
+    this.#retryTimers.set(
+      fiberId,
+      setTimeout(() => {
+        this.#retryTimers.delete(fiberId);
+        this.kick(fiberId);
+      }, wait),
+    );
+  }
+}
