@@ -87,7 +87,11 @@ export function AssistantMessage({
   const status = view.outcome === undefined ? "streaming" : view.outcome === "failed" ? "error" : "done";
   const awaiting = view.segments.some((s) => s.kind === "tool" && s.status === "awaiting-approval");
   const last = view.segments[view.segments.length - 1];
-  const thinking = status === "streaming" && !awaiting && (last === undefined || last.kind === "tool");
+  // Waiting for the model: nothing yet, tool results sent back, or a retry after partial text.
+  const thinking =
+    status === "streaming" &&
+    !awaiting &&
+    (last === undefined || last.kind === "tool" || view.retry !== undefined);
   return (
     <article
       className={`message message-assistant status-${status}`}
@@ -126,7 +130,9 @@ export function AssistantMessage({
             <ToolCard key={key} fiberId={turn.fiberId ?? ""} tool={segment} />
           ),
         )}
-        {thinking && turn.fiberId && <ModelProgress fiberId={turn.fiberId} afterTools={last !== undefined} />}
+        {thinking && turn.fiberId && (
+          <ModelProgress fiberId={turn.fiberId} retry={view.retry} afterTools={last?.kind === "tool"} />
+        )}
       </div>
       {view.outcome === "cancelled" && (
         <p className="message-note" data-testid="stopped-note">

@@ -1,20 +1,24 @@
 /**
- * What an assistant reply shows while it has no text yet: "Thinking…", and once the model call
- * has trouble, which attempt runs, why the last failed and when the next starts, or that the
- * reply waits for the network. Polls the worker's view of the call (`/demo-api/model-call`,
- * `app/worker/model-watch.ts`) once a second while shown.
+ * What an assistant reply shows while it waits for its model: "Thinking…", and once the model
+ * call has trouble, which attempt comes next, why the last failed and when the next starts, or
+ * that the reply waits for the network. The attempts come from the reply's durable stream
+ * (`message.retry` chunks, folded into `TurnView.retry`), so a reload or a worker restarted during
+ * a wait shows them as before; the network wait is the worker's live view of the call
+ * (`/demo-api/model-call`, `app/worker/model-watch.ts`), polled once a second while shown.
  */
 
 import { type ReactNode, useEffect, useState } from "react";
 import { demoApi, type ModelCallStatus } from "../shared/demo-api";
 import { useOnline } from "../ui/use-online";
 import { usePoll } from "../ui/use-poll";
+import type { RetryView } from "./turn-view";
 
 /** Re-renders every second while `enabled`, for countdowns. */
 function useSecondTick(enabled: boolean): number {
   const [now, setNow] = useState(Date.now());
   useEffect(() => {
     if (!enabled) return;
+    setNow(Date.now());
     const timer = setInterval(() => setNow(Date.now()), 1_000);
     return () => clearInterval(timer);
   }, [enabled]);
@@ -23,6 +27,7 @@ function useSecondTick(enabled: boolean): number {
 
 function describe(
   call: ModelCallStatus | null | undefined,
+  retry: RetryView | undefined,
   online: boolean,
   now: number,
 ): {
@@ -35,25 +40,32 @@ function describe(
       text: "You are offline. The reply waits for the network and goes on by itself when you are back online.",
       offline: true,
     };
-  if (!call) return { text: "Thinking…" };
-  const reason = call.lastError ? { reason: call.lastError } : {};
-  if (call.state === "retrying") {
-    const seconds = Math.max(0, Math.ceil(((call.retryAt ?? now) - now) / 1000));
+  if (!retry) return { text: "Thinking…" };
+  const reason = retry.reason ? { reason: retry.reason } : {};
+  if (now < retry.retryAt) {
+    const seconds = Math.ceil((retry.retryAt - now) / 1000);
     return {
-      text: `The model did not answer. Attempt ${call.attempt + 1} of ${call.maxAttempts}, next in ${seconds} s…`,
+      text: `The model did not answer. Attempt ${retry.attempt} of ${retry.maxAttempts}, next in ${seconds} s…`,
       ...reason,
     };
   }
-  if (call.attempt > 1 && (call.state === "calling" || call.state === "streaming"))
-    return { text: `Trying again: attempt ${call.attempt} of ${call.maxAttempts}…`, ...reason };
-  return { text: "Thinking…" };
+  return { text: `Trying again: attempt ${retry.attempt} of ${retry.maxAttempts}…`, ...reason };
 }
 
-export function ModelProgress({ fiberId, afterTools }: { fiberId: string; afterTools: boolean }): ReactNode {
+export function ModelProgress({
+  fiberId,
+  retry,
+  afterTools,
+}: {
+  fiberId: string;
+  /** The call's last announced retry, from the reply's stream. */
+  retry: RetryView | undefined;
+  afterTools: boolean;
+}): ReactNode {
   const online = useOnline();
   const { data: call } = usePoll(() => demoApi.modelCall(fiberId), 1_000, [fiberId]);
-  const now = useSecondTick(call?.state === "retrying");
-  const shown = describe(call, online, now);
+  const now = useSecondTick(retry !== undefined);
+  const shown = describe(call, retry, online, now);
   const text = shown.text === "Thinking…" && afterTools ? "Working on the tool results…" : shown.text;
   return (
     <div className={`thinking${shown.offline ? " offline" : ""}`} data-testid="model-progress" role="status">

@@ -53,4 +53,33 @@ describe("applyChunk", () => {
     expect(view.error).toContain("refused the API key (HTTP 401)");
     expect(view.detail).toBe('step_failed: Step "model#1" failed\nmodel_error: custom answered 401');
   });
+
+  it("shows the last announced retry until the model makes progress again", () => {
+    const retry = (seq: number, attempt: number) =>
+      chunk(seq, "message.retry", {
+        messageId: "m1",
+        attempt,
+        maxAttempts: 5,
+        delayMs: 1000,
+        retryAt: 5000 + seq,
+        error: { code: "model_error", message: `Could not reach the model (${seq})` },
+      });
+    const waiting = fold([
+      chunk(1, "message.start", { messageId: "m1", turn: 1, model: "m" }),
+      retry(2, 2),
+      retry(3, 3),
+    ]);
+    expect(waiting.retry).toEqual({
+      attempt: 3,
+      maxAttempts: 5,
+      retryAt: 5003,
+      reason: "Could not reach the model (3)",
+    });
+    expect(
+      applyChunk(waiting, chunk(4, "text.delta", { messageId: "m1", delta: "Hi" })).retry,
+    ).toBeUndefined();
+    expect(
+      applyChunk(waiting, chunk(4, "message.reset", { messageId: "m1", reason: "retry" })).retry,
+    ).toEqual(waiting.retry);
+  });
 });

@@ -1,6 +1,6 @@
 /**
  * Folds an assistant fiber's stream into what the chat shows for one turn: text segments, tool
- * cards, approvals, recoveries and the outcome. A pure reducer over the chunks `defineAgent`
+ * cards, approvals, the model call's retries, recoveries and the outcome. A pure reducer over the chunks `defineAgent`
  * emits (see `AgentChunk`), so a reader that replays the stream from the start after a reload
  * rebuilds exactly the same view.
  */
@@ -29,6 +29,16 @@ export type Segment =
       error?: string;
     };
 
+/** A model call waiting to try again: attempt `attempt` of `maxAttempts` starts at `retryAt`. */
+export interface RetryView {
+  attempt: number;
+  maxAttempts: number;
+  /** ms since the epoch (the worker's clock, the browser's). */
+  retryAt: number;
+  /** Why the last attempt failed. */
+  reason: string;
+}
+
 /** How the fiber ended. */
 export type TurnOutcome = "completed" | "failed" | "cancelled";
 
@@ -52,6 +62,11 @@ export interface TurnView {
   /** The model that answered (from `message.start`). */
   model?: string;
   /**
+   * The model call's last announced retry (`message.retry`), until the call makes progress again:
+   * from the durable stream, so a reloaded page or a restarted worker still shows it.
+   */
+  retry?: RetryView;
+  /**
    * When a page re-attached to this reply while it was streaming (after a reload): not in the
    * stream, set by the page that saw it and frozen with the turn, so the marker stays.
    */
@@ -67,11 +82,16 @@ type Data = Record<string, unknown>;
 
 const str = (value: unknown): string => (typeof value === "string" ? value : "");
 
+/** Chunks that show the model call is getting on (or over): they end a retry's display. */
+const PROGRESS = new Set(["text.delta", "reasoning.delta", "tool.call", "message.end", "fiber.end"]);
+
 /** Applies one chunk; chunks at or below `view.seq` are ignored (idempotent delivery). */
 export function applyChunk(view: TurnView, event: FiberEvent): TurnView {
   if (event.seq <= view.seq) return view;
   const data = (event.data ?? {}) as Data;
   const next: TurnView = { ...view, seq: event.seq };
+  // The model makes progress again: the retry it announced is over.
+  if (PROGRESS.has(event.type)) delete next.retry;
   switch (event.type) {
     case "message.start":
       next.model = str(data.model) || view.model;
@@ -86,6 +106,16 @@ export function applyChunk(view: TurnView, event: FiberEvent): TurnView {
         segments[segments.length - 1] = { ...last, text: last.text + str(data.delta) };
       else segments.push({ kind, messageId, text: str(data.delta) });
       next.segments = segments;
+      break;
+    }
+    case "message.retry": {
+      const error = (data.error ?? {}) as Data;
+      next.retry = {
+        attempt: Number(data.attempt) || 2,
+        maxAttempts: Number(data.maxAttempts) || 0,
+        retryAt: Number(data.retryAt) || event.at,
+        reason: str(error.message) || str(error.code),
+      };
       break;
     }
     case "message.reset": {

@@ -1,10 +1,11 @@
 /**
- * What the page can see of a reply's model call while it has nothing to show yet: which attempt
- * runs, why the last one failed and when the next starts, or that the worker waits for the
- * network. The assistant's model (`assistant.ts`) is wrapped here per fiber; the agent asks for
- * its provider once per attempt, so the wrapper sees every attempt and its outcome. Served by
- * `demo-routes.ts` as `GET /demo-api/model-call?fiberId=`; kept in the worker's memory only (a
- * restarted worker starts counting again, as does the recovered call).
+ * The worker's live view of a reply's model call: which attempt runs, why the last one failed
+ * and when the next starts, or that the worker waits for the network. The assistant's model
+ * (`assistant.ts`) is wrapped here per fiber; the agent asks for its provider once per attempt,
+ * so the wrapper sees every attempt and its outcome. Served by `demo-routes.ts` as
+ * `GET /demo-api/model-call?fiberId=`; kept in the worker's memory only, so a restarted worker
+ * counts from 1 again. The page takes the attempts from the reply's durable `message.retry`
+ * chunks instead (the agent goes on counting after a restart) and only the network wait from here.
  *
  * It also makes two failures final that retrying cannot change: a request the browser refuses to
  * build (a header with a character outside ISO-8859-1, from a key saved before settings were
@@ -17,7 +18,7 @@ import type { RetryPolicy } from "../../src/core/define";
 import { NonRetryableError } from "../../src/core/errors";
 import type { ModelCallStatus } from "../shared/demo-api";
 
-/** The assistant's model retry policy; the page's "next in N s" is computed from it. */
+/** The assistant's model retry policy; the agent announces each wait in a `message.retry` chunk. */
 export const MODEL_RETRY = {
   maxAttempts: 5,
   backoff: "exponential",

@@ -1,6 +1,7 @@
 /**
  * Errors and retries a person understands (issue 16): a model that cannot be reached shows each
- * retry as it happens and ends with a sentence plus details; offline, a reply waits for the
+ * retry as it happens, also on a page reloaded after the worker stopped during a retry's wait,
+ * and ends with a sentence plus details; offline, a reply waits for the
  * network instead of spending attempts; settings refuse a key or model id that could never work;
  * a key that slipped in before that fails the reply at once; a problem shown for one
  * conversation does not follow to another; and a lost stream is picked up again without reload.
@@ -8,7 +9,7 @@
 
 import type { Page } from "@playwright/test";
 import type { ModelCallStatus } from "../../app/shared/demo-api";
-import { expect, saveSettings, test } from "./fixtures";
+import { expect, openDemo, saveSettings, test } from "./fixtures";
 
 /** The worker's view of a reply's model call. */
 function modelCall(page: Page, fiberId: string): Promise<ModelCallStatus | null> {
@@ -40,6 +41,54 @@ test("an unreachable model: each retry is shown, then a sentence and the details
   const fiberId = await demo.lastFiberId();
   expect(await modelCall(page, fiberId)).toMatchObject({ attempt: 5, maxAttempts: 5, state: "failed" });
   await expect(reply.getByRole("button", { name: "Ask again" })).toBeVisible();
+});
+
+test("a worker stopped during a retry's wait: the reloaded page shows the same attempt, and the count goes on", async ({
+  demo,
+  page,
+}) => {
+  test.setTimeout(90_000);
+  await saveSettings(page, { provider: "custom", baseUrl: "http://127.0.0.1:9/v1", model: "gpt-4o-mini" });
+  await demo.send("Hello?");
+  const progress = demo.lastReply().getByTestId("model-progress");
+  // Attempts 1 and 2 failed; the 2 s wait before attempt 3 has begun.
+  await expect(progress).toContainText(/Attempt 3 of 5, next in \d+ s/, { timeout: 30_000 });
+  const fiberId = await demo.lastFiberId();
+
+  // Every text the reply's progress line shows after the reload, in order, as painted (frame by frame).
+  await page.addInitScript(() => {
+    const seen: string[] = [];
+    (window as unknown as { __progress: string[] }).__progress = seen;
+    const look = () => {
+      const text = document.querySelector('[data-testid="model-progress"]')?.textContent ?? "";
+      if (text !== "" && text !== seen.at(-1)) seen.push(text);
+      requestAnimationFrame(look);
+    };
+    requestAnimationFrame(look);
+  });
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("ServiceWorker.enable");
+  await cdp.send("ServiceWorker.stopAllWorkers");
+  await page.reload();
+  await openDemo(page, page.url());
+
+  const reply = page.locator(`[data-testid="message"][data-fiber-id="${fiberId}"]`);
+  await expect(reply.getByTestId("model-progress")).toContainText(/[Aa]ttempt 4 of 5/, { timeout: 30_000 });
+  const shown = await page.evaluate(() => (window as unknown as { __progress: string[] }).__progress);
+  const attempts = shown.flatMap((text) => /[Aa]ttempt (\d) of 5/.exec(text)?.[1] ?? []).map(Number);
+  // The reloaded page picked up at attempt 3 or later (from the stream), never at 1 or 2 as a
+  // worker counting in memory would after its restart, and never went back.
+  expect(attempts[0]).toBeGreaterThanOrEqual(3);
+  expect(attempts).toEqual([...attempts].sort((a, b) => a - b));
+  await expect(reply.getByTestId("model-progress-reason")).toContainText("Could not reach");
+
+  await expect(reply).toHaveAttribute("data-outcome", "failed", { timeout: 45_000 });
+  const events = await demo.readStream(fiberId);
+  // The worker did restart mid-call, and the agent went on counting: 5 requests in all.
+  expect(events.some((e) => e.type === "fiber.recovered")).toBe(true);
+  expect(
+    events.filter((e) => e.type === "message.retry").map((e) => (e.data as { attempt: number }).attempt),
+  ).toEqual([2, 3, 4, 5]);
 });
 
 test("offline: the reply says so and waits for the network, then completes", async ({

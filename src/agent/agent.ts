@@ -1,6 +1,6 @@
 /**
  * `defineAgent`: a multi-turn LLM agent loop as a fiber. Each model call is a journaled step that
- * streams `message.start`, `reasoning.delta`, `text.delta`, `tool.call` and `message.end` chunks (`model-step.ts`);
+ * streams `message.start`, `reasoning.delta`, `text.delta`, `tool.call`, `message.retry` and `message.end` chunks (`model-step.ts`);
  * each tool call is a step whose idempotency key names the fiber, the model call, the position and
  * the model's tool-call id, and approvals are durable event waits bound to that one call
  * (`tool-step.ts`). This file holds the options, the chunk types and the turn loop.
@@ -9,7 +9,7 @@
 import type { FiberDefinition, RetryPolicy } from "../core/define";
 import { defineFiber } from "../core/define";
 import { FiberlineError } from "../core/errors";
-import { callModel, messageIdOf } from "./model-step";
+import { callModel, messageIdOf, type RetryChunkData } from "./model-step";
 import { runTool } from "./tool-step";
 import type {
   AssistantMessage,
@@ -123,6 +123,12 @@ export type AgentChunk =
       data: { messageId: string; index: number; toolCallId: string; name: string; arguments: string };
     }
   | { type: "message.reset"; data: { messageId: string; reason: string } }
+  /**
+   * A model request failed and attempt `attempt` of `maxAttempts` starts at `retryAt`, after
+   * `delayMs`; `error` says why the last one failed. Written before the wait, so a reader that
+   * comes back during it (a reload, a restarted worker) can still show it.
+   */
+  | { type: "message.retry"; data: RetryChunkData }
   | { type: "message.end"; data: { messageId: string; finishReason: FinishReason; usage: ModelUsage | null } }
   | {
       type: "tool.approval";

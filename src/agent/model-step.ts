@@ -6,7 +6,7 @@
  */
 
 import type { FiberContext, RetryPolicy, StepContext } from "../core/define";
-import { NonRetryableError } from "../core/errors";
+import { FiberlineError, NonRetryableError } from "../core/errors";
 import { sleep } from "../core/sleep";
 import { ModelError } from "./errors";
 import type { ChatMessage, FinishReason, ModelProvider, ModelUsage, ToolCall, ToolSpec } from "./types";
@@ -59,6 +59,8 @@ export function messageIdOf(fiberId: string, turn: number): string {
  * continues from the streamed text (`recovery: "continue"`, the provider supporting it, no tool
  * call streamed yet) or restarts after a `message.reset` chunk. Retries after errors run inside
  * one attempt of the step, so after a crash `step.emitted` holds every chunk the call streamed.
+ * Each retry is announced by a `message.retry` chunk before its wait; after a crash the call
+ * goes on from the attempt it names, once its wait is over, rather than from attempt 1.
  */
 export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Promise<ModelReply> {
   const messageId = messageIdOf(ctx.id, call.turn);
@@ -84,9 +86,13 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
         };
       // Usage reported by attempts that then failed: those tokens were spent too.
       const spent: ModelUsage = { promptTokens: 0, completionTokens: 0 };
-      for (let attempt = 1; ; attempt++) {
+      // A crash between attempts does not give the call new attempts or skip its backoff: the
+      // last `message.retry` says which attempt is next and when it may start.
+      const announced = lastRetry(step.emitted);
+      if (announced && waitLeft(announced) > 0) await sleep(waitLeft(announced), step.signal);
+      for (let attempt = announced?.attempt ?? 1, first = true; ; attempt++, first = false) {
         const resetReason =
-          attempt === 1 && step.interrupted
+          first && step.interrupted
             ? "The reply was interrupted and is being regenerated."
             : "The reply failed and is being regenerated.";
         try {
@@ -97,7 +103,19 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
           if (permanent || attempt >= policy.maxAttempts) throw error;
           const base =
             policy.backoff === "fixed" ? policy.initialDelayMs : policy.initialDelayMs * 2 ** (attempt - 1);
-          await sleep(Math.min(base, policy.maxDelayMs), step.signal);
+          const delayMs = Math.min(base, policy.maxDelayMs);
+          // Durable before the wait, so a page that reloads or a worker that restarts during it
+          // still knows which attempt comes next, when, and why the last one failed.
+          const retry: RetryChunkData = {
+            messageId,
+            attempt: attempt + 1,
+            maxAttempts: policy.maxAttempts,
+            delayMs,
+            retryAt: Date.now() + delayMs,
+            error: describeFailure(error),
+          };
+          step.emit("message.retry", retry);
+          await sleep(delayMs, step.signal);
         }
       }
     },
@@ -228,6 +246,44 @@ async function streamReply(
     usage,
     finishReason: reason,
   };
+}
+
+/** The data of a `message.retry` chunk (see `AgentChunk`). */
+export interface RetryChunkData {
+  messageId: string;
+  /** The attempt about to be made (2 after the first failed), 1-based. */
+  attempt: number;
+  maxAttempts: number;
+  /** The wait before it. */
+  delayMs: number;
+  /** When it starts (ms since the epoch, the worker's clock). */
+  retryAt: number;
+  /** Why the last attempt failed. */
+  error: { code: string; message: string };
+}
+
+/** The last `message.retry` an interrupted model call had streamed, unless its reply ended. */
+function lastRetry(emitted: StepContext["emitted"]): RetryChunkData | undefined {
+  const chunk = emitted.findLast((c) => c.type === "message.retry");
+  const data = chunk?.data as { attempt?: unknown; retryAt?: unknown; delayMs?: unknown } | undefined;
+  if (
+    typeof data?.attempt !== "number" ||
+    typeof data.retryAt !== "number" ||
+    typeof data.delayMs !== "number"
+  )
+    return undefined;
+  return data as RetryChunkData;
+}
+
+/** What is left of an announced wait; never more than the wait itself, whatever the clock did. */
+function waitLeft(retry: RetryChunkData): number {
+  return Math.max(0, Math.min(retry.retryAt - Date.now(), retry.delayMs));
+}
+
+function describeFailure(error: unknown): RetryChunkData["error"] {
+  if (error instanceof FiberlineError) return { code: error.code, message: error.message };
+  if (error instanceof Error) return { code: "error", message: `${error.name}: ${error.message}` };
+  return { code: "error", message: String(error) };
 }
 
 /** Rebuilds what an interrupted model call had streamed, honouring `message.reset` and `message.end`. */

@@ -1,0 +1,142 @@
+/**
+ * Model retries a reader can see and a crash does not reset: each failed request is announced by
+ * a durable `message.retry` chunk (which attempt comes next, when, and why the last failed)
+ * before the wait, and a call recovered after a crash during that wait goes on from the
+ * announced attempt once the wait is over, instead of starting again at attempt 1 at once.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { MemoryStore } from "../store/memory-store";
+import { crashableStore } from "../testing/crash-store";
+import { defineAgent } from "./agent";
+import { agentRuntime, closeRuntimes, storedEvents } from "./agent-harness";
+import { ModelError } from "./errors";
+import type { RetryChunkData } from "./model-step";
+import type { ModelProvider } from "./types";
+
+afterEach(closeRuntimes);
+
+const user = [{ role: "user" as const, content: "hi" }];
+
+/** A model whose first `failures` requests fail (retryable), then answers "hello"; records when each came. */
+function flakyModel(failures: number, requestsAt: number[] = []): ModelProvider {
+  return {
+    name: "flaky",
+    model: "flaky",
+    supportsContinuation: true,
+    async *stream() {
+      requestsAt.push(Date.now());
+      if (requestsAt.length <= failures)
+        throw new ModelError(`Could not reach the model (request ${requestsAt.length})`, {
+          kind: "network",
+          retryable: true,
+        });
+      yield { type: "text", delta: "hello" };
+      yield { type: "finish", reason: "stop" };
+    },
+  };
+}
+
+const retriesIn = async (store: MemoryStore, id: string): Promise<RetryChunkData[]> =>
+  (await storedEvents(store, id))
+    .filter((e) => e.type === "message.retry")
+    .map((e) => e.data as RetryChunkData);
+
+describe("model retries", () => {
+  it("announces each failed request with a message.retry chunk before its wait", async () => {
+    const store = new MemoryStore();
+    const agent = defineAgent({
+      name: "flaky",
+      model: flakyModel(2),
+      modelRetry: { maxAttempts: 5, initialDelayMs: 5, maxDelayMs: 100 },
+    });
+    const runtime = agentRuntime(agent, store);
+    const fiber = await runtime.start(agent, { messages: user });
+    const output = await runtime.result(fiber);
+    expect(output.messages.at(-1)?.content).toBe("hello");
+    const events = await storedEvents(store, fiber.id);
+    expect(events.map((e) => e.type).filter((t) => t.startsWith("message."))).toEqual([
+      "message.start",
+      "message.retry",
+      "message.retry",
+      "message.end",
+    ]);
+    const messageId = `${fiber.id}:m1`;
+    const retries = await retriesIn(store, fiber.id);
+    expect(retries).toEqual([
+      {
+        messageId,
+        attempt: 2,
+        maxAttempts: 5,
+        delayMs: 5,
+        retryAt: expect.any(Number),
+        error: { code: "model_error", message: "Could not reach the model (request 1)" },
+      },
+      {
+        messageId,
+        attempt: 3,
+        maxAttempts: 5,
+        delayMs: 10,
+        retryAt: expect.any(Number),
+        error: { code: "model_error", message: "Could not reach the model (request 2)" },
+      },
+    ]);
+  });
+
+  it("after a crash during the wait, goes on from the announced attempt once the wait is over", async () => {
+    const disk = new MemoryStore();
+    const dying = crashableStore(disk);
+    const retry = { maxAttempts: 5, initialDelayMs: 400, maxDelayMs: 400 };
+    // The crashed runtime's model fails for ever (its run may still wake up and call it); the
+    // recovered runtime's fails once more, then answers.
+    const before = defineAgent({
+      name: "flaky",
+      model: flakyModel(Number.POSITIVE_INFINITY),
+      modelRetry: retry,
+    });
+    const requestsAt: number[] = [];
+    const after = defineAgent({ name: "flaky", model: flakyModel(1, requestsAt), modelRetry: retry });
+    const first = agentRuntime(before, dying);
+    const fiber = await first.start(before, { messages: user });
+    await expect.poll(() => retriesIn(disk, fiber.id), { interval: 5 }).toHaveLength(1);
+    dying.crash();
+    const [announced] = await retriesIn(disk, fiber.id);
+
+    const second = agentRuntime(after, disk);
+    await second.recover();
+    const output = await second.result(fiber);
+    expect(output.messages.at(-1)?.content).toBe("hello");
+    // Not before the announced time (the wait is not skipped by the crash)...
+    expect(requestsAt[0]).toBeGreaterThanOrEqual(announced?.retryAt ?? Number.POSITIVE_INFINITY);
+    // ...and the count goes on: the recovered call's failure announces attempt 3, not 2 again.
+    expect((await retriesIn(disk, fiber.id)).map((r) => r.attempt)).toEqual([2, 3]);
+  });
+
+  it("a crash does not give a call new attempts: after the last announced one, it fails", async () => {
+    const disk = new MemoryStore();
+    const dying = crashableStore(disk);
+    const retry = { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 };
+    const before = defineAgent({
+      name: "down",
+      model: flakyModel(Number.POSITIVE_INFINITY),
+      modelRetry: retry,
+    });
+    const requestsAt: number[] = [];
+    const after = defineAgent({
+      name: "down",
+      model: flakyModel(Number.POSITIVE_INFINITY, requestsAt),
+      modelRetry: retry,
+    });
+    const first = agentRuntime(before, dying);
+    const fiber = await first.start(before, { messages: user });
+    await expect.poll(() => retriesIn(disk, fiber.id), { interval: 5 }).toHaveLength(1);
+    dying.crash();
+
+    const second = agentRuntime(after, disk);
+    await second.recover();
+    await expect(second.result(fiber)).rejects.toMatchObject({ code: "step_failed" });
+    // Attempt 2 of 2 was the one left: one request, and no further retry announced.
+    expect(requestsAt).toHaveLength(1);
+    expect((await retriesIn(disk, fiber.id)).map((r) => r.attempt)).toEqual([2]);
+  });
+});
