@@ -61,6 +61,41 @@ test("out of space: the fiber pauses and the page is told; with space back it fi
   expect(events.at(-1)?.data).toEqual({ status: "completed", result: { chunks: 30 } });
 });
 
+test("Try again while the origin is still full keeps the fiber paused, nothing lost; with room, Try again resumes it and it finishes", async ({
+  session,
+}) => {
+  const page = await session.open(`/?swquota=${BUCKET_QUOTA}`);
+  const { id } = await page.evaluate(async () => {
+    const client = await window.fx.client();
+    return await client.start("filler", { chunks: 30, bytes: 10_000, intervalMs: 50 });
+  });
+  await expect.poll(async () => (await inspect(page, id)).streamHead).toBeGreaterThan(3);
+  expect(await page.evaluate(() => window.fx.fillBucket())).toBeGreaterThan(0);
+  await expect
+    .poll(() => lastHealth(page), { timeout: 20_000 })
+    .toMatchObject({ state: "quota_exceeded", paused: [id] });
+  const before = await page.evaluate((f) => window.fx.chunks(f), id);
+
+  // Still full: the retry is refused like the write that paused the fiber.
+  const retried = await page.evaluate(async () => (await window.fx.client()).retryPaused());
+  expect(retried).toMatchObject({ state: "quota_exceeded", paused: [id] });
+  expect(await fiberStatus(page, id)).toBe("running");
+  const after = await page.evaluate((f) => window.fx.chunks(f), id);
+  expect(after.slice(0, before.length)).toEqual(before);
+
+  // Room again: Try again picks the fiber up now, and it finishes with every chunk once.
+  await page.evaluate(() => window.fx.freeBucket());
+  const resumed = await page.evaluate(async () => (await window.fx.client()).retryPaused());
+  expect(resumed).toMatchObject({ state: "ok", paused: [] });
+  await expect.poll(() => lastHealth(page)).toMatchObject({ state: "ok", paused: [] });
+  await expect.poll(() => fiberStatus(page, id), { timeout: 40_000 }).toBe("completed");
+  const events = await page.evaluate((f) => window.fx.collect(f), id);
+  expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+  const fills = events.filter((e) => e.type === "fill").map((e) => (e.data as { i: number }).i);
+  expect(fills).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  expect(events.slice(0, before.length).map(({ seq, type, data }) => ({ seq, type, data }))).toEqual(before);
+});
+
 test("a start refused for lack of space fails with quota_exceeded and writes no fiber", async ({
   session,
 }) => {

@@ -20,7 +20,13 @@ import { isTerminal } from "../core/records";
 import type { FiberInspection, StartOptions, StartResult } from "../core/runtime";
 import type { FiberQuery } from "../core/store";
 import type { ChromeRuntimeConnector } from "../extension/chrome-types";
-import { DEFAULT_PREFIX, type HeartbeatInfo, type HeartbeatMessage, type WorkerInfo } from "../sw/protocol";
+import {
+  DEFAULT_PREFIX,
+  type HeartbeatInfo,
+  type HeartbeatMessage,
+  type StorageHealth,
+  type WorkerInfo,
+} from "../sw/protocol";
 import { type TabFallbackOptions, TabHost } from "../tabs/tab-host";
 import { type EventReaderOptions, readFiberEvents } from "./event-reader";
 import { ExtensionChannel } from "./extension-channel";
@@ -304,6 +310,26 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     const info = await this.#channel.call("heartbeat", []);
     this.#workerActive = info.active;
     return info;
+  }
+
+  /**
+   * Retries now the fibers the worker paused for lack of space (`paused` in the storage health of
+   * `watchStorageHealth`), instead of at their next backoff; a "Try again" button calls it.
+   * Resolves with the storage health after the retry, which every page also hears: still
+   * `quota_exceeded` with the same paused fibers while the origin is full (nothing is lost), `ok`
+   * once they could write again. `undefined` when the worker's store is not wrapped by
+   * `watchStorage` (and always with `baseUrl`: the edge host pauses nothing).
+   *
+   * @example
+   * const health = await fl.retryPaused();
+   * if (health?.state === "quota_exceeded") say("Still no room: delete something first.");
+   */
+  async retryPaused(): Promise<StorageHealth | undefined> {
+    this.#keepWorkerAwake();
+    const health = await this.#channel.call("retryPaused", []);
+    // The fibers it resumed run now: extend an event over them (see start).
+    this.#keepWorkerAwake();
+    return health;
   }
 
   /**

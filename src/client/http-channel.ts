@@ -122,6 +122,9 @@ export class HttpChannel implements ControlChannel {
         })) as { status: unknown };
         return reply.status;
       }
+      case "retryPaused":
+        // A host reached over HTTP (the edge host) does not watch its storage or pause fibers.
+        return undefined;
       case "heartbeat":
         throw new ConnectionError(
           "protocol_error",

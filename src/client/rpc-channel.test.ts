@@ -26,6 +26,7 @@ class FakeWorker {
     sendEvent: async () => {},
     cancel: async () => "cancelled",
     heartbeat: async () => ({ ...this.info(), active: 0, recovered: true }),
+    retryPaused: async () => undefined,
   };
 
   info(): WorkerInfo {

@@ -133,6 +133,7 @@ describe("the control calls", () => {
       fc.constant(undefined),
     ),
     fc.tuple(fc.constant("list" as const), fc.anything(), fc.constant(undefined), fc.constant(undefined)),
+    fc.tuple(fc.constant("retryPaused" as const), fc.anything(), fc.anything(), fc.anything()),
   );
 
   it("answers any arguments or refuses them with a typed error, and a refusal writes nothing", async () => {

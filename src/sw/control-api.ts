@@ -7,6 +7,7 @@
 import { InvalidInputError } from "../core/errors";
 import type { Runtime } from "../core/runtime";
 import type { ControlApi, HeartbeatInfo } from "./protocol";
+import type { WatchedStore } from "./storage-watch";
 
 /** The names of the control calls, for a host that dispatches them by name. */
 export const CONTROL_METHODS: readonly (keyof ControlApi)[] = Object.freeze([
@@ -17,11 +18,13 @@ export const CONTROL_METHODS: readonly (keyof ControlApi)[] = Object.freeze([
   "sendEvent",
   "cancel",
   "heartbeat",
+  "retryPaused",
 ]);
 
 /**
  * The control API of `runtime`. `heartbeat` says who answers (the host's instance and whether its
- * start-up recovery finished).
+ * start-up recovery finished); `retryPaused` retries the fibers a `watchStorage` store paused for
+ * lack of space (`undefined` for a store that is not watched).
  */
 export function createControlApi(runtime: Runtime, heartbeat: () => HeartbeatInfo): ControlApi {
   return {
@@ -41,6 +44,10 @@ export function createControlApi(runtime: Runtime, heartbeat: () => HeartbeatInf
     sendEvent: async (id, name, payload) => await runtime.sendEvent(id, name, payload),
     cancel: async (id, reason) => await runtime.cancel(id, reason),
     heartbeat: async () => heartbeat(),
+    retryPaused: async () => {
+      const store = runtime.store as Partial<WatchedStore>;
+      return typeof store.retryPaused === "function" ? await store.retryPaused(runtime) : undefined;
+    },
   };
 }
 

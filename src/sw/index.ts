@@ -40,4 +40,9 @@ export {
   type StorageHealthQuery,
   type WorkerInfo,
 } from "./protocol";
-export { type WatchedStore, type WatchStorageOptions, watchStorage } from "./storage-watch";
+export {
+  type PausedFibersRuntime,
+  type WatchedStore,
+  type WatchStorageOptions,
+  watchStorage,
+} from "./storage-watch";

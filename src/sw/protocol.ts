@@ -92,6 +92,12 @@ export interface ControlApi {
   sendEvent(id: string, name: string, payload?: unknown): Promise<void>;
   cancel(id: string, reason?: string): Promise<FiberStatus>;
   heartbeat(): Promise<HeartbeatInfo>;
+  /**
+   * Retries now the fibers paused for lack of space (`StorageHealth.paused`), instead of at their
+   * next backoff: resolves with the storage health after the retry (`undefined` when the host's
+   * store is not wrapped by `watchStorage`).
+   */
+  retryPaused(): Promise<StorageHealth | undefined>;
 }
 
 /**
@@ -251,11 +257,14 @@ export const STORAGE_CHANNEL = "fiberline/storage";
 export interface StorageHealth {
   /**
    * `ok`; `quota_exceeded` while the origin is out of storage (writes are refused; paused fibers
-   * resume by themselves once a retry fits); `store_lost` when the database came back empty
+   * resume by themselves once a retry fits, or when a page calls `retryPaused()`); `store_lost` when the database came back empty
    * although the marker outside it listed fibers (the browser deleted it).
    */
   state: "ok" | "quota_exceeded" | "store_lost";
-  /** Fibers whose last write was refused for lack of space: not lost, retried with backoff. */
+  /**
+   * Fibers whose last write was refused for lack of space: not lost, retried with backoff, or at
+   * once by `retryPaused()` of the client.
+   */
   paused: string[];
   /** Fibers the marker listed that the database no longer holds (with `store_lost`). */
   lost: string[];

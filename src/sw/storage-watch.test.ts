@@ -2,7 +2,8 @@
  * `watchStorage` in Node, over a `MemoryStore` that can be made to refuse writes as an origin out
  * of space does (`quota_exceeded`): the fiber pauses (still running, nothing lost), every page
  * hears it on the storage channel, and once writes fit again the runtime's own retry resumes the
- * fiber and the page hears "ok". Real IndexedDB and a real wiped database are `e2e/storage.spec.ts`.
+ * fiber and the page hears "ok"; `retryPaused` (a page's "Try again") does it at once. Real
+ * IndexedDB and a real wiped database are `e2e/storage.spec.ts`.
  */
 
 import { afterEach, expect, it } from "vitest";
@@ -11,15 +12,25 @@ import { StoreError } from "../core/errors";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { WriteGroup } from "../core/store";
 import { MemoryStore } from "../store/memory-store";
-import { STORAGE_CHANNEL, type StorageHealth, type StorageHealthMessage } from "./protocol";
+import { createControlApi } from "./control-api";
+import {
+  type HeartbeatInfo,
+  STORAGE_CHANNEL,
+  type StorageHealth,
+  type StorageHealthMessage,
+} from "./protocol";
 import { watchStorage } from "./storage-watch";
 
-/** A MemoryStore whose commits are refused while `full` is set, the way IndexedDB refuses them. */
+/** A MemoryStore whose writes are refused while `full` is set, the way IndexedDB refuses them. */
 class FullableStore extends MemoryStore {
   full = false;
   override async commit(groups: WriteGroup[]) {
     if (this.full) throw new StoreError("quota_exceeded", "The origin is out of storage quota.");
     return await super.commit(groups);
+  }
+  override async claimFiber(...args: Parameters<MemoryStore["claimFiber"]>) {
+    if (this.full) throw new StoreError("quota_exceeded", "The origin is out of storage quota.");
+    return await super.claimFiber(...args);
   }
 }
 
@@ -88,4 +99,79 @@ it("answers a page's query with the current health", async () => {
   const heard = page();
   pages.at(-1)?.postMessage({ type: "fiberline/storage-query" });
   await expect.poll(() => heard.at(-1)).toMatchObject({ state: "ok", paused: [], lost: [] });
+});
+
+it("Try again while still full: the fiber stays paused with the same state, and nothing it wrote changes", async () => {
+  const heard = page();
+  const inner = new FullableStore();
+  const store = watchStorage(inner, { markerCache: false });
+  // A long lease: only the runner's backoff or retryPaused picks the fiber up, never the sweep.
+  runtime = createRuntime({ store, fibers: [steps], leaseMs: 60_000 });
+  await runtime.recover();
+  const { id } = await runtime.start(steps, { count: 20 });
+  await expect.poll(async () => (await runtime?.get(id))?.streamHead ?? 0).toBeGreaterThan(2);
+  inner.full = true;
+  await expect.poll(() => store.health).toMatchObject({ state: "quota_exceeded", paused: [id] });
+  await expect.poll(() => runtime?.activeCount).toBe(0);
+  const record = await inner.getFiber(id);
+  const stream = await inner.readStream(id, 0);
+  const journal = await inner.readJournal(id);
+
+  const health = await store.retryPaused(runtime);
+  expect(health).toMatchObject({ state: "quota_exceeded", paused: [id] });
+  expect(heard.at(-1)).toMatchObject({ state: "quota_exceeded", paused: [id] });
+  expect(runtime.activeCount).toBe(0);
+  expect(await inner.getFiber(id)).toEqual(record);
+  expect(await inner.readStream(id, 0)).toEqual(stream);
+  expect(await inner.readJournal(id)).toEqual(journal);
+
+  inner.full = false;
+  expect(await runtime.result(id)).toBe(20);
+  const chunks = await inner.readStream(id, 0);
+  expect(chunks.slice(0, stream.length)).toEqual(stream);
+  expect(chunks.filter((c) => c.type === "progress").map((c) => (c.data as { i: number }).i)).toEqual(
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
+});
+
+it("Try again with room: the paused fiber runs again at once, pages hear ok, and it finishes with every chunk once", async () => {
+  const heard = page();
+  const inner = new FullableStore();
+  const store = watchStorage(inner, { markerCache: false });
+  runtime = createRuntime({ store, fibers: [steps], leaseMs: 60_000 });
+  await runtime.recover();
+  const { id } = await runtime.start(steps, { count: 20 });
+  await expect.poll(async () => (await runtime?.get(id))?.streamHead ?? 0).toBeGreaterThan(2);
+  inner.full = true;
+  await expect.poll(() => store.health).toMatchObject({ state: "quota_exceeded", paused: [id] });
+  await expect.poll(() => runtime?.activeCount).toBe(0);
+
+  // Through the control call a page makes: no waiting for the runner's next backoff.
+  const api = createControlApi(runtime, () => ({}) as HeartbeatInfo);
+  inner.full = false;
+  const health = await api.retryPaused();
+  expect(health).toMatchObject({ state: "ok", paused: [] });
+  expect(runtime.activeCount).toBe(1);
+  await expect.poll(() => heard.at(-1)).toMatchObject({ state: "ok", paused: [] });
+
+  expect(await runtime.result(id)).toBe(20);
+  const chunks = await inner.readStream(id, 0);
+  expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i + 1));
+  expect(chunks.filter((c) => c.type === "progress").map((c) => (c.data as { i: number }).i)).toEqual(
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
+});
+
+it("Try again with nothing paused answers the current health, and a store that is not watched answers undefined", async () => {
+  const store = watchStorage(new MemoryStore(), { markerCache: false });
+  runtime = createRuntime({ store, fibers: [steps] });
+  const heard = page();
+  expect(await createControlApi(runtime, () => ({}) as HeartbeatInfo).retryPaused()).toMatchObject({
+    state: "ok",
+    paused: [],
+  });
+  await expect.poll(() => heard.at(-1)).toMatchObject({ state: "ok", paused: [] });
+  const plain = createRuntime({ store: new MemoryStore(), fibers: [steps] });
+  expect(await createControlApi(plain, () => ({}) as HeartbeatInfo).retryPaused()).toBeUndefined();
+  await plain.close();
 });

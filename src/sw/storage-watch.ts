@@ -7,6 +7,8 @@
  * on a `BroadcastChannel` (`STORAGE_CHANNEL`), as `StorageHealth`.
  */
 
+import { isTerminal } from "../core/records";
+import type { Runtime } from "../core/runtime";
 import type { FiberQuery, Store, WriteGroup } from "../core/store";
 import { STORAGE_CHANNEL, type StorageHealth, type StorageHealthMessage } from "./protocol";
 
@@ -27,7 +29,22 @@ export interface WatchedStore extends Store {
   readonly health: StorageHealth;
   /** Settles once the marker was compared with the database (the first call of any method waits for it). */
   readonly checked: Promise<StorageHealth>;
+  /**
+   * Retries the paused fibers now instead of at their next backoff, and resolves with the health
+   * after the retry (also sent to every page). `runtime` is the runtime this store serves; the
+   * control call `retryPaused()` of the hosts passes theirs.
+   *
+   * Failure semantics: while the origin is still full, the retry's first write is refused, the
+   * fibers stay paused and the health stays `quota_exceeded` with the same ids; nothing committed
+   * is touched. With room again, each paused fiber is picked up at once (replayed from its
+   * journal after a `fiber.recovered` chunk, as a backoff retry does) and the health turns `ok`.
+   * Rejects only with a store error other than `quota_exceeded`.
+   */
+  retryPaused(runtime: PausedFibersRuntime): Promise<StorageHealth>;
 }
+
+/** What `retryPaused` needs of the runtime: whose leases it may hand back, and how to pick fibers up. */
+export type PausedFibersRuntime = Pick<Runtime, "runnerId" | "recover">;
 
 /**
  * Wraps `store` (the worker's `IdbStore`) to report storage health to every page.
@@ -122,6 +139,44 @@ class StorageWatch implements WatchedStore {
         for (const id of deleted) marked.delete(id);
       });
     return deleted;
+  }
+
+  async retryPaused(runtime: PausedFibersRuntime): Promise<StorageHealth> {
+    await this.checked;
+    // A backoff retry already under way when room came back can still fail after this retry's
+    // first write fits, pausing its fiber again while recover() skipped it as busy: a few rounds
+    // pick such fibers up too.
+    for (let round = 0; round < RETRY_ROUNDS && this.#paused.size > 0; round++) {
+      if (!(await this.#releaseLeases(runtime.runnerId))) return this.#health; // still full
+      await runtime.recover();
+    }
+    // Every page hears the outcome, also when nothing changed (a page may hold a stale state).
+    this.#post();
+    return this.#health;
+  }
+
+  /**
+   * The run of a paused fiber stopped at the refused write, but its claim's lease stays in the
+   * record until it lapses (up to a lease period), and until then recover() leaves the fiber to
+   * the runner's backoff. Handing the lease back is a write of its own: refused while the origin
+   * is still full (resolves false; the fiber stays paused), and the first sign of room otherwise.
+   */
+  async #releaseLeases(owner: string): Promise<boolean> {
+    const now = Date.now();
+    for (const id of [...this.#paused]) {
+      const record = await this.#store.getFiber(id);
+      if (!record || isTerminal(record.status)) continue;
+      if (record.owner !== owner || (record.leaseUntil ?? 0) <= now) continue;
+      try {
+        // Fenced by the generation read just now: a retry that claimed the fiber meanwhile runs
+        // it already, and this write is skipped.
+        await this.commit([{ fiberId: id, generation: record.generation, fiber: { leaseUntil: now } }]);
+      } catch (error) {
+        if ((error as { code?: unknown }).code === "quota_exceeded") return false;
+        throw error;
+      }
+    }
+    return true;
   }
 
   async close(): Promise<void> {
@@ -230,6 +285,9 @@ class StorageWatch implements WatchedStore {
     return await caches.open(name).catch(() => undefined);
   }
 }
+
+/** How many times `retryPaused` hands leases back and recovers while fibers stay paused. */
+const RETRY_ROUNDS = 3;
 
 /** The marker's key in its cache (never fetched: Cache Storage only needs a URL-shaped key). */
 const MARKER_URL = "https://fiberline.invalid/marker/fibers.json";
