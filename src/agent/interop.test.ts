@@ -11,29 +11,22 @@
  * usage and finish reason, written below from reading each recording once.
  */
 
-import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MemoryStore } from "../store/memory-store";
-import { defineAgent } from "./agent";
-import { agentRuntime, closeRuntimes } from "./agent-harness";
 import { ModelError } from "./errors";
 import { openAICompatible } from "./openai";
+import {
+  bodyOf,
+  type Digest,
+  digestOf,
+  FIXTURES,
+  manifest,
+  present,
+  type RecordedServer,
+  seedOf,
+  startRecordedServer,
+  VARIANTS,
+} from "./recorded-streams";
 import type { FinishReason, ModelEvent, ModelUsage } from "./types";
-
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
-const FIXTURES = fileURLToPath(new URL("../shared/interop-fixtures/chat-streams/", `file://${repoRoot}`));
-const present = existsSync(`${FIXTURES}manifest.json`);
-
-/** A long text, checked by its start, its length in code points and the first 16 hex of its SHA-256. */
-interface Digest {
-  start: string;
-  chars: number;
-  sha256: string;
-}
 
 interface Expected {
   text: string | Digest;
@@ -229,81 +222,6 @@ const EXPECTED: Record<string, Expected> = {
   },
 };
 
-/** Recordings whose capture ends without `[DONE]`: served that way, the server closing after the finish chunk. */
-const NO_DONE = new Set(["llama-server-qwen3-coder-text-and-tool-call.jsonl"]);
-
-interface ManifestEntry {
-  file: string;
-  framing: "raw-sse" | "json-lines";
-}
-
-/** The HTTP body a recording stands for: raw SSE as stored, JSON lines as `data:` events. */
-function bodyOf(entry: ManifestEntry): string {
-  const stored = readFileSync(`${FIXTURES}${entry.file}`, "utf8");
-  if (entry.framing === "raw-sse") return stored;
-  const lines = stored.split(/\r?\n/).filter((line) => line.trim() !== "");
-  const done = NO_DONE.has(entry.file) ? "" : "data: [DONE]\n\n";
-  return `${lines.map((line) => `data: ${line}\n\n`).join("")}${done}`;
-}
-
-/** A seeded PRNG (mulberry32), so a failing split can be replayed from the seed in the test name. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Cuts `bytes` at random offsets (pieces of 1 to 48 bytes) plus every offset in `extra`. */
-function split(bytes: Uint8Array, seed: number, extra: readonly number[] = []): Uint8Array[] {
-  const random = prng(seed);
-  const cuts = new Set(extra);
-  for (let at = 0; at < bytes.length; ) {
-    at += 1 + Math.floor(random() * 48);
-    cuts.add(at);
-  }
-  const sorted = [...cuts].filter((c) => c > 0 && c < bytes.length).sort((a, b) => a - b);
-  const pieces: Uint8Array[] = [];
-  let from = 0;
-  for (const at of [...sorted, bytes.length]) {
-    pieces.push(bytes.subarray(from, at));
-    from = at;
-  }
-  return pieces;
-}
-
-/** Offsets one byte into every multi-byte UTF-8 character: a cut there splits the character. */
-function insideCharacters(bytes: Uint8Array): number[] {
-  const cuts: number[] = [];
-  for (let i = 0; i < bytes.length; i++) {
-    const byte = bytes[i] ?? 0;
-    if (byte >= 0xc0) cuts.push(i + 1);
-  }
-  return cuts;
-}
-
-const encoder = new TextEncoder();
-
-/** The ways a recording is served: each must decode the same. */
-const VARIANTS: Record<string, (body: string, seed: number) => Uint8Array[]> = {
-  whole: (body) => [encoder.encode(body)],
-  "random chunks": (body, seed) => split(encoder.encode(body), seed),
-  "CRLF line ends, random chunks": (body, seed) =>
-    split(encoder.encode(body.replace(/\r\n|\r|\n/g, "\r\n")), seed + 1),
-  "UTF-8 split mid-character": (body, seed) => {
-    const bytes = encoder.encode(body);
-    return split(bytes, seed + 2, insideCharacters(bytes));
-  },
-};
-
-function seedOf(file: string): number {
-  return createHash("sha256").update(file).digest().readUInt32BE(0);
-}
-
 /** What a chat UI would show from a provider's events. */
 interface Decoded {
   text: string;
@@ -315,50 +233,13 @@ interface Decoded {
   lastType: ModelEvent["type"] | undefined;
 }
 
-let server: http.Server;
-let baseUrl: string;
-/** The pieces each path serves, registered by the test before it calls the provider. */
-const routes = new Map<string, Uint8Array[]>();
-
-async function serve(res: http.ServerResponse, pieces: readonly Uint8Array[]): Promise<void> {
-  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-  for (const piece of pieces) {
-    res.write(piece);
-    // Let each piece leave as its own write, so the client sees the cuts.
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  res.end();
-}
-
+let server: RecordedServer;
 beforeAll(async () => {
-  if (!present) return;
-  server = http.createServer((req, res) => {
-    req.resume();
-    const pieces = routes.get(req.url ?? "");
-    if (pieces === undefined) {
-      res.writeHead(404, { "content-type": "application/json" });
-      res.end(JSON.stringify({ error: { message: `no fixture at ${req.url}` } }));
-      return;
-    }
-    void serve(res, pieces);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  if (present) server = await startRecordedServer();
 });
-
 afterAll(async () => {
-  await closeRuntimes();
-  if (!present) return;
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (present) await server.close();
 });
-
-/** Registers `pieces` under a fresh path and returns the provider's base URL for it. */
-function route(name: string, pieces: Uint8Array[]): string {
-  const path = `/${routes.size}/${encodeURIComponent(name)}/v1`;
-  routes.set(`${path}/chat/completions`, pieces);
-  return `${baseUrl}${path}`;
-}
 
 async function decode(url: string): Promise<Decoded> {
   const provider = openAICompatible({ baseUrl: url, model: "recorded", maxRetries: 0 });
@@ -387,23 +268,10 @@ async function decode(url: string): Promise<Decoded> {
   return out;
 }
 
-function digestOf(text: string): Digest {
-  const points = [...text];
-  return {
-    start: points.slice(0, 30).join(""),
-    chars: points.length,
-    sha256: createHash("sha256").update(text, "utf8").digest("hex").slice(0, 16),
-  };
-}
-
 /** `actual` in the form `expected` was written in. */
 function as(actual: string, expected: string | Digest | undefined): string | Digest {
   return typeof expected === "object" ? digestOf(actual) : actual;
 }
-
-const manifest: ManifestEntry[] = present
-  ? (JSON.parse(readFileSync(`${FIXTURES}manifest.json`, "utf8")) as ManifestEntry[])
-  : [];
 
 describe.runIf(present)("recorded provider streams", () => {
   it("each manifest entry has an expectation here, and each expectation a recording", () => {
@@ -417,7 +285,7 @@ describe.runIf(present)("recorded provider streams", () => {
       const seed = seedOf(entry.file);
       const make = VARIANTS[variant];
       if (make === undefined) throw new Error(`unknown variant ${variant}`);
-      const decoded = await decode(route(entry.file, make(bodyOf(entry), seed)));
+      const decoded = await decode(server.route(entry.file, make(bodyOf(entry), seed)));
       const why = `${entry.file}, ${variant}, seed ${seed}`;
 
       expect(as(decoded.text, expected.text), why).toEqual(expected.text);
@@ -439,23 +307,6 @@ describe.runIf(present)("recorded provider streams", () => {
         expect(decoded.finishes, why).toEqual([]);
       }
     });
-  });
-
-  it("mistral-small answers 17 x 23 with 391 through an agent, its thinking kept apart", async () => {
-    const entry = manifest.find((e) => e.file === "mistral-small-thinking-content-parts.jsonl");
-    if (entry === undefined) throw new Error("the mistral-small recording is missing from the manifest");
-    const url = route(entry.file, VARIANTS["random chunks"]?.(bodyOf(entry), 7) ?? []);
-    const agent = defineAgent({
-      name: "mistral",
-      model: openAICompatible({ baseUrl: url, model: "mistral-small-latest" }),
-    });
-    const rt = agentRuntime(agent, new MemoryStore());
-    const output = await rt.result(
-      await rt.start(agent, { messages: [{ role: "user", content: "17 x 23?" }] }),
-    );
-    const reply = output.messages.at(-1);
-    expect(reply).toMatchObject({ role: "assistant", content: "391" });
-    expect(reply?.role === "assistant" ? reply.reasoning : undefined).toMatch(/^Okay, the user is asking/);
   });
 });
 
