@@ -12,6 +12,7 @@
  *   npm run bench -- --only=B1,B3      some workloads only
  *   npm run bench -- --costs           the commit-shape diagnostic (idb-costs) instead of the table
  *   npm run bench -- --costs --profile  ... plus a CPU profile of the engine's stash commits
+ *   npm run bench -- --costs --profile=engineCommitBatch  ... of another commit shape
  *   npm run bench -- --update-readme   also write the table into bench/README.md
  */
 
@@ -118,7 +119,7 @@ async function main() {
   if (flag("costs")) {
     // The diagnostic of bench/browser/jobs/idb-costs.ts: ms per transaction of each commit shape.
     try {
-      const profile = flag("profile");
+      const profile = option("profile") ?? flag("profile");
       let target;
       const costs = await runJob(
         env.page,
@@ -133,7 +134,7 @@ async function main() {
             await target.send("Profiler.start");
           } else if (name === "profile-stop") {
             const { profile: cpu } = await target.send("Profiler.stop");
-            printProfile(cpu);
+            printProfile(cpu, typeof profile === "string" ? profile : "engineStash1");
             await target.detach();
             env.cdp.close();
           }
@@ -262,7 +263,7 @@ main().catch((error) => {
 });
 
 /** Prints the functions with the most self time in a CDP CPU profile, and the idle share. */
-function printProfile(profile) {
+function printProfile(profile, shape) {
   const self = new Map();
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   let total = 0;
@@ -275,7 +276,7 @@ function printProfile(profile) {
       : "?";
     self.set(name, (self.get(name) ?? 0) + dt);
   });
-  console.log(`CPU profile of the engine's stash commits: ${(total / 1000).toFixed(0)} ms sampled`);
+  console.log(`CPU profile of the engine's ${shape} commits: ${(total / 1000).toFixed(0)} ms sampled`);
   for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
     console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`);
   }

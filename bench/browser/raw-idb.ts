@@ -16,12 +16,18 @@ export interface RawRow {
   [field: string]: unknown;
 }
 
-/** Opens (creating) a baseline database with one `[fiberId, n]`-keyed store, `rows`. */
+/**
+ * Opens (creating) a baseline database with one `[fiberId, n]`-keyed store, `rows`, and a
+ * `records` store holding one ~300-byte record keyed "fiber" (what a fenced write reads).
+ */
 export function openRaw(name: string): Promise<IDBDatabase> {
   return new Promise((resolve, reject) => {
     const request = indexedDB.open(name, 1);
     request.onupgradeneeded = () => {
       request.result.createObjectStore("rows", { keyPath: ["fiberId", "n"] });
+      request.result
+        .createObjectStore("records")
+        .put({ id: "fiber", generation: 1, status: "running", pad: "x".repeat(240) }, "fiber");
     };
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
@@ -58,6 +64,34 @@ export async function rawSinglePuts(
     const tx = db.transaction("rows", "readwrite", { durability });
     tx.objectStore("rows").put(row(n));
     await done(tx);
+  }
+  return (performance.now() - t0) / count;
+}
+
+/**
+ * `count` sequential *fenced* writes: one transaction each that puts a row and reads the
+ * `records` row beside it, waits for the read (the fence: is the writer still the owner?), then
+ * commits. The least a write that must be refused to a stale owner costs when its row cannot
+ * fence itself (an append, unlike a stash row rewritten in place); returns ms per transaction.
+ */
+export async function rawFencedPuts(
+  db: IDBDatabase,
+  durability: Durability,
+  count: number,
+  row: (n: number) => RawRow,
+): Promise<number> {
+  const t0 = performance.now();
+  for (let n = 0; n < count; n++) {
+    const tx = db.transaction(["records", "rows"], "readwrite", { durability });
+    const fence = tx.objectStore("records").get("fiber");
+    tx.objectStore("rows").put(row(n));
+    const finished = done(tx);
+    await new Promise<void>((resolve, reject) => {
+      fence.onsuccess = () => resolve();
+      fence.onerror = () => reject(fence.error);
+    });
+    tx.commit();
+    await finished;
   }
   return (performance.now() - t0) / count;
 }

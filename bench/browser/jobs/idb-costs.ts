@@ -71,7 +71,10 @@ function fiberRecord(id: string, handle: number) {
 }
 
 /** Per-transaction ms of each commit shape. */
-export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: number; profile?: boolean }) {
+export async function idbCosts(
+  ctx: JobContext,
+  params: { reps: number; fibers: number; profile?: boolean | string },
+) {
   const d = { durability: ctx.durability };
   const ids = Array.from({ length: params.fibers }, () => crypto.randomUUID());
   const rawName = uniqueName("costs-raw");
@@ -288,9 +291,13 @@ export async function idbCosts(ctx: JobContext, params: { reps: number; fibers: 
     for (const [shape, total] of Object.entries(totals)) out[shape] = total / reps;
   };
   if (params.profile) {
-    // The harness samples this worker's CPU while the engine stashes (npm run bench -- --costs --profile).
+    // The harness samples this worker's CPU while the engine commits one shape (npm run bench --
+    // --costs --profile[=shape], default engineStash1; e.g. engineCommitBatch for B2's batches).
+    const shape = typeof params.profile === "string" ? params.profile : "engineStash1";
+    const body = single[shape] ?? batch[shape];
+    if (body === undefined) throw new Error(`--profile=${shape}: no such shape`);
     await ctx.checkpoint("profile-start");
-    for (let i = 0; i < params.reps; i++) await single.engineStash1?.();
+    for (let i = 0; i < params.reps; i++) await body();
     await ctx.checkpoint("profile-stop");
   }
   await run(single, params.reps);

@@ -8,7 +8,7 @@
 import { createRuntime, IdbStore } from "../../../src/index";
 import { probe, stasher, stepper } from "../fibers";
 import type { JobContext } from "../protocol";
-import { deleteDatabase, openRaw, paddedRow, rawSinglePuts } from "../raw-idb";
+import { deleteDatabase, openRaw, paddedRow, rawBatchedPuts, rawFencedPuts, rawSinglePuts } from "../raw-idb";
 
 /** Record size of the baseline rows, the size PLATFORM.md's baseline used. */
 const ROW_BYTES = 200;
@@ -17,14 +17,21 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
-/** A `probe.between` that runs `count` raw single-put transactions and adds up their time. */
-function rawBlocks(raw: IDBDatabase, ctx: JobContext, count: number) {
-  const total = { ms: 0, puts: 0 };
+/**
+ * A `probe.between` that runs `count` raw single-put transactions and adds up their time; with
+ * `fenced`, also `count` raw fenced writes (`rawFencedPuts`), the shape a journal append needs.
+ */
+function rawBlocks(raw: IDBDatabase, ctx: JobContext, count: number, fenced = false) {
+  const total = { ms: 0, puts: 0, fencedMs: 0, fencedPuts: 0 };
   let n = 0;
   const between = async () => {
     const ms = await rawSinglePuts(raw, ctx.durability, count, () => paddedRow("raw", n++, ROW_BYTES));
     total.ms += ms * count;
     total.puts += count;
+    if (!fenced) return;
+    const fencedMs = await rawFencedPuts(raw, ctx.durability, count, () => paddedRow("raw", n++, ROW_BYTES));
+    total.fencedMs += fencedMs * count;
+    total.fencedPuts += count;
   };
   return { between, total };
 }
@@ -41,7 +48,7 @@ export async function b1(ctx: JobContext, params: { n: number; block: number }) 
     await rawSinglePuts(raw, ctx.durability, 20, (n) => paddedRow("warm", n, ROW_BYTES));
     await store.getFiber("warm");
 
-    const forSteps = rawBlocks(raw, ctx, params.block);
+    const forSteps = rawBlocks(raw, ctx, params.block, true);
     probe.between = forSteps.between;
     const tx0 = runtime.commitStats.transactions;
     const steps = await runtime.result(await runtime.start(stepper, { n: params.n, block: params.block }));
@@ -64,6 +71,8 @@ export async function b1(ctx: JobContext, params: { n: number; block: number }) 
       stepMs,
       stashMs,
       stepRatio: stepMs / rawForSteps,
+      rawFencedMs: forSteps.total.fencedMs / forSteps.total.fencedPuts,
+      stepFencedRatio: stepMs / (forSteps.total.fencedMs / forSteps.total.fencedPuts),
       stashRatio: stashMs / rawForStashes,
       transactionsPerStep: (tx1 - tx0) / params.n,
       transactionsPerStash: (tx2 - tx1) / params.n,
@@ -100,11 +109,20 @@ export async function b2(
       release = resolve;
     });
     let rawMsTotal = 0;
+    // The floor: one raw transaction of one put per fiber (what a batch of every fiber's step
+    // writes at the very least), measured at the same barriers; rows/s.
+    const batched = { puts: 0, ms: 0 };
+    let batchRow = 0;
     probe.between = async () => {
       const mine = round;
       if (++arrived === params.fibers) {
         arrived = 0;
         const t0 = performance.now();
+        const perSec = await rawBatchedPuts(raw, ctx.durability, params.fibers, () =>
+          paddedRow("batch", batchRow++, ROW_BYTES),
+        );
+        batched.puts += params.fibers;
+        batched.ms += (params.fibers / perSec) * 1000;
         await blocks.between();
         rawMsTotal += performance.now() - t0;
         const done = release;
@@ -137,6 +155,8 @@ export async function b2(
       stepsPerSec,
       rawCommitsPerSec,
       ratio: stepsPerSec / rawCommitsPerSec,
+      rawBatchedPerSec: batched.puts / (batched.ms / 1000),
+      batchedRatio: stepsPerSec / (batched.puts / (batched.ms / 1000)),
       transactions,
       fibersPerTransaction: groups / transactions,
     };
