@@ -1,0 +1,303 @@
+/**
+ * `FiberlineChatTransport` under the next major of the AI SDK, `ai` 7 (installed beside ai 6 as
+ * the npm alias `ai7`; it needs Node 22, so it runs here in real Chromium): its own chat
+ * (`AbstractChat`, what `useChat` 4 wraps) drives the transport built against ai 6 over a real
+ * runtime. A reply with reasoning, text, a tool call and its output; a reply resumed in place
+ * after a "reload", also while an approved tool runs; an approval that reaches the fiber; the
+ * parts of a regenerated model call marked discarded; `stop()` cancelling the fiber.
+ */
+
+import {
+  AbstractChat,
+  type ChatInit,
+  type ChatState,
+  type ChatTransport,
+  lastAssistantMessageIsCompleteWithApprovalResponses,
+  type UIMessage,
+} from "ai7";
+import { afterEach, describe, expect, it } from "vitest";
+import { defineAgent } from "../agent/agent";
+import { agentRuntime, closeRuntimes, recordingTool, type ToolRun } from "../agent/agent-harness";
+import { ScriptedModel, type ScriptedReply } from "../agent/scripted-model";
+import type { ModelProvider } from "../agent/types";
+import type { Runtime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { memoryCursorStore } from "./chat-cursors";
+import { FiberlineChatTransport } from "./chat-transport";
+import { isDiscardedPart } from "./ui-chunks";
+
+afterEach(closeRuntimes);
+
+/** The chat state `useChat` keeps in React, as plain arrays. */
+class ArrayState implements ChatState<UIMessage> {
+  status: ChatState<UIMessage>["status"] = "ready";
+  error: Error | undefined = undefined;
+  messages: UIMessage[];
+  constructor(messages: UIMessage[] = []) {
+    this.messages = messages;
+  }
+  pushMessage = (message: UIMessage): void => {
+    this.messages = [...this.messages, message];
+  };
+  popMessage = (): void => {
+    this.messages = this.messages.slice(0, -1);
+  };
+  replaceMessage = (index: number, message: UIMessage): void => {
+    this.messages = this.messages.map((m, i) => (i === index ? this.snapshot(message) : m));
+  };
+  snapshot = <T>(thing: T): T => structuredClone(thing);
+}
+
+/** ai 7's chat without React. */
+class Chat7 extends AbstractChat<UIMessage> {
+  constructor(init: Omit<ChatInit<UIMessage>, "transport"> & { transport: FiberlineChatTransport }) {
+    // Only here is a cast needed: this repository builds against ai 6 and holds both majors, so
+    // TypeScript sees two unrelated UIMessage types. In an app on ai 7, fiberline/ai's declarations
+    // import their types from "ai", which is then ai 7.
+    super({
+      ...init,
+      transport: init.transport as unknown as ChatTransport<UIMessage>,
+      state: new ArrayState(init.messages),
+    });
+  }
+}
+
+const replies: ScriptedReply[] = [
+  {
+    reasoning: "They want a.txt removed.",
+    text: "Deleting it. ",
+    toolCalls: [{ id: "call_0", name: "delete_file", arguments: '{"path":"a.txt"}' }],
+  },
+  { text: "Done: a.txt is gone." },
+];
+
+function setup(model: ModelProvider, requiresApproval = false) {
+  const runs: ToolRun[] = [];
+  const agent = defineAgent({
+    name: "assistant",
+    model,
+    tools: [recordingTool(runs, { requiresApproval })],
+    modelRetry: { maxAttempts: 3, initialDelayMs: 1 },
+  });
+  const runtime: Runtime = agentRuntime(agent, new MemoryStore());
+  const transport = new FiberlineChatTransport({
+    agent: "assistant",
+    client: runtime,
+    cursors: memoryCursorStore(),
+  });
+  return { runtime, runs, transport };
+}
+
+const summary = (message: UIMessage | undefined) =>
+  message?.parts.map((p) => (p.type === "text" || p.type === "reasoning" ? `${p.type}:${p.text}` : p.type));
+
+/** The message with its fiber id replaced, to compare two runs. */
+function normalized(message: UIMessage | undefined): unknown {
+  if (!message) return message;
+  return JSON.parse(JSON.stringify(message).replaceAll(message.id, "<fiber>"));
+}
+
+describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
+  it("answers with one assistant message: a step per model call, reasoning, text, the tool call and its output", async () => {
+    const { transport, runs } = setup(new ScriptedModel({ replies }).provider());
+    const chat = new Chat7({ id: "chat-1", transport });
+    // ai 7's chat, not ai 6's: only ai 7 has dispose().
+    expect(typeof (chat as { dispose?: unknown }).dispose).toBe("function");
+    await chat.sendMessage({ text: "delete a.txt" });
+
+    expect(chat.error).toBeUndefined();
+    expect(chat.status).toBe("ready");
+    const reply = chat.messages.at(-1);
+    expect(reply?.id).toMatch(/^ai\/chat-1\//);
+    expect(summary(reply)).toEqual([
+      "step-start",
+      "reasoning:They want a.txt removed.",
+      "text:Deleting it. ",
+      "tool-delete_file",
+      "step-start",
+      "text:Done: a.txt is gone.",
+    ]);
+    expect(reply?.parts[3]).toMatchObject({
+      state: "output-available",
+      input: { path: "a.txt" },
+      output: "deleted a.txt",
+    });
+    expect(runs).toHaveLength(1);
+  });
+
+  it("resumes a reply after a reload in place: the same message, nothing twice, nothing missing", async () => {
+    const reference = setup(new ScriptedModel({ replies }).provider());
+    const whole = new Chat7({ id: "chat-3", transport: reference.transport });
+    await whole.sendMessage({ text: "delete a.txt" });
+
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slow = new ScriptedModel({ replies }).provider();
+    const held: ModelProvider = {
+      ...slow,
+      async *stream(request) {
+        if (request.messages.some((m) => m.role === "tool")) await gate;
+        yield* slow.stream(request);
+      },
+    };
+    const live = setup(held);
+    const first = new Chat7({ id: "chat-3", transport: live.transport });
+    const sending = first.sendMessage({ text: "delete a.txt" });
+    await expect
+      .poll(() =>
+        first.messages
+          .at(-1)
+          ?.parts.some((p) => p.type === "tool-delete_file" && p.state === "output-available"),
+      )
+      .toBe(true);
+
+    const second = new Chat7({
+      id: "chat-3",
+      transport: live.transport,
+      messages: structuredClone(first.messages),
+    });
+    const resuming = second.resumeStream();
+    release();
+    await Promise.all([resuming, sending]);
+
+    expect(second.error).toBeUndefined();
+    expect(second.messages).toHaveLength(2);
+    expect(normalized(second.messages.at(-1))).toEqual(normalized(whole.messages.at(-1)));
+    expect(live.runs).toHaveLength(1);
+  });
+
+  it("ends the stream at an approval request; the chat's approval reaches the fiber and the tool runs once", async () => {
+    const { transport, runs, runtime } = setup(new ScriptedModel({ replies }).provider(), true);
+    const chat = new Chat7({
+      id: "chat-4",
+      transport,
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    await chat.sendMessage({ text: "delete a.txt" });
+    const tool = chat.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file");
+    expect(tool).toMatchObject({ state: "approval-requested" });
+    const fiberId = String(chat.messages.at(-1)?.id);
+    await expect.poll(async () => (await runtime.get(fiberId))?.status).toBe("waiting");
+
+    await chat.addToolApprovalResponse({
+      id: (tool as { approval: { id: string } }).approval.id,
+      approved: true,
+    });
+    await expect.poll(async () => (await runtime.get(fiberId))?.status).toBe("completed");
+    await expect
+      .poll(() => chat.status === "ready" && chat.messages.at(-1)?.parts.at(-1)?.type === "text")
+      .toBe(true);
+    expect(chat.messages).toHaveLength(2);
+    expect(chat.messages.at(-1)?.parts.filter((p) => p.type === "tool-delete_file")).toMatchObject([
+      { state: "output-available" },
+    ]);
+    expect(runs).toHaveLength(1);
+  });
+
+  it("resumes in place a reply reloaded while its approved tool runs, with no part twice", async () => {
+    // ai 7 resumes such a message from its saved parts (a tool part in "approval-responded"),
+    // so a transport that replays the reply from its start must say so (resumeStreamIsReplay).
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let executions = 0;
+    const agent = defineAgent({
+      name: "assistant",
+      model: new ScriptedModel({ replies }).provider(),
+      tools: [
+        {
+          name: "delete_file",
+          description: "Deletes a file.",
+          parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
+          requiresApproval: true,
+          async execute({ path }) {
+            executions++;
+            await gate;
+            return `deleted ${String(path)}`;
+          },
+        },
+      ],
+    });
+    const runtime = agentRuntime(agent, new MemoryStore());
+    const transport = new FiberlineChatTransport({
+      agent: "assistant",
+      client: runtime,
+      cursors: memoryCursorStore(),
+    });
+    const first = new Chat7({
+      id: "chat-8",
+      transport,
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    await first.sendMessage({ text: "delete a.txt" });
+    const tool = first.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file") as {
+      approval: { id: string };
+    };
+    void first.addToolApprovalResponse({ id: tool.approval.id, approved: true });
+    await expect.poll(() => executions).toBe(1);
+    const saved = structuredClone(first.messages);
+    expect(saved.at(-1)?.parts.find((p) => p.type === "tool-delete_file")).toMatchObject({
+      state: "approval-responded",
+    });
+
+    const second = new Chat7({ id: "chat-8", transport, messages: saved });
+    const resuming = second.resumeStream();
+    release();
+    await resuming;
+    await expect
+      .poll(() => first.status === "ready" && first.messages.at(-1)?.parts.at(-1)?.type === "text")
+      .toBe(true);
+
+    expect(second.error).toBeUndefined();
+    expect(summary(second.messages.at(-1))).toEqual([
+      "step-start",
+      "reasoning:They want a.txt removed.",
+      "text:Deleting it. ",
+      "tool-delete_file",
+      "step-start",
+      "text:Done: a.txt is gone.",
+    ]);
+    expect(executions).toBe(1);
+  });
+
+  it("marks the parts of a model call regenerated after a cut as discarded; the reply shown is whole", async () => {
+    const script = new ScriptedModel({
+      replies: [{ text: "A reply that the network cuts in two." }],
+      cut: (request, body) => (request === 0 ? Math.floor(body.length / 2) : undefined),
+    });
+    const { transport } = setup(script.provider({ continuation: "none" }));
+    const chat = new Chat7({ id: "chat-7", transport });
+    await chat.sendMessage({ text: "hello" });
+    const parts = chat.messages.at(-1)?.parts ?? [];
+    expect(parts.filter(isDiscardedPart).length).toBeGreaterThan(0);
+    expect(
+      parts.filter((p) => !isDiscardedPart(p) && p.type === "text").map((p) => (p as { text: string }).text),
+    ).toEqual(["A reply that the network cuts in two."]);
+  });
+
+  it("stop() cancels the fiber; there is nothing to resume afterwards", async () => {
+    const endless: ModelProvider = {
+      name: "endless",
+      model: "endless",
+      supportsContinuation: false,
+      async *stream({ signal }) {
+        yield { type: "text", delta: "Thinking for a long time" };
+        await new Promise((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason)));
+      },
+    };
+    const { transport, runtime } = setup(endless);
+    const chat = new Chat7({ id: "chat-6", transport });
+    const sending = chat.sendMessage({ text: "go on forever" });
+    await expect.poll(() => chat.messages.at(-1)?.role === "assistant").toBe(true);
+    const fiberId = String(chat.messages.at(-1)?.id);
+    await chat.stop();
+    await sending;
+
+    await expect.poll(async () => (await runtime.get(fiberId))?.status).toBe("cancelled");
+    expect(chat.status).toBe("ready");
+    expect(await transport.reconnectToStream({ chatId: "chat-6" })).toBeNull();
+  });
+});
