@@ -2,8 +2,8 @@
  * `aiSdkModel`: any Vercel AI SDK language model (`@ai-sdk/openai`, `@ai-sdk/anthropic`,
  * `@ai-sdk/openai-compatible`, community providers...) as a Fiberline `ModelProvider`, so
  * `defineAgent({ model: aiSdkModel(anthropic("claude-sonnet-4-5")) })` runs that model as the
- * agent's durable model step. Speaks the provider specification's `doStream` (v3, and v2 of
- * AI SDK 5 providers). Used by agent definitions in a Service Worker or any other host.
+ * agent's durable model step. Speaks the provider specification's `doStream` (v3, v4 of AI SDK
+ * 7 providers and v2 of AI SDK 5 ones). Used by agent definitions in a Service Worker or any other host.
  */
 
 import {
@@ -31,8 +31,21 @@ import type {
 } from "../agent/types";
 import { InvalidInputError } from "../core/errors";
 
-/** A language model of the AI SDK's provider specification, v3 (AI SDK 6) or v2 (AI SDK 5). */
-export type AiSdkLanguageModel = LanguageModelV3 | LanguageModelV2;
+/**
+ * A language model of provider specification v4 (AI SDK 7), as far as `aiSdkModel` uses it: v4's
+ * call options are v3's plus optional settings, and its stream parts are v3's plus parts the
+ * agent has no use for (`ping`, custom content, reasoning files), so it is called as a v3 model.
+ */
+export interface LanguageModelV4Like {
+  readonly specificationVersion: "v4";
+  readonly provider: string;
+  readonly modelId: string;
+  /** Typed `never` here so that any v4 model fits; it is called with v3 call options (see above). */
+  doStream(options: never): PromiseLike<{ stream: ReadableStream<{ type: string }> }>;
+}
+
+/** A language model of the AI SDK's provider specification, v4 (AI SDK 7), v3 (AI SDK 6) or v2 (AI SDK 5). */
+export type AiSdkLanguageModel = LanguageModelV4Like | LanguageModelV3 | LanguageModelV2;
 
 /** Call settings passed through to every `doStream` call (not the prompt, tools or signal: the agent owns those). */
 export type AiSdkCallSettings = Omit<LanguageModelV3CallOptions, "prompt" | "tools" | "abortSignal">;
@@ -70,10 +83,11 @@ export interface AiSdkModelOptions {
  * });
  */
 export function aiSdkModel(model: AiSdkLanguageModel, options: AiSdkModelOptions = {}): ModelProvider {
-  if (model.specificationVersion !== "v3" && model.specificationVersion !== "v2") {
+  const version: unknown = model.specificationVersion;
+  if (version !== "v4" && version !== "v3" && version !== "v2") {
     throw new InvalidInputError(
       "invalid_argument",
-      `aiSdkModel: the model speaks provider specification "${String((model as { specificationVersion?: unknown }).specificationVersion)}"; Fiberline supports "v3" (AI SDK 6) and "v2" (AI SDK 5). Update the provider package.`,
+      `aiSdkModel: the model speaks provider specification "${String(version)}"; Fiberline supports "v4" (AI SDK 7), "v3" (AI SDK 6) and "v2" (AI SDK 5).`,
     );
   }
   const supportsContinuation = options.continuation === "assistant-prefix";
@@ -110,12 +124,15 @@ async function* streamModel(
   signal?.throwIfAborted();
   let stream: ReadableStream<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
   try {
-    // The v2 call options are the v3 ones for everything the agent sends (text, tool calls, function tools).
+    // The v2 and v4 call options are the v3 ones for everything the agent sends (text, tool
+    // calls, function tools), and the v4 parts it reads are shaped as in v3.
     const result =
-      model.specificationVersion === "v3"
-        ? await model.doStream(call)
-        : await model.doStream(call as unknown as Parameters<LanguageModelV2["doStream"]>[0]);
-    stream = result.stream;
+      model.specificationVersion === "v2"
+        ? await model.doStream(call as unknown as Parameters<LanguageModelV2["doStream"]>[0])
+        : model.specificationVersion === "v4"
+          ? await model.doStream(call as never)
+          : await model.doStream(call);
+    stream = result.stream as ReadableStream<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
     throw toModelError(model, error);

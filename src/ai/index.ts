@@ -9,6 +9,7 @@ export {
   type AiSdkLanguageModel,
   type AiSdkModelOptions,
   aiSdkModel,
+  type LanguageModelV4Like,
 } from "./ai-sdk-model";
 export { type ChatCursor, type ChatCursorStore, idbCursorStore, memoryCursorStore } from "./chat-cursors";
 export {
