@@ -125,6 +125,8 @@ describe("Arbiter", () => {
       status: "fenced",
       epoch: 1,
       home: HOME,
+      // Nothing of another device's positions is in the replica.
+      appliedPos: 0,
     });
     expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)], { epoch: 0 }))).toMatchObject({
       status: "fenced",
@@ -143,10 +145,15 @@ describe("Arbiter", () => {
     const replica = await store.getFiber("f1");
     expect(replica?.home).toMatchObject({ home: EDGE_HOME, epoch: 2, appliedPos: 1 });
     expect(replica?.owner).toBeUndefined();
+    // The former home learns how far the replica holds its epoch: the rest of its outbox goes.
     expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)]))).toEqual({
       status: "fenced",
       epoch: 2,
       home: EDGE_HOME,
+      appliedPos: 1,
+    });
+    expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)], { home: "browser:d2" }))).toMatchObject({
+      appliedPos: 0,
     });
     expect(await arbiter.nextLapse()).toBeUndefined();
   });
@@ -159,6 +166,7 @@ describe("Arbiter", () => {
       status: "fenced",
       epoch: 2,
       home: EDGE_HOME,
+      appliedPos: 1,
     });
     expect((await store.readStream("f1", 0)).length).toBe(1);
   });

@@ -117,10 +117,10 @@ export class Arbiter {
         `Fiber ${fiberId} exists here but is not a replica (it was started at the edge); a browser cannot replicate onto it.`,
       );
     }
-    if (state.epoch !== shipment.epoch || state.home !== shipment.home) return fencedBy(state);
+    if (state.epoch !== shipment.epoch || state.home !== shipment.home) return fencedBy(state, shipment);
     if (state.until <= this.#clock() && !isTerminal(record.status)) {
       const moved = await this.#takeOver(fiberId);
-      return fencedBy(moved ?? state);
+      return fencedBy(moved ?? state, shipment);
     }
     const fresh = shipment.entries.filter((e) => e.pos > state.appliedPos);
     const next = fresh[0]?.pos ?? shipment.from;
@@ -132,7 +132,7 @@ export class Arbiter {
   async #create(fiberId: string, shipment: Shipment, receivedAt: number): Promise<ShipmentAnswer> {
     const [first, ...rest] = shipment.entries;
     if (first?.pos !== 1 || first.type !== "create") return { status: "out_of_order", appliedPos: 0 };
-    if (shipment.epoch !== 1) return { status: "fenced", epoch: 0, home: EDGE_HOME };
+    if (shipment.epoch !== 1) return { status: "fenced", epoch: 0, home: EDGE_HOME, appliedPos: 0 };
     const lease: HomeLease = {
       home: shipment.home,
       epoch: 1,
@@ -204,7 +204,8 @@ export class Arbiter {
   /** A commit was fenced: the edge claimed the fiber meanwhile. Answers with who holds it now. */
   async #fencedNow(fiberId: string, lease: HomeLease): Promise<ShipmentAnswer> {
     const moved = await this.#takeOver(fiberId);
-    return fencedBy(moved ?? lease);
+    const state = moved ?? (await this.state(fiberId)) ?? lease;
+    return fencedBy(state, { epoch: lease.epoch, home: lease.home });
   }
 
   /** Moves a fiber whose browser lease lapsed to the edge; resolves with its state after. */
@@ -219,11 +220,11 @@ export class Arbiter {
       const next: HomeLease = {
         ...state,
         home: EDGE_HOME,
+        formerHome: state.home,
         epoch: state.epoch + 1,
         until: now + this.#leaseMs,
       };
-      // The browser's marker goes, so the edge runtime's recover() claims the fiber; a claim the
-      // edge runtime already made (its lease lapsed first) stays.
+      // The browser's marker goes, so the edge runtime's recover() claims the fiber.
       const release: Partial<FiberRecord> =
         record.owner === state.home ? { owner: undefined, leaseUntil: undefined } : {};
       const { fenced } = await this.#store.commit([
@@ -264,8 +265,15 @@ function replicaGroup(fiberId: string, generation: number, group: WriteGroup): W
   return { ...group, generation, fiber };
 }
 
-function fencedBy(state: HomeLease): ShipmentAnswer {
-  return { status: "fenced", epoch: state.epoch, home: state.home };
+/**
+ * The answer to a sender that does not hold the fiber. The home that held it last learns how much
+ * of its epoch the replica holds; any other sender has none of its positions there.
+ */
+function fencedBy(state: HomeLease, sender: { epoch: number; home: string }): ShipmentAnswer {
+  const held =
+    (sender.home === state.home && sender.epoch === state.epoch) ||
+    (sender.home === state.formerHome && sender.epoch === state.epoch - 1);
+  return { status: "fenced", epoch: state.epoch, home: state.home, appliedPos: held ? state.appliedPos : 0 };
 }
 
 function assertWellFormed(fiberId: string, shipment: Shipment): void {

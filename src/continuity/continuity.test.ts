@@ -12,9 +12,11 @@ import type { FiberEvent } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
+import { ArbitratedStore } from "./arbitrated-store";
 import { Outbox } from "./outbox";
 import { browserHome, EDGE_HOME, type Shipment, type ShipmentAnswer } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
+import { sendShippedEvent } from "./send-event";
 import { Shipper } from "./shipper";
 
 const HOME = browserHome("d1");
@@ -47,11 +49,12 @@ function homes(fibers: FiberDefinition[], options: { hold?: boolean } = {}) {
     });
   };
   const shipper = new Shipper({ outbox, home: HOME, send, retry: { initialMs: 5, maxMs: 20 } });
-  const edge = createRuntime({ store: edgeStore, fibers, pollIntervalMs: 10 });
+  const edge = createRuntime({ store: new ArbitratedStore(edgeStore), fibers, pollIntervalMs: 10 });
   opened.push(browser, edge);
   stoppers.push(() => shipper.stop());
   return {
     local,
+    store,
     outbox,
     browser,
     edge,
@@ -99,7 +102,9 @@ describe("continuity in one process", () => {
     const fiber = await h.browser.start(chat, null, { id: "c1" });
     await vi.waitFor(async () => expect((await h.local.getFiber("c1"))?.status).toBe("waiting"));
     // Answered once the event is shipped: a change of home cannot lose it from here on.
-    await h.browser.sendEvent(fiber.id, "go", { n: 41 });
+    await sendShippedEvent({ runtime: h.browser, store: h.store, outbox: h.outbox }, fiber.id, "go", {
+      n: 41,
+    });
     expect((await h.edgeStore.readInbox("c1")).map((e) => e.payload)).toEqual([{ n: 41 }]);
     expect(await h.browser.result(fiber)).toEqual({ b: 42 });
     await vi.waitFor(() => expect(h.outbox.settled("c1")).toBe(true));
@@ -188,6 +193,9 @@ describe("continuity in one process", () => {
     await vi.waitFor(async () => expect((await h.local.getFiber("j1"))?.status).toBe("completed"));
 
     h.advanceArbiter(30_000);
+    // Past the lease, the edge runtime still leaves the fiber alone until the arbiter hands it over.
+    await h.edge.recover();
+    expect((await h.edgeStore.getFiber("j1"))?.owner).toBe(HOME);
     expect(await h.arbiter.takeOverLapsed()).toEqual(["j1"]);
     where = "edge";
     await h.edge.recover();

@@ -6,7 +6,9 @@
  */
 
 export { Arbiter, type ArbiterOptions } from "./arbiter";
+export { ArbitratedStore } from "./arbitrated-store";
 export { changedHomeError, LeaseLapsedError, OutOfOrderError } from "./errors";
+export { ForwardingStore } from "./forwarding-store";
 export { type EntryBody, type HomeStatus, Outbox, type OutboxOptions } from "./outbox";
 export {
   browserHome,
@@ -21,4 +23,5 @@ export {
   type ShippedEntry,
 } from "./protocol";
 export { ReplicatingStore, type ReplicatingStoreOptions } from "./replicating-store";
+export { type ShippedEventParts, sendShippedEvent } from "./send-event";
 export { Shipper, type ShipperOptions, type ShipperStats } from "./shipper";

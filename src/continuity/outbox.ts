@@ -35,6 +35,8 @@ export type HomeStatus =
 
 interface Waiter {
   pos: number;
+  /** A step start (Rule A), which the lease running out refuses; else an event's sender. */
+  step: boolean;
   resolve(): void;
   reject(error: unknown): void;
 }
@@ -60,17 +62,21 @@ interface FiberLog {
 export interface OutboxOptions {
   /** Bytes of unacknowledged entries per fiber past which its commits wait (default 4 MiB). */
   maxBytesPerFiber?: number;
+  /** The browser's clock, for Rule C (default `Date.now`). */
+  clock?: () => number;
 }
 
 /** The replication state of every replicated fiber of one browser store. */
 export class Outbox implements Replication {
   readonly #fibers = new Map<string, FiberLog>();
   readonly #maxBytes: number;
+  readonly #clock: () => number;
   readonly #listeners = new Set<(fiberId: string) => void>();
   readonly #appendListeners = new Set<(fiberId: string) => void>();
 
   constructor(options: OutboxOptions = {}) {
     this.#maxBytes = options.maxBytesPerFiber ?? DEFAULT_OUTBOX_BYTES;
+    this.#clock = options.clock ?? Date.now;
   }
 
   // ---- the Replication port (the engine's view) -----------------------------------------------
@@ -81,14 +87,27 @@ export class Outbox implements Replication {
 
   /**
    * Rule A: resolves once everything appended for `fiberId` so far is acknowledged; rejects with
-   * `fenced` when the fiber moved to another home and with `lease_lapsed` when the lease ran out.
+   * `fenced` when the fiber moved to another home and with `lease_lapsed` when the lease ran out
+   * (Rule C: no step starts past the deadline, even one whose start was shipped in time).
    */
   shipped(fiberId: string): Promise<void> {
     const log = this.#fibers.get(fiberId);
-    if (log === undefined || log.acked >= log.next - 1) return Promise.resolve();
+    if (log === undefined) return Promise.resolve();
     if (log.where.status === "away") return Promise.reject(this.#awayError(fiberId, log));
-    const pos = log.next - 1;
-    return new Promise((resolve, reject) => log.waiters.push({ pos, resolve, reject }));
+    if (!this.mayWrite(fiberId, this.#clock())) return Promise.reject(new LeaseLapsedError(fiberId));
+    return this.#wait(log, true);
+  }
+
+  /**
+   * Resolves once position `pos` of `fiberId` (default: everything appended so far) is
+   * acknowledged, however long that takes; rejects with `fenced` if the fiber moves away before
+   * the replica holds it (it was dropped).
+   */
+  acknowledged(fiberId: string, pos?: number): Promise<void> {
+    const log = this.#fibers.get(fiberId);
+    if (log === undefined || (pos !== undefined && log.acked >= pos)) return Promise.resolve();
+    if (log.where.status === "away") return Promise.reject(this.#awayError(fiberId, log));
+    return this.#wait(log, false, pos);
   }
 
   /** Rule B: the highest seq readers may see (every later chunk is not shipped yet). */
@@ -214,6 +233,13 @@ export class Outbox implements Replication {
     if (log === undefined || log.where.status === "away") return;
     if (deadline !== undefined && (log.where.deadline === undefined || deadline > log.where.deadline))
       log.where = { status: "home", deadline };
+    // Rule C: a step start acknowledged after the lease ended does not run.
+    if (!this.mayWrite(fiberId, this.#clock())) this.lapse(fiberId);
+    this.#release(log, fiberId, appliedPos);
+  }
+
+  /** Lets positions up to `appliedPos` go and answers whoever waited on them. */
+  #release(log: FiberLog, fiberId: string, appliedPos: number): void {
     if (appliedPos <= log.acked) return;
     let shipped = log.shippedSeq;
     while (log.entries[0] !== undefined && log.entries[0].entry.pos <= appliedPos) {
@@ -232,35 +258,47 @@ export class Outbox implements Replication {
   }
 
   /**
-   * The fiber moved to `home` under `epoch`: this home writes it no more. Entries past the
-   * acknowledged position are dropped (by Rules A and B nobody saw them and no effect ran on
+   * The fiber moved to `home` under `epoch`, and the replica holds this home's positions up to
+   * `appliedPos`: this home writes it no more. Entries past that are dropped (by Rules A and B nobody saw them and no effect ran on
    * their account) and every waiting step start is refused.
    */
-  fence(fiberId: string, epoch: number, home: string): void {
+  fence(fiberId: string, epoch: number, home: string, appliedPos = 0): void {
     const log = this.#fibers.get(fiberId);
     if (log === undefined || log.where.status === "away") return;
     log.where = { status: "away", epoch, home };
+    // No step starts here any more, shipped or not; what the replica holds of this home's epoch
+    // is history, so an event's sender waiting on it is answered.
+    const error = this.#awayError(fiberId, log);
+    for (const w of log.waiters.filter((w) => w.step)) w.reject(error);
+    log.waiters = log.waiters.filter((w) => !w.step);
+    this.#release(log, fiberId, appliedPos);
     log.entries = [];
     log.bytes = 0;
-    const error = this.#awayError(fiberId, log);
     for (const w of log.waiters.splice(0)) w.reject(error);
     this.#freeRoom(log);
   }
 
   /**
    * The lease ran out (Rule C) with no newer acknowledgement: step starts waiting on the arbiter
-   * are refused with `lease_lapsed`; the fiber stays replicated and resumes once answered.
+   * are refused with `lease_lapsed` (an event's sender keeps waiting: the event ships later, or
+   * is dropped with a fence); the fiber stays replicated and resumes once answered.
    */
   lapse(fiberId: string): void {
     const log = this.#fibers.get(fiberId);
     if (log === undefined) return;
     const error = new LeaseLapsedError(fiberId);
-    for (const w of log.waiters.splice(0)) w.reject(error);
+    for (const w of log.waiters.filter((w) => w.step)) w.reject(error);
+    log.waiters = log.waiters.filter((w) => !w.step);
   }
 
   /** Forgets a fiber the store deleted (its retention passed, everything acknowledged). */
   forget(fiberId: string): void {
     this.#fibers.delete(fiberId);
+  }
+
+  #wait(log: FiberLog, step: boolean, pos = log.next - 1): Promise<void> {
+    if (log.acked >= pos) return Promise.resolve();
+    return new Promise((resolve, reject) => log.waiters.push({ pos, step, resolve, reject }));
   }
 
   #awayError(fiberId: string, log: FiberLog): FencedError {

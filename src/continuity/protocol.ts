@@ -52,8 +52,12 @@ export type ShipmentAnswer =
    * sender's lease runs `leaseMs` more (a duration: the two clocks differ).
    */
   | { status: "ok"; appliedPos: number; leaseMs: number }
-  /** `409 fenced`: the sender's epoch is over; `home` runs the fiber under `epoch`. */
-  | { status: "fenced"; epoch: number; home: string }
+  /**
+   * `409 fenced`: the sender's epoch is over; `home` runs the fiber under `epoch`. `appliedPos`
+   * is how far the replica holds the epoch just before it: the sender's positions up to there
+   * are part of the fiber's history (their waiters are answered), the rest are dropped.
+   */
+  | { status: "fenced"; epoch: number; home: string; appliedPos: number }
   /** `409 out_of_order`: the shipment left a gap; resend from `appliedPos + 1`. */
   | { status: "out_of_order"; appliedPos: number };
 

@@ -3,27 +3,33 @@
  * fibers of the replicated kinds, puts every write the local store applied into the `Outbox` at
  * the next position (so a durable commit is in the outbox and a failed one is not), refuses the
  * writes and claims of a fiber whose lease ran out or that moved to another home (Rule C: the
- * engine sees them fenced and stops), and answers an event only once it is shipped (so an event
- * a sender was told about is never lost by a change of home). Reads pass through.
+ * engine sees them fenced and stops), and refuses events for a fiber another home runs (the host
+ * forwards those). Reads pass through. A host sends events with `sendShippedEvent`, which answers
+ * once the event is shipped: an event a sender was told about is never lost by a change of home.
  *
  * For a `MemoryStore` the append follows the commit in the same task: nothing can observe the
  * commit first. The `IdbStore` version writes the outbox in the commit's own IndexedDB
  * transaction (docs/design/continuity.md, next step).
  */
 
-import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
+import type { FiberRecord, InboxEvent, StreamChunk } from "../core/records";
 import type {
   ClaimRequest,
   ClaimResult,
   CommitResult,
   CreateResult,
   DeleteOptions,
-  FiberQuery,
   Store,
   WriteGroup,
 } from "../core/store";
 import { changedHomeError } from "./errors";
+import { ForwardingStore } from "./forwarding-store";
 import type { Outbox } from "./outbox";
+
+/** When a runner asks again for a fiber whose lease lapsed here (a heartbeat may renew it). */
+const LAPSED_RETRY_MS = 1_000;
+/** When a runner asks again for a fiber another home runs (nothing here will change that yet). */
+const AWAY_RETRY_MS = 60_000;
 
 /** Options of `new ReplicatingStore`. */
 export interface ReplicatingStoreOptions {
@@ -42,63 +48,46 @@ export interface ReplicatingStoreOptions {
  *
  * Failure semantics: as the wrapped store's, plus: a group of a replicated fiber that may not be
  * written (lease lapsed, or fenced by another home) is reported fenced and not written; a commit
- * of a fiber whose outbox is full waits for room first; `enqueueEvent` of a replicated fiber
- * resolves once the event is shipped and rejects with `fenced` if the fiber moved away before.
+ * of a fiber whose outbox is full waits for room first; `enqueueEvent` of a fiber that moved
+ * away rejects with `fenced` and stores nothing.
  */
-export class ReplicatingStore implements Store {
-  readonly kind: string;
-  readonly #inner: Store;
+export class ReplicatingStore extends ForwardingStore {
   readonly #outbox: Outbox;
   readonly #home: string;
   readonly #replicates: (name: string) => boolean;
   readonly #clock: () => number;
+  readonly #eventWatchers = new Map<string, Set<(pos: number) => void>>();
 
   constructor(inner: Store, options: ReplicatingStoreOptions) {
-    this.#inner = inner;
-    this.kind = inner.kind;
+    super(inner);
     this.#outbox = options.outbox;
     this.#home = options.home;
     this.#replicates = options.replicates;
     this.#clock = options.clock ?? Date.now;
   }
 
-  getFiber(id: string): Promise<FiberRecord | undefined> {
-    return this.#inner.getFiber(id);
-  }
-  findByIdempotencyKey(key: string): Promise<FiberRecord | undefined> {
-    return this.#inner.findByIdempotencyKey(key);
-  }
-  listFibers(query?: FiberQuery): Promise<FiberRecord[]> {
-    return this.#inner.listFibers(query);
-  }
-  readJournal(fiberId: string): Promise<JournalEntry[]> {
-    return this.#inner.readJournal(fiberId);
-  }
-  readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined> {
-    return this.#inner.readSnapshot(fiberId);
-  }
-  readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
-    return this.#inner.readStream(fiberId, after, limit);
-  }
-  readInbox(fiberId: string): Promise<InboxEvent[]> {
-    return this.#inner.readInbox(fiberId);
-  }
-
-  async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    const result = await this.#inner.createFiber(record, chunks);
+  override async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
+    const result = await this.inner.createFiber(record, chunks);
     if (result.status === "created" && this.#replicates(result.record.name))
       this.#outbox.append(result.record.id, { type: "create", record: result.record, chunks });
     return result;
   }
 
-  async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
-    if (this.#outbox.mayWrite(id, this.#clock())) return this.#inner.claimFiber(id, request);
-    // Not ours to run now: another home holds it, or our lease ran out (Rule C).
-    const record = await this.#inner.getFiber(id);
-    return record === undefined ? { status: "missing" } : { status: "held", record };
+  override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
+    const now = this.#clock();
+    if (this.#outbox.mayWrite(id, now)) return this.inner.claimFiber(id, request);
+    // Not ours to run now: another home holds it, or our lease ran out (Rule C). The runner
+    // tries again at `leaseUntil`: soon after a lapse (a heartbeat may renew it), rarely once away.
+    const record = await this.inner.getFiber(id);
+    if (record === undefined) return { status: "missing" };
+    const away = this.#outbox.where(id)?.status === "away";
+    return {
+      status: "held",
+      record: { ...record, leaseUntil: now + (away ? AWAY_RETRY_MS : LAPSED_RETRY_MS) },
+    };
   }
 
-  async commit(groups: WriteGroup[]): Promise<CommitResult> {
+  override async commit(groups: WriteGroup[]): Promise<CommitResult> {
     const outbox = this.#outbox;
     for (const id of new Set(groups.map((g) => g.fiberId))) {
       const room = outbox.room(id);
@@ -107,7 +96,7 @@ export class ReplicatingStore implements Store {
     const now = this.#clock();
     const refused = new Set(groups.filter((g) => !outbox.mayWrite(g.fiberId, now)).map((g) => g.fiberId));
     const allowed = refused.size === 0 ? groups : groups.filter((g) => !refused.has(g.fiberId));
-    const result = allowed.length === 0 ? { fenced: [] } : await this.#inner.commit(allowed);
+    const result = allowed.length === 0 ? { fenced: [] } : await this.inner.commit(allowed);
     const fenced = new Set(result.fenced);
     for (const group of allowed) {
       if (outbox.replicated(group.fiberId) && !fenced.has(group.fiberId))
@@ -116,26 +105,45 @@ export class ReplicatingStore implements Store {
     return refused.size === 0 ? result : { fenced: [...fenced, ...refused] };
   }
 
-  async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
+  override async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     const outbox = this.#outbox;
     const where = outbox.where(event.fiberId);
     if (where?.status === "away") throw changedHomeError(event.fiberId, where.epoch, where.home);
-    const stored = await this.#inner.enqueueEvent(event);
+    const stored = await this.inner.enqueueEvent(event);
     if (!outbox.replicated(event.fiberId)) return stored;
-    outbox.append(event.fiberId, { type: "event", event: stored, eventId: `${this.#home}:${stored.seq}` });
-    await outbox.shipped(event.fiberId);
+    const pos = outbox.append(event.fiberId, {
+      type: "event",
+      event: stored,
+      eventId: `${this.#home}:${stored.seq}`,
+    });
+    for (const watch of this.#eventWatchers.get(event.fiberId) ?? []) watch(pos);
     return stored;
   }
 
-  async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
-    // A fiber whose end is not shipped yet stays until it is (the collector comes back).
-    const deletable = ids.filter((id) => !this.#outbox.hasPending(id));
-    const deleted = await this.#inner.deleteFibers(deletable, options);
-    for (const id of deleted) this.#outbox.forget(id);
-    return deleted;
+  /**
+   * Runs `work` (a `runtime.sendEvent` of `fiberId`) and resolves with the outbox positions of
+   * the events buffered for `fiberId` meanwhile: what `sendShippedEvent` waits to be shipped.
+   */
+  async eventPositionsDuring(fiberId: string, work: () => Promise<void>): Promise<number[]> {
+    const positions: number[] = [];
+    const watch = (pos: number) => positions.push(pos);
+    const watchers = this.#eventWatchers.get(fiberId) ?? new Set();
+    this.#eventWatchers.set(fiberId, watchers);
+    watchers.add(watch);
+    try {
+      await work();
+    } finally {
+      watchers.delete(watch);
+      if (watchers.size === 0) this.#eventWatchers.delete(fiberId);
+    }
+    return positions;
   }
 
-  close(): Promise<void> {
-    return this.#inner.close();
+  override async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
+    // A fiber whose end is not shipped yet stays until it is (the collector comes back).
+    const deletable = ids.filter((id) => !this.#outbox.hasPending(id));
+    const deleted = await this.inner.deleteFibers(deletable, options);
+    for (const id of deleted) this.#outbox.forget(id);
+    return deleted;
   }
 }

@@ -155,7 +155,10 @@ describe("Shipper", () => {
 
   it("marks a fenced fiber away, drops its unshipped tail and refuses its step starts", async () => {
     const outbox = new Outbox();
-    fill(outbox, "a", 2);
+    fill(outbox, "a", 1);
+    // Position 1 reached the replica before the change of home; position 2 did not.
+    const first = outbox.acknowledged("a");
+    outbox.append("a", { type: "commit", group: { fiberId: "a", generation: 1 } });
     const waiting = outbox.shipped("a");
     const refused = expect(waiting).rejects.toMatchObject({
       code: "fenced",
@@ -164,11 +167,13 @@ describe("Shipper", () => {
     const shipper = new Shipper({
       outbox,
       home: HOME,
-      send: async () => ({ status: "fenced", epoch: 2, home: "edge" }),
+      send: async () => ({ status: "fenced", epoch: 2, home: "edge", appliedPos: 1 }),
     });
     shipper.kick("a");
     await vi.advanceTimersByTimeAsync(0);
     await refused;
+    await first;
+    expect(outbox.acked("a")).toBe(1);
     expect(outbox.where("a")).toEqual({ status: "away", epoch: 2, home: "edge" });
     expect(outbox.hasPending("a")).toBe(false);
     expect(outbox.mayWrite("a", 0)).toBe(false);

@@ -147,7 +147,7 @@ export class Shipper {
     const outbox = this.#outbox;
     if (answer.status === "fenced") {
       this.stats.fenced++;
-      outbox.fence(fiberId, answer.epoch, answer.home);
+      outbox.fence(fiberId, answer.epoch, answer.home, answer.appliedPos);
       this.#clearDeadline(fiberId);
       return;
     }
@@ -162,6 +162,8 @@ export class Shipper {
       return;
     }
     const deadline = leaseDeadline(sentAt, answer.leaseMs);
+    // An answer that comes after the lease it grants has ended starts nothing (Rule C): the
+    // outbox refuses the step starts it would release.
     outbox.acknowledge(fiberId, answer.appliedPos, deadline);
     this.#armDeadline(fiberId, deadline);
   }

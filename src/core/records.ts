@@ -91,8 +91,13 @@ export interface HomeLease {
   epoch: number;
   /** Until when `home` may run the fiber (ms on the arbiter's clock). */
   until: number;
-  /** The last shipped position applied to the replica in this epoch. */
+  /**
+   * The last shipped position applied to the replica: of `home`'s epoch, or, once the edge took
+   * over, of `formerHome`'s (the edge ships nothing).
+   */
   appliedPos: number;
+  /** The home that held the epoch before this one, once the fiber changed home. */
+  formerHome?: string;
   /** Per home, the highest local inbox seq of its events the replica holds (dedupes re-shipped events). */
   eventMarks: Record<string, number>;
 }

@@ -1,6 +1,6 @@
 /**
  * The simulator's command line (`npm run simulate -- --seeds N [--from S] [--jobs K]
- * [--store memory|idb] [--no-agents] [--verbose] [--show K] [--lines L]`): runs seeds S..S+N-1, prints one
+ * [--store memory|idb] [--no-agents] [--continuity [--plant BUG]] [--verbose] [--show K] [--lines L]`): runs seeds S..S+N-1, prints one
  * summary line `schedules: N, violations: V (seeds S..S+N-1)`, the rate in schedules per minute,
  * the violations by invariant and the first failing seeds with their minimal traces, and exits
  * with code 1 when any invariant was violated. Replay one seed with `--from SEED --seeds 1
@@ -13,10 +13,15 @@
  * `--store idb` runs the same schedules on `IdbStore` over fake-indexeddb instead of `MemoryStore`.
  * `--no-agents` makes no program an agent fiber: a seed then gives the schedule it gave before
  * agent programs existed (how the seeds that found engine bugs are replayed).
+ * `--continuity` runs continuity schedules instead (`continuity.ts`: a browser home replicating
+ * to an edge home over a faulty link, issue #18); `--plant no-rule-a|no-rule-b` plants a bug
+ * there that the checks must report.
  */
 
 import { availableParallelism } from "node:os";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { runContinuitySchedule } from "./continuity";
+import type { ContinuityBug } from "./continuity-world";
 import type { Violation } from "./findings";
 import { runSchedule } from "./simulate";
 import type { StoreKind } from "./world";
@@ -36,6 +41,10 @@ export interface CliOptions {
   store: StoreKind;
   /** Whether a share of the programs are agent fibers (`--no-agents`: none). */
   agents: boolean;
+  /** Continuity schedules (two homes) instead of the one-home ones. */
+  continuity: boolean;
+  /** A bug planted in continuity schedules (`--plant`). */
+  plant?: ContinuityBug;
 }
 
 /** What the report needs of one schedule (what a worker posts back). */
@@ -63,6 +72,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     jobs: defaultJobs(),
     store: "memory",
     agents: true,
+    continuity: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -81,10 +91,16 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       if (store !== "memory" && store !== "idb") throw new Error("--store takes memory or idb");
       options.store = store;
     } else if (arg === "--no-agents") options.agents = false;
-    else if (arg === "--verbose" || arg === "-v") options.verbose = true;
+    else if (arg === "--continuity") options.continuity = true;
+    else if (arg === "--plant") {
+      const plant = argv[++i];
+      if (plant !== "no-rule-a" && plant !== "no-rule-b")
+        throw new Error("--plant takes no-rule-a or no-rule-b");
+      options.plant = plant;
+    } else if (arg === "--verbose" || arg === "-v") options.verbose = true;
     else
       throw new Error(
-        `unknown option ${arg}; use --seeds N [--from S] [--jobs K] [--store memory|idb] [--no-agents] [--verbose] [--show K] [--lines L]`,
+        `unknown option ${arg}; use --seeds N [--from S] [--jobs K] [--store memory|idb] [--no-agents] [--continuity [--plant BUG]] [--verbose] [--show K] [--lines L]`,
       );
   }
   return options;
@@ -131,7 +147,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
     const first = found[0];
     if (first) {
       log(
-        `minimal trace of seed ${seed} up to the first violation (replay: npm run simulate -- --from ${seed} --seeds 1 --verbose${options.store === "idb" ? " --store idb" : ""}${options.agents ? "" : " --no-agents"}):`,
+        `minimal trace of seed ${seed} up to the first violation (replay: npm run simulate -- --from ${seed} --seeds 1 --verbose${options.store === "idb" ? " --store idb" : ""}${options.agents ? "" : " --no-agents"}${options.continuity ? " --continuity" : ""}${options.plant ? ` --plant ${options.plant}` : ""}):`,
       );
       for (const line of first.trace) log(line);
     }
@@ -145,6 +161,8 @@ interface WorkerSetup {
   lines: number;
   store: StoreKind;
   agents: boolean;
+  continuity: boolean;
+  plant?: ContinuityBug;
 }
 
 /** main → worker: run these seeds, or stop. worker → main: a seed's result, or "give me more". */
@@ -153,11 +171,12 @@ type FromWorker = { result: SeedResult } | { idle: true } | { error: string };
 
 /** Runs one schedule and keeps what the report needs. */
 async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): Promise<SeedResult> {
-  const { violations, steps, virtualMs, digest } = await runSchedule(seed, {
-    traceLines: setup.lines,
-    store: setup.store,
-    agents: setup.agents,
-  });
+  const { violations, steps, virtualMs, digest } = setup.continuity
+    ? await runContinuitySchedule(seed, {
+        traceLines: setup.lines,
+        ...(setup.plant ? { plant: setup.plant } : {}),
+      })
+    : await runSchedule(seed, { traceLines: setup.lines, store: setup.store, agents: setup.agents });
   return { seed, violations, steps, virtualMs, digest };
 }
 
@@ -195,6 +214,8 @@ async function runSeeds(options: CliOptions, each: (result: SeedResult) => void)
           lines: options.lines,
           store: options.store,
           agents: options.agents,
+          continuity: options.continuity,
+          ...(options.plant ? { plant: options.plant } : {}),
         };
         const worker = new Worker(new URL(import.meta.url), { workerData: setup });
         workers.push(worker);

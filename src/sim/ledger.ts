@@ -171,8 +171,9 @@ export class Ledger {
         }
       }
       const before = prev?.inbox.find((e) => e.seq === event.seq);
-      // A restart from scratch (a new epoch) may release the events the discarded run consumed.
-      const released = event.consumedBy === undefined && (prev?.record?.epoch ?? 0) < record.epoch;
+      // A restart from scratch (a new epoch) may release the events the discarded run consumed,
+      // and its new run consume them again: a replica applies both in one commit.
+      const released = (prev?.record?.epoch ?? 0) < record.epoch;
       if (before?.consumedBy !== undefined && before.consumedBy !== event.consumedBy && !released) {
         fail(
           "event-consumed-twice",

@@ -1,0 +1,29 @@
+/**
+ * `ArbitratedStore`: the edge runtime's `Store` where fibers are replicated to it. A replica the
+ * arbiter has not handed to the edge (its `home` is still a browser) is never claimed here, even
+ * once that browser's lease lapsed: only the arbiter's takeover (epoch + 1, home `edge`, in its
+ * own transaction, serialised with the shipments it applies) moves a fiber to the edge, so the
+ * edge never runs a fiber while a shipment of the browser can still be applied to it. The Durable
+ * Object host's locks claim by force (`exclusive`), which is why this is a store rule and not a
+ * lease the runtime could override.
+ */
+
+import type { ClaimRequest, ClaimResult } from "../core/store";
+import { ForwardingStore } from "./forwarding-store";
+import { EDGE_HOME } from "./protocol";
+
+/** How soon the runtime asks again for a replica whose browser lease already lapsed. */
+const TAKEOVER_RETRY_MS = 500;
+
+/** The edge runtime's view of the replica store. */
+export class ArbitratedStore extends ForwardingStore {
+  override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
+    const record = await this.inner.getFiber(id);
+    const home = record?.home;
+    if (record === undefined || home === undefined || home.home === EDGE_HOME)
+      return this.inner.claimFiber(id, request);
+    // Held by a browser: the runner tries again when the lease ends, or soon after a lapse.
+    const retryAt = Math.max(home.until, request.now + TAKEOVER_RETRY_MS);
+    return { status: "held", record: { ...record, leaseUntil: retryAt } };
+  }
+}

@@ -1,0 +1,410 @@
+/**
+ * The world of one continuity schedule: a browser home (a runtime on a `ReplicatingStore` over
+ * its own `MemoryStore`, with an `Outbox` and a `Shipper`) and an edge home (an `Arbiter` and a
+ * runtime on another `MemoryStore`, with an alarm that hands lapsed fibers to the edge), joined
+ * by a `SimLink` that drops, delays, duplicates and cuts. Either home can be killed and comes
+ * back later on the same durable store, as a relaunched browser or a restarted Durable Object.
+ *
+ * Each store has its own ledger (the engine's write-time checks hold in each home), and the
+ * cross-home checks live here: a step attempt runs at most once across both homes (the effect
+ * log is kept outside both), never after the replica shows it completed; a browser step runs
+ * only once the replica holds its start and only under the browser's lease (Rule A, invariant
+ * 1); an edge step only once that lease lapsed; a page sees only chunks the replica holds (Rule
+ * B, invariant 4). `continuity-checks.ts` runs the final ones.
+ */
+
+import { Arbiter } from "../continuity/arbiter";
+import { ArbitratedStore } from "../continuity/arbitrated-store";
+import { Outbox } from "../continuity/outbox";
+import { browserHome, EDGE_HOME, type Shipment, type ShipmentAnswer } from "../continuity/protocol";
+import { ReplicatingStore } from "../continuity/replicating-store";
+import { Shipper } from "../continuity/shipper";
+import type { FiberContext, StepContext } from "../core/define";
+import { defineFiber } from "../core/define";
+import { localLocks } from "../core/locks";
+import type { Replication } from "../core/replication";
+import { createRuntime, type Runtime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { SimLink } from "./continuity-link";
+import { type FaultPlan, FaultStore } from "./fault-store";
+import type { Findings } from "./findings";
+import { Ledger } from "./ledger";
+import type { Prng } from "./prng";
+import { codeOf, type Program, type ProgramHost, programHandler } from "./program";
+import type { Trace } from "./trace";
+import { EPOCH } from "./virtual-time";
+
+/** The browser's home name in every continuity schedule. */
+export const HOME = browserHome("sim");
+
+/**
+ * A bug planted on purpose, to prove the continuity checks report it: `no-rule-a` runs step
+ * functions without waiting for their start to be shipped, `no-rule-b` shows readers unshipped
+ * chunks.
+ */
+export type ContinuityBug = "no-rule-a" | "no-rule-b";
+
+/** The knobs of one schedule, drawn from the seed. */
+export interface ContinuitySettings {
+  /** The arbiter's lease on the browser home. */
+  homeLeaseMs: number;
+  heartbeatMs: number;
+  /** Each runtime's own lease within its home. */
+  runtimeLeaseMs: number;
+  unloadAfterMs: number;
+  pollIntervalMs: number;
+  /** How often the edge's alarm looks for lapsed leases. */
+  alarmMs: number;
+}
+
+/** One runtime of one home. */
+export interface HomeNode {
+  readonly name: string;
+  readonly where: "browser" | "edge";
+  readonly runtime: Runtime;
+  crashed: boolean;
+}
+
+interface BrowserNode extends HomeNode {
+  readonly store: FaultStore;
+  readonly shipper: Shipper;
+}
+
+interface EdgeNode extends HomeNode {
+  readonly stores: FaultStore[];
+  readonly arbiter: Arbiter;
+  readonly alarm: ReturnType<typeof setInterval>;
+}
+
+/** Everything one continuity schedule shares. */
+export class ContinuityWorld {
+  readonly rng: Prng;
+  readonly trace: Trace;
+  readonly findings: Findings;
+  readonly programs: Program[];
+  readonly planted: ContinuityBug | undefined;
+  readonly settings: ContinuitySettings;
+  /** Store faults in each home (a crash kills that home); off once faults stop. */
+  readonly browserPlan: FaultPlan;
+  readonly edgePlan: FaultPlan;
+  readonly link: SimLink;
+  /** The browser's durable state: its store and its outbox, which survive its restarts. */
+  readonly local = new MemoryStore();
+  readonly outbox = new Outbox();
+  readonly localLedger: Ledger;
+  /** The edge's durable state: the replica store. */
+  readonly edgeStore = new MemoryStore();
+  readonly edgeLedger: Ledger;
+  browser: BrowserNode | undefined;
+  edge: EdgeNode | undefined;
+  /** Per fiber and seq, the chunk a page was shown (checked against the merged history). */
+  readonly shown = new Map<string, Map<number, { type: string; data: string; by: string }>>();
+  /** The browser runtime's store (over `local`), which feeds the outbox. */
+  readonly replicating: ReplicatingStore;
+  /** Step attempts run, by `idempotencyKey#attempt`, with the node that ran them. */
+  readonly #effects = new Map<string, string>();
+  #nodes = 0;
+  #plantTriggered = false;
+
+  constructor(rng: Prng, trace: Trace, findings: Findings, programs: Program[], planted?: ContinuityBug) {
+    this.rng = rng;
+    this.trace = trace;
+    this.findings = findings;
+    this.programs = programs;
+    this.planted = planted;
+    const homeLeaseMs = rng.pick([2_000, 3_000, 5_000]);
+    this.settings = {
+      homeLeaseMs,
+      heartbeatMs: Math.round(homeLeaseMs / rng.pick([3, 4])),
+      runtimeLeaseMs: rng.pick([600, 1_500]),
+      unloadAfterMs: rng.pick([0, 200, 1_000]),
+      pollIntervalMs: rng.pick([100, 250]),
+      alarmMs: rng.pick([250, 500]),
+    };
+    const storePlan = (): FaultPlan => ({
+      active: true,
+      reject: rng.pick([0, 0.01, 0.03]),
+      crashBefore: rng.pick([0, 0.005, 0.01]),
+      crashAfter: rng.pick([0, 0.005, 0.01]),
+      slow: rng.pick([0, 0.02]),
+      crashesLeft: rng.int(0, 2),
+    });
+    this.browserPlan = storePlan();
+    this.edgePlan = storePlan();
+    const now = () => Date.now() - EPOCH;
+    this.localLedger = new Ledger(this.local, findings, trace, now);
+    this.edgeLedger = new Ledger(this.edgeStore, findings, trace, now);
+    this.link = new SimLink(
+      rng,
+      trace,
+      { active: true, drop: rng.pick([0, 0.05, 0.15]), duplicate: rng.pick([0, 0.05, 0.2]), maxDelayMs: 300 },
+      (fiberId, shipment) => this.#deliver(fiberId, shipment),
+      800,
+    );
+    this.replicating = new ReplicatingStore(this.local, {
+      outbox: this.outbox,
+      home: HOME,
+      replicates: () => true,
+    });
+  }
+
+  /** Whether the planted bug (if any) made a difference somewhere. */
+  get plantTriggered(): boolean {
+    return this.#plantTriggered;
+  }
+
+  /** Starts a browser runtime (a launch or relaunch): `recover()`, then ships its outbox. */
+  spawnBrowser(reason: string): void {
+    if (this.browser && !this.browser.crashed) return;
+    const name = `b${++this.#nodes}`;
+    let node!: BrowserNode;
+    const store = new FaultStore(
+      this.replicating,
+      {
+        rng: this.rng,
+        trace: this.trace,
+        ledger: this.localLedger,
+        plan: this.browserPlan,
+        onCrash: () => this.killBrowser("a store fault"),
+      },
+      name,
+    );
+    const runtime = this.#runtime(name, store, () => node, this.#replication());
+    const shipper = new Shipper({
+      outbox: this.outbox,
+      home: HOME,
+      send: (fiberId, shipment) => this.link.send(fiberId, shipment),
+      heartbeatMs: this.settings.heartbeatMs,
+      retry: { initialMs: 50, maxMs: 1_000 },
+      onError: (error, fiberId) =>
+        this.findings.add("shipper-error", `${codeOf(error)}: ${String(error).slice(0, 120)}`, fiberId),
+    });
+    node = { name, where: "browser", runtime, store, shipper, crashed: false };
+    this.browser = node;
+    this.trace.add("spawn", `${name} (browser): ${reason}`);
+    shipper.start();
+    this.background(`${name} recover()`, runtime.recover());
+  }
+
+  /** Kills the browser (every tab closed and the worker stopped, or the process killed). */
+  killBrowser(reason: string): void {
+    const node = this.browser;
+    if (!node || node.crashed) return;
+    node.crashed = true;
+    this.trace.add("KILL", `${node.name} (browser): ${reason}`);
+    node.shipper.stop();
+    node.store.crash(reason);
+    void node.runtime.close();
+  }
+
+  /** Starts the edge's object (a request or its alarm woke it): arbiter, runtime, `recover()`. */
+  spawnEdge(reason: string): void {
+    if (this.edge && !this.edge.crashed) return;
+    const name = `e${++this.#nodes}`;
+    let node!: EdgeNode;
+    const host = {
+      rng: this.rng,
+      trace: this.trace,
+      ledger: this.edgeLedger,
+      plan: this.edgePlan,
+      onCrash: () => this.killEdge("a store fault"),
+    };
+    const runtimeStore = new FaultStore(new ArbitratedStore(this.edgeStore), host, name);
+    const arbiterStore = new FaultStore(this.edgeStore, host, `${name}/arbiter`);
+    const arbiter = new Arbiter({ store: arbiterStore, leaseMs: this.settings.homeLeaseMs });
+    const runtime = this.#runtime(name, runtimeStore, () => node);
+    const alarm = setInterval(() => this.#alarm(node), this.settings.alarmMs);
+    node = {
+      name,
+      where: "edge",
+      runtime,
+      stores: [runtimeStore, arbiterStore],
+      arbiter,
+      alarm,
+      crashed: false,
+    };
+    this.edge = node;
+    this.trace.add("spawn", `${name} (edge): ${reason}`);
+    this.background(`${name} recover()`, runtime.recover());
+  }
+
+  /** Kills the edge's object mid-whatever (workerd killed): it comes back on its durable store. */
+  killEdge(reason: string): void {
+    const node = this.edge;
+    if (!node || node.crashed) return;
+    node.crashed = true;
+    this.trace.add("KILL", `${node.name} (edge): ${reason}`);
+    clearInterval(node.alarm);
+    for (const store of node.stores) store.crash(reason);
+    void node.runtime.close();
+  }
+
+  /** Runs `work` without awaiting it; a rejection is traced, never unhandled. */
+  background(label: string, work: Promise<unknown>): void {
+    work.then(
+      () => this.trace.add("done", label),
+      (error) => this.trace.add("error", `${label}: ${codeOf(error)} ${String(error).slice(0, 80)}`),
+    );
+  }
+
+  /** Records that a page was shown `chunk` of `fiberId` (Rule B says the replica holds it). */
+  show(fiberId: string, chunk: { seq: number; type: string; data: unknown }, by: string): void {
+    const data = JSON.stringify(chunk.data);
+    const held = this.edgeLedger.get(fiberId)?.stream[chunk.seq - 1];
+    if (!held || held.seq !== chunk.seq || held.type !== chunk.type || JSON.stringify(held.data) !== data) {
+      if (this.planted === "no-rule-b") this.#plantTriggered = true;
+      this.findings.add(
+        "shown-unshipped",
+        `${by} was shown #${chunk.seq} ${chunk.type}, which the replica ${held ? `holds as ${held.type}` : "does not hold"}`,
+        fiberId,
+      );
+    }
+    const seen = this.shown.get(fiberId) ?? new Map();
+    this.shown.set(fiberId, seen);
+    seen.set(chunk.seq, { type: chunk.type, data, by });
+  }
+
+  #runtime(name: string, store: FaultStore, node: () => HomeNode, replication?: Replication): Runtime {
+    const host = (): ProgramHost => ({
+      runner: name,
+      get crashed() {
+        return node().crashed;
+      },
+      effect: (ctx, step) => this.#effect(node(), ctx, step),
+      observed: () => {},
+    });
+    const fibers = this.programs.map((program) =>
+      defineFiber(program.name, {
+        run: programHandler(program, host()),
+        ...(program.onRecovered === undefined ? {} : { onRecovered: () => program.onRecovered ?? "resume" }),
+      }),
+    );
+    const { runtimeLeaseMs, unloadAfterMs, pollIntervalMs } = this.settings;
+    return createRuntime({
+      store,
+      fibers,
+      runnerId: name,
+      leaseMs: runtimeLeaseMs,
+      unloadAfterMs,
+      pollIntervalMs,
+      retentionMs: 86_400_000,
+      maxRecoveries: 30,
+      locks: localLocks(),
+      clock: () => Date.now(),
+      random: () => this.rng.next(),
+      uuid: () => this.rng.uuid(),
+      ...(replication ? { replication } : {}),
+    });
+  }
+
+  /** The browser runtime's view of the outbox, with the planted bug if there is one. */
+  #replication(): Replication {
+    const outbox = this.outbox;
+    if (this.planted === "no-rule-a") {
+      return {
+        replicated: (id) => outbox.replicated(id),
+        shipped: () => Promise.resolve(),
+        visibleHead: (id) => outbox.visibleHead(id),
+        onShipped: (listener) => outbox.onShipped(listener),
+      };
+    }
+    if (this.planted === "no-rule-b") {
+      return {
+        replicated: (id) => outbox.replicated(id),
+        shipped: (id) => outbox.shipped(id),
+        visibleHead: () => Number.POSITIVE_INFINITY,
+        onShipped: (listener) => outbox.onShipped(listener),
+      };
+    }
+    return outbox;
+  }
+
+  #deliver(fiberId: string, shipment: Shipment): Promise<ShipmentAnswer> | undefined {
+    const edge = this.edge;
+    if (!edge || edge.crashed) return undefined;
+    const before = this.edgeLedger.get(fiberId)?.record?.home;
+    const receivedAt = Date.now();
+    const reply = edge.arbiter.receive(fiberId, shipment);
+    reply.then(
+      (answer) => {
+        // Invariant 6: positions are applied only under the sender's valid lease.
+        if (answer.status === "ok" && before && shipment.entries.some((e) => e.pos > before.appliedPos)) {
+          if (before.home !== shipment.home || before.until <= receivedAt)
+            this.findings.add(
+              "applied-without-lease",
+              `positions past ${before.appliedPos} applied for ${shipment.home} while ${before.home} held the fiber until ${before.until - EPOCH}`,
+              fiberId,
+            );
+        }
+      },
+      (error: unknown) => {
+        if (codeOf(error) === "protocol_error" || codeOf(error) === "replica_conflict")
+          this.findings.add("arbiter-refused", `${codeOf(error)}: ${String(error).slice(0, 160)}`, fiberId);
+      },
+    );
+    return reply;
+  }
+
+  /** The edge's alarm: hands lapsed fibers to the edge and recovers them there. */
+  #alarm(node: EdgeNode): void {
+    if (node.crashed) return;
+    const work = node.arbiter.takeOverLapsed().then((moved) => {
+      if (moved.length === 0 || node.crashed) return;
+      this.trace.add("takeover", `${node.name} takes over ${moved.join(",")}`);
+      return node.runtime.recover();
+    });
+    this.background(`${node.name} alarm`, work);
+  }
+
+  /** A step attempt started running user code on `node`. */
+  #effect(node: HomeNode, ctx: FiberContext, step: StepContext): void {
+    const now = Date.now();
+    const attempt = `${step.idempotencyKey}#${step.attempt}`;
+    this.trace.add("effect", `${node.name} ${attempt}${step.interrupted ? " interrupted" : ""}`);
+    const fail = (invariant: string, detail: string) => this.findings.add(invariant, detail, ctx.id);
+    const earlier = this.#effects.get(attempt);
+    if (earlier !== undefined) fail("effect-twice", `${attempt} ran on ${earlier} and again on ${node.name}`);
+    this.#effects.set(attempt, node.name);
+    const { key, epoch } = parseKey(ctx.id, step.idempotencyKey);
+    const replica = this.edgeLedger.get(ctx.id);
+    const sameRun = replica?.record?.epoch === epoch;
+    const entry = sameRun ? replica?.journal.find((e) => e.kind === "step" && e.key === key) : undefined;
+    if (entry?.status === "completed")
+      fail("step-reexecuted", `${attempt} ran on ${node.name} after the replica recorded it completed`);
+    const home = replica?.record?.home;
+    if (node.where === "browser") {
+      const local = this.localLedger.get(ctx.id)?.journal.find((e) => e.kind === "step" && e.key === key);
+      if (local?.status === "completed")
+        fail("step-reexecuted", `${attempt} ran on ${node.name} after it completed there`);
+      if (!entry || entry.attempt < step.attempt) {
+        if (this.planted === "no-rule-a") this.#plantTriggered = true;
+        fail(
+          "start-not-shipped",
+          `${attempt} ran on ${node.name} while the replica held ${entry ? `${entry.status} attempt ${entry.attempt}` : "no start"}`,
+        );
+      }
+      if (!home || home.home !== HOME || home.until <= now)
+        fail(
+          "ran-without-lease",
+          `${attempt} ran on ${node.name} while the replica's home is ${describeHome(home)}`,
+        );
+    } else if (home && home.home !== EDGE_HOME && home.until > now) {
+      fail(
+        "ran-without-lease",
+        `${attempt} ran on ${node.name} while the replica's home is ${describeHome(home)}`,
+      );
+    }
+  }
+}
+
+/** The step key (`name#n`) and the run epoch an idempotency key names. */
+function parseKey(fiberId: string, idempotencyKey: string): { key: string; epoch: number } {
+  const colon = idempotencyKey.indexOf(":", fiberId.length);
+  const head = idempotencyKey.slice(0, colon);
+  const tilde = head.indexOf("~");
+  return { key: idempotencyKey.slice(colon + 1), epoch: tilde < 0 ? 0 : Number(head.slice(tilde + 1)) };
+}
+
+function describeHome(home: { home: string; epoch: number; until: number } | undefined): string {
+  return home ? `${home.home} (epoch ${home.epoch}, until t=${home.until - EPOCH}ms)` : "unknown";
+}

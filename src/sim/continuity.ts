@@ -1,0 +1,391 @@
+/**
+ * One continuity schedule from one seed (`npm run simulate -- --continuity`): random fiber
+ * programs started in a browser home that replicates to an edge home over a faulty link, while
+ * the schedule kills either home (and brings it back, sometimes only after the lease lapsed),
+ * cuts the link for short and long spells, sends events as a page or a webhook would, and
+ * attaches pages that follow each fiber's stream from the browser and, once the fiber moved,
+ * from the edge. Then faults stop, both homes come back, and the final checks run
+ * (`continuity-checks.ts`) beside the ones made along the way (`continuity-world.ts`, the
+ * ledgers). Deterministic: the same seed gives the same trace digest and the same violations.
+ */
+
+import { sendShippedEvent } from "../continuity/send-event";
+import { isTerminal } from "../core/records";
+import type { AgentStats } from "./agent-log";
+import { checkContinuity } from "./continuity-checks";
+import { type ContinuityBug, ContinuityWorld } from "./continuity-world";
+import { Findings } from "./findings";
+import { Prng } from "./prng";
+import { codeOf, describeProgram, generateProgram } from "./program";
+import type { ScheduleResult } from "./simulate";
+import { Trace } from "./trace";
+import { VirtualTime } from "./virtual-time";
+
+/** Continuity schedules run no agent fibers (yet). */
+const NO_AGENTS: AgentStats = {
+  fibers: 0,
+  completed: 0,
+  requests: 0,
+  cuts: 0,
+  toolRuns: 0,
+  reruns: 0,
+  gatedRuns: 0,
+  approvals: 0,
+  duplicatedApprovals: 0,
+};
+
+/** Options of `runContinuitySchedule`. */
+export interface ContinuityOptions {
+  /** Plant a bug, to prove the checks report it. */
+  plant?: ContinuityBug;
+  /** Trace lines kept with each violation and returned in `trace` (default 40). */
+  traceLines?: number;
+  /** Timer steps after which the schedule is declared livelocked (default 40,000). */
+  maxSteps?: number;
+}
+
+/** The verdict of one continuity schedule. */
+export interface ContinuityResult extends ScheduleResult {
+  /** Fibers that changed home (the edge took them over) in this schedule. */
+  handoffs: number;
+}
+
+/**
+ * Runs the continuity schedule of `seed` and checks it.
+ *
+ * @example
+ * const { violations } = await runContinuitySchedule(7);
+ */
+export async function runContinuitySchedule(
+  seed: number,
+  options: ContinuityOptions = {},
+): Promise<ContinuityResult> {
+  const time = new VirtualTime();
+  const consoleError = console.error;
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  const rng = new Prng(seed ^ 0x5eed_c0de);
+  const trace = new Trace(() => time.elapsed, Math.max(200, options.traceLines ?? 0));
+  const findings = new Findings(seed, trace, () => time.elapsed);
+  findings.lines = options.traceLines ?? 40;
+  console.error = (...args: unknown[]) => trace.add("report", args.map(String).join(" ").slice(0, 160));
+  try {
+    const programs = Array.from({ length: rng.int(1, 3) }, (_, i) => generateProgram(rng.fork(), i, false));
+    const world = new ContinuityWorld(rng.fork(), trace, findings, programs, options.plant);
+    const window = world.rng.int(3_000, 9_000);
+    trace.add(
+      "plan",
+      `${programs.length} fibers, ${JSON.stringify(world.settings)}, link ${JSON.stringify(world.link.plan)}, window ${window}`,
+    );
+    programs.forEach((program, i) => {
+      findings.context.set(`f${i}`, describeProgram(program));
+      trace.add("program", `f${i} = ${describeProgram(program)}`);
+    });
+    const actions = new ContinuityActions(world);
+    world.spawnEdge("first start");
+    world.spawnBrowser("first launch");
+    actions.plan(window);
+    const maxSteps = options.maxSteps ?? 40_000;
+    let stop = await time.runUntil(window, maxSteps);
+
+    world.browserPlan.active = false;
+    world.edgePlan.active = false;
+    world.link.plan.active = false;
+    world.link.heal();
+    actions.faultsStopped = true;
+    trace.add("phase", "faults stop");
+    world.spawnEdge("back after the faults");
+    world.spawnBrowser("relaunched after the faults");
+    const stoppedAt = time.elapsed;
+    const lease = world.settings.homeLeaseMs;
+    const quiet = stoppedAt + 20 * lease + 20_000;
+    for (let t = stoppedAt; stop !== "step-limit" && t < quiet; ) {
+      t = Math.min(quiet, t + 1_000);
+      stop = await time.runUntil(t, maxSteps);
+      if (t >= stoppedAt + 2 * lease && actions.settled()) break;
+    }
+    if (stop === "step-limit")
+      findings.add("livelock", `more than ${maxSteps} timer steps by t=${time.elapsed}ms`);
+    trace.add("phase", "quiescent: final checks");
+    checkContinuity({ world, fiberIds: actions.fiberIds, accepted: actions.accepted });
+    const handoffs = actions.fiberIds.filter(
+      (id) => (world.edgeLedger.get(id)?.record?.home?.epoch ?? 1) > 1,
+    ).length;
+    actions.closeReaders();
+    world.killBrowser("end of schedule");
+    world.killEdge("end of schedule");
+    await time.runUntil(time.elapsed, time.steps + 1000);
+    return {
+      seed,
+      violations: findings.violations,
+      digest: trace.digest,
+      trace: trace.format(options.traceLines ?? 40),
+      steps: time.steps,
+      virtualMs: time.elapsed,
+      planted: world.plantTriggered,
+      agents: NO_AGENTS,
+      handoffs,
+    };
+  } finally {
+    console.error = consoleError;
+    Error.stackTraceLimit = stackTraceLimit;
+    time.uninstall();
+  }
+}
+
+/** A page following one fiber's stream, from the browser while it runs there, then the edge. */
+interface Page {
+  id: number;
+  fiberId: string;
+  last: number;
+  controller: AbortController;
+  ended: boolean;
+}
+
+/** The actions of one continuity schedule. */
+class ContinuityActions {
+  readonly fiberIds: string[];
+  /** Per fiber, the `send` numbers whose `sendEvent` was answered. */
+  readonly accepted = new Map<string, Set<number>>();
+  faultsStopped = false;
+  readonly #world: ContinuityWorld;
+  readonly #pages: Page[] = [];
+  #sends = 0;
+  /** Sends not yet answered or given up. */
+  #pendingSends = 0;
+
+  constructor(world: ContinuityWorld) {
+    this.#world = world;
+    this.fiberIds = world.programs.map((_, i) => `f${i}`);
+  }
+
+  /** Schedules every action inside `window`; sends may follow until `window + 3000`. */
+  plan(window: number): void {
+    const world = this.#world;
+    const { rng } = world;
+    const lease = world.settings.homeLeaseMs;
+    const at = (t: number, fn: () => void) => setTimeout(fn, Math.max(0, Math.round(t)));
+    world.programs.forEach((program, i) => {
+      const id = this.fiberIds[i] as string;
+      const startAt = rng.int(0, window / 2);
+      at(startAt, () => this.#start(i, 0));
+      for (const name of program.waits) at(rng.int(startAt, window + 3_000), () => this.#send(id, name));
+      if (rng.chance(0.7)) at(rng.int(startAt, window), () => this.#attach(id, 0));
+    });
+    for (let k = rng.int(1, 6); k > 0; k--) {
+      const t = rng.int(0, window);
+      const roll = rng.next();
+      // Short absences stay inside the lease; long ones outlast it, so the edge takes over.
+      const away = rng.chance(0.5) ? rng.int(100, lease / 2) : rng.int(lease + 500, 3 * lease);
+      if (roll < 0.35) {
+        at(t, () => world.killBrowser("every tab closed"));
+        at(t + away, () => world.spawnBrowser("a page came back"));
+      } else if (roll < 0.6) {
+        at(t, () => world.killEdge("workerd killed"));
+        at(t + rng.int(50, 1_500), () => world.spawnEdge("a request or its alarm woke it"));
+      } else {
+        at(t, () => world.link.cut(away));
+      }
+    }
+  }
+
+  /** Whether nothing more can happen: every fiber settled in the replica and shipped. */
+  settled(): boolean {
+    const world = this.#world;
+    if (this.#pendingSends > 0) return false;
+    for (const id of this.fiberIds) {
+      const record = world.edgeLedger.get(id)?.record;
+      const local = world.localLedger.get(id)?.record;
+      if (!record) {
+        if (local) return false;
+        continue;
+      }
+      if (!world.outbox.settled(id) && world.outbox.where(id)?.status === "home") {
+        if (world.outbox.hasPending(id)) return false;
+      }
+      if (isTerminal(record.status)) continue;
+      if (record.status !== "waiting" || record.wakeAt !== undefined) return false;
+      const wanted = new Set(record.waitingFor ?? []);
+      const inbox = world.edgeLedger.get(id)?.inbox ?? [];
+      if (inbox.some((e) => e.consumedBy === undefined && wanted.has(e.name))) return false;
+    }
+    return this.#pages.every((p) => p.ended || !this.#endedInReplica(p.fiberId));
+  }
+
+  /** Aborts every page (the end of the schedule). */
+  closeReaders(): void {
+    for (const page of this.#pages) page.controller.abort();
+  }
+
+  #endedInReplica(fiberId: string): boolean {
+    const record = this.#world.edgeLedger.get(fiberId)?.record;
+    return record !== undefined && isTerminal(record.status);
+  }
+
+  /** Starts fiber `index` in the browser; a start that failed or hung is made again (it joins). */
+  #start(index: number, tries: number): void {
+    const world = this.#world;
+    const id = this.fiberIds[index] as string;
+    const program = world.programs[index];
+    const browser = world.browser;
+    if (!program || tries > 12) return;
+    if (world.edgeLedger.get(id)?.record || world.localLedger.get(id)?.record) {
+      // Created: the outbox ships it; only a start that never reached the store is made again.
+      return;
+    }
+    if (!browser || browser.crashed) {
+      setTimeout(() => this.#start(index, tries + 1), 500);
+      return;
+    }
+    world.trace.add("action", `start ${id} on ${browser.name}`);
+    world.background(`start ${id}`, browser.runtime.start(program.name, null, { id }));
+    setTimeout(() => this.#start(index, tries + 1), 1_500);
+  }
+
+  /**
+   * Sends the event a program waits for, as a page does while the fiber runs in the browser and
+   * a webhook does once it runs at the edge. Sent once: an unanswered send is never repeated
+   * (the check is then that it arrived at most once).
+   */
+  #send(fiberId: string, name: string, send = ++this.#sends, tries = 0): void {
+    const world = this.#world;
+    if (tries === 0) this.#pendingSends++;
+    const retry = (why: string) => {
+      this.#busy.delete(fiberId);
+      if (tries >= 30) {
+        this.#settle(send);
+        world.trace.add("action", `send ${fiberId} ${name} {send:${send}} given up: ${why}`);
+        return;
+      }
+      setTimeout(() => this.#send(fiberId, name, send, tries + 1), 300);
+    };
+    // A page sends one event at a time to a fiber.
+    if (this.#busy.has(fiberId)) {
+      setTimeout(() => this.#send(fiberId, name, send, tries), 100);
+      return;
+    }
+    const record = world.edgeLedger.get(fiberId)?.record;
+    const where = world.outbox.where(fiberId);
+    const browser = world.browser;
+    let via: { name: string; sendEvent: () => Promise<void> } | undefined;
+    if (where?.status !== "away" && browser && !browser.crashed && world.localLedger.get(fiberId)?.record)
+      via = {
+        name: browser.name,
+        // Answered once shipped, as the Service Worker host will answer a page.
+        sendEvent: () =>
+          sendShippedEvent(
+            { runtime: browser.runtime, store: world.replicating, outbox: world.outbox },
+            fiberId,
+            name,
+            { send },
+          ),
+      };
+    else if (record?.home?.home === "edge" && world.edge && !world.edge.crashed) {
+      const edge = world.edge;
+      via = { name: edge.name, sendEvent: () => edge.runtime.sendEvent(fiberId, name, { send }) };
+    }
+    if (!via) {
+      retry("no home takes it now");
+      return;
+    }
+    world.trace.add("action", `send ${fiberId} ${name} {send:${send}} via ${via.name}`);
+    this.#busy.add(fiberId);
+    via.sendEvent().then(
+      () => {
+        this.#busy.delete(fiberId);
+        this.#settle(send);
+        const accepted = this.accepted.get(fiberId) ?? new Set();
+        accepted.add(send);
+        this.accepted.set(fiberId, accepted);
+        world.trace.add("action", `send {send:${send}} accepted by ${via.name}`);
+      },
+      (error: unknown) => {
+        const code = codeOf(error);
+        if (code === "fiber_ended" || this.#settled.has(send)) {
+          this.#busy.delete(fiberId);
+          this.#settle(send);
+          return;
+        }
+        // Refused before anything was stored (a fence, a store error, not created yet): again.
+        retry(code);
+      },
+    );
+    // A send to a home that dies hangs: the page that made it is gone, and it is not repeated
+    // (it may still complete, when a relaunched browser ships what it buffered).
+    const check = setInterval(() => {
+      if (this.#settled.has(send)) clearInterval(check);
+      else if (
+        (via.name === world.browser?.name && world.browser.crashed) ||
+        (via.name === world.edge?.name && world.edge.crashed)
+      ) {
+        clearInterval(check);
+        this.#busy.delete(fiberId);
+        this.#settle(send);
+      }
+    }, 500);
+  }
+
+  /** Fibers with a send under way. */
+  readonly #busy = new Set<string>();
+  /** Sends answered, given up or abandoned. */
+  readonly #settled = new Set<number>();
+  #settle(send: number): void {
+    if (this.#settled.has(send)) return;
+    this.#settled.add(send);
+    this.#pendingSends--;
+  }
+
+  /** A page follows `fiberId`'s stream from seq `after`, wherever the fiber runs. */
+  #attach(fiberId: string, after: number, page?: Page): void {
+    const world = this.#world;
+    const reader: Page = page ?? {
+      id: this.#pages.length + 1,
+      fiberId,
+      last: after,
+      controller: new AbortController(),
+      ended: false,
+    };
+    if (!page) this.#pages.push(reader);
+    if (reader.ended || (this.faultsStopped && reader.controller.signal.aborted)) return;
+    const browser = world.browser;
+    const away = world.outbox.where(fiberId)?.status === "away";
+    const node =
+      !away && browser && !browser.crashed
+        ? browser
+        : world.edge && !world.edge.crashed
+          ? world.edge
+          : undefined;
+    const again = () => setTimeout(() => this.#attach(fiberId, reader.last, reader), 400);
+    if (!node || (node === world.edge && !world.edgeLedger.get(fiberId)?.record)) {
+      again();
+      return;
+    }
+    const controller = new AbortController();
+    reader.controller = controller;
+    world.trace.add("reader", `P${reader.id} follows ${fiberId} on ${node.name} after ${reader.last}`);
+    // A page on the browser moves to the edge once the fiber moved there or the browser died.
+    const watch = setInterval(() => {
+      const moved = node.where === "browser" && world.outbox.where(fiberId)?.status === "away";
+      if (node.crashed || moved) controller.abort();
+    }, 300);
+    void (async () => {
+      try {
+        for await (const event of node.runtime.events(fiberId, {
+          after: reader.last,
+          signal: controller.signal,
+        })) {
+          if (event.seq !== reader.last + 1)
+            world.findings.add("page-gap", `P${reader.id} got #${event.seq} after #${reader.last}`, fiberId);
+          reader.last = event.seq;
+          world.show(fiberId, event, `P${reader.id} on ${node.name}`);
+          if (event.type === "fiber.end") reader.ended = true;
+        }
+      } catch (error) {
+        world.trace.add("reader", `P${reader.id} on ${node.name} failed: ${codeOf(error)}`);
+      } finally {
+        clearInterval(watch);
+      }
+      if (!reader.ended) again();
+    })();
+  }
+}
