@@ -4,7 +4,7 @@
  */
 
 import { describe, expect, it, vi } from "vitest";
-import { assertStorable, estimateSize } from "./validate";
+import { assertStorable, estimateSize, MAX_NESTING } from "./validate";
 
 const LIMIT = 10_000;
 
@@ -65,6 +65,54 @@ describe("assertStorable", () => {
     for (const value of [{ text: "x".repeat(LIMIT) }, new Map([["text", "x".repeat(LIMIT)]])]) {
       expect(() => assertStorable(value, "value", LIMIT)).toThrow(
         expect.objectContaining({ code: "payload_too_large" }),
+      );
+    }
+  });
+
+  it(`accepts containers nested ${MAX_NESTING} deep and refuses one level more with not_cloneable`, () => {
+    const chain = (depth: number, wrap: (inner: unknown) => unknown) => {
+      let value: unknown = "leaf";
+      for (let i = 0; i < depth; i++) value = wrap(value);
+      return value;
+    };
+    const wraps: Array<(inner: unknown) => unknown> = [
+      (inner) => ({ next: inner }),
+      (inner) => [inner],
+      (inner) => new Map([["next", inner]]),
+      (inner) => new Set([inner]),
+    ];
+    for (const wrap of wraps) {
+      expect(() => assertStorable(chain(MAX_NESTING, wrap), "value", Number.MAX_SAFE_INTEGER)).not.toThrow();
+      expect(() =>
+        assertStorable(chain(MAX_NESTING + 1, wrap), "step result", Number.MAX_SAFE_INTEGER),
+      ).toThrow(
+        expect.objectContaining({ code: "not_cloneable", message: expect.stringContaining("levels deep") }),
+      );
+    }
+    // Wide is not deep: many siblings at one level.
+    expect(() =>
+      assertStorable({ items: Array.from({ length: 5_000 }, (_, i) => ({ i })) }, "value", LIMIT * 100),
+    ).not.toThrow();
+  });
+
+  it("refuses a value whose reading throws (a getter, a revoked Proxy) with not_cloneable, at once", () => {
+    const revoked = Proxy.revocable({}, {});
+    revoked.revoke();
+    const values = [
+      {
+        get boom(): never {
+          throw new Error("getter throws");
+        },
+      },
+      { inner: revoked.proxy },
+      [revoked.proxy],
+    ];
+    for (const value of values) {
+      expect(() => assertStorable(value, "stash", LIMIT)).toThrow(
+        expect.objectContaining({
+          code: "not_cloneable",
+          message: expect.stringContaining("reading it threw"),
+        }),
       );
     }
   });

@@ -19,23 +19,40 @@ export function assertValidId(id: unknown, what = "fiber id"): asserts id is str
 }
 
 /**
+ * How deep containers (objects, arrays, Maps, Sets) may nest in a stored value. Chromium's
+ * IndexedDB writes a value nested 2,500 deep and then cannot read its row back (the whole journal
+ * of the fiber becomes unreadable), and a copy that recurses overflows the stack around the same
+ * depth; 1,000 reads back everywhere we store (the payload fuzz, `src/store/stash-payloads.fuzz*`).
+ */
+export const MAX_NESTING = 1_000;
+
+/**
  * Throws `not_cloneable` when `value` cannot be stored (functions, symbols, promises, class
- * instances with private state...) and `payload_too_large` when its estimated size exceeds
- * `maxBytes`.
+ * instances with private state, containers nested deeper than `MAX_NESTING`, a getter that throws,
+ * a revoked Proxy...) and `payload_too_large` when its estimated size exceeds `maxBytes`.
  */
 export function assertStorable(value: unknown, what: string, maxBytes: number): void {
-  const { size, plain } = measure(value, maxBytes);
+  let measured: Measured;
+  try {
+    measured = measure(value, maxBytes);
+  } catch (cause) {
+    // Reading the value ran its code: a getter threw, a Proxy was revoked or its trap threw.
+    throw notCloneable(what, `reading it threw ${describeError(cause)}`, cause);
+  }
+  const { size, plain, depth } = measured;
+  if (depth > MAX_NESTING) {
+    throw new InvalidInputError(
+      "not_cloneable",
+      `The ${what} cannot be stored: it nests objects or arrays more than ${MAX_NESTING} levels deep, which IndexedDB cannot read back. Flatten it (a list with references instead of a chain), or store it as a string.`,
+    );
+  }
   // Plain data (primitives, arrays, plain objects: what nearly every chunk and step result is)
   // is cloneable by construction; only anything else pays for a trial structured clone.
   if (!plain) {
     try {
       structuredClone(value);
     } catch (cause) {
-      throw new InvalidInputError(
-        "not_cloneable",
-        `The ${what} cannot be stored: it is not structured-cloneable (${(cause as Error).message}). Pass plain data: objects, arrays, strings, numbers, booleans, null, Dates, Maps, Sets, typed arrays.`,
-        { cause },
-      );
+      throw notCloneable(what, `it is not structured-cloneable (${describeError(cause)})`, cause);
     }
   }
   if (size > maxBytes) {
@@ -46,6 +63,18 @@ export function assertStorable(value: unknown, what: string, maxBytes: number): 
   }
 }
 
+function notCloneable(what: string, why: string, cause: unknown): InvalidInputError {
+  return new InvalidInputError(
+    "not_cloneable",
+    `The ${what} cannot be stored: ${why}. Pass plain data: objects, arrays, strings, numbers, booleans, null, Dates, Maps, Sets, typed arrays.`,
+    { cause },
+  );
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
 /**
  * Estimates the stored size of a structured-cloneable value in bytes (strings count their UTF-16
  * length, binary data its byte length). Stops counting once past `stopAt`.
@@ -54,18 +83,30 @@ export function estimateSize(value: unknown, stopAt = Number.POSITIVE_INFINITY):
   return measure(value, stopAt).size;
 }
 
+interface Measured {
+  size: number;
+  /** Whether the whole value was walked and is plain data. */
+  plain: boolean;
+  /** How deep containers nest, as far as walked (the walk stops past `MAX_NESTING`). */
+  depth: number;
+}
+
 /**
- * `estimateSize`, and whether the whole value was plain data: primitives other than symbols,
- * arrays and objects whose prototype is `Object.prototype` or `null` (false as well when the
- * count stopped early).
+ * `estimateSize`, whether the whole value was plain data (primitives other than symbols, arrays
+ * and objects whose prototype is `Object.prototype` or `null`; false as well when the count
+ * stopped early), and how deep its containers nest. Throws what reading the value throws.
  */
-function measure(value: unknown, stopAt: number): { size: number; plain: boolean } {
+function measure(value: unknown, stopAt: number): Measured {
   let total = 0;
   let plain = true;
+  let deepest = 0;
   const seen = new Set<object>();
+  // Two stacks rather than one of pairs: this runs on every chunk and step result.
   const stack: unknown[] = [value];
+  const depths: number[] = [0];
   while (stack.length > 0 && total <= stopAt) {
     const v = stack.pop();
+    const depth = (depths.pop() as number) + 1;
     switch (typeof v) {
       case "string":
         total += v.length + 2;
@@ -90,8 +131,15 @@ function measure(value: unknown, stopAt: number): { size: number; plain: boolean
     }
     if (seen.has(v)) continue;
     seen.add(v);
+    if (depth > deepest) {
+      deepest = depth;
+      if (depth > MAX_NESTING) break;
+    }
     if (Array.isArray(v)) {
-      for (const item of v) stack.push(item);
+      for (const item of v) {
+        stack.push(item);
+        depths.push(depth);
+      }
       total += 2;
       continue;
     }
@@ -111,12 +159,18 @@ function measure(value: unknown, stopAt: number): { size: number; plain: boolean
         continue;
       }
       if (v instanceof Map) {
-        for (const [k, item] of v) stack.push(k, item);
+        for (const [k, item] of v) {
+          stack.push(k, item);
+          depths.push(depth, depth);
+        }
         total += 2;
         continue;
       }
       if (v instanceof Set) {
-        for (const item of v) stack.push(item);
+        for (const item of v) {
+          stack.push(item);
+          depths.push(depth);
+        }
         total += 2;
         continue;
       }
@@ -125,10 +179,11 @@ function measure(value: unknown, stopAt: number): { size: number; plain: boolean
     for (const [k, item] of Object.entries(v)) {
       total += k.length + 2;
       stack.push(item);
+      depths.push(depth);
     }
     total += 2;
   }
-  return { size: total, plain: plain && stack.length === 0 };
+  return { size: total, plain: plain && stack.length === 0, depth: deepest };
 }
 
 /** Throws `invalid_argument` with `message` unless `condition` holds. */

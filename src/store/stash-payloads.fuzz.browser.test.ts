@@ -36,11 +36,10 @@ it("stores a stash nested 1,000 deep whole, and refuses one nested 10,000 deep",
   expect(await handOver(create, nested(10_000, "leaf", true), "stash")).toEqual({ refused: "not_cloneable" });
 });
 
-// Known defect, found by this fuzz (see also stash-payloads.fuzz.test.ts): plain data nested
-// 2,500 deep passes validation, and IndexedDB stores the step result, but Chromium cannot read
-// the row back: readJournal of that fiber fails with store_error ("Cannot read properties of
-// null"), so its whole journal is unreadable. Validation should refuse such depth up front
-// (src/core/validate.ts). `it.fails`: this starts failing once that is fixed.
-it.fails("a step result of plain objects nested 2,500 deep is stored or refused, not crash-looped", async () => {
-  await handOver(create, nested(2_500, "leaf", false), "step");
+// Found by this fuzz (see also stash-payloads.fuzz.test.ts): plain data nested 2,500 deep passed
+// validation, and IndexedDB stored the step result, but Chromium could not read the row back
+// (readJournal failed with store_error "Cannot read properties of null"), so the fiber's whole
+// journal was unreadable. Validation now refuses nesting past MAX_NESTING before anything is written.
+it("refuses a step result of plain objects nested 2,500 deep, before writing it", async () => {
+  expect(await handOver(create, nested(2_500, "leaf", false), "step")).toEqual({ refused: "not_cloneable" });
 });

@@ -41,21 +41,18 @@ describe("values fiber code stashes or returns from a step", () => {
       });
   });
 
-  // Known defect, found by this fuzz: plain data is never trial-cloned by `assertStorable`
-  // (src/core/validate.ts, not this change's to edit), so a step result of plain objects nested
-  // 2,500 deep passes it, overflows the stack of MemoryStore's copy in every commit (store_error),
-  // and the fiber is recovered until it fails with recovery_exhausted instead of the step being
-  // refused. `it.fails`: this starts failing once validation refuses it (or the copy takes it).
-  it.fails("a step result of plain objects nested 2,500 deep is stored or refused, not crash-looped", async () => {
-    await handOver(() => new MemoryStore(), nested(2_500, "leaf", false), "step");
+  // Found by this fuzz: plain data is never trial-cloned, so `assertStorable` passed a step result
+  // of plain objects nested 2,500 deep, which overflowed MemoryStore's copy in every commit until
+  // the fiber failed with recovery_exhausted. Validation now refuses nesting past MAX_NESTING.
+  it.each(VIAS)("plain objects nested 2,500 deep are refused with not_cloneable (%s)", async (via) => {
+    expect(await handOver(() => new MemoryStore(), nested(2_500, "leaf", false), via)).toEqual({
+      refused: "not_cloneable",
+    });
   });
 
-  // Known defect, found by this fuzz: `assertStorable` reads the value's properties unguarded, so
-  // a getter that throws or a revoked Proxy escapes as that raw error: ctx.stash rejects with a
-  // plain Error / TypeError (no code), and a step retries the permanent failure 3 times, then fails
-  // with step_failed. It should be refused at once with not_cloneable. `it.fails`: this starts
-  // failing once that is fixed.
-  it.fails.each(VIAS)(
+  // Found by this fuzz: `assertStorable` read the value's properties unguarded, so a getter that
+  // throws or a revoked Proxy escaped as that raw error (and a step retried it). Now refused.
+  it.each(VIAS)(
     "a value whose getter throws, or a revoked Proxy, is refused with not_cloneable (%s)",
     async (via) => {
       const revoked = Proxy.revocable({}, {});
