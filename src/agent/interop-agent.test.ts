@@ -21,7 +21,7 @@ import {
   served,
   startRecordedServer,
 } from "./recorded-streams";
-import type { ToolDefinition } from "./types";
+import type { JsonSchema, ToolDefinition } from "./types";
 
 let server: RecordedServer;
 beforeAll(async () => {
@@ -35,7 +35,7 @@ afterAll(async () => {
 /** A tool that answers `answer(args)` and records every call. */
 function tool(
   name: string,
-  properties: Record<string, { type: string }>,
+  properties: Record<string, JsonSchema>,
   answer: (args: Record<string, unknown>) => unknown,
   calls: Array<{ name: string; args: unknown; key: string }>,
 ): ToolDefinition {
