@@ -36,12 +36,18 @@ interface AiChatProps {
 
 function AiChat({ client, chatId, initial, onNewChat }: AiChatProps): ReactNode {
   const transport = useMemo(() => new FiberlineChatTransport({ agent: "assistant", client }), [client]);
+  // The agent's message.retry chunks reach useChat as transient data parts (onData), also when a
+  // reload replays the reply: the last one says which attempt comes next and when.
+  const [retry, setRetry] = useState<RetryNote>();
   const { messages, sendMessage, status, error, stop, addToolApprovalResponse } = useChat({
     id: chatId,
     messages: initial,
     transport,
     resume: true,
     sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    onData: (part) => {
+      if (part.type === "data-message.retry") setRetry(part.data as RetryNote);
+    },
   });
   useEffect(() => void saveChat(chatId, messages).catch(() => {}), [chatId, messages]);
   const [draft, setDraft] = useState("");
@@ -77,6 +83,7 @@ function AiChat({ client, chatId, initial, onNewChat }: AiChatProps): ReactNode 
           />
         ))}
       </ol>
+      {busy && retry && <RetryStatus key={retry.retryAt} retry={retry} />}
       {error && (
         <p role="alert" className="error" data-testid="ai-error">
           {error.message}
@@ -101,6 +108,32 @@ function AiChat({ client, chatId, initial, onNewChat }: AiChatProps): ReactNode 
         )}
       </form>
     </section>
+  );
+}
+
+/** The data of the agent's `message.retry` chunk, as far as the page shows it. */
+interface RetryNote {
+  attempt: number;
+  maxAttempts: number;
+  retryAt: number;
+  error?: { message?: string };
+}
+
+/** "Attempt 2 of 5, next in 4 s", counting down; gone once the wait is over. */
+function RetryStatus({ retry }: { retry: RetryNote }): ReactNode {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    setNow(Date.now());
+    const timer = setInterval(() => setNow(Date.now()), 1_000);
+    return () => clearInterval(timer);
+  }, []);
+  if (now >= retry.retryAt) return null;
+  return (
+    <p role="status" className="muted" data-testid="ai-retry">
+      The model did not answer. Attempt {retry.attempt} of {retry.maxAttempts}, next in{" "}
+      {Math.ceil((retry.retryAt - now) / 1000)} s…{" "}
+      {retry.error?.message && <span>({retry.error.message})</span>}
+    </p>
   );
 }
 

@@ -91,6 +91,30 @@ test("a worker stopped during a retry's wait: the reloaded page shows the same a
   ).toEqual([2, 3, 4, 5]);
 });
 
+test("the AI SDK chat shows the retries too, and again after a reload during a wait", async ({
+  demo,
+  page,
+}) => {
+  test.setTimeout(90_000);
+  await saveSettings(page, { provider: "custom", baseUrl: "http://127.0.0.1:9/v1", model: "gpt-4o-mini" });
+  await page.getByRole("link", { name: "AI SDK chat" }).click();
+  await page.getByTestId("ai-input").fill("Hello?");
+  await page.getByTestId("ai-send").click();
+  const retry = page.getByTestId("ai-retry");
+  await expect(retry).toContainText(/Attempt 2 of 5, next in \d+ s/);
+  await expect(retry).toContainText("Could not reach");
+  // The 4 s wait before attempt 4: long enough to reload into.
+  await expect(retry).toContainText(/Attempt 4 of 5, next in \d+ s/, { timeout: 30_000 });
+  await page.reload();
+  await openDemo(page, page.url());
+  await expect(page.getByTestId("ai-retry")).toContainText(/Attempt [45] of 5, next in \d+ s/, {
+    timeout: 30_000,
+  });
+  await expect(page.getByTestId("ai-error")).toBeVisible({ timeout: 45_000 });
+  await expect(page.getByTestId("ai-retry")).toHaveCount(0);
+  await demo.setMockDelay(0);
+});
+
 test("offline: the reply says so and waits for the network, then completes", async ({
   demo,
   page,
