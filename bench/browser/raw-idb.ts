@@ -111,11 +111,11 @@ export async function rawBatchedPuts(
   return count / ((performance.now() - t0) / 1000);
 }
 
-/** One `getAll` of a fiber's rows in `store`; returns ms and how many rows came back. */
+/** One `getAll` of a fiber's rows in `store` (keyed `[fiberId or handle, n]`); returns ms and how many rows came back. */
 export async function rawGetAll(
   db: IDBDatabase,
   store: string,
-  fiberId: string,
+  fiberId: string | number,
 ): Promise<{ ms: number; rows: number }> {
   const t0 = performance.now();
   const tx = db.transaction(store, "readonly");
