@@ -230,12 +230,18 @@ export class Ledger {
     }
   }
 
-  /** A chunk emitted inside a step must come from the attempt the journal says is running. */
+  /**
+   * A chunk emitted inside a step must come from the attempt the journal says is running. Only the
+   * programs' own `tok` chunks say which step attempt emitted them (`data.attempt`); other chunks
+   * may carry an `attempt` of their own meaning (the agent's `message.retry` counts model
+   * requests inside one step attempt).
+   */
   #checkStepChunk(
     prev: FiberImage | undefined,
     chunk: StreamChunk,
     fail: (inv: string, detail: string) => void,
   ): void {
+    if (chunk.type !== "tok") return;
     const attempt = (chunk.data as { attempt?: unknown } | null)?.attempt;
     if (typeof attempt !== "number") return;
     const entry = prev?.journal.find((e) => e.pos === chunk.step);

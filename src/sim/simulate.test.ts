@@ -64,6 +64,7 @@ describe("deterministic simulation", () => {
       [45882, "memory"], // a lock released with the awaited event already buffered
       [5155, "idb"], // the same, found on IdbStore
       [93244, "memory"], // an event stored by a runtime that died before it delivered it
+      [630, "memory"], // a model retry announced (message.retry, its own `attempt`) mid-step: not an emit of another attempt
     ];
     const failures: string[] = [];
     for (const [seed, store] of found)
