@@ -189,6 +189,33 @@ describe("Arbiter", () => {
     expect((await store.readInbox("f1")).length).toBe(1);
   });
 
+  it("tells a fenced sender its event arrived when only the write recording it was lost", async () => {
+    const store = new FailingStore();
+    const { arbiter, advance } = rig(store);
+    await arbiter.receive("f1", shipment([create("f1")]));
+    store.failNextCommit = true;
+    const ship = shipment([event("f1", 2, 1)]);
+    await expect(arbiter.receive("f1", ship)).rejects.toThrow(/simulated/);
+    // The lease lapses before the sender retries: the edge takes over, and the event is in its inbox.
+    advance(30_000);
+    expect(await arbiter.receive("f1", ship)).toEqual({
+      status: "fenced",
+      epoch: 2,
+      home: EDGE_HOME,
+      appliedPos: 2,
+    });
+    // An event of the edge's own at that seq is not taken for the sender's.
+    const other = new FailingStore();
+    const second = rig(other);
+    await second.arbiter.receive("f2", shipment([create("f2")]));
+    second.advance(30_000);
+    await second.arbiter.takeOverLapsed();
+    await other.enqueueEvent({ fiberId: "f2", name: "go", payload: { n: "webhook" }, at: T0 });
+    expect(await second.arbiter.receive("f2", shipment([event("f2", 2, 1)]))).toMatchObject({
+      appliedPos: 1,
+    });
+  });
+
   it("refuses to replicate onto a fiber that was started at the edge", async () => {
     const { store, arbiter } = rig();
     await store.createFiber(record("f1"), [chunk("f1", 1, "fiber.start")]);

@@ -14,7 +14,7 @@
  */
 
 import { FiberlineError } from "../core/errors";
-import { type FiberRecord, type HomeLease, isTerminal } from "../core/records";
+import { type FiberRecord, type HomeLease, type InboxEvent, isTerminal } from "../core/records";
 import type { Store, WriteGroup } from "../core/store";
 import {
   DEFAULT_LEASE_MS,
@@ -117,10 +117,11 @@ export class Arbiter {
         `Fiber ${fiberId} exists here but is not a replica (it was started at the edge); a browser cannot replicate onto it.`,
       );
     }
-    if (state.epoch !== shipment.epoch || state.home !== shipment.home) return fencedBy(state, shipment);
+    if (state.epoch !== shipment.epoch || state.home !== shipment.home)
+      return fencedBy(await this.#counted(fiberId, state, shipment), shipment);
     if (state.until <= this.#clock() && !isTerminal(record.status)) {
       const moved = await this.#takeOver(fiberId);
-      return fencedBy(moved ?? state, shipment);
+      return fencedBy(await this.#counted(fiberId, moved ?? state, shipment), shipment);
     }
     const fresh = shipment.entries.filter((e) => e.pos > state.appliedPos);
     const next = fresh[0]?.pos ?? shipment.from;
@@ -195,10 +196,26 @@ export class Arbiter {
     if (seq <= (lease.eventMarks[origin] ?? 0)) return applied;
     const inbox = await this.#store.readInbox(fiberId);
     const top = inbox.at(-1)?.seq ?? 0;
-    // `top >= seq`: enqueued by an earlier try whose position never got recorded.
     if (top < seq - 1) throw malformed(fiberId, `event seq ${seq} follows inbox seq ${top}`);
-    if (top < seq) await this.#store.enqueueEvent({ fiberId, name, payload, at });
+    // Held already: enqueued by an earlier try whose position never got recorded.
+    if (!holdsEvent(inbox, entry.event)) {
+      if (top >= seq) throw malformed(fiberId, `inbox seq ${seq} holds another event`);
+      await this.#store.enqueueEvent({ fiberId, name, payload, at });
+    }
     return { ...applied, eventMarks: { ...lease.eventMarks, [origin]: seq } };
+  }
+
+  /**
+   * `state`, counting the sender's next position as applied when it is an event the replica
+   * already holds: its `enqueueEvent` committed and the write recording its position did not (a
+   * crash between the two), and the fiber changed home before a retry could record it. Its
+   * sender must hear it arrived, or it would send it again.
+   */
+  async #counted(fiberId: string, state: HomeLease, shipment: Shipment): Promise<HomeLease> {
+    const next = shipment.entries.find((e) => e.pos === state.appliedPos + 1);
+    if (next?.type !== "event") return state;
+    const held = holdsEvent(await this.#store.readInbox(fiberId), next.event);
+    return held ? { ...state, appliedPos: next.pos } : state;
   }
 
   /** A commit was fenced: the edge claimed the fiber meanwhile. Answers with who holds it now. */
@@ -269,6 +286,17 @@ function replicaGroup(fiberId: string, generation: number, group: WriteGroup): W
  * The answer to a sender that does not hold the fiber. The home that held it last learns how much
  * of its epoch the replica holds; any other sender has none of its positions there.
  */
+/** Whether `inbox` holds `event` at its seq (the same name, time and payload). */
+function holdsEvent(inbox: readonly InboxEvent[], event: InboxEvent): boolean {
+  const row = inbox.find((e) => e.seq === event.seq);
+  return (
+    row !== undefined &&
+    row.name === event.name &&
+    row.at === event.at &&
+    JSON.stringify(row.payload) === JSON.stringify(event.payload)
+  );
+}
+
 function fencedBy(state: HomeLease, sender: { epoch: number; home: string }): ShipmentAnswer {
   const held =
     (sender.home === state.home && sender.epoch === state.epoch) ||
