@@ -12,9 +12,12 @@
  * heartbeat.
  */
 
+import { Arbiter } from "../continuity/arbiter";
+import { ArbitratedStore } from "../continuity/arbitrated-store";
 import { FiberlineError } from "../core/errors";
 import type { FiberLocks } from "../core/locks";
 import type { RecoverySummary, Runtime } from "../core/runtime";
+import type { Store } from "../core/store";
 import { DEFAULT_PREFIX } from "../sw/protocol";
 import type { Authorize } from "./authorize";
 import { FiberOwners } from "./fiber-owners";
@@ -22,12 +25,16 @@ import { errorResponse, handleFiberlineRequest } from "./http-routes";
 import { objectLocks } from "./object-locks";
 import { type HostLimits, handleOwnedRequest } from "./owned-routes";
 import type { DurableObjectStateLike } from "./platform";
+import { handleReplicaRequest } from "./replica-routes";
 import { SqliteStore } from "./sqlite-store";
 
 /** What the host hands the runtime factory; spread it into `createRuntime`. */
 export interface RuntimeParts {
-  /** The object's `SqliteStore`. */
-  store: SqliteStore;
+  /**
+   * The object's `SqliteStore`; with `continuity`, an `ArbitratedStore` over it, which keeps the
+   * runtime off replicas a browser still holds.
+   */
+  store: Store;
   /** Locks that know a Durable Object runs once (see `objectLocks`). */
   locks: FiberLocks;
   /**
@@ -62,6 +69,12 @@ export interface DurableObjectHostOptions {
   authorize?: Authorize;
   /** Per-principal limits, enforced before anything is written (needs `authorize`). */
   limits?: HostLimits;
+  /**
+   * Continuity (issue #18, docs/design/continuity.md): this object is the arbiter of fibers a
+   * browser replicates to it (`POST .../replicate`, `GET .../replica?after=`), and takes over a
+   * fiber once the browser's lease lapses (`leaseMs`, default 30 s). Not yet with `authorize`.
+   */
+  continuity?: { leaseMs?: number };
 }
 
 /** A runtime hosted in a Durable Object. */
@@ -127,6 +140,7 @@ class Host implements DurableObjectHost {
   readonly #authorize: Authorize | undefined;
   readonly #limits: HostLimits;
   readonly #owners: FiberOwners | undefined;
+  readonly #arbiter: Arbiter | undefined;
   #starts: Promise<unknown> = Promise.resolve();
   #arming: Promise<void> = Promise.resolve();
   #retryAt: number | undefined;
@@ -145,10 +159,23 @@ class Host implements DurableObjectHost {
         "createDurableObjectHost: limits are kept per principal, so they need an authorize hook too.",
       );
     }
+    if (this.#authorize && options.continuity) {
+      throw new FiberlineError(
+        "invalid_argument",
+        "createDurableObjectHost: continuity does not check owners yet, so it cannot be combined with authorize.",
+      );
+    }
     this.store = new SqliteStore(ctx.storage);
     this.#owners = this.#authorize ? new FiberOwners(ctx.storage.sql) : undefined;
-    this.runtime = options.runtime({ store: this.store, locks: objectLocks(), leaseMs: 60_000 });
-    if (this.runtime.store !== this.store) {
+    this.#arbiter = options.continuity
+      ? new Arbiter({
+          store: this.store,
+          ...(options.continuity.leaseMs === undefined ? {} : { leaseMs: options.continuity.leaseMs }),
+        })
+      : undefined;
+    const store = this.#arbiter ? new ArbitratedStore(this.store) : this.store;
+    this.runtime = options.runtime({ store, locks: objectLocks(), leaseMs: 60_000 });
+    if (this.runtime.store !== store) {
       throw new FiberlineError(
         "invalid_argument",
         "createDurableObjectHost: the runtime must use the store the host gives it; write runtime: (parts) => createRuntime({ ...parts, fibers }).",
@@ -175,6 +202,18 @@ class Host implements DurableObjectHost {
 
   async handle(request: Request): Promise<Response | null> {
     await this.ready;
+    if (this.#arbiter) {
+      const replica = await handleReplicaRequest(request, {
+        arbiter: this.#arbiter,
+        store: this.store,
+        prefix: this.prefix,
+      });
+      if (replica) {
+        // A shipment renews or creates a lease: the alarm must be at its end.
+        if (request.method === "POST") await this.#arm();
+        return replica;
+      }
+    }
     const routes = { runtime: this.runtime, prefix: this.prefix };
     const response =
       this.#authorize && this.#owners
@@ -193,6 +232,12 @@ class Host implements DurableObjectHost {
 
   async alarm(): Promise<void> {
     await this.ready;
+    if (this.#arbiter) {
+      // Fibers whose browser lease lapsed move here first, so the recovery below runs them.
+      await this.#arbiter
+        .takeOverLapsed()
+        .catch((error: unknown) => this.#report(error, "taking over fibers"));
+    }
     await this.#recover("recovering fibers on alarm");
     // Holding the alarm event open while fibers run keeps the object busy, so it is not evicted
     // mid-run; the next heartbeat follows at most keepAliveMs later.
@@ -266,7 +311,7 @@ class Host implements DurableObjectHost {
 
   async #armNow(exact: boolean): Promise<void> {
     const storage = this.#ctx.storage;
-    const candidates = [this.#nextWake(), this.#retryAt];
+    const candidates = [this.#nextWake(), this.#retryAt, await this.#nextLapse()];
     if (this.#work.size > 0) candidates.push(Date.now() + this.#keepAliveMs);
     const times = candidates.filter((t): t is number => t !== undefined);
     const at = times.length === 0 ? undefined : Math.min(...times);
@@ -278,6 +323,16 @@ class Host implements DurableObjectHost {
     if (at === undefined) return;
     const current = await storage.getAlarm();
     if (current === null || at < current) await storage.setAlarm(at);
+  }
+
+  /** When the earliest browser lease ends (continuity), so the alarm takes the fiber over then. */
+  async #nextLapse(): Promise<number | undefined> {
+    try {
+      return await this.#arbiter?.nextLapse();
+    } catch (error) {
+      this.#report(error, "reading the next lease end");
+      return Date.now() + RETRY_MS;
+    }
   }
 
   #nextWake(): number | undefined {

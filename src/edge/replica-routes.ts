@@ -1,0 +1,144 @@
+/**
+ * The continuity wire over HTTP (issue #18, docs/design/continuity.md), both ends in one file:
+ * the edge host's routes `POST {prefix}/fibers/:id/replicate` (a browser's shipment, applied by
+ * the fiber's `Arbiter`: `200 { status: "ok", appliedPos, leaseMs }`, or `409` with the `fenced`
+ * or `out_of_order` answer) and `GET {prefix}/fibers/:id/replica?after=N` (the replica's record,
+ * journal, snapshot, inbox and its chunks past seq N, for a browser that mirrors it), and
+ * `shipOverHttp`, the `send` a `Shipper` uses to reach them. Bodies are the edge value codec's
+ * JSON, so shipped values keep their structured-clone fidelity.
+ */
+
+import type { Arbiter } from "../continuity/arbiter";
+import type { Shipment, ShipmentAnswer } from "../continuity/protocol";
+import { FiberNotFoundError, InvalidInputError } from "../core/errors";
+import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
+import type { Store } from "../core/store";
+import { HOST_HEADER } from "../sw/protocol";
+import { errorResponse } from "./http-routes";
+import { decodeValue, encodeValue } from "./value-codec";
+
+/** What `GET .../replica?after=N` answers. */
+export interface ReplicaSnapshot {
+  record: FiberRecord;
+  journal: JournalEntry[];
+  snapshot: SnapshotRecord | undefined;
+  inbox: InboxEvent[];
+  /** Chunks with `seq > after`. */
+  chunks: StreamChunk[];
+}
+
+/** What the routes need. */
+export interface ReplicaRouteOptions {
+  arbiter: Arbiter;
+  /** The replica store (the host's `SqliteStore`). */
+  store: Store;
+  prefix: string;
+}
+
+const ROUTE = /^\/fibers\/([^/]+)\/(replicate|replica)$/;
+
+/**
+ * Answers a continuity route, or `null` for any other path.
+ *
+ * Failure semantics: a shipment is applied by `Arbiter.receive` (each of its transactions
+ * commits whole, before the answer leaves); a malformed body is `400` and writes nothing.
+ */
+export async function handleReplicaRequest(
+  request: Request,
+  { arbiter, store, prefix }: ReplicaRouteOptions,
+): Promise<Response | null> {
+  const url = new URL(request.url);
+  if (!url.pathname.startsWith(`${prefix}/`)) return null;
+  const match = ROUTE.exec(url.pathname.slice(prefix.length));
+  if (!match) return null;
+  try {
+    const id = decodeURIComponent(match[1] ?? "");
+    if (match[2] === "replicate") {
+      if (request.method !== "POST")
+        return errorResponse(invalid(`${url.pathname} only answers POST.`), { status: 405 });
+      const answer = await arbiter.receive(id, readShipment(await request.text()));
+      return encoded(answer, answer.status === "ok" ? 200 : 409);
+    }
+    if (request.method !== "GET")
+      return errorResponse(invalid(`${url.pathname} only answers GET.`), { status: 405 });
+    const after = Number(url.searchParams.get("after") ?? "0");
+    if (!Number.isInteger(after) || after < 0) throw invalid("replica: `after` must be a whole number.");
+    const record = await store.getFiber(id);
+    if (record?.home === undefined) throw new FiberNotFoundError(id);
+    const [journal, snapshot, inbox, chunks] = await Promise.all([
+      store.readJournal(id),
+      store.readSnapshot(id),
+      store.readInbox(id),
+      store.readStream(id, after),
+    ]);
+    return encoded({ record, journal, snapshot, inbox, chunks } satisfies ReplicaSnapshot, 200);
+  } catch (error) {
+    return errorResponse(error);
+  }
+}
+
+/**
+ * The `send` of a `Shipper` that reaches the edge host at `baseUrl` (its origin and prefix, e.g.
+ * `https://edge.example/__fiberline`) with `fetch`: resolves with the arbiter's answer, rejects
+ * on anything else (the network, a `5xx`), and the shipper retries.
+ *
+ * @example
+ * const shipper = new Shipper({ outbox, home, send: shipOverHttp("https://edge.example/__fiberline") });
+ */
+export function shipOverHttp(
+  baseUrl: string,
+  fetchImpl: (url: string, init: RequestInit) => Promise<Response> = fetch,
+  headers: Record<string, string> = {},
+): (fiberId: string, shipment: Shipment) => Promise<ShipmentAnswer> {
+  const base = baseUrl.replace(/\/+$/, "");
+  return async (fiberId, shipment) => {
+    const response = await fetchImpl(`${base}/fibers/${encodeURIComponent(fiberId)}/replicate`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: encodeValue(shipment),
+    });
+    const text = await response.text();
+    if (response.status !== 200 && response.status !== 409)
+      throw new Error(
+        `The edge answered a shipment of fiber ${fiberId} with ${response.status}: ${text.slice(0, 200)}`,
+      );
+    const answer = decodeValue(text) as ShipmentAnswer;
+    if (typeof answer?.status !== "string")
+      throw new Error(`The edge answered a shipment with ${text.slice(0, 200)}`);
+    return answer;
+  };
+}
+
+function readShipment(text: string): Shipment {
+  let value: unknown;
+  try {
+    value = decodeValue(text);
+  } catch {
+    throw invalid("replicate: the body is not a shipment.");
+  }
+  const s = value as Partial<Shipment> | null;
+  const ok =
+    s !== null &&
+    typeof s === "object" &&
+    typeof s.home === "string" &&
+    Number.isInteger(s.epoch) &&
+    Number.isInteger(s.from) &&
+    Array.isArray(s.entries);
+  if (!ok) throw invalid("replicate: the body needs { home, epoch, from, entries }.");
+  return s as Shipment;
+}
+
+function encoded(value: unknown, status: number): Response {
+  return new Response(encodeValue(value), {
+    status,
+    headers: {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+      [HOST_HEADER]: "1",
+    },
+  });
+}
+
+function invalid(message: string): InvalidInputError {
+  return new InvalidInputError("invalid_argument", message);
+}

@@ -1,0 +1,62 @@
+/**
+ * A test Worker for continuity at the edge (bundled by `continuity.test.ts`): one Durable Object
+ * per fiber, each the arbiter of the fibers a Node-side "browser" replicates to it, with a short
+ * lease (`LEASE_MS`). The fiber reports each step it runs to `env.LEDGER`, so the test counts
+ * effects outside both homes.
+ */
+
+import { createRuntime, defineFiber } from "../../index";
+import { createDurableObjectHost, type DurableObjectStateLike, routeToFiberObject } from "../index";
+
+interface Env {
+  FIBERS: Parameters<typeof routeToFiberObject>[1];
+  LEDGER: { fetch(url: string): Promise<Response> };
+  LEASE_MS: string;
+}
+
+async function record(env: Env, id: string, what: string, attempt: number): Promise<void> {
+  const url = `http://ledger/${encodeURIComponent(id)}/${encodeURIComponent(what)}?attempt=${attempt}`;
+  await (await env.LEDGER.fetch(url)).arrayBuffer();
+}
+
+/** The same definition the test's browser runtime has: two steps, a chunk after each. */
+function job(env: Env) {
+  return defineFiber("job", {
+    async run(ctx) {
+      for (const name of ["a", "b"]) {
+        const value = await ctx.step(name, async ({ attempt, interrupted }) => {
+          await record(env, ctx.id, name, attempt);
+          return `${name}@edge${interrupted ? "-again" : ""}`;
+        });
+        ctx.emit("progress", { step: name, value });
+      }
+      return "done";
+    },
+  });
+}
+
+export class FiberObject {
+  readonly host;
+
+  constructor(ctx: DurableObjectStateLike, env: Env) {
+    this.host = createDurableObjectHost(ctx, {
+      runtime: (parts) => createRuntime({ ...parts, fibers: [job(env)] }),
+      continuity: { leaseMs: Number(env.LEASE_MS) },
+      keepAliveMs: 500,
+    });
+  }
+
+  fetch(request: Request): Promise<Response> {
+    return this.host.fetch(request);
+  }
+
+  alarm(): Promise<void> {
+    return this.host.alarm();
+  }
+}
+
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    return (await routeToFiberObject(request, env.FIBERS)) ?? new Response("not found", { status: 404 });
+  },
+};
