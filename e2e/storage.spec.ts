@@ -10,7 +10,7 @@
 
 import type { Page } from "@playwright/test";
 import type { StorageHealth } from "../src/sw/protocol";
-import { expect, startFiber, test } from "./support/fixtures";
+import { expect, type Session, startFiber, test } from "./support/fixtures";
 
 async function lastHealth(page: Page): Promise<StorageHealth | undefined> {
   return (await page.evaluate(() => window.fx.healths())).at(-1);
@@ -27,24 +27,28 @@ async function fiberStatus(page: Page, id: string): Promise<string | undefined> 
 /** The worker keeps its fibers in a storage bucket of this many bytes (`?swquota=`). */
 const BUCKET_QUOTA = 4_000_000;
 
-test("out of space: the fiber pauses and the page is told; with space back it finishes, every chunk once", async ({
-  session,
-}) => {
+/**
+ * A filler fiber (30 chunks of 10 kB) writing into the bucket until another database takes all
+ * the space left: its next write is refused, and the page hears it paused.
+ */
+async function pausedFiller(session: Session): Promise<{ page: Page; id: string }> {
   const page = await session.open(`/?swquota=${BUCKET_QUOTA}`);
   const { id } = await page.evaluate(async () => {
     const client = await window.fx.client();
     return await client.start("filler", { chunks: 30, bytes: 10_000, intervalMs: 50 });
   });
   await expect.poll(async () => (await inspect(page, id)).streamHead).toBeGreaterThan(3);
-
-  // Another database takes all the space left: the fiber's next write is refused.
   expect(await page.evaluate(() => window.fx.fillBucket())).toBeGreaterThan(0);
   await expect
     .poll(() => lastHealth(page), { timeout: 20_000 })
-    .toMatchObject({
-      state: "quota_exceeded",
-      paused: [id],
-    });
+    .toMatchObject({ state: "quota_exceeded", paused: [id] });
+  return { page, id };
+}
+
+test("out of space: the fiber pauses and the page is told; with space back it finishes, every chunk once", async ({
+  session,
+}) => {
+  const { page, id } = await pausedFiller(session);
   // Paused, not lost and not failed: the record still says running, and reads still work.
   expect(await fiberStatus(page, id)).toBe("running");
   expect((await inspect(page, id)).streamHead).toBeLessThan(32);
@@ -64,16 +68,7 @@ test("out of space: the fiber pauses and the page is told; with space back it fi
 test("Try again while the origin is still full keeps the fiber paused, nothing lost; with room, Try again resumes it and it finishes", async ({
   session,
 }) => {
-  const page = await session.open(`/?swquota=${BUCKET_QUOTA}`);
-  const { id } = await page.evaluate(async () => {
-    const client = await window.fx.client();
-    return await client.start("filler", { chunks: 30, bytes: 10_000, intervalMs: 50 });
-  });
-  await expect.poll(async () => (await inspect(page, id)).streamHead).toBeGreaterThan(3);
-  expect(await page.evaluate(() => window.fx.fillBucket())).toBeGreaterThan(0);
-  await expect
-    .poll(() => lastHealth(page), { timeout: 20_000 })
-    .toMatchObject({ state: "quota_exceeded", paused: [id] });
+  const { page, id } = await pausedFiller(session);
   const before = await page.evaluate((f) => window.fx.chunks(f), id);
 
   // Still full: the retry is refused like the write that paused the fiber.

@@ -11,20 +11,16 @@
  * log under `--enable-low-end-device-mode`, in which Chromium's LevelDB does not reuse the old
  * log at open. Prints one line per round and the LevelDB / Chromium lines that explain it.
  */
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { chromium } from "@playwright/test";
-import { chromiumArgs, findChromium } from "../../scripts/find-chromium.mjs";
+import { crash, killGroup, launchChromium, serveFixture } from "./kill-loop.mjs";
 import { scanLog } from "./leveldb-log-check.mjs";
 
 const { values } = parseArgs({
   options: { port: { type: "string", default: "5631" }, rounds: { type: "string", default: "3" } },
 });
-const root = fileURLToPath(new URL("../..", import.meta.url));
 const origin = `http://localhost:${values.port}`;
 const say = (line) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 const children = [];
@@ -35,16 +31,8 @@ process.on("SIGINT", () => {
 });
 
 async function main() {
-  await run("npx", ["vite", "build", "-c", "e2e/fixture/vite.config.ts"], {
-    FIBERLINE_E2E_PORT: values.port,
-  });
-  const server = spawn(
-    "npx",
-    ["vite", "preview", "-c", "e2e/fixture/vite.config.ts", "--port", values.port, "--strictPort"],
-    { cwd: root, detached: true, stdio: "ignore", env: { ...process.env, FIBERLINE_E2E_PORT: values.port } },
-  );
+  const server = await serveFixture(values.port);
   children.push(server);
-  await until(async () => (await fetch(`${origin}/hello.txt`).catch(() => null))?.ok === true);
   const tally = {};
   for (let round = 1; round <= Number(values.rounds); round++) {
     for (const [name, cut, lowEnd] of [
@@ -70,7 +58,7 @@ async function trial(cut, lowEnd) {
   try {
     const first = await launch(profile, extra);
     const written = await load(first, true);
-    await kill(first);
+    await crash(first);
     const dir = join(profile, "Default/IndexedDB", `http_localhost_${values.port}.indexeddb.leveldb`);
     const logName = readdirSync(dir)
       .filter((f) => f.endsWith(".log"))
@@ -85,14 +73,14 @@ async function trial(cut, lowEnd) {
 
     const second = await launch(profile, extra);
     const afterFirst = await load(second, true);
-    await kill(second);
+    await crash(second);
     const secondLog = readFileSync(join(dir, "LOG"), "utf8");
     const reused = secondLog.includes(`Reusing old log ${logPath}`);
     const logsAfterSecond = readdirSync(dir).filter((f) => f.endsWith(".log"));
 
     const third = await launch(profile, extra);
     const afterSecond = await load(third, false);
-    await kill(third);
+    await crash(third);
     const corruption = third.stderr
       .split("\n")
       .filter((l) => /indexed_db.*(Failed to open|corrupt)/i.test(l));
@@ -139,88 +127,17 @@ async function load(browser, write) {
 }
 
 async function launch(profile, extra) {
-  const args = [
-    "--headless",
-    "--remote-debugging-port=0",
-    `--user-data-dir=${profile}`,
-    ...chromiumArgs,
-    "--enable-logging=stderr",
-    "--v=0",
-    ...extra,
-    "about:blank",
-  ];
-  const child = spawn(findChromium(), args, { detached: true, stdio: ["ignore", "ignore", "pipe"] });
-  const exited = new Promise((resolve) => child.once("exit", resolve));
   const state = { stderr: "" };
-  const ws = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("no DevTools endpoint in 30 s")), 30_000);
-    child.stderr.on("data", (data) => {
-      state.stderr += data.toString();
-      const match = /DevTools listening on (ws:\/\/\S+)/.exec(state.stderr);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
+  const browser = await launchChromium(profile, ["--v=0", ...extra], (data) => {
+    state.stderr += data.toString();
   });
-  const browser = await chromium.connectOverCDP(ws, { timeout: 30_000 });
-  current = { pid: child.pid };
+  current = browser;
   return {
-    pid: child.pid,
-    exited,
-    context: browser.contexts()[0],
+    ...browser,
     get stderr() {
       return state.stderr;
     },
   };
 }
 
-async function kill(browser) {
-  killGroup(browser.pid);
-  await browser.exited;
-  const until = Date.now() + 15_000;
-  while (groupAlive(browser.pid) && Date.now() < until) {
-    killGroup(browser.pid);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-function killGroup(pid) {
-  try {
-    process.kill(-pid, "SIGKILL");
-  } catch {
-    // gone
-  }
-}
-
-function groupAlive(pgid) {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === pgid && fields[0] !== "Z" && fields[0] !== "X") return true;
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return false;
-}
-
-async function until(check) {
-  const end = Date.now() + 60_000;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function run(command, args, env) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: root, stdio: "inherit", env: { ...process.env, ...env } });
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${command} exited ${code}`))));
-  });
-}
-
-if (!existsSync(join(root, "e2e/fixture/vite.config.ts"))) throw new Error("run from the repository");
 await main();

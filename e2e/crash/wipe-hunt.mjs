@@ -19,7 +19,6 @@
  * `--enable-low-end-device-mode`, under which Chromium's LevelDB does not reuse its log at open. Prints one line
  * per kill and a summary: kills, wipes by mode, other anomalies.
  */
-import { spawn } from "node:child_process";
 import {
   cpSync,
   createWriteStream,
@@ -32,10 +31,8 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { chromium } from "@playwright/test";
-import { chromiumArgs, findChromium } from "../../scripts/find-chromium.mjs";
+import { crash, killGroup, launchChromium, serveFixture } from "./kill-loop.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -46,7 +43,6 @@ const { values } = parseArgs({
     kills: { type: "string", default: "100000" },
   },
 });
-const root = fileURLToPath(new URL("../..", import.meta.url));
 const origin = `http://localhost:${values.port}`;
 const out = values.out;
 const modes = values.mode === "mixed" ? ["wait", "nowait", "sqlite", "lowend"] : values.mode.split(",");
@@ -76,16 +72,7 @@ const VMODULE = [
 
 async function main() {
   say(`building the fixture for ${origin}`);
-  await run("npx", ["vite", "build", "-c", "e2e/fixture/vite.config.ts"], {
-    FIBERLINE_E2E_PORT: values.port,
-  });
-  const server = spawn(
-    "npx",
-    ["vite", "preview", "-c", "e2e/fixture/vite.config.ts", "--port", values.port, "--strictPort"],
-    { cwd: root, detached: true, stdio: "ignore", env: { ...process.env, FIBERLINE_E2E_PORT: values.port } },
-  );
-  children.push(server);
-  await until(async () => (await fetch(`${origin}/hello.txt`).catch(() => null))?.ok === true, 60_000);
+  children.push(await serveFixture(values.port));
 
   const stats = Object.fromEntries(modes.map((m) => [m, { kills: 0, wipes: 0, partial: 0, failed: 0 }]));
   let kills = 0;
@@ -153,10 +140,11 @@ async function main() {
       });
       for (const id of started) known.add(id);
       await new Promise((r) => setTimeout(r, 200 + Math.floor(Math.random() * 2_300)));
-      killGroup(browser.pid);
-      await browser.exited;
-      if (mode !== "nowait") {
-        await waitGroupGone(browser.pid);
+      if (mode === "nowait") {
+        killGroup(browser.pid);
+        await browser.exited;
+      } else {
+        await crash(browser);
         snapshot(profile, mode);
       }
       stats[mode].kills++;
@@ -168,50 +156,23 @@ async function main() {
     } catch (error) {
       stats[mode].failed++;
       say(`#${n} ${mode}: launch/drive failed: ${String(error).split("\n")[0]}`);
-      if (browser) {
-        killGroup(browser.pid);
-        await browser.exited;
-        await waitGroupGone(browser.pid).catch(() => {});
-      }
+      if (browser) await crash(browser).catch(() => {});
     }
   }
   say(`done: ${kills} launches in ${values.minutes} min: ${JSON.stringify(stats)}`);
   for (const child of children) killGroup(child.pid);
 }
 
-async function launch(profile, mode, logFile) {
+function launch(profile, mode, logFile) {
   const log = createWriteStream(logFile, { flags: "a" });
-  const args = [
-    "--headless",
-    "--remote-debugging-port=0",
-    `--user-data-dir=${profile}`,
-    ...chromiumArgs,
-    "--enable-logging=stderr",
+  const flags = [
     "--v=1",
     `--vmodule=${VMODULE}`,
     ...(mode === "sqlite" ? ["--enable-features=IdbSqliteBackingStore"] : []),
     // A low-end device: Chromium's LevelDB options then do not reuse the log file at open.
     ...(mode === "lowend" ? ["--enable-low-end-device-mode"] : []),
-    "about:blank",
   ];
-  const child = spawn(findChromium(), args, { detached: true, stdio: ["ignore", "ignore", "pipe"] });
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  let head = "";
-  const ws = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("no DevTools endpoint in 30 s")), 30_000);
-    child.stderr.on("data", (data) => {
-      log.write(data);
-      head = (head + data.toString()).slice(-20_000);
-      const match = /DevTools listening on (ws:\/\/\S+)/.exec(head);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    exited.then(() => reject(new Error(`Chromium exited before it was ready: ${head.slice(-500)}`)));
-  });
-  const browser = await chromium.connectOverCDP(ws, { timeout: 30_000 });
-  return { pid: child.pid, exited, context: browser.contexts()[0] };
+  return launchChromium(profile, flags, (data) => log.write(data));
 }
 
 /** The files under the profile's storage directories, with sizes (what the next launch will open). */
@@ -266,52 +227,6 @@ function keepEvidence(n, mode, log, profile, listing, previous) {
     }
   }
   writeFileSync(join(dir, "listing-after.txt"), listing);
-}
-
-function killGroup(pid) {
-  try {
-    process.kill(-pid, "SIGKILL");
-  } catch {
-    // gone
-  }
-}
-
-function groupAlive(pgid) {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === pgid && fields[0] !== "Z" && fields[0] !== "X") return true;
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return false;
-}
-
-async function waitGroupGone(pgid) {
-  const until = Date.now() + 15_000;
-  while (groupAlive(pgid)) {
-    if (Date.now() > until) throw new Error(`group ${pgid} still alive 15 s after SIGKILL`);
-    killGroup(pgid);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-async function until(check, ms) {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function run(command, args, env) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: root, stdio: "inherit", env: { ...process.env, ...env } });
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${command} exited ${code}`))));
-  });
 }
 
 await main();

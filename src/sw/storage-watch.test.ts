@@ -101,32 +101,41 @@ it("answers a page's query with the current health", async () => {
   await expect.poll(() => heard.at(-1)).toMatchObject({ state: "ok", paused: [], lost: [] });
 });
 
-it("Try again while still full: the fiber stays paused with the same state, and nothing it wrote changes", async () => {
+/**
+ * A fiber of 20 steps paused by a full store, its run stopped. A long lease: only the runner's
+ * backoff or retryPaused picks the fiber up, never the sweep.
+ */
+async function pausedFiber() {
   const heard = page();
   const inner = new FullableStore();
   const store = watchStorage(inner, { markerCache: false });
-  // A long lease: only the runner's backoff or retryPaused picks the fiber up, never the sweep.
-  runtime = createRuntime({ store, fibers: [steps], leaseMs: 60_000 });
-  await runtime.recover();
-  const { id } = await runtime.start(steps, { count: 20 });
-  await expect.poll(async () => (await runtime?.get(id))?.streamHead ?? 0).toBeGreaterThan(2);
+  const rt = createRuntime({ store, fibers: [steps], leaseMs: 60_000 });
+  runtime = rt;
+  await rt.recover();
+  const { id } = await rt.start(steps, { count: 20 });
+  await expect.poll(async () => (await rt.get(id))?.streamHead ?? 0).toBeGreaterThan(2);
   inner.full = true;
   await expect.poll(() => store.health).toMatchObject({ state: "quota_exceeded", paused: [id] });
-  await expect.poll(() => runtime?.activeCount).toBe(0);
+  await expect.poll(() => rt.activeCount).toBe(0);
+  return { heard, inner, store, id, rt };
+}
+
+it("Try again while still full: the fiber stays paused with the same state, and nothing it wrote changes", async () => {
+  const { heard, inner, store, id, rt } = await pausedFiber();
   const record = await inner.getFiber(id);
   const stream = await inner.readStream(id, 0);
   const journal = await inner.readJournal(id);
 
-  const health = await store.retryPaused(runtime);
+  const health = await store.retryPaused(rt);
   expect(health).toMatchObject({ state: "quota_exceeded", paused: [id] });
   expect(heard.at(-1)).toMatchObject({ state: "quota_exceeded", paused: [id] });
-  expect(runtime.activeCount).toBe(0);
+  expect(rt.activeCount).toBe(0);
   expect(await inner.getFiber(id)).toEqual(record);
   expect(await inner.readStream(id, 0)).toEqual(stream);
   expect(await inner.readJournal(id)).toEqual(journal);
 
   inner.full = false;
-  expect(await runtime.result(id)).toBe(20);
+  expect(await rt.result(id)).toBe(20);
   const chunks = await inner.readStream(id, 0);
   expect(chunks.slice(0, stream.length)).toEqual(stream);
   expect(chunks.filter((c) => c.type === "progress").map((c) => (c.data as { i: number }).i)).toEqual(
@@ -135,26 +144,17 @@ it("Try again while still full: the fiber stays paused with the same state, and 
 });
 
 it("Try again with room: the paused fiber runs again at once, pages hear ok, and it finishes with every chunk once", async () => {
-  const heard = page();
-  const inner = new FullableStore();
-  const store = watchStorage(inner, { markerCache: false });
-  runtime = createRuntime({ store, fibers: [steps], leaseMs: 60_000 });
-  await runtime.recover();
-  const { id } = await runtime.start(steps, { count: 20 });
-  await expect.poll(async () => (await runtime?.get(id))?.streamHead ?? 0).toBeGreaterThan(2);
-  inner.full = true;
-  await expect.poll(() => store.health).toMatchObject({ state: "quota_exceeded", paused: [id] });
-  await expect.poll(() => runtime?.activeCount).toBe(0);
+  const { heard, inner, id, rt } = await pausedFiber();
 
   // Through the control call a page makes: no waiting for the runner's next backoff.
-  const api = createControlApi(runtime, () => ({}) as HeartbeatInfo);
+  const api = createControlApi(rt, () => ({}) as HeartbeatInfo);
   inner.full = false;
   const health = await api.retryPaused();
   expect(health).toMatchObject({ state: "ok", paused: [] });
-  expect(runtime.activeCount).toBe(1);
+  expect(rt.activeCount).toBe(1);
   await expect.poll(() => heard.at(-1)).toMatchObject({ state: "ok", paused: [] });
 
-  expect(await runtime.result(id)).toBe(20);
+  expect(await rt.result(id)).toBe(20);
   const chunks = await inner.readStream(id, 0);
   expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i + 1));
   expect(chunks.filter((c) => c.type === "progress").map((c) => (c.data as { i: number }).i)).toEqual(
