@@ -399,6 +399,32 @@ describe("IdbStore layout (schema v5)", () => {
     await b.close();
   });
 
+  it("lands a journal-only write of a re-created fiber on its new rows, and fences the deleted one's writer", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const a = new IdbStore({ name, indexedDB: factory });
+    const b = new IdbStore({ name, indexedDB: factory });
+    await a.createFiber(record, []);
+    // `a` knows where generation 0 writes (its own createFiber and commit).
+    await a.commit([{ fiberId: "f1", generation: 0, journal: [step(0, "completed")] }]);
+    await b.deleteFibers(["f1"]);
+    const again = await b.createFiber(record, []);
+    // A journal-only write under the new generation: `a`'s remembered handle is stale, and the
+    // write must still land on the new fiber's rows.
+    const write = { fiberId: "f1", generation: again.record.generation, journal: [step(2, "started")] };
+    expect(await a.commit([write])).toEqual({ fenced: [] });
+    expect(await b.readJournal("f1")).toEqual([step(2, "started")]);
+    expect(await a.commit([{ ...write, journal: [step(3, "started")] }])).toEqual({ fenced: [] });
+    expect((await b.readJournal("f1")).map((entry) => entry.pos)).toEqual([2, 3]);
+    // The deleted fiber's writer, which `a` knows where to write, is fenced.
+    expect(await a.commit([{ fiberId: "f1", generation: 0, journal: [step(1, "started")] }])).toEqual({
+      fenced: ["f1"],
+    });
+    expect((await b.readJournal("f1")).map((entry) => entry.pos)).toEqual([2, 3]);
+    await a.close();
+    await b.close();
+  });
+
   it("retries a write whose remembered handle went stale, onto the re-created fiber's rows", async () => {
     const factory = new IDBFactory();
     const name = uniqueName();

@@ -247,6 +247,40 @@ export function runStoreContract(
         expect(await store.readStream("f2", 0)).toEqual([]);
       });
 
+      it("fences a journal-only write of a stale generation, after the same writer wrote once", async () => {
+        const generation = await running("f1");
+        // The first write teaches a store where the fiber's rows go (IdbStore then writes without
+        // looking them up): the fence must hold for the writes after it too.
+        expect(await store.commit([{ fiberId: "f1", generation, journal: [entry("f1", 0)] }])).toEqual({
+          fenced: [],
+        });
+        expect(await store.commit([{ fiberId: "f1", generation, journal: [entry("f1", 1)] }])).toEqual({
+          fenced: [],
+        });
+        await store.claimFiber("f1", { owner: "thief", now: 1_000, leaseMs: 1, force: true });
+        const stale = { fiberId: "f1", generation, journal: [entry("f1", 2)] };
+        expect(await store.commit([stale])).toEqual({ fenced: ["f1"] });
+        expect(await store.commit([{ ...stale, clearJournal: true }])).toEqual({ fenced: ["f1"] });
+        expect((await store.readJournal("f1")).map((e) => e.pos)).toEqual([0, 1]);
+      });
+
+      it("fences a journal-only write of a deleted fiber, and of one created again under its id", async () => {
+        const generation = await running("f1");
+        await store.commit([{ fiberId: "f1", generation, journal: [entry("f1", 0)] }]);
+        await store.deleteFibers(["f1"]);
+        const stale = { fiberId: "f1", generation, journal: [entry("f1", 1)] };
+        expect(await store.commit([stale])).toEqual({ fenced: ["f1"] });
+        expect(await store.readJournal("f1")).toEqual([]);
+        const created = await store.createFiber(fiber("f1"), [chunk("f1", 1, "fiber.start")]);
+        expect(created.status).toBe("created");
+        expect(await store.commit([stale])).toEqual({ fenced: ["f1"] });
+        expect(await store.readJournal("f1")).toEqual([]);
+        // The new fiber's own writer writes.
+        const own = { fiberId: "f1", generation: created.record.generation, journal: [entry("f1", 0)] };
+        expect(await store.commit([own])).toEqual({ fenced: [] });
+        expect(await store.readJournal("f1")).toHaveLength(1);
+      });
+
       it("reports a group for a missing fiber as fenced and writes nothing for it", async () => {
         const result = await store.commit([{ fiberId: "ghost", generation: 0, chunks: [chunk("ghost", 1)] }]);
         expect(result).toEqual({ fenced: ["ghost"] });
