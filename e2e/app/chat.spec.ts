@@ -297,7 +297,7 @@ test("the model's reasoning shows collapsed above its answer, and opens on reque
   await expect(text).toBeVisible();
   await expect(text).not.toBeEmpty();
   // The answer is text of its own; the reasoning is not part of it.
-  const answer = await reply.getByTestId("message-text").innerText();
+  const answer = (await reply.getByTestId("message-text").textContent()) ?? "";
   expect(answer.length).toBeGreaterThan(0);
-  expect(answer).not.toContain((await text.innerText()).slice(0, 40));
+  expect(answer).not.toContain(((await text.textContent()) ?? "").slice(0, 40));
 });

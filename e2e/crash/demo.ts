@@ -273,9 +273,32 @@ export async function verify(app: AppSession, subject: Subject, timeoutMs = 90_0
         if (e.type === "text.delta")
           text.set(data.messageId, (text.get(data.messageId) ?? "") + (data.delta ?? ""));
       }
-      const modelSteps = stepsNamed(info.journal, "model#");
-      const endChunks = chunks("message.end");
-      for (const [k, step] of modelSteps.entries()) ranAgain(step, endChunks[k], `model call ${k + 1}`);
+      // A model step streams its `message.end` *inside* the step, so an attempt that starts after
+      // it is legitimate: the completion rides the next write, a crash came first, and the new
+      // attempt returns the streamed reply without a request (`replayPartial`). A request made
+      // again would stream more of that message after its end: that is what is checked.
+      // (Tool results and approvals name the message whose call they answer: they come after it.)
+      const streamed = new Set([
+        "message.start",
+        "message.reset",
+        "message.retry",
+        "text.delta",
+        "reasoning.delta",
+        "tool.call",
+        "message.end",
+      ]);
+      const ended = new Set<string>();
+      for (const e of events) {
+        const id = (e.data as { messageId?: string } | null)?.messageId;
+        if (id === undefined || !streamed.has(e.type)) continue;
+        if (ended.has(id)) {
+          verdict.reExecuted++;
+          problem(
+            `model call for ${id} streamed ${e.type} (seq ${e.seq}) after its message.end: it ran again`,
+          );
+        }
+        if (e.type === "message.end") ended.add(id);
+      }
       let turn = 0;
       for (let j = subject.input.messages.length; j < messages.length; j++) {
         const message = messages[j];
