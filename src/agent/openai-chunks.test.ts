@@ -67,6 +67,18 @@ describe("reasoning deltas", () => {
   });
 });
 
+describe("tool calls of a non-streamed completion", () => {
+  it("without a function name, or with an empty one, are a malformed reply, as in a stream", () => {
+    // Found by the provider fuzz (time-seeded, in a clean-clone CI run): an empty name passed.
+    for (const fn of [{}, { name: "" }, { name: 7 }]) {
+      const completion = { choices: [{ message: { tool_calls: [{ function: fn }] } }] };
+      expect(() => [...eventsFromCompletion(context, completion)]).toThrow(
+        expect.objectContaining({ code: "model_error", kind: "malformed_stream", retryable: false }),
+      );
+    }
+  });
+});
+
 describe("content-part arrays (Mistral)", () => {
   it("read text parts as text and thinking parts as reasoning, then plain strings", () => {
     // mistral-small answering 17 x 23: the "3" arrives as a text part, "91" as a plain string.

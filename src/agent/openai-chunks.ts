@@ -184,7 +184,8 @@ export function* eventsFromCompletion(context: DecodeContext, json: unknown): Ge
   for (const item of calls) {
     const call = asRecord(item);
     const fn = asRecord(call?.function);
-    if (typeof fn?.name !== "string")
+    // An empty name is no name, as in a stream (`#flushToolCalls`): no tool can be called by it.
+    if (typeof fn?.name !== "string" || fn.name === "")
       throw new ModelError(`${context.label} sent a tool call without a function name.`, {
         kind: "malformed_stream",
         retryable: false,
