@@ -267,3 +267,8 @@ function safeDescribe(value: unknown): string {
     return String(value);
   }
 }
+
+/** An error as one line for a message: `Name: message`, or the value as a string. */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

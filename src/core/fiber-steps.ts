@@ -5,7 +5,13 @@
  */
 
 import type { StepContext, StepOptions } from "./define";
-import { InvalidInputError, NonRetryableError, StepFailedError, serializeError } from "./errors";
+import {
+  describeError,
+  InvalidInputError,
+  NonRetryableError,
+  StepFailedError,
+  serializeError,
+} from "./errors";
 import type { RunWrite } from "./fiber-waits";
 import type { FiberEvent, JournalEntry, StreamChunk } from "./records";
 import { type JournalSlot, type RunJournal, recordedError } from "./run-journal";
@@ -240,8 +246,4 @@ export class FiberSteps {
     const chunks = await this.#host.readStream(streamFrom);
     return chunks.filter((c) => c.step === pos).map(({ seq, type, data, at }) => ({ seq, type, data, at }));
   }
-}
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

@@ -3,7 +3,7 @@
  * Used by the runtime for inputs, step results, stashes, emits, events and fiber results.
  */
 
-import { InvalidInputError } from "./errors";
+import { describeError, InvalidInputError } from "./errors";
 
 /** Ids and idempotency keys: 1-200 characters from letters, digits and `_ - . : @ /`. */
 const ID_PATTERN = /^[A-Za-z0-9_.:@/-]{1,200}$/;
@@ -69,10 +69,6 @@ function notCloneable(what: string, why: string, cause: unknown): InvalidInputEr
     `The ${what} cannot be stored: ${why}. Pass plain data: objects, arrays, strings, numbers, booleans, null, Dates, Maps, Sets, typed arrays.`,
     { cause },
   );
-}
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 /**
