@@ -132,8 +132,9 @@ export class Arbiter {
   /** Position 1 makes the replica and grants the sender epoch 1. */
   async #create(fiberId: string, shipment: Shipment, receivedAt: number): Promise<ShipmentAnswer> {
     const [first, ...rest] = shipment.entries;
-    if (first?.pos !== 1 || first.type !== "create") return { status: "out_of_order", appliedPos: 0 };
-    if (shipment.epoch !== 1) return { status: "fenced", epoch: 0, home: EDGE_HOME, appliedPos: 0 };
+    const refused = refusalWithoutReplica(shipment);
+    if (refused !== undefined || first?.type !== "create")
+      return refused ?? { status: "out_of_order", appliedPos: 0 };
     const lease: HomeLease = {
       home: shipment.home,
       epoch: 1,
@@ -264,6 +265,19 @@ export class Arbiter {
     });
     return result;
   }
+}
+
+/**
+ * How the arbiter answers `shipment` of a fiber it holds no replica of, unless it creates one:
+ * anything but position 1 is a gap (`out_of_order` at 0), and a creation under any epoch but 1
+ * is `fenced`. `undefined` when the shipment would create the replica. The edge host answers a
+ * shipment to another principal's replica with this too, so it cannot tell one from no replica.
+ */
+export function refusalWithoutReplica(shipment: Shipment): ShipmentAnswer | undefined {
+  const first = shipment.entries[0];
+  if (first?.pos !== 1 || first.type !== "create") return { status: "out_of_order", appliedPos: 0 };
+  if (shipment.epoch !== 1) return { status: "fenced", epoch: 0, home: EDGE_HOME, appliedPos: 0 };
+  return undefined;
 }
 
 /**

@@ -6,8 +6,12 @@
 
 import { FiberlineError, LimitExceededError, UnauthorizedError } from "../core/errors";
 
-/** What a request wants to do; `authorize` is asked about each one. */
-export type FiberAction = "start" | "read" | "event" | "cancel" | "inspect" | "list";
+/**
+ * What a request wants to do; `authorize` is asked about each one. `replicate` is a browser's
+ * continuity shipment (`POST .../replicate`, docs/design/continuity.md); reading a replica
+ * (`GET .../replica`) is a `read`.
+ */
+export type FiberAction = "start" | "read" | "event" | "cancel" | "inspect" | "list" | "replicate";
 
 /**
  * Decides who sent `request`: returns the caller's principal (a stable, non-empty string such as a
@@ -59,6 +63,8 @@ export function fiberRouteOf(method: string, path: string): FiberRoute | undefin
   if (action === "events" && method === "GET") return { action: "read", id };
   if (action === "events" && method === "POST") return { action: "event", id };
   if (action === "cancel" && method === "POST") return { action: "cancel", id };
+  if (action === "replicate" && method === "POST") return { action: "replicate", id };
+  if (action === "replica" && method === "GET") return { action: "read", id };
   return undefined;
 }
 

@@ -72,7 +72,9 @@ export interface DurableObjectHostOptions {
   /**
    * Continuity (issue #18, docs/design/continuity.md): this object is the arbiter of fibers a
    * browser replicates to it (`POST .../replicate`, `GET .../replica?after=`), and takes over a
-   * fiber once the browser's lease lapses (`leaseMs`, default 30 s). Not yet with `authorize`.
+   * fiber once the browser's lease lapses (`leaseMs`, default 30 s). With `authorize`, the
+   * principal whose shipment created a replica owns it, as a start owns a fiber: nobody else can
+   * ship to it, read it or signal it (`404`, as for an id that does not exist).
    */
   continuity?: { leaseMs?: number };
 }
@@ -159,12 +161,6 @@ class Host implements DurableObjectHost {
         "createDurableObjectHost: limits are kept per principal, so they need an authorize hook too.",
       );
     }
-    if (this.#authorize && options.continuity) {
-      throw new FiberlineError(
-        "invalid_argument",
-        "createDurableObjectHost: continuity does not check owners yet, so it cannot be combined with authorize.",
-      );
-    }
     this.store = new SqliteStore(ctx.storage);
     this.#owners = this.#authorize ? new FiberOwners(ctx.storage.sql) : undefined;
     this.#arbiter = options.continuity
@@ -207,6 +203,16 @@ class Host implements DurableObjectHost {
         arbiter: this.#arbiter,
         store: this.store,
         prefix: this.prefix,
+        ...(this.#authorize && this.#owners
+          ? {
+              owned: {
+                authorize: this.#authorize,
+                owners: this.#owners,
+                limits: this.#limits,
+                exclusive: (work) => this.#exclusive(work),
+              },
+            }
+          : {}),
       });
       if (replica) {
         // A shipment renews or creates a lease: the alarm must be at its end.

@@ -17,6 +17,7 @@ import {
   withBody,
 } from "./authorize";
 import { errorResponse } from "./http-routes";
+import { DEFAULT_MAX_SHIPMENT_BYTES } from "./replica-routes";
 
 /** The part of a `DurableObjectNamespace` binding the router uses. */
 export interface DurableObjectNamespaceLike {
@@ -43,6 +44,12 @@ export interface FiberRouterOptions {
   group?: "fiber" | "principal";
   /** Largest request body accepted, in bytes (`413 payload_too_large` above it), checked before routing. */
   maxBodyBytes?: number;
+  /**
+   * Largest continuity shipment (`POST .../replicate`) accepted, in bytes (default 8 MiB), in
+   * place of `maxBodyBytes`: a browser batches up to 256 KiB of history per shipment, and one it
+   * can never ship would stall its fiber (see `HostLimits.maxShipmentBytes`).
+   */
+  maxShipmentBytes?: number;
 }
 
 /**
@@ -87,7 +94,11 @@ export async function routeToFiberObject(
         : undefined;
     const object = (id: string) => namespace.get(namespace.idFromName(objectName(group, principal, id)));
     if (request.method === "POST") {
-      request = withBody(request, await readBodyText(request, options.maxBodyBytes));
+      const max =
+        route?.action === "replicate"
+          ? (options.maxShipmentBytes ?? DEFAULT_MAX_SHIPMENT_BYTES)
+          : options.maxBodyBytes;
+      request = withBody(request, await readBodyText(request, max));
     }
     if (route?.action === "start") return await routeStart(request, principal, object);
     if (route?.action === "list") {

@@ -8,7 +8,7 @@
 
 import { FiberlineError, FiberNotFoundError, LimitExceededError } from "../core/errors";
 import { isTerminal } from "../core/records";
-import type { Runtime } from "../core/runtime";
+import type { Store } from "../core/store";
 import type { StartRequest } from "../sw/protocol";
 import { type Authorize, fiberRouteOf, principalOf, readBodyText, scopedKey, withBody } from "./authorize";
 import type { FiberOwners } from "./fiber-owners";
@@ -24,6 +24,13 @@ export interface HostLimits {
    * is never refused.
    */
   maxUnfinishedFibers?: number;
+  /**
+   * Largest continuity shipment accepted, in bytes (default 8 MiB). Separate from `maxBodyBytes`
+   * because a browser batches up to 256 KiB of its history per shipment (one position may be
+   * larger still): a shipment refused for its size could never be shipped, and the fiber's
+   * outbox would stall.
+   */
+  maxShipmentBytes?: number;
 }
 
 /** What the owned routes need beyond `RouteOptions`. */
@@ -90,7 +97,7 @@ async function start(request: Request, principal: string, options: OwnedRouteOpt
     if (existing) {
       if (owners.ownerOf(id) !== principal) throw new FiberNotFoundError(id);
     } else {
-      await refuseOverLimit(runtime, owners, principal, limits.maxUnfinishedFibers);
+      await refuseOverLimit(runtime.store, owners, principal, limits.maxUnfinishedFibers);
       owners.claim(id, principal);
     }
     const rewritten = { ...body, id, ...(key === undefined ? {} : { idempotencyKey: key }) };
@@ -117,15 +124,19 @@ async function startBody(request: Request): Promise<StartRequest | undefined> {
   return undefined;
 }
 
-async function refuseOverLimit(
-  runtime: Runtime,
+/**
+ * Refuses a new fiber of `principal` (a start, or a browser's first shipment of a replica) when it
+ * already has `max` unfinished fibers in this object.
+ */
+export async function refuseOverLimit(
+  store: Pick<Store, "listFibers">,
   owners: FiberOwners,
   principal: string,
   max: number | undefined,
 ): Promise<void> {
   if (max === undefined) return;
   const mine = owners.idsOf(principal);
-  const unfinished = await runtime.list({ status: ["running", "sleeping", "waiting"] });
+  const unfinished = await store.listFibers({ status: ["running", "sleeping", "waiting"] });
   const count = unfinished.filter((record) => mine.has(record.id) && !isTerminal(record.status)).length;
   if (count >= max) {
     throw new LimitExceededError(

@@ -8,13 +8,16 @@
  * JSON, so shipped values keep their structured-clone fidelity.
  */
 
-import type { Arbiter } from "../continuity/arbiter";
+import { type Arbiter, refusalWithoutReplica } from "../continuity/arbiter";
 import type { Shipment, ShipmentAnswer } from "../continuity/protocol";
 import { FiberNotFoundError, InvalidInputError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import type { Store } from "../core/store";
 import { HOST_HEADER } from "../sw/protocol";
+import { type Authorize, principalOf, readBodyText } from "./authorize";
+import type { FiberOwners } from "./fiber-owners";
 import { errorResponse } from "./http-routes";
+import { type HostLimits, refuseOverLimit } from "./owned-routes";
 import { decodeValue, encodeValue } from "./value-codec";
 
 /** What `GET .../replica?after=N` answers. */
@@ -33,7 +36,25 @@ export interface ReplicaRouteOptions {
   /** The replica store (the host's `SqliteStore`). */
   store: Store;
   prefix: string;
+  /**
+   * With the host's `authorize` hook: the principal whose shipment created a replica (position 1)
+   * owns it, and every other principal gets `404 fiber_not_found` for it, on both routes, exactly
+   * as the owned routes answer for another principal's fiber.
+   */
+  owned?: OwnedReplicaOptions;
 }
+
+/** The owner checks of the continuity routes (see `ReplicaRouteOptions.owned`). */
+export interface OwnedReplicaOptions {
+  authorize: Authorize;
+  owners: FiberOwners;
+  limits: HostLimits;
+  /** The host's serialiser of starts: a replica's creation is a start. */
+  exclusive<T>(work: () => Promise<T>): Promise<T>;
+}
+
+/** `HostLimits.maxShipmentBytes` when the host sets none: twice the default outbox bound. */
+export const DEFAULT_MAX_SHIPMENT_BYTES = 8 * 1024 * 1024;
 
 const ROUTE = /^\/fibers\/([^/]+)\/(replicate|replica)$/;
 
@@ -45,7 +66,7 @@ const ROUTE = /^\/fibers\/([^/]+)\/(replicate|replica)$/;
  */
 export async function handleReplicaRequest(
   request: Request,
-  { arbiter, store, prefix }: ReplicaRouteOptions,
+  { arbiter, store, prefix, owned }: ReplicaRouteOptions,
 ): Promise<Response | null> {
   const url = new URL(request.url);
   if (!url.pathname.startsWith(`${prefix}/`)) return null;
@@ -56,11 +77,16 @@ export async function handleReplicaRequest(
     if (match[2] === "replicate") {
       if (request.method !== "POST")
         return errorResponse(invalid(`${url.pathname} only answers POST.`), { status: 405 });
+      if (owned) return await ownedShipment(request, id, arbiter, store, owned);
       const answer = await arbiter.receive(id, readShipment(await request.text()));
       return encoded(answer, answer.status === "ok" ? 200 : 409);
     }
     if (request.method !== "GET")
       return errorResponse(invalid(`${url.pathname} only answers GET.`), { status: 405 });
+    if (owned) {
+      const principal = await principalOf(owned.authorize, request, "read", id);
+      if (owned.owners.ownerOf(id) !== principal) throw new FiberNotFoundError(id);
+    }
     const after = Number(url.searchParams.get("after") ?? "0");
     if (!Number.isInteger(after) || after < 0) throw invalid("replica: `after` must be a whole number.");
     const record = await store.getFiber(id);
@@ -75,6 +101,47 @@ export async function handleReplicaRequest(
   } catch (error) {
     return errorResponse(error);
   }
+}
+
+/**
+ * A shipment from an authorised principal. A fiber nobody owns yet is created by it (position 1)
+ * and owned by its sender from then on, inside the host's start serialiser so two principals
+ * shipping one new id cannot both win; a replica of another principal answers `404` as though it
+ * did not exist (a refusal the arbiter gives for an unknown id, or `404` for a creation, as a
+ * start of another principal's id gets), so a shipment can neither write to it nor take it over,
+ * not even with the right home and epoch, which are not secrets.
+ */
+async function ownedShipment(
+  request: Request,
+  id: string,
+  arbiter: Arbiter,
+  store: Store,
+  owned: OwnedReplicaOptions,
+): Promise<Response> {
+  const principal = await principalOf(owned.authorize, request, "replicate", id);
+  const shipment = readShipment(
+    await readBodyText(request, owned.limits.maxShipmentBytes ?? DEFAULT_MAX_SHIPMENT_BYTES),
+  );
+  const answer = await owned.exclusive(async () => {
+    const owner = owned.owners.ownerOf(id);
+    if (owner === principal) return await arbiter.receive(id, shipment);
+    // Another principal's replica, or a fiber with no owner row (started before authorize was
+    // on): answered as though there were none, and a creation is refused as a start would be.
+    if (owner !== undefined || (await store.getFiber(id))) {
+      const refused = refusalWithoutReplica(shipment);
+      if (refused) return refused;
+      throw new FiberNotFoundError(id);
+    }
+    if (shipment.entries[0]?.type === "create")
+      await refuseOverLimit(store, owned.owners, principal, owned.limits.maxUnfinishedFibers);
+    owned.owners.claim(id, principal);
+    try {
+      return await arbiter.receive(id, shipment);
+    } finally {
+      if (!(await store.getFiber(id))) owned.owners.release(id);
+    }
+  });
+  return encoded(answer, answer.status === "ok" ? 200 : 409);
 }
 
 /**

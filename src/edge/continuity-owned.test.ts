@@ -1,0 +1,189 @@
+/**
+ * Continuity behind `authorize`, in real workerd: the principal whose shipment created a replica
+ * (position 1) owns it. Another principal can neither ship to it (not even with the owner's home
+ * and epoch, which are not secrets), nor read it, nor signal it, nor take its id over with a
+ * first position of its own: every such request is answered exactly like one for an id that does
+ * not exist, and the replica is unchanged after. The owner keeps shipping and reading it, through
+ * one shared object and through `routeToFiberObject`.
+ */
+
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { Outbox } from "../continuity/outbox";
+import { browserHome, type Shipment } from "../continuity/protocol";
+import { ReplicatingStore } from "../continuity/replicating-store";
+import { Shipper } from "../continuity/shipper";
+import { defineFiber } from "../core/define";
+import { createRuntime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { type ReplicaSnapshot, shipOverHttp } from "./replica-routes";
+import { bundleWorker, TestWorker } from "./testing/workerd";
+import { decodeValue, encodeValue } from "./value-codec";
+
+const worker = new TestWorker({
+  script: await bundleWorker("src/edge/testing/owned-continuity-worker.ts"),
+  durableObjects: { FIBERS: "FiberObject" },
+});
+afterAll(() => worker.dispose());
+
+const PREFIX = "/__fiberline";
+
+const approval = defineFiber("approval", {
+  async run(ctx) {
+    const answer = await ctx.waitForEvent<{ ok: boolean }>("approval");
+    return answer.ok ? "approved" : "rejected";
+  },
+});
+
+/** A browser home of `user` in this process, shipping through `object` ("shared" or the router). */
+function browserOf(user: string, object: "shared" | "routed") {
+  const home = browserHome(`${user}-device`);
+  const outbox = new Outbox();
+  const store = new ReplicatingStore(new MemoryStore(), { outbox, home, replicates: () => true });
+  const runtime = createRuntime({ store, fibers: [approval], replication: outbox });
+  const headers = { "x-user": user, ...(object === "shared" ? { "x-object": "shared" } : {}) };
+  const send = shipOverHttp(
+    `http://edge.test${PREFIX}`,
+    (url, init) => worker.fetch(new URL(url).pathname, init),
+    headers,
+  );
+  const shipper = new Shipper({ outbox, home, send, heartbeatMs: 300 });
+  shipper.start();
+  return { home, outbox, runtime, shipper, headers };
+}
+
+function call(headers: Record<string, string>, path: string, body?: string): Promise<Response> {
+  return worker.fetch(`${PREFIX}${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { "content-type": "application/json", ...headers },
+    ...(body === undefined ? {} : { body }),
+  });
+}
+
+async function answer(response: Response): Promise<{ status: number; body: string }> {
+  return { status: response.status, body: await response.text() };
+}
+
+async function replicaOf(headers: Record<string, string>, id: string): Promise<ReplicaSnapshot> {
+  const response = await call(headers, `/fibers/${id}/replica?after=0`);
+  expect(response.status).toBe(200);
+  return decodeValue(await response.text()) as ReplicaSnapshot;
+}
+
+describe("continuity behind authorize", () => {
+  it("keeps a replica its owner's: another principal cannot ship to it, read it, signal it or take it over", async () => {
+    const ann = browserOf("ann", "shared");
+    await ann.runtime.start(approval, null, { id: "ann-1" });
+    await vi.waitFor(async () => {
+      expect(ann.outbox.hasPending("ann-1")).toBe(false);
+      expect((await replicaOf(ann.headers, "ann-1")).record.status).toBe("waiting");
+    });
+    const before = await replicaOf(ann.headers, "ann-1");
+    const state = before.record.home;
+    if (!state) throw new Error("the replica has no home lease");
+    expect(state).toMatchObject({ home: ann.home, epoch: 1 });
+
+    const ben = { "x-user": "ben", "x-object": "shared" };
+    // Everything ben might send: a heartbeat under ann's very home and epoch, the next position,
+    // a first position of his own for ann's id, a read of the replica, an event, a cancel.
+    const heartbeat: Shipment = {
+      home: state.home,
+      epoch: state.epoch,
+      from: state.appliedPos + 1,
+      entries: [],
+    };
+    const event: Shipment = {
+      home: state.home,
+      epoch: state.epoch,
+      from: state.appliedPos + 1,
+      entries: [
+        {
+          pos: state.appliedPos + 1,
+          type: "event",
+          eventId: `${state.home}:1`,
+          event: { fiberId: "ann-1", seq: 1, name: "approval", payload: { ok: false }, at: Date.now() },
+        },
+      ],
+    };
+    const takeover: Shipment = {
+      home: browserHome("ben-device"),
+      epoch: 1,
+      from: 1,
+      entries: [
+        {
+          pos: 1,
+          type: "create",
+          record: { ...before.record, home: undefined },
+          chunks: before.chunks.slice(0, 1),
+        },
+      ],
+    };
+    // A shipment to ann's replica gets the answer one to no replica gets (a gap at 0, which
+    // applies nothing); a first position for ann's id is refused as a start of it would be.
+    expect(await answer(await call(ben, "/fibers/ann-1/replicate", encodeValue(takeover)))).toMatchObject({
+      status: 404,
+      body: expect.stringContaining('"fiber_not_found"'),
+    });
+    for (const shipment of [heartbeat, event]) {
+      const theirs = await answer(await call(ben, "/fibers/ann-1/replicate", encodeValue(shipment)));
+      const missing = await answer(await call(ben, "/fibers/nobody/replicate", encodeValue(shipment)));
+      expect(theirs).toEqual({ status: 409, body: encodeValue({ status: "out_of_order", appliedPos: 0 }) });
+      expect(theirs).toEqual(missing);
+    }
+    for (const [path, body] of [
+      ["/fibers/ID/replica?after=0", undefined],
+      ["/fibers/ID", undefined],
+      ["/fibers/ID/events", JSON.stringify({ name: "approval", payload: { ok: false } })],
+      ["/fibers/ID/cancel", "{}"],
+    ] as const) {
+      const theirs = await answer(await call(ben, path.replace("ID", "ann-1"), body));
+      const missing = await answer(await call(ben, path.replace("ID", "nobody"), body));
+      expect(theirs.status, path).toBe(404);
+      expect(theirs.body.replace("ann-1", "ID"), path).toBe(missing.body.replace("nobody", "ID"));
+    }
+    // ben's attempts left nothing: no owner row for "nobody" either (its create is still refused).
+    expect((await call(ben, "/fibers/nobody/replica?after=0")).status).toBe(404);
+    const after = await replicaOf(ann.headers, "ann-1");
+    expect(after.inbox).toEqual([]);
+    expect(after.record.status).toBe("waiting");
+    expect(after.record.home).toMatchObject({ home: ann.home, epoch: 1 });
+    expect(after.chunks).toEqual(before.chunks);
+
+    // Without credentials: 401, nothing read.
+    expect((await call({ "x-object": "shared" }, "/fibers/ann-1/replica?after=0")).status).toBe(401);
+
+    // ann's own browser still ships: its event reaches the replica and the fiber ends there.
+    await ann.runtime.sendEvent("ann-1", "approval", { ok: true });
+    await vi.waitFor(async () => {
+      const replica = await replicaOf(ann.headers, "ann-1");
+      expect(replica.record.status).toBe("completed");
+      expect(replica.inbox.map((e) => e.payload)).toEqual([{ ok: true }]);
+    });
+    ann.shipper.stop();
+    await ann.runtime.close();
+  }, 60_000);
+
+  it("routes shipments and replica reads by principal through routeToFiberObject", async () => {
+    const ann = browserOf("ann", "routed");
+    const ben = browserOf("ben", "routed");
+    await ann.runtime.start(approval, null, { id: "chat" });
+    await ben.runtime.start(approval, null, { id: "chat" });
+    await vi.waitFor(() => {
+      expect(ann.outbox.hasPending("chat")).toBe(false);
+      expect(ben.outbox.hasPending("chat")).toBe(false);
+    });
+    // The same id is two replicas, one per principal, each only its owner's.
+    expect((await replicaOf(ann.headers, "chat")).record.home).toMatchObject({ home: ann.home });
+    expect((await replicaOf(ben.headers, "chat")).record.home).toMatchObject({ home: ben.home });
+    await ann.runtime.sendEvent("chat", "approval", { ok: true });
+    await vi.waitFor(async () =>
+      expect((await replicaOf(ann.headers, "chat")).record.status).toBe("completed"),
+    );
+    expect((await replicaOf(ben.headers, "chat")).record.status).toBe("waiting");
+    // Without credentials the router answers 401 and reaches no object.
+    expect((await call({}, "/fibers/chat/replicate", "{}")).status).toBe(401);
+    for (const b of [ann, ben]) {
+      b.shipper.stop();
+      await b.runtime.close();
+    }
+  }, 60_000);
+});
