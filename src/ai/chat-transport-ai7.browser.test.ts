@@ -71,7 +71,7 @@ const replies: ScriptedReply[] = [
   { text: "Done: a.txt is gone." },
 ];
 
-function setup(model: ModelProvider, requiresApproval = false) {
+function setup(model: ModelProvider, requiresApproval = false, resetStep = false) {
   const runs: ToolRun[] = [];
   const agent = defineAgent({
     name: "assistant",
@@ -84,6 +84,7 @@ function setup(model: ModelProvider, requiresApproval = false) {
     agent: "assistant",
     client: runtime,
     cursors: memoryCursorStore(),
+    resetStep,
   });
   return { runtime, runs, transport };
 }
@@ -276,6 +277,64 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
     expect(
       parts.filter((p) => !isDiscardedPart(p) && p.type === "text").map((p) => (p as { text: string }).text),
     ).toEqual(["A reply that the network cuts in two."]);
+  });
+
+  it("with resetStep, takes a regenerated model call's parts back with reset-step: the message equals an uncut run's", async () => {
+    const reference = setup(new ScriptedModel({ replies }).provider({ continuation: "none" }), false, true);
+    const whole = new Chat7({ id: "chat-9", transport: reference.transport });
+    await whole.sendMessage({ text: "delete a.txt" });
+
+    // The first attempt streams reasoning, half a sentence and a tool call, waits until the chat
+    // shows them, then its connection drops; the retry regenerates the reply from scratch.
+    let shown: () => void = () => {};
+    const onScreen = new Promise<void>((resolve) => {
+      shown = resolve;
+    });
+    const inner = new ScriptedModel({ replies }).provider({ continuation: "none" });
+    let calls = 0;
+    const cutOnce: ModelProvider = {
+      ...inner,
+      async *stream(request) {
+        if (calls++ > 0) return yield* inner.stream(request);
+        yield { type: "reasoning", delta: "Hmm, which file?" };
+        yield { type: "text", delta: "Deleting b" };
+        yield { type: "tool_call", id: "call_9", name: "delete_file", arguments: '{"path":"b.txt"}' };
+        await onScreen;
+        throw new TypeError("terminated");
+      },
+    };
+    const { transport, runs } = setup(cutOnce, false, true);
+    const chat = new Chat7({ id: "chat-9", transport });
+    const state = (chat as unknown as { state: ArrayState }).state;
+    const replace = state.replaceMessage;
+    let sawCutText = false;
+    state.replaceMessage = (index, message) => {
+      const texts = message.parts.flatMap((p) => (p.type === "text" ? [p.text] : []));
+      if (texts.includes("Deleting b") && message.parts.some((p) => p.type === "tool-delete_file")) {
+        sawCutText = true;
+        shown();
+      }
+      replace(index, message);
+    };
+    await chat.sendMessage({ text: "delete a.txt" });
+
+    expect(chat.error).toBeUndefined();
+    expect(sawCutText).toBe(true);
+    const reply = chat.messages.at(-1);
+    expect(reply?.parts.some(isDiscardedPart)).toBe(false);
+    expect(summary(reply)).toEqual([
+      "step-start",
+      "reasoning:They want a.txt removed.",
+      "text:Deleting it. ",
+      "tool-delete_file",
+      "step-start",
+      "text:Done: a.txt is gone.",
+    ]);
+    // Part ids count the taken-back parts too (ai 7 keeps a reasoning part's id): compare without.
+    const withoutPartIds = (m: unknown) => JSON.parse(JSON.stringify(m).replace(/:p\d+"/g, ':p"'));
+    expect(withoutPartIds(normalized(reply))).toEqual(withoutPartIds(normalized(whole.messages.at(-1))));
+    // The taken-back call never ran: only a.txt was deleted.
+    expect(runs.map((run) => run.path)).toEqual(["a.txt"]);
   });
 
   it("stop() cancels the fiber; there is nothing to resume afterwards", async () => {

@@ -50,6 +50,13 @@ export interface FiberlineChatTransportOptions<UI_MESSAGE extends UIMessage = UI
   input?: (request: ChatInputRequest<UI_MESSAGE>) => AgentInput | Promise<AgentInput>;
   /** Where each chat's fiber and delivered cursor are kept (default IndexedDB, `idbCursorStore()`). */
   cursors?: ChatCursorStore;
+  /**
+   * `true` with ai 7 (`useChat` from `@ai-sdk/react` 4): a model call regenerated from scratch
+   * after a cut is taken back with ai 7's `reset-step` chunk, so the message never shows its
+   * discarded text. Leave it off with ai 6, which has no such chunk and would ignore it: there
+   * the discarded parts are closed with a mark instead (`isDiscardedPart`).
+   */
+  resetStep?: boolean;
 }
 
 /**
@@ -186,6 +193,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   ): ReadableStream<UIMessageChunk> {
     const reading = new AbortController();
     const cursors = this.#cursors;
+    const resetStep = this.#options.resetStep ?? false;
     const onStop = (): void => {
       reading.abort();
       void cursors
@@ -200,7 +208,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
 
     async function* chunks(): AsyncGenerator<UIMessageChunk> {
       yield { type: "start", messageId: fiberId };
-      const mapper = new UiChunkMapper();
+      const mapper = new UiChunkMapper({ resetStep });
       // Kept durably where it decides what a reload resumes: at a pause and at the end.
       const deliver = async (event: FiberEvent, cursor: ChatCursor, keep: boolean): Promise<void> => {
         cursor.delivered = event.seq;

@@ -114,6 +114,28 @@ describe("UiChunkMapper", () => {
     expect(kept).toEqual(["step-start", "text"]);
     expect(message?.parts.filter(isDiscardedPart).map((p) => p.type)).toEqual(["text", "tool-delete_file"]);
   });
+
+  it("with resetStep (ai 7), takes a step's parts back with one reset-step and opens new parts after it", () => {
+    const mapper = new UiChunkMapper({ resetStep: true });
+    const live = [
+      ev({ type: "message.start", data: { messageId: m1, turn: 1, model: "mock" } }),
+      ev({ type: "reasoning.delta", data: { messageId: m1, delta: "hm" } }),
+      ev({ type: "text.delta", data: { messageId: m1, delta: "Half" } }),
+      ev({ type: "tool.call", data: { ...call, name: "delete_file", arguments: "{}" } }),
+      ev({ type: "message.reset", data: { messageId: m1, reason: "The reply was interrupted." } }),
+      ev({ type: "text.delta", data: { messageId: m1, delta: "Whole." } }),
+      ev({ type: "message.end", data: { messageId: m1, finishReason: "stop", usage: null } }),
+    ].flatMap((e) => mapper.map(e));
+    const after = live.slice(live.findIndex((c) => (c.type as string) === "reset-step"));
+    // Nothing of the taken-back parts follows the reset (ai 7 forgot them: an end would throw).
+    expect(after).toEqual([
+      { type: "reset-step" },
+      { type: "text-start", id: "f:m1:p3" },
+      { type: "text-delta", id: "f:m1:p3", delta: "Whole." },
+      { type: "text-end", id: "f:m1:p3" },
+    ]);
+    expect(live.filter((c) => "providerMetadata" in c)).toEqual([]);
+  });
 });
 
 describe("foldResets", () => {

@@ -29,11 +29,22 @@ const FINISH_REASONS: Readonly<Record<string, UiFinishReason>> = {
   tool_calls: "tool-calls",
 };
 
+/** Options of {@link UiChunkMapper}. */
+export interface UiChunkMapperOptions {
+  /**
+   * Take a regenerated model call's parts back with ai 7's `reset-step` chunk (it removes the
+   * current step's parts). Leave it off for ai 6, which has no such chunk and ignores it: the
+   * parts are then closed marked discarded (`isDiscardedPart`).
+   */
+  resetStep?: boolean;
+}
+
 /**
  * Maps one fiber's chunks, in order, to UI message chunks. One instance per returned stream:
  * it remembers the open text and reasoning parts, the open step and the tool calls of the step.
  */
 export class UiChunkMapper {
+  readonly #resetStep: boolean;
   #stepOpen = false;
   /**
    * Text and reasoning parts of the current model call, all left open until it ends, so that a
@@ -45,6 +56,10 @@ export class UiChunkMapper {
   #finishReason: UiFinishReason | undefined;
   /** UI tool-call ids of the current model call, by the agent's `messageId`, for a reset. */
   readonly #stepCalls = new Map<string, string[]>();
+
+  constructor(options: UiChunkMapperOptions = {}) {
+    this.#resetStep = options.resetStep ?? false;
+  }
 
   /** The UI chunks for one agent chunk (none for chunks a chat does not show). */
   map(event: FiberEvent): UIMessageChunk[] {
@@ -95,11 +110,22 @@ export class UiChunkMapper {
         break;
       }
       case "message.reset": {
-        // The installed `ai` has no chunk that takes streamed parts back: close them marked as
-        // discarded (`isDiscardedPart`); a replay of the stream leaves them out altogether.
         const data = event.data as ChunkOf<"message.reset">;
+        const calls = this.#stepCalls.get(data.messageId) ?? [];
+        this.#stepCalls.set(data.messageId, []);
+        if (this.#resetStep) {
+          // ai 7 removes every part after the step's `step-start` and forgets the open ones, so
+          // they get no end; the regenerated call opens new parts (new ids) in the same step.
+          // Not in ai 6's `UIMessageChunk` union, which these types are built against.
+          out.push({ type: "reset-step" } as unknown as UIMessageChunk);
+          this.#open = [];
+          this.#current = undefined;
+          break;
+        }
+        // ai 6 has no chunk that takes streamed parts back: close them marked as discarded
+        // (`isDiscardedPart`); a replay of the stream leaves them out altogether.
         this.#closeParts(out, DISCARDED);
-        for (const toolCallId of this.#stepCalls.get(data.messageId) ?? []) {
+        for (const toolCallId of calls) {
           out.push({
             type: "tool-output-error",
             toolCallId,
@@ -107,7 +133,6 @@ export class UiChunkMapper {
             providerMetadata: DISCARDED,
           });
         }
-        this.#stepCalls.set(data.messageId, []);
         break;
       }
       case "message.end": {
