@@ -12,6 +12,7 @@
  */
 
 import { expose } from "comlink";
+import type { BrowserContinuity } from "../continuity/browser-home";
 import { ConnectionError, FiberNotFoundError, serializeError } from "../core/errors";
 import type { RecoverySummary, Runtime } from "../core/runtime";
 import { assertArgument, assertValidId } from "../core/validate";
@@ -74,6 +75,15 @@ export interface ServiceWorkerHostOptions {
   maxExtensionMs?: number;
   /** Where unexpected failures are reported (default `console.error`). */
   onError?(error: unknown, doing: string): void;
+  /**
+   * Continuity (issue #18): the `continuity` that `createReplicatedRuntime` returned with
+   * `runtime`. The host starts it before `recover()` at every worker start (shipping, the `online`
+   * event, deciding where each fiber runs), keeps the worker alive while it ships, sends the
+   * pages' `sendEvent` and `cancel` of a fiber the edge runs to the edge, and makes every call
+   * and stream that names a fiber wait until its local copy is decided (restored from the edge
+   * when only the edge has it, brought up to the edge's copy when it is away).
+   */
+  continuity?: BrowserContinuity;
 }
 
 /** A running host. */
@@ -125,6 +135,7 @@ class Host implements ServiceWorkerHost {
   readonly #api: ControlApi & PortStreamApi;
   readonly #listeners: Array<[string, (event: never) => void]>;
   readonly #stopKeepAlive: () => void;
+  readonly #continuity: BrowserContinuity | undefined;
   #recovery: Promise<RecoverySummary | undefined> | undefined;
   #recovered = false;
 
@@ -147,8 +158,14 @@ class Host implements ServiceWorkerHost {
       prefix: this.prefix,
     };
     installErrorTransfer();
+    this.#continuity = options.continuity;
     this.#api = this.#controlApi();
-    this.#stopKeepAlive = this.runtime.onKeepAlive((work) => this.#lifetime.track(work));
+    const stopRuntime = this.runtime.onKeepAlive((work) => this.#lifetime.track(work));
+    const stopContinuity = this.#continuity?.onKeepAlive((work) => this.#lifetime.track(work));
+    this.#stopKeepAlive = () => {
+      stopRuntime();
+      stopContinuity?.();
+    };
     this.#listeners = [
       ["install", (event: ExtendableEventLike) => this.#onInstall(event)],
       ["activate", (event: ExtendableEventLike) => this.#onActivate(event)],
@@ -172,12 +189,21 @@ class Host implements ServiceWorkerHost {
   dispose(): void {
     for (const [type, listener] of this.#listeners) this.#scope.removeEventListener(type, listener);
     this.#stopKeepAlive();
+    this.#continuity?.stop();
   }
 
   /** Every event: the first one of this worker start runs recovery; each is held open while fibers run. */
   #begin(event: ExtendableEventLike): void {
     if (!this.#recovery) {
-      this.#recovery = this.runtime.recover().then(
+      // Continuity first: no runner may pick up a replicated fiber before the edge was asked.
+      const continuity = this.#continuity;
+      const recovered = continuity
+        ? continuity
+            .start(this.#scope)
+            .catch((error: unknown) => this.#report(error, "starting continuity at worker start"))
+            .then(() => this.runtime.recover())
+        : this.runtime.recover();
+      this.#recovery = recovered.then(
         (summary) => {
           this.#recovered = true;
           return summary;
@@ -212,18 +238,37 @@ class Host implements ServiceWorkerHost {
     // defers a new version's activation until the stream ends). The stream is deliberately not
     // passed to waitUntil: measured in Chromium 156, a fetch event extended by its stream made the
     // page's later fetches bypass the next worker version after the old one was stopped.
-    const response = handleEventsRequest(request, {
-      runtime: this.runtime,
-      prefix: this.prefix,
-      origin,
-    }).then(
-      (res) => res ?? fetch(request),
-      (error: unknown) => {
-        this.#report(error, `answering ${request.url}`);
-        return errorResponse(500, "store_error", serializeError(error).message);
-      },
-    );
+    const response = this.#settleStream(request)
+      .then(() => handleEventsRequest(request, { runtime: this.runtime, prefix: this.prefix, origin }))
+      .then(
+        (res) => res ?? fetch(request),
+        (error: unknown) => {
+          this.#report(error, `answering ${request.url}`);
+          return errorResponse(500, "store_error", serializeError(error).message);
+        },
+      );
     event.respondWith(response);
+  }
+
+  /**
+   * With continuity, a stream of a fiber waits until its local copy is decided (restored from the
+   * edge, or brought up to it when the edge runs the fiber); a failure to ask the edge is
+   * reported and the stream served from what is here.
+   */
+  async #settleStream(request: Request): Promise<void> {
+    const continuity = this.#continuity;
+    if (continuity === undefined) return;
+    const match = /^\/fibers\/([^/]+)\/events$/.exec(new URL(request.url).pathname.slice(this.prefix.length));
+    if (!match) return;
+    let id: string;
+    try {
+      id = decodeURIComponent(match[1] ?? "");
+    } catch {
+      return; // the route answers 400
+    }
+    await continuity
+      .settle(id)
+      .catch((error: unknown) => this.#report(error, `deciding where fiber ${id} runs`));
   }
 
   #onMessage(event: MessageEventLike): void {
@@ -263,14 +308,44 @@ class Host implements ServiceWorkerHost {
 
   #controlApi(): ControlApi & PortStreamApi {
     const runtime = this.runtime;
+    const continuity = this.#continuity;
+    const api = createControlApi(runtime, () => ({
+      ...this.info,
+      active: runtime.activeCount,
+      recovered: this.#recovered,
+      ...storageHealthOf(runtime.store),
+    }));
+    /** Decides where `id` runs first (see `continuity`); a failure to ask the edge answers from here. */
+    const settled = async (id: unknown): Promise<void> => {
+      if (continuity === undefined || typeof id !== "string") return;
+      await continuity
+        .settle(id)
+        .catch((error: unknown) => this.#report(error, `deciding where fiber ${id} runs`));
+    };
     return {
-      ...createControlApi(runtime, () => ({
-        ...this.info,
-        active: runtime.activeCount,
-        recovered: this.#recovered,
-        ...storageHealthOf(runtime.store),
-      })),
+      ...api,
+      ...(continuity
+        ? {
+            get: async (id: string) => {
+              await settled(id);
+              return api.get(id);
+            },
+            inspect: async (id: string) => {
+              await settled(id);
+              return api.inspect(id);
+            },
+            sendEvent: async (id: string, name: string, payload?: unknown) => {
+              assertValidId(id);
+              return continuity.sendEvent(id, name, payload);
+            },
+            cancel: async (id: string, reason?: string) => {
+              assertValidId(id);
+              return continuity.cancel(id, reason);
+            },
+          }
+        : {}),
       openStream: async (id, after, port) => {
+        await settled(id);
         assertValidId(id);
         assertArgument(
           Number.isSafeInteger(after) && after >= 0,

@@ -1,0 +1,508 @@
+/**
+ * The browser home of continuity, wired (issue #18, docs/design/continuity.md): what a Service
+ * Worker host needs to replicate fibers of some kinds to their Durable Object, to forward control
+ * calls while the edge runs them, and to mirror the edge's history back.
+ *
+ * `createReplicatedRuntime({ store, fibers, edge })` builds both halves at once, because the
+ * runtime must be created with them: its store is `ReplicatingStore(store)` (every commit of a
+ * replicated fiber goes into the `Outbox`) under a guard that keeps the runner off fibers another
+ * home runs, and its `replication` port is the outbox's (Rules A and B), seen through the mirror
+ * (a fiber that is away shows everything its local copy holds once that copy was brought up to
+ * the replica). It returns `{ runtime, continuity }`; pass both to `createServiceWorkerHost`,
+ * which calls `continuity.start(scope)` at the worker's start, before `runtime.recover()`.
+ *
+ * Where a fiber stands, as this home decides it (`settle`):
+ * - `home`: the outbox holds it and no arbiter answer said otherwise: it runs here.
+ * - `away`: the arbiter fenced this home, or the local record is a mirror (`record.home` names
+ *   another home), or the edge holds a fiber this worker does not know from its own outbox (a
+ *   worker restarted, or the browser relaunched after a kill: the in-memory `Outbox` is gone, and
+ *   each worker start is a new home, `browser:<deviceId>` with a random `deviceId` unless given,
+ *   so the arbiter's answer decides). Its copy is mirrored and followed; `sendEvent` and `cancel`
+ *   go to the edge.
+ * - `local`: not a replicated kind, or a replicated fiber the edge never received (created here,
+ *   killed before its first shipment, and the outbox gone with the worker): it runs here only.
+ * - `missing`: neither here nor at the edge.
+ *
+ * Restore: a fiber this browser does not have but the edge does is rebuilt from the replica as a
+ * mirror (`settle` on any call that names it: `get`, `inspect`, a stream, an event, a cancel).
+ * Who may read it is the edge's `authorize` decision, on the credentials in `edge.headers`.
+ *
+ * Left: `edge.comeHome` (the fiber stays at the edge until it ends); an `IdbStore` outbox (the
+ * outbox is memory: what a worker had not shipped when it stopped is never shipped, and the edge
+ * redoes it from the shipped prefix, which Rules A and B make safe).
+ */
+
+import { FencedError } from "../core/errors";
+import {
+  type FiberRecord,
+  type FiberStatus,
+  type InboxEvent,
+  isTerminal,
+  type StreamChunk,
+} from "../core/records";
+import type { Replication } from "../core/replication";
+import { createRuntime, type Runtime } from "../core/runtime";
+import type { RuntimeOptions } from "../core/runtime-types";
+import type { ClaimRequest, ClaimResult, CommitResult, CreateResult, Store, WriteGroup } from "../core/store";
+import { EdgeLink } from "./edge-link";
+import { changedHomeError } from "./errors";
+import { ForwardingStore } from "./forwarding-store";
+import { Mirror } from "./mirror";
+import { Outbox } from "./outbox";
+import { browserHome, DEFAULT_LEASE_MS } from "./protocol";
+import { ReplicatingStore } from "./replicating-store";
+import { sendShippedEvent } from "./send-event";
+import { Shipper } from "./shipper";
+
+/** The `edge` option: where replicated fibers go, and which. */
+export interface EdgeOptions {
+  /** The edge host's origin and route prefix, e.g. `https://edge.example/__fiberline`. */
+  baseUrl: string;
+  /**
+   * The kinds (definition names) to replicate: a name, or `{ name, awaitStart: false }` for a
+   * kind whose steps are idempotent by key, so a step starts without waiting for its start to
+   * reach the edge (Rule A off: "at least once, same key" across homes for the unshipped window).
+   */
+  fibers: ReadonlyArray<string | { name: string; awaitStart?: boolean }>;
+  /**
+   * The lease the edge grants (its `continuity.leaseMs`, default 30 s). Only sets how often a
+   * heartbeat renews it (a third of it, at most 10 s); the edge's answers carry the real one.
+   */
+  leaseMs?: number;
+  /** Rule A for every kind listed by name only (default true). */
+  awaitStart?: boolean;
+  /** Headers sent with every request to the edge (the credentials its `authorize` checks). */
+  headers?: Record<string, string>;
+  /** This browser's id in its home name `browser:<deviceId>` (default: random per worker start). */
+  deviceId?: string;
+  /** How often a fiber that is away is read again from the edge while it runs (default 500 ms). */
+  mirrorPollMs?: number;
+  /** The `fetch` used to reach the edge (default the global one). */
+  fetch?: (url: string, init: RequestInit) => Promise<Response>;
+}
+
+/** Options of `createReplicatedRuntime`: the runtime's own, and `edge`. */
+export interface ReplicatedRuntimeOptions extends Omit<RuntimeOptions, "replication"> {
+  edge: EdgeOptions;
+  /** The outbox (default a new in-memory `Outbox`). */
+  outbox?: Outbox;
+  /** Where the continuity's failures are reported (default `console.error`). */
+  onError?(error: unknown, doing: string): void;
+}
+
+/** Where a fiber stands for this home (see the module header). */
+export type FiberHome = "home" | "away" | "local" | "missing";
+
+/** The part of the worker's global scope continuity listens to. */
+export interface OnlineScopeLike {
+  addEventListener(type: "online", listener: () => void): void;
+  removeEventListener(type: "online", listener: () => void): void;
+}
+
+/**
+ * Builds a runtime whose fibers of `edge.fibers` kinds are replicated to the edge, and the
+ * continuity that serves it. Create both at the top level of the worker script.
+ *
+ * @example
+ * const { runtime, continuity } = createReplicatedRuntime({
+ *   store: new IdbStore(),
+ *   fibers: [research],
+ *   edge: { baseUrl: "https://edge.example/__fiberline", fibers: ["research"] },
+ * });
+ * createServiceWorkerHost({ runtime, continuity });
+ */
+export function createReplicatedRuntime(options: ReplicatedRuntimeOptions): {
+  runtime: Runtime;
+  continuity: BrowserContinuity;
+} {
+  const { edge, outbox: givenOutbox, onError, store: local, ...runtimeOptions } = options;
+  const continuity = new BrowserContinuity({
+    local,
+    edge,
+    outbox: givenOutbox ?? new Outbox(),
+    ...(onError ? { onError } : {}),
+  });
+  const runtime = createRuntime({
+    ...runtimeOptions,
+    store: continuity.store,
+    replication: continuity.replication,
+  });
+  continuity.attach(runtime);
+  return { runtime, continuity };
+}
+
+interface ContinuityParts {
+  local: Store;
+  edge: EdgeOptions;
+  outbox: Outbox;
+  onError?(error: unknown, doing: string): void;
+}
+
+/**
+ * One browser home's continuity: the outbox, its shipper, the mirror, and the decisions of where
+ * each fiber stands. Made by `createReplicatedRuntime`.
+ *
+ * Failure semantics: nothing here gives up on a fiber: a failed shipment is retried with backoff
+ * and at every `online` event, a failed mirror read is read again later, and a failed probe of
+ * the edge leaves the fiber undecided (its runner retries the claim), never run on a guess.
+ */
+export class BrowserContinuity {
+  /** This home's name, `browser:<deviceId>`. */
+  readonly home: string;
+  readonly outbox: Outbox;
+  readonly link: EdgeLink;
+  readonly mirror: Mirror;
+  readonly shipper: Shipper;
+  /** The runtime's store: the guard over `ReplicatingStore(local)`. */
+  readonly store: Store;
+  /** The runtime's `replication` port. */
+  readonly replication: Replication;
+  readonly #local: Store;
+  readonly #replicating: ReplicatingStore;
+  readonly #kinds: Map<string, { awaitStart: boolean }>;
+  readonly #names = new Map<string, string>();
+  readonly #report: (error: unknown, doing: string) => void;
+  readonly #keepAliveListeners = new Set<(work: Promise<unknown>) => void>();
+  /** Fibers the edge holds that this home's outbox never knew, by what the arbiter said. */
+  readonly #away = new Map<string, { epoch: number; home: string }>();
+  /** Per fiber, this worker's decision of where it stands (one probe or restore per worker start). */
+  readonly #settled = new Map<string, Promise<FiberHome>>();
+  /** Per fiber that is away, the mirror's first read in this worker (streams wait for it). */
+  readonly #firstSync = new Map<string, Promise<void>>();
+  #runtime: Runtime | undefined;
+  #drain: Promise<void> | undefined;
+  #scope: OnlineScopeLike | undefined;
+  readonly #online = () => this.#shipAll();
+
+  constructor(parts: ContinuityParts) {
+    const { edge } = parts;
+    this.home = browserHome(edge.deviceId ?? randomId());
+    this.outbox = parts.outbox;
+    this.#local = parts.local;
+    this.#report =
+      parts.onError ?? ((error, doing) => console.error(`[fiberline/continuity] ${doing} failed:`, error));
+    this.#kinds = new Map(
+      edge.fibers.map((kind) =>
+        typeof kind === "string"
+          ? [kind, { awaitStart: edge.awaitStart ?? true }]
+          : [kind.name, { awaitStart: kind.awaitStart ?? edge.awaitStart ?? true }],
+      ),
+    );
+    this.link = new EdgeLink({
+      baseUrl: edge.baseUrl,
+      ...(edge.headers ? { headers: edge.headers } : {}),
+      ...(edge.fetch ? { fetch: edge.fetch } : {}),
+    });
+    this.mirror = new Mirror({
+      store: this.#local,
+      source: this.link,
+      ...(edge.mirrorPollMs === undefined ? {} : { pollMs: edge.mirrorPollMs }),
+      onError: (error, id) => this.#report(error, `mirroring fiber ${id}`),
+    });
+    this.#replicating = new ReplicatingStore(this.#local, {
+      outbox: this.outbox,
+      home: this.home,
+      replicates: (name) => this.#kinds.has(name),
+    });
+    this.store = new HomeGuardStore(this.#replicating, this);
+    const leaseMs = edge.leaseMs ?? DEFAULT_LEASE_MS;
+    this.shipper = new Shipper({
+      outbox: this.outbox,
+      home: this.home,
+      send: this.link.ship,
+      heartbeatMs: Math.min(10_000, Math.max(100, Math.floor(leaseMs / 3))),
+      onError: (error, id) => this.#report(error, `shipping fiber ${id}`),
+    });
+    this.replication = this.#port();
+    this.outbox.onAppend(() => this.#keepShipping());
+  }
+
+  /** Set by `createReplicatedRuntime`: the runtime events are sent through while a fiber is home. */
+  attach(runtime: Runtime): void {
+    this.#runtime = runtime;
+  }
+
+  /**
+   * Starts shipping (and heartbeats), ships again at every `online` event of `scope`, and decides
+   * where every live fiber of a replicated kind stands (those that are away get mirrored). The
+   * host calls it at the worker's start, before `runtime.recover()`; resolves once every live
+   * fiber is decided or its probe failed (a failed one is decided at its runner's next claim).
+   */
+  async start(scope?: OnlineScopeLike): Promise<void> {
+    this.shipper.start();
+    if (scope && this.#scope === undefined) {
+      this.#scope = scope;
+      scope.addEventListener("online", this.#online);
+    }
+    const live = await this.#local.listFibers({ status: ["running", "sleeping", "waiting"] });
+    await Promise.all(
+      live
+        .filter((r) => this.#kinds.has(r.name) || r.home !== undefined)
+        .map((r) =>
+          this.settle(r.id).catch((error: unknown) => {
+            this.#report(error, `deciding where fiber ${r.id} runs`);
+          }),
+        ),
+    );
+  }
+
+  /** Stops shipping and mirroring (the host goes away); the outbox keeps what it holds. */
+  stop(): void {
+    this.shipper.stop();
+    this.mirror.stop();
+    this.#scope?.removeEventListener("online", this.#online);
+    this.#scope = undefined;
+  }
+
+  /** Calls `listener` with work that should keep the worker alive (shipping a backlog, a first mirror read). */
+  onKeepAlive(listener: (work: Promise<unknown>) => void): () => void {
+    this.#keepAliveListeners.add(listener);
+    return () => this.#keepAliveListeners.delete(listener);
+  }
+
+  /**
+   * Where `fiberId` stands for this home, deciding it once per worker start: restores a fiber
+   * only the edge has, probes the edge for a fiber of a replicated kind this home's outbox does
+   * not know, and for a fiber that is away waits for the mirror's first read. A failed probe
+   * rejects and is tried again at the next call.
+   */
+  settle(fiberId: string): Promise<FiberHome> {
+    const where = this.outbox.where(fiberId);
+    if (where?.status === "home") return Promise.resolve("home");
+    let decided = this.#settled.get(fiberId);
+    if (decided === undefined) {
+      decided = this.#decide(fiberId);
+      this.#settled.set(fiberId, decided);
+      // A failed probe is tried again at the next call, and so is a fiber nobody has yet (it
+      // may be started here next).
+      const forget = () => {
+        if (this.#settled.get(fiberId) === decided) this.#settled.delete(fiberId);
+      };
+      decided.then((where) => where === "missing" && forget(), forget);
+    }
+    return decided;
+  }
+
+  /** Whether `fiberId` is away (decided so in this worker, by the outbox, or by a mirror marker). */
+  isAway(fiberId: string, record?: FiberRecord): boolean {
+    if (this.outbox.where(fiberId)?.status === "away" || this.#away.has(fiberId)) return true;
+    return record?.home !== undefined && record.home.home !== this.home;
+  }
+
+  /**
+   * `sendEvent` of the host: to the local runtime while the fiber is here (answered once shipped
+   * when it is replicated), to the edge while it is away, and to the edge when it moves away
+   * before the event reached the replica (the local copy was dropped with the unshipped tail).
+   */
+  async sendEvent(fiberId: string, name: string, payload?: unknown): Promise<void> {
+    const runtime = this.#requireRuntime();
+    const where = await this.settle(fiberId);
+    if (where === "away") return this.link.sendEvent(fiberId, name, payload);
+    if (where !== "home") return runtime.sendEvent(fiberId, name, payload);
+    try {
+      await sendShippedEvent(
+        { runtime, store: this.#replicating, outbox: this.outbox },
+        fiberId,
+        name,
+        payload,
+      );
+    } catch (error) {
+      if (!this.#movedAway(fiberId, error)) throw error;
+      await this.link.sendEvent(fiberId, name, payload);
+    }
+  }
+
+  /** `cancel` of the host: here while the fiber is here, at the edge while it is away. */
+  async cancel(fiberId: string, reason?: string): Promise<FiberStatus> {
+    const runtime = this.#requireRuntime();
+    const where = await this.settle(fiberId);
+    if (where === "away") {
+      const status = await this.link.cancel(fiberId, reason);
+      await this.mirror
+        .sync(fiberId)
+        .catch((error: unknown) => this.#report(error, `mirroring fiber ${fiberId}`));
+      return status;
+    }
+    return runtime.cancel(fiberId, reason);
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  async #decide(fiberId: string): Promise<FiberHome> {
+    const record = await this.#local.getFiber(fiberId);
+    if (record === undefined) return this.#restore(fiberId);
+    if (this.isAway(fiberId, record)) {
+      this.#goAway(fiberId);
+      await this.#firstSync.get(fiberId);
+      return "away";
+    }
+    if (!this.#kinds.has(record.name)) return "local";
+    if (this.outbox.replicated(fiberId)) return "home";
+    // A replicated fiber this worker's outbox never knew: the arbiter decides.
+    const replica = await this.link.readReplica(fiberId, record.streamHead);
+    if (replica?.record.home === undefined) return "local";
+    const { epoch, home } = replica.record.home;
+    this.#away.set(fiberId, { epoch, home });
+    this.#goAway(fiberId);
+    await this.#firstSync.get(fiberId);
+    return "away";
+  }
+
+  async #restore(fiberId: string): Promise<FiberHome> {
+    const replica = await this.link.readReplica(fiberId, 0);
+    if (replica?.record.home === undefined) return "missing";
+    const { epoch, home } = replica.record.home;
+    this.#away.set(fiberId, { epoch, home });
+    this.#goAway(fiberId);
+    await this.#firstSync.get(fiberId);
+    return (await this.#local.getFiber(fiberId)) === undefined ? "missing" : "away";
+  }
+
+  /** Mirrors `fiberId` from now on: a first read (which streams wait for), then follows it. */
+  #goAway(fiberId: string): void {
+    if (this.#firstSync.has(fiberId)) return;
+    const first = this.mirror.sync(fiberId).then(
+      () => this.mirror.follow(fiberId),
+      (error: unknown) => {
+        this.#report(error, `mirroring fiber ${fiberId}`);
+        this.mirror.follow(fiberId);
+      },
+    );
+    this.#firstSync.set(fiberId, first);
+    this.#keepAlive(first);
+  }
+
+  #movedAway(fiberId: string, error: unknown): boolean {
+    if (!(error instanceof FencedError) || (error as { code?: string }).code !== "fenced") return false;
+    if (this.outbox.where(fiberId)?.status !== "away") return false;
+    this.#goAway(fiberId);
+    return true;
+  }
+
+  /** Ships every replicated fiber now (the `online` event). */
+  #shipAll(): void {
+    for (const id of this.outbox.fiberIds) this.shipper.kick(id);
+    this.#keepShipping();
+  }
+
+  /** Keeps the worker alive until the outbox is empty or every fiber with a backlog moved away. */
+  #keepShipping(): void {
+    if (this.#drain !== undefined) return;
+    const pending = () => this.outbox.fiberIds.some((id) => this.outbox.hasPending(id));
+    if (!pending()) return;
+    this.#drain = new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        // A fiber fenced while shipping is mirrored from here on.
+        for (const id of this.outbox.fiberIds) if (this.outbox.where(id)?.status === "away") this.#goAway(id);
+        if (pending()) return;
+        clearInterval(timer);
+        this.#drain = undefined;
+        resolve();
+      }, 200);
+    });
+    this.#keepAlive(this.#drain);
+  }
+
+  #keepAlive(work: Promise<unknown>): void {
+    for (const listener of this.#keepAliveListeners) listener(work);
+  }
+
+  /** The outbox's `Replication`, with Rule A off for `awaitStart: false` kinds and mirrors shown whole. */
+  #port(): Replication {
+    const outbox = this.outbox;
+    return {
+      replicated: (id) => outbox.replicated(id) || this.#away.has(id),
+      shipped: (id) => {
+        const kind = this.#kinds.get(this.#names.get(id) ?? "");
+        if (kind?.awaitStart === false && outbox.mayWrite(id, Date.now())) return Promise.resolve();
+        return outbox.shipped(id);
+      },
+      visibleHead: (id) => {
+        // A fiber that is away shows what its copy holds once the mirror brought it up to the
+        // replica (before that, only what this home shipped: the rest may be rebuilt away).
+        const away = outbox.where(id)?.status === "away" || this.#away.has(id);
+        if (!away) return outbox.visibleHead(id);
+        const synced = this.#firstSync.has(id) && this.mirror.synced(id);
+        return synced ? Number.POSITIVE_INFINITY : outbox.replicated(id) ? outbox.visibleHead(id) : 0;
+      },
+      onShipped: (listener) => outbox.onShipped(listener),
+    };
+  }
+
+  /** Called by the guard with every record it sees, so `shipped` knows each fiber's kind. */
+  noteKind(record: FiberRecord): void {
+    this.#names.set(record.id, record.name);
+  }
+
+  #requireRuntime(): Runtime {
+    if (this.#runtime === undefined)
+      throw new Error("BrowserContinuity: attach(runtime) first (createReplicatedRuntime does).");
+    return this.#runtime;
+  }
+}
+
+/** When a runner asks again for a fiber another home runs. */
+const AWAY_RETRY_MS = 60_000;
+
+/**
+ * The runtime's store: `ReplicatingStore` plus the decisions `ReplicatingStore` cannot make from
+ * the outbox alone. A claim of a replicated fiber waits for `settle`, so no runner starts a fiber
+ * the edge holds before the edge was asked; a fiber that is away is never claimed here, and no
+ * write of it goes through (the mirror writes the local store directly).
+ */
+class HomeGuardStore extends ForwardingStore {
+  readonly #continuity: BrowserContinuity;
+
+  constructor(inner: Store, continuity: BrowserContinuity) {
+    super(inner);
+    this.#continuity = continuity;
+  }
+
+  override async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
+    const result = await this.inner.createFiber(record, chunks);
+    this.#continuity.noteKind(result.record);
+    return result;
+  }
+
+  override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
+    const record = await this.inner.getFiber(id);
+    if (record === undefined) return { status: "missing" };
+    this.#continuity.noteKind(record);
+    let where: FiberHome;
+    try {
+      where = await this.#continuity.settle(id);
+    } catch {
+      // The edge could not be asked: try again soon rather than run a fiber it may hold.
+      return { status: "held", record: { ...record, leaseUntil: request.now + 5_000 } };
+    }
+    if (where === "away")
+      return { status: "held", record: { ...record, leaseUntil: request.now + AWAY_RETRY_MS } };
+    return this.inner.claimFiber(id, request);
+  }
+
+  override async commit(groups: WriteGroup[]): Promise<CommitResult> {
+    const away = new Set(groups.filter((g) => this.#continuity.isAway(g.fiberId)).map((g) => g.fiberId));
+    if (away.size === 0) return this.inner.commit(groups);
+    const rest = groups.filter((g) => !away.has(g.fiberId));
+    const result = rest.length === 0 ? { fenced: [] } : await this.inner.commit(rest);
+    return { fenced: [...result.fenced, ...away] };
+  }
+
+  override async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
+    const record = await this.inner.getFiber(event.fiberId);
+    if (
+      record !== undefined &&
+      this.#continuity.isAway(event.fiberId, record) &&
+      !isTerminal(record.status)
+    ) {
+      const home = record.home ?? { epoch: 0, home: "edge" };
+      throw changedHomeError(event.fiberId, home.epoch, home.home);
+    }
+    return this.inner.enqueueEvent(event);
+  }
+}
+
+function randomId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  return c?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}

@@ -1,0 +1,104 @@
+/**
+ * `EdgeLink`: how a browser home talks to the edge host of its replicated fibers over HTTP, one
+ * object for every call the browser makes there: shipments (`shipOverHttp`), reading the replica
+ * for the mirror (`GET {base}/fibers/:id/replica?after=N`), and the control calls it forwards
+ * while a fiber is away (`POST {base}/fibers/:id/events`, `POST {base}/fibers/:id/cancel`).
+ * `baseUrl` is the edge host's origin and route prefix, e.g. `https://edge.example/__fiberline`.
+ * Errors the edge answers with an `ErrorBody` come back as the same error class and `code`.
+ */
+
+import { deserializeError, FiberlineError } from "../core/errors";
+import type { FiberStatus } from "../core/records";
+import { type ReplicaSnapshot, shipOverHttp } from "../edge/replica-routes";
+import { decodeValue } from "../edge/value-codec";
+import type { Shipment, ShipmentAnswer } from "./protocol";
+
+/** Options of `new EdgeLink`. */
+export interface EdgeLinkOptions {
+  /** The edge host's origin and prefix, e.g. `https://edge.example/__fiberline`. */
+  baseUrl: string;
+  /** Headers sent with every request (credentials the edge's `authorize` checks). */
+  headers?: Record<string, string>;
+  /** The `fetch` to use (default the global one). */
+  fetch?: (url: string, init: RequestInit) => Promise<Response>;
+}
+
+/** The browser's HTTP client of one edge host. */
+export class EdgeLink {
+  readonly baseUrl: string;
+  readonly #headers: Record<string, string>;
+  readonly #fetch: (url: string, init: RequestInit) => Promise<Response>;
+  /** The shipper's `send`. */
+  readonly ship: (fiberId: string, shipment: Shipment) => Promise<ShipmentAnswer>;
+
+  constructor(options: EdgeLinkOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.#headers = options.headers ?? {};
+    // Looked up at each call, so a test (or a polyfill) that replaces the global fetch is used.
+    this.#fetch = options.fetch ?? ((url, init) => fetch(url, init));
+    this.ship = shipOverHttp(this.baseUrl, this.#fetch, this.#headers);
+  }
+
+  /**
+   * The replica of `fiberId` with its chunks past `after`, or `undefined` when the edge has no
+   * replica of it (`404 fiber_not_found`). Rejects on the network and on any other answer.
+   */
+  async readReplica(fiberId: string, after: number): Promise<ReplicaSnapshot | undefined> {
+    const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/replica?after=${after}`, {
+      headers: this.#headers,
+    });
+    if (response.status === 404) {
+      const error = await errorOf(response, fiberId);
+      if ((error as { code?: string }).code === "fiber_not_found") return undefined;
+      throw error;
+    }
+    if (!response.ok) throw await errorOf(response, fiberId);
+    return decodeValue(await response.text()) as ReplicaSnapshot;
+  }
+
+  /** Sends event `name` to the fiber at the edge; resolves once the edge accepted it (`202`). */
+  async sendEvent(fiberId: string, name: string, payload?: unknown): Promise<void> {
+    const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...this.#headers },
+      body: JSON.stringify(payload === undefined ? { name } : { name, payload }),
+    });
+    if (!response.ok) throw await errorOf(response, fiberId);
+    await response.arrayBuffer();
+  }
+
+  /** Cancels the fiber at the edge and resolves with the status the edge answered. */
+  async cancel(fiberId: string, reason?: string): Promise<FiberStatus> {
+    const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/cancel`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...this.#headers },
+      body: JSON.stringify(reason === undefined ? {} : { reason }),
+    });
+    if (!response.ok) throw await errorOf(response, fiberId);
+    return ((await response.json()) as { status: FiberStatus }).status;
+  }
+
+  #fiberUrl(fiberId: string): string {
+    return `${this.baseUrl}/fibers/${encodeURIComponent(fiberId)}`;
+  }
+}
+
+/** The error an edge answer stands for: its `ErrorBody` rebuilt, or one that says what came back. */
+async function errorOf(response: Response, fiberId: string): Promise<Error> {
+  const text = await response.text();
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string; name?: string } };
+    if (typeof body.error?.code === "string")
+      return deserializeError({
+        name: body.error.name ?? "FiberlineError",
+        code: body.error.code,
+        message: body.error.message ?? "",
+      });
+  } catch {
+    // Not an ErrorBody: reported below with what the edge sent.
+  }
+  return new FiberlineError(
+    "edge_unavailable",
+    `The edge answered a request for fiber ${fiberId} with ${response.status}: ${text.slice(0, 200)}. Check that the edge host at the configured baseUrl runs with continuity on.`,
+  );
+}

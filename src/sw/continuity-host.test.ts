@@ -1,0 +1,277 @@
+/**
+ * The Service Worker host with continuity (issue #18), in Node against a real edge in workerd:
+ * `createReplicatedRuntime` + `createServiceWorkerHost({ runtime, continuity })` over a fake
+ * worker scope, a `MemoryStore` standing for IndexedDB (the Chromium e2e in e2e/continuity runs
+ * the same wiring on IdbStore against `wrangler dev`). Covered: a worker restart after the edge
+ * took a fiber over finds the fiber away, never runs it, and mirrors one contiguous stream; a
+ * browser without the fiber restores it from the edge, and its page's `sendEvent` and `cancel`
+ * reach the edge while the page's stream follows the edge live; `awaitStart: false` starts steps
+ * the edge has not seen. Every step the edge runs is counted in a ledger outside both homes.
+ */
+
+import { wrap } from "comlink";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { type BrowserContinuity, createReplicatedRuntime } from "../continuity/browser-home";
+import type { Runtime } from "../core/runtime";
+import { readSse } from "../core/sse";
+import type { ReplicaSnapshot } from "../edge/replica-routes";
+import { Ledger } from "../edge/testing/ledger";
+import { bundleWorker, TestWorker } from "../edge/testing/workerd";
+import { decodeValue } from "../edge/value-codec";
+import { MemoryStore } from "../store/memory-store";
+import { installErrorTransfer } from "./error-transfer";
+import { createServiceWorkerHost, type ServiceWorkerHost, type ServiceWorkerScopeLike } from "./host";
+import { type ControlApi, type HandshakeReply, PROTOCOL_VERSION } from "./protocol";
+import { continuityFibers, type Report } from "./testing/continuity-fibers";
+
+const LEASE_MS = 6_000;
+const ledger = new Ledger();
+const worker = new TestWorker({
+  script: await bundleWorker("src/sw/testing/continuity-edge-worker.ts"),
+  durableObjects: { FIBERS: "FiberObject" },
+  bindings: { LEASE_MS: String(LEASE_MS) },
+  serviceBindings: { LEDGER: ledger.binding },
+});
+afterAll(() => worker.dispose());
+
+const EDGE = "http://edge.test/__fiberline";
+const edgeFetch = (url: string, init: RequestInit) => {
+  const { pathname, search } = new URL(url);
+  return worker.fetch(pathname + search, init);
+};
+
+class FakeEvent {
+  readonly lifetime: Promise<unknown>[] = [];
+  waitUntil(promise: Promise<unknown>): void {
+    this.lifetime.push(promise);
+  }
+}
+
+class FakeFetchEvent extends FakeEvent {
+  response: Promise<Response> | undefined;
+  constructor(readonly request: Request) {
+    super();
+  }
+  respondWith(response: Response | Promise<Response>): void {
+    this.response = Promise.resolve(response);
+  }
+}
+
+class FakeScope implements ServiceWorkerScopeLike {
+  readonly listeners = new Map<string, Array<(event: never) => void>>();
+  readonly clients = { claim: async () => {} };
+  readonly location = { href: "https://app.test/sw.js", origin: "https://app.test" };
+  async skipWaiting(): Promise<void> {}
+  addEventListener(type: string, listener: (event: never) => void): void {
+    this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
+  }
+  removeEventListener(type: string, listener: (event: never) => void): void {
+    this.listeners.set(
+      type,
+      (this.listeners.get(type) ?? []).filter((l) => l !== listener),
+    );
+  }
+  dispatch(type: string, event: unknown): void {
+    for (const listener of this.listeners.get(type) ?? []) (listener as (e: unknown) => void)(event);
+  }
+}
+
+/** One worker start of a browser: its runtime and continuity over `store`, hosted on a fake scope. */
+interface BrowserStart {
+  runtime: Runtime;
+  continuity: BrowserContinuity;
+  host: ServiceWorkerHost;
+  scope: FakeScope;
+  /** Steps this start ran. */
+  runs: Array<{ fiber: string; step: string; interrupted: boolean }>;
+  /** The worker stops (every tab closed, or the browser killed): nothing more runs or ships. */
+  kill(): Promise<void>;
+}
+
+function startBrowser(
+  store: MemoryStore,
+  options: { hang?: string; fetch?: typeof edgeFetch; awaitStartOff?: boolean } = {},
+): BrowserStart {
+  const runs: BrowserStart["runs"] = [];
+  const report: Report = async (fiber, step, _attempt, interrupted) => {
+    runs.push({ fiber, step, interrupted });
+    if (step === options.hang) await new Promise(() => {});
+    return `${step}@browser`;
+  };
+  const fibers = continuityFibers(report);
+  const { runtime, continuity } = createReplicatedRuntime({
+    store,
+    fibers: Object.values(fibers),
+    edge: {
+      baseUrl: EDGE,
+      fibers: options.awaitStartOff ? [{ name: "job", awaitStart: false }, "waiter"] : ["job", "waiter"],
+      leaseMs: LEASE_MS,
+      mirrorPollMs: 200,
+      fetch: options.fetch ?? edgeFetch,
+    },
+    pollIntervalMs: 100,
+  });
+  const scope = new FakeScope();
+  const host = createServiceWorkerHost({ runtime, continuity, scope });
+  scope.dispatch("activate", new FakeEvent());
+  return {
+    runtime,
+    continuity,
+    host,
+    scope,
+    runs,
+    async kill() {
+      host.dispose();
+      await runtime.close();
+    },
+  };
+}
+
+/** The page's control channel to `start`'s host, over a MessageChannel as `connect()` makes it. */
+async function pageApi(start: BrowserStart): Promise<ControlApi> {
+  installErrorTransfer();
+  const { port1, port2 } = new MessageChannel();
+  const ready = new Promise<HandshakeReply>((resolve) => {
+    port1.addEventListener("message", (e) => resolve(e.data as HandshakeReply), { once: true });
+    port1.start();
+  });
+  const event = Object.assign(new FakeEvent(), {
+    data: { type: "fiberline/connect", protocol: PROTOCOL_VERSION, prefix: "/__fiberline" },
+    ports: [port2],
+  });
+  start.scope.dispatch("message", event);
+  expect((await ready).type).toBe("fiberline/ready");
+  return wrap<ControlApi>(port1) as unknown as ControlApi;
+}
+
+/** Reads `id`'s stream from the page's route `{prefix}/fibers/:id/events` until `fiber.end`. */
+async function readPageStream(
+  start: BrowserStart,
+  id: string,
+  onEvent?: (seq: number, type: string) => void,
+): Promise<Array<{ seq: number; type: string; data: unknown }>> {
+  const event = new FakeFetchEvent(new Request(`https://app.test/__fiberline/fibers/${id}/events?after=0`));
+  start.scope.dispatch("fetch", event);
+  const response = await (event.response as Promise<Response>);
+  expect(response.status).toBe(200);
+  const out: Array<{ seq: number; type: string; data: unknown }> = [];
+  for await (const message of readSse(response.body as ReadableStream<Uint8Array>)) {
+    const chunk = { seq: Number(message.id), type: message.event, data: JSON.parse(message.data) as unknown };
+    out.push(chunk);
+    onEvent?.(chunk.seq, chunk.type);
+    if (chunk.type === "fiber.end") break;
+  }
+  return out;
+}
+
+async function replica(id: string): Promise<ReplicaSnapshot> {
+  const response = await worker.fetch(`/__fiberline/fibers/${id}/replica?after=0`);
+  expect(response.status).toBe(200);
+  return decodeValue(await response.text()) as ReplicaSnapshot;
+}
+
+async function edgeHolds(id: string): Promise<void> {
+  await vi.waitFor(async () => expect((await replica(id)).record.home?.home).toBe("edge"), {
+    timeout: LEASE_MS * 4,
+    interval: 250,
+  });
+}
+
+describe("the Service Worker host with continuity", () => {
+  it("after the edge took a fiber over, a restarted worker never runs it and mirrors one contiguous stream", async () => {
+    const store = new MemoryStore();
+    const first = startBrowser(store, { hang: "b" });
+    await first.runtime.start("job", null, { id: "restart" });
+    await vi.waitFor(() => expect(first.runs.map((r) => r.step)).toEqual(["a", "b"]), { timeout: 20_000 });
+    await first.kill();
+
+    await ledger.arrived("restart", "b", { attempt: 2, timeoutMs: LEASE_MS * 5 });
+    await vi.waitFor(async () => expect((await replica("restart")).record.status).toBe("completed"), {
+      timeout: 20_000,
+    });
+
+    // The worker starts again on the same store, its in-memory outbox gone: the edge decides.
+    const second = startBrowser(store);
+    await second.host.recovery;
+    const chunks = await readPageStream(second, "restart");
+    const edge = await replica("restart");
+    expect(chunks.map((c) => c.seq)).toEqual(edge.chunks.map((_, i) => i + 1));
+    expect(chunks.map((c) => [c.type, c.data])).toEqual(edge.chunks.map((c) => [c.type, c.data]));
+    expect(chunks.map((c) => c.type)).toEqual([
+      "fiber.start",
+      "progress",
+      "fiber.recovered",
+      "progress",
+      "fiber.end",
+    ]);
+    expect(chunks[1]?.data).toEqual({ step: "a", value: "a@browser" });
+    expect(chunks[3]?.data).toEqual({ step: "b", value: "b@edge-again" });
+    // Step a ran once (here), step b once here and once, interrupted, at the edge; the restarted
+    // worker ran nothing.
+    expect(second.runs).toEqual([]);
+    expect(ledger.entries.filter((e) => e.fiber === "restart").map((e) => [e.what, e.attempt])).toEqual([
+      ["b", 2],
+    ]);
+    const local = await store.getFiber("restart");
+    expect(local).toMatchObject({ status: "completed", result: "done", home: { home: "edge" } });
+    await second.kill();
+  }, 120_000);
+
+  it("restores a fiber only the edge has, forwards the page's sendEvent and cancel to the edge, and follows it live", async () => {
+    const first = startBrowser(new MemoryStore());
+    await first.runtime.start("waiter", null, { id: "restore-go" });
+    await first.runtime.start("waiter", null, { id: "restore-cancel" });
+    await vi.waitFor(
+      async () => {
+        for (const id of ["restore-go", "restore-cancel"])
+          expect((await replica(id)).chunks.map((c) => c.type)).toContain("waiting");
+      },
+      { timeout: 20_000 },
+    );
+    await first.kill();
+    await edgeHolds("restore-go");
+    await edgeHolds("restore-cancel");
+
+    // A browser whose IndexedDB holds neither (wiped, or another device of the same user).
+    const store = new MemoryStore();
+    const second = startBrowser(store);
+    const api = await pageApi(second);
+    expect(await api.get("restore-go")).toMatchObject({ status: "waiting", home: { home: "edge" } });
+
+    const seen: string[] = [];
+    const reading = readPageStream(second, "restore-go", (_seq, type) => seen.push(type));
+    await vi.waitFor(() => expect(seen).toContain("waiting"), { timeout: 10_000 });
+    await api.sendEvent("restore-go", "go", { n: 7 });
+    const chunks = await reading;
+    expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i + 1));
+    expect(chunks.map((c) => c.type)).toEqual((await replica("restore-go")).chunks.map((c) => c.type));
+    expect(chunks.at(-2)).toMatchObject({ type: "got", data: { payload: { n: 7 }, value: "after@edge" } });
+    expect(ledger.count("restore-go", "after")).toBe(1);
+    expect(second.runs).toEqual([]);
+    expect(await store.readInbox("restore-go")).toEqual([]);
+
+    expect(await api.cancel("restore-cancel", "no longer needed")).toBe("cancelled");
+    expect(await api.get("restore-cancel")).toMatchObject({ status: "cancelled" });
+    expect(ledger.count("restore-cancel", "after")).toBe(0);
+
+    // A fiber neither home has is still `fiber_not_found` for the page.
+    expect(await api.get("nowhere")).toBeUndefined();
+    await expect(api.sendEvent("nowhere", "go")).rejects.toMatchObject({ code: "fiber_not_found" });
+    await second.kill();
+  }, 120_000);
+
+  it("starts a step the edge has not seen only for a kind with awaitStart: false", async () => {
+    const offline = async (): Promise<Response> => {
+      throw new TypeError("Failed to fetch");
+    };
+    const strict = startBrowser(new MemoryStore(), { fetch: offline });
+    await strict.runtime.start("job", null, { id: "strict" });
+    const relaxed = startBrowser(new MemoryStore(), { fetch: offline, awaitStartOff: true });
+    await relaxed.runtime.start("job", null, { id: "relaxed" });
+    await vi.waitFor(() => expect(relaxed.runs.map((r) => r.step)).toEqual(["a", "b"]), { timeout: 5_000 });
+    // Rule A: the same steps under the default wait for the edge, which is unreachable.
+    expect(strict.runs).toEqual([]);
+    await strict.kill();
+    await relaxed.kill();
+  }, 30_000);
+});
