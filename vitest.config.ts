@@ -21,7 +21,7 @@ function chromiumPath(): string | undefined {
 
 export default defineConfig({
   // Pre-bundled up front so the browser project does not reload mid-run when it first meets them.
-  optimizeDeps: { include: ["react", "react-dom/client", "comlink", "idb", "ai7"] },
+  optimizeDeps: { include: ["react", "react-dom/client", "comlink", "idb", "ai", "ai7", "ai-sdk-react4"] },
   test: {
     // CI machines have two cores and run browsers beside these tests: polls wait on behaviour,
     // never on speed, so give them room (a poll still ends as soon as its condition holds).
