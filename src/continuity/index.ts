@@ -7,8 +7,18 @@
 
 export { Arbiter, type ArbiterOptions } from "./arbiter";
 export { ArbitratedStore } from "./arbitrated-store";
+export {
+  BrowserContinuity,
+  createReplicatedRuntime,
+  type EdgeOptions,
+  type FiberHome,
+  type OnlineScopeLike,
+  type ReplicatedRuntimeOptions,
+} from "./browser-home";
+export { EdgeLink, type EdgeLinkOptions } from "./edge-link";
 export { changedHomeError, LeaseLapsedError, OutOfOrderError } from "./errors";
 export { ForwardingStore } from "./forwarding-store";
+export { Mirror, type MirrorOptions, type MirrorSync, type ReplicaSource } from "./mirror";
 export { type EntryBody, type HomeStatus, Outbox, type OutboxOptions } from "./outbox";
 export {
   browserHome,

@@ -3,6 +3,12 @@
  * control channel, keep-alive), plus the wire protocol shared with `fiberline/client`.
  */
 
+export {
+  BrowserContinuity,
+  createReplicatedRuntime,
+  type EdgeOptions,
+  type ReplicatedRuntimeOptions,
+} from "../continuity/browser-home";
 export { installErrorTransfer } from "./error-transfer";
 export { type EventRouteOptions, handleEventsRequest } from "./event-route";
 export {
