@@ -379,6 +379,40 @@ describe("streams", () => {
     expect(tail.flat().map((e) => e.seq)).toEqual([51, 52]);
   });
 
+  it("reads the stream without reading the record again when the caller hands it over", async () => {
+    const steps = defineFiber("two-steps", {
+      async run(ctx) {
+        await ctx.step("a", () => 1);
+        ctx.emit("token", { i: 1 });
+        return "ok";
+      },
+    });
+    let recordReads = 0;
+    const store = new (class extends MemoryStore {
+      override async getFiber(id: string) {
+        recordReads += 1;
+        return super.getFiber(id);
+      }
+    })();
+    const rt = runtime({ fibers: [steps], store });
+    const fiber = await rt.start(steps, {});
+    await rt.result(fiber);
+    const record = await rt.get(fiber.id);
+    const plain: FiberEvent[] = [];
+    recordReads = 0;
+    for await (const batch of rt.eventBatches(fiber.id)) plain.push(...batch);
+    const plainReads = recordReads;
+    const handed: FiberEvent[] = [];
+    recordReads = 0;
+    for await (const batch of rt.eventBatches(fiber.id, { record })) handed.push(...batch);
+    expect(handed).toEqual(plain);
+    expect(recordReads).toBe(plainReads - 1);
+    // Another fiber's record would name the wrong stream's identity: refused before any read.
+    const other = await rt.start(steps, {});
+    const wrong = rt.eventBatches(fiber.id, { record: await rt.get(other.id) });
+    await expect(wrong.next()).rejects.toMatchObject({ code: "invalid_argument" });
+  });
+
   it("catches a live reader up from memory when a big commit lands during its storage read", async () => {
     const flood = defineFiber("flood", {
       async run(ctx) {

@@ -233,7 +233,16 @@ export class Runtime {
    */
   async *eventBatches(
     id: string,
-    options: { after?: number; signal?: AbortSignal } = {},
+    options: {
+      after?: number;
+      signal?: AbortSignal;
+      /**
+       * The fiber's record, as the caller has just read it with `get(id)` (the event route reads it
+       * to answer 404 or 204 before it streams): the reader then skips its own first read. It
+       * must be this fiber's record: a record of another id is refused.
+       */
+      record?: FiberRecord;
+    } = {},
   ): AsyncGenerator<FiberEvent[]> {
     assertValidId(id);
     const cursor = options.after ?? 0;
@@ -241,7 +250,11 @@ export class Runtime {
       Number.isInteger(cursor) && cursor >= 0,
       `eventBatches(id, { after }) needs an integer >= 0, got ${cursor}.`,
     );
-    yield* readStreamBatches(this.#streamSource, id, cursor, options.signal);
+    assertArgument(
+      options.record === undefined || options.record.id === id,
+      `eventBatches(id, { record }) needs the record of fiber ${id}, got one of ${options.record?.id}.`,
+    );
+    yield* readStreamBatches(this.#streamSource, id, cursor, options.signal, options.record);
   }
 
   /** Sends an event to a fiber; a `waitForEvent` for `name` receives `payload` (buffered until then). */

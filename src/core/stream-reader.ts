@@ -52,13 +52,17 @@ export async function* readStreamBatches(
   id: string,
   after: number,
   signal?: AbortSignal,
+  known?: FiberRecord,
 ): AsyncGenerator<FiberEvent[]> {
   const { store, hub, pollIntervalMs } = source;
   const inbox = new ChunkInbox();
-  // Subscribe before the first read, so nothing committed in between is missed.
+  // Subscribe before the first read of chunks, so nothing committed in between is missed. A
+  // `known` record (the caller's own read, e.g. the event route's, which answers 404 or 204 on it)
+  // stands in for the first read: it is only this fiber's identity and whether it had ended, and
+  // the chunks are read from storage after subscribing either way.
   const unsubscribe = hub.subscribe(id, inbox.push);
   try {
-    const first = await store.getFiber(id);
+    const first = known ?? (await store.getFiber(id));
     if (!first) throw new FiberNotFoundError(id);
     const identity = identityOf(first);
     let cursor = after;

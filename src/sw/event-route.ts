@@ -5,7 +5,7 @@
  */
 
 import { FiberlineError, FiberNotFoundError, serializeError } from "../core/errors";
-import { type FiberEvent, isTerminal } from "../core/records";
+import { type FiberEvent, type FiberRecord, isTerminal } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { assertValidId } from "../core/validate";
 import { AT_FIELD, type ErrorBody, EVENT_STREAM_TYPE, HOST_HEADER } from "./protocol";
@@ -82,8 +82,9 @@ export async function handleEventsRequest(
   if (typeof cursor === "string") return errorResponse(400, "invalid_argument", cursor);
 
   const { runtime } = options;
+  let record: FiberRecord | undefined;
   try {
-    const record = await runtime.get(id);
+    record = await runtime.get(id);
     if (!record) {
       const missing = new FiberNotFoundError(id);
       return errorResponse(404, missing.code, missing.message);
@@ -106,7 +107,7 @@ export async function handleEventsRequest(
   };
   if (request.method === "HEAD") return new Response(null, { status: 200, headers });
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-  return new Response(streamBody(runtime, id, cursor, options.onStream, heartbeatMs), {
+  return new Response(streamBody(runtime, record, cursor, options.onStream, heartbeatMs), {
     status: 200,
     headers,
   });
@@ -133,14 +134,16 @@ function readCursor(url: URL, headers: Headers): number | string {
 
 function streamBody(
   runtime: Runtime,
-  id: string,
+  record: FiberRecord,
   after: number,
   onStream: EventRouteOptions["onStream"],
   heartbeatMs: number,
 ): ReadableStream<Uint8Array> {
   const abort = new AbortController();
   // Batches: every chunk available at once goes out in one encode and one enqueue.
-  const batches = runtime.eventBatches(id, { after, signal: abort.signal });
+  // The record the route just read stands in for the reader's first read: one transaction less
+  // before the first chunk, which matters while the fiber's own commits queue ahead of it.
+  const batches = runtime.eventBatches(record.id, { after, signal: abort.signal, record });
   let finish!: () => void;
   const ended = new Promise<void>((resolve) => {
     finish = resolve;
