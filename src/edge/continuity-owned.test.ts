@@ -15,6 +15,7 @@ import { Shipper } from "../continuity/shipper";
 import { defineFiber } from "../core/define";
 import { createRuntime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
+import { originPolicy } from "./cors";
 import { type ReplicaSnapshot, shipOverHttp } from "./replica-routes";
 import { bundleWorker, TestWorker } from "./testing/workerd";
 import { decodeValue, encodeValue } from "./value-codec";
@@ -26,6 +27,11 @@ const worker = new TestWorker({
 afterAll(() => worker.dispose());
 
 const PREFIX = "/__fiberline";
+
+/** `vi.waitFor` with room for a loaded machine (its default gives up after 1 s). */
+function waitLong<T>(check: () => T | Promise<T>): Promise<T> {
+  return vi.waitFor(check, { timeout: 15_000, interval: 50 });
+}
 
 const approval = defineFiber("approval", {
   async run(ctx) {
@@ -73,7 +79,7 @@ describe("continuity behind authorize", () => {
   it("keeps a replica its owner's: another principal cannot ship to it, read it, signal it or take it over", async () => {
     const ann = browserOf("ann", "shared");
     await ann.runtime.start(approval, null, { id: "ann-1" });
-    await vi.waitFor(async () => {
+    await waitLong(async () => {
       expect(ann.outbox.hasPending("ann-1")).toBe(false);
       expect((await replicaOf(ann.headers, "ann-1")).record.status).toBe("waiting");
     });
@@ -153,7 +159,7 @@ describe("continuity behind authorize", () => {
 
     // ann's own browser still ships: its event reaches the replica and the fiber ends there.
     await ann.runtime.sendEvent("ann-1", "approval", { ok: true });
-    await vi.waitFor(async () => {
+    await waitLong(async () => {
       const replica = await replicaOf(ann.headers, "ann-1");
       expect(replica.record.status).toBe("completed");
       expect(replica.inbox.map((e) => e.payload)).toEqual([{ ok: true }]);
@@ -167,7 +173,7 @@ describe("continuity behind authorize", () => {
     const ben = browserOf("ben", "routed");
     await ann.runtime.start(approval, null, { id: "chat" });
     await ben.runtime.start(approval, null, { id: "chat" });
-    await vi.waitFor(() => {
+    await waitLong(() => {
       expect(ann.outbox.hasPending("chat")).toBe(false);
       expect(ben.outbox.hasPending("chat")).toBe(false);
     });
@@ -175,7 +181,7 @@ describe("continuity behind authorize", () => {
     expect((await replicaOf(ann.headers, "chat")).record.home).toMatchObject({ home: ann.home });
     expect((await replicaOf(ben.headers, "chat")).record.home).toMatchObject({ home: ben.home });
     await ann.runtime.sendEvent("chat", "approval", { ok: true });
-    await vi.waitFor(async () =>
+    await waitLong(async () =>
       expect((await replicaOf(ann.headers, "chat")).record.status).toBe("completed"),
     );
     expect((await replicaOf(ben.headers, "chat")).record.status).toBe("waiting");
@@ -186,4 +192,73 @@ describe("continuity behind authorize", () => {
       await b.runtime.close();
     }
   }, 60_000);
+
+  it("answers CORS preflights for allowed origins only, in the router and in the host, and writes nothing for others", async () => {
+    for (const object of [{}, { "x-object": "shared" }] as Record<string, string>[]) {
+      const preflight = await worker.fetch(`${PREFIX}/fibers/cors-1/replicate`, {
+        method: "OPTIONS",
+        headers: {
+          ...object,
+          origin: "http://app.test",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization, content-type",
+        },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get("access-control-allow-origin")).toBe("http://app.test");
+      expect(preflight.headers.get("access-control-allow-headers")).toContain("authorization");
+      expect(preflight.headers.get("access-control-allow-credentials")).toBeNull();
+      expect(preflight.headers.get("vary")).toContain("origin");
+
+      const stranger = await worker.fetch(`${PREFIX}/fibers/cors-1/replicate`, {
+        method: "OPTIONS",
+        headers: { ...object, origin: "http://evil.test", "access-control-request-method": "POST" },
+      });
+      expect(stranger.status).toBe(403);
+      expect(stranger.headers.get("access-control-allow-origin")).toBeNull();
+    }
+    // A real shipment from the allowed origin gets the header; the same from another origin is
+    // refused before it is applied.
+    const ann = browserOf("ann", "routed");
+    const send = shipOverHttp(`http://edge.test${PREFIX}`, (url, init) =>
+      worker.fetch(new URL(url).pathname, {
+        ...init,
+        headers: { ...(init.headers as object), "x-user": "ann", origin: "http://evil.test" },
+      }),
+    );
+    const outbox = new Outbox();
+    const store = new ReplicatingStore(new MemoryStore(), { outbox, home: ann.home, replicates: () => true });
+    const runtime = createRuntime({ store, fibers: [approval], replication: outbox });
+    const failures: unknown[] = [];
+    const evil = new Shipper({
+      outbox,
+      home: ann.home,
+      send: (id, sh) =>
+        send(id, sh).catch((e: unknown) => {
+          failures.push(e);
+          throw e;
+        }),
+    });
+    evil.start();
+    await runtime.start(approval, null, { id: "cors-1" });
+    await waitLong(() => expect(String(failures[0])).toContain("origin_not_allowed"));
+    evil.stop();
+    await runtime.close();
+    expect(await call(ann.headers, "/fibers/cors-1/replica?after=0").then((r) => r.status)).toBe(404);
+
+    const shipped = await call(
+      { ...ann.headers, origin: "http://app.test" },
+      "/fibers/cors-1/replica?after=0",
+    );
+    expect(shipped.headers.get("access-control-allow-origin")).toBe("http://app.test");
+    ann.shipper.stop();
+    await ann.runtime.close();
+  }, 60_000);
+
+  it("refuses a wildcard or a malformed origin at start-up", () => {
+    expect(() => originPolicy(["*"])).toThrow(/no wildcard/);
+    expect(() => originPolicy(["http://app.test/"])).toThrow(/not an origin/);
+    expect(() => originPolicy(["app.test"])).toThrow(/not an origin/);
+    expect(() => originPolicy(["http://app.test:8080"])).not.toThrow();
+  });
 });

@@ -20,6 +20,7 @@ import type { RecoverySummary, Runtime } from "../core/runtime";
 import type { Store } from "../core/store";
 import { DEFAULT_PREFIX } from "../sw/protocol";
 import type { Authorize } from "./authorize";
+import { type OriginPolicy, originPolicy } from "./cors";
 import { FiberOwners } from "./fiber-owners";
 import { errorResponse, handleFiberlineRequest } from "./http-routes";
 import { objectLocks } from "./object-locks";
@@ -77,6 +78,16 @@ export interface DurableObjectHostOptions {
    * ship to it, read it or signal it (`404`, as for an id that does not exist).
    */
   continuity?: { leaseMs?: number };
+  /**
+   * Origins whose pages and Service Workers may call the routes across origins (CORS), exactly
+   * as they send them (`"http://localhost:5199"`, `"https://app.example"`; no wildcard). The host
+   * answers their preflights and adds the CORS headers to its answers; a request from any other
+   * origin gets `403 origin_not_allowed` and writes nothing. Requests without an `Origin` header
+   * pass. Credentials (cookies) are not allowed: send a token in `Authorization`. Pass the same
+   * list to `routeToFiberObject`, which answers the preflights before they reach an object.
+   * Without it, no CORS headers are sent and browsers keep other origins' pages out.
+   */
+  allowedOrigins?: readonly string[];
 }
 
 /** A runtime hosted in a Durable Object. */
@@ -143,6 +154,7 @@ class Host implements DurableObjectHost {
   readonly #limits: HostLimits;
   readonly #owners: FiberOwners | undefined;
   readonly #arbiter: Arbiter | undefined;
+  readonly #cors: OriginPolicy | undefined;
   #starts: Promise<unknown> = Promise.resolve();
   #arming: Promise<void> = Promise.resolve();
   #retryAt: number | undefined;
@@ -161,6 +173,7 @@ class Host implements DurableObjectHost {
         "createDurableObjectHost: limits are kept per principal, so they need an authorize hook too.",
       );
     }
+    this.#cors = options.allowedOrigins ? originPolicy(options.allowedOrigins) : undefined;
     this.store = new SqliteStore(ctx.storage);
     this.#owners = this.#authorize ? new FiberOwners(ctx.storage.sql) : undefined;
     this.#arbiter = options.continuity
@@ -197,6 +210,20 @@ class Host implements DurableObjectHost {
   }
 
   async handle(request: Request): Promise<Response | null> {
+    const cors = this.#cors;
+    if (!cors || !this.#underPrefix(request)) return this.#handle(request);
+    const refused = cors.refuse(request);
+    if (refused) return refused;
+    const response = await this.#handle(request);
+    return response && cors.allow(request, response);
+  }
+
+  #underPrefix(request: Request): boolean {
+    const path = new URL(request.url).pathname;
+    return path === this.prefix || path.startsWith(`${this.prefix}/`);
+  }
+
+  async #handle(request: Request): Promise<Response | null> {
     await this.ready;
     if (this.#arbiter) {
       const replica = await handleReplicaRequest(request, {

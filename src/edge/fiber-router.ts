@@ -16,6 +16,7 @@ import {
   sha256Hex,
   withBody,
 } from "./authorize";
+import { originPolicy } from "./cors";
 import { errorResponse } from "./http-routes";
 import { DEFAULT_MAX_SHIPMENT_BYTES } from "./replica-routes";
 
@@ -50,6 +51,13 @@ export interface FiberRouterOptions {
    * can never ship would stall its fiber (see `HostLimits.maxShipmentBytes`).
    */
   maxShipmentBytes?: number;
+  /**
+   * Origins whose pages and Service Workers may call across origins (CORS; see
+   * `DurableObjectHostOptions.allowedOrigins`, same meaning): their preflights are answered here,
+   * before `authorize` (a preflight carries no token) and without reaching an object; a request
+   * from any other origin gets `403 origin_not_allowed`.
+   */
+  allowedOrigins?: readonly string[];
 }
 
 /**
@@ -78,6 +86,20 @@ export async function routeToFiberObject(
   const prefix = (options.prefix ?? DEFAULT_PREFIX).replace(/\/+$/, "");
   const url = new URL(request.url);
   if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return null;
+  const cors = options.allowedOrigins ? originPolicy(options.allowedOrigins) : undefined;
+  if (!cors) return await route(request, url, prefix, namespace, options);
+  const refused = cors.refuse(request);
+  if (refused) return refused;
+  return cors.allow(request, await route(request, url, prefix, namespace, options));
+}
+
+async function route(
+  request: Request,
+  url: URL,
+  prefix: string,
+  namespace: DurableObjectNamespaceLike,
+  options: FiberRouterOptions,
+): Promise<Response> {
   const group = options.group ?? "fiber";
   try {
     if (group === "principal" && !options.authorize) {

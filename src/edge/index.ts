@@ -5,6 +5,7 @@
  */
 
 export { type Authorize, type FiberAction, readBodyText } from "./authorize";
+export { type OriginPolicy, originPolicy } from "./cors";
 export {
   createDurableObjectHost,
   type DurableObjectHost,

@@ -10,7 +10,9 @@
  * Every route needs `Authorization: Bearer <token>`, an HS256 JWT signed with the `AUTH_SECRET`
  * secret (`auth.ts`); its `sub` owns the fibers it starts, and nobody else can read, signal,
  * cancel or even see them. Pages may call from the origins in `ALLOWED_ORIGINS` only (`cors.ts`);
- * `MAX_UNFINISHED_FIBERS` and `MAX_BODY_BYTES` bound what one user can start.
+ * `MAX_UNFINISHED_FIBERS` and `MAX_BODY_BYTES` bound what one user can start. With
+ * `CONTINUITY_LEASE_MS` set, each user's object is also the arbiter of the `steps` and `approval`
+ * fibers that user's browsers replicate to it (`continuity-fibers.ts`, docs/design/continuity.md).
  *
  * The page client points at it with `connect({ baseUrl: "http://localhost:8787", fetch })`, with
  * a `fetch` that adds the token; the client's reader checks the `x-fiberline` header, which CORS
@@ -20,9 +22,9 @@
 import { DurableObject } from "cloudflare:workers";
 import { createRuntime, defineFiber } from "fiberline";
 import { calculatorTool, clockTool, defineAgent, openAICompatible } from "fiberline/agent";
-import { type Authorize, createDurableObjectHost, routeToFiberObject } from "fiberline/edge";
+import { type Authorize, createDurableObjectHost, originPolicy, routeToFiberObject } from "fiberline/edge";
 import { verifyToken } from "./auth";
-import { allowedOrigins, corsRefusal, withCors } from "./cors";
+import { continuityFibers } from "./continuity-fibers";
 import { mockModel } from "./mock-model";
 
 export interface Env {
@@ -40,6 +42,31 @@ export interface Env {
   MAX_UNFINISHED_FIBERS?: string;
   /** Largest request body, in bytes (default 64 KiB). */
   MAX_BODY_BYTES?: string;
+  /**
+   * Continuity (issue #18): when set, each user's object is also the arbiter of the fibers that
+   * user's browsers replicate to it (`steps`, `approval`), with this home lease in milliseconds.
+   * Empty (the default) leaves continuity off.
+   */
+  CONTINUITY_LEASE_MS?: string;
+}
+
+/** The origins in the comma-separated `ALLOWED_ORIGINS` (e.g. "http://localhost:5199, https://app.example"). */
+function allowedOrigins(env: Env): string[] {
+  return (env.ALLOWED_ORIGINS ?? "")
+    .split(",")
+    .map((origin) => origin.trim())
+    .filter((origin) => origin !== "");
+}
+
+/** The continuity option of the host, from `CONTINUITY_LEASE_MS`. */
+function continuity(env: Env): { leaseMs: number } | undefined {
+  if (!env.CONTINUITY_LEASE_MS) return undefined;
+  const leaseMs = Number(env.CONTINUITY_LEASE_MS);
+  if (!Number.isInteger(leaseMs) || leaseMs <= 0)
+    throw new Error(
+      `CONTINUITY_LEASE_MS must be a whole number of milliseconds, not ${env.CONTINUITY_LEASE_MS}.`,
+    );
+  return { leaseMs };
 }
 
 /** The caller is the `sub` of a valid, unexpired token. */
@@ -90,12 +117,14 @@ const ticker = defineFiber("ticker", {
 /** One Durable Object per user: its SQLite storage holds that user's fibers, journals and streams. */
 export class FiberObject extends DurableObject<Env> {
   readonly host = createDurableObjectHost(this.ctx, {
-    runtime: (parts) => createRuntime({ ...parts, fibers: [assistant(this.env), ticker] }),
+    runtime: (parts) =>
+      createRuntime({ ...parts, fibers: [assistant(this.env), ticker, ...continuityFibers("edge")] }),
     authorize: authorize(this.env),
     limits: {
       maxUnfinishedFibers: Number(this.env.MAX_UNFINISHED_FIBERS ?? 3),
       maxBodyBytes: maxBodyBytes(this.env),
     },
+    ...(continuity(this.env) ? { continuity: continuity(this.env) } : {}),
   });
 
   override fetch(request: Request): Promise<Response> {
@@ -109,17 +138,20 @@ export class FiberObject extends DurableObject<Env> {
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
-    const refusal = corsRefusal(request, allowedOrigins(env.ALLOWED_ORIGINS));
+    // Fiberline's own CORS: preflights answered, other origins refused with 403, exact origins
+    // echoed (no wildcard); the routes and the mock model share it.
+    const cors = originPolicy(allowedOrigins(env));
+    const refusal = cors.refuse(request);
     if (refusal) return refusal;
     const url = new URL(request.url);
-    if (url.pathname.startsWith("/mock-model/")) return withCors(request, await mockModel(request));
+    if (url.pathname.startsWith("/mock-model/")) return cors.allow(request, await mockModel(request));
     const routed = await routeToFiberObject(request, env.FIBERS, {
       authorize: authorize(env),
       group: "principal",
       maxBodyBytes: maxBodyBytes(env),
     });
     if (!routed) return new Response(USAGE, { headers: { "content-type": "text/plain; charset=utf-8" } });
-    return withCors(request, routed);
+    return cors.allow(request, routed);
   },
 } satisfies ExportedHandler<Env>;
 

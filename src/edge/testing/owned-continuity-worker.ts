@@ -3,7 +3,7 @@
  * caller is the `x-user` header (a stand-in for a verified token). Requests with
  * `x-object: shared` all reach one object, so only the host's owner rows keep principals'
  * replicas apart; any other request goes through `routeToFiberObject` with the same hook, which
- * gives each principal's ids objects of their own.
+ * gives each principal's ids objects of their own. Both allow CORS from `http://app.test` only.
  */
 
 import { createRuntime, defineFiber, UnauthorizedError } from "../../index";
@@ -26,6 +26,9 @@ const approval = defineFiber("approval", {
   },
 });
 
+/** The one origin whose pages may call across origins (CORS). */
+const APP_ORIGIN = "http://app.test";
+
 const authorize: Authorize = (request) => {
   const user = request.headers.get("x-user");
   if (!user) throw new UnauthorizedError("unauthorized", "Send x-user.");
@@ -41,6 +44,7 @@ export class FiberObject {
       continuity: { leaseMs: 10_000 },
       authorize,
       limits: { maxUnfinishedFibers: 3 },
+      allowedOrigins: [APP_ORIGIN],
     });
   }
 
@@ -58,7 +62,7 @@ export default {
     if (request.headers.get("x-object") === "shared")
       return env.FIBERS.get(env.FIBERS.idFromName("shared")).fetch(request);
     return (
-      (await routeToFiberObject(request, env.FIBERS, { authorize })) ??
+      (await routeToFiberObject(request, env.FIBERS, { authorize, allowedOrigins: [APP_ORIGIN] })) ??
       new Response("not found", { status: 404 })
     );
   },
