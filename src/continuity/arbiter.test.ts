@@ -54,6 +54,12 @@ const event = (id: string, pos: number, seq: number): ShippedEntry => {
   return { pos, type: "event", event: stored, eventId: `${HOME}:${seq}` };
 };
 
+const end = (id: string, pos: number): ShippedEntry => ({
+  pos,
+  type: "commit",
+  group: { fiberId: id, generation: 1, fiber: { status: "completed", result: "done", endedAt: T0 } },
+});
+
 function shipment(entries: ShippedEntry[], over: Partial<Shipment> = {}): Shipment {
   return { home: HOME, epoch: 1, from: entries[0]?.pos ?? 1, entries, ...over };
 }
@@ -224,6 +230,68 @@ describe("Arbiter", () => {
     });
   });
 });
+
+describe("Arbiter.nextLapse", () => {
+  it("answers from the leases it keeps: the store's fibers are listed once, on the first question", async () => {
+    const store = new ListCountingStore();
+    const { arbiter, advance } = rig(store);
+    expect(await arbiter.nextLapse()).toBeUndefined();
+    expect(store.lists).toBe(1);
+
+    await arbiter.receive("f1", shipment([create("f1")]));
+    advance(5_000);
+    await arbiter.receive("f2", shipment([create("f2")]));
+    expect(await arbiter.nextLapse()).toBe(T0 + 30_000);
+    // A renewal moves f1's end past f2's: f2 is first now.
+    advance(5_000);
+    await arbiter.receive("f1", shipment([], { from: 2 }));
+    expect(await arbiter.nextLapse()).toBe(T0 + 35_000);
+    // A fiber that ends in the browser no longer has a lease to watch.
+    await arbiter.receive("f2", shipment([end("f2", 2)]));
+    expect(await arbiter.nextLapse()).toBe(T0 + 40_000);
+    // A takeover hands f1 to the edge: nothing left for the alarm to take over.
+    advance(30_000);
+    expect(await arbiter.takeOverLapsed()).toEqual(["f1"]);
+    expect(await arbiter.nextLapse()).toBeUndefined();
+    expect(await arbiter.takeOverLapsed()).toEqual([]);
+    expect(store.lists).toBe(1);
+  });
+
+  it("finds the leases again after a restart, and keeps those written while it reads them", async () => {
+    const store = new ListCountingStore();
+    const before = rig(store);
+    await before.arbiter.receive("f1", shipment([create("f1")]));
+    await before.arbiter.receive("f2", shipment([create("f2")]));
+    await before.arbiter.receive("f2", shipment([end("f2", 2)]));
+
+    // A new arbiter on the same replicas (the object restarted): f1's lease, not f2's.
+    const after = rig(store);
+    after.advance(1_000);
+    // A shipment renews f1 while the first listing is still being read.
+    store.slowLists = true;
+    const first = after.arbiter.nextLapse();
+    await after.arbiter.receive("f1", shipment([], { from: 2 }));
+    store.release();
+    expect(await first).toBe(T0 + 31_000);
+    expect(store.lists).toBe(1);
+  });
+});
+
+/** A `MemoryStore` that counts (and can hold back) its listings. */
+class ListCountingStore extends MemoryStore {
+  lists = 0;
+  slowLists = false;
+  #held: Array<() => void> = [];
+  override async listFibers(...args: Parameters<MemoryStore["listFibers"]>) {
+    this.lists++;
+    const listed = await super.listFibers(...args);
+    if (this.slowLists) await new Promise<void>((go) => this.#held.push(go));
+    return listed;
+  }
+  release(): void {
+    for (const go of this.#held.splice(0)) go();
+  }
+}
 
 /** A `MemoryStore` whose next commit can be made to fail before it applies. */
 class FailingStore extends MemoryStore {

@@ -54,6 +54,15 @@ export class Arbiter {
   readonly #leaseMs: number;
   /** Per fiber, the tail of its serialised shipments and takeovers. */
   readonly #turns = new Map<string, Promise<unknown>>();
+  /**
+   * The lease end of every live replica a browser holds, kept as the arbiter writes them, so the
+   * alarm's questions (`nextLapse`, `takeOverLapsed`) never list the store's fibers. Loaded from
+   * the store once per arbiter (an object that restarts reads its replicas once).
+   */
+  readonly #leases = new Map<string, number>();
+  /** Fibers written since the load began: what the listing says of them may be older. */
+  readonly #touched = new Set<string>();
+  #loaded: Promise<void> | undefined;
 
   constructor(options: ArbiterOptions) {
     this.#store = options.store;
@@ -82,28 +91,51 @@ export class Arbiter {
    * home `edge`) and resolves with their ids; the edge runtime's `recover()` then claims them.
    */
   async takeOverLapsed(): Promise<string[]> {
+    await this.#load();
     const now = this.#clock();
-    const live = await this.#store.listFibers({ status: [...LIVE] });
-    const lapsed = live.filter(
-      (r) => r.home !== undefined && r.home.home !== EDGE_HOME && r.home.until <= now,
-    );
+    const lapsed = [...this.#leases].filter(([, until]) => until <= now).map(([id]) => id);
     const moved: string[] = [];
-    for (const record of lapsed) {
-      const state = await this.#turn(record.id, () => this.#takeOver(record.id));
-      if (state?.home === EDGE_HOME) moved.push(record.id);
+    for (const id of lapsed) {
+      const state = await this.#turn(id, () => this.#takeOver(id));
+      if (state?.home === EDGE_HOME) moved.push(id);
     }
     return moved;
   }
 
-  /** When the earliest browser lease of a live fiber lapses (for the host's alarm), if any. */
+  /**
+   * When the earliest browser lease of a live fiber lapses (for the host's alarm), if any. Read
+   * from the leases the arbiter keeps, not from the store: the host asks at every request.
+   */
   async nextLapse(): Promise<number | undefined> {
-    const live = await this.#store.listFibers({ status: [...LIVE] });
+    await this.#load();
     let at: number | undefined;
-    for (const r of live) {
-      if (r.home === undefined || r.home.home === EDGE_HOME) continue;
-      at = at === undefined ? r.home.until : Math.min(at, r.home.until);
-    }
+    for (const until of this.#leases.values()) at = at === undefined ? until : Math.min(at, until);
     return at;
+  }
+
+  /** Reads the browser-held leases of live replicas from the store, once. */
+  #load(): Promise<void> {
+    this.#loaded ??= this.#store.listFibers({ status: [...LIVE] }).then(
+      (live) => {
+        for (const r of live) {
+          if (this.#touched.has(r.id) || r.home === undefined || r.home.home === EDGE_HOME) continue;
+          this.#leases.set(r.id, r.home.until);
+        }
+        this.#touched.clear();
+      },
+      (error: unknown) => {
+        this.#loaded = undefined; // the next call tries again
+        throw error;
+      },
+    );
+    return this.#loaded;
+  }
+
+  /** Keeps `#leases` in step with a write: `until` while a browser holds a live fiber, else none. */
+  #note(fiberId: string, until: number | undefined): void {
+    this.#touched.add(fiberId);
+    if (until === undefined) this.#leases.delete(fiberId);
+    else this.#leases.set(fiberId, until);
   }
 
   async #receive(fiberId: string, shipment: Shipment, receivedAt: number): Promise<ShipmentAnswer> {
@@ -179,6 +211,10 @@ export class Arbiter {
       current = await this.#applyEvent(fiberId, current, entry);
     }
     if (!(await flush())) return this.#fencedNow(fiberId, lease);
+    const ended = entries.some(
+      (e) => e.type === "commit" && e.group.fiber?.status !== undefined && isTerminal(e.group.fiber.status),
+    );
+    this.#note(fiberId, ended || isTerminal(record.status) ? undefined : current.until);
     return {
       status: "ok",
       appliedPos: current.appliedPos,
@@ -231,10 +267,19 @@ export class Arbiter {
     for (let tries = 0; tries < 8; tries++) {
       const record = await this.#store.getFiber(fiberId);
       const state = record?.home;
-      if (record === undefined || state === undefined) return undefined;
-      if (state.home === EDGE_HOME || isTerminal(record.status)) return state;
+      if (record === undefined || state === undefined) {
+        this.#note(fiberId, undefined);
+        return undefined;
+      }
+      if (state.home === EDGE_HOME || isTerminal(record.status)) {
+        this.#note(fiberId, undefined);
+        return state;
+      }
       const now = this.#clock();
-      if (state.until > now) return state;
+      if (state.until > now) {
+        this.#note(fiberId, state.until);
+        return state;
+      }
       const next: HomeLease = {
         ...state,
         home: EDGE_HOME,
@@ -248,7 +293,10 @@ export class Arbiter {
       const { fenced } = await this.#store.commit([
         { fiberId, generation: record.generation, fiber: { ...release, home: next } },
       ]);
-      if (fenced.length === 0) return next;
+      if (fenced.length === 0) {
+        this.#note(fiberId, undefined);
+        return next;
+      }
     }
     throw new FiberlineError("store_error", `Fiber ${fiberId} kept changing while the edge took it over.`);
   }
