@@ -21,6 +21,15 @@ export { ForwardingStore } from "./forwarding-store";
 export { Mirror, type MirrorOptions, type MirrorSync, type ReplicaSource } from "./mirror";
 export { type EntryBody, type HomeStatus, Outbox, type OutboxOptions } from "./outbox";
 export {
+  type AwayFrom,
+  type OutboxLog,
+  type OutboxProgress,
+  type OutboxStore,
+  type OutboxWrite,
+  type SavedOutbox,
+  writesOutbox,
+} from "./outbox-log";
+export {
   browserHome,
   DEFAULT_LEASE_MS,
   DEFAULT_OUTBOX_BYTES,

@@ -6,17 +6,24 @@
  * `ReplicatingStore` appends, `Shipper` takes and acknowledges, the engine reads it through the
  * `Replication` port.
  *
- * It lives beside the store it describes: for `MemoryStore` both are memory of one process, and
- * `ReplicatingStore` appends in the same task as the commit, before anything can observe the
- * commit. An `IdbStore` outbox (an object store written in the commit's own transaction) is the
- * next step (docs/design/continuity.md).
+ * It lives beside the store it describes, in one of two ways:
+ * - `new Outbox()`: in memory, beside a `MemoryStore` (both are memory of one process);
+ *   `ReplicatingStore` appends in the same task as the commit, before anything can observe it.
+ * - `await Outbox.open(store)` on a store that keeps the outbox itself (`IdbStore`, the port is
+ *   `outbox-log.ts`): the store writes each entry in the commit's own transaction and gives it its
+ *   position there, so a durable commit is in the outbox and a failed one is not, across any
+ *   crash; `ReplicatingStore` hands each committed entry to `appended`. `open` loads what the
+ *   last run left (positions, acknowledged position, `away`); acknowledgements and fences are
+ *   written back in transactions of their own (`saved()` resolves once they are). The Rule C
+ *   deadline is not kept: a restarted browser has none until its first answer.
  */
 
-import { FencedError } from "../core/errors";
+import { FencedError, InvalidInputError } from "../core/errors";
 import { isTerminal } from "../core/records";
 import type { Replication } from "../core/replication";
 import { estimateSize } from "../core/validate";
 import { changedHomeError, LeaseLapsedError } from "./errors";
+import type { OutboxLog, OutboxProgress, SavedOutbox } from "./outbox-log";
 import { DEFAULT_OUTBOX_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, type ShippedEntry } from "./protocol";
 
 /** What an entry is before it gets a position. */
@@ -64,6 +71,11 @@ export interface OutboxOptions {
   maxBytesPerFiber?: number;
   /** The browser's clock, for Rule C (default `Date.now`). */
   clock?: () => number;
+  /**
+   * Where a failure to record an acknowledgement or a fence goes (default `console.error`). Nothing
+   * is lost by one: the positions are sent again (the arbiter ignores them), a fence learnt again.
+   */
+  onError?(error: unknown): void;
 }
 
 /** The replication state of every replicated fiber of one browser store. */
@@ -73,10 +85,40 @@ export class Outbox implements Replication {
   readonly #clock: () => number;
   readonly #listeners = new Set<(fiberId: string) => void>();
   readonly #appendListeners = new Set<(fiberId: string) => void>();
+  readonly #report: (error: unknown) => void;
+  /** The store that keeps this outbox (`open`), or none: in memory only. */
+  #log: OutboxLog | undefined;
+  /** Acknowledgements and fences not yet handed to `#log`, by fiber. */
+  readonly #unsaved = new Map<string, OutboxProgress>();
+  #saving: Promise<void> | undefined;
 
   constructor(options: OutboxOptions = {}) {
     this.#maxBytes = options.maxBytesPerFiber ?? DEFAULT_OUTBOX_BYTES;
     this.#clock = options.clock ?? Date.now;
+    this.#report =
+      options.onError ?? ((error) => console.error("[fiberline/continuity] recording the outbox:", error));
+  }
+
+  /**
+   * The outbox `log` keeps (an `IdbStore`), as its last run left it: every replicated fiber with
+   * its unacknowledged entries, acknowledged position and home (`away` stays away). Open it
+   * before the runtime recovers, and give `ReplicatingStore` the same store.
+   *
+   * @example
+   * const store = new IdbStore();
+   * const outbox = await Outbox.open(store);
+   * const replicating = new ReplicatingStore(store, { outbox, home, replicates });
+   */
+  static async open(log: OutboxLog, options: OutboxOptions = {}): Promise<Outbox> {
+    const outbox = new Outbox(options);
+    outbox.#log = log;
+    for (const saved of await log.loadOutbox()) outbox.#fibers.set(saved.fiberId, outbox.#restore(saved));
+    return outbox;
+  }
+
+  /** Whether a store keeps this outbox (it was made with `open`). */
+  get persisted(): boolean {
+    return this.#log !== undefined;
   }
 
   // ---- the Replication port (the engine's view) -----------------------------------------------
@@ -155,36 +197,87 @@ export class Outbox implements Replication {
     return new Promise((resolve) => log.room.push(resolve));
   }
 
-  /** Appends the next entry of `fiberId` (its first one, a `create`, makes it replicated). */
+  /**
+   * Appends the next entry of `fiberId` (its first one, a `create`, makes it replicated), for an
+   * outbox in memory. An outbox a store keeps learns its entries through `appended` instead.
+   */
   append(fiberId: string, body: EntryBody): number {
-    let log = this.#fibers.get(fiberId);
-    if (log === undefined) {
-      log = {
-        epoch: 1,
-        next: 1,
-        entries: [],
-        bytes: 0,
-        acked: 0,
-        shippedSeq: 0,
-        where: { status: "home" },
-        ended: false,
-        waiters: [],
-        room: [],
-      };
-      this.#fibers.set(fiberId, log);
-    }
-    const entry = { ...body, pos: log.next++ } as ShippedEntry;
+    if (this.#log !== undefined)
+      throw new InvalidInputError(
+        "invalid_argument",
+        "Outbox.append is for an outbox in memory; this one is kept by its store, which writes each entry in the commit's transaction (pass the store to ReplicatingStore).",
+      );
+    const log = this.#fibers.get(fiberId) ?? this.#newLog(fiberId, 1);
+    const entry = { ...body, pos: log.next } as ShippedEntry;
+    this.#add(fiberId, log, entry);
+    return entry.pos;
+  }
+
+  /**
+   * The store wrote `entry` of `fiberId` at its position under `epoch`, in a transaction that
+   * committed (`OutboxWrite.appended`). Entries are kept in position order whatever order they
+   * are reported in (`batch` ships only a run without gaps); one for a fiber that moved away, of
+   * another epoch, or already held is ignored.
+   */
+  appended(fiberId: string, epoch: number, entry: ShippedEntry): void {
+    const log = this.#fibers.get(fiberId) ?? this.#newLog(fiberId, epoch);
+    if (log.where.status === "away" || log.epoch !== epoch || entry.pos <= log.acked) return;
+    if (log.entries.some((item) => item.entry.pos === entry.pos)) return;
+    this.#add(fiberId, log, entry);
+  }
+
+  #newLog(fiberId: string, epoch: number): FiberLog {
+    const log: FiberLog = {
+      epoch,
+      next: 1,
+      entries: [],
+      bytes: 0,
+      acked: 0,
+      shippedSeq: 0,
+      where: { status: "home" },
+      ended: false,
+      waiters: [],
+      room: [],
+    };
+    this.#fibers.set(fiberId, log);
+    return log;
+  }
+
+  #restore(saved: SavedOutbox): FiberLog {
+    const entries = saved.entries.map((entry) => ({ entry, bytes: estimateSize(entry) }));
+    return {
+      epoch: saved.epoch,
+      next: Math.max(saved.next, saved.acked + 1),
+      entries,
+      bytes: entries.reduce((sum, item) => sum + item.bytes, 0),
+      acked: saved.acked,
+      shippedSeq: saved.shippedSeq,
+      where: saved.away === undefined ? { status: "home" } : { status: "away", ...saved.away },
+      ended: saved.ended,
+      waiters: [],
+      room: [],
+    };
+  }
+
+  /** Puts `entry` in its place (entries stay ascending by position) and wakes the shipper. */
+  #add(fiberId: string, log: FiberLog, entry: ShippedEntry): void {
     const bytes = estimateSize(entry);
-    log.entries.push({ entry, bytes });
+    const last = log.entries[log.entries.length - 1];
+    if (last === undefined || last.entry.pos < entry.pos) log.entries.push({ entry, bytes });
+    else {
+      const at = log.entries.findIndex((item) => item.entry.pos > entry.pos);
+      log.entries.splice(at, 0, { entry, bytes });
+    }
+    log.next = Math.max(log.next, entry.pos + 1);
     log.bytes += bytes;
     if (
-      entry.type === "commit" &&
-      entry.group.fiber?.status !== undefined &&
-      isTerminal(entry.group.fiber.status)
+      (entry.type === "commit" &&
+        entry.group.fiber?.status !== undefined &&
+        isTerminal(entry.group.fiber.status)) ||
+      (entry.type === "create" && isTerminal(entry.record.status))
     )
       log.ended = true;
     for (const listener of this.#appendListeners) listener(fiberId);
-    return entry.pos;
   }
 
   // ---- the shipper's side ---------------------------------------------------------------------
@@ -202,6 +295,8 @@ export class Outbox implements Replication {
     let bytes = 0;
     for (const item of log.entries) {
       if (entries.length >= maxEntries || (entries.length > 0 && bytes + item.bytes > maxBytes)) break;
+      // Only a run without gaps ships (an entry whose commit reported later waits for it).
+      if (item.entry.pos !== log.acked + 1 + entries.length) break;
       entries.push(item.entry);
       bytes += item.bytes;
     }
@@ -235,7 +330,47 @@ export class Outbox implements Replication {
       log.where = { status: "home", deadline };
     // Rule C: a step start acknowledged after the lease ended does not run.
     if (!this.mayWrite(fiberId, this.#clock())) this.lapse(fiberId);
+    const before = log.acked;
     this.#release(log, fiberId, appliedPos);
+    if (log.acked > before)
+      this.#save({ fiberId, epoch: log.epoch, acked: log.acked, shippedSeq: log.shippedSeq });
+  }
+
+  /**
+   * Resolves once every acknowledgement and fence so far is recorded by the store that keeps this
+   * outbox (at once for an outbox in memory). A failed write is reported, not rejected.
+   */
+  saved(): Promise<void> {
+    return this.#saving ?? Promise.resolve();
+  }
+
+  /** Hands `progress` to the store, folded with what is still waiting, one transaction at a time. */
+  #save(progress: OutboxProgress): void {
+    const log = this.#log;
+    if (log === undefined) return;
+    const waiting = this.#unsaved.get(progress.fiberId);
+    this.#unsaved.set(
+      progress.fiberId,
+      waiting === undefined || waiting.epoch !== progress.epoch
+        ? progress
+        : {
+            ...progress,
+            acked: Math.max(waiting.acked, progress.acked),
+            shippedSeq: Math.max(waiting.shippedSeq, progress.shippedSeq),
+            away: progress.away ?? waiting.away,
+          },
+    );
+    if (this.#saving !== undefined) return;
+    const drain = async (): Promise<void> => {
+      while (this.#unsaved.size > 0) {
+        const batch = [...this.#unsaved.values()];
+        this.#unsaved.clear();
+        await log.saveOutbox(batch).catch((error: unknown) => this.#report(error));
+      }
+      // In the same turn as the last look at `#unsaved`: a later `#save` starts a new drain.
+      this.#saving = undefined;
+    };
+    this.#saving = drain();
   }
 
   /** Lets positions up to `appliedPos` go and answers whoever waited on them. */
@@ -272,6 +407,14 @@ export class Outbox implements Replication {
     for (const w of log.waiters.filter((w) => w.step)) w.reject(error);
     log.waiters = log.waiters.filter((w) => !w.step);
     this.#release(log, fiberId, appliedPos);
+    // Recorded, a restarted browser keeps the fiber away instead of running it again.
+    this.#save({
+      fiberId,
+      epoch: log.epoch,
+      acked: log.acked,
+      shippedSeq: log.shippedSeq,
+      away: { epoch, home },
+    });
     log.entries = [];
     log.bytes = 0;
     for (const w of log.waiters.splice(0)) w.reject(error);
@@ -294,6 +437,7 @@ export class Outbox implements Replication {
   /** Forgets a fiber the store deleted (its retention passed, everything acknowledged). */
   forget(fiberId: string): void {
     this.#fibers.delete(fiberId);
+    this.#unsaved.delete(fiberId);
   }
 
   #wait(log: FiberLog, step: boolean, pos = log.next - 1): Promise<void> {

@@ -7,11 +7,15 @@
  * forwards those). Reads pass through. A host sends events with `sendShippedEvent`, which answers
  * once the event is shipped: an event a sender was told about is never lost by a change of home.
  *
- * For a `MemoryStore` the append follows the commit in the same task: nothing can observe the
- * commit first. The `IdbStore` version writes the outbox in the commit's own IndexedDB
- * transaction (docs/design/continuity.md, next step).
+ * Two ways to append, chosen by the wrapped store. A store that keeps the outbox itself
+ * (`IdbStore`, the port in `outbox-log.ts`) gets an `OutboxWrite` with each write of a replicated
+ * fiber and writes the entry in the write's own transaction, at a position it reads there, then
+ * reports it before the write resolves; the `Outbox` must then be the one `Outbox.open(store)` loaded. Any
+ * other store (`MemoryStore`) is followed by an append in the same task as the commit, with an
+ * `Outbox` in memory: nothing can observe the commit first.
  */
 
+import { InvalidInputError } from "../core/errors";
 import type { FiberRecord, InboxEvent, StreamChunk } from "../core/records";
 import type {
   ClaimRequest,
@@ -25,6 +29,8 @@ import type {
 import { changedHomeError } from "./errors";
 import { ForwardingStore } from "./forwarding-store";
 import type { Outbox } from "./outbox";
+import { type OutboxStore, type OutboxWrite, writesOutbox } from "./outbox-log";
+import type { ShippedEntry } from "./protocol";
 
 /** When a runner asks again for a fiber whose lease lapsed here (a heartbeat may renew it). */
 const LAPSED_RETRY_MS = 1_000;
@@ -57,20 +63,55 @@ export class ReplicatingStore extends ForwardingStore {
   readonly #replicates: (name: string) => boolean;
   readonly #clock: () => number;
   readonly #eventWatchers = new Map<string, Set<(pos: number) => void>>();
+  /** The wrapped store when it writes the outbox in its own transactions. */
+  readonly #keeper: OutboxStore | undefined;
 
+  /**
+   * @throws InvalidInputError (`invalid_argument`) when `inner` keeps an outbox (`IdbStore`) but
+   * `options.outbox` is not the one `Outbox.open(inner)` loaded, or the other way round.
+   */
   constructor(inner: Store, options: ReplicatingStoreOptions) {
     super(inner);
     this.#outbox = options.outbox;
     this.#home = options.home;
     this.#replicates = options.replicates;
     this.#clock = options.clock ?? Date.now;
+    this.#keeper = writesOutbox(inner) ? inner : undefined;
+    if ((this.#keeper !== undefined) !== options.outbox.persisted)
+      throw new InvalidInputError(
+        "invalid_argument",
+        this.#keeper !== undefined
+          ? `The ${inner.kind} store keeps the outbox itself: open the Outbox on it (\`await Outbox.open(store)\`) so a restart finds the commits it has not shipped.`
+          : `The ${inner.kind} store cannot keep an outbox: give ReplicatingStore \`new Outbox()\`, or a store that keeps it (IdbStore).`,
+      );
   }
 
   override async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
+    const replicated = this.#replicates(record.name);
+    if (this.#keeper !== undefined)
+      return replicated
+        ? this.#keeper.createFiber(record, chunks, this.#write(new Set([record.id])))
+        : this.#keeper.createFiber(record, chunks);
     const result = await this.inner.createFiber(record, chunks);
-    if (result.status === "created" && this.#replicates(result.record.name))
+    if (result.status === "created" && replicated)
       this.#outbox.append(result.record.id, { type: "create", record: result.record, chunks });
     return result;
+  }
+
+  /** What a store that keeps the outbox needs to write `replicated`'s entries, and to report them. */
+  #write(
+    replicated: ReadonlySet<string>,
+    onAppended?: (fiberId: string, entry: ShippedEntry) => void,
+  ): OutboxWrite {
+    const outbox = this.#outbox;
+    return {
+      home: this.#home,
+      replicated,
+      appended: (fiberId, epoch, entry) => {
+        outbox.appended(fiberId, epoch, entry);
+        onAppended?.(fiberId, entry);
+      },
+    };
   }
 
   override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
@@ -96,27 +137,47 @@ export class ReplicatingStore extends ForwardingStore {
     const now = this.#clock();
     const refused = new Set(groups.filter((g) => !outbox.mayWrite(g.fiberId, now)).map((g) => g.fiberId));
     const allowed = refused.size === 0 ? groups : groups.filter((g) => !refused.has(g.fiberId));
-    const result = allowed.length === 0 ? { fenced: [] } : await this.inner.commit(allowed);
-    const fenced = new Set(result.fenced);
-    for (const group of allowed) {
-      if (outbox.replicated(group.fiberId) && !fenced.has(group.fiberId))
-        outbox.append(group.fiberId, { type: "commit", group });
+    let result: CommitResult;
+    if (allowed.length === 0) result = { fenced: [] };
+    else if (this.#keeper !== undefined) {
+      const replicated = new Set(allowed.map((g) => g.fiberId).filter((id) => outbox.replicated(id)));
+      result =
+        replicated.size === 0
+          ? await this.#keeper.commit(allowed)
+          : await this.#keeper.commit(allowed, this.#write(replicated));
+    } else {
+      result = await this.inner.commit(allowed);
+      const fenced = new Set(result.fenced);
+      for (const group of allowed) {
+        if (outbox.replicated(group.fiberId) && !fenced.has(group.fiberId))
+          outbox.append(group.fiberId, { type: "commit", group });
+      }
     }
-    return refused.size === 0 ? result : { fenced: [...fenced, ...refused] };
+    return refused.size === 0 ? result : { fenced: [...result.fenced, ...refused] };
   }
 
   override async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     const outbox = this.#outbox;
     const where = outbox.where(event.fiberId);
     if (where?.status === "away") throw changedHomeError(event.fiberId, where.epoch, where.home);
+    if (!outbox.replicated(event.fiberId)) return this.inner.enqueueEvent(event);
+    const watchers = () => this.#eventWatchers.get(event.fiberId) ?? [];
+    if (this.#keeper !== undefined) {
+      // Reported once the transaction committed, before this call resolves.
+      return this.#keeper.enqueueEvent(
+        event,
+        this.#write(new Set([event.fiberId]), (_, entry) => {
+          for (const watch of watchers()) watch(entry.pos);
+        }),
+      );
+    }
     const stored = await this.inner.enqueueEvent(event);
-    if (!outbox.replicated(event.fiberId)) return stored;
     const pos = outbox.append(event.fiberId, {
       type: "event",
       event: stored,
       eventId: `${this.#home}:${stored.seq}`,
     });
-    for (const watch of this.#eventWatchers.get(event.fiberId) ?? []) watch(pos);
+    for (const watch of watchers()) watch(pos);
     return stored;
   }
 

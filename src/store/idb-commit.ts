@@ -17,6 +17,7 @@ import type { WriteGroup } from "../core/store";
 import { continueStream, mergeFiberPatch, withConsumer } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
+import { appendToOutbox, type OutboxHeadRow, type OutboxWrite, type Placed } from "./idb-outbox";
 import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
 import { commitStashes, writeStash } from "./idb-stashes";
 
@@ -131,11 +132,16 @@ function journalWritten(group: WriteGroup): boolean {
  * The object stores a commit touches: fewer stores, fewer transactions waiting on each other. A
  * commit that writes rows may have to learn a fiber's keys first (`handles`, `journalSegments`).
  */
-export function commitScope(groups: WriteGroup[], stashesOnly = false): Names[] {
+export function commitScope(
+  groups: WriteGroup[],
+  stashesOnly = false,
+  replicated?: ReadonlySet<string>,
+): Names[] {
   // Stash-only commits touch their stash rows alone (`commitStashes`).
   if (stashesOnly) return ["stashes"];
   const scope = new Set<Names>(["fibers"]);
   for (const group of groups) {
+    if (replicated?.has(group.fiberId) === true) scope.add("outbox").add("outboxFibers");
     if (rowsWritten(group)) scope.add("handles").add("journalSegments");
     if (group.snapshot !== undefined) scope.add("stashes");
     if ((group.chunks?.length ?? 0) > 0) scope.add("streamChunks");
@@ -144,7 +150,10 @@ export function commitScope(groups: WriteGroup[], stashesOnly = false): Names[] 
   return [...scope];
 }
 
-/** Thrown (after aborting, so nothing was written) by a commit whose fence failed for `groups`. */
+/**
+ * Thrown (after aborting, so nothing was written) by a commit whose fence failed for `groups`:
+ * another runner claimed the fiber, or (`away`) another home runs it (continuity).
+ */
 export class FenceFailed extends AbortedOnPurpose {
   readonly groups: WriteGroup[];
   constructor(groups: WriteGroup[]) {
@@ -201,6 +210,8 @@ export interface Committed {
    * The store removes them and reports the groups fenced.
    */
   orphaned: WriteGroup[];
+  /** Outbox entries written, to report to the caller's `OutboxWrite` now that they are durable. */
+  placed: Placed[];
 }
 
 /**
@@ -209,15 +220,18 @@ export interface Committed {
  * trip (`commitStashes`). Otherwise: reads what `keys` does not know yet (a
  * round trip, only the first time a store writes a fiber under a generation), then issues every
  * row write with the fence reads, checks the fences and commits. Throws `FenceFailed` or
- * `StaleKeys` after aborting.
+ * `StaleKeys` after aborting. With `outbox`, the groups of the fibers it names replicated also
+ * go into the outbox (`idb-outbox.ts`): their heads are read with the fences, in the same round
+ * trip, and a head that says `away` fails the group's fence.
  */
 export async function commitGroups(
   tx: IDBTransaction,
   groups: WriteGroup[],
   keys: FiberKeys,
   stashesOnly = false,
+  outbox?: OutboxWrite,
 ): Promise<Committed> {
-  if (stashesOnly) return { orphaned: await commitStashes(tx, groups) };
+  if (stashesOnly) return { orphaned: await commitStashes(tx, groups), placed: [] };
   const places = new RowPlaces();
   const cold: WriteGroup[] = [];
   for (const group of groups) {
@@ -238,6 +252,16 @@ export async function commitGroups(
   const fenceReads = Promise.all(
     ids.map((id) => result(fibers.get(id) as IDBRequest<StoredFiber | undefined>)),
   );
+  const replicatedIds = outbox === undefined ? [] : ids.filter((id) => outbox.replicated.has(id));
+  const headReads =
+    replicatedIds.length === 0
+      ? undefined
+      : Promise.all(
+          replicatedIds.map((id) =>
+            result(tx.objectStore("outboxFibers").get(id) as IDBRequest<OutboxHeadRow | undefined>),
+          ),
+        );
+  headReads?.catch(() => undefined);
   const inbox = consumed.length > 0 ? tx.objectStore("inboxEvents") : undefined;
   const eventReads = Promise.all(
     consumed.map((c) => result(inbox?.get([c.group.fiberId, c.seq]) as IDBRequest<InboxRow | undefined>)),
@@ -247,12 +271,25 @@ export async function commitGroups(
   eventReads.catch(() => undefined);
   for (const group of groups) writeRows(tx, group, keys, places);
   const current = await fenceReads;
+  // Issued with the fence reads: this await costs no round trip of its own.
+  const outboxHeads = new Map<string, OutboxHeadRow>();
+  if (headReads !== undefined) {
+    const read = await headReads;
+    replicatedIds.forEach((id, i) => {
+      const head = read[i];
+      if (head !== undefined) outboxHeads.set(id, head);
+    });
+  }
 
   const records = new Map<string, StoredFiber | undefined>();
   ids.forEach((id, i) => {
     records.set(id, current[i]);
   });
-  const fenced = groups.filter((group) => records.get(group.fiberId)?.generation !== group.generation);
+  const fenced = groups.filter(
+    (group) =>
+      records.get(group.fiberId)?.generation !== group.generation ||
+      outboxHeads.get(group.fiberId)?.away !== undefined,
+  );
   if (fenced.length > 0) {
     abort(tx);
     throw new FenceFailed(fenced);
@@ -292,9 +329,20 @@ export async function commitGroups(
   }
   for (const id of patched) fibers.put(records.get(id));
   if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads);
+  // A replicated fiber without a head (never, while its writes go through one store) ships nothing.
+  let placed: Placed[] = [];
+  if (outbox !== undefined && outboxHeads.size > 0) {
+    const appends = groups.flatMap((group) => {
+      const head = outboxHeads.get(group.fiberId);
+      return head === undefined
+        ? []
+        : [{ fiberId: group.fiberId, head, body: { type: "commit" as const, group } }];
+    });
+    placed = appendToOutbox(tx, appends);
+  }
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
   commitNow(tx);
-  return { orphaned: [] };
+  return { orphaned: [], placed };
 }
 
 /** Aborts `tx`, unless it already ended (a failed request aborted it first). */

@@ -17,6 +17,7 @@ import type {
   StreamChunk,
 } from "../core/records";
 import { storeClosedError, toStoreError } from "./fiber-rules";
+import type { OutboxEntryRow, OutboxHeadRow, OutboxKey } from "./idb-outbox";
 import {
   type ChunkRow,
   emptyStash,
@@ -29,7 +30,7 @@ import {
 } from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 5;
+export const DB_VERSION = 6;
 
 /** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
 export interface StoredFiber extends FiberRecord {
@@ -68,6 +69,14 @@ export interface FiberlineSchema extends DBSchema {
    * written under a stale generation fail by itself (see `StashRow`).
    */
   stashes: { key: [string, number]; value: StashRow; indexes: { fiber: string } };
+  /**
+   * The continuity outbox (v6, `idb-outbox.ts`): each replicated fiber's commits not yet
+   * acknowledged by its arbiter, keyed `[fiberId, epoch, pos]`, written in the commit's own
+   * transaction. Unreplicated fibers have no rows here.
+   */
+  outbox: { key: OutboxKey; value: OutboxEntryRow };
+  /** Per replicated fiber (`fiberId`): its epoch, next position, acknowledged position and home. */
+  outboxFibers: { key: string; value: OutboxHeadRow };
 }
 
 /** An open connection to the Fiberline database. */
@@ -116,6 +125,11 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     // v5: journal segments carry a time base and chunk rows leave their seq to the key (see
     // idb-rows.ts). Rows written before stay as they are and read back in their own layout; the
     // new version keeps an earlier build, which cannot read the new rows, from opening the database.
+  }
+  if (oldVersion < 6) {
+    // v6: the continuity outbox (idb-outbox.ts). New stores only; no fiber is replicated before it.
+    db.createObjectStore("outbox");
+    db.createObjectStore("outboxFibers");
   }
 }
 

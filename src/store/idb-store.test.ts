@@ -124,6 +124,8 @@ describe("IdbStore", () => {
       "inboxEvents",
       "journalSegments",
       "meta",
+      "outbox",
+      "outboxFibers",
       "stashes",
       "streamChunks",
     ]);
@@ -131,8 +133,17 @@ describe("IdbStore", () => {
     const fibers = tx.objectStore("fibers");
     expect([...fibers.indexNames]).toEqual(["createdAt", "idempotencyKey", "status"]);
     expect(fibers.index("idempotencyKey").unique).toBe(true);
-    // Per-fiber rows have out-of-line keys [handle, n]: the values do not repeat them.
-    for (const name of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents", "stashes"]) {
+    // Every store but `fibers` has out-of-line keys: the values do not repeat them.
+    for (const name of [
+      "handles",
+      "meta",
+      "journalSegments",
+      "streamChunks",
+      "inboxEvents",
+      "stashes",
+      "outbox",
+      "outboxFibers",
+    ]) {
       expect(tx.objectStore(name).keyPath).toBeNull();
     }
     // Stash rows are keyed [fiberId, generation], one per fiber: the unique index is their fence.

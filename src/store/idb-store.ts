@@ -40,6 +40,7 @@ import {
   FenceFailed,
   FiberKeys,
   inboxOf,
+  type Names,
   publicRecord,
   rowsOf,
   StaleKeys,
@@ -47,6 +48,19 @@ import {
 } from "./idb-commit";
 import { commitNow, IdbConnection } from "./idb-connection";
 import { GENERATION_FLOOR, NEXT_HANDLE, type RowKey, type StoredFiber } from "./idb-database";
+import {
+  appendToOutbox,
+  awayError,
+  firstHead,
+  loadOutbox,
+  type OutboxProgress,
+  type OutboxWrite,
+  outboxOf,
+  type Placed,
+  reportPlaced,
+  type SavedOutbox,
+  saveOutbox,
+} from "./idb-outbox";
 import {
   type ChunkRow,
   decodeChunk,
@@ -205,9 +219,16 @@ export class IdbStore implements Store {
     });
   }
 
-  async createFiber(given: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
+  /**
+   * With `outbox` naming the fiber replicated, the created fiber's outbox starts in the same
+   * transaction: its head, and its first entry (position 1, the record and `chunks`).
+   */
+  async createFiber(given: FiberRecord, chunks: StreamChunk[], outbox?: OutboxWrite): Promise<CreateResult> {
     const stores = ["fibers", "handles", "meta", "stashes", "streamChunks"] as const;
-    return this.#db.write("createFiber", [...stores], async (tx) => {
+    const replicated = outbox?.replicated.has(given.id) === true;
+    const scope = replicated ? [...stores, "outbox" as const, "outboxFibers" as const] : [...stores];
+    let placed: Placed[] = [];
+    const result = await this.#db.write("createFiber", scope, async (tx): Promise<CreateResult> => {
       const fibers = tx.objectStore("fibers");
       const meta = tx.objectStore("meta");
       const key = given.idempotencyKey;
@@ -230,10 +251,20 @@ export class IdbStore implements Store {
       stashes.put(emptyStash(record.id), [record.id, record.generation]);
       const rawChunks = unwrap(tx.objectStore("streamChunks"));
       for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
+      const created = structuredClone(record);
+      if (replicated) {
+        // Rows an earlier fiber of this id left (deleted without its outbox: never) go first.
+        unwrap(tx.objectStore("outbox")).delete(outboxOf(record.id));
+        placed = appendToOutbox(unwrap(tx), [
+          { fiberId: record.id, head: firstHead(record), body: { type: "create", record: created, chunks } },
+        ]);
+      }
       commitNow(unwrap(tx));
       this.#keys.rememberWriter(record.id, handle, record.generation, 1);
-      return { status: "created", record: structuredClone(record) };
+      return { status: "created", record: created };
     });
+    reportPlaced(outbox, placed);
+    return result;
   }
 
   async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
@@ -273,8 +304,17 @@ export class IdbStore implements Store {
     });
   }
 
-  async commit(groups: WriteGroup[]): Promise<CommitResult> {
+  /**
+   * With `outbox`, the groups of the fibers it names replicated go into the outbox in the same
+   * transaction, each at its fiber's next position; a fiber fenced from this home (its outbox
+   * head is `away`) is reported fenced, as a failed generation fence is.
+   */
+  async commit(groups: WriteGroup[], outbox?: OutboxWrite): Promise<CommitResult> {
     if (groups.length === 0) return this.#db.nothing({ fenced: [] });
+    const replicating =
+      outbox !== undefined && groups.some((group) => outbox.replicated.has(group.fiberId))
+        ? outbox
+        : undefined;
     const fenced: string[] = [];
     let pending = groups;
     // A fence that fails (another runner claimed the fiber: rare) aborts the optimistic
@@ -284,13 +324,15 @@ export class IdbStore implements Store {
     for (let attempt = 1; ; attempt++) {
       try {
         // Stash-only batches go out without fence reads (`commitStashes`), until one collides.
-        const stashesOnly = !readFences && pending.every(stashOnly);
-        const { orphaned } = await this.#db.run(
+        // (Never for a replicated fiber: its outbox head is read with the fences.)
+        const stashesOnly = !readFences && replicating === undefined && pending.every(stashOnly);
+        const { orphaned, placed } = await this.#db.run(
           "commit",
-          commitScope(pending, stashesOnly),
+          commitScope(pending, stashesOnly, replicating?.replicated),
           "readwrite",
-          (tx) => commitGroups(tx, pending, this.#keys, stashesOnly),
+          (tx) => commitGroups(tx, pending, this.#keys, stashesOnly, replicating),
         );
+        reportPlaced(replicating, placed);
         if (orphaned.length > 0) await dropOrphans(this.#db, orphaned, fenced);
         return { fenced };
       } catch (error) {
@@ -320,14 +362,28 @@ export class IdbStore implements Store {
     }
   }
 
-  async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
-    return this.#db.write("enqueueEvent", ["fibers", "inboxEvents"], async (tx) => {
+  /**
+   * With `outbox` naming the fiber replicated, the event goes into its outbox in the same
+   * transaction (its id `<home>:<seq>`); a fiber fenced from this home rejects with `fenced`.
+   */
+  async enqueueEvent(
+    event: Omit<InboxEvent, "seq" | "consumedBy">,
+    outbox?: OutboxWrite,
+  ): Promise<InboxEvent> {
+    const replicated = outbox?.replicated.has(event.fiberId) === true;
+    const scope: Names[] = replicated
+      ? ["fibers", "inboxEvents", "outbox", "outboxFibers"]
+      : ["fibers", "inboxEvents"];
+    let placed: Placed[] = [];
+    const stored = await this.#db.write("enqueueEvent", scope, async (tx) => {
       const inbox = tx.objectStore("inboxEvents");
-      const [record, last] = await Promise.all([
+      const [record, last, head] = await Promise.all([
         tx.objectStore("fibers").get(event.fiberId),
         inbox.openKeyCursor(inboxOf(event.fiberId), "prev"),
+        replicated ? tx.objectStore("outboxFibers").get(event.fiberId) : undefined,
       ]);
       assertTakesEvents(event.fiberId, record);
+      if (head?.away !== undefined) throw awayError(event.fiberId, head.away);
       const due = dueForEvent(record as StoredFiber, event);
       if (due !== undefined) unwrap(tx.objectStore("fibers")).put(due);
       const stored: InboxEvent = {
@@ -338,9 +394,17 @@ export class IdbStore implements Store {
         at: event.at,
       };
       unwrap(inbox).put(encodeInboxEvent(stored), [event.fiberId, stored.seq]);
+      if (outbox !== undefined && head !== undefined) {
+        const eventId = `${outbox.home}:${stored.seq}`;
+        placed = appendToOutbox(unwrap(tx), [
+          { fiberId: event.fiberId, head, body: { type: "event", event: structuredClone(stored), eventId } },
+        ]);
+      }
       commitNow(unwrap(tx));
       return structuredClone(stored);
     });
+    reportPlaced(outbox, placed);
+    return stored;
   }
 
   async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
@@ -354,7 +418,8 @@ export class IdbStore implements Store {
       "journalSegments",
       "streamChunks",
     ] as const;
-    return this.#db.write("deleteFibers", [...stores, "meta"], async (tx) => {
+    // A deleted fiber's outbox goes with it (a replicating host deletes only what is acknowledged).
+    return this.#db.write("deleteFibers", [...stores, "meta", "outbox", "outboxFibers"], async (tx) => {
       const meta = tx.objectStore("meta");
       const [handles, records, floor] = await Promise.all([
         Promise.all(unique.map((id) => tx.objectStore("handles").get(id))),
@@ -364,6 +429,8 @@ export class IdbStore implements Store {
       const [fibers, handleRows, stashes, inbox, ...rows] = stores.map((name) =>
         unwrap(tx.objectStore(name)),
       );
+      const outboxRows = unwrap(tx.objectStore("outbox"));
+      const outboxHeads = unwrap(tx.objectStore("outboxFibers"));
       const deleted: string[] = [];
       let raised = floor;
       unique.forEach((id, i) => {
@@ -380,6 +447,8 @@ export class IdbStore implements Store {
         handleRows?.delete(id);
         stashes?.delete(stashesOf(id));
         inbox?.delete(inboxOf(id));
+        outboxRows.delete(outboxOf(id));
+        outboxHeads.delete(id);
         const handle = handles[i];
         if (handle !== undefined) for (const store of rows) store.delete(rowsOf(handle));
       });
@@ -391,6 +460,19 @@ export class IdbStore implements Store {
 
   async close(): Promise<void> {
     await this.#db.close();
+  }
+
+  /**
+   * The continuity outbox as the last run left it: every replicated fiber's head and the entries
+   * its arbiter has not acknowledged (`Outbox.open` reads it once at start).
+   */
+  loadOutbox(): Promise<SavedOutbox[]> {
+    return loadOutbox(this.#db);
+  }
+
+  /** Records acknowledgements and fences (`Outbox` calls it): acknowledged rows are deleted. */
+  saveOutbox(progress: readonly OutboxProgress[]): Promise<void> {
+    return saveOutbox(this.#db, progress);
   }
 
   /** A stored record as the engine sees it (without its handle), remembering the handle. */

@@ -1,6 +1,6 @@
 /**
  * The schema-upgrade tests of `IdbStore`, shared by the Node suite (fake-indexeddb) and the
- * Chromium suite (real IndexedDB): databases written by schemas v1, v2 and v3, exactly as they
+ * Chromium suite (real IndexedDB): databases written by schemas v1, v2, v3 and v5, exactly as they
  * shipped, are opened by the current `IdbStore` and must read back every fiber, journal entry,
  * chunk, event and snapshot, then go on working. They import Vitest, so they are not exported
  * from the package.
@@ -17,8 +17,42 @@ export interface UpgradeTarget {
   name: string;
 }
 
-/** Registers the v1, v2 and v3 -> current upgrade tests; `target()` gives a fresh, unused database name. */
+/** Registers the v1, v2, v3 and v5 -> current upgrade tests; `target()` gives a fresh, unused database name. */
 export function runUpgradeTests(target: () => UpgradeTarget): void {
+  it("upgrades a v5 database, keeping every row and adding an empty outbox that replicated fibers then use", async () => {
+    const { factory, name } = target();
+    await writeV5(factory, name);
+
+    const store = new IdbStore({ name, indexedDB: factory });
+    expect(await store.getFiber("f1")).toEqual({ ...f1, generation: 3 });
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed"), step(1, "started")]);
+    expect(await store.readStream("f1", 0)).toEqual([
+      { fiberId: "f1", seq: 1, type: "fiber.start", data: null, at: 1 },
+      { fiberId: "f1", seq: 2, type: "token", data: "hi", at: 2, step: 0 },
+    ]);
+    expect(await store.readInbox("f1")).toEqual([
+      { fiberId: "f1", seq: 1, name: "approve", payload: true, at: 3 },
+    ]);
+    expect(await store.readSnapshot("f1")).toEqual({ fiberId: "f1", value: "v5", at: 8 });
+    // No fiber was replicated before v6: the outbox is empty, and the old fiber writes none.
+    expect(await store.loadOutbox()).toEqual([]);
+    const write = { home: "browser:d1", replicated: new Set(["f3"]), appended: () => undefined };
+    await store.commit([{ fiberId: "f1", generation: 3, journal: [step(1, "completed")] }], write);
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed"), step(1, "completed")]);
+    // A fiber created replicated after the upgrade has its outbox.
+    await store.createFiber({ ...f1, id: "f3", idempotencyKey: "k3" }, [], write);
+    expect(
+      (await store.loadOutbox()).map((saved) => [saved.fiberId, saved.entries.map((e) => e.pos)]),
+    ).toEqual([["f3", [1]]]);
+    await store.close();
+
+    const db = await open(factory, name);
+    expect(db.version).toBe(DB_VERSION);
+    expect([...db.objectStoreNames]).toContain("outbox");
+    expect([...db.objectStoreNames]).toContain("outboxFibers");
+    db.close();
+  });
+
   it("upgrades a v1 database in place, keeping every fiber, journal entry, chunk, event and snapshot", async () => {
     const { factory, name } = target();
     await writeV1(factory, name);
@@ -264,6 +298,37 @@ async function writeV3(factory: IDBFactory, name: string): Promise<IDBDatabase> 
   tx.objectStore("streamChunks").put([2, "token", "hi", 2, 0], [1, 2]);
   await completion(tx);
   return db;
+}
+
+/**
+ * Schema v5 exactly as it shipped (v3's stores; rows in the v5 layout: segments with a time base,
+ * chunks without their seq), holding fiber f1 at generation 3 with a journal, a stream, an event
+ * and a snapshot.
+ */
+async function writeV5(factory: IDBFactory, name: string): Promise<void> {
+  const db = await open(factory, name, 5, (v5) => {
+    createShippedFibers(v5);
+    for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
+      v5.createObjectStore(store);
+    }
+    v5.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
+  });
+  const stores = ["fibers", "handles", "meta", "stashes", "journalSegments", "streamChunks", "inboxEvents"];
+  const tx = db.transaction(stores, "readwrite");
+  tx.objectStore("fibers").put({ ...f1, generation: 3, handle: 1 });
+  tx.objectStore("handles").put(1, "f1");
+  tx.objectStore("meta").put(2, "nextHandle");
+  tx.objectStore("stashes").put({ fiber: "f1", value: "v5", at: 8 }, ["f1", 3]);
+  // step(0, "completed") and step(1, "started") in one v5 segment, time base 10.
+  tx.objectStore("journalSegments").put(
+    [10, [0, 19, "s#1", 0, 1, null, null, null, 0], [1, 18, "s#2", 0]],
+    [1, 1],
+  );
+  tx.objectStore("streamChunks").put(["fiber.start", null, 1], [1, 1]);
+  tx.objectStore("streamChunks").put(["token", "hi", 2, 0], [1, 2]);
+  tx.objectStore("inboxEvents").put({ seq: 1, name: "approve", payload: true, at: 3 }, ["f1", 1]);
+  await completion(tx);
+  db.close();
 }
 
 /** `step(0, "completed")` as a v2-v4 segment: `[pos, meta, key, startedAt, duration, error, dueAt, streamFrom, result]`. */
