@@ -46,7 +46,7 @@ export default defineConfig({
   projects: [
     {
       name: "fiberline",
-      testIgnore: ["torture/**", "app/**", "crash/**", "extension/**", "ai-sdk/**"],
+      testIgnore: ["torture/**", "app/**", "crash/**", "extension/**", "ai-sdk/**", "continuity/**"],
       use: { baseURL: `http://localhost:${port}` },
     },
     {
@@ -63,6 +63,14 @@ export default defineConfig({
       name: "extension",
       testDir: "e2e/extension",
       timeout: 120_000,
+    },
+    {
+      // Continuity (issue #18): Chromium against `wrangler dev`, both started by the spec itself
+      // on ports 5620-5623 (page, edge, its inspector, the effect ledger). The config's own two
+      // servers start too: move them with FIBERLINE_E2E_PORT / FIBERLINE_APP_PORT if taken.
+      name: "continuity",
+      testDir: "e2e/continuity",
+      timeout: 180_000,
     },
     {
       name: "crash",

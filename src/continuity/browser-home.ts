@@ -13,12 +13,12 @@
  *
  * Where a fiber stands, as this home decides it (`settle`):
  * - `home`: the outbox holds it and no arbiter answer said otherwise: it runs here.
- * - `away`: the arbiter fenced this home, or the local record is a mirror (`record.home` names
- *   another home), or the edge holds a fiber this worker does not know from its own outbox (a
- *   worker restarted, or the browser relaunched after a kill: the in-memory `Outbox` is gone, and
- *   each worker start is a new home, `browser:<deviceId>` with a random `deviceId` unless given,
- *   so the arbiter's answer decides). Its copy is mirrored and followed; `sendEvent` and `cancel`
- *   go to the edge.
+ * - `away`: the arbiter fenced this home (a fiber known from an earlier worker start waits for the
+ *   arbiter's first answer before it runs: the edge may have taken it over meanwhile), or the
+ *   local record is a mirror (`record.home` names another home), or the edge holds a fiber of a
+ *   replicated kind this home's outbox does not know (an outbox kept in memory is gone after a
+ *   restart, so the arbiter's answer decides). Its copy is mirrored and followed; `sendEvent` and
+ *   `cancel` go to the edge.
  * - `local`: not a replicated kind, or a replicated fiber the edge never received (created here,
  *   killed before its first shipment, and the outbox gone with the worker): it runs here only.
  * - `missing`: neither here nor at the edge.
@@ -27,9 +27,13 @@
  * mirror (`settle` on any call that names it: `get`, `inspect`, a stream, an event, a cancel).
  * Who may read it is the edge's `authorize` decision, on the credentials in `edge.headers`.
  *
- * Left: `edge.comeHome` (the fiber stays at the edge until it ends); an `IdbStore` outbox (the
- * outbox is memory: what a worker had not shipped when it stopped is never shipped, and the edge
- * redoes it from the shipped prefix, which Rules A and B make safe).
+ * The home is `browser:<deviceId>`, the device id kept in IndexedDB (`loadDeviceId`), and the
+ * outbox the one the store keeps when it keeps one (`Outbox.open(store)`, `IdbStore`), else a new
+ * one in memory (what a worker had not shipped when it stopped is then never shipped, and the
+ * edge redoes it from the shipped prefix, which Rules A and B make safe). Both load in the
+ * background: the runtime's store calls wait for them.
+ *
+ * Left: `edge.comeHome` (the fiber stays at the edge until it ends).
  */
 
 import { FencedError } from "../core/errors";
@@ -43,7 +47,15 @@ import {
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { RuntimeOptions } from "../core/runtime-types";
-import type { ClaimRequest, ClaimResult, CommitResult, CreateResult, Store, WriteGroup } from "../core/store";
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  DeleteOptions,
+  Store,
+  WriteGroup,
+} from "../core/store";
 import { EdgeLink } from "./edge-link";
 import { changedHomeError } from "./errors";
 import { ForwardingStore } from "./forwarding-store";
@@ -101,7 +113,9 @@ export interface OnlineScopeLike {
 
 /**
  * Builds a runtime whose fibers of `edge.fibers` kinds are replicated to the edge, and the
- * continuity that serves it. Create both at the top level of the worker script.
+ * continuity that serves it. Create both at the top level of the worker script (synchronously:
+ * the parts that need IndexedDB, the device id and a persisted outbox, open in the background
+ * and every store call of the runtime waits for them).
  *
  * @example
  * const { runtime, continuity } = createReplicatedRuntime({
@@ -115,11 +129,11 @@ export function createReplicatedRuntime(options: ReplicatedRuntimeOptions): {
   runtime: Runtime;
   continuity: BrowserContinuity;
 } {
-  const { edge, outbox: givenOutbox, onError, store: local, ...runtimeOptions } = options;
+  const { edge, outbox, onError, store: local, ...runtimeOptions } = options;
   const continuity = new BrowserContinuity({
     local,
     edge,
-    outbox: givenOutbox ?? new Outbox(),
+    ...(outbox ? { outbox } : {}),
     ...(onError ? { onError } : {}),
   });
   const runtime = createRuntime({
@@ -134,9 +148,21 @@ export function createReplicatedRuntime(options: ReplicatedRuntimeOptions): {
 interface ContinuityParts {
   local: Store;
   edge: EdgeOptions;
-  outbox: Outbox;
+  outbox?: Outbox;
   onError?(error: unknown, doing: string): void;
 }
+
+/** The parts that exist once the device id and the outbox are loaded. */
+export interface OpenedContinuity {
+  /** This home's name, `browser:<deviceId>`. */
+  home: string;
+  outbox: Outbox;
+  replicating: ReplicatingStore;
+  shipper: Shipper;
+}
+
+/** How long `settle` waits for the arbiter's first answer on a fiber this worker did not create. */
+const FIRST_ANSWER_MS = 5_000;
 
 /**
  * One browser home's continuity: the outbox, its shipper, the mirror, and the decisions of where
@@ -147,37 +173,35 @@ interface ContinuityParts {
  * the edge leaves the fiber undecided (its runner retries the claim), never run on a guess.
  */
 export class BrowserContinuity {
-  /** This home's name, `browser:<deviceId>`. */
-  readonly home: string;
-  readonly outbox: Outbox;
   readonly link: EdgeLink;
   readonly mirror: Mirror;
-  readonly shipper: Shipper;
   /** The runtime's store: the guard over `ReplicatingStore(local)`. */
   readonly store: Store;
   /** The runtime's `replication` port. */
   readonly replication: Replication;
+  /** Settles once the device id and the outbox are loaded (rejects if they cannot be). */
+  readonly opened: Promise<OpenedContinuity>;
   readonly #local: Store;
-  readonly #replicating: ReplicatingStore;
   readonly #kinds: Map<string, { awaitStart: boolean }>;
   readonly #names = new Map<string, string>();
   readonly #report: (error: unknown, doing: string) => void;
   readonly #keepAliveListeners = new Set<(work: Promise<unknown>) => void>();
+  readonly #shippedListeners = new Set<(fiberId: string) => void>();
   /** Fibers the edge holds that this home's outbox never knew, by what the arbiter said. */
   readonly #away = new Map<string, { epoch: number; home: string }>();
   /** Per fiber, this worker's decision of where it stands (one probe or restore per worker start). */
   readonly #settled = new Map<string, Promise<FiberHome>>();
   /** Per fiber that is away, the mirror's first read in this worker (streams wait for it). */
   readonly #firstSync = new Map<string, Promise<void>>();
+  #now: OpenedContinuity | undefined;
   #runtime: Runtime | undefined;
   #drain: Promise<void> | undefined;
   #scope: OnlineScopeLike | undefined;
-  readonly #online = () => this.#shipAll();
+  #stopped = false;
+  readonly #online = () => void this.#shipAll();
 
   constructor(parts: ContinuityParts) {
     const { edge } = parts;
-    this.home = browserHome(edge.deviceId ?? randomId());
-    this.outbox = parts.outbox;
     this.#local = parts.local;
     this.#report =
       parts.onError ?? ((error, doing) => console.error(`[fiberline/continuity] ${doing} failed:`, error));
@@ -199,22 +223,39 @@ export class BrowserContinuity {
       ...(edge.mirrorPollMs === undefined ? {} : { pollMs: edge.mirrorPollMs }),
       onError: (error, id) => this.#report(error, `mirroring fiber ${id}`),
     });
-    this.#replicating = new ReplicatingStore(this.#local, {
-      outbox: this.outbox,
-      home: this.home,
+    this.store = new HomeGuardStore(this.#local, this);
+    this.replication = this.#port();
+    this.opened = this.#open(parts);
+    this.opened.then(
+      (opened) => {
+        this.#now = opened;
+      },
+      (error: unknown) => this.#report(error, "opening the outbox"),
+    );
+  }
+
+  async #open(parts: ContinuityParts): Promise<OpenedContinuity> {
+    const { edge } = parts;
+    const home = browserHome(edge.deviceId ?? (await loadDeviceId()));
+    const outbox = parts.outbox ?? (await openOutbox(this.#local));
+    const replicating = new ReplicatingStore(this.#local, {
+      outbox,
+      home,
       replicates: (name) => this.#kinds.has(name),
     });
-    this.store = new HomeGuardStore(this.#replicating, this);
     const leaseMs = edge.leaseMs ?? DEFAULT_LEASE_MS;
-    this.shipper = new Shipper({
-      outbox: this.outbox,
-      home: this.home,
+    const shipper = new Shipper({
+      outbox,
+      home,
       send: this.link.ship,
       heartbeatMs: Math.min(10_000, Math.max(100, Math.floor(leaseMs / 3))),
       onError: (error, id) => this.#report(error, `shipping fiber ${id}`),
     });
-    this.replication = this.#port();
-    this.outbox.onAppend(() => this.#keepShipping());
+    outbox.onAppend(() => this.#keepShipping());
+    outbox.onShipped((id) => {
+      for (const listener of this.#shippedListeners) listener(id);
+    });
+    return { home, outbox, replicating, shipper };
   }
 
   /** Set by `createReplicatedRuntime`: the runtime events are sent through while a fiber is home. */
@@ -229,11 +270,14 @@ export class BrowserContinuity {
    * fiber is decided or its probe failed (a failed one is decided at its runner's next claim).
    */
   async start(scope?: OnlineScopeLike): Promise<void> {
-    this.shipper.start();
+    const { shipper } = await this.opened;
+    if (this.#stopped) return;
+    shipper.start();
     if (scope && this.#scope === undefined) {
       this.#scope = scope;
       scope.addEventListener("online", this.#online);
     }
+    this.#keepShipping();
     const live = await this.#local.listFibers({ status: ["running", "sleeping", "waiting"] });
     await Promise.all(
       live
@@ -248,7 +292,12 @@ export class BrowserContinuity {
 
   /** Stops shipping and mirroring (the host goes away); the outbox keeps what it holds. */
   stop(): void {
-    this.shipper.stop();
+    this.#stopped = true;
+    this.#now?.shipper.stop();
+    void this.opened.then(
+      ({ shipper }) => shipper.stop(),
+      () => {},
+    );
     this.mirror.stop();
     this.#scope?.removeEventListener("online", this.#online);
     this.#scope = undefined;
@@ -263,30 +312,32 @@ export class BrowserContinuity {
   /**
    * Where `fiberId` stands for this home, deciding it once per worker start: restores a fiber
    * only the edge has, probes the edge for a fiber of a replicated kind this home's outbox does
-   * not know, and for a fiber that is away waits for the mirror's first read. A failed probe
-   * rejects and is tried again at the next call.
+   * not know, waits for the arbiter's first answer on one it knows from an earlier start (a
+   * persisted outbox: the edge may have taken it over meanwhile), and for a fiber that is away
+   * waits for the mirror's first read. A failed probe rejects and is tried again at the next call.
    */
-  settle(fiberId: string): Promise<FiberHome> {
-    const where = this.outbox.where(fiberId);
-    if (where?.status === "home") return Promise.resolve("home");
+  async settle(fiberId: string): Promise<FiberHome> {
+    const { outbox } = await this.opened;
+    const where = outbox.where(fiberId);
+    if (where?.status === "home" && where.deadline !== undefined) return "home";
     let decided = this.#settled.get(fiberId);
     if (decided === undefined) {
       decided = this.#decide(fiberId);
       this.#settled.set(fiberId, decided);
       // A failed probe is tried again at the next call, and so is a fiber nobody has yet (it
-      // may be started here next).
+      // may be started here next) or one that runs here (its lease may lapse later).
       const forget = () => {
         if (this.#settled.get(fiberId) === decided) this.#settled.delete(fiberId);
       };
-      decided.then((where) => where === "missing" && forget(), forget);
+      decided.then((where) => (where === "missing" || where === "home") && forget(), forget);
     }
     return decided;
   }
 
   /** Whether `fiberId` is away (decided so in this worker, by the outbox, or by a mirror marker). */
   isAway(fiberId: string, record?: FiberRecord): boolean {
-    if (this.outbox.where(fiberId)?.status === "away" || this.#away.has(fiberId)) return true;
-    return record?.home !== undefined && record.home.home !== this.home;
+    if (this.#now?.outbox.where(fiberId)?.status === "away" || this.#away.has(fiberId)) return true;
+    return record?.home !== undefined && record.home.home !== this.#now?.home;
   }
 
   /**
@@ -299,13 +350,9 @@ export class BrowserContinuity {
     const where = await this.settle(fiberId);
     if (where === "away") return this.link.sendEvent(fiberId, name, payload);
     if (where !== "home") return runtime.sendEvent(fiberId, name, payload);
+    const { outbox, replicating } = await this.opened;
     try {
-      await sendShippedEvent(
-        { runtime, store: this.#replicating, outbox: this.outbox },
-        fiberId,
-        name,
-        payload,
-      );
+      await sendShippedEvent({ runtime, store: replicating, outbox }, fiberId, name, payload);
     } catch (error) {
       if (!this.#movedAway(fiberId, error)) throw error;
       await this.link.sendEvent(fiberId, name, payload);
@@ -329,20 +376,38 @@ export class BrowserContinuity {
   // ---- internals ------------------------------------------------------------------------------
 
   async #decide(fiberId: string): Promise<FiberHome> {
+    const { outbox, shipper } = await this.opened;
     const record = await this.#local.getFiber(fiberId);
     if (record === undefined) return this.#restore(fiberId);
-    if (this.isAway(fiberId, record)) {
-      this.#goAway(fiberId);
-      await this.#firstSync.get(fiberId);
-      return "away";
+    if (!this.isAway(fiberId, record) && outbox.where(fiberId)?.status === "home") {
+      // Known from an earlier start (or just created): run it once the arbiter answered, which
+      // may be that the edge holds it now.
+      shipper.kick(fiberId);
+      await this.#firstAnswer(outbox, fiberId);
     }
+    if (this.isAway(fiberId, record)) return this.#awayNow(fiberId);
     if (!this.#kinds.has(record.name)) return "local";
-    if (this.outbox.replicated(fiberId)) return "home";
-    // A replicated fiber this worker's outbox never knew: the arbiter decides.
+    if (outbox.replicated(fiberId)) return "home";
+    // A replicated fiber this home's outbox never knew (the outbox was memory and the worker
+    // stopped): the arbiter decides. Without a replica, it runs here unreplicated.
     const replica = await this.link.readReplica(fiberId, record.streamHead);
     if (replica?.record.home === undefined) return "local";
     const { epoch, home } = replica.record.home;
     this.#away.set(fiberId, { epoch, home });
+    return this.#awayNow(fiberId);
+  }
+
+  /** Waits until the arbiter answered about `fiberId` (a lease, or a fence), at most a few seconds. */
+  async #firstAnswer(outbox: Outbox, fiberId: string): Promise<void> {
+    const deadline = Date.now() + FIRST_ANSWER_MS;
+    while (Date.now() < deadline && !this.#stopped) {
+      const where = outbox.where(fiberId);
+      if (where === undefined || where.status === "away" || where.deadline !== undefined) return;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+
+  async #awayNow(fiberId: string): Promise<FiberHome> {
     this.#goAway(fiberId);
     await this.#firstSync.get(fiberId);
     return "away";
@@ -353,8 +418,7 @@ export class BrowserContinuity {
     if (replica?.record.home === undefined) return "missing";
     const { epoch, home } = replica.record.home;
     this.#away.set(fiberId, { epoch, home });
-    this.#goAway(fiberId);
-    await this.#firstSync.get(fiberId);
+    await this.#awayNow(fiberId);
     return (await this.#local.getFiber(fiberId)) === undefined ? "missing" : "away";
   }
 
@@ -374,27 +438,30 @@ export class BrowserContinuity {
 
   #movedAway(fiberId: string, error: unknown): boolean {
     if (!(error instanceof FencedError) || (error as { code?: string }).code !== "fenced") return false;
-    if (this.outbox.where(fiberId)?.status !== "away") return false;
+    if (this.#now?.outbox.where(fiberId)?.status !== "away") return false;
     this.#goAway(fiberId);
     return true;
   }
 
   /** Ships every replicated fiber now (the `online` event). */
-  #shipAll(): void {
-    for (const id of this.outbox.fiberIds) this.shipper.kick(id);
+  async #shipAll(): Promise<void> {
+    const { outbox, shipper } = await this.opened;
+    for (const id of outbox.fiberIds) shipper.kick(id);
     this.#keepShipping();
   }
 
   /** Keeps the worker alive until the outbox is empty or every fiber with a backlog moved away. */
   #keepShipping(): void {
-    if (this.#drain !== undefined) return;
-    const pending = () => this.outbox.fiberIds.some((id) => this.outbox.hasPending(id));
+    const opened = this.#now;
+    if (this.#drain !== undefined || opened === undefined) return;
+    const { outbox } = opened;
+    const pending = () => outbox.fiberIds.some((id) => outbox.hasPending(id));
     if (!pending()) return;
     this.#drain = new Promise<void>((resolve) => {
       const timer = setInterval(() => {
         // A fiber fenced while shipping is mirrored from here on.
-        for (const id of this.outbox.fiberIds) if (this.outbox.where(id)?.status === "away") this.#goAway(id);
-        if (pending()) return;
+        for (const id of outbox.fiberIds) if (outbox.where(id)?.status === "away") this.#goAway(id);
+        if (pending() && !this.#stopped) return;
         clearInterval(timer);
         this.#drain = undefined;
         resolve();
@@ -407,25 +474,37 @@ export class BrowserContinuity {
     for (const listener of this.#keepAliveListeners) listener(work);
   }
 
-  /** The outbox's `Replication`, with Rule A off for `awaitStart: false` kinds and mirrors shown whole. */
+  /**
+   * The outbox's `Replication`, with Rule A off for `awaitStart: false` kinds and mirrors shown
+   * whole. Until the outbox is open nothing is shown (readers look again at their next poll) and
+   * no step starts.
+   */
   #port(): Replication {
-    const outbox = this.outbox;
     return {
-      replicated: (id) => outbox.replicated(id) || this.#away.has(id),
-      shipped: (id) => {
+      replicated: (id) => {
+        const outbox = this.#now?.outbox;
+        return outbox === undefined || outbox.replicated(id) || this.#away.has(id);
+      },
+      shipped: async (id) => {
+        const { outbox } = await this.opened;
         const kind = this.#kinds.get(this.#names.get(id) ?? "");
-        if (kind?.awaitStart === false && outbox.mayWrite(id, Date.now())) return Promise.resolve();
+        if (kind?.awaitStart === false && outbox.mayWrite(id, Date.now())) return;
         return outbox.shipped(id);
       },
       visibleHead: (id) => {
+        const outbox = this.#now?.outbox;
+        if (outbox === undefined) return 0;
         // A fiber that is away shows what its copy holds once the mirror brought it up to the
         // replica (before that, only what this home shipped: the rest may be rebuilt away).
         const away = outbox.where(id)?.status === "away" || this.#away.has(id);
         if (!away) return outbox.visibleHead(id);
-        const synced = this.#firstSync.has(id) && this.mirror.synced(id);
-        return synced ? Number.POSITIVE_INFINITY : outbox.replicated(id) ? outbox.visibleHead(id) : 0;
+        if (this.#firstSync.has(id) && this.mirror.synced(id)) return Number.POSITIVE_INFINITY;
+        return outbox.replicated(id) ? outbox.visibleHead(id) : 0;
       },
-      onShipped: (listener) => outbox.onShipped(listener),
+      onShipped: (listener) => {
+        this.#shippedListeners.add(listener);
+        return () => this.#shippedListeners.delete(listener);
+      },
     };
   }
 
@@ -445,26 +524,32 @@ export class BrowserContinuity {
 const AWAY_RETRY_MS = 60_000;
 
 /**
- * The runtime's store: `ReplicatingStore` plus the decisions `ReplicatingStore` cannot make from
- * the outbox alone. A claim of a replicated fiber waits for `settle`, so no runner starts a fiber
- * the edge holds before the edge was asked; a fiber that is away is never claimed here, and no
- * write of it goes through (the mirror writes the local store directly).
+ * The runtime's store: `ReplicatingStore` once the outbox is open, plus the decisions it cannot
+ * make from the outbox alone. A claim of a replicated fiber waits for `settle`, so no runner
+ * starts a fiber the edge holds before the edge was asked; a fiber that is away is never claimed
+ * here, and no write of it goes through (the mirror writes the local store directly). Reads go
+ * to the local store.
  */
 class HomeGuardStore extends ForwardingStore {
   readonly #continuity: BrowserContinuity;
 
-  constructor(inner: Store, continuity: BrowserContinuity) {
-    super(inner);
+  constructor(local: Store, continuity: BrowserContinuity) {
+    super(local);
     this.#continuity = continuity;
   }
 
+  async #replicating(): Promise<ReplicatingStore> {
+    return (await this.#continuity.opened).replicating;
+  }
+
   override async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    const result = await this.inner.createFiber(record, chunks);
+    const result = await (await this.#replicating()).createFiber(record, chunks);
     this.#continuity.noteKind(result.record);
     return result;
   }
 
   override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
+    const replicating = await this.#replicating();
     const record = await this.inner.getFiber(id);
     if (record === undefined) return { status: "missing" };
     this.#continuity.noteKind(record);
@@ -477,18 +562,20 @@ class HomeGuardStore extends ForwardingStore {
     }
     if (where === "away")
       return { status: "held", record: { ...record, leaseUntil: request.now + AWAY_RETRY_MS } };
-    return this.inner.claimFiber(id, request);
+    return replicating.claimFiber(id, request);
   }
 
   override async commit(groups: WriteGroup[]): Promise<CommitResult> {
+    const replicating = await this.#replicating();
     const away = new Set(groups.filter((g) => this.#continuity.isAway(g.fiberId)).map((g) => g.fiberId));
-    if (away.size === 0) return this.inner.commit(groups);
+    if (away.size === 0) return replicating.commit(groups);
     const rest = groups.filter((g) => !away.has(g.fiberId));
-    const result = rest.length === 0 ? { fenced: [] } : await this.inner.commit(rest);
+    const result = rest.length === 0 ? { fenced: [] } : await replicating.commit(rest);
     return { fenced: [...result.fenced, ...away] };
   }
 
   override async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
+    const replicating = await this.#replicating();
     const record = await this.inner.getFiber(event.fiberId);
     if (
       record !== undefined &&
@@ -498,7 +585,54 @@ class HomeGuardStore extends ForwardingStore {
       const home = record.home ?? { epoch: 0, home: "edge" };
       throw changedHomeError(event.fiberId, home.epoch, home.home);
     }
-    return this.inner.enqueueEvent(event);
+    return replicating.enqueueEvent(event);
+  }
+
+  override async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
+    return (await this.#replicating()).deleteFibers(ids, options);
+  }
+}
+
+/**
+ * The outbox of `store`: the one it keeps (`Outbox.open`, an `IdbStore` once it keeps an outbox
+ * of its own) or a new one in memory.
+ */
+async function openOutbox(store: Store): Promise<Outbox> {
+  const keeps = typeof (store as { loadOutbox?: unknown }).loadOutbox === "function";
+  const open = (Outbox as unknown as { open?: (store: Store) => Promise<Outbox> }).open;
+  return keeps && open ? open.call(Outbox, store) : new Outbox();
+}
+
+/**
+ * This browser profile's device id: kept in IndexedDB (database `fiberline-device`) so every
+ * worker start of the profile is the same home, which a persisted outbox needs (its positions
+ * belong to that home's epoch); random where there is no IndexedDB.
+ */
+export async function loadDeviceId(): Promise<string> {
+  const idb = (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+  if (idb === undefined) return randomId();
+  const db = await new Promise<IDBDatabase>((resolve, reject) => {
+    const request = idb.open("fiberline-device", 1);
+    request.onupgradeneeded = () => request.result.createObjectStore("meta");
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const tx = db.transaction("meta", "readwrite");
+      const meta = tx.objectStore("meta");
+      const read = meta.get("deviceId");
+      let id: string | undefined;
+      read.onsuccess = () => {
+        id = typeof read.result === "string" ? read.result : randomId();
+        if (read.result !== id) meta.put(id, "deviceId");
+      };
+      tx.oncomplete = () => resolve(id as string);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
   }
 }
 

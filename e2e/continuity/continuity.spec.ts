@@ -1,0 +1,212 @@
+/**
+ * Continuity with real parts (issue #18): Chromium runs a ticker (a durable sleep loop) and an
+ * agent (a model in code calling a side-effecting tool) in its Service Worker on IndexedDB,
+ * replicating them to their Durable Objects under `wrangler dev`; the browser is SIGKILLed
+ * mid-run; the edge takes both over once the browser's lease lapses (measured and printed) and
+ * finishes them; the relaunched browser's page reads each stream from seq 1 and gets one
+ * contiguous stream to `fiber.end` (followed live: the relaunch comes while the ticker still runs
+ * at the edge), every tick once, and every tool effect once, counted in a ledger outside both
+ * homes.
+ *
+ * Run: `npx playwright test e2e/continuity --project continuity` (ports 5620-5627; the config's
+ * fixture and demo servers move with FIBERLINE_E2E_PORT=5626 FIBERLINE_APP_PORT=5627 when the
+ * default ports are taken).
+ */
+
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect, type Page, test } from "@playwright/test";
+import { decodeValue } from "../../src/edge/value-codec";
+import { crashBrowser, type LaunchedBrowser, launchBrowser, relaunchBrowser } from "../support/browser";
+import { type LedgerServer, type Started, startEdgeWorker, startLedger, startPage } from "./servers";
+
+const PAGE_PORT = 5620;
+const EDGE_PORT = 5621; // its inspector: 5622
+const LEDGER_PORT = 5623;
+const LEASE_MS = 5_000;
+const TICKS = 14;
+const TICK_MS = 1_000;
+const TURNS = 10;
+
+let ledger: LedgerServer;
+let edge: Started;
+let site: Started;
+const browsers: LaunchedBrowser[] = [];
+
+test.beforeAll(async () => {
+  test.setTimeout(180_000);
+  ledger = await startLedger(LEDGER_PORT);
+  [edge, site] = await Promise.all([
+    startEdgeWorker({ port: EDGE_PORT, leaseMs: LEASE_MS, ledgerUrl: ledger.url }),
+    startPage(PAGE_PORT),
+  ]);
+});
+
+test.afterAll(async () => {
+  for (const b of browsers) await crashBrowser(b).catch(() => {});
+  await Promise.all([edge?.kill(), site?.kill(), ledger?.close()]);
+});
+
+interface Seen {
+  seq: number;
+  type: string;
+  data: unknown;
+}
+
+const pageUrl = () =>
+  `${site.url}/index.html?${new URLSearchParams({ edge: `${edge.url}/__fiberline`, ledger: ledger.url, lease: String(LEASE_MS) })}`;
+
+async function openPage(b: LaunchedBrowser): Promise<Page> {
+  const page = await b.context.newPage();
+  await page.goto(pageUrl());
+  await page.waitForFunction(() => "cx" in window);
+  await page.evaluate(() => (window as unknown as { cx: { ready(): Promise<boolean> } }).cx.ready());
+  return page;
+}
+
+function chunks(page: Page, id: string): Promise<Seen[]> {
+  return page.evaluate(
+    (id) => (window as unknown as { cx: { chunks(id: string): Seen[] } }).cx.chunks(id),
+    id,
+  );
+}
+
+/** The edge's replica of `id` (its record's home and status, and its chunks), read over HTTP. */
+async function edgeReplica(id: string): Promise<{ home?: string; status: string; chunks: Seen[] }> {
+  const response = await fetch(`${edge.url}/__fiberline/fibers/${id}/replica?after=0`);
+  if (!response.ok) throw new Error(`replica of ${id}: ${response.status}`);
+  const body = decodeValue(await response.text()) as {
+    record: { status: string; home?: { home: string } };
+    chunks: Seen[];
+  };
+  return { home: body.record.home?.home, status: body.record.status, chunks: body.chunks };
+}
+
+test("a fiber started in the tab keeps going at the edge after a SIGKILL, and the page shows one stream", async () => {
+  test.setTimeout(150_000);
+  const first = await launchBrowser({ userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-")) });
+  browsers.push(first);
+  const page = await openPage(first);
+  await page.evaluate(
+    async ({ ticks, tickMs, turns }) => {
+      const cx = (
+        window as unknown as {
+          cx: { start(n: string, i: unknown, id: string): Promise<string>; read(id: string): void };
+        }
+      ).cx;
+      await cx.start("ticker", { ticks, intervalMs: tickMs }, "ticker-1");
+      await cx.start(
+        "agent",
+        { messages: [{ role: "user", content: `turns=${turns} turnMs=900` }] },
+        "agent-1",
+      );
+      cx.read("ticker-1");
+      cx.read("agent-1");
+    },
+    { ticks: TICKS, tickMs: TICK_MS, turns: TURNS },
+  );
+  // Mid-run: a few ticks and a tool call shown (so shipped: Rule B), the rest still to come.
+  await expect
+    .poll(async () => (await chunks(page, "ticker-1")).filter((c) => c.type === "tick").length, {
+      timeout: 30_000,
+    })
+    .toBeGreaterThanOrEqual(4);
+  await expect
+    .poll(async () => (await chunks(page, "agent-1")).filter((c) => c.type === "tool.result").length, {
+      timeout: 30_000,
+    })
+    .toBeGreaterThanOrEqual(2);
+
+  const killedAt = Date.now();
+  await crashBrowser(first);
+
+  // The edge takes both over once the lease lapses.
+  const takeover: Record<string, number> = {};
+  await expect
+    .poll(
+      async () => {
+        for (const id of ["ticker-1", "agent-1"]) {
+          if (takeover[id] === undefined && (await edgeReplica(id)).home === "edge")
+            takeover[id] = Date.now() - killedAt;
+        }
+        return Object.keys(takeover).length;
+      },
+      { timeout: LEASE_MS * 4, intervals: [100] },
+    )
+    .toBe(2);
+  console.log(
+    `[continuity] edge took over ${Object.entries(takeover)
+      .map(([id, ms]) => `${id} ${ms} ms`)
+      .join(", ")} after the SIGKILL (lease ${LEASE_MS} ms)`,
+  );
+  for (const ms of Object.values(takeover)) expect(ms).toBeLessThanOrEqual(LEASE_MS + 2_000);
+  const tickerAtTakeover = (await edgeReplica("ticker-1")).status;
+  expect(tickerAtTakeover).not.toBe("completed"); // the relaunched page follows it live
+
+  // The browser comes back while the edge still runs the ticker.
+  const second = await relaunchBrowser(first);
+  browsers.push(second);
+  const again = await openPage(second);
+  await again.evaluate(() => {
+    const cx = (window as unknown as { cx: { read(id: string): void } }).cx;
+    cx.read("ticker-1");
+    cx.read("agent-1");
+  });
+  for (const id of ["ticker-1", "agent-1"])
+    await expect
+      .poll(
+        () =>
+          again.evaluate(
+            (id) => (window as unknown as { cx: { state(id: string): string } }).cx.state(id),
+            id,
+          ),
+        {
+          timeout: 60_000,
+        },
+      )
+      .toBe("done");
+
+  for (const id of ["ticker-1", "agent-1"]) {
+    const shown = await chunks(again, id);
+    // One contiguous stream from seq 1 to the end, the edge's history exactly.
+    expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
+    expect(shown.at(-1)?.type).toBe("fiber.end");
+    expect(shown.filter((c) => c.type === "fiber.recovered")).toHaveLength(1);
+    const replica = await edgeReplica(id);
+    expect(replica.status).toBe("completed");
+    expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
+      replica.chunks.map((c) => [c.seq, c.type, c.data]),
+    );
+  }
+
+  // Every tick once, in order, in the stream; each tick's effect once (a tick cut by the kill
+  // ran again only interrupted, with the same key).
+  const ticks = (await chunks(again, "ticker-1"))
+    .filter((c) => c.type === "tick")
+    .map((c) => (c.data as { i: number }).i);
+  expect(ticks).toEqual(Array.from({ length: TICKS }, (_, i) => i + 1));
+  const tickEffects = ledger.effects.filter((e) => e.kind === "tick");
+  const tickKeys = new Set(tickEffects.map((e) => e.key));
+  expect(tickKeys.size).toBe(TICKS);
+  for (const key of tickKeys) {
+    const runs = tickEffects.filter((e) => e.key === key);
+    expect(runs.length, key).toBeLessThanOrEqual(2);
+    if (runs.length === 2) expect(runs[1], key).toMatchObject({ where: "edge", interrupted: true });
+  }
+  // Both homes ran part of it.
+  expect(new Set(tickEffects.map((e) => e.where))).toEqual(new Set(["browser", "edge"]));
+
+  // Every tool call's effect once: one result per call in the stream, one key per call in the
+  // ledger, and at most the call the kill cut reported twice (same key, as after any crash).
+  const results = (await chunks(again, "agent-1")).filter((c) => c.type === "tool.result");
+  expect(results).toHaveLength(TURNS);
+  const toolEffects = ledger.effects.filter((e) => e.kind === "tool");
+  const toolKeys = new Set(toolEffects.map((e) => e.key));
+  expect(toolKeys.size).toBe(TURNS);
+  expect(toolEffects.length).toBeLessThanOrEqual(TURNS + 1);
+  expect(new Set(toolEffects.map((e) => e.where))).toEqual(new Set(["browser", "edge"]));
+  console.log(
+    `[continuity] ticks ${ticks.length} (effects: browser ${tickEffects.filter((e) => e.where === "browser").length}, edge ${tickEffects.filter((e) => e.where === "edge").length}); tool calls ${results.length} (effects: browser ${toolEffects.filter((e) => e.where === "browser").length}, edge ${toolEffects.filter((e) => e.where === "edge").length})`,
+  );
+});

@@ -1,0 +1,63 @@
+/**
+ * The page of the continuity e2e: connects to `sw.ts` with `fiberline/client` and exposes
+ * `window.cx` for the spec: start a fiber, and read a fiber's stream from seq 1 the way any page
+ * does, keeping every chunk it got (`chunks(id)`), so the spec sees what a page shows.
+ */
+
+import { connect, type FiberlineClient } from "../../src/client/index";
+
+const params = new URLSearchParams(location.search);
+const sw = new URLSearchParams({
+  edge: params.get("edge") ?? "http://localhost:5621/__fiberline",
+  ledger: params.get("ledger") ?? "http://localhost:5623",
+  lease: params.get("lease") ?? "5000",
+});
+const clientPromise: Promise<FiberlineClient> = connect({
+  scriptUrl: `/sw.js?${sw}`,
+  registerOptions: { type: "module", scope: "/" },
+  timeoutMs: 20_000,
+});
+
+interface Seen {
+  seq: number;
+  type: string;
+  data: unknown;
+}
+const seen: Record<string, Seen[]> = {};
+const done: Record<string, string> = {};
+
+const cx = {
+  async ready(): Promise<boolean> {
+    await clientPromise;
+    return true;
+  },
+  async start(name: string, input: unknown, id: string): Promise<string> {
+    const client = await clientPromise;
+    return (await client.start(name as never, input as never, { id })).id;
+  },
+  /** Reads `id`'s stream from seq 1 into `chunks(id)` until its end. */
+  read(id: string): void {
+    seen[id] = [];
+    void (async () => {
+      try {
+        const client = await clientPromise;
+        for await (const ev of client.events(id, { after: 0 }))
+          seen[id]?.push({ seq: ev.seq, type: ev.type, data: ev.data });
+        done[id] = "done";
+      } catch (error) {
+        done[id] = `error: ${String(error)}`;
+      }
+    })();
+  },
+  chunks(id: string): Seen[] {
+    return seen[id] ?? [];
+  },
+  state(id: string): string {
+    return done[id] ?? "reading";
+  },
+  async get(id: string): Promise<unknown> {
+    return (await clientPromise).get(id);
+  },
+};
+
+(window as unknown as { cx: typeof cx }).cx = cx;

@@ -1,0 +1,163 @@
+/**
+ * The processes of the continuity e2e, each started and ended by the spec: the ledger (an HTTP
+ * server in this process that counts every side effect either home reports), the edge
+ * (`wrangler dev` on `wrangler.toml` here, real workerd with SQLite Durable Objects persisted to a
+ * directory, in its own process group so it can be killed whole), and the page (this directory
+ * built by Vite and served by `vite preview`).
+ */
+
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import type { Effect } from "./fibers";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+
+/** The ledger outside both homes. */
+export interface LedgerServer {
+  readonly url: string;
+  readonly effects: Effect[];
+  close(): Promise<void>;
+}
+
+export async function startLedger(port: number): Promise<LedgerServer> {
+  const effects: Effect[] = [];
+  const server: Server = createServer((request, response) => {
+    response.setHeader("access-control-allow-origin", "*");
+    response.setHeader("access-control-allow-methods", "POST, GET, OPTIONS");
+    response.setHeader("access-control-allow-headers", "content-type");
+    if (request.method === "OPTIONS") return void response.writeHead(204).end();
+    let body = "";
+    request.on("data", (data: Buffer) => {
+      body += data.toString();
+    });
+    request.on("end", () => {
+      if (request.method === "POST" && request.url === "/effect") {
+        effects.push(JSON.parse(body) as Effect);
+        response.writeHead(200, { "content-type": "text/plain" }).end("ok");
+        return;
+      }
+      response.writeHead(404).end();
+    });
+  });
+  await new Promise<void>((done) => server.listen(port, "localhost", done));
+  return {
+    url: `http://localhost:${port}`,
+    effects,
+    close: () => new Promise<void>((done) => server.close(() => done())),
+  };
+}
+
+/** A process group this module started. */
+export interface Started {
+  readonly url: string;
+  output(): string;
+  /** SIGKILL of the whole group; resolves once the leader exited. */
+  kill(): Promise<void>;
+}
+
+function startGroup(
+  command: string,
+  args: string[],
+  url: string,
+  env: Record<string, string> = {},
+): {
+  child: ChildProcess;
+  started: Started;
+} {
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, NO_COLOR: "1", WRANGLER_SEND_METRICS: "false", ...env },
+  });
+  let output = "";
+  const append = (data: Buffer) => {
+    output = (output + data.toString()).slice(-20_000);
+  };
+  child.stdout?.on("data", append);
+  child.stderr?.on("data", append);
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
+  return {
+    child,
+    started: {
+      url,
+      output: () => output,
+      async kill() {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+        await exited;
+      },
+    },
+  };
+}
+
+async function waitForAnswer(url: string, what: Started, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      await response.arrayBuffer();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  await what.kill();
+  throw new Error(`${url} did not answer within ${timeoutMs} ms:\n${what.output().slice(-3_000)}`);
+}
+
+/** `wrangler dev` on the e2e's edge Worker, continuity on with `leaseMs`. */
+export async function startEdgeWorker(options: {
+  port: number;
+  leaseMs: number;
+  ledgerUrl: string;
+  persistTo?: string;
+}): Promise<Started & { persistTo: string }> {
+  const persistTo = options.persistTo ?? mkdtempSync(join(tmpdir(), "fiberline-continuity-edge-"));
+  const { started } = startGroup(
+    join(ROOT, "node_modules/.bin/wrangler"),
+    [
+      "dev",
+      "-c",
+      "e2e/continuity/wrangler.toml",
+      "--port",
+      String(options.port),
+      "--inspector-port",
+      String(options.port + 1),
+      "--persist-to",
+      persistTo,
+      "--show-interactive-dev-session=false",
+      "--var",
+      `LEASE_MS:${options.leaseMs}`,
+      "--var",
+      `LEDGER_URL:${options.ledgerUrl}`,
+    ],
+    `http://localhost:${options.port}`,
+  );
+  await waitForAnswer(`${started.url}/__fiberline/fibers/probe/replica?after=0`, started, 90_000);
+  return { ...started, persistTo };
+}
+
+/** Builds this directory with Vite and serves it with `vite preview` on `port`. */
+export async function startPage(port: number): Promise<Started> {
+  const env = { FIBERLINE_CONTINUITY_PORT: String(port) };
+  await promisify(execFile)("npx", ["vite", "build", "-c", "e2e/continuity/vite.config.ts"], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+  });
+  const { started } = startGroup(
+    "npx",
+    ["vite", "preview", "-c", "e2e/continuity/vite.config.ts", "--port", String(port), "--strictPort"],
+    `http://localhost:${port}`,
+    env,
+  );
+  await waitForAnswer(`${started.url}/index.html`, started, 60_000);
+  return started;
+}

@@ -1,0 +1,27 @@
+/**
+ * The Service Worker of the continuity e2e: `createReplicatedRuntime` on IndexedDB with the
+ * ticker and the agent replicated to the edge, hosted by `createServiceWorkerHost`. The edge's
+ * base URL, the ledger's and the lease come in the script URL's query (`/sw.js?edge=...&ledger=...
+ * &lease=...`), so one build serves any ports.
+ */
+
+import { createReplicatedRuntime } from "../../src/continuity/browser-home";
+import { IdbStore } from "../../src/store/idb-store";
+import { createServiceWorkerHost, type ServiceWorkerScopeLike } from "../../src/sw/index";
+import { continuityFibers } from "./fibers";
+
+const scope = globalThis as unknown as ServiceWorkerScopeLike;
+const params = new URL(scope.location.href).searchParams;
+const ledger = params.get("ledger") ?? "http://localhost:5623";
+const fibers = continuityFibers("browser", () => ledger);
+
+const { runtime, continuity } = createReplicatedRuntime({
+  store: new IdbStore({ name: "fiberline-continuity-e2e" }),
+  fibers: [fibers.ticker, fibers.agent],
+  edge: {
+    baseUrl: params.get("edge") ?? "http://localhost:5621/__fiberline",
+    fibers: ["ticker", "agent"],
+    leaseMs: Number(params.get("lease") ?? 5_000),
+  },
+});
+createServiceWorkerHost({ runtime, continuity, skipWaiting: true });
