@@ -24,7 +24,8 @@ import type { Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { aiSdkModel } from "./ai-sdk-model";
 import { type ChatCursorStore, memoryCursorStore } from "./chat-cursors";
-import { FiberlineChatTransport, toAgentMessages } from "./chat-transport";
+import { toAgentMessages } from "./chat-input";
+import { FiberlineChatTransport } from "./chat-transport";
 import { isDiscardedPart } from "./ui-chunks";
 
 afterEach(closeRuntimes);

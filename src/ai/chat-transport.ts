@@ -7,10 +7,11 @@
 
 import type { ChatTransport, UIMessage, UIMessageChunk } from "ai";
 import type { AgentInput } from "../agent/agent";
-import type { ChatMessage } from "../agent/types";
 import { FiberlineError } from "../core/errors";
 import { type FiberEvent, type FiberRecord, isTerminal } from "../core/records";
 import { type ChatCursor, type ChatCursorStore, idbCursorStore } from "./chat-cursors";
+import { defaultInput, fiberIdFor } from "./chat-input";
+import { changesNoPart, resumePoint } from "./resume-point";
 import { foldResets, UiChunkMapper } from "./ui-chunks";
 
 /**
@@ -57,6 +58,30 @@ export interface FiberlineChatTransportOptions<UI_MESSAGE extends UIMessage = UI
    * the discarded parts are closed with a mark instead (`isDiscardedPart`).
    */
   resetStep?: boolean;
+}
+
+/**
+ * What `FiberlineChatTransport.resume` found: a stream that continues the message the page
+ * passed (`continue`: give both to `readUIMessageStream({ message, stream })`), one that rebuilds
+ * the reply from its start (`replay`: build it with `readUIMessageStream({ stream })` and put it
+ * in place of the message with the same id), the message already whole (`complete`), or no reply
+ * of this chat known here (`none`).
+ */
+export type ChatResume =
+  | { status: "continue"; stream: ReadableStream<UIMessageChunk> }
+  | { status: "replay"; stream: ReadableStream<UIMessageChunk> }
+  | { status: "complete" }
+  | { status: "none" };
+
+/** The reply's stored stream already read and folded, where `#stream` picks it up. */
+interface StoredPrefix {
+  events: FiberEvent[];
+  /** The last `seq` among them: the live part starts after it. */
+  head: number;
+  /** How many UI chunks they map to the page already holds. */
+  skip: number;
+  /** Send ai 7's `reset-step` before the first chunk not skipped (the page is mid-step). */
+  reset: boolean;
 }
 
 /**
@@ -146,6 +171,60 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     return this.#stream(client, options.chatId, cursor.fiberId, { signal: options.abortSignal });
   }
 
+  /**
+   * Resumes the chat's latest reply into `message`, the assistant message the page kept (from its
+   * own storage, after a reload), sending only what the message lacks. For pages that build the
+   * message themselves with `readUIMessageStream`; `useChat` does not keep a message across a
+   * resume (it rebuilds it from the stream), so it uses `reconnectToStream`, a full replay.
+   *
+   * Failure semantics: where the message stands is found from its parts, not from a counter, so
+   * it holds whatever the app saved, early or late. A message kept halfway through a text or
+   * reasoning part cannot be appended to (the AI SDK appends only to parts it opened in the same
+   * stream): with `resetStep` (ai 7) the stream takes the current step back and sends it again;
+   * without, and whenever the message holds anything the reply does not build (a discarded part,
+   * an answered approval), the result is a `replay`. Aborting `abortSignal` stops the reply, as
+   * `stop()` does; cancel the stream to stop reading only.
+   *
+   * @example
+   * const resumed = await transport.resume({ chatId, message: saved.at(-1) });
+   * if (resumed.status === "continue")
+   *   for await (const message of readUIMessageStream({ message: saved.at(-1), stream: resumed.stream })) show(message);
+   */
+  async resume(options: {
+    chatId: string;
+    message?: UI_MESSAGE;
+    abortSignal?: AbortSignal;
+  }): Promise<ChatResume> {
+    const cursor = await this.#cursors.get(options.chatId);
+    if (cursor === undefined) return { status: "none" };
+    const client = await this.#connect();
+    const record = await client.get(cursor.fiberId);
+    if (record === undefined) return { status: "none" };
+    const resetStep = this.#options.resetStep ?? false;
+    const events = foldResets(await readStored(client, cursor.fiberId, record.streamHead));
+    const mapper = new UiChunkMapper({ resetStep });
+    const chunks = events.flatMap((event) => mapper.map(event));
+    const point =
+      options.message?.id === cursor.fiberId
+        ? resumePoint(chunks, options.message, { resetStep })
+        : ({ from: "start" } as const);
+    if (isTerminal(record.status) && point.from === "chunk" && changesNoPart(chunks.slice(point.index))) {
+      await this.#cursors.set(options.chatId, { ...cursor, done: true });
+      return { status: "complete" };
+    }
+    const from: StoredPrefix = {
+      events,
+      head: record.streamHead,
+      skip: point.from === "start" ? 0 : point.index,
+      reset: point.from === "step",
+    };
+    const stream = this.#stream(client, options.chatId, cursor.fiberId, {
+      signal: options.abortSignal,
+      from,
+    });
+    return { status: point.from === "start" ? "replay" : "continue", stream };
+  }
+
   /** The chat answered approvals: send each as the fiber's event, then stream what follows the last. */
   async #continueAfterApprovals(
     client: ChatFiberClient,
@@ -183,13 +262,14 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
 
   /**
    * The fiber's stream as UI chunks: the stored part folded (no discarded text), then live.
-   * With `after`, only what follows that approval's request (the chat already shows the rest).
+   * With `after`, only what follows that approval's request (the chat already shows the rest);
+   * with `from`, the stored part as already read, less what the page holds.
    */
   #stream(
     client: ChatFiberClient,
     chatId: string,
     fiberId: string,
-    options: { signal: AbortSignal | undefined; after?: string },
+    options: { signal: AbortSignal | undefined; after?: string; from?: StoredPrefix },
   ): ReadableStream<UIMessageChunk> {
     const reading = new AbortController();
     const cursors = this.#cursors;
@@ -223,8 +303,23 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
       };
       const cursor: ChatCursor = (await cursors.get(chatId)) ?? { fiberId, delivered: 0, done: false };
       let skipping = options.after;
-      const record = await client.get(fiberId);
-      const head = record?.streamHead ?? 0;
+      let held = options.from?.skip ?? 0;
+      let reset = options.from?.reset ?? false;
+      /** The chunks not yet in the page's message (`from`), after a `reset-step` when it is mid-step. */
+      const pass = function* (chunks: UIMessageChunk[], counted = true): Generator<UIMessageChunk> {
+        for (const chunk of chunks) {
+          if (counted && held > 0) {
+            held--;
+            continue;
+          }
+          if (reset) {
+            reset = false;
+            yield { type: "reset-step" } as unknown as UIMessageChunk;
+          }
+          yield chunk;
+        }
+      };
+      const head = options.from ? -1 : ((await client.get(fiberId))?.streamHead ?? 0);
       let stored: FiberEvent[] = [];
       const emit = async function* (
         events: FiberEvent[],
@@ -241,15 +336,17 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
           const lastKnown = live || i === events.length - 1;
           const pause = event.type === "tool.approval" && lastKnown && !(await answered(event));
           await deliver(event, cursor, pause);
-          yield* chunks;
+          yield* pass(chunks);
           if (pause) {
-            yield* mapper.pause();
+            yield* pass(mapper.pause(), false);
             return true;
           }
         }
         return false;
       };
-      for await (const event of client.events(fiberId, { after: 0, signal: reading.signal })) {
+      if (options.from && (yield* emit(options.from.events, false))) return;
+      const after = options.from?.head ?? 0;
+      for await (const event of client.events(fiberId, { after, signal: reading.signal })) {
         if (event.seq < head) {
           stored.push(event);
           continue;
@@ -274,42 +371,20 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   }
 }
 
-/**
- * The chat's messages as the agent's: the text of each user and assistant message, in order, and
- * a user's image files as image parts (tool parts and reasoning stay in the chat; the agent's own
- * journal has the tool calls).
- */
-export function toAgentMessages(messages: readonly UIMessage[]): ChatMessage[] {
-  const out: ChatMessage[] = [];
-  for (const message of messages) {
-    const text = message.parts.flatMap((part) => (part.type === "text" ? [part.text] : [])).join("");
-    if (message.role === "user") {
-      const images = message.parts.flatMap((part) =>
-        part.type === "file" && part.mediaType.startsWith("image/")
-          ? [{ type: "image_url" as const, image_url: { url: part.url } }]
-          : [],
-      );
-      out.push({
-        role: "user",
-        content: images.length === 0 ? text : [...(text ? [{ type: "text" as const, text }] : []), ...images],
-      });
-    } else if (message.role === "assistant" && text !== "") out.push({ role: "assistant", content: text });
+/** The fiber's stream up to `head`, as stored. */
+async function readStored(client: ChatFiberClient, fiberId: string, head: number): Promise<FiberEvent[]> {
+  const events: FiberEvent[] = [];
+  if (head <= 0) return events;
+  const reading = new AbortController();
+  try {
+    for await (const event of client.events(fiberId, { after: 0, signal: reading.signal })) {
+      if (event.seq <= head) events.push(event);
+      if (event.seq >= head) break;
+    }
+  } finally {
+    reading.abort();
   }
-  return out;
-}
-
-function defaultInput({ messages }: ChatInputRequest<UIMessage>): AgentInput {
-  return { messages: toAgentMessages(messages) };
-}
-
-const ID_PATTERN = /^[A-Za-z0-9_.:@/-]{1,200}$/;
-
-/** `ai/<parts joined by />` when that is a valid fiber id, else `ai/` and a SHA-256 of it. */
-async function fiberIdFor(parts: readonly string[]): Promise<string> {
-  const id = `ai/${parts.join("/")}`;
-  if (ID_PATTERN.test(id)) return id;
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(id));
-  return `ai/${Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return events;
 }
 
 /**

@@ -12,11 +12,12 @@ export {
   type LanguageModelV4Like,
 } from "./ai-sdk-model";
 export { type ChatCursor, type ChatCursorStore, idbCursorStore, memoryCursorStore } from "./chat-cursors";
+export { toAgentMessages } from "./chat-input";
 export {
   type ChatFiberClient,
   type ChatInputRequest,
+  type ChatResume,
   FiberlineChatTransport,
   type FiberlineChatTransportOptions,
-  toAgentMessages,
 } from "./chat-transport";
-export { foldResets, isDiscardedPart, UiChunkMapper } from "./ui-chunks";
+export { foldResets, isDiscardedPart, UiChunkMapper, type UiChunkMapperOptions } from "./ui-chunks";

@@ -1,0 +1,47 @@
+/**
+ * What an agent fiber gets from a `useChat` chat: the chat's messages as the agent's messages,
+ * and the fiber id a reply is idempotent by. Used by `FiberlineChatTransport`.
+ */
+
+import type { UIMessage } from "ai";
+import type { AgentInput } from "../agent/agent";
+import type { ChatMessage } from "../agent/types";
+import type { ChatInputRequest } from "./chat-transport";
+
+/**
+ * The chat's messages as the agent's: the text of each user and assistant message, in order, and
+ * a user's image files as image parts (tool parts and reasoning stay in the chat; the agent's own
+ * journal has the tool calls).
+ */
+export function toAgentMessages(messages: readonly UIMessage[]): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  for (const message of messages) {
+    const text = message.parts.flatMap((part) => (part.type === "text" ? [part.text] : [])).join("");
+    if (message.role === "user") {
+      const images = message.parts.flatMap((part) =>
+        part.type === "file" && part.mediaType.startsWith("image/")
+          ? [{ type: "image_url" as const, image_url: { url: part.url } }]
+          : [],
+      );
+      out.push({
+        role: "user",
+        content: images.length === 0 ? text : [...(text ? [{ type: "text" as const, text }] : []), ...images],
+      });
+    } else if (message.role === "assistant" && text !== "") out.push({ role: "assistant", content: text });
+  }
+  return out;
+}
+
+export function defaultInput({ messages }: ChatInputRequest<UIMessage>): AgentInput {
+  return { messages: toAgentMessages(messages) };
+}
+
+const ID_PATTERN = /^[A-Za-z0-9_.:@/-]{1,200}$/;
+
+/** The fiber id of a reply: `ai/<parts joined by />` when that is a valid fiber id, else `ai/` and a SHA-256 of it. */
+export async function fiberIdFor(parts: readonly string[]): Promise<string> {
+  const id = `ai/${parts.join("/")}`;
+  if (ID_PATTERN.test(id)) return id;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(id));
+  return `ai/${Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
