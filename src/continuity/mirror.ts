@@ -116,9 +116,10 @@ export class Mirror {
       () => this.#sync(fiberId),
     );
     this.#queues.set(fiberId, next);
-    void next.finally(() => {
+    const done = () => {
       if (this.#queues.get(fiberId) === next) this.#queues.delete(fiberId);
-    });
+    };
+    next.then(done, done);
     return next;
   }
 
