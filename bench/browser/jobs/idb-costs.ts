@@ -9,8 +9,9 @@
 import { unwrap, wrap } from "idb";
 import { IdbStore, type JournalEntry } from "../../../src/index";
 import { DB_VERSION, upgradeSchema } from "../../../src/store/idb-database";
+import { encodeSegment } from "../../../src/store/idb-rows";
 import type { JobContext } from "../protocol";
-import { deleteDatabase } from "../raw-idb";
+import { deleteDatabase, openRaw, paddedRow } from "../raw-idb";
 import { uniqueName } from "./step-jobs";
 
 function done(tx: IDBTransaction): Promise<void> {
@@ -131,6 +132,10 @@ export async function idbCosts(
     );
   const snapshot = () => ({ fiberId: id, value: { i: pos++, pad: "x".repeat(90) }, at: Date.now() });
 
+  const plainName = uniqueName("costs-plain");
+  const plain = await openRaw(plainName);
+  let plainN = 0;
+  const plainRow = () => paddedRow("raw", plainN++, 200);
   const wrapped = wrap(db);
   const engineDb = await new Promise<IDBDatabase>((resolve, reject) => {
     const r = indexedDB.open(engineName);
@@ -138,6 +143,58 @@ export async function idbCosts(
     r.onerror = () => reject(r.error);
   });
   const single: Record<string, () => Promise<void>> = {
+    // B1's two baselines, in their own database (inline [fiberId, n] keys, one small record).
+    plainRowPut: async () => {
+      const tx = plain.transaction("rows", "readwrite", d);
+      tx.objectStore("rows").put(plainRow());
+      await done(tx);
+    },
+    plainFencedCommit: async () => {
+      const tx = plain.transaction(["records", "rows"], "readwrite", d);
+      const read = req(tx.objectStore("records").get("fiber"));
+      tx.objectStore("rows").put(plainRow());
+      await read;
+      tx.commit();
+      await done(tx);
+    },
+    // The same fenced write, with the segment value and key of a step in the plain database.
+    plainFencedSegmentCommit: async () => {
+      const tx = plain.transaction(["records", "rows"], "readwrite", d);
+      const read = req(tx.objectStore("records").get("fiber"));
+      tx.objectStore("rows").put({ fiberId: "raw", n: plainN++, s: segment(pos++) });
+      await read;
+      tx.commit();
+      await done(tx);
+    },
+    // The engine's step shape in the engine's own database, by hand.
+    engineDbGetAndPutCommit: async () => {
+      const tx = engineDb.transaction(["fibers", "handles", "journalSegments"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
+      tx.objectStore("journalSegments").put(segment(pos), [1, 1_000_000 + pos++]);
+      await read;
+      tx.commit();
+      await done(tx);
+    },
+    // The same, with the segment IdbStore would write for engineStep1's entries.
+    engineDbEncodedCommit: async () => {
+      const tx = engineDb.transaction(["fibers", "handles", "journalSegments"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
+      tx.objectStore("journalSegments").put(encodeSegment([entry(id, pos), entry(id, pos + 1)]), [
+        1,
+        1_000_000 + pos++,
+      ]);
+      await read;
+      tx.commit();
+      await done(tx);
+    },
+    engineDbGetAndPutCommit2: async () => {
+      const tx = engineDb.transaction(["fibers", "journalSegments"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
+      tx.objectStore("journalSegments").put(segment(pos), [1, 1_000_000 + pos++]);
+      await read;
+      tx.commit();
+      await done(tx);
+    },
     put1: async () => {
       const tx = db.transaction(["journalSegments"], "readwrite", d);
       tx.objectStore("journalSegments").put(segment(pos), [1, pos++]);
@@ -303,6 +360,8 @@ export async function idbCosts(
   await run(single, params.reps);
   await run(batch, Math.max(5, Math.floor(params.reps / 15)));
   db.close();
+  plain.close();
+  await deleteDatabase(plainName);
   engineDb.close();
   schemaDb.close();
   await deleteDatabase(schemaName);
