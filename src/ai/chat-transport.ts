@@ -89,9 +89,10 @@ interface StoredPrefix {
  *
  * Failure semantics: the fiber id is derived from the chat id and the user message's id, so a
  * retried or doubled `sendMessages` joins the running fiber instead of starting a second one.
- * Every stream it returns starts with `start` carrying the fiber id as the assistant message's
- * id and replays the reply from its first chunk (the installed `ai` rebuilds the message from a
- * resumed stream), with text that a `message.reset` took back left out. The page going away
+ * Every stream `sendMessages` and `reconnectToStream` return starts with `start` carrying the
+ * fiber id as the assistant message's id and replays the reply from its first chunk (ai 6 and 7
+ * both rebuild the message from a resumed stream), with text that a `message.reset` took back
+ * left out; `resume` sends a kept message only what it lacks. The page going away
  * (reload, closed tab, crash) leaves the fiber running; `reconnectToStream` picks the reply up
  * again and returns `null` once the page delivered its end. `stop()` aborts the request's signal,
  * which is the only thing that aborts it in `ai` 6: the transport cancels the fiber. A tool that
@@ -108,7 +109,7 @@ interface StoredPrefix {
 export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   implements ChatTransport<UI_MESSAGE>
 {
-  /** Every stream this transport returns replays the reply from its start. */
+  /** `reconnectToStream` replays the reply from its start: the chat must reset at its `start`. */
   readonly resumeStreamIsReplay = true;
   readonly #options: FiberlineChatTransportOptions<UI_MESSAGE>;
   readonly #cursors: ChatCursorStore;

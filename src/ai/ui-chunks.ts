@@ -231,9 +231,10 @@ export function foldResets(events: readonly FiberEvent[]): FiberEvent[] {
 }
 
 /**
- * True for a part of a model step that was regenerated from scratch while the page watched: the
- * installed AI SDK cannot take a streamed part back, so the transport closes it with this mark.
- * Leave these parts out when rendering; a reload's replay no longer contains them.
+ * True for a part of a model step that was regenerated from scratch while the page watched: ai 6
+ * cannot take a streamed part back, so the transport closes it with this mark (with ai 7 and
+ * `resetStep: true` it sends `reset-step` instead, and no part has the mark). Leave these parts
+ * out when rendering; a reload's replay no longer contains them.
  *
  * @example
  * message.parts.filter((part) => !isDiscardedPart(part)).map(render)
