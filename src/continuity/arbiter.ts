@@ -62,6 +62,8 @@ export class Arbiter {
   readonly #leases = new Map<string, number>();
   /** Fibers written since the load began: what the listing says of them may be older. */
   readonly #touched = new Set<string>();
+  /** Fibers at the edge whose pushed events a crashed takeover left to move into the inbox. */
+  readonly #undrained = new Set<string>();
   #loaded: Promise<void> | undefined;
 
   constructor(options: ArbiterOptions) {
@@ -87,6 +89,20 @@ export class Arbiter {
   }
 
   /**
+   * Takes an event for `fiberId` that reached this home (the edge's `POST .../events`, a webhook):
+   * while a browser holds the fiber it is kept on the replica's lease and pushed to that browser
+   * in its next answers (it comes back shipped, at the browser's inbox seq, and is recognised by
+   * its `eventId`); otherwise it goes into the replica's inbox, after any events a takeover still
+   * has to move there. A fiber that is not a replica gets an ordinary `enqueueEvent`.
+   *
+   * Failure semantics: the event is accepted once this resolves (its buffering committed with
+   * the lease); a store error rejects with nothing of it written.
+   */
+  accept(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
+    return this.#turn(event.fiberId, () => this.#accept(event));
+  }
+
+  /**
    * Hands every live replicated fiber whose browser lease has lapsed to the edge (epoch + 1,
    * home `edge`) and resolves with their ids; the edge runtime's `recover()` then claims them.
    */
@@ -98,6 +114,11 @@ export class Arbiter {
     for (const id of lapsed) {
       const state = await this.#turn(id, () => this.#takeOver(id));
       if (state?.home === EDGE_HOME) moved.push(id);
+    }
+    // Takeovers a crash cut between the home change and moving the pushed events in.
+    for (const id of [...this.#undrained]) {
+      await this.#turn(id, () => this.#drain(id));
+      this.#undrained.delete(id);
     }
     return moved;
   }
@@ -118,6 +139,7 @@ export class Arbiter {
     this.#loaded ??= this.#store.listFibers({ status: [...LIVE] }).then(
       (live) => {
         for (const r of live) {
+          if (r.home?.home === EDGE_HOME && (r.home.pushed?.length ?? 0) > 0) this.#undrained.add(r.id);
           if (this.#touched.has(r.id) || r.home === undefined || r.home.home === EDGE_HOME) continue;
           this.#leases.set(r.id, r.home.until);
         }
@@ -215,10 +237,12 @@ export class Arbiter {
       (e) => e.type === "commit" && e.group.fiber?.status !== undefined && isTerminal(e.group.fiber.status),
     );
     this.#note(fiberId, ended || isTerminal(record.status) ? undefined : current.until);
+    const events = current.pushed ?? [];
     return {
       status: "ok",
       appliedPos: current.appliedPos,
       leaseMs: Math.max(0, current.until - this.#clock()),
+      ...(events.length > 0 ? { events } : {}),
     };
   }
 
@@ -228,8 +252,11 @@ export class Arbiter {
     entry: Extract<ShippedEntry, { type: "event" }>,
   ): Promise<HomeLease> {
     const origin = entry.eventId.slice(0, entry.eventId.lastIndexOf(":"));
-    const { seq, name, payload, at } = entry.event;
-    const applied = { ...lease, appliedPos: entry.pos };
+    const { seq, name, payload, at, eventId } = entry.event;
+    // An event this arbiter pushed comes back under the id it was accepted with: it is the
+    // browser's now, at the browser's seq, and is pushed no more.
+    const pushed = withoutPushed(lease, eventId);
+    const applied = { ...pushed, appliedPos: entry.pos };
     if (seq <= (lease.eventMarks[origin] ?? 0)) return applied;
     const inbox = await this.#store.readInbox(fiberId);
     const top = inbox.at(-1)?.seq ?? 0;
@@ -237,7 +264,7 @@ export class Arbiter {
     // Held already: enqueued by an earlier try whose position never got recorded.
     if (!holdsEvent(inbox, entry.event)) {
       if (top >= seq) throw malformed(fiberId, `inbox seq ${seq} holds another event`);
-      await this.#store.enqueueEvent({ fiberId, name, payload, at });
+      await this.#store.enqueueEvent({ fiberId, name, payload, at, ...(eventId ? { eventId } : {}) });
     }
     return { ...applied, eventMarks: { ...lease.eventMarks, [origin]: seq } };
   }
@@ -280,12 +307,16 @@ export class Arbiter {
         this.#note(fiberId, state.until);
         return state;
       }
+      // Pushed events the browser never shipped back go into the inbox, after what it holds.
+      const pushed = state.pushed ?? [];
+      const base = pushed.length > 0 ? ((await this.#store.readInbox(fiberId)).at(-1)?.seq ?? 0) : undefined;
       const next: HomeLease = {
         ...state,
         home: EDGE_HOME,
         formerHome: state.home,
         epoch: state.epoch + 1,
         until: now + this.#leaseMs,
+        ...(base === undefined ? {} : { drainBase: base }),
       };
       // The browser's marker goes, so the edge runtime's recover() claims the fiber.
       const release: Partial<FiberRecord> =
@@ -295,10 +326,67 @@ export class Arbiter {
       ]);
       if (fenced.length === 0) {
         this.#note(fiberId, undefined);
-        return next;
+        return (await this.#drain(fiberId)) ?? next;
       }
     }
     throw new FiberlineError("store_error", `Fiber ${fiberId} kept changing while the edge took it over.`);
+  }
+
+  async #accept(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
+    const fiberId = event.fiberId;
+    for (let tries = 0; tries < 8; tries++) {
+      const record = await this.#store.getFiber(fiberId);
+      let state = record?.home;
+      if (record === undefined || state === undefined) return this.#store.enqueueEvent(event);
+      if (state.home !== EDGE_HOME && !isTerminal(record.status) && state.until <= this.#clock())
+        state = (await this.#takeOver(fiberId)) ?? state;
+      if (state.home === EDGE_HOME || isTerminal(record.status)) {
+        await this.#drain(fiberId);
+        return this.#store.enqueueEvent(event);
+      }
+      const n = (state.pushSeq ?? 0) + 1;
+      const pushed = { eventId: `${EDGE_HOME}:${n}`, name: event.name, payload: event.payload, at: event.at };
+      const next: HomeLease = { ...state, pushSeq: n, pushed: [...(state.pushed ?? []), pushed] };
+      const { fenced } = await this.#store.commit([
+        { fiberId, generation: record.generation, fiber: { home: next } },
+      ]);
+      // Not in the inbox yet: its seq is the browser's to give (0 until then).
+      if (fenced.length === 0) return { fiberId, seq: 0, ...pushed };
+    }
+    throw new FiberlineError(
+      "store_error",
+      `Fiber ${fiberId} kept changing while an event for it was accepted.`,
+    );
+  }
+
+  /**
+   * Moves the pushed events of a fiber the edge took over into its inbox, each once: the inbox
+   * grows only here and through `accept` (both in the fiber's turn), so the events past
+   * `drainBase` are the ones an interrupted drain already moved.
+   */
+  async #drain(fiberId: string): Promise<HomeLease | undefined> {
+    for (let tries = 0; tries < 8; tries++) {
+      const record = await this.#store.getFiber(fiberId);
+      const state = record?.home;
+      if (record === undefined || state === undefined) return undefined;
+      const pushed = state.pushed ?? [];
+      if (state.home !== EDGE_HOME || pushed.length === 0) return state;
+      const inbox = await this.#store.readInbox(fiberId);
+      const base = state.drainBase ?? inbox.at(-1)?.seq ?? 0;
+      for (const [i, event] of pushed.entries()) {
+        if (inbox.some((e) => e.seq === base + i + 1)) continue;
+        await this.#store.enqueueEvent({ fiberId, ...event });
+      }
+      const { pushed: _pushed, drainBase: _base, ...drained } = state;
+      const { fenced } = await this.#store.commit([
+        { fiberId, generation: record.generation, fiber: { home: drained } },
+      ]);
+      if (fenced.length === 0) return drained;
+    }
+    throw new FiberlineError(
+      "store_error",
+      `Fiber ${fiberId} kept changing while its pushed events moved in.`,
+    );
   }
 
   #turn<T>(fiberId: string, work: () => Promise<T>): Promise<T> {
@@ -348,6 +436,12 @@ function replicaGroup(fiberId: string, generation: number, group: WriteGroup): W
  * The answer to a sender that does not hold the fiber. The home that held it last learns how much
  * of its epoch the replica holds; any other sender has none of its positions there.
  */
+/** `lease` without the pushed event `eventId` (it came back shipped). */
+function withoutPushed(lease: HomeLease, eventId: string | undefined): HomeLease {
+  if (eventId === undefined || !lease.pushed?.some((p) => p.eventId === eventId)) return lease;
+  return { ...lease, pushed: lease.pushed.filter((p) => p.eventId !== eventId) };
+}
+
 /** Whether `inbox` holds `event` at its seq (the same name, time and payload). */
 function holdsEvent(inbox: readonly InboxEvent[], event: InboxEvent): boolean {
   const row = inbox.find((e) => e.seq === event.seq);

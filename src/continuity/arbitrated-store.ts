@@ -8,7 +8,9 @@
  * lease the runtime could override.
  */
 
-import type { ClaimRequest, ClaimResult } from "../core/store";
+import type { InboxEvent } from "../core/records";
+import type { ClaimRequest, ClaimResult, Store } from "../core/store";
+import type { Arbiter } from "./arbiter";
 import { ForwardingStore } from "./forwarding-store";
 import { EDGE_HOME } from "./protocol";
 
@@ -17,6 +19,22 @@ const TAKEOVER_RETRY_MS = 500;
 
 /** The edge runtime's view of the replica store. */
 export class ArbitratedStore extends ForwardingStore {
+  readonly #arbiter: Arbiter | undefined;
+
+  /**
+   * With `arbiter`, every event for a replica goes through it (`Arbiter.accept`): one a browser's
+   * fiber must get is pushed to that browser, and the replica's inbox grows only in the arbiter's
+   * order. Without it, events go straight into the store.
+   */
+  constructor(inner: Store, arbiter?: Arbiter) {
+    super(inner);
+    this.#arbiter = arbiter;
+  }
+
+  override enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
+    return this.#arbiter ? this.#arbiter.accept(event) : this.inner.enqueueEvent(event);
+  }
+
   override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
     const record = await this.inner.getFiber(id);
     const home = record?.home;

@@ -45,13 +45,28 @@ export interface Shipment {
   entries: ShippedEntry[];
 }
 
+/**
+ * An event the arbiter accepted while a browser held the fiber (a webhook, another device), pushed
+ * to that browser in its answers until the browser ships it back as part of its history.
+ * `eventId` is `edge:<n>`; the browser enqueues the event with it (`InboxEvent.eventId`), once.
+ */
+export interface PushedEvent {
+  eventId: string;
+  name: string;
+  payload: unknown;
+  /** When the arbiter accepted it (its clock). */
+  at: number;
+}
+
 /** The arbiter's answer to a shipment. */
 export type ShipmentAnswer =
   /**
    * Applied (or already held): the replica holds every position up to `appliedPos`, and the
-   * sender's lease runs `leaseMs` more (a duration: the two clocks differ).
+   * sender's lease runs `leaseMs` more (a duration: the two clocks differ). `events`: the events
+   * the arbiter holds for the sender to enqueue (see `PushedEvent`), again in every answer until
+   * they are shipped back.
    */
-  | { status: "ok"; appliedPos: number; leaseMs: number }
+  | { status: "ok"; appliedPos: number; leaseMs: number; events?: PushedEvent[] }
   /**
    * `409 fenced`: the sender's epoch is over; `home` runs the fiber under `epoch`. `appliedPos`
    * is how far the replica holds the epoch just before it: the sender's positions up to there

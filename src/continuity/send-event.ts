@@ -8,6 +8,7 @@
 
 import type { Runtime } from "../core/runtime";
 import type { Outbox } from "./outbox";
+import type { PushedEvent } from "./protocol";
 import type { ReplicatingStore } from "./replicating-store";
 
 /** Where a browser host's replicated events go. */
@@ -37,4 +38,32 @@ export async function sendShippedEvent(
     runtime.sendEvent(fiberId, name, payload),
   );
   if (positions.length > 0) await outbox.acknowledged(fiberId, Math.max(...positions));
+}
+
+/**
+ * The `onEvents` of a browser's `Shipper`: enqueues each event the arbiter pushed (a webhook that
+ * reached the edge while this browser holds the fiber) through `runtime.sendEvent` with its
+ * `eventId`, so the fiber gets it as it gets a page's event, and the replicating store ships it
+ * back as part of the history, where the arbiter knows it by that id. An event the local inbox
+ * already holds (pushed again after a restart, before it was shipped back) is skipped, so each is
+ * buffered here once.
+ *
+ * Failure semantics: an event that cannot be enqueued (the fiber ended here, or moved away)
+ * rejects; the shipper reports it and the next answer pushes it again, and a takeover moves it
+ * into the edge's inbox. The local store must keep `InboxEvent.eventId` (`MemoryStore` does).
+ *
+ * @example
+ * const shipper = new Shipper({ outbox, home, send, onEvents: enqueuePushedEvents(runtime) });
+ */
+export function enqueuePushedEvents(
+  runtime: Runtime,
+): (fiberId: string, events: readonly PushedEvent[]) => Promise<void> {
+  return async (fiberId, events) => {
+    const held = new Set((await runtime.store.readInbox(fiberId)).map((e) => e.eventId));
+    for (const event of events) {
+      if (held.has(event.eventId)) continue;
+      await runtime.sendEvent(fiberId, event.name, event.payload, { eventId: event.eventId });
+      held.add(event.eventId);
+    }
+  };
 }

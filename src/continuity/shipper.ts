@@ -14,6 +14,7 @@ import {
   leaseDeadline,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
+  type PushedEvent,
   type Shipment,
   type ShipmentAnswer,
 } from "./protocol";
@@ -33,6 +34,13 @@ export interface ShipperOptions {
   retry?: { initialMs?: number; maxMs?: number };
   /** Batch limits (default 256 positions, 256 KiB). */
   batch?: { entries?: number; bytes?: number };
+  /**
+   * Takes the events the arbiter pushed for `fiberId` (accepted at the edge while this browser
+   * holds the fiber) and enqueues them here, each once, with its `eventId` (`enqueuePushedEvents`
+   * in send-event.ts does it through the runtime). Awaited before the fiber's next shipment, so
+   * they ship back in order. Without it, pushed events wait at the arbiter until a takeover.
+   */
+  onEvents?(fiberId: string, events: PushedEvent[]): Promise<void> | void;
   /** Where the shipper reports what it cannot fix by retrying (default `console.error`). */
   onError?(error: unknown, fiberId: string): void;
 }
@@ -63,6 +71,9 @@ export class Shipper {
   readonly #maxMs: number;
   readonly #limits: { entries: number; bytes: number };
   readonly #report: (error: unknown, fiberId: string) => void;
+  readonly #onEvents: ShipperOptions["onEvents"];
+  /** Per fiber, the pushed events handed to `onEvents` already (they are pushed until shipped back). */
+  readonly #handed = new Map<string, Set<string>>();
   readonly #inFlight = new Set<string>();
   readonly #failures = new Map<string, number>();
   readonly #retryTimers = new Map<string, ReturnType<typeof setTimeout>>();
@@ -88,6 +99,7 @@ export class Shipper {
     this.#report =
       options.onError ??
       ((error, id) => console.error(`[fiberline/continuity] shipping fiber ${id}:`, error));
+    this.#onEvents = options.onEvents;
     this.#unsubscribe = this.#outbox.onAppend((id) => this.kick(id));
   }
 
@@ -136,11 +148,34 @@ export class Shipper {
       this.#retryLater(fiberId);
       return;
     }
-    this.#inFlight.delete(fiberId);
     this.#failures.delete(fiberId);
-    if (this.#stopped) return;
+    if (this.#stopped) {
+      this.#inFlight.delete(fiberId);
+      return;
+    }
     this.#answer(fiberId, answer, sentAt);
+    if (answer.status === "ok" && answer.events !== undefined) await this.#take(fiberId, answer.events);
+    else if (answer.status === "ok") this.#handed.delete(fiberId);
+    this.#inFlight.delete(fiberId);
     if (this.#outbox.hasPending(fiberId)) this.kick(fiberId);
+  }
+
+  /** Hands the pushed events not handed yet to `onEvents` (in order; a failure is retried on the next answer). */
+  async #take(fiberId: string, events: PushedEvent[]): Promise<void> {
+    if (this.#onEvents === undefined) return;
+    const handed = this.#handed.get(fiberId) ?? new Set<string>();
+    this.#handed.set(fiberId, handed);
+    // Forget what the arbiter no longer pushes: it came back shipped.
+    const pushed = new Set(events.map((e) => e.eventId));
+    for (const id of handed) if (!pushed.has(id)) handed.delete(id);
+    const fresh = events.filter((e) => !handed.has(e.eventId));
+    if (fresh.length === 0) return;
+    try {
+      await this.#onEvents(fiberId, fresh);
+      for (const e of fresh) handed.add(e.eventId);
+    } catch (error) {
+      this.#report(error, fiberId);
+    }
   }
 
   #answer(fiberId: string, answer: ShipmentAnswer, sentAt: number): void {

@@ -100,6 +100,16 @@ export interface HomeLease {
   formerHome?: string;
   /** Per home, the highest local inbox seq of its events the replica holds (dedupes re-shipped events). */
   eventMarks: Record<string, number>;
+  /**
+   * Events the arbiter accepted while a browser held the fiber (a webhook), not yet shipped back
+   * by that browser: pushed to it in every answer until they are, and moved into the replica's
+   * inbox if the edge takes the fiber over first.
+   */
+  pushed?: Array<{ eventId: string; name: string; payload: unknown; at: number }>;
+  /** The number of the last event the arbiter accepted for this fiber (`edge:<n>`). */
+  pushSeq?: number;
+  /** Set while a takeover moves `pushed` into the inbox: the inbox's last seq before it began. */
+  drainBase?: number;
 }
 
 /** The kinds of journaled operations. */
@@ -178,6 +188,12 @@ export interface InboxEvent {
   at: number;
   /** Journal position of the wait that consumed it, once consumed. */
   consumedBy?: number;
+  /**
+   * Continuity (docs/design/continuity.md, "Events"): the id the event got in the home that first
+   * accepted it, when that was not this one (an event the arbiter accepted and pushed to the
+   * browser: `edge:<n>`). Shipped back with it, so the arbiter knows it for the event it pushed.
+   */
+  eventId?: string;
 }
 
 /** A chunk as readers see it (no `fiberId`). */

@@ -258,7 +258,12 @@ export class Runtime {
   }
 
   /** Sends an event to a fiber; a `waitForEvent` for `name` receives `payload` (buffered until then). */
-  async sendEvent(id: string, name: string, payload?: unknown): Promise<void> {
+  async sendEvent(
+    id: string,
+    name: string,
+    payload?: unknown,
+    options?: { /** Continuity: the id another home gave the event (see `InboxEvent.eventId`). */ eventId?: string },
+  ): Promise<void> {
     this.#assertOpen();
     assertValidId(id);
     assertArgument(
@@ -274,7 +279,13 @@ export class Runtime {
         `Fiber ${id} already ended (${record.status}); it takes no more events.`,
       );
     }
-    const event = await this.store.enqueueEvent({ fiberId: id, name, payload, at: this.#clock() });
+    const event = await this.store.enqueueEvent({
+      fiberId: id,
+      name,
+      payload,
+      at: this.#clock(),
+      ...(options?.eventId === undefined ? {} : { eventId: options.eventId }),
+    });
     await this.#runner.deliver(id, event);
   }
 

@@ -182,7 +182,7 @@ class Host implements DurableObjectHost {
           ...(options.continuity.leaseMs === undefined ? {} : { leaseMs: options.continuity.leaseMs }),
         })
       : undefined;
-    const store = this.#arbiter ? new ArbitratedStore(this.store) : this.store;
+    const store = this.#arbiter ? new ArbitratedStore(this.store, this.#arbiter) : this.store;
     this.runtime = options.runtime({ store, locks: objectLocks(), leaseMs: 60_000 });
     if (this.runtime.store !== store) {
       throw new FiberlineError(

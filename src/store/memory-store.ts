@@ -157,7 +157,7 @@ export class MemoryStore implements Store {
 
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     this.#assertOpen();
-    const { fiberId, name, payload, at } = cloneIn("enqueueEvent", event);
+    const { fiberId, name, payload, at, eventId } = cloneIn("enqueueEvent", event);
     const record = this.#fibers.get(fiberId);
     assertTakesEvents(fiberId, record);
     const due = dueForEvent(record as FiberRecord, { name, at });
@@ -165,7 +165,7 @@ export class MemoryStore implements Store {
     const inbox = rowsOf(this.#inboxes, fiberId);
     let seq = 1;
     for (const taken of inbox.keys()) seq = Math.max(seq, taken + 1);
-    const stored: InboxEvent = { fiberId, seq, name, payload, at };
+    const stored: InboxEvent = { fiberId, seq, name, payload, at, ...(eventId === undefined ? {} : { eventId }) };
     inbox.set(seq, stored);
     return cloneValue(stored);
   }

@@ -2,7 +2,8 @@
  * A test Worker for continuity at the edge (bundled by `continuity.test.ts`): one Durable Object
  * per fiber, each the arbiter of the fibers a Node-side "browser" replicates to it, with a short
  * lease (`LEASE_MS`). The fiber reports each step it runs to `env.LEDGER`, so the test counts
- * effects outside both homes.
+ * effects outside both homes. `approval` waits for an event and then reports, in a step, that the
+ * edge consumed it.
  */
 
 import { createRuntime, defineFiber } from "../../index";
@@ -35,12 +36,25 @@ function job(env: Env) {
   });
 }
 
+/** Waits for "approval", then reports in a step that the edge consumed it. */
+function approval(env: Env) {
+  return defineFiber("approval", {
+    async run(ctx) {
+      const answer = await ctx.waitForEvent<unknown>("approval");
+      return await ctx.step("after", async ({ attempt }) => {
+        await record(env, ctx.id, "after", attempt);
+        return { answer, where: "edge" };
+      });
+    },
+  });
+}
+
 export class FiberObject {
   readonly host;
 
   constructor(ctx: DurableObjectStateLike, env: Env) {
     this.host = createDurableObjectHost(ctx, {
-      runtime: (parts) => createRuntime({ ...parts, fibers: [job(env)] }),
+      runtime: (parts) => createRuntime({ ...parts, fibers: [job(env), approval(env)] }),
       continuity: { leaseMs: Number(env.LEASE_MS) },
       keepAliveMs: 500,
     });

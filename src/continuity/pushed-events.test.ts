@@ -1,0 +1,192 @@
+/**
+ * Events that reach the arbiter while a browser holds the fiber (a webhook at the edge), in one
+ * process on `MemoryStore`s: the arbiter keeps the event on the lease and pushes it in its answers
+ * (heartbeats included); the browser enqueues it once however often it is pushed, ships it back
+ * as part of its history, and the arbiter knows it by its `eventId`: the replica holds it once
+ * and pushes it no more. If the browser dies right after the push, before shipping it back, the
+ * takeover moves it into the edge's inbox and the edge consumes it, once. Effects are counted
+ * outside both homes.
+ */
+
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { defineFiber } from "../core/define";
+import { createRuntime, type Runtime } from "../core/runtime";
+import { MemoryStore } from "../store/memory-store";
+import { Arbiter } from "./arbiter";
+import { ArbitratedStore } from "./arbitrated-store";
+import { Outbox } from "./outbox";
+import { browserHome, EDGE_HOME, type PushedEvent } from "./protocol";
+import { ReplicatingStore } from "./replicating-store";
+import { enqueuePushedEvents } from "./send-event";
+import { Shipper } from "./shipper";
+
+const HOME = browserHome("d1");
+const opened: Runtime[] = [];
+const stoppers: Array<() => void> = [];
+
+afterEach(async () => {
+  for (const stop of stoppers.splice(0)) stop();
+  for (const runtime of opened.splice(0)) await runtime.close().catch(() => {});
+});
+
+/** Waits for "approval", then records in a step which home consumed it. */
+function approval(effects: string[], where: string) {
+  return defineFiber("approval", {
+    async run(ctx) {
+      const answer = await ctx.waitForEvent<{ ok: boolean }>("approval");
+      return await ctx.step("after", async () => {
+        effects.push(where);
+        return { answer, where };
+      });
+    },
+  });
+}
+
+function wait(check: () => unknown): Promise<void> {
+  return vi.waitFor(async () => expect(await check()).toBe(true), { timeout: 10_000, interval: 10 });
+}
+
+/** A browser and an edge home; `pushed` decides what the browser does with pushed events. */
+function homes(
+  onPushed?: (fiberId: string, events: PushedEvent[], enqueue: () => Promise<void>) => Promise<void>,
+) {
+  const effects: string[] = [];
+  let arbiterNow = Date.now();
+  const edgeStore = new MemoryStore();
+  const arbiter = new Arbiter({ store: edgeStore, clock: () => arbiterNow, leaseMs: 30_000 });
+  const edge = createRuntime({
+    store: new ArbitratedStore(edgeStore, arbiter),
+    fibers: [approval(effects, "edge")],
+    pollIntervalMs: 10,
+  });
+  const local = new MemoryStore();
+  const outbox = new Outbox();
+  const store = new ReplicatingStore(local, { outbox, home: HOME, replicates: () => true });
+  const browser = createRuntime({
+    store,
+    fibers: [approval(effects, "browser")],
+    replication: outbox,
+    pollIntervalMs: 10,
+  });
+  const take = enqueuePushedEvents(browser);
+  const pushes: string[][] = [];
+  const shipper = new Shipper({
+    outbox,
+    home: HOME,
+    heartbeatMs: 20,
+    send: (fiberId, shipment) => arbiter.receive(fiberId, shipment),
+    onEvents: async (fiberId, events) => {
+      pushes.push(events.map((e) => e.eventId));
+      if (onPushed) await onPushed(fiberId, events, () => take(fiberId, events));
+      else await take(fiberId, events);
+    },
+  });
+  shipper.start();
+  opened.push(edge, browser);
+  stoppers.push(() => shipper.stop());
+  return {
+    effects,
+    arbiter,
+    edge,
+    edgeStore,
+    browser,
+    local,
+    outbox,
+    shipper,
+    pushes,
+    lapse() {
+      arbiterNow += 31_000;
+    },
+  };
+}
+
+describe("events pushed to the browser", () => {
+  it("a webhook while the browser holds the fiber is pushed to it, consumed there once, and shipped back once", async () => {
+    const h = homes();
+    await h.browser.start("approval", null, { id: "f1" });
+    await wait(async () => (await h.edgeStore.getFiber("f1"))?.status === "waiting");
+
+    // The webhook reaches the edge: buffered on the lease, not in the replica's inbox.
+    await h.edge.sendEvent("f1", "approval", { ok: true });
+    const held = await h.arbiter.state("f1");
+    expect(held?.pushed?.map((e) => e.eventId)).toEqual([`${EDGE_HOME}:1`]);
+    expect(await h.edgeStore.readInbox("f1")).toEqual([]);
+
+    // A heartbeat's answer pushes it; the browser's fiber consumes it and ends; it ships back.
+    await wait(async () => (await h.edgeStore.getFiber("f1"))?.status === "completed");
+    expect(h.effects).toEqual(["browser"]);
+    expect((await h.edgeStore.getFiber("f1"))?.result).toEqual({ answer: { ok: true }, where: "browser" });
+    const local = await h.local.readInbox("f1");
+    expect(local).toHaveLength(1);
+    expect(local[0]).toMatchObject({ eventId: `${EDGE_HOME}:1`, payload: { ok: true } });
+    const replica = await h.edgeStore.readInbox("f1");
+    expect(replica).toHaveLength(1);
+    expect(replica[0]).toMatchObject({ seq: 1, name: "approval", payload: { ok: true } });
+    expect((await h.arbiter.state("f1"))?.pushed ?? []).toEqual([]);
+    // Pushed in more than one answer (heartbeats until it came back), enqueued once all the same.
+    expect(h.pushes.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it("pushes again to a browser that restarted before shipping it back, which enqueues it once", async () => {
+    // The first answers' pushes reach a browser that keeps them but "forgets" it handed them:
+    // the local inbox, not the shipper's memory, must stop the second copy.
+    let calls = 0;
+    const h = homes(async (_fiberId, _events, enqueue) => {
+      calls++;
+      await enqueue();
+      if (calls === 1) await enqueue(); // the same push handed over again (a restarted shipper)
+    });
+    await h.browser.start("approval", null, { id: "f2" });
+    await wait(async () => (await h.edgeStore.getFiber("f2"))?.status === "waiting");
+    await h.edge.sendEvent("f2", "approval", { ok: true });
+    await wait(async () => (await h.edgeStore.getFiber("f2"))?.status === "completed");
+    expect(await h.local.readInbox("f2")).toHaveLength(1);
+    expect(await h.edgeStore.readInbox("f2")).toHaveLength(1);
+    expect(h.effects).toEqual(["browser"]);
+  });
+
+  it("a browser that dies right after the push leaves the event to the edge's takeover, consumed there once", async () => {
+    let died = false;
+    const h = homes(async (_fiberId, _events, enqueue) => {
+      if (died) return;
+      died = true;
+      // The push arrives and is enqueued here; the browser dies before shipping it back.
+      await enqueue();
+      h.shipper.stop();
+    });
+    await h.browser.start("approval", null, { id: "f3" });
+    await wait(async () => (await h.edgeStore.getFiber("f3"))?.status === "waiting");
+    await h.edge.sendEvent("f3", "approval", { ok: true });
+    await wait(() => died);
+    await h.browser.close();
+    expect(h.effects).toEqual([]); // its step after the wait never started (Rule A)
+    expect(await h.edgeStore.readInbox("f3")).toEqual([]);
+
+    h.lapse();
+    expect(await h.arbiter.takeOverLapsed()).toEqual(["f3"]);
+    const inbox = await h.edgeStore.readInbox("f3");
+    expect(inbox).toHaveLength(1);
+    expect(inbox[0]).toMatchObject({ name: "approval", payload: { ok: true }, eventId: `${EDGE_HOME}:1` });
+    expect(await h.arbiter.state("f3")).toMatchObject({ home: EDGE_HOME, epoch: 2 });
+    expect((await h.arbiter.state("f3"))?.pushed).toBeUndefined();
+    await h.edge.recover();
+    await wait(async () => (await h.edgeStore.getFiber("f3"))?.status === "completed");
+    expect(h.effects).toEqual(["edge"]);
+    expect(await h.edgeStore.readInbox("f3")).toHaveLength(1);
+  });
+
+  it("a webhook after the takeover goes straight into the edge's inbox", async () => {
+    const h = homes();
+    await h.browser.start("approval", null, { id: "f4" });
+    await wait(async () => (await h.edgeStore.getFiber("f4"))?.status === "waiting");
+    h.shipper.stop();
+    await h.browser.close();
+    h.lapse();
+    await h.edge.sendEvent("f4", "approval", { ok: false });
+    expect(await h.arbiter.state("f4")).toMatchObject({ home: EDGE_HOME });
+    await h.edge.recover();
+    await wait(async () => (await h.edgeStore.getFiber("f4"))?.status === "completed");
+    expect(h.effects).toEqual(["edge"]);
+    expect(await h.edgeStore.readInbox("f4")).toHaveLength(1);
+  });
+});
