@@ -13,12 +13,13 @@
  * default ports are taken).
  */
 
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, type Page, test } from "@playwright/test";
 import { decodeValue } from "../../src/edge/value-codec";
 import { crashBrowser, type LaunchedBrowser, launchBrowser, relaunchBrowser } from "../support/browser";
+import { startEdge } from "../support/edge";
 import { type LedgerServer, type Started, startEdgeWorker, startLedger, startPage } from "./servers";
 
 const PAGE_PORT = 5620;
@@ -46,6 +47,8 @@ test.beforeAll(async () => {
 test.afterAll(async () => {
   for (const b of browsers) await crashBrowser(b).catch(() => {});
   await Promise.all([edge?.kill(), site?.kill(), ledger?.close()]);
+  // wrangler's bundles of edge-worker.ts (ignored by git, but not by every tool).
+  rmSync(join(import.meta.dirname, ".wrangler"), { recursive: true, force: true });
 });
 
 interface Seen {
@@ -57,9 +60,9 @@ interface Seen {
 const pageUrl = () =>
   `${site.url}/index.html?${new URLSearchParams({ edge: `${edge.url}/__fiberline`, ledger: ledger.url, lease: String(LEASE_MS) })}`;
 
-async function openPage(b: LaunchedBrowser): Promise<Page> {
+async function openPage(b: LaunchedBrowser, url = pageUrl()): Promise<Page> {
   const page = await b.context.newPage();
-  await page.goto(pageUrl());
+  await page.goto(url);
   await page.waitForFunction(() => "cx" in window);
   await page.evaluate(() => (window as unknown as { cx: { ready(): Promise<boolean> } }).cx.ready());
   return page;
@@ -209,4 +212,107 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
   console.log(
     `[continuity] ticks ${ticks.length} (effects: browser ${tickEffects.filter((e) => e.where === "browser").length}, edge ${tickEffects.filter((e) => e.where === "edge").length}); tool calls ${results.length} (effects: browser ${toolEffects.filter((e) => e.where === "browser").length}, edge ${toolEffects.filter((e) => e.where === "edge").length})`,
   );
+});
+
+test("a browser without the fiber restores it from its user's edge, sends the page's event there, and another user cannot read it", async () => {
+  test.setTimeout(150_000);
+  // examples/edge under wrangler dev: one Durable Object per user, every route behind a token.
+  const example = await startEdge({ port: 5630, leaseMs: 3_000, allowedOrigins: [site.url] });
+  try {
+    const alice = await example.token("alice");
+    const bob = await example.token("bob");
+    const urlFor = (token: string) =>
+      `${site.url}/index.html?${new URLSearchParams({ sw: "example", edge: example.prefixUrl, lease: "3000", token })}`;
+    const replica = async (token: string) => {
+      const response = await fetch(`${example.prefixUrl}/fibers/approval-1/replica?after=0`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      if (response.status !== 200) return { status: response.status };
+      const body = decodeValue(await response.text()) as {
+        record: { home?: { home: string } };
+        chunks: Seen[];
+      };
+      return { status: 200, home: body.record.home?.home, chunks: body.chunks };
+    };
+
+    // Alice's first browser starts a fiber that waits for her approval, and is killed.
+    const first = await launchBrowser({
+      userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-a-")),
+    });
+    browsers.push(first);
+    const page = await openPage(first, urlFor(alice));
+    await page.evaluate(() =>
+      (window as unknown as { cx: { start(n: string, i: unknown, id: string): Promise<string> } }).cx.start(
+        "approval",
+        null,
+        "approval-1",
+      ),
+    );
+    await expect.poll(async () => (await replica(alice)).status, { timeout: 20_000 }).toBe(200);
+    await crashBrowser(first);
+    await expect.poll(async () => (await replica(alice)).home, { timeout: 20_000 }).toBe("edge");
+
+    // Another browser of hers (a new device, or a profile whose IndexedDB was wiped) has never
+    // seen the fiber: it restores it from the edge, and her approval goes there.
+    const second = await launchBrowser({
+      userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-b-")),
+    });
+    browsers.push(second);
+    const other = await openPage(second, urlFor(alice));
+    expect(
+      await other.evaluate(() =>
+        (window as unknown as { cx: { get(id: string): Promise<unknown> } }).cx.get("approval-1"),
+      ),
+    ).toMatchObject({
+      status: "waiting",
+    });
+    await other.evaluate(() =>
+      (window as unknown as { cx: { read(id: string): void } }).cx.read("approval-1"),
+    );
+    await expect
+      .poll(async () => (await chunks(other, "approval-1")).length, { timeout: 10_000 })
+      .toBeGreaterThan(0);
+    await other.evaluate(() =>
+      (
+        window as unknown as { cx: { sendEvent(id: string, n: string, p: unknown): Promise<void> } }
+      ).cx.sendEvent("approval-1", "approval", { approved: true }),
+    );
+    await expect
+      .poll(
+        () =>
+          other.evaluate(() =>
+            (window as unknown as { cx: { state(id: string): string } }).cx.state("approval-1"),
+          ),
+        {
+          timeout: 20_000,
+        },
+      )
+      .toBe("done");
+    const shown = await chunks(other, "approval-1");
+    expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
+    expect(shown.find((c) => c.type === "approved")?.data).toEqual({
+      answer: { approved: true },
+      where: "edge",
+    });
+    expect(shown.at(-1)?.type).toBe("fiber.end");
+    const held = await replica(alice);
+    expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
+      (held.chunks ?? []).map((c) => [c.seq, c.type, c.data]),
+    );
+
+    // Bob's browser asks for the same id: his edge has no such fiber, so neither has his page.
+    expect((await replica(bob)).status).toBe(404);
+    const third = await launchBrowser({
+      userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-c-")),
+    });
+    browsers.push(third);
+    const stranger = await openPage(third, urlFor(bob));
+    expect(
+      await stranger.evaluate(() =>
+        (window as unknown as { cx: { get(id: string): Promise<unknown> } }).cx.get("approval-1"),
+      ),
+    ).toBeUndefined();
+  } finally {
+    await example.kill();
+  }
 });

@@ -1,5 +1,5 @@
 /**
- * The page of the continuity e2e: connects to `sw.ts` with `fiberline/client` and exposes
+ * The page of the continuity e2e: connects to `sw.ts` (or `sw-example.ts`) with `fiberline/client` and exposes
  * `window.cx` for the spec: start a fiber, and read a fiber's stream from seq 1 the way any page
  * does, keeping every chunk it got (`chunks(id)`), so the spec sees what a page shows.
  */
@@ -7,13 +7,17 @@
 import { connect, type FiberlineClient } from "../../src/client/index";
 
 const params = new URLSearchParams(location.search);
+// `?sw=example`: the worker for examples/edge (`sw-example.ts`), with the user's `token`.
+const example = params.get("sw") === "example";
 const sw = new URLSearchParams({
   edge: params.get("edge") ?? "http://localhost:5621/__fiberline",
-  ledger: params.get("ledger") ?? "http://localhost:5623",
   lease: params.get("lease") ?? "5000",
+  ...(example
+    ? { token: params.get("token") ?? "" }
+    : { ledger: params.get("ledger") ?? "http://localhost:5623" }),
 });
 const clientPromise: Promise<FiberlineClient> = connect({
-  scriptUrl: `/sw.js?${sw}`,
+  scriptUrl: `/${example ? "sw-example" : "sw"}.js?${sw}`,
   registerOptions: { type: "module", scope: "/" },
   timeoutMs: 20_000,
 });
@@ -57,6 +61,9 @@ const cx = {
   },
   async get(id: string): Promise<unknown> {
     return (await clientPromise).get(id);
+  },
+  async sendEvent(id: string, name: string, payload: unknown): Promise<void> {
+    await (await clientPromise).sendEvent(id, name, payload);
   },
 };
 

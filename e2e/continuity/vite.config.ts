@@ -1,6 +1,6 @@
 /**
- * Builds the continuity e2e's page (`index.html` + `page.ts`) and its Service Worker (`sw.ts`,
- * emitted at `/sw.js`, root scope) into `dist/e2e-continuity`; the spec serves it with
+ * Builds the continuity e2e's page (`index.html` + `page.ts`) and its Service Workers (`sw.ts` at
+ * `/sw.js`, `sw-example.ts` at `/sw-example.js`, root scope) into `dist/e2e-continuity`; the spec serves it with
  * `vite preview` on `FIBERLINE_CONTINUITY_PORT` (default 5620).
  */
 
@@ -20,11 +20,14 @@ export default defineConfig({
     minify: false,
     sourcemap: true,
     rolldownOptions: {
-      input: { index: `${root}index.html`, sw: `${root}sw.ts` },
+      input: { index: `${root}index.html`, sw: `${root}sw.ts`, "sw-example": `${root}sw-example.ts` },
       output: {
-        entryFileNames: (chunk) => (chunk.name === "sw" ? "sw.js" : "assets/[name]-[hash].js"),
+        entryFileNames: (chunk) =>
+          chunk.name === "sw" || chunk.name === "sw-example" ? `${chunk.name}.js` : "assets/[name]-[hash].js",
       },
     },
   },
+  // examples/edge imports the package by name, as an app would.
+  resolve: { alias: { fiberline: fileURLToPath(new URL("../../src/index.ts", import.meta.url)) } },
   preview: { port, strictPort: true, host: "localhost" },
 });

@@ -61,6 +61,7 @@ import { changedHomeError } from "./errors";
 import { ForwardingStore } from "./forwarding-store";
 import { Mirror } from "./mirror";
 import { Outbox } from "./outbox";
+import { writesOutbox } from "./outbox-log";
 import { browserHome, DEFAULT_LEASE_MS } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
 import { sendShippedEvent } from "./send-event";
@@ -598,9 +599,7 @@ class HomeGuardStore extends ForwardingStore {
  * of its own) or a new one in memory.
  */
 async function openOutbox(store: Store): Promise<Outbox> {
-  const keeps = typeof (store as { loadOutbox?: unknown }).loadOutbox === "function";
-  const open = (Outbox as unknown as { open?: (store: Store) => Promise<Outbox> }).open;
-  return keeps && open ? open.call(Outbox, store) : new Outbox();
+  return writesOutbox(store) ? Outbox.open(store) : new Outbox();
 }
 
 /**
