@@ -14,8 +14,9 @@
  * `--no-agents` makes no program an agent fiber: a seed then gives the schedule it gave before
  * agent programs existed (how the seeds that found engine bugs are replayed).
  * `--continuity` runs continuity schedules instead (`continuity.ts`: a browser home replicating
- * to an edge home over a faulty link, issue #18); `--plant no-rule-a|no-rule-b` plants a bug
- * there that the checks must report.
+ * to an edge home over a faulty link, issue #18); `--plant no-rule-a|no-rule-b|volatile-outbox` plants a bug
+ * there that the checks must report. With `--store idb` the browser home keeps its store and its
+ * outbox in fake-indexeddb and reloads the outbox at every launch.
  */
 
 import { availableParallelism } from "node:os";
@@ -94,8 +95,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     else if (arg === "--continuity") options.continuity = true;
     else if (arg === "--plant") {
       const plant = argv[++i];
-      if (plant !== "no-rule-a" && plant !== "no-rule-b")
-        throw new Error("--plant takes no-rule-a or no-rule-b");
+      if (plant !== "no-rule-a" && plant !== "no-rule-b" && plant !== "volatile-outbox")
+        throw new Error("--plant takes no-rule-a, no-rule-b or volatile-outbox");
       options.plant = plant;
     } else if (arg === "--verbose" || arg === "-v") options.verbose = true;
     else
@@ -174,6 +175,7 @@ async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): P
   const { violations, steps, virtualMs, digest } = setup.continuity
     ? await runContinuitySchedule(seed, {
         traceLines: setup.lines,
+        store: setup.store,
         ...(setup.plant ? { plant: setup.plant } : {}),
       })
     : await runSchedule(seed, { traceLines: setup.lines, store: setup.store, agents: setup.agents });

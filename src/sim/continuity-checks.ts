@@ -9,6 +9,7 @@
  */
 
 import { isTerminal, type JournalEntry, type StreamChunk } from "../core/records";
+import { canonical } from "./agent-program";
 import type { ContinuityWorld } from "./continuity-world";
 import { oracle } from "./program";
 import { EPOCH } from "./virtual-time";
@@ -125,6 +126,7 @@ function sameChunk(a: StreamChunk, b: StreamChunk | undefined): boolean {
   );
 }
 
+/** Same entries, whatever the key order each store reads them back in (IdbStore's differs). */
 function sameJournal(a: readonly JournalEntry[], b: readonly JournalEntry[]): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return canonical(a) === canonical(b);
 }

@@ -1,6 +1,8 @@
 /**
  * The world of one continuity schedule: a browser home (a runtime on a `ReplicatingStore` over
- * its own `MemoryStore`, with an `Outbox` and a `Shipper`) and an edge home (an `Arbiter` and a
+ * its own `MemoryStore`, with an `Outbox` and a `Shipper`; or, with the store kind `"idb"`, over an
+ * `IdbStore` on fake-indexeddb that keeps the outbox itself, every launch opening a fresh store
+ * and `Outbox.open` on it, so a relaunch finds only what the database held) and an edge home (an `Arbiter` and a
  * runtime on another `MemoryStore`, with an alarm that hands lapsed fibers to the edge), joined
  * by a `SimLink` that drops, delays, duplicates and cuts. Either home can be killed and comes
  * back later on the same durable store, as a relaunched browser or a restarted Durable Object.
@@ -15,6 +17,9 @@
 
 import { Arbiter } from "../continuity/arbiter";
 import { ArbitratedStore } from "../continuity/arbitrated-store";
+import { ForwardingStore } from "../continuity/forwarding-store";
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
 import { Outbox } from "../continuity/outbox";
 import { browserHome, EDGE_HOME, type Shipment, type ShipmentAnswer } from "../continuity/protocol";
 import { ReplicatingStore } from "../continuity/replicating-store";
@@ -24,6 +29,8 @@ import { defineFiber } from "../core/define";
 import { localLocks } from "../core/locks";
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
+import type { Store } from "../core/store";
+import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { SimLink } from "./continuity-link";
 import { type FaultPlan, FaultStore } from "./fault-store";
@@ -33,6 +40,7 @@ import type { Prng } from "./prng";
 import { codeOf, type Program, type ProgramHost, programHandler } from "./program";
 import type { Trace } from "./trace";
 import { EPOCH } from "./virtual-time";
+import type { StoreKind } from "./world";
 
 /** The browser's home name in every continuity schedule. */
 export const HOME = browserHome("sim");
@@ -40,9 +48,10 @@ export const HOME = browserHome("sim");
 /**
  * A bug planted on purpose, to prove the continuity checks report it: `no-rule-a` runs step
  * functions without waiting for their start to be shipped, `no-rule-b` shows readers unshipped
- * chunks.
+ * chunks, `volatile-outbox` keeps the outbox in memory beside the durable store (what the
+ * IdbStore outbox fixed), so a relaunched browser has forgotten what it had not shipped.
  */
-export type ContinuityBug = "no-rule-a" | "no-rule-b";
+export type ContinuityBug = "no-rule-a" | "no-rule-b" | "volatile-outbox";
 
 /** The knobs of one schedule, drawn from the seed. */
 export interface ContinuitySettings {
@@ -88,9 +97,14 @@ export class ContinuityWorld {
   readonly browserPlan: FaultPlan;
   readonly edgePlan: FaultPlan;
   readonly link: SimLink;
-  /** The browser's durable state: its store and its outbox, which survive its restarts. */
-  readonly local = new MemoryStore();
-  readonly outbox = new Outbox();
+  /**
+   * The browser's durable state: its store and its outbox, which survive its restarts. On
+   * `"idb"`, `local` is the first launch's `IdbStore` and each launch replaces `outbox` with the
+   * one its own store loaded.
+   */
+  readonly local: Store;
+  outbox: Outbox;
+  readonly storeKind: StoreKind;
   readonly localLedger: Ledger;
   /** The edge's durable state: the replica store. */
   readonly edgeStore = new MemoryStore();
@@ -99,15 +113,38 @@ export class ContinuityWorld {
   edge: EdgeNode | undefined;
   /** Per fiber and seq, the chunk a page was shown (checked against the merged history). */
   readonly shown = new Map<string, Map<number, { type: string; data: string; by: string }>>();
-  /** The browser runtime's store (over `local`), which feeds the outbox. */
-  readonly replicating: ReplicatingStore;
+  /** The browser runtime's store (over `local`, or the launch's `IdbStore`), which feeds the outbox. */
+  replicating: ReplicatingStore;
+  /** Opens a store on the browser's database (`"idb"` only). */
+  readonly #openLocal: (() => IdbStore) | undefined;
+  /** A launch is opening its store and outbox (`"idb"`: that takes IndexedDB round trips). */
+  #launching = false;
+  /** Launches (`"idb"`) that found positions not yet acknowledged in the outbox they loaded. */
+  reloadedPending = 0;
   /** Step attempts run, by `idempotencyKey#attempt`, with the node that ran them. */
   readonly #effects = new Map<string, string>();
   #nodes = 0;
   #plantTriggered = false;
 
-  constructor(rng: Prng, trace: Trace, findings: Findings, programs: Program[], planted?: ContinuityBug) {
+  constructor(
+    rng: Prng,
+    trace: Trace,
+    findings: Findings,
+    programs: Program[],
+    planted?: ContinuityBug,
+    storeKind: StoreKind = "memory",
+  ) {
     this.rng = rng;
+    this.storeKind = storeKind;
+    if (storeKind === "idb") {
+      const indexedDB = new IDBFactory();
+      const openLocal = () => new IdbStore({ name: "fiberline-sim-browser", indexedDB });
+      this.#openLocal = openLocal;
+      this.local = openLocal();
+    } else {
+      this.#openLocal = undefined;
+      this.local = new MemoryStore();
+    }
     this.trace = trace;
     this.findings = findings;
     this.programs = programs;
@@ -132,7 +169,11 @@ export class ContinuityWorld {
     this.browserPlan = storePlan();
     this.edgePlan = storePlan();
     const now = () => Date.now() - EPOCH;
-    this.localLedger = new Ledger(this.local, findings, trace, now);
+    // On IndexedDB the ledger reads through a store of its own, as another context would.
+    this.localLedger =
+      this.#openLocal === undefined
+        ? new Ledger(this.local, findings, trace, now)
+        : new Ledger(this.#openLocal(), findings, trace, now, false);
     this.edgeLedger = new Ledger(this.edgeStore, findings, trace, now);
     this.link = new SimLink(
       rng,
@@ -141,11 +182,13 @@ export class ContinuityWorld {
       (fiberId, shipment) => this.#deliver(fiberId, shipment),
       800,
     );
-    this.replicating = new ReplicatingStore(this.local, {
-      outbox: this.outbox,
-      home: HOME,
-      replicates: () => true,
-    });
+    // On IndexedDB the first launch opens the outbox; until then nothing writes the browser's store.
+    this.outbox = new Outbox();
+    this.replicating = this.#replicatingOver(this.#openLocal === undefined ? this.local : new MemoryStore());
+  }
+
+  #replicatingOver(store: Store): ReplicatingStore {
+    return new ReplicatingStore(store, { outbox: this.outbox, home: HOME, replicates: () => true });
   }
 
   /** Whether the planted bug (if any) made a difference somewhere. */
@@ -153,9 +196,53 @@ export class ContinuityWorld {
     return this.#plantTriggered;
   }
 
-  /** Starts a browser runtime (a launch or relaunch): `recover()`, then ships its outbox. */
+  /**
+   * Starts a browser runtime (a launch or relaunch): `recover()`, then ships its outbox. On
+   * `"idb"` the launch first opens a store on the browser's database and the outbox it keeps,
+   * which takes a few IndexedDB round trips; the browser counts as down until then.
+   */
   spawnBrowser(reason: string): void {
-    if (this.browser && !this.browser.crashed) return;
+    if ((this.browser && !this.browser.crashed) || this.#launching) return;
+    const openLocal = this.#openLocal;
+    if (this.planted === "volatile-outbox") {
+      // An outbox in memory over a store that is not told of it (the append follows the commit):
+      // a relaunch starts with an empty one, and its unshipped fibers look unreplicated.
+      if (this.outbox.fiberIds.some((id) => !this.outbox.settled(id))) this.#plantTriggered = true;
+      this.outbox = new Outbox();
+      this.replicating = this.#replicatingOver(new ForwardingStore(openLocal?.() ?? this.local));
+      this.#startBrowser(reason);
+      return;
+    }
+    if (openLocal === undefined) {
+      this.#startBrowser(reason);
+      return;
+    }
+    this.#launching = true;
+    const store = openLocal();
+    const launch = Outbox.open(store).then((outbox) => {
+      this.#launching = false;
+      this.outbox = outbox;
+      const found = outbox.fiberIds.flatMap((id) => {
+        const pending = outbox.batch(id)?.entries ?? [];
+        const where = outbox.where(id)?.status ?? "home";
+        return pending.length === 0 && where === "home"
+          ? []
+          : [
+              `${id} ${where} acked ${outbox.acked(id)}, pending ${pending.map((e) => e.pos).join(",") || "none"}`,
+            ];
+      });
+      if (found.some((line) => !line.endsWith("pending none"))) this.reloadedPending++;
+      if (found.length > 0) this.trace.add("outbox", `loaded: ${found.join("; ")}`);
+      this.replicating = this.#replicatingOver(store);
+      this.#startBrowser(reason);
+    });
+    launch.catch((error: unknown) => {
+      this.#launching = false;
+      this.findings.add("launch-failed", `${codeOf(error)}: ${String(error).slice(0, 120)}`);
+    });
+  }
+
+  #startBrowser(reason: string): void {
     const name = `b${++this.#nodes}`;
     let node!: BrowserNode;
     const store = new FaultStore(

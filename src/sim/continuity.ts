@@ -20,6 +20,7 @@ import { codeOf, describeProgram, generateProgram } from "./program";
 import type { ScheduleResult } from "./simulate";
 import { Trace } from "./trace";
 import { VirtualTime } from "./virtual-time";
+import type { StoreKind } from "./world";
 
 /** Continuity schedules run no agent fibers (yet). */
 const NO_AGENTS: AgentStats = {
@@ -42,12 +43,19 @@ export interface ContinuityOptions {
   traceLines?: number;
   /** Timer steps after which the schedule is declared livelocked (default 40,000). */
   maxSteps?: number;
+  /**
+   * The browser's store: `MemoryStore` with an outbox in memory (default), or `"idb"`: `IdbStore`
+   * on fake-indexeddb keeping the outbox in its commits' transactions, reloaded at every launch.
+   */
+  store?: StoreKind;
 }
 
 /** The verdict of one continuity schedule. */
 export interface ContinuityResult extends ScheduleResult {
   /** Fibers that changed home (the edge took them over) in this schedule. */
   handoffs: number;
+  /** Browser launches that loaded unacknowledged positions from the outbox (`store: "idb"`). */
+  reloadedPending: number;
 }
 
 /**
@@ -60,7 +68,7 @@ export async function runContinuitySchedule(
   seed: number,
   options: ContinuityOptions = {},
 ): Promise<ContinuityResult> {
-  const time = new VirtualTime();
+  const time = new VirtualTime(options.store === "idb");
   const consoleError = console.error;
   const stackTraceLimit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
@@ -71,11 +79,11 @@ export async function runContinuitySchedule(
   console.error = (...args: unknown[]) => trace.add("report", args.map(String).join(" ").slice(0, 160));
   try {
     const programs = Array.from({ length: rng.int(1, 3) }, (_, i) => generateProgram(rng.fork(), i, false));
-    const world = new ContinuityWorld(rng.fork(), trace, findings, programs, options.plant);
+    const world = new ContinuityWorld(rng.fork(), trace, findings, programs, options.plant, options.store);
     const window = world.rng.int(3_000, 9_000);
     trace.add(
       "plan",
-      `${programs.length} fibers, ${JSON.stringify(world.settings)}, link ${JSON.stringify(world.link.plan)}, window ${window}`,
+      `${programs.length} fibers, ${JSON.stringify(world.settings)}, link ${JSON.stringify(world.link.plan)}, window ${window}${options.store === "idb" ? ", store idb" : ""}`,
     );
     programs.forEach((program, i) => {
       findings.context.set(`f${i}`, describeProgram(program));
@@ -125,6 +133,7 @@ export async function runContinuitySchedule(
       planted: world.plantTriggered,
       agents: NO_AGENTS,
       handoffs,
+      reloadedPending: world.reloadedPending,
     };
   } finally {
     console.error = consoleError;
