@@ -10,6 +10,7 @@
 
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
+import type { FiberRecord } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
@@ -189,4 +190,81 @@ describe("events pushed to the browser", () => {
     expect(h.effects).toEqual(["edge"]);
     expect(await h.edgeStore.readInbox("f4")).toHaveLength(1);
   });
+
+  it("moves pushed events into the inbox once when the takeover crashes midway, after a restart", async () => {
+    for (const crash of ["second enqueue", "final commit"] as const) {
+      const store = new CrashingStore();
+      let now = Date.now();
+      const arbiter = new Arbiter({ store, clock: () => now, leaseMs: 30_000 });
+      const first = await arbiter.receive("f5", {
+        home: HOME,
+        epoch: 1,
+        from: 1,
+        entries: [{ pos: 1, type: "create", record: waitingRecord("f5", now), chunks: [] }],
+      });
+      expect(first).toMatchObject({ status: "ok" });
+      await arbiter.accept({ fiberId: "f5", name: "approval", payload: 1, at: now });
+      await arbiter.accept({ fiberId: "f5", name: "approval", payload: 2, at: now });
+      expect((await arbiter.state("f5"))?.pushed?.map((e) => e.payload)).toEqual([1, 2]);
+
+      now += 31_000;
+      store.crashAt = crash;
+      await expect(arbiter.takeOverLapsed()).rejects.toThrow(/crash/);
+      expect(await arbiter.state("f5")).toMatchObject({ home: EDGE_HOME });
+
+      // The object restarts: a new arbiter on the same replica finishes the move, once.
+      const again = new Arbiter({ store, clock: () => now, leaseMs: 30_000 });
+      await again.takeOverLapsed();
+      expect(
+        (await store.readInbox("f5")).map((e) => [e.seq, e.payload]),
+        crash,
+      ).toEqual([
+        [1, 1],
+        [2, 2],
+      ]);
+      expect((await again.state("f5"))?.pushed, crash).toBeUndefined();
+      await again.takeOverLapsed();
+      expect(await store.readInbox("f5"), crash).toHaveLength(2);
+    }
+  });
 });
+
+/** A `MemoryStore` that crashes once at a chosen point of a takeover's move of pushed events. */
+class CrashingStore extends MemoryStore {
+  crashAt: "second enqueue" | "final commit" | undefined;
+  #enqueued = 0;
+  override async enqueueEvent(...args: Parameters<MemoryStore["enqueueEvent"]>) {
+    if (this.crashAt === "second enqueue" && ++this.#enqueued === 2) {
+      this.crashAt = undefined;
+      throw new Error("simulated crash before the second event was stored");
+    }
+    return super.enqueueEvent(...args);
+  }
+  override async commit(...args: Parameters<MemoryStore["commit"]>) {
+    const [groups] = args;
+    const clears = groups.some((g) => g.fiber?.home !== undefined && g.fiber.home.pushed === undefined);
+    if (this.crashAt === "final commit" && clears) {
+      this.crashAt = undefined;
+      throw new Error("simulated crash before the move was recorded");
+    }
+    return super.commit(...args);
+  }
+}
+
+function waitingRecord(id: string, now: number): FiberRecord {
+  return {
+    id,
+    name: "approval",
+    version: "1",
+    input: null,
+    status: "waiting",
+    createdAt: now,
+    updatedAt: now,
+    generation: 1,
+    streamHead: 0,
+    emitOrdinal: 0,
+    epoch: 0,
+    stalledRecoveries: 0,
+    progressMark: "",
+  };
+}
