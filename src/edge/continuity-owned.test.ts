@@ -47,10 +47,11 @@ function browserOf(user: string, object: "shared" | "routed") {
   const store = new ReplicatingStore(new MemoryStore(), { outbox, home, replicates: () => true });
   const runtime = createRuntime({ store, fibers: [approval], replication: outbox });
   const headers = { "x-user": user, ...(object === "shared" ? { "x-object": "shared" } : {}) };
+  // Asked at every shipment, as a host refreshing a short-lived token would be.
   const send = shipOverHttp(
     `http://edge.test${PREFIX}`,
     (url, init) => worker.fetch(new URL(url).pathname, init),
-    headers,
+    async () => headers,
   );
   const shipper = new Shipper({ outbox, home, send, heartbeatMs: 300 });
   shipper.start();

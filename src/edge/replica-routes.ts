@@ -151,17 +151,20 @@ async function ownedShipment(
  *
  * @example
  * const shipper = new Shipper({ outbox, home, send: shipOverHttp("https://edge.example/__fiberline") });
+ * // behind authorize: shipOverHttp(base, fetch, async () => ({ authorization: `Bearer ${await token()}` }))
  */
 export function shipOverHttp(
   baseUrl: string,
   fetchImpl: (url: string, init: RequestInit) => Promise<Response> = fetch,
-  headers: Record<string, string> = {},
+  headers: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>) = {},
 ): (fiberId: string, shipment: Shipment) => Promise<ShipmentAnswer> {
   const base = baseUrl.replace(/\/+$/, "");
   return async (fiberId, shipment) => {
+    // A function is asked at every shipment, so a short-lived token can be refreshed.
+    const extra = typeof headers === "function" ? await headers() : headers;
     const response = await fetchImpl(`${base}/fibers/${encodeURIComponent(fiberId)}/replicate`, {
       method: "POST",
-      headers: { "content-type": "application/json", ...headers },
+      headers: { "content-type": "application/json", ...extra },
       body: encodeValue(shipment),
     });
     const text = await response.text();
