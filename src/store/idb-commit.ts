@@ -211,7 +211,7 @@ export interface Committed {
    */
   orphaned: WriteGroup[];
   /** Outbox entries written, to report to the caller's `OutboxWrite` now that they are durable. */
-  placed: Placed[];
+  placed: readonly Placed[];
 }
 
 /**
@@ -231,7 +231,7 @@ export async function commitGroups(
   stashesOnly = false,
   outbox?: OutboxWrite,
 ): Promise<Committed> {
-  if (stashesOnly) return { orphaned: await commitStashes(tx, groups), placed: [] };
+  if (stashesOnly) return { orphaned: await commitStashes(tx, groups), placed: NONE_PLACED };
   const places = new RowPlaces();
   const cold: WriteGroup[] = [];
   for (const group of groups) {
@@ -272,8 +272,9 @@ export async function commitGroups(
   for (const group of groups) writeRows(tx, group, keys, places);
   const current = await fenceReads;
   // Issued with the fence reads: this await costs no round trip of its own.
-  const outboxHeads = new Map<string, OutboxHeadRow>();
-  if (headReads !== undefined) {
+  // Unreplicated commits (the hot path) allocate and read nothing for the outbox.
+  const outboxHeads = headReads === undefined ? undefined : new Map<string, OutboxHeadRow>();
+  if (headReads !== undefined && outboxHeads !== undefined) {
     const read = await headReads;
     replicatedIds.forEach((id, i) => {
       const head = read[i];
@@ -288,7 +289,7 @@ export async function commitGroups(
   const fenced = groups.filter(
     (group) =>
       records.get(group.fiberId)?.generation !== group.generation ||
-      outboxHeads.get(group.fiberId)?.away !== undefined,
+      outboxHeads?.get(group.fiberId)?.away !== undefined,
   );
   if (fenced.length > 0) {
     abort(tx);
@@ -330,8 +331,8 @@ export async function commitGroups(
   for (const id of patched) fibers.put(records.get(id));
   if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads);
   // A replicated fiber without a head (never, while its writes go through one store) ships nothing.
-  let placed: Placed[] = [];
-  if (outbox !== undefined && outboxHeads.size > 0) {
+  let placed = NONE_PLACED;
+  if (outbox !== undefined && outboxHeads !== undefined && outboxHeads.size > 0) {
     const appends = groups.flatMap((group) => {
       const head = outboxHeads.get(group.fiberId);
       return head === undefined
@@ -344,6 +345,9 @@ export async function commitGroups(
   commitNow(tx);
   return { orphaned: [], placed };
 }
+
+/** What a commit of no replicated fiber placed in the outbox (shared: never written to). */
+const NONE_PLACED: readonly Placed[] = [];
 
 /** Aborts `tx`, unless it already ended (a failed request aborted it first). */
 function abort(tx: IDBTransaction): void {
