@@ -260,6 +260,42 @@ describe("the Service Worker host with continuity", () => {
     await second.kill();
   }, 120_000);
 
+  it("an event sent while the link is cut reaches the edge once when the edge took the fiber over meanwhile", async () => {
+    let cut = false;
+    const link = (url: string, init: RequestInit) =>
+      cut ? Promise.reject(new TypeError("Failed to fetch")) : edgeFetch(url, init);
+    const browser = startBrowser(new MemoryStore(), { fetch: link });
+    const api = await pageApi(browser);
+    await browser.runtime.start("waiter", null, { id: "cut-send" });
+    await vi.waitFor(
+      async () => expect((await replica("cut-send")).chunks.map((c) => c.type)).toContain("waiting"),
+      {
+        timeout: 20_000,
+      },
+    );
+    // The link between the homes is cut past the lease: the edge takes the fiber over.
+    cut = true;
+    await edgeHolds("cut-send");
+    // The page sends its event: buffered here, it cannot ship; once the link heals the shipment
+    // is fenced, the copy here is dropped, and the event goes to the edge instead.
+    const sending = api.sendEvent("cut-send", "go", { n: 3 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    cut = false;
+    await sending;
+    await vi.waitFor(async () => expect((await replica("cut-send")).record.status).toBe("completed"), {
+      timeout: 20_000,
+    });
+    const edge = await replica("cut-send");
+    expect(edge.inbox.filter((e) => e.name === "go").map((e) => e.payload)).toEqual([{ n: 3 }]);
+    expect(edge.chunks.find((c) => c.type === "got")?.data).toEqual({
+      payload: { n: 3 },
+      value: "after@edge",
+    });
+    expect(ledger.count("cut-send", "after")).toBe(1);
+    expect(browser.runs).toEqual([]);
+    await browser.kill();
+  }, 120_000);
+
   it("starts a step the edge has not seen only for a kind with awaitStart: false", async () => {
     const offline = async (): Promise<Response> => {
       throw new TypeError("Failed to fetch");
