@@ -331,6 +331,35 @@ export function runOutboxCrashTests(target: () => OutboxTarget): void {
     await second.store.close();
   });
 
+  it("keeps the id of an event the edge pushed, in the inbox and in the outbox across a restart", async () => {
+    const where = target();
+    const first = await launch(where);
+    await first.replicating.createFiber(fiber("r1", "replicated"), [start("r1")]);
+    await first.replicating.enqueueEvent({
+      fiberId: "r1",
+      name: "go",
+      payload: 1,
+      at: 5,
+      eventId: `${EDGE_HOME}:1`,
+    });
+    await first.replicating.enqueueEvent({ fiberId: "r1", name: "go", payload: 2, at: 6 });
+    await first.store.close();
+
+    const second = await launch(where);
+    // enqueuePushedEvents knows a pushed event by this id in the inbox: it must not enqueue it twice.
+    expect((await second.store.readInbox("r1")).map((event) => event.eventId)).toEqual([
+      `${EDGE_HOME}:1`,
+      undefined,
+    ]);
+    // The arbiter knows it back by the shipped event's own id.
+    const shipped = (second.outbox.batch("r1")?.entries ?? []).filter((entry) => entry.type === "event");
+    expect(shipped.map((entry) => (entry.type === "event" ? entry.event.eventId : null))).toEqual([
+      `${EDGE_HOME}:1`,
+      undefined,
+    ]);
+    await second.store.close();
+  });
+
   it("refuses an outbox in memory over a store that keeps it, and the other way round", async () => {
     const where = target();
     const store = new IdbStore({ name: where.name, indexedDB: where.factory });

@@ -58,6 +58,8 @@ export interface InboxRow {
   payload: unknown;
   at: number;
   consumedBy?: number;
+  /** The id another home gave the event (continuity: an event the edge pushed); absent otherwise. */
+  eventId?: string;
 }
 
 /** The entries of one commit, in the order written, one per `pos` (the last one wins). */
@@ -196,6 +198,7 @@ export function decodeChunk(fiberId: string, seq: number, row: ChunkRow): Stream
 export function encodeInboxEvent(event: InboxEvent): InboxRow {
   const row: InboxRow = { seq: event.seq, name: event.name, payload: event.payload, at: event.at };
   if (event.consumedBy !== undefined) row.consumedBy = event.consumedBy;
+  if (event.eventId !== undefined) row.eventId = event.eventId;
   return row;
 }
 

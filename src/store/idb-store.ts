@@ -392,6 +392,7 @@ export class IdbStore implements Store {
         name: event.name,
         payload: event.payload,
         at: event.at,
+        ...(event.eventId === undefined ? {} : { eventId: event.eventId }),
       };
       unwrap(inbox).put(encodeInboxEvent(stored), [event.fiberId, stored.seq]);
       if (outbox !== undefined && head !== undefined) {
