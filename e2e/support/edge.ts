@@ -14,7 +14,7 @@
  * (`group: "principal"`), every route behind an HS256 bearer token (`token(user)` signs one with
  * the secret this helper hands the Worker), CORS for `allowedOrigins` exactly (preflights answered,
  * other origins `403`). Replicated kinds, defined in `examples/edge/src/continuity-fibers.ts` (a
- * browser fixture imports the same `continuityFibers("browser")`):
+ * browser fixture imports the same module: `continuityFibers("browser", defineFiber)`):
  *   - `steps` `{ steps, stepMs }`: `steps` journaled steps, a `progress` chunk `{ i, where,
  *     interrupted }` after each; returns `{ ran: [where...] }`.
  *   - `approval`: waits for an `approval` event; emits `approved` `{ answer, where }`, returns it.

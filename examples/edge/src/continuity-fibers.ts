@@ -2,7 +2,8 @@
  * The fibers the example replicates from a browser (continuity, issue #18): a fiber of one of
  * these kinds starts in a page's Service Worker, ships its history here, and runs on here once
  * the browser's lease lapses. Both homes must run the same definitions, so a browser host imports
- * this module too and passes its own `where` ("browser"); the edge passes "edge". Each step's
+ * this module too and passes its own `where` ("browser"); the edge passes "edge"
+ * (`continuityFibers("browser", defineFiber)`). Each step's
  * result says where it ran, so a test can tell which home ran what.
  *
  * - `steps` `{ steps, stepMs }`: `steps` journaled steps of `stepMs` each, a `progress` chunk after
@@ -11,10 +12,14 @@
  *   payload.
  */
 
-import { defineFiber } from "fiberline";
+import type { defineFiber as DefineFiber } from "fiberline";
 
-/** The example's replicated kinds, running in `where` ("browser" or "edge"). */
-export function continuityFibers(where: string) {
+/**
+ * The example's replicated kinds, running in `where` ("browser" or "edge"). `defineFiber` is
+ * passed in, so this module imports nothing at run time: a browser fixture that reaches the
+ * library by a path of its own (not the `fiberline` package name) can use it unchanged.
+ */
+export function continuityFibers(where: string, defineFiber: typeof DefineFiber) {
   const steps = defineFiber("steps", {
     async run(ctx, input: { steps: number; stepMs?: number }) {
       const ran: string[] = [];

@@ -118,7 +118,10 @@ const ticker = defineFiber("ticker", {
 export class FiberObject extends DurableObject<Env> {
   readonly host = createDurableObjectHost(this.ctx, {
     runtime: (parts) =>
-      createRuntime({ ...parts, fibers: [assistant(this.env), ticker, ...continuityFibers("edge")] }),
+      createRuntime({
+        ...parts,
+        fibers: [assistant(this.env), ticker, ...continuityFibers("edge", defineFiber)],
+      }),
     authorize: authorize(this.env),
     limits: {
       maxUnfinishedFibers: Number(this.env.MAX_UNFINISHED_FIBERS ?? 3),
