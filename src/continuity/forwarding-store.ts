@@ -5,15 +5,17 @@
  */
 
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
-import type {
-  ClaimRequest,
-  ClaimResult,
-  CommitResult,
-  CreateResult,
-  DeleteOptions,
-  FiberQuery,
-  Store,
-  WriteGroup,
+import {
+  type ClaimRequest,
+  type ClaimResult,
+  type CommitResult,
+  type CreateResult,
+  type DeleteOptions,
+  type FiberQuery,
+  readStreamAndRecord,
+  type Store,
+  type StreamAndRecord,
+  type WriteGroup,
 } from "../core/store";
 
 /** Forwards every call to `inner`; failure semantics are `inner`'s. */
@@ -43,6 +45,10 @@ export class ForwardingStore implements Store {
   }
   readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
     return this.inner.readStream(fiberId, after, limit);
+  }
+  /** Forwarded as one call; a subclass that changes `readStream` or `getFiber` overrides this too. */
+  readStreamAndRecord(fiberId: string, after: number, limit?: number): Promise<StreamAndRecord> {
+    return readStreamAndRecord(this.inner, fiberId, after, limit);
   }
   readInbox(fiberId: string): Promise<InboxEvent[]> {
     return this.inner.readInbox(fiberId);

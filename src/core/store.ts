@@ -98,6 +98,28 @@ export interface DeleteOptions {
   ifGeneration?: ReadonlyMap<string, number>;
 }
 
+/** Chunks of a fiber's stream and its record, read from one state. */
+export interface StreamAndRecord {
+  chunks: StreamChunk[];
+  record: FiberRecord | undefined;
+}
+
+/**
+ * `store.readStreamAndRecord` where the store has it; else `readStream`, then `getFiber` once the
+ * chunks are read, so the record is never older than the chunks (all a reader's identity check
+ * needs: a fiber's id may be collected and started again, never the other way round).
+ */
+export async function readStreamAndRecord(
+  store: Store,
+  fiberId: string,
+  after: number,
+  limit?: number,
+): Promise<StreamAndRecord> {
+  if (store.readStreamAndRecord) return store.readStreamAndRecord(fiberId, after, limit);
+  const chunks = await store.readStream(fiberId, after, limit);
+  return { chunks, record: await store.getFiber(fiberId) };
+}
+
 /** The outcome of `createFiber`. */
 export type CreateResult =
   | { status: "created"; record: FiberRecord }
@@ -126,6 +148,12 @@ export interface Store {
   readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined>;
   /** Chunks with `seq > after`, ascending, at most `limit`. */
   readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]>;
+  /**
+   * Optional: `readStream` and `getFiber` of one fiber answered from one state (one read
+   * transaction), so a stream reader learns whose chunks it read without a second round trip.
+   * Readers call `readStreamAndRecord(store, ...)`, which falls back to the two calls in turn.
+   */
+  readStreamAndRecord?(fiberId: string, after: number, limit?: number): Promise<StreamAndRecord>;
   /** The fiber's buffered events (consumed ones included), ordered by `seq`. */
   readInbox(fiberId: string): Promise<InboxEvent[]>;
 

@@ -6,7 +6,7 @@
 
 import { CancelledError, deserializeError, FiberNotFoundError } from "./errors";
 import { type FiberEvent, type FiberRecord, isTerminal, type StreamChunk } from "./records";
-import type { Store } from "./store";
+import { readStreamAndRecord, type Store } from "./store";
 import { ChunkInbox, type StreamHub } from "./stream-hub";
 
 /** Where a reader reads from. */
@@ -78,7 +78,11 @@ export async function* readStreamBatches(
           chunks = live.filter((c) => c.seq > cursor);
           fromStore = false;
         } else {
-          chunks = await store.readStream(id, cursor, PAGE);
+          // Read first, then check whose chunks they were: the id may have been collected and
+          // started again (a new fiber's stream starts over at seq 1). One transaction where
+          // the store can (`readStreamAndRecord`).
+          const read = await readStreamAndRecord(store, id, cursor, PAGE);
+          chunks = read.chunks;
           fromStore = chunks.length === PAGE;
           const visible = source.visibleHead?.(id);
           if (visible !== undefined && chunks.some((c) => c.seq > visible)) {
@@ -86,9 +90,7 @@ export async function* readStreamBatches(
             chunks = chunks.filter((c) => c.seq <= visible);
             fromStore = false;
           }
-          // Read first, then check whose chunks they were: the id may have been collected and
-          // started again (a new fiber's stream starts over at seq 1).
-          const current = await store.getFiber(id);
+          const current = read.record;
           if (!current || identityOf(current) !== identity) throw new FiberNotFoundError(id);
           if (chunks.length === 0 && pastTheEnd(current, cursor)) return;
         }

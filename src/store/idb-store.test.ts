@@ -89,6 +89,25 @@ describe("IdbStore", () => {
     await store.close();
   });
 
+  it("reads a stream page and the fiber's record in one transaction, from one state", async () => {
+    const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
+    const chunk = (seq: number) => ({ fiberId: "f1", seq, type: "token", data: { seq }, at: 1 });
+    await store.createFiber({ ...record, streamHead: 1 }, [{ ...chunk(1), type: "fiber.start" }]);
+    const { record: claimed } = (await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1 })) as {
+      record: FiberRecord;
+    };
+    await store.commit([{ fiberId: "f1", generation: claimed.generation, chunks: [chunk(2), chunk(3)] }]);
+    const spy = vi.spyOn(IDBDatabase.prototype, "transaction");
+    const read = await store.readStreamAndRecord("f1", 1, 10);
+    expect(read.chunks.map((c) => c.seq)).toEqual([2, 3]);
+    expect(read.record?.streamHead).toBe(3);
+    expect(spy.mock.calls.filter(([, mode]) => mode !== "versionchange")).toHaveLength(1);
+    // The same answer as the two calls made one after the other.
+    expect(read).toEqual({ chunks: await store.readStream("f1", 1, 10), record: await store.getFiber("f1") });
+    expect(await store.readStreamAndRecord("missing", 0)).toEqual({ chunks: [], record: undefined });
+    await store.close();
+  });
+
   it("defaults to relaxed durability and the name fiberline", () => {
     const store = new IdbStore({ indexedDB: new IDBFactory() });
     expect(store.durability).toBe("relaxed");

@@ -20,6 +20,7 @@ import type {
   DeleteOptions,
   FiberQuery,
   Store,
+  StreamAndRecord,
   WriteGroup,
 } from "../core/store";
 import {
@@ -210,6 +211,15 @@ export class IdbStore implements Store {
       const [keys, rows] = read;
       return rows.map((row: ChunkRow, i) => decodeChunk(fiberId, (keys[i] as RowKey)[1], row));
     });
+  }
+
+  /** Both reads issued in one turn share one readonly transaction (`IdbConnection.read`). */
+  async readStreamAndRecord(fiberId: string, after: number, limit?: number): Promise<StreamAndRecord> {
+    const [chunks, record] = await Promise.all([
+      this.readStream(fiberId, after, limit),
+      this.getFiber(fiberId),
+    ]);
+    return { chunks, record };
   }
 
   async readInbox(fiberId: string): Promise<InboxEvent[]> {

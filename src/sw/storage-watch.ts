@@ -9,7 +9,7 @@
 
 import { isTerminal } from "../core/records";
 import type { Runtime } from "../core/runtime";
-import type { FiberQuery, Store, WriteGroup } from "../core/store";
+import { type FiberQuery, readStreamAndRecord, type Store, type WriteGroup } from "../core/store";
 import { STORAGE_CHANNEL, type StorageHealth, type StorageHealthMessage } from "./protocol";
 
 /** Options of `watchStorage`. */
@@ -107,6 +107,9 @@ class StorageWatch implements WatchedStore {
   }
   readStream(fiberId: string, after: number, limit?: number) {
     return this.#after(() => this.#store.readStream(fiberId, after, limit));
+  }
+  readStreamAndRecord(fiberId: string, after: number, limit?: number) {
+    return this.#after(() => readStreamAndRecord(this.#store, fiberId, after, limit));
   }
   readInbox(fiberId: string) {
     return this.#after(() => this.#store.readInbox(fiberId));
