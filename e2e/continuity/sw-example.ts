@@ -7,6 +7,7 @@
 
 import { continuityFibers } from "../../examples/edge/src/continuity-fibers";
 import { createReplicatedRuntime } from "../../src/continuity/browser-home";
+import { defineFiber } from "../../src/core/define";
 import { IdbStore } from "../../src/store/idb-store";
 import { createServiceWorkerHost, type ServiceWorkerScopeLike } from "../../src/sw/index";
 
@@ -15,7 +16,8 @@ const params = new URL(scope.location.href).searchParams;
 
 const { runtime, continuity } = createReplicatedRuntime({
   store: new IdbStore({ name: "fiberline-continuity-example" }),
-  fibers: continuityFibers("browser"),
+  // The example takes the `defineFiber` of its caller's copy of the package.
+  fibers: continuityFibers("browser", defineFiber),
   edge: {
     baseUrl: params.get("edge") ?? "http://localhost:5630/__fiberline",
     fibers: ["steps", "approval"],

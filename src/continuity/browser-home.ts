@@ -56,7 +56,7 @@ import type {
   Store,
   WriteGroup,
 } from "../core/store";
-import { EdgeLink } from "./edge-link";
+import { EdgeLink, type EdgeLinkOptions } from "./edge-link";
 import { changedHomeError } from "./errors";
 import { ForwardingStore } from "./forwarding-store";
 import { Mirror } from "./mirror";
@@ -64,7 +64,7 @@ import { Outbox } from "./outbox";
 import { writesOutbox } from "./outbox-log";
 import { browserHome, DEFAULT_LEASE_MS } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
-import { sendShippedEvent } from "./send-event";
+import { enqueuePushedEvents, sendShippedEvent } from "./send-event";
 import { Shipper } from "./shipper";
 
 /** The `edge` option: where replicated fibers go, and which. */
@@ -84,8 +84,11 @@ export interface EdgeOptions {
   leaseMs?: number;
   /** Rule A for every kind listed by name only (default true). */
   awaitStart?: boolean;
-  /** Headers sent with every request to the edge (the credentials its `authorize` checks). */
-  headers?: Record<string, string>;
+  /**
+   * Headers sent with every request to the edge (the credentials its `authorize` checks); a
+   * function is asked at every request, so a short-lived token can be refreshed.
+   */
+  headers?: EdgeLinkOptions["headers"];
   /** This browser's id in its home name `browser:<deviceId>` (default: random per worker start). */
   deviceId?: string;
   /** How often a fiber that is away is read again from the edge while it runs (default 500 ms). */
@@ -251,6 +254,8 @@ export class BrowserContinuity {
       send: this.link.ship,
       heartbeatMs: Math.min(10_000, Math.max(100, Math.floor(leaseMs / 3))),
       onError: (error, id) => this.#report(error, `shipping fiber ${id}`),
+      // Events that reached the edge while this home holds the fiber (a webhook, another device).
+      onEvents: (id, events) => enqueuePushedEvents(this.#requireRuntime())(id, events),
     });
     outbox.onAppend(() => this.#keepShipping());
     outbox.onShipped((id) => {

@@ -17,8 +17,11 @@ import type { Shipment, ShipmentAnswer } from "./protocol";
 export interface EdgeLinkOptions {
   /** The edge host's origin and prefix, e.g. `https://edge.example/__fiberline`. */
   baseUrl: string;
-  /** Headers sent with every request (credentials the edge's `authorize` checks). */
-  headers?: Record<string, string>;
+  /**
+   * Headers sent with every request (credentials the edge's `authorize` checks); a function is
+   * asked at every request, so a short-lived token can be refreshed.
+   */
+  headers?: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
   /** The `fetch` to use (default the global one). */
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
 }
@@ -26,7 +29,7 @@ export interface EdgeLinkOptions {
 /** The browser's HTTP client of one edge host. */
 export class EdgeLink {
   readonly baseUrl: string;
-  readonly #headers: Record<string, string>;
+  readonly #headers: NonNullable<EdgeLinkOptions["headers"]>;
   readonly #fetch: (url: string, init: RequestInit) => Promise<Response>;
   /** The shipper's `send`. */
   readonly ship: (fiberId: string, shipment: Shipment) => Promise<ShipmentAnswer>;
@@ -45,7 +48,7 @@ export class EdgeLink {
    */
   async readReplica(fiberId: string, after: number): Promise<ReplicaSnapshot | undefined> {
     const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/replica?after=${after}`, {
-      headers: this.#headers,
+      headers: await this.#headersNow(),
     });
     if (response.status === 404) {
       const error = await errorOf(response, fiberId);
@@ -60,7 +63,7 @@ export class EdgeLink {
   async sendEvent(fiberId: string, name: string, payload?: unknown): Promise<void> {
     const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/events`, {
       method: "POST",
-      headers: { "content-type": "application/json", ...this.#headers },
+      headers: { "content-type": "application/json", ...(await this.#headersNow()) },
       body: JSON.stringify(payload === undefined ? { name } : { name, payload }),
     });
     if (!response.ok) throw await errorOf(response, fiberId);
@@ -71,11 +74,16 @@ export class EdgeLink {
   async cancel(fiberId: string, reason?: string): Promise<FiberStatus> {
     const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/cancel`, {
       method: "POST",
-      headers: { "content-type": "application/json", ...this.#headers },
+      headers: { "content-type": "application/json", ...(await this.#headersNow()) },
       body: JSON.stringify(reason === undefined ? {} : { reason }),
     });
     if (!response.ok) throw await errorOf(response, fiberId);
     return ((await response.json()) as { status: FiberStatus }).status;
+  }
+
+  async #headersNow(): Promise<Record<string, string>> {
+    const headers = this.#headers;
+    return typeof headers === "function" ? await headers() : headers;
   }
 
   #fiberUrl(fiberId: string): string {

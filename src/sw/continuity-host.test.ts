@@ -296,6 +296,36 @@ describe("the Service Worker host with continuity", () => {
     await browser.kill();
   }, 120_000);
 
+  it("an event sent to the edge while this browser holds the fiber is pushed here and consumed once", async () => {
+    const browser = startBrowser(new MemoryStore());
+    await browser.runtime.start("waiter", null, { id: "pushed" });
+    await vi.waitFor(
+      async () => expect((await replica("pushed")).chunks.map((c) => c.type)).toContain("waiting"),
+      {
+        timeout: 20_000,
+      },
+    );
+    // A webhook reaches the edge, which holds no lease on the fiber: the arbiter pushes it here.
+    const webhook = await worker.fetch("/__fiberline/fibers/pushed/events", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "go", payload: { n: 5 } }),
+    });
+    expect(webhook.status).toBe(202);
+    await vi.waitFor(async () => expect((await replica("pushed")).record.status).toBe("completed"), {
+      timeout: 20_000,
+    });
+    expect(browser.runs).toEqual([{ fiber: "pushed", step: "after", interrupted: false }]);
+    expect(ledger.count("pushed")).toBe(0);
+    const edge = await replica("pushed");
+    expect(edge.inbox.filter((e) => e.name === "go")).toHaveLength(1);
+    expect(edge.chunks.find((c) => c.type === "got")?.data).toEqual({
+      payload: { n: 5 },
+      value: "after@browser",
+    });
+    await browser.kill();
+  }, 60_000);
+
   it("starts a step the edge has not seen only for a kind with awaitStart: false", async () => {
     const offline = async (): Promise<Response> => {
       throw new TypeError("Failed to fetch");
