@@ -222,6 +222,48 @@ export function runOutboxCrashTests(target: () => OutboxTarget): void {
     await second.store.close();
   });
 
+  it("holds, after the store closed under a commit in flight, the same commits in the journal and in the outbox", async () => {
+    const where = target();
+    const first = await launch(where);
+    await first.replicating.createFiber(fiber("r1", "replicated"), [start("r1")]);
+    const claim = await first.replicating.claimFiber("r1", { owner: "w", now: 1, leaseMs: 60_000 });
+    if (claim.status !== "claimed") throw new Error("claim");
+    const generation = claim.record.generation;
+    // Commits one after another; the store closes after the fifth, while the sixth is under way:
+    // the sixth lands or not, and no later one does.
+    let landed = 0;
+    let closing: Promise<void> | undefined;
+    for (let pos = 0; pos < 10; pos++) {
+      const commit = first.replicating.commit([
+        { fiberId: "r1", generation, journal: [stepEntry("r1", pos, "started")] },
+      ]);
+      if (pos === 5) closing = first.store.close();
+      if (
+        !(await commit.then(
+          () => true,
+          () => false,
+        ))
+      )
+        break;
+      landed++;
+    }
+    await closing;
+    expect(landed).toBeGreaterThanOrEqual(5);
+    expect(landed).toBeLessThan(10);
+
+    const second = await launch(where);
+    const journal = (await second.store.readJournal("r1")).map((entry) => entry.pos);
+    const shipped = (second.outbox.batch("r1")?.entries ?? []).flatMap((entry) =>
+      entry.type === "commit" ? (entry.group.journal ?? []).map((e) => e.pos) : [],
+    );
+    expect(journal).toHaveLength(landed);
+    expect(shipped).toEqual(journal);
+    expect(pending(second.outbox, "r1").map(([pos]) => pos)).toEqual(
+      Array.from({ length: landed + 1 }, (_, i) => i + 1),
+    );
+    await second.store.close();
+  });
+
   it("leaves no outbox row for a commit that failed, and gives the next one the next position", async () => {
     const where = target();
     const first = await launch(where);
