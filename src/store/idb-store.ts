@@ -7,6 +7,11 @@
  * writes without waiting on each and awaits only the transaction's completion, reads made in one
  * turn share a readonly transaction (`IdbConnection`), and claims made while another claim is
  * being written share the next one (`CallBatcher`).
+ *
+ * It also keeps the continuity outbox (`idb-outbox.ts`): `createFiber`, `commit` and
+ * `enqueueEvent` given an `OutboxWrite` put each replicated fiber's entry into the outbox in the
+ * write's own transaction, and `loadOutbox` / `saveOutbox` are what `Outbox.open` reads and
+ * writes. Writes of other fibers touch none of it.
  */
 
 import { unwrap } from "idb";
