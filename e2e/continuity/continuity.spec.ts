@@ -20,7 +20,14 @@ import { expect, type Page, test } from "@playwright/test";
 import { decodeValue } from "../../src/edge/value-codec";
 import { crashBrowser, type LaunchedBrowser, launchBrowser, relaunchBrowser } from "../support/browser";
 import { startEdge } from "../support/edge";
-import { type LedgerServer, type Started, startEdgeWorker, startLedger, startPage } from "./servers";
+import {
+  type LedgerServer,
+  type Started,
+  startEdgeWorker,
+  startLedger,
+  startLink,
+  startPage,
+} from "./servers";
 
 const PAGE_PORT = 5620;
 const EDGE_PORT = 5621; // its inspector: 5622
@@ -57,8 +64,8 @@ interface Seen {
   data: unknown;
 }
 
-const pageUrl = () =>
-  `${site.url}/index.html?${new URLSearchParams({ edge: `${edge.url}/__fiberline`, ledger: ledger.url, lease: String(LEASE_MS) })}`;
+const pageUrl = (edgeUrl = edge.url) =>
+  `${site.url}/index.html?${new URLSearchParams({ edge: `${edgeUrl}/__fiberline`, ledger: ledger.url, lease: String(LEASE_MS) })}`;
 
 async function openPage(b: LaunchedBrowser, url = pageUrl()): Promise<Page> {
   const page = await b.context.newPage();
@@ -189,7 +196,7 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
     .filter((c) => c.type === "tick")
     .map((c) => (c.data as { i: number }).i);
   expect(ticks).toEqual(Array.from({ length: TICKS }, (_, i) => i + 1));
-  const tickEffects = ledger.effects.filter((e) => e.kind === "tick");
+  const tickEffects = ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith("ticker-1:"));
   const tickKeys = new Set(tickEffects.map((e) => e.key));
   expect(tickKeys.size).toBe(TICKS);
   for (const key of tickKeys) {
@@ -212,6 +219,84 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
   console.log(
     `[continuity] ticks ${ticks.length} (effects: browser ${tickEffects.filter((e) => e.where === "browser").length}, edge ${tickEffects.filter((e) => e.where === "edge").length}); tool calls ${results.length} (effects: browser ${toolEffects.filter((e) => e.where === "browser").length}, edge ${toolEffects.filter((e) => e.where === "edge").length})`,
   );
+});
+
+test("the link between the homes cut past the lease with the page open: the tab stops, the edge goes on, the same reader gets one stream", async () => {
+  test.setTimeout(120_000);
+  const link = await startLink(5624, edge.url);
+  try {
+    const b = await launchBrowser({ userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-cut-")) });
+    browsers.push(b);
+    const page = await openPage(b, pageUrl(link.url));
+    await page.evaluate(
+      async ({ ticks, tickMs }) => {
+        const cx = (
+          window as unknown as {
+            cx: { start(n: string, i: unknown, id: string): Promise<string>; read(id: string): void };
+          }
+        ).cx;
+        await cx.start("ticker", { ticks, intervalMs: tickMs }, "ticker-cut");
+        cx.read("ticker-cut");
+      },
+      { ticks: 12, tickMs: TICK_MS },
+    );
+    await expect
+      .poll(async () => (await chunks(page, "ticker-cut")).filter((c) => c.type === "tick").length, {
+        timeout: 30_000,
+      })
+      .toBeGreaterThanOrEqual(3);
+    const cutAt = Date.now();
+    link.cut();
+    // Rule C: the tab stops before its lease ends; the page shows nothing the edge does not hold.
+    await expect
+      .poll(async () => (await edgeReplica("ticker-cut")).home, { timeout: LEASE_MS * 4, intervals: [100] })
+      .toBe("edge");
+    const takeoverMs = Date.now() - cutAt;
+    const shownAtTakeover = (await chunks(page, "ticker-cut")).length;
+    const held = await edgeReplica("ticker-cut");
+    expect(shownAtTakeover).toBeLessThanOrEqual(held.chunks.length);
+    // The edge goes on while the tab is cut off.
+    await expect
+      .poll(async () => (await edgeReplica("ticker-cut")).chunks.filter((c) => c.type === "tick").length, {
+        timeout: 20_000,
+      })
+      .toBeGreaterThan((await chunks(page, "ticker-cut")).filter((c) => c.type === "tick").length + 1);
+    link.heal();
+    const healedAt = Date.now();
+    // The reader the page opened before the cut ends with the fiber, the edge's chunks included.
+    await expect
+      .poll(
+        () =>
+          page.evaluate(() =>
+            (window as unknown as { cx: { state(id: string): string } }).cx.state("ticker-cut"),
+          ),
+        {
+          timeout: 60_000,
+        },
+      )
+      .toBe("done");
+    console.log(
+      `[continuity] link cut: edge took over ${takeoverMs} ms after the cut (lease ${LEASE_MS} ms); the page had the whole stream ${Date.now() - healedAt} ms after the link healed`,
+    );
+    const shown = await chunks(page, "ticker-cut");
+    expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
+    const replica = await edgeReplica("ticker-cut");
+    expect(replica.status).toBe("completed");
+    expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
+      replica.chunks.map((c) => [c.seq, c.type, c.data]),
+    );
+    const ticks = shown.filter((c) => c.type === "tick").map((c) => (c.data as { i: number }).i);
+    expect(ticks).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    const effects = ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith("ticker-cut:"));
+    expect(new Set(effects.map((e) => e.key)).size).toBe(12);
+    for (const key of new Set(effects.map((e) => e.key))) {
+      const runs = effects.filter((e) => e.key === key);
+      expect(runs.length, key).toBeLessThanOrEqual(2);
+      if (runs.length === 2) expect(runs[1], key).toMatchObject({ where: "edge", interrupted: true });
+    }
+  } finally {
+    await link.close();
+  }
 });
 
 test("a browser without the fiber restores it from its user's edge, sends the page's event there, and another user cannot read it", async () => {

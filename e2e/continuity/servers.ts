@@ -8,7 +8,7 @@
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, request as httpRequest, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -160,4 +160,54 @@ export async function startPage(port: number): Promise<Started> {
   );
   await waitForAnswer(`${started.url}/index.html`, started, 60_000);
   return started;
+}
+
+/** An HTTP proxy to `target` that the spec can cut (every request refused, as a dead network) and heal. */
+export interface CuttableLink {
+  readonly url: string;
+  cut(): void;
+  heal(): void;
+  close(): Promise<void>;
+}
+
+export async function startLink(port: number, target: string): Promise<CuttableLink> {
+  let cut = false;
+  const sockets = new Set<import("node:net").Socket>();
+  const server = createServer((request, response) => {
+    if (cut) {
+      request.socket.destroy();
+      return;
+    }
+    const upstream = httpRequest(
+      `${target}${request.url ?? "/"}`,
+      { method: request.method, headers: { ...request.headers, host: new URL(target).host } },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(response);
+      },
+    );
+    upstream.on("error", () => response.destroy());
+    request.pipe(upstream);
+  });
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((done) => server.listen(port, "localhost", done));
+  return {
+    url: `http://localhost:${port}`,
+    cut() {
+      cut = true;
+      // Open connections die too (a stream the worker keeps open, a request in flight).
+      for (const socket of sockets) socket.destroy();
+    },
+    heal() {
+      cut = false;
+    },
+    close: () =>
+      new Promise<void>((done) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => done());
+      }),
+  };
 }
