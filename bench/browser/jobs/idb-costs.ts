@@ -187,6 +187,17 @@ export async function idbCosts(
       tx.commit();
       await done(tx);
     },
+    // The same value rebuilt as fresh arrays (JSON round trip): the same bytes on disk, other
+    // in-memory shapes (elements kinds) for V8's serializer.
+    engineDbEncodedFreshCommit: async () => {
+      const tx = engineDb.transaction(["fibers", "handles", "journalSegments"], "readwrite", d);
+      const read = req(tx.objectStore("fibers").get(id));
+      const value = JSON.parse(JSON.stringify(encodeSegment([entry(id, pos), entry(id, pos + 1)])));
+      tx.objectStore("journalSegments").put(value, [1, 1_000_000 + pos++]);
+      await read;
+      tx.commit();
+      await done(tx);
+    },
     engineDbGetAndPutCommit2: async () => {
       const tx = engineDb.transaction(["fibers", "journalSegments"], "readwrite", d);
       const read = req(tx.objectStore("fibers").get(id));
