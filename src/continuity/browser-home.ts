@@ -253,6 +253,9 @@ export class BrowserContinuity {
       home,
       send: this.link.ship,
       heartbeatMs: Math.min(10_000, Math.max(100, Math.floor(leaseMs / 3))),
+      // A browser cut off past its lease learns it was fenced at its next retry once the link
+      // heals: at most half a lease after, not the default 10 s.
+      retry: { maxMs: Math.min(10_000, Math.max(1_000, Math.floor(leaseMs / 2))) },
       onError: (error, id) => this.#report(error, `shipping fiber ${id}`),
       // Events that reached the edge while this home holds the fiber (a webhook, another device).
       onEvents: (id, events) => enqueuePushedEvents(this.#requireRuntime())(id, events),
@@ -391,7 +394,12 @@ export class BrowserContinuity {
       shipper.kick(fiberId);
       await this.#firstAnswer(outbox, fiberId);
     }
-    if (this.isAway(fiberId, record)) return this.#awayNow(fiberId);
+    if (this.isAway(fiberId, record)) {
+      // A mirror from an earlier start: remembered, so every write of it is refused here too.
+      if (record.home !== undefined && outbox.where(fiberId) === undefined)
+        this.#away.set(fiberId, { epoch: record.home.epoch, home: record.home.home });
+      return this.#awayNow(fiberId);
+    }
     if (!this.#kinds.has(record.name)) return "local";
     if (outbox.replicated(fiberId)) return "home";
     // A replicated fiber this home's outbox never knew (the outbox was memory and the worker
