@@ -229,7 +229,9 @@ export function saveOutbox(db: IdbConnection, progress: readonly OutboxProgress[
   return db.write("saveOutbox", ["outbox", "outboxFibers"], async (tx) => {
     const heads = tx.objectStore("outboxFibers");
     const current = await Promise.all(progress.map((p) => heads.get(p.fiberId)));
-    const rows = tx.objectStore("outbox");
+    // Writes on the raw API: no promise per request (a failed one aborts the transaction).
+    const rows = unwrap(tx.objectStore("outbox"));
+    const headRows = unwrap(heads);
     progress.forEach((p, i) => {
       const head = current[i];
       if (head === undefined || head.epoch !== p.epoch || head.away !== undefined) return;
@@ -237,13 +239,13 @@ export function saveOutbox(db: IdbConnection, progress: readonly OutboxProgress[
       const next: OutboxHeadRow = { ...head, acked, shippedSeq: Math.max(head.shippedSeq, p.shippedSeq) };
       if (p.away !== undefined) {
         next.away = { epoch: p.away.epoch, home: p.away.home };
-        void rows.delete(outboxOf(p.fiberId));
+        rows.delete(outboxOf(p.fiberId));
       } else if (acked > head.acked) {
-        void rows.delete(
+        rows.delete(
           IDBKeyRange.bound([p.fiberId, p.epoch, Number.NEGATIVE_INFINITY], [p.fiberId, p.epoch, acked]),
         );
       }
-      void heads.put(next, p.fiberId);
+      headRows.put(next, p.fiberId);
     });
     commitNow(unwrap(tx));
   });
