@@ -62,8 +62,6 @@ export class Arbiter {
   readonly #leases = new Map<string, number>();
   /** Fibers written since the load began: what the listing says of them may be older. */
   readonly #touched = new Set<string>();
-  /** Fibers at the edge whose pushed events a crashed takeover left to move into the inbox. */
-  readonly #undrained = new Set<string>();
   #loaded: Promise<void> | undefined;
 
   constructor(options: ArbiterOptions) {
@@ -92,8 +90,8 @@ export class Arbiter {
    * Takes an event for `fiberId` that reached this home (the edge's `POST .../events`, a webhook):
    * while a browser holds the fiber it is kept on the replica's lease and pushed to that browser
    * in its next answers (it comes back shipped, at the browser's inbox seq, and is recognised by
-   * its `eventId`); otherwise it goes into the replica's inbox, after any events a takeover still
-   * has to move there. A fiber that is not a replica gets an ordinary `enqueueEvent`.
+   * its `eventId`); otherwise (the edge holds it, or it ended) it goes into the replica's inbox.
+   * A fiber that is not a replica gets an ordinary `enqueueEvent`.
    *
    * Failure semantics: the event is accepted once this resolves (its buffering committed with
    * the lease); a store error rejects with nothing of it written.
@@ -115,11 +113,6 @@ export class Arbiter {
       const state = await this.#turn(id, () => this.#takeOver(id));
       if (state?.home === EDGE_HOME) moved.push(id);
     }
-    // Takeovers a crash cut between the home change and moving the pushed events in.
-    for (const id of [...this.#undrained]) {
-      await this.#turn(id, () => this.#drain(id));
-      this.#undrained.delete(id);
-    }
     return moved;
   }
 
@@ -139,7 +132,6 @@ export class Arbiter {
     this.#loaded ??= this.#store.listFibers({ status: [...LIVE] }).then(
       (live) => {
         for (const r of live) {
-          if (r.home?.home === EDGE_HOME && (r.home.pushed?.length ?? 0) > 0) this.#undrained.add(r.id);
           if (this.#touched.has(r.id) || r.home === undefined || r.home.home === EDGE_HOME) continue;
           this.#leases.set(r.id, r.home.until);
         }
@@ -224,6 +216,15 @@ export class Arbiter {
     for (const entry of entries) {
       if (entry.type === "create") throw malformed(fiberId, `position ${entry.pos} creates the fiber again`);
       if (entry.type === "commit") {
+        const ends = entry.group.fiber?.status !== undefined && isTerminal(entry.group.fiber.status);
+        if (ends && (current.pushed ?? []).length > 0) {
+          // The fiber ends with pushed events it never took (they came too late): they stay
+          // in the replica's inbox, unconsumed, as an event sent just before an end stays.
+          if (groups.length > 0 && !(await flush())) return this.#fencedNow(fiberId, lease);
+          await this.#moveIn(fiberId, current);
+          const { pushed: _late, ...rest } = current;
+          current = rest;
+        }
         groups.push(replicaGroup(fiberId, record.generation, entry.group));
         current = { ...current, appliedPos: entry.pos };
         continue;
@@ -307,16 +308,17 @@ export class Arbiter {
         this.#note(fiberId, state.until);
         return state;
       }
-      // Pushed events the browser never shipped back go into the inbox, after what it holds.
-      const pushed = state.pushed ?? [];
-      const base = pushed.length > 0 ? ((await this.#store.readInbox(fiberId)).at(-1)?.seq ?? 0) : undefined;
+      // Pushed events the browser never shipped back go into the inbox first, while the fiber
+      // is still the browser's and so runs nowhere (a crash before the commit below leaves them
+      // there, known by eventId to the next try); the commit stops pushing them.
+      if ((state.pushed ?? []).length > 0) await this.#moveIn(fiberId, state);
+      const { pushed: _moved, ...kept } = state;
       const next: HomeLease = {
-        ...state,
+        ...kept,
         home: EDGE_HOME,
         formerHome: state.home,
         epoch: state.epoch + 1,
         until: now + this.#leaseMs,
-        ...(base === undefined ? {} : { drainBase: base }),
       };
       // The browser's marker goes, so the edge runtime's recover() claims the fiber.
       const release: Partial<FiberRecord> =
@@ -326,7 +328,7 @@ export class Arbiter {
       ]);
       if (fenced.length === 0) {
         this.#note(fiberId, undefined);
-        return (await this.#drain(fiberId)) ?? next;
+        return next;
       }
     }
     throw new FiberlineError("store_error", `Fiber ${fiberId} kept changing while the edge took it over.`);
@@ -340,10 +342,7 @@ export class Arbiter {
       if (record === undefined || state === undefined) return this.#store.enqueueEvent(event);
       if (state.home !== EDGE_HOME && !isTerminal(record.status) && state.until <= this.#clock())
         state = (await this.#takeOver(fiberId)) ?? state;
-      if (state.home === EDGE_HOME || isTerminal(record.status)) {
-        await this.#drain(fiberId);
-        return this.#store.enqueueEvent(event);
-      }
+      if (state.home === EDGE_HOME || isTerminal(record.status)) return this.#store.enqueueEvent(event);
       const n = (state.pushSeq ?? 0) + 1;
       const pushed = { eventId: `${EDGE_HOME}:${n}`, name: event.name, payload: event.payload, at: event.at };
       const next: HomeLease = { ...state, pushSeq: n, pushed: [...(state.pushed ?? []), pushed] };
@@ -360,33 +359,15 @@ export class Arbiter {
   }
 
   /**
-   * Moves the pushed events of a fiber the edge took over into its inbox, each once: the inbox
-   * grows only here and through `accept` (both in the fiber's turn), so the events past
-   * `drainBase` are the ones an interrupted drain already moved.
+   * Enqueues `state.pushed` into the replica's inbox, skipping those it holds by `eventId`: moved
+   * by an earlier try whose record update a crash lost, or shipped back by the browser and
+   * applied just before such a crash.
    */
-  async #drain(fiberId: string): Promise<HomeLease | undefined> {
-    for (let tries = 0; tries < 8; tries++) {
-      const record = await this.#store.getFiber(fiberId);
-      const state = record?.home;
-      if (record === undefined || state === undefined) return undefined;
-      const pushed = state.pushed ?? [];
-      if (state.home !== EDGE_HOME || pushed.length === 0) return state;
-      const inbox = await this.#store.readInbox(fiberId);
-      const base = state.drainBase ?? inbox.at(-1)?.seq ?? 0;
-      for (const [i, event] of pushed.entries()) {
-        if (inbox.some((e) => e.seq === base + i + 1)) continue;
-        await this.#store.enqueueEvent({ fiberId, ...event });
-      }
-      const { pushed: _pushed, drainBase: _base, ...drained } = state;
-      const { fenced } = await this.#store.commit([
-        { fiberId, generation: record.generation, fiber: { home: drained } },
-      ]);
-      if (fenced.length === 0) return drained;
+  async #moveIn(fiberId: string, state: HomeLease): Promise<void> {
+    const held = new Set((await this.#store.readInbox(fiberId)).map((e) => e.eventId));
+    for (const event of state.pushed ?? []) {
+      if (!held.has(event.eventId)) await this.#store.enqueueEvent({ fiberId, ...event });
     }
-    throw new FiberlineError(
-      "store_error",
-      `Fiber ${fiberId} kept changing while its pushed events moved in.`,
-    );
   }
 
   #turn<T>(fiberId: string, work: () => Promise<T>): Promise<T> {

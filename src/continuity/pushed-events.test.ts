@@ -192,7 +192,7 @@ describe("events pushed to the browser", () => {
   });
 
   it("moves pushed events into the inbox once when the takeover crashes midway, after a restart", async () => {
-    for (const crash of ["second enqueue", "final commit"] as const) {
+    for (const crash of ["second enqueue", "takeover commit"] as const) {
       const store = new CrashingStore();
       let now = Date.now();
       const arbiter = new Arbiter({ store, clock: () => now, leaseMs: 30_000 });
@@ -210,11 +210,13 @@ describe("events pushed to the browser", () => {
       now += 31_000;
       store.crashAt = crash;
       await expect(arbiter.takeOverLapsed()).rejects.toThrow(/crash/);
-      expect(await arbiter.state("f5")).toMatchObject({ home: EDGE_HOME });
+      // Still the browser's: the events move in before the home changes.
+      expect(await arbiter.state("f5")).toMatchObject({ home: HOME });
 
       // The object restarts: a new arbiter on the same replica finishes the move, once.
       const again = new Arbiter({ store, clock: () => now, leaseMs: 30_000 });
-      await again.takeOverLapsed();
+      expect(await again.takeOverLapsed()).toEqual(["f5"]);
+      expect(await again.state("f5")).toMatchObject({ home: EDGE_HOME, epoch: 2 });
       expect(
         (await store.readInbox("f5")).map((e) => [e.seq, e.payload]),
         crash,
@@ -227,25 +229,88 @@ describe("events pushed to the browser", () => {
       expect(await store.readInbox("f5"), crash).toHaveLength(2);
     }
   });
+
+  it("moves in no pushed event the browser shipped back, even when a crash lost the record of it", async () => {
+    const store = new CrashingStore();
+    let now = Date.now();
+    const arbiter = new Arbiter({ store, clock: () => now, leaseMs: 30_000 });
+    const create = { pos: 1, type: "create" as const, record: waitingRecord("f6", now), chunks: [] };
+    await arbiter.receive("f6", { home: HOME, epoch: 1, from: 1, entries: [create] });
+    await arbiter.accept({ fiberId: "f6", name: "approval", payload: "once", at: now });
+    // The browser ships it back at its inbox seq 1; the arbiter stores it and crashes before
+    // recording the position (and that it is no longer pushed).
+    const shippedBack = {
+      pos: 2,
+      type: "event" as const,
+      eventId: `${HOME}:1`,
+      event: {
+        fiberId: "f6",
+        seq: 1,
+        name: "approval",
+        payload: "once",
+        at: now + 5,
+        eventId: `${EDGE_HOME}:1`,
+      },
+    };
+    store.crashAt = "commit after an enqueue";
+    await expect(
+      arbiter.receive("f6", { home: HOME, epoch: 1, from: 2, entries: [shippedBack] }),
+    ).rejects.toThrow(/crash/);
+    expect((await arbiter.state("f6"))?.pushed?.map((e) => e.eventId)).toEqual([`${EDGE_HOME}:1`]);
+    // The browser is gone; the takeover finds the event in the inbox by its id.
+    now += 31_000;
+    const again = new Arbiter({ store, clock: () => now, leaseMs: 30_000 });
+    expect(await again.takeOverLapsed()).toEqual(["f6"]);
+    expect((await store.readInbox("f6")).map((e) => e.payload)).toEqual(["once"]);
+  });
+
+  it("keeps a pushed event the fiber ended without taking in the replica's inbox, unconsumed, once", async () => {
+    const store = new CrashingStore();
+    const now = Date.now();
+    const arbiter = new Arbiter({ store, clock: () => now, leaseMs: 30_000 });
+    const create = { pos: 1, type: "create" as const, record: waitingRecord("f7", now), chunks: [] };
+    await arbiter.receive("f7", { home: HOME, epoch: 1, from: 1, entries: [create] });
+    await arbiter.accept({ fiberId: "f7", name: "approval", payload: "late", at: now });
+    const end = {
+      pos: 2,
+      type: "commit" as const,
+      group: { fiberId: "f7", generation: 1, fiber: { status: "cancelled" as const, endedAt: now } },
+    };
+    // A crash after the event moved in and before the end was recorded: the retry moves it no more.
+    store.crashAt = "commit after an enqueue";
+    const shipment = { home: HOME, epoch: 1, from: 2, entries: [end] };
+    await expect(arbiter.receive("f7", shipment)).rejects.toThrow(/crash/);
+    expect(await arbiter.receive("f7", shipment)).toMatchObject({ status: "ok", appliedPos: 2 });
+    expect((await store.getFiber("f7"))?.status).toBe("cancelled");
+    const inbox = await store.readInbox("f7");
+    expect(inbox.map((e) => [e.payload, e.consumedBy])).toEqual([["late", undefined]]);
+    expect((await arbiter.state("f7"))?.pushed).toBeUndefined();
+  });
 });
 
-/** A `MemoryStore` that crashes once at a chosen point of a takeover's move of pushed events. */
+/** A `MemoryStore` that crashes once at a chosen point. */
 class CrashingStore extends MemoryStore {
-  crashAt: "second enqueue" | "final commit" | undefined;
+  crashAt: "second enqueue" | "takeover commit" | "commit after an enqueue" | undefined;
   #enqueued = 0;
+  #afterEnqueue = false;
   override async enqueueEvent(...args: Parameters<MemoryStore["enqueueEvent"]>) {
     if (this.crashAt === "second enqueue" && ++this.#enqueued === 2) {
       this.crashAt = undefined;
       throw new Error("simulated crash before the second event was stored");
     }
-    return super.enqueueEvent(...args);
+    const stored = await super.enqueueEvent(...args);
+    this.#afterEnqueue = true;
+    return stored;
   }
   override async commit(...args: Parameters<MemoryStore["commit"]>) {
     const [groups] = args;
-    const clears = groups.some((g) => g.fiber?.home !== undefined && g.fiber.home.pushed === undefined);
-    if (this.crashAt === "final commit" && clears) {
+    const takesOver = groups.some((g) => g.fiber?.home?.home === EDGE_HOME);
+    if (
+      (this.crashAt === "takeover commit" && takesOver) ||
+      (this.crashAt === "commit after an enqueue" && this.#afterEnqueue)
+    ) {
       this.crashAt = undefined;
-      throw new Error("simulated crash before the move was recorded");
+      throw new Error("simulated crash before the commit applied");
     }
     return super.commit(...args);
   }

@@ -6,6 +6,7 @@
  * (the copy buffered here was dropped with the rest of this home's unshipped tail).
  */
 
+import { FiberlineError } from "../core/errors";
 import type { Runtime } from "../core/runtime";
 import type { Outbox } from "./outbox";
 import type { PushedEvent } from "./protocol";
@@ -48,9 +49,9 @@ export async function sendShippedEvent(
  * already holds (pushed again after a restart, before it was shipped back) is skipped, so each is
  * buffered here once.
  *
- * Failure semantics: an event that cannot be enqueued (the fiber ended here, or moved away)
- * rejects; the shipper reports it and the next answer pushes it again, and a takeover moves it
- * into the edge's inbox. The local store must keep `InboxEvent.eventId` (`MemoryStore` does).
+ * Failure semantics: an event for a fiber that already ended here is skipped (the arbiter keeps it
+ * in the replica's inbox, unconsumed, when the end is shipped); any other failure rejects, and
+ * the next answer pushes the event again (a takeover moves it into the edge's inbox). The local store must keep `InboxEvent.eventId` (`MemoryStore` does).
  *
  * @example
  * const shipper = new Shipper({ outbox, home, send, onEvents: enqueuePushedEvents(runtime) });
@@ -62,7 +63,13 @@ export function enqueuePushedEvents(
     const held = new Set((await runtime.store.readInbox(fiberId)).map((e) => e.eventId));
     for (const event of events) {
       if (held.has(event.eventId)) continue;
-      await runtime.sendEvent(fiberId, event.name, event.payload, { eventId: event.eventId });
+      try {
+        await runtime.sendEvent(fiberId, event.name, event.payload, { eventId: event.eventId });
+      } catch (error) {
+        // Ended here: the arbiter keeps the event in the replica's inbox, unconsumed.
+        if (error instanceof FiberlineError && error.code === "fiber_ended") continue;
+        throw error;
+      }
       held.add(event.eventId);
     }
   };

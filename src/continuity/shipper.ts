@@ -50,6 +50,8 @@ export interface ShipperStats {
   shipments: number;
   failures: number;
   fenced: number;
+  /** Answers whose pushed events `onEvents` failed to take (they are pushed again). */
+  pushFailures: number;
 }
 
 /**
@@ -61,7 +63,7 @@ export interface ShipperStats {
  * and is reported with `out_of_order`.
  */
 export class Shipper {
-  readonly stats: ShipperStats = { shipments: 0, failures: 0, fenced: 0 };
+  readonly stats: ShipperStats = { shipments: 0, failures: 0, fenced: 0, pushFailures: 0 };
   readonly #outbox: Outbox;
   readonly #home: string;
   readonly #send: ShipperOptions["send"];
@@ -160,7 +162,11 @@ export class Shipper {
     if (this.#outbox.hasPending(fiberId)) this.kick(fiberId);
   }
 
-  /** Hands the pushed events not handed yet to `onEvents` (in order; a failure is retried on the next answer). */
+  /**
+   * Hands the pushed events not handed yet to `onEvents`, in order. A failure is not reported:
+   * the arbiter pushes them again in its next answer, and takes them into its own inbox when the
+   * fiber ends or moves before they were taken here.
+   */
   async #take(fiberId: string, events: PushedEvent[]): Promise<void> {
     if (this.#onEvents === undefined) return;
     const handed = this.#handed.get(fiberId) ?? new Set<string>();
@@ -173,8 +179,8 @@ export class Shipper {
     try {
       await this.#onEvents(fiberId, fresh);
       for (const e of fresh) handed.add(e.eventId);
-    } catch (error) {
-      this.#report(error, fiberId);
+    } catch {
+      this.stats.pushFailures++;
     }
   }
 

@@ -108,8 +108,6 @@ export interface HomeLease {
   pushed?: Array<{ eventId: string; name: string; payload: unknown; at: number }>;
   /** The number of the last event the arbiter accepted for this fiber (`edge:<n>`). */
   pushSeq?: number;
-  /** Set while a takeover moves `pushed` into the inbox: the inbox's last seq before it began. */
-  drainBase?: number;
 }
 
 /** The kinds of journaled operations. */

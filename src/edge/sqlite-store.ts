@@ -212,7 +212,7 @@ export class SqliteStore implements Store {
 
   async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     return this.#transaction("enqueueEvent", () => {
-      const { fiberId, name, payload, at } = event;
+      const { fiberId, name, payload, at, eventId } = event;
       const record = this.#fiber(fiberId);
       assertTakesEvents(fiberId, record);
       const due = dueForEvent(record as FiberRecord, event);
@@ -223,7 +223,7 @@ export class SqliteStore implements Store {
           fiberId,
         )
         .one();
-      const stored: InboxEvent = { fiberId, seq: next, name, payload, at };
+      const stored: InboxEvent = { fiberId, seq: next, name, payload, at, ...(eventId === undefined ? {} : { eventId }) };
       const encoded = encodeValue(stored);
       this.#sql.exec("INSERT INTO fiberline_inbox VALUES (?, ?, ?)", fiberId, next, encoded);
       return decodeValue(encoded) as InboxEvent;

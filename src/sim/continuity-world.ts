@@ -23,6 +23,7 @@ import { IDBFactory } from "fake-indexeddb";
 import { Outbox } from "../continuity/outbox";
 import { browserHome, EDGE_HOME, type Shipment, type ShipmentAnswer } from "../continuity/protocol";
 import { ReplicatingStore } from "../continuity/replicating-store";
+import { enqueuePushedEvents } from "../continuity/send-event";
 import { Shipper } from "../continuity/shipper";
 import type { FiberContext, StepContext } from "../core/define";
 import { defineFiber } from "../core/define";
@@ -263,6 +264,8 @@ export class ContinuityWorld {
       send: (fiberId, shipment) => this.link.send(fiberId, shipment),
       heartbeatMs: this.settings.heartbeatMs,
       retry: { initialMs: 50, maxMs: 1_000 },
+      // A webhook the edge accepted while this browser holds the fiber, pushed in an answer.
+      onEvents: (fiberId, events) => enqueuePushedEvents(runtime)(fiberId, events),
       onError: (error, fiberId) =>
         this.findings.add("shipper-error", `${codeOf(error)}: ${String(error).slice(0, 120)}`, fiberId),
     });
@@ -296,9 +299,10 @@ export class ContinuityWorld {
       plan: this.edgePlan,
       onCrash: () => this.killEdge("a store fault"),
     };
-    const runtimeStore = new FaultStore(new ArbitratedStore(this.edgeStore), host, name);
     const arbiterStore = new FaultStore(this.edgeStore, host, `${name}/arbiter`);
     const arbiter = new Arbiter({ store: arbiterStore, leaseMs: this.settings.homeLeaseMs });
+    // Events for a replica go through the arbiter: pushed to the browser while it holds the fiber.
+    const runtimeStore = new FaultStore(new ArbitratedStore(this.edgeStore, arbiter), host, name);
     const runtime = this.#runtime(name, runtimeStore, () => node);
     const alarm = setInterval(() => this.#alarm(node), this.settings.alarmMs);
     node = {

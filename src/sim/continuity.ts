@@ -214,6 +214,8 @@ class ContinuityActions {
       }
       if (isTerminal(record.status)) continue;
       if (record.status !== "waiting" || record.wakeAt !== undefined) return false;
+      // An event the arbiter holds for the browser is on its way into the fiber.
+      if ((record.home?.pushed?.length ?? 0) > 0) return false;
       const wanted = new Set(record.waitingFor ?? []);
       const inbox = world.edgeLedger.get(id)?.inbox ?? [];
       if (inbox.some((e) => e.consumedBy === undefined && wanted.has(e.name))) return false;
@@ -253,7 +255,8 @@ class ContinuityActions {
 
   /**
    * Sends the event a program waits for, as a page does while the fiber runs in the browser and
-   * a webhook does once it runs at the edge. Sent once: an unanswered send is never repeated
+   * a webhook does at the edge (wherever the fiber runs: the arbiter pushes it to a browser that
+   * holds the fiber). Sent once: an unanswered send is never repeated
    * (the check is then that it arrived at most once).
    */
   #send(fiberId: string, name: string, send = ++this.#sends, tries = 0): void {
@@ -277,7 +280,13 @@ class ContinuityActions {
     const where = world.outbox.where(fiberId);
     const browser = world.browser;
     let via: { name: string; sendEvent: () => Promise<void> } | undefined;
-    if (where?.status !== "away" && browser && !browser.crashed && world.localLedger.get(fiberId)?.record)
+    // Some events come from elsewhere (a webhook) and reach the edge wherever the fiber runs:
+    // while a browser holds it, the arbiter pushes them to that browser.
+    const webhook = world.rng.chance(0.35);
+    if (webhook && record?.home !== undefined && world.edge && !world.edge.crashed) {
+      const edge = world.edge;
+      via = { name: edge.name, sendEvent: () => edge.runtime.sendEvent(fiberId, name, { send }) };
+    } else if (where?.status !== "away" && browser && !browser.crashed && world.localLedger.get(fiberId)?.record)
       via = {
         name: browser.name,
         // Answered once shipped, as the Service Worker host will answer a page.
