@@ -63,6 +63,8 @@ export class Arbiter {
   /** Fibers written since the load began: what the listing says of them may be older. */
   readonly #touched = new Set<string>();
   #loaded: Promise<void> | undefined;
+  /** Whether the listing is in `#leases`: from then on `#touched` is not needed. */
+  #indexed = false;
 
   constructor(options: ArbiterOptions) {
     this.#store = options.store;
@@ -136,6 +138,7 @@ export class Arbiter {
           this.#leases.set(r.id, r.home.until);
         }
         this.#touched.clear();
+        this.#indexed = true;
       },
       (error: unknown) => {
         this.#loaded = undefined; // the next call tries again
@@ -147,7 +150,7 @@ export class Arbiter {
 
   /** Keeps `#leases` in step with a write: `until` while a browser holds a live fiber, else none. */
   #note(fiberId: string, until: number | undefined): void {
-    this.#touched.add(fiberId);
+    if (!this.#indexed) this.#touched.add(fiberId);
     if (until === undefined) this.#leases.delete(fiberId);
     else this.#leases.set(fiberId, until);
   }
