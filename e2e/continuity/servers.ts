@@ -7,11 +7,12 @@
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { build } from "esbuild";
 import type { Effect } from "./fibers";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -113,7 +114,12 @@ async function waitForAnswer(url: string, what: Started, timeoutMs: number): Pro
   throw new Error(`${url} did not answer within ${timeoutMs} ms:\n${what.output().slice(-3_000)}`);
 }
 
-/** `wrangler dev` on the e2e's edge Worker, continuity on with `leaseMs`. */
+/**
+ * `wrangler dev` on the e2e's edge Worker, continuity on with `leaseMs`. The Worker is bundled
+ * here first and run with `--no-bundle` from a directory of its own: wrangler watches what it
+ * bundles and restarts the Worker (and every Durable Object) when a source file changes, which
+ * other work in this repository does at any time, and a restart mid-test is a crash of the edge.
+ */
 export async function startEdgeWorker(options: {
   port: number;
   leaseMs: number;
@@ -121,12 +127,32 @@ export async function startEdgeWorker(options: {
   persistTo?: string;
 }): Promise<Started & { persistTo: string }> {
   const persistTo = options.persistTo ?? mkdtempSync(join(tmpdir(), "fiberline-continuity-edge-"));
+  const dir = mkdtempSync(join(tmpdir(), "fiberline-continuity-worker-"));
+  await build({
+    entryPoints: [join(ROOT, "e2e/continuity/edge-worker.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    outfile: join(dir, "edge-worker.js"),
+    external: ["cloudflare:*"],
+    logLevel: "silent",
+  });
+  writeFileSync(
+    join(dir, "wrangler.toml"),
+    readFileSync(join(ROOT, "e2e/continuity/wrangler.toml"), "utf8").replace(
+      'main = "edge-worker.ts"',
+      'main = "edge-worker.js"',
+    ),
+  );
   const { started } = startGroup(
     join(ROOT, "node_modules/.bin/wrangler"),
     [
       "dev",
       "-c",
-      "e2e/continuity/wrangler.toml",
+      join(dir, "wrangler.toml"),
+      "--no-bundle",
       "--port",
       String(options.port),
       "--inspector-port",

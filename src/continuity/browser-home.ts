@@ -95,6 +95,11 @@ export interface EdgeOptions {
   mirrorPollMs?: number;
   /** The `fetch` used to reach the edge (default the global one). */
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
+  /**
+   * Called once per worker start for each fiber this home found away (fenced by the arbiter, a
+   * mirror, or restored): where it runs now, as far as this home knows (default: nothing).
+   */
+  onAway?(fiberId: string, where: { home: string; epoch: number } | undefined): void;
 }
 
 /** Options of `createReplicatedRuntime`: the runtime's own, and `edge`. */
@@ -202,11 +207,13 @@ export class BrowserContinuity {
   #drain: Promise<void> | undefined;
   #scope: OnlineScopeLike | undefined;
   #stopped = false;
+  readonly #onAway: EdgeOptions["onAway"];
   readonly #online = () => void this.#shipAll();
 
   constructor(parts: ContinuityParts) {
     const { edge } = parts;
     this.#local = parts.local;
+    this.#onAway = edge.onAway;
     this.#report =
       parts.onError ?? ((error, doing) => console.error(`[fiberline/continuity] ${doing} failed:`, error));
     this.#kinds = new Map(
@@ -439,6 +446,14 @@ export class BrowserContinuity {
   /** Mirrors `fiberId` from now on: a first read (which streams wait for), then follows it. */
   #goAway(fiberId: string): void {
     if (this.#firstSync.has(fiberId)) return;
+    const fenced = this.#now?.outbox.where(fiberId);
+    const where =
+      fenced?.status === "away" ? { home: fenced.home, epoch: fenced.epoch } : this.#away.get(fiberId);
+    try {
+      this.#onAway?.(fiberId, where);
+    } catch (error) {
+      this.#report(error, "onAway");
+    }
     const first = this.mirror.sync(fiberId).then(
       () => this.mirror.follow(fiberId),
       (error: unknown) => {

@@ -24,6 +24,13 @@ export interface EdgeLinkOptions {
   headers?: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
   /** The `fetch` to use (default the global one). */
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
+  /**
+   * How long a replica read or a cancel waits for the edge's answer (default 15 s): a page's
+   * stream and calls wait on them, so a network that swallows requests must not hold them
+   * forever. An event is not cut short: the edge may have accepted it, and a sender told it
+   * failed would send it again.
+   */
+  timeoutMs?: number;
 }
 
 /** The browser's HTTP client of one edge host. */
@@ -31,6 +38,7 @@ export class EdgeLink {
   readonly baseUrl: string;
   readonly #headers: NonNullable<EdgeLinkOptions["headers"]>;
   readonly #fetch: (url: string, init: RequestInit) => Promise<Response>;
+  readonly #timeoutMs: number;
   /** The shipper's `send`. */
   readonly ship: (fiberId: string, shipment: Shipment) => Promise<ShipmentAnswer>;
 
@@ -39,6 +47,7 @@ export class EdgeLink {
     this.#headers = options.headers ?? {};
     // Looked up at each call, so a test (or a polyfill) that replaces the global fetch is used.
     this.#fetch = options.fetch ?? ((url, init) => fetch(url, init));
+    this.#timeoutMs = options.timeoutMs ?? 15_000;
     this.ship = shipOverHttp(this.baseUrl, this.#fetch, this.#headers);
   }
 
@@ -49,6 +58,7 @@ export class EdgeLink {
   async readReplica(fiberId: string, after: number): Promise<ReplicaSnapshot | undefined> {
     const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/replica?after=${after}`, {
       headers: await this.#headersNow(),
+      signal: AbortSignal.timeout(this.#timeoutMs),
     });
     if (response.status === 404) {
       const error = await errorOf(response, fiberId);
@@ -76,6 +86,7 @@ export class EdgeLink {
       method: "POST",
       headers: { "content-type": "application/json", ...(await this.#headersNow()) },
       body: JSON.stringify(reason === undefined ? {} : { reason }),
+      signal: AbortSignal.timeout(this.#timeoutMs),
     });
     if (!response.ok) throw await errorOf(response, fiberId);
     return ((await response.json()) as { status: FiberStatus }).status;

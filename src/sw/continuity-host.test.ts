@@ -84,6 +84,8 @@ interface BrowserStart {
   scope: FakeScope;
   /** Steps this start ran. */
   runs: Array<{ fiber: string; step: string; interrupted: boolean }>;
+  /** What `edge.onAway` reported. */
+  away: Array<{ fiberId: string; home: string | undefined }>;
   /** The worker stops (every tab closed, or the browser killed): nothing more runs or ships. */
   kill(): Promise<void>;
 }
@@ -93,6 +95,7 @@ function startBrowser(
   options: { hang?: string; fetch?: typeof edgeFetch; awaitStartOff?: boolean } = {},
 ): BrowserStart {
   const runs: BrowserStart["runs"] = [];
+  const away: BrowserStart["away"] = [];
   const report: Report = async (fiber, step, _attempt, interrupted) => {
     runs.push({ fiber, step, interrupted });
     if (step === options.hang) await new Promise(() => {});
@@ -108,6 +111,7 @@ function startBrowser(
       leaseMs: LEASE_MS,
       mirrorPollMs: 200,
       fetch: options.fetch ?? edgeFetch,
+      onAway: (fiberId, where) => away.push({ fiberId, home: where?.home }),
     },
     pollIntervalMs: 100,
   });
@@ -120,6 +124,7 @@ function startBrowser(
     host,
     scope,
     runs,
+    away,
     async kill() {
       host.dispose();
       await runtime.close();
@@ -209,6 +214,7 @@ describe("the Service Worker host with continuity", () => {
     // Step a ran once (here), step b once here and once, interrupted, at the edge; the restarted
     // worker ran nothing.
     expect(second.runs).toEqual([]);
+    expect(second.away).toEqual([{ fiberId: "restart", home: "edge" }]);
     expect(ledger.entries.filter((e) => e.fiber === "restart").map((e) => [e.what, e.attempt])).toEqual([
       ["b", 2],
     ]);
