@@ -151,9 +151,10 @@ describe("events pushed to the browser", () => {
     const h = homes(async (_fiberId, _events, enqueue) => {
       if (died) return;
       died = true;
-      // The push arrives and is enqueued here; the browser dies before shipping it back.
-      await enqueue();
+      // The push arrives and is enqueued here; the browser dies before shipping it back (its
+      // shipper is gone before the enqueue can be shipped).
       h.shipper.stop();
+      await enqueue();
     });
     await h.browser.start("approval", null, { id: "f3" });
     await wait(async () => (await h.edgeStore.getFiber("f3"))?.status === "waiting");

@@ -181,3 +181,52 @@ describe("Shipper", () => {
     shipper.stop();
   });
 });
+
+describe("Shipper and pushed events", () => {
+  it("keeps shipping while onEvents waits (it may wait for room only shipping makes), and hands each event over once", async () => {
+    const outbox = new Outbox();
+    fill(outbox, "a", 1);
+    const pushed = { eventId: "edge:1", name: "go", payload: 1, at: 0 };
+    const sent: number[] = [];
+    let releaseTake: () => void = () => {};
+    const handed: string[][] = [];
+    const shipper = new Shipper({
+      outbox,
+      home: HOME,
+      heartbeatMs: 100,
+      send: async (_id: string, shipment: Shipment): Promise<ShipmentAnswer> => {
+        sent.push(shipment.from);
+        const last = shipment.entries.at(-1)?.pos ?? shipment.from - 1;
+        return { status: "ok", appliedPos: last, leaseMs: 30_000, events: [pushed] };
+      },
+      // Like an enqueue into a full outbox: done only once later shipments went out.
+      onEvents: (_id, events) => {
+        handed.push(events.map((e) => e.eventId));
+        return new Promise<void>((resolve) => {
+          releaseTake = resolve;
+        });
+      },
+    });
+    shipper.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(handed).toEqual([["edge:1"]]);
+    // The first hand-over is still pending; shipping goes on, position 2 and heartbeats with it.
+    fill2(outbox, "a", 2);
+    await vi.advanceTimersByTimeAsync(350);
+    expect(sent.length).toBeGreaterThanOrEqual(3);
+    expect(outbox.acked("a")).toBe(2);
+    releaseTake();
+    await vi.advanceTimersByTimeAsync(350);
+    // Pushed in every answer, handed over once.
+    expect(handed).toEqual([["edge:1"]]);
+    shipper.stop();
+  });
+});
+
+/** Appends one more commit at chunk `seq` of fiber `id`. */
+function fill2(outbox: Outbox, id: string, seq: number): void {
+  outbox.append(id, {
+    type: "commit",
+    group: { fiberId: id, generation: 1, chunks: [{ fiberId: id, seq, type: "t", data: "x", at: 0 }] },
+  });
+}

@@ -37,8 +37,10 @@ export interface ShipperOptions {
   /**
    * Takes the events the arbiter pushed for `fiberId` (accepted at the edge while this browser
    * holds the fiber) and enqueues them here, each once, with its `eventId` (`enqueuePushedEvents`
-   * in send-event.ts does it through the runtime). Awaited before the fiber's next shipment, so
-   * they ship back in order. Without it, pushed events wait at the arbiter until a takeover.
+   * in send-event.ts does it through the runtime). Calls for one fiber run one after another,
+   * never two at once, and shipping does not wait for them: enqueueing may wait for room in a
+   * full outbox, which only shipping makes. Without it, pushed events wait at the arbiter until
+   * a takeover.
    */
   onEvents?(fiberId: string, events: PushedEvent[]): Promise<void> | void;
   /** Where the shipper reports what it cannot fix by retrying (default `console.error`). */
@@ -76,6 +78,8 @@ export class Shipper {
   readonly #onEvents: ShipperOptions["onEvents"];
   /** Per fiber, the pushed events handed to `onEvents` already (they are pushed until shipped back). */
   readonly #handed = new Map<string, Set<string>>();
+  /** Per fiber, the tail of its queued hand-overs to `onEvents`. */
+  readonly #taking = new Map<string, Promise<void>>();
   readonly #inFlight = new Set<string>();
   readonly #failures = new Map<string, number>();
   readonly #retryTimers = new Map<string, ReturnType<typeof setTimeout>>();
@@ -156,10 +160,19 @@ export class Shipper {
       return;
     }
     this.#answer(fiberId, answer, sentAt);
-    if (answer.status === "ok" && answer.events !== undefined) await this.#take(fiberId, answer.events);
-    else if (answer.status === "ok") this.#handed.delete(fiberId);
+    if (answer.status === "ok") this.#takeLater(fiberId, answer.events ?? []);
     this.#inFlight.delete(fiberId);
     if (this.#outbox.hasPending(fiberId)) this.kick(fiberId);
+  }
+
+  /** Queues `#take` behind the fiber's earlier ones, so two answers never hand events at once. */
+  #takeLater(fiberId: string, events: PushedEvent[]): void {
+    if (this.#onEvents === undefined) return;
+    const next = (this.#taking.get(fiberId) ?? Promise.resolve()).then(() => this.#take(fiberId, events));
+    this.#taking.set(fiberId, next);
+    void next.then(() => {
+      if (this.#taking.get(fiberId) === next) this.#taking.delete(fiberId);
+    });
   }
 
   /**
@@ -168,7 +181,7 @@ export class Shipper {
    * fiber ends or moves before they were taken here.
    */
   async #take(fiberId: string, events: PushedEvent[]): Promise<void> {
-    if (this.#onEvents === undefined) return;
+    if (this.#onEvents === undefined || this.#stopped) return;
     const handed = this.#handed.get(fiberId) ?? new Set<string>();
     this.#handed.set(fiberId, handed);
     // Forget what the arbiter no longer pushes: it came back shipped.

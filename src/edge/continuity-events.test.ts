@@ -62,12 +62,12 @@ function browserHomeOf(dieAfterPush = false) {
     onEvents: async (fiberId, events) => {
       state.pushes++;
       if (state.died) return;
-      await take(fiberId, events);
       if (dieAfterPush) {
-        // Every tab closes the moment the event is here: nothing more is shipped.
+        // Every tab closes the moment the event is here: it is enqueued, and nothing more ships.
         state.died = true;
         shipper.stop();
       }
+      await take(fiberId, events);
     },
   });
   shipper.start();
