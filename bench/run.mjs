@@ -10,6 +10,7 @@
  *   npm run bench -- --quick           fewer runs and smaller sizes (under 2 minutes)
  *   npm run bench -- --strict          IndexedDB durability "strict" instead of "relaxed"
  *   npm run bench -- --only=B1,B3      some workloads only
+ *   npm run bench -- --edge-port=5305  where B10 runs its edge (workerd; the default)
  *   npm run bench -- --costs           the commit-shape diagnostic (idb-costs) instead of the table
  *   npm run bench -- --costs --profile  ... plus a CPU profile of the engine's stash commits
  *   npm run bench -- --costs --profile=engineCommitBatch  ... of another commit shape
@@ -26,7 +27,7 @@ import { attachToTarget, connectCdp } from "./lib/cdp.mjs";
 import { killLaunched, launchChromium } from "./lib/chromium.mjs";
 import { buildRows, fmt, markdownTable, regressions } from "./lib/report.mjs";
 import { serveStatic } from "./lib/serve.mjs";
-import { b1, b2, b3, b4, b5, b6, b7, b8, b9, b11, b12, runJob } from "./lib/workloads.mjs";
+import { b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, runJob } from "./lib/workloads.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -41,15 +42,17 @@ const only = option("only")
   .map((s) => s.trim().toLowerCase());
 const PORT = Number(option("port") ?? 5299);
 const CDP_PORT = Number(option("cdp-port") ?? 9399);
+// B10's edge (workerd).
+const EDGE_PORT = Number(option("edge-port") ?? 5305);
 const origin = `http://127.0.0.1:${PORT}`;
 const profile = join(root, ".profiles", "bench");
 const resultsDir = join(here, "results");
 
 // Order: in-worker jobs first, then the Service Worker stream, then the stop and the crash.
-const WORKLOADS = { b1, b2, b6, b7, b12, b8, b11, b3, b9, b4, b5 };
+const WORKLOADS = { b1, b2, b6, b7, b12, b8, b10, b11, b3, b9, b4, b5 };
 const RUNS = quick
-  ? { b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1, b9: 3, b11: 3, b12: 1 }
-  : { b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2, b9: 9, b11: 7, b12: 3 };
+  ? { b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1, b9: 3, b10: 3, b11: 3, b12: 1 }
+  : { b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2, b9: 9, b10: 3, b11: 7, b12: 3 };
 
 const started = Date.now();
 const log = (message) =>
@@ -101,6 +104,7 @@ async function main() {
     diskPorts,
     profile,
     runs: RUNS,
+    edgePort: EDGE_PORT,
     log,
     launch,
     browser: await launch(),

@@ -92,6 +92,12 @@ async function nextOf(id: number, reply?: unknown): Promise<FromWorker> {
   return message;
 }
 
+/** Terminates job `id`'s worker now, without waiting for its end (B10: the browser home stops). */
+function killJob(id: number): void {
+  jobs.get(id)?.worker.terminate();
+  jobs.delete(id);
+}
+
 // ---- stream workloads through the Service Worker -------------------------------------------------
 
 /** Text that makes a chunk record (`{ fiberId, seq, type, data: { i, t, text }, at, ordinal }`) ~`bytes` long. */
@@ -379,6 +385,7 @@ const bench = {
   sw,
   startJob,
   nextOf,
+  killJob,
   b3Throughput,
   b3Latency,
   b3Durable,

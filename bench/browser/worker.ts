@@ -1,9 +1,10 @@
 /**
- * The dedicated bench worker: runs one engine job (B1, B2, B6, B7, B8) per worker instance, so
+ * The dedicated bench worker: runs one engine job (B1, B2, B6, B7, B8, B10) per worker instance, so
  * each job starts on a fresh heap with fresh IndexedDB connections. The page creates it, posts
  * `run`, answers checkpoints on behalf of the harness, and terminates it after `done`.
  */
 
+import { b10Handoff, b10Steps } from "./jobs/continuity-jobs";
 import { b8 } from "./jobs/disk-jobs";
 import { idbCosts } from "./jobs/idb-costs";
 import { b6, b7, b12 } from "./jobs/recovery-jobs";
@@ -26,6 +27,8 @@ const jobs: Record<string, (ctx: JobContext, params: any) => Promise<unknown>> =
   b7,
   b8,
   b12,
+  "b10-steps": b10Steps,
+  "b10-handoff": b10Handoff,
   "idb-costs": idbCosts,
 };
 

@@ -11,6 +11,7 @@ import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
 import { attachToTarget } from "./cdp.mjs";
 import { indexedDbBytes } from "./disk.mjs";
+import { startBenchEdge } from "./edge.mjs";
 import { fiberIndexBytes, rowBytes } from "./row-size.mjs";
 import { percentile } from "./stats.mjs";
 
@@ -422,4 +423,156 @@ function storedBytes(rows) {
     if (row.store === "fibers") total += fiberIndexBytes(row.value);
   }
   return total;
+}
+
+/**
+ * B10 (continuity, issue #18): replication's cost per step in the browser, the edge's takeover
+ * once a stopped browser's lease lapses, and the edge's own cost per step, each against its
+ * baseline of the same run. The edge is `bench/edge/worker.ts` in real workerd
+ * (`bench/lib/edge.mjs`) on `env.edgePort`, started here and closed at the end.
+ */
+export async function b10(env) {
+  const leaseMs = B10_LEASE_MS;
+  const edge = await startBenchEdge({ port: env.edgePort, leaseMs, allowedOrigin: env.origin });
+  env.log(`B10 edge (workerd) on ${edge.url}, lease ${leaseMs} ms`);
+  try {
+    const steps = [];
+    for (let r = 0; r < env.runs.b10; r++) {
+      const job = await runJob(env.page, "b10-steps", {
+        n: env.quick ? 300 : 1000,
+        block: 50,
+        edgeUrl: edge.prefixUrl,
+        leaseMs,
+      });
+      if (job.errors.length > 0) throw new Error(`B10 steps: ${job.errors.join("; ")}`);
+      steps.push(job);
+      env.log(
+        `B10 steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); first step ${job.firstStepMs.plain.toFixed(1)} / ${job.firstStepMs.ruleA.toFixed(1)} / ${job.firstStepMs.noAwait.toFixed(1)} ms; wait for acks after blocks ${job.settleMsPerStep.ruleA.toFixed(2)} / ${job.settleMsPerStep.noAwait.toFixed(2)} ms/step`,
+      );
+    }
+    const handoffs = [];
+    for (let r = 0; r < env.runs.b10; r++) {
+      const handoff = await b10Handoff(env, edge, leaseMs);
+      handoffs.push(handoff);
+      env.log(
+        `B10 handoff run ${r + 1}: browser stopped at step ${handoff.browserSteps}; lease ended ${handoff.leaseAfterKillMs.toFixed(0)} ms after the kill; first edge chunk (${handoff.firstChunk}) ${handoff.handoffMs.toFixed(0)} ms after the lease`,
+      );
+    }
+    const costs = [];
+    for (let r = 0; r < env.runs.b10; r++) {
+      const cost = await b10EdgeCost(edge, env.quick ? 300 : 1000, `cost-${r}`);
+      costs.push(cost);
+      env.log(
+        `B10 edge cost run ${r + 1}: fiber ${cost.fiberMs.toFixed(3)} ms/step, raw insert ${cost.rawMs.toFixed(4)} ms/row (${cost.rowBytes} B rows), ${cost.ratio.toFixed(2)}x; round trip ${cost.emptyMs.toFixed(1)} ms; on the object's clock ${cost.fiberClockMs.toFixed(3)} vs ${cost.rawClockMs.toFixed(4)} ms`,
+      );
+    }
+    return steps.map((s, r) => ({ steps: s, handoff: handoffs[r], cost: costs[r] }));
+  } finally {
+    await edge.close();
+  }
+}
+
+/** B10's home lease: short, so a handoff run takes seconds. */
+const B10_LEASE_MS = 3_000;
+
+/**
+ * One handoff: a replicated fiber stepping every 50 ms in a dedicated worker; once the arbiter
+ * holds a few steps the worker is terminated (no more shipments), the replica is read once the
+ * shipments in flight have landed (its `home.until` is the lease's end, on the arbiter's clock),
+ * then polled until the first chunk past the browser's last one: that chunk's `at`, on the same
+ * clock, minus the lease's end is the handoff.
+ */
+async function b10Handoff(env, edge, leaseMs) {
+  const page = env.page;
+  const id = await page.evaluate(
+    ([j, p]) => window.bench.startJob(j, p),
+    ["b10-handoff", { steps: 200, stepMs: 50, before: 5, edgeUrl: edge.prefixUrl, leaseMs }],
+  );
+  const message = await page.evaluate((i) => window.bench.nextOf(i), id);
+  if (message.type !== "checkpoint") throw new Error(`B10 handoff job: ${message.message ?? message.type}`);
+  const { fiberId } = message.data;
+  await page.evaluate((i) => window.bench.killJob(i), id);
+  const killedAt = Date.now();
+  await sleep(300);
+  const replicaUrl = (after) =>
+    `${edge.prefixUrl}/fibers/${encodeURIComponent(fiberId)}/replica?after=${after}`;
+  const read = async (after) => {
+    const response = await fetch(replicaUrl(after));
+    if (!response.ok) throw new Error(`B10 replica read: ${response.status} ${await response.text()}`);
+    return await response.json();
+  };
+  const atKill = await read(0);
+  const lease = atKill.record.home;
+  if (!lease || lease.home === "edge")
+    throw new Error(`B10 handoff: the edge held the fiber already (${JSON.stringify(lease)})`);
+  const lastSeq = Math.max(0, ...atKill.chunks.map((c) => c.seq));
+  const deadline = Date.now() + leaseMs + 15_000;
+  for (;;) {
+    const now = await read(lastSeq);
+    const first = now.chunks[0];
+    if (first) {
+      return {
+        fiberId,
+        browserSteps: atKill.chunks.filter((c) => c.type === "progress").length,
+        leaseUntil: lease.until,
+        leaseAfterKillMs: lease.until - killedAt,
+        handoffMs: first.at - lease.until,
+        firstChunk: first.type,
+        edgeHome: now.record.home?.home,
+      };
+    }
+    if (Date.now() > deadline)
+      throw new Error(`B10 handoff: no edge chunk ${leaseMs + 15_000} ms after the kill`);
+    await sleep(10);
+  }
+}
+
+/**
+ * The edge's own cost: in one Durable Object, `n` sequential steps of a fiber on the host's
+ * SqliteStore, `10 n` raw single-row inserts of the same row size (ten times as many, so the
+ * request's round trip, a few ms that wander by tens on a loaded machine, stays small next to
+ * them), and an empty request, alternated three times. Each is timed from Node: the object
+ * answers only once its writes are durable (the output gate), and that last flush is part of
+ * the cost. The empty request's round trip is taken off both; the object's own clock (which
+ * misses the last flush) is kept beside them.
+ */
+async function b10EdgeCost(edge, n, object) {
+  const call = async (kind, count) => {
+    const t0 = performance.now();
+    const response = await fetch(`${edge.url}/bench/cost?kind=${kind}&n=${count}&object=${object}`, {
+      method: "POST",
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(`B10 edge cost ${kind}: ${response.status} ${JSON.stringify(body)}`);
+    return { ms: performance.now() - t0, body };
+  };
+  const counts = { fiber: n, raw: 10 * n, none: 0 };
+  // Warm the object and both paths once (the object's start, SQLite's first writes, the tables).
+  await call("none", 0);
+  await call("fiber", n);
+  await call("raw", n);
+  const total = { fiber: 0, raw: 0, none: 0 };
+  const clock = { fiber: 0, raw: 0 };
+  let rowBytes = 0;
+  for (let i = 0; i < 3; i++) {
+    for (const kind of ["fiber", "raw", "none"]) {
+      const { ms, body } = await call(kind, counts[kind]);
+      total[kind] += ms;
+      if (kind !== "none") clock[kind] += body.clockMs;
+      if (body.rowBytes) rowBytes = body.rowBytes;
+    }
+  }
+  const perOp = (kind) => Math.max(0, total[kind] - total.none) / 3 / counts[kind];
+  const fiberMs = perOp("fiber");
+  const rawMs = perOp("raw");
+  return {
+    fiberMs,
+    rawMs,
+    ratio: fiberMs / rawMs,
+    emptyMs: total.none / 3,
+    fiberClockMs: clock.fiber / 3 / counts.fiber,
+    rawClockMs: clock.raw / 3 / counts.raw,
+    rowBytes,
+    n,
+  };
 }

@@ -1,0 +1,115 @@
+/**
+ * B10 (continuity, issue #18), run in the dedicated bench worker: the same sequential-steps fiber
+ * on a plain runtime and on two runtimes that replicate it to the bench edge (Rule A, and
+ * `awaitStart: false`), alternating blocks; and a slowly stepping replicated fiber whose worker
+ * the harness terminates, for the edge's takeover.
+ *
+ * A dedicated worker rather than the bench Service Worker: B1, the row this one extends, runs
+ * here, each run gets a fresh worker (fresh heap, fresh connections), and terminating the worker
+ * stops the browser home at once and for good (no more shipments, no heartbeat), which a Service
+ * Worker the page controls does not promise (the browser may start it again for a fetch).
+ */
+
+import { createReplicatedRuntime } from "../../../src/continuity/browser-home";
+import { createRuntime, IdbStore } from "../../../src/index";
+import { laneStepper, lanes, slowStepper } from "../continuity-fibers";
+import type { JobContext } from "../protocol";
+import { deleteDatabase } from "../raw-idb";
+import { uniqueName } from "./step-jobs";
+
+/** The lanes of the first row, in turn order. */
+const LANES = ["plain", "ruleA", "noAwait"] as const;
+
+/**
+ * B10 steps: `n` sequential trivial steps in blocks of `block` on each lane; returns ms per step
+ * of each, the first step's time, and the time each replicated lane waited after its blocks for
+ * the arbiter to acknowledge them (not in the per-step figure).
+ */
+export async function b10Steps(
+  ctx: JobContext,
+  params: { n: number; block: number; edgeUrl: string; leaseMs: number },
+) {
+  const names = LANES.map((lane) => uniqueName(`b10-${lane}`));
+  const stores = names.map((name) => new IdbStore({ name, durability: ctx.durability }));
+  const [plainStore, ruleAStore, noAwaitStore] = stores as [IdbStore, IdbStore, IdbStore];
+  const plain = createRuntime({ store: plainStore, fibers: [laneStepper] });
+  const edge = (awaitStart: boolean) => ({
+    baseUrl: params.edgeUrl,
+    fibers: [{ name: laneStepper.name, awaitStart }],
+    leaseMs: params.leaseMs,
+  });
+  const ruleA = createReplicatedRuntime({ store: ruleAStore, fibers: [laneStepper], edge: edge(true) });
+  const noAwait = createReplicatedRuntime({ store: noAwaitStore, fibers: [laneStepper], edge: edge(false) });
+  const errors: string[] = [];
+  try {
+    await Promise.all([ruleA.continuity.start(), noAwait.continuity.start()]);
+    const ruleAOutbox = (await ruleA.continuity.opened).outbox;
+    const noAwaitOutbox = (await noAwait.continuity.opened).outbox;
+    // Warm every connection, and the edge's Worker (not the fiber's object: that is the fiber's).
+    await Promise.all(stores.map((store) => store.getFiber("warm")));
+    await (await fetch(`${params.edgeUrl}/fibers/warm/replica`)).arrayBuffer();
+
+    lanes.turn = 0;
+    lanes.count = LANES.length;
+    lanes.settle = [undefined, (id) => ruleAOutbox.acknowledged(id), (id) => noAwaitOutbox.acknowledged(id)];
+    const input = (lane: number) => ({ n: params.n, block: params.block, lane });
+    const [plainFiber, ruleAFiber, noAwaitFiber] = await Promise.all([
+      plain.start(laneStepper, input(0)),
+      ruleA.runtime.start(laneStepper, input(1)),
+      noAwait.runtime.start(laneStepper, input(2)),
+    ]);
+    const [p, a, b] = await Promise.all([
+      plain.result(plainFiber),
+      ruleA.runtime.result(ruleAFiber),
+      noAwait.runtime.result(noAwaitFiber),
+    ]);
+    await ruleAOutbox.acknowledged(ruleAFiber.id).catch((e: unknown) => errors.push(String(e)));
+    await noAwaitOutbox.acknowledged(noAwaitFiber.id).catch((e: unknown) => errors.push(String(e)));
+    const perStep = (ms: number) => ms / params.n;
+    return {
+      plainMs: perStep(p.ms),
+      ruleAMs: perStep(a.ms),
+      noAwaitMs: perStep(b.ms),
+      ruleARatio: a.ms / p.ms,
+      noAwaitRatio: b.ms / p.ms,
+      firstStepMs: { plain: p.firstMs, ruleA: a.firstMs, noAwait: b.firstMs },
+      settleMsPerStep: { ruleA: perStep(a.settleMs), noAwait: perStep(b.settleMs) },
+      fiberIds: [plainFiber.id, ruleAFiber.id, noAwaitFiber.id],
+      errors,
+    };
+  } finally {
+    lanes.settle = [];
+    ruleA.continuity.stop();
+    noAwait.continuity.stop();
+    await Promise.all([plain.close(), ruleA.runtime.close(), noAwait.runtime.close()]);
+    await Promise.all(stores.map((store) => store.close()));
+    await Promise.all(names.map((name) => deleteDatabase(name)));
+  }
+}
+
+/**
+ * B10 handoff: starts a replicated fiber stepping every `stepMs`, waits until the arbiter holds
+ * `before` of its steps, tells the harness (checkpoint `stepping` with the fiber's id), and keeps
+ * running until the harness terminates this worker.
+ */
+export async function b10Handoff(
+  ctx: JobContext,
+  params: { steps: number; stepMs: number; before: number; edgeUrl: string; leaseMs: number },
+) {
+  const name = uniqueName("b10-handoff");
+  const store = new IdbStore({ name, durability: ctx.durability });
+  const { runtime, continuity } = createReplicatedRuntime({
+    store,
+    fibers: [slowStepper],
+    edge: { baseUrl: params.edgeUrl, fibers: [slowStepper.name], leaseMs: params.leaseMs },
+  });
+  await continuity.start();
+  const { outbox } = await continuity.opened;
+  const fiber = await runtime.start(slowStepper, { steps: params.steps, stepMs: params.stepMs });
+  // Each step writes at least its journal entry and its chunk: wait until a few are acknowledged.
+  while (outbox.acked(fiber.id) < params.before * 2) await new Promise((r) => setTimeout(r, 20));
+  await ctx.checkpoint("stepping", { fiberId: fiber.id });
+  // The harness terminates the worker after the checkpoint; the reply never comes.
+  await new Promise(() => {});
+  return {};
+}
