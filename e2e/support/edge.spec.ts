@@ -106,6 +106,17 @@ test("ships from a page on another origin through CORS, and the replica survives
   // The app's page ships a replicated fiber: position 1 creates the replica at the edge.
   const page = await browser.newPage();
   await page.goto(`${PAGE_ORIGIN}/`);
+  // Chromium reports each CORS preflight it sends to DevTools: count those to the edge.
+  const preflights: string[] = [];
+  const cdp = await page.context().newCDPSession(page);
+  cdp.on(
+    "Network.requestWillBeSent",
+    (event: { request: { method: string; url: string }; type?: string }) => {
+      if (event.request.method === "OPTIONS" || event.type === "Preflight")
+        preflights.push(event.request.url);
+    },
+  );
+  await cdp.send("Network.enable");
   const outbox = new Outbox();
   const store = new ReplicatingStore(new MemoryStore(), { outbox, home: HOME, replicates: () => true });
   const runtime = createRuntime({ store, fibers: [approval], replication: outbox });
@@ -118,6 +129,7 @@ test("ships from a page on another origin through CORS, and the replica survives
   shipper.start();
   await runtime.start(approval, null, { id: "survivor" });
   await expect.poll(() => outbox.acked("survivor") > 0 && !outbox.hasPending("survivor")).toBe(true);
+  expect(preflights.some((url) => url.endsWith("/fibers/survivor/replicate"))).toBe(true);
   const shipped = await replica(edge, token, "survivor");
   expect(shipped).toMatchObject({
     record: { name: "approval", status: "waiting", home: { home: HOME, epoch: 1 } },
