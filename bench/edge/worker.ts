@@ -36,14 +36,44 @@ export class BenchFiberObject {
   /** Length of one journal row of the fiber side, so the raw rows are the same size. */
   #rowBytes = 0;
   #rawFiber = 0;
+  /** SQL statements the host has run so far (its `SqliteStore` sees a counting `sql`). */
+  #statements = 0;
 
   constructor(ctx: DurableObjectStateLike, env: Env) {
     this.#ctx = ctx;
-    this.host = createDurableObjectHost(ctx, {
+    this.host = createDurableObjectHost(this.#counting(ctx), {
       runtime: (parts) => createRuntime({ ...parts, fibers: [laneStepper, slowStepper, edgeStepper] }),
       continuity: { leaseMs: Number(env.LEASE_MS) },
       allowedOrigins: [env.ALLOWED_ORIGIN],
       keepAliveMs: 1_000,
+    });
+  }
+
+  /** `ctx` whose `storage.sql.exec` counts the statements the host runs (B10 reports them per step). */
+  #counting(ctx: DurableObjectStateLike): DurableObjectStateLike {
+    const sql = new Proxy(ctx.storage.sql, {
+      get: (target, property) => {
+        const value = Reflect.get(target, property, target);
+        if (property !== "exec" || typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          this.#statements++;
+          return value.apply(target, args);
+        };
+      },
+    });
+    const storage = new Proxy(ctx.storage, {
+      get: (target, property) => {
+        if (property === "sql") return sql;
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    return new Proxy(ctx, {
+      get: (target, property) => {
+        if (property === "storage") return storage;
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
     });
   }
 
@@ -65,6 +95,7 @@ export class BenchFiberObject {
     if (kind === "fiber") {
       await this.host.ready;
       const runtime = this.host.runtime;
+      const statements = this.#statements;
       const fiber = await runtime.start(edgeStepper, { n });
       await runtime.result(fiber);
       // One step's journal row as the SqliteStore wrote it: the raw rows are padded to its size.
@@ -75,7 +106,12 @@ export class BenchFiberObject {
         )
         .one();
       this.#rowBytes = row.bytes;
-      return Response.json({ rowBytes: row.bytes, clockMs: Date.now() - t0 });
+      const clockMs = Date.now() - t0;
+      return Response.json({
+        rowBytes: row.bytes,
+        clockMs,
+        statementsPerStep: (this.#statements - statements) / n,
+      });
     }
     if (kind === "raw") {
       sql.exec(

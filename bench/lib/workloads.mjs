@@ -443,11 +443,13 @@ export async function b10(env) {
         block: 50,
         edgeUrl: edge.prefixUrl,
         leaseMs,
+        // The diagnostic of continuity-jobs.ts: shipments answered in the worker, no network.
+        ack: process.env.B10_ACK === "local" ? "local" : "edge",
       });
       if (job.errors.length > 0) throw new Error(`B10 steps: ${job.errors.join("; ")}`);
       steps.push(job);
       env.log(
-        `B10 steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); first step ${job.firstStepMs.plain.toFixed(1)} / ${job.firstStepMs.ruleA.toFixed(1)} / ${job.firstStepMs.noAwait.toFixed(1)} ms; wait for acks after blocks ${job.settleMsPerStep.ruleA.toFixed(2)} / ${job.settleMsPerStep.noAwait.toFixed(2)} ms/step`,
+        `B10 steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); first step ${job.firstStepMs.plain.toFixed(1)} / ${job.firstStepMs.ruleA.toFixed(1)} / ${job.firstStepMs.noAwait.toFixed(1)} ms; wait for acks after blocks ${job.settleMsPerStep.ruleA.toFixed(2)} / ${job.settleMsPerStep.noAwait.toFixed(2)} ms/step; shipments per step ${job.shipmentsPerStep.ruleA.toFixed(2)} / ${job.shipmentsPerStep.noAwait.toFixed(2)}; edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms`,
       );
     }
     const handoffs = [];
@@ -455,7 +457,7 @@ export async function b10(env) {
       const handoff = await b10Handoff(env, edge, leaseMs);
       handoffs.push(handoff);
       env.log(
-        `B10 handoff run ${r + 1}: browser stopped at step ${handoff.browserSteps}; lease ended ${handoff.leaseAfterKillMs.toFixed(0)} ms after the kill; first edge chunk (${handoff.firstChunk}) ${handoff.handoffMs.toFixed(0)} ms after the lease`,
+        `B10 handoff run ${r + 1}: browser stopped at step ${handoff.browserSteps}; lease ended ${handoff.leaseAfterKillMs.toFixed(0)} ms after the kill; first edge chunk (${handoff.firstChunk}) ${handoff.handoffMs.toFixed(0)} ms after the lease, first step's chunk ${handoff.firstStepMs.toFixed(0)} ms after it`,
       );
     }
     const costs = [];
@@ -463,7 +465,7 @@ export async function b10(env) {
       const cost = await b10EdgeCost(edge, env.quick ? 300 : 1000, `cost-${r}`);
       costs.push(cost);
       env.log(
-        `B10 edge cost run ${r + 1}: fiber ${cost.fiberMs.toFixed(3)} ms/step, raw insert ${cost.rawMs.toFixed(4)} ms/row (${cost.rowBytes} B rows), ${cost.ratio.toFixed(2)}x; round trip ${cost.emptyMs.toFixed(1)} ms; on the object's clock ${cost.fiberClockMs.toFixed(3)} vs ${cost.rawClockMs.toFixed(4)} ms`,
+        `B10 edge cost run ${r + 1}: fiber ${cost.fiberMs.toFixed(3)} ms/step, raw insert ${cost.rawMs.toFixed(4)} ms/row (${cost.rowBytes} B rows), ${cost.ratio.toFixed(2)}x; round trip ${cost.emptyMs.toFixed(1)} ms; on the object's clock ${cost.fiberClockMs.toFixed(3)} vs ${cost.rawClockMs.toFixed(4)} ms; ${cost.statementsPerStep.toFixed(1)} SQL statements per step`,
       );
     }
     return steps.map((s, r) => ({ steps: s, handoff: handoffs[r], cost: costs[r] }));
@@ -507,10 +509,14 @@ async function b10Handoff(env, edge, leaseMs) {
     throw new Error(`B10 handoff: the edge held the fiber already (${JSON.stringify(lease)})`);
   const lastSeq = Math.max(0, ...atKill.chunks.map((c) => c.seq));
   const deadline = Date.now() + leaseMs + 15_000;
+  // The first chunk past the browser's last (the edge's `fiber.recovered`), then the first
+  // `progress` chunk of a step the edge ran (one 50 ms step later, at the least).
+  let first;
   for (;;) {
     const now = await read(lastSeq);
-    const first = now.chunks[0];
-    if (first) {
+    first ??= now.chunks[0];
+    const step = now.chunks.find((c) => c.type === "progress" && c.data.where === "edge");
+    if (first && step) {
       return {
         fiberId,
         browserSteps: atKill.chunks.filter((c) => c.type === "progress").length,
@@ -518,6 +524,7 @@ async function b10Handoff(env, edge, leaseMs) {
         leaseAfterKillMs: lease.until - killedAt,
         handoffMs: first.at - lease.until,
         firstChunk: first.type,
+        firstStepMs: step.at - lease.until,
         edgeHome: now.record.home?.home,
       };
     }
@@ -554,12 +561,14 @@ async function b10EdgeCost(edge, n, object) {
   const total = { fiber: 0, raw: 0, none: 0 };
   const clock = { fiber: 0, raw: 0 };
   let rowBytes = 0;
+  let statementsPerStep = 0;
   for (let i = 0; i < 3; i++) {
     for (const kind of ["fiber", "raw", "none"]) {
       const { ms, body } = await call(kind, counts[kind]);
       total[kind] += ms;
       if (kind !== "none") clock[kind] += body.clockMs;
       if (body.rowBytes) rowBytes = body.rowBytes;
+      if (body.statementsPerStep) statementsPerStep = body.statementsPerStep;
     }
   }
   const perOp = (kind) => Math.max(0, total[kind] - total.none) / 3 / counts[kind];
@@ -573,6 +582,7 @@ async function b10EdgeCost(edge, n, object) {
     fiberClockMs: clock.fiber / 3 / counts.fiber,
     rawClockMs: clock.raw / 3 / counts.raw,
     rowBytes,
+    statementsPerStep,
     n,
   };
 }

@@ -27,7 +27,7 @@ const LANES = ["plain", "ruleA", "noAwait"] as const;
  */
 export async function b10Steps(
   ctx: JobContext,
-  params: { n: number; block: number; edgeUrl: string; leaseMs: number },
+  params: { n: number; block: number; edgeUrl: string; leaseMs: number; ack?: "edge" | "local" },
 ) {
   const names = LANES.map((lane) => uniqueName(`b10-${lane}`));
   const stores = names.map((name) => new IdbStore({ name, durability: ctx.durability }));
@@ -37,17 +37,26 @@ export async function b10Steps(
     baseUrl: params.edgeUrl,
     fibers: [{ name: laneStepper.name, awaitStart }],
     leaseMs: params.leaseMs,
+    ...(params.ack === "local" ? { fetch: acknowledgeLocally(params.leaseMs) } : {}),
   });
   const ruleA = createReplicatedRuntime({ store: ruleAStore, fibers: [laneStepper], edge: edge(true) });
   const noAwait = createReplicatedRuntime({ store: noAwaitStore, fibers: [laneStepper], edge: edge(false) });
   const errors: string[] = [];
   try {
     await Promise.all([ruleA.continuity.start(), noAwait.continuity.start()]);
-    const ruleAOutbox = (await ruleA.continuity.opened).outbox;
-    const noAwaitOutbox = (await noAwait.continuity.opened).outbox;
+    const { outbox: ruleAOutbox, shipper: ruleAShipper } = await ruleA.continuity.opened;
+    const { outbox: noAwaitOutbox, shipper: noAwaitShipper } = await noAwait.continuity.opened;
     // Warm every connection, and the edge's Worker (not the fiber's object: that is the fiber's).
     await Promise.all(stores.map((store) => store.getFiber("warm")));
-    await (await fetch(`${params.edgeUrl}/fibers/warm/replica`)).arrayBuffer();
+    // The edge's round trip from this worker (a small GET through the Worker to an object), the
+    // floor of what Rule A adds to each step.
+    const trips: number[] = [];
+    for (let i = 0; i < 21; i++) {
+      const t0 = performance.now();
+      await (await fetch(`${params.edgeUrl}/fibers/warm/replica`)).arrayBuffer();
+      trips.push(performance.now() - t0);
+    }
+    trips.sort((x, y) => x - y);
 
     lanes.turn = 0;
     lanes.count = LANES.length;
@@ -75,6 +84,11 @@ export async function b10Steps(
       firstStepMs: { plain: p.firstMs, ruleA: a.firstMs, noAwait: b.firstMs },
       settleMsPerStep: { ruleA: perStep(a.settleMs), noAwait: perStep(b.settleMs) },
       fiberIds: [plainFiber.id, ruleAFiber.id, noAwaitFiber.id],
+      edgeRoundTripMs: trips[10] ?? Number.NaN,
+      shipmentsPerStep: {
+        ruleA: ruleAShipper.stats.shipments / params.n,
+        noAwait: noAwaitShipper.stats.shipments / params.n,
+      },
       errors,
     };
   } finally {
@@ -112,4 +126,19 @@ export async function b10Handoff(
   // The harness terminates the worker after the checkpoint; the reply never comes.
   await new Promise(() => {});
   return {};
+}
+
+/**
+ * The diagnostic `ack: "local"` (`B10_ACK=local npm run bench -- --only=b10`): shipments are
+ * answered in the worker itself, at once, as the arbiter would answer them (everything applied),
+ * so the replicated lanes pay for the outbox and the shipper but not for the network or the edge.
+ * Not a row: it tells where the replicated steps' time goes.
+ */
+function acknowledgeLocally(leaseMs: number) {
+  return async (url: string, init: RequestInit): Promise<Response> => {
+    if (init.method !== "POST" || !url.endsWith("/replicate")) return await fetch(url, init);
+    const shipment = JSON.parse(String(init.body)) as { from: number; entries: unknown[] };
+    const answer = { status: "ok", appliedPos: shipment.from + shipment.entries.length - 1, leaseMs };
+    return new Response(JSON.stringify(answer), { headers: { "content-type": "application/json" } });
+  };
 }
