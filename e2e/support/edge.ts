@@ -20,6 +20,10 @@
  *   - `approval`: waits for an `approval` event; emits `approved` `{ answer, where }`, returns it.
  * `where` is "edge" for what the edge ran. Also `assistant` (mock model) and `ticker`.
  *
+ * The Worker is bundled by this helper and run with `wrangler dev --no-bundle` from a directory of
+ * its own, so edits to the repository's sources during a spec never restart it (see
+ * `bundleExample`); each start bundles the sources as they are then.
+ *
  * Ports: `port` serves HTTP; wrangler's inspector gets `port + 1` unless `inspectorPort` is given
  * (keep both in 8840-8859 for this repository's specs). `wrangler dev` works offline; it prints a
  * DNS error for `Request.cf` and goes on.
@@ -30,9 +34,10 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { build } from "esbuild";
 import { signToken } from "../../examples/edge/src/token";
 
 /** Options of `startEdge`. */
@@ -95,10 +100,12 @@ export async function startEdge(options: StartEdgeOptions): Promise<StartedEdge>
     MAX_UNFINISHED_FIBERS: String(options.maxUnfinishedFibers ?? 100),
     ...options.vars,
   };
+  const config = await bundleExample();
   const args = [
     "dev",
     "-c",
-    "examples/edge/wrangler.toml",
+    config,
+    "--no-bundle",
     "--port",
     String(options.port),
     "--inspector-port",
@@ -158,6 +165,40 @@ export async function startEdge(options: StartEdgeOptions): Promise<StartedEdge>
     );
   }
   return edge;
+}
+
+/**
+ * Bundles the example Worker (with `fiberline` resolved to this repository's sources, as its
+ * `wrangler.toml` aliases it) into a directory of its own, beside a copy of its `wrangler.toml`
+ * that runs the bundle, and returns that config's path. Run with `--no-bundle`, wrangler then
+ * watches nothing of the repository: it would restart the Worker, and every Durable Object with
+ * it, whenever someone edits a source file, which in a spec is an unplanned crash of the edge.
+ */
+async function bundleExample(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "fiberline-edge-worker-"));
+  await build({
+    entryPoints: [join(ROOT, "examples/edge/src/worker.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    outfile: join(dir, "worker.js"),
+    external: ["cloudflare:*"],
+    alias: {
+      fiberline: join(ROOT, "src/index.ts"),
+      "fiberline/agent": join(ROOT, "src/agent/index.ts"),
+      "fiberline/edge": join(ROOT, "src/edge/index.ts"),
+    },
+    logLevel: "silent",
+  });
+  const toml = readFileSync(join(ROOT, "examples/edge/wrangler.toml"), "utf8")
+    .replace('main = "src/worker.ts"', 'main = "worker.js"')
+    // The aliases are for wrangler's own bundling, which is off.
+    .replace(/\[alias\][^[]*/, "");
+  const config = join(dir, "wrangler.toml");
+  writeFileSync(config, toml);
+  return config;
 }
 
 async function waitForAnswer(url: string, exited: Promise<void>, timeoutMs: number): Promise<void> {
