@@ -160,6 +160,15 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
       )
       .join(", ")} after the SIGKILL (lease ${LEASE_MS} ms)`,
   );
+  if (Object.keys(takeover).length < 2) {
+    // Say what the edge holds and what it printed, for whoever debugs a late takeover.
+    for (const id of ["ticker-1", "agent-1"]) {
+      const response = await fetch(`${edge.url}/__fiberline/fibers/${id}/replica?after=0`);
+      const body = decodeValue(await response.text()) as { record: unknown };
+      console.log(`[continuity] ${id} at the edge now (${Date.now()}): ${JSON.stringify(body.record)}`);
+    }
+    console.log(`[continuity] wrangler said:\n${edge.output().slice(-6_000)}`);
+  }
   expect(Object.keys(takeover).sort()).toEqual(["agent-1", "ticker-1"]);
   for (const ms of Object.values(takeover)) expect(ms).toBeLessThanOrEqual(LEASE_MS + 2_000);
   const tickerAtTakeover = (await edgeReplica("ticker-1")).status;
