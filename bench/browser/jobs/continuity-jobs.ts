@@ -11,6 +11,8 @@
  */
 
 import { createReplicatedRuntime } from "../../../src/continuity/browser-home";
+import { ForwardingStore } from "../../../src/continuity/forwarding-store";
+import { Outbox } from "../../../src/continuity/outbox";
 import { createRuntime, IdbStore } from "../../../src/index";
 import { laneStepper, lanes, slowStepper } from "../continuity-fibers";
 import type { JobContext } from "../protocol";
@@ -27,7 +29,14 @@ const LANES = ["plain", "ruleA", "noAwait"] as const;
  */
 export async function b10Steps(
   ctx: JobContext,
-  params: { n: number; block: number; edgeUrl: string; leaseMs: number; ack?: "edge" | "local" },
+  params: {
+    n: number;
+    block: number;
+    edgeUrl: string;
+    leaseMs: number;
+    ack?: "edge" | "local";
+    outbox?: "idb" | "memory";
+  },
 ) {
   const names = LANES.map((lane) => uniqueName(`b10-${lane}`));
   const stores = names.map((name) => new IdbStore({ name, durability: ctx.durability }));
@@ -39,8 +48,18 @@ export async function b10Steps(
     leaseMs: params.leaseMs,
     ...(params.ack === "local" ? { fetch: acknowledgeLocally(params.leaseMs) } : {}),
   });
-  const ruleA = createReplicatedRuntime({ store: ruleAStore, fibers: [laneStepper], edge: edge(true) });
-  const noAwait = createReplicatedRuntime({ store: noAwaitStore, fibers: [laneStepper], edge: edge(false) });
+  // The diagnostic `outbox: "memory"`: the replicated lanes' IdbStore is hidden behind a plain
+  // forwarding store, so the outbox lives in memory and no commit writes outbox rows.
+  const memory = params.outbox === "memory";
+  const replicated = (store: IdbStore, awaitStart: boolean) =>
+    createReplicatedRuntime({
+      store: memory ? new ForwardingStore(store) : store,
+      fibers: [laneStepper],
+      edge: edge(awaitStart),
+      ...(memory ? { outbox: new Outbox() } : {}),
+    });
+  const ruleA = replicated(ruleAStore, true);
+  const noAwait = replicated(noAwaitStore, false);
   const errors: string[] = [];
   try {
     await Promise.all([ruleA.continuity.start(), noAwait.continuity.start()]);
@@ -129,7 +148,8 @@ export async function b10Handoff(
 }
 
 /**
- * The diagnostic `ack: "local"` (`B10_ACK=local npm run bench -- --only=b10`): shipments are
+ * The diagnostic `ack: "local"` (`B10_ACK=local npm run bench -- --only=b10`; with
+ * `B10_OUTBOX=memory` too, the outbox is also kept in memory instead of IndexedDB): shipments are
  * answered in the worker itself, at once, as the arbiter would answer them (everything applied),
  * so the replicated lanes pay for the outbox and the shipper but not for the network or the edge.
  * Not a row: it tells where the replicated steps' time goes.
