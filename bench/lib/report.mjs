@@ -249,7 +249,7 @@ export const ROWS = [
   {
     key: "B10.ruleA",
     id: "B10",
-    name: "1 replicated fiber, 1,000 sequential steps shipped to the edge (workerd over HTTP), Rule A",
+    name: "1 replicated fiber, 1,000 sequential steps (300 with --quick) shipped to the edge (workerd over HTTP), Rule A",
     from: "b10",
     unit: "ms/step",
     better: "lower",
@@ -291,7 +291,7 @@ export const ROWS = [
   {
     key: "B10.edgeCost",
     id: "B10",
-    name: "in a Durable Object: 1,000 sequential steps on the edge host's SqliteStore",
+    name: "in a Durable Object: 1,000 sequential steps (300 with --quick) on the edge host's SqliteStore",
     from: "b10",
     unit: "µs/step",
     better: "lower",
