@@ -262,7 +262,9 @@ export class Runtime {
     id: string,
     name: string,
     payload?: unknown,
-    options?: { /** Continuity: the id another home gave the event (see `InboxEvent.eventId`). */ eventId?: string },
+    options?: {
+      /** Continuity: the id another home gave the event (see `InboxEvent.eventId`). */ eventId?: string;
+    },
   ): Promise<void> {
     this.#assertOpen();
     assertValidId(id);

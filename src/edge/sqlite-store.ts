@@ -223,7 +223,14 @@ export class SqliteStore implements Store {
           fiberId,
         )
         .one();
-      const stored: InboxEvent = { fiberId, seq: next, name, payload, at, ...(eventId === undefined ? {} : { eventId }) };
+      const stored: InboxEvent = {
+        fiberId,
+        seq: next,
+        name,
+        payload,
+        at,
+        ...(eventId === undefined ? {} : { eventId }),
+      };
       const encoded = encodeValue(stored);
       this.#sql.exec("INSERT INTO fiberline_inbox VALUES (?, ?, ?)", fiberId, next, encoded);
       return decodeValue(encoded) as InboxEvent;

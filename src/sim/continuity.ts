@@ -286,7 +286,12 @@ class ContinuityActions {
     if (webhook && record?.home !== undefined && world.edge && !world.edge.crashed) {
       const edge = world.edge;
       via = { name: edge.name, sendEvent: () => edge.runtime.sendEvent(fiberId, name, { send }) };
-    } else if (where?.status !== "away" && browser && !browser.crashed && world.localLedger.get(fiberId)?.record)
+    } else if (
+      where?.status !== "away" &&
+      browser &&
+      !browser.crashed &&
+      world.localLedger.get(fiberId)?.record
+    )
       via = {
         name: browser.name,
         // Answered once shipped, as the Service Worker host will answer a page.

@@ -165,7 +165,14 @@ export class MemoryStore implements Store {
     const inbox = rowsOf(this.#inboxes, fiberId);
     let seq = 1;
     for (const taken of inbox.keys()) seq = Math.max(seq, taken + 1);
-    const stored: InboxEvent = { fiberId, seq, name, payload, at, ...(eventId === undefined ? {} : { eventId }) };
+    const stored: InboxEvent = {
+      fiberId,
+      seq,
+      name,
+      payload,
+      at,
+      ...(eventId === undefined ? {} : { eventId }),
+    };
     inbox.set(seq, stored);
     return cloneValue(stored);
   }
