@@ -129,6 +129,15 @@ export class Arbiter {
     return at;
   }
 
+  /**
+   * The live replicas a browser holds: their own wake-ups are due in the browser, and the edge
+   * runs them only after a takeover (`nextLapse` says when), so the host's alarm skips them.
+   */
+  async browserHeld(): Promise<ReadonlySet<string>> {
+    await this.#load();
+    return new Set(this.#leases.keys());
+  }
+
   /** Reads the browser-held leases of live replicas from the store, once. */
   #load(): Promise<void> {
     this.#loaded ??= this.#store.listFibers({ status: [...LIVE] }).then(

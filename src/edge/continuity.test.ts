@@ -105,4 +105,54 @@ describe("continuity with a Durable Object as the second home", () => {
     await vi.waitFor(() => expect(outbox.where("hand-off")).toMatchObject({ status: "away", home: "edge" }));
     relaunched.stop();
   }, 120_000);
+
+  it("takes over a fiber whose timer came due in the browser's lease, once that lease lapses", async () => {
+    // The browser dies asleep: the replica's wake-up falls inside the browser's lease, when the
+    // edge may not run it. The alarm that fires then must still wake the object at the lease's end.
+    const browserRuns: string[] = [];
+    const sleeper = defineFiber("sleeper", {
+      async run(ctx, input: { ms: number }) {
+        await ctx.step("a", async () => {
+          browserRuns.push("a");
+        });
+        await ctx.sleep("nap", input.ms);
+        await ctx.step("b", async () => {
+          browserRuns.push("b");
+        });
+        return "slept";
+      },
+    });
+    const outbox = new Outbox();
+    const store = new ReplicatingStore(new MemoryStore(), { outbox, home: HOME, replicates: () => true });
+    const browser = createRuntime({ store, fibers: [sleeper], replication: outbox });
+    const send = shipOverHttp(`http://edge.test${PREFIX}`, (url, init) =>
+      worker.fetch(new URL(url).pathname, init),
+    );
+    const shipper = new Shipper({ outbox, home: HOME, send, heartbeatMs: 300 });
+    shipper.start();
+    await browser.start(sleeper, { ms: 2_000 }, { id: "asleep" });
+    await vi.waitFor(
+      async () => {
+        const record = (await (await worker.fetch(`${PREFIX}/fibers/asleep`)).json()) as { status: string };
+        expect(record.status).toBe("sleeping");
+      },
+      { timeout: 30_000 },
+    );
+    shipper.stop();
+    await browser.close();
+    expect(browserRuns).toEqual(["a"]);
+
+    await ledger.arrived("asleep", "b", { attempt: 1, timeoutMs: 40_000 });
+    await vi.waitFor(
+      async () => {
+        const record = (await (await worker.fetch(`${PREFIX}/fibers/asleep`)).json()) as {
+          status: string;
+          home?: { home: string };
+        };
+        expect(record).toMatchObject({ status: "completed", home: { home: "edge" } });
+      },
+      { timeout: 20_000 },
+    );
+    expect(ledger.count("asleep", "a")).toBe(0);
+  }, 120_000);
 });

@@ -344,10 +344,13 @@ class Host implements DurableObjectHost {
 
   async #armNow(exact: boolean): Promise<void> {
     const storage = this.#ctx.storage;
-    const candidates = [this.#nextWake(), this.#retryAt, await this.#nextLapse()];
+    const candidates = [this.#nextWake(await this.#browserHeld()), this.#retryAt, await this.#nextLapse()];
     if (this.#work.size > 0) candidates.push(Date.now() + this.#keepAliveMs);
     const times = candidates.filter((t): t is number => t !== undefined);
-    const at = times.length === 0 ? undefined : Math.min(...times);
+    // Never at or before now: an alarm handler that sets the time of the alarm it is running
+    // (a wake-up that was due and stayed due) leaves the alarm unchanged to workerd, which then
+    // deletes it when the handler returns, and nothing would wake the object again.
+    const at = times.length === 0 ? undefined : Math.max(Math.min(...times), Date.now() + 1);
     if (exact) {
       if (at === undefined) await storage.deleteAlarm();
       else await storage.setAlarm(at);
@@ -368,9 +371,19 @@ class Host implements DurableObjectHost {
     }
   }
 
-  #nextWake(): number | undefined {
+  /** The replicas a browser holds (continuity), whose wake-ups are the browser's. */
+  async #browserHeld(): Promise<ReadonlySet<string> | undefined> {
     try {
-      return this.store.nextWakeAt();
+      return await this.#arbiter?.browserHeld();
+    } catch (error) {
+      this.#report(error, "reading the replicas a browser holds");
+      return undefined;
+    }
+  }
+
+  #nextWake(skip?: ReadonlySet<string>): number | undefined {
+    try {
+      return this.store.nextWakeAt(skip);
     } catch (error) {
       this.#report(error, "reading the next wake-up");
       return Date.now() + RETRY_MS;

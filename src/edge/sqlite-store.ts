@@ -273,8 +273,18 @@ export class SqliteStore implements Store {
    * The earliest `wakeAt` of a sleeping or waiting fiber, or `undefined`: when the host's alarm
    * must fire next. Not part of `Store`; the edge host uses it to drive the single alarm slot.
    */
-  nextWakeAt(): number | undefined {
+  nextWakeAt(skip?: ReadonlySet<string>): number | undefined {
     return this.#read("nextWakeAt", () => {
+      if (skip !== undefined && skip.size > 0) {
+        // Fibers another home runs (continuity) are due there, not here: the first due one that
+        // is not among them (few: the replicas a browser holds).
+        for (const row of this.#sql.exec<{ id: string; at: number }>(
+          "SELECT id, wake_at AS at FROM fiberline_fibers WHERE status IN ('sleeping', 'waiting') AND wake_at IS NOT NULL ORDER BY wake_at",
+        )) {
+          if (!skip.has(row.id)) return row.at;
+        }
+        return undefined;
+      }
       const { at } = this.#sql
         .exec<{ at: number | null }>(
           "SELECT MIN(wake_at) AS at FROM fiberline_fibers WHERE status IN ('sleeping', 'waiting')",

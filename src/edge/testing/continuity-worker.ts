@@ -36,6 +36,18 @@ function job(env: Env) {
   });
 }
 
+/** A step, a durable sleep of `ms`, a step: the home that runs the second one reports it. */
+function sleeper(env: Env) {
+  return defineFiber("sleeper", {
+    async run(ctx, input: { ms: number }) {
+      await ctx.step("a", async ({ attempt }) => record(env, ctx.id, "a", attempt));
+      await ctx.sleep("nap", input.ms);
+      await ctx.step("b", async ({ attempt }) => record(env, ctx.id, "b", attempt));
+      return "slept";
+    },
+  });
+}
+
 /** Waits for "approval", then reports in a step that the edge consumed it. */
 function approval(env: Env) {
   return defineFiber("approval", {
@@ -54,7 +66,7 @@ export class FiberObject {
 
   constructor(ctx: DurableObjectStateLike, env: Env) {
     this.host = createDurableObjectHost(ctx, {
-      runtime: (parts) => createRuntime({ ...parts, fibers: [job(env), approval(env)] }),
+      runtime: (parts) => createRuntime({ ...parts, fibers: [job(env), approval(env), sleeper(env)] }),
       continuity: { leaseMs: Number(env.LEASE_MS) },
       keepAliveMs: 500,
     });
