@@ -11,7 +11,6 @@ import type { FiberEvent } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { frame, handleEventsRequest } from "../sw/event-route";
-import { HOST_HEADER } from "../sw/protocol";
 import { readFiberEvents } from "./event-reader";
 
 const prefix = "/__fiberline";
@@ -95,36 +94,6 @@ describe("readFiberEvents", () => {
     );
     expect(reconnects).toEqual([3, 6, 9, 12]);
     expect(events[1]?.at).toBeGreaterThan(1_600_000_000_000);
-  });
-
-  it("reopens a connection that had delivered at once, and waits before retrying one that failed without a chunk", async () => {
-    const rt = runtime();
-    const fiber = await rt.start(ticker, { ticks: 6, ms: 5 });
-    const served = breakingFetch(rt, 3, []);
-    const fetches: number[] = [];
-    const failures: number[] = [];
-    // Attempt 1 delivers 3 chunks and breaks; attempt 2 finds the host failing (a 503, no
-    // chunk); attempt 3 on serves the rest.
-    const flaky: typeof fetch = async (input, init) => {
-      fetches.push(performance.now());
-      if (fetches.length === 2) return new Response("down", { status: 503, headers: { [HOST_HEADER]: "1" } });
-      return served(input, init);
-    };
-    const events = await collect(
-      readFiberEvents(fiber.id, {
-        prefix,
-        fetch: flaky,
-        initialDelayMs: 400,
-        onReconnect: () => failures.push(performance.now()),
-      }),
-    );
-    expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 8 }, (_, i) => i + 1));
-    const [, second, third] = fetches as [number, number, number];
-    const [firstFailure, secondFailure] = failures as [number, number];
-    // After a stream that delivered: no backoff (a first retry would wait 200-400 ms).
-    expect(second - firstFailure).toBeLessThan(200);
-    // After a reconnect that failed without a chunk: the backoff of a second failure, 400-800 ms.
-    expect(third - secondFailure).toBeGreaterThanOrEqual(399);
   });
 
   it("starts after the given cursor and never yields a chunk twice when a host replays too much", async () => {

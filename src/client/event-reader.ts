@@ -27,12 +27,7 @@ export interface EventReaderOptions {
   signal?: AbortSignal;
   /** The fetch to use (default `globalThis.fetch`). */
   fetch?: typeof fetch;
-  /**
-   * Delay before a reconnect (default 100 ms), doubling per failure in a row, with jitter. A
-   * connection that had delivered chunks is reopened at once the first time it breaks (the usual
-   * cause is a worker stopped mid-stream, which the next fetch starts again); only a reconnect
-   * that fails in turn waits.
-   */
+  /** Delay before the first reconnect (default 100 ms); doubles per failure, with jitter. */
   initialDelayMs?: number;
   /** Largest delay between reconnects (default 2 s). */
   maxDelayMs?: number;
@@ -186,7 +181,6 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
   let failures = 0;
   for (;;) {
     signal?.throwIfAborted();
-    let delivered = false;
     const attempt = new AbortController();
     const stop = () => attempt.abort(signal?.reason);
     signal?.addEventListener("abort", stop, { once: true });
@@ -211,7 +205,6 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
           }
           cursor = seq;
           failures = 0;
-          delivered = true;
           const event: FiberEvent = { seq, type: chunk.event, data: parseData(chunk.data), at: chunk.at };
           yield event;
           if (event.type === "fiber.end") return;
@@ -238,7 +231,7 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
       );
     }
     options.onReconnect?.({ attempt: failures, after: cursor, error: failure });
-    await sleep(delivered ? 0 : backoff(failures, initialDelay, maxDelay), signal);
+    await sleep(backoff(failures, initialDelay, maxDelay), signal);
   }
 }
 
