@@ -7,12 +7,12 @@
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { build } from "esbuild";
+import { bundleForWrangler } from "../support/edge";
 import type { Effect } from "./fibers";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -127,31 +127,17 @@ export async function startEdgeWorker(options: {
   persistTo?: string;
 }): Promise<Started & { persistTo: string }> {
   const persistTo = options.persistTo ?? mkdtempSync(join(tmpdir(), "fiberline-continuity-edge-"));
-  const dir = mkdtempSync(join(tmpdir(), "fiberline-continuity-worker-"));
-  await build({
-    entryPoints: [join(ROOT, "e2e/continuity/edge-worker.ts")],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    conditions: ["workerd", "worker", "browser"],
-    outfile: join(dir, "edge-worker.js"),
-    external: ["cloudflare:*"],
-    logLevel: "silent",
+  const config = await bundleForWrangler({
+    entry: "e2e/continuity/edge-worker.ts",
+    wranglerToml: "e2e/continuity/wrangler.toml",
+    toml: (text, main) => text.replace('main = "edge-worker.ts"', `main = "${main}"`),
   });
-  writeFileSync(
-    join(dir, "wrangler.toml"),
-    readFileSync(join(ROOT, "e2e/continuity/wrangler.toml"), "utf8").replace(
-      'main = "edge-worker.ts"',
-      'main = "edge-worker.js"',
-    ),
-  );
   const { started } = startGroup(
     join(ROOT, "node_modules/.bin/wrangler"),
     [
       "dev",
       "-c",
-      join(dir, "wrangler.toml"),
+      config,
       "--no-bundle",
       "--port",
       String(options.port),

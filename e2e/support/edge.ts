@@ -36,7 +36,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, extname, join, resolve } from "node:path";
 import { build } from "esbuild";
 import { signToken } from "../../examples/edge/src/token";
 
@@ -175,29 +175,48 @@ export async function startEdge(options: StartEdgeOptions): Promise<StartedEdge>
  * it, whenever someone edits a source file, which in a spec is an unplanned crash of the edge.
  */
 async function bundleExample(): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), "fiberline-edge-worker-"));
-  await build({
-    entryPoints: [join(ROOT, "examples/edge/src/worker.ts")],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    conditions: ["workerd", "worker", "browser"],
-    outfile: join(dir, "worker.js"),
-    external: ["cloudflare:*"],
+  return bundleForWrangler({
+    entry: "examples/edge/src/worker.ts",
+    wranglerToml: "examples/edge/wrangler.toml",
     alias: {
       fiberline: join(ROOT, "src/index.ts"),
       "fiberline/agent": join(ROOT, "src/agent/index.ts"),
       "fiberline/edge": join(ROOT, "src/edge/index.ts"),
     },
+    // The aliases are for wrangler's own bundling, which is off.
+    toml: (text, main) =>
+      text.replace('main = "src/worker.ts"', `main = "${main}"`).replace(/\[alias\][^[]*/, ""),
+  });
+}
+
+/**
+ * Bundles a Worker `entry` (a path from the repository's root) with esbuild as wrangler would,
+ * into a temporary directory of its own, beside its `wranglerToml` rewritten by `toml` to run the
+ * bundle (`main` is the bundle's file name); returns that config's path, for `wrangler dev -c
+ * <config> --no-bundle` (see `bundleExample` for why the sources must not be wrangler's to watch).
+ */
+export async function bundleForWrangler(options: {
+  entry: string;
+  wranglerToml: string;
+  alias?: Record<string, string>;
+  toml(text: string, main: string): string;
+}): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "fiberline-edge-worker-"));
+  const main = `${basename(options.entry, extname(options.entry))}.js`;
+  await build({
+    entryPoints: [join(ROOT, options.entry)],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    outfile: join(dir, main),
+    external: ["cloudflare:*"],
+    ...(options.alias ? { alias: options.alias } : {}),
     logLevel: "silent",
   });
-  const toml = readFileSync(join(ROOT, "examples/edge/wrangler.toml"), "utf8")
-    .replace('main = "src/worker.ts"', 'main = "worker.js"')
-    // The aliases are for wrangler's own bundling, which is off.
-    .replace(/\[alias\][^[]*/, "");
   const config = join(dir, "wrangler.toml");
-  writeFileSync(config, toml);
+  writeFileSync(config, options.toml(readFileSync(join(ROOT, options.wranglerToml), "utf8"), main));
   return config;
 }
 
