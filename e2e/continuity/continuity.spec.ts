@@ -202,8 +202,13 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
     // One contiguous stream from seq 1 to the end, the edge's history exactly.
     expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
     expect(shown.at(-1)?.type).toBe("fiber.end");
-    // The edge took it over (a recovery), and nothing of the browser's run follows its own.
-    expect(shown.filter((c) => c.type === "fiber.recovered").length).toBeGreaterThanOrEqual(1);
+    // The edge took it over. A fiber running at the kill was interrupted: the takeover is a
+    // recovery and appends one `fiber.recovered`. A fiber asleep at the kill was not: the edge
+    // wakes it on schedule, as any runtime would, and its stream shows no interruption. The agent
+    // never sleeps; the ticker sleeps between its ticks, so either may hold for it.
+    const recovered = shown.filter((c) => c.type === "fiber.recovered").length;
+    if (id === "agent-1") expect(recovered).toBe(1);
+    else expect(recovered).toBeLessThanOrEqual(1);
     const replica = await edgeReplica(id);
     expect(replica.status).toBe("completed");
     expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
