@@ -10,6 +10,8 @@
  *   in the journal, fired by the edge's alarm once it holds the fiber.
  * - `agent`: an agent whose model (in code, the same in both homes, `turnMs` per call) calls the
  *   tool `record` `turns` times, one call per reply, then answers; `record` reports an effect.
+ * - `gate`: waits for a `go` event (a page, or a webhook at the edge), then a step reports it
+ *   (kind `gate`) and a `passed` chunk `{ payload, where }` follows.
  */
 
 import { defineAgent } from "../../src/agent/agent";
@@ -19,7 +21,7 @@ import { defineFiber } from "../../src/core/define";
 /** One report to the ledger. */
 export interface Effect {
   fiber: string;
-  kind: "tick" | "tool";
+  kind: "tick" | "tool" | "gate";
   key: string;
   where: string;
   interrupted: boolean;
@@ -67,7 +69,18 @@ export function continuityFibers(where: "browser" | "edge", ledgerUrl: () => str
     maxTurns: 20,
   });
 
-  return { ticker, agent };
+  const gate = defineFiber("gate", {
+    async run(ctx) {
+      const payload = await ctx.waitForEvent<unknown>("go");
+      await ctx.step("pass", async ({ idempotencyKey, interrupted }) => {
+        await report({ fiber: ctx.id, kind: "gate", key: idempotencyKey, where, interrupted });
+      });
+      ctx.emit("passed", { payload, where });
+      return { payload, where };
+    },
+  });
+
+  return { ticker, agent, gate };
 }
 
 /** A model in code: `turns` replies that call `record`, then one that answers; `turnMs` each. */

@@ -125,6 +125,8 @@ export async function startEdgeWorker(options: {
   leaseMs: number;
   ledgerUrl: string;
   persistTo?: string;
+  /** Turns on the Worker's test-only `/__test/` fault hooks (see edge-worker.ts); off by default. */
+  faultHooks?: boolean;
 }): Promise<Started & { persistTo: string }> {
   const persistTo = options.persistTo ?? mkdtempSync(join(tmpdir(), "fiberline-continuity-edge-"));
   const config = await bundleForWrangler({
@@ -150,6 +152,7 @@ export async function startEdgeWorker(options: {
       `LEASE_MS:${options.leaseMs}`,
       "--var",
       `LEDGER_URL:${options.ledgerUrl}`,
+      ...(options.faultHooks ? ["--var", "FAULT_HOOKS:1"] : []),
     ],
     `http://localhost:${options.port}`,
   );
@@ -157,16 +160,30 @@ export async function startEdgeWorker(options: {
   return { ...started, persistTo };
 }
 
-/** Builds this directory with Vite and serves it with `vite preview` on `port`. */
-export async function startPage(port: number): Promise<Started> {
+/**
+ * Builds this directory with Vite and serves it with `vite preview` on `port`. `outDir` (default
+ * the config's `dist/e2e-continuity`) keeps one spec's build from emptying another's that is
+ * being served.
+ */
+export async function startPage(port: number, outDir?: string): Promise<Started> {
   const env = { FIBERLINE_CONTINUITY_PORT: String(port) };
-  await promisify(execFile)("npx", ["vite", "build", "-c", "e2e/continuity/vite.config.ts"], {
+  const out = outDir ? ["--outDir", outDir] : [];
+  await promisify(execFile)("npx", ["vite", "build", "-c", "e2e/continuity/vite.config.ts", ...out], {
     cwd: ROOT,
     env: { ...process.env, ...env },
   });
   const { started } = startGroup(
     "npx",
-    ["vite", "preview", "-c", "e2e/continuity/vite.config.ts", "--port", String(port), "--strictPort"],
+    [
+      "vite",
+      "preview",
+      "-c",
+      "e2e/continuity/vite.config.ts",
+      ...out,
+      "--port",
+      String(port),
+      "--strictPort",
+    ],
     `http://localhost:${port}`,
     env,
   );

@@ -1,0 +1,412 @@
+/**
+ * Continuity faults with real parts (issue #18, docs/design/continuity.md "Faults and what
+ * happens"): Chromium's Service Worker on IndexedDB replicating to `wrangler dev` (workerd,
+ * persisted SQLite), with every side effect counted in a ledger outside both homes.
+ *
+ * - workerd SIGKILLed in the middle of a shipment, held by the edge Worker's test-only fault hook
+ *   (edge-worker.ts) either before the arbiter applied it or after it applied it and before the
+ *   answer left; restarted on the same state, the browser's shipper retries, the replica holds
+ *   every position once and the fiber ends in the browser with every tick once.
+ * - workerd SIGKILLed in the middle of a takeover (the epoch bump committed, the edge's claim not
+ *   made); restarted, the edge completes that takeover (one epoch) and the relaunched page reads
+ *   one stream equal to the replica.
+ * - the browser's IndexedDB lost in a crash (its directory deleted from the profile, as Chromium
+ *   discards an origin's IndexedDB after an unclean shutdown): the relaunched page restores the
+ *   fiber from the edge and reads it whole, from seq 1.
+ * - an event sent to the edge (a webhook) while the browser holds the fiber: pushed to the
+ *   browser in a shipment's answer and consumed there, once.
+ *
+ * Run: `npx playwright test e2e/continuity/faults.spec.ts --project continuity` (ports 5631-5637;
+ * the config's own servers move with FIBERLINE_E2E_PORT / FIBERLINE_APP_PORT when taken).
+ */
+
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect, type Page, test } from "@playwright/test";
+import { decodeValue } from "../../src/edge/value-codec";
+import { crashBrowser, type LaunchedBrowser, launchBrowser, relaunchBrowser } from "../support/browser";
+import type { Effect } from "./fibers";
+import {
+  type LedgerServer,
+  type Started,
+  startEdgeWorker,
+  startLedger,
+  startLink,
+  startPage,
+} from "./servers";
+
+const PAGE_PORT = 5632;
+/** The edge the shipment faults run on: a lease (30 s) that outlasts a restart of workerd. */
+const SHIP_EDGE_PORT = 5633; // its inspector: 5634
+const SHIP_LEASE_MS = 30_000;
+/** The edge of the other faults: a short lease, so takeovers come soon. */
+const EDGE_PORT = 5635; // its inspector: 5636
+const LEASE_MS = 5_000;
+const LEDGER_PORT = 5637;
+/** The cuttable link between the browser and the shipment faults' edge. */
+const LINK_PORT = 5631;
+const TICK_MS = 1_000;
+
+type Edge = Started & { persistTo: string };
+
+let ledger: LedgerServer;
+let shipEdge: Edge;
+let edge: Edge;
+let site: Started;
+const browsers: LaunchedBrowser[] = [];
+const pageDir = mkdtempSync(join(tmpdir(), "fiberline-faults-page-"));
+
+test.beforeAll(async () => {
+  test.setTimeout(180_000);
+  ledger = await startLedger(LEDGER_PORT);
+  [shipEdge, edge, site] = await Promise.all([
+    startEdgeWorker({
+      port: SHIP_EDGE_PORT,
+      leaseMs: SHIP_LEASE_MS,
+      ledgerUrl: ledger.url,
+      faultHooks: true,
+    }),
+    startEdgeWorker({ port: EDGE_PORT, leaseMs: LEASE_MS, ledgerUrl: ledger.url, faultHooks: true }),
+    startPage(PAGE_PORT, pageDir),
+  ]);
+});
+
+test.afterAll(async () => {
+  for (const b of browsers) await crashBrowser(b).catch(() => {});
+  await Promise.all([shipEdge?.kill(), edge?.kill(), site?.kill(), ledger?.close()]);
+  rmSync(pageDir, { recursive: true, force: true });
+});
+
+interface Seen {
+  seq: number;
+  type: string;
+  data: unknown;
+}
+
+interface Cx {
+  ready(): Promise<boolean>;
+  start(name: string, input: unknown, id: string): Promise<string>;
+  read(id: string): void;
+  chunks(id: string): Seen[];
+  state(id: string): string;
+  get(id: string): Promise<unknown>;
+}
+
+const pageUrl = (target: { url: string }, leaseMs: number) =>
+  `${site.url}/index.html?${new URLSearchParams({ edge: `${target.url}/__fiberline`, ledger: ledger.url, lease: String(leaseMs) })}`;
+
+async function openPage(b: LaunchedBrowser, url: string): Promise<Page> {
+  const page = await b.context.newPage();
+  await page.goto(url);
+  await page.waitForFunction(() => "cx" in window);
+  await page.evaluate(() => (window as unknown as { cx: Cx }).cx.ready());
+  return page;
+}
+
+async function newBrowser(name: string): Promise<LaunchedBrowser> {
+  const b = await launchBrowser({ userDataDir: mkdtempSync(join(tmpdir(), `fiberline-faults-${name}-`)) });
+  browsers.push(b);
+  return b;
+}
+
+/** Starts a ticker of `ticks` in the page and reads its stream there from seq 1. */
+async function startTicker(page: Page, id: string, ticks: number): Promise<void> {
+  await page.evaluate(
+    async ({ id, ticks, tickMs }) => {
+      const cx = (window as unknown as { cx: Cx }).cx;
+      await cx.start("ticker", { ticks, intervalMs: tickMs }, id);
+      cx.read(id);
+    },
+    { id, ticks, tickMs: TICK_MS },
+  );
+}
+
+const chunks = (page: Page, id: string): Promise<Seen[]> =>
+  page.evaluate((id) => (window as unknown as { cx: Cx }).cx.chunks(id), id);
+
+const readerState = (page: Page, id: string): Promise<string> =>
+  page.evaluate((id) => (window as unknown as { cx: Cx }).cx.state(id), id);
+
+const ticksShown = async (page: Page, id: string) =>
+  (await chunks(page, id)).filter((c) => c.type === "tick").length;
+
+interface Replica {
+  status: string;
+  home?: string;
+  epoch?: number;
+  appliedPos?: number;
+  chunks: Seen[];
+  inbox: Array<{ name: string; eventId?: string; consumedBy?: unknown }>;
+}
+
+/** The edge's replica of `id`, read over HTTP. */
+async function replicaOf(target: Edge, id: string): Promise<Replica> {
+  const response = await fetch(`${target.url}/__fiberline/fibers/${id}/replica?after=0`);
+  if (!response.ok) throw new Error(`replica of ${id}: ${response.status}`);
+  const body = decodeValue(await response.text()) as {
+    record: { status: string; home?: { home: string; epoch: number; appliedPos: number } };
+    chunks: Seen[];
+    inbox: Replica["inbox"];
+  };
+  return {
+    status: body.record.status,
+    home: body.record.home?.home,
+    epoch: body.record.home?.epoch,
+    appliedPos: body.record.home?.appliedPos,
+    chunks: body.chunks,
+    inbox: body.inbox,
+  };
+}
+
+interface Held {
+  at: string;
+  from?: number;
+  count?: number;
+  answer?: { status: string; appliedPos?: number };
+}
+
+/** Arms a fault hook of the edge Worker (edge-worker.ts) in `fiber`'s object. */
+async function hold(target: Edge, fiber: string, at: "ship-before" | "ship-after" | "claim"): Promise<void> {
+  const response = await fetch(`${target.url}/__test/hold?${new URLSearchParams({ fiber, at })}`, {
+    method: "POST",
+  });
+  expect(response.status).toBe(200);
+  await response.arrayBuffer();
+}
+
+/** What the armed hook of `fiber` holds, once it holds something. */
+async function held(target: Edge, fiber: string, timeout: number): Promise<Held> {
+  let caught: Held | undefined;
+  await expect
+    .poll(
+      async () => {
+        const response = await fetch(`${target.url}/__test/held?${new URLSearchParams({ fiber })}`);
+        caught = ((await response.json()) as { held?: Held }).held;
+        return caught !== undefined;
+      },
+      { timeout, intervals: [100] },
+    )
+    .toBe(true);
+  return caught as Held;
+}
+
+/** SIGKILL of workerd (a no-op if it is dead already), then `wrangler dev` again on the same persisted state and port. */
+async function restart(target: Edge, leaseMs: number): Promise<Edge> {
+  await target.kill();
+  const port = Number(new URL(target.url).port);
+  return startEdgeWorker({
+    port,
+    leaseMs,
+    ledgerUrl: ledger.url,
+    persistTo: target.persistTo,
+    faultHooks: true,
+  });
+}
+
+/**
+ * The page's stream of `id` is one contiguous stream from seq 1 to `fiber.end`, equal to the
+ * replica's, with ticks 1..`ticks` once each; each tick's effect is in the ledger once, or again
+ * only at the edge with `interrupted: true` and the same key. Returns the effects.
+ */
+async function expectOneTickerStream(page: Page, target: Edge, id: string, ticks: number): Promise<Effect[]> {
+  const shown = await chunks(page, id);
+  expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
+  expect(shown.at(-1)?.type).toBe("fiber.end");
+  const replica = await replicaOf(target, id);
+  expect(replica.status).toBe("completed");
+  expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
+    replica.chunks.map((c) => [c.seq, c.type, c.data]),
+  );
+  const tickNumbers = shown.filter((c) => c.type === "tick").map((c) => (c.data as { i: number }).i);
+  expect(tickNumbers).toEqual(Array.from({ length: ticks }, (_, i) => i + 1));
+  const effects = ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith(`${id}:`));
+  const keys = new Set(effects.map((e) => e.key));
+  expect(keys.size).toBe(ticks);
+  for (const key of keys) {
+    const [first, ...again] = effects.filter((e) => e.key === key);
+    expect(first, key).toBeDefined();
+    for (const run of again) expect(run, key).toMatchObject({ where: "edge", interrupted: true });
+  }
+  return effects;
+}
+
+for (const at of ["ship-before", "ship-after"] as const) {
+  const what = at === "ship-before" ? "before the edge applied it" : "after it was applied, its answer lost";
+  test(`workerd killed during a shipment, ${what}: the shipper retries, the replica holds every position once, the fiber ends in the browser`, async () => {
+    test.setTimeout(120_000);
+    const id = `ticker-${at}`;
+    const TICKS = 7;
+    // The browser reaches the edge through a link the spec cuts while it looks at what the kill
+    // left, so the browser's retries cannot change it before it is seen.
+    const link = await startLink(LINK_PORT, shipEdge.url);
+    try {
+      const b = await newBrowser(at);
+      const page = await openPage(b, pageUrl(link, SHIP_LEASE_MS));
+      await startTicker(page, id, TICKS);
+      await expect.poll(() => ticksShown(page, id), { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
+
+      // The next shipment that carries commits (the next tick's) is held in the fiber's object.
+      await hold(shipEdge, id, at);
+      const caught = await held(shipEdge, id, 20_000);
+      const first = caught.from as number;
+      const last = first + (caught.count as number) - 1;
+      if (at === "ship-before") expect((await replicaOf(shipEdge, id)).appliedPos).toBe(first - 1);
+      else expect(caught.answer).toMatchObject({ status: "ok", appliedPos: last });
+      const killedAt = Date.now();
+      await shipEdge.kill();
+      link.cut();
+      shipEdge = await restart(shipEdge, SHIP_LEASE_MS);
+      const restartMs = Date.now() - killedAt;
+
+      // What the kill left: the held positions not applied at all, or applied and durable.
+      expect((await replicaOf(shipEdge, id)).appliedPos).toBe(at === "ship-before" ? first - 1 : last);
+      link.heal();
+      // The browser's shipper retries into the restarted edge and the fiber ends in the browser.
+      await expect.poll(() => readerState(page, id), { timeout: 60_000 }).toBe("done");
+      const effects = await expectOneTickerStream(page, shipEdge, id, TICKS);
+      const replica = await replicaOf(shipEdge, id);
+      // The browser kept its lease throughout: no takeover, every tick ran there, once.
+      expect(replica.home).toMatch(/^browser:/);
+      expect(replica.epoch).toBe(1);
+      expect(replica.appliedPos).toBeGreaterThan(last);
+      expect(effects.length).toBe(TICKS);
+      expect(new Set(effects.map((e) => e.where))).toEqual(new Set(["browser"]));
+      expect(replica.chunks.filter((c) => c.type === "fiber.recovered")).toHaveLength(0);
+      console.log(
+        `[faults] ${at}: held positions ${first}..${last}; workerd back ${restartMs} ms after the kill; replica at position ${replica.appliedPos}, ${replica.chunks.length} chunks, home ${replica.home}`,
+      );
+    } finally {
+      await link.close();
+    }
+  });
+}
+
+test("workerd killed during a takeover: the restarted edge completes it once and the relaunched page reads one stream", async () => {
+  test.setTimeout(150_000);
+  const id = "ticker-takeover";
+  const TICKS = 10;
+  const first = await newBrowser("takeover");
+  const page = await openPage(first, pageUrl(edge, LEASE_MS));
+  await startTicker(page, id, TICKS);
+  await expect.poll(() => ticksShown(page, id), { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
+
+  // The edge runtime's first claim after the arbiter's takeover is held: the epoch bump is
+  // committed, the claim (the takeover's second transaction) is not made.
+  await hold(edge, id, "claim");
+  const killedAt = Date.now();
+  await crashBrowser(first);
+  await held(edge, id, LEASE_MS * 6);
+  const heldAfterMs = Date.now() - killedAt;
+  const midway = await replicaOf(edge, id);
+  expect(midway).toMatchObject({ home: "edge", epoch: 2 });
+  const effectsAtKill = ledger.effects.filter((e) => e.key.startsWith(`${id}:`)).length;
+
+  edge = await restart(edge, LEASE_MS);
+  // The restarted edge runs the fiber, under the same epoch.
+  await expect
+    .poll(async () => (await replicaOf(edge, id)).chunks.filter((c) => c.type === "tick").length, {
+      timeout: 30_000,
+    })
+    .toBeGreaterThan(midway.chunks.filter((c) => c.type === "tick").length);
+  expect(ledger.effects.filter((e) => e.key.startsWith(`${id}:`)).length).toBeGreaterThan(effectsAtKill);
+
+  // The browser comes back and reads the fiber from seq 1, live, to its end.
+  const second = await relaunchBrowser(first);
+  browsers.push(second);
+  const again = await openPage(second, pageUrl(edge, LEASE_MS));
+  await again.evaluate((id) => (window as unknown as { cx: Cx }).cx.read(id), id);
+  await expect.poll(() => readerState(again, id), { timeout: 60_000 }).toBe("done");
+  const effects = await expectOneTickerStream(again, edge, id, TICKS);
+  const replica = await replicaOf(edge, id);
+  expect(replica).toMatchObject({ home: "edge", epoch: 2 });
+  expect(new Set(effects.map((e) => e.where))).toEqual(new Set(["browser", "edge"]));
+  // A fiber asleep at the browser's kill is woken at the edge, not recovered; the kill of
+  // workerd before its claim interrupted nothing either: at most one recovery in all.
+  expect(replica.chunks.filter((c) => c.type === "fiber.recovered").length).toBeLessThanOrEqual(1);
+  console.log(
+    `[faults] takeover: claim held ${heldAfterMs} ms after the browser's SIGKILL (lease ${LEASE_MS} ms); ticks: browser ${effects.filter((e) => e.where === "browser").length}, edge ${effects.filter((e) => e.where === "edge").length} effects`,
+  );
+});
+
+test("IndexedDB lost in a browser crash: the relaunched page restores the fiber from the edge and reads it whole", async () => {
+  test.setTimeout(150_000);
+  const id = "ticker-wiped";
+  const TICKS = 8;
+  const first = await newBrowser("wiped");
+  const page = await openPage(first, pageUrl(edge, LEASE_MS));
+  await startTicker(page, id, TICKS);
+  await expect.poll(() => ticksShown(page, id), { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
+  const shownBefore = await chunks(page, id);
+  await crashBrowser(first);
+
+  // What Chromium does to an origin whose IndexedDB it finds damaged after an unclean shutdown:
+  // the profile keeps everything else (the worker's registration too), IndexedDB starts empty.
+  const indexedDb = join(first.userDataDir, "Default", "IndexedDB");
+  expect(readdirSync(indexedDb).some((name) => name.startsWith(`http_localhost_${PAGE_PORT}`))).toBe(true);
+  rmSync(indexedDb, { recursive: true, force: true });
+  expect(existsSync(indexedDb)).toBe(false);
+
+  // Back within the dead browser's lease: the page names the fiber, the worker restores it from
+  // the edge as a mirror and follows it while the edge takes it over and finishes it.
+  const second = await relaunchBrowser(first);
+  browsers.push(second);
+  const again = await openPage(second, pageUrl(edge, LEASE_MS));
+  expect(await again.evaluate((id) => (window as unknown as { cx: Cx }).cx.get(id), id)).toMatchObject({
+    id,
+  });
+  await again.evaluate((id) => (window as unknown as { cx: Cx }).cx.read(id), id);
+  await expect.poll(() => readerState(again, id), { timeout: 60_000 }).toBe("done");
+  const effects = await expectOneTickerStream(again, edge, id, TICKS);
+  // What the page showed before the crash is where the restored stream begins.
+  const shown = await chunks(again, id);
+  expect(shown.slice(0, shownBefore.length)).toEqual(shownBefore);
+  expect(await replicaOf(edge, id)).toMatchObject({ home: "edge", epoch: 2 });
+  expect(new Set(effects.map((e) => e.where))).toEqual(new Set(["browser", "edge"]));
+});
+
+test("an event sent to the edge while the browser holds the fiber is pushed to it and consumed there once", async () => {
+  test.setTimeout(90_000);
+  const id = "gate-pushed";
+  const b = await newBrowser("pushed");
+  const page = await openPage(b, pageUrl(edge, LEASE_MS));
+  await page.evaluate(async (id) => {
+    const cx = (window as unknown as { cx: Cx }).cx;
+    await cx.start("gate", null, id);
+    cx.read(id);
+  }, id);
+  await expect
+    .poll(async () => (await replicaOf(edge, id).catch(() => undefined))?.status, { timeout: 20_000 })
+    .toBe("waiting");
+
+  // A webhook reaches the edge: the arbiter keeps the event and pushes it in its next answer.
+  const sent = await fetch(`${edge.url}/__fiberline/fibers/${id}/events`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "go", payload: { from: "webhook" } }),
+  });
+  expect(sent.status).toBe(202);
+  await sent.arrayBuffer();
+  await expect.poll(() => readerState(page, id), { timeout: 30_000 }).toBe("done");
+
+  const shown = await chunks(page, id);
+  expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
+  expect(shown.find((c) => c.type === "passed")?.data).toEqual({
+    payload: { from: "webhook" },
+    where: "browser",
+  });
+  expect(shown.at(-1)?.type).toBe("fiber.end");
+  const replica = await replicaOf(edge, id);
+  expect(replica).toMatchObject({ status: "completed", epoch: 1 });
+  expect(replica.home).toMatch(/^browser:/);
+  expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
+    replica.chunks.map((c) => [c.seq, c.type, c.data]),
+  );
+  // Shipped back with the browser's history, once, consumed; its effect once, in the browser.
+  const events = replica.inbox.filter((e) => e.name === "go");
+  expect(events).toHaveLength(1);
+  expect(events[0]?.eventId).toMatch(/^edge:/);
+  expect(events[0]?.consumedBy).toBeDefined();
+  const effects = ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`));
+  expect(effects).toEqual([expect.objectContaining({ where: "browser", interrupted: false })]);
+});
