@@ -5,6 +5,11 @@
  * Builds and serves the demo, runs `torture.spec.ts` with that schedule, and ends with the
  * summary line `faults: 200, fibers: 60, lost: 0, duplicated: 0, re-executed: 0`; on failure it
  * prints the seed and the fault log (the same seed replays the same schedule) and exits 1.
+ *
+ * `npm run torture -- --continuity --faults 40 [--seed N] [--live 3] [--pace 8] [--port 5640]`:
+ * the continuity run (`continuity.spec.ts`): the continuity e2e's page replicating to `wrangler
+ * dev` through a cuttable link, with browser, edge and link faults; ports `--port` to +4
+ * (page, edge, its inspector, ledger, link). Same summary line, same replay on failure.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -16,18 +21,26 @@ import { parseArgs } from "node:util";
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const { values } = parseArgs({
   options: {
-    faults: { type: "string", default: "200" },
+    faults: { type: "string" },
     seed: { type: "string" },
     live: { type: "string", default: "3" },
-    pace: { type: "string", default: "12" },
-    port: { type: "string", default: "5199" },
+    pace: { type: "string" },
+    port: { type: "string" },
+    continuity: { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
   console.log("usage: npm run torture -- [--faults 200] [--seed N] [--live 3] [--pace 12] [--port 5199]");
+  console.log(
+    "       npm run torture -- --continuity [--faults 40] [--seed N] [--live 3] [--pace 8] [--port 5640]",
+  );
   process.exit(0);
 }
+const continuity = values.continuity;
+values.faults ??= continuity ? "40" : "200";
+values.pace ??= continuity ? "8" : "12";
+values.port ??= continuity ? "5640" : "5199";
 for (const name of ["faults", "live", "pace", "port", ...(values.seed === undefined ? [] : ["seed"])]) {
   if (!/^\d+$/.test(values[name])) {
     console.error(`--${name} must be a non-negative integer, got ${values[name]}`);
@@ -37,11 +50,11 @@ for (const name of ["faults", "live", "pace", "port", ...(values.seed === undefi
 const seed = values.seed ?? String(Math.floor(Math.random() * 2 ** 31));
 const work = mkdtempSync(join(tmpdir(), "fiberline-torture-"));
 const reportFile = join(work, "report.json");
-const replay = `npm run torture -- --faults ${values.faults} --seed ${seed} --live ${values.live} --pace ${values.pace}`;
+const replay = `npm run torture -- ${continuity ? "--continuity " : ""}--faults ${values.faults} --seed ${seed} --live ${values.live} --pace ${values.pace}${continuity ? ` --port ${values.port}` : ""}`;
 
 const child = spawn(
   join(root, "node_modules", ".bin", "playwright"),
-  ["test", "-c", "e2e/torture/playwright.config.ts"],
+  ["test", "-c", `e2e/torture/${continuity ? "continuity." : ""}playwright.config.ts`],
   {
     cwd: root,
     stdio: "inherit",
@@ -75,13 +88,17 @@ if (failed) {
   console.log(`fault log (replay with  ${replay}):`);
   for (const f of report.log)
     console.log(
-      `  #${f.n} ${f.kind.padEnd(11)} +${f.at}s gap ${f.gapMs}ms  ${f.fibers.map((x) => `${x.kind}:${x.id.slice(0, 8)}@${x.lastSeq}`).join(" ")}`,
+      continuity
+        ? `  #${f.n} ${f.kind.padEnd(18)} +${f.at}s gap ${f.gapMs}ms took ${f.tookMs}ms  ${f.fibers.map((x) => `${x.id}@${x.seq}(${x.home})`).join(" ")}`
+        : `  #${f.n} ${f.kind.padEnd(11)} +${f.at}s gap ${f.gapMs}ms  ${f.fibers.map((x) => `${x.kind}:${x.id.slice(0, 8)}@${x.lastSeq}`).join(" ")}`,
     );
 }
 const kinds = Object.entries(report.byKind)
+  .filter(([, n]) => !continuity || n > 0)
   .map(([kind, n]) => `${kind} ${n}`)
   .join(", ");
-console.log(`\nseed ${seed}; ${kinds}`);
+const homes = continuity ? `; ${report.endedAtEdge} of ${report.fibers} fibers ended at the edge` : "";
+console.log(`\nseed ${seed}; ${kinds}${homes}`);
 console.log(
   `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}`,
 );

@@ -1,0 +1,372 @@
+/**
+ * The continuity torture run: the page of `e2e/continuity` (its Service Worker replicating tickers
+ * and agents to the edge under `wrangler dev`, through a link this run can cut) under a seeded
+ * schedule of the browser's faults (SIGKILL, worker stop, closed tab, short offline spells) and
+ * the ones continuity adds (edge SIGKILL and restart on the same state, the link between the
+ * homes cut for less or more than the lease, the browser offline past the lease). Each fiber is
+ * judged once it ended (`continuity-judge.ts`). Driven by `continuity.spec.ts`
+ * (`npm run torture -- --continuity`).
+ */
+
+import type { Page } from "@playwright/test";
+import { AppSession } from "../../src/testing/index";
+import { type CuttableLink, startLink } from "../continuity/servers";
+import { type Ledger, RestartableEdge, type ServedPage, startLedger, startPage } from "./continuity-homes";
+import { type Chunk, judgeFiber } from "./continuity-judge";
+import {
+  CONTINUITY_FAULT_KINDS,
+  type ContinuityFault,
+  type ContinuityFaultKind,
+  type ContinuityFiber,
+  planContinuityFaults,
+  planContinuityFiber,
+} from "./continuity-schedule";
+
+/** Options of {@link runContinuityTorture}. */
+export interface ContinuityTortureOptions {
+  seed: number;
+  faults: number;
+  /** Fibers kept running at once (default 3). */
+  live?: number;
+  /** Most chunks of progress between two faults (default 8). */
+  pace?: number;
+  /** The arbiter's lease (default 5000 ms: generous, so a loaded machine does not fake a lapse). */
+  leaseMs?: number;
+  /** The first of five ports: page, edge, its inspector, ledger, link (default 5640). */
+  port?: number;
+  /** Told about each line of the fault log as it happens. */
+  log?(line: string): void;
+}
+
+/** One line of the fault log. */
+export interface ContinuityFaultRecord {
+  n: number;
+  kind: ContinuityFaultKind;
+  gapMs: number;
+  /** Seconds since the run began. */
+  at: number;
+  /** How long the fault took, restarts included (ms). */
+  tookMs: number;
+  /** Fibers live when it hit: the chunks the edge held of each, and its home there. */
+  fibers: Array<{ id: string; seq: number; home: string }>;
+}
+
+/** The run's outcome. */
+export interface ContinuityReport {
+  seed: number;
+  live: number;
+  pace: number;
+  leaseMs: number;
+  faults: number;
+  fibers: number;
+  /** Fibers that ended at the edge (taken over at least once). */
+  endedAtEdge: number;
+  lost: number;
+  duplicated: number;
+  reExecuted: number;
+  problems: string[];
+  log: ContinuityFaultRecord[];
+  byKind: Record<ContinuityFaultKind, number>;
+}
+
+interface Tracked {
+  id: string;
+  plan: ContinuityFiber;
+  /** Chunks the edge held at the last poll. */
+  seq: number;
+  home: string;
+  ended: boolean;
+}
+
+/** A failed run, carrying the report so far (seed and fault log included). */
+export class ContinuityTortureFailure extends Error {
+  override name = "ContinuityTortureFailure";
+  constructor(
+    message: string,
+    readonly report: ContinuityReport,
+  ) {
+    super(message);
+  }
+}
+
+interface Cx {
+  ready(): Promise<boolean>;
+  start(name: string, input: unknown, id: string): Promise<string>;
+  read(id: string): void;
+  chunks(id: string): Chunk[];
+  state(id: string): string;
+}
+
+/** Runs the schedule of `options.seed` against homes it starts and ends itself, and reports. */
+export async function runContinuityTorture(options: ContinuityTortureOptions): Promise<ContinuityReport> {
+  const live = options.live ?? 3;
+  const leaseMs = options.leaseMs ?? 5_000;
+  const port = options.port ?? 5640;
+  const say = options.log ?? (() => {});
+  const report: ContinuityReport = {
+    seed: options.seed,
+    live,
+    pace: options.pace ?? 8,
+    leaseMs,
+    faults: 0,
+    fibers: 0,
+    endedAtEdge: 0,
+    lost: 0,
+    duplicated: 0,
+    reExecuted: 0,
+    problems: [],
+    log: [],
+    byKind: Object.fromEntries(CONTINUITY_FAULT_KINDS.map((k) => [k, 0])) as Record<
+      ContinuityFaultKind,
+      number
+    >,
+  };
+  let ledger: Ledger | undefined;
+  let edge: RestartableEdge | undefined;
+  let link: CuttableLink | undefined;
+  let site: ServedPage | undefined;
+  let app: AppSession | undefined;
+  const started = Date.now();
+  try {
+    ledger = await startLedger(port + 3);
+    edge = new RestartableEdge(port + 1, leaseMs, ledger.url);
+    [, site] = await Promise.all([edge.start(), startPage(port)]);
+    link = await startLink(port + 4, edge.url);
+    const path = `/index.html?${new URLSearchParams({ edge: `${link.url}/__fiberline`, ledger: ledger.url, lease: String(leaseMs) })}`;
+    app = await AppSession.launch({
+      origin: site.url,
+      async ready(page) {
+        await page.waitForFunction(() => "cx" in window, undefined, { timeout: 30_000 });
+        await pageCx.ready(page);
+      },
+    });
+    await app.openTab(path);
+    const session = app;
+    const theEdge = edge;
+    const theLink = link;
+    const tracked: Tracked[] = [];
+    const faultTimes: number[] = [];
+    const running = () => tracked.filter((t) => !t.ended);
+
+    /** Reads the edge's replicas of the running fibers (directly, not through the link). */
+    const poll = async () => {
+      if (!theEdge.running) return;
+      for (const t of running()) {
+        const replica = await theEdge.replica(t.id).catch(() => undefined);
+        if (!replica) continue;
+        t.seq = replica.chunks.length;
+        // `browser:<deviceId>` has one device here: "browser" says it.
+        t.home = replica.home?.split(":")[0] ?? "?";
+        t.ended = replica.chunks.at(-1)?.type === "fiber.end";
+      }
+    };
+    const progress = () => tracked.reduce((n, t) => n + t.seq, 0);
+
+    const topUp = async () => {
+      while (running().length < live) {
+        const index = tracked.length;
+        const plan = planContinuityFiber(options.seed, index);
+        const id = `${plan.kind}-${index + 1}`;
+        const input =
+          plan.kind === "ticker"
+            ? plan.input
+            : { messages: [{ role: "user", content: `turns=${plan.turns} turnMs=${plan.turnMs}` }] };
+        // A worker stopped by the last fault may restart under the call: its answer is lost, and
+        // the client says to call again with the same id, which joins instead of starting twice.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await withDeadline(pageCx.start(session.page, plan.kind, input, id), 30_000, `starting ${id}`);
+            break;
+          } catch (error) {
+            if (attempt >= 3 || !String(error).includes("ConnectionError")) throw error;
+            await sleep(500);
+          }
+        }
+        tracked.push({ id, plan, seq: 0, home: "?", ended: false });
+        report.fibers++;
+      }
+    };
+
+    const inject = async (fault: ContinuityFault) => {
+      await poll();
+      const at = Date.now();
+      const record: ContinuityFaultRecord = {
+        n: fault.n,
+        kind: fault.kind,
+        gapMs: fault.gapMs,
+        at: Math.round((at - started) / 100) / 10,
+        tookMs: 0,
+        fibers: running().map((t) => ({ id: t.id, seq: t.seq, home: t.home })),
+      };
+      report.log.push(record);
+      report.byKind[fault.kind]++;
+      faultTimes.push(at);
+      say(
+        `fault ${fault.n}/${options.faults} ${fault.kind} ${fault.gapMs}ms at ${record.at}s on ${record.fibers.map((f) => `${f.id}@${f.seq}(${f.home})`).join(" ")}`,
+      );
+      switch (fault.kind) {
+        case "crash":
+          await session.crashBrowser();
+          await sleep(fault.gapMs);
+          await session.relaunch();
+          await session.openTab(path);
+          break;
+        case "stop-worker":
+          await session.stopServiceWorker();
+          break;
+        case "close-tab":
+          await session.closeTab();
+          await sleep(fault.gapMs);
+          await session.openTab(path);
+          break;
+        case "offline":
+        case "offline-past-lease":
+          await session.goOffline();
+          await sleep(fault.gapMs);
+          await session.goOnline();
+          break;
+        case "edge-kill":
+          await theEdge.kill();
+          await sleep(fault.gapMs);
+          await theEdge.start();
+          break;
+        case "cut":
+        case "cut-past-lease":
+          theLink.cut();
+          await sleep(fault.gapMs);
+          theLink.heal();
+          break;
+      }
+      record.tookMs = Date.now() - at;
+      report.faults++;
+    };
+
+    for (const fault of planContinuityFaults(options.seed, options.faults, { leaseMs, pace: options.pace })) {
+      await topUp();
+      // Progress at the edge, not time, decides when the next fault hits.
+      const target = progress() + fault.afterChunks;
+      const deadline = Date.now() + 45_000;
+      while (Date.now() < deadline) {
+        await poll();
+        await topUp();
+        if (progress() >= target) break;
+        await sleep(250);
+      }
+      await inject(fault);
+    }
+    const deadline = Date.now() + 240_000;
+    for (;;) {
+      await poll();
+      if (running().length === 0) break;
+      if (Date.now() > deadline)
+        throw new ContinuityTortureFailure(
+          `${running().length} fiber(s) never ended: ${running()
+            .map((t) => `${t.id}@${t.seq}(${t.home})`)
+            .join(" ")}`,
+          report,
+        );
+      await sleep(500);
+    }
+
+    // The final reload: the page reads every fiber from seq 1, wherever it ran.
+    await session.reload(session.page);
+    const page = session.page;
+    for (const t of tracked) await pageCx.read(page, t.id);
+    const readDeadline = Date.now() + 90_000;
+    while (Date.now() < readDeadline) {
+      const states = await Promise.all(tracked.map((t) => pageCx.state(page, t.id)));
+      if (states.every((s) => s !== "reading")) break;
+      await sleep(250);
+    }
+    for (const t of tracked) {
+      const state = await pageCx.state(page, t.id);
+      if (state !== "done") report.problems.push(`${t.plan.kind} ${t.id}: the page's reader says ${state}`);
+      const replica = await theEdge.replica(t.id);
+      if (replica?.home === "edge") report.endedAtEdge++;
+      const verdict = judgeFiber({
+        id: t.id,
+        plan: t.plan,
+        shown: await pageCx.chunks(page, t.id),
+        replica,
+        effects: ledger.entries.filter((e) => e.key.startsWith(`${t.id}:`) || e.key.startsWith(`${t.id}~`)),
+        faultTimes,
+        leaseMs,
+      });
+      report.lost += verdict.lost;
+      report.duplicated += verdict.duplicated;
+      report.reExecuted += verdict.reExecuted;
+      report.problems.push(...verdict.problems);
+    }
+    return report;
+  } catch (error) {
+    if (error instanceof ContinuityTortureFailure) throw error;
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    const tail = edge?.output().slice(-1_500);
+    throw new ContinuityTortureFailure(`${message}${tail ? `\nwrangler said:\n${tail}` : ""}`, report);
+  } finally {
+    await app?.close().catch(() => {});
+    await Promise.all([link?.close(), edge?.kill(), site?.kill(), ledger?.close()]);
+  }
+}
+
+/** The summary line: `faults: 40, fibers: 12, lost: 0, duplicated: 0, re-executed: 0`. */
+export function continuitySummaryLine(report: ContinuityReport): string {
+  return `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}`;
+}
+
+/** The fault counts by kind, the seed and how many fibers ended at the edge. */
+export function continuityKindsLine(report: ContinuityReport): string {
+  const kinds = Object.entries(report.byKind)
+    .filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${kind} ${n}`)
+    .join(", ");
+  return `seed ${report.seed}; ${kinds}; ${report.endedAtEdge} of ${report.fibers} fibers ended at the edge`;
+}
+
+/** The command that replays `report`'s schedule. */
+export function continuityReplay(report: ContinuityReport): string {
+  return `npm run torture -- --continuity --faults ${report.log.length} --seed ${report.seed} --live ${report.live} --pace ${report.pace}`;
+}
+
+/** The fault log as lines a person can read. */
+export function formatContinuityLog(report: ContinuityReport): string {
+  return [
+    `seed ${report.seed}: replay with  ${continuityReplay(report)}`,
+    ...report.log.map(
+      (f) =>
+        `  #${f.n} ${f.kind.padEnd(18)} +${f.at}s gap ${f.gapMs}ms took ${f.tookMs}ms  ${f.fibers.map((x) => `${x.id}@${x.seq}(${x.home})`).join(" ")}`,
+    ),
+  ].join("\n");
+}
+
+/** `window.cx` of the continuity page (`e2e/continuity/page.ts`), called from Node. */
+const pageCx = {
+  ready: (page: Page) => page.evaluate(() => (window as unknown as { cx: Cx }).cx.ready()),
+  start: (page: Page, name: string, input: unknown, id: string) =>
+    page.evaluate((a) => (window as unknown as { cx: Cx }).cx.start(a.name, a.input, a.id), {
+      name,
+      input,
+      id,
+    }),
+  read: (page: Page, id: string) => page.evaluate((id) => (window as unknown as { cx: Cx }).cx.read(id), id),
+  state: (page: Page, id: string) =>
+    page.evaluate((id) => (window as unknown as { cx: Cx }).cx.state(id), id),
+  chunks: (page: Page, id: string) =>
+    page.evaluate((id) => (window as unknown as { cx: Cx }).cx.chunks(id), id),
+};
+
+async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
