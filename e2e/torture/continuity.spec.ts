@@ -15,6 +15,8 @@ import {
   formatContinuityLog,
   runContinuityTorture,
 } from "./continuity-engine";
+import type { LedgerEntry } from "./continuity-homes";
+import { type Chunk, judgeFiber } from "./continuity-judge";
 
 const faults = Number(process.env.TORTURE_FAULTS ?? 6);
 const seed = process.env.TORTURE_SEED
@@ -29,6 +31,51 @@ function save(report: ContinuityReport, failure?: string): void {
   const file = process.env.TORTURE_REPORT;
   if (file) writeFileSync(file, JSON.stringify({ ...report, failure }, null, 2));
 }
+
+test("the judge counts what a broken home would do: a lost tick, a seq shown twice, a step re-run uninterrupted", () => {
+  const end: Chunk = { seq: 4, type: "fiber.end", data: { status: "completed" } };
+  const tick = (seq: number, i: number): Chunk => ({ seq, type: "tick", data: { i } });
+  const effect = (i: number, where: string, interrupted: boolean, at: number): LedgerEntry => ({
+    fiber: "t",
+    kind: "tick",
+    key: `t:tick#${i}`,
+    where,
+    interrupted,
+    at,
+  });
+  const good = [tick(1, 1), tick(2, 2), tick(3, 3), end];
+  const effects = [
+    effect(1, "browser", false, 1),
+    effect(2, "browser", false, 2),
+    effect(3, "browser", false, 3),
+  ];
+  const fiber = {
+    id: "t",
+    plan: { kind: "ticker" as const, input: { ticks: 3, intervalMs: 1 } },
+    shown: good,
+    replica: { status: "completed", home: "edge", chunks: good },
+    effects,
+    faultTimes: [],
+    leaseMs: 5_000,
+  };
+  expect(judgeFiber(fiber)).toMatchObject({ lost: 0, duplicated: 0, reExecuted: 0, problems: [] });
+  // The edge re-ran tick 3 after a takeover: fine interrupted, re-execution otherwise.
+  const rerun = (interrupted: boolean) =>
+    judgeFiber({ ...fiber, effects: [...effects, effect(3, "edge", interrupted, 4)] });
+  expect(rerun(true)).toMatchObject({ reExecuted: 0, problems: [] });
+  expect(rerun(false)).toMatchObject({ reExecuted: 1 });
+  // The page missed tick 2 (and the replica's seq 2), or showed seq 2 twice.
+  expect(judgeFiber({ ...fiber, shown: [tick(1, 1), tick(3, 3), end] }).lost).toBeGreaterThan(0);
+  expect(
+    judgeFiber({ ...fiber, shown: [tick(1, 1), tick(2, 2), tick(2, 2), tick(3, 3), end] }).duplicated,
+  ).toBeGreaterThan(0);
+  // The page shows a chunk at seq 3 the replica does not hold.
+  expect(
+    judgeFiber({ ...fiber, shown: [tick(1, 1), tick(2, 2), tick(3, 2), end] }).duplicated,
+  ).toBeGreaterThan(0);
+  // A stream that never ended.
+  expect(judgeFiber({ ...fiber, shown: good.slice(0, 3) }).lost).toBeGreaterThan(0);
+});
 
 test("continuity torture: browser, edge and link faults lose, duplicate and re-run nothing across the two homes", async () => {
   test.setTimeout(300_000 + faults * 40_000);
