@@ -277,6 +277,112 @@ describe("Arbiter.nextLapse", () => {
   });
 });
 
+describe("Arbiter.comeHome", () => {
+  const BACK = "browser:d2";
+
+  /** A replica the edge took over and suspended (as its runtime leaves a waiting fiber). */
+  async function atEdge(status: "waiting" | "sleeping" | "running" = "waiting") {
+    const r = rig();
+    await r.arbiter.receive("f1", shipment([create("f1")]));
+    r.advance(30_000);
+    expect(await r.arbiter.takeOverLapsed()).toEqual(["f1"]);
+    const record = (await r.store.getFiber("f1")) as FiberRecord;
+    await r.store.commit([
+      {
+        fiberId: "f1",
+        generation: record.generation,
+        fiber: {
+          status,
+          owner: status === "running" ? "edge-runner" : undefined,
+          leaseUntil: status === "running" ? T0 + 90_000 : undefined,
+        },
+      },
+    ]);
+    return r;
+  }
+
+  it("hands a fiber suspended at the edge to the asking browser, under a new epoch, once", async () => {
+    const { store, arbiter } = await atEdge();
+    const answer = await arbiter.comeHome("f1", BACK);
+    expect(answer).toEqual({ status: "granted", epoch: 3, appliedPos: 1, leaseMs: 30_000 });
+    const replica = await store.getFiber("f1");
+    expect(replica?.home).toMatchObject({ home: BACK, epoch: 3, formerHome: EDGE_HOME, appliedPos: 1 });
+    // Its lease is the arbiter's to watch again, and the edge runtime's claims are refused.
+    expect(await arbiter.nextLapse()).toBe(T0 + 60_000);
+    let claimed = false;
+    const claim = await arbiter.claimAtEdge("f1", T0 + 30_000, async () => {
+      claimed = true;
+      return { status: "missing" };
+    });
+    expect(claimed).toBe(false);
+    expect(claim).toMatchObject({ status: "held", record: { leaseUntil: T0 + 60_000 } });
+    // Asked again by the same browser (its answer was lost): the same grant.
+    expect(await arbiter.comeHome("f1", BACK)).toMatchObject({ status: "granted", epoch: 3, appliedPos: 1 });
+    // Another browser is refused while this one holds it; the edge's old epoch is fenced.
+    expect(await arbiter.comeHome("f1", "browser:d3")).toEqual({ status: "refused", reason: "held" });
+    // The new home ships from appliedPos + 1 under its epoch.
+    expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)], { home: BACK, epoch: 3 }))).toMatchObject(
+      {
+        status: "ok",
+        appliedPos: 2,
+      },
+    );
+    expect((await store.readStream("f1", 0)).map((c) => c.seq)).toEqual([1, 2]);
+  });
+
+  it("refuses while the edge runs the fiber, an event waits for it there, or it ended", async () => {
+    const running = await atEdge("running");
+    expect(await running.arbiter.comeHome("f1", BACK)).toEqual({ status: "refused", reason: "running" });
+    expect((await running.store.getFiber("f1"))?.home?.home).toBe(EDGE_HOME);
+
+    const waiting = await atEdge("waiting");
+    await waiting.arbiter.accept({ fiberId: "f1", name: "go", payload: 1, at: T0 });
+    expect(await waiting.arbiter.comeHome("f1", BACK)).toEqual({ status: "refused", reason: "running" });
+
+    const ended = await atEdge("waiting");
+    const record = (await ended.store.getFiber("f1")) as FiberRecord;
+    await ended.store.commit([
+      { fiberId: "f1", generation: record.generation, fiber: { status: "completed" } },
+    ]);
+    expect(await ended.arbiter.comeHome("f1", BACK)).toEqual({ status: "refused", reason: "ended" });
+    await expect(ended.arbiter.comeHome("nowhere", BACK)).rejects.toMatchObject({ code: "fiber_not_found" });
+    await expect(ended.arbiter.comeHome("f1", EDGE_HOME)).rejects.toMatchObject({ code: "invalid_argument" });
+  });
+
+  it("a claim of the edge runtime and a come-home never interleave: whichever comes first wins", async () => {
+    const { store, arbiter } = await atEdge("sleeping");
+    // The edge's timer fires: its claim is under way (held in the turn) when the browser asks.
+    let finishClaim: () => void = () => {};
+    const claiming = arbiter.claimAtEdge("f1", T0 + 30_000, async () => {
+      await new Promise<void>((go) => {
+        finishClaim = go;
+      });
+      return store.claimFiber("f1", { owner: "edge-runner", now: T0 + 30_000, leaseMs: 60_000 });
+    });
+    const asking = arbiter.comeHome("f1", BACK);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    finishClaim();
+    expect((await claiming).status).toBe("claimed");
+    // The claim made the edge the runner: the browser is refused, and asks again later.
+    expect(await asking).toEqual({ status: "refused", reason: "running" });
+  });
+
+  it("takes the fiber back to the edge if the browser it went home to lets its lease lapse", async () => {
+    const { store, arbiter, advance } = await atEdge();
+    await arbiter.comeHome("f1", BACK);
+    advance(30_000);
+    expect(await arbiter.takeOverLapsed()).toEqual(["f1"]);
+    expect((await store.getFiber("f1"))?.home).toMatchObject({ home: EDGE_HOME, epoch: 4, formerHome: BACK });
+    expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)], { home: BACK, epoch: 3 }))).toMatchObject(
+      {
+        status: "fenced",
+        epoch: 4,
+        appliedPos: 1,
+      },
+    );
+  });
+});
+
 /** A `MemoryStore` that counts (and can hold back) its listings. */
 class ListCountingStore extends MemoryStore {
   lists = 0;

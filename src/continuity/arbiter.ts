@@ -15,8 +15,9 @@
 
 import { FiberlineError } from "../core/errors";
 import { type FiberRecord, type HomeLease, type InboxEvent, isTerminal } from "../core/records";
-import type { Store, WriteGroup } from "../core/store";
+import type { ClaimResult, Store, WriteGroup } from "../core/store";
 import {
+  type ComeHomeAnswer,
   DEFAULT_LEASE_MS,
   EDGE_HOME,
   type Shipment,
@@ -35,6 +36,9 @@ export interface ArbiterOptions {
 }
 
 const LIVE = ["running", "sleeping", "waiting"] as const;
+
+/** How soon the edge runtime asks again for a replica whose browser lease already lapsed. */
+const TAKEOVER_RETRY_MS = 500;
 
 /**
  * The arbiter of the replicated fibers of one store.
@@ -100,6 +104,39 @@ export class Arbiter {
    */
   accept(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     return this.#turn(event.fiberId, () => this.#accept(event));
+  }
+
+  /**
+   * Hands a fiber the edge holds back to browser `home` (the handoff back, `comeHome:
+   * "at-suspension"`): granted only while the fiber is suspended at the edge (sleeping or
+   * waiting, no runner holding it, no event waiting in its inbox), with `epoch + 1` and a fresh
+   * lease, in one transaction. From then on the edge runtime's claims of it are refused (they go
+   * through `claimAtEdge`, serialised with this), its wake-ups are the browser's and its events
+   * are pushed to the browser, exactly as before the first handoff; if that browser's lease
+   * lapses, the edge takes the fiber over again. Asked again by the home that holds it (its
+   * answer was lost), it answers the same grant.
+   *
+   * Failure semantics: one generation-fenced commit; a store error rejects with nothing written.
+   */
+  comeHome(fiberId: string, home: string): Promise<ComeHomeAnswer> {
+    const receivedAt = this.#clock();
+    return this.#turn(fiberId, () => this.#comeHome(fiberId, home, receivedAt));
+  }
+
+  /**
+   * A claim of the edge runtime (`ArbitratedStore.claimFiber`): `claim` runs in the fiber's turn,
+   * so it cannot interleave with `comeHome`, only while the edge holds the fiber (or it is no
+   * replica); otherwise the answer is `held` until the browser's lease ends.
+   */
+  claimAtEdge(fiberId: string, now: number, claim: () => Promise<ClaimResult>): Promise<ClaimResult> {
+    return this.#turn(fiberId, async () => {
+      const record = await this.#store.getFiber(fiberId);
+      const state = record?.home;
+      if (record === undefined || state === undefined || state.home === EDGE_HOME) return claim();
+      // Held by a browser: the runner tries again when the lease ends, or soon after a lapse.
+      const retryAt = Math.max(state.until, now + TAKEOVER_RETRY_MS);
+      return { status: "held", record: { ...record, leaseUntil: retryAt } };
+    });
   }
 
   /**
@@ -344,6 +381,63 @@ export class Arbiter {
       }
     }
     throw new FiberlineError("store_error", `Fiber ${fiberId} kept changing while the edge took it over.`);
+  }
+
+  async #comeHome(fiberId: string, home: string, receivedAt: number): Promise<ComeHomeAnswer> {
+    if (home === EDGE_HOME || !home.startsWith("browser:"))
+      throw new FiberlineError("invalid_argument", `come-home: "${home}" is not a browser home.`);
+    for (let tries = 0; tries < 8; tries++) {
+      const record = await this.#store.getFiber(fiberId);
+      const state = record?.home;
+      if (record === undefined || state === undefined) {
+        throw new FiberlineError(
+          "fiber_not_found",
+          `Fiber ${fiberId} has no replica here; only a replicated fiber can come home.`,
+        );
+      }
+      if (isTerminal(record.status)) return { status: "refused", reason: "ended" };
+      const now = this.#clock();
+      if (state.home === home && state.until > now) {
+        // Granted already (the answer was lost): the same grant, with what is left of its lease.
+        return {
+          status: "granted",
+          epoch: state.epoch,
+          appliedPos: state.appliedPos,
+          leaseMs: state.until - now,
+        };
+      }
+      if (state.home !== EDGE_HOME) {
+        if (state.until > now) return { status: "refused", reason: "held" };
+        // A browser's lease lapsed and the alarm has not come yet: the edge takes it first.
+        await this.#takeOver(fiberId);
+        continue;
+      }
+      const suspended = record.status === "sleeping" || record.status === "waiting";
+      const claimed = record.owner !== undefined && (record.leaseUntil ?? 0) > now;
+      if (!suspended || claimed) return { status: "refused", reason: "running" };
+      // An event the edge has not consumed yet would wake it there: it stays until that ran.
+      const inbox = await this.#store.readInbox(fiberId);
+      if (inbox.some((e) => e.consumedBy === undefined)) return { status: "refused", reason: "running" };
+      const next: HomeLease = {
+        ...state,
+        home,
+        formerHome: EDGE_HOME,
+        epoch: state.epoch + 1,
+        until: receivedAt + this.#leaseMs,
+      };
+      const { fenced } = await this.#store.commit([
+        { fiberId, generation: record.generation, fiber: leaseFields(next) },
+      ]);
+      if (fenced.length > 0) continue;
+      this.#note(fiberId, next.until);
+      return {
+        status: "granted",
+        epoch: next.epoch,
+        appliedPos: next.appliedPos,
+        leaseMs: Math.max(0, next.until - this.#clock()),
+      };
+    }
+    throw new FiberlineError("store_error", `Fiber ${fiberId} kept changing while it was handed back.`);
   }
 
   async #accept(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {

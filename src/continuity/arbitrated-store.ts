@@ -35,7 +35,15 @@ export class ArbitratedStore extends ForwardingStore {
     return this.#arbiter ? this.#arbiter.accept(event) : this.inner.enqueueEvent(event);
   }
 
-  override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
+  override claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
+    // Through the arbiter's turn for the fiber, so no handoff back (`comeHome`) slips between
+    // reading who holds it and claiming it. Without an arbiter nothing changes a fiber's home.
+    if (this.#arbiter)
+      return this.#arbiter.claimAtEdge(id, request.now, () => this.inner.claimFiber(id, request));
+    return this.#claimUnlessHeld(id, request);
+  }
+
+  async #claimUnlessHeld(id: string, request: ClaimRequest): Promise<ClaimResult> {
     const record = await this.inner.getFiber(id);
     const home = record?.home;
     if (record === undefined || home === undefined || home.home === EDGE_HOME)

@@ -33,7 +33,12 @@
  * edge redoes it from the shipped prefix, which Rules A and B make safe). Both load in the
  * background: the runtime's store calls wait for them.
  *
- * Left: `edge.comeHome` (the fiber stays at the edge until it ends).
+ * The handoff back: a fiber the edge runs stays there until it ends, unless its kind is listed
+ * with `comeHome: "at-suspension"`: then, while this worker mirrors it, the first read that finds
+ * it suspended at the edge (sleeping or waiting, nothing of it running there) asks the arbiter for
+ * it (`Arbiter.comeHome`); once granted, the mirror brings the local copy up to the replica, the
+ * outbox adopts it under the new epoch (recorded before anything runs), and the runtime picks it
+ * up here like any suspended fiber: its wake-up and its events are this home's again.
  */
 
 import { FencedError } from "../core/errors";
@@ -62,7 +67,7 @@ import { ForwardingStore } from "./forwarding-store";
 import { Mirror } from "./mirror";
 import { Outbox } from "./outbox";
 import { writesOutbox } from "./outbox-log";
-import { browserHome, DEFAULT_LEASE_MS } from "./protocol";
+import { browserHome, DEFAULT_LEASE_MS, EDGE_HOME, leaseDeadline } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
 import { enqueuePushedEvents, sendShippedEvent } from "./send-event";
 import { Shipper } from "./shipper";
@@ -76,7 +81,19 @@ export interface EdgeOptions {
    * kind whose steps are idempotent by key, so a step starts without waiting for its start to
    * reach the edge (Rule A off: "at least once, same key" across homes for the unshipped window).
    */
-  fibers: ReadonlyArray<string | { name: string; awaitStart?: boolean }>;
+  fibers: ReadonlyArray<
+    | string
+    | {
+        name: string;
+        awaitStart?: boolean;
+        /**
+         * `"at-suspension"`: a fiber of this kind the edge took over comes back to a browser
+         * of its user that mirrors it, at its next suspension at the edge (a sleep or a wait);
+         * `"never"` (default): it stays at the edge until it ends.
+         */
+        comeHome?: "at-suspension" | "never";
+      }
+  >;
   /**
    * The lease the edge grants (its `continuity.leaseMs`, default 30 s). Only sets how often a
    * heartbeat renews it (a third of it, at most 10 s); the edge's answers carry the real one.
@@ -100,6 +117,8 @@ export interface EdgeOptions {
    * mirror, or restored): where it runs now, as far as this home knows (default: nothing).
    */
   onAway?(fiberId: string, where: { home: string; epoch: number } | undefined): void;
+  /** Called when a fiber came home here from the edge (`comeHome`), before it runs here again. */
+  onHome?(fiberId: string): void;
 }
 
 /** Options of `createReplicatedRuntime`: the runtime's own, and `edge`. */
@@ -191,7 +210,9 @@ export class BrowserContinuity {
   /** Settles once the device id and the outbox are loaded (rejects if they cannot be). */
   readonly opened: Promise<OpenedContinuity>;
   readonly #local: Store;
-  readonly #kinds: Map<string, { awaitStart: boolean }>;
+  readonly #kinds: Map<string, { awaitStart: boolean; comeHome: boolean }>;
+  /** Fibers this home is asking the arbiter for (`comeHome`). */
+  readonly #comingHome = new Set<string>();
   readonly #names = new Map<string, string>();
   readonly #report: (error: unknown, doing: string) => void;
   readonly #keepAliveListeners = new Set<(work: Promise<unknown>) => void>();
@@ -208,19 +229,27 @@ export class BrowserContinuity {
   #scope: OnlineScopeLike | undefined;
   #stopped = false;
   readonly #onAway: EdgeOptions["onAway"];
+  readonly #onHome: EdgeOptions["onHome"];
   readonly #online = () => void this.#shipAll();
 
   constructor(parts: ContinuityParts) {
     const { edge } = parts;
     this.#local = parts.local;
     this.#onAway = edge.onAway;
+    this.#onHome = edge.onHome;
     this.#report =
       parts.onError ?? ((error, doing) => console.error(`[fiberline/continuity] ${doing} failed:`, error));
     this.#kinds = new Map(
       edge.fibers.map((kind) =>
         typeof kind === "string"
-          ? [kind, { awaitStart: edge.awaitStart ?? true }]
-          : [kind.name, { awaitStart: kind.awaitStart ?? edge.awaitStart ?? true }],
+          ? [kind, { awaitStart: edge.awaitStart ?? true, comeHome: false }]
+          : [
+              kind.name,
+              {
+                awaitStart: kind.awaitStart ?? edge.awaitStart ?? true,
+                comeHome: kind.comeHome === "at-suspension",
+              },
+            ],
       ),
     );
     this.link = new EdgeLink({
@@ -233,6 +262,7 @@ export class BrowserContinuity {
       source: this.link,
       ...(edge.mirrorPollMs === undefined ? {} : { pollMs: edge.mirrorPollMs }),
       onError: (error, id) => this.#report(error, `mirroring fiber ${id}`),
+      onSynced: (id, record) => this.#maybeComeHome(id, record),
     });
     this.store = new HomeGuardStore(this.#local, this);
     this.replication = this.#port();
@@ -446,6 +476,7 @@ export class BrowserContinuity {
   /** Mirrors `fiberId` from now on: a first read (which streams wait for), then follows it. */
   #goAway(fiberId: string): void {
     if (this.#firstSync.has(fiberId)) return;
+    this.mirror.track(fiberId);
     const fenced = this.#now?.outbox.where(fiberId);
     const where =
       fenced?.status === "away" ? { home: fenced.home, epoch: fenced.epoch } : this.#away.get(fiberId);
@@ -463,6 +494,60 @@ export class BrowserContinuity {
     );
     this.#firstSync.set(fiberId, first);
     this.#keepAlive(first);
+  }
+
+  /**
+   * After a read of a followed fiber: asks the arbiter for it when its kind comes home and it is
+   * suspended at the edge (or was granted here already and the adoption did not finish).
+   */
+  #maybeComeHome(fiberId: string, record: FiberRecord): void {
+    if (this.#stopped || this.#comingHome.has(fiberId) || !this.#kinds.get(record.name)?.comeHome) return;
+    if (record.status !== "sleeping" && record.status !== "waiting") return;
+    const holder = record.home?.home;
+    if (holder !== EDGE_HOME && (holder === undefined || holder !== this.#now?.home)) return;
+    this.#comingHome.add(fiberId);
+    const work = this.#comeHome(fiberId).then(
+      () => this.#comingHome.delete(fiberId),
+      (error: unknown) => {
+        this.#comingHome.delete(fiberId);
+        this.#report(error, `bringing fiber ${fiberId} home`);
+      },
+    );
+    this.#keepAlive(work);
+  }
+
+  /**
+   * The handoff back: asks the arbiter, and once granted brings the copy up to the replica,
+   * adopts the fiber in the outbox under the new epoch, and lets the runtime pick it up. A
+   * refusal (it runs at the edge now, an event waits there) is asked again at a later read.
+   */
+  async #comeHome(fiberId: string): Promise<void> {
+    const { outbox, home, shipper } = await this.opened;
+    const sentAt = Date.now();
+    const answer = await this.link.comeHome(fiberId, home);
+    if (answer.status !== "granted" || this.#stopped) return;
+    await this.mirror.handBack(fiberId, async (record) => {
+      await outbox.adopt({
+        fiberId,
+        epoch: answer.epoch,
+        acked: answer.appliedPos,
+        shippedSeq: record.streamHead,
+        deadline: leaseDeadline(sentAt, answer.leaseMs),
+      });
+      this.#away.delete(fiberId);
+      this.#settled.delete(fiberId);
+      this.#firstSync.delete(fiberId);
+      this.noteKind(record);
+    });
+    try {
+      this.#onHome?.(fiberId);
+    } catch (error) {
+      this.#report(error, "onHome");
+    }
+    shipper.kick(fiberId);
+    this.#keepShipping();
+    // Picked up like any suspended fiber of this home: its wake-up scheduled, or run if due.
+    await this.#requireRuntime().recover();
   }
 
   #movedAway(fiberId: string, error: unknown): boolean {

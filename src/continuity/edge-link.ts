@@ -2,7 +2,8 @@
  * `EdgeLink`: how a browser home talks to the edge host of its replicated fibers over HTTP, one
  * object for every call the browser makes there: shipments (`shipOverHttp`), reading the replica
  * for the mirror (`GET {base}/fibers/:id/replica?after=N`), and the control calls it forwards
- * while a fiber is away (`POST {base}/fibers/:id/events`, `POST {base}/fibers/:id/cancel`).
+ * while a fiber is away (`POST {base}/fibers/:id/events`, `POST {base}/fibers/:id/cancel`), and
+ * asking for a fiber back (`POST {base}/fibers/:id/come-home`).
  * `baseUrl` is the edge host's origin and route prefix, e.g. `https://edge.example/__fiberline`.
  * Errors the edge answers with an `ErrorBody` come back as the same error class and `code`.
  */
@@ -10,8 +11,8 @@
 import { deserializeError, FiberlineError } from "../core/errors";
 import type { FiberStatus } from "../core/records";
 import { type ReplicaSnapshot, shipOverHttp } from "../edge/replica-routes";
-import { decodeValue } from "../edge/value-codec";
-import type { Shipment, ShipmentAnswer } from "./protocol";
+import { decodeValue, encodeValue } from "../edge/value-codec";
+import type { ComeHomeAnswer, Shipment, ShipmentAnswer } from "./protocol";
 
 /** Options of `new EdgeLink`. */
 export interface EdgeLinkOptions {
@@ -90,6 +91,24 @@ export class EdgeLink {
     });
     if (!response.ok) throw await errorOf(response, fiberId);
     return ((await response.json()) as { status: FiberStatus }).status;
+  }
+
+  /**
+   * Asks the arbiter to hand `fiberId` back to browser `home` (`POST {base}/fibers/:id/come-home`):
+   * the grant (`200`) or the refusal (`409`). Rejects on the network and on any other answer.
+   */
+  async comeHome(fiberId: string, home: string): Promise<ComeHomeAnswer> {
+    const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/come-home`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(await this.#headersNow()) },
+      body: encodeValue({ home }),
+      signal: AbortSignal.timeout(this.#timeoutMs),
+    });
+    if (response.status !== 200 && response.status !== 409) throw await errorOf(response, fiberId);
+    const answer = decodeValue(await response.text()) as ComeHomeAnswer;
+    if (answer?.status !== "granted" && answer?.status !== "refused")
+      throw new Error(`The edge answered come-home of fiber ${fiberId} with ${JSON.stringify(answer)}.`);
+    return answer;
   }
 
   async #headersNow(): Promise<Record<string, string>> {

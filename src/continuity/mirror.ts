@@ -23,7 +23,7 @@
  * is away go to the edge.
  */
 
-import { type FiberRecord, isTerminal, type StreamChunk } from "../core/records";
+import { type FiberRecord, type InboxEvent, isTerminal, type StreamChunk } from "../core/records";
 import type { Store, WriteGroup } from "../core/store";
 import type { ReplicaSnapshot } from "../edge/replica-routes";
 import { encodeValue } from "../edge/value-codec";
@@ -43,6 +43,8 @@ export interface MirrorOptions {
   pollMs?: number;
   /** Where failures of a followed fiber are reported (default `console.error`); it is read again later. */
   onError?(error: unknown, fiberId: string): void;
+  /** Told of the local copy after each read of a followed fiber (continuity's `comeHome` looks). */
+  onSynced?(fiberId: string, record: FiberRecord): void;
 }
 
 /** What one `sync` did. */
@@ -50,7 +52,9 @@ export type MirrorSync =
   /** The local copy holds the replica as read (`rebuilt`: the old copy diverged, or there was none). */
   | { status: "mirrored"; record: FiberRecord; rebuilt: boolean; appended: number }
   /** The edge has no replica of the fiber. */
-  | { status: "missing" };
+  | { status: "missing" }
+  /** The fiber was handed back to this home (`handBack`): the mirror writes it no more. */
+  | { status: "home" };
 
 /** Record fields a mirror copies from the replica (the rest are the local store's own). */
 const MIRRORED_FIELDS = [
@@ -87,12 +91,16 @@ export class Mirror {
   readonly #checked = new Set<string>();
   readonly #queues = new Map<string, Promise<unknown>>();
   readonly #followed = new Map<string, ReturnType<typeof setTimeout> | undefined>();
+  /** Fibers handed back to this home: their copy is the fiber itself now, not the mirror's. */
+  readonly #released = new Set<string>();
+  readonly #onSynced: MirrorOptions["onSynced"];
   #stopped = false;
 
   constructor(options: MirrorOptions) {
     this.#store = options.store;
     this.#source = options.source;
     this.#pollMs = options.pollMs ?? 500;
+    this.#onSynced = options.onSynced;
     this.#report =
       options.onError ??
       ((error, id) => console.error(`[fiberline/continuity] mirroring fiber ${id}:`, error));
@@ -110,11 +118,49 @@ export class Mirror {
 
   /** Brings the local copy of `fiberId` up to the replica, once. */
   sync(fiberId: string): Promise<MirrorSync> {
+    return this.#queued(fiberId, () => this.#sync(fiberId));
+  }
+
+  /**
+   * The handoff back (`comeHome`), once the arbiter granted this home the fiber: in the fiber's
+   * turn (no read of the mirror runs beside it), brings the local copy up to the replica, its
+   * inbox included (so the events this home enqueues next get the seqs the replica expects),
+   * then calls `adopt` with the copy's record, and stops mirroring the fiber for good if `adopt`
+   * resolves (`track` starts again, should the fiber move away later). A copy whose inbox
+   * diverged from the replica's (events this home buffered and never shipped) is rebuilt.
+   *
+   * Failure semantics: a failed read or write rejects before `adopt` runs, and the fiber stays
+   * mirrored; the caller asks again (the arbiter grants the same home the same epoch again).
+   */
+  handBack(fiberId: string, adopt: (record: FiberRecord) => Promise<void>): Promise<FiberRecord> {
+    return this.#queued(fiberId, async () => {
+      const synced = await this.#sync(fiberId);
+      if (synced.status !== "mirrored")
+        throw new Error(`Fiber ${fiberId} has no replica at the edge to take back from.`);
+      const record = await this.#alignInbox(fiberId, synced.record, synced.inbox ?? []);
+      await adopt(record);
+      this.#released.add(fiberId);
+      this.#checked.delete(fiberId);
+      this.unfollow(fiberId);
+      return record;
+    });
+  }
+
+  /** Mirrors `fiberId` again (it moved away once more after `handBack`). */
+  track(fiberId: string): void {
+    this.#released.delete(fiberId);
+  }
+
+  /** Stops following `fiberId` (its copy is kept). */
+  unfollow(fiberId: string): void {
+    const timer = this.#followed.get(fiberId);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#followed.delete(fiberId);
+  }
+
+  #queued<T>(fiberId: string, work: () => Promise<T>): Promise<T> {
     const previous = this.#queues.get(fiberId) ?? Promise.resolve();
-    const next = previous.then(
-      () => this.#sync(fiberId),
-      () => this.#sync(fiberId),
-    );
+    const next = previous.then(work, work);
     this.#queues.set(fiberId, next);
     const done = () => {
       if (this.#queues.get(fiberId) === next) this.#queues.delete(fiberId);
@@ -131,10 +177,11 @@ export class Mirror {
       let wait = this.#pollMs;
       try {
         const result = await this.sync(fiberId);
-        if (result.status === "missing" || isTerminal(result.record.status)) {
+        if (result.status !== "mirrored" || isTerminal(result.record.status)) {
           this.#followed.delete(fiberId);
           return;
         }
+        this.#onSynced?.(fiberId, result.record);
       } catch (error) {
         this.#report(error, fiberId);
         wait = this.#pollMs * 4;
@@ -155,7 +202,8 @@ export class Mirror {
     this.#followed.clear();
   }
 
-  async #sync(fiberId: string): Promise<MirrorSync> {
+  async #sync(fiberId: string): Promise<MirrorSync & { inbox?: InboxEvent[] }> {
+    if (this.#released.has(fiberId)) return { status: "home" };
     const store = this.#store;
     const local = await store.getFiber(fiberId);
     const checked = local !== undefined && this.#checked.has(fiberId);
@@ -164,7 +212,7 @@ export class Mirror {
     if (!checked) {
       const kept = local !== undefined && (await this.#isPrefix(fiberId, replica.chunks));
       this.#checked.add(fiberId);
-      if (!kept) return this.#rebuild(fiberId, local, replica);
+      if (!kept) return { ...(await this.#rebuild(fiberId, local, replica)), inbox: replica.inbox };
     }
     const current = local as FiberRecord;
     const chunks = replica.chunks.filter((c) => c.seq > current.streamHead);
@@ -173,7 +221,8 @@ export class Mirror {
       replica.record.updatedAt === current.updatedAt &&
       replica.record.status === current.status &&
       replica.record.home?.epoch === current.home?.epoch;
-    if (unchanged) return { status: "mirrored", record: current, rebuilt: false, appended: 0 };
+    if (unchanged)
+      return { status: "mirrored", record: current, rebuilt: false, appended: 0, inbox: replica.inbox };
     const group: WriteGroup = {
       fiberId,
       generation: current.generation,
@@ -190,7 +239,7 @@ export class Mirror {
       throw new Error(`The local copy of fiber ${fiberId} changed while it was mirrored; it is read again.`);
     }
     const record = (await store.getFiber(fiberId)) ?? current;
-    return { status: "mirrored", record, rebuilt: false, appended: chunks.length };
+    return { status: "mirrored", record, rebuilt: false, appended: chunks.length, inbox: replica.inbox };
   }
 
   /** Whether every local chunk is the replica's chunk at the same seq (the copy only lags). */
@@ -198,6 +247,57 @@ export class Mirror {
     const localChunks = await this.#store.readStream(fiberId, 0);
     if (localChunks.length > replicaChunks.length) return false;
     return localChunks.every((chunk, i) => sameChunk(chunk, replicaChunks[i]));
+  }
+
+  /**
+   * Makes the local inbox of `fiberId` the replica's: the events it lacks are enqueued (at the
+   * replica's seqs) and the consumed marks copied. A local inbox that is not a prefix of the
+   * replica's (events buffered here and never shipped, dropped by a fence) is rebuilt with the
+   * whole copy. Resolves with the local record after.
+   */
+  async #alignInbox(
+    fiberId: string,
+    record: FiberRecord,
+    inbox: readonly InboxEvent[],
+  ): Promise<FiberRecord> {
+    const store = this.#store;
+    let local = await store.readInbox(fiberId);
+    if (local.length > inbox.length || !local.every((e, i) => sameEvent(e, inbox[i]))) {
+      const replica = await this.#source.readReplica(fiberId, 0);
+      if (replica === undefined) throw new Error(`Fiber ${fiberId} has no replica at the edge any more.`);
+      const rebuilt = await this.#rebuild(fiberId, record, replica);
+      if (rebuilt.status !== "mirrored") throw new Error(`Fiber ${fiberId} could not be rebuilt.`);
+      record = rebuilt.record;
+      inbox = replica.inbox;
+      local = [];
+    }
+    for (const event of inbox.slice(local.length)) {
+      const { name, payload, at, eventId } = event;
+      const stored = await store.enqueueEvent({
+        fiberId,
+        name,
+        payload,
+        at,
+        ...(eventId ? { eventId } : {}),
+      });
+      if (stored.seq !== event.seq)
+        throw new Error(
+          `Fiber ${fiberId}'s inbox took seq ${stored.seq} where the replica has ${event.seq}.`,
+        );
+    }
+    const consumed = new Map((await store.readInbox(fiberId)).map((e) => [e.seq, e.consumedBy]));
+    const marks = inbox
+      .filter((e) => e.consumedBy !== undefined && consumed.get(e.seq) !== e.consumedBy)
+      .map((e) => ({ seq: e.seq, consumedBy: e.consumedBy as number }));
+    const current = (await store.getFiber(fiberId)) ?? record;
+    if (marks.length > 0) {
+      const { fenced } = await store.commit([
+        { fiberId, generation: current.generation, consumeEvents: marks },
+      ]);
+      if (fenced.length > 0)
+        throw new Error(`The local copy of fiber ${fiberId} changed while it was taken back.`);
+    }
+    return current;
   }
 
   /** Replaces the local copy with the replica: one create with every chunk, then the journal. */
@@ -235,6 +335,16 @@ function mirroredFields(record: FiberRecord): Partial<FiberRecord> {
   const patch: Record<string, unknown> = {};
   for (const key of MIRRORED_FIELDS) patch[key] = record[key];
   return patch as Partial<FiberRecord>;
+}
+
+function sameEvent(a: InboxEvent, b: InboxEvent | undefined): boolean {
+  return (
+    b !== undefined &&
+    a.seq === b.seq &&
+    a.name === b.name &&
+    a.at === b.at &&
+    encodeValue(a.payload) === encodeValue(b.payload)
+  );
 }
 
 function sameChunk(a: StreamChunk, b: StreamChunk | undefined): boolean {

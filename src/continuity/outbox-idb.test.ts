@@ -93,6 +93,7 @@ describe("Outbox kept by a store", () => {
     let release: (() => void) | undefined;
     const log: OutboxLog = {
       loadOutbox: async () => saved,
+      adoptOutbox: async () => {},
       saveOutbox: (progress) => {
         calls.push([...progress]);
         return new Promise<void>((resolve) => {

@@ -73,6 +73,22 @@ export interface OutboxLog {
   loadOutbox(): Promise<SavedOutbox[]>;
   /** Records acknowledgements and fences: acknowledged entries go, a fenced fiber's all go. */
   saveOutbox(progress: readonly OutboxProgress[]): Promise<void>;
+  /**
+   * Makes `head.fiberId` this home's again (the arbiter handed it back, `comeHome`): its head
+   * becomes `head` (no longer away; the next position `acked + 1`) and its old entries go, in
+   * one transaction.
+   */
+  adoptOutbox(head: AdoptedOutbox): Promise<void>;
+}
+
+/** A fiber handed back to this home: its new epoch and how far the replica holds it. */
+export interface AdoptedOutbox {
+  fiberId: string;
+  epoch: number;
+  /** The replica's applied position: this home's next entry gets `acked + 1`. */
+  acked: number;
+  /** The replica's last chunk seq (all of it is the replica's: readers may see it). */
+  shippedSeq: number;
 }
 
 /**
@@ -88,5 +104,9 @@ export interface OutboxStore extends Store, OutboxLog {
 /** Whether `store` keeps the outbox itself. */
 export function writesOutbox(store: Store): store is OutboxStore {
   const candidate = store as Partial<OutboxLog>;
-  return typeof candidate.loadOutbox === "function" && typeof candidate.saveOutbox === "function";
+  return (
+    typeof candidate.loadOutbox === "function" &&
+    typeof candidate.saveOutbox === "function" &&
+    typeof candidate.adoptOutbox === "function"
+  );
 }

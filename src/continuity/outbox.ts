@@ -23,7 +23,7 @@ import { isTerminal } from "../core/records";
 import type { Replication } from "../core/replication";
 import { estimateSize } from "../core/validate";
 import { changedHomeError, LeaseLapsedError } from "./errors";
-import type { OutboxLog, OutboxProgress, SavedOutbox } from "./outbox-log";
+import type { AdoptedOutbox, OutboxLog, OutboxProgress, SavedOutbox } from "./outbox-log";
 import { DEFAULT_OUTBOX_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, type ShippedEntry } from "./protocol";
 
 /** What an entry is before it gets a position. */
@@ -419,6 +419,37 @@ export class Outbox implements Replication {
     log.bytes = 0;
     for (const w of log.waiters.splice(0)) w.reject(error);
     this.#freeRoom(log);
+  }
+
+  /**
+   * The arbiter handed `fiberId` back to this home (`comeHome`) under `epoch`, holding its
+   * history up to position `acked` and chunk `shippedSeq`: it runs here again from now on, with
+   * its next entry at `acked + 1` and its lease until `deadline` (Rule C). Whatever this outbox
+   * held of the fiber before (an older epoch, away) is gone. Resolves once the store that keeps
+   * this outbox recorded it: before that, a restart would still find the fiber away, so the
+   * caller runs nothing of it until then.
+   */
+  async adopt(head: AdoptedOutbox & { deadline: number }): Promise<void> {
+    const { fiberId, epoch, acked, shippedSeq, deadline } = head;
+    await this.#log?.adoptOutbox({ fiberId, epoch, acked, shippedSeq });
+    this.#unsaved.delete(fiberId);
+    const old = this.#fibers.get(fiberId);
+    const log: FiberLog = {
+      epoch,
+      next: acked + 1,
+      entries: [],
+      bytes: 0,
+      acked,
+      shippedSeq,
+      where: { status: "home", deadline },
+      ended: false,
+      waiters: [],
+      room: old?.room ?? [],
+    };
+    this.#fibers.set(fiberId, log);
+    for (const w of old?.waiters ?? []) w.reject(this.#awayError(fiberId, old as FiberLog));
+    this.#freeRoom(log);
+    for (const listener of this.#listeners) listener(fiberId);
   }
 
   /**

@@ -77,6 +77,24 @@ export type ShipmentAnswer =
   | { status: "out_of_order"; appliedPos: number };
 
 /**
+ * The arbiter's answer to `POST {prefix}/fibers/:id/come-home` (`Arbiter.comeHome`): a browser
+ * that mirrors a fiber the edge runs asks for it back at a suspension point (`comeHome:
+ * "at-suspension"` on its kind).
+ */
+export type ComeHomeAnswer =
+  /**
+   * The fiber is the asker's from now on, under `epoch`, for `leaseMs` (renewed by its shipments
+   * as always). Its next positions follow `appliedPos`. The replica does not change until the
+   * asker ships: the asker brings its copy up to the replica, then runs the fiber.
+   */
+  | { status: "granted"; epoch: number; appliedPos: number; leaseMs: number }
+  /**
+   * Not now: `running` (the edge is running it, or an event for it waits in the replica's
+   * inbox), `held` (another browser holds it), `ended`. Ask again at a later suspension.
+   */
+  | { status: "refused"; reason: "running" | "held" | "ended" };
+
+/**
  * Rule C: the moment (on the sender's clock) after which the sender must stop writing, given
  * that the shipment sent at `sentAt` was answered with `leaseMs`. The margin,
  * `max(1 s, leaseMs / 10)`, covers a difference in clock rates between the two homes.

@@ -9,7 +9,7 @@ import { FiberlineError, LimitExceededError, UnauthorizedError } from "../core/e
 /**
  * What a request wants to do; `authorize` is asked about each one. `replicate` is a browser's
  * continuity shipment (`POST .../replicate`, docs/design/continuity.md); reading a replica
- * (`GET .../replica`) is a `read`.
+ * (`GET .../replica`) is a `read`, and asking for a fiber back (`POST .../come-home`) a `replicate`.
  */
 export type FiberAction = "start" | "read" | "event" | "cancel" | "inspect" | "list" | "replicate";
 
@@ -64,6 +64,8 @@ export function fiberRouteOf(method: string, path: string): FiberRoute | undefin
   if (action === "events" && method === "POST") return { action: "event", id };
   if (action === "cancel" && method === "POST") return { action: "cancel", id };
   if (action === "replicate" && method === "POST") return { action: "replicate", id };
+  // Asking for a fiber back (continuity's handoff back) is part of replicating it.
+  if (action === "come-home" && method === "POST") return { action: "replicate", id };
   if (action === "replica" && method === "GET") return { action: "read", id };
   return undefined;
 }

@@ -56,7 +56,7 @@ export interface OwnedReplicaOptions {
 /** `HostLimits.maxShipmentBytes` when the host sets none: twice the default outbox bound. */
 export const DEFAULT_MAX_SHIPMENT_BYTES = 8 * 1024 * 1024;
 
-const ROUTE = /^\/fibers\/([^/]+)\/(replicate|replica)$/;
+const ROUTE = /^\/fibers\/([^/]+)\/(replicate|replica|come-home)$/;
 
 /**
  * Answers a continuity route, or `null` for any other path.
@@ -80,6 +80,17 @@ export async function handleReplicaRequest(
       if (owned) return await ownedShipment(request, id, arbiter, store, owned);
       const answer = await arbiter.receive(id, readShipment(await request.text()));
       return encoded(answer, answer.status === "ok" ? 200 : 409);
+    }
+    if (match[2] === "come-home") {
+      if (request.method !== "POST")
+        return errorResponse(invalid(`${url.pathname} only answers POST.`), { status: 405 });
+      if (owned) {
+        const principal = await principalOf(owned.authorize, request, "replicate", id);
+        if (owned.owners.ownerOf(id) !== principal) throw new FiberNotFoundError(id);
+      }
+      const home = readComeHome(await request.text());
+      const answer = await arbiter.comeHome(id, home);
+      return encoded(answer, answer.status === "granted" ? 200 : 409);
     }
     if (request.method !== "GET")
       return errorResponse(invalid(`${url.pathname} only answers GET.`), { status: 405 });
@@ -196,6 +207,20 @@ function readShipment(text: string): Shipment {
     Array.isArray(s.entries);
   if (!ok) throw invalid("replicate: the body needs { home, epoch, from, entries }.");
   return s as Shipment;
+}
+
+/** The body of a come-home request: `{ home: "browser:<deviceId>" }`. */
+function readComeHome(text: string): string {
+  let value: unknown;
+  try {
+    value = decodeValue(text);
+  } catch {
+    throw invalid("come-home: the body is not JSON.");
+  }
+  const home = (value as { home?: unknown } | null)?.home;
+  if (typeof home !== "string" || !home.startsWith("browser:"))
+    throw invalid('come-home: the body needs { home: "browser:<deviceId>" }.');
+  return home;
 }
 
 function encoded(value: unknown, status: number): Response {

@@ -109,6 +109,16 @@ export interface OutboxProgress {
   away?: AwayFrom;
 }
 
+/** A fiber handed back to this home (`adoptOutbox`): its new epoch and the replica's position. */
+export interface AdoptedOutbox {
+  fiberId: string;
+  epoch: number;
+  /** The replica's applied position: the next entry gets `acked + 1`. */
+  acked: number;
+  /** The replica's last chunk seq. */
+  shippedSeq: number;
+}
+
 /**
  * The error of a write to a fiber another home runs (`fenced`, with `{ epoch, home }` as its
  * `data`, as continuity's `changedHomeError`): the host reads it from there instead.
@@ -247,6 +257,22 @@ export function saveOutbox(db: IdbConnection, progress: readonly OutboxProgress[
       }
       headRows.put(next, p.fiberId);
     });
+    commitNow(unwrap(tx));
+  });
+}
+
+/** Makes a fiber this home's again at `head` (`OutboxLog.adoptOutbox`), in one transaction. */
+export function adoptOutbox(db: IdbConnection, head: AdoptedOutbox): Promise<void> {
+  return db.write("adoptOutbox", ["outbox", "outboxFibers"], async (tx) => {
+    unwrap(tx.objectStore("outbox")).delete(outboxOf(head.fiberId));
+    const row: OutboxHeadRow = {
+      epoch: head.epoch,
+      next: head.acked + 1,
+      acked: head.acked,
+      shippedSeq: head.shippedSeq,
+      ended: false,
+    };
+    unwrap(tx.objectStore("outboxFibers")).put(row, head.fiberId);
     commitNow(unwrap(tx));
   });
 }

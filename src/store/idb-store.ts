@@ -55,6 +55,8 @@ import {
 import { commitNow, IdbConnection } from "./idb-connection";
 import { GENERATION_FLOOR, NEXT_HANDLE, type RowKey, type StoredFiber } from "./idb-database";
 import {
+  type AdoptedOutbox,
+  adoptOutbox,
   appendToOutbox,
   awayError,
   firstHead,
@@ -489,6 +491,14 @@ export class IdbStore implements Store {
   /** Records acknowledgements and fences (`Outbox` calls it): acknowledged rows are deleted. */
   saveOutbox(progress: readonly OutboxProgress[]): Promise<void> {
     return saveOutbox(this.#db, progress);
+  }
+
+  /**
+   * Makes a fiber this home's again (`Outbox.adopt`, continuity's handoff back): its outbox head
+   * becomes `head`, no longer away, and its old entries go, in one transaction.
+   */
+  adoptOutbox(head: AdoptedOutbox): Promise<void> {
+    return adoptOutbox(this.#db, head);
   }
 
   /** A stored record as the engine sees it (without its handle), remembering the handle. */

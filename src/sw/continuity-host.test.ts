@@ -86,16 +86,19 @@ interface BrowserStart {
   runs: Array<{ fiber: string; step: string; interrupted: boolean }>;
   /** What `edge.onAway` reported. */
   away: Array<{ fiberId: string; home: string | undefined }>;
+  /** What `edge.onHome` reported: fibers that came home here. */
+  home: string[];
   /** The worker stops (every tab closed, or the browser killed): nothing more runs or ships. */
   kill(): Promise<void>;
 }
 
 function startBrowser(
   store: MemoryStore,
-  options: { hang?: string; fetch?: typeof edgeFetch; awaitStartOff?: boolean } = {},
+  options: { hang?: string; fetch?: typeof edgeFetch; awaitStartOff?: boolean; comeHome?: boolean } = {},
 ): BrowserStart {
   const runs: BrowserStart["runs"] = [];
   const away: BrowserStart["away"] = [];
+  const home: string[] = [];
   const report: Report = async (fiber, step, _attempt, interrupted) => {
     runs.push({ fiber, step, interrupted });
     if (step === options.hang) await new Promise(() => {});
@@ -107,11 +110,16 @@ function startBrowser(
     fibers: Object.values(fibers),
     edge: {
       baseUrl: EDGE,
-      fibers: options.awaitStartOff ? [{ name: "job", awaitStart: false }, "waiter"] : ["job", "waiter"],
+      fibers: options.awaitStartOff
+        ? [{ name: "job", awaitStart: false }, "waiter"]
+        : options.comeHome
+          ? ["job", { name: "waiter", comeHome: "at-suspension" }]
+          : ["job", "waiter"],
       leaseMs: LEASE_MS,
       mirrorPollMs: 200,
       fetch: options.fetch ?? edgeFetch,
       onAway: (fiberId, where) => away.push({ fiberId, home: where?.home }),
+      onHome: (fiberId) => home.push(fiberId),
     },
     pollIntervalMs: 100,
   });
@@ -125,6 +133,7 @@ function startBrowser(
     scope,
     runs,
     away,
+    home,
     async kill() {
       host.dispose();
       await runtime.close();
@@ -331,6 +340,64 @@ describe("the Service Worker host with continuity", () => {
     });
     await browser.kill();
   }, 60_000);
+
+  it("a fiber the edge took over comes home at its wait when its kind asks for it, and runs the rest here", async () => {
+    const first = startBrowser(new MemoryStore());
+    await first.runtime.start("waiter", null, { id: "come-home" });
+    await vi.waitFor(
+      async () => expect((await replica("come-home")).chunks.map((c) => c.type)).toContain("waiting"),
+      { timeout: 20_000 },
+    );
+    await first.kill();
+    await edgeHolds("come-home");
+    // The edge recovered it and it waits there again (suspended: nothing of it runs).
+    await vi.waitFor(
+      async () => {
+        const at = await replica("come-home");
+        expect(at.record.status).toBe("waiting");
+        expect(at.record.owner).toBeUndefined();
+      },
+      { timeout: 20_000 },
+    );
+    const epochAtEdge = (await replica("come-home")).record.home?.epoch ?? 0;
+
+    // A browser of the same user (here one whose IndexedDB lacks it) reads it: its mirror finds
+    // it suspended at the edge, and its kind comes home.
+    const store = new MemoryStore();
+    const second = startBrowser(store, { comeHome: true });
+    const api = await pageApi(second);
+    const seen: string[] = [];
+    const reading = readPageStream(second, "come-home", (_seq, type) => seen.push(type));
+    await vi.waitFor(() => expect(second.home).toEqual(["come-home"]), { timeout: 20_000 });
+    const back = await replica("come-home");
+    expect(back.record.home).toMatchObject({ epoch: epochAtEdge + 1, formerHome: "edge" });
+    expect(back.record.home?.home).toMatch(/^browser:/);
+    expect(await store.getFiber("come-home")).toMatchObject({
+      status: "waiting",
+      home: { home: back.record.home?.home, epoch: epochAtEdge + 1 },
+    });
+
+    // Its event is this home's now: the step after it runs here, not at the edge.
+    await api.sendEvent("come-home", "go", { n: 11 });
+    const chunks = await reading;
+    expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i + 1));
+    expect(chunks.at(-2)).toMatchObject({
+      type: "got",
+      data: { payload: { n: 11 }, value: "after@browser" },
+    });
+    expect(second.runs).toEqual([{ fiber: "come-home", step: "after", interrupted: false }]);
+    expect(ledger.count("come-home", "after")).toBe(0);
+    // The replica got the rest of it from here, shipped under the new epoch: the same stream.
+    await vi.waitFor(async () => expect((await replica("come-home")).record.status).toBe("completed"), {
+      timeout: 20_000,
+    });
+    const edge = await replica("come-home");
+    expect(chunks.map((c) => [c.seq, c.type, c.data])).toEqual(
+      edge.chunks.map((c) => [c.seq, c.type, c.data ?? null]),
+    );
+    expect(edge.inbox.filter((e) => e.name === "go").map((e) => e.payload)).toEqual([{ n: 11 }]);
+    await second.kill();
+  }, 120_000);
 
   it("starts a step the edge has not seen only for a kind with awaitStart: false", async () => {
     const offline = async (): Promise<Response> => {
