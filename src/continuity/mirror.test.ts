@@ -7,7 +7,7 @@
  */
 
 import { describe, expect, it } from "vitest";
-import type { FiberRecord, StreamChunk } from "../core/records";
+import type { FiberRecord, InboxEvent, StreamChunk } from "../core/records";
 import type { ReplicaSnapshot } from "../edge/replica-routes";
 import { MemoryStore } from "../store/memory-store";
 import { Mirror, type ReplicaSource } from "./mirror";
@@ -39,7 +39,7 @@ function chunk(seq: number, type = "tick", data: unknown = { seq }): StreamChunk
 
 /** A replica the test sets; `readReplica` answers from it as the edge route does. */
 class ScriptedReplica implements ReplicaSource {
-  current: { record: FiberRecord; chunks: StreamChunk[] } | undefined;
+  current: { record: FiberRecord; chunks: StreamChunk[]; inbox?: InboxEvent[] } | undefined;
   reads: number[] = [];
   async readReplica(_id: string, after: number): Promise<ReplicaSnapshot | undefined> {
     this.reads.push(after);
@@ -48,7 +48,7 @@ class ScriptedReplica implements ReplicaSource {
       record: this.current.record,
       journal: [],
       snapshot: undefined,
-      inbox: [],
+      inbox: this.current.inbox ?? [],
       chunks: this.current.chunks.filter((c) => c.seq > after),
     };
   }
@@ -153,5 +153,83 @@ describe("Mirror", () => {
     await expect.poll(() => mirror.following, { timeout: 2_000 }).toEqual([]);
     expect((await store.readStream(ID, 0)).map((c) => c.type)).toEqual(["fiber.start", "tick", "fiber.end"]);
     mirror.stop();
+  });
+
+  describe("handBack", () => {
+    const event = (seq: number, consumedBy?: number): InboxEvent => ({
+      fiberId: ID,
+      seq,
+      name: "go",
+      payload: { seq },
+      at: 2000 + seq,
+      ...(consumedBy === undefined ? {} : { consumedBy }),
+      ...(seq > 1 ? { eventId: `edge:${seq}` } : {}),
+    });
+    const home = { home: "browser:b", epoch: 3, until: 0, appliedPos: 3, eventMarks: {} };
+
+    it("brings the copy and its inbox up to the replica, then stops mirroring the fiber", async () => {
+      const store = new MemoryStore();
+      await store.createFiber(record({ streamHead: 2 }), [chunk(1, "fiber.start"), chunk(2)]);
+      // The browser had event 1 (shipped); the edge took events 2 and 3 and consumed them.
+      await store.enqueueEvent({ fiberId: ID, name: "go", payload: { seq: 1 }, at: 2001 });
+      const replica = new ScriptedReplica();
+      replica.current = {
+        record: record({ streamHead: 3, status: "waiting", waitingFor: ["go"], updatedAt: 5, home }),
+        chunks: [chunk(1, "fiber.start"), chunk(2), chunk(3)],
+        inbox: [event(1, 0), event(2, 1), event(3, 2)],
+      };
+      const mirror = new Mirror({ store, source: replica });
+      const adopted: FiberRecord[] = [];
+      await mirror.handBack(ID, async (r) => {
+        adopted.push(r);
+      });
+      expect(adopted[0]).toMatchObject({ status: "waiting", streamHead: 3, home });
+      expect(await store.readInbox(ID)).toEqual([event(1, 0), event(2, 1), event(3, 2)]);
+      // The next event this home takes gets the seq the replica expects next.
+      expect((await store.enqueueEvent({ fiberId: ID, name: "go", payload: 4, at: 3000 })).seq).toBe(4);
+      // Mirrored no more: a later read writes nothing, even if the replica changed.
+      replica.current.chunks.push(chunk(4));
+      replica.current.record = { ...replica.current.record, streamHead: 4 };
+      expect(await mirror.sync(ID)).toEqual({ status: "home" });
+      expect((await store.readStream(ID, 0)).map((c) => c.seq)).toEqual([1, 2, 3]);
+      // Until it moves away again.
+      mirror.track(ID);
+      expect(await mirror.sync(ID)).toMatchObject({ status: "mirrored", appended: 1 });
+    });
+
+    it("rebuilds a copy whose inbox holds an event the replica never got", async () => {
+      const store = new MemoryStore();
+      await store.createFiber(record({ streamHead: 1 }), [chunk(1, "fiber.start")]);
+      // Buffered here and never shipped (the fence dropped it): the replica's seq 1 is another.
+      await store.enqueueEvent({ fiberId: ID, name: "go", payload: "lost", at: 1 });
+      const replica = new ScriptedReplica();
+      replica.current = {
+        record: record({ streamHead: 2, status: "waiting", updatedAt: 5, home }),
+        chunks: [chunk(1, "fiber.start"), chunk(2)],
+        inbox: [event(1, 0)],
+      };
+      const mirror = new Mirror({ store, source: replica });
+      await mirror.handBack(ID, async () => {});
+      expect(await store.readInbox(ID)).toEqual([event(1, 0)]);
+      expect((await store.readStream(ID, 0)).map((c) => c.seq)).toEqual([1, 2]);
+    });
+
+    it("does not stop mirroring when the adoption fails: the fiber is asked for again", async () => {
+      const store = new MemoryStore();
+      const replica = new ScriptedReplica();
+      replica.current = {
+        record: record({ streamHead: 1, status: "sleeping", wakeAt: 9, updatedAt: 5, home }),
+        chunks: [chunk(1, "fiber.start")],
+      };
+      const mirror = new Mirror({ store, source: replica });
+      await expect(
+        mirror.handBack(ID, async () => {
+          throw new Error("the outbox could not record it");
+        }),
+      ).rejects.toThrow("could not record");
+      replica.current.chunks.push(chunk(2));
+      replica.current.record = { ...replica.current.record, streamHead: 2, updatedAt: 6 };
+      expect(await mirror.sync(ID)).toMatchObject({ status: "mirrored", appended: 1 });
+    });
   });
 });

@@ -353,6 +353,45 @@ export function runOutboxCrashTests(target: () => OutboxTarget): void {
     await second.store.close();
   });
 
+  it("keeps a fiber handed back from the edge home across a restart, its next positions under the new epoch", async () => {
+    const where = target();
+    const first = await launch(where);
+    await first.replicating.createFiber(fiber("r1", "replicated"), [start("r1")]);
+    const claim = await first.replicating.claimFiber("r1", { owner: "w", now: 1, leaseMs: 60_000 });
+    if (claim.status !== "claimed") throw new Error("claim");
+    await first.replicating.commit([
+      { fiberId: "r1", generation: claim.record.generation, chunks: [token("r1", 2)] },
+    ]);
+    // The edge took it over (holding position 2) and ran it to seq 5; then it came home, epoch 3.
+    first.outbox.fence("r1", 2, EDGE_HOME, 2);
+    await first.outbox.saved();
+    await first.outbox.adopt({
+      fiberId: "r1",
+      epoch: 3,
+      acked: 2,
+      shippedSeq: 5,
+      deadline: Date.now() + 60_000,
+    });
+    expect(first.outbox.where("r1")).toMatchObject({ status: "home" });
+    expect(first.outbox.visibleHead("r1")).toBe(5);
+    await first.store.close();
+
+    // A restart before anything was written under the new epoch finds it home, not away.
+    const second = await launch(where);
+    expect(second.outbox.where("r1")).toEqual({ status: "home" });
+    expect(second.outbox.visibleHead("r1")).toBe(5);
+    const again = await second.store.getFiber("r1");
+    const next = await second.replicating.commit([
+      { fiberId: "r1", generation: again?.generation ?? 0, chunks: [token("r1", 3)] },
+    ]);
+    expect(next).toEqual({ fenced: [] });
+    // Its next entry is position 3 of epoch 3, which the arbiter's grant said comes next.
+    expect(second.outbox.batch("r1")).toMatchObject({ epoch: 3, from: 3 });
+    expect(pending(second.outbox, "r1")).toEqual([[3, "commit"]]);
+    expect(await outboxKeys(where)).toEqual([["r1", 3, 3]]);
+    await second.store.close();
+  });
+
   it("deletes a fiber's outbox with the fiber, and a fiber created again under its id starts at position 1", async () => {
     const where = target();
     const first = await launch(where);
