@@ -9,7 +9,9 @@
  *   every position once and the fiber ends in the browser with every tick once.
  * - workerd SIGKILLed in the middle of a takeover (the epoch bump committed, the edge's claim not
  *   made); restarted, the edge completes that takeover (one epoch) and the relaunched page reads
- *   one stream equal to the replica.
+ *   one stream equal to the replica. And killed in the takeover's first step, a tick the
+ *   browser's SIGKILL had already cut (both held in the ledger, effect done, answer never sent):
+ *   the tick runs a third time, interrupted, with the same key, and shows once.
  * - the browser's IndexedDB lost in a crash (its directory deleted from the profile, as Chromium
  *   discards an origin's IndexedDB after an unclean shutdown): the relaunched page restores the
  *   fiber from the edge and reads it whole, from seq 1.
@@ -47,6 +49,8 @@ const LEDGER_PORT = 5637;
 /** The cuttable link between the browser and the shipment faults' edge. */
 const LINK_PORT = 5631;
 const TICK_MS = 1_000;
+/** A fiber id no earlier test or repetition used: none meets another's replica or ledger entries. */
+const fiberId = (name: string) => `${name}-${Date.now().toString(36)}`;
 
 type Edge = Started & { persistTo: string };
 
@@ -235,7 +239,7 @@ for (const at of ["ship-before", "ship-after"] as const) {
   const what = at === "ship-before" ? "before the edge applied it" : "after it was applied, its answer lost";
   test(`workerd killed during a shipment, ${what}: the shipper retries, the replica holds every position once, the fiber ends in the browser`, async () => {
     test.setTimeout(120_000);
-    const id = `ticker-${at}`;
+    const id = fiberId(`ticker-${at}`);
     const TICKS = 7;
     // The browser reaches the edge through a link the spec cuts while it looks at what the kill
     // left, so the browser's retries cannot change it before it is seen.
@@ -284,7 +288,7 @@ for (const at of ["ship-before", "ship-after"] as const) {
 
 test("workerd killed during a takeover: the restarted edge completes it once and the relaunched page reads one stream", async () => {
   test.setTimeout(150_000);
-  const id = "ticker-takeover";
+  const id = fiberId("ticker-takeover");
   const TICKS = 10;
   const first = await newBrowser("takeover");
   const page = await openPage(first, pageUrl(edge, LEASE_MS));
@@ -329,9 +333,47 @@ test("workerd killed during a takeover: the restarted edge completes it once and
   );
 });
 
+test("workerd killed in the first step after a takeover: the tick cut twice runs a third time, interrupted, with the same key", async () => {
+  test.setTimeout(150_000);
+  const id = fiberId("ticker-cut-twice");
+  const TICKS = 8;
+  const first = await newBrowser("cut-twice");
+  const page = await openPage(first, pageUrl(edge, LEASE_MS));
+  await startTicker(page, id, TICKS);
+  await expect.poll(() => ticksShown(page, id), { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
+
+  // The browser's next tick reports its effect and is cut there by the browser's SIGKILL...
+  const inBrowser = await ledger.holdNext((e) => e.key.startsWith(`${id}:`) && e.where === "browser");
+  const atEdge = ledger.holdNext((e) => e.key === inBrowser.key && e.where === "edge");
+  await crashBrowser(first);
+  // ...and again at the edge, which took the fiber over and ran that step first: workerd is
+  // killed with the step's effect done and its completion not written.
+  const cutAtEdge = await atEdge;
+  expect(cutAtEdge).toMatchObject({ where: "edge", interrupted: true });
+  expect(await replicaOf(edge, id)).toMatchObject({ home: "edge", epoch: 2, status: "running" });
+  edge = await restart(edge, LEASE_MS);
+
+  const second = await relaunchBrowser(first);
+  browsers.push(second);
+  const again = await openPage(second, pageUrl(edge, LEASE_MS));
+  await again.evaluate((id) => (window as unknown as { cx: Cx }).cx.read(id), id);
+  await expect.poll(() => readerState(again, id), { timeout: 60_000 }).toBe("done");
+  const effects = await expectOneTickerStream(again, edge, id, TICKS);
+  expect(effects.filter((e) => e.key === inBrowser.key).map((e) => [e.where, e.interrupted])).toEqual([
+    ["browser", false],
+    ["edge", true],
+    ["edge", true],
+  ]);
+  expect(effects.length).toBe(TICKS + 2);
+  const replica = await replicaOf(edge, id);
+  expect(replica).toMatchObject({ home: "edge", epoch: 2 });
+  // Two interruptions, each recovered once: the browser's kill and workerd's.
+  expect(replica.chunks.filter((c) => c.type === "fiber.recovered")).toHaveLength(2);
+});
+
 test("IndexedDB lost in a browser crash: the relaunched page restores the fiber from the edge and reads it whole", async () => {
   test.setTimeout(150_000);
-  const id = "ticker-wiped";
+  const id = fiberId("ticker-wiped");
   const TICKS = 8;
   const first = await newBrowser("wiped");
   const page = await openPage(first, pageUrl(edge, LEASE_MS));
@@ -367,7 +409,7 @@ test("IndexedDB lost in a browser crash: the relaunched page restores the fiber 
 
 test("an event sent to the edge while the browser holds the fiber is pushed to it and consumed there once", async () => {
   test.setTimeout(90_000);
-  const id = "gate-pushed";
+  const id = fiberId("gate-pushed");
   const b = await newBrowser("pushed");
   const page = await openPage(b, pageUrl(edge, LEASE_MS));
   await page.evaluate(async (id) => {

@@ -8,7 +8,7 @@
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer, request as httpRequest, type Server } from "node:http";
+import { createServer, request as httpRequest, type Server, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -21,11 +21,18 @@ const ROOT = resolve(import.meta.dirname, "../..");
 export interface LedgerServer {
   readonly url: string;
   readonly effects: Effect[];
+  /**
+   * The next effect `match` accepts is recorded and never answered (its step stays cut off in
+   * the middle, its effect done, until the home that reported it dies); resolves with it.
+   */
+  holdNext(match: (effect: Effect) => boolean): Promise<Effect>;
   close(): Promise<void>;
 }
 
 export async function startLedger(port: number): Promise<LedgerServer> {
   const effects: Effect[] = [];
+  const holds: Array<{ match: (effect: Effect) => boolean; caught(effect: Effect): void }> = [];
+  const held = new Set<ServerResponse>();
   const server: Server = createServer((request, response) => {
     response.setHeader("access-control-allow-origin", "*");
     response.setHeader("access-control-allow-methods", "POST, GET, OPTIONS");
@@ -37,7 +44,15 @@ export async function startLedger(port: number): Promise<LedgerServer> {
     });
     request.on("end", () => {
       if (request.method === "POST" && request.url === "/effect") {
-        effects.push(JSON.parse(body) as Effect);
+        const effect = JSON.parse(body) as Effect;
+        effects.push(effect);
+        const hold = holds.findIndex((h) => h.match(effect));
+        if (hold >= 0) {
+          holds.splice(hold, 1)[0]?.caught(effect);
+          held.add(response);
+          response.on("close", () => held.delete(response));
+          return;
+        }
         response.writeHead(200, { "content-type": "text/plain" }).end("ok");
         return;
       }
@@ -48,7 +63,12 @@ export async function startLedger(port: number): Promise<LedgerServer> {
   return {
     url: `http://localhost:${port}`,
     effects,
-    close: () => new Promise<void>((done) => server.close(() => done())),
+    holdNext: (match) => new Promise<Effect>((caught) => holds.push({ match, caught })),
+    close: () =>
+      new Promise<void>((done) => {
+        for (const response of held) response.destroy();
+        server.close(() => done());
+      }),
   };
 }
 
