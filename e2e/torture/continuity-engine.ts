@@ -9,7 +9,8 @@
  */
 
 import type { Page } from "@playwright/test";
-import { AppSession } from "../../src/testing/index";
+import type { FiberEvent } from "../../src/core/records";
+import { AppSession, checkStream } from "../../src/testing/index";
 import { type CuttableLink, startLink } from "../continuity/servers";
 import { type Ledger, RestartableEdge, type ServedPage, startLedger, startPage } from "./continuity-homes";
 import { type Chunk, judgeFiber } from "./continuity-judge";
@@ -76,6 +77,8 @@ interface Tracked {
   seq: number;
   home: string;
   ended: boolean;
+  /** The page whose `cx.read` follows the fiber live (undefined once it closed or failed). */
+  reader: Page | undefined;
 }
 
 /** A failed run, carrying the report so far (seed and fault log included). */
@@ -162,6 +165,60 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
     };
     const progress = () => tracked.reduce((n, t) => n + t.seq, 0);
 
+    /**
+     * Every running fiber is followed live by the open page, as a user's page would follow it
+     * (which also wakes a stopped worker): a reader whose page closed, or that failed, starts
+     * again from seq 1 in the current page.
+     */
+    const follow = async () => {
+      const page = session.page;
+      for (const t of running()) {
+        const state = t.reader && !t.reader.isClosed() ? await pageCx.state(t.reader, t.id) : "gone";
+        if (t.reader === page && state === "reading") continue;
+        if (state.startsWith("error")) say(`  reader of ${t.id} ended with ${state}; reading again`);
+        await pageCx.read(page, t.id);
+        t.reader = page;
+      }
+    };
+
+    /**
+     * What the live readers have shown so far: contiguous from seq 1 (invariant 4) and, read
+     * before the replica, every chunk already held by the edge, equal to its chunk there (Rule B:
+     * a page sees shipped chunks only).
+     */
+    const checkShown = async (fibers = running()) => {
+      if (!theEdge.running) return;
+      for (const t of fibers) {
+        if (!t.reader || t.reader.isClosed()) continue;
+        const shown = await pageCx.chunks(t.reader, t.id);
+        const replica = await theEdge.replica(t.id).catch(() => undefined);
+        const stream = checkStream(shown as FiberEvent[]);
+        const problems: string[] = [];
+        if (stream.lost.length + stream.duplicated.length + stream.reordered.length > 0) {
+          report.lost += stream.lost.length;
+          report.duplicated += stream.duplicated.length + stream.reordered.length;
+          problems.push(
+            `live reader: lost ${stream.lost.join(",") || "-"}, duplicated ${stream.duplicated.join(",") || "-"}, reordered ${stream.reordered.join(",") || "-"}`,
+          );
+        }
+        if (replica) {
+          const held = new Map(replica.chunks.map((c) => [c.seq, c]));
+          for (const c of shown) {
+            const h = held.get(c.seq);
+            if (h && h.type === c.type && JSON.stringify(h.data) === JSON.stringify(c.data)) continue;
+            report.duplicated++;
+            problems.push(
+              `the live reader showed seq ${c.seq} ${c.type} ${JSON.stringify(c.data)}; the edge holds ${h ? `${h.type} ${JSON.stringify(h.data)}` : "nothing"} there`,
+            );
+          }
+        }
+        for (const p of problems) {
+          report.problems.push(`${t.plan.kind} ${t.id}: ${p}`);
+          say(`  VIOLATION ${t.id}: ${p}`);
+        }
+      }
+    };
+
     const topUp = async () => {
       while (running().length < live) {
         const index = tracked.length;
@@ -182,7 +239,7 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
             await sleep(500);
           }
         }
-        tracked.push({ id, plan, seq: 0, home: "?", ended: false });
+        tracked.push({ id, plan, seq: 0, home: "?", ended: false, reader: undefined });
         report.fibers++;
       }
     };
@@ -243,16 +300,20 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
 
     for (const fault of planContinuityFaults(options.seed, options.faults, { leaseMs, pace: options.pace })) {
       await topUp();
+      await follow();
       // Progress at the edge, not time, decides when the next fault hits.
       const target = progress() + fault.afterChunks;
       const deadline = Date.now() + 45_000;
       while (Date.now() < deadline) {
         await poll();
         await topUp();
+        await follow();
         if (progress() >= target) break;
         await sleep(250);
       }
+      await checkShown();
       await inject(fault);
+      await follow();
     }
     const deadline = Date.now() + 240_000;
     for (;;) {
@@ -268,6 +329,7 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
       await sleep(500);
     }
 
+    await checkShown(tracked);
     // The final reload: the page reads every fiber from seq 1, wherever it ran.
     await session.reload(session.page);
     const page = session.page;
