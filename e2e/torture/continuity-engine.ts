@@ -3,9 +3,10 @@
  * and agents to the edge under `wrangler dev`, through a link this run can cut) under a seeded
  * schedule of the browser's faults (SIGKILL, worker stop, closed tab, short offline spells) and
  * the ones continuity adds (edge SIGKILL and restart on the same state, the link between the
- * homes cut for less or more than the lease, the browser offline past the lease). Each fiber is
- * judged once it ended (`continuity-judge.ts`). Driven by `continuity.spec.ts`
- * (`npm run torture -- --continuity`).
+ * homes cut for less or more than the lease, the browser offline past the lease). The open page
+ * follows every running fiber live, and what it showed is checked before each fault; each fiber is
+ * judged once the run's fibers ended (`continuity-judge.ts`), on the stream a page reads after a
+ * final reload. Driven by `continuity.spec.ts` (`npm run torture -- --continuity`).
  */
 
 import type { Page } from "@playwright/test";
@@ -15,9 +16,13 @@ import { type CuttableLink, startLink } from "../continuity/servers";
 import { type Ledger, RestartableEdge, type ServedPage, startLedger, startPage } from "./continuity-homes";
 import { type Chunk, judgeFiber } from "./continuity-judge";
 import {
-  CONTINUITY_FAULT_KINDS,
+  type ContinuityFaultRecord,
+  type ContinuityReport,
+  ContinuityTortureFailure,
+  emptyReport,
+} from "./continuity-report";
+import {
   type ContinuityFault,
-  type ContinuityFaultKind,
   type ContinuityFiber,
   planContinuityFaults,
   planContinuityFiber,
@@ -39,37 +44,6 @@ export interface ContinuityTortureOptions {
   log?(line: string): void;
 }
 
-/** One line of the fault log. */
-export interface ContinuityFaultRecord {
-  n: number;
-  kind: ContinuityFaultKind;
-  gapMs: number;
-  /** Seconds since the run began. */
-  at: number;
-  /** How long the fault took, restarts included (ms). */
-  tookMs: number;
-  /** Fibers live when it hit: the chunks the edge held of each, and its home there. */
-  fibers: Array<{ id: string; seq: number; home: string }>;
-}
-
-/** The run's outcome. */
-export interface ContinuityReport {
-  seed: number;
-  live: number;
-  pace: number;
-  leaseMs: number;
-  faults: number;
-  fibers: number;
-  /** Fibers that ended at the edge (taken over at least once). */
-  endedAtEdge: number;
-  lost: number;
-  duplicated: number;
-  reExecuted: number;
-  problems: string[];
-  log: ContinuityFaultRecord[];
-  byKind: Record<ContinuityFaultKind, number>;
-}
-
 interface Tracked {
   id: string;
   plan: ContinuityFiber;
@@ -79,17 +53,6 @@ interface Tracked {
   ended: boolean;
   /** The page whose `cx.read` follows the fiber live (undefined once it closed or failed). */
   reader: Page | undefined;
-}
-
-/** A failed run, carrying the report so far (seed and fault log included). */
-export class ContinuityTortureFailure extends Error {
-  override name = "ContinuityTortureFailure";
-  constructor(
-    message: string,
-    readonly report: ContinuityReport,
-  ) {
-    super(message);
-  }
 }
 
 interface Cx {
@@ -106,24 +69,7 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
   const leaseMs = options.leaseMs ?? 5_000;
   const port = options.port ?? 5640;
   const say = options.log ?? (() => {});
-  const report: ContinuityReport = {
-    seed: options.seed,
-    live,
-    pace: options.pace ?? 8,
-    leaseMs,
-    faults: 0,
-    fibers: 0,
-    endedAtEdge: 0,
-    lost: 0,
-    duplicated: 0,
-    reExecuted: 0,
-    problems: [],
-    log: [],
-    byKind: Object.fromEntries(CONTINUITY_FAULT_KINDS.map((k) => [k, 0])) as Record<
-      ContinuityFaultKind,
-      number
-    >,
-  };
+  const report = emptyReport({ seed: options.seed, live, pace: options.pace ?? 8, leaseMs });
   let ledger: Ledger | undefined;
   let edge: RestartableEdge | undefined;
   let link: CuttableLink | undefined;
@@ -369,36 +315,6 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
     await app?.close().catch(() => {});
     await Promise.all([link?.close(), edge?.kill(), site?.kill(), ledger?.close()]);
   }
-}
-
-/** The summary line: `faults: 40, fibers: 12, lost: 0, duplicated: 0, re-executed: 0`. */
-export function continuitySummaryLine(report: ContinuityReport): string {
-  return `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}`;
-}
-
-/** The fault counts by kind, the seed and how many fibers ended at the edge. */
-export function continuityKindsLine(report: ContinuityReport): string {
-  const kinds = Object.entries(report.byKind)
-    .filter(([, n]) => n > 0)
-    .map(([kind, n]) => `${kind} ${n}`)
-    .join(", ");
-  return `seed ${report.seed}; ${kinds}; ${report.endedAtEdge} of ${report.fibers} fibers ended at the edge`;
-}
-
-/** The command that replays `report`'s schedule. */
-export function continuityReplay(report: ContinuityReport): string {
-  return `npm run torture -- --continuity --faults ${report.log.length} --seed ${report.seed} --live ${report.live} --pace ${report.pace}`;
-}
-
-/** The fault log as lines a person can read. */
-export function formatContinuityLog(report: ContinuityReport): string {
-  return [
-    `seed ${report.seed}: replay with  ${continuityReplay(report)}`,
-    ...report.log.map(
-      (f) =>
-        `  #${f.n} ${f.kind.padEnd(18)} +${f.at}s gap ${f.gapMs}ms took ${f.tookMs}ms  ${f.fibers.map((x) => `${x.id}@${x.seq}(${x.home})`).join(" ")}`,
-    ),
-  ].join("\n");
 }
 
 /** `window.cx` of the continuity page (`e2e/continuity/page.ts`), called from Node. */

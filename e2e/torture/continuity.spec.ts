@@ -7,16 +7,16 @@
 
 import { writeFileSync } from "node:fs";
 import { expect, test } from "@playwright/test";
+import { runContinuityTorture } from "./continuity-engine";
+import type { LedgerEntry } from "./continuity-homes";
+import { type Chunk, judgeFiber } from "./continuity-judge";
 import {
   type ContinuityReport,
   ContinuityTortureFailure,
   continuityKindsLine,
   continuitySummaryLine,
   formatContinuityLog,
-  runContinuityTorture,
-} from "./continuity-engine";
-import type { LedgerEntry } from "./continuity-homes";
-import { type Chunk, judgeFiber } from "./continuity-judge";
+} from "./continuity-report";
 
 const faults = Number(process.env.TORTURE_FAULTS ?? 6);
 const seed = process.env.TORTURE_SEED
