@@ -217,6 +217,7 @@ export class BrowserContinuity {
   readonly #report: (error: unknown, doing: string) => void;
   readonly #keepAliveListeners = new Set<(work: Promise<unknown>) => void>();
   readonly #shippedListeners = new Set<(fiberId: string) => void>();
+  readonly #discardedListeners = new Set<(fiberId: string) => void>();
   /** Fibers the edge holds that this home's outbox never knew, by what the arbiter said. */
   readonly #away = new Map<string, { epoch: number; home: string }>();
   /** Per fiber, this worker's decision of where it stands (one probe or restore per worker start). */
@@ -300,6 +301,9 @@ export class BrowserContinuity {
     outbox.onAppend(() => this.#keepShipping());
     outbox.onShipped((id) => {
       for (const listener of this.#shippedListeners) listener(id);
+    });
+    outbox.onDiscarded((id) => {
+      for (const listener of this.#discardedListeners) listener(id);
     });
     return { home, outbox, replicating, shipper };
   }
@@ -618,6 +622,10 @@ export class BrowserContinuity {
       onShipped: (listener) => {
         this.#shippedListeners.add(listener);
         return () => this.#shippedListeners.delete(listener);
+      },
+      onDiscarded: (listener) => {
+        this.#discardedListeners.add(listener);
+        return () => this.#discardedListeners.delete(listener);
       },
     };
   }

@@ -85,6 +85,7 @@ export class Outbox implements Replication {
   readonly #clock: () => number;
   readonly #listeners = new Set<(fiberId: string) => void>();
   readonly #appendListeners = new Set<(fiberId: string) => void>();
+  readonly #discardListeners = new Set<(fiberId: string) => void>();
   readonly #report: (error: unknown) => void;
   /** The store that keeps this outbox (`open`), or none: in memory only. */
   #log: OutboxLog | undefined;
@@ -165,6 +166,12 @@ export class Outbox implements Replication {
   // ---- the store's side -----------------------------------------------------------------------
 
   /** Calls `listener` after every append (the shipper wakes up). */
+  /** Calls `listener` when a fiber's unshipped entries are dropped for good (`fence`). */
+  onDiscarded(listener: (fiberId: string) => void): () => void {
+    this.#discardListeners.add(listener);
+    return () => this.#discardListeners.delete(listener);
+  }
+
   onAppend(listener: (fiberId: string) => void): () => void {
     this.#appendListeners.add(listener);
     return () => this.#appendListeners.delete(listener);
@@ -419,6 +426,7 @@ export class Outbox implements Replication {
     log.bytes = 0;
     for (const w of log.waiters.splice(0)) w.reject(error);
     this.#freeRoom(log);
+    for (const listener of this.#discardListeners) listener(fiberId);
   }
 
   /**

@@ -22,6 +22,13 @@ export interface Replication {
   visibleHead(fiberId: string): number;
   /** Calls `listener` whenever a fiber's `visibleHead` rises; returns the unsubscribe. */
   onShipped(listener: (fiberId: string) => void): () => void;
+  /**
+   * Calls `listener` when what `fiberId` committed here and had not shipped will never ship (its
+   * home changed: fenced): the chunks held for it must never be shown, whatever `visibleHead`
+   * says later (the fiber's history past the shipped prefix is another home's). Optional: a port
+   * that never discards has no such moment.
+   */
+  onDiscarded?(listener: (fiberId: string) => void): () => void;
 }
 
 /**
@@ -38,7 +45,12 @@ export class ShippedChunks {
   constructor(replication: Replication, publish: (fiberId: string, chunks: readonly StreamChunk[]) => void) {
     this.#replication = replication;
     this.#publish = publish;
-    this.#unsubscribe = replication.onShipped((fiberId) => this.#release(fiberId));
+    const shipped = replication.onShipped((fiberId) => this.#release(fiberId));
+    const discarded = replication.onDiscarded?.((fiberId) => this.#held.delete(fiberId));
+    this.#unsubscribe = () => {
+      shipped();
+      discarded?.();
+    };
   }
 
   /** Publishes `chunks` (durable here) now, or once shipped for a replicated fiber. */

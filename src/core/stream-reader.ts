@@ -78,13 +78,17 @@ export async function* readStreamBatches(
           chunks = live.filter((c) => c.seq > cursor);
           fromStore = false;
         } else {
+          // How far readers may see (continuity's Rule B), asked before the read: it only
+          // rises, and what is at or below it is the replica's and is never rewritten, while a
+          // chunk above it may be (a continuity mirror rebuilds an unshipped tail) between a
+          // read and a later look at the head, which would then show the old chunk.
+          const visible = source.visibleHead?.(id);
           // Read first, then check whose chunks they were: the id may have been collected and
           // started again (a new fiber's stream starts over at seq 1). One transaction where
           // the store can (`readStreamAndRecord`).
           const read = await readStreamAndRecord(store, id, cursor, PAGE);
           chunks = read.chunks;
           fromStore = chunks.length === PAGE;
-          const visible = source.visibleHead?.(id);
           if (visible !== undefined && chunks.some((c) => c.seq > visible)) {
             // Not shipped yet: the live path hands them over once they are.
             chunks = chunks.filter((c) => c.seq <= visible);

@@ -14,7 +14,7 @@
  * `--no-agents` makes no program an agent fiber: a seed then gives the schedule it gave before
  * agent programs existed (how the seeds that found engine bugs are replayed).
  * `--continuity` runs continuity schedules instead (`continuity.ts`: a browser home replicating
- * to an edge home over a faulty link, issue #18); `--plant no-rule-a|no-rule-b|volatile-outbox` plants a bug
+ * to an edge home over a faulty link, issue #18); `--plant no-rule-a|no-rule-b|volatile-outbox|grant-while-running` plants a bug
  * there that the checks must report. With `--store idb` the browser home keeps its store and its
  * outbox in fake-indexeddb and reloads the outbox at every launch.
  */
@@ -55,6 +55,9 @@ interface SeedResult {
   steps: number;
   virtualMs: number;
   digest: string;
+  /** Continuity: fibers that changed home (out to the edge; and back, `cameHome`). */
+  handoffs?: number;
+  cameHome?: number;
 }
 
 /** The default of `--jobs`: one worker per CPU, at most 4. */
@@ -95,8 +98,13 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     else if (arg === "--continuity") options.continuity = true;
     else if (arg === "--plant") {
       const plant = argv[++i];
-      if (plant !== "no-rule-a" && plant !== "no-rule-b" && plant !== "volatile-outbox")
-        throw new Error("--plant takes no-rule-a, no-rule-b or volatile-outbox");
+      if (
+        plant !== "no-rule-a" &&
+        plant !== "no-rule-b" &&
+        plant !== "volatile-outbox" &&
+        plant !== "grant-while-running"
+      )
+        throw new Error("--plant takes no-rule-a, no-rule-b, volatile-outbox or grant-while-running");
       options.plant = plant;
     } else if (arg === "--verbose" || arg === "-v") options.verbose = true;
     else
@@ -113,10 +121,13 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   const failing: SeedResult[] = [];
   const byInvariant = new Map<string, number[]>();
   let violations = 0;
+  const moved = { out: 0, back: 0 };
   const last = options.from + options.seeds - 1;
   await runSeeds(options, (result) => {
     const { seed } = result;
     violations += result.violations.length;
+    if ((result.handoffs ?? 0) > 0) moved.out++;
+    if ((result.cameHome ?? 0) > 0) moved.back++;
     if (result.violations.length > 0) failing.push(result);
     for (const v of result.violations)
       byInvariant.set(v.invariant, [...(byInvariant.get(v.invariant) ?? []), seed]);
@@ -132,6 +143,10 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   log(
     `rate: ${Math.round(options.seeds / minutes)} schedules/min (${(minutes * 60).toFixed(1)} s), failing schedules: ${failing.length}`,
   );
+  if (options.continuity)
+    log(
+      `handoffs: a fiber went to the edge in ${moved.out} schedules, and came home from it in ${moved.back}`,
+    );
   for (const [invariant, seeds] of [...byInvariant].sort((a, b) => b[1].length - a[1].length)) {
     log(
       `  ${invariant}: ${seeds.length} (seeds ${seeds.slice(0, 8).join(", ")}${seeds.length > 8 ? ", ..." : ""})`,
@@ -172,13 +187,20 @@ type FromWorker = { result: SeedResult } | { idle: true } | { error: string };
 
 /** Runs one schedule and keeps what the report needs. */
 async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): Promise<SeedResult> {
-  const { violations, steps, virtualMs, digest } = setup.continuity
-    ? await runContinuitySchedule(seed, {
-        traceLines: setup.lines,
-        store: setup.store,
-        ...(setup.plant ? { plant: setup.plant } : {}),
-      })
-    : await runSchedule(seed, { traceLines: setup.lines, store: setup.store, agents: setup.agents });
+  if (setup.continuity) {
+    const r = await runContinuitySchedule(seed, {
+      traceLines: setup.lines,
+      store: setup.store,
+      ...(setup.plant ? { plant: setup.plant } : {}),
+    });
+    const { violations, steps, virtualMs, digest, handoffs, cameHome } = r;
+    return { seed, violations, steps, virtualMs, digest, handoffs, cameHome };
+  }
+  const { violations, steps, virtualMs, digest } = await runSchedule(seed, {
+    traceLines: setup.lines,
+    store: setup.store,
+    agents: setup.agents,
+  });
   return { seed, violations, steps, virtualMs, digest };
 }
 

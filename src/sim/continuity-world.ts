@@ -21,7 +21,15 @@ import { ForwardingStore } from "../continuity/forwarding-store";
 import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
 import { Outbox } from "../continuity/outbox";
-import { browserHome, EDGE_HOME, type Shipment, type ShipmentAnswer } from "../continuity/protocol";
+import { Mirror } from "../continuity/mirror";
+import {
+  browserHome,
+  EDGE_HOME,
+  type ComeHomeAnswer,
+  leaseDeadline,
+  type Shipment,
+  type ShipmentAnswer,
+} from "../continuity/protocol";
 import { ReplicatingStore } from "../continuity/replicating-store";
 import { enqueuePushedEvents } from "../continuity/send-event";
 import { Shipper } from "../continuity/shipper";
@@ -30,13 +38,14 @@ import { defineFiber } from "../core/define";
 import { localLocks } from "../core/locks";
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
+import { isTerminal } from "../core/records";
 import type { Store } from "../core/store";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { SimLink } from "./continuity-link";
 import { type FaultPlan, FaultStore } from "./fault-store";
 import type { Findings } from "./findings";
-import { Ledger } from "./ledger";
+import { Ledger, MIRROR_WRITER } from "./ledger";
 import type { Prng } from "./prng";
 import { codeOf, type Program, type ProgramHost, programHandler } from "./program";
 import type { Trace } from "./trace";
@@ -50,9 +59,11 @@ export const HOME = browserHome("sim");
  * A bug planted on purpose, to prove the continuity checks report it: `no-rule-a` runs step
  * functions without waiting for their start to be shipped, `no-rule-b` shows readers unshipped
  * chunks, `volatile-outbox` keeps the outbox in memory beside the durable store (what the
- * IdbStore outbox fixed), so a relaunched browser has forgotten what it had not shipped.
+ * IdbStore outbox fixed), so a relaunched browser has forgotten what it had not shipped;
+ * `grant-while-running` hands a fiber back to the browser (`comeHome`) without the arbiter's
+ * checks, while the edge may still be running it.
  */
-export type ContinuityBug = "no-rule-a" | "no-rule-b" | "volatile-outbox";
+export type ContinuityBug = "no-rule-a" | "no-rule-b" | "volatile-outbox" | "grant-while-running";
 
 /** The knobs of one schedule, drawn from the seed. */
 export interface ContinuitySettings {
@@ -78,6 +89,8 @@ export interface HomeNode {
 interface BrowserNode extends HomeNode {
   readonly store: FaultStore;
   readonly shipper: Shipper;
+  /** Stores of this launch's other writers (a come-home's mirror), crashed with it. */
+  readonly extraStores: FaultStore[];
 }
 
 interface EdgeNode extends HomeNode {
@@ -116,6 +129,10 @@ export class ContinuityWorld {
   readonly shown = new Map<string, Map<number, { type: string; data: string; by: string }>>();
   /** The browser runtime's store (over `local`, or the launch's `IdbStore`), which feeds the outbox. */
   replicating: ReplicatingStore;
+  /** The browser's own store under `replicating` (what the mirror writes: no outbox). */
+  #rawLocal: Store;
+  /** Come-homes granted to the browser, and those it finished adopting. */
+  readonly comeHomes = { asked: 0, granted: 0, adopted: 0 };
   /** Opens a store on the browser's database (`"idb"` only). */
   readonly #openLocal: (() => IdbStore) | undefined;
   /** A launch is opening its store and outbox (`"idb"`: that takes IndexedDB round trips). */
@@ -185,10 +202,12 @@ export class ContinuityWorld {
     );
     // On IndexedDB the first launch opens the outbox; until then nothing writes the browser's store.
     this.outbox = new Outbox();
+    this.#rawLocal = this.local;
     this.replicating = this.#replicatingOver(this.#openLocal === undefined ? this.local : new MemoryStore());
   }
 
-  #replicatingOver(store: Store): ReplicatingStore {
+  #replicatingOver(store: Store, raw: Store = store): ReplicatingStore {
+    this.#rawLocal = raw;
     return new ReplicatingStore(store, { outbox: this.outbox, home: HOME, replicates: () => true });
   }
 
@@ -210,7 +229,8 @@ export class ContinuityWorld {
       // a relaunch starts with an empty one, and its unshipped fibers look unreplicated.
       if (this.outbox.fiberIds.some((id) => !this.outbox.settled(id))) this.#plantTriggered = true;
       this.outbox = new Outbox();
-      this.replicating = this.#replicatingOver(new ForwardingStore(openLocal?.() ?? this.local));
+      const raw = openLocal?.() ?? this.local;
+      this.replicating = this.#replicatingOver(new ForwardingStore(raw), raw);
       this.#startBrowser(reason);
       return;
     }
@@ -269,7 +289,7 @@ export class ContinuityWorld {
       onError: (error, fiberId) =>
         this.findings.add("shipper-error", `${codeOf(error)}: ${String(error).slice(0, 120)}`, fiberId),
     });
-    node = { name, where: "browser", runtime, store, shipper, crashed: false };
+    node = { name, where: "browser", runtime, store, shipper, crashed: false, extraStores: [] };
     this.browser = node;
     this.trace.add("spawn", `${name} (browser): ${reason}`);
     shipper.start();
@@ -284,6 +304,7 @@ export class ContinuityWorld {
     this.trace.add("KILL", `${node.name} (browser): ${reason}`);
     node.shipper.stop();
     node.store.crash(reason);
+    for (const store of node.extraStores) store.crash(reason);
     void node.runtime.close();
   }
 
@@ -328,6 +349,100 @@ export class ContinuityWorld {
     clearInterval(node.alarm);
     for (const store of node.stores) store.crash(reason);
     void node.runtime.close();
+  }
+
+  /**
+   * The handoff back (`comeHome: "at-suspension"`), as `BrowserContinuity` makes it: the browser
+   * asks the arbiter for `fiberId` (the answer may be lost on the way back), and once granted
+   * brings its copy up to the replica with a `Mirror` (writes that can fault and kill the
+   * browser), adopts it in the outbox under the new epoch, and recovers it. A copy that diverged
+   * from the replica (chunks or events never shipped) is rebuilt by the mirror.
+   */
+  async comeHome(fiberId: string): Promise<void> {
+    const browser = this.browser;
+    const edge = this.edge;
+    if (!browser || browser.crashed || !edge || edge.crashed) return;
+    if (this.outbox.where(fiberId)?.status !== "away") return;
+    this.comeHomes.asked++;
+    const sentAt = Date.now();
+    const answer =
+      this.planted === "grant-while-running"
+        ? await this.#grantUnchecked(edge, fiberId)
+        : await edge.arbiter.comeHome(fiberId, HOME);
+    this.trace.add("come-home", `${fiberId} asked by ${browser.name}: ${JSON.stringify(answer)}`);
+    if (answer.status !== "granted") return;
+    this.comeHomes.granted++;
+    await new Promise((resolve) => setTimeout(resolve, this.rng.int(0, 200)));
+    if (this.rng.chance(0.15)) {
+      this.trace.add("come-home", `${fiberId}: the grant's answer was lost`);
+      return;
+    }
+    if (browser.crashed || this.browser !== browser) return;
+    const raw = this.#rawLocal;
+    const store = new FaultStore(
+      raw,
+      {
+        rng: this.rng,
+        trace: this.trace,
+        ledger: this.localLedger,
+        plan: this.browserPlan,
+        onCrash: () => this.killBrowser("a store fault (mirror)"),
+      },
+      `${browser.name}${MIRROR_WRITER}`,
+    );
+    browser.extraStores.push(store);
+    const edgeStore = this.edgeStore;
+    const mirror = new Mirror({
+      store,
+      source: {
+        async readReplica(id, after) {
+          const record = await edgeStore.getFiber(id);
+          if (record?.home === undefined) return undefined;
+          const [journal, snapshot, inbox, chunks] = await Promise.all([
+            edgeStore.readJournal(id),
+            edgeStore.readSnapshot(id),
+            edgeStore.readInbox(id),
+            edgeStore.readStream(id, after),
+          ]);
+          return { record, journal, snapshot, inbox, chunks };
+        },
+      },
+    });
+    await mirror.handBack(fiberId, async (record) => {
+      if (browser.crashed) throw new Error("the browser died");
+      await this.outbox.adopt({
+        fiberId,
+        epoch: answer.epoch,
+        acked: answer.appliedPos,
+        shippedSeq: record.streamHead,
+        deadline: leaseDeadline(sentAt, answer.leaseMs),
+      });
+    });
+    if (browser.crashed) return;
+    this.comeHomes.adopted++;
+    this.trace.add("come-home", `${fiberId} is ${browser.name}'s again (epoch ${answer.epoch})`);
+    browser.shipper.kick(fiberId);
+    await browser.runtime.recover();
+  }
+
+  /** The planted `grant-while-running`: the arbiter's grant without its checks or its turn. */
+  async #grantUnchecked(edge: EdgeNode, fiberId: string): Promise<ComeHomeAnswer> {
+    const record = await this.edgeStore.getFiber(fiberId);
+    const state = record?.home;
+    if (record === undefined || state === undefined || state.home !== EDGE_HOME || isTerminal(record.status))
+      return edge.arbiter.comeHome(fiberId, HOME);
+    if (record.status === "running") this.#plantTriggered = true;
+    const until = Date.now() + this.settings.homeLeaseMs;
+    const home = { ...state, home: HOME, formerHome: EDGE_HOME, epoch: state.epoch + 1, until };
+    await this.edgeStore.commit([
+      { fiberId, generation: record.generation, fiber: { home, owner: HOME, leaseUntil: until } },
+    ]);
+    return {
+      status: "granted",
+      epoch: home.epoch,
+      appliedPos: home.appliedPos,
+      leaseMs: this.settings.homeLeaseMs,
+    };
   }
 
   /** Runs `work` without awaiting it; a rejection is traced, never unhandled. */
@@ -397,6 +512,7 @@ export class ContinuityWorld {
         shipped: () => Promise.resolve(),
         visibleHead: (id) => outbox.visibleHead(id),
         onShipped: (listener) => outbox.onShipped(listener),
+        onDiscarded: (listener) => outbox.onDiscarded(listener),
       };
     }
     if (this.planted === "no-rule-b") {
@@ -405,6 +521,7 @@ export class ContinuityWorld {
         shipped: (id) => outbox.shipped(id),
         visibleHead: () => Number.POSITIVE_INFINITY,
         onShipped: (listener) => outbox.onShipped(listener),
+        onDiscarded: (listener) => outbox.onDiscarded(listener),
       };
     }
     return outbox;

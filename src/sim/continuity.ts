@@ -56,6 +56,8 @@ export interface ContinuityResult extends ScheduleResult {
   handoffs: number;
   /** Browser launches that loaded unacknowledged positions from the outbox (`store: "idb"`). */
   reloadedPending: number;
+  /** Fibers the browser took back from the edge (`comeHome`) and adopted. */
+  cameHome: number;
 }
 
 /**
@@ -134,6 +136,7 @@ export async function runContinuitySchedule(
       agents: NO_AGENTS,
       handoffs,
       reloadedPending: world.reloadedPending,
+      cameHome: world.comeHomes.adopted,
     };
   } finally {
     console.error = consoleError;
@@ -180,6 +183,9 @@ class ContinuityActions {
       at(startAt, () => this.#start(i, 0));
       for (const name of program.waits) at(rng.int(startAt, window + 3_000), () => this.#send(id, name));
       if (rng.chance(0.7)) at(rng.int(startAt, window), () => this.#attach(id, 0));
+      // The handoff back: for some fibers the browser mirrors, it asks for the fiber at the edge
+      // whenever its mirror's read finds it suspended there, as `comeHome: "at-suspension"` does.
+      if (rng.chance(0.6)) at(rng.int(startAt, window), () => this.#comeHomePoll(id));
     });
     for (let k = rng.int(1, 6); k > 0; k--) {
       const t = rng.int(0, window);
@@ -196,6 +202,23 @@ class ContinuityActions {
         at(t, () => world.link.cut(away));
       }
     }
+  }
+
+  /**
+   * Polls `fiberId` as a browser's mirror does while it follows it, asking for it back when the
+   * replica shows it suspended at the edge (and now and then when it does not: a stale read),
+   * until the fiber ends or the schedule does.
+   */
+  #comeHomePoll(fiberId: string): void {
+    const world = this.#world;
+    const record = world.edgeLedger.get(fiberId)?.record;
+    if (this.#closed || (record !== undefined && isTerminal(record.status))) return;
+    const suspended = record?.status === "sleeping" || record?.status === "waiting";
+    // The planted `grant-while-running` asks at every poll: its grant is the bug.
+    const ask = suspended || world.planted === "grant-while-running" || world.rng.chance(0.1);
+    if (world.outbox.where(fiberId)?.status === "away" && ask)
+      world.background(`come-home ${fiberId}`, world.comeHome(fiberId));
+    setTimeout(() => this.#comeHomePoll(fiberId), world.rng.int(200, 800));
   }
 
   /** Whether nothing more can happen: every fiber settled in the replica and shipped. */
@@ -223,8 +246,11 @@ class ContinuityActions {
     return this.#pages.every((p) => p.ended || !this.#endedInReplica(p.fiberId));
   }
 
-  /** Aborts every page (the end of the schedule). */
+  #closed = false;
+
+  /** Aborts every page and stops every poll (the end of the schedule). */
   closeReaders(): void {
+    this.#closed = true;
     for (const page of this.#pages) page.controller.abort();
   }
 

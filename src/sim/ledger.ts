@@ -19,6 +19,9 @@ import type { Store } from "../core/store";
 import type { Findings } from "./findings";
 import type { Trace } from "./trace";
 
+/** The suffix of a writer's name that marks a continuity mirror (`b4/mirror`): see `#checkStream`. */
+export const MIRROR_WRITER = "/mirror";
+
 /** The last durable state the simulator saw of one fiber. */
 export interface FiberImage {
   record: FiberRecord | undefined;
@@ -136,6 +139,13 @@ export class Ledger {
   ): void {
     const prev = this.images.get(id);
     if (record === undefined) {
+      if (writer.endsWith(MIRROR_WRITER)) {
+        // A mirror rebuilds a copy that diverged (a tail never shipped, so never shown: the
+        // final checks hold what pages saw to the replica): the copy starts over.
+        this.images.delete(id);
+        this.#trace.add("collect", `${id} deleted by ${writer} to be rebuilt`);
+        return;
+      }
       if (prev?.record !== undefined && !prev.collected) {
         prev.collected = true;
         this.#trace.add("collect", `${id} deleted (was ${prev.record.status})`);
@@ -152,7 +162,10 @@ export class Ledger {
     };
     const fail = (invariant: string, detail: string) =>
       this.#findings.add(invariant, `${detail} (write by ${writer})`, id);
-    this.#checkStream(prev, image, fail);
+    // A continuity mirror's write copies history the other home's ledger checked as it was
+    // written (chunks with the journal as it stands now, not as it stood then): its stream must
+    // still grow contiguously with no rewrite, but its step chunks are not matched to this journal.
+    this.#checkStream(prev, image, fail, writer.endsWith(MIRROR_WRITER));
     if (prev?.record && isTerminal(prev.record.status) && prev.record.status !== record.status) {
       fail("terminal-status-changed", `status went from ${prev.record.status} to ${record.status}`);
     }
@@ -194,6 +207,7 @@ export class Ledger {
     prev: FiberImage | undefined,
     next: FiberImage,
     fail: (inv: string, detail: string) => void,
+    copied = false,
   ): void {
     const stream = next.stream;
     const head = stream.at(-1)?.seq ?? 0;
@@ -225,7 +239,7 @@ export class Ledger {
         continue;
       }
       this.#trace.add("chunk", () => `${chunk.fiberId} ${describe(chunk)}`);
-      if (chunk.step !== undefined) this.#checkStepChunk(prev, chunk, fail);
+      if (chunk.step !== undefined && !copied) this.#checkStepChunk(prev, chunk, fail);
       this.onChunk?.(chunk);
     }
   }
