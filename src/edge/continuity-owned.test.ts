@@ -1,7 +1,7 @@
 /**
  * Continuity behind `authorize`, in real workerd: the principal whose shipment created a replica
  * (position 1) owns it. Another principal can neither ship to it (not even with the owner's home
- * and epoch, which are not secrets), nor read it, nor signal it, nor take its id over with a
+ * and epoch, which are not secrets), nor read it, nor signal it, nor ask for it back, nor take its id over with a
  * first position of its own: every such request is answered exactly like one for an id that does
  * not exist, and the replica is unchanged after. The owner keeps shipping and reading it, through
  * one shared object and through `routeToFiberObject`.
@@ -141,6 +141,8 @@ describe("continuity behind authorize", () => {
       ["/fibers/ID", undefined],
       ["/fibers/ID/events", JSON.stringify({ name: "approval", payload: { ok: false } })],
       ["/fibers/ID/cancel", "{}"],
+      // Asking for it back (continuity's comeHome) is a shipment's action: refused the same way.
+      ["/fibers/ID/come-home", encodeValue({ home: browserHome("ben-device") })],
     ] as const) {
       const theirs = await answer(await call(ben, path.replace("ID", "ann-1"), body));
       const missing = await answer(await call(ben, path.replace("ID", "nobody"), body));
