@@ -42,6 +42,8 @@ interface Held {
   /** The held shipment's first position and how many it carried. */
   from?: number;
   count?: number;
+  /** The held shipment's entry types (`create`, `commit`, `event`), in order. */
+  types?: string[];
   /** `ship-after`: the answer that was never sent. */
   answer?: unknown;
 }
@@ -87,11 +89,19 @@ export class FiberObject {
     const armed = this.#armed;
     if (armed?.at !== "ship-before" && armed?.at !== "ship-after") return this.host.fetch(request);
     if (request.method !== "POST" || !REPLICATE.test(url.pathname)) return this.host.fetch(request);
-    const shipment = decodeValue(await request.clone().text()) as { from: number; entries: unknown[] };
+    const shipment = decodeValue(await request.clone().text()) as {
+      from: number;
+      entries: Array<{ type: string }>;
+    };
     // Heartbeats (no entries) pass: the hold is for a shipment that carries commits.
     if (shipment.entries.length === 0) return this.host.fetch(request);
     this.#armed = undefined;
-    const held: Held = { at: armed.at, from: shipment.from, count: shipment.entries.length };
+    const held: Held = {
+      at: armed.at,
+      from: shipment.from,
+      count: shipment.entries.length,
+      types: shipment.entries.map((e) => e.type),
+    };
     if (armed.at === "ship-before") {
       this.#held = held;
       return holdForever();

@@ -16,7 +16,8 @@
  *   discards an origin's IndexedDB after an unclean shutdown): the relaunched page restores the
  *   fiber from the edge and reads it whole, from seq 1.
  * - an event sent to the edge (a webhook) while the browser holds the fiber: pushed to the
- *   browser in a shipment's answer and consumed there, once.
+ *   browser in a shipment's answer and consumed there, once; and again with workerd killed after
+ *   it applied the shipment that brought the event back, before answering it.
  *
  * Run: `npx playwright test e2e/continuity/faults.spec.ts --project continuity` (ports 5631-5637;
  * the config's own servers move with FIBERLINE_E2E_PORT / FIBERLINE_APP_PORT when taken).
@@ -170,6 +171,7 @@ interface Held {
   at: string;
   from?: number;
   count?: number;
+  types?: string[];
   answer?: { status: string; appliedPos?: number };
 }
 
@@ -456,4 +458,66 @@ test("an event sent to the edge while the browser holds the fiber is pushed to i
   expect(events[0]?.consumedBy).toBeDefined();
   const effects = ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`));
   expect(effects).toEqual([expect.objectContaining({ where: "browser", interrupted: false })]);
+});
+
+test("a pushed event shipped back in a shipment that workerd applied and died before answering: consumed once, in the browser", async () => {
+  test.setTimeout(120_000);
+  const id = fiberId("gate-kill");
+  const link = await startLink(LINK_PORT, shipEdge.url);
+  try {
+    const b = await newBrowser("gate-kill");
+    const page = await openPage(b, pageUrl(link, SHIP_LEASE_MS));
+    await page.evaluate(async (id) => {
+      const cx = (window as unknown as { cx: Cx }).cx;
+      await cx.start("gate", null, id);
+      cx.read(id);
+    }, id);
+    await expect
+      .poll(async () => (await replicaOf(shipEdge, id).catch(() => undefined))?.status, { timeout: 20_000 })
+      .toBe("waiting");
+
+    // The webhook's event is pushed to the browser (a heartbeat's answer, within 10 s), which
+    // enqueues it and ships it back: that shipment is applied and its answer never sent.
+    await hold(shipEdge, id, "ship-after");
+    const sent = await fetch(`${shipEdge.url}/__fiberline/fibers/${id}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "go", payload: { from: "webhook" } }),
+    });
+    expect(sent.status).toBe(202);
+    await sent.arrayBuffer();
+    const caught = await held(shipEdge, id, 30_000);
+    expect(caught.types).toContain("event");
+    expect(caught.answer).toMatchObject({ status: "ok" });
+    console.log(`[faults] pushed event: the held shipment carried ${caught.types?.join(", ")}`);
+    await shipEdge.kill();
+    link.cut();
+    shipEdge = await restart(shipEdge, SHIP_LEASE_MS);
+    // The replica holds the event once, shipped back with its edge id; the browser has no answer.
+    const survived = (await replicaOf(shipEdge, id)).inbox.filter((e) => e.name === "go");
+    expect(survived).toHaveLength(1);
+    expect(survived[0]?.eventId).toMatch(/^edge:/);
+    link.heal();
+
+    await expect.poll(() => readerState(page, id), { timeout: 60_000 }).toBe("done");
+    const shown = await chunks(page, id);
+    expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
+    expect(shown.filter((c) => c.type === "passed").map((c) => c.data)).toEqual([
+      { payload: { from: "webhook" }, where: "browser" },
+    ]);
+    const replica = await replicaOf(shipEdge, id);
+    expect(replica).toMatchObject({ status: "completed", epoch: 1 });
+    expect(replica.home).toMatch(/^browser:/);
+    expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
+      replica.chunks.map((c) => [c.seq, c.type, c.data]),
+    );
+    const events = replica.inbox.filter((e) => e.name === "go");
+    expect(events).toHaveLength(1);
+    expect(events[0]?.consumedBy).toBeDefined();
+    expect(ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`))).toEqual([
+      expect.objectContaining({ where: "browser", interrupted: false }),
+    ]);
+  } finally {
+    await link.close();
+  }
 });
