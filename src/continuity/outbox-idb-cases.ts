@@ -389,6 +389,22 @@ export function runOutboxCrashTests(target: () => OutboxTarget): void {
     expect(second.outbox.batch("r1")).toMatchObject({ epoch: 3, from: 3 });
     expect(pending(second.outbox, "r1")).toEqual([[3, "commit"]]);
     expect(await outboxKeys(where)).toEqual([["r1", 3, 3]]);
+    // The same grant adopted again (its answer asked for twice) changes nothing: position 3 is
+    // not numbered again, in memory or in the store.
+    await second.outbox.adopt({
+      fiberId: "r1",
+      epoch: 3,
+      acked: 2,
+      shippedSeq: 5,
+      deadline: Date.now() + 60_000,
+    });
+    await second.store.adoptOutbox({ fiberId: "r1", epoch: 3, acked: 2, shippedSeq: 5 });
+    expect(pending(second.outbox, "r1")).toEqual([[3, "commit"]]);
+    expect(await outboxKeys(where)).toEqual([["r1", 3, 3]]);
+    expect((await second.store.loadOutbox()).find((o) => o.fiberId === "r1")).toMatchObject({
+      epoch: 3,
+      next: 4,
+    });
     await second.store.close();
   });
 

@@ -439,6 +439,10 @@ export class Outbox implements Replication {
    */
   async adopt(head: AdoptedOutbox & { deadline: number }): Promise<void> {
     const { fiberId, epoch, acked, shippedSeq, deadline } = head;
+    // The same grant adopted again (an answer asked for twice): the first adoption stands, and
+    // what this home wrote under it since must not be numbered again.
+    const current = this.#fibers.get(fiberId);
+    if (current !== undefined && current.epoch === epoch && current.where.status === "home") return;
     await this.#log?.adoptOutbox({ fiberId, epoch, acked, shippedSeq });
     this.#unsaved.delete(fiberId);
     const old = this.#fibers.get(fiberId);

@@ -91,6 +91,10 @@ interface BrowserNode extends HomeNode {
   readonly shipper: Shipper;
   /** Stores of this launch's other writers (a come-home's mirror), crashed with it. */
   readonly extraStores: FaultStore[];
+  /** This launch's mirror (one per worker start, as `BrowserContinuity` has). */
+  readonly mirror: Mirror;
+  /** Fibers this launch is asking the arbiter for. */
+  readonly comingHome: Set<string>;
 }
 
 interface EdgeNode extends HomeNode {
@@ -289,7 +293,47 @@ export class ContinuityWorld {
       onError: (error, fiberId) =>
         this.findings.add("shipper-error", `${codeOf(error)}: ${String(error).slice(0, 120)}`, fiberId),
     });
-    node = { name, where: "browser", runtime, store, shipper, crashed: false, extraStores: [] };
+    // The mirror a come-home brings the copy up with: its writes go to the browser's own store
+    // (no outbox), through a faulting store so a crash can cut them, seen by the ledger.
+    const mirrorStore = new FaultStore(
+      this.#rawLocal,
+      {
+        rng: this.rng,
+        trace: this.trace,
+        ledger: this.localLedger,
+        plan: this.browserPlan,
+        onCrash: () => this.killBrowser("a store fault (mirror)"),
+      },
+      `${name}${MIRROR_WRITER}`,
+    );
+    const edgeStore = this.edgeStore;
+    const mirror = new Mirror({
+      store: mirrorStore,
+      source: {
+        async readReplica(id, after) {
+          const record = await edgeStore.getFiber(id);
+          if (record?.home === undefined) return undefined;
+          const [journal, snapshot, inbox, chunks] = await Promise.all([
+            edgeStore.readJournal(id),
+            edgeStore.readSnapshot(id),
+            edgeStore.readInbox(id),
+            edgeStore.readStream(id, after),
+          ]);
+          return { record, journal, snapshot, inbox, chunks };
+        },
+      },
+    });
+    node = {
+      name,
+      where: "browser",
+      runtime,
+      store,
+      shipper,
+      crashed: false,
+      extraStores: [mirrorStore],
+      mirror,
+      comingHome: new Set(),
+    };
     this.browser = node;
     this.trace.add("spawn", `${name} (browser): ${reason}`);
     shipper.start();
@@ -362,7 +406,17 @@ export class ContinuityWorld {
     const browser = this.browser;
     const edge = this.edge;
     if (!browser || browser.crashed || !edge || edge.crashed) return;
-    if (this.outbox.where(fiberId)?.status !== "away") return;
+    if (this.outbox.where(fiberId)?.status !== "away" || browser.comingHome.has(fiberId)) return;
+    // One request at a time per fiber, as `BrowserContinuity` asks.
+    browser.comingHome.add(fiberId);
+    try {
+      await this.#comeHome(browser, edge, fiberId);
+    } finally {
+      browser.comingHome.delete(fiberId);
+    }
+  }
+
+  async #comeHome(browser: BrowserNode, edge: EdgeNode, fiberId: string): Promise<void> {
     this.comeHomes.asked++;
     const sentAt = Date.now();
     const answer =
@@ -378,37 +432,9 @@ export class ContinuityWorld {
       return;
     }
     if (browser.crashed || this.browser !== browser) return;
-    const raw = this.#rawLocal;
-    const store = new FaultStore(
-      raw,
-      {
-        rng: this.rng,
-        trace: this.trace,
-        ledger: this.localLedger,
-        plan: this.browserPlan,
-        onCrash: () => this.killBrowser("a store fault (mirror)"),
-      },
-      `${browser.name}${MIRROR_WRITER}`,
-    );
-    browser.extraStores.push(store);
-    const edgeStore = this.edgeStore;
-    const mirror = new Mirror({
-      store,
-      source: {
-        async readReplica(id, after) {
-          const record = await edgeStore.getFiber(id);
-          if (record?.home === undefined) return undefined;
-          const [journal, snapshot, inbox, chunks] = await Promise.all([
-            edgeStore.readJournal(id),
-            edgeStore.readSnapshot(id),
-            edgeStore.readInbox(id),
-            edgeStore.readStream(id, after),
-          ]);
-          return { record, journal, snapshot, inbox, chunks };
-        },
-      },
-    });
-    await mirror.handBack(fiberId, async (record) => {
+    // Away again since an earlier come-home of this launch: mirrored again (`#goAway` does it).
+    browser.mirror.track(fiberId);
+    await browser.mirror.handBack(fiberId, async (record) => {
       if (browser.crashed) throw new Error("the browser died");
       await this.outbox.adopt({
         fiberId,

@@ -264,6 +264,13 @@ export function saveOutbox(db: IdbConnection, progress: readonly OutboxProgress[
 /** Makes a fiber this home's again at `head` (`OutboxLog.adoptOutbox`), in one transaction. */
 export function adoptOutbox(db: IdbConnection, head: AdoptedOutbox): Promise<void> {
   return db.write("adoptOutbox", ["outbox", "outboxFibers"], async (tx) => {
+    const heads = tx.objectStore("outboxFibers");
+    const current = await heads.get(head.fiberId);
+    // Adopted already under this epoch: what was written since keeps its positions.
+    if (current !== undefined && current.epoch === head.epoch && current.away === undefined) {
+      commitNow(unwrap(tx));
+      return;
+    }
     unwrap(tx.objectStore("outbox")).delete(outboxOf(head.fiberId));
     const row: OutboxHeadRow = {
       epoch: head.epoch,
@@ -272,7 +279,7 @@ export function adoptOutbox(db: IdbConnection, head: AdoptedOutbox): Promise<voi
       shippedSeq: head.shippedSeq,
       ended: false,
     };
-    unwrap(tx.objectStore("outboxFibers")).put(row, head.fiberId);
+    unwrap(heads).put(row, head.fiberId);
     commitNow(unwrap(tx));
   });
 }
