@@ -12,8 +12,15 @@
 import type { Page } from "@playwright/test";
 import type { FiberEvent } from "../../src/core/records";
 import { AppSession, checkStream } from "../../src/testing/index";
-import { type CuttableLink, startLink } from "../continuity/servers";
-import { type Ledger, RestartableEdge, type ServedPage, startLedger, startPage } from "./continuity-homes";
+import {
+  type Ledger,
+  RestartableEdge,
+  type ServedPage,
+  startLedger,
+  startPage,
+  startTappedLink,
+  type TappedLink,
+} from "./continuity-homes";
 import { type Chunk, judgeFiber } from "./continuity-judge";
 import {
   type ContinuityFaultRecord,
@@ -23,6 +30,7 @@ import {
 } from "./continuity-report";
 import {
   type ContinuityFault,
+  type ContinuityFaultKind,
   type ContinuityFiber,
   planContinuityFaults,
   planContinuityFiber,
@@ -40,6 +48,8 @@ export interface ContinuityTortureOptions {
   leaseMs?: number;
   /** The first of five ports: page, edge, its inspector, ledger, link (default 5640). */
   port?: number;
+  /** Only these kinds of fault (default: all), to reduce a failing schedule. */
+  kinds?: readonly ContinuityFaultKind[];
   /** Told about each line of the fault log as it happens. */
   log?(line: string): void;
 }
@@ -69,10 +79,16 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
   const leaseMs = options.leaseMs ?? 5_000;
   const port = options.port ?? 5640;
   const say = options.log ?? (() => {});
-  const report = emptyReport({ seed: options.seed, live, pace: options.pace ?? 8, leaseMs });
+  const report = emptyReport({
+    seed: options.seed,
+    live,
+    pace: options.pace ?? 8,
+    leaseMs,
+    ...(options.kinds ? { kinds: options.kinds } : {}),
+  });
   let ledger: Ledger | undefined;
   let edge: RestartableEdge | undefined;
-  let link: CuttableLink | undefined;
+  let link: TappedLink | undefined;
   let site: ServedPage | undefined;
   let app: AppSession | undefined;
   const started = Date.now();
@@ -80,7 +96,7 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
     ledger = await startLedger(port + 3);
     edge = new RestartableEdge(port + 1, leaseMs, ledger.url);
     [, site] = await Promise.all([edge.start(), startPage(port)]);
-    link = await startLink(port + 4, edge.url);
+    link = await startTappedLink(port + 4, edge.url);
     const path = `/index.html?${new URLSearchParams({ edge: `${link.url}/__fiberline`, ledger: ledger.url, lease: String(leaseMs) })}`;
     app = await AppSession.launch({
       origin: site.url,
@@ -161,6 +177,16 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
         for (const p of problems) {
           report.problems.push(`${t.plan.kind} ${t.id}: ${p}`);
           say(`  VIOLATION ${t.id}: ${p}`);
+        }
+        if (problems.length > 0) {
+          const since = started;
+          say(
+            `  what the link carried for ${t.id}:\n${theLink
+              .traffic(t.id)
+              .map((r) => `    +${((r.at - since) / 1000).toFixed(1)}s ${r.what}`)
+              .join("\n")}`,
+          );
+          say(`  the edge holds: ${replica?.chunks.map((c) => `${c.seq}:${c.type}`).join(" ")}`);
         }
       }
     };
@@ -244,7 +270,11 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
       report.faults++;
     };
 
-    for (const fault of planContinuityFaults(options.seed, options.faults, { leaseMs, pace: options.pace })) {
+    for (const fault of planContinuityFaults(options.seed, options.faults, {
+      leaseMs,
+      pace: options.pace,
+      ...(options.kinds ? { kinds: options.kinds } : {}),
+    })) {
       await topUp();
       await follow();
       // Progress at the edge, not time, decides when the next fault hits.

@@ -9,7 +9,7 @@
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, request as httpRequest, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -230,5 +230,130 @@ export class RestartableEdge {
       ...(body.record.home ? { home: body.record.home.home } : {}),
       chunks: body.chunks,
     };
+  }
+}
+
+/** One request the link carried, as the run's diagnosis prints it. */
+export interface LinkRecord {
+  at: number;
+  what: string;
+}
+
+/** The link between the homes: a proxy the run can cut, with what it carried per fiber. */
+export interface TappedLink {
+  readonly url: string;
+  cut(): void;
+  heal(): void;
+  close(): Promise<void>;
+  /** The shipments and replica reads of `fiberId` the link carried (or refused), oldest first. */
+  traffic(fiberId: string): readonly LinkRecord[];
+}
+
+/**
+ * `startLink` of `e2e/continuity/servers.ts` with a tap: an HTTP proxy to `target` that refuses
+ * everything while cut (open connections die too) and records, per fiber, each shipment's epoch,
+ * positions and highest chunk seq with the arbiter's answer, and each replica read.
+ */
+export async function startTappedLink(port: number, target: string): Promise<TappedLink> {
+  let cut = false;
+  const log = new Map<string, LinkRecord[]>();
+  const note = (fiberId: string, what: string) => {
+    const records = log.get(fiberId) ?? [];
+    records.push({ at: Date.now(), what });
+    log.set(fiberId, records.slice(-200));
+  };
+  const sockets = new Set<import("node:net").Socket>();
+  const server = createServer((request, response) => {
+    const match = /\/fibers\/([^/]+)\/(replicate|replica)/.exec(request.url ?? "");
+    const fiberId = match?.[1] ? decodeURIComponent(match[1]) : undefined;
+    if (cut) {
+      if (fiberId) note(fiberId, `${request.method} ${match?.[2]}: cut`);
+      request.socket.destroy();
+      return;
+    }
+    const body: Buffer[] = [];
+    request.on("data", (data: Buffer) => body.push(data));
+    request.on("end", () => {
+      const sent = Buffer.concat(body);
+      const upstream = httpRequest(
+        `${target}${request.url ?? "/"}`,
+        { method: request.method, headers: { ...request.headers, host: new URL(target).host } },
+        (answer) => {
+          const back: Buffer[] = [];
+          answer.on("data", (data: Buffer) => back.push(data));
+          answer.on("end", () => {
+            const received = Buffer.concat(back);
+            if (fiberId && request.method !== "OPTIONS")
+              note(fiberId, linkLine(match?.[2], request.url ?? "", sent, answer.statusCode, received));
+            response.writeHead(answer.statusCode ?? 502, answer.headers);
+            response.end(received);
+          });
+          answer.on("error", () => response.destroy());
+        },
+      );
+      upstream.on("error", (error) => {
+        if (fiberId) note(fiberId, `${request.method} ${match?.[2]}: ${error.message}`);
+        response.destroy();
+      });
+      upstream.end(sent);
+    });
+  });
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((done) => server.listen(port, "localhost", done));
+  return {
+    url: `http://localhost:${port}`,
+    cut() {
+      cut = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    heal() {
+      cut = false;
+    },
+    close: () =>
+      new Promise<void>((done) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => done());
+      }),
+    traffic: (fiberId) => log.get(fiberId) ?? [],
+  };
+}
+
+/** One line for a shipment or a replica read and its answer. */
+function linkLine(
+  route: string | undefined,
+  url: string,
+  sent: Buffer,
+  status: number | undefined,
+  received: Buffer,
+): string {
+  try {
+    if (route === "replicate") {
+      const shipment = decodeValue(sent.toString()) as {
+        epoch: number;
+        from: number;
+        entries: Array<{
+          type: string;
+          chunks?: Array<{ seq: number }>;
+          group?: { chunks?: Array<{ seq: number }> };
+        }>;
+      };
+      const seqs = shipment.entries.flatMap((e) => (e.chunks ?? e.group?.chunks ?? []).map((c) => c.seq));
+      const answer = decodeValue(received.toString()) as Record<string, unknown>;
+      const last = shipment.from + shipment.entries.length - 1;
+      return `ship e${shipment.epoch} pos ${shipment.from}..${last}${seqs.length ? ` seqs ${Math.min(...seqs)}..${Math.max(...seqs)}` : ""} -> ${status} ${JSON.stringify({ ...answer, events: undefined })}`;
+    }
+    const after = new URL(url, "http://x").searchParams.get("after");
+    if (status !== 200) return `read replica after ${after} -> ${status}`;
+    const replica = decodeValue(received.toString()) as {
+      record: { status: string; home?: { home: string; epoch: number } };
+      chunks: Array<{ seq: number; type: string }>;
+    };
+    const home = replica.record.home;
+    return `read replica after ${after} -> ${replica.record.status} ${home ? `${home.home.split(":")[0]} e${home.epoch}` : ""} chunks ${replica.chunks.map((c) => `${c.seq}:${c.type}`).join(" ")}`;
+  } catch (error) {
+    return `${route} ${url} -> ${status} (${String(error)})`;
   }
 }

@@ -35,6 +35,8 @@ export interface ContinuityReport {
   problems: string[];
   log: ContinuityFaultRecord[];
   byKind: Record<ContinuityFaultKind, number>;
+  /** The kinds the schedule was narrowed to (`--only`), if it was. */
+  kinds?: readonly ContinuityFaultKind[];
 }
 
 /** An empty report of the run of `seed`. */
@@ -43,6 +45,7 @@ export function emptyReport(options: {
   live: number;
   pace: number;
   leaseMs: number;
+  kinds?: readonly ContinuityFaultKind[];
 }): ContinuityReport {
   return {
     ...options,
@@ -88,7 +91,8 @@ export function continuityKindsLine(report: ContinuityReport): string {
 
 /** The command that replays `report`'s schedule. */
 export function continuityReplay(report: ContinuityReport): string {
-  return `npm run torture -- --continuity --faults ${report.log.length} --seed ${report.seed} --live ${report.live} --pace ${report.pace}`;
+  const only = report.kinds ? ` --only ${report.kinds.join(",")}` : "";
+  return `npm run torture -- --continuity --faults ${report.log.length} --seed ${report.seed} --live ${report.live} --pace ${report.pace}${only}`;
 }
 
 /** The fault log as lines a person can read. */

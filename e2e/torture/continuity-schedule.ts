@@ -96,18 +96,24 @@ function gapFor(kind: ContinuityFaultKind, random: () => number, leaseMs: number
   }
 }
 
-/** The fault schedule of `seed`: `count` faults, each after 1 to `pace` chunks of progress. */
+/**
+ * The fault schedule of `seed`: `count` faults, each after 1 to `pace` chunks of progress, drawn
+ * from `kinds` (default: all).
+ */
 export function planContinuityFaults(
   seed: number,
   count: number,
-  options: { leaseMs: number; pace?: number },
+  options: { leaseMs: number; pace?: number; kinds?: readonly ContinuityFaultKind[] },
 ): ContinuityFault[] {
   const random = prng(seed);
-  const total = WEIGHTS.reduce((n, [, w]) => n + w, 0);
+  // `kinds` narrows the mix (to reduce a failing schedule); the draws stay seeded.
+  const weights = WEIGHTS.filter(([kind]) => !options.kinds || options.kinds.includes(kind));
+  if (weights.length === 0) throw new Error(`no fault kind among ${options.kinds?.join(",")}`);
+  const total = weights.reduce((n, [, w]) => n + w, 0);
   return Array.from({ length: count }, (_, i) => {
     let roll = random() * total;
-    let kind: ContinuityFaultKind = "crash";
-    for (const [candidate, weight] of WEIGHTS) {
+    let kind = weights[0]?.[0] ?? "crash";
+    for (const [candidate, weight] of weights) {
       roll -= weight;
       if (roll < 0) {
         kind = candidate;

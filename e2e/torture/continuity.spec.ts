@@ -17,6 +17,7 @@ import {
   continuitySummaryLine,
   formatContinuityLog,
 } from "./continuity-report";
+import type { ContinuityFaultKind } from "./continuity-schedule";
 
 const faults = Number(process.env.TORTURE_FAULTS ?? 6);
 const seed = process.env.TORTURE_SEED
@@ -26,6 +27,9 @@ const live = Number(process.env.TORTURE_LIVE ?? 3);
 const pace = Number(process.env.TORTURE_PACE ?? 8);
 const leaseMs = Number(process.env.TORTURE_LEASE_MS ?? 5_000);
 const port = Number(process.env.FIBERLINE_TORTURE_PORT ?? 5640);
+const kinds = process.env.TORTURE_KINDS
+  ? (process.env.TORTURE_KINDS.split(",") as ContinuityFaultKind[])
+  : undefined;
 
 function save(report: ContinuityReport, failure?: string): void {
   const file = process.env.TORTURE_REPORT;
@@ -91,6 +95,7 @@ test("continuity torture: browser, edge and link faults lose, duplicate and re-r
       pace,
       leaseMs,
       port,
+      ...(kinds ? { kinds } : {}),
       log: (line) => console.log(line),
     });
   } catch (error) {

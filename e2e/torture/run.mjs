@@ -9,7 +9,8 @@
  * `npm run torture -- --continuity --faults 40 [--seed N] [--live 3] [--pace 8] [--port 5640]`:
  * the continuity run (`continuity.spec.ts`): the continuity e2e's page replicating to `wrangler
  * dev` through a cuttable link, with browser, edge and link faults; ports `--port` to +4
- * (page, edge, its inspector, ledger, link). Same summary line, same replay on failure.
+ * (page, edge, its inspector, ledger, link); `--only kind,kind` narrows the faults (to reduce a
+ * failing seed). Same summary line, same replay on failure.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -27,13 +28,14 @@ const { values } = parseArgs({
     pace: { type: "string" },
     port: { type: "string" },
     continuity: { type: "boolean", default: false },
+    only: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
   console.log("usage: npm run torture -- [--faults 200] [--seed N] [--live 3] [--pace 12] [--port 5199]");
   console.log(
-    "       npm run torture -- --continuity [--faults 40] [--seed N] [--live 3] [--pace 8] [--port 5640]",
+    "       npm run torture -- --continuity [--faults 40] [--seed N] [--live 3] [--pace 8] [--port 5640] [--only edge-kill,cut]",
   );
   process.exit(0);
 }
@@ -50,7 +52,7 @@ for (const name of ["faults", "live", "pace", "port", ...(values.seed === undefi
 const seed = values.seed ?? String(Math.floor(Math.random() * 2 ** 31));
 const work = mkdtempSync(join(tmpdir(), "fiberline-torture-"));
 const reportFile = join(work, "report.json");
-const replay = `npm run torture -- ${continuity ? "--continuity " : ""}--faults ${values.faults} --seed ${seed} --live ${values.live} --pace ${values.pace}${continuity ? ` --port ${values.port}` : ""}`;
+const replay = `npm run torture -- ${continuity ? "--continuity " : ""}--faults ${values.faults} --seed ${seed} --live ${values.live} --pace ${values.pace}${continuity ? ` --port ${values.port}` : ""}${values.only ? ` --only ${values.only}` : ""}`;
 
 const child = spawn(
   join(root, "node_modules", ".bin", "playwright"),
@@ -66,6 +68,7 @@ const child = spawn(
       TORTURE_PACE: values.pace,
       TORTURE_REPORT: reportFile,
       FIBERLINE_TORTURE_PORT: values.port,
+      ...(values.only ? { TORTURE_KINDS: values.only } : {}),
     },
   },
 );
