@@ -119,9 +119,10 @@ export interface ServedPage {
   kill(): Promise<void>;
 }
 
-/** Builds `e2e/continuity` with its Vite config into `dist/torture-continuity` and serves it. */
+/** Builds `e2e/continuity` with its Vite config into `dist/torture-continuity-<port>` and serves it. */
 export async function startPage(port: number): Promise<ServedPage> {
-  const outDir = join(ROOT, "dist/torture-continuity");
+  // Per port: two runs on one tree (5640 and 5645) must not empty each other's build.
+  const outDir = join(ROOT, `dist/torture-continuity-${port}`);
   const config = "e2e/continuity/vite.config.ts";
   const env = { FIBERLINE_CONTINUITY_PORT: String(port) };
   await promisify(execFile)("npx", ["vite", "build", "-c", config, "--outDir", outDir, "--emptyOutDir"], {
