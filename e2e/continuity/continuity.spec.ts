@@ -85,16 +85,17 @@ function chunks(page: Page, id: string): Promise<Seen[]> {
 /** The edge's replica of `id` (its record's home and status, and its chunks), read over HTTP. */
 async function edgeReplica(
   id: string,
-): Promise<{ home?: string; until?: number; status: string; chunks: Seen[] }> {
+): Promise<{ home?: string; until?: number; epoch?: number; status: string; chunks: Seen[] }> {
   const response = await fetch(`${edge.url}/__fiberline/fibers/${id}/replica?after=0`);
   if (!response.ok) throw new Error(`replica of ${id}: ${response.status}`);
   const body = decodeValue(await response.text()) as {
-    record: { status: string; home?: { home: string; until: number } };
+    record: { status: string; home?: { home: string; until: number; epoch: number } };
     chunks: Seen[];
   };
   return {
     home: body.record.home?.home,
     until: body.record.home?.until,
+    epoch: body.record.home?.epoch,
     status: body.record.status,
     chunks: body.chunks,
   };
@@ -244,6 +245,97 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
   expect(new Set(toolEffects.map((e) => e.where))).toEqual(new Set(["browser", "edge"]));
   console.log(
     `[continuity] ticks ${ticks.length} (effects: browser ${tickEffects.filter((e) => e.where === "browser").length}, edge ${tickEffects.filter((e) => e.where === "edge").length}); tool calls ${results.length} (effects: browser ${toolEffects.filter((e) => e.where === "browser").length}, edge ${toolEffects.filter((e) => e.where === "edge").length})`,
+  );
+});
+
+test("a fiber the edge took over comes home to the relaunched browser at its next sleep, and ticks there to the end", async () => {
+  test.setTimeout(150_000);
+  // Sleeps longer than the runtime's unloadAfterMs (1 s), so the fiber suspends between ticks:
+  // a shorter sleep keeps it loaded, running, and a running fiber does not come home.
+  const HOMER_TICKS = 16;
+  const HOMER_TICK_MS = 2_000;
+  const first = await launchBrowser({
+    userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-home-")),
+  });
+  browsers.push(first);
+  const page = await openPage(first);
+  await page.evaluate(
+    async ({ ticks, tickMs }) => {
+      const cx = (
+        window as unknown as {
+          cx: { start(n: string, i: unknown, id: string): Promise<string>; read(id: string): void };
+        }
+      ).cx;
+      await cx.start("homer", { ticks, intervalMs: tickMs }, "homer-1");
+      cx.read("homer-1");
+    },
+    { ticks: HOMER_TICKS, tickMs: HOMER_TICK_MS },
+  );
+  await expect
+    .poll(async () => (await chunks(page, "homer-1")).filter((c) => c.type === "tick").length, {
+      timeout: 30_000,
+    })
+    .toBeGreaterThanOrEqual(2);
+  await crashBrowser(first);
+
+  // The edge takes it over once the lease lapses and ticks on there.
+  const edgeTicks = () =>
+    ledger.effects.filter((e) => e.key.startsWith("homer-1:") && e.where === "edge").length;
+  await expect.poll(async () => (await edgeReplica("homer-1")).home, { timeout: 30_000 }).toBe("edge");
+  await expect.poll(edgeTicks, { timeout: 20_000 }).toBeGreaterThanOrEqual(1);
+  const epochAtEdge = (await edgeReplica("homer-1")).epoch ?? 0;
+
+  // The browser comes back; its worker mirrors the fiber, and at the fiber's next sleep at the
+  // edge the arbiter hands it back (its kind is listed with comeHome: "at-suspension").
+  const second = await relaunchBrowser(first);
+  browsers.push(second);
+  const again = await openPage(second);
+  await again.evaluate(() => (window as unknown as { cx: { read(id: string): void } }).cx.read("homer-1"));
+  await expect
+    .poll(async () => (await edgeReplica("homer-1")).home ?? "", { timeout: 30_000 })
+    .toMatch(/^browser:/);
+  const home = await edgeReplica("homer-1");
+  expect(home.epoch).toBe(epochAtEdge + 1);
+  const edgeTicksAtHandback = edgeTicks();
+  await expect
+    .poll(
+      () =>
+        again.evaluate(
+          (id) => (window as unknown as { cx: { state(id: string): string } }).cx.state(id),
+          "homer-1",
+        ),
+      { timeout: 60_000 },
+    )
+    .toBe("done");
+
+  // One contiguous stream, the replica's (the browser shipped the rest back), every tick once.
+  const shown = await chunks(again, "homer-1");
+  expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
+  expect(shown.at(-1)?.type).toBe("fiber.end");
+  const replica = await edgeReplica("homer-1");
+  expect(replica.status).toBe("completed");
+  expect(replica.home).toBe(home.home);
+  expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
+    replica.chunks.map((c) => [c.seq, c.type, c.data]),
+  );
+  const ticks = shown.filter((c) => c.type === "tick").map((c) => (c.data as { i: number }).i);
+  expect(ticks).toEqual(Array.from({ length: HOMER_TICKS }, (_, i) => i + 1));
+  // Each tick's effect once (a tick the kill cut ran again only interrupted, at the edge), and
+  // after the handback none at the edge: the browser, then the edge, then the browser again.
+  const effects = ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith("homer-1:"));
+  const keys = new Set(effects.map((e) => e.key));
+  expect(keys.size).toBe(HOMER_TICKS);
+  for (const key of keys) {
+    const runs = effects.filter((e) => e.key === key);
+    expect(runs.length, key).toBeLessThanOrEqual(2);
+    if (runs.length === 2) expect(runs[1], key).toMatchObject({ where: "edge", interrupted: true });
+  }
+  expect(edgeTicks()).toBe(edgeTicksAtHandback);
+  expect(effects.at(-1)?.where).toBe("browser");
+  const homes = effects.map((e) => e.where).filter((w, i, all) => w !== all[i - 1]);
+  expect(homes).toEqual(["browser", "edge", "browser"]);
+  console.log(
+    `[continuity] homer: ${effects.filter((e) => e.where === "browser").length} ticks in the browser, ${edgeTicksAtHandback} at the edge, home again at epoch ${home.epoch}`,
   );
 });
 

@@ -68,7 +68,7 @@ export class FiberObject {
     this.host = createDurableObjectHost(ctx, {
       runtime: (parts) => {
         if (this.#faults) this.#holdClaims(parts.store);
-        return createRuntime({ ...parts, fibers: [fibers.ticker, fibers.agent, fibers.gate] });
+        return createRuntime({ ...parts, fibers: [fibers.ticker, fibers.homer, fibers.agent, fibers.gate] });
       },
       continuity: { leaseMs: Number(env.LEASE_MS) },
       keepAliveMs: 500,

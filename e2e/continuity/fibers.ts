@@ -10,13 +10,15 @@
  *   in the journal, fired by the edge's alarm once it holds the fiber.
  * - `agent`: an agent whose model (in code, the same in both homes, `turnMs` per call) calls the
  *   tool `record` `turns` times, one call per reply, then answers; `record` reports an effect.
+ * - `homer`: the ticker under another kind, which the Service Worker lists with `comeHome:
+ *   "at-suspension"`: taken over by the edge, it comes back to a browser that mirrors it.
  * - `gate`: waits for a `go` event (a page, or a webhook at the edge), then a step reports it
  *   (kind `gate`) and a `passed` chunk `{ payload, where }` follows.
  */
 
 import { defineAgent } from "../../src/agent/agent";
 import type { ModelEvent, ModelProvider, ModelRequest, ToolDefinition } from "../../src/agent/types";
-import { defineFiber } from "../../src/core/define";
+import { defineFiber, type FiberContext } from "../../src/core/define";
 
 /** One report to the ledger. */
 export interface Effect {
@@ -38,8 +40,8 @@ export function continuityFibers(where: "browser" | "edge", ledgerUrl: () => str
     await response.arrayBuffer();
   }
 
-  const ticker = defineFiber("ticker", {
-    async run(ctx, input: { ticks: number; intervalMs: number }) {
+  const ticks = {
+    async run(ctx: FiberContext, input: { ticks: number; intervalMs: number }) {
       for (let i = 1; i <= input.ticks; i++) {
         await ctx.sleep(`tick-${i}`, input.intervalMs);
         await ctx.step("tick", async ({ idempotencyKey, interrupted }) => {
@@ -50,7 +52,10 @@ export function continuityFibers(where: "browser" | "edge", ledgerUrl: () => str
       }
       return { ticks: input.ticks };
     },
-  });
+  };
+  const ticker = defineFiber("ticker", ticks);
+  /** The ticker again, under a kind the browser lists with `comeHome: "at-suspension"`. */
+  const homer = defineFiber("homer", ticks);
 
   const record: ToolDefinition<{ n: number }> = {
     name: "record",
@@ -80,7 +85,7 @@ export function continuityFibers(where: "browser" | "edge", ledgerUrl: () => str
     },
   });
 
-  return { ticker, agent, gate };
+  return { ticker, homer, agent, gate };
 }
 
 /** A model in code: `turns` replies that call `record`, then one that answers; `turnMs` each. */

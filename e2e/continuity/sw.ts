@@ -1,6 +1,6 @@
 /**
  * The Service Worker of the continuity e2e: `createReplicatedRuntime` on IndexedDB with the
- * ticker, the agent and the gate replicated to the edge, hosted by `createServiceWorkerHost`. The edge's
+ * ticker, the agent and the gate replicated to the edge (and the homer, which comes home), hosted by `createServiceWorkerHost`. The edge's
  * base URL, the ledger's and the lease come in the script URL's query (`/sw.js?edge=...&ledger=...
  * &lease=...`), so one build serves any ports.
  */
@@ -17,10 +17,10 @@ const fibers = continuityFibers("browser", () => ledger);
 
 const { runtime, continuity } = createReplicatedRuntime({
   store: new IdbStore({ name: "fiberline-continuity-e2e" }),
-  fibers: [fibers.ticker, fibers.agent, fibers.gate],
+  fibers: [fibers.ticker, fibers.homer, fibers.agent, fibers.gate],
   edge: {
     baseUrl: params.get("edge") ?? "http://localhost:5621/__fiberline",
-    fibers: ["ticker", "agent", "gate"],
+    fibers: ["ticker", { name: "homer", comeHome: "at-suspension" }, "agent", "gate"],
     leaseMs: Number(params.get("lease") ?? 5_000),
   },
 });
