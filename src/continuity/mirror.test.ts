@@ -117,6 +117,45 @@ describe("Mirror", () => {
     expect(await store.getFiber(ID)).toMatchObject({ streamHead: 4, home: edgeHome });
   });
 
+  it("does not say a copy is synced while it is being rebuilt (pages would see its unshipped chunks)", async () => {
+    // The host shows an away fiber's local copy whole once `synced` (Rule B): said while the
+    // old copy, with chunks the replica never got, is still there, a reader polling then shows
+    // them (the continuity torture run saw a page show a browser's unshipped model reply).
+    let openDelete: () => void = () => {};
+    const deleting = new Promise<void>((resolve) => {
+      openDelete = resolve;
+    });
+    let deleteAsked: () => void = () => {};
+    const asked = new Promise<void>((resolve) => {
+      deleteAsked = resolve;
+    });
+    class SlowDelete extends MemoryStore {
+      override async deleteFibers(ids: readonly string[]): Promise<string[]> {
+        deleteAsked();
+        await deleting;
+        return super.deleteFibers(ids);
+      }
+    }
+    const store = new SlowDelete();
+    await store.createFiber(record({ streamHead: 3 }), [
+      chunk(1, "fiber.start"),
+      chunk(2),
+      chunk(3, "tick", { unshipped: true }),
+    ]);
+    const replica = new ScriptedReplica();
+    replica.current = {
+      record: record({ streamHead: 4, home: edgeHome, updatedAt: 9 }),
+      chunks: [chunk(1, "fiber.start"), chunk(2), chunk(3, "fiber.recovered"), chunk(4)],
+    };
+    const mirror = new Mirror({ store, source: replica });
+    const synced = mirror.sync(ID);
+    await asked;
+    expect(mirror.synced(ID)).toBe(false);
+    openDelete();
+    expect(await synced).toMatchObject({ status: "mirrored", rebuilt: true });
+    expect(mirror.synced(ID)).toBe(true);
+  });
+
   it("writes nothing when the replica's answer would leave a hole (stream_gap)", async () => {
     const store = new MemoryStore();
     await store.createFiber(record({ streamHead: 1 }), [chunk(1, "fiber.start")]);

@@ -211,8 +211,14 @@ export class Mirror {
     if (replica === undefined) return { status: "missing" };
     if (!checked) {
       const kept = local !== undefined && (await this.#isPrefix(fiberId, replica.chunks));
+      if (!kept) {
+        // Synced only once rebuilt: the host shows a synced copy whole (Rule B for an away
+        // fiber), and until the delete lands the old copy still holds chunks no page may see.
+        const rebuilt = await this.#rebuild(fiberId, local, replica);
+        this.#checked.add(fiberId);
+        return { ...rebuilt, inbox: replica.inbox };
+      }
       this.#checked.add(fiberId);
-      if (!kept) return { ...(await this.#rebuild(fiberId, local, replica)), inbox: replica.inbox };
     }
     const current = local as FiberRecord;
     const chunks = replica.chunks.filter((c) => c.seq > current.streamHead);
