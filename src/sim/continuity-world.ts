@@ -20,12 +20,12 @@ import { ArbitratedStore } from "../continuity/arbitrated-store";
 import { ForwardingStore } from "../continuity/forwarding-store";
 import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
-import { Outbox } from "../continuity/outbox";
 import { Mirror } from "../continuity/mirror";
+import { Outbox } from "../continuity/outbox";
 import {
   browserHome,
-  EDGE_HOME,
   type ComeHomeAnswer,
+  EDGE_HOME,
   leaseDeadline,
   type Shipment,
   type ShipmentAnswer,
@@ -36,9 +36,9 @@ import { Shipper } from "../continuity/shipper";
 import type { FiberContext, StepContext } from "../core/define";
 import { defineFiber } from "../core/define";
 import { localLocks } from "../core/locks";
+import { isTerminal } from "../core/records";
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
-import { isTerminal } from "../core/records";
 import type { Store } from "../core/store";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
