@@ -195,7 +195,8 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
       while (running().length < live) {
         const index = tracked.length;
         const plan = planContinuityFiber(options.seed, index);
-        const id = `${plan.kind}-${index + 1}`;
+        const name = plan.kind === "ticker" ? plan.name : "agent";
+        const id = `${name}-${index + 1}`;
         const input =
           plan.kind === "ticker"
             ? plan.input
@@ -204,7 +205,7 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
         // the client says to call again with the same id, which joins instead of starting twice.
         for (let attempt = 1; ; attempt++) {
           try {
-            await withDeadline(pageCx.start(session.page, plan.kind, input, id), 30_000, `starting ${id}`);
+            await withDeadline(pageCx.start(session.page, name, input, id), 30_000, `starting ${id}`);
             break;
           } catch (error) {
             if (attempt >= 3 || !String(error).includes("ConnectionError")) throw error;
@@ -321,6 +322,7 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
       if (state !== "done") report.problems.push(`${t.plan.kind} ${t.id}: the page's reader says ${state}`);
       const replica = await theEdge.replica(t.id);
       if (replica?.home === "edge") report.endedAtEdge++;
+      else if ((replica?.epoch ?? 1) > 1) report.cameHome++;
       const verdict = judgeFiber({
         id: t.id,
         plan: t.plan,

@@ -143,6 +143,8 @@ export async function startPage(port: number): Promise<ServedPage> {
 export interface Replica {
   status: string;
   home?: string;
+  /** The home epoch: 1 the browser that started it, 2 the edge after a takeover, 3 home again... */
+  epoch?: number;
   chunks: Array<{ seq: number; type: string; data: unknown }>;
 }
 
@@ -223,12 +225,12 @@ export class RestartableEdge {
     }
     if (!response.ok) throw new Error(`replica of ${id}: ${response.status} ${await response.text()}`);
     const body = decodeValue(await response.text()) as {
-      record: { status: string; home?: { home: string } };
+      record: { status: string; home?: { home: string; epoch: number } };
       chunks: Replica["chunks"];
     };
     return {
       status: body.record.status,
-      ...(body.record.home ? { home: body.record.home.home } : {}),
+      ...(body.record.home ? { home: body.record.home.home, epoch: body.record.home.epoch } : {}),
       chunks: body.chunks,
     };
   }

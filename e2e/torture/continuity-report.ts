@@ -29,6 +29,8 @@ export interface ContinuityReport {
   fibers: number;
   /** Fibers that ended at the edge (taken over at least once). */
   endedAtEdge: number;
+  /** Fibers taken over by the edge that came home and ended in the browser (`homer`). */
+  cameHome: number;
   lost: number;
   duplicated: number;
   reExecuted: number;
@@ -52,6 +54,7 @@ export function emptyReport(options: {
     faults: 0,
     fibers: 0,
     endedAtEdge: 0,
+    cameHome: 0,
     lost: 0,
     duplicated: 0,
     reExecuted: 0,
@@ -80,13 +83,13 @@ export function continuitySummaryLine(report: ContinuityReport): string {
   return `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}`;
 }
 
-/** The fault counts by kind, the seed and how many fibers ended at the edge. */
+/** The fault counts by kind, the seed, and how many fibers ended at the edge or came home. */
 export function continuityKindsLine(report: ContinuityReport): string {
   const kinds = Object.entries(report.byKind)
     .filter(([, n]) => n > 0)
     .map(([kind, n]) => `${kind} ${n}`)
     .join(", ");
-  return `seed ${report.seed}; ${kinds}; ${report.endedAtEdge} of ${report.fibers} fibers ended at the edge`;
+  return `seed ${report.seed}; ${kinds}; ${report.endedAtEdge} of ${report.fibers} fibers ended at the edge, ${report.cameHome} came home`;
 }
 
 /** The command that replays `report`'s schedule. */

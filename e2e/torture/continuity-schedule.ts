@@ -49,9 +49,13 @@ export interface ContinuityFault {
   gapMs: number;
 }
 
-/** One planned fiber: a ticker or an agent of `e2e/continuity/fibers.ts`. */
+/**
+ * One planned fiber of `e2e/continuity/fibers.ts`: a ticker, started as `ticker` (it stays at the
+ * edge once taken over) or as `homer` (the same loop, whose kind comes home to the browser at its
+ * next sleep), or an agent.
+ */
 export type ContinuityFiber =
-  | { kind: "ticker"; input: { ticks: number; intervalMs: number } }
+  | { kind: "ticker"; name: "ticker" | "homer"; input: { ticks: number; intervalMs: number } }
   | { kind: "agent"; turns: number; turnMs: number };
 
 function int(random: () => number, lo: number, hi: number): number {
@@ -129,10 +133,15 @@ export function planContinuityFaults(
   });
 }
 
-/** The `index`-th fiber of `seed`: tickers (durable sleeps between ticks) and agents (tool calls). */
+/** The `index`-th fiber of `seed`: tickers (durable sleeps between ticks; some come home) and agents. */
 export function planContinuityFiber(seed: number, index: number): ContinuityFiber {
   const random = prng((seed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0);
-  if (random() < 0.55)
-    return { kind: "ticker", input: { ticks: int(random, 6, 16), intervalMs: int(random, 300, 1_200) } };
+  const roll = random();
+  if (roll < 0.55)
+    return {
+      kind: "ticker",
+      name: roll < 0.35 ? "ticker" : "homer",
+      input: { ticks: int(random, 6, 16), intervalMs: int(random, 300, 1_200) },
+    };
   return { kind: "agent", turns: int(random, 3, 8), turnMs: int(random, 250, 900) };
 }

@@ -55,7 +55,7 @@ test("the judge counts what a broken home would do: a lost tick, a seq shown twi
   ];
   const fiber = {
     id: "t",
-    plan: { kind: "ticker" as const, input: { ticks: 3, intervalMs: 1 } },
+    plan: { kind: "ticker" as const, name: "ticker" as const, input: { ticks: 3, intervalMs: 1 } },
     shown: good,
     replica: { status: "completed", home: "edge", chunks: good },
     effects,

@@ -100,7 +100,9 @@ const kinds = Object.entries(report.byKind)
   .filter(([, n]) => !continuity || n > 0)
   .map(([kind, n]) => `${kind} ${n}`)
   .join(", ");
-const homes = continuity ? `; ${report.endedAtEdge} of ${report.fibers} fibers ended at the edge` : "";
+const homes = continuity
+  ? `; ${report.endedAtEdge} of ${report.fibers} fibers ended at the edge, ${report.cameHome} came home`
+  : "";
 console.log(`\nseed ${seed}; ${kinds}${homes}`);
 console.log(
   `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}`,
