@@ -7,7 +7,9 @@
  * Playwright's browser fixture (`npx playwright test --project app`). Project "crash" runs the
  * crash suite (`e2e/crash/`) and a short torture schedule (`e2e/torture/torture.spec.ts`,
  * `TORTURE_FAULTS`, default 24) against the same built demo with `fiberline/testing`'s `app`
- * fixture; the long torture run has its own runner (`npm run torture`). Project "extension" runs
+ * fixture, and a short continuity torture schedule (`e2e/torture/continuity.spec.ts`, default 5
+ * faults; it starts its own page, `wrangler dev`, ledger and link on ports 5640-5644); the long
+ * torture runs have their own runner (`npm run torture [-- --continuity]`). Project "extension" runs
  * `e2e/extension/` against the example browser extension (`npx playwright test --project extension`).
  * The demo's AI SDK chat (`e2e/ai-sdk/`) runs in the "crash" project too, to crash and relaunch the
  * browser under it.
@@ -75,7 +77,12 @@ export default defineConfig({
     {
       name: "crash",
       testDir: "e2e",
-      testMatch: ["crash/**/*.spec.ts", "torture/torture.spec.ts", "ai-sdk/**/*.spec.ts"],
+      testMatch: [
+        "crash/**/*.spec.ts",
+        "torture/torture.spec.ts",
+        "torture/continuity.spec.ts",
+        "ai-sdk/**/*.spec.ts",
+      ],
       use: { baseURL: `http://localhost:${appPort}` },
     },
   ],
