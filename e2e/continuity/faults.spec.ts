@@ -13,8 +13,9 @@
  *   browser's SIGKILL had already cut (both held in the ledger, effect done, answer never sent):
  *   the tick runs a third time, interrupted, with the same key, and shows once.
  * - the browser's IndexedDB lost in a crash (its directory deleted from the profile, as Chromium
- *   discards an origin's IndexedDB after an unclean shutdown): the relaunched page restores the
- *   fiber from the edge and reads it whole, from seq 1.
+ *   discards an origin's IndexedDB after an unclean shutdown): the relaunched worker restores the
+ *   fiber from the edge at its start (its watched store's marker named it), and the page reads
+ *   it whole, from seq 1.
  * - an event sent to the edge (a webhook) while the browser holds the fiber: pushed to the
  *   browser in a shipment's answer and consumed there, once; and again with workerd killed after
  *   it applied the shipment that brought the event back, before answering it.
@@ -99,6 +100,7 @@ interface Cx {
   chunks(id: string): Seen[];
   state(id: string): string;
   get(id: string): Promise<unknown>;
+  list(): Promise<string[]>;
 }
 
 const pageUrl = (target: { url: string }, leaseMs: number) =>
@@ -400,6 +402,12 @@ test("IndexedDB lost in a browser crash: the relaunched page restores the fiber 
   browsers.push(second);
   const homeAtRelaunch = (await replicaOf(edge, id)).home;
   const again = await openPage(second, pageUrl(edge, LEASE_MS));
+  // The worker's watched store found the fibers its marker (in Cache Storage, which the crash
+  // left) named gone from IndexedDB, and the worker restored this one from the edge at its
+  // start: it is listed before any page names it.
+  await expect
+    .poll(() => again.evaluate(() => (window as unknown as { cx: Cx }).cx.list()), { timeout: 30_000 })
+    .toContain(id);
   expect(await again.evaluate((id) => (window as unknown as { cx: Cx }).cx.get(id), id)).toMatchObject({
     id,
   });

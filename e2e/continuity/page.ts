@@ -62,6 +62,10 @@ const cx = {
   async get(id: string): Promise<unknown> {
     return (await clientPromise).get(id);
   },
+  /** The ids of the fibers the worker's store holds (no fiber named, so none restored by it). */
+  async list(): Promise<string[]> {
+    return (await (await clientPromise).list()).map((r) => r.id);
+  },
   async sendEvent(id: string, name: string, payload: unknown): Promise<void> {
     await (await clientPromise).sendEvent(id, name, payload);
   },

@@ -7,7 +7,7 @@
 
 import { createReplicatedRuntime } from "../../src/continuity/browser-home";
 import { IdbStore } from "../../src/store/idb-store";
-import { createServiceWorkerHost, type ServiceWorkerScopeLike } from "../../src/sw/index";
+import { createServiceWorkerHost, type ServiceWorkerScopeLike, watchStorage } from "../../src/sw/index";
 import { continuityFibers } from "./fibers";
 
 const scope = globalThis as unknown as ServiceWorkerScopeLike;
@@ -16,7 +16,9 @@ const ledger = params.get("ledger") ?? "http://localhost:5623";
 const fibers = continuityFibers("browser", () => ledger);
 
 const { runtime, continuity } = createReplicatedRuntime({
-  store: new IdbStore({ name: "fiberline-continuity-e2e" }),
+  // Watched: a database the browser wiped is reported, and the fibers its marker (in Cache
+  // Storage, outside IndexedDB) named are restored from the edge at the worker's start.
+  store: watchStorage(new IdbStore({ name: "fiberline-continuity-e2e" })),
   fibers: [fibers.ticker, fibers.homer, fibers.agent, fibers.gate],
   edge: {
     baseUrl: params.get("edge") ?? "http://localhost:5621/__fiberline",

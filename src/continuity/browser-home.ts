@@ -24,7 +24,9 @@
  * - `missing`: neither here nor at the edge.
  *
  * Restore: a fiber this browser does not have but the edge does is rebuilt from the replica as a
- * mirror (`settle` on any call that names it: `get`, `inspect`, a stream, an event, a cancel).
+ * mirror (`settle` on any call that names it: `get`, `inspect`, a stream, an event, a cancel),
+ * and at the worker's start for every fiber `watchStorage` found lost (its marker outside
+ * IndexedDB named it, the database came back without it).
  * Who may read it is the edge's `authorize` decision, on the credentials in `edge.headers`.
  *
  * The home is `browser:<deviceId>`, the device id kept in IndexedDB (`loadDeviceId`), and the
@@ -329,14 +331,19 @@ export class BrowserContinuity {
     }
     this.#keepShipping();
     const live = await this.#local.listFibers({ status: ["running", "sleeping", "waiting"] });
+    // A database the browser wiped (`watchStorage` found its marker's fibers gone): those the
+    // edge holds a replica of are restored now, not only when a page names them.
+    const lost = await lostFibers(this.#local);
+    const ids = [
+      ...live.filter((r) => this.#kinds.has(r.name) || r.home !== undefined).map((r) => r.id),
+      ...lost,
+    ];
     await Promise.all(
-      live
-        .filter((r) => this.#kinds.has(r.name) || r.home !== undefined)
-        .map((r) =>
-          this.settle(r.id).catch((error: unknown) => {
-            this.#report(error, `deciding where fiber ${r.id} runs`);
-          }),
-        ),
+      [...new Set(ids)].map((id) =>
+        this.settle(id).catch((error: unknown) => {
+          this.#report(error, `deciding where fiber ${id} runs`);
+        }),
+      ),
     );
   }
 
@@ -713,6 +720,17 @@ class HomeGuardStore extends ForwardingStore {
   override async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
     return (await this.#replicating()).deleteFibers(ids, options);
   }
+}
+
+/**
+ * The fibers a store wrapped by `watchStorage` found lost (its database came back empty while
+ * its marker outside IndexedDB listed them), or none for any other store.
+ */
+async function lostFibers(store: Store): Promise<string[]> {
+  const watched = store as Partial<{ checked: Promise<{ state: string; lost: readonly string[] }> }>;
+  if (watched.checked === undefined || typeof watched.checked.then !== "function") return [];
+  const health = await watched.checked.catch(() => undefined);
+  return health?.state === "store_lost" ? [...health.lost] : [];
 }
 
 /**

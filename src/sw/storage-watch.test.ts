@@ -6,11 +6,17 @@
  * IndexedDB and a real wiped database are `e2e/storage.spec.ts`.
  */
 
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
 import { afterEach, expect, it } from "vitest";
+import { Outbox } from "../continuity/outbox";
+import { writesOutbox } from "../continuity/outbox-log";
+import { ReplicatingStore } from "../continuity/replicating-store";
 import { defineFiber } from "../core/define";
 import { StoreError } from "../core/errors";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { WriteGroup } from "../core/store";
+import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { createControlApi } from "./control-api";
 import {
@@ -174,4 +180,32 @@ it("Try again with nothing paused answers the current health, and a store that i
   const plain = createRuntime({ store: new MemoryStore(), fibers: [steps] });
   expect(await createControlApi(plain, () => ({}) as HeartbeatInfo).retryPaused()).toBeUndefined();
   await plain.close();
+});
+
+it("keeps continuity's outbox when it watches a store that keeps one: replicated writes land in it, and a restart finds them", async () => {
+  const indexedDB = new IDBFactory();
+  const open = () =>
+    watchStorage(new IdbStore({ name: "watched-outbox", indexedDB }), { markerCache: false });
+  const first = open();
+  // Watched, the store still keeps the outbox: `createReplicatedRuntime` over it opens that one.
+  if (!writesOutbox(first)) throw new Error("the watched IdbStore does not keep the outbox");
+  expect(writesOutbox(watchStorage(new MemoryStore(), { markerCache: false }))).toBe(false);
+  const outbox = await Outbox.open(first);
+  const store = new ReplicatingStore(first, { outbox, home: "browser:d1", replicates: () => true });
+  runtime = createRuntime({ store, fibers: [steps], replication: outbox });
+  await runtime.start(steps, { count: 2 }, { id: "kept" });
+  // Nothing ships (no shipper): every commit waits in the outbox, written by the store itself.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const pending = outbox.batch("kept")?.entries.map((e) => e.type) ?? [];
+  expect(pending[0]).toBe("create");
+  expect(pending.length).toBeGreaterThan(1);
+  await runtime.close();
+  runtime = undefined;
+  await first.close();
+
+  const second = open();
+  if (!writesOutbox(second)) throw new Error("the watched IdbStore does not keep the outbox");
+  const reopened = await Outbox.open(second);
+  expect(reopened.batch("kept")?.entries.map((e) => e.type)).toEqual(pending);
+  await second.close();
 });

@@ -7,7 +7,15 @@
  * on a `BroadcastChannel` (`STORAGE_CHANNEL`), as `StorageHealth`.
  */
 
-import { isTerminal } from "../core/records";
+import {
+  type AdoptedOutbox,
+  type OutboxProgress,
+  type OutboxStore,
+  type OutboxWrite,
+  type SavedOutbox,
+  writesOutbox,
+} from "../continuity/outbox-log";
+import { type FiberRecord, isTerminal, type StreamChunk } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { type FiberQuery, readStreamAndRecord, type Store, type WriteGroup } from "../core/store";
 import { STORAGE_CHANNEL, type StorageHealth, type StorageHealthMessage } from "./protocol";
@@ -61,7 +69,9 @@ export type PausedFibersRuntime = Pick<Runtime, "runnerId" | "recover">;
  * createServiceWorkerHost({ runtime });
  */
 export function watchStorage(store: Store, options: WatchStorageOptions = {}): WatchedStore {
-  return new StorageWatch(store, options);
+  // A store that keeps continuity's outbox (`IdbStore`) stays one when watched, so
+  // `createReplicatedRuntime` over the watched store still finds the outbox it keeps.
+  return writesOutbox(store) ? new OutboxStorageWatch(store, options) : new StorageWatch(store, options);
 }
 
 class StorageWatch implements WatchedStore {
@@ -114,12 +124,22 @@ class StorageWatch implements WatchedStore {
   readInbox(fiberId: string) {
     return this.#after(() => this.#store.readInbox(fiberId));
   }
-  enqueueEvent(event: Parameters<Store["enqueueEvent"]>[0]) {
-    return this.#after(() => this.#store.enqueueEvent(event));
+  // `outbox` (continuity's write into the store's own outbox) is passed on when given: only a
+  // store that keeps the outbox gets one (`watchStorage` then returns an `OutboxStore` too).
+  enqueueEvent(event: Parameters<Store["enqueueEvent"]>[0], outbox?: OutboxWrite) {
+    return this.#after(() =>
+      outbox === undefined
+        ? this.#store.enqueueEvent(event)
+        : (this.#store as OutboxStore).enqueueEvent(event, outbox),
+    );
   }
 
-  async createFiber(...args: Parameters<Store["createFiber"]>) {
-    const result = await this.#writing([], () => this.#store.createFiber(...args));
+  async createFiber(record: FiberRecord, chunks: StreamChunk[], outbox?: OutboxWrite) {
+    const result = await this.#writing([], () =>
+      outbox === undefined
+        ? this.#store.createFiber(record, chunks)
+        : (this.#store as OutboxStore).createFiber(record, chunks, outbox),
+    );
     if (result.status === "created") this.#updateMarker((ids) => ids.add(result.record.id));
     return result;
   }
@@ -128,11 +148,19 @@ class StorageWatch implements WatchedStore {
     return this.#writing([id], () => this.#store.claimFiber(id, request));
   }
 
-  commit(groups: WriteGroup[]) {
+  commit(groups: WriteGroup[], outbox?: OutboxWrite) {
     return this.#writing(
       groups.map((group) => group.fiberId),
-      () => this.#store.commit(groups),
+      () =>
+        outbox === undefined
+          ? this.#store.commit(groups)
+          : (this.#store as OutboxStore).commit(groups, outbox),
     );
+  }
+
+  /** The continuity outbox of a store that keeps it (see `OutboxStorageWatch`). */
+  protected outboxCall<T>(call: () => Promise<T>, writes: boolean): Promise<T> {
+    return writes ? this.#writing([], call) : this.#after(call);
   }
 
   async deleteFibers(ids: readonly string[], options?: Parameters<Store["deleteFibers"]>[1]) {
@@ -286,6 +314,28 @@ class StorageWatch implements WatchedStore {
     const name = this.#options.markerCache ?? "fiberline-marker";
     if (name === false || typeof caches === "undefined") return undefined;
     return await caches.open(name).catch(() => undefined);
+  }
+}
+
+/** `StorageWatch` over a store that keeps the continuity outbox: its outbox calls pass through. */
+class OutboxStorageWatch extends StorageWatch implements OutboxStore {
+  readonly #keeper: OutboxStore;
+
+  constructor(store: OutboxStore, options: WatchStorageOptions) {
+    super(store, options);
+    this.#keeper = store;
+  }
+
+  loadOutbox(): Promise<SavedOutbox[]> {
+    return this.outboxCall(() => this.#keeper.loadOutbox(), false);
+  }
+
+  saveOutbox(progress: readonly OutboxProgress[]): Promise<void> {
+    return this.outboxCall(() => this.#keeper.saveOutbox(progress), true);
+  }
+
+  adoptOutbox(head: AdoptedOutbox): Promise<void> {
+    return this.outboxCall(() => this.#keeper.adoptOutbox(head), true);
   }
 }
 
