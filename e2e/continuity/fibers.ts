@@ -61,8 +61,8 @@ export function continuityFibers(where: "browser" | "edge", ledgerUrl: () => str
     name: "record",
     description: "Records that step n was done.",
     parameters: { type: "object", properties: { n: { type: "number" } }, required: ["n"] },
-    async execute({ n }, { idempotencyKey }) {
-      await report({ fiber: "agent", kind: "tool", key: idempotencyKey, where, interrupted: false });
+    async execute({ n }, { idempotencyKey, interrupted }) {
+      await report({ fiber: "agent", kind: "tool", key: idempotencyKey, where, interrupted });
       return { recorded: n };
     },
   };

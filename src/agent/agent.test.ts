@@ -232,6 +232,42 @@ describe("a model call cut off by a crash", () => {
     });
   }
 
+  it("runs a tool cut off by a crash again with the same key, and tells it so", async () => {
+    const runs: Array<{ key: string; attempt: number; interrupted: boolean }> = [];
+    let hang = true;
+    const cut: ToolDefinition<{ expression: string }, number> = {
+      name: "calculator",
+      description: "Evaluates arithmetic.",
+      parameters: {
+        type: "object",
+        properties: { expression: { type: "string" } },
+        required: ["expression"],
+      },
+      execute: async ({ expression }, { idempotencyKey, attempt, interrupted }) => {
+        runs.push({ key: idempotencyKey, attempt, interrupted });
+        if (hang) await new Promise(() => {});
+        return evaluateArithmetic(expression);
+      },
+    };
+    const disk = new MemoryStore();
+    const dying = crashableStore(disk);
+    const agent = defineAgent({ name: "cut", model: mockModel({ delayMs: 4 }), tools: [cut] });
+    const first = run(agent, dying);
+    const fiber = await first.start(agent, { messages: user("calculate (3+4)*2") });
+    await expect.poll(() => runs.length, { interval: 5 }).toBe(1);
+    dying.crash();
+    hang = false;
+    const second = run(agent, disk);
+    await second.recover();
+    const output = await second.result(fiber);
+    expect(String(output.messages.at(-1)?.content)).toContain("14");
+    expect(runs.map((r) => [r.attempt, r.interrupted])).toEqual([
+      [1, false],
+      [2, true],
+    ]);
+    expect(runs[1]?.key).toBe(runs[0]?.key);
+  });
+
   it("runs a tool exactly once when the crash comes after it finished", async () => {
     const effects = new Map<string, number>();
     const counted: ToolDefinition<{ expression: string }, number> = {

@@ -99,7 +99,13 @@ export async function runTool(
   try {
     const result = await ctx.step(
       `tool:${call.id}`,
-      (step) => tool.execute(parsed.value, { idempotencyKey, signal: step.signal }),
+      (step) =>
+        tool.execute(parsed.value, {
+          idempotencyKey,
+          attempt: step.attempt,
+          interrupted: step.interrupted,
+          signal: step.signal,
+        }),
       { retry: { maxAttempts: 3, initialDelayMs: 500, ...retry } },
     );
     return reply({ status: "ok", result });

@@ -123,6 +123,10 @@ export interface ToolContext {
    * the model reuses its tool-call ids. Pass it to side-effecting APIs.
    */
   idempotencyKey: string;
+  /** 1 on the call's first run; keeps counting across crashes and retries (the step's `attempt`). */
+  attempt: number;
+  /** True when an earlier run of this call was cut off by a crash or stop: it may have had its effect. */
+  interrupted: boolean;
   /** Aborted when the fiber is cancelled. */
   signal: AbortSignal;
 }
