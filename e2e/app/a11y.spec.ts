@@ -67,50 +67,57 @@ async function go(page: Page, hash: string): Promise<void> {
   }, hash);
 }
 
-for (const [size, viewport] of Object.entries(VIEWPORTS)) {
+/** Violations of `page` as it stands, in the light scheme and in the dark one (one fill, both). */
+async function inBothSchemes(page: Page): Promise<string[]> {
+  const found: string[] = [];
   for (const colorScheme of ["light", "dark"] as const) {
-    test(`axe: every screen, ${colorScheme}, ${size}`, async ({ demo, page }) => {
-      test.setTimeout(120_000);
-      await page.setViewportSize(viewport);
-      await page.emulateMedia({ colorScheme });
-      await fillTheApp(demo);
-      const found: Record<string, string[]> = {};
-
-      found.chat = await violations(page);
-      if (size === "phone") {
-        await page.getByRole("button", { name: "☰ Conversations" }).click();
-        found["chat, drawer open"] = await violations(page);
-        await page.keyboard.press("Escape");
-      }
-      await demo.lastReply().getByRole("button", { name: "Deny" }).click();
-      const failed = page.locator('[data-testid="message"][data-outcome="failed"]');
-      if (size === "phone") await page.getByRole("button", { name: "☰ Conversations" }).click();
-      await page.getByTestId("conversation-link").last().click();
-      await failed.locator("summary").click();
-      found["chat, failed reply"] = await violations(page);
-
-      await go(page, "#/ai-chat");
-      await fillTheAiChat(page);
-      found["AI SDK chat"] = await violations(page);
-
-      await go(page, "#/settings");
-      await page.getByTestId("provider-custom").check();
-      await page.getByLabel("API key").fill("ключ");
-      found.settings = await violations(page);
-
-      await go(page, "#/inspector");
-      await page.locator('[data-testid="fiber-row"]').first().getByRole("link").click();
-      await expect(page.getByTestId("fiber-detail")).toBeVisible();
-      found.inspector = await violations(page);
-
-      await go(page, "#/lab");
-      await page.getByTestId("start-ticker").click();
-      await expect(page.getByTestId("lab-run").first()).toBeVisible();
-      found.lab = await violations(page);
-
-      expect(found).toEqual(Object.fromEntries(Object.keys(found).map((k) => [k, []])));
-    });
+    await page.emulateMedia({ colorScheme });
+    found.push(...(await violations(page)).map((v) => `${colorScheme}: ${v}`));
   }
+  return found;
+}
+
+for (const [size, viewport] of Object.entries(VIEWPORTS)) {
+  test(`axe: every screen, light and dark, ${size}`, async ({ demo, page }) => {
+    test.setTimeout(120_000);
+    await page.setViewportSize(viewport);
+    await fillTheApp(demo);
+    const found: Record<string, string[]> = {};
+
+    found.chat = await inBothSchemes(page);
+    if (size === "phone") {
+      await page.getByRole("button", { name: "☰ Conversations" }).click();
+      found["chat, drawer open"] = await inBothSchemes(page);
+      await page.keyboard.press("Escape");
+    }
+    await demo.lastReply().getByRole("button", { name: "Deny" }).click();
+    const failed = page.locator('[data-testid="message"][data-outcome="failed"]');
+    if (size === "phone") await page.getByRole("button", { name: "☰ Conversations" }).click();
+    await page.getByTestId("conversation-link").last().click();
+    await failed.locator("summary").click();
+    found["chat, failed reply"] = await inBothSchemes(page);
+
+    await go(page, "#/ai-chat");
+    await fillTheAiChat(page);
+    found["AI SDK chat"] = await inBothSchemes(page);
+
+    await go(page, "#/settings");
+    await page.getByTestId("provider-custom").check();
+    await page.getByLabel("API key").fill("ключ");
+    found.settings = await inBothSchemes(page);
+
+    await go(page, "#/inspector");
+    await page.locator('[data-testid="fiber-row"]').first().getByRole("link").click();
+    await expect(page.getByTestId("fiber-detail")).toBeVisible();
+    found.inspector = await inBothSchemes(page);
+
+    await go(page, "#/lab");
+    await page.getByTestId("start-ticker").click();
+    await expect(page.getByTestId("lab-run").first()).toBeVisible();
+    found.lab = await inBothSchemes(page);
+
+    expect(found).toEqual(Object.fromEntries(Object.keys(found).map((k) => [k, []])));
+  });
 }
 
 /** What `presses` presses of Tab focus, one "tag:accessible name" line each. */

@@ -57,27 +57,38 @@ export async function releaseStore(page: Page): Promise<void> {
 }
 
 /**
- * Resolves once `lab.ticker` announces a stash of fiber `fiberId` with `ticks > above` on the lab's
- * BroadcastChannel (it posts right before `ctx.stash`).
+ * Starts keeping every stash `lab.ticker` announces for fiber `fiberId` on the lab's
+ * BroadcastChannel (it posts right before `ctx.stash`), for `stashAnnounced`. Call it before
+ * anything that makes the next announcement: one posted before `stashAnnounced` listens is kept.
  */
-export async function stashAnnounced(
-  page: Page,
-  channel: string,
-  fiberId: string,
-  above: number,
-): Promise<number> {
-  return await page.evaluate(
-    ({ channel, fiberId, above }) =>
-      new Promise<number>((resolve) => {
-        const bc = new BroadcastChannel(channel);
-        bc.onmessage = (event: MessageEvent<{ fiberId?: string; stashing?: number }>) => {
-          const { data } = event;
-          if (data.fiberId === fiberId && typeof data.stashing === "number" && data.stashing > above) {
-            bc.close();
-            resolve(data.stashing);
-          }
-        };
-      }),
-    { channel, fiberId, above },
+export async function watchStashes(page: Page, channel: string, fiberId: string): Promise<void> {
+  await page.evaluate(
+    ({ channel, fiberId }) => {
+      const seen: number[] = [];
+      (window as unknown as { __stashes?: Record<string, number[]> }).__stashes = { [fiberId]: seen };
+      const bc = new BroadcastChannel(channel);
+      bc.onmessage = (event: MessageEvent<{ fiberId?: string; stashing?: number }>) => {
+        const { data } = event;
+        if (data.fiberId === fiberId && typeof data.stashing === "number") seen.push(data.stashing);
+      };
+    },
+    { channel, fiberId },
   );
+}
+
+/**
+ * Resolves once `lab.ticker` announced a stash of fiber `fiberId` with `ticks > above`, since
+ * `watchStashes` started (an announcement that came before this call counts: the stash it
+ * announces may be the one in flight).
+ */
+export async function stashAnnounced(page: Page, fiberId: string, above: number): Promise<number> {
+  const handle = await page.waitForFunction(
+    ({ fiberId, above }) =>
+      (window as unknown as { __stashes?: Record<string, number[]> }).__stashes?.[fiberId]?.find(
+        (ticks) => ticks > above,
+      ) ?? false,
+    { fiberId, above },
+    { polling: 10 },
+  );
+  return (await handle.jsonValue()) as number;
 }

@@ -1,6 +1,6 @@
 /**
  * The torture run as a Playwright test: a seeded random schedule of faults over a mix of lab and
- * agent fibers on the built demo. `npm test` runs a short schedule (`TORTURE_FAULTS`, default 24)
+ * agent fibers on the built demo. `npm test` runs a short schedule (`TORTURE_FAULTS`, default 16)
  * with a fresh seed each time; `npm run torture -- --faults 200 [--seed N]` runs a long one. The
  * seed is printed first; on failure the fault log is printed with the command that replays it.
  */
@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { expect, test } from "../../src/testing/index";
 import { formatFaultLog, runTorture, summaryLine, TortureFailure, type TortureReport } from "./engine";
 
-const faults = Number(process.env.TORTURE_FAULTS ?? 24);
+const faults = Number(process.env.TORTURE_FAULTS ?? 16);
 const seed = process.env.TORTURE_SEED
   ? Number(process.env.TORTURE_SEED)
   : Math.floor(Math.random() * 2 ** 31);
