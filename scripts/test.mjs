@@ -3,7 +3,9 @@
  * `npm test`: every check and test suite that exists, in order, stopping at the first failure.
  *
  * Stages: typecheck, lint, unit (Vitest project "node"), browser (Vitest project "browser", when
- * defined), build, check:exports, example (examples/quickstart.mjs), e2e (Playwright, when playwright.config.ts exists). Output is
+ * defined), build, check:exports, example (examples/quickstart.mjs), e2e (Playwright, when
+ * playwright.config.ts exists: its functional projects two files at a time, then the fault
+ * projects one at a time). Output is
  * streamed; a summary with durations follows, closed on success by exactly `N passed, 0 failed`
  * where N counts every Vitest and Playwright test that passed. Used locally and by `.ci/run`.
  */
@@ -173,26 +175,60 @@ async function build() {
   return outcome.status === "passed" ? { ...outcome, note: "library only: no vite.config.ts yet" } : outcome;
 }
 
+/**
+ * The Playwright suites in two runs. The functional projects (`app`: the demo's screens,
+ * `fiberline`: the fixture's routes and hosts) run two test files at a time; the fault projects
+ * (`extension`, `continuity`, `crash`: SIGKILLs, worker stops, leases timed against a clock) run
+ * one at a time, as the config says, so no other browser competes with their timings. Every
+ * project runs; the counts are added up.
+ */
+const FUNCTIONAL_PROJECTS = ["app", "fiberline"];
+
 async function playwright() {
   if (!existsSync(join(root, "playwright.config.ts"))) {
     return { status: "skipped", note: "no playwright.config.ts" };
   }
   requireBrowser();
-  const output = join(reports, "playwright.json");
-  const code = await run(bin("playwright"), ["test", "--reporter=list,json"], {
-    PLAYWRIGHT_JSON_OUTPUT_FILE: output,
-    PLAYWRIGHT_JSON_OUTPUT_NAME: output,
-  });
-  let counts;
-  if (existsSync(output)) {
-    const { stats } = JSON.parse(readFileSync(output, "utf8"));
-    counts = { passed: stats.expected + stats.flaky, failed: stats.unexpected, skipped: stats.skipped };
+  const all = /** @type {Counts} */ ({ passed: 0, failed: 0, skipped: 0 });
+  const notes = [];
+  /** Runs Playwright with `args`; resolves with its JSON report, or undefined. */
+  const runOnce = async (label, args) => {
+    const output = join(reports, `playwright-${label}.json`);
+    const code = await run(bin("playwright"), ["test", "--reporter=list,json", ...args], {
+      PLAYWRIGHT_JSON_OUTPUT_FILE: output,
+      PLAYWRIGHT_JSON_OUTPUT_NAME: output,
+    });
+    if (code !== 0) notes.push(`${label} projects: exit code ${code}`);
+    if (!existsSync(output)) {
+      notes.push(`Playwright wrote no JSON report to ${output}`);
+      return undefined;
+    }
+    const report = JSON.parse(readFileSync(output, "utf8"));
+    const { stats } = report;
+    all.passed += stats.expected + stats.flaky;
+    all.failed += stats.unexpected;
+    all.skipped += stats.skipped;
     if (stats.flaky > 0)
       console.warn(`warning: ${stats.flaky} flaky Playwright test(s) passed only on retry`);
-  }
-  if (code !== 0) return { status: "failed", note: `exit code ${code}`, counts };
-  if (!counts) return { status: "failed", note: `Playwright wrote no JSON report to ${output}` };
-  return { status: "passed", counts };
+    return report;
+  };
+  const first = await runOnce("functional", [
+    ...FUNCTIONAL_PROJECTS.flatMap((name) => ["--project", name]),
+    "--workers",
+    "2",
+  ]);
+  // Every other project the config defines (the report lists them all, whatever ran).
+  const rest = (first?.config?.projects ?? [])
+    .map((project) => project.name)
+    .filter((name) => !FUNCTIONAL_PROJECTS.includes(name));
+  if (first === undefined) notes.push("the fault projects were not run: no project list");
+  else if (rest.length > 0)
+    await runOnce(
+      "faults",
+      rest.flatMap((name) => ["--project", name]),
+    );
+  if (notes.length > 0) return { status: "failed", note: notes.join("; "), counts: all };
+  return { status: "passed", counts: all };
 }
 
 function printSummary() {
