@@ -16,6 +16,15 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureChromium } from "./find-chromium.mjs";
 
+/**
+ * The Playwright suites in two runs. The functional projects (`app`: the demo's screens,
+ * `fiberline`: the fixture's routes and hosts) run two test files at a time; the fault projects
+ * (`extension`, `continuity`, `crash`: SIGKILLs, worker stops, leases timed against a clock) run
+ * one at a time, as the config says, so no other browser competes with their timings. Every
+ * project runs; the counts are added up.
+ */
+const FUNCTIONAL_PROJECTS = ["app", "fiberline"];
+
 const root = fileURLToPath(new URL("..", import.meta.url));
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const reports = mkdtempSync(join(tmpdir(), "fiberline-test-"));
@@ -175,14 +184,6 @@ async function build() {
   return outcome.status === "passed" ? { ...outcome, note: "library only: no vite.config.ts yet" } : outcome;
 }
 
-/**
- * The Playwright suites in two runs. The functional projects (`app`: the demo's screens,
- * `fiberline`: the fixture's routes and hosts) run two test files at a time; the fault projects
- * (`extension`, `continuity`, `crash`: SIGKILLs, worker stops, leases timed against a clock) run
- * one at a time, as the config says, so no other browser competes with their timings. Every
- * project runs; the counts are added up.
- */
-const FUNCTIONAL_PROJECTS = ["app", "fiberline"];
 
 async function playwright() {
   if (!existsSync(join(root, "playwright.config.ts"))) {
