@@ -184,7 +184,6 @@ async function build() {
   return outcome.status === "passed" ? { ...outcome, note: "library only: no vite.config.ts yet" } : outcome;
 }
 
-
 async function playwright() {
   if (!existsSync(join(root, "playwright.config.ts"))) {
     return { status: "skipped", note: "no playwright.config.ts" };
