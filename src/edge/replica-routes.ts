@@ -100,18 +100,32 @@ export async function handleReplicaRequest(
     }
     const after = Number(url.searchParams.get("after") ?? "0");
     if (!Number.isInteger(after) || after < 0) throw invalid("replica: `after` must be a whole number.");
-    const record = await store.getFiber(id);
-    if (record?.home === undefined) throw new FiberNotFoundError(id);
-    const [journal, snapshot, inbox, chunks] = await Promise.all([
-      store.readJournal(id),
-      store.readSnapshot(id),
-      store.readInbox(id),
-      store.readStream(id, after),
-    ]);
-    return encoded({ record, journal, snapshot, inbox, chunks } satisfies ReplicaSnapshot, 200);
+    const replica = await readReplica(store, id, after);
+    if (replica === undefined) throw new FiberNotFoundError(id);
+    return encoded(replica, 200);
   } catch (error) {
     return errorResponse(error);
   }
+}
+
+/**
+ * The replica of `fiberId` in `store` with its chunks past `after`, as `GET .../replica` answers
+ * it, or `undefined` when `store` holds no replica of it (no fiber, or one that is not replicated).
+ */
+export async function readReplica(
+  store: Store,
+  fiberId: string,
+  after: number,
+): Promise<ReplicaSnapshot | undefined> {
+  const record = await store.getFiber(fiberId);
+  if (record?.home === undefined) return undefined;
+  const [journal, snapshot, inbox, chunks] = await Promise.all([
+    store.readJournal(fiberId),
+    store.readSnapshot(fiberId),
+    store.readInbox(fiberId),
+    store.readStream(fiberId, after),
+  ]);
+  return { record, journal, snapshot, inbox, chunks };
 }
 
 /**

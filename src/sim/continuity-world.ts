@@ -40,6 +40,7 @@ import { isTerminal } from "../core/records";
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { Store } from "../core/store";
+import { readReplica } from "../edge/replica-routes";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { SimLink } from "./continuity-link";
@@ -309,19 +310,7 @@ export class ContinuityWorld {
     const edgeStore = this.edgeStore;
     const mirror = new Mirror({
       store: mirrorStore,
-      source: {
-        async readReplica(id, after) {
-          const record = await edgeStore.getFiber(id);
-          if (record?.home === undefined) return undefined;
-          const [journal, snapshot, inbox, chunks] = await Promise.all([
-            edgeStore.readJournal(id),
-            edgeStore.readSnapshot(id),
-            edgeStore.readInbox(id),
-            edgeStore.readStream(id, after),
-          ]);
-          return { record, journal, snapshot, inbox, chunks };
-        },
-      },
+      source: { readReplica: (id, after) => readReplica(edgeStore, id, after) },
     });
     node = {
       name,
