@@ -141,28 +141,62 @@ describe("Outbox kept by a store", () => {
     expect(outbox.visibleHead("r1")).toBe(3);
   });
 
-  it("writes acknowledgements back one transaction at a time, folding those that wait into one", async () => {
+  it("records acknowledgements after saveDelayMs, folded into one transaction; a fence at once", async () => {
+    vi.useFakeTimers();
+    try {
+      const { log, calls, release } = recordingLog();
+      const outbox = await Outbox.open(log, { saveDelayMs: 100 });
+      for (let pos = 1; pos <= 4; pos++) outbox.appended("r1", 1, pos === 1 ? create(1) : commit(pos, pos));
+      outbox.acknowledge("r1", 1, Date.now() + 60_000);
+      outbox.acknowledge("r1", 2, Date.now() + 60_000);
+      expect(calls).toEqual([]);
+      await vi.advanceTimersByTimeAsync(100);
+      expect(calls).toEqual([[{ fiberId: "r1", epoch: 1, acked: 2, shippedSeq: 2 }]]);
+      // Acknowledged while that transaction runs: it waits for the next timer, not for the end.
+      outbox.acknowledge("r1", 3, Date.now() + 60_000);
+      release();
+      await vi.advanceTimersByTimeAsync(99);
+      expect(calls).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(calls[1]).toEqual([{ fiberId: "r1", epoch: 1, acked: 3, shippedSeq: 3 }]);
+      // A fence while that one runs goes right after it, without a timer.
+      outbox.fence("r1", 2, "edge", 3);
+      release();
+      await vi.waitFor(() => expect(calls).toHaveLength(3));
+      expect(calls[2]).toEqual([
+        { fiberId: "r1", epoch: 1, acked: 3, shippedSeq: 3, away: { epoch: 2, home: "edge" } },
+      ]);
+      release();
+      await outbox.saved();
+      // Reported after the fence (a commit that was under way): ignored, the fiber is away.
+      outbox.appended("r1", 1, commit(5, 5));
+      expect(outbox.hasPending("r1")).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("saved() records waiting acknowledgements at once and resolves when they are", async () => {
     const { log, calls, release } = recordingLog();
-    const outbox = await Outbox.open(log);
-    for (let pos = 1; pos <= 4; pos++) outbox.appended("r1", 1, pos === 1 ? create(1) : commit(pos, pos));
-    outbox.acknowledge("r1", 1, Date.now() + 60_000);
+    const outbox = await Outbox.open(log, { saveDelayMs: 60_000 });
+    for (let pos = 1; pos <= 3; pos++) outbox.appended("r1", 1, pos === 1 ? create(1) : commit(pos, pos));
     outbox.acknowledge("r1", 2, Date.now() + 60_000);
+    let recorded = false;
+    const saved = outbox.saved().then(() => {
+      recorded = true;
+    });
+    expect(calls).toEqual([[{ fiberId: "r1", epoch: 1, acked: 2, shippedSeq: 2 }]]);
+    // Acknowledged while that runs and asked for again: written right after, before it resolves.
     outbox.acknowledge("r1", 3, Date.now() + 60_000);
-    expect(calls).toEqual([[{ fiberId: "r1", epoch: 1, acked: 1, shippedSeq: 1 }]]);
+    const again = outbox.saved();
+    await Promise.resolve();
+    expect(recorded).toBe(false);
     release();
     await vi.waitFor(() => expect(calls).toHaveLength(2));
     expect(calls[1]).toEqual([{ fiberId: "r1", epoch: 1, acked: 3, shippedSeq: 3 }]);
-    outbox.fence("r1", 2, "edge", 3);
     release();
-    await vi.waitFor(() => expect(calls).toHaveLength(3));
-    expect(calls[2]).toEqual([
-      { fiberId: "r1", epoch: 1, acked: 3, shippedSeq: 3, away: { epoch: 2, home: "edge" } },
-    ]);
-    release();
-    await outbox.saved();
-    // Reported after the fence (a commit that was under way): ignored, the fiber is away.
-    outbox.appended("r1", 1, commit(5, 5));
-    expect(outbox.hasPending("r1")).toBe(false);
+    await Promise.all([saved, again]);
+    expect(recorded).toBe(true);
   });
 
   it("restores what it loads: positions, acknowledged position, visible head, and away", async () => {

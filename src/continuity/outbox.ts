@@ -14,7 +14,8 @@
  *   position there, so a durable commit is in the outbox and a failed one is not, across any
  *   crash; `ReplicatingStore` hands each committed entry to `appended`. `open` loads what the
  *   last run left (positions, acknowledged position, `away`); acknowledgements and fences are
- *   written back in transactions of their own (`saved()` resolves once they are). The Rule C
+ *   written back in transactions of their own, acknowledgements folded over `saveDelayMs` (`saved()`
+ *   writes them at once and resolves once they are recorded). The Rule C
  *   deadline is not kept: a restarted browser has none until its first answer.
  */
 
@@ -25,6 +26,9 @@ import { estimateSize } from "../core/validate";
 import { changedHomeError, LeaseLapsedError } from "./errors";
 import type { AdoptedOutbox, OutboxLog, OutboxProgress, SavedOutbox } from "./outbox-log";
 import { DEFAULT_OUTBOX_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, type ShippedEntry } from "./protocol";
+
+/** How long acknowledgements wait to be recorded together (`OutboxOptions.saveDelayMs`). */
+const DEFAULT_SAVE_DELAY_MS = 250;
 
 /** What an entry is before it gets a position. */
 export type EntryBody = ShippedEntry extends infer E
@@ -76,6 +80,14 @@ export interface OutboxOptions {
    * is lost by one: the positions are sent again (the arbiter ignores them), a fence learnt again.
    */
   onError?(error: unknown): void;
+  /**
+   * How long acknowledgements wait before the store records them, folded into one transaction
+   * (default 250 ms; fences and `saved()` do not wait). A replicated fiber stepping fast would
+   * otherwise get a transaction of acknowledgements between every two of its commits, on the
+   * same object stores. What a crash loses of them only sends those positions again, which the
+   * arbiter ignores.
+   */
+  saveDelayMs?: number;
 }
 
 /** The replication state of every replicated fiber of one browser store. */
@@ -92,9 +104,14 @@ export class Outbox implements Replication {
   /** Acknowledgements and fences not yet handed to `#log`, by fiber. */
   readonly #unsaved = new Map<string, OutboxProgress>();
   #saving: Promise<void> | undefined;
+  /** Something in `#unsaved` must not wait for the timer (a fence, `saved()`). */
+  #urgent = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #saveDelayMs: number;
 
   constructor(options: OutboxOptions = {}) {
     this.#maxBytes = options.maxBytesPerFiber ?? DEFAULT_OUTBOX_BYTES;
+    this.#saveDelayMs = options.saveDelayMs ?? DEFAULT_SAVE_DELAY_MS;
     this.#clock = options.clock ?? Date.now;
     this.#report =
       options.onError ?? ((error) => console.error("[fiberline/continuity] recording the outbox:", error));
@@ -345,16 +362,21 @@ export class Outbox implements Replication {
 
   /**
    * Resolves once every acknowledgement and fence so far is recorded by the store that keeps this
-   * outbox (at once for an outbox in memory). A failed write is reported, not rejected.
+   * outbox (at once for an outbox in memory); acknowledgements waiting for `saveDelayMs` are
+   * written now. A failed write is reported, not rejected.
    */
   saved(): Promise<void> {
-    return this.#saving ?? Promise.resolve();
+    if (this.#unsaved.size === 0) return this.#saving ?? Promise.resolve();
+    this.#urgent = true;
+    return this.#drain();
   }
 
-  /** Hands `progress` to the store, folded with what is still waiting, one transaction at a time. */
-  #save(progress: OutboxProgress): void {
-    const log = this.#log;
-    if (log === undefined) return;
+  /**
+   * Hands `progress` to the store, folded with what is still waiting: at once when `urgent` (a
+   * fence), else within `saveDelayMs`; one transaction at a time.
+   */
+  #save(progress: OutboxProgress, urgent = false): void {
+    if (this.#log === undefined) return;
     const waiting = this.#unsaved.get(progress.fiberId);
     this.#unsaved.set(
       progress.fiberId,
@@ -367,17 +389,45 @@ export class Outbox implements Replication {
             away: progress.away ?? waiting.away,
           },
     );
-    if (this.#saving !== undefined) return;
+    if (urgent || this.#saveDelayMs <= 0) {
+      this.#urgent = true;
+      void this.#drain();
+    } else if (this.#saving === undefined) this.#arm();
+  }
+
+  #arm(): void {
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      void this.#drain();
+    }, this.#saveDelayMs);
+  }
+
+  /**
+   * Writes what `#unsaved` holds, and goes on while something urgent arrived meanwhile; what
+   * arrives otherwise waits for the next timer. Resolves once this drain is done.
+   */
+  #drain(): Promise<void> {
+    const log = this.#log;
+    if (log === undefined) return Promise.resolve();
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#saving !== undefined) return this.#saving;
     const drain = async (): Promise<void> => {
       while (this.#unsaved.size > 0) {
+        this.#urgent = false;
         const batch = [...this.#unsaved.values()];
         this.#unsaved.clear();
         await log.saveOutbox(batch).catch((error: unknown) => this.#report(error));
+        if (!this.#urgent) break;
       }
       // In the same turn as the last look at `#unsaved`: a later `#save` starts a new drain.
       this.#saving = undefined;
+      if (this.#unsaved.size > 0) this.#arm();
     };
     this.#saving = drain();
+    return this.#saving;
   }
 
   /** Lets positions up to `appliedPos` go and answers whoever waited on them. */
@@ -415,13 +465,10 @@ export class Outbox implements Replication {
     log.waiters = log.waiters.filter((w) => !w.step);
     this.#release(log, fiberId, appliedPos);
     // Recorded, a restarted browser keeps the fiber away instead of running it again.
-    this.#save({
-      fiberId,
-      epoch: log.epoch,
-      acked: log.acked,
-      shippedSeq: log.shippedSeq,
-      away: { epoch, home },
-    });
+    this.#save(
+      { fiberId, epoch: log.epoch, acked: log.acked, shippedSeq: log.shippedSeq, away: { epoch, home } },
+      true,
+    );
     log.entries = [];
     log.bytes = 0;
     for (const w of log.waiters.splice(0)) w.reject(error);
