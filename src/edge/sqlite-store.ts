@@ -198,13 +198,14 @@ export class SqliteStore implements Store {
           continue;
         }
         const head = heads.get(group.fiberId) ?? current.streamHead;
-        this.#apply(group, current);
+        this.#apply(group);
         // After the rows (whose keys `#apply` checks first); throwing rolls everything back.
         const streamHead = continueStream(group.fiberId, head, group.chunks);
         heads.set(group.fiberId, streamHead);
-        const applied = this.#fiber(group.fiberId);
-        if (applied !== undefined && applied.streamHead !== streamHead)
-          this.#updateFiber({ ...applied, streamHead });
+        // The record is written once, patched and with its stream head, from the one read above.
+        const patched = group.fiber === undefined ? current : mergeFiberPatch(current, group.fiber);
+        if (group.fiber !== undefined || patched.streamHead !== streamHead)
+          this.#updateFiber({ ...patched, streamHead });
       }
       return { fenced };
     });
@@ -331,9 +332,9 @@ export class SqliteStore implements Store {
     );
   }
 
-  #apply(group: WriteGroup, current: FiberRecord): void {
+  /** Writes `group`'s rows; its record is the caller's to write (once, with the stream head). */
+  #apply(group: WriteGroup): void {
     const { fiberId } = group;
-    if (group.fiber !== undefined) this.#updateFiber(mergeFiberPatch(current, group.fiber));
     if (group.clearJournal === true)
       this.#sql.exec("DELETE FROM fiberline_journal WHERE fiber_id = ?", fiberId);
     for (const entry of group.journal ?? []) {

@@ -98,6 +98,20 @@ describe("value codec", () => {
     },
   );
 
+  it("writes a plain JSON value as JSON.stringify would, and tags only what JSON cannot hold", () => {
+    const row = { id: "f1", pos: 3, output: { text: "hi", list: [1, null, true] }, at: 1.5 };
+    expect(encodeValue(row)).toBe(JSON.stringify(row));
+    const shared = { k: 1 };
+    for (const value of [{ a: -0 }, { a: undefined }, [shared, shared], { $fl: 1 }, new Date(0)])
+      expect(encodeValue(value)).toContain('"$fl"');
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        expect(decodeValue(encodeValue(v))).toStrictEqual(structuredClone(v));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it("round-trips arbitrary values exactly as structuredClone does", () => {
     const value = fc.anything({
       withBigInt: true,

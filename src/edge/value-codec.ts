@@ -67,13 +67,54 @@ const ERRORS: Record<string, ErrorConstructor> = {
  * synchronously (`Blob`, `File`); nothing is partially encoded.
  */
 export function encodeValue(value: unknown): string {
+  // Most rows (records, journal entries, chunks) are plain JSON already: the same text, without
+  // the clone and the tagging walk, which cost several times JSON.stringify.
+  if (isPlainJson(value, new Set())) return JSON.stringify(value);
   const clone = structuredClone(value);
   return JSON.stringify(new Encoder().encode(clone));
 }
 
 /** Decodes `encodeValue` output into a fresh value. */
 export function decodeValue(text: string): unknown {
-  return new Decoder().decode(JSON.parse(text) as Json);
+  const json = JSON.parse(text) as Json;
+  // A tag is always a `"$fl":` key; text without one is plain JSON, which decodes to itself.
+  return text.includes(`"${TAG}"`) ? new Decoder().decode(json) : json;
+}
+
+/**
+ * Whether `JSON.stringify` writes `value` exactly as the tagging encoder would, so that
+ * `JSON.parse` gives back what `structuredClone` would: strings, booleans, finite numbers other
+ * than -0, null, dense arrays without named properties, and objects of `Object.prototype` (or
+ * none) without the tag key, each object reached once (a shared one or a cycle needs `ref` tags).
+ */
+function isPlainJson(value: unknown, seen: Set<object>): boolean {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case "object": {
+      if (value === null) return true;
+      if (seen.has(value)) return false;
+      seen.add(value);
+      if (Array.isArray(value)) {
+        if (Object.getPrototypeOf(value) !== Array.prototype) return false;
+        // A hole or a named property makes the keys differ from the indexes.
+        if (Object.keys(value).length !== value.length) return false;
+        for (const item of value) if (!isPlainJson(item, seen)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const key of Object.keys(value)) {
+        if (key === TAG || !isPlainJson((value as Record<string, unknown>)[key], seen)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 class Encoder {
