@@ -41,14 +41,15 @@ function passTurn(): void {
 }
 
 /**
- * `n` sequential trivial steps (B1's `stepper`), in blocks of `block` run while `lane` holds the
+ * `n` sequential trivial steps (B1's `stepper`; with `workMs`, each awaits that long), in blocks of `block` run while `lane` holds the
  * turn; returns the time spent inside the blocks (and in the first step alone: a replicated
  * fiber's first step waits for its start to reach the edge under Rule A), and after them in
  * `lanes.settle`. The same kind is used by every lane: which
  * runtime runs it decides whether it is replicated.
  */
 export const laneStepper = defineFiber("bench.b10.steps", {
-  async run(ctx, input: { n: number; block: number; lane: number }) {
+  async run(ctx, input: { n: number; block: number; lane: number; workMs?: number }) {
+    const work = input.workMs ?? 0;
     let ms = 0;
     let settleMs = 0;
     let firstMs = 0;
@@ -56,7 +57,11 @@ export const laneStepper = defineFiber("bench.b10.steps", {
       await myTurn(input.lane);
       const t0 = performance.now();
       for (let j = i; j < Math.min(input.n, i + input.block); j++) {
-        await ctx.step("s", () => j);
+        await ctx.step("s", async () => {
+          // A step that waits on something (a tool's request) for `workMs`; none: a trivial step.
+          if (work > 0) await new Promise((resolve) => setTimeout(resolve, work));
+          return j;
+        });
         if (j === 0) firstMs = performance.now() - t0;
       }
       const t1 = performance.now();

@@ -262,6 +262,21 @@ export const ROWS = [
       `one round trip per step: ${fmt(median(runs.map((r) => r.steps.shipmentsPerStep.ruleA)))} shipments per step, the edge's round trip from the worker ${fmt(median(runs.map((r) => r.steps.edgeRoundTripMs)))} ms; first step ${fmt(median(runs.map((r) => r.steps.firstStepMs.ruleA)))} ms, ${fmt(median(runs.map((r) => r.steps.firstStepMs.plain)))} unreplicated`,
   },
   {
+    key: "B10.ruleAWork",
+    id: "B10",
+    name: "the same fiber, 40 steps (20 with --quick) that each await 50 ms (a short tool call), Rule A",
+    from: "b10",
+    unit: "ms/step",
+    better: "lower",
+    value: (r) => r.work.ruleAMs,
+    baselineName: "same fiber unreplicated (ms/step)",
+    baseline: (r) => r.work.plainMs,
+    ratio: (r) => r.work.ruleARatio,
+    targets: [{ on: "ratio", op: "<=", limit: 1.3 }],
+    note: (runs) =>
+      `awaitStart: false ${fmt(median(runs.map((r) => r.work.noAwaitRatio)))}x; the edge's round trip ${fmt(median(runs.map((r) => r.work.edgeRoundTripMs)))} ms`,
+  },
+  {
     key: "B10.noAwait",
     id: "B10",
     name: "same steps, awaitStart: false (Rule A off)",

@@ -453,6 +453,22 @@ export async function b10(env) {
         `B10 steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); first step ${job.firstStepMs.plain.toFixed(1)} / ${job.firstStepMs.ruleA.toFixed(1)} / ${job.firstStepMs.noAwait.toFixed(1)} ms; wait for acks after blocks ${job.settleMsPerStep.ruleA.toFixed(2)} / ${job.settleMsPerStep.noAwait.toFixed(2)} ms/step; shipments per step ${job.shipmentsPerStep.ruleA.toFixed(2)} / ${job.shipmentsPerStep.noAwait.toFixed(2)}; edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms`,
       );
     }
+    // Rule A where it is meant to be paid: steps that wait on something (a short tool call).
+    const work = [];
+    for (let r = 0; r < env.runs.b10; r++) {
+      const job = await runJob(env.page, "b10-steps", {
+        n: env.quick ? 20 : 40,
+        block: 10,
+        edgeUrl: edge.prefixUrl,
+        leaseMs,
+        workMs: B10_WORK_MS,
+      });
+      if (job.errors.length > 0) throw new Error(`B10 steps with work: ${job.errors.join("; ")}`);
+      work.push(job);
+      env.log(
+        `B10 ${B10_WORK_MS} ms steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms`,
+      );
+    }
     const handoffs = [];
     for (let r = 0; r < env.runs.b10; r++) {
       const handoff = await b10Handoff(env, edge, leaseMs);
@@ -469,11 +485,14 @@ export async function b10(env) {
         `B10 edge cost run ${r + 1}: fiber ${cost.fiberMs.toFixed(3)} ms/step, raw insert ${cost.rawMs.toFixed(4)} ms/row (${cost.rowBytes} B rows), ${cost.ratio.toFixed(2)}x; round trip ${cost.emptyMs.toFixed(1)} ms; on the object's clock ${cost.fiberClockMs.toFixed(3)} vs ${cost.rawClockMs.toFixed(4)} ms; ${cost.statementsPerStep.toFixed(1)} SQL statements per step`,
       );
     }
-    return steps.map((s, r) => ({ steps: s, handoff: handoffs[r], cost: costs[r] }));
+    return steps.map((s, r) => ({ steps: s, work: work[r], handoff: handoffs[r], cost: costs[r] }));
   } finally {
     await edge.close();
   }
 }
+
+/** How long each step of B10's second row waits (a short tool call; a model call takes seconds). */
+const B10_WORK_MS = 50;
 
 /** B10's home lease: short, so a handoff run takes seconds. */
 const B10_LEASE_MS = 3_000;

@@ -36,6 +36,8 @@ export async function b10Steps(
     leaseMs: number;
     ack?: "edge" | "local";
     outbox?: "idb" | "memory";
+    /** Each step awaits this long (a tool's request) instead of returning at once. */
+    workMs?: number;
   },
 ) {
   const names = LANES.map((lane) => uniqueName(`b10-${lane}`));
@@ -80,7 +82,7 @@ export async function b10Steps(
     lanes.turn = 0;
     lanes.count = LANES.length;
     lanes.settle = [undefined, (id) => ruleAOutbox.acknowledged(id), (id) => noAwaitOutbox.acknowledged(id)];
-    const input = (lane: number) => ({ n: params.n, block: params.block, lane });
+    const input = (lane: number) => ({ n: params.n, block: params.block, lane, workMs: params.workMs });
     const [plainFiber, ruleAFiber, noAwaitFiber] = await Promise.all([
       plain.start(laneStepper, input(0)),
       ruleA.runtime.start(laneStepper, input(1)),
