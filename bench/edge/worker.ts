@@ -5,9 +5,10 @@
  * may call it), and runs them on once a lease lapses, exactly as `createDurableObjectHost` does
  * for an app. No authorize hook: the bench measures the continuity path, not token checks.
  *
- * `POST /bench/cost?kind=fiber|raw|none&n=N&object=NAME` is the edge-cost row: inside the named
- * object, a fiber of `n` sequential steps on the host's `SqliteStore` (`fiber`), or `n` raw
- * single-row inserts with `ctx.storage.sql.exec` of the same row size (`raw`), or nothing
+ * `POST /bench/cost?kind=fiber|memory|raw|none&n=N&object=NAME` is the edge-cost row: inside the
+ * named object, a fiber of `n` sequential steps on the host's `SqliteStore` (`fiber`), the same
+ * fiber on a runtime over a `MemoryStore` (`memory`: the engine's own cost, no storage at all), or
+ * `n` raw single-row inserts with `ctx.storage.sql.exec` of the same row size (`raw`), or nothing
  * (`none`, the request's own round trip). The harness times the request from Node, because the
  * object answers only once its writes are durable (the output gate) and that last flush belongs
  * to the cost; `clockMs`, the object's own clock over the work, is kept beside it.
@@ -18,7 +19,7 @@ import {
   type DurableObjectStateLike,
   routeToFiberObject,
 } from "../../src/edge/index";
-import { createRuntime } from "../../src/index";
+import { createRuntime, MemoryStore, type Runtime } from "../../src/index";
 import { edgeStepper, laneStepper, slowStepper } from "../browser/continuity-fibers";
 
 interface Env {
@@ -38,6 +39,8 @@ export class BenchFiberObject {
   #rawFiber = 0;
   /** SQL statements the host has run so far (its `SqliteStore` sees a counting `sql`). */
   #statements = 0;
+  /** The `memory` kind's runtime: the same engine with no storage under it. */
+  #memory: Runtime | undefined;
 
   constructor(ctx: DurableObjectStateLike, env: Env) {
     this.#ctx = ctx;
@@ -112,6 +115,12 @@ export class BenchFiberObject {
         clockMs,
         statementsPerStep: (this.#statements - statements) / n,
       });
+    }
+    if (kind === "memory") {
+      this.#memory ??= createRuntime({ store: new MemoryStore(), fibers: [edgeStepper] });
+      const fiber = await this.#memory.start(edgeStepper, { n });
+      await this.#memory.result(fiber);
+      return Response.json({ clockMs: Date.now() - t0 });
     }
     if (kind === "raw") {
       sql.exec(

@@ -316,7 +316,7 @@ export const ROWS = [
     ratio: (r) => r.cost.ratio,
     targets: [{ on: "ratio", op: "<=", limit: 2 }],
     note: (runs) =>
-      `${runs[0].cost.rowBytes} B journal rows, ${fmt(runs[0].cost.statementsPerStep)} SQL statements per step; ${fmt(10 * runs[0].cost.n)} raw rows per request; timed from Node, less an empty request's ${fmt(median(runs.map((r) => r.cost.emptyMs)))} ms round trip; on the object's own clock, which misses the last flush: ${fmt(1000 * median(runs.map((r) => r.cost.fiberClockMs)))} vs ${fmt(1000 * median(runs.map((r) => r.cost.rawClockMs)))} µs`,
+      `the engine alone, the same steps on a MemoryStore in the same object: ${fmt(1000 * median(runs.map((r) => r.cost.memoryMs)))} µs/step (${fmt(median(runs.map((r) => r.cost.memoryMs / r.cost.rawMs)))}x a raw insert); ${runs[0].cost.rowBytes} B journal rows, ${fmt(runs[0].cost.statementsPerStep)} SQL statements per step; ${fmt(10 * runs[0].cost.n)} raw rows per request; timed from Node, less an empty request's ${fmt(median(runs.map((r) => r.cost.emptyMs)))} ms round trip; on the object's own clock, which misses the last flush: ${fmt(1000 * median(runs.map((r) => r.cost.fiberClockMs)))} vs ${fmt(1000 * median(runs.map((r) => r.cost.rawClockMs)))} µs`,
   },
   {
     key: "B11.empty",

@@ -482,7 +482,7 @@ export async function b10(env) {
       const cost = await b10EdgeCost(edge, env.quick ? 300 : 1000, `cost-${r}`);
       costs.push(cost);
       env.log(
-        `B10 edge cost run ${r + 1}: fiber ${cost.fiberMs.toFixed(3)} ms/step, raw insert ${cost.rawMs.toFixed(4)} ms/row (${cost.rowBytes} B rows), ${cost.ratio.toFixed(2)}x; round trip ${cost.emptyMs.toFixed(1)} ms; on the object's clock ${cost.fiberClockMs.toFixed(3)} vs ${cost.rawClockMs.toFixed(4)} ms; ${cost.statementsPerStep.toFixed(1)} SQL statements per step`,
+        `B10 edge cost run ${r + 1}: fiber ${cost.fiberMs.toFixed(3)} ms/step (engine alone on a MemoryStore ${cost.memoryMs.toFixed(3)}), raw insert ${cost.rawMs.toFixed(4)} ms/row (${cost.rowBytes} B rows), ${cost.ratio.toFixed(2)}x; round trip ${cost.emptyMs.toFixed(1)} ms; on the object's clock ${cost.fiberClockMs.toFixed(3)} vs ${cost.rawClockMs.toFixed(4)} ms; ${cost.statementsPerStep.toFixed(1)} SQL statements per step`,
       );
     }
     return steps.map((s, r) => ({ steps: s, work: work[r], handoff: handoffs[r], cost: costs[r] }));
@@ -556,7 +556,7 @@ async function b10Handoff(env, edge, leaseMs) {
 
 /**
  * The edge's own cost: in one Durable Object, `n` sequential steps of a fiber on the host's
- * SqliteStore, `10 n` raw single-row inserts of the same row size (ten times as many, so the
+ * SqliteStore, the same on a MemoryStore (the engine alone), `10 n` raw single-row inserts of the same row size (ten times as many, so the
  * request's round trip, a few ms that wander by tens on a loaded machine, stays small next to
  * them), and an empty request, alternated three times. Each is timed from Node: the object
  * answers only once its writes are durable (the output gate), and that last flush is part of
@@ -573,17 +573,18 @@ async function b10EdgeCost(edge, n, object) {
     if (!response.ok) throw new Error(`B10 edge cost ${kind}: ${response.status} ${JSON.stringify(body)}`);
     return { ms: performance.now() - t0, body };
   };
-  const counts = { fiber: n, raw: 10 * n, none: 0 };
+  const counts = { fiber: n, memory: n, raw: 10 * n, none: 0 };
   // Warm the object and both paths once (the object's start, SQLite's first writes, the tables).
   await call("none", 0);
   await call("fiber", n);
+  await call("memory", n);
   await call("raw", n);
-  const total = { fiber: 0, raw: 0, none: 0 };
-  const clock = { fiber: 0, raw: 0 };
+  const total = { fiber: 0, memory: 0, raw: 0, none: 0 };
+  const clock = { fiber: 0, memory: 0, raw: 0 };
   let rowBytes = 0;
   let statementsPerStep = 0;
   for (let i = 0; i < 3; i++) {
-    for (const kind of ["fiber", "raw", "none"]) {
+    for (const kind of ["fiber", "memory", "raw", "none"]) {
       const { ms, body } = await call(kind, counts[kind]);
       total[kind] += ms;
       if (kind !== "none") clock[kind] += body.clockMs;
@@ -597,6 +598,9 @@ async function b10EdgeCost(edge, n, object) {
   return {
     fiberMs,
     rawMs,
+    // The engine alone (the same fiber on a MemoryStore in the same object): the floor under
+    // the storage, which no store can take away.
+    memoryMs: perOp("memory"),
     ratio: fiberMs / rawMs,
     emptyMs: total.none / 3,
     fiberClockMs: clock.fiber / 3 / counts.fiber,
