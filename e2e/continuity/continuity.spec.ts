@@ -13,21 +13,13 @@
  * default ports are taken).
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { expect, type Page, test } from "@playwright/test";
-import { decodeValue } from "../../src/edge/value-codec";
-import { crashBrowser, type LaunchedBrowser, launchBrowser, relaunchBrowser } from "../support/browser";
+import { expect, test } from "@playwright/test";
+import { crashBrowser } from "../support/browser";
 import { startEdge } from "../support/edge";
-import {
-  type LedgerServer,
-  type Started,
-  startEdgeWorker,
-  startLedger,
-  startLink,
-  startPage,
-} from "./servers";
+import { type EdgeWorker, startLink } from "./servers";
+import { ContinuityHomes, openPage, pageCx, readReplica, replicaOf } from "./support";
 
 const PAGE_PORT = 5620;
 const EDGE_PORT = 5621; // its inspector: 5622
@@ -37,101 +29,44 @@ const TICKS = 14;
 const TICK_MS = 1_000;
 const TURNS = 10;
 
-let ledger: LedgerServer;
-let edge: Started;
-let site: Started;
-const browsers: LaunchedBrowser[] = [];
+const homes = new ContinuityHomes({ name: "continuity", pagePort: PAGE_PORT, ledgerPort: LEDGER_PORT });
+let edge: EdgeWorker;
 
 test.beforeAll(async () => {
   test.setTimeout(180_000);
-  ledger = await startLedger(LEDGER_PORT);
-  [edge, site] = await Promise.all([
-    startEdgeWorker({ port: EDGE_PORT, leaseMs: LEASE_MS, ledgerUrl: ledger.url }),
-    startPage(PAGE_PORT),
-  ]);
+  [edge] = (await homes.start([{ port: EDGE_PORT, leaseMs: LEASE_MS }])) as [EdgeWorker];
 });
 
 test.afterAll(async () => {
-  for (const b of browsers) await crashBrowser(b).catch(() => {});
-  await Promise.all([edge?.kill(), site?.kill(), ledger?.close()]);
+  await homes.close();
   // wrangler's bundles of edge-worker.ts (ignored by git, but not by every tool).
   rmSync(join(import.meta.dirname, ".wrangler"), { recursive: true, force: true });
 });
 
-interface Seen {
-  seq: number;
-  type: string;
-  data: unknown;
-}
-
-const pageUrl = (edgeUrl = edge.url) =>
-  `${site.url}/index.html?${new URLSearchParams({ edge: `${edgeUrl}/__fiberline`, ledger: ledger.url, lease: String(LEASE_MS) })}`;
-
-async function openPage(b: LaunchedBrowser, url = pageUrl()): Promise<Page> {
-  const page = await b.context.newPage();
-  await page.goto(url);
-  await page.waitForFunction(() => "cx" in window);
-  await page.evaluate(() => (window as unknown as { cx: { ready(): Promise<boolean> } }).cx.ready());
-  return page;
-}
-
-function chunks(page: Page, id: string): Promise<Seen[]> {
-  return page.evaluate(
-    (id) => (window as unknown as { cx: { chunks(id: string): Seen[] } }).cx.chunks(id),
-    id,
-  );
-}
-
-/** The edge's replica of `id` (its record's home and status, and its chunks), read over HTTP. */
-async function edgeReplica(
-  id: string,
-): Promise<{ home?: string; until?: number; epoch?: number; status: string; chunks: Seen[] }> {
-  const response = await fetch(`${edge.url}/__fiberline/fibers/${id}/replica?after=0`);
-  if (!response.ok) throw new Error(`replica of ${id}: ${response.status}`);
-  const body = decodeValue(await response.text()) as {
-    record: { status: string; home?: { home: string; until: number; epoch: number } };
-    chunks: Seen[];
-  };
-  return {
-    home: body.record.home?.home,
-    until: body.record.home?.until,
-    epoch: body.record.home?.epoch,
-    status: body.record.status,
-    chunks: body.chunks,
-  };
-}
+const pageUrl = (edgeUrl = edge.url) => homes.pageUrl(edgeUrl, LEASE_MS);
+const edgeReplica = (id: string) => replicaOf(edge, id);
 
 test("a fiber started in the tab keeps going at the edge after a SIGKILL, and the page shows one stream", async () => {
   test.setTimeout(150_000);
-  const first = await launchBrowser({ userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-")) });
-  browsers.push(first);
-  const page = await openPage(first);
-  await page.evaluate(
-    async ({ ticks, tickMs, turns }) => {
-      const cx = (
-        window as unknown as {
-          cx: { start(n: string, i: unknown, id: string): Promise<string>; read(id: string): void };
-        }
-      ).cx;
-      await cx.start("ticker", { ticks, intervalMs: tickMs }, "ticker-1");
-      await cx.start(
-        "agent",
-        { messages: [{ role: "user", content: `turns=${turns} turnMs=900` }] },
-        "agent-1",
-      );
-      cx.read("ticker-1");
-      cx.read("agent-1");
-    },
-    { ticks: TICKS, tickMs: TICK_MS, turns: TURNS },
+  const first = await homes.launch("handoff");
+  const page = await openPage(first, pageUrl());
+  await pageCx.start(page, "ticker", { ticks: TICKS, intervalMs: TICK_MS }, "ticker-1");
+  await pageCx.start(
+    page,
+    "agent",
+    { messages: [{ role: "user", content: `turns=${TURNS} turnMs=900` }] },
+    "agent-1",
   );
+  await pageCx.read(page, "ticker-1");
+  await pageCx.read(page, "agent-1");
   // Mid-run: a few ticks and a tool call shown (so shipped: Rule B), the rest still to come.
   await expect
-    .poll(async () => (await chunks(page, "ticker-1")).filter((c) => c.type === "tick").length, {
+    .poll(async () => (await pageCx.chunks(page, "ticker-1")).filter((c) => c.type === "tick").length, {
       timeout: 30_000,
     })
     .toBeGreaterThanOrEqual(4);
   await expect
-    .poll(async () => (await chunks(page, "agent-1")).filter((c) => c.type === "tool.result").length, {
+    .poll(async () => (await pageCx.chunks(page, "agent-1")).filter((c) => c.type === "tool.result").length, {
       timeout: 30_000,
     })
     .toBeGreaterThanOrEqual(2);
@@ -164,9 +99,8 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
   if (Object.keys(takeover).length < 2) {
     // Say what the edge holds and what it printed, for whoever debugs a late takeover.
     for (const id of ["ticker-1", "agent-1"]) {
-      const response = await fetch(`${edge.url}/__fiberline/fibers/${id}/replica?after=0`);
-      const body = decodeValue(await response.text()) as { record: unknown };
-      console.log(`[continuity] ${id} at the edge now (${Date.now()}): ${JSON.stringify(body.record)}`);
+      const { record } = await edgeReplica(id);
+      console.log(`[continuity] ${id} at the edge now (${Date.now()}): ${JSON.stringify(record)}`);
     }
     console.log(`[continuity] wrangler said:\n${edge.output().slice(-6_000)}`);
   }
@@ -176,30 +110,15 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
   expect(tickerAtTakeover).not.toBe("completed"); // the relaunched page follows it live
 
   // The browser comes back while the edge still runs the ticker.
-  const second = await relaunchBrowser(first);
-  browsers.push(second);
-  const again = await openPage(second);
-  await again.evaluate(() => {
-    const cx = (window as unknown as { cx: { read(id: string): void } }).cx;
-    cx.read("ticker-1");
-    cx.read("agent-1");
-  });
+  const second = await homes.relaunch(first);
+  const again = await openPage(second, pageUrl());
+  await pageCx.read(again, "ticker-1");
+  await pageCx.read(again, "agent-1");
   for (const id of ["ticker-1", "agent-1"])
-    await expect
-      .poll(
-        () =>
-          again.evaluate(
-            (id) => (window as unknown as { cx: { state(id: string): string } }).cx.state(id),
-            id,
-          ),
-        {
-          timeout: 60_000,
-        },
-      )
-      .toBe("done");
+    await expect.poll(() => pageCx.state(again, id), { timeout: 60_000 }).toBe("done");
 
   for (const id of ["ticker-1", "agent-1"]) {
-    const shown = await chunks(again, id);
+    const shown = await pageCx.chunks(again, id);
     // One contiguous stream from seq 1 to the end, the edge's history exactly.
     expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
     expect(shown.at(-1)?.type).toBe("fiber.end");
@@ -219,11 +138,11 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
 
   // Every tick once, in order, in the stream; each tick's effect once (a tick cut by the kill
   // ran again only interrupted, with the same key).
-  const ticks = (await chunks(again, "ticker-1"))
+  const ticks = (await pageCx.chunks(again, "ticker-1"))
     .filter((c) => c.type === "tick")
     .map((c) => (c.data as { i: number }).i);
   expect(ticks).toEqual(Array.from({ length: TICKS }, (_, i) => i + 1));
-  const tickEffects = ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith("ticker-1:"));
+  const tickEffects = homes.ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith("ticker-1:"));
   const tickKeys = new Set(tickEffects.map((e) => e.key));
   expect(tickKeys.size).toBe(TICKS);
   for (const key of tickKeys) {
@@ -236,9 +155,9 @@ test("a fiber started in the tab keeps going at the edge after a SIGKILL, and th
 
   // Every tool call's effect once: one result per call in the stream, one key per call in the
   // ledger, and at most the call the kill cut reported twice (same key, as after any crash).
-  const results = (await chunks(again, "agent-1")).filter((c) => c.type === "tool.result");
+  const results = (await pageCx.chunks(again, "agent-1")).filter((c) => c.type === "tool.result");
   expect(results).toHaveLength(TURNS);
-  const toolEffects = ledger.effects.filter((e) => e.kind === "tool");
+  const toolEffects = homes.ledger.effects.filter((e) => e.kind === "tool");
   const toolKeys = new Set(toolEffects.map((e) => e.key));
   expect(toolKeys.size).toBe(TURNS);
   expect(toolEffects.length).toBeLessThanOrEqual(TURNS + 1);
@@ -254,25 +173,12 @@ test("a fiber the edge took over comes home to the relaunched browser at its nex
   // a shorter sleep keeps it loaded, running, and a running fiber does not come home.
   const HOMER_TICKS = 16;
   const HOMER_TICK_MS = 2_000;
-  const first = await launchBrowser({
-    userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-home-")),
-  });
-  browsers.push(first);
-  const page = await openPage(first);
-  await page.evaluate(
-    async ({ ticks, tickMs }) => {
-      const cx = (
-        window as unknown as {
-          cx: { start(n: string, i: unknown, id: string): Promise<string>; read(id: string): void };
-        }
-      ).cx;
-      await cx.start("homer", { ticks, intervalMs: tickMs }, "homer-1");
-      cx.read("homer-1");
-    },
-    { ticks: HOMER_TICKS, tickMs: HOMER_TICK_MS },
-  );
+  const first = await homes.launch("home");
+  const page = await openPage(first, pageUrl());
+  await pageCx.start(page, "homer", { ticks: HOMER_TICKS, intervalMs: HOMER_TICK_MS }, "homer-1");
+  await pageCx.read(page, "homer-1");
   await expect
-    .poll(async () => (await chunks(page, "homer-1")).filter((c) => c.type === "tick").length, {
+    .poll(async () => (await pageCx.chunks(page, "homer-1")).filter((c) => c.type === "tick").length, {
       timeout: 30_000,
     })
     .toBeGreaterThanOrEqual(2);
@@ -280,36 +186,26 @@ test("a fiber the edge took over comes home to the relaunched browser at its nex
 
   // The edge takes it over once the lease lapses and ticks on there.
   const edgeTicks = () =>
-    ledger.effects.filter((e) => e.key.startsWith("homer-1:") && e.where === "edge").length;
+    homes.ledger.effects.filter((e) => e.key.startsWith("homer-1:") && e.where === "edge").length;
   await expect.poll(async () => (await edgeReplica("homer-1")).home, { timeout: 30_000 }).toBe("edge");
   await expect.poll(edgeTicks, { timeout: 20_000 }).toBeGreaterThanOrEqual(1);
   const epochAtEdge = (await edgeReplica("homer-1")).epoch ?? 0;
 
   // The browser comes back; its worker mirrors the fiber, and at the fiber's next sleep at the
   // edge the arbiter hands it back (its kind is listed with comeHome: "at-suspension").
-  const second = await relaunchBrowser(first);
-  browsers.push(second);
-  const again = await openPage(second);
-  await again.evaluate(() => (window as unknown as { cx: { read(id: string): void } }).cx.read("homer-1"));
+  const second = await homes.relaunch(first);
+  const again = await openPage(second, pageUrl());
+  await pageCx.read(again, "homer-1");
   await expect
     .poll(async () => (await edgeReplica("homer-1")).home ?? "", { timeout: 30_000 })
     .toMatch(/^browser:/);
   const home = await edgeReplica("homer-1");
   expect(home.epoch).toBe(epochAtEdge + 1);
   const edgeTicksAtHandback = edgeTicks();
-  await expect
-    .poll(
-      () =>
-        again.evaluate(
-          (id) => (window as unknown as { cx: { state(id: string): string } }).cx.state(id),
-          "homer-1",
-        ),
-      { timeout: 60_000 },
-    )
-    .toBe("done");
+  await expect.poll(() => pageCx.state(again, "homer-1"), { timeout: 60_000 }).toBe("done");
 
   // One contiguous stream, the replica's (the browser shipped the rest back), every tick once.
-  const shown = await chunks(again, "homer-1");
+  const shown = await pageCx.chunks(again, "homer-1");
   expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
   expect(shown.at(-1)?.type).toBe("fiber.end");
   const replica = await edgeReplica("homer-1");
@@ -322,7 +218,7 @@ test("a fiber the edge took over comes home to the relaunched browser at its nex
   expect(ticks).toEqual(Array.from({ length: HOMER_TICKS }, (_, i) => i + 1));
   // Each tick's effect once (a tick the kill cut ran again only interrupted, at the edge), and
   // after the handback none at the edge: the browser, then the edge, then the browser again.
-  const effects = ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith("homer-1:"));
+  const effects = homes.ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith("homer-1:"));
   const keys = new Set(effects.map((e) => e.key));
   expect(keys.size).toBe(HOMER_TICKS);
   for (const key of keys) {
@@ -332,8 +228,8 @@ test("a fiber the edge took over comes home to the relaunched browser at its nex
   }
   expect(edgeTicks()).toBe(edgeTicksAtHandback);
   expect(effects.at(-1)?.where).toBe("browser");
-  const homes = effects.map((e) => e.where).filter((w, i, all) => w !== all[i - 1]);
-  expect(homes).toEqual(["browser", "edge", "browser"]);
+  const turns = effects.map((e) => e.where).filter((w, i, all) => w !== all[i - 1]);
+  expect(turns).toEqual(["browser", "edge", "browser"]);
   console.log(
     `[continuity] homer: ${effects.filter((e) => e.where === "browser").length} ticks in the browser, ${edgeTicksAtHandback} at the edge, home again at epoch ${home.epoch}`,
   );
@@ -343,23 +239,12 @@ test("the link between the homes cut past the lease with the page open: the tab 
   test.setTimeout(120_000);
   const link = await startLink(5624, edge.url);
   try {
-    const b = await launchBrowser({ userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-cut-")) });
-    browsers.push(b);
+    const b = await homes.launch("cut");
     const page = await openPage(b, pageUrl(link.url));
-    await page.evaluate(
-      async ({ ticks, tickMs }) => {
-        const cx = (
-          window as unknown as {
-            cx: { start(n: string, i: unknown, id: string): Promise<string>; read(id: string): void };
-          }
-        ).cx;
-        await cx.start("ticker", { ticks, intervalMs: tickMs }, "ticker-cut");
-        cx.read("ticker-cut");
-      },
-      { ticks: 12, tickMs: TICK_MS },
-    );
+    await pageCx.start(page, "ticker", { ticks: 12, intervalMs: TICK_MS }, "ticker-cut");
+    await pageCx.read(page, "ticker-cut");
     await expect
-      .poll(async () => (await chunks(page, "ticker-cut")).filter((c) => c.type === "tick").length, {
+      .poll(async () => (await pageCx.chunks(page, "ticker-cut")).filter((c) => c.type === "tick").length, {
         timeout: 30_000,
       })
       .toBeGreaterThanOrEqual(3);
@@ -370,7 +255,7 @@ test("the link between the homes cut past the lease with the page open: the tab 
       .poll(async () => (await edgeReplica("ticker-cut")).home, { timeout: LEASE_MS * 4, intervals: [100] })
       .toBe("edge");
     const takeoverMs = Date.now() - cutAt;
-    const shownAtTakeover = (await chunks(page, "ticker-cut")).length;
+    const shownAtTakeover = (await pageCx.chunks(page, "ticker-cut")).length;
     const held = await edgeReplica("ticker-cut");
     expect(shownAtTakeover).toBeLessThanOrEqual(held.chunks.length);
     // The edge goes on while the tab is cut off.
@@ -378,31 +263,24 @@ test("the link between the homes cut past the lease with the page open: the tab 
       .poll(async () => (await edgeReplica("ticker-cut")).chunks.filter((c) => c.type === "tick").length, {
         timeout: 20_000,
       })
-      .toBeGreaterThan((await chunks(page, "ticker-cut")).filter((c) => c.type === "tick").length + 1);
-    const shownBeforeHeal = (await chunks(page, "ticker-cut")).length;
+      .toBeGreaterThan((await pageCx.chunks(page, "ticker-cut")).filter((c) => c.type === "tick").length + 1);
+    const shownBeforeHeal = (await pageCx.chunks(page, "ticker-cut")).length;
     link.heal();
     const healedAt = Date.now();
     // The tab learns at its next shipment retry that it was fenced, and mirrors from then on.
     await expect
-      .poll(async () => (await chunks(page, "ticker-cut")).length, { timeout: 30_000, intervals: [100] })
+      .poll(async () => (await pageCx.chunks(page, "ticker-cut")).length, {
+        timeout: 30_000,
+        intervals: [100],
+      })
       .toBeGreaterThan(shownBeforeHeal);
     const firstAfterHealMs = Date.now() - healedAt;
     // The reader the page opened before the cut ends with the fiber, the edge's chunks included.
-    await expect
-      .poll(
-        () =>
-          page.evaluate(() =>
-            (window as unknown as { cx: { state(id: string): string } }).cx.state("ticker-cut"),
-          ),
-        {
-          timeout: 60_000,
-        },
-      )
-      .toBe("done");
+    await expect.poll(() => pageCx.state(page, "ticker-cut"), { timeout: 60_000 }).toBe("done");
     console.log(
       `[continuity] link cut: edge took over ${takeoverMs} ms after the cut (lease ${LEASE_MS} ms); the page showed the edge's next chunk ${firstAfterHealMs} ms after the link healed`,
     );
-    const shown = await chunks(page, "ticker-cut");
+    const shown = await pageCx.chunks(page, "ticker-cut");
     expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
     const replica = await edgeReplica("ticker-cut");
     expect(replica.status).toBe("completed");
@@ -411,7 +289,7 @@ test("the link between the homes cut past the lease with the page open: the tab 
     );
     const ticks = shown.filter((c) => c.type === "tick").map((c) => (c.data as { i: number }).i);
     expect(ticks).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
-    const effects = ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith("ticker-cut:"));
+    const effects = homes.ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith("ticker-cut:"));
     expect(new Set(effects.map((e) => e.key)).size).toBe(12);
     for (const key of new Set(effects.map((e) => e.key))) {
       const runs = effects.filter((e) => e.key === key);
@@ -426,78 +304,37 @@ test("the link between the homes cut past the lease with the page open: the tab 
 test("a browser without the fiber restores it from its user's edge, sends the page's event there, and another user cannot read it", async () => {
   test.setTimeout(150_000);
   // examples/edge under wrangler dev: one Durable Object per user, every route behind a token.
+  const site = homes.site;
   const example = await startEdge({ port: 5630, leaseMs: 3_000, allowedOrigins: [site.url] });
   try {
     const alice = await example.token("alice");
     const bob = await example.token("bob");
     const urlFor = (token: string) =>
       `${site.url}/index.html?${new URLSearchParams({ sw: "example", edge: example.prefixUrl, lease: "3000", token })}`;
-    const replica = async (token: string) => {
-      const response = await fetch(`${example.prefixUrl}/fibers/approval-1/replica?after=0`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-      if (response.status !== 200) return { status: response.status };
-      const body = decodeValue(await response.text()) as {
-        record: { home?: { home: string } };
-        chunks: Seen[];
-      };
-      return { status: 200, home: body.record.home?.home, chunks: body.chunks };
-    };
+    /** The replica as `token`'s user reads it (undefined: the edge says 404). */
+    const replica = (token: string) =>
+      readReplica(example.url, "approval-1", { authorization: `Bearer ${token}` });
 
     // Alice's first browser starts a fiber that waits for her approval, and is killed.
-    const first = await launchBrowser({
-      userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-a-")),
-    });
-    browsers.push(first);
+    const first = await homes.launch("a");
     const page = await openPage(first, urlFor(alice));
-    await page.evaluate(() =>
-      (window as unknown as { cx: { start(n: string, i: unknown, id: string): Promise<string> } }).cx.start(
-        "approval",
-        null,
-        "approval-1",
-      ),
-    );
-    await expect.poll(async () => (await replica(alice)).status, { timeout: 20_000 }).toBe(200);
+    await pageCx.start(page, "approval", null, "approval-1");
+    await expect.poll(() => replica(alice), { timeout: 20_000 }).toBeDefined();
     await crashBrowser(first);
-    await expect.poll(async () => (await replica(alice)).home, { timeout: 20_000 }).toBe("edge");
+    await expect.poll(async () => (await replica(alice))?.home, { timeout: 20_000 }).toBe("edge");
 
     // Another browser of hers (a new device, or a profile whose IndexedDB was wiped) has never
     // seen the fiber: it restores it from the edge, and her approval goes there.
-    const second = await launchBrowser({
-      userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-b-")),
-    });
-    browsers.push(second);
+    const second = await homes.launch("b");
     const other = await openPage(second, urlFor(alice));
-    expect(
-      await other.evaluate(() =>
-        (window as unknown as { cx: { get(id: string): Promise<unknown> } }).cx.get("approval-1"),
-      ),
-    ).toMatchObject({
-      status: "waiting",
-    });
-    await other.evaluate(() =>
-      (window as unknown as { cx: { read(id: string): void } }).cx.read("approval-1"),
-    );
+    expect(await pageCx.get(other, "approval-1")).toMatchObject({ status: "waiting" });
+    await pageCx.read(other, "approval-1");
     await expect
-      .poll(async () => (await chunks(other, "approval-1")).length, { timeout: 10_000 })
+      .poll(async () => (await pageCx.chunks(other, "approval-1")).length, { timeout: 10_000 })
       .toBeGreaterThan(0);
-    await other.evaluate(() =>
-      (
-        window as unknown as { cx: { sendEvent(id: string, n: string, p: unknown): Promise<void> } }
-      ).cx.sendEvent("approval-1", "approval", { approved: true }),
-    );
-    await expect
-      .poll(
-        () =>
-          other.evaluate(() =>
-            (window as unknown as { cx: { state(id: string): string } }).cx.state("approval-1"),
-          ),
-        {
-          timeout: 20_000,
-        },
-      )
-      .toBe("done");
-    const shown = await chunks(other, "approval-1");
+    await pageCx.sendEvent(other, "approval-1", "approval", { approved: true });
+    await expect.poll(() => pageCx.state(other, "approval-1"), { timeout: 20_000 }).toBe("done");
+    const shown = await pageCx.chunks(other, "approval-1");
     expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
     expect(shown.find((c) => c.type === "approved")?.data).toEqual({
       answer: { approved: true },
@@ -506,21 +343,14 @@ test("a browser without the fiber restores it from its user's edge, sends the pa
     expect(shown.at(-1)?.type).toBe("fiber.end");
     const held = await replica(alice);
     expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
-      (held.chunks ?? []).map((c) => [c.seq, c.type, c.data]),
+      (held?.chunks ?? []).map((c) => [c.seq, c.type, c.data]),
     );
 
     // Bob's browser asks for the same id: his edge has no such fiber, so neither has his page.
-    expect((await replica(bob)).status).toBe(404);
-    const third = await launchBrowser({
-      userDataDir: mkdtempSync(join(tmpdir(), "fiberline-continuity-c-")),
-    });
-    browsers.push(third);
+    expect(await replica(bob)).toBeUndefined();
+    const third = await homes.launch("c");
     const stranger = await openPage(third, urlFor(bob));
-    expect(
-      await stranger.evaluate(() =>
-        (window as unknown as { cx: { get(id: string): Promise<unknown> } }).cx.get("approval-1"),
-      ),
-    ).toBeUndefined();
+    expect(await pageCx.get(stranger, "approval-1")).toBeUndefined();
   } finally {
     await example.kill();
   }

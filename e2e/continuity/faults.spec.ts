@@ -24,21 +24,13 @@
  * the config's own servers move with FIBERLINE_E2E_PORT / FIBERLINE_APP_PORT when taken).
  */
 
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { expect, type Page, test } from "@playwright/test";
-import { decodeValue } from "../../src/edge/value-codec";
-import { crashBrowser, type LaunchedBrowser, launchBrowser, relaunchBrowser } from "../support/browser";
+import { crashBrowser } from "../support/browser";
 import type { Effect } from "./fibers";
-import {
-  type LedgerServer,
-  type Started,
-  startEdgeWorker,
-  startLedger,
-  startLink,
-  startPage,
-} from "./servers";
+import { type EdgeWorker, startLink } from "./servers";
+import { ContinuityHomes, openPage, pageCx, replicaOf } from "./support";
 
 const PAGE_PORT = 5632;
 /**
@@ -57,117 +49,35 @@ const TICK_MS = 1_000;
 /** A fiber id no earlier test or repetition used: none meets another's replica or ledger entries. */
 const fiberId = (name: string) => `${name}-${Date.now().toString(36)}`;
 
-type Edge = Started & { persistTo: string };
-
-let ledger: LedgerServer;
-let shipEdge: Edge;
-let edge: Edge;
-let site: Started;
-const browsers: LaunchedBrowser[] = [];
-const pageDir = mkdtempSync(join(tmpdir(), "fiberline-faults-page-"));
+const homes = new ContinuityHomes({
+  name: "faults",
+  pagePort: PAGE_PORT,
+  ledgerPort: LEDGER_PORT,
+  ownBuild: true,
+});
+let shipEdge: EdgeWorker;
+let edge: EdgeWorker;
 
 test.beforeAll(async () => {
   test.setTimeout(180_000);
-  ledger = await startLedger(LEDGER_PORT);
-  [shipEdge, edge, site] = await Promise.all([
-    startEdgeWorker({
-      port: SHIP_EDGE_PORT,
-      leaseMs: SHIP_LEASE_MS,
-      ledgerUrl: ledger.url,
-      faultHooks: true,
-    }),
-    startEdgeWorker({ port: EDGE_PORT, leaseMs: LEASE_MS, ledgerUrl: ledger.url, faultHooks: true }),
-    startPage(PAGE_PORT, pageDir),
-  ]);
+  [shipEdge, edge] = (await homes.start([
+    { port: SHIP_EDGE_PORT, leaseMs: SHIP_LEASE_MS, faultHooks: true },
+    { port: EDGE_PORT, leaseMs: LEASE_MS, faultHooks: true },
+  ])) as [EdgeWorker, EdgeWorker];
 });
 
-test.afterAll(async () => {
-  for (const b of browsers) await crashBrowser(b).catch(() => {});
-  await Promise.all([shipEdge?.kill(), edge?.kill(), site?.kill(), ledger?.close()]);
-  rmSync(pageDir, { recursive: true, force: true });
-});
+test.afterAll(() => homes.close());
 
-interface Seen {
-  seq: number;
-  type: string;
-  data: unknown;
-}
-
-interface Cx {
-  ready(): Promise<boolean>;
-  start(name: string, input: unknown, id: string): Promise<string>;
-  read(id: string): void;
-  chunks(id: string): Seen[];
-  state(id: string): string;
-  get(id: string): Promise<unknown>;
-  list(): Promise<string[]>;
-}
-
-const pageUrl = (target: { url: string }, leaseMs: number) =>
-  `${site.url}/index.html?${new URLSearchParams({ edge: `${target.url}/__fiberline`, ledger: ledger.url, lease: String(leaseMs) })}`;
-
-async function openPage(b: LaunchedBrowser, url: string): Promise<Page> {
-  const page = await b.context.newPage();
-  await page.goto(url);
-  await page.waitForFunction(() => "cx" in window);
-  await page.evaluate(() => (window as unknown as { cx: Cx }).cx.ready());
-  return page;
-}
-
-async function newBrowser(name: string): Promise<LaunchedBrowser> {
-  const b = await launchBrowser({ userDataDir: mkdtempSync(join(tmpdir(), `fiberline-faults-${name}-`)) });
-  browsers.push(b);
-  return b;
-}
+const pageUrl = (target: { url: string }, leaseMs: number) => homes.pageUrl(target.url, leaseMs);
 
 /** Starts a ticker of `ticks` in the page and reads its stream there from seq 1. */
 async function startTicker(page: Page, id: string, ticks: number): Promise<void> {
-  await page.evaluate(
-    async ({ id, ticks, tickMs }) => {
-      const cx = (window as unknown as { cx: Cx }).cx;
-      await cx.start("ticker", { ticks, intervalMs: tickMs }, id);
-      cx.read(id);
-    },
-    { id, ticks, tickMs: TICK_MS },
-  );
+  await pageCx.start(page, "ticker", { ticks, intervalMs: TICK_MS }, id);
+  await pageCx.read(page, id);
 }
-
-const chunks = (page: Page, id: string): Promise<Seen[]> =>
-  page.evaluate((id) => (window as unknown as { cx: Cx }).cx.chunks(id), id);
-
-const readerState = (page: Page, id: string): Promise<string> =>
-  page.evaluate((id) => (window as unknown as { cx: Cx }).cx.state(id), id);
 
 const ticksShown = async (page: Page, id: string) =>
-  (await chunks(page, id)).filter((c) => c.type === "tick").length;
-
-interface Replica {
-  status: string;
-  home?: string;
-  epoch?: number;
-  appliedPos?: number;
-  chunks: Seen[];
-  inbox: Array<{ name: string; eventId?: string; consumedBy?: unknown }>;
-}
-
-/** The edge's replica of `id`, read over HTTP. */
-async function replicaOf(target: Edge, id: string): Promise<Replica> {
-  const response = await fetch(`${target.url}/__fiberline/fibers/${id}/replica?after=0`);
-  if (!response.ok) throw new Error(`replica of ${id}: ${response.status}`);
-  const body = decodeValue(await response.text()) as {
-    record: { status: string; home?: { home: string; epoch: number; appliedPos: number } };
-    chunks: Seen[];
-    inbox: Replica["inbox"];
-  };
-  return {
-    status: body.record.status,
-    home: body.record.home?.home,
-    epoch: body.record.home?.epoch,
-    appliedPos: body.record.home?.appliedPos,
-    chunks: body.chunks,
-    inbox: body.inbox,
-  };
-}
+  (await pageCx.chunks(page, id)).filter((c) => c.type === "tick").length;
 
 interface Held {
   at: string;
@@ -178,7 +88,11 @@ interface Held {
 }
 
 /** Arms a fault hook of the edge Worker (edge-worker.ts) in `fiber`'s object. */
-async function hold(target: Edge, fiber: string, at: "ship-before" | "ship-after" | "claim"): Promise<void> {
+async function hold(
+  target: EdgeWorker,
+  fiber: string,
+  at: "ship-before" | "ship-after" | "claim",
+): Promise<void> {
   const response = await fetch(`${target.url}/__test/hold?${new URLSearchParams({ fiber, at })}`, {
     method: "POST",
   });
@@ -187,7 +101,7 @@ async function hold(target: Edge, fiber: string, at: "ship-before" | "ship-after
 }
 
 /** What the armed hook of `fiber` holds, once it holds something. */
-async function held(target: Edge, fiber: string, timeout: number): Promise<Held> {
+async function held(target: EdgeWorker, fiber: string, timeout: number): Promise<Held> {
   let caught: Held | undefined;
   await expect
     .poll(
@@ -202,26 +116,18 @@ async function held(target: Edge, fiber: string, timeout: number): Promise<Held>
   return caught as Held;
 }
 
-/** SIGKILL of workerd (a no-op if it is dead already), then `wrangler dev` again on the same persisted state and port. */
-async function restart(target: Edge, leaseMs: number): Promise<Edge> {
-  await target.kill();
-  const port = Number(new URL(target.url).port);
-  return startEdgeWorker({
-    port,
-    leaseMs,
-    ledgerUrl: ledger.url,
-    persistTo: target.persistTo,
-    faultHooks: true,
-  });
-}
-
 /**
  * The page's stream of `id` is one contiguous stream from seq 1 to `fiber.end`, equal to the
  * replica's, with ticks 1..`ticks` once each; each tick's effect is in the ledger once, or again
  * only at the edge with `interrupted: true` and the same key. Returns the effects.
  */
-async function expectOneTickerStream(page: Page, target: Edge, id: string, ticks: number): Promise<Effect[]> {
-  const shown = await chunks(page, id);
+async function expectOneTickerStream(
+  page: Page,
+  target: EdgeWorker,
+  id: string,
+  ticks: number,
+): Promise<Effect[]> {
+  const shown = await pageCx.chunks(page, id);
   expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
   expect(shown.at(-1)?.type).toBe("fiber.end");
   const replica = await replicaOf(target, id);
@@ -231,7 +137,7 @@ async function expectOneTickerStream(page: Page, target: Edge, id: string, ticks
   );
   const tickNumbers = shown.filter((c) => c.type === "tick").map((c) => (c.data as { i: number }).i);
   expect(tickNumbers).toEqual(Array.from({ length: ticks }, (_, i) => i + 1));
-  const effects = ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith(`${id}:`));
+  const effects = homes.ledger.effects.filter((e) => e.kind === "tick" && e.key.startsWith(`${id}:`));
   const keys = new Set(effects.map((e) => e.key));
   expect(keys.size).toBe(ticks);
   for (const key of keys) {
@@ -252,7 +158,7 @@ for (const at of ["ship-before", "ship-after"] as const) {
     // left, so the browser's retries cannot change it before it is seen.
     const link = await startLink(LINK_PORT, shipEdge.url);
     try {
-      const b = await newBrowser(at);
+      const b = await homes.launch(at);
       const page = await openPage(b, pageUrl(link, SHIP_LEASE_MS));
       await startTicker(page, id, TICKS);
       await expect.poll(() => ticksShown(page, id), { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
@@ -267,14 +173,14 @@ for (const at of ["ship-before", "ship-after"] as const) {
       const killedAt = Date.now();
       await shipEdge.kill();
       link.cut();
-      shipEdge = await restart(shipEdge, SHIP_LEASE_MS);
+      shipEdge = await homes.restart(shipEdge);
       const restartMs = Date.now() - killedAt;
 
       // What the kill left: the held positions not applied at all, or applied and durable.
       expect((await replicaOf(shipEdge, id)).appliedPos).toBe(at === "ship-before" ? first - 1 : last);
       link.heal();
       // The browser's shipper retries into the restarted edge and the fiber ends in the browser.
-      await expect.poll(() => readerState(page, id), { timeout: 60_000 }).toBe("done");
+      await expect.poll(() => pageCx.state(page, id), { timeout: 60_000 }).toBe("done");
       const effects = await expectOneTickerStream(page, shipEdge, id, TICKS);
       const replica = await replicaOf(shipEdge, id);
       // The browser kept its lease throughout: no takeover, every tick ran there, once.
@@ -297,7 +203,7 @@ test("workerd killed during a takeover: the restarted edge completes it once and
   test.setTimeout(150_000);
   const id = fiberId("ticker-takeover");
   const TICKS = 10;
-  const first = await newBrowser("takeover");
+  const first = await homes.launch("takeover");
   const page = await openPage(first, pageUrl(edge, LEASE_MS));
   await startTicker(page, id, TICKS);
   await expect.poll(() => ticksShown(page, id), { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
@@ -311,23 +217,24 @@ test("workerd killed during a takeover: the restarted edge completes it once and
   const heldAfterMs = Date.now() - killedAt;
   const midway = await replicaOf(edge, id);
   expect(midway).toMatchObject({ home: "edge", epoch: 2 });
-  const effectsAtKill = ledger.effects.filter((e) => e.key.startsWith(`${id}:`)).length;
+  const effectsAtKill = homes.ledger.effects.filter((e) => e.key.startsWith(`${id}:`)).length;
 
-  edge = await restart(edge, LEASE_MS);
+  edge = await homes.restart(edge);
   // The restarted edge runs the fiber, under the same epoch.
   await expect
     .poll(async () => (await replicaOf(edge, id)).chunks.filter((c) => c.type === "tick").length, {
       timeout: 30_000,
     })
     .toBeGreaterThan(midway.chunks.filter((c) => c.type === "tick").length);
-  expect(ledger.effects.filter((e) => e.key.startsWith(`${id}:`)).length).toBeGreaterThan(effectsAtKill);
+  expect(homes.ledger.effects.filter((e) => e.key.startsWith(`${id}:`)).length).toBeGreaterThan(
+    effectsAtKill,
+  );
 
   // The browser comes back and reads the fiber from seq 1, live, to its end.
-  const second = await relaunchBrowser(first);
-  browsers.push(second);
+  const second = await homes.relaunch(first);
   const again = await openPage(second, pageUrl(edge, LEASE_MS));
-  await again.evaluate((id) => (window as unknown as { cx: Cx }).cx.read(id), id);
-  await expect.poll(() => readerState(again, id), { timeout: 60_000 }).toBe("done");
+  await pageCx.read(again, id);
+  await expect.poll(() => pageCx.state(again, id), { timeout: 60_000 }).toBe("done");
   const effects = await expectOneTickerStream(again, edge, id, TICKS);
   const replica = await replicaOf(edge, id);
   expect(replica).toMatchObject({ home: "edge", epoch: 2 });
@@ -344,27 +251,26 @@ test("workerd killed in the first step after a takeover: the tick cut twice runs
   test.setTimeout(150_000);
   const id = fiberId("ticker-cut-twice");
   const TICKS = 8;
-  const first = await newBrowser("cut-twice");
+  const first = await homes.launch("cut-twice");
   const page = await openPage(first, pageUrl(edge, LEASE_MS));
   await startTicker(page, id, TICKS);
   await expect.poll(() => ticksShown(page, id), { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
 
   // The browser's next tick reports its effect and is cut there by the browser's SIGKILL...
-  const inBrowser = await ledger.holdNext((e) => e.key.startsWith(`${id}:`) && e.where === "browser");
-  const atEdge = ledger.holdNext((e) => e.key === inBrowser.key && e.where === "edge");
+  const inBrowser = await homes.ledger.holdNext((e) => e.key.startsWith(`${id}:`) && e.where === "browser");
+  const atEdge = homes.ledger.holdNext((e) => e.key === inBrowser.key && e.where === "edge");
   await crashBrowser(first);
   // ...and again at the edge, which took the fiber over and ran that step first: workerd is
   // killed with the step's effect done and its completion not written.
   const cutAtEdge = await atEdge;
   expect(cutAtEdge).toMatchObject({ where: "edge", interrupted: true });
   expect(await replicaOf(edge, id)).toMatchObject({ home: "edge", epoch: 2, status: "running" });
-  edge = await restart(edge, LEASE_MS);
+  edge = await homes.restart(edge);
 
-  const second = await relaunchBrowser(first);
-  browsers.push(second);
+  const second = await homes.relaunch(first);
   const again = await openPage(second, pageUrl(edge, LEASE_MS));
-  await again.evaluate((id) => (window as unknown as { cx: Cx }).cx.read(id), id);
-  await expect.poll(() => readerState(again, id), { timeout: 60_000 }).toBe("done");
+  await pageCx.read(again, id);
+  await expect.poll(() => pageCx.state(again, id), { timeout: 60_000 }).toBe("done");
   const effects = await expectOneTickerStream(again, edge, id, TICKS);
   expect(effects.filter((e) => e.key === inBrowser.key).map((e) => [e.where, e.interrupted])).toEqual([
     ["browser", false],
@@ -382,11 +288,11 @@ test("IndexedDB lost in a browser crash: the relaunched page restores the fiber 
   test.setTimeout(150_000);
   const id = fiberId("ticker-wiped");
   const TICKS = 8;
-  const first = await newBrowser("wiped");
+  const first = await homes.launch("wiped");
   const page = await openPage(first, pageUrl(edge, LEASE_MS));
   await startTicker(page, id, TICKS);
   await expect.poll(() => ticksShown(page, id), { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
-  const shownBefore = await chunks(page, id);
+  const shownBefore = await pageCx.chunks(page, id);
   await crashBrowser(first);
 
   // What Chromium does to an origin whose IndexedDB it finds damaged after an unclean shutdown:
@@ -398,24 +304,21 @@ test("IndexedDB lost in a browser crash: the relaunched page restores the fiber 
 
   // Back within the dead browser's lease: the page names the fiber, the worker restores it from
   // the edge as a mirror and follows it while the edge takes it over and finishes it.
-  const second = await relaunchBrowser(first);
-  browsers.push(second);
+  const second = await homes.relaunch(first);
   const homeAtRelaunch = (await replicaOf(edge, id)).home;
   const again = await openPage(second, pageUrl(edge, LEASE_MS));
   // The worker's watched store found the fibers its marker (in Cache Storage, which the crash
   // left) named gone from IndexedDB, and the worker restored this one from the edge at its
   // start: it is listed before any page names it.
-  await expect
-    .poll(() => again.evaluate(() => (window as unknown as { cx: Cx }).cx.list()), { timeout: 30_000 })
-    .toContain(id);
-  expect(await again.evaluate((id) => (window as unknown as { cx: Cx }).cx.get(id), id)).toMatchObject({
+  await expect.poll(() => pageCx.list(again), { timeout: 30_000 }).toContain(id);
+  expect(await pageCx.get(again, id)).toMatchObject({
     id,
   });
-  await again.evaluate((id) => (window as unknown as { cx: Cx }).cx.read(id), id);
-  await expect.poll(() => readerState(again, id), { timeout: 60_000 }).toBe("done");
+  await pageCx.read(again, id);
+  await expect.poll(() => pageCx.state(again, id), { timeout: 60_000 }).toBe("done");
   const effects = await expectOneTickerStream(again, edge, id, TICKS);
   // What the page showed before the crash is where the restored stream begins.
-  const shown = await chunks(again, id);
+  const shown = await pageCx.chunks(again, id);
   expect(shown.slice(0, shownBefore.length)).toEqual(shownBefore);
   expect(await replicaOf(edge, id)).toMatchObject({ home: "edge", epoch: 2 });
   expect(new Set(effects.map((e) => e.where))).toEqual(new Set(["browser", "edge"]));
@@ -425,13 +328,10 @@ test("IndexedDB lost in a browser crash: the relaunched page restores the fiber 
 test("an event sent to the edge while the browser holds the fiber is pushed to it and consumed there once", async () => {
   test.setTimeout(90_000);
   const id = fiberId("gate-pushed");
-  const b = await newBrowser("pushed");
+  const b = await homes.launch("pushed");
   const page = await openPage(b, pageUrl(edge, LEASE_MS));
-  await page.evaluate(async (id) => {
-    const cx = (window as unknown as { cx: Cx }).cx;
-    await cx.start("gate", null, id);
-    cx.read(id);
-  }, id);
+  await pageCx.start(page, "gate", null, id);
+  await pageCx.read(page, id);
   await expect
     .poll(async () => (await replicaOf(edge, id).catch(() => undefined))?.status, { timeout: 20_000 })
     .toBe("waiting");
@@ -444,9 +344,9 @@ test("an event sent to the edge while the browser holds the fiber is pushed to i
   });
   expect(sent.status).toBe(202);
   await sent.arrayBuffer();
-  await expect.poll(() => readerState(page, id), { timeout: 30_000 }).toBe("done");
+  await expect.poll(() => pageCx.state(page, id), { timeout: 30_000 }).toBe("done");
 
-  const shown = await chunks(page, id);
+  const shown = await pageCx.chunks(page, id);
   expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
   expect(shown.find((c) => c.type === "passed")?.data).toEqual({
     payload: { from: "webhook" },
@@ -464,7 +364,7 @@ test("an event sent to the edge while the browser holds the fiber is pushed to i
   expect(events).toHaveLength(1);
   expect(events[0]?.eventId).toMatch(/^edge:/);
   expect(events[0]?.consumedBy).toBeDefined();
-  const effects = ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`));
+  const effects = homes.ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`));
   expect(effects).toEqual([expect.objectContaining({ where: "browser", interrupted: false })]);
 });
 
@@ -473,13 +373,10 @@ test("a pushed event shipped back in a shipment that workerd applied and died be
   const id = fiberId("gate-kill");
   const link = await startLink(LINK_PORT, shipEdge.url);
   try {
-    const b = await newBrowser("gate-kill");
+    const b = await homes.launch("gate-kill");
     const page = await openPage(b, pageUrl(link, SHIP_LEASE_MS));
-    await page.evaluate(async (id) => {
-      const cx = (window as unknown as { cx: Cx }).cx;
-      await cx.start("gate", null, id);
-      cx.read(id);
-    }, id);
+    await pageCx.start(page, "gate", null, id);
+    await pageCx.read(page, id);
     await expect
       .poll(async () => (await replicaOf(shipEdge, id).catch(() => undefined))?.status, { timeout: 20_000 })
       .toBe("waiting");
@@ -500,15 +397,15 @@ test("a pushed event shipped back in a shipment that workerd applied and died be
     console.log(`[faults] pushed event: the held shipment carried ${caught.types?.join(", ")}`);
     await shipEdge.kill();
     link.cut();
-    shipEdge = await restart(shipEdge, SHIP_LEASE_MS);
+    shipEdge = await homes.restart(shipEdge);
     // The replica holds the event once, shipped back with its edge id; the browser has no answer.
     const survived = (await replicaOf(shipEdge, id)).inbox.filter((e) => e.name === "go");
     expect(survived).toHaveLength(1);
     expect(survived[0]?.eventId).toMatch(/^edge:/);
     link.heal();
 
-    await expect.poll(() => readerState(page, id), { timeout: 60_000 }).toBe("done");
-    const shown = await chunks(page, id);
+    await expect.poll(() => pageCx.state(page, id), { timeout: 60_000 }).toBe("done");
+    const shown = await pageCx.chunks(page, id);
     expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
     expect(shown.filter((c) => c.type === "passed").map((c) => c.data)).toEqual([
       { payload: { from: "webhook" }, where: "browser" },
@@ -522,7 +419,7 @@ test("a pushed event shipped back in a shipment that workerd applied and died be
     const events = replica.inbox.filter((e) => e.name === "go");
     expect(events).toHaveLength(1);
     expect(events[0]?.consumedBy).toBeDefined();
-    expect(ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`))).toEqual([
+    expect(homes.ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`))).toEqual([
       expect.objectContaining({ where: "browser", interrupted: false }),
     ]);
   } finally {

@@ -1,10 +1,12 @@
 /**
  * The page of the continuity e2e: connects to `sw.ts` (or `sw-example.ts`) with `fiberline/client` and exposes
- * `window.cx` for the spec: start a fiber, and read a fiber's stream from seq 1 the way any page
- * does, keeping every chunk it got (`chunks(id)`), so the spec sees what a page shows.
+ * `window.cx` (its type, `Cx`, and the Node side, `pageCx`, are in `support.ts`) for the spec: start
+ * a fiber, and read a fiber's stream from seq 1 the way any page does, keeping every chunk it got
+ * (`chunks(id)`), so the spec sees what a page shows.
  */
 
 import { connect, type FiberlineClient } from "../../src/client/index";
+import type { Cx, Seen } from "./support";
 
 const params = new URLSearchParams(location.search);
 // `?sw=example`: the worker for examples/edge (`sw-example.ts`), with the user's `token`.
@@ -22,15 +24,10 @@ const clientPromise: Promise<FiberlineClient> = connect({
   timeoutMs: 20_000,
 });
 
-interface Seen {
-  seq: number;
-  type: string;
-  data: unknown;
-}
 const seen: Record<string, Seen[]> = {};
 const done: Record<string, string> = {};
 
-const cx = {
+const cx: Cx = {
   async ready(): Promise<boolean> {
     await clientPromise;
     return true;
@@ -39,7 +36,6 @@ const cx = {
     const client = await clientPromise;
     return (await client.start(name as never, input as never, { id })).id;
   },
-  /** Reads `id`'s stream from seq 1 into `chunks(id)` until its end. */
   read(id: string): void {
     seen[id] = [];
     void (async () => {
@@ -62,7 +58,7 @@ const cx = {
   async get(id: string): Promise<unknown> {
     return (await clientPromise).get(id);
   },
-  /** The ids of the fibers the worker's store holds (no fiber named, so none restored by it). */
+  /** No fiber named, so none restored by it. */
   async list(): Promise<string[]> {
     return (await (await clientPromise).list()).map((r) => r.id);
   },
@@ -71,4 +67,4 @@ const cx = {
   },
 };
 
-(window as unknown as { cx: typeof cx }).cx = cx;
+(window as unknown as { cx: Cx }).cx = cx;

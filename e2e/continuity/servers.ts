@@ -1,26 +1,41 @@
 /**
- * The processes of the continuity e2e, each started and ended by the spec: the ledger (an HTTP
- * server in this process that counts every side effect either home reports), the edge
- * (`wrangler dev` on `wrangler.toml` here, real workerd with SQLite Durable Objects persisted to a
- * directory, in its own process group so it can be killed whole), and the page (this directory
- * built by Vite and served by `vite preview`).
+ * The processes of the continuity e2e, each started and ended by the spec (through `support.ts`)
+ * or by the continuity torture run (`e2e/torture/continuity-homes.ts`): the ledger (an HTTP server
+ * in this process that records every side effect either home reports), the edge (`wrangler dev`
+ * on `wrangler.toml` here, real workerd with SQLite Durable Objects persisted to a directory, in
+ * its own process group so it can be killed whole), the page (this directory built by Vite and
+ * served by `vite preview`) and a link between the homes that can be cut.
  */
 
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer, request as httpRequest, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { bundleForWrangler } from "../support/edge";
+import { bundleForWrangler, startWrangler } from "../support/edge";
+import { startGroup, waitForAnswer } from "../support/process-group";
 import type { Effect } from "./fibers";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
+/** A side effect as the ledger recorded it, with its arrival time (ms since the epoch). */
+export interface LedgerEntry extends Effect {
+  at: number;
+}
+
 /** The ledger outside both homes. */
 export interface LedgerServer {
   readonly url: string;
-  readonly effects: Effect[];
+  /** Every effect reported so far, in arrival order. */
+  readonly effects: readonly LedgerEntry[];
   /**
    * The next effect `match` accepts is recorded and never answered (its step stays cut off in
    * the middle, its effect done, until the home that reported it dies); resolves with it.
@@ -29,8 +44,9 @@ export interface LedgerServer {
   close(): Promise<void>;
 }
 
+/** Starts the ledger on `port`: `POST /effect` with an `Effect` records it. */
 export async function startLedger(port: number): Promise<LedgerServer> {
-  const effects: Effect[] = [];
+  const effects: LedgerEntry[] = [];
   const holds: Array<{ match: (effect: Effect) => boolean; caught(effect: Effect): void }> = [];
   const held = new Set<ServerResponse>();
   const server: Server = createServer((request, response) => {
@@ -45,7 +61,7 @@ export async function startLedger(port: number): Promise<LedgerServer> {
     request.on("end", () => {
       if (request.method === "POST" && request.url === "/effect") {
         const effect = JSON.parse(body) as Effect;
-        effects.push(effect);
+        effects.push({ ...effect, at: Date.now() });
         const hold = holds.findIndex((h) => h.match(effect));
         if (hold >= 0) {
           holds.splice(hold, 1)[0]?.caught(effect);
@@ -67,12 +83,13 @@ export async function startLedger(port: number): Promise<LedgerServer> {
     close: () =>
       new Promise<void>((done) => {
         for (const response of held) response.destroy();
+        server.closeAllConnections();
         server.close(() => done());
       }),
   };
 }
 
-/** A process group this module started. */
+/** A server this module started, in a process group of its own. */
 export interface Started {
   readonly url: string;
   output(): string;
@@ -80,58 +97,19 @@ export interface Started {
   kill(): Promise<void>;
 }
 
-function startGroup(
-  command: string,
-  args: string[],
-  url: string,
-  env: Record<string, string> = {},
-): {
-  child: ChildProcess;
-  started: Started;
-} {
-  const child = spawn(command, args, {
-    cwd: ROOT,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NO_COLOR: "1", WRANGLER_SEND_METRICS: "false", ...env },
-  });
-  let output = "";
-  const append = (data: Buffer) => {
-    output = (output + data.toString()).slice(-20_000);
-  };
-  child.stdout?.on("data", append);
-  child.stderr?.on("data", append);
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  return {
-    child,
-    started: {
-      url,
-      output: () => output,
-      async kill() {
-        try {
-          if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-        await exited;
-      },
-    },
-  };
-}
+/** A running edge Worker and the directory its state is persisted to. */
+export type EdgeWorker = Started & { readonly persistTo: string };
 
-async function waitForAnswer(url: string, what: Started, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-      await response.arrayBuffer();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-  await what.kill();
-  throw new Error(`${url} did not answer within ${timeoutMs} ms:\n${what.output().slice(-3_000)}`);
+/**
+ * Bundles the e2e's edge Worker (`edge-worker.ts`) for `wrangler dev --no-bundle`; returns the
+ * config to run it with (`startEdgeWorker`'s `config`).
+ */
+export function bundleEdgeWorker(): Promise<string> {
+  return bundleForWrangler({
+    entry: "e2e/continuity/edge-worker.ts",
+    wranglerToml: "e2e/continuity/wrangler.toml",
+    toml: (text, main) => text.replace('main = "edge-worker.ts"', `main = "${main}"`),
+  });
 }
 
 /**
@@ -147,43 +125,30 @@ export async function startEdgeWorker(options: {
   persistTo?: string;
   /** Turns on the Worker's test-only `/__test/` fault hooks (see edge-worker.ts); off by default. */
   faultHooks?: boolean;
-}): Promise<Started & { persistTo: string }> {
+  /** A `bundleEdgeWorker()` result to run (default: the Worker bundled now, as the sources are). */
+  config?: string;
+  /** How long to wait for it to answer (default 90 s). */
+  readyTimeoutMs?: number;
+}): Promise<EdgeWorker> {
   const persistTo = options.persistTo ?? mkdtempSync(join(tmpdir(), "fiberline-continuity-edge-"));
-  const config = await bundleForWrangler({
-    entry: "e2e/continuity/edge-worker.ts",
-    wranglerToml: "e2e/continuity/wrangler.toml",
-    toml: (text, main) => text.replace('main = "edge-worker.ts"', `main = "${main}"`),
+  const group = await startWrangler({
+    config: options.config ?? (await bundleEdgeWorker()),
+    port: options.port,
+    persistTo,
+    vars: {
+      LEASE_MS: String(options.leaseMs),
+      LEDGER_URL: options.ledgerUrl,
+      ...(options.faultHooks ? { FAULT_HOOKS: "1" } : {}),
+    },
+    ready: { path: "/__fiberline/fibers/probe/replica?after=0", timeoutMs: options.readyTimeoutMs ?? 90_000 },
   });
-  const { started } = startGroup(
-    join(ROOT, "node_modules/.bin/wrangler"),
-    [
-      "dev",
-      "-c",
-      config,
-      "--no-bundle",
-      "--port",
-      String(options.port),
-      "--inspector-port",
-      String(options.port + 1),
-      "--persist-to",
-      persistTo,
-      "--show-interactive-dev-session=false",
-      "--var",
-      `LEASE_MS:${options.leaseMs}`,
-      "--var",
-      `LEDGER_URL:${options.ledgerUrl}`,
-      ...(options.faultHooks ? ["--var", "FAULT_HOOKS:1"] : []),
-    ],
-    `http://localhost:${options.port}`,
-  );
-  await waitForAnswer(`${started.url}/__fiberline/fibers/probe/replica?after=0`, started, 90_000);
-  return { ...started, persistTo };
+  return { url: `http://localhost:${options.port}`, output: group.output, kill: group.kill, persistTo };
 }
 
 /**
  * Builds this directory with Vite and serves it with `vite preview` on `port`. `outDir` (default
- * the config's `dist/e2e-continuity`) keeps one spec's build from emptying another's that is
- * being served.
+ * the config's `dist/e2e-continuity`; the config empties it first) keeps one build from emptying
+ * another's that is being served.
  */
 export async function startPage(port: number, outDir?: string): Promise<Started> {
   const env = { FIBERLINE_CONTINUITY_PORT: String(port) };
@@ -192,7 +157,7 @@ export async function startPage(port: number, outDir?: string): Promise<Started>
     cwd: ROOT,
     env: { ...process.env, ...env },
   });
-  const { started } = startGroup(
+  const group = startGroup(
     "npx",
     [
       "vite",
@@ -204,11 +169,11 @@ export async function startPage(port: number, outDir?: string): Promise<Started>
       String(port),
       "--strictPort",
     ],
-    `http://localhost:${port}`,
     env,
   );
-  await waitForAnswer(`${started.url}/index.html`, started, 60_000);
-  return started;
+  const url = `http://localhost:${port}`;
+  await waitForAnswer(`${url}/index.html`, group, { timeoutMs: 60_000 });
+  return { url, output: group.output, kill: group.kill };
 }
 
 /** An HTTP proxy to `target` that the spec can cut (every request refused, as a dead network) and heal. */
@@ -219,24 +184,62 @@ export interface CuttableLink {
   close(): Promise<void>;
 }
 
-export async function startLink(port: number, target: string): Promise<CuttableLink> {
+/** What a tapped link is told of each request it gets (see `startLink`). */
+export interface LinkTap {
+  /** `request` came while the link was cut, and was refused. */
+  refused(request: IncomingMessage): void;
+  /** `request`, whose body was `sent`, was carried and answered with `status` and `received`. */
+  carried(request: IncomingMessage, sent: Buffer, status: number | undefined, received: Buffer): void;
+  /** `request` could not reach the target. */
+  failed(request: IncomingMessage, error: Error): void;
+}
+
+/**
+ * Starts the link on `port`. Untapped, it streams requests and answers through; with `tap`, it
+ * reads each request and answer whole before passing it on, and tells `tap` about it.
+ */
+export async function startLink(port: number, target: string, tap?: LinkTap): Promise<CuttableLink> {
   let cut = false;
-  const sockets = new Set<import("node:net").Socket>();
+  const sockets = new Set<Socket>();
+  const forward = (request: IncomingMessage, answered: (answer: IncomingMessage) => void) =>
+    httpRequest(
+      `${target}${request.url ?? "/"}`,
+      { method: request.method, headers: { ...request.headers, host: new URL(target).host } },
+      answered,
+    );
   const server = createServer((request, response) => {
     if (cut) {
+      tap?.refused(request);
       request.socket.destroy();
       return;
     }
-    const upstream = httpRequest(
-      `${target}${request.url ?? "/"}`,
-      { method: request.method, headers: { ...request.headers, host: new URL(target).host } },
-      (answer) => {
+    if (!tap) {
+      const upstream = forward(request, (answer) => {
         response.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(response);
-      },
-    );
-    upstream.on("error", () => response.destroy());
-    request.pipe(upstream);
+      });
+      upstream.on("error", () => response.destroy());
+      request.pipe(upstream);
+      return;
+    }
+    const carry = (sent: Buffer) => {
+      const upstream = forward(request, (answer) => {
+        void readWhole(answer).then(
+          (received) => {
+            tap.carried(request, sent, answer.statusCode, received);
+            response.writeHead(answer.statusCode ?? 502, answer.headers);
+            response.end(received);
+          },
+          () => response.destroy(),
+        );
+      });
+      upstream.on("error", (error) => {
+        tap.failed(request, error);
+        response.destroy();
+      });
+      upstream.end(sent);
+    };
+    void readWhole(request).then(carry, () => response.destroy());
   });
   server.on("connection", (socket) => {
     sockets.add(socket);
@@ -259,4 +262,14 @@ export async function startLink(port: number, target: string): Promise<CuttableL
         server.close(() => done());
       }),
   };
+}
+
+/** A request's or an answer's whole body. */
+function readWhole(message: IncomingMessage): Promise<Buffer> {
+  return new Promise((done, failed) => {
+    const parts: Buffer[] = [];
+    message.on("data", (data: Buffer) => parts.push(data));
+    message.on("end", () => done(Buffer.concat(parts)));
+    message.on("error", failed);
+  });
 }

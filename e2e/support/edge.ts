@@ -33,12 +33,12 @@
  * it politely (SIGTERM, then SIGKILL after 5 s). Both resolve once the process has exited.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, extname, join, resolve } from "node:path";
 import { build } from "esbuild";
 import { signToken } from "../../examples/edge/src/token";
+import { type ProcessGroup, startGroup, waitForAnswer } from "./process-group";
 
 /** Options of `startEdge`. */
 export interface StartEdgeOptions {
@@ -100,71 +100,68 @@ export async function startEdge(options: StartEdgeOptions): Promise<StartedEdge>
     MAX_UNFINISHED_FIBERS: String(options.maxUnfinishedFibers ?? 100),
     ...options.vars,
   };
-  const config = await bundleExample();
-  const args = [
+  const group = await startWrangler({
+    config: await bundleExample(),
+    port: options.port,
+    ...(options.inspectorPort === undefined ? {} : { inspectorPort: options.inspectorPort }),
+    persistTo,
+    vars,
+    ready: { path: "/", ok: true, timeoutMs: options.readyTimeoutMs ?? 90_000 },
+  });
+  const url = `http://localhost:${options.port}`;
+  return {
+    url,
+    prefixUrl: `${url}/__fiberline`,
+    persistTo,
+    pid: group.pid,
+    token: (user, ttlSeconds = 3600) =>
+      signToken({ sub: user, exp: Math.floor(Date.now() / 1000) + ttlSeconds }, AUTH_SECRET),
+    output: () => group.output(),
+    stop: () => group.stop(),
+    kill: () => group.kill(),
+  };
+}
+
+/**
+ * `wrangler dev -c <config> --no-bundle` on `port` (its inspector on `inspectorPort`, default
+ * `port + 1`), Durable Object state persisted to `persistTo`, each of `vars` as `--var`, in a
+ * process group of its own; resolves once `ready.path` answers (any status, or a 2xx with
+ * `ok`). `config` is a `bundleForWrangler` result.
+ *
+ * Failure semantics: rejects with wrangler's output when it exits first or does not answer
+ * within `ready.timeoutMs`; the group is killed first, so nothing is left on the port.
+ */
+export async function startWrangler(options: {
+  config: string;
+  port: number;
+  inspectorPort?: number;
+  persistTo: string;
+  vars: Record<string, string>;
+  ready: { path: string; ok?: boolean; timeoutMs: number };
+}): Promise<ProcessGroup> {
+  const group = startGroup(join(ROOT, "node_modules/.bin/wrangler"), [
     "dev",
     "-c",
-    config,
+    options.config,
     "--no-bundle",
     "--port",
     String(options.port),
     "--inspector-port",
     String(options.inspectorPort ?? options.port + 1),
     "--persist-to",
-    persistTo,
+    options.persistTo,
     "--show-interactive-dev-session=false",
-    ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
-  ];
-  const child = spawn(join(ROOT, "node_modules/.bin/wrangler"), args, {
-    cwd: ROOT,
-    detached: true, // its own process group: kill() reaches workerd too
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
-  });
-  let output = "";
-  const append = (data: Buffer) => {
-    output = (output + data.toString()).slice(-20_000);
-  };
-  child.stdout?.on("data", append);
-  child.stderr?.on("data", append);
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  const url = `http://localhost:${options.port}`;
-  const signal = (name: NodeJS.Signals) => {
-    try {
-      if (child.pid !== undefined) process.kill(-child.pid, name);
-    } catch {
-      // already gone
-    }
-  };
-  const edge: StartedEdge = {
-    url,
-    prefixUrl: `${url}/__fiberline`,
-    persistTo,
-    pid: child.pid ?? -1,
-    token: (user, ttlSeconds = 3600) =>
-      signToken({ sub: user, exp: Math.floor(Date.now() / 1000) + ttlSeconds }, AUTH_SECRET),
-    output: () => output,
-    async stop() {
-      signal("SIGTERM");
-      const timer = setTimeout(() => signal("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-      signal("SIGKILL"); // a workerd left behind by wrangler's own exit
-    },
-    async kill() {
-      signal("SIGKILL");
-      await exited;
-    },
-  };
+    ...Object.entries(options.vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
+  ]);
   try {
-    await waitForAnswer(url, exited, options.readyTimeoutMs ?? 90_000);
+    await waitForAnswer(`http://localhost:${options.port}${options.ready.path}`, group, {
+      timeoutMs: options.ready.timeoutMs,
+      ...(options.ready.ok ? { ok: true } : {}),
+    });
   } catch (error) {
-    await edge.kill();
-    throw new Error(
-      `The edge on port ${options.port} did not start: ${String(error)}\n${output.slice(-4_000)}`,
-    );
+    throw new Error(`wrangler dev on port ${options.port} did not start: ${(error as Error).message}`);
   }
-  return edge;
+  return group;
 }
 
 /**
@@ -219,26 +216,3 @@ export async function bundleForWrangler(options: {
   writeFileSync(config, options.toml(readFileSync(join(ROOT, options.wranglerToml), "utf8"), main));
   return config;
 }
-
-async function waitForAnswer(url: string, exited: Promise<void>, timeoutMs: number): Promise<void> {
-  let gone = false;
-  void exited.then(() => {
-    gone = true;
-  });
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (gone) throw new Error("wrangler exited");
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-      await response.arrayBuffer();
-      if (response.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`no answer within ${timeoutMs} ms`);
-}
-
-/** The child process type, for specs that want to watch it. */
-export type { ChildProcess };

@@ -12,16 +12,10 @@
 import type { Page } from "@playwright/test";
 import type { FiberEvent } from "../../src/core/records";
 import { AppSession, checkStream } from "../../src/testing/index";
-import {
-  type Ledger,
-  RestartableEdge,
-  type ServedPage,
-  startLedger,
-  startPage,
-  startTappedLink,
-  type TappedLink,
-} from "./continuity-homes";
-import { type Chunk, judgeFiber } from "./continuity-judge";
+import { type LedgerServer, type Started, startLedger } from "../continuity/servers";
+import { pageCx } from "../continuity/support";
+import { RestartableEdge, servePage, startTappedLink, type TappedLink } from "./continuity-homes";
+import { judgeFiber } from "./continuity-judge";
 import {
   type ContinuityFaultRecord,
   type ContinuityReport,
@@ -65,14 +59,6 @@ interface Tracked {
   reader: Page | undefined;
 }
 
-interface Cx {
-  ready(): Promise<boolean>;
-  start(name: string, input: unknown, id: string): Promise<string>;
-  read(id: string): void;
-  chunks(id: string): Chunk[];
-  state(id: string): string;
-}
-
 /** Runs the schedule of `options.seed` against homes it starts and ends itself, and reports. */
 export async function runContinuityTorture(options: ContinuityTortureOptions): Promise<ContinuityReport> {
   const live = options.live ?? 3;
@@ -86,16 +72,16 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
     leaseMs,
     ...(options.kinds ? { kinds: options.kinds } : {}),
   });
-  let ledger: Ledger | undefined;
+  let ledger: LedgerServer | undefined;
   let edge: RestartableEdge | undefined;
   let link: TappedLink | undefined;
-  let site: ServedPage | undefined;
+  let site: Started | undefined;
   let app: AppSession | undefined;
   const started = Date.now();
   try {
     ledger = await startLedger(port + 3);
     edge = new RestartableEdge(port + 1, leaseMs, ledger.url);
-    [, site] = await Promise.all([edge.start(), startPage(port)]);
+    [, site] = await Promise.all([edge.start(), servePage(port)]);
     link = await startTappedLink(port + 4, edge.url);
     const path = `/index.html?${new URLSearchParams({ edge: `${link.url}/__fiberline`, ledger: ledger.url, lease: String(leaseMs) })}`;
     app = await AppSession.launch({
@@ -328,7 +314,7 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
         plan: t.plan,
         shown: await pageCx.chunks(page, t.id),
         replica,
-        effects: ledger.entries.filter((e) => e.key.startsWith(`${t.id}:`) || e.key.startsWith(`${t.id}~`)),
+        effects: ledger.effects.filter((e) => e.key.startsWith(`${t.id}:`) || e.key.startsWith(`${t.id}~`)),
         faultTimes,
         leaseMs,
       });
@@ -348,22 +334,6 @@ export async function runContinuityTorture(options: ContinuityTortureOptions): P
     await Promise.all([link?.close(), edge?.kill(), site?.kill(), ledger?.close()]);
   }
 }
-
-/** `window.cx` of the continuity page (`e2e/continuity/page.ts`), called from Node. */
-const pageCx = {
-  ready: (page: Page) => page.evaluate(() => (window as unknown as { cx: Cx }).cx.ready()),
-  start: (page: Page, name: string, input: unknown, id: string) =>
-    page.evaluate((a) => (window as unknown as { cx: Cx }).cx.start(a.name, a.input, a.id), {
-      name,
-      input,
-      id,
-    }),
-  read: (page: Page, id: string) => page.evaluate((id) => (window as unknown as { cx: Cx }).cx.read(id), id),
-  state: (page: Page, id: string) =>
-    page.evaluate((id) => (window as unknown as { cx: Cx }).cx.state(id), id),
-  chunks: (page: Page, id: string) =>
-    page.evaluate((id) => (window as unknown as { cx: Cx }).cx.chunks(id), id),
-};
 
 async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;

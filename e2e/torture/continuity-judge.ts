@@ -6,7 +6,8 @@
 
 import type { FiberEvent } from "../../src/core/records";
 import { checkStream } from "../../src/testing/index";
-import type { LedgerEntry, Replica } from "./continuity-homes";
+import type { LedgerEntry } from "../continuity/servers";
+import type { Replica } from "../continuity/support";
 import type { ContinuityFiber } from "./continuity-schedule";
 
 /** A chunk as a page or the replica shows it. */
@@ -31,7 +32,7 @@ export interface JudgedFiber {
   /** The page's stream of it, read from seq 1 to `fiber.end` after the last reload. */
   shown: readonly Chunk[];
   /** The edge's replica, when the edge has one. */
-  replica: Replica | undefined;
+  replica: Pick<Replica, "status" | "home" | "chunks"> | undefined;
   /** The ledger's entries whose key is this fiber's (`<id>:` or `<id>~<epoch>:`). */
   effects: readonly LedgerEntry[];
   /** When each fault of the run began (ms since the epoch), for effects that cannot say `interrupted`. */

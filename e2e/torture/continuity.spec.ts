@@ -8,8 +8,8 @@
 
 import { writeFileSync } from "node:fs";
 import { expect, test } from "@playwright/test";
+import type { LedgerEntry } from "../continuity/servers";
 import { runContinuityTorture } from "./continuity-engine";
-import type { LedgerEntry } from "./continuity-homes";
 import { type Chunk, judgeFiber } from "./continuity-judge";
 import {
   type ContinuityReport,
