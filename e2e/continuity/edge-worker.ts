@@ -10,9 +10,13 @@
  * hold in that fiber's object, and the next request or claim to reach the point waits there
  * until workerd is killed; `GET /__test/held?fiber=<id>` says whether it got there and what it
  * held. Points: `ship-before` (a shipment with entries reached the object and was not applied),
- * `ship-after` (it was applied, committed, and its answer is never sent), `claim` (the edge
+ * `ship-after` (it was applied, committed, and its answer is never sent), `ship-between` (the
+ * arbiter applies a shipment in more than one store transaction when it carries an event, which
+ * `enqueueEvent` writes alone, or creates the replica: the first of them committed, the next not
+ * begun; a shipment applied in one transaction passes, and the next is tried), `claim` (the edge
  * runtime's first claim of the fiber after the arbiter's takeover: the epoch bump committed, the
- * claim not made). Nothing else changes in the Worker.
+ * claim not made). With `&chunks=1`, a `ship-*` hold waits for a shipment that carries stream
+ * chunks (a commit that emits). Nothing else changes in the Worker.
  */
 
 import { createRuntime } from "../../src/core/runtime";
@@ -22,8 +26,10 @@ import {
   type DurableObjectStateLike,
   routeToFiberObject,
 } from "../../src/edge/index";
+import type { SqliteStore } from "../../src/edge/sqlite-store";
 import { decodeValue } from "../../src/edge/value-codec";
 import { continuityFibers } from "./fibers";
+import { readShipment } from "./shipment";
 
 interface Env {
   FIBERS: Parameters<typeof routeToFiberObject>[1];
@@ -34,7 +40,7 @@ interface Env {
 }
 
 /** Where a fault hook holds (see the header). */
-type HoldPoint = "ship-before" | "ship-after" | "claim";
+type HoldPoint = "ship-before" | "ship-after" | "ship-between" | "claim";
 
 /** What a hold caught: the shipment's positions, or the claim. */
 interface Held {
@@ -44,8 +50,19 @@ interface Held {
   count?: number;
   /** The held shipment's entry types (`create`, `commit`, `event`), in order. */
   types?: string[];
+  /** The seqs of the stream chunks the held shipment carried. */
+  seqs?: number[];
   /** `ship-after`: the answer that was never sent. */
   answer?: unknown;
+  /** `ship-between`: the store writes the arbiter committed for the shipment, and the one held. */
+  wrote?: string[];
+  next?: string;
+}
+
+/** A `ship-between` hold under way: the held shipment and the writes made for it so far. */
+interface Between {
+  held: Held;
+  wrote: string[];
 }
 
 /** Waits until the process is killed: a pending timer, so workerd never calls the request hung. */
@@ -59,8 +76,9 @@ export class FiberObject {
   readonly host;
   readonly #faults: boolean;
   /** The armed fault hook, for one fiber, until it catches something. */
-  #armed: { fiber: string; at: HoldPoint } | undefined;
+  #armed: { fiber: string; at: HoldPoint; chunks: boolean } | undefined;
   #held: Held | undefined;
+  #between: Between | undefined;
 
   constructor(ctx: DurableObjectStateLike, env: Env) {
     const fibers = continuityFibers("edge", () => env.LEDGER_URL);
@@ -73,6 +91,7 @@ export class FiberObject {
       continuity: { leaseMs: Number(env.LEASE_MS) },
       keepAliveMs: 500,
     });
+    if (this.#faults) this.#holdSecondWrite(this.host.store);
   }
 
   async fetch(request: Request): Promise<Response> {
@@ -81,36 +100,65 @@ export class FiberObject {
     if (url.pathname === "/__test/hold" && request.method === "POST") {
       const fiber = url.searchParams.get("fiber") ?? "";
       const at = url.searchParams.get("at") as HoldPoint;
-      this.#armed = { fiber, at };
+      this.#armed = { fiber, at, chunks: url.searchParams.get("chunks") === "1" };
       this.#held = undefined;
       return Response.json({ armed: this.#armed });
     }
     if (url.pathname === "/__test/held") return Response.json({ armed: this.#armed, held: this.#held });
     const armed = this.#armed;
-    if (armed?.at !== "ship-before" && armed?.at !== "ship-after") return this.host.fetch(request);
+    if (armed?.at !== "ship-before" && armed?.at !== "ship-after" && armed?.at !== "ship-between")
+      return this.host.fetch(request);
     if (request.method !== "POST" || !REPLICATE.test(url.pathname)) return this.host.fetch(request);
-    const shipment = decodeValue(await request.clone().text()) as {
-      from: number;
-      entries: Array<{ type: string }>;
-    };
+    const { from, count, types, seqs } = readShipment(await request.clone().text());
     // Heartbeats (no entries) pass: the hold is for a shipment that carries commits.
-    if (shipment.entries.length === 0) return this.host.fetch(request);
+    if (count === 0 || (armed.chunks && seqs.length === 0)) return this.host.fetch(request);
     this.#armed = undefined;
-    const held: Held = {
-      at: armed.at,
-      from: shipment.from,
-      count: shipment.entries.length,
-      types: shipment.entries.map((e) => e.type),
-    };
+    const held: Held = { at: armed.at, from, count, types, seqs };
     if (armed.at === "ship-before") {
       this.#held = held;
       return holdForever();
+    }
+    if (armed.at === "ship-between") {
+      this.#between = { held, wrote: [] };
+      const response = await this.host.fetch(request);
+      // Applied in one transaction (the second write never came): armed again for the next.
+      this.#between = undefined;
+      this.#armed = armed;
+      return response;
     }
     const response = await this.host.fetch(request);
     // Applied: the arbiter's transactions ran. `held` is read by another request, whose answer
     // the object's output gate holds until these writes are durable.
     this.#held = { ...held, answer: decodeValue(await response.text()) };
     return holdForever();
+  }
+
+  /**
+   * The `ship-between` hook, on the store the arbiter writes to (the runtime's writes go there
+   * too, but the edge runtime writes no fiber a browser holds): while a held shipment is applied,
+   * its first write goes through and the next waits until the process is killed.
+   */
+  #holdSecondWrite(store: SqliteStore): void {
+    const { createFiber, commit, enqueueEvent } = store;
+    store.createFiber = (record, chunks) =>
+      this.#write("createFiber", () => createFiber.call(store, record, chunks));
+    store.commit = (groups) => this.#write("commit", () => commit.call(store, groups));
+    store.enqueueEvent = (event) => this.#write("enqueueEvent", () => enqueueEvent.call(store, event));
+  }
+
+  async #write<T>(name: string, write: () => Promise<T>): Promise<T> {
+    const between = this.#between;
+    if (between === undefined) return write();
+    if (between.wrote.length > 0) {
+      this.#between = undefined;
+      // The first write resolved: `held` is read by another request, whose answer the object's
+      // output gate holds until that write is durable.
+      this.#held = { ...between.held, wrote: between.wrote, next: name };
+      return holdForever();
+    }
+    const result = await write();
+    between.wrote.push(name);
+    return result;
   }
 
   /** The `claim` hook: the edge runtime's first claim of the armed fiber once the edge holds it. */

@@ -6,7 +6,12 @@
  * - workerd SIGKILLed in the middle of a shipment, held by the edge Worker's test-only fault hook
  *   (edge-worker.ts) either before the arbiter applied it or after it applied it and before the
  *   answer left; restarted on the same state, the browser's shipper retries, the replica holds
- *   every position once and the fiber ends in the browser with every tick once.
+ *   every position once and the fiber ends in the browser with every tick once. And restarted
+ *   only once the browser's lease has lapsed: the edge takes the fiber over once (epoch 2), the
+ *   page open all along is fenced and mirrors the edge's ticks, its stream equal to the replica.
+ * - workerd SIGKILLed between two transactions of one shipment (the fault hook `ship-between`):
+ *   the page's event enqueued in the replica's inbox, its position not recorded; the retried
+ *   shipment recognises it and applies it once.
  * - workerd SIGKILLed in the middle of a takeover (the epoch bump committed, the edge's claim not
  *   made); restarted, the edge completes that takeover (one epoch) and the relaunched page reads
  *   one stream equal to the replica. And killed in the takeover's first step, a tick the
@@ -28,8 +33,7 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { expect, type Page, test } from "@playwright/test";
 import { crashBrowser } from "../support/browser";
-import type { Effect } from "./fibers";
-import { type EdgeWorker, startLink } from "./servers";
+import { type EdgeWorker, type LedgerEntry, startLink } from "./servers";
 import { ContinuityHomes, openPage, pageCx, replicaOf } from "./support";
 
 const PAGE_PORT = 5632;
@@ -79,23 +83,30 @@ async function startTicker(page: Page, id: string, ticks: number): Promise<void>
 const ticksShown = async (page: Page, id: string) =>
   (await pageCx.chunks(page, id)).filter((c) => c.type === "tick").length;
 
+/** What a fault hook of the edge Worker held (edge-worker.ts). */
 interface Held {
   at: string;
   from?: number;
   count?: number;
   types?: string[];
+  seqs?: number[];
   answer?: { status: string; appliedPos?: number };
+  wrote?: string[];
+  next?: string;
 }
 
-/** Arms a fault hook of the edge Worker (edge-worker.ts) in `fiber`'s object. */
+/**
+ * Arms a fault hook of the edge Worker (edge-worker.ts) in `fiber`'s object; with `chunks`, a
+ * shipment hold waits for a shipment that carries stream chunks.
+ */
 async function hold(
   target: EdgeWorker,
   fiber: string,
-  at: "ship-before" | "ship-after" | "claim",
+  at: "ship-before" | "ship-after" | "ship-between" | "claim",
+  options: { chunks?: boolean } = {},
 ): Promise<void> {
-  const response = await fetch(`${target.url}/__test/hold?${new URLSearchParams({ fiber, at })}`, {
-    method: "POST",
-  });
+  const query = new URLSearchParams({ fiber, at, ...(options.chunks ? { chunks: "1" } : {}) });
+  const response = await fetch(`${target.url}/__test/hold?${query}`, { method: "POST" });
   expect(response.status).toBe(200);
   await response.arrayBuffer();
 }
@@ -126,7 +137,7 @@ async function expectOneTickerStream(
   target: EdgeWorker,
   id: string,
   ticks: number,
-): Promise<Effect[]> {
+): Promise<LedgerEntry[]> {
   const shown = await pageCx.chunks(page, id);
   expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
   expect(shown.at(-1)?.type).toBe("fiber.end");
@@ -146,6 +157,43 @@ async function expectOneTickerStream(
     for (const run of again) expect(run, key).toMatchObject({ where: "edge", interrupted: true });
   }
   return effects;
+}
+
+/** Starts a gate (it waits for a `go` event) in the page, reads it, and waits until `target`'s replica of it waits too. */
+async function startGate(page: Page, target: EdgeWorker, id: string): Promise<void> {
+  await pageCx.start(page, "gate", null, id);
+  await pageCx.read(page, id);
+  await expect
+    .poll(async () => (await replicaOf(target, id).catch(() => undefined))?.status, { timeout: 20_000 })
+    .toBe("waiting");
+}
+
+/**
+ * The page's stream of gate `id` is one contiguous stream to `fiber.end`, equal to `target`'s
+ * replica, which ended in the browser that started it (epoch 1), passed once with `payload`; the
+ * replica's inbox holds one `go`, consumed; the gate's effect is in the ledger once, run in the
+ * browser, not interrupted. Returns the replica's `go` event.
+ */
+async function expectOneGateStream(page: Page, target: EdgeWorker, id: string, payload: unknown) {
+  const shown = await pageCx.chunks(page, id);
+  expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
+  expect(shown.filter((c) => c.type === "passed").map((c) => c.data)).toEqual([
+    { payload, where: "browser" },
+  ]);
+  expect(shown.at(-1)?.type).toBe("fiber.end");
+  const replica = await replicaOf(target, id);
+  expect(replica).toMatchObject({ status: "completed", epoch: 1 });
+  expect(replica.home).toMatch(/^browser:/);
+  expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
+    replica.chunks.map((c) => [c.seq, c.type, c.data]),
+  );
+  const events = replica.inbox.filter((e) => e.name === "go");
+  expect(events).toHaveLength(1);
+  expect(events[0]?.consumedBy).toBeDefined();
+  expect(homes.ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`))).toEqual([
+    expect.objectContaining({ where: "browser", interrupted: false }),
+  ]);
+  return events[0];
 }
 
 for (const at of ["ship-before", "ship-after"] as const) {
@@ -196,6 +244,73 @@ for (const at of ["ship-before", "ship-after"] as const) {
     } finally {
       await link.close();
     }
+  });
+}
+
+for (const at of ["ship-before", "ship-after"] as const) {
+  const what = at === "ship-before" ? "before the edge applied it" : "after it was applied, its answer lost";
+  test(`workerd killed during a shipment, ${what}, and back only after the browser's lease lapsed: the edge takes the fiber over once, the open page is fenced and mirrors one stream`, async () => {
+    test.setTimeout(150_000);
+    const id = fiberId(`ticker-lapse-${at}`);
+    const TICKS = 10;
+    const b = await homes.launch(`lapse-${at}`);
+    const page = await openPage(b, pageUrl(edge, LEASE_MS));
+    await startTicker(page, id, TICKS);
+    await expect.poll(() => ticksShown(page, id), { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
+
+    // The next shipment that carries a chunk (a tick's: its step completed in the browser) is
+    // held in the fiber's object, and workerd dies. By Rule B the page has not shown that tick.
+    await hold(edge, id, at, { chunks: true });
+    const caught = await held(edge, id, 20_000);
+    const heldSeqs = caught.seqs ?? [];
+    expect(heldSeqs.length).toBeGreaterThan(0);
+    expect((await pageCx.chunks(page, id)).every((c) => c.seq < Math.min(...heldSeqs))).toBe(true);
+    // The lease as the arbiter last wrote it (renewed by the held shipment itself if it applied).
+    const before = await replicaOf(edge, id);
+    expect(before).toMatchObject({ home: expect.stringMatching(/^browser:/), epoch: 1 });
+    const until = before.until as number;
+    await edge.kill();
+    const killedAt = Date.now();
+    // workerd is down while the lease runs out (same machine, same clock as the arbiter's).
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, until - Date.now()) + 1_000));
+    edge = await homes.restart(edge);
+    const restartedAt = Date.now();
+    expect(restartedAt).toBeGreaterThan(until);
+    const restarted = await replicaOf(edge, id);
+    // Nothing ran the fiber while workerd was down: the replica is as the kill left it.
+    expect(restarted.appliedPos).toBe(before.appliedPos);
+
+    // The browser's retry (fenced) or the object's alarm takes the fiber over; the page, open
+    // all along, follows the edge's ticks to the end. Every home and epoch the replica shows
+    // meanwhile is noted: the edge takes over once.
+    const homesSeen = new Set<string>([`${restarted.home?.split(":")[0]} ${restarted.epoch}`]);
+    let takenOverAt: number | undefined;
+    await expect
+      .poll(
+        async () => {
+          const now = await replicaOf(edge, id);
+          homesSeen.add(`${now.home?.split(":")[0]} ${now.epoch}`);
+          if (now.home === "edge") takenOverAt ??= Date.now();
+          return pageCx.state(page, id);
+        },
+        { timeout: 60_000, intervals: [250] },
+      )
+      .toBe("done");
+    expect([...homesSeen].filter((h) => !h.startsWith("browser"))).toEqual(["edge 2"]);
+    const effects = await expectOneTickerStream(page, edge, id, TICKS);
+    const replica = await replicaOf(edge, id);
+    expect(replica).toMatchObject({ home: "edge", epoch: 2 });
+    // The browser ran nothing once its lease was gone; the edge ran the rest: at most the step
+    // the kill cut runs again there (interrupted, same key).
+    expect(effects.filter((e) => e.where === "browser").every((e) => e.at < restartedAt)).toBe(true);
+    expect(new Set(effects.map((e) => e.where))).toEqual(new Set(["browser", "edge"]));
+    expect(effects.length).toBeLessThanOrEqual(TICKS + 1);
+    expect(replica.chunks.filter((c) => c.type === "fiber.recovered").length).toBeLessThanOrEqual(1);
+    // The browser's copy is a mirror of the edge's now: fenced, it never claims the fiber again.
+    expect(await pageCx.get(page, id)).toMatchObject({ home: { home: "edge", epoch: 2 } });
+    console.log(
+      `[faults] lapse during restart, ${at}: held positions ${caught.from}..${(caught.from as number) + (caught.count as number) - 1} (${caught.types?.join(", ")}; seqs ${heldSeqs.join(", ")}); workerd down ${restartedAt - killedAt} ms (lease ended ${until - killedAt} ms after the kill); taken over ${takenOverAt === undefined ? "?" : takenOverAt - restartedAt} ms after the restart; ticks: browser ${effects.filter((e) => e.where === "browser").length}, edge ${effects.filter((e) => e.where === "edge").length} effects`,
+    );
   });
 }
 
@@ -330,11 +445,7 @@ test("an event sent to the edge while the browser holds the fiber is pushed to i
   const id = fiberId("gate-pushed");
   const b = await homes.launch("pushed");
   const page = await openPage(b, pageUrl(edge, LEASE_MS));
-  await pageCx.start(page, "gate", null, id);
-  await pageCx.read(page, id);
-  await expect
-    .poll(async () => (await replicaOf(edge, id).catch(() => undefined))?.status, { timeout: 20_000 })
-    .toBe("waiting");
+  await startGate(page, edge, id);
 
   // A webhook reaches the edge: the arbiter keeps the event and pushes it in its next answer.
   const sent = await fetch(`${edge.url}/__fiberline/fibers/${id}/events`, {
@@ -345,27 +456,9 @@ test("an event sent to the edge while the browser holds the fiber is pushed to i
   expect(sent.status).toBe(202);
   await sent.arrayBuffer();
   await expect.poll(() => pageCx.state(page, id), { timeout: 30_000 }).toBe("done");
-
-  const shown = await pageCx.chunks(page, id);
-  expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
-  expect(shown.find((c) => c.type === "passed")?.data).toEqual({
-    payload: { from: "webhook" },
-    where: "browser",
-  });
-  expect(shown.at(-1)?.type).toBe("fiber.end");
-  const replica = await replicaOf(edge, id);
-  expect(replica).toMatchObject({ status: "completed", epoch: 1 });
-  expect(replica.home).toMatch(/^browser:/);
-  expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
-    replica.chunks.map((c) => [c.seq, c.type, c.data]),
-  );
   // Shipped back with the browser's history, once, consumed; its effect once, in the browser.
-  const events = replica.inbox.filter((e) => e.name === "go");
-  expect(events).toHaveLength(1);
-  expect(events[0]?.eventId).toMatch(/^edge:/);
-  expect(events[0]?.consumedBy).toBeDefined();
-  const effects = homes.ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`));
-  expect(effects).toEqual([expect.objectContaining({ where: "browser", interrupted: false })]);
+  const event = await expectOneGateStream(page, edge, id, { from: "webhook" });
+  expect(event?.eventId).toMatch(/^edge:/);
 });
 
 test("a pushed event shipped back in a shipment that workerd applied and died before answering: consumed once, in the browser", async () => {
@@ -375,11 +468,7 @@ test("a pushed event shipped back in a shipment that workerd applied and died be
   try {
     const b = await homes.launch("gate-kill");
     const page = await openPage(b, pageUrl(link, SHIP_LEASE_MS));
-    await pageCx.start(page, "gate", null, id);
-    await pageCx.read(page, id);
-    await expect
-      .poll(async () => (await replicaOf(shipEdge, id).catch(() => undefined))?.status, { timeout: 20_000 })
-      .toBe("waiting");
+    await startGate(page, shipEdge, id);
 
     // The webhook's event is pushed to the browser (a heartbeat's answer, within 10 s), which
     // enqueues it and ships it back: that shipment is applied and its answer never sent.
@@ -405,23 +494,54 @@ test("a pushed event shipped back in a shipment that workerd applied and died be
     link.heal();
 
     await expect.poll(() => pageCx.state(page, id), { timeout: 60_000 }).toBe("done");
-    const shown = await pageCx.chunks(page, id);
-    expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
-    expect(shown.filter((c) => c.type === "passed").map((c) => c.data)).toEqual([
-      { payload: { from: "webhook" }, where: "browser" },
-    ]);
-    const replica = await replicaOf(shipEdge, id);
-    expect(replica).toMatchObject({ status: "completed", epoch: 1 });
-    expect(replica.home).toMatch(/^browser:/);
-    expect(shown.map((c) => [c.seq, c.type, c.data])).toEqual(
-      replica.chunks.map((c) => [c.seq, c.type, c.data]),
+    await expectOneGateStream(page, shipEdge, id, { from: "webhook" });
+  } finally {
+    await link.close();
+  }
+});
+
+test("workerd killed between two of the arbiter's transactions in one shipment (the event enqueued, its position not recorded): the retry applies it once", async () => {
+  test.setTimeout(120_000);
+  const id = fiberId("gate-between");
+  const link = await startLink(LINK_PORT, shipEdge.url);
+  try {
+    const b = await homes.launch("gate-between");
+    const page = await openPage(b, pageUrl(link, SHIP_LEASE_MS));
+    await startGate(page, shipEdge, id);
+    const { appliedPos } = await replicaOf(shipEdge, id);
+
+    // The page's event ships alone or ahead of the commits it wakes: the arbiter enqueues it in
+    // a transaction of its own, then records its position with what follows. workerd dies in
+    // between.
+    await hold(shipEdge, id, "ship-between");
+    const sending = pageCx.sendEvent(page, id, "go", { from: "page" });
+    // Answered once the event is shipped; the page's call may time out first (its deadline is 20 s).
+    const answered = sending.then(
+      () => "answered",
+      (error: unknown) => `failed: ${String(error)}`,
     );
-    const events = replica.inbox.filter((e) => e.name === "go");
-    expect(events).toHaveLength(1);
-    expect(events[0]?.consumedBy).toBeDefined();
-    expect(homes.ledger.effects.filter((e) => e.kind === "gate" && e.key.startsWith(`${id}:`))).toEqual([
-      expect.objectContaining({ where: "browser", interrupted: false }),
-    ]);
+    const caught = await held(shipEdge, id, 30_000);
+    expect(caught).toMatchObject({ from: (appliedPos as number) + 1, wrote: ["enqueueEvent"] });
+    expect(caught.types?.[0]).toBe("event");
+    await shipEdge.kill();
+    link.cut();
+    shipEdge = await homes.restart(shipEdge);
+    // What the kill left: the event in the replica's inbox, its position not applied.
+    const midway = await replicaOf(shipEdge, id);
+    expect(midway.appliedPos).toBe(appliedPos);
+    expect(midway.status).toBe("waiting");
+    expect(midway.inbox.filter((e) => e.name === "go")).toHaveLength(1);
+    link.heal();
+
+    // The shipper sends the shipment again: the event is recognised, not enqueued twice.
+    await expect.poll(() => pageCx.state(page, id), { timeout: 60_000 }).toBe("done");
+    await expectOneGateStream(page, shipEdge, id, { from: "page" });
+    expect((await replicaOf(shipEdge, id)).appliedPos).toBeGreaterThan(
+      (caught.from as number) + (caught.count as number) - 1,
+    );
+    console.log(
+      `[faults] between transactions: the held shipment carried ${caught.types?.join(", ")}; committed ${caught.wrote?.join(", ")}, held ${caught.next}; the page's sendEvent: ${await answered}`,
+    );
   } finally {
     await link.close();
   }

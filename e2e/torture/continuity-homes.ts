@@ -20,6 +20,7 @@ import {
   startLink,
   startPage,
 } from "../continuity/servers";
+import { readShipment } from "../continuity/shipment";
 import { type Replica, readReplica } from "../continuity/support";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -139,18 +140,10 @@ function linkLine(
 ): string {
   try {
     if (route === "replicate") {
-      const shipment = decodeValue(sent.toString()) as {
-        epoch: number;
-        from: number;
-        entries: Array<{
-          type: string;
-          chunks?: Array<{ seq: number }>;
-          group?: { chunks?: Array<{ seq: number }> };
-        }>;
-      };
-      const seqs = shipment.entries.flatMap((e) => (e.chunks ?? e.group?.chunks ?? []).map((c) => c.seq));
+      const shipment = readShipment(sent.toString());
+      const seqs = shipment.seqs;
       const answer = decodeValue(received.toString()) as Record<string, unknown>;
-      const last = shipment.from + shipment.entries.length - 1;
+      const last = shipment.from + shipment.count - 1;
       return `ship e${shipment.epoch} pos ${shipment.from}..${last}${seqs.length ? ` seqs ${Math.min(...seqs)}..${Math.max(...seqs)}` : ""} -> ${status} ${JSON.stringify({ ...answer, events: undefined })}`;
     }
     const after = new URL(url, "http://x").searchParams.get("after");
