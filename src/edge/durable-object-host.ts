@@ -28,12 +28,14 @@ import { type HostLimits, handleOwnedRequest } from "./owned-routes";
 import type { DurableObjectStateLike } from "./platform";
 import { handleReplicaRequest } from "./replica-routes";
 import { SqliteStore } from "./sqlite-store";
+import { WatchedStore } from "./watched-store";
 
 /** What the host hands the runtime factory; spread it into `createRuntime`. */
 export interface RuntimeParts {
   /**
    * The object's `SqliteStore`; with `continuity`, an `ArbitratedStore` over it, which keeps the
-   * runtime off replicas a browser still holds.
+   * runtime off replicas a browser still holds (and, beneath it, a `WatchedStore` that wakes the
+   * mirrors' held reads).
    */
   store: Store;
   /** Locks that know a Durable Object runs once (see `objectLocks`). */
@@ -72,7 +74,7 @@ export interface DurableObjectHostOptions {
   limits?: HostLimits;
   /**
    * Continuity (issue #18, docs/design/continuity.md): this object is the arbiter of fibers a
-   * browser replicates to it (`POST .../replicate`, `GET .../replica?after=`), and takes over a
+   * browser replicates to it (`POST .../replicate`, `GET .../replica?after=&cursor=&wait=`), and takes over a
    * fiber once the browser's lease lapses (`leaseMs`, default 30 s). With `authorize`, the
    * principal whose shipment created a replica owns it, as a start owns a fiber: nobody else can
    * ship to it, read it or signal it (`404`, as for an id that does not exist).
@@ -154,6 +156,8 @@ class Host implements DurableObjectHost {
   readonly #limits: HostLimits;
   readonly #owners: FiberOwners | undefined;
   readonly #arbiter: Arbiter | undefined;
+  /** With continuity: the store the arbiter and the runtime write through, watched by held reads. */
+  readonly #watched: WatchedStore | undefined;
   readonly #cors: OriginPolicy | undefined;
   #starts: Promise<unknown> = Promise.resolve();
   #arming: Promise<void> = Promise.resolve();
@@ -176,13 +180,15 @@ class Host implements DurableObjectHost {
     this.#cors = options.allowedOrigins ? originPolicy(options.allowedOrigins) : undefined;
     this.store = new SqliteStore(ctx.storage);
     this.#owners = this.#authorize ? new FiberOwners(ctx.storage.sql) : undefined;
-    this.#arbiter = options.continuity
+    this.#watched = options.continuity ? new WatchedStore(this.store) : undefined;
+    this.#arbiter = this.#watched
       ? new Arbiter({
-          store: this.store,
-          ...(options.continuity.leaseMs === undefined ? {} : { leaseMs: options.continuity.leaseMs }),
+          store: this.#watched,
+          ...(options.continuity?.leaseMs === undefined ? {} : { leaseMs: options.continuity.leaseMs }),
         })
       : undefined;
-    const store = this.#arbiter ? new ArbitratedStore(this.store, this.#arbiter) : this.store;
+    const store =
+      this.#arbiter && this.#watched ? new ArbitratedStore(this.#watched, this.#arbiter) : this.store;
     this.runtime = options.runtime({ store, locks: objectLocks(), leaseMs: 60_000 });
     if (this.runtime.store !== store) {
       throw new FiberlineError(
@@ -230,6 +236,7 @@ class Host implements DurableObjectHost {
         arbiter: this.#arbiter,
         store: this.store,
         prefix: this.prefix,
+        ...(this.#watched ? { writes: this.#watched } : {}),
         ...(this.#authorize && this.#owners
           ? {
               owned: {

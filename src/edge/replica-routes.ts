@@ -2,33 +2,33 @@
  * The continuity wire over HTTP (issue #18, docs/design/continuity.md), both ends in one file:
  * the edge host's routes `POST {prefix}/fibers/:id/replicate` (a browser's shipment, applied by
  * the fiber's `Arbiter`: `200 { status: "ok", appliedPos, leaseMs }`, or `409` with the `fenced`
- * or `out_of_order` answer) and `GET {prefix}/fibers/:id/replica?after=N` (the replica's record,
- * journal, snapshot, inbox and its chunks past seq N, for a browser that mirrors it), and
- * `shipOverHttp`, the `send` a `Shipper` uses to reach them. Bodies are the edge value codec's
- * JSON, so shipped values keep their structured-clone fidelity.
+ * or `out_of_order` answer) and `GET {prefix}/fibers/:id/replica?after=N[&cursor=C][&wait=MS]`
+ * (for a browser that mirrors it: the replica's record, journal, snapshot, inbox and its chunks
+ * past seq N; with the cursor of an earlier answer, only what changed since, held up to `wait` ms
+ * until something did: `replica-read.ts`), and `shipOverHttp`, the `send` a `Shipper` uses to
+ * reach them. Bodies are the edge value codec's JSON, so shipped values keep their structured-clone
+ * fidelity.
  */
 
 import { type Arbiter, refusalWithoutReplica } from "../continuity/arbiter";
 import type { Shipment, ShipmentAnswer } from "../continuity/protocol";
 import { FiberNotFoundError, InvalidInputError } from "../core/errors";
-import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import type { Store } from "../core/store";
 import { HOST_HEADER } from "../sw/protocol";
 import { type Authorize, principalOf, readBodyText } from "./authorize";
 import type { FiberOwners } from "./fiber-owners";
 import { errorResponse } from "./http-routes";
 import { type HostLimits, refuseOverLimit } from "./owned-routes";
+import { MAX_REPLICA_WAIT_MS, type ReplicaWrites, readReplica, readReplicaWhenChanged } from "./replica-read";
 import { decodeValue, encodeValue } from "./value-codec";
 
-/** What `GET .../replica?after=N` answers. */
-export interface ReplicaSnapshot {
-  record: FiberRecord;
-  journal: JournalEntry[];
-  snapshot: SnapshotRecord | undefined;
-  inbox: InboxEvent[];
-  /** Chunks with `seq > after`. */
-  chunks: StreamChunk[];
-}
+// Kept importable from here, where they lived before `replica-read.ts` (tests and e2e use them).
+export {
+  type ReplicaAnswer,
+  type ReplicaDelta,
+  type ReplicaSnapshot,
+  readReplica,
+} from "./replica-read";
 
 /** What the routes need. */
 export interface ReplicaRouteOptions {
@@ -42,6 +42,11 @@ export interface ReplicaRouteOptions {
    * as the owned routes answer for another principal's fiber.
    */
   owned?: OwnedReplicaOptions;
+  /**
+   * Tells a held read (`wait`) that the replica was written: the store every writer of the
+   * replicas writes through (the host's `WatchedStore`). Without it, `wait` is ignored.
+   */
+  writes?: ReplicaWrites;
 }
 
 /** The owner checks of the continuity routes (see `ReplicaRouteOptions.owned`). */
@@ -66,7 +71,7 @@ const ROUTE = /^\/fibers\/([^/]+)\/(replicate|replica|come-home)$/;
  */
 export async function handleReplicaRequest(
   request: Request,
-  { arbiter, store, prefix, owned }: ReplicaRouteOptions,
+  { arbiter, store, prefix, owned, writes }: ReplicaRouteOptions,
 ): Promise<Response | null> {
   const url = new URL(request.url);
   if (!url.pathname.startsWith(`${prefix}/`)) return null;
@@ -98,9 +103,17 @@ export async function handleReplicaRequest(
       const principal = await principalOf(owned.authorize, request, "read", id);
       if (owned.owners.ownerOf(id) !== principal) throw new FiberNotFoundError(id);
     }
-    const after = Number(url.searchParams.get("after") ?? "0");
-    if (!Number.isInteger(after) || after < 0) throw invalid("replica: `after` must be a whole number.");
-    const replica = await readReplica(store, id, after);
+    const after = wholeNumber(url.searchParams.get("after"), "after");
+    const cursor = url.searchParams.get("cursor") ?? undefined;
+    const waitMs = Math.min(wholeNumber(url.searchParams.get("wait"), "wait"), MAX_REPLICA_WAIT_MS);
+    const replica =
+      writes === undefined
+        ? await readReplica(store, id, after, cursor)
+        : await readReplicaWhenChanged(store, writes, id, after, {
+            ...(cursor === undefined ? {} : { cursor }),
+            waitMs,
+            signal: request.signal,
+          });
     if (replica === undefined) throw new FiberNotFoundError(id);
     return encoded(replica, 200);
   } catch (error) {
@@ -108,24 +121,11 @@ export async function handleReplicaRequest(
   }
 }
 
-/**
- * The replica of `fiberId` in `store` with its chunks past `after`, as `GET .../replica` answers
- * it, or `undefined` when `store` holds no replica of it (no fiber, or one that is not replicated).
- */
-export async function readReplica(
-  store: Store,
-  fiberId: string,
-  after: number,
-): Promise<ReplicaSnapshot | undefined> {
-  const record = await store.getFiber(fiberId);
-  if (record?.home === undefined) return undefined;
-  const [journal, snapshot, inbox, chunks] = await Promise.all([
-    store.readJournal(fiberId),
-    store.readSnapshot(fiberId),
-    store.readInbox(fiberId),
-    store.readStream(fiberId, after),
-  ]);
-  return { record, journal, snapshot, inbox, chunks };
+/** A query parameter that must be a whole number (absent: 0). */
+function wholeNumber(value: string | null, name: string): number {
+  const n = Number(value ?? "0");
+  if (!Number.isInteger(n) || n < 0) throw invalid(`replica: \`${name}\` must be a whole number.`);
+  return n;
 }
 
 /**
