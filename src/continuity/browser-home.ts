@@ -110,7 +110,16 @@ export interface EdgeOptions {
   headers?: EdgeLinkOptions["headers"];
   /** This browser's id in its home name `browser:<deviceId>` (default: random per worker start). */
   deviceId?: string;
-  /** How often a fiber that is away is read again from the edge while it runs (default 500 ms). */
+  /**
+   * How long the edge may hold a read of a fiber that is away until its replica changed (default
+   * 20 s; `0`: read it every `mirrorPollMs` instead). See `MirrorOptions.waitMs`.
+   */
+  mirrorWaitMs?: number;
+  /**
+   * The pause between reads of a fiber that is away when the edge does not hold them (an edge
+   * from before held reads, `mirrorWaitMs: 0`, more than four fibers followed at once), and four
+   * times it after a failed read (default 500 ms).
+   */
   mirrorPollMs?: number;
   /** The `fetch` used to reach the edge (default the global one). */
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
@@ -264,6 +273,7 @@ export class BrowserContinuity {
       store: this.#local,
       source: this.link,
       ...(edge.mirrorPollMs === undefined ? {} : { pollMs: edge.mirrorPollMs }),
+      ...(edge.mirrorWaitMs === undefined ? {} : { waitMs: edge.mirrorWaitMs }),
       onError: (error, id) => this.#report(error, `mirroring fiber ${id}`),
       onSynced: (id, record) => this.#maybeComeHome(id, record),
     });

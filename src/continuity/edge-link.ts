@@ -1,7 +1,7 @@
 /**
  * `EdgeLink`: how a browser home talks to the edge host of its replicated fibers over HTTP, one
  * object for every call the browser makes there: shipments (`shipOverHttp`), reading the replica
- * for the mirror (`GET {base}/fibers/:id/replica?after=N`), and the control calls it forwards
+ * for the mirror (`GET {base}/fibers/:id/replica?after=N&cursor=C&wait=MS`), and the control calls it forwards
  * while a fiber is away (`POST {base}/fibers/:id/events`, `POST {base}/fibers/:id/cancel`), and
  * asking for a fiber back (`POST {base}/fibers/:id/come-home`).
  * `baseUrl` is the edge host's origin and route prefix, e.g. `https://edge.example/__fiberline`.
@@ -10,7 +10,8 @@
 
 import { deserializeError, FiberlineError } from "../core/errors";
 import type { FiberStatus } from "../core/records";
-import { type ReplicaSnapshot, shipOverHttp } from "../edge/replica-routes";
+import type { ReplicaAnswer, ReplicaReadOptions, ReplicaSnapshot } from "../edge/replica-read";
+import { shipOverHttp } from "../edge/replica-routes";
 import { decodeValue, encodeValue } from "../edge/value-codec";
 import type { ComeHomeAnswer, Shipment, ShipmentAnswer } from "./protocol";
 
@@ -26,10 +27,10 @@ export interface EdgeLinkOptions {
   /** The `fetch` to use (default the global one). */
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
   /**
-   * How long a replica read or a cancel waits for the edge's answer (default 15 s): a page's
-   * stream and calls wait on them, so a network that swallows requests must not hold them
-   * forever. An event is not cut short: the edge may have accepted it, and a sender told it
-   * failed would send it again.
+   * How long a replica read or a cancel waits for the edge's answer (default 15 s; a held replica
+   * read, its `waitMs` more): a page's stream and calls wait on them, so a network that swallows
+   * requests must not hold them forever. An event is not cut short: the edge may have accepted
+   * it, and a sender told it failed would send it again.
    */
   timeoutMs?: number;
 }
@@ -54,20 +55,40 @@ export class EdgeLink {
 
   /**
    * The replica of `fiberId` with its chunks past `after`, or `undefined` when the edge has no
-   * replica of it (`404 fiber_not_found`). Rejects on the network and on any other answer.
+   * replica of it (`404 fiber_not_found`): whole, or with `options.cursor` what changed since
+   * (held up to `options.waitMs` until something did). Rejects on the network, on any other
+   * answer, and when `options.signal` aborts.
    */
-  async readReplica(fiberId: string, after: number): Promise<ReplicaSnapshot | undefined> {
-    const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/replica?after=${after}`, {
-      headers: await this.#headersNow(),
-      signal: AbortSignal.timeout(this.#timeoutMs),
-    });
+  async readReplica(fiberId: string, after: number): Promise<ReplicaSnapshot | undefined>;
+  async readReplica(
+    fiberId: string,
+    after: number,
+    options?: ReplicaReadOptions,
+  ): Promise<ReplicaAnswer | undefined>;
+  async readReplica(
+    fiberId: string,
+    after: number,
+    options: ReplicaReadOptions = {},
+  ): Promise<ReplicaAnswer | undefined> {
+    const query = new URLSearchParams({ after: String(after) });
+    if (options.cursor !== undefined) query.set("cursor", options.cursor);
+    const waitMs = Math.max(0, Math.round(options.waitMs ?? 0));
+    if (waitMs > 0) query.set("wait", String(waitMs));
+    const signal = eitherSignal(AbortSignal.timeout(this.#timeoutMs + waitMs), options.signal);
+    const response = await untilAborted(
+      this.#fetch(`${this.#fiberUrl(fiberId)}/replica?${query}`, {
+        headers: await this.#headersNow(),
+        signal,
+      }),
+      signal,
+    );
     if (response.status === 404) {
       const error = await errorOf(response, fiberId);
       if ((error as { code?: string }).code === "fiber_not_found") return undefined;
       throw error;
     }
     if (!response.ok) throw await errorOf(response, fiberId);
-    return decodeValue(await response.text()) as ReplicaSnapshot;
+    return decodeValue(await response.text()) as ReplicaAnswer;
   }
 
   /** Sends event `name` to the fiber at the edge; resolves once the edge accepted it (`202`). */
@@ -119,6 +140,43 @@ export class EdgeLink {
   #fiberUrl(fiberId: string): string {
     return `${this.baseUrl}/fibers/${encodeURIComponent(fiberId)}`;
   }
+}
+
+/** A signal that aborts with the first of `a` and `b` (`AbortSignal.any` is not in every browser yet). */
+function eitherSignal(a: AbortSignal, b: AbortSignal | undefined): AbortSignal {
+  if (b === undefined) return a;
+  const both = new AbortController();
+  const abort = (from: AbortSignal) => () => both.abort(from.reason);
+  if (a.aborted || b.aborted) both.abort(a.aborted ? a.reason : b.reason);
+  else {
+    a.addEventListener("abort", abort(a), { once: true });
+    b.addEventListener("abort", abort(b), { once: true });
+  }
+  return both.signal;
+}
+
+/**
+ * `response`, or a rejection as soon as `signal` aborts, even through a `fetch` that does not
+ * heed it (a held read cut short must free its fiber's turn at once); a response that comes
+ * after is discarded.
+ */
+function untilAborted(response: Promise<Response>, signal: AbortSignal): Promise<Response> {
+  return new Promise<Response>((resolve, reject) => {
+    const aborted = () => reject(signal.reason);
+    if (signal.aborted) aborted();
+    else signal.addEventListener("abort", aborted, { once: true });
+    response.then(
+      (value) => {
+        signal.removeEventListener("abort", aborted);
+        if (signal.aborted) void value.body?.cancel().catch(() => {});
+        else resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", aborted);
+        reject(error);
+      },
+    );
+  });
 }
 
 /** The error an edge answer stands for: its `ErrorBody` rebuilt, or one that says what came back. */

@@ -3,12 +3,22 @@
  * appended with the store's ordinary `commit`; a copy holding chunks the replica never got (a
  * browser killed before shipping them) is rebuilt to the replica; a replica answer that would
  * leave a hole is refused by the store's `stream_gap` rule and changes nothing; a fiber only the
- * edge has is created; `follow` stops at the fiber's end.
+ * edge has is created; `follow` stops at the fiber's end. Against a replica read as the edge
+ * reads it (`readReplicaWhenChanged` on a watched `MemoryStore`): after the first whole read only
+ * deltas come, with the new journal entries and chunks, a consumed event and a stash change, and
+ * the copy equals the replica after each; `follow` holds its reads and catches a change at once.
  */
 
 import { describe, expect, it } from "vitest";
-import type { FiberRecord, InboxEvent, StreamChunk } from "../core/records";
-import type { ReplicaSnapshot } from "../edge/replica-routes";
+import type { FiberRecord, InboxEvent, JournalEntry, StreamChunk } from "../core/records";
+import type { Store } from "../core/store";
+import {
+  type ReplicaAnswer,
+  type ReplicaReadOptions,
+  type ReplicaSnapshot,
+  readReplicaWhenChanged,
+} from "../edge/replica-read";
+import { WatchedStore } from "../edge/watched-store";
 import { MemoryStore } from "../store/memory-store";
 import { Mirror, type ReplicaSource } from "./mirror";
 
@@ -269,6 +279,238 @@ describe("Mirror", () => {
       replica.current.chunks.push(chunk(2));
       replica.current.record = { ...replica.current.record, streamHead: 2, updatedAt: 6 };
       expect(await mirror.sync(ID)).toMatchObject({ status: "mirrored", appended: 1 });
+    });
+  });
+
+  describe("following a replica incrementally", () => {
+    function entry(pos: number, status: JournalEntry["status"] = "completed"): JournalEntry {
+      return {
+        fiberId: ID,
+        pos,
+        kind: "step",
+        key: `s#${pos}`,
+        status,
+        attempt: 1,
+        startedAt: 100 + pos,
+        ...(status === "started" ? {} : { endedAt: 101 + pos, result: { pos } }),
+      };
+    }
+
+    /** The edge's replica store, read as the edge route reads it; every request and answer kept. */
+    class EdgeReplica implements ReplicaSource {
+      readonly store = new WatchedStore(new MemoryStore());
+      readonly requests: Array<{ after: number; cursor?: string; waitMs?: number }> = [];
+      readonly answers: ReplicaAnswer[] = [];
+      generation = 0;
+
+      async create(): Promise<void> {
+        const created = await this.store.createFiber(record({ streamHead: 1, home: edgeHome }), [
+          chunk(1, "fiber.start"),
+        ]);
+        this.generation = created.record.generation;
+      }
+
+      async commit(group: Omit<Parameters<Store["commit"]>[0][number], "fiberId" | "generation">) {
+        expect(await this.store.commit([{ fiberId: ID, generation: this.generation, ...group }])).toEqual({
+          fenced: [],
+        });
+      }
+
+      async readReplica(_id: string, after: number, options: ReplicaReadOptions = {}) {
+        const { signal: _signal, ...asked } = options;
+        this.requests.push({ after, ...asked });
+        const answer = await readReplicaWhenChanged(this.store, this.store, ID, after, options);
+        if (answer) this.answers.push(answer);
+        return answer;
+      }
+
+      get last(): ReplicaAnswer {
+        return this.answers.at(-1) as ReplicaAnswer;
+      }
+    }
+
+    /** The local copy and the replica hold the same journal, snapshot, inbox and stream. */
+    async function expectSameCopy(local: Store, edge: Store): Promise<void> {
+      const read = (s: Store) =>
+        Promise.all([s.readJournal(ID), s.readSnapshot(ID), s.readInbox(ID), s.readStream(ID, 0)]);
+      expect(await read(local)).toEqual(await read(edge));
+    }
+
+    it("gets only the new journal entries and chunks after the first read", async () => {
+      const edge = new EdgeReplica();
+      await edge.create();
+      await edge.commit({ journal: [entry(0), entry(1, "started")], chunks: [chunk(2)] });
+      const store = new MemoryStore();
+      const mirror = new Mirror({ store, source: edge });
+      expect(await mirror.sync(ID)).toMatchObject({ status: "mirrored", rebuilt: true, appended: 2 });
+      expect(edge.last.type).toBe("full");
+      expect(edge.requests[0]).toEqual({ after: 0 });
+
+      // Step 1 completes, step 2 starts, two chunks: the answer carries the journal from the
+      // first entry that was not settled, and only the chunks past the copy's head.
+      await edge.commit({ journal: [entry(1), entry(2, "started")], chunks: [chunk(3), chunk(4)] });
+      await mirror.sync(ID);
+      const delta = edge.last;
+      expect(edge.requests[1]).toEqual({ after: 2, cursor: edge.answers[0]?.cursor });
+      expect(delta).toMatchObject({
+        type: "delta",
+        journal: { from: 1, entries: [entry(1), entry(2, "started")] },
+      });
+      expect(delta.chunks.map((c) => c.seq)).toEqual([3, 4]);
+      expect(delta).not.toHaveProperty("snapshot");
+      expect(delta).not.toHaveProperty("inbox");
+      expect(delta).not.toHaveProperty("record");
+      await expectSameCopy(store, edge.store);
+
+      // Nothing changed: nothing comes.
+      await mirror.sync(ID);
+      expect(edge.last).toEqual({ type: "delta", chunks: [], cursor: delta.cursor });
+
+      // The record changes (the fiber sleeps): the record comes, not the journal.
+      await edge.commit({ fiber: { status: "sleeping", wakeAt: 50, updatedAt: 9 } });
+      await mirror.sync(ID);
+      expect(edge.last).toMatchObject({ type: "delta", record: { status: "sleeping", wakeAt: 50 } });
+      expect(edge.last).not.toHaveProperty("journal");
+      expect(await store.getFiber(ID)).toMatchObject({ status: "sleeping", wakeAt: 50, updatedAt: 9 });
+    });
+
+    it("gets an event the edge took, and then its consumption", async () => {
+      const edge = new EdgeReplica();
+      await edge.create();
+      const store = new MemoryStore();
+      const mirror = new Mirror({ store, source: edge });
+      await edge.commit({ fiber: { status: "waiting", waitingFor: ["go"], wakeAt: 9_000, updatedAt: 2 } });
+      await mirror.sync(ID);
+
+      // The event moves the replica's wake-up to its time (the store's rule), and the edge's
+      // runtime, resumed, suspends it again before the mirror reads.
+      await edge.store.enqueueEvent({ fiberId: ID, name: "go", payload: { n: 1 }, at: 7, eventId: "edge:1" });
+      expect((await edge.store.getFiber(ID))?.wakeAt).toBe(7);
+      await edge.commit({ fiber: { wakeAt: 9_000 } });
+      await mirror.sync(ID);
+      expect(edge.last).toMatchObject({ type: "delta", inbox: [{ seq: 1, name: "go" }] });
+      expect(edge.last).not.toHaveProperty("record");
+      expect(await store.readInbox(ID)).toMatchObject([{ seq: 1, name: "go", eventId: "edge:1" }]);
+      expect((await store.readInbox(ID))[0]?.consumedBy).toBeUndefined();
+      // Enqueued here, the event moved the copy's wake-up too: the replica's is written over it.
+      expect((await store.getFiber(ID))?.wakeAt).toBe(9_000);
+
+      // A row that changes after insertion: the wait at pos 0 consumes it.
+      await edge.commit({ journal: [entry(0)], consumeEvents: [{ seq: 1, consumedBy: 0 }] });
+      await mirror.sync(ID);
+      expect(edge.last).toMatchObject({ type: "delta", inbox: [{ seq: 1, consumedBy: 0 }] });
+      expect(await store.readInbox(ID)).toMatchObject([{ seq: 1, consumedBy: 0 }]);
+      await expectSameCopy(store, edge.store);
+    });
+
+    it("gets a stash, a newer one, and its removal", async () => {
+      const edge = new EdgeReplica();
+      await edge.create();
+      const store = new MemoryStore();
+      const mirror = new Mirror({ store, source: edge });
+      await mirror.sync(ID);
+
+      for (const [ordinal, value] of [
+        [1, { draft: "a" }],
+        [2, { draft: "ab" }],
+      ] as const) {
+        await edge.commit({ snapshot: { fiberId: ID, value, at: 10 + ordinal, ordinal } });
+        await mirror.sync(ID);
+        expect(edge.last).toMatchObject({ type: "delta", snapshot: { value, ordinal } });
+        expect(await store.readSnapshot(ID)).toMatchObject({ value, ordinal });
+      }
+      await edge.commit({ snapshot: null });
+      await mirror.sync(ID);
+      expect(edge.last).toMatchObject({ type: "delta", snapshot: null });
+      expect(await store.readSnapshot(ID)).toBeUndefined();
+    });
+
+    it("gets the whole replica again once the fiber restarted from scratch", async () => {
+      const edge = new EdgeReplica();
+      await edge.create();
+      await edge.commit({ journal: [entry(0), entry(1), entry(2)] });
+      const store = new MemoryStore();
+      const mirror = new Mirror({ store, source: edge });
+      await mirror.sync(ID);
+
+      await edge.commit({ fiber: { epoch: 1 }, clearJournal: true, journal: [entry(0, "started")] });
+      await mirror.sync(ID);
+      expect(edge.last.type).toBe("full");
+      expect(await store.readJournal(ID)).toEqual([entry(0, "started")]);
+      expect((await store.getFiber(ID))?.epoch).toBe(1);
+      // And deltas again from there.
+      await edge.commit({ journal: [entry(0)] });
+      await mirror.sync(ID);
+      expect(edge.last).toMatchObject({ type: "delta", journal: { from: 0, entries: [entry(0)] } });
+      await expectSameCopy(store, edge.store);
+    });
+
+    it("leaves an inbox that diverged to the hand-back, and still follows the rest", async () => {
+      const edge = new EdgeReplica();
+      await edge.create();
+      const store = new MemoryStore();
+      await store.createFiber(record({ streamHead: 1 }), [chunk(1, "fiber.start")]);
+      // Buffered here and never shipped (the fence dropped it): the replica's seq 1 is another.
+      await store.enqueueEvent({ fiberId: ID, name: "go", payload: "lost", at: 1 });
+      await edge.store.enqueueEvent({ fiberId: ID, name: "go", payload: "kept", at: 2 });
+      const mirror = new Mirror({ store, source: edge });
+      expect(await mirror.sync(ID)).toMatchObject({ status: "mirrored", rebuilt: false });
+      expect((await store.readInbox(ID)).map((e) => e.payload)).toEqual(["lost"]);
+      await edge.commit({ chunks: [chunk(2)] });
+      expect(await mirror.sync(ID)).toMatchObject({ appended: 1 });
+    });
+
+    it("follows with held reads: a change reaches the copy at once, and a sync cuts the held read short", async () => {
+      const edge = new EdgeReplica();
+      await edge.create();
+      const store = new MemoryStore();
+      // Polling would take 60 s: only a held read answered by the change is fast enough.
+      const mirror = new Mirror({ store, source: edge, waitMs: 5_000, pollMs: 60_000 });
+      mirror.follow(ID);
+      await expect.poll(() => edge.requests.length).toBe(2);
+      expect(edge.requests[1]).toMatchObject({ after: 1, waitMs: 5_000 });
+
+      const started = Date.now();
+      await edge.commit({ chunks: [chunk(2)], journal: [entry(0)] });
+      await expect.poll(async () => (await store.getFiber(ID))?.streamHead, { timeout: 2_000 }).toBe(2);
+      expect(Date.now() - started).toBeLessThan(2_000);
+      // One answer for the change, and the next read is held again.
+      await expect.poll(() => edge.requests.length).toBe(3);
+      expect(edge.requests[2]).toMatchObject({ after: 2, waitMs: 5_000 });
+
+      const cut = Date.now();
+      expect(await mirror.sync(ID)).toMatchObject({ status: "mirrored", appended: 0 });
+      expect(Date.now() - cut).toBeLessThan(2_000);
+      // The held read was cut, not failed: the copy still holds its cursor, and is read with it.
+      expect(edge.requests[3]).toEqual({ after: 2, cursor: edge.requests[2]?.cursor });
+      await expectSameCopy(store, edge.store);
+
+      await edge.commit({ chunks: [chunk(3, "fiber.end")], fiber: { status: "completed", updatedAt: 3 } });
+      await expect.poll(() => mirror.following, { timeout: 2_000 }).toEqual([]);
+      expect((await store.getFiber(ID))?.status).toBe("completed");
+      mirror.stop();
+    });
+
+    it("holds at most maxHeldReads reads at once", async () => {
+      const edge = new WatchedStore(new MemoryStore());
+      for (const id of ["f", "g"])
+        await edge.createFiber(record({ id, streamHead: 1, home: edgeHome }), [{ ...chunk(1), fiberId: id }]);
+      const requests: Array<{ id: string; waitMs?: number }> = [];
+      const source: ReplicaSource = {
+        readReplica: (id, after, options = {}) => {
+          requests.push({ id, ...(options.waitMs ? { waitMs: options.waitMs } : {}) });
+          return readReplicaWhenChanged(edge, edge, id, after, options);
+        },
+      };
+      const store = new MemoryStore();
+      const mirror = new Mirror({ store, source, waitMs: 5_000, pollMs: 50, maxHeldReads: 1 });
+      mirror.follow("f");
+      await expect.poll(() => requests.filter((r) => r.waitMs !== undefined).length).toBe(1);
+      mirror.follow("g");
+      // "g" is read again and again, never held while "f" holds the one read allowed.
+      await expect.poll(() => requests.filter((r) => r.id === "g").length).toBeGreaterThan(3);
+      expect(requests.filter((r) => r.id === "g" && r.waitMs !== undefined)).toEqual([]);
+      mirror.stop();
     });
   });
 });

@@ -3,35 +3,51 @@
  * runs (the browser was fenced, or it never had the fiber: restore) is kept in the browser's own
  * store as a copy of the replica, so pages read the local stream as always and the page client
  * never knows where the fiber runs. The mirror reads `GET .../replica?after=<local head>` and
- * writes what it got with the store's ordinary calls: one `commit` per read, under the local
- * record's generation, with the chunks past the local head (the store's `stream_gap` rule keeps
- * the copy contiguous), the journal and snapshot replaced whole and the record's fields taken
- * from the replica, `home` included, which marks the local record as a mirror for good.
+ * writes what it got with the store's ordinary calls (`mirror-copy.ts`): one `commit` per read,
+ * under the local record's generation, with the chunks past the local head (the store's
+ * `stream_gap` rule keeps the copy contiguous), the journal, snapshot and record fields the
+ * replica has, `home` included, which marks the local record as a mirror for good, and the
+ * replica's inbox while the copy's is a prefix of it.
  *
- * The first read of a fiber in a worker's life compares the whole local stream with the
- * replica's. A browser killed before shipping its last commits holds chunks the replica never
+ * The first read of a fiber in a worker's life is whole and compares the whole local stream with
+ * the replica's. A browser killed before shipping its last commits holds chunks the replica never
  * got (no page saw them: Rule B) where the edge wrote its own; such a copy is rebuilt: deleted
  * and created again from the replica (a reader open on it meanwhile gets `fiber_not_found`;
  * the host makes stream requests wait for the first read, so a page that opens one after the
- * worker started never sees the old copy).
+ * worker started never sees the old copy). Each answer carries a cursor naming the state it
+ * described; once applied, the next read sends it and gets only what changed since.
  *
- * Live: `follow` reads again every `pollMs` (default 500 ms) until the copy holds the fiber's
- * end; readers poll the store on their own (`pollIntervalMs`), so new chunks reach an open
- * stream within about two poll intervals. Reading the replica again and again costs one request
- * per interval per followed fiber, with the whole journal in each answer: fine for the handful of
- * fibers a page watches, not for thousands. The inbox is not mirrored: events for a fiber that
- * is away go to the edge.
+ * Live: `follow` asks the edge to hold each read until the replica changed (`waitMs`, 20 s by
+ * default, below the 30 s a browser lets an idle worker live) and asks again as soon as an answer
+ * came, until the copy holds the fiber's end: one request per change of the replica, or per
+ * `waitMs` while nothing changes. Readers poll the store on their own (`pollIntervalMs`). A held
+ * read keeps a connection open, and a browser opens at most six per origin over HTTP/1.1, which
+ * the shipper needs too: at most `maxHeldReads` are held at once, other fibers are read every
+ * `pollMs`, as is an edge from before held reads. Events for a fiber that is away go to the edge.
  */
 
-import { type FiberRecord, type InboxEvent, isTerminal, type StreamChunk } from "../core/records";
-import type { Store, WriteGroup } from "../core/store";
-import type { ReplicaSnapshot } from "../edge/replica-routes";
-import { encodeValue } from "../edge/value-codec";
+import { type FiberRecord, isTerminal } from "../core/records";
+import type { Store } from "../core/store";
+import { isNothingNew, type ReplicaAnswer, type ReplicaReadOptions } from "../edge/replica-read";
+import {
+  type AppliedAnswer,
+  applyAnswer,
+  CopyChangedError,
+  isStreamPrefix,
+  rebuildCopy,
+} from "./mirror-copy";
 
 /** Where the mirror reads the replica (an `EdgeLink`). */
 export interface ReplicaSource {
-  /** The replica with its chunks past `after`, or `undefined` when the edge has no such fiber. */
-  readReplica(fiberId: string, after: number): Promise<ReplicaSnapshot | undefined>;
+  /**
+   * The replica with its chunks past `after` (whole, or what changed since `options.cursor`), or
+   * `undefined` when the edge has no such fiber.
+   */
+  readReplica(
+    fiberId: string,
+    after: number,
+    options?: ReplicaReadOptions,
+  ): Promise<ReplicaAnswer | undefined>;
 }
 
 /** Options of `new Mirror`. */
@@ -39,7 +55,18 @@ export interface MirrorOptions {
   /** The browser's own store (not the replicating wrapper, which refuses writes of away fibers). */
   store: Store;
   source: ReplicaSource;
-  /** How often a followed fiber is read again (default 500 ms). */
+  /**
+   * How long the edge may hold a followed fiber's read until the replica changed (default 20 s;
+   * the edge holds at most 25 s). `0`: no held reads, a read every `pollMs`.
+   */
+  waitMs?: number;
+  /** At most this many reads held at once (default 4); other followed fibers are read every `pollMs`. */
+  maxHeldReads?: number;
+  /**
+   * The pause before the next read of a followed fiber whose read was not held (an edge from
+   * before held reads, `waitMs: 0`, more fibers than `maxHeldReads`), and, four times it, after
+   * a failed read (default 500 ms).
+   */
   pollMs?: number;
   /** Where failures of a followed fiber are reported (default `console.error`); it is read again later. */
   onError?(error: unknown, fiberId: string): void;
@@ -56,39 +83,42 @@ export type MirrorSync =
   /** The fiber was handed back to this home (`handBack`): the mirror writes it no more. */
   | { status: "home" };
 
-/** Record fields a mirror copies from the replica (the rest are the local store's own). */
-const MIRRORED_FIELDS = [
-  "version",
-  "input",
-  "status",
-  "updatedAt",
-  "emitOrdinal",
-  "epoch",
-  "recovery",
-  "stalledRecoveries",
-  "progressMark",
-  "wakeAt",
-  "waitingFor",
-  "result",
-  "error",
-  "endedAt",
-  "home",
-] as const satisfies ReadonlyArray<keyof FiberRecord>;
+/** A `sync` as the mirror ran it: what it did, and how the read went (for `follow`). */
+type Synced = MirrorSync & {
+  /** The edge held the read (a delta answer to a read that asked it to wait). */
+  held?: boolean;
+  /** The answer had nothing new. */
+  nothingNew?: boolean;
+  /** The answer was the whole replica. */
+  whole?: boolean;
+  /** How long the read took (ms). */
+  readMs?: number;
+  inbox?: AppliedAnswer["inbox"];
+};
 
 /**
  * Keeps local copies of replicas.
  *
- * Failure semantics: each `sync` is one read and at most two store calls; a failed read writes
- * nothing, and a write the store refuses (fenced by a concurrent writer, `stream_gap`) leaves the
- * copy as it was, to be read again. Syncs of one fiber run one at a time.
+ * Failure semantics: each `sync` is one read and a few store calls (events enqueued, then one
+ * commit); a failed read writes nothing, and a write the store refuses (fenced by a concurrent
+ * writer, `stream_gap`) leaves the copy as it was, to be read again whole. Syncs of one fiber run
+ * one at a time; `sync` and `handBack` cut a held read of the fiber short rather than wait for it.
  */
 export class Mirror {
   readonly #store: Store;
   readonly #source: ReplicaSource;
   readonly #pollMs: number;
+  readonly #waitMs: number;
+  readonly #maxHeldReads: number;
   readonly #report: (error: unknown, fiberId: string) => void;
   /** Fibers whose local copy was compared whole with the replica in this worker's life. */
   readonly #checked = new Set<string>();
+  /** Per fiber, the cursor of the last answer its copy took whole (the next read sends it). */
+  readonly #cursors = new Map<string, string>();
+  /** Held reads in flight, by fiber: aborted by `sync`, `handBack`, `unfollow` and `stop`. */
+  readonly #holding = new Map<string, AbortController>();
+  /** Fibers whose held read was cut short (their next read follows at once, unreported). */
+  readonly #cut = new Set<string>();
   readonly #queues = new Map<string, Promise<unknown>>();
   readonly #followed = new Map<string, ReturnType<typeof setTimeout> | undefined>();
   /** Fibers handed back to this home: their copy is the fiber itself now, not the mirror's. */
@@ -100,6 +130,8 @@ export class Mirror {
     this.#store = options.store;
     this.#source = options.source;
     this.#pollMs = options.pollMs ?? 500;
+    this.#waitMs = options.waitMs ?? 20_000;
+    this.#maxHeldReads = options.maxHeldReads ?? 4;
     this.#onSynced = options.onSynced;
     this.#report =
       options.onError ??
@@ -117,30 +149,49 @@ export class Mirror {
   }
 
   /** Brings the local copy of `fiberId` up to the replica, once. */
-  sync(fiberId: string): Promise<MirrorSync> {
-    return this.#queued(fiberId, () => this.#sync(fiberId));
+  async sync(fiberId: string): Promise<MirrorSync> {
+    this.#cutHeldRead(fiberId);
+    const {
+      held: _held,
+      nothingNew: _nothingNew,
+      readMs: _readMs,
+      inbox: _inbox,
+      ...result
+    } = await this.#queued(fiberId, () => this.#sync(fiberId, {}));
+    return result;
   }
 
   /**
    * The handoff back (`comeHome`), once the arbiter granted this home the fiber: in the fiber's
-   * turn (no read of the mirror runs beside it), brings the local copy up to the replica, its
-   * inbox included (so the events this home enqueues next get the seqs the replica expects),
-   * then calls `adopt` with the copy's record, and stops mirroring the fiber for good if `adopt`
-   * resolves (`track` starts again, should the fiber move away later). A copy whose inbox
-   * diverged from the replica's (events this home buffered and never shipped) is rebuilt.
+   * turn (no read of the mirror runs beside it; a held one is cut short), brings the local copy
+   * up to the replica with a whole read, its inbox included (so the events this home enqueues
+   * next get the seqs the replica expects), then calls `adopt` with the copy's record, and stops
+   * mirroring the fiber for good if `adopt` resolves (`track` starts again, should the fiber move
+   * away later). A copy whose inbox diverged from the replica's (events this home buffered and
+   * never shipped) is rebuilt.
    *
    * Failure semantics: a failed read or write rejects before `adopt` runs, and the fiber stays
    * mirrored; the caller asks again (the arbiter grants the same home the same epoch again).
    */
   handBack(fiberId: string, adopt: (record: FiberRecord) => Promise<void>): Promise<FiberRecord> {
+    this.#cutHeldRead(fiberId);
     return this.#queued(fiberId, async () => {
-      const synced = await this.#sync(fiberId);
+      const synced = await this.#sync(fiberId, { whole: true });
       if (synced.status !== "mirrored")
         throw new Error(`Fiber ${fiberId} has no replica at the edge to take back from.`);
-      const record = await this.#alignInbox(fiberId, synced.record, synced.inbox ?? []);
+      let record = synced.record;
+      if (synced.inbox === "diverged") {
+        const replica = await this.#source.readReplica(fiberId, 0);
+        if (replica === undefined) throw new Error(`Fiber ${fiberId} has no replica at the edge any more.`);
+        if (replica.type === "delta")
+          throw new Error(`The edge answered a whole read of ${fiberId} with a delta.`);
+        this.#cursors.delete(fiberId);
+        record = await rebuildCopy(this.#store, record, replica);
+      }
       await adopt(record);
       this.#released.add(fiberId);
       this.#checked.delete(fiberId);
+      this.#cursors.delete(fiberId);
       this.unfollow(fiberId);
       return record;
     });
@@ -156,6 +207,56 @@ export class Mirror {
     const timer = this.#followed.get(fiberId);
     if (timer !== undefined) clearTimeout(timer);
     this.#followed.delete(fiberId);
+    this.#cutHeldRead(fiberId);
+  }
+
+  /**
+   * Syncs `fiberId` until its local copy holds the fiber's end (or `stop`): at once, then again
+   * as soon as a held read was answered, after `pollMs` when the read was not held, after four
+   * times that when it failed.
+   */
+  follow(fiberId: string): void {
+    if (this.#stopped || this.#followed.has(fiberId)) return;
+    this.#followed.set(fiberId, undefined);
+    // The first read is answered at once, so `onSynced` hears of the copy before any read waits.
+    let first = true;
+    const tick = async (): Promise<void> => {
+      let pause = this.#pollMs;
+      try {
+        const opening = first;
+        first = false;
+        const hold = !opening && this.#waitMs > 0 && this.#holding.size < this.#maxHeldReads;
+        const result = await this.#queued(fiberId, () =>
+          this.#sync(fiberId, { waitMs: hold ? this.#waitMs : 0 }),
+        );
+        if (result.status !== "mirrored" || isTerminal(result.record.status)) {
+          this.#followed.delete(fiberId);
+          return;
+        }
+        this.#onSynced?.(fiberId, result.record);
+        if (this.#cut.delete(fiberId) || this.#asksAtOnce(fiberId, result, opening)) pause = 0;
+      } catch (error) {
+        if (this.#cut.delete(fiberId)) pause = 0;
+        else {
+          this.#report(error, fiberId);
+          pause = this.#pollMs * 4;
+        }
+      }
+      if (this.#stopped || !this.#followed.has(fiberId)) return;
+      this.#followed.set(
+        fiberId,
+        setTimeout(() => void tick(), pause),
+      );
+    };
+    void tick();
+  }
+
+  /** Stops following every fiber. */
+  stop(): void {
+    this.#stopped = true;
+    for (const timer of this.#followed.values()) if (timer !== undefined) clearTimeout(timer);
+    this.#followed.clear();
+    for (const id of [...this.#holding.keys()]) this.#cutHeldRead(id);
   }
 
   #queued<T>(fiberId: string, work: () => Promise<T>): Promise<T> {
@@ -169,196 +270,102 @@ export class Mirror {
     return next;
   }
 
-  /** Syncs `fiberId` every `pollMs` until its local copy holds the fiber's end (or `stop`). */
-  follow(fiberId: string): void {
-    if (this.#stopped || this.#followed.has(fiberId)) return;
-    this.#followed.set(fiberId, undefined);
-    const tick = async (): Promise<void> => {
-      let wait = this.#pollMs;
-      try {
-        const result = await this.sync(fiberId);
-        if (result.status !== "mirrored" || isTerminal(result.record.status)) {
-          this.#followed.delete(fiberId);
-          return;
-        }
-        this.#onSynced?.(fiberId, result.record);
-      } catch (error) {
-        this.#report(error, fiberId);
-        wait = this.#pollMs * 4;
-      }
-      if (this.#stopped || !this.#followed.has(fiberId)) return;
-      this.#followed.set(
-        fiberId,
-        setTimeout(() => void tick(), wait),
-      );
-    };
-    void tick();
+  /**
+   * Whether the next read of a followed fiber goes at once: after a held read (the edge waited),
+   * and after the opening read or a whole answer with a cursor (the next read can be held). An
+   * edge that answers "nothing new" long before the wait is not holding reads: it is polled.
+   */
+  #asksAtOnce(fiberId: string, result: Synced, opening: boolean): boolean {
+    if (this.#waitMs === 0 || !this.#cursors.has(fiberId)) return false;
+    if (result.held) return !(result.nothingNew === true && (result.readMs ?? 0) < this.#waitMs / 2);
+    return opening || result.whole === true;
   }
 
-  /** Stops following every fiber. */
-  stop(): void {
-    this.#stopped = true;
-    for (const timer of this.#followed.values()) if (timer !== undefined) clearTimeout(timer);
-    this.#followed.clear();
+  #cutHeldRead(fiberId: string): void {
+    const held = this.#holding.get(fiberId);
+    if (held === undefined) return;
+    this.#holding.delete(fiberId);
+    this.#cut.add(fiberId);
+    held.abort();
   }
 
-  async #sync(fiberId: string): Promise<MirrorSync & { inbox?: InboxEvent[] }> {
+  /**
+   * One read and its writes. `whole`: without the cursor (a hand-back). `waitMs`: the edge may
+   * hold the read that long (only with a cursor: a whole read is answered at once).
+   */
+  async #sync(
+    fiberId: string,
+    { whole = false, waitMs = 0 }: { whole?: boolean; waitMs?: number },
+  ): Promise<Synced> {
     if (this.#released.has(fiberId)) return { status: "home" };
     const store = this.#store;
     const local = await store.getFiber(fiberId);
     const checked = local !== undefined && this.#checked.has(fiberId);
-    const replica = await this.#source.readReplica(fiberId, checked ? local.streamHead : 0);
-    if (replica === undefined) return { status: "missing" };
+    const cursor = checked && !whole ? this.#cursors.get(fiberId) : undefined;
+    const options: ReplicaReadOptions = {};
+    let holding: AbortController | undefined;
+    if (cursor !== undefined) {
+      options.cursor = cursor;
+      if (waitMs > 0) {
+        holding = new AbortController();
+        this.#holding.set(fiberId, holding);
+        options.waitMs = waitMs;
+        options.signal = holding.signal;
+      }
+    }
+    const startedAt = Date.now();
+    let answer: ReplicaAnswer | undefined;
+    try {
+      answer = await this.#source.readReplica(fiberId, checked ? local.streamHead : 0, options);
+    } finally {
+      if (holding !== undefined && this.#holding.get(fiberId) === holding) this.#holding.delete(fiberId);
+    }
+    const readMs = Date.now() - startedAt;
+    if (answer === undefined) return { status: "missing" };
+    if (answer.type === "delta" && cursor === undefined)
+      throw new Error(`The edge answered a whole read of fiber ${fiberId} with a delta.`);
+    // The copy is about to change: the cursor is taken again once this answer is written (a
+    // failure from here on reads whole next time; one before it left the copy as the cursor says).
+    this.#cursors.delete(fiberId);
     if (!checked) {
-      const kept = local !== undefined && (await this.#isPrefix(fiberId, replica.chunks));
+      const replica = answer as Exclude<ReplicaAnswer, { type: "delta" }>;
+      const kept = local !== undefined && (await isStreamPrefix(store, fiberId, replica.chunks));
       if (!kept) {
         // Synced only once rebuilt: the host shows a synced copy whole (Rule B for an away
         // fiber), and until the delete lands the old copy still holds chunks no page may see.
-        const rebuilt = await this.#rebuild(fiberId, local, replica);
+        const record = await rebuildCopy(store, local, replica);
         this.#checked.add(fiberId);
-        return { ...rebuilt, inbox: replica.inbox };
+        if (replica.cursor !== undefined) this.#cursors.set(fiberId, replica.cursor);
+        return {
+          status: "mirrored",
+          record,
+          rebuilt: true,
+          appended: replica.chunks.length,
+          inbox: "aligned",
+          whole: true,
+        };
       }
       this.#checked.add(fiberId);
     }
-    const current = local as FiberRecord;
-    const chunks = replica.chunks.filter((c) => c.seq > current.streamHead);
-    const unchanged =
-      chunks.length === 0 &&
-      replica.record.updatedAt === current.updatedAt &&
-      replica.record.status === current.status &&
-      replica.record.home?.epoch === current.home?.epoch;
-    if (unchanged)
-      return { status: "mirrored", record: current, rebuilt: false, appended: 0, inbox: replica.inbox };
-    const group: WriteGroup = {
-      fiberId,
-      generation: current.generation,
-      fiber: mirroredFields(replica.record),
-      clearJournal: true,
-      journal: replica.journal,
-      snapshot: replica.snapshot ?? null,
-      ...(chunks.length > 0 ? { chunks } : {}),
-    };
-    const result = await store.commit([group]);
-    if (result.fenced.length > 0) {
+    let applied: AppliedAnswer;
+    try {
+      applied = await applyAnswer(store, local as FiberRecord, answer);
+    } catch (error) {
       // Someone else wrote the copy meanwhile: compare it whole at the next read.
-      this.#checked.delete(fiberId);
-      throw new Error(`The local copy of fiber ${fiberId} changed while it was mirrored; it is read again.`);
+      if (error instanceof CopyChangedError) this.#checked.delete(fiberId);
+      throw error;
     }
-    const record = (await store.getFiber(fiberId)) ?? current;
-    return { status: "mirrored", record, rebuilt: false, appended: chunks.length, inbox: replica.inbox };
+    if (answer.cursor !== undefined) this.#cursors.set(fiberId, answer.cursor);
+    return {
+      status: "mirrored",
+      record: applied.record,
+      rebuilt: false,
+      appended: applied.appended,
+      inbox: applied.inbox,
+      held: holding !== undefined && answer.type === "delta",
+      nothingNew: isNothingNew(answer),
+      whole: answer.type !== "delta",
+      readMs,
+    };
   }
-
-  /** Whether every local chunk is the replica's chunk at the same seq (the copy only lags). */
-  async #isPrefix(fiberId: string, replicaChunks: readonly StreamChunk[]): Promise<boolean> {
-    const localChunks = await this.#store.readStream(fiberId, 0);
-    if (localChunks.length > replicaChunks.length) return false;
-    return localChunks.every((chunk, i) => sameChunk(chunk, replicaChunks[i]));
-  }
-
-  /**
-   * Makes the local inbox of `fiberId` the replica's: the events it lacks are enqueued (at the
-   * replica's seqs) and the consumed marks copied. A local inbox that is not a prefix of the
-   * replica's (events buffered here and never shipped, dropped by a fence) is rebuilt with the
-   * whole copy. Resolves with the local record after.
-   */
-  async #alignInbox(
-    fiberId: string,
-    record: FiberRecord,
-    inbox: readonly InboxEvent[],
-  ): Promise<FiberRecord> {
-    const store = this.#store;
-    let local = await store.readInbox(fiberId);
-    if (local.length > inbox.length || !local.every((e, i) => sameEvent(e, inbox[i]))) {
-      const replica = await this.#source.readReplica(fiberId, 0);
-      if (replica === undefined) throw new Error(`Fiber ${fiberId} has no replica at the edge any more.`);
-      const rebuilt = await this.#rebuild(fiberId, record, replica);
-      if (rebuilt.status !== "mirrored") throw new Error(`Fiber ${fiberId} could not be rebuilt.`);
-      record = rebuilt.record;
-      inbox = replica.inbox;
-      local = [];
-    }
-    for (const event of inbox.slice(local.length)) {
-      const { name, payload, at, eventId } = event;
-      const stored = await store.enqueueEvent({
-        fiberId,
-        name,
-        payload,
-        at,
-        ...(eventId ? { eventId } : {}),
-      });
-      if (stored.seq !== event.seq)
-        throw new Error(
-          `Fiber ${fiberId}'s inbox took seq ${stored.seq} where the replica has ${event.seq}.`,
-        );
-    }
-    const consumed = new Map((await store.readInbox(fiberId)).map((e) => [e.seq, e.consumedBy]));
-    const marks = inbox
-      .filter((e) => e.consumedBy !== undefined && consumed.get(e.seq) !== e.consumedBy)
-      .map((e) => ({ seq: e.seq, consumedBy: e.consumedBy as number }));
-    const current = (await store.getFiber(fiberId)) ?? record;
-    if (marks.length > 0) {
-      const { fenced } = await store.commit([
-        { fiberId, generation: current.generation, consumeEvents: marks },
-      ]);
-      if (fenced.length > 0)
-        throw new Error(`The local copy of fiber ${fiberId} changed while it was taken back.`);
-    }
-    return current;
-  }
-
-  /** Replaces the local copy with the replica: one create with every chunk, then the journal. */
-  async #rebuild(
-    fiberId: string,
-    local: FiberRecord | undefined,
-    replica: ReplicaSnapshot,
-  ): Promise<MirrorSync> {
-    const store = this.#store;
-    if (local !== undefined) await store.deleteFibers([fiberId]);
-    const { owner: _owner, leaseUntil: _leaseUntil, ...rest } = replica.record;
-    const head = replica.chunks.at(-1)?.seq ?? 0;
-    const created = await store.createFiber({ ...rest, streamHead: head }, replica.chunks);
-    if (created.status === "exists") {
-      this.#checked.delete(fiberId);
-      throw new Error(
-        `Fiber ${fiberId} was created here while it was restored from the edge; it is read again.`,
-      );
-    }
-    await store.commit([
-      {
-        fiberId,
-        generation: created.record.generation,
-        clearJournal: true,
-        journal: replica.journal,
-        snapshot: replica.snapshot ?? null,
-      },
-    ]);
-    return { status: "mirrored", record: created.record, rebuilt: true, appended: replica.chunks.length };
-  }
-}
-
-/** The replica's record fields a mirror keeps (`undefined` ones delete the local field). */
-function mirroredFields(record: FiberRecord): Partial<FiberRecord> {
-  const patch: Record<string, unknown> = {};
-  for (const key of MIRRORED_FIELDS) patch[key] = record[key];
-  return patch as Partial<FiberRecord>;
-}
-
-function sameEvent(a: InboxEvent, b: InboxEvent | undefined): boolean {
-  return (
-    b !== undefined &&
-    a.seq === b.seq &&
-    a.name === b.name &&
-    a.at === b.at &&
-    encodeValue(a.payload) === encodeValue(b.payload)
-  );
-}
-
-function sameChunk(a: StreamChunk, b: StreamChunk | undefined): boolean {
-  return (
-    b !== undefined &&
-    a.seq === b.seq &&
-    a.type === b.type &&
-    a.at === b.at &&
-    encodeValue(a.data) === encodeValue(b.data)
-  );
 }

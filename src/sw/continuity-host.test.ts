@@ -5,7 +5,8 @@
  * the same wiring on IdbStore against `wrangler dev`). Covered: a worker restart after the edge
  * took a fiber over finds the fiber away, never runs it, and mirrors one contiguous stream; a
  * browser without the fiber restores it from the edge, and its page's `sendEvent` and `cancel`
- * reach the edge while the page's stream follows the edge live; `awaitStart: false` starts steps
+ * reach the edge while the page's stream follows the edge live (the copy's inbox takes the event as
+ * the edge consumed it); `awaitStart: false` starts steps
  * the edge has not seen. Every step the edge runs is counted in a ledger outside both homes.
  */
 
@@ -263,7 +264,15 @@ describe("the Service Worker host with continuity", () => {
     expect(chunks.at(-2)).toMatchObject({ type: "got", data: { payload: { n: 7 }, value: "after@edge" } });
     expect(ledger.count("restore-go", "after")).toBe(1);
     expect(second.runs).toEqual([]);
-    expect(await store.readInbox("restore-go")).toEqual([]);
+    // The copy's inbox follows the replica's: the event the page sent reached it, consumed there.
+    const edgeInbox = (await replica("restore-go")).inbox;
+    expect(edgeInbox).toMatchObject([{ seq: 1, name: "go", payload: { n: 7 } }]);
+    expect(edgeInbox[0]?.consumedBy).toBeDefined();
+    await vi.waitFor(async () =>
+      expect(await store.readInbox("restore-go")).toMatchObject([
+        { seq: 1, name: "go", payload: { n: 7 }, consumedBy: edgeInbox[0]?.consumedBy },
+      ]),
+    );
 
     expect(await api.cancel("restore-cancel", "no longer needed")).toBe("cancelled");
     expect(await api.get("restore-cancel")).toMatchObject({ status: "cancelled" });
