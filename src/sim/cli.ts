@@ -58,6 +58,8 @@ interface SeedResult {
   /** Continuity: fibers that changed home (out to the edge; and back, `cameHome`). */
   handoffs?: number;
   cameHome?: number;
+  /** Continuity: answers the browser's mirrors got whole and as deltas, copies checked at a cursor. */
+  mirrorReads?: { whole: number; delta: number; checked: number };
 }
 
 /** The default of `--jobs`: one worker per CPU, at most 4. */
@@ -102,9 +104,12 @@ export function parseArgs(argv: readonly string[]): CliOptions {
         plant !== "no-rule-a" &&
         plant !== "no-rule-b" &&
         plant !== "volatile-outbox" &&
-        plant !== "grant-while-running"
+        plant !== "grant-while-running" &&
+        plant !== "lossy-delta"
       )
-        throw new Error("--plant takes no-rule-a, no-rule-b, volatile-outbox or grant-while-running");
+        throw new Error(
+          "--plant takes no-rule-a, no-rule-b, volatile-outbox, grant-while-running or lossy-delta",
+        );
       options.plant = plant;
     } else if (arg === "--verbose" || arg === "-v") options.verbose = true;
     else
@@ -122,12 +127,18 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   const byInvariant = new Map<string, number[]>();
   let violations = 0;
   const moved = { out: 0, back: 0 };
+  const mirrored = { whole: 0, delta: 0, checked: 0 };
   const last = options.from + options.seeds - 1;
   await runSeeds(options, (result) => {
     const { seed } = result;
     violations += result.violations.length;
     if ((result.handoffs ?? 0) > 0) moved.out++;
     if ((result.cameHome ?? 0) > 0) moved.back++;
+    if (result.mirrorReads) {
+      mirrored.whole += result.mirrorReads.whole;
+      mirrored.delta += result.mirrorReads.delta;
+      mirrored.checked += result.mirrorReads.checked;
+    }
     if (result.violations.length > 0) failing.push(result);
     for (const v of result.violations)
       byInvariant.set(v.invariant, [...(byInvariant.get(v.invariant) ?? []), seed]);
@@ -146,6 +157,10 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   if (options.continuity)
     log(
       `handoffs: a fiber went to the edge in ${moved.out} schedules, and came home from it in ${moved.back}`,
+    );
+  if (options.continuity)
+    log(
+      `mirror reads: ${mirrored.whole} whole, ${mirrored.delta} deltas; copies checked against the state their cursor names: ${mirrored.checked}`,
     );
   for (const [invariant, seeds] of [...byInvariant].sort((a, b) => b[1].length - a[1].length)) {
     log(
@@ -193,8 +208,8 @@ async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): P
       store: setup.store,
       ...(setup.plant ? { plant: setup.plant } : {}),
     });
-    const { violations, steps, virtualMs, digest, handoffs, cameHome } = r;
-    return { seed, violations, steps, virtualMs, digest, handoffs, cameHome };
+    const { violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads } = r;
+    return { seed, violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads };
   }
   const { violations, steps, virtualMs, digest } = await runSchedule(seed, {
     traceLines: setup.lines,

@@ -40,13 +40,14 @@ import { isTerminal } from "../core/records";
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { Store } from "../core/store";
-import { readReplica } from "../edge/replica-routes";
+import { WatchedStore } from "../edge/watched-store";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { SimLink } from "./continuity-link";
 import { type FaultPlan, FaultStore } from "./fault-store";
 import type { Findings } from "./findings";
 import { Ledger, MIRROR_WRITER } from "./ledger";
+import { CheckedMirrorSource } from "./mirror-source";
 import type { Prng } from "./prng";
 import { codeOf, type Program, type ProgramHost, programHandler } from "./program";
 import type { Trace } from "./trace";
@@ -62,9 +63,15 @@ export const HOME = browserHome("sim");
  * chunks, `volatile-outbox` keeps the outbox in memory beside the durable store (what the
  * IdbStore outbox fixed), so a relaunched browser has forgotten what it had not shipped;
  * `grant-while-running` hands a fiber back to the browser (`comeHome`) without the arbiter's
- * checks, while the edge may still be running it.
+ * checks, while the edge may still be running it; `lossy-delta` drops the journal and the inbox
+ * from the deltas the browser's mirror gets, so its copy falls behind the cursor it holds.
  */
-export type ContinuityBug = "no-rule-a" | "no-rule-b" | "volatile-outbox" | "grant-while-running";
+export type ContinuityBug =
+  | "no-rule-a"
+  | "no-rule-b"
+  | "volatile-outbox"
+  | "grant-while-running"
+  | "lossy-delta";
 
 /** The knobs of one schedule, drawn from the seed. */
 export interface ContinuitySettings {
@@ -94,6 +101,7 @@ interface BrowserNode extends HomeNode {
   readonly extraStores: FaultStore[];
   /** This launch's mirror (one per worker start, as `BrowserContinuity` has). */
   readonly mirror: Mirror;
+
   /** Fibers this launch is asking the arbiter for. */
   readonly comingHome: Set<string>;
 }
@@ -125,8 +133,8 @@ export class ContinuityWorld {
   outbox: Outbox;
   readonly storeKind: StoreKind;
   readonly localLedger: Ledger;
-  /** The edge's durable state: the replica store. */
-  readonly edgeStore = new MemoryStore();
+  /** The edge's durable state: the replica store, watched as the Durable Object host watches it. */
+  readonly edgeStore = new WatchedStore(new MemoryStore());
   readonly edgeLedger: Ledger;
   browser: BrowserNode | undefined;
   edge: EdgeNode | undefined;
@@ -138,6 +146,8 @@ export class ContinuityWorld {
   #rawLocal: Store;
   /** Come-homes granted to the browser, and those it finished adopting. */
   readonly comeHomes = { asked: 0, granted: 0, adopted: 0 };
+  /** Answers the mirrors of every launch got whole and as deltas, and copies checked at a cursor. */
+  readonly mirrorReads = { whole: 0, delta: 0, checked: 0 };
   /** Opens a store on the browser's database (`"idb"` only). */
   readonly #openLocal: (() => IdbStore) | undefined;
   /** A launch is opening its store and outbox (`"idb"`: that takes IndexedDB round trips). */
@@ -294,8 +304,9 @@ export class ContinuityWorld {
       onError: (error, fiberId) =>
         this.findings.add("shipper-error", `${codeOf(error)}: ${String(error).slice(0, 120)}`, fiberId),
     });
-    // The mirror a come-home brings the copy up with: its writes go to the browser's own store
-    // (no outbox), through a faulting store so a crash can cut them, seen by the ledger.
+    // The mirror that follows fibers that are away and that a come-home brings the copy up with:
+    // its writes go to the browser's own store (no outbox), through a faulting store so a crash
+    // can cut them, seen by the ledger.
     const mirrorStore = new FaultStore(
       this.#rawLocal,
       {
@@ -307,10 +318,22 @@ export class ContinuityWorld {
       },
       `${name}${MIRROR_WRITER}`,
     );
-    const edgeStore = this.edgeStore;
+    const mirrorSource = new CheckedMirrorSource({
+      edge: this.edgeStore,
+      local: this.#rawLocal,
+      findings: this.findings,
+      trace: this.trace,
+      counts: this.mirrorReads,
+      lossy: this.planted === "lossy-delta",
+    });
     const mirror = new Mirror({
       store: mirrorStore,
-      source: { readReplica: (id, after) => readReplica(edgeStore, id, after) },
+      source: mirrorSource,
+      // Held reads, or polls with cursors; a failed sync (a store fault) is read again.
+      waitMs: this.rng.pick([0, 1_000, 20_000]),
+      pollMs: this.rng.pick([100, 500]),
+      onError: (error, id) =>
+        this.trace.add("mirror", `${id}: ${codeOf(error)} ${String(error).slice(0, 100)}`),
     });
     node = {
       name,
@@ -336,6 +359,7 @@ export class ContinuityWorld {
     node.crashed = true;
     this.trace.add("KILL", `${node.name} (browser): ${reason}`);
     node.shipper.stop();
+    node.mirror.stop();
     node.store.crash(reason);
     for (const store of node.extraStores) store.crash(reason);
     void node.runtime.close();
@@ -382,6 +406,18 @@ export class ContinuityWorld {
     clearInterval(node.alarm);
     for (const store of node.stores) store.crash(reason);
     void node.runtime.close();
+  }
+
+  /**
+   * While `fiberId` is away, the browser's mirror follows it (as `BrowserContinuity` does once it
+   * finds a fiber away): a whole first read, then held reads that carry only what changed.
+   */
+  followAway(fiberId: string): void {
+    const browser = this.browser;
+    if (!browser || browser.crashed || browser.comingHome.has(fiberId)) return;
+    if (this.outbox.where(fiberId)?.status !== "away") return;
+    browser.mirror.track(fiberId);
+    browser.mirror.follow(fiberId);
   }
 
   /**

@@ -3,7 +3,7 @@
  * fixed sample of seeds must hold every invariant (with the browser on `MemoryStore`, and on
  * `IdbStore` whose outbox each launch reloads), a seed replays to the same trace, and each planted
  * bug (Rule A or Rule B switched off, the outbox kept only in memory, a fiber handed back to
- * the browser while the edge runs it) must be reported, so the
+ * the browser while the edge runs it, deltas that lose part of what changed) must be reported, so the
  * checks cannot silently pass. The CLI runs the long batches.
  */
 
@@ -31,6 +31,10 @@ describe("continuity simulation", () => {
     expect(results.filter((r) => r.handoffs > 0).length).toBeGreaterThan(SEEDS / 10);
     // And the handoff back: in some, a fiber the edge took over comes home to the browser.
     expect(results.filter((r) => r.cameHome > 0).length).toBeGreaterThan(0);
+    // The browser's mirror follows fibers that are away with deltas, and its copy is checked
+    // against the state each cursor names.
+    expect(results.reduce((n, r) => n + r.mirrorReads.delta, 0)).toBeGreaterThan(0);
+    expect(results.reduce((n, r) => n + r.mirrorReads.checked, 0)).toBeGreaterThan(0);
   }, 120_000);
 
   it(`holds every invariant with the browser on IdbStore, its outbox reloaded at every launch, on seeds 1..${IDB_SEEDS}`, async () => {
@@ -56,8 +60,10 @@ describe("continuity simulation", () => {
     ["no-rule-a", "memory", ["start-not-shipped"], 10],
     ["no-rule-b", "memory", ["shown-unshipped"], 10],
     ["volatile-outbox", "idb", ["never-replicated"], 10],
-    // Needs a handoff out, then a grant while the edge runs the fiber: seed 28 is the first.
-    ["grant-while-running", "memory", ["ran-without-lease"], 40],
+    // Needs a handoff out, then a grant while the edge runs the fiber: seed 66 is the first.
+    ["grant-while-running", "memory", ["ran-without-lease"], 80],
+    // Needs a handoff out and a mirror that follows it: seed 4 is the first.
+    ["lossy-delta", "memory", ["mirror-copy-differs"], 10],
   ] as const)(
     "reports the planted bug %s (%s)",
     async (plant, store, invariants, seeds) => {

@@ -58,6 +58,8 @@ export interface ContinuityResult extends ScheduleResult {
   reloadedPending: number;
   /** Fibers the browser took back from the edge (`comeHome`) and adopted. */
   cameHome: number;
+  /** Answers the browser's mirrors got whole and as deltas, and copies checked at a cursor. */
+  mirrorReads: { whole: number; delta: number; checked: number };
 }
 
 /**
@@ -137,6 +139,7 @@ export async function runContinuitySchedule(
       handoffs,
       reloadedPending: world.reloadedPending,
       cameHome: world.comeHomes.adopted,
+      mirrorReads: { ...world.mirrorReads },
     };
   } finally {
     console.error = consoleError;
@@ -186,6 +189,7 @@ class ContinuityActions {
       // The handoff back: for some fibers the browser mirrors, it asks for the fiber at the edge
       // whenever its mirror's read finds it suspended there, as `comeHome: "at-suspension"` does.
       if (rng.chance(0.6)) at(rng.int(startAt, window), () => this.#comeHomePoll(id));
+      at(startAt, () => this.#followPoll(id));
     });
     for (let k = rng.int(1, 6); k > 0; k--) {
       const t = rng.int(0, window);
@@ -219,6 +223,18 @@ class ContinuityActions {
     if (world.outbox.where(fiberId)?.status === "away" && ask)
       world.background(`come-home ${fiberId}`, world.comeHome(fiberId));
     setTimeout(() => this.#comeHomePoll(fiberId), world.rng.int(200, 800));
+  }
+
+  /**
+   * Now and then, has the browser's mirror follow `fiberId` if it is away (a worker that finds a
+   * fiber away follows it from then on), until the fiber ends or the schedule does.
+   */
+  #followPoll(fiberId: string): void {
+    const world = this.#world;
+    const record = world.edgeLedger.get(fiberId)?.record;
+    if (this.#closed || (record !== undefined && isTerminal(record.status))) return;
+    world.followAway(fiberId);
+    setTimeout(() => this.#followPoll(fiberId), world.rng.int(300, 1_000));
   }
 
   /** Whether nothing more can happen: every fiber settled in the replica and shipped. */

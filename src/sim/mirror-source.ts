@@ -1,0 +1,125 @@
+/**
+ * The simulator's mirror source: a browser's `Mirror` reads the edge's replica store through it,
+ * with `readReplicaWhenChanged` (the edge route's reader, held until the replica changed), and it
+ * checks the incremental path: when the mirror sends back the cursor of an answer, the local copy
+ * must hold exactly the replica state that answer described (journal, snapshot, record fields, and
+ * the inbox where the copy's was a prefix of it), whatever deltas built it, and its stream must
+ * be the replica's prefix. A copy that differs is the `mirror-copy-differs` violation.
+ */
+
+import { isDeepStrictEqual } from "node:util";
+import type { ReplicaSource } from "../continuity/mirror";
+import { mirroredFields } from "../continuity/mirror-copy";
+import { type InboxEvent, isTerminal } from "../core/records";
+import type { Store } from "../core/store";
+import {
+  type ReplicaReadOptions,
+  type ReplicaSnapshot,
+  readReplica,
+  readReplicaWhenChanged,
+} from "../edge/replica-read";
+import type { WatchedStore } from "../edge/watched-store";
+import type { Findings } from "./findings";
+import type { Trace } from "./trace";
+
+/** What a `CheckedMirrorSource` reads, writes and reports to. */
+export interface CheckedMirrorOptions {
+  /** The edge's replica store. */
+  edge: WatchedStore;
+  /** The browser's own store (read directly: no faults). */
+  local: Store;
+  findings: Findings;
+  trace: Trace;
+  /** Answers served whole and as deltas, and copies checked (shared by every launch). */
+  counts: { whole: number; delta: number; checked: number };
+  /** The planted `lossy-delta`: deltas lose their journal and inbox on the way. */
+  lossy?: boolean;
+}
+
+/** Reads the edge for a mirror, and checks the copy at every cursor the mirror sends back. */
+export class CheckedMirrorSource implements ReplicaSource {
+  readonly #o: CheckedMirrorOptions;
+  /** Per `fiberId|cursor`, the whole replica state an answer with that cursor described. */
+  readonly #served = new Map<string, ReplicaSnapshot>();
+
+  constructor(options: CheckedMirrorOptions) {
+    this.#o = options;
+  }
+
+  async readReplica(fiberId: string, after: number, options: ReplicaReadOptions = {}) {
+    if (options.cursor !== undefined) await this.#check(fiberId, options.cursor);
+    const { edge, counts } = this.#o;
+    const answer = await readReplicaWhenChanged(edge, edge, fiberId, after, options);
+    if (answer === undefined || answer.cursor === undefined) return answer;
+    if (answer.type === "delta") counts.delta++;
+    else counts.whole++;
+    // The state the cursor names, read whole: kept only if nothing changed it in between.
+    const whole = await readReplica(edge, fiberId, 0);
+    if (whole?.cursor === answer.cursor) this.#served.set(`${fiberId}|${answer.cursor}`, whole);
+    if (this.#o.lossy && answer.type === "delta") {
+      const { journal: _journal, inbox: _inbox, ...lossy } = answer;
+      return lossy;
+    }
+    return answer;
+  }
+
+  async #check(fiberId: string, cursor: string): Promise<void> {
+    const key = `${fiberId}|${cursor}`;
+    const served = this.#served.get(key);
+    if (served === undefined) return;
+    this.#served.delete(key);
+    const { edge, local, findings, trace, counts } = this.#o;
+    counts.checked++;
+    const [record, journal, snapshot, inbox, stream, edgeStream] = await Promise.all([
+      local.getFiber(fiberId),
+      local.readJournal(fiberId),
+      local.readSnapshot(fiberId),
+      local.readInbox(fiberId),
+      local.readStream(fiberId, 0),
+      edge.readStream(fiberId, 0),
+    ]);
+    const differs: string[] = [];
+    if (record === undefined) differs.push("no copy");
+    else if (!isDeepStrictEqual(mirroredFields(record), mirroredFields(served.record)))
+      differs.push("record");
+    if (!isDeepStrictEqual(journal, served.journal)) differs.push("journal");
+    if (!isDeepStrictEqual(snapshot, served.snapshot)) differs.push("snapshot");
+    // The copy's inbox follows the replica's while it is a prefix of it and the fiber has not ended.
+    const prefix =
+      inbox.length <= served.inbox.length &&
+      inbox.every((e, i) => sameIdentity(e, served.inbox[i] as (typeof served.inbox)[number]));
+    if (
+      prefix &&
+      !isTerminal(served.record.status) &&
+      !isDeepStrictEqual(inbox.map(marks), served.inbox.map(marks))
+    )
+      differs.push("inbox");
+    const rewritten = stream.find((c, i) => !isDeepStrictEqual(c, edgeStream[i]));
+    if (rewritten) differs.push(`chunk #${rewritten.seq}`);
+    if (differs.length > 0)
+      findings.add(
+        "mirror-copy-differs",
+        `the copy differs from the replica state its cursor names: ${differs.join(", ")}`,
+        fiberId,
+      );
+    else trace.add("mirror", `${fiberId} copy holds cursor ${cursor.slice(0, 24)}…`);
+  }
+}
+
+/** An event as a mirror copies it. */
+function marks(e: InboxEvent): unknown[] {
+  return [e.seq, e.name, e.at, e.payload, e.eventId, e.consumedBy];
+}
+
+function sameIdentity(
+  a: { seq: number; name: string; at: number; payload: unknown },
+  b: { seq: number; name: string; at: number; payload: unknown } | undefined,
+): boolean {
+  return (
+    b !== undefined &&
+    a.seq === b.seq &&
+    a.name === b.name &&
+    a.at === b.at &&
+    isDeepStrictEqual(a.payload, b.payload)
+  );
+}
