@@ -491,6 +491,27 @@ describe("Mirror", () => {
       mirror.stop();
     });
 
+    it("reads a fiber the edge streams fast at most once per minGapMs, each answer carrying what came meanwhile", async () => {
+      const edge = new EdgeReplica();
+      await edge.create();
+      const store = new MemoryStore();
+      const mirror = new Mirror({ store, source: edge, waitMs: 5_000, minGapMs: 200 });
+      mirror.follow(ID);
+      await expect.poll(() => edge.requests.length).toBe(2);
+      // 40 commits, one every 10 ms or so: a read per commit without the gap.
+      const started = Date.now();
+      for (let seq = 2; seq <= 41; seq++) {
+        await edge.commit({ chunks: [chunk(seq)] });
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await expect.poll(async () => (await store.getFiber(ID))?.streamHead, { timeout: 5_000 }).toBe(41);
+      // One read per 200 ms that passed (however slow the machine was), and the last answer's.
+      const gaps = Math.ceil((Date.now() - started) / 200);
+      expect(edge.requests.length - 2).toBeLessThanOrEqual(gaps + 2);
+      await expectSameCopy(store, edge.store);
+      mirror.stop();
+    });
+
     it("holds at most maxHeldReads reads at once", async () => {
       const edge = new WatchedStore(new MemoryStore());
       for (const id of ["f", "g"])

@@ -60,6 +60,12 @@ export interface MirrorOptions {
    * the edge holds at most 25 s). `0`: no held reads, a read every `pollMs`.
    */
   waitMs?: number;
+  /**
+   * The least time between two reads of a fiber when the first one brought changes (default
+   * 100 ms): a fiber streaming at the edge is read at most about ten times a second, not once per
+   * round trip (every answer costs the edge a read of the whole replica).
+   */
+  minGapMs?: number;
   /** At most this many reads held at once (default 4); other followed fibers are read every `pollMs`. */
   maxHeldReads?: number;
   /**
@@ -110,6 +116,7 @@ export class Mirror {
   readonly #pollMs: number;
   readonly #waitMs: number;
   readonly #maxHeldReads: number;
+  readonly #minGapMs: number;
   readonly #report: (error: unknown, fiberId: string) => void;
   /** Fibers whose local copy was compared whole with the replica in this worker's life. */
   readonly #checked = new Set<string>();
@@ -132,6 +139,7 @@ export class Mirror {
     this.#pollMs = options.pollMs ?? 500;
     this.#waitMs = options.waitMs ?? 20_000;
     this.#maxHeldReads = options.maxHeldReads ?? 4;
+    this.#minGapMs = options.minGapMs ?? 100;
     this.#onSynced = options.onSynced;
     this.#report =
       options.onError ??
@@ -212,8 +220,8 @@ export class Mirror {
 
   /**
    * Syncs `fiberId` until its local copy holds the fiber's end (or `stop`): at once, then again
-   * as soon as a held read was answered, after `pollMs` when the read was not held, after four
-   * times that when it failed.
+   * as soon as a held read was answered with nothing new, `minGapMs` after one that brought
+   * changes, after `pollMs` when the read was not held, after four times that when it failed.
    */
   follow(fiberId: string): void {
     if (this.#stopped || this.#followed.has(fiberId)) return;
@@ -234,7 +242,11 @@ export class Mirror {
           return;
         }
         this.#onSynced?.(fiberId, result.record);
-        if (this.#cut.delete(fiberId) || this.#asksAtOnce(fiberId, result, opening)) pause = 0;
+        if (this.#cut.delete(fiberId)) pause = 0;
+        else if (this.#asksAtOnce(fiberId, result, opening))
+          // An answer that carried changes: the next one waits `minGapMs`, so a fiber the edge
+          // streams fast is read a few times a second, each answer carrying what came meanwhile.
+          pause = result.nothingNew === true || opening ? 0 : this.#minGapMs;
       } catch (error) {
         if (this.#cut.delete(fiberId)) pause = 0;
         else {
