@@ -36,7 +36,7 @@ import { Shipper } from "../continuity/shipper";
 import type { FiberContext, StepContext } from "../core/define";
 import { defineFiber } from "../core/define";
 import { localLocks } from "../core/locks";
-import { isTerminal } from "../core/records";
+import { type HomeLease, isTerminal } from "../core/records";
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { Store } from "../core/store";
@@ -146,6 +146,10 @@ export class ContinuityWorld {
   #rawLocal: Store;
   /** Come-homes granted to the browser, and those it finished adopting. */
   readonly comeHomes = { asked: 0, granted: 0, adopted: 0 };
+  /** Shipments the arbiter has not answered yet, by edge launch and fiber (`#deliver`). */
+  readonly #inTurn = new Map<string, number>();
+  /** The replica's lease as the last answered shipment left it, by edge launch and fiber. */
+  readonly #turnEnds = new Map<string, { home: HomeLease | undefined; at: number }>();
   /** Answers the mirrors of every launch got whole and as deltas, and copies checked at a cursor. */
   readonly mirrorReads = { whole: 0, delta: 0, checked: 0 };
   /** Opens a store on the browser's database (`"idb"` only). */
@@ -581,22 +585,35 @@ export class ContinuityWorld {
   #deliver(fiberId: string, shipment: Shipment): Promise<ShipmentAnswer> | undefined {
     const edge = this.edge;
     if (!edge || edge.crashed) return undefined;
-    const before = this.edgeLedger.get(fiberId)?.record?.home;
-    const receivedAt = Date.now();
+    // The arbiter takes one fiber's shipments in turn, in the order received: one received while
+    // an earlier one is still being applied is decided on the lease that one leaves (which it may
+    // have renewed), not on the lease at its own arrival.
+    const turnKey = `${edge.name}:${fiberId}`;
+    const queued = this.#inTurn.get(turnKey) ?? 0;
+    this.#inTurn.set(turnKey, queued + 1);
+    const arrival = { home: this.edgeLedger.get(fiberId)?.record?.home, at: Date.now() };
     const reply = edge.arbiter.receive(fiberId, shipment);
+    const settle = () => {
+      const decidedOn = queued > 0 ? (this.#turnEnds.get(turnKey) ?? arrival) : arrival;
+      this.#inTurn.set(turnKey, (this.#inTurn.get(turnKey) ?? 1) - 1);
+      this.#turnEnds.set(turnKey, { home: this.edgeLedger.get(fiberId)?.record?.home, at: Date.now() });
+      return decidedOn;
+    };
     reply.then(
       (answer) => {
+        const { home: before, at } = settle();
         // Invariant 6: positions are applied only under the sender's valid lease.
         if (answer.status === "ok" && before && shipment.entries.some((e) => e.pos > before.appliedPos)) {
-          if (before.home !== shipment.home || before.until <= receivedAt)
+          if (before.home !== shipment.home || before.until <= at)
             this.findings.add(
               "applied-without-lease",
-              `positions past ${before.appliedPos} applied for ${shipment.home} while ${before.home} held the fiber until ${before.until - EPOCH}`,
+              `positions past ${before.appliedPos} applied for ${shipment.home} while ${before.home} held the fiber until ${before.until - EPOCH} (decided at ${at - EPOCH})`,
               fiberId,
             );
         }
       },
       (error: unknown) => {
+        settle();
         if (codeOf(error) === "protocol_error" || codeOf(error) === "replica_conflict")
           this.findings.add("arbiter-refused", `${codeOf(error)}: ${String(error).slice(0, 160)}`, fiberId);
       },
