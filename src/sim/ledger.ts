@@ -187,7 +187,16 @@ export class Ledger {
       // A restart from scratch (a new epoch) may release the events the discarded run consumed,
       // and its new run consume them again: a replica applies both in one commit.
       const released = (prev?.record?.epoch ?? 0) < record.epoch;
-      if (before?.consumedBy !== undefined && before.consumedBy !== event.consumedBy && !released) {
+      // A mirror's write copies the replica's marks: over a consumption this home made and never
+      // shipped (fenced, so it never happened), it puts the replica's own, or none. Whether the
+      // replica consumed an event twice is the edge ledger's to say.
+      const copied = writer.endsWith(MIRROR_WRITER);
+      if (
+        before?.consumedBy !== undefined &&
+        before.consumedBy !== event.consumedBy &&
+        !released &&
+        !copied
+      ) {
         fail(
           "event-consumed-twice",
           `event #${event.seq} consumed by wait pos ${before.consumedBy}, then by pos ${event.consumedBy}`,
