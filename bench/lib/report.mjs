@@ -259,7 +259,7 @@ export const ROWS = [
     ratio: (r) => r.steps.ruleARatio,
     targets: [{ on: "ratio", op: "<=", limit: 1.3 }],
     note: (runs) =>
-      `one round trip per step: ${fmt(median(runs.map((r) => r.steps.shipmentsPerStep.ruleA)))} shipments per step, the edge's round trip from the worker ${fmt(median(runs.map((r) => r.steps.edgeRoundTripMs)))} ms; first step ${fmt(median(runs.map((r) => r.steps.firstStepMs.ruleA)))} ms, ${fmt(median(runs.map((r) => r.steps.firstStepMs.plain)))} unreplicated`,
+      `one round trip per step: ${fmt(median(runs.map((r) => r.steps.shipmentsPerStep.ruleA)))} shipments per step, the edge's round trip from the worker ${fmt(median(runs.map((r) => r.steps.edgeRoundTripMs)))} ms (a small GET), a shipment's ${fmt(median(runs.map((r) => r.steps.shipmentRoundTripMs.ruleA)))} ms (a POST answered once the arbiter's writes are durable); first step ${fmt(median(runs.map((r) => r.steps.firstStepMs.ruleA)))} ms, ${fmt(median(runs.map((r) => r.steps.firstStepMs.plain)))} unreplicated`,
   },
   {
     key: "B10.ruleAWork",
@@ -274,7 +274,7 @@ export const ROWS = [
     ratio: (r) => r.work.ruleARatio,
     targets: [{ on: "ratio", op: "<=", limit: 1.3 }],
     note: (runs) =>
-      `awaitStart: false ${fmt(median(runs.map((r) => r.work.noAwaitRatio)))}x; the edge's round trip ${fmt(median(runs.map((r) => r.work.edgeRoundTripMs)))} ms`,
+      `awaitStart: false ${fmt(median(runs.map((r) => r.work.noAwaitRatio)))}x; ${fmt(median(runs.map((r) => r.work.shipmentsPerStep.ruleA)))} shipments per step, each ${fmt(median(runs.map((r) => r.work.shipmentRoundTripMs.ruleA)))} ms (the edge's small GET ${fmt(median(runs.map((r) => r.work.edgeRoundTripMs)))} ms)`,
   },
   {
     key: "B10.noAwait",

@@ -450,7 +450,7 @@ export async function b10(env) {
       if (job.errors.length > 0) throw new Error(`B10 steps: ${job.errors.join("; ")}`);
       steps.push(job);
       env.log(
-        `B10 steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); first step ${job.firstStepMs.plain.toFixed(1)} / ${job.firstStepMs.ruleA.toFixed(1)} / ${job.firstStepMs.noAwait.toFixed(1)} ms; wait for acks after blocks ${job.settleMsPerStep.ruleA.toFixed(2)} / ${job.settleMsPerStep.noAwait.toFixed(2)} ms/step; shipments per step ${job.shipmentsPerStep.ruleA.toFixed(2)} / ${job.shipmentsPerStep.noAwait.toFixed(2)}; edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms`,
+        `B10 steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); first step ${job.firstStepMs.plain.toFixed(1)} / ${job.firstStepMs.ruleA.toFixed(1)} / ${job.firstStepMs.noAwait.toFixed(1)} ms; wait for acks after blocks ${job.settleMsPerStep.ruleA.toFixed(2)} / ${job.settleMsPerStep.noAwait.toFixed(2)} ms/step; shipments per step ${job.shipmentsPerStep.ruleA.toFixed(2)} / ${job.shipmentsPerStep.noAwait.toFixed(2)}; edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms, a shipment's ${job.shipmentRoundTripMs.ruleA.toFixed(1)} / ${job.shipmentRoundTripMs.noAwait.toFixed(1)} ms`,
       );
     }
     // Rule A where it is meant to be paid: steps that wait on something (a short tool call).
@@ -466,7 +466,7 @@ export async function b10(env) {
       if (job.errors.length > 0) throw new Error(`B10 steps with work: ${job.errors.join("; ")}`);
       work.push(job);
       env.log(
-        `B10 ${B10_WORK_MS} ms steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms`,
+        `B10 ${B10_WORK_MS} ms steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); shipments per step ${job.shipmentsPerStep.ruleA.toFixed(2)} / ${job.shipmentsPerStep.noAwait.toFixed(2)}; edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms, a shipment's ${job.shipmentRoundTripMs.ruleA.toFixed(1)} / ${job.shipmentRoundTripMs.noAwait.toFixed(1)} ms`,
       );
     }
     const handoffs = [];

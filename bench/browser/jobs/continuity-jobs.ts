@@ -44,11 +44,22 @@ export async function b10Steps(
   const stores = names.map((name) => new IdbStore({ name, durability: ctx.durability }));
   const [plainStore, ruleAStore, noAwaitStore] = stores as [IdbStore, IdbStore, IdbStore];
   const plain = createRuntime({ store: plainStore, fibers: [laneStepper] });
+  // Every shipment's round trip (a POST the arbiter answers once its writes are durable), by lane.
+  const shipmentMs: Record<"ruleA" | "noAwait", number[]> = { ruleA: [], noAwait: [] };
+  const timed =
+    (lane: "ruleA" | "noAwait") =>
+    async (url: string, init: RequestInit): Promise<Response> => {
+      const t0 = performance.now();
+      const response = await fetch(url, init);
+      const body = await response.arrayBuffer();
+      if (url.endsWith("/replicate")) shipmentMs[lane].push(performance.now() - t0);
+      return new Response(body, { status: response.status, headers: response.headers });
+    };
   const edge = (awaitStart: boolean) => ({
     baseUrl: params.edgeUrl,
     fibers: [{ name: laneStepper.name, awaitStart }],
     leaseMs: params.leaseMs,
-    ...(params.ack === "local" ? { fetch: acknowledgeLocally(params.leaseMs) } : {}),
+    fetch: params.ack === "local" ? acknowledgeLocally(params.leaseMs) : timed(awaitStart ? "ruleA" : "noAwait"),
   });
   // The diagnostic `outbox: "memory"`: the replicated lanes' IdbStore is hidden behind a plain
   // forwarding store, so the outbox lives in memory and no commit writes outbox rows.
@@ -106,6 +117,10 @@ export async function b10Steps(
       settleMsPerStep: { ruleA: perStep(a.settleMs), noAwait: perStep(b.settleMs) },
       fiberIds: [plainFiber.id, ruleAFiber.id, noAwaitFiber.id],
       edgeRoundTripMs: trips[10] ?? Number.NaN,
+      shipmentRoundTripMs: {
+        ruleA: median(shipmentMs.ruleA),
+        noAwait: median(shipmentMs.noAwait),
+      },
       shipmentsPerStep: {
         ruleA: ruleAShipper.stats.shipments / params.n,
         noAwait: noAwaitShipper.stats.shipments / params.n,
@@ -163,4 +178,9 @@ function acknowledgeLocally(leaseMs: number) {
     const answer = { status: "ok", appliedPos: shipment.from + shipment.entries.length - 1, leaseMs };
     return new Response(JSON.stringify(answer), { headers: { "content-type": "application/json" } });
   };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }
