@@ -21,6 +21,8 @@ import {
   verify,
 } from "../crash/demo";
 import { type FaultKind, type PlannedFault, type PlannedFiber, planFaults, planFiber } from "./schedule";
+import { diagnoseWipe, freshWipeLine, leveldbDirName, type WipeRecord, wipeLine } from "./wipe";
+import { chromiumLogSince, type FaultStart, faultStart, levelDbLogs } from "./wipe-logs";
 
 /** Options of {@link runTorture}. */
 export interface TortureOptions {
@@ -57,6 +59,8 @@ export interface TortureReport {
   reExecuted: number;
   problems: string[];
   log: FaultRecord[];
+  /** Chromium's wipes of the origin's IndexedDB, each excused and survived (none in most runs). */
+  wipes: WipeRecord[];
   /** Counts of faults injected by kind. */
   byKind: Record<FaultKind, number>;
 }
@@ -66,6 +70,8 @@ interface Tracked {
   plan: PlannedFiber;
   approvalSent: boolean;
   judged: boolean;
+  /** Lost to a wipe of the database by Chromium: neither checked nor judged any more. */
+  dropped: boolean;
 }
 
 /** Runs the schedule of `options.seed` against `app` (no tab open yet) and reports. */
@@ -84,13 +90,15 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
     reExecuted: 0,
     problems: [],
     log: [],
+    wipes: [],
     byKind: { crash: 0, "stop-worker": 0, reload: 0, "close-tab": 0, offline: 0 },
   };
   const tracked: Tracked[] = [];
   await app.openTab("/");
   await setMockDelay(app.page, 30);
 
-  const running = () => tracked.filter((t) => !t.subject.log.ended);
+  const current = () => tracked.filter((t) => !t.dropped);
+  const running = () => current().filter((t) => !t.subject.log.ended);
   const chunksSoFar = () => tracked.reduce((n, t) => n + t.subject.log.events.length, 0);
 
   const topUp = async () => {
@@ -102,14 +110,14 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
           : plan.kind === "effects"
             ? await startEffects(app, plan.input)
             : await startAssistant(app, plan.prompt);
-      tracked.push({ subject, plan, approvalSent: false, judged: false });
+      tracked.push({ subject, plan, approvalSent: false, judged: false, dropped: false });
       report.fibers++;
     }
   };
 
   /** Answers approvals the agent asked for (as planned per fiber). */
   const answerApprovals = async () => {
-    for (const t of tracked) {
+    for (const t of current()) {
       if (t.approvalSent || t.plan.kind !== "assistant") continue;
       if (!t.subject.log.events.some((e) => e.type === "tool.approval")) continue;
       await rpc(app.page, "sendEvent", t.subject.id, approvalEvent(t.subject.log), {
@@ -119,25 +127,72 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
     }
   };
 
-  /** The readers' logs so far: any gap, copy or disorder is a failure at once. */
+  /** One reader's log so far: any gap, copy or disorder is a failure at once. */
+  const checkPrefix = (t: Tracked) => {
+    const r = checkStream(t.subject.log.events, { after: t.subject.log.after });
+    if (r.lost.length + r.duplicated.length + r.reordered.length > 0)
+      throw new TortureFailure(
+        `reader of ${t.subject.kind} ${t.subject.id}: lost ${r.lost.join(",") || "-"}, duplicated ${r.duplicated.join(",") || "-"}, reordered ${r.reordered.join(",") || "-"}`,
+        report,
+      );
+  };
+
+  /** The readers' logs so far, and no fiber missing. */
   const checkPrefixes = () => {
-    for (const t of tracked) {
+    for (const t of current()) {
       // A fiber the worker no longer knows never progresses again: say so now, not after every
       // remaining fault has waited out its progress timeout.
       const missing = t.subject.log.readerErrors.find((error) => error.startsWith("fiber_not_found"));
       if (missing)
         throw new Error(`FiberNotFoundError: the reader of ${t.subject.kind} ${t.subject.id} got ${missing}`);
-      const r = checkStream(t.subject.log.events, { after: t.subject.log.after });
-      if (r.lost.length + r.duplicated.length + r.reordered.length > 0)
-        throw new TortureFailure(
-          `reader of ${t.subject.kind} ${t.subject.id}: lost ${r.lost.join(",") || "-"}, duplicated ${r.duplicated.join(",") || "-"}, reordered ${r.reordered.join(",") || "-"}`,
-          report,
-        );
+      checkPrefix(t);
     }
   };
 
+  /**
+   * Whether Chromium wiped the origin's IndexedDB since the fault began (at the relaunch of a
+   * crash; docs/security.md). Only every fiber tracked since the last wipe gone AND a log showing
+   * the database created afresh since then is one (`diagnoseWipe`): those fibers, their streams
+   * checked once more, are dropped unjudged and the run goes on with new ones. Anything less is
+   * left to the checks after it, which fail the run as a loss.
+   */
+  const excuseWipe = async (fault: PlannedFault, since: FaultStart) => {
+    const database = leveldbDirName(app.origin);
+    const clues = {
+      since: since.at,
+      database,
+      logs: levelDbLogs(app, database),
+      chromiumLog: chromiumLogSince(since.chromiumLogBytes),
+    };
+    // The worker is asked only when a log shows the database created afresh.
+    if (!freshWipeLine(clues)) return;
+    const fibers = current();
+    const known = new Set((await rpc<Array<{ id: string }>>(app.page, "list", {})).map((r) => r.id));
+    const diagnosis = diagnoseWipe({ ...clues, tracked: fibers.map((t) => t.subject.id), known });
+    if (diagnosis.status === "not-wiped") {
+      say(`fault ${fault.n}: the database was created afresh, yet no wipe: ${diagnosis.reason}`);
+      return;
+    }
+    for (const t of fibers) checkPrefix(t);
+    for (const t of fibers) {
+      t.subject.log.stop();
+      t.dropped = true;
+    }
+    const wipe: WipeRecord = {
+      fault: fault.n,
+      kind: fault.kind,
+      dropped: fibers.filter((t) => !t.judged).map((t) => t.subject.id),
+      judged: fibers.filter((t) => t.judged).length,
+      evidence: diagnosis.evidence,
+    };
+    report.wipes.push(wipe);
+    say(`fault ${fault.n}: ${wipeLine(wipe)}`);
+    // The demo's settings lived in the wiped database too.
+    await setMockDelay(app.page, 30);
+  };
+
   const judgeFinished = async () => {
-    for (const t of tracked) {
+    for (const t of current()) {
       if (t.judged || !t.subject.log.ended) continue;
       t.judged = true;
       await judge(app, t, report);
@@ -199,7 +254,9 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
         await answerApprovals();
         return chunksSoFar() >= target || running().length === 0;
       }, 45_000);
+      const since = faultStart();
       await inject(fault);
+      await excuseWipe(fault, since);
       checkPrefixes();
       await judgeFinished();
     }
@@ -215,7 +272,10 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
   } catch (error) {
     if (error instanceof TortureFailure) throw error;
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    throw new TortureFailure(`${message}${await missingFiberDiagnosis(app, message, tracked)}`, report);
+    throw new TortureFailure(
+      `${message}${await missingFiberDiagnosis(app, message, current(), report.wipes.length)}`,
+      report,
+    );
   }
   return report;
 }
@@ -225,7 +285,12 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
  * (all gone means the origin's IndexedDB was discarded, as Chromium does with a backing store it
  * finds corrupted after a crash; some gone means Fiberline lost them) and the LevelDB logs.
  */
-async function missingFiberDiagnosis(app: AppSession, message: string, tracked: Tracked[]): Promise<string> {
+async function missingFiberDiagnosis(
+  app: AppSession,
+  message: string,
+  tracked: Tracked[],
+  wipes: number,
+): Promise<string> {
   if (!message.includes("FiberNotFoundError")) return "";
   const lines: string[] = [];
   try {
@@ -234,7 +299,7 @@ async function missingFiberDiagnosis(app: AppSession, message: string, tracked: 
     );
     const missing = tracked.filter((t) => !known.has(t.subject.id)).map((t) => t.subject.id);
     lines.push(
-      `the worker knows ${known.size} fiber(s); ${missing.length} of the ${tracked.length} started are missing: ${missing.join(", ")}`,
+      `the worker knows ${known.size} fiber(s); ${missing.length} of the ${tracked.length} started${wipes > 0 ? " since the last wipe" : ""} are missing: ${missing.join(", ")}`,
     );
   } catch (error) {
     lines.push(`listing the worker's fibers failed: ${String(error)}`);
@@ -281,9 +346,9 @@ export class TortureFailure extends Error {
   }
 }
 
-/** The summary line: `faults: 200, fibers: 60, lost: 0, duplicated: 0, re-executed: 0`. */
+/** The summary line: `faults: 200, fibers: 60, lost: 0, duplicated: 0, re-executed: 0, wipes: 0`. */
 export function summaryLine(report: TortureReport): string {
-  return `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}`;
+  return `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}, wipes: ${report.wipes.length}`;
 }
 
 /** The fault log as lines a person can read and a seed can replay. */
@@ -294,6 +359,7 @@ export function formatFaultLog(report: TortureReport): string {
       (f) =>
         `  #${f.n} ${f.kind.padEnd(11)} +${f.at}s gap ${f.gapMs}ms  ${f.fibers.map((x) => `${x.kind}:${x.id.slice(0, 8)}@${x.lastSeq}`).join(" ")}`,
     ),
+    ...report.wipes.map((w) => `  wipe after #${w.fault}: ${wipeLine(w)}`),
   ].join("\n");
 }
 

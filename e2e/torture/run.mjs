@@ -3,14 +3,16 @@
  * `npm run torture -- --faults 200 [--seed N] [--live 3] [--pace 12] [--port 5199]`: the long
  * torture run (`--live`: fibers running at once; `--pace`: most chunks of progress between faults).
  * Builds and serves the demo, runs `torture.spec.ts` with that schedule, and ends with the
- * summary line `faults: 200, fibers: 60, lost: 0, duplicated: 0, re-executed: 0`; on failure it
- * prints the seed and the fault log (the same seed replays the same schedule) and exits 1.
+ * summary line `faults: 200, fibers: 60, lost: 0, duplicated: 0, re-executed: 0, wipes: 0`
+ * (`wipes`: Chromium's wipes of the origin's IndexedDB after a SIGKILL, each listed above it; the
+ * run drops the fibers it took and goes on); on failure it prints the seed and the fault log (the
+ * same seed replays the same schedule) and exits 1.
  *
  * `npm run torture -- --continuity --faults 40 [--seed N] [--live 3] [--pace 8] [--port 5640]`:
  * the continuity run (`continuity.spec.ts`): the continuity e2e's page replicating to `wrangler
  * dev` through a cuttable link, with browser, edge and link faults; ports `--port` to +4
  * (page, edge, its inspector, ledger, link); `--only kind,kind` narrows the faults (to reduce a
- * failing seed). Same summary line, same replay on failure.
+ * failing seed). Same summary line (without `wipes`), same replay on failure.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -104,7 +106,13 @@ const homes = continuity
   ? `; ${report.endedAtEdge} of ${report.fibers} fibers ended at the edge, ${report.cameHome} came home`
   : "";
 console.log(`\nseed ${seed}; ${kinds}${homes}`);
+// Chromium's wipes the run survived (the torture report only): what each dropped, and the log line.
+for (const w of report.wipes ?? [])
+  console.log(
+    `wipe after fault #${w.fault} (${w.kind}): ${w.dropped.length} fiber(s) dropped unjudged, their streams whole up to the wipe; ${w.evidence}`,
+  );
+const wipes = report.wipes ? `, wipes: ${report.wipes.length}` : "";
 console.log(
-  `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}`,
+  `faults: ${report.faults}, fibers: ${report.fibers}, lost: ${report.lost}, duplicated: ${report.duplicated}, re-executed: ${report.reExecuted}${wipes}`,
 );
 process.exit(failed ? 1 : 0);
