@@ -36,7 +36,7 @@ export default defineConfig({
         test: {
           name: "node",
           environment: "node",
-          include: ["src/**/*.test.ts", "app/**/*.test.ts", "scripts/**/*.test.ts"],
+          include: ["src/**/*.test.ts", "app/**/*.test.ts", "scripts/**/*.test.ts", "e2e/**/*.test.ts"],
           exclude: ["**/node_modules/**", "**/*.browser.test.ts"],
         },
       },

@@ -59,7 +59,8 @@ export async function b10Steps(
     baseUrl: params.edgeUrl,
     fibers: [{ name: laneStepper.name, awaitStart }],
     leaseMs: params.leaseMs,
-    fetch: params.ack === "local" ? acknowledgeLocally(params.leaseMs) : timed(awaitStart ? "ruleA" : "noAwait"),
+    fetch:
+      params.ack === "local" ? acknowledgeLocally(params.leaseMs) : timed(awaitStart ? "ruleA" : "noAwait"),
   });
   // The diagnostic `outbox: "memory"`: the replicated lanes' IdbStore is hidden behind a plain
   // forwarding store, so the outbox lives in memory and no commit writes outbox rows.
