@@ -444,7 +444,7 @@ export async function b10(env) {
         edgeUrl: edge.prefixUrl,
         leaseMs,
         // The diagnostic of continuity-jobs.ts: shipments answered in the worker, no network.
-        ack: process.env.B10_ACK === "local" ? "local" : "edge",
+        ack: ["local", "get", "get-origin"].includes(process.env.B10_ACK) ? process.env.B10_ACK : "edge",
         outbox: process.env.B10_OUTBOX === "memory" ? "memory" : "idb",
       });
       if (job.errors.length > 0) throw new Error(`B10 steps: ${job.errors.join("; ")}`);

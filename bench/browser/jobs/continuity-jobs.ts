@@ -34,7 +34,7 @@ export async function b10Steps(
     block: number;
     edgeUrl: string;
     leaseMs: number;
-    ack?: "edge" | "local";
+    ack?: "edge" | "local" | "get" | "get-origin";
     outbox?: "idb" | "memory";
     /** Each step awaits this long (a tool's request) instead of returning at once. */
     workMs?: number;
@@ -60,7 +60,13 @@ export async function b10Steps(
     fibers: [{ name: laneStepper.name, awaitStart }],
     leaseMs: params.leaseMs,
     fetch:
-      params.ack === "local" ? acknowledgeLocally(params.leaseMs) : timed(awaitStart ? "ruleA" : "noAwait"),
+      params.ack === "local"
+        ? acknowledgeLocally(params.leaseMs)
+        : params.ack === "get"
+          ? acknowledgeLocally(params.leaseMs, `${params.edgeUrl}/fibers/warm/replica`)
+          : params.ack === "get-origin"
+            ? acknowledgeLocally(params.leaseMs, `${self.location.origin}/b10-no-such-file`)
+            : timed(awaitStart ? "ruleA" : "noAwait"),
   });
   // The diagnostic `outbox: "memory"`: the replicated lanes' IdbStore is hidden behind a plain
   // forwarding store, so the outbox lives in memory and no commit writes outbox rows.
@@ -170,11 +176,16 @@ export async function b10Handoff(
  * `B10_OUTBOX=memory` too, the outbox is also kept in memory instead of IndexedDB): shipments are
  * answered in the worker itself, at once, as the arbiter would answer them (everything applied),
  * so the replicated lanes pay for the outbox and the shipper but not for the network or the edge.
- * Not a row: it tells where the replicated steps' time goes.
+ * `B10_ACK=get` first sends a small GET to the edge per shipment (the network and workerd's
+ * request handling, not the arbiter's writes), `B10_ACK=get-origin` one to the bench's own Node
+ * server (a 404: the browser's fetch alone). Not a row: it tells where the replicated steps' time
+ * goes.
  */
-function acknowledgeLocally(leaseMs: number) {
+function acknowledgeLocally(leaseMs: number, roundTrip?: string) {
   return async (url: string, init: RequestInit): Promise<Response> => {
     if (init.method !== "POST" || !url.endsWith("/replicate")) return await fetch(url, init);
+    // `B10_ACK=get`: a small GET to the edge per shipment first (the network, not the arbiter).
+    if (roundTrip !== undefined) await (await fetch(roundTrip)).arrayBuffer();
     const shipment = JSON.parse(String(init.body)) as { from: number; entries: unknown[] };
     const answer = { status: "ok", appliedPos: shipment.from + shipment.entries.length - 1, leaseMs };
     return new Response(JSON.stringify(answer), { headers: { "content-type": "application/json" } });
