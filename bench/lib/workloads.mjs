@@ -436,9 +436,10 @@ export async function b10(env) {
   const edge = await startBenchEdge({ port: env.edgePort, leaseMs, allowedOrigin: env.origin });
   env.log(`B10 edge (workerd) on ${edge.url}, lease ${leaseMs} ms`);
   try {
-    const steps = [];
-    for (let r = 0; r < env.runs.b10; r++) {
-      const job = await runJob(env.page, "b10-steps", {
+    const steps = await b10StepRuns(
+      env,
+      "steps",
+      {
         n: env.quick ? 300 : 1000,
         block: 50,
         edgeUrl: edge.prefixUrl,
@@ -446,29 +447,18 @@ export async function b10(env) {
         // The diagnostic of continuity-jobs.ts: shipments answered in the worker, no network.
         ack: ["local", "get", "get-origin"].includes(process.env.B10_ACK) ? process.env.B10_ACK : "edge",
         outbox: process.env.B10_OUTBOX === "memory" ? "memory" : "idb",
-      });
-      if (job.errors.length > 0) throw new Error(`B10 steps: ${job.errors.join("; ")}`);
-      steps.push(job);
-      env.log(
-        `B10 steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); first step ${job.firstStepMs.plain.toFixed(1)} / ${job.firstStepMs.ruleA.toFixed(1)} / ${job.firstStepMs.noAwait.toFixed(1)} ms; wait for acks after blocks ${job.settleMsPerStep.ruleA.toFixed(2)} / ${job.settleMsPerStep.noAwait.toFixed(2)} ms/step; shipments per step ${job.shipmentsPerStep.ruleA.toFixed(2)} / ${job.shipmentsPerStep.noAwait.toFixed(2)}; edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms, a shipment's ${job.shipmentRoundTripMs.ruleA.toFixed(1)} / ${job.shipmentRoundTripMs.noAwait.toFixed(1)} ms`,
-      );
-    }
+      },
+      (job) =>
+        `; first step ${job.firstStepMs.plain.toFixed(1)} / ${job.firstStepMs.ruleA.toFixed(1)} / ${job.firstStepMs.noAwait.toFixed(1)} ms; wait for acks after blocks ${job.settleMsPerStep.ruleA.toFixed(2)} / ${job.settleMsPerStep.noAwait.toFixed(2)} ms/step`,
+    );
     // Rule A where it is meant to be paid: steps that wait on something (a short tool call).
-    const work = [];
-    for (let r = 0; r < env.runs.b10; r++) {
-      const job = await runJob(env.page, "b10-steps", {
-        n: env.quick ? 20 : 40,
-        block: 10,
-        edgeUrl: edge.prefixUrl,
-        leaseMs,
-        workMs: B10_WORK_MS,
-      });
-      if (job.errors.length > 0) throw new Error(`B10 steps with work: ${job.errors.join("; ")}`);
-      work.push(job);
-      env.log(
-        `B10 ${B10_WORK_MS} ms steps run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x); shipments per step ${job.shipmentsPerStep.ruleA.toFixed(2)} / ${job.shipmentsPerStep.noAwait.toFixed(2)}; edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms, a shipment's ${job.shipmentRoundTripMs.ruleA.toFixed(1)} / ${job.shipmentRoundTripMs.noAwait.toFixed(1)} ms`,
-      );
-    }
+    const work = await b10StepRuns(env, `${B10_WORK_MS} ms steps`, {
+      n: env.quick ? 20 : 40,
+      block: 10,
+      edgeUrl: edge.prefixUrl,
+      leaseMs,
+      workMs: B10_WORK_MS,
+    });
     const handoffs = [];
     for (let r = 0; r < env.runs.b10; r++) {
       const handoff = await b10Handoff(env, edge, leaseMs);
@@ -489,6 +479,23 @@ export async function b10(env) {
   } finally {
     await edge.close();
   }
+}
+
+/**
+ * `env.runs.b10` runs of the `b10-steps` job with `params` (the three lanes, taking turns), each
+ * logged as `B10 <label> run N` with its per-step figures (and `detail` after the ratios).
+ */
+async function b10StepRuns(env, label, params, detail = () => "") {
+  const runs = [];
+  for (let r = 0; r < env.runs.b10; r++) {
+    const job = await runJob(env.page, "b10-steps", params);
+    if (job.errors.length > 0) throw new Error(`B10 ${label}: ${job.errors.join("; ")}`);
+    runs.push(job);
+    env.log(
+      `B10 ${label} run ${r + 1}: plain ${job.plainMs.toFixed(2)}, Rule A ${job.ruleAMs.toFixed(2)} (${job.ruleARatio.toFixed(2)}x), awaitStart false ${job.noAwaitMs.toFixed(2)} ms/step (${job.noAwaitRatio.toFixed(2)}x)${detail(job)}; shipments per step ${job.shipmentsPerStep.ruleA.toFixed(2)} / ${job.shipmentsPerStep.noAwait.toFixed(2)}; edge round trip ${job.edgeRoundTripMs.toFixed(1)} ms, a shipment's ${job.shipmentRoundTripMs.ruleA.toFixed(1)} / ${job.shipmentRoundTripMs.noAwait.toFixed(1)} ms`,
+    );
+  }
+  return runs;
 }
 
 /** How long each step of B10's second row waits (a short tool call; a model call takes seconds). */
