@@ -12,6 +12,7 @@
 import { describe, expect, it } from "vitest";
 import type { FiberRecord, InboxEvent, JournalEntry, StreamChunk } from "../core/records";
 import type { Store } from "../core/store";
+import { testRecord } from "../core/test-records";
 import {
   type ReplicaAnswer,
   type ReplicaReadOptions,
@@ -25,22 +26,7 @@ import { Mirror, type ReplicaSource } from "./mirror";
 const ID = "f";
 
 function record(patch: Partial<FiberRecord> = {}): FiberRecord {
-  return {
-    id: ID,
-    name: "job",
-    version: "1",
-    input: null,
-    status: "running",
-    createdAt: 1,
-    updatedAt: 1,
-    generation: 1,
-    streamHead: 0,
-    emitOrdinal: 0,
-    epoch: 0,
-    stalledRecoveries: 0,
-    progressMark: "",
-    ...patch,
-  };
+  return testRecord({ id: ID, streamHead: 0, ...patch });
 }
 
 function chunk(seq: number, type = "tick", data: unknown = { seq }): StreamChunk {

@@ -9,7 +9,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import type { ShippedEntry } from "../continuity/protocol";
 import { browserHome } from "../continuity/protocol";
-import type { FiberRecord, JournalEntry, StreamChunk } from "../core/records";
+import type { JournalEntry, StreamChunk } from "../core/records";
+import { testRecord } from "../core/test-records";
 import type { ReplicaAnswer } from "./replica-read";
 import { shipOverHttp } from "./replica-routes";
 import { Ledger } from "./testing/ledger";
@@ -37,21 +38,7 @@ type Unpositioned = ShippedEntry extends infer E ? (E extends ShippedEntry ? Omi
 /** A fiber a browser replicates, one shipment at a time, with its positions counted here. */
 function replicated(id: string) {
   let pos = 0;
-  const record: FiberRecord = {
-    id,
-    name: "job",
-    version: "1",
-    input: null,
-    status: "running",
-    createdAt: Date.now(),
-    updatedAt: Date.now(),
-    generation: 1,
-    streamHead: 1,
-    emitOrdinal: 0,
-    epoch: 0,
-    stalledRecoveries: 0,
-    progressMark: "",
-  };
+  const record = testRecord({ id, createdAt: Date.now(), updatedAt: Date.now() });
   const chunk = (seq: number): StreamChunk => ({ fiberId: id, seq, type: "tick", data: { seq }, at: seq });
   const entry = (at: number, status: JournalEntry["status"] = "completed"): JournalEntry => ({
     fiberId: id,

@@ -8,6 +8,7 @@
 
 import { describe, expect, it } from "vitest";
 import type { FiberRecord, JournalEntry, StreamChunk } from "../core/records";
+import { testRecord } from "../core/test-records";
 import { MemoryStore } from "../store/memory-store";
 import { type ReplicaAnswer, readReplica, readReplicaWhenChanged } from "./replica-read";
 import { encodeValue } from "./value-codec";
@@ -17,23 +18,7 @@ const ID = "f";
 const home = { home: "edge", epoch: 2, until: 0, appliedPos: 3, eventMarks: {} };
 
 function record(patch: Partial<FiberRecord> = {}): FiberRecord {
-  return {
-    id: ID,
-    name: "job",
-    version: "1",
-    input: null,
-    status: "running",
-    createdAt: 1,
-    updatedAt: 1,
-    generation: 1,
-    streamHead: 1,
-    emitOrdinal: 0,
-    epoch: 0,
-    stalledRecoveries: 0,
-    progressMark: "",
-    home,
-    ...patch,
-  };
+  return testRecord({ id: ID, home, ...patch });
 }
 
 function chunk(seq: number, data: unknown = { seq }): StreamChunk {
