@@ -34,6 +34,8 @@ export interface RunnerOptions {
   leaseMs: number;
   /** Recoveries in a row without progress before a fiber fails with `recovery_exhausted`. */
   maxRecoveries: number;
+  /** Called when a fiber's run leaves this runner (ended, suspended, fenced, stopped). */
+  onLeave?(id: string): void;
 }
 
 /** The fibers one runtime executes, and their wake timers, lock watches and lease renewal. */
@@ -44,6 +46,7 @@ export class Runner {
   readonly #definitions: ReadonlyMap<string, FiberDefinition>;
   readonly #leaseMs: number;
   readonly #maxRecoveries: number;
+  readonly #onLeave: (id: string) => void;
   readonly #active = new Map<string, { run: FiberRun; release: () => void }>();
   readonly #starting = new Map<string, InboxEvent[]>();
   readonly #wakeTimers = new Map<string, ReturnType<typeof setTimeout>>();
@@ -62,6 +65,7 @@ export class Runner {
     this.#definitions = options.definitions;
     this.#leaseMs = options.leaseMs;
     this.#maxRecoveries = options.maxRecoveries;
+    this.#onLeave = options.onLeave ?? (() => {});
   }
 
   /** How many fibers are executing here right now. */
@@ -317,6 +321,7 @@ export class Runner {
     const entry = this.#active.get(run.id);
     if (entry?.run === run) {
       this.#active.delete(run.id);
+      this.#onLeave(run.id);
       const settled = run.stepsSettled();
       if (settled === undefined) entry.release();
       else {

@@ -22,7 +22,7 @@ import type {
 } from "./runtime-types";
 import type { FiberQuery, Store } from "./store";
 import { StreamHub } from "./stream-hub";
-import { awaitResult, readStream, readStreamBatches, type StreamSource } from "./stream-reader";
+import { awaitResult, identityOf, readStream, readStreamBatches, type StreamSource } from "./stream-reader";
 import { assertArgument, assertStorable, assertValidId } from "./validate";
 
 export type {
@@ -122,6 +122,7 @@ export class Runtime {
       definitions: this.#definitions,
       leaseMs: this.#leaseMs,
       maxRecoveries: options.maxRecoveries ?? 10,
+      onLeave: (id) => this.#hub.forget(id),
     });
   }
 
@@ -204,10 +205,25 @@ export class Runtime {
       const existing = created.record;
       return { id: existing.id, name: existing.name, status: existing.status, created: false };
     }
+    // A page opens the stream right after `start`: while the fiber runs here, its reader starts
+    // from the chunks kept in memory instead of queueing reads behind the fiber's first commits.
+    this.#hub.track(id, identityOf(created.record));
     this.#publish(id, [first]);
     // The stored record: its generation may be above the one asked for (`Store.createFiber`).
     await this.#runner.runNew(def, created.record);
+    // Another context holds its lock, or the run has already left: readers read storage.
+    if (!this.#runner.isActive(id)) this.#hub.forget(id);
     return { id, name: def.name, status: "running", created: true };
+  }
+
+  /**
+   * Whether fiber `id` was started by this runtime and runs here, not ended: a stream opened now
+   * starts from the chunks it keeps in memory, with no read of storage. A host answering a stream
+   * request asks this to skip its own read of the record (such a fiber exists, and a reader is
+   * never past its end).
+   */
+  streamsFromMemory(id: string): boolean {
+    return this.#hub.tracks(id);
   }
 
   /**

@@ -58,19 +58,33 @@ export async function* readStreamBatches(
   const inbox = new ChunkInbox();
   // Subscribe before the first read of chunks, so nothing committed in between is missed. A
   // `known` record (the caller's own read, e.g. the event route's, which answers 404 or 204 on it)
-  // stands in for the first read: it is only this fiber's identity and whether it had ended, and
-  // the chunks are read from storage after subscribing either way.
+  // stands in for the first read: it is only this fiber's identity and whether it had ended.
   const unsubscribe = hub.subscribe(id, inbox.push);
+  // In the same turn, the chunks this runtime published last of a fiber it started and runs
+  // (`StreamHub.track`): they and what the subscription receives from now on are the stream
+  // from the tail's first chunk, with no gap and no overlap, and no read of storage.
+  const tail = hub.tail(id);
   try {
-    const first = known ?? (await store.getFiber(id));
-    if (!first) throw new FiberNotFoundError(id);
-    const identity = identityOf(first);
+    let identity: string;
+    if (tail !== undefined && known === undefined) {
+      // A fiber this runtime started and runs: it exists and has not ended.
+      identity = tail.identity;
+    } else {
+      const first = known ?? (await store.getFiber(id));
+      if (!first) throw new FiberNotFoundError(id);
+      identity = identityOf(first);
+      if (pastTheEnd(first, after)) return;
+    }
     let cursor = after;
-    if (pastTheEnd(first, cursor)) return;
-    let fromStore = true;
+    // Where the tail covers the cursor, the reader starts live, with no read of storage.
+    let fromTail = tail !== undefined && tail.identity === identity && startsWithin(tail.chunks, cursor);
+    let fromStore = !fromTail;
     while (!signal?.aborted) {
       let chunks: readonly StreamChunk[];
-      if (fromStore) {
+      if (fromTail && tail !== undefined) {
+        chunks = tail.chunks.filter((c) => c.seq > cursor);
+        fromTail = false;
+      } else if (fromStore) {
         const live = inbox.take();
         if (covers(live, cursor)) {
           // A commit published what storage would give (e.g. one big batch landed while a page
@@ -146,13 +160,23 @@ export async function* readStreamBatches(
 }
 
 /** What tells one fiber from a later one under the same id (see `FiberRecord.createdGeneration`). */
-function identityOf(record: FiberRecord): string {
+export function identityOf(record: FiberRecord): string {
   return `${record.createdAt}:${record.createdGeneration ?? ""}`;
 }
 
 /** Whether a reader at `cursor` has seen the whole stream of an ended fiber. */
 function pastTheEnd(record: FiberRecord, cursor: number): boolean {
   return isTerminal(record.status) && cursor >= record.streamHead;
+}
+
+/**
+ * Whether a reader at `cursor` can start from `tail`: the tail holds the chunk right after it, or
+ * ends at it (the reader has seen everything published; the rest comes live).
+ */
+function startsWithin(tail: readonly StreamChunk[], cursor: number): boolean {
+  const first = tail[0];
+  const last = tail.at(-1);
+  return first !== undefined && last !== undefined && first.seq <= cursor + 1 && last.seq >= cursor;
 }
 
 /** Whether published `live` chunks continue the stream right after `cursor` (no gap before them). */

@@ -83,22 +83,26 @@ export async function handleEventsRequest(
 
   const { runtime } = options;
   let record: FiberRecord | undefined;
-  try {
-    record = await runtime.get(id);
-    if (!record) {
-      const missing = new FiberNotFoundError(id);
-      return errorResponse(404, missing.code, missing.message);
+  // A fiber this runtime started and runs exists and has not ended: its reader starts from the
+  // chunks in memory, and a read here would only queue behind the fiber's own first commits.
+  if (!runtime.streamsFromMemory(id)) {
+    try {
+      record = await runtime.get(id);
+      if (!record) {
+        const missing = new FiberNotFoundError(id);
+        return errorResponse(404, missing.code, missing.message);
+      }
+      // Nothing will ever follow: 204 is what makes a WHATWG EventSource stop reconnecting.
+      if (isTerminal(record.status) && cursor >= record.streamHead) {
+        return new Response(null, {
+          status: 204,
+          headers: { "cache-control": "no-store", [HOST_HEADER]: "1" },
+        });
+      }
+    } catch (error) {
+      const code = error instanceof FiberlineError ? error.code : "store_error";
+      return errorResponse(500, code, describe(error, "Reading the fiber failed."));
     }
-    // Nothing will ever follow: 204 is what makes a WHATWG EventSource stop reconnecting.
-    if (isTerminal(record.status) && cursor >= record.streamHead) {
-      return new Response(null, {
-        status: 204,
-        headers: { "cache-control": "no-store", [HOST_HEADER]: "1" },
-      });
-    }
-  } catch (error) {
-    const code = error instanceof FiberlineError ? error.code : "store_error";
-    return errorResponse(500, code, describe(error, "Reading the fiber failed."));
   }
   const headers = {
     "content-type": `${EVENT_STREAM_TYPE}; charset=utf-8`,
@@ -107,7 +111,7 @@ export async function handleEventsRequest(
   };
   if (request.method === "HEAD") return new Response(null, { status: 200, headers });
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-  return new Response(streamBody(runtime, record, cursor, options.onStream, heartbeatMs), {
+  return new Response(streamBody(runtime, id, record, cursor, options.onStream, heartbeatMs), {
     status: 200,
     headers,
   });
@@ -134,16 +138,17 @@ function readCursor(url: URL, headers: Headers): number | string {
 
 function streamBody(
   runtime: Runtime,
-  record: FiberRecord,
+  id: string,
+  record: FiberRecord | undefined,
   after: number,
   onStream: EventRouteOptions["onStream"],
   heartbeatMs: number,
 ): ReadableStream<Uint8Array> {
   const abort = new AbortController();
   // Batches: every chunk available at once goes out in one encode and one enqueue.
-  // The record the route just read stands in for the reader's first read: one transaction less
-  // before the first chunk, which matters while the fiber's own commits queue ahead of it.
-  const batches = runtime.eventBatches(record.id, { after, signal: abort.signal, record });
+  // The record the route read, if it did, stands in for the reader's first read: one transaction
+  // less before the first chunk, which matters while the fiber's own commits queue ahead of it.
+  const batches = runtime.eventBatches(id, { after, signal: abort.signal, ...(record ? { record } : {}) });
   let finish!: () => void;
   const ended = new Promise<void>((resolve) => {
     finish = resolve;
