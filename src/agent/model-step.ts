@@ -45,6 +45,12 @@ interface Partial {
   end?: { finishReason: FinishReason; usage: ModelUsage | null };
 }
 
+/**
+ * How long `message.start` waits for the reply's first delta to share its commit before it is
+ * committed alone (see `streamReply`).
+ */
+export const START_LINGER_MS = 50;
+
 /** The `messageId` of a fiber's model call number `turn` (1-based). */
 export function messageIdOf(fiberId: string, turn: number): string {
   return `${fiberId}:m${turn}`;
@@ -150,10 +156,23 @@ async function streamReply(
       partial.toolCalls = [];
     }
   }
-  if (!partial.started) {
-    step.emit("message.start", { messageId, turn: call.turn, model: provider.model });
+  // `message.start` goes out with what follows it (the first delta, a tool call, the end, or the
+  // retry of a failed request), so the first token is made durable in one commit with it instead
+  // of queueing behind a commit of its own; a model that has not answered within
+  // `START_LINGER_MS` gets it alone then, so a page still learns soon that a reply is coming.
+  // The chunks are the same, in the same order; only when `message.start` is committed moves.
+  const announce = (): void => {
+    clearTimeout(linger);
+    if (partial.started) return;
     partial.started = true;
-  }
+    step.emit("message.start", { messageId, turn: call.turn, model: provider.model });
+  };
+  const linger = partial.started
+    ? undefined
+    : setTimeout(() => {
+        // Not live any more (cancelled, fenced): nothing is emitted, as for any late emit.
+        if (!step.signal.aborted) ignoreFailure(announce);
+      }, START_LINGER_MS);
   let usage: ModelUsage | null = null;
   let finishReason: FinishReason | undefined;
   // A high surrogate that ended a delta waits for its low half, so that neither the stream nor a
@@ -173,6 +192,7 @@ async function streamReply(
       delta = delta.slice(0, -1);
     }
     if (delta.length === 0) return;
+    announce();
     partial[kind] += delta;
     size += delta.length;
     step.emit(kind === "text" ? "text.delta" : "reasoning.delta", { messageId, delta });
@@ -199,6 +219,7 @@ async function streamReply(
         if (partial.toolCalls.length >= call.maxToolCalls || size + callSize(toolCall) > call.maxReplyChars) {
           finishReason = "length";
         } else {
+          announce();
           step.emit("tool.call", {
             messageId,
             index: partial.toolCalls.length,
@@ -222,10 +243,14 @@ async function streamReply(
       spent.promptTokens += usage.promptTokens;
       spent.completionTokens += usage.completionTokens;
     }
+    // Before the `message.retry` the caller may emit, as when it was emitted before the request.
+    if (!step.signal.aborted) announce();
     throw watchdog.explain(error);
   } finally {
+    clearTimeout(linger);
     watchdog.stop();
   }
+  announce();
   for (const kind of ["reasoning", "text"] as const) {
     if (heldHalf[kind] === "") continue;
     partial[kind] += heldHalf[kind];
@@ -387,5 +412,14 @@ class Watchdog {
   stop(): void {
     clearTimeout(this.#timer);
     this.#parent.removeEventListener("abort", this.#onParentAbort);
+  }
+}
+
+/** Runs `fn`, dropping what it throws: for work on a timer whose failure has nowhere to go. */
+function ignoreFailure(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // The run ended meanwhile; its own path reports why.
   }
 }
