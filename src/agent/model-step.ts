@@ -160,12 +160,13 @@ async function streamReply(
   // retry of a failed request), so the first token is made durable in one commit with it instead
   // of queueing behind a commit of its own; a model that has not answered within
   // `START_LINGER_MS` gets it alone then, so a page still learns soon that a reply is coming.
-  // The chunks are the same, in the same order; only when `message.start` is committed moves.
+  // The chunks are the same, in the same order; only when `message.start` is committed moves
+  // (and a call cancelled before the model answered and before that time has none).
   const announce = (): void => {
     clearTimeout(linger);
     if (partial.started) return;
-    partial.started = true;
     step.emit("message.start", { messageId, turn: call.turn, model: provider.model });
+    partial.started = true;
   };
   const linger = partial.started
     ? undefined

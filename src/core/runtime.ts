@@ -209,21 +209,24 @@ export class Runtime {
     // from the chunks kept in memory instead of queueing reads behind the fiber's first commits.
     this.#hub.track(id, identityOf(created.record));
     this.#publish(id, [first]);
-    // The stored record: its generation may be above the one asked for (`Store.createFiber`).
-    await this.#runner.runNew(def, created.record);
-    // Another context holds its lock, or the run has already left: readers read storage.
-    if (!this.#runner.isActive(id)) this.#hub.forget(id);
+    try {
+      // The stored record: its generation may be above the one asked for (`Store.createFiber`).
+      await this.#runner.runNew(def, created.record);
+    } finally {
+      // Another context holds its lock, or the run has already left: readers read storage.
+      if (!this.#runner.isActive(id)) this.#hub.forget(id);
+    }
     return { id, name: def.name, status: "running", created: true };
   }
 
   /**
-   * Whether fiber `id` was started by this runtime and runs here, not ended: a stream opened now
-   * starts from the chunks it keeps in memory, with no read of storage. A host answering a stream
-   * request asks this to skip its own read of the record (such a fiber exists, and a reader is
-   * never past its end).
+   * Whether a stream of fiber `id` opened now after `after` starts from chunks this runtime keeps
+   * in memory (the first chunks of a fiber it started and runs), with no read of storage: the
+   * fiber exists, and has a chunk after `after` to send. A host answering a stream request asks
+   * this to skip its own read of the record.
    */
-  streamsFromMemory(id: string): boolean {
-    return this.#hub.tracks(id);
+  streamsFromMemory(id: string, after: number): boolean {
+    return this.#hub.covers(id, after);
   }
 
   /**

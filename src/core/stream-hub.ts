@@ -3,20 +3,24 @@
  * fiber's chunks right after their transaction completes; `runtime.events()` subscribes here and
  * falls back to reading the store whenever what it holds is not contiguous.
  *
- * The hub also keeps the latest chunks of the fibers it is told to track (those `start` created
- * here, while they run here): a page opens a fiber's stream right after starting it, and a reader
- * that finds its cursor inside that tail goes live without reading storage, where its reads would
- * queue behind the fiber's own first commits.
+ * The hub also keeps the first chunks of the fibers it is told to track (a fiber `start` created
+ * in this runtime, while it runs here): a page opens a fiber's stream right after starting it,
+ * and a reader whose cursor is inside those chunks goes live without reading storage, where its
+ * reads would queue behind the fiber's own first commits. A tail is only for that moment: it is
+ * dropped once it would hold more than `TAIL_CHUNKS` chunks, and at most `TAILS` fibers keep one.
  */
 
 import type { StreamChunk } from "./records";
 
 type Subscriber = (chunks: readonly StreamChunk[]) => void;
 
-/** The most chunks a tracked fiber's tail keeps; a reader further behind reads storage. */
-export const TAIL_CHUNKS = 64;
+/** The most chunks a tail holds; at the next one it is dropped, and readers read storage. */
+export const TAIL_CHUNKS = 32;
 
-/** What a tracked fiber's tail holds: its chunks published last, contiguous, in order. */
+/** The most fibers that keep a tail at once; tracking one more drops the oldest tail. */
+export const TAILS = 128;
+
+/** What a tracked fiber's tail holds: its chunks published since it was tracked, in order. */
 export interface StreamTail {
   /** Which fiber under this id (`identityOf` in the stream reader): a later one starts over. */
   identity: string;
@@ -41,12 +45,21 @@ export class StreamHub {
    * `forget`, its `fiber.end`, or a publish that does not continue it.
    */
   track(fiberId: string, identity: string): void {
+    this.#tails.delete(fiberId);
     this.#tails.set(fiberId, { identity, chunks: [] });
+    if (this.#tails.size > TAILS) {
+      const oldest = this.#tails.keys().next();
+      if (!oldest.done) this.#tails.delete(oldest.value);
+    }
   }
 
-  /** Whether fiber `fiberId`'s tail is kept (it was tracked, has not ended, nor been forgotten). */
-  tracks(fiberId: string): boolean {
-    return this.#tails.has(fiberId);
+  /**
+   * Whether a reader of fiber `fiberId` after `cursor` can start from its tail: the tail holds
+   * the chunk right after the cursor (so the fiber exists, and there is something to send).
+   */
+  covers(fiberId: string, cursor: number): boolean {
+    const chunks = this.#tails.get(fiberId)?.chunks;
+    return chunks !== undefined && startsWithin(chunks, cursor);
   }
 
   /** Stops keeping fiber `fiberId`'s tail (its run left this runtime). */
@@ -55,9 +68,9 @@ export class StreamHub {
   }
 
   /**
-   * A copy of fiber `fiberId`'s tail: every chunk published since it was tracked, or the last
-   * `TAIL_CHUNKS` of them. Taken in the same turn as `subscribe`, the tail and what the
-   * subscriber receives after it are the stream without a gap or an overlap.
+   * A copy of fiber `fiberId`'s tail: every chunk published since it was tracked. Taken in the
+   * same turn as `subscribe`, the tail and what the subscriber receives after it are the stream
+   * without a gap or an overlap.
    */
   tail(fiberId: string): StreamTail | undefined {
     const tail = this.#tails.get(fiberId);
@@ -69,15 +82,15 @@ export class StreamHub {
     if (tail === undefined) return;
     for (const chunk of chunks) {
       const last = tail.chunks.at(-1);
-      if ((last !== undefined && chunk.seq !== last.seq + 1) || chunk.type === "fiber.end") {
-        // The end (a reader past it is answered from storage), or not the continuation of what
-        // the tail holds (a commit this runtime did not see): readers read storage from now on.
+      const continues = last === undefined || chunk.seq === last.seq + 1;
+      if (!continues || chunk.type === "fiber.end" || tail.chunks.length === TAIL_CHUNKS) {
+        // A commit this runtime did not see, the end (a reader past it is answered from
+        // storage), or past the first moments of the fiber: readers read storage from now on.
         this.#tails.delete(fiberId);
         return;
       }
       tail.chunks.push(chunk);
     }
-    if (tail.chunks.length > TAIL_CHUNKS) tail.chunks.splice(0, tail.chunks.length - TAIL_CHUNKS);
   }
 
   /** Subscribes to `fiberId`; returns the unsubscribe function. */
@@ -135,4 +148,11 @@ export class ChunkInbox {
       this.#wake = done;
     });
   }
+}
+
+/** Whether `chunks` (contiguous) hold the chunk right after `cursor`: a reader there can start from them. */
+export function startsWithin(chunks: readonly StreamChunk[], cursor: number): boolean {
+  const first = chunks[0];
+  const last = chunks.at(-1);
+  return first !== undefined && last !== undefined && first.seq <= cursor + 1 && last.seq > cursor;
 }

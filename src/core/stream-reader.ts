@@ -7,7 +7,7 @@
 import { CancelledError, deserializeError, FiberNotFoundError } from "./errors";
 import { type FiberEvent, type FiberRecord, isTerminal, type StreamChunk } from "./records";
 import { readStreamAndRecord, type Store } from "./store";
-import { ChunkInbox, type StreamHub } from "./stream-hub";
+import { ChunkInbox, type StreamHub, startsWithin } from "./stream-hub";
 
 /** Where a reader reads from. */
 export interface StreamSource {
@@ -64,10 +64,13 @@ export async function* readStreamBatches(
   // (`StreamHub.track`): they and what the subscription receives from now on are the stream
   // from the tail's first chunk, with no gap and no overlap, and no read of storage.
   const tail = hub.tail(id);
+  // Only a tail with something to send after the cursor proves the fiber exists and has not
+  // ended; at or past its end the reader asks storage, which also answers for an end written
+  // by another runtime.
+  const fromMemory = tail !== undefined && startsWithin(tail.chunks, after);
   try {
     let identity: string;
-    if (tail !== undefined && known === undefined) {
-      // A fiber this runtime started and runs: it exists and has not ended.
+    if (fromMemory && known === undefined) {
       identity = tail.identity;
     } else {
       const first = known ?? (await store.getFiber(id));
@@ -76,8 +79,7 @@ export async function* readStreamBatches(
       if (pastTheEnd(first, after)) return;
     }
     let cursor = after;
-    // Where the tail covers the cursor, the reader starts live, with no read of storage.
-    let fromTail = tail !== undefined && tail.identity === identity && startsWithin(tail.chunks, cursor);
+    let fromTail = fromMemory && tail.identity === identity;
     let fromStore = !fromTail;
     while (!signal?.aborted) {
       let chunks: readonly StreamChunk[];
@@ -167,16 +169,6 @@ export function identityOf(record: FiberRecord): string {
 /** Whether a reader at `cursor` has seen the whole stream of an ended fiber. */
 function pastTheEnd(record: FiberRecord, cursor: number): boolean {
   return isTerminal(record.status) && cursor >= record.streamHead;
-}
-
-/**
- * Whether a reader at `cursor` can start from `tail`: the tail holds the chunk right after it, or
- * ends at it (the reader has seen everything published; the rest comes live).
- */
-function startsWithin(tail: readonly StreamChunk[], cursor: number): boolean {
-  const first = tail[0];
-  const last = tail.at(-1);
-  return first !== undefined && last !== undefined && first.seq <= cursor + 1 && last.seq >= cursor;
 }
 
 /** Whether published `live` chunks continue the stream right after `cursor` (no gap before them). */

@@ -11,7 +11,7 @@ import { defineFiber } from "./define";
 import type { FiberEvent, StreamChunk } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
 import type { Store } from "./store";
-import { StreamHub, TAIL_CHUNKS } from "./stream-hub";
+import { StreamHub, TAIL_CHUNKS, TAILS } from "./stream-hub";
 
 const runtimes: Runtime[] = [];
 
@@ -89,27 +89,31 @@ describe("a reader of a fiber this runtime started and runs", () => {
     const runtime = createRuntime({ store, fibers: [fiber] });
     runtimes.push(runtime);
     const { id } = await runtime.start(fiber, { n: 5 });
-    expect(runtime.streamsFromMemory(id)).toBe(true);
+    expect(runtime.streamsFromMemory(id, 0)).toBe(true);
+    // At the tail's end there is nothing to send from memory: storage answers (an end written
+    // by another runtime included).
+    expect(runtime.streamsFromMemory(id, 1)).toBe(false);
     const events = collect(runtime.events(id, { after: 0 }));
     await drive(open, events);
     expectWholeStream(await events, 5);
     expect(reads).toEqual([]);
     // The end is not kept: a reader from now on is answered from storage.
-    expect(runtime.streamsFromMemory(id)).toBe(false);
+    expect(runtime.streamsFromMemory(id, 0)).toBe(false);
   });
 
   it("starts from its cursor inside the tail", async () => {
     const { fiber, open } = gatedEmitter();
-    const { store, reads } = countingReads(new MemoryStore());
+    const inner = new MemoryStore();
+    const { store, reads } = countingReads(inner);
     const runtime = createRuntime({ store, fibers: [fiber] });
     runtimes.push(runtime);
     const { id } = await runtime.start(fiber, { n: 4 });
     const first = collect(runtime.events(id, { after: 0 }));
-    // Let two parts out, then open a second reader after the first of them.
-    open();
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    open();
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Let two parts out (seqs 2 and 3), then open a second reader after the first of them.
+    while (((await inner.getFiber(id))?.streamHead ?? 0) < 3) {
+      open();
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
     const second = collect(runtime.events(id, { after: 2 }));
     await drive(open, first);
     expectWholeStream(await first, 4);
@@ -124,7 +128,7 @@ describe("a reader of a fiber this runtime started and runs", () => {
     const runtime = createRuntime({ store, fibers: [fiber] });
     runtimes.push(runtime);
     const { id } = await runtime.start(fiber, { n });
-    // Let most parts out before anyone reads: the tail keeps only the last TAIL_CHUNKS.
+    // Let most parts out before anyone reads: the tail is dropped past TAIL_CHUNKS.
     while (((await store.getFiber(id))?.streamHead ?? 0) < n - 5) {
       open();
       await new Promise((resolve) => setTimeout(resolve, 1));
@@ -150,7 +154,7 @@ describe("a reader of a fiber this runtime started and runs", () => {
     while ((await store.getFiber(id))?.status !== "waiting") {
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
-    expect(runtime.streamsFromMemory(id)).toBe(false);
+    expect(runtime.streamsFromMemory(id, 0)).toBe(false);
     reads.length = 0;
     const events = collect(runtime.events(id, { after: 0 }));
     await runtime.sendEvent(id, "answer", "yes");
@@ -185,6 +189,46 @@ describe("a reader of a fiber this runtime started and runs", () => {
   });
 });
 
+describe("a fiber another runtime ended while this one still runs it", () => {
+  it("is answered from storage: 204 at the end, HEAD too, and a reader from memory reaches the end", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const blocker = defineFiber("blocker", {
+      async run(ctx) {
+        ctx.emit("a", 1);
+        await ctx.step("wait", () => gate);
+        return 1;
+      },
+    });
+    const store = new MemoryStore();
+    const a = createRuntime({ store, fibers: [blocker], leaseMs: 60_000, pollIntervalMs: 10 });
+    const b = createRuntime({ store, fibers: [blocker], leaseMs: 60_000 });
+    runtimes.push(a, b);
+    const { id } = await a.start(blocker, {});
+    while (((await store.getFiber(id))?.streamHead ?? 0) < 2) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    // B ends it (A's run, inside its step, has not noticed yet): its stream ends at seq 3.
+    expect(await b.cancel(id)).toBe("cancelled");
+    const route = (after: number, method = "GET") =>
+      handleEventsRequest(
+        new Request(`https://app.test/__fiberline/fibers/${id}/events?after=${after}`, { method }),
+        {
+          runtime: a,
+          prefix: "/__fiberline",
+        },
+      );
+    expect((await route(3))?.status).toBe(204);
+    expect((await route(3, "HEAD"))?.status).toBe(204);
+    // A still holds chunks 1-2 in memory; what follows them comes from storage.
+    const seen = await collect(a.events(id, { after: 0 }));
+    expect(seen.map((e) => `${e.seq}:${e.type}`)).toEqual(["1:fiber.start", "2:a", "3:fiber.end"]);
+    release();
+  });
+});
+
 describe("StreamHub's tail", () => {
   const chunk = (seq: number, type = "part"): StreamChunk => ({ fiberId: "f", seq, type, data: seq, at: 0 });
   const seqs = (hub: StreamHub) => hub.tail("f")?.chunks.map((c) => c.seq);
@@ -205,25 +249,38 @@ describe("StreamHub's tail", () => {
     hub.track("f", "a");
     hub.publish("f", [chunk(1), chunk(2)]);
     hub.publish("f", [chunk(4)]);
-    expect(hub.tracks("f")).toBe(false);
+    expect(hub.tail("f")).toBeUndefined();
     hub.track("f", "a");
     hub.publish("f", [chunk(1), chunk(3)]);
-    expect(hub.tracks("f")).toBe(false);
+    expect(hub.tail("f")).toBeUndefined();
     hub.track("f", "a");
     hub.publish("f", [chunk(1), chunk(2, "fiber.end")]);
-    expect(hub.tracks("f")).toBe(false);
+    expect(hub.tail("f")).toBeUndefined();
   });
 
-  it("keeps the last TAIL_CHUNKS chunks, and hands out copies", () => {
+  it("covers a cursor only with a chunk after it to send", () => {
     const hub = new StreamHub();
     hub.track("f", "a");
-    for (let seq = 1; seq <= TAIL_CHUNKS + 10; seq++) hub.publish("f", [chunk(seq)]);
+    expect(hub.covers("f", 0)).toBe(false);
+    hub.publish("f", [chunk(3), chunk(4)]);
+    expect([1, 2, 3, 4].map((cursor) => hub.covers("f", cursor))).toEqual([false, true, true, false]);
+    expect(hub.covers("g", 0)).toBe(false);
+  });
+
+  it("keeps TAIL_CHUNKS chunks at most, hands out copies, and TAILS fibers at most", () => {
+    const hub = new StreamHub();
+    hub.track("f", "a");
+    for (let seq = 1; seq <= TAIL_CHUNKS; seq++) hub.publish("f", [chunk(seq)]);
     const tail = hub.tail("f");
     expect(tail?.chunks.length).toBe(TAIL_CHUNKS);
-    expect(tail?.chunks[0]?.seq).toBe(11);
-    hub.publish("f", [chunk(TAIL_CHUNKS + 11)]);
-    expect(tail?.chunks.at(-1)?.seq).toBe(TAIL_CHUNKS + 10);
-    hub.forget("f");
+    hub.publish("f", [chunk(TAIL_CHUNKS + 1)]);
+    expect(tail?.chunks.length).toBe(TAIL_CHUNKS);
     expect(hub.tail("f")).toBeUndefined();
+    for (let i = 0; i <= TAILS; i++) hub.track(`f${i}`, "a");
+    expect(hub.tail("f0")).toBeUndefined();
+    expect(hub.tail("f1")).toBeDefined();
+    expect(hub.tail(`f${TAILS}`)).toBeDefined();
+    hub.forget("f1");
+    expect(hub.tail("f1")).toBeUndefined();
   });
 });

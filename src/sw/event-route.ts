@@ -83,9 +83,10 @@ export async function handleEventsRequest(
 
   const { runtime } = options;
   let record: FiberRecord | undefined;
-  // A fiber this runtime started and runs exists and has not ended: its reader starts from the
-  // chunks in memory, and a read here would only queue behind the fiber's own first commits.
-  if (!runtime.streamsFromMemory(id)) {
+  // A fiber this runtime started and runs, with chunks in memory after the cursor, exists and has
+  // something to send: its reader starts from them, and a read here would only queue behind the
+  // fiber's own first commits. Anything else (and HEAD) is answered from the stored record.
+  if (request.method !== "GET" || !runtime.streamsFromMemory(id, cursor)) {
     try {
       record = await runtime.get(id);
       if (!record) {
