@@ -268,8 +268,10 @@ function nextTurn(fn: () => void): void {
     };
   };
   if (g.setImmediate) {
-    const handle = g.setImmediate(fn);
-    (handle as { unref?: () => void } | undefined)?.unref?.();
+    // Not unref'd: Node's event loop does not wake for an unref'd immediate alone, so a run
+    // whose only pending work is this turn waited for the next timer (the valve's, 1 s) per
+    // concurrent settle.
+    g.setImmediate(fn);
     return;
   }
   if (g.MessageChannel) {
