@@ -150,7 +150,10 @@ export class ChunkInbox {
   }
 }
 
-/** Whether `chunks` (contiguous) hold the chunk right after `cursor`: a reader there can start from them. */
+/**
+ * Whether `chunks` (contiguous) hold the chunk right after `cursor`, so a reader there can go on
+ * from them with no gap before them.
+ */
 export function startsWithin(chunks: readonly StreamChunk[], cursor: number): boolean {
   const first = chunks[0];
   const last = chunks.at(-1);

@@ -60,9 +60,9 @@ export async function* readStreamBatches(
   // `known` record (the caller's own read, e.g. the event route's, which answers 404 or 204 on it)
   // stands in for the first read: it is only this fiber's identity and whether it had ended.
   const unsubscribe = hub.subscribe(id, inbox.push);
-  // In the same turn, the chunks this runtime published last of a fiber it started and runs
-  // (`StreamHub.track`): they and what the subscription receives from now on are the stream
-  // from the tail's first chunk, with no gap and no overlap, and no read of storage.
+  // In the same turn, the first chunks of a fiber this runtime started and runs, if it still
+  // keeps them (`StreamHub.track`): they and what the subscription receives from now on are the
+  // stream from the tail's first chunk, with no gap and no overlap, and no read of storage.
   const tail = hub.tail(id);
   // Only a tail with something to send after the cursor proves the fiber exists and has not
   // ended; at or past its end the reader asks storage, which also answers for an end written
@@ -88,7 +88,7 @@ export async function* readStreamBatches(
         fromTail = false;
       } else if (fromStore) {
         const live = inbox.take();
-        if (covers(live, cursor)) {
+        if (startsWithin(live, cursor)) {
           // A commit published what storage would give (e.g. one big batch landed while a page
           // was being read): take it from memory instead of reading it again page by page.
           chunks = live.filter((c) => c.seq > cursor);
@@ -169,13 +169,6 @@ export function identityOf(record: FiberRecord): string {
 /** Whether a reader at `cursor` has seen the whole stream of an ended fiber. */
 function pastTheEnd(record: FiberRecord, cursor: number): boolean {
   return isTerminal(record.status) && cursor >= record.streamHead;
-}
-
-/** Whether published `live` chunks continue the stream right after `cursor` (no gap before them). */
-function covers(live: readonly StreamChunk[], cursor: number): boolean {
-  const first = live[0];
-  const last = live.at(-1);
-  return first !== undefined && last !== undefined && first.seq <= cursor + 1 && last.seq > cursor;
 }
 
 /** Resolves with fiber `id`'s result once it completes; rejects with its error, class and `code` kept. */
