@@ -371,15 +371,16 @@ export class Runtime {
    */
   async recover(): Promise<RecoverySummary> {
     this.#assertOpen();
-    // Collection is housekeeping: its failure must not keep interrupted fibers from resuming
+    const now = this.#clock();
+    const live = await this.store.listFibers({ status: ACTIVE_STATUSES });
+    const { resumed, scheduled } = await this.#runner.pickUp(live, now);
+    // Collection is housekeeping: after the pick-ups, so interrupted fibers do not wait for it
+    // (it reads every ended fiber's record), and its failure must not keep them from resuming
     // (the collector retries it on its interval).
     const collected = await this.collect().catch((error: unknown) => {
       report(error, "collecting expired fibers");
       return [] as string[];
     });
-    const now = this.#clock();
-    const live = await this.store.listFibers({ status: ACTIVE_STATUSES });
-    const { resumed, scheduled } = await this.#runner.pickUp(live, now);
     this.#startCollector();
     this.#startSweeper();
     return { resumed, scheduled, collected };
