@@ -163,8 +163,8 @@ async function streamReply(
   // The chunks are the same, in the same order; only when `message.start` is committed moves
   // (and a call cancelled before the model answered and before that time has none).
   const announce = (): void => {
-    clearTimeout(linger);
     if (partial.started) return;
+    clearTimeout(linger);
     step.emit("message.start", { messageId, turn: call.turn, model: provider.model });
     partial.started = true;
   };

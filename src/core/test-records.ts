@@ -1,6 +1,6 @@
 /**
  * A fiber record for tests: a running fiber of kind `job` with every field a record needs, and
- * `patch` over it. Test code only; no entry exports it.
+ * `patch` over it. Test and bench code only; no entry exports it.
  */
 
 import type { FiberRecord } from "./records";

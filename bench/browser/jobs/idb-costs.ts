@@ -7,6 +7,8 @@
  */
 
 import { unwrap, wrap } from "idb";
+import type { FiberRecord } from "../../../src/core/records";
+import { testRecord } from "../../../src/core/test-records";
 import { IdbStore, type JournalEntry } from "../../../src/index";
 import { DB_VERSION, upgradeSchema } from "../../../src/store/idb-database";
 import { encodeSegment } from "../../../src/store/idb-rows";
@@ -52,23 +54,14 @@ function segment(pos: number): unknown[] {
   ];
 }
 
+/** The costs' fiber: a running record (`testRecord`), with the handle `IdbStore` stores beside it. */
 function fiberRecord(id: string, handle: number) {
-  return {
-    id,
-    handle,
-    name: "x",
-    version: "1",
-    input: {},
-    status: "running",
-    createdAt: Date.now(),
-    updatedAt: Date.now(),
-    generation: 1,
-    streamHead: 1,
-    emitOrdinal: 0,
-    epoch: 0,
-    stalledRecoveries: 0,
-    progressMark: "",
-  };
+  return { ...costsRecord(id), handle };
+}
+
+function costsRecord(id: string): FiberRecord {
+  const now = Date.now();
+  return testRecord({ id, name: "x", input: {}, createdAt: now, updatedAt: now });
 }
 
 /** Per-transaction ms of each commit shape. */
@@ -115,8 +108,7 @@ export async function idbCosts(
   const engineName = uniqueName("costs-engine");
   const engine = new IdbStore({ name: engineName, durability: ctx.durability });
   for (const id of ids) {
-    const { handle: _handle, ...record } = fiberRecord(id, 0);
-    await engine.createFiber(record as Parameters<IdbStore["createFiber"]>[0], []);
+    await engine.createFiber(costsRecord(id), []);
     await engine.claimFiber(id, { owner: "costs", now: 0, leaseMs: 1 });
   }
   const generation = 2;
