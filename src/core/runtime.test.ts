@@ -481,6 +481,37 @@ describe("retention", () => {
     expect(await rt.store.readStream(fiber.id, 0)).toEqual([]);
   });
 
+  it("collects each definition at its own retention, reading only fibers ended long enough ago", async () => {
+    let now = 1_000_000;
+    const brief = defineFiber("brief", { retentionMs: 1_000, run: async () => "brief" });
+    const kept = defineFiber("kept", { retentionMs: 120_000, run: async () => "kept" });
+    const plain = defineFiber("plain", { run: async () => "plain" });
+    const listings: unknown[] = [];
+    const disk = new (class extends MemoryStore {
+      override async listFibers(...args: Parameters<MemoryStore["listFibers"]>) {
+        listings.push(args[0]);
+        return super.listFibers(...args);
+      }
+    })();
+    const rt = runtime({ store: disk, fibers: [brief, kept, plain], retentionMs: 60_000, clock: () => now });
+    const ids = [];
+    for (const def of [brief, kept, plain]) {
+      const fiber = await rt.start(def, {});
+      await rt.result(fiber);
+      ids.push(fiber.id);
+    }
+    const [briefId, keptId, plainId] = ids;
+    now += 1_000;
+    expect(await rt.collect()).toEqual([briefId]);
+    // The store is asked only for fibers ended at least the shortest retention ago.
+    expect(listings.at(-1)).toMatchObject({ endedBefore: now - 1_000 });
+    now += 59_000;
+    expect(await rt.collect()).toEqual([plainId]);
+    now += 60_000;
+    expect(await rt.collect()).toEqual([keptId]);
+    expect(await rt.list()).toEqual([]);
+  });
+
   it("leaves alone a fiber started again under an id it was about to collect", async () => {
     let now = 1_000_000;
     const clock = () => now;

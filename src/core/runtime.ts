@@ -389,11 +389,14 @@ export class Runtime {
   /** Deletes terminal fibers whose retention has passed; returns their ids. */
   async collect(): Promise<string[]> {
     const now = this.#clock();
-    const ended = await this.store.listFibers({ status: TERMINAL });
-    const expired = ended.filter((r) => {
-      const retention = this.#definitions.get(r.name)?.options.retentionMs ?? this.#retentionMs;
-      return (r.endedAt ?? r.updatedAt) + retention <= now;
-    });
+    const retentionOf = (name: string): number =>
+      this.#definitions.get(name)?.options.retentionMs ?? this.#retentionMs;
+    // Only fibers that ended at least the shortest retention ago can be expired: the store reads
+    // those alone (IndexedDB's `endedAt` index), not every ended fiber's record.
+    let shortest = this.#retentionMs;
+    for (const name of this.#definitions.keys()) shortest = Math.min(shortest, retentionOf(name));
+    const candidates = await this.store.listFibers({ status: TERMINAL, endedBefore: now - shortest });
+    const expired = candidates.filter((r) => (r.endedAt ?? r.updatedAt) + retentionOf(r.name) <= now);
     if (expired.length === 0) return [];
     // Only the fibers listed: another context may have collected one and its id started again.
     const ifGeneration = new Map(expired.map((r) => [r.id, r.generation]));

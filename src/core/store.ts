@@ -26,6 +26,12 @@ export interface FiberQuery {
   name?: string;
   /** At most this many, oldest `createdAt` first. */
   limit?: number;
+  /**
+   * Only fibers with an `endedAt` at or before this time (ms since the epoch): ended fibers (the
+   * engine sets `endedAt` on every end). A backend reads only those where it can (IndexedDB's
+   * `endedAt` index), so a collector's listing costs what is expired, not what is retained.
+   */
+  endedBefore?: number;
 }
 
 /**

@@ -158,11 +158,19 @@ export function compareFibers(a: FiberRecord, b: FiberRecord): number {
   return a.id < b.id ? -1 : 1;
 }
 
-/** Filters by name, orders and cuts a set of fiber records already filtered by status. */
+/** Filters by name and end time, orders and cuts a set of fiber records already filtered by status. */
 export function finishListing(records: FiberRecord[], query: FiberQuery | undefined): FiberRecord[] {
   const name = query?.name;
+  const endedBefore = query?.endedBefore;
   const limit = effectiveLimit(query?.limit);
-  const matching = name === undefined ? records : records.filter((record) => record.name === name);
+  const matching =
+    name === undefined && endedBefore === undefined
+      ? records
+      : records.filter(
+          (record) =>
+            (name === undefined || record.name === name) &&
+            (endedBefore === undefined || (record.endedAt !== undefined && record.endedAt <= endedBefore)),
+        );
   matching.sort(compareFibers);
   return limit === undefined ? matching : matching.slice(0, limit);
 }

@@ -30,7 +30,7 @@ import {
 } from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 6;
+export const DB_VERSION = 7;
 
 /** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
 export interface StoredFiber extends FiberRecord {
@@ -46,7 +46,7 @@ export interface FiberlineSchema extends DBSchema {
     key: string;
     value: StoredFiber;
     // Records without an idempotency key are simply absent from that (unique) index.
-    indexes: { status: FiberStatus; idempotencyKey: string; createdAt: number };
+    indexes: { status: FiberStatus; idempotencyKey: string; createdAt: number; endedAt: number };
   };
   /** fiber id -> handle: the small read that maps an id to its rows. */
   handles: { key: string; value: number };
@@ -131,6 +131,36 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     db.createObjectStore("outbox");
     db.createObjectStore("outboxFibers");
   }
+  if (oldVersion < 7) {
+    // v7: an index of ended fibers by end time, so `collect()` reads only the expired ones instead
+    // of every ended fiber's record. Records without `endedAt` are left out of it.
+    const fibers = tx.objectStore("fibers");
+    fibers.createIndex("endedAt", "endedAt");
+    backfillEndedAt(fibers);
+  }
+}
+
+/**
+ * Gives an ended fiber written without an `endedAt` (by hand, or by a build that did not set it)
+ * its `updatedAt` as `endedAt`, which is what the collector used for it before v7, so the new index
+ * holds it. Chained requests, like `migrateV1Rows`.
+ */
+function backfillEndedAt(fibers: IDBObjectStore): void {
+  const ended: FiberStatus[] = ["completed", "failed", "cancelled"];
+  const next = (index: number): void => {
+    const status = ended[index];
+    if (status === undefined) return;
+    eachRow(
+      fibers.index("status"),
+      (cursor) => {
+        const record = cursor.value as StoredFiber;
+        if (record.endedAt === undefined) cursor.update({ ...record, endedAt: record.updatedAt });
+      },
+      () => next(index + 1),
+      IDBKeyRange.only(status),
+    );
+  };
+  next(0);
 }
 
 /**
@@ -234,8 +264,9 @@ function eachRow(
   source: IDBObjectStore | IDBIndex,
   visit: (cursor: IDBCursorWithValue) => void,
   done: () => void,
+  range?: IDBKeyRange,
 ): void {
-  const request = source.openCursor();
+  const request = source.openCursor(range);
   request.onsuccess = () => {
     const cursor = request.result;
     if (cursor === null) {

@@ -150,7 +150,7 @@ describe("IdbStore", () => {
     ]);
     const tx = db.transaction([...db.objectStoreNames]);
     const fibers = tx.objectStore("fibers");
-    expect([...fibers.indexNames]).toEqual(["createdAt", "idempotencyKey", "status"]);
+    expect([...fibers.indexNames]).toEqual(["createdAt", "endedAt", "idempotencyKey", "status"]);
     expect(fibers.index("idempotencyKey").unique).toBe(true);
     // Every store but `fibers` has out-of-line keys: the values do not repeat them.
     for (const name of [

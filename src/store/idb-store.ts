@@ -168,9 +168,17 @@ export class IdbStore implements Store {
   async listFibers(query?: FiberQuery): Promise<FiberRecord[]> {
     const statuses = queriedStatuses(query);
     const limit = effectiveLimit(query?.limit);
-    if (limit === 0 || statuses?.length === 0) return this.#db.nothing([]);
+    const endedBefore = query?.endedBefore;
+    if (limit === 0 || statuses?.length === 0 || Number.isNaN(endedBefore)) return this.#db.nothing([]);
     return this.#db.read("listFibers", ["fibers"], async (tx) => {
       const fibers = tx.objectStore("fibers");
+      if (endedBefore !== undefined) {
+        // Only ended fibers have an `endedAt`: the index holds them alone, oldest end first.
+        const ended = await fibers.index("endedAt").getAll(IDBKeyRange.upperBound(endedBefore));
+        const matching =
+          statuses === undefined ? ended : ended.filter((record) => statuses.includes(record.status));
+        return finishListing(this.#publicAll(matching), query);
+      }
       if (statuses === undefined) {
         // The createdAt index already orders by createdAt, then id (the primary key).
         const records = await fibers

@@ -1,6 +1,6 @@
 /**
  * The schema-upgrade tests of `IdbStore`, shared by the Node suite (fake-indexeddb) and the
- * Chromium suite (real IndexedDB): databases written by schemas v1, v2, v3 and v5, exactly as they
+ * Chromium suite (real IndexedDB): databases written by schemas v1, v2, v3, v5 and v6, exactly as they
  * shipped, are opened by the current `IdbStore` and must read back every fiber, journal entry,
  * chunk, event and snapshot, then go on working. They import Vitest, so they are not exported
  * from the package.
@@ -17,8 +17,30 @@ export interface UpgradeTarget {
   name: string;
 }
 
-/** Registers the v1, v2, v3 and v5 -> current upgrade tests; `target()` gives a fresh, unused database name. */
+/** Registers the v1, v2, v3, v5 and v6 -> current upgrade tests; `target()` gives a fresh, unused database name. */
 export function runUpgradeTests(target: () => UpgradeTarget): void {
+  it("upgrades a v6 database, indexing its ended fibers by end time for the collector", async () => {
+    const { factory, name } = target();
+    await writeV6(factory, name);
+
+    const store = new IdbStore({ name, indexedDB: factory });
+    // "done" ended with an endedAt; "old" ended by hand without one gets its updatedAt; the
+    // running fiber is not listed.
+    expect(await store.getFiber("old")).toMatchObject({ status: "cancelled", endedAt: 7 });
+    expect(ids(await store.listFibers({ endedBefore: 100 }))).toEqual(["old", "done"]);
+    expect(ids(await store.listFibers({ endedBefore: 8 }))).toEqual(["old"]);
+    expect(await store.getFiber("f1")).toEqual({ ...f1, generation: 3 });
+    // A fiber ended after the upgrade is indexed by the write that ends it.
+    await store.commit([{ fiberId: "f1", generation: 3, fiber: { status: "completed", endedAt: 50 } }]);
+    expect(ids(await store.listFibers({ endedBefore: 50 }))).toEqual(["f1", "old", "done"]);
+    await store.close();
+
+    const db = await open(factory, name);
+    expect(db.version).toBe(DB_VERSION);
+    expect([...db.transaction("fibers").objectStore("fibers").indexNames]).toContain("endedAt");
+    db.close();
+  });
+
   it("upgrades a v5 database, keeping every row and adding an empty outbox that replicated fibers then use", async () => {
     const { factory, name } = target();
     await writeV5(factory, name);
@@ -329,6 +351,56 @@ async function writeV5(factory: IDBFactory, name: string): Promise<void> {
   tx.objectStore("inboxEvents").put({ seq: 1, name: "approve", payload: true, at: 3 }, ["f1", 1]);
   await completion(tx);
   db.close();
+}
+
+/**
+ * Schema v6 exactly as it shipped (v5's stores plus the outbox), holding fiber f1 running at
+ * generation 3, a fiber that completed with an `endedAt` and one cancelled by hand without one.
+ */
+async function writeV6(factory: IDBFactory, name: string): Promise<void> {
+  const db = await open(factory, name, 6, (v6) => {
+    createShippedFibers(v6);
+    for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
+      v6.createObjectStore(store);
+    }
+    v6.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
+    v6.createObjectStore("outbox");
+    v6.createObjectStore("outboxFibers");
+  });
+  const tx = db.transaction(["fibers", "handles", "meta"], "readwrite");
+  tx.objectStore("fibers").put({ ...f1, generation: 3, handle: 1 });
+  tx.objectStore("fibers").put({
+    ...f1,
+    id: "done",
+    idempotencyKey: "k-done",
+    createdAt: 2,
+    status: "completed",
+    endedAt: 9,
+    handle: 2,
+  });
+  tx.objectStore("fibers").put({
+    ...f1,
+    id: "old",
+    idempotencyKey: "k-old",
+    createdAt: 1,
+    updatedAt: 7,
+    status: "cancelled",
+    handle: 3,
+  });
+  for (const [id, handle] of [
+    ["f1", 1],
+    ["done", 2],
+    ["old", 3],
+  ] as const) {
+    tx.objectStore("handles").put(handle, id);
+  }
+  tx.objectStore("meta").put(4, "nextHandle");
+  await completion(tx);
+  db.close();
+}
+
+function ids(records: readonly FiberRecord[]): string[] {
+  return records.map((record) => record.id);
 }
 
 /** `step(0, "completed")` as a v2-v4 segment: `[pos, meta, key, startedAt, duration, error, dueAt, streamFrom, result]`. */

@@ -676,6 +676,40 @@ export function runStoreContract(
         ).toEqual(["c"]);
         expect(await store.listFibers({ limit: 0 })).toEqual([]);
       });
+
+      it("lists only fibers that ended by endedBefore (what the collector reads), with the other filters", async () => {
+        await store.createFiber(fiber("x", { createdAt: 40, status: "failed", endedAt: 100 }), []);
+        await store.createFiber(
+          fiber("y", { createdAt: 1, status: "cancelled", endedAt: 200, name: "chat" }),
+          [],
+        );
+        await store.createFiber(fiber("z", { createdAt: 50, status: "completed", endedAt: 300 }), []);
+        // Listed oldest first like any listing; "b" ended without an endedAt and is not listed.
+        expect(ids(await store.listFibers({ endedBefore: 200 }))).toEqual(["y", "x"]);
+        expect(ids(await store.listFibers({ endedBefore: Number.POSITIVE_INFINITY }))).toEqual([
+          "y",
+          "x",
+          "z",
+        ]);
+        expect(await store.listFibers({ endedBefore: 99 })).toEqual([]);
+        expect(await store.listFibers({ endedBefore: Number.NaN })).toEqual([]);
+        expect(ids(await store.listFibers({ status: ["failed", "completed"], endedBefore: 1_000 }))).toEqual([
+          "x",
+          "z",
+        ]);
+        expect(ids(await store.listFibers({ endedBefore: 1_000, name: "chat" }))).toEqual(["y"]);
+        expect(ids(await store.listFibers({ endedBefore: 1_000, limit: 2 }))).toEqual(["y", "x"]);
+
+        // Ending a fiber through a commit lists it from then on; a record that loses its endedAt
+        // is no longer listed.
+        const claim = await store.claimFiber("a", { owner: "runner", now: 1_000, leaseMs: 30_000 });
+        if (claim.status !== "claimed") throw new Error("setup: could not claim a");
+        const generation = claim.record.generation;
+        await store.commit([{ fiberId: "a", generation, fiber: { status: "completed", endedAt: 150 } }]);
+        expect(ids(await store.listFibers({ endedBefore: 200 }))).toEqual(["y", "a", "x"]);
+        await store.commit([{ fiberId: "a", generation, fiber: { endedAt: undefined } }]);
+        expect(ids(await store.listFibers({ endedBefore: 200 }))).toEqual(["y", "x"]);
+      });
     });
 
     describe("deleteFibers", () => {
