@@ -95,7 +95,7 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
       // A crash between attempts does not give the call new attempts or skip its backoff: the
       // last `message.retry` says which attempt is next and when it may start.
       const announced = lastRetry(step.emitted);
-      if (announced && waitLeft(announced) > 0) await sleep(waitLeft(announced), step.signal);
+      if (announced) await waitOut(announced, step.signal);
       for (let attempt = announced?.attempt ?? 1, first = true; ; attempt++, first = false) {
         const resetReason =
           first && step.interrupted
@@ -121,7 +121,7 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
             error: describeFailure(error),
           };
           step.emit("message.retry", retry);
-          await sleep(delayMs, step.signal);
+          await waitOut(retry, step.signal);
         }
       }
     },
@@ -304,6 +304,14 @@ function lastRetry(emitted: StepContext["emitted"]): RetryChunkData | undefined 
 /** What is left of an announced wait; never more than the wait itself, whatever the clock did. */
 function waitLeft(retry: RetryChunkData): number {
   return Math.max(0, Math.min(retry.retryAt - Date.now(), retry.delayMs));
+}
+
+/**
+ * Waits until the announced attempt may start. A loop: a timer may fire a millisecond before the
+ * wall clock reaches `retryAt`, and no attempt starts before the time the page was told.
+ */
+async function waitOut(retry: RetryChunkData, signal: AbortSignal): Promise<void> {
+  for (let left = waitLeft(retry); left > 0; left = waitLeft(retry)) await sleep(left, signal);
 }
 
 function describeFailure(error: unknown): RetryChunkData["error"] {
