@@ -5,7 +5,7 @@
  * announced attempt once the wait is over, instead of starting again at attempt 1 at once.
  */
 
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { MemoryStore } from "../store/memory-store";
 import { crashableStore } from "../testing/crash-store";
 import { defineAgent } from "./agent";
@@ -110,6 +110,30 @@ describe("model retries", () => {
     expect(requestsAt[0]).toBeGreaterThanOrEqual(announced?.retryAt ?? Number.POSITIVE_INFINITY);
     // ...and the count goes on: the recovered call's failure announces attempt 3, not 2 again.
     expect((await retriesIn(disk, fiber.id)).map((r) => r.attempt)).toEqual([2, 3]);
+  });
+
+  it("never starts an attempt before its announced retryAt, even when a timer fires early", async () => {
+    // Timers fire a little before the wall clock says their time has come (Node's can, by about a
+    // millisecond): here every long one fires 5 ms early.
+    const realSetTimeout = globalThis.setTimeout;
+    vi.spyOn(globalThis, "setTimeout").mockImplementation(((fn: () => void, ms?: number) =>
+      realSetTimeout(fn, ms !== undefined && ms >= 100 ? ms - 5 : ms)) as typeof setTimeout);
+    try {
+      const store = new MemoryStore();
+      const requestsAt: number[] = [];
+      const agent = defineAgent({
+        name: "flaky",
+        model: flakyModel(1, requestsAt),
+        modelRetry: { maxAttempts: 2, initialDelayMs: 200, maxDelayMs: 200 },
+      });
+      const runtime = agentRuntime(agent, store);
+      const fiber = await runtime.start(agent, { messages: user });
+      expect((await runtime.result(fiber)).messages.at(-1)?.content).toBe("hello");
+      const [announced] = await retriesIn(store, fiber.id);
+      expect(requestsAt[1]).toBeGreaterThanOrEqual(announced?.retryAt ?? Number.POSITIVE_INFINITY);
+    } finally {
+      vi.restoreAllMocks();
+    }
   });
 
   it("a crash does not give a call new attempts: after the last announced one, it fails", async () => {
