@@ -512,6 +512,26 @@ describe("retention", () => {
     expect(await rt.list()).toEqual([]);
   });
 
+  it("rejects a retention that is not a number of ms >= 0, naming where it came from", () => {
+    const odd = defineFiber("odd", { retentionMs: -1, run: async () => null });
+    expect(() => runtime({ fibers: [odd] })).toThrow(
+      expect.objectContaining({
+        code: "invalid_argument",
+        message: expect.stringContaining('defineFiber("odd"'),
+      }),
+    );
+    expect(() => runtime({ fibers: [], retentionMs: Number.NaN })).toThrow(
+      expect.objectContaining({
+        code: "invalid_argument",
+        message: expect.stringContaining("createRuntime"),
+      }),
+    );
+    expect(() => runtime({ fibers: [], retentionMs: "1h" as unknown as number })).toThrow(
+      expect.objectContaining({ code: "invalid_argument" }),
+    );
+    expect(() => runtime({ fibers: [], retentionMs: Number.POSITIVE_INFINITY })).not.toThrow();
+  });
+
   it("leaves alone a fiber started again under an id it was about to collect", async () => {
     let now = 1_000_000;
     const clock = () => now;

@@ -84,8 +84,10 @@ export class Runtime {
         !this.#definitions.has(def.name),
         `Two fiber definitions are named "${def.name}"; names must be unique.`,
       );
+      assertRetention(def.options.retentionMs, `defineFiber("${def.name}", { retentionMs })`);
       this.#definitions.set(def.name, def);
     }
+    assertRetention(options.retentionMs, "createRuntime({ retentionMs })");
     this.#clock = options.clock ?? Date.now;
     this.#random = options.random ?? Math.random;
     this.#leaseMs = options.leaseMs ?? 15_000;
@@ -499,4 +501,12 @@ function randomUuid(): string {
   const hex = Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16));
   hex[12] = "4";
   return `${hex.slice(0, 8).join("")}-${hex.slice(8, 12).join("")}-${hex.slice(12, 16).join("")}-${hex.slice(16, 20).join("")}-${hex.slice(20).join("")}`;
+}
+
+/** A retention is a number of ms >= 0 (`Infinity` keeps ended fibers for ever). */
+function assertRetention(ms: number | undefined, where: string): void {
+  assertArgument(
+    ms === undefined || (typeof ms === "number" && ms >= 0),
+    `${where} needs a number of milliseconds >= 0 (Infinity keeps ended fibers for ever), got ${String(ms)}.`,
+  );
 }
