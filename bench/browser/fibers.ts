@@ -6,12 +6,10 @@
 
 import { defineAgent, openAICompatible } from "../../src/agent/index";
 import { defineFiber } from "../../src/index";
+import { MOCK_MODEL_BASE, now } from "./clock";
 import { randomText } from "./raw-idb";
 
-/** Absolute time in ms with sub-ms precision, comparable across the page and its workers. */
-export function now(): number {
-  return performance.timeOrigin + performance.now();
-}
+export { MOCK_MODEL_BASE, now };
 
 /** Yields to the event loop (a macrotask, without the 4 ms clamp of nested `setTimeout`). */
 export function nextTask(): Promise<void> {
@@ -171,9 +169,6 @@ export const diskEmitter = defineFiber("bench.disk-emitter", {
     return null;
   },
 });
-
-/** Where the bench server answers as the mock model (`bench/run.mjs`). */
-export const MOCK_MODEL_BASE = "/mock-model/v1";
 
 /** Per-token delay of the mock model in B9: a fast model, about 200 tokens/s. */
 export const B9_TOKEN_DELAY_MS = 5;

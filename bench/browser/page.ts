@@ -6,7 +6,7 @@
  * reading that fiber at once, which is how B5 times a browser relaunch.
  */
 
-import { MOCK_MODEL_BASE, now } from "./fibers";
+import { MOCK_MODEL_BASE, now } from "./clock";
 import type { FromWorker, ServiceWorkerReply, ToServiceWorker, ToWorker } from "./protocol";
 import { type ReadLog, type Received, readStream } from "./reader";
 

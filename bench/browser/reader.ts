@@ -6,7 +6,7 @@
  */
 
 import { readFiberEvents } from "../../src/client/index";
-import { now } from "./fibers";
+import { now } from "./clock";
 
 /** One chunk as the page received it. */
 export interface Received {
