@@ -309,9 +309,44 @@ async function resumeFromUrl() {
     const info = await sw({ type: "bench/info" }).catch((e: unknown) => String(e));
     throw new Error(`${String(error)}; the worker holds ${JSON.stringify(info)}`);
   });
+  const swTimeline = await sw<Record<string, number | string>>({ type: "bench/timeline" }).catch(() => ({}));
   await sw({ type: "bench/cancel", id });
   const timings = resumeTimings(log, navigationStart);
+  // B5's diagnosis: the navigation's phases, the page's resources and the worker's start, all in
+  // ms after navigationStart.
+  const rel = (t: number) => Math.round((t - navigationStart) * 10) / 10;
+  const phases: Record<string, number | string> = {};
+  if (navigation) {
+    for (const key of [
+      "workerStart",
+      "fetchStart",
+      "domainLookupStart",
+      "connectStart",
+      "connectEnd",
+      "requestStart",
+      "responseStart",
+      "responseEnd",
+      "domInteractive",
+    ] as const) {
+      phases[`nav.${key}`] = Math.round(navigation[key] * 10) / 10;
+    }
+  }
+  for (const entry of performance.getEntriesByType("resource") as PerformanceResourceTiming[]) {
+    const name = new URL(entry.name).pathname.split("/").pop()?.slice(0, 14) ?? entry.name;
+    phases[`res.${name}`] =
+      `start ${entry.startTime.toFixed(0)} worker ${entry.workerStart.toFixed(0)} req ${entry.requestStart.toFixed(0)} end ${entry.responseEnd.toFixed(0)}`;
+  }
+  for (const [key, value] of Object.entries(swTimeline)) {
+    phases[`sw.${key}`] = typeof value === "number" ? rel(value) : value;
+  }
+  phases["page.script"] = Math.round(scriptMs);
+  phases["page.ready"] = Math.round(readyMs);
+  phases["page.streamFetch"] = rel(log.connects[0] ?? Number.NaN);
+  phases["page.firstChunk"] = rel(log.chunks[0]?.at ?? Number.NaN);
+  phases["page.recovered"] = Math.round(timings.recoveredMs);
+  phases["page.resumedTick"] = Math.round(timings.resumedTickMs);
   return {
+    phases,
     ...timings,
     navigationStart,
     readyMs,
@@ -407,3 +442,14 @@ declare global {
 }
 
 window.bench = bench;
+
+// B5 opens the page with `&report`: it posts what `resumed` gave to the bench server, which reads
+// it there rather than through a DevTools client attached to the relaunched browser.
+if (query.has("report")) {
+  void bench.resumed
+    .then(
+      (value) => ({ ok: true, value }),
+      (error: unknown) => ({ ok: false, message: String(error) }),
+    )
+    .then((report) => fetch("/bench/report", { method: "POST", body: JSON.stringify(report) }));
+}

@@ -24,7 +24,8 @@ export type ToServiceWorker =
   | { type: "bench/raw-single"; count: number; bytes: number }
   | { type: "bench/emit-durable"; n: number; burst: number; text: string }
   | { type: "bench/release-waiters" }
-  | { type: "bench/info" };
+  | { type: "bench/info" }
+  | { type: "bench/timeline" };
 
 /** The answer on the port: a value or an error message. */
 export type ServiceWorkerReply = { ok: true; value: unknown } | { ok: false; message: string };

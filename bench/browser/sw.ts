@@ -33,11 +33,40 @@ interface BenchScope {
   location: { href: string };
   addEventListener(type: "message", listener: (event: BenchMessageEvent) => void): void;
   addEventListener(type: "fetch", listener: (event: BenchFetchEvent) => void): void;
+  addEventListener(
+    type: "install" | "activate" | "fetch" | "message",
+    listener: (event: Partial<BenchFetchEvent>) => void,
+  ): void;
 }
 
 const scope = self as unknown as BenchScope;
 const durability: Durability =
   new URL(scope.location.href).searchParams.get("durability") === "strict" ? "strict" : "relaxed";
+
+// B5's timeline of this worker start (`bench/timeline`): when it began, finished evaluating, saw
+// its first events and finished the start-up recover(), on the page's time line.
+const at = () => performance.timeOrigin + performance.now();
+const timeline: Record<string, number | string> = { origin: performance.timeOrigin, evaluated: at() };
+for (const type of ["install", "activate", "fetch", "message"] as const) {
+  scope.addEventListener(type, (event: Partial<BenchFetchEvent>) => {
+    // Registered before the host's listeners: a fetch the host answers stops there.
+    if (event.request?.url.includes("/__fiberline/")) timeline["stream-fetch"] ??= at();
+    const key = `first-${type}`;
+    if (timeline[key] !== undefined) return;
+    timeline[key] = at();
+    if (event.request)
+      timeline[`${key}-url`] = `${event.request.mode} ${new URL(event.request.url).pathname}`;
+    // The host's listener, after this one, begins recover() at the first event.
+    if (timeline.recovering === undefined) {
+      timeline.recovering = at();
+      setTimeout(() => {
+        void host.recovery?.then(() => {
+          timeline.recovered ??= at();
+        });
+      }, 0);
+    }
+  });
+}
 
 const runtime = createRuntime({ store: new IdbStore({ name: "bench-sw", durability }), fibers: benchFibers });
 const host = createServiceWorkerHost({ runtime, skipWaiting: true });
@@ -87,6 +116,10 @@ async function handle(message: ToServiceWorker): Promise<unknown> {
       await Promise.all(waiting.map((record) => runtime.sendEvent(record.id, "go", null)));
       await Promise.all(waiting.map((record) => runtime.result(record.id)));
       return waiting.length;
+    }
+    case "bench/timeline": {
+      await host.recovery;
+      return timeline;
     }
     case "bench/info": {
       const fibers = await runtime.list();

@@ -12,9 +12,12 @@ import { chromiumArgs, findChromium } from "../../scripts/find-chromium.mjs";
 
 /**
  * Starts Chromium on `profile`, opening `urls` at start-up. Resolves with `{ pid, browser,
- * context, wsUrl, kill() }` once Playwright is attached.
+ * context, wsUrl, kill() }` once Playwright is attached; with `attach: false`, as soon as the
+ * DevTools port answers, with no client attached (`browser` and `context` come with `attach()`).
+ * Playwright's attach pauses every new target (pages, the Service Worker) until it has set up its
+ * own domains on it, and reports every request: B5 times the relaunch as a user's browser does it.
  */
-export async function launchChromium({ profile, cdpPort, urls = [] }) {
+export async function launchChromium({ profile, cdpPort, urls = [], attach = true }) {
   if (await endpoint(cdpPort)) {
     throw new Error(
       `Port ${cdpPort} already has a DevTools endpoint: a browser left over from an earlier bench run? Stop it, or pass --cdp-port.`,
@@ -47,14 +50,21 @@ export async function launchChromium({ profile, cdpPort, urls = [] }) {
   const wsUrl = await waitForEndpoint(cdpPort, exited, () => stderr);
   launched.add(child.pid);
   void exited.then(() => launched.delete(child.pid));
-  const browser = await connect(cdpPort);
-  const context = browser.contexts()[0];
-  return {
+  const handle = {
     pid: child.pid,
-    browser,
-    context,
+    /** Playwright's Browser, once attached. */
+    browser: undefined,
+    context: undefined,
     wsUrl,
     exited,
+    /** Attaches Playwright (once). */
+    async attach() {
+      if (!handle.browser) {
+        handle.browser = await connect(cdpPort);
+        handle.context = handle.browser.contexts()[0];
+      }
+      return handle;
+    },
     /**
      * SIGKILLs the browser process only (a crash), then the rest of its group once it is gone,
      * and resolves when no process of the group is left: a relaunch must not meet a helper of
@@ -67,12 +77,13 @@ export async function launchChromium({ profile, cdpPort, urls = [] }) {
       await groupGone(child.pid);
     },
     async close() {
-      await browser.close().catch(() => {});
+      await handle.browser?.close().catch(() => {});
       killGroup(child.pid, "SIGTERM");
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
       killGroup(child.pid);
     },
   };
+  return attach ? await handle.attach() : handle;
 }
 
 /** `connectOverCDP`, retried: on a loaded machine the first attach now and then times out. */

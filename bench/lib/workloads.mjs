@@ -228,15 +228,21 @@ export async function b5(env) {
     const after = await page.evaluate(() => window.bench.tickerSeq());
     await env.browser.crash();
     const t0 = nowMs();
-    const url = `${env.origin}/?durability=${env.durability}&resume=${id}&after=${after}`;
-    env.browser = await env.launch([url]);
+    const url = `${env.origin}/?durability=${env.durability}&resume=${id}&after=${after}&report`;
+    // No DevTools client on the relaunched browser until the page has reported (a user's browser
+    // has none): Playwright's attach holds each new target, the Service Worker's included, until
+    // it has set it up. BENCH_B5_ATTACHED=1 attaches at once, as this workload used to.
+    const attached = Boolean(process.env.BENCH_B5_ATTACHED);
+    const report = env.nextReport();
+    env.browser = await env.launch([url], { attach: attached });
+    const answer = await Promise.race([
+      report,
+      sleep(20_000).then(() => ({ ok: false, message: "no report from the resumed page in 20 s" })),
+    ]);
+    if (!answer.ok) throw new Error(`${answer.message}\n${leveldbLogs(env.profile)}`);
+    const resumed = answer.value;
+    await env.browser.attach();
     const resumedPage = await findPage(env.browser.context, "resume=");
-    await resumedPage.waitForFunction(() => window.bench !== undefined, null, { timeout: 15_000 });
-    const resumed = await resumedPage
-      .evaluate(() => window.bench.resumed)
-      .catch((error) => {
-        throw new Error(`${error.message}\n${leveldbLogs(env.profile)}`);
-      });
     const totalMs = resumed.resumedTickAt - t0;
     runs.push({
       totalMs,
@@ -254,6 +260,12 @@ export async function b5(env) {
     env.log(
       `B5 run ${r + 1}: resumed tick ${totalMs.toFixed(0)} ms after relaunch (navigation at ${(resumed.navigationStart - t0).toFixed(0)} ms, page ready at ${(resumed.navigationStart + resumed.readyMs - t0).toFixed(0)} ms, fiber.recovered at ${(resumed.navigationStart + resumed.recoveredMs - t0).toFixed(0)} ms)`,
     );
+    if (process.env.BENCH_B5_PHASES) {
+      env.log(
+        `B5 run ${r + 1} phases (ms after navigation start, which was ${(resumed.navigationStart - t0).toFixed(0)} ms after relaunch at ${t0.toFixed(1)}):`,
+      );
+      for (const [key, value] of Object.entries(resumed.phases)) env.log(`  ${key.padEnd(28)} ${value}`);
+    }
     // Carry on from a normal page of the new browser.
     env.page = resumedPage;
     await env.page.goto(`${env.origin}/?durability=${env.durability}`);
