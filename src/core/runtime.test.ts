@@ -76,6 +76,42 @@ describe("start, steps and result", () => {
     expect(await rt.list()).toHaveLength(1);
   });
 
+  it("result() resolves when the fiber ends while result() reads its record (no wait for the poll)", async () => {
+    const gated = defineFiber("gated", {
+      run: async (ctx) => (await ctx.waitForEvent<number>("go")) + 1,
+    });
+    // The record read result() makes first is held, and returns what it read before the end.
+    let armed = false;
+    let held: (() => void) | undefined;
+    let reading!: () => void;
+    const read = new Promise<void>((resolve) => {
+      reading = resolve;
+    });
+    const disk = new (class extends MemoryStore {
+      override async getFiber(id: string) {
+        const record = await super.getFiber(id);
+        if (armed && held === undefined && record?.status === "waiting") {
+          reading();
+          await new Promise<void>((resolve) => {
+            held = resolve;
+          });
+        }
+        return record;
+      }
+    })();
+    // A poll so long that only the fiber's own end can wake result() in time.
+    const rt = runtime({ store: disk, fibers: [gated], pollIntervalMs: 60_000 });
+    const fiber = await rt.start(gated, {});
+    await expect.poll(async () => (await disk.getFiber(fiber.id))?.status).toBe("waiting");
+    armed = true;
+    const result = rt.result(fiber);
+    await read;
+    await rt.sendEvent(fiber.id, "go", 41);
+    await expect.poll(async () => (await rt.store.readStream(fiber.id, 0)).at(-1)?.type).toBe("fiber.end");
+    held?.();
+    expect(await result).toBe(42);
+  }, 10_000);
+
   it("starts by name, as the Service Worker client does", async () => {
     const echo = defineFiber("echo", { run: async (_ctx, input: string) => input });
     const rt = runtime({ fibers: [echo] });

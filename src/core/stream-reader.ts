@@ -178,13 +178,15 @@ export async function awaitResult(source: StreamSource, id: string): Promise<unk
   const unsubscribe = hub.subscribe(id, inbox.push);
   try {
     for (;;) {
+      // Emptied before the read, not after: a chunk published while the record is being read
+      // (the fiber's end, as it happens) must wake the wait below, not be dropped with the rest.
+      inbox.take();
       const record = await store.getFiber(id);
       if (!record) throw new FiberNotFoundError(id);
       if (record.status === "completed") return record.result;
       if (record.status === "failed" || record.status === "cancelled") {
         throw record.error ? deserializeError(record.error) : new CancelledError();
       }
-      inbox.take();
       // Any chunk of this fiber (fiber.end among them) wakes us; the poll covers other runtimes.
       await inbox.wait(pollIntervalMs * 4);
     }
