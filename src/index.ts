@@ -32,6 +32,7 @@ export {
   LimitExceededError,
   localLocks,
   NonRetryableError,
+  type OpenedEventBatches,
   type OutputOf,
   type RecoveryContext,
   type RecoveryDecision,

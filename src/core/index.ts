@@ -60,6 +60,7 @@ export type { Replication } from "./replication";
 export {
   createRuntime,
   type FiberInspection,
+  type OpenedEventBatches,
   type RecoverySummary,
   Runtime,
   type RuntimeOptions,

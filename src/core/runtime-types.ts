@@ -6,7 +6,7 @@
 
 import type { FiberDefinition } from "./define";
 import type { FiberLocks } from "./locks";
-import type { FiberRecord, FiberStatus, InboxEvent, JournalEntry } from "./records";
+import type { FiberEvent, FiberRecord, FiberStatus, InboxEvent, JournalEntry } from "./records";
 import type { Replication } from "./replication";
 import type { Store } from "./store";
 
@@ -88,4 +88,14 @@ export interface RecoverySummary {
   scheduled: string[];
   /** Terminal fibers deleted after their retention. */
   collected: string[];
+}
+
+/** What `Runtime.openEventBatches` returns: the fiber's record, read with the stream's first chunks. */
+export interface OpenedEventBatches {
+  /** The record as read with the first chunks; `undefined` when no such fiber exists. */
+  record: FiberRecord | undefined;
+  /** The stream in batches, starting from the chunks read with `record`. */
+  batches: AsyncGenerator<FiberEvent[]>;
+  /** Releases the reader when `batches` will not be read (an answer without a body). */
+  close(): void;
 }

@@ -15,6 +15,7 @@ import { ShippedChunks } from "./replication";
 import { Runner, report, unref } from "./runner";
 import type {
   FiberInspection,
+  OpenedEventBatches,
   RecoverySummary,
   RuntimeOptions,
   StartOptions,
@@ -22,11 +23,19 @@ import type {
 } from "./runtime-types";
 import type { FiberQuery, Store } from "./store";
 import { StreamHub } from "./stream-hub";
-import { awaitResult, identityOf, readStream, readStreamBatches, type StreamSource } from "./stream-reader";
+import {
+  awaitResult,
+  identityOf,
+  openReader,
+  readStream,
+  readStreamBatches,
+  type StreamSource,
+} from "./stream-reader";
 import { assertArgument, assertStorable, assertValidId } from "./validate";
 
 export type {
   FiberInspection,
+  OpenedEventBatches,
   RecoverySummary,
   RuntimeOptions,
   StartOptions,
@@ -276,6 +285,31 @@ export class Runtime {
       `eventBatches(id, { record }) needs the record of fiber ${id}, got one of ${options.record?.id}.`,
     );
     yield* readStreamBatches(this.#streamSource, id, cursor, options.signal, options.record);
+  }
+
+  /**
+   * `eventBatches` for a transport that must answer from the fiber's record before it streams (the
+   * Service Worker's event route answers 404 or 204 on it): subscribes to the live chunks, then
+   * reads the record and the first chunks after `after` in one read of storage. The batches start
+   * from that read, so the first chunk waits for one read, not two. Read the batches, or call
+   * `close()` when the answer has no body.
+   */
+  async openEventBatches(
+    id: string,
+    options: { after?: number; signal?: AbortSignal } = {},
+  ): Promise<OpenedEventBatches> {
+    assertValidId(id);
+    const cursor = options.after ?? 0;
+    assertArgument(
+      Number.isInteger(cursor) && cursor >= 0,
+      `openEventBatches(id, { after }) needs an integer >= 0, got ${cursor}.`,
+    );
+    const opened = await openReader(this.#streamSource, id, cursor);
+    return {
+      record: opened.first.record,
+      batches: readStreamBatches(this.#streamSource, id, cursor, options.signal, undefined, opened),
+      close: opened.unsubscribe,
+    };
   }
 
   /** Sends an event to a fiber; a `waitForEvent` for `name` receives `payload` (buffered until then). */

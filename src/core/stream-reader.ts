@@ -53,27 +53,31 @@ export async function* readStreamBatches(
   after: number,
   signal?: AbortSignal,
   known?: FiberRecord,
+  opened?: OpenedReader,
 ): AsyncGenerator<FiberEvent[]> {
   const { store, hub, pollIntervalMs } = source;
-  const inbox = new ChunkInbox();
-  // Subscribe before the first read of chunks, so nothing committed in between is missed. A
-  // `known` record (the caller's own read, e.g. the event route's, which answers 404 or 204 on it)
-  // stands in for the first read: it is only this fiber's identity and whether it had ended.
-  const unsubscribe = hub.subscribe(id, inbox.push);
+  // Subscribe before the first read of chunks, so nothing committed in between is missed (an
+  // `opened` reader subscribed before its first page was read). A `known` record (the caller's
+  // own read) stands in for the first read: it is only this fiber's identity and whether it had
+  // ended.
+  const inbox = opened?.inbox ?? new ChunkInbox();
+  const unsubscribe = opened?.unsubscribe ?? hub.subscribe(id, inbox.push);
   // In the same turn, the first chunks of a fiber this runtime started and runs, if it still
   // keeps them (`StreamHub.track`): they and what the subscription receives from now on are the
   // stream from the tail's first chunk, with no gap and no overlap, and no read of storage.
-  const tail = hub.tail(id);
+  const tail = opened ? undefined : hub.tail(id);
   // Only a tail with something to send after the cursor proves the fiber exists and has not
   // ended; at or past its end the reader asks storage, which also answers for an end written
   // by another runtime.
   const fromMemory = tail !== undefined && startsWithin(tail.chunks, after);
+  // The page an `opened` reader has already read: its first read of storage.
+  let firstPage = opened?.first;
   try {
     let identity: string;
     if (fromMemory && known === undefined) {
       identity = tail.identity;
     } else {
-      const first = known ?? (await store.getFiber(id));
+      const first = firstPage ? firstPage.record : (known ?? (await store.getFiber(id)));
       if (!first) throw new FiberNotFoundError(id);
       identity = identityOf(first);
       if (pastTheEnd(first, after)) return;
@@ -87,30 +91,21 @@ export async function* readStreamBatches(
         chunks = tail.chunks.filter((c) => c.seq > cursor);
         fromTail = false;
       } else if (fromStore) {
-        const live = inbox.take();
+        // The page an `opened` reader read after subscribing comes first; what was published
+        // since stays in the inbox for the live path (overlapping the page, never past a gap).
+        const live = firstPage ? [] : inbox.take();
         if (startsWithin(live, cursor)) {
           // A commit published what storage would give (e.g. one big batch landed while a page
           // was being read): take it from memory instead of reading it again page by page.
           chunks = live.filter((c) => c.seq > cursor);
           fromStore = false;
         } else {
-          // How far readers may see (continuity's Rule B), asked before the read: it only
-          // rises, and what is at or below it is the replica's and is never rewritten, while a
-          // chunk above it may be (a continuity mirror rebuilds an unshipped tail) between a
-          // read and a later look at the head, which would then show the old chunk.
-          const visible = source.visibleHead?.(id);
-          // Read first, then check whose chunks they were: the id may have been collected and
-          // started again (a new fiber's stream starts over at seq 1). One transaction where
-          // the store can (`readStreamAndRecord`).
-          const read = await readStreamAndRecord(store, id, cursor, PAGE);
-          chunks = read.chunks;
-          fromStore = chunks.length === PAGE;
-          if (visible !== undefined && chunks.some((c) => c.seq > visible)) {
-            // Not shipped yet: the live path hands them over once they are.
-            chunks = chunks.filter((c) => c.seq <= visible);
-            fromStore = false;
-          }
-          const current = read.record;
+          // Live chunks taken and dropped here are durable, so the read below sees them.
+          const page = firstPage ?? (await readPage(source, id, cursor));
+          firstPage = undefined;
+          chunks = page.chunks;
+          fromStore = page.more;
+          const current = page.record;
           if (!current || identityOf(current) !== identity) throw new FiberNotFoundError(id);
           if (chunks.length === 0 && pastTheEnd(current, cursor)) return;
         }
@@ -158,6 +153,60 @@ export async function* readStreamBatches(
     }
   } finally {
     unsubscribe();
+  }
+}
+
+/** One page of a fiber's stream read from storage, with the record read beside it. */
+export interface StreamPage {
+  /** The record as read with the chunks (`undefined`: no such fiber). */
+  record: FiberRecord | undefined;
+  /** The chunks after the cursor that readers may see, in order. */
+  chunks: StreamChunk[];
+  /** Whether storage may hold more right after these chunks (the page was full). */
+  more: boolean;
+}
+
+/** A reader subscribed to a fiber's live chunks, with the first page it read after subscribing. */
+export interface OpenedReader {
+  inbox: ChunkInbox;
+  unsubscribe: () => void;
+  first: StreamPage;
+}
+
+/**
+ * Reads one page of `id`'s stream after `cursor`: the chunks and the record in one transaction
+ * where the store can (`readStreamAndRecord`), cut at what readers may see.
+ */
+async function readPage(source: StreamSource, id: string, cursor: number): Promise<StreamPage> {
+  // How far readers may see (continuity's Rule B), asked before the read: it only rises, and
+  // what is at or below it is the replica's and is never rewritten, while a chunk above it may be
+  // (a continuity mirror rebuilds an unshipped tail) between a read and a later look at the head,
+  // which would then show the old chunk.
+  const visible = source.visibleHead?.(id);
+  // Read first, then the caller checks whose chunks they were: the id may have been collected and
+  // started again (a new fiber's stream starts over at seq 1).
+  const read = await readStreamAndRecord(source.store, id, cursor, PAGE);
+  if (visible !== undefined && read.chunks.some((c) => c.seq > visible)) {
+    // Not shipped yet: the live path hands them over once they are.
+    return { record: read.record, chunks: read.chunks.filter((c) => c.seq <= visible), more: false };
+  }
+  return { record: read.record, chunks: read.chunks, more: read.chunks.length === PAGE };
+}
+
+/**
+ * Subscribes to `id`'s live chunks, then reads the first page after `after` (one read of storage,
+ * the record with it): for a caller that must answer from the record before it streams (the event
+ * route's 404 and 204), so the stream's first chunk does not wait for a second read. The caller
+ * either reads the batches of `readStreamBatches(..., opened)` or calls `opened.unsubscribe()`.
+ */
+export async function openReader(source: StreamSource, id: string, after: number): Promise<OpenedReader> {
+  const inbox = new ChunkInbox();
+  const unsubscribe = source.hub.subscribe(id, inbox.push);
+  try {
+    return { inbox, unsubscribe, first: await readPage(source, id, after) };
+  } catch (error) {
+    unsubscribe();
+    throw error;
   }
 }
 

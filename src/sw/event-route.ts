@@ -82,40 +82,64 @@ export async function handleEventsRequest(
   if (typeof cursor === "string") return errorResponse(400, "invalid_argument", cursor);
 
   const { runtime } = options;
-  let record: FiberRecord | undefined;
+  const abort = new AbortController();
+  let batches: AsyncGenerator<FiberEvent[]>;
   // A fiber this runtime started and runs, with chunks in memory after the cursor, exists and has
   // something to send: its reader starts from them, and a read here would only queue behind the
-  // fiber's own first commits. Anything else (and HEAD) is answered from the stored record.
-  if (request.method !== "GET" || !runtime.streamsFromMemory(id, cursor)) {
+  // fiber's own first commits. Anything else is answered from the stored record: HEAD reads the
+  // record alone; GET opens the reader, which reads the record with the first chunks (one read
+  // before the first chunk, not two).
+  if (request.method === "GET" && runtime.streamsFromMemory(id, cursor)) {
+    batches = runtime.eventBatches(id, { after: cursor, signal: abort.signal });
+  } else {
     try {
-      record = await runtime.get(id);
-      if (!record) {
-        const missing = new FiberNotFoundError(id);
-        return errorResponse(404, missing.code, missing.message);
+      const opened =
+        request.method === "GET"
+          ? await runtime.openEventBatches(id, { after: cursor, signal: abort.signal })
+          : undefined;
+      const record = opened ? opened.record : await runtime.get(id);
+      const answer = answerWithoutBody(id, record, cursor);
+      if (answer !== undefined || opened === undefined) {
+        opened?.close();
+        return answer ?? new Response(null, { status: 200, headers: STREAM_HEADERS });
       }
-      // Nothing will ever follow: 204 is what makes a WHATWG EventSource stop reconnecting.
-      if (isTerminal(record.status) && cursor >= record.streamHead) {
-        return new Response(null, {
-          status: 204,
-          headers: { "cache-control": "no-store", [HOST_HEADER]: "1" },
-        });
-      }
+      batches = opened.batches;
     } catch (error) {
       const code = error instanceof FiberlineError ? error.code : "store_error";
       return errorResponse(500, code, describe(error, "Reading the fiber failed."));
     }
   }
-  const headers = {
-    "content-type": `${EVENT_STREAM_TYPE}; charset=utf-8`,
-    "cache-control": "no-store",
-    [HOST_HEADER]: "1",
-  };
-  if (request.method === "HEAD") return new Response(null, { status: 200, headers });
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-  return new Response(streamBody(runtime, id, record, cursor, options.onStream, heartbeatMs), {
+  return new Response(streamBody(batches, abort, options.onStream, heartbeatMs), {
     status: 200,
-    headers,
+    headers: STREAM_HEADERS,
   });
+}
+
+const STREAM_HEADERS = {
+  "content-type": `${EVENT_STREAM_TYPE}; charset=utf-8`,
+  "cache-control": "no-store",
+  [HOST_HEADER]: "1",
+};
+
+/** 404 for no such fiber, 204 for a cursor at or past an ended fiber's end; else `undefined`. */
+function answerWithoutBody(
+  id: string,
+  record: FiberRecord | undefined,
+  cursor: number,
+): Response | undefined {
+  if (!record) {
+    const missing = new FiberNotFoundError(id);
+    return errorResponse(404, missing.code, missing.message);
+  }
+  // Nothing will ever follow: 204 is what makes a WHATWG EventSource stop reconnecting.
+  if (isTerminal(record.status) && cursor >= record.streamHead) {
+    return new Response(null, {
+      status: 204,
+      headers: { "cache-control": "no-store", [HOST_HEADER]: "1" },
+    });
+  }
+  return undefined;
 }
 
 /** Whether `url` falls under the host's prefix (and origin). */
@@ -137,19 +161,13 @@ function readCursor(url: URL, headers: Headers): number | string {
   return Number(raw);
 }
 
+/** The response body: every chunk available at once goes out in one encode and one enqueue. */
 function streamBody(
-  runtime: Runtime,
-  id: string,
-  record: FiberRecord | undefined,
-  after: number,
+  batches: AsyncGenerator<FiberEvent[]>,
+  abort: AbortController,
   onStream: EventRouteOptions["onStream"],
   heartbeatMs: number,
 ): ReadableStream<Uint8Array> {
-  const abort = new AbortController();
-  // Batches: every chunk available at once goes out in one encode and one enqueue.
-  // The record the route read, if it did, stands in for the reader's first read: one transaction
-  // less before the first chunk, which matters while the fiber's own commits queue ahead of it.
-  const batches = runtime.eventBatches(id, { after, signal: abort.signal, ...(record ? { record } : {}) });
   let finish!: () => void;
   const ended = new Promise<void>((resolve) => {
     finish = resolve;
