@@ -16,18 +16,18 @@ async function deployVersion2(page: Page): Promise<void> {
 }
 
 /** The fiber completed, the page saw every chunk once, and every step completed exactly once, never overlapping. */
-async function expectRanOnce(page: Page, id: string): Promise<Execution[]> {
+async function expectRanOnce(page: Page, id: string, steps = STEPS): Promise<Execution[]> {
   await readerDone(page, id);
   const log = await seenBy(page, id);
   expect(log.map((c) => c.seq)).toEqual(log.map((_, i) => i + 1));
   expect(log.filter((c) => c.type === "effect").map((c) => (c.data as { i: number }).i)).toEqual(
-    Array.from({ length: STEPS }, (_, i) => i + 1),
+    Array.from({ length: steps }, (_, i) => i + 1),
   );
-  expect(log.at(-1)?.data).toEqual({ status: "completed", result: { steps: STEPS } });
+  expect(log.at(-1)?.data).toEqual({ status: "completed", result: { steps } });
   const runs: Execution[] = await page.evaluate((fiberId) => window.fx.executions(fiberId), id);
   const completed = runs.filter((r) => r.endedAt !== undefined).map((r) => r.key);
-  expect(completed).toHaveLength(STEPS);
-  expect(new Set(completed).size).toBe(STEPS);
+  expect(completed).toHaveLength(steps);
+  expect(new Set(completed).size).toBe(steps);
   const ordered = runs.toSorted((a, b) => a.beganAt - b.beganAt);
   for (let i = 1; i < ordered.length; i++) {
     const previous = ordered[i - 1] as Execution;
@@ -63,7 +63,10 @@ test("the old version stopped mid-run after a new one installed: the new version
   session,
 }) => {
   const page = await session.open();
-  const { id } = await startFiber(page, "effects", { steps: STEPS, stepMs: 250 });
+  // Long enough (40 x 200 ms) that version 1 is still running when version 2 has installed, even
+  // on a loaded machine: the stop must land mid-run for version 2 to have anything to finish.
+  const steps = 40;
+  const { id } = await startFiber(page, "effects", { steps, stepMs: 200 });
   await session.goto(page, `/?read=${id}`);
   await seenAtLeast(page, id, 4);
   await deployVersion2(page);
@@ -77,7 +80,7 @@ test("the old version stopped mid-run after a new one installed: the new version
     )
     .toMatch(/\?v=2$/);
   await session.stopWorkers(page);
-  const runs = await expectRanOnce(page, id);
+  const runs = await expectRanOnce(page, id, steps);
   const versions = new Set(runs.map((r) => r.runner.split(":")[0]));
   expect(versions).toEqual(new Set(["v1", "v2"]));
   // Version 1 never ran a step after version 2 began.
