@@ -248,12 +248,7 @@ export class Runtime {
     id: string,
     options: { after?: number; signal?: AbortSignal } = {},
   ): AsyncGenerator<FiberEvent> {
-    assertValidId(id);
-    const cursor = options.after ?? 0;
-    assertArgument(
-      Number.isInteger(cursor) && cursor >= 0,
-      `events(id, { after }) needs an integer >= 0, got ${cursor}.`,
-    );
+    const cursor = streamCursor(id, options.after, "events");
     yield* readStream(this.#streamSource, id, cursor, options.signal);
   }
 
@@ -274,12 +269,7 @@ export class Runtime {
       record?: FiberRecord;
     } = {},
   ): AsyncGenerator<FiberEvent[]> {
-    assertValidId(id);
-    const cursor = options.after ?? 0;
-    assertArgument(
-      Number.isInteger(cursor) && cursor >= 0,
-      `eventBatches(id, { after }) needs an integer >= 0, got ${cursor}.`,
-    );
+    const cursor = streamCursor(id, options.after, "eventBatches");
     assertArgument(
       options.record === undefined || options.record.id === id,
       `eventBatches(id, { record }) needs the record of fiber ${id}, got one of ${options.record?.id}.`,
@@ -298,12 +288,7 @@ export class Runtime {
     id: string,
     options: { after?: number; signal?: AbortSignal } = {},
   ): Promise<OpenedEventBatches> {
-    assertValidId(id);
-    const cursor = options.after ?? 0;
-    assertArgument(
-      Number.isInteger(cursor) && cursor >= 0,
-      `openEventBatches(id, { after }) needs an integer >= 0, got ${cursor}.`,
-    );
+    const cursor = streamCursor(id, options.after, "openEventBatches");
     const opened = await openReader(this.#streamSource, id, cursor);
     return {
       record: opened.first.record,
@@ -535,6 +520,17 @@ function randomUuid(): string {
   const hex = Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16));
   hex[12] = "4";
   return `${hex.slice(0, 8).join("")}-${hex.slice(8, 12).join("")}-${hex.slice(12, 16).join("")}-${hex.slice(16, 20).join("")}-${hex.slice(20).join("")}`;
+}
+
+/** The validated `after` of a stream call (0 when omitted), once `id` is validated too. */
+function streamCursor(id: string, after: number | undefined, method: string): number {
+  assertValidId(id);
+  const cursor = after ?? 0;
+  assertArgument(
+    Number.isInteger(cursor) && cursor >= 0,
+    `${method}(id, { after }) needs an integer >= 0, got ${cursor}.`,
+  );
+  return cursor;
 }
 
 /** A retention is a number of ms >= 0 (`Infinity` keeps ended fibers for ever). */
