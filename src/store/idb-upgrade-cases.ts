@@ -250,6 +250,15 @@ function createShippedFibers(db: IDBDatabase): void {
   fibers.createIndex("createdAt", "createdAt");
 }
 
+/** The stores of schema v3 as it shipped, which v4 and v5 kept and v6 added the outbox to. */
+function createShippedV3Stores(db: IDBDatabase): void {
+  createShippedFibers(db);
+  for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
+    db.createObjectStore(store);
+  }
+  db.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
+}
+
 /** Resolves once `tx` commits; rejects with its error if it aborts. */
 function completion(tx: IDBTransaction): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -299,13 +308,7 @@ async function writeV2(factory: IDBFactory, name: string): Promise<void> {
  * at generation 3 with a snapshot; returns the connection left open, as an earlier build's tab.
  */
 async function writeV3(factory: IDBFactory, name: string): Promise<IDBDatabase> {
-  const db = await open(factory, name, 3, (v3) => {
-    createShippedFibers(v3);
-    for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
-      v3.createObjectStore(store);
-    }
-    v3.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
-  });
+  const db = await open(factory, name, 3, createShippedV3Stores);
   const tx = db.transaction(
     ["fibers", "handles", "meta", "stashes", "journalSegments", "streamChunks"],
     "readwrite",
@@ -328,13 +331,7 @@ async function writeV3(factory: IDBFactory, name: string): Promise<IDBDatabase> 
  * and a snapshot.
  */
 async function writeV5(factory: IDBFactory, name: string): Promise<void> {
-  const db = await open(factory, name, 5, (v5) => {
-    createShippedFibers(v5);
-    for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
-      v5.createObjectStore(store);
-    }
-    v5.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
-  });
+  const db = await open(factory, name, 5, createShippedV3Stores);
   const stores = ["fibers", "handles", "meta", "stashes", "journalSegments", "streamChunks", "inboxEvents"];
   const tx = db.transaction(stores, "readwrite");
   tx.objectStore("fibers").put({ ...f1, generation: 3, handle: 1 });
@@ -359,11 +356,7 @@ async function writeV5(factory: IDBFactory, name: string): Promise<void> {
  */
 async function writeV6(factory: IDBFactory, name: string): Promise<void> {
   const db = await open(factory, name, 6, (v6) => {
-    createShippedFibers(v6);
-    for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
-      v6.createObjectStore(store);
-    }
-    v6.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
+    createShippedV3Stores(v6);
     v6.createObjectStore("outbox");
     v6.createObjectStore("outboxFibers");
   });
