@@ -84,30 +84,32 @@ export async function handleEventsRequest(
   const { runtime } = options;
   const abort = new AbortController();
   let batches: AsyncGenerator<FiberEvent[]>;
-  // A fiber this runtime started and runs, with chunks in memory after the cursor, exists and has
-  // something to send: its reader starts from them, and a read here would only queue behind the
-  // fiber's own first commits. Anything else is answered from the stored record: HEAD reads the
-  // record alone; GET opens the reader, which reads the record with the first chunks (one read
-  // before the first chunk, not two).
-  if (request.method === "GET" && runtime.streamsFromMemory(id, cursor)) {
-    batches = runtime.eventBatches(id, { after: cursor, signal: abort.signal });
-  } else {
-    try {
-      const opened =
-        request.method === "GET"
-          ? await runtime.openEventBatches(id, { after: cursor, signal: abort.signal })
-          : undefined;
-      const record = opened ? opened.record : await runtime.get(id);
-      const answer = answerWithoutBody(id, record, cursor);
-      if (answer !== undefined || opened === undefined) {
-        opened?.close();
-        return answer ?? new Response(null, { status: 200, headers: STREAM_HEADERS });
+  try {
+    // HEAD reads the record alone.
+    if (request.method === "HEAD") {
+      return (
+        answerWithoutBody(id, await runtime.get(id), cursor) ??
+        new Response(null, { status: 200, headers: STREAM_HEADERS })
+      );
+    }
+    if (runtime.streamsFromMemory(id, cursor)) {
+      // A fiber this runtime started and runs, with chunks in memory after the cursor, exists and
+      // has something to send: its reader starts from them, and a read here would only queue
+      // behind the fiber's own first commits.
+      batches = runtime.eventBatches(id, { after: cursor, signal: abort.signal });
+    } else {
+      // The reader reads the record with the first chunks: one read before the first chunk.
+      const opened = await runtime.openEventBatches(id, { after: cursor, signal: abort.signal });
+      const answer = answerWithoutBody(id, opened.record, cursor);
+      if (answer !== undefined) {
+        opened.close();
+        return answer;
       }
       batches = opened.batches;
-    } catch (error) {
-      const code = error instanceof FiberlineError ? error.code : "store_error";
-      return errorResponse(500, code, describe(error, "Reading the fiber failed."));
     }
+  } catch (error) {
+    const code = error instanceof FiberlineError ? error.code : "store_error";
+    return errorResponse(500, code, describe(error, "Reading the fiber failed."));
   }
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   return new Response(streamBody(batches, abort, options.onStream, heartbeatMs), {
