@@ -78,10 +78,22 @@ export class Runner {
     return this.#active.has(id);
   }
 
-  /** Runs a fiber `start` has just created, unless another context holds its lock. */
-  runNew(def: FiberDefinition, record: FiberRecord): Promise<void> {
+  /**
+   * Takes fiber `id`'s lock ahead of its creation, for an id nobody else can know yet (one `start`
+   * has just generated): the lock is granted while the record is being written instead of after.
+   * Hand the result to `runNew`, or release it if the fiber is not created.
+   */
+  lockAhead(id: string): Promise<(() => void) | null> {
+    return this.#locks.acquire(id);
+  }
+
+  /**
+   * Runs a fiber `start` has just created, unless another context holds its lock; `lock` is the
+   * lock `lockAhead` requested for it, if any.
+   */
+  runNew(def: FiberDefinition, record: FiberRecord, lock?: Promise<(() => void) | null>): Promise<void> {
     return this.#exclusive(record.id, async () => {
-      const release = await this.#locks.acquire(record.id);
+      const release = await (lock ?? this.#locks.acquire(record.id));
       if (release)
         this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
     });

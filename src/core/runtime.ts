@@ -21,7 +21,7 @@ import type {
   StartOptions,
   StartResult,
 } from "./runtime-types";
-import type { FiberQuery, Store } from "./store";
+import type { CreateResult, FiberQuery, Store } from "./store";
 import { StreamHub } from "./stream-hub";
 import {
   awaitResult,
@@ -211,8 +211,19 @@ export class Runtime {
       data: { name: def.name, version: def.version },
       at: now,
     };
-    const created = await this.store.createFiber(record, [first]);
+    // A generated id is new to everyone, so its Web Lock is requested while the record is written
+    // (a round trip to the browser less before the handler runs). A caller's id may be another
+    // context's fiber, which must find its lock free once it has created it: that lock waits.
+    const lock = options.id === undefined ? this.#runner.lockAhead(id) : undefined;
+    let created: CreateResult;
+    try {
+      created = await this.store.createFiber(record, [first]);
+    } catch (error) {
+      releaseUnused(lock);
+      throw error;
+    }
     if (created.status === "exists") {
+      releaseUnused(lock);
       const existing = created.record;
       return { id: existing.id, name: existing.name, status: existing.status, created: false };
     }
@@ -222,7 +233,7 @@ export class Runtime {
     this.#publish(id, [first]);
     try {
       // The stored record: its generation may be above the one asked for (`Store.createFiber`).
-      await this.#runner.runNew(def, created.record);
+      await this.#runner.runNew(def, created.record, lock);
     } finally {
       // Another context holds its lock, or the run has already left: readers read storage.
       if (!this.#runner.isActive(id)) this.#hub.forget(id);
@@ -538,5 +549,13 @@ function assertRetention(ms: number | undefined, where: string): void {
   assertArgument(
     ms === undefined || (typeof ms === "number" && ms >= 0),
     `${where} needs a number of milliseconds >= 0 (Infinity keeps ended fibers for ever), got ${String(ms)}.`,
+  );
+}
+
+/** Lets go of a lock `lockAhead` took for a fiber that was not created (or joined another). */
+function releaseUnused(lock: Promise<(() => void) | null> | undefined): void {
+  void lock?.then(
+    (release) => release?.(),
+    () => {},
   );
 }
