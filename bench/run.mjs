@@ -92,9 +92,11 @@ async function main() {
   const reports = reportBox();
   const benchHandler = (request, response, next) =>
     reports.handle(request, response, () => mockModel(request, response, next));
+  // B5's floor: an installable app with nothing of Fiberline's, on an origin of its own.
+  const floorPort = PORT + 4;
   const servers = await Promise.all(
-    [PORT, ...diskPorts].map((port) =>
-      serveStatic(join(here, "dist"), port, port === PORT ? benchHandler : undefined),
+    [PORT, ...diskPorts, floorPort].map((port) =>
+      serveStatic(join(here, "dist"), port, port === PORT || port === floorPort ? benchHandler : undefined),
     ),
   );
   rmSync(profile, { recursive: true, force: true });
@@ -107,6 +109,7 @@ async function main() {
     durability,
     origin,
     diskPorts,
+    floorOrigin: `http://127.0.0.1:${floorPort}`,
     profile,
     runs: RUNS,
     edgePort: EDGE_PORT,

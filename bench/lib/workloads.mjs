@@ -222,7 +222,9 @@ async function bundleSizes() {
 /** B5: SIGKILL the browser mid-stream, relaunch on the same profile with the page as start-up URL. */
 export async function b5(env) {
   const runs = [];
+  await installFloor(env);
   for (let r = 0; r < env.runs.b5; r++) {
+    const floor = await b5Floor(env);
     const page = env.page;
     const { id } = await page.evaluate(() => window.bench.tickerBegin({ interval: 5, ticks: 20 }));
     const after = await page.evaluate(() => window.bench.tickerSeq());
@@ -246,6 +248,8 @@ export async function b5(env) {
     const totalMs = resumed.resumedTickAt - t0;
     runs.push({
       totalMs,
+      floorMs: floor.totalMs,
+      floorNavigationMs: floor.navigationMs,
       navigationMs: resumed.navigationStart - t0,
       readyMs: resumed.navigationStart + resumed.readyMs - t0,
       page: {
@@ -258,7 +262,7 @@ export async function b5(env) {
       recoveredMs: resumed.navigationStart + resumed.recoveredMs - t0,
     });
     env.log(
-      `B5 run ${r + 1}: resumed tick ${totalMs.toFixed(0)} ms after relaunch (navigation at ${(resumed.navigationStart - t0).toFixed(0)} ms, page ready at ${(resumed.navigationStart + resumed.readyMs - t0).toFixed(0)} ms, fiber.recovered at ${(resumed.navigationStart + resumed.recoveredMs - t0).toFixed(0)} ms)`,
+      `B5 run ${r + 1}: resumed tick ${totalMs.toFixed(0)} ms after relaunch (navigation at ${(resumed.navigationStart - t0).toFixed(0)} ms, page ready at ${(resumed.navigationStart + resumed.readyMs - t0).toFixed(0)} ms, fiber.recovered at ${(resumed.navigationStart + resumed.recoveredMs - t0).toFixed(0)} ms); floor ${floor.totalMs.toFixed(0)} ms (navigation at ${floor.navigationMs.toFixed(0)} ms, its worker started at ${floor.workerStartMs.toFixed(0)} ms)`,
     );
     if (process.env.BENCH_B5_PHASES) {
       env.log(
@@ -272,6 +276,46 @@ export async function b5(env) {
     await env.page.evaluate(() => window.bench.ready());
   }
   return runs;
+}
+
+/** B5's floor page, on its own origin: installs its Service Worker, then the bench page comes back. */
+async function installFloor(env) {
+  await env.page.goto(`${env.floorOrigin}/floor.html`);
+  await env.page.waitForFunction(() => window.floorReport?.active === true, undefined, { timeout: 15_000 });
+  await env.page.goto(`${env.origin}/?durability=${env.durability}`);
+  await env.page.evaluate(() => window.bench.ready());
+}
+
+/**
+ * B5's floor, measured beside each run: the browser SIGKILLed the same way, relaunched on the same
+ * profile with the floor page as its start-up URL; from the relaunch to the answer its bare
+ * Service Worker gives the page (`public/floor.html`). What any installable app's page waits for
+ * after a crash before it can show anything a worker holds: Chromium's start-up, the worker's
+ * start for the navigation, the page served from Cache Storage, one request to the worker.
+ */
+async function b5Floor(env) {
+  await env.browser.crash();
+  const t0 = nowMs();
+  const report = env.nextReport();
+  env.browser = await env.launch([`${env.floorOrigin}/floor.html?report`], { attach: false });
+  const answer = await Promise.race([
+    report,
+    sleep(20_000).then(() => ({ ok: false, message: "no report from B5's floor page in 20 s" })),
+  ]);
+  if (!answer.ok) throw new Error(answer.message);
+  const floor = answer.value;
+  if (!floor.controlled)
+    throw new Error("B5's floor page was not controlled by its Service Worker after the relaunch");
+  await env.browser.attach();
+  const page = await findPage(env.browser.context, "floor.html");
+  env.page = page;
+  await env.page.goto(`${env.origin}/?durability=${env.durability}`);
+  await env.page.evaluate(() => window.bench.ready());
+  return {
+    totalMs: floor.answeredAt - t0,
+    navigationMs: floor.navigationStart - t0,
+    workerStartMs: floor.workerStartedAt - t0,
+  };
 }
 
 /** The LevelDB LOG files of the profile's IndexedDB, for a failure report (recovery, corruption). */
