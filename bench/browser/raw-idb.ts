@@ -16,18 +16,23 @@ export interface RawRow {
   [field: string]: unknown;
 }
 
+/** How many owner records `openRaw` writes for fenced batches (`fiber-0`...), one per B2 fiber. */
+export const FENCED_RECORDS = 100;
+
 /**
  * Opens (creating) a baseline database with one `[fiberId, n]`-keyed store, `rows`, and a
- * `records` store holding one ~300-byte record keyed "fiber" (what a fenced write reads).
+ * `records` store holding ~300-byte records keyed "fiber" and `fiber-<i>` (what fenced writes
+ * read).
  */
 export function openRaw(name: string): Promise<IDBDatabase> {
   return new Promise((resolve, reject) => {
     const request = indexedDB.open(name, 1);
     request.onupgradeneeded = () => {
       request.result.createObjectStore("rows", { keyPath: ["fiberId", "n"] });
-      request.result
-        .createObjectStore("records")
-        .put({ id: "fiber", generation: 1, status: "running", pad: "x".repeat(240) }, "fiber");
+      const records = request.result.createObjectStore("records");
+      const record = (id: string) => ({ id, generation: 1, status: "running", pad: "x".repeat(240) });
+      records.put(record("fiber"), "fiber");
+      for (let i = 0; i < FENCED_RECORDS; i++) records.put(record(`fiber-${i}`), `fiber-${i}`);
     };
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
@@ -94,6 +99,39 @@ export async function rawFencedPuts(
     await finished;
   }
   return (performance.now() - t0) / count;
+}
+
+/**
+ * One transaction of `count` fenced writes (at most `FENCED_RECORDS`): a read of each owner's
+ * record and a put, committed once the reads are back, as a fenced batch of `count` fibers' steps
+ * must at the least; returns puts per second.
+ */
+export async function rawFencedBatch(
+  db: IDBDatabase,
+  durability: Durability,
+  count: number,
+  row: (n: number) => RawRow,
+): Promise<number> {
+  const t0 = performance.now();
+  const tx = db.transaction(["records", "rows"], "readwrite", { durability });
+  const records = tx.objectStore("records");
+  const rows = tx.objectStore("rows");
+  const reads: Promise<unknown>[] = [];
+  for (let n = 0; n < count; n++) {
+    const fence = records.get(`fiber-${n % FENCED_RECORDS}`);
+    reads.push(
+      new Promise((resolve, reject) => {
+        fence.onsuccess = () => resolve(fence.result);
+        fence.onerror = () => reject(fence.error);
+      }),
+    );
+    rows.put(row(n));
+  }
+  const finished = done(tx);
+  await Promise.all(reads);
+  tx.commit();
+  await finished;
+  return count / ((performance.now() - t0) / 1000);
 }
 
 /** `count` puts in one transaction; returns puts per second. */

@@ -95,6 +95,21 @@ export const ROWS = [
     targets: [{ on: "ratio", op: ">=", limit: 0.9 }],
   },
   {
+    key: "B2.fencedBatch",
+    id: "B2",
+    name: "same steps/s, against raw fenced batches (100 puts and a read of each fiber's owner record per txn: what fencing every fiber in one transaction costs)",
+    from: "b2",
+    unit: "steps/s",
+    better: "higher",
+    value: (r) => r.stepsPerSec,
+    baselineName: "raw fenced puts/s, 100 per txn",
+    baseline: (r) => r.rawFencedBatchPerSec,
+    ratio: (r) => r.fencedBatchRatio,
+    targets: [],
+    note: (runs) =>
+      `the fenced batch runs at ${fmt(median(runs.map((r) => r.rawFencedBatchPerSec / r.rawCommitsPerSec)))}x the raw single-put rate`,
+  },
+  {
     key: "B3.throughput",
     id: "B3",
     name: "1 fiber emitting, durable + delivered to the page via the SW stream",

@@ -8,7 +8,15 @@
 import { createRuntime, IdbStore, type Store } from "../../../src/index";
 import { probe, stasher, stepper } from "../fibers";
 import type { JobContext } from "../protocol";
-import { deleteDatabase, openRaw, paddedRow, rawBatchedPuts, rawFencedPuts, rawSinglePuts } from "../raw-idb";
+import {
+  deleteDatabase,
+  openRaw,
+  paddedRow,
+  rawBatchedPuts,
+  rawFencedBatch,
+  rawFencedPuts,
+  rawSinglePuts,
+} from "../raw-idb";
 
 /** Record size of the baseline rows, the size PLATFORM.md's baseline used. */
 const ROW_BYTES = 200;
@@ -141,6 +149,9 @@ export async function b2(
     // The floor: one raw transaction of one put per fiber (what a batch of every fiber's step
     // writes at the very least), measured at the same barriers; rows/s.
     const batched = { puts: 0, ms: 0 };
+    // The fenced floor: the same, plus a read of each fiber's owner record in the transaction
+    // (what the engine's fence needs), committed once the reads are back.
+    const fencedBatch = { puts: 0, ms: 0 };
     let batchRow = 0;
     probe.between = async () => {
       const mine = round;
@@ -156,6 +167,11 @@ export async function b2(
         );
         batched.puts += params.fibers;
         batched.ms += (params.fibers / perSec) * 1000;
+        const fencedPerSec = await rawFencedBatch(raw, ctx.durability, params.fibers, () =>
+          paddedRow("fenced", batchRow++, ROW_BYTES),
+        );
+        fencedBatch.puts += params.fibers;
+        fencedBatch.ms += (params.fibers / fencedPerSec) * 1000;
         await blocks.between();
         rawMsTotal += performance.now() - t0;
         const done = release;
@@ -190,6 +206,8 @@ export async function b2(
       ratio: stepsPerSec / rawCommitsPerSec,
       rawBatchedPerSec: batched.puts / (batched.ms / 1000),
       batchedRatio: stepsPerSec / (batched.puts / (batched.ms / 1000)),
+      rawFencedBatchPerSec: fencedBatch.puts / (fencedBatch.ms / 1000),
+      fencedBatchRatio: stepsPerSec / (fencedBatch.puts / (fencedBatch.ms / 1000)),
       transactions,
       fibersPerTransaction: groups / transactions,
     };
