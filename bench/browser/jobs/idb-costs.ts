@@ -10,6 +10,8 @@ import { unwrap, wrap } from "idb";
 import type { FiberRecord } from "../../../src/core/records";
 import { testRecord } from "../../../src/core/test-records";
 import { IdbStore, type JournalEntry } from "../../../src/index";
+import { commitGroups, commitScope, FiberKeys } from "../../../src/store/idb-commit";
+import { IdbConnection } from "../../../src/store/idb-connection";
 import { DB_VERSION, upgradeSchema } from "../../../src/store/idb-database";
 import { encodeSegment } from "../../../src/store/idb-rows";
 import type { JobContext } from "../protocol";
@@ -134,7 +136,33 @@ export async function idbCosts(
     r.onsuccess = () => resolve(r.result);
     r.onerror = () => reject(r.error);
   });
+  // IdbStore.commit's layers, peeled one at a time (each on a fiber of its own, so none rewrites
+  // another's segments): `commitGroups` in a raw transaction, then inside `IdbConnection.run`.
+  const layerKeys = new FiberKeys();
+  const runKeys = new FiberKeys();
+  const connection = new IdbConnection({ name: engineName, durability: ctx.durability, kind: "costs" });
+  const layerId = ids[1 % ids.length] as string;
+  const runId = ids[2 % ids.length] as string;
+  let layerPos = 0;
+  let runPos = 0;
   const single: Record<string, () => Promise<void>> = {
+    engineCommitGroupsRawTx: async () => {
+      const groups = [
+        { fiberId: layerId, generation, journal: [entry(layerId, layerPos), entry(layerId, layerPos + 1)] },
+      ];
+      layerPos++;
+      const tx = engineDb.transaction(commitScope(groups), "readwrite", d);
+      await Promise.all([commitGroups(tx, groups, layerKeys), done(tx)]);
+    },
+    engineCommitGroupsRun: async () => {
+      const groups = [
+        { fiberId: runId, generation, journal: [entry(runId, runPos), entry(runId, runPos + 1)] },
+      ];
+      runPos++;
+      await connection.run("commit", commitScope(groups), "readwrite", (tx) =>
+        commitGroups(tx, groups, runKeys),
+      );
+    },
     // B1's two baselines, in their own database (inline [fiberId, n] keys, one small record).
     plainRowPut: async () => {
       const tx = plain.transaction("rows", "readwrite", d);
@@ -366,6 +394,7 @@ export async function idbCosts(
   plain.close();
   await deleteDatabase(plainName);
   engineDb.close();
+  await connection.close();
   schemaDb.close();
   await deleteDatabase(schemaName);
   await engine.close();
