@@ -122,11 +122,13 @@ async function b3Throughput(params: { n: number; burst: number; bytes: number })
   };
 }
 
-async function b3Latency(params: { n: number; interval: number; bytes: number }) {
+async function b3Latency(params: { n: number; interval: number; bytes: number; inputBytes?: number }) {
+  // `history`: ballast in the fiber's input, as an agent's input carries its conversation.
+  const history = params.inputBytes === undefined ? {} : { history: "x".repeat(params.inputBytes) };
   const id = await sw<string>({
     type: "bench/start",
     name: "bench.paced-emitter",
-    input: { n: params.n, interval: params.interval, text: chunkText(params.bytes) },
+    input: { n: params.n, interval: params.interval, text: chunkText(params.bytes), ...history },
   });
   const log = await readStream(id);
   const latencies = log.chunks
