@@ -14,8 +14,11 @@ import type { ClaimRequest, ClaimResult, DeleteOptions, FiberQuery } from "../co
  * removed; `id` never changes, nor `generation`, which only a claim moves (the fence, and in
  * `IdbStore` the stash row, follow it).
  */
-export function mergeFiberPatch(record: FiberRecord, patch: Partial<FiberRecord>): FiberRecord {
-  const merged: FiberRecord = { ...record, ...patch, id: record.id, generation: record.generation };
+export function mergeFiberPatch<R extends Omit<FiberRecord, "input">>(
+  record: R,
+  patch: Partial<FiberRecord>,
+): R {
+  const merged = { ...record, ...patch, id: record.id, generation: record.generation } as R;
   for (const key of Object.keys(patch) as Array<keyof FiberRecord>) {
     // `{ owner: undefined }` means "no owner any more", not "owner is the value undefined".
     if (patch[key] === undefined) Reflect.deleteProperty(merged, key);
@@ -116,7 +119,7 @@ export function assertTakesEvents(fiberId: string, record: { status: FiberStatus
  * already act on (a fiber woken early finds the event in its inbox; one woken with nothing to do
  * suspends again and writes its own `wakeAt`).
  */
-export function dueForEvent<R extends FiberRecord>(
+export function dueForEvent<R extends Omit<FiberRecord, "input">>(
   record: R,
   event: { name: string; at: number },
 ): R | undefined {
@@ -152,14 +155,20 @@ export function effectiveLimit(limit: number | undefined): number | undefined {
 }
 
 /** `listFibers` order: oldest `createdAt` first, then `id` (the order of IndexedDB's `createdAt` index). */
-export function compareFibers(a: FiberRecord, b: FiberRecord): number {
+export function compareFibers(
+  a: Pick<FiberRecord, "createdAt" | "id">,
+  b: Pick<FiberRecord, "createdAt" | "id">,
+): number {
   if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
   if (a.id === b.id) return 0;
   return a.id < b.id ? -1 : 1;
 }
 
 /** Filters by name and end time, orders and cuts a set of fiber records already filtered by status. */
-export function finishListing(records: FiberRecord[], query: FiberQuery | undefined): FiberRecord[] {
+export function finishListing<R extends Omit<FiberRecord, "input">>(
+  records: R[],
+  query: FiberQuery | undefined,
+): R[] {
   const name = query?.name;
   const endedBefore = query?.endedBefore;
   const limit = effectiveLimit(query?.limit);

@@ -16,7 +16,7 @@ import type { FiberRecord } from "../core/records";
 import type { WriteGroup } from "../core/store";
 import { continueStream, mergeFiberPatch, withConsumer } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
-import type { FiberlineSchema, RowKey, StoredFiber } from "./idb-database";
+import { type FiberlineSchema, hasInlineInput, type RowKey, type StoredFiber } from "./idb-database";
 import { appendToOutbox, type OutboxHeadRow, type OutboxWrite, type Placed } from "./idb-outbox";
 import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
 import { commitStashes, writeStash } from "./idb-stashes";
@@ -422,8 +422,17 @@ function consumeEvents(
   });
 }
 
-/** A record as the engine sees it: without the store's handle. */
-export function publicRecord(stored: StoredFiber): FiberRecord {
+/**
+ * A record as the engine sees it: without the store's handle, with its input (`input`, read from
+ * the `inputs` store, unless the record still carries its own: see `StoredFiber.input`).
+ */
+export function publicRecord(stored: StoredFiber, input: unknown): FiberRecord {
   const { handle: _handle, ...record } = stored;
-  return record;
+  return hasInlineInput(stored) ? (record as FiberRecord) : { ...record, input };
+}
+
+/** `record` as `IdbStore` stores it: with its handle, and without its input (`inputs` keeps it). */
+export function storedRecord(record: FiberRecord, handle: number): StoredFiber {
+  const { input: _input, ...rest } = record;
+  return { ...rest, handle };
 }

@@ -30,11 +30,22 @@ import {
 } from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 7;
+export const DB_VERSION = 8;
 
 /** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
-export interface StoredFiber extends FiberRecord {
+export interface StoredFiber extends Omit<FiberRecord, "input"> {
   handle: number;
+  /**
+   * Only on records written before schema v8 (`hasInlineInput`). Since v8 the input lives in the
+   * `inputs` store: a commit reads the record for its fence and writes it back with the stream's
+   * new head, and an agent's input (its conversation) made each of those a copy of all of it.
+   */
+  input?: unknown;
+}
+
+/** Whether `stored` still carries its input itself (written before schema v8). */
+export function hasInlineInput(stored: StoredFiber): boolean {
+  return Object.hasOwn(stored, "input");
 }
 
 /** Per-fiber rows are keyed `[handle, n]`; their values are the tuples of `idb-rows.ts`. */
@@ -77,6 +88,8 @@ export interface FiberlineSchema extends DBSchema {
   outbox: { key: OutboxKey; value: OutboxEntryRow };
   /** Per replicated fiber (`fiberId`): its epoch, next position, acknowledged position and home. */
   outboxFibers: { key: string; value: OutboxHeadRow };
+  /** Each fiber's input, by fiber id (schema v8; see `StoredFiber.input`). */
+  inputs: { key: string; value: unknown };
 }
 
 /** An open connection to the Fiberline database. */
@@ -137,6 +150,13 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     const fibers = tx.objectStore("fibers");
     fibers.createIndex("endedAt", "endedAt");
     backfillEndedAt(fibers);
+  }
+  if (oldVersion < 8) {
+    // v8: inputs move out of the fiber records into `inputs`, so the records that every commit
+    // reads and rewrites stay small. Records written before keep theirs and are read as they are;
+    // a claim (every recovery) moves it. Nothing is copied here: an upgrade of a database holding
+    // thousands of conversations would hold every page of the origin at its open.
+    db.createObjectStore("inputs");
   }
 }
 

@@ -68,9 +68,9 @@ describe("IdbStore", () => {
       // fake-indexeddb opens its own versionchange transaction through the same method.
       const calls = spy.mock.calls.filter(([, mode]) => mode !== "versionchange");
       expect(calls).toEqual([
-        [["fibers", "handles", "meta", "stashes", "streamChunks"], "readwrite", { durability }],
-        [["fibers", "stashes"], "readwrite", { durability }],
-        [["fibers"], "readonly", {}],
+        [["fibers", "handles", "inputs", "meta", "stashes", "streamChunks"], "readwrite", { durability }],
+        [["fibers", "inputs", "stashes"], "readwrite", { durability }],
+        [["fibers", "inputs"], "readonly", {}],
       ]);
       await store.close();
     },
@@ -108,6 +108,57 @@ describe("IdbStore", () => {
     await store.close();
   });
 
+  it("keeps each fiber's input in a row of its own, so a commit neither reads nor rewrites it", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const store = new IdbStore({ name, indexedDB: factory });
+    const conversation = {
+      messages: Array.from({ length: 50 }, (_, i) => ({ role: "user", content: `turn ${i}` })),
+    };
+    const created = await store.createFiber({ ...record, input: conversation }, []);
+    expect(created).toMatchObject({ status: "created", record: { input: conversation } });
+    const { record: claimed } = (await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1 })) as {
+      record: FiberRecord;
+    };
+    expect(claimed.input).toEqual(conversation);
+    const chunk = { fiberId: "f1", seq: claimed.streamHead + 1, type: "token", data: "hi", at: 2 };
+    const put = vi.spyOn(IDBObjectStore.prototype, "put");
+    await store.commit([{ fiberId: "f1", generation: claimed.generation, chunks: [chunk] }]);
+    // The record is written back with its new stream head, without the conversation.
+    const written = put.mock.calls.find(([value]) => (value as { id?: string }).id === "f1")?.[0];
+    expect(written).toMatchObject({ id: "f1", streamHead: chunk.seq });
+    expect(written).not.toHaveProperty("input");
+    put.mockRestore();
+    // Every way of reading the record gives it back whole.
+    const whole = { ...claimed, streamHead: chunk.seq };
+    expect(await store.getFiber("f1")).toEqual(whole);
+    expect(await store.findByIdempotencyKey("k1")).toEqual(whole);
+    expect(await store.listFibers()).toEqual([whole]);
+    expect(await store.listFibers({ status: "running" })).toEqual([whole]);
+    expect((await store.readStreamAndRecord("f1", 0)).record).toEqual(whole);
+    expect(await store.createFiber({ ...record, input: "another" }, [])).toEqual({
+      status: "exists",
+      record: whole,
+    });
+    expect(await store.createFiber({ ...record, id: "other", input: "another" }, [])).toEqual({
+      status: "exists",
+      record: whole,
+    });
+    // Deleting the fiber deletes its input; the id created again has the new one.
+    expect(await store.deleteFibers(["f1"])).toEqual(["f1"]);
+    const db = await rawOpen(factory, name);
+    expect(
+      await new Promise((resolve) => {
+        const request = db.transaction("inputs").objectStore("inputs").count();
+        request.onsuccess = () => resolve(request.result);
+      }),
+    ).toBe(0);
+    db.close();
+    await store.createFiber({ ...record, input: undefined }, []);
+    expect(await store.getFiber("f1")).toMatchObject({ id: "f1", input: undefined });
+    await store.close();
+  });
+
   it("defaults to relaxed durability and the name fiberline", () => {
     const store = new IdbStore({ indexedDB: new IDBFactory() });
     expect(store.durability).toBe("relaxed");
@@ -141,6 +192,7 @@ describe("IdbStore", () => {
       "fibers",
       "handles",
       "inboxEvents",
+      "inputs",
       "journalSegments",
       "meta",
       "outbox",
@@ -162,6 +214,7 @@ describe("IdbStore", () => {
       "stashes",
       "outbox",
       "outboxFibers",
+      "inputs",
     ]) {
       expect(tx.objectStore(name).keyPath).toBeNull();
     }

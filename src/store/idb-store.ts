@@ -50,10 +50,11 @@ import {
   publicRecord,
   rowsOf,
   StaleKeys,
+  storedRecord,
   type Tx,
 } from "./idb-commit";
 import { commitNow, IdbConnection } from "./idb-connection";
-import { GENERATION_FLOOR, NEXT_HANDLE, type RowKey, type StoredFiber } from "./idb-database";
+import { GENERATION_FLOOR, hasInlineInput, NEXT_HANDLE, type RowKey, type StoredFiber } from "./idb-database";
 import {
   type AdoptedOutbox,
   adoptOutbox,
@@ -154,15 +155,21 @@ export class IdbStore implements Store {
   }
 
   async getFiber(id: string): Promise<FiberRecord | undefined> {
-    return this.#db.read("getFiber", ["fibers"], async (tx) =>
-      this.#public(await tx.objectStore("fibers").get(id)),
-    );
+    return this.#db.read("getFiber", ["fibers", "inputs"], async (tx) => {
+      // The input is read with the record, in the same round trip (an old record ignores it).
+      const [stored, input] = await Promise.all([
+        tx.objectStore("fibers").get(id),
+        tx.objectStore("inputs").get(id),
+      ]);
+      return this.#public(stored, input);
+    });
   }
 
   async findByIdempotencyKey(key: string): Promise<FiberRecord | undefined> {
-    return this.#db.read("findByIdempotencyKey", ["fibers"], async (tx) =>
-      this.#public(await tx.objectStore("fibers").index("idempotencyKey").get(key)),
-    );
+    return this.#db.read("findByIdempotencyKey", ["fibers", "inputs"], async (tx) => {
+      const stored = await tx.objectStore("fibers").index("idempotencyKey").get(key);
+      return this.#public(stored, await inputOf(tx, stored));
+    });
   }
 
   async listFibers(query?: FiberQuery): Promise<FiberRecord[]> {
@@ -170,25 +177,31 @@ export class IdbStore implements Store {
     const limit = effectiveLimit(query?.limit);
     const endedBefore = query?.endedBefore;
     if (limit === 0 || statuses?.length === 0 || Number.isNaN(endedBefore)) return this.#db.nothing([]);
-    return this.#db.read("listFibers", ["fibers"], async (tx) => {
+    return this.#db.read("listFibers", ["fibers", "inputs"], async (tx) => {
       const fibers = tx.objectStore("fibers");
+      // The inputs of the records listed, once filtered and cut to the limit.
+      const publicAll = async (stored: StoredFiber[]) => {
+        const listed = finishListing(stored, query);
+        const inputs = await Promise.all(listed.map((record) => inputOf(tx, record)));
+        return listed.map((record, i) => this.#public(record, inputs[i]) as FiberRecord);
+      };
       if (endedBefore !== undefined) {
         // Only ended fibers have an `endedAt`: the index holds them alone, oldest end first.
         const ended = await fibers.index("endedAt").getAll(IDBKeyRange.upperBound(endedBefore));
         const matching =
           statuses === undefined ? ended : ended.filter((record) => statuses.includes(record.status));
-        return finishListing(this.#publicAll(matching), query);
+        return publicAll(matching);
       }
       if (statuses === undefined) {
         // The createdAt index already orders by createdAt, then id (the primary key).
         const records = await fibers
           .index("createdAt")
           .getAll(null, query?.name === undefined ? limit : undefined);
-        return finishListing(this.#publicAll(records), query);
+        return publicAll(records);
       }
       const byStatus = fibers.index("status");
       const lists = await Promise.all(statuses.map((status) => byStatus.getAll(status)));
-      return finishListing(this.#publicAll(lists.flat()), query);
+      return publicAll(lists.flat());
     });
   }
 
@@ -249,7 +262,7 @@ export class IdbStore implements Store {
    * transaction: its head, and its first entry (position 1, the record and `chunks`).
    */
   async createFiber(given: FiberRecord, chunks: StreamChunk[], outbox?: OutboxWrite): Promise<CreateResult> {
-    const stores = ["fibers", "handles", "meta", "stashes", "streamChunks"] as const;
+    const stores = ["fibers", "handles", "inputs", "meta", "stashes", "streamChunks"] as const;
     const replicated = outbox?.replicated.has(given.id) === true;
     const scope = replicated ? [...stores, "outbox" as const, "outboxFibers" as const] : [...stores];
     let placed: Placed[] = [];
@@ -257,19 +270,25 @@ export class IdbStore implements Store {
       const fibers = tx.objectStore("fibers");
       const meta = tx.objectStore("meta");
       const key = given.idempotencyKey;
-      const [byId, byKey, next, floor] = await Promise.all([
+      const inputs = tx.objectStore("inputs");
+      const [byId, byKey, next, floor, inputById] = await Promise.all([
         fibers.get(given.id),
         key === undefined ? undefined : fibers.index("idempotencyKey").get(key),
         meta.get(NEXT_HANDLE),
         meta.get(GENERATION_FLOOR),
+        inputs.get(given.id),
       ]);
-      const existing = byId ?? byKey;
-      if (existing !== undefined) return { status: "exists", record: this.#public(existing) as FiberRecord };
+      if (byId !== undefined)
+        return { status: "exists", record: this.#public(byId, inputById) as FiberRecord };
+      if (byKey !== undefined) {
+        return { status: "exists", record: this.#public(byKey, await inputOf(tx, byKey)) as FiberRecord };
+      }
       const record = aboveGenerationFloor(given, floor);
       const handle = next ?? 1;
       unwrap(meta).put(handle + 1, NEXT_HANDLE);
       unwrap(tx.objectStore("handles")).put(handle, record.id);
-      unwrap(fibers).put({ ...record, handle } satisfies StoredFiber);
+      unwrap(fibers).put(storedRecord(record, handle));
+      unwrap(inputs).put(record.input, record.id);
       // The fiber's stash row, its fence for stashes; first any orphan of an earlier fiber of this id.
       const stashes = unwrap(tx.objectStore("stashes"));
       stashes.delete(stashesOf(record.id));
@@ -301,20 +320,27 @@ export class IdbStore implements Store {
    * in it, as alone, but the round trips and the commit are paid once for the batch.
    */
   async #claimAll(claims: Claim[]): Promise<ClaimResult[]> {
-    return this.#db.write("claimFiber", ["fibers", "stashes"], async (tx) => {
+    return this.#db.write("claimFiber", ["fibers", "inputs", "stashes"], async (tx) => {
       const fibers = tx.objectStore("fibers");
+      const inputs = tx.objectStore("inputs");
       const byFiber = tx.objectStore("stashes").index("fiber");
-      const [records, stashRows] = await Promise.all([
+      const [records, inputRows, stashRows] = await Promise.all([
         Promise.all(claims.map(({ id }) => fibers.get(id))),
+        Promise.all(claims.map(({ id }) => inputs.get(id))),
         Promise.all(claims.map(({ id }) => byFiber.openCursor(id))),
       ]);
       const stashes = unwrap(tx.objectStore("stashes"));
       const results = claims.map(({ id, request }, i): ClaimResult => {
         const stored = records[i];
-        const result = decideClaim(stored === undefined ? undefined : publicRecord(stored), request);
+        const result = decideClaim(
+          stored === undefined ? undefined : publicRecord(stored, inputRows[i]),
+          request,
+        );
         if (stored === undefined || result.status !== "claimed") return result;
         const { handle } = stored;
-        unwrap(fibers).put({ ...result.record, handle } satisfies StoredFiber);
+        unwrap(fibers).put(storedRecord(result.record, handle));
+        // A record written before schema v8 leaves its input here (`StoredFiber.input`).
+        if (hasInlineInput(stored)) unwrap(inputs).put(result.record.input, id);
         // The stash row moves to the new generation: from now on, a stash of the old one collides.
         const stash = stashRows[i] ?? null;
         if (stash !== null) stashes.delete(stash.primaryKey);
@@ -441,6 +467,7 @@ export class IdbStore implements Store {
       "handles",
       "stashes",
       "inboxEvents",
+      "inputs",
       "journalSegments",
       "streamChunks",
     ] as const;
@@ -452,7 +479,7 @@ export class IdbStore implements Store {
         Promise.all(unique.map((id) => tx.objectStore("fibers").get(id))),
         meta.get(GENERATION_FLOOR),
       ]);
-      const [fibers, handleRows, stashes, inbox, ...rows] = stores.map((name) =>
+      const [fibers, handleRows, stashes, inbox, inputs, ...rows] = stores.map((name) =>
         unwrap(tx.objectStore(name)),
       );
       const outboxRows = unwrap(tx.objectStore("outbox"));
@@ -473,6 +500,7 @@ export class IdbStore implements Store {
         handleRows?.delete(id);
         stashes?.delete(stashesOf(id));
         inbox?.delete(inboxOf(id));
+        inputs?.delete(id);
         outboxRows.delete(outboxOf(id));
         outboxHeads.delete(id);
         const handle = handles[i];
@@ -509,15 +537,14 @@ export class IdbStore implements Store {
     return adoptOutbox(this.#db, head);
   }
 
-  /** A stored record as the engine sees it (without its handle), remembering the handle. */
-  #public(stored: StoredFiber | undefined): FiberRecord | undefined {
+  /**
+   * A stored record as the engine sees it (without its handle, with its input as read from
+   * `inputs`), remembering the handle.
+   */
+  #public(stored: StoredFiber | undefined, input: unknown): FiberRecord | undefined {
     if (stored === undefined) return undefined;
     this.#keys.remember(stored.id, stored.handle);
-    return publicRecord(stored);
-  }
-
-  #publicAll(stored: StoredFiber[]): FiberRecord[] {
-    return stored.map((record) => this.#public(record) as FiberRecord);
+    return publicRecord(stored, input);
   }
 
   /**
@@ -544,4 +571,12 @@ export class IdbStore implements Store {
     this.#keys.remember(fiberId, handle);
     return read(handle);
   }
+}
+
+/** The input of `stored` from `inputs`, unless the record is missing or carries its own. */
+function inputOf<Mode extends IDBTransactionMode>(
+  tx: Tx<Mode>,
+  stored: StoredFiber | undefined,
+): Promise<unknown> | undefined {
+  return stored === undefined || hasInlineInput(stored) ? undefined : tx.objectStore("inputs").get(stored.id);
 }

@@ -1,6 +1,6 @@
 /**
  * The schema-upgrade tests of `IdbStore`, shared by the Node suite (fake-indexeddb) and the
- * Chromium suite (real IndexedDB): databases written by schemas v1, v2, v3, v5 and v6, exactly as they
+ * Chromium suite (real IndexedDB): databases written by schemas v1, v2, v3, v5, v6 and v7, exactly as they
  * shipped, are opened by the current `IdbStore` and must read back every fiber, journal entry,
  * chunk, event and snapshot, then go on working. They import Vitest, so they are not exported
  * from the package.
@@ -17,8 +17,36 @@ export interface UpgradeTarget {
   name: string;
 }
 
-/** Registers the v1, v2, v3, v5 and v6 -> current upgrade tests; `target()` gives a fresh, unused database name. */
+/** Registers the v1, v2, v3, v5, v6 and v7 -> current upgrade tests; `target()` gives a fresh, unused database name. */
 export function runUpgradeTests(target: () => UpgradeTarget): void {
+  it("upgrades a v7 database, reading inputs kept in records and moving each out at its next claim", async () => {
+    const { factory, name } = target();
+    await writeV7(factory, name);
+
+    const store = new IdbStore({ name, indexedDB: factory });
+    const before = { ...f1, generation: 3, streamHead: 1 };
+    expect(await store.getFiber("f1")).toEqual(before);
+    expect(await store.findByIdempotencyKey("k1")).toEqual(before);
+    expect(await store.listFibers()).toEqual([before]);
+    // A commit rewrites the old record as it is, input included.
+    const token = { fiberId: "f1", seq: 2, type: "token", data: "hi", at: 5 };
+    expect(await store.commit([{ fiberId: "f1", generation: 3, chunks: [token] }])).toEqual({ fenced: [] });
+    expect(await store.getFiber("f1")).toEqual({ ...before, streamHead: 2 });
+    expect(await rawRow(factory, name, "fibers", "f1")).toHaveProperty("input", f1.input);
+
+    // A claim (recovery) moves the input to its own row; the record no longer carries it.
+    const claim = await store.claimFiber("f1", { owner: "b", now: 10, leaseMs: 5, force: true });
+    expect(claim).toMatchObject({ status: "claimed", record: { input: f1.input, generation: 4 } });
+    expect(await store.getFiber("f1")).toMatchObject({ input: f1.input, generation: 4, streamHead: 2 });
+    await store.close();
+    expect(await rawRow(factory, name, "fibers", "f1")).not.toHaveProperty("input");
+    expect(await rawRow(factory, name, "inputs", "f1")).toEqual(f1.input);
+
+    const reopened = new IdbStore({ name, indexedDB: factory });
+    expect(await reopened.listFibers()).toMatchObject([{ id: "f1", input: f1.input, generation: 4 }]);
+    await reopened.close();
+  });
+
   it("upgrades a v6 database, indexing its ended fibers by end time for the collector", async () => {
     const { factory, name } = target();
     await writeV6(factory, name);
@@ -243,11 +271,12 @@ export function step(pos: number, status: "started" | "completed"): JournalEntry
 }
 
 /** The `fibers` store and its indexes, the same in schemas v1, v2 and v3 as they shipped. */
-function createShippedFibers(db: IDBDatabase): void {
+function createShippedFibers(db: IDBDatabase): IDBObjectStore {
   const fibers = db.createObjectStore("fibers", { keyPath: "id" });
   fibers.createIndex("status", "status");
   fibers.createIndex("idempotencyKey", "idempotencyKey", { unique: true });
   fibers.createIndex("createdAt", "createdAt");
+  return fibers;
 }
 
 /** The stores of schema v3 as it shipped, which v4 and v5 kept and v6 added the outbox to. */
@@ -390,6 +419,52 @@ async function writeV6(factory: IDBFactory, name: string): Promise<void> {
   tx.objectStore("meta").put(4, "nextHandle");
   await completion(tx);
   db.close();
+}
+
+/**
+ * Schema v7 exactly as it shipped (v6's stores, the `endedAt` index; inputs inside the records),
+ * holding fiber f1 running at generation 3 with its stash row and its `fiber.start` chunk.
+ */
+async function writeV7(factory: IDBFactory, name: string): Promise<void> {
+  const db = await open(factory, name, 7, (v7) => {
+    const fibers = createShippedFibers(v7);
+    fibers.createIndex("endedAt", "endedAt");
+    for (const store of [
+      "handles",
+      "meta",
+      "journalSegments",
+      "streamChunks",
+      "inboxEvents",
+      "outbox",
+      "outboxFibers",
+    ]) {
+      v7.createObjectStore(store);
+    }
+    v7.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
+  });
+  const tx = db.transaction(["fibers", "handles", "meta", "stashes", "streamChunks"], "readwrite");
+  tx.objectStore("fibers").put({ ...f1, generation: 3, streamHead: 1, handle: 1 });
+  tx.objectStore("handles").put(1, "f1");
+  tx.objectStore("meta").put(2, "nextHandle");
+  tx.objectStore("stashes").put({ fiber: "f1" }, ["f1", 3]);
+  tx.objectStore("streamChunks").put(["fiber.start", null, 1], [1, 1]);
+  await completion(tx);
+  db.close();
+}
+
+/** One row of `store` in the database `name`, read raw. */
+async function rawRow(factory: IDBFactory, name: string, store: string, key: IDBValidKey): Promise<unknown> {
+  const db = await open(factory, name);
+  try {
+    const tx = db.transaction(store);
+    return await new Promise((resolve, reject) => {
+      const request = tx.objectStore(store).get(key);
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+  } finally {
+    db.close();
+  }
 }
 
 function ids(records: readonly FiberRecord[]): string[] {
