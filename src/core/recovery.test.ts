@@ -555,3 +555,37 @@ describe.each(disks)("one runner per fiber on %s", (_name, makeDisk) => {
     expect(frozen.commits.every((result) => result.fenced.includes("job-1"))).toBe(true);
   });
 });
+
+describe("listings that decide on state alone", () => {
+  it("recover(), the lease sweep and the collector list fibers without their inputs; the resumed run still gets its input", async () => {
+    const queries: Array<Record<string, unknown>> = [];
+    class ListingStore extends MemoryStore {
+      override listFibers(query?: Parameters<MemoryStore["listFibers"]>[0]) {
+        queries.push({ ...query });
+        return super.listFibers(query);
+      }
+    }
+    const store = new ListingStore();
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const echo = defineFiber("echo", {
+      async run(ctx, input: { text: string }) {
+        await ctx.step("wait", () => gate);
+        return input.text;
+      },
+    });
+    const first = track(createRuntime({ store, fibers: [echo], leaseMs: 50 }));
+    const { id } = await first.start(echo, { text: "the whole conversation" });
+    await first.close();
+    const second = track(createRuntime({ store, fibers: [echo], leaseMs: 50 }));
+    await second.recover();
+    release();
+    expect(await second.result(id)).toBe("the whole conversation");
+    // The sweep runs every lease period.
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(queries.length).toBeGreaterThanOrEqual(3);
+    expect(queries.every((query) => query.withInput === false)).toBe(true);
+  });
+});

@@ -404,7 +404,7 @@ export class Runtime {
   async recover(): Promise<RecoverySummary> {
     this.#assertOpen();
     const now = this.#clock();
-    const live = await this.store.listFibers({ status: ACTIVE_STATUSES });
+    const live = await this.store.listFibers({ status: ACTIVE_STATUSES, withInput: false });
     const { resumed, scheduled } = await this.#runner.pickUp(live, now);
     // Collection is housekeeping: after the pick-ups, so interrupted fibers do not wait for it
     // (it reads every ended fiber's record), and its failure must not keep them from resuming
@@ -427,7 +427,11 @@ export class Runtime {
     // those alone (IndexedDB's `endedAt` index), not every ended fiber's record.
     let shortest = this.#retentionMs;
     for (const name of this.#definitions.keys()) shortest = Math.min(shortest, retentionOf(name));
-    const candidates = await this.store.listFibers({ status: TERMINAL, endedBefore: now - shortest });
+    const candidates = await this.store.listFibers({
+      status: TERMINAL,
+      endedBefore: now - shortest,
+      withInput: false,
+    });
     const expired = candidates.filter((r) => (r.endedAt ?? r.updatedAt) + retentionOf(r.name) <= now);
     if (expired.length === 0) return [];
     // Only the fibers listed: another context may have collected one and its id started again.
@@ -491,7 +495,7 @@ export class Runtime {
     if (this.#closed) return;
     try {
       const now = this.#clock();
-      const live = await this.store.listFibers({ status: ACTIVE_STATUSES });
+      const live = await this.store.listFibers({ status: ACTIVE_STATUSES, withInput: false });
       // A lapsed lease (a run, or a claim that never became one), or a timer overdue by a whole
       // lease period: its runtime is gone (a live one fires its own timers on time, so the sweep
       // does not race it).

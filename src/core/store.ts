@@ -32,6 +32,13 @@ export interface FiberQuery {
    * `endedAt` index), so a collector's listing costs what is expired, not what is retained.
    */
   endedBefore?: number;
+  /**
+   * `false`: the records may come without their input (`input` undefined), for a caller that
+   * decides on a fiber's state alone (`recover()`, the lease sweep, the collector: a run takes its
+   * input from its claim). `IdbStore` keeps inputs in rows of their own and then skips a read per
+   * record; other stores may return the input all the same. Default `true`.
+   */
+  withInput?: boolean;
 }
 
 /**

@@ -159,6 +159,26 @@ describe("IdbStore", () => {
     await store.close();
   });
 
+  it("lists records without reading their inputs when asked to (what recovery and the sweep ask)", async () => {
+    const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
+    await store.createFiber({ ...record, input: { messages: ["a long conversation"] } }, []);
+    await store.createFiber({ ...record, id: "f2", idempotencyKey: undefined, input: "second" }, []);
+    const get = vi.spyOn(IDBObjectStore.prototype, "get");
+    const listed = await store.listFibers({ status: "running", withInput: false });
+    expect(listed.map((r) => [r.id, r.input])).toEqual([
+      ["f1", undefined],
+      ["f2", undefined],
+    ]);
+    expect(get.mock.contexts.filter((store) => (store as IDBObjectStore).name === "inputs")).toEqual([]);
+    get.mockRestore();
+    // Asked with inputs (the default), the same listing reads them.
+    expect((await store.listFibers({ status: "running" })).map((r) => r.input)).toEqual([
+      { messages: ["a long conversation"] },
+      "second",
+    ]);
+    await store.close();
+  });
+
   it("defaults to relaxed durability and the name fiberline", () => {
     const store = new IdbStore({ indexedDB: new IDBFactory() });
     expect(store.durability).toBe("relaxed");

@@ -179,10 +179,11 @@ export class IdbStore implements Store {
     if (limit === 0 || statuses?.length === 0 || Number.isNaN(endedBefore)) return this.#db.nothing([]);
     return this.#db.read("listFibers", ["fibers", "inputs"], async (tx) => {
       const fibers = tx.objectStore("fibers");
-      // The inputs of the records listed, once filtered and cut to the limit.
+      // The inputs of the records listed, once filtered and cut to the limit (unless not wanted).
+      const withInput = query?.withInput !== false;
       const publicAll = async (stored: StoredFiber[]) => {
         const listed = finishListing(stored, query);
-        const inputs = await Promise.all(listed.map((record) => inputOf(tx, record)));
+        const inputs = withInput ? await Promise.all(listed.map((record) => inputOf(tx, record))) : [];
         return listed.map((record, i) => this.#public(record, inputs[i]) as FiberRecord);
       };
       if (endedBefore !== undefined) {
