@@ -57,6 +57,14 @@ function done(tx: IDBTransaction): Promise<void> {
   });
 }
 
+/** Settles with `request`'s result (a read's, in the fenced shapes). */
+function settled<T>(request: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
 /** `count` sequential transactions of one `put` each; returns ms per transaction. */
 export async function rawSinglePuts(
   db: IDBDatabase,
@@ -88,13 +96,10 @@ export async function rawFencedPuts(
   const t0 = performance.now();
   for (let n = 0; n < count; n++) {
     const tx = db.transaction(["records", "rows"], "readwrite", { durability });
-    const fence = tx.objectStore("records").get("fiber");
+    const fence = settled(tx.objectStore("records").get("fiber"));
     tx.objectStore("rows").put(row(n));
     const finished = done(tx);
-    await new Promise<void>((resolve, reject) => {
-      fence.onsuccess = () => resolve();
-      fence.onerror = () => reject(fence.error);
-    });
+    await fence;
     tx.commit();
     await finished;
   }
@@ -118,13 +123,7 @@ export async function rawFencedBatch(
   const rows = tx.objectStore("rows");
   const reads: Promise<unknown>[] = [];
   for (let n = 0; n < count; n++) {
-    const fence = records.get(`fiber-${n % FENCED_RECORDS}`);
-    reads.push(
-      new Promise((resolve, reject) => {
-        fence.onsuccess = () => resolve(fence.result);
-        fence.onerror = () => reject(fence.error);
-      }),
-    );
+    reads.push(settled(records.get(`fiber-${n % FENCED_RECORDS}`)));
     rows.put(row(n));
   }
   const finished = done(tx);
