@@ -144,6 +144,7 @@ export function commitScope(
     if (replicated?.has(group.fiberId) === true) scope.add("outbox").add("outboxFibers");
     if (rowsWritten(group)) scope.add("handles").add("journalSegments");
     if (group.snapshot !== undefined) scope.add("stashes");
+    if (patchesInput(group)) scope.add("inputs");
     if ((group.chunks?.length ?? 0) > 0) scope.add("streamChunks");
     if ((group.consumeEvents?.length ?? 0) > 0) scope.add("inboxEvents");
   }
@@ -315,10 +316,8 @@ export async function commitGroups(
   const patched = new Set<string>();
   for (const group of groups) {
     if (group.fiber === undefined) continue;
-    records.set(
-      group.fiberId,
-      mergeFiberPatch(records.get(group.fiberId) as StoredFiber, group.fiber) as StoredFiber,
-    );
+    const stored = records.get(group.fiberId) as StoredFiber;
+    records.set(group.fiberId, mergeFiberPatch(stored, recordPatch(tx, group, stored)));
     patched.add(group.fiberId);
   }
   // The stream head is the last chunk written, whatever a patch said.
@@ -344,6 +343,23 @@ export async function commitGroups(
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
   commitNow(tx);
   return { orphaned: [], placed };
+}
+
+/** True when `group` patches the fiber's input (the continuity mirror copies every field). */
+function patchesInput(group: WriteGroup): boolean {
+  return group.fiber !== undefined && Object.hasOwn(group.fiber, "input");
+}
+
+/**
+ * `group`'s patch of the record: an input it carries goes to the fiber's `inputs` row instead
+ * (a record written before schema v8 keeps its own, as it is).
+ */
+function recordPatch(tx: IDBTransaction, group: WriteGroup, stored: StoredFiber): Partial<FiberRecord> {
+  const patch = group.fiber as Partial<FiberRecord>;
+  if (!patchesInput(group) || hasInlineInput(stored)) return patch;
+  const { input, ...rest } = patch;
+  tx.objectStore("inputs").put(input, group.fiberId);
+  return rest;
 }
 
 /** What a commit of no replicated fiber placed in the outbox (shared: never written to). */

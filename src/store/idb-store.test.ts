@@ -159,6 +159,30 @@ describe("IdbStore", () => {
     await store.close();
   });
 
+  it("writes an input a commit's patch carries to the input's row, not into the record", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const store = new IdbStore({ name, indexedDB: factory });
+    await store.createFiber({ ...record, input: "first" }, []);
+    const { record: claimed } = (await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1 })) as {
+      record: FiberRecord;
+    };
+    // The continuity mirror patches every field of the record it copies, the input too.
+    const patch = { input: { messages: ["copied"] }, updatedAt: 9 };
+    await store.commit([{ fiberId: "f1", generation: claimed.generation, fiber: patch }]);
+    expect(await store.getFiber("f1")).toMatchObject(patch);
+    await store.close();
+    const db = await rawOpen(factory, name);
+    const row = (storeName: string) =>
+      new Promise((resolve) => {
+        const request = db.transaction(storeName).objectStore(storeName).get("f1");
+        request.onsuccess = () => resolve(request.result);
+      });
+    expect(await row("fibers")).not.toHaveProperty("input");
+    expect(await row("inputs")).toEqual(patch.input);
+    db.close();
+  });
+
   it("lists records without reading their inputs when asked to (what recovery and the sweep ask)", async () => {
     const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
     await store.createFiber({ ...record, input: { messages: ["a long conversation"] } }, []);
