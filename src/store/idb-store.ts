@@ -272,17 +272,19 @@ export class IdbStore implements Store {
       const meta = tx.objectStore("meta");
       const key = given.idempotencyKey;
       const inputs = tx.objectStore("inputs");
-      const [byId, byKey, next, floor, inputById] = await Promise.all([
+      const [byId, byKey, next, floor] = await Promise.all([
         fibers.get(given.id),
         key === undefined ? undefined : fibers.index("idempotencyKey").get(key),
         meta.get(NEXT_HANDLE),
         meta.get(GENERATION_FLOOR),
-        inputs.get(given.id),
       ]);
-      if (byId !== undefined)
-        return { status: "exists", record: this.#public(byId, inputById) as FiberRecord };
-      if (byKey !== undefined) {
-        return { status: "exists", record: this.#public(byKey, await inputOf(tx, byKey)) as FiberRecord };
+      const existing = byId ?? byKey;
+      // Joining (rare: a retry, a double submit) reads the existing fiber's input; creating does not.
+      if (existing !== undefined) {
+        return {
+          status: "exists",
+          record: this.#public(existing, await inputOf(tx, existing)) as FiberRecord,
+        };
       }
       const record = aboveGenerationFloor(given, floor);
       const handle = next ?? 1;
