@@ -415,7 +415,7 @@ describe("streams", () => {
     expect(tail.flat().map((e) => e.seq)).toEqual([51, 52]);
   });
 
-  it("reads the stream without reading the record again when the caller hands it over", async () => {
+  it("opens a stream with one read of the record, taken with the first chunks (openEventBatches)", async () => {
     const steps = defineFiber("two-steps", {
       async run(ctx) {
         await ctx.step("a", () => 1);
@@ -433,20 +433,21 @@ describe("streams", () => {
     const rt = runtime({ fibers: [steps], store });
     const fiber = await rt.start(steps, {});
     await rt.result(fiber);
-    const record = await rt.get(fiber.id);
     const plain: FiberEvent[] = [];
     recordReads = 0;
     for await (const batch of rt.eventBatches(fiber.id)) plain.push(...batch);
     const plainReads = recordReads;
     const handed: FiberEvent[] = [];
     recordReads = 0;
-    for await (const batch of rt.eventBatches(fiber.id, { record })) handed.push(...batch);
+    const opened = await rt.openEventBatches(fiber.id);
+    expect(opened.record).toMatchObject({ id: fiber.id, status: "completed" });
+    for await (const batch of opened.batches) handed.push(...batch);
     expect(handed).toEqual(plain);
     expect(recordReads).toBe(plainReads - 1);
-    // Another fiber's record would name the wrong stream's identity: refused before any read.
-    const other = await rt.start(steps, {});
-    const wrong = rt.eventBatches(fiber.id, { record: await rt.get(other.id) });
-    await expect(wrong.next()).rejects.toMatchObject({ code: "invalid_argument" });
+    // An unknown fiber: no record, and closing the unread reader is all there is to do.
+    const missing = await rt.openEventBatches("no-such-fiber");
+    expect(missing.record).toBeUndefined();
+    missing.close();
   });
 
   it("catches a live reader up from memory when a big commit lands during its storage read", async () => {

@@ -269,23 +269,10 @@ export class Runtime {
    */
   async *eventBatches(
     id: string,
-    options: {
-      after?: number;
-      signal?: AbortSignal;
-      /**
-       * The fiber's record, as the caller has just read it with `get(id)` (the event route reads it
-       * to answer 404 or 204 before it streams): the reader then skips its own first read. It
-       * must be this fiber's record: a record of another id is refused.
-       */
-      record?: FiberRecord;
-    } = {},
+    options: { after?: number; signal?: AbortSignal } = {},
   ): AsyncGenerator<FiberEvent[]> {
     const cursor = streamCursor(id, options.after, "eventBatches");
-    assertArgument(
-      options.record === undefined || options.record.id === id,
-      `eventBatches(id, { record }) needs the record of fiber ${id}, got one of ${options.record?.id}.`,
-    );
-    yield* readStreamBatches(this.#streamSource, id, cursor, options.signal, options.record);
+    yield* readStreamBatches(this.#streamSource, id, cursor, options.signal);
   }
 
   /**
@@ -303,7 +290,7 @@ export class Runtime {
     const opened = await openReader(this.#streamSource, id, cursor);
     return {
       record: opened.first.record,
-      batches: readStreamBatches(this.#streamSource, id, cursor, options.signal, undefined, opened),
+      batches: readStreamBatches(this.#streamSource, id, cursor, options.signal, opened),
       close: opened.unsubscribe,
     };
   }

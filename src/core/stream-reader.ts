@@ -52,14 +52,11 @@ export async function* readStreamBatches(
   id: string,
   after: number,
   signal?: AbortSignal,
-  known?: FiberRecord,
   opened?: OpenedReader,
 ): AsyncGenerator<FiberEvent[]> {
   const { store, hub, pollIntervalMs } = source;
   // Subscribe before the first read of chunks, so nothing committed in between is missed (an
-  // `opened` reader subscribed before its first page was read). A `known` record (the caller's
-  // own read) stands in for the first read: it is only this fiber's identity and whether it had
-  // ended.
+  // `opened` reader subscribed before its first page was read).
   const inbox = opened?.inbox ?? new ChunkInbox();
   const unsubscribe = opened?.unsubscribe ?? hub.subscribe(id, inbox.push);
   // In the same turn, the first chunks of a fiber this runtime started and runs, if it still
@@ -74,10 +71,10 @@ export async function* readStreamBatches(
   let firstPage = opened?.first;
   try {
     let identity: string;
-    if (fromMemory && known === undefined) {
+    if (fromMemory) {
       identity = tail.identity;
     } else {
-      const first = firstPage ? firstPage.record : (known ?? (await store.getFiber(id)));
+      const first = firstPage ? firstPage.record : await store.getFiber(id);
       if (!first) throw new FiberNotFoundError(id);
       identity = identityOf(first);
       if (pastTheEnd(first, after)) return;
