@@ -280,12 +280,21 @@ function createShippedFibers(db: IDBDatabase): IDBObjectStore {
 }
 
 /** The stores of schema v3 as it shipped, which v4 and v5 kept and v6 added the outbox to. */
-function createShippedV3Stores(db: IDBDatabase): void {
-  createShippedFibers(db);
+function createShippedV3Stores(db: IDBDatabase): IDBObjectStore {
+  const fibers = createShippedFibers(db);
   for (const store of ["handles", "meta", "journalSegments", "streamChunks", "inboxEvents"]) {
     db.createObjectStore(store);
   }
   db.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
+  return fibers;
+}
+
+/** The stores of schema v6 as it shipped: v3's and the outbox (v7 indexed `fibers` by `endedAt`). */
+function createShippedV6Stores(db: IDBDatabase): IDBObjectStore {
+  const fibers = createShippedV3Stores(db);
+  db.createObjectStore("outbox");
+  db.createObjectStore("outboxFibers");
+  return fibers;
 }
 
 /** Resolves once `tx` commits; rejects with its error if it aborts. */
@@ -384,11 +393,7 @@ async function writeV5(factory: IDBFactory, name: string): Promise<void> {
  * generation 3, a fiber that completed with an `endedAt` and one cancelled by hand without one.
  */
 async function writeV6(factory: IDBFactory, name: string): Promise<void> {
-  const db = await open(factory, name, 6, (v6) => {
-    createShippedV3Stores(v6);
-    v6.createObjectStore("outbox");
-    v6.createObjectStore("outboxFibers");
-  });
+  const db = await open(factory, name, 6, createShippedV6Stores);
   const tx = db.transaction(["fibers", "handles", "meta"], "readwrite");
   tx.objectStore("fibers").put({ ...f1, generation: 3, handle: 1 });
   tx.objectStore("fibers").put({
@@ -427,20 +432,7 @@ async function writeV6(factory: IDBFactory, name: string): Promise<void> {
  */
 async function writeV7(factory: IDBFactory, name: string): Promise<void> {
   const db = await open(factory, name, 7, (v7) => {
-    const fibers = createShippedFibers(v7);
-    fibers.createIndex("endedAt", "endedAt");
-    for (const store of [
-      "handles",
-      "meta",
-      "journalSegments",
-      "streamChunks",
-      "inboxEvents",
-      "outbox",
-      "outboxFibers",
-    ]) {
-      v7.createObjectStore(store);
-    }
-    v7.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
+    createShippedV6Stores(v7).createIndex("endedAt", "endedAt");
   });
   const tx = db.transaction(["fibers", "handles", "meta", "stashes", "streamChunks"], "readwrite");
   tx.objectStore("fibers").put({ ...f1, generation: 3, streamHead: 1, handle: 1 });
