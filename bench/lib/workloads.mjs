@@ -58,10 +58,10 @@ export async function b2(env) {
   return runs;
 }
 
-/** B3: throughput through the Service Worker stream, the raw baselines in the same worker, latency. */
 /** B3's heavy-input latency: the size of the conversation an agent fiber's input may carry. */
 const B3_HEAVY_INPUT_BYTES = 64_000;
 
+/** B3: throughput through the Service Worker stream, the raw baselines in the same worker, latency. */
 export async function b3(env) {
   const runs = [];
   const n = env.quick ? 10_000 : 20_000;
@@ -240,22 +240,13 @@ export async function b5(env) {
     const page = env.page;
     const { id } = await page.evaluate(() => window.bench.tickerBegin({ interval: 5, ticks: 20 }));
     const after = await page.evaluate(() => window.bench.tickerSeq());
-    await env.browser.crash();
-    const t0 = nowMs();
     const url = `${env.origin}/?durability=${env.durability}&resume=${id}&after=${after}&report`;
-    // No DevTools client on the relaunched browser until the page has reported (a user's browser
-    // has none): Playwright's attach holds each new target, the Service Worker's included, until
-    // it has set it up. BENCH_B5_ATTACHED=1 attaches at once, as this workload used to.
-    const attached = Boolean(process.env.BENCH_B5_ATTACHED);
-    const report = env.nextReport();
-    env.browser = await env.launch([url], { attach: attached });
-    const answer = await Promise.race([
-      report,
-      sleep(20_000).then(() => ({ ok: false, message: "no report from the resumed page in 20 s" })),
-    ]);
-    if (!answer.ok) throw new Error(`${answer.message}\n${leveldbLogs(env.profile)}`);
-    const resumed = answer.value;
-    await env.browser.attach();
+    const { t0, value: resumed } = await crashAndRelaunch(env, url, {
+      // BENCH_B5_ATTACHED=1 attaches at once, as this workload used to.
+      attach: Boolean(process.env.BENCH_B5_ATTACHED),
+      what: "the resumed page",
+      detail: () => `\n${leveldbLogs(env.profile)}`,
+    });
     const resumedPage = await findPage(env.browser.context, "resume=");
     const totalMs = resumed.resumedTickAt - t0;
     runs.push({
@@ -282,20 +273,44 @@ export async function b5(env) {
       );
       for (const [key, value] of Object.entries(resumed.phases)) env.log(`  ${key.padEnd(28)} ${value}`);
     }
-    // Carry on from a normal page of the new browser.
-    env.page = resumedPage;
-    await env.page.goto(`${env.origin}/?durability=${env.durability}`);
-    await env.page.evaluate(() => window.bench.ready());
+    await backToBench(env, resumedPage);
   }
   return runs;
+}
+
+/**
+ * SIGKILLs the browser and relaunches it on the same profile with `url` as its start-up URL;
+ * resolves, once Playwright is attached, with the relaunch time and what the page posted to
+ * `/bench/report`. No DevTools client is attached until the page has reported, unless `attach`
+ * (a user's browser has none: Playwright's attach holds each new target, the Service Worker's
+ * included, until it has set it up).
+ */
+async function crashAndRelaunch(env, url, { attach = false, what, detail = () => "" }) {
+  await env.browser.crash();
+  const t0 = nowMs();
+  const report = env.nextReport();
+  env.browser = await env.launch([url], { attach });
+  const answer = await Promise.race([
+    report,
+    sleep(20_000).then(() => ({ ok: false, message: `no report from ${what} in 20 s` })),
+  ]);
+  if (!answer.ok) throw new Error(`${answer.message}${detail()}`);
+  await env.browser.attach();
+  return { t0, value: answer.value };
+}
+
+/** Carries on from `page` turned into a normal bench page (of a relaunched browser, or after a visit elsewhere). */
+async function backToBench(env, page) {
+  env.page = page;
+  await env.page.goto(`${env.origin}/?durability=${env.durability}`);
+  await env.page.evaluate(() => window.bench.ready());
 }
 
 /** B5's floor page, on its own origin: installs its Service Worker, then the bench page comes back. */
 async function installFloor(env) {
   await env.page.goto(`${env.floorOrigin}/floor.html`);
   await env.page.waitForFunction(() => window.floorReport?.active === true, undefined, { timeout: 15_000 });
-  await env.page.goto(`${env.origin}/?durability=${env.durability}`);
-  await env.page.evaluate(() => window.bench.ready());
+  await backToBench(env, env.page);
 }
 
 /**
@@ -306,23 +321,12 @@ async function installFloor(env) {
  * start for the navigation, the page served from Cache Storage, one request to the worker.
  */
 async function b5Floor(env) {
-  await env.browser.crash();
-  const t0 = nowMs();
-  const report = env.nextReport();
-  env.browser = await env.launch([`${env.floorOrigin}/floor.html?report`], { attach: false });
-  const answer = await Promise.race([
-    report,
-    sleep(20_000).then(() => ({ ok: false, message: "no report from B5's floor page in 20 s" })),
-  ]);
-  if (!answer.ok) throw new Error(answer.message);
-  const floor = answer.value;
+  const { t0, value: floor } = await crashAndRelaunch(env, `${env.floorOrigin}/floor.html?report`, {
+    what: "B5's floor page",
+  });
   if (!floor.controlled)
     throw new Error("B5's floor page was not controlled by its Service Worker after the relaunch");
-  await env.browser.attach();
-  const page = await findPage(env.browser.context, "floor.html");
-  env.page = page;
-  await env.page.goto(`${env.origin}/?durability=${env.durability}`);
-  await env.page.evaluate(() => window.bench.ready());
+  await backToBench(env, await findPage(env.browser.context, "floor.html"));
   return {
     totalMs: floor.answeredAt - t0,
     navigationMs: floor.navigationStart - t0,
