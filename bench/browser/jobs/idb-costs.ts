@@ -145,20 +145,20 @@ export async function idbCosts(
   const runId = ids[2 % ids.length] as string;
   let layerPos = 0;
   let runPos = 0;
+  // A step's write as the engine makes it: the completion of one step and the start of the next.
+  const stepGroup = (fiberId: string, at: number) => ({
+    fiberId,
+    generation,
+    journal: [entry(fiberId, at), entry(fiberId, at + 1)],
+  });
   const single: Record<string, () => Promise<void>> = {
     engineCommitGroupsRawTx: async () => {
-      const groups = [
-        { fiberId: layerId, generation, journal: [entry(layerId, layerPos), entry(layerId, layerPos + 1)] },
-      ];
-      layerPos++;
+      const groups = [stepGroup(layerId, layerPos++)];
       const tx = engineDb.transaction(commitScope(groups), "readwrite", d);
       await Promise.all([commitGroups(tx, groups, layerKeys), done(tx)]);
     },
     engineCommitGroupsRun: async () => {
-      const groups = [
-        { fiberId: runId, generation, journal: [entry(runId, runPos), entry(runId, runPos + 1)] },
-      ];
-      runPos++;
+      const groups = [stepGroup(runId, runPos++)];
       await connection.run("commit", commitScope(groups), "readwrite", (tx) =>
         commitGroups(tx, groups, runKeys),
       );
@@ -322,8 +322,7 @@ export async function idbCosts(
       await engine.commit([{ fiberId: id, generation, snapshot: snapshot() }]);
     },
     engineStep1: async () => {
-      await engine.commit([{ fiberId: id, generation, journal: [entry(id, pos), entry(id, pos + 1)] }]);
-      pos++;
+      await engine.commit([stepGroup(id, pos++)]);
     },
   };
   const batch: Record<string, () => Promise<void>> = {
@@ -359,9 +358,7 @@ export async function idbCosts(
       await done(tx);
     },
     engineCommitBatch: async () => {
-      await engine.commit(
-        ids.map((f) => ({ fiberId: f, generation, journal: [entry(f, pos), entry(f, pos + 1)] })),
-      );
+      await engine.commit(ids.map((f) => stepGroup(f, pos)));
       pos++;
     },
   };
