@@ -63,9 +63,10 @@ test("the old version stopped mid-run after a new one installed: the new version
   session,
 }) => {
   const page = await session.open();
-  // Long enough (40 x 200 ms) that version 1 is still running when version 2 has installed, even
-  // on a loaded machine: the stop must land mid-run for version 2 to have anything to finish.
-  const steps = 40;
+  // Long enough (100 x 200 ms) that version 1 is still running when version 2 has installed: the
+  // stop must land mid-run for version 2 to have anything to finish. It lands 7-9 s in, so 40 steps
+  // (8 s) left version 2 nothing in one clean-clone CI run in three.
+  const steps = 100;
   const { id } = await startFiber(page, "effects", { steps, stepMs: 200 });
   await session.goto(page, `/?read=${id}`);
   await seenAtLeast(page, id, 4);
