@@ -175,7 +175,8 @@ export class ContinuityWorld {
     this.storeKind = storeKind;
     if (storeKind === "idb") {
       const indexedDB = new IDBFactory();
-      const openLocal = () => new IdbStore({ name: "fiberline-sim-browser", indexedDB });
+      // Folds a journal every 3 commits (64 by default), so schedules cross folds all the time.
+      const openLocal = () => new IdbStore({ name: "fiberline-sim-browser", indexedDB, journalFold: 3 });
       this.#openLocal = openLocal;
       this.local = openLocal();
     } else {

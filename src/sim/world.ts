@@ -101,7 +101,8 @@ export class World {
     this.storeKind = storeKind;
     if (storeKind === "idb") {
       const indexedDB = new IDBFactory();
-      this.#open = () => new IdbStore({ name: "fiberline-sim", indexedDB });
+      // Folds a journal every 3 commits (64 by default), so schedules cross folds all the time.
+      this.#open = () => new IdbStore({ name: "fiberline-sim", indexedDB, journalFold: 3 });
     } else {
       const shared = new MemoryStore();
       this.#open = () => shared;

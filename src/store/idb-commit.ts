@@ -18,7 +18,7 @@ import { continueStream, mergeFiberPatch, withConsumer } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import { type FiberlineSchema, hasInlineInput, type RowKey, type StoredFiber } from "./idb-database";
 import { appendToOutbox, type OutboxHeadRow, type OutboxWrite, type Placed } from "./idb-outbox";
-import { encodeChunk, encodeSegment, type InboxRow } from "./idb-rows";
+import { encodeChunk, encodeSegment, foldSegments, type InboxRow, type SegmentRow } from "./idb-rows";
 import { commitStashes, writeStash } from "./idb-stashes";
 
 export type Names = StoreNames<FiberlineSchema>;
@@ -56,9 +56,12 @@ interface Known {
 export class FiberKeys {
   readonly #known = new Map<string, Known>();
   readonly #limit: number;
+  /** Every how many segments a fiber's journal is folded (`IdbStoreOptions.journalFold`); 0: never. */
+  readonly foldEvery: number;
 
-  constructor(limit = 256) {
+  constructor(limit = 256, foldEvery = DEFAULT_FOLD_EVERY) {
     this.#limit = limit;
+    this.foldEvery = foldEvery;
   }
 
   /** How many fibers are remembered. */
@@ -118,6 +121,9 @@ export class FiberKeys {
     }
   }
 }
+
+/** `IdbStoreOptions.journalFold`'s default. */
+export const DEFAULT_FOLD_EVERY = 64;
 
 /** True when `group` writes rows keyed by the fiber's handle (journal, stream; not the inbox). */
 function rowsWritten(group: WriteGroup): boolean {
@@ -270,7 +276,8 @@ export async function commitGroups(
   // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
   fenceReads.catch(() => undefined);
   eventReads.catch(() => undefined);
-  for (const group of groups) writeRows(tx, group, keys, places);
+  const folds: Fold[] = [];
+  for (const group of groups) writeRows(tx, group, keys, places, folds);
   const current = await fenceReads;
   // Issued with the fence reads: this await costs no round trip of its own.
   // Unreplicated commits (the hot path) allocate and read nothing for the outbox.
@@ -329,6 +336,7 @@ export async function commitGroups(
   }
   for (const id of patched) fibers.put(records.get(id));
   if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads);
+  for (const fold of folds) writeFold(tx, fold, await fold.segments);
   // A replicated fiber without a head (never, while its writes go through one store) ships nothing.
   let placed = NONE_PLACED;
   if (outbox !== undefined && outboxHeads !== undefined && outboxHeads.size > 0) {
@@ -407,7 +415,13 @@ async function learnKeys(
  * failing request aborts the transaction, and the caller rejects with its error. A group whose
  * fiber has no handle writes no rows: its fence fails before the commit.
  */
-function writeRows(tx: IDBTransaction, group: WriteGroup, keys: FiberKeys, places: RowPlaces): void {
+function writeRows(
+  tx: IDBTransaction,
+  group: WriteGroup,
+  keys: FiberKeys,
+  places: RowPlaces,
+  folds: Fold[],
+): void {
   if (group.snapshot !== undefined) writeStash(tx, group);
   const handle = places.handles.get(group.fiberId);
   if (handle === undefined) return;
@@ -415,13 +429,55 @@ function writeRows(tx: IDBTransaction, group: WriteGroup, keys: FiberKeys, place
     const journal = tx.objectStore("journalSegments");
     if (group.clearJournal === true) journal.delete(rowsOf(handle));
     if ((group.journal?.length ?? 0) > 0) {
-      journal.put(encodeSegment(group.journal ?? []), [handle, places.takeSegment(group, handle, keys)]);
+      const segment = places.takeSegment(group, handle, keys);
+      journal.put(encodeSegment(group.journal ?? []), [handle, segment]);
+      if (keys.foldEvery > 1 && segment % keys.foldEvery === 0) {
+        folds.push(readFold(journal, group.fiberId, handle, segment - keys.foldEvery + 1, segment));
+      }
     }
   }
   if ((group.chunks?.length ?? 0) > 0) {
     const chunks = tx.objectStore("streamChunks");
     for (const chunk of group.chunks ?? []) chunks.put(encodeChunk(chunk), [handle, chunk.seq]);
   }
+}
+
+/**
+ * A fold of one fiber's journal segments `[from, to]` into one row at `from`, so a long journal
+ * is read back as a few large rows holding each position once, instead of one row per commit
+ * holding every `started` entry its `completed` one superseded. Read in the commit's own
+ * transaction, issued with its fence reads (no round trip of its own); written before it commits.
+ */
+interface Fold {
+  fiberId: string;
+  handle: number;
+  from: number;
+  to: number;
+  segments: Promise<SegmentRow[]>;
+}
+
+function readFold(journal: IDBObjectStore, fiberId: string, handle: number, from: number, to: number): Fold {
+  const segments = result(
+    journal.getAll(IDBKeyRange.bound([handle, from], [handle, to])) as IDBRequest<SegmentRow[]>,
+  );
+  // A fence that fails aborts the transaction before the fold is awaited.
+  segments.catch(() => undefined);
+  return { fiberId, handle, from, to, segments };
+}
+
+/**
+ * Replaces the rows of `fold` by their fold. Segment keys only grow and a later segment replaces
+ * an earlier entry at the same position, so the rows of `[from, to]` read in key order (the
+ * segment just written among them) fold to one row that stands for all of them at `from`: every
+ * row written later has a higher key. Rows missing from the range (folded before, or never
+ * written after a restart from scratch) change nothing.
+ */
+function writeFold(tx: IDBTransaction, fold: Fold, segments: SegmentRow[]): void {
+  if (segments.length < 2) return;
+  const journal = tx.objectStore("journalSegments");
+  const entries = foldSegments(fold.fiberId, segments);
+  journal.put(encodeSegment(entries), [fold.handle, fold.from]);
+  journal.delete(IDBKeyRange.bound([fold.handle, fold.from], [fold.handle, fold.to], true, false));
 }
 
 /** Marks the buffered events the groups consumed (read in the same transaction). */

@@ -18,6 +18,13 @@ runStoreContract("IdbStore (Chromium)", () => new IdbStore({ name: uniqueName() 
   cleanup: (store) => deleteDB((store as IdbStore).name),
 });
 
+// The same contract with a fold at every second commit of a journal: no case may tell it apart.
+runStoreContract(
+  "IdbStore (Chromium, journal folded every 2 commits)",
+  () => new IdbStore({ name: uniqueName(), journalFold: 2 }),
+  { cleanup: (store) => deleteDB((store as IdbStore).name) },
+);
+
 runUpgradeTests(() => ({ factory: indexedDB, name: uniqueName() }));
 
 const record: FiberRecord = {

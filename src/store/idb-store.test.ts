@@ -6,8 +6,9 @@
 // idb needs IDBDatabase, IDBKeyRange & co. as globals; each test still injects a fresh factory.
 import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
+import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { FiberRecord } from "../core/records";
+import type { FiberRecord, JournalEntry } from "../core/records";
 import { DB_VERSION } from "./idb-database";
 import { IdbStore } from "./idb-store";
 import { runUpgradeTests, step } from "./idb-upgrade-cases";
@@ -19,6 +20,12 @@ const uniqueName = () => `fiberline-test-${++dbCount}`;
 runStoreContract(
   "IdbStore (fake-indexeddb)",
   () => new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() }),
+);
+
+// The same contract with a fold at every second commit of a journal: no case may tell it apart.
+runStoreContract(
+  "IdbStore (fake-indexeddb, journal folded every 2 commits)",
+  () => new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory(), journalFold: 2 }),
 );
 
 describe("IdbStore schema upgrade (fake-indexeddb)", () => {
@@ -601,4 +608,103 @@ describe("IdbStore key cache", () => {
     await runtime.close();
     await store.close();
   });
+});
+
+describe("IdbStore journal fold", () => {
+  /** The engine's writes for `n` sequential steps: step n's completion rides with step n+1's start. */
+  function sequentialSteps(n: number): JournalEntry[][] {
+    const commits: JournalEntry[][] = [[step(0, "started")]];
+    for (let pos = 0; pos < n - 1; pos++) commits.push([step(pos, "completed"), step(pos + 1, "started")]);
+    commits.push([step(n - 1, "completed")]);
+    return commits;
+  }
+
+  async function claimed(journalFold: number, factory = new IDBFactory(), name = uniqueName()) {
+    const store = new IdbStore({ name, indexedDB: factory, journalFold });
+    if ((await store.getFiber("f1")) === undefined) await store.createFiber(record, []);
+    const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1_000 });
+    if (claim.status !== "claimed") throw new Error("setup");
+    return { factory, name, store, generation: claim.record.generation };
+  }
+
+  it("folds every journalFold commits into one row holding each step once, and reads the same", async () => {
+    const folded = await claimed(4);
+    const plain = await claimed(0);
+    for (const journal of sequentialSteps(10)) {
+      for (const { store, generation } of [folded, plain]) {
+        expect(await store.commit([{ fiberId: "f1", generation, journal }])).toEqual({ fenced: [] });
+      }
+    }
+    const expected = Array.from({ length: 10 }, (_, pos) => step(pos, "completed"));
+    expect(await folded.store.readJournal("f1")).toEqual(expected);
+    expect(await plain.store.readJournal("f1")).toEqual(expected);
+    await folded.store.close();
+    await plain.store.close();
+
+    // 11 commits: segments 1-4 and 5-8 folded into the rows at 1 and 5.
+    const rows = await rawRows(folded.factory, folded.name, "journalSegments");
+    expect(rows.map((row) => row.key)).toEqual([
+      [1, 1],
+      [1, 5],
+      [1, 9],
+      [1, 10],
+      [1, 11],
+    ]);
+    // Segment row values are `[base, ...entries]`: positions 0-3 once each (3 not yet completed).
+    const entriesIn = (value: unknown) => (value as unknown[][]).slice(1).map((entry) => entry[0]);
+    expect(entriesIn(rows[0]?.value)).toEqual([0, 1, 2, 3]);
+    expect(entriesIn(rows[1]?.value)).toEqual([3, 4, 5, 6, 7]);
+    const unfolded = await rawRows(plain.factory, plain.name, "journalSegments");
+    expect(unfolded).toHaveLength(11);
+  });
+
+  it("reads back what was committed, across folds, reopened stores, claims and restarts from scratch", async () => {
+    const entry = fc
+      .record({ pos: fc.nat(12), completed: fc.boolean(), result: fc.integer() })
+      .map(({ pos, completed, result }) => ({
+        ...step(pos, completed ? "completed" : "started"),
+        ...(completed ? { result } : {}),
+      }));
+    const commit = fc.record({
+      journal: fc.array(entry, { minLength: 1, maxLength: 4 }),
+      // One commit in ten restarts the journal from scratch; one in five goes to a new store.
+      clearJournal: fc.nat(9).map((n) => n === 0),
+      reopen: fc.nat(4).map((n) => n === 0),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 2, max: 5 }),
+        fc.array(commit, { maxLength: 40 }),
+        async (fold, commits) => {
+          let current = await claimed(fold);
+          const model = new Map<number, JournalEntry>();
+          for (const { journal, clearJournal, reopen } of commits) {
+            if (reopen) {
+              // A new store learns the segment keys from disk (a fold may have left its last row below them).
+              await current.store.close();
+              current = await claimed(fold, current.factory, current.name);
+            }
+            const group = { fiberId: "f1", generation: current.generation, journal, clearJournal };
+            expect(await current.store.commit([group])).toEqual({ fenced: [] });
+            if (clearJournal) model.clear();
+            for (const written of journal) model.set(written.pos, written);
+          }
+          expect(await current.store.readJournal("f1")).toEqual(
+            [...model.values()].sort((a, b) => a.pos - b.pos),
+          );
+          await current.store.close();
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it.each([{ journalFold: -1 }, { journalFold: 1.5 }, { keyCacheSize: 0 }])(
+    "rejects %o with invalid_argument",
+    (options) => {
+      expect(() => new IdbStore({ indexedDB: new IDBFactory(), ...options })).toThrow(
+        expect.objectContaining({ code: "invalid_argument" }),
+      );
+    },
+  );
 });

@@ -15,7 +15,7 @@
  */
 
 import { unwrap } from "idb";
-import { StoreError } from "../core/errors";
+import { InvalidInputError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import type {
   ClaimRequest,
@@ -112,6 +112,14 @@ export interface IdbStoreOptions {
    * 256. A fiber beyond that, least recently used, costs its next commit one extra read.
    */
   keyCacheSize?: number;
+  /**
+   * Every how many commits of a fiber's journal they are folded into one row; default 64. Each
+   * commit appends a row (a step's `started` entry, then its `completed` one in the next), so a
+   * long journal would be read back, on every recovery, as one row per commit with each step
+   * twice; a fold rewrites the last rows as one holding each step once, in the commit that
+   * reaches the count (no transaction of its own). `0` never folds.
+   */
+  journalFold?: number;
 }
 
 /**
@@ -151,7 +159,10 @@ export class IdbStore implements Store {
       factory: options.indexedDB,
       kind: this.kind,
     });
-    this.#keys = new FiberKeys(options.keyCacheSize);
+    this.#keys = new FiberKeys(
+      wholeOption("keyCacheSize", options.keyCacheSize, 1),
+      wholeOption("journalFold", options.journalFold, 0),
+    );
   }
 
   async getFiber(id: string): Promise<FiberRecord | undefined> {
@@ -582,4 +593,13 @@ function inputOf<Mode extends IDBTransactionMode>(
   stored: StoredFiber | undefined,
 ): Promise<unknown> | undefined {
   return stored === undefined || hasInlineInput(stored) ? undefined : tx.objectStore("inputs").get(stored.id);
+}
+
+/** A whole-number option of `IdbStore`, at least `min`, or `undefined` for its default. */
+function wholeOption(name: string, value: number | undefined, min: number): number | undefined {
+  if (value === undefined || (Number.isSafeInteger(value) && value >= min)) return value;
+  throw new InvalidInputError(
+    "invalid_argument",
+    `IdbStore option ${name} must be a whole number of at least ${min}, not ${String(value)}.`,
+  );
 }
