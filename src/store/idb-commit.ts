@@ -14,6 +14,7 @@
 import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord } from "../core/records";
 import type { WriteGroup } from "../core/store";
+import { estimateSize } from "../core/validate";
 import { continueStream, mergeFiberPatch, withConsumer } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import { type FiberlineSchema, hasInlineInput, type RowKey, type StoredFiber } from "./idb-database";
@@ -124,6 +125,9 @@ export class FiberKeys {
 
 /** `IdbStoreOptions.journalFold`'s default. */
 export const DEFAULT_FOLD_EVERY = 64;
+
+/** Segments holding more than this (estimated, as `estimateSize` counts) are not folded. */
+export const FOLD_MAX_BYTES = 512 * 1024;
 
 /** True when `group` writes rows keyed by the fiber's handle (journal, stream; not the inbox). */
 function rowsWritten(group: WriteGroup): boolean {
@@ -473,7 +477,9 @@ function readFold(journal: IDBObjectStore, fiberId: string, handle: number, from
  * written after a restart from scratch) change nothing.
  */
 function writeFold(tx: IDBTransaction, fold: Fold, segments: SegmentRow[]): void {
-  if (segments.length < 2) return;
+  // Large rows gain little from a fold (a row's overhead is small next to its bytes) and would
+  // be rewritten whole: those stay as they are.
+  if (segments.length < 2 || estimateSize(segments, FOLD_MAX_BYTES) > FOLD_MAX_BYTES) return;
   const journal = tx.objectStore("journalSegments");
   const entries = foldSegments(fold.fiberId, segments);
   journal.put(encodeSegment(entries), [fold.handle, fold.from]);

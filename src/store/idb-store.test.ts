@@ -9,6 +9,7 @@ import { IDBFactory } from "fake-indexeddb";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { FiberRecord, JournalEntry } from "../core/records";
+import { FOLD_MAX_BYTES } from "./idb-commit";
 import { DB_VERSION } from "./idb-database";
 import { IdbStore } from "./idb-store";
 import { runUpgradeTests, step } from "./idb-upgrade-cases";
@@ -656,6 +657,31 @@ describe("IdbStore journal fold", () => {
     expect(entriesIn(rows[1]?.value)).toEqual([3, 4, 5, 6, 7]);
     const unfolded = await rawRows(plain.factory, plain.name, "journalSegments");
     expect(unfolded).toHaveLength(11);
+  });
+
+  it("leaves rows that hold more than FOLD_MAX_BYTES as they are", async () => {
+    const { store, factory, name, generation } = await claimed(4);
+    const big = "x".repeat(FOLD_MAX_BYTES / 4);
+    // 4 commits of one ~256 KiB result each (estimateSize counts 2 bytes a character): no fold.
+    for (let pos = 0; pos < 4; pos++) {
+      const journal = [{ ...step(pos, "completed"), result: big }];
+      await store.commit([{ fiberId: "f1", generation, journal }]);
+    }
+    // 4 small commits after them fold as usual.
+    for (let pos = 4; pos < 8; pos++) {
+      await store.commit([{ fiberId: "f1", generation, journal: [step(pos, "completed")] }]);
+    }
+    const journal = await store.readJournal("f1");
+    expect(journal.map((entry) => entry.pos)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(journal[3]?.result).toBe(big);
+    await store.close();
+    expect((await rawRows(factory, name, "journalSegments")).map((row) => row.key)).toEqual([
+      [1, 1],
+      [1, 2],
+      [1, 3],
+      [1, 4],
+      [1, 5],
+    ]);
   });
 
   it("reads back what was committed, across folds, reopened stores, claims and restarts from scratch", async () => {
