@@ -21,8 +21,11 @@ declare const self: {
 
 // watchStorage: a write refused for lack of space pauses its fiber and tells every page (the
 // storage banner), and a database the browser wiped is reported with the fibers it took.
+// (The torture run builds the demo with VITE_JOURNAL_FOLD=4, so its crashes land across journal
+// folds all the time; the demo itself keeps IdbStore's default.)
+const journalFold = Number(import.meta.env.VITE_JOURNAL_FOLD ?? "") || undefined;
 const runtime = createRuntime({
-  store: watchStorage(new IdbStore({ name: "fiberline" })),
+  store: watchStorage(new IdbStore({ name: "fiberline", journalFold })),
   fibers: [assistant, labTicker, labEffects],
 });
 

@@ -23,7 +23,8 @@ export default defineConfig({
   outputDir: "../../test-results/torture",
   use: { baseURL: `http://localhost:${port}` },
   webServer: {
-    command: `npx vite build --outDir ${outDir} --emptyOutDir --logLevel warn && npx vite preview --outDir ${outDir} --port ${port} --strictPort`,
+    // A journal fold every 4 commits (64 by default): faults land across folds all the time.
+    command: `VITE_JOURNAL_FOLD=4 npx vite build --outDir ${outDir} --emptyOutDir --logLevel warn && npx vite preview --outDir ${outDir} --port ${port} --strictPort`,
     cwd: "../..",
     url: `http://localhost:${port}/manifest.webmanifest`,
     reuseExistingServer: false,
