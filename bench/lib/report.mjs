@@ -43,6 +43,21 @@ export const ROWS = [
     targets: [{ on: "ratio", op: "<=", limit: 1.1 }],
   },
   {
+    key: "B1.stepInsideTx",
+    id: "B1",
+    name: "same steps, the time inside each step's transaction, against inside the raw fenced write's",
+    from: "b1",
+    unit: "ms/txn",
+    better: "lower",
+    value: (r) => r.stepInsideTxMs,
+    baselineName: "raw fenced txn (ms)",
+    baseline: (r) => r.fencedInsideTxMs,
+    ratio: (r) => r.stepInsideTxMs / r.fencedInsideTxMs,
+    targets: [],
+    note: (runs) =>
+      `between one step's transaction and the next ${fmt(median(runs.map((r) => r.stepBetweenTxMs)))} ms, between two raw fenced writes ${fmt(median(runs.map((r) => r.fencedBetweenTxMs)))} ms`,
+  },
+  {
     key: "B1.stash",
     id: "B1",
     name: "1 fiber, 1,000 sequential stashes",

@@ -17,6 +17,7 @@ import {
   rawFencedPuts,
   rawSinglePuts,
 } from "../raw-idb";
+import { watchTransactions } from "../tx-clock";
 
 /** Record size of the baseline rows, the size PLATFORM.md's baseline used. */
 const ROW_BYTES = 200;
@@ -59,7 +60,10 @@ export async function b1(ctx: JobContext, params: { n: number; block: number }) 
     const forSteps = rawBlocks(raw, ctx, params.block, true);
     probe.between = forSteps.between;
     const tx0 = runtime.commitStats.transactions;
+    // Each step's time split: inside its transaction, and between two (the runtime's own path).
+    const clock = watchTransactions([engineName, rawName]);
     const steps = await runtime.result(await runtime.start(stepper, { n: params.n, block: params.block }));
+    clock.stop();
     const tx1 = runtime.commitStats.transactions;
 
     const forStashes = rawBlocks(raw, ctx, params.block);
@@ -83,6 +87,10 @@ export async function b1(ctx: JobContext, params: { n: number; block: number }) 
       stepFencedRatio: stepMs / (forSteps.total.fencedMs / forSteps.total.fencedPuts),
       stashRatio: stashMs / rawForStashes,
       transactionsPerStep: (tx1 - tx0) / params.n,
+      stepInsideTxMs: clock.of(engineName).insideMs,
+      stepBetweenTxMs: clock.of(engineName).betweenMs,
+      fencedInsideTxMs: clock.of(rawName, "records,rows").insideMs,
+      fencedBetweenTxMs: clock.of(rawName, "records,rows").betweenMs,
       transactionsPerStash: (tx2 - tx1) / params.n,
     };
   } finally {
