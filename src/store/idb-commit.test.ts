@@ -1,10 +1,14 @@
 /**
  * `FiberKeys`, IdbStore's memory of where each fiber's rows go: per-generation segment numbers,
- * and a bound on how many fibers it remembers.
+ * and a bound on how many fibers it remembers; and the commit scope it lets a commit narrow.
  */
 
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
 import { describe, expect, it } from "vitest";
-import { FiberKeys } from "./idb-commit";
+import { testRecord } from "../core/test-records";
+import { commitGroups, commitScope, FiberKeys, StaleKeys } from "./idb-commit";
+import { IdbStore } from "./idb-store";
 
 const step = (fiberId: string, generation: number) => ({
   fiberId,
@@ -47,5 +51,48 @@ describe("FiberKeys", () => {
     expect(keys.handle("b")).toBeUndefined();
     expect([keys.handle("a"), keys.handle("c"), keys.handle("d")]).toEqual([1, 3, 4]);
     expect(keys.ready(step("b", 1))).toBe(false);
+  });
+});
+
+describe("commitScope", () => {
+  const chunks = [{ fiberId: "f", seq: 1, type: "t", data: null, at: 0 }];
+
+  it("leaves out the key stores for groups whose keys are known", () => {
+    const keys = new FiberKeys();
+    expect(commitScope([step("f", 2)], false, undefined, keys)).toEqual([
+      "fibers",
+      "handles",
+      "journalSegments",
+    ]);
+    keys.rememberWriter("f", 7, 2, 5);
+    expect(commitScope([step("f", 2)], false, undefined, keys)).toEqual(["fibers", "journalSegments"]);
+    expect(commitScope([{ fiberId: "f", generation: 2, chunks }], false, undefined, keys)).toEqual([
+      "fibers",
+      "streamChunks",
+    ]);
+    // Without keys (or for another generation), every store a commit may need.
+    expect(commitScope([step("f", 2)])).toEqual(["fibers", "handles", "journalSegments"]);
+    expect(commitScope([step("f", 3)], false, undefined, keys)).toEqual([
+      "fibers",
+      "handles",
+      "journalSegments",
+    ]);
+  });
+
+  it("refuses a group it cannot place in a scope without the key stores, writing nothing", async () => {
+    const indexedDB = new IDBFactory();
+    const store = new IdbStore({ name: "scope", indexedDB });
+    await store.createFiber(testRecord({ id: "f", generation: 2 }), []);
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const request = indexedDB.open("scope");
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    // The scope was chosen while the keys were known; they were forgotten before the commit ran.
+    const tx = db.transaction(["fibers", "journalSegments"], "readwrite");
+    await expect(commitGroups(tx, [step("f", 2)], new FiberKeys())).rejects.toBeInstanceOf(StaleKeys);
+    db.close();
+    expect(await store.readJournal("f")).toEqual([]);
+    await store.close();
   });
 });

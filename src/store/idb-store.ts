@@ -393,7 +393,7 @@ export class IdbStore implements Store {
         const stashesOnly = !readFences && replicating === undefined && pending.every(stashOnly);
         const { orphaned, placed } = await this.#db.run(
           "commit",
-          commitScope(pending, stashesOnly, replicating?.replicated),
+          commitScope(pending, stashesOnly, replicating?.replicated, this.#keys),
           "readwrite",
           (tx) => commitGroups(tx, pending, this.#keys, stashesOnly, replicating),
         );
