@@ -23,7 +23,8 @@ declare const self: {
 // storage banner), and a database the browser wiped is reported with the fibers it took.
 // (The torture run builds the demo with VITE_JOURNAL_FOLD=4, so its crashes land across journal
 // folds all the time; the demo itself keeps IdbStore's default.)
-const journalFold = Number(import.meta.env.VITE_JOURNAL_FOLD ?? "") || undefined;
+const foldSetting = import.meta.env.VITE_JOURNAL_FOLD;
+const journalFold = foldSetting ? Number(foldSetting) : undefined;
 const runtime = createRuntime({
   store: watchStorage(new IdbStore({ name: "fiberline", journalFold })),
   fibers: [assistant, labTicker, labEffects],

@@ -40,6 +40,13 @@ interface Known {
   /** The generation `nextSegment` was established for: only its writer appends segments. */
   generation?: number;
   nextSegment?: number;
+  /**
+   * The fold range (`[foldFrom, foldFrom + foldEvery - 1]`) this writer wrote from its start in
+   * this store, and the estimated bytes of the entries it wrote there: a range known to be over
+   * `FOLD_MAX_BYTES` is not read back to be folded.
+   */
+  foldFrom?: number;
+  foldBytes?: number;
 }
 
 /**
@@ -82,7 +89,26 @@ export class FiberKeys {
 
   /** Remembers the writer of `generation`: its next segment is `nextSegment`. */
   rememberWriter(fiberId: string, handle: number, generation: number, nextSegment: number): void {
-    this.#set(fiberId, { handle, generation, nextSegment });
+    const known = this.#touch(fiberId);
+    if (known?.handle === handle && known.generation === generation) known.nextSegment = nextSegment;
+    else this.#set(fiberId, { handle, generation, nextSegment });
+  }
+
+  /**
+   * Counts `bytes` more written by `group`'s writer in `segment` of the fold range starting at
+   * `from`. "over" when the range is known to hold more than `FOLD_MAX_BYTES` (this store wrote
+   * all of it so far and counted), "unknown" when it did not write the range from its start.
+   */
+  weigh(group: WriteGroup, from: number, segment: number, bytes: number): "over" | "under" | "unknown" {
+    const known = this.#known.get(group.fiberId);
+    if (known === undefined || known.generation !== group.generation) return "unknown";
+    if (segment === from) {
+      known.foldFrom = from;
+      known.foldBytes = 0;
+    }
+    if (known.foldFrom !== from || known.foldBytes === undefined) return "unknown";
+    known.foldBytes += bytes;
+    return known.foldBytes > FOLD_MAX_BYTES ? "over" : "under";
   }
 
   /** True when a commit of `group` can be written without reading anything first. */
@@ -444,12 +470,24 @@ function writeRows(
   if (handle === undefined) return;
   if (journalWritten(group)) {
     const journal = tx.objectStore("journalSegments");
-    if (group.clearJournal === true) journal.delete(rowsOf(handle));
+    if (group.clearJournal === true) {
+      journal.delete(rowsOf(handle));
+      // A fold read before this delete (an earlier group of the fiber in this commit) would put
+      // the cleared rows back.
+      for (let i = folds.length - 1; i >= 0; i--) if (folds[i]?.handle === handle) folds.splice(i, 1);
+    }
     if ((group.journal?.length ?? 0) > 0) {
+      const entries = group.journal ?? [];
       const segment = places.takeSegment(group, handle, keys);
-      journal.put(encodeSegment(group.journal ?? []), [handle, segment]);
-      if (keys.foldEvery > 1 && segment % keys.foldEvery === 0) {
-        folds.push(readFold(journal, group.fiberId, handle, segment - keys.foldEvery + 1, segment));
+      journal.put(encodeSegment(entries), [handle, segment]);
+      const every = keys.foldEvery;
+      if (every > 1) {
+        // Fold ranges are [1, every], [every + 1, 2 * every]...
+        const from = segment - ((segment - 1) % every);
+        const weight = keys.weigh(group, from, segment, estimateSize(entries, FOLD_MAX_BYTES + 1));
+        if (segment % every === 0 && weight !== "over") {
+          folds.push(readFold(journal, group.fiberId, handle, from, segment));
+        }
       }
     }
   }
@@ -460,7 +498,7 @@ function writeRows(
 }
 
 /**
- * A fold of one fiber's journal segments `[from, to]` into one row at `from`, so a long journal
+ * A fold of one fiber's journal segments `[from, to]` into one row at `to`, so a long journal
  * is read back as a few large rows holding each position once, instead of one row per commit
  * holding every `started` entry its `completed` one superseded. Read in the commit's own
  * transaction, issued with its fence reads (no round trip of its own); written before it commits.
@@ -485,9 +523,11 @@ function readFold(journal: IDBObjectStore, fiberId: string, handle: number, from
 /**
  * Replaces the rows of `fold` by their fold. Segment keys only grow and a later segment replaces
  * an earlier entry at the same position, so the rows of `[from, to]` read in key order (the
- * segment just written among them) fold to one row that stands for all of them at `from`: every
- * row written later has a higher key. Rows missing from the range (folded before, or never
- * written after a restart from scratch) change nothing.
+ * segment just written, `to`, among them) fold to one row that stands for all of them at `to`:
+ * every row written before has a lower key, every row written later a higher one, and the
+ * highest key on disk stays where it was (a writer that learns the next segment from disk goes
+ * on after it). Rows missing from the range (never written after a restart from scratch, or by
+ * a commit that failed) change nothing.
  */
 function writeFold(tx: IDBTransaction, fold: Fold, segments: SegmentRow[]): void {
   // Large rows gain little from a fold (a row's overhead is small next to its bytes) and would
@@ -495,8 +535,8 @@ function writeFold(tx: IDBTransaction, fold: Fold, segments: SegmentRow[]): void
   if (segments.length < 2 || estimateSize(segments, FOLD_MAX_BYTES) > FOLD_MAX_BYTES) return;
   const journal = tx.objectStore("journalSegments");
   const entries = foldSegments(fold.fiberId, segments);
-  journal.put(encodeSegment(entries), [fold.handle, fold.from]);
-  journal.delete(IDBKeyRange.bound([fold.handle, fold.from], [fold.handle, fold.to], true, false));
+  journal.delete(IDBKeyRange.bound([fold.handle, fold.from], [fold.handle, fold.to], false, true));
+  journal.put(encodeSegment(entries), [fold.handle, fold.to]);
 }
 
 /** Marks the buffered events the groups consumed (read in the same transaction). */

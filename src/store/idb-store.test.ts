@@ -642,11 +642,11 @@ describe("IdbStore journal fold", () => {
     await folded.store.close();
     await plain.store.close();
 
-    // 11 commits: segments 1-4 and 5-8 folded into the rows at 1 and 5.
+    // 11 commits: segments 1-4 and 5-8 folded into the rows at 4 and 8.
     const rows = await rawRows(folded.factory, folded.name, "journalSegments");
     expect(rows.map((row) => row.key)).toEqual([
-      [1, 1],
-      [1, 5],
+      [1, 4],
+      [1, 8],
       [1, 9],
       [1, 10],
       [1, 11],
@@ -659,14 +659,57 @@ describe("IdbStore journal fold", () => {
     expect(unfolded).toHaveLength(11);
   });
 
+  it("keeps the highest key where it was, so a store that forgets its keys does not fold a range again", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    // keyCacheSize 0: every commit learns the next segment from disk (the last key + 1).
+    const store = new IdbStore({ name, indexedDB: factory, journalFold: 4, keyCacheSize: 0 });
+    await store.createFiber(record, []);
+    const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1_000 });
+    if (claim.status !== "claimed") throw new Error("setup");
+    for (const journal of sequentialSteps(11)) {
+      await store.commit([{ fiberId: "f1", generation: claim.record.generation, journal }]);
+    }
+    const expected = Array.from({ length: 11 }, (_, pos) => step(pos, "completed"));
+    expect(await store.readJournal("f1")).toEqual(expected);
+    await store.close();
+    const rows = await rawRows(factory, name, "journalSegments");
+    expect(rows.map((row) => row.key)).toEqual([
+      [1, 4],
+      [1, 8],
+      [1, 12],
+    ]);
+    // Each fold holds its own range's positions, not the ranges before it again.
+    const entriesIn = (value: unknown) => (value as unknown[][]).slice(1).map((entry) => entry[0]);
+    expect(entriesIn(rows[1]?.value)).toEqual([3, 4, 5, 6, 7]);
+  });
+
+  it("does not put back rows that a later group of the same commit cleared", async () => {
+    const { store, generation } = await claimed(2);
+    await store.commit([{ fiberId: "f1", generation, journal: [step(0, "started")] }]);
+    // Segment 2 closes a fold range; the second group restarts the journal from scratch.
+    expect(
+      await store.commit([
+        { fiberId: "f1", generation, journal: [step(1, "started")] },
+        { fiberId: "f1", generation, clearJournal: true, journal: [step(5, "started")] },
+      ]),
+    ).toEqual({ fenced: [] });
+    expect(await store.readJournal("f1")).toEqual([step(5, "started")]);
+    await store.close();
+  });
+
   it("leaves rows that hold more than FOLD_MAX_BYTES as they are", async () => {
     const { store, factory, name, generation } = await claimed(4);
-    const big = "x".repeat(FOLD_MAX_BYTES / 4);
-    // 4 commits of one ~256 KiB result each (estimateSize counts 2 bytes a character): no fold.
+    const big = "x".repeat(Math.ceil(FOLD_MAX_BYTES / 3));
+    // 4 commits of one result each, a third of the cap each as estimateSize counts: no fold,
+    // and (the store wrote and counted the whole range) not even a read of the rows.
+    const reads = vi.spyOn(IDBObjectStore.prototype, "getAll");
     for (let pos = 0; pos < 4; pos++) {
       const journal = [{ ...step(pos, "completed"), result: big }];
       await store.commit([{ fiberId: "f1", generation, journal }]);
     }
+    expect(reads).not.toHaveBeenCalled();
+    reads.mockRestore();
     // 4 small commits after them fold as usual.
     for (let pos = 4; pos < 8; pos++) {
       await store.commit([{ fiberId: "f1", generation, journal: [step(pos, "completed")] }]);
@@ -680,7 +723,7 @@ describe("IdbStore journal fold", () => {
       [1, 2],
       [1, 3],
       [1, 4],
-      [1, 5],
+      [1, 8],
     ]);
   });
 
@@ -691,10 +734,15 @@ describe("IdbStore journal fold", () => {
         ...step(pos, completed ? "completed" : "started"),
         ...(completed ? { result } : {}),
       }));
-    const commit = fc.record({
+    // One group in ten restarts the journal from scratch.
+    const group = fc.record({
       journal: fc.array(entry, { minLength: 1, maxLength: 4 }),
-      // One commit in ten restarts the journal from scratch; one in five goes to a new store.
       clearJournal: fc.nat(9).map((n) => n === 0),
+    });
+    const commit = fc.record({
+      // Mostly one group; sometimes two of the fiber in one commit (as a batch may hold).
+      groups: fc.array(group, { minLength: 1, maxLength: 2 }),
+      // One commit in five goes to a new store.
       reopen: fc.nat(4).map((n) => n === 0),
     });
     await fc.assert(
@@ -704,16 +752,19 @@ describe("IdbStore journal fold", () => {
         async (fold, commits) => {
           let current = await claimed(fold);
           const model = new Map<number, JournalEntry>();
-          for (const { journal, clearJournal, reopen } of commits) {
+          for (const { groups, reopen } of commits) {
             if (reopen) {
               // A new store learns the segment keys from disk (a fold may have left its last row below them).
               await current.store.close();
               current = await claimed(fold, current.factory, current.name);
             }
-            const group = { fiberId: "f1", generation: current.generation, journal, clearJournal };
-            expect(await current.store.commit([group])).toEqual({ fenced: [] });
-            if (clearJournal) model.clear();
-            for (const written of journal) model.set(written.pos, written);
+            const generation = current.generation;
+            const written = groups.map((g) => ({ fiberId: "f1", generation, ...g }));
+            expect(await current.store.commit(written)).toEqual({ fenced: [] });
+            for (const { journal, clearJournal } of groups) {
+              if (clearJournal) model.clear();
+              for (const entry of journal) model.set(entry.pos, entry);
+            }
           }
           expect(await current.store.readJournal("f1")).toEqual(
             [...model.values()].sort((a, b) => a.pos - b.pos),
@@ -725,7 +776,7 @@ describe("IdbStore journal fold", () => {
     );
   });
 
-  it.each([{ journalFold: -1 }, { journalFold: 1.5 }, { keyCacheSize: 0 }])(
+  it.each([{ journalFold: -1 }, { journalFold: 1.5 }, { keyCacheSize: -1 }])(
     "rejects %o with invalid_argument",
     (options) => {
       expect(() => new IdbStore({ indexedDB: new IDBFactory(), ...options })).toThrow(

@@ -117,7 +117,7 @@ export interface IdbStoreOptions {
    * commit appends a row (a step's `started` entry, then its `completed` one in the next), so a
    * long journal would be read back, on every recovery, as one row per commit with each step
    * twice; a fold rewrites the last rows as one holding each step once, in the commit that
-   * reaches the count (no transaction of its own). `0` never folds.
+   * reaches the count (no transaction of its own). `0` (or `1`) never folds.
    */
   journalFold?: number;
 }
@@ -160,7 +160,7 @@ export class IdbStore implements Store {
       kind: this.kind,
     });
     this.#keys = new FiberKeys(
-      wholeOption("keyCacheSize", options.keyCacheSize, 1),
+      wholeOption("keyCacheSize", options.keyCacheSize, 0),
       wholeOption("journalFold", options.journalFold, 0),
     );
   }
@@ -406,6 +406,11 @@ export class IdbStore implements Store {
         if (error instanceof StashCollided && !readFences) {
           readFences = true;
           continue;
+        }
+        // The aborted attempt took segment numbers it never wrote: the retry learns them again
+        // from disk, so a fold range is not left with a hole at its end (and never folded).
+        if (error instanceof StaleKeys || error instanceof FenceFailed) {
+          for (const group of pending) this.#keys.forget(group.fiberId);
         }
         if (error instanceof StaleKeys) {
           for (const id of error.fiberIds) this.#keys.forget(id);
