@@ -477,14 +477,15 @@ function writeRows(
       for (let i = folds.length - 1; i >= 0; i--) if (folds[i]?.handle === handle) folds.splice(i, 1);
     }
     if ((group.journal?.length ?? 0) > 0) {
-      const entries = group.journal ?? [];
+      const row = encodeSegment(group.journal ?? []);
       const segment = places.takeSegment(group, handle, keys);
-      journal.put(encodeSegment(entries), [handle, segment]);
+      journal.put(row, [handle, segment]);
       const every = keys.foldEvery;
       if (every > 1) {
-        // Fold ranges are [1, every], [every + 1, 2 * every]...
+        // Fold ranges are [1, every], [every + 1, 2 * every]...; weighed as stored, like the
+        // rows read back (an entry object, with its fiber id and field names, counts ~5x more).
         const from = segment - ((segment - 1) % every);
-        const weight = keys.weigh(group, from, segment, estimateSize(entries, FOLD_MAX_BYTES + 1));
+        const weight = keys.weigh(group, from, segment, estimateSize(row, FOLD_MAX_BYTES + 1));
         if (segment % every === 0 && weight !== "over") {
           folds.push(readFold(journal, group.fiberId, handle, from, segment));
         }
