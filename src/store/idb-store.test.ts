@@ -684,6 +684,29 @@ describe("IdbStore journal fold", () => {
     expect(entriesIn(rows[1]?.value)).toEqual([3, 4, 5, 6, 7]);
   });
 
+  it("folds where it should after a commit retried without a fenced fiber", async () => {
+    const { store, factory, name, generation } = await claimed(2);
+    await store.createFiber({ ...record, id: "f2", idempotencyKey: "k2" }, []);
+    const stale = await store.claimFiber("f2", { owner: "a", now: 1, leaseMs: 1_000 });
+    if (stale.status !== "claimed") throw new Error("setup");
+    // Another runner takes f2 over: a write under the first claim's generation is fenced.
+    await store.claimFiber("f2", { owner: "b", now: 5_000, leaseMs: 1_000 });
+    await store.commit([{ fiberId: "f1", generation, journal: [step(0, "started")] }]);
+    // f1's group closes the fold range [1, 2]; the first attempt is aborted for f2's fence.
+    const f2Step = { ...step(0, "started"), fiberId: "f2" };
+    expect(
+      await store.commit([
+        { fiberId: "f1", generation, journal: [step(0, "completed"), step(1, "started")] },
+        { fiberId: "f2", generation: stale.record.generation, journal: [f2Step] },
+      ]),
+    ).toEqual({ fenced: ["f2"] });
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed"), step(1, "started")]);
+    expect(await store.readJournal("f2")).toEqual([]);
+    await store.close();
+    // The retry wrote segment 2 (not 3, which would leave the range unfolded for good).
+    expect((await rawRows(factory, name, "journalSegments")).map((row) => row.key)).toEqual([[1, 2]]);
+  });
+
   it("does not put back rows that a later group of the same commit cleared", async () => {
     const { store, generation } = await claimed(2);
     await store.commit([{ fiberId: "f1", generation, journal: [step(0, "started")] }]);

@@ -152,6 +152,33 @@ export function runUpgradeTests(target: () => UpgradeTarget): void {
     db.close();
   });
 
+  it("folds journal rows an earlier schema wrote together with new ones", async () => {
+    const { factory, name } = target();
+    // v1's entries become one row each at [handle, pos + 1]; rows before v5 hold absolute times.
+    await writeV1(factory, name);
+    const store = new IdbStore({ name, indexedDB: factory, journalFold: 3 });
+    const claim = await store.claimFiber("f1", { owner: "a", now: 10, leaseMs: 1_000 });
+    if (claim.status !== "claimed") throw new Error("claim after upgrade");
+    // Segment 3 closes the fold range [1, 3]: the two migrated rows and this one.
+    const generation = claim.record.generation;
+    await store.commit([{ fiberId: "f1", generation, journal: [step(1, "completed"), step(2, "started")] }]);
+    const expected = [step(0, "completed"), step(1, "completed"), step(2, "started")];
+    expect(await store.readJournal("f1")).toEqual(expected);
+    await store.close();
+    // Read again by a store that did not write it.
+    const again = new IdbStore({ name, indexedDB: factory });
+    expect(await again.readJournal("f1")).toEqual(expected);
+    await again.close();
+    const db = await open(factory, name);
+    const keys = await new Promise<IDBValidKey[]>((resolve, reject) => {
+      const request = db.transaction("journalSegments").objectStore("journalSegments").getAllKeys();
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    db.close();
+    expect(keys).toHaveLength(1);
+  });
+
   it("upgrades a v3 database, closing the connection an earlier build still holds on it", async () => {
     const { factory, name } = target();
     const earlier = await writeV3(factory, name);
