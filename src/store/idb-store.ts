@@ -407,13 +407,13 @@ export class IdbStore implements Store {
           readFences = true;
           continue;
         }
-        // The aborted attempt took segment numbers it never wrote: the retry learns them again
-        // from disk, so a fold range is not left with a hole at its end (and never folded).
+        // The aborted attempt named stale or fenced fibers (all of them among `pending`), and took
+        // segment numbers it never wrote: the retry learns every fiber's keys again from disk,
+        // so a fold range is not left with a hole at its end (and never folded).
         if (error instanceof StaleKeys || error instanceof FenceFailed) {
           for (const group of pending) this.#keys.forget(group.fiberId);
         }
         if (error instanceof StaleKeys) {
-          for (const id of error.fiberIds) this.#keys.forget(id);
           // Fresh keys are read in the retry; stale again means the fiber keeps being re-created.
           if (attempt < 3) continue;
           throw new StoreError(
@@ -424,7 +424,6 @@ export class IdbStore implements Store {
         if (!(error instanceof FenceFailed)) throw error;
         for (const group of error.groups) {
           if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
-          this.#keys.forget(group.fiberId);
         }
         pending = pending.filter((group) => !error.groups.includes(group));
         if (pending.length === 0) return { fenced };
