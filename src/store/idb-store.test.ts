@@ -620,8 +620,13 @@ describe("IdbStore journal fold", () => {
     return commits;
   }
 
-  async function claimed(journalFold: number, factory = new IDBFactory(), name = uniqueName()) {
-    const store = new IdbStore({ name, indexedDB: factory, journalFold });
+  /** Fiber f1, claimed, in a store folding every `journalFold` commits (on `at`'s database, if given). */
+  async function claimed(
+    journalFold: number,
+    at: { factory?: IDBFactory; name?: string; keyCacheSize?: number } = {},
+  ) {
+    const { factory = new IDBFactory(), name = uniqueName(), keyCacheSize } = at;
+    const store = new IdbStore({ name, indexedDB: factory, journalFold, keyCacheSize });
     if ((await store.getFiber("f1")) === undefined) await store.createFiber(record, []);
     const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1_000 });
     if (claim.status !== "claimed") throw new Error("setup");
@@ -660,15 +665,10 @@ describe("IdbStore journal fold", () => {
   });
 
   it("keeps the highest key where it was, so a store that forgets its keys does not fold a range again", async () => {
-    const factory = new IDBFactory();
-    const name = uniqueName();
     // keyCacheSize 0: every commit learns the next segment from disk (the last key + 1).
-    const store = new IdbStore({ name, indexedDB: factory, journalFold: 4, keyCacheSize: 0 });
-    await store.createFiber(record, []);
-    const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1_000 });
-    if (claim.status !== "claimed") throw new Error("setup");
+    const { store, factory, name, generation } = await claimed(4, { keyCacheSize: 0 });
     for (const journal of sequentialSteps(11)) {
-      await store.commit([{ fiberId: "f1", generation: claim.record.generation, journal }]);
+      await store.commit([{ fiberId: "f1", generation, journal }]);
     }
     const expected = Array.from({ length: 11 }, (_, pos) => step(pos, "completed"));
     expect(await store.readJournal("f1")).toEqual(expected);
@@ -779,7 +779,7 @@ describe("IdbStore journal fold", () => {
             if (reopen) {
               // A new store learns the segment keys from disk (a fold may have left its last row below them).
               await current.store.close();
-              current = await claimed(fold, current.factory, current.name);
+              current = await claimed(fold, current);
             }
             const generation = current.generation;
             const written = groups.map((g) => ({ fiberId: "f1", generation, ...g }));
