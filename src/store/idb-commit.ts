@@ -108,7 +108,8 @@ export class FiberKeys {
     }
     if (known.foldFrom !== from || known.foldBytes === undefined) return "unknown";
     known.foldBytes += bytes;
-    return known.foldBytes > FOLD_MAX_BYTES ? "over" : "under";
+    // As `writeFold` would weigh the rows read back: one array of them (2 more).
+    return known.foldBytes + 2 > FOLD_MAX_BYTES ? "over" : "under";
   }
 
   /** True when a commit of `group` can be written without reading anything first. */
@@ -487,7 +488,7 @@ function writeRows(
         const from = segment - ((segment - 1) % every);
         const weight = keys.weigh(group, from, segment, estimateSize(row, FOLD_MAX_BYTES + 1));
         if (segment % every === 0 && weight !== "over") {
-          folds.push(readFold(journal, group.fiberId, handle, from, segment));
+          folds.push(readFold(journal, group.fiberId, handle, from, segment, weight === "under"));
         }
       }
     }
@@ -509,16 +510,25 @@ interface Fold {
   handle: number;
   from: number;
   to: number;
+  /** Whether this store wrote and weighed every row of the range: they need no weighing again. */
+  weighed: boolean;
   segments: Promise<SegmentRow[]>;
 }
 
-function readFold(journal: IDBObjectStore, fiberId: string, handle: number, from: number, to: number): Fold {
+function readFold(
+  journal: IDBObjectStore,
+  fiberId: string,
+  handle: number,
+  from: number,
+  to: number,
+  weighed: boolean,
+): Fold {
   const segments = result(
     journal.getAll(IDBKeyRange.bound([handle, from], [handle, to])) as IDBRequest<SegmentRow[]>,
   );
   // A fence that fails aborts the transaction before the fold is awaited.
   segments.catch(() => undefined);
-  return { fiberId, handle, from, to, segments };
+  return { fiberId, handle, from, to, weighed, segments };
 }
 
 /**
@@ -532,8 +542,9 @@ function readFold(journal: IDBObjectStore, fiberId: string, handle: number, from
  */
 function writeFold(tx: IDBTransaction, fold: Fold, segments: SegmentRow[]): void {
   // Large rows gain little from a fold (a row's overhead is small next to its bytes) and would
-  // be rewritten whole: those stay as they are.
-  if (segments.length < 2 || estimateSize(segments, FOLD_MAX_BYTES) > FOLD_MAX_BYTES) return;
+  // be rewritten whole: those stay as they are (weighed here unless the writes were).
+  if (segments.length < 2) return;
+  if (!fold.weighed && estimateSize(segments, FOLD_MAX_BYTES) > FOLD_MAX_BYTES) return;
   const journal = tx.objectStore("journalSegments");
   const entries = foldSegments(fold.fiberId, segments);
   journal.delete(IDBKeyRange.bound([fold.handle, fold.from], [fold.handle, fold.to], false, true));

@@ -750,6 +750,27 @@ describe("IdbStore journal fold", () => {
     ]);
   });
 
+  it("weighs rows it did not write itself once read back, and leaves them as they are over the cap", async () => {
+    const first = await claimed(4);
+    const big = "x".repeat(Math.ceil(FOLD_MAX_BYTES / 3));
+    for (let pos = 0; pos < 3; pos++) {
+      const journal = [{ ...step(pos, "completed"), result: big }];
+      await first.store.commit([{ fiberId: "f1", generation: first.generation, journal }]);
+    }
+    await first.store.close();
+    // Another store (a new claim) writes segment 4, which closes the range [1, 4].
+    const { store, factory, name, generation } = await claimed(4, first);
+    await store.commit([{ fiberId: "f1", generation, journal: [step(3, "completed")] }]);
+    expect((await store.readJournal("f1")).map((entry) => entry.pos)).toEqual([0, 1, 2, 3]);
+    await store.close();
+    expect((await rawRows(factory, name, "journalSegments")).map((row) => row.key)).toEqual([
+      [1, 1],
+      [1, 2],
+      [1, 3],
+      [1, 4],
+    ]);
+  });
+
   it("reads back what was committed, across folds, reopened stores, claims and restarts from scratch", async () => {
     const entry = fc
       .record({ pos: fc.nat(12), completed: fc.boolean(), result: fc.integer() })
