@@ -580,6 +580,94 @@ describe("IdbStore layout (schema v5)", () => {
   });
 });
 
+describe("IdbStore fresh fibers (start without an id)", () => {
+  const fresh = (id: string): FiberRecord => ({ ...record, id, idempotencyKey: `k-${id}` });
+  const start = (id: string) => [{ fiberId: id, seq: 1, type: "fiber.start", data: { id }, at: 1 }];
+  /** `fresh(id)` as stored: with the generation it was created with. */
+  const stored = (id: string): FiberRecord => ({ ...fresh(id), createdGeneration: record.generation });
+
+  it("registers a fresh fiber in one transaction that reads nothing", async () => {
+    const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
+    await store.createFiber(record, []);
+    const transactions = vi.spyOn(IDBDatabase.prototype, "transaction");
+    const reads = [
+      vi.spyOn(IDBObjectStore.prototype, "get"),
+      vi.spyOn(IDBObjectStore.prototype, "getKey"),
+      vi.spyOn(IDBObjectStore.prototype, "getAll"),
+      vi.spyOn(IDBObjectStore.prototype, "openCursor"),
+      vi.spyOn(IDBIndex.prototype, "get"),
+    ];
+    expect((await store.createFreshFiber(fresh("n1"), start("n1"))).status).toBe("created");
+    expect(transactions.mock.calls.map(([, mode]) => mode)).toEqual(["readwrite"]);
+    for (const read of reads) expect(read).not.toHaveBeenCalled();
+    vi.restoreAllMocks();
+    expect(await store.getFiber("n1")).toEqual(stored("n1"));
+    await store.close();
+  });
+
+  it("takes handles from blocks reserved in the database, so two stores on it never share one", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const a = new IdbStore({ name, indexedDB: factory });
+    const b = new IdbStore({ name, indexedDB: factory });
+    const ids: string[] = [];
+    for (let i = 0; i < 150; i++) {
+      const store = i % 3 === 0 ? b : a;
+      const id = `n${i}`;
+      ids.push(id);
+      if (i % 7 === 0) await store.createFiber(fresh(id), start(id));
+      else expect((await store.createFreshFiber(fresh(id), start(id))).status).toBe("created");
+    }
+    const handles = (await rawRows(factory, name, "handles")).map((row) => row.value);
+    expect(handles).toHaveLength(150);
+    expect(new Set(handles).size).toBe(150);
+    for (const id of ids) expect((await a.readStream(id, 0)).map((c) => c.data)).toEqual([{ id }]);
+    await a.close();
+    await b.close();
+  });
+
+  it("answers a fresh fiber whose id is taken with the existing fiber, writing nothing", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const store = new IdbStore({ name, indexedDB: factory });
+    await store.createFiber(fresh("n1"), start("n1"));
+    const result = await store.createFreshFiber({ ...fresh("n1"), idempotencyKey: "other", name: "x" }, [
+      { fiberId: "n1", seq: 1, type: "changed", data: null, at: 2 },
+    ]);
+    expect(result).toEqual({ status: "exists", record: stored("n1") });
+    expect((await store.readStream("n1", 0)).map((c) => c.type)).toEqual(["fiber.start"]);
+    expect(await rawRows(factory, name, "handles")).toHaveLength(1);
+    await store.close();
+  });
+
+  it("reserves handles anew in a database deleted and created again under it", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const a = new IdbStore({ name, indexedDB: factory });
+    await a.createFiber(fresh("n0"), start("n0"));
+    await a.createFreshFiber(fresh("n1"), start("n1"));
+    await new Promise<void>((resolve, reject) => {
+      const request = factory.deleteDatabase(name);
+      request.onsuccess = () => resolve();
+      request.onerror = () => reject(request.error);
+    });
+    const b = new IdbStore({ name, indexedDB: factory });
+    // `a`'s block was reserved in the deleted database: the new one gives the same handles to `b`.
+    for (const id of ["b0", "b1", "b2", "b3"]) {
+      if (id === "b0") await b.createFiber(fresh(id), start(id));
+      else await b.createFreshFiber(fresh(id), start(id));
+    }
+    await a.createFreshFiber(fresh("n2"), start("n2"));
+    await a.createFreshFiber(fresh("n3"), start("n3"));
+    const ids = ["b0", "b1", "b2", "b3", "n2", "n3"];
+    const handles = (await rawRows(factory, name, "handles")).map((row) => row.value);
+    expect(new Set(handles).size).toBe(ids.length);
+    for (const id of ids) expect((await b.readStream(id, 0)).map((c) => c.data)).toEqual([{ id }]);
+    await a.close();
+    await b.close();
+  });
+});
+
 describe("IdbStore key cache", () => {
   it("runs many fibers at once correctly with a key cache far smaller than them", async () => {
     const { createRuntime, defineFiber } = await import("../index");

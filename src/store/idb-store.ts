@@ -53,7 +53,7 @@ import {
   storedRecord,
   type Tx,
 } from "./idb-commit";
-import { commitNow, IdbConnection } from "./idb-connection";
+import { AbortedOnPurpose, commitNow, IdbConnection, result } from "./idb-connection";
 import { GENERATION_FLOOR, hasInlineInput, NEXT_HANDLE, type RowKey, type StoredFiber } from "./idb-database";
 import {
   type AdoptedOutbox,
@@ -122,6 +122,35 @@ export interface IdbStoreOptions {
   journalFold?: number;
 }
 
+/** The object stores a fiber's registration writes (without a replicated fiber's outbox). */
+const CREATE_STORES = ["fibers", "handles", "inputs", "meta", "stashes", "streamChunks"] as const;
+
+/** What `createFreshFiber` writes: the same, but `meta` (its handle was reserved before). */
+const FRESH_STORES = ["fibers", "handles", "inputs", "stashes", "streamChunks"] as const;
+
+/**
+ * How many handles a `createFiber` takes from `nextHandle` at once: the first for its fiber, the
+ * rest for the connection's next fresh fibers. Handles never reused, a few lost at each close.
+ */
+const HANDLE_BLOCK = 64;
+
+/** Handles `[next, end)` of database `db`, reserved by a `createFiber` for fresh fibers. */
+interface ReservedHandles {
+  db: IDBDatabase;
+  next: number;
+  end: number;
+}
+
+/** `createFreshFiber` found no handle reserved: `createFiber` takes over. */
+class NoHandleReserved extends AbortedOnPurpose {}
+
+/** `createFreshFiber`'s record collided with an existing id or idempotency key. */
+class AlreadyTaken extends AbortedOnPurpose {}
+
+function isConstraintError(error: unknown): boolean {
+  return (error as { name?: unknown } | null)?.name === "ConstraintError";
+}
+
 /**
  * A `Store` on IndexedDB, for pages and Service Workers.
  *
@@ -145,6 +174,11 @@ export class IdbStore implements Store {
   readonly durability: "relaxed" | "strict";
   readonly #db: IdbConnection;
   readonly #keys: FiberKeys;
+  /**
+   * Handles `createFiber` reserved for `createFreshFiber` (`[next, end)`), in the database `db`
+   * (a connection to a database deleted and created again must not use them).
+   */
+  #handles: ReservedHandles | undefined;
   readonly #claims = new CallBatcher<Claim, ClaimResult>(
     (claims) => this.#claimAll(claims),
     (claim) => claim.id,
@@ -274,10 +308,11 @@ export class IdbStore implements Store {
    * transaction: its head, and its first entry (position 1, the record and `chunks`).
    */
   async createFiber(given: FiberRecord, chunks: StreamChunk[], outbox?: OutboxWrite): Promise<CreateResult> {
-    const stores = ["fibers", "handles", "inputs", "meta", "stashes", "streamChunks"] as const;
+    const stores = CREATE_STORES;
     const replicated = outbox?.replicated.has(given.id) === true;
     const scope = replicated ? [...stores, "outbox" as const, "outboxFibers" as const] : [...stores];
     let placed: Placed[] = [];
+    let reserved: ReservedHandles | undefined;
     const result = await this.#db.write("createFiber", scope, async (tx): Promise<CreateResult> => {
       const fibers = tx.objectStore("fibers");
       const meta = tx.objectStore("meta");
@@ -299,7 +334,10 @@ export class IdbStore implements Store {
       }
       const record = aboveGenerationFloor(given, floor);
       const handle = next ?? 1;
-      unwrap(meta).put(handle + 1, NEXT_HANDLE);
+      // The handles after this one are reserved for this connection's fresh fibers, which then
+      // need no read of `nextHandle` (`createFreshFiber`).
+      unwrap(meta).put(handle + HANDLE_BLOCK, NEXT_HANDLE);
+      reserved = { db: unwrap(tx).db, next: handle + 1, end: handle + HANDLE_BLOCK };
       unwrap(tx.objectStore("handles")).put(handle, record.id);
       unwrap(fibers).put(storedRecord(record, handle));
       unwrap(inputs).put(record.input, record.id);
@@ -322,7 +360,59 @@ export class IdbStore implements Store {
       return { status: "created", record: created };
     });
     reportPlaced(outbox, placed);
+    // Only now that the reservation is durable may fresh fibers take its handles.
+    if (reserved !== undefined) this.#handles = reserved;
     return result;
+  }
+
+  /**
+   * `createFiber` of an id generated for this call: written without reading anything first. The
+   * record goes in with `add`, so an id or an idempotency key that exists fails the request and
+   * aborts the transaction, nothing written; the call is then answered by `createFiber`, which
+   * finds the existing fiber. The handle comes from the block the last `createFiber` on this
+   * connection reserved; with none left, `createFiber` runs (and reserves the next block). A
+   * replicated fiber is created by `createFiber` (`ReplicatingStore` calls it), which starts its
+   * outbox in the same transaction.
+   */
+  async createFreshFiber(given: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
+    if (this.#handles === undefined) return this.createFiber(given, chunks);
+    try {
+      const created = await this.#db.run("createFiber", [...FRESH_STORES], "readwrite", async (tx) => {
+        const handles = this.#handles;
+        // None reserved, all used, or reserved in a database since deleted and created again.
+        if (handles === undefined || handles.db !== tx.db || handles.next >= handles.end) {
+          tx.abort();
+          throw new NoHandleReserved();
+        }
+        const handle = handles.next++;
+        // No fiber ever had this id, so no generation of it to stay above (no floor read).
+        const record = aboveGenerationFloor(structuredClone(given), undefined);
+        const writes = [
+          tx.objectStore("fibers").add(storedRecord(record, handle)),
+          tx.objectStore("handles").put(handle, record.id),
+          tx.objectStore("inputs").put(record.input, record.id),
+          // The fiber's stash row, its fence for stashes. An orphan of an earlier fiber of this id
+          // (none: the id is new) would collide with it, and `createFiber` would clear it.
+          tx.objectStore("stashes").put(emptyStash(record.id), [record.id, record.generation]),
+        ];
+        const rawChunks = tx.objectStore("streamChunks");
+        for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
+        commitNow(tx);
+        try {
+          await Promise.all(writes.map(result));
+        } catch (error) {
+          if (isConstraintError(error) || isConstraintError(tx.error)) throw new AlreadyTaken();
+          throw error;
+        }
+        this.#keys.rememberWriter(record.id, handle, record.generation, 1);
+        return record;
+      });
+      return { status: "created", record: created };
+    } catch (error) {
+      if (error instanceof NoHandleReserved || error instanceof AlreadyTaken)
+        return this.createFiber(given, chunks);
+      throw error;
+    }
   }
 
   async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {

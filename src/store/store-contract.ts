@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, JournalEntry, StreamChunk } from "../core/records";
-import type { Store, WriteGroup } from "../core/store";
+import { createFreshFiber, type Store, type WriteGroup } from "../core/store";
 
 /** Options of `runStoreContract`. */
 export interface StoreContractOptions {
@@ -95,6 +95,85 @@ export function runStoreContract(
         const bad = chunk("f1", 1, "progress", { render: () => "not data" });
         await expect(store.createFiber(fiber("f1"), [bad])).rejects.toMatchObject({ code: "store_error" });
         expect(await store.getFiber("f1")).toBeUndefined();
+      });
+    });
+
+    // What `start` without an id calls (`createFreshFiber`, or `createFiber` where a store has no
+    // such method): the same outcomes for an id no fiber ever had.
+    describe("createFreshFiber", () => {
+      it("creates fibers whose rows are their own, beside fibers created by createFiber", async () => {
+        await store.createFiber(fiber("old", { idempotencyKey: "k-old", streamHead: 1 }), [
+          chunk("old", 1, "fiber.start"),
+        ]);
+        const fresh = ["n1", "n2", "n3"].map((id) => fiber(id, { idempotencyKey: `k-${id}`, streamHead: 1 }));
+        for (const record of fresh) {
+          const result = await createFreshFiber(store, record, [chunk(record.id, 1, "fiber.start")]);
+          expect(result).toEqual({ status: "created", record });
+        }
+        for (const record of fresh) {
+          expect(await store.getFiber(record.id)).toEqual(record);
+          expect(await store.findByIdempotencyKey(`k-${record.id}`)).toEqual(record);
+        }
+        await store.commit(
+          ["old", "n1", "n2", "n3"].map((id, i) => ({
+            fiberId: id,
+            generation: 0,
+            journal: [entry(id, 0, { key: `s${i}#1` })],
+            chunks: [chunk(id, 2, `c${i}`)],
+            fiber: { streamHead: 2 },
+          })),
+        );
+        for (const [i, id] of ["old", "n1", "n2", "n3"].entries()) {
+          expect((await store.readJournal(id)).map((e) => e.key)).toEqual([`s${i}#1`]);
+          expect((await store.readStream(id, 0)).map((c) => c.type)).toEqual(["fiber.start", `c${i}`]);
+        }
+      });
+
+      it("returns the fiber of a taken idempotency key and writes nothing", async () => {
+        const first = fiber("f1", { idempotencyKey: "same" });
+        await store.createFiber(first, [chunk("f1", 1)]);
+        const result = await createFreshFiber(store, fiber("f2", { idempotencyKey: "same" }), [
+          chunk("f2", 1),
+        ]);
+        expect(result).toEqual({ status: "exists", record: first });
+        expect(await store.getFiber("f2")).toBeUndefined();
+        expect(await store.readStream("f2", 0)).toEqual([]);
+        expect(await store.listFibers()).toEqual([first]);
+      });
+
+      it("fences a fresh fiber's stale runner after a claim, and deletes it whole", async () => {
+        await store.createFiber(fiber("first"), []);
+        await createFreshFiber(store, fiber("f1"), [chunk("f1", 1, "fiber.start")]);
+        const claim = await store.claimFiber("f1", { owner: "runner", now: 1_000, leaseMs: 30_000 });
+        if (claim.status !== "claimed") throw new Error("setup: could not claim f1");
+        const snap = (value: string) => ({ fiberId: "f1", value, at: 2_000 });
+        const stale = await store.commit([
+          { fiberId: "f1", generation: 0, snapshot: snap("stale"), journal: [entry("f1", 0)] },
+        ]);
+        expect(stale.fenced).toEqual(["f1"]);
+        const current = await store.commit([
+          { fiberId: "f1", generation: claim.record.generation, snapshot: snap("current") },
+        ]);
+        expect(current.fenced).toEqual([]);
+        const staleStash = await store.commit([{ fiberId: "f1", generation: 0, snapshot: snap("stale") }]);
+        expect(staleStash.fenced).toEqual(["f1"]);
+        expect((await store.readSnapshot("f1"))?.value).toBe("current");
+        expect(await store.readJournal("f1")).toEqual([]);
+        expect(await store.deleteFibers(["f1"])).toEqual(["f1"]);
+        expect(await store.getFiber("f1")).toBeUndefined();
+        expect(await store.readStream("f1", 0)).toEqual([]);
+      });
+
+      it("rejects a value that is not structured-cloneable and writes nothing", async () => {
+        await store.createFiber(fiber("first"), []);
+        const bad = chunk("f1", 1, "progress", { render: () => "not data" });
+        await expect(createFreshFiber(store, fiber("f1"), [bad])).rejects.toMatchObject({
+          code: "store_error",
+        });
+        expect(await store.getFiber("f1")).toBeUndefined();
+        // The store goes on creating fibers, fresh or not.
+        expect((await createFreshFiber(store, fiber("f2"), [])).status).toBe("created");
+        expect((await store.createFiber(fiber("f3"), [])).status).toBe("created");
       });
     });
 

@@ -126,10 +126,42 @@ export async function idbCosts(
     );
   const snapshot = () => ({ fiberId: id, value: { i: pos++, pad: "x".repeat(90) }, at: Date.now() });
 
+  const CREATE_SCOPE = ["fibers", "handles", "inputs", "meta", "stashes", "streamChunks"];
+  let blindHandle = 5_000_000;
+  const createWrites = (tx: IDBTransaction, fresh: string, h: number, how: "put" | "add") => {
+    const record = { ...costsRecord(fresh), handle: h };
+    const { input: _input, ...stored } = record;
+    tx.objectStore("handles").put(h, fresh);
+    if (how === "add") tx.objectStore("fibers").add(stored);
+    else tx.objectStore("fibers").put(stored);
+    tx.objectStore("inputs").put({ messages: [{ role: "user", content: "hi" }] }, fresh);
+    tx.objectStore("stashes").delete(IDBKeyRange.bound([fresh], [fresh, []]));
+    tx.objectStore("stashes").put({ fiber: fresh }, [fresh, 1]);
+    tx.objectStore("streamChunks").put([1, "fiber.start", { name: "x", version: "1" }, Date.now()], [h, 1]);
+  };
   const plainName = uniqueName("costs-plain");
   const plain = await openRaw(plainName);
   let plainN = 0;
   const plainRow = () => paddedRow("raw", plainN++, 200);
+  // The probe fence: a row per fiber keyed [fiberId, generation] with a unique index on the
+  // fiber id; a write under another generation collides, so nothing needs waiting on to commit.
+  const probeName = uniqueName("costs-probe");
+  const probe = await new Promise<IDBDatabase>((resolve, reject) => {
+    const r = indexedDB.open(probeName, 1);
+    r.onupgradeneeded = () => {
+      r.result.createObjectStore("rows", { keyPath: ["fiberId", "n"] });
+      r.result.createObjectStore("journalSegments");
+      r.result.createObjectStore("fences").createIndex("fiber", "fiber", { unique: true });
+    };
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+  {
+    const tx = probe.transaction("fences", "readwrite");
+    tx.objectStore("fences").put({ fiber: "fiber" }, ["fiber", 1]);
+    for (const f of ids) tx.objectStore("fences").put({ fiber: f }, [f, 1]);
+    await done(tx);
+  }
   const wrapped = wrap(db);
   const engineDb = await new Promise<IDBDatabase>((resolve, reject) => {
     const r = indexedDB.open(engineName);
@@ -174,6 +206,32 @@ export async function idbCosts(
       const read = req(tx.objectStore("records").get("fiber"));
       tx.objectStore("rows").put(plainRow());
       await read;
+      tx.commit();
+      await done(tx);
+    },
+    // A fenced write that waits on nothing: the probe row put under the writer's generation (a
+    // collision aborts it), the key looked up before it (to tell a deleted fiber), commit() at once.
+    probeFencedCommit: async () => {
+      const tx = probe.transaction(["fences", "rows"], "readwrite", d);
+      const fences = tx.objectStore("fences");
+      const found = req(fences.getKey(["fiber", 1]));
+      fences.put({ fiber: "fiber" }, ["fiber", 1]);
+      tx.objectStore("rows").put(plainRow());
+      tx.commit();
+      await Promise.all([found, done(tx)]);
+    },
+    probeFencedSegmentCommit: async () => {
+      const tx = probe.transaction(["fences", "journalSegments"], "readwrite", d);
+      const fences = tx.objectStore("fences");
+      const found = req(fences.getKey(["fiber", 1]));
+      fences.put({ fiber: "fiber" }, ["fiber", 1]);
+      tx.objectStore("journalSegments").put(segment(pos), [1, pos++]);
+      tx.commit();
+      await Promise.all([found, done(tx)]);
+    },
+    probeRowPutCommit: async () => {
+      const tx = probe.transaction(["rows"], "readwrite", d);
+      tx.objectStore("rows").put(plainRow());
       tx.commit();
       await done(tx);
     },
@@ -318,6 +376,30 @@ export async function idbCosts(
       tx.commit();
       await Promise.all([found, done(tx)]);
     },
+    // Start's registration (`IdbStore.createFiber`) on the engine's schema: as it is, reading
+    // whether the id exists, the next handle and the generation floor before writing...
+    createReadFirst: async () => {
+      const tx = schemaDb.transaction(CREATE_SCOPE, "readwrite", d);
+      const fresh = crypto.randomUUID();
+      const [, handle] = await Promise.all([
+        req(tx.objectStore("fibers").get(fresh)),
+        req(tx.objectStore("meta").get("nextHandle")),
+        req(tx.objectStore("meta").get("generationFloor")),
+      ]);
+      const h = ((handle as number | undefined) ?? 1_000_000) + 1;
+      tx.objectStore("meta").put(h + 1, "nextHandle");
+      createWrites(tx, fresh, h, "put");
+      tx.commit();
+      await done(tx);
+    },
+    // ... and blind: `add` refuses an id or idempotency key that exists (aborting), the handle
+    // comes from a block reserved earlier, nothing is waited on before commit().
+    createBlind: async () => {
+      const tx = schemaDb.transaction(CREATE_SCOPE, "readwrite", d);
+      createWrites(tx, crypto.randomUUID(), blindHandle++, "add");
+      tx.commit();
+      await done(tx);
+    },
     engineStash1: async () => {
       await engine.commit([{ fiberId: id, generation, snapshot: snapshot() }]);
     },
@@ -344,6 +426,26 @@ export async function idbCosts(
       });
       await reads;
       tx.commit();
+      await done(tx);
+    },
+    batchProbesAndPutsCommit: async () => {
+      const tx = probe.transaction(["fences", "journalSegments"], "readwrite", d);
+      const fences = tx.objectStore("fences");
+      const found = Promise.all(ids.map((f) => req(fences.getKey([f, 1]))));
+      const j = tx.objectStore("journalSegments");
+      ids.forEach((f, i) => {
+        fences.put({ fiber: f }, [f, 1]);
+        j.put(segment(pos), [i + 1, pos++]);
+      });
+      tx.commit();
+      await Promise.all([found, done(tx)]);
+    },
+    batchPutsProbeDb: async () => {
+      const tx = probe.transaction(["journalSegments"], "readwrite", d);
+      const j = tx.objectStore("journalSegments");
+      ids.forEach((_, i) => {
+        j.put(segment(pos), [i + 1, pos++]);
+      });
       await done(tx);
     },
     batchCountsAndPutsCommit: async () => {
@@ -389,6 +491,8 @@ export async function idbCosts(
   await run(batch, Math.max(5, Math.floor(params.reps / 15)));
   db.close();
   plain.close();
+  probe.close();
+  await deleteDatabase(probeName);
   await deleteDatabase(plainName);
   engineDb.close();
   await connection.close();
