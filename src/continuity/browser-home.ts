@@ -54,15 +54,14 @@ import {
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { RuntimeOptions } from "../core/runtime-types";
-import {
-  type ClaimRequest,
-  type ClaimResult,
-  type CommitResult,
-  type CreateResult,
-  createFreshFiber,
-  type DeleteOptions,
-  type Store,
-  type WriteGroup,
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  DeleteOptions,
+  Store,
+  WriteGroup,
 } from "../core/store";
 import { EdgeLink, type EdgeLinkOptions } from "./edge-link";
 import { changedHomeError } from "./errors";
@@ -684,12 +683,6 @@ class HomeGuardStore extends ForwardingStore {
 
   override async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
     const result = await (await this.#replicating()).createFiber(record, chunks);
-    this.#continuity.noteKind(result.record);
-    return result;
-  }
-
-  async createFreshFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    const result = await createFreshFiber(await this.#replicating(), record, chunks);
     this.#continuity.noteKind(result.record);
     return result;
   }

@@ -17,15 +17,14 @@
 
 import { InvalidInputError } from "../core/errors";
 import type { FiberRecord, InboxEvent, StreamChunk } from "../core/records";
-import {
-  type ClaimRequest,
-  type ClaimResult,
-  type CommitResult,
-  type CreateResult,
-  createFreshFiber,
-  type DeleteOptions,
-  type Store,
-  type WriteGroup,
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  DeleteOptions,
+  Store,
+  WriteGroup,
 } from "../core/store";
 import { changedHomeError } from "./errors";
 import { ForwardingStore } from "./forwarding-store";
@@ -85,12 +84,6 @@ export class ReplicatingStore extends ForwardingStore {
           ? `The ${inner.kind} store keeps the outbox itself: open the Outbox on it (\`await Outbox.open(store)\`) so a restart finds the commits it has not shipped.`
           : `The ${inner.kind} store cannot keep an outbox: give ReplicatingStore \`new Outbox()\`, or a store that keeps it (IdbStore).`,
       );
-  }
-
-  /** A fiber of a kind not replicated is created as the store under it creates a fresh one. */
-  async createFreshFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    if (this.#replicates(record.name)) return this.createFiber(record, chunks);
-    return createFreshFiber(this.#keeper ?? this.inner, record, chunks);
   }
 
   override async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {

@@ -21,7 +21,7 @@ import type {
   StartOptions,
   StartResult,
 } from "./runtime-types";
-import { type CreateResult, createFreshFiber, type FiberQuery, type Store } from "./store";
+import type { CreateResult, FiberQuery, Store } from "./store";
 import { StreamHub } from "./stream-hub";
 import {
   awaitResult,
@@ -217,10 +217,7 @@ export class Runtime {
     const lock = options.id === undefined ? this.#runner.lockAhead(id) : undefined;
     let created: CreateResult;
     try {
-      created =
-        options.id === undefined
-          ? await createFreshFiber(this.store, record, [first])
-          : await this.store.createFiber(record, [first]);
+      created = await this.store.createFiber(record, [first]);
     } catch (error) {
       releaseUnused(lock);
       throw error;

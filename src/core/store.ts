@@ -133,15 +133,6 @@ export async function readStreamAndRecord(
   return { chunks, record: await store.getFiber(fiberId) };
 }
 
-/** `store.createFreshFiber` where the store has it, else `createFiber`: `record.id` was just generated. */
-export function createFreshFiber(
-  store: Store,
-  record: FiberRecord,
-  chunks: StreamChunk[],
-): Promise<CreateResult> {
-  return store.createFreshFiber ? store.createFreshFiber(record, chunks) : store.createFiber(record, chunks);
-}
-
 /** The outcome of `createFiber`. */
 export type CreateResult =
   | { status: "created"; record: FiberRecord }
@@ -189,15 +180,6 @@ export interface Store {
    * the returned one.
    */
   createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult>;
-  /**
-   * Optional: `createFiber` of an id generated for this call (`start` without an `id`), which no
-   * fiber ever had. A store may write it without first reading whether the id exists or which
-   * generation a deleted fiber of that id reached, so the record is stored as given (`IdbStore`
-   * then registers a fiber without waiting on a read). A fiber of the same idempotency key must
-   * still be found and returned (`exists`), and nothing written. Callers call
-   * `createFreshFiber(store, ...)`, which falls back to `createFiber`.
-   */
-  createFreshFiber?(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult>;
   /**
    * Claims a non-terminal fiber for `request.owner`: bumps its generation and sets owner and
    * lease, unless another owner's lease is still valid (and `force` is not set).

@@ -10,16 +10,15 @@
  */
 
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
-import {
-  type ClaimRequest,
-  type ClaimResult,
-  type CommitResult,
-  type CreateResult,
-  createFreshFiber,
-  type DeleteOptions,
-  type FiberQuery,
-  type Store,
-  type WriteGroup,
+import type {
+  ClaimRequest,
+  ClaimResult,
+  CommitResult,
+  CreateResult,
+  DeleteOptions,
+  FiberQuery,
+  Store,
+  WriteGroup,
 } from "../core/store";
 import { toStoreError } from "../store/fiber-rules";
 import type { Ledger, Touched } from "./ledger";
@@ -116,15 +115,6 @@ export class FaultStore implements Store {
       [record.id],
       undefined,
       () => this.#inner.createFiber(record, chunks),
-      (r) => r.status,
-    );
-  }
-  createFreshFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    return this.#write(
-      `createFreshFiber ${record.id}`,
-      [record.id],
-      undefined,
-      () => createFreshFiber(this.#inner, record, chunks),
       (r) => r.status,
     );
   }

@@ -30,7 +30,7 @@ import {
 } from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 8;
+export const DB_VERSION = 9;
 
 /** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
 export interface StoredFiber extends Omit<FiberRecord, "input"> {
@@ -158,6 +158,37 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     // thousands of conversations would hold every page of the origin at its open.
     db.createObjectStore("inputs");
   }
+  if (oldVersion < 9) {
+    // v9: the generation floor also stands in `stashes`, as a row keyed `[FLOOR_FENCE, floor]`
+    // (`floorFenceKey`), so a registration written without reading the floor collides with it
+    // when the floor moved (`IdbStore.createFiber`). The new version keeps an earlier build, which
+    // would raise the floor without moving the row, from opening the database.
+    const request = tx.objectStore("meta").get(GENERATION_FLOOR);
+    request.onsuccess = () => {
+      tx.objectStore("stashes").put(floorFenceRow(), floorFenceKey(request.result as number | undefined));
+    };
+  }
+}
+
+/**
+ * The first key member (and index value) of the generation floor's row in `stashes`: a number,
+ * so it sorts apart from every fiber's rows (keyed by a string id) and collides with none.
+ */
+export const FLOOR_FENCE = 0;
+
+/** The key of the floor's row in `stashes` while the floor is `floor` (-1: none yet). */
+export function floorFenceKey(floor: number | undefined): [number, number] {
+  return [FLOOR_FENCE, floor ?? -1];
+}
+
+/** The floor's row: its index value is what makes a second row of it collide. */
+export function floorFenceRow(): { fiber: number } {
+  return { fiber: FLOOR_FENCE };
+}
+
+/** Every key the floor's row may have. */
+export function floorFenceKeys(): IDBKeyRange {
+  return IDBKeyRange.bound([FLOOR_FENCE, Number.NEGATIVE_INFINITY], [FLOOR_FENCE, Number.POSITIVE_INFINITY]);
 }
 
 /**

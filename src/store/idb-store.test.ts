@@ -359,6 +359,13 @@ async function rawRows(
   }
 }
 
+/** The stash rows of fibers (without the generation floor's row, keyed by a number). */
+async function stashRows(factory: IDBFactory, name: string) {
+  return (await rawRows(factory, name, "stashes")).filter(
+    (row) => typeof (row.key as unknown[])[0] === "string",
+  );
+}
+
 describe("IdbStore layout (schema v5)", () => {
   it("appends one journal row per commit, keyed by the fiber's integer handle", async () => {
     const factory = new IDBFactory();
@@ -396,7 +403,7 @@ describe("IdbStore layout (schema v5)", () => {
     const name = uniqueName();
     const store = new IdbStore({ name, indexedDB: factory });
     await store.createFiber(record, []);
-    const created = await rawRows(factory, name, "stashes");
+    const created = await stashRows(factory, name);
     const claim = await store.claimFiber("f1", { owner: "a", now: 1, leaseMs: 1_000 });
     if (claim.status !== "claimed") throw new Error("setup");
     return { factory, name, store, created, current: claim.record.generation };
@@ -412,7 +419,7 @@ describe("IdbStore layout (schema v5)", () => {
     const { factory, name, store, created, current } = await claimedFiber();
     expect(created).toEqual([{ key: ["f1", 0], value: { fiber: "f1" } }]);
     await store.commit([stash(current, "one")]);
-    expect(await rawRows(factory, name, "stashes")).toEqual([
+    expect(await stashRows(factory, name)).toEqual([
       { key: ["f1", 1], value: { fiber: "f1", value: "one", at: 1 } },
     ]);
 
@@ -420,7 +427,7 @@ describe("IdbStore layout (schema v5)", () => {
     // committing, lands as an orphan row; the store removes it and reports the runner fenced.
     await store.deleteFibers(["f1"]);
     expect(await store.commit([stash(current, "late")])).toEqual({ fenced: ["f1"] });
-    expect(await rawRows(factory, name, "stashes")).toEqual([]);
+    expect(await stashRows(factory, name)).toEqual([]);
     await store.close();
   });
 
@@ -454,7 +461,7 @@ describe("IdbStore layout (schema v5)", () => {
     expect(await b.readSnapshot("taken")).toMatchObject({ value: "b's" });
     expect(await b.readSnapshot("kept")).toMatchObject({ value: "a's" });
     expect(await b.readSnapshot("gone")).toBeUndefined();
-    expect((await rawRows(factory, name, "stashes")).map((row) => row.key)).toEqual([
+    expect((await stashRows(factory, name)).map((row) => row.key)).toEqual([
       ["kept", kept],
       ["taken", (taken ?? 0) + 1],
     ]);
@@ -477,9 +484,7 @@ describe("IdbStore layout (schema v5)", () => {
     await removeRow();
     // A stale runner finds no row to collide with: fenced all the same, and the row is back.
     expect(await store.commit([stash(current - 1, "stale")])).toEqual({ fenced: ["f1"] });
-    expect(await rawRows(factory, name, "stashes")).toEqual([
-      { key: ["f1", current], value: { fiber: "f1" } },
-    ]);
+    expect(await stashRows(factory, name)).toEqual([{ key: ["f1", current], value: { fiber: "f1" } }]);
     expect(await store.commit([stash(current - 1, "stale")])).toEqual({ fenced: ["f1"] });
     // The current runner's stash simply puts it back.
     await removeRow();
@@ -580,13 +585,16 @@ describe("IdbStore layout (schema v5)", () => {
   });
 });
 
-describe("IdbStore fresh fibers (start without an id)", () => {
+describe("IdbStore registrations written blind", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
   const fresh = (id: string): FiberRecord => ({ ...record, id, idempotencyKey: `k-${id}` });
   const start = (id: string) => [{ fiberId: id, seq: 1, type: "fiber.start", data: { id }, at: 1 }];
   /** `fresh(id)` as stored: with the generation it was created with. */
   const stored = (id: string): FiberRecord => ({ ...fresh(id), createdGeneration: record.generation });
 
-  it("registers a fresh fiber in one transaction that reads nothing", async () => {
+  it("registers a fiber after the first in one transaction that reads nothing", async () => {
     const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
     await store.createFiber(record, []);
     const transactions = vi.spyOn(IDBDatabase.prototype, "transaction");
@@ -597,7 +605,7 @@ describe("IdbStore fresh fibers (start without an id)", () => {
       vi.spyOn(IDBObjectStore.prototype, "openCursor"),
       vi.spyOn(IDBIndex.prototype, "get"),
     ];
-    expect((await store.createFreshFiber(fresh("n1"), start("n1"))).status).toBe("created");
+    expect((await store.createFiber(fresh("n1"), start("n1"))).status).toBe("created");
     expect(transactions.mock.calls.map(([, mode]) => mode)).toEqual(["readwrite"]);
     for (const read of reads) expect(read).not.toHaveBeenCalled();
     vi.restoreAllMocks();
@@ -616,7 +624,7 @@ describe("IdbStore fresh fibers (start without an id)", () => {
       const id = `n${i}`;
       ids.push(id);
       if (i % 7 === 0) await store.createFiber(fresh(id), start(id));
-      else expect((await store.createFreshFiber(fresh(id), start(id))).status).toBe("created");
+      else expect((await store.createFiber(fresh(id), start(id))).status).toBe("created");
     }
     const handles = (await rawRows(factory, name, "handles")).map((row) => row.value);
     expect(handles).toHaveLength(150);
@@ -626,17 +634,57 @@ describe("IdbStore fresh fibers (start without an id)", () => {
     await b.close();
   });
 
-  it("answers a fresh fiber whose id is taken with the existing fiber, writing nothing", async () => {
+  it("answers a blind registration whose id is taken with the existing fiber, writing nothing", async () => {
     const factory = new IDBFactory();
     const name = uniqueName();
     const store = new IdbStore({ name, indexedDB: factory });
+    await store.createFiber(fresh("n0"), start("n0"));
     await store.createFiber(fresh("n1"), start("n1"));
-    const result = await store.createFreshFiber({ ...fresh("n1"), idempotencyKey: "other", name: "x" }, [
+    const result = await store.createFiber({ ...fresh("n1"), idempotencyKey: "other", name: "x" }, [
       { fiberId: "n1", seq: 1, type: "changed", data: null, at: 2 },
     ]);
     expect(result).toEqual({ status: "exists", record: stored("n1") });
     expect((await store.readStream("n1", 0)).map((c) => c.type)).toEqual(["fiber.start"]);
-    expect(await rawRows(factory, name, "handles")).toHaveLength(1);
+    expect(await rawRows(factory, name, "handles")).toHaveLength(2);
+    await store.close();
+  });
+
+  it("starts above a generation floor that another store raised since it read it", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const a = new IdbStore({ name, indexedDB: factory });
+    const b = new IdbStore({ name, indexedDB: factory });
+    await a.createFiber(fresh("n0"), start("n0"));
+    await b.createFiber({ ...fresh("f1"), generation: 1 }, start("f1"));
+    for (let i = 0; i < 5; i++) await b.claimFiber("f1", { owner: "b", now: 1, leaseMs: 1, force: true });
+    await b.deleteFibers(["f1"]);
+    // `a` read the floor before the delete: its blind registration collides with the floor's row.
+    const again = await a.createFiber({ ...fresh("f1"), generation: 1 }, start("f1"));
+    expect(again.record.generation).toBe(7);
+    expect(await a.commit([{ fiberId: "f1", generation: 6, journal: [step(0, "completed")] }])).toEqual({
+      fenced: ["f1"],
+    });
+    // ... and reads it anew: the next ones start above it too, written blind again.
+    const transactions = vi.spyOn(IDBDatabase.prototype, "transaction");
+    expect((await a.createFiber({ ...fresh("n2"), generation: 1 }, start("n2"))).record.generation).toBe(7);
+    expect(transactions.mock.calls.map(([stores]) => stores)).toEqual([
+      ["fibers", "handles", "inputs", "stashes", "streamChunks"],
+    ]);
+    await a.close();
+    await b.close();
+  });
+
+  it("starts above the floor it raised itself, still written blind", async () => {
+    const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
+    await store.createFiber({ ...fresh("f1"), generation: 3 }, start("f1"));
+    await store.deleteFibers(["f1"]);
+    const transactions = vi.spyOn(IDBDatabase.prototype, "transaction");
+    expect((await store.createFiber({ ...fresh("f1"), generation: 1 }, start("f1"))).record.generation).toBe(
+      4,
+    );
+    expect(transactions.mock.calls.map(([stores, mode]) => [stores, mode])).toEqual([
+      [["fibers", "handles", "inputs", "stashes", "streamChunks"], "readwrite"],
+    ]);
     await store.close();
   });
 
@@ -645,7 +693,7 @@ describe("IdbStore fresh fibers (start without an id)", () => {
     const name = uniqueName();
     const a = new IdbStore({ name, indexedDB: factory });
     await a.createFiber(fresh("n0"), start("n0"));
-    await a.createFreshFiber(fresh("n1"), start("n1"));
+    await a.createFiber(fresh("n1"), start("n1"));
     await new Promise<void>((resolve, reject) => {
       const request = factory.deleteDatabase(name);
       request.onsuccess = () => resolve();
@@ -655,10 +703,10 @@ describe("IdbStore fresh fibers (start without an id)", () => {
     // `a`'s block was reserved in the deleted database: the new one gives the same handles to `b`.
     for (const id of ["b0", "b1", "b2", "b3"]) {
       if (id === "b0") await b.createFiber(fresh(id), start(id));
-      else await b.createFreshFiber(fresh(id), start(id));
+      else await b.createFiber(fresh(id), start(id));
     }
-    await a.createFreshFiber(fresh("n2"), start("n2"));
-    await a.createFreshFiber(fresh("n3"), start("n3"));
+    await a.createFiber(fresh("n2"), start("n2"));
+    await a.createFiber(fresh("n3"), start("n3"));
     const ids = ["b0", "b1", "b2", "b3", "n2", "n3"];
     const handles = (await rawRows(factory, name, "handles")).map((row) => row.value);
     expect(new Set(handles).size).toBe(ids.length);

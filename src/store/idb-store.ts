@@ -54,7 +54,16 @@ import {
   type Tx,
 } from "./idb-commit";
 import { AbortedOnPurpose, commitNow, IdbConnection, result } from "./idb-connection";
-import { GENERATION_FLOOR, hasInlineInput, NEXT_HANDLE, type RowKey, type StoredFiber } from "./idb-database";
+import {
+  floorFenceKey,
+  floorFenceKeys,
+  floorFenceRow,
+  GENERATION_FLOOR,
+  hasInlineInput,
+  NEXT_HANDLE,
+  type RowKey,
+  type StoredFiber,
+} from "./idb-database";
 import {
   type AdoptedOutbox,
   adoptOutbox,
@@ -125,27 +134,35 @@ export interface IdbStoreOptions {
 /** The object stores a fiber's registration writes (without a replicated fiber's outbox). */
 const CREATE_STORES = ["fibers", "handles", "inputs", "meta", "stashes", "streamChunks"] as const;
 
-/** What `createFreshFiber` writes: the same, but `meta` (its handle was reserved before). */
-const FRESH_STORES = ["fibers", "handles", "inputs", "stashes", "streamChunks"] as const;
+/** What a registration written blind writes: the same, but `meta` (its handle is reserved). */
+const BLIND_STORES = ["fibers", "handles", "inputs", "stashes", "streamChunks"] as const;
 
 /**
- * How many handles a `createFiber` takes from `nextHandle` at once: the first for its fiber, the
- * rest for the connection's next fresh fibers. Handles never reused, a few lost at each close.
+ * How many handles a registration takes from `nextHandle` when it reads it: the first for its
+ * fiber, the rest for the connection's next registrations, written blind. Handles are never
+ * reused; what is left of a block at close is lost.
  */
 const HANDLE_BLOCK = 64;
 
-/** Handles `[next, end)` of database `db`, reserved by a `createFiber` for fresh fibers. */
-interface ReservedHandles {
+/**
+ * What a registration that read `meta` left for the next ones to be written blind: the handles
+ * `[next, end)` it reserved in database `db`, and the generation floor it read there.
+ */
+interface Reserved {
   db: IDBDatabase;
   next: number;
   end: number;
+  floor: number | undefined;
 }
 
-/** `createFreshFiber` found no handle reserved: `createFiber` takes over. */
-class NoHandleReserved extends AbortedOnPurpose {}
+/** A blind registration cannot be written (no handle reserved): the reading one runs. */
+class NothingReserved extends AbortedOnPurpose {}
 
-/** `createFreshFiber`'s record collided with an existing id or idempotency key. */
-class AlreadyTaken extends AbortedOnPurpose {}
+/**
+ * A blind registration collided (a taken id or idempotency key, a moved generation floor, an
+ * orphan stash row): nothing was written, and the reading one runs.
+ */
+class BlindCollided extends AbortedOnPurpose {}
 
 function isConstraintError(error: unknown): boolean {
   return (error as { name?: unknown } | null)?.name === "ConstraintError";
@@ -174,11 +191,8 @@ export class IdbStore implements Store {
   readonly durability: "relaxed" | "strict";
   readonly #db: IdbConnection;
   readonly #keys: FiberKeys;
-  /**
-   * Handles `createFiber` reserved for `createFreshFiber` (`[next, end)`), in the database `db`
-   * (a connection to a database deleted and created again must not use them).
-   */
-  #handles: ReservedHandles | undefined;
+  /** What the last reading registration left for blind ones (`createFiber`). */
+  #reserved: Reserved | undefined;
   readonly #claims = new CallBatcher<Claim, ClaimResult>(
     (claims) => this.#claimAll(claims),
     (claim) => claim.id,
@@ -306,13 +320,38 @@ export class IdbStore implements Store {
   /**
    * With `outbox` naming the fiber replicated, the created fiber's outbox starts in the same
    * transaction: its head, and its first entry (position 1, the record and `chunks`).
+   *
+   * Written blind when it can be (see `#createBlind`), else after reading what it needs.
    */
   async createFiber(given: FiberRecord, chunks: StreamChunk[], outbox?: OutboxWrite): Promise<CreateResult> {
-    const stores = CREATE_STORES;
     const replicated = outbox?.replicated.has(given.id) === true;
-    const scope = replicated ? [...stores, "outbox" as const, "outboxFibers" as const] : [...stores];
+    if (!replicated && this.#reserved !== undefined) {
+      try {
+        return await this.#createBlind(given, chunks);
+      } catch (error) {
+        if (!(error instanceof NothingReserved || error instanceof BlindCollided)) throw error;
+      }
+    }
+    return this.#createReading(given, chunks, replicated ? outbox : undefined);
+  }
+
+  /**
+   * A registration that reads first whether the id or the idempotency key is taken, the next
+   * handle and the generation floor. It reserves `HANDLE_BLOCK` handles, and sets the floor's
+   * row in `stashes` where the floor is (it always is, unless a build wrote the floor without it),
+   * for the next registrations to be written blind.
+   */
+  async #createReading(
+    given: FiberRecord,
+    chunks: StreamChunk[],
+    outbox?: OutboxWrite,
+  ): Promise<CreateResult> {
+    const scope =
+      outbox !== undefined
+        ? [...CREATE_STORES, "outbox" as const, "outboxFibers" as const]
+        : [...CREATE_STORES];
     let placed: Placed[] = [];
-    let reserved: ReservedHandles | undefined;
+    let reserved: Reserved | undefined;
     const result = await this.#db.write("createFiber", scope, async (tx): Promise<CreateResult> => {
       const fibers = tx.objectStore("fibers");
       const meta = tx.objectStore("meta");
@@ -334,10 +373,8 @@ export class IdbStore implements Store {
       }
       const record = aboveGenerationFloor(given, floor);
       const handle = next ?? 1;
-      // The handles after this one are reserved for this connection's fresh fibers, which then
-      // need no read of `nextHandle` (`createFreshFiber`).
       unwrap(meta).put(handle + HANDLE_BLOCK, NEXT_HANDLE);
-      reserved = { db: unwrap(tx).db, next: handle + 1, end: handle + HANDLE_BLOCK };
+      reserved = { db: unwrap(tx).db, next: handle + 1, end: handle + HANDLE_BLOCK, floor };
       unwrap(tx.objectStore("handles")).put(handle, record.id);
       unwrap(fibers).put(storedRecord(record, handle));
       unwrap(inputs).put(record.input, record.id);
@@ -345,10 +382,12 @@ export class IdbStore implements Store {
       const stashes = unwrap(tx.objectStore("stashes"));
       stashes.delete(stashesOf(record.id));
       stashes.put(emptyStash(record.id), [record.id, record.generation]);
+      stashes.delete(floorFenceKeys());
+      stashes.put(floorFenceRow(), floorFenceKey(floor));
       const rawChunks = unwrap(tx.objectStore("streamChunks"));
       for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
       const created = structuredClone(record);
-      if (replicated) {
+      if (outbox !== undefined) {
         // Rows an earlier fiber of this id left (deleted without its outbox: never) go first.
         unwrap(tx.objectStore("outbox")).delete(outboxOf(record.id));
         placed = appendToOutbox(unwrap(tx), [
@@ -360,59 +399,56 @@ export class IdbStore implements Store {
       return { status: "created", record: created };
     });
     reportPlaced(outbox, placed);
-    // Only now that the reservation is durable may fresh fibers take its handles.
-    if (reserved !== undefined) this.#handles = reserved;
+    // Only now that the reservation is durable may blind registrations take its handles.
+    if (reserved !== undefined) this.#reserved = reserved;
     return result;
   }
 
   /**
-   * `createFiber` of an id generated for this call: written without reading anything first. The
-   * record goes in with `add`, so an id or an idempotency key that exists fails the request and
-   * aborts the transaction, nothing written; the call is then answered by `createFiber`, which
-   * finds the existing fiber. The handle comes from the block the last `createFiber` on this
-   * connection reserved; with none left, `createFiber` runs (and reserves the next block). A
-   * replicated fiber is created by `createFiber` (`ReplicatingStore` calls it), which starts its
-   * outbox in the same transaction.
+   * A registration written without reading anything first: its writes and `commit()` go out at
+   * once. Each thing the reading one would have read is checked by a collision inside IndexedDB
+   * instead, which fails the request and aborts the transaction (nothing written):
+   * - the record goes in with `add`: a taken id, or a taken idempotency key (a unique index),
+   *   collides;
+   * - the generation is set above the floor the last reading registration read, and the floor's
+   *   row in `stashes` is put at that floor: had the floor moved since (a fiber deleted in another
+   *   context), its row stands at another key and collides on the unique index, as a stale stash
+   *   does (`idb-stashes.ts`);
+   * - the fiber's own stash row collides with an orphan an earlier fiber of this id left;
+   * - the handle comes from the block that registration reserved; in a database deleted and
+   *   created again under this connection, none is used.
+   * After a collision the reading registration runs, and answers `exists` or clears what stood.
    */
-  async createFreshFiber(given: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    if (this.#handles === undefined) return this.createFiber(given, chunks);
-    try {
-      const created = await this.#db.run("createFiber", [...FRESH_STORES], "readwrite", async (tx) => {
-        const handles = this.#handles;
-        // None reserved, all used, or reserved in a database since deleted and created again.
-        if (handles === undefined || handles.db !== tx.db || handles.next >= handles.end) {
-          tx.abort();
-          throw new NoHandleReserved();
-        }
-        const handle = handles.next++;
-        // No fiber ever had this id, so no generation of it to stay above (no floor read).
-        const record = aboveGenerationFloor(structuredClone(given), undefined);
-        const writes = [
-          tx.objectStore("fibers").add(storedRecord(record, handle)),
-          tx.objectStore("handles").put(handle, record.id),
-          tx.objectStore("inputs").put(record.input, record.id),
-          // The fiber's stash row, its fence for stashes. An orphan of an earlier fiber of this id
-          // (none: the id is new) would collide with it, and `createFiber` would clear it.
-          tx.objectStore("stashes").put(emptyStash(record.id), [record.id, record.generation]),
-        ];
-        const rawChunks = tx.objectStore("streamChunks");
-        for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
-        commitNow(tx);
-        try {
-          await Promise.all(writes.map(result));
-        } catch (error) {
-          if (isConstraintError(error) || isConstraintError(tx.error)) throw new AlreadyTaken();
-          throw error;
-        }
-        this.#keys.rememberWriter(record.id, handle, record.generation, 1);
-        return record;
-      });
-      return { status: "created", record: created };
-    } catch (error) {
-      if (error instanceof NoHandleReserved || error instanceof AlreadyTaken)
-        return this.createFiber(given, chunks);
-      throw error;
-    }
+  async #createBlind(given: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
+    const record = await this.#db.run("createFiber", [...BLIND_STORES], "readwrite", async (tx) => {
+      const reserved = this.#reserved;
+      if (reserved === undefined || reserved.db !== tx.db || reserved.next >= reserved.end) {
+        tx.abort();
+        throw new NothingReserved();
+      }
+      const handle = reserved.next++;
+      const record = aboveGenerationFloor(structuredClone(given), reserved.floor);
+      const stashes = tx.objectStore("stashes");
+      const writes = [
+        tx.objectStore("fibers").add(storedRecord(record, handle)),
+        tx.objectStore("handles").put(handle, record.id),
+        tx.objectStore("inputs").put(record.input, record.id),
+        stashes.put(emptyStash(record.id), [record.id, record.generation]),
+        stashes.put(floorFenceRow(), floorFenceKey(reserved.floor)),
+      ];
+      const rawChunks = tx.objectStore("streamChunks");
+      for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
+      commitNow(tx);
+      try {
+        await Promise.all(writes.map(result));
+      } catch (error) {
+        if (isConstraintError(error) || isConstraintError(tx.error)) throw new BlindCollided();
+        throw error;
+      }
+      this.#keys.rememberWriter(record.id, handle, record.generation, 1);
+      return record;
+    });
+    return { status: "created", record };
   }
 
   async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
@@ -579,45 +615,60 @@ export class IdbStore implements Store {
       "journalSegments",
       "streamChunks",
     ] as const;
+    let moved: { db: IDBDatabase; floor: number } | undefined;
     // A deleted fiber's outbox goes with it (a replicating host deletes only what is acknowledged).
-    return this.#db.write("deleteFibers", [...stores, "meta", "outbox", "outboxFibers"], async (tx) => {
-      const meta = tx.objectStore("meta");
-      const [handles, records, floor] = await Promise.all([
-        Promise.all(unique.map((id) => tx.objectStore("handles").get(id))),
-        Promise.all(unique.map((id) => tx.objectStore("fibers").get(id))),
-        meta.get(GENERATION_FLOOR),
-      ]);
-      const [fibers, handleRows, stashes, inbox, inputs, ...rows] = stores.map((name) =>
-        unwrap(tx.objectStore(name)),
-      );
-      const outboxRows = unwrap(tx.objectStore("outbox"));
-      const outboxHeads = unwrap(tx.objectStore("outboxFibers"));
-      const deleted: string[] = [];
-      let raised = floor;
-      unique.forEach((id, i) => {
-        const record = records[i];
-        // A missing record's rows (none, unless a write was torn) are removed all the same.
-        if (record !== undefined) {
-          if (!deletable(id, record.generation, options)) return;
-          // A fiber created again under this id starts above every generation it reached.
-          raised = raiseGenerationFloor(raised, record.generation);
-          deleted.push(id);
+    const gone = await this.#db.write(
+      "deleteFibers",
+      [...stores, "meta", "outbox", "outboxFibers"],
+      async (tx) => {
+        const meta = tx.objectStore("meta");
+        const [handles, records, floor] = await Promise.all([
+          Promise.all(unique.map((id) => tx.objectStore("handles").get(id))),
+          Promise.all(unique.map((id) => tx.objectStore("fibers").get(id))),
+          meta.get(GENERATION_FLOOR),
+        ]);
+        const [fibers, handleRows, stashes, inbox, inputs, ...rows] = stores.map((name) =>
+          unwrap(tx.objectStore(name)),
+        );
+        const outboxRows = unwrap(tx.objectStore("outbox"));
+        const outboxHeads = unwrap(tx.objectStore("outboxFibers"));
+        const deleted: string[] = [];
+        let raised = floor;
+        unique.forEach((id, i) => {
+          const record = records[i];
+          // A missing record's rows (none, unless a write was torn) are removed all the same.
+          if (record !== undefined) {
+            if (!deletable(id, record.generation, options)) return;
+            // A fiber created again under this id starts above every generation it reached.
+            raised = raiseGenerationFloor(raised, record.generation);
+            deleted.push(id);
+          }
+          this.#keys.forget(id);
+          fibers?.delete(id);
+          handleRows?.delete(id);
+          stashes?.delete(stashesOf(id));
+          inbox?.delete(inboxOf(id));
+          inputs?.delete(id);
+          outboxRows.delete(outboxOf(id));
+          outboxHeads.delete(id);
+          const handle = handles[i];
+          if (handle !== undefined) for (const store of rows) store.delete(rowsOf(handle));
+        });
+        if (raised !== undefined && raised !== floor) {
+          unwrap(meta).put(raised, GENERATION_FLOOR);
+          // The floor's row moves with it: a registration written blind under the old floor collides.
+          stashes?.delete(floorFenceKeys());
+          stashes?.put(floorFenceRow(), floorFenceKey(raised));
+          moved = { db: unwrap(tx).db, floor: raised };
         }
-        this.#keys.forget(id);
-        fibers?.delete(id);
-        handleRows?.delete(id);
-        stashes?.delete(stashesOf(id));
-        inbox?.delete(inboxOf(id));
-        inputs?.delete(id);
-        outboxRows.delete(outboxOf(id));
-        outboxHeads.delete(id);
-        const handle = handles[i];
-        if (handle !== undefined) for (const store of rows) store.delete(rowsOf(handle));
-      });
-      if (raised !== undefined && raised !== floor) unwrap(meta).put(raised, GENERATION_FLOOR);
-      commitNow(unwrap(tx));
-      return deleted;
-    });
+        commitNow(unwrap(tx));
+        return deleted;
+      },
+    );
+    // This store's next blind registrations start above the floor it just raised.
+    const reserved = this.#reserved;
+    if (moved !== undefined && reserved?.db === moved.db) reserved.floor = moved.floor;
+    return gone;
   }
 
   async close(): Promise<void> {

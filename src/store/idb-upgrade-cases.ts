@@ -17,8 +17,54 @@ export interface UpgradeTarget {
   name: string;
 }
 
-/** Registers the v1, v2, v3, v5, v6 and v7 -> current upgrade tests; `target()` gives a fresh, unused database name. */
+/** Registers the v1, v2, v3, v5, v6, v7 and v8 -> current upgrade tests; `target()` gives a fresh, unused database name. */
 export function runUpgradeTests(target: () => UpgradeTarget): void {
+  it("upgrades a v8 database, setting its generation floor's row so a registration written blind sees the floor", async () => {
+    const { factory, name } = target();
+    await writeV8(factory, name);
+    const a = new IdbStore({ name, indexedDB: factory });
+    const b = new IdbStore({ name, indexedDB: factory });
+    expect(await a.getFiber("f1")).toMatchObject({ generation: 3, input: f1.input });
+    const keys = await new Promise<IDBValidKey[]>((resolve, reject) => {
+      void open(factory, name).then((db) => {
+        const request = db.transaction("stashes").objectStore("stashes").getAllKeys();
+        request.onsuccess = () => {
+          db.close();
+          resolve(request.result);
+        };
+        request.onerror = () => reject(request.error);
+      }, reject);
+    });
+    expect(keys).toEqual([
+      [0, 6],
+      ["f1", 3],
+    ]);
+
+    // A fiber deleted at generation 6 left the floor at 6: f2, created again, starts above it,
+    // and so does every registration after it, written blind.
+    expect(
+      (await a.createFiber({ ...f1, id: "f2", idempotencyKey: "k2", generation: 1 }, [])).record.generation,
+    ).toBe(7);
+    expect(
+      (await a.createFiber({ ...f1, id: "f3", idempotencyKey: "k3", generation: 1 }, [])).record.generation,
+    ).toBe(7);
+    // Another store raises the floor: the first store's next blind registration collides and reads it.
+    for (let i = 0; i < 4; i++) await b.claimFiber("f1", { owner: "b", now: 1, leaseMs: 1, force: true });
+    await b.deleteFibers(["f1"]);
+    expect(
+      (await a.createFiber({ ...f1, id: "f1", idempotencyKey: "k1", generation: 1 }, [])).record.generation,
+    ).toBe(8);
+    expect(
+      (await a.createFiber({ ...f1, id: "f4", idempotencyKey: "k4", generation: 1 }, [])).record.generation,
+    ).toBe(8);
+    await b.deleteFibers(["f1"]);
+    expect(
+      (await a.createFiber({ ...f1, id: "f5", idempotencyKey: "k5", generation: 1 }, [])).record.generation,
+    ).toBe(9);
+    await a.close();
+    await b.close();
+  });
+
   it("upgrades a v7 database, reading inputs kept in records and moving each out at its next claim", async () => {
     const { factory, name } = target();
     await writeV7(factory, name);
@@ -257,7 +303,8 @@ export function runUpgradeTests(target: () => UpgradeTarget): void {
       request.onsuccess = () => resolve(request.result);
       request.onerror = () => reject(request.error);
     });
-    expect(keys).toEqual([
+    // (The generation floor's row, keyed by a number, stands first since v9.)
+    expect(keys.filter((key) => typeof (key as unknown[])[0] === "string")).toEqual([
       ["f1", 3],
       ["f2", 1],
     ]);
@@ -465,6 +512,28 @@ async function writeV7(factory: IDBFactory, name: string): Promise<void> {
   tx.objectStore("fibers").put({ ...f1, generation: 3, streamHead: 1, handle: 1 });
   tx.objectStore("handles").put(1, "f1");
   tx.objectStore("meta").put(2, "nextHandle");
+  tx.objectStore("stashes").put({ fiber: "f1" }, ["f1", 3]);
+  tx.objectStore("streamChunks").put(["fiber.start", null, 1], [1, 1]);
+  await completion(tx);
+  db.close();
+}
+
+/**
+ * Schema v8 exactly as it shipped (v7's stores and `inputs`), holding fiber f1 running at
+ * generation 3, its input in its own row, and the generation floor at 6 (a fiber deleted there).
+ */
+async function writeV8(factory: IDBFactory, name: string): Promise<void> {
+  const db = await open(factory, name, 8, (v8) => {
+    createShippedV6Stores(v8).createIndex("endedAt", "endedAt");
+    v8.createObjectStore("inputs");
+  });
+  const tx = db.transaction(["fibers", "handles", "inputs", "meta", "stashes", "streamChunks"], "readwrite");
+  const { input, ...record } = f1;
+  tx.objectStore("fibers").put({ ...record, generation: 3, streamHead: 1, handle: 1 });
+  tx.objectStore("inputs").put(input, "f1");
+  tx.objectStore("handles").put(1, "f1");
+  tx.objectStore("meta").put(2, "nextHandle");
+  tx.objectStore("meta").put(6, "generationFloor");
   tx.objectStore("stashes").put({ fiber: "f1" }, ["f1", 3]);
   tx.objectStore("streamChunks").put(["fiber.start", null, 1], [1, 1]);
   await completion(tx);

@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FiberNotFoundError, StoreError } from "../core/errors";
 import type { FiberRecord, JournalEntry, StreamChunk } from "../core/records";
-import { createFreshFiber, type Store, type WriteGroup } from "../core/store";
+import type { Store, WriteGroup } from "../core/store";
 
 /** Options of `runStoreContract`. */
 export interface StoreContractOptions {
@@ -98,16 +98,16 @@ export function runStoreContract(
       });
     });
 
-    // What `start` without an id calls (`createFreshFiber`, or `createFiber` where a store has no
-    // such method): the same outcomes for an id no fiber ever had.
-    describe("createFreshFiber", () => {
+    // `IdbStore` writes a registration without reading first once an earlier one reserved what it
+    // needs (`createFiber`): these run after a first fiber, so they cover that path too.
+    describe("createFiber after a first fiber", () => {
       it("creates fibers whose rows are their own, beside fibers created by createFiber", async () => {
         await store.createFiber(fiber("old", { idempotencyKey: "k-old", streamHead: 1 }), [
           chunk("old", 1, "fiber.start"),
         ]);
         const fresh = ["n1", "n2", "n3"].map((id) => fiber(id, { idempotencyKey: `k-${id}`, streamHead: 1 }));
         for (const record of fresh) {
-          const result = await createFreshFiber(store, record, [chunk(record.id, 1, "fiber.start")]);
+          const result = await store.createFiber(record, [chunk(record.id, 1, "fiber.start")]);
           expect(result).toEqual({ status: "created", record });
         }
         for (const record of fresh) {
@@ -129,21 +129,37 @@ export function runStoreContract(
         }
       });
 
-      it("returns the fiber of a taken idempotency key and writes nothing", async () => {
+      it("returns the fiber of a taken id or idempotency key and writes nothing", async () => {
         const first = fiber("f1", { idempotencyKey: "same" });
         await store.createFiber(first, [chunk("f1", 1)]);
-        const result = await createFreshFiber(store, fiber("f2", { idempotencyKey: "same" }), [
-          chunk("f2", 1),
-        ]);
+        const result = await store.createFiber(fiber("f2", { idempotencyKey: "same" }), [chunk("f2", 1)]);
         expect(result).toEqual({ status: "exists", record: first });
         expect(await store.getFiber("f2")).toBeUndefined();
         expect(await store.readStream("f2", 0)).toEqual([]);
+        const again = await store.createFiber(fiber("f1", { name: "other" }), [chunk("f1", 1, "changed")]);
+        expect(again).toEqual({ status: "exists", record: first });
+        expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1)]);
         expect(await store.listFibers()).toEqual([first]);
       });
 
-      it("fences a fresh fiber's stale runner after a claim, and deletes it whole", async () => {
+      it("starts a fiber created again after a delete above the generation its former fiber reached", async () => {
         await store.createFiber(fiber("first"), []);
-        await createFreshFiber(store, fiber("f1"), [chunk("f1", 1, "fiber.start")]);
+        await store.createFiber(fiber("f1", { generation: 1 }), []);
+        for (let i = 0; i < 3; i++)
+          await store.claimFiber("f1", { owner: "r", now: 1_000, leaseMs: 1, force: true });
+        expect((await store.getFiber("f1"))?.generation).toBe(4);
+        await store.deleteFibers(["f1"]);
+        const again = await store.createFiber(fiber("f1", { generation: 1 }), []);
+        expect(again.record.generation).toBe(5);
+        const other = await store.createFiber(fiber("f2", { generation: 1 }), []);
+        expect(other.record.generation).toBe(5);
+        const stale = await store.commit([{ fiberId: "f1", generation: 4, journal: [entry("f1", 0)] }]);
+        expect(stale.fenced).toEqual(["f1"]);
+      });
+
+      it("fences the stale runner of a fiber created after another, and deletes it whole", async () => {
+        await store.createFiber(fiber("first"), []);
+        await store.createFiber(fiber("f1"), [chunk("f1", 1, "fiber.start")]);
         const claim = await store.claimFiber("f1", { owner: "runner", now: 1_000, leaseMs: 30_000 });
         if (claim.status !== "claimed") throw new Error("setup: could not claim f1");
         const snap = (value: string) => ({ fiberId: "f1", value, at: 2_000 });
@@ -167,12 +183,12 @@ export function runStoreContract(
       it("rejects a value that is not structured-cloneable and writes nothing", async () => {
         await store.createFiber(fiber("first"), []);
         const bad = chunk("f1", 1, "progress", { render: () => "not data" });
-        await expect(createFreshFiber(store, fiber("f1"), [bad])).rejects.toMatchObject({
+        await expect(store.createFiber(fiber("f1"), [bad])).rejects.toMatchObject({
           code: "store_error",
         });
         expect(await store.getFiber("f1")).toBeUndefined();
-        // The store goes on creating fibers, fresh or not.
-        expect((await createFreshFiber(store, fiber("f2"), [])).status).toBe("created");
+        // The store goes on creating fibers.
+        expect((await store.createFiber(fiber("f2"), [])).status).toBe("created");
         expect((await store.createFiber(fiber("f3"), [])).status).toBe("created");
       });
     });

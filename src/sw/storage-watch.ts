@@ -17,13 +17,7 @@ import {
 } from "../continuity/outbox-log";
 import { type FiberRecord, isTerminal, type StreamChunk } from "../core/records";
 import type { Runtime } from "../core/runtime";
-import {
-  createFreshFiber,
-  type FiberQuery,
-  readStreamAndRecord,
-  type Store,
-  type WriteGroup,
-} from "../core/store";
+import { type FiberQuery, readStreamAndRecord, type Store, type WriteGroup } from "../core/store";
 import { STORAGE_CHANNEL, type StorageHealth, type StorageHealthMessage } from "./protocol";
 
 /** Options of `watchStorage`. */
@@ -146,12 +140,6 @@ class StorageWatch implements WatchedStore {
         ? this.#store.createFiber(record, chunks)
         : (this.#store as OutboxStore).createFiber(record, chunks, outbox),
     );
-    if (result.status === "created") this.#updateMarker((ids) => ids.add(result.record.id));
-    return result;
-  }
-
-  async createFreshFiber(record: FiberRecord, chunks: StreamChunk[]) {
-    const result = await this.#writing([], () => createFreshFiber(this.#store, record, chunks));
     if (result.status === "created") this.#updateMarker((ids) => ids.add(result.record.id));
     return result;
   }
