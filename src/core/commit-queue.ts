@@ -239,13 +239,9 @@ function mergeGroups(groups: WriteGroup[]): WriteGroup[] {
     let into = prev;
     if (!slot.owned) {
       // The copy owns its arrays and patch, so later groups (one per emitted chunk) merge in place.
-      into = {
-        ...prev,
-        fiber: prev.fiber && { ...prev.fiber },
-        journal: prev.journal?.slice(),
-        chunks: prev.chunks?.slice(),
-        consumeEvents: prev.consumeEvents?.slice(),
-      };
+      // Field by field rather than a spread: one object shape for every copy (a spread of groups
+      // of varied shapes was a tenth of a step loop's CPU).
+      into = ownedCopy(prev);
       out[slot.index] = into;
       slot.owned = true;
     }
@@ -256,6 +252,33 @@ function mergeGroups(groups: WriteGroup[]): WriteGroup[] {
     if (g.consumeEvents) into.consumeEvents = append(into.consumeEvents, g.consumeEvents);
   }
   return out;
+}
+
+/**
+ * The fields `ownedCopy` copies: every field of `WriteGroup`, so that a field added there without
+ * being copied here fails to compile.
+ */
+export const COPIED_FIELDS: Readonly<Record<keyof WriteGroup, true>> = {
+  fiberId: true,
+  generation: true,
+  fiber: true,
+  clearJournal: true,
+  journal: true,
+  snapshot: true,
+  chunks: true,
+  consumeEvents: true,
+};
+
+/** A copy of `group` whose patch and arrays are its own (the fields it lacks stay absent). */
+function ownedCopy(group: WriteGroup): WriteGroup {
+  const copy: WriteGroup = { fiberId: group.fiberId, generation: group.generation };
+  if (group.fiber !== undefined) copy.fiber = { ...group.fiber };
+  if (group.clearJournal !== undefined) copy.clearJournal = group.clearJournal;
+  if (group.journal !== undefined) copy.journal = group.journal.slice();
+  if (group.snapshot !== undefined) copy.snapshot = group.snapshot;
+  if (group.chunks !== undefined) copy.chunks = group.chunks.slice();
+  if (group.consumeEvents !== undefined) copy.consumeEvents = group.consumeEvents.slice();
+  return copy;
 }
 
 /** Appends in place to an array the merged group owns (a copy made when the group was first seen). */

@@ -129,7 +129,7 @@ export class FiberSteps {
     options: StepOptions,
   ): Promise<T> {
     const host = this.#host;
-    const policy = { ...DEFAULT_RETRY, ...options.retry };
+    const policy = options.retry === undefined ? DEFAULT_RETRY : { ...DEFAULT_RETRY, ...options.retry };
     // Where the chunks of the current chain of attempts start: a retry after an error starts a
     // new chain (it gets no `emitted`), an attempt after an interruption continues the chain.
     let streamFrom = recorded?.streamFrom ?? host.streamHead;

@@ -70,7 +70,11 @@ export async function runAttempt<T>(
     return await Promise.race([
       Promise.resolve().then(() =>
         fn({
-          ...step,
+          // Field by field: a literal of one shape is cheaper to make than a spread.
+          attempt: step.attempt,
+          idempotencyKey: step.idempotencyKey,
+          interrupted: step.interrupted,
+          emitted: step.emitted,
           get signal() {
             return signal();
           },
