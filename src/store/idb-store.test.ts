@@ -688,6 +688,39 @@ describe("IdbStore registrations written blind", () => {
     await store.close();
   });
 
+  it("answers a taken id with the existing fiber even when the new record cannot be stored", async () => {
+    const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
+    await store.createFiber(fresh("n0"), start("n0"));
+    await store.createFiber(fresh("n1"), start("n1"));
+    const bad = [{ fiberId: "n1", seq: 1, type: "x", data: { f: () => 1 }, at: 1 }];
+    expect(await store.createFiber({ ...fresh("n1"), idempotencyKey: "other" }, bad)).toEqual({
+      status: "exists",
+      record: stored("n1"),
+    });
+    await expect(store.createFiber(fresh("n2"), bad)).rejects.toMatchObject({ code: "store_error" });
+    expect(await store.getFiber("n2")).toBeUndefined();
+    await store.close();
+  });
+
+  it("refuses ids and idempotency keys that are not strings, which could pass for the floor's row", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const store = new IdbStore({ name, indexedDB: factory });
+    await store.createFiber(fresh("n0"), start("n0"));
+    const numeric = { ...fresh("n1"), id: 0 as unknown as string };
+    await expect(store.createFiber(numeric, [])).rejects.toMatchObject({ code: "invalid_argument" });
+    const keyed = { ...fresh("n1"), idempotencyKey: { k: 1 } as unknown as string };
+    await expect(store.createFiber(keyed, [])).rejects.toMatchObject({ code: "invalid_argument" });
+    await expect(store.deleteFibers([0 as unknown as string])).rejects.toMatchObject({
+      code: "invalid_argument",
+    });
+    expect((await rawRows(factory, name, "stashes")).map((row) => row.key)).toEqual([
+      [0, -1],
+      ["n0", 0],
+    ]);
+    await store.close();
+  });
+
   it("reserves handles anew in a database deleted and created again under it", async () => {
     const factory = new IDBFactory();
     const name = uniqueName();

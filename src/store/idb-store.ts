@@ -324,12 +324,17 @@ export class IdbStore implements Store {
    * Written blind when it can be (see `#createBlind`), else after reading what it needs.
    */
   async createFiber(given: FiberRecord, chunks: StreamChunk[], outbox?: OutboxWrite): Promise<CreateResult> {
+    assertStringKey("createFiber", "fiber id", given.id);
+    if (given.idempotencyKey !== undefined)
+      assertStringKey("createFiber", "idempotency key", given.idempotencyKey);
     const replicated = outbox?.replicated.has(given.id) === true;
     if (!replicated && this.#reserved !== undefined) {
       try {
         return await this.#createBlind(given, chunks);
-      } catch (error) {
-        if (!(error instanceof NothingReserved || error instanceof BlindCollided)) throw error;
+      } catch {
+        // A collision, nothing reserved, or any other failure (a value that cannot be cloned,
+        // quota): nothing was written, and the reading registration gives the answer it always
+        // gave (`exists` for a taken id whatever the new record holds, else the same failure).
       }
     }
     return this.#createReading(given, chunks, replicated ? outbox : undefined);
@@ -604,6 +609,7 @@ export class IdbStore implements Store {
   }
 
   async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
+    for (const id of ids) assertStringKey("deleteFibers", "fiber id", id);
     const unique = [...new Set(ids)];
     if (unique.length === 0) return this.#db.nothing([]);
     const stores = [
@@ -738,6 +744,19 @@ function inputOf<Mode extends IDBTransactionMode>(
   stored: StoredFiber | undefined,
 ): Promise<unknown> | undefined {
   return stored === undefined || hasInlineInput(stored) ? undefined : tx.objectStore("inputs").get(stored.id);
+}
+
+/**
+ * Fiber ids and idempotency keys are strings (`FiberRecord`). IndexedDB would take a number too,
+ * but a number as an id would share the keys of the generation floor's row in `stashes`
+ * (`floorFenceKey`), and anything that is not a key would be left out of the idempotency index.
+ */
+function assertStringKey(operation: string, what: string, value: unknown): void {
+  if (typeof value === "string") return;
+  throw new InvalidInputError(
+    "invalid_argument",
+    `IdbStore.${operation}: a ${what} must be a string, not ${value === null ? "null" : `a ${typeof value}`}.`,
+  );
 }
 
 /** A whole-number option of `IdbStore`, at least `min`, or `undefined` for its default. */
