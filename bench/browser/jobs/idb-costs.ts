@@ -393,11 +393,10 @@ export async function idbCosts(
       await done(tx);
     },
     // ... and blind: `add` refuses an id or idempotency key that exists (aborting), the handle
-    // comes from a block reserved earlier, nothing is waited on before commit().
+    // comes from a block reserved earlier, nothing is read; it commits itself, as IdbStore's does.
     createBlind: async () => {
       const tx = schemaDb.transaction(CREATE_SCOPE, "readwrite", d);
       createWrites(tx, crypto.randomUUID(), blindHandle++, "add");
-      tx.commit();
       await done(tx);
     },
     engineStash1: async () => {
