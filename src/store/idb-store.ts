@@ -53,7 +53,7 @@ import {
   storedRecord,
   type Tx,
 } from "./idb-commit";
-import { AbortedOnPurpose, commitNow, IdbConnection, result } from "./idb-connection";
+import { AbortedOnPurpose, commitNow, IdbConnection } from "./idb-connection";
 import {
   floorFenceKey,
   floorFenceKeys,
@@ -157,16 +157,6 @@ interface Reserved {
 
 /** A blind registration cannot be written (no handle reserved): the reading one runs. */
 class NothingReserved extends AbortedOnPurpose {}
-
-/**
- * A blind registration collided (a taken id or idempotency key, a moved generation floor, an
- * orphan stash row): nothing was written, and the reading one runs.
- */
-class BlindCollided extends AbortedOnPurpose {}
-
-function isConstraintError(error: unknown): boolean {
-  return (error as { name?: unknown } | null)?.name === "ConstraintError";
-}
 
 /**
  * A `Store` on IndexedDB, for pages and Service Workers.
@@ -427,7 +417,7 @@ export class IdbStore implements Store {
    * After a collision the reading registration runs, and answers `exists` or clears what stood.
    */
   async #createBlind(given: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
-    const record = await this.#db.run("createFiber", [...BLIND_STORES], "readwrite", async (tx) => {
+    const written = await this.#db.run("createFiber", [...BLIND_STORES], "readwrite", async (tx) => {
       const reserved = this.#reserved;
       if (reserved === undefined || reserved.db !== tx.db || reserved.next >= reserved.end) {
         tx.abort();
@@ -436,25 +426,19 @@ export class IdbStore implements Store {
       const handle = reserved.next++;
       const record = aboveGenerationFloor(structuredClone(given), reserved.floor);
       const stashes = tx.objectStore("stashes");
-      const writes = [
-        tx.objectStore("fibers").add(storedRecord(record, handle)),
-        tx.objectStore("handles").put(handle, record.id),
-        tx.objectStore("inputs").put(record.input, record.id),
-        stashes.put(emptyStash(record.id), [record.id, record.generation]),
-        stashes.put(floorFenceRow(), floorFenceKey(reserved.floor)),
-      ];
+      tx.objectStore("fibers").add(storedRecord(record, handle));
+      tx.objectStore("handles").put(handle, record.id);
+      tx.objectStore("inputs").put(record.input, record.id);
+      stashes.put(emptyStash(record.id), [record.id, record.generation]);
+      stashes.put(floorFenceRow(), floorFenceKey(reserved.floor));
       const rawChunks = tx.objectStore("streamChunks");
       for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
-      try {
-        await Promise.all(writes.map(result));
-      } catch (error) {
-        if (isConstraintError(error) || isConstraintError(tx.error)) throw new BlindCollided();
-        throw error;
-      }
-      this.#keys.rememberWriter(record.id, handle, record.generation, 1);
-      return record;
+      // A collision fails its request, which aborts the transaction: `run` rejects, and
+      // `createFiber` hands the call to the reading registration.
+      return { record, handle };
     });
-    return { status: "created", record };
+    this.#keys.rememberWriter(written.record.id, written.handle, written.record.generation, 1);
+    return { status: "created", record: written.record };
   }
 
   async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
