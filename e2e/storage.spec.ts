@@ -91,6 +91,38 @@ test("Try again while the origin is still full keeps the fiber paused, nothing l
   expect(events.slice(0, before.length).map(({ seq, type, data }) => ({ seq, type, data }))).toEqual(before);
 });
 
+test("a fiber that only stashes pauses on a full origin, nothing lost, and finishes once space is back", async ({
+  session,
+}) => {
+  // Stash-only commits take their own path (written and committed in the task that issued them).
+  const page = await session.open(`/?swquota=${BUCKET_QUOTA}`);
+  const { id } = await page.evaluate(async () => {
+    const client = await window.fx.client();
+    return await client.start("stasher", { stashes: 30, bytes: 10_000, intervalMs: 50 });
+  });
+  const stashed = async () =>
+    (
+      (await page.evaluate(async (f) => (await window.fx.client()).inspect(f), id)).snapshot as
+        | { i: number }
+        | undefined
+    )?.i ?? 0;
+  await expect.poll(stashed).toBeGreaterThan(3);
+  expect(await page.evaluate(() => window.fx.fillBucket())).toBeGreaterThan(0);
+  await expect
+    .poll(() => lastHealth(page), { timeout: 20_000 })
+    .toMatchObject({ state: "quota_exceeded", paused: [id] });
+  expect(await fiberStatus(page, id)).toBe("running");
+  const before = await stashed();
+  expect(before).toBeLessThan(30);
+
+  await page.evaluate(() => window.fx.freeBucket());
+  await expect.poll(() => lastHealth(page), { timeout: 40_000 }).toMatchObject({ state: "ok", paused: [] });
+  await expect.poll(() => fiberStatus(page, id), { timeout: 40_000 }).toBe("completed");
+  expect(await stashed()).toBe(30);
+  const events = await page.evaluate((f) => window.fx.collect(f), id);
+  expect(events.at(-1)?.data).toEqual({ status: "completed", result: { stashes: 30 } });
+});
+
 test("a start refused for lack of space fails with quota_exceeded and writes no fiber", async ({
   session,
 }) => {

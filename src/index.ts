@@ -40,6 +40,7 @@ export {
   type RecoveryInfo,
   type RecoverySummary,
   ReplayDivergedError,
+  type ResumePoint,
   type RetryPolicy,
   Runtime,
   type RuntimeOptions,

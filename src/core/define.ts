@@ -70,7 +70,10 @@ export interface FiberContext<In = unknown> {
   readonly input: In;
   /** Aborted when the fiber is cancelled (reason: a `CancelledError`) or its runner is fenced. */
   readonly signal: AbortSignal;
-  /** The last value passed to `stash`, as of the start of this run (and updated by later stashes). */
+  /**
+   * The last value passed to `stash`, as of the start of this run (and updated by later stashes).
+   * A fiber defined with `resumeFrom: "stash"` picks up from it after a crash.
+   */
   readonly snapshot: unknown;
   /** `null` on a first run; set when this run recovers an interrupted one. */
   readonly recovery: RecoveryInfo | null;
@@ -90,7 +93,8 @@ export interface FiberContext<In = unknown> {
    * Replaces the fiber's snapshot; resolves once durable. After a crash `ctx.snapshot` holds it.
    *
    * Failure semantics: atomic; if the process dies before it resolves, the previous snapshot stays.
-   * A replay makes the same stashes silently (the stored snapshot is newer). Its completion is
+   * A replay from the top makes the same stashes silently (the stored snapshot is newer); with
+   * `resumeFrom: "stash"` every stash of a later run is a new one. Its completion is
    * not ordered against steps and waits in other `Promise.all` branches (it has no journal
    * entry): stash between concurrent sections, not inside one branch of them.
    */
@@ -128,6 +132,16 @@ export interface FiberOptions<In, Out> {
   maxRecoveries?: number;
   /** Overrides the runtime's `retentionMs` for this fiber. */
   retentionMs?: number;
+  /**
+   * Where a later run of the fiber (after a crash, a wake-up, an event) starts:
+   * - `"start"` (default, the step-journal shape): the handler is replayed from the top; its
+   *   completed steps return their results and its emits and stashes are not made again.
+   * - `"stash"` (the fiber + stash shape): the handler, run from the top, picks up from
+   *   `ctx.snapshot`, and the runtime counts from the last stash: the steps, emits and stashes
+   *   the earlier run made after that stash replay, and the rest are new. Stash when no step,
+   *   sleep or wait of the run is pending.
+   */
+  resumeFrom?: "start" | "stash";
 }
 
 /** A registered kind of fiber; carries its input and output types. */
@@ -167,6 +181,11 @@ export function defineFiber<In, Out>(name: string, options: FiberOptions<In, Out
   }
   if (typeof options?.run !== "function") {
     throw new TypeError(`defineFiber("${name}") needs a run(ctx, input) function.`);
+  }
+  if (options.resumeFrom !== undefined && options.resumeFrom !== "start" && options.resumeFrom !== "stash") {
+    throw new TypeError(
+      `defineFiber("${name}"): resumeFrom must be "start" (replay from the top) or "stash" (continue from the last stash), not ${JSON.stringify(options.resumeFrom)}.`,
+    );
   }
   return {
     name,

@@ -18,6 +18,8 @@ import type {
   InboxEvent,
   JournalEntry,
   RecoveryInfo,
+  ResumePoint,
+  SnapshotRecord,
   StreamChunk,
 } from "./records";
 import type { Replication } from "./replication";
@@ -63,6 +65,8 @@ export interface RunState {
   snapshot: unknown;
   /** The stash ordinal of `snapshot` (see `SnapshotRecord.ordinal`). */
   snapshotOrdinal?: number;
+  /** Where the run that stashed `snapshot` stood (`SnapshotRecord.resume`), if it said. */
+  snapshotResume?: ResumePoint | undefined;
   inbox: readonly InboxEvent[];
   recovery: RecoveryInfo | null;
 }
@@ -85,6 +89,8 @@ export class FiberRun {
   readonly #recordedOrdinal: number;
   #stashes = 0;
   readonly #recordedStashes: number;
+  /** Whether the fiber is defined with `resumeFrom: "stash"`. */
+  readonly #fromStash: boolean;
   #state: "running" | "suspending" | "ended" = "running";
   #wakeRequested = false;
   readonly #ended: Promise<void>;
@@ -101,11 +107,19 @@ export class FiberRun {
     this.#recordedStashes = state.snapshotOrdinal ?? 0;
     this.#snapshot = state.snapshot;
     this.#recovery = state.recovery;
+    // The fiber + stash shape: the handler picks up from the snapshot, so the run counts on from
+    // the stash instead of replaying from the top (a snapshot stashed by a build that did not
+    // record where still gets its later stashes written).
+    this.#fromStash = definition.options.resumeFrom === "stash";
+    const from = this.#fromStash ? state.snapshotResume : undefined;
+    if (this.#fromStash) this.#stashes = this.#recordedStashes;
+    if (from !== undefined) this.#ordinal = from.emits;
     this.#journal = new RunJournal(
       this.id,
       state.journal,
       (error) => this.#failNow(error),
       () => this.#ordinal,
+      from,
     );
     const run = this;
     this.#waits = new FiberWaits(
@@ -299,8 +313,11 @@ export class FiberRun {
     }
     this.#waits.beginWork();
     try {
-      // The ordinal rides in the snapshot itself: a stash stays a stash-only write, one round trip.
-      await this.#write({ snapshot: { fiberId: this.id, value, at: this.#host.now(), ordinal } });
+      // The ordinal (and where the run stands, for a run to resume from) rides in the snapshot
+      // itself: a stash stays a stash-only write, one round trip.
+      const snapshot: SnapshotRecord = { fiberId: this.id, value, at: this.#host.now(), ordinal };
+      if (this.#fromStash) snapshot.resume = this.#journal.resumePoint(this.#ordinal);
+      await this.#write({ snapshot });
       this.#snapshot = value;
     } finally {
       this.#waits.endWork();

@@ -52,6 +52,7 @@ export {
   type JournalEntry,
   type JournalKind,
   type RecoveryInfo,
+  type ResumePoint,
   type SnapshotRecord,
   type StreamChunk,
   TERMINAL_STATUSES,

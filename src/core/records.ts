@@ -160,6 +160,27 @@ export interface SnapshotRecord {
    * silently, since the stored snapshot is newer. Absent on snapshots written before it existed.
    */
   ordinal?: number;
+  /**
+   * Where the run stood when it stashed, for a fiber defined with `resumeFrom: "stash"` (a later
+   * run continues from here); absent for every other fiber.
+   */
+  resume?: ResumePoint;
+}
+
+/**
+ * A run's place in its fiber's history at a stash: a run of a `resumeFrom: "stash"` fiber starts
+ * here, so what the stashing run did after it replays (steps return their results, emits are not
+ * appended again) and what follows is new.
+ */
+export interface ResumePoint {
+  /** The next journal position. */
+  pos: number;
+  /** Journaled calls made so far, by kind and label (the `n` of the next `name#n` key). */
+  calls: Record<string, number>;
+  /** Journaled operations settled so far (`SettleOrder.settled`). */
+  settled: number;
+  /** Emits outside steps so far (`FiberRecord.emitOrdinal`). */
+  emits: number;
 }
 
 /** One chunk of a fiber's durable output stream. */

@@ -8,7 +8,14 @@
 import type { FiberDefinition, RecoveryDecision } from "./define";
 import { FiberlineError, RecoveryExhaustedError, VersionMismatchError } from "./errors";
 import type { RunState } from "./fiber-run";
-import type { FiberRecord, InboxEvent, JournalEntry, RecoveryInfo, StreamChunk } from "./records";
+import type {
+  FiberRecord,
+  InboxEvent,
+  JournalEntry,
+  RecoveryInfo,
+  ResumePoint,
+  StreamChunk,
+} from "./records";
 import type { WriteGroup } from "./store";
 
 /** A claimed fiber with everything it owns, as loaded from the store. */
@@ -19,6 +26,8 @@ export interface ClaimedFiber {
   snapshotAt: number | undefined;
   /** The stash ordinal of the snapshot (`SnapshotRecord.ordinal`), if any. */
   snapshotOrdinal?: number | undefined;
+  /** Where the run that made the snapshot stood (`SnapshotRecord.resume`), if it said. */
+  snapshotResume?: ResumePoint | undefined;
   inbox: InboxEvent[];
 }
 
@@ -46,6 +55,7 @@ export async function planRun(
 ): Promise<RunPlan> {
   const { record, journal, snapshot, inbox } = claimed;
   const snapshotOrdinal = claimed.snapshotOrdinal ?? 0;
+  const { snapshotResume } = claimed;
   const base = { fiberId: record.id, generation: record.generation };
   // Every pick-up, a scheduled wake-up included: a fiber suspended under one version must not
   // continue under code that replays its journal differently.
@@ -71,6 +81,7 @@ export async function planRun(
         journal,
         snapshot,
         snapshotOrdinal,
+        snapshotResume,
         inbox,
         recovery: null,
       },
@@ -143,7 +154,7 @@ export async function planRun(
     return {
       kind: "run",
       group: { ...base, fiber, chunks: [chunk] },
-      state: { record: next, journal, snapshot, snapshotOrdinal, inbox, recovery },
+      state: { record: next, journal, snapshot, snapshotOrdinal, snapshotResume, inbox, recovery },
     };
   }
   // From scratch: the events the discarded run consumed (an approval already sent) are the new

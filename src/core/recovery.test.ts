@@ -193,6 +193,51 @@ describe("replay after a crash", () => {
     expect(runs).toBe(4); // the first run and three recoveries, then no more
   });
 
+  it("picks a fiber + stash fiber up from its last stash: later stashes are kept, its emits after the stash are neither lost nor doubled, its steps run once", async () => {
+    const disk = new MemoryStore();
+    const ran: string[] = [];
+    let stallAt = 5; // the first life stalls once item 5 is emitted, before it is stashed
+    const counter = defineFiber("counter", {
+      resumeFrom: "stash",
+      async run(ctx, input: { items: number }) {
+        let done = (ctx.snapshot as { done: number } | undefined)?.done ?? 0;
+        while (done < input.items) {
+          const item = done + 1;
+          const value = await ctx.step("work", ({ idempotencyKey }) => {
+            ran.push(idempotencyKey);
+            return item * 10;
+          });
+          ctx.emit("item", { item, value });
+          if (item === stallAt) await new Promise(() => {});
+          await ctx.stash({ done: item });
+          done = item;
+        }
+        return { done };
+      },
+    });
+
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [counter], leaseMs: 30 }));
+    const fiber = await first.start(counter, { items: 8 }, { id: "c" });
+    // The process dies once step 5 and its emit are durable, before the stash that follows.
+    await expect
+      .poll(async () => (await disk.readStream("c", 0)).at(-1)?.data)
+      .toEqual({ item: 5, value: 50 });
+    dying.crash();
+    expect((await disk.readSnapshot("c"))?.value).toEqual({ done: 4 });
+
+    stallAt = 0;
+    const second = track(createRuntime({ store: disk, fibers: [counter], leaseMs: 30 }));
+    await second.recover();
+    expect(await second.result(fiber)).toEqual({ done: 8 });
+    // Every stash of the second run was written, though it made fewer than the first had.
+    expect((await disk.readSnapshot("c"))?.value).toEqual({ done: 8 });
+    // Step "work" of item 5 completed before the crash: the second run got its result back.
+    expect(ran).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((n) => `c:work#${n}`));
+    const items = (await readAll(second, "c")).filter((e) => e.type === "item").map((e) => e.data);
+    expect(items).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((item) => ({ item, value: item * 10 })));
+  });
+
   it("lets onRecovered restart a fiber from scratch or abort it", async () => {
     for (const decision of ["restart", "abort"] as const) {
       const disk = new MemoryStore();
@@ -283,10 +328,17 @@ interface Life {
   executions: Array<{ key: string; interrupted: boolean }>;
 }
 
-function programFiber(life: { current: Life }) {
+/**
+ * The program as a fiber of either shape: "start" replays from the top; "stash" picks up from
+ * its last stash, which holds how far it got and what it had (`resumeFrom: "stash"`).
+ */
+function programFiber(life: { current: Life }, shape: Shape = "start") {
   return defineFiber("program", {
+    resumeFrom: shape,
     async run(ctx, input: { ops: Op[] }) {
-      const out: unknown[] = [];
+      const saved =
+        shape === "stash" ? (ctx.snapshot as { upTo: number; out: unknown[] } | undefined) : undefined;
+      const out: unknown[] = saved === undefined ? [] : [...saved.out];
       const exec = (name: string, i: number) =>
         ctx.step(name, async ({ idempotencyKey, interrupted }) => {
           if (life.current.alive) life.current.executions.push({ key: idempotencyKey, interrupted });
@@ -294,6 +346,7 @@ function programFiber(life: { current: Life }) {
           return `${name}@${i}`;
         });
       for (const [i, op] of input.ops.entries()) {
+        if (saved !== undefined && i <= saved.upTo) continue;
         switch (op.kind) {
           case "step":
             out.push(await exec(op.name, i));
@@ -305,7 +358,7 @@ function programFiber(life: { current: Life }) {
             ctx.emit("note", { i });
             break;
           case "stash":
-            await ctx.stash({ upTo: i });
+            await ctx.stash(shape === "stash" ? { upTo: i, out: [...out] } : { upTo: i });
             break;
           case "sleep":
             await ctx.sleep(`s${i}`, op.ms);
@@ -324,10 +377,12 @@ function programFiber(life: { current: Life }) {
   });
 }
 
-async function uninterrupted(ops: Op[]): Promise<unknown> {
+type Shape = "start" | "stash";
+
+async function uninterrupted(ops: Op[], shape: Shape): Promise<unknown> {
   const life = { current: { alive: true, executions: [] } as Life };
   const rt = track(
-    createRuntime({ store: new MemoryStore(), fibers: [programFiber(life)], unloadAfterMs: 3 }),
+    createRuntime({ store: new MemoryStore(), fibers: [programFiber(life, shape)], unloadAfterMs: 3 }),
   );
   const fiber = await rt.start("program", { ops }, { id: "p" });
   for (const [i, op] of ops.entries()) if (op.kind === "event") await rt.sendEvent("p", `e${i}`, { i });
@@ -360,9 +415,11 @@ const disks: Array<[string, () => Disk]> = [
   ],
 ];
 
-describe.each(disks)(
-  "property on %s: random programs survive crashes at random writes",
-  (_name, makeDisk) => {
+describe.each(
+  disks.flatMap(([name, disk]) => (["start", "stash"] as const).map((shape) => [name, shape, disk] as const)),
+)(
+  "property on %s, resuming from the %s: random programs survive crashes at random writes",
+  (_name, shape, makeDisk) => {
     let crashesSeen = 0;
     it("never re-executes a completed step, keeps the stream gapless and duplicate-free, and returns what an uninterrupted run returns", async () => {
       await fc.assert(
@@ -373,10 +430,10 @@ describe.each(disks)(
             maxLength: 4,
           }),
           async (ops, crashes) => {
-            const expected = await uninterrupted(ops);
+            const expected = await uninterrupted(ops, shape);
             const { open, reader: disk } = makeDisk();
             const life = { current: { alive: true, executions: [] } as Life };
-            const fiberDef = programFiber(life);
+            const fiberDef = programFiber(life, shape);
             const allExecutions: Array<{ key: string; interrupted: boolean; life: number }> = [];
             const completedAtCrash = new Set<string>();
             const schedule = [...crashes, null];

@@ -13,7 +13,7 @@
  */
 
 import { deserializeError, ReplayDivergedError, StepFailedError } from "./errors";
-import type { JournalEntry, JournalKind, SettleOrder } from "./records";
+import type { JournalEntry, JournalKind, ResumePoint, SettleOrder } from "./records";
 
 /** An operation's place in the journal, and what an earlier run recorded there. */
 export interface JournalSlot {
@@ -52,17 +52,24 @@ export class RunJournal {
 
   /**
    * `onDiverged` fails the fiber; `next` throws the same error to the handler right after.
-   * `emits` counts the run's emits outside steps so far.
+   * `emits` counts the run's emits outside steps so far. With `from`, the run starts where a
+   * stash left an earlier one (`resumeFrom: "stash"`): its first call takes position `from.pos`.
    */
   constructor(
     fiberId: string,
     entries: readonly JournalEntry[],
     onDiverged: (error: ReplayDivergedError) => void,
     emits: () => number = () => 0,
+    from?: ResumePoint,
   ) {
     this.#fiberId = fiberId;
     this.#onDiverged = onDiverged;
     this.#emits = emits;
+    if (from !== undefined) {
+      this.#nextPos = from.pos;
+      this.#settled = from.settled;
+      for (const [call, n] of Object.entries(from.calls)) this.#calls.set(call, n);
+    }
     let settles = 0;
     for (const entry of entries) {
       this.#entries.set(entry.pos, entry);
@@ -93,6 +100,11 @@ export class RunJournal {
     }
     if (this.#gated.size > 0) this.#pump();
     return { pos, key, recorded };
+  }
+
+  /** Where the run stands now, with `emits` emits outside steps made (see `ResumePoint`). */
+  resumePoint(emits: number): ResumePoint {
+    return { pos: this.#nextPos, calls: Object.fromEntries(this.#calls), settled: this.#settled, emits };
   }
 
   /** The entry at `pos`, as loaded or as this run last set it. */

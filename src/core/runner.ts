@@ -263,6 +263,7 @@ export class Runner {
         snapshot: snapshotRecord?.value,
         snapshotAt: snapshotRecord?.at,
         snapshotOrdinal: snapshotRecord?.ordinal,
+        snapshotResume: snapshotRecord?.resume,
         inbox,
       };
       const plan = await planRun(def, claimed, reason, this.#host.now(), this.#maxRecoveries);

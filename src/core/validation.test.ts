@@ -105,5 +105,9 @@ describe("bad input is rejected before anything is written", () => {
   it("rejects invalid definitions at definition time", () => {
     expect(() => defineFiber("has space", { run: async () => 1 })).toThrow(/Invalid fiber name/);
     expect(() => createRuntime({ store: new MemoryStore(), fibers: [echo, echo] })).toThrow(/unique/);
+    const shape = "snapshot" as "stash";
+    expect(() => defineFiber("shaped", { resumeFrom: shape, run: async () => 1 })).toThrow(
+      /resumeFrom must be "start" \(replay from the top\) or "stash"/,
+    );
   });
 });

@@ -538,6 +538,7 @@ export class ContinuityWorld {
     const fibers = this.programs.map((program) =>
       defineFiber(program.name, {
         run: programHandler(program, host()),
+        ...(program.resumeFrom === undefined ? {} : { resumeFrom: program.resumeFrom }),
         ...(program.onRecovered === undefined ? {} : { onRecovered: () => program.onRecovered ?? "resume" }),
       }),
     );

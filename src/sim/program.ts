@@ -57,6 +57,11 @@ export interface Program {
   outsideEmits: string[];
   /** Event names the program waits for, one per wait. */
   waits: string[];
+  /**
+   * `"stash"`: the fiber + stash shape (`resumeFrom: "stash"`): the handler picks up after the
+   * op its last stash names, with the results it had then.
+   */
+  resumeFrom?: "stash";
   /** Set for an agent program: a `defineAgent` fiber run by this script (`ops` is then empty). */
   agent?: AgentPlan;
 }
@@ -153,7 +158,18 @@ export function generateProgram(rng: Prng, index: number, agents = true): Progra
     const agent = generateAgent(rng, index);
     return { name, ops: [], onRecovered: undefined, deterministic: true, outsideEmits: [], waits: [], agent };
   }
-  return { name, ops, onRecovered, deterministic, outsideEmits, waits };
+  // Half the programs that stash pick up from their stash (decided without drawing from `rng`,
+  // so each seed still gives the programs it always gave).
+  const stashes = ops.some((op) => op.k === "stash") && index % 2 === 1;
+  return {
+    name,
+    ops,
+    onRecovered,
+    deterministic,
+    outsideEmits,
+    waits,
+    ...(stashes ? { resumeFrom: "stash" } : {}),
+  };
 }
 
 /** A one-line text of `program`, for traces. */
@@ -189,14 +205,17 @@ export function describeProgram(program: Program): string {
         return `all[${o.branches.map((b) => [op(b.head), ...b.emits.map((e) => `emit ${e}`)].join(" > ")).join(" | ")}]`;
     }
   };
-  return `${program.name}${program.onRecovered ? ` onRecovered=${program.onRecovered}` : ""}: ${program.ops.map(op).join("; ")}`;
+  const shape = program.resumeFrom === undefined ? "" : ` resumeFrom=${program.resumeFrom}`;
+  return `${program.name}${program.onRecovered ? ` onRecovered=${program.onRecovered}` : ""}${shape}: ${program.ops.map(op).join("; ")}`;
 }
 
 /** The handler that runs `program` on behalf of the runtime `host` describes. */
 export function programHandler(program: Program, host: ProgramHost) {
   return async (ctx: FiberContext): Promise<unknown[]> => {
-    const out: unknown[] = [];
-    const valueCalls = new Map<string, number>();
+    // The stash shape picks up after the op its last stash names, with what it had then.
+    const saved = program.resumeFrom === "stash" ? (ctx.snapshot as Resumable | undefined) : undefined;
+    const out: unknown[] = saved === undefined ? [] : [...saved.out];
+    const valueCalls = new Map<string, number>(saved === undefined ? [] : Object.entries(saved.values));
     const exec = async (op: Op, into: unknown[]): Promise<void> => {
       switch (op.k) {
         case "step":
@@ -206,7 +225,11 @@ export function programHandler(program: Program, host: ProgramHost) {
           ctx.emit("note", { label: op.label });
           return;
         case "stash":
-          await ctx.stash({ n: op.n, at: into.length });
+          await ctx.stash(
+            program.resumeFrom === "stash"
+              ? ({ n: op.n, out: [...into], values: Object.fromEntries(valueCalls) } satisfies Resumable)
+              : { n: op.n, at: into.length },
+          );
           return;
         case "sleep":
           await ctx.sleep(op.name, op.ms);
@@ -244,9 +267,19 @@ export function programHandler(program: Program, host: ProgramHost) {
         }
       }
     };
-    for (const op of program.ops) await exec(op, out);
+    for (const [i, op] of program.ops.entries()) {
+      if (saved !== undefined && i <= saved.n) continue; // a stash's `n` is its index
+      await exec(op, out);
+    }
     return out;
   };
+}
+
+/** What a program of the stash shape stashes at op `n`: its results and `value` calls so far. */
+interface Resumable {
+  n: number;
+  out: unknown[];
+  values: Record<string, number>;
 }
 
 async function runStep(ctx: FiberContext, op: StepOp, host: ProgramHost): Promise<unknown> {

@@ -217,6 +217,7 @@ export class World {
         version,
         compatibleVersions: compatible,
         run: programHandler(program, host),
+        ...(program.resumeFrom === undefined ? {} : { resumeFrom: program.resumeFrom }),
         ...(program.onRecovered === undefined ? {} : { onRecovered: () => program.onRecovered ?? "resume" }),
       });
     });

@@ -19,7 +19,14 @@
  */
 
 import type { SerializedError } from "../core/errors";
-import type { InboxEvent, JournalEntry, JournalKind, SnapshotRecord, StreamChunk } from "../core/records";
+import type {
+  InboxEvent,
+  JournalEntry,
+  JournalKind,
+  ResumePoint,
+  SnapshotRecord,
+  StreamChunk,
+} from "../core/records";
 
 const KINDS: readonly JournalKind[] = ["step", "sleep", "event", "now", "random", "uuid"];
 const STATUSES: readonly JournalEntry["status"][] = ["started", "completed", "failed"];
@@ -246,6 +253,8 @@ export interface StashRow {
   at?: number;
   /** `SnapshotRecord.ordinal`, when the snapshot has one. */
   ordinal?: number;
+  /** `SnapshotRecord.resume`, when the snapshot has one. */
+  resume?: ResumePoint;
 }
 
 /** The row that stands for "no snapshot": it still holds the fiber's place in the index. */
@@ -258,6 +267,7 @@ export function encodeStash(fiberId: string, snapshot: SnapshotRecord | null): S
   if (snapshot === null) return emptyStash(fiberId);
   const row: StashRow = { fiber: fiberId, value: snapshot.value, at: snapshot.at };
   if (snapshot.ordinal !== undefined) row.ordinal = snapshot.ordinal;
+  if (snapshot.resume !== undefined) row.resume = snapshot.resume;
   return row;
 }
 
@@ -265,6 +275,7 @@ export function decodeStash(row: StashRow | undefined): SnapshotRecord | undefin
   if (row?.at === undefined) return undefined;
   const snapshot: SnapshotRecord = { fiberId: row.fiber, value: row.value, at: row.at };
   if (row.ordinal !== undefined) snapshot.ordinal = row.ordinal;
+  if (row.resume !== undefined) snapshot.resume = row.resume;
   return snapshot;
 }
 

@@ -563,6 +563,16 @@ export function runStoreContract(
         expect(await store.readSnapshot("f1")).toEqual(stash);
       });
 
+      it("keeps where the stashing run stood (resumeFrom: stash) with the snapshot, and moves it with a claim", async () => {
+        const generation = await running("f1");
+        const resume = { pos: 4, calls: { "step:work": 3, "sleep:sleep:nap": 1 }, settled: 4, emits: 2 };
+        const stash = { fiberId: "f1", value: { done: 3 }, at: 3, ordinal: 3, resume };
+        await store.commit([{ fiberId: "f1", generation, snapshot: stash }]);
+        expect(await store.readSnapshot("f1")).toEqual(stash);
+        await store.claimFiber("f1", { owner: "next", now: 1_000, leaseMs: 1, force: true });
+        expect(await store.readSnapshot("f1")).toEqual(stash);
+      });
+
       it("fences a stash from a stale generation, keeping the current runner's snapshot", async () => {
         const stale = await running("f1");
         const other = await running("f2");
