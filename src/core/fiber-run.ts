@@ -8,7 +8,13 @@
 
 import type { CommitQueue } from "./commit-queue";
 import type { FiberContext, FiberDefinition } from "./define";
-import { CancelledError, FencedError, type FiberlineError, serializeError } from "./errors";
+import {
+  CancelledError,
+  FencedError,
+  type FiberlineError,
+  ReplayDivergedError,
+  serializeError,
+} from "./errors";
 import { type EndOutcome, type EndStatus, endGroup } from "./fiber-end";
 import { FiberSteps } from "./fiber-steps";
 import { FiberWaits, type RunWrite, type Suspension } from "./fiber-waits";
@@ -91,6 +97,8 @@ export class FiberRun {
   readonly #recordedStashes: number;
   /** Whether the fiber is defined with `resumeFrom: "stash"`. */
   readonly #fromStash: boolean;
+  /** Whether this run starts where a stash left an earlier one. */
+  readonly #resumed: boolean;
   #state: "running" | "suspending" | "ended" = "running";
   #wakeRequested = false;
   readonly #ended: Promise<void>;
@@ -112,6 +120,7 @@ export class FiberRun {
     // record where still gets its later stashes written).
     this.#fromStash = definition.options.resumeFrom === "stash";
     const from = this.#fromStash ? state.snapshotResume : undefined;
+    this.#resumed = from !== undefined;
     if (this.#fromStash) this.#stashes = this.#recordedStashes;
     if (from !== undefined) this.#ordinal = from.emits;
     this.#journal = new RunJournal(
@@ -356,11 +365,40 @@ export class FiberRun {
     if (this.#state !== "running") return;
     try {
       assertStorable(result, `result of fiber ${this.id}`, this.#host.maxPayloadBytes);
+      this.#assertReplayedAll();
     } catch (error) {
       await this.#end("failed", { error: serializeError(error) });
       return;
     }
     await this.#end("completed", { result });
+  }
+
+  /**
+   * A handler that returns must have made at least what the run it replays made: every recorded
+   * operation, emit outside steps and stash. Fewer means it did not replay (typically: it picked
+   * up from `ctx.snapshot` without `resumeFrom: "stash"`, and what it made was taken for replays
+   * and not written); its fiber fails with `replay_diverged` instead of completing with that loss.
+   */
+  #assertReplayedAll(): void {
+    // A snapshot stashed by a build that did not record where the run stood: nothing to compare.
+    if (this.#fromStash && this.#recordedStashes > 0 && !this.#resumed) return;
+    const unreached = this.#journal.unreached();
+    const missing =
+      unreached !== undefined
+        ? `${unreached.kind} "${unreached.key}" at position ${unreached.pos}`
+        : this.#stashes < this.#recordedStashes
+          ? `${this.#recordedStashes - this.#stashes} of its stashes`
+          : this.#ordinal < this.#recordedOrdinal
+            ? `${this.#recordedOrdinal - this.#ordinal} of its emits outside steps`
+            : undefined;
+    if (missing === undefined) return;
+    const hint = this.#fromStash
+      ? 'A handler defined with resumeFrom: "stash" must pick up from ctx.snapshot and make again what followed the stash.'
+      : 'A handler that picks up from ctx.snapshot instead of replaying from the top needs resumeFrom: "stash" in its definition.';
+    throw new ReplayDivergedError(
+      "replay_diverged",
+      `Fiber ${this.id} returned without making ${missing}, which the run it replays made, so what it made instead was not recorded. ${hint}`,
+    );
   }
 
   async #handlerFailed(error: unknown): Promise<void> {

@@ -238,6 +238,36 @@ describe("replay after a crash", () => {
     expect(items).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((item) => ({ item, value: item * 10 })));
   });
 
+  it('fails a fiber that picks up from its snapshot without resumeFrom: "stash" with replay_diverged, instead of dropping what it made', async () => {
+    const disk = new MemoryStore();
+    let stallAt = 4;
+    // Picks up from ctx.snapshot but is defined to replay from the top.
+    const skipper = defineFiber("skipper", {
+      async run(ctx, input: { items: number }) {
+        let done = (ctx.snapshot as { done: number } | undefined)?.done ?? 0;
+        while (done < input.items) {
+          done++;
+          if (done === stallAt) await new Promise(() => {});
+          await ctx.stash({ done });
+        }
+        return { done };
+      },
+    });
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [skipper], leaseMs: 30 }));
+    const fiber = await first.start(skipper, { items: 5 }, { id: "s" });
+    await expect.poll(async () => (await disk.readSnapshot("s"))?.value).toEqual({ done: 3 });
+    dying.crash();
+    stallAt = 0;
+    const second = track(createRuntime({ store: disk, fibers: [skipper], leaseMs: 30 }));
+    await second.recover();
+    // Its 2 stashes after the crash were taken for replays of the first run's 3 and not written:
+    // returning with fewer than the run it replays made gives it away.
+    const error = await second.result(fiber).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "replay_diverged" });
+    expect((error as Error).message).toMatch(/without making 1 of its stashes.*needs resumeFrom: "stash"/);
+  });
+
   it("lets onRecovered restart a fiber from scratch or abort it", async () => {
     for (const decision of ["restart", "abort"] as const) {
       const disk = new MemoryStore();

@@ -102,6 +102,15 @@ export class RunJournal {
     return { pos, key, recorded };
   }
 
+  /** The first recorded operation at or past the next position: one the run has not reached. */
+  unreached(): JournalEntry | undefined {
+    let first: JournalEntry | undefined;
+    for (const entry of this.#entries.values()) {
+      if (entry.pos >= this.#nextPos && (first === undefined || entry.pos < first.pos)) first = entry;
+    }
+    return first;
+  }
+
   /** Where the run stands now, with `emits` emits outside steps made (see `ResumePoint`). */
   resumePoint(emits: number): ResumePoint {
     return { pos: this.#nextPos, calls: Object.fromEntries(this.#calls), settled: this.#settled, emits };

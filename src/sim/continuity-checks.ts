@@ -98,8 +98,11 @@ export function checkContinuity({ world, fiberIds, accepted }: ContinuityFinal):
       consumed.set(send, entry.key);
     }
 
-    if (!program?.deterministic || !isTerminal(record.status)) return;
     const code = record.error?.code ?? "";
+    // Replays are exact in either home, timed waits included: a divergence is the engine's fault.
+    if (record.status === "failed" && code === "replay_diverged")
+      fail("replay-diverged", (record.error?.message ?? "").slice(0, 200));
+    if (!program?.deterministic || !isTerminal(record.status)) return;
     if (record.status === "failed" && ["recovery_exhausted", "recovery_aborted"].includes(code)) return;
     const events = new Map<string, number[]>();
     for (const e of replica.inbox) {

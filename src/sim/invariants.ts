@@ -37,6 +37,7 @@ export function checkFinal(ctx: FinalContext): void {
     checkLiveness(ctx, image, fail);
     checkEvents(image, fail);
     checkOutsideEmits(image, program, fail);
+    checkReplayed(image, fail);
     if (program.agent) world.agents.checkFinal(id, image, program.agent, !ctx.cancelled.has(id));
     else checkResult(ctx, id, image, program, fail);
   });
@@ -173,6 +174,16 @@ function checkOutsideEmits(image: FiberImage, program: Program, fail: Fail): voi
         `emit ${label} appears ${n} times in the final epoch's stream`,
       );
   }
+}
+
+/**
+ * Every program, timed waits included, replays exactly what its earlier runs did (the engine
+ * decides from recorded facts): a fiber failed with `replay_diverged` is the engine's fault.
+ */
+function checkReplayed(image: FiberImage, fail: Fail): void {
+  const error = image.record?.error;
+  if (image.record?.status === "failed" && error?.code === "replay_diverged")
+    fail("replay-diverged", (error.message ?? "").slice(0, 200));
 }
 
 function checkResult(ctx: FinalContext, id: string, image: FiberImage, program: Program, fail: Fail): void {
