@@ -137,9 +137,10 @@ export interface FiberOptions<In, Out> {
    * - `"start"` (default, the step-journal shape): the handler is replayed from the top; its
    *   completed steps return their results and its emits and stashes are not made again.
    * - `"stash"` (the fiber + stash shape): the handler, run from the top, picks up from
-   *   `ctx.snapshot`, and the runtime counts from the last stash: the steps, emits and stashes
-   *   the earlier run made after that stash replay, and the rest are new. Stash when no step,
-   *   sleep or wait of the run is pending.
+   *   `ctx.snapshot`, and the runtime counts from the last stash: the steps and emits the earlier
+   *   run made after that stash replay (the handler must make them again, in the same order),
+   *   and the rest are new. A stash is refused (`invalid_argument`) while a step, sleep or wait
+   *   of the run is pending, and for `undefined`.
    */
   resumeFrom?: "start" | "stash";
 }

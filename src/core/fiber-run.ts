@@ -97,8 +97,11 @@ export class FiberRun {
   readonly #recordedStashes: number;
   /** Whether the fiber is defined with `resumeFrom: "stash"`. */
   readonly #fromStash: boolean;
-  /** Whether this run starts where a stash left an earlier one. */
-  readonly #resumed: boolean;
+  /**
+   * A `resumeFrom: "stash"` fiber whose snapshot does not say where its run stood (stashed
+   * before the definition asked for it): this run cannot know where to pick up.
+   */
+  readonly #unplaced: boolean;
   #state: "running" | "suspending" | "ended" = "running";
   #wakeRequested = false;
   readonly #ended: Promise<void>;
@@ -116,11 +119,13 @@ export class FiberRun {
     this.#snapshot = state.snapshot;
     this.#recovery = state.recovery;
     // The fiber + stash shape: the handler picks up from the snapshot, so the run counts on from
-    // the stash instead of replaying from the top (a snapshot stashed by a build that did not
-    // record where still gets its later stashes written).
+    // the stash instead of replaying from the top.
     this.#fromStash = definition.options.resumeFrom === "stash";
     const from = this.#fromStash ? state.snapshotResume : undefined;
-    this.#resumed = from !== undefined;
+    this.#unplaced =
+      this.#fromStash &&
+      from === undefined &&
+      ((state.snapshotOrdinal ?? 0) > 0 || state.snapshot !== undefined);
     if (this.#fromStash) this.#stashes = this.#recordedStashes;
     if (from !== undefined) this.#ordinal = from.emits;
     this.#journal = new RunJournal(
@@ -189,6 +194,15 @@ export class FiberRun {
   start(): void {
     const ctx = this.#context();
     this.#host.keepAlive(this.#ended);
+    if (this.#unplaced) {
+      this.#failNow(
+        new ReplayDivergedError(
+          "replay_diverged",
+          `Fiber ${this.id} is defined with resumeFrom: "stash", but its last stash was made by a run that did not record where it stood (the definition gained the option while the fiber ran). Give the changed definition a new version, so fibers of the old one are not picked up by it.`,
+        ),
+      );
+      return;
+    }
     Promise.resolve()
       .then(() => this.definition.options.run(ctx, this.#input))
       .then(
@@ -314,6 +328,17 @@ export class FiberRun {
   async #stash(value: unknown): Promise<void> {
     this.#assertLive();
     assertStorable(value, "stashed value", this.#host.maxPayloadBytes);
+    if (this.#fromStash) {
+      // A later run starts where this stash leaves the run: that place must be one it can reach.
+      assertArgument(
+        value !== undefined,
+        `ctx.stash(undefined) in fiber ${this.id}: a resumeFrom: "stash" fiber picks up from its snapshot, and undefined reads as none. Stash a value.`,
+      );
+      assertArgument(
+        this.#journal.idle,
+        `ctx.stash in fiber ${this.id} while a step, sleep or wait of its run is pending (inside a step, in a Promise.all branch, or the loser of a Promise.race): a run picking up from this stash would not call it again. In a resumeFrom: "stash" fiber, stash once they have settled.`,
+      );
+    }
     const ordinal = ++this.#stashes;
     if (ordinal <= this.#recordedStashes) {
       // Replay: an earlier run made this stash and later ones; the stored snapshot is newer.
@@ -374,30 +399,20 @@ export class FiberRun {
   }
 
   /**
-   * A handler that returns must have made at least what the run it replays made: every recorded
-   * operation, emit outside steps and stash. Fewer means it did not replay (typically: it picked
-   * up from `ctx.snapshot` without `resumeFrom: "stash"`, and what it made was taken for replays
-   * and not written); its fiber fails with `replay_diverged` instead of completing with that loss.
+   * A handler that returns must have reached every operation the run it replays recorded in the
+   * journal. One it did not reach means it did not replay from the top (typically: it picked up
+   * from `ctx.snapshot` without `resumeFrom: "stash"`, and the steps it made got the results of
+   * earlier ones); its fiber fails with `replay_diverged` instead of completing with them.
    */
   #assertReplayedAll(): void {
-    // A snapshot stashed by a build that did not record where the run stood: nothing to compare.
-    if (this.#fromStash && this.#recordedStashes > 0 && !this.#resumed) return;
     const unreached = this.#journal.unreached();
-    const missing =
-      unreached !== undefined
-        ? `${unreached.kind} "${unreached.key}" at position ${unreached.pos}`
-        : this.#stashes < this.#recordedStashes
-          ? `${this.#recordedStashes - this.#stashes} of its stashes`
-          : this.#ordinal < this.#recordedOrdinal
-            ? `${this.#recordedOrdinal - this.#ordinal} of its emits outside steps`
-            : undefined;
-    if (missing === undefined) return;
+    if (unreached === undefined) return;
     const hint = this.#fromStash
       ? 'A handler defined with resumeFrom: "stash" must pick up from ctx.snapshot and make again what followed the stash.'
       : 'A handler that picks up from ctx.snapshot instead of replaying from the top needs resumeFrom: "stash" in its definition.';
     throw new ReplayDivergedError(
       "replay_diverged",
-      `Fiber ${this.id} returned without making ${missing}, which the run it replays made, so what it made instead was not recorded. ${hint}`,
+      `Fiber ${this.id} returned without reaching ${unreached.kind} "${unreached.key}" at position ${unreached.pos}, which the run it replays made. ${hint}`,
     );
   }
 

@@ -87,7 +87,10 @@ export async function planRun(
       },
     };
   }
-  const mark = progressMark(record, journal, snapshotOrdinal, record.streamHead);
+  // A run of a fiber + stash fiber stashes anew where a replay from the top would not: what it
+  // stashed counts, not how many times.
+  const stashes = def.options.resumeFrom === "stash" ? fingerprint(snapshot) : snapshotOrdinal;
+  const mark = progressMark(record, journal, stashes, record.streamHead);
   const stalled = mark === record.progressMark ? record.stalledRecoveries + 1 : 1;
   const limit = def.options.maxRecoveries ?? maxRecoveries;
   if (stalled > limit) {
@@ -142,9 +145,7 @@ export async function planRun(
     recovery,
     stalledRecoveries: stalled,
     // Taken after this recovery's own chunk: only what runs after it counts as progress.
-    progressMark: restart
-      ? progressMark(restarted, [], 0, seq)
-      : progressMark(record, journal, snapshotOrdinal, seq),
+    progressMark: restart ? progressMark(restarted, [], 0, seq) : progressMark(record, journal, stashes, seq),
     streamHead: seq,
     updatedAt: now,
     ...(restart ? { epoch: restarted.epoch, emitOrdinal: 0 } : {}),
@@ -184,16 +185,53 @@ export async function planRun(
 
 /**
  * What a fiber has durably done, as a comparable string: settled journal entries, emits outside
- * steps, stashes (by ordinal, so a replayed stash is no progress) and the stream head, which
- * counts chunks a step emits (a streaming step that continues from its chunks makes progress
- * each life even when it never completes).
+ * steps, stashes (by ordinal, so a replayed stash is no progress; for a fiber + stash fiber, by
+ * what it holds) and the stream head, which counts chunks a step emits (a streaming step that
+ * continues from its chunks makes progress each life even when it never completes).
  */
 function progressMark(
   record: FiberRecord,
   journal: readonly JournalEntry[],
-  stashes: number,
+  stashes: number | string,
   streamHead: number,
 ): string {
   const settled = journal.filter((e) => e.status !== "started").length;
   return `${record.epoch}:${settled}:${record.emitOrdinal}:${stashes}:${streamHead}`;
+}
+
+/**
+ * A short hash of a stashed value (structured-clone types spelled out, cycles cut), for telling
+ * whether a fiber + stash fiber stashed anything new since its last recovery.
+ */
+export function fingerprint(value: unknown): string {
+  let hash = 0x811c9dc5; // FNV-1a, 32 bits
+  const text = canonical(value, new WeakSet());
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return `#${(hash >>> 0).toString(16)}`;
+}
+
+function canonical(value: unknown, seen: WeakSet<object>): string {
+  if (value === null || typeof value !== "object") {
+    return typeof value === "string" ? JSON.stringify(value) : `${typeof value}:${String(value)}`;
+  }
+  if (seen.has(value)) return "[cycle]";
+  seen.add(value);
+  if (Array.isArray(value)) return `[${value.map((v) => canonical(v, seen)).join(",")}]`;
+  if (value instanceof Date) return `Date(${value.getTime()})`;
+  if (value instanceof Map)
+    return `Map{${[...value].map(([k, v]) => `${canonical(k, seen)}=>${canonical(v, seen)}`).join(",")}}`;
+  if (value instanceof Set) return `Set{${[...value].map((v) => canonical(v, seen)).join(",")}}`;
+  if (ArrayBuffer.isView(value)) {
+    const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    return `${value.constructor.name}(${bytes.join(",")})`;
+  }
+  if (value instanceof ArrayBuffer) return `ArrayBuffer(${new Uint8Array(value).join(",")})`;
+  if (typeof Blob !== "undefined" && value instanceof Blob) return `Blob(${value.size},${value.type})`;
+  const entries = Object.keys(value)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k], seen)}`);
+  return `${value.constructor?.name ?? "Object"}{${entries.join(",")}}`;
 }

@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { crashableStore } from "../testing/crash-store";
-import { defineFiber } from "./define";
+import { defineFiber, type FiberContext } from "./define";
 import type { FiberEvent } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
 import type { CommitResult, Store } from "./store";
@@ -238,34 +238,143 @@ describe("replay after a crash", () => {
     expect(items).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((item) => ({ item, value: item * 10 })));
   });
 
-  it('fails a fiber that picks up from its snapshot without resumeFrom: "stash" with replay_diverged, instead of dropping what it made', async () => {
+  it("fails a fiber that picks up from its snapshot without resumeFrom stash with replay_diverged, instead of completing with wrong step results", async () => {
     const disk = new MemoryStore();
     let stallAt = 4;
     // Picks up from ctx.snapshot but is defined to replay from the top.
     const skipper = defineFiber("skipper", {
       async run(ctx, input: { items: number }) {
         let done = (ctx.snapshot as { done: number } | undefined)?.done ?? 0;
+        const values: number[] = [];
         while (done < input.items) {
           done++;
+          const item = done;
+          values.push(await ctx.step("work", () => item * 10));
           if (done === stallAt) await new Promise(() => {});
           await ctx.stash({ done });
         }
-        return { done };
+        return values;
       },
     });
     const dying = crashableStore(disk);
     const first = track(createRuntime({ store: dying, fibers: [skipper], leaseMs: 30 }));
     const fiber = await first.start(skipper, { items: 5 }, { id: "s" });
-    await expect.poll(async () => (await disk.readSnapshot("s"))?.value).toEqual({ done: 3 });
+    await expect
+      .poll(async () => (await disk.readJournal("s")).filter((e) => e.status === "completed").length)
+      .toBe(4);
     dying.crash();
     stallAt = 0;
     const second = track(createRuntime({ store: disk, fibers: [skipper], leaseMs: 30 }));
     await second.recover();
-    // Its 2 stashes after the crash were taken for replays of the first run's 3 and not written:
-    // returning with fewer than the run it replays made gives it away.
+    // Items 4 and 5 got the recorded results of work#1 and work#2 (10 and 20); work#3 and work#4
+    // were never reached again, which gives the handler away.
     const error = await second.result(fiber).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: "replay_diverged" });
-    expect((error as Error).message).toMatch(/without making 1 of its stashes.*needs resumeFrom: "stash"/);
+    expect((error as Error).message).toMatch(
+      /without reaching step "work#3" at position 2.*needs resumeFrom: "stash"/,
+    );
+  });
+
+  it("keeps a fiber that emits or stashes inside a step replaying as before: no replay_diverged when its replay makes fewer", async () => {
+    const disk = new MemoryStore();
+    const inside = defineFiber("inside", {
+      async run(ctx) {
+        const v = await ctx.step("s", async () => {
+          ctx.emit("progress", { p: 1 });
+          await ctx.stash({ p: 1 });
+          return 1;
+        });
+        return v + (await ctx.waitForEvent<number>("go"));
+      },
+    });
+    const rt = track(createRuntime({ store: disk, fibers: [inside], unloadAfterMs: 5 }));
+    const fiber = await rt.start(inside, {});
+    await expect.poll(async () => (await disk.getFiber(fiber.id))?.status).toBe("waiting");
+    await rt.sendEvent(fiber.id, "go", 2); // wakes it: the replay does not run the step again
+    expect(await rt.result(fiber)).toBe(3);
+  });
+
+  it("fails a crash-looping fiber + stash fiber with recovery_exhausted, though each run stashes again", async () => {
+    const disk = new MemoryStore();
+    let runs = 0;
+    const doomed = defineFiber("doomed", {
+      resumeFrom: "stash",
+      maxRecoveries: 3,
+      async run(ctx) {
+        const state = (ctx.snapshot as { phase: number } | undefined) ?? { phase: 1 };
+        await ctx.stash(state); // the same save point, made again by every run
+        await ctx.step("crashes", () => {
+          runs++;
+          return new Promise(() => {}); // the "process" dies in here every time
+        });
+      },
+    });
+    let store = crashableStore(disk);
+    let rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
+    const fiber = await rt.start(doomed, {});
+    const failed = async () => (await disk.getFiber(fiber.id))?.status === "failed";
+    for (let life = 1; life <= 6; life++) {
+      await expect.poll(async () => runs === life || (await failed())).toBe(true);
+      if (await failed()) break;
+      store.crash();
+      store = crashableStore(disk);
+      rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
+      await rt.recover();
+    }
+    await expect.poll(failed).toBe(true);
+    expect((await disk.getFiber(fiber.id))?.error?.code).toBe("recovery_exhausted");
+    expect(runs).toBe(4);
+  });
+
+  it("refuses, in a resumeFrom: stash fiber, a stash no later run could pick up from", async () => {
+    const caught: Array<string | undefined> = [];
+    const guarded = defineFiber("guarded", {
+      resumeFrom: "stash",
+      async run(ctx) {
+        const attempt = async (fn: () => Promise<unknown>) => {
+          try {
+            await fn();
+            caught.push(undefined);
+          } catch (error) {
+            caught.push(`${(error as { code?: string }).code}: ${(error as Error).message}`);
+          }
+        };
+        await attempt(() => ctx.stash(undefined));
+        // The loser of a race is still pending when the winner settles.
+        const loser = ctx.sleep("timeout", 30);
+        await Promise.race([ctx.step("fast", () => 1), loser]);
+        await attempt(() => ctx.stash({ phase: 1 }));
+        await loser;
+        await attempt(() => ctx.stash({ phase: 2 }));
+        return "done";
+      },
+    });
+    const rt = track(createRuntime({ store: new MemoryStore(), fibers: [guarded] }));
+    expect(await rt.result(await rt.start(guarded, {}))).toBe("done");
+    expect(caught[0]).toMatch(/^invalid_argument: ctx.stash\(undefined\)/);
+    expect(caught[1]).toMatch(/^invalid_argument: .*while a step, sleep or wait of its run is pending/);
+    expect(caught[2]).toBeUndefined();
+  });
+
+  it("fails with replay_diverged a fiber whose definition gained resumeFrom: stash after it stashed", async () => {
+    const disk = new MemoryStore();
+    const body = async (ctx: FiberContext) => {
+      await ctx.stash({ phase: 1 });
+      await ctx.waitForEvent("go");
+      return "done";
+    };
+    const before = defineFiber("changing", { run: body });
+    const first = track(createRuntime({ store: disk, fibers: [before], unloadAfterMs: 5 }));
+    const fiber = await first.start(before, {});
+    await expect.poll(async () => (await disk.getFiber(fiber.id))?.status).toBe("waiting");
+    await first.close();
+    const after = defineFiber("changing", { resumeFrom: "stash", run: body });
+    const second = track(createRuntime({ store: disk, fibers: [after] }));
+    await second.recover();
+    await second.sendEvent(fiber.id, "go");
+    const error = await second.result(fiber).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "replay_diverged" });
+    expect((error as Error).message).toMatch(/gained the option while the fiber ran/);
   });
 
   it("lets onRecovered restart a fiber from scratch or abort it", async () => {

@@ -126,6 +126,11 @@ export class RunJournal {
     this.#entries.set(entry.pos, entry);
   }
 
+  /** No operation of the run is pending, and no outcome waits for its turn. */
+  get idle(): boolean {
+    return this.#pending.size === 0 && this.#gated.size === 0 && this.#live.length === 0;
+  }
+
   /** Whether outcomes are waiting for their turn: the run is not idle, whatever else it awaits. */
   get settling(): boolean {
     return this.#gated.size > 0 || this.#live.length > 0 || this.#cooling;
