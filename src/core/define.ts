@@ -87,7 +87,11 @@ export interface FiberContext<In = unknown> {
    * `NonRetryableError` stops at once; the last error reaches the handler as `StepFailedError`.
    */
   step<T>(name: string, fn: (step: StepContext) => Promise<T> | T, options?: StepOptions): Promise<T>;
-  /** Appends `{ seq, type, data, at }` to the fiber's durable stream; replays do not append it again. */
+  /**
+   * Appends `{ seq, type, data, at }` to the fiber's durable stream; replays do not append it
+   * again (they know it by its ordinal among the run's emits). Not inside a step's function: a
+   * replay does not run that, so later emits would be counted short; use the step's `emit`.
+   */
   emit(type: string, data?: unknown): void;
   /**
    * Replaces the fiber's snapshot; resolves once durable. After a crash `ctx.snapshot` holds it.
