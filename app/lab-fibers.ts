@@ -198,3 +198,35 @@ export const labEffects = defineFiber("lab.effects", {
     return { effects: count };
   },
 });
+
+/**
+ * `lab.batch`: `lab.effects` in the fiber + stash shape (`resumeFrom: "stash"`). It keeps how many
+ * items it has done in its snapshot and, run again after a crash, starts from there instead of
+ * replaying from the top: per item, a step applying one side effect to the ledger under its
+ * `idempotencyKey` and waiting `intervalMs`, a `progress` chunk `{ done, count }`, then a stash
+ * `{ done }`. Returns `{ effects }`.
+ *
+ * Failure semantics: the steps and chunk made after the last stash replay (a completed step
+ * returns its result, the chunk is not appended twice) and the rest run live, so each item's
+ * effect is applied once and each `progress` chunk appears once.
+ */
+export const labBatch = defineFiber("lab.batch", {
+  resumeFrom: "stash",
+  async run(ctx, input: EffectsInput): Promise<{ effects: number }> {
+    const count = checkCount(input.count, "lab.batch");
+    const intervalMs = Math.max(0, Number(input.intervalMs ?? 100) || 0);
+    let done = (ctx.snapshot as { done: number } | undefined)?.done ?? 0;
+    while (done < count) {
+      const i = done;
+      await ctx.step("effect", async ({ idempotencyKey, signal }) => {
+        await performEffect(idempotencyKey, ctx.id, i);
+        if (intervalMs > 0) await delay(intervalMs, signal);
+        return i;
+      });
+      ctx.emit("progress", { done: i + 1, count });
+      done = i + 1;
+      await ctx.stash({ done });
+    }
+    return { effects: count };
+  },
+});

@@ -9,7 +9,7 @@ import { cleanupOutdatedCaches, createHandlerBoundToURL, precacheAndRoute } from
 import { NavigationRoute, registerRoute } from "workbox-routing";
 import { createRuntime, IdbStore } from "../src/index";
 import { createServiceWorkerHost, type FetchEventLike, watchStorage } from "../src/sw/index";
-import { labEffects, labTicker } from "./lab-fibers";
+import { labBatch, labEffects, labTicker } from "./lab-fibers";
 import { assistant } from "./worker/assistant";
 import { handleDemoRequest } from "./worker/demo-routes";
 
@@ -27,7 +27,7 @@ const foldSetting = import.meta.env.VITE_JOURNAL_FOLD;
 const journalFold = foldSetting ? Number(foldSetting) : undefined;
 const runtime = createRuntime({
   store: watchStorage(new IdbStore({ name: "fiberline", journalFold })),
-  fibers: [assistant, labTicker, labEffects],
+  fibers: [assistant, labTicker, labEffects, labBatch],
 });
 
 // First, so Fiberline's control channel and event streams are answered before anything else.

@@ -17,6 +17,7 @@ import {
   rpc,
   setMockDelay,
   startAssistant,
+  startBatch,
   startEffects,
   startTicker,
 } from "./demo";
@@ -73,6 +74,33 @@ test("SIGKILL during a stash: the stash is all or nothing and the fiber resumes 
   await app.openTab("/");
   await expectIntact(ticker, background);
   expect(ticker.log.events.filter((e) => e.type === "fiber.recovered")).toHaveLength(1);
+});
+
+test("SIGKILL during a fiber + stash fiber: it picks up from its last stash, each effect applied once, each chunk once", async ({
+  app,
+  open,
+  expectIntact,
+}) => {
+  const background = await open();
+  const batch = await startBatch(app, { count: 6, intervalMs: 400 });
+  await batch.log.count(2, "progress");
+  // Mid-step: the next item's effect is in the ledger, its progress chunk not yet.
+  await expect
+    .poll(
+      async () =>
+        (await effectsOf(app.page, batch.id)).keys -
+        batch.log.events.filter((e) => e.type === "progress").length,
+    )
+    .toBe(1);
+  await app.crashBrowser();
+  await app.relaunch();
+  await app.openTab("/");
+  await expectIntact(batch, background);
+  const ledger = await effectsOf(app.page, batch.id);
+  expect(ledger.reExecutions).toBeLessThanOrEqual(1);
+  expect(batch.log.events.filter((e) => e.type === "fiber.recovered")).toHaveLength(1);
+  // Every stash of the run after the crash was kept: the snapshot names the last item.
+  expect((await inspect(app.page, batch.id)).snapshot).toEqual({ done: 6 });
 });
 
 test("SIGKILL during a model stream: the reply continues where it stopped, equal to the uninterrupted one", async ({

@@ -119,6 +119,16 @@ export async function startEffects(app: AppSession, input: EffectsInput): Promis
   return { kind: "effects", id, input, log: app.follow(id) };
 }
 
+/**
+ * Starts `lab.batch` (the effects in the fiber + stash shape) from the session's current page and
+ * follows its stream; judged as `lab.effects` is.
+ */
+export async function startBatch(app: AppSession, input: EffectsInput): Promise<Subject> {
+  const id = randomUUID();
+  await rpc(app.page, "start", "lab.batch", input, { id });
+  return { kind: "effects", id, input, log: app.follow(id) };
+}
+
 /** Starts the assistant on one user message and follows its stream. */
 export async function startAssistant(app: AppSession, prompt: string): Promise<Subject> {
   const id = randomUUID();
