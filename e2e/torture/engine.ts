@@ -16,6 +16,7 @@ import {
   type Subject,
   setMockDelay,
   startAssistant,
+  startBatch,
   startEffects,
   startTicker,
   verify,
@@ -108,7 +109,7 @@ export async function runTorture(app: AppSession, options: TortureOptions): Prom
         plan.kind === "ticker"
           ? await startTicker(app, plan.input)
           : plan.kind === "effects"
-            ? await startEffects(app, plan.input)
+            ? await (plan.batch ? startBatch : startEffects)(app, plan.input)
             : await startAssistant(app, plan.prompt);
       tracked.push({ subject, plan, approvalSent: false, judged: false, dropped: false });
       report.fibers++;

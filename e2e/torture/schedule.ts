@@ -23,7 +23,8 @@ export interface PlannedFault {
 /** One planned fiber. */
 export type PlannedFiber =
   | { kind: "ticker"; input: TickerInput }
-  | { kind: "effects"; input: EffectsInput }
+  /** `batch`: run as `lab.batch`, the same effects in the fiber + stash shape. */
+  | { kind: "effects"; input: EffectsInput; batch?: boolean }
   | { kind: "assistant"; prompt: string; approve: boolean };
 
 /** mulberry32: a small, fast, seedable PRNG returning numbers in [0, 1). */
@@ -84,7 +85,10 @@ const PROSE = [
   "Tell me about resumable streams",
 ];
 
-/** The `index`-th fiber of `seed`'s mix: lab tickers (some stashing), lab effects and the assistant. */
+/**
+ * The `index`-th fiber of `seed`'s mix: lab tickers (some stashing), lab effects (some as
+ * `lab.batch`, picking up from a stash) and the assistant.
+ */
 export function planFiber(seed: number, index: number): PlannedFiber {
   const random = prng((seed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0);
   const roll = random();
@@ -98,7 +102,11 @@ export function planFiber(seed: number, index: number): PlannedFiber {
       },
     };
   if (roll < 0.7)
-    return { kind: "effects", input: { count: int(random, 5, 15), intervalMs: int(random, 80, 300) } };
+    return {
+      kind: "effects",
+      input: { count: int(random, 5, 15), intervalMs: int(random, 80, 300) },
+      ...(random() < 0.4 ? { batch: true } : {}),
+    };
   const tool = random();
   if (tool < 0.2)
     return {
