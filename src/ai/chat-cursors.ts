@@ -21,6 +21,24 @@ export interface ChatCursor {
 export interface ChatCursorStore {
   get(chatId: string): Promise<ChatCursor | undefined>;
   set(chatId: string, cursor: ChatCursor): Promise<void>;
+  /**
+   * Applies `patch` to the chat's cursor only while it still names `fiberId` (a reply of the
+   * chat started since owns it now), atomically; resolves once durable. Optional: without it the
+   * transport reads and then writes.
+   */
+  update?(chatId: string, fiberId: string, patch: Partial<Omit<ChatCursor, "fiberId">>): Promise<void>;
+}
+
+/** `store.update`, or a read and a write where the store has none. */
+export async function updateCursor(
+  store: ChatCursorStore,
+  chatId: string,
+  fiberId: string,
+  patch: Partial<Omit<ChatCursor, "fiberId">>,
+): Promise<void> {
+  if (store.update) return await store.update(chatId, fiberId, patch);
+  const cursor = await store.get(chatId);
+  if (cursor?.fiberId === fiberId) await store.set(chatId, { ...cursor, ...patch });
 }
 
 /** Cursors in memory: for tests and hosts without IndexedDB. They do not survive a reload. */
@@ -32,6 +50,10 @@ export function memoryCursorStore(): ChatCursorStore {
       return cursor && { ...cursor };
     },
     set: async (chatId, cursor) => void cursors.set(chatId, { ...cursor }),
+    update: async (chatId, fiberId, patch) => {
+      const cursor = cursors.get(chatId);
+      if (cursor?.fiberId === fiberId) cursors.set(chatId, { ...cursor, ...patch });
+    },
   };
 }
 
@@ -61,6 +83,12 @@ export function idbCursorStore(name = "fiberline-ai"): ChatCursorStore {
     },
     async set(chatId, cursor) {
       await (await open()).put("cursors", { chatId, ...cursor });
+    },
+    async update(chatId, fiberId, patch) {
+      const tx = (await open()).transaction("cursors", "readwrite");
+      const row = await tx.store.get(chatId);
+      if (row?.fiberId === fiberId) await tx.store.put({ ...row, ...patch });
+      await tx.done;
     },
   };
 }

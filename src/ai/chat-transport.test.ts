@@ -363,3 +363,148 @@ describe("toAgentMessages", () => {
     ]);
   });
 });
+
+/** A model that answers `echo(<n>): <last user text>`, n counting its calls; `gate` holds a call's text. */
+function echoModel(gate?: (text: string) => Promise<void>) {
+  let calls = 0;
+  return aiSdkModel(
+    new MockLanguageModelV3({
+      doStream: async ({ prompt }) => {
+        const user = prompt.findLast((m) => m.role === "user");
+        const said = user?.content.map((p) => (p.type === "text" ? p.text : "")).join("") ?? "";
+        const text = `echo(${++calls}): ${said}`;
+        await gate?.(said);
+        return {
+          stream: new ReadableStream<LanguageModelV3StreamPart>({
+            start(controller) {
+              controller.enqueue({ type: "text-start", id: "t" });
+              controller.enqueue({ type: "text-delta", id: "t", delta: text });
+              controller.enqueue({ type: "text-end", id: "t" });
+              controller.enqueue({
+                type: "finish",
+                finishReason: { unified: "stop", raw: "stop" },
+                usage: {
+                  inputTokens: { total: 1, noCache: 1, cacheRead: 0, cacheWrite: 0 },
+                  outputTokens: { total: 1, text: 1, reasoning: 0 },
+                },
+              });
+              controller.close();
+            },
+          }),
+        };
+      },
+    }),
+  );
+}
+
+function textOf(message: UIMessage | undefined): string {
+  return (message?.parts ?? []).map((p) => (p.type === "text" ? p.text : "")).join("");
+}
+
+async function readAllChunks(stream: ReadableStream<UIMessageChunk>): Promise<UIMessageChunk[]> {
+  const out: UIMessageChunk[] = [];
+  const reader = stream.getReader();
+  for (;;) {
+    const next = await reader.read();
+    if (next.done) return out;
+    out.push(next.value);
+  }
+}
+
+describe("FiberlineChatTransport keeps each reply its own", () => {
+  it("answers an edited message anew instead of replaying the reply to its first text", async () => {
+    const { transport, runtime } = setup(echoModel());
+    const chat = new TestChat({ id: "chat-edit", transport });
+    await chat.sendMessage({ text: "first question" });
+    const userId = String(chat.messages[0]?.id);
+    await chat.sendMessage({ text: "edited question", messageId: userId });
+    expect(chat.messages.map((m) => `${m.role}:${textOf(m)}`)).toEqual([
+      "user:edited question",
+      "assistant:echo(2): edited question",
+    ]);
+    expect(await runtime.list({ name: "assistant" })).toHaveLength(2);
+  });
+
+  it("asks the model again on every regenerate() from a user message", async () => {
+    const { transport, runtime } = setup(echoModel());
+    const chat = new TestChat({ id: "chat-again", transport });
+    await chat.sendMessage({ text: "q" });
+    const userId = String(chat.messages[0]?.id);
+    await chat.regenerate({ messageId: userId });
+    expect(textOf(chat.messages.at(-1))).toBe("echo(2): q");
+    await chat.regenerate({ messageId: userId });
+    expect(textOf(chat.messages.at(-1))).toBe("echo(3): q");
+    expect(await runtime.list({ name: "assistant" })).toHaveLength(3);
+  });
+
+  it("leaves the chat's cursor to the latest reply when an earlier reply's stream ends after it started", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const { transport, cursors } = setup(echoModel((said) => (said === "one" ? held : Promise.resolve())));
+    const user = (id: string, text: string): UIMessage => ({
+      id,
+      role: "user",
+      parts: [{ type: "text", text }],
+    });
+    const request = (messages: UIMessage[]) => ({
+      chatId: "chat-two",
+      messages,
+      trigger: "submit-message" as const,
+      messageId: undefined,
+      abortSignal: undefined,
+    });
+    const first = await transport.sendMessages(request([user("u1", "one")]));
+    const second = await transport.sendMessages(request([user("u1", "one"), user("u2", "two")]));
+    const latest = (await cursors.get("chat-two"))?.fiberId;
+    expect(latest).toMatch(/\/u2\//);
+    await readAllChunks(second);
+    release();
+    await readAllChunks(first);
+    expect(await cursors.get("chat-two")).toMatchObject({ fiberId: latest, done: true });
+  });
+
+  it("marks the reply done only once the page has read its end", async () => {
+    const { transport, cursors } = setup(echoModel());
+    const stream = await transport.sendMessages({
+      chatId: "chat-end",
+      messages: [{ id: "u1", role: "user", parts: [{ type: "text", text: "hi" }] }],
+      trigger: "submit-message",
+      messageId: undefined,
+      abortSignal: undefined,
+    });
+    const reader = stream.getReader();
+    let chunk = await reader.read();
+    while (!chunk.done && chunk.value.type !== "finish") chunk = await reader.read();
+    expect(chunk.value?.type).toBe("finish");
+    // The page crashing now would have its finish in hand but not handled: a reload resumes.
+    expect(await cursors.get("chat-end")).toMatchObject({ done: false });
+    expect((await reader.read()).done).toBe(true);
+    expect(await cursors.get("chat-end")).toMatchObject({ done: true });
+  });
+
+  it("sends approvals answered in an earlier assistant message (messageId) to that reply's fiber", async () => {
+    const { transport, runs, runtime } = setup(new ScriptedModel({ replies }).provider(), {
+      requiresApproval: true,
+    });
+    const chat = new TestChat({ id: "chat-earlier", transport });
+    await chat.sendMessage({ text: "delete a.txt" });
+    const waiting = chat.messages.at(-1) as UIMessage;
+    const tool = waiting.parts.find((p) => p.type === "tool-delete_file") as { approval: { id: string } };
+    await chat.addToolApprovalResponse({ id: tool.approval.id, approved: true });
+    // A newer user message follows the reply that waits for its approval.
+    const messages = [
+      ...structuredClone(chat.messages),
+      { id: "u-later", role: "user" as const, parts: [{ type: "text" as const, text: "and then?" }] },
+    ];
+    const stream = await transport.sendMessages({
+      chatId: "chat-earlier",
+      messages,
+      trigger: "submit-message",
+      messageId: waiting.id,
+      abortSignal: undefined,
+    });
+    await readAllChunks(stream);
+    await expect.poll(async () => (await runtime.get(waiting.id))?.status).toBe("completed");
+    expect(runs).toHaveLength(1);
+  });
+});

@@ -9,7 +9,7 @@ import type { ChatTransport, UIMessage, UIMessageChunk } from "ai";
 import type { AgentInput } from "../agent/agent";
 import { FiberlineError } from "../core/errors";
 import { type FiberEvent, type FiberRecord, isTerminal } from "../core/records";
-import { type ChatCursor, type ChatCursorStore, idbCursorStore } from "./chat-cursors";
+import { type ChatCursor, type ChatCursorStore, idbCursorStore, updateCursor } from "./chat-cursors";
 import { defaultInput, fiberIdFor } from "./chat-input";
 import { changesNoPart, resumePoint } from "./resume-point";
 import { foldResets, UiChunkMapper } from "./ui-chunks";
@@ -130,9 +130,11 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   ): Promise<ReadableStream<UIMessageChunk>> {
     const { chatId, messages, trigger, abortSignal } = options;
     const client = await this.#connect();
-    const last = messages.at(-1);
-    if (trigger === "submit-message" && last?.role === "assistant")
-      return await this.#continueAfterApprovals(client, chatId, last, abortSignal);
+    // Approvals answered in an assistant message: the last one, or (ai 6 with an earlier reply
+    // still waiting) the one `messageId` names.
+    const approving = trigger === "submit-message" ? approvalTarget(messages, options.messageId) : undefined;
+    if (approving !== undefined)
+      return await this.#continueAfterApprovals(client, chatId, approving, abortSignal);
     const user = messages.findLast((message) => message.role === "user");
     if (user === undefined)
       throw new FiberlineError(
@@ -140,8 +142,11 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
         "FiberlineChatTransport: the chat has no user message to answer. Send one with sendMessage({ text }).",
       );
     const previous = await this.#cursors.get(chatId);
-    const parts = [chatId, user.id];
-    if (trigger === "regenerate-message") parts.push("again", options.messageId ?? previous?.fiberId ?? "");
+    // The user message's content is in the id: a retried or doubled send joins the fiber, an
+    // edited message (same id, new text) starts its own.
+    const parts = [chatId, user.id, await contentDigest(user)];
+    if (trigger === "regenerate-message")
+      parts.push("again", regenerated(messages, options.messageId, previous));
     const fiberId = await fiberIdFor(parts);
     const input = await (this.#options.input ?? defaultInput)({
       chatId,
@@ -256,8 +261,14 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
         if (!(error instanceof FiberlineError && error.code === "fiber_ended")) throw error;
       });
     }
+    // The chat's cursor follows this reply again, unless a later one is still streaming.
     const cursor = await this.#cursors.get(chatId);
-    await this.#cursors.set(chatId, { fiberId, delivered: cursor?.delivered ?? 0, done: false });
+    if (cursor === undefined || cursor.done || cursor.fiberId === fiberId)
+      await this.#cursors.set(chatId, {
+        fiberId,
+        delivered: cursor?.fiberId === fiberId ? cursor.delivered : 0,
+        done: false,
+      });
     return this.#stream(client, chatId, fiberId, { signal, after: last.id });
   }
 
@@ -275,11 +286,14 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     const reading = new AbortController();
     const cursors = this.#cursors;
     const resetStep = this.#options.resetStep ?? false;
+    /** Where a reload resumes: only while the chat's cursor is still this reply's. */
+    const keep = (patch: { delivered?: number; done: boolean }): Promise<void> =>
+      updateCursor(cursors, chatId, fiberId, patch);
     const onStop = (): void => {
       reading.abort();
-      void cursors
-        .get(chatId)
-        .then((cursor) => cursors.set(chatId, { fiberId, delivered: cursor?.delivered ?? 0, done: true }));
+      void keep({ done: true }).catch(() => {
+        // The cursor could not be written: a reload resumes the stopped reply, which shows its end.
+      });
       client.cancel(fiberId, "Stopped from the chat.").catch(() => {
         // Already ended, or the worker is unreachable: the fiber's own end stands.
       });
@@ -290,19 +304,12 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     async function* chunks(): AsyncGenerator<UIMessageChunk> {
       yield { type: "start", messageId: fiberId };
       const mapper = new UiChunkMapper({ resetStep });
-      // Kept durably where it decides what a reload resumes: at a pause and at the end.
-      const deliver = async (event: FiberEvent, cursor: ChatCursor, keep: boolean): Promise<void> => {
-        cursor.delivered = event.seq;
-        if (event.type === "fiber.end") cursor.done = true;
-        if (keep || cursor.done) await cursors.set(chatId, cursor);
-      };
       /** The approval is answered when its event is in the fiber's inbox. */
       const answered = async (event: FiberEvent): Promise<boolean> => {
         const name = (event.data as { event: string }).event;
         const { inbox } = await client.inspect(fiberId);
         return inbox.some((ev) => ev.name === name);
       };
-      const cursor: ChatCursor = (await cursors.get(chatId)) ?? { fiberId, delivered: 0, done: false };
       let skipping = options.after;
       let held = options.from?.skip ?? 0;
       let reset = options.from?.reset ?? false;
@@ -336,12 +343,15 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
           // A request nothing answered yet ends this stream: the chat shows the approval buttons.
           const lastKnown = live || i === events.length - 1;
           const pause = event.type === "tool.approval" && lastKnown && !(await answered(event));
-          await deliver(event, cursor, pause);
           yield* pass(chunks);
+          // Kept durably where it decides what a reload resumes, at a pause and at the end, once
+          // the page has read what this event sent (the stream reads nothing ahead of the page).
           if (pause) {
             yield* pass(mapper.pause(), false);
+            await keep({ delivered: event.seq, done: false });
             return true;
           }
+          if (event.type === "fiber.end") await keep({ delivered: event.seq, done: true });
         }
         return false;
       };
@@ -396,24 +406,70 @@ function readableFrom(
   chunks: AsyncGenerator<UIMessageChunk>,
   reading: AbortController,
 ): ReadableStream<UIMessageChunk> {
-  return new ReadableStream<UIMessageChunk>({
-    async pull(controller) {
-      try {
-        const next = await chunks.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      } catch (error) {
-        if (!reading.signal.aborted)
-          controller.enqueue({
-            type: "error",
-            errorText: error instanceof Error ? error.message : String(error),
-          });
-        controller.close();
-      }
+  // A high-water mark of 0: the generator moves on only when the page asks for the next chunk,
+  // so what it does after a `yield` (keeping the cursor) happens once the page read that chunk.
+  return new ReadableStream<UIMessageChunk>(
+    {
+      async pull(controller) {
+        try {
+          const next = await chunks.next();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        } catch (error) {
+          if (!reading.signal.aborted)
+            controller.enqueue({
+              type: "error",
+              errorText: error instanceof Error ? error.message : String(error),
+            });
+          controller.close();
+        }
+      },
+      async cancel() {
+        reading.abort();
+        await chunks.return(undefined);
+      },
     },
-    async cancel() {
-      reading.abort();
-      await chunks.return(undefined);
-    },
-  });
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * The assistant message whose answered approvals this request sends: the one `messageId` names
+ * when it has some (ai 6 continues an earlier reply that way), else the last message when it is
+ * the assistant's (which must then have some).
+ */
+function approvalTarget<M extends UIMessage>(
+  messages: readonly M[],
+  messageId: string | undefined,
+): M | undefined {
+  const named = messageId === undefined ? undefined : messages.find((m) => m.id === messageId);
+  if (named?.role === "assistant" && answersApproval(named)) return named;
+  const last = messages.at(-1);
+  return last?.role === "assistant" ? last : undefined;
+}
+
+function answersApproval(message: UIMessage): boolean {
+  return message.parts.some((part) => (part as { state?: string }).state === "approval-responded");
+}
+
+/**
+ * What a regenerated reply's id chains on: the reply it replaces (`messageId`, once the chat has
+ * removed it), else the chat's latest reply (regenerating from a user message, whose id does not
+ * change between two regenerations), else a fresh id (no cursor kept, e.g. after a reload on
+ * memory cursors): each regeneration asks the model again.
+ */
+function regenerated(
+  messages: readonly UIMessage[],
+  messageId: string | undefined,
+  previous: ChatCursor | undefined,
+): string {
+  if (messageId !== undefined && !messages.some((m) => m.id === messageId)) return messageId;
+  return previous?.fiberId ?? crypto.randomUUID();
+}
+
+/** A short SHA-256 of a message's role and parts. */
+async function contentDigest(message: UIMessage): Promise<string> {
+  const text = JSON.stringify({ role: message.role, parts: message.parts });
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest).slice(0, 6), (b) => b.toString(16).padStart(2, "0")).join("");
 }
