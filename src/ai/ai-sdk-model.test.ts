@@ -8,7 +8,12 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
-import { APICallError, type LanguageModelV3StreamPart } from "@ai-sdk/provider";
+import {
+  APICallError,
+  InvalidPromptError,
+  type LanguageModelV3StreamPart,
+  LoadAPIKeyError,
+} from "@ai-sdk/provider";
 import { convertArrayToReadableStream } from "@ai-sdk/provider-utils/test";
 import { MockLanguageModelV3 } from "ai/test";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -188,6 +193,44 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     const fiber = await rt.start(agent, { messages: user("hi") });
     await expect(rt.result(fiber)).rejects.toMatchObject({ code: "non_retryable" });
     expect(denied.doStreamCalls).toHaveLength(1);
+  });
+
+  it("does not retry the AI SDK's errors that no retry gets past: a missing key, an invalid prompt", async () => {
+    for (const error of [
+      new LoadAPIKeyError({ message: "OpenAI API key is missing." }),
+      new InvalidPromptError({ prompt: "", message: "Invalid prompt" }),
+    ]) {
+      const model = new MockLanguageModelV3({
+        doStream: async () => {
+          throw error;
+        },
+      });
+      const failure = await collect(aiSdkModel(model).stream({ messages: user("hi"), tools: [] })).catch(
+        (e) => e,
+      );
+      expect(failure).toMatchObject({ kind: "provider_error", retryable: false });
+    }
+  });
+
+  it("throws the abort's reason at once from a stream that ignores its abort signal", async () => {
+    const model = new MockLanguageModelV3({
+      doStream: async () => ({
+        stream: new ReadableStream<LanguageModelV3StreamPart>({
+          start(controller) {
+            controller.enqueue({ type: "text-delta", id: "t", delta: "Hel" }); // then nothing, ever
+          },
+        }),
+      }),
+    });
+    const controller = new AbortController();
+    const reason = new Error("stop");
+    const iterator = aiSdkModel(model)
+      .stream({ messages: user("hi"), tools: [], signal: controller.signal })
+      [Symbol.asyncIterator]();
+    expect((await iterator.next()).value).toEqual({ type: "text", delta: "Hel" });
+    const pending = iterator.next();
+    controller.abort(reason);
+    await expect(pending).rejects.toBe(reason);
   });
 
   it("retries an error part and a finish reason 'error' as retryable failures", async () => {

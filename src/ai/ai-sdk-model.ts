@@ -138,15 +138,24 @@ async function* streamModel(
     throw toModelError(model, error);
   }
   const reader = stream.getReader();
+  // A stream that ignores its abortSignal must not hold the call: a read loses to the abort.
+  const aborted =
+    signal === undefined
+      ? undefined
+      : new Promise<never>((_, reject) => {
+          if (signal.aborted) reject(signal.reason);
+          else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        });
+  aborted?.catch(() => {}); // seen by the race below
   let done = false;
   try {
     for (;;) {
       let next: ReadableStreamReadResult<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
       try {
-        next = await reader.read();
+        next = await (aborted === undefined ? reader.read() : Promise.race([reader.read(), aborted]));
       } catch (error) {
+        if (signal?.aborted) throw signal.reason; // the reader is cancelled below
         done = true;
-        if (signal?.aborted) throw signal.reason;
         throw toModelError(model, error, "The stream broke off");
       }
       if (signal?.aborted) throw signal.reason;
@@ -319,6 +328,14 @@ function toModelError(model: AiSdkLanguageModel, error: unknown, what = "The cal
     if (retryAfterMs !== undefined) data.retryAfterMs = retryAfterMs;
     return new ModelError(`${describeModel(model)}: ${message}`, data, { cause: error });
   }
+  // A setting or a request the model refuses: the same call meets it again, so no retry.
+  const name = (error as { name?: unknown } | null)?.name;
+  if (typeof name === "string" && PERMANENT_ERRORS.has(name))
+    return new ModelError(
+      `${what} (${describeModel(model)}): ${message}`,
+      { kind: "provider_error", retryable: false },
+      { cause: error },
+    );
   // An error part or a broken stream: the same call may well succeed on the next attempt.
   return new ModelError(
     `${what} (${describeModel(model)}): ${message}`,
@@ -326,6 +343,16 @@ function toModelError(model: AiSdkLanguageModel, error: unknown, what = "The cal
     { cause: error },
   );
 }
+
+/** The AI SDK's errors (by `name`) that no retry of the same call gets past. */
+const PERMANENT_ERRORS = new Set([
+  "AI_InvalidArgumentError",
+  "AI_InvalidPromptError",
+  "AI_LoadAPIKeyError",
+  "AI_LoadSettingError",
+  "AI_NoSuchModelError",
+  "AI_UnsupportedFunctionalityError",
+]);
 
 function describeModel(model: AiSdkLanguageModel): string {
   return `${model.provider} model ${model.modelId}`;

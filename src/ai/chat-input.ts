@@ -38,10 +38,14 @@ export function defaultInput({ messages }: ChatInputRequest<UIMessage>): AgentIn
 
 const ID_PATTERN = /^[A-Za-z0-9_.:@/-]{1,200}$/;
 
-/** The fiber id of a reply: `ai/<parts joined by />` when that is a valid fiber id, else `ai/` and a SHA-256 of it. */
+/**
+ * The fiber id of a reply: `ai/<parts joined by />` when that is a valid fiber id and no part but
+ * the last holds a `/` (so two lists of parts never join alike; the last may be a fiber id a
+ * regenerated reply chains on), else `ai/` and a SHA-256 of the parts.
+ */
 export async function fiberIdFor(parts: readonly string[]): Promise<string> {
   const id = `ai/${parts.join("/")}`;
-  if (ID_PATTERN.test(id)) return id;
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(id));
+  if (ID_PATTERN.test(id) && !parts.slice(0, -1).some((part) => part.includes("/"))) return id;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(parts)));
   return `ai/${Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }

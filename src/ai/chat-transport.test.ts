@@ -24,7 +24,7 @@ import type { Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { aiSdkModel } from "./ai-sdk-model";
 import { type ChatCursorStore, memoryCursorStore } from "./chat-cursors";
-import { toAgentMessages } from "./chat-input";
+import { fiberIdFor, toAgentMessages } from "./chat-input";
 import { FiberlineChatTransport } from "./chat-transport";
 import { isDiscardedPart } from "./ui-chunks";
 
@@ -506,5 +506,10 @@ describe("FiberlineChatTransport keeps each reply its own", () => {
     await readAllChunks(stream);
     await expect.poll(async () => (await runtime.get(waiting.id))?.status).toBe("completed");
     expect(runs).toHaveLength(1);
+  });
+
+  it("gives chats whose ids hold a slash replies of their own", async () => {
+    expect(await fiberIdFor(["a/b", "c", "d1"])).not.toBe(await fiberIdFor(["a", "b/c", "d1"]));
+    expect(await fiberIdFor(["chat-1", "u1"])).toBe("ai/chat-1/u1");
   });
 });
