@@ -172,6 +172,34 @@ describe("readFiberEvents", () => {
     expect(reconnects[0]).toMatchObject({ code: "deadline_exceeded" });
   });
 
+  it("replaces a connection whose answer never comes (no headers) after idleTimeoutMs", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 3, ms: 1 });
+    await rt.result(fiber);
+    const served = breakingFetch(rt, 100, []);
+    let calls = 0;
+    // The first request is never answered; one that honours its signal rejects when aborted.
+    const stuck: typeof fetch = async (input, init) => {
+      if (++calls > 1) return served(input, init);
+      return await new Promise<Response>((_, reject) =>
+        init?.signal?.addEventListener("abort", () => reject(init.signal?.reason), { once: true }),
+      );
+    };
+    const reconnects: unknown[] = [];
+    const events = await collect(
+      readFiberEvents(fiber.id, {
+        prefix,
+        fetch: stuck,
+        idleTimeoutMs: 50,
+        initialDelayMs: 1,
+        onReconnect: ({ error }) => reconnects.push(error),
+      }),
+    );
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(reconnects).toHaveLength(1);
+    expect(reconnects[0]).toMatchObject({ code: "deadline_exceeded" });
+  });
+
   it("throws FiberNotFoundError at once for an unknown fiber, and InvalidInputError for a bad cursor", async () => {
     const rt = runtime();
     const urls: string[] = [];

@@ -47,7 +47,7 @@ export interface EventReaderOptions {
    * Another way to the host, used for an attempt whose `fetch` was not answered by it: the port
    * stream over the control channel (`FiberlineClient` passes it). Chunks carry data as JSON text.
    */
-  fallback?(id: string, after: number, signal: AbortSignal): AsyncIterable<RawChunk>;
+  fallback?(id: string, after: number, signal: AbortSignal): AsyncIterable<RawChunk | "ended">;
   /**
    * Reads every attempt from this source instead of `fetch` (the extension client's stream
    * ports). It ends after the last chunk it has, yields "ended" when the fiber ended and the
@@ -150,12 +150,33 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     fiberId: string,
     after: number,
     attempt: AbortController,
-  ): Promise<AsyncIterable<RawChunk> | Error | "ended"> => {
-    const response = await doFetch(eventsUrl(prefix, fiberId, after), {
-      headers: { accept: EVENT_STREAM_TYPE },
-      cache: "no-store",
-      signal: attempt.signal,
-    });
+  ): Promise<AsyncIterable<RawChunk | "ended"> | Error | "ended"> => {
+    // The answer's headers are held to the same deadline as its body's silences: a route that
+    // never answers (a stuck read in the worker) is replaced like a half-open connection.
+    const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    const unanswered =
+      idleMs > 0
+        ? setTimeout(
+            () =>
+              attempt.abort(
+                new ConnectionError(
+                  "deadline_exceeded",
+                  `The event route did not answer within ${idleMs} ms.`,
+                ),
+              ),
+            idleMs,
+          )
+        : undefined;
+    let response: Response;
+    try {
+      response = await doFetch(eventsUrl(prefix, fiberId, after), {
+        headers: { accept: EVENT_STREAM_TYPE },
+        cache: "no-store",
+        signal: attempt.signal,
+      });
+    } finally {
+      clearTimeout(unanswered);
+    }
     if (response.headers.get(HOST_HEADER) !== "1") {
       await response.body?.cancel().catch(() => {});
       if (options.fallback) return options.fallback(fiberId, after, attempt.signal);
@@ -174,7 +195,6 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     }
     if (!response.body)
       return new ConnectionError("protocol_error", "The event stream response has no body.");
-    const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     const body = idleMs > 0 ? watchIdle(response.body, idleMs, attempt) : response.body;
     return sseChunks(body, attempt.signal);
   };

@@ -17,7 +17,7 @@ export interface PortChunk {
 
 /**
  * Opens a port stream with `open` (which hands the worker its end) and yields its chunks until
- * the worker sends `end`.
+ * the worker sends `end`, or "ended" when the fiber ended and the cursor was at its end.
  *
  * Failure semantics: throws the worker's error (class and `code` kept) on `error`, a
  * `ConnectionError` `worker_restarted` after three ping periods of silence (the worker stopped),
@@ -27,7 +27,7 @@ export async function* readPortStream(
   open: (port: MessagePort) => Promise<void>,
   signal?: AbortSignal,
   pingMs = STREAM_PING_MS,
-): AsyncGenerator<PortChunk> {
+): AsyncGenerator<PortChunk | "ended"> {
   signal?.throwIfAborted();
   const { port1, port2 } = new MessageChannel();
   const queue: PortStreamMessage[] = [];
@@ -50,7 +50,10 @@ export async function* readPortStream(
       if (next) {
         if (next.type === "chunk") yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
         else if (next.type === "end") return;
-        else if (next.type === "error") throw deserializeError(next.error);
+        else if (next.type === "ended") {
+          yield "ended";
+          return;
+        } else if (next.type === "error") throw deserializeError(next.error);
         continue;
       }
       signal?.throwIfAborted();

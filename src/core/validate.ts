@@ -5,15 +5,18 @@
 
 import { describeError, InvalidInputError } from "./errors";
 
-/** Ids and idempotency keys: 1-200 characters from letters, digits and `_ - . : @ /`. */
-const ID_PATTERN = /^[A-Za-z0-9_.:@/-]{1,200}$/;
+/**
+ * Ids and idempotency keys: 1-200 characters from letters, digits and `_ - . : @ /`, but not `.`
+ * or `..` alone, which a URL (the event route's `/fibers/:id/events`) reads as a path step.
+ */
+const ID_PATTERN = /^(?!\.\.?$)[A-Za-z0-9_.:@/-]{1,200}$/;
 
 /** Throws `invalid_id` unless `id` is a well-formed fiber id. */
 export function assertValidId(id: unknown, what = "fiber id"): asserts id is string {
   if (typeof id !== "string" || !ID_PATTERN.test(id)) {
     throw new InvalidInputError(
       "invalid_id",
-      `Invalid ${what} ${describe(id)}: use 1-200 characters from letters, digits and _ - . : @ /.`,
+      `Invalid ${what} ${describe(id)}: use 1-200 characters from letters, digits and _ - . : @ / (not "." or ".." alone).`,
     );
   }
 }

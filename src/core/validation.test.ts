@@ -49,6 +49,8 @@ describe("bad input is rejected before anything is written", () => {
     ["an unknown fiber name", "unknown_fiber", (rt) => rt.start("no-such-fiber", {})],
     ["a malformed id", "invalid_id", (rt) => rt.start("echo", {}, { id: "has spaces/and?" })],
     ["an empty id", "invalid_id", (rt) => rt.start("echo", {}, { id: "" })],
+    ["an id a URL reads as a path step (..)", "invalid_id", (rt) => rt.start("echo", {}, { id: ".." })],
+    ["an id a URL reads as a path step (.)", "invalid_id", (rt) => rt.start("echo", {}, { id: "." })],
     [
       "a malformed idempotency key",
       "invalid_id",

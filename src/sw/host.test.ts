@@ -208,7 +208,7 @@ describe("createServiceWorkerHost", () => {
       for await (const chunk of readPortStream((port) =>
         remote.openStream("ported", 0, transfer(port, [port])),
       )) {
-        seen.push(`${chunk.seq}:${chunk.event}:${chunk.data}`);
+        seen.push(chunk === "ended" ? "ended" : `${chunk.seq}:${chunk.event}:${chunk.data}`);
       }
     })();
     await expect.poll(() => seen.length).toBe(1);
@@ -225,5 +225,13 @@ describe("createServiceWorkerHost", () => {
       }
     })().catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(FiberNotFoundError);
+
+    // At the end of the ended fiber: "ended" at once, as the route's 204 (not a stream cut short).
+    const atEnd: unknown[] = [];
+    for await (const chunk of readPortStream((port) =>
+      remote.openStream("ported", 3, transfer(port, [port])),
+    ))
+      atEnd.push(chunk);
+    expect(atEnd).toEqual(["ended"]);
   });
 });

@@ -5,6 +5,7 @@
  */
 
 import { serializeError } from "../core/errors";
+import { isTerminal } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { toJson } from "./event-route";
 import { type PortStreamMessage, type PortStreamReply, STREAM_PING_MS } from "./protocol";
@@ -35,6 +36,13 @@ export function pumpEvents(
   }, pingMs);
   void (async () => {
     try {
+      // At the end of an ended fiber: say so, as the route's 204 does (a bare `end` would read
+      // as a stream cut short, and the page would retry it until its deadline).
+      const record = await runtime.get(id);
+      if (record !== undefined && isTerminal(record.status) && after >= record.streamHead) {
+        post({ type: "ended" });
+        return;
+      }
       for await (const ev of runtime.events(id, { after, signal: abort.signal })) {
         post({ type: "chunk", seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) });
       }

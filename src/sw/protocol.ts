@@ -110,11 +110,15 @@ export interface PortStreamApi {
   openStream(id: string, after: number, port: MessagePort): Promise<void>;
 }
 
-/** What the worker posts on a stream port: chunks as the route sends them (data as JSON text). */
+/**
+ * What the worker posts on a stream port: chunks as the route sends them (data as JSON text),
+ * then `end`; or only `ended` when the fiber ended and the cursor is at its end (the route's 204).
+ */
 export type PortStreamMessage =
   | { type: "chunk"; seq: number; event: string; at: number; data: string }
   | { type: "ping" }
   | { type: "end" }
+  | { type: "ended" }
   | { type: "error"; error: SerializedError };
 
 /** What the page posts back: `pong` answers each ping; `close` stops the stream. */
