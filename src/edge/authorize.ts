@@ -43,7 +43,9 @@ export interface FiberRoute {
  * The action of a Fiberline path below the prefix (`/fibers`, `/fibers/<id>`, `/fibers/<id>/<action>`),
  * or `undefined` for any other path or method.
  */
-export function fiberRouteOf(method: string, path: string): FiberRoute | undefined {
+export function fiberRouteOf(requestMethod: string, path: string): FiberRoute | undefined {
+  // A HEAD is answered as its GET (the events route tells existence, end and head that way).
+  const method = requestMethod === "HEAD" ? "GET" : requestMethod;
   const segments = path.split("/");
   if (segments[1] !== "fibers" || segments.length > 4) return undefined;
   if (segments.length === 2) {

@@ -190,6 +190,20 @@ describe("continuity behind authorize", () => {
     expect((await replicaOf(ben.headers, "chat")).record.status).toBe("waiting");
     // Without credentials the router answers 401 and reaches no object.
     expect((await call({}, "/fibers/chat/replicate", "{}")).status).toBe(401);
+    // A malformed percent-encoding of the id is the caller's error, on the host's own routes too.
+    for (const path of ["/fibers/%E0%A4%A/replica", "/fibers/%E0%A4%A/replicate"]) {
+      const bad = await call(
+        { "x-user": "ann", "x-object": "shared" },
+        path,
+        path.endsWith("replicate") ? "{}" : undefined,
+      );
+      expect(bad.status).toBe(400);
+      expect(await bad.json()).toMatchObject({ error: { code: "invalid_id" } });
+    }
+    // A start whose id is not a string is refused by the router before it reaches an object.
+    const numeric = await call(ann.headers, "/fibers", JSON.stringify({ name: "approval", id: 5 }));
+    expect(numeric.status).toBe(400);
+    expect(await numeric.json()).toMatchObject({ error: { code: "invalid_id" } });
     for (const b of [ann, ben]) {
       b.shipper.stop();
       await b.runtime.close();

@@ -351,8 +351,12 @@ class Host implements DurableObjectHost {
 
   async #armNow(exact: boolean): Promise<void> {
     const storage = this.#ctx.storage;
-    const candidates = [this.#nextWake(await this.#browserHeld()), this.#retryAt, await this.#nextLapse()];
-    if (this.#work.size > 0) candidates.push(Date.now() + this.#keepAliveMs);
+    const held = await this.#browserHeld();
+    const candidates = [this.#nextWake(held), this.#retryAt, await this.#nextLapse()];
+    // A heartbeat while fibers run here, and while a running fiber runs nowhere (its pick-up
+    // failed and waits for a retry in memory, which an eviction would lose): the alarm's
+    // recover() picks it up.
+    if (this.#work.size > 0 || (await this.#stranded(held))) candidates.push(Date.now() + this.#keepAliveMs);
     const times = candidates.filter((t): t is number => t !== undefined);
     // Never at or before now: an alarm handler that sets the time of the alarm it is running
     // (a wake-up that was due and stayed due) leaves the alarm unchanged to workerd, which then
@@ -366,6 +370,22 @@ class Host implements DurableObjectHost {
     if (at === undefined) return;
     const current = await storage.getAlarm();
     if (current === null || at < current) await storage.setAlarm(at);
+  }
+
+  /** Whether a fiber is `running` here (not held by a browser) with no run of this object on it. */
+  async #stranded(held: ReadonlySet<string> | undefined): Promise<boolean> {
+    if (this.#work.size > 0) return false;
+    try {
+      const running = await this.store.listFibers({
+        status: "running",
+        withInput: false,
+        limit: 1 + (held?.size ?? 0),
+      });
+      return running.some((record) => !held?.has(record.id));
+    } catch (error) {
+      this.#report(error, "listing running fibers");
+      return true;
+    }
   }
 
   /** When the earliest browser lease ends (continuity), so the alarm takes the fiber over then. */

@@ -162,6 +162,8 @@ async function routeStart(
   } catch {
     return errorResponse(new InvalidInputError("invalid_argument", "POST /fibers needs a JSON object body."));
   }
+  const malformed = malformedStartKey(body);
+  if (malformed) return errorResponse(malformed);
   const id =
     typeof body.id === "string"
       ? body.id
@@ -183,4 +185,22 @@ function objectName(group: "fiber" | "principal", principal: string | undefined,
 /** A stable fiber id for an idempotency key. */
 async function idForKey(key: string): Promise<string> {
   return `key-${(await sha256Hex(key)).slice(0, 40)}`;
+}
+
+/**
+ * A start whose `id` or `idempotencyKey` is there but not a string is refused before anything is
+ * written (rule 11), not given a random id that every retry would make anew.
+ */
+export function malformedStartKey(body: StartRequest): InvalidInputError | undefined {
+  for (const [field, value] of [
+    ["id", body.id],
+    ["idempotencyKey", body.idempotencyKey],
+  ] as const) {
+    if (value !== undefined && typeof value !== "string")
+      return new InvalidInputError(
+        "invalid_id",
+        `POST /fibers: "${field}" must be a string, got ${value === null ? "null" : typeof value}.`,
+      );
+  }
+  return undefined;
 }

@@ -180,6 +180,28 @@ describe("eviction and crash", () => {
   });
 });
 
+describe("a pick-up that keeps failing", () => {
+  it("keeps the alarm while a fiber runs nowhere, so a later process resumes it with no request", async () => {
+    const id = "stranded-1";
+    ledger.hold(id, "step-2");
+    const started = await post("/fibers", { name: "steps", id, input: { count: 3, ms: 20 } });
+    expect(started.status).toBe(201);
+    await ledger.arrived(id, "step-2");
+    // Process 2: every update of a fiber record fails (a storage error), so each pick-up's claim
+    // fails and the runner retries in memory only; its heartbeats come and go meanwhile.
+    ledger.refuse("fiber-updates");
+    await worker.restart();
+    ledger.releaseAll();
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    expect(ledger.count(id, "step-2")).toBe(1);
+    // Process 3: storage works again, and only the object's alarm can bring the fiber back.
+    ledger.allow("fiber-updates");
+    await worker.restart();
+    await ledger.arrived(id, "step-2", { attempt: 2, timeoutMs: 10_000 });
+    await expect.poll(async () => (await record(id)).status, { timeout: 10_000 }).toBe("completed");
+  }, 40_000);
+});
+
 describe("durable timers", () => {
   it("wakes a fiber sleeping across a restart by alarm, with no request arriving", async () => {
     const id = "nap-1";

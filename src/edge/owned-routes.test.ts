@@ -65,6 +65,26 @@ it("keeps two principals' fibers apart inside one object", async () => {
   expect(await listOf("ann")).toEqual(["ann-1"]);
   expect(await listOf("ben")).toEqual(["ben-1"]);
 
+  // A HEAD of the events route asks the hook too: no principal, or another's fiber, tells nothing.
+  const head = async (user: string | undefined, id: string) =>
+    (
+      await worker.fetch(`/__fiberline/fibers/${id}/events?after=0`, {
+        method: "HEAD",
+        headers: user ? { "x-user": user } : {},
+      })
+    ).status;
+  expect(await head(undefined, "ann-1")).toBe(401);
+  expect(await head("ben", "ann-1")).toBe(await head("ben", "nobody"));
+  expect(await head("ben", "ann-1")).toBe(404);
+  expect(await head("ann", "ann-1")).toBe(200);
+
+  // A start whose id is not a string is refused, not given a random id.
+  expect(await answer(await call("ann", "/fibers", { name: "approval", id: 5 }))).toMatchObject({
+    status: 400,
+    body: { error: { code: "invalid_id" } },
+  });
+  expect(await listOf("ann")).toEqual(["ann-1"]);
+
   const sent = await call("ann", "/fibers/ann-1/events", { name: "approval", payload: { ok: true } });
   expect(sent.status).toBe(202);
 }, 20_000);

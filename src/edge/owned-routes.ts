@@ -12,6 +12,7 @@ import type { Store } from "../core/store";
 import type { StartRequest } from "../sw/protocol";
 import { type Authorize, fiberRouteOf, principalOf, readBodyText, scopedKey, withBody } from "./authorize";
 import type { FiberOwners } from "./fiber-owners";
+import { malformedStartKey } from "./fiber-router";
 import { errorResponse, handleFiberlineRequest, json, type RouteOptions, readQuery } from "./http-routes";
 
 /** Per-principal limits of a host; each refusal is a typed JSON error. */
@@ -80,6 +81,8 @@ export async function handleOwnedRequest(
 async function start(request: Request, principal: string, options: OwnedRouteOptions): Promise<Response> {
   const body = await startBody(request);
   if (!body) return await plain(request, options); // answers the 400
+  const malformed = malformedStartKey(body);
+  if (malformed) throw malformed;
   // An idempotency key is the caller's own: two principals using "order-7" never meet.
   const key =
     typeof body.idempotencyKey === "string"

@@ -78,7 +78,15 @@ export async function handleReplicaRequest(
   const match = ROUTE.exec(url.pathname.slice(prefix.length));
   if (!match) return null;
   try {
-    const id = decodeURIComponent(match[1] ?? "");
+    let id: string;
+    try {
+      id = decodeURIComponent(match[1] ?? "");
+    } catch {
+      throw new InvalidInputError(
+        "invalid_id",
+        `${url.pathname}: the fiber id is not valid percent-encoding.`,
+      );
+    }
     if (match[2] === "replicate") {
       if (request.method !== "POST")
         return errorResponse(invalid(`${url.pathname} only answers POST.`), { status: 405 });

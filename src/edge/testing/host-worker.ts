@@ -62,10 +62,34 @@ function fibers(env: Env, objectId: string) {
   return [steps, nap, approval];
 }
 
+/**
+ * Makes the object's SQLite refuse every update of a fiber record while the test ledger says
+ * `refuse("fiber-updates")` at the object's start: a claim (a pick-up) then keeps failing, as on
+ * a storage error, and the runner can only retry in memory.
+ */
+function refuseFiberUpdates(ctx: DurableObjectStateLike, env: Env): void {
+  let refusing = false;
+  const state = ctx as unknown as {
+    blockConcurrencyWhile(fn: () => Promise<void>): Promise<void>;
+    storage: { sql: { exec(query: string, ...bindings: unknown[]): unknown } };
+  };
+  void state.blockConcurrencyWhile(async () => {
+    refusing = (await (await env.LEDGER.fetch("http://ledger/_refused/fiber-updates")).text()) === "refused";
+  });
+  const sql = state.storage.sql;
+  const exec = sql.exec.bind(sql);
+  sql.exec = (query: string, ...bindings: unknown[]) => {
+    if (refusing && query.startsWith("UPDATE fiberline_fibers"))
+      throw new Error("The test ledger refuses updates of fiber records.");
+    return exec(query, ...bindings);
+  };
+}
+
 export class FiberObject {
   readonly host;
 
   constructor(ctx: DurableObjectStateLike & { id: { toString(): string } }, env: Env) {
+    refuseFiberUpdates(ctx, env);
     this.host = createDurableObjectHost(ctx, {
       runtime: (parts) => createRuntime({ ...parts, fibers: fibers(env, ctx.id.toString()) }),
       keepAliveMs: Number(env.KEEPALIVE_MS ?? 30_000),

@@ -15,12 +15,18 @@ export interface LedgerEntry {
 export class Ledger {
   readonly entries: LedgerEntry[] = [];
   readonly #held = new Set<string>();
+  readonly #refused = new Set<string>();
   readonly #release: Array<() => void> = [];
   readonly #waiters: Array<{ match: (e: LedgerEntry) => boolean; resolve: () => void }> = [];
 
   /** The service-binding function to pass to Miniflare. */
   readonly binding = (request: Request): Promise<Response> => {
     const url = new URL(request.url);
+    // A question from the Worker about what to refuse (`refuse`), not a side effect: not recorded.
+    if (url.pathname.startsWith("/_refused/")) {
+      const key = decodeURIComponent(url.pathname.slice("/_refused/".length));
+      return Promise.resolve(new Response(this.#refused.has(key) ? "refused" : "ok"));
+    }
     const [, fiber = "", what = ""] = url.pathname.split("/").map(decodeURIComponent);
     const entry = { fiber, what, attempt: Number(url.searchParams.get("attempt") ?? 1), at: Date.now() };
     this.entries.push(entry);
@@ -30,6 +36,8 @@ export class Ledger {
         waiter.resolve();
       }
     }
+    if (this.#refused.has(`${fiber}/${what}`))
+      return Promise.resolve(new Response("refused", { status: 503 }));
     const key = `${fiber}/${what}/${entry.attempt}`;
     if (!this.#held.has(key)) return Promise.resolve(new Response("ok"));
     return new Promise((resolve) => this.#release.push(() => resolve(new Response("ok"))));
@@ -38,6 +46,18 @@ export class Ledger {
   /** Leaves the report of `what` (attempt `attempt`) by `fiber` unanswered until `releaseAll()`. */
   hold(fiber: string, what: string, attempt = 1): void {
     this.#held.add(`${fiber}/${what}/${attempt}`);
+  }
+
+  /**
+   * Makes a Worker process started from now on refuse `what` (it asks `/_refused/<what>` when it
+   * starts, unrecorded) until `allow(what)`.
+   */
+  refuse(what: string): void {
+    this.#refused.add(what);
+  }
+
+  allow(what: string): void {
+    this.#refused.delete(what);
   }
 
   releaseAll(): void {
