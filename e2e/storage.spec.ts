@@ -98,7 +98,7 @@ test("a fiber that only stashes pauses on a full origin, nothing lost, and finis
   const page = await session.open(`/?swquota=${BUCKET_QUOTA}`);
   const { id } = await page.evaluate(async () => {
     const client = await window.fx.client();
-    return await client.start("stasher", { stashes: 30, bytes: 10_000, intervalMs: 50 });
+    return await client.start("stasher", { stashes: 100, bytes: 10_000, intervalMs: 50 });
   });
   const stashed = async () =>
     (
@@ -113,14 +113,14 @@ test("a fiber that only stashes pauses on a full origin, nothing lost, and finis
     .toMatchObject({ state: "quota_exceeded", paused: [id] });
   expect(await fiberStatus(page, id)).toBe("running");
   const before = await stashed();
-  expect(before).toBeLessThan(30);
+  expect(before).toBeLessThan(100);
 
   await page.evaluate(() => window.fx.freeBucket());
   await expect.poll(() => lastHealth(page), { timeout: 40_000 }).toMatchObject({ state: "ok", paused: [] });
   await expect.poll(() => fiberStatus(page, id), { timeout: 40_000 }).toBe("completed");
-  expect(await stashed()).toBe(30);
+  expect(await stashed()).toBe(100);
   const events = await page.evaluate((f) => window.fx.collect(f), id);
-  expect(events.at(-1)?.data).toEqual({ status: "completed", result: { stashes: 30 } });
+  expect(events.at(-1)?.data).toEqual({ status: "completed", result: { stashes: 100 } });
 });
 
 test("a start refused for lack of space fails with quota_exceeded and writes no fiber", async ({
