@@ -38,6 +38,10 @@ class FullableStore extends MemoryStore {
     if (this.full) throw new StoreError("quota_exceeded", "The origin is out of storage quota.");
     return await super.claimFiber(...args);
   }
+  override async createFiber(...args: Parameters<MemoryStore["createFiber"]>) {
+    if (this.full) throw new StoreError("quota_exceeded", "The origin is out of storage quota.");
+    return await super.createFiber(...args);
+  }
 }
 
 const steps = defineFiber("steps", {
@@ -180,6 +184,22 @@ it("Try again with nothing paused answers the current health, and a store that i
   const plain = createRuntime({ store: new MemoryStore(), fibers: [steps] });
   expect(await createControlApi(plain, () => ({}) as HeartbeatInfo).retryPaused()).toBeUndefined();
   await plain.close();
+});
+
+it("Try again after a start was refused for lack of space (nothing paused) clears the full state", async () => {
+  const inner = new FullableStore();
+  const store = watchStorage(inner, { markerCache: false });
+  runtime = createRuntime({ store, fibers: [steps] });
+  const control = createControlApi(runtime, () => ({}) as HeartbeatInfo);
+  inner.full = true;
+  await expect(runtime.start(steps, { count: 1 })).rejects.toMatchObject({ code: "quota_exceeded" });
+  expect(store.health).toMatchObject({ state: "quota_exceeded", paused: [] });
+  inner.full = false;
+  expect(await control.retryPaused()).toMatchObject({ state: "ok", paused: [] });
+  // Full again: the next refused write says so again.
+  inner.full = true;
+  await expect(runtime.start(steps, { count: 1 })).rejects.toMatchObject({ code: "quota_exceeded" });
+  expect(store.health).toMatchObject({ state: "quota_exceeded" });
 });
 
 it("keeps continuity's outbox when it watches a store that keeps one: replicated writes land in it, and a restart finds them", async () => {

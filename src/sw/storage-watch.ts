@@ -46,6 +46,8 @@ export interface WatchedStore extends Store {
    * fibers stay paused and the health stays `quota_exceeded` with the same ids; nothing committed
    * is touched. With room again, each paused fiber is picked up at once (replayed from its
    * journal after a `fiber.recovered` chunk, as a backoff retry does) and the health turns `ok`.
+   * With nothing paused (the origin was found full by a start, whose caller was told), the
+   * health turns `ok` at once; the next refused write reports it full again.
    * Rejects only with a store error other than `quota_exceeded`.
    */
   retryPaused(runtime: PausedFibersRuntime): Promise<StorageHealth>;
@@ -174,6 +176,11 @@ class StorageWatch implements WatchedStore {
 
   async retryPaused(runtime: PausedFibersRuntime): Promise<StorageHealth> {
     await this.checked;
+    // Full, with nothing paused: a refused start (its caller was told). There is nothing to
+    // retry and no write to learn from, so the state would stay full until some other write
+    // fitted; asked to try again, it turns ok, and the next refused write reports it full again.
+    if (this.#paused.size === 0 && this.#health.state === "quota_exceeded")
+      await this.#change({ state: "ok" });
     // A backoff retry already under way when room came back can still fail after this retry's
     // first write fits, pausing its fiber again while recover() skipped it as busy: a few rounds
     // pick such fibers up too.
