@@ -17,6 +17,14 @@ export function isTerminal(status: FiberStatus): boolean {
   return status === "completed" || status === "failed" || status === "cancelled";
 }
 
+/**
+ * Whether a reader at `cursor` has seen the whole stream of an ended fiber: nothing will follow
+ * (the event route's 204, the stream ports' `ended`).
+ */
+export function pastTheEnd(record: FiberRecord, cursor: number): boolean {
+  return isTerminal(record.status) && cursor >= record.streamHead;
+}
+
 /** Why and how often a fiber was recovered. */
 export interface RecoveryInfo {
   /** Why the last recovery happened (e.g. "runner lost", "lease expired"). */

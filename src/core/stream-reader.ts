@@ -5,7 +5,7 @@
  */
 
 import { CancelledError, deserializeError, FiberNotFoundError } from "./errors";
-import { type FiberEvent, type FiberRecord, isTerminal, type StreamChunk } from "./records";
+import { type FiberEvent, type FiberRecord, pastTheEnd, type StreamChunk } from "./records";
 import { readStreamAndRecord, type Store } from "./store";
 import { ChunkInbox, type StreamHub, startsWithin } from "./stream-hub";
 
@@ -210,11 +210,6 @@ export async function openReader(source: StreamSource, id: string, after: number
 /** What tells one fiber from a later one under the same id (see `FiberRecord.createdGeneration`). */
 export function identityOf(record: FiberRecord): string {
   return `${record.createdAt}:${record.createdGeneration ?? ""}`;
-}
-
-/** Whether a reader at `cursor` has seen the whole stream of an ended fiber. */
-function pastTheEnd(record: FiberRecord, cursor: number): boolean {
-  return isTerminal(record.status) && cursor >= record.streamHead;
 }
 
 /** Resolves with fiber `id`'s result once it completes; rejects with its error, class and `code` kept. */

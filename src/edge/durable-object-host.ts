@@ -374,7 +374,6 @@ class Host implements DurableObjectHost {
 
   /** Whether a fiber is `running` here (not held by a browser) with no run of this object on it. */
   async #stranded(held: ReadonlySet<string> | undefined): Promise<boolean> {
-    if (this.#work.size > 0) return false;
     try {
       const running = await this.store.listFibers({
         status: "running",

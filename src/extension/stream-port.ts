@@ -5,7 +5,7 @@
  */
 
 import { FiberNotFoundError, InvalidInputError, serializeError } from "../core/errors";
-import { isTerminal } from "../core/records";
+import { pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { assertValidId } from "../core/validate";
 import { toJson } from "../sw/event-route";
@@ -61,7 +61,7 @@ async function pump(
   assertValidId(id);
   const record = await runtime.get(id);
   if (!record) throw new FiberNotFoundError(id);
-  if (isTerminal(record.status) && after >= record.streamHead) {
+  if (pastTheEnd(record, after)) {
     post({ type: "ended" });
     return;
   }

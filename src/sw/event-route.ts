@@ -5,7 +5,7 @@
  */
 
 import { FiberlineError, FiberNotFoundError, serializeError } from "../core/errors";
-import { type FiberEvent, type FiberRecord, isTerminal } from "../core/records";
+import { type FiberEvent, type FiberRecord, pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { assertValidId } from "../core/validate";
 import { AT_FIELD, type ErrorBody, EVENT_STREAM_TYPE, HOST_HEADER } from "./protocol";
@@ -135,7 +135,7 @@ function answerWithoutBody(
     return errorResponse(404, missing.code, missing.message);
   }
   // Nothing will ever follow: 204 is what makes a WHATWG EventSource stop reconnecting.
-  if (isTerminal(record.status) && cursor >= record.streamHead) {
+  if (pastTheEnd(record, cursor)) {
     return new Response(null, {
       status: 204,
       headers: { "cache-control": "no-store", [HOST_HEADER]: "1" },

@@ -351,8 +351,9 @@ class Host implements ServiceWorkerHost {
           Number.isSafeInteger(after) && after >= 0,
           `openStream(id, after) needs an integer >= 0, got ${after}.`,
         );
-        if (!(await runtime.get(id))) throw new FiberNotFoundError(id);
-        pumpEvents(runtime, id, after, port);
+        const record = await runtime.get(id);
+        if (!record) throw new FiberNotFoundError(id);
+        pumpEvents(runtime, record, after, port);
       },
     };
   }

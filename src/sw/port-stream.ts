@@ -5,22 +5,24 @@
  */
 
 import { serializeError } from "../core/errors";
-import { isTerminal } from "../core/records";
+import { type FiberRecord, pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { toJson } from "./event-route";
 import { type PortStreamMessage, type PortStreamReply, STREAM_PING_MS } from "./protocol";
 
 /**
  * Pushes the events of fiber `id` after `after` to `port` until `fiber.end`, an error, a `close`
- * from the page, or three ping periods without a word from the page.
+ * from the page, or three ping periods without a word from the page; only `ended` when `record`
+ * (the fiber as the caller read it) ended and the cursor is at its end.
  */
 export function pumpEvents(
   runtime: Runtime,
-  id: string,
+  record: FiberRecord,
   after: number,
   port: MessagePort,
   pingMs = STREAM_PING_MS,
 ): void {
+  const { id } = record;
   const abort = new AbortController();
   let lastHeard = Date.now();
   const post = (message: PortStreamMessage) => port.postMessage(message);
@@ -38,8 +40,7 @@ export function pumpEvents(
     try {
       // At the end of an ended fiber: say so, as the route's 204 does (a bare `end` would read
       // as a stream cut short, and the page would retry it until its deadline).
-      const record = await runtime.get(id);
-      if (record !== undefined && isTerminal(record.status) && after >= record.streamHead) {
+      if (pastTheEnd(record, after)) {
         post({ type: "ended" });
         return;
       }

@@ -6,7 +6,7 @@
 
 import type { RawChunk } from "../client/event-reader";
 import { FiberNotFoundError } from "../core/errors";
-import { isTerminal } from "../core/records";
+import { pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { assertValidId } from "../core/validate";
 import { toJson } from "../sw/event-route";
@@ -28,7 +28,7 @@ export async function* fiberChunks(
   assertValidId(id);
   const record = await runtime.get(id);
   if (!record) throw new FiberNotFoundError(id);
-  if (isTerminal(record.status) && after >= record.streamHead) {
+  if (pastTheEnd(record, after)) {
     yield "ended";
     return;
   }
