@@ -7,7 +7,7 @@
  */
 
 import { type DBSchema, type IDBPDatabase, openDB } from "idb";
-import { defineFiber } from "../src/index";
+import { defineFiber, type FiberContext } from "../src/index";
 
 /** Input of `lab.ticker`. */
 export interface TickerInput {
@@ -188,11 +188,7 @@ export const labEffects = defineFiber("lab.effects", {
     const count = checkCount(input.count, "lab.effects");
     const intervalMs = Math.max(0, Number(input.intervalMs ?? 100) || 0);
     for (let i = 0; i < count; i++) {
-      await ctx.step("effect", async ({ idempotencyKey, signal }) => {
-        await performEffect(idempotencyKey, ctx.id, i);
-        if (intervalMs > 0) await delay(intervalMs, signal);
-        return i;
-      });
+      await effectStep(ctx, i, intervalMs);
       ctx.emit("progress", { done: i + 1, count });
     }
     return { effects: count };
@@ -218,11 +214,7 @@ export const labBatch = defineFiber("lab.batch", {
     let done = (ctx.snapshot as { done: number } | undefined)?.done ?? 0;
     while (done < count) {
       const i = done;
-      await ctx.step("effect", async ({ idempotencyKey, signal }) => {
-        await performEffect(idempotencyKey, ctx.id, i);
-        if (intervalMs > 0) await delay(intervalMs, signal);
-        return i;
-      });
+      await effectStep(ctx, i, intervalMs);
       ctx.emit("progress", { done: i + 1, count });
       done = i + 1;
       await ctx.stash({ done });
@@ -230,3 +222,12 @@ export const labBatch = defineFiber("lab.batch", {
     return { effects: count };
   },
 });
+
+/** Step "effect" of item `i`: its side effect on the ledger under the step's key, then `intervalMs`. */
+function effectStep(ctx: FiberContext, i: number, intervalMs: number): Promise<number> {
+  return ctx.step("effect", async ({ idempotencyKey, signal }) => {
+    await performEffect(idempotencyKey, ctx.id, i);
+    if (intervalMs > 0) await delay(intervalMs, signal);
+    return i;
+  });
+}

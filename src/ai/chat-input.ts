@@ -46,6 +46,11 @@ const ID_PATTERN = /^[A-Za-z0-9_.:@/-]{1,200}$/;
 export async function fiberIdFor(parts: readonly string[]): Promise<string> {
   const id = `ai/${parts.join("/")}`;
   if (ID_PATTERN.test(id) && !parts.slice(0, -1).some((part) => part.includes("/"))) return id;
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(parts)));
-  return `ai/${Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return `ai/${await sha256Hex(JSON.stringify(parts))}`;
+}
+
+/** The SHA-256 of `text`'s UTF-8, as hex. */
+export async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }

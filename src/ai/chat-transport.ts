@@ -10,7 +10,7 @@ import type { AgentInput } from "../agent/agent";
 import { FiberlineError } from "../core/errors";
 import { type FiberEvent, type FiberRecord, isTerminal } from "../core/records";
 import { type ChatCursor, type ChatCursorStore, idbCursorStore, updateCursor } from "./chat-cursors";
-import { defaultInput, fiberIdFor } from "./chat-input";
+import { defaultInput, fiberIdFor, sha256Hex } from "./chat-input";
 import { changesNoPart, resumePoint } from "./resume-point";
 import { foldResets, UiChunkMapper } from "./ui-chunks";
 
@@ -467,9 +467,7 @@ function regenerated(
   return previous?.fiberId ?? crypto.randomUUID();
 }
 
-/** A short SHA-256 of a message's role and parts. */
+/** A short SHA-256 of a message's role and parts (its first 6 bytes). */
 async function contentDigest(message: UIMessage): Promise<string> {
-  const text = JSON.stringify({ role: message.role, parts: message.parts });
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest).slice(0, 6), (b) => b.toString(16).padStart(2, "0")).join("");
+  return (await sha256Hex(JSON.stringify({ role: message.role, parts: message.parts }))).slice(0, 12);
 }
