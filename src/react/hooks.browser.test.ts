@@ -8,7 +8,7 @@ import { createElement, type ReactNode, StrictMode } from "react";
 import { createRoot, type Root } from "react-dom/client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { FiberlineClient } from "../client/client";
-import { FiberNotFoundError } from "../core/errors";
+import { ConnectionError, FiberNotFoundError } from "../core/errors";
 import type { FiberEvent, FiberRecord } from "../core/records";
 import { FiberlineProvider } from "./context";
 import { useFiber } from "./use-fiber";
@@ -20,6 +20,10 @@ class ScriptedClient {
   readonly chunks: FiberEvent[] = [];
   readonly readers: Array<{ id: string; after: number; signal: AbortSignal | undefined }> = [];
   record: Partial<FiberRecord> = { status: "running", streamHead: 0 };
+  /** Ids inspect() does not know (yet). */
+  readonly missing = new Set<string>();
+  /** How many inspections fail with a connection error before one answers. */
+  unreachable = 0;
   #wake = new Set<() => void>();
 
   push(type = "tick", data: unknown = {}): void {
@@ -54,7 +58,11 @@ class ScriptedClient {
   }
 
   async inspect(id: string) {
-    if (id === "ghost") throw new FiberNotFoundError(id);
+    if (id === "ghost" || this.missing.has(id)) throw new FiberNotFoundError(id);
+    if (this.unreachable > 0) {
+      this.unreachable--;
+      throw new ConnectionError("deadline_exceeded", "The worker did not answer in time.");
+    }
     return {
       record: { id, ...this.record } as FiberRecord,
       snapshot: { phase: this.record.status },
@@ -184,17 +192,78 @@ describe("useFiber", () => {
       });
   });
 
-  it("reports a fiber that cannot be inspected", async () => {
-    const el = render(new ScriptedClient(), createElement(FiberView, { id: "ghost" }));
-    await expect.poll(() => JSON.parse(el.textContent ?? "{}").error).toBe("fiber_not_found");
+  it("says not_found for an unknown id, and follows the fiber once one is started under it", async () => {
+    const client = new ScriptedClient();
+    client.missing.add("later");
+    const el = render(client, createElement(FiberView, { id: "later" }));
+    await expect
+      .poll(() => JSON.parse(el.textContent ?? "{}"))
+      .toMatchObject({ status: "not_found", error: "fiber_not_found", live: false });
+    client.missing.delete("later");
+    await expect
+      .poll(() => JSON.parse(el.textContent ?? "{}"))
+      .toMatchObject({ status: "running", error: null, live: true });
+  });
+
+  it("says error when the first inspection fails, keeps a known status on a later failure", async () => {
+    const client = new ScriptedClient();
+    client.unreachable = Number.POSITIVE_INFINITY;
+    const el = render(client, createElement(FiberView, { id: "f" }));
+    await expect
+      .poll(() => JSON.parse(el.textContent ?? "{}"))
+      .toMatchObject({ status: "error", error: "deadline_exceeded" });
+    client.unreachable = 0;
+    await expect.poll(() => JSON.parse(el.textContent ?? "{}").status).toBe("running");
+    client.unreachable = 1;
+    await expect.poll(() => JSON.parse(el.textContent ?? "{}").error).toBe("deadline_exceeded");
+    expect(JSON.parse(el.textContent ?? "{}")).toMatchObject({ status: "running", live: true });
+  });
+});
+
+/** A container whose registration is refused: the provider's connect() fails. */
+const refusingContainer = {
+  register: () => Promise.reject(new DOMException("The operation is insecure.", "SecurityError")),
+} as unknown as ServiceWorkerContainer;
+
+describe("a provider that cannot connect", () => {
+  it("turns every hook to error with the connect error instead of loading forever", async () => {
+    container = document.createElement("div");
+    document.body.append(container);
+    root = createRoot(container);
+    root.render(
+      createElement(
+        StrictMode,
+        null,
+        createElement(
+          FiberlineProvider,
+          { options: { scriptUrl: "/nowhere.js", container: refusingContainer } },
+          createElement(FiberView, { id: "f" }),
+          createElement(EventsView, { id: "f" }),
+          createElement(StartView),
+        ),
+      ),
+    );
+    const el = container;
+    await expect
+      .poll(() => JSON.parse(el.querySelector("pre")?.textContent ?? "{}"))
+      .toMatchObject({ status: "error", error: "service_worker_unavailable", live: false });
+    const events = el.querySelectorAll("pre")[1] as HTMLElement;
+    expect(events.dataset).toMatchObject({ status: "error", error: "service_worker_unavailable" });
+    el.querySelector("button")?.click();
+    await expect.poll(() => el.querySelector("button")?.dataset.error).toBe("service_worker_unavailable");
   });
 });
 
 function StartView(): ReactNode {
-  const { start, pending, fiber } = useStartFiber();
+  const { start, pending, fiber, error } = useStartFiber();
   return createElement(
     "button",
-    { type: "button", "data-pending": String(pending), onClick: () => void start("ticker", {}) },
+    {
+      type: "button",
+      "data-pending": String(pending),
+      "data-error": (error as { code?: string } | undefined)?.code ?? "",
+      onClick: () => void start("ticker", {}).catch(() => {}),
+    },
     fiber?.id ?? "none",
   );
 }

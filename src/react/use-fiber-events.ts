@@ -5,7 +5,7 @@
 
 import { useEffect, useReducer, useRef } from "react";
 import type { FiberEvent } from "../core/records";
-import { useFiberlineClient } from "./context";
+import { useFiberlineConnection } from "./context";
 import { emptyLog, eventLogReducer, lastSeq, type StreamStatus } from "./event-log";
 
 /** Options of {@link useFiberEvents}. */
@@ -18,9 +18,12 @@ export interface UseFiberEventsOptions {
 export interface FiberEventsState {
   /** The chunks so far, seq `after + 1, after + 2, ...`, each once. */
   events: readonly FiberEvent[];
-  /** `idle` (no id or no client), `connecting`, `streaming`, `ended` (saw `fiber.end`), `error`. */
+  /**
+   * `idle` (no id, or the client is still connecting), `connecting`, `streaming`, `ended` (saw
+   * `fiber.end`), `error` (reading stopped, or the provider could not connect).
+   */
   status: StreamStatus;
-  /** Why reading stopped, when `status` is `error` (e.g. `FiberNotFoundError`). */
+  /** Why reading stopped, when `status` is `error` (e.g. `FiberNotFoundError`, or the provider's connect error). */
   error: unknown;
   /** The last seq held: where a reader resumes. */
   lastSeq: number;
@@ -38,7 +41,7 @@ export function useFiberEvents(
   id: string | null | undefined,
   options: UseFiberEventsOptions = {},
 ): FiberEventsState {
-  const client = useFiberlineClient();
+  const { client, error: connectError } = useFiberlineConnection();
   const after = options.after ?? 0;
   const [log, dispatch] = useReducer(eventLogReducer, emptyLog(id ?? null, after));
   // Survives StrictMode's unmount/remount, so the second reader resumes where the first stopped.
@@ -71,5 +74,9 @@ export function useFiberEvents(
   }, [client, id, after]);
 
   const current = log.id === (id ?? null) ? log : emptyLog(id ?? null, after);
+  if (!client && connectError !== undefined && id !== null && id !== undefined) {
+    // The provider gave up connecting: nothing will ever stream.
+    return { events: current.events, status: "error", error: connectError, lastSeq: lastSeq(current) };
+  }
   return { events: current.events, status: current.status, error: current.error, lastSeq: lastSeq(current) };
 }

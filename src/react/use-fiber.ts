@@ -5,10 +5,16 @@
  */
 
 import { useCallback, useEffect, useRef, useState } from "react";
-import { CancelledError, ConnectionError, deserializeError, type SerializedError } from "../core/errors";
+import {
+  CancelledError,
+  ConnectionError,
+  deserializeError,
+  FiberNotFoundError,
+  type SerializedError,
+} from "../core/errors";
 import type { FiberRecord, FiberStatus } from "../core/records";
 import { isTerminal } from "../core/records";
-import { useFiberlineClient } from "./context";
+import { useFiberlineConnection } from "./context";
 
 /** Options of {@link useFiber}. */
 export interface UseFiberOptions {
@@ -20,15 +26,23 @@ export interface UseFiberOptions {
 
 /** What {@link useFiber} returns. */
 export interface FiberState<Out = unknown> {
-  /** `loading` until the first inspection, then the fiber's status. */
-  status: FiberStatus | "loading";
+  /**
+   * `loading` until the first answer, then the fiber's status; `not_found` while the host has no
+   * fiber with this id (the poll goes on: a fiber started later under it shows up); `error` when
+   * the provider could not connect, or the first inspection failed otherwise (`error` says why).
+   */
+  status: FiberStatus | "loading" | "not_found" | "error";
   /** The fiber's record (name, input, timestamps, recovery...). */
   record: FiberRecord | undefined;
   /** The last `ctx.stash()` value. */
   snapshot: unknown;
   /** The result, once `completed`. */
   result: Out | undefined;
-  /** The fiber's error (class and `code` kept) once `failed` or `cancelled`; or why it could not be inspected. */
+  /**
+   * The fiber's error (class and `code` kept) once `failed` or `cancelled`; or why it could not be
+   * inspected (a `FiberNotFoundError` with `not_found`; after a known status, the last failed
+   * re-inspection, the status kept).
+   */
   error: Error | undefined;
   /** True while the hook follows a fiber that is not over. */
   live: boolean;
@@ -46,12 +60,10 @@ export function useFiber<Out = unknown>(
   id: string | null | undefined,
   options: UseFiberOptions = {},
 ): FiberState<Out> {
-  const client = useFiberlineClient();
+  const { client, error: connectError } = useFiberlineConnection();
   const pollMs = options.pollMs ?? 2_000;
   const throttleMs = options.throttleMs ?? 250;
-  const [state, setState] = useState<Omit<FiberState<Out>, "refresh"> & { id: string | null }>(() =>
-    initial(id),
-  );
+  const [state, setState] = useState<HookState<Out>>(() => initial(id));
   const refreshRef = useRef<() => void>(() => {});
 
   useEffect(() => {
@@ -78,7 +90,7 @@ export function useFiber<Out = unknown>(
         setState(fromRecord<Out>(fiberId, info.record, info.snapshot));
         if (isTerminal(info.record.status)) abort.abort();
       } catch (error) {
-        if (!abort.signal.aborted) setState((s) => ({ ...s, error: asError(error), live: false }));
+        if (!abort.signal.aborted) setState((s) => failedInspection(s, error));
       } finally {
         inFlight = false;
         if (again) {
@@ -127,6 +139,10 @@ export function useFiber<Out = unknown>(
   }, [client, id, pollMs, throttleMs]);
 
   const refresh = useCallback(() => refreshRef.current(), []);
+  if (!client && connectError !== undefined && id !== null && id !== undefined) {
+    // The provider gave up connecting: nothing will ever load.
+    return { ...initial<Out>(id), status: "error", error: asError(connectError), live: false, refresh };
+  }
   const current = state.id === (id ?? null) ? state : initial<Out>(id);
   return {
     status: current.status,
@@ -139,10 +155,25 @@ export function useFiber<Out = unknown>(
   };
 }
 
-function initial<Out>(id: string | null | undefined) {
+type HookState<Out> = Omit<FiberState<Out>, "refresh"> & { id: string | null };
+
+/**
+ * The state after an inspection failed: an unknown fiber is `not_found` (also one that was known
+ * and has been collected); another failure before any answer is `error`; after a known status the
+ * status stays and `error` says what the last re-inspection met.
+ */
+function failedInspection<Out>(state: HookState<Out>, error: unknown): HookState<Out> {
+  if (error instanceof FiberNotFoundError) {
+    return { ...initial<Out>(state.id), status: "not_found", error, live: false };
+  }
+  if (state.status === "loading") return { ...state, status: "error", error: asError(error), live: false };
+  return { ...state, error: asError(error) };
+}
+
+function initial<Out>(id: string | null | undefined): HookState<Out> {
   return {
     id: id ?? null,
-    status: "loading" as const,
+    status: "loading",
     record: undefined,
     snapshot: undefined,
     result: undefined as Out | undefined,

@@ -8,7 +8,7 @@ import type { FiberMap } from "../client/client";
 import type { InputOf, OutputOf } from "../core/define";
 import { FiberlineError } from "../core/errors";
 import type { StartOptions, StartResult } from "../core/runtime";
-import { useFiberlineClient } from "./context";
+import { useFiberlineConnection } from "./context";
 
 /** What {@link useStartFiber} returns. */
 export interface StartFiberState<F extends FiberMap> {
@@ -36,7 +36,7 @@ export interface StartFiberState<F extends FiberMap> {
  * <button disabled={pending} onClick={() => start("research", { topic }, { idempotencyKey })}>Go</button>
  */
 export function useStartFiber<F extends FiberMap = FiberMap>(): StartFiberState<F> {
-  const client = useFiberlineClient<F>();
+  const { client, error: connectError } = useFiberlineConnection<F>();
   const [state, setState] = useState<{ pending: number; fiber: StartResult | undefined; error: unknown }>({
     pending: 0,
     fiber: undefined,
@@ -44,15 +44,21 @@ export function useStartFiber<F extends FiberMap = FiberMap>(): StartFiberState<
   });
   const clientRef = useRef(client);
   clientRef.current = client;
+  const connectErrorRef = useRef(connectError);
+  connectErrorRef.current = connectError;
 
   const start = useCallback(
     async <N extends keyof F & string>(name: N, input: InputOf<F[N]>, options?: StartOptions) => {
       const current = clientRef.current;
       if (!current) {
-        const error = new FiberlineError(
-          "invalid_argument",
-          "The Fiberline client is still connecting; start() once it is ready.",
-        );
+        const failed = connectErrorRef.current;
+        const error =
+          failed === undefined
+            ? new FiberlineError(
+                "invalid_argument",
+                "The Fiberline client is still connecting; start() once it is ready.",
+              )
+            : failed;
         setState((s) => ({ ...s, error }));
         throw error;
       }
