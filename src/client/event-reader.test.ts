@@ -89,8 +89,10 @@ describe("readFiberEvents", () => {
       Array.from({ length: 12 }, (_, i) => i + 1),
     );
     expect(urls[0]).toBe(`${prefix}/fibers/${fiber.id}/events?after=0`);
+    // Each reconnect names the fiber it reads (its createdAt, from the first answer).
+    const created = (await rt.get(fiber.id))?.createdAt;
     expect(urls.slice(1)).toEqual(
-      reconnects.map((after) => `${prefix}/fibers/${fiber.id}/events?after=${after}`),
+      reconnects.map((after) => `${prefix}/fibers/${fiber.id}/events?after=${after}&created=${created}`),
     );
     expect(reconnects).toEqual([3, 6, 9, 12]);
     expect(events[1]?.at).toBeGreaterThan(1_600_000_000_000);
@@ -211,6 +213,46 @@ describe("readFiberEvents", () => {
     expect(urls).toHaveLength(1);
     const bad = await collect(readFiberEvents("ghost", { prefix, after: -1 })).catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(InvalidInputError);
+  });
+
+  it("stops with FiberNotFoundError when the fiber it read was collected and another started under its id", async () => {
+    let now = 1_000_000;
+    const rt = createRuntime({
+      store: new MemoryStore(),
+      fibers: [ticker],
+      pollIntervalMs: 10,
+      retentionMs: 1_000,
+      clock: () => now,
+    });
+    runtimes.push(rt);
+    const first = await rt.start(ticker, { ticks: 3, ms: 1 }, { id: "reused" });
+    const urls: string[] = [];
+    const serve = breakingFetch(rt, 1, urls);
+    let calls = 0;
+    const seen: number[] = [];
+    const outcome = await (async () => {
+      for await (const event of readFiberEvents("reused", {
+        prefix,
+        initialDelayMs: 1,
+        fetch: async (input, init) => {
+          if (++calls === 2) {
+            // While the reader was away: the fiber ended, was collected, and a longer one took its id.
+            await rt.result(first);
+            now += 5_000;
+            expect(await rt.collect()).toEqual(["reused"]);
+            await rt.result(await rt.start(ticker, { ticks: 9, ms: 1 }, { id: "reused" }));
+          }
+          return serve(input, init);
+        },
+      })) {
+        seen.push(event.seq);
+      }
+      return "read on";
+    })().catch((error: unknown) => error);
+    expect(outcome).toBeInstanceOf(FiberNotFoundError);
+    expect((outcome as Error).message).toMatch(/collected/);
+    expect(seen[0]).toBe(1);
+    expect(urls[1]).toBe(`${prefix}/fibers/reused/events?after=${seen.at(-1)}&created=1000000`);
   });
 
   it("retries a response that is not the host's and gives up after maxAttempts with the reason", async () => {

@@ -15,7 +15,14 @@ import {
 import type { FiberEvent } from "../core/records";
 import { sleep } from "../core/sleep";
 import { readSse } from "../core/sse";
-import { AT_FIELD, type ErrorBody, EVENT_STREAM_TYPE, eventsUrl, HOST_HEADER } from "../sw/protocol";
+import {
+  AT_FIELD,
+  CREATED_HEADER,
+  type ErrorBody,
+  EVENT_STREAM_TYPE,
+  eventsUrl,
+  HOST_HEADER,
+} from "../sw/protocol";
 
 /** Options of {@link readFiberEvents}. */
 export interface EventReaderOptions {
@@ -145,6 +152,10 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
       `events(id, { after }) needs an integer >= 0, got ${cursor}.`,
     );
   }
+  // Which fiber this reader reads (`CREATED_HEADER`), from the first answer that says: every
+  // reconnect sends it back, so that a fiber collected and started again under the same id
+  // while the reader was away is refused (`fiber_not_found`), not read on from the cursor.
+  let created: number | undefined;
   /** One attempt over `fetch`: the chunks, the failure to retry after, or "ended" (HTTP 204). */
   const fetchChunks = async (
     fiberId: string,
@@ -169,7 +180,7 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
         : undefined;
     let response: Response;
     try {
-      response = await doFetch(eventsUrl(prefix, fiberId, after), {
+      response = await doFetch(eventsUrl(prefix, fiberId, after, created), {
         headers: { accept: EVENT_STREAM_TYPE },
         cache: "no-store",
         signal: attempt.signal,
@@ -192,6 +203,15 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
       const error = await errorFromResponse(response, fiberId);
       if (response.status < 500) throw error;
       return error;
+    }
+    const named = Number(response.headers.get(CREATED_HEADER) ?? Number.NaN);
+    if (Number.isFinite(named)) {
+      if (created !== undefined && named !== created) {
+        // A host that does not check the parameter itself.
+        await response.body?.cancel().catch(() => {});
+        throw new FiberNotFoundError(fiberId);
+      }
+      created = named;
     }
     if (!response.body)
       return new ConnectionError("protocol_error", "The event stream response has no body.");

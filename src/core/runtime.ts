@@ -25,6 +25,7 @@ import type { CreateResult, FiberQuery, Store } from "./store";
 import { StreamHub } from "./stream-hub";
 import {
   awaitResult,
+  createdAtOf,
   identityOf,
   openReader,
   readStream,
@@ -249,6 +250,16 @@ export class Runtime {
    */
   streamsFromMemory(id: string, after: number): boolean {
     return this.#hub.covers(id, after);
+  }
+
+  /**
+   * The `createdAt` of fiber `id` as this runtime keeps its stream in memory (see
+   * `streamsFromMemory`), or `undefined` when it keeps none: what a host tells a reader served
+   * from memory, so that its reconnects can check they still read the same fiber.
+   */
+  streamCreatedAt(id: string): number | undefined {
+    const identity = this.#hub.identity(id);
+    return identity === undefined ? undefined : createdAtOf(identity);
   }
 
   /**

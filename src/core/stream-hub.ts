@@ -62,6 +62,11 @@ export class StreamHub {
     return chunks !== undefined && startsWithin(chunks, cursor);
   }
 
+  /** The identity fiber `fiberId`'s tail was tracked with, while it keeps one. */
+  identity(fiberId: string): string | undefined {
+    return this.#tails.get(fiberId)?.identity;
+  }
+
   /** Stops keeping fiber `fiberId`'s tail (its run left this runtime). */
   forget(fiberId: string): void {
     this.#tails.delete(fiberId);

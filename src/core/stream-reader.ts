@@ -212,6 +212,11 @@ export function identityOf(record: FiberRecord): string {
   return `${record.createdAt}:${record.createdGeneration ?? ""}`;
 }
 
+/** The `createdAt` an identity of `identityOf` was made from. */
+export function createdAtOf(identity: string): number {
+  return Number(identity.slice(0, identity.indexOf(":")));
+}
+
 /** Resolves with fiber `id`'s result once it completes; rejects with its error, class and `code` kept. */
 export async function awaitResult(source: StreamSource, id: string): Promise<unknown> {
   const { store, hub, pollIntervalMs } = source;

@@ -93,7 +93,7 @@ function headersFor(origin: string | null): Record<string, string> {
     vary: "origin",
     "access-control-allow-methods": "GET, POST, OPTIONS",
     "access-control-allow-headers": ALLOWED_HEADERS,
-    "access-control-expose-headers": "x-fiberline",
+    "access-control-expose-headers": "x-fiberline, x-fiberline-created",
     "access-control-max-age": "600",
   };
 }

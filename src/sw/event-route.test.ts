@@ -11,7 +11,7 @@ import { createRuntime, type Runtime } from "../core/runtime";
 import { formatSse, readSse } from "../core/sse";
 import { MemoryStore } from "../store/memory-store";
 import { frame, handleEventsRequest, toJson } from "./event-route";
-import { HOST_HEADER } from "./protocol";
+import { CREATED_HEADER, HOST_HEADER } from "./protocol";
 
 const origin = "https://app.test";
 const prefix = "/__fiberline";
@@ -195,6 +195,73 @@ describe("GET {prefix}/fibers/:id/events", () => {
       expect(res.status, badId).toBe(400);
       expect((await res.json()).error.code).toBe("invalid_id");
     }
+  });
+
+  it("names the fiber (createdAt) in every stream answer and refuses a reconnect into another fiber under the same id", async () => {
+    let now = 1_000_000;
+    const rt = createRuntime({
+      store: new MemoryStore(),
+      fibers: [ticker],
+      pollIntervalMs: 20,
+      retentionMs: 1_000,
+      clock: () => now,
+    });
+    runtimes.push(rt);
+    const first = await rt.start(ticker, { ticks: 2 }, { id: "same" });
+    // Served from memory (the fiber this runtime just started) and from storage: both say which fiber.
+    const live = await handleEventsRequest(get(`${prefix}/fibers/same/events?after=0`), {
+      runtime: rt,
+      prefix,
+    });
+    expect(live?.headers.get(CREATED_HEADER)).toBe(String(now));
+    await read(live as Response);
+    await rt.result(first);
+    const stored = await handleEventsRequest(get(`${prefix}/fibers/same/events?after=1`), {
+      runtime: rt,
+      prefix,
+    });
+    expect(stored?.headers.get(CREATED_HEADER)).toBe("1000000");
+    await stored?.body?.cancel();
+    // The same fiber, asked by name: served.
+    const same = await handleEventsRequest(get(`${prefix}/fibers/same/events?after=1&created=1000000`), {
+      runtime: rt,
+      prefix,
+    });
+    expect(same?.status).toBe(200);
+    await same?.body?.cancel();
+    // Collected, and a new fiber started under the id: a reader of the first one is refused.
+    now += 5_000;
+    expect(await rt.collect()).toEqual(["same"]);
+    await rt.result(await rt.start(ticker, { ticks: 5 }, { id: "same" }));
+    for (const method of ["GET", "HEAD"]) {
+      const gone = await handleEventsRequest(
+        get(`${prefix}/fibers/same/events?after=2&created=1000000`, {}, method),
+        { runtime: rt, prefix },
+      );
+      expect(gone?.status).toBe(404);
+      if (method === "GET") {
+        const body = (await gone?.json()) as { error: { code: string; message: string } };
+        expect(body.error.code).toBe("fiber_not_found");
+        expect(body.error.message).toMatch(/collected/);
+      }
+    }
+    // Even at a cursor past the first fiber's end (which would have been 204).
+    const past = await handleEventsRequest(get(`${prefix}/fibers/same/events?after=9&created=1000000`), {
+      runtime: rt,
+      prefix,
+    });
+    expect(past?.status).toBe(404);
+    const fresh = await handleEventsRequest(get(`${prefix}/fibers/same/events?after=2&created=${now}`), {
+      runtime: rt,
+      prefix,
+    });
+    expect(fresh?.status).toBe(200);
+    expect((await read(fresh as Response)).map((e) => e.id)).toEqual(["3", "4", "5", "6", "7"]);
+    const malformed = await handleEventsRequest(get(`${prefix}/fibers/same/events?created=soon`), {
+      runtime: rt,
+      prefix,
+    });
+    expect(malformed?.status).toBe(400);
   });
 
   it("answers 405 for other methods, 404 for other paths under the prefix, and leaves the rest alone", async () => {

@@ -8,7 +8,14 @@ import { FiberlineError, FiberNotFoundError, serializeError } from "../core/erro
 import { type FiberEvent, type FiberRecord, pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { assertValidId } from "../core/validate";
-import { AT_FIELD, type ErrorBody, EVENT_STREAM_TYPE, HOST_HEADER } from "./protocol";
+import {
+  AT_FIELD,
+  CREATED_HEADER,
+  CREATED_PARAM,
+  type ErrorBody,
+  EVENT_STREAM_TYPE,
+  HOST_HEADER,
+} from "./protocol";
 
 /** What the route needs. */
 export interface EventRouteOptions {
@@ -80,32 +87,39 @@ export async function handleEventsRequest(
   }
   const cursor = readCursor(url, request.headers);
   if (typeof cursor === "string") return errorResponse(400, "invalid_argument", cursor);
+  const created = readCreated(url);
+  if (typeof created === "string") return errorResponse(400, "invalid_argument", created);
 
   const { runtime } = options;
   const abort = new AbortController();
   let batches: AsyncGenerator<FiberEvent[]>;
+  let createdAt: number;
   try {
     // HEAD reads the record alone.
     if (request.method === "HEAD") {
+      const record = await runtime.get(id);
       return (
-        answerWithoutBody(id, await runtime.get(id), cursor) ??
-        new Response(null, { status: 200, headers: STREAM_HEADERS })
+        answerWithoutBody(id, record, cursor, created) ??
+        new Response(null, { status: 200, headers: streamHeaders(record?.createdAt) })
       );
     }
-    if (runtime.streamsFromMemory(id, cursor)) {
+    const inMemory = runtime.streamsFromMemory(id, cursor) ? runtime.streamCreatedAt(id) : undefined;
+    if (inMemory !== undefined && (created === undefined || created === inMemory)) {
       // A fiber this runtime started and runs, with chunks in memory after the cursor, exists and
       // has something to send: its reader starts from them, and a read here would only queue
       // behind the fiber's own first commits.
       batches = runtime.eventBatches(id, { after: cursor, signal: abort.signal });
+      createdAt = inMemory;
     } else {
       // The reader reads the record with the first chunks: one read before the first chunk.
       const opened = await runtime.openEventBatches(id, { after: cursor, signal: abort.signal });
-      const answer = answerWithoutBody(id, opened.record, cursor);
+      const answer = answerWithoutBody(id, opened.record, cursor, created);
       if (answer !== undefined) {
         opened.close();
         return answer;
       }
       batches = opened.batches;
+      createdAt = (opened.record as FiberRecord).createdAt;
     }
   } catch (error) {
     const code = error instanceof FiberlineError ? error.code : "store_error";
@@ -114,25 +128,40 @@ export async function handleEventsRequest(
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   return new Response(streamBody(batches, abort, options.onStream, heartbeatMs), {
     status: 200,
-    headers: STREAM_HEADERS,
+    headers: streamHeaders(createdAt),
   });
 }
 
-const STREAM_HEADERS = {
-  "content-type": `${EVENT_STREAM_TYPE}; charset=utf-8`,
-  "cache-control": "no-store",
-  [HOST_HEADER]: "1",
-};
+/** The headers of a stream answer; `createdAt` names the fiber (`CREATED_HEADER`). */
+function streamHeaders(createdAt: number | undefined): Record<string, string> {
+  return {
+    "content-type": `${EVENT_STREAM_TYPE}; charset=utf-8`,
+    "cache-control": "no-store",
+    [HOST_HEADER]: "1",
+    ...(createdAt === undefined ? {} : { [CREATED_HEADER]: String(createdAt) }),
+  };
+}
 
-/** 404 for no such fiber, 204 for a cursor at or past an ended fiber's end; else `undefined`. */
+/**
+ * 404 for no such fiber (or, with `created`, for another fiber than the one a reconnecting reader
+ * read), 204 for a cursor at or past an ended fiber's end; else `undefined`.
+ */
 function answerWithoutBody(
   id: string,
   record: FiberRecord | undefined,
   cursor: number,
+  created: number | undefined,
 ): Response | undefined {
   if (!record) {
     const missing = new FiberNotFoundError(id);
     return errorResponse(404, missing.code, missing.message);
+  }
+  if (created !== undefined && record.createdAt !== created) {
+    return errorResponse(
+      404,
+      "fiber_not_found",
+      `The fiber ${JSON.stringify(id)} this reader was reading (created at ${created}) is gone: it was collected, and the fiber under its id now is another one (created at ${record.createdAt}). Read the new one from the start (after 0) if you mean it.`,
+    );
   }
   // Nothing will ever follow: 204 is what makes a WHATWG EventSource stop reconnecting.
   if (pastTheEnd(record, cursor)) {
@@ -148,6 +177,16 @@ function answerWithoutBody(
 export function ownsRequest(url: URL, options: Pick<EventRouteOptions, "prefix" | "origin">): boolean {
   if (options.origin !== undefined && url.origin !== options.origin) return false;
   return url.pathname === options.prefix || url.pathname.startsWith(`${options.prefix}/`);
+}
+
+/** The `created` parameter of a reconnecting reader (see `CREATED_HEADER`); a string is an error. */
+function readCreated(url: URL): number | undefined | string {
+  const raw = url.searchParams.get(CREATED_PARAM);
+  if (raw === null) return undefined;
+  if (raw.trim() === "" || !Number.isFinite(Number(raw))) {
+    return `The ${CREATED_PARAM} parameter must be the ${CREATED_HEADER} header of an earlier answer of this route (a number); got ${JSON.stringify(raw)}.`;
+  }
+  return Number(raw);
 }
 
 /** The resume cursor: `Last-Event-ID` when sent (a reconnecting `EventSource`), else `?after`, else 0; a string is an error. */

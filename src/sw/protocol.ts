@@ -150,10 +150,27 @@ export type RpcResult<M extends RpcMethod> = Awaited<ReturnType<ControlApi[M]>>;
 export const EVENTS_PATH = "/fibers/:id/events";
 
 /** The stream URL of a fiber. */
-export function eventsUrl(prefix: string, id: string, after?: number): string {
+export function eventsUrl(prefix: string, id: string, after?: number, created?: number): string {
   const path = `${prefix}/fibers/${encodeURIComponent(id)}/events`;
-  return after === undefined ? path : `${path}?after=${after}`;
+  const query = [
+    ...(after === undefined ? [] : [`after=${after}`]),
+    ...(created === undefined ? [] : [`${CREATED_PARAM}=${created}`]),
+  ];
+  return query.length === 0 ? path : `${path}?${query.join("&")}`;
 }
+
+/**
+ * Which fiber a stream belongs to, on the wire: its `createdAt`, sent by the event route in this
+ * header of every 200 answer. A reader that reconnects sends it back as the `created` parameter,
+ * and the route answers 404 `fiber_not_found` when the fiber under the id now is another one (the
+ * one read was collected and a new one started under its id): without it, the reader would go on
+ * from its cursor into the new fiber's stream. `createdAt` is kept when a fiber moves between
+ * homes (continuity) and when its copy is rebuilt, so it names the fiber, not the copy.
+ */
+export const CREATED_HEADER = "x-fiberline-created";
+
+/** The query parameter a reconnecting reader sends `CREATED_HEADER`'s value back in. */
+export const CREATED_PARAM = "created";
 
 /** The content type of the stream. */
 export const EVENT_STREAM_TYPE = "text/event-stream";
