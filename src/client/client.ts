@@ -167,6 +167,8 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
   #openReaders = 0;
   #workerActive = 0;
   #closed = false;
+  /** Aborted by `close()`: ends the readers still open. */
+  readonly #closing = new AbortController();
 
   /** @internal Use `connect()`. */
   constructor(
@@ -340,6 +342,11 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     id: string,
     options: { after?: number; signal?: AbortSignal } = {},
   ): AsyncGenerator<FiberEvent> {
+    if (this.#closed) throw closedClientError();
+    // A reader ends with its caller's signal or with the client, whichever comes first.
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, this.#closing.signal])
+      : this.#closing.signal;
     this.#openReaders++;
     this.#keepWorkerAwake();
     try {
@@ -352,7 +359,7 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
         prefix: this.#streamRoot,
         ...(this.#fetch ? { fetch: this.#fetch } : {}),
         ...(options.after === undefined ? {} : { after: options.after }),
-        ...(options.signal === undefined ? {} : { signal: options.signal }),
+        signal,
         ...(container
           ? {
               waitForHost: () =>
@@ -412,10 +419,14 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     throw new CancelledError(`The stream of fiber ${id} ended without fiber.end.`);
   }
 
-  /** Stops heartbeats and closes the channel; pending calls reject. */
+  /**
+   * Stops heartbeats and closes the channel; pending calls reject, and open `events()` readers
+   * throw `ConnectionError` `client_closed`. The fibers go on in the host.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing.abort(closedClientError());
     clearInterval(this.#heartbeat);
     this.#channel.close();
   }
@@ -433,6 +444,10 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
       // A restart or a busy worker: the channel re-handshakes on the next call.
     });
   }
+}
+
+function closedClientError(): ConnectionError {
+  return new ConnectionError("client_closed", "This Fiberline client was closed; connect() again.");
 }
 
 /** The `chrome.runtime` to connect with: the one passed, or the global one. */

@@ -174,6 +174,28 @@ describe("readFiberEvents", () => {
     expect(reconnects[0]).toMatchObject({ code: "deadline_exceeded" });
   });
 
+  it("does not take a consumer slower than idleTimeoutMs for a dead connection", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 3, ms: 1 });
+    const urls: string[] = [];
+    const reconnects: unknown[] = [];
+    const seqs: number[] = [];
+    for await (const event of readFiberEvents(fiber.id, {
+      prefix,
+      fetch: breakingFetch(rt, 100, urls),
+      idleTimeoutMs: 40,
+      initialDelayMs: 1,
+      onReconnect: ({ error }) => reconnects.push(error),
+    })) {
+      seqs.push(event.seq);
+      // The page renders slowly; the chunks wait in the connection meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, 120));
+    }
+    expect(seqs).toEqual([1, 2, 3, 4, 5]);
+    expect(reconnects).toEqual([]);
+    expect(urls).toHaveLength(1);
+  });
+
   it("replaces a connection whose answer never comes (no headers) after idleTimeoutMs", async () => {
     const rt = runtime();
     const fiber = await rt.start(ticker, { ticks: 3, ms: 1 });

@@ -68,9 +68,10 @@ export interface EventReaderOptions {
 export const DEFAULT_IDLE_TIMEOUT_MS = 45_000;
 
 /**
- * `body`, passed through, with a watchdog: when no bytes arrive for `ms`, `attempt` is aborted
+ * `body`, passed through, with a watchdog: when a read waits `ms` for bytes, `attempt` is aborted
  * with a `ConnectionError`, which the reader answers by reconnecting from its cursor. A half-open
- * connection (a proxy that went away, a laptop that slept) otherwise waits forever.
+ * connection (a proxy that went away, a laptop that slept) otherwise waits forever. Only a read
+ * in progress is timed: a consumer that takes its time between chunks is not a dead connection.
  */
 function watchIdle(
   body: ReadableStream<Uint8Array>,
@@ -90,28 +91,31 @@ function watchIdle(
       reader.cancel(error).catch(() => {});
     }, ms);
   };
-  arm();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await reader.read();
-        if (next.done) {
-          clearTimeout(timer);
-          controller.close();
-          return;
-        }
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
         arm();
-        controller.enqueue(next.value);
-      } catch (error) {
+        try {
+          const next = await reader.read();
+          clearTimeout(timer);
+          if (next.done) {
+            controller.close();
+            return;
+          }
+          controller.enqueue(next.value);
+        } catch (error) {
+          clearTimeout(timer);
+          controller.error(attempt.signal.aborted ? attempt.signal.reason : error);
+        }
+      },
+      cancel(reason) {
         clearTimeout(timer);
-        controller.error(attempt.signal.aborted ? attempt.signal.reason : error);
-      }
+        return reader.cancel(reason);
+      },
     },
-    cancel(reason) {
-      clearTimeout(timer);
-      return reader.cancel(reason);
-    },
-  });
+    // Pull only when the consumer asks: a read ahead of it would run the watchdog meanwhile.
+    { highWaterMark: 0 },
+  );
 }
 
 /** A chunk before parsing, from either transport. */

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ServiceWorkerUnavailableError } from "../core/errors";
 import { connect } from "./client";
-import { findRegistration } from "./worker-registration";
+import { findRegistration, waitForController } from "./worker-registration";
 
 afterEach(() => {
   vi.unstubAllGlobals();
@@ -42,5 +42,29 @@ describe("connect() without Service Workers", () => {
     expect(error).toBeInstanceOf(ServiceWorkerUnavailableError);
     expect((error as Error).cause).toBe(refusal);
     expect((error as Error).message).toContain("/sw.js");
+  });
+});
+
+describe("waitForController", () => {
+  it("removes its controllerchange listener when it gives up, as when it succeeds", async () => {
+    const listeners = new Set<unknown>();
+    const container = {
+      controller: null as ServiceWorker | null,
+      ready: new Promise<never>(() => {}),
+      addEventListener: (_type: string, listener: unknown) => listeners.add(listener),
+      removeEventListener: (_type: string, listener: unknown) => listeners.delete(listener),
+    };
+    const sw = container as unknown as ServiceWorkerContainer;
+    for (let i = 0; i < 3; i++) {
+      await expect(waitForController(sw, 5)).rejects.toBeInstanceOf(ServiceWorkerUnavailableError);
+    }
+    expect(listeners.size).toBe(0);
+    const waiting = waitForController(sw, 1_000);
+    expect(listeners.size).toBe(1);
+    const worker = {} as ServiceWorker;
+    container.controller = worker;
+    for (const listener of listeners) (listener as () => void)();
+    await expect(waiting).resolves.toBe(worker);
+    expect(listeners.size).toBe(0);
   });
 });

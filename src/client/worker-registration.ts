@@ -67,11 +67,10 @@ export async function waitForController(
 ): Promise<ServiceWorker> {
   const now = container.controller;
   if (now) return now;
+  let onChange = () => {};
   const controlled = new Promise<ServiceWorker>((resolve) => {
-    const onChange = () => {
-      if (!container.controller) return;
-      container.removeEventListener("controllerchange", onChange);
-      resolve(container.controller);
+    onChange = () => {
+      if (container.controller) resolve(container.controller);
     };
     container.addEventListener("controllerchange", onChange);
   });
@@ -79,11 +78,16 @@ export async function waitForController(
     if (!container.controller)
       registration.active?.postMessage({ type: "fiberline/claim" } satisfies ClaimMessage);
   });
-  return await within(
-    controlled,
-    timeoutMs,
-    "The page is still not controlled by the Fiberline Service Worker. Check that the worker's scope covers this page and that createServiceWorkerHost() runs in it.",
-  );
+  try {
+    return await within(
+      controlled,
+      timeoutMs,
+      "The page is still not controlled by the Fiberline Service Worker. Check that the worker's scope covers this page and that createServiceWorkerHost() runs in it.",
+    );
+  } finally {
+    // Also after a timeout: a reader waiting for a host calls this once per failed attempt.
+    container.removeEventListener("controllerchange", onChange);
+  }
 }
 
 function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
