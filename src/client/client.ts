@@ -384,8 +384,8 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
         ...(channel instanceof RpcChannel
           ? {
               // The page's fetches do not reach the worker: stream over the control channel.
-              fallback: (fiberId: string, after: number, signal: AbortSignal) =>
-                readPortStream((port) => channel.openStream(fiberId, after, port), signal),
+              fallback: (fiberId: string, after: number, signal: AbortSignal, created?: number) =>
+                readPortStream((port) => channel.openStream(fiberId, after, port, created), signal),
             }
           : {}),
       });

@@ -54,7 +54,12 @@ export interface EventReaderOptions {
    * Another way to the host, used for an attempt whose `fetch` was not answered by it: the port
    * stream over the control channel (`FiberlineClient` passes it). Chunks carry data as JSON text.
    */
-  fallback?(id: string, after: number, signal: AbortSignal): AsyncIterable<RawChunk | "ended">;
+  fallback?(
+    id: string,
+    after: number,
+    signal: AbortSignal,
+    created?: number,
+  ): AsyncIterable<RawChunk | "ended">;
   /**
    * Reads every attempt from this source instead of `fetch` (the extension client's stream
    * ports). It ends after the last chunk it has, yields "ended" when the fiber ended and the
@@ -194,7 +199,7 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     }
     if (response.headers.get(HOST_HEADER) !== "1") {
       await response.body?.cancel().catch(() => {});
-      if (options.fallback) return options.fallback(fiberId, after, attempt.signal);
+      if (options.fallback) return options.fallback(fiberId, after, attempt.signal, created);
       await options.waitForHost?.();
       return new ConnectionError(
         "protocol_error",

@@ -233,5 +233,22 @@ describe("createServiceWorkerHost", () => {
     ))
       atEnd.push(chunk);
     expect(atEnd).toEqual(["ended"]);
+
+    // A reader of another fiber that had this id (it names its createdAt): refused.
+    const createdAt = (await remote.get("ported"))?.createdAt as number;
+    const other = await (async () => {
+      for await (const _ of readPortStream((port) =>
+        remote.openStream("ported", 1, transfer(port, [port]), createdAt - 1),
+      )) {
+        // nothing arrives
+      }
+    })().catch((e: unknown) => e);
+    expect(other).toBeInstanceOf(FiberNotFoundError);
+    const same: unknown[] = [];
+    for await (const chunk of readPortStream((port) =>
+      remote.openStream("ported", 2, transfer(port, [port]), createdAt),
+    ))
+      same.push(chunk === "ended" ? chunk : chunk.seq);
+    expect(same).toEqual([3]);
   });
 });

@@ -344,15 +344,21 @@ class Host implements ServiceWorkerHost {
             },
           }
         : {}),
-      openStream: async (id, after, port) => {
-        await settled(id);
+      openStream: async (id, after, port, created) => {
         assertValidId(id);
         assertArgument(
           Number.isSafeInteger(after) && after >= 0,
           `openStream(id, after) needs an integer >= 0, got ${after}.`,
         );
+        assertArgument(
+          created === undefined || Number.isFinite(created),
+          `openStream(id, after, port, created) needs created to be a number, got ${String(created)}.`,
+        );
+        await settled(id);
         const record = await runtime.get(id);
         if (!record) throw new FiberNotFoundError(id);
+        // A reader that read another fiber under this id (collected and started again since).
+        if (created !== undefined && record.createdAt !== created) throw new FiberNotFoundError(id);
         pumpEvents(runtime, record, after, port);
       },
     };

@@ -107,7 +107,11 @@ export interface ControlApi {
  * Rejects with `FiberNotFoundError` / `InvalidInputError` like the route answers 404 / 400.
  */
 export interface PortStreamApi {
-  openStream(id: string, after: number, port: MessagePort): Promise<void>;
+  /**
+   * Streams fiber `id`'s chunks after `after` into `port`. With `created` (the `CREATED_HEADER`
+   * of an earlier answer), rejects with `fiber_not_found` when the fiber under the id is another.
+   */
+  openStream(id: string, after: number, port: MessagePort, created?: number): Promise<void>;
 }
 
 /**
