@@ -89,14 +89,20 @@ export async function handleReplicaRequest(
     }
     if (match[2] === "replicate") {
       if (request.method !== "POST")
-        return errorResponse(invalid(`${url.pathname} only answers POST.`), { status: 405 });
+        return errorResponse(invalid(`${url.pathname} only answers POST.`), {
+          status: 405,
+          headers: { allow: "POST" },
+        });
       if (owned) return await ownedShipment(request, id, arbiter, store, owned);
       const answer = await arbiter.receive(id, readShipment(await request.text()));
       return encoded(answer, answer.status === "ok" ? 200 : 409);
     }
     if (match[2] === "come-home") {
       if (request.method !== "POST")
-        return errorResponse(invalid(`${url.pathname} only answers POST.`), { status: 405 });
+        return errorResponse(invalid(`${url.pathname} only answers POST.`), {
+          status: 405,
+          headers: { allow: "POST" },
+        });
       if (owned) {
         const principal = await principalOf(owned.authorize, request, "replicate", id);
         if (owned.owners.ownerOf(id) !== principal) throw new FiberNotFoundError(id);
@@ -106,7 +112,10 @@ export async function handleReplicaRequest(
       return encoded(answer, answer.status === "granted" ? 200 : 409);
     }
     if (request.method !== "GET")
-      return errorResponse(invalid(`${url.pathname} only answers GET.`), { status: 405 });
+      return errorResponse(invalid(`${url.pathname} only answers GET.`), {
+        status: 405,
+        headers: { allow: "GET" },
+      });
     if (owned) {
       const principal = await principalOf(owned.authorize, request, "read", id);
       if (owned.owners.ownerOf(id) !== principal) throw new FiberNotFoundError(id);

@@ -165,6 +165,7 @@ describe("GET {prefix}/fibers/:id/events", () => {
     expect(res.headers.get("content-type")).toContain("application/json");
     const body = await res.json();
     expect(body.error.code).toBe("fiber_not_found");
+    expect(body.error.name).toBe("FiberNotFoundError");
     expect(body.error.message).toContain('"nope"');
   });
 

@@ -288,6 +288,14 @@ export function toJson(data: unknown): string {
   }
 }
 
+/** The class a client rebuilds from each code the route answers with (`ErrorBody.name`). */
+const ERROR_CLASSES: Record<string, string> = {
+  fiber_not_found: "FiberNotFoundError",
+  invalid_id: "InvalidInputError",
+  invalid_argument: "InvalidInputError",
+  route_not_found: "FiberlineError",
+};
+
 /** A JSON error response. */
 export function errorResponse(
   status: number,
@@ -295,7 +303,7 @@ export function errorResponse(
   message: string,
   extra?: Record<string, string>,
 ): Response {
-  const body: ErrorBody = { error: { code, message } };
+  const body: ErrorBody = { error: { code, message, name: ERROR_CLASSES[code] ?? "FiberlineError" } };
   return new Response(JSON.stringify(body), {
     status,
     headers: {
