@@ -6,6 +6,7 @@
 import type { UIMessage } from "ai";
 import type { AgentInput } from "../agent/agent";
 import type { ChatMessage } from "../agent/types";
+import { sha256Hex } from "../core/sha256";
 import type { ChatInputRequest } from "./chat-transport";
 
 /**
@@ -47,10 +48,4 @@ export async function fiberIdFor(parts: readonly string[]): Promise<string> {
   const id = `ai/${parts.join("/")}`;
   if (ID_PATTERN.test(id) && !parts.slice(0, -1).some((part) => part.includes("/"))) return id;
   return `ai/${await sha256Hex(JSON.stringify(parts))}`;
-}
-
-/** The SHA-256 of `text`'s UTF-8, as hex. */
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -9,8 +9,9 @@ import type { ChatTransport, UIMessage, UIMessageChunk } from "ai";
 import type { AgentInput } from "../agent/agent";
 import { FiberlineError } from "../core/errors";
 import { type FiberEvent, type FiberRecord, isTerminal } from "../core/records";
+import { sha256Hex } from "../core/sha256";
 import { type ChatCursor, type ChatCursorStore, idbCursorStore, updateCursor } from "./chat-cursors";
-import { defaultInput, fiberIdFor, sha256Hex } from "./chat-input";
+import { defaultInput, fiberIdFor } from "./chat-input";
 import { changesNoPart, resumePoint } from "./resume-point";
 import { foldResets, UiChunkMapper } from "./ui-chunks";
 

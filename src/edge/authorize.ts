@@ -5,6 +5,7 @@
  */
 
 import { FiberlineError, LimitExceededError, UnauthorizedError } from "../core/errors";
+import { sha256Hex } from "../core/sha256";
 
 /**
  * What a request wants to do; `authorize` is asked about each one. `replicate` is a browser's
@@ -146,10 +147,4 @@ export function withBody(request: Request, body: string): Request {
 /** A stable id (or idempotency key) scoped to one principal: other principals' keys never meet it. */
 export async function scopedKey(prefix: string, principal: string, key: string): Promise<string> {
   return `${prefix}${(await sha256Hex(`${principal}\u0000${key}`)).slice(0, 40)}`;
-}
-
-/** The SHA-256 of `text` (UTF-8) in lowercase hex. */
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }

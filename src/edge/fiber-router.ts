@@ -6,16 +6,9 @@
  */
 
 import { FiberlineError, InvalidInputError } from "../core/errors";
+import { sha256Hex } from "../core/sha256";
 import { DEFAULT_PREFIX, type StartRequest } from "../sw/protocol";
-import {
-  type Authorize,
-  fiberRouteOf,
-  principalOf,
-  readBodyText,
-  scopedKey,
-  sha256Hex,
-  withBody,
-} from "./authorize";
+import { type Authorize, fiberRouteOf, principalOf, readBodyText, scopedKey, withBody } from "./authorize";
 import { originPolicy } from "./cors";
 import { errorResponse } from "./http-routes";
 import { DEFAULT_MAX_SHIPMENT_BYTES } from "./replica-routes";
