@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { crashableStore } from "../testing/crash-store";
-import { defineFiber, type FiberContext } from "./define";
+import { defineFiber, type FiberContext, type FiberDefinition } from "./define";
 import type { FiberEvent } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
 import type { CommitResult, Store } from "./store";
@@ -29,6 +29,36 @@ afterEach(async () => {
 function track(rt: Runtime): Runtime {
   runtimes.push(rt);
   return rt;
+}
+
+/**
+ * Starts `doomed`, whose every run hangs in a step as if the process died there, then crashes
+ * and recovers it, one life at a time, until it is failed (at most `lives` lives), and checks
+ * it failed with `recovery_exhausted`. `runs` counts the step's executions.
+ */
+async function crashUntilFailed(
+  disk: MemoryStore,
+  doomed: FiberDefinition,
+  runs: () => number,
+  lives: number,
+): Promise<void> {
+  let store = crashableStore(disk);
+  let rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
+  const fiber = await rt.start(doomed, {});
+  const failed = async () => (await disk.getFiber(fiber.id))?.status === "failed";
+  for (let life = 1; life <= lives; life++) {
+    // This life's run is stuck in its step, or the fiber was failed instead. recover() may find
+    // the dead runner's lease still live and pick the fiber up once it expires, so either can
+    // happen after recover() has returned.
+    await expect.poll(async () => runs() === life || (await failed())).toBe(true);
+    if (await failed()) break;
+    store.crash();
+    store = crashableStore(disk);
+    rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
+    await rt.recover();
+  }
+  await expect.poll(failed).toBe(true);
+  expect((await disk.getFiber(fiber.id))?.error?.code).toBe("recovery_exhausted");
 }
 
 async function readAll(rt: Runtime, id: string): Promise<FiberEvent[]> {
@@ -173,23 +203,7 @@ describe("replay after a crash", () => {
         });
       },
     });
-    let store = crashableStore(disk);
-    let rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
-    const fiber = await rt.start(doomed, {});
-    const failed = async () => (await disk.getFiber(fiber.id))?.status === "failed";
-    for (let life = 1; life <= 5; life++) {
-      // This life's run is stuck in "crashes", or the fiber was failed instead. recover() may
-      // find the dead runner's lease still live and pick the fiber up once it expires, so
-      // either can happen after recover() has returned.
-      await expect.poll(async () => runs === life || (await failed())).toBe(true);
-      if (await failed()) break;
-      store.crash();
-      store = crashableStore(disk);
-      rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
-      await rt.recover();
-    }
-    await expect.poll(failed).toBe(true);
-    expect((await disk.getFiber(fiber.id))?.error?.code).toBe("recovery_exhausted");
+    await crashUntilFailed(disk, doomed, () => runs, 5);
     expect(runs).toBe(4); // the first run and three recoveries, then no more
   });
 
@@ -309,20 +323,7 @@ describe("replay after a crash", () => {
         });
       },
     });
-    let store = crashableStore(disk);
-    let rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
-    const fiber = await rt.start(doomed, {});
-    const failed = async () => (await disk.getFiber(fiber.id))?.status === "failed";
-    for (let life = 1; life <= 6; life++) {
-      await expect.poll(async () => runs === life || (await failed())).toBe(true);
-      if (await failed()) break;
-      store.crash();
-      store = crashableStore(disk);
-      rt = track(createRuntime({ store, fibers: [doomed], leaseMs: 20 }));
-      await rt.recover();
-    }
-    await expect.poll(failed).toBe(true);
-    expect((await disk.getFiber(fiber.id))?.error?.code).toBe("recovery_exhausted");
+    await crashUntilFailed(disk, doomed, () => runs, 6);
     expect(runs).toBe(4);
   });
 
