@@ -54,19 +54,14 @@ export interface EventReaderOptions {
    * Another way to the host, used for an attempt whose `fetch` was not answered by it: the port
    * stream over the control channel (`FiberlineClient` passes it). Chunks carry data as JSON text.
    */
-  fallback?(
-    id: string,
-    after: number,
-    signal: AbortSignal,
-    created?: number,
-  ): AsyncIterable<RawChunk | "ended">;
+  fallback?(id: string, after: number, signal: AbortSignal, created?: number): AsyncIterable<StreamItem>;
   /**
    * Reads every attempt from this source instead of `fetch` (the extension client's stream
    * ports). It ends after the last chunk it has, yields "ended" when the fiber ended and the
    * cursor is at its end (as the route's 204), and throws a `ConnectionError` when the host went
    * away (retried from the cursor) or the host's error (thrown at once).
    */
-  transport?(id: string, after: number, signal: AbortSignal): AsyncIterable<RawChunk | "ended">;
+  transport?(id: string, after: number, signal: AbortSignal): AsyncIterable<StreamItem>;
 }
 
 /** How long a connection may deliver nothing before it is replaced, unless the options say. */
@@ -123,6 +118,17 @@ function watchIdle(
   );
 }
 
+/**
+ * What a transport says first: which fiber it reads (its `createdAt`, as the route's
+ * `CREATED_HEADER`). The reader refuses a later attempt that names another fiber.
+ */
+export interface FiberName {
+  created: number;
+}
+
+/** What a transport yields: chunks, "ended" (the fiber ended at the cursor), or the fiber's name. */
+export type StreamItem = RawChunk | "ended" | FiberName;
+
 /** A chunk before parsing, from either transport. */
 export interface RawChunk {
   seq: number;
@@ -170,7 +176,7 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     fiberId: string,
     after: number,
     attempt: AbortController,
-  ): Promise<AsyncIterable<RawChunk | "ended"> | Error | "ended"> => {
+  ): Promise<AsyncIterable<StreamItem> | Error | "ended"> => {
     // The answer's headers are held to the same deadline as its body's silences: a route that
     // never answers (a stuck read in the worker) is replaced like a half-open connection.
     const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
@@ -243,6 +249,12 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
       else {
         for await (const chunk of source) {
           if (chunk === "ended") return;
+          if ("created" in chunk) {
+            // Another fiber under this id than the one read so far: it was collected and started again.
+            if (created !== undefined && chunk.created !== created) throw new FiberNotFoundError(id);
+            created = chunk.created;
+            continue;
+          }
           const { seq } = chunk;
           if (!Number.isSafeInteger(seq) || seq <= cursor) continue; // seen already: never yield twice
           if (seq !== cursor + 1) {

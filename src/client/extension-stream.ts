@@ -8,7 +8,7 @@
 import { ConnectionError, deserializeError } from "../core/errors";
 import type { ChromeRuntimeConnector } from "../extension/chrome-types";
 import { STREAM_PORT, type StreamReply, type StreamRequest } from "../extension/protocol";
-import type { RawChunk } from "./event-reader";
+import type { StreamItem } from "./event-reader";
 import { pullQueue } from "./pull-queue";
 
 /**
@@ -25,7 +25,7 @@ export async function* readExtensionStream(
   fiber: string,
   after: number,
   signal: AbortSignal,
-): AsyncGenerator<RawChunk | "ended"> {
+): AsyncGenerator<StreamItem> {
   signal.throwIfAborted();
   const queue = pullQueue<StreamReply | { type: "gone" }>(signal);
   const port = runtime.connect({ name: STREAM_PORT });
@@ -37,6 +37,9 @@ export async function* readExtensionStream(
     for (;;) {
       const next = await queue.next();
       switch (next.type) {
+        case "opened":
+          yield { created: next.created };
+          break;
         case "chunk":
           yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
           break;

@@ -6,6 +6,7 @@
 
 import { ConnectionError, deserializeError } from "../core/errors";
 import { type PortStreamMessage, type PortStreamReply, STREAM_PING_MS } from "../sw/protocol";
+import type { FiberName } from "./event-reader";
 
 /** One chunk as the port stream delivers it (data still JSON text, as on the SSE route). */
 export interface PortChunk {
@@ -27,7 +28,7 @@ export async function* readPortStream(
   open: (port: MessagePort) => Promise<void>,
   signal?: AbortSignal,
   pingMs = STREAM_PING_MS,
-): AsyncGenerator<PortChunk | "ended"> {
+): AsyncGenerator<PortChunk | "ended" | FiberName> {
   signal?.throwIfAborted();
   const { port1, port2 } = new MessageChannel();
   const queue: PortStreamMessage[] = [];
@@ -49,6 +50,7 @@ export async function* readPortStream(
       const next = queue.shift();
       if (next) {
         if (next.type === "chunk") yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
+        else if (next.type === "opened") yield { created: next.created };
         else if (next.type === "end") return;
         else if (next.type === "ended") {
           yield "ended";

@@ -131,6 +131,33 @@ describe("createExtensionHost", () => {
     expect((await fl.heartbeat()).instanceId).toBe(second.host.info.instanceId);
   });
 
+  it("stops a reader with fiber_not_found when, while the worker was stopped, its fiber gave way to another under the same id", async () => {
+    const fake = new FakeChrome();
+    const store = new MemoryStore();
+    const first = startWorker(fake, store);
+    const fl = await page(fake);
+    await fl.start("ticker", { ticks: 5 }, { id: "reused" });
+    const seen: FiberEvent[] = [];
+    const reading = (async () => {
+      for await (const ev of fl.events("reused")) seen.push(ev);
+      return "read on";
+    })().catch((error: unknown) => error);
+    await expect.poll(() => seen.filter((e) => e.type === "tick").length).toBe(2);
+    fake.stopWorker();
+    await first.runtime.close();
+    first.host.dispose();
+    // Meanwhile the fiber is gone (collected) and another one was started under its id.
+    await store.deleteFibers(["reused"]);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const other = createRuntime({ store, fibers: [napper] });
+    await other.result(await other.start(napper, { ms: 0 }, { id: "reused" }));
+    await other.close();
+    startWorker(fake, store);
+    const outcome = await reading;
+    expect(outcome).toBeInstanceOf(FiberNotFoundError);
+    expect(seen.every((e) => e.type !== "fiber.end")).toBe(true);
+  });
+
   it("ends a read at once when the cursor is at the end of an ended fiber", async () => {
     const fake = new FakeChrome();
     startWorker(fake, new MemoryStore());

@@ -57,6 +57,8 @@ export interface StreamRequest {
 
 /** What the worker posts on a stream port: chunks as the SSE route sends them (data as JSON text). */
 export type StreamReply =
+  /** First: which fiber this is (its `createdAt`, as the web host's `x-fiberline-created`). */
+  | { type: "opened"; created: number }
   | { type: "chunk"; seq: number; event: string; at: number; data: string }
   | { type: "end" }
   /** The fiber ended and the cursor is at (or past) its end: nothing will follow (the route's 204). */

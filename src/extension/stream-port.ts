@@ -61,6 +61,7 @@ async function pump(
   assertValidId(id);
   const record = await runtime.get(id);
   if (!record) throw new FiberNotFoundError(id);
+  post({ type: "opened", created: record.createdAt });
   if (pastTheEnd(record, after)) {
     post({ type: "ended" });
     return;

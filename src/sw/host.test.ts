@@ -208,13 +208,17 @@ describe("createServiceWorkerHost", () => {
       for await (const chunk of readPortStream((port) =>
         remote.openStream("ported", 0, transfer(port, [port])),
       )) {
-        seen.push(chunk === "ended" ? "ended" : `${chunk.seq}:${chunk.event}:${chunk.data}`);
+        if (chunk === "ended") seen.push("ended");
+        else if ("created" in chunk) seen.push(`created ${chunk.created}`);
+        else seen.push(`${chunk.seq}:${chunk.event}:${chunk.data}`);
       }
     })();
-    await expect.poll(() => seen.length).toBe(1);
+    await expect.poll(() => seen.length).toBe(2);
     release.go();
     await reading;
+    // The port names the fiber first (its createdAt), then the chunks.
     expect(seen).toEqual([
+      `created ${(await remote.get("ported"))?.createdAt}`,
       "1:fiber.start:" + '{"name":"waiter","version":"1"}',
       "2:done:{}",
       '3:fiber.end:{"status":"completed","result":"ok"}',
@@ -232,7 +236,7 @@ describe("createServiceWorkerHost", () => {
       remote.openStream("ported", 3, transfer(port, [port])),
     ))
       atEnd.push(chunk);
-    expect(atEnd).toEqual(["ended"]);
+    expect(atEnd).toEqual([{ created: (await remote.get("ported"))?.createdAt }, "ended"]);
 
     // A reader of another fiber that had this id (it names its createdAt): refused.
     const createdAt = (await remote.get("ported"))?.createdAt as number;
@@ -248,7 +252,7 @@ describe("createServiceWorkerHost", () => {
     for await (const chunk of readPortStream((port) =>
       remote.openStream("ported", 2, transfer(port, [port]), createdAt),
     ))
-      same.push(chunk === "ended" ? chunk : chunk.seq);
-    expect(same).toEqual([3]);
+      same.push(chunk === "ended" || "created" in chunk ? chunk : chunk.seq);
+    expect(same).toEqual([{ created: createdAt }, 3]);
   });
 });

@@ -38,6 +38,7 @@ export function pumpEvents(
   }, pingMs);
   void (async () => {
     try {
+      post({ type: "opened", created: record.createdAt });
       // At the end of an ended fiber: say so, as the route's 204 does (a bare `end` would read
       // as a stream cut short, and the page would retry it until its deadline).
       if (pastTheEnd(record, after)) {

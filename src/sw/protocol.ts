@@ -119,6 +119,8 @@ export interface PortStreamApi {
  * then `end`; or only `ended` when the fiber ended and the cursor is at its end (the route's 204).
  */
 export type PortStreamMessage =
+  /** First: which fiber this is (its `createdAt`, as `CREATED_HEADER`). */
+  | { type: "opened"; created: number }
   | { type: "chunk"; seq: number; event: string; at: number; data: string }
   | { type: "ping" }
   | { type: "end" }

@@ -4,7 +4,7 @@
  * and pushes to the other tabs.
  */
 
-import type { RawChunk } from "../client/event-reader";
+import type { StreamItem } from "../client/event-reader";
 import { FiberNotFoundError } from "../core/errors";
 import { pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
@@ -13,7 +13,8 @@ import { toJson } from "../sw/event-route";
 
 /**
  * The chunks of fiber `id` with `seq > after`, replay then live, ending after `fiber.end`; only
- * "ended" when the fiber ended and `after` is at its end (the event route's 204).
+ * "ended" when the fiber ended and `after` is at its end (the event route's 204). First of all,
+ * the fiber's name (`{ created }`).
  *
  * Failure semantics: a malformed id throws `InvalidInputError` (`invalid_id`), a malformed cursor
  * `invalid_argument`, an unknown fiber `FiberNotFoundError`, all before anything is yielded; a
@@ -24,10 +25,12 @@ export async function* fiberChunks(
   id: string,
   after: number,
   signal: AbortSignal,
-): AsyncGenerator<RawChunk | "ended"> {
+): AsyncGenerator<StreamItem> {
   assertValidId(id);
   const record = await runtime.get(id);
   if (!record) throw new FiberNotFoundError(id);
+  // Which fiber this is: a reader refuses another one that took the id since (`FiberName`).
+  yield { created: record.createdAt };
   if (pastTheEnd(record, after)) {
     yield "ended";
     return;

@@ -64,6 +64,7 @@ export type TabMessage =
       after: number;
     }
   | { type: "unsubscribe"; from: string; stream: number }
+  | { type: "opened"; to: string; stream: number; created: number }
   | { type: "chunk"; to: string; stream: number; seq: number; event: string; at: number; data: string }
   | { type: "end"; to: string; stream: number }
   | { type: "ended"; to: string; stream: number }

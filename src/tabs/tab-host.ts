@@ -10,7 +10,7 @@
  * resume from their cursor at the new one.
  */
 
-import type { RawChunk } from "../client/event-reader";
+import type { StreamItem } from "../client/event-reader";
 import type { ControlChannel } from "../client/http-channel";
 import { pullQueue } from "../client/pull-queue";
 import { withDeadline } from "../client/rpc-channel";
@@ -163,7 +163,7 @@ export class TabHost implements ControlChannel {
    * One attempt of the client's resumable reader (its `transport`): the chunks after `after`
    * from the local runtime while this tab leads, else from the leader over the channel.
    */
-  async *stream(fiber: string, after: number, signal: AbortSignal): AsyncGenerator<RawChunk | "ended"> {
+  async *stream(fiber: string, after: number, signal: AbortSignal): AsyncGenerator<StreamItem> {
     const leader = await withDeadline(this.#leader(), this.#options.timeoutMs, () =>
       noLeaderError(this.#options.timeoutMs),
     );
@@ -194,7 +194,7 @@ export class TabHost implements ControlChannel {
     fiber: string,
     after: number,
     signal: AbortSignal,
-  ): AsyncGenerator<RawChunk | "ended"> {
+  ): AsyncGenerator<StreamItem> {
     const stream = this.#next++;
     const queue = pullQueue<StreamMessage | Error>(signal);
     this.#streams.set(stream, { leader, push: (message) => queue.push(message) });
@@ -213,6 +213,9 @@ export class TabHost implements ControlChannel {
         const next = await queue.next();
         if (next instanceof Error) throw next;
         switch (next.type) {
+          case "opened":
+            yield { created: next.created };
+            break;
           case "chunk":
             yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
             break;

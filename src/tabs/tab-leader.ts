@@ -137,7 +137,8 @@ export class TabLeader {
             post({ type: "ended", to, stream });
             return;
           }
-          post({ type: "chunk", to, stream, ...chunk });
+          if ("created" in chunk) post({ type: "opened", to, stream, created: chunk.created });
+          else post({ type: "chunk", to, stream, ...chunk });
         }
         post({ type: "end", to, stream });
       } catch (error) {
