@@ -22,6 +22,8 @@ import type { SimNode, World } from "./world";
 export interface CancelOutcome {
   fiberId: string;
   status: string;
+  /** Which fiber under the id was cancelled (`Ledger.lifeOf` when the cancel answered). */
+  life: number;
 }
 
 /** The errors `sendEvent` may reject with under faults. */
@@ -207,7 +209,7 @@ export class Actions {
     node.runtime.cancel(id, "cancelled by the simulator").then(
       (status) => {
         world.trace.add("done", `cancel ${id} -> ${status}`);
-        this.cancels.push({ fiberId: id, status });
+        this.cancels.push({ fiberId: id, status, life: world.ledger.lifeOf(id) });
       },
       (error) => {
         const code = codeOf(error);

@@ -41,9 +41,10 @@ export function checkFinal(ctx: FinalContext): void {
     if (program.agent) world.agents.checkFinal(id, image, program.agent, !ctx.cancelled.has(id));
     else checkResult(ctx, id, image, program, fail);
   });
-  for (const { fiberId, status } of ctx.cancels) {
+  for (const { fiberId, status, life } of ctx.cancels) {
     const final = world.ledger.get(fiberId)?.record?.status;
-    if (final !== undefined && final !== status) {
+    // Only the fiber the cancel answered for: one started under its id after its collection is not.
+    if (final !== undefined && final !== status && world.ledger.lifeOf(fiberId) === life) {
       world.findings.add(
         "cancel-answer-wrong",
         `cancel answered "${status}" but the fiber ended ${final}`,

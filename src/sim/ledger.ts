@@ -50,6 +50,8 @@ export class Ledger {
   readonly #now: () => number;
   readonly #exact: boolean;
   readonly images = new Map<string, FiberImage>();
+  /** How many fibers under each id were seen created after an earlier one was collected. */
+  readonly #lives = new Map<string, number>();
   /** Called with each chunk the first time it is seen durable (after the write-time checks). */
   onChunk: ((chunk: StreamChunk) => void) | undefined;
   /** Settles once the last refresh issued has applied (and so every earlier one). */
@@ -70,6 +72,14 @@ export class Ledger {
   /** While a refresh is under way, a promise that settles once every refresh issued has applied. */
   settled(): Promise<void> | undefined {
     return this.#tail;
+  }
+
+  /**
+   * Which fiber under `id` the ledger holds: 0 for the first, one more for each fiber started
+   * under the id after the one before it was collected.
+   */
+  lifeOf(id: string): number {
+    return this.#lives.get(id) ?? 0;
   }
 
   /** The image of `id`, if the fiber was ever seen. */
@@ -137,8 +147,9 @@ export class Ledger {
     inbox: InboxEvent[],
     writer: string,
   ): void {
-    const prev = this.images.get(id);
+    const last = this.images.get(id);
     if (record === undefined) {
+      const prev = last;
       if (writer.endsWith(MIRROR_WRITER)) {
         // A mirror rebuilds a copy that diverged (a tail never shipped, so never shown: the
         // final checks hold what pages saw to the replica): the copy starts over.
@@ -151,6 +162,12 @@ export class Ledger {
         this.#trace.add("collect", `${id} deleted (was ${prev.record.status})`);
       }
       return;
+    }
+    // A fiber started under the id of a collected one is another fiber: it starts from nothing.
+    const prev = last?.collected ? undefined : last;
+    if (last?.collected) {
+      this.#lives.set(id, this.lifeOf(id) + 1);
+      this.#trace.add("collect", `${id} started again after its collection`);
     }
     const image: FiberImage = {
       record,
