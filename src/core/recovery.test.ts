@@ -14,6 +14,7 @@ import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { crashableStore } from "../testing/crash-store";
 import { defineFiber, type FiberContext, type FiberDefinition } from "./define";
+import { StoreError } from "./errors";
 import type { FiberEvent } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
 import type { CommitResult, Store } from "./store";
@@ -784,5 +785,63 @@ describe("listings that decide on state alone", () => {
     await new Promise((resolve) => setTimeout(resolve, 120));
     expect(queries.length).toBeGreaterThanOrEqual(3);
     expect(queries.every((query) => query.withInput === false)).toBe(true);
+  });
+});
+
+describe("a recover() or a start that does not go through", () => {
+  it("still picks up, within a lease period, the fibers a failed recover() left behind", async () => {
+    const disk = new MemoryStore();
+    let life = 1;
+    const job = defineFiber("job", {
+      async run(ctx) {
+        await ctx.step("work", () => (life === 1 ? new Promise(() => {}) : "done")); // life 1 dies here
+        return "finished";
+      },
+    });
+    const store = crashableStore(disk);
+    const first = track(createRuntime({ store, fibers: [job], leaseMs: 50 }));
+    const { id } = await first.start(job, {});
+    await expect.poll(async () => (await disk.readJournal(id)).length).toBe(1);
+    store.crash();
+    life = 2;
+    // The next host's recover() fails once (a storage hiccup), and nothing calls it again: a
+    // leader tab has no next start.
+    const flaky = disk as MemoryStore & { listFibers: MemoryStore["listFibers"] };
+    const list = disk.listFibers.bind(disk);
+    let failures = 1;
+    flaky.listFibers = (query) =>
+      failures-- > 0 ? Promise.reject(new StoreError("store_error", "Storage is busy; retry.")) : list(query);
+    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 50 }));
+    await expect(second.recover()).rejects.toMatchObject({ code: "store_error" });
+    expect(await second.result(id)).toBe("finished");
+  });
+
+  it("does not run a fiber whose start was still being written when the runtime closed", async () => {
+    let steps = 0;
+    const counted = defineFiber("counted", {
+      async run(ctx) {
+        await ctx.step("one", () => ++steps);
+        return "ran";
+      },
+    });
+    class SlowCreate extends MemoryStore {
+      override async createFiber(...args: Parameters<MemoryStore["createFiber"]>) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return super.createFiber(...args);
+      }
+    }
+    const disk = new SlowCreate();
+    const runtime = createRuntime({ store: disk, fibers: [counted], leaseMs: 50 });
+    const starting = runtime.start(counted, {}, { idempotencyKey: "k" });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await runtime.close();
+    const { id } = await starting;
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(steps).toBe(0);
+    // Left as a crash leaves it: the next runtime runs it.
+    const next = track(createRuntime({ store: disk, fibers: [counted], leaseMs: 50 }));
+    await next.recover();
+    expect(await next.result(id)).toBe("ran");
+    expect(steps).toBe(1);
   });
 });

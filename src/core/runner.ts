@@ -94,8 +94,14 @@ export class Runner {
   runNew(def: FiberDefinition, record: FiberRecord, lock?: Promise<(() => void) | null>): Promise<void> {
     return this.#exclusive(record.id, async () => {
       const release = await (lock ?? this.#locks.acquire(record.id));
-      if (release)
-        this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
+      if (!release) return;
+      if (this.#closed) {
+        // The runtime was closed while the fiber was being created: it is left as a crash would
+        // leave it, for the next recover() (of this context or another) to run.
+        release();
+        return;
+      }
+      this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
     });
   }
 

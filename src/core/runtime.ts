@@ -402,18 +402,23 @@ export class Runtime {
   async recover(): Promise<RecoverySummary> {
     this.#assertOpen();
     const now = this.#clock();
-    const live = await this.store.listFibers({ status: ACTIVE_STATUSES, withInput: false });
-    const { resumed, scheduled } = await this.#runner.pickUp(live, now);
-    // Collection is housekeeping: after the pick-ups, so interrupted fibers do not wait for it
-    // (it reads every ended fiber's record), and its failure must not keep them from resuming
-    // (the collector retries it on its interval).
-    const collected = await this.collect().catch((error: unknown) => {
-      report(error, "collecting expired fibers");
-      return [] as string[];
-    });
-    this.#startCollector();
-    this.#startSweeper();
-    return { resumed, scheduled, collected };
+    try {
+      const live = await this.store.listFibers({ status: ACTIVE_STATUSES, withInput: false });
+      const { resumed, scheduled } = await this.#runner.pickUp(live, now);
+      // Collection is housekeeping: after the pick-ups, so interrupted fibers do not wait for it
+      // (it reads every ended fiber's record), and its failure must not keep them from resuming
+      // (the collector retries it on its interval).
+      const collected = await this.collect().catch((error: unknown) => {
+        report(error, "collecting expired fibers");
+        return [] as string[];
+      });
+      return { resumed, scheduled, collected };
+    } finally {
+      // Also when the listing failed: the sweeper then picks up, within a lease period, what
+      // this recover() did not (a host with no next start, as the leader tab, relies on it).
+      this.#startCollector();
+      this.#startSweeper();
+    }
   }
 
   /** Deletes terminal fibers whose retention has passed; returns their ids. */

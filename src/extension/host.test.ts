@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { connect, type FiberlineClient } from "../client/client";
 import { defineFiber } from "../core/define";
-import { ConnectionError, FiberNotFoundError, UnknownFiberError } from "../core/errors";
+import { ConnectionError, FiberNotFoundError, StoreError, UnknownFiberError } from "../core/errors";
 import type { FiberEvent } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
@@ -220,6 +220,34 @@ describe("the wake-up alarm", () => {
 
     await fl.cancel("nap");
     await expect.poll(() => fake.alarmMap.has("fiberline/wake")).toBe(false);
+  });
+
+  it("sets a retry alarm when the recovery of an alarm-started worker fails, so the due timer still fires", async () => {
+    const fake = new FakeChrome();
+    const store = new MemoryStore();
+    const first = startWorker(fake, store);
+    await first.runtime.start(napper, { ms: 200 }, { id: "nap" });
+    await expect.poll(() => fake.alarmMap.has("fiberline/wake")).toBe(true);
+    fake.stopWorker();
+    await first.runtime.close();
+    first.host.dispose();
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    // The alarm starts the worker, whose storage fails for a moment.
+    const list = store.listFibers.bind(store);
+    let failures = 8;
+    store.listFibers = (query) =>
+      failures-- > 0 ? Promise.reject(new StoreError("store_error", "Storage is busy; retry.")) : list(query);
+    const errors: string[] = [];
+    startWorker(fake, store, { onError: (_error, doing) => errors.push(doing) });
+    fake.fireAlarm("fiberline/wake");
+    await expect
+      .poll(() => errors.filter((doing) => doing === "recovering fibers at worker start").length)
+      .toBe(2);
+    // The alarm that fired is gone: without a new one, nothing would start the worker again.
+    expect(fake.alarmMap.has("fiberline/wake")).toBe(true);
+    await expect
+      .poll(async () => (await store.getFiber("nap"))?.status, { timeout: 5_000 })
+      .toBe("completed");
   });
 
   it("never asks Chrome for an alarm sooner than its minimum delay", async () => {

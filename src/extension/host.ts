@@ -200,6 +200,7 @@ class Host implements ExtensionHost {
       },
       (error: unknown) => {
         this.#report(error, "recovering fibers at worker start");
+        this.#retryLater();
         return undefined;
       },
     );
@@ -224,7 +225,16 @@ class Host implements ExtensionHost {
 
   #replan(): void {
     if (this.#disposed) return;
-    this.#alarm.plan().catch((error: unknown) => this.#report(error, "planning the wake-up alarm"));
+    this.#alarm.plan().catch((error: unknown) => {
+      this.#report(error, "planning the wake-up alarm");
+      this.#retryLater();
+    });
+  }
+
+  /** After a failed recovery or plan: a wake-up one heartbeat away, which tries again. */
+  #retryLater(): void {
+    if (this.#disposed) return;
+    this.#alarm.retryLater().catch((error: unknown) => this.#report(error, "setting the retry alarm"));
   }
 
   /** Work that should keep the worker alive: pings the extension API while any is pending. */

@@ -91,4 +91,18 @@ export class WakeAlarm {
     await alarms.create(name, { when });
     return { status: "set", when };
   }
+
+  /**
+   * Sets the alarm one heartbeat from now without reading the fibers: when a recovery or a plan
+   * failed, the next wake is what retries it (an alarm that just fired is gone, and with no page
+   * open nothing else would start the worker again).
+   *
+   * Failure semantics: rejects when the alarms API does.
+   */
+  async retryLater(): Promise<number> {
+    const { alarms, name, heartbeatMs } = this.#options;
+    const when = this.#now() + Math.max(heartbeatMs, await this.#options.minimumDelayMs());
+    await alarms.create(name, { when });
+    return when;
+  }
 }

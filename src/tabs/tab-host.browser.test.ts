@@ -9,7 +9,12 @@ import { deleteDB } from "idb";
 import { afterEach, expect, it } from "vitest";
 import { connect, type FiberlineClient } from "../client/client";
 import { defineFiber } from "../core/define";
-import { ConnectionError, ServiceWorkerUnavailableError, UnknownFiberError } from "../core/errors";
+import {
+  ConnectionError,
+  InvalidInputError,
+  ServiceWorkerUnavailableError,
+  UnknownFiberError,
+} from "../core/errors";
 import type { FiberEvent } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { IdbStore } from "../store/idb-store";
@@ -113,6 +118,43 @@ it("keeps the class and code of the leader's errors in the follower", async () =
     }
   })().catch((error: unknown) => error);
   expect((missing as { code?: string }).code).toBe("fiber_not_found");
+});
+
+it("refuses arguments a follower cannot send with the leader's InvalidInputError not_cloneable", async () => {
+  const { tab } = election();
+  const leader = await tab();
+  const follower = await tab();
+  const bad = { ticks: 1, intervalMs: 1, callback: () => 1 } as never;
+  const inLeader = await leader.start("ticker", bad).catch((error: unknown) => error);
+  const inFollower = await follower.start("ticker", bad).catch((error: unknown) => error);
+  expect(inLeader).toBeInstanceOf(InvalidInputError);
+  expect(inFollower).toBeInstanceOf(InvalidInputError);
+  expect(inFollower).toMatchObject({ code: "not_cloneable" });
+  // The follower's calls go on as before.
+  expect((await follower.start("ticker", { ticks: 1, intervalMs: 1 })).created).toBe(true);
+});
+
+it("lets go of the leader lock when its client closes while it is taking the lead", async () => {
+  const name = `fiberline-tabs-${run}-${++count}`;
+  databases.push(name);
+  let slow = true;
+  const runtime = async () => {
+    if (slow) await new Promise((resolve) => setTimeout(resolve, 400));
+    return createRuntime({ store: new IdbStore({ name }), fibers: [ticker] });
+  };
+  // Its runtime takes longer than the connect deadline: connect() fails and closes the client
+  // while it is still taking the lead.
+  const first = await connect({ timeoutMs: 150, fallback: { when: "always", name, runtime } }).catch(
+    (error: unknown) => error,
+  );
+  expect(first).toMatchObject({ code: "deadline_exceeded" });
+  slow = false;
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  const second = await connect<Fibers>({ timeoutMs: 3_000, fallback: { when: "always", name, runtime } });
+  open.push(second);
+  expect(second.leading).toBe(true);
+  const { id } = await second.start("ticker", { ticks: 1, intervalMs: 1 });
+  expect(await second.result(id)).toEqual({ ticks: 1 });
 });
 
 it("hands the fibers to the next tab when the leader goes away: the stream continues exactly once", async () => {

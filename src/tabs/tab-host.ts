@@ -14,7 +14,12 @@ import type { StreamItem } from "../client/event-reader";
 import type { ControlChannel } from "../client/http-channel";
 import { pullQueue } from "../client/pull-queue";
 import { withDeadline } from "../client/rpc-channel";
-import { ConnectionError, deserializeError, ServiceWorkerUnavailableError } from "../core/errors";
+import {
+  ConnectionError,
+  deserializeError,
+  InvalidInputError,
+  ServiceWorkerUnavailableError,
+} from "../core/errors";
 import type { Runtime } from "../core/runtime";
 import type { RpcArgs, RpcMethod, RpcResult, WorkerInfo } from "../sw/protocol";
 import { fiberChunks } from "./fiber-chunks";
@@ -138,15 +143,30 @@ export class TabHost implements ControlChannel {
             else if (reply.type === "failed") reject(deserializeError(reply.error));
           },
         });
-        this.#post({
-          type: "call",
-          v: TABS_PROTOCOL_VERSION,
-          from: this.tab,
-          leader: leader.instanceId,
-          call,
-          method,
-          args: [...args],
-        });
+        try {
+          this.#post({
+            type: "call",
+            v: TABS_PROTOCOL_VERSION,
+            from: this.tab,
+            leader: leader.instanceId,
+            call,
+            method,
+            args: [...args],
+          });
+        } catch (cause) {
+          // BroadcastChannel clones the arguments: a function or a DOM node cannot go. The same
+          // call in the leader tab is refused by the runtime with this error.
+          this.#pending.delete(call);
+          reject(
+            cause instanceof DOMException && cause.name === "DataCloneError"
+              ? new InvalidInputError(
+                  "not_cloneable",
+                  `The arguments of ${method}() cannot be sent to the tab running the fibers: ${cause.message} Pass plain data (no functions, class instances with methods or DOM nodes).`,
+                  { cause },
+                )
+              : cause,
+          );
+        }
       });
     });
     const { timeoutMs } = this.#options;
@@ -248,7 +268,7 @@ export class TabHost implements ControlChannel {
         this.#locks
           .request(tabLockName(this.#name, this.tab), { signal }, () => {
             granted();
-            return new Promise<void>((release) => signal.addEventListener("abort", () => release()));
+            return untilAborted(signal);
           })
           .catch(failed);
       });
@@ -257,7 +277,8 @@ export class TabHost implements ControlChannel {
         if (signal.aborted) return;
         await this.#lead();
         // Lead until this client closes or the tab goes away (the browser then releases the lock).
-        await new Promise<void>((release) => signal.addEventListener("abort", () => release()));
+        // Closed while it was taking the lead, the signal is aborted already: let go at once.
+        await untilAborted(signal);
       });
     } catch (error) {
       if (signal.aborted) return;
@@ -412,4 +433,10 @@ function openChannel(name: string): BroadcastChannel {
 
 function randomId(): string {
   return globalThis.crypto.randomUUID();
+}
+
+/** Resolves once `signal` is aborted, at once when it is already. */
+function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
 }
