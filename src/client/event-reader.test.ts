@@ -6,11 +6,12 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import { defineFiber } from "../core/define";
-import { ConnectionError, FiberNotFoundError, InvalidInputError } from "../core/errors";
+import { ConnectionError, FiberNotFoundError, InvalidInputError, StoreError } from "../core/errors";
 import type { FiberEvent } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { frame, handleEventsRequest } from "../sw/event-route";
+import { fiberChunks } from "../tabs/fiber-chunks";
 import { readFiberEvents } from "./event-reader";
 
 const prefix = "/__fiberline";
@@ -275,6 +276,62 @@ describe("readFiberEvents", () => {
     expect((outcome as Error).message).toMatch(/collected/);
     expect(seen[0]).toBe(1);
     expect(urls[1]).toBe(`${prefix}/fibers/reused/events?after=${seen.at(-1)}&created=1000000`);
+  });
+
+  it("over a transport: retries the host's storage errors and a host that never answers, from the cursor", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 4, ms: 1 });
+    await rt.result(fiber);
+    let attempts = 0;
+    const reconnects: string[] = [];
+    const events = await collect(
+      readFiberEvents(fiber.id, {
+        prefix,
+        initialDelayMs: 1,
+        idleTimeoutMs: 50,
+        onReconnect: ({ error }) => reconnects.push((error as { code?: string }).code ?? String(error)),
+        async *transport(id, after, signal) {
+          attempts++;
+          if (attempts === 1) {
+            // The host's storage fails for a moment (its error travels with its class).
+            throw new StoreError("store_error", "Storage failed during the read; retry.");
+          }
+          if (attempts === 2) {
+            // The host never answers (a stuck read, a leader tab that dropped the request).
+            await new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+          }
+          yield* fiberChunks(rt, id, after, signal);
+        },
+      }),
+    );
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(reconnects).toEqual(["store_error", "deadline_exceeded"]);
+  });
+
+  it("does not count a connection the host kept a while and then lost as a failure (a quiet fiber, its worker stopped again and again)", async () => {
+    const rt = runtime();
+    const fiber = await rt.start(ticker, { ticks: 1, ms: 1 });
+    await rt.result(fiber);
+    let attempts = 0;
+    const events = await collect(
+      readFiberEvents(fiber.id, {
+        prefix,
+        initialDelayMs: 1,
+        maxDelayMs: 10,
+        maxAttempts: 3,
+        async *transport(id, after, signal) {
+          // Ten times: the host answers, nothing happens for a while, and the worker stops.
+          if (++attempts <= 10) {
+            yield { created: (await rt.get(id))?.createdAt as number };
+            await new Promise((resolve) => setTimeout(resolve, 15));
+            throw new ConnectionError("worker_restarted", "The worker stopped.");
+          }
+          yield* fiberChunks(rt, id, after, signal);
+        },
+      }),
+    );
+    expect(events.at(-1)?.type).toBe("fiber.end");
+    expect(attempts).toBe(11);
   });
 
   it("retries a response that is not the host's and gives up after maxAttempts with the reason", async () => {

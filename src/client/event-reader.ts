@@ -11,6 +11,7 @@ import {
   FiberlineError,
   FiberNotFoundError,
   InvalidInputError,
+  StoreError,
 } from "../core/errors";
 import type { FiberEvent } from "../core/records";
 import { sleep } from "../core/sleep";
@@ -240,14 +241,20 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     const stop = () => attempt.abort(signal?.reason);
     signal?.addEventListener("abort", stop, { once: true });
     let failure: unknown;
+    // When the host answered this attempt: a connection it kept a while and then lost (a worker
+    // stopped while its fiber waits quietly) is not a failure to reach it.
+    let answeredAt: number | undefined;
     try {
+      const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
       const source = options.transport
-        ? options.transport(id, cursor, attempt.signal)
+        ? answeredWithin(options.transport(id, cursor, attempt.signal), idleMs, attempt)
         : await fetchChunks(id, cursor, attempt);
       if (source === "ended") return;
       if (source instanceof Error) failure = source;
       else {
+        if (!options.transport) answeredAt = Date.now();
         for await (const chunk of source) {
+          answeredAt ??= Date.now();
           if (chunk === "ended") return;
           if ("created" in chunk) {
             // Another fiber under this id than the one read so far: it was collected and started again.
@@ -277,12 +284,15 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
       }
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
-      if (error instanceof FiberlineError && !(error instanceof ConnectionError)) throw error;
+      // A host's storage failing (its own message says retry) is retried, as the route's 500 is.
+      const retried = error instanceof ConnectionError || error instanceof StoreError;
+      if (error instanceof FiberlineError && !retried) throw error;
       failure = error; // a network error: the worker stopped or restarted mid-stream
     } finally {
       signal?.removeEventListener("abort", stop);
       attempt.abort();
     }
+    if (answeredAt !== undefined && Date.now() - answeredAt >= maxDelay) failures = 0;
     failures++;
     if (failures >= maxAttempts) {
       throw new ConnectionError(
@@ -293,6 +303,46 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     }
     options.onReconnect?.({ attempt: failures, after: cursor, error: failure });
     await sleep(backoff(failures, initialDelay, maxDelay), signal);
+  }
+}
+
+/**
+ * `source`, passed through, with a deadline on its first item: a transport whose host never
+ * answers (a stuck read in the worker, a leader tab that dropped the request) aborts `attempt`
+ * with a `ConnectionError` after `ms`, which the reader answers by reconnecting (0: no deadline).
+ */
+async function* answeredWithin<T>(
+  source: AsyncIterable<T>,
+  ms: number,
+  attempt: AbortController,
+): AsyncGenerator<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const unanswered = new Promise<never>((_, reject) => {
+      if (!(ms > 0)) return;
+      timer = setTimeout(() => {
+        const error = new ConnectionError(
+          "deadline_exceeded",
+          `The host did not answer the stream within ${ms} ms.`,
+        );
+        attempt.abort(error);
+        reject(error);
+      }, ms);
+    });
+    const first = await Promise.race([iterator.next(), unanswered]);
+    clearTimeout(timer);
+    if (first.done) return;
+    yield first.value;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    clearTimeout(timer);
+    // The attempt's signal, aborted by the caller after each attempt, ends a pending read first.
+    void iterator.return?.()?.catch(() => {});
   }
 }
 
