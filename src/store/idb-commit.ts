@@ -161,7 +161,8 @@ function rowsWritten(group: WriteGroup): boolean {
   return journalWritten(group) || (group.chunks?.length ?? 0) > 0;
 }
 
-function journalWritten(group: WriteGroup): boolean {
+/** Whether `group` writes journal rows (entries, or a clear). */
+export function journalWritten(group: WriteGroup): boolean {
   return group.clearJournal === true || (group.journal?.length ?? 0) > 0;
 }
 
@@ -480,7 +481,10 @@ function writeRows(
     if ((group.journal?.length ?? 0) > 0) {
       const row = encodeSegment(group.journal ?? []);
       const segment = places.takeSegment(group, handle, keys);
-      journal.put(row, [handle, segment]);
+      // `add`, not `put`: a segment another store wrote under the same generation (two contexts
+      // writing one fiber, as the continuity mirror of an old and a new worker can) collides and
+      // aborts the commit, which then reads the last segment from disk, instead of replacing it.
+      journal.add(row, [handle, segment]);
       const every = keys.foldEvery;
       if (every > 1) {
         // Fold ranges are [1, every], [every + 1, 2 * every]...; weighed as stored, like the

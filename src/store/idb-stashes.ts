@@ -55,6 +55,8 @@ export async function commitStashes(tx: IDBTransaction, groups: WriteGroup[]): P
   const replaced = Promise.all(
     groups.map((group) => result(stashes.getKey([group.fiberId, group.generation]))),
   );
+  // A write that throws as it is issued (a value that cannot be cloned) aborts these reads too.
+  replaced.catch(() => undefined);
   const writes = Promise.all(groups.map((group) => result(writeStash(tx, group))));
   commitNow(tx);
   try {

@@ -585,6 +585,58 @@ describe("IdbStore layout (schema v5)", () => {
   });
 });
 
+describe("IdbStore with two stores writing one generation", () => {
+  it("never replaces a journal row another store wrote under the same generation (the mirror of an old and a new worker)", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const old = new IdbStore({ name, indexedDB: factory });
+    const fresh = new IdbStore({ name, indexedDB: factory });
+    const { record: created } = await old.createFiber(record, []);
+    const { generation } = created;
+    await old.commit([{ fiberId: "f1", generation, journal: [step(0, "completed")] }]);
+    // The other store rewrites the whole journal (a mirror's first read), in the next segment.
+    await fresh.commit([
+      {
+        fiberId: "f1",
+        generation,
+        clearJournal: true,
+        journal: [step(0, "completed"), step(1, "completed"), step(2, "completed")],
+      },
+    ]);
+    // The first store's next segment, as it remembers it, is taken: it reads the last one again.
+    expect(await old.commit([{ fiberId: "f1", generation, journal: [step(3, "completed")] }])).toEqual({
+      fenced: [],
+    });
+    expect((await fresh.readJournal("f1")).map((entry) => entry.pos)).toEqual([0, 1, 2, 3]);
+    await old.close();
+    await fresh.close();
+  });
+
+  it("rejects a stash that cannot be stored with store_error and leaves no unhandled rejection", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const store = new IdbStore({ name: uniqueName(), indexedDB: new IDBFactory() });
+      const { record: created } = await store.createFiber(record, []);
+      await expect(
+        store.commit([
+          {
+            fiberId: "f1",
+            generation: created.generation,
+            snapshot: { fiberId: "f1", value: () => 1, at: 1 },
+          },
+        ]),
+      ).rejects.toMatchObject({ code: "store_error" });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+      await store.close();
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+});
+
 describe("IdbStore registrations written blind", () => {
   afterEach(() => {
     vi.restoreAllMocks();

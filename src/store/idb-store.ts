@@ -46,6 +46,7 @@ import {
   FenceFailed,
   FiberKeys,
   inboxOf,
+  journalWritten,
   type Names,
   publicRecord,
   rowsOf,
@@ -526,8 +527,13 @@ export class IdbStore implements Store {
         // The aborted attempt named stale or fenced fibers (all of them among `pending`), and took
         // segment numbers it never wrote: the retry learns every fiber's keys again from disk,
         // so a fold range is not left with a hole at its end (and never folded).
-        if (error instanceof StaleKeys || error instanceof FenceFailed) {
+        const segmentTaken = isSegmentCollision(error) && pending.some(journalWritten);
+        if (error instanceof StaleKeys || error instanceof FenceFailed || segmentTaken) {
           for (const group of pending) this.#keys.forget(group.fiberId);
+        }
+        if (segmentTaken) {
+          if (attempt < 3) continue;
+          throw error;
         }
         if (error instanceof StaleKeys) {
           // Fresh keys are read in the retry; stale again means the fiber keeps being re-created.
@@ -750,5 +756,15 @@ function wholeOption(name: string, value: number | undefined, min: number): numb
   throw new InvalidInputError(
     "invalid_argument",
     `IdbStore option ${name} must be a whole number of at least ${min}, not ${String(value)}.`,
+  );
+}
+
+/**
+ * Whether a commit failed on a journal segment's key already taken (see `writeRows`): the
+ * transaction's `ConstraintError`, as `IdbConnection.run` wraps it.
+ */
+function isSegmentCollision(error: unknown): boolean {
+  return (
+    error instanceof StoreError && (error.cause as { name?: unknown } | undefined)?.name === "ConstraintError"
   );
 }
