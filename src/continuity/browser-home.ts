@@ -623,7 +623,8 @@ export class BrowserContinuity {
       shipped: async (id) => {
         const { outbox } = await this.opened;
         const kind = this.#kinds.get(this.#names.get(id) ?? "");
-        if (kind?.awaitStart === false && outbox.mayWrite(id, Date.now())) return;
+        // Only under a lease answered to this outbox: one restarted offline may be long taken over.
+        if (kind?.awaitStart === false && outbox.leased(id, Date.now())) return;
         return outbox.shipped(id);
       },
       visibleHead: (id) => {

@@ -353,6 +353,48 @@ export function runOutboxCrashTests(target: () => OutboxTarget): void {
     await second.store.close();
   });
 
+  it("lets a step skip Rule A's wait only under a lease answered since the outbox opened, or for a fiber the arbiter never saw", async () => {
+    const where = target();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const first = await launch(where);
+    await first.replicating.createFiber(fiber("r1", "replicated"), [start("r1")]);
+    // Nothing shipped yet: no other home can hold it.
+    expect(first.outbox.leased("r1", Date.now())).toBe(true);
+    await ship(first.outbox, arbiter, "r1");
+    expect(first.outbox.leased("r1", Date.now())).toBe(true);
+    expect(first.outbox.leased("r1", Date.now() + 120_000)).toBe(false);
+    await first.outbox.saved();
+    await first.store.close();
+
+    // A restart (offline, say): the lease's end is not kept, and the edge may have taken over.
+    const second = await launch(where);
+    expect(second.outbox.mayWrite("r1", Date.now())).toBe(true);
+    expect(second.outbox.leased("r1", Date.now())).toBe(false);
+    second.outbox.acknowledge("r1", second.outbox.acked("r1"), Date.now() + 60_000);
+    expect(second.outbox.leased("r1", Date.now())).toBe(true);
+    await second.store.close();
+  });
+
+  it("refuses the claim of a copy whose record names another home, though its outbox forgot it", async () => {
+    const where = target();
+    const first = await launch(where);
+    // A mirror's copy: rebuilt from the replica, its outbox entry gone with the copy it replaced.
+    const home = { home: EDGE_HOME, epoch: 2, until: Date.now() + 60_000, appliedPos: 4, eventMarks: {} };
+    await first.store.createFiber({ ...fiber("m1", "replicated"), home }, [start("m1")]);
+    expect(first.outbox.where("m1")).toBeUndefined();
+    expect(await first.replicating.claimFiber("m1", { owner: "w", now: 1, leaseMs: 60_000 })).toMatchObject({
+      status: "held",
+    });
+    // A fiber of this home's, or one that never moved, is claimed as before.
+    await first.store.createFiber({ ...fiber("m2", "replicated"), home: { ...home, home: HOME } }, [
+      start("m2"),
+    ]);
+    expect(await first.replicating.claimFiber("m2", { owner: "w", now: 1, leaseMs: 60_000 })).toMatchObject({
+      status: "claimed",
+    });
+    await first.store.close();
+  });
+
   it("keeps a fiber handed back from the edge home across a restart, its next positions under the new epoch", async () => {
     const where = target();
     const first = await launch(where);

@@ -214,6 +214,21 @@ export class Outbox implements Replication {
     return where.status === "home" && (where.deadline === undefined || now < where.deadline);
   }
 
+  /**
+   * Whether a step of `fiberId` may skip Rule A's wait (`awaitStart: false`) at `now`: this home
+   * holds a lease the arbiter acknowledged to this outbox and that has not ended, or the arbiter
+   * never acknowledged anything of the fiber (it cannot have handed it to another home). Unlike
+   * `mayWrite`, a fiber the arbiter knows and that has had no answer since this outbox opened (a
+   * worker restarted offline: deadlines are not persisted) waits: the edge may have taken over.
+   */
+  leased(fiberId: string, now: number): boolean {
+    const log = this.#fibers.get(fiberId);
+    if (log === undefined) return true;
+    const { where } = log;
+    if (where.status !== "home") return false;
+    return where.deadline === undefined ? log.acked === 0 : now < where.deadline;
+  }
+
   /** Resolves once `fiberId`'s outbox has room for another commit (undefined: it has room now). */
   room(fiberId: string): Promise<void> | undefined {
     const log = this.#fibers.get(fiberId);

@@ -116,7 +116,16 @@ export class ReplicatingStore extends ForwardingStore {
 
   override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
     const now = this.#clock();
-    if (this.#outbox.mayWrite(id, now)) return this.inner.claimFiber(id, request);
+    if (this.#outbox.mayWrite(id, now)) {
+      if (this.#outbox.where(id) !== undefined) return this.inner.claimFiber(id, request);
+      // A fiber the outbox does not know is unreplicated, unless its record names another home:
+      // a mirror's copy, whose outbox entry went with the copy it replaced (rebuilt, restored).
+      const record = await this.inner.getFiber(id);
+      if (record?.home === undefined || record.home.home === this.#home) {
+        return this.inner.claimFiber(id, request);
+      }
+      return { status: "held", record: { ...record, leaseUntil: now + AWAY_RETRY_MS } };
+    }
     // Not ours to run now: another home holds it, or our lease ran out (Rule C). The runner
     // tries again at `leaseUntil`: soon after a lapse (a heartbeat may renew it), rarely once away.
     const record = await this.inner.getFiber(id);
