@@ -316,6 +316,12 @@ export class BrowserContinuity {
     });
     outbox.onDiscarded((id) => {
       for (const listener of this.#discardedListeners) listener(id);
+      // Fenced (by a shipment's answer or a heartbeat's): from now on the fiber's copy here
+      // follows the replica, so its stream and state go on showing what the edge does. A
+      // fiber with no backlog has no other way here (a waiting one is never claimed again).
+      queueMicrotask(() => {
+        if (!this.#stopped) this.#goAway(id);
+      });
     });
     return { home, outbox, replicating, shipper };
   }

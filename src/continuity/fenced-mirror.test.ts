@@ -1,0 +1,103 @@
+/**
+ * A fiber this browser holds but that has no backlog (waiting for an event) is fenced by a
+ * heartbeat's answer after the edge took it over: from then on its copy here follows the
+ * replica, so a page reading its stream sees what the edge does (here: the event the edge got
+ * and the end), not a stream stuck at what this home had. An in-process edge: an `Arbiter` and
+ * an edge runtime on a `MemoryStore`, behind a fetch that the test can cut.
+ */
+
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { defineFiber } from "../core/define";
+import type { FiberEvent } from "../core/records";
+import { createRuntime, type Runtime } from "../core/runtime";
+import { handleFiberlineRequest } from "../edge/http-routes";
+import { handleReplicaRequest } from "../edge/replica-routes";
+import { MemoryStore } from "../store/memory-store";
+import { Arbiter } from "./arbiter";
+import { ArbitratedStore } from "./arbitrated-store";
+import { createReplicatedRuntime } from "./browser-home";
+
+const PREFIX = "/__fiberline";
+const BASE = `http://edge.test${PREFIX}`;
+
+const approval = defineFiber("approval", {
+  async run(ctx) {
+    const answer = await ctx.waitForEvent("approval");
+    ctx.emit("approved", answer);
+    return answer;
+  },
+});
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+describe("a fiber fenced by a heartbeat", () => {
+  it("is mirrored from then on: the page's stream goes on with what the edge does", async () => {
+    let skew = 0;
+    const edgeStore = new MemoryStore();
+    const arbiter = new Arbiter({ store: edgeStore, leaseMs: 30_000, clock: () => Date.now() + skew });
+    const edge: Runtime = createRuntime({
+      store: new ArbitratedStore(edgeStore, arbiter),
+      fibers: [approval],
+      pollIntervalMs: 10,
+    });
+    cleanups.push(() => edge.close());
+    const link = { online: true };
+    const edgeFetch: typeof fetch = async (input, init) => {
+      if (!link.online) throw new TypeError("Failed to fetch");
+      const request = new Request(input, init);
+      return (
+        (await handleReplicaRequest(request, { arbiter, store: edgeStore, prefix: PREFIX })) ??
+        (await handleFiberlineRequest(request, { runtime: edge, prefix: PREFIX })) ??
+        new Response("{}", { status: 404 })
+      );
+    };
+    const browser = createReplicatedRuntime({
+      store: new MemoryStore(),
+      fibers: [approval],
+      pollIntervalMs: 10,
+      edge: {
+        baseUrl: BASE,
+        fibers: ["approval"],
+        fetch: edgeFetch,
+        deviceId: "d1",
+        leaseMs: 900,
+        mirrorWaitMs: 0,
+        mirrorPollMs: 50,
+      },
+    });
+    cleanups.push(
+      () => browser.runtime.close(),
+      () => browser.continuity.stop(),
+    );
+    await browser.continuity.start();
+    await browser.runtime.start("approval", null, { id: "f1" });
+    await vi.waitFor(async () => expect((await edgeStore.getFiber("f1"))?.status).toBe("waiting"));
+    const seen: FiberEvent[] = [];
+    void (async () => {
+      for await (const event of browser.runtime.events("f1")) seen.push(event);
+    })().catch(() => {});
+
+    // Cut off past the lease: the edge takes the fiber over, and a webhook answers it there.
+    link.online = false;
+    skew += 31_000;
+    expect(await arbiter.takeOverLapsed()).toEqual(["f1"]);
+    await edge.recover();
+    await edge.sendEvent("f1", "approval", { ok: true });
+    await vi.waitFor(async () => expect((await edgeStore.getFiber("f1"))?.status).toBe("completed"));
+
+    // Back online: the next heartbeat is fenced, and the copy here catches up with the replica.
+    link.online = true;
+    await vi.waitFor(async () => expect((await browser.runtime.get("f1"))?.status).toBe("completed"), {
+      timeout: 5_000,
+    });
+    await vi.waitFor(
+      () => expect(seen.map((e) => e.type)).toEqual(["fiber.start", "approved", "fiber.end"]),
+      {
+        timeout: 5_000,
+      },
+    );
+  });
+});
