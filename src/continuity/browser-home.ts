@@ -432,18 +432,32 @@ export class BrowserContinuity {
     }
   }
 
-  /** `cancel` of the host: here while the fiber is here, at the edge while it is away. */
+  /**
+   * `cancel` of the host: here while the fiber is here, at the edge while it is away, and at the
+   * edge when it turns out to have moved away meanwhile.
+   *
+   * Failure semantics: rejects with `fenced` when the home that runs the fiber right now could
+   * not cancel it (this home's lease lapsed and the edge has not taken over yet, or the fiber
+   * is between homes): nothing was cancelled; cancel again shortly.
+   */
   async cancel(fiberId: string, reason?: string): Promise<FiberStatus> {
     const runtime = this.#requireRuntime();
     const where = await this.settle(fiberId);
-    if (where === "away") {
-      const status = await this.link.cancel(fiberId, reason);
-      await this.mirror
-        .sync(fiberId)
-        .catch((error: unknown) => this.#report(error, `mirroring fiber ${fiberId}`));
-      return status;
+    if (where === "away") return this.#cancelAtEdge(fiberId, reason);
+    try {
+      return await runtime.cancel(fiberId, reason);
+    } catch (error) {
+      if (!this.#movedAway(fiberId, error)) throw error;
+      return this.#cancelAtEdge(fiberId, reason);
     }
-    return runtime.cancel(fiberId, reason);
+  }
+
+  async #cancelAtEdge(fiberId: string, reason?: string): Promise<FiberStatus> {
+    const status = await this.link.cancel(fiberId, reason);
+    await this.mirror
+      .sync(fiberId)
+      .catch((error: unknown) => this.#report(error, `mirroring fiber ${fiberId}`));
+    return status;
   }
 
   // ---- internals ------------------------------------------------------------------------------

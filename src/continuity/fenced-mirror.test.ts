@@ -1,9 +1,10 @@
 /**
- * A fiber this browser holds but that has no backlog (waiting for an event) is fenced by a
- * heartbeat's answer after the edge took it over: from then on its copy here follows the
- * replica, so a page reading its stream sees what the edge does (here: the event the edge got
- * and the end), not a stream stuck at what this home had. An in-process edge: an `Arbiter` and
- * an edge runtime on a `MemoryStore`, behind a fetch that the test can cut.
+ * What a home that does not run a fiber does with it, against an in-process edge (an `Arbiter`
+ * and an edge runtime on a `MemoryStore`, behind a fetch the test can cut): a cancel it cannot
+ * carry out is refused (`fenced`), not answered with the fiber's status as if done; and a fiber
+ * this browser holds with no backlog (waiting for an event), fenced by a heartbeat's answer
+ * after the edge took it over, is mirrored from then on, so a page reading its stream sees what
+ * the edge does, not a stream stuck at what this home had.
  */
 
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -33,46 +34,71 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/** An in-process edge and a browser home replicating `approval` to it over a fetch that can be cut. */
+async function homes() {
+  const clock = { skew: 0 };
+  const edgeStore = new MemoryStore();
+  const arbiter = new Arbiter({ store: edgeStore, leaseMs: 30_000, clock: () => Date.now() + clock.skew });
+  const edge: Runtime = createRuntime({
+    store: new ArbitratedStore(edgeStore, arbiter),
+    fibers: [approval],
+    pollIntervalMs: 10,
+  });
+  cleanups.push(() => edge.close());
+  const link = { online: true };
+  const edgeFetch: typeof fetch = async (input, init) => {
+    if (!link.online) throw new TypeError("Failed to fetch");
+    const request = new Request(input, init);
+    return (
+      (await handleReplicaRequest(request, { arbiter, store: edgeStore, prefix: PREFIX })) ??
+      (await handleFiberlineRequest(request, { runtime: edge, prefix: PREFIX })) ??
+      new Response("{}", { status: 404 })
+    );
+  };
+  const browser = createReplicatedRuntime({
+    store: new MemoryStore(),
+    fibers: [approval],
+    pollIntervalMs: 10,
+    edge: {
+      baseUrl: BASE,
+      fibers: ["approval"],
+      fetch: edgeFetch,
+      deviceId: "d1",
+      leaseMs: 900,
+      mirrorWaitMs: 0,
+      mirrorPollMs: 50,
+    },
+  });
+  cleanups.push(
+    () => browser.runtime.close(),
+    () => browser.continuity.stop(),
+  );
+  await browser.continuity.start();
+  return { clock, edgeStore, arbiter, edge, link, edgeFetch, browser };
+}
+
+describe("a cancel that reaches a home which does not run the fiber", () => {
+  it("is refused with fenced (409) instead of answered with the fiber's status; where it runs, it cancels", async () => {
+    const { edgeStore, edgeFetch, browser } = await homes();
+    await browser.runtime.start("approval", null, { id: "c1" });
+    await vi.waitFor(async () => expect((await edgeStore.getFiber("c1"))?.status).toBe("waiting"));
+    // Another device, or a server, asks the edge while this browser holds the fiber.
+    const atEdge = await edgeFetch(`${BASE}/fibers/c1/cancel`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(atEdge.status).toBe(409);
+    expect(await atEdge.json()).toMatchObject({ error: { code: "fenced" } });
+    expect((await browser.runtime.get("c1"))?.status).toBe("waiting");
+    expect(await browser.continuity.cancel("c1", "no longer needed")).toBe("cancelled");
+    await vi.waitFor(async () => expect((await edgeStore.getFiber("c1"))?.status).toBe("cancelled"));
+  });
+});
+
 describe("a fiber fenced by a heartbeat", () => {
   it("is mirrored from then on: the page's stream goes on with what the edge does", async () => {
-    let skew = 0;
-    const edgeStore = new MemoryStore();
-    const arbiter = new Arbiter({ store: edgeStore, leaseMs: 30_000, clock: () => Date.now() + skew });
-    const edge: Runtime = createRuntime({
-      store: new ArbitratedStore(edgeStore, arbiter),
-      fibers: [approval],
-      pollIntervalMs: 10,
-    });
-    cleanups.push(() => edge.close());
-    const link = { online: true };
-    const edgeFetch: typeof fetch = async (input, init) => {
-      if (!link.online) throw new TypeError("Failed to fetch");
-      const request = new Request(input, init);
-      return (
-        (await handleReplicaRequest(request, { arbiter, store: edgeStore, prefix: PREFIX })) ??
-        (await handleFiberlineRequest(request, { runtime: edge, prefix: PREFIX })) ??
-        new Response("{}", { status: 404 })
-      );
-    };
-    const browser = createReplicatedRuntime({
-      store: new MemoryStore(),
-      fibers: [approval],
-      pollIntervalMs: 10,
-      edge: {
-        baseUrl: BASE,
-        fibers: ["approval"],
-        fetch: edgeFetch,
-        deviceId: "d1",
-        leaseMs: 900,
-        mirrorWaitMs: 0,
-        mirrorPollMs: 50,
-      },
-    });
-    cleanups.push(
-      () => browser.runtime.close(),
-      () => browser.continuity.stop(),
-    );
-    await browser.continuity.start();
+    const { clock, edgeStore, arbiter, edge, link, browser } = await homes();
     await browser.runtime.start("approval", null, { id: "f1" });
     await vi.waitFor(async () => expect((await edgeStore.getFiber("f1"))?.status).toBe("waiting"));
     const seen: FiberEvent[] = [];
@@ -82,7 +108,7 @@ describe("a fiber fenced by a heartbeat", () => {
 
     // Cut off past the lease: the edge takes the fiber over, and a webhook answers it there.
     link.online = false;
-    skew += 31_000;
+    clock.skew += 31_000;
     expect(await arbiter.takeOverLapsed()).toEqual(["f1"]);
     await edge.recover();
     await edge.sendEvent("f1", "approval", { ok: true });

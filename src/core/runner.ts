@@ -143,7 +143,22 @@ export class Runner {
           force: true,
         });
         if (claim.status === "missing") throw new FiberNotFoundError(id);
-        if (claim.status === "held") return claim.record.status;
+        if (claim.status === "held") {
+          // Even a forced claim is refused when another home runs the fiber (continuity): the
+          // cancel did not happen, and answering the fiber's status would say it had nothing to do.
+          const home = claim.record.home?.home;
+          const error = new FencedError(
+            "fenced",
+            `Fiber ${id} runs ${home === undefined ? "under another runner" : `at ${home}`} right now and was not cancelled: cancel it where it runs, or again once it has moved.`,
+          );
+          if (claim.record.home !== undefined) {
+            (error as { data?: unknown }).data = {
+              epoch: claim.record.home.epoch,
+              home: claim.record.home.home,
+            };
+          }
+          throw error;
+        }
         this.#clearWake(id);
         try {
           await this.#endDirect(claim.record, "cancelled", new CancelledError(reason));

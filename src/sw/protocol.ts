@@ -259,6 +259,7 @@ export function httpStatusOf(code: string): number {
     case "route_not_found":
       return 404;
     case "fiber_ended":
+    case "fenced":
       return 409;
     case "payload_too_large":
       return 413;
