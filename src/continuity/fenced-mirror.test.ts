@@ -29,6 +29,16 @@ const approval = defineFiber("approval", {
   },
 });
 
+const gate = { open: () => {} };
+const gated = defineFiber("gated", {
+  async run(ctx) {
+    return ctx.step("answer", async () => {
+      await new Promise<void>((resolve) => (gate.open = resolve));
+      return "answer from the browser";
+    });
+  },
+});
+
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -41,7 +51,7 @@ async function homes() {
   const arbiter = new Arbiter({ store: edgeStore, leaseMs: 30_000, clock: () => Date.now() + clock.skew });
   const edge: Runtime = createRuntime({
     store: new ArbitratedStore(edgeStore, arbiter),
-    fibers: [approval],
+    fibers: [approval, gated],
     pollIntervalMs: 10,
   });
   cleanups.push(() => edge.close());
@@ -57,11 +67,11 @@ async function homes() {
   };
   const browser = createReplicatedRuntime({
     store: new MemoryStore(),
-    fibers: [approval],
+    fibers: [approval, gated],
     pollIntervalMs: 10,
     edge: {
       baseUrl: BASE,
-      fibers: ["approval"],
+      fibers: ["approval", "gated"],
       fetch: edgeFetch,
       deviceId: "d1",
       leaseMs: 900,
@@ -93,6 +103,27 @@ describe("a cancel that reaches a home which does not run the fiber", () => {
     expect((await browser.runtime.get("c1"))?.status).toBe("waiting");
     expect(await browser.continuity.cancel("c1", "no longer needed")).toBe("cancelled");
     await vi.waitFor(async () => expect((await edgeStore.getFiber("c1"))?.status).toBe("cancelled"));
+  });
+});
+
+describe("result() of a replicated fiber", () => {
+  it("resolves once the end is shipped, not when it is only durable here (a takeover could replace it)", async () => {
+    const { edgeStore, link, browser } = await homes();
+    await browser.runtime.start("gated", null, { id: "g1" });
+    // The step's start reached the edge (Rule A); then the link goes down and the step ends here.
+    await vi.waitFor(async () => expect((await edgeStore.readJournal("g1")).length).toBe(1));
+    link.online = false;
+    let settled = false;
+    const result = browser.runtime.result("g1").finally(() => {
+      settled = true;
+    });
+    gate.open();
+    await vi.waitFor(async () => expect((await browser.runtime.get("g1"))?.status).toBe("completed"));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(settled).toBe(false);
+    link.online = true;
+    expect(await result).toBe("answer from the browser");
+    expect((await edgeStore.getFiber("g1"))?.status).toBe("completed");
   });
 });
 

@@ -217,9 +217,13 @@ export function createdAtOf(identity: string): number {
   return Number(identity.slice(0, identity.indexOf(":")));
 }
 
-/** Resolves with fiber `id`'s result once it completes; rejects with its error, class and `code` kept. */
+/**
+ * Resolves with fiber `id`'s result once it completes; rejects with its error, class and `code`
+ * kept. With `visibleHead` (continuity's Rule B), only once the end is shipped too: an end the
+ * other home never received may be replaced by what it does after a takeover.
+ */
 export async function awaitResult(source: StreamSource, id: string): Promise<unknown> {
-  const { store, hub, pollIntervalMs } = source;
+  const { store, hub, pollIntervalMs, visibleHead } = source;
   const inbox = new ChunkInbox();
   const unsubscribe = hub.subscribe(id, inbox.push);
   try {
@@ -229,8 +233,9 @@ export async function awaitResult(source: StreamSource, id: string): Promise<unk
       inbox.take();
       const record = await store.getFiber(id);
       if (!record) throw new FiberNotFoundError(id);
-      if (record.status === "completed") return record.result;
-      if (record.status === "failed" || record.status === "cancelled") {
+      const shown = visibleHead === undefined || visibleHead(id) >= record.streamHead;
+      if (record.status === "completed" && shown) return record.result;
+      if ((record.status === "failed" || record.status === "cancelled") && shown) {
         throw record.error ? deserializeError(record.error) : new CancelledError();
       }
       // Any chunk of this fiber (fiber.end among them) wakes us; the poll covers other runtimes.
