@@ -144,6 +144,8 @@ export class Runner {
         });
         if (claim.status === "missing") throw new FiberNotFoundError(id);
         if (claim.status === "held") {
+          // It ended meanwhile (another cancel, its run's end): that is the answer.
+          if (isTerminal(claim.record.status)) return claim.record.status;
           // Even a forced claim is refused when another home runs the fiber (continuity): the
           // cancel did not happen, and answering the fiber's status would say it had nothing to do.
           const home = claim.record.home?.home;
