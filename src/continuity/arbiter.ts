@@ -320,6 +320,24 @@ export class Arbiter {
   }
 
   /**
+   * The replica's copy of an event a browser home buffered as `eventId` (`<home>:<seq>`), when
+   * the replica holds that home's events up to that seq (`eventMarks`); otherwise `undefined`.
+   */
+  async #heldFromHome(
+    fiberId: string,
+    state: HomeLease,
+    eventId: string | undefined,
+  ): Promise<InboxEvent | undefined> {
+    if (eventId === undefined || !eventId.startsWith("browser:")) return undefined;
+    const cut = eventId.lastIndexOf(":");
+    const origin = eventId.slice(0, cut);
+    const seq = Number(eventId.slice(cut + 1));
+    if (!Number.isSafeInteger(seq) || seq > (state.eventMarks[origin] ?? 0)) return undefined;
+    const inbox = await this.#store.readInbox(fiberId);
+    return inbox.find((e) => e.eventId === eventId) ?? inbox.find((e) => e.seq === seq);
+  }
+
+  /**
    * `state`, counting the sender's next position as applied when it is an event the replica
    * already holds: its `enqueueEvent` committed and the write recording its position did not (a
    * crash between the two), and the fiber changed home before a retry could record it. Its
@@ -446,6 +464,10 @@ export class Arbiter {
       const record = await this.#store.getFiber(fiberId);
       let state = record?.home;
       if (record === undefined || state === undefined) return this.#store.enqueueEvent(event);
+      // Sent again by the browser home that buffered it, which heard only that the fiber moved
+      // (the answer to the shipment that carried it was lost): the replica holds it already.
+      const held = state === undefined ? undefined : await this.#heldFromHome(fiberId, state, event.eventId);
+      if (held !== undefined) return held;
       if (state.home !== EDGE_HOME && !isTerminal(record.status) && state.until <= this.#clock())
         state = (await this.#takeOver(fiberId)) ?? state;
       if (state.home === EDGE_HOME || isTerminal(record.status)) return this.#store.enqueueEvent(event);

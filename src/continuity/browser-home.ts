@@ -71,7 +71,7 @@ import { Outbox } from "./outbox";
 import { writesOutbox } from "./outbox-log";
 import { browserHome, DEFAULT_LEASE_MS, EDGE_HOME, leaseDeadline } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
-import { enqueuePushedEvents, sendShippedEvent } from "./send-event";
+import { bufferedEventId, enqueuePushedEvents, sendShippedEvent } from "./send-event";
 import { Shipper } from "./shipper";
 
 /** The `edge` option: where replicated fibers go, and which. */
@@ -428,7 +428,9 @@ export class BrowserContinuity {
       await sendShippedEvent({ runtime, store: replicating, outbox }, fiberId, name, payload);
     } catch (error) {
       if (!this.#movedAway(fiberId, error)) throw error;
-      await this.link.sendEvent(fiberId, name, payload);
+      // Under the id it had here: if the shipment that carried it was applied (its answer lost),
+      // the arbiter knows the event and does not buffer it twice.
+      await this.link.sendEvent(fiberId, name, payload, bufferedEventId(error));
     }
   }
 

@@ -13,6 +13,7 @@ import type { FiberStatus } from "../core/records";
 import type { ReplicaAnswer, ReplicaReadOptions, ReplicaSnapshot } from "../edge/replica-read";
 import { shipOverHttp } from "../edge/replica-routes";
 import { decodeValue, encodeValue } from "../edge/value-codec";
+import type { SendEventRequest } from "../sw/protocol";
 import type { ComeHomeAnswer, Shipment, ShipmentAnswer } from "./protocol";
 
 /** Options of `new EdgeLink`. */
@@ -91,12 +92,21 @@ export class EdgeLink {
     return decodeValue(await response.text()) as ReplicaAnswer;
   }
 
-  /** Sends event `name` to the fiber at the edge; resolves once the edge accepted it (`202`). */
-  async sendEvent(fiberId: string, name: string, payload?: unknown): Promise<void> {
+  /**
+   * Sends event `name` to the fiber at the edge; resolves once the edge accepted it (`202`).
+   * `eventId`: the id this home gave the event, when it was buffered here first (see
+   * `SendEventRequest.eventId`).
+   */
+  async sendEvent(fiberId: string, name: string, payload?: unknown, eventId?: string): Promise<void> {
+    const body: SendEventRequest = {
+      name,
+      ...(payload === undefined ? {} : { payload }),
+      ...(eventId === undefined ? {} : { eventId }),
+    };
     const response = await this.#fetch(`${this.#fiberUrl(fiberId)}/events`, {
       method: "POST",
       headers: { "content-type": "application/json", ...(await this.#headersNow()) },
-      body: JSON.stringify(payload === undefined ? { name } : { name, payload }),
+      body: JSON.stringify(body),
     });
     if (!response.ok) throw await errorOf(response, fiberId);
     await response.arrayBuffer();

@@ -39,6 +39,14 @@ const gated = defineFiber("gated", {
   },
 });
 
+const tally = defineFiber("tally", {
+  async run(ctx) {
+    const votes: unknown[] = [];
+    for (let i = 0; i < 2; i++) votes.push(await ctx.waitForEvent("vote"));
+    return votes;
+  },
+});
+
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -51,27 +59,33 @@ async function homes() {
   const arbiter = new Arbiter({ store: edgeStore, leaseMs: 30_000, clock: () => Date.now() + clock.skew });
   const edge: Runtime = createRuntime({
     store: new ArbitratedStore(edgeStore, arbiter),
-    fibers: [approval, gated],
+    fibers: [approval, gated, tally],
     pollIntervalMs: 10,
   });
   cleanups.push(() => edge.close());
-  const link = { online: true };
+  const link = { online: true, loseNextAnswer: false };
   const edgeFetch: typeof fetch = async (input, init) => {
     if (!link.online) throw new TypeError("Failed to fetch");
     const request = new Request(input, init);
-    return (
+    const answer =
       (await handleReplicaRequest(request, { arbiter, store: edgeStore, prefix: PREFIX })) ??
       (await handleFiberlineRequest(request, { runtime: edge, prefix: PREFIX })) ??
-      new Response("{}", { status: 404 })
-    );
+      new Response("{}", { status: 404 });
+    if (link.loseNextAnswer && request.url.endsWith("/replicate")) {
+      // Applied at the edge, and the link goes down before the answer comes back.
+      link.loseNextAnswer = false;
+      link.online = false;
+      throw new TypeError("Failed to fetch");
+    }
+    return answer;
   };
   const browser = createReplicatedRuntime({
     store: new MemoryStore(),
-    fibers: [approval, gated],
+    fibers: [approval, gated, tally],
     pollIntervalMs: 10,
     edge: {
       baseUrl: BASE,
-      fibers: ["approval", "gated"],
+      fibers: ["approval", "gated", "tally"],
       fetch: edgeFetch,
       deviceId: "d1",
       leaseMs: 900,
@@ -103,6 +117,54 @@ describe("a cancel that reaches a home which does not run the fiber", () => {
     expect((await browser.runtime.get("c1"))?.status).toBe("waiting");
     expect(await browser.continuity.cancel("c1", "no longer needed")).toBe("cancelled");
     await vi.waitFor(async () => expect((await edgeStore.getFiber("c1"))?.status).toBe("cancelled"));
+  });
+});
+
+describe("an event whose shipment was applied but whose answer was lost", () => {
+  it("is consumed once, though the fiber changed home twice before the browser heard back", async () => {
+    const { clock, edgeStore, arbiter, edge, link, browser } = await homes();
+    await browser.runtime.start("tally", null, { id: "t1" });
+    await vi.waitFor(async () => expect((await edgeStore.getFiber("t1"))?.status).toBe("waiting"));
+    link.loseNextAnswer = true;
+    const sent = browser.continuity.sendEvent("t1", "vote", "A").then(
+      () => "sent",
+      (error: unknown) => error,
+    );
+    await vi.waitFor(() => expect(link.online).toBe(false));
+    // The edge takes over and consumes "A"; another device brings the fiber home, then lapses.
+    clock.skew += 31_000;
+    expect(await arbiter.takeOverLapsed()).toEqual(["t1"]);
+    await edge.recover();
+    await vi.waitFor(async () =>
+      expect((await edgeStore.readInbox("t1")).map((e) => e.consumedBy !== undefined)).toEqual([true]),
+    );
+    await vi.waitFor(async () =>
+      expect(await arbiter.comeHome("t1", "browser:d2")).toMatchObject({ status: "granted" }),
+    );
+    clock.skew += 31_000;
+    expect(await arbiter.takeOverLapsed()).toEqual(["t1"]);
+    await edge.recover();
+    // Back online, this browser learns the fiber moved and sends "A" to the edge again.
+    link.online = true;
+    expect(await sent).toBe("sent");
+    await edge.sendEvent("t1", "vote", "B");
+    await vi.waitFor(async () => expect((await edgeStore.getFiber("t1"))?.status).toBe("completed"));
+    expect((await edgeStore.getFiber("t1"))?.result).toEqual(["A", "B"]);
+  });
+
+  it("takes an event id only in a browser home's form on the edge's event route", async () => {
+    const { edgeFetch } = await homes();
+    const post = (body: unknown) =>
+      edgeFetch(`${BASE}/fibers/nobody/events`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    for (const eventId of ["edge:1", "browser:d1:0", "browser:d1", 7]) {
+      const answer = await post({ name: "vote", eventId });
+      expect(answer.status).toBe(400);
+    }
+    expect((await post({ name: "vote", eventId: "browser:d1:3" })).status).toBe(404);
   });
 });
 

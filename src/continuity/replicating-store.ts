@@ -62,7 +62,7 @@ export class ReplicatingStore extends ForwardingStore {
   readonly #home: string;
   readonly #replicates: (name: string) => boolean;
   readonly #clock: () => number;
-  readonly #eventWatchers = new Map<string, Set<(pos: number) => void>>();
+  readonly #eventWatchers = new Map<string, Set<(pos: number, eventId: string) => void>>();
   /** The wrapped store when it writes the outbox in its own transactions. */
   readonly #keeper: OutboxStore | undefined;
 
@@ -176,27 +176,33 @@ export class ReplicatingStore extends ForwardingStore {
       return this.#keeper.enqueueEvent(
         event,
         this.#write(new Set([event.fiberId]), (_, entry) => {
-          for (const watch of watchers()) watch(entry.pos);
+          if (entry.type !== "event") return;
+          for (const watch of watchers()) watch(entry.pos, entry.eventId);
         }),
       );
     }
     const stored = await this.inner.enqueueEvent(event);
-    const pos = outbox.append(event.fiberId, {
-      type: "event",
-      event: stored,
-      eventId: `${this.#home}:${stored.seq}`,
-    });
-    for (const watch of watchers()) watch(pos);
+    const eventId = `${this.#home}:${stored.seq}`;
+    const pos = outbox.append(event.fiberId, { type: "event", event: stored, eventId });
+    for (const watch of watchers()) watch(pos, eventId);
     return stored;
   }
 
   /**
    * Runs `work` (a `runtime.sendEvent` of `fiberId`) and resolves with the outbox positions of
-   * the events buffered for `fiberId` meanwhile: what `sendShippedEvent` waits to be shipped.
+   * the events buffered for `fiberId` meanwhile (what `sendShippedEvent` waits to be shipped),
+   * and the ids this home gave them (`<home>:<seq>`).
    */
-  async eventPositionsDuring(fiberId: string, work: () => Promise<void>): Promise<number[]> {
+  async eventPositionsDuring(
+    fiberId: string,
+    work: () => Promise<void>,
+  ): Promise<{ positions: number[]; eventIds: string[] }> {
     const positions: number[] = [];
-    const watch = (pos: number) => positions.push(pos);
+    const eventIds: string[] = [];
+    const watch = (pos: number, eventId: string) => {
+      positions.push(pos);
+      eventIds.push(eventId);
+    };
     const watchers = this.#eventWatchers.get(fiberId) ?? new Set();
     this.#eventWatchers.set(fiberId, watchers);
     watchers.add(watch);
@@ -206,7 +212,7 @@ export class ReplicatingStore extends ForwardingStore {
       watchers.delete(watch);
       if (watchers.size === 0) this.#eventWatchers.delete(fiberId);
     }
-    return positions;
+    return { positions, eventIds };
   }
 
   override async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {

@@ -35,10 +35,25 @@ export async function sendShippedEvent(
   name: string,
   payload?: unknown,
 ): Promise<void> {
-  const positions = await store.eventPositionsDuring(fiberId, () =>
+  const { positions, eventIds } = await store.eventPositionsDuring(fiberId, () =>
     runtime.sendEvent(fiberId, name, payload),
   );
-  if (positions.length > 0) await outbox.acknowledged(fiberId, Math.max(...positions));
+  if (positions.length === 0) return;
+  try {
+    await outbox.acknowledged(fiberId, Math.max(...positions));
+  } catch (error) {
+    // Sent again to the new home under this id: the arbiter drops it if the replica has it.
+    if (error instanceof FiberlineError && eventIds.length > 0) {
+      (error as { eventId?: string }).eventId = eventIds.at(-1);
+    }
+    throw error;
+  }
+}
+
+/** The id `sendShippedEvent` gave the event it could not see acknowledged, if it buffered one. */
+export function bufferedEventId(error: unknown): string | undefined {
+  const eventId = (error as { eventId?: unknown } | null)?.eventId;
+  return typeof eventId === "string" ? eventId : undefined;
 }
 
 /**

@@ -84,7 +84,10 @@ export async function handleFiberlineRequest(
     if (action === "events" && method === "POST") {
       const body = await readBody<SendEventRequest>(request);
       if (typeof body.name !== "string") throw invalid("send event: the body needs a string `name`.");
-      await runtime.sendEvent(id, body.name, body.payload);
+      const { eventId } = body;
+      if (eventId !== undefined && (typeof eventId !== "string" || !/^browser:.+:[1-9][0-9]*$/.test(eventId)))
+        throw invalid("send event: `eventId`, when sent, is a browser home's `browser:<deviceId>:<seq>`.");
+      await runtime.sendEvent(id, body.name, body.payload, eventId === undefined ? undefined : { eventId });
       return new Response(null, { status: 202, headers: { [HOST_HEADER]: "1" } });
     }
     if (action === "events") {

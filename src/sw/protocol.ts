@@ -224,6 +224,13 @@ export interface StartRequest {
 export interface SendEventRequest {
   name: string;
   payload?: unknown;
+  /**
+   * Continuity: the id a browser home gave the event (`browser:<deviceId>:<seq>`) when it sends
+   * it to the edge after the fiber moved away before the event was acknowledged. The arbiter
+   * drops it when the replica holds that home's events up to that seq already (the shipment
+   * carried it and its answer was lost), so it is consumed once.
+   */
+  eventId?: string;
 }
 
 /** Body of `POST {prefix}/fibers/:id/cancel`. */
