@@ -56,4 +56,24 @@ describe("client.close()", () => {
     await expect(client.events(id).next()).rejects.toMatchObject({ code: "client_closed" });
     expect((await runtime.get(id))?.status).toBe("waiting");
   });
+
+  it("reads with a caller's signal where AbortSignal.any is missing (older Safari, Firefox, Chrome)", async () => {
+    const runtime = createRuntime({ store: new MemoryStore(), fibers: [waiter], pollIntervalMs: 10 });
+    runtimes.push(runtime);
+    const fetchFromHost: typeof fetch = async (input, init) =>
+      (await handleFiberlineRequest(new Request(input, init), { runtime, prefix: "/__fiberline" })) ??
+      new Response(null, { status: 404 });
+    const client = await connect({ baseUrl: "http://host.test", fetch: fetchFromHost, timeoutMs: 2_000 });
+    const { id } = await client.start("waiter", {});
+    const any = Object.getOwnPropertyDescriptor(AbortSignal, "any");
+    Reflect.deleteProperty(AbortSignal, "any");
+    try {
+      const stop = new AbortController();
+      const first = await client.events(id, { signal: stop.signal }).next();
+      expect(first.value).toMatchObject({ seq: 1, type: "fiber.start" });
+    } finally {
+      if (any) Object.defineProperty(AbortSignal, "any", any);
+      client.close();
+    }
+  });
 });

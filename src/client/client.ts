@@ -18,6 +18,7 @@ import {
 import type { FiberEvent, FiberRecord, FiberStatus } from "../core/records";
 import { isTerminal } from "../core/records";
 import type { FiberInspection, StartOptions, StartResult } from "../core/runtime";
+import { eitherSignal } from "../core/signals";
 import type { FiberQuery } from "../core/store";
 import type { ChromeRuntimeConnector } from "../extension/chrome-types";
 import {
@@ -344,9 +345,7 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
   ): AsyncGenerator<FiberEvent> {
     if (this.#closed) throw closedClientError();
     // A reader ends with its caller's signal or with the client, whichever comes first.
-    const signal = options.signal
-      ? AbortSignal.any([options.signal, this.#closing.signal])
-      : this.#closing.signal;
+    const { signal, dispose } = eitherSignal(options.signal, this.#closing.signal);
     this.#openReaders++;
     this.#keepWorkerAwake();
     try {
@@ -390,6 +389,7 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
           : {}),
       });
     } finally {
+      dispose();
       this.#openReaders--;
     }
   }

@@ -10,6 +10,7 @@
 
 import { deserializeError, FiberlineError } from "../core/errors";
 import type { FiberStatus } from "../core/records";
+import { eitherSignal } from "../core/signals";
 import type { ReplicaAnswer, ReplicaReadOptions, ReplicaSnapshot } from "../edge/replica-read";
 import { shipOverHttp } from "../edge/replica-routes";
 import { decodeValue, encodeValue } from "../edge/value-codec";
@@ -75,21 +76,25 @@ export class EdgeLink {
     if (options.cursor !== undefined) query.set("cursor", options.cursor);
     const waitMs = Math.max(0, Math.round(options.waitMs ?? 0));
     if (waitMs > 0) query.set("wait", String(waitMs));
-    const signal = eitherSignal(AbortSignal.timeout(this.#timeoutMs + waitMs), options.signal);
-    const response = await untilAborted(
-      this.#fetch(`${this.#fiberUrl(fiberId)}/replica?${query}`, {
-        headers: await this.#headersNow(),
+    const { signal, dispose } = eitherSignal(AbortSignal.timeout(this.#timeoutMs + waitMs), options.signal);
+    try {
+      const response = await untilAborted(
+        this.#fetch(`${this.#fiberUrl(fiberId)}/replica?${query}`, {
+          headers: await this.#headersNow(),
+          signal,
+        }),
         signal,
-      }),
-      signal,
-    );
-    if (response.status === 404) {
-      const error = await errorOf(response, fiberId);
-      if ((error as { code?: string }).code === "fiber_not_found") return undefined;
-      throw error;
+      );
+      if (response.status === 404) {
+        const error = await errorOf(response, fiberId);
+        if ((error as { code?: string }).code === "fiber_not_found") return undefined;
+        throw error;
+      }
+      if (!response.ok) throw await errorOf(response, fiberId);
+      return decodeValue(await response.text()) as ReplicaAnswer;
+    } finally {
+      dispose();
     }
-    if (!response.ok) throw await errorOf(response, fiberId);
-    return decodeValue(await response.text()) as ReplicaAnswer;
   }
 
   /**
@@ -150,19 +155,6 @@ export class EdgeLink {
   #fiberUrl(fiberId: string): string {
     return `${this.baseUrl}/fibers/${encodeURIComponent(fiberId)}`;
   }
-}
-
-/** A signal that aborts with the first of `a` and `b` (`AbortSignal.any` is not in every browser yet). */
-function eitherSignal(a: AbortSignal, b: AbortSignal | undefined): AbortSignal {
-  if (b === undefined) return a;
-  const both = new AbortController();
-  const abort = (from: AbortSignal) => () => both.abort(from.reason);
-  if (a.aborted || b.aborted) both.abort(a.aborted ? a.reason : b.reason);
-  else {
-    a.addEventListener("abort", abort(a), { once: true });
-    b.addEventListener("abort", abort(b), { once: true });
-  }
-  return both.signal;
 }
 
 /**
