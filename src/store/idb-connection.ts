@@ -194,7 +194,10 @@ export class IdbConnection {
               (e: unknown) => e,
             );
       if (own instanceof AbortedOnPurpose) throw own;
-      throw this.#closed ? storeClosedError(this.#kind) : toStoreError(operation, error);
+      // A request failed by the abort (its AbortError) says less than what aborted it: a request
+      // of its own that failed (a ConstraintError, the quota) is the transaction's error.
+      const cause = isAbortError(error) && tx.error ? tx.error : error;
+      throw this.#closed ? storeClosedError(this.#kind) : toStoreError(operation, cause);
     }
   }
 
@@ -272,4 +275,8 @@ function finished(tx: IDBTransaction): Promise<void> {
       reject(tx.error ?? new DOMException("The transaction was aborted.", "AbortError")),
     );
   });
+}
+
+function isAbortError(error: unknown): boolean {
+  return (error as { name?: unknown } | null)?.name === "AbortError";
 }

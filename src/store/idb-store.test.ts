@@ -612,6 +612,30 @@ describe("IdbStore with two stores writing one generation", () => {
     await fresh.close();
   });
 
+  it("retries a taken segment also when its commit would have folded (the fold's read fails with the abort)", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const old = new IdbStore({ name, indexedDB: factory, journalFold: 2 });
+    const fresh = new IdbStore({ name, indexedDB: factory, journalFold: 2 });
+    const { record: created } = await old.createFiber(record, []);
+    const { generation } = created;
+    await old.commit([{ fiberId: "f1", generation, journal: [step(0, "completed")] }]);
+    await fresh.commit([
+      {
+        fiberId: "f1",
+        generation,
+        clearJournal: true,
+        journal: [step(0, "completed"), step(1, "completed")],
+      },
+    ]);
+    expect(await old.commit([{ fiberId: "f1", generation, journal: [step(2, "completed")] }])).toEqual({
+      fenced: [],
+    });
+    expect((await fresh.readJournal("f1")).map((entry) => entry.pos)).toEqual([0, 1, 2]);
+    await old.close();
+    await fresh.close();
+  });
+
   it("rejects a stash that cannot be stored with store_error and leaves no unhandled rejection", async () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);

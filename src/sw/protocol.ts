@@ -160,7 +160,7 @@ export function eventsUrl(prefix: string, id: string, after?: number, created?: 
   const path = `${prefix}/fibers/${encodeURIComponent(id)}/events`;
   const query = [
     ...(after === undefined ? [] : [`after=${after}`]),
-    ...(created === undefined ? [] : [`${CREATED_PARAM}=${created}`]),
+    ...(created === undefined ? [] : [`${CREATED_PARAM}=${encodeURIComponent(String(created))}`]),
   ];
   return query.length === 0 ? path : `${path}?${query.join("&")}`;
 }
