@@ -35,7 +35,7 @@ class ScriptedClient {
     id: string,
     options: { after?: number; signal?: AbortSignal } = {},
   ): AsyncGenerator<FiberEvent> {
-    if (id === "ghost") throw new FiberNotFoundError(id);
+    if (id === "ghost" || this.missing.has(id)) throw new FiberNotFoundError(id);
     this.readers.push({ id, after: options.after ?? 0, signal: options.signal });
     // Deliberately sloppy: replays from one before the cursor, as an overlapping reconnect might.
     let next = Math.max(0, (options.after ?? 0) - 1);
@@ -205,6 +205,21 @@ describe("useFiber", () => {
       .toMatchObject({ status: "running", error: null, live: true });
   });
 
+  it("follows the stream of a fiber started under an id it first found unknown", async () => {
+    const client = new ScriptedClient();
+    client.missing.add("soon");
+    function Slow(): ReactNode {
+      const { status } = useFiber("soon", { pollMs: 200, throttleMs: 10 });
+      return createElement("pre", null, status);
+    }
+    const el = render(client, createElement(Slow));
+    await expect.poll(() => el.textContent).toBe("not_found");
+    client.missing.delete("soon");
+    await expect
+      .poll(() => client.readers.some((reader) => reader.id === "soon"), { timeout: 3_000 })
+      .toBe(true);
+  });
+
   it("says error when the first inspection fails, keeps a known status on a later failure", async () => {
     const client = new ScriptedClient();
     client.unreachable = Number.POSITIVE_INFINITY;
@@ -214,9 +229,12 @@ describe("useFiber", () => {
       .toMatchObject({ status: "error", error: "deadline_exceeded" });
     client.unreachable = 0;
     await expect.poll(() => JSON.parse(el.textContent ?? "{}").status).toBe("running");
-    client.unreachable = 1;
+    // Unreachable again (every re-inspection fails until it is not): the status stays known.
+    client.unreachable = Number.POSITIVE_INFINITY;
     await expect.poll(() => JSON.parse(el.textContent ?? "{}").error).toBe("deadline_exceeded");
     expect(JSON.parse(el.textContent ?? "{}")).toMatchObject({ status: "running", live: true });
+    client.unreachable = 0;
+    await expect.poll(() => JSON.parse(el.textContent ?? "{}").error).toBe(null);
   });
 });
 

@@ -124,8 +124,10 @@ export function useFiber<Out = unknown>(
           }
           return;
         } catch (error) {
-          // A lost connection is retried; an unknown fiber is reported by inspect() and the poll.
-          if (abort.signal.aborted || !(error instanceof ConnectionError)) return;
+          // A lost connection is retried, and so is an unknown fiber (reported by inspect() and
+          // the poll meanwhile): one started later under the id is followed live too.
+          const again = error instanceof ConnectionError || error instanceof FiberNotFoundError;
+          if (abort.signal.aborted || !again) return;
           await sleep(pollMs, abort.signal);
         }
       }
