@@ -172,6 +172,12 @@ function FiberView(props: { id: string }): ReactNode {
   );
 }
 
+/** `useFiber` with a poll slow enough that what happens live is told from what the poll finds. */
+function SlowPollView(props: { id: string }): ReactNode {
+  const { status } = useFiber(props.id, { pollMs: 200, throttleMs: 10 });
+  return createElement("pre", null, status);
+}
+
 describe("useFiber", () => {
   it("follows a fiber to its outcome", async () => {
     const client = new ScriptedClient();
@@ -208,11 +214,7 @@ describe("useFiber", () => {
   it("follows the stream of a fiber started under an id it first found unknown", async () => {
     const client = new ScriptedClient();
     client.missing.add("soon");
-    function Slow(): ReactNode {
-      const { status } = useFiber("soon", { pollMs: 200, throttleMs: 10 });
-      return createElement("pre", null, status);
-    }
-    const el = render(client, createElement(Slow));
+    const el = render(client, createElement(SlowPollView, { id: "soon" }));
     await expect.poll(() => el.textContent).toBe("not_found");
     client.missing.delete("soon");
     await expect
