@@ -36,7 +36,11 @@ test("404 and 400 answers carry a JSON error body with a code", async ({ session
   expect(answers.unknown.type).toContain("application/json");
   expect(answers.unknown.host).toBe("1");
   expect(JSON.parse(answers.unknown.body)).toEqual({
-    error: { code: "fiber_not_found", message: expect.stringContaining('"ghost"') },
+    error: {
+      code: "fiber_not_found",
+      message: expect.stringContaining('"ghost"'),
+      name: "FiberNotFoundError",
+    },
   });
   for (const bad of [answers.badCursor, answers.negativeCursor]) {
     expect(bad.status).toBe(400);
