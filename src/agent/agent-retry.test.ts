@@ -12,6 +12,7 @@ import { defineAgent } from "./agent";
 import { agentRuntime, closeRuntimes, storedEvents } from "./agent-harness";
 import { ModelError } from "./errors";
 import type { RetryChunkData } from "./model-step";
+import { openAICompatible } from "./openai";
 import type { ModelProvider } from "./types";
 
 afterEach(closeRuntimes);
@@ -162,5 +163,83 @@ describe("model retries", () => {
     // Attempt 2 of 2 was the one left: one request, and no further retry announced.
     expect(requestsAt).toHaveLength(1);
     expect((await retriesIn(disk, fiber.id)).map((r) => r.attempt)).toEqual([2]);
+  });
+});
+
+describe("what the provider says about its reply", () => {
+  const encoder = new TextEncoder();
+  const sse = (value: unknown) => encoder.encode(`data: ${JSON.stringify(value)}\n\n`);
+
+  it("waits at least the Retry-After the provider asked for before asking again", async () => {
+    const store = new MemoryStore();
+    const calls: number[] = [];
+    const model = openAICompatible({
+      baseUrl: "http://model.invalid/v1",
+      model: "m",
+      maxRetryAfterMs: 50, // longer waits are the model step's to make
+      fetch: (async () => {
+        calls.push(Date.now());
+        if (calls.length === 1)
+          return new Response('{"error":{"message":"rate limited"}}', {
+            status: 429,
+            headers: { "retry-after": "1" },
+          });
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(sse({ choices: [{ index: 0, delta: { content: "ok" } }] }));
+            controller.enqueue(sse({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }));
+            controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+            controller.close();
+          },
+        });
+        return new Response(body, { headers: { "content-type": "text/event-stream" } });
+      }) as typeof fetch,
+    });
+    const agent = defineAgent({
+      name: "patient",
+      model,
+      modelRetry: { maxAttempts: 5, initialDelayMs: 10, maxDelayMs: 20 },
+    });
+    const runtime = agentRuntime(agent, store);
+    const fiber = await runtime.start(agent, { messages: user });
+    expect((await runtime.result(fiber)).messages.at(-1)?.content).toBe("ok");
+    expect(calls).toHaveLength(2);
+    expect((calls[1] as number) - (calls[0] as number)).toBeGreaterThanOrEqual(950);
+    expect((await retriesIn(store, fiber.id))[0]?.delayMs).toBe(1_000);
+  });
+
+  it("takes a reply as complete after its finish reason when the server never sends [DONE] and keeps the connection open", async () => {
+    const store = new MemoryStore();
+    const bodies: string[] = [];
+    const model = openAICompatible({
+      baseUrl: "http://model.invalid/v1",
+      model: "m",
+      continuation: "none",
+      fetch: (async (_url: string, init: RequestInit) => {
+        bodies.push(String(init.body));
+        const signal = init.signal as AbortSignal;
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(sse({ choices: [{ index: 0, delta: { content: "Hello there." } }] }));
+            controller.enqueue(sse({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }));
+            // Never closed, no usage, no [DONE]: only an abort ends it.
+            signal.addEventListener("abort", () => controller.error(signal.reason));
+          },
+        });
+        return new Response(body, { headers: { "content-type": "text/event-stream" } });
+      }) as unknown as typeof fetch,
+    });
+    const agent = defineAgent({
+      name: "no-done",
+      model,
+      noProgressTimeoutMs: 60_000,
+      modelRetry: { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2 },
+    });
+    const runtime = agentRuntime(agent, store);
+    const fiber = await runtime.start(agent, { messages: user });
+    // Done within the grace after the finish reason (the watchdog would take 60 s: past the test's timeout).
+    expect((await runtime.result(fiber)).messages.at(-1)?.content).toBe("Hello there.");
+    expect(bodies).toHaveLength(1);
+    expect(await retriesIn(store, fiber.id)).toEqual([]);
   });
 });

@@ -109,7 +109,8 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
           if (permanent || attempt >= policy.maxAttempts) throw error;
           const base =
             policy.backoff === "fixed" ? policy.initialDelayMs : policy.initialDelayMs * 2 ** (attempt - 1);
-          const delayMs = Math.min(base, policy.maxDelayMs);
+          // A provider that said how long to wait (`Retry-After`) is not asked again sooner.
+          const delayMs = Math.max(Math.min(base, policy.maxDelayMs), retryAfterOf(error) ?? 0);
           // Durable before the wait, so a page that reloads or a worker that restarts during it
           // still knows which attempt comes next, when, and why the last one failed.
           const retry: RetryChunkData = {
@@ -431,4 +432,13 @@ function ignoreFailure(fn: () => void): void {
   } catch {
     // The run ended meanwhile; its own path reports why.
   }
+}
+
+/** The wait a provider asked for (`ModelError.retryAfterMs`), on the error or on its cause. */
+function retryAfterOf(error: unknown): number | undefined {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 3; e = e.cause, depth++) {
+    const ms = (e as { retryAfterMs?: unknown }).retryAfterMs;
+    if (typeof ms === "number" && Number.isFinite(ms) && ms > 0) return ms;
+  }
+  return undefined;
 }

@@ -302,15 +302,26 @@ async function* readCompletion(
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
-        chunk = await guard.wait(() => reader.read());
+        const read = guard.wait(() => reader.read());
+        // After the finish reason only usage and `[DONE]` may come: a server that sends neither
+        // and keeps the connection open must not hold a complete reply until a stall timeout.
+        const next = assembler.finished ? await Promise.race([read, graceOver(FINISH_GRACE_MS)]) : await read;
+        if (next === GRACE_OVER) {
+          read.catch(() => {});
+          yield* assembler.finishAtEnd();
+          return;
+        }
+        chunk = next;
       } catch (error) {
         readerDone = true;
-        if (signal?.aborted) throw signal.reason;
+        // Before the abort's own verdict: a watchdog that aborts the read after the finish
+        // reason arrived cuts off nothing of the reply.
         if (assembler.finished) {
           // The finish reason arrived: the reply is complete, only usage and `[DONE]` were lost.
           yield* assembler.finishAtEnd();
           return;
         }
+        if (signal?.aborted) throw signal.reason;
         if (guard.stalled) throw stalledError(settings);
         throw new ModelError(
           settings.redact(`The stream from ${settings.label} broke off: ${describe(error)}`),
@@ -337,6 +348,19 @@ async function* readCompletion(
   } finally {
     if (!readerDone) reader.cancel().catch(() => {});
   }
+}
+
+/** How long a stream may stay open after its finish reason before the reply is taken as complete. */
+export const FINISH_GRACE_MS = 2_000;
+
+const GRACE_OVER = Symbol("grace over");
+
+/** Resolves with `GRACE_OVER` after `ms` (unref'd where timers can be: it must not hold a process). */
+function graceOver(ms: number): Promise<typeof GRACE_OVER> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(GRACE_OVER), ms) as unknown as { unref?: () => void };
+    timer.unref?.();
+  });
 }
 
 function stalledError(settings: CallSettings): ModelError {
