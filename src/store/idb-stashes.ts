@@ -68,7 +68,8 @@ export async function commitStashes(tx: IDBTransaction, groups: WriteGroup[]): P
   }
 }
 
-function isConstraintError(error: unknown): boolean {
+/** Whether `error` is IndexedDB's `ConstraintError` (a key or unique index already taken). */
+export function isConstraintError(error: unknown): boolean {
   return (error as { name?: unknown } | null)?.name === "ConstraintError";
 }
 

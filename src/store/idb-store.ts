@@ -91,7 +91,7 @@ import {
   foldSegments,
   stashesOf,
 } from "./idb-rows";
-import { dropOrphans, StashCollided, stashOnly } from "./idb-stashes";
+import { dropOrphans, isConstraintError, StashCollided, stashOnly } from "./idb-stashes";
 
 /** One `claimFiber` call. */
 interface Claim {
@@ -764,7 +764,5 @@ function wholeOption(name: string, value: number | undefined, min: number): numb
  * transaction's `ConstraintError`, as `IdbConnection.run` wraps it.
  */
 function isSegmentCollision(error: unknown): boolean {
-  return (
-    error instanceof StoreError && (error.cause as { name?: unknown } | undefined)?.name === "ConstraintError"
-  );
+  return error instanceof StoreError && isConstraintError(error.cause);
 }
