@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { FiberlineClient } from "../client/client";
 import { ConnectionError, FiberNotFoundError } from "../core/errors";
 import type { FiberEvent, FiberRecord } from "../core/records";
-import { FiberlineProvider } from "./context";
+import { FiberlineProvider, type FiberlineProviderProps } from "./context";
 import { useFiber } from "./use-fiber";
 import { useFiberEvents } from "./use-fiber-events";
 import { useStartFiber } from "./use-start-fiber";
@@ -88,16 +88,15 @@ afterEach(() => {
 });
 
 function render(client: ScriptedClient, child: ReactNode): HTMLElement {
+  return mount({ client: client as unknown as FiberlineClient }, child);
+}
+
+/** Renders `children` under StrictMode and a provider with `props`, in a fresh container. */
+function mount(props: FiberlineProviderProps, ...children: ReactNode[]): HTMLElement {
   container = document.createElement("div");
   document.body.append(container);
   root = createRoot(container);
-  root.render(
-    createElement(
-      StrictMode,
-      null,
-      createElement(FiberlineProvider, { client: client as unknown as FiberlineClient }, child),
-    ),
-  );
+  root.render(createElement(StrictMode, null, createElement(FiberlineProvider, props, ...children)));
   return container;
 }
 
@@ -247,23 +246,12 @@ const refusingContainer = {
 
 describe("a provider that cannot connect", () => {
   it("turns every hook to error with the connect error instead of loading forever", async () => {
-    container = document.createElement("div");
-    document.body.append(container);
-    root = createRoot(container);
-    root.render(
-      createElement(
-        StrictMode,
-        null,
-        createElement(
-          FiberlineProvider,
-          { options: { scriptUrl: "/nowhere.js", container: refusingContainer } },
-          createElement(FiberView, { id: "f" }),
-          createElement(EventsView, { id: "f" }),
-          createElement(StartView),
-        ),
-      ),
+    const el = mount(
+      { options: { scriptUrl: "/nowhere.js", container: refusingContainer } },
+      createElement(FiberView, { id: "f" }),
+      createElement(EventsView, { id: "f" }),
+      createElement(StartView),
     );
-    const el = container;
     await expect
       .poll(() => JSON.parse(el.querySelector("pre")?.textContent ?? "{}"))
       .toMatchObject({ status: "error", error: "service_worker_unavailable", live: false });

@@ -585,55 +585,44 @@ describe("IdbStore layout (schema v5)", () => {
   });
 });
 
+/**
+ * Two stores on one database write fiber f1 under one generation, as the continuity mirror of an
+ * old and a new worker does: `old` writes step 0; `fresh` rewrites the journal whole (a mirror's
+ * first read, `rewritten` steps, into the segment `old` remembers as its next); then `old` writes
+ * the next step there. Checks that it lands, and that the journal holds every step once.
+ */
+async function writeOverAnotherStore(journalFold: number | undefined, rewritten: number): Promise<void> {
+  const options = {
+    name: uniqueName(),
+    indexedDB: new IDBFactory(),
+    ...(journalFold ? { journalFold } : {}),
+  };
+  const old = new IdbStore(options);
+  const fresh = new IdbStore(options);
+  const { record: created } = await old.createFiber(record, []);
+  const { generation } = created;
+  await old.commit([{ fiberId: "f1", generation, journal: [step(0, "completed")] }]);
+  const steps = Array.from({ length: rewritten }, (_, pos) => step(pos, "completed"));
+  await fresh.commit([{ fiberId: "f1", generation, clearJournal: true, journal: steps }]);
+  // The first store's next segment, as it remembers it, is taken: it reads the last one again.
+  expect(await old.commit([{ fiberId: "f1", generation, journal: [step(rewritten, "completed")] }])).toEqual({
+    fenced: [],
+  });
+  expect((await fresh.readJournal("f1")).map((entry) => entry.pos)).toEqual(
+    Array.from({ length: rewritten + 1 }, (_, pos) => pos),
+  );
+  await old.close();
+  await fresh.close();
+}
+
 describe("IdbStore with two stores writing one generation", () => {
   it("never replaces a journal row another store wrote under the same generation (the mirror of an old and a new worker)", async () => {
-    const factory = new IDBFactory();
-    const name = uniqueName();
-    const old = new IdbStore({ name, indexedDB: factory });
-    const fresh = new IdbStore({ name, indexedDB: factory });
-    const { record: created } = await old.createFiber(record, []);
-    const { generation } = created;
-    await old.commit([{ fiberId: "f1", generation, journal: [step(0, "completed")] }]);
-    // The other store rewrites the whole journal (a mirror's first read), in the next segment.
-    await fresh.commit([
-      {
-        fiberId: "f1",
-        generation,
-        clearJournal: true,
-        journal: [step(0, "completed"), step(1, "completed"), step(2, "completed")],
-      },
-    ]);
-    // The first store's next segment, as it remembers it, is taken: it reads the last one again.
-    expect(await old.commit([{ fiberId: "f1", generation, journal: [step(3, "completed")] }])).toEqual({
-      fenced: [],
-    });
-    expect((await fresh.readJournal("f1")).map((entry) => entry.pos)).toEqual([0, 1, 2, 3]);
-    await old.close();
-    await fresh.close();
+    await writeOverAnotherStore(undefined, 3);
   });
 
   it("retries a taken segment also when its commit would have folded (the fold's read fails with the abort)", async () => {
-    const factory = new IDBFactory();
-    const name = uniqueName();
-    const old = new IdbStore({ name, indexedDB: factory, journalFold: 2 });
-    const fresh = new IdbStore({ name, indexedDB: factory, journalFold: 2 });
-    const { record: created } = await old.createFiber(record, []);
-    const { generation } = created;
-    await old.commit([{ fiberId: "f1", generation, journal: [step(0, "completed")] }]);
-    await fresh.commit([
-      {
-        fiberId: "f1",
-        generation,
-        clearJournal: true,
-        journal: [step(0, "completed"), step(1, "completed")],
-      },
-    ]);
-    expect(await old.commit([{ fiberId: "f1", generation, journal: [step(2, "completed")] }])).toEqual({
-      fenced: [],
-    });
-    expect((await fresh.readJournal("f1")).map((entry) => entry.pos)).toEqual([0, 1, 2]);
-    await old.close();
-    await fresh.close();
+    // Folded every 2 commits: the taken segment, 2, is the one whose commit folds.
+    await writeOverAnotherStore(2, 2);
   });
 
   it("rejects a stash that cannot be stored with store_error and leaves no unhandled rejection", async () => {
