@@ -213,16 +213,18 @@ export class FaultStore implements Store {
       }
     }
     let result: T;
+    const flight = host.ledger.begin(ids, this.#name);
     try {
       result = await run();
     } catch (error) {
+      flight.end();
       host.trace.add("store", `${this.#name} ${text()} -> threw ${String(error).slice(0, 80)}`);
       // A refusal (fiber_ended, fenced...) is decided on state the ledger must hold by now.
       const settled = host.ledger.settled();
       if (settled !== undefined) await settled;
       throw error;
     }
-    await host.ledger.refresh(ids, this.#name, touched);
+    await host.ledger.refresh(ids, this.#name, touched, flight);
     const name = this.#name;
     host.trace.add("store", () => `${name} ${text()} -> ${outcome(result)}`);
     if (crashAfter) this.crash(`after ${text()} applied`);

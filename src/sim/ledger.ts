@@ -35,6 +35,13 @@ export interface FiberImage {
 }
 
 /** What one write can have changed of one fiber besides its record. */
+/** A write under way (`Ledger.begin`). */
+export interface InFlight {
+  readonly ids: readonly string[];
+  readonly writer: string;
+  end(): void;
+}
+
 export interface Touched {
   journal: boolean;
   inbox: boolean;
@@ -56,6 +63,7 @@ export class Ledger {
   onChunk: ((chunk: StreamChunk) => void) | undefined;
   /** Settles once the last refresh issued has applied (and so every earlier one). */
   #tail: Promise<void> | undefined;
+  readonly #inFlight = new Set<InFlight>();
 
   /**
    * `store` reads the shared store directly (no delays, no faults). `exact`: a read issued right
@@ -67,6 +75,32 @@ export class Ledger {
     this.#trace = trace;
     this.#now = now;
     this.#exact = exact;
+  }
+
+  /**
+   * Marks a write on `ids` by `writer` as under way, until its refresh is issued (or it fails:
+   * `end`). On a store that is not exact, a refresh's reads also see the writes under way when
+   * they were issued: one that may hold a mirror's copy is checked as a copy (`refresh`).
+   */
+  begin(ids: readonly string[], writer: string): InFlight {
+    const flight: InFlight = {
+      ids,
+      writer,
+      end: () => {
+        this.#inFlight.delete(flight);
+      },
+    };
+    this.#inFlight.add(flight);
+    return flight;
+  }
+
+  /** Whether a mirror's write on one of `ids` is under way (other than `own`). */
+  #mirrorUnderWay(ids: readonly string[], own: InFlight | undefined): boolean {
+    for (const flight of this.#inFlight) {
+      if (flight === own || !flight.writer.endsWith(MIRROR_WRITER)) continue;
+      if (flight.ids.some((id) => ids.includes(id))) return true;
+    }
+    return false;
   }
 
   /** While a refresh is under way, a promise that settles once every refresh issued has applied. */
@@ -97,8 +131,12 @@ export class Ledger {
     ids: readonly string[],
     writer: string,
     touched?: ReadonlyMap<string, Touched>,
+    flight?: InFlight,
   ): Promise<void> {
     const store = this.#store;
+    // Seen from an IndexedDB store, a mirror's commit under way lands in these reads too.
+    const copied = writer.endsWith(MIRROR_WRITER) || (!this.#exact && this.#mirrorUnderWay(ids, flight));
+    flight?.end();
     const reads = ids.map((id) => {
       const prev = this.images.get(id);
       const scope =
@@ -131,7 +169,7 @@ export class Ledger {
       if (prior !== undefined) await prior;
       states.forEach(([record, journal, stream, inbox], i) => {
         const id = ids[i] as string;
-        this.#update(id, record, journal, stream, inbox, writer);
+        this.#update(id, record, journal, stream, inbox, writer, copied);
       });
     } finally {
       applied();
@@ -146,11 +184,12 @@ export class Ledger {
     stream: StreamChunk[],
     inbox: InboxEvent[],
     writer: string,
+    copied: boolean,
   ): void {
     const last = this.images.get(id);
     if (record === undefined) {
       const prev = last;
-      if (writer.endsWith(MIRROR_WRITER)) {
+      if (copied) {
         // A mirror rebuilds a copy that diverged (a tail never shipped, so never shown: the
         // final checks hold what pages saw to the replica): the copy starts over.
         this.images.delete(id);
@@ -182,7 +221,7 @@ export class Ledger {
     // A continuity mirror's write copies history the other home's ledger checked as it was
     // written (chunks with the journal as it stands now, not as it stood then): its stream must
     // still grow contiguously with no rewrite, but its step chunks are not matched to this journal.
-    this.#checkStream(prev, image, fail, writer.endsWith(MIRROR_WRITER));
+    this.#checkStream(prev, image, fail, copied);
     if (prev?.record && isTerminal(prev.record.status) && prev.record.status !== record.status) {
       fail("terminal-status-changed", `status went from ${prev.record.status} to ${record.status}`);
     }
@@ -207,7 +246,6 @@ export class Ledger {
       // A mirror's write copies the replica's marks: over a consumption this home made and never
       // shipped (fenced, so it never happened), it puts the replica's own, or none. Whether the
       // replica consumed an event twice is the edge ledger's to say.
-      const copied = writer.endsWith(MIRROR_WRITER);
       if (
         before?.consumedBy !== undefined &&
         before.consumedBy !== event.consumedBy &&
