@@ -41,6 +41,12 @@ interface Known {
   generation?: number;
   nextSegment?: number;
   /**
+   * The last segment this store saw its writer commit (the transaction complete), while no
+   * commit of the writer has failed since: when it is `nextSegment - 1`, the journal's highest
+   * key on disk is that segment, unless another context has written since (`fenceless`).
+   */
+  confirmed?: number;
+  /**
    * The fold range (`[foldFrom, foldFrom + foldEvery - 1]`) this writer wrote from its start in
    * this store, and the estimated bytes of the entries it wrote there: a range known to be over
    * `FOLD_MAX_BYTES` is not read back to be folded.
@@ -112,6 +118,37 @@ export class FiberKeys {
     return known.foldBytes + 2 > FOLD_MAX_BYTES ? "over" : "under";
   }
 
+  /**
+   * Records that `group`'s writer committed: its segment `segment` is on disk (`undefined`: the
+   * group wrote no segment). A journal cleared without a segment of its own left no row this
+   * writer knows to be the highest, so its next commit reads the fence again.
+   */
+  confirm(group: WriteGroup, handle: number, segment: number | undefined): void {
+    const known = this.#known.get(group.fiberId);
+    if (known?.handle !== handle || known.generation !== group.generation) return;
+    if (segment !== undefined) known.confirmed = segment;
+    else if (group.clearJournal === true) known.confirmed = undefined;
+  }
+
+  /**
+   * True when `group` can be committed without reading the fiber's record for its fence: it
+   * only appends journal entries (unreplicated), and its writer's last commit is confirmed at the
+   * segment just before its next. Then the append itself is the fence: every claim puts a row
+   * with no entries at the journal's next key (`CLAIM_FENCE`), so a segment `add`ed there by the
+   * writer it fenced collides and aborts the commit. A fiber deleted meanwhile leaves no row to
+   * collide with; the commit reads whether its writer's last segment is still there instead, in
+   * the same transaction (not waited on before committing), and a missing one is checked after.
+   */
+  fenceless(group: WriteGroup, replicated?: ReadonlySet<string>): boolean {
+    if (!appendsOnly(group) || replicated?.has(group.fiberId) === true) return false;
+    const known = this.#known.get(group.fiberId);
+    return (
+      known?.generation === group.generation &&
+      known.confirmed !== undefined &&
+      known.nextSegment === known.confirmed + 1
+    );
+  }
+
   /** True when a commit of `group` can be written without reading anything first. */
   ready(group: WriteGroup): boolean {
     if (!rowsWritten(group)) return true;
@@ -156,6 +193,25 @@ export const DEFAULT_FOLD_EVERY = 64;
 /** Segments holding more than this (estimated, as `estimateSize` counts) are not folded. */
 export const FOLD_MAX_BYTES = 512 * 1024;
 
+/** True when `group` only appends journal entries: no record patch, stash, chunk, event or clear. */
+function appendsOnly(group: WriteGroup): boolean {
+  return (
+    (group.journal?.length ?? 0) > 0 &&
+    group.fiber === undefined &&
+    group.snapshot === undefined &&
+    group.clearJournal !== true &&
+    (group.chunks?.length ?? 0) === 0 &&
+    (group.consumeEvents?.length ?? 0) === 0
+  );
+}
+
+/**
+ * The row a claim puts at the next key of the fiber's journal (`[handle, last + 1]`): a segment
+ * with no entries (a time base alone), so readers and folds see nothing in it. The writer the
+ * claim fenced appends there next, and collides (`FiberKeys.fenceless`).
+ */
+export const CLAIM_FENCE: SegmentRow = [0];
+
 /** True when `group` writes rows keyed by the fiber's handle (journal, stream; not the inbox). */
 function rowsWritten(group: WriteGroup): boolean {
   return journalWritten(group) || (group.chunks?.length ?? 0) > 0;
@@ -182,8 +238,9 @@ export function commitScope(
 ): Names[] {
   // Stash-only commits touch their stash rows alone (`commitStashes`).
   if (stashesOnly) return ["stashes"];
-  const scope = new Set<Names>(["fibers"]);
+  const scope = new Set<Names>();
   for (const group of groups) {
+    if (keys?.fenceless(group, replicated) !== true) scope.add("fibers");
     if (replicated?.has(group.fiberId) === true) scope.add("outbox").add("outboxFibers");
     if (rowsWritten(group) && keys?.ready(group) !== true) scope.add("handles").add("journalSegments");
     if (journalWritten(group)) scope.add("journalSegments");
@@ -230,6 +287,8 @@ function writerOf(group: WriteGroup): string {
 class RowPlaces {
   readonly handles = new Map<string, number>();
   readonly #segments = new Map<string, number>();
+  /** The segment each group wrote, in order. */
+  readonly written: Written[] = [];
 
   /** Places `group`'s rows under `handle`, its writer's segments from `nextSegment` on. */
   place(group: WriteGroup, handle: number, nextSegment: number | undefined): void {
@@ -244,12 +303,27 @@ class RowPlaces {
     const segment = this.#segments.get(writer) as number;
     this.#segments.set(writer, segment + 1);
     keys.rememberWriter(group.fiberId, handle, group.generation, segment + 1);
+    this.written.push({ group, handle, segment });
     return segment;
   }
 }
 
+/** A journal segment a commit wrote for `group`, at `[handle, segment]`. */
+export interface Written {
+  group: WriteGroup;
+  handle: number;
+  segment: number;
+}
+
 /** What a commit leaves for its store to finish. */
 export interface Committed {
+  /** Every group's segment, once the transaction is complete: their writers are confirmed. */
+  written: readonly Written[];
+  /**
+   * Segments appended without a fence read whose writer's previous segment was gone: the fiber
+   * may have been deleted meanwhile (`IdbStore` reads its record after the commit to tell).
+   */
+  unverified: readonly Written[];
   /**
    * Stash-only groups whose fiber no longer existed: their stash rows were written as orphans.
    * The store removes them and reports the groups fenced.
@@ -276,7 +350,10 @@ export async function commitGroups(
   stashesOnly = false,
   outbox?: OutboxWrite,
 ): Promise<Committed> {
-  if (stashesOnly) return { orphaned: await commitStashes(tx, groups), placed: NONE_PLACED };
+  if (stashesOnly) {
+    const orphaned = await commitStashes(tx, groups);
+    return { orphaned, placed: NONE_PLACED, written: [], unverified: [] };
+  }
   const places = new RowPlaces();
   const cold: WriteGroup[] = [];
   for (const group of groups) {
@@ -294,15 +371,25 @@ export async function commitGroups(
     await learnKeys(tx, cold, keys, places);
   }
 
-  const fibers = tx.objectStore("fibers");
-  const [only] = groups;
+  // The groups fenced by their record, read here; the others by their append
+  // (`FiberKeys.fenceless`, decided before any group takes a segment).
+  const readFence = groups.filter((group) => !keys.fenceless(group, outbox?.replicated));
+  if (readFence.length > 0 && !tx.objectStoreNames.contains("fibers")) {
+    // A writer unconfirmed since the scope was chosen (another call failed or forgot it).
+    abort(tx);
+    throw new StaleKeys(readFence.map((group) => group.fiberId));
+  }
+  const [only] = readFence;
   const ids =
-    groups.length === 1 && only ? [only.fiberId] : [...new Set(groups.map((group) => group.fiberId))];
+    readFence.length === 1 && only ? [only.fiberId] : [...new Set(readFence.map((group) => group.fiberId))];
+  const fibers = ids.length === 0 ? undefined : tx.objectStore("fibers");
+  const lastSegments =
+    readFence.length === groups.length ? [] : checkLastSegments(tx, groups, readFence, keys, places);
   const consumed = groups.flatMap((group) =>
     (group.consumeEvents ?? []).map((c) => ({ group, seq: c.seq, consumedBy: c.consumedBy })),
   );
   const fenceReads = Promise.all(
-    ids.map((id) => result(fibers.get(id) as IDBRequest<StoredFiber | undefined>)),
+    ids.map((id) => result(fibers?.get(id) as IDBRequest<StoredFiber | undefined>)),
   );
   const replicatedIds = outbox === undefined ? [] : ids.filter((id) => outbox.replicated.has(id));
   const headReads =
@@ -339,17 +426,19 @@ export async function commitGroups(
   ids.forEach((id, i) => {
     records.set(id, current[i]);
   });
-  const fenced = groups.filter(
+  const failed = readFence.filter(
     (group) =>
       records.get(group.fiberId)?.generation !== group.generation ||
       outboxHeads?.get(group.fiberId)?.away !== undefined,
   );
-  if (fenced.length > 0) {
+  if (failed.length > 0) {
     abort(tx);
-    throw new FenceFailed(fenced);
+    throw new FenceFailed(failed);
   }
   const stale: string[] = [];
-  for (const [id, handle] of places.handles) if (records.get(id)?.handle !== handle) stale.push(id);
+  for (const [id, handle] of places.handles) {
+    if (records.has(id) && records.get(id)?.handle !== handle) stale.push(id);
+  }
   if (stale.length > 0) {
     abort(tx);
     throw new StaleKeys(stale);
@@ -379,7 +468,7 @@ export async function commitGroups(
     records.set(id, { ...record, streamHead });
     patched.add(id);
   }
-  for (const id of patched) fibers.put(records.get(id));
+  for (const id of patched) fibers?.put(records.get(id));
   if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads);
   for (const fold of folds) writeFold(tx, fold, await fold.segments);
   // A replicated fiber without a head (never, while its writes go through one store) ships nothing.
@@ -395,7 +484,38 @@ export async function commitGroups(
   }
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
   commitNow(tx);
-  return { orphaned: [], placed };
+  const unverified: Written[] = [];
+  for (const { written, key } of lastSegments) if ((await key) === undefined) unverified.push(written);
+  return { orphaned: [], placed, written: places.written, unverified };
+}
+
+/**
+ * For each writer of `groups` committed without a fence read (not in `readFence`): issues a read of
+ * whether its last confirmed segment is still on disk, before its append. Nothing waits on it
+ * before the commit; a segment found gone (the fiber deleted, or its journal cleared by another
+ * writer) leaves the append `unverified`.
+ */
+function checkLastSegments(
+  tx: IDBTransaction,
+  groups: readonly WriteGroup[],
+  readFence: readonly WriteGroup[],
+  keys: FiberKeys,
+  places: RowPlaces,
+): Array<{ written: Written; key: Promise<IDBValidKey | undefined> }> {
+  const journal = tx.objectStore("journalSegments");
+  const seen = new Set<string>();
+  const checks: Array<{ written: Written; key: Promise<IDBValidKey | undefined> }> = [];
+  for (const group of groups) {
+    if (readFence.includes(group) || seen.has(writerOf(group))) continue;
+    seen.add(writerOf(group));
+    const handle = places.handles.get(group.fiberId) as number;
+    const segment = keys.nextSegment(group) as number;
+    const key = result(journal.getKey([handle, segment - 1]));
+    // A write that fails aborts the transaction, which rejects this read too.
+    key.catch(() => undefined);
+    checks.push({ written: { group, handle, segment }, key });
+  }
+  return checks;
 }
 
 /** True when `group` patches the fiber's input (the continuity mirror copies every field). */

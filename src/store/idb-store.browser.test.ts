@@ -4,8 +4,9 @@
  */
 
 import { deleteDB } from "idb";
-import { expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { FiberRecord } from "../core/records";
+import { runFencelessAppendTests } from "./idb-fenceless-cases";
 import { IdbStore } from "./idb-store";
 import { runUpgradeTests, step } from "./idb-upgrade-cases";
 import { runStoreContract } from "./store-contract";
@@ -26,6 +27,10 @@ runStoreContract(
 );
 
 runUpgradeTests(() => ({ factory: indexedDB, name: uniqueName() }));
+
+describe("IdbStore appending a journal without a fence read (Chromium)", () => {
+  runFencelessAppendTests(() => ({ indexedDB, name: uniqueName() }));
+});
 
 const record: FiberRecord = {
   id: "f1",

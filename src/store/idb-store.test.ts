@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { FiberRecord, JournalEntry } from "../core/records";
 import { FOLD_MAX_BYTES } from "./idb-commit";
 import { DB_VERSION } from "./idb-database";
+import { runFencelessAppendTests } from "./idb-fenceless-cases";
 import { IdbStore } from "./idb-store";
 import { runUpgradeTests, step } from "./idb-upgrade-cases";
 import { runStoreContract } from "./store-contract";
@@ -77,7 +78,7 @@ describe("IdbStore", () => {
       const calls = spy.mock.calls.filter(([, mode]) => mode !== "versionchange");
       expect(calls).toEqual([
         [["fibers", "handles", "inputs", "meta", "stashes", "streamChunks"], "readwrite", { durability }],
-        [["fibers", "inputs", "stashes"], "readwrite", { durability }],
+        [["fibers", "inputs", "stashes", "journalSegments"], "readwrite", { durability }],
         [["fibers", "inputs"], "readonly", {}],
       ]);
       await store.close();
@@ -982,16 +983,17 @@ describe("IdbStore journal fold", () => {
 
   it("weighs rows it did not write itself once read back, and leaves them as they are over the cap", async () => {
     const first = await claimed(4);
-    const big = "x".repeat(Math.ceil(FOLD_MAX_BYTES / 3));
-    for (let pos = 0; pos < 3; pos++) {
+    const big = "x".repeat(Math.ceil(FOLD_MAX_BYTES / 2));
+    for (let pos = 0; pos < 2; pos++) {
       const journal = [{ ...step(pos, "completed"), result: big }];
       await first.store.commit([{ fiberId: "f1", generation: first.generation, journal }]);
     }
     await first.store.close();
-    // Another store (a new claim) writes segment 4, which closes the range [1, 4].
+    // Another store (a new claim: its fence is segment 3) writes segment 4, which closes the
+    // range [1, 4].
     const { store, factory, name, generation } = await claimed(4, first);
-    await store.commit([{ fiberId: "f1", generation, journal: [step(3, "completed")] }]);
-    expect((await store.readJournal("f1")).map((entry) => entry.pos)).toEqual([0, 1, 2, 3]);
+    await store.commit([{ fiberId: "f1", generation, journal: [step(2, "completed")] }]);
+    expect((await store.readJournal("f1")).map((entry) => entry.pos)).toEqual([0, 1, 2]);
     await store.close();
     expect((await rawRows(factory, name, "journalSegments")).map((row) => row.key)).toEqual([
       [1, 1],
@@ -1058,4 +1060,8 @@ describe("IdbStore journal fold", () => {
       );
     },
   );
+});
+
+describe("IdbStore appending a journal without a fence read (fake-indexeddb)", () => {
+  runFencelessAppendTests(() => ({ indexedDB: new IDBFactory(), name: uniqueName() }));
 });

@@ -14,7 +14,7 @@
  * writes. Writes of other fibers touch none of it.
  */
 
-import { unwrap } from "idb";
+import { type IDBPObjectStore, unwrap } from "idb";
 import { InvalidInputError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import type {
@@ -41,6 +41,7 @@ import {
 } from "./fiber-rules";
 import { CallBatcher } from "./idb-batch";
 import {
+  CLAIM_FENCE,
   commitGroups,
   commitScope,
   FenceFailed,
@@ -53,9 +54,11 @@ import {
   StaleKeys,
   storedRecord,
   type Tx,
+  type Written,
 } from "./idb-commit";
 import { AbortedOnPurpose, commitNow, IdbConnection } from "./idb-connection";
 import {
+  type FiberlineSchema,
   floorFenceKey,
   floorFenceKeys,
   floorFenceRow,
@@ -451,16 +454,25 @@ export class IdbStore implements Store {
    * in it, as alone, but the round trips and the commit are paid once for the batch.
    */
   async #claimAll(claims: Claim[]): Promise<ClaimResult[]> {
-    return this.#db.write("claimFiber", ["fibers", "inputs", "stashes"], async (tx) => {
+    return this.#db.write("claimFiber", ["fibers", "inputs", "stashes", "journalSegments"], async (tx) => {
       const fibers = tx.objectStore("fibers");
       const inputs = tx.objectStore("inputs");
       const byFiber = tx.objectStore("stashes").index("fiber");
-      const [records, inputRows, stashRows] = await Promise.all([
+      const journal = tx.objectStore("journalSegments");
+      // Where each journal ends, read with the records for the fibers whose handle is known.
+      const lastKey = (handle: number) =>
+        journal
+          .openKeyCursor(rowsOf(handle), "prev")
+          .then((last) => (last === null ? 0 : (last.key as RowKey)[1]));
+      const known = claims.map(({ id }) => this.#keys.handle(id));
+      const [records, inputRows, stashRows, lastKeys] = await Promise.all([
         Promise.all(claims.map(({ id }) => fibers.get(id))),
         Promise.all(claims.map(({ id }) => inputs.get(id))),
         Promise.all(claims.map(({ id }) => byFiber.openCursor(id))),
+        Promise.all(known.map((handle) => (handle === undefined ? undefined : lastKey(handle)))),
       ]);
       const stashes = unwrap(tx.objectStore("stashes"));
+      const fences: Array<Promise<void>> = [];
       const results = claims.map(({ id, request }, i): ClaimResult => {
         const stored = records[i];
         const result = decideClaim(
@@ -476,14 +488,40 @@ export class IdbStore implements Store {
         const stash = stashRows[i] ?? null;
         if (stash !== null) stashes.delete(stash.primaryKey);
         stashes.put(stash?.value ?? emptyStash(id), [id, result.record.generation]);
-        // Where the new generation's journal segments start is read by its first commit, which
-        // reads it for all the fibers of its batch at once.
-        this.#keys.remember(id, handle);
+        // A stale handle remembered (the fiber re-created elsewhere) reads its journal's end again.
+        const last = known[i] === handle ? lastKeys[i] : undefined;
+        fences.push(
+          (last === undefined ? lastKey(handle) : Promise.resolve(last)).then((at) => {
+            this.#claimFence(journal, id, handle, result.record.generation, at);
+          }),
+        );
         return result;
       });
+      await Promise.all(fences);
       commitNow(unwrap(tx));
       return results;
     });
+  }
+
+  /**
+   * Puts `CLAIM_FENCE` at the next key of the claimed fiber's journal, where the writer of the
+   * generation before appends next (`FiberKeys.fenceless`), and remembers the new generation's
+   * writer: its segments go on after the fence.
+   */
+  #claimFence(
+    journal: IDBPObjectStore<FiberlineSchema, Names[], "journalSegments", "readwrite">,
+    id: string,
+    handle: number,
+    generation: number,
+    last: number,
+  ): void {
+    // A journal with no row has no writer that appends without a fence read (it confirmed none).
+    if (last === 0) {
+      this.#keys.rememberWriter(id, handle, generation, 1);
+      return;
+    }
+    unwrap(journal).put(CLAIM_FENCE, [handle, last + 1]);
+    this.#keys.rememberWriter(id, handle, generation, last + 2);
   }
 
   /**
@@ -508,14 +546,16 @@ export class IdbStore implements Store {
         // Stash-only batches go out without fence reads (`commitStashes`), until one collides.
         // (Never for a replicated fiber: its outbox head is read with the fences.)
         const stashesOnly = !readFences && replicating === undefined && pending.every(stashOnly);
-        const { orphaned, placed } = await this.#db.run(
+        const { orphaned, placed, written, unverified } = await this.#db.run(
           "commit",
           commitScope(pending, stashesOnly, replicating?.replicated, this.#keys),
           "readwrite",
           (tx) => commitGroups(tx, pending, this.#keys, stashesOnly, replicating),
         );
         reportPlaced(replicating, placed);
+        this.#confirm(pending, written);
         if (orphaned.length > 0) await dropOrphans(this.#db, orphaned, fenced);
+        if (unverified.length > 0) await this.#verify(unverified, fenced);
         return { fenced };
       } catch (error) {
         // A stash collided with its fiber's row: write again with fence reads, which name the
@@ -551,6 +591,46 @@ export class IdbStore implements Store {
         if (pending.length === 0) return { fenced };
       }
     }
+  }
+
+  /** Confirms the writers of a complete commit's `groups` (`FiberKeys.confirm`). */
+  #confirm(groups: readonly WriteGroup[], written: readonly Written[]): void {
+    const keys = this.#keys;
+    for (const group of groups) {
+      if (!journalWritten(group)) continue;
+      const segment = written.find((w) => w.group === group);
+      const handle = segment?.handle ?? keys.handle(group.fiberId);
+      if (handle !== undefined) keys.confirm(group, handle, segment?.segment);
+    }
+  }
+
+  /**
+   * Appends committed without a fence read, whose writer's last segment was gone: unless their
+   * fiber is still there under the writer's handle and generation (another writer of that
+   * generation cleared or folded the journal: the append stands), the fiber was deleted or
+   * claimed meanwhile, and its group is reported fenced. An append under a handle its fiber no
+   * longer has is an orphan, removed. Should the check fail, the groups count as fenced (their
+   * runner stops; a live fiber is recovered once its lease lapses).
+   */
+  async #verify(unverified: readonly Written[], fenced: string[]): Promise<void> {
+    for (const { group } of unverified) this.#keys.forget(group.fiberId);
+    const late = await this.#db
+      .write("commit", ["fibers", "journalSegments"], async (tx) => {
+        const records = await Promise.all(
+          unverified.map(({ group }) => tx.objectStore("fibers").get(group.fiberId)),
+        );
+        const journal = unwrap(tx.objectStore("journalSegments"));
+        const gone = unverified.filter(({ group, handle, segment }, i) => {
+          const record = records[i];
+          if (record?.handle === handle && record.generation === group.generation) return false;
+          if (record?.handle !== handle) journal.delete([handle, segment]);
+          return true;
+        });
+        commitNow(unwrap(tx));
+        return gone;
+      })
+      .catch(() => unverified);
+    for (const { group } of late) if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
   }
 
   /**

@@ -202,10 +202,11 @@ export function runUpgradeTests(target: () => UpgradeTarget): void {
     const { factory, name } = target();
     // v1's entries become one row each at [handle, pos + 1]; rows before v5 hold absolute times.
     await writeV1(factory, name);
-    const store = new IdbStore({ name, indexedDB: factory, journalFold: 3 });
+    const store = new IdbStore({ name, indexedDB: factory, journalFold: 4 });
     const claim = await store.claimFiber("f1", { owner: "a", now: 10, leaseMs: 1_000 });
     if (claim.status !== "claimed") throw new Error("claim after upgrade");
-    // Segment 3 closes the fold range [1, 3]: the two migrated rows and this one.
+    // Segment 4 closes the fold range [1, 4]: the two migrated rows, the claim's fence (3) and
+    // this one.
     const generation = claim.record.generation;
     await store.commit([{ fiberId: "f1", generation, journal: [step(1, "completed"), step(2, "started")] }]);
     const expected = [step(0, "completed"), step(1, "completed"), step(2, "started")];
