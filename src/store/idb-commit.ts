@@ -46,6 +46,8 @@ interface Known {
    * key on disk is that segment, unless another context has written since (`fenceless`).
    */
   confirmed?: number;
+  /** When (`Date.now()`) `confirmed` was last set. */
+  confirmedAt?: number;
   /**
    * The fold range (`[foldFrom, foldFrom + foldEvery - 1]`) this writer wrote from its start in
    * this store, and the estimated bytes of the entries it wrote there: a range known to be over
@@ -126,27 +128,29 @@ export class FiberKeys {
   confirm(group: WriteGroup, handle: number, segment: number | undefined): void {
     const known = this.#known.get(group.fiberId);
     if (known?.handle !== handle || known.generation !== group.generation) return;
-    if (segment !== undefined) known.confirmed = segment;
-    else if (group.clearJournal === true) known.confirmed = undefined;
+    if (segment !== undefined) {
+      known.confirmed = segment;
+      known.confirmedAt = Date.now();
+    } else if (group.clearJournal === true) known.confirmed = undefined;
   }
 
   /**
    * True when `group` can be committed without reading the fiber's record for its fence: it
    * only appends journal entries (unreplicated), and its writer's last commit is confirmed at the
-   * segment just before its next. Then the append itself is the fence: every claim puts a row
-   * with no entries at the journal's next key (`CLAIM_FENCE`), so a segment `add`ed there by the
-   * writer it fenced collides and aborts the commit. A fiber deleted meanwhile leaves no row to
-   * collide with; the commit reads whether its writer's last segment is still there instead, in
-   * the same transaction (not waited on before committing), and a missing one is checked after.
+   * segment just before its next, less than `FENCELESS_WINDOW_MS` ago. Then the append itself is
+   * the fence: every claim and every deletion puts a row with no entries at the journal's next
+   * key (`fenceRow`), so a segment `add`ed there by the writer they fenced collides and aborts the
+   * commit. An append whose segment closes a fold range reads the record all the same (the fold
+   * keeps the fence rows it folds, as the record lists them).
    */
   fenceless(group: WriteGroup, replicated?: ReadonlySet<string>): boolean {
     if (!appendsOnly(group) || replicated?.has(group.fiberId) === true) return false;
     const known = this.#known.get(group.fiberId);
-    return (
-      known?.generation === group.generation &&
-      known.confirmed !== undefined &&
-      known.nextSegment === known.confirmed + 1
-    );
+    if (known?.generation !== group.generation || known.confirmed === undefined) return false;
+    const next = known.confirmed + 1;
+    if (known.nextSegment !== next || (this.foldEvery > 1 && next % this.foldEvery === 0)) return false;
+    const age = Date.now() - (known.confirmedAt ?? Number.NEGATIVE_INFINITY);
+    return age >= 0 && age < FENCELESS_WINDOW_MS;
   }
 
   /** True when a commit of `group` can be written without reading anything first. */
@@ -206,11 +210,37 @@ function appendsOnly(group: WriteGroup): boolean {
 }
 
 /**
- * The row a claim puts at the next key of the fiber's journal (`[handle, last + 1]`): a segment
- * with no entries (a time base alone), so readers and folds see nothing in it. The writer the
- * claim fenced appends there next, and collides (`FiberKeys.fenceless`).
+ * A fence row: a journal segment with no entries, its time base the time it was put
+ * (`Date.now()`), so readers and folds see nothing in it. A claim puts one at the next key of the
+ * fiber's journal (`[handle, last + 1]`), a deletion one there too (a tombstone), which is where
+ * the writer they fenced appends next (`FiberKeys.fenceless`): that `add` collides.
  */
-export const CLAIM_FENCE: SegmentRow = [0];
+export function fenceRow(at: number): SegmentRow {
+  return [at];
+}
+
+/**
+ * How long after its last confirmed commit a writer may append without reading its fiber's
+ * record (`FiberKeys.fenceless`). A fence row must outlive every writer it fences; this bounds
+ * how long that is (`FENCE_KEEP_MS`).
+ */
+export const FENCELESS_WINDOW_MS = 5_000;
+
+/**
+ * How long a fence row is kept where something deletes journal rows (a restart from scratch, a
+ * fold, a deletion: each puts the fence rows it deleted back, or leaves a tombstone). Far past
+ * `FENCELESS_WINDOW_MS`, so that only a wall clock set back by about this much between a
+ * writer's commit and the fence could let a writer append where a fence was.
+ */
+export const FENCE_KEEP_MS = 60 * 60 * 1000;
+
+/** A fence a claim put in the fiber's journal (`StoredFiber.fences`): its segment, and when. */
+export type Fence = [segment: number, at: number];
+
+/** The fences of `stored` put less than `FENCE_KEEP_MS` before `now` (or after it: a clock set back). */
+export function recentFences(stored: StoredFiber | undefined, now: number): Fence[] {
+  return (stored?.fences ?? []).filter(([, at]) => now - at <= FENCE_KEEP_MS);
+}
 
 /** True when `group` writes rows keyed by the fiber's handle (journal, stream; not the inbox). */
 function rowsWritten(group: WriteGroup): boolean {
@@ -320,11 +350,6 @@ export interface Committed {
   /** Every group's segment, once the transaction is complete: their writers are confirmed. */
   written: readonly Written[];
   /**
-   * Segments appended without a fence read whose writer's previous segment was gone: the fiber
-   * may have been deleted meanwhile (`IdbStore` reads its record after the commit to tell).
-   */
-  unverified: readonly Written[];
-  /**
    * Stash-only groups whose fiber no longer existed: their stash rows were written as orphans.
    * The store removes them and reports the groups fenced.
    */
@@ -352,7 +377,7 @@ export async function commitGroups(
 ): Promise<Committed> {
   if (stashesOnly) {
     const orphaned = await commitStashes(tx, groups);
-    return { orphaned, placed: NONE_PLACED, written: [], unverified: [] };
+    return { orphaned, placed: NONE_PLACED, written: [] };
   }
   const places = new RowPlaces();
   const cold: WriteGroup[] = [];
@@ -383,8 +408,6 @@ export async function commitGroups(
   const ids =
     readFence.length === 1 && only ? [only.fiberId] : [...new Set(readFence.map((group) => group.fiberId))];
   const fibers = ids.length === 0 ? undefined : tx.objectStore("fibers");
-  const lastSegments =
-    readFence.length === groups.length ? [] : checkLastSegments(tx, groups, readFence, keys, places);
   const consumed = groups.flatMap((group) =>
     (group.consumeEvents ?? []).map((c) => ({ group, seq: c.seq, consumedBy: c.consumedBy })),
   );
@@ -409,7 +432,7 @@ export async function commitGroups(
   fenceReads.catch(() => undefined);
   eventReads.catch(() => undefined);
   const folds: Fold[] = [];
-  for (const group of groups) writeRows(tx, group, keys, places, folds);
+  for (const group of groups) writeRows(tx, group, keys, places, folds, readFence.includes(group));
   const current = await fenceReads;
   // Issued with the fence reads: this await costs no round trip of its own.
   // Unreplicated commits (the hot path) allocate and read nothing for the outbox.
@@ -470,7 +493,21 @@ export async function commitGroups(
   }
   for (const id of patched) fibers?.put(records.get(id));
   if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads);
-  for (const fold of folds) writeFold(tx, fold, await fold.segments);
+  const now = Date.now();
+  for (const fold of folds) {
+    const fences = recentFences(records.get(fold.fiberId), now);
+    writeFold(tx, fold, await fold.segments, fences);
+  }
+  // A restart from scratch deleted the journal's rows: the fence rows among them go back.
+  for (const group of readFence) {
+    if (group.clearJournal !== true) continue;
+    const handle = places.handles.get(group.fiberId);
+    if (handle === undefined) continue;
+    const journal = tx.objectStore("journalSegments");
+    for (const [segment, at] of recentFences(records.get(group.fiberId), now)) {
+      journal.put(fenceRow(at), [handle, segment]);
+    }
+  }
   // A replicated fiber without a head (never, while its writes go through one store) ships nothing.
   let placed = NONE_PLACED;
   if (outbox !== undefined && outboxHeads !== undefined && outboxHeads.size > 0) {
@@ -484,38 +521,7 @@ export async function commitGroups(
   }
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
   commitNow(tx);
-  const unverified: Written[] = [];
-  for (const { written, key } of lastSegments) if ((await key) === undefined) unverified.push(written);
-  return { orphaned: [], placed, written: places.written, unverified };
-}
-
-/**
- * For each writer of `groups` committed without a fence read (not in `readFence`): issues a read of
- * whether its last confirmed segment is still on disk, before its append. Nothing waits on it
- * before the commit; a segment found gone (the fiber deleted, or its journal cleared by another
- * writer) leaves the append `unverified`.
- */
-function checkLastSegments(
-  tx: IDBTransaction,
-  groups: readonly WriteGroup[],
-  readFence: readonly WriteGroup[],
-  keys: FiberKeys,
-  places: RowPlaces,
-): Array<{ written: Written; key: Promise<IDBValidKey | undefined> }> {
-  const journal = tx.objectStore("journalSegments");
-  const seen = new Set<string>();
-  const checks: Array<{ written: Written; key: Promise<IDBValidKey | undefined> }> = [];
-  for (const group of groups) {
-    if (readFence.includes(group) || seen.has(writerOf(group))) continue;
-    seen.add(writerOf(group));
-    const handle = places.handles.get(group.fiberId) as number;
-    const segment = keys.nextSegment(group) as number;
-    const key = result(journal.getKey([handle, segment - 1]));
-    // A write that fails aborts the transaction, which rejects this read too.
-    key.catch(() => undefined);
-    checks.push({ written: { group, handle, segment }, key });
-  }
-  return checks;
+  return { orphaned: [], placed, written: places.written };
 }
 
 /** True when `group` patches the fiber's input (the continuity mirror copies every field). */
@@ -586,6 +592,7 @@ function writeRows(
   keys: FiberKeys,
   places: RowPlaces,
   folds: Fold[],
+  recordRead: boolean,
 ): void {
   if (group.snapshot !== undefined) writeStash(tx, group);
   const handle = places.handles.get(group.fiberId);
@@ -611,7 +618,10 @@ function writeRows(
         // rows read back (an entry object, with its fiber id and field names, counts ~5x more).
         const from = segment - ((segment - 1) % every);
         const weight = keys.weigh(group, from, segment, estimateSize(row, FOLD_MAX_BYTES + 1));
-        if (segment % every === 0 && weight !== "over") {
+        // A fold puts back the fence rows it deletes, from the record (`FiberKeys.fenceless`
+        // reads it for such a segment; a later group of a fenceless writer in the same commit
+        // leaves this range unfolded).
+        if (segment % every === 0 && weight !== "over" && recordRead) {
           folds.push(readFold(journal, group.fiberId, handle, from, segment, weight === "under"));
         }
       }
@@ -664,7 +674,7 @@ function readFold(
  * on after it). Rows missing from the range (never written after a restart from scratch, or by
  * a commit that failed) change nothing.
  */
-function writeFold(tx: IDBTransaction, fold: Fold, segments: SegmentRow[]): void {
+function writeFold(tx: IDBTransaction, fold: Fold, segments: SegmentRow[], fences: readonly Fence[]): void {
   // Large rows gain little from a fold (a row's overhead is small next to its bytes) and would
   // be rewritten whole: those stay as they are (weighed here unless the writes were).
   if (segments.length < 2) return;
@@ -673,6 +683,9 @@ function writeFold(tx: IDBTransaction, fold: Fold, segments: SegmentRow[]): void
   const entries = foldSegments(fold.fiberId, segments);
   journal.delete(IDBKeyRange.bound([fold.handle, fold.from], [fold.handle, fold.to], false, true));
   journal.put(encodeSegment(entries), [fold.handle, fold.to]);
+  for (const [segment, at] of fences) {
+    if (segment >= fold.from && segment < fold.to) journal.put(fenceRow(at), [fold.handle, segment]);
+  }
 }
 
 /** Marks the buffered events the groups consumed (read in the same transaction). */
@@ -694,7 +707,7 @@ function consumeEvents(
  * the `inputs` store, unless the record still carries its own: see `StoredFiber.input`).
  */
 export function publicRecord(stored: StoredFiber, input: unknown): FiberRecord {
-  const { handle: _handle, ...record } = stored;
+  const { handle: _handle, fences: _fences, ...record } = stored;
   return hasInlineInput(stored) ? (record as FiberRecord) : { ...record, input };
 }
 

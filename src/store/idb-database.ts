@@ -36,6 +36,11 @@ export const DB_VERSION = 9;
 export interface StoredFiber extends Omit<FiberRecord, "input"> {
   handle: number;
   /**
+   * Where the claims of the last `FENCE_KEEP_MS` put their fence rows in the journal, and when
+   * (`idb-commit.ts`, `Fence`): what deletes journal rows puts these back.
+   */
+  fences?: Array<[segment: number, at: number]>;
+  /**
    * Only on records written before schema v8 (`hasInlineInput`). Since v8 the input lives in the
    * `inputs` store: a commit reads the record for its fence and writes it back with the stream's
    * new head, and an agent's input (its conversation) made each of those a copy of all of it.
@@ -65,7 +70,7 @@ export interface FiberlineSchema extends DBSchema {
    * `nextHandle`: the next handle to give; handles are never reused. `generationFloor`: the highest
    * generation a deleted fiber reached (`aboveGenerationFloor`); absent before the first deletion.
    */
-  meta: { key: string; value: number };
+  meta: { key: string; value: number | Tombstones };
   /** The journal, append-only: one row per fiber per commit (`[handle, segment]`). */
   journalSegments: { key: RowKey; value: SegmentRow };
   /** The output stream (`[handle, seq]`). */
@@ -100,6 +105,15 @@ export const NEXT_HANDLE = "nextHandle";
 
 /** The key of `meta`'s generation floor: a re-created fiber id starts above it. */
 export const GENERATION_FLOOR = "generationFloor";
+
+/**
+ * `meta`'s key of the deleted fibers' tombstones still kept (`Tombstones`): where each is and
+ * when it was put, so that a later deletion removes those older than `FENCE_KEEP_MS`.
+ */
+export const TOMBSTONES = "tombstones";
+
+/** Each kept tombstone's journal key (`[handle, segment]`) and when it was put. */
+export type Tombstones = Array<[handle: number, segment: number, at: number]>;
 
 /**
  * Brings a database from `oldVersion` (0 when new) to `DB_VERSION`, inside the versionchange

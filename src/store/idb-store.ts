@@ -41,15 +41,18 @@ import {
 } from "./fiber-rules";
 import { CallBatcher } from "./idb-batch";
 import {
-  CLAIM_FENCE,
   commitGroups,
   commitScope,
+  FENCE_KEEP_MS,
+  type Fence,
   FenceFailed,
   FiberKeys,
+  fenceRow,
   inboxOf,
   journalWritten,
   type Names,
   publicRecord,
+  recentFences,
   rowsOf,
   StaleKeys,
   storedRecord,
@@ -67,6 +70,8 @@ import {
   NEXT_HANDLE,
   type RowKey,
   type StoredFiber,
+  TOMBSTONES,
+  type Tombstones,
 } from "./idb-database";
 import {
   type AdoptedOutbox,
@@ -359,8 +364,8 @@ export class IdbStore implements Store {
       const [byId, byKey, next, floor] = await Promise.all([
         fibers.get(given.id),
         key === undefined ? undefined : fibers.index("idempotencyKey").get(key),
-        meta.get(NEXT_HANDLE),
-        meta.get(GENERATION_FLOOR),
+        meta.get(NEXT_HANDLE) as Promise<number | undefined>,
+        meta.get(GENERATION_FLOOR) as Promise<number | undefined>,
       ]);
       const existing = byId ?? byKey;
       // Joining (rare: a retry, a double submit) reads the existing fiber's input; creating does not.
@@ -472,7 +477,7 @@ export class IdbStore implements Store {
         Promise.all(known.map((handle) => (handle === undefined ? undefined : lastKey(handle)))),
       ]);
       const stashes = unwrap(tx.objectStore("stashes"));
-      const fences: Array<Promise<void>> = [];
+      const fencing: Array<Promise<void>> = [];
       const results = claims.map(({ id, request }, i): ClaimResult => {
         const stored = records[i];
         const result = decideClaim(
@@ -481,7 +486,6 @@ export class IdbStore implements Store {
         );
         if (stored === undefined || result.status !== "claimed") return result;
         const { handle } = stored;
-        unwrap(fibers).put(storedRecord(result.record, handle));
         // A record written before schema v8 leaves its input here (`StoredFiber.input`).
         if (hasInlineInput(stored)) unwrap(inputs).put(result.record.input, id);
         // The stash row moves to the new generation: from now on, a stash of the old one collides.
@@ -490,38 +494,43 @@ export class IdbStore implements Store {
         stashes.put(stash?.value ?? emptyStash(id), [id, result.record.generation]);
         // A stale handle remembered (the fiber re-created elsewhere) reads its journal's end again.
         const last = known[i] === handle ? lastKeys[i] : undefined;
-        fences.push(
-          (last === undefined ? lastKey(handle) : Promise.resolve(last)).then((at) => {
-            this.#claimFence(journal, id, handle, result.record.generation, at);
+        fencing.push(
+          (last === undefined ? lastKey(handle) : Promise.resolve(last)).then((end) => {
+            const claimed = storedRecord(result.record, handle);
+            const fences = this.#claimFence(journal, stored, claimed, end);
+            unwrap(fibers).put(fences.length > 0 ? { ...claimed, fences } : claimed);
           }),
         );
         return result;
       });
-      await Promise.all(fences);
+      await Promise.all(fencing);
       commitNow(unwrap(tx));
       return results;
     });
   }
 
   /**
-   * Puts `CLAIM_FENCE` at the next key of the claimed fiber's journal, where the writer of the
-   * generation before appends next (`FiberKeys.fenceless`), and remembers the new generation's
-   * writer: its segments go on after the fence.
+   * Puts a fence row (`fenceRow`) at the next key of the claimed fiber's journal (`end` is its
+   * last), where the writer of the generation before appends next (`FiberKeys.fenceless`), and
+   * remembers the new generation's writer: its segments go on after the fence. Returns the
+   * fences the record keeps (`StoredFiber.fences`): the recent ones and this one.
    */
   #claimFence(
     journal: IDBPObjectStore<FiberlineSchema, Names[], "journalSegments", "readwrite">,
-    id: string,
-    handle: number,
-    generation: number,
-    last: number,
-  ): void {
+    before: StoredFiber,
+    claimed: StoredFiber,
+    end: number,
+  ): Fence[] {
+    const now = Date.now();
+    const fences = recentFences(before, now);
     // A journal with no row has no writer that appends without a fence read (it confirmed none).
-    if (last === 0) {
-      this.#keys.rememberWriter(id, handle, generation, 1);
-      return;
+    if (end === 0) {
+      this.#keys.rememberWriter(claimed.id, claimed.handle, claimed.generation, 1);
+      return fences;
     }
-    unwrap(journal).put(CLAIM_FENCE, [handle, last + 1]);
-    this.#keys.rememberWriter(id, handle, generation, last + 2);
+    unwrap(journal).put(fenceRow(now), [claimed.handle, end + 1]);
+    this.#keys.rememberWriter(claimed.id, claimed.handle, claimed.generation, end + 2);
+    return [...fences, [end + 1, now]];
   }
 
   /**
@@ -546,7 +555,7 @@ export class IdbStore implements Store {
         // Stash-only batches go out without fence reads (`commitStashes`), until one collides.
         // (Never for a replicated fiber: its outbox head is read with the fences.)
         const stashesOnly = !readFences && replicating === undefined && pending.every(stashOnly);
-        const { orphaned, placed, written, unverified } = await this.#db.run(
+        const { orphaned, placed, written } = await this.#db.run(
           "commit",
           commitScope(pending, stashesOnly, replicating?.replicated, this.#keys),
           "readwrite",
@@ -555,7 +564,6 @@ export class IdbStore implements Store {
         reportPlaced(replicating, placed);
         this.#confirm(pending, written);
         if (orphaned.length > 0) await dropOrphans(this.#db, orphaned, fenced);
-        if (unverified.length > 0) await this.#verify(unverified, fenced);
         return { fenced };
       } catch (error) {
         // A stash collided with its fiber's row: write again with fence reads, which name the
@@ -602,35 +610,6 @@ export class IdbStore implements Store {
       const handle = segment?.handle ?? keys.handle(group.fiberId);
       if (handle !== undefined) keys.confirm(group, handle, segment?.segment);
     }
-  }
-
-  /**
-   * Appends committed without a fence read, whose writer's last segment was gone: unless their
-   * fiber is still there under the writer's handle and generation (another writer of that
-   * generation cleared or folded the journal: the append stands), the fiber was deleted or
-   * claimed meanwhile, and its group is reported fenced. An append under a handle its fiber no
-   * longer has is an orphan, removed. Should the check fail, the groups count as fenced (their
-   * runner stops; a live fiber is recovered once its lease lapses).
-   */
-  async #verify(unverified: readonly Written[], fenced: string[]): Promise<void> {
-    for (const { group } of unverified) this.#keys.forget(group.fiberId);
-    const late = await this.#db
-      .write("commit", ["fibers", "journalSegments"], async (tx) => {
-        const records = await Promise.all(
-          unverified.map(({ group }) => tx.objectStore("fibers").get(group.fiberId)),
-        );
-        const journal = unwrap(tx.objectStore("journalSegments"));
-        const gone = unverified.filter(({ group, handle, segment }, i) => {
-          const record = records[i];
-          if (record?.handle === handle && record.generation === group.generation) return false;
-          if (record?.handle !== handle) journal.delete([handle, segment]);
-          return true;
-        });
-        commitNow(unwrap(tx));
-        return gone;
-      })
-      .catch(() => unverified);
-    for (const { group } of late) if (!fenced.includes(group.fiberId)) fenced.push(group.fiberId);
   }
 
   /**
@@ -699,11 +678,25 @@ export class IdbStore implements Store {
       [...stores, "meta", "outbox", "outboxFibers"],
       async (tx) => {
         const meta = tx.objectStore("meta");
-        const [handles, records, floor] = await Promise.all([
+        const [handles, records, floor, kept] = await Promise.all([
           Promise.all(unique.map((id) => tx.objectStore("handles").get(id))),
           Promise.all(unique.map((id) => tx.objectStore("fibers").get(id))),
-          meta.get(GENERATION_FLOOR),
+          meta.get(GENERATION_FLOOR) as Promise<number | undefined>,
+          meta.get(TOMBSTONES) as Promise<Tombstones | undefined>,
         ]);
+        // Where each journal ends: its tombstone goes at the next key.
+        const journal = tx.objectStore("journalSegments");
+        const ends = await Promise.all(
+          handles.map((handle) =>
+            handle === undefined
+              ? 0
+              : journal
+                  .openKeyCursor(rowsOf(handle), "prev")
+                  .then((last) => (last === null ? 0 : (last.key as RowKey)[1])),
+          ),
+        );
+        const now = Date.now();
+        const tombstones: Tombstones = [];
         const [fibers, handleRows, stashes, inbox, inputs, ...rows] = stores.map((name) =>
           unwrap(tx.objectStore(name)),
         );
@@ -729,8 +722,26 @@ export class IdbStore implements Store {
           outboxRows.delete(outboxOf(id));
           outboxHeads.delete(id);
           const handle = handles[i];
-          if (handle !== undefined) for (const store of rows) store.delete(rowsOf(handle));
+          if (handle === undefined) return;
+          for (const store of rows) store.delete(rowsOf(handle));
+          // A writer that appends without a fence read (`FiberKeys.fenceless`) collides with a
+          // tombstone at the journal's next key, or where a recent claim fenced it.
+          const end = ends[i] ?? 0;
+          const at = end === 0 ? [] : [end + 1];
+          for (const [segment] of recentFences(record, now)) at.push(segment);
+          for (const segment of at) {
+            unwrap(journal).put(fenceRow(now), [handle, segment]);
+            tombstones.push([handle, segment, now]);
+          }
         });
+        const still = (kept ?? []).filter(([handle, segment, at]) => {
+          if (now - at <= FENCE_KEEP_MS) return true;
+          unwrap(journal).delete([handle, segment]);
+          return false;
+        });
+        if (tombstones.length > 0 || still.length !== (kept ?? []).length) {
+          unwrap(meta).put([...still, ...tombstones], TOMBSTONES);
+        }
         if (raised !== undefined && raised !== floor) {
           unwrap(meta).put(raised, GENERATION_FLOOR);
           // The floor's row moves with it: a registration written blind under the old floor collides.
