@@ -114,6 +114,10 @@ export async function runContinuitySchedule(
     for (let t = stoppedAt; stop !== "step-limit" && t < quiet; ) {
       t = Math.min(quiet, t + 1_000);
       stop = await time.runUntil(t, maxSteps);
+      // A crash decided while faults were on can land just after they stopped (a write under
+      // way): the home it killed comes back, as any would.
+      world.spawnEdge("back after a late fault");
+      world.spawnBrowser("relaunched after a late fault");
       if (t >= stoppedAt + 2 * lease && actions.settled()) break;
     }
     if (stop === "step-limit")
