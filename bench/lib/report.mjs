@@ -27,7 +27,9 @@ export const ROWS = [
     baselineName: "raw 1-put txn (ms)",
     baseline: (r) => r.rawPutMs,
     ratio: (r) => r.stepRatio,
-    targets: [{ on: "ratio", op: "<=", limit: 2.0 }],
+    // #21's target. A step's append reads no record since session 18 (its fence is a row that
+    // claims and deletions put where a stale append collides), so the plain put is its floor.
+    targets: [{ on: "ratio", op: "<=", limit: 1.1 }],
   },
   {
     key: "B1.stepFenced",
@@ -40,7 +42,7 @@ export const ROWS = [
     baselineName: "raw fenced 1-put txn (ms)",
     baseline: (r) => r.rawFencedMs,
     ratio: (r) => r.stepFencedRatio,
-    targets: [{ on: "ratio", op: "<=", limit: 1.1 }],
+    targets: [],
   },
   {
     key: "B1.stepInsideTx",
