@@ -504,8 +504,12 @@ export async function commitGroups(
     const handle = places.handles.get(group.fiberId);
     if (handle === undefined) continue;
     const journal = tx.objectStore("journalSegments");
+    // Fences stand below every segment a writer of this generation wrote (each came after its
+    // claim's fence); one that does not is left out rather than put over a segment.
+    const written = places.written.filter((w) => w.group.fiberId === group.fiberId);
+    const lowest = Math.min(...written.map((w) => w.segment));
     for (const [segment, at] of recentFences(records.get(group.fiberId), now)) {
-      journal.put(fenceRow(at), [handle, segment]);
+      if (segment < lowest) journal.put(fenceRow(at), [handle, segment]);
     }
   }
   // A replicated fiber without a head (never, while its writes go through one store) ships nothing.
