@@ -418,64 +418,78 @@ const lookup: ToolDefinition<{ q?: unknown }, string> = {
   execute: ({ q }) => `found ${String(q)}`,
 };
 
+/**
+ * `answer` with a `Retry-After` of at most a second: the model step waits as long as the provider
+ * asks (in real time), and a property of 150 whole agent runs that drew up to 5 s each took the
+ * run near the test's timeout. How a `Retry-After` is parsed is the first property's.
+ */
+function briefRetryAfter(given: Answer): Answer {
+  const seconds = Number(given.headers["retry-after"]);
+  if (!Number.isFinite(seconds) || seconds <= 1) return given;
+  return { ...given, headers: { ...given.headers, "retry-after": "1" } };
+}
+
 describe("an agent whose model endpoint sends any response", () => {
   it("ends the fiber completed or failed with a typed error, its journal and stream well-formed", async () => {
     const seen = new Map<string, number>();
     await fc.assert(
-      fc.asyncProperty(fc.array(answer, { minLength: 1, maxLength: 4 }), async (answers) => {
-        const store = new MemoryStore();
-        const agent = defineAgent({
-          name: "fuzzed",
-          model: provider(answers),
-          tools: [lookup],
-          maxTurns: 3,
-          modelRetry: { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 2 },
-        });
-        const runtime = agentRuntime(agent, store);
-        const { id } = await runtime.start(agent, { messages: [{ role: "user", content: "go" }] });
-        const ended = await Promise.race([
-          runtime.result(id).then(
-            () => "completed",
-            () => "failed",
-          ),
-          new Promise((resolve) => setTimeout(() => resolve("hang"), 10_000)),
-        ]);
-        expect(ended).not.toBe("hang");
-        const record = await store.getFiber(id);
-        expect(record?.status).toBe(ended);
-        let outcome = "completed";
-        if (record?.status === "failed") {
-          const error = deserializeError(record.error as Parameters<typeof deserializeError>[0]);
-          expect(error).toBeInstanceOf(FiberlineError);
-          expect(CODES).toContain((error as FiberlineError).code);
-          outcome = (error as FiberlineError).code;
-          // Typed all the way down: a failed model step holds the provider's ModelError.
-          if (outcome !== "max_turns") {
-            const chain: unknown[] = [];
-            for (let e: unknown = error; e instanceof Error; e = e.cause) chain.push(e);
-            const model = chain.find((e) => e instanceof ModelError) as ModelError | undefined;
-            expect(model, JSON.stringify(record.error)).toBeDefined();
-            expect(KINDS).toContain(model?.kind);
-            outcome = `${outcome}(${model?.kind})`;
+      fc.asyncProperty(
+        fc.array(answer.map(briefRetryAfter), { minLength: 1, maxLength: 4 }),
+        async (answers) => {
+          const store = new MemoryStore();
+          const agent = defineAgent({
+            name: "fuzzed",
+            model: provider(answers),
+            tools: [lookup],
+            maxTurns: 3,
+            modelRetry: { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 2 },
+          });
+          const runtime = agentRuntime(agent, store);
+          const { id } = await runtime.start(agent, { messages: [{ role: "user", content: "go" }] });
+          const ended = await Promise.race([
+            runtime.result(id).then(
+              () => "completed",
+              () => "failed",
+            ),
+            new Promise((resolve) => setTimeout(() => resolve("hang"), 10_000)),
+          ]);
+          expect(ended).not.toBe("hang");
+          const record = await store.getFiber(id);
+          expect(record?.status).toBe(ended);
+          let outcome = "completed";
+          if (record?.status === "failed") {
+            const error = deserializeError(record.error as Parameters<typeof deserializeError>[0]);
+            expect(error).toBeInstanceOf(FiberlineError);
+            expect(CODES).toContain((error as FiberlineError).code);
+            outcome = (error as FiberlineError).code;
+            // Typed all the way down: a failed model step holds the provider's ModelError.
+            if (outcome !== "max_turns") {
+              const chain: unknown[] = [];
+              for (let e: unknown = error; e instanceof Error; e = e.cause) chain.push(e);
+              const model = chain.find((e) => e instanceof ModelError) as ModelError | undefined;
+              expect(model, JSON.stringify(record.error)).toBeDefined();
+              expect(KINDS).toContain(model?.kind);
+              outcome = `${outcome}(${model?.kind})`;
+            }
           }
-        }
-        const tools = (await store.readJournal(id)).some((e) => e.key.startsWith("tool"));
-        const key = `${outcome}${tools ? " after a tool" : ""}`;
-        seen.set(key, (seen.get(key) ?? 0) + 1);
-        // The stream: 1, 2, 3... with one fiber.end, last, saying how the fiber ended.
-        const stream = await store.readStream(id, 0);
-        expect(stream.map((c) => c.seq)).toEqual(stream.map((_, i) => i + 1));
-        expect(stream.filter((c) => c.type === "fiber.end")).toHaveLength(1);
-        expect(stream.at(-1)).toMatchObject({ type: "fiber.end", data: { status: record?.status } });
-        // The journal: every step settled, every recorded value storable as it is.
-        const journal = await store.readJournal(id);
-        for (const entry of journal) {
-          expect(entry.status).not.toBe("started");
-          expect(() => structuredClone(entry)).not.toThrow();
-        }
-        expect(await storeText(store)).not.toContain(API_KEY);
-        await closeRuntimes();
-      }),
+          const tools = (await store.readJournal(id)).some((e) => e.key.startsWith("tool"));
+          const key = `${outcome}${tools ? " after a tool" : ""}`;
+          seen.set(key, (seen.get(key) ?? 0) + 1);
+          // The stream: 1, 2, 3... with one fiber.end, last, saying how the fiber ended.
+          const stream = await store.readStream(id, 0);
+          expect(stream.map((c) => c.seq)).toEqual(stream.map((_, i) => i + 1));
+          expect(stream.filter((c) => c.type === "fiber.end")).toHaveLength(1);
+          expect(stream.at(-1)).toMatchObject({ type: "fiber.end", data: { status: record?.status } });
+          // The journal: every step settled, every recorded value storable as it is.
+          const journal = await store.readJournal(id);
+          for (const entry of journal) {
+            expect(entry.status).not.toBe("started");
+            expect(() => structuredClone(entry)).not.toThrow();
+          }
+          expect(await storeText(store)).not.toContain(API_KEY);
+          await closeRuntimes();
+        },
+      ),
       { numRuns: 150 },
     );
     // Both endings happen (the generators are not all failures, nor all clean replies).
