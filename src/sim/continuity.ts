@@ -10,10 +10,10 @@
  */
 
 import { sendShippedEvent } from "../continuity/send-event";
-import { isTerminal } from "../core/records";
+import { type FiberRecord, isTerminal } from "../core/records";
 import type { AgentStats } from "./agent-log";
 import { checkContinuity } from "./continuity-checks";
-import { type ContinuityBug, ContinuityWorld } from "./continuity-world";
+import { type ContinuityBug, ContinuityWorld, HOME } from "./continuity-world";
 import { Findings } from "./findings";
 import { Prng } from "./prng";
 import { codeOf, describeProgram, generateProgram } from "./program";
@@ -336,7 +336,7 @@ class ContinuityActions {
       where?.status !== "away" &&
       browser &&
       !browser.crashed &&
-      world.localLedger.get(fiberId)?.record
+      localHere(world.localLedger.get(fiberId)?.record)
     )
       via = {
         name: browser.name,
@@ -457,4 +457,13 @@ class ContinuityActions {
       if (!reader.ended) again();
     })();
   }
+}
+
+/**
+ * Whether a page sends to the browser's own runtime: the fiber has a local record that does not
+ * name another home. A copy the mirror rebuilt names the edge (and no outbox knows it): a page
+ * goes through the host, whose `sendEvent` sends it to the edge (`BrowserContinuity.settle`).
+ */
+function localHere(record: FiberRecord | undefined): boolean {
+  return record !== undefined && (record.home === undefined || record.home.home === HOME);
 }
