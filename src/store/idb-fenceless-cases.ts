@@ -1,33 +1,18 @@
 /**
  * How `IdbStore` appends a step's journal entries without reading the fiber's record for its
  * fence (`FiberKeys.fenceless`), and what still fences such a writer: another store's claim, a
- * forced claim in its own store, a deletion, a restart from scratch. Run on fake-indexeddb
- * (`idb-store.test.ts`) and on Chromium's IndexedDB (`idb-store.browser.test.ts`).
+ * forced claim in its own store, a deletion, a restart from scratch, a fold, the window. Run on
+ * fake-indexeddb (`idb-store.test.ts`) and on Chromium's IndexedDB (`idb-store.browser.test.ts`).
  */
 
 import { afterEach, expect, it, vi } from "vitest";
-import type { FiberRecord } from "../core/records";
 import type { WriteGroup } from "../core/store";
+import { testRecord } from "../core/test-records";
 import { FENCE_KEEP_MS, FENCELESS_WINDOW_MS } from "./idb-commit";
 import { IdbStore } from "./idb-store";
 import { step } from "./idb-upgrade-cases";
 
-const record: FiberRecord = {
-  id: "f1",
-  name: "research",
-  version: "1",
-  input: { topic: "t" },
-  status: "running",
-  idempotencyKey: "k1",
-  createdAt: 1,
-  updatedAt: 1,
-  generation: 0,
-  streamHead: 0,
-  emitOrdinal: 0,
-  epoch: 0,
-  stalledRecoveries: 0,
-  progressMark: "",
-};
+const record = testRecord({ id: "f1", idempotencyKey: "k1", generation: 0, streamHead: 0 });
 
 /** Every key of `journalSegments` in database `name`. */
 async function journalKeys(factory: IDBFactory, name: string): Promise<IDBValidKey[]> {
