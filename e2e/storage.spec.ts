@@ -28,6 +28,26 @@ async function fiberStatus(page: Page, id: string): Promise<string | undefined> 
 const BUCKET_QUOTA = 4_000_000;
 
 /**
+ * Fills the worker's bucket (`fx.fillBucket`). Where the browser cannot run out of space as the
+ * spec needs, the test is skipped, saying why: it lets the ballast grow past the bucket's whole
+ * quota (the quota is not enforced), or it ends no transaction on the full bucket, neither
+ * completing nor aborting it (Debian's Chromium 150 here; 156 refuses with `QuotaExceededError`),
+ * so no write is ever refused and no fiber can pause.
+ */
+async function fillBucket(page: Page): Promise<void> {
+  const { written, hung } = await page.evaluate((limit) => window.fx.fillBucket(limit), 2 * BUCKET_QUOTA);
+  expect(written).toBeGreaterThan(0);
+  test.skip(
+    written > BUCKET_QUOTA,
+    `This Chromium wrote ${written} bytes into a storage bucket of ${BUCKET_QUOTA} without a refusal: it does not enforce the bucket's quota (Chromium 156 does; set CHROMIUM_PATH to one).`,
+  );
+  test.skip(
+    hung > 0,
+    `This Chromium ended none of ${hung} transactions on the full storage bucket (neither complete nor aborted): no write is ever refused, so nothing can pause for lack of space (Chromium 156 refuses with QuotaExceededError; set CHROMIUM_PATH to one).`,
+  );
+}
+
+/**
  * A filler fiber (30 chunks of 10 kB) writing into the bucket until another database takes all
  * the space left: its next write is refused, and the page hears it paused.
  */
@@ -38,7 +58,7 @@ async function pausedFiller(session: Session): Promise<{ page: Page; id: string 
     return await client.start("filler", { chunks: 30, bytes: 10_000, intervalMs: 50 });
   });
   await expect.poll(async () => (await inspect(page, id)).streamHead).toBeGreaterThan(3);
-  expect(await page.evaluate(() => window.fx.fillBucket())).toBeGreaterThan(0);
+  await fillBucket(page);
   await expect
     .poll(() => lastHealth(page), { timeout: 20_000 })
     .toMatchObject({ state: "quota_exceeded", paused: [id] });
@@ -107,7 +127,7 @@ test("a fiber that only stashes pauses on a full origin, nothing lost, and finis
         | undefined
     )?.i ?? 0;
   await expect.poll(stashed).toBeGreaterThan(3);
-  expect(await page.evaluate(() => window.fx.fillBucket())).toBeGreaterThan(0);
+  await fillBucket(page);
   await expect
     .poll(() => lastHealth(page), { timeout: 20_000 })
     .toMatchObject({ state: "quota_exceeded", paused: [id] });
@@ -128,7 +148,7 @@ test("a start refused for lack of space fails with quota_exceeded and writes no 
 }) => {
   const page = await session.open(`/?swquota=${BUCKET_QUOTA}`);
   await startFiber(page, "ticker", { ticks: 1, intervalMs: 1 }); // the worker's database exists
-  await page.evaluate(() => window.fx.fillBucket());
+  await fillBucket(page);
   const refused = await page.evaluate(async () => {
     const client = await window.fx.client();
     try {
