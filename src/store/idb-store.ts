@@ -465,10 +465,7 @@ export class IdbStore implements Store {
       const byFiber = tx.objectStore("stashes").index("fiber");
       const journal = tx.objectStore("journalSegments");
       // Where each journal ends, read with the records for the fibers whose handle is known.
-      const lastKey = (handle: number) =>
-        journal
-          .openKeyCursor(rowsOf(handle), "prev")
-          .then((last) => (last === null ? 0 : (last.key as RowKey)[1]));
+      const lastKey = (handle: number) => journalEnd(journal, handle);
       const known = claims.map(({ id }) => this.#keys.handle(id));
       const [records, inputRows, stashRows, lastKeys] = await Promise.all([
         Promise.all(claims.map(({ id }) => fibers.get(id))),
@@ -687,13 +684,7 @@ export class IdbStore implements Store {
         // Where each journal ends: its tombstone goes at the next key.
         const journal = tx.objectStore("journalSegments");
         const ends = await Promise.all(
-          handles.map((handle) =>
-            handle === undefined
-              ? 0
-              : journal
-                  .openKeyCursor(rowsOf(handle), "prev")
-                  .then((last) => (last === null ? 0 : (last.key as RowKey)[1])),
-          ),
+          handles.map((handle) => (handle === undefined ? 0 : journalEnd(journal, handle))),
         );
         const now = Date.now();
         const tombstones: Tombstones = [];
@@ -818,6 +809,15 @@ export class IdbStore implements Store {
     this.#keys.remember(fiberId, handle);
     return read(handle);
   }
+}
+
+/** The last segment key of journal `handle` (0 when it has no row): where a fence row goes next. */
+async function journalEnd(
+  journal: IDBPObjectStore<FiberlineSchema, Names[], "journalSegments", "readwrite">,
+  handle: number,
+): Promise<number> {
+  const last = await journal.openKeyCursor(rowsOf(handle), "prev");
+  return last === null ? 0 : (last.key as RowKey)[1];
 }
 
 /** The input of `stored` from `inputs`, unless the record is missing or carries its own. */
