@@ -9,6 +9,7 @@
 import type { FiberDefinition, RetryPolicy } from "../core/define";
 import { defineFiber } from "../core/define";
 import { FiberlineError } from "../core/errors";
+import { assertStepOptions } from "../core/validate";
 import { callModel, messageIdOf, type RetryChunkData } from "./model-step";
 import { runTool } from "./tool-step";
 import type {
@@ -95,6 +96,12 @@ export interface AgentOptions {
   /** Retries of a throwing tool before its error goes back to the model (default 3 attempts). */
   toolRetry?: RetryPolicy;
   /**
+   * Deadline of each attempt of every tool, in ms (a tool's own `timeoutMs` wins; default none). A
+   * tool whose attempts all run late is reported to the model as not finished in time, so a hung
+   * `fetch` cannot stall the agent: give every tool that waits on the network one.
+   */
+  toolTimeoutMs?: number;
+  /**
    * A model call that yields nothing for this long is aborted and retried (default 60 s). Waits
    * the provider announces (`Retry-After`, backoff) do not count.
    */
@@ -178,9 +185,14 @@ export type AgentChunk =
  */
 export function defineAgent(options: AgentOptions): FiberDefinition<AgentInput, AgentOutput> {
   const tools = new Map<string, ToolDefinition>();
+  assertStepOptions(
+    { timeoutMs: options.toolTimeoutMs, retry: options.toolRetry },
+    `defineAgent("${options.name}") tool options (toolTimeoutMs, toolRetry)`,
+  );
   for (const tool of options.tools ?? []) {
     if (tools.has(tool.name))
       throw new TypeError(`defineAgent("${options.name}"): two tools are named "${tool.name}".`);
+    assertStepOptions(tool, `defineAgent("${options.name}"), tool "${tool.name}"`);
     tools.set(tool.name, tool);
   }
   const specs: ToolSpec[] = [...tools.values()].map(({ name, description, parameters }) => ({
@@ -225,7 +237,12 @@ export function defineAgent(options: AgentOptions): FiberDefinition<AgentInput, 
         const messageId = messageIdOf(ctx.id, turn);
         for (const [index, call] of reply.toolCalls.entries()) {
           const ref = { messageId, index, toolCallId: call.id };
-          conversation.push(await runTool(ctx, tools, ref, call, options.toolRetry));
+          conversation.push(
+            await runTool(ctx, tools, ref, call, {
+              retry: options.toolRetry,
+              timeoutMs: options.toolTimeoutMs,
+            }),
+          );
         }
       }
       throw new FiberlineError(

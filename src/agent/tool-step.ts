@@ -6,7 +6,7 @@
  */
 
 import type { FiberContext, RetryPolicy } from "../core/define";
-import { CancelledError, FencedError } from "../core/errors";
+import { CancelledError, FencedError, TimeoutError } from "../core/errors";
 import { parseToolArguments } from "./tool-args";
 import type { ToolCall, ToolDefinition, ToolMessage } from "./types";
 
@@ -57,13 +57,19 @@ export function approvalEventName(ref: ToolCallRef): string {
   return `approval:${toolCallKey(ref)}`;
 }
 
+/** The agent-wide defaults of every tool call (`toolRetry`, `toolTimeoutMs`); a tool's own win. */
+export interface ToolDefaults {
+  retry?: RetryPolicy | undefined;
+  timeoutMs?: number | undefined;
+}
+
 /** Runs one tool call and returns the tool message for the model; never throws for tool failures. */
 export async function runTool(
   ctx: FiberContext<unknown>,
   tools: ReadonlyMap<string, ToolDefinition>,
   ref: ToolCallRef,
   call: ToolCall,
-  retry: RetryPolicy | undefined,
+  defaults: ToolDefaults = {},
 ): Promise<ToolMessage> {
   const name = call.function.name;
   const where = { messageId: ref.messageId, index: ref.index, toolCallId: ref.toolCallId };
@@ -96,6 +102,8 @@ export async function runTool(
     }
   }
   const idempotencyKey = toolCallKey(ref);
+  const retry: RetryPolicy = { maxAttempts: 3, initialDelayMs: 500, ...defaults.retry, ...tool.retry };
+  const timeoutMs = tool.timeoutMs ?? defaults.timeoutMs;
   try {
     const result = await ctx.step(
       `tool:${call.id}`,
@@ -106,12 +114,20 @@ export async function runTool(
           interrupted: step.interrupted,
           signal: step.signal,
         }),
-      { retry: { maxAttempts: 3, initialDelayMs: 500, ...retry } },
+      timeoutMs === undefined ? { retry } : { retry, timeoutMs },
     );
     return reply({ status: "ok", result });
   } catch (error) {
     if (error instanceof CancelledError || error instanceof FencedError || ctx.signal.aborted) throw error;
     const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+    if (cause instanceof TimeoutError) {
+      // The step's message names its journal key; the model needs the tool and the deadline.
+      const attempts = retry.maxAttempts ?? 1;
+      return reply({
+        status: "error",
+        error: `The tool ${name} did not finish within ${timeoutMs} ms (${attempts} attempt${attempts === 1 ? "" : "s"}).`,
+      });
+    }
     return reply({ status: "error", error: cause instanceof Error ? cause.message : String(cause) });
   }
 }

@@ -5,6 +5,8 @@
  * and the mock model import from here.
  */
 
+import type { RetryPolicy } from "../core/define";
+
 /**
  * A JSON Schema object describing a tool's arguments. The keywords below are typed; any other
  * (`anyOf`, `$ref`/`$defs`, `const`, `pattern`, `format`...) is allowed and enforced, under the
@@ -148,6 +150,14 @@ export interface ToolContext {
 export interface ToolDefinition<Args = Record<string, unknown>, Result = unknown> extends ToolSpec {
   /** When true, the fiber waits durably for a person to approve or deny each call before `execute` runs. */
   requiresApproval?: boolean;
+  /**
+   * Deadline of each attempt of `execute`, in ms (default: the agent's `toolTimeoutMs`, else
+   * none). A late attempt has its `signal` aborted with a `TimeoutError` and is retried; once the
+   * retries are spent the model is told the tool did not finish in time, and the loop goes on.
+   */
+  timeoutMs?: number;
+  /** Retries of this tool, over the agent's `toolRetry` (default 3 attempts, exponential from 500 ms). */
+  retry?: RetryPolicy;
   execute(args: Args, context: ToolContext): Result | Promise<Result>;
 }
 

@@ -17,7 +17,7 @@ import type { FiberEvent, JournalEntry, StreamChunk } from "./records";
 import { type JournalSlot, type RunJournal, recordedError } from "./run-journal";
 import { sleep } from "./sleep";
 import { backoffMs, DEFAULT_RETRY, runAttempt } from "./step-attempt";
-import { assertArgument, assertStorable } from "./validate";
+import { assertArgument, assertStepOptions, assertStorable } from "./validate";
 
 /** What steps need from their run. */
 export interface StepHost {
@@ -78,6 +78,8 @@ export class FiberSteps {
     host.assertLive();
     assertArgument(typeof name === "string" && name.length > 0, "ctx.step(name, fn) needs a non-empty name.");
     assertArgument(typeof fn === "function", `ctx.step("${name}", fn) needs a function.`);
+    if (options.timeoutMs !== undefined || options.retry !== undefined)
+      assertStepOptions(options, `ctx.step("${name}")`);
     const slot = host.journal.next("step", name);
     const recorded = slot.recorded;
     if (recorded?.status === "completed" || recorded?.status === "failed") {

@@ -10,7 +10,7 @@ import { serializeError, TimeoutError } from "./errors";
 import type { InboxEvent, JournalEntry } from "./records";
 import { type RunJournal, recordedError } from "./run-journal";
 import type { WriteGroup } from "./store";
-import { assertArgument } from "./validate";
+import { assertArgument, MAX_TIMER_MS } from "./validate";
 
 /** A write of the run; its fiber id and generation are added by the run. */
 export type RunWrite = Omit<WriteGroup, "fiberId" | "generation">;
@@ -57,9 +57,6 @@ interface Waiter {
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
-
-/** The largest delay `setTimeout` takes; longer waits re-arm when it fires. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** Pending sleeps and event waits of one run, and the unconsumed events it has been sent. */
 export class FiberWaits {

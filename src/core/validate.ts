@@ -3,6 +3,7 @@
  * Used by the runtime for inputs, step results, stashes, emits, events and fiber results.
  */
 
+import type { StepOptions } from "./define";
 import { describeError, InvalidInputError } from "./errors";
 
 /**
@@ -183,6 +184,46 @@ function measure(value: unknown, stopAt: number): Measured {
     total += 2;
   }
   return { size: total, plain: plain && stack.length === 0, depth: deepest };
+}
+
+/**
+ * The longest delay a timer can wait: `setTimeout` takes a signed 32-bit delay (about 24.8 days)
+ * and fires a longer one at once, so a larger step timeout or backoff would end at once, not
+ * late (durable waits re-arm instead: `fiber-waits.ts`).
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Throws `invalid_argument` unless `options` (a step's, or a tool's `timeoutMs` and `retry`) holds
+ * numbers the runtime can honour: a timeout in (0, MAX_TIMER_MS] ms, a whole number of attempts
+ * >= 1, delays in [0, MAX_TIMER_MS] ms and a known backoff. `where` names the call for the message.
+ */
+export function assertStepOptions(options: StepOptions, where: string): void {
+  const { timeoutMs, retry } = options;
+  assertArgument(
+    timeoutMs === undefined || (typeof timeoutMs === "number" && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS),
+    `${where}: timeoutMs must be a number of milliseconds above 0 and at most ${MAX_TIMER_MS} (got ${String(timeoutMs)}); leave it out for no deadline.`,
+  );
+  if (retry === undefined) return;
+  assertArgument(typeof retry === "object" && retry !== null, `${where}: retry must be an object.`);
+  const { maxAttempts, backoff, initialDelayMs, maxDelayMs } = retry;
+  assertArgument(
+    maxAttempts === undefined || (Number.isInteger(maxAttempts) && maxAttempts >= 1),
+    `${where}: retry.maxAttempts must be a whole number >= 1, the first attempt included (got ${String(maxAttempts)}).`,
+  );
+  assertArgument(
+    backoff === undefined || backoff === "exponential" || backoff === "fixed",
+    `${where}: retry.backoff must be "exponential" or "fixed" (got ${String(backoff)}).`,
+  );
+  for (const [name, ms] of [
+    ["initialDelayMs", initialDelayMs],
+    ["maxDelayMs", maxDelayMs],
+  ] as const) {
+    assertArgument(
+      ms === undefined || (typeof ms === "number" && ms >= 0 && ms <= MAX_TIMER_MS),
+      `${where}: retry.${name} must be a number of milliseconds from 0 to ${MAX_TIMER_MS} (got ${String(ms)}).`,
+    );
+  }
 }
 
 /** Throws `invalid_argument` with `message` unless `condition` holds. */

@@ -104,6 +104,41 @@ describe("bad input is rejected before anything is written", () => {
     await rt.close();
   });
 
+  it("fails a fiber whose step asks for a timeout or retry the runtime cannot honour, before the step runs", async () => {
+    const store = new MemoryStore();
+    const ran: string[] = [];
+    const options = {
+      "NaN timeout": { timeoutMs: Number.NaN },
+      // setTimeout would fire a delay past 2^31 - 1 ms at once: the step would time out at once.
+      "30-day timeout": { timeoutMs: 30 * 86_400_000 },
+      "zero attempts": { retry: { maxAttempts: 0 } },
+      "endless attempts": { retry: { maxAttempts: Number.POSITIVE_INFINITY } },
+    };
+    const odd = defineFiber("odd", {
+      async run(ctx, input: { case: keyof typeof options }) {
+        await ctx.step("fine", () => ran.push("fine"));
+        await ctx.step("odd", () => ran.push(input.case), options[input.case]);
+      },
+    });
+    const rt = createRuntime({ store, fibers: [odd] });
+    for (const [name, message] of [
+      ["NaN timeout", /ctx.step\("odd"\): timeoutMs must be a number of milliseconds above 0 .*\(got NaN\)/],
+      ["30-day timeout", /at most 2147483647 \(got 2592000000\)/],
+      ["zero attempts", /retry.maxAttempts must be a whole number >= 1/],
+      ["endless attempts", /retry.maxAttempts .*\(got Infinity\)/],
+    ] as const) {
+      const fiber = await rt.start(odd, { case: name });
+      await expect(rt.result(fiber)).rejects.toMatchObject({
+        code: "invalid_argument",
+        message: expect.stringMatching(message),
+      });
+      const { journal } = await rt.inspect(fiber.id);
+      expect(journal.map((e) => [e.key, e.status])).toEqual([["fine#1", "completed"]]);
+    }
+    expect(ran).toEqual(["fine", "fine", "fine", "fine"]);
+    await rt.close();
+  });
+
   it("rejects invalid definitions at definition time", () => {
     expect(() => defineFiber("has space", { run: async () => 1 })).toThrow(/Invalid fiber name/);
     expect(() => createRuntime({ store: new MemoryStore(), fibers: [echo, echo] })).toThrow(/unique/);

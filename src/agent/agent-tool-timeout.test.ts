@@ -1,0 +1,142 @@
+/**
+ * Tool deadlines: a tool that never answers (a `fetch` to a server that accepts the connection
+ * and sends nothing) must not stall the agent forever. Each attempt gets `timeoutMs`, its signal
+ * is aborted when it runs late, the retries run, and then the model is told the tool did not
+ * finish in time and the loop goes on. Options the runtime cannot honour are refused up front.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { MAX_TIMER_MS } from "../core/validate";
+import { MemoryStore } from "../store/memory-store";
+import { defineAgent } from "./agent";
+import { agentRuntime, closeRuntimes, storedEvents } from "./agent-harness";
+import { ScriptedModel } from "./scripted-model";
+import type { ToolDefinition } from "./types";
+
+afterEach(closeRuntimes);
+
+const user = [{ role: "user" as const, content: "look it up" }];
+const lookupCall = { id: "call_0", name: "lookup", arguments: JSON.stringify({ q: "x" }) };
+
+/** A tool that hangs until its signal aborts, recording each attempt and why it was stopped. */
+function hangingTool(
+  attempts: { attempt: number; aborted: unknown }[],
+  options: Partial<ToolDefinition> = {},
+): ToolDefinition<{ q: string }, string> {
+  return {
+    name: "lookup",
+    description: "Looks something up on a slow server.",
+    parameters: { type: "object", properties: { q: { type: "string" } }, required: ["q"] },
+    ...options,
+    execute: (_args, { attempt, signal }) =>
+      new Promise<string>((_, reject) => {
+        const seen = { attempt, aborted: undefined as unknown };
+        attempts.push(seen);
+        signal.addEventListener("abort", () => {
+          seen.aborted = signal.reason;
+          reject(signal.reason);
+        });
+      }),
+  };
+}
+
+describe("tool timeouts", () => {
+  it("a tool that never answers is stopped at toolTimeoutMs, retried, then reported to the model, and the agent finishes", async () => {
+    const attempts: { attempt: number; aborted: unknown }[] = [];
+    const model = new ScriptedModel({
+      replies: [{ toolCalls: [lookupCall] }, { text: "The lookup timed out." }],
+    });
+    const agent = defineAgent({
+      name: "hang",
+      model: model.provider(),
+      tools: [hangingTool(attempts)],
+      toolTimeoutMs: 30,
+      toolRetry: { maxAttempts: 2, backoff: "fixed", initialDelayMs: 1 },
+    });
+    const store = new MemoryStore();
+    const rt = agentRuntime(agent, store);
+    const fiber = await rt.start(agent, { messages: user });
+    const output = await rt.result(fiber);
+
+    expect(attempts.map((a) => a.attempt)).toEqual([1, 2]);
+    for (const { aborted } of attempts)
+      expect(aborted).toMatchObject({ name: "TimeoutError", code: "timeout" });
+    const error = "The tool lookup did not finish within 30 ms (2 attempts).";
+    expect(output.messages.find((m) => m.role === "tool")?.content).toBe(JSON.stringify({ error }));
+    expect(output.messages.at(-1)).toMatchObject({ role: "assistant", content: "The lookup timed out." });
+    const results = (await storedEvents(store, fiber.id)).filter((e) => e.type === "tool.result");
+    expect(results.map((e) => e.data)).toEqual([
+      expect.objectContaining({ name: "lookup", status: "error", error }),
+    ]);
+    // The model's second request carried the timeout as the tool's answer.
+    expect(model.requests[1]?.messages.at(-1)).toMatchObject({
+      role: "tool",
+      content: JSON.stringify({ error }),
+    });
+  });
+
+  it("a tool's own timeoutMs and retry win over the agent's", async () => {
+    const attempts: { attempt: number; aborted: unknown }[] = [];
+    const agent = defineAgent({
+      name: "own",
+      model: new ScriptedModel({ replies: [{ toolCalls: [lookupCall] }, { text: "done" }] }).provider(),
+      tools: [hangingTool(attempts, { timeoutMs: 20, retry: { maxAttempts: 1 } })],
+      toolTimeoutMs: 60_000,
+      toolRetry: { maxAttempts: 5 },
+    });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    expect(attempts).toHaveLength(1);
+    expect(output.messages.find((m) => m.role === "tool")?.content).toBe(
+      JSON.stringify({ error: "The tool lookup did not finish within 20 ms (1 attempt)." }),
+    );
+  });
+
+  it("a tool that answers in time is not affected by its deadline", async () => {
+    const agent = defineAgent({
+      name: "quick",
+      model: new ScriptedModel({ replies: [{ toolCalls: [lookupCall] }, { text: "found" }] }).provider(),
+      tools: [
+        {
+          name: "lookup",
+          description: "Looks something up.",
+          parameters: { type: "object", properties: { q: { type: "string" } } },
+          timeoutMs: 5_000,
+          execute: async ({ q }) => `result for ${String(q)}`,
+        },
+      ],
+    });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    expect(output.messages.find((m) => m.role === "tool")?.content).toBe(JSON.stringify("result for x"));
+  });
+
+  it.each([
+    [
+      "a zero toolTimeoutMs",
+      { toolTimeoutMs: 0 },
+      /toolTimeoutMs.*timeoutMs must be a number of milliseconds above 0/,
+    ],
+    ["a NaN toolTimeoutMs", { toolTimeoutMs: Number.NaN }, /got NaN/],
+    ["a toolTimeoutMs past what a timer can wait", { toolTimeoutMs: MAX_TIMER_MS + 1 }, /at most 2147483647/],
+    ["0 tool attempts", { toolRetry: { maxAttempts: 0 } }, /retry.maxAttempts must be a whole number >= 1/],
+    ["a fractional tool attempt count", { toolRetry: { maxAttempts: 2.5 } }, /got 2.5/],
+    ["a negative tool retry delay", { toolRetry: { initialDelayMs: -1 } }, /retry.initialDelayMs must be/],
+    [
+      "an unknown backoff",
+      { toolRetry: { backoff: "linear" as "fixed" } },
+      /retry.backoff must be "exponential" or "fixed"/,
+    ],
+    [
+      "a tool's own negative timeout",
+      { tools: [hangingTool([], { timeoutMs: -5 })] },
+      /tool "lookup": timeoutMs must/,
+    ],
+  ])("defineAgent refuses %s with invalid_argument", (_what, options, message) => {
+    const define = () =>
+      defineAgent({ name: "bad", model: new ScriptedModel({ replies: [] }).provider(), ...options });
+    expect(define).toThrow(
+      expect.objectContaining({ code: "invalid_argument", message: expect.stringMatching(message) }),
+    );
+  });
+});
