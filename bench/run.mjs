@@ -14,6 +14,9 @@
  *   npm run bench -- --costs           the commit-shape diagnostic (idb-costs) instead of the table
  *   npm run bench -- --costs --profile  ... plus a CPU profile of the engine's stash commits
  *   npm run bench -- --costs --profile=engineCommitBatch  ... of another commit shape
+ *   npm run bench -- --profile-steps   a CPU profile of B1's sequential steps (where a step's time goes)
+ *   PROFILE_OUT=<file>                 with --profile*: also write the raw profile (a .cpuprofile
+ *                                      DevTools opens) to <file>
  *   npm run bench -- --update-readme   also write the table into bench/README.md
  */
 
@@ -129,29 +132,55 @@ async function main() {
   };
   await openPage();
 
+  /** Answers a job's `profile-start` / `profile-stop` checkpoints: a CPU profile of its worker. */
+  const profiler = (job, what) => {
+    let target;
+    return async (name) => {
+      if (name === "profile-start") {
+        env.cdp = await connectCdp(env.browser.wsUrl);
+        target = await attachToTarget(env.cdp, { type: "worker", match: `bench-${job}` });
+        await target.send("Profiler.enable");
+        await target.send("Profiler.setSamplingInterval", { interval: 50 });
+        await target.send("Profiler.start");
+      } else if (name === "profile-stop") {
+        const { profile: cpu } = await target.send("Profiler.stop");
+        if (process.env.PROFILE_OUT) writeFileSync(process.env.PROFILE_OUT, JSON.stringify(cpu));
+        printProfile(cpu, what);
+        await target.detach();
+        env.cdp.close();
+      }
+    };
+  };
+
+  if (flag("profile-steps")) {
+    try {
+      const n = quick ? 1000 : 4000;
+      const job = await runJob(
+        env.page,
+        "b1",
+        { n, block: 50, profile: true },
+        profiler("b1", `B1's ${n} sequential steps and the raw blocks between them`),
+      );
+      console.log(
+        `step ${job.stepMs.toFixed(3)} ms (${job.stepRatio.toFixed(2)}x a raw put): ${job.stepInsideTxMs.toFixed(3)} ms in its transaction, ${job.stepBetweenTxMs.toFixed(3)} ms between two (raw fenced: ${job.fencedInsideTxMs.toFixed(3)} / ${job.fencedBetweenTxMs.toFixed(3)})`,
+      );
+    } finally {
+      await env.browser.close();
+      await Promise.all(servers.map((server) => server.close()));
+    }
+    return;
+  }
+
   if (flag("costs")) {
     // The diagnostic of bench/browser/jobs/idb-costs.ts: ms per transaction of each commit shape.
     try {
       const profile = option("profile") ?? flag("profile");
-      let target;
+      const shape = typeof profile === "string" ? profile : "engineStash1";
       const costs = await runJob(
         env.page,
         "idb-costs",
         { reps: quick ? 100 : 400, fibers: 100, profile },
-        async (name) => {
-          if (name === "profile-start") {
-            env.cdp = await connectCdp(env.browser.wsUrl);
-            target = await attachToTarget(env.cdp, { type: "worker", match: "bench-idb-costs" });
-            await target.send("Profiler.enable");
-            await target.send("Profiler.setSamplingInterval", { interval: 50 });
-            await target.send("Profiler.start");
-          } else if (name === "profile-stop") {
-            const { profile: cpu } = await target.send("Profiler.stop");
-            printProfile(cpu, typeof profile === "string" ? profile : "engineStash1");
-            await target.detach();
-            env.cdp.close();
-          }
-        },
+        profiler("idb-costs", `the engine's ${shape} commits`),
       );
       const base = costs.put1;
       for (const [shape, ms] of Object.entries(costs)) {
@@ -314,7 +343,7 @@ main().catch((error) => {
 });
 
 /** Prints the functions with the most self time in a CDP CPU profile, and the idle share. */
-function printProfile(profile, shape) {
+function printProfile(profile, what) {
   const self = new Map();
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   let total = 0;
@@ -327,8 +356,8 @@ function printProfile(profile, shape) {
       : "?";
     self.set(name, (self.get(name) ?? 0) + dt);
   });
-  console.log(`CPU profile of the engine's ${shape} commits: ${(total / 1000).toFixed(0)} ms sampled`);
-  for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+  console.log(`CPU profile of ${what}: ${(total / 1000).toFixed(0)} ms sampled`);
+  for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
     console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`);
   }
 }

@@ -46,7 +46,7 @@ function rawBlocks(raw: IDBDatabase, ctx: JobContext, count: number, fenced = fa
 }
 
 /** B1: 1 fiber, `n` sequential steps and `n` stashes, against as many single-put transactions. */
-export async function b1(ctx: JobContext, params: { n: number; block: number }) {
+export async function b1(ctx: JobContext, params: { n: number; block: number; profile?: boolean }) {
   const rawName = uniqueName("raw-b1");
   const engineName = uniqueName("engine-b1");
   const raw = await openRaw(rawName);
@@ -62,7 +62,10 @@ export async function b1(ctx: JobContext, params: { n: number; block: number }) 
     const tx0 = runtime.commitStats.transactions;
     // Each step's time split: inside its transaction, and between two (the runtime's own path).
     const clock = watchTransactions([engineName, rawName]);
+    // `npm run bench -- --profile-steps`: a CPU profile of this worker while the steps run.
+    if (params.profile) await ctx.checkpoint("profile-start");
     const steps = await runtime.result(await runtime.start(stepper, { n: params.n, block: params.block }));
+    if (params.profile) await ctx.checkpoint("profile-stop");
     clock.stop();
     const tx1 = runtime.commitStats.transactions;
 
