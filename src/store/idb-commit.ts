@@ -404,6 +404,14 @@ export async function commitGroups(
     abort(tx);
     throw new StaleKeys(readFence.map((group) => group.fiberId));
   }
+  if (readFence.length === 0) {
+    // Every group appends journal entries and nothing else, fenced by its own `add`: nothing to
+    // read, patch or fold (a step loop's commit, the hot path: no awaits, no per-commit maps).
+    const folds: Fold[] = [];
+    for (const group of groups) writeRows(tx, group, keys, places, folds, false);
+    commitNow(tx);
+    return { orphaned: [], placed: NONE_PLACED, written: places.written };
+  }
   const [only] = readFence;
   const ids =
     readFence.length === 1 && only ? [only.fiberId] : [...new Set(readFence.map((group) => group.fiberId))];
