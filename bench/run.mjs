@@ -15,6 +15,7 @@
  *   npm run bench -- --costs --profile  ... plus a CPU profile of the engine's stash commits
  *   npm run bench -- --costs --profile=engineCommitBatch  ... of another commit shape
  *   npm run bench -- --profile-steps   a CPU profile of B1's sequential steps (where a step's time goes)
+ *   npm run bench -- --profile-stashes ... of B1's sequential stashes
  *   PROFILE_OUT=<file>                 with --profile*: also write the raw profile (a .cpuprofile
  *                                      DevTools opens) to <file>
  *   npm run bench -- --update-readme   also write the table into bench/README.md
@@ -152,17 +153,18 @@ async function main() {
     };
   };
 
-  if (flag("profile-steps")) {
+  const profiled = flag("profile-steps") ? "steps" : flag("profile-stashes") ? "stashes" : undefined;
+  if (profiled !== undefined) {
     try {
       const n = quick ? 1000 : 4000;
       const job = await runJob(
         env.page,
         "b1",
-        { n, block: 50, profile: true },
-        profiler("b1", `B1's ${n} sequential steps and the raw blocks between them`),
+        { n, block: 50, profile: profiled },
+        profiler("b1", `B1's ${n} sequential ${profiled} and the raw blocks between them`),
       );
       console.log(
-        `step ${job.stepMs.toFixed(3)} ms (${job.stepRatio.toFixed(2)}x a raw put): ${job.stepInsideTxMs.toFixed(3)} ms in its transaction, ${job.stepBetweenTxMs.toFixed(3)} ms between two (raw fenced: ${job.fencedInsideTxMs.toFixed(3)} / ${job.fencedBetweenTxMs.toFixed(3)})`,
+        `step ${job.stepMs.toFixed(3)} ms (${job.stepRatio.toFixed(2)}x a raw put): ${job.stepInsideTxMs.toFixed(3)} ms in its transaction, ${job.stepBetweenTxMs.toFixed(3)} ms between two (raw fenced: ${job.fencedInsideTxMs.toFixed(3)} / ${job.fencedBetweenTxMs.toFixed(3)}); stash ${job.stashMs.toFixed(3)} ms (${job.stashRatio.toFixed(2)}x)`,
       );
     } finally {
       await env.browser.close();

@@ -46,7 +46,10 @@ function rawBlocks(raw: IDBDatabase, ctx: JobContext, count: number, fenced = fa
 }
 
 /** B1: 1 fiber, `n` sequential steps and `n` stashes, against as many single-put transactions. */
-export async function b1(ctx: JobContext, params: { n: number; block: number; profile?: boolean }) {
+export async function b1(
+  ctx: JobContext,
+  params: { n: number; block: number; profile?: "steps" | "stashes" },
+) {
   const rawName = uniqueName("raw-b1");
   const engineName = uniqueName("engine-b1");
   const raw = await openRaw(rawName);
@@ -63,18 +66,20 @@ export async function b1(ctx: JobContext, params: { n: number; block: number; pr
     // Each step's time split: inside its transaction, and between two (the runtime's own path).
     const clock = watchTransactions([engineName, rawName]);
     // `npm run bench -- --profile-steps`: a CPU profile of this worker while the steps run.
-    if (params.profile) await ctx.checkpoint("profile-start");
+    if (params.profile === "steps") await ctx.checkpoint("profile-start");
     const steps = await runtime.result(await runtime.start(stepper, { n: params.n, block: params.block }));
-    if (params.profile) await ctx.checkpoint("profile-stop");
+    if (params.profile === "steps") await ctx.checkpoint("profile-stop");
     clock.stop();
     const tx1 = runtime.commitStats.transactions;
 
     const forStashes = rawBlocks(raw, ctx, params.block);
     probe.between = forStashes.between;
     // A ~200-byte snapshot record: { fiberId, value: { i, pad }, at }.
+    if (params.profile === "stashes") await ctx.checkpoint("profile-start");
     const stashes = await runtime.result(
       await runtime.start(stasher, { n: params.n, block: params.block, pad: "x".repeat(ROW_BYTES - 110) }),
     );
+    if (params.profile === "stashes") await ctx.checkpoint("profile-stop");
     const tx2 = runtime.commitStats.transactions;
 
     const stepMs = steps.ms / params.n;
