@@ -90,4 +90,7 @@ export const assistant = defineAgent({
   system: ASSISTANT_SYSTEM_PROMPT,
   maxTurns: 6,
   modelRetry: MODEL_RETRY,
+  // Each attempt of a tool gets 30 s: a tool that hangs is stopped, retried, then reported to the
+  // model as not finished in time, instead of stalling the reply. Keep one on any tool of yours.
+  toolTimeoutMs: 30_000,
 });
