@@ -185,7 +185,11 @@ async function b9(params: { prompt: string; delayMs: number }) {
     }
   }
   const fiberStart = now();
-  const id = await sw<string>({ type: "bench/start", name: "bench.agent", input: { messages } });
+  const { id, inWorkerMs } = await sw<{ id: string; inWorkerMs: number }>({
+    type: "bench/start-timed",
+    name: "bench.agent",
+    input: { messages },
+  });
   const startedAt = now();
   const log = await readStream(id);
   const fiber = log.chunks.filter((c) => c.type === "text.delta").map((c) => c.at);
@@ -193,6 +197,7 @@ async function b9(params: { prompt: string; delayMs: number }) {
   // Where the fiber's first token spends its time, from the page's start call.
   const phases = {
     started: startedAt - fiberStart,
+    startInWorker: inWorkerMs,
     streamOpen: (log.connects[0] ?? Number.NaN) - fiberStart,
     fiberStart: arrival("fiber.start"),
     messageStart: arrival("message.start"),

@@ -19,6 +19,8 @@ export type FromWorker =
 /** Page -> bench Service Worker (each with a `MessagePort` to answer on). */
 export type ToServiceWorker =
   | { type: "bench/start"; name: string; input: unknown }
+  /** `bench/start`, answered with the id and how long the worker took: `{ id, inWorkerMs }` (B9). */
+  | { type: "bench/start-timed"; name: string; input: unknown }
   | { type: "bench/cancel"; id: string }
   | { type: "bench/raw-batched"; count: number; bytes: number }
   | { type: "bench/raw-single"; count: number; bytes: number }

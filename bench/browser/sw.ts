@@ -105,6 +105,12 @@ async function handle(message: ToServiceWorker): Promise<unknown> {
       const started = await runtime.start(message.name, message.input);
       return started.id;
     }
+    case "bench/start-timed": {
+      const t0 = performance.now();
+      await host.recovery;
+      const started = await runtime.start(message.name, message.input);
+      return { id: started.id, inWorkerMs: performance.now() - t0 };
+    }
     case "bench/cancel":
       return runtime.cancel(message.id);
     case "bench/raw-batched":

@@ -129,7 +129,7 @@ export async function b9(env) {
       phases,
     });
     env.log(
-      `B9 run ${r + 1}: first token ${fiber.ttftMs.toFixed(1)} ms via the fiber vs ${direct.ttftMs.toFixed(1)} ms direct, ${Math.round(fiber.tokensPerSec)} vs ${Math.round(direct.tokensPerSec)} tokens/s (${fiber.tokens} and ${direct.tokens} tokens); fiber path: started ${phases.started.toFixed(1)}, stream opened ${phases.streamOpen.toFixed(1)}, fiber.start ${phases.fiberStart.toFixed(1)}, message.start ${phases.messageStart.toFixed(1)} ms`,
+      `B9 run ${r + 1}: first token ${fiber.ttftMs.toFixed(1)} ms via the fiber vs ${direct.ttftMs.toFixed(1)} ms direct, ${Math.round(fiber.tokensPerSec)} vs ${Math.round(direct.tokensPerSec)} tokens/s (${fiber.tokens} and ${direct.tokens} tokens); fiber path: started ${phases.started.toFixed(1)} (${phases.startInWorker.toFixed(1)} of it in the worker), stream opened ${phases.streamOpen.toFixed(1)}, fiber.start ${phases.fiberStart.toFixed(1)}, message.start ${phases.messageStart.toFixed(1)} ms`,
     );
   }
   return runs;
