@@ -8,6 +8,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_TIMER_MS } from "../core/validate";
 import { MemoryStore } from "../store/memory-store";
+import { crashableStore } from "../testing/crash-store";
 import { defineAgent } from "./agent";
 import { agentRuntime, closeRuntimes, storedEvents } from "./agent-harness";
 import { ScriptedModel } from "./scripted-model";
@@ -73,6 +74,52 @@ describe("tool timeouts", () => {
       role: "tool",
       content: JSON.stringify({ error }),
     });
+  });
+
+  it("after a crash, the replay hands the model the same timeout answer without running the tool again", async () => {
+    const attempts: { attempt: number; aborted: unknown }[] = [];
+    let release: (() => void) | undefined;
+    const waitCalls: number[] = [];
+    const wait: ToolDefinition = {
+      name: "wait",
+      description: "Waits for something.",
+      parameters: { type: "object", properties: {} },
+      // Hangs in the first process (until the crash), answers in the second.
+      execute: (_args, { attempt }) => {
+        waitCalls.push(attempt);
+        return release === undefined ? new Promise(() => {}) : "waited";
+      },
+    };
+    const replies = [
+      { toolCalls: [lookupCall] },
+      { toolCalls: [{ id: "call_1", name: "wait", arguments: "{}" }] },
+      { text: "done" },
+    ];
+    const agent = defineAgent({
+      name: "replayed",
+      model: new ScriptedModel({ replies }).provider(),
+      tools: [hangingTool(attempts, { timeoutMs: 20, retry: { maxAttempts: 1 } }), wait],
+    });
+    const disk = new MemoryStore();
+    const dying = crashableStore(disk);
+    const first = agentRuntime(agent, dying);
+    const fiber = await first.start(agent, { messages: user });
+    await expect.poll(() => waitCalls.length, { interval: 5 }).toBe(1);
+    dying.crash();
+    release = () => {};
+    const second = agentRuntime(agent, disk);
+    await second.recover();
+    const output = await second.result(fiber);
+
+    expect(attempts).toHaveLength(1);
+    expect(waitCalls).toEqual([1, 2]);
+    const error = "The tool lookup did not finish within 20 ms (1 attempt).";
+    expect(output.messages.filter((m) => m.role === "tool").map((m) => m.content)).toEqual([
+      JSON.stringify({ error }),
+      JSON.stringify("waited"),
+    ]);
+    const results = (await storedEvents(disk, fiber.id)).filter((e) => e.type === "tool.result");
+    expect(results.map((e) => (e.data as { status: string }).status)).toEqual(["error", "ok"]);
   });
 
   it("a tool's own timeoutMs and retry win over the agent's", async () => {

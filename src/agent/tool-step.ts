@@ -120,7 +120,7 @@ export async function runTool(
   } catch (error) {
     if (error instanceof CancelledError || error instanceof FencedError || ctx.signal.aborted) throw error;
     const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
-    if (cause instanceof TimeoutError) {
+    if (cause instanceof TimeoutError && timeoutMs !== undefined) {
       // The step's message names its journal key; the model needs the tool and the deadline.
       const attempts = retry.maxAttempts ?? 1;
       return reply({
