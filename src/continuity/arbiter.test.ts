@@ -231,6 +231,84 @@ describe("Arbiter", () => {
   });
 });
 
+describe("Arbiter.cancel", () => {
+  it("keeps a cancel for the browser that holds the fiber and sends it in every answer until a shipment ends it", async () => {
+    const { store, arbiter } = rig();
+    await arbiter.receive("f1", shipment([create("f1")]));
+    expect(await arbiter.cancel("f1", "stop")).toEqual({
+      status: "forwarded",
+      fiberStatus: "running",
+      home: HOME,
+    });
+    // A second cancel keeps the first reason.
+    expect(await arbiter.cancel("f1", "again")).toMatchObject({ status: "forwarded" });
+    expect((await store.getFiber("f1"))?.home?.cancel).toEqual({ reason: "stop", at: T0 });
+    // A heartbeat and a shipment that does not end the fiber both carry it.
+    expect(await arbiter.receive("f1", shipment([], { from: 2 }))).toMatchObject({
+      cancel: { reason: "stop" },
+    });
+    expect(await arbiter.receive("f1", shipment([emit("f1", 2, 2)]))).toMatchObject({
+      status: "ok",
+      appliedPos: 2,
+      cancel: { reason: "stop" },
+    });
+    const cancelled: ShippedEntry = {
+      pos: 3,
+      type: "commit",
+      group: { fiberId: "f1", generation: 1, fiber: { status: "cancelled", endedAt: T0 } },
+    };
+    const answer = await arbiter.receive("f1", shipment([cancelled]));
+    expect(answer).toEqual({ status: "ok", appliedPos: 3, leaseMs: 30_000 });
+    expect((await store.getFiber("f1"))?.home?.cancel).toBeUndefined();
+    expect(await arbiter.cancel("f1", "late")).toEqual({ status: "ended", fiberStatus: "cancelled" });
+  });
+
+  it("drops the cancel when the fiber ends otherwise first, and answers that end to a later cancel", async () => {
+    const { store, arbiter } = rig();
+    await arbiter.receive("f1", shipment([create("f1")]));
+    await arbiter.cancel("f1", "stop");
+    expect(await arbiter.receive("f1", shipment([end("f1", 2)]))).not.toHaveProperty("cancel");
+    expect((await store.getFiber("f1"))?.home?.cancel).toBeUndefined();
+    expect(await arbiter.cancel("f1", "stop")).toEqual({ status: "ended", fiberStatus: "completed" });
+  });
+
+  it("ends the fiber as cancelled in the takeover's own write when the browser's lease lapses first", async () => {
+    const { store, arbiter, advance } = rig();
+    await arbiter.receive("f1", shipment([create("f1"), emit("f1", 2, 2)]));
+    await arbiter.cancel("f1", "stop");
+    advance(30_000);
+    expect(await arbiter.takeOverLapsed()).toEqual(["f1"]);
+    const replica = await store.getFiber("f1");
+    expect(replica).toMatchObject({
+      status: "cancelled",
+      streamHead: 3,
+      error: { code: "cancelled", message: "stop" },
+    });
+    expect(replica?.home).toMatchObject({ home: EDGE_HOME, epoch: 2, formerHome: HOME });
+    expect(replica?.home?.cancel).toBeUndefined();
+    expect(replica?.owner).toBeUndefined();
+    const stream = await store.readStream("f1", 0);
+    expect(stream.map((c) => c.type)).toEqual(["fiber.start", "tick", "fiber.end"]);
+    expect(stream.at(-1)?.data).toMatchObject({ status: "cancelled", error: { code: "cancelled" } });
+    // The browser, back, is fenced and keeps what the replica held of its epoch.
+    expect(await arbiter.receive("f1", shipment([emit("f1", 3, 3)]))).toMatchObject({
+      status: "fenced",
+      appliedPos: 2,
+    });
+  });
+
+  it("takes over a lapsed lease first, then says to cancel here; a fiber at the edge or no replica is cancelled here", async () => {
+    const { store, arbiter, advance } = rig();
+    await arbiter.receive("f1", shipment([create("f1")]));
+    advance(30_000);
+    expect(await arbiter.cancel("f1", "stop")).toEqual({ status: "here" });
+    expect((await store.getFiber("f1"))?.home).toMatchObject({ home: EDGE_HOME, epoch: 2 });
+    expect((await store.getFiber("f1"))?.home?.cancel).toBeUndefined();
+    expect(await arbiter.cancel("f1", "stop")).toEqual({ status: "here" });
+    expect(await arbiter.cancel("nope", "stop")).toEqual({ status: "here" });
+  });
+});
+
 describe("Arbiter.nextLapse", () => {
   it("answers from the leases it keeps: the store's fibers are listed once, on the first question", async () => {
     const store = new ListCountingStore();

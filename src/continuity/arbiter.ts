@@ -13,8 +13,15 @@
  * is recognised on a retry by its inbox `seq` instead.
  */
 
-import { FiberlineError } from "../core/errors";
-import { type FiberRecord, type HomeLease, type InboxEvent, isTerminal } from "../core/records";
+import { CancelledError, FiberlineError, serializeError } from "../core/errors";
+import { endGroup } from "../core/fiber-end";
+import {
+  type FiberRecord,
+  type FiberStatus,
+  type HomeLease,
+  type InboxEvent,
+  isTerminal,
+} from "../core/records";
 import type { ClaimResult, Store, WriteGroup } from "../core/store";
 import {
   type ComeHomeAnswer,
@@ -36,6 +43,22 @@ export interface ArbiterOptions {
 }
 
 const LIVE = ["running", "sleeping", "waiting"] as const;
+
+/** What `Arbiter.cancel` decided. */
+export type CancelDecision =
+  /**
+   * Cancel it in this home (`runtime.cancel`): the edge holds it (also right after taking over a
+   * lapsed lease), or it is no replica.
+   */
+  | { status: "here" }
+  /** It had ended already, as `fiberStatus`: nothing to cancel. */
+  | { status: "ended"; fiberStatus: FiberStatus }
+  /**
+   * Browser `home` holds it under a live lease: the cancel is recorded on the lease (committed
+   * before this resolves) and sent to that browser in its next answer; if the lease lapses first,
+   * the takeover ends the fiber as `cancelled`. `fiberStatus` is its status right now.
+   */
+  | { status: "forwarded"; fiberStatus: FiberStatus; home: string };
 
 /** How soon the edge runtime asks again for a replica whose browser lease already lapsed. */
 const TAKEOVER_RETRY_MS = 500;
@@ -104,6 +127,21 @@ export class Arbiter {
    */
   accept(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     return this.#turn(event.fiberId, () => this.#accept(event));
+  }
+
+  /**
+   * Takes a cancel of `fiberId` that reached this home (the edge's `POST .../cancel`). A fiber a
+   * browser holds is cancelled there: the cancel is kept on the replica's lease and sent in every
+   * answer to that browser (`ShipmentAnswer.cancel`), which cancels the fiber locally and ships
+   * its end; if its lease lapses first, the takeover ends the fiber as `cancelled`, in the same
+   * transaction that moves it to the edge. A second cancel while one is pending keeps the first
+   * reason. Otherwise the answer says to cancel it here, or that it had ended.
+   *
+   * Failure semantics: a `forwarded` answer means the cancel is durable (the fiber will end as
+   * `cancelled`, unless it ends otherwise first); a store error rejects with nothing written.
+   */
+  cancel(fiberId: string, reason: string): Promise<CancelDecision> {
+    return this.#turn(fiberId, () => this.#cancel(fiberId, reason));
   }
 
   /**
@@ -274,6 +312,11 @@ export class Arbiter {
           const { pushed: _late, ...rest } = current;
           current = rest;
         }
+        if (ends && current.cancel !== undefined) {
+          // Ended (cancelled as asked, or otherwise first): nothing is left to cancel.
+          const { cancel: _done, ...rest } = current;
+          current = rest;
+        }
         groups.push(replicaGroup(fiberId, record.generation, entry.group));
         current = { ...current, appliedPos: entry.pos };
         continue;
@@ -293,6 +336,7 @@ export class Arbiter {
       appliedPos: current.appliedPos,
       leaseMs: Math.max(0, current.until - this.#clock()),
       ...(events.length > 0 ? { events } : {}),
+      ...(current.cancel === undefined ? {} : { cancel: { reason: current.cancel.reason } }),
     };
   }
 
@@ -379,7 +423,7 @@ export class Arbiter {
       // is still the browser's and so runs nowhere (a crash before the commit below leaves them
       // there, known by eventId to the next try); the commit stops pushing them.
       if ((state.pushed ?? []).length > 0) await this.#moveIn(fiberId, state);
-      const { pushed: _moved, ...kept } = state;
+      const { pushed: _moved, cancel, ...kept } = state;
       const next: HomeLease = {
         ...kept,
         home: EDGE_HOME,
@@ -390,9 +434,11 @@ export class Arbiter {
       // The browser's marker goes, so the edge runtime's recover() claims the fiber.
       const release: Partial<FiberRecord> =
         record.owner === state.home ? { owner: undefined, leaseUntil: undefined } : {};
-      const { fenced } = await this.#store.commit([
-        { fiberId, generation: record.generation, fiber: { ...release, home: next } },
-      ]);
+      const group: WriteGroup =
+        cancel === undefined
+          ? { fiberId, generation: record.generation, fiber: { ...release, home: next } }
+          : cancelledAtTakeover(record, next, cancel.reason, now);
+      const { fenced } = await this.#store.commit([group]);
       if (fenced.length === 0) {
         this.#note(fiberId, undefined);
         return next;
@@ -456,6 +502,30 @@ export class Arbiter {
       };
     }
     throw new FiberlineError("store_error", `Fiber ${fiberId} kept changing while it was handed back.`);
+  }
+
+  async #cancel(fiberId: string, reason: string): Promise<CancelDecision> {
+    for (let tries = 0; tries < 8; tries++) {
+      const record = await this.#store.getFiber(fiberId);
+      const state = record?.home;
+      if (record === undefined || state === undefined) return { status: "here" };
+      if (isTerminal(record.status)) return { status: "ended", fiberStatus: record.status };
+      if (state.home === EDGE_HOME) return { status: "here" };
+      const now = this.#clock();
+      if (state.until <= now) {
+        // The browser's lease lapsed and the alarm has not come yet: the edge takes it first.
+        await this.#takeOver(fiberId);
+        continue;
+      }
+      const forwarded = { status: "forwarded", fiberStatus: record.status, home: state.home } as const;
+      if (state.cancel !== undefined) return forwarded;
+      const next: HomeLease = { ...state, cancel: { reason, at: now } };
+      const { fenced } = await this.#store.commit([
+        { fiberId, generation: record.generation, fiber: { home: next } },
+      ]);
+      if (fenced.length === 0) return forwarded;
+    }
+    throw new FiberlineError("store_error", `Fiber ${fiberId} kept changing while it was cancelled.`);
   }
 
   async #accept(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
@@ -531,6 +601,17 @@ export function refusalWithoutReplica(shipment: Shipment): ShipmentAnswer | unde
  */
 function leaseFields(lease: HomeLease): Pick<FiberRecord, "home" | "owner" | "leaseUntil"> {
   return { home: lease, owner: lease.home, leaseUntil: lease.until };
+}
+
+/**
+ * The takeover of a fiber with a pending cancel: it ends as `cancelled` (its `fiber.end` after the
+ * replica's last chunk) in the write that hands it to the edge, so no crash between the two can
+ * let the edge run it.
+ */
+function cancelledAtTakeover(record: FiberRecord, next: HomeLease, reason: string, at: number): WriteGroup {
+  const fiber = { fiberId: record.id, generation: record.generation, seq: record.streamHead + 1 };
+  const end = endGroup(fiber, "cancelled", { error: serializeError(new CancelledError(reason)) }, at);
+  return { ...end, fiber: { ...end.fiber, home: next } };
 }
 
 /** A shipped group, rewritten for the replica: its generation, without the fields the arbiter owns. */

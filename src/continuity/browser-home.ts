@@ -63,6 +63,7 @@ import type {
   Store,
   WriteGroup,
 } from "../core/store";
+import { cancelShipped } from "./cancel";
 import { EdgeLink, type EdgeLinkOptions } from "./edge-link";
 import { changedHomeError } from "./errors";
 import { ForwardingStore } from "./forwarding-store";
@@ -309,6 +310,8 @@ export class BrowserContinuity {
       onError: (error, id) => this.#report(error, `shipping fiber ${id}`),
       // Events that reached the edge while this home holds the fiber (a webhook, another device).
       onEvents: (id, events) => enqueuePushedEvents(this.#requireRuntime())(id, events),
+      // A cancel that reached the edge while this browser runs the fiber: carried out here.
+      onCancel: (id, reason) => this.#requireRuntime().cancel(id, reason),
     });
     outbox.onAppend(() => this.#keepShipping());
     outbox.onShipped((id) => {
@@ -436,7 +439,8 @@ export class BrowserContinuity {
 
   /**
    * `cancel` of the host: here while the fiber is here, at the edge while it is away, and at the
-   * edge when it turns out to have moved away meanwhile.
+   * edge when it turns out to have moved away meanwhile. A cancel here is answered once the
+   * arbiter holds the fiber's end (offline, once the link is back).
    *
    * Failure semantics: rejects with `fenced` when the home that runs the fiber right now could
    * not cancel it (this home's lease lapsed and the edge has not taken over yet, or the fiber
@@ -447,7 +451,9 @@ export class BrowserContinuity {
     const where = await this.settle(fiberId);
     if (where === "away") return this.#cancelAtEdge(fiberId, reason);
     try {
-      return await runtime.cancel(fiberId, reason);
+      if (where !== "home") return await runtime.cancel(fiberId, reason);
+      const { outbox } = await this.opened;
+      return await cancelShipped({ runtime, outbox }, fiberId, reason);
     } catch (error) {
       if (!this.#movedAway(fiberId, error)) throw error;
       return this.#cancelAtEdge(fiberId, reason);

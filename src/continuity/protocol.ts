@@ -64,9 +64,17 @@ export type ShipmentAnswer =
    * Applied (or already held): the replica holds every position up to `appliedPos`, and the
    * sender's lease runs `leaseMs` more (a duration: the two clocks differ). `events`: the events
    * the arbiter holds for the sender to enqueue (see `PushedEvent`), again in every answer until
-   * they are shipped back.
+   * they are shipped back. `cancel`: a cancel the arbiter accepted for the fiber (a
+   * `POST .../cancel` that reached the edge): the sender cancels the fiber, and the answer
+   * carries it until a shipment ends the fiber.
    */
-  | { status: "ok"; appliedPos: number; leaseMs: number; events?: PushedEvent[] }
+  | {
+      status: "ok";
+      appliedPos: number;
+      leaseMs: number;
+      events?: PushedEvent[];
+      cancel?: { reason: string };
+    }
   /**
    * `409 fenced`: the sender's epoch is over; `home` runs the fiber under `epoch`. `appliedPos`
    * is how far the replica holds the epoch just before it: the sender's positions up to there

@@ -43,6 +43,13 @@ export interface ShipperOptions {
    * a takeover.
    */
   onEvents?(fiberId: string, events: PushedEvent[]): Promise<void> | void;
+  /**
+   * Cancels `fiberId` here (`runtime.cancel`): a cancel reached the arbiter while this browser
+   * holds the fiber, and every answer carries it until a shipment ends the fiber. At most one
+   * call per fiber is under way; a failed one is made again at the next answer. Without it, the
+   * cancel waits at the arbiter until a takeover, which carries it out.
+   */
+  onCancel?(fiberId: string, reason: string): Promise<unknown>;
   /** Where the shipper reports what it cannot fix by retrying (default `console.error`). */
   onError?(error: unknown, fiberId: string): void;
 }
@@ -54,6 +61,8 @@ export interface ShipperStats {
   fenced: number;
   /** Answers whose pushed events `onEvents` failed to take (they are pushed again). */
   pushFailures: number;
+  /** Forwarded cancels `onCancel` failed to carry out (the next answer brings them again). */
+  cancelFailures: number;
 }
 
 /**
@@ -65,7 +74,13 @@ export interface ShipperStats {
  * and is reported with `out_of_order`.
  */
 export class Shipper {
-  readonly stats: ShipperStats = { shipments: 0, failures: 0, fenced: 0, pushFailures: 0 };
+  readonly stats: ShipperStats = {
+    shipments: 0,
+    failures: 0,
+    fenced: 0,
+    pushFailures: 0,
+    cancelFailures: 0,
+  };
   readonly #outbox: Outbox;
   readonly #home: string;
   readonly #send: ShipperOptions["send"];
@@ -76,6 +91,9 @@ export class Shipper {
   readonly #limits: { entries: number; bytes: number };
   readonly #report: (error: unknown, fiberId: string) => void;
   readonly #onEvents: ShipperOptions["onEvents"];
+  readonly #onCancel: ShipperOptions["onCancel"];
+  /** Fibers whose forwarded cancel `onCancel` is carrying out right now. */
+  readonly #cancelling = new Set<string>();
   /** Per fiber, the pushed events handed to `onEvents` already (they are pushed until shipped back). */
   readonly #handed = new Map<string, Set<string>>();
   /** Per fiber, the tail of its queued hand-overs to `onEvents`. */
@@ -106,6 +124,7 @@ export class Shipper {
       options.onError ??
       ((error, id) => console.error(`[fiberline/continuity] shipping fiber ${id}:`, error));
     this.#onEvents = options.onEvents;
+    this.#onCancel = options.onCancel;
     this.#unsubscribe = this.#outbox.onAppend((id) => this.kick(id));
   }
 
@@ -160,7 +179,10 @@ export class Shipper {
       return;
     }
     this.#answer(fiberId, answer, sentAt);
-    if (answer.status === "ok") this.#takeLater(fiberId, answer.events ?? []);
+    if (answer.status === "ok") {
+      this.#takeLater(fiberId, answer.events ?? []);
+      if (answer.cancel !== undefined) this.#cancelHere(fiberId, answer.cancel.reason);
+    }
     this.#inFlight.delete(fiberId);
     if (this.#outbox.hasPending(fiberId)) this.kick(fiberId);
   }
@@ -195,6 +217,22 @@ export class Shipper {
     } catch {
       this.stats.pushFailures++;
     }
+  }
+
+  /** Hands a forwarded cancel to `onCancel`, unless one for the fiber is under way. */
+  #cancelHere(fiberId: string, reason: string): void {
+    const onCancel = this.#onCancel;
+    if (onCancel === undefined || this.#stopped || this.#cancelling.has(fiberId)) return;
+    this.#cancelling.add(fiberId);
+    void (async () => {
+      try {
+        await onCancel(fiberId, reason);
+      } catch {
+        this.stats.cancelFailures++;
+      } finally {
+        this.#cancelling.delete(fiberId);
+      }
+    })();
   }
 
   #answer(fiberId: string, answer: ShipmentAnswer, sentAt: number): void {

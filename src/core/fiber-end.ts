@@ -8,6 +8,9 @@ import type { SerializedError } from "./errors";
 import type { StreamChunk } from "./records";
 import type { WriteGroup } from "./store";
 
+/** The reason a cancel gives when its caller names none. */
+export const DEFAULT_CANCEL_REASON = "Cancelled by request.";
+
 /** How a fiber ended. */
 export type EndStatus = "completed" | "failed" | "cancelled";
 

@@ -116,6 +116,12 @@ export interface HomeLease {
   pushed?: Array<{ eventId: string; name: string; payload: unknown; at: number }>;
   /** The number of the last event the arbiter accepted for this fiber (`edge:<n>`). */
   pushSeq?: number;
+  /**
+   * A cancel the arbiter accepted while a browser held the fiber (`Arbiter.cancel`): sent to that
+   * browser in every answer until its shipments end the fiber; if the edge takes the fiber over
+   * first, the takeover ends it as `cancelled` in the same transaction. The first one wins.
+   */
+  cancel?: { reason: string; at: number };
 }
 
 /** The kinds of journaled operations. */

@@ -9,6 +9,7 @@
 import { CommitQueue } from "./commit-queue";
 import type { FiberDefinition } from "./define";
 import { FiberlineError, FiberNotFoundError, UnknownFiberError } from "./errors";
+import { DEFAULT_CANCEL_REASON } from "./fiber-end";
 import { defaultLocks } from "./locks";
 import { type FiberEvent, type FiberRecord, type FiberStatus, isTerminal, type StreamChunk } from "./records";
 import { ShippedChunks } from "./replication";
@@ -347,7 +348,7 @@ export class Runtime {
    * Failure semantics: a fiber running elsewhere is fenced first (its runner's next write fails
    * and it stops), so nothing it does afterwards is recorded.
    */
-  async cancel(id: string, reason = "Cancelled by request."): Promise<FiberStatus> {
+  async cancel(id: string, reason = DEFAULT_CANCEL_REASON): Promise<FiberStatus> {
     this.#assertOpen();
     assertValidId(id);
     return this.#runner.cancel(id, reason);

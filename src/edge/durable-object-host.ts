@@ -14,11 +14,13 @@
 
 import { Arbiter } from "../continuity/arbiter";
 import { ArbitratedStore } from "../continuity/arbitrated-store";
+import { cancelReplicated } from "../continuity/cancel";
 import { FiberlineError } from "../core/errors";
 import type { FiberLocks } from "../core/locks";
+import { type FiberStatus, isTerminal } from "../core/records";
 import type { RecoverySummary, Runtime } from "../core/runtime";
 import type { Store } from "../core/store";
-import { DEFAULT_PREFIX } from "../sw/protocol";
+import { type CancelReply, DEFAULT_PREFIX } from "../sw/protocol";
 import type { Authorize } from "./authorize";
 import { type OriginPolicy, originPolicy } from "./cors";
 import { FiberOwners } from "./fiber-owners";
@@ -78,8 +80,14 @@ export interface DurableObjectHostOptions {
    * fiber once the browser's lease lapses (`leaseMs`, default 30 s). With `authorize`, the
    * principal whose shipment created a replica owns it, as a start owns a fiber: nobody else can
    * ship to it, read it or signal it (`404`, as for an id that does not exist).
+   *
+   * A cancel of a fiber a browser runs is carried out by that browser: the arbiter keeps it and
+   * sends it in the browser's next shipment answer (or, if the browser's lease lapses first, the
+   * takeover ends the fiber as `cancelled`). The route waits up to `cancelWaitMs` (default 12 s,
+   * above the browser's 10 s heartbeat) for the fiber to end and answers its status; past that it
+   * answers `202 { status, forwarded: true }`.
    */
-  continuity?: { leaseMs?: number };
+  continuity?: { leaseMs?: number; cancelWaitMs?: number };
   /**
    * Origins whose pages and Service Workers may call the routes across origins (CORS), exactly
    * as they send them (`"http://localhost:5199"`, `"https://app.example"`; no wildcard). The host
@@ -110,6 +118,9 @@ export interface DurableObjectHost {
 }
 
 const RETRY_MS = 5_000;
+
+/** How long a cancel forwarded to a browser waits for the fiber's end before answering `202`. */
+const CANCEL_WAIT_MS = 12_000;
 
 /**
  * Hosts a runtime in the Durable Object whose state is `ctx`. Call it in the object's
@@ -156,6 +167,7 @@ class Host implements DurableObjectHost {
   readonly #limits: HostLimits;
   readonly #owners: FiberOwners | undefined;
   readonly #arbiter: Arbiter | undefined;
+  readonly #cancelWaitMs: number;
   /** With continuity: the store the arbiter and the runtime write through, watched by held reads. */
   readonly #watched: WatchedStore | undefined;
   readonly #cors: OriginPolicy | undefined;
@@ -178,6 +190,7 @@ class Host implements DurableObjectHost {
       );
     }
     this.#cors = options.allowedOrigins ? originPolicy(options.allowedOrigins) : undefined;
+    this.#cancelWaitMs = options.continuity?.cancelWaitMs ?? CANCEL_WAIT_MS;
     this.store = new SqliteStore(ctx.storage);
     this.#owners = this.#authorize ? new FiberOwners(ctx.storage.sql) : undefined;
     this.#watched = options.continuity ? new WatchedStore(this.store) : undefined;
@@ -254,7 +267,21 @@ class Host implements DurableObjectHost {
         return replica;
       }
     }
-    const routes = { runtime: this.runtime, prefix: this.prefix };
+    const arbiter = this.#arbiter;
+    const routes = {
+      runtime: this.runtime,
+      prefix: this.prefix,
+      ...(arbiter
+        ? {
+            cancel: (id: string, reason: string | undefined): Promise<CancelReply> =>
+              cancelReplicated(
+                { runtime: this.runtime, arbiter, waitForEnd: (fiberId) => this.#waitForEnd(fiberId) },
+                id,
+                reason,
+              ),
+          }
+        : {}),
+    };
     const response =
       this.#authorize && this.#owners
         ? await handleOwnedRequest(request, {
@@ -283,6 +310,34 @@ class Host implements DurableObjectHost {
     // mid-run; the next heartbeat follows at most keepAliveMs later.
     await this.#idle(this.#keepAliveMs);
     await this.#arm(true);
+  }
+
+  /**
+   * Resolves with `fiberId`'s status once the replica shows it ended, or `undefined` after
+   * `cancelWaitMs` (a cancel forwarded to the browser that runs it).
+   */
+  async #waitForEnd(fiberId: string): Promise<FiberStatus | undefined> {
+    const watched = this.#watched;
+    if (!watched) return undefined;
+    const deadline = Date.now() + this.#cancelWaitMs;
+    for (;;) {
+      const next = watched.nextWrite(fiberId);
+      const status = (await this.store.getFiber(fiberId))?.status;
+      const left = deadline - Date.now();
+      if (status === undefined || isTerminal(status) || left <= 0) {
+        next.cancel();
+        return status !== undefined && isTerminal(status) ? status : undefined;
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        next.written,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, left);
+        }),
+      ]);
+      clearTimeout(timer);
+      next.cancel();
+    }
   }
 
   /** Runs `work` after every start before it has settled. */

@@ -26,6 +26,11 @@ export interface RouteOptions {
   prefix: string;
   /** Called with a promise that settles when a stream response ends. */
   onStream?(ended: Promise<void>): void;
+  /**
+   * How a cancel is carried out (default: `runtime.cancel`). The Durable Object host's continuity
+   * forwards a cancel of a fiber a browser runs to that browser (`cancelReplicated`).
+   */
+  cancel?(id: string, reason: string | undefined): Promise<CancelReply>;
 }
 
 const STATUSES: readonly FiberStatus[] = [
@@ -78,8 +83,10 @@ export async function handleFiberlineRequest(
       const reason = body?.reason;
       if (reason !== undefined && typeof reason !== "string")
         throw invalid("cancel: `reason` must be a string.");
-      const status = await runtime.cancel(id, reason);
-      return json({ status } satisfies CancelReply);
+      const reply: CancelReply = options.cancel
+        ? await options.cancel(id, reason)
+        : { status: await runtime.cancel(id, reason) };
+      return json(reply, reply.forwarded ? 202 : 200);
     }
     if (action === "events" && method === "POST") {
       const body = await readBody<SendEventRequest>(request);

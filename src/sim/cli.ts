@@ -60,6 +60,8 @@ interface SeedResult {
   cameHome?: number;
   /** Continuity: answers the browser's mirrors got whole and as deltas, copies checked at a cursor. */
   mirrorReads?: { whole: number; delta: number; checked: number };
+  /** Continuity: cancels answered, and how (`cancelled` / forwarded to the browser). */
+  cancels?: { answered: number; cancelled: number; forwarded: number };
 }
 
 /** The default of `--jobs`: one worker per CPU, at most 4. */
@@ -128,6 +130,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   let violations = 0;
   const moved = { out: 0, back: 0 };
   const mirrored = { whole: 0, delta: 0, checked: 0 };
+  const cancelled = { answered: 0, cancelled: 0, forwarded: 0 };
   const last = options.from + options.seeds - 1;
   await runSeeds(options, (result) => {
     const { seed } = result;
@@ -138,6 +141,11 @@ export async function main(options: CliOptions, log: (line: string) => void = co
       mirrored.whole += result.mirrorReads.whole;
       mirrored.delta += result.mirrorReads.delta;
       mirrored.checked += result.mirrorReads.checked;
+    }
+    if (result.cancels) {
+      cancelled.answered += result.cancels.answered;
+      cancelled.cancelled += result.cancels.cancelled;
+      cancelled.forwarded += result.cancels.forwarded;
     }
     if (result.violations.length > 0) failing.push(result);
     for (const v of result.violations)
@@ -161,6 +169,10 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   if (options.continuity)
     log(
       `mirror reads: ${mirrored.whole} whole, ${mirrored.delta} deltas; copies checked against the state their cursor names: ${mirrored.checked}`,
+    );
+  if (options.continuity)
+    log(
+      `cancels: ${cancelled.answered} answered, ${cancelled.cancelled} of them "cancelled", ${cancelled.forwarded} forwarded to the browser that ran the fiber`,
     );
   for (const [invariant, seeds] of [...byInvariant].sort((a, b) => b[1].length - a[1].length)) {
     log(
@@ -208,8 +220,8 @@ async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): P
       store: setup.store,
       ...(setup.plant ? { plant: setup.plant } : {}),
     });
-    const { violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads } = r;
-    return { seed, violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads };
+    const { violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads, cancels } = r;
+    return { seed, violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads, cancels };
   }
   const { violations, steps, virtualMs, digest } = await runSchedule(seed, {
     traceLines: setup.lines,

@@ -8,11 +8,21 @@
  * deterministic program returns what an uninterrupted run returns, wherever it ran.
  */
 
-import { isTerminal, type JournalEntry, type StreamChunk } from "../core/records";
+import { type FiberStatus, isTerminal, type JournalEntry, type StreamChunk } from "../core/records";
 import { canonical } from "./agent-program";
 import type { ContinuityWorld } from "./continuity-world";
 import { oracle } from "./program";
 import { EPOCH } from "./virtual-time";
+
+/** What one answered cancel said, and through which home it went. */
+export interface CancelAnswer {
+  fiberId: string;
+  by: string;
+  /** When it was answered (virtual time). */
+  at: number;
+  status: FiberStatus;
+  forwarded?: true;
+}
 
 /** What the final checks need besides the world. */
 export interface ContinuityFinal {
@@ -20,10 +30,20 @@ export interface ContinuityFinal {
   fiberIds: readonly string[];
   /** Per fiber, the `send` numbers whose `sendEvent` was answered. */
   accepted: ReadonlyMap<string, ReadonlySet<number>>;
+  /** Every answered cancel. */
+  cancels?: readonly CancelAnswer[];
+  /** Fibers a cancel was sent to, answered or not. */
+  cancelSent?: ReadonlySet<string>;
 }
 
 /** Runs every final check; violations go to the world's findings. */
-export function checkContinuity({ world, fiberIds, accepted }: ContinuityFinal): void {
+export function checkContinuity({
+  world,
+  fiberIds,
+  accepted,
+  cancels = [],
+  cancelSent = new Set(),
+}: ContinuityFinal): void {
   const now = Date.now();
   fiberIds.forEach((id, i) => {
     const program = world.programs[i];
@@ -98,11 +118,34 @@ export function checkContinuity({ world, fiberIds, accepted }: ContinuityFinal):
       consumed.set(send, entry.key);
     }
 
+    for (const answer of cancels.filter((c) => c.fiberId === id)) {
+      // Told "cancelled": the merged history must say so, whichever home carried it out.
+      if (answer.status === "cancelled" && record.status !== "cancelled")
+        fail(
+          "cancel-undone",
+          `a cancel via ${answer.by} answered cancelled; the replica is ${record.status}`,
+        );
+      // Forwarded: durable, so the fiber must have ended (cancelled, or otherwise first).
+      if (answer.forwarded && !isTerminal(record.status))
+        fail("cancel-forgotten", `a cancel via ${answer.by} was forwarded; the replica is ${record.status}`);
+      // ...and carried out soon: the browser that runs the fiber hears it in its next answer (a
+      // heartbeat at most), or stops at its lease's end and the takeover ends the fiber. No
+      // operation of the fiber starts a lease (and a second) after the cancel was forwarded.
+      const late = answer.at + world.settings.homeLeaseMs + 1_000;
+      const started = replica.journal.find((e) => answer.forwarded && e.startedAt > late);
+      if (started)
+        fail(
+          "cancel-ignored",
+          `${started.key} started ${started.startedAt - answer.at} ms after a cancel via ${answer.by} was forwarded`,
+        );
+    }
+
     const code = record.error?.code ?? "";
     // Replays are exact in either home, timed waits included: a divergence is the engine's fault.
     if (record.status === "failed" && code === "replay_diverged")
       fail("replay-diverged", (record.error?.message ?? "").slice(0, 200));
     if (!program?.deterministic || !isTerminal(record.status)) return;
+    if (cancelSent.has(id) && record.status === "cancelled") return;
     if (record.status === "failed" && ["recovery_exhausted", "recovery_aborted"].includes(code)) return;
     const events = new Map<string, number[]>();
     for (const e of replica.inbox) {

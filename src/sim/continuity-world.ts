@@ -306,6 +306,8 @@ export class ContinuityWorld {
       retry: { initialMs: 50, maxMs: 1_000 },
       // A webhook the edge accepted while this browser holds the fiber, pushed in an answer.
       onEvents: (fiberId, events) => enqueuePushedEvents(runtime)(fiberId, events),
+      // A cancel the edge accepted while this browser runs the fiber, carried in an answer.
+      onCancel: (fiberId, reason) => runtime.cancel(fiberId, reason),
       onError: (error, fiberId) =>
         this.findings.add("shipper-error", `${codeOf(error)}: ${String(error).slice(0, 120)}`, fiberId),
     });

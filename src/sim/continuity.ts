@@ -9,10 +9,12 @@
  * ledgers). Deterministic: the same seed gives the same trace digest and the same violations.
  */
 
+import { cancelReplicated, cancelShipped } from "../continuity/cancel";
 import { sendShippedEvent } from "../continuity/send-event";
-import { type FiberRecord, isTerminal } from "../core/records";
+import { type FiberRecord, type FiberStatus, isTerminal } from "../core/records";
+import type { CancelReply } from "../sw/protocol";
 import type { AgentStats } from "./agent-log";
-import { checkContinuity } from "./continuity-checks";
+import { type CancelAnswer, checkContinuity } from "./continuity-checks";
 import { type ContinuityBug, ContinuityWorld, HOME } from "./continuity-world";
 import { Findings } from "./findings";
 import { Prng } from "./prng";
@@ -60,6 +62,8 @@ export interface ContinuityResult extends ScheduleResult {
   cameHome: number;
   /** Answers the browser's mirrors got whole and as deltas, and copies checked at a cursor. */
   mirrorReads: { whole: number; delta: number; checked: number };
+  /** Cancels answered, those answered `cancelled`, and those forwarded to the browser (`202`). */
+  cancels: { answered: number; cancelled: number; forwarded: number };
 }
 
 /**
@@ -93,7 +97,8 @@ export async function runContinuitySchedule(
       findings.context.set(`f${i}`, describeProgram(program));
       trace.add("program", `f${i} = ${describeProgram(program)}`);
     });
-    const actions = new ContinuityActions(world);
+    // Cancels draw from their own stream, so a schedule without one is the one it always was.
+    const actions = new ContinuityActions(world, new Prng(seed ^ 0xca9ce1));
     world.spawnEdge("first start");
     world.spawnBrowser("first launch");
     actions.plan(window);
@@ -123,7 +128,13 @@ export async function runContinuitySchedule(
     if (stop === "step-limit")
       findings.add("livelock", `more than ${maxSteps} timer steps by t=${time.elapsed}ms`);
     trace.add("phase", "quiescent: final checks");
-    checkContinuity({ world, fiberIds: actions.fiberIds, accepted: actions.accepted });
+    checkContinuity({
+      world,
+      fiberIds: actions.fiberIds,
+      accepted: actions.accepted,
+      cancels: actions.cancels,
+      cancelSent: actions.cancelSent,
+    });
     const handoffs = actions.fiberIds.filter(
       (id) => (world.edgeLedger.get(id)?.record?.home?.epoch ?? 1) > 1,
     ).length;
@@ -144,6 +155,11 @@ export async function runContinuitySchedule(
       reloadedPending: world.reloadedPending,
       cameHome: world.comeHomes.adopted,
       mirrorReads: { ...world.mirrorReads },
+      cancels: {
+        answered: actions.cancels.length,
+        cancelled: actions.cancels.filter((c) => c.status === "cancelled").length,
+        forwarded: actions.cancels.filter((c) => c.forwarded).length,
+      },
     };
   } finally {
     console.error = consoleError;
@@ -166,15 +182,23 @@ class ContinuityActions {
   readonly fiberIds: string[];
   /** Per fiber, the `send` numbers whose `sendEvent` was answered. */
   readonly accepted = new Map<string, Set<number>>();
+  /** What each answered cancel said. */
+  readonly cancels: CancelAnswer[] = [];
+  /** Fibers a cancel was sent to (their result is not compared with the oracle). */
+  readonly cancelSent = new Set<string>();
   faultsStopped = false;
   readonly #world: ContinuityWorld;
+  readonly #cancelRng: Prng;
+  /** Cancels not answered yet. */
+  #pendingCancels = 0;
   readonly #pages: Page[] = [];
   #sends = 0;
   /** Sends not yet answered or given up. */
   #pendingSends = 0;
 
-  constructor(world: ContinuityWorld) {
+  constructor(world: ContinuityWorld, cancelRng: Prng) {
     this.#world = world;
+    this.#cancelRng = cancelRng;
     this.fiberIds = world.programs.map((_, i) => `f${i}`);
   }
 
@@ -195,6 +219,9 @@ class ContinuityActions {
       if (rng.chance(0.6)) at(rng.int(startAt, window), () => this.#comeHomePoll(id));
       at(startAt, () => this.#followPoll(id));
     });
+    for (const id of this.fiberIds) {
+      if (this.#cancelRng.chance(0.15)) at(this.#cancelRng.int(0, window + 2_000), () => this.#cancel(id));
+    }
     for (let k = rng.int(1, 6); k > 0; k--) {
       const t = rng.int(0, window);
       const roll = rng.next();
@@ -241,10 +268,102 @@ class ContinuityActions {
     setTimeout(() => this.#followPoll(fiberId), world.rng.int(300, 1_000));
   }
 
+  /**
+   * Cancels `fiberId` as a page or another device would: at the edge's cancel route
+   * (`cancelReplicated`, which forwards it to a browser that runs the fiber, and sometimes waits
+   * for its end), or in the browser that runs it (`cancelShipped`, answered once the end is
+   * shipped; if the fiber moved meanwhile, at the edge, as `BrowserContinuity.cancel` does).
+   */
+  #cancel(fiberId: string): void {
+    const world = this.#world;
+    const rng = this.#cancelRng;
+    const edge = world.edge;
+    const browser = world.browser;
+    const reason = `cancel of ${fiberId}`;
+    const atEdge = (): Promise<CancelReply> => {
+      const node = world.edge;
+      if (!node || node.crashed) return Promise.reject(new Error("edge down"));
+      const waitForEnd = rng.chance(0.5) ? (id: string) => this.#endOf(id, 1_500) : undefined;
+      return cancelReplicated(
+        { runtime: node.runtime, arbiter: node.arbiter, ...(waitForEnd ? { waitForEnd } : {}) },
+        fiberId,
+        reason,
+      );
+    };
+    let by: string;
+    let cancel: () => Promise<CancelReply>;
+    if (rng.chance(0.6) && edge && !edge.crashed) {
+      by = edge.name;
+      cancel = atEdge;
+    } else if (browser && !browser.crashed && world.outbox.where(fiberId)?.status === "home") {
+      by = browser.name;
+      cancel = async () => {
+        try {
+          return {
+            status: await cancelShipped({ runtime: browser.runtime, outbox: world.outbox }, fiberId, reason),
+          };
+        } catch (error) {
+          if (codeOf(error) !== "fenced") throw error;
+          world.trace.add("action", `cancel ${fiberId}: moved away, at the edge`);
+          return atEdge();
+        }
+      };
+    } else {
+      world.trace.add("action", `cancel ${fiberId}: no home takes it now`);
+      return;
+    }
+    this.cancelSent.add(fiberId);
+    this.#pendingCancels++;
+    world.trace.add("action", `cancel ${fiberId} via ${by}`);
+    cancel()
+      .then(
+        (reply) => {
+          world.trace.add(
+            "done",
+            `cancel ${fiberId} -> ${reply.status}${reply.forwarded ? " (forwarded)" : ""}`,
+          );
+          this.cancels.push({ fiberId, by, at: Date.now(), ...reply });
+          if (reply.forwarded) this.#checkCarriedOut(fiberId, by);
+        },
+        (error: unknown) => world.trace.add("error", `cancel ${fiberId}: ${codeOf(error)}`),
+      )
+      .finally(() => this.#pendingCancels--);
+  }
+
+  /**
+   * A forwarded cancel is carried out within a bound: by the browser at its next answer (a
+   * heartbeat at most), or by the takeover once its lease lapsed (a lease and an alarm, plus an
+   * edge kill or two in the way). Past it, a fiber still live in the replica ignored the cancel
+   * (it may have ended otherwise first: that is allowed).
+   */
+  #checkCarriedOut(fiberId: string, by: string): void {
+    const world = this.#world;
+    const bound = 4 * world.settings.homeLeaseMs + 5_000;
+    setTimeout(() => {
+      const record = world.edgeLedger.get(fiberId)?.record;
+      if (record !== undefined && !isTerminal(record.status))
+        world.findings.add(
+          "cancel-ignored",
+          `a cancel via ${by} was forwarded ${bound} ms ago; the replica is still ${record.status}`,
+          fiberId,
+        );
+    }, bound);
+  }
+
+  /** The replica's terminal status of `fiberId` once it has one, or `undefined` after `ms`. */
+  async #endOf(fiberId: string, ms: number): Promise<FiberStatus | undefined> {
+    for (let waited = 0; waited <= ms; waited += 50) {
+      const status = (await this.#world.edgeStore.getFiber(fiberId))?.status;
+      if (status !== undefined && isTerminal(status)) return status;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return undefined;
+  }
+
   /** Whether nothing more can happen: every fiber settled in the replica and shipped. */
   settled(): boolean {
     const world = this.#world;
-    if (this.#pendingSends > 0) return false;
+    if (this.#pendingSends > 0 || this.#pendingCancels > 0) return false;
     for (const id of this.fiberIds) {
       const record = world.edgeLedger.get(id)?.record;
       const local = world.localLedger.get(id)?.record;
@@ -256,6 +375,8 @@ class ContinuityActions {
         if (world.outbox.hasPending(id)) return false;
       }
       if (isTerminal(record.status)) continue;
+      // A cancel the arbiter holds for the browser is on its way into the fiber.
+      if (record.home?.cancel !== undefined) return false;
       if (record.status !== "waiting" || record.wakeAt !== undefined) return false;
       // An event the arbiter holds for the browser is on its way into the fiber.
       if ((record.home?.pushed?.length ?? 0) > 0) return false;

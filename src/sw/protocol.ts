@@ -238,9 +238,16 @@ export interface CancelRequest {
   reason?: string;
 }
 
-/** Answer of `POST {prefix}/fibers/:id/cancel`. */
+/**
+ * Answer of `POST {prefix}/fibers/:id/cancel`: the fiber's status after the cancel (`cancelled`,
+ * or the status it had ended with before). At an edge host with continuity, a fiber a browser
+ * runs is cancelled there: when that did not happen within the host's wait, the answer is `202`
+ * with `forwarded: true` and the fiber's status at that moment; the cancel is durable and the
+ * fiber's stream ends with `fiber.end` (`cancelled`, unless it ended otherwise first).
+ */
 export interface CancelReply {
   status: FiberStatus;
+  forwarded?: true;
 }
 
 /** The URL of a control route: the fiber list, one fiber, or one of its actions. */

@@ -13,6 +13,8 @@ interface Env {
   FIBERS: Parameters<typeof routeToFiberObject>[1];
   LEDGER: { fetch(url: string): Promise<Response> };
   LEASE_MS: string;
+  /** How long a cancel forwarded to the browser waits for the fiber's end (the host's default without it). */
+  CANCEL_WAIT_MS?: string;
 }
 
 async function record(env: Env, id: string, what: string, attempt: number): Promise<void> {
@@ -67,7 +69,10 @@ export class FiberObject {
   constructor(ctx: DurableObjectStateLike, env: Env) {
     this.host = createDurableObjectHost(ctx, {
       runtime: (parts) => createRuntime({ ...parts, fibers: [job(env), approval(env), sleeper(env)] }),
-      continuity: { leaseMs: Number(env.LEASE_MS) },
+      continuity: {
+        leaseMs: Number(env.LEASE_MS),
+        ...(env.CANCEL_WAIT_MS === undefined ? {} : { cancelWaitMs: Number(env.CANCEL_WAIT_MS) }),
+      },
       keepAliveMs: 500,
     });
   }
