@@ -378,9 +378,16 @@ export class FiberWaits {
 
   #maybeSuspend(): void {
     if (!this.#host.running() || this.#waiters.size === 0 || this.#busy > 0) return;
-    if (this.#host.journal.settling || this.#catchingUp) {
-      // An outcome is on its way to the handler (its turn, or its write, has not come yet), or
-      // the stored inbox is being read: unloading now would drop it. Look again a turn later.
+    if (this.#catchingUp) {
+      // The stored inbox is being read: unloading now would drop what it brings. Look again once
+      // it is merged, not every turn meanwhile (a read that never ends, as a store whose
+      // transaction hangs, would keep this run spinning on timers).
+      void this.#catchingUp.then(() => this.#scheduleSuspendCheck());
+      return;
+    }
+    if (this.#host.journal.settling) {
+      // An outcome is on its way to the handler (its turn, or its write, has not come yet):
+      // unloading now would drop it. Look again a turn later.
       this.#scheduleSuspendCheck();
       return;
     }
