@@ -24,6 +24,8 @@
  * - an event sent to the edge (a webhook) while the browser holds the fiber: pushed to the
  *   browser in a shipment's answer and consumed there, once; and again with workerd killed after
  *   it applied the shipment that brought the event back, before answering it.
+ * - a cancel sent to the edge while the browser holds the fiber: carried out in the browser (the
+ *   answer to its next shipment brings it), the page's stream ends `cancelled`, nothing ran.
  *
  * Run: `npx playwright test e2e/continuity/faults.spec.ts --project continuity` (ports 5631-5637;
  * the config's own servers move with FIBERLINE_E2E_PORT / FIBERLINE_APP_PORT when taken).
@@ -459,6 +461,39 @@ test("an event sent to the edge while the browser holds the fiber is pushed to i
   // Shipped back with the browser's history, once, consumed; its effect once, in the browser.
   const event = await expectOneGateStream(page, edge, id, { from: "webhook" });
   expect(event?.eventId).toMatch(/^edge:/);
+});
+
+test("a cancel sent to the edge while the browser holds the fiber is carried out in the browser: the page's stream ends cancelled", async () => {
+  test.setTimeout(90_000);
+  const id = fiberId("gate-cancel");
+  const b = await homes.launch("cancel");
+  const page = await openPage(b, pageUrl(edge, LEASE_MS));
+  await startGate(page, edge, id);
+
+  // Another device (or a server) cancels at the edge: the arbiter sends the cancel in the
+  // browser's next answer, the browser cancels the fiber and ships its end, then the edge answers.
+  const answer = await fetch(`${edge.url}/__fiberline/fibers/${id}/cancel`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ reason: "stopped from another device" }),
+  });
+  expect({ status: answer.status, body: await answer.json() }).toEqual({
+    status: 200,
+    body: { status: "cancelled" },
+  });
+  await expect.poll(() => pageCx.state(page, id), { timeout: 30_000 }).toBe("done");
+  const shown = await pageCx.chunks(page, id);
+  expect(shown.map((c) => c.seq)).toEqual(shown.map((_, i) => i + 1));
+  expect(shown.at(-1)).toMatchObject({
+    type: "fiber.end",
+    data: { status: "cancelled", error: { code: "cancelled", message: "stopped from another device" } },
+  });
+  const replica = await replicaOf(edge, id);
+  expect(replica).toMatchObject({ status: "cancelled", epoch: 1 });
+  expect(replica.home).toMatch(/^browser:/);
+  expect(shown.map((c) => [c.seq, c.type])).toEqual(replica.chunks.map((c) => [c.seq, c.type]));
+  // The gate never passed, in either home.
+  expect(homes.ledger.effects.filter((e) => e.key.startsWith(`${id}:`))).toEqual([]);
 });
 
 test("a pushed event shipped back in a shipment that workerd applied and died before answering: consumed once, in the browser", async () => {
