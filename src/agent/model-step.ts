@@ -126,7 +126,9 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
         }
       }
     },
-    { retry: { maxAttempts: 1 } },
+    // A model call is harmless to repeat as a first attempt: it starts while its `started`
+    // entry is written (one transaction less before the first token); its chunks follow it.
+    { retry: { maxAttempts: 1 }, awaitStart: false },
   );
 }
 

@@ -22,6 +22,17 @@ export interface StepOptions {
   retry?: RetryPolicy;
   /** Deadline of each attempt; a late attempt fails with `timeout` and is retried. */
   timeoutMs?: number;
+  /**
+   * `false`: each attempt starts while its `started` entry is being written, instead of once it
+   * is durable. The entry still goes first, before anything the attempt emits or returns (one
+   * FIFO queue), and a failed write stops the run; what is given up is a crash in that window
+   * (about one transaction): the `started` entry is then lost with everything after it, and
+   * the step runs again as a first attempt, `interrupted: false`. For a step that is harmless
+   * to repeat without that flag, such as a model call (the agent layer's model step sets it),
+   * this takes a transaction off the step's latency. Ignored for a replicated fiber (continuity's
+   * Rule A waits for the start to be shipped; its own `awaitStart` is per kind). Default `true`.
+   */
+  awaitStart?: boolean;
 }
 
 /** What a step's function receives. */

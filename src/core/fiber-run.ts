@@ -167,6 +167,7 @@ export class FiberRun {
       write: (group, options) => this.#write(group, options),
       writeLater: (group, options) => this.#writeLater(group, options),
       shipped: () => this.#shipped(),
+      replicated: () => this.#host.replication?.replicated(this.id) === true,
       beginWork: () => this.#waits.beginWork(),
       endWork: () => this.#waits.endWork(),
     });

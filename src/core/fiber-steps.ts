@@ -46,6 +46,8 @@ export interface StepHost {
    * home (Rule A of continuity; a refusal stops the run and rejects); `undefined` otherwise.
    */
   shipped(): Promise<void> | undefined;
+  /** Whether the fiber is replicated (continuity): its steps wait for Rule A. */
+  replicated(): boolean;
   /** A step started: it keeps the fiber loaded until `endWork`. */
   beginWork(): void;
   endWork(): void;
@@ -78,7 +80,7 @@ export class FiberSteps {
     host.assertLive();
     assertArgument(typeof name === "string" && name.length > 0, "ctx.step(name, fn) needs a non-empty name.");
     assertArgument(typeof fn === "function", `ctx.step("${name}", fn) needs a function.`);
-    if (options.timeoutMs !== undefined || options.retry !== undefined)
+    if (options.timeoutMs !== undefined || options.retry !== undefined || options.awaitStart !== undefined)
       assertStepOptions(options, `ctx.step("${name}")`);
     const slot = host.journal.next("step", name);
     const recorded = slot.recorded;
@@ -157,10 +159,17 @@ export class FiberSteps {
         streamFrom,
       };
       host.journal.set(started);
-      await host.write({ journal: [started] });
-      // Rule A: a replicated step runs only once its second home knows it started.
-      const shipped = host.shipped();
-      if (shipped !== undefined) await shipped;
+      const written = host.write({ journal: [started] });
+      // `awaitStart: false`: the attempt runs beside the write (FIFO before anything it emits);
+      // a failed write stops the run, which aborts the attempt.
+      const early = options.awaitStart === false && !host.replicated();
+      if (early) written.catch(() => {});
+      else {
+        await written;
+        // Rule A: a replicated step runs only once its second home knows it started.
+        const shipped = host.shipped();
+        if (shipped !== undefined) await shipped;
+      }
       host.assertLive();
       try {
         const result = await runAttempt(
@@ -179,6 +188,8 @@ export class FiberSteps {
           options.timeoutMs,
         );
         assertStorable(result, `result of step "${key}"`, host.maxPayloadBytes);
+        // Never settled before its start is durable (with `awaitStart: false`, long done by now).
+        if (early) await written;
         const done: JournalEntry = { ...started, status: "completed", result, endedAt: host.now() };
         return await new Promise<T>((resolve) => {
           host.journal.settle(done, (entry) => {

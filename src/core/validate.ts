@@ -199,7 +199,11 @@ export const MAX_TIMER_MS = 2_147_483_647;
  * >= 1, delays in [0, MAX_TIMER_MS] ms and a known backoff. `where` names the call for the message.
  */
 export function assertStepOptions(options: StepOptions, where: string): void {
-  const { timeoutMs, retry } = options;
+  const { timeoutMs, retry, awaitStart } = options;
+  assertArgument(
+    awaitStart === undefined || typeof awaitStart === "boolean",
+    `${where}: awaitStart must be true or false (got ${String(awaitStart)}).`,
+  );
   assertArgument(
     timeoutMs === undefined || (typeof timeoutMs === "number" && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS),
     `${where}: timeoutMs must be a number of milliseconds above 0 and at most ${MAX_TIMER_MS} (got ${String(timeoutMs)}); leave it out for no deadline.`,

@@ -153,19 +153,22 @@ export class AgentLog {
   }
 
   /**
-   * The model was asked for reply `reply` (0-based) of `fiberId`: its step must be durably
-   * started. (A runner that lost the fiber without knowing it yet may still retry a call whose
-   * step the new owner completed: a wasted call, not a broken promise, so only the owner counts.)
+   * The model was asked for reply `reply` (0-based) of `fiberId`: its step must not have ended
+   * durably. The call runs beside its step's `started` write (`awaitStart: false`), so that entry
+   * may not be durable yet; the ledger checks it lands no later than the call's first chunk
+   * (`step-emit-without-start`). (A runner that lost the fiber without knowing it yet may still
+   * retry a call whose step the new owner completed: a wasted call, not a broken promise, so only
+   * the owner counts.)
    */
   modelRequest(node: ToolRunner, fiberId: string, reply: number, text: string): void {
     this.#trace.add("model", `${node.name} ${fiberId} ${text}`);
     const key = `model#${reply + 1}`;
     const image = this.#ledger.get(fiberId);
     const entry = image?.journal.find((e) => e.kind === "step" && e.key === key);
-    if (entry?.status !== "started" && image?.record?.owner === node.name)
+    if (entry !== undefined && entry.status !== "started" && image?.record?.owner === node.name)
       this.#findings.add(
-        "step-write-ahead",
-        `model call for reply ${reply} made on ${node.name} while the journal held ${entry ? `${key} ${entry.status}` : `no ${key}`}`,
+        "step-reexecuted",
+        `model call for reply ${reply} made on ${node.name} after ${key} durably ${entry.status}`,
         fiberId,
       );
   }

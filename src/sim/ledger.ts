@@ -303,7 +303,7 @@ export class Ledger {
         continue;
       }
       this.#trace.add("chunk", () => `${chunk.fiberId} ${describe(chunk)}`);
-      if (chunk.step !== undefined && !copied) this.#checkStepChunk(prev, chunk, fail);
+      if (chunk.step !== undefined && !copied) this.#checkStepChunk(prev, next, chunk, fail);
       this.onChunk?.(chunk);
     }
   }
@@ -312,14 +312,24 @@ export class Ledger {
    * A chunk emitted inside a step must come from the attempt the journal says is running. Only the
    * programs' own `tok` chunks say which step attempt emitted them (`data.attempt`); other chunks
    * may carry an `attempt` of their own meaning (the agent's `message.retry` counts model
-   * requests inside one step attempt).
+   * requests inside one step attempt). Any other step chunk (the agent's model step, which runs
+   * beside its `started` write: `awaitStart: false`) needs its step's entry durable by the same
+   * commit at the latest: the start goes first, FIFO.
    */
   #checkStepChunk(
     prev: FiberImage | undefined,
+    next: FiberImage,
     chunk: StreamChunk,
     fail: (inv: string, detail: string) => void,
   ): void {
-    if (chunk.type !== "tok") return;
+    if (chunk.type !== "tok") {
+      if (!next.journal.some((e) => e.pos === chunk.step))
+        fail(
+          "step-emit-without-start",
+          `${describe(chunk)} from step pos ${chunk.step} with no durable start`,
+        );
+      return;
+    }
     const attempt = (chunk.data as { attempt?: unknown } | null)?.attempt;
     if (typeof attempt !== "number") return;
     const entry = prev?.journal.find((e) => e.pos === chunk.step);

@@ -31,6 +31,9 @@ function summary(results: readonly ScheduleResult[]): string[] {
   );
 }
 
+/** The invariants that report a step's effect or chunks without its durable start. */
+const WRITE_AHEAD = new Set(["step-write-ahead", "step-emit-without-start"]);
+
 describe("deterministic simulation", () => {
   it(`holds every invariant on seeds 1..${FIXED_SEEDS}`, async () => {
     const results = await runBatch(1, FIXED_SEEDS);
@@ -103,10 +106,13 @@ describe("deterministic simulation", () => {
       const result = await runSchedule(seed, { plant: "lost-write", store });
       if (!result.planted) continue;
       planted++;
+      // The lost write is a step's start: caught where the step's effect (a program's step, a
+      // tool) ran without it, or where the chunks of a step that runs beside its start (the
+      // agent's model step) became durable without it.
       expect(
-        result.violations.map((v) => v.invariant),
-        `seed ${seed}`,
-      ).toContain("step-write-ahead");
+        result.violations.map((v) => v.invariant).filter((v) => WRITE_AHEAD.has(v)),
+        `seed ${seed}: ${result.violations.map((v) => v.invariant).join(", ")}`,
+      ).not.toEqual([]);
     }
     expect(planted).toBeGreaterThan(seeds / 4);
   });
