@@ -67,7 +67,8 @@ export async function applyAnswer(
 ): Promise<AppliedAnswer> {
   const fiberId = local.id;
   const chunks = answer.chunks.filter((c) => c.seq > local.streamHead);
-  const group: WriteGroup = { fiberId, generation: local.generation };
+  // Unclaimed: the mirror of another worker (an old and a new version) may write this copy too.
+  const group: WriteGroup = { fiberId, generation: local.generation, unclaimed: true };
   if (answer.type === "delta") {
     if (answer.record) group.fiber = mirroredFields(answer.record);
     if (answer.journal) {
@@ -104,7 +105,7 @@ export async function applyAnswer(
       if (copied.added > 0) group.fiber ??= mirroredFields(answer.record ?? local);
     }
   }
-  const { fiberId: _id, generation: _generation, ...writes } = group;
+  const { fiberId: _id, generation: _generation, unclaimed: _unclaimed, ...writes } = group;
   if (Object.keys(writes).length === 0) return { record: local, appended: 0, inbox };
   const result = await store.commit([group]);
   if (result.fenced.length > 0)
@@ -142,6 +143,7 @@ export async function rebuildCopy(
     {
       fiberId,
       generation: created.record.generation,
+      unclaimed: true,
       // Over what enqueuing the events changed (`wakeAt`).
       fiber: mirroredFields(replica.record),
       clearJournal: true,

@@ -250,6 +250,7 @@ function mergeGroups(groups: WriteGroup[]): WriteGroup[] {
     if (g.snapshot !== undefined) into.snapshot = g.snapshot;
     if (g.chunks) into.chunks = append(into.chunks, g.chunks);
     if (g.consumeEvents) into.consumeEvents = append(into.consumeEvents, g.consumeEvents);
+    if (g.unclaimed) into.unclaimed = true;
   }
   return out;
 }
@@ -267,6 +268,7 @@ export const COPIED_FIELDS: Readonly<Record<keyof WriteGroup, true>> = {
   snapshot: true,
   chunks: true,
   consumeEvents: true,
+  unclaimed: true,
 };
 
 /** A copy of `group` whose patch and arrays are its own (the fields it lacks stay absent). */
@@ -278,6 +280,7 @@ function ownedCopy(group: WriteGroup): WriteGroup {
   if (group.snapshot !== undefined) copy.snapshot = group.snapshot;
   if (group.chunks !== undefined) copy.chunks = group.chunks.slice();
   if (group.consumeEvents !== undefined) copy.consumeEvents = group.consumeEvents.slice();
+  if (group.unclaimed !== undefined) copy.unclaimed = group.unclaimed;
   return copy;
 }
 

@@ -73,6 +73,13 @@ export interface WriteGroup {
    * consume it again.
    */
   consumeEvents?: Array<{ seq: number; consumedBy: number | null }>;
+  /**
+   * Written without a claim, by a writer that may share its generation with writers in other
+   * contexts (the continuity mirror's copy of a fiber another home runs, which an old and a new
+   * Service Worker can both be writing): a store that remembers where a fiber's rows end must
+   * read it again, in the commit's own transaction, rather than trust what it remembers.
+   */
+  unclaimed?: boolean;
 }
 
 /** What a `commit` did: the fiber ids whose groups were skipped because their fence failed. */

@@ -144,7 +144,8 @@ export class FiberKeys {
    * keeps the fence rows it folds, as the record lists them).
    */
   fenceless(group: WriteGroup, replicated?: ReadonlySet<string>): boolean {
-    if (!appendsOnly(group) || replicated?.has(group.fiberId) === true) return false;
+    if (!appendsOnly(group) || group.unclaimed === true || replicated?.has(group.fiberId) === true)
+      return false;
     const known = this.#known.get(group.fiberId);
     if (known?.generation !== group.generation || known.confirmed === undefined) return false;
     const next = known.confirmed + 1;
@@ -156,6 +157,8 @@ export class FiberKeys {
   /** True when a commit of `group` can be written without reading anything first. */
   ready(group: WriteGroup): boolean {
     if (!rowsWritten(group)) return true;
+    // Another context may have written (and folded) the rows since: read where they end.
+    if (group.unclaimed === true) return false;
     const known = this.#known.get(group.fiberId);
     if (known === undefined) return false;
     return !journalWritten(group) || known.generation === group.generation;

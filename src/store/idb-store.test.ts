@@ -626,6 +626,34 @@ describe("IdbStore with two stores writing one generation", () => {
     await writeOverAnotherStore(2, 2);
   });
 
+  it("never hides an unclaimed write (the mirror's) under another store's fold, which freed the segment this store remembers", async () => {
+    // Folded every 4 segments. The first store writes segment 1 and remembers 2 as its next;
+    // the other writes 2, 3 and 4, whose commit folds 1-4 into one row at 4, freeing 1-3. Both
+    // write without a claim under one generation, as the mirrors of an old and a new worker do.
+    const options = { name: uniqueName(), indexedDB: new IDBFactory(), journalFold: 4 };
+    const old = new IdbStore(options);
+    const fresh = new IdbStore(options);
+    const { record: created } = await old.createFiber(record, []);
+    const mirrored = (journal: JournalEntry[]) => [
+      { fiberId: "f1", generation: created.generation, journal, unclaimed: true },
+    ];
+    await old.commit(mirrored([step(0, "started")]));
+    await fresh.commit(mirrored([step(0, "completed")]));
+    await fresh.commit(mirrored([step(1, "started")]));
+    await fresh.commit(mirrored([step(1, "completed"), step(2, "started")]));
+    // The first store's next segment, 2, is free now; a row put there would read back below the
+    // fold's row at 4, which says step 2 started, and hide this completion.
+    expect(await old.commit(mirrored([step(2, "completed")]))).toEqual({ fenced: [] });
+    for (const store of [old, fresh])
+      expect((await store.readJournal("f1")).map((e) => [e.pos, e.status])).toEqual([
+        [0, "completed"],
+        [1, "completed"],
+        [2, "completed"],
+      ]);
+    await old.close();
+    await fresh.close();
+  });
+
   it("rejects a stash that cannot be stored with store_error and leaves no unhandled rejection", async () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
