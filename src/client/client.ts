@@ -302,7 +302,14 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
     this.#keepWorkerAwake();
   }
 
-  /** Cancels a fiber; resolves with its final status. */
+  /**
+   * Cancels a fiber; resolves with its final status (`cancelled`, or how it had ended). With
+   * continuity: a replicated fiber this browser runs is answered once the edge holds its end
+   * (offline, the call's deadline may pass first: the fiber is cancelled here, and the answer
+   * comes once the link is back, so cancel again to hear it); one another device runs is
+   * cancelled by that device, and if it has not done so within the edge's wait (12 s) this
+   * resolves with the fiber's status at that moment while the cancel, held by the edge, goes on.
+   */
   cancel(id: string, reason?: string): Promise<FiberStatus> {
     this.#keepWorkerAwake();
     return this.#channel.call("cancel", reason === undefined ? [id] : [id, reason]);

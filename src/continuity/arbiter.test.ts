@@ -297,6 +297,24 @@ describe("Arbiter.cancel", () => {
     });
   });
 
+  it("stops renewing the lease a lease after the cancel, so a browser that never carries it out is taken over", async () => {
+    const { store, arbiter, advance } = rig();
+    await arbiter.receive("f1", shipment([create("f1")])); // lease until T0 + 30 s
+    advance(5_000);
+    await arbiter.cancel("f1", "stop"); // at T0 + 5 s: the lease ends by T0 + 35 s at the latest
+    advance(10_000);
+    expect(await arbiter.receive("f1", shipment([], { from: 2 }))).toMatchObject({
+      status: "ok",
+      leaseMs: 20_000,
+      cancel: { reason: "stop" },
+    });
+    advance(19_000); // T0 + 34 s: a heartbeat renews nothing past T0 + 35 s
+    expect(await arbiter.receive("f1", shipment([], { from: 2 }))).toMatchObject({ leaseMs: 1_000 });
+    advance(1_000);
+    expect(await arbiter.takeOverLapsed()).toEqual(["f1"]);
+    expect(await store.getFiber("f1")).toMatchObject({ status: "cancelled" });
+  });
+
   it("takes over a lapsed lease first, then says to cancel here; a fiber at the edge or no replica is cancelled here", async () => {
     const { store, arbiter, advance } = rig();
     await arbiter.receive("f1", shipment([create("f1")]));

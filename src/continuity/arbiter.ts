@@ -259,7 +259,19 @@ export class Arbiter {
     const fresh = shipment.entries.filter((e) => e.pos > state.appliedPos);
     const next = fresh[0]?.pos ?? shipment.from;
     if (next > state.appliedPos + 1) return { status: "out_of_order", appliedPos: state.appliedPos };
-    return this.#apply(record, { ...state, until: receivedAt + this.#leaseMs }, fresh);
+    return this.#apply(record, { ...state, until: this.#renewedUntil(state, receivedAt) }, fresh);
+  }
+
+  /**
+   * The lease a shipment received at `receivedAt` renews to. While a cancel is pending it is not
+   * renewed past a lease after the cancel arrived (a lease already granted is never shortened):
+   * the browser has that long to carry the cancel out, and if it does not (an older worker that
+   * ignores it, a cancel that keeps failing there), the lease lapses and the takeover does.
+   */
+  #renewedUntil(state: HomeLease, receivedAt: number): number {
+    const renewed = receivedAt + this.#leaseMs;
+    if (state.cancel === undefined) return renewed;
+    return Math.max(state.until, Math.min(renewed, state.cancel.at + this.#leaseMs));
   }
 
   /** Position 1 makes the replica and grants the sender epoch 1. */

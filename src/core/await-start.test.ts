@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryStore } from "../store/memory-store";
 import { defineFiber } from "./define";
+import { NonRetryableError } from "./errors";
 import type { JournalEntry } from "./records";
 import type { Replication } from "./replication";
 import { createRuntime, type Runtime } from "./runtime";
@@ -115,6 +116,38 @@ describe("ctx.step with awaitStart: false", () => {
     const journal = await store.readJournal(id);
     expect(journal.find((e) => e.key === "call#1")).toBeUndefined();
     expect((await store.getFiber(id))?.status).toBe("running");
+  });
+
+  it("hands a failed attempt's error to the handler only once its start is durable", async () => {
+    const store = new GatedStore();
+    const failing = defineFiber("caller", {
+      async run(ctx) {
+        try {
+          return await ctx.step(
+            "call",
+            () => {
+              store.order.push("attempt runs");
+              throw new NonRetryableError("refused at once");
+            },
+            { awaitStart: false },
+          );
+        } catch {
+          store.order.push("handler sees the failure");
+          return "handled";
+        }
+      },
+    });
+    const runtime = createRuntime({ store, fibers: [failing] });
+    opened.push(runtime);
+    const { id } = await runtime.start("caller", null);
+    await until(() => store.order.includes("attempt runs"));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(store.order).not.toContain("handler sees the failure");
+    store.release();
+    expect(await runtime.result(id)).toBe("handled");
+    expect(store.order.indexOf("start durable")).toBeLessThan(
+      store.order.indexOf("handler sees the failure"),
+    );
   });
 
   it("waits as always for a replicated fiber (Rule A)", async () => {

@@ -201,6 +201,8 @@ export class FiberSteps {
           });
         });
       } catch (error) {
+        // Never settled before its start is durable: a failed start write stops the run first.
+        if (early) await written.catch(() => {});
         host.assertLive();
         const permanent = error instanceof NonRetryableError || error instanceof InvalidInputError;
         if (permanent || attempt >= lastAttempt) {

@@ -191,6 +191,12 @@ class Host implements DurableObjectHost {
     }
     this.#cors = options.allowedOrigins ? originPolicy(options.allowedOrigins) : undefined;
     this.#cancelWaitMs = options.continuity?.cancelWaitMs ?? CANCEL_WAIT_MS;
+    if (!Number.isFinite(this.#cancelWaitMs) || this.#cancelWaitMs < 0) {
+      throw new FiberlineError(
+        "invalid_argument",
+        `createDurableObjectHost: continuity.cancelWaitMs must be a number of milliseconds >= 0 (got ${String(options.continuity?.cancelWaitMs)}); leave it out for 12 s.`,
+      );
+    }
     this.store = new SqliteStore(ctx.storage);
     this.#owners = this.#authorize ? new FiberOwners(ctx.storage.sql) : undefined;
     this.#watched = options.continuity ? new WatchedStore(this.store) : undefined;
