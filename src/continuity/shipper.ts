@@ -47,8 +47,9 @@ export interface ShipperOptions {
    * Cancels `fiberId` here (`runtime.cancel`): a cancel reached the arbiter while this browser
    * holds the fiber, and every answer carries it until a shipment ends the fiber. At most one
    * call per fiber is under way; a failed one is reported (`onError`, unless fenced: another
-   * runner holds the fiber for a moment) and made again at the next answer. Without it, or if it keeps failing, the arbiter stops renewing the lease a lease after
-   * the cancel arrived, and its takeover carries the cancel out.
+   * runner holds the fiber for a moment) and made again at the next answer. Without it, or if
+   * it keeps failing, the arbiter stops renewing the lease a lease after the cancel arrived, and
+   * its takeover carries the cancel out.
    */
   onCancel?(fiberId: string, reason: string): Promise<unknown>;
   /** Where the shipper reports what it cannot fix by retrying (default `console.error`). */
