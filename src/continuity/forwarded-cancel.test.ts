@@ -8,10 +8,11 @@
 
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
+import { FencedError, FiberNotFoundError } from "../core/errors";
 import { isTerminal } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
-import { Arbiter } from "./arbiter";
+import { Arbiter, type CancelDecision } from "./arbiter";
 import { ArbitratedStore } from "./arbitrated-store";
 import { cancelReplicated, cancelShipped } from "./cancel";
 import { Outbox } from "./outbox";
@@ -235,5 +236,48 @@ describe("a cancel in the browser that runs the fiber (cancelShipped)", () => {
       status: "cancelled",
     });
     expect((await h.edgeStore.getFiber("s2"))?.status).toBe("cancelled");
+  });
+});
+
+describe("cancelReplicated when the fiber changes home between the decision and the claim", () => {
+  it("decides again when the edge's claim is refused (a come-home won), and forwards the cancel", async () => {
+    const decisions: CancelDecision[] = [
+      { status: "here" },
+      { status: "forwarded", fiberStatus: "sleeping", home: HOME },
+    ];
+    const arbiter = { cancel: vi.fn(async () => decisions.shift() as CancelDecision) };
+    const runtime = {
+      cancel: vi.fn(async () => {
+        throw new FencedError("fenced", "Fiber f runs at browser:d1 right now and was not cancelled.");
+      }),
+    };
+    const reply = await cancelReplicated(
+      { runtime: runtime as unknown as Runtime, arbiter: arbiter as unknown as Arbiter },
+      "f",
+      "stop",
+    );
+    expect(reply).toEqual({ status: "sleeping", forwarded: true });
+    expect(runtime.cancel).toHaveBeenCalledTimes(1);
+    expect(arbiter.cancel).toHaveBeenCalledTimes(2);
+  });
+
+  it("gives up with the fence after a few tries, and passes other errors on at once", async () => {
+    const arbiter = { cancel: vi.fn(async (): Promise<CancelDecision> => ({ status: "here" })) };
+    const fenced = { cancel: vi.fn(async () => Promise.reject(new FencedError("fenced", "moved"))) };
+    await expect(
+      cancelReplicated(
+        { runtime: fenced as unknown as Runtime, arbiter: arbiter as unknown as Arbiter },
+        "f",
+      ),
+    ).rejects.toMatchObject({ code: "fenced" });
+    expect(fenced.cancel).toHaveBeenCalledTimes(4);
+    const missing = { cancel: vi.fn(async () => Promise.reject(new FiberNotFoundError("f"))) };
+    await expect(
+      cancelReplicated(
+        { runtime: missing as unknown as Runtime, arbiter: arbiter as unknown as Arbiter },
+        "f",
+      ),
+    ).rejects.toMatchObject({ code: "fiber_not_found" });
+    expect(missing.cancel).toHaveBeenCalledTimes(1);
   });
 });
