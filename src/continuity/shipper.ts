@@ -46,10 +46,10 @@ export interface ShipperOptions {
   /**
    * Cancels `fiberId` here (`runtime.cancel`): a cancel reached the arbiter while this browser
    * holds the fiber, and every answer carries it until a shipment ends the fiber. At most one
-   * call per fiber is under way; a failed one is reported (`onError`, unless fenced: another
-   * runner holds the fiber for a moment) and made again at the next answer. Without it, or if
-   * it keeps failing, the arbiter stops renewing the lease a lease after the cancel arrived, and
-   * its takeover carries the cancel out.
+   * call per fiber is under way; a failed one (a fence, a store error) is counted
+   * (`stats.cancelFailures`) and made again at the next answer. Without it, or if it keeps
+   * failing, the arbiter stops renewing the lease a lease after the cancel arrived, and its
+   * takeover carries the cancel out.
    */
   onCancel?(fiberId: string, reason: string): Promise<unknown>;
   /** Where the shipper reports what it cannot fix by retrying (default `console.error`). */
@@ -229,12 +229,10 @@ export class Shipper {
     void (async () => {
       try {
         await onCancel(fiberId, reason);
-      } catch (error) {
-        // The next answer brings it again; past a lease the arbiter's takeover carries it out.
-        // A fence (another runner here holds the fiber for a moment, or it moved) is expected.
+      } catch {
+        // Not reported (`onError` is for what retrying cannot fix): the next answer brings the
+        // cancel again, and past a lease after it the arbiter's takeover carries it out.
         this.stats.cancelFailures++;
-        const code = (error as { code?: unknown } | null)?.code;
-        if (code !== "fenced" && code !== "lease_lapsed") this.#report(error, fiberId);
       } finally {
         this.#cancelling.delete(fiberId);
       }
