@@ -10,23 +10,16 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
 import { FencedError, FiberNotFoundError } from "../core/errors";
 import { isTerminal } from "../core/records";
-import { createRuntime, type Runtime } from "../core/runtime";
-import { MemoryStore } from "../store/memory-store";
-import { Arbiter, type CancelDecision } from "./arbiter";
-import { ArbitratedStore } from "./arbitrated-store";
+import type { Runtime } from "../core/runtime";
+import type { Arbiter, CancelDecision } from "./arbiter";
 import { cancelReplicated, cancelShipped } from "./cancel";
-import { Outbox } from "./outbox";
-import { browserHome, EDGE_HOME } from "./protocol";
-import { ReplicatingStore } from "./replicating-store";
-import { Shipper } from "./shipper";
+import { EDGE_HOME } from "./protocol";
+import { TEST_HOME as HOME, inProcessHomes } from "./test-homes";
 
-const HOME = browserHome("d1");
-const opened: Runtime[] = [];
-const stoppers: Array<() => void> = [];
+const disposers: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
-  for (const stop of stoppers.splice(0)) stop();
-  for (const runtime of opened.splice(0)) await runtime.close().catch(() => {});
+  for (const dispose of disposers.splice(0)) await dispose();
 });
 
 /** A long step (a model call) that ends only when its signal aborts; records where it ran. */
@@ -52,64 +45,31 @@ function wait(check: () => unknown): Promise<void> {
 
 function homes() {
   const effects: string[] = [];
-  let arbiterNow = Date.now();
-  const edgeStore = new MemoryStore();
-  const arbiter = new Arbiter({ store: edgeStore, clock: () => arbiterNow, leaseMs: 30_000 });
-  const edge = createRuntime({
-    store: new ArbitratedStore(edgeStore, arbiter),
-    fibers: [longCall(effects, "edge")],
-    pollIntervalMs: 10,
-  });
-  const local = new MemoryStore();
-  const outbox = new Outbox();
-  const store = new ReplicatingStore(local, { outbox, home: HOME, replicates: () => true });
-  const browser = createRuntime({
-    store,
-    fibers: [longCall(effects, "browser")],
-    replication: outbox,
-    pollIntervalMs: 10,
-  });
   const cancels: string[] = [];
   const link = { cut: false };
-  const shipper = new Shipper({
-    outbox,
-    home: HOME,
-    heartbeatMs: 20,
-    retry: { initialMs: 10, maxMs: 20 },
-    send: (fiberId, shipment) =>
-      link.cut ? Promise.reject(new TypeError("Failed to fetch")) : arbiter.receive(fiberId, shipment),
-    onCancel: (fiberId, reason) => {
-      cancels.push(reason);
-      return browser.cancel(fiberId, reason);
-    },
+  const h = inProcessHomes({
+    fiber: (where) => longCall(effects, where),
+    shipper: ({ arbiter, browser }) => ({
+      retry: { initialMs: 10, maxMs: 20 },
+      send: (fiberId, shipment) =>
+        link.cut ? Promise.reject(new TypeError("Failed to fetch")) : arbiter.receive(fiberId, shipment),
+      onCancel: (fiberId, reason) => {
+        cancels.push(reason);
+        return browser.cancel(fiberId, reason);
+      },
+    }),
   });
-  shipper.start();
-  opened.push(edge, browser);
-  stoppers.push(() => shipper.stop());
+  disposers.push(h.dispose);
   /** What the Durable Object host waits with: the replica's end, polled here. */
   const waitForEnd = async (fiberId: string) => {
     for (let i = 0; i < 500; i++) {
-      const status = (await edgeStore.getFiber(fiberId))?.status;
+      const status = (await h.edgeStore.getFiber(fiberId))?.status;
       if (status !== undefined && isTerminal(status)) return status;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     return undefined;
   };
-  return {
-    effects,
-    cancels,
-    arbiter,
-    edge,
-    edgeStore,
-    browser,
-    outbox,
-    shipper,
-    link,
-    waitForEnd,
-    lapse() {
-      arbiterNow += 31_000;
-    },
-  };
+  return { ...h, effects, cancels, link, waitForEnd };
 }
 
 describe("a cancel that reaches the edge while a browser runs the fiber", () => {

@@ -11,23 +11,16 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
 import type { FiberRecord } from "../core/records";
-import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
-import { ArbitratedStore } from "./arbitrated-store";
-import { Outbox } from "./outbox";
-import { browserHome, EDGE_HOME, type PushedEvent } from "./protocol";
-import { ReplicatingStore } from "./replicating-store";
+import { EDGE_HOME, type PushedEvent } from "./protocol";
 import { enqueuePushedEvents } from "./send-event";
-import { Shipper } from "./shipper";
+import { TEST_HOME as HOME, inProcessHomes } from "./test-homes";
 
-const HOME = browserHome("d1");
-const opened: Runtime[] = [];
-const stoppers: Array<() => void> = [];
+const disposers: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
-  for (const stop of stoppers.splice(0)) stop();
-  for (const runtime of opened.splice(0)) await runtime.close().catch(() => {});
+  for (const dispose of disposers.splice(0)) await dispose();
 });
 
 /** Waits for "approval", then records in a step which home consumed it. */
@@ -52,53 +45,22 @@ function homes(
   onPushed?: (fiberId: string, events: PushedEvent[], enqueue: () => Promise<void>) => Promise<void>,
 ) {
   const effects: string[] = [];
-  let arbiterNow = Date.now();
-  const edgeStore = new MemoryStore();
-  const arbiter = new Arbiter({ store: edgeStore, clock: () => arbiterNow, leaseMs: 30_000 });
-  const edge = createRuntime({
-    store: new ArbitratedStore(edgeStore, arbiter),
-    fibers: [approval(effects, "edge")],
-    pollIntervalMs: 10,
-  });
-  const local = new MemoryStore();
-  const outbox = new Outbox();
-  const store = new ReplicatingStore(local, { outbox, home: HOME, replicates: () => true });
-  const browser = createRuntime({
-    store,
-    fibers: [approval(effects, "browser")],
-    replication: outbox,
-    pollIntervalMs: 10,
-  });
-  const take = enqueuePushedEvents(browser);
   const pushes: string[][] = [];
-  const shipper = new Shipper({
-    outbox,
-    home: HOME,
-    heartbeatMs: 20,
-    send: (fiberId, shipment) => arbiter.receive(fiberId, shipment),
-    onEvents: async (fiberId, events) => {
-      pushes.push(events.map((e) => e.eventId));
-      if (onPushed) await onPushed(fiberId, events, () => take(fiberId, events));
-      else await take(fiberId, events);
+  const h = inProcessHomes({
+    fiber: (where) => approval(effects, where),
+    shipper: ({ browser }) => {
+      const take = enqueuePushedEvents(browser);
+      return {
+        onEvents: async (fiberId, events) => {
+          pushes.push(events.map((e) => e.eventId));
+          if (onPushed) await onPushed(fiberId, events, () => take(fiberId, events));
+          else await take(fiberId, events);
+        },
+      };
     },
   });
-  shipper.start();
-  opened.push(edge, browser);
-  stoppers.push(() => shipper.stop());
-  return {
-    effects,
-    arbiter,
-    edge,
-    edgeStore,
-    browser,
-    local,
-    outbox,
-    shipper,
-    pushes,
-    lapse() {
-      arbiterNow += 31_000;
-    },
-  };
+  disposers.push(h.dispose);
+  return { ...h, effects, pushes };
 }
 
 describe("events pushed to the browser", () => {
