@@ -9,17 +9,10 @@
 
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { cancelShipped } from "../continuity/cancel";
-import { Outbox } from "../continuity/outbox";
-import { browserHome, EDGE_HOME } from "../continuity/protocol";
-import { ReplicatingStore } from "../continuity/replicating-store";
-import { Shipper } from "../continuity/shipper";
-import { defineFiber } from "../core/define";
-import { createRuntime } from "../core/runtime";
-import { MemoryStore } from "../store/memory-store";
-import { type ReplicaSnapshot, shipOverHttp } from "./replica-routes";
+import { EDGE_HOME } from "../continuity/protocol";
+import { NODE_HOME, nodeBrowserHome, PREFIX, replicaOf } from "./testing/browser-home";
 import { Ledger } from "./testing/ledger";
 import { bundleWorker, TestWorker } from "./testing/workerd";
-import { decodeValue } from "./value-codec";
 
 const ledger = new Ledger();
 const worker = new TestWorker({
@@ -31,47 +24,19 @@ const worker = new TestWorker({
 });
 afterAll(() => worker.dispose());
 
-const PREFIX = "/__fiberline";
-const HOME = browserHome("node");
-
 /** A browser home in this process whose shipper carries out the cancels the arbiter forwards. */
 function browserHomeOf() {
-  const effects: string[] = [];
-  const approval = defineFiber("approval", {
-    async run(ctx) {
-      const answer = await ctx.waitForEvent<unknown>("approval");
-      return await ctx.step("after", async () => {
-        effects.push("browser");
-        return { answer, where: "browser" };
-      });
-    },
-  });
-  const outbox = new Outbox();
-  const store = new ReplicatingStore(new MemoryStore(), { outbox, home: HOME, replicates: () => true });
-  const runtime = createRuntime({ store, fibers: [approval], replication: outbox });
-  const send = shipOverHttp(`http://edge.test${PREFIX}`, (url, init) =>
-    worker.fetch(new URL(url).pathname, init),
-  );
   const cancels: string[] = [];
-  const shipper = new Shipper({
-    outbox,
-    home: HOME,
-    send,
-    heartbeatMs: 300,
+  const home = nodeBrowserHome(worker, ({ runtime }) => ({
     onCancel: (fiberId, reason) => {
       cancels.push(reason);
       return runtime.cancel(fiberId, reason);
     },
-  });
-  shipper.start();
-  return { effects, cancels, outbox, runtime, shipper, store };
+  }));
+  return { ...home, cancels };
 }
 
-async function replicaOf(id: string): Promise<ReplicaSnapshot> {
-  return decodeValue(
-    await (await worker.fetch(`${PREFIX}/fibers/${id}/replica?after=0`)).text(),
-  ) as ReplicaSnapshot;
-}
+const replicaNow = (id: string) => replicaOf(worker, id);
 
 async function cancelAtEdge(id: string, reason: string): Promise<{ http: number; body: unknown }> {
   const response = await worker.fetch(`${PREFIX}/fibers/${id}/cancel`, {
@@ -89,7 +54,7 @@ describe("a cancel that reaches the edge while a browser runs the fiber", () => 
   it("is carried out by the browser, and the route answers cancelled once the end is shipped", async () => {
     const browser = browserHomeOf();
     await browser.runtime.start("approval", null, { id: "cancel-1" });
-    await until(async () => expect((await replicaOf("cancel-1")).record.status).toBe("waiting"));
+    await until(async () => expect((await replicaNow("cancel-1")).record.status).toBe("waiting"));
 
     expect(await cancelAtEdge("cancel-1", "stopped from another device")).toEqual({
       http: 200,
@@ -97,12 +62,12 @@ describe("a cancel that reaches the edge while a browser runs the fiber", () => 
     });
     expect(browser.cancels[0]).toBe("stopped from another device");
     expect((await browser.runtime.get("cancel-1"))?.status).toBe("cancelled");
-    const replica = await replicaOf("cancel-1");
+    const replica = await replicaNow("cancel-1");
     expect(replica.record).toMatchObject({
       status: "cancelled",
       error: { code: "cancelled", message: "stopped from another device" },
     });
-    expect(replica.record.home).toMatchObject({ home: HOME, epoch: 1 });
+    expect(replica.record.home).toMatchObject({ home: NODE_HOME, epoch: 1 });
     expect(replica.record.home?.cancel).toBeUndefined();
     expect(replica.chunks.at(-1)).toMatchObject({ type: "fiber.end", data: { status: "cancelled" } });
     expect(browser.effects).toEqual([]);
@@ -114,7 +79,7 @@ describe("a cancel that reaches the edge while a browser runs the fiber", () => 
   it("is answered 202 forwarded when the browser is gone, and the takeover ends the fiber as cancelled", async () => {
     const browser = browserHomeOf();
     await browser.runtime.start("approval", null, { id: "cancel-2" });
-    await until(async () => expect((await replicaOf("cancel-2")).record.status).toBe("waiting"));
+    await until(async () => expect((await replicaNow("cancel-2")).record.status).toBe("waiting"));
     // Every tab closes: nothing ships from here on.
     browser.shipper.stop();
     await browser.runtime.close();
@@ -123,10 +88,10 @@ describe("a cancel that reaches the edge while a browser runs the fiber", () => 
       http: 202,
       body: { status: "waiting", forwarded: true },
     });
-    expect((await replicaOf("cancel-2")).record.home?.cancel).toMatchObject({ reason: "stop" });
+    expect((await replicaNow("cancel-2")).record.home?.cancel).toMatchObject({ reason: "stop" });
     // The lease lapses; the alarm's takeover ends it in the same write that hands it to the edge.
-    await until(async () => expect((await replicaOf("cancel-2")).record.status).toBe("cancelled"), 40_000);
-    const replica = await replicaOf("cancel-2");
+    await until(async () => expect((await replicaNow("cancel-2")).record.status).toBe("cancelled"), 40_000);
+    const replica = await replicaNow("cancel-2");
     expect(replica.record.home).toMatchObject({ home: EDGE_HOME, epoch: 2 });
     expect(replica.record.error).toMatchObject({ code: "cancelled", message: "stop" });
     expect(replica.chunks.filter((c) => c.type === "fiber.end")).toHaveLength(1);
@@ -138,11 +103,11 @@ describe("a cancel that reaches the edge while a browser runs the fiber", () => 
   it("from the browser that runs the fiber, is answered once the edge holds the end", async () => {
     const browser = browserHomeOf();
     await browser.runtime.start("approval", null, { id: "cancel-3" });
-    await until(async () => expect((await replicaOf("cancel-3")).record.status).toBe("waiting"));
+    await until(async () => expect((await replicaNow("cancel-3")).record.status).toBe("waiting"));
     expect(await cancelShipped({ runtime: browser.runtime, outbox: browser.outbox }, "cancel-3")).toBe(
       "cancelled",
     );
-    expect((await replicaOf("cancel-3")).record.status).toBe("cancelled");
+    expect((await replicaNow("cancel-3")).record.status).toBe("cancelled");
     browser.shipper.stop();
     await browser.runtime.close();
   }, 60_000);

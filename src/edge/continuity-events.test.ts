@@ -8,18 +8,11 @@
  */
 
 import { afterAll, describe, expect, it, vi } from "vitest";
-import { Outbox } from "../continuity/outbox";
-import { browserHome, EDGE_HOME } from "../continuity/protocol";
-import { ReplicatingStore } from "../continuity/replicating-store";
+import { EDGE_HOME } from "../continuity/protocol";
 import { enqueuePushedEvents } from "../continuity/send-event";
-import { Shipper } from "../continuity/shipper";
-import { defineFiber } from "../core/define";
-import { createRuntime } from "../core/runtime";
-import { MemoryStore } from "../store/memory-store";
-import { type ReplicaSnapshot, shipOverHttp } from "./replica-routes";
+import { NODE_HOME, nodeBrowserHome, PREFIX, replicaOf } from "./testing/browser-home";
 import { Ledger } from "./testing/ledger";
 import { bundleWorker, TestWorker } from "./testing/workerd";
-import { decodeValue } from "./value-codec";
 
 const ledger = new Ledger();
 const worker = new TestWorker({
@@ -31,54 +24,28 @@ const worker = new TestWorker({
 });
 afterAll(() => worker.dispose());
 
-const PREFIX = "/__fiberline";
-const HOME = browserHome("node");
-
 /** A browser home in this process; `dieAfterPush` stops it right after it enqueues the first push. */
 function browserHomeOf(dieAfterPush = false) {
-  const effects: string[] = [];
-  const approval = defineFiber("approval", {
-    async run(ctx) {
-      const answer = await ctx.waitForEvent<unknown>("approval");
-      return await ctx.step("after", async () => {
-        effects.push("browser");
-        return { answer, where: "browser" };
-      });
-    },
-  });
-  const outbox = new Outbox();
-  const store = new ReplicatingStore(new MemoryStore(), { outbox, home: HOME, replicates: () => true });
-  const runtime = createRuntime({ store, fibers: [approval], replication: outbox });
-  const send = shipOverHttp(`http://edge.test${PREFIX}`, (url, init) =>
-    worker.fetch(new URL(url).pathname, init),
-  );
-  const take = enqueuePushedEvents(runtime);
   const state = { pushes: 0, died: false };
-  const shipper: Shipper = new Shipper({
-    outbox,
-    home: HOME,
-    send,
-    heartbeatMs: 300,
-    onEvents: async (fiberId, events) => {
-      state.pushes++;
-      if (state.died) return;
-      if (dieAfterPush) {
-        // Every tab closes the moment the event is here: it is enqueued, and nothing more ships.
-        state.died = true;
-        shipper.stop();
-      }
-      await take(fiberId, events);
-    },
+  const home = nodeBrowserHome(worker, ({ runtime, shipper }) => {
+    const take = enqueuePushedEvents(runtime);
+    return {
+      onEvents: async (fiberId, events) => {
+        state.pushes++;
+        if (state.died) return;
+        if (dieAfterPush) {
+          // Every tab closes the moment the event is here: it is enqueued, and nothing more ships.
+          state.died = true;
+          shipper().stop();
+        }
+        await take(fiberId, events);
+      },
+    };
   });
-  shipper.start();
-  return { effects, outbox, runtime, shipper, state, store };
+  return { ...home, state };
 }
 
-async function replicaOf(id: string): Promise<ReplicaSnapshot> {
-  return decodeValue(
-    await (await worker.fetch(`${PREFIX}/fibers/${id}/replica?after=0`)).text(),
-  ) as ReplicaSnapshot;
-}
+const replicaNow = (id: string) => replicaOf(worker, id);
 
 async function webhook(id: string, payload: unknown): Promise<number> {
   const response = await worker.fetch(`${PREFIX}/fibers/${id}/events`, {
@@ -97,17 +64,17 @@ describe("events that reach the edge while a browser holds the fiber", () => {
   it("are pushed to the browser, consumed there once, and shipped back once", async () => {
     const browser = browserHomeOf();
     await browser.runtime.start("approval", null, { id: "pushed-1" });
-    await until(async () => expect((await replicaOf("pushed-1")).record.status).toBe("waiting"));
+    await until(async () => expect((await replicaNow("pushed-1")).record.status).toBe("waiting"));
 
     expect(await webhook("pushed-1", { ok: true })).toBeLessThan(300);
     // Buffered on the lease, not in the replica's inbox: the browser gives it its seq.
-    await until(async () => expect((await replicaOf("pushed-1")).record.status).toBe("completed"));
-    const replica = await replicaOf("pushed-1");
+    await until(async () => expect((await replicaNow("pushed-1")).record.status).toBe("completed"));
+    const replica = await replicaNow("pushed-1");
     expect(replica.record.result).toEqual({ answer: { ok: true }, where: "browser" });
     expect(replica.inbox).toHaveLength(1);
     expect(replica.inbox[0]).toMatchObject({ seq: 1, name: "approval", payload: { ok: true } });
     expect(replica.record.home?.pushed ?? []).toEqual([]);
-    expect(replica.record.home).toMatchObject({ home: HOME, epoch: 1 });
+    expect(replica.record.home).toMatchObject({ home: NODE_HOME, epoch: 1 });
     expect(browser.effects).toEqual(["browser"]);
     expect(ledger.count("pushed-1", "after")).toBe(0);
     expect(await browser.store.readInbox("pushed-1")).toHaveLength(1);
@@ -118,20 +85,20 @@ describe("events that reach the edge while a browser holds the fiber", () => {
   it("are consumed once by the edge after a takeover when the browser dies right after the push", async () => {
     const browser = browserHomeOf(true);
     await browser.runtime.start("approval", null, { id: "pushed-2" });
-    await until(async () => expect((await replicaOf("pushed-2")).record.status).toBe("waiting"));
+    await until(async () => expect((await replicaNow("pushed-2")).record.status).toBe("waiting"));
 
     expect(await webhook("pushed-2", { ok: "edge" })).toBeLessThan(300);
     await until(() => expect(browser.state.died).toBe(true));
     await browser.runtime.close();
     // The browser got it and died before shipping it back: the replica still holds it as pushed.
-    const before = await replicaOf("pushed-2");
+    const before = await replicaNow("pushed-2");
     expect(before.inbox).toEqual([]);
     expect(before.record.home?.pushed?.map((e) => e.eventId)).toEqual([`${EDGE_HOME}:1`]);
 
     // The lease lapses; the alarm takes the fiber over and the edge consumes the event.
     await ledger.arrived("pushed-2", "after", { attempt: 1, timeoutMs: 40_000 });
-    await until(async () => expect((await replicaOf("pushed-2")).record.status).toBe("completed"));
-    const after = await replicaOf("pushed-2");
+    await until(async () => expect((await replicaNow("pushed-2")).record.status).toBe("completed"));
+    const after = await replicaNow("pushed-2");
     expect(after.record.result).toEqual({ answer: { ok: "edge" }, where: "edge" });
     expect(after.inbox).toHaveLength(1);
     expect(after.record.home).toMatchObject({ home: EDGE_HOME, epoch: 2 });
