@@ -28,6 +28,7 @@ import { errorResponse, handleFiberlineRequest } from "./http-routes";
 import { objectLocks } from "./object-locks";
 import { type HostLimits, handleOwnedRequest } from "./owned-routes";
 import type { DurableObjectStateLike } from "./platform";
+import { readUntil } from "./replica-read";
 import { handleReplicaRequest } from "./replica-routes";
 import { SqliteStore } from "./sqlite-store";
 import { WatchedStore } from "./watched-store";
@@ -323,27 +324,15 @@ class Host implements DurableObjectHost {
    * `cancelWaitMs` (a cancel forwarded to the browser that runs it).
    */
   async #waitForEnd(fiberId: string): Promise<FiberStatus | undefined> {
-    const watched = this.#watched;
-    if (!watched) return undefined;
-    const deadline = Date.now() + this.#cancelWaitMs;
-    for (;;) {
-      const next = watched.nextWrite(fiberId);
-      const status = (await this.store.getFiber(fiberId))?.status;
-      const left = deadline - Date.now();
-      if (status === undefined || isTerminal(status) || left <= 0) {
-        next.cancel();
-        return status !== undefined && isTerminal(status) ? status : undefined;
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        next.written,
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, left);
-        }),
-      ]);
-      clearTimeout(timer);
-      next.cancel();
-    }
+    if (!this.#watched) return undefined;
+    const status = await readUntil(
+      this.#watched,
+      fiberId,
+      this.#cancelWaitMs,
+      async () => (await this.store.getFiber(fiberId))?.status,
+      (read) => read === undefined || isTerminal(read),
+    );
+    return status !== undefined && isTerminal(status) ? status : undefined;
   }
 
   /** Runs `work` after every start before it has settled. */

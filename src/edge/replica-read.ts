@@ -135,15 +135,37 @@ export async function readReplicaWhenChanged(
   after: number,
   { cursor, waitMs = 0, signal }: ReplicaReadOptions = {},
 ): Promise<ReplicaAnswer | undefined> {
-  const deadline = Date.now() + Math.min(Math.max(0, waitMs), MAX_REPLICA_WAIT_MS);
+  return readUntil(
+    writes,
+    fiberId,
+    Math.min(Math.max(0, waitMs), MAX_REPLICA_WAIT_MS),
+    () => readReplica(store, fiberId, after, cursor),
+    (answer) => cursor === undefined || answer === undefined || !isNothingNew(answer),
+    signal,
+  );
+}
+
+/**
+ * Reads with `read` until `done` accepts what it read, reading again after each write that names
+ * `fiberId`, for at most `waitMs` (or until `signal` aborts); then resolves with the last read.
+ */
+export async function readUntil<T>(
+  writes: ReplicaWrites,
+  fiberId: string,
+  waitMs: number,
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  signal?: AbortSignal,
+): Promise<T> {
+  const deadline = Date.now() + waitMs;
   for (;;) {
     // Watched before reading: a write between the read and the wait still wakes it.
     const watch = writes.nextWrite(fiberId);
     try {
-      const answer = await readReplica(store, fiberId, after, cursor);
+      const value = await read();
       const left = deadline - Date.now();
-      if (cursor === undefined || answer === undefined || !isNothingNew(answer) || left <= 0) return answer;
-      if (!(await written(watch.written, left, signal))) return answer;
+      if (done(value) || left <= 0) return value;
+      if (!(await written(watch.written, left, signal))) return value;
     } finally {
       watch.cancel();
     }
