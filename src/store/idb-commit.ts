@@ -55,6 +55,11 @@ interface Known {
    */
   foldFrom?: number;
   foldBytes?: number;
+  /**
+   * When (`Date.now()`, taken before its transaction began) a stash of this writer was last
+   * written where its own row stood: the fiber existed then under `generation` (`stashGuarded`).
+   */
+  stashedAt?: number;
 }
 
 /**
@@ -152,6 +157,27 @@ export class FiberKeys {
     if (known.nextSegment !== next || (this.foldEvery > 1 && next % this.foldEvery === 0)) return false;
     const age = Date.now() - (known.confirmedAt ?? Number.NEGATIVE_INFINITY);
     return age >= 0 && age < FENCELESS_WINDOW_MS;
+  }
+
+  /**
+   * True when `group`'s stash can go without a look for the row it replaces (`commitStashes`):
+   * a stash of its writer was written over its own row less than `FENCELESS_WINDOW_MS` ago.
+   * The row is then the whole fence: a claim since moved it (the put collides on the unique
+   * index), and a deletion since left a tombstone there (`stashTombstoneKey`) that outlives the
+   * window (`FENCE_KEEP_MS`). Only a deletion leaves no row, so only it needed the look.
+   */
+  stashGuarded(group: WriteGroup): boolean {
+    if (group.unclaimed === true) return false;
+    const known = this.#known.get(group.fiberId);
+    if (known?.generation !== group.generation || known.stashedAt === undefined) return false;
+    const age = Date.now() - known.stashedAt;
+    return age >= 0 && age < FENCELESS_WINDOW_MS;
+  }
+
+  /** Records that `group`'s stash, begun at `at`, was written over its writer's own row. */
+  confirmStash(group: WriteGroup, at: number): void {
+    const known = this.#known.get(group.fiberId);
+    if (known?.generation === group.generation) known.stashedAt = at;
   }
 
   /** True when a commit of `group` can be written without reading anything first. */
@@ -379,7 +405,7 @@ export async function commitGroups(
   outbox?: OutboxWrite,
 ): Promise<Committed> {
   if (stashesOnly) {
-    const orphaned = await commitStashes(tx, groups);
+    const orphaned = await commitStashes(tx, groups, (group) => keys.stashGuarded(group));
     return { orphaned, placed: NONE_PLACED, written: [] };
   }
   const places = new RowPlaces();

@@ -30,7 +30,7 @@ import {
 } from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 9;
+export const DB_VERSION = 10;
 
 /** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
 export interface StoredFiber extends Omit<FiberRecord, "input"> {
@@ -116,6 +116,16 @@ export const TOMBSTONES = "tombstones";
 export type Tombstones = Array<[handle: number, segment: number, at: number]>;
 
 /**
+ * `meta`'s key of the deleted fibers' stash tombstones still kept (`StashTombstones`): the row a
+ * deletion leaves in `stashes` (`stashTombstoneKey`), collected by a later deletion once older
+ * than `FENCE_KEEP_MS`.
+ */
+export const STASH_TOMBSTONES = "stashTombstones";
+
+/** Each kept stash tombstone's key (`[fiberId, -generation]`) and when it was put. */
+export type StashTombstones = Array<[fiberId: string, key: number, at: number]>;
+
+/**
  * Brings a database from `oldVersion` (0 when new) to `DB_VERSION`, inside the versionchange
  * transaction. Steps run in order and each is final once shipped.
  */
@@ -181,6 +191,12 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     request.onsuccess = () => {
       tx.objectStore("stashes").put(floorFenceRow(), floorFenceKey(request.result as number | undefined));
     };
+  }
+  if (oldVersion < 10) {
+    // v10: a deleted fiber leaves a tombstone row in `stashes` (`stashTombstoneKey`), so that a
+    // stash written without looking for the row it replaces (`commitStashes`) collides with it.
+    // Nothing to move; the new version keeps an earlier build, which would delete a fiber
+    // without leaving one, from opening the database.
   }
 }
 

@@ -279,6 +279,16 @@ export function decodeStash(row: StashRow | undefined): SnapshotRecord | undefin
   return snapshot;
 }
 
+/**
+ * Where a deleted fiber's stash tombstone stands: `[fiberId, -generation]`, below every key a
+ * writer uses (generations start at 1) and apart from the tombstone of any other fiber of the id
+ * (a fiber created again starts above every generation the id reached). Its row is `emptyStash`,
+ * so that a stash of the deleted fiber, under any generation, collides on the unique index.
+ */
+export function stashTombstoneKey(fiberId: string, generation: number): [string, number] {
+  return [fiberId, -generation];
+}
+
 /** The key range of all stash rows of one fiber (one, unless an orphan awaits its cleanup). */
 export function stashesOf(fiberId: string): IDBKeyRange {
   return IDBKeyRange.bound([fiberId, Number.NEGATIVE_INFINITY], [fiberId, Number.POSITIVE_INFINITY]);

@@ -45,15 +45,22 @@ export class StashCollided extends AbortedOnPurpose {
 
 /**
  * Writes stash-only groups and commits at once; resolves with the groups written where no row
- * stood (see `dropOrphans`). One case the unique index cannot see: a fiber deleted meanwhile has
- * no row left to collide with. So each put is preceded by a look for the row it replaces, read
- * in the same transaction but not waited on before committing. Throws `StashCollided` when a
- * row collided, and the transaction's error for any other failure.
+ * stood (see `dropOrphans`). One case the unique index cannot see: a fiber deleted with no
+ * tombstone left (`stashTombstoneKey`: it is collected after `FENCE_KEEP_MS`) has no row to
+ * collide with. So the put of a group not `guarded` by its own row (`FiberKeys.stashGuarded`) is
+ * preceded by a look for the row it replaces, read in the same transaction but not waited on
+ * before committing. Throws `StashCollided` when a row collided, and the transaction's error for
+ * any other failure.
  */
-export async function commitStashes(tx: IDBTransaction, groups: WriteGroup[]): Promise<WriteGroup[]> {
+export async function commitStashes(
+  tx: IDBTransaction,
+  groups: WriteGroup[],
+  guarded: (group: WriteGroup) => boolean,
+): Promise<WriteGroup[]> {
   const stashes = tx.objectStore("stashes");
+  const looked = groups.filter((group) => !guarded(group));
   const replaced = Promise.all(
-    groups.map((group) => result(stashes.getKey([group.fiberId, group.generation]))),
+    looked.map((group) => result(stashes.getKey([group.fiberId, group.generation]))),
   );
   // A write that throws as it is issued (a value that cannot be cloned) aborts these reads too.
   replaced.catch(() => undefined);
@@ -61,7 +68,7 @@ export async function commitStashes(tx: IDBTransaction, groups: WriteGroup[]): P
   commitNow(tx);
   try {
     const [keys] = await Promise.all([replaced, writes]);
-    return groups.filter((_, i) => keys[i] === undefined);
+    return looked.filter((_, i) => keys[i] === undefined);
   } catch (error) {
     if (isConstraintError(error) || isConstraintError(tx.error)) throw new StashCollided();
     throw error;

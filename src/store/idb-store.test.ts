@@ -9,7 +9,7 @@ import { IDBFactory } from "fake-indexeddb";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { FiberRecord, JournalEntry } from "../core/records";
-import { FOLD_MAX_BYTES } from "./idb-commit";
+import { FENCE_KEEP_MS, FENCELESS_WINDOW_MS, FOLD_MAX_BYTES } from "./idb-commit";
 import { DB_VERSION } from "./idb-database";
 import { runFencelessAppendTests } from "./idb-fenceless-cases";
 import { IdbStore } from "./idb-store";
@@ -368,6 +368,10 @@ async function stashRows(factory: IDBFactory, name: string) {
 }
 
 describe("IdbStore layout (schema v5)", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
   it("appends one journal row per commit, keyed by the fiber's integer handle", async () => {
     const factory = new IDBFactory();
     const name = uniqueName();
@@ -416,7 +420,7 @@ describe("IdbStore layout (schema v5)", () => {
     snapshot: { fiberId: "f1", value, at: 1 },
   });
 
-  it("keeps one stash row per fiber, moved by each claim, and removes a late runner's orphan", async () => {
+  it("keeps one stash row per fiber, moved by each claim, and a tombstone when it is deleted", async () => {
     const { factory, name, store, created, current } = await claimedFiber();
     expect(created).toEqual([{ key: ["f1", 0], value: { fiber: "f1" } }]);
     await store.commit([stash(current, "one")]);
@@ -425,10 +429,60 @@ describe("IdbStore layout (schema v5)", () => {
     ]);
 
     // Deleted while its runner still runs: the runner's next stash, which reads nothing before
-    // committing, lands as an orphan row; the store removes it and reports the runner fenced.
+    // committing, collides with the tombstone the deletion left; the runner is reported fenced.
     await store.deleteFibers(["f1"]);
+    expect(await stashRows(factory, name)).toEqual([{ key: ["f1", -1], value: { fiber: "f1" } }]);
     expect(await store.commit([stash(current, "late")])).toEqual({ fenced: ["f1"] });
-    expect(await stashRows(factory, name)).toEqual([]);
+    expect(await store.readSnapshot("f1")).toBeUndefined();
+    expect(await stashRows(factory, name)).toEqual([{ key: ["f1", -1], value: { fiber: "f1" } }]);
+    await store.close();
+  });
+
+  it("looks for the row a stash replaces only when the writer's last stash is older than the window", async () => {
+    const { store, current } = await claimedFiber();
+    const getKey = vi.spyOn(IDBObjectStore.prototype, "getKey");
+    await store.commit([stash(current, "first")]);
+    expect(getKey).toHaveBeenCalledTimes(1);
+    await store.commit([stash(current, "second")]);
+    await store.commit([stash(current, "third")]);
+    expect(getKey).toHaveBeenCalledTimes(1);
+    const later = Date.now() + FENCELESS_WINDOW_MS;
+    vi.spyOn(Date, "now").mockReturnValue(later);
+    await store.commit([stash(current, "fourth")]);
+    expect(getKey).toHaveBeenCalledTimes(2);
+    expect(await store.readSnapshot("f1")).toMatchObject({ value: "fourth" });
+    await store.close();
+  });
+
+  it("removes a late runner's orphan when the deletion's tombstone is gone", async () => {
+    const { factory, name, store, current } = await claimedFiber();
+    await store.commit([stash(current, "one")]);
+    await store.deleteFibers(["f1"]);
+    // An hour later, another deletion collects the tombstone; the runner, silent since, stashes.
+    const later = Date.now() + FENCE_KEEP_MS + 1;
+    vi.spyOn(Date, "now").mockReturnValue(later);
+    const other = await store.createFiber({ ...record, id: "other", idempotencyKey: "other" }, []);
+    await store.deleteFibers(["other"]);
+    const left = [["other", -other.record.generation]];
+    expect((await stashRows(factory, name)).map((row) => row.key)).toEqual(left);
+    // Its stash lands where no row stood: the store removes the orphan and reports it fenced.
+    expect(await store.commit([stash(current, "late")])).toEqual({ fenced: ["f1"] });
+    expect((await stashRows(factory, name)).map((row) => row.key)).toEqual(left);
+    await store.close();
+  });
+
+  it("clears a deleted fiber's tombstone when its id is created again, and fences the old runner", async () => {
+    const { factory, name, store, current } = await claimedFiber();
+    await store.commit([stash(current, "old")]);
+    await store.deleteFibers(["f1"]);
+    const again = await store.createFiber(record, []);
+    expect(again.status).toBe("created");
+    const generation = again.record.generation;
+    expect(generation).toBeGreaterThan(current);
+    expect((await stashRows(factory, name)).map((row) => row.key)).toEqual([["f1", generation]]);
+    expect(await store.commit([stash(current, "stale")])).toEqual({ fenced: ["f1"] });
+    expect(await store.commit([stash(generation, "new")])).toEqual({ fenced: [] });
+    expect(await store.readSnapshot("f1")).toMatchObject({ value: "new" });
     await store.close();
   });
 
@@ -463,6 +517,7 @@ describe("IdbStore layout (schema v5)", () => {
     expect(await b.readSnapshot("kept")).toMatchObject({ value: "a's" });
     expect(await b.readSnapshot("gone")).toBeUndefined();
     expect((await stashRows(factory, name)).map((row) => row.key)).toEqual([
+      ["gone", -(gone ?? 0)],
       ["kept", kept],
       ["taken", (taken ?? 0) + 1],
     ]);
@@ -772,7 +827,8 @@ describe("IdbStore registrations written blind", () => {
     await store.createFiber({ ...fresh("f1"), generation: 3 }, start("f1"));
     await store.deleteFibers(["f1"]);
     const transactions = vi.spyOn(IDBDatabase.prototype, "transaction");
-    expect((await store.createFiber({ ...fresh("f1"), generation: 1 }, start("f1"))).record.generation).toBe(
+    // (Another id: "f1" itself collides with its stash tombstone and is registered reading.)
+    expect((await store.createFiber({ ...fresh("f2"), generation: 1 }, start("f2"))).record.generation).toBe(
       4,
     );
     expect(transactions.mock.calls.map(([stores, mode]) => [stores, mode])).toEqual([

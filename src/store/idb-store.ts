@@ -69,6 +69,8 @@ import {
   hasInlineInput,
   NEXT_HANDLE,
   type RowKey,
+  STASH_TOMBSTONES,
+  type StashTombstones,
   type StoredFiber,
   TOMBSTONES,
   type Tombstones,
@@ -98,6 +100,7 @@ import {
   encodeInboxEvent,
   foldSegments,
   stashesOf,
+  stashTombstoneKey,
 } from "./idb-rows";
 import { dropOrphans, isConstraintError, StashCollided, stashOnly } from "./idb-stashes";
 
@@ -552,6 +555,7 @@ export class IdbStore implements Store {
         // Stash-only batches go out without fence reads (`commitStashes`), until one collides.
         // (Never for a replicated fiber: its outbox head is read with the fences.)
         const stashesOnly = !readFences && replicating === undefined && pending.every(stashOnly);
+        const begun = Date.now();
         const { orphaned, placed, written } = await this.#db.run(
           "commit",
           commitScope(pending, stashesOnly, replicating?.replicated, this.#keys),
@@ -560,6 +564,9 @@ export class IdbStore implements Store {
         );
         reportPlaced(replicating, placed);
         this.#confirm(pending, written);
+        if (stashesOnly) {
+          for (const group of pending) if (!orphaned.includes(group)) this.#keys.confirmStash(group, begun);
+        }
         if (orphaned.length > 0) await dropOrphans(this.#db, orphaned, fenced);
         return { fenced };
       } catch (error) {
@@ -675,11 +682,12 @@ export class IdbStore implements Store {
       [...stores, "meta", "outbox", "outboxFibers"],
       async (tx) => {
         const meta = tx.objectStore("meta");
-        const [handles, records, floor, kept] = await Promise.all([
+        const [handles, records, floor, kept, stashesKept] = await Promise.all([
           Promise.all(unique.map((id) => tx.objectStore("handles").get(id))),
           Promise.all(unique.map((id) => tx.objectStore("fibers").get(id))),
           meta.get(GENERATION_FLOOR) as Promise<number | undefined>,
           meta.get(TOMBSTONES) as Promise<Tombstones | undefined>,
+          meta.get(STASH_TOMBSTONES) as Promise<StashTombstones | undefined>,
         ]);
         // Where each journal ends: its tombstone goes at the next key.
         const journal = tx.objectStore("journalSegments");
@@ -694,6 +702,13 @@ export class IdbStore implements Store {
         const outboxRows = unwrap(tx.objectStore("outbox"));
         const outboxHeads = unwrap(tx.objectStore("outboxFibers"));
         const deleted: string[] = [];
+        // Stash tombstones past their keep go first: a fiber deleted here puts its own after.
+        const stashesStill = (stashesKept ?? []).filter(([id, key, at]) => {
+          if (now - at <= FENCE_KEEP_MS) return true;
+          stashes?.delete([id, key]);
+          return false;
+        });
+        const stashTombstones: StashTombstones = [];
         let raised = floor;
         unique.forEach((id, i) => {
           const record = records[i];
@@ -708,6 +723,13 @@ export class IdbStore implements Store {
           fibers?.delete(id);
           handleRows?.delete(id);
           stashes?.delete(stashesOf(id));
+          if (record !== undefined) {
+            // A stash written without looking for the row it replaces (`commitStashes`) by a
+            // runner of the deleted fiber collides with this row instead of leaving an orphan.
+            const [, key] = stashTombstoneKey(id, record.generation);
+            stashes?.put(emptyStash(id), [id, key]);
+            stashTombstones.push([id, key, now]);
+          }
           inbox?.delete(inboxOf(id));
           inputs?.delete(id);
           outboxRows.delete(outboxOf(id));
@@ -732,6 +754,9 @@ export class IdbStore implements Store {
         });
         if (tombstones.length > 0 || still.length !== (kept ?? []).length) {
           unwrap(meta).put([...still, ...tombstones], TOMBSTONES);
+        }
+        if (stashTombstones.length > 0 || stashesStill.length !== (stashesKept ?? []).length) {
+          unwrap(meta).put([...stashesStill, ...stashTombstones], STASH_TOMBSTONES);
         }
         if (raised !== undefined && raised !== floor) {
           unwrap(meta).put(raised, GENERATION_FLOOR);
