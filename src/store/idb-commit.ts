@@ -76,6 +76,8 @@ interface Known {
  */
 export class FiberKeys {
   readonly #known = new Map<string, Known>();
+  /** The connection what is known was learnt on (`bind`). */
+  #database: IDBDatabase | undefined;
   readonly #limit: number;
   /** Every how many segments a fiber's journal is folded (`IdbStoreOptions.journalFold`); 0: never. */
   readonly foldEvery: number;
@@ -83,6 +85,17 @@ export class FiberKeys {
   constructor(limit = 256, foldEvery = DEFAULT_FOLD_EVERY) {
     this.#limit = limit;
     this.foldEvery = foldEvery;
+  }
+
+  /**
+   * Called with the connection of each transaction that learns or uses keys: on another one
+   * (the database was deleted and created again, or reopened after another context upgraded it)
+   * everything known is forgotten, since rows, fences and tombstones may not be where they were.
+   */
+  bind(db: IDBDatabase): void {
+    if (this.#database === db) return;
+    if (this.#database !== undefined) this.#known.clear();
+    this.#database = db;
   }
 
   /** How many fibers are remembered. */
@@ -176,6 +189,7 @@ export class FiberKeys {
 
   /** Records that `group`'s stash, begun at `at`, was written over its writer's own row. */
   confirmStash(group: WriteGroup, at: number): void {
+    if (group.unclaimed === true) return;
     const known = this.#known.get(group.fiberId);
     if (known?.generation === group.generation) known.stashedAt = at;
   }
@@ -404,6 +418,7 @@ export async function commitGroups(
   stashesOnly = false,
   outbox?: OutboxWrite,
 ): Promise<Committed> {
+  keys.bind(tx.db);
   if (stashesOnly) {
     const orphaned = await commitStashes(tx, groups, (group) => keys.stashGuarded(group));
     return { orphaned, placed: NONE_PLACED, written: [] };

@@ -280,16 +280,28 @@ export function decodeStash(row: StashRow | undefined): SnapshotRecord | undefin
 }
 
 /**
- * Where a deleted fiber's stash tombstone stands: `[fiberId, -generation]`, below every key a
- * writer uses (generations start at 1) and apart from the tombstone of any other fiber of the id
- * (a fiber created again starts above every generation the id reached). Its row is `emptyStash`,
- * so that a stash of the deleted fiber, under any generation, collides on the unique index.
+ * Where a deleted fiber's stash tombstone stands: `[fiberId, -(generation + 1)]`, below every
+ * key a writer uses (generations start at 0, and IndexedDB compares -0 equal to 0) and apart from
+ * the tombstone of any other fiber of the id (a fiber created again starts above every generation
+ * the id reached). Its row is `emptyStash`, so that a stash of the deleted fiber, under any
+ * generation, collides on the unique index.
  */
 export function stashTombstoneKey(fiberId: string, generation: number): [string, number] {
-  return [fiberId, -generation];
+  return [fiberId, -(generation + 1)];
 }
 
-/** The key range of all stash rows of one fiber (one, unless an orphan awaits its cleanup). */
+/**
+ * The key range of a fiber's stash rows that writers put (its own, or an orphan), without its
+ * tombstone (`stashTombstoneKey`): a deletion of an id already deleted keeps the tombstone.
+ */
+export function writtenStashesOf(fiberId: string): IDBKeyRange {
+  return IDBKeyRange.bound([fiberId, 0], [fiberId, Number.POSITIVE_INFINITY]);
+}
+
+/**
+ * The key range of all stash rows of one fiber id: its own, or an orphan awaiting its cleanup, or
+ * the tombstone of a deleted fiber of the id (one of them, by the unique index).
+ */
 export function stashesOf(fiberId: string): IDBKeyRange {
   return IDBKeyRange.bound([fiberId, Number.NEGATIVE_INFINITY], [fiberId, Number.POSITIVE_INFINITY]);
 }

@@ -99,7 +99,8 @@ export async function dropOrphans(
       const byFiber = tx.objectStore("stashes").index("fiber");
       const [records, rows] = await Promise.all([
         Promise.all(orphaned.map((group) => tx.objectStore("fibers").get(group.fiberId))),
-        // The unique index holds at most one row per fiber: the orphan, or a newer fiber's row.
+        // The unique index holds at most one row per fiber id: the orphan, or a newer fiber's row
+        // or tombstone.
         Promise.all(orphaned.map((group) => byFiber.getKey(group.fiberId))),
       ]);
       const stashes = unwrap(tx.objectStore("stashes"));

@@ -431,10 +431,10 @@ describe("IdbStore layout (schema v5)", () => {
     // Deleted while its runner still runs: the runner's next stash, which reads nothing before
     // committing, collides with the tombstone the deletion left; the runner is reported fenced.
     await store.deleteFibers(["f1"]);
-    expect(await stashRows(factory, name)).toEqual([{ key: ["f1", -1], value: { fiber: "f1" } }]);
+    expect(await stashRows(factory, name)).toEqual([{ key: ["f1", -2], value: { fiber: "f1" } }]);
     expect(await store.commit([stash(current, "late")])).toEqual({ fenced: ["f1"] });
     expect(await store.readSnapshot("f1")).toBeUndefined();
-    expect(await stashRows(factory, name)).toEqual([{ key: ["f1", -1], value: { fiber: "f1" } }]);
+    expect(await stashRows(factory, name)).toEqual([{ key: ["f1", -2], value: { fiber: "f1" } }]);
     await store.close();
   });
 
@@ -454,6 +454,62 @@ describe("IdbStore layout (schema v5)", () => {
     await store.close();
   });
 
+  it("fences a runner's stash without a look when another context deleted the fiber, even twice", async () => {
+    const { factory, name, store, current } = await claimedFiber();
+    const other = new IdbStore({ name, indexedDB: factory });
+    await store.commit([stash(current, "one")]);
+    const getKey = vi.spyOn(IDBObjectStore.prototype, "getKey");
+    await store.commit([stash(current, "two")]);
+    expect(getKey).not.toHaveBeenCalled();
+    await other.deleteFibers(["f1"]);
+    // A second deletion of the id (a retry, a double click) keeps the first one's tombstone.
+    await other.deleteFibers(["f1"]);
+    expect(await stashRows(factory, name)).toEqual([{ key: ["f1", -(current + 1)], value: { fiber: "f1" } }]);
+    // The runner, inside its window, writes without a look: its put collides with the tombstone.
+    expect(await store.commit([stash(current, "late")])).toEqual({ fenced: ["f1"] });
+    expect(getKey).not.toHaveBeenCalled();
+    expect(await other.readSnapshot("f1")).toBeUndefined();
+    expect(await stashRows(factory, name)).toEqual([{ key: ["f1", -(current + 1)], value: { fiber: "f1" } }]);
+    await store.close();
+    await other.close();
+  });
+
+  it("fences a stash under generation 0 of a fiber deleted at generation 0", async () => {
+    const factory = new IDBFactory();
+    const name = uniqueName();
+    const store = new IdbStore({ name, indexedDB: factory });
+    const other = new IdbStore({ name, indexedDB: factory });
+    const created = await store.createFiber(record, []);
+    expect(created.record.generation).toBe(0);
+    await store.commit([stash(0, "one")]);
+    await other.deleteFibers(["f1"]);
+    expect(await store.commit([stash(0, "late")])).toEqual({ fenced: ["f1"] });
+    expect(await other.readSnapshot("f1")).toBeUndefined();
+    expect((await stashRows(factory, name)).map((row) => row.key)).toEqual([["f1", -1]]);
+    await store.close();
+    await other.close();
+  });
+
+  it("forgets what it knew of a database deleted and created again: a runner's writes there are fenced", async () => {
+    const { factory, name, store, current } = await claimedFiber();
+    await store.commit([stash(current, "one")]);
+    await store.commit([{ fiberId: "f1", generation: current, journal: [step(0, "started")] }]);
+    await store.commit([{ fiberId: "f1", generation: current, journal: [step(0, "completed")] }]);
+    await new Promise<void>((resolve, reject) => {
+      const request = factory.deleteDatabase(name);
+      request.onsuccess = () => resolve();
+      request.onerror = () => reject(request.error);
+    });
+    // The next writes find a new, empty database: neither is taken on trust.
+    expect(await store.commit([stash(current, "two")])).toEqual({ fenced: ["f1"] });
+    expect(
+      await store.commit([{ fiberId: "f1", generation: current, journal: [step(1, "started")] }]),
+    ).toEqual({ fenced: ["f1"] });
+    expect(await stashRows(factory, name)).toEqual([]);
+    expect(await store.readJournal("f1")).toEqual([]);
+    await store.close();
+  });
+
   it("removes a late runner's orphan when the deletion's tombstone is gone", async () => {
     const { factory, name, store, current } = await claimedFiber();
     await store.commit([stash(current, "one")]);
@@ -463,7 +519,7 @@ describe("IdbStore layout (schema v5)", () => {
     vi.spyOn(Date, "now").mockReturnValue(later);
     const other = await store.createFiber({ ...record, id: "other", idempotencyKey: "other" }, []);
     await store.deleteFibers(["other"]);
-    const left = [["other", -other.record.generation]];
+    const left = [["other", -(other.record.generation + 1)]];
     expect((await stashRows(factory, name)).map((row) => row.key)).toEqual(left);
     // Its stash lands where no row stood: the store removes the orphan and reports it fenced.
     expect(await store.commit([stash(current, "late")])).toEqual({ fenced: ["f1"] });
@@ -486,7 +542,7 @@ describe("IdbStore layout (schema v5)", () => {
     await store.close();
   });
 
-  it("fences a stash from another context's stale runner, in a batch with fresh and orphaned stashes", async () => {
+  it("fences a stash from another context's stale runner, in a batch with a fresh stash and one of a deleted fiber", async () => {
     const factory = new IDBFactory();
     const name = uniqueName();
     const a = new IdbStore({ name, indexedDB: factory });
@@ -517,7 +573,7 @@ describe("IdbStore layout (schema v5)", () => {
     expect(await b.readSnapshot("kept")).toMatchObject({ value: "a's" });
     expect(await b.readSnapshot("gone")).toBeUndefined();
     expect((await stashRows(factory, name)).map((row) => row.key)).toEqual([
-      ["gone", -(gone ?? 0)],
+      ["gone", -((gone ?? 0) + 1)],
       ["kept", kept],
       ["taken", (taken ?? 0) + 1],
     ]);

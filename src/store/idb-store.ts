@@ -101,6 +101,7 @@ import {
   foldSegments,
   stashesOf,
   stashTombstoneKey,
+  writtenStashesOf,
 } from "./idb-rows";
 import { dropOrphans, isConstraintError, StashCollided, stashOnly } from "./idb-stashes";
 
@@ -278,7 +279,8 @@ export class IdbStore implements Store {
 
   async readSnapshot(fiberId: string): Promise<SnapshotRecord | undefined> {
     return this.#db.read("readSnapshot", ["fibers", "stashes"], async (tx) => {
-      // The fiber's one stash row, unless the fiber is gone (an orphan not yet removed).
+      // The fiber's one stash row, unless the fiber is gone (its tombstone, or an orphan not yet
+      // removed: neither is read).
       const [key, row] = await Promise.all([
         tx.objectStore("fibers").getKey(fiberId),
         tx.objectStore("stashes").index("fiber").get(fiberId),
@@ -385,7 +387,8 @@ export class IdbStore implements Store {
       unwrap(tx.objectStore("handles")).put(handle, record.id);
       unwrap(fibers).put(storedRecord(record, handle));
       unwrap(inputs).put(record.input, record.id);
-      // The fiber's stash row, its fence for stashes; first any orphan of an earlier fiber of this id.
+      // The fiber's stash row, its fence for stashes; first any orphan or tombstone of an earlier
+      // fiber of this id.
       const stashes = unwrap(tx.objectStore("stashes"));
       stashes.delete(stashesOf(record.id));
       stashes.put(emptyStash(record.id), [record.id, record.generation]);
@@ -402,6 +405,7 @@ export class IdbStore implements Store {
         ]);
       }
       commitNow(unwrap(tx));
+      this.#keys.bind(unwrap(tx).db);
       this.#keys.rememberWriter(record.id, handle, record.generation, 1);
       return { status: "created", record: created };
     });
@@ -423,7 +427,8 @@ export class IdbStore implements Store {
    *   row in `stashes` is put at that floor: had the floor moved since (a fiber deleted in another
    *   context), its row stands at another key and collides on the unique index, as a stale stash
    *   does (`idb-stashes.ts`);
-   * - the fiber's own stash row collides with an orphan an earlier fiber of this id left;
+   * - the fiber's own stash row collides with an orphan or a tombstone (`stashTombstoneKey`) an
+   *   earlier fiber of this id left;
    * - the handle comes from the block that registration reserved; in a database deleted and
    *   created again under this connection, none is used.
    * After a collision the reading registration runs, and answers `exists` or clears what stood.
@@ -447,8 +452,9 @@ export class IdbStore implements Store {
       for (const chunk of chunks) rawChunks.put(encodeChunk(chunk), [handle, chunk.seq]);
       // A collision fails its request, which aborts the transaction: `run` rejects, and
       // `createFiber` hands the call to the reading registration.
-      return { record, handle };
+      return { record, handle, db: tx.db };
     });
+    this.#keys.bind(written.db);
     this.#keys.rememberWriter(written.record.id, written.handle, written.record.generation, 1);
     return { status: "created", record: written.record };
   }
@@ -463,6 +469,7 @@ export class IdbStore implements Store {
    */
   async #claimAll(claims: Claim[]): Promise<ClaimResult[]> {
     return this.#db.write("claimFiber", ["fibers", "inputs", "stashes", "journalSegments"], async (tx) => {
+      this.#keys.bind(unwrap(tx).db);
       const fibers = tx.objectStore("fibers");
       const inputs = tx.objectStore("inputs");
       const byFiber = tx.objectStore("stashes").index("fiber");
@@ -712,7 +719,8 @@ export class IdbStore implements Store {
         let raised = floor;
         unique.forEach((id, i) => {
           const record = records[i];
-          // A missing record's rows (none, unless a write was torn) are removed all the same.
+          // A missing record's rows (a torn write, an orphan; an id deleted before keeps its
+          // stash tombstone) are removed all the same.
           if (record !== undefined) {
             if (!deletable(id, record.generation, options)) return;
             // A fiber created again under this id starts above every generation it reached.
@@ -722,10 +730,11 @@ export class IdbStore implements Store {
           this.#keys.forget(id);
           fibers?.delete(id);
           handleRows?.delete(id);
-          stashes?.delete(stashesOf(id));
-          if (record !== undefined) {
+          if (record === undefined) stashes?.delete(writtenStashesOf(id));
+          else {
             // A stash written without looking for the row it replaces (`commitStashes`) by a
             // runner of the deleted fiber collides with this row instead of leaving an orphan.
+            stashes?.delete(stashesOf(id));
             const [, key] = stashTombstoneKey(id, record.generation);
             stashes?.put(emptyStash(id), [id, key]);
             stashTombstones.push([id, key, now]);

@@ -17,8 +17,36 @@ export interface UpgradeTarget {
   name: string;
 }
 
-/** Registers the v1, v2, v3, v5, v6, v7 and v8 -> current upgrade tests; `target()` gives a fresh, unused database name. */
+/** Registers the v1, v2, v3, v5, v6, v7, v8 and v9 -> current upgrade tests; `target()` gives a fresh, unused database name. */
 export function runUpgradeTests(target: () => UpgradeTarget): void {
+  it("upgrades a v9 database, closing an earlier build's connection, and leaves stash tombstones from then on", async () => {
+    const { factory, name } = target();
+    const earlier = await writeV9(factory, name);
+    let closedByUpgrade = false;
+    earlier.onversionchange = () => {
+      closedByUpgrade = true;
+      earlier.close();
+    };
+    const store = new IdbStore({ name, indexedDB: factory });
+    expect(await store.readSnapshot("f1")).toBeUndefined();
+    // The earlier build, which deletes a fiber without its stash tombstone, can no longer write.
+    expect(closedByUpgrade).toBe(true);
+    const stash = (generation: number, value: string) => ({
+      fiberId: "f1",
+      generation,
+      snapshot: { fiberId: "f1", value, at: 9 },
+    });
+    expect(await store.commit([stash(3, "kept")])).toEqual({ fenced: [] });
+    expect(await store.readSnapshot("f1")).toMatchObject({ value: "kept" });
+    await store.deleteFibers(["f1"]);
+    expect(await store.commit([stash(3, "late")])).toEqual({ fenced: ["f1"] });
+    expect(await store.readSnapshot("f1")).toBeUndefined();
+    await store.close();
+    const db = await open(factory, name);
+    expect(db.version).toBe(DB_VERSION);
+    db.close();
+  });
+
   it("upgrades a v8 database, setting its generation floor's row so a registration written blind sees the floor", async () => {
     const { factory, name } = target();
     await writeV8(factory, name);
@@ -540,6 +568,16 @@ async function writeV8(factory: IDBFactory, name: string): Promise<void> {
   tx.objectStore("streamChunks").put(["fiber.start", null, 1], [1, 1]);
   await completion(tx);
   db.close();
+}
+
+/** `writeV8`'s database as schema v9 left it (the floor's row in `stashes`), kept open as an earlier build would. */
+async function writeV9(factory: IDBFactory, name: string): Promise<IDBDatabase> {
+  await writeV8(factory, name);
+  const db = await open(factory, name, 9);
+  const tx = db.transaction("stashes", "readwrite");
+  tx.objectStore("stashes").put({ fiber: 0 }, [0, 6]);
+  await completion(tx);
+  return db;
 }
 
 /** One row of `store` in the database `name`, read raw. */
