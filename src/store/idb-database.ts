@@ -122,7 +122,7 @@ export type Tombstones = Array<[handle: number, segment: number, at: number]>;
  */
 export const STASH_TOMBSTONES = "stashTombstones";
 
-/** Each kept stash tombstone's key (`[fiberId, -generation]`) and when it was put. */
+/** Each kept stash tombstone's key (`[fiberId, -(generation + 1)]`: its id and its second part) and when it was put. */
 export type StashTombstones = Array<[fiberId: string, key: number, at: number]>;
 
 /**
