@@ -200,6 +200,10 @@ describe("a cancel in the browser that runs the fiber (cancelShipped)", () => {
 });
 
 describe("cancelReplicated when the fiber changes home between the decision and the claim", () => {
+  /** `cancelReplicated` with stand-ins for the edge's runtime (its `cancel`) and its arbiter. */
+  const cancelWith = (runtime: Pick<Runtime, "cancel">, arbiter: Pick<Arbiter, "cancel">, reason?: string) =>
+    cancelReplicated({ runtime: runtime as Runtime, arbiter: arbiter as Arbiter }, "f", reason);
+
   it("decides again when the edge's claim is refused (a come-home won), and forwards the cancel", async () => {
     const decisions: CancelDecision[] = [
       { status: "here" },
@@ -211,11 +215,7 @@ describe("cancelReplicated when the fiber changes home between the decision and 
         throw new FencedError("fenced", "Fiber f runs at browser:d1 right now and was not cancelled.");
       }),
     };
-    const reply = await cancelReplicated(
-      { runtime: runtime as unknown as Runtime, arbiter: arbiter as unknown as Arbiter },
-      "f",
-      "stop",
-    );
+    const reply = await cancelWith(runtime, arbiter, "stop");
     expect(reply).toEqual({ status: "sleeping", forwarded: true });
     expect(runtime.cancel).toHaveBeenCalledTimes(1);
     expect(arbiter.cancel).toHaveBeenCalledTimes(2);
@@ -224,20 +224,10 @@ describe("cancelReplicated when the fiber changes home between the decision and 
   it("gives up with the fence after a few tries, and passes other errors on at once", async () => {
     const arbiter = { cancel: vi.fn(async (): Promise<CancelDecision> => ({ status: "here" })) };
     const fenced = { cancel: vi.fn(async () => Promise.reject(new FencedError("fenced", "moved"))) };
-    await expect(
-      cancelReplicated(
-        { runtime: fenced as unknown as Runtime, arbiter: arbiter as unknown as Arbiter },
-        "f",
-      ),
-    ).rejects.toMatchObject({ code: "fenced" });
+    await expect(cancelWith(fenced, arbiter)).rejects.toMatchObject({ code: "fenced" });
     expect(fenced.cancel).toHaveBeenCalledTimes(4);
     const missing = { cancel: vi.fn(async () => Promise.reject(new FiberNotFoundError("f"))) };
-    await expect(
-      cancelReplicated(
-        { runtime: missing as unknown as Runtime, arbiter: arbiter as unknown as Arbiter },
-        "f",
-      ),
-    ).rejects.toMatchObject({ code: "fiber_not_found" });
+    await expect(cancelWith(missing, arbiter)).rejects.toMatchObject({ code: "fiber_not_found" });
     expect(missing.cancel).toHaveBeenCalledTimes(1);
   });
 });

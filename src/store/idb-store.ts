@@ -186,6 +186,27 @@ class NothingReserved extends AbortedOnPurpose {}
  * const store = new IdbStore({ name: "fiberline", durability: "relaxed" });
  * const runtime = createRuntime({ store, fibers: [research] });
  */
+/**
+ * Writes `meta`'s list `key` of tombstones kept for `FENCE_KEEP_MS` (each `[..., at]`, when it
+ * was put): the `kept` ones still within it, then `added`; each one past it is removed with
+ * `remove`. A list left as it was is not written again.
+ */
+function keepTombstones<T extends readonly [unknown, unknown, number]>(
+  meta: IDBObjectStore,
+  key: string,
+  kept: readonly T[] | undefined,
+  added: readonly T[],
+  now: number,
+  remove: (tombstone: T) => void,
+): void {
+  const still = (kept ?? []).filter((tombstone) => {
+    if (now - tombstone[2] <= FENCE_KEEP_MS) return true;
+    remove(tombstone);
+    return false;
+  });
+  if (added.length > 0 || still.length !== (kept ?? []).length) meta.put([...still, ...added], key);
+}
+
 export class IdbStore implements Store {
   readonly kind = "idb";
   /** The IndexedDB database name. */
@@ -562,7 +583,7 @@ export class IdbStore implements Store {
         // Stash-only batches go out without fence reads (`commitStashes`), until one collides.
         // (Never for a replicated fiber: its outbox head is read with the fences.)
         const stashesOnly = !readFences && replicating === undefined && pending.every(stashOnly);
-        const begun = Date.now();
+        const begun = stashesOnly ? Date.now() : 0;
         const { orphaned, placed, written } = await this.#db.run(
           "commit",
           commitScope(pending, stashesOnly, replicating?.replicated, this.#keys),
@@ -709,12 +730,6 @@ export class IdbStore implements Store {
         const outboxRows = unwrap(tx.objectStore("outbox"));
         const outboxHeads = unwrap(tx.objectStore("outboxFibers"));
         const deleted: string[] = [];
-        // Stash tombstones past their keep go first: a fiber deleted here puts its own after.
-        const stashesStill = (stashesKept ?? []).filter(([id, key, at]) => {
-          if (now - at <= FENCE_KEEP_MS) return true;
-          stashes?.delete([id, key]);
-          return false;
-        });
         const stashTombstones: StashTombstones = [];
         let raised = floor;
         unique.forEach((id, i) => {
@@ -756,17 +771,13 @@ export class IdbStore implements Store {
             tombstones.push([handle, segment, now]);
           }
         });
-        const still = (kept ?? []).filter(([handle, segment, at]) => {
-          if (now - at <= FENCE_KEEP_MS) return true;
-          unwrap(journal).delete([handle, segment]);
-          return false;
-        });
-        if (tombstones.length > 0 || still.length !== (kept ?? []).length) {
-          unwrap(meta).put([...still, ...tombstones], TOMBSTONES);
-        }
-        if (stashTombstones.length > 0 || stashesStill.length !== (stashesKept ?? []).length) {
-          unwrap(meta).put([...stashesStill, ...stashTombstones], STASH_TOMBSTONES);
-        }
+        keepTombstones(unwrap(meta), TOMBSTONES, kept, tombstones, now, ([handle, segment]) =>
+          unwrap(journal).delete([handle, segment]),
+        );
+        // (An expired stash tombstone's key is never one put above: each is a fiber's last generation.)
+        keepTombstones(unwrap(meta), STASH_TOMBSTONES, stashesKept, stashTombstones, now, ([id, key]) =>
+          stashes?.delete([id, key]),
+        );
         if (raised !== undefined && raised !== floor) {
           unwrap(meta).put(raised, GENERATION_FLOOR);
           // The floor's row moves with it: a registration written blind under the old floor collides.
