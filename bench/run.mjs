@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * `npm run bench`: builds the bench page and workers (bench/vite.config.ts), serves them on a fixed
- * localhost port, launches headless Chromium on a fresh on-disk profile, runs workloads B1-B8 of
- * issue #7 beside the raw IndexedDB baseline of the same run, prints the table, writes
+ * localhost port, launches headless Chromium on a fresh on-disk profile, runs workloads B1-B12
+ * beside the raw IndexedDB baseline of the same run (and SIM, the simulator's rate, in Node), prints the table, writes
  * `bench/results/<date>.json` and `latest.json`, and calls out ratios that regressed by more than
  * 20% against the previous `latest.json`.
  *
@@ -31,7 +31,7 @@ import { attachToTarget, connectCdp } from "./lib/cdp.mjs";
 import { killLaunched, launchChromium } from "./lib/chromium.mjs";
 import { buildRows, fmt, markdownTable, regressions } from "./lib/report.mjs";
 import { serveStatic } from "./lib/serve.mjs";
-import { b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, runJob } from "./lib/workloads.mjs";
+import { b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, runJob, sim } from "./lib/workloads.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -52,11 +52,12 @@ const origin = `http://127.0.0.1:${PORT}`;
 const profile = join(root, ".profiles", "bench");
 const resultsDir = join(here, "results");
 
-// Order: in-worker jobs first, then the Service Worker stream, then the stop and the crash.
+// Order: in-worker jobs first, then the Service Worker stream, then the stop and the crash. SIM
+// (Node only) runs before them all, before the browser starts.
 const WORKLOADS = { b1, b2, b6, b7, b12, b8, b10, b11, b3, b9, b4, b5 };
 const RUNS = quick
-  ? { b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1, b9: 3, b10: 3, b11: 3, b12: 1 }
-  : { b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2, b9: 9, b10: 3, b11: 7, b12: 3 };
+  ? { sim: 1, b1: 2, b2: 2, b3: 2, b4: 3, b5: 2, b6: 2, b7: 1, b8: 1, b9: 3, b10: 3, b11: 3, b12: 1 }
+  : { sim: 3, b1: 5, b2: 5, b3: 5, b4: 7, b5: 5, b6: 5, b7: 3, b8: 2, b9: 9, b10: 3, b11: 7, b12: 3 };
 
 const started = Date.now();
 const log = (message) =>
@@ -86,6 +87,19 @@ async function mockModelHandler() {
 }
 
 async function main() {
+  const results = {};
+  const errors = {};
+  const diagnostic = flag("costs") || flag("profile-steps") || flag("profile-stashes");
+  if (!diagnostic && (!only || only.includes("sim"))) {
+    // First, so that no browser (nor its build) competes for the cores.
+    log(`SIM: ${RUNS.sim} run(s)`);
+    try {
+      results.sim = await sim({ quick, runs: RUNS, log });
+    } catch (error) {
+      errors.sim = String(error?.stack ?? error);
+      log(`SIM failed: ${error?.message ?? error}`);
+    }
+  }
   log(`building bench/dist (${quick ? "quick" : "full"} run, durability ${durability})`);
   await build({ configFile: join(here, "vite.config.ts"), logLevel: "warn" });
   // The bench origin, plus one origin per B8 phase (each its own IndexedDB directory).
@@ -197,8 +211,6 @@ async function main() {
     return;
   }
 
-  const results = {};
-  const errors = {};
   try {
     for (const [name, workload] of Object.entries(WORKLOADS)) {
       if (only && !only.includes(name)) continue;

@@ -483,6 +483,18 @@ export const ROWS = [
     value: (r) => r.left.records + r.left.journal + r.left.chunks,
     targets: [{ on: "value", op: "<=", limit: 0 }],
   },
+  {
+    key: "SIM.rate",
+    id: "SIM",
+    name: "deterministic simulator (npm run simulate, MemoryStore), schedules explored per minute",
+    from: "sim",
+    unit: "schedules/min",
+    better: "higher",
+    value: (r) => r.schedulesPerMin,
+    targets: [{ on: "value", op: ">=", limit: 10_000 }],
+    note: (runs) =>
+      `${runs[0].seeds} seeds per run on ${runs[0].jobs} worker thread(s), seeds ${runs[0].from}..${runs.at(-1).from + runs.at(-1).seeds - 1}, ${runs.reduce((n, r) => n + r.violations, 0)} violations`,
+  },
 ];
 
 function check(op, x, limit) {

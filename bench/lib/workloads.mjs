@@ -4,7 +4,9 @@
  * `report.mjs` turns them into table rows against the issue's targets.
  */
 
+import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
@@ -17,6 +19,8 @@ import { percentile } from "./stats.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const nowMs = () => performance.timeOrigin + performance.now();
+/** The repository's root. */
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 /** Runs job `job` in a fresh dedicated worker; `onCheckpoint(name, data)` answers its checkpoints. */
 export async function runJob(page, job, params, onCheckpoint) {
@@ -688,4 +692,48 @@ async function b10EdgeCost(edge, n, object) {
     statementsPerStep,
     n,
   };
+}
+
+/**
+ * SIM: the deterministic simulator's throughput (`npm run simulate`, README "Deterministic
+ * simulation"), in schedules per minute as its summary line prints them, on its default store
+ * (`MemoryStore`) and job count, over the same seeds each run. `bench/run.mjs` runs it before the
+ * browser starts. A violation fails the row: the figure of a simulator that finds a broken
+ * schedule is not a throughput.
+ */
+export async function sim(env) {
+  // The same seeds in every run: a schedule's cost depends on its seed, so runs compare.
+  const seeds = env.quick ? 1000 : 4000;
+  const from = 1;
+  const script = join(repoRoot, "scripts", "simulate.mjs");
+  const runs = [];
+  for (let r = 0; r < env.runs.sim; r++) {
+    const out = await new Promise((resolve, reject) => {
+      execFile(
+        process.execPath,
+        [script, "--seeds", String(seeds), "--from", String(from)],
+        { cwd: repoRoot, maxBuffer: 16 * 2 ** 20 },
+        (error, stdout, stderr) =>
+          error
+            ? reject(
+                new Error(`npm run simulate -- --seeds ${seeds} --from ${from} failed:\n${stdout}${stderr}`),
+              )
+            : resolve(stdout),
+      );
+    });
+    const rate = /rate: (\d+) schedules\/min \(([\d.]+) s\)/.exec(out);
+    const summary = /schedules: (\d+), violations: (\d+)/.exec(out);
+    if (rate === null || summary === null) throw new Error(`unexpected simulator output:\n${out}`);
+    const run = {
+      seeds,
+      from,
+      schedulesPerMin: Number(rate[1]),
+      seconds: Number(rate[2]),
+      violations: Number(summary[2]),
+      jobs: Math.max(1, Math.min(4, availableParallelism())),
+    };
+    runs.push(run);
+    env.log(`SIM run ${r + 1}: ${run.schedulesPerMin} schedules/min, seeds ${from}..${from + seeds - 1}`);
+  }
+  return runs;
 }
