@@ -340,6 +340,36 @@ describe("events (items 2, 3 and 7)", () => {
     await other.sendEvent(fiber.id, "go", "from the new worker");
     expect(await running.result(fiber)).toBe("from the new worker");
   });
+
+  it("resumes at recover() a fiber whose runtime died before looking for the event stored while it ran", async () => {
+    const store = new MemoryStore();
+    const job = defineFiber("job", {
+      async run(ctx) {
+        await ctx.step("slow", () => delay(60));
+        return ctx.waitForEvent("go");
+      },
+    });
+    // The first runtime dies right after the suspension is durable: its look at the inbox never answers.
+    const dying = new Proxy(store, {
+      get: (target, property) => {
+        if (property === "readInbox") return () => new Promise(() => {});
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const running = createRuntime({ store: dying, fibers: [job], unloadAfterMs: 0 });
+    const other = track(createRuntime({ store, fibers: [job], unloadAfterMs: 0 }));
+    const fiber = await running.start(job, {}, { id: "handover" });
+    await delay(10);
+    await other.sendEvent(fiber.id, "go", "from the new worker");
+    await expect.poll(async () => (await store.getFiber(fiber.id))?.status).toBe("waiting");
+    await running.close();
+    // The suspension made the fiber due (the store's dueForInbox): recover() reads no inbox to find it.
+    expect((await store.getFiber(fiber.id))?.wakeAt).toBeDefined();
+    const next = track(createRuntime({ store, fibers: [job], unloadAfterMs: 0 }));
+    expect((await next.recover()).resumed).toEqual([fiber.id]);
+    expect(await next.result(fiber)).toBe("from the new worker");
+  });
 });
 
 describe("versions and the recovery budget (items 4 and 5)", () => {

@@ -178,8 +178,9 @@ export class Runner {
   }
 
   /**
-   * Picks up the non-terminal fibers `recover()` found: interrupted ones and those whose timer is
-   * due or whose awaited event is buffered resume now, the others get their wake-up scheduled.
+   * Picks up the non-terminal fibers `recover()` found: interrupted ones and due ones (a timer,
+   * or an event they wait for: see `dueForInbox`) resume now, the others get their wake-up
+   * scheduled.
    * Fibers executing or being picked up here are left alone.
    */
   async pickUp(records: readonly FiberRecord[], now: number): Promise<Omit<RecoverySummary, "collected">> {
@@ -196,19 +197,13 @@ export class Runner {
           await this.#resume(record.id, "recover");
           return;
         }
+        // A waiting fiber with an event it waits for is due too: stores make it so when the
+        // event is stored (`dueForEvent`) and when the fiber suspends after it (`dueForInbox`),
+        // so no inbox is read here.
         if (record.wakeAt !== undefined && record.wakeAt <= now) {
           resumed.push(record.id);
           await this.#resume(record.id, "wake");
           return;
-        }
-        if (record.status === "waiting") {
-          const inbox = await this.#host.store.readInbox(record.id);
-          const wanted = new Set(record.waitingFor ?? []);
-          if (inbox.some((e) => e.consumedBy === undefined && wanted.has(e.name))) {
-            resumed.push(record.id);
-            await this.#resume(record.id, "event");
-            return;
-          }
         }
         scheduled.push(record.id);
         if (record.wakeAt !== undefined) this.#scheduleWake(record.id, record.wakeAt);

@@ -192,9 +192,18 @@ export interface Store {
    * lease, unless another owner's lease is still valid (and `force` is not set).
    */
   claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult>;
-  /** Applies the groups whose fences hold, all in one transaction; reports the fenced ones. */
+  /**
+   * Applies the groups whose fences hold, all in one transaction; reports the fenced ones. A
+   * claimed group that leaves its fiber waiting makes it due (`wakeAt`) at the time of the
+   * earliest unconsumed event in its inbox that it waits for, in the same transaction
+   * (`dueForInbox` in `src/store/fiber-rules.ts`): `recover()` reads no inbox, and relies on it.
+   */
   commit(groups: WriteGroup[]): Promise<CommitResult>;
-  /** Buffers an event for a fiber, assigning the next inbox `seq`; rejects if the fiber is missing. */
+  /**
+   * Buffers an event for a fiber, assigning the next inbox `seq`; rejects if the fiber is missing.
+   * A fiber waiting for it becomes due at the event's time, in the same transaction
+   * (`dueForEvent`).
+   */
   enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent>;
   /**
    * Deletes fibers with everything they own (journal, snapshot, stream, inbox), in one

@@ -26,7 +26,9 @@ import {
   continueStream,
   decideClaim,
   deletable,
+  dueForBuffered,
   dueForEvent,
+  dueForInbox,
   effectiveLimit,
   finishListing,
   mergeFiberPatch,
@@ -67,7 +69,32 @@ export class SqliteStore implements Store {
   constructor(storage: DurableObjectStorageLike) {
     this.#storage = storage;
     this.#sql = storage.sql;
-    this.#transaction("open", () => migrate(this.#sql));
+    this.#transaction("open", () => {
+      migrate(this.#sql);
+      this.#makeBufferedDue();
+    });
+  }
+
+  /**
+   * Once per database: makes due every waiting fiber whose inbox holds an unconsumed event it
+   * waits for (`dueForBuffered`), as an earlier release could leave one (it crashed between a
+   * suspension and its inbox check); since then every commit does it (`dueForInbox`), and
+   * `recover()` reads no inbox. A flag in `fiberline_meta`, not a schema version, so that an
+   * earlier release can still open the database.
+   */
+  #makeBufferedDue(): void {
+    const done = this.#sql.exec("SELECT 1 FROM fiberline_meta WHERE key = 'buffered_events_due'").toArray();
+    if (done.length > 0) return;
+    const waiting = decodeAll<FiberRecord>(
+      this.#sql.exec<Row>("SELECT record FROM fiberline_fibers WHERE status = 'waiting'"),
+      "record",
+    );
+    for (const record of waiting) {
+      if ((record.waitingFor ?? []).length === 0) continue;
+      const due = dueForBuffered(record, this.#inbox(record.id));
+      if (due !== undefined) this.#updateFiber(due);
+    }
+    this.#sql.exec("INSERT OR REPLACE INTO fiberline_meta (key, value) VALUES ('buffered_events_due', '1')");
   }
 
   /** The schema version this release writes. */
@@ -141,12 +168,7 @@ export class SqliteStore implements Store {
   }
 
   async readInbox(fiberId: string): Promise<InboxEvent[]> {
-    return this.#read("readInbox", () =>
-      decodeAll<InboxEvent>(
-        this.#sql.exec<Row>("SELECT event FROM fiberline_inbox WHERE fiber_id = ? ORDER BY seq", fiberId),
-        "event",
-      ),
-    );
+    return this.#read("readInbox", () => this.#inbox(fiberId));
   }
 
   async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
@@ -204,8 +226,11 @@ export class SqliteStore implements Store {
         heads.set(group.fiberId, streamHead);
         // The record is written once, patched and with its stream head, from the one read above.
         const patched = group.fiber === undefined ? current : mergeFiberPatch(current, group.fiber);
-        if (group.fiber !== undefined || patched.streamHead !== streamHead)
-          this.#updateFiber({ ...patched, streamHead });
+        const written = { ...patched, streamHead };
+        // A suspension finds the events stored while its fiber ran (`#apply` marked this commit's).
+        const suspends = group.fiber?.status === "waiting";
+        const due = suspends ? dueForInbox(written, group, this.#inbox(group.fiberId)) : undefined;
+        if (group.fiber !== undefined || patched.streamHead !== streamHead) this.#updateFiber(due ?? written);
       }
       return { fenced };
     });
@@ -305,6 +330,13 @@ export class SqliteStore implements Store {
       return Number(row.value);
     }
     return undefined;
+  }
+
+  #inbox(fiberId: string): InboxEvent[] {
+    return decodeAll<InboxEvent>(
+      this.#sql.exec<Row>("SELECT event FROM fiberline_inbox WHERE fiber_id = ? ORDER BY seq", fiberId),
+      "event",
+    );
   }
 
   #fiber(id: string): FiberRecord | undefined {

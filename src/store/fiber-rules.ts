@@ -7,7 +7,7 @@
 
 import { FiberlineError, FiberNotFoundError, StoreError } from "../core/errors";
 import { type FiberRecord, type FiberStatus, isTerminal } from "../core/records";
-import type { ClaimRequest, ClaimResult, DeleteOptions, FiberQuery } from "../core/store";
+import type { ClaimRequest, ClaimResult, DeleteOptions, FiberQuery, WriteGroup } from "../core/store";
 
 /**
  * Merges `patch` into a copy of `record`: keys whose value is `undefined` in the patch are
@@ -126,6 +126,49 @@ export function dueForEvent<R extends Omit<FiberRecord, "input">>(
   if (record.status !== "waiting" || !(record.waitingFor ?? []).includes(event.name)) return undefined;
   if (record.wakeAt !== undefined && record.wakeAt <= event.at) return undefined;
   return { ...record, wakeAt: event.at };
+}
+
+/**
+ * The other half of `dueForEvent`: the record a runner's commit leaves waiting (`group` is the
+ * runner's write that set the status), made due by `dueForBuffered`, or `undefined` when it needs
+ * no change. Such an event was stored while the fiber ran, by a context that saw it running and
+ * left it to the run, which may never have heard of it. Stores apply it in the commit's
+ * transaction, so `recover()` need not read the inbox of every waiting fiber to find one: a
+ * waiting fiber with work is due. (A mirror's copy, written unclaimed, keeps its replica's fields.)
+ */
+export function dueForInbox<R extends Omit<FiberRecord, "input">>(
+  record: R,
+  group: WriteGroup,
+  inbox: Iterable<BufferedEvent>,
+): R | undefined {
+  if (group.unclaimed === true || group.fiber?.status !== "waiting") return undefined;
+  return dueForBuffered(record, inbox);
+}
+
+/** What `dueForBuffered` reads of an inbox event. */
+export interface BufferedEvent {
+  name: string;
+  at: number;
+  consumedBy?: number;
+}
+
+/**
+ * `record`, waiting, made due at the time of the earliest unconsumed event in `inbox` that it
+ * waits for (an earlier `wakeAt` stays), or `undefined` when it needs no change.
+ */
+export function dueForBuffered<R extends Omit<FiberRecord, "input">>(
+  record: R,
+  inbox: Iterable<BufferedEvent>,
+): R | undefined {
+  const wanted = record.status === "waiting" ? (record.waitingFor ?? []) : [];
+  if (wanted.length === 0) return undefined;
+  let at: number | undefined;
+  for (const event of inbox) {
+    if (event.consumedBy !== undefined || !wanted.includes(event.name)) continue;
+    if (at === undefined || event.at < at) at = event.at;
+  }
+  if (at === undefined || (record.wakeAt !== undefined && record.wakeAt <= at)) return undefined;
+  return { ...record, wakeAt: at };
 }
 
 /**

@@ -15,20 +15,22 @@ import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord } from "../core/records";
 import type { WriteGroup } from "../core/store";
 import { estimateSize } from "../core/validate";
-import { continueStream, mergeFiberPatch, withConsumer } from "./fiber-rules";
+import { continueStream, dueForInbox, mergeFiberPatch, withConsumer } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import { type FiberlineSchema, hasInlineInput, type RowKey, type StoredFiber } from "./idb-database";
 import { appendToOutbox, type OutboxHeadRow, type OutboxWrite, type Placed } from "./idb-outbox";
-import { encodeChunk, encodeSegment, foldSegments, type InboxRow, type SegmentRow } from "./idb-rows";
+import {
+  encodeChunk,
+  encodeSegment,
+  foldSegments,
+  type InboxRow,
+  inboxOf,
+  type SegmentRow,
+} from "./idb-rows";
 import { commitStashes, writeStash } from "./idb-stashes";
 
 export type Names = StoreNames<FiberlineSchema>;
 export type Tx<Mode extends IDBTransactionMode> = IDBPTransaction<FiberlineSchema, Names[], Mode>;
-
-/** The key range of one fiber's buffered events (`[fiberId, seq]`). */
-export function inboxOf(fiberId: string): IDBKeyRange {
-  return IDBKeyRange.bound([fiberId, Number.NEGATIVE_INFINITY], [fiberId, Number.POSITIVE_INFINITY]);
-}
 
 /** The key range of one fiber's rows in a `[handle, n]`-keyed store. */
 export function rowsOf(handle: number): IDBKeyRange {
@@ -320,7 +322,7 @@ export function commitScope(
     if (group.snapshot !== undefined) scope.add("stashes");
     if (patchesInput(group)) scope.add("inputs");
     if ((group.chunks?.length ?? 0) > 0) scope.add("streamChunks");
-    if ((group.consumeEvents?.length ?? 0) > 0) scope.add("inboxEvents");
+    if ((group.consumeEvents?.length ?? 0) > 0 || suspends(group)) scope.add("inboxEvents");
   }
   return [...scope];
 }
@@ -476,13 +478,19 @@ export async function commitGroups(
           ),
         );
   headReads?.catch(() => undefined);
-  const inbox = consumed.length > 0 ? tx.objectStore("inboxEvents") : undefined;
+  const suspending = readFence.filter(suspends);
+  const inbox = consumed.length > 0 || suspending.length > 0 ? tx.objectStore("inboxEvents") : undefined;
   const eventReads = Promise.all(
     consumed.map((c) => result(inbox?.get([c.group.fiberId, c.seq]) as IDBRequest<InboxRow | undefined>)),
+  );
+  // A suspension reads its fiber's inbox for the events stored while it ran (`dueForInbox`).
+  const inboxReads = Promise.all(
+    suspending.map((group) => result(inbox?.getAll(inboxOf(group.fiberId)) as IDBRequest<InboxRow[]>)),
   );
   // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
   fenceReads.catch(() => undefined);
   eventReads.catch(() => undefined);
+  inboxReads.catch(() => undefined);
   const folds: Fold[] = [];
   for (const group of groups) writeRows(tx, group, keys, places, folds, readFence.includes(group));
   const current = await fenceReads;
@@ -543,6 +551,16 @@ export async function commitGroups(
     records.set(id, { ...record, streamHead });
     patched.add(id);
   }
+  if (suspending.length > 0) {
+    const inboxes = await inboxReads;
+    suspending.forEach((group, i) => {
+      const record = records.get(group.fiberId) as StoredFiber;
+      const due = dueForInbox(record, group, afterConsuming(group.fiberId, inboxes[i] ?? [], consumed));
+      if (due === undefined) return;
+      records.set(group.fiberId, due);
+      patched.add(group.fiberId);
+    });
+  }
   for (const id of patched) fibers?.put(records.get(id));
   if (consumed.length > 0) consumeEvents(tx, consumed, await eventReads);
   const now = Date.now();
@@ -578,6 +596,25 @@ export async function commitGroups(
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
   commitNow(tx);
   return { orphaned: [], placed, written: places.written };
+}
+
+/** True when `group` is a runner's write that leaves its fiber waiting (`dueForInbox`). */
+function suspends(group: WriteGroup): boolean {
+  return group.unclaimed !== true && group.fiber?.status === "waiting";
+}
+
+/** `rows`, a fiber's inbox, with the consumed marks of this commit's `consumed` applied. */
+function afterConsuming(
+  fiberId: string,
+  rows: readonly InboxRow[],
+  consumed: ReadonlyArray<{ group: WriteGroup; seq: number; consumedBy: number | null }>,
+): InboxRow[] {
+  const marks = consumed.filter((c) => c.group.fiberId === fiberId);
+  if (marks.length === 0) return rows as InboxRow[];
+  return rows.map((row) => {
+    const mark = marks.findLast((c) => c.seq === row.seq);
+    return mark === undefined ? row : withConsumer(row, mark.consumedBy);
+  });
 }
 
 /** True when `group` patches the fiber's input (the continuity mirror copies every field). */

@@ -16,7 +16,7 @@ import type {
   SnapshotRecord,
   StreamChunk,
 } from "../core/records";
-import { storeClosedError, toStoreError } from "./fiber-rules";
+import { dueForBuffered, storeClosedError, toStoreError } from "./fiber-rules";
 import type { OutboxEntryRow, OutboxHeadRow, OutboxKey } from "./idb-outbox";
 import {
   type ChunkRow,
@@ -25,12 +25,13 @@ import {
   encodeInboxEvent,
   encodeSegment,
   type InboxRow,
+  inboxOf,
   type SegmentRow,
   type StashRow,
 } from "./idb-rows";
 
 /** The current schema version. */
-export const DB_VERSION = 10;
+export const DB_VERSION = 11;
 
 /** A fiber record as stored: the record plus the fiber's `handle`, the first part of its rows' keys. */
 export interface StoredFiber extends Omit<FiberRecord, "input"> {
@@ -198,6 +199,13 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     // Nothing to move; the new version keeps an earlier build, which would delete a fiber
     // without leaving one, from opening the database.
   }
+  if (oldVersion < 11) {
+    // v11: a fiber that suspends waiting for an event already in its inbox is made due in the
+    // same commit (`dueForInbox`), and `recover()` no longer reads every waiting fiber's inbox.
+    // A fiber an earlier build left so (it crashed between the suspension and its inbox check)
+    // is made due here, once.
+    makeBufferedDue(tx);
+  }
 }
 
 /**
@@ -242,6 +250,29 @@ function backfillEndedAt(fibers: IDBObjectStore): void {
     );
   };
   next(0);
+}
+
+/**
+ * Makes every waiting fiber with an unconsumed event it waits for due at the event's time
+ * (`dueForBuffered`). Chained requests, like `migrateV1Rows`: one inbox read per waiting fiber
+ * that waits for an event, none for the others.
+ */
+function makeBufferedDue(tx: IDBTransaction): void {
+  const inbox = tx.objectStore("inboxEvents");
+  eachRow(
+    tx.objectStore("fibers").index("status"),
+    (cursor) => {
+      const record = cursor.value as StoredFiber;
+      if ((record.waitingFor ?? []).length === 0) return;
+      const read = inbox.getAll(inboxOf(record.id));
+      read.onsuccess = () => {
+        const due = dueForBuffered(record, read.result as InboxRow[]);
+        if (due !== undefined) tx.objectStore("fibers").put(due);
+      };
+    },
+    () => undefined,
+    IDBKeyRange.only("waiting"),
+  );
 }
 
 /**

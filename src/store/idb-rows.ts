@@ -236,6 +236,11 @@ export function encodeInboxEvent(event: InboxEvent): InboxRow {
   return row;
 }
 
+/** The key range of one fiber's buffered events (`[fiberId, seq]`). */
+export function inboxOf(fiberId: string): IDBKeyRange {
+  return IDBKeyRange.bound([fiberId, Number.NEGATIVE_INFINITY], [fiberId, Number.POSITIVE_INFINITY]);
+}
+
 export function decodeInboxEvent(fiberId: string, row: InboxRow): InboxEvent {
   return { fiberId, ...row };
 }

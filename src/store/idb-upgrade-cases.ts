@@ -17,8 +17,22 @@ export interface UpgradeTarget {
   name: string;
 }
 
-/** Registers the v1, v2, v3, v5, v6, v7, v8 and v9 -> current upgrade tests; `target()` gives a fresh, unused database name. */
+/** Registers the v1, v2, v3, v5, v6, v7, v8, v9 and v10 -> current upgrade tests; `target()` gives a fresh, unused database name. */
 export function runUpgradeTests(target: () => UpgradeTarget): void {
+  it("upgrades a v10 database, making due the waiting fibers whose inbox already holds what they wait for", async () => {
+    const { factory, name } = target();
+    await writeV10(factory, name);
+    const store = new IdbStore({ name, indexedDB: factory });
+    // recover() no longer reads every waiting fiber's inbox: the upgrade made these due once.
+    expect((await store.getFiber("w1"))?.wakeAt).toBe(30); // the earliest of its two events
+    expect((await store.getFiber("w2"))?.wakeAt).toBe(10); // an earlier timer stays
+    expect((await store.getFiber("w3"))?.wakeAt).toBeUndefined(); // its event was consumed
+    expect((await store.getFiber("w4"))?.wakeAt).toBeUndefined(); // not what it waits for
+    expect((await store.getFiber("w1"))?.status).toBe("waiting");
+    expect((await store.readInbox("w1")).map((event) => event.seq)).toEqual([1, 2]);
+    await store.close();
+  });
+
   it("upgrades a v9 database, closing an earlier build's connection, and leaves stash tombstones from then on", async () => {
     const { factory, name } = target();
     const earlier = await writeV9(factory, name);
@@ -580,7 +594,38 @@ async function writeV9(factory: IDBFactory, name: string): Promise<IDBDatabase> 
   return db;
 }
 
-/** One row of `store` in the database `name`, read raw. */
+/**
+ * `writeV9`'s database as schema v10 left it, with four fibers waiting for "go" whose runs
+ * suspended after events were stored for them (the window v11 closes): w1 has two unconsumed
+ * "go" events, w2 one and an earlier timer, w3 only a consumed one, w4 a "stop".
+ */
+async function writeV10(factory: IDBFactory, name: string): Promise<void> {
+  (await writeV9(factory, name)).close();
+  const db = await open(factory, name, 10);
+  const tx = db.transaction(["fibers", "inboxEvents"], "readwrite");
+  const { input: _input, ...record } = f1;
+  const waiting = { ...record, status: "waiting", waitingFor: ["go"], idempotencyKey: undefined };
+  tx.objectStore("fibers").put({ ...waiting, id: "w1", handle: 2 });
+  tx.objectStore("fibers").put({ ...waiting, id: "w2", handle: 3, wakeAt: 10 });
+  tx.objectStore("fibers").put({ ...waiting, id: "w3", handle: 4 });
+  tx.objectStore("fibers").put({ ...waiting, id: "w4", handle: 5 });
+  const event = (seq: number, at: number, more: object = {}) => ({
+    seq,
+    name: "go",
+    payload: 1,
+    at,
+    ...more,
+  });
+  tx.objectStore("inboxEvents").put(event(1, 40), ["w1", 1]);
+  tx.objectStore("inboxEvents").put(event(2, 30), ["w1", 2]);
+  tx.objectStore("inboxEvents").put(event(1, 40), ["w2", 1]);
+  tx.objectStore("inboxEvents").put(event(1, 40, { consumedBy: 2 }), ["w3", 1]);
+  tx.objectStore("inboxEvents").put(event(1, 40, { name: "stop" }), ["w4", 1]);
+  await completion(tx);
+  db.close();
+}
+
+/** One row of `store` in the database `name`, read raw. */ /** One row of `store` in the database `name`, read raw. */
 async function rawRow(factory: IDBFactory, name: string, store: string, key: IDBValidKey): Promise<unknown> {
   const db = await open(factory, name);
   try {

@@ -25,6 +25,7 @@ import {
   decideClaim,
   deletable,
   dueForEvent,
+  dueForInbox,
   effectiveLimit,
   finishListing,
   mergeFiberPatch,
@@ -152,6 +153,11 @@ export class MemoryStore implements Store {
 
     for (const [id, record] of records) this.#fibers.set(id, record);
     for (const group of applied) this.#applyGroup(group);
+    for (const group of applied) {
+      const record = this.#fibers.get(group.fiberId) as FiberRecord;
+      const due = dueForInbox(record, group, this.#inboxes.get(group.fiberId)?.values() ?? []);
+      if (due !== undefined) this.#fibers.set(group.fiberId, due);
+    }
     return { fenced };
   }
 

@@ -727,6 +727,38 @@ export function runStoreContract(
         expect((await store.getFiber("w"))?.generation).toBe(0);
       });
 
+      it("makes a fiber that suspends waiting for an event already stored due at its time", async () => {
+        // Events stored while the fibers ran: no wait was pending, so none became due then.
+        const sent: Array<[string, string, number]> = [
+          ["s", "go", 100],
+          ["earliest", "go", 100],
+          ["earliest", "go", 70],
+          ["timed", "go", 100],
+          ["other", "stop", 100],
+          ["consumed", "go", 100],
+          ["mirror", "go", 100],
+        ];
+        for (const id of new Set(sent.map(([id]) => id))) await store.createFiber(fiber(id), []);
+        for (const [fiberId, name, at] of sent) await store.enqueueEvent({ fiberId, name, payload: 1, at });
+        expect((await store.getFiber("s"))?.wakeAt).toBeUndefined();
+        const suspend = (fiberId: string, more: Partial<WriteGroup> = {}, wakeAt?: number): WriteGroup => ({
+          fiberId,
+          generation: 0,
+          fiber: { status: "waiting", waitingFor: ["go"], wakeAt, owner: undefined },
+          ...more,
+        });
+        await store.commit([suspend("s"), suspend("earliest"), suspend("timed", {}, 50), suspend("other")]);
+        await store.commit([suspend("consumed", { consumeEvents: [{ seq: 1, consumedBy: 3 }] })]);
+        await store.commit([suspend("mirror", { unclaimed: true })]);
+        expect((await store.getFiber("s"))?.wakeAt).toBe(100);
+        expect((await store.getFiber("earliest"))?.wakeAt).toBe(70);
+        expect((await store.getFiber("timed"))?.wakeAt).toBe(50); // an earlier timer stays
+        expect((await store.getFiber("other"))?.wakeAt).toBeUndefined(); // not what it waits for
+        expect((await store.getFiber("consumed"))?.wakeAt).toBeUndefined(); // taken by this commit
+        expect((await store.getFiber("mirror"))?.wakeAt).toBeUndefined(); // a copy keeps its fields
+        expect((await store.getFiber("s"))?.status).toBe("waiting");
+      });
+
       it("rejects an event for an ended fiber with fiber_ended, storing nothing", async () => {
         for (const status of ["completed", "failed", "cancelled"] as const) {
           const id = `ended-${status}`;

@@ -6,10 +6,11 @@
  * so every case starts from an empty SQLite database, exactly as `create()` promises.
  */
 
+import type { FiberRecord } from "../../core/records";
 import { runStoreContract } from "../../store/store-contract";
 import type { DurableObjectStateLike } from "../platform";
 import { SqliteStore } from "../sqlite-store";
-import { cases, runCase } from "./vitest-shim";
+import { cases, describe, expect, it, runCase } from "./vitest-shim";
 
 interface Env {
   CONTRACT: {
@@ -25,6 +26,46 @@ runStoreContract("SqliteStore", () => {
   if (!running) throw new Error("create() called outside a running case");
   return new SqliteStore(running.storage);
 });
+
+runSqliteStoreCases();
+
+/** SqliteStore's own cases: what it does once when it opens a database an earlier release wrote. */
+function runSqliteStoreCases(): void {
+  describe("SqliteStore opening an earlier release's database", () => {
+    it("makes due, once, the waiting fibers whose inbox holds what they wait for", async () => {
+      if (!running) throw new Error("outside a running case");
+      const { storage } = running;
+      const earlier = new SqliteStore(storage);
+      const record: FiberRecord = {
+        id: "w1",
+        name: "research",
+        version: "1",
+        input: null,
+        status: "running",
+        createdAt: 1,
+        updatedAt: 1,
+        generation: 0,
+        streamHead: 0,
+        emitOrdinal: 0,
+        epoch: 0,
+        stalledRecoveries: 0,
+        progressMark: "",
+      };
+      await earlier.createFiber(record, []);
+      await earlier.enqueueEvent({ fiberId: "w1", name: "go", payload: 1, at: 40 });
+      // Suspended as an earlier release wrote it: waiting, and not made due by its commit.
+      await earlier.commit([
+        { fiberId: "w1", generation: 0, unclaimed: true, fiber: { status: "waiting", waitingFor: ["go"] } },
+      ]);
+      storage.sql.exec("DELETE FROM fiberline_meta WHERE key = 'buffered_events_due'");
+      expect((await earlier.getFiber("w1"))?.wakeAt).toBeUndefined();
+      expect((await new SqliteStore(storage).getFiber("w1"))?.wakeAt).toBe(40);
+      // Once: a fiber left so later (only a mirror's copy can be) keeps its replica's fields.
+      await earlier.commit([{ fiberId: "w1", generation: 0, unclaimed: true, fiber: { wakeAt: undefined } }]);
+      expect((await new SqliteStore(storage).getFiber("w1"))?.wakeAt).toBeUndefined();
+    });
+  });
+}
 
 /** One Durable Object per case. */
 export class ContractObject {
