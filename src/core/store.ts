@@ -194,15 +194,16 @@ export interface Store {
   claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult>;
   /**
    * Applies the groups whose fences hold, all in one transaction; reports the fenced ones. A
-   * claimed group that leaves its fiber waiting makes it due (`wakeAt`) at the time of the
-   * earliest unconsumed event in its inbox that it waits for, in the same transaction
-   * (`dueForInbox` in `src/store/fiber-rules.ts`): `recover()` reads no inbox, and relies on it.
+   * claimed group that sets its fiber `waiting` makes it due (`wakeAt`) at the time of the
+   * earliest unconsumed event it waits for, judged on the record and inbox the whole commit
+   * leaves (an earlier `wakeAt` stays; a stamp ahead of the store's clock counts as now):
+   * `dueForInbox` in `src/store/fiber-rules.ts`. `recover()` reads no inbox, and relies on it.
    */
   commit(groups: WriteGroup[]): Promise<CommitResult>;
   /**
    * Buffers an event for a fiber, assigning the next inbox `seq`; rejects if the fiber is missing.
-   * A fiber waiting for it becomes due at the event's time, in the same transaction
-   * (`dueForEvent`).
+   * A fiber waiting for it becomes due at the event's time (or the store's, if earlier), in the
+   * same transaction (`dueForEvent`).
    */
   enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent>;
   /**

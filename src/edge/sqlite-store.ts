@@ -35,6 +35,7 @@ import {
   queriedStatuses,
   raiseGenerationFloor,
   storeClosedError,
+  suspends,
   toStoreError,
   withConsumer,
 } from "../store/fiber-rules";
@@ -76,25 +77,24 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Once per database: makes due every waiting fiber whose inbox holds an unconsumed event it
-   * waits for (`dueForBuffered`), as an earlier release could leave one (it crashed between a
-   * suspension and its inbox check); since then every commit does it (`dueForInbox`), and
-   * `recover()` reads no inbox. A flag in `fiberline_meta`, not a schema version, so that an
-   * earlier release can still open the database.
+   * Makes due every waiting fiber whose inbox holds an unconsumed event it waits for
+   * (`dueForBuffered`), as an earlier release could leave one (it crashed between a suspension
+   * and its inbox check); this release's commits do it themselves (`dueForInbox`), and
+   * `recover()` reads no inbox. At every open, not once under a flag: an earlier Worker may
+   * still open the database (a rollback) and leave one again. Local SQLite, one read per
+   * waiting fiber.
    */
   #makeBufferedDue(): void {
-    const done = this.#sql.exec("SELECT 1 FROM fiberline_meta WHERE key = 'buffered_events_due'").toArray();
-    if (done.length > 0) return;
+    const now = Date.now();
     const waiting = decodeAll<FiberRecord>(
       this.#sql.exec<Row>("SELECT record FROM fiberline_fibers WHERE status = 'waiting'"),
       "record",
     );
     for (const record of waiting) {
       if ((record.waitingFor ?? []).length === 0) continue;
-      const due = dueForBuffered(record, this.#inbox(record.id));
+      const due = dueForBuffered(record, this.#inbox(record.id), now);
       if (due !== undefined) this.#updateFiber(due);
     }
-    this.#sql.exec("INSERT OR REPLACE INTO fiberline_meta (key, value) VALUES ('buffered_events_due', '1')");
   }
 
   /** The schema version this release writes. */
@@ -213,6 +213,7 @@ export class SqliteStore implements Store {
     return this.#transaction("commit", () => {
       const fenced: string[] = [];
       const heads = new Map<string, number>();
+      const suspending = new Map<string, WriteGroup>();
       for (const group of groups) {
         const current = this.#fiber(group.fiberId);
         if (current === undefined || current.generation !== group.generation) {
@@ -226,11 +227,17 @@ export class SqliteStore implements Store {
         heads.set(group.fiberId, streamHead);
         // The record is written once, patched and with its stream head, from the one read above.
         const patched = group.fiber === undefined ? current : mergeFiberPatch(current, group.fiber);
-        const written = { ...patched, streamHead };
-        // A suspension finds the events stored while its fiber ran (`#apply` marked this commit's).
-        const suspends = group.fiber?.status === "waiting";
-        const due = suspends ? dueForInbox(written, group, this.#inbox(group.fiberId)) : undefined;
-        if (group.fiber !== undefined || patched.streamHead !== streamHead) this.#updateFiber(due ?? written);
+        if (group.fiber !== undefined || patched.streamHead !== streamHead)
+          this.#updateFiber({ ...patched, streamHead });
+        if (suspends(group)) suspending.set(group.fiberId, group);
+      }
+      // A suspension finds the events stored while its fiber ran, judged on the record and inbox
+      // the whole commit leaves (`dueForInbox`).
+      const now = Date.now();
+      for (const [id, group] of suspending) {
+        const record = this.#fiber(id);
+        const due = record === undefined ? undefined : dueForInbox(record, group, this.#inbox(id), now);
+        if (due !== undefined) this.#updateFiber(due);
       }
       return { fenced };
     });
@@ -241,7 +248,7 @@ export class SqliteStore implements Store {
       const { fiberId, name, payload, at, eventId } = event;
       const record = this.#fiber(fiberId);
       assertTakesEvents(fiberId, record);
-      const due = dueForEvent(record as FiberRecord, event);
+      const due = dueForEvent(record as FiberRecord, event, Date.now());
       if (due !== undefined) this.#updateFiber(due);
       const { next } = this.#sql
         .exec<{ next: number }>(

@@ -112,8 +112,8 @@ export function assertTakesEvents(fiberId: string, record: { status: FiberStatus
 }
 
 /**
- * The record of a fiber that waits for `event`, made due at the event's time, or `undefined`
- * when it needs no change. Stores write it with the event, in the same transaction: the runtime
+ * The record of a fiber that waits for `event`, made due at the event's time (or `now`, the
+ * store's clock, if earlier: see `dueAt`), or `undefined` when it needs no change. Stores write it with the event, in the same transaction: the runtime
  * that takes an event resumes the fiber at once, but if it crashes before it does, nothing else
  * would; a due `wakeAt` is what every runtime's sweep, `recover()` and the edge host's alarm
  * already act on (a fiber woken early finds the event in its inbox; one woken with nothing to do
@@ -122,10 +122,22 @@ export function assertTakesEvents(fiberId: string, record: { status: FiberStatus
 export function dueForEvent<R extends Omit<FiberRecord, "input">>(
   record: R,
   event: { name: string; at: number },
+  now: number,
 ): R | undefined {
   if (record.status !== "waiting" || !(record.waitingFor ?? []).includes(event.name)) return undefined;
-  if (record.wakeAt !== undefined && record.wakeAt <= event.at) return undefined;
-  return { ...record, wakeAt: event.at };
+  const at = dueAt(event.at, now);
+  if (record.wakeAt !== undefined && record.wakeAt <= at) return undefined;
+  return { ...record, wakeAt: at };
+}
+
+/**
+ * When an event stamped `at` makes its fiber due: then, or `now` (the writing store's clock)
+ * if that is earlier. The stamp comes from whoever sent the event (another tab, a browser whose
+ * shipment an edge applies), and a fiber due on a clock ahead of the runtime that recovers it
+ * would wait out the difference.
+ */
+function dueAt(at: number, now: number): number {
+  return Number.isFinite(now) && now < at ? now : at;
 }
 
 /**
@@ -140,9 +152,15 @@ export function dueForInbox<R extends Omit<FiberRecord, "input">>(
   record: R,
   group: WriteGroup,
   inbox: Iterable<BufferedEvent>,
+  now: number,
 ): R | undefined {
-  if (group.unclaimed === true || group.fiber?.status !== "waiting") return undefined;
-  return dueForBuffered(record, inbox);
+  if (!suspends(group)) return undefined;
+  return dueForBuffered(record, inbox, now);
+}
+
+/** True when `group` is a runner's write that leaves its fiber waiting (`dueForInbox` applies). */
+export function suspends(group: WriteGroup): boolean {
+  return group.unclaimed !== true && group.fiber?.status === "waiting";
 }
 
 /** What `dueForBuffered` reads of an inbox event. */
@@ -154,11 +172,13 @@ export interface BufferedEvent {
 
 /**
  * `record`, waiting, made due at the time of the earliest unconsumed event in `inbox` that it
- * waits for (an earlier `wakeAt` stays), or `undefined` when it needs no change.
+ * waits for (or `now`, if earlier: see `dueAt`; an earlier `wakeAt` stays), or `undefined` when
+ * it needs no change.
  */
 export function dueForBuffered<R extends Omit<FiberRecord, "input">>(
   record: R,
   inbox: Iterable<BufferedEvent>,
+  now: number,
 ): R | undefined {
   const wanted = record.status === "waiting" ? (record.waitingFor ?? []) : [];
   if (wanted.length === 0) return undefined;
@@ -167,8 +187,10 @@ export function dueForBuffered<R extends Omit<FiberRecord, "input">>(
     if (event.consumedBy !== undefined || !wanted.includes(event.name)) continue;
     if (at === undefined || event.at < at) at = event.at;
   }
-  if (at === undefined || (record.wakeAt !== undefined && record.wakeAt <= at)) return undefined;
-  return { ...record, wakeAt: at };
+  if (at === undefined) return undefined;
+  const due = dueAt(at, now);
+  if (record.wakeAt !== undefined && record.wakeAt <= due) return undefined;
+  return { ...record, wakeAt: due };
 }
 
 /**

@@ -15,7 +15,7 @@ import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord } from "../core/records";
 import type { WriteGroup } from "../core/store";
 import { estimateSize } from "../core/validate";
-import { continueStream, dueForInbox, mergeFiberPatch, withConsumer } from "./fiber-rules";
+import { continueStream, dueForInbox, mergeFiberPatch, suspends, withConsumer } from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import { type FiberlineSchema, hasInlineInput, type RowKey, type StoredFiber } from "./idb-database";
 import { appendToOutbox, type OutboxHeadRow, type OutboxWrite, type Placed } from "./idb-outbox";
@@ -478,14 +478,16 @@ export async function commitGroups(
           ),
         );
   headReads?.catch(() => undefined);
-  const suspending = readFence.filter(suspends);
-  const inbox = consumed.length > 0 || suspending.length > 0 ? tx.objectStore("inboxEvents") : undefined;
+  // A suspension reads its fiber's inbox for the events stored while it ran (`dueForInbox`),
+  // once per fiber, judged on the record and inbox the whole commit leaves.
+  const suspending = new Map<string, WriteGroup>();
+  for (const group of readFence) if (suspends(group)) suspending.set(group.fiberId, group);
+  const inbox = consumed.length > 0 || suspending.size > 0 ? tx.objectStore("inboxEvents") : undefined;
   const eventReads = Promise.all(
     consumed.map((c) => result(inbox?.get([c.group.fiberId, c.seq]) as IDBRequest<InboxRow | undefined>)),
   );
-  // A suspension reads its fiber's inbox for the events stored while it ran (`dueForInbox`).
   const inboxReads = Promise.all(
-    suspending.map((group) => result(inbox?.getAll(inboxOf(group.fiberId)) as IDBRequest<InboxRow[]>)),
+    [...suspending.keys()].map((id) => result(inbox?.getAll(inboxOf(id)) as IDBRequest<InboxRow[]>)),
   );
   // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
   fenceReads.catch(() => undefined);
@@ -551,14 +553,15 @@ export async function commitGroups(
     records.set(id, { ...record, streamHead });
     patched.add(id);
   }
-  if (suspending.length > 0) {
+  if (suspending.size > 0) {
     const inboxes = await inboxReads;
-    suspending.forEach((group, i) => {
-      const record = records.get(group.fiberId) as StoredFiber;
-      const due = dueForInbox(record, group, afterConsuming(group.fiberId, inboxes[i] ?? [], consumed));
+    const now = Date.now();
+    [...suspending].forEach(([id, group], i) => {
+      const record = records.get(id) as StoredFiber;
+      const due = dueForInbox(record, group, afterConsuming(id, inboxes[i] ?? [], consumed), now);
       if (due === undefined) return;
-      records.set(group.fiberId, due);
-      patched.add(group.fiberId);
+      records.set(id, due);
+      patched.add(id);
     });
   }
   for (const id of patched) fibers?.put(records.get(id));
@@ -596,11 +599,6 @@ export async function commitGroups(
   // Everything is issued: commit now instead of waiting a round trip for the requests to settle.
   commitNow(tx);
   return { orphaned: [], placed, written: places.written };
-}
-
-/** True when `group` is a runner's write that leaves its fiber waiting (`dueForInbox`). */
-function suspends(group: WriteGroup): boolean {
-  return group.unclaimed !== true && group.fiber?.status === "waiting";
 }
 
 /** `rows`, a fiber's inbox, with the consumed marks of this commit's `consumed` applied. */

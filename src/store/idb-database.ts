@@ -131,6 +131,8 @@ export type StashTombstones = Array<[fiberId: string, key: number, at: number]>;
  * transaction. Steps run in order and each is final once shipped.
  */
 export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransaction): void {
+  // Steps whose requests must follow v1's row moves, which finish only after chained requests.
+  let afterV1Rows: (() => void) | undefined;
   if (oldVersion < 1) {
     const fibers = db.createObjectStore("fibers", { keyPath: "id" });
     fibers.createIndex("status", "status");
@@ -148,7 +150,7 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     db.createObjectStore("journalSegments");
     db.createObjectStore("streamChunks");
     db.createObjectStore("inboxEvents");
-    migrateV1Rows(tx);
+    migrateV1Rows(tx, () => afterV1Rows?.());
   }
   if (oldVersion < 3) {
     // v3: snapshots become stash rows keyed [fiberId, generation], fenced by a unique index.
@@ -203,8 +205,10 @@ export function upgradeSchema(db: IDBDatabase, oldVersion: number, tx: IDBTransa
     // v11: a fiber that suspends waiting for an event already in its inbox is made due in the
     // same commit (`dueForInbox`), and `recover()` no longer reads every waiting fiber's inbox.
     // A fiber an earlier build left so (it crashed between the suspension and its inbox check)
-    // is made due here, once.
-    makeBufferedDue(tx);
+    // is made due here, once: after v1's rows are moved when the database is that old (its
+    // inbox rows reach `inboxEvents`, and its records get their handles, only then).
+    if (oldVersion < 2) afterV1Rows = () => makeBufferedDue(tx);
+    else makeBufferedDue(tx);
   }
 }
 
@@ -259,6 +263,7 @@ function backfillEndedAt(fibers: IDBObjectStore): void {
  */
 function makeBufferedDue(tx: IDBTransaction): void {
   const inbox = tx.objectStore("inboxEvents");
+  const now = Date.now();
   eachRow(
     tx.objectStore("fibers").index("status"),
     (cursor) => {
@@ -266,7 +271,7 @@ function makeBufferedDue(tx: IDBTransaction): void {
       if ((record.waitingFor ?? []).length === 0) return;
       const read = inbox.getAll(inboxOf(record.id));
       read.onsuccess = () => {
-        const due = dueForBuffered(record, read.result as InboxRow[]);
+        const due = dueForBuffered(record, read.result as InboxRow[], now);
         if (due !== undefined) tx.objectStore("fibers").put(due);
       };
     },
@@ -276,13 +281,14 @@ function makeBufferedDue(tx: IDBTransaction): void {
 }
 
 /**
- * Moves v1's rows (keyed `[fiberId, n]`, whole records as values) into v2's stores and deletes
- * the v1 stores: each fiber gets a handle in creation order, each v1 journal entry becomes a
- * one-entry segment keyed by its `pos + 1`. Rows of a fiber that no longer exists are dropped.
+ * Moves v1's rows (keyed `[fiberId, n]`, whole records as values) into v2's stores, deletes
+ * the v1 stores, then calls `done`: each fiber gets a handle in creation order, each v1 journal
+ * entry becomes a one-entry segment keyed by its `pos + 1`. Rows of a fiber that no longer
+ * exists are dropped.
  * Runs on the raw API inside the versionchange transaction, chaining requests, so the
  * transaction stays active throughout; on a new database every v1 store is empty.
  */
-function migrateV1Rows(tx: IDBTransaction): void {
+function migrateV1Rows(tx: IDBTransaction, done: () => void): void {
   const handles = new Map<string, number>();
   let next = 1;
   const fibers = tx.objectStore("fibers");
@@ -316,7 +322,10 @@ function migrateV1Rows(tx: IDBTransaction): void {
       ];
       const move = (index: number): void => {
         const step = moves[index];
-        if (step === undefined) return;
+        if (step === undefined) {
+          done();
+          return;
+        }
         const [name, put] = step;
         eachRow(
           tx.objectStore(name),

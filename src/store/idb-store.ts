@@ -666,7 +666,7 @@ export class IdbStore implements Store {
       ]);
       assertTakesEvents(event.fiberId, record);
       if (head?.away !== undefined) throw awayError(event.fiberId, head.away);
-      const due = dueForEvent(record as StoredFiber, event);
+      const due = dueForEvent(record as StoredFiber, event, Date.now());
       if (due !== undefined) unwrap(tx.objectStore("fibers")).put(due);
       const stored: InboxEvent = {
         fiberId: event.fiberId,

@@ -240,6 +240,26 @@ export function runUpgradeTests(target: () => UpgradeTarget): void {
     db.close();
   });
 
+  it("upgrades a v1 database straight to the current schema, making due a fiber whose event was stored while it ran", async () => {
+    const { factory, name } = target();
+    await writeV1(factory, name, true);
+    const store = new IdbStore({ name, indexedDB: factory });
+    // Made due once v1's inbox rows had moved (its event's time), with the record's handle kept.
+    expect(await store.getFiber("f2")).toEqual({ ...f2, waitingFor: ["approve"], wakeAt: 4 });
+    expect(await store.readInbox("f2")).toHaveLength(2);
+    const claim = await store.claimFiber("f2", { owner: "a", now: 10, leaseMs: 1_000 });
+    if (claim.status !== "claimed") throw new Error("claim after upgrade");
+    const group = {
+      fiberId: "f2",
+      generation: claim.record.generation,
+      journal: [{ ...step(0, "completed"), fiberId: "f2" }],
+    };
+    expect(await store.commit([group])).toEqual({ fenced: [] });
+    expect(await store.readJournal("f2")).toHaveLength(1);
+    expect(await store.readJournal("f1")).toEqual([step(0, "completed"), step(1, "started")]);
+    await store.close();
+  });
+
   it("folds journal rows an earlier schema wrote together with new ones", async () => {
     const { factory, name } = target();
     // v1's entries become one row each at [handle, pos + 1]; rows before v5 hold absolute times.
@@ -625,7 +645,7 @@ async function writeV10(factory: IDBFactory, name: string): Promise<void> {
   db.close();
 }
 
-/** One row of `store` in the database `name`, read raw. */ /** One row of `store` in the database `name`, read raw. */
+/** One row of `store` in the database `name`, read raw. */
 async function rawRow(factory: IDBFactory, name: string, store: string, key: IDBValidKey): Promise<unknown> {
   const db = await open(factory, name);
   try {
@@ -647,8 +667,11 @@ function ids(records: readonly FiberRecord[]): string[] {
 /** `step(0, "completed")` as a v2-v4 segment: `[pos, meta, key, startedAt, duration, error, dueAt, streamFrom, result]`. */
 const SHIPPED_SEGMENT = [[0, 1 + 18 * 1, "s#1", 10, 1, null, null, null, 0]];
 
-/** Schema v1 exactly as it shipped, with rows of two fibers and one orphan journal entry. */
-async function writeV1(factory: IDBFactory, name: string): Promise<void> {
+/**
+ * Schema v1 exactly as it shipped, with rows of two fibers and one orphan journal entry; with
+ * `waiting`, f2 waits for "approve" (its unconsumed one, seq 2, was stored while it ran).
+ */
+async function writeV1(factory: IDBFactory, name: string, waiting = false): Promise<void> {
   const db = await open(factory, name, 1, (v1) => {
     createShippedFibers(v1);
     v1.createObjectStore("journal", { keyPath: ["fiberId", "pos"] });
@@ -658,7 +681,7 @@ async function writeV1(factory: IDBFactory, name: string): Promise<void> {
   });
   const tx = db.transaction(["fibers", "journal", "snapshots", "chunks", "inbox"], "readwrite");
   tx.objectStore("fibers").put(f1);
-  tx.objectStore("fibers").put(f2);
+  tx.objectStore("fibers").put(waiting ? { ...f2, waitingFor: ["approve"] } : f2);
   tx.objectStore("journal").put(step(0, "completed"));
   tx.objectStore("journal").put(step(1, "started"));
   tx.objectStore("journal").put({ ...step(0, "completed"), fiberId: "gone" });

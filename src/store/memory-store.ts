@@ -153,9 +153,10 @@ export class MemoryStore implements Store {
 
     for (const [id, record] of records) this.#fibers.set(id, record);
     for (const group of applied) this.#applyGroup(group);
+    // Judged on what the whole commit leaves: the fiber's last record and inbox.
     for (const group of applied) {
       const record = this.#fibers.get(group.fiberId) as FiberRecord;
-      const due = dueForInbox(record, group, this.#inboxes.get(group.fiberId)?.values() ?? []);
+      const due = dueForInbox(record, group, this.#inboxes.get(group.fiberId)?.values() ?? [], Date.now());
       if (due !== undefined) this.#fibers.set(group.fiberId, due);
     }
     return { fenced };
@@ -166,7 +167,7 @@ export class MemoryStore implements Store {
     const { fiberId, name, payload, at, eventId } = cloneIn("enqueueEvent", event);
     const record = this.#fibers.get(fiberId);
     assertTakesEvents(fiberId, record);
-    const due = dueForEvent(record as FiberRecord, { name, at });
+    const due = dueForEvent(record as FiberRecord, { name, at }, Date.now());
     if (due !== undefined) this.#fibers.set(fiberId, due);
     const inbox = rowsOf(this.#inboxes, fiberId);
     let seq = 1;

@@ -759,6 +759,42 @@ export function runStoreContract(
         expect((await store.getFiber("s"))?.status).toBe("waiting");
       });
 
+      it("judges a suspension on what the whole commit leaves of the fiber's inbox", async () => {
+        await store.createFiber(fiber("r"), []);
+        await store.enqueueEvent({ fiberId: "r", name: "go", payload: 1, at: 100 });
+        await store.commit([{ fiberId: "r", generation: 0, consumeEvents: [{ seq: 1, consumedBy: 3 }] }]);
+        // Suspended, then its event released by a later group of the same commit: it is due.
+        const suspension: WriteGroup = {
+          fiberId: "r",
+          generation: 0,
+          fiber: { status: "waiting", waitingFor: ["go"] },
+        };
+        await store.commit([
+          suspension,
+          { fiberId: "r", generation: 0, consumeEvents: [{ seq: 1, consumedBy: null }] },
+        ]);
+        expect((await store.getFiber("r"))?.wakeAt).toBe(100);
+      });
+
+      it("makes a fiber due no later than the store's own clock, whatever an event's stamp says", async () => {
+        // Stamped an hour ahead (a sender whose clock is fast): due now, not in an hour.
+        const ahead = Date.now() + 3_600_000;
+        await store.createFiber(fiber("waits", { status: "waiting", waitingFor: ["go"] }), []);
+        await store.createFiber(fiber("runs"), []);
+        const before = Date.now();
+        await store.enqueueEvent({ fiberId: "waits", name: "go", payload: 1, at: ahead });
+        await store.enqueueEvent({ fiberId: "runs", name: "go", payload: 1, at: ahead });
+        await store.commit([
+          { fiberId: "runs", generation: 0, fiber: { status: "waiting", waitingFor: ["go"] } },
+        ]);
+        const after = Date.now();
+        for (const id of ["waits", "runs"]) {
+          const wakeAt = (await store.getFiber(id))?.wakeAt ?? Number.NaN;
+          expect(wakeAt).toBeGreaterThanOrEqual(before);
+          expect(wakeAt).toBeLessThanOrEqual(after);
+        }
+      });
+
       it("rejects an event for an ended fiber with fiber_ended, storing nothing", async () => {
         for (const status of ["completed", "failed", "cancelled"] as const) {
           const id = `ended-${status}`;
