@@ -381,7 +381,7 @@ export class Runner {
       if (outcome.wakeNow) void this.#resume(run.id, "event");
       else {
         if (outcome.wakeAt !== undefined) this.#scheduleWake(run.id, outcome.wakeAt);
-        if (outcome.waitingFor.length > 0) void this.#wakeIfSent(run.id, outcome.waitingFor);
+        if (outcome.waitingFor.length > 0) void this.#wakeIfSent(run.id, outcome.wakeAt);
       }
     } else if (outcome.kind === "finished") {
       this.#failures.delete(run.id);
@@ -392,18 +392,19 @@ export class Runner {
   }
 
   /**
-   * Resumes a fiber that has just suspended waiting for `names` if one of those events is already
+   * Resumes a fiber that has just suspended waiting for events if one of them is already
    * buffered. Another runtime on the same store (an old and a new Service Worker) may have stored
    * it while this run was executing: that runtime saw the fiber running and left the event to
-   * the run, which never heard of it. Read after the suspension is durable, so an event stored
-   * later is found by its sender, which then sees the fiber waiting.
+   * the run, which never heard of it. The store made the record due when it wrote the suspension
+   * (`dueForInbox`), earlier than the run's own `wakeAt` (if any): read after the suspension is
+   * durable, the record says so, without this runtime reading the inbox. An event stored later
+   * is found by its sender, which then sees the fiber waiting.
    */
-  async #wakeIfSent(id: string, names: readonly string[]): Promise<void> {
+  async #wakeIfSent(id: string, ownWakeAt: number | undefined): Promise<void> {
     try {
-      const inbox = await this.#host.store.readInbox(id);
-      const wanted = new Set(names);
-      if (inbox.some((e) => e.consumedBy === undefined && wanted.has(e.name)))
-        await this.#resume(id, "event");
+      const record = await this.#host.store.getFiber(id);
+      const due = record?.status === "waiting" ? record.wakeAt : undefined;
+      if (due !== undefined && (ownWakeAt === undefined || due < ownWakeAt)) await this.#resume(id, "event");
     } catch (error) {
       report(error, `looking for events sent to fiber ${id}`);
       this.#retryLater(id, error);
