@@ -113,11 +113,12 @@ export function assertTakesEvents(fiberId: string, record: { status: FiberStatus
 
 /**
  * The record of a fiber that waits for `event`, made due at the event's time (or `now`, the
- * store's clock, if earlier: see `dueAt`), or `undefined` when it needs no change. Stores write it with the event, in the same transaction: the runtime
- * that takes an event resumes the fiber at once, but if it crashes before it does, nothing else
- * would; a due `wakeAt` is what every runtime's sweep, `recover()` and the edge host's alarm
- * already act on (a fiber woken early finds the event in its inbox; one woken with nothing to do
- * suspends again and writes its own `wakeAt`).
+ * store's clock, if earlier: see `dueAt`), or `undefined` when it needs no change. Stores write
+ * it with the event, in the same transaction: the runtime that takes an event resumes the fiber
+ * at once, but if it crashes before it does, nothing else would; a due `wakeAt` is what every
+ * runtime's sweep, `recover()` and the edge host's alarm already act on (a fiber woken early
+ * finds the event in its inbox; one woken with nothing to do suspends again and writes its own
+ * `wakeAt`).
  */
 export function dueForEvent<R extends Omit<FiberRecord, "input">>(
   record: R,
