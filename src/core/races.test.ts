@@ -325,14 +325,17 @@ describe("events (items 2, 3 and 7)", () => {
     expect((await store.readInbox(fiber.id)).map((e) => e.consumedBy)).toEqual([undefined]);
   });
 
+  /** Runs a 60 ms step, then waits for "go": an event sent meanwhile comes while it runs. */
+  const slowThenWait = defineFiber("job", {
+    async run(ctx) {
+      await ctx.step("slow", () => delay(60));
+      return ctx.waitForEvent("go");
+    },
+  });
+
   it("wakes a fiber for an event another runtime stored while it was running", async () => {
     const store = new MemoryStore();
-    const job = defineFiber("job", {
-      async run(ctx) {
-        await ctx.step("slow", () => delay(60));
-        return ctx.waitForEvent("go");
-      },
-    });
+    const job = slowThenWait;
     const running = track(createRuntime({ store, fibers: [job], unloadAfterMs: 0 }));
     const other = track(createRuntime({ store, fibers: [job], unloadAfterMs: 0 }));
     const fiber = await running.start(job, {}, { id: "handover" });
@@ -343,12 +346,7 @@ describe("events (items 2, 3 and 7)", () => {
 
   it("resumes at recover() a fiber whose runtime died before looking for an event stored while it ran", async () => {
     const store = new MemoryStore();
-    const job = defineFiber("job", {
-      async run(ctx) {
-        await ctx.step("slow", () => delay(60));
-        return ctx.waitForEvent("go");
-      },
-    });
+    const job = slowThenWait;
     // The first runtime dies right after the suspension is durable: its look at the inbox never answers.
     const dying = new Proxy(store, {
       get: (target, property) => {

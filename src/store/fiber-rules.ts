@@ -125,10 +125,7 @@ export function dueForEvent<R extends Omit<FiberRecord, "input">>(
   event: { name: string; at: number },
   now: number,
 ): R | undefined {
-  if (record.status !== "waiting" || !(record.waitingFor ?? []).includes(event.name)) return undefined;
-  const at = dueAt(event.at, now);
-  if (record.wakeAt !== undefined && record.wakeAt <= at) return undefined;
-  return { ...record, wakeAt: at };
+  return dueForBuffered(record, [event], now);
 }
 
 /**

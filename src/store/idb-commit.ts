@@ -486,13 +486,16 @@ export async function commitGroups(
   const eventReads = Promise.all(
     consumed.map((c) => result(inbox?.get([c.group.fiberId, c.seq]) as IDBRequest<InboxRow | undefined>)),
   );
-  const inboxReads = Promise.all(
-    [...suspending.keys()].map((id) => result(inbox?.getAll(inboxOf(id)) as IDBRequest<InboxRow[]>)),
-  );
+  const inboxReads =
+    suspending.size === 0
+      ? undefined
+      : Promise.all(
+          [...suspending.keys()].map((id) => result(inbox?.getAll(inboxOf(id)) as IDBRequest<InboxRow[]>)),
+        );
   // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
   fenceReads.catch(() => undefined);
   eventReads.catch(() => undefined);
-  inboxReads.catch(() => undefined);
+  inboxReads?.catch(() => undefined);
   const folds: Fold[] = [];
   for (const group of groups) writeRows(tx, group, keys, places, folds, readFence.includes(group));
   const current = await fenceReads;
@@ -553,7 +556,7 @@ export async function commitGroups(
     records.set(id, { ...record, streamHead });
     patched.add(id);
   }
-  if (suspending.size > 0) {
+  if (inboxReads !== undefined) {
     const inboxes = await inboxReads;
     const now = Date.now();
     [...suspending].forEach(([id, group], i) => {

@@ -172,21 +172,6 @@ interface Reserved {
 class NothingReserved extends AbortedOnPurpose {}
 
 /**
- * A `Store` on IndexedDB, for pages and Service Workers.
- *
- * Failure semantics: each method is one transaction; a method that rejects wrote nothing (the
- * transaction is aborted). IndexedDB failures reject with `StoreError` `store_error` whose message
- * says what to do (quota, non-cloneable value...) and whose `cause` is the `DOMException`. A
- * resolved write is durable per `durability`: with the default `"relaxed"`, a completed commit
- * survives a browser crash. When another context upgrades or deletes the database, this store
- * closes its connection and reopens on the next call; after `close()` every call rejects with
- * `store_closed`.
- *
- * @example
- * const store = new IdbStore({ name: "fiberline", durability: "relaxed" });
- * const runtime = createRuntime({ store, fibers: [research] });
- */
-/**
  * Writes `meta`'s list `key` of tombstones kept for `FENCE_KEEP_MS` (each `[..., at]`, when it
  * was put): the `kept` ones still within it, then `added`; each one past it is removed with
  * `remove`. A list left as it was is not written again.
@@ -207,6 +192,21 @@ function keepTombstones<T extends readonly [unknown, unknown, number]>(
   if (added.length > 0 || still.length !== (kept ?? []).length) meta.put([...still, ...added], key);
 }
 
+/**
+ * A `Store` on IndexedDB, for pages and Service Workers.
+ *
+ * Failure semantics: each method is one transaction; a method that rejects wrote nothing (the
+ * transaction is aborted). IndexedDB failures reject with `StoreError` `store_error` whose message
+ * says what to do (quota, non-cloneable value...) and whose `cause` is the `DOMException`. A
+ * resolved write is durable per `durability`: with the default `"relaxed"`, a completed commit
+ * survives a browser crash. When another context upgrades or deletes the database, this store
+ * closes its connection and reopens on the next call; after `close()` every call rejects with
+ * `store_closed`.
+ *
+ * @example
+ * const store = new IdbStore({ name: "fiberline", durability: "relaxed" });
+ * const runtime = createRuntime({ store, fibers: [research] });
+ */
 export class IdbStore implements Store {
   readonly kind = "idb";
   /** The IndexedDB database name. */

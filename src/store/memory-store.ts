@@ -32,6 +32,7 @@ import {
   queriedStatuses,
   raiseGenerationFloor,
   storeClosedError,
+  suspends,
   toStoreError,
   withConsumer,
 } from "./fiber-rules";
@@ -155,6 +156,7 @@ export class MemoryStore implements Store {
     for (const group of applied) this.#applyGroup(group);
     // Judged on what the whole commit leaves: the fiber's last record and inbox.
     for (const group of applied) {
+      if (!suspends(group)) continue;
       const record = this.#fibers.get(group.fiberId) as FiberRecord;
       const due = dueForInbox(record, group, this.#inboxes.get(group.fiberId)?.values() ?? [], Date.now());
       if (due !== undefined) this.#fibers.set(group.fiberId, due);

@@ -1069,7 +1069,8 @@ export function runStoreContract(
   });
 }
 
-function fiber(id: string, overrides: Partial<FiberRecord> = {}): FiberRecord {
+/** A running fiber record of generation 0, the contract's fixture (`overrides` on top). */
+export function fiber(id: string, overrides: Partial<FiberRecord> = {}): FiberRecord {
   return {
     id,
     name: "research",

@@ -6,8 +6,7 @@
  * so every case starts from an empty SQLite database, exactly as `create()` promises.
  */
 
-import type { FiberRecord } from "../../core/records";
-import { runStoreContract } from "../../store/store-contract";
+import { fiber, runStoreContract } from "../../store/store-contract";
 import type { DurableObjectStateLike } from "../platform";
 import { SqliteStore } from "../sqlite-store";
 import { cases, describe, expect, it, runCase } from "./vitest-shim";
@@ -36,22 +35,7 @@ function runSqliteStoreCases(): void {
       if (!running) throw new Error("outside a running case");
       const { storage } = running;
       const store = new SqliteStore(storage);
-      const record: FiberRecord = {
-        id: "w1",
-        name: "research",
-        version: "1",
-        input: null,
-        status: "running",
-        createdAt: 1,
-        updatedAt: 1,
-        generation: 0,
-        streamHead: 0,
-        emitOrdinal: 0,
-        epoch: 0,
-        stalledRecoveries: 0,
-        progressMark: "",
-      };
-      await store.createFiber(record, []);
+      await store.createFiber(fiber("w1"), []);
       await store.enqueueEvent({ fiberId: "w1", name: "go", payload: 1, at: 40 });
       // Suspended as an earlier release writes it (a rollback may run one again at any time):
       // waiting, and not made due by its commit. Only a mirror's unclaimed write does that here.
