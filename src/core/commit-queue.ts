@@ -251,6 +251,7 @@ function mergeGroups(groups: WriteGroup[]): WriteGroup[] {
     if (g.chunks) into.chunks = append(into.chunks, g.chunks);
     if (g.consumeEvents) into.consumeEvents = append(into.consumeEvents, g.consumeEvents);
     if (g.unclaimed) into.unclaimed = true;
+    if (g.inboxSeen !== undefined) into.inboxSeen = g.inboxSeen;
   }
   return out;
 }
@@ -269,6 +270,7 @@ export const COPIED_FIELDS: Readonly<Record<keyof WriteGroup, true>> = {
   chunks: true,
   consumeEvents: true,
   unclaimed: true,
+  inboxSeen: true,
 };
 
 /** A copy of `group` whose patch and arrays are its own (the fields it lacks stay absent). */
@@ -281,6 +283,7 @@ function ownedCopy(group: WriteGroup): WriteGroup {
   if (group.chunks !== undefined) copy.chunks = group.chunks.slice();
   if (group.consumeEvents !== undefined) copy.consumeEvents = group.consumeEvents.slice();
   if (group.unclaimed !== undefined) copy.unclaimed = group.unclaimed;
+  if (group.inboxSeen !== undefined) copy.inboxSeen = group.inboxSeen;
   return copy;
 }
 

@@ -67,6 +67,8 @@ export class FiberWaits {
   readonly #seen = new Set<number>();
   /** The highest inbox `seq` seen: a delivery past `maxSeen + 1` means events this run missed. */
   #maxSeen = 0;
+  /** Every inbox `seq` up to this one has been seen (the suspension's `inboxSeen`). */
+  #seenThrough = 0;
   /** A read of the stored inbox under way: waits are settled once it is merged. */
   #catchingUp: Promise<void> | null = null;
   #busy = 0;
@@ -204,6 +206,7 @@ export class FiberWaits {
   #see(seq: number): void {
     this.#seen.add(seq);
     if (seq > this.#maxSeen) this.#maxSeen = seq;
+    while (this.#seen.has(this.#seenThrough + 1)) this.#seenThrough++;
   }
 
   /** Merges the stored inbox into what this run knows, then settles waits. */
@@ -250,6 +253,9 @@ export class FiberWaits {
         leaseUntil: undefined,
         updatedAt: this.#host.now(),
       },
+      // Suspending is decided with no read of the stored inbox under way (`#maybeSuspend`), so
+      // what this run saw is every event it could act on; the store looks only past it.
+      ...(waitingFor.length > 0 ? { inboxSeen: this.#seenThrough } : {}),
     };
   }
 

@@ -370,6 +370,39 @@ describe("events (items 2, 3 and 7)", () => {
     expect((await next.recover()).resumed).toEqual([fiber.id]);
     expect(await next.result(fiber)).toBe("from the new worker");
   });
+
+  it("wakes a waiting fiber once for an event stamped past its deadline by a fast clock, not over and over", async () => {
+    const store = new MemoryStore();
+    const late = defineFiber("late", {
+      async run(ctx) {
+        return ctx.waitForEvent("go", { timeoutMs: 600 }).catch(() => "timed out");
+      },
+    });
+    let claims = 0;
+    const counting = new Proxy(store, {
+      get: (target, property) => {
+        if (property === "claimFiber") claims++;
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const runner = track(createRuntime({ store: counting, fibers: [late], unloadAfterMs: 0, leaseMs: 30 }));
+    await runner.recover();
+    const fiber = await runner.start(late, {}, { id: "late" });
+    await expect.poll(async () => (await store.getFiber(fiber.id))?.status).toBe("waiting");
+    // Stored by a context whose clock is an hour fast (a page, another worker): stamped after the
+    // wait's deadline, which it can never satisfy, while the store's own clock makes the fiber due.
+    await store.enqueueEvent({
+      fiberId: fiber.id,
+      name: "go",
+      payload: "stamped too late",
+      at: Date.now() + 3_600_000,
+    });
+    await delay(300);
+    // One pick-up to look at the event, then the fiber waits out its deadline.
+    expect(claims).toBeLessThanOrEqual(2);
+    expect(await runner.result(fiber)).toBe("timed out");
+  });
 });
 
 describe("versions and the recovery budget (items 4 and 5)", () => {

@@ -80,6 +80,12 @@ export interface WriteGroup {
    * read it again, in the commit's own transaction, rather than trust what it remembers.
    */
   unclaimed?: boolean;
+  /**
+   * On a runner's write that leaves its fiber waiting: every event of the fiber's inbox up to
+   * this `seq` is known to the run (consumed, or not one its waits take), so the store looks only
+   * past it for an event that makes the fiber due (`dueForInbox`). Without it, the whole inbox.
+   */
+  inboxSeen?: number;
 }
 
 /** What a `commit` did: the fiber ids whose groups were skipped because their fence failed. */

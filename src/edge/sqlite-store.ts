@@ -82,7 +82,9 @@ export class SqliteStore implements Store {
    * and its inbox check); this release's commits do it themselves (`dueForInbox`), and
    * `recover()` reads no inbox. At every open, not once under a flag: an earlier Worker may
    * still open the database (a rollback) and leave one again. Local SQLite, one read per
-   * waiting fiber.
+   * waiting fiber. With no run's `inboxSeen` to go by, it also wakes a fiber for an event its
+   * run knew and left (stamped past a wait's deadline): once, as that run's next suspension
+   * says what it saw.
    */
   #makeBufferedDue(): void {
     const now = Date.now();
@@ -236,7 +238,8 @@ export class SqliteStore implements Store {
       const now = Date.now();
       for (const [id, group] of suspending) {
         const record = this.#fiber(id);
-        const due = record === undefined ? undefined : dueForInbox(record, group, this.#inbox(id), now);
+        const inbox = this.#inbox(id, group.inboxSeen);
+        const due = record === undefined ? undefined : dueForInbox(record, group, inbox, now);
         if (due !== undefined) this.#updateFiber(due);
       }
       return { fenced };
@@ -339,11 +342,17 @@ export class SqliteStore implements Store {
     return undefined;
   }
 
-  #inbox(fiberId: string): InboxEvent[] {
-    return decodeAll<InboxEvent>(
-      this.#sql.exec<Row>("SELECT event FROM fiberline_inbox WHERE fiber_id = ? ORDER BY seq", fiberId),
-      "event",
-    );
+  /** Fiber `fiberId`'s buffered events, or those past `after`. */
+  #inbox(fiberId: string, after?: number): InboxEvent[] {
+    const rows =
+      after === undefined
+        ? this.#sql.exec<Row>("SELECT event FROM fiberline_inbox WHERE fiber_id = ? ORDER BY seq", fiberId)
+        : this.#sql.exec<Row>(
+            "SELECT event FROM fiberline_inbox WHERE fiber_id = ? AND seq > ? ORDER BY seq",
+            fiberId,
+            after,
+          );
+    return decodeAll<InboxEvent>(rows, "event");
   }
 
   #fiber(id: string): FiberRecord | undefined {
@@ -374,6 +383,7 @@ export class SqliteStore implements Store {
   /** Writes `group`'s rows; its record is the caller's to write (once, with the stream head). */
   #apply(group: WriteGroup): void {
     const { fiberId } = group;
+    if (group.inboxSeen !== undefined) requireSeq(group.inboxSeen);
     if (group.clearJournal === true)
       this.#sql.exec("DELETE FROM fiberline_journal WHERE fiber_id = ?", fiberId);
     for (const entry of group.journal ?? []) {
@@ -462,6 +472,12 @@ function decodeAll<T>(rows: Iterable<Row>, column: string): T[] {
 function requireKeys(what: string, fiberId: unknown, position: unknown): void {
   requireKey(what, fiberId);
   requireKey(what, position);
+}
+
+/** `inboxSeen` bounds inbox seqs: a number, as IndexedDB's key range over `[fiberId, seq]` needs. */
+function requireSeq(seen: unknown): void {
+  if (typeof seen === "number" && !Number.isNaN(seen)) return;
+  throw new DOMException(`inboxSeen must be an inbox seq, a number (got ${String(seen)})`, "DataError");
 }
 
 /** The keys IndexedDB would accept for these records: strings and non-NaN numbers. */

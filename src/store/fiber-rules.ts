@@ -140,20 +140,31 @@ function dueAt(at: number, now: number): number {
 
 /**
  * The other half of `dueForEvent`: the record a runner's commit leaves waiting (`group` is the
- * runner's write that set the status), made due by `dueForBuffered`, or `undefined` when it needs
- * no change. Such an event was stored while the fiber ran, by a context that saw it running and
- * left it to the run, which may never have heard of it. Stores apply it in the commit's
- * transaction, so `recover()` need not read the inbox of every waiting fiber to find one: a
- * waiting fiber with work is due. (A mirror's copy, written unclaimed, keeps its replica's fields.)
+ * runner's write that set the status), made due by `dueForBuffered` for the events past
+ * `group.inboxSeen`, or `undefined` when it needs no change. Such an event was stored while the
+ * fiber ran, by a context that saw it running and left it to the run, which may never have
+ * heard of it. Stores apply it in the commit's transaction, so `recover()` need not read the
+ * inbox of every waiting fiber to find one: a waiting fiber with work is due. (A mirror's copy,
+ * written unclaimed, keeps its replica's fields.)
  */
 export function dueForInbox<R extends Omit<FiberRecord, "input">>(
   record: R,
   group: WriteGroup,
-  inbox: Iterable<BufferedEvent>,
+  inbox: Iterable<BufferedEvent & { seq: number }>,
   now: number,
 ): R | undefined {
   if (!suspends(group)) return undefined;
-  return dueForBuffered(record, inbox, now);
+  return dueForBuffered(record, unseen(inbox, group.inboxSeen ?? 0), now);
+}
+
+/**
+ * The events of `inbox` past `seen`: those the run did not know of when it suspended. One it
+ * knew and left unconsumed is not for its waits (a wait takes the first such event it knows), or
+ * came too late for its deadline (stamped past it by a clock running ahead): waking the fiber
+ * for it would only suspend it again, and again.
+ */
+function* unseen<E extends { seq: number }>(inbox: Iterable<E>, seen: number): Iterable<E> {
+  for (const event of inbox) if (event.seq > seen) yield event;
 }
 
 /** True when `group` is a runner's write that leaves its fiber waiting (`dueForInbox` applies). */

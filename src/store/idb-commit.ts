@@ -465,6 +465,12 @@ export async function commitGroups(
   const consumed = groups.flatMap((group) =>
     (group.consumeEvents ?? []).map((c) => ({ group, seq: c.seq, consumedBy: c.consumedBy })),
   );
+  // A suspension reads its fiber's inbox for the events stored while it ran (`dueForInbox`: those
+  // past what the run saw), once per fiber, judged on the record and inbox the whole commit leaves.
+  // The ranges first: one that cannot be made (`inboxSeen` not a number) throws before any request.
+  const suspending = new Map<string, WriteGroup>();
+  for (const group of readFence) if (suspends(group)) suspending.set(group.fiberId, group);
+  const inboxRanges = [...suspending].map(([id, group]) => inboxOf(id, group.inboxSeen));
   const fenceReads = Promise.all(
     ids.map((id) => result(fibers?.get(id) as IDBRequest<StoredFiber | undefined>)),
   );
@@ -478,10 +484,6 @@ export async function commitGroups(
           ),
         );
   headReads?.catch(() => undefined);
-  // A suspension reads its fiber's inbox for the events stored while it ran (`dueForInbox`),
-  // once per fiber, judged on the record and inbox the whole commit leaves.
-  const suspending = new Map<string, WriteGroup>();
-  for (const group of readFence) if (suspends(group)) suspending.set(group.fiberId, group);
   const inbox = consumed.length > 0 || suspending.size > 0 ? tx.objectStore("inboxEvents") : undefined;
   const eventReads = Promise.all(
     consumed.map((c) => result(inbox?.get([c.group.fiberId, c.seq]) as IDBRequest<InboxRow | undefined>)),
@@ -489,9 +491,7 @@ export async function commitGroups(
   const inboxReads =
     suspending.size === 0
       ? undefined
-      : Promise.all(
-          [...suspending.keys()].map((id) => result(inbox?.getAll(inboxOf(id)) as IDBRequest<InboxRow[]>)),
-        );
+      : Promise.all(inboxRanges.map((range) => result(inbox?.getAll(range) as IDBRequest<InboxRow[]>)));
   // If a write below throws (a value that cannot be cloned), the abort rejects these reads too.
   fenceReads.catch(() => undefined);
   eventReads.catch(() => undefined);

@@ -236,9 +236,13 @@ export function encodeInboxEvent(event: InboxEvent): InboxRow {
   return row;
 }
 
-/** The key range of one fiber's buffered events (`[fiberId, seq]`). */
-export function inboxOf(fiberId: string): IDBKeyRange {
-  return IDBKeyRange.bound([fiberId, Number.NEGATIVE_INFINITY], [fiberId, Number.POSITIVE_INFINITY]);
+/** The key range of one fiber's buffered events (`[fiberId, seq]`), or of those past `after`. */
+export function inboxOf(fiberId: string, after?: number): IDBKeyRange {
+  return IDBKeyRange.bound(
+    [fiberId, after ?? Number.NEGATIVE_INFINITY],
+    [fiberId, Number.POSITIVE_INFINITY],
+    after !== undefined,
+  );
 }
 
 export function decodeInboxEvent(fiberId: string, row: InboxRow): InboxEvent {

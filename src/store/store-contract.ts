@@ -776,6 +776,32 @@ export function runStoreContract(
         expect((await store.getFiber("r"))?.wakeAt).toBe(100);
       });
 
+      it("looks only past what the run saw (inboxSeen) for an event that makes a suspension due", async () => {
+        for (const id of ["seen", "unseen", "whole"]) {
+          await store.createFiber(fiber(id), []);
+          await store.enqueueEvent({ fiberId: id, name: "go", payload: 1, at: 40 });
+          await store.enqueueEvent({ fiberId: id, name: "other", payload: 2, at: 50 });
+        }
+        // "unseen" got its third event after its run's last look; "whole" says nothing of its look.
+        await store.enqueueEvent({ fiberId: "unseen", name: "go", payload: 3, at: 60 });
+        const suspend = (fiberId: string, inboxSeen?: number): WriteGroup => ({
+          fiberId,
+          generation: 0,
+          fiber: { status: "waiting", waitingFor: ["go"] },
+          ...(inboxSeen === undefined ? {} : { inboxSeen }),
+        });
+        await store.commit([suspend("seen", 2), suspend("unseen", 2), suspend("whole")]);
+        // Its run knew event 1 and left it (stamped past a deadline, say): waking it again for it
+        // would only suspend it again.
+        expect((await store.getFiber("seen"))?.wakeAt).toBeUndefined();
+        expect((await store.getFiber("unseen"))?.wakeAt).toBe(60);
+        expect((await store.getFiber("whole"))?.wakeAt).toBe(40);
+        await expect(store.commit([suspend("seen", Number.NaN)])).rejects.toMatchObject({
+          code: "store_error",
+        });
+        expect((await store.getFiber("seen"))?.waitingFor).toEqual(["go"]);
+      });
+
       it("makes a fiber due no later than the store's own clock, whatever an event's stamp says", async () => {
         // Stamped an hour ahead (a sender whose clock is fast): due now, not in an hour.
         const ahead = Date.now() + 3_600_000;
