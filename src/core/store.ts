@@ -201,13 +201,16 @@ export interface Store {
   /**
    * Applies the groups whose fences hold, all in one transaction; reports the fenced ones. A
    * claimed group that sets its fiber `waiting` makes it due (`wakeAt`) at the time of the
-   * earliest unconsumed event it waits for, judged on the record and inbox the whole commit
-   * leaves (an earlier `wakeAt` stays; a stamp ahead of the store's clock counts as now):
-   * `dueForInbox` in `src/store/fiber-rules.ts`. `recover()` reads no inbox, and relies on it.
+   * earliest unconsumed event it waits for past the group's `inboxSeen` (every event, without
+   * it), judged on the record and inbox the whole commit leaves (an earlier `wakeAt` stays; a
+   * stamp ahead of the store's clock counts as now): `dueForInbox` in
+   * `src/store/fiber-rules.ts`. `recover()` reads no inbox, and relies on it.
    */
   commit(groups: WriteGroup[]): Promise<CommitResult>;
   /**
-   * Buffers an event for a fiber, assigning the next inbox `seq`; rejects if the fiber is missing.
+   * Buffers an event for a fiber, assigning the next inbox `seq` (one above the fiber's highest,
+   * never a seq it had before: a run that saw a seq takes it as known, `inboxSeen`); rejects if
+   * the fiber is missing.
    * A fiber waiting for it becomes due at the event's time (or the store's, if earlier), in the
    * same transaction (`dueForEvent`).
    */

@@ -83,8 +83,8 @@ export class SqliteStore implements Store {
    * `recover()` reads no inbox. At every open, not once under a flag: an earlier Worker may
    * still open the database (a rollback) and leave one again. Local SQLite, one read per
    * waiting fiber. With no run's `inboxSeen` to go by, it also wakes a fiber for an event its
-   * run knew and left (stamped past a wait's deadline): once, as that run's next suspension
-   * says what it saw.
+   * run knew and left (stamped past a wait's deadline by a clock ahead): once per open, until
+   * that deadline, each such pick-up suspending it again with what it saw.
    */
   #makeBufferedDue(): void {
     const now = Date.now();
@@ -476,8 +476,11 @@ function requireKeys(what: string, fiberId: unknown, position: unknown): void {
 
 /** `inboxSeen` bounds inbox seqs: a number, as IndexedDB's key range over `[fiberId, seq]` needs. */
 function requireSeq(seen: unknown): void {
-  if (typeof seen === "number" && !Number.isNaN(seen)) return;
-  throw new DOMException(`inboxSeen must be an inbox seq, a number (got ${String(seen)})`, "DataError");
+  if (typeof seen === "number" && Number.isFinite(seen)) return;
+  throw new DOMException(
+    `inboxSeen must be an inbox seq, a finite number (got ${String(seen)})`,
+    "DataError",
+  );
 }
 
 /** The keys IndexedDB would accept for these records: strings and non-NaN numbers. */

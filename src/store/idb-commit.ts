@@ -467,7 +467,8 @@ export async function commitGroups(
   );
   // A suspension reads its fiber's inbox for the events stored while it ran (`dueForInbox`: those
   // past what the run saw), once per fiber, judged on the record and inbox the whole commit leaves.
-  // The ranges first: one that cannot be made (`inboxSeen` not a number) throws before any request.
+  // The ranges first: one that cannot be made (`inboxSeen` not a finite number) throws before the
+  // commit reads anything.
   const suspending = new Map<string, WriteGroup>();
   for (const group of readFence) if (suspends(group)) suspending.set(group.fiberId, group);
   const inboxRanges = [...suspending].map(([id, group]) => inboxOf(id, group.inboxSeen));

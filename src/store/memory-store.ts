@@ -288,10 +288,10 @@ function validateGroupKeys(group: WriteGroup): void {
 
 /** `inboxSeen` bounds inbox seqs: a number, as IndexedDB's key range over `[fiberId, seq]` needs. */
 function requireSeq(operation: string, seen: unknown): void {
-  if (typeof seen === "number" && !Number.isNaN(seen)) return;
+  if (typeof seen === "number" && Number.isFinite(seen)) return;
   throw toStoreError(
     operation,
-    new DOMException(`inboxSeen must be an inbox seq, a number (got ${String(seen)})`, "DataError"),
+    new DOMException(`inboxSeen must be an inbox seq, a finite number (got ${String(seen)})`, "DataError"),
   );
 }
 

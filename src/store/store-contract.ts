@@ -796,9 +796,9 @@ export function runStoreContract(
         expect((await store.getFiber("seen"))?.wakeAt).toBeUndefined();
         expect((await store.getFiber("unseen"))?.wakeAt).toBe(60);
         expect((await store.getFiber("whole"))?.wakeAt).toBe(40);
-        await expect(store.commit([suspend("seen", Number.NaN)])).rejects.toMatchObject({
-          code: "store_error",
-        });
+        for (const bad of [Number.NaN, Number.POSITIVE_INFINITY]) {
+          await expect(store.commit([suspend("seen", bad)])).rejects.toMatchObject({ code: "store_error" });
+        }
         expect((await store.getFiber("seen"))?.waitingFor).toEqual(["go"]);
       });
 
