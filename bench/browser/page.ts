@@ -205,6 +205,27 @@ async function b9(params: { prompt: string; delayMs: number }) {
   return { direct: timing(directStart, direct), fiber: timing(fiberStart, fiber), phases };
 }
 
+/**
+ * B3's hand-written floor: the emitter's chunks put in raw batched transactions in the Service
+ * Worker and streamed to the page once durable, with no Fiberline (`raw-stream.ts`); timed as
+ * `b3Throughput` is, from the first chunk's emit to the last one's arrival.
+ */
+async function b3RawDelivered(params: { n: number; burst: number; bytes: number }) {
+  const id = await sw<string>({
+    type: "bench/raw-stream-prepare",
+    n: params.n,
+    burst: params.burst,
+    text: chunkText(params.bytes),
+  });
+  const log = await readStream(id, { prefix: "/bench-raw" });
+  const tokens = log.chunks.filter((c) => c.type === "token");
+  if (tokens.length !== params.n)
+    throw new Error(`B3 raw stream: ${tokens.length} of ${params.n} chunks arrived`);
+  const first = tokens[0]?.data?.t ?? Number.NaN;
+  const last = tokens.at(-1)?.at ?? Number.NaN;
+  return { chunksPerSec: tokens.length / ((last - first) / 1000) };
+}
+
 /** B3 without the reader: the emitter's durable rate in the Service Worker. */
 function b3Durable(params: { n: number; burst: number; bytes: number }) {
   return sw<{ chunksPerSec: number; transactions: number }>({
@@ -431,6 +452,7 @@ const bench = {
   b3Throughput,
   b3Latency,
   b3Durable,
+  b3RawDelivered,
   b9,
   rawInServiceWorker,
   tickerBegin,

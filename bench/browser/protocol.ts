@@ -25,6 +25,8 @@ export type ToServiceWorker =
   | { type: "bench/raw-batched"; count: number; bytes: number }
   | { type: "bench/raw-single"; count: number; bytes: number }
   | { type: "bench/emit-durable"; n: number; burst: number; text: string }
+  /** B3's hand-written floor: answers the id of a stream to fetch at `/bench-raw/fibers/<id>/events`. */
+  | { type: "bench/raw-stream-prepare"; n: number; burst: number; text: string }
   | { type: "bench/release-waiters" }
   | { type: "bench/info" }
   | { type: "bench/timeline" };

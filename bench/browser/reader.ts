@@ -21,6 +21,8 @@ export interface Received {
 
 export interface ReadOptions {
   after?: number;
+  /** Where the stream is served (default `/__fiberline`, the host's routes). */
+  prefix?: string;
   /** Called for each chunk; return true to stop reading. */
   onChunk?(chunk: Received): boolean | undefined;
   signal?: AbortSignal;
@@ -44,7 +46,7 @@ export async function readStream(id: string, options: ReadOptions = {}): Promise
     return fetch(input, init);
   };
   const events = readFiberEvents(id, {
-    prefix: "/__fiberline",
+    prefix: options.prefix ?? "/__fiberline",
     after: log.lastSeq,
     fetch: timedFetch,
     onReconnect: () => {

@@ -17,6 +17,7 @@ import {
   rawBatchedPuts,
   rawSinglePuts,
 } from "./raw-idb";
+import { prepareRawStream, rawStreamResponse } from "./raw-stream";
 
 interface BenchMessageEvent {
   data: unknown;
@@ -88,6 +89,11 @@ scope.addEventListener("install", (event) => {
 });
 scope.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
+  const raw = rawStreamResponse(url, durability);
+  if (raw !== undefined) {
+    event.respondWith(Promise.resolve(raw));
+    return;
+  }
   const navigation = event.request.mode === "navigate" && url.pathname === "/";
   if (!navigation && !url.pathname.startsWith("/assets/")) return;
   event.respondWith(
@@ -129,6 +135,8 @@ async function handle(message: ToServiceWorker): Promise<unknown> {
         await deleteDatabase(name);
       }
     }
+    case "bench/raw-stream-prepare":
+      return prepareRawStream({ n: message.n, burst: message.burst, text: message.text });
     case "bench/emit-durable": {
       // The emitter with nobody reading: how fast chunks become durable, without the stream.
       await host.recovery;
