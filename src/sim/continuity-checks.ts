@@ -37,6 +37,9 @@ export interface ContinuityFinal {
 }
 
 /** Runs every final check; violations go to the world's findings. */
+/** More claims granted for one fiber than any schedule's work explains (`wake-storm`). */
+const WAKE_STORM_CLAIMS = 50;
+
 export function checkContinuity({
   world,
   fiberIds,
@@ -44,7 +47,8 @@ export function checkContinuity({
   cancels = [],
   cancelSent = new Set(),
 }: ContinuityFinal): void {
-  const now = Date.now();
+  // The replica's times are on the edge's clock.
+  const now = world.edgeNow();
   fiberIds.forEach((id, i) => {
     const program = world.programs[i];
     const fail = (invariant: string, detail: string) => world.findings.add(invariant, detail, id);
@@ -58,6 +62,11 @@ export function checkContinuity({
     }
     if (record.status === "running")
       fail("stranded-running", `still running at the end (owner ${record.owner})`);
+    // Every claim granted is a pick-up: a schedule's waits, sleeps, crashes and handoffs make a
+    // handful (at most 6 in 300 schedules), a fiber woken over and over with nothing to do makes
+    // them by the dozen.
+    const claims = world.claims.get(id) ?? 0;
+    if (claims > WAKE_STORM_CLAIMS) fail("wake-storm", `${claims} claims granted across both homes`);
     if (
       !isTerminal(record.status) &&
       record.wakeAt !== undefined &&

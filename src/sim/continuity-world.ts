@@ -39,7 +39,7 @@ import { localLocks } from "../core/locks";
 import { type HomeLease, isTerminal } from "../core/records";
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
-import type { Store } from "../core/store";
+import type { ClaimRequest, Store } from "../core/store";
 import { WatchedStore } from "../edge/watched-store";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
@@ -84,6 +84,12 @@ export interface ContinuitySettings {
   pollIntervalMs: number;
   /** How often the edge's alarm looks for lapsed leases. */
   alarmMs: number;
+  /**
+   * How far the edge's clock (its store's, its runtime's, the arbiter's) is ahead of the
+   * browser's (behind, when negative). Only durations cross between homes (the protocol's
+   * "clocks differ between homes"), and a stamp is read on the clock of the home reading it.
+   */
+  edgeSkewMs: number;
 }
 
 /** One runtime of one home. */
@@ -134,7 +140,9 @@ export class ContinuityWorld {
   readonly storeKind: StoreKind;
   readonly localLedger: Ledger;
   /** The edge's durable state: the replica store, watched as the Durable Object host watches it. */
-  readonly edgeStore = new WatchedStore(new MemoryStore());
+  readonly edgeStore: WatchedStore;
+  /** The edge's clock: the browser's (the simulation's) plus `settings.edgeSkewMs`. */
+  readonly edgeNow: () => number;
   readonly edgeLedger: Ledger;
   browser: BrowserNode | undefined;
   edge: EdgeNode | undefined;
@@ -158,6 +166,12 @@ export class ContinuityWorld {
   #launching = false;
   /** Launches (`"idb"`) that found positions not yet acknowledged in the outbox they loaded. */
   reloadedPending = 0;
+  /**
+   * Claims granted for each fiber to a runtime of either home: every pick-up begins with one,
+   * so a fiber woken over and over with nothing to do (a wake-up storm) shows here. (A claim
+   * answered "held" writes nothing: a sweep finding the fiber away asks that way every lease.)
+   */
+  readonly claims = new Map<string, number>();
   /** Step attempts run, by `idempotencyKey#attempt`, with the node that ran them. */
   readonly #effects = new Map<string, string>();
   #nodes = 0;
@@ -170,8 +184,11 @@ export class ContinuityWorld {
     programs: Program[],
     planted?: ContinuityBug,
     storeKind: StoreKind = "memory",
+    edgeSkewMs = 0,
   ) {
     this.rng = rng;
+    this.edgeNow = () => Date.now() + edgeSkewMs;
+    this.edgeStore = new WatchedStore(new MemoryStore({ clock: this.edgeNow }));
     this.storeKind = storeKind;
     if (storeKind === "idb") {
       const indexedDB = new IDBFactory();
@@ -195,6 +212,7 @@ export class ContinuityWorld {
       unloadAfterMs: rng.pick([0, 200, 1_000]),
       pollIntervalMs: rng.pick([100, 250]),
       alarmMs: rng.pick([250, 500]),
+      edgeSkewMs,
     };
     const storePlan = (): FaultPlan => ({
       active: true,
@@ -385,10 +403,14 @@ export class ContinuityWorld {
       onCrash: () => this.killEdge("a store fault"),
     };
     const arbiterStore = new FaultStore(this.edgeStore, host, `${name}/arbiter`);
-    const arbiter = new Arbiter({ store: arbiterStore, leaseMs: this.settings.homeLeaseMs });
+    const arbiter = new Arbiter({
+      store: arbiterStore,
+      leaseMs: this.settings.homeLeaseMs,
+      clock: this.edgeNow,
+    });
     // Events for a replica go through the arbiter: pushed to the browser while it holds the fiber.
     const runtimeStore = new FaultStore(new ArbitratedStore(this.edgeStore, arbiter), host, name);
-    const runtime = this.#runtime(name, runtimeStore, () => node);
+    const runtime = this.#runtime(name, runtimeStore, () => node, undefined, this.edgeNow);
     const alarm = setInterval(() => this.#alarm(node), this.settings.alarmMs);
     node = {
       name,
@@ -490,7 +512,7 @@ export class ContinuityWorld {
     if (record === undefined || state === undefined || state.home !== EDGE_HOME || isTerminal(record.status))
       return edge.arbiter.comeHome(fiberId, HOME);
     if (record.status === "running") this.#plantTriggered = true;
-    const until = Date.now() + this.settings.homeLeaseMs;
+    const until = this.edgeNow() + this.settings.homeLeaseMs;
     const home = { ...state, home: HOME, formerHome: EDGE_HOME, epoch: state.epoch + 1, until };
     await this.edgeStore.commit([
       { fiberId, generation: record.generation, fiber: { home, owner: HOME, leaseUntil: until } },
@@ -528,7 +550,13 @@ export class ContinuityWorld {
     seen.set(chunk.seq, { type: chunk.type, data, by });
   }
 
-  #runtime(name: string, store: FaultStore, node: () => HomeNode, replication?: Replication): Runtime {
+  #runtime(
+    name: string,
+    store: FaultStore,
+    node: () => HomeNode,
+    replication?: Replication,
+    clock: () => number = Date.now,
+  ): Runtime {
     const host = (): ProgramHost => ({
       runner: name,
       get crashed() {
@@ -546,7 +574,7 @@ export class ContinuityWorld {
     );
     const { runtimeLeaseMs, unloadAfterMs, pollIntervalMs } = this.settings;
     return createRuntime({
-      store,
+      store: this.#countingClaims(store),
       fibers,
       runnerId: name,
       leaseMs: runtimeLeaseMs,
@@ -555,10 +583,28 @@ export class ContinuityWorld {
       retentionMs: 86_400_000,
       maxRecoveries: 30,
       locks: localLocks(),
-      clock: () => Date.now(),
+      clock,
       random: () => this.rng.next(),
       uuid: () => this.rng.uuid(),
       ...(replication ? { replication } : {}),
+    });
+  }
+
+  /** `store`, counting the claims it grants in `claims`. */
+  #countingClaims(store: Store): Store {
+    const claims = this.claims;
+    return new Proxy(store, {
+      get(target, property) {
+        if (property === "claimFiber") {
+          return async (id: string, request: ClaimRequest) => {
+            const result = await target.claimFiber(id, request);
+            if (result.status === "claimed") claims.set(id, (claims.get(id) ?? 0) + 1);
+            return result;
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
     });
   }
 
@@ -595,12 +641,13 @@ export class ContinuityWorld {
     const turnKey = `${edge.name}:${fiberId}`;
     const queued = this.#inTurn.get(turnKey) ?? 0;
     this.#inTurn.set(turnKey, queued + 1);
-    const arrival = { home: this.edgeLedger.get(fiberId)?.record?.home, at: Date.now() };
+    // On the arbiter's clock, as the leases it compares with.
+    const arrival = { home: this.edgeLedger.get(fiberId)?.record?.home, at: this.edgeNow() };
     const reply = edge.arbiter.receive(fiberId, shipment);
     const settle = () => {
       const decidedOn = queued > 0 ? (this.#turnEnds.get(turnKey) ?? arrival) : arrival;
       this.#inTurn.set(turnKey, (this.#inTurn.get(turnKey) ?? 1) - 1);
-      this.#turnEnds.set(turnKey, { home: this.edgeLedger.get(fiberId)?.record?.home, at: Date.now() });
+      this.#turnEnds.set(turnKey, { home: this.edgeLedger.get(fiberId)?.record?.home, at: this.edgeNow() });
       return decidedOn;
     };
     reply.then(
@@ -638,7 +685,8 @@ export class ContinuityWorld {
 
   /** A step attempt started running user code on `node`. */
   #effect(node: HomeNode, ctx: FiberContext, step: StepContext): void {
-    const now = Date.now();
+    // Compared with the replica's lease, which is on the arbiter's clock.
+    const now = this.edgeNow();
     const attempt = `${step.idempotencyKey}#${step.attempt}`;
     this.trace.add("effect", `${node.name} ${attempt}${step.interrupted ? " interrupted" : ""}`);
     const fail = (invariant: string, detail: string) => this.findings.add(invariant, detail, ctx.id);

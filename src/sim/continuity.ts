@@ -62,6 +62,8 @@ export interface ContinuityResult extends ScheduleResult {
   cameHome: number;
   /** Answers the browser's mirrors got whole and as deltas, and copies checked at a cursor. */
   mirrorReads: { whole: number; delta: number; checked: number };
+  /** The most claims any one fiber of the schedule had, across both homes. */
+  maxClaims: number;
   /** Cancels answered, those answered `cancelled`, and those forwarded to the browser (`202`). */
   cancels: { answered: number; cancelled: number; forwarded: number };
 }
@@ -87,7 +89,19 @@ export async function runContinuitySchedule(
   console.error = (...args: unknown[]) => trace.add("report", args.map(String).join(" ").slice(0, 160));
   try {
     const programs = Array.from({ length: rng.int(1, 3) }, (_, i) => generateProgram(rng.fork(), i, false));
-    const world = new ContinuityWorld(rng.fork(), trace, findings, programs, options.plant, options.store);
+    // The edge's clock offset draws from its own stream, so the rest of a schedule is drawn as it
+    // was before clocks differed: half the schedules keep one clock.
+    const clocks = new Prng(seed ^ 0xc10c_5e3d);
+    const edgeSkewMs = clocks.chance(0.5) ? 0 : clocks.pick([-2_000, -700, -250, 250, 700, 2_000]);
+    const world = new ContinuityWorld(
+      rng.fork(),
+      trace,
+      findings,
+      programs,
+      options.plant,
+      options.store,
+      edgeSkewMs,
+    );
     const window = world.rng.int(3_000, 9_000);
     trace.add(
       "plan",
@@ -155,6 +169,7 @@ export async function runContinuitySchedule(
       reloadedPending: world.reloadedPending,
       cameHome: world.comeHomes.adopted,
       mirrorReads: { ...world.mirrorReads },
+      maxClaims: Math.max(0, ...world.claims.values()),
       cancels: {
         answered: actions.cancels.length,
         cancelled: actions.cancels.filter((c) => c.status === "cancelled").length,

@@ -48,11 +48,16 @@ type Rows<T> = Map<string, Map<number, T>>;
  * `store_error` and writes nothing); only then is state changed. After `close()` every call
  * rejects with `store_closed`.
  *
+ * `clock` is the store's own time, for when an event makes a waiting fiber due (`dueForEvent`,
+ * `dueForInbox`): `Date.now` unless a test or a simulation gives the store a host clock of its
+ * own (the edge's, set apart from the browser's).
+ *
  * @example
  * const runtime = createRuntime({ store: new MemoryStore(), fibers: [research] });
  */
 export class MemoryStore implements Store {
   readonly kind = "memory";
+  readonly #clock: () => number;
   #fibers = new Map<string, FiberRecord>();
   #journals: Rows<JournalEntry> = new Map();
   #snapshots = new Map<string, SnapshotRecord>();
@@ -61,6 +66,10 @@ export class MemoryStore implements Store {
   #closed = false;
   /** The highest generation a deleted fiber reached (`aboveGenerationFloor`). */
   #generationFloor: number | undefined;
+
+  constructor(options: { clock?: () => number } = {}) {
+    this.#clock = options.clock ?? Date.now;
+  }
 
   async getFiber(id: string): Promise<FiberRecord | undefined> {
     this.#assertOpen();
@@ -159,7 +168,7 @@ export class MemoryStore implements Store {
     for (const group of applied) if (suspends(group)) suspending.set(group.fiberId, group);
     for (const group of suspending.values()) {
       const record = this.#fibers.get(group.fiberId) as FiberRecord;
-      const due = dueForInbox(record, group, this.#inboxes.get(group.fiberId)?.values() ?? [], Date.now());
+      const due = dueForInbox(record, group, this.#inboxes.get(group.fiberId)?.values() ?? [], this.#clock());
       if (due !== undefined) this.#fibers.set(group.fiberId, due);
     }
     return { fenced };
@@ -170,7 +179,7 @@ export class MemoryStore implements Store {
     const { fiberId, name, payload, at, eventId } = cloneIn("enqueueEvent", event);
     const record = this.#fibers.get(fiberId);
     assertTakesEvents(fiberId, record);
-    const due = dueForEvent(record as FiberRecord, { name, at }, Date.now());
+    const due = dueForEvent(record as FiberRecord, { name, at }, this.#clock());
     if (due !== undefined) this.#fibers.set(fiberId, due);
     const inbox = rowsOf(this.#inboxes, fiberId);
     let seq = 1;
