@@ -15,6 +15,7 @@ import { FencedError } from "./errors";
 import type { FiberEvent } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
 import type { Store, WriteGroup } from "./store";
+import { INBOX_LIMIT } from "./stream-hub";
 
 const runtimes: Runtime[] = [];
 afterEach(async () => {
@@ -612,6 +613,60 @@ describe("readers end (item 9)", () => {
     await runtime.start(quick, {}, { id: "reused" });
     await expect(reading).rejects.toMatchObject({ code: "fiber_not_found" });
     expect(seen.map((e) => e.type)).toEqual(["fiber.start"]);
+  });
+
+  it("keeps a bounded queue for a reader that stopped reading, and loses nothing when it reads again", async () => {
+    const store = new MemoryStore();
+    const chatter = defineFiber("chatter", {
+      async run(ctx, input: { n: number }) {
+        for (let i = 0; i < input.n; i++) {
+          ctx.emit("token", i);
+          if (i % 100 === 99) await delay(0); // commits of 100 chunks, each published
+        }
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [chatter] }));
+    const fiber = await runtime.start(chatter, { n: 3 * INBOX_LIMIT }, { id: "chatty" });
+    const batches = runtime.eventBatches(fiber.id)[Symbol.asyncIterator]();
+    const seqs: number[] = [];
+    const first = await batches.next();
+    for (const event of first.done ? [] : first.value) seqs.push(event.seq);
+    // The page stops reading while the fiber emits three queues' worth; then it reads on.
+    await runtime.result(fiber);
+    for (let next = await batches.next(); !next.done; next = await batches.next()) {
+      expect(next.value.length).toBeLessThanOrEqual(INBOX_LIMIT);
+      for (const event of next.value) seqs.push(event.seq);
+    }
+    const end = (await store.getFiber(fiber.id))?.streamHead ?? 0;
+    expect(seqs).toEqual(Array.from({ length: end }, (_, i) => i + 1));
+  });
+
+  it("never carries a reader paused mid-stream into a new fiber started under the same id", async () => {
+    const store = new MemoryStore();
+    const chatter = defineFiber("chatter", {
+      async run(ctx, input: { n: number; text: string }) {
+        for (let i = 0; i < input.n; i++) ctx.emit("token", `${input.text} ${i}`);
+      },
+    });
+    const runtime = track(createRuntime({ store, fibers: [chatter] }));
+    const first = await runtime.start(chatter, { n: 600, text: "old" }, { id: "reused" });
+    await runtime.result(first);
+    // A page that read the first page of the stream (512 chunks) and went quiet.
+    const batches = runtime.eventBatches(first.id)[Symbol.asyncIterator]();
+    const page = await batches.next();
+    expect(page.done).toBe(false);
+    // Meanwhile the fiber is collected and another starts under its id, with more chunks than a
+    // page, all published to the still-subscribed reader.
+    await store.deleteFibers([first.id]);
+    const second = await runtime.start(chatter, { n: 600, text: "new" }, { id: "reused" });
+    await runtime.result(second);
+    const after: string[] = [];
+    const rest = (async () => {
+      for (let next = await batches.next(); !next.done; next = await batches.next())
+        for (const event of next.value) after.push(String(event.data));
+    })();
+    await expect(rest).rejects.toMatchObject({ code: "fiber_not_found" });
+    expect(after.filter((data) => data.startsWith("new"))).toEqual([]);
   });
 });
 

@@ -114,8 +114,16 @@ export class StreamHub {
 }
 
 /**
- * A single reader's queue: buffers published chunks and wakes the reader when some arrive or a
- * poll interval passes.
+ * The most chunks a reader's queue keeps while its reader is not taking them (a page that stopped
+ * reading while its fiber goes on emitting): past it the oldest half goes. Every published chunk
+ * is durable, and a reader whose queue no longer starts right after its cursor reads the missing
+ * ones from storage, so this bounds memory and loses nothing.
+ */
+export const INBOX_LIMIT = 4096;
+
+/**
+ * A single reader's queue: buffers published chunks (the latest `INBOX_LIMIT` at most) and wakes
+ * the reader when some arrive or a poll interval passes.
  */
 export class ChunkInbox {
   #buffer: StreamChunk[] = [];
@@ -123,6 +131,7 @@ export class ChunkInbox {
 
   push = (chunks: readonly StreamChunk[]): void => {
     for (const c of chunks) this.#buffer.push(c);
+    if (this.#buffer.length > INBOX_LIMIT) this.#buffer.splice(0, this.#buffer.length - INBOX_LIMIT / 2);
     this.#wake?.();
   };
 

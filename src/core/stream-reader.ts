@@ -91,7 +91,7 @@ export async function* readStreamBatches(
         // The page an `opened` reader read after subscribing comes first; what was published
         // since stays in the inbox for the live path (overlapping the page, never past a gap).
         const live = firstPage ? [] : inbox.take();
-        if (startsWithin(live, cursor)) {
+        if (startsWithin(live, cursor) && !restarted(live, cursor)) {
           // A commit published what storage would give (e.g. one big batch landed while a page
           // was being read): take it from memory instead of reading it again page by page.
           chunks = live.filter((c) => c.seq > cursor);
@@ -108,7 +108,7 @@ export async function* readStreamBatches(
         }
       } else {
         const live = inbox.take();
-        if (live.some((c) => c.seq === 1 && c.type === "fiber.start" && cursor >= 1)) {
+        if (restarted(live, cursor)) {
           // A new fiber under this id started in this runtime: storage will say whose it is.
           fromStore = true;
           continue;
@@ -244,4 +244,13 @@ export async function awaitResult(source: StreamSource, id: string): Promise<unk
   } finally {
     unsubscribe();
   }
+}
+
+/**
+ * Whether `live` holds the start of a new fiber under this id (collected, then started again in
+ * this runtime) while the reader is past the old one's first chunk: only storage can say whose
+ * stream it is, and it answers that this one is gone.
+ */
+function restarted(live: readonly StreamChunk[], cursor: number): boolean {
+  return cursor >= 1 && live.some((c) => c.seq === 1 && c.type === "fiber.start");
 }
