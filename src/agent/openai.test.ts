@@ -570,6 +570,35 @@ describe("openAICompatible against adversarial servers", () => {
   });
 });
 
+describe("a JSON completion cut off", () => {
+  it("is a network error, retried, when the connection breaks while the body is read", async () => {
+    await withServer(
+      (_req, res) => {
+        res.writeHead(200, { "content-type": "application/json", "content-length": "400" });
+        res.write('{"choices":[{"index":0,"message":{"role":"assistant","content":"Half');
+        setTimeout(() => res.destroy(), 20);
+      },
+      async (baseUrl) => {
+        const { error } = await collectUntilError(provider({ baseUrl }), { messages: [user("hi")] });
+        expect(error).toMatchObject({ code: "model_error", kind: "network", retryable: true });
+      },
+    );
+  });
+
+  it("is malformed, not retried, when the whole body arrived and does not parse", async () => {
+    await withServer(
+      (_req, res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end('{"choices":[{"index":0,"message":');
+      },
+      async (baseUrl) => {
+        const { error } = await collectUntilError(provider({ baseUrl }), { messages: [user("hi")] });
+        expect(error).toMatchObject({ code: "model_error", kind: "malformed_stream", retryable: false });
+      },
+    );
+  });
+});
+
 describe("parseRetryAfter", () => {
   it("reads seconds, HTTP dates and retry-after-ms", () => {
     const now = Date.parse("2030-01-01T00:00:00Z");

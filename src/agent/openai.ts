@@ -272,12 +272,23 @@ async function* readCompletion(
   const contentType = response.headers.get("content-type") ?? "";
   if (/^application\/(?:[\w.+-]*\+)?json/i.test(contentType)) {
     // The endpoint ignored `stream: true` and sent one JSON completion.
-    let json: unknown;
+    let text: string;
     try {
-      json = JSON.parse(await guard.wait(() => response.text()));
+      text = await guard.wait(() => response.text());
     } catch (error) {
+      // The body broke off while it was read: a network failure, retried as the stream's are.
       if (signal?.aborted) throw signal.reason;
       if (guard.stalled) throw stalledError(settings);
+      throw new ModelError(
+        settings.redact(`The response from ${settings.label} broke off: ${describe(error)}`),
+        { kind: "network", retryable: true },
+        { cause: scrubError(error, settings.redact) },
+      );
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
       throw new ModelError(
         `${settings.label} sent a JSON body that does not parse.`,
         { kind: "malformed_stream", retryable: false },

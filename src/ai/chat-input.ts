@@ -8,16 +8,21 @@ import type { AgentInput } from "../agent/agent";
 import type { ChatMessage } from "../agent/types";
 import { sha256Hex } from "../core/sha256";
 import type { ChatInputRequest } from "./chat-transport";
+import { isDiscardedPart } from "./ui-chunks";
 
 /**
  * The chat's messages as the agent's: the text of each user and assistant message, in order, and
  * a user's image files as image parts (tool parts and reasoning stay in the chat; the agent's own
- * journal has the tool calls).
+ * journal has the tool calls). Discarded parts are left out.
  */
 export function toAgentMessages(messages: readonly UIMessage[]): ChatMessage[] {
   const out: ChatMessage[] = [];
   for (const message of messages) {
-    const text = message.parts.flatMap((part) => (part.type === "text" ? [part.text] : [])).join("");
+    // Not the text of a model step regenerated while the page watched (`isDiscardedPart`): the
+    // page keeps it, marked, but the model never said it.
+    const text = message.parts
+      .flatMap((part) => (part.type === "text" && !isDiscardedPart(part) ? [part.text] : []))
+      .join("");
     if (message.role === "user") {
       const images = message.parts.flatMap((part) =>
         part.type === "file" && part.mediaType.startsWith("image/")

@@ -313,6 +313,11 @@ describe("FiberlineChatTransport with the AI SDK's chat", () => {
     expect(shown?.map((p) => (p as { text: string }).text)).toEqual([
       "A reply that the network cuts in two.",
     ]);
+    // The next turn sends the model what it said, not the cut attempt's text before it.
+    expect(toAgentMessages(chat.messages).at(-1)).toEqual({
+      role: "assistant",
+      content: "A reply that the network cuts in two.",
+    });
 
     // A page that crashed before the end was delivered resumes: the replay has the final reply only.
     const cursor = await transport.cursor("chat-7");
