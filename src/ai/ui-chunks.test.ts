@@ -115,6 +115,39 @@ describe("UiChunkMapper", () => {
     expect(message?.parts.filter(isDiscardedPart).map((p) => p.type)).toEqual(["text", "tool-delete_file"]);
   });
 
+  it("shows a tool call regenerated under the same provider id as a new, live part (ai 6)", async () => {
+    // A model that names its calls from the conversation gives the regenerated call the id the
+    // discarded one had: its part must not inherit the discarded mark, nor hide its approval.
+    const mapper = new UiChunkMapper();
+    const approval = "approval:f:m1#0:call_0";
+    const live = [
+      ev({ type: "message.start", data: { messageId: m1, turn: 1, model: "mock" } }),
+      ev({ type: "tool.call", data: { ...call, name: "delete_file", arguments: '{"path":"a.txt"}' } }),
+      ev({ type: "message.reset", data: { messageId: m1, reason: "The reply was interrupted." } }),
+      ev({ type: "tool.call", data: { ...call, name: "delete_file", arguments: '{"path":"a.txt"}' } }),
+      ev({ type: "message.end", data: { messageId: m1, finishReason: "tool_calls", usage: null } }),
+      ev({
+        type: "tool.approval",
+        data: { ...call, name: "delete_file", arguments: { path: "a.txt" }, event: approval },
+      }),
+      ev({ type: "tool.result", data: { ...call, name: "delete_file", status: "ok", result: "deleted" } }),
+      ev({ type: "fiber.end", data: { status: "completed" } }),
+    ].flatMap((e) => mapper.map(e));
+    const message = await lastMessage([{ type: "start" }, ...live]);
+    const tools = message?.parts.filter((p) => p.type === "tool-delete_file") ?? [];
+    expect(tools.filter(isDiscardedPart).map((p) => (p as { state: string }).state)).toEqual([
+      "output-error",
+    ]);
+    const shown = tools.filter((p) => !isDiscardedPart(p)) as Array<{
+      state: string;
+      output?: unknown;
+      approval?: { id: string };
+    }>;
+    expect(shown.map((p) => [p.state, p.output, p.approval?.id])).toEqual([
+      ["output-available", "deleted", approval],
+    ]);
+  });
+
   it("with resetStep (ai 7), takes a step's parts back with one reset-step and opens new parts after it", () => {
     const mapper = new UiChunkMapper({ resetStep: true });
     const live = [

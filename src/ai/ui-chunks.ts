@@ -56,6 +56,14 @@ export class UiChunkMapper {
   #finishReason: UiFinishReason | undefined;
   /** UI tool-call ids of the current model call, by the agent's `messageId`, for a reset. */
   readonly #stepCalls = new Map<string, string[]>();
+  /**
+   * Without `resetStep`: the resets each model call (`messageId`) has had in this stream. The
+   * parts of a discarded attempt stay in the message, so a regenerated call's tool parts take ids
+   * of their own (`#toolCallId`): a model that names its calls from the conversation gives the
+   * regenerated call the discarded one's id, and ai 6 would update that part in place, keeping
+   * its discarded mark (and hiding its approval).
+   */
+  readonly #resets = new Map<string, number>();
 
   constructor(options: UiChunkMapperOptions = {}) {
     this.#resetStep = options.resetStep ?? false;
@@ -93,7 +101,7 @@ export class UiChunkMapper {
         const data = event.data as ChunkOf<"tool.call">;
         // Text after the call is a new part, after the call's part.
         this.#current = undefined;
-        const toolCallId = toolCallKey(data);
+        const toolCallId = this.#toolCallId(data);
         this.#stepCalls.get(data.messageId)?.push(toolCallId);
         const input = parseArguments(data.arguments);
         out.push(
@@ -133,6 +141,7 @@ export class UiChunkMapper {
             providerMetadata: DISCARDED,
           });
         }
+        this.#resets.set(data.messageId, (this.#resets.get(data.messageId) ?? 0) + 1);
         break;
       }
       case "message.end": {
@@ -143,12 +152,16 @@ export class UiChunkMapper {
       }
       case "tool.approval": {
         const data = event.data as ChunkOf<"tool.approval">;
-        out.push({ type: "tool-approval-request", approvalId: data.event, toolCallId: toolCallKey(data) });
+        out.push({
+          type: "tool-approval-request",
+          approvalId: data.event,
+          toolCallId: this.#toolCallId(data),
+        });
         break;
       }
       case "tool.result": {
         const data = event.data as ChunkOf<"tool.result">;
-        const toolCallId = toolCallKey(data);
+        const toolCallId = this.#toolCallId(data);
         if (data.status === "ok")
           out.push({ type: "tool-output-available", toolCallId, output: data.result ?? null });
         else if (data.status === "denied") out.push({ type: "tool-output-denied", toolCallId });
@@ -167,6 +180,17 @@ export class UiChunkMapper {
         out.push({ type: `data-${event.type}`, data: event.data, transient: true });
     }
     return out;
+  }
+
+  /**
+   * The UI id of a tool call: its `toolCallKey`, with the number of resets its model call had
+   * in this stream after it when there were any (only without `resetStep`; a replay folds
+   * resets away, so it gives the plain key). Only the final attempt's calls have approvals and
+   * results, so they all take the id the call took.
+   */
+  #toolCallId(ref: Parameters<typeof toolCallKey>[0]): string {
+    const resets = this.#resets.get(ref.messageId) ?? 0;
+    return resets === 0 ? toolCallKey(ref) : `${toolCallKey(ref)}~${resets}`;
   }
 
   /** Closes the step that paused for an approval: the chunks that end this stream, not the reply. */
