@@ -219,6 +219,7 @@ async function streamReply(
           id: event.id,
           type: "function",
           function: { name: event.name, arguments: event.arguments },
+          ...(event.providerMetadata === undefined ? {} : { providerMetadata: event.providerMetadata }),
         };
         if (partial.toolCalls.length >= call.maxToolCalls || size + callSize(toolCall) > call.maxReplyChars) {
           finishReason = "length";

@@ -570,6 +570,38 @@ describe("openAICompatible against adversarial servers", () => {
   });
 });
 
+describe("what goes on the wire", () => {
+  it("sends neither an assistant's reasoning nor another provider's metadata on its tool calls", async () => {
+    await withServer(
+      (_req, res) => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(`${sseChunk({ content: "ok" })}${sseChunk({}, "stop")}data: [DONE]\n\n`);
+      },
+      async (baseUrl, requests) => {
+        const call = {
+          id: "c1",
+          type: "function" as const,
+          function: { name: "clock", arguments: "{}" },
+          providerMetadata: { google: { thoughtSignature: "sig" } },
+        };
+        await collect(provider({ baseUrl }), {
+          messages: [
+            user("time?"),
+            { role: "assistant", content: null, reasoning: "Look it up.", tool_calls: [call] },
+            { role: "tool", tool_call_id: "c1", content: "noon" },
+          ],
+        });
+        const sent = JSON.parse(requests[0]?.body ?? "{}").messages;
+        expect(sent[1]).toEqual({
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "c1", type: "function", function: { name: "clock", arguments: "{}" } }],
+        });
+      },
+    );
+  });
+});
+
 describe("a JSON completion cut off", () => {
   it("is a network error, retried, when the connection breaks while the body is read", async () => {
     await withServer(

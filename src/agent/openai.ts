@@ -150,9 +150,15 @@ interface CallSettings {
  * sent back (DeepSeek answers 400 to a request that carries reasoning, others bill it as input).
  */
 function toWireMessage(message: ChatMessage): ChatMessage {
-  if (message.role !== "assistant" || message.reasoning === undefined) return message;
+  if (message.role !== "assistant") return message;
+  const calls = message.tool_calls;
+  // Another provider's metadata on a call (`ToolCall.providerMetadata`) is not this endpoint's.
+  const bare = calls?.some((call) => call.providerMetadata !== undefined)
+    ? calls.map(({ providerMetadata: _other, ...call }) => call)
+    : calls;
+  if (message.reasoning === undefined && bare === calls) return message;
   const { reasoning: _kept, ...wire } = message;
-  return wire;
+  return bare === undefined ? wire : { ...wire, tool_calls: bare };
 }
 
 function toWireTool(tool: ToolSpec): unknown {

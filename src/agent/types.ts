@@ -44,6 +44,12 @@ export interface ToolCall {
     /** The arguments as the model wrote them: JSON text, not yet parsed or validated. */
     arguments: string;
   };
+  /**
+   * What the provider attached to the call, by provider (Gemini's `thoughtSignature`, which
+   * Gemini 3 wants back with the call in the next request): journaled with it, and handed back
+   * to the model with it by `aiSdkModel`. The OpenAI-compatible provider never sends it.
+   */
+  providerMetadata?: Record<string, Record<string, unknown>>;
 }
 
 /** The system prompt. */
@@ -178,7 +184,14 @@ export type ModelEvent =
   | { type: "text"; delta: string }
   /** A piece of the model's reasoning ("thinking"), streamed before or between pieces of text. */
   | { type: "reasoning"; delta: string }
-  | { type: "tool_call"; id: string; name: string; arguments: string }
+  | {
+      type: "tool_call";
+      id: string;
+      name: string;
+      arguments: string;
+      /** See `ToolCall.providerMetadata`. */
+      providerMetadata?: Record<string, Record<string, unknown>>;
+    }
   | { type: "usage"; usage: ModelUsage }
   | { type: "finish"; reason: FinishReason };
 

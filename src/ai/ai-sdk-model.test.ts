@@ -137,6 +137,47 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     expect(second?.tools?.map((t) => t.name)).toEqual(["delete_file"]);
   });
 
+  it("gives a tool call's provider metadata back with the call (Gemini 3's thought signature)", async () => {
+    const runs: ToolRun[] = [];
+    const signature = { google: { thoughtSignature: "sig-1" } };
+    const model = new MockLanguageModelV3({
+      doStream: [
+        streamOf([
+          {
+            type: "tool-call",
+            toolCallId: "call_1",
+            toolName: "delete_file",
+            input: '{"path":"a.txt"}',
+            providerMetadata: signature,
+          },
+          finish("tool-calls"),
+        ]),
+        streamOf([...textParts("Deleted."), finish("stop")]),
+      ],
+    });
+    const agent = defineAgent({ name: "sdk-sig", model: aiSdkModel(model), tools: [recordingTool(runs)] });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user("delete a.txt") }));
+    expect(runs).toHaveLength(1);
+    // Journaled with the call, so a replay or the edge's next request has it too.
+    const assistant = output.messages.find((m) => m.role === "assistant" && m.tool_calls !== undefined);
+    expect(assistant?.role === "assistant" ? assistant.tool_calls?.[0]?.providerMetadata : undefined).toEqual(
+      signature,
+    );
+    expect(model.doStreamCalls[1]?.prompt[1]).toEqual({
+      role: "assistant",
+      content: [
+        {
+          type: "tool-call",
+          toolCallId: "call_1",
+          toolName: "delete_file",
+          input: { path: "a.txt" },
+          providerOptions: signature,
+        },
+      ],
+    });
+  });
+
   it("sends a user message's images as file parts: a data URL's bytes, a URL as a URL", async () => {
     const model = new MockLanguageModelV3({ doStream: streamOf([...textParts("A cat."), finish("stop")]) });
     const content = [

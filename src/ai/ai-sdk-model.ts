@@ -16,6 +16,7 @@ import {
   type LanguageModelV3Message,
   type LanguageModelV3StreamPart,
   type LanguageModelV3Usage,
+  type SharedV3ProviderOptions,
 } from "@ai-sdk/provider";
 import { ModelError, type ModelErrorData } from "../agent/errors";
 import { parseRetryAfter } from "../agent/http-retry";
@@ -177,7 +178,14 @@ async function* streamModel(
         case "tool-call":
           // Provider-executed tools (web search run by the provider) are not the agent's to run.
           if (part.providerExecuted !== true)
-            yield { type: "tool_call", id: part.toolCallId, name: part.toolName, arguments: part.input };
+            yield {
+              type: "tool_call",
+              id: part.toolCallId,
+              name: part.toolName,
+              arguments: part.input,
+              // Given back with the call in the next prompt (Gemini 3's thought signature).
+              ...(part.providerMetadata === undefined ? {} : { providerMetadata: part.providerMetadata }),
+            };
           break;
         case "error":
           throw toModelError(model, part.error, "The provider reported an error");
@@ -227,6 +235,10 @@ export function toPrompt(messages: readonly ChatMessage[]): LanguageModelV3Messa
             toolCallId: call.id,
             toolName: call.function.name,
             input: parseOrKeep(call.function.arguments),
+            // What the provider attached to the call, back as its options (the AI SDK's mapping).
+            ...(call.providerMetadata === undefined
+              ? {}
+              : { providerOptions: call.providerMetadata as SharedV3ProviderOptions }),
           });
         }
         prompt.push({ role: "assistant", content });
