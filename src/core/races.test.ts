@@ -8,13 +8,14 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryStore } from "../store/memory-store";
+import { fiber } from "../store/store-contract";
 import { crashableStore } from "../testing/crash-store";
 import { CommitQueue } from "./commit-queue";
 import { defineFiber } from "./define";
 import { FencedError } from "./errors";
-import type { FiberEvent } from "./records";
+import type { FiberEvent, StreamChunk } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
-import type { Store, WriteGroup } from "./store";
+import { readStreamAndRecord, type Store, type WriteGroup } from "./store";
 import { INBOX_LIMIT } from "./stream-hub";
 
 const runtimes: Runtime[] = [];
@@ -639,6 +640,42 @@ describe("readers end (item 9)", () => {
     }
     const end = (await store.getFiber(fiber.id))?.streamHead ?? 0;
     expect(seqs).toEqual(Array.from({ length: end }, (_, i) => i + 1));
+  });
+
+  it("reads chunks and record of one fiber from a store without readStreamAndRecord", async () => {
+    const memory = new MemoryStore();
+    const chunk = (seq: number, data: string): StreamChunk => ({
+      fiberId: "r",
+      seq,
+      type: "token",
+      data,
+      at: seq,
+    });
+    await memory.createFiber(fiber("r", { createdAt: 1 }), [chunk(1, "old"), chunk(2, "old")]);
+    // A store of one's own with the required reads only: between its chunks and its record, the
+    // fiber is collected and another one started under the id, once.
+    let churn = true;
+    const plain = new Proxy(memory, {
+      get: (target, property) => {
+        if (property === "readStreamAndRecord") return undefined;
+        if (property === "readStream") {
+          return async (id: string, after: number, limit?: number) => {
+            const chunks = await target.readStream(id, after, limit);
+            if (churn) {
+              churn = false;
+              await target.deleteFibers([id]);
+              await target.createFiber(fiber("r", { createdAt: 2 }), [chunk(1, "new")]);
+            }
+            return chunks;
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    }) as Store;
+    const read = await readStreamAndRecord(plain, "r", 0);
+    expect(read.record?.createdAt).toBe(2);
+    expect(read.chunks.map((c) => c.data)).toEqual(["new"]);
   });
 
   it("never carries a reader paused mid-stream into a new fiber started under the same id", async () => {

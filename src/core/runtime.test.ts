@@ -462,10 +462,10 @@ describe("streams", () => {
     let gate: Promise<void> = Promise.resolve();
     let reads = 0;
     const store = new (class extends MemoryStore {
-      override async readStream(id: string, after: number, limit?: number) {
+      override async readStreamAndRecord(id: string, after: number, limit?: number) {
         reads += 1;
         await gate;
-        return super.readStream(id, after, limit);
+        return super.readStreamAndRecord(id, after, limit);
       }
     })();
     const rt = runtime({ store, fibers: [flood], pollIntervalMs: 5 });

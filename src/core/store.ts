@@ -131,9 +131,10 @@ export interface StreamAndRecord {
 }
 
 /**
- * `store.readStreamAndRecord` where the store has it; else `readStream`, then `getFiber` once the
- * chunks are read, so the record is never older than the chunks (all a reader's identity check
- * needs: a fiber's id may be collected and started again, never the other way round).
+ * `store.readStreamAndRecord` where the store has it; else the record, the chunks and the record
+ * again, in turn: the same fiber both times, and the chunks are that fiber's (an id may be
+ * collected and started again in between; then it reads again, and after three such turns
+ * answers that the fiber is gone).
  */
 export async function readStreamAndRecord(
   store: Store,
@@ -142,8 +143,19 @@ export async function readStreamAndRecord(
   limit?: number,
 ): Promise<StreamAndRecord> {
   if (store.readStreamAndRecord) return store.readStreamAndRecord(fiberId, after, limit);
-  const chunks = await store.readStream(fiberId, after, limit);
-  return { chunks, record: await store.getFiber(fiberId) };
+  for (let turn = 0; turn < 3; turn++) {
+    const before = await store.getFiber(fiberId);
+    const chunks = await store.readStream(fiberId, after, limit);
+    const record = await store.getFiber(fiberId);
+    // Absent before: created meanwhile, the chunks are its own (or none). Absent after: gone.
+    if (before === undefined || record === undefined || sameFiber(before, record)) return { chunks, record };
+  }
+  return { chunks: [], record: undefined };
+}
+
+/** Whether two records of one id are the same fiber, not one collected and another started. */
+function sameFiber(a: FiberRecord, b: FiberRecord): boolean {
+  return a.createdAt === b.createdAt && a.createdGeneration === b.createdGeneration;
 }
 
 /** The outcome of `createFiber`. */
@@ -177,7 +189,8 @@ export interface Store {
   /**
    * Optional: `readStream` and `getFiber` of one fiber answered from one state (one read
    * transaction), so a stream reader learns whose chunks it read without a second round trip.
-   * Readers call `readStreamAndRecord(store, ...)`, which falls back to the two calls in turn.
+   * Readers call `readStreamAndRecord(store, ...)`, which falls back to the record, the chunks
+   * and the record again (`getFiber`, `readStream`, `getFiber`).
    */
   readStreamAndRecord?(fiberId: string, after: number, limit?: number): Promise<StreamAndRecord>;
   /** The fiber's buffered events (consumed ones included), ordered by `seq`. */

@@ -18,6 +18,7 @@ import type {
   DeleteOptions,
   FiberQuery,
   Store,
+  StreamAndRecord,
   WriteGroup,
 } from "../core/store";
 import {
@@ -155,18 +156,28 @@ export class SqliteStore implements Store {
   }
 
   async readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
-    return this.#read("readStream", () => {
-      const max = effectiveLimit(limit);
-      return decodeAll<StreamChunk>(
-        this.#sql.exec<Row>(
-          "SELECT chunk FROM fiberline_chunks WHERE fiber_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-          fiberId,
-          after,
-          max ?? -1,
-        ),
-        "chunk",
-      );
-    });
+    return this.#read("readStream", () => this.#chunksAfter(fiberId, after, limit));
+  }
+
+  async readStreamAndRecord(fiberId: string, after: number, limit?: number): Promise<StreamAndRecord> {
+    // One synchronous run of statements: nothing else runs in the object between them.
+    return this.#read("readStreamAndRecord", () => ({
+      chunks: this.#chunksAfter(fiberId, after, limit),
+      record: this.#fiber(fiberId),
+    }));
+  }
+
+  #chunksAfter(fiberId: string, after: number, limit?: number): StreamChunk[] {
+    const max = effectiveLimit(limit);
+    return decodeAll<StreamChunk>(
+      this.#sql.exec<Row>(
+        "SELECT chunk FROM fiberline_chunks WHERE fiber_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        fiberId,
+        after,
+        max ?? -1,
+      ),
+      "chunk",
+    );
   }
 
   async readInbox(fiberId: string): Promise<InboxEvent[]> {

@@ -15,6 +15,7 @@ import type {
   DeleteOptions,
   FiberQuery,
   Store,
+  StreamAndRecord,
   WriteGroup,
 } from "../core/store";
 import { cloneValue } from "./clone";
@@ -102,9 +103,21 @@ export class MemoryStore implements Store {
 
   async readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
     this.#assertOpen();
+    return cloneValue(this.#chunksAfter(fiberId, after, limit));
+  }
+
+  async readStreamAndRecord(fiberId: string, after: number, limit?: number): Promise<StreamAndRecord> {
+    this.#assertOpen();
+    return {
+      chunks: cloneValue(this.#chunksAfter(fiberId, after, limit)),
+      record: cloneOut(this.#fibers.get(fiberId)),
+    };
+  }
+
+  #chunksAfter(fiberId: string, after: number, limit?: number): StreamChunk[] {
     const max = effectiveLimit(limit);
     const chunks = sortedRows(this.#streams.get(fiberId)).filter((chunk) => chunk.seq > after);
-    return cloneValue(max === undefined ? chunks : chunks.slice(0, max));
+    return max === undefined ? chunks : chunks.slice(0, max);
   }
 
   async readInbox(fiberId: string): Promise<InboxEvent[]> {

@@ -61,6 +61,22 @@ export function runStoreContract(
         expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1, "fiber.start")]);
       });
 
+      it("answers readStreamAndRecord, where it has it, as readStream and getFiber would", async () => {
+        if (store.readStreamAndRecord === undefined) return;
+        await store.createFiber(fiber("f1", { streamHead: 3 }), [
+          chunk("f1", 1, "fiber.start"),
+          chunk("f1", 2),
+          chunk("f1", 3),
+        ]);
+        const read = await store.readStreamAndRecord("f1", 1, 1);
+        expect(read).toEqual({
+          chunks: await store.readStream("f1", 1, 1),
+          record: await store.getFiber("f1"),
+        });
+        expect(read.chunks.map((c) => c.seq)).toEqual([2]);
+        expect(await store.readStreamAndRecord("missing", 0)).toEqual({ chunks: [], record: undefined });
+      });
+
       it("returns the existing fiber for a taken id and writes nothing", async () => {
         const first = fiber("f1", { input: { n: 1 } });
         await store.createFiber(first, [chunk("f1", 1)]);

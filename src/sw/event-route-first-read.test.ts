@@ -51,7 +51,7 @@ function observedStore() {
       reads.push("readStream");
       return super.readStream(id, after, limit);
     }
-    async readStreamAndRecord(id: string, after: number, limit?: number): Promise<StreamAndRecord> {
+    override async readStreamAndRecord(id: string, after: number, limit?: number): Promise<StreamAndRecord> {
       reads.push("readStreamAndRecord");
       if (hold.active) {
         hold.active = false;
