@@ -274,6 +274,26 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     await expect(pending).rejects.toBe(reason);
   });
 
+  it("throws the abort's reason from a model whose doStream never answers and ignores its signal", async () => {
+    let cancelled = false;
+    let answer!: (result: { stream: ReadableStream<LanguageModelV3StreamPart> }) => void;
+    const model = new MockLanguageModelV3({
+      doStream: () => new Promise((resolve) => (answer = resolve)),
+    });
+    const controller = new AbortController();
+    const reason = new Error("stalled");
+    const pending = aiSdkModel(model)
+      .stream({ messages: user("hi"), tools: [], signal: controller.signal })
+      [Symbol.asyncIterator]()
+      .next();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    controller.abort(reason);
+    await expect(pending).rejects.toBe(reason);
+    // Its stream, when it comes at last, is cancelled rather than left open.
+    answer({ stream: new ReadableStream({ cancel: () => void (cancelled = true) }) });
+    await expect.poll(() => cancelled).toBe(true);
+  });
+
   it("retries an error part and a finish reason 'error' as retryable failures", async () => {
     const model = new MockLanguageModelV3({
       doStream: [

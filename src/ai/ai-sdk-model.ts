@@ -123,23 +123,9 @@ async function* streamModel(
   signal: AbortSignal | undefined,
 ): AsyncGenerator<ModelEvent, void, undefined> {
   signal?.throwIfAborted();
-  let stream: ReadableStream<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
-  try {
-    // The v2 and v4 call options are the v3 ones for everything the agent sends (text, tool
-    // calls, function tools), and the v4 parts it reads are shaped as in v3.
-    const result =
-      model.specificationVersion === "v2"
-        ? await model.doStream(call as unknown as Parameters<LanguageModelV2["doStream"]>[0])
-        : model.specificationVersion === "v4"
-          ? await model.doStream(call as never)
-          : await model.doStream(call);
-    stream = result.stream as ReadableStream<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
-  } catch (error) {
-    if (signal?.aborted) throw signal.reason;
-    throw toModelError(model, error);
-  }
-  const reader = stream.getReader();
-  // A stream that ignores its abortSignal must not hold the call: a read loses to the abort.
+  // A model that ignores its abortSignal must not hold the call: waiting for its stream, and
+  // each read of it, loses to the abort (a cancel, or the model step's no-progress watchdog,
+  // whose abort is then retried as a stall).
   const aborted =
     signal === undefined
       ? undefined
@@ -147,7 +133,34 @@ async function* streamModel(
           if (signal.aborted) reject(signal.reason);
           else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
         });
-  aborted?.catch(() => {}); // seen by the race below
+  aborted?.catch(() => {}); // seen by the races below
+  let stream: ReadableStream<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
+  try {
+    // The v2 and v4 call options are the v3 ones for everything the agent sends (text, tool
+    // calls, function tools), and the v4 parts it reads are shaped as in v3.
+    const started: Promise<{ stream: unknown }> = Promise.resolve(
+      model.specificationVersion === "v2"
+        ? model.doStream(call as unknown as Parameters<LanguageModelV2["doStream"]>[0])
+        : model.specificationVersion === "v4"
+          ? model.doStream(call as never)
+          : model.doStream(call),
+    );
+    if (aborted !== undefined) {
+      // A stream that comes after the abort is cancelled, not left open.
+      started.then(
+        (late) => {
+          if (signal?.aborted) (late.stream as ReadableStream).cancel().catch(() => {});
+        },
+        () => {},
+      );
+    }
+    const result = await (aborted === undefined ? started : Promise.race([started, aborted]));
+    stream = result.stream as ReadableStream<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    throw toModelError(model, error);
+  }
+  const reader = stream.getReader();
   let done = false;
   try {
     for (;;) {
