@@ -290,7 +290,13 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     controller.abort(reason);
     await expect(pending).rejects.toBe(reason);
     // Its stream, when it comes at last, is cancelled rather than left open.
-    answer({ stream: new ReadableStream({ cancel: () => void (cancelled = true) }) });
+    answer({
+      stream: new ReadableStream({
+        cancel: () => {
+          cancelled = true;
+        },
+      }),
+    });
     await expect.poll(() => cancelled).toBe(true);
   });
 
