@@ -16,7 +16,7 @@ import { FencedError } from "./errors";
 import type { FiberEvent, StreamChunk } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
 import { readStreamAndRecord, type Store, type WriteGroup } from "./store";
-import { INBOX_LIMIT } from "./stream-hub";
+import { ChunkInbox, INBOX_LIMIT } from "./stream-hub";
 
 const runtimes: Runtime[] = [];
 afterEach(async () => {
@@ -640,6 +640,22 @@ describe("readers end (item 9)", () => {
     }
     const end = (await store.getFiber(fiber.id))?.streamHead ?? 0;
     expect(seqs).toEqual(Array.from({ length: end }, (_, i) => i + 1));
+    // What it drops, it drops but for a fiber's first chunk, by which readers tell a fiber
+    // started again under its id (the test above).
+    const inbox = new ChunkInbox();
+    const chunk = (seq: number, type = "token"): StreamChunk => ({
+      fiberId: "x",
+      seq,
+      type,
+      data: seq,
+      at: seq,
+    });
+    inbox.push([chunk(1, "fiber.start")]);
+    inbox.push(Array.from({ length: 2 * INBOX_LIMIT }, (_, i) => chunk(i + 2)));
+    const kept = inbox.take();
+    expect(kept.length).toBeLessThanOrEqual(INBOX_LIMIT + 1);
+    expect(kept[0]?.type).toBe("fiber.start");
+    expect(kept.at(-1)?.seq).toBe(2 * INBOX_LIMIT + 1);
   });
 
   it("reads chunks and record of one fiber from a store without readStreamAndRecord", async () => {

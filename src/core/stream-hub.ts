@@ -131,7 +131,12 @@ export class ChunkInbox {
 
   push = (chunks: readonly StreamChunk[]): void => {
     for (const c of chunks) this.#buffer.push(c);
-    if (this.#buffer.length > INBOX_LIMIT) this.#buffer.splice(0, this.#buffer.length - INBOX_LIMIT / 2);
+    if (this.#buffer.length > INBOX_LIMIT) {
+      const dropped = this.#buffer.splice(0, this.#buffer.length - INBOX_LIMIT / 2);
+      // A first `fiber.start` stays: by it a reader tells a fiber started again under its id.
+      const start = dropped.find((c) => c.seq === 1 && c.type === "fiber.start");
+      if (start !== undefined) this.#buffer.unshift(start);
+    }
     this.#wake?.();
   };
 
