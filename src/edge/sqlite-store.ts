@@ -32,6 +32,7 @@ import {
   dueForInbox,
   effectiveLimit,
   finishListing,
+  inboxSeenError,
   mergeFiberPatch,
   queriedStatuses,
   raiseGenerationFloor,
@@ -394,7 +395,8 @@ export class SqliteStore implements Store {
   /** Writes `group`'s rows; its record is the caller's to write (once, with the stream head). */
   #apply(group: WriteGroup): void {
     const { fiberId } = group;
-    if (group.inboxSeen !== undefined) requireSeq(group.inboxSeen);
+    const seen = inboxSeenError(group);
+    if (seen !== undefined) throw seen;
     if (group.clearJournal === true)
       this.#sql.exec("DELETE FROM fiberline_journal WHERE fiber_id = ?", fiberId);
     for (const entry of group.journal ?? []) {
@@ -483,15 +485,6 @@ function decodeAll<T>(rows: Iterable<Row>, column: string): T[] {
 function requireKeys(what: string, fiberId: unknown, position: unknown): void {
   requireKey(what, fiberId);
   requireKey(what, position);
-}
-
-/** `inboxSeen` bounds inbox seqs: a number, as IndexedDB's key range over `[fiberId, seq]` needs. */
-function requireSeq(seen: unknown): void {
-  if (typeof seen === "number" && Number.isFinite(seen)) return;
-  throw new DOMException(
-    `inboxSeen must be an inbox seq, a finite number (got ${String(seen)})`,
-    "DataError",
-  );
 }
 
 /** The keys IndexedDB would accept for these records: strings and non-NaN numbers. */

@@ -172,6 +172,26 @@ export function suspends(group: WriteGroup): boolean {
   return group.unclaimed !== true && group.fiber?.status === "waiting";
 }
 
+/** The last suspension (`suspends`) of each fiber among `groups`: `dueForInbox` judges one per fiber. */
+export function suspensionsOf(groups: Iterable<WriteGroup>): Map<string, WriteGroup> {
+  const suspending = new Map<string, WriteGroup>();
+  for (const group of groups) if (suspends(group)) suspending.set(group.fiberId, group);
+  return suspending;
+}
+
+/**
+ * Why `group.inboxSeen` cannot bound inbox seqs, or `undefined` when it can (absent, or a finite
+ * number): a `DataError`, as IndexedDB's key range over `[fiberId, seq]` gives.
+ */
+export function inboxSeenError(group: WriteGroup): DOMException | undefined {
+  const seen: unknown = group.inboxSeen;
+  if (seen === undefined || (typeof seen === "number" && Number.isFinite(seen))) return undefined;
+  return new DOMException(
+    `inboxSeen must be an inbox seq, a finite number (got ${String(seen)})`,
+    "DataError",
+  );
+}
+
 /** What `dueForBuffered` reads of an inbox event. */
 export interface BufferedEvent {
   name: string;

@@ -15,7 +15,14 @@ import type { IDBPTransaction, StoreNames } from "idb";
 import type { FiberRecord } from "../core/records";
 import type { WriteGroup } from "../core/store";
 import { estimateSize } from "../core/validate";
-import { continueStream, dueForInbox, mergeFiberPatch, suspends, withConsumer } from "./fiber-rules";
+import {
+  continueStream,
+  dueForInbox,
+  mergeFiberPatch,
+  suspends,
+  suspensionsOf,
+  withConsumer,
+} from "./fiber-rules";
 import { AbortedOnPurpose, commitNow, result } from "./idb-connection";
 import { type FiberlineSchema, hasInlineInput, type RowKey, type StoredFiber } from "./idb-database";
 import { appendToOutbox, type OutboxHeadRow, type OutboxWrite, type Placed } from "./idb-outbox";
@@ -469,8 +476,7 @@ export async function commitGroups(
   // past what the run saw), once per fiber, judged on the record and inbox the whole commit leaves.
   // The ranges first: one that cannot be made (`inboxSeen` not a finite number) throws before the
   // commit reads anything.
-  const suspending = new Map<string, WriteGroup>();
-  for (const group of readFence) if (suspends(group)) suspending.set(group.fiberId, group);
+  const suspending = suspensionsOf(readFence);
   const inboxRanges = [...suspending].map(([id, group]) => inboxOf(id, group.inboxSeen));
   const fenceReads = Promise.all(
     ids.map((id) => result(fibers?.get(id) as IDBRequest<StoredFiber | undefined>)),

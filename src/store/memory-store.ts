@@ -29,11 +29,12 @@ import {
   dueForInbox,
   effectiveLimit,
   finishListing,
+  inboxSeenError,
   mergeFiberPatch,
   queriedStatuses,
   raiseGenerationFloor,
   storeClosedError,
-  suspends,
+  suspensionsOf,
   toStoreError,
   withConsumer,
 } from "./fiber-rules";
@@ -177,9 +178,7 @@ export class MemoryStore implements Store {
     for (const [id, record] of records) this.#fibers.set(id, record);
     for (const group of applied) this.#applyGroup(group);
     // Judged on what the whole commit leaves: the fiber's last record and inbox.
-    const suspending = new Map<string, WriteGroup>();
-    for (const group of applied) if (suspends(group)) suspending.set(group.fiberId, group);
-    for (const group of suspending.values()) {
+    for (const group of suspensionsOf(applied).values()) {
       const record = this.#fibers.get(group.fiberId) as FiberRecord;
       const due = dueForInbox(record, group, this.#inboxes.get(group.fiberId)?.values() ?? [], this.#clock());
       if (due !== undefined) this.#fibers.set(group.fiberId, due);
@@ -305,16 +304,8 @@ function validateGroupKeys(group: WriteGroup): void {
   for (const chunk of group.chunks ?? []) requireKeys("commit", "stream chunk", chunk.fiberId, chunk.seq);
   for (const { seq } of group.consumeEvents ?? [])
     requireKeys("commit", "consumed event", group.fiberId, seq);
-  if (group.inboxSeen !== undefined) requireSeq("commit", group.inboxSeen);
-}
-
-/** `inboxSeen` bounds inbox seqs: a number, as IndexedDB's key range over `[fiberId, seq]` needs. */
-function requireSeq(operation: string, seen: unknown): void {
-  if (typeof seen === "number" && Number.isFinite(seen)) return;
-  throw toStoreError(
-    operation,
-    new DOMException(`inboxSeen must be an inbox seq, a finite number (got ${String(seen)})`, "DataError"),
-  );
+  const seen = inboxSeenError(group);
+  if (seen !== undefined) throw toStoreError("commit", seen);
 }
 
 function requireKeys(operation: string, what: string, fiberId: unknown, position: unknown): void {
