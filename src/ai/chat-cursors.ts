@@ -79,7 +79,9 @@ export function idbCursorStore(name = "fiberline-ai"): ChatCursorStore {
   return {
     async get(chatId) {
       const row = await (await open()).get("cursors", chatId);
-      return row && { fiberId: row.fiberId, delivered: row.delivered, done: row.done };
+      if (row === undefined) return undefined;
+      const { chatId: _key, ...cursor } = row;
+      return cursor;
     },
     async set(chatId, cursor) {
       await (await open()).put("cursors", { chatId, ...cursor });

@@ -33,31 +33,41 @@ class ArrayState implements ChatState<UIMessage> {
   status: ChatState<UIMessage>["status"] = "ready";
   error: Error | undefined = undefined;
   messages: UIMessage[];
-  constructor(messages: UIMessage[] = []) {
+  readonly #changed: ((message: UIMessage) => void) | undefined;
+  constructor(messages: UIMessage[] = [], changed?: (message: UIMessage) => void) {
     this.messages = messages;
+    this.#changed = changed;
   }
   pushMessage = (message: UIMessage): void => {
     this.messages = [...this.messages, message];
+    this.#changed?.(message);
   };
   popMessage = (): void => {
     this.messages = this.messages.slice(0, -1);
   };
   replaceMessage = (index: number, message: UIMessage): void => {
     this.messages = this.messages.map((m, i) => (i === index ? this.snapshot(message) : m));
+    this.#changed?.(message);
   };
   snapshot = <T>(thing: T): T => structuredClone(thing);
 }
 
 /** ai 7's chat without React. */
 class Chat7 extends AbstractChat<UIMessage> {
-  constructor(init: Omit<ChatInit<UIMessage>, "transport"> & { transport: FiberlineChatTransport }) {
+  constructor(
+    init: Omit<ChatInit<UIMessage>, "transport"> & {
+      transport: FiberlineChatTransport;
+      /** Called with each message the chat writes, as it writes it. */
+      changed?: (message: UIMessage) => void;
+    },
+  ) {
     // Only here is a cast needed: this repository builds against ai 6 and holds both majors, so
     // TypeScript sees two unrelated UIMessage types. In an app on ai 7, fiberline/ai's declarations
     // import their types from "ai", which is then ai 7.
     super({
       ...init,
       transport: init.transport as unknown as ChatTransport<UIMessage>,
-      state: new ArrayState(init.messages),
+      state: new ArrayState(init.messages, init.changed),
     });
   }
 }
@@ -85,6 +95,7 @@ function setup(model: ModelProvider, requiresApproval = false, resetStep = false
     client: runtime,
     cursors: memoryCursorStore(),
     resetStep,
+    endGraceMs: 10,
   });
   return { runtime, runs, transport };
 }
@@ -197,72 +208,95 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
     expect(runs).toHaveLength(1);
   });
 
-  it("resumes in place a reply reloaded while its approved tool runs, with no part twice", async () => {
-    // ai 7 resumes such a message from its saved parts (a tool part in "approval-responded"),
-    // so a transport that replays the reply from its start must say so (resumeStreamIsReplay).
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let executions = 0;
-    const agent = defineAgent({
-      name: "assistant",
-      model: new ScriptedModel({ replies }).provider(),
-      tools: [
-        {
-          name: "delete_file",
-          description: "Deletes a file.",
-          parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
-          requiresApproval: true,
-          async execute({ path }) {
-            executions++;
-            await gate;
-            return `deleted ${String(path)}`;
+  it.each([
+    { resetStep: false, shown: "input-available" },
+    { resetStep: true, shown: "approval-responded" },
+  ])(
+    "resumes in place a reply reloaded while its approved tool runs, with no part twice and no question asked again (resetStep: $resetStep)",
+    async ({ resetStep, shown }) => {
+      // ai 7 resumes such a message from its saved parts (a tool part in "approval-responded"),
+      // so a transport that replays the reply from its start must say so (resumeStreamIsReplay).
+      let release: () => void = () => {};
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let executions = 0;
+      const agent = defineAgent({
+        name: "assistant",
+        model: new ScriptedModel({ replies }).provider(),
+        tools: [
+          {
+            name: "delete_file",
+            description: "Deletes a file.",
+            parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
+            requiresApproval: true,
+            async execute({ path }) {
+              executions++;
+              await gate;
+              return `deleted ${String(path)}`;
+            },
           },
+        ],
+      });
+      const runtime = agentRuntime(agent, new MemoryStore());
+      const transport = new FiberlineChatTransport({
+        agent: "assistant",
+        client: runtime,
+        cursors: memoryCursorStore(),
+        resetStep,
+      });
+      const first = new Chat7({
+        id: "chat-8",
+        transport,
+        sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+      });
+      await first.sendMessage({ text: "delete a.txt" });
+      const tool = first.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file") as {
+        approval: { id: string };
+      };
+      void first.addToolApprovalResponse({ id: tool.approval.id, approved: true });
+      await expect.poll(() => executions).toBe(1);
+      const saved = structuredClone(first.messages);
+      expect(saved.at(-1)?.parts.find((p) => p.type === "tool-delete_file")).toMatchObject({
+        state: "approval-responded",
+      });
+
+      const states: string[] = [];
+      const second = new Chat7({
+        id: "chat-8",
+        transport,
+        messages: saved,
+        changed: (message) => {
+          const part = message.parts.find((p) => p.type === "tool-delete_file") as
+            | { state: string }
+            | undefined;
+          if (part && part.state !== states.at(-1)) states.push(part.state);
         },
-      ],
-    });
-    const runtime = agentRuntime(agent, new MemoryStore());
-    const transport = new FiberlineChatTransport({
-      agent: "assistant",
-      client: runtime,
-      cursors: memoryCursorStore(),
-    });
-    const first = new Chat7({
-      id: "chat-8",
-      transport,
-      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
-    });
-    await first.sendMessage({ text: "delete a.txt" });
-    const tool = first.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file") as {
-      approval: { id: string };
-    };
-    void first.addToolApprovalResponse({ id: tool.approval.id, approved: true });
-    await expect.poll(() => executions).toBe(1);
-    const saved = structuredClone(first.messages);
-    expect(saved.at(-1)?.parts.find((p) => p.type === "tool-delete_file")).toMatchObject({
-      state: "approval-responded",
-    });
+      });
+      const resuming = second.resumeStream();
+      // The replay leaves the call answered (ai 7's tool-approval-response) or, without resetStep,
+      // running: never as a question to answer again.
+      await expect.poll(() => states.at(-1)).toBe(shown);
+      const replayed = () => second.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file");
+      if (resetStep) expect(replayed()).toMatchObject({ approval: { id: tool.approval.id, approved: true } });
+      release();
+      await resuming;
+      await expect
+        .poll(() => first.status === "ready" && first.messages.at(-1)?.parts.at(-1)?.type === "text")
+        .toBe(true);
 
-    const second = new Chat7({ id: "chat-8", transport, messages: saved });
-    const resuming = second.resumeStream();
-    release();
-    await resuming;
-    await expect
-      .poll(() => first.status === "ready" && first.messages.at(-1)?.parts.at(-1)?.type === "text")
-      .toBe(true);
-
-    expect(second.error).toBeUndefined();
-    expect(summary(second.messages.at(-1))).toEqual([
-      "step-start",
-      "reasoning:They want a.txt removed.",
-      "text:Deleting it. ",
-      "tool-delete_file",
-      "step-start",
-      "text:Done: a.txt is gone.",
-    ]);
-    expect(executions).toBe(1);
-  });
+      expect(second.error).toBeUndefined();
+      expect(summary(second.messages.at(-1))).toEqual([
+        "step-start",
+        "reasoning:They want a.txt removed.",
+        "text:Deleting it. ",
+        "tool-delete_file",
+        "step-start",
+        "text:Done: a.txt is gone.",
+      ]);
+      expect(executions).toBe(1);
+    },
+  );
 
   it("marks the parts of a model call regenerated after a cut as discarded; the reply shown is whole", async () => {
     const script = new ScriptedModel({
@@ -357,6 +391,7 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
 
     await expect.poll(async () => (await runtime.get(fiberId))?.status).toBe("cancelled");
     expect(chat.status).toBe("ready");
+    await expect.poll(async () => (await transport.cursor("chat-6"))?.done).toBe(true);
     expect(await transport.reconnectToStream({ chatId: "chat-6" })).toBeNull();
   });
 });

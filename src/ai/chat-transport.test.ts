@@ -20,12 +20,13 @@ import { defineAgent } from "../agent/agent";
 import { agentRuntime, closeRuntimes, recordingTool, type ToolRun } from "../agent/agent-harness";
 import { ScriptedModel, type ScriptedReply } from "../agent/scripted-model";
 import type { ModelProvider } from "../agent/types";
-import type { Runtime } from "../core/runtime";
+import { defineFiber } from "../core/define";
+import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { aiSdkModel } from "./ai-sdk-model";
 import { type ChatCursorStore, memoryCursorStore } from "./chat-cursors";
 import { fiberIdFor, toAgentMessages } from "./chat-input";
-import { FiberlineChatTransport } from "./chat-transport";
+import { answersIn, FiberlineChatTransport } from "./chat-transport";
 import { isDiscardedPart } from "./ui-chunks";
 
 afterEach(closeRuntimes);
@@ -75,7 +76,7 @@ interface Setup {
 
 function setup(
   model: ModelProvider,
-  options: { requiresApproval?: boolean; cursors?: ChatCursorStore } = {},
+  options: { requiresApproval?: boolean; cursors?: ChatCursorStore; endGraceMs?: number } = {},
 ): Setup {
   const runs: ToolRun[] = [];
   const agent = defineAgent({
@@ -90,7 +91,12 @@ function setup(
     runtime,
     runs,
     cursors,
-    transport: new FiberlineChatTransport({ agent: "assistant", client: runtime, cursors }),
+    transport: new FiberlineChatTransport({
+      agent: "assistant",
+      client: runtime,
+      cursors,
+      endGraceMs: options.endGraceMs ?? 10,
+    }),
   };
 }
 
@@ -211,6 +217,7 @@ describe("FiberlineChatTransport with the AI SDK's chat", () => {
     expect(second.messages).toHaveLength(2);
     expect(normalized(second.messages.at(-1))).toEqual(normalized(whole.messages.at(-1)));
     expect(live.runs).toHaveLength(1);
+    await expect.poll(async () => (await live.cursors.get("chat-3"))?.done).toBe(true);
     expect(await live.transport.reconnectToStream({ chatId: "chat-3" })).toBeNull();
   });
 
@@ -465,11 +472,11 @@ describe("FiberlineChatTransport keeps each reply its own", () => {
     await readAllChunks(second);
     release();
     await readAllChunks(first);
-    expect(await cursors.get("chat-two")).toMatchObject({ fiberId: latest, done: true });
+    await expect.poll(() => cursors.get("chat-two")).toMatchObject({ fiberId: latest, done: true });
   });
 
-  it("marks the reply done only once the page has read its end", async () => {
-    const { transport, cursors } = setup(echoModel());
+  it("marks the reply done only once the page has read its end and outlived the grace", async () => {
+    const { transport, cursors } = setup(echoModel(), { endGraceMs: 300 });
     const stream = await transport.sendMessages({
       chatId: "chat-end",
       messages: [{ id: "u1", role: "user", parts: [{ type: "text", text: "hi" }] }],
@@ -484,7 +491,9 @@ describe("FiberlineChatTransport keeps each reply its own", () => {
     // The page crashing now would have its finish in hand but not handled: a reload resumes.
     expect(await cursors.get("chat-end")).toMatchObject({ done: false });
     expect((await reader.read()).done).toBe(true);
-    expect(await cursors.get("chat-end")).toMatchObject({ done: true });
+    // Nor its message saved, maybe (`onFinish` comes after): done once the page outlived the grace.
+    expect(await cursors.get("chat-end")).toMatchObject({ done: false });
+    await expect.poll(() => cursors.get("chat-end")).toMatchObject({ done: true });
   });
 
   it("sends approvals answered in an earlier assistant message (messageId) to that reply's fiber", async () => {
@@ -516,5 +525,193 @@ describe("FiberlineChatTransport keeps each reply its own", () => {
   it("gives chats whose ids hold a slash replies of their own", async () => {
     expect(await fiberIdFor(["a/b", "c", "d1"])).not.toBe(await fiberIdFor(["a", "b/c", "d1"]));
     expect(await fiberIdFor(["chat-1", "u1"])).toBe("ai/chat-1/u1");
+  });
+});
+
+describe("FiberlineChatTransport across reloads and the chat's own races", () => {
+  it("replays a reply the page ended just before it went away: an unsaved reply comes back whole, a saved one stays single", async () => {
+    const { transport, runtime, cursors } = setup(new ScriptedModel({ replies }).provider(), {
+      endGraceMs: 5_000,
+    });
+    const chat = new TestChat({ id: "chat-grace", transport });
+    await chat.sendMessage({ text: "delete a.txt" });
+    const whole = structuredClone(chat.messages);
+    const reloaded = () =>
+      new FiberlineChatTransport({ agent: "assistant", client: runtime, cursors, endGraceMs: 5_000 });
+
+    // The page died before its save of the reply committed: the new page has the question only.
+    const unsaved = new TestChat({ id: "chat-grace", transport: reloaded(), messages: whole.slice(0, 1) });
+    await unsaved.resumeStream();
+    expect(unsaved.messages).toEqual(whole);
+    // The save did commit: the replay rebuilds the same message in its place.
+    const saved = new TestChat({ id: "chat-grace", transport: reloaded(), messages: structuredClone(whole) });
+    await saved.resumeStream();
+    expect(saved.messages).toEqual(whole);
+  });
+
+  it("a second resumeStream() takes the reply over from the first without cancelling it", async () => {
+    const reference = setup(new ScriptedModel({ replies }).provider());
+    const whole = new TestChat({ id: "chat-twice", transport: reference.transport });
+    await whole.sendMessage({ text: "delete a.txt" });
+
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slow = new ScriptedModel({ replies }).provider();
+    const held: ModelProvider = {
+      ...slow,
+      async *stream(request) {
+        if (request.messages.some((m) => m.role === "tool")) await gate;
+        yield* slow.stream(request);
+      },
+    };
+    const live = setup(held);
+    const first = new TestChat({ id: "chat-twice", transport: live.transport });
+    const sending = first.sendMessage({ text: "delete a.txt" });
+    await expect
+      .poll(() => first.messages.at(-1)?.parts.some((p) => p.type === "tool-delete_file"))
+      .toBe(true);
+    const fiberId = String(first.messages.at(-1)?.id);
+
+    const page = new TestChat({
+      id: "chat-twice",
+      transport: live.transport,
+      messages: structuredClone(first.messages),
+    });
+    const resuming = page.resumeStream();
+    await expect.poll(() => page.status).toBe("streaming");
+    // ai aborts the running resume's signal to start this one, as stop() would.
+    const again = page.resumeStream();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    await Promise.all([resuming, again, sending]);
+
+    expect((await live.runtime.get(fiberId))?.status).toBe("completed");
+    expect(normalized(page.messages.at(-1))).toEqual(normalized(whole.messages.at(-1)));
+    expect(live.runs).toHaveLength(1);
+  });
+
+  it("shows an approved call as running after a reload, with no approval buttons to press again", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let runs = 0;
+    const agent = defineAgent({
+      name: "assistant",
+      model: new ScriptedModel({ replies }).provider(),
+      tools: [
+        {
+          name: "delete_file",
+          description: "Deletes a file.",
+          parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
+          requiresApproval: true,
+          execute: async ({ path }: { path: string }) => {
+            runs++;
+            await gate;
+            return `deleted ${path}`;
+          },
+        },
+      ],
+    });
+    const runtime = agentRuntime(agent, new MemoryStore());
+    const cursors = memoryCursorStore();
+    const page = () =>
+      new FiberlineChatTransport({ agent: "assistant", client: runtime, cursors, endGraceMs: 10 });
+    const chat = new TestChat({
+      id: "chat-approved",
+      transport: page(),
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    await chat.sendMessage({ text: "delete a.txt" });
+    const requested = chat.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file") as {
+      approval: { id: string };
+    };
+    void chat.addToolApprovalResponse({ id: requested.approval.id, approved: true });
+    await expect.poll(() => runs).toBe(1);
+
+    // The page reloads while the approved tool runs.
+    const reloaded = new TestChat({
+      id: "chat-approved",
+      transport: page(),
+      messages: structuredClone(chat.messages),
+    });
+    const resuming = reloaded.resumeStream();
+    const tool = () => reloaded.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file");
+    // ai 6 has no chunk that shows an answer: the call shows as running, not as a question.
+    await expect.poll(() => (tool() as { state?: string } | undefined)?.state).toBe("input-available");
+    release();
+    await resuming;
+    expect(tool()).toMatchObject({ state: "output-available", output: "deleted a.txt" });
+    expect(runs).toBe(1);
+  });
+
+  it("gives a page each of the fiber's own events once, however many of its streams read them; a reloaded page gets them all", async () => {
+    const progress = defineFiber("assistant", {
+      async run(ctx) {
+        ctx.emit("progress", { n: 1 });
+        await ctx.waitForEvent("go");
+        ctx.emit("progress", { n: 2 });
+      },
+    });
+    const runtime = createRuntime({
+      store: new MemoryStore(),
+      fibers: [progress],
+      leaseMs: 30,
+      pollIntervalMs: 10,
+    });
+    const cursors = memoryCursorStore();
+    const page = () =>
+      new FiberlineChatTransport({ agent: "assistant", client: runtime, cursors, endGraceMs: 10 });
+    const seen: unknown[][] = [[], []];
+    const chat = new TestChat({
+      id: "chat-data",
+      transport: page(),
+      onData: (part) => seen[0]?.push(part.data),
+    });
+    const sending = chat.sendMessage({ text: "work" });
+    await expect.poll(() => seen[0]).toEqual([{ n: 1 }]);
+    // ai 6 runs a resume beside the send's stream: a second reader of the same reply in this page.
+    const resuming = chat.resumeStream();
+    const reloaded = new TestChat({
+      id: "chat-data",
+      transport: page(),
+      onData: (part) => seen[1]?.push(part.data),
+    });
+    const other = reloaded.resumeStream();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const fiberId = String((await cursors.get("chat-data"))?.fiberId);
+    await runtime.sendEvent(fiberId, "go");
+    await Promise.all([sending, resuming, other]);
+
+    expect(seen[0]).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(seen[1]).toEqual([{ n: 1 }, { n: 2 }]);
+    await runtime.close();
+  });
+});
+
+describe("answersIn", () => {
+  it("takes the decision the fiber consumed, else the first to arrive; a payload that is no decision denies", () => {
+    expect(
+      answersIn([
+        { name: "approval:a", seq: 1, payload: { approved: true } },
+        {
+          name: "approval:a",
+          seq: 2,
+          payload: { approved: false, reason: "changed my mind" },
+          consumedBy: 7,
+        },
+        { name: "approval:b", seq: 3, payload: { approved: false, reason: "no" } },
+        { name: "approval:b", seq: 4, payload: { approved: true } },
+        { name: "approval:c", seq: 5, payload: "yes" },
+      ]),
+    ).toEqual(
+      new Map([
+        ["approval:a", { approved: false, reason: "changed my mind" }],
+        ["approval:b", { approved: false, reason: "no" }],
+        ["approval:c", { approved: false }],
+      ]),
+    );
   });
 });

@@ -13,7 +13,7 @@ import { sha256Hex } from "../core/sha256";
 import { type ChatCursor, type ChatCursorStore, idbCursorStore, updateCursor } from "./chat-cursors";
 import { defaultInput, fiberIdFor } from "./chat-input";
 import { changesNoPart, resumePoint } from "./resume-point";
-import { foldResets, UiChunkMapper } from "./ui-chunks";
+import { type ApprovalAnswer, foldResets, UiChunkMapper } from "./ui-chunks";
 
 /**
  * What the transport needs of a Fiberline client: `FiberlineClient` from `connect()` in a page,
@@ -23,9 +23,18 @@ export interface ChatFiberClient {
   start(name: string, input: AgentInput, options: { id: string }): Promise<{ id: string; created: boolean }>;
   events(id: string, options: { after?: number; signal?: AbortSignal }): AsyncIterable<FiberEvent>;
   get(id: string): Promise<FiberRecord | undefined>;
-  inspect(id: string): Promise<{ inbox: readonly { name: string }[] }>;
+  inspect(id: string): Promise<{ inbox: readonly InboxEntry[] }>;
   sendEvent(id: string, name: string, payload?: unknown): Promise<void>;
   cancel(id: string, reason?: string): Promise<unknown>;
+}
+
+/** An event in a fiber's inbox, as far as the transport reads it (approval decisions). */
+interface InboxEntry {
+  name: string;
+  seq?: number;
+  payload?: unknown;
+  /** Set once the fiber consumed it. */
+  consumedBy?: number;
 }
 
 /** What `input` receives to build the agent fiber's input. */
@@ -59,7 +68,18 @@ export interface FiberlineChatTransportOptions<UI_MESSAGE extends UIMessage = UI
    * the discarded parts are closed with a mark instead (`isDiscardedPart`).
    */
   resetStep?: boolean;
+  /**
+   * How long the page must outlive a reply's end (or its `stop()`) before the transport records
+   * that nothing is left to resume, in ms (default 1,000). The chat's messages are the app's to
+   * save, and a save triggered by the end (`onFinish`, an effect on `messages`) may not have
+   * committed when the page reloads or crashes right after it: until then `reconnectToStream`
+   * replays the reply, which rebuilds it in place whether the save happened or not.
+   */
+  endGraceMs?: number;
 }
+
+/** The default `endGraceMs`. */
+export const END_GRACE_MS = 1_000;
 
 /**
  * What `FiberlineChatTransport.resume` found: a stream that continues the message the page
@@ -83,6 +103,8 @@ interface StoredPrefix {
   skip: number;
   /** Send ai 7's `reset-step` before the first chunk not skipped (the page is mid-step). */
   reset: boolean;
+  /** The approval decisions `skip` was counted with. */
+  answers: Map<string, ApprovalAnswer>;
 }
 
 /**
@@ -95,12 +117,16 @@ interface StoredPrefix {
  * both rebuild the message from a resumed stream), with text that a `message.reset` took back
  * left out; `resume` sends a kept message only what it lacks. The page going away
  * (reload, closed tab, crash) leaves the fiber running; `reconnectToStream` picks the reply up
- * again and returns `null` once the page delivered its end. `stop()` aborts the request's signal,
- * which is the only thing that aborts it in `ai` 6: the transport cancels the fiber. A tool that
- * needs approval ends the stream at its `tool-approval-request`; the chat's next request (after
- * `addToolApprovalResponse`, e.g. with `sendAutomaticallyWhen:
- * lastAssistantMessageIsCompleteWithApprovalResponses`) sends the decision as the fiber's
- * durable approval event and streams the rest.
+ * again, and returns `null` once the page delivered its end and lived `endGraceMs` longer (time
+ * for the app to save the message). `stop()` aborts the request's signal: the transport cancels
+ * the fiber. The chat also aborts a resume's signal when it starts another resume (a remount);
+ * that one only stops reading. A tool that needs approval ends the stream at its
+ * `tool-approval-request`; the chat's next request (after `addToolApprovalResponse`, e.g. with
+ * `sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses`) sends the
+ * decision as the fiber's durable approval event and streams the rest. A request answered
+ * already (before a reload, or in another page) is never shown as a question again. The
+ * fiber's own events (`data-*` chunks, `onData`) reach a page once (a second resume or a
+ * doubled send in the same page leaves out those it had); a reloaded page gets them all again.
  *
  * @example
  * const fl = await connect({ scriptUrl: "/sw.js", registerOptions: { type: "module" } });
@@ -115,6 +141,10 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   readonly #options: FiberlineChatTransportOptions<UI_MESSAGE>;
   readonly #cursors: ChatCursorStore;
   #client: Promise<ChatFiberClient> | undefined;
+  /** `reconnectToStream` calls so far, by chat: tells a superseded resume from a `stop()`. */
+  readonly #reconnects = new Map<string, number>();
+  /** The last of each fiber's own events (`data-*` chunks) this page read, by fiber. */
+  readonly #dataRead = new Map<string, number>();
 
   constructor(options: FiberlineChatTransportOptions<UI_MESSAGE>) {
     this.#options = options;
@@ -165,17 +195,26 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   async reconnectToStream(
     options: Parameters<ChatTransport<UI_MESSAGE>["reconnectToStream"]>[0],
   ): Promise<ReadableStream<UIMessageChunk> | null> {
+    // Before any await: the chat aborts the resume this one replaces just before calling here.
+    this.#reconnects.set(options.chatId, (this.#reconnects.get(options.chatId) ?? 0) + 1);
     const cursor = await this.#cursors.get(options.chatId);
     if (cursor === undefined || cursor.done) return null;
     const client = await this.#connect();
     const record = await client.get(cursor.fiberId);
-    if (record === undefined || (isTerminal(record.status) && cursor.delivered >= record.streamHead)) {
+    if (record === undefined) {
+      await this.#cursors.set(options.chatId, { ...cursor, done: true });
+      return null;
+    }
+    if (!cursor.done && isTerminal(record.status) && cursor.delivered >= record.streamHead) {
       await this.#cursors.set(options.chatId, { ...cursor, done: true });
       return null;
     }
     // Aborted while looking: `useChat` started another resume (React StrictMode mounts twice).
     if (options.abortSignal?.aborted) return null;
-    return this.#stream(client, options.chatId, cursor.fiberId, { signal: options.abortSignal });
+    return this.#stream(client, options.chatId, cursor.fiberId, {
+      signal: options.abortSignal,
+      resumed: true,
+    });
   }
 
   /**
@@ -209,7 +248,10 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     if (record === undefined) return { status: "none" };
     const resetStep = this.#options.resetStep ?? false;
     const events = foldResets(await readStored(client, cursor.fiberId, record.streamHead));
-    const mapper = new UiChunkMapper({ resetStep });
+    const answers = events.some((event) => event.type === "tool.approval")
+      ? answersIn((await client.inspect(cursor.fiberId)).inbox)
+      : new Map<string, ApprovalAnswer>();
+    const mapper = new UiChunkMapper({ resetStep, answers: (name) => answers.get(name) });
     const chunks = events.flatMap((event) => mapper.map(event));
     const point =
       options.message?.id === cursor.fiberId
@@ -224,6 +266,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
       head: record.streamHead,
       skip: point.from === "start" ? 0 : point.index,
       reset: point.from === "step",
+      answers,
     };
     const stream = this.#stream(client, options.chatId, cursor.fiberId, {
       signal: options.abortSignal,
@@ -276,40 +319,64 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   /**
    * The fiber's stream as UI chunks: the stored part folded (no discarded text), then live.
    * With `after`, only what follows that approval's request (the chat already shows the rest);
-   * with `from`, the stored part as already read, less what the page holds.
+   * with `from`, the stored part as already read, less what the page holds. `resumed`: the
+   * stream answers `reconnectToStream`, whose signal the chat also aborts to start another resume.
    */
   #stream(
     client: ChatFiberClient,
     chatId: string,
     fiberId: string,
-    options: { signal: AbortSignal | undefined; after?: string; from?: StoredPrefix },
+    options: { signal: AbortSignal | undefined; after?: string; from?: StoredPrefix; resumed?: boolean },
   ): ReadableStream<UIMessageChunk> {
     const reading = new AbortController();
     const cursors = this.#cursors;
+    const dataRead = this.#dataRead;
     const resetStep = this.#options.resetStep ?? false;
     /** Where a reload resumes: only while the chat's cursor is still this reply's. */
-    const keep = (patch: { delivered?: number; done: boolean }): Promise<void> =>
+    const keep = (patch: Partial<Omit<ChatCursor, "fiberId">>): Promise<void> =>
       updateCursor(cursors, chatId, fiberId, patch);
-    const onStop = (): void => {
-      reading.abort();
-      void keep({ done: true }).catch(() => {
-        // The cursor could not be written: a reload resumes the stopped reply, which shows its end.
-      });
+    /** Done, once the page lived long enough to save the reply (a page gone before replays it). */
+    const graceMs = this.#options.endGraceMs ?? END_GRACE_MS;
+    const finish = (delivered?: number): void => {
+      setTimeout(() => {
+        keep({ ...(delivered === undefined ? {} : { delivered }), done: true }).catch(() => {
+          // The cursor could not be written: a reload replays the ended reply, in place.
+        });
+      }, graceMs);
+    };
+    const stop = (): void => {
+      finish();
       client.cancel(fiberId, "Stopped from the chat.").catch(() => {
         // Already ended, or the worker is unreachable: the fiber's own end stands.
       });
     };
-    if (options.signal?.aborted) onStop();
-    else options.signal?.addEventListener("abort", onStop, { once: true });
+    const onAbort = (): void => {
+      reading.abort();
+      if (!options.resumed) {
+        stop();
+        return;
+      }
+      // ai 6 and 7 abort a resume's signal on `stop()`, and also when they start another resume
+      // of the chat (a remount, a reconnect), which calls `reconnectToStream` in the same task:
+      // only a stop cancels the reply.
+      const seen = this.#reconnects.get(chatId);
+      queueMicrotask(() => {
+        if (this.#reconnects.get(chatId) === seen) stop();
+      });
+    };
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener("abort", onAbort, { once: true });
 
     async function* chunks(): AsyncGenerator<UIMessageChunk> {
       yield { type: "start", messageId: fiberId };
-      const mapper = new UiChunkMapper({ resetStep });
-      /** The approval is answered when its event is in the fiber's inbox. */
-      const answered = async (event: FiberEvent): Promise<boolean> => {
+      const answers = options.from?.answers ?? new Map<string, ApprovalAnswer>();
+      const mapper = new UiChunkMapper({ resetStep, answers: (name) => answers.get(name) });
+      /** Learns the request's decision, when the fiber's inbox holds one. */
+      const learn = async (event: FiberEvent): Promise<void> => {
         const name = (event.data as { event: string }).event;
+        if (answers.has(name)) return;
         const { inbox } = await client.inspect(fiberId);
-        return inbox.some((ev) => ev.name === name);
+        for (const [approval, answer] of answersIn(inbox)) answers.set(approval, answer);
       };
       let skipping = options.after;
       let held = options.from?.skip ?? 0;
@@ -333,6 +400,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
       const emit = async function* (
         events: FiberEvent[],
         live: boolean,
+        known = false,
       ): AsyncGenerator<UIMessageChunk, boolean> {
         for (const [i, event] of events.entries()) {
           if (skipping !== undefined) {
@@ -340,10 +408,27 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
               skipping = undefined;
             continue;
           }
+          // `from`'s decisions are the ones its skip count was made with.
+          if (event.type === "tool.approval" && !known) await learn(event);
           const chunks = mapper.map(event);
+          // The fiber's own events are not in the message: this page gets each once, whichever
+          // of its streams reads it first (a replay into it leaves out those it read). A new page
+          // gets them all, as state it has to rebuild (the retry notice).
+          if (isData(chunks)) {
+            if (event.seq <= (dataRead.get(fiberId) ?? 0)) {
+              if (held > 0) held--; // counted by `resume` all the same
+              continue;
+            }
+            dataRead.set(fiberId, event.seq);
+            yield* pass(chunks);
+            continue;
+          }
           // A request nothing answered yet ends this stream: the chat shows the approval buttons.
           const lastKnown = live || i === events.length - 1;
-          const pause = event.type === "tool.approval" && lastKnown && !(await answered(event));
+          const pause =
+            event.type === "tool.approval" &&
+            lastKnown &&
+            !answers.has((event.data as { event: string }).event);
           yield* pass(chunks);
           // Kept durably where it decides what a reload resumes, at a pause and at the end, once
           // the page has read what this event sent (the stream reads nothing ahead of the page).
@@ -352,11 +437,11 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
             await keep({ delivered: event.seq, done: false });
             return true;
           }
-          if (event.type === "fiber.end") await keep({ delivered: event.seq, done: true });
+          if (event.type === "fiber.end") finish(event.seq);
         }
         return false;
       };
-      if (options.from && (yield* emit(options.from.events, false))) return;
+      if (options.from && (yield* emit(options.from.events, false, true))) return;
       const after = options.from?.head ?? 0;
       for await (const event of client.events(fiberId, { after, signal: reading.signal })) {
         if (event.seq < head) {
@@ -381,6 +466,31 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     this.#client ??= Promise.resolve(typeof client === "function" ? client() : client);
     return this.#client;
   }
+}
+
+/** A fiber's own event (`ctx.emit` in a custom agent) as the chat gets it: one `data-*` chunk. */
+function isData(chunks: readonly UIMessageChunk[]): boolean {
+  return chunks.length === 1 && (chunks[0] as UIMessageChunk).type.startsWith("data-");
+}
+
+/**
+ * The approval decisions in a fiber's inbox, by event name: the event the fiber consumed, else
+ * the first to arrive (the one it will consume). A payload that is not a decision denies, as
+ * the agent reads it.
+ */
+export function answersIn(inbox: readonly InboxEntry[]): Map<string, ApprovalAnswer> {
+  const ordered = [...inbox].sort(
+    (a, b) =>
+      Number(b.consumedBy !== undefined) - Number(a.consumedBy !== undefined) || (a.seq ?? 0) - (b.seq ?? 0),
+  );
+  const answers = new Map<string, ApprovalAnswer>();
+  for (const event of ordered) {
+    if (answers.has(event.name)) continue;
+    const payload = event.payload as Partial<ApprovalAnswer> | null | undefined;
+    const reason = typeof payload?.reason === "string" && payload.reason ? payload.reason : undefined;
+    answers.set(event.name, { approved: payload?.approved === true, ...(reason ? { reason } : {}) });
+  }
+  return answers;
 }
 
 /** The fiber's stream up to `head`, as stored. */

@@ -41,12 +41,13 @@ export function resumePoint(
   const lastStep = page.findLastIndex((part) => part.kind === "step");
   const built: Part[] = [];
   const open = new Map<string, Extract<Part, { open: boolean }>>();
+  const approvals = new Map<string, string>();
   // The smallest index that matches: chunks that change no part (a step's end, the reply's
   // finish or error, transient data) are sent again rather than skipped.
   if (page.length === 0) return { from: "chunk", index: 0 };
   let step: ResumePoint | undefined;
   for (const [i, chunk] of chunks.entries()) {
-    apply(built, open, chunk);
+    apply(built, open, approvals, chunk);
     if (open.size === 0 && same(built, page)) return { from: "chunk", index: i + 1 };
     if (options.resetStep && chunk.type === "start-step" && built.length === lastStep + 1)
       if (same(built, page.slice(0, lastStep + 1))) step = { from: "step", index: i + 1 };
@@ -66,6 +67,7 @@ const PART_CHUNKS = new Set([
   "tool-input-available",
   "tool-input-error",
   "tool-approval-request",
+  "tool-approval-response",
   "tool-output-available",
   "tool-output-error",
   "tool-output-denied",
@@ -93,6 +95,8 @@ function pagePart(part: UIMessage["parts"][number]): Part {
 function apply(
   parts: Part[],
   open: Map<string, Extract<Part, { open: boolean }>>,
+  /** The tool call of each approval request, by approval id. */
+  approvals: Map<string, string>,
   chunk: UIMessageChunk,
 ): void {
   const setTool = (toolCallId: string, state: string): void => {
@@ -137,9 +141,17 @@ function apply(
     case "tool-output-error":
       setTool((chunk as { toolCallId: string }).toolCallId, "output-error");
       break;
-    case "tool-approval-request":
-      setTool((chunk as { toolCallId: string }).toolCallId, "approval-requested");
+    case "tool-approval-request": {
+      const { toolCallId, approvalId } = chunk as { toolCallId: string; approvalId: string };
+      approvals.set(approvalId, toolCallId);
+      setTool(toolCallId, "approval-requested");
       break;
+    }
+    case "tool-approval-response": {
+      const toolCallId = approvals.get((chunk as { approvalId: string }).approvalId);
+      if (toolCallId !== undefined) setTool(toolCallId, "approval-responded");
+      break;
+    }
     case "tool-output-available":
       setTool((chunk as { toolCallId: string }).toolCallId, "output-available");
       break;

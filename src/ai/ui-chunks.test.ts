@@ -97,6 +97,25 @@ describe("UiChunkMapper", () => {
     ).toEqual([{ type: "abort", reason: "Stopped." }]);
   });
 
+  it("shows an approval already answered: no request with ai 6, the request and ai 7's response with resetStep", () => {
+    const approval = agentStream.find((e) => e.type === "tool.approval") as FiberEvent;
+    const answers = (name: string) =>
+      name === "approval:f:m1#0:call_0" ? { approved: false, reason: "not today" } : undefined;
+    expect(new UiChunkMapper({ answers }).map(approval)).toEqual([]);
+    expect(new UiChunkMapper({ answers, resetStep: true }).map(approval)).toEqual([
+      { type: "tool-approval-request", approvalId: "approval:f:m1#0:call_0", toolCallId: key },
+      {
+        type: "tool-approval-response",
+        approvalId: "approval:f:m1#0:call_0",
+        approved: false,
+        reason: "not today",
+      },
+    ]);
+    expect(new UiChunkMapper({ answers: () => undefined }).map(approval)).toEqual([
+      { type: "tool-approval-request", approvalId: "approval:f:m1#0:call_0", toolCallId: key },
+    ]);
+  });
+
   it("closes a step's parts as discarded at message.reset, and the AI SDK keeps the mark on the parts", async () => {
     const mapper = new UiChunkMapper();
     const live = [

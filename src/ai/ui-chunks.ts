@@ -37,6 +37,19 @@ export interface UiChunkMapperOptions {
    * parts are then closed marked discarded (`isDiscardedPart`).
    */
   resetStep?: boolean;
+  /**
+   * The decision an approval request (by its event name) already has, if any: the request is
+   * then shown answered (ai 7's `tool-approval-response` after it, with `resetStep`) or, with
+   * ai 6, which has no chunk for an answer, left out, so the page never offers buttons for a
+   * call that was decided (after a reload, or in another page).
+   */
+  answers?: (approvalEvent: string) => ApprovalAnswer | undefined;
+}
+
+/** How an approval was answered: the payload of the fiber's approval event. */
+export interface ApprovalAnswer {
+  approved: boolean;
+  reason?: string;
 }
 
 /**
@@ -45,6 +58,7 @@ export interface UiChunkMapperOptions {
  */
 export class UiChunkMapper {
   readonly #resetStep: boolean;
+  readonly #answers: UiChunkMapperOptions["answers"];
   #stepOpen = false;
   /**
    * Text and reasoning parts of the current model call, all left open until it ends, so that a
@@ -67,6 +81,7 @@ export class UiChunkMapper {
 
   constructor(options: UiChunkMapperOptions = {}) {
     this.#resetStep = options.resetStep ?? false;
+    this.#answers = options.answers;
   }
 
   /** The UI chunks for one agent chunk (none for chunks a chat does not show). */
@@ -152,11 +167,22 @@ export class UiChunkMapper {
       }
       case "tool.approval": {
         const data = event.data as ChunkOf<"tool.approval">;
+        const answer = this.#answers?.(data.event);
+        // ai 6 cannot show an answer (only the page that answered has it): no request at all.
+        if (answer !== undefined && !this.#resetStep) break;
         out.push({
           type: "tool-approval-request",
           approvalId: data.event,
           toolCallId: this.#toolCallId(data),
         });
+        if (answer !== undefined)
+          // ai 7's chunk, not in ai 6's `UIMessageChunk` union (see `reset-step`).
+          out.push({
+            type: "tool-approval-response",
+            approvalId: data.event,
+            approved: answer.approved,
+            ...(answer.reason ? { reason: answer.reason } : {}),
+          } as unknown as UIMessageChunk);
         break;
       }
       case "tool.result": {
