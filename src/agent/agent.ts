@@ -18,6 +18,7 @@ import type {
   FinishReason,
   ModelProvider,
   ModelUsage,
+  ReasoningPart,
   ToolDefinition,
   ToolSpec,
 } from "./types";
@@ -122,12 +123,21 @@ export type AgentChunk =
   | { type: "text.delta"; data: { messageId: string; delta: string } }
   /**
    * A piece of the model's reasoning ("thinking"), before or between text deltas. Kept in the
-   * stream and in `AssistantMessage.reasoning`, never sent back to the model.
+   * stream and in `AssistantMessage.reasoning`; sent back to the model only as the signed blocks
+   * a provider asks for (`AssistantMessage.reasoningParts`, through `aiSdkModel`).
    */
   | { type: "reasoning.delta"; data: { messageId: string; delta: string } }
   | {
       type: "tool.call";
-      data: { messageId: string; index: number; toolCallId: string; name: string; arguments: string };
+      data: {
+        messageId: string;
+        index: number;
+        toolCallId: string;
+        name: string;
+        arguments: string;
+        /** `ToolCall.providerMetadata`, when the provider attached any. */
+        providerMetadata?: Record<string, Record<string, unknown>>;
+      };
     }
   | { type: "message.reset"; data: { messageId: string; reason: string } }
   /**
@@ -136,7 +146,16 @@ export type AgentChunk =
    * comes back during it (a reload, a restarted worker) can still show it.
    */
   | { type: "message.retry"; data: RetryChunkData }
-  | { type: "message.end"; data: { messageId: string; finishReason: FinishReason; usage: ModelUsage | null } }
+  | {
+      type: "message.end";
+      data: {
+        messageId: string;
+        finishReason: FinishReason;
+        usage: ModelUsage | null;
+        /** `AssistantMessage.reasoningParts`, when the provider attached metadata to its reasoning. */
+        reasoningParts?: ReasoningPart[];
+      };
+    }
   | {
       type: "tool.approval";
       data: {
@@ -231,6 +250,7 @@ export function defineAgent(options: AgentOptions): FiberDefinition<AgentInput, 
         }
         const assistant: AssistantMessage = { role: "assistant", content: reply.content || null };
         if (reply.reasoning) assistant.reasoning = reply.reasoning;
+        if (reply.reasoningParts) assistant.reasoningParts = reply.reasoningParts;
         if (reply.toolCalls.length > 0) assistant.tool_calls = reply.toolCalls;
         conversation.push(assistant);
         if (reply.toolCalls.length === 0) return { messages: conversation, usage, turns: turn };

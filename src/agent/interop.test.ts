@@ -260,7 +260,7 @@ async function decode(url: string): Promise<Decoded> {
       else if (event.type === "tool_call")
         out.toolCalls.push({ id: event.id, name: event.name, arguments: event.arguments });
       else if (event.type === "usage") out.usage = event.usage;
-      else out.finishes.push(event.reason);
+      else if (event.type === "finish") out.finishes.push(event.reason);
     }
   } catch (error) {
     out.error = error;

@@ -9,13 +9,23 @@ import type { FiberContext, RetryPolicy, StepContext } from "../core/define";
 import { FiberlineError, NonRetryableError } from "../core/errors";
 import { sleep } from "../core/sleep";
 import { ModelError } from "./errors";
-import type { ChatMessage, FinishReason, ModelProvider, ModelUsage, ToolCall, ToolSpec } from "./types";
+import type {
+  ChatMessage,
+  FinishReason,
+  ModelProvider,
+  ModelUsage,
+  ReasoningPart,
+  ToolCall,
+  ToolSpec,
+} from "./types";
 
 /** What one model call produced, as the model step journals it. */
 export interface ModelReply {
   content: string;
   /** The model's reasoning, `""` when it streamed none (absent in replies journaled before reasoning was kept). */
   reasoning?: string;
+  /** `AssistantMessage.reasoningParts`: present when the provider attached metadata to its reasoning. */
+  reasoningParts?: ReasoningPart[];
   toolCalls: ToolCall[];
   usage: ModelUsage | null;
   finishReason: FinishReason;
@@ -40,9 +50,11 @@ interface Partial {
   started: boolean;
   text: string;
   reasoning: string;
+  /** The reasoning blocks ended so far (their lengths add up to at most `reasoning`'s). */
+  reasoningParts: ReasoningPart[];
   toolCalls: ToolCall[];
   /** Set when `message.end` was streamed: the reply is complete. */
-  end?: { finishReason: FinishReason; usage: ModelUsage | null };
+  end?: { finishReason: FinishReason; usage: ModelUsage | null; reasoningParts?: ReasoningPart[] };
 }
 
 /**
@@ -156,9 +168,14 @@ async function streamReply(
       step.emit("message.reset", { messageId, reason: resetReason });
       partial.text = "";
       partial.reasoning = "";
+      partial.reasoningParts = [];
       partial.toolCalls = [];
     }
   }
+  // Reasoning rebuilt after a crash has no block metadata (only `message.end` carries it).
+  const ended = partial.reasoningParts.reduce((n, part) => n + part.length, 0);
+  if (partial.reasoning.length > ended)
+    partial.reasoningParts.push({ length: partial.reasoning.length - ended });
   // `message.start` goes out with what follows it (the first delta, a tool call, the end, or the
   // retry of a failed request), so the first token is made durable in one commit with it instead
   // of queueing behind a commit of its own; a model that has not answered within
@@ -214,6 +231,16 @@ async function streamReply(
       watchdog.progress();
       if (event.type === "text" || event.type === "reasoning") {
         emitDelta(event.type, event.delta);
+      } else if (event.type === "reasoning_end") {
+        const length =
+          partial.reasoning.length +
+          heldHalf.reasoning.length -
+          partial.reasoningParts.reduce((n, part) => n + part.length, 0);
+        if (length > 0 || event.providerMetadata !== undefined)
+          partial.reasoningParts.push({
+            length,
+            ...(event.providerMetadata === undefined ? {} : { providerMetadata: event.providerMetadata }),
+          });
       } else if (event.type === "tool_call") {
         const toolCall: ToolCall = {
           id: event.id,
@@ -231,6 +258,7 @@ async function streamReply(
             toolCallId: event.id,
             name: event.name,
             arguments: event.arguments,
+            ...(event.providerMetadata === undefined ? {} : { providerMetadata: event.providerMetadata }),
           });
           partial.toolCalls.push(toolCall);
           size += callSize(toolCall);
@@ -268,10 +296,14 @@ async function streamReply(
     };
   }
   const reason = finishReason ?? "stop";
-  step.emit("message.end", { messageId, finishReason: reason, usage });
+  // Only a provider that signs its reasoning needs the blocks back.
+  const signed = partial.reasoningParts.some((part) => part.providerMetadata !== undefined);
+  const reasoningParts = signed ? { reasoningParts: partial.reasoningParts } : {};
+  step.emit("message.end", { messageId, finishReason: reason, usage, ...reasoningParts });
   return {
     content: partial.text,
     reasoning: partial.reasoning,
+    ...reasoningParts,
     toolCalls: partial.toolCalls,
     usage,
     finishReason: reason,
@@ -326,13 +358,14 @@ function describeFailure(error: unknown): RetryChunkData["error"] {
 
 /** Rebuilds what an interrupted model call had streamed, honouring `message.reset` and `message.end`. */
 function replayPartial(emitted: StepContext["emitted"]): Partial {
-  const partial: Partial = { started: false, text: "", reasoning: "", toolCalls: [] };
+  const partial: Partial = { started: false, text: "", reasoning: "", reasoningParts: [], toolCalls: [] };
   for (const chunk of emitted) {
     const data = chunk.data as Record<string, unknown>;
     if (chunk.type === "message.start") partial.started = true;
     else if (chunk.type === "message.reset") {
       partial.text = "";
       partial.reasoning = "";
+      partial.reasoningParts = [];
       partial.toolCalls = [];
     } else if (chunk.type === "text.delta") partial.text += String(data.delta ?? "");
     else if (chunk.type === "reasoning.delta") partial.reasoning += String(data.delta ?? "");
@@ -341,11 +374,17 @@ function replayPartial(emitted: StepContext["emitted"]): Partial {
         id: String(data.toolCallId),
         type: "function",
         function: { name: String(data.name), arguments: String(data.arguments ?? "") },
+        ...(data.providerMetadata === undefined
+          ? {}
+          : { providerMetadata: data.providerMetadata as NonNullable<ToolCall["providerMetadata"]> }),
       });
     } else if (chunk.type === "message.end") {
       partial.end = {
         finishReason: String(data.finishReason ?? "stop"),
         usage: (data.usage as ModelUsage | null | undefined) ?? null,
+        ...(Array.isArray(data.reasoningParts)
+          ? { reasoningParts: data.reasoningParts as ReasoningPart[] }
+          : {}),
       };
     }
   }

@@ -587,7 +587,13 @@ describe("what goes on the wire", () => {
         await collect(provider({ baseUrl }), {
           messages: [
             user("time?"),
-            { role: "assistant", content: null, reasoning: "Look it up.", tool_calls: [call] },
+            {
+              role: "assistant",
+              content: null,
+              reasoning: "Look it up.",
+              reasoningParts: [{ length: 11, providerMetadata: { anthropic: { signature: "s" } } }],
+              tool_calls: [call],
+            },
             { role: "tool", tool_call_id: "c1", content: "noon" },
           ],
         });

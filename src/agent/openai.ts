@@ -156,8 +156,9 @@ function toWireMessage(message: ChatMessage): ChatMessage {
   const bare = calls?.some((call) => call.providerMetadata !== undefined)
     ? calls.map(({ providerMetadata: _other, ...call }) => call)
     : calls;
-  if (message.reasoning === undefined && bare === calls) return message;
-  const { reasoning: _kept, ...wire } = message;
+  if (message.reasoning === undefined && message.reasoningParts === undefined && bare === calls)
+    return message;
+  const { reasoning: _kept, reasoningParts: _signed, ...wire } = message;
   return bare === undefined ? wire : { ...wire, tool_calls: bare };
 }
 

@@ -101,6 +101,21 @@ export interface AssistantMessage {
    * never send it back to the model (DeepSeek, for one, rejects a request that carries it).
    */
   reasoning?: string;
+  /**
+   * How `reasoning` divides into the provider's reasoning blocks, in order, with what the
+   * provider attached to each: Anthropic's thinking `signature` or its redacted thinking, which
+   * Anthropic wants back, unchanged, with a reply that called tools. Kept only when some block
+   * has such metadata; `aiSdkModel` hands the blocks back as reasoning parts, the
+   * OpenAI-compatible provider never sends them.
+   */
+  reasoningParts?: ReasoningPart[];
+}
+
+/** One reasoning block of a reply: its length in `AssistantMessage.reasoning`, and the provider's metadata for it. */
+export interface ReasoningPart {
+  /** UTF-16 code units of `reasoning` this block takes, after the blocks before it. */
+  length: number;
+  providerMetadata?: Record<string, Record<string, unknown>>;
 }
 
 /** The result of one tool call, sent back to the model. */
@@ -184,6 +199,11 @@ export type ModelEvent =
   | { type: "text"; delta: string }
   /** A piece of the model's reasoning ("thinking"), streamed before or between pieces of text. */
   | { type: "reasoning"; delta: string }
+  /**
+   * The end of one reasoning block (a provider's thinking block): the reasoning streamed since
+   * the previous block's end, with what the provider attached to it (see `AssistantMessage.reasoningParts`).
+   */
+  | { type: "reasoning_end"; providerMetadata?: Record<string, Record<string, unknown>> }
   | {
       type: "tool_call";
       id: string;

@@ -80,6 +80,7 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     expect(events).toEqual([
       { type: "reasoning", delta: "Need the " },
       { type: "reasoning", delta: "calculator." },
+      { type: "reasoning_end" },
       { type: "text", delta: "Let " },
       { type: "text", delta: "me " },
       { type: "text", delta: "compute. " },

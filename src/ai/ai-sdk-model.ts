@@ -162,6 +162,8 @@ async function* streamModel(
   }
   const reader = stream.getReader();
   let done = false;
+  /** What the provider attached to each open reasoning block (Anthropic's signature), by id. */
+  const reasoningMetadata = new Map<string, ProviderMetadata>();
   try {
     for (;;) {
       let next: ReadableStreamReadResult<LanguageModelV3StreamPart | LanguageModelV2StreamPart>;
@@ -185,9 +187,24 @@ async function* streamModel(
         case "text-delta":
           if (part.delta !== "") yield { type: "text", delta: part.delta };
           break;
+        case "reasoning-start":
+          reasoningMetadata.set(part.id, merged(undefined, part.providerMetadata));
+          break;
         case "reasoning-delta":
+          // Anthropic sends a block's signature as a delta with no text.
+          if (part.providerMetadata !== undefined)
+            reasoningMetadata.set(part.id, merged(reasoningMetadata.get(part.id), part.providerMetadata));
           if (part.delta !== "") yield { type: "reasoning", delta: part.delta };
           break;
+        case "reasoning-end": {
+          const metadata = merged(reasoningMetadata.get(part.id), part.providerMetadata);
+          reasoningMetadata.delete(part.id);
+          yield {
+            type: "reasoning_end",
+            ...(Object.keys(metadata).length === 0 ? {} : { providerMetadata: metadata }),
+          };
+          break;
+        }
         case "tool-call":
           // Provider-executed tools (web search run by the provider) are not the agent's to run.
           if (part.providerExecuted !== true)
@@ -215,7 +232,7 @@ async function* streamModel(
           return;
         }
         default:
-          // stream-start, response-metadata, text/reasoning start and end, streamed tool inputs
+          // stream-start, response-metadata, text start and end, streamed tool inputs
           // (the tool-call part carries them whole), sources, files, raw: nothing for the agent.
           break;
       }
@@ -240,6 +257,19 @@ export function toPrompt(messages: readonly ChatMessage[]): LanguageModelV3Messa
         break;
       case "assistant": {
         const content: Extract<LanguageModelV3Message, { role: "assistant" }>["content"] = [];
+        // The reasoning blocks the provider signed, back unchanged and first (Anthropic checks
+        // them with tool use); reasoning without metadata stays in the journal only.
+        let at = 0;
+        for (const part of message.reasoningParts ?? []) {
+          const text = (message.reasoning ?? "").slice(at, at + part.length);
+          at += part.length;
+          if (part.providerMetadata !== undefined)
+            content.push({
+              type: "reasoning",
+              text,
+              providerOptions: part.providerMetadata as SharedV3ProviderOptions,
+            });
+        }
         if (message.content) content.push({ type: "text", text: message.content });
         for (const call of message.tool_calls ?? []) {
           toolNames.set(call.id, call.function.name);
@@ -300,6 +330,17 @@ function toFunctionTool(tool: ToolSpec): NonNullable<LanguageModelV3CallOptions[
       { type: "function" }
     >["inputSchema"],
   };
+}
+
+type ProviderMetadata = Record<string, Record<string, unknown>>;
+
+/** `base` with `more` merged in, provider by provider. */
+function merged(base: ProviderMetadata | undefined, more: unknown): ProviderMetadata {
+  const out: ProviderMetadata = { ...base };
+  if (typeof more !== "object" || more === null) return out;
+  for (const [provider, values] of Object.entries(more as ProviderMetadata))
+    out[provider] = { ...out[provider], ...values };
+  return out;
 }
 
 function parseOrKeep(text: string): unknown {
