@@ -157,9 +157,14 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
       ],
     });
     const agent = defineAgent({ name: "sdk-sig", model: aiSdkModel(model), tools: [recordingTool(runs)] });
-    const rt = agentRuntime(agent, new MemoryStore());
-    const output = await rt.result(await rt.start(agent, { messages: user("delete a.txt") }));
+    const store = new MemoryStore();
+    const rt = agentRuntime(agent, store);
+    const fiber = await rt.start(agent, { messages: user("delete a.txt") });
+    const output = await rt.result(fiber);
     expect(runs).toHaveLength(1);
+    // In the stream too: a reply rebuilt from it after a crash keeps it.
+    const call = (await storedEvents(store, fiber.id)).find((e) => e.type === "tool.call");
+    expect((call?.data as { providerMetadata?: unknown } | undefined)?.providerMetadata).toEqual(signature);
     // Journaled with the call, so a replay or the edge's next request has it too.
     const assistant = output.messages.find((m) => m.role === "assistant" && m.tool_calls !== undefined);
     expect(assistant?.role === "assistant" ? assistant.tool_calls?.[0]?.providerMetadata : undefined).toEqual(
