@@ -162,3 +162,100 @@ describe("suspicions argued from the code", () => {
     expect(output.messages.filter((m) => m.role === "tool")).toHaveLength(2);
   });
 });
+
+/** Resolves after `ms`, or rejects with the signal's reason once it aborts. */
+function quiet(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    });
+  });
+}
+
+describe("the no-progress watchdog", () => {
+  it("gives a model that thinks before its first event firstEventTimeoutMs, and the gaps after it noProgressTimeoutMs", async () => {
+    const requests: ModelRequest[] = [];
+    const thinker = async function* (request: ModelRequest): AsyncGenerator<ModelEvent> {
+      await quiet(300, request.signal); // thinking: nothing streamed
+      yield { type: "text", delta: "Forty" };
+      yield { type: "text", delta: "-two." };
+      yield { type: "finish", reason: "stop" };
+    };
+    const agent = defineAgent({
+      name: "thinker",
+      model: attemptsProvider([thinker], requests),
+      noProgressTimeoutMs: 100,
+      firstEventTimeoutMs: 2_000,
+      modelRetry: fast,
+    });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    expect(output.messages.at(-1)?.content).toBe("Forty-two.");
+    expect(requests).toHaveLength(1);
+
+    // A model that goes quiet after its first event is a stall, retried.
+    const stalled: ModelRequest[] = [];
+    const quitter = attemptsProvider(
+      [
+        async function* (request) {
+          yield { type: "text", delta: "Forty" };
+          await quiet(300, request.signal);
+          yield { type: "finish", reason: "stop" };
+        },
+        async function* () {
+          yield { type: "text", delta: "-two." };
+          yield { type: "finish", reason: "stop" };
+        },
+      ],
+      stalled,
+    );
+    const second = defineAgent({
+      name: "quitter",
+      model: quitter,
+      noProgressTimeoutMs: 100,
+      firstEventTimeoutMs: 2_000,
+      modelRetry: fast,
+    });
+    const rt2 = agentRuntime(second, new MemoryStore());
+    const out2 = await rt2.result(await rt2.start(second, { messages: user }));
+    expect(out2.messages.at(-1)?.content).toBe("Forty-two.");
+    expect(stalled).toHaveLength(2);
+  });
+
+  it("counts an OpenAI-compatible server's keep-alive comments as signs of life", async () => {
+    let calls = 0;
+    const encoder = new TextEncoder();
+    const model = openAICompatible({
+      baseUrl: "http://h.invalid/v1",
+      model: "m",
+      fetch: (async () => {
+        calls++;
+        const body = new ReadableStream<Uint8Array>({
+          async start(controller) {
+            // 400 ms of thinking, with a comment every 40 ms (OpenRouter's ": OPENROUTER PROCESSING").
+            for (let i = 0; i < 10; i++) {
+              await new Promise((resolve) => setTimeout(resolve, 40));
+              controller.enqueue(encoder.encode(": OPENROUTER PROCESSING\n\n"));
+            }
+            controller.enqueue(encoder.encode(sseBody({ text: "ok" })));
+            controller.close();
+          },
+        });
+        return new Response(body, { headers: { "content-type": "text/event-stream" } });
+      }) as typeof fetch,
+    });
+    const agent = defineAgent({
+      name: "kept",
+      model,
+      noProgressTimeoutMs: 150,
+      firstEventTimeoutMs: 150,
+      modelRetry: fast,
+    });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    expect(output.messages.at(-1)?.content).toBe("ok");
+    expect(calls).toBe(1);
+  });
+});

@@ -103,10 +103,16 @@ export interface AgentOptions {
    */
   toolTimeoutMs?: number;
   /**
-   * A model call that yields nothing for this long is aborted and retried (default 60 s). Waits
-   * the provider announces (`Retry-After`, backoff) do not count.
+   * A model call that yields nothing for this long after its first event is aborted and retried
+   * (default 60 s). Waits the provider announces (`Retry-After`, backoff) do not count, and
+   * anything the provider hears from the model (a keep-alive comment) starts the clock over.
    */
   noProgressTimeoutMs?: number;
+  /**
+   * As `noProgressTimeoutMs`, before the call's first event (default 300 s): reasoning models that
+   * think before they answer (OpenAI's o-series over Chat Completions) send nothing for minutes.
+   */
+  firstEventTimeoutMs?: number;
   /**
    * A reply whose reasoning, text and tool calls reach this many characters is cut there and ends with
    * `finishReason: "length"`, so it still fits the journal (default 256,000: a quarter of the
@@ -241,6 +247,7 @@ export function defineAgent(options: AgentOptions): FiberDefinition<AgentInput, 
           recovery: options.recovery ?? "continue",
           retry: options.modelRetry,
           noProgressTimeoutMs: options.noProgressTimeoutMs ?? 60_000,
+          firstEventTimeoutMs: options.firstEventTimeoutMs ?? 300_000,
           maxReplyChars: options.maxReplyChars ?? 256_000,
           maxToolCalls: options.maxToolCalls ?? 32,
         });

@@ -40,6 +40,8 @@ export interface ModelCall {
   recovery: "continue" | "retry";
   retry: RetryPolicy | undefined;
   noProgressTimeoutMs: number;
+  /** `noProgressTimeoutMs` before the call's first event. */
+  firstEventTimeoutMs: number;
   /** A reply whose reasoning, text and tool calls reach this many characters is cut there (`finishReason: "length"`). */
   maxReplyChars: number;
   /** A reply is cut before its tool call number `maxToolCalls + 1` (`finishReason: "length"`). */
@@ -218,13 +220,14 @@ async function streamReply(
     size += delta.length;
     step.emit(kind === "text" ? "text.delta" : "reasoning.delta", { messageId, delta });
   };
-  const watchdog = new Watchdog(call.noProgressTimeoutMs, step.signal);
+  const watchdog = new Watchdog(call.firstEventTimeoutMs, call.noProgressTimeoutMs, step.signal);
   try {
     const events = provider.stream({
       messages: call.messages,
       tools: call.specs,
       signal: watchdog.signal,
       onRetryWait: (ms) => watchdog.pause(ms),
+      onActivity: () => watchdog.activity(),
       ...(prefix === undefined ? {} : { prefix }),
     });
     for await (const event of events) {
@@ -412,45 +415,58 @@ function cutAt(text: string, chars: number): string {
  */
 class Watchdog {
   readonly #controller = new AbortController();
-  readonly #timeoutMs: number;
+  readonly #firstMs: number;
+  readonly #betweenMs: number;
   readonly #parent: AbortSignal;
   readonly #onParentAbort = () => this.#controller.abort(this.#parent.reason);
   #timer: ReturnType<typeof setTimeout> | undefined;
   #fired = false;
+  /** Whether the call yielded an event yet: the timeout before it is `#firstMs`. */
+  #started = false;
 
-  constructor(timeoutMs: number, parent: AbortSignal) {
-    this.#timeoutMs = timeoutMs;
+  constructor(firstMs: number, betweenMs: number, parent: AbortSignal) {
+    this.#firstMs = firstMs;
+    this.#betweenMs = betweenMs;
     this.#parent = parent;
     parent.addEventListener("abort", this.#onParentAbort, { once: true });
     if (parent.aborted) this.#controller.abort(parent.reason);
-    this.progress();
+    this.activity();
   }
 
   get signal(): AbortSignal {
     return this.#controller.signal;
   }
 
+  /** The call yielded an event. */
   progress(): void {
-    this.#arm(this.#timeoutMs);
+    this.#started = true;
+    this.activity();
+  }
+
+  /** The provider heard from the model: the clock starts over. */
+  activity(): void {
+    this.#arm(0);
   }
 
   /** The provider is about to wait `ms` on purpose: the no-progress clock starts after that. */
   pause(ms: number): void {
-    this.#arm(this.#timeoutMs + Math.max(0, ms));
+    this.#arm(Math.max(0, ms));
   }
 
-  #arm(ms: number): void {
+  #arm(extraMs: number): void {
     clearTimeout(this.#timer);
-    if (this.#timeoutMs <= 0) return;
+    const timeoutMs = this.#started ? this.#betweenMs : this.#firstMs;
+    if (timeoutMs <= 0) return;
+    const what = this.#started ? "" : " before its first event";
     this.#timer = setTimeout(() => {
       this.#fired = true;
       this.#controller.abort(
         new ModelError(
-          `The model sent nothing for ${this.#timeoutMs} ms; the call was aborted and will be retried.`,
+          `The model sent nothing for ${timeoutMs} ms${what}; the call was aborted and will be retried.`,
           { kind: "stalled", retryable: true },
         ),
       );
-    }, ms);
+    }, timeoutMs + extraMs);
   }
 
   /** The error to throw for a failed call: non-retryable model errors stop the step's retries. */

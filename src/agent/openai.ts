@@ -127,7 +127,7 @@ export function openAICompatible(options: OpenAICompatibleOptions): ModelProvide
         ...options.extraBody,
         ...(prefix === "" ? {} : options.continuationBody),
       };
-      return streamCompletion(settings, JSON.stringify(body), request.signal, request.onRetryWait);
+      return streamCompletion(settings, JSON.stringify(body), request);
     },
   };
 }
@@ -217,9 +217,9 @@ class AttemptGuard {
 async function* streamCompletion(
   settings: CallSettings,
   body: string,
-  signal: AbortSignal | undefined,
-  onRetryWait: ((delayMs: number) => void) | undefined,
+  request: Pick<ModelRequest, "signal" | "onRetryWait" | "onActivity">,
 ): AsyncGenerator<ModelEvent, void, undefined> {
+  const { signal, onRetryWait } = request;
   const wait = (ms: number): Promise<void> => {
     onRetryWait?.(ms);
     return sleep(ms, signal);
@@ -261,8 +261,9 @@ async function* streamCompletion(
       continue;
     }
     // From here on the body is consumed: a failure is the caller's to recover (no retry here).
+    request.onActivity?.();
     try {
-      yield* readCompletion(settings, response, guard, signal);
+      yield* readCompletion(settings, response, guard, signal, request.onActivity);
     } finally {
       guard.dispose();
     }
@@ -275,6 +276,7 @@ async function* readCompletion(
   response: Response,
   guard: AttemptGuard,
   signal: AbortSignal | undefined,
+  onActivity: (() => void) | undefined,
 ): AsyncGenerator<ModelEvent, void, undefined> {
   const contentType = response.headers.get("content-type") ?? "";
   if (/^application\/(?:[\w.+-]*\+)?json/i.test(contentType)) {
@@ -358,6 +360,8 @@ async function* readCompletion(
         yield* assembler.finishAtEnd();
         return;
       }
+      // Bytes from the model, events or not (a keep-alive comment, a role-only delta).
+      onActivity?.();
       for (const message of parser.push(decoder.decode(chunk.value, { stream: true }))) {
         yield* assembler.accept(message, false);
         if (assembler.done) return;

@@ -232,6 +232,12 @@ export interface ModelRequest {
    * so a caller's no-progress timer does not count the wait as a stall.
    */
   onRetryWait?: (delayMs: number) => void;
+  /**
+   * Called when the provider hears from the model without an event to yield (bytes of the
+   * response, a keep-alive comment, a delta with no text), so a caller's no-progress timer knows
+   * the model is alive while it thinks.
+   */
+  onActivity?: () => void;
 }
 
 /**

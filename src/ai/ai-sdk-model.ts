@@ -112,7 +112,7 @@ export function aiSdkModel(model: AiSdkLanguageModel, options: AiSdkModelOptions
         ...(request.tools.length > 0 ? { tools: request.tools.map(toFunctionTool) } : {}),
         ...(request.signal ? { abortSignal: request.signal } : {}),
       };
-      return streamModel(model, call, request.signal);
+      return streamModel(model, call, request.signal, request.onActivity);
     },
   };
 }
@@ -121,6 +121,7 @@ async function* streamModel(
   model: AiSdkLanguageModel,
   call: LanguageModelV3CallOptions,
   signal: AbortSignal | undefined,
+  onActivity: (() => void) | undefined,
 ): AsyncGenerator<ModelEvent, void, undefined> {
   signal?.throwIfAborted();
   // A model that ignores its abortSignal must not hold the call: waiting for its stream, and
@@ -183,6 +184,8 @@ async function* streamModel(
         });
       }
       const part = next.value;
+      // Every part counts as a sign of life (the provider's stream-start, metadata, a signature).
+      onActivity?.();
       switch (part.type) {
         case "text-delta":
           if (part.delta !== "") yield { type: "text", delta: part.delta };

@@ -192,6 +192,7 @@ export function agentDefinition(
     toolRetry: { maxAttempts: 3, backoff: "fixed", initialDelayMs: 20 },
     recovery: plan.recovery,
     noProgressTimeoutMs: plan.noProgressMs,
+    firstEventTimeoutMs: plan.noProgressMs,
   });
   return { ...definition, compatibleVersions: compatible };
 }
