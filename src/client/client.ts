@@ -344,11 +344,13 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
 
   /**
    * The fiber's stream from `after`: every chunk exactly once, in order, ending after `fiber.end`;
-   * reconnects by itself when the worker stops or restarts. See `readFiberEvents`.
+   * reconnects by itself when the worker stops or restarts. A page that resumes after a reload
+   * passes the `createdAt` it kept (`onCreated`) as `created`, so a fiber started again under
+   * the same id meanwhile is refused, not read on from `after`. See `readFiberEvents`.
    */
   async *events(
     id: string,
-    options: { after?: number; signal?: AbortSignal } = {},
+    options: Pick<EventReaderOptions, "after" | "signal" | "created" | "onCreated"> = {},
   ): AsyncGenerator<FiberEvent> {
     if (this.#closed) throw closedClientError();
     // A reader ends with its caller's signal or with the client, whichever comes first.
@@ -365,6 +367,8 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
         prefix: this.#streamRoot,
         ...(this.#fetch ? { fetch: this.#fetch } : {}),
         ...(options.after === undefined ? {} : { after: options.after }),
+        ...(options.created === undefined ? {} : { created: options.created }),
+        ...(options.onCreated ? { onCreated: options.onCreated } : {}),
         signal,
         ...(container
           ? {

@@ -278,6 +278,52 @@ describe("readFiberEvents", () => {
     expect(urls[1]).toBe(`${prefix}/fibers/reused/events?after=${seen.at(-1)}&created=1000000`);
   });
 
+  it("resumes after a reload on the fiber it read before (created), refusing one started again under the id", async () => {
+    let now = 1_000_000;
+    const rt = createRuntime({
+      store: new MemoryStore(),
+      fibers: [ticker],
+      pollIntervalMs: 10,
+      retentionMs: 1_000,
+      clock: () => now,
+    });
+    runtimes.push(rt);
+    const first = await rt.start(ticker, { ticks: 3, ms: 1 }, { id: "kept" });
+    await rt.result(first);
+    // The page before the reload: reads, and keeps the cursor and the fiber's createdAt.
+    const named: number[] = [];
+    const before = await collect(
+      readFiberEvents("kept", { prefix, fetch: breakingFetch(rt, 99, []), onCreated: (c) => named.push(c) }),
+    );
+    expect(named).toEqual([1_000_000]);
+    const cursor = before.at(-1)?.seq ?? 0;
+    // While the page was away, the fiber was collected and a longer one took its id.
+    now += 5_000;
+    expect(await rt.collect()).toEqual(["kept"]);
+    await rt.result(await rt.start(ticker, { ticks: 9, ms: 1 }, { id: "kept" }));
+
+    const urls: string[] = [];
+    const after = await collect(
+      readFiberEvents("kept", {
+        prefix,
+        after: cursor - 1,
+        created: named[0],
+        fetch: breakingFetch(rt, 99, urls),
+      }),
+    ).catch((e: unknown) => e);
+    expect(after).toBeInstanceOf(FiberNotFoundError);
+    expect(urls).toEqual([`${prefix}/fibers/kept/events?after=${cursor - 1}&created=1000000`]);
+    // The new fiber, named by its own createdAt, reads as usual.
+    const fresh = await collect(
+      readFiberEvents("kept", { prefix, created: 1_005_000, fetch: breakingFetch(rt, 99, []) }),
+    );
+    expect(fresh.at(-1)?.type).toBe("fiber.end");
+    const bad = await collect(readFiberEvents("kept", { prefix, created: Number.NaN })).catch(
+      (e: unknown) => e,
+    );
+    expect(bad).toBeInstanceOf(InvalidInputError);
+  });
+
   it("over a transport: retries the host's storage errors and a host that never answers, from the cursor", async () => {
     const rt = runtime();
     const fiber = await rt.start(ticker, { ticks: 4, ms: 1 });

@@ -31,6 +31,15 @@ export interface EventReaderOptions {
   prefix: string;
   /** Yield chunks with `seq > after` (default 0: the whole stream). */
   after?: number;
+  /**
+   * The fiber this reader continues, by its `createdAt` (from `onCreated` of the reader before a
+   * reload, kept with `after`; or `FiberRecord.createdAt`): a fiber collected and started again
+   * under the same id since is refused with `FiberNotFoundError` instead of read on from `after`.
+   * Without it the reader pins the fiber the host names in its first answer.
+   */
+  created?: number;
+  /** Told the `createdAt` of the fiber read, once the host names it: keep it with your cursor. */
+  onCreated?(created: number): void;
   /** Stops reading; the iterator then throws the signal's reason. */
   signal?: AbortSignal;
   /** The fetch to use (default `globalThis.fetch`). */
@@ -171,7 +180,21 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
   // Which fiber this reader reads (`CREATED_HEADER`), from the first answer that says: every
   // reconnect sends it back, so that a fiber collected and started again under the same id
   // while the reader was away is refused (`fiber_not_found`), not read on from the cursor.
-  let created: number | undefined;
+  let created: number | undefined = options.created;
+  if (created !== undefined && !Number.isFinite(created)) {
+    throw new InvalidInputError(
+      "invalid_argument",
+      `events(id, { created }) needs the fiber's createdAt (a number), got ${String(created)}.`,
+    );
+  }
+  let told = false;
+  /** Pins the fiber the host named (the one `created` named, if given), and tells the caller once. */
+  const pin = (named: number): void => {
+    created = named;
+    if (told) return;
+    told = true;
+    options.onCreated?.(named);
+  };
   /** One attempt over `fetch`: the chunks, the failure to retry after, or "ended" (HTTP 204). */
   const fetchChunks = async (
     fiberId: string,
@@ -227,7 +250,7 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
         await response.body?.cancel().catch(() => {});
         throw new FiberNotFoundError(fiberId);
       }
-      created = named;
+      pin(named);
     }
     if (!response.body)
       return new ConnectionError("protocol_error", "The event stream response has no body.");
@@ -259,7 +282,7 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
           if ("created" in chunk) {
             // Another fiber under this id than the one read so far: it was collected and started again.
             if (created !== undefined && chunk.created !== created) throw new FiberNotFoundError(id);
-            created = chunk.created;
+            pin(chunk.created);
             continue;
           }
           const { seq } = chunk;

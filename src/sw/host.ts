@@ -13,14 +13,14 @@
 
 import { expose } from "comlink";
 import type { BrowserContinuity } from "../continuity/browser-home";
-import { ConnectionError, FiberNotFoundError, serializeError } from "../core/errors";
+import { ConnectionError, serializeError } from "../core/errors";
 import type { RecoverySummary, Runtime } from "../core/runtime";
 import { assertArgument, assertValidId } from "../core/validate";
 import { createControlApi } from "./control-api";
 import { installErrorTransfer } from "./error-transfer";
 import { errorResponse, handleEventsRequest, ownsRequest } from "./event-route";
 import { type ExtendableEventLike, WorkerLifetime } from "./lifetime";
-import { pumpEvents } from "./port-stream";
+import { openPortStream } from "./port-stream";
 import {
   type ClientMessage,
   type ControlApi,
@@ -355,11 +355,9 @@ class Host implements ServiceWorkerHost {
           `openStream(id, after, port, created) needs created to be a number, got ${String(created)}.`,
         );
         await settled(id);
-        const record = await runtime.get(id);
-        if (!record) throw new FiberNotFoundError(id);
-        // A reader that read another fiber under this id (collected and started again since).
-        if (created !== undefined && record.createdAt !== created) throw new FiberNotFoundError(id);
-        pumpEvents(runtime, record, after, port);
+        // A reader that read another fiber under this id (collected and started again since) is
+        // refused there; the record and the first chunks come from one read.
+        await openPortStream(runtime, id, after, port, created);
       },
     };
   }

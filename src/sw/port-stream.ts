@@ -4,26 +4,50 @@
  * no `close` event on a port whose peer died). Used by the host when a page's fetch cannot reach it.
  */
 
-import { serializeError } from "../core/errors";
-import { type FiberRecord, pastTheEnd } from "../core/records";
+import { FiberNotFoundError, serializeError } from "../core/errors";
+import { type FiberEvent, type FiberRecord, pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { toJson } from "./event-route";
 import { type PortStreamMessage, type PortStreamReply, STREAM_PING_MS } from "./protocol";
 
 /**
- * Pushes the events of fiber `id` after `after` to `port` until `fiber.end`, an error, a `close`
- * from the page, or three ping periods without a word from the page; only `ended` when `record`
- * (the fiber as the caller read it) ended and the cursor is at its end.
+ * Opens the stream of fiber `id` after `after` for `port`: the record and the first chunks in one
+ * read of storage, as the event route does, so the fiber the port names (its `createdAt`) is the
+ * one whose chunks it sends, even when the fiber is collected and started again meanwhile.
+ * Throws `FiberNotFoundError` when there is no such fiber, or (with `created`) when it is
+ * another fiber than the one the page read; then pushes as {@link pumpEvents}.
  */
-export function pumpEvents(
+export async function openPortStream(
   runtime: Runtime,
-  record: FiberRecord,
+  id: string,
   after: number,
   port: MessagePort,
+  created?: number,
+  pingMs = STREAM_PING_MS,
+): Promise<void> {
+  const abort = new AbortController();
+  const opened = await runtime.openEventBatches(id, { after, signal: abort.signal });
+  const { record } = opened;
+  if (record === undefined || (created !== undefined && record.createdAt !== created)) {
+    opened.close();
+    throw new FiberNotFoundError(id);
+  }
+  pumpEvents(record, opened.batches, after, port, abort, pingMs);
+}
+
+/**
+ * Pushes `batches` (the events of `record`'s fiber after `after`) to `port` until `fiber.end`,
+ * an error, a `close` from the page, or three ping periods without a word from the page (which
+ * abort `abort`, the batches' signal); only `ended` when `record` ended and the cursor is at its end.
+ */
+export function pumpEvents(
+  record: FiberRecord,
+  batches: AsyncGenerator<FiberEvent[]>,
+  after: number,
+  port: MessagePort,
+  abort: AbortController,
   pingMs = STREAM_PING_MS,
 ): void {
-  const { id } = record;
-  const abort = new AbortController();
   let lastHeard = Date.now();
   const post = (message: PortStreamMessage) => port.postMessage(message);
   port.addEventListener("message", (event: MessageEvent<PortStreamReply>) => {
@@ -45,14 +69,15 @@ export function pumpEvents(
         post({ type: "ended" });
         return;
       }
-      for await (const ev of runtime.events(id, { after, signal: abort.signal })) {
-        post({ type: "chunk", seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) });
-      }
+      for await (const batch of batches)
+        for (const ev of batch)
+          post({ type: "chunk", seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) });
       if (!abort.signal.aborted) post({ type: "end" });
     } catch (error) {
       if (!abort.signal.aborted) post({ type: "error", error: serializeError(error) });
     } finally {
       clearInterval(pinger);
+      await batches.return(undefined).catch(() => {});
       port.close();
     }
   })();
