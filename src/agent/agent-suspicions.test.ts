@@ -224,38 +224,52 @@ describe("the no-progress watchdog", () => {
     expect(stalled).toHaveLength(2);
   });
 
-  it("counts an OpenAI-compatible server's keep-alive comments as signs of life", async () => {
-    let calls = 0;
+  it("counts an OpenAI-compatible server's keep-alive comments as signs of life, up to a limit", async () => {
     const encoder = new TextEncoder();
-    const model = openAICompatible({
-      baseUrl: "http://h.invalid/v1",
-      model: "m",
-      fetch: (async () => {
-        calls++;
+    const sse = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
+    const delta = (content: string) => sse({ choices: [{ index: 0, delta: { content } }] });
+    /** A server that answers a first token, then keeps the connection alive with comments for `keptMs`. */
+    const server = (keptMs: number[], calls: { n: number }) =>
+      (async () => {
+        const ms = keptMs[calls.n++] ?? 0;
         const body = new ReadableStream<Uint8Array>({
           async start(controller) {
-            // 400 ms of thinking, with a comment every 40 ms (OpenRouter's ": OPENROUTER PROCESSING").
-            for (let i = 0; i < 10; i++) {
+            controller.enqueue(delta("Forty"));
+            // A pause mid-reply (OpenRouter's ": OPENROUTER PROCESSING" every 40 ms).
+            for (let spent = 0; spent < ms; spent += 40) {
               await new Promise((resolve) => setTimeout(resolve, 40));
               controller.enqueue(encoder.encode(": OPENROUTER PROCESSING\n\n"));
             }
-            controller.enqueue(encoder.encode(sseBody({ text: "ok" })));
+            controller.enqueue(delta("-two."));
+            controller.enqueue(sse({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }));
+            controller.enqueue(encoder.encode("data: [DONE]\n\n"));
             controller.close();
           },
         });
         return new Response(body, { headers: { "content-type": "text/event-stream" } });
-      }) as typeof fetch,
-    });
-    const agent = defineAgent({
-      name: "kept",
-      model,
-      noProgressTimeoutMs: 150,
-      firstEventTimeoutMs: 150,
-      modelRetry: fast,
-    });
-    const rt = agentRuntime(agent, new MemoryStore());
-    const output = await rt.result(await rt.start(agent, { messages: user }));
-    expect(output.messages.at(-1)?.content).toBe("ok");
-    expect(calls).toBe(1);
+      }) as typeof fetch;
+    const run = async (keptMs: number[]) => {
+      const calls = { n: 0 };
+      const model = openAICompatible({
+        baseUrl: "http://h.invalid/v1",
+        model: "m",
+        fetch: server(keptMs, calls),
+      });
+      const agent = defineAgent({
+        name: "kept",
+        model,
+        noProgressTimeoutMs: 100,
+        firstEventTimeoutMs: 600,
+        modelRetry: fast,
+        recovery: "retry",
+      });
+      const rt = agentRuntime(agent, new MemoryStore());
+      const output = await rt.result(await rt.start(agent, { messages: user }));
+      return { text: output.messages.at(-1)?.content, calls: calls.n };
+    };
+    // 400 ms of keep-alives between two tokens (four times noProgressTimeoutMs): one call.
+    expect(await run([400])).toEqual({ text: "Forty-two.", calls: 1 });
+    // Keep-alives with no event for longer than firstEventTimeoutMs: a stall, retried.
+    expect(await run([1_500, 0])).toEqual({ text: "Forty-two.", calls: 2 });
   });
 });

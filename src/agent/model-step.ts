@@ -421,8 +421,15 @@ class Watchdog {
   readonly #onParentAbort = () => this.#controller.abort(this.#parent.reason);
   #timer: ReturnType<typeof setTimeout> | undefined;
   #fired = false;
+  #stopped = false;
   /** Whether the call yielded an event yet: the timeout before it is `#firstMs`. */
   #started = false;
+  /**
+   * When the call started or last yielded an event (or ends a wait it announced): signs of life
+   * with no event extend a silence up to `max(#firstMs, #betweenMs)` after it, never beyond, so
+   * a proxy that sends keep-alives while its upstream hangs still ends as a stall.
+   */
+  #lastEventAt = Date.now();
 
   constructor(firstMs: number, betweenMs: number, parent: AbortSignal) {
     this.#firstMs = firstMs;
@@ -440,6 +447,7 @@ class Watchdog {
   /** The call yielded an event. */
   progress(): void {
     this.#started = true;
+    this.#lastEventAt = Date.now();
     this.activity();
   }
 
@@ -450,23 +458,30 @@ class Watchdog {
 
   /** The provider is about to wait `ms` on purpose: the no-progress clock starts after that. */
   pause(ms: number): void {
+    this.#lastEventAt = Date.now() + Math.max(0, ms);
     this.#arm(Math.max(0, ms));
   }
 
   #arm(extraMs: number): void {
     clearTimeout(this.#timer);
     const timeoutMs = this.#started ? this.#betweenMs : this.#firstMs;
-    if (timeoutMs <= 0) return;
+    if (timeoutMs <= 0 || this.#stopped) return;
     const what = this.#started ? "" : " before its first event";
-    this.#timer = setTimeout(() => {
-      this.#fired = true;
-      this.#controller.abort(
-        new ModelError(
-          `The model sent nothing for ${timeoutMs} ms${what}; the call was aborted and will be retried.`,
-          { kind: "stalled", retryable: true },
-        ),
-      );
-    }, timeoutMs + extraMs);
+    const now = Date.now();
+    const capMs = Math.max(this.#firstMs, this.#betweenMs);
+    const quiet = now + extraMs + timeoutMs;
+    const deadline = Math.min(quiet, this.#lastEventAt + capMs);
+    const message =
+      deadline < quiet
+        ? `The model sent no event for ${capMs} ms, only signs of life; the call was aborted and will be retried.`
+        : `The model sent nothing for ${timeoutMs} ms${what}; the call was aborted and will be retried.`;
+    this.#timer = setTimeout(
+      () => {
+        this.#fired = true;
+        this.#controller.abort(new ModelError(message, { kind: "stalled", retryable: true }));
+      },
+      Math.max(0, deadline - now),
+    );
   }
 
   /** The error to throw for a failed call: non-retryable model errors stop the step's retries. */
@@ -478,6 +493,7 @@ class Watchdog {
   }
 
   stop(): void {
+    this.#stopped = true;
     clearTimeout(this.#timer);
     this.#parent.removeEventListener("abort", this.#onParentAbort);
   }

@@ -184,6 +184,32 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     });
   });
 
+  it("hands back only the reasoning a provider signs: not OpenAI's reasoning items, which it pairs with their text", async () => {
+    const runs: ToolRun[] = [];
+    const item = { openai: { itemId: "rs_1", reasoningEncryptedContent: null } };
+    const model = new MockLanguageModelV3({
+      doStream: [
+        streamOf([
+          { type: "reasoning-start", id: "r1", providerMetadata: item },
+          { type: "reasoning-delta", id: "r1", delta: "Use the tool." },
+          { type: "reasoning-end", id: "r1", providerMetadata: item },
+          { type: "tool-call", toolCallId: "call_1", toolName: "delete_file", input: '{"path":"a.txt"}' },
+          finish("tool-calls"),
+        ]),
+        streamOf([...textParts("Deleted."), finish("stop")]),
+      ],
+    });
+    const agent = defineAgent({ name: "sdk-items", model: aiSdkModel(model), tools: [recordingTool(runs)] });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user("delete a.txt") }));
+    const assistant = output.messages.find((m) => m.role === "assistant" && m.tool_calls !== undefined);
+    expect(assistant).toMatchObject({ reasoning: "Use the tool." });
+    expect(assistant && "reasoningParts" in assistant).toBe(false);
+    expect(model.doStreamCalls[1]?.prompt[1]?.content).toEqual([
+      { type: "tool-call", toolCallId: "call_1", toolName: "delete_file", input: { path: "a.txt" } },
+    ]);
+  });
+
   it("sends a user message's images as file parts: a data URL's bytes, a URL as a URL", async () => {
     const model = new MockLanguageModelV3({ doStream: streamOf([...textParts("A cat."), finish("stop")]) });
     const content = [

@@ -200,7 +200,7 @@ async function* streamModel(
           if (part.delta !== "") yield { type: "reasoning", delta: part.delta };
           break;
         case "reasoning-end": {
-          const metadata = merged(reasoningMetadata.get(part.id), part.providerMetadata);
+          const metadata = signedOnly(merged(reasoningMetadata.get(part.id), part.providerMetadata));
           reasoningMetadata.delete(part.id);
           yield {
             type: "reasoning_end",
@@ -336,6 +336,30 @@ function toFunctionTool(tool: ToolSpec): NonNullable<LanguageModelV3CallOptions[
 }
 
 type ProviderMetadata = Record<string, Record<string, unknown>>;
+
+/**
+ * The reasoning metadata a provider wants back with its reasoning, by provider: the signatures
+ * and redacted thinking of Claude (Anthropic's API, and Bedrock's). Other metadata is not handed
+ * back: OpenAI's Responses API names its reasoning items (`itemId`), which it accepts back only
+ * beside the text items that followed them.
+ */
+const SIGNED_REASONING: Readonly<Record<string, readonly string[]>> = {
+  anthropic: ["signature", "redactedData"],
+  bedrock: ["signature", "redactedData"],
+};
+
+function signedOnly(metadata: ProviderMetadata): ProviderMetadata {
+  const out: ProviderMetadata = {};
+  for (const [provider, keys] of Object.entries(SIGNED_REASONING)) {
+    const values = metadata[provider];
+    if (values === undefined) continue;
+    const kept = Object.fromEntries(
+      keys.filter((key) => values[key] !== undefined).map((key) => [key, values[key]]),
+    );
+    if (Object.keys(kept).length > 0) out[provider] = kept;
+  }
+  return out;
+}
 
 /** `base` with `more` merged in, provider by provider. */
 function merged(base: ProviderMetadata | undefined, more: unknown): ProviderMetadata {

@@ -394,4 +394,78 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
     await expect.poll(async () => (await transport.cursor("chat-6"))?.done).toBe(true);
     expect(await transport.reconnectToStream({ chatId: "chat-6" })).toBeNull();
   });
+
+  it("a page shown a call as answered, whose reply is then stopped elsewhere, closes the call and sends nothing again", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let executions = 0;
+    const agent = defineAgent({
+      name: "assistant",
+      model: new ScriptedModel({ replies }).provider(),
+      tools: [
+        {
+          name: "delete_file",
+          description: "Deletes a file.",
+          parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
+          requiresApproval: true,
+          async execute({ path }) {
+            executions++;
+            await gate;
+            return `deleted ${String(path)}`;
+          },
+        },
+      ],
+    });
+    const runtime = agentRuntime(agent, new MemoryStore());
+    const cursors = memoryCursorStore();
+    const page = () =>
+      new FiberlineChatTransport({
+        agent: "assistant",
+        client: runtime,
+        cursors,
+        resetStep: true,
+        endGraceMs: 10,
+      });
+    const first = new Chat7({
+      id: "chat-9",
+      transport: page(),
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    await first.sendMessage({ text: "delete a.txt" });
+    const fiberId = String(first.messages.at(-1)?.id);
+    const tool = first.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file") as {
+      approval: { id: string };
+    };
+    void first.addToolApprovalResponse({ id: tool.approval.id, approved: true });
+    await expect.poll(() => executions).toBe(1);
+
+    // A second tab opens the chat while the approved tool runs: it shows the call answered.
+    const other = page();
+    let sends = 0;
+    const send = other.sendMessages.bind(other);
+    other.sendMessages = (options) => {
+      if (++sends > 20) return Promise.reject(new Error("sent over and over"));
+      return send(options);
+    };
+    const second = new Chat7({
+      id: "chat-9",
+      transport: other,
+      messages: structuredClone(first.messages).slice(0, 1),
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    const resuming = second.resumeStream();
+    const shown = () => second.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file");
+    await expect.poll(() => (shown() as { state?: string } | undefined)?.state).toBe("approval-responded");
+    // The first tab stops the reply.
+    await first.stop();
+    await resuming;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    release();
+
+    expect((await runtime.get(fiberId))?.status).toBe("cancelled");
+    expect(sends).toBe(0);
+    expect(shown()).toMatchObject({ state: "output-error" });
+  });
 });

@@ -647,7 +647,7 @@ describe("FiberlineChatTransport across reloads and the chat's own races", () =>
     expect(runs).toBe(1);
   });
 
-  it("gives a page each of the fiber's own events once, however many of its streams read them; a reloaded page gets them all", async () => {
+  it("gives a chat each of the fiber's own events once across a resume that replaces another; another chat gets them all", async () => {
     const progress = defineFiber("assistant", {
       async run(ctx) {
         ctx.emit("progress", { n: 1 });
@@ -662,32 +662,132 @@ describe("FiberlineChatTransport across reloads and the chat's own races", () =>
       pollIntervalMs: 10,
     });
     const cursors = memoryCursorStore();
-    const page = () =>
-      new FiberlineChatTransport({ agent: "assistant", client: runtime, cursors, endGraceMs: 10 });
-    const seen: unknown[][] = [[], []];
-    const chat = new TestChat({
-      id: "chat-data",
-      transport: page(),
-      onData: (part) => seen[0]?.push(part.data),
+    const transport = new FiberlineChatTransport({
+      agent: "assistant",
+      client: runtime,
+      cursors,
+      endGraceMs: 10,
     });
-    const sending = chat.sendMessage({ text: "work" });
+    const seen: unknown[][] = [[], [], []];
+    const first = new TestChat({ id: "chat-data", transport, onData: (part) => seen[0]?.push(part.data) });
+    void first.sendMessage({ text: "work" }).catch(() => {});
     await expect.poll(() => seen[0]).toEqual([{ n: 1 }]);
-    // ai 6 runs a resume beside the send's stream: a second reader of the same reply in this page.
-    const resuming = chat.resumeStream();
-    const reloaded = new TestChat({
-      id: "chat-data",
-      transport: page(),
-      onData: (part) => seen[1]?.push(part.data),
-    });
-    const other = reloaded.resumeStream();
-    await new Promise((resolve) => setTimeout(resolve, 100));
     const fiberId = String((await cursors.get("chat-data"))?.fiberId);
-    await runtime.sendEvent(fiberId, "go");
-    await Promise.all([sending, resuming, other]);
 
-    expect(seen[0]).toEqual([{ n: 1 }, { n: 2 }]);
+    // A page that resumes the reply, then resumes it again: the second takes over from the first.
+    const page = new TestChat({ id: "chat-data", transport, onData: (part) => seen[1]?.push(part.data) });
+    const resuming = page.resumeStream();
+    await expect.poll(() => seen[1]).toEqual([{ n: 1 }]);
+    const again = page.resumeStream();
+    // Another chat on the same transport (a remounted component) rebuilds its state from them all.
+    const other = new TestChat({ id: "chat-data", transport, onData: (part) => seen[2]?.push(part.data) });
+    const remounted = other.resumeStream();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await runtime.sendEvent(fiberId, "go");
+    await Promise.all([resuming, again, remounted]);
+
+    expect((await runtime.get(fiberId))?.status).toBe("completed");
     expect(seen[1]).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(seen[2]).toEqual([{ n: 1 }, { n: 2 }]);
     await runtime.close();
+  });
+});
+
+describe("FiberlineChatTransport: stop() while a resume is still looking", () => {
+  it("cancels the reply: the chat was stopped (ai 7's useChat unmounting), not replaced", async () => {
+    const waiting = defineFiber("assistant", {
+      async run(ctx) {
+        ctx.emit("progress", { n: 1 });
+        await ctx.waitForEvent("go");
+      },
+    });
+    const runtime = createRuntime({
+      store: new MemoryStore(),
+      fibers: [waiting],
+      leaseMs: 30,
+      pollIntervalMs: 10,
+    });
+    const cursors = memoryCursorStore();
+    const transport = () =>
+      new FiberlineChatTransport({ agent: "assistant", client: runtime, cursors, endGraceMs: 10 });
+    const first = new TestChat({ id: "chat-lookup", transport: transport() });
+    void first.sendMessage({ text: "work" }).catch(() => {});
+    await expect.poll(async () => (await cursors.get("chat-lookup"))?.fiberId).toBeDefined();
+    const fiberId = String((await cursors.get("chat-lookup"))?.fiberId);
+
+    // After a reload the page resumes, and is stopped before the transport found the reply.
+    const page = new TestChat({ id: "chat-lookup", transport: transport() });
+    const resuming = page.resumeStream();
+    await page.stop();
+    await resuming;
+
+    await expect.poll(async () => (await runtime.get(fiberId))?.status).toBe("cancelled");
+    await expect.poll(async () => (await cursors.get("chat-lookup"))?.done).toBe(true);
+    await runtime.close();
+  });
+});
+
+describe("FiberlineChatTransport when a reply ends without running an approved call", () => {
+  it("closes the call with an error, so the chat does not send its approval again and again", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let runs = 0;
+    const agent = defineAgent({
+      name: "assistant",
+      model: new ScriptedModel({ replies }).provider(),
+      tools: [
+        {
+          name: "delete_file",
+          description: "Deletes a file.",
+          parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
+          requiresApproval: true,
+          execute: async ({ path }: { path: string }) => {
+            runs++;
+            await gate;
+            return `deleted ${path}`;
+          },
+        },
+      ],
+    });
+    const runtime = agentRuntime(agent, new MemoryStore());
+    const transport = new FiberlineChatTransport({
+      agent: "assistant",
+      client: runtime,
+      cursors: memoryCursorStore(),
+      endGraceMs: 10,
+    });
+    let sends = 0;
+    const send = transport.sendMessages.bind(transport);
+    transport.sendMessages = (options) => {
+      if (++sends > 20) return Promise.reject(new Error("sent over and over"));
+      return send(options);
+    };
+    const chat = new TestChat({
+      id: "chat-cut",
+      transport,
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    await chat.sendMessage({ text: "delete a.txt" });
+    const fiberId = String(chat.messages.at(-1)?.id);
+    const requested = chat.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file") as {
+      approval: { id: string };
+    };
+    const approving = chat.addToolApprovalResponse({ id: requested.approval.id, approved: true });
+    await expect.poll(() => runs).toBe(1);
+    // Stopped elsewhere (another tab, the inspector) while the approved tool runs.
+    await runtime.cancel(fiberId, "Stopped in another tab.");
+    await approving;
+    await expect.poll(() => chat.status).toBe("ready");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    release();
+
+    expect(sends).toBe(2); // the question, then the approval; nothing after the end
+    expect(chat.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file")).toMatchObject({
+      state: "output-error",
+      errorText: "The reply was stopped before this call finished.",
+    });
   });
 });
 

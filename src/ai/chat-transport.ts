@@ -125,8 +125,8 @@ interface StoredPrefix {
  * `sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses`) sends the
  * decision as the fiber's durable approval event and streams the rest. A request answered
  * already (before a reload, or in another page) is never shown as a question again. The
- * fiber's own events (`data-*` chunks, `onData`) reach a page once (a second resume or a
- * doubled send in the same page leaves out those it had); a reloaded page gets them all again.
+ * fiber's own events (`data-*` chunks, `onData`) reach a chat once, also across a resume that
+ * replaces another; a reloaded page, or another chat, gets them all.
  *
  * @example
  * const fl = await connect({ scriptUrl: "/sw.js", registerOptions: { type: "module" } });
@@ -143,8 +143,11 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   #client: Promise<ChatFiberClient> | undefined;
   /** `reconnectToStream` calls so far, by chat: tells a superseded resume from a `stop()`. */
   readonly #reconnects = new Map<string, number>();
-  /** The last of each fiber's own events (`data-*` chunks) this page read, by fiber. */
-  readonly #dataRead = new Map<string, number>();
+  /**
+   * What a resume superseded by another of the same chat had read of its fiber's own events
+   * (`data-*` chunks): the chat that takes over already has them.
+   */
+  readonly #handover = new Map<string, { fiberId: string; dataRead: number }>();
 
   constructor(options: FiberlineChatTransportOptions<UI_MESSAGE>) {
     this.#options = options;
@@ -196,7 +199,8 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     options: Parameters<ChatTransport<UI_MESSAGE>["reconnectToStream"]>[0],
   ): Promise<ReadableStream<UIMessageChunk> | null> {
     // Before any await: the chat aborts the resume this one replaces just before calling here.
-    this.#reconnects.set(options.chatId, (this.#reconnects.get(options.chatId) ?? 0) + 1);
+    const call = (this.#reconnects.get(options.chatId) ?? 0) + 1;
+    this.#reconnects.set(options.chatId, call);
     const cursor = await this.#cursors.get(options.chatId);
     if (cursor === undefined || cursor.done) return null;
     const client = await this.#connect();
@@ -209,8 +213,13 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
       await this.#cursors.set(options.chatId, { ...cursor, done: true });
       return null;
     }
-    // Aborted while looking: `useChat` started another resume (React StrictMode mounts twice).
-    if (options.abortSignal?.aborted) return null;
+    // Aborted while looking: `useChat` started another resume (React StrictMode mounts twice),
+    // or the chat was stopped (ai 7's `useChat` unmounting), which stops the reply.
+    if (options.abortSignal?.aborted) {
+      if (this.#reconnects.get(options.chatId) === call)
+        this.#stopReply(client, options.chatId, cursor.fiberId);
+      return null;
+    }
     return this.#stream(client, options.chatId, cursor.fiberId, {
       signal: options.abortSignal,
       resumed: true,
@@ -330,26 +339,16 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   ): ReadableStream<UIMessageChunk> {
     const reading = new AbortController();
     const cursors = this.#cursors;
-    const dataRead = this.#dataRead;
     const resetStep = this.#options.resetStep ?? false;
+    /** The last of the fiber's own events this chat has (from the resume this one took over). */
+    const handed = options.resumed ? this.#handover.get(chatId) : undefined;
+    this.#handover.delete(chatId);
+    let dataRead = handed?.fiberId === fiberId ? handed.dataRead : 0;
     /** Where a reload resumes: only while the chat's cursor is still this reply's. */
     const keep = (patch: Partial<Omit<ChatCursor, "fiberId">>): Promise<void> =>
       updateCursor(cursors, chatId, fiberId, patch);
-    /** Done, once the page lived long enough to save the reply (a page gone before replays it). */
-    const graceMs = this.#options.endGraceMs ?? END_GRACE_MS;
-    const finish = (delivered?: number): void => {
-      setTimeout(() => {
-        keep({ ...(delivered === undefined ? {} : { delivered }), done: true }).catch(() => {
-          // The cursor could not be written: a reload replays the ended reply, in place.
-        });
-      }, graceMs);
-    };
-    const stop = (): void => {
-      finish();
-      client.cancel(fiberId, "Stopped from the chat.").catch(() => {
-        // Already ended, or the worker is unreachable: the fiber's own end stands.
-      });
-    };
+    const finish = (delivered: number): void => this.#finish(chatId, fiberId, delivered);
+    const stop = (): void => this.#stopReply(client, chatId, fiberId);
     const onAbort = (): void => {
       reading.abort();
       if (!options.resumed) {
@@ -362,6 +361,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
       const seen = this.#reconnects.get(chatId);
       queueMicrotask(() => {
         if (this.#reconnects.get(chatId) === seen) stop();
+        else this.#handover.set(chatId, { fiberId, dataRead });
       });
     };
     if (options.signal?.aborted) onAbort();
@@ -406,20 +406,21 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
           if (skipping !== undefined) {
             if (event.type === "tool.approval" && (event.data as { event: string }).event === skipping)
               skipping = undefined;
+            mapper.track(event); // the page has these: only its calls waiting for a result matter
             continue;
           }
           // `from`'s decisions are the ones its skip count was made with.
           if (event.type === "tool.approval" && !known) await learn(event);
           const chunks = mapper.map(event);
-          // The fiber's own events are not in the message: this page gets each once, whichever
-          // of its streams reads it first (a replay into it leaves out those it read). A new page
-          // gets them all, as state it has to rebuild (the retry notice).
+          // The fiber's own events are not in the message: a chat gets each once, also when a
+          // resume of it takes over from another (which read some). Any other chat (a reloaded
+          // page, a remounted one) gets them all, as state it rebuilds (the retry notice).
           if (isData(chunks)) {
-            if (event.seq <= (dataRead.get(fiberId) ?? 0)) {
+            if (event.seq <= dataRead) {
               if (held > 0) held--; // counted by `resume` all the same
               continue;
             }
-            dataRead.set(fiberId, event.seq);
+            dataRead = event.seq;
             yield* pass(chunks);
             continue;
           }
@@ -459,6 +460,29 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
       }
     }
     return readableFrom(chunks(), reading);
+  }
+
+  /**
+   * Marks the chat's reply done once the page lived `endGraceMs` longer (time to save the
+   * message; a page gone before that replays the reply). Only while the cursor is still its.
+   */
+  #finish(chatId: string, fiberId: string, delivered?: number): void {
+    const timer = setTimeout(() => {
+      const patch = { ...(delivered === undefined ? {} : { delivered }), done: true };
+      updateCursor(this.#cursors, chatId, fiberId, patch).catch(() => {
+        // The cursor could not be written: a reload replays the ended reply, in place.
+      });
+    }, this.#options.endGraceMs ?? END_GRACE_MS);
+    // Nothing to wait for in a process that is otherwise done (Node, tests).
+    (timer as { unref?: () => void }).unref?.();
+  }
+
+  /** `stop()`: cancels the reply's fiber; nothing is left to resume. */
+  #stopReply(client: ChatFiberClient, chatId: string, fiberId: string): void {
+    this.#finish(chatId, fiberId);
+    client.cancel(fiberId, "Stopped from the chat.").catch(() => {
+      // Already ended, or the worker is unreachable: the fiber's own end stands.
+    });
   }
 
   #connect(): Promise<ChatFiberClient> {

@@ -78,10 +78,23 @@ export class UiChunkMapper {
    * its discarded mark (and hiding its approval).
    */
   readonly #resets = new Map<string, number>();
+  /** UI ids of the tool calls with no result yet: a reply that ends without one closes them. */
+  readonly #pending = new Set<string>();
 
   constructor(options: UiChunkMapperOptions = {}) {
     this.#resetStep = options.resetStep ?? false;
     this.#answers = options.answers;
+  }
+
+  /**
+   * Takes note of an agent chunk the page already has from an earlier stream (a stream that
+   * starts after an approval): only which tool calls still wait for a result.
+   */
+  track(event: FiberEvent): void {
+    if (event.type === "message.start")
+      this.#stepCalls.set((event.data as ChunkOf<"message.start">).messageId, []);
+    else if (event.type === "tool.call" || event.type === "tool.result" || event.type === "message.reset")
+      this.map(event);
   }
 
   /** The UI chunks for one agent chunk (none for chunks a chat does not show). */
@@ -118,6 +131,7 @@ export class UiChunkMapper {
         this.#current = undefined;
         const toolCallId = this.#toolCallId(data);
         this.#stepCalls.get(data.messageId)?.push(toolCallId);
+        this.#pending.add(toolCallId);
         const input = parseArguments(data.arguments);
         out.push(
           input.ok
@@ -136,6 +150,7 @@ export class UiChunkMapper {
         const data = event.data as ChunkOf<"message.reset">;
         const calls = this.#stepCalls.get(data.messageId) ?? [];
         this.#stepCalls.set(data.messageId, []);
+        for (const call of calls) this.#pending.delete(call);
         if (this.#resetStep) {
           // ai 7 removes every part after the step's `step-start` and forgets the open ones, so
           // they get no end; the regenerated call opens new parts (new ids) in the same step.
@@ -188,16 +203,28 @@ export class UiChunkMapper {
       case "tool.result": {
         const data = event.data as ChunkOf<"tool.result">;
         const toolCallId = this.#toolCallId(data);
+        this.#pending.delete(toolCallId);
         if (data.status === "ok")
           out.push({ type: "tool-output-available", toolCallId, output: data.result ?? null });
         else if (data.status === "denied") out.push({ type: "tool-output-denied", toolCallId });
         else out.push({ type: "tool-output-error", toolCallId, errorText: data.error ?? "The tool failed." });
         break;
       }
-      case "fiber.end":
+      case "fiber.end": {
+        // A call the reply ended without running (cancelled, failed): an error, so the page
+        // neither offers its approval nor, with an answer shown, sends it again and again.
+        const end = event.data as FiberEnd;
+        const why =
+          end.status === "cancelled"
+            ? "The reply was stopped before this call finished."
+            : "The reply ended before this call finished.";
+        for (const toolCallId of this.#pending)
+          out.push({ type: "tool-output-error", toolCallId, errorText: why });
+        this.#pending.clear();
         this.#closeStep(out);
         out.push(...endChunks(event.data as FiberEnd, this.#finishReason));
         break;
+      }
       case "fiber.start":
       case "fiber.recovered":
         break;
