@@ -324,6 +324,29 @@ describe("readFiberEvents", () => {
     expect(bad).toBeInstanceOf(InvalidInputError);
   });
 
+  it("tells apart two fibers started under one id within the same millisecond", async () => {
+    const store = new MemoryStore();
+    const rt = createRuntime({ store, fibers: [ticker], pollIntervalMs: 10, clock: () => 2_000_000 });
+    runtimes.push(rt);
+    const first = await rt.start(ticker, { ticks: 2, ms: 1 }, { id: "twice" });
+    await rt.result(first);
+    const named: number[] = [];
+    const read = await collect(
+      readFiberEvents("twice", { prefix, fetch: breakingFetch(rt, 99, []), onCreated: (c) => named.push(c) }),
+    );
+    await store.deleteFibers(["twice"]);
+    await rt.result(await rt.start(ticker, { ticks: 5, ms: 1 }, { id: "twice" }));
+    const again = await collect(
+      readFiberEvents("twice", {
+        prefix,
+        after: read.length - 1,
+        created: named[0],
+        fetch: breakingFetch(rt, 99, []),
+      }),
+    ).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(FiberNotFoundError);
+  });
+
   it("over a transport: retries the host's storage errors and a host that never answers, from the cursor", async () => {
     const rt = runtime();
     const fiber = await rt.start(ticker, { ticks: 4, ms: 1 });

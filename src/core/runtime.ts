@@ -70,6 +70,12 @@ export class Runtime {
   readonly #runner: Runner;
   readonly #keepAliveListeners = new Set<(work: Promise<unknown>) => void>();
   readonly #clock: () => number;
+  /**
+   * The last `createdAt` this runtime gave a fiber: each one is later than it, so two fibers
+   * started under one id (the first deleted in between) never share their name on the stream
+   * (`CREATED_HEADER`), even within a millisecond.
+   */
+  #lastCreatedAt = Number.NEGATIVE_INFINITY;
   readonly #random: () => number;
   readonly #uuid: () => string;
   readonly #leaseMs: number;
@@ -188,6 +194,8 @@ export class Runtime {
     assertStorable(input, "fiber input", this.#maxPayloadBytes);
     const id = options.id ?? this.#uuid();
     const now = this.#clock();
+    const createdAt = Math.max(now, this.#lastCreatedAt + 1);
+    this.#lastCreatedAt = createdAt;
     const record: FiberRecord = {
       id,
       name: def.name,
@@ -195,7 +203,7 @@ export class Runtime {
       input,
       status: "running",
       ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
-      createdAt: now,
+      createdAt,
       updatedAt: now,
       generation: 1,
       owner: this.runnerId,
