@@ -108,7 +108,8 @@ export class StreamHub {
     subs.add(subscriber);
     return () => {
       subs.delete(subscriber);
-      if (subs.size === 0) this.#subscribers.delete(fiberId);
+      // Idempotent: a second call must not drop a set made since for new subscribers.
+      if (subs.size === 0 && this.#subscribers.get(fiberId) === subs) this.#subscribers.delete(fiberId);
     };
   }
 }

@@ -59,16 +59,23 @@ async function pump(
   signal: AbortSignal,
 ): Promise<void> {
   assertValidId(id);
-  const record = await runtime.get(id);
-  if (!record) throw new FiberNotFoundError(id);
-  post({ type: "opened", created: record.createdAt });
-  if (pastTheEnd(record, after)) {
-    post({ type: "ended" });
-    return;
+  // The record and the first chunks in one read (a malformed cursor is `invalid_argument` before
+  // anything is read): the fiber named is the one whose chunks follow, even when it is collected
+  // and started again meanwhile.
+  const opened = await runtime.openEventBatches(id, { after, signal });
+  try {
+    const { record } = opened;
+    if (!record) throw new FiberNotFoundError(id);
+    post({ type: "opened", created: record.createdAt });
+    if (pastTheEnd(record, after)) {
+      post({ type: "ended" });
+      return;
+    }
+    for await (const batch of opened.batches)
+      for (const ev of batch)
+        post({ type: "chunk", seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) });
+    post({ type: "end" });
+  } finally {
+    opened.close(); // the batches' own end releases it too; unread, only this does
   }
-  // runtime.events rejects a malformed cursor with `invalid_argument` before reading anything.
-  for await (const ev of runtime.events(id, { after, signal })) {
-    post({ type: "chunk", seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) });
-  }
-  post({ type: "end" });
 }

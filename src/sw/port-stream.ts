@@ -5,8 +5,9 @@
  */
 
 import { FiberNotFoundError, serializeError } from "../core/errors";
-import { type FiberEvent, type FiberRecord, pastTheEnd } from "../core/records";
+import { type FiberRecord, pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
+import type { OpenedEventBatches } from "../core/runtime-types";
 import { toJson } from "./event-route";
 import { type PortStreamMessage, type PortStreamReply, STREAM_PING_MS } from "./protocol";
 
@@ -32,7 +33,7 @@ export async function openPortStream(
     opened.close();
     throw new FiberNotFoundError(id);
   }
-  pumpEvents(record, opened.batches, after, port, abort, pingMs);
+  pumpEvents(record, opened, after, port, abort, pingMs);
 }
 
 /**
@@ -42,7 +43,7 @@ export async function openPortStream(
  */
 export function pumpEvents(
   record: FiberRecord,
-  batches: AsyncGenerator<FiberEvent[]>,
+  opened: Pick<OpenedEventBatches, "batches" | "close">,
   after: number,
   port: MessagePort,
   abort: AbortController,
@@ -69,7 +70,7 @@ export function pumpEvents(
         post({ type: "ended" });
         return;
       }
-      for await (const batch of batches)
+      for await (const batch of opened.batches)
         for (const ev of batch)
           post({ type: "chunk", seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) });
       if (!abort.signal.aborted) post({ type: "end" });
@@ -77,7 +78,7 @@ export function pumpEvents(
       if (!abort.signal.aborted) post({ type: "error", error: serializeError(error) });
     } finally {
       clearInterval(pinger);
-      await batches.return(undefined).catch(() => {});
+      opened.close(); // the batches' own end releases it too; unread (at the end), only this does
       port.close();
     }
   })();

@@ -27,15 +27,21 @@ export async function* fiberChunks(
   signal: AbortSignal,
 ): AsyncGenerator<StreamItem> {
   assertValidId(id);
-  const record = await runtime.get(id);
-  if (!record) throw new FiberNotFoundError(id);
-  // Which fiber this is: a reader refuses another one that took the id since (`FiberName`).
-  yield { created: record.createdAt };
-  if (pastTheEnd(record, after)) {
-    yield "ended";
-    return;
-  }
-  for await (const ev of runtime.events(id, { after, signal })) {
-    yield { seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) };
+  // The record and the first chunks in one read: the fiber named is the one whose chunks follow,
+  // even when it is collected and started again meanwhile.
+  const opened = await runtime.openEventBatches(id, { after, signal });
+  try {
+    const { record } = opened;
+    if (!record) throw new FiberNotFoundError(id);
+    // Which fiber this is: a reader refuses another one that took the id since (`FiberName`).
+    yield { created: record.createdAt };
+    if (pastTheEnd(record, after)) {
+      yield "ended";
+      return;
+    }
+    for await (const batch of opened.batches)
+      for (const ev of batch) yield { seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) };
+  } finally {
+    opened.close(); // the batches' own end releases it too; unread, only this does
   }
 }
