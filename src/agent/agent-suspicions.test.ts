@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createRuntime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { defineAgent } from "./agent";
-import { agentRuntime, closeRuntimes, storedEvents } from "./agent-harness";
+import { agentRuntime, closeRuntimes, recordingTool, storedEvents, type ToolRun } from "./agent-harness";
 import { ModelError } from "./errors";
 import { openAICompatible } from "./openai";
 import { sseBody } from "./scripted-model";
@@ -271,5 +271,52 @@ describe("the no-progress watchdog", () => {
     expect(await run([400])).toEqual({ text: "Forty-two.", calls: 1 });
     // Keep-alives with no event for longer than firstEventTimeoutMs: a stall, retried.
     expect(await run([1_500, 0])).toEqual({ text: "Forty-two.", calls: 2 });
+  });
+
+  it("takes a tool call's streamed arguments for progress: a long call is not a stall", async () => {
+    const encoder = new TextEncoder();
+    const sse = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
+    const runs: ToolRun[] = [];
+    let requests = 0;
+    const fetch = (async (_url: unknown, init?: RequestInit) => {
+      requests++;
+      const answered = String(init?.body).includes('"role":"tool"');
+      const body = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          const delta = (d: unknown) => controller.enqueue(sse({ choices: [{ index: 0, delta: d }] }));
+          if (answered) delta({ content: "Done." });
+          else {
+            delta({
+              tool_calls: [
+                { index: 0, id: "c1", type: "function", function: { name: "delete_file", arguments: "" } },
+              ],
+            });
+            // A long argument, a character every 40 ms for ~1 s: more than either timeout, no event.
+            for (const char of JSON.stringify({ path: "x".repeat(16) })) {
+              await new Promise((resolve) => setTimeout(resolve, 40));
+              delta({ tool_calls: [{ index: 0, function: { arguments: char } }] });
+            }
+          }
+          const reason = answered ? "stop" : "tool_calls";
+          controller.enqueue(sse({ choices: [{ index: 0, delta: {}, finish_reason: reason }] }));
+          controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+          controller.close();
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    }) as typeof globalThis.fetch;
+    const agent = defineAgent({
+      name: "writer",
+      model: openAICompatible({ baseUrl: "http://h.invalid/v1", model: "m", fetch }),
+      tools: [recordingTool(runs)],
+      noProgressTimeoutMs: 200,
+      firstEventTimeoutMs: 300,
+      modelRetry: { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 2 },
+    });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    expect(output.messages.at(-1)?.content).toBe("Done.");
+    expect(requests).toBe(2);
+    expect(runs).toHaveLength(1);
   });
 });

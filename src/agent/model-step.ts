@@ -228,6 +228,7 @@ async function streamReply(
       signal: watchdog.signal,
       onRetryWait: (ms) => watchdog.pause(ms),
       onActivity: () => watchdog.activity(),
+      onProgress: () => watchdog.progress(),
       ...(prefix === undefined ? {} : { prefix }),
     });
     for await (const event of events) {

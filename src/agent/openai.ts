@@ -217,7 +217,7 @@ class AttemptGuard {
 async function* streamCompletion(
   settings: CallSettings,
   body: string,
-  request: Pick<ModelRequest, "signal" | "onRetryWait" | "onActivity">,
+  request: Pick<ModelRequest, "signal" | "onRetryWait" | "onActivity" | "onProgress">,
 ): AsyncGenerator<ModelEvent, void, undefined> {
   const { signal, onRetryWait } = request;
   const wait = (ms: number): Promise<void> => {
@@ -263,7 +263,7 @@ async function* streamCompletion(
     // From here on the body is consumed: a failure is the caller's to recover (no retry here).
     request.onActivity?.();
     try {
-      yield* readCompletion(settings, response, guard, signal, request.onActivity);
+      yield* readCompletion(settings, response, guard, signal, request);
     } finally {
       guard.dispose();
     }
@@ -276,7 +276,7 @@ async function* readCompletion(
   response: Response,
   guard: AttemptGuard,
   signal: AbortSignal | undefined,
-  onActivity: (() => void) | undefined,
+  { onActivity, onProgress }: Pick<ModelRequest, "onActivity" | "onProgress">,
 ): AsyncGenerator<ModelEvent, void, undefined> {
   const contentType = response.headers.get("content-type") ?? "";
   if (/^application\/(?:[\w.+-]*\+)?json/i.test(contentType)) {
@@ -354,15 +354,18 @@ async function* readCompletion(
         readerDone = true;
         const tail = [...parser.push(decoder.decode()), ...parser.end()];
         for (const [i, message] of tail.entries()) {
+          onProgress?.();
           yield* assembler.accept(message, i === tail.length - 1);
           if (assembler.done) return;
         }
         yield* assembler.finishAtEnd();
         return;
       }
-      // Bytes from the model, events or not (a keep-alive comment, a role-only delta).
+      // Bytes from the model: a sign of life (a keep-alive comment); each `data:` message in
+      // them is the model's output (a tool call's arguments stream as such), so progress.
       onActivity?.();
       for (const message of parser.push(decoder.decode(chunk.value, { stream: true }))) {
+        onProgress?.();
         yield* assembler.accept(message, false);
         if (assembler.done) return;
       }

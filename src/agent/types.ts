@@ -238,6 +238,11 @@ export interface ModelRequest {
    * the model is alive while it thinks.
    */
   onActivity?: () => void;
+  /**
+   * Called when the model streamed content that is not an event yet (a tool call's arguments as
+   * they arrive, assembled into one `tool_call` event at its end): progress, as an event is.
+   */
+  onProgress?: () => void;
 }
 
 /**

@@ -31,7 +31,7 @@ import { mockModelHandler } from "../agent/mock-server";
 import { openAICompatible } from "../agent/openai";
 import type { ModelEvent } from "../agent/types";
 import { MemoryStore } from "../store/memory-store";
-import { aiSdkModel } from "./ai-sdk-model";
+import { aiSdkModel, toPrompt } from "./ai-sdk-model";
 
 afterEach(closeRuntimes);
 
@@ -207,6 +207,29 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     expect(assistant && "reasoningParts" in assistant).toBe(false);
     expect(model.doStreamCalls[1]?.prompt[1]?.content).toEqual([
       { type: "tool-call", toolCallId: "call_1", toolName: "delete_file", input: { path: "a.txt" } },
+    ]);
+  });
+
+  it("sends back from a journal only signatures and redacted thinking, whatever else it holds", () => {
+    const prompt = toPrompt([
+      {
+        role: "assistant",
+        content: "ok",
+        reasoning: "ab",
+        reasoningParts: [
+          { length: 1, providerMetadata: { openai: { itemId: "rs_1" } } },
+          { length: 1, providerMetadata: { anthropic: { signature: "s", cacheControl: "x" } } },
+        ],
+      },
+    ]);
+    expect(prompt).toEqual([
+      {
+        role: "assistant",
+        content: [
+          { type: "reasoning", text: "b", providerOptions: { anthropic: { signature: "s" } } },
+          { type: "text", text: "ok" },
+        ],
+      },
     ]);
   });
 

@@ -112,7 +112,7 @@ export function aiSdkModel(model: AiSdkLanguageModel, options: AiSdkModelOptions
         ...(request.tools.length > 0 ? { tools: request.tools.map(toFunctionTool) } : {}),
         ...(request.signal ? { abortSignal: request.signal } : {}),
       };
-      return streamModel(model, call, request.signal, request.onActivity);
+      return streamModel(model, call, request);
     },
   };
 }
@@ -120,8 +120,7 @@ export function aiSdkModel(model: AiSdkLanguageModel, options: AiSdkModelOptions
 async function* streamModel(
   model: AiSdkLanguageModel,
   call: LanguageModelV3CallOptions,
-  signal: AbortSignal | undefined,
-  onActivity: (() => void) | undefined,
+  { signal, onActivity, onProgress }: Pick<ModelRequest, "signal" | "onActivity" | "onProgress">,
 ): AsyncGenerator<ModelEvent, void, undefined> {
   signal?.throwIfAborted();
   // A model that ignores its abortSignal must not hold the call: waiting for its stream, and
@@ -184,8 +183,11 @@ async function* streamModel(
         });
       }
       const part = next.value;
-      // Every part counts as a sign of life (the provider's stream-start, metadata, a signature).
-      onActivity?.();
+      // The provider's own parts are signs of life; any other is the model's output (a tool
+      // call's streamed input among them), so progress.
+      if (part.type === "stream-start" || part.type === "response-metadata" || part.type === "raw")
+        onActivity?.();
+      else onProgress?.();
       switch (part.type) {
         case "text-delta":
           if (part.delta !== "") yield { type: "text", delta: part.delta };
@@ -266,12 +268,10 @@ export function toPrompt(messages: readonly ChatMessage[]): LanguageModelV3Messa
         for (const part of message.reasoningParts ?? []) {
           const text = (message.reasoning ?? "").slice(at, at + part.length);
           at += part.length;
-          if (part.providerMetadata !== undefined)
-            content.push({
-              type: "reasoning",
-              text,
-              providerOptions: part.providerMetadata as SharedV3ProviderOptions,
-            });
+          // Filtered here too: a journal written by an older version may hold other metadata.
+          const signed = signedOnly(part.providerMetadata ?? {});
+          if (Object.keys(signed).length > 0)
+            content.push({ type: "reasoning", text, providerOptions: signed as SharedV3ProviderOptions });
         }
         if (message.content) content.push({ type: "text", text: message.content });
         for (const call of message.tool_calls ?? []) {

@@ -339,6 +339,38 @@ describe("FiberlineChatTransport with the AI SDK's chat", () => {
   });
 });
 
+describe("FiberlineChatTransport after an approval of a call regenerated while watched (ai 6)", () => {
+  it("streams the rest under the ids the page's message has (~1), so the output reaches the call", async () => {
+    const script = new ScriptedModel({
+      replies,
+      cut: (request, body) => (request === 0 ? Math.floor(body.length / 2) : undefined),
+    });
+    const { transport, runs } = setup(script.provider({ continuation: "none" }), { requiresApproval: true });
+    const chat = new TestChat({
+      id: "chat-regenerated",
+      transport,
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    await chat.sendMessage({ text: "delete a.txt" });
+    const live = (chat.messages.at(-1)?.parts ?? []).filter(
+      (p) => p.type === "tool-delete_file" && !isDiscardedPart(p),
+    );
+    expect(live).toMatchObject([{ state: "approval-requested", toolCallId: expect.stringMatching(/~1$/) }]);
+    const { approval } = live[0] as unknown as { approval: { id: string } };
+    await chat.addToolApprovalResponse({ id: approval.id, approved: true });
+    await expect
+      .poll(() => chat.status === "ready" && chat.messages.at(-1)?.parts.at(-1)?.type === "text")
+      .toBe(true);
+
+    expect(chat.error).toBeUndefined();
+    const after = (chat.messages.at(-1)?.parts ?? []).filter(
+      (p) => p.type === "tool-delete_file" && !isDiscardedPart(p),
+    );
+    expect(after).toMatchObject([{ state: "output-available", output: "deleted a.txt" }]);
+    expect(runs).toHaveLength(1);
+  });
+});
+
 describe("toAgentMessages", () => {
   it("keeps the text of user and assistant messages and a user's images, and drops tool parts", () => {
     const messages: UIMessage[] = [

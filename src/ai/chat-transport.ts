@@ -13,7 +13,7 @@ import { sha256Hex } from "../core/sha256";
 import { type ChatCursor, type ChatCursorStore, idbCursorStore, updateCursor } from "./chat-cursors";
 import { defaultInput, fiberIdFor } from "./chat-input";
 import { changesNoPart, resumePoint } from "./resume-point";
-import { type ApprovalAnswer, foldResets, UiChunkMapper } from "./ui-chunks";
+import { type ApprovalAnswer, foldResets, isDiscardedPart, UiChunkMapper } from "./ui-chunks";
 
 /**
  * What the transport needs of a Fiberline client: `FiberlineClient` from `connect()` in a page,
@@ -322,7 +322,11 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
         delivered: cursor?.fiberId === fiberId ? cursor.delivered : 0,
         done: false,
       });
-    return this.#stream(client, chatId, fiberId, { signal, after: last.id });
+    return this.#stream(client, chatId, fiberId, {
+      signal,
+      after: last.id,
+      toolCallIds: toolCallIdsOf(message),
+    });
   }
 
   /**
@@ -335,7 +339,13 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     client: ChatFiberClient,
     chatId: string,
     fiberId: string,
-    options: { signal: AbortSignal | undefined; after?: string; from?: StoredPrefix; resumed?: boolean },
+    options: {
+      signal: AbortSignal | undefined;
+      after?: string;
+      from?: StoredPrefix;
+      resumed?: boolean;
+      toolCallIds?: ReadonlyMap<string, string>;
+    },
   ): ReadableStream<UIMessageChunk> {
     const reading = new AbortController();
     const cursors = this.#cursors;
@@ -370,7 +380,11 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     async function* chunks(): AsyncGenerator<UIMessageChunk> {
       yield { type: "start", messageId: fiberId };
       const answers = options.from?.answers ?? new Map<string, ApprovalAnswer>();
-      const mapper = new UiChunkMapper({ resetStep, answers: (name) => answers.get(name) });
+      const mapper = new UiChunkMapper({
+        resetStep,
+        answers: (name) => answers.get(name),
+        ...(options.toolCallIds ? { toolCallIds: options.toolCallIds } : {}),
+      });
       /** Learns the request's decision, when the fiber's inbox holds one. */
       const learn = async (event: FiberEvent): Promise<void> => {
         const name = (event.data as { event: string }).event;
@@ -495,6 +509,20 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
 /** A fiber's own event (`ctx.emit` in a custom agent) as the chat gets it: one `data-*` chunk. */
 function isData(chunks: readonly UIMessageChunk[]): boolean {
   return chunks.length === 1 && (chunks[0] as UIMessageChunk).type.startsWith("data-");
+}
+
+/**
+ * The UI ids the message's live tool parts have, by `toolCallKey` (a `~N` suffix taken off):
+ * what a stream continuing that message must call them.
+ */
+function toolCallIdsOf(message: UIMessage): Map<string, string> {
+  const ids = new Map<string, string>();
+  for (const part of message.parts) {
+    const id = (part as { toolCallId?: unknown }).toolCallId;
+    if (typeof id !== "string" || isDiscardedPart(part)) continue;
+    ids.set(id.replace(/~\d+$/, ""), id);
+  }
+  return ids;
 }
 
 /**

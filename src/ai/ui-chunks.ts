@@ -44,6 +44,13 @@ export interface UiChunkMapperOptions {
    * call that was decided (after a reload, or in another page).
    */
   answers?: (approvalEvent: string) => ApprovalAnswer | undefined;
+  /**
+   * The UI ids the page's message already gives tool calls, by `toolCallKey`: a stream that
+   * continues a message built live (after an approval) uses them, since that message may have
+   * taken `~N` ids (a call regenerated while watched) that the stored stream, folded, no longer
+   * gives.
+   */
+  toolCallIds?: ReadonlyMap<string, string>;
 }
 
 /** How an approval was answered: the payload of the fiber's approval event. */
@@ -59,6 +66,7 @@ export interface ApprovalAnswer {
 export class UiChunkMapper {
   readonly #resetStep: boolean;
   readonly #answers: UiChunkMapperOptions["answers"];
+  readonly #ids: ReadonlyMap<string, string> | undefined;
   #stepOpen = false;
   /**
    * Text and reasoning parts of the current model call, all left open until it ends, so that a
@@ -84,6 +92,7 @@ export class UiChunkMapper {
   constructor(options: UiChunkMapperOptions = {}) {
     this.#resetStep = options.resetStep ?? false;
     this.#answers = options.answers;
+    this.#ids = options.toolCallIds;
   }
 
   /**
@@ -243,7 +252,8 @@ export class UiChunkMapper {
    */
   #toolCallId(ref: Parameters<typeof toolCallKey>[0]): string {
     const resets = this.#resets.get(ref.messageId) ?? 0;
-    return resets === 0 ? toolCallKey(ref) : `${toolCallKey(ref)}~${resets}`;
+    const key = toolCallKey(ref);
+    return resets === 0 ? (this.#ids?.get(key) ?? key) : `${key}~${resets}`;
   }
 
   /** Closes the step that paused for an approval: the chunks that end this stream, not the reply. */
