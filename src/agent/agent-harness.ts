@@ -62,6 +62,40 @@ export function recordingTool(
   };
 }
 
+/** A {@link heldApprovalTool}: the tool, how many times it ran, and what lets it finish. */
+export interface HeldTool {
+  tool: ToolDefinition<{ path: string }, string>;
+  runs(): number;
+  release(): void;
+}
+
+/**
+ * A `delete_file` tool that needs approval and, once approved, runs until `release()`: for tests
+ * that act (reload, stop, resume) while an approved tool runs.
+ */
+export function heldApprovalTool(): HeldTool {
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let runs = 0;
+  return {
+    tool: {
+      name: "delete_file",
+      description: "Deletes a file.",
+      parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
+      requiresApproval: true,
+      execute: async ({ path }) => {
+        runs++;
+        await gate;
+        return `deleted ${path}`;
+      },
+    },
+    runs: () => runs,
+    release: () => release(),
+  };
+}
+
 /** Everything `store` holds about every fiber (records, journals, snapshots, streams, inboxes) as one string. */
 export async function storeText(store: Store): Promise<string> {
   const parts: unknown[] = [];

@@ -17,7 +17,13 @@ import {
 } from "ai7";
 import { afterEach, describe, expect, it } from "vitest";
 import { defineAgent } from "../agent/agent";
-import { agentRuntime, closeRuntimes, recordingTool, type ToolRun } from "../agent/agent-harness";
+import {
+  agentRuntime,
+  closeRuntimes,
+  heldApprovalTool,
+  recordingTool,
+  type ToolRun,
+} from "../agent/agent-harness";
 import { ScriptedModel, type ScriptedReply } from "../agent/scripted-model";
 import type { ModelProvider } from "../agent/types";
 import type { Runtime } from "../core/runtime";
@@ -216,27 +222,11 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
     async ({ resetStep, shown }) => {
       // ai 7 resumes such a message from its saved parts (a tool part in "approval-responded"),
       // so a transport that replays the reply from its start must say so (resumeStreamIsReplay).
-      let release: () => void = () => {};
-      const gate = new Promise<void>((resolve) => {
-        release = resolve;
-      });
-      let executions = 0;
+      const held = heldApprovalTool();
       const agent = defineAgent({
         name: "assistant",
         model: new ScriptedModel({ replies }).provider(),
-        tools: [
-          {
-            name: "delete_file",
-            description: "Deletes a file.",
-            parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
-            requiresApproval: true,
-            async execute({ path }) {
-              executions++;
-              await gate;
-              return `deleted ${String(path)}`;
-            },
-          },
-        ],
+        tools: [held.tool],
       });
       const runtime = agentRuntime(agent, new MemoryStore());
       const transport = new FiberlineChatTransport({
@@ -255,7 +245,7 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
         approval: { id: string };
       };
       void first.addToolApprovalResponse({ id: tool.approval.id, approved: true });
-      await expect.poll(() => executions).toBe(1);
+      await expect.poll(() => held.runs()).toBe(1);
       const saved = structuredClone(first.messages);
       expect(saved.at(-1)?.parts.find((p) => p.type === "tool-delete_file")).toMatchObject({
         state: "approval-responded",
@@ -279,7 +269,7 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
       await expect.poll(() => states.at(-1)).toBe(shown);
       const replayed = () => second.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file");
       if (resetStep) expect(replayed()).toMatchObject({ approval: { id: tool.approval.id, approved: true } });
-      release();
+      held.release();
       await resuming;
       await expect
         .poll(() => first.status === "ready" && first.messages.at(-1)?.parts.at(-1)?.type === "text")
@@ -294,7 +284,7 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
         "step-start",
         "text:Done: a.txt is gone.",
       ]);
-      expect(executions).toBe(1);
+      expect(held.runs()).toBe(1);
     },
   );
 
@@ -396,27 +386,11 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
   });
 
   it("a page shown a call as answered, whose reply is then stopped elsewhere, closes the call and sends nothing again", async () => {
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let executions = 0;
+    const held = heldApprovalTool();
     const agent = defineAgent({
       name: "assistant",
       model: new ScriptedModel({ replies }).provider(),
-      tools: [
-        {
-          name: "delete_file",
-          description: "Deletes a file.",
-          parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
-          requiresApproval: true,
-          async execute({ path }) {
-            executions++;
-            await gate;
-            return `deleted ${String(path)}`;
-          },
-        },
-      ],
+      tools: [held.tool],
     });
     const runtime = agentRuntime(agent, new MemoryStore());
     const cursors = memoryCursorStore();
@@ -439,7 +413,7 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
       approval: { id: string };
     };
     void first.addToolApprovalResponse({ id: tool.approval.id, approved: true });
-    await expect.poll(() => executions).toBe(1);
+    await expect.poll(() => held.runs()).toBe(1);
 
     // A second tab opens the chat while the approved tool runs: it shows the call answered.
     const other = page();
@@ -462,7 +436,7 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
     await first.stop();
     await resuming;
     await new Promise((resolve) => setTimeout(resolve, 200));
-    release();
+    held.release();
 
     expect((await runtime.get(fiberId))?.status).toBe("cancelled");
     expect(sends).toBe(0);

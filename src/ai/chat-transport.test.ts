@@ -17,7 +17,13 @@ import {
 import { MockLanguageModelV3 } from "ai/test";
 import { afterEach, describe, expect, it } from "vitest";
 import { defineAgent } from "../agent/agent";
-import { agentRuntime, closeRuntimes, recordingTool, type ToolRun } from "../agent/agent-harness";
+import {
+  agentRuntime,
+  closeRuntimes,
+  heldApprovalTool,
+  recordingTool,
+  type ToolRun,
+} from "../agent/agent-harness";
 import { ScriptedModel, type ScriptedReply } from "../agent/scripted-model";
 import type { ModelProvider } from "../agent/types";
 import { defineFiber } from "../core/define";
@@ -625,27 +631,11 @@ describe("FiberlineChatTransport across reloads and the chat's own races", () =>
   });
 
   it("shows an approved call as running after a reload, with no approval buttons to press again", async () => {
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let runs = 0;
+    const held = heldApprovalTool();
     const agent = defineAgent({
       name: "assistant",
       model: new ScriptedModel({ replies }).provider(),
-      tools: [
-        {
-          name: "delete_file",
-          description: "Deletes a file.",
-          parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
-          requiresApproval: true,
-          execute: async ({ path }: { path: string }) => {
-            runs++;
-            await gate;
-            return `deleted ${path}`;
-          },
-        },
-      ],
+      tools: [held.tool],
     });
     const runtime = agentRuntime(agent, new MemoryStore());
     const cursors = memoryCursorStore();
@@ -661,7 +651,7 @@ describe("FiberlineChatTransport across reloads and the chat's own races", () =>
       approval: { id: string };
     };
     void chat.addToolApprovalResponse({ id: requested.approval.id, approved: true });
-    await expect.poll(() => runs).toBe(1);
+    await expect.poll(() => held.runs()).toBe(1);
 
     // The page reloads while the approved tool runs.
     const reloaded = new TestChat({
@@ -673,10 +663,10 @@ describe("FiberlineChatTransport across reloads and the chat's own races", () =>
     const tool = () => reloaded.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file");
     // ai 6 has no chunk that shows an answer: the call shows as running, not as a question.
     await expect.poll(() => (tool() as { state?: string } | undefined)?.state).toBe("input-available");
-    release();
+    held.release();
     await resuming;
     expect(tool()).toMatchObject({ state: "output-available", output: "deleted a.txt" });
-    expect(runs).toBe(1);
+    expect(held.runs()).toBe(1);
   });
 
   it("gives a chat each of the fiber's own events once across a resume that replaces another; another chat gets them all", async () => {
@@ -761,27 +751,11 @@ describe("FiberlineChatTransport: stop() while a resume is still looking", () =>
 
 describe("FiberlineChatTransport when a reply ends without running an approved call", () => {
   it("closes the call with an error, so the chat does not send its approval again and again", async () => {
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let runs = 0;
+    const held = heldApprovalTool();
     const agent = defineAgent({
       name: "assistant",
       model: new ScriptedModel({ replies }).provider(),
-      tools: [
-        {
-          name: "delete_file",
-          description: "Deletes a file.",
-          parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] },
-          requiresApproval: true,
-          execute: async ({ path }: { path: string }) => {
-            runs++;
-            await gate;
-            return `deleted ${path}`;
-          },
-        },
-      ],
+      tools: [held.tool],
     });
     const runtime = agentRuntime(agent, new MemoryStore());
     const transport = new FiberlineChatTransport({
@@ -807,13 +781,13 @@ describe("FiberlineChatTransport when a reply ends without running an approved c
       approval: { id: string };
     };
     const approving = chat.addToolApprovalResponse({ id: requested.approval.id, approved: true });
-    await expect.poll(() => runs).toBe(1);
+    await expect.poll(() => held.runs()).toBe(1);
     // Stopped elsewhere (another tab, the inspector) while the approved tool runs.
     await runtime.cancel(fiberId, "Stopped in another tab.");
     await approving;
     await expect.poll(() => chat.status).toBe("ready");
     await new Promise((resolve) => setTimeout(resolve, 200));
-    release();
+    held.release();
 
     expect(sends).toBe(2); // the question, then the approval; nothing after the end
     expect(chat.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file")).toMatchObject({

@@ -74,41 +74,15 @@ const waiter = defineFiber("waiter", {
   },
 });
 
-const chatter = defineFiber("chatter", {
-  async run(ctx, input: { text: string }) {
-    for (let i = 0; i < 3; i++) ctx.emit("token", `${input.text} ${i}`);
-  },
-});
-
-/** A store that runs `hook` once, after the next read of a fiber's record returns from storage. */
-class RacingStore extends MemoryStore {
-  hook: (() => Promise<void>) | undefined;
-  override async getFiber(id: string) {
-    const record = await super.getFiber(id);
-    await this.#fire();
-    return record;
-  }
-  override async readStreamAndRecord(id: string, after: number, limit?: number) {
-    const read = await super.readStreamAndRecord(id, after, limit);
-    await this.#fire();
-    return read;
-  }
-  async #fire(): Promise<void> {
-    const hook = this.hook;
-    this.hook = undefined;
-    await hook?.();
-  }
-}
-
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function setup(options: { skipWaiting?: boolean; store?: MemoryStore } = {}) {
+function setup(options: { skipWaiting?: boolean } = {}) {
   const runtime: Runtime = createRuntime({
-    store: options.store ?? new MemoryStore(),
-    fibers: [waiter, chatter],
+    store: new MemoryStore(),
+    fibers: [waiter],
     pollIntervalMs: 20,
   });
   const recover = vi.spyOn(runtime, "recover");
@@ -284,32 +258,5 @@ describe("createServiceWorkerHost", () => {
     ))
       same.push(chunk === "ended" || "created" in chunk ? chunk : chunk.seq);
     expect(same).toEqual([{ created: createdAt }, 3]);
-  });
-
-  it("sends over a port only the chunks of the fiber it names, even when that fiber is collected and started again as the port opens", async () => {
-    const store = new RacingStore();
-    const { scope, runtime } = setup({ store });
-    const { remote } = await connect(scope);
-    const old = await runtime.start(chatter, { text: "old" }, { id: "reused" });
-    await runtime.result(old);
-    const named = (await runtime.get("reused"))?.createdAt;
-    // Between the port's read of the record and of the chunks (were they two reads), the fiber is
-    // collected and another starts under its id.
-    store.hook = async () => {
-      await store.deleteFibers(["reused"]);
-      await new Promise((resolve) => setTimeout(resolve, 2)); // another createdAt
-      await runtime.result(await runtime.start(chatter, { text: "new" }, { id: "reused" }));
-    };
-    const seen: unknown[] = [];
-    const read = (async () => {
-      for await (const chunk of readPortStream((port) =>
-        remote.openStream("reused", 1, transfer(port, [port])),
-      ))
-        seen.push(chunk === "ended" || "created" in chunk ? chunk : JSON.parse(chunk.data));
-    })();
-    await read.catch(() => {});
-    // The fiber named is the old one; a chunk of the new one never follows its name.
-    expect(seen[0]).toEqual({ created: named });
-    expect(seen.filter((data) => typeof data === "string" && data.startsWith("new"))).toEqual([]);
   });
 });

@@ -101,6 +101,27 @@ describe("a stream names the fiber whose chunks it sends", () => {
     expect(seen[0]).toBe(named);
     expect(seen.filter((data) => String(data).startsWith("new"))).toEqual([]);
   });
+  it("the Service Worker's port stream (the fallback when fetch cannot reach it)", async () => {
+    const { runtime, named } = await racing();
+    const { port1, port2 } = new MessageChannel();
+    const seen: unknown[] = [];
+    const closed = new Promise<void>((resolve) => {
+      port2.onmessage = (event) => {
+        const message = event.data as { type: string; created?: number; data?: string };
+        if (message.type === "opened") seen.push(message.created);
+        else if (message.type === "chunk") seen.push(JSON.parse(String(message.data)));
+        else if (message.type !== "ping") {
+          seen.push(message.type);
+          resolve();
+        }
+      };
+    });
+    await openPortStream(runtime, "reused", 1, port1);
+    await closed;
+    port2.close();
+    expect(seen[0]).toBe(named);
+    expect(seen.filter((data) => String(data).startsWith("new"))).toEqual([]);
+  });
 });
 
 describe("a stream that answers 'ended'", () => {
