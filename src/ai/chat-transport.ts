@@ -69,7 +69,7 @@ export interface FiberlineChatTransportOptions<UI_MESSAGE extends UIMessage = UI
    */
   resetStep?: boolean;
   /**
-   * How long the page must outlive a reply's end (or its `stop()`) before the transport records
+   * How long the page must outlive a reply's end before the transport records
    * that nothing is left to resume, in ms (default 1,000). The chat's messages are the app's to
    * save, and a save triggered by the end (`onFinish`, an effect on `messages`) may not have
    * committed when the page reloads or crashes right after it: until then `reconnectToStream`
@@ -491,9 +491,14 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     (timer as { unref?: () => void }).unref?.();
   }
 
-  /** `stop()`: cancels the reply's fiber; nothing is left to resume. */
+  /**
+   * `stop()`: cancels the reply's fiber; nothing is left to resume, at once (no grace: a replay
+   * of a stopped reply could show less than the page kept, e.g. a cut step taken back).
+   */
   #stopReply(client: ChatFiberClient, chatId: string, fiberId: string): void {
-    this.#finish(chatId, fiberId);
+    updateCursor(this.#cursors, chatId, fiberId, { done: true }).catch(() => {
+      // The cursor could not be written: a reload resumes the stopped reply, which shows its end.
+    });
     client.cancel(fiberId, "Stopped from the chat.").catch(() => {
       // Already ended, or the worker is unreachable: the fiber's own end stands.
     });
