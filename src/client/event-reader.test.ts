@@ -11,7 +11,7 @@ import type { FiberEvent } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { frame, handleEventsRequest } from "../sw/event-route";
-import { fiberChunks } from "../tabs/fiber-chunks";
+import { fiberChunks } from "../sw/fiber-chunks";
 import { readFiberEvents } from "./event-reader";
 
 const prefix = "/__fiberline";

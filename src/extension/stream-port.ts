@@ -5,10 +5,8 @@
  */
 
 import { FiberNotFoundError, InvalidInputError, serializeError } from "../core/errors";
-import { pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
-import { assertValidId } from "../core/validate";
-import { toJson } from "../sw/event-route";
+import { fiberChunks, streamItemMessage } from "../sw/fiber-chunks";
 import type { ChromePort } from "./chrome-types";
 import { isStreamRequest, type StreamReply } from "./protocol";
 
@@ -58,24 +56,12 @@ async function pump(
   post: (reply: StreamReply) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  assertValidId(id);
-  // The record and the first chunks in one read (a malformed cursor is `invalid_argument` before
-  // anything is read): the fiber named is the one whose chunks follow, even when it is collected
-  // and started again meanwhile.
-  const opened = await runtime.openEventBatches(id, { after, signal });
-  try {
-    const { record } = opened;
-    if (!record) throw new FiberNotFoundError(id);
-    post({ type: "opened", created: record.createdAt });
-    if (pastTheEnd(record, after)) {
-      post({ type: "ended" });
-      return;
-    }
-    for await (const batch of opened.batches)
-      for (const ev of batch)
-        post({ type: "chunk", seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) });
-    post({ type: "end" });
-  } finally {
-    opened.close(); // the batches' own end releases it too; unread, only this does
+  // The record and the first chunks in one read (`fiberChunks`): the fiber named is the one whose
+  // chunks follow, even when it is collected and started again meanwhile.
+  let ended = false;
+  for await (const item of fiberChunks(runtime, id, after, signal)) {
+    ended = item === "ended";
+    post(streamItemMessage(item));
   }
+  if (!ended) post({ type: "end" });
 }

@@ -4,17 +4,16 @@
  * no `close` event on a port whose peer died). Used by the host when a page's fetch cannot reach it.
  */
 
+import type { FiberName, StreamItem } from "../client/event-reader";
 import { FiberNotFoundError, serializeError } from "../core/errors";
-import { type FiberRecord, pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
-import type { OpenedEventBatches } from "../core/runtime-types";
-import { toJson } from "./event-route";
+import { fiberChunks, streamItemMessage } from "./fiber-chunks";
 import { type PortStreamMessage, type PortStreamReply, STREAM_PING_MS } from "./protocol";
 
 /**
  * Opens the stream of fiber `id` after `after` for `port`: the record and the first chunks in one
- * read of storage, as the event route does, so the fiber the port names (its `createdAt`) is the
- * one whose chunks it sends, even when the fiber is collected and started again meanwhile.
+ * read of storage ({@link fiberChunks}), so the fiber the port names (its `createdAt`) is the one
+ * whose chunks it sends, even when the fiber is collected and started again meanwhile.
  * Throws `FiberNotFoundError` when there is no such fiber, or (with `created`) when it is
  * another fiber than the one the page read; then pushes as {@link pumpEvents}.
  */
@@ -27,24 +26,23 @@ export async function openPortStream(
   pingMs = STREAM_PING_MS,
 ): Promise<void> {
   const abort = new AbortController();
-  const opened = await runtime.openEventBatches(id, { after, signal: abort.signal });
-  const { record } = opened;
-  if (record === undefined || (created !== undefined && record.createdAt !== created)) {
-    opened.close();
+  const items = fiberChunks(runtime, id, after, abort.signal);
+  const name = (await items.next()).value as FiberName; // `fiberChunks` names the fiber first, or throws
+  if (created !== undefined && name.created !== created) {
+    await items.return(undefined);
     throw new FiberNotFoundError(id);
   }
-  pumpEvents(record, opened, after, port, abort, pingMs);
+  pumpEvents(name.created, items, port, abort, pingMs);
 }
 
 /**
- * Pushes `batches` (the events of `record`'s fiber after `after`) to `port` until `fiber.end`,
- * an error, a `close` from the page, or three ping periods without a word from the page (which
- * abort `abort`, the batches' signal); only `ended` when `record` ended and the cursor is at its end.
+ * Pushes `items` (what {@link fiberChunks} yields after the fiber's name `created`) to `port` until
+ * `fiber.end`, an error, a `close` from the page, or three ping periods without a word from the
+ * page (which abort `abort`, the items' signal).
  */
-export function pumpEvents(
-  record: FiberRecord,
-  opened: Pick<OpenedEventBatches, "batches" | "close">,
-  after: number,
+function pumpEvents(
+  created: number,
+  items: AsyncGenerator<StreamItem>,
   port: MessagePort,
   abort: AbortController,
   pingMs = STREAM_PING_MS,
@@ -63,22 +61,20 @@ export function pumpEvents(
   }, pingMs);
   void (async () => {
     try {
-      post({ type: "opened", created: record.createdAt });
-      // At the end of an ended fiber: say so, as the route's 204 does (a bare `end` would read
-      // as a stream cut short, and the page would retry it until its deadline).
-      if (pastTheEnd(record, after)) {
-        post({ type: "ended" });
-        return;
+      post({ type: "opened", created });
+      // At the end of an ended fiber, `ended` (as the route's 204) and nothing after it: a bare
+      // `end` would read as a stream cut short, and the page would retry it until its deadline.
+      let ended = false;
+      for await (const item of items) {
+        ended = item === "ended";
+        post(streamItemMessage(item));
       }
-      for await (const batch of opened.batches)
-        for (const ev of batch)
-          post({ type: "chunk", seq: ev.seq, event: ev.type, at: ev.at, data: toJson(ev.data) });
-      if (!abort.signal.aborted) post({ type: "end" });
+      if (!ended && !abort.signal.aborted) post({ type: "end" });
     } catch (error) {
       if (!abort.signal.aborted) post({ type: "error", error: serializeError(error) });
     } finally {
       clearInterval(pinger);
-      opened.close(); // the batches' own end releases it too; unread (at the end), only this does
+      await items.return(undefined); // releases the fiber's subscription when the loop never ran
       port.close();
     }
   })();

@@ -13,7 +13,7 @@ import { StreamHub } from "../core/stream-hub";
 import { FakeChrome } from "../extension/fake-chrome";
 import { serveStreamPort } from "../extension/stream-port";
 import { MemoryStore } from "../store/memory-store";
-import { fiberChunks } from "../tabs/fiber-chunks";
+import { fiberChunks } from "./fiber-chunks";
 import { openPortStream } from "./port-stream";
 
 const chatter = defineFiber("chatter", {

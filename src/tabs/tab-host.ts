@@ -21,8 +21,8 @@ import {
   ServiceWorkerUnavailableError,
 } from "../core/errors";
 import type { Runtime } from "../core/runtime";
+import { fiberChunks } from "../sw/fiber-chunks";
 import type { RpcArgs, RpcMethod, RpcResult, WorkerInfo } from "../sw/protocol";
-import { fiberChunks } from "./fiber-chunks";
 import {
   DEFAULT_TABS_NAME,
   isTabMessage,

@@ -7,8 +7,8 @@
 import { ConnectionError, serializeError } from "../core/errors";
 import type { Runtime } from "../core/runtime";
 import { CONTROL_METHODS, createControlApi } from "../sw/control-api";
+import { fiberChunks } from "../sw/fiber-chunks";
 import type { ControlApi, HeartbeatInfo, WorkerInfo } from "../sw/protocol";
-import { fiberChunks } from "./fiber-chunks";
 import { type StreamMessage, TABS_PROTOCOL_VERSION, type TabMessage, tabLockName } from "./protocol";
 
 /** The Web Locks calls the leader makes. */

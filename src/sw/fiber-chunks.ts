@@ -1,7 +1,7 @@
 /**
  * A fiber's stream after a cursor, straight from a runtime, in the shape the client's resumable
  * reader takes as a `transport` (`RawChunk`s, or "ended"): what the leader tab reads for itself
- * and pushes to the other tabs.
+ * and pushes to the other tabs, and what the port stream and the extension's stream port push.
  */
 
 import type { StreamItem } from "../client/event-reader";
@@ -9,7 +9,7 @@ import { FiberNotFoundError } from "../core/errors";
 import { pastTheEnd } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import { assertValidId } from "../core/validate";
-import { toJson } from "../sw/event-route";
+import { toJson } from "./event-route";
 
 /**
  * The chunks of fiber `id` with `seq > after`, replay then live, ending after `fiber.end`; only
@@ -44,4 +44,17 @@ export async function* fiberChunks(
   } finally {
     opened.close(); // the batches' own end releases it too; unread, only this does
   }
+}
+
+/** What the port stream and the extension's stream port post for one item of {@link fiberChunks}. */
+export type StreamItemMessage =
+  | { type: "opened"; created: number }
+  | { type: "chunk"; seq: number; event: string; at: number; data: string }
+  | { type: "ended" };
+
+/** `item` as the message the port stream and the extension's stream port post for it. */
+export function streamItemMessage(item: StreamItem): StreamItemMessage {
+  if (item === "ended") return { type: "ended" };
+  if ("created" in item) return { type: "opened", created: item.created };
+  return { type: "chunk", seq: item.seq, event: item.event, at: item.at, data: item.data };
 }
