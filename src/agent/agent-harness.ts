@@ -10,7 +10,7 @@ import type { FiberEvent } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { Store } from "../core/store";
 import type { AgentInput, AgentOutput } from "./agent";
-import type { ToolDefinition } from "./types";
+import type { ModelProvider, ToolDefinition } from "./types";
 
 /** Runtimes made by {@link agentRuntime}, closed by {@link closeRuntimes}. */
 const open: Runtime[] = [];
@@ -59,6 +59,33 @@ export function recordingTool(
       done.set(idempotencyKey, result);
       return result;
     },
+  };
+}
+
+/** A {@link heldAfterTool} model and what lets it go on. */
+export interface HeldModel {
+  model: ModelProvider;
+  release(): void;
+}
+
+/**
+ * `model`, except that each call made after a tool result (the reply's answer to the tool) waits
+ * for `release()`: for tests that act (reload, stop, resume) in the middle of a reply.
+ */
+export function heldAfterTool(model: ModelProvider): HeldModel {
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  return {
+    model: {
+      ...model,
+      async *stream(request) {
+        if (request.messages.some((m) => m.role === "tool")) await gate;
+        yield* model.stream(request);
+      },
+    },
+    release: () => release(),
   };
 }
 

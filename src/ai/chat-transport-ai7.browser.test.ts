@@ -20,6 +20,7 @@ import { defineAgent } from "../agent/agent";
 import {
   agentRuntime,
   closeRuntimes,
+  heldAfterTool,
   heldApprovalTool,
   recordingTool,
   type ToolRun,
@@ -148,18 +149,8 @@ describe("FiberlineChatTransport with ai 7's chat, in Chromium", () => {
     const whole = new Chat7({ id: "chat-3", transport: reference.transport });
     await whole.sendMessage({ text: "delete a.txt" });
 
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const slow = new ScriptedModel({ replies }).provider();
-    const held: ModelProvider = {
-      ...slow,
-      async *stream(request) {
-        if (request.messages.some((m) => m.role === "tool")) await gate;
-        yield* slow.stream(request);
-      },
-    };
+    // The second model call waits, so the page "reloads" in the middle of the reply.
+    const { model: held, release } = heldAfterTool(new ScriptedModel({ replies }).provider());
     const live = setup(held);
     const first = new Chat7({ id: "chat-3", transport: live.transport });
     const sending = first.sendMessage({ text: "delete a.txt" });

@@ -20,6 +20,7 @@ import { defineAgent } from "../agent/agent";
 import {
   agentRuntime,
   closeRuntimes,
+  heldAfterTool,
   heldApprovalTool,
   recordingTool,
   type ToolRun,
@@ -188,19 +189,8 @@ describe("FiberlineChatTransport with the AI SDK's chat", () => {
     const whole = new TestChat({ id: "chat-3", transport: reference.transport });
     await whole.sendMessage({ text: "delete a.txt" });
 
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const slow = new ScriptedModel({ replies }).provider();
-    const held: ModelProvider = {
-      ...slow,
-      async *stream(request) {
-        // The second model call waits, so the page "reloads" in the middle of the reply.
-        if (request.messages.some((m) => m.role === "tool")) await gate;
-        yield* slow.stream(request);
-      },
-    };
+    // The second model call waits, so the page "reloads" in the middle of the reply.
+    const { model: held, release } = heldAfterTool(new ScriptedModel({ replies }).provider());
     const live = setup(held);
     const first = new TestChat({ id: "chat-3", transport: live.transport });
     const sending = first.sendMessage({ text: "delete a.txt" });
@@ -592,18 +582,8 @@ describe("FiberlineChatTransport across reloads and the chat's own races", () =>
     const whole = new TestChat({ id: "chat-twice", transport: reference.transport });
     await whole.sendMessage({ text: "delete a.txt" });
 
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const slow = new ScriptedModel({ replies }).provider();
-    const held: ModelProvider = {
-      ...slow,
-      async *stream(request) {
-        if (request.messages.some((m) => m.role === "tool")) await gate;
-        yield* slow.stream(request);
-      },
-    };
+    // The second model call waits, so the page "reloads" in the middle of the reply.
+    const { model: held, release } = heldAfterTool(new ScriptedModel({ replies }).provider());
     const live = setup(held);
     const first = new TestChat({ id: "chat-twice", transport: live.transport });
     const sending = first.sendMessage({ text: "delete a.txt" });

@@ -14,7 +14,13 @@ import { createElement as h, useEffect } from "react";
 import { createRoot, type Root } from "react-dom/client";
 import { afterEach, describe, expect, it } from "vitest";
 import { defineAgent } from "../agent/agent";
-import { agentRuntime, closeRuntimes, recordingTool, type ToolRun } from "../agent/agent-harness";
+import {
+  agentRuntime,
+  closeRuntimes,
+  heldAfterTool,
+  recordingTool,
+  type ToolRun,
+} from "../agent/agent-harness";
 import { ScriptedModel, type ScriptedReply } from "../agent/scripted-model";
 import type { ModelProvider } from "../agent/types";
 import type { Runtime } from "../core/runtime";
@@ -68,26 +74,6 @@ function pageClient(runtime: Runtime, gone: AbortSignal | undefined): ChatFiberC
         signal: gone && options.signal ? AbortSignal.any([gone, options.signal]) : (gone ?? options.signal),
       }),
   };
-}
-
-/** A model whose second call (the answer after the tool) waits for `gate`. */
-function heldModel(gate: Promise<void>): ModelProvider {
-  const scripted = new ScriptedModel({ replies }).provider();
-  return {
-    ...scripted,
-    async *stream(request) {
-      if (request.messages.some((m) => m.role === "tool")) await gate;
-      yield* scripted.stream(request);
-    },
-  };
-}
-
-function opened(): { gate: Promise<void>; release: () => void } {
-  let release: () => void = () => {};
-  const gate = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  return { gate, release };
 }
 
 interface PageProps {
@@ -185,8 +171,8 @@ describe("useChat from @ai-sdk/react 4 with FiberlineChatTransport, rendered by 
   });
 
   it("a page reloaded mid-reply and mounted with resume: true shows the whole reply once, the tool run once", async () => {
-    const { gate, release } = opened();
-    const { pageTransport, runs } = setup(heldModel(gate));
+    const { model, release } = heldAfterTool(new ScriptedModel({ replies }).provider());
+    const { pageTransport, runs } = setup(model);
     let saved: UIMessage[] = [];
     const reload = new AbortController();
     const first = mount({
@@ -218,8 +204,8 @@ describe("useChat from @ai-sdk/react 4 with FiberlineChatTransport, rendered by 
   });
 
   it("unmounting a useChat({ id, transport }) page mid-reply stops its chat: the hook 4 calls stop(), which cancels the fiber", async () => {
-    const { gate } = opened();
-    const { transport, runtime } = setup(heldModel(gate));
+    const { model } = heldAfterTool(new ScriptedModel({ replies }).provider());
+    const { transport, runtime } = setup(model);
     let saved: UIMessage[] = [];
     const page = mount({ transport, ask: "delete a.txt", onMessages: (m) => (saved = m) });
     await expect
@@ -231,8 +217,8 @@ describe("useChat from @ai-sdk/react 4 with FiberlineChatTransport, rendered by 
   });
 
   it("a Chat the app keeps (useChat({ chat })) runs on while no component shows it, and shows the whole reply when mounted again", async () => {
-    const { gate, release } = opened();
-    const { transport, runtime, runs } = setup(heldModel(gate));
+    const { model, release } = heldAfterTool(new ScriptedModel({ replies }).provider());
+    const { transport, runtime, runs } = setup(model);
     const chat = new Chat<UIMessage>({ id: "kept-chat", transport: asAi7(transport) });
     const page = mount({ chat, ask: "delete a.txt" });
     await expect
