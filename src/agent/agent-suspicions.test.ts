@@ -224,6 +224,38 @@ describe("the no-progress watchdog", () => {
     expect(stalled).toHaveLength(2);
   });
 
+  it("turns each timeout off with 0, and only that one", async () => {
+    const thinksThenQuits = async function* (request: ModelRequest): AsyncGenerator<ModelEvent> {
+      await quiet(300, request.signal); // before the first event
+      yield { type: "text", delta: "Forty" };
+      await quiet(300, request.signal); // between events
+      yield { type: "text", delta: "-two." };
+      yield { type: "finish", reason: "stop" };
+    };
+    // What a second attempt, reached only once the first was aborted as stalled, streams: the rest.
+    const answersAtOnce = async function* (request: ModelRequest): AsyncGenerator<ModelEvent> {
+      yield { type: "text", delta: "Forty-two.".slice(request.prefix?.length ?? 0) };
+      yield { type: "finish", reason: "stop" };
+    };
+    const run = async (name: string, firstEventTimeoutMs: number, noProgressTimeoutMs: number) => {
+      const requests: ModelRequest[] = [];
+      const agent = defineAgent({
+        name,
+        model: attemptsProvider([thinksThenQuits, answersAtOnce], requests),
+        firstEventTimeoutMs,
+        noProgressTimeoutMs,
+        modelRetry: fast,
+      });
+      const rt = agentRuntime(agent, new MemoryStore());
+      const output = await rt.result(await rt.start(agent, { messages: user }));
+      expect(output.messages.at(-1)?.content).toBe("Forty-two.");
+      return requests.length;
+    };
+    expect(await run("both-off", 0, 0)).toBe(1);
+    expect(await run("between-off", 100, 0)).toBe(2); // the silence before the first event still counts
+    expect(await run("first-off", 0, 100)).toBe(2); // the silence between events still counts
+  });
+
   it("counts an OpenAI-compatible server's keep-alive comments as signs of life, up to a limit", async () => {
     const encoder = new TextEncoder();
     const sse = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);

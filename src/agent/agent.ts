@@ -104,13 +104,15 @@ export interface AgentOptions {
   toolTimeoutMs?: number;
   /**
    * A model call that yields nothing for this long after its first event is aborted and retried
-   * (default 60 s). Waits the provider announces (`Retry-After`, backoff) do not count, and
-   * anything the provider hears from the model (a keep-alive comment) starts the clock over.
+   * (default 60 s; 0: never). Waits the provider announces (`Retry-After`, backoff) do not count,
+   * and anything the provider hears from the model (a keep-alive comment) starts the clock over.
+   * It does not cover the wait for the first event: that is `firstEventTimeoutMs`.
    */
   noProgressTimeoutMs?: number;
   /**
-   * As `noProgressTimeoutMs`, before the call's first event (default 300 s): reasoning models that
-   * think before they answer (OpenAI's o-series over Chat Completions) send nothing for minutes.
+   * As `noProgressTimeoutMs`, before the call's first event (default 300 s; 0: never): reasoning
+   * models that think before they answer (OpenAI's o-series over Chat Completions) send nothing
+   * for minutes. Turning off both watchdogs takes both options at 0.
    */
   firstEventTimeoutMs?: number;
   /**

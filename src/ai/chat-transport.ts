@@ -209,7 +209,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
       await this.#cursors.set(options.chatId, { ...cursor, done: true });
       return null;
     }
-    if (!cursor.done && isTerminal(record.status) && cursor.delivered >= record.streamHead) {
+    if (isTerminal(record.status) && cursor.delivered >= record.streamHead) {
       await this.#cursors.set(options.chatId, { ...cursor, done: true });
       return null;
     }
