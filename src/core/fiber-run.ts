@@ -75,6 +75,12 @@ export interface RunState {
   snapshotResume?: ResumePoint | undefined;
   inbox: readonly InboxEvent[];
   recovery: RecoveryInfo | null;
+  /**
+   * A picked-up run's pick-up write (`fiber.recovered`, the claim's facts), in flight while the
+   * run replays: an attempt that runs beside its own `started` write (`awaitStart: false`) waits
+   * for it, so nothing runs live before the pick-up is durable.
+   */
+  pickedUp?: Promise<void>;
 }
 
 /** A live execution of one fiber. */
@@ -89,6 +95,8 @@ export class FiberRun {
   readonly #steps: FiberSteps;
   readonly #waits: FiberWaits;
   readonly #recovery: RecoveryInfo | null;
+  /** `RunState.pickedUp` until it is durable. */
+  #pickedUp: Promise<void> | undefined;
   #snapshot: unknown;
   #streamHead: number;
   #ordinal = 0;
@@ -118,6 +126,13 @@ export class FiberRun {
     this.#recordedStashes = state.snapshotOrdinal ?? 0;
     this.#snapshot = state.snapshot;
     this.#recovery = state.recovery;
+    this.#pickedUp = state.pickedUp;
+    state.pickedUp?.then(
+      () => {
+        this.#pickedUp = undefined; // durable: nothing left to wait for
+      },
+      () => {}, // the runner stops the run with the error
+    );
     // The fiber + stash shape: the handler picks up from the snapshot, so the run counts on from
     // the stash instead of replaying from the top.
     this.#fromStash = definition.options.resumeFrom === "stash";
@@ -167,6 +182,7 @@ export class FiberRun {
       write: (group, options) => this.#write(group, options),
       writeLater: (group, options) => this.#writeLater(group, options),
       shipped: () => this.#shipped(),
+      pickedUp: () => this.#pickedUp,
       replicated: () => this.#host.replication?.replicated(this.id) === true,
       beginWork: () => this.#waits.beginWork(),
       endWork: () => this.#waits.endWork(),

@@ -46,6 +46,8 @@ export interface StepHost {
    * home (Rule A of continuity; a refusal stops the run and rejects); `undefined` otherwise.
    */
   shipped(): Promise<void> | undefined;
+  /** A picked-up run's pick-up write while it is in flight (`RunState.pickedUp`). */
+  pickedUp(): Promise<void> | undefined;
   /** Whether the fiber is replicated (continuity): its steps wait for Rule A. */
   replicated(): boolean;
   /** A step started: it keeps the fiber loaded until `endWork`. */
@@ -161,10 +163,14 @@ export class FiberSteps {
       host.journal.set(started);
       const written = host.write({ journal: [started] });
       // `awaitStart: false`: the attempt runs beside the write (FIFO before anything it emits);
-      // a failed write stops the run, which aborts the attempt.
+      // a failed write stops the run, which aborts the attempt. Not beside a pick-up's write,
+      // though: a failed pick-up leaves no trace, and its retries would each run the step again.
       const early = options.awaitStart === false && !host.replicated();
-      if (early) written.catch(() => {});
-      else {
+      if (early) {
+        written.catch(() => {});
+        const pickedUp = host.pickedUp();
+        if (pickedUp !== undefined) await pickedUp.catch(() => {}); // a failure stopped the run
+      } else {
         await written;
         // Rule A: a replicated step runs only once its second home knows it started.
         const shipped = host.shipped();

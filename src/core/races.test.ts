@@ -138,53 +138,65 @@ describe("a write that fails (items 1 and 8)", () => {
 });
 
 describe("a pick-up whose write fails", () => {
-  it("runs nothing live before its fiber.recovered is durable, and resumes the fiber later", async () => {
-    const disk = new MemoryStore();
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const runs = { a: 0, b: 0 };
-    const job = defineFiber("job", {
-      async run(ctx) {
-        await ctx.step("a", () => ++runs.a);
-        await ctx.step("b", async () => {
-          runs.b++;
-          await gate;
-        });
-        return ctx.step("c", () => "done");
-      },
-    });
-    // The first runtime stops inside b (its start durable, so b is interrupted and runs again).
-    const first = createRuntime({ store: disk, fibers: [job], leaseMs: 50 });
-    const fiber = await first.start(job, {}, { id: "picked" });
-    while (runs.b === 0) await delay(2);
-    await first.close();
-    release();
-    // The second one's first pick-up write fails; the run it launched must not run b meanwhile.
-    let failures = 1;
-    let bWhileFailing = -1;
-    const store = intercept(disk, {
-      async commit(groups: WriteGroup[]) {
-        if (failures > 0 && groups.some((g) => g.chunks?.some((c) => c.type === "fiber.recovered"))) {
-          failures--;
-          await delay(5);
-          bWhileFailing = runs.b;
-          throw transient();
-        }
-        return disk.commit(groups);
-      },
-    });
-    await delay(60);
-    const second = track(createRuntime({ store, fibers: [job], leaseMs: 50 }));
-    await second.recover();
-    expect(await second.result(fiber)).toBe("done");
-    expect(bWhileFailing).toBe(1);
-    expect(runs).toEqual({ a: 1, b: 2 });
-    const types = await storedTypes(disk, fiber.id);
-    expect(types.filter((t) => t === "fiber.recovered")).toHaveLength(1);
-    expect(types.at(-1)).toBe("fiber.end");
-  });
+  // awaitStart: false (every agent model call) runs an attempt beside its own started write, but
+  // not beside the pick-up's: each failed pick-up would otherwise send the request once more.
+  it.each([
+    ["a step", undefined],
+    ["a step that runs beside its started write (awaitStart: false)", false],
+  ] as const)(
+    "runs nothing live before its fiber.recovered is durable, and resumes the fiber later: %s",
+    async (_, awaitStart) => {
+      const disk = new MemoryStore();
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const runs = { a: 0, b: 0 };
+      const job = defineFiber("job", {
+        async run(ctx) {
+          await ctx.step("a", () => ++runs.a);
+          await ctx.step(
+            "b",
+            async () => {
+              runs.b++;
+              await gate;
+            },
+            { awaitStart },
+          );
+          return ctx.step("c", () => "done");
+        },
+      });
+      // The first runtime stops inside b (its start durable, so b is interrupted and runs again).
+      const first = createRuntime({ store: disk, fibers: [job], leaseMs: 50 });
+      const fiber = await first.start(job, {}, { id: "picked" });
+      while (runs.b === 0) await delay(2);
+      await first.close();
+      release();
+      // The second one's first pick-ups' writes fail; the runs they launched must not run b meanwhile.
+      let failures = 3;
+      let bWhileFailing = -1;
+      const store = intercept(disk, {
+        async commit(groups: WriteGroup[]) {
+          if (failures > 0 && groups.some((g) => g.chunks?.some((c) => c.type === "fiber.recovered"))) {
+            failures--;
+            await delay(5);
+            bWhileFailing = runs.b;
+            throw transient();
+          }
+          return disk.commit(groups);
+        },
+      });
+      await delay(60);
+      const second = track(createRuntime({ store, fibers: [job], leaseMs: 50 }));
+      await second.recover();
+      expect(await second.result(fiber)).toBe("done");
+      expect(bWhileFailing).toBe(1);
+      expect(runs).toEqual({ a: 1, b: 2 });
+      const types = await storedTypes(disk, fiber.id);
+      expect(types.filter((t) => t === "fiber.recovered")).toHaveLength(1);
+      expect(types.at(-1)).toBe("fiber.end");
+    },
+  );
 });
 
 describe("a runner that dies after the others started (item 8)", () => {

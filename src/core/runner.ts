@@ -291,15 +291,16 @@ export class Runner {
       }
       // The run replays while the pick-up's write (`fiber.recovered`, the claim's facts) is in
       // flight: a replay has no effect, every write of the run queues behind that one (FIFO) and
-      // is refused if it failed, and a step runs only once its own `started` write is durable.
-      // So nothing happens live before the pick-up is durable, and a failure stops the run as a
-      // failed write of its own would (reported and retried, or fenced). A restart from scratch
-      // waits for its write: until the old journal is cleared, the values the new run draws
-      // (`now`, `uuid`...) would sit beside other durable values at the same positions.
+      // is refused if it failed, a step runs only once its own `started` write is durable, and
+      // one that runs beside that write (`awaitStart: false`) waits for the pick-up's. So nothing
+      // happens live before the pick-up is durable, and a failure stops the run as a failed
+      // write of its own would (reported and retried, or fenced). A restart from scratch waits
+      // for its write: until the old journal is cleared, the values the new run draws (`now`,
+      // `uuid`...) would sit beside other durable values at the same positions.
       const written = this.#host.writer.write(plan.group);
       if (plan.group.clearJournal) await written;
       const pending = this.#starting.get(id) ?? [];
-      this.#launch(def, plan.state, release);
+      this.#launch(def, { ...plan.state, pickedUp: written }, release);
       release = null;
       const active = this.#active.get(id);
       written.catch((error: unknown) => active?.run.stop(error));

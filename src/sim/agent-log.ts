@@ -162,6 +162,7 @@ export class AgentLog {
    */
   modelRequest(node: ToolRunner, fiberId: string, reply: number, text: string): void {
     this.#trace.add("model", `${node.name} ${fiberId} ${text}`);
+    this.#liveBeforePickUp(node, fiberId, `model call for reply ${reply}`);
     const key = `model#${reply + 1}`;
     const image = this.#ledger.get(fiberId);
     const entry = image?.journal.find((e) => e.kind === "step" && e.key === key);
@@ -169,6 +170,19 @@ export class AgentLog {
       this.#findings.add(
         "step-reexecuted",
         `model call for reply ${reply} made on ${node.name} after ${key} durably ${entry.status}`,
+        fiberId,
+      );
+  }
+
+  /**
+   * `what` ran live on `node` while its pick-up of the fiber was not yet durable: a pick-up whose
+   * write fails leaves no trace, so each retry would run it again, unbounded by `maxRecoveries`.
+   */
+  #liveBeforePickUp(node: ToolRunner, fiberId: string, what: string): void {
+    if (this.#ledger.pickUpUnderWay(node.name, fiberId))
+      this.#findings.add(
+        "live-before-pickup",
+        `${what} ran on ${node.name} before its pick-up was durable`,
         fiberId,
       );
   }
@@ -183,6 +197,7 @@ export class AgentLog {
     const path = call.path;
     this.#trace.add("tool", `${node.name} ${call.tool}(${path}) key ${key}`);
     const fail = (invariant: string, detail: string) => this.#findings.add(invariant, detail, fiberId);
+    this.#liveBeforePickUp(node, fiberId, `${call.tool}(${path})`);
     const image = this.#ledger.get(fiberId);
     const record = image?.record;
     const life = record?.createdGeneration ?? 0;

@@ -61,6 +61,8 @@ export class FaultStore implements Store {
   readonly #name: string;
   readonly #loseWrite: (() => boolean) | undefined;
   #crashed = false;
+  /** Ends the ledger's marks of this writer's pick-up writes under way (`Ledger.beginPickUps`). */
+  readonly #endPickUps = new Set<() => void>();
 
   /**
    * `name` is the runtime's runner id, used in traces. `loseWrite` plants a bug for the
@@ -83,6 +85,8 @@ export class FaultStore implements Store {
   crash(reason: string): void {
     if (this.#crashed) return;
     this.#crashed = true;
+    for (const end of this.#endPickUps) end(); // a crashed writer's writes never end
+    this.#endPickUps.clear();
     this.#host.trace.add("CRASH", `${this.#name}: ${reason}`);
     this.#host.onCrash(reason);
   }
@@ -137,13 +141,25 @@ export class FaultStore implements Store {
       this.#host.trace.add("PLANT", `${this.#name} acknowledges a commit it never applies`);
       return delay(0).then(() => ({ fenced: [] }));
     }
-    return this.#write(
+    const pickedUp = groups
+      .filter((g) => g.chunks?.some((c) => c.type === "fiber.recovered"))
+      .map((g) => g.fiberId);
+    const written = this.#write(
       () => `commit ${groups.map(describeGroup).join(" ; ")}`,
       ids,
       touchedBy(groups),
       () => this.#inner.commit(groups),
       (r) => (r.fenced.length > 0 ? `fenced ${r.fenced.join(",")}` : "ok"),
     );
+    if (pickedUp.length === 0) return written;
+    const end = this.#host.ledger.beginPickUps(pickedUp, this.#name);
+    this.#endPickUps.add(end);
+    const ended = () => {
+      this.#endPickUps.delete(end);
+      end();
+    };
+    written.then(ended, ended);
+    return written;
   }
   enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     return this.#write(

@@ -64,6 +64,8 @@ export class Ledger {
   /** Settles once the last refresh issued has applied (and so every earlier one). */
   #tail: Promise<void> | undefined;
   readonly #inFlight = new Set<InFlight>();
+  /** `<writer> <fiberId>` of each pick-up write (one holding `fiber.recovered`) under way. */
+  readonly #pickUps = new Set<string>();
 
   /**
    * `store` reads the shared store directly (no delays, no faults). `exact`: a read issued right
@@ -92,6 +94,23 @@ export class Ledger {
     };
     this.#inFlight.add(flight);
     return flight;
+  }
+
+  /**
+   * Marks `writer`'s pick-up write of each of `ids` as under way until `end` (durable, failed, or
+   * its writer crashed): nothing of those fibers may run live on `writer` meanwhile.
+   */
+  beginPickUps(ids: readonly string[], writer: string): () => void {
+    const keys = ids.map((id) => `${writer} ${id}`);
+    for (const key of keys) this.#pickUps.add(key);
+    return () => {
+      for (const key of keys) this.#pickUps.delete(key);
+    };
+  }
+
+  /** Whether `writer`'s pick-up write of fiber `id` is under way. */
+  pickUpUnderWay(writer: string, id: string): boolean {
+    return this.#pickUps.has(`${writer} ${id}`);
   }
 
   /** Whether a mirror's write on one of `ids` is under way (other than `own`). */
