@@ -445,6 +445,58 @@ describe("readFiberEvents", () => {
     await rt.cancel(fiber.id);
   });
 
+  it("stops with the signal's reason when aborted inside a batch the host sent at once (a replay)", async () => {
+    const rt = runtime();
+    // An ended fiber read from the start: the route sends its chunks in one write.
+    const fiber = await rt.start(ticker, { ticks: 40, ms: 0 });
+    await rt.result(fiber);
+    const abort = new AbortController();
+    const seen: number[] = [];
+    const error = await (async () => {
+      for await (const ev of readFiberEvents(fiber.id, {
+        prefix,
+        signal: abort.signal,
+        fetch: breakingFetch(rt, 99, []),
+      })) {
+        seen.push(ev.seq);
+        if (seen.length === 3) abort.abort(new Error("user left"));
+      }
+    })().catch((e: unknown) => e);
+    expect((error as Error).message).toBe("user left");
+    expect(seen).toEqual([1, 2, 3]);
+  });
+
+  it.each([
+    ["never answers", false],
+    ["fails after a while (its RPC deadline)", true],
+  ])("counts a fallback that %s as a failed attempt, and gives up after maxAttempts", async (_, rejects) => {
+    const network: typeof fetch = async () => new Response("<!doctype html>", { status: 200 });
+    let opened = 0;
+    const error = await collect(
+      readFiberEvents("f", {
+        prefix,
+        fetch: network,
+        initialDelayMs: 1,
+        maxDelayMs: 2,
+        maxAttempts: 3,
+        idleTimeoutMs: 20,
+        // A port stream whose worker never answers `openStream` (a stuck read in the worker), or
+        // whose `openStream` call fails later than maxDelayMs.
+        async *fallback(_id, _after, signal) {
+          opened++;
+          if (rejects) {
+            await new Promise((r) => setTimeout(r, 10));
+            throw new ConnectionError("deadline_exceeded", "openStream() got no answer");
+          }
+          await new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+        },
+      }),
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as ConnectionError).code).toBe("deadline_exceeded");
+    expect(opened).toBe(3);
+  });
+
   it("reads an attempt through the fallback when fetch is not answered by the host, then tries fetch again", async () => {
     const rt = runtime();
     const fiber = await rt.start(ticker, { ticks: 6, ms: 2 });

@@ -63,6 +63,8 @@ export interface EventReaderOptions {
   /**
    * Another way to the host, used for an attempt whose `fetch` was not answered by it: the port
    * stream over the control channel (`FiberlineClient` passes it). Chunks carry data as JSON text.
+   * An attempt that yields nothing within `idleTimeoutMs` is replaced, and counts toward
+   * `maxAttempts` as any attempt the host did not answer.
    */
   fallback?(id: string, after: number, signal: AbortSignal, created?: number): AsyncIterable<StreamItem>;
   /**
@@ -195,12 +197,15 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     told = true;
     options.onCreated?.(named);
   };
-  /** One attempt over `fetch`: the chunks, the failure to retry after, or "ended" (HTTP 204). */
+  /**
+   * One attempt over `fetch`: the chunks (`host`: the Service Worker's own answer, its headers
+   * already in), the failure to retry after, or "ended" (HTTP 204).
+   */
   const fetchChunks = async (
     fiberId: string,
     after: number,
     attempt: AbortController,
-  ): Promise<AsyncIterable<StreamItem> | Error | "ended"> => {
+  ): Promise<Answer | Error | "ended"> => {
     // The answer's headers are held to the same deadline as its body's silences: a route that
     // never answers (a stuck read in the worker) is replaced like a half-open connection.
     const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
@@ -229,7 +234,10 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     }
     if (response.headers.get(HOST_HEADER) !== "1") {
       await response.body?.cancel().catch(() => {});
-      if (options.fallback) return options.fallback(fiberId, after, attempt.signal, created);
+      if (options.fallback)
+        return {
+          items: answeredWithin(options.fallback(fiberId, after, attempt.signal, created), idleMs, attempt),
+        };
       await options.waitForHost?.();
       return new ConnectionError(
         "protocol_error",
@@ -255,7 +263,7 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     if (!response.body)
       return new ConnectionError("protocol_error", "The event stream response has no body.");
     const body = idleMs > 0 ? watchIdle(response.body, idleMs, attempt) : response.body;
-    return sseChunks(body, attempt.signal);
+    return { items: sseChunks(body, attempt.signal), host: true };
   };
   let failures = 0;
   for (;;) {
@@ -269,14 +277,17 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     let answeredAt: number | undefined;
     try {
       const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-      const source = options.transport
-        ? answeredWithin(options.transport(id, cursor, attempt.signal), idleMs, attempt)
+      const answer = options.transport
+        ? { items: answeredWithin(options.transport(id, cursor, attempt.signal), idleMs, attempt) }
         : await fetchChunks(id, cursor, attempt);
-      if (source === "ended") return;
-      if (source instanceof Error) failure = source;
+      if (answer === "ended") return;
+      if (answer instanceof Error) failure = answer;
       else {
-        if (!options.transport) answeredAt = Date.now();
-        for await (const chunk of source) {
+        // The route answered with its headers; a transport or a fallback, with its first item.
+        if (answer.host) answeredAt = Date.now();
+        for await (const chunk of answer.items) {
+          // What a transport handed over in one batch is not the reader's any more once it aborts.
+          signal?.throwIfAborted();
           answeredAt ??= Date.now();
           if (chunk === "ended") return;
           if ("created" in chunk) {
@@ -327,6 +338,12 @@ export async function* readFiberEvents(id: string, options: EventReaderOptions):
     options.onReconnect?.({ attempt: failures, after: cursor, error: failure });
     await sleep(backoff(failures, initialDelay, maxDelay), signal);
   }
+}
+
+/** One attempt's chunks; `host` when the Service Worker's route answered (not a fallback). */
+interface Answer {
+  items: AsyncIterable<StreamItem>;
+  host?: boolean;
 }
 
 /**

@@ -138,6 +138,7 @@ export class HttpChannel implements ControlChannel {
       throw new ConnectionError("protocol_error", "This client was closed; call connect() again.");
     }
     let response: Response;
+    let text: string;
     try {
       response = await this.#fetch(url, {
         method,
@@ -147,6 +148,8 @@ export class HttpChannel implements ControlChannel {
           ? {}
           : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
       });
+      // The body under the same deadline and mapping: a host can answer headers and then stall.
+      text = response.status === 202 || response.status === 204 ? "" : await response.text();
     } catch (error) {
       if (error instanceof Error && error.name === "TimeoutError") {
         throw new ConnectionError(
@@ -157,12 +160,11 @@ export class HttpChannel implements ControlChannel {
       }
       throw new ConnectionError(
         "protocol_error",
-        `Could not reach the Fiberline host at ${url} (${error instanceof Error ? error.message : String(error)}); check baseUrl and that the host allows this origin (CORS).`,
+        `Could not reach the Fiberline host at ${url} or read its answer (${error instanceof Error ? error.message : String(error)}); check baseUrl and that the host allows this origin (CORS).`,
         { cause: error },
       );
     }
     if (response.status === 202 || response.status === 204) return undefined;
-    const text = await response.text();
     let parsed: unknown;
     try {
       parsed = text === "" ? undefined : JSON.parse(text);

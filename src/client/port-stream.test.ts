@@ -15,6 +15,31 @@ async function drain<T>(iterable: AsyncIterable<T>): Promise<T[]> {
 }
 
 describe("readPortStream", () => {
+  it("waits for the worker's first message after an open slower than three ping periods", async () => {
+    const chunks = await drain(
+      readPortStream(
+        async (port) => {
+          // The worker's first read was slow; its answer to `openStream` arrives before the port's.
+          await new Promise((r) => setTimeout(r, 100));
+          setTimeout(() => {
+            port.postMessage({ type: "opened", created: 7 } satisfies PortStreamMessage);
+            port.postMessage({
+              type: "chunk",
+              seq: 1,
+              event: "a",
+              at: 5,
+              data: "1",
+            } satisfies PortStreamMessage);
+            port.postMessage({ type: "end" } satisfies PortStreamMessage);
+          }, 5);
+        },
+        undefined,
+        20,
+      ),
+    );
+    expect(chunks).toEqual([{ created: 7 }, { seq: 1, event: "a", at: 5, data: "1" }]);
+  });
+
   it("yields chunks until end and answers pings", async () => {
     const replies: unknown[] = [];
     const chunks = await drain(

@@ -46,7 +46,10 @@ export async function* readPortStream(
   signal?.addEventListener("abort", onAbort);
   try {
     await open(port2);
+    // The worker answered: its first read may have taken longer than the pings allow.
+    lastHeard = Date.now();
     for (;;) {
+      signal?.throwIfAborted(); // queued items are not the reader's any more once it aborts
       const next = queue.shift();
       if (next) {
         if (next.type === "chunk") yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
@@ -58,7 +61,6 @@ export async function* readPortStream(
         } else if (next.type === "error") throw deserializeError(next.error);
         continue;
       }
-      signal?.throwIfAborted();
       if (Date.now() - lastHeard > pingMs * 3) {
         throw new ConnectionError(
           "worker_restarted",
