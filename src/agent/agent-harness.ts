@@ -15,9 +15,20 @@ import type { ModelProvider, ToolDefinition } from "./types";
 /** Runtimes made by {@link agentRuntime}, closed by {@link closeRuntimes}. */
 const open: Runtime[] = [];
 
-/** A runtime for `agent` on `store`, with a short lease so a second runtime can recover quickly. */
-export function agentRuntime(agent: FiberDefinition<AgentInput, AgentOutput>, store: Store): Runtime {
-  const runtime = createRuntime({ store, fibers: [agent], leaseMs: 30, pollIntervalMs: 10 });
+/**
+ * A runtime for `agent` (or any fiber) on `store`, with a short lease so a second runtime can
+ * recover quickly.
+ */
+export function agentRuntime(
+  agent: FiberDefinition<AgentInput, AgentOutput> | FiberDefinition,
+  store: Store,
+): Runtime {
+  const runtime = createRuntime({
+    store,
+    fibers: [agent as FiberDefinition],
+    leaseMs: 30,
+    pollIntervalMs: 10,
+  });
   open.push(runtime);
   return runtime;
 }

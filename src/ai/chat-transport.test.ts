@@ -29,6 +29,7 @@ import { ScriptedModel, type ScriptedReply } from "../agent/scripted-model";
 import type { ModelProvider } from "../agent/types";
 import { defineFiber } from "../core/define";
 import { createRuntime, type Runtime } from "../core/runtime";
+import type { Store, WriteGroup } from "../core/store";
 import { MemoryStore } from "../store/memory-store";
 import { aiSdkModel } from "./ai-sdk-model";
 import { type ChatCursorStore, memoryCursorStore } from "./chat-cursors";
@@ -649,7 +650,7 @@ describe("FiberlineChatTransport across reloads and the chat's own races", () =>
     expect(held.runs()).toBe(1);
   });
 
-  it("gives a chat each of the fiber's own events once across a resume that replaces another; another chat gets them all", async () => {
+  it("replays the fiber's own events in every stream: to a resume that replaces another, and to a chat remounted after a stop", async () => {
     const progress = defineFiber("assistant", {
       async run(ctx) {
         ctx.emit("progress", { n: 1 });
@@ -676,22 +677,168 @@ describe("FiberlineChatTransport across reloads and the chat's own races", () =>
     await expect.poll(() => seen[0]).toEqual([{ n: 1 }]);
     const fiberId = String((await cursors.get("chat-data"))?.fiberId);
 
-    // A page that resumes the reply, then resumes it again: the second takes over from the first.
+    // A page that resumes the reply, then resumes it again: the second replays them, as state.
     const page = new TestChat({ id: "chat-data", transport, onData: (part) => seen[1]?.push(part.data) });
     const resuming = page.resumeStream();
     await expect.poll(() => seen[1]).toEqual([{ n: 1 }]);
     const again = page.resumeStream();
-    // Another chat on the same transport (a remounted component) rebuilds its state from them all.
+    // ai 7's useChat stops a chat when its component unmounts; a component of the same chat id
+    // mounted in the same commit resumes with a new chat, which must get every event.
+    const stopping = page.stop();
     const other = new TestChat({ id: "chat-data", transport, onData: (part) => seen[2]?.push(part.data) });
     const remounted = other.resumeStream();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await expect.poll(() => seen[2]).toEqual([{ n: 1 }]);
     await runtime.sendEvent(fiberId, "go");
-    await Promise.all([resuming, again, remounted]);
+    await Promise.all([resuming, again, stopping, remounted]);
 
     expect((await runtime.get(fiberId))?.status).toBe("completed");
-    expect(seen[1]).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(seen[1]?.slice(0, 1)).toEqual([{ n: 1 }]);
     expect(seen[2]).toEqual([{ n: 1 }, { n: 2 }]);
     await runtime.close();
+  });
+});
+
+describe("FiberlineChatTransport at an approval that other chunks follow", () => {
+  /** A store that stops answering right after the commit that holds a `tool.approval` chunk: a worker that died there. */
+  function dyingAfterApproval(inner: Store): { store: Store; dead: () => boolean } {
+    let dead = false;
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          if (dead && prop !== "close") return new Promise(() => {});
+          const result = value.apply(target, args);
+          const groups = prop === "commit" ? (args[0] as WriteGroup[]) : [];
+          if (!groups.some((g) => g.chunks?.some((c) => c.type === "tool.approval"))) return result;
+          return (result as Promise<unknown>).then(() => {
+            dead = true;
+            return new Promise(() => {});
+          });
+        };
+      },
+    });
+    return { store, dead: () => dead };
+  }
+
+  it("pauses at it after a crash between the request and the fiber's wait (fiber.recovered after it), and the approval goes through", async () => {
+    const disk = new MemoryStore();
+    const held = heldApprovalTool();
+    const agent = defineAgent({
+      name: "assistant",
+      model: new ScriptedModel({ replies }).provider(),
+      tools: [held.tool],
+    });
+    const dying = dyingAfterApproval(disk);
+    const first = agentRuntime(agent, dying.store);
+    const cursors = memoryCursorStore();
+    const chat = new TestChat({
+      id: "chat-crash",
+      transport: new FiberlineChatTransport({ agent: "assistant", client: first, cursors, endGraceMs: 10 }),
+    });
+    void chat.sendMessage({ text: "delete a.txt" }).catch(() => {});
+    await expect.poll(() => dying.dead()).toBe(true);
+    const fiberId = String((await cursors.get("chat-crash"))?.fiberId);
+
+    // The next worker picks the fiber up: its fiber.recovered lands after the request.
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    const second = agentRuntime(agent, disk);
+    await second.recover();
+    await expect.poll(async () => (await second.get(fiberId))?.status).toBe("waiting");
+    const stored = (await disk.readStream(fiberId, 0)).map((c) => c.type);
+    expect(stored.slice(stored.indexOf("tool.approval"))).toEqual(["tool.approval", "fiber.recovered"]);
+
+    const page = new TestChat({
+      id: "chat-crash",
+      transport: new FiberlineChatTransport({ agent: "assistant", client: second, cursors, endGraceMs: 10 }),
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
+    await page.resumeStream(); // ends at the request: the chat is ready for an answer
+    const tool = () =>
+      page.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file") as
+        | { state?: string; approval?: { id: string } }
+        | undefined;
+    expect(page.status).toBe("ready");
+    expect(tool()?.state).toBe("approval-requested");
+    await page.addToolApprovalResponse({ id: String(tool()?.approval?.id), approved: true });
+    await expect.poll(() => held.runs()).toBe(1);
+    held.release();
+    await expect.poll(() => page.status === "ready" && tool()?.state === "output-available").toBe(true);
+    await expect.poll(async () => (await second.get(fiberId))?.status).toBe("completed");
+    expect(held.runs()).toBe(1);
+  });
+
+  it("pauses at it when the fiber emits its own chunk before it waits, on the first page and after a reload", async () => {
+    const noting = defineFiber("assistant", {
+      async run(ctx) {
+        const where = { messageId: `${ctx.id}:m1`, index: 0, toolCallId: "c0" };
+        ctx.emit("message.start", { messageId: where.messageId, turn: 1, model: "x" });
+        ctx.emit("tool.call", { ...where, name: "delete_file", arguments: "{}" });
+        ctx.emit("message.end", { messageId: where.messageId, finishReason: "tool_calls", usage: null });
+        ctx.emit("tool.approval", { ...where, name: "delete_file", arguments: {}, event: "approval:k" });
+        ctx.emit("status", { text: "waiting for your approval" });
+        const decision = await ctx.waitForEvent<{ approved: boolean }>("approval:k");
+        ctx.emit("tool.result", {
+          ...where,
+          name: "delete_file",
+          status: decision.approved ? "ok" : "denied",
+          result: "done",
+        });
+      },
+    });
+    const runtime = agentRuntime(noting, new MemoryStore());
+    const cursors = memoryCursorStore();
+    const transport = () =>
+      new FiberlineChatTransport({ agent: "assistant", client: runtime, cursors, endGraceMs: 10 });
+    const tool = (chat: TestChat) =>
+      chat.messages.at(-1)?.parts.find((p) => p.type === "tool-delete_file") as
+        | { state?: string }
+        | undefined;
+    const chat = new TestChat({ id: "chat-note", transport: transport() });
+    await chat.sendMessage({ text: "go" });
+    expect([chat.status, tool(chat)?.state]).toEqual(["ready", "approval-requested"]);
+    const page = new TestChat({
+      id: "chat-note",
+      transport: transport(),
+      messages: structuredClone(chat.messages),
+    });
+    await page.resumeStream();
+    expect([page.status, tool(page)?.state]).toEqual(["ready", "approval-requested"]);
+  });
+});
+
+describe("FiberlineChatTransport at a failed reply's end", () => {
+  it("marks the reply done once its error was read: a reload resumes nothing and reports no error again", async () => {
+    const failing = defineFiber("assistant", {
+      async run(ctx) {
+        ctx.emit("message.start", { messageId: `${ctx.id}:m1`, turn: 1, model: "x" });
+        ctx.emit("text.delta", { messageId: `${ctx.id}:m1`, delta: "partial" });
+        throw new Error("model exploded");
+      },
+    });
+    const runtime = agentRuntime(failing, new MemoryStore());
+    const cursors = memoryCursorStore();
+    const transport = () =>
+      new FiberlineChatTransport({ agent: "assistant", client: runtime, cursors, endGraceMs: 10 });
+    const errors: string[] = [];
+    const chat = new TestChat({
+      id: "chat-failed",
+      transport: transport(),
+      onError: (e) => errors.push(e.message),
+    });
+    await chat.sendMessage({ text: "go" });
+    await expect.poll(() => errors).toEqual(["model exploded"]);
+    await expect.poll(async () => (await cursors.get("chat-failed"))?.done).toBe(true);
+
+    const page = new TestChat({
+      id: "chat-failed",
+      transport: transport(),
+      messages: structuredClone(chat.messages),
+      onError: (e) => errors.push(e.message),
+    });
+    await page.resumeStream();
+    expect(page.status).toBe("ready");
+    expect(errors).toEqual(["model exploded"]);
   });
 });
 

@@ -125,8 +125,14 @@ interface StoredPrefix {
  * `sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses`) sends the
  * decision as the fiber's durable approval event and streams the rest. A request answered
  * already (before a reload, or in another page) is never shown as a question again. The
- * fiber's own events (`data-*` chunks, `onData`) reach a chat once, also across a resume that
- * replaces another; a reloaded page, or another chat, gets them all.
+ * fiber's own events (`data-*` chunks, `onData`) are in every stream, as its message's parts are:
+ * a resume, also one that replaces another of the same chat, replays them, so `onData` should
+ * treat them as state to rebuild (the transport cannot tell a chat replacing its own resume from
+ * a new chat of the same id that replaces a stopped one, which must get them all).
+ *
+ * Create the transport once (outside the component, or in `useMemo`/`useState`): a resume's
+ * `stop()` is told from a replacing resume by counting this instance's calls, and each instance
+ * connects its own client.
  *
  * @example
  * const fl = await connect({ scriptUrl: "/sw.js", registerOptions: { type: "module" } });
@@ -143,11 +149,6 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   #client: Promise<ChatFiberClient> | undefined;
   /** `reconnectToStream` calls so far, by chat: tells a superseded resume from a `stop()`. */
   readonly #reconnects = new Map<string, number>();
-  /**
-   * What a resume superseded by another of the same chat had read of its fiber's own events
-   * (`data-*` chunks): the chat that takes over already has them.
-   */
-  readonly #handover = new Map<string, { fiberId: string; dataRead: number }>();
 
   constructor(options: FiberlineChatTransportOptions<UI_MESSAGE>) {
     this.#options = options;
@@ -350,10 +351,6 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
     const reading = new AbortController();
     const cursors = this.#cursors;
     const resetStep = this.#options.resetStep ?? false;
-    /** The last of the fiber's own events this chat has (from the resume this one took over). */
-    const handed = options.resumed ? this.#handover.get(chatId) : undefined;
-    this.#handover.delete(chatId);
-    let dataRead = handed?.fiberId === fiberId ? handed.dataRead : 0;
     /** Where a reload resumes: only while the chat's cursor is still this reply's. */
     const keep = (patch: Partial<Omit<ChatCursor, "fiberId">>): Promise<void> =>
       updateCursor(cursors, chatId, fiberId, patch);
@@ -371,7 +368,6 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
       const seen = this.#reconnects.get(chatId);
       queueMicrotask(() => {
         if (this.#reconnects.get(chatId) === seen) stop();
-        else this.#handover.set(chatId, { fiberId, dataRead });
       });
     };
     if (options.signal?.aborted) onAbort();
@@ -416,6 +412,7 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
         live: boolean,
         known = false,
       ): AsyncGenerator<UIMessageChunk, boolean> {
+        const movedOn = live ? [] : movedOnFrom(events);
         for (const [i, event] of events.entries()) {
           if (skipping !== undefined) {
             if (event.type === "tool.approval" && (event.data as { event: string }).event === skipping)
@@ -426,24 +423,26 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
           // `from`'s decisions are the ones its skip count was made with.
           if (event.type === "tool.approval" && !known) await learn(event);
           const chunks = mapper.map(event);
-          // The fiber's own events are not in the message: a chat gets each once, also when a
-          // resume of it takes over from another (which read some). Any other chat (a reloaded
-          // page, a remounted one) gets them all, as state it rebuilds (the retry notice).
-          if (isData(chunks)) {
-            if (event.seq <= dataRead) {
-              if (held > 0) held--; // counted by `resume` all the same
-              continue;
-            }
-            dataRead = event.seq;
-            yield* pass(chunks);
-            continue;
-          }
           // A request nothing answered yet ends this stream: the chat shows the approval buttons.
-          const lastKnown = live || i === events.length - 1;
+          // In stored events, one the agent went on from (its call's result, the next model
+          // call, the end) was answered, whatever the inbox says; what a crash or the fiber
+          // itself adds after it meanwhile (`fiber.recovered`, its own events) is no answer.
           const pause =
             event.type === "tool.approval" &&
-            lastKnown &&
+            (live || !movedOn[i]) &&
             !answers.has((event.data as { event: string }).event);
+          if (event.type === "fiber.end") {
+            // The end is read once its last chunk is: ai 6 and 7 stop reading at an `error`
+            // (their `onError` throws), so nothing after that `yield` would run.
+            const last = chunks.pop();
+            yield* pass(chunks);
+            try {
+              if (last !== undefined) yield* pass([last]);
+            } finally {
+              finish(event.seq);
+            }
+            continue;
+          }
           yield* pass(chunks);
           // Kept durably where it decides what a reload resumes, at a pause and at the end, once
           // the page has read what this event sent (the stream reads nothing ahead of the page).
@@ -452,7 +451,6 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
             await keep({ delivered: event.seq, done: false });
             return true;
           }
-          if (event.type === "fiber.end") finish(event.seq);
         }
         return false;
       };
@@ -511,9 +509,18 @@ export class FiberlineChatTransport<UI_MESSAGE extends UIMessage = UIMessage>
   }
 }
 
-/** A fiber's own event (`ctx.emit` in a custom agent) as the chat gets it: one `data-*` chunk. */
-function isData(chunks: readonly UIMessageChunk[]): boolean {
-  return chunks.length === 1 && (chunks[0] as UIMessageChunk).type.startsWith("data-");
+/** What the agent writes only once it went on from a tool's approval request. */
+const AFTER_AN_ANSWER = new Set(["tool.result", "tool.approval", "message.start", "fiber.end"]);
+
+/** For each of `events`, whether one after it shows the agent went on (see {@link AFTER_AN_ANSWER}). */
+function movedOnFrom(events: readonly FiberEvent[]): boolean[] {
+  const movedOn = new Array<boolean>(events.length);
+  let later = false;
+  for (let i = events.length - 1; i >= 0; i--) {
+    movedOn[i] = later;
+    if (AFTER_AN_ANSWER.has((events[i] as FiberEvent).type)) later = true;
+  }
+  return movedOn;
 }
 
 /**
