@@ -141,6 +141,34 @@ describe("other delta fields", () => {
   });
 });
 
+describe("finish reasons", () => {
+  it('take an empty or "null" one on a chunk before the end for no finish (Ollama, SGLang): the tool calls after it are kept', () => {
+    const call = (id: string | undefined, args: string) => ({
+      tool_calls: [
+        {
+          index: 0,
+          ...(id
+            ? { id, type: "function", function: { name: "delete_file", arguments: args } }
+            : { function: { arguments: args } }),
+        },
+      ],
+    });
+    for (const empty of ["", "null"]) {
+      const events = decode(
+        delta({ role: "assistant", content: "On it." }, empty),
+        delta(call("call_1", '{"pa'), empty),
+        delta(call(undefined, 'th":"a.txt"}'), empty),
+        delta({}, "tool_calls"),
+      );
+      expect(events).toEqual([
+        { type: "text", delta: "On it." },
+        { type: "tool_call", id: "call_1", name: "delete_file", arguments: '{"path":"a.txt"}' },
+        { type: "finish", reason: "tool_calls" },
+      ]);
+    }
+  });
+});
+
 describe("errors in the stream", () => {
   it("with a numeric 4xx code are not retryable, and keep the code", () => {
     const error = (() => {

@@ -93,8 +93,10 @@ export class ChunkAssembler {
       for (const [position, item] of (asArray(delta.tool_calls) ?? []).entries())
         this.#acceptToolCallDelta(asRecord(item), position);
     }
-    if (typeof choice?.finish_reason === "string") {
-      this.#finishReason = choice.finish_reason;
+    // Some servers send `""` (Ollama once, SGLang 0.4) or `"null"` on every chunk before the end.
+    const finish = choice?.finish_reason;
+    if (typeof finish === "string" && finish !== "" && finish !== "null") {
+      this.#finishReason = finish;
       yield* this.#flushToolCalls();
     }
     const usage = asRecord(record.usage);
