@@ -208,6 +208,30 @@ describe("what the provider says about its reply", () => {
     expect((await retriesIn(store, fiber.id))[0]?.delayMs).toBe(1_000);
   });
 
+  it("fails a call whose provider asks to wait longer than 10 minutes (MAX_RETRY_AFTER_MS), at once and with the provider's error", async () => {
+    const store = new MemoryStore();
+    let calls = 0;
+    const model = openAICompatible({
+      baseUrl: "http://model.invalid/v1",
+      model: "m",
+      fetch: (async () => {
+        calls++;
+        // A quota window: past a timer's range too (a timer would fire at once and spin).
+        return new Response('{"error":{"message":"quota exhausted"}}', {
+          status: 429,
+          headers: { "retry-after": "3000000" },
+        });
+      }) as typeof fetch,
+    });
+    const agent = defineAgent({ name: "quota", model, modelRetry: { maxAttempts: 5, initialDelayMs: 10 } });
+    const runtime = agentRuntime(agent, store);
+    const fiber = await runtime.start(agent, { messages: user });
+    const error = await runtime.result(fiber).catch((e: unknown) => e);
+    expect((error as Error).message).toContain("quota exhausted");
+    expect(calls).toBe(1);
+    expect(await retriesIn(store, fiber.id)).toEqual([]);
+  });
+
   it("takes a reply as complete after its finish reason when the server never sends [DONE] and keeps the connection open", async () => {
     const store = new MemoryStore();
     const bodies: string[] = [];

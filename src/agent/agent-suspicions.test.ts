@@ -5,6 +5,7 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
+import { InvalidInputError } from "../core/errors";
 import { createRuntime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
 import { defineAgent } from "./agent";
@@ -222,6 +223,16 @@ describe("the no-progress watchdog", () => {
     const out2 = await rt2.result(await rt2.start(second, { messages: user }));
     expect(out2.messages.at(-1)?.content).toBe("Forty-two.");
     expect(stalled).toHaveLength(2);
+  });
+
+  it("refuses a timeout a timer cannot wait (Infinity, past 2^31 - 1 ms, negative) when the agent is defined", () => {
+    for (const ms of [Number.POSITIVE_INFINITY, 30 * 86_400_000, -1, Number.NaN]) {
+      for (const option of ["noProgressTimeoutMs", "firstEventTimeoutMs"] as const) {
+        const define = () => defineAgent({ name: "a", model: attemptsProvider([]), [option]: ms });
+        expect(define).toThrow(InvalidInputError);
+        expect(define).toThrow(`${option} must be a number of milliseconds from 0 (never)`);
+      }
+    }
   });
 
   it("turns each timeout off with 0, and only that one", async () => {

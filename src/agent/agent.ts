@@ -9,7 +9,7 @@
 import type { FiberDefinition, RetryPolicy } from "../core/define";
 import { defineFiber } from "../core/define";
 import { FiberlineError } from "../core/errors";
-import { assertStepOptions } from "../core/validate";
+import { assertArgument, assertStepOptions, MAX_TIMER_MS } from "../core/validate";
 import { callModel, messageIdOf, type RetryChunkData } from "./model-step";
 import { runTool } from "./tool-step";
 import type {
@@ -216,6 +216,14 @@ export function defineAgent(options: AgentOptions): FiberDefinition<AgentInput, 
     { timeoutMs: options.toolTimeoutMs, retry: options.toolRetry },
     `defineAgent("${options.name}") tool options (toolTimeoutMs, toolRetry)`,
   );
+  for (const name of ["noProgressTimeoutMs", "firstEventTimeoutMs"] as const) {
+    const ms = options[name];
+    // A timer past MAX_TIMER_MS fires at once: "never" is 0.
+    assertArgument(
+      ms === undefined || (typeof ms === "number" && ms >= 0 && ms <= MAX_TIMER_MS),
+      `defineAgent("${options.name}"): ${name} must be a number of milliseconds from 0 (never) to ${MAX_TIMER_MS} (got ${String(ms)}).`,
+    );
+  }
   for (const tool of options.tools ?? []) {
     if (tools.has(tool.name))
       throw new TypeError(`defineAgent("${options.name}"): two tools are named "${tool.name}".`);

@@ -123,8 +123,11 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
           if (permanent || attempt >= policy.maxAttempts) throw error;
           const base =
             policy.backoff === "fixed" ? policy.initialDelayMs : policy.initialDelayMs * 2 ** (attempt - 1);
-          // A provider that said how long to wait (`Retry-After`) is not asked again sooner.
-          const delayMs = Math.max(Math.min(base, policy.maxDelayMs), retryAfterOf(error) ?? 0);
+          // A provider that said how long to wait (`Retry-After`) is not asked again sooner; one
+          // that asks for longer than a reply should wait (a quota window) fails the call.
+          const retryAfterMs = retryAfterOf(error) ?? 0;
+          if (retryAfterMs > MAX_RETRY_AFTER_MS) throw error;
+          const delayMs = Math.max(Math.min(base, policy.maxDelayMs), retryAfterMs);
           // Durable before the wait, so a page that reloads or a worker that restarts during it
           // still knows which attempt comes next, when, and why the last one failed.
           const retry: RetryChunkData = {
@@ -510,6 +513,9 @@ function ignoreFailure(fn: () => void): void {
 }
 
 /** The wait a provider asked for (`ModelError.retryAfterMs`), on the error or on its cause. */
+/** The longest `Retry-After` a model call waits out (durably, announced by `message.retry`). */
+export const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
 function retryAfterOf(error: unknown): number | undefined {
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 3; e = e.cause, depth++) {
     const ms = (e as { retryAfterMs?: unknown }).retryAfterMs;
