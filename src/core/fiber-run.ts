@@ -314,19 +314,31 @@ export class FiberRun {
 
   #emit(type: string, data: unknown): void {
     this.#assertLive();
+    // Checked before it counts, and on a silent replay too: an emit the live run refused (and
+    // its handler caught) is refused again, so both runs count the same emits and go on alike.
+    this.#checkChunk(type, data);
     const ordinal = ++this.#ordinal;
     // Silent replay: the stream already holds this emit from an earlier run.
-    if (ordinal > this.#recordedOrdinal) this.#append(type, data, { ordinal });
+    if (ordinal > this.#recordedOrdinal) this.#put(type, data, { ordinal });
     this.#journal.emitted();
   }
 
-  #append(type: string, data: unknown, origin: { step?: number; ordinal?: number }): void {
+  #checkChunk(type: string, data: unknown): void {
     assertArgument(typeof type === "string" && type.length > 0, "emit(type, data) needs a non-empty type.");
     assertArgument(
       !type.startsWith("fiber."),
       `The chunk type "${type}" is reserved: types starting with "fiber." are written by the runtime.`,
     );
     assertStorable(data, `data of chunk "${type}"`, this.#host.maxPayloadBytes);
+  }
+
+  #append(type: string, data: unknown, origin: { step: number }): void {
+    this.#checkChunk(type, data);
+    this.#put(type, data, origin);
+  }
+
+  /** Appends a chunk {@link #checkChunk} accepted. */
+  #put(type: string, data: unknown, origin: { step?: number; ordinal?: number }): void {
     const chunk: StreamChunk = {
       fiberId: this.id,
       seq: ++this.#streamHead,

@@ -5,6 +5,7 @@
 
 import { describe, expect, it } from "vitest";
 import { MemoryStore } from "../store/memory-store";
+import { crashableStore } from "../testing/crash-store";
 import { defineFiber } from "./define";
 import { InvalidInputError, UnknownFiberError } from "./errors";
 import { createRuntime } from "./runtime";
@@ -146,5 +147,51 @@ describe("bad input is rejected before anything is written", () => {
     expect(() => defineFiber("shaped", { resumeFrom: shape, run: async () => 1 })).toThrow(
       /resumeFrom must be "start" \(replay from the top\) or "stash"/,
     );
+  });
+});
+
+describe("an emit the run refused and its handler caught", () => {
+  it("is refused again on a replay, so the replayed run goes the same way and no later chunk is lost", async () => {
+    const disk = new MemoryStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const paths: string[] = [];
+    const reporter = defineFiber("reporter", {
+      async run(ctx) {
+        let path = "sent";
+        try {
+          ctx.emit("report", "x".repeat(2_000)); // over maxPayloadBytes
+        } catch {
+          path = "refused";
+          ctx.emit("report", "too large to show");
+        }
+        paths.push(path);
+        await ctx.step("wait", () => gate); // the first runtime stops here
+        ctx.emit("after", path);
+        return path;
+      },
+    });
+    const first = createRuntime({
+      store: crashableStore(disk, { crashAtWrite: 4 }),
+      fibers: [reporter],
+      maxPayloadBytes: 1_000,
+      leaseMs: 30,
+    });
+    const fiber = await first.start(reporter, {});
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    void first.close().catch(() => {});
+    release();
+    const second = createRuntime({ store: disk, fibers: [reporter], maxPayloadBytes: 1_000, leaseMs: 0 });
+    await second.recover();
+    expect(await second.result(fiber)).toBe("refused");
+    expect(paths).toEqual(["refused", "refused"]);
+    const chunks = await disk.readStream(fiber.id, 0);
+    expect(chunks.filter((c) => !c.type.startsWith("fiber.")).map((c) => [c.type, c.data])).toEqual([
+      ["report", "too large to show"],
+      ["after", "refused"],
+    ]);
+    await second.close();
   });
 });
