@@ -124,6 +124,60 @@ describe("Arbiter", () => {
     expect(await store.getFiber("f1")).toBeUndefined();
   });
 
+  it("refuses a shipment with a row of another fiber, or a create under another id, and writes nothing of it", async () => {
+    const { store, arbiter } = rig();
+    await arbiter.receive("v", shipment([create("v"), emit("v", 2, 2)]));
+    await arbiter.receive("m", shipment([create("m")], { home: "browser:m" }));
+    const before = JSON.stringify([
+      await store.readStream("v", 0),
+      await store.readJournal("v"),
+      await store.readSnapshot("v"),
+    ]);
+    const step = {
+      fiberId: "v",
+      pos: 0,
+      kind: "step",
+      key: "pay#1",
+      status: "completed",
+      attempt: 1,
+      startedAt: T0,
+      result: 1e6,
+    } as const;
+    const forged: WriteGroup[] = [
+      { fiberId: "m", generation: 1, chunks: [chunk("v", 3)] },
+      { fiberId: "m", generation: 1, journal: [step] },
+      { fiberId: "m", generation: 1, snapshot: { fiberId: "v", value: "forged", at: T0 } },
+      { fiberId: "m", generation: 1, fiber: { id: "v" } },
+    ];
+    for (const group of forged) {
+      const sent = shipment([{ pos: 2, type: "commit", group }], { home: "browser:m" });
+      await expect(arbiter.receive("m", sent)).rejects.toMatchObject({ code: "protocol_error" });
+    }
+    // A create whose record names a fiber other than the one it is sent for (a ghost nobody owns).
+    await expect(arbiter.receive("decoy", shipment([create("ghost")]))).rejects.toMatchObject({
+      code: "protocol_error",
+    });
+    const event: ShippedEntry = {
+      pos: 2,
+      type: "event",
+      event: { fiberId: "v", seq: 1, name: "go", payload: 1, at: T0 },
+      eventId: "x:1",
+    };
+    await expect(arbiter.receive("m", shipment([event], { home: "browser:m" }))).rejects.toMatchObject({
+      code: "protocol_error",
+    });
+    expect(await store.getFiber("ghost")).toBeUndefined();
+    expect(await store.getFiber("decoy")).toBeUndefined();
+    expect(
+      JSON.stringify([
+        await store.readStream("v", 0),
+        await store.readJournal("v"),
+        await store.readSnapshot("v"),
+      ]),
+    ).toBe(before);
+    expect((await store.readStream("m", 0)).length).toBe(1);
+  });
+
   it("fences a stale epoch or another home and writes nothing of it", async () => {
     const { store, arbiter } = rig();
     await arbiter.receive("f1", shipment([create("f1")]));

@@ -667,7 +667,28 @@ function assertWellFormed(fiberId: string, shipment: Shipment): void {
   for (const entry of shipment.entries) {
     if (entry.pos !== expected) throw malformed(fiberId, `position ${entry.pos} where ${expected} belongs`);
     expected++;
+    // Every row names this fiber: a store writes each under its own `fiberId`, so a row naming
+    // another would write (or create) a fiber the sender was never authorised for.
+    const other = otherFiberIn(fiberId, entry);
+    if (other !== undefined)
+      throw malformed(fiberId, `position ${entry.pos} writes fiber ${JSON.stringify(other)}`);
   }
+}
+
+/** The first fiber id other than `fiberId` that `entry` writes a row of, if any. */
+function otherFiberIn(fiberId: string, entry: ShippedEntry): string | undefined {
+  const ids: unknown[] = [];
+  if (entry.type === "create") ids.push(entry.record.id, ...entry.chunks.map((c) => c.fiberId));
+  else if (entry.type === "event") ids.push(entry.event.fiberId);
+  else {
+    const { group } = entry;
+    ids.push(group.fiberId);
+    if (group.fiber?.id !== undefined) ids.push(group.fiber.id);
+    for (const rows of [group.journal, group.chunks]) for (const row of rows ?? []) ids.push(row.fiberId);
+    if (group.snapshot) ids.push(group.snapshot.fiberId);
+  }
+  const other = ids.find((id) => id !== fiberId);
+  return other === undefined ? undefined : String(other);
 }
 
 function malformed(fiberId: string, detail: string): FiberlineError {

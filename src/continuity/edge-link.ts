@@ -29,9 +29,10 @@ export interface EdgeLinkOptions {
   /** The `fetch` to use (default the global one). */
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
   /**
-   * How long a replica read or a cancel waits for the edge's answer (default 15 s; a held replica
-   * read, its `waitMs` more): a page's stream and calls wait on them, so a network that swallows
-   * requests must not hold them forever. An event is not cut short: the edge may have accepted
+   * How long a shipment, a replica read or a cancel waits for the edge's answer (default 15 s; a
+   * held replica read, its `waitMs` more): a page's stream and calls wait on them, and a shipment
+   * that hangs would stop the fiber's shipping, so a network that swallows requests must not hold
+   * them forever (a shipment is sent again: its positions make that safe). An event is not cut short: the edge may have accepted
    * it, and a sender told it failed would send it again.
    */
   timeoutMs?: number;
@@ -52,7 +53,7 @@ export class EdgeLink {
     // Looked up at each call, so a test (or a polyfill) that replaces the global fetch is used.
     this.#fetch = options.fetch ?? ((url, init) => fetch(url, init));
     this.#timeoutMs = options.timeoutMs ?? 15_000;
-    this.ship = shipOverHttp(this.baseUrl, this.#fetch, this.#headers);
+    this.ship = shipOverHttp(this.baseUrl, this.#fetch, this.#headers, this.#timeoutMs);
   }
 
   /**

@@ -132,7 +132,9 @@ describe("continuity behind authorize", () => {
     });
     for (const shipment of [heartbeat, event]) {
       const theirs = await answer(await call(ben, "/fibers/ann-1/replicate", encodeValue(shipment)));
-      const missing = await answer(await call(ben, "/fibers/nobody/replicate", encodeValue(shipment)));
+      // The same shipment for an id nobody holds (its rows name that id: a shipment's rows name its fiber).
+      const nobodys = encodeValue(shipment).replaceAll('"ann-1"', '"nobody"');
+      const missing = await answer(await call(ben, "/fibers/nobody/replicate", nobodys));
       expect(theirs).toEqual({ status: 409, body: encodeValue({ status: "out_of_order", appliedPos: 0 }) });
       expect(theirs).toEqual(missing);
     }

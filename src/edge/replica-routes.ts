@@ -189,7 +189,7 @@ async function ownedShipment(
 /**
  * The `send` of a `Shipper` that reaches the edge host at `baseUrl` (its origin and prefix, e.g.
  * `https://edge.example/__fiberline`) with `fetch`: resolves with the arbiter's answer, rejects
- * on anything else (the network, a `5xx`), and the shipper retries.
+ * on anything else (the network, a `5xx`, no answer within `timeoutMs`), and the shipper retries.
  *
  * @example
  * const shipper = new Shipper({ outbox, home, send: shipOverHttp("https://edge.example/__fiberline") });
@@ -199,15 +199,21 @@ export function shipOverHttp(
   baseUrl: string,
   fetchImpl: (url: string, init: RequestInit) => Promise<Response> = fetch,
   headers: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>) = {},
+  timeoutMs = SHIPMENT_TIMEOUT_MS,
 ): (fiberId: string, shipment: Shipment) => Promise<ShipmentAnswer> {
   const base = baseUrl.replace(/\/+$/, "");
-  return async (fiberId, shipment) => {
+  const exchange = async (
+    fiberId: string,
+    shipment: Shipment,
+    signal: AbortSignal,
+  ): Promise<ShipmentAnswer> => {
     // A function is asked at every shipment, so a short-lived token can be refreshed.
     const extra = typeof headers === "function" ? await headers() : headers;
     const response = await fetchImpl(`${base}/fibers/${encodeURIComponent(fiberId)}/replicate`, {
       method: "POST",
       headers: { "content-type": "application/json", ...extra },
       body: encodeValue(shipment),
+      signal,
     });
     const text = await response.text();
     if (response.status !== 200 && response.status !== 409)
@@ -219,7 +225,20 @@ export function shipOverHttp(
       throw new Error(`The edge answered a shipment with ${text.slice(0, 200)}`);
     return answer;
   };
+  // A shipment nobody answers (a network that swallows it) fails after `timeoutMs`, even through a
+  // fetch that does not heed the signal, so the shipper sends again: positions make that safe.
+  return (fiberId, shipment) => {
+    const signal = AbortSignal.timeout(timeoutMs);
+    const timedOut = new Promise<never>((_, reject) => {
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+    });
+    timedOut.catch(() => {}); // the exchange settled first
+    return Promise.race([exchange(fiberId, shipment, signal), timedOut]);
+  };
 }
+
+/** How long a shipment waits for the arbiter's answer before it is sent again (15 s). */
+export const SHIPMENT_TIMEOUT_MS = 15_000;
 
 function readShipment(text: string): Shipment {
   let value: unknown;
