@@ -178,6 +178,36 @@ describe("Arbiter", () => {
     expect((await store.readStream("m", 0)).length).toBe(1);
   });
 
+  it("takes a create of another fiber under an ended replica's id for a new replica, never for a resend of the old one", async () => {
+    const { store, arbiter } = rig();
+    await arbiter.receive("c1", shipment([create("c1"), emit("c1", 2, 2), end("c1", 3)]));
+    // A resend of the same create (its answer was lost) is held, as any position is.
+    expect(await arbiter.receive("c1", shipment([create("c1")]))).toMatchObject({
+      status: "ok",
+      appliedPos: 3,
+    });
+    // The browser collected c1 and started the id again: a new fiber, whose positions start at 1.
+    const again: ShippedEntry = {
+      pos: 1,
+      type: "create",
+      record: { ...record("c1"), createdAt: T0 + 60_000 },
+      chunks: [chunk("c1", 1, "fiber.start")],
+    };
+    expect(await arbiter.receive("c1", shipment([again]))).toMatchObject({ status: "ok", appliedPos: 1 });
+    expect(await store.getFiber("c1")).toMatchObject({ createdAt: T0 + 60_000, status: "running" });
+    expect((await store.readStream("c1", 0)).map((c) => c.type)).toEqual(["fiber.start"]);
+    expect(await arbiter.receive("c1", shipment([emit("c1", 2, 2)]))).toMatchObject({
+      status: "ok",
+      appliedPos: 2,
+    });
+    // While that one runs, a third fiber under the id is refused: its replica has not ended.
+    const third: ShippedEntry = { ...again, record: { ...record("c1"), createdAt: T0 + 120_000 } };
+    await expect(arbiter.receive("c1", shipment([third]))).rejects.toMatchObject({
+      code: "replica_conflict",
+    });
+    expect(await store.getFiber("c1")).toMatchObject({ createdAt: T0 + 60_000 });
+  });
+
   it("fences a stale epoch or another home and writes nothing of it", async () => {
     const { store, arbiter } = rig();
     await arbiter.receive("f1", shipment([create("f1")]));

@@ -250,6 +250,21 @@ export class Arbiter {
         `Fiber ${fiberId} exists here but is not a replica (it was started at the edge); a browser cannot replicate onto it.`,
       );
     }
+    // A create of another fiber under this id: the browser collected the one this replica copies
+    // and started the id again. Its position 1 is not the replica's, so it must not be taken
+    // for a resend of it (an acknowledgement of positions the new fiber never shipped).
+    const [first] = shipment.entries;
+    if (first?.type === "create" && first.record.createdAt !== record.createdAt) {
+      if (!isTerminal(record.status)) {
+        throw new FiberlineError(
+          "replica_conflict",
+          `Fiber ${fiberId} was started again while its earlier replica here has not ended; it cannot be replicated until that one ends.`,
+        );
+      }
+      await this.#store.deleteFibers([fiberId], { ifGeneration: new Map([[fiberId, record.generation]]) });
+      this.#note(fiberId, undefined);
+      return this.#create(fiberId, shipment, receivedAt);
+    }
     if (state.epoch !== shipment.epoch || state.home !== shipment.home)
       return fencedBy(await this.#counted(fiberId, state, shipment), shipment);
     if (state.until <= this.#clock() && !isTerminal(record.status)) {

@@ -365,6 +365,17 @@ export class Outbox implements Replication {
   acknowledge(fiberId: string, appliedPos: number, deadline?: number): void {
     const log = this.#fibers.get(fiberId);
     if (log === undefined || log.where.status === "away") return;
+    if (appliedPos >= log.next) {
+      // Positions this outbox never appended: the answer is not about this fiber (an arbiter
+      // that took a new fiber under a collected one's id for the old one). Releasing on it would
+      // let steps run and chunks out that the replica does not hold.
+      this.#report(
+        new Error(
+          `The edge acknowledged position ${appliedPos} of fiber ${fiberId}, past the last one sent (${log.next - 1}); ignored.`,
+        ),
+      );
+      return;
+    }
     if (deadline !== undefined && (log.where.deadline === undefined || deadline > log.where.deadline))
       log.where = { status: "home", deadline };
     // Rule C: a step start acknowledged after the lease ended does not run.

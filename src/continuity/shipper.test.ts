@@ -52,6 +52,20 @@ describe("Outbox", () => {
     expect(outbox.batch("b")?.entries.length).toBe(1);
   });
 
+  it("ignores, and reports, an acknowledgement of positions it never appended", () => {
+    const reported: unknown[] = [];
+    const outbox = new Outbox({ onError: (error) => reported.push(error) });
+    fill(outbox, "a", 2);
+    // An answer about another fiber under this id (one the browser collected, at position 7).
+    outbox.acknowledge("a", 7);
+    expect(outbox.acked("a")).toBe(0);
+    expect(outbox.visibleHead("a")).toBe(0);
+    expect(outbox.batch("a")?.entries.map((e) => e.pos)).toEqual([1, 2]);
+    expect(String(reported[0])).toContain("past the last one sent (2)");
+    outbox.acknowledge("a", 2);
+    expect(outbox.acked("a")).toBe(2);
+  });
+
   it("makes a full fiber's commits wait until acknowledgements free room", async () => {
     const outbox = new Outbox({ maxBytesPerFiber: 500 });
     fill(outbox, "a", 6);
