@@ -45,6 +45,15 @@ function base64(text: string): string {
   return btoa(binary);
 }
 
+/**
+ * `text` with the credentials of every URL in it (`https://user:password@host`) replaced: for
+ * messages of code whose secrets Fiberline does not hold (an AI SDK provider), where a platform
+ * error quotes the URL it was given.
+ */
+export function redactUrlCredentials(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi, "$1[redacted]@");
+}
+
 /** The strings to redact from messages, longest first: the key, credential headers' values, URL credentials. */
 export function collectSecrets(
   apiKey: string | undefined,

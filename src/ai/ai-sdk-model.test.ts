@@ -23,6 +23,7 @@ import {
   closeRuntimes,
   recordingTool,
   storedEvents,
+  storeText,
   type ToolRun,
 } from "../agent/agent-harness";
 import { ModelError } from "../agent/errors";
@@ -449,6 +450,28 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     controller.abort(reason);
     await expect(pending).rejects.toBe(reason);
     expect(seen).toBe(controller.signal);
+  });
+});
+
+describe("aiSdkModel and credentials in the provider's URL", () => {
+  it("keeps them out of the stream and the journal when the call fails (fetch quotes the URL)", async () => {
+    // Undici refuses a URL with credentials, quoting it: the error every attempt gets.
+    const provider = createOpenAICompatible({ name: "x", baseURL: "http://alice:s3cretPW@127.0.0.1:9/v1" });
+    const store = new MemoryStore();
+    const agent = defineAgent({
+      name: "credentialed",
+      model: aiSdkModel(provider.chatModel("m")),
+      modelRetry: { maxAttempts: 2, initialDelayMs: 1 },
+    });
+    const runtime = agentRuntime(agent, store);
+    const fiber = await runtime.start(agent, { messages: [{ role: "user", content: "hi" }] });
+    const error = await runtime.result(fiber).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    const text = await storeText(store);
+    expect(text).toContain("message.retry");
+    expect(text).toContain("[redacted]@127.0.0.1");
+    expect(text).not.toContain("s3cretPW");
+    expect(text).not.toContain("alice");
   });
 });
 

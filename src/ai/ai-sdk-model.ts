@@ -18,6 +18,7 @@ import {
   type LanguageModelV3Usage,
   type SharedV3ProviderOptions,
 } from "@ai-sdk/provider";
+import { redactUrlCredentials, scrubError } from "../agent/credentials";
 import { ModelError, type ModelErrorData } from "../agent/errors";
 import { parseRetryAfter } from "../agent/http-retry";
 import type {
@@ -407,9 +408,15 @@ function toUsage(
 
 type LanguageModelV2StreamUsage = Extract<LanguageModelV2StreamPart, { type: "finish" }>["usage"];
 
+/**
+ * `error` as a `ModelError`, classified retryable or not. The message and the cause have any URL
+ * credentials taken out: they reach the stream (`message.retry`) and the journal, and a fetch
+ * error quotes the URL it was given (`http://user:password@host/v1`).
+ */
 function toModelError(model: AiSdkLanguageModel, error: unknown, what = "The call failed"): ModelError {
   if (error instanceof ModelError) return error;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = redactUrlCredentials(error instanceof Error ? error.message : String(error));
+  const cause = scrubbed(error);
   if (APICallError.isInstance(error)) {
     const data: ModelErrorData =
       error.statusCode === undefined
@@ -419,7 +426,7 @@ function toModelError(model: AiSdkLanguageModel, error: unknown, what = "The cal
       ? parseRetryAfter(new Headers(error.responseHeaders))
       : undefined;
     if (retryAfterMs !== undefined) data.retryAfterMs = retryAfterMs;
-    return new ModelError(`${describeModel(model)}: ${message}`, data, { cause: error });
+    return new ModelError(`${describeModel(model)}: ${message}`, data, { cause });
   }
   // A setting or a request the model refuses: the same call meets it again, so no retry.
   const name = (error as { name?: unknown } | null)?.name;
@@ -427,14 +434,24 @@ function toModelError(model: AiSdkLanguageModel, error: unknown, what = "The cal
     return new ModelError(
       `${what} (${describeModel(model)}): ${message}`,
       { kind: "provider_error", retryable: false },
-      { cause: error },
+      { cause },
     );
   // An error part or a broken stream: the same call may well succeed on the next attempt.
   return new ModelError(
     `${what} (${describeModel(model)}): ${message}`,
     { kind: "provider_error", retryable: true },
-    { cause: error },
+    { cause },
   );
+}
+
+/** `error` itself, or a copy with URL credentials taken out of its messages and causes when it quotes any. */
+function scrubbed(error: unknown): unknown {
+  const texts: string[] = [];
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++)
+    texts.push(e.message, e.stack ?? "");
+  return texts.every((text) => redactUrlCredentials(text) === text)
+    ? error
+    : scrubError(error, redactUrlCredentials);
 }
 
 /** The AI SDK's errors (by `name`) that no retry of the same call gets past. */
