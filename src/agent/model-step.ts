@@ -161,11 +161,14 @@ async function streamReply(
   const provider = await call.provider();
   let prefix: string | undefined;
   if (partial.text.length > 0 || partial.reasoning.length > 0 || partial.toolCalls.length > 0) {
-    // A prefix continues the answer text; reasoning alone cannot be continued that way.
+    // A prefix continues the answer text; reasoning alone cannot be continued that way, and a
+    // provider whose model needs its reasoning back with the text (Anthropic's signed thinking:
+    // a prefill without it is a 400) regenerates a reply that had any.
     const canContinue =
       call.recovery === "continue" &&
       provider.supportsContinuation &&
       partial.text.length > 0 &&
+      (partial.reasoning.length === 0 || provider.continuesAfterReasoning !== false) &&
       partial.toolCalls.length === 0;
     if (canContinue) {
       prefix = partial.text;

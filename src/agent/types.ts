@@ -260,5 +260,11 @@ export interface ModelProvider {
   readonly model: string;
   /** True when `prefix` continuation is supported, so recovery can `continue` instead of `retry`. */
   readonly supportsContinuation: boolean;
+  /**
+   * False when a reply cut after reasoning must be regenerated rather than continued (default
+   * true): the prefix carries only the text, and a model that needs its reasoning back with it
+   * (Anthropic's signed thinking) refuses a prefix without it.
+   */
+  readonly continuesAfterReasoning?: boolean;
   stream(request: ModelRequest): AsyncIterable<ModelEvent>;
 }

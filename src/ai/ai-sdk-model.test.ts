@@ -426,6 +426,59 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
     expect((await storedEvents(store, fiber.id)).some((e) => e.type === "message.reset")).toBe(false);
   });
 
+  it("sends a prefix without its trailing whitespace (Anthropic refuses it) and leaves out the whitespace the model writes again", async () => {
+    const model = new MockLanguageModelV3({
+      doStream: [
+        streamOf([
+          { type: "text-start", id: "t" },
+          { type: "text-delta", id: "t", delta: "The answer is " },
+        ]),
+        // What a model continuing "The answer is" writes: the space again, even split.
+        streamOf([...textParts(" "), ...textParts("42."), finish("stop")]),
+      ],
+    });
+    const agent = defineAgent({
+      name: "spaced",
+      model: aiSdkModel(model, { continuation: "assistant-prefix" }),
+      modelRetry: { maxAttempts: 2, initialDelayMs: 1 },
+    });
+    const store = new MemoryStore();
+    const rt = agentRuntime(agent, store);
+    const output = await rt.result(await rt.start(agent, { messages: user("hi") }));
+    expect(output.messages.at(-1)).toEqual({ role: "assistant", content: "The answer is 42." });
+    expect(model.doStreamCalls[1]?.prompt.at(-1)).toEqual({
+      role: "assistant",
+      content: [{ type: "text", text: "The answer is" }],
+    });
+  });
+
+  it("regenerates a reply cut after its reasoning instead of continuing its text without it", async () => {
+    const model = new MockLanguageModelV3({
+      doStream: [
+        streamOf([
+          { type: "reasoning-start", id: "r" },
+          { type: "reasoning-delta", id: "r", delta: "Six times seven." },
+          { type: "reasoning-end", id: "r", providerMetadata: { anthropic: { signature: "sig" } } },
+          { type: "text-start", id: "t" },
+          { type: "text-delta", id: "t", delta: "It is" },
+        ]),
+        streamOf([...textParts("It is 42."), finish("stop")]),
+      ],
+    });
+    const agent = defineAgent({
+      name: "thinker",
+      model: aiSdkModel(model, { continuation: "assistant-prefix" }),
+      modelRetry: { maxAttempts: 2, initialDelayMs: 1 },
+    });
+    const store = new MemoryStore();
+    const rt = agentRuntime(agent, store);
+    const fiber = await rt.start(agent, { messages: user("hi") });
+    const output = await rt.result(fiber);
+    expect(output.messages.at(-1)).toMatchObject({ role: "assistant", content: "It is 42." });
+    expect(model.doStreamCalls[1]?.prompt.at(-1)).toMatchObject({ role: "user" });
+    expect((await storedEvents(store, fiber.id)).filter((e) => e.type === "message.reset")).toHaveLength(1);
+  });
+
   it("passes the abort signal to doStream and throws its reason", async () => {
     let seen: AbortSignal | undefined;
     const model = new MockLanguageModelV3({

@@ -57,8 +57,9 @@ export interface AiSdkModelOptions {
   /**
    * `"assistant-prefix"`: the model continues a trailing assistant message (llama.cpp, Ollama,
    * vLLM and the mock model behind `@ai-sdk/openai-compatible`; Anthropic's prefill), so a reply
-   * cut by a crash continues where it stopped. `"none"` (default): the reply is regenerated after
-   * a `message.reset` chunk instead.
+   * cut by a crash continues where it stopped (one cut after reasoning is regenerated: the
+   * prefix carries only text). `"none"` (default): the reply is regenerated after a
+   * `message.reset` chunk instead.
    */
   continuation?: "assistant-prefix" | "none";
   /** Settings for every call, e.g. `{ temperature: 0, maxOutputTokens: 1024, providerOptions }`. */
@@ -97,6 +98,9 @@ export function aiSdkModel(model: AiSdkLanguageModel, options: AiSdkModelOptions
     name: options.name ?? model.provider,
     model: model.modelId,
     supportsContinuation,
+    // The prefix goes back as text only; the reasoning parts' metadata (Anthropic's signatures)
+    // cannot ride with it, and Anthropic refuses a prefill whose thinking is missing.
+    continuesAfterReasoning: false,
     stream(request: ModelRequest): AsyncIterable<ModelEvent> {
       const prefix = request.prefix ?? "";
       if (prefix !== "" && !supportsContinuation) {
@@ -106,16 +110,50 @@ export function aiSdkModel(model: AiSdkLanguageModel, options: AiSdkModelOptions
         );
       }
       const prompt = toPrompt(request.messages);
-      if (prefix !== "") prompt.push({ role: "assistant", content: [{ type: "text", text: prefix }] });
+      // Sent without its trailing whitespace, which Anthropic refuses in a prefill (its AI SDK
+      // provider trims it): the model then writes it again, and the stream leaves it out.
+      const sent = prefix.trimEnd();
+      if (sent !== "") prompt.push({ role: "assistant", content: [{ type: "text", text: sent }] });
       const call: LanguageModelV3CallOptions = {
         ...options.settings,
         prompt,
         ...(request.tools.length > 0 ? { tools: request.tools.map(toFunctionTool) } : {}),
         ...(request.signal ? { abortSignal: request.signal } : {}),
       };
-      return streamModel(model, call, request);
+      const events = streamModel(model, call, request);
+      return sent === prefix ? events : withoutRepeated(prefix.slice(sent.length), events);
     },
   };
+}
+
+/**
+ * `events`, less the start of the continued text that repeats `whitespace` (the prefix's trailing
+ * whitespace, which the reader already has): " 42" after "The answer is " becomes "42".
+ */
+async function* withoutRepeated(
+  whitespace: string,
+  events: AsyncIterable<ModelEvent>,
+): AsyncGenerator<ModelEvent> {
+  let matched = 0;
+  let done = false;
+  for await (const event of events) {
+    if (done || event.type !== "text") {
+      yield event;
+      continue;
+    }
+    let start = 0;
+    while (
+      start < event.delta.length &&
+      matched < whitespace.length &&
+      event.delta[start] === whitespace[matched]
+    ) {
+      start++;
+      matched++;
+    }
+    // Past the repeated whitespace (or text that does not repeat it): the rest goes through.
+    if (start < event.delta.length || matched === whitespace.length) done = true;
+    if (start < event.delta.length) yield { type: "text", delta: event.delta.slice(start) };
+  }
 }
 
 async function* streamModel(
