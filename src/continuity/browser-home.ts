@@ -292,7 +292,7 @@ export class BrowserContinuity {
   async #open(parts: ContinuityParts): Promise<OpenedContinuity> {
     const { edge } = parts;
     const home = browserHome(edge.deviceId ?? (await loadDeviceId()));
-    const outbox = parts.outbox ?? (await openOutbox(this.#local));
+    const outbox = parts.outbox ?? (await openOutbox(this.#local, edge.leaseMs ?? DEFAULT_LEASE_MS));
     const replicating = new ReplicatingStore(this.#local, {
       outbox,
       home,
@@ -776,8 +776,8 @@ async function lostFibers(store: Store): Promise<string[]> {
  * The outbox of `store`: the one it keeps (`Outbox.open`, an `IdbStore` once it keeps an outbox
  * of its own) or a new one in memory.
  */
-async function openOutbox(store: Store): Promise<Outbox> {
-  return writesOutbox(store) ? Outbox.open(store) : new Outbox();
+async function openOutbox(store: Store, leaseMs: number): Promise<Outbox> {
+  return writesOutbox(store) ? Outbox.open(store, { leaseMs }) : new Outbox({ leaseMs });
 }
 
 /**

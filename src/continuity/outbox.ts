@@ -25,7 +25,14 @@ import type { Replication } from "../core/replication";
 import { estimateSize } from "../core/validate";
 import { changedHomeError, LeaseLapsedError } from "./errors";
 import type { AdoptedOutbox, OutboxLog, OutboxProgress, SavedOutbox } from "./outbox-log";
-import { DEFAULT_OUTBOX_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, type ShippedEntry } from "./protocol";
+import {
+  DEFAULT_LEASE_MS,
+  DEFAULT_OUTBOX_BYTES,
+  leaseDeadline,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_ENTRIES,
+  type ShippedEntry,
+} from "./protocol";
 
 /** How long acknowledgements wait to be recorded together (`OutboxOptions.saveDelayMs`). */
 const DEFAULT_SAVE_DELAY_MS = 250;
@@ -65,6 +72,8 @@ interface FiberLog {
   where: HomeStatus;
   /** A terminal commit was appended: once acknowledged, nothing more will come. */
   ended: boolean;
+  /** When this outbox appended the fiber's create (this worker's clock): its lease's earliest start. */
+  createdAt?: number;
   waiters: Waiter[];
   room: Array<() => void>;
 }
@@ -75,6 +84,12 @@ export interface OutboxOptions {
   maxBytesPerFiber?: number;
   /** The browser's clock, for Rule C (default `Date.now`). */
   clock?: () => number;
+  /**
+   * The lease the arbiter grants (default 30 s): before its first answer, a fiber this outbox
+   * created is taken for leased up to a lease after its create, as the arbiter's lease cannot
+   * have started before that create existed.
+   */
+  leaseMs?: number;
   /**
    * Where a failure to record an acknowledgement or a fence goes (default `console.error`). Nothing
    * is lost by one: the positions are sent again (the arbiter ignores them), a fence learnt again.
@@ -108,11 +123,13 @@ export class Outbox implements Replication {
   #urgent = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #saveDelayMs: number;
+  readonly #leaseMs: number;
 
   constructor(options: OutboxOptions = {}) {
     this.#maxBytes = options.maxBytesPerFiber ?? DEFAULT_OUTBOX_BYTES;
     this.#saveDelayMs = options.saveDelayMs ?? DEFAULT_SAVE_DELAY_MS;
     this.#clock = options.clock ?? Date.now;
+    this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.#report =
       options.onError ?? ((error) => console.error("[fiberline/continuity] recording the outbox:", error));
   }
@@ -216,9 +233,10 @@ export class Outbox implements Replication {
 
   /**
    * Whether a step of `fiberId` may skip Rule A's wait (`awaitStart: false`) at `now`: this home
-   * holds a lease the arbiter acknowledged to this outbox and that has not ended, or the arbiter
-   * never acknowledged anything of the fiber (it cannot have handed it to another home). Unlike
-   * `mayWrite`, a fiber the arbiter knows and that has had no answer since this outbox opened (a
+   * holds a lease the arbiter acknowledged to this outbox and that has not ended; or the arbiter
+   * acknowledged nothing of the fiber yet and this outbox created it less than a lease ago (an
+   * answer applying the create may have been lost, and the lease it granted started no earlier
+   * than the create). Unlike `mayWrite`, a fiber with no answer since this outbox opened (a
    * worker restarted offline: deadlines are not persisted) waits: the edge may have taken over.
    */
   leased(fiberId: string, now: number): boolean {
@@ -226,7 +244,10 @@ export class Outbox implements Replication {
     if (log === undefined) return true;
     const { where } = log;
     if (where.status !== "home") return false;
-    return where.deadline === undefined ? log.acked === 0 : now < where.deadline;
+    if (where.deadline !== undefined) return now < where.deadline;
+    return (
+      log.acked === 0 && log.createdAt !== undefined && now < leaseDeadline(log.createdAt, this.#leaseMs)
+    );
   }
 
   /** Resolves once `fiberId`'s outbox has room for another commit (undefined: it has room now). */
@@ -300,6 +321,7 @@ export class Outbox implements Replication {
 
   /** Puts `entry` in its place (entries stay ascending by position) and wakes the shipper. */
   #add(fiberId: string, log: FiberLog, entry: ShippedEntry): void {
+    if (entry.type === "create") log.createdAt = this.#clock();
     const bytes = estimateSize(entry);
     const last = log.entries[log.entries.length - 1];
     if (last === undefined || last.entry.pos < entry.pos) log.entries.push({ entry, bytes });

@@ -52,6 +52,23 @@ describe("Outbox", () => {
     expect(outbox.batch("b")?.entries.length).toBe(1);
   });
 
+  it("takes a fiber it created for leased only up to a lease after its create while the arbiter has not answered", () => {
+    let now = 1_000;
+    const outbox = new Outbox({ clock: () => now, leaseMs: 30_000 });
+    fill(outbox, "a", 1);
+    expect(outbox.leased("a", now)).toBe(true);
+    // The create's answer was lost and the link is down: the lease it granted ends by then.
+    now = 1_000 + 30_000 - 3_000; // leaseDeadline: a tenth of the lease (at least 1 s) early
+    expect(outbox.leased("a", now)).toBe(false);
+    // An answer renews it as always.
+    outbox.acknowledge("a", 1, now + 20_000);
+    expect(outbox.leased("a", now)).toBe(true);
+    // A fiber the arbiter knows of, from an earlier life of this outbox (no create seen here), waits.
+    const reopened = new Outbox({ clock: () => now });
+    reopened.appended("b", 1, { pos: 2, type: "commit", group: { fiberId: "b", generation: 1 } });
+    expect(reopened.leased("b", now)).toBe(false);
+  });
+
   it("ignores, and reports, an acknowledgement of positions it never appended", () => {
     const reported: unknown[] = [];
     const outbox = new Outbox({ onError: (error) => reported.push(error) });
