@@ -230,6 +230,7 @@ export class BrowserContinuity {
   readonly #keepAliveListeners = new Set<(work: Promise<unknown>) => void>();
   readonly #shippedListeners = new Set<(fiberId: string) => void>();
   readonly #discardedListeners = new Set<(fiberId: string) => void>();
+  readonly #lapsedListeners = new Set<(fiberId: string, reason: Error) => void>();
   /** Fibers the edge holds that this home's outbox never knew, by what the arbiter said. */
   readonly #away = new Map<string, { epoch: number; home: string }>();
   /** Per fiber, this worker's decision of where it stands (one probe or restore per worker start). */
@@ -316,6 +317,9 @@ export class BrowserContinuity {
     outbox.onAppend(() => this.#keepShipping());
     outbox.onShipped((id) => {
       for (const listener of this.#shippedListeners) listener(id);
+    });
+    outbox.onLapsed((id, reason) => {
+      for (const listener of this.#lapsedListeners) listener(id, reason);
     });
     outbox.onDiscarded((id) => {
       for (const listener of this.#discardedListeners) listener(id);
@@ -672,6 +676,10 @@ export class BrowserContinuity {
       onDiscarded: (listener) => {
         this.#discardedListeners.add(listener);
         return () => this.#discardedListeners.delete(listener);
+      },
+      onLapsed: (listener) => {
+        this.#lapsedListeners.add(listener);
+        return () => this.#lapsedListeners.delete(listener);
       },
     };
   }

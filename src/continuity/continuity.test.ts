@@ -218,3 +218,53 @@ describe("continuity in one process", () => {
     expect(h.outbox.mayWrite("j1", Date.now())).toBe(false);
   });
 });
+
+describe("Rule C and a step in progress", () => {
+  it("aborts the signal of a step still running when the browser's lease lapses, before the edge can take over", async () => {
+    let aborted: unknown;
+    let abortedAt = 0;
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step("tool", async ({ signal }) => {
+          await new Promise<void>((resolve) => {
+            signal.addEventListener("abort", () => resolve(), { once: true });
+          });
+          aborted = signal.reason;
+          abortedAt = Date.now();
+          throw signal.reason;
+        });
+      },
+    });
+    const outbox = new Outbox();
+    const browser = createRuntime({
+      store: new ReplicatingStore(new MemoryStore(), { outbox, home: HOME, replicates: () => true }),
+      fibers: [job],
+      replication: outbox,
+      pollIntervalMs: 10,
+    });
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 1_500 });
+    let cut = false;
+    let lastAnswered = 0;
+    const shipper = new Shipper({
+      outbox,
+      home: HOME,
+      heartbeatMs: 100,
+      retry: { initialMs: 20, maxMs: 50 },
+      send: async (id, shipment) => {
+        if (cut) throw new Error("offline");
+        const answer = await arbiter.receive(id, shipment);
+        lastAnswered = Date.now();
+        return answer;
+      },
+    });
+    opened.push(browser);
+    stoppers.push(() => shipper.stop());
+    shipper.start();
+    await browser.start(job, null, { id: "lapsing" });
+    await vi.waitFor(() => expect(outbox.acked("lapsing")).toBeGreaterThan(1)); // the step's start shipped
+    cut = true;
+    await vi.waitFor(() => expect(aborted).toMatchObject({ code: "lease_lapsed" }), { timeout: 5_000 });
+    // The arbiter's lease runs 1.5 s from the last shipment it answered: the browser stopped first.
+    expect(abortedAt).toBeLessThan(lastAnswered + 1_500);
+  });
+});

@@ -113,6 +113,7 @@ export class Outbox implements Replication {
   readonly #listeners = new Set<(fiberId: string) => void>();
   readonly #appendListeners = new Set<(fiberId: string) => void>();
   readonly #discardListeners = new Set<(fiberId: string) => void>();
+  readonly #lapseListeners = new Set<(fiberId: string, reason: Error) => void>();
   readonly #report: (error: unknown) => void;
   /** The store that keeps this outbox (`open`), or none: in memory only. */
   #log: OutboxLog | undefined;
@@ -199,13 +200,19 @@ export class Outbox implements Replication {
 
   // ---- the store's side -----------------------------------------------------------------------
 
-  /** Calls `listener` after every append (the shipper wakes up). */
   /** Calls `listener` when a fiber's unshipped entries are dropped for good (`fence`). */
   onDiscarded(listener: (fiberId: string) => void): () => void {
     this.#discardListeners.add(listener);
     return () => this.#discardListeners.delete(listener);
   }
 
+  /** Calls `listener` when a fiber's lease here lapses (`lapse`); returns the unsubscribe. */
+  onLapsed(listener: (fiberId: string, reason: Error) => void): () => void {
+    this.#lapseListeners.add(listener);
+    return () => this.#lapseListeners.delete(listener);
+  }
+
+  /** Calls `listener` after every append (the shipper wakes up). */
   onAppend(listener: (fiberId: string) => void): () => void {
     this.#appendListeners.add(listener);
     return () => this.#appendListeners.delete(listener);
@@ -570,6 +577,8 @@ export class Outbox implements Replication {
     const error = new LeaseLapsedError(fiberId);
     for (const w of log.waiters.filter((w) => w.step)) w.reject(error);
     log.waiters = log.waiters.filter((w) => !w.step);
+    // A step in progress stops too: past the lease the edge may run it again.
+    for (const listener of this.#lapseListeners) listener(fiberId, error);
   }
 
   /** Forgets a fiber the store deleted (its retention passed, everything acknowledged). */

@@ -29,6 +29,12 @@ export interface Replication {
    * that never discards has no such moment.
    */
   onDiscarded?(listener: (fiberId: string) => void): () => void;
+  /**
+   * Calls `listener` when this home's lease on `fiberId` ended with no newer acknowledgement
+   * (Rule C): the run here stops at once, as on a fenced write, aborting the signal of a step in
+   * progress (the other home may run it again). Optional: a port without leases has no such moment.
+   */
+  onLapsed?(listener: (fiberId: string, reason: Error) => void): () => void;
 }
 
 /**

@@ -213,6 +213,11 @@ export class Runner {
   }
 
   /** Abandons every run as a crash would (see `Runtime.close`) and clears every timer. */
+  /** Stops fiber `id`'s run here, if one runs, with `reason` (as a fenced write stops it). */
+  stopRun(id: string, reason: Error): void {
+    this.#active.get(id)?.run.stop(reason);
+  }
+
   close(): void {
     this.#closed = true;
     for (const timer of this.#wakeTimers.values()) clearTimeout(timer);

@@ -84,6 +84,7 @@ export class Runtime {
   readonly #streamSource: StreamSource;
   /** Continuity's Rule B on the live path, when the runtime replicates fibers. */
   readonly #shippedChunks: ShippedChunks | undefined;
+  readonly #unsubscribeLapsed: (() => void) | undefined;
   #collectTimer: ReturnType<typeof setInterval> | null = null;
   #sweepTimer: ReturnType<typeof setInterval> | null = null;
   #closed = false;
@@ -143,6 +144,7 @@ export class Runtime {
       maxRecoveries: options.maxRecoveries ?? 10,
       onLeave: (id) => this.#hub.forget(id),
     });
+    this.#unsubscribeLapsed = replication?.onLapsed?.((id, reason) => this.#runner.stopRun(id, reason));
   }
 
   /** Counters of the group-commit writer (transactions, groups, chunks). */
@@ -465,6 +467,7 @@ export class Runtime {
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#runner.close();
     this.#shippedChunks?.close();
+    this.#unsubscribeLapsed?.();
     await this.#writer.drain();
   }
 
