@@ -13,7 +13,7 @@ import { agentRuntime, closeRuntimes, recordingTool, storedEvents, type ToolRun 
 import { ModelError } from "./errors";
 import { openAICompatible } from "./openai";
 import { sseBody } from "./scripted-model";
-import type { ModelEvent, ModelProvider, ModelRequest } from "./types";
+import type { ModelEvent, ModelProvider, ModelRequest, ToolDefinition } from "./types";
 
 afterEach(closeRuntimes);
 
@@ -130,6 +130,38 @@ describe("suspicions argued from the code", () => {
       expect(output.messages.at(-1)?.content).toBe("y".repeat(1_000));
       const end = (await storedEvents(store, fiber.id)).find((e) => e.type === "message.end");
       expect(end?.data).toMatchObject({ finishReason: "length" });
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it("a conversation whose result would not fit stops before its next tool runs, not after the last", async () => {
+    const runs: string[] = [];
+    const fetchPage: ToolDefinition<{ n: number }, string> = {
+      name: "fetch_page",
+      description: "Fetches a page.",
+      parameters: { type: "object", properties: { n: { type: "number" } } },
+      execute: async ({ n }) => {
+        runs.push(`page ${n}`);
+        return "p".repeat(1_500); // each result fits; four of them in the result do not
+      },
+    };
+    const callPage = (n: number) =>
+      async function* (): AsyncGenerator<ModelEvent> {
+        yield { type: "tool_call", id: `call_${n}`, name: "fetch_page", arguments: JSON.stringify({ n }) };
+        yield { type: "finish", reason: "tool_calls" };
+      };
+    const model = attemptsProvider([callPage(1), callPage(2), callPage(3), callPage(4), callPage(5)]);
+    const agent = defineAgent({ name: "reader", model, tools: [fetchPage], maxTurns: 10 });
+    const store = new MemoryStore();
+    const rt = createRuntime({ store, fibers: [agent], maxPayloadBytes: 4_096 });
+    try {
+      const fiber = await rt.start(agent, { messages: user });
+      const error = await rt.result(fiber).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: "payload_too_large" });
+      expect((error as Error).message).toContain('Agent "reader"');
+      expect((error as Error).message).toContain("stopped before running more tools");
+      expect(runs).toEqual(["page 1", "page 2"]);
     } finally {
       await rt.close();
     }

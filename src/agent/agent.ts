@@ -8,8 +8,8 @@
 
 import type { FiberDefinition, RetryPolicy } from "../core/define";
 import { defineFiber } from "../core/define";
-import { FiberlineError } from "../core/errors";
-import { assertArgument, assertStepOptions, MAX_TIMER_MS } from "../core/validate";
+import { FiberlineError, InvalidInputError } from "../core/errors";
+import { assertArgument, assertStepOptions, estimateSize, MAX_TIMER_MS } from "../core/validate";
 import { callModel, messageIdOf, type RetryChunkData } from "./model-step";
 import { runTool } from "./tool-step";
 import type {
@@ -189,6 +189,9 @@ export type AgentChunk =
       };
     };
 
+/** Room kept in the result for what is not a message (`usage`, `turns`, the object itself). */
+const RESULT_ENVELOPE_BYTES = 1024;
+
 /**
  * Defines an agent: a fiber that loops model call → tool calls → model call until the model
  * answers without tools or `maxTurns` is reached.
@@ -242,6 +245,18 @@ export function defineAgent(options: AgentOptions): FiberDefinition<AgentInput, 
       const earlier = options.history ? await options.history({ fiberId: ctx.id, input }) : [];
       const conversation: ChatMessage[] = [...input.messages];
       const usage: ModelUsage = { promptTokens: 0, completionTokens: 0 };
+      // The result holds the whole conversation: a run whose result cannot be stored stops
+      // before its next tool runs, not after the last (when every effect is done and lost to it).
+      let resultBytes = RESULT_ENVELOPE_BYTES + estimateSize(input.messages);
+      const add = (message: ChatMessage, after: string): void => {
+        conversation.push(message);
+        resultBytes += estimateSize(message);
+        if (resultBytes > ctx.maxPayloadBytes)
+          throw new InvalidInputError(
+            "payload_too_large",
+            `Agent "${options.name}"'s conversation reached about ${resultBytes} bytes after ${after}, over maxPayloadBytes (${ctx.maxPayloadBytes}): its result could not be stored, so it stopped before running more tools. Have tools return less (a reference to large data), or raise maxPayloadBytes in createRuntime().`,
+          );
+      };
       for (let turn = 1; turn <= maxTurns; turn++) {
         const sent: ChatMessage[] = [
           ...(options.system ? [{ role: "system", content: options.system } satisfies ChatMessage] : []),
@@ -269,17 +284,16 @@ export function defineAgent(options: AgentOptions): FiberDefinition<AgentInput, 
         if (reply.reasoning) assistant.reasoning = reply.reasoning;
         if (reply.reasoningParts) assistant.reasoningParts = reply.reasoningParts;
         if (reply.toolCalls.length > 0) assistant.tool_calls = reply.toolCalls;
-        conversation.push(assistant);
+        add(assistant, `model call ${turn}`);
         if (reply.toolCalls.length === 0) return { messages: conversation, usage, turns: turn };
         const messageId = messageIdOf(ctx.id, turn);
         for (const [index, call] of reply.toolCalls.entries()) {
           const ref = { messageId, index, toolCallId: call.id };
-          conversation.push(
-            await runTool(ctx, tools, ref, call, {
-              retry: options.toolRetry,
-              timeoutMs: options.toolTimeoutMs,
-            }),
-          );
+          const result = await runTool(ctx, tools, ref, call, {
+            retry: options.toolRetry,
+            timeoutMs: options.toolTimeoutMs,
+          });
+          add(result, `the result of ${call.function.name} (model call ${turn})`);
         }
       }
       throw new FiberlineError(

@@ -88,6 +88,11 @@ export interface FiberContext<In = unknown> {
   readonly snapshot: unknown;
   /** `null` on a first run; set when this run recovers an interrupted one. */
   readonly recovery: RecoveryInfo | null;
+  /**
+   * The runtime's `maxPayloadBytes`: the most an input, a step result, a chunk, a stash or the
+   * fiber's result may hold. A handler that builds a large result can check against it early.
+   */
+  readonly maxPayloadBytes: number;
 
   /**
    * Runs `fn` once and records its result; a replay returns the recorded result without running it.

@@ -290,6 +290,7 @@ export class FiberRun {
         return run.#snapshot;
       },
       recovery: this.#recovery,
+      maxPayloadBytes: this.#host.maxPayloadBytes,
       step: (name, fn, options) => this.#steps.step(name, fn, options),
       emit: (type, data) => this.#emit(type, data),
       stash: (value) => this.#stash(value),
