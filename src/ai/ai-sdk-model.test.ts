@@ -59,6 +59,20 @@ async function collect(events: AsyncIterable<ModelEvent>): Promise<ModelEvent[]>
   return out;
 }
 
+/** An agent on `model` (continuation "assistant-prefix") answering "hi": its output and stored chunks. */
+async function continued(model: MockLanguageModelV3) {
+  const agent = defineAgent({
+    name: "continued",
+    model: aiSdkModel(model, { continuation: "assistant-prefix" }),
+    modelRetry: { maxAttempts: 2, initialDelayMs: 1 },
+  });
+  const store = new MemoryStore();
+  const rt = agentRuntime(agent, store);
+  const fiber = await rt.start(agent, { messages: user("hi") });
+  const output = await rt.result(fiber);
+  return { output, events: await storedEvents(store, fiber.id) };
+}
+
 describe("aiSdkModel with MockLanguageModelV3", () => {
   it("streams text, reasoning, a streamed tool input as one call, usage and the finish reason", async () => {
     const model = new MockLanguageModelV3({
@@ -409,21 +423,13 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
         streamOf([...textParts(" sentence."), finish("stop")]),
       ],
     });
-    const agent = defineAgent({
-      name: "cont",
-      model: aiSdkModel(model, { continuation: "assistant-prefix" }),
-      modelRetry: { maxAttempts: 2, initialDelayMs: 1 },
-    });
-    const store = new MemoryStore();
-    const rt = agentRuntime(agent, store);
-    const fiber = await rt.start(agent, { messages: user("hi") });
-    const output = await rt.result(fiber);
+    const { output, events } = await continued(model);
     expect(output.messages.at(-1)).toEqual({ role: "assistant", content: "Half a sentence." });
     expect(model.doStreamCalls[1]?.prompt.at(-1)).toEqual({
       role: "assistant",
       content: [{ type: "text", text: "Half a" }],
     });
-    expect((await storedEvents(store, fiber.id)).some((e) => e.type === "message.reset")).toBe(false);
+    expect(events.some((e) => e.type === "message.reset")).toBe(false);
   });
 
   it("sends a prefix without its trailing whitespace (Anthropic refuses it) and leaves out the whitespace the model writes again", async () => {
@@ -437,14 +443,7 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
         streamOf([...textParts(" "), ...textParts("42."), finish("stop")]),
       ],
     });
-    const agent = defineAgent({
-      name: "spaced",
-      model: aiSdkModel(model, { continuation: "assistant-prefix" }),
-      modelRetry: { maxAttempts: 2, initialDelayMs: 1 },
-    });
-    const store = new MemoryStore();
-    const rt = agentRuntime(agent, store);
-    const output = await rt.result(await rt.start(agent, { messages: user("hi") }));
+    const { output, events } = await continued(model);
     expect(output.messages.at(-1)).toEqual({ role: "assistant", content: "The answer is 42." });
     expect(model.doStreamCalls[1]?.prompt.at(-1)).toEqual({
       role: "assistant",
@@ -465,18 +464,10 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
         streamOf([...textParts("It is 42."), finish("stop")]),
       ],
     });
-    const agent = defineAgent({
-      name: "thinker",
-      model: aiSdkModel(model, { continuation: "assistant-prefix" }),
-      modelRetry: { maxAttempts: 2, initialDelayMs: 1 },
-    });
-    const store = new MemoryStore();
-    const rt = agentRuntime(agent, store);
-    const fiber = await rt.start(agent, { messages: user("hi") });
-    const output = await rt.result(fiber);
+    const { output, events } = await continued(model);
     expect(output.messages.at(-1)).toMatchObject({ role: "assistant", content: "It is 42." });
     expect(model.doStreamCalls[1]?.prompt.at(-1)).toMatchObject({ role: "user" });
-    expect((await storedEvents(store, fiber.id)).filter((e) => e.type === "message.reset")).toHaveLength(1);
+    expect(events.filter((e) => e.type === "message.reset")).toHaveLength(1);
   });
 
   it("passes the abort signal to doStream and throws its reason", async () => {
