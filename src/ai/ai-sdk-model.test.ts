@@ -443,7 +443,7 @@ describe("aiSdkModel with MockLanguageModelV3", () => {
         streamOf([...textParts(" "), ...textParts("42."), finish("stop")]),
       ],
     });
-    const { output, events } = await continued(model);
+    const { output } = await continued(model);
     expect(output.messages.at(-1)).toEqual({ role: "assistant", content: "The answer is 42." });
     expect(model.doStreamCalls[1]?.prompt.at(-1)).toEqual({
       role: "assistant",

@@ -98,8 +98,10 @@ export interface EdgeOptions {
       }
   >;
   /**
-   * The lease the edge grants (its `continuity.leaseMs`, default 30 s). Only sets how often a
-   * heartbeat renews it (a third of it, at most 10 s); the edge's answers carry the real one.
+   * The lease the edge grants (its `continuity.leaseMs`, default 30 s): set it to the same value.
+   * It sets how often a heartbeat renews the lease (a third of it, at most 10 s), and how long a
+   * fiber this browser created counts as leased before the edge's first answer (an answer may be
+   * lost); after that first answer, the edge's answers carry the real lease.
    */
   leaseMs?: number;
   /** Rule A for every kind listed by name only (default true). */

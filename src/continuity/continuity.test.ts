@@ -220,12 +220,13 @@ describe("continuity in one process", () => {
 });
 
 describe("Rule C and a step in progress", () => {
-  it("aborts the signal of a step still running when the browser's lease lapses, before the edge can take over", async () => {
+  it("aborts the signal of a step still running when the browser's lease lapses, before the edge can take over; runs it again soon once the edge answers", async () => {
     let aborted: unknown;
     let abortedAt = 0;
     const job = defineFiber("job", {
       async run(ctx) {
-        return ctx.step("tool", async ({ signal }) => {
+        return ctx.step("tool", async ({ signal, interrupted }) => {
+          if (interrupted) return "done";
           await new Promise<void>((resolve) => {
             signal.addEventListener("abort", () => resolve(), { once: true });
           });
@@ -266,5 +267,13 @@ describe("Rule C and a step in progress", () => {
     await vi.waitFor(() => expect(aborted).toMatchObject({ code: "lease_lapsed" }), { timeout: 5_000 });
     // The arbiter's lease runs 1.5 s from the last shipment it answered: the browser stopped first.
     expect(abortedAt).toBeLessThan(lastAnswered + 1_500);
+    // Back before the arbiter's lease ended: the fiber runs here again within a few seconds, not
+    // after the runtime's own 15 s lease and a sweep.
+    cut = false;
+    const result = browser.result("lapsing");
+    await vi.waitFor(() => expect(outbox.leased("lapsing", Date.now())).toBe(true));
+    expect(await Promise.race([result, new Promise((resolve) => setTimeout(resolve, 8_000, "late"))])).toBe(
+      "done",
+    );
   });
 });

@@ -74,6 +74,8 @@ interface FiberLog {
   ended: boolean;
   /** When this outbox appended the fiber's create (this worker's clock): its lease's earliest start. */
   createdAt?: number;
+  /** Until the arbiter's first answer: lapses the fiber a lease after its create (see `leased`). */
+  provisional?: ReturnType<typeof setTimeout>;
   waiters: Waiter[];
   room: Array<() => void>;
 }
@@ -328,7 +330,7 @@ export class Outbox implements Replication {
 
   /** Puts `entry` in its place (entries stay ascending by position) and wakes the shipper. */
   #add(fiberId: string, log: FiberLog, entry: ShippedEntry): void {
-    if (entry.type === "create") log.createdAt = this.#clock();
+    if (entry.type === "create") this.#armProvisional(fiberId, log);
     const bytes = estimateSize(entry);
     const last = log.entries[log.entries.length - 1];
     if (last === undefined || last.entry.pos < entry.pos) log.entries.push({ entry, bytes });
@@ -485,9 +487,30 @@ export class Outbox implements Replication {
     return this.#saving;
   }
 
+  /**
+   * A fiber created here holds, until the arbiter's first answer, the lease that answer would have
+   * granted (`leased`): a lease after its create, at most. If no answer came by then (it may have
+   * been lost, the link cut), the fiber lapses as at any deadline: a step in progress stops.
+   */
+  #armProvisional(fiberId: string, log: FiberLog): void {
+    const createdAt = this.#clock();
+    log.createdAt = createdAt;
+    clearTimeout(log.provisional);
+    log.provisional = setTimeout(
+      () => {
+        log.provisional = undefined;
+        if (log.acked === 0 && log.where.status === "home" && log.where.deadline === undefined)
+          this.lapse(fiberId);
+      },
+      Math.max(0, leaseDeadline(createdAt, this.#leaseMs) - this.#clock()),
+    );
+  }
+
   /** Lets positions up to `appliedPos` go and answers whoever waited on them. */
   #release(log: FiberLog, fiberId: string, appliedPos: number): void {
     if (appliedPos <= log.acked) return;
+    clearTimeout(log.provisional); // answered: the lease is the arbiter's from now on
+    log.provisional = undefined;
     let shipped = log.shippedSeq;
     while (log.entries[0] !== undefined && log.entries[0].entry.pos <= appliedPos) {
       const { entry, bytes } = log.entries.shift() as { entry: ShippedEntry; bytes: number };
@@ -583,6 +606,7 @@ export class Outbox implements Replication {
 
   /** Forgets a fiber the store deleted (its retention passed, everything acknowledged). */
   forget(fiberId: string): void {
+    clearTimeout(this.#fibers.get(fiberId)?.provisional);
     this.#fibers.delete(fiberId);
     this.#unsaved.delete(fiberId);
   }

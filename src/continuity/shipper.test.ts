@@ -69,6 +69,20 @@ describe("Outbox", () => {
     expect(reopened.leased("b", now)).toBe(false);
   });
 
+  it("lapses a fiber it created when no answer came within a lease: a step in progress hears it", async () => {
+    const outbox = new Outbox({ leaseMs: 30_000 });
+    const lapsed: string[] = [];
+    outbox.onLapsed((id, reason) => lapsed.push(`${id} ${(reason as { code?: string }).code}`));
+    fill(outbox, "a", 1);
+    fill(outbox, "b", 1);
+    outbox.acknowledge("b", 1); // answered: the arbiter's lease from now on
+    await vi.advanceTimersByTimeAsync(26_000);
+    expect(lapsed).toEqual([]);
+    await vi.advanceTimersByTimeAsync(2_000); // past leaseDeadline(create, 30 s): 27 s
+    expect(lapsed).toEqual(["a lease_lapsed"]);
+    expect(outbox.leased("a", Date.now())).toBe(false);
+  });
+
   it("ignores, and reports, an acknowledgement of positions it never appended", () => {
     const reported: unknown[] = [];
     const outbox = new Outbox({ onError: (error) => reported.push(error) });

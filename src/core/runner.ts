@@ -394,6 +394,10 @@ export class Runner {
     } else if (!(outcome.error instanceof FencedError)) {
       report(outcome.error, `running fiber ${run.id}`);
       this.#retryLater(run.id, outcome.error);
+    } else if (outcome.error.code === "lease_lapsed") {
+      // Continuity's Rule C: not a move. Once the edge answers again the fiber runs here again,
+      // so look again soon (the pick-up waits while the lease is still lapsed), not at the sweep.
+      this.#retryLater(run.id, outcome.error);
     }
   }
 

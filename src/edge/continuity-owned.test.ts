@@ -173,6 +173,67 @@ describe("continuity behind authorize", () => {
     await ann.runtime.close();
   }, 60_000);
 
+  it("counts a new fiber under an id whose replica ended toward the caller's limit of unfinished fibers", async () => {
+    const headers = { "x-user": "lim", "x-object": "shared" };
+    const home = browserHome("lim-device");
+    const t0 = Date.now();
+    const create = (id: string, createdAt: number): Shipment => ({
+      home,
+      epoch: 1,
+      from: 1,
+      entries: [
+        {
+          pos: 1,
+          type: "create",
+          record: {
+            id,
+            name: "approval",
+            version: "1",
+            input: null,
+            status: "running",
+            createdAt,
+            updatedAt: createdAt,
+            generation: 1,
+            owner: "runner",
+            leaseUntil: createdAt + 15_000,
+            streamHead: 1,
+            emitOrdinal: 0,
+            epoch: 0,
+            stalledRecoveries: 0,
+            progressMark: "",
+          },
+          chunks: [{ fiberId: id, seq: 1, type: "fiber.start", data: null, at: createdAt }],
+        },
+      ],
+    });
+    const end = (id: string): Shipment => ({
+      home,
+      epoch: 1,
+      from: 2,
+      entries: [
+        {
+          pos: 2,
+          type: "commit",
+          group: { fiberId: id, generation: 1, fiber: { status: "completed", endedAt: t0 } },
+        },
+      ],
+    });
+    const ship = async (id: string, shipment: Shipment) =>
+      (await call(headers, `/fibers/${id}/replicate`, encodeValue(shipment))).status;
+    for (const id of ["lim-a", "lim-b", "lim-c"]) {
+      expect(await ship(id, create(id, t0))).toBe(200);
+      expect(await ship(id, end(id))).toBe(200);
+    }
+    expect(await ship("lim-d", create("lim-d", t0))).toBe(200); // unfinished: 1 of 3
+    // The browser collected the ended ones and started their ids again: new, unfinished fibers.
+    expect(await ship("lim-a", create("lim-a", t0 + 1))).toBe(200); // 2 of 3
+    expect(await ship("lim-b", create("lim-b", t0 + 1))).toBe(200); // 3 of 3
+    expect(await ship("lim-c", create("lim-c", t0 + 1))).toBe(429); // over the limit
+    // A resend of a create the edge holds is not a new fiber: answered as before.
+    expect(await ship("lim-a", create("lim-a", t0 + 1))).toBe(200);
+    expect((await replicaOf(headers, "lim-c")).record.status).toBe("completed");
+  });
+
   it("routes shipments and replica reads by principal through routeToFiberObject", async () => {
     const ann = browserOf("ann", "routed");
     const ben = browserOf("ben", "routed");

@@ -166,7 +166,14 @@ async function ownedShipment(
   );
   const answer = await owned.exclusive(async () => {
     const owner = owned.owners.ownerOf(id);
-    if (owner === principal) return await arbiter.receive(id, shipment);
+    if (owner === principal) {
+      // A create of a new fiber under an id whose replica ended (the browser collected it and
+      // started the id again) makes an unfinished fiber as any creation does: within the limit.
+      const [first] = shipment.entries;
+      if (first?.type === "create" && first.record.createdAt !== (await store.getFiber(id))?.createdAt)
+        await refuseOverLimit(store, owned.owners, principal, owned.limits.maxUnfinishedFibers);
+      return await arbiter.receive(id, shipment);
+    }
     // Another principal's replica, or a fiber with no owner row (started before authorize was
     // on): answered as though there were none, and a creation is refused as a start would be.
     if (owner !== undefined || (await store.getFiber(id))) {
@@ -202,17 +209,13 @@ export function shipOverHttp(
   timeoutMs = SHIPMENT_TIMEOUT_MS,
 ): (fiberId: string, shipment: Shipment) => Promise<ShipmentAnswer> {
   const base = baseUrl.replace(/\/+$/, "");
-  const exchange = async (
-    fiberId: string,
-    shipment: Shipment,
-    signal: AbortSignal,
-  ): Promise<ShipmentAnswer> => {
+  const exchange = async (fiberId: string, body: string, signal: AbortSignal): Promise<ShipmentAnswer> => {
     // A function is asked at every shipment, so a short-lived token can be refreshed.
     const extra = typeof headers === "function" ? await headers() : headers;
     const response = await fetchImpl(`${base}/fibers/${encodeURIComponent(fiberId)}/replicate`, {
       method: "POST",
       headers: { "content-type": "application/json", ...extra },
-      body: encodeValue(shipment),
+      body,
       signal,
     });
     const text = await response.text();
@@ -228,17 +231,21 @@ export function shipOverHttp(
   // A shipment nobody answers (a network that swallows it) fails after `timeoutMs`, even through a
   // fetch that does not heed the signal, so the shipper sends again: positions make that safe.
   return (fiberId, shipment) => {
-    const signal = AbortSignal.timeout(timeoutMs);
+    const body = encodeValue(shipment);
+    // The upload counts too: a batch of 256 KiB on a slow uplink must not time out every time.
+    const signal = AbortSignal.timeout(timeoutMs + Math.ceil(body.length / SHIPMENT_UPLOAD_BYTES_PER_MS));
     const timedOut = new Promise<never>((_, reject) => {
       signal.addEventListener("abort", () => reject(signal.reason), { once: true });
     });
     timedOut.catch(() => {}); // the exchange settled first
-    return Promise.race([exchange(fiberId, shipment, signal), timedOut]);
+    return Promise.race([exchange(fiberId, body, signal), timedOut]);
   };
 }
 
-/** How long a shipment waits for the arbiter's answer before it is sent again (15 s). */
+/** How long a shipment waits for the arbiter's answer before it is sent again (15 s), plus its upload. */
 export const SHIPMENT_TIMEOUT_MS = 15_000;
+/** The slowest upload a shipment's deadline allows for (32 KB/s: a poor mobile uplink). */
+const SHIPMENT_UPLOAD_BYTES_PER_MS = 32;
 
 function readShipment(text: string): Shipment {
   let value: unknown;
