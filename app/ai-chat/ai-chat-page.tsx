@@ -10,7 +10,7 @@ import { lastAssistantMessageIsCompleteWithApprovalResponses, type UIMessage } f
 import { type FormEvent, type ReactNode, useEffect, useMemo, useState } from "react";
 import { type ChatFiberClient, FiberlineChatTransport, isDiscardedPart } from "../../src/ai/index";
 import { useFiberlineClient } from "../../src/react/index";
-import { loadCurrentChat, newChat, saveChat } from "./saved-chat";
+import { loadCurrentChat, makeCurrent, newChatId, saveChat } from "./saved-chat";
 import "./ai-chat.css";
 
 /** The page: one chat, kept across reloads and crashes until "New chat". */
@@ -20,7 +20,13 @@ export function AiChatPage(): ReactNode {
   useEffect(() => {
     loadCurrentChat().then(setChat, () => setChat({ id: `chat-${crypto.randomUUID()}`, messages: [] }));
   }, []);
-  const startNew = () => void newChat().then((id) => setChat({ id, messages: [] }));
+  // The new chat is shown at once: switched only once its id was saved, a message typed and sent
+  // meanwhile went to the chat being left (and its reply ran on out of sight).
+  const startNew = () => {
+    const id = newChatId();
+    setChat({ id, messages: [] });
+    makeCurrent(id).catch((error: unknown) => console.error("[demo] saving the new chat as current:", error));
+  };
   if (client === null || chat === undefined) return <p className="muted">Opening the chat…</p>;
   return (
     <AiChat key={chat.id} client={client} chatId={chat.id} initial={chat.messages} onNewChat={startNew} />

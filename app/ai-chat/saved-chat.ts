@@ -36,9 +36,19 @@ export async function loadCurrentChat(): Promise<{ id: string; messages: UIMessa
 
 /** Starts a new chat and makes it the current one. */
 export async function newChat(): Promise<string> {
-  const id = `chat-${crypto.randomUUID()}`;
-  await (await open()).put("current", id, "current");
+  const id = newChatId();
+  await makeCurrent(id);
   return id;
+}
+
+/** A new chat's id. */
+export function newChatId(): string {
+  return `chat-${crypto.randomUUID()}`;
+}
+
+/** Makes chat `id` the one a reload opens. */
+export async function makeCurrent(id: string): Promise<void> {
+  await (await open()).put("current", id, "current");
 }
 
 /** Saves the chat's messages (on every change, so a reload shows the earlier turns). */
