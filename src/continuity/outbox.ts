@@ -72,8 +72,11 @@ interface FiberLog {
   where: HomeStatus;
   /** A terminal commit was appended: once acknowledged, nothing more will come. */
   ended: boolean;
-  /** When this outbox appended the fiber's create (this worker's clock): its lease's earliest start. */
-  createdAt?: number;
+  /**
+   * For a fiber this outbox created, until the arbiter's first answer: the end (this worker's
+   * clock) of the lease that answer would have granted, counted from the create.
+   */
+  provisionalUntil?: number;
   /** Until the arbiter's first answer: lapses the fiber a lease after its create (see `leased`). */
   provisional?: ReturnType<typeof setTimeout>;
   waiters: Waiter[];
@@ -254,9 +257,7 @@ export class Outbox implements Replication {
     const { where } = log;
     if (where.status !== "home") return false;
     if (where.deadline !== undefined) return now < where.deadline;
-    return (
-      log.acked === 0 && log.createdAt !== undefined && now < leaseDeadline(log.createdAt, this.#leaseMs)
-    );
+    return log.acked === 0 && log.provisionalUntil !== undefined && now < log.provisionalUntil;
   }
 
   /** Resolves once `fiberId`'s outbox has room for another commit (undefined: it has room now). */
@@ -493,8 +494,8 @@ export class Outbox implements Replication {
    * been lost, the link cut), the fiber lapses as at any deadline: a step in progress stops.
    */
   #armProvisional(fiberId: string, log: FiberLog): void {
-    const createdAt = this.#clock();
-    log.createdAt = createdAt;
+    const until = leaseDeadline(this.#clock(), this.#leaseMs);
+    log.provisionalUntil = until;
     clearTimeout(log.provisional);
     log.provisional = setTimeout(
       () => {
@@ -502,7 +503,7 @@ export class Outbox implements Replication {
         if (log.acked === 0 && log.where.status === "home" && log.where.deadline === undefined)
           this.lapse(fiberId);
       },
-      Math.max(0, leaseDeadline(createdAt, this.#leaseMs) - this.#clock()),
+      Math.max(0, until - this.#clock()),
     );
   }
 
