@@ -5,12 +5,8 @@
  */
 
 import { type TransferHandler, transferHandlers } from "comlink";
-import { deserializeError, type SerializedError, serializeError } from "../core/errors";
-
-interface WireThrow {
-  fiberline: 1;
-  error: SerializedError;
-}
+import { deserializeError } from "../core/errors";
+import { type WireThrow, wireThrow } from "./protocol";
 
 let installed = false;
 
@@ -27,7 +23,7 @@ export function installErrorTransfer(): void {
   const handler: TransferHandler<{ value: unknown }, WireThrow | unknown> = {
     canHandle: (value): value is { value: unknown } => base.canHandle(value),
     serialize({ value }) {
-      return [{ fiberline: 1, error: serializeError(value) } satisfies WireThrow, []];
+      return [wireThrow(value), []];
     },
     deserialize(wire) {
       if (isWireThrow(wire)) throw deserializeError(wire.error);

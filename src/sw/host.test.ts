@@ -112,7 +112,21 @@ async function connect(scope: FakeScope, message: Record<string, unknown> = {}) 
       [port2],
     ),
   );
-  return { reply: await reply, remote: wrap<ControlApi & PortStreamApi>(port1), event };
+  return { reply: await reply, remote: wrap<ControlApi & PortStreamApi>(port1), event, port: port1 };
+}
+
+/** Sends one raw comlink message on the control port and resolves with the worker's answer. */
+function rawMessage(port: MessagePort, message: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const id = `raw-${Math.random()}`;
+  return new Promise((resolve) => {
+    const listener = (event: MessageEvent) => {
+      if (event.data?.id !== id) return;
+      port.removeEventListener("message", listener);
+      resolve(event.data);
+    };
+    port.addEventListener("message", listener);
+    port.postMessage({ ...message, id });
+  });
 }
 
 describe("createServiceWorkerHost", () => {
@@ -175,6 +189,60 @@ describe("createServiceWorkerHost", () => {
     const unknown = await remote.start("nope", {}).catch((e: unknown) => e);
     expect(unknown).toBeInstanceOf(UnknownFiberError);
     expect(await remote.cancel("w1", "enough")).toBe("cancelled");
+  });
+
+  it("answers calls of its methods only: a page can neither replace a method nor reach Function", async () => {
+    const { scope } = setup();
+    const pageA = await connect(scope);
+    const refused = (answer: Record<string, unknown>) =>
+      answer.type === "HANDLER" && answer.name === "throw"
+        ? (answer.value as { error: { code: string } }).error.code
+        : answer;
+    // comlink's SET on the worker's control API: refused, and another page still starts fibers.
+    const set = await rawMessage(pageA.port, {
+      type: "SET",
+      path: ["start"],
+      value: { type: "RAW", value: 42 },
+    });
+    expect(refused(set)).toBe("protocol_error");
+    const pageB = await connect(scope);
+    expect((await pageB.remote.start("waiter", {}, { id: "b1" })).created).toBe(true);
+    // CONSTRUCT of Function through start.constructor: refused, and no code ran.
+    const code = { type: "RAW", value: "globalThis.__fiberlinePwned = true" };
+    for (const type of ["CONSTRUCT", "APPLY"]) {
+      const path = ["start", "constructor", "constructor"];
+      expect(refused(await rawMessage(pageA.port, { type, path, argumentList: [code] }))).toBe(
+        "protocol_error",
+      );
+    }
+    expect((globalThis as { __fiberlinePwned?: boolean }).__fiberlinePwned).toBeUndefined();
+    // A GET of any property, ENDPOINT, a method outside the API, a proxied callback: refused alike.
+    for (const message of [
+      { type: "GET", path: ["constructor"] },
+      { type: "GET", path: [] },
+      { type: "ENDPOINT" },
+      { type: "APPLY", path: ["__proto__"], argumentList: [] },
+      { type: "APPLY", path: ["toString"], argumentList: [] },
+      { type: "APPLY", path: ["heartbeat"], argumentList: [{ type: "HANDLER", name: "proxy", value: null }] },
+    ]) {
+      expect(refused(await rawMessage(pageA.port, message))).toBe("protocol_error");
+    }
+    // The page client's own calls still go through, errors keeping their class.
+    expect((await pageA.remote.heartbeat()).active).toBe(1);
+  });
+
+  it("refuses openStream with a port that is not a MessagePort, opening nothing", async () => {
+    const { scope, runtime } = setup();
+    const { remote } = await connect(scope);
+    await remote.start("waiter", {}, { id: "p1" });
+    const open = vi.spyOn(runtime, "openEventBatches");
+    for (const port of [{}, 0, null]) {
+      const refused = await remote
+        .openStream("p1", 0, port as unknown as MessagePort)
+        .catch((e: unknown) => e);
+      expect((refused as { code?: string }).code).toBe("invalid_argument");
+    }
+    expect(open).not.toHaveBeenCalled();
   });
 
   it("rejects a handshake of another protocol version or prefix with protocol_error", async () => {

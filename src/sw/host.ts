@@ -11,13 +11,12 @@
  * worker is stopped fires at the next start).
  */
 
-import { expose } from "comlink";
 import type { BrowserContinuity } from "../continuity/browser-home";
 import { ConnectionError, serializeError } from "../core/errors";
 import type { RecoverySummary, Runtime } from "../core/runtime";
 import { assertArgument, assertValidId } from "../core/validate";
-import { createControlApi } from "./control-api";
-import { installErrorTransfer } from "./error-transfer";
+import { CONTROL_METHODS, createControlApi } from "./control-api";
+import { serveControlPort } from "./control-port";
 import { errorResponse, handleEventsRequest, ownsRequest } from "./event-route";
 import { type ExtendableEventLike, WorkerLifetime } from "./lifetime";
 import { openPortStream } from "./port-stream";
@@ -157,7 +156,6 @@ class Host implements ServiceWorkerHost {
       protocol: PROTOCOL_VERSION,
       prefix: this.prefix,
     };
-    installErrorTransfer();
     this.#continuity = options.continuity;
     this.#api = this.#controlApi();
     const stopRuntime = this.runtime.onKeepAlive((work) => this.#lifetime.track(work));
@@ -302,7 +300,7 @@ class Host implements ServiceWorkerHost {
       port.close();
       return;
     }
-    expose(this.#api, port);
+    serveControlPort(this.#api, [...CONTROL_METHODS, "openStream"], port);
     port.postMessage({ type: "fiberline/ready", worker: this.info } satisfies HandshakeReply);
   }
 
@@ -351,6 +349,10 @@ class Host implements ServiceWorkerHost {
           `openStream(id, after) needs an integer >= 0, got ${after}.`,
         );
         assertArgument(
+          isMessagePort(port),
+          "openStream(id, after, port) needs a MessagePort to push the stream to (transfer one end of a MessageChannel).",
+        );
+        assertArgument(
           created === undefined || Number.isFinite(created),
           `openStream(id, after, port, created) needs created to be a number, got ${String(created)}.`,
         );
@@ -361,6 +363,19 @@ class Host implements ServiceWorkerHost {
       },
     };
   }
+}
+
+/** Whether `value` can carry a port stream (what a page transfers; anything else is refused first). */
+function isMessagePort(value: unknown): value is MessagePort {
+  const port = value as Partial<MessagePort> | null;
+  return (
+    typeof port === "object" &&
+    port !== null &&
+    typeof port.postMessage === "function" &&
+    typeof port.addEventListener === "function" &&
+    typeof port.start === "function" &&
+    typeof port.close === "function"
+  );
 }
 
 /** The health of a store wrapped by `watchStorage`, for `heartbeat()`. */

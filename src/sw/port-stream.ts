@@ -32,7 +32,12 @@ export async function openPortStream(
     await items.return(undefined);
     throw new FiberNotFoundError(id);
   }
-  pumpEvents(name.created, items, port, abort, pingMs);
+  try {
+    pumpEvents(name.created, items, port, abort, pingMs);
+  } catch (error) {
+    await items.return(undefined); // the port refused to be used: release the subscription
+    throw error;
+  }
 }
 
 /**

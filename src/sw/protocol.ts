@@ -5,7 +5,7 @@
  * Both sides import this file; another host (the edge) speaking the same route reuses its shapes.
  */
 
-import type { SerializedError } from "../core/errors";
+import { type SerializedError, serializeError } from "../core/errors";
 import type { FiberRecord, FiberStatus } from "../core/records";
 import type { FiberInspection, StartOptions, StartResult } from "../core/runtime";
 import type { FiberQuery } from "../core/store";
@@ -69,6 +69,17 @@ export type HandshakeReply =
   | { type: "fiberline/rejected"; error: SerializedError };
 
 // ---- control RPC (comlink over the port) ------------------------------------------------------
+
+/** A thrown error on the control channel: the value of comlink's "throw" handler message. */
+export interface WireThrow {
+  fiberline: 1;
+  error: SerializedError;
+}
+
+/** How a thrown `error` crosses the control channel (`error-transfer.ts`, `control-port.ts`). */
+export function wireThrow(error: unknown): WireThrow {
+  return { fiberline: 1, error: serializeError(error) };
+}
 
 /** What `heartbeat()` reports. */
 export interface HeartbeatInfo extends WorkerInfo {
