@@ -33,7 +33,14 @@ import {
   readStreamBatches,
   type StreamSource,
 } from "./stream-reader";
-import { assertArgument, assertStorable, assertValidId } from "./validate";
+import {
+  assertArgument,
+  assertCancelReason,
+  assertEventName,
+  assertFiberQuery,
+  assertStorable,
+  assertValidId,
+} from "./validate";
 
 export type {
   FiberInspection,
@@ -328,10 +335,7 @@ export class Runtime {
   ): Promise<void> {
     this.#assertOpen();
     assertValidId(id);
-    assertArgument(
-      typeof name === "string" && name.length > 0,
-      "sendEvent(id, name, payload) needs a non-empty event name.",
-    );
+    assertEventName(name);
     assertStorable(payload, `payload of event "${name}"`, this.#maxPayloadBytes);
     const record = await this.store.getFiber(id);
     if (!record) throw new FiberNotFoundError(id);
@@ -361,6 +365,7 @@ export class Runtime {
   async cancel(id: string, reason = DEFAULT_CANCEL_REASON): Promise<FiberStatus> {
     this.#assertOpen();
     assertValidId(id);
+    assertCancelReason(reason);
     return this.#runner.cancel(id, reason);
   }
 
@@ -399,7 +404,8 @@ export class Runtime {
   }
 
   /** Fibers matching `query`, oldest first. */
-  list(query?: FiberQuery): Promise<FiberRecord[]> {
+  async list(query?: FiberQuery): Promise<FiberRecord[]> {
+    assertFiberQuery(query);
     return this.store.listFibers(query);
   }
 

@@ -230,6 +230,77 @@ export function assertStepOptions(options: StepOptions, where: string): void {
   }
 }
 
+/** The longest event name `sendEvent` takes (names are written by code, not users). */
+export const MAX_EVENT_NAME_LENGTH = 200;
+
+/** The longest cancel reason `cancel` takes: it is stored in the record and sent to every reader. */
+export const MAX_CANCEL_REASON_LENGTH = 1_000;
+
+/** Throws `invalid_argument` unless `name` is an event name `sendEvent` takes. */
+export function assertEventName(name: unknown): asserts name is string {
+  assertArgument(
+    typeof name === "string" && name.length > 0 && name.length <= MAX_EVENT_NAME_LENGTH,
+    `sendEvent(id, name, payload) needs an event name of 1-${MAX_EVENT_NAME_LENGTH} characters, got ${describe(name)}.`,
+  );
+}
+
+/** Throws `invalid_argument` unless `reason` is a cancel reason (a string of at most 1,000 characters). */
+export function assertCancelReason(reason: unknown): asserts reason is string {
+  assertArgument(
+    typeof reason === "string" && reason.length <= MAX_CANCEL_REASON_LENGTH,
+    `cancel(id, reason) takes a reason of at most ${MAX_CANCEL_REASON_LENGTH} characters, got ${typeof reason === "string" ? `${reason.length} characters` : describe(reason)}.`,
+  );
+}
+
+const QUERY_STATUSES: ReadonlySet<unknown> = new Set([
+  "running",
+  "sleeping",
+  "waiting",
+  "completed",
+  "failed",
+  "cancelled",
+]);
+
+/**
+ * Throws `invalid_argument` unless `query` is a `FiberQuery` (or nothing): a page can send any
+ * value, and a malformed one would otherwise fail deep in a store with an untyped error.
+ */
+export function assertFiberQuery(query: unknown): void {
+  if (query === undefined) return;
+  const bad = (what: string) => new InvalidInputError("invalid_argument", `list(query): ${what}`);
+  if (query === null || typeof query !== "object" || Array.isArray(query)) {
+    throw bad(
+      `pass an object or nothing, not ${query === null ? "null" : Array.isArray(query) ? "an array" : typeof query}.`,
+    );
+  }
+  const { status, name, limit, endedBefore, withInput } = query as Record<string, unknown>;
+  const statuses = Array.isArray(status) ? status : [status];
+  if (status !== undefined && !statuses.every((s) => QUERY_STATUSES.has(s))) {
+    throw bad(
+      `status must be one of ${[...QUERY_STATUSES].join(", ")} or an array of them, got ${safeJson(status)}.`,
+    );
+  }
+  if (name !== undefined && typeof name !== "string")
+    throw bad(`name must be a string, got ${describe(name)}.`);
+  if (limit !== undefined && (typeof limit !== "number" || Number.isNaN(limit))) {
+    throw bad(`limit must be a number, got ${describe(limit)}.`);
+  }
+  if (endedBefore !== undefined && (typeof endedBefore !== "number" || Number.isNaN(endedBefore))) {
+    throw bad(`endedBefore must be a time in ms since the epoch, got ${describe(endedBefore)}.`);
+  }
+  if (withInput !== undefined && typeof withInput !== "boolean") {
+    throw bad(`withInput must be true or false, got ${describe(withInput)}.`);
+  }
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value)?.slice(0, 80) ?? String(value);
+  } catch {
+    return typeof value;
+  }
+}
+
 /** Throws `invalid_argument` with `message` unless `condition` holds. */
 export function assertArgument(condition: unknown, message: string): asserts condition {
   if (!condition) throw new InvalidInputError("invalid_argument", message);

@@ -70,6 +70,31 @@ describe("bad input is rejected before anything is written", () => {
     ["an event for a malformed id", "invalid_id", (rt) => rt.sendEvent("bad id", "go", {})],
     ["an empty event name", "invalid_argument", (rt) => rt.sendEvent("live", "", {})],
     ["a negative stream cursor", "invalid_argument", (rt) => rt.events("live", { after: -1 }).next()],
+    [
+      "an event name over 200 characters",
+      "invalid_argument",
+      (rt) => rt.sendEvent("live", "e".repeat(201), {}),
+    ],
+    ["a cancel reason that is not a string", "invalid_argument", (rt) => rt.cancel("live", {} as never)],
+    // It is stored in the record and sent to every reader in `fiber.end`.
+    [
+      "a cancel reason over 1,000 characters",
+      "invalid_argument",
+      (rt) => rt.cancel("live", "r".repeat(1_001)),
+    ],
+    ["a list query of a status that is not one", "invalid_argument", (rt) => rt.list({ status: 5 as never })],
+    [
+      "a list query of statuses of another shape",
+      "invalid_argument",
+      (rt) => rt.list({ status: [{}] as never }),
+    ],
+    ["a list query with a bigint limit", "invalid_argument", (rt) => rt.list({ limit: 10n as never })],
+    [
+      "a list query with an endedBefore of another type",
+      "invalid_argument",
+      (rt) => rt.list({ endedBefore: {} as never }),
+    ],
+    ["a list query that is not an object", "invalid_argument", (rt) => rt.list("waiting" as never)],
   ];
 
   for (const [what, code, act] of cases) {

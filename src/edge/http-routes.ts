@@ -8,6 +8,7 @@ import { FiberlineError, FiberNotFoundError, InvalidInputError, serializeError }
 import type { FiberStatus } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import type { FiberQuery } from "../core/store";
+import { assertCancelReason, assertEventName } from "../core/validate";
 import { handleEventsRequest } from "../sw/event-route";
 import {
   type CancelReply,
@@ -81,8 +82,7 @@ export async function handleFiberlineRequest(
       if (method !== "POST") return notAllowed(url, "POST");
       const body = await readBody<CancelRequest>(request, true);
       const reason = body?.reason;
-      if (reason !== undefined && typeof reason !== "string")
-        throw invalid("cancel: `reason` must be a string.");
+      if (reason !== undefined) assertCancelReason(reason);
       const reply: CancelReply = options.cancel
         ? await options.cancel(id, reason)
         : { status: await runtime.cancel(id, reason) };
@@ -91,6 +91,7 @@ export async function handleFiberlineRequest(
     if (action === "events" && method === "POST") {
       const body = await readBody<SendEventRequest>(request);
       if (typeof body.name !== "string") throw invalid("send event: the body needs a string `name`.");
+      assertEventName(body.name);
       const { eventId } = body;
       if (eventId !== undefined && (typeof eventId !== "string" || !/^browser:.+:[1-9][0-9]*$/.test(eventId)))
         throw invalid("send event: `eventId`, when sent, is a browser home's `browser:<deviceId>:<seq>`.");

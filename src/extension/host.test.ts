@@ -36,6 +36,9 @@ const napper = defineFiber("napper", {
   },
 });
 
+/** A result extension messaging (JSON) cannot carry. */
+const counter = defineFiber("counter", { run: async () => ({ n: 10n }) });
+
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -45,7 +48,7 @@ afterEach(async () => {
 function startWorker(fake: FakeChrome, store: MemoryStore, options: Partial<ExtensionHostOptions> = {}) {
   const runtime: Runtime = createRuntime({
     store,
-    fibers: [ticker, napper],
+    fibers: [ticker, napper, counter],
     pollIntervalMs: 20,
     leaseMs: 100,
     unloadAfterMs: 20,
@@ -81,6 +84,20 @@ describe("createExtensionHost", () => {
     expect(unknown).toBeInstanceOf(UnknownFiberError);
     expect(await fl.cancel("n1", "enough")).toBe("cancelled");
     expect((await fl.heartbeat()).recovered).toBe(true);
+  });
+
+  it("answers a call whose result JSON cannot carry with not_cloneable at once; other calls still work", async () => {
+    const fake = new FakeChrome();
+    const { runtime } = startWorker(fake, new MemoryStore(), { onError: () => {} });
+    const fl = await page(fake);
+    await fl.start("napper", { ms: 60_000 }, { id: "n1" });
+    await fl.start("counter", {}, { id: "c1" });
+    await runtime.result("c1");
+    for (const call of [() => fl.list(), () => fl.get("c1")]) {
+      const refused = await call().catch((e: unknown) => e);
+      expect(refused).toMatchObject({ code: "not_cloneable", message: expect.stringMatching(/JSON/) });
+    }
+    expect((await fl.get("n1"))?.status).toBe("sleeping");
   });
 
   it("refuses a page of another protocol version with protocol_error, and ignores the app's own ports", async () => {

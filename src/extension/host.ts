@@ -12,7 +12,7 @@
  * the host runs `runtime.recover()` right then.
  */
 
-import { ConnectionError, serializeError } from "../core/errors";
+import { ConnectionError, describeError, InvalidInputError, serializeError } from "../core/errors";
 import type { RecoverySummary, Runtime } from "../core/runtime";
 import { CONTROL_METHODS, createControlApi } from "../sw/control-api";
 import type { ControlApi, WorkerInfo } from "../sw/protocol";
@@ -280,6 +280,15 @@ class Host implements ExtensionHost {
         port.postMessage(message);
       } catch (error) {
         this.#report(error, "answering a control call");
+        // A result extension messaging cannot carry (it sends JSON: a bigint, a cycle): the page
+        // gets a typed failure now instead of its deadline, and every other call still works.
+        if (message.type === "result") {
+          const refused = new InvalidInputError(
+            "not_cloneable",
+            `The answer to ${request.type === "call" ? `${request.method}()` : "this call"} holds a value extension messaging cannot send (it sends JSON: no bigint, no cycles): ${describeError(error)}. Keep fiber inputs, results and snapshots to JSON data in an extension.`,
+          );
+          reply({ type: "failed", call: message.call, error: serializeError(refused) });
+        }
       }
     };
     if (request.type === "hello") {

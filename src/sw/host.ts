@@ -14,7 +14,7 @@
 import type { BrowserContinuity } from "../continuity/browser-home";
 import { ConnectionError, serializeError } from "../core/errors";
 import type { RecoverySummary, Runtime } from "../core/runtime";
-import { assertArgument, assertValidId } from "../core/validate";
+import { assertArgument, assertCancelReason, assertEventName, assertValidId } from "../core/validate";
 import { CONTROL_METHODS, createControlApi } from "./control-api";
 import { serveControlPort } from "./control-port";
 import { errorResponse, handleEventsRequest, ownsRequest } from "./event-route";
@@ -334,10 +334,12 @@ class Host implements ServiceWorkerHost {
             },
             sendEvent: async (id: string, name: string, payload?: unknown) => {
               assertValidId(id);
+              assertEventName(name);
               return continuity.sendEvent(id, name, payload);
             },
             cancel: async (id: string, reason?: string) => {
               assertValidId(id);
+              if (reason !== undefined) assertCancelReason(reason);
               return continuity.cancel(id, reason);
             },
           }
