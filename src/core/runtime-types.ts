@@ -24,7 +24,12 @@ export interface RuntimeOptions {
   maxRecoveries?: number;
   /** How long terminal fibers keep their journal and stream (default 24 h). */
   retentionMs?: number;
-  /** Largest input, step result, stash, chunk, event or result, estimated in bytes (default 1 MiB). */
+  /**
+   * Largest input, step result, stash, chunk, event or result, estimated in bytes (default 1 MiB;
+   * 900 KiB in the edge host's `RuntimeParts`, so a record's input and result fit one 2 MB row).
+   * Text counts as UTF-8 with JSON's escapes (a CJK character 3 bytes), binary data as the whole
+   * buffer a view shares (`estimateSize`).
+   */
   maxPayloadBytes?: number;
   /** Sleeps and waits due sooner than this keep the fiber in memory (default 1 s). */
   unloadAfterMs?: number;

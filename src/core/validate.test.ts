@@ -121,4 +121,23 @@ describe("assertStorable", () => {
     // keys "ab" and "n", the string, the array and its items, the object.
     expect(estimateSize({ ab: "xyz", n: [1, true, null] })).toBe(4 + 3 + 5 + 2 + 8 + 4 + 4 + 2);
   });
+
+  it("counts text as UTF-8 with JSON's escapes, as the edge stores it", () => {
+    expect(estimateSize("abc")).toBe(5);
+    expect(estimateSize("é")).toBe(2 + 2); // U+00E9: 2 bytes
+    expect(estimateSize("中")).toBe(2 + 3); // U+4E2D: 3 bytes
+    expect(estimateSize("😀")).toBe(2 + 6); // a surrogate pair: 4 bytes, counted 6
+    expect(estimateSize('"\\\n')).toBe(2 + 18); // \" \\ \u000a counted 6 each
+    // 400,000 CJK characters: 0.8 MB as UTF-16, 1.2 MB as the edge's row holds them.
+    expect(() => assertStorable("中".repeat(400_000), "result", 1024 * 1024)).toThrow(
+      expect.objectContaining({ code: "payload_too_large" }),
+    );
+  });
+
+  it("counts a view as the whole buffer it shares, which a clone copies", () => {
+    const view = new Uint8Array(3_000_000).subarray(0, 16);
+    expect(structuredClone(view).buffer.byteLength).toBe(3_000_000);
+    expect(estimateSize(view)).toBe(3_000_000);
+    expect(estimateSize(new Uint8Array(16))).toBe(16);
+  });
 });

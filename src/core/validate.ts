@@ -76,8 +76,10 @@ function notCloneable(what: string, why: string, cause: unknown): InvalidInputEr
 }
 
 /**
- * Estimates the stored size of a structured-cloneable value in bytes (strings count their UTF-16
- * length, binary data its byte length). Stops counting once past `stopAt`.
+ * Estimates the stored size of a structured-cloneable value in bytes, at the most any store takes
+ * for it: strings as UTF-8 with JSON's escapes (what the edge's SQLite rows hold; IndexedDB's
+ * UTF-16 is never more), binary data as the whole buffer a view shares (a clone copies all of
+ * it). Stops counting once past `stopAt`.
  */
 export function estimateSize(value: unknown, stopAt = Number.POSITIVE_INFINITY): number {
   return measure(value, stopAt).size;
@@ -109,7 +111,7 @@ function measure(value: unknown, stopAt: number): Measured {
     const depth = (depths.pop() as number) + 1;
     switch (typeof v) {
       case "string":
-        total += v.length + 2;
+        total += encodedLength(v);
         continue;
       case "number":
       case "bigint":
@@ -146,7 +148,11 @@ function measure(value: unknown, stopAt: number): Measured {
     const prototype = Object.getPrototypeOf(v);
     if (prototype !== Object.prototype && prototype !== null) {
       plain = false;
-      if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) {
+      if (ArrayBuffer.isView(v)) {
+        total += v.buffer.byteLength; // a view of 16 bytes into 3 MB clones the 3 MB
+        continue;
+      }
+      if (v instanceof ArrayBuffer) {
         total += v.byteLength;
         continue;
       }
@@ -184,6 +190,21 @@ function measure(value: unknown, stopAt: number): Measured {
     total += 2;
   }
   return { size: total, plain: plain && stack.length === 0, depth: deepest };
+}
+
+/**
+ * The bytes of `text` as a JSON string in UTF-8, counted up: quotes, 2 bytes a character from
+ * U+0080, 3 from U+0800 (a surrogate pair 6, for 4 stored), 6 for a control character or an
+ * escaped quote or backslash. So `"中".repeat(400_000)` counts 1.2 MB, as the edge stores it.
+ */
+function encodedLength(text: string): number {
+  let bytes = text.length + 2;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) bytes += c >= 0x800 ? 2 : 1;
+    else if (c < 0x20 || c === 0x22 || c === 0x5c) bytes += 5;
+  }
+  return bytes;
 }
 
 /**

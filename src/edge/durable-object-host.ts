@@ -48,7 +48,16 @@ export interface RuntimeParts {
    * only saves storage writes (each renewal is a billed row write).
    */
   leaseMs: number;
+  /**
+   * 900 KiB (`EDGE_MAX_PAYLOAD_BYTES`): a fiber's record is one SQLite row holding its input and
+   * its result, and Cloudflare caps a row at 2 MB, so each must stay under half of it. A runtime
+   * given more can accept a value its store then cannot write.
+   */
+  maxPayloadBytes: number;
 }
+
+/** The edge's largest payload (see `RuntimeParts.maxPayloadBytes`). */
+export const EDGE_MAX_PAYLOAD_BYTES = 900 * 1024;
 
 /** Options of `createDurableObjectHost`. */
 export interface DurableObjectHostOptions {
@@ -209,7 +218,12 @@ class Host implements DurableObjectHost {
       : undefined;
     const store =
       this.#arbiter && this.#watched ? new ArbitratedStore(this.#watched, this.#arbiter) : this.store;
-    this.runtime = options.runtime({ store, locks: objectLocks(), leaseMs: 60_000 });
+    this.runtime = options.runtime({
+      store,
+      locks: objectLocks(),
+      leaseMs: 60_000,
+      maxPayloadBytes: EDGE_MAX_PAYLOAD_BYTES,
+    });
     if (this.runtime.store !== store) {
       throw new FiberlineError(
         "invalid_argument",

@@ -134,6 +134,19 @@ describe("the HTTP protocol", () => {
   });
 });
 
+describe("values over what one SQLite row holds", () => {
+  for (const kind of ["text", "view"] as const) {
+    it(`fails a step whose result is over the edge's payload limit as stored (${kind}) with payload_too_large, running it once`, async () => {
+      const id = `big-${kind}`;
+      expect((await post("/fibers", { name: "big", id, input: { kind } })).status).toBe(201);
+      await expect.poll(async () => (await record(id)).status, { timeout: 10_000 }).toBe("failed");
+      const failed = (await record(id)) as { error?: { code?: string } };
+      expect(failed.error?.code).toBe("payload_too_large");
+      expect(ledger.count(id, "fetch-doc")).toBe(1);
+    });
+  }
+});
+
 describe("eviction and crash", () => {
   it("resumes a fiber killed mid-step from its journal; completed steps do not run again; a reader resuming after N sees every chunk once", async () => {
     const id = "crash-1";

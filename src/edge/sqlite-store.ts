@@ -206,7 +206,10 @@ export class SqliteStore implements Store {
             ));
       if (existing !== undefined) return { status: "exists", record: existing };
       const stored = aboveGenerationFloor(decodeValue(encoded) as FiberRecord, this.#generationFloor());
-      const storedEncoded = stored.generation === record.generation ? encoded : encodeValue(stored);
+      const storedEncoded =
+        stored.generation === record.generation && stored.createdGeneration === record.createdGeneration
+          ? encoded
+          : encodeValue(stored);
       this.#insertFiber(stored, storedEncoded);
       for (const [fiberId, seq, chunk] of encodedChunks) {
         this.#sql.exec("INSERT OR REPLACE INTO fiberline_chunks VALUES (?, ?, ?)", fiberId, seq, chunk);

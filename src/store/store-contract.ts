@@ -61,6 +61,14 @@ export function runStoreContract(
         expect(await store.readStream("f1", 0)).toEqual([chunk("f1", 1, "fiber.start")]);
       });
 
+      it("keeps the generation it was created with as createdGeneration, also when not given one", async () => {
+        // The runtime's records come without one: the store adds it, its identity.
+        const { createdGeneration: _, ...given } = fiber("f1", { generation: 3 });
+        const created = await store.createFiber(given as FiberRecord, []);
+        expect(created.record.createdGeneration).toBe(3);
+        expect((await store.getFiber("f1"))?.createdGeneration).toBe(3);
+      });
+
       it("answers readStreamAndRecord, where it has it, as readStream and getFiber would", async () => {
         if (store.readStreamAndRecord === undefined) return;
         await store.createFiber(fiber("f1", { streamHead: 3 }), [

@@ -59,7 +59,21 @@ function fibers(env: Env, objectId: string) {
     },
   });
 
-  return [steps, nap, approval];
+  /**
+   * A step whose result is within the default 1 MiB as UTF-16 counts it, but over the 2 MB row
+   * as the edge stores it (text), or small as a view and 3 MB as the buffer it clones (binary).
+   */
+  const big = defineFiber("big", {
+    async run(ctx, input: { kind: "text" | "view" }) {
+      const value = await ctx.step("fetch-doc", async ({ attempt }) => {
+        await record(env, ctx.id, "fetch-doc", attempt);
+        return input.kind === "text" ? "\u4e2d".repeat(900_000) : new Uint8Array(3_000_000).subarray(0, 16);
+      });
+      return typeof value === "string" ? value.length : value.byteLength;
+    },
+  });
+
+  return [steps, nap, approval, big];
 }
 
 /**
