@@ -23,7 +23,7 @@ import type { Store } from "../core/store";
 import { type CancelReply, DEFAULT_PREFIX } from "../sw/protocol";
 import type { Authorize } from "./authorize";
 import { type OriginPolicy, originPolicy } from "./cors";
-import { FiberOwners } from "./fiber-owners";
+import { FiberOwners, OwnedStore } from "./fiber-owners";
 import { errorResponse, handleFiberlineRequest } from "./http-routes";
 import { objectLocks } from "./object-locks";
 import { type HostLimits, handleOwnedRequest } from "./owned-routes";
@@ -216,8 +216,11 @@ class Host implements DurableObjectHost {
           ...(options.continuity?.leaseMs === undefined ? {} : { leaseMs: options.continuity.leaseMs }),
         })
       : undefined;
-    const store =
+    const arbitrated =
       this.#arbiter && this.#watched ? new ArbitratedStore(this.#watched, this.#arbiter) : this.store;
+    // The runtime's deletions are its collector's; the arbiter's (a replica replaced by a new
+    // fiber of its id, whose owner the route has just recorded) go beneath this.
+    const store = this.#owners ? new OwnedStore(arbitrated, this.#owners) : arbitrated;
     this.runtime = options.runtime({
       store,
       locks: objectLocks(),

@@ -4,6 +4,8 @@
  * host with an `authorize` hook writes a row before a start and reads it on every later request.
  */
 
+import { ForwardingStore } from "../continuity/forwarding-store";
+import type { DeleteOptions, Store } from "../core/store";
 import type { SqlStorageLike } from "./platform";
 
 /** The owner rows of one Durable Object. */
@@ -45,5 +47,28 @@ export class FiberOwners {
       .exec<{ fiber_id: string }>("SELECT fiber_id FROM fiberline_owners WHERE principal = ?", principal)
       .toArray();
     return new Set(rows.map((row) => row.fiber_id));
+  }
+}
+
+/**
+ * The runtime's store in a host with owners: a fiber the runtime deletes (its collector, which
+ * deletes ended fibers and ended replicas) loses its owner row too, so the rows do not outlive
+ * their fibers (each start with a limit, each `list` and each first shipment reads a principal's
+ * rows), and a collected id is free for anyone. A start records its owner only for an id with
+ * no fiber, which the collector then cannot delete; the arbiter's deletions (a replica replaced
+ * by a new fiber of its id) do not go through here.
+ */
+export class OwnedStore extends ForwardingStore {
+  readonly #owners: FiberOwners;
+
+  constructor(inner: Store, owners: FiberOwners) {
+    super(inner);
+    this.#owners = owners;
+  }
+
+  override async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
+    const deleted = await super.deleteFibers(ids, options);
+    for (const id of deleted) this.#owners.release(id);
+    return deleted;
   }
 }

@@ -10,7 +10,7 @@ import { bundleWorker, TestWorker } from "./testing/workerd";
 
 const worker = new TestWorker({
   script: await bundleWorker("src/edge/testing/owned-worker.ts"),
-  durableObjects: { SHARED: "SharedObject" },
+  durableObjects: { SHARED: "SharedObject", SHORT: "ShortRetentionObject" },
 });
 
 afterAll(() => worker.dispose());
@@ -124,4 +124,23 @@ it("leaves no owner behind for a start that failed, so the id stays free", async
   // Had eve's failed start kept its owner row, fay's start of the same id would be refused.
   expect((await call("fay", "/fibers", { name: "approval", id: "free-1" })).status).toBe(201);
   expect((await call("fay", "/fibers", { name: "approval", id: "free-2" })).status).toBe(201);
+});
+
+it("forgets the owner of every fiber it collects", async () => {
+  const short = (user: string, path: string, body?: unknown) =>
+    worker.fetch(path, {
+      method: body === undefined ? "GET" : "POST",
+      headers: { "content-type": "application/json", "x-user": user, "x-object": "short-retention" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  for (let i = 0; i < 5; i++) {
+    expect((await short("ann", "/__fiberline/fibers", { name: "quick", id: `q-${i}` })).status).toBe(201);
+  }
+  // Each ends at once and is collected (retentionMs: 0) with its owner row; before, the rows of
+  // every fiber a principal ever ran stayed, read again on each start, list and first shipment.
+  await expect
+    .poll(async () => (await short("ann", "/debug/rows")).json(), { timeout: 5_000 })
+    .toEqual({ fibers: 0, owners: 0 });
+  // The id is free again, for anyone.
+  expect((await short("ben", "/__fiberline/fibers", { name: "quick", id: "q-0" })).status).toBe(201);
 });

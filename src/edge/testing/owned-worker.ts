@@ -8,11 +8,14 @@
 import { createRuntime, defineFiber, UnauthorizedError } from "../../index";
 import { createDurableObjectHost, type DurableObjectStateLike } from "../index";
 
+interface Namespace {
+  idFromName(name: string): unknown;
+  get(id: unknown): { fetch(request: Request): Promise<Response> };
+}
+
 interface Env {
-  SHARED: {
-    idFromName(name: string): unknown;
-    get(id: unknown): { fetch(request: Request): Promise<Response> };
-  };
+  SHARED: Namespace;
+  SHORT: Namespace;
 }
 
 /** Waits for an "approval" event. */
@@ -48,8 +51,42 @@ export class SharedObject {
   }
 }
 
+/** Ends at once. */
+const quick = defineFiber("quick", { run: async () => "done" });
+
+/**
+ * The same ownership with ended fibers collected at once (`retentionMs: 0`), and a test-only
+ * `GET /debug/rows` that collects and counts the object's fiber and owner rows.
+ */
+export class ShortRetentionObject {
+  readonly host;
+  readonly #sql;
+
+  constructor(ctx: DurableObjectStateLike) {
+    this.#sql = ctx.storage.sql;
+    this.host = createDurableObjectHost(ctx, {
+      runtime: (parts) => createRuntime({ ...parts, fibers: [quick], retentionMs: 0 }),
+      authorize: (request) => request.headers.get("x-user") ?? "anon",
+    });
+  }
+
+  async fetch(request: Request): Promise<Response> {
+    if (new URL(request.url).pathname !== "/debug/rows") return this.host.fetch(request);
+    await this.host.ready;
+    await this.host.runtime.collect();
+    const count = (table: string) =>
+      Number(this.#sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).toArray()[0]?.n);
+    return Response.json({ fibers: count("fiberline_fibers"), owners: count("fiberline_owners") });
+  }
+
+  alarm(): Promise<void> {
+    return this.host.alarm();
+  }
+}
+
 export default {
   fetch(request: Request, env: Env): Promise<Response> {
-    return env.SHARED.get(env.SHARED.idFromName("one")).fetch(request);
+    const objects = request.headers.get("x-object") === "short-retention" ? env.SHORT : env.SHARED;
+    return objects.get(objects.idFromName("one")).fetch(request);
   },
 };
