@@ -53,6 +53,13 @@ export class Runner {
   readonly #lockWatches = new Set<string>();
   /** Per fiber, the tail of its serialised pick-ups and cancels (see `#exclusive`). */
   readonly #turns = new Map<string, Promise<unknown>>();
+  /**
+   * Per fiber, a run that ended while one of its step functions still executes: settles when
+   * that function returns (or after a lease period), once the run's lock is released. Pick-ups
+   * and starts wait for it in their turn, so no run executes a step beside the old one; a cancel
+   * does not, since it runs no step.
+   */
+  readonly #settling = new Map<string, Promise<void>>();
   /** Per fiber, how many pick-ups in a row failed on a store error (the backoff exponent). */
   readonly #failures = new Map<string, number>();
   #leaseTimer: ReturnType<typeof setInterval> | null = null;
@@ -93,6 +100,7 @@ export class Runner {
    */
   runNew(def: FiberDefinition, record: FiberRecord, lock?: Promise<(() => void) | null>): Promise<void> {
     return this.#exclusive(record.id, async () => {
+      await this.#settling.get(record.id);
       const release = await (lock ?? this.#locks.acquire(record.id));
       if (!release) return;
       if (this.#closed) {
@@ -242,7 +250,10 @@ export class Runner {
     if (this.#closed || this.#active.has(id) || this.#starting.has(id)) return Promise.resolve();
     this.#starting.set(id, []);
     this.#clearWake(id);
-    return this.#exclusive(id, () => this.#pickUpNow(id, reason));
+    return this.#exclusive(id, async () => {
+      await this.#settling.get(id);
+      await this.#pickUpNow(id, reason);
+    });
   }
 
   async #pickUpNow(id: string, reason: PickupReason): Promise<void> {
@@ -375,9 +386,10 @@ export class Runner {
         // pick-up of it, until it returns, or for a lease period at most, so no other runner
         // executes the same step beside it.
         const cap = new Promise<void>((resolve) => unref(setTimeout(resolve, this.#leaseMs)));
-        void this.#exclusive(run.id, async () => {
-          await Promise.race([settled, cap]);
-          entry.release();
+        const gate = Promise.race([settled, cap]).then(() => entry.release());
+        this.#settling.set(run.id, gate);
+        void gate.then(() => {
+          if (this.#settling.get(run.id) === gate) this.#settling.delete(run.id);
         });
       }
     }
