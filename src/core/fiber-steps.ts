@@ -9,6 +9,7 @@ import {
   describeError,
   InvalidInputError,
   NonRetryableError,
+  RecoveryExhaustedError,
   StepFailedError,
   serializeError,
 } from "./errors";
@@ -139,11 +140,17 @@ export class FiberSteps {
     // Where the chunks of the current chain of attempts start: a retry after an error starts a
     // new chain (it gets no `emitted`), an attempt after an interruption continues the chain.
     let streamFrom = recorded?.streamFrom ?? host.streamHead;
-    let interrupted = recorded?.status === "started";
+    // A `started` entry with an error is an attempt that failed and a retry not yet begun (see
+    // below): the next attempt starts a new chain, once its backoff is over, and is not
+    // interrupted. Any other `started` entry is an attempt a crash or a stop cut short.
+    const retryDue =
+      recorded?.status === "started" && recorded.error !== undefined ? recorded.dueAt : undefined;
+    let interrupted = recorded?.status === "started" && recorded.error === undefined;
     let attempt = recorded?.attempt ?? 0;
     // A crash is not the step's fault: an interrupted step always gets at least one more attempt.
     const lastAttempt = Math.max(attempt + 1, policy.maxAttempts);
     const emitted = interrupted ? await this.#stepChunks(pos, streamFrom) : [];
+    if (retryDue !== undefined) await this.#waitUntil(retryDue);
     // A restart from scratch is a new execution: its steps must not be deduplicated against
     // the discarded run's, so its keys carry the epoch (ids cannot contain "~").
     const idempotencyKey =
@@ -210,7 +217,12 @@ export class FiberSteps {
         // Never settled before its start is durable: a failed start write stops the run first.
         if (early) await written.catch(() => {});
         host.assertLive();
-        const permanent = error instanceof NonRetryableError || error instanceof InvalidInputError;
+        // A step that gave up on recovering (the agent's model call after as many regenerations
+        // as the fiber may recover) is not retried either.
+        const permanent =
+          error instanceof NonRetryableError ||
+          error instanceof InvalidInputError ||
+          error instanceof RecoveryExhaustedError;
         if (permanent || attempt >= lastAttempt) {
           const failure = permanent
             ? error
@@ -233,11 +245,31 @@ export class FiberSteps {
             });
           });
         }
-        await sleep(backoffMs(policy, tries), host.signal);
-        host.assertLive();
-        interrupted = false;
+        // Durable before the backoff: a crash during it resumes the wait, and the next attempt
+        // starts a new chain (no `emitted` of the failed one, not `interrupted`), as it would here.
+        const delay = backoffMs(policy, tries);
+        const failedAt = host.now();
         streamFrom = host.streamHead;
+        const retrying: JournalEntry = {
+          ...started,
+          error: serializeError(error),
+          endedAt: failedAt,
+          dueAt: failedAt + delay,
+          streamFrom,
+        };
+        host.journal.set(retrying);
+        await host.write({ journal: [retrying] });
+        await this.#waitUntil(failedAt + delay);
+        interrupted = false;
       }
+    }
+  }
+
+  /** Waits until the run's clock reaches `due` (a timer may fire a little early), while live. */
+  async #waitUntil(due: number): Promise<void> {
+    for (let left = due - this.#host.now(); left > 0; left = due - this.#host.now()) {
+      await sleep(left, this.#host.signal);
+      this.#host.assertLive();
     }
   }
 

@@ -16,7 +16,7 @@ import { FencedError } from "./errors";
 import type { FiberEvent, StreamChunk } from "./records";
 import { createRuntime, type Runtime } from "./runtime";
 import { readStreamAndRecord, type Store, type WriteGroup } from "./store";
-import { ChunkInbox, INBOX_LIMIT } from "./stream-hub";
+import { ChunkInbox, INBOX_BYTES, INBOX_LIMIT } from "./stream-hub";
 
 const runtimes: Runtime[] = [];
 afterEach(async () => {
@@ -668,6 +668,12 @@ describe("readers end (item 9)", () => {
     expect(kept.length).toBeLessThanOrEqual(INBOX_LIMIT + 1);
     expect(kept[0]?.type).toBe("fiber.start");
     expect(kept.at(-1)?.seq).toBe(2 * INBOX_LIMIT + 1);
+    // Bounded in bytes too: 100 chunks of 1 MB are not kept for a reader that stopped reading.
+    const big = "x".repeat(1_000_000);
+    for (let seq = 1; seq <= 100; seq++) inbox.push([{ ...chunk(seq), data: big }]);
+    const held = inbox.take();
+    expect(held.length * big.length).toBeLessThanOrEqual(INBOX_BYTES);
+    expect(held.at(-1)?.seq).toBe(100);
   });
 
   it("reads chunks and record of one fiber from a store without readStreamAndRecord", async () => {
@@ -736,6 +742,48 @@ describe("readers end (item 9)", () => {
 });
 
 describe("step attempts (item 10)", () => {
+  it("keeps a retry's backoff, and its new chain, across a crash during the backoff", async () => {
+    const disk = new MemoryStore();
+    const seen: Array<{ attempt: number; interrupted: boolean; emitted: unknown[] }> = [];
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step(
+          "answer",
+          async ({ attempt, interrupted, emit, emitted }) => {
+            seen.push({ attempt, interrupted, emitted: emitted.map((e) => e.data) });
+            if (attempt === 1) {
+              emit("token", "from the failed attempt");
+              throw new Error("rate limited");
+            }
+            return "ok";
+          },
+          { retry: { maxAttempts: 3, initialDelayMs: 400 } },
+        );
+      },
+    });
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
+    const fiber = await first.start(job, {}, { id: "backoff" });
+    // The failed attempt is durable with when its retry is due: the crash lands in the backoff.
+    await expect.poll(async () => (await disk.readJournal(fiber.id))[0]?.error).toBeDefined();
+    const failed = (await disk.readJournal(fiber.id))[0];
+    expect(failed).toMatchObject({ status: "started", attempt: 1, dueAt: (failed?.endedAt ?? 0) + 400 });
+    dying.crash();
+    await delay(30);
+    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 20 }));
+    await second.recover();
+    expect(await second.result(fiber)).toBe("ok");
+    // A retry after an error, not an interrupted attempt: no chunks of the failed one.
+    expect(seen).toEqual([
+      { attempt: 1, interrupted: false, emitted: [] },
+      { attempt: 2, interrupted: false, emitted: [] },
+    ]);
+    // And not before its backoff was over, though the process that set it died.
+    const done = (await disk.readJournal(fiber.id))[0];
+    expect(done).toMatchObject({ status: "completed", attempt: 2 });
+    expect(done?.startedAt).toBeGreaterThanOrEqual(failed?.dueAt ?? Number.POSITIVE_INFINITY);
+  });
+
   it("drops the chunks of an attempt that timed out and is still running", async () => {
     const store = new MemoryStore();
     const job = defineFiber("job", {
@@ -976,6 +1024,34 @@ describe("a step still executing when its run stops (item 12)", () => {
     expect(await runtime.result(fiber)).toBe("done");
     expect(executions).toBe(2);
     expect(overlapped).toBe(false);
+  });
+
+  it("does not hold up a second cancel of the fiber it was cancelled with", async () => {
+    let finish = () => {};
+    const stuck = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    let entered = () => {};
+    const inStep = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const job = defineFiber("job", {
+      async run(ctx) {
+        await ctx.step("deaf", async () => {
+          entered();
+          await stuck; // ignores step.signal, as a fetch without it does
+        });
+        return "done";
+      },
+    });
+    // A lease longer than the test's patience: a second cancel waiting for the step would hang.
+    const runtime = track(createRuntime({ store: new MemoryStore(), fibers: [job], leaseMs: 60_000 }));
+    const fiber = await runtime.start(job, {}, { id: "double-stop" });
+    await inStep;
+    expect(await runtime.cancel(fiber.id)).toBe("cancelled");
+    // A double click on "stop": answered from the record, while the step function still runs.
+    expect(await runtime.cancel(fiber.id)).toBe("cancelled");
+    finish();
   });
 });
 

@@ -11,6 +11,7 @@
  */
 
 import type { StreamChunk } from "./records";
+import { estimateSize } from "./validate";
 
 type Subscriber = (chunks: readonly StreamChunk[]) => void;
 
@@ -123,20 +124,49 @@ export class StreamHub {
 export const INBOX_LIMIT = 4096;
 
 /**
- * A single reader's queue: buffers published chunks (the latest `INBOX_LIMIT` at most) and wakes
- * the reader when some arrive or a poll interval passes.
+ * The most a reader's queue keeps in estimated bytes (`estimateSize` of each chunk's data), for
+ * the same reason: 4,096 chunks of up to `maxPayloadBytes` each would be gigabytes.
+ */
+export const INBOX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A single reader's queue: buffers published chunks (the latest `INBOX_LIMIT` and `INBOX_BYTES`
+ * at most) and wakes the reader when some arrive or a poll interval passes.
  */
 export class ChunkInbox {
   #buffer: StreamChunk[] = [];
+  /** The estimated size of each buffered chunk, in the same order. */
+  #sizes: number[] = [];
+  #bytes = 0;
   #wake: (() => void) | null = null;
 
   push = (chunks: readonly StreamChunk[]): void => {
-    for (const c of chunks) this.#buffer.push(c);
-    if (this.#buffer.length > INBOX_LIMIT) {
-      const dropped = this.#buffer.splice(0, this.#buffer.length - INBOX_LIMIT / 2);
+    for (const c of chunks) {
+      const size = estimateSize(c.data, INBOX_BYTES);
+      this.#buffer.push(c);
+      this.#sizes.push(size);
+      this.#bytes += size;
+    }
+    if (this.#buffer.length > INBOX_LIMIT || this.#bytes > INBOX_BYTES) {
+      // Down to half of each limit, oldest first.
+      let drop = 0;
+      let bytes = this.#bytes;
+      while (
+        drop < this.#buffer.length &&
+        (this.#buffer.length - drop > INBOX_LIMIT / 2 || bytes > INBOX_BYTES / 2)
+      ) {
+        bytes -= this.#sizes[drop] as number;
+        drop++;
+      }
+      const dropped = this.#buffer.splice(0, drop);
+      this.#sizes.splice(0, drop);
+      this.#bytes = bytes;
       // A first `fiber.start` stays: by it a reader tells a fiber started again under its id.
       const start = dropped.find((c) => c.seq === 1 && c.type === "fiber.start");
-      if (start !== undefined) this.#buffer.unshift(start);
+      if (start !== undefined) {
+        this.#buffer.unshift(start);
+        this.#sizes.unshift(0);
+      }
     }
     this.#wake?.();
   };
@@ -150,6 +180,8 @@ export class ChunkInbox {
   take(): StreamChunk[] {
     const out = this.#buffer;
     this.#buffer = [];
+    this.#sizes = [];
+    this.#bytes = 0;
     return out;
   }
 
