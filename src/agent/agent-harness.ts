@@ -7,7 +7,7 @@
 
 import type { FiberDefinition } from "../core/define";
 import type { FiberEvent } from "../core/records";
-import { createRuntime, type Runtime } from "../core/runtime";
+import { createRuntime, type Runtime, type RuntimeOptions } from "../core/runtime";
 import type { Store } from "../core/store";
 import type { AgentInput, AgentOutput } from "./agent";
 import type { ModelProvider, ToolDefinition } from "./types";
@@ -22,12 +22,14 @@ const open: Runtime[] = [];
 export function agentRuntime(
   agent: FiberDefinition<AgentInput, AgentOutput> | FiberDefinition,
   store: Store,
+  options: Partial<RuntimeOptions> = {},
 ): Runtime {
   const runtime = createRuntime({
     store,
     fibers: [agent as FiberDefinition],
     leaseMs: 30,
     pollIntervalMs: 10,
+    ...options,
   });
   open.push(runtime);
   return runtime;

@@ -166,6 +166,55 @@ describe("model retries", () => {
   });
 });
 
+describe("a reply cut off at the same point in every life", () => {
+  it("is regenerated at most maxRecoveries times, then the call fails with recovery_exhausted", async () => {
+    const disk = new MemoryStore();
+    let requests = 0;
+    // Two deltas, then nothing: each life's worker is stopped mid-reply (a browser's time limit),
+    // and the provider cannot continue a partial reply, so each life starts it over.
+    const model: ModelProvider = {
+      name: "cut",
+      model: "cut",
+      supportsContinuation: false,
+      async *stream() {
+        requests++;
+        yield { type: "text", delta: "Hello " };
+        yield { type: "text", delta: "wor" };
+        await new Promise<never>(() => {});
+      },
+    };
+    // Each regeneration streams new chunks, which the runtime counts as progress: alone, its
+    // maxRecoveries never ran out, and the model was asked again in every life, for good.
+    const agent = defineAgent({ name: "cut", model, firstEventTimeoutMs: 0, noProgressTimeoutMs: 0 });
+    const deltas = async (id: string) =>
+      (await disk.readStream(id, 0)).filter((c) => c.type === "text.delta").length;
+    const limit = 3;
+    let dying = crashableStore(disk);
+    let runtime = agentRuntime(agent, dying, { maxRecoveries: limit });
+    const fiber = await runtime.start(agent, { messages: user });
+    for (let life = 1; life <= limit + 2; life++) {
+      await expect
+        .poll(
+          async () =>
+            (await deltas(fiber.id)) === 2 * life || (await disk.getFiber(fiber.id))?.status === "failed",
+        )
+        .toBe(true);
+      if ((await disk.getFiber(fiber.id))?.status === "failed") break;
+      dying.crash();
+      dying = crashableStore(disk);
+      runtime = agentRuntime(agent, dying, { maxRecoveries: limit });
+      await runtime.recover();
+    }
+    await expect(runtime.result(fiber)).rejects.toMatchObject({ code: "recovery_exhausted" });
+    // The first life and one regeneration per recovery up to the limit, no more.
+    expect(requests).toBe(limit + 1);
+    const resets = (await disk.readStream(fiber.id, 0)).filter((c) => c.type === "message.reset");
+    expect(resets.map((c) => (c.data as { interrupted?: boolean }).interrupted)).toEqual(
+      Array(limit).fill(true),
+    );
+  });
+});
+
 describe("what the provider says about its reply", () => {
   const encoder = new TextEncoder();
   const sse = (value: unknown) => encoder.encode(`data: ${JSON.stringify(value)}\n\n`);

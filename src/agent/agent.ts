@@ -147,7 +147,7 @@ export type AgentChunk =
         providerMetadata?: Record<string, Record<string, unknown>>;
       };
     }
-  | { type: "message.reset"; data: { messageId: string; reason: string } }
+  | { type: "message.reset"; data: { messageId: string; reason: string; interrupted?: true } }
   /**
    * A model request failed and attempt `attempt` of `maxAttempts` starts at `retryAt`, after
    * `delayMs`; `error` says why the last one failed. Written before the wait, so a reader that

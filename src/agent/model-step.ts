@@ -6,7 +6,7 @@
  */
 
 import type { FiberContext, RetryPolicy, StepContext } from "../core/define";
-import { FiberlineError, NonRetryableError } from "../core/errors";
+import { FiberlineError, NonRetryableError, RecoveryExhaustedError } from "../core/errors";
 import { sleep } from "../core/sleep";
 import { ModelError } from "./errors";
 import type {
@@ -110,16 +110,28 @@ export async function callModel(ctx: FiberContext<unknown>, call: ModelCall): Pr
       // last `message.retry` says which attempt is next and when it may start.
       const announced = lastRetry(step.emitted);
       if (announced) await waitOut(announced, step.signal);
+      // Regenerations after an interruption so far: each discards what the earlier lives streamed,
+      // which the runtime counts as progress, so the call itself stops a crash loop of them.
+      const regenerated = step.emitted.filter(
+        (c) => c.type === "message.reset" && (c.data as { interrupted?: unknown }).interrupted === true,
+      ).length;
       for (let attempt = announced?.attempt ?? 1, first = true; ; attempt++, first = false) {
-        const resetReason =
-          first && step.interrupted
+        const interrupted = first && step.interrupted;
+        const reset: Reset = {
+          reason: interrupted
             ? "The reply was interrupted and is being regenerated."
-            : "The reply failed and is being regenerated.";
+            : "The reply failed and is being regenerated.",
+          interrupted,
+          ...(interrupted ? { earlier: regenerated, limit: ctx.maxRecoveries } : {}),
+        };
         try {
-          const reply = await streamReply(step, call, messageId, partial, spent, resetReason);
+          const reply = await streamReply(step, call, messageId, partial, spent, reset);
           return reply;
         } catch (error) {
-          const permanent = error instanceof NonRetryableError || step.signal.aborted;
+          const permanent =
+            error instanceof NonRetryableError ||
+            step.signal.aborted ||
+            error instanceof RecoveryExhaustedError;
           if (permanent || attempt >= policy.maxAttempts) throw error;
           const base =
             policy.backoff === "fixed" ? policy.initialDelayMs : policy.initialDelayMs * 2 ** (attempt - 1);
@@ -156,7 +168,7 @@ async function streamReply(
   messageId: string,
   partial: Partial,
   spent: ModelUsage,
-  resetReason: string,
+  reset: Reset,
 ): Promise<ModelReply> {
   const provider = await call.provider();
   let prefix: string | undefined;
@@ -173,7 +185,17 @@ async function streamReply(
     if (canContinue) {
       prefix = partial.text;
     } else {
-      step.emit("message.reset", { messageId, reason: resetReason });
+      if (reset.limit !== undefined && (reset.earlier ?? 0) >= reset.limit) {
+        throw new RecoveryExhaustedError(
+          "recovery_exhausted",
+          `The reply to turn ${call.turn} was cut off by ${reset.limit} interruptions in a row and regenerated after each (the provider cannot continue a partial reply); it was failed so the model is not called again and again. Look for what stops the worker mid-reply.`,
+        );
+      }
+      step.emit("message.reset", {
+        messageId,
+        reason: reset.reason,
+        ...(reset.interrupted ? { interrupted: true } : {}),
+      });
       partial.text = "";
       partial.reasoning = "";
       partial.reasoningParts = [];
@@ -364,6 +386,14 @@ function describeFailure(error: unknown): RetryChunkData["error"] {
   if (error instanceof FiberlineError) return { code: error.code, message: error.message };
   if (error instanceof Error) return { code: "error", message: `${error.name}: ${error.message}` };
   return { code: "error", message: String(error) };
+}
+
+/** Why a reply is regenerated, and for one after an interruption, how many came before it and the limit. */
+interface Reset {
+  reason: string;
+  interrupted: boolean;
+  earlier?: number;
+  limit?: number;
 }
 
 /** Rebuilds what an interrupted model call had streamed, honouring `message.reset` and `message.end`. */

@@ -93,6 +93,13 @@ export interface FiberContext<In = unknown> {
    * fiber's result may hold. A handler that builds a large result can check against it early.
    */
   readonly maxPayloadBytes: number;
+  /**
+   * Recoveries in a row without progress before the fiber fails with `recovery_exhausted` (the
+   * definition's `maxRecoveries`, else the runtime's). Chunks a step emits count as progress, so
+   * a step that throws its output away and starts over after each interruption should give up
+   * after as many of them itself (the agent's model call does).
+   */
+  readonly maxRecoveries: number;
 
   /**
    * Runs `fn` once and records its result; a replay returns the recorded result without running it.

@@ -38,6 +38,8 @@ export interface RunHost {
   readonly store: Store;
   readonly writer: CommitQueue;
   readonly maxPayloadBytes: number;
+  /** The runtime's `maxRecoveries` (a definition's own overrides it). */
+  readonly maxRecoveries: number;
   /** Sleeps and waits due sooner than this stay in memory instead of unloading the fiber. */
   readonly unloadAfterMs: number;
   now(): number;
@@ -291,6 +293,7 @@ export class FiberRun {
       },
       recovery: this.#recovery,
       maxPayloadBytes: this.#host.maxPayloadBytes,
+      maxRecoveries: this.definition.options.maxRecoveries ?? this.#host.maxRecoveries,
       step: (name, fn, options) => this.#steps.step(name, fn, options),
       emit: (type, data) => this.#emit(type, data),
       stash: (value) => this.#stash(value),

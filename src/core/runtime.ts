@@ -135,6 +135,7 @@ export class Runtime {
         store: this.store,
         writer: this.#writer,
         maxPayloadBytes: this.#maxPayloadBytes,
+        maxRecoveries: options.maxRecoveries ?? 10,
         unloadAfterMs: options.unloadAfterMs ?? 1_000,
         now: () => this.#clock(),
         random: () => this.#random(),
