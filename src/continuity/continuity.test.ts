@@ -7,10 +7,12 @@
  */
 
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { CommitQueue } from "../core/commit-queue";
 import { defineFiber, type FiberDefinition } from "../core/define";
 import type { FiberEvent } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
+import { fiber } from "../store/store-contract";
 import { Arbiter } from "./arbiter";
 import { ArbitratedStore } from "./arbitrated-store";
 import { Outbox } from "./outbox";
@@ -220,6 +222,29 @@ describe("continuity in one process", () => {
 });
 
 describe("Rule C and a step in progress", () => {
+  it("stops a run whose write comes after the lease's end with lease_lapsed, not as a move", async () => {
+    // The write can come before the outbox's own lapse timer fires: the store refuses it, and
+    // before, the runner took that for another home's fence and waited for its sweep.
+    let now = 1_000;
+    const outbox = new Outbox();
+    const store = new ReplicatingStore(new MemoryStore(), {
+      outbox,
+      home: HOME,
+      replicates: () => true,
+      clock: () => now,
+    });
+    for (const id of ["lapsing", "moved"]) {
+      await store.createFiber(fiber(id, { generation: 1 }), []);
+      outbox.acknowledge(id, 1, 2_000);
+    }
+    outbox.fence("moved", 2, EDGE_HOME, 1);
+    now = 2_500;
+    const queue = new CommitQueue(store, () => {});
+    const write = (id: string) => queue.write({ fiberId: id, generation: 1, fiber: { updatedAt: now } });
+    await expect(write("lapsing")).rejects.toMatchObject({ code: "lease_lapsed" });
+    await expect(write("moved")).rejects.toMatchObject({ code: "fenced" });
+  });
+
   it("aborts the signal of a step still running when the browser's lease lapses, before the edge can take over; runs it again soon once the edge answers", async () => {
     let aborted: unknown;
     let abortedAt = 0;

@@ -162,7 +162,10 @@ export class ReplicatingStore extends ForwardingStore {
           outbox.append(group.fiberId, { type: "commit", group });
       }
     }
-    return refused.size === 0 ? result : { fenced: [...result.fenced, ...refused] };
+    if (refused.size === 0) return result;
+    // Refused here while still at home: the lease ran out (not a move), which the runner retries soon.
+    const lapsed = [...refused].filter((id) => outbox.where(id)?.status === "home");
+    return { fenced: [...result.fenced, ...refused], ...(lapsed.length > 0 ? { lapsed } : {}) };
   }
 
   override async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {

@@ -174,9 +174,11 @@ export class CommitQueue {
     this.stats.transactions += 1;
     this.stats.groups += groups.length;
     let fenced: Set<string>;
+    let lapsed: ReadonlySet<string> = new Set();
     try {
       const result = await this.#store.commit(groups);
       fenced = new Set(result.fenced);
+      if (result.lapsed !== undefined) lapsed = new Set(result.lapsed);
     } catch (error) {
       const wrapped =
         error instanceof StoreError
@@ -201,10 +203,15 @@ export class CommitQueue {
     }
     for (const p of batch) {
       if (fenced.has(p.group.fiberId)) {
-        const error = new FencedError(
-          "fenced",
-          `Fiber ${p.group.fiberId} is now owned by another runner (generation ${p.group.generation} is stale); this runner stopped.`,
-        );
+        const error = lapsed.has(p.group.fiberId)
+          ? new FencedError(
+              "lease_lapsed",
+              `This home's lease on fiber ${p.group.fiberId} ran out before its second home acknowledged it again; the write was refused and this runner stopped (it resumes once the lease is renewed, or the other home continues the fiber).`,
+            )
+          : new FencedError(
+              "fenced",
+              `Fiber ${p.group.fiberId} is now owned by another runner (generation ${p.group.generation} is stale); this runner stopped.`,
+            );
         this.#poison(p.group, error);
         p.reject(error);
       } else {

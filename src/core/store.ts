@@ -91,6 +91,12 @@ export interface WriteGroup {
 /** What a `commit` did: the fiber ids whose groups were skipped because their fence failed. */
 export interface CommitResult {
   fenced: string[];
+  /**
+   * Of `fenced`, the fibers refused because this home's lease on them ran out (continuity's
+   * `ReplicatingStore`), not because another runner or home owns them: their runner stops with
+   * `lease_lapsed` and looks again soon, instead of taking the fiber for moved.
+   */
+  lapsed?: string[];
 }
 
 /** How a runner asks for a fiber. */
