@@ -106,3 +106,24 @@ test("a call pending while the worker is stopped rejects with worker_restarted, 
   const second = await page.evaluate(async () => (await (await window.fx.client()).heartbeat()).instanceId);
   expect(second).not.toBe(first);
 });
+
+test("result() gives the value as stored, whether the fiber ended before the call or during it", async ({
+  session,
+}) => {
+  const page = await session.open();
+  const results = await page.evaluate(async () => {
+    const client = await window.fx.client();
+    const kinds = (value: { at: unknown; n: unknown }) => ({
+      date: value.at instanceof Date,
+      n: typeof value.n,
+    });
+    // Ends while result() follows its stream (whose copy went through JSON) ...
+    const running = await client.start("dated", { ms: 300 });
+    const during = kinds(await client.result(running.id));
+    // ... and after: result() reads the record.
+    const before = kinds(await client.result(running.id));
+    return { during, before };
+  });
+  expect(results.during).toEqual({ date: true, n: "bigint" });
+  expect(results.before).toEqual(results.during);
+});

@@ -425,6 +425,12 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
         result?: unknown;
         error?: Parameters<typeof deserializeError>[0];
       };
+      // The stream's copy went through JSON (a Date became a string, a bigint a string): the
+      // result as stored comes from the record, as when the fiber had ended before this call.
+      if (end.status === "completed") {
+        const ended = await this.get(id).catch(() => undefined);
+        if (ended?.status === "completed") return ended.result as Out;
+      }
       return outcome(end.status, end.result, end.error) as Out;
     }
     throw new CancelledError(`The stream of fiber ${id} ended without fiber.end.`);
