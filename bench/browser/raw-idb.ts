@@ -20,9 +20,9 @@ export interface RawRow {
 export const FENCED_RECORDS = 100;
 
 /**
- * Opens (creating) a baseline database with one `[fiberId, n]`-keyed store, `rows`, and a
+ * Opens (creating) a baseline database with one `[fiberId, n]`-keyed store, `rows`, a
  * `records` store holding ~300-byte records keyed "fiber" and `fiber-<i>` (what fenced writes
- * read).
+ * read), and `stashes`, rows under a unique `fiber` index as the engine keeps a fiber's stash.
  */
 export function openRaw(name: string): Promise<IDBDatabase> {
   return new Promise((resolve, reject) => {
@@ -32,6 +32,7 @@ export function openRaw(name: string): Promise<IDBDatabase> {
       const records = request.result.createObjectStore("records");
       const record = (id: string) => ({ id, generation: 1, status: "running", pad: "x".repeat(240) });
       records.put(record("fiber"), "fiber");
+      request.result.createObjectStore("stashes").createIndex("fiber", "fiber", { unique: true });
       for (let i = 0; i < FENCED_RECORDS; i++) records.put(record(`fiber-${i}`), `fiber-${i}`);
     };
     request.onsuccess = () => resolve(request.result);
@@ -63,6 +64,29 @@ function settled<T>(request: IDBRequest<T>): Promise<T> {
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
   });
+}
+
+/**
+ * `count` sequential stash-shaped writes: one transaction each that rewrites one row in place
+ * (key `["fiber", 1]`) in a store with a unique index, committed at once (`tx.commit()`), as
+ * `IdbStore` writes a stash-only commit; returns ms per transaction. What a stash costs with no
+ * Fiberline in between: the floor of B1's stash row.
+ */
+export async function rawStashPuts(
+  db: IDBDatabase,
+  durability: Durability,
+  count: number,
+  value: (n: number) => unknown,
+): Promise<number> {
+  const t0 = performance.now();
+  for (let n = 0; n < count; n++) {
+    const tx = db.transaction("stashes", "readwrite", { durability });
+    tx.objectStore("stashes").put({ fiber: "fiber", value: value(n), at: Date.now() }, ["fiber", 1]);
+    const finished = done(tx);
+    tx.commit();
+    await finished;
+  }
+  return (performance.now() - t0) / count;
 }
 
 /** `count` sequential transactions of one `put` each; returns ms per transaction. */

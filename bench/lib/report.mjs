@@ -73,6 +73,21 @@ export const ROWS = [
     targets: [{ on: "ratio", op: "<=", limit: 1.05 }],
   },
   {
+    key: "B1.stashShaped",
+    id: "B1",
+    name: "same stashes, against a raw write of the stash's own row (one row under a unique index, rewritten in place, committed at once)",
+    from: "b1",
+    unit: "ms/stash",
+    better: "lower",
+    value: (r) => r.stashMs,
+    baselineName: "raw stash-shaped txn (ms)",
+    baseline: (r) => r.rawStashShapedMs,
+    ratio: (r) => r.stashShapedRatio,
+    targets: [],
+    note: (runs) =>
+      `the raw stash-shaped write itself takes ${fmt(median(runs.map((r) => r.rawStashShapedMs / r.rawPutMs)))}x a raw put`,
+  },
+  {
     key: "B1.today.localStorage",
     id: "B1",
     name: "today: localStorage.setItem checkpoint (not durable on return)",

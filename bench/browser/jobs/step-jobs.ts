@@ -16,6 +16,7 @@ import {
   rawFencedBatch,
   rawFencedPuts,
   rawSinglePuts,
+  rawStashPuts,
 } from "../raw-idb";
 import { watchTransactions } from "../tx-clock";
 
@@ -30,13 +31,20 @@ export function uniqueName(prefix: string): string {
  * A `probe.between` that runs `count` raw single-put transactions and adds up their time; with
  * `fenced`, also `count` raw fenced writes (`rawFencedPuts`), the shape a journal append needs.
  */
-function rawBlocks(raw: IDBDatabase, ctx: JobContext, count: number, fenced = false) {
-  const total = { ms: 0, puts: 0, fencedMs: 0, fencedPuts: 0 };
+function rawBlocks(raw: IDBDatabase, ctx: JobContext, count: number, fenced = false, stashed = false) {
+  const total = { ms: 0, puts: 0, fencedMs: 0, fencedPuts: 0, stashMs: 0, stashPuts: 0 };
   let n = 0;
   const between = async () => {
     const ms = await rawSinglePuts(raw, ctx.durability, count, () => paddedRow("raw", n++, ROW_BYTES));
     total.ms += ms * count;
     total.puts += count;
+    if (stashed) {
+      // The stasher's snapshot value: { i, pad }.
+      const pad = "x".repeat(ROW_BYTES - 110);
+      const stashMs = await rawStashPuts(raw, ctx.durability, count, (i) => ({ i, pad }));
+      total.stashMs += stashMs * count;
+      total.stashPuts += count;
+    }
     if (!fenced) return;
     const fencedMs = await rawFencedPuts(raw, ctx.durability, count, () => paddedRow("raw", n++, ROW_BYTES));
     total.fencedMs += fencedMs * count;
@@ -72,7 +80,7 @@ export async function b1(
     clock.stop();
     const tx1 = runtime.commitStats.transactions;
 
-    const forStashes = rawBlocks(raw, ctx, params.block);
+    const forStashes = rawBlocks(raw, ctx, params.block, false, true);
     probe.between = forStashes.between;
     // A ~200-byte snapshot record: { fiberId, value: { i, pad }, at }.
     if (params.profile === "stashes") await ctx.checkpoint("profile-start");
@@ -94,6 +102,8 @@ export async function b1(
       rawFencedMs: forSteps.total.fencedMs / forSteps.total.fencedPuts,
       stepFencedRatio: stepMs / (forSteps.total.fencedMs / forSteps.total.fencedPuts),
       stashRatio: stashMs / rawForStashes,
+      rawStashShapedMs: forStashes.total.stashMs / forStashes.total.stashPuts,
+      stashShapedRatio: stashMs / (forStashes.total.stashMs / forStashes.total.stashPuts),
       transactionsPerStep: (tx1 - tx0) / params.n,
       stepInsideTxMs: clock.of(engineName).insideMs,
       stepBetweenTxMs: clock.of(engineName).betweenMs,
