@@ -193,3 +193,49 @@ describe("ctx.step with awaitStart: false", () => {
     await expect(runtime.result(id)).rejects.toMatchObject({ code: "invalid_argument" });
   });
 });
+
+/** Two `awaitStart: false` steps in a row; the first (`call`, gated) returns at once. */
+function twoSteps(order: string[]) {
+  return defineFiber("two", {
+    async run(ctx) {
+      const a = await ctx.step("call", () => "a", { awaitStart: false });
+      order.push("handler got the first result");
+      const b = await ctx.step(
+        "second",
+        () => {
+          order.push("second runs");
+          return "b";
+        },
+        { awaitStart: false },
+      );
+      return a + b;
+    },
+  });
+}
+
+describe("ctx.step with awaitStart: false, an attempt that returns", () => {
+  it("hands its result to the handler only once its started entry is durable", async () => {
+    const store = new GatedStore();
+    const runtime = createRuntime({ store, fibers: [twoSteps(store.order)] });
+    opened.push(runtime);
+    const { id } = await runtime.start("two", null);
+    await until(() => store.order.includes("start write issued"));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(store.order).not.toContain("handler got the first result");
+    store.release();
+    expect(await runtime.result(id)).toBe("ab");
+  });
+
+  it("never lets the next step run when its started entry could not be written", async () => {
+    const store = new GatedStore();
+    store.failStart = true;
+    const runtime = createRuntime({ store, fibers: [twoSteps(store.order)] });
+    opened.push(runtime);
+    await runtime.start("two", null);
+    await until(() => store.order.includes("start write issued"));
+    store.release();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(store.order).not.toContain("handler got the first result");
+    expect(store.order).not.toContain("second runs");
+  });
+});

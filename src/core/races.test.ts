@@ -1053,6 +1053,32 @@ describe("a step still executing when its run stops (item 12)", () => {
     expect(await runtime.cancel(fiber.id)).toBe("cancelled");
     finish();
   });
+
+  it("holds up neither a cancel nor the event's sender behind a wake-up that waits for it", async () => {
+    let finish = () => {};
+    const stuck = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const job = defineFiber("job", {
+      async run(ctx) {
+        try {
+          await ctx.step("deaf", () => stuck, { timeoutMs: 50, retry: { maxAttempts: 1 } });
+        } catch {
+          // Timed out, its function still running: the run goes on to wait.
+        }
+        await ctx.waitForEvent("go");
+        return "done";
+      },
+    });
+    const runtime = track(createRuntime({ store: new MemoryStore(), fibers: [job], leaseMs: 60_000 }));
+    const fiber = await runtime.start(job, {}, { id: "gated" });
+    await expect.poll(async () => (await runtime.get(fiber.id))?.status).toBe("waiting");
+    // The wake-up this event causes waits for the step function (a lease period at most); the
+    // event is stored, and its sender and a cancel after it answer at once.
+    await runtime.sendEvent(fiber.id, "go", {});
+    expect(await runtime.cancel(fiber.id)).toBe("cancelled");
+    finish();
+  });
 });
 
 describe("replaying concurrent operations in their recorded order (item 12)", () => {
@@ -1119,5 +1145,69 @@ describe("replaying concurrent operations in their recorded order (item 12)", ()
     expect(await runtime.result("pair")).toEqual([1, 2]);
     const notes = (await store.readStream("pair", 0)).filter((c) => c.type === "note");
     expect(notes.map((c) => c.data)).toEqual(["e0", "e1"]);
+  });
+});
+
+describe("found by mutating the engine (review of the tests)", () => {
+  it("a restart from scratch releases the discarded run's events in storage, not only in memory", async () => {
+    const disk = new MemoryStore();
+    let life = 1;
+    const job = defineFiber("job", {
+      async run(ctx) {
+        // The restarted run is unloaded before its wait (unloadAfterMs: 0): its wake-up reads the
+        // inbox from storage, where the event must no longer be marked consumed.
+        if (life === 2) await ctx.sleep("pause", 30);
+        const approval = await ctx.waitForEvent<{ ok: boolean }>("approval");
+        await ctx.step("act", () => (life === 1 ? new Promise<never>(() => {}) : "acted"));
+        return approval;
+      },
+      onRecovered: () => "restart",
+    });
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
+    const fiber = await first.start(job, {}, { id: "restart" });
+    await first.sendEvent(fiber.id, "approval", { ok: true });
+    await expect
+      .poll(async () => (await disk.readJournal(fiber.id)).find((e) => e.key === "act#1")?.status)
+      .toBe("started");
+    dying.crash();
+    await delay(30);
+    life = 2;
+    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 20, unloadAfterMs: 0 }));
+    await second.recover();
+    expect(await second.result(fiber)).toEqual({ ok: true });
+  });
+
+  it("cancel answers the status of a fiber that ended between its read of the record and its claim", async () => {
+    const disk = new MemoryStore();
+    let finish!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const job = defineFiber("job", {
+      async run(ctx) {
+        await ctx.step("wait", () => gate);
+        return "done";
+      },
+    });
+    const runner = track(createRuntime({ store: disk, fibers: [job], runnerId: "a" }));
+    const { id } = await runner.start(job, {}, { id: "racy" });
+    // The canceller reads the record as it was, and the fiber completes right after that read.
+    const racing = new Proxy(disk, {
+      get(target, key, receiver) {
+        if (key === "getFiber")
+          return async (fiberId: string) => {
+            const stale = await target.getFiber(fiberId);
+            finish();
+            await expect.poll(async () => (await target.getFiber(fiberId))?.status).toBe("completed");
+            return stale;
+          };
+        const value = Reflect.get(target, key, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const canceller = track(createRuntime({ store: racing, fibers: [job], runnerId: "b" }));
+    expect(await canceller.cancel(id)).toBe("completed");
+    expect((await disk.getFiber(id))?.status).toBe("completed");
   });
 });

@@ -56,8 +56,8 @@ export class Runner {
   /**
    * Per fiber, a run that ended while one of its step functions still executes: settles when
    * that function returns (or after a lease period), once the run's lock is released. Pick-ups
-   * and starts wait for it in their turn, so no run executes a step beside the old one; a cancel
-   * does not, since it runs no step.
+   * and starts wait for it before they take their turn, so no run executes a step beside the old
+   * one; a cancel runs no step, so neither it nor anything queued behind it waits.
    */
   readonly #settling = new Map<string, Promise<void>>();
   /** Per fiber, how many pick-ups in a row failed on a store error (the backoff exponent). */
@@ -99,18 +99,19 @@ export class Runner {
    * lock `lockAhead` requested for it, if any.
    */
   runNew(def: FiberDefinition, record: FiberRecord, lock?: Promise<(() => void) | null>): Promise<void> {
-    return this.#exclusive(record.id, async () => {
-      await this.#settling.get(record.id);
-      const release = await (lock ?? this.#locks.acquire(record.id));
-      if (!release) return;
-      if (this.#closed) {
-        // The runtime was closed while the fiber was being created: it is left as a crash would
-        // leave it, for the next recover() (of this context or another) to run.
-        release();
-        return;
-      }
-      this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
-    });
+    return this.#afterSettling(record.id, () =>
+      this.#exclusive(record.id, async () => {
+        const release = await (lock ?? this.#locks.acquire(record.id));
+        if (!release) return;
+        if (this.#closed) {
+          // The runtime was closed while the fiber was being created: it is left as a crash would
+          // leave it, for the next recover() (of this context or another) to run.
+          release();
+          return;
+        }
+        this.#launch(def, { record, journal: [], snapshot: undefined, inbox: [], recovery: null }, release);
+      }),
+    );
   }
 
   /** Hands a stored event to the fiber's run (or the run being started), or wakes a waiting fiber. */
@@ -123,7 +124,11 @@ export class Runner {
       // left this runtime already (it leaves only once its suspension is durable), and only the
       // fresh record says it is waiting. A stale "running" here lost the wake-up.
       const current = await this.#host.store.getFiber(id);
-      if (current?.status === "waiting") await this.#resume(id, "event");
+      if (current?.status !== "waiting") return;
+      const resumed = this.#resume(id, "event");
+      // The event is stored: its sender need not wait a lease period for a step function that
+      // ignores its signal; the pick-up follows once that function returns.
+      if (!this.#settling.has(id)) await resumed;
     }
   }
 
@@ -250,10 +255,13 @@ export class Runner {
     if (this.#closed || this.#active.has(id) || this.#starting.has(id)) return Promise.resolve();
     this.#starting.set(id, []);
     this.#clearWake(id);
-    return this.#exclusive(id, async () => {
-      await this.#settling.get(id);
-      await this.#pickUpNow(id, reason);
-    });
+    return this.#afterSettling(id, () => this.#exclusive(id, () => this.#pickUpNow(id, reason)));
+  }
+
+  /** Runs `work` once fiber `id` has no step function of an ended run still executing. */
+  #afterSettling<T>(id: string, work: () => Promise<T>): Promise<T> {
+    const gate = this.#settling.get(id);
+    return gate === undefined ? work() : gate.then(work);
   }
 
   async #pickUpNow(id: string, reason: PickupReason): Promise<void> {
