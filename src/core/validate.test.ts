@@ -127,7 +127,11 @@ describe("assertStorable", () => {
     expect(estimateSize("é")).toBe(2 + 2); // U+00E9: 2 bytes
     expect(estimateSize("中")).toBe(2 + 3); // U+4E2D: 3 bytes
     expect(estimateSize("😀")).toBe(2 + 6); // a surrogate pair: 4 bytes, counted 6
-    expect(estimateSize('"\\\n')).toBe(2 + 18); // \" \\ \u000a counted 6 each
+    expect(estimateSize('"\\\n\t')).toBe(2 + 8); // \" \\ \n \t: 2 bytes each
+    expect(estimateSize("\u0001")).toBe(2 + 6); // \u0001
+    // JSON text inside a string (a tool's result): as many bytes as JSON.stringify writes.
+    const json = JSON.stringify({ rows: Array.from({ length: 50 }, (_, i) => ({ id: i, name: `n\t${i}` })) });
+    expect(estimateSize(json)).toBe(new TextEncoder().encode(JSON.stringify(json)).length);
     // 400,000 CJK characters: 0.8 MB as UTF-16, 1.2 MB as the edge's row holds them.
     expect(() => assertStorable("中".repeat(400_000), "result", 1024 * 1024)).toThrow(
       expect.objectContaining({ code: "payload_too_large" }),

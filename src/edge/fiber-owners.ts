@@ -36,6 +36,19 @@ export class FiberOwners {
     );
   }
 
+  /**
+   * Records `principal` as the owner of `id` unless a row stands: after a start or a shipment
+   * that found the fiber its principal's, the collector may have deleted that fiber and its row
+   * meanwhile, and the request then created a new one under the id.
+   */
+  keep(id: string, principal: string): void {
+    this.#sql.exec(
+      "INSERT INTO fiberline_owners (fiber_id, principal) VALUES (?, ?) ON CONFLICT (fiber_id) DO NOTHING",
+      id,
+      principal,
+    );
+  }
+
   /** Forgets the owner of `id` (a start that did not create its fiber). */
   release(id: string): void {
     this.#sql.exec("DELETE FROM fiberline_owners WHERE fiber_id = ?", id);
@@ -54,9 +67,10 @@ export class FiberOwners {
  * The runtime's store in a host with owners: a fiber the runtime deletes (its collector, which
  * deletes ended fibers and ended replicas) loses its owner row too, so the rows do not outlive
  * their fibers (each start with a limit, each `list` and each first shipment reads a principal's
- * rows), and a collected id is free for anyone. A start records its owner only for an id with
- * no fiber, which the collector then cannot delete; the arbiter's deletions (a replica replaced
- * by a new fiber of its id) do not go through here.
+ * rows), and a collected id is free for anyone. A start or a shipment that found its principal's
+ * fiber puts the row back (`keep`) if that fiber was collected meanwhile and the request made a
+ * new one; the arbiter's deletions (a replica replaced by a new fiber of its id) do not go
+ * through here.
  */
 export class OwnedStore extends ForwardingStore {
   readonly #owners: FiberOwners;

@@ -106,6 +106,8 @@ async function start(request: Request, principal: string, options: OwnedRouteOpt
     const rewritten = { ...body, id, ...(key === undefined ? {} : { idempotencyKey: key }) };
     const response = await plain(withBody(request, JSON.stringify(rewritten)), options);
     if (!existing && !response.ok && !(await runtime.get(id))) owners.release(id);
+    // The existing fiber may have been collected (its row with it) while this start made a new one.
+    if (existing && response.ok && (await runtime.get(id))) owners.keep(id, principal);
     return response;
   });
 }

@@ -172,7 +172,10 @@ async function ownedShipment(
       const [first] = shipment.entries;
       if (first?.type === "create" && first.record.createdAt !== (await store.getFiber(id))?.createdAt)
         await refuseOverLimit(store, owned.owners, principal, owned.limits.maxUnfinishedFibers);
-      return await arbiter.receive(id, shipment);
+      const received = await arbiter.receive(id, shipment);
+      // The ended replica may have been collected (its row with it) while this one was created.
+      if (await store.getFiber(id)) owned.owners.keep(id, principal);
+      return received;
     }
     // Another principal's replica, or a fiber with no owner row (started before authorize was
     // on): answered as though there were none, and a creation is refused as a start would be.
