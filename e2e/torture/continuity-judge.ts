@@ -121,11 +121,18 @@ function judgeTicker(fiber: JudgedFiber, ticks: number, verdict: Verdict, say: (
   }
   for (const key of keys) {
     const runs = effects.filter((e) => e.key === key).sort((a, b) => a.at - b.at);
+    const first = runs[0];
     for (const run of runs.slice(1)) {
-      if (run.interrupted) continue;
+      // A step runs again only after a crash or a handoff cut its attempt short: then the engine
+      // says `interrupted`, and a fault of the run's plan falls between the first run (less a
+      // lease) and this one. The flag alone is the engine's word; the fault times are not.
+      const cut =
+        first !== undefined &&
+        fiber.faultTimes.some((t) => t >= first.at - fiber.leaseMs - 1_000 && t <= run.at);
+      if (run.interrupted && cut) continue;
       verdict.reExecuted++;
       say(
-        `${key} ran again not interrupted (${runs.map((r) => `${r.where}${r.interrupted ? "*" : ""}`).join(", ")})`,
+        `${key} ran again ${run.interrupted ? "with no fault between" : "not interrupted"} (${runs.map((r) => `${r.where}${r.interrupted ? "*" : ""}`).join(", ")})`,
       );
     }
   }

@@ -64,11 +64,14 @@ test("the judge counts what a broken home would do: a lost tick, a seq shown twi
     leaseMs: 5_000,
   };
   expect(judgeFiber(fiber)).toMatchObject({ lost: 0, duplicated: 0, reExecuted: 0, problems: [] });
-  // The edge re-ran tick 3 after a takeover: fine interrupted, re-execution otherwise.
-  const rerun = (interrupted: boolean) =>
-    judgeFiber({ ...fiber, effects: [...effects, effect(3, "edge", interrupted, 4)] });
+  // The edge re-ran tick 3 after a takeover (a fault at 3.5): fine interrupted, re-execution
+  // otherwise; and interrupted too when no fault came between (a home that lost a completed
+  // entry says interrupted as a crash would).
+  const rerun = (interrupted: boolean, faultTimes = [3.5]) =>
+    judgeFiber({ ...fiber, faultTimes, effects: [...effects, effect(3, "edge", interrupted, 4)] });
   expect(rerun(true)).toMatchObject({ reExecuted: 0, problems: [] });
   expect(rerun(false)).toMatchObject({ reExecuted: 1 });
+  expect(rerun(true, [])).toMatchObject({ reExecuted: 1 });
   // The page missed tick 2 (and the replica's seq 2), or showed seq 2 twice.
   expect(judgeFiber({ ...fiber, shown: [tick(1, 1), tick(3, 3), end] }).lost).toBeGreaterThan(0);
   expect(
