@@ -179,7 +179,13 @@ export class FiberRun {
       },
       now: () => host.now(),
       assertLive: () => this.#assertLive(),
-      readStream: (after) => host.store.readStream(this.id, after),
+      // A read that fails (storage trouble) stops the run as a failed write does: the runner
+      // resumes it from its journal after a backoff, and the handler never ends on the store's error.
+      readStream: (after) =>
+        host.store.readStream(this.id, after).catch((error: unknown) => {
+          this.stop(error);
+          throw error;
+        }),
       append: (type, data, origin) => this.#append(type, data, origin),
       write: (group, options) => this.#write(group, options),
       writeLater: (group, options) => this.#writeLater(group, options),

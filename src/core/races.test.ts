@@ -137,6 +137,44 @@ describe("a write that fails (items 1 and 8)", () => {
   });
 });
 
+describe("a read that fails inside a run", () => {
+  it("stops the run for a retry rather than failing the fiber with the store's error", async () => {
+    const disk = new MemoryStore();
+    let lives = 0;
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step("stream", async ({ emit, interrupted }) => {
+          lives++;
+          emit("token", "t");
+          if (!interrupted) await new Promise<never>(() => {}); // the first life dies here
+          return "done";
+        });
+      },
+    });
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
+    const fiber = await first.start(job, {}, { id: "reads" });
+    await expect.poll(async () => (await disk.readStream(fiber.id, 0)).length).toBe(2);
+    dying.crash();
+    await delay(30);
+    // The recovered step reads the chunks it emitted (its `emitted`): that read fails once.
+    let failed = false;
+    const store = intercept(disk, {
+      async readStream(id: string, after: number, limit?: number) {
+        if (!failed && after > 0) {
+          failed = true;
+          throw transient();
+        }
+        return disk.readStream(id, after, limit);
+      },
+    });
+    const second = track(createRuntime({ store, fibers: [job], leaseMs: 20 }));
+    await second.recover();
+    expect(await second.result(fiber)).toBe("done");
+    expect(failed).toBe(true);
+  });
+});
+
 describe("a pick-up whose write fails", () => {
   // awaitStart: false (every agent model call) runs an attempt beside its own started write, but
   // not beside the pick-up's: each failed pick-up would otherwise send the request once more.

@@ -217,6 +217,7 @@ export class ContinuityWorld {
     const storePlan = (): FaultPlan => ({
       active: true,
       reject: rng.pick([0, 0.01, 0.03]),
+      readReject: 0,
       crashBefore: rng.pick([0, 0.005, 0.01]),
       crashAfter: rng.pick([0, 0.005, 0.01]),
       slow: rng.pick([0, 0.02]),

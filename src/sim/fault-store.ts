@@ -30,6 +30,8 @@ export interface FaultPlan {
   active: boolean;
   /** Probability that a write rejects before applying. */
   reject: number;
+  /** Probability that a read rejects (a transient `UnknownError`), drawn from `readRng`. */
+  readReject: number;
   /** Probability that the runtime crashes at a write, before it applies. */
   crashBefore: number;
   /** Probability that the runtime crashes right after a write applied. */
@@ -46,6 +48,11 @@ export interface FaultStoreHost {
   readonly trace: Trace;
   readonly ledger: Ledger;
   readonly plan: FaultPlan;
+  /**
+   * Where read faults are drawn from: a stream of their own, so a schedule without them draws
+   * what it drew before they existed.
+   */
+  readonly readRng?: Prng;
   /** Called once when this store's runtime crashes. */
   onCrash(reason: string): void;
 }
@@ -186,6 +193,11 @@ export class FaultStore implements Store {
     if (this.#crashed) return never();
     await delay(this.#latency());
     if (this.#crashed) return never();
+    const { plan, readRng } = this.#host;
+    if (plan.active && plan.readReject > 0 && readRng !== undefined && readRng.next() < plan.readReject) {
+      this.#host.trace.add("FAULT", `${this.#name} read -> rejected (UnknownError)`);
+      throw toStoreError("read", new DOMException("simulated transient read failure", "UnknownError"));
+    }
     const result = await run();
     // What this read saw may come from a write whose ledger refresh is still under way (never
     // on a MemoryStore, where a refresh completes in the write's own turn): let it land first.

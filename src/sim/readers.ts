@@ -119,6 +119,12 @@ export class Readers {
       }
     } catch (error) {
       if (reader.status !== "open") return;
+      if (codeOf(error) === "store_error") {
+        // A read of storage failed (the read faults): the reader stops with the store's typed
+        // error, and one that reconnects goes on from its last seq, as the page's client does.
+        this.#drop(reader, "store_error");
+        return;
+      }
       reader.status = "failed";
       reader.error = codeOf(error);
       this.#world.trace.add("reader", `R${reader.id} of ${reader.fiberId} failed: ${reader.error}`);

@@ -78,7 +78,9 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
     const programs = Array.from({ length: rng.int(1, 4) }, (_, i) =>
       generateProgram(rng.fork(), i, options.agents ?? true),
     );
-    const world = new World(rng.fork(), trace, findings, programs, options.plant, storeKind);
+    // Read faults draw from a stream of their own: the other draws of a seed stay as they were.
+    const readFaults = new Prng(seed ^ 0x0ead_fa17);
+    const world = new World(rng.fork(), trace, findings, programs, options.plant, storeKind, readFaults);
     const readers = new Readers(world);
     const actions = new Actions(world, readers, time);
     const window = world.rng.int(2000, 8000);

@@ -84,6 +84,7 @@ export class World {
   version = "1";
   compatible: string[] = [];
   #plantedDone = false;
+  readonly #readFaults: Prng | undefined;
 
   constructor(
     rng: Prng,
@@ -92,8 +93,10 @@ export class World {
     programs: Program[],
     planted?: PlantedBug,
     storeKind: StoreKind = "memory",
+    readFaults?: Prng,
   ) {
     this.rng = rng;
+    this.#readFaults = readFaults;
     this.trace = trace;
     this.findings = findings;
     this.programs = programs;
@@ -112,6 +115,7 @@ export class World {
     this.plan = {
       active: true,
       reject: rng.pick([0, 0.01, 0.04, heavy ? 0.1 : 0.02]),
+      readReject: readFaults?.pick([0, 0, 0.01, 0.03]) ?? 0,
       crashBefore: rng.pick([0, 0.005, 0.02]),
       crashAfter: rng.pick([0, 0.005, 0.02]),
       slow: rng.pick([0, 0.02, 0.08]),
@@ -165,6 +169,7 @@ export class World {
       this.#open(),
       {
         rng: this.rng,
+        ...(this.#readFaults ? { readRng: this.#readFaults } : {}),
         trace: this.trace,
         ledger: this.ledger,
         plan: this.plan,
