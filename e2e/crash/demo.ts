@@ -83,6 +83,27 @@ export async function effectsOf(page: Page, id: string): Promise<EffectCounts> {
   }, id);
 }
 
+/**
+ * Per step key, how many times the ledger outside the browser saw its body run, beside the
+ * attempts the fiber's journal recorded for it: a body never runs without a journaled attempt,
+ * so `executions <= attempts` for every key, and a step the journal shows on its first attempt
+ * ran once.
+ */
+export async function executionsAgainstJournal(
+  page: Page,
+  id: string,
+): Promise<Array<{ key: string; executions: number; attempts: number }>> {
+  const [ledger, inspection] = await Promise.all([effectsOf(page, id), inspect(page, id)]);
+  const attempts = new Map(
+    inspection.journal.filter((e) => e.kind === "step").map((e) => [`${id}:${e.key}`, e.attempt]),
+  );
+  return ledger.entries.map((e) => ({
+    key: e.key,
+    executions: e.executions,
+    attempts: attempts.get(e.key) ?? 0,
+  }));
+}
+
 /** The approval-gated tool's recorded deletions (`GET /demo-api/deletions`). */
 export async function deletions(page: Page): Promise<DeletionEntry[]> {
   return await page.evaluate(async () => {

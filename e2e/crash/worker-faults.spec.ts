@@ -6,7 +6,7 @@
  * judged by its effect ledger and the reader.
  */
 
-import { effectsOf, rpc, startEffects, startTicker } from "./demo";
+import { effectsOf, executionsAgainstJournal, rpc, startEffects, startTicker } from "./demo";
 import { expect, test } from "./scenario";
 
 test("worker stopped mid-step: the new instance recovers the fiber, the cut-off step runs again once", async ({
@@ -28,6 +28,9 @@ test("worker stopped mid-step: the new instance recovers the fiber, the cut-off 
   await expectIntact(effects, background);
   expect(effects.log.events.filter((e) => e.type === "fiber.recovered")).toHaveLength(1);
   expect((await effectsOf(app.page, effects.id)).reExecutions).toBeLessThanOrEqual(1);
+  for (const step of await executionsAgainstJournal(app.page, effects.id)) {
+    expect(step.executions, step.key).toBeLessThanOrEqual(step.attempts);
+  }
   // The page's reader reconnected by itself: one reader for the whole stream.
   expect(effects.log.attachments).toBe(1);
 });
