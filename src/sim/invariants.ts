@@ -38,6 +38,7 @@ export function checkFinal(ctx: FinalContext): void {
     checkEvents(image, fail);
     checkOutsideEmits(image, program, fail);
     checkReplayed(image, fail);
+    checkAborted(image, program, fail);
     if (program.agent) world.agents.checkFinal(id, image, program.agent, !ctx.cancelled.has(id));
     else checkResult(ctx, id, image, program, fail);
   });
@@ -185,6 +186,21 @@ function checkReplayed(image: FiberImage, fail: Fail): void {
   const error = image.record?.error;
   if (image.record?.status === "failed" && error?.code === "replay_diverged")
     fail("replay-diverged", (error.message ?? "").slice(0, 200));
+}
+
+/**
+ * A fiber whose `onRecovered` answers "abort" is never resumed: its first recovery ends it with
+ * `recovery_aborted`, before any `fiber.recovered` chunk (which only a resumed or restarted run
+ * gets).
+ */
+function checkAborted(image: FiberImage, program: Program, fail: Fail): void {
+  if (program.onRecovered !== "abort") return;
+  const recovered = image.stream.find((c) => c.type === "fiber.recovered");
+  if (recovered !== undefined)
+    fail(
+      "abort-not-honoured",
+      `onRecovered answers "abort", yet the fiber was recovered and went on (${JSON.stringify(recovered.data).slice(0, 100)})`,
+    );
 }
 
 function checkResult(ctx: FinalContext, id: string, image: FiberImage, program: Program, fail: Fail): void {
