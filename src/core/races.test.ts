@@ -140,11 +140,9 @@ describe("a write that fails (items 1 and 8)", () => {
 describe("a read that fails inside a run", () => {
   it("stops the run for a retry rather than failing the fiber with the store's error", async () => {
     const disk = new MemoryStore();
-    let lives = 0;
     const job = defineFiber("job", {
       async run(ctx) {
         return ctx.step("stream", async ({ emit, interrupted }) => {
-          lives++;
           emit("token", "t");
           if (!interrupted) await new Promise<never>(() => {}); // the first life dies here
           return "done";
