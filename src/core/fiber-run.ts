@@ -89,6 +89,8 @@ export interface RunState {
 export class FiberRun {
   readonly id: string;
   readonly generation: number;
+  /** The fiber's `createdAt`: which fiber of its id this run executes. */
+  readonly createdAt: number;
   readonly definition: FiberDefinition;
   readonly #host: RunHost;
   readonly #input: unknown;
@@ -122,6 +124,7 @@ export class FiberRun {
     this.definition = definition;
     this.id = state.record.id;
     this.generation = state.record.generation;
+    this.createdAt = state.record.createdAt;
     this.#input = state.record.input;
     this.#streamHead = state.record.streamHead;
     this.#recordedOrdinal = state.record.emitOrdinal;

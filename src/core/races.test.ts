@@ -704,12 +704,14 @@ describe("readers end (item 9)", () => {
     expect(kept.length).toBeLessThanOrEqual(INBOX_LIMIT + 1);
     expect(kept[0]?.type).toBe("fiber.start");
     expect(kept.at(-1)?.seq).toBe(2 * INBOX_LIMIT + 1);
-    // Bounded in bytes too: 100 chunks of 1 MB are not kept for a reader that stopped reading.
+    // Bounded in bytes too, at every moment: chunks of 1 MB are not kept for a reader that
+    // stopped reading, be they few or many.
     const big = "x".repeat(1_000_000);
-    for (let seq = 1; seq <= 100; seq++) inbox.push([{ ...chunk(seq), data: big }]);
-    const held = inbox.take();
-    expect(held.length * big.length).toBeLessThanOrEqual(INBOX_BYTES);
-    expect(held.at(-1)?.seq).toBe(100);
+    for (let seq = 1; seq <= 100; seq++) {
+      inbox.push([{ ...chunk(seq), data: big }]);
+      expect(inbox.size * big.length).toBeLessThanOrEqual(INBOX_BYTES);
+    }
+    expect(inbox.take().at(-1)?.seq).toBe(100);
   });
 
   it("reads chunks and record of one fiber from a store without readStreamAndRecord", async () => {
@@ -1088,6 +1090,49 @@ describe("a step still executing when its run stops (item 12)", () => {
     // A double click on "stop": answered from the record, while the step function still runs.
     expect(await runtime.cancel(fiber.id)).toBe("cancelled");
     finish();
+  });
+
+  it("keeps a wake-up that waited for it off a new fiber started under its id after a cancel", async () => {
+    const disk = new MemoryStore();
+    let failed = false;
+    const store = intercept(disk, {
+      async commit(groups: WriteGroup[]) {
+        if (!failed && groups.some((g) => g.chunks?.some((c) => c.type === "boom"))) {
+          failed = true;
+          throw transient(); // the run stops; its step function goes on
+        }
+        return disk.commit(groups);
+      },
+    });
+    let finish = () => {};
+    const stuck = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const old = defineFiber("old", {
+      async run(ctx) {
+        await ctx.step("deaf", async ({ emit }) => {
+          await delay(10);
+          emit("boom", null);
+          await stuck;
+        });
+        return "old";
+      },
+    });
+    // Were it picked up as interrupted, its hook would end it before it ran.
+    const fresh = defineFiber("fresh", { run: async () => "fresh", onRecovered: () => "abort" });
+    const runtime = track(createRuntime({ store, fibers: [old, fresh], leaseMs: 1_500, retentionMs: 0 }));
+    await runtime.start(old, {}, { id: "x" });
+    await expect.poll(() => failed).toBe(true);
+    await delay(300); // the retry's wake-up (after 100 ms) now waits for the step function
+    expect(await runtime.cancel("x")).toBe("cancelled");
+    await delay(5);
+    expect(await runtime.collect()).toEqual(["x"]);
+    const starting = runtime.start(fresh, {}, { id: "x" });
+    await delay(20);
+    finish();
+    expect((await starting).created).toBe(true);
+    expect(await runtime.result("x")).toBe("fresh");
+    expect((await disk.readStream("x", 0)).map((c) => c.type)).not.toContain("fiber.recovered");
   });
 
   it("holds up neither a cancel nor the event's sender behind a wake-up that waits for it", async () => {

@@ -59,7 +59,7 @@ export class Runner {
    * and starts wait for it before they take their turn, so no run executes a step beside the old
    * one; a cancel runs no step, so neither it nor anything queued behind it waits.
    */
-  readonly #settling = new Map<string, Promise<void>>();
+  readonly #settling = new Map<string, { done: Promise<void>; createdAt: number }>();
   /** Per fiber, how many pick-ups in a row failed on a store error (the backoff exponent). */
   readonly #failures = new Map<string, number>();
   #leaseTimer: ReturnType<typeof setInterval> | null = null;
@@ -255,13 +255,31 @@ export class Runner {
     if (this.#closed || this.#active.has(id) || this.#starting.has(id)) return Promise.resolve();
     this.#starting.set(id, []);
     this.#clearWake(id);
-    return this.#afterSettling(id, () => this.#exclusive(id, () => this.#pickUpNow(id, reason)));
+    const gate = this.#settling.get(id);
+    const pickUp = () => this.#exclusive(id, () => this.#pickUpNow(id, reason));
+    if (gate === undefined) return pickUp();
+    return gate.done.then(async () => {
+      // While this wake-up waited, the fiber it was for may have been cancelled (a cancel does not
+      // wait), collected and started again under its id: the new one runs from its start, and
+      // this wake-up must not pick it up as interrupted. Which fiber: its `createdAt`.
+      const record = await this.#host.store.getFiber(id).then(
+        (r) => r ?? null,
+        () => undefined, // unreadable: go on, the pick-up reads it again
+      );
+      if (record === null || (record !== undefined && record.createdAt !== gate.createdAt)) {
+        const pending = this.#starting.get(id) ?? [];
+        this.#starting.delete(id);
+        for (const event of pending) this.#active.get(id)?.run.deliver(event);
+        return;
+      }
+      await pickUp();
+    });
   }
 
   /** Runs `work` once fiber `id` has no step function of an ended run still executing. */
   #afterSettling<T>(id: string, work: () => Promise<T>): Promise<T> {
     const gate = this.#settling.get(id);
-    return gate === undefined ? work() : gate.then(work);
+    return gate === undefined ? work() : gate.done.then(work);
   }
 
   async #pickUpNow(id: string, reason: PickupReason): Promise<void> {
@@ -394,9 +412,10 @@ export class Runner {
         // pick-up of it, until it returns, or for a lease period at most, so no other runner
         // executes the same step beside it.
         const cap = new Promise<void>((resolve) => unref(setTimeout(resolve, this.#leaseMs)));
-        const gate = Promise.race([settled, cap]).then(() => entry.release());
+        const done = Promise.race([settled, cap]).then(() => entry.release());
+        const gate = { done, createdAt: run.createdAt };
         this.#settling.set(run.id, gate);
-        void gate.then(() => {
+        void done.then(() => {
           if (this.#settling.get(run.id) === gate) this.#settling.delete(run.id);
         });
       }
