@@ -36,6 +36,11 @@ export interface ScheduleOptions {
    * no program is, and a seed gives the schedule it gave before agent programs existed.
    */
   agents?: boolean;
+  /**
+   * Whether reads may fail (default true). With false none does, and a seed gives the schedule it
+   * gave before read faults existed (a read fault that fires changes the rest of the schedule).
+   */
+  readFaults?: boolean;
 }
 
 /** The verdict of one schedule. */
@@ -78,8 +83,9 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
     const programs = Array.from({ length: rng.int(1, 4) }, (_, i) =>
       generateProgram(rng.fork(), i, options.agents ?? true),
     );
-    // Read faults draw from a stream of their own: the other draws of a seed stay as they were.
-    const readFaults = new Prng(seed ^ 0x0ead_fa17);
+    // Read faults draw from a stream of their own: a seed whose reads never fail schedules what
+    // it did before they existed.
+    const readFaults = options.readFaults === false ? undefined : new Prng(seed ^ 0x0ead_fa17);
     const world = new World(rng.fork(), trace, findings, programs, options.plant, storeKind, readFaults);
     const readers = new Readers(world);
     const actions = new Actions(world, readers, time);
