@@ -129,32 +129,23 @@ export const INBOX_LIMIT = 4096;
  */
 export const INBOX_BYTES = 8 * 1024 * 1024;
 
-/** From how many buffered chunks a reader's queue measures them (see `ChunkInbox`). */
-const MEASURE_FROM = 64;
-
 /**
  * A single reader's queue: buffers published chunks (the latest `INBOX_LIMIT` and `INBOX_BYTES`
  * at most) and wakes the reader when some arrive or a poll interval passes.
  */
 export class ChunkInbox {
   #buffer: StreamChunk[] = [];
-  /**
-   * The estimated size of each buffered chunk, in the same order, once the buffer holds
-   * `MEASURE_FROM` chunks: a reader that keeps up takes its few chunks before any is measured.
-   */
+  /** The estimated size of each buffered chunk, in the same order. */
   #sizes: number[] = [];
   #bytes = 0;
   #wake: (() => void) | null = null;
 
   push = (chunks: readonly StreamChunk[]): void => {
-    for (const c of chunks) this.#buffer.push(c);
-    // Once begun, measuring goes on until the reader takes the queue (a drop may shorten it).
-    if (this.#sizes.length > 0 || this.#buffer.length >= MEASURE_FROM) {
-      for (let i = this.#sizes.length; i < this.#buffer.length; i++) {
-        const size = estimateSize((this.#buffer[i] as StreamChunk).data, INBOX_BYTES);
-        this.#sizes.push(size);
-        this.#bytes += size;
-      }
+    for (const c of chunks) {
+      const size = estimateSize(c.data, INBOX_BYTES);
+      this.#buffer.push(c);
+      this.#sizes.push(size);
+      this.#bytes += size;
     }
     if (this.#buffer.length > INBOX_LIMIT || this.#bytes > INBOX_BYTES) {
       // Down to half of each limit, oldest first.

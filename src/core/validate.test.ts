@@ -129,6 +129,7 @@ describe("assertStorable", () => {
     expect(estimateSize("😀")).toBe(2 + 6); // a surrogate pair: 4 bytes, counted 6
     expect(estimateSize('"\\\n\t')).toBe(2 + 8); // \" \\ \n \t: 2 bytes each
     expect(estimateSize("\u0001")).toBe(2 + 6); // \u0001
+    expect(estimateSize({ 中: 1 })).toBe(5 + 8 + 2); // a key counts as text too
     // JSON text inside a string (a tool's result): as many bytes as JSON.stringify writes.
     const json = JSON.stringify({ rows: Array.from({ length: 50 }, (_, i) => ({ id: i, name: `n\t${i}` })) });
     expect(estimateSize(json)).toBe(new TextEncoder().encode(JSON.stringify(json)).length);

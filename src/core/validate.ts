@@ -183,7 +183,7 @@ function measure(value: unknown, stopAt: number): Measured {
       // Any other object (a class instance) is cloned as its own enumerable fields, like a plain one.
     }
     for (const [k, item] of Object.entries(v)) {
-      total += k.length + 2;
+      total += encodedLength(k);
       stack.push(item);
       depths.push(depth);
     }
