@@ -9,6 +9,16 @@ import type { SerializedError } from "./errors";
 /** Where a fiber is in its life. `running`, `sleeping` and `waiting` are live; the rest are terminal. */
 export type FiberStatus = "running" | "sleeping" | "waiting" | "completed" | "failed" | "cancelled";
 
+/** Every status, live ones first. */
+export const FIBER_STATUSES: readonly FiberStatus[] = [
+  "running",
+  "sleeping",
+  "waiting",
+  "completed",
+  "failed",
+  "cancelled",
+];
+
 /** The statuses after which a fiber never runs again. */
 export const TERMINAL_STATUSES: readonly FiberStatus[] = ["completed", "failed", "cancelled"];
 

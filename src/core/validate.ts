@@ -5,6 +5,7 @@
 
 import type { StepOptions } from "./define";
 import { describeError, InvalidInputError } from "./errors";
+import { FIBER_STATUSES } from "./records";
 
 /**
  * Ids and idempotency keys: 1-200 characters from letters, digits and `_ - . : @ /`, but not `.`
@@ -275,14 +276,7 @@ export function assertCancelReason(reason: unknown): asserts reason is string {
   );
 }
 
-const QUERY_STATUSES: ReadonlySet<unknown> = new Set([
-  "running",
-  "sleeping",
-  "waiting",
-  "completed",
-  "failed",
-  "cancelled",
-]);
+const QUERY_STATUSES: ReadonlySet<unknown> = new Set(FIBER_STATUSES);
 
 /**
  * Throws `invalid_argument` unless `query` is a `FiberQuery` (or nothing): a page can send any

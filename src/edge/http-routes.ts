@@ -5,7 +5,7 @@
  */
 
 import { FiberlineError, FiberNotFoundError, InvalidInputError, serializeError } from "../core/errors";
-import type { FiberStatus } from "../core/records";
+import { FIBER_STATUSES, type FiberStatus } from "../core/records";
 import type { Runtime } from "../core/runtime";
 import type { FiberQuery } from "../core/store";
 import { assertCancelReason, assertEventName } from "../core/validate";
@@ -34,14 +34,7 @@ export interface RouteOptions {
   cancel?(id: string, reason: string | undefined): Promise<CancelReply>;
 }
 
-const STATUSES: readonly FiberStatus[] = [
-  "running",
-  "sleeping",
-  "waiting",
-  "completed",
-  "failed",
-  "cancelled",
-];
+const STATUSES = FIBER_STATUSES;
 
 /**
  * Answers a request under `prefix`, or returns `null` for any other path.
