@@ -7,7 +7,7 @@
 
 import type { FiberContext, RetryPolicy, StepContext } from "../core/define";
 import { FiberlineError, NonRetryableError, RecoveryExhaustedError } from "../core/errors";
-import { sleep } from "../core/sleep";
+import { sleepUntil } from "../core/sleep";
 import { ModelError } from "./errors";
 import type {
   ChatMessage,
@@ -379,7 +379,7 @@ function waitLeft(retry: RetryChunkData): number {
  * wall clock reaches `retryAt`, and no attempt starts before the time the page was told.
  */
 async function waitOut(retry: RetryChunkData, signal: AbortSignal): Promise<void> {
-  for (let left = waitLeft(retry); left > 0; left = waitLeft(retry)) await sleep(left, signal);
+  await sleepUntil(() => waitLeft(retry), signal);
 }
 
 function describeFailure(error: unknown): RetryChunkData["error"] {

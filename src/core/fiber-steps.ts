@@ -16,7 +16,7 @@ import {
 import type { RunWrite } from "./fiber-waits";
 import type { FiberEvent, JournalEntry, StreamChunk } from "./records";
 import { type JournalSlot, type RunJournal, recordedError } from "./run-journal";
-import { sleep } from "./sleep";
+import { sleepUntil } from "./sleep";
 import { backoffMs, DEFAULT_RETRY, runAttempt } from "./step-attempt";
 import { assertArgument, assertStepOptions, assertStorable } from "./validate";
 
@@ -265,12 +265,11 @@ export class FiberSteps {
     }
   }
 
-  /** Waits until the run's clock reaches `due` (a timer may fire a little early), while live. */
+  /** Waits until the run's clock reaches `due`, while the run is live. */
   async #waitUntil(due: number): Promise<void> {
-    for (let left = due - this.#host.now(); left > 0; left = due - this.#host.now()) {
-      await sleep(left, this.#host.signal);
-      this.#host.assertLive();
-    }
+    if (due <= this.#host.now()) return;
+    await sleepUntil(() => due - this.#host.now(), this.#host.signal);
+    this.#host.assertLive();
   }
 
   /**
