@@ -58,6 +58,40 @@ async function storedTypes(store: Store, id: string): Promise<string[]> {
   return chunks.map((chunk) => chunk.type);
 }
 
+/**
+ * A fiber consumes an "approval" event, then its runtime dies inside the next step; another
+ * runtime recovers it, its `onRecovered` restarts it from scratch, and the new run waits for the
+ * event again. With `unloadBeforeWait`, the new run sleeps first under `unloadAfterMs: 0`, so it
+ * reads its inbox back from storage. Resolves with the fiber's result.
+ */
+async function restartAfterConsumingAnEvent(options: { unloadBeforeWait: boolean }): Promise<unknown> {
+  const disk = new MemoryStore();
+  let life = 1;
+  const job = defineFiber("job", {
+    async run(ctx) {
+      if (options.unloadBeforeWait && life === 2) await ctx.sleep("pause", 30);
+      const approval = await ctx.waitForEvent<{ ok: boolean }>("approval");
+      await ctx.step("act", () => (life === 1 ? new Promise<never>(() => {}) : "acted"));
+      return approval;
+    },
+    onRecovered: () => "restart",
+  });
+  const dying = crashableStore(disk);
+  const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
+  const fiber = await first.start(job, {}, { id: "restart" });
+  await first.sendEvent(fiber.id, "approval", { ok: true });
+  await expect
+    .poll(async () => (await disk.readJournal(fiber.id)).find((e) => e.key === "act#1")?.status)
+    .toBe("started");
+  dying.crash();
+  await delay(30);
+  life = 2;
+  const unload = options.unloadBeforeWait ? { unloadAfterMs: 0 } : {};
+  const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 20, ...unload }));
+  await second.recover();
+  return await second.result(fiber);
+}
+
 const transient = () => new DOMException("The disk hiccuped.", "UnknownError");
 
 describe("a write that fails (items 1 and 8)", () => {
@@ -910,30 +944,7 @@ describe("argued from the code (item 12)", () => {
   });
 
   it('gives a run restarted by onRecovered "restart" the events the discarded run consumed', async () => {
-    const disk = new MemoryStore();
-    let life = 0;
-    const job = defineFiber("job", {
-      async run(ctx) {
-        const approval = await ctx.waitForEvent<{ ok: boolean }>("approval");
-        await ctx.step("act", () => (life === 1 ? new Promise<never>(() => {}) : "acted"));
-        return approval;
-      },
-      onRecovered: () => "restart",
-    });
-    const dying = crashableStore(disk);
-    life = 1;
-    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
-    const fiber = await first.start(job, {}, { id: "restart" });
-    await first.sendEvent(fiber.id, "approval", { ok: true });
-    await expect
-      .poll(async () => (await disk.readJournal(fiber.id)).find((e) => e.key === "act#1")?.status)
-      .toBe("started");
-    dying.crash();
-    await delay(30);
-    life = 2;
-    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 20 }));
-    await second.recover();
-    expect(await second.result(fiber)).toEqual({ ok: true });
+    expect(await restartAfterConsumingAnEvent({ unloadBeforeWait: false })).toEqual({ ok: true });
   });
 
   it('gives the steps of a run restarted by onRecovered "restart" keys of their own', async () => {
@@ -1231,32 +1242,9 @@ describe("replaying concurrent operations in their recorded order (item 12)", ()
 
 describe("found by mutating the engine (review of the tests)", () => {
   it("a restart from scratch releases the discarded run's events in storage, not only in memory", async () => {
-    const disk = new MemoryStore();
-    let life = 1;
-    const job = defineFiber("job", {
-      async run(ctx) {
-        // The restarted run is unloaded before its wait (unloadAfterMs: 0): its wake-up reads the
-        // inbox from storage, where the event must no longer be marked consumed.
-        if (life === 2) await ctx.sleep("pause", 30);
-        const approval = await ctx.waitForEvent<{ ok: boolean }>("approval");
-        await ctx.step("act", () => (life === 1 ? new Promise<never>(() => {}) : "acted"));
-        return approval;
-      },
-      onRecovered: () => "restart",
-    });
-    const dying = crashableStore(disk);
-    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
-    const fiber = await first.start(job, {}, { id: "restart" });
-    await first.sendEvent(fiber.id, "approval", { ok: true });
-    await expect
-      .poll(async () => (await disk.readJournal(fiber.id)).find((e) => e.key === "act#1")?.status)
-      .toBe("started");
-    dying.crash();
-    await delay(30);
-    life = 2;
-    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 20, unloadAfterMs: 0 }));
-    await second.recover();
-    expect(await second.result(fiber)).toEqual({ ok: true });
+    // The restarted run is unloaded before its wait: its wake-up reads the inbox from storage,
+    // where the event must no longer be marked consumed.
+    expect(await restartAfterConsumingAnEvent({ unloadBeforeWait: true })).toEqual({ ok: true });
   });
 
   it("cancel answers the status of a fiber that ended between its read of the record and its claim", async () => {
