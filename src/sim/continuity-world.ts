@@ -47,6 +47,7 @@ import { SimLink } from "./continuity-link";
 import { type FaultPlan, FaultStore } from "./fault-store";
 import type { Findings } from "./findings";
 import { Ledger, MIRROR_WRITER } from "./ledger";
+import { LiveAttempts } from "./live-attempts";
 import { CheckedMirrorSource } from "./mirror-source";
 import type { Prng } from "./prng";
 import { codeOf, type Program, type ProgramHost, programHandler } from "./program";
@@ -174,6 +175,7 @@ export class ContinuityWorld {
   readonly claims = new Map<string, number>();
   /** Step attempts run, by `idempotencyKey#attempt`, with the node that ran them. */
   readonly #effects = new Map<string, string>();
+  readonly #attempts = new LiveAttempts(() => Date.now() - EPOCH);
   #nodes = 0;
   #plantTriggered = false;
 
@@ -685,12 +687,13 @@ export class ContinuityWorld {
   }
 
   /** A step attempt started running user code on `node`. */
-  #effect(node: HomeNode, ctx: FiberContext, step: StepContext): void {
+  #effect(node: HomeNode, ctx: FiberContext, step: StepContext): () => void {
     // Compared with the replica's lease, which is on the arbiter's clock.
     const now = this.edgeNow();
     const attempt = `${step.idempotencyKey}#${step.attempt}`;
     this.trace.add("effect", `${node.name} ${attempt}${step.interrupted ? " interrupted" : ""}`);
     const fail = (invariant: string, detail: string) => this.findings.add(invariant, detail, ctx.id);
+    const ended = this.#attempts.begin(node, ctx, step, this.settings.runtimeLeaseMs, fail);
     const earlier = this.#effects.get(attempt);
     if (earlier !== undefined) fail("effect-twice", `${attempt} ran on ${earlier} and again on ${node.name}`);
     this.#effects.set(attempt, node.name);
@@ -723,6 +726,7 @@ export class ContinuityWorld {
         `${attempt} ran on ${node.name} while the replica's home is ${describeHome(home)}`,
       );
     }
+    return ended;
   }
 }
 

@@ -39,6 +39,7 @@ export function checkFinal(ctx: FinalContext): void {
     checkOutsideEmits(image, program, fail);
     checkReplayed(image, fail);
     checkAborted(image, program, fail);
+    checkExhausted(image, world.settings.maxRecoveries, fail);
     if (program.agent) world.agents.checkFinal(id, image, program.agent, !ctx.cancelled.has(id));
     else checkResult(ctx, id, image, program, fail);
   });
@@ -200,6 +201,24 @@ function checkAborted(image: FiberImage, program: Program, fail: Fail): void {
     fail(
       "abort-not-honoured",
       `onRecovered answers "abort", yet the fiber was recovered and went on (${JSON.stringify(recovered.data).slice(0, 100)})`,
+    );
+}
+
+/**
+ * A fiber ended `recovery_exhausted` by its recoveries was recovered `limit` times in a row
+ * without progress first: any chunk is progress, so its stream ends with that many
+ * `fiber.recovered` chunks before `fiber.end`. (Not the agent's model call, which ends a step
+ * with the same code after as many regenerations.)
+ */
+function checkExhausted(image: FiberImage, limit: number, fail: Fail): void {
+  const error = image.record?.error;
+  if (error?.code !== "recovery_exhausted" || !error.message?.includes("in a row without progress")) return;
+  const tail = image.stream.slice(-limit - 1);
+  const recovered = tail.slice(0, -1).filter((c) => c.type === "fiber.recovered").length;
+  if (tail.length < limit + 1 || recovered < limit)
+    fail(
+      "exhausted-early",
+      `ended recovery_exhausted with ${recovered} fiber.recovered among the last ${limit} chunks before fiber.end (limit ${limit})`,
     );
 }
 

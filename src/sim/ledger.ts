@@ -59,6 +59,8 @@ export class Ledger {
   readonly images = new Map<string, FiberImage>();
   /** How many fibers under each id were seen created after an earlier one was collected. */
   readonly #lives = new Map<string, number>();
+  /** Per id, the last image of each fiber under it that was collected and followed by another. */
+  readonly #pastLives = new Map<string, FiberImage[]>();
   /** Called with each chunk the first time it is seen durable (after the write-time checks). */
   onChunk: ((chunk: StreamChunk) => void) | undefined;
   /** Settles once the last refresh issued has applied (and so every earlier one). */
@@ -133,6 +135,13 @@ export class Ledger {
    */
   lifeOf(id: string): number {
     return this.#lives.get(id) ?? 0;
+  }
+
+  /** The last image of every fiber seen under `id`, by life (`lifeOf`), the current one last. */
+  lives(id: string): FiberImage[] {
+    const current = this.images.get(id);
+    const past = this.#pastLives.get(id) ?? [];
+    return current === undefined ? past : [...past, current];
   }
 
   /** The image of `id`, if the fiber was ever seen. */
@@ -224,6 +233,7 @@ export class Ledger {
     // A fiber started under the id of a collected one is another fiber: it starts from nothing.
     const prev = last?.collected ? undefined : last;
     if (last?.collected) {
+      this.#pastLives.set(id, [...(this.#pastLives.get(id) ?? []), last]);
       this.#lives.set(id, this.lifeOf(id) + 1);
       this.#trace.add("collect", `${id} started again after its collection`);
     }

@@ -71,8 +71,11 @@ export interface ProgramHost {
   /** The runtime executing it: its runner id, whether it crashed, its definition version. */
   readonly runner: string;
   readonly crashed: boolean;
-  /** A step attempt began (its side effect); the simulator checks and logs it. */
-  effect(ctx: FiberContext, step: StepContext): void;
+  /**
+   * A step attempt began (its side effect); the simulator checks and logs it. The attempt calls
+   * the function returned once its code stops executing, however it ends.
+   */
+  effect(ctx: FiberContext, step: StepContext): () => void;
   /** A journaled value was returned to the handler. */
   observed(fiberId: string, key: string, value: unknown): void;
 }
@@ -288,21 +291,25 @@ async function runStep(ctx: FiberContext, op: StepOp, host: ProgramHost): Promis
       op.name,
       async (step) => {
         if (host.crashed) return hang();
-        host.effect(ctx, step);
-        for (let i = 0; i < op.emitsBefore; i++)
-          step.emit("tok", { label: `${op.name}.${i}`, attempt: step.attempt });
-        if (step.attempt <= op.slowAttempts) {
-          await pause(op.slowMs, op.honorsSignal ? step.signal : undefined);
-          if (host.crashed) return hang();
+        const ended = host.effect(ctx, step);
+        try {
+          for (let i = 0; i < op.emitsBefore; i++)
+            step.emit("tok", { label: `${op.name}.${i}`, attempt: step.attempt });
+          if (step.attempt <= op.slowAttempts) {
+            await pause(op.slowMs, op.honorsSignal ? step.signal : undefined);
+            if (host.crashed) return hang();
+          }
+          for (let i = 0; i < op.emitsAfter; i++)
+            step.emit("tok", { label: `${op.name}.late${i}`, attempt: step.attempt });
+          if (step.attempt < op.failUntil) {
+            throw op.nonRetryable
+              ? new NonRetryableError(`${op.name} refused`)
+              : new Error(`${op.name} flaked`);
+          }
+          return `v:${op.name}`;
+        } finally {
+          ended();
         }
-        for (let i = 0; i < op.emitsAfter; i++)
-          step.emit("tok", { label: `${op.name}.late${i}`, attempt: step.attempt });
-        if (step.attempt < op.failUntil) {
-          throw op.nonRetryable
-            ? new NonRetryableError(`${op.name} refused`)
-            : new Error(`${op.name} flaked`);
-        }
-        return `v:${op.name}`;
       },
       {
         retry: { maxAttempts: op.maxAttempts, backoff: "fixed", initialDelayMs: op.backoffMs },

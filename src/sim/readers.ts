@@ -4,11 +4,15 @@
  * (possibly to another node, e.g. after the one they read from crashed) from the last `seq`
  * they saw. Every delivered chunk is checked at delivery time: it continues the reader's
  * sequence with no gap or duplicate, nothing follows `fiber.end`, and it is already durable
- * (the ledger holds the same chunk at that `seq`).
+ * (the ledger holds the same chunk at that `seq`). A share of the readers are slow while faults
+ * go on: they stall between chunks (up to 3 s of virtual time, across leases, ends and
+ * collections), so chunks queue behind them and a stalled reader resumes on a stream that moved
+ * on, or on an id that names another fiber by then.
  */
 
 import { isTerminal } from "../core/records";
-import { describe } from "./ledger";
+import { describe, type FiberImage } from "./ledger";
+import type { Prng } from "./prng";
 import { codeOf } from "./program";
 import type { SimNode, World } from "./world";
 
@@ -25,15 +29,25 @@ export interface ReaderState {
   /** Reattach from `last` when detached or when the node dies. */
   reconnect: boolean;
   controller: AbortController;
+  /** The chance this reader stalls after each chunk (0: never). */
+  stalls: number;
+  /** Which fiber under the id this attachment reads (`Ledger.lives`), fixed by its first chunk. */
+  life?: number;
 }
 
 /** The readers of one schedule. */
 export class Readers {
   readonly #world: World;
+  readonly #stalls: Prng | undefined;
   readonly all: ReaderState[] = [];
 
-  constructor(world: World) {
+  /**
+   * `stalls`: the random stream slow readers draw from (a stream of their own, so the world's
+   * draws stay as they were); no reader stalls without it.
+   */
+  constructor(world: World, stalls?: Prng) {
     this.#world = world;
+    this.#stalls = stalls;
     world.onCrash((node) => {
       for (const reader of this.all) {
         if (reader.node === node && reader.status === "open") this.#drop(reader, "its node crashed");
@@ -53,11 +67,12 @@ export class Readers {
       status: "open",
       reconnect,
       controller: new AbortController(),
+      stalls: this.#stalls?.chance(0.3) ? this.#stalls.pick([0.1, 0.5]) : 0,
     };
     this.all.push(reader);
     this.#world.trace.add(
       "reader",
-      `R${reader.id} attaches to ${fiberId} on ${node.name} after ${after}${reconnect ? " (reconnecting)" : ""}`,
+      `R${reader.id} attaches to ${fiberId} on ${node.name} after ${after}${reconnect ? " (reconnecting)" : ""}${reader.stalls > 0 ? " (slow)" : ""}`,
     );
     void this.#run(reader);
     return reader;
@@ -99,6 +114,13 @@ export class Readers {
       for await (const event of reader.node.runtime.events(reader.fiberId, { after: reader.after, signal })) {
         if (reader.status !== "open") return;
         this.#check(reader, event);
+        // Only while faults go on: past them a schedule checks that every reader ends.
+        if (reader.stalls > 0 && this.#world.plan.active && this.#stalls?.chance(reader.stalls)) {
+          const ms = this.#stalls.int(1, 3000);
+          this.#world.trace.add("reader", `R${reader.id} stalls ${ms} ms at ${reader.last}`);
+          await new Promise((resolve) => setTimeout(resolve, ms));
+          if (reader.status !== "open") return;
+        }
       }
       if (reader.status !== "open") return;
       reader.status = signal.aborted ? "aborted" : "ended";
@@ -146,17 +168,37 @@ export class Readers {
     if (event.seq <= reader.last) fail("reader-duplicate", `got seq ${event.seq} after seq ${reader.last}`);
     else if (event.seq !== reader.last + 1)
       fail("reader-gap", `got seq ${event.seq} right after seq ${reader.last}`);
-    const durable = world.ledger.get(reader.fiberId)?.stream[event.seq - 1];
-    if (
-      !durable ||
-      durable.seq !== event.seq ||
-      durable.type !== event.type ||
-      JSON.stringify(durable.data) !== JSON.stringify(event.data)
-    ) {
-      fail(
-        "reader-not-durable",
-        `got ${describe(event)}; storage holds ${durable ? describe(durable) : "nothing"} there`,
+    // Matched with the fiber this attachment reads, which a stalled reader may still be reading
+    // after its collection, when the ledger's image is another fiber's under the same id.
+    const lives = world.ledger.lives(reader.fiberId);
+    const holds = (image: FiberImage | undefined) => {
+      const durable = image?.stream[event.seq - 1];
+      return (
+        durable !== undefined &&
+        durable.seq === event.seq &&
+        durable.type === event.type &&
+        durable.at === event.at &&
+        JSON.stringify(durable.data) === JSON.stringify(event.data)
       );
+    };
+    if (reader.life === undefined) {
+      const first = lives.findLastIndex(holds);
+      if (first >= 0) reader.life = first;
+    }
+    if (reader.life === undefined || !holds(lives[reader.life])) {
+      const other = lives.findLastIndex(holds);
+      if (other >= 0) {
+        fail(
+          "reader-crossed-fibers",
+          `got ${describe(event)} of another fiber under the id (life ${other}) than the one it was reading (life ${reader.life})`,
+        );
+      } else {
+        const durable = lives.at(-1)?.stream[event.seq - 1];
+        fail(
+          "reader-not-durable",
+          `got ${describe(event)}; storage holds ${durable ? describe(durable) : "nothing"} there`,
+        );
+      }
     }
     reader.last = Math.max(reader.last, event.seq);
     if (event.type === "fiber.end") reader.sawEnd = true;

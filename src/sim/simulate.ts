@@ -41,6 +41,17 @@ export interface ScheduleOptions {
    * gave before read faults existed (a read fault that fires changes the rest of the schedule).
    */
   readFaults?: boolean;
+  /**
+   * Whether a share of the readers stall between chunks (default true). With false none does,
+   * and a seed gives the schedule it gave before slow readers existed.
+   */
+  stalls?: boolean;
+  /**
+   * Whether a share of the schedules let a fiber recover only once in a row without progress
+   * (default true), which their crashes exhaust. With false none does, and a seed gives the
+   * schedule it gave before.
+   */
+  crashLoops?: boolean;
 }
 
 /** The verdict of one schedule. */
@@ -86,8 +97,19 @@ export async function runSchedule(seed: number, options: ScheduleOptions = {}): 
     // Read faults draw from a stream of their own: a seed whose reads never fail schedules what
     // it did before they existed.
     const readFaults = options.readFaults === false ? undefined : new Prng(seed ^ 0x0ead_fa17);
-    const world = new World(rng.fork(), trace, findings, programs, options.plant, storeKind, readFaults);
-    const readers = new Readers(world);
+    const crashLoops = options.crashLoops === false ? undefined : new Prng(seed ^ 0x100b_ed1e);
+    const world = new World(
+      rng.fork(),
+      trace,
+      findings,
+      programs,
+      options.plant,
+      storeKind,
+      readFaults,
+      crashLoops,
+    );
+    const stalls = options.stalls === false ? undefined : new Prng(seed ^ 0x57a1_1ed);
+    const readers = new Readers(world, stalls);
     const actions = new Actions(world, readers, time);
     const window = world.rng.int(2000, 8000);
     trace.add(

@@ -23,6 +23,7 @@ import { type AgentHost, type AgentPlan, agentDefinition, type ModelState } from
 import { type FaultPlan, FaultStore } from "./fault-store";
 import type { Findings } from "./findings";
 import { Ledger } from "./ledger";
+import { LiveAttempts } from "./live-attempts";
 import type { Prng } from "./prng";
 import { codeOf, type Program, type ProgramHost, programHandler } from "./program";
 import { SimLockManager } from "./sim-locks";
@@ -75,6 +76,7 @@ export class World {
   readonly planted: PlantedBug | undefined;
   readonly #locks: SimLockManager;
   readonly #effects = new Set<string>();
+  readonly #attempts = new LiveAttempts(() => elapsed());
   readonly #crashListeners: Array<(node: SimNode) => void> = [];
   /** The agent fibers' effect log and checks. */
   readonly agents: AgentLog;
@@ -86,6 +88,13 @@ export class World {
   #plantedDone = false;
   readonly #readFaults: Prng | undefined;
 
+  /**
+   * `readFaults`: the random stream read faults draw from (none fail without it). `crashLoops`:
+   * the stream that decides whether this schedule's fibers may recover only once in a row without
+   * progress (`maxRecoveries: 1`), so its crashes end some in `recovery_exhausted`; without it
+   * the limit is 10 or 30, more than a schedule's crash budget. Both are streams of their own, so
+   * a seed draws what it drew before they existed.
+   */
   constructor(
     rng: Prng,
     trace: Trace,
@@ -94,6 +103,7 @@ export class World {
     planted?: PlantedBug,
     storeKind: StoreKind = "memory",
     readFaults?: Prng,
+    crashLoops?: Prng,
   ) {
     this.rng = rng;
     this.#readFaults = readFaults;
@@ -129,6 +139,7 @@ export class World {
       maxRecoveries: rng.pick([10, 30]),
       locks: rng.chance(0.5) ? "web" : "local",
     };
+    if (crashLoops?.chance(0.25)) this.settings.maxRecoveries = 1;
     this.#locks = new SimLockManager(trace);
     const plans = new Map<string, AgentPlan>();
     programs.forEach((program, i) => {
@@ -295,7 +306,7 @@ export class World {
   }
 
   /** A step attempt started running user code on `node`. */
-  #effect(node: SimNode, ctx: FiberContext, step: StepContext): void {
+  #effect(node: SimNode, ctx: FiberContext, step: StepContext): () => void {
     // `fiberId:key`, or `fiberId~epoch:key` once the fiber restarted from scratch.
     const key = step.idempotencyKey.slice(step.idempotencyKey.indexOf(":", ctx.id.length) + 1);
     const image = this.ledger.get(ctx.id);
@@ -306,9 +317,10 @@ export class World {
       `${node.name} ${ctx.id}:${key} attempt ${step.attempt}${step.interrupted ? " interrupted" : ""}`,
     );
     const fail = (invariant: string, detail: string) => this.findings.add(invariant, detail, ctx.id);
+    const ended = this.#attempts.begin(node, ctx, step, this.settings.leaseMs, fail);
     if (!record) {
       fail("effect-without-fiber", `${key} attempt ${step.attempt} ran on ${node.name} with no fiber record`);
-      return;
+      return ended;
     }
     if (record.version !== node.version && !node.compatible.includes(record.version)) {
       fail(
@@ -334,6 +346,7 @@ export class World {
         fail("effect-twice", `${key} attempt ${step.attempt} (epoch ${record.epoch}) ran twice`);
       this.#effects.add(id);
     }
+    return ended;
   }
 
   /** A journaled value reached the handler on `node`. */

@@ -1,0 +1,88 @@
+/**
+ * Step attempts whose code is still executing, to check the engine's promise that one runtime
+ * never executes two attempts of a step (one idempotency key) beside each other: within a run,
+ * the next attempt starts only once the last one returned, or its signal aborted (a timeout: an
+ * attempt that ignores its signal cannot be stopped, only told); and a later run of the fiber on
+ * the same runtime waits for an attempt of a stopped run to return, for a lease period at most
+ * (README, "Steps"). Other runtimes are not held to it here: a stolen Web Lock or a lapsed lease
+ * lets another runner in while a slow attempt still runs, which the generation fences.
+ */
+
+import type { FiberContext, StepContext } from "../core/define";
+
+/** What a runtime the attempts run on needs to say. */
+export interface AttemptNode {
+  readonly name: string;
+  readonly crashed: boolean;
+}
+
+interface LiveAttempt {
+  readonly node: AttemptNode;
+  /** The run's context: one object per run of a fiber. */
+  readonly run: FiberContext;
+  readonly attempt: number;
+  readonly signal: AbortSignal;
+  /** When its signal aborted (virtual ms), or `undefined`. */
+  abortedAt: number | undefined;
+}
+
+export class LiveAttempts {
+  readonly #live = new Map<string, Set<LiveAttempt>>();
+  readonly #now: () => number;
+
+  /** `now`: virtual ms, on the clock the runtimes' timers run on. */
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+
+  /**
+   * Records that `step` began on `node` and returns the function to call once its code stops
+   * executing. `fail` is called for each attempt of the same step it overlaps against the promise.
+   * `leaseMs`: the runtime's lease period, as long as a later run waits for a stopped one.
+   */
+  begin(
+    node: AttemptNode,
+    run: FiberContext,
+    step: StepContext,
+    leaseMs: number,
+    fail: (invariant: string, detail: string) => void,
+  ): () => void {
+    const key = step.idempotencyKey;
+    const live = this.#live.get(key) ?? new Set<LiveAttempt>();
+    this.#live.set(key, live);
+    const now = this.#now();
+    for (const other of live) {
+      if (other.node !== node || node.crashed) continue;
+      const what = `attempt ${step.attempt} of ${key} began on ${node.name} while attempt ${other.attempt}`;
+      if (other.abortedAt === undefined) {
+        fail(
+          "attempts-overlap",
+          `${what} was still executing ${other.run === run ? "in the same run" : "in an earlier run"}, its signal not aborted`,
+        );
+      } else if (other.run !== run && now - other.abortedAt < leaseMs) {
+        fail(
+          "attempts-overlap",
+          `${what} of a stopped run was still executing, ${now - other.abortedAt} ms after its signal aborted (a later run waits up to ${leaseMs} ms)`,
+        );
+      }
+    }
+    const attempt: LiveAttempt = {
+      node,
+      run,
+      attempt: step.attempt,
+      signal: step.signal,
+      abortedAt: undefined,
+    };
+    const onAbort = () => {
+      attempt.abortedAt = this.#now();
+    };
+    if (step.signal.aborted) onAbort();
+    else step.signal.addEventListener("abort", onAbort, { once: true });
+    live.add(attempt);
+    return () => {
+      step.signal.removeEventListener("abort", onAbort);
+      live.delete(attempt);
+      if (live.size === 0) this.#live.delete(key);
+    };
+  }
+}
