@@ -48,6 +48,18 @@ export interface EffectEntry {
   executions: number;
   firstAt: number;
   lastAt: number;
+  /**
+   * Each execution: when its effect applied and, if its body got that far (it was not killed),
+   * when the body returned or threw. Two runners executing one step at once show as two runs
+   * whose times overlap.
+   */
+  runs: EffectRun[];
+}
+
+/** One execution of a lab effect step's body. */
+export interface EffectRun {
+  at: number;
+  endedAt?: number;
 }
 
 /** The ledger's counts for one fiber (or all fibers). */
@@ -99,11 +111,45 @@ export async function performEffect(key: string, fiberId: string, index: number)
   const now = Date.now();
   const existing = await tx.store.get(key);
   const entry: EffectEntry = existing
-    ? { ...existing, executions: existing.executions + 1, lastAt: now }
-    : { key, fiberId, index, executions: 1, firstAt: now, lastAt: now };
+    ? {
+        ...existing,
+        executions: existing.executions + 1,
+        lastAt: now,
+        runs: [...(existing.runs ?? []), { at: now }],
+      }
+    : { key, fiberId, index, executions: 1, firstAt: now, lastAt: now, runs: [{ at: now }] };
   await tx.store.put(entry);
   await tx.done;
   return entry;
+}
+
+/**
+ * Two runs of one effect step whose times overlap (one began while another's body had not yet
+ * ended), described; `undefined` when none do. A run with no end (its worker was killed) is only
+ * compared by when it began.
+ */
+export function overlappingRuns(runs: readonly EffectRun[]): string | undefined {
+  for (const running of runs) {
+    if (running.endedAt === undefined) continue;
+    for (const other of runs) {
+      if (other !== running && other.at >= running.at && other.at < running.endedAt)
+        return `one ran from ${running.at} to ${running.endedAt}, another began at ${other.at}`;
+    }
+  }
+  return undefined;
+}
+
+/** Records that the body of execution `run` (0-based) under `key` has returned or thrown. */
+export async function endEffect(key: string, run: number): Promise<void> {
+  const db = await openLedger();
+  const tx = db.transaction("effects", "readwrite");
+  const entry = await tx.store.get(key);
+  const ended = entry?.runs?.[run];
+  if (entry !== undefined && ended !== undefined) {
+    ended.endedAt = Date.now();
+    await tx.store.put(entry);
+  }
+  await tx.done;
 }
 
 /** The ledger's counts, for one fiber or all. */
@@ -226,8 +272,12 @@ export const labBatch = defineFiber("lab.batch", {
 /** Step "effect" of item `i`: its side effect on the ledger under the step's key, then `intervalMs`. */
 function effectStep(ctx: FiberContext, i: number, intervalMs: number): Promise<number> {
   return ctx.step("effect", async ({ idempotencyKey, signal }) => {
-    await performEffect(idempotencyKey, ctx.id, i);
-    if (intervalMs > 0) await delay(intervalMs, signal);
+    const { runs } = await performEffect(idempotencyKey, ctx.id, i);
+    try {
+      if (intervalMs > 0) await delay(intervalMs, signal);
+    } finally {
+      await endEffect(idempotencyKey, runs.length - 1);
+    }
     return i;
   });
 }

@@ -9,7 +9,12 @@
 
 import { randomUUID } from "node:crypto";
 import type { Page } from "@playwright/test";
-import type { EffectCounts, EffectsInput, TickerInput } from "../../app/lab-fibers";
+import {
+  type EffectCounts,
+  type EffectsInput,
+  overlappingRuns,
+  type TickerInput,
+} from "../../app/lab-fibers";
 import type { DeletionEntry } from "../../app/shared/demo-api";
 import { ASSISTANT_SYSTEM_PROMPT } from "../../app/worker/assistant";
 import { type AgentOutput, type ToolCallRef, toolCallKey } from "../../src/agent/agent";
@@ -280,6 +285,13 @@ export async function verify(app: AppSession, subject: Subject, timeoutMs = 90_0
         if (!step || entry.executions > step.attempt) {
           verdict.duplicatedEffects++;
           problem(`effect ${entry.index} ran ${entry.executions} times in ${step?.attempt ?? 0} attempt(s)`);
+        }
+        // The ledger's own times, independent of the journal: no execution began while another
+        // of the same step was still running (a killed one never ends, and is not compared).
+        const overlap = overlappingRuns(entry.runs ?? []);
+        if (overlap) {
+          verdict.duplicatedEffects++;
+          problem(`effect ${entry.index} had two executions at once: ${overlap}`);
         }
         const after = progress[entry.index];
         if (after && entry.lastAt > after.at) {
