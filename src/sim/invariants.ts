@@ -39,7 +39,8 @@ export function checkFinal(ctx: FinalContext): void {
     checkOutsideEmits(image, program, fail);
     checkReplayed(image, fail);
     checkAborted(image, program, fail);
-    checkExhausted(image, world.settings.maxRecoveries, fail);
+    checkExhausted(image, program, world.settings.maxRecoveries, fail);
+    checkRecoveryLimit(image, program, world.settings.maxRecoveries, fail);
     if (program.agent) world.agents.checkFinal(id, image, program.agent, !ctx.cancelled.has(id));
     else checkResult(ctx, id, image, program, fail);
   });
@@ -207,19 +208,69 @@ function checkAborted(image: FiberImage, program: Program, fail: Fail): void {
 /**
  * A fiber ended `recovery_exhausted` by its recoveries was recovered `limit` times in a row
  * without progress first: any chunk is progress, so its stream ends with that many
- * `fiber.recovered` chunks before `fiber.end`. (Not the agent's model call, which ends a step
- * with the same code after as many regenerations.)
+ * `fiber.recovered` chunks before `fiber.end`, and no journal entry settled between the first of
+ * them and the end (unless the program stashes, which is progress of its own). (Not the agent's
+ * model call, which ends a step with the same code after as many regenerations.)
  */
-function checkExhausted(image: FiberImage, limit: number, fail: Fail): void {
+function checkExhausted(image: FiberImage, program: Program, limit: number, fail: Fail): void {
+  const stashes = program.ops.some((op) => op.k === "stash");
   const error = image.record?.error;
   if (error?.code !== "recovery_exhausted" || !error.message?.includes("in a row without progress")) return;
   const tail = image.stream.slice(-limit - 1);
   const recovered = tail.slice(0, -1).filter((c) => c.type === "fiber.recovered").length;
-  if (tail.length < limit + 1 || recovered < limit)
+  if (tail.length < limit + 1 || recovered < limit) {
     fail(
       "exhausted-early",
       `ended recovery_exhausted with ${recovered} fiber.recovered among the last ${limit} chunks before fiber.end (limit ${limit})`,
     );
+    return;
+  }
+  // Nor did any of those runs settle a step, sleep, wait or value (which resets the count).
+  const from = (tail[0] as StreamChunk).at;
+  const to = (tail.at(-1) as StreamChunk).at;
+  const settled = image.journal.find(
+    (e) => e.status !== "started" && e.endedAt !== undefined && e.endedAt > from && e.endedAt < to,
+  );
+  if (settled !== undefined && !stashes)
+    fail(
+      "exhausted-early",
+      `ended recovery_exhausted though ${settled.key} settled between its last ${limit} recoveries and its end`,
+    );
+}
+
+/**
+ * No fiber is recovered more than `limit` times in a row without progress: more `fiber.recovered`
+ * chunks in a row than that (nothing emitted between them) need a journal entry that settled
+ * between the first and the last (all on the one virtual clock). Not for programs that stash,
+ * whose progress can be a stash alone, nor across a restart from scratch.
+ */
+function checkRecoveryLimit(image: FiberImage, program: Program, limit: number, fail: Fail): void {
+  if (program.ops.some((op) => op.k === "stash")) return;
+  let row: StreamChunk[] = [];
+  const judge = () => {
+    if (row.length <= limit) return;
+    const from = (row[0] as StreamChunk).at;
+    const to = (row.at(-1) as StreamChunk).at;
+    const progressed = image.journal.some(
+      (e) => e.status !== "started" && e.endedAt !== undefined && e.endedAt >= from && e.endedAt <= to,
+    );
+    if (!progressed)
+      fail(
+        "recovered-past-limit",
+        `recovered ${row.length} times in a row (seq ${row[0]?.seq}-${row.at(-1)?.seq}) with no progress between (limit ${limit})`,
+      );
+  };
+  for (const chunk of image.stream) {
+    const resumed =
+      chunk.type === "fiber.recovered" && (chunk.data as { decision?: string }).decision === "resume";
+    if (resumed && row.length > 0 && (row.at(-1) as StreamChunk).seq === chunk.seq - 1) {
+      row.push(chunk);
+      continue;
+    }
+    judge();
+    row = resumed ? [chunk] : [];
+  }
+  judge();
 }
 
 function checkResult(ctx: FinalContext, id: string, image: FiberImage, program: Program, fail: Fail): void {
