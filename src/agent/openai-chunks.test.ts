@@ -169,6 +169,50 @@ describe("finish reasons", () => {
   });
 });
 
+describe("tool-call deltas", () => {
+  const whole = (id: string, name: string, args: string, index?: number) => ({
+    tool_calls: [
+      {
+        ...(index === undefined ? {} : { index }),
+        id,
+        type: "function",
+        function: { name, arguments: args },
+      },
+    ],
+  });
+
+  it("without an index, each call whole in its own chunk (Gemini's OpenAI endpoint), stay apart", () => {
+    expect(
+      decode(
+        delta(whole("function-call-1", "get_weather", '{"location":"Sydney"}')),
+        delta(whole("function-call-2", "get_time", '{"zone":"AEST"}')),
+        delta({}, "stop"),
+      ),
+    ).toEqual([
+      { type: "tool_call", id: "function-call-1", name: "get_weather", arguments: '{"location":"Sydney"}' },
+      { type: "tool_call", id: "function-call-2", name: "get_time", arguments: '{"zone":"AEST"}' },
+      { type: "finish", reason: "stop" },
+    ]);
+  });
+
+  it("with index 0 for every call (some proxies) stay apart too; indexed deltas still join by index", () => {
+    expect(
+      decode(
+        delta(whole("call_a", "get_weather", '{"location":', 0)),
+        delta({ tool_calls: [{ index: 1, id: "call_b", function: { name: "get_time", arguments: "{}" } }] }),
+        delta({ tool_calls: [{ index: 0, function: { arguments: '"Oslo"}' } }] }),
+        delta(whole("call_c", "lookup", '{"q":"x"}', 0)),
+        delta({}, "tool_calls"),
+      ),
+    ).toEqual([
+      { type: "tool_call", id: "call_a", name: "get_weather", arguments: '{"location":"Oslo"}' },
+      { type: "tool_call", id: "call_c", name: "lookup", arguments: '{"q":"x"}' },
+      { type: "tool_call", id: "call_b", name: "get_time", arguments: "{}" },
+      { type: "finish", reason: "tool_calls" },
+    ]);
+  });
+});
+
 describe("errors in the stream", () => {
   it("with a numeric 4xx code are not retryable, and keep the code", () => {
     const error = (() => {

@@ -18,6 +18,8 @@ export interface DecodeContext {
 }
 
 interface PendingToolCall {
+  /** The provider's `index` (or the position in the delta's array where it sent none). */
+  index: number;
   id: string;
   name: string;
   arguments: string;
@@ -26,7 +28,10 @@ interface PendingToolCall {
 /** Turns Chat Completions chunks into `ModelEvent`s, assembling tool-call deltas by index. */
 export class ChunkAssembler {
   readonly #context: DecodeContext;
-  readonly #calls = new Map<number, PendingToolCall>();
+  /** Every call begun, in the order its first delta came. */
+  readonly #calls: PendingToolCall[] = [];
+  /** The call each provider index is adding to now. */
+  readonly #open = new Map<number, PendingToolCall>();
   #finishReason: FinishReason | undefined;
   #callsFlushed = false;
   #done = false;
@@ -49,7 +54,7 @@ export class ChunkAssembler {
   *accept(message: SseMessage, last: boolean): Generator<ModelEvent> {
     const data = message.data.trim();
     if (data === "[DONE]") {
-      yield* this.#finish(this.#finishReason ?? (this.#calls.size > 0 ? "tool_calls" : "stop"));
+      yield* this.#finish(this.#finishReason ?? (this.#calls.length > 0 ? "tool_calls" : "stop"));
       return;
     }
     if (data === "") return;
@@ -134,10 +139,14 @@ export class ChunkAssembler {
   #acceptToolCallDelta(item: Record<string, unknown> | undefined, position: number): void {
     if (item === undefined) return;
     const index = typeof item.index === "number" ? item.index : position;
-    let call = this.#calls.get(index);
-    if (call === undefined) {
-      call = { id: "", name: "", arguments: "" };
-      this.#calls.set(index, call);
+    const id = typeof item.id === "string" ? item.id : "";
+    let call = this.#open.get(index);
+    // A delta with another id at an index already in use begins another call: servers that send
+    // no `index` (Gemini's OpenAI-compatible endpoint) or 0 for every call send each call whole.
+    if (call === undefined || (id !== "" && call.id !== "" && id !== call.id)) {
+      call = { index, id: "", name: "", arguments: "" };
+      this.#calls.push(call);
+      this.#open.set(index, call);
     }
     const fn = asRecord(item.function);
     // Ids and names arrive whole in the first delta; some servers repeat them, so the first wins.
@@ -149,12 +158,16 @@ export class ChunkAssembler {
   *#flushToolCalls(): Generator<ModelEvent> {
     if (this.#callsFlushed) return;
     this.#callsFlushed = true;
-    for (const [index, call] of [...this.#calls].sort(([a], [b]) => a - b)) {
+    // By index, and calls that shared an index in the order they came (a stable sort).
+    for (const call of [...this.#calls].sort((a, b) => a.index - b.index)) {
       if (call.name === "")
-        throw new ModelError(`${this.#context.label} sent tool call #${index} without a function name.`, {
-          kind: "malformed_stream",
-          retryable: false,
-        });
+        throw new ModelError(
+          `${this.#context.label} sent tool call #${call.index} without a function name.`,
+          {
+            kind: "malformed_stream",
+            retryable: false,
+          },
+        );
       yield {
         type: "tool_call",
         id: call.id === "" ? syntheticCallId() : call.id,
