@@ -4,8 +4,10 @@
  * the next attempt starts only once the last one returned, or its signal aborted (a timeout: an
  * attempt that ignores its signal cannot be stopped, only told); and a later run of the fiber on
  * the same runtime waits for an attempt of a stopped run to return, for a lease period at most
- * (README, "Steps"). Other runtimes are not held to it here: a stolen Web Lock or a lapsed lease
- * lets another runner in while a slow attempt still runs, which the generation fences.
+ * (README, "Steps"), holding the fiber's Web Lock meanwhile: where runtimes share Web Locks, no
+ * other runtime either, unless the lock was taken away (stolen) while the attempt ran or its
+ * runtime died. Runtimes without shared locks are not held to it across: a lapsed lease lets
+ * another runner in while a slow attempt still runs, which the generation fences.
  */
 
 import type { FiberContext, StepContext } from "../core/define";
@@ -24,7 +26,15 @@ interface LiveAttempt {
   readonly signal: AbortSignal;
   /** When its signal aborted (virtual ms), or `undefined`. */
   abortedAt: number | undefined;
+  /** When it began (virtual ms). */
+  readonly begunAt: number;
 }
+
+/**
+ * Whether an attempt on another runtime that began at `begunAt` still holds the fiber's Web Lock
+ * against this one (the runtimes share locks and it was not stolen since).
+ */
+export type HeldAcross = (begunAt: number) => boolean;
 
 export class LiveAttempts {
   readonly #live = new Map<string, Set<LiveAttempt>>();
@@ -39,6 +49,7 @@ export class LiveAttempts {
    * Records that `step` began on `node` and returns the function to call once its code stops
    * executing. `fail` is called for each attempt of the same step it overlaps against the promise.
    * `leaseMs`: the runtime's lease period, as long as a later run waits for a stopped one.
+   * `heldAcross`: whether attempts on other runtimes are held to it too (default: not).
    */
   begin(
     node: AttemptNode,
@@ -46,13 +57,23 @@ export class LiveAttempts {
     step: StepContext,
     leaseMs: number,
     fail: (invariant: string, detail: string) => void,
+    heldAcross: HeldAcross = () => false,
   ): () => void {
     const key = step.idempotencyKey;
     const live = this.#live.get(key) ?? new Set<LiveAttempt>();
     this.#live.set(key, live);
     const now = this.#now();
     for (const other of live) {
-      if (other.node !== node || node.crashed) continue;
+      if (node.crashed || other.node.crashed) continue;
+      if (other.node !== node) {
+        if (!heldAcross(other.begunAt)) continue;
+        if (other.abortedAt === undefined || now - other.abortedAt < leaseMs)
+          fail(
+            "attempts-overlap",
+            `attempt ${step.attempt} of ${key} began on ${node.name} while attempt ${other.attempt} was still executing on ${other.node.name} (${other.abortedAt === undefined ? "its signal not aborted" : `${now - other.abortedAt} ms after its signal aborted`}), holding the fiber's lock`,
+          );
+        continue;
+      }
       const what = `attempt ${step.attempt} of ${key} began on ${node.name} while attempt ${other.attempt}`;
       if (other.abortedAt === undefined) {
         fail(
@@ -72,6 +93,7 @@ export class LiveAttempts {
       attempt: step.attempt,
       signal: step.signal,
       abortedAt: undefined,
+      begunAt: now,
     };
     const onAbort = () => {
       attempt.abortedAt = this.#now();

@@ -60,10 +60,14 @@ export class SimLockManager {
     return [...this.#held].filter(([, g]) => g.owner === owner).map(([id]) => id);
   }
 
+  /** When each fiber's lock was last taken away from its holder (`Date.now()`, virtual). */
+  readonly stolenAt = new Map<string, number>();
+
   /** Takes fiber `fiberId`'s lock away from its live holder (the "lock lost" fault). */
   steal(fiberId: string): void {
     const grant = this.#held.get(fiberId);
     if (!grant) return;
+    this.stolenAt.set(fiberId, Date.now());
     this.#trace.add("FAULT", `lock of ${fiberId} lost by live ${grant.owner}`);
     this.#release(fiberId);
   }
