@@ -22,6 +22,7 @@ const deleteCall = (id: string, path: string) => ({
   arguments: JSON.stringify({ path }),
 });
 const user = (content: string) => [{ role: "user" as const, content }];
+type ToolRefData = { event: string; messageId: string; index: number; toolCallId: string };
 
 async function approvals(store: MemoryStore, id: string, count: number): Promise<FiberEvent[]> {
   await expect
@@ -130,6 +131,40 @@ describe("approvals", () => {
     expect(output.messages.filter((m) => m.role === "tool").at(-1)?.content).toContain(
       "denied this call: keep it",
     );
+  });
+
+  it("can be sent for a fiber with a long id and a long model call id (the name fits 200 characters)", async () => {
+    const runs: ToolRun[] = [];
+    const store = new MemoryStore();
+    const longCall = `toolu_${"9".repeat(60)}`;
+    const agent = defineAgent({
+      name: "long-consent",
+      model: new ScriptedModel({
+        replies: [
+          { toolCalls: [deleteCall(longCall, "a"), deleteCall(`${longCall}b`, "b")] },
+          { text: "ok" },
+        ],
+      }).provider(),
+      tools: [recordingTool(runs, { requiresApproval: true })],
+    });
+    const rt = agentRuntime(agent, store);
+    // A chat transport's id after a few regenerations: within the 200 characters of an id.
+    const fiber = await rt.start(agent, { messages: user("go") }, { id: `ai/chat/${"x".repeat(180)}` });
+    const [first] = await approvals(store, fiber.id, 1);
+    const data = first?.data as ToolRefData;
+    expect(`approval:${toolCallKey(data)}`.length).toBeGreaterThan(200);
+    expect(data.event).toBe(approvalEventName(data));
+    expect(data.event).toMatch(/^approval:m1#0:[0-9a-f]{8}$/);
+    await rt.sendEvent(fiber.id, data.event, { approved: true });
+    const [, second] = await approvals(store, fiber.id, 2);
+    const secondData = second?.data as ToolRefData;
+    expect(secondData.event).toMatch(/^approval:m1#1:[0-9a-f]{8}$/);
+    await rt.sendEvent(fiber.id, secondData.event, { approved: true });
+    await rt.result(fiber);
+    expect(runs.map((r) => r.path)).toEqual(["a", "b"]);
+    // A name that fits is the one it always was.
+    const short = { messageId: messageIdOf("f1", 2), index: 0, toolCallId: "call_0" };
+    expect(approvalEventName(short)).toBe("approval:f1:m2#0:call_0");
   });
 
   it("deny unless the payload says approved: true", async () => {

@@ -158,6 +158,41 @@ describe("tool timeouts", () => {
     expect(output.messages.find((m) => m.role === "tool")?.content).toBe(JSON.stringify("result for x"));
   });
 
+  it("a retry after a late attempt that ignores its signal is told it is interrupted, with the same key", async () => {
+    const runs: Array<{ attempt: number; interrupted: boolean; key: string }> = [];
+    const agent = defineAgent({
+      name: "charger",
+      model: new ScriptedModel({ replies: [{ toolCalls: [lookupCall] }, { text: "charged" }] }).provider(),
+      tools: [
+        {
+          name: "lookup",
+          description: "Charges a card through a slow API that ignores cancellation.",
+          parameters: { type: "object", properties: { q: { type: "string" } } },
+          timeoutMs: 20,
+          retry: { maxAttempts: 2, initialDelayMs: 1 },
+          execute: async (_args, { attempt, interrupted, idempotencyKey }) => {
+            runs.push({ attempt, interrupted, key: idempotencyKey });
+            // The late first attempt may still charge: a tool told so asks the API by the key
+            // instead of charging again.
+            if (interrupted) return "looked up the charge by its key";
+            await new Promise((r) => setTimeout(r, 60));
+            return "charged";
+          },
+        },
+      ],
+    });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    expect(runs.map(({ attempt, interrupted }) => ({ attempt, interrupted }))).toEqual([
+      { attempt: 1, interrupted: false },
+      { attempt: 2, interrupted: true },
+    ]);
+    expect(runs[0]?.key).toBe(runs[1]?.key);
+    expect(output.messages.find((m) => m.role === "tool")?.content).toBe(
+      JSON.stringify("looked up the charge by its key"),
+    );
+  });
+
   it.each([
     [
       "a zero toolTimeoutMs",
@@ -185,5 +220,60 @@ describe("tool timeouts", () => {
     expect(define).toThrow(
       expect.objectContaining({ code: "invalid_argument", message: expect.stringMatching(message) }),
     );
+  });
+});
+
+describe("tool failures", () => {
+  it("a tool that throws a string gives the model the same tool message live and after a crash", async () => {
+    let release = false;
+    const waits: number[] = [];
+    const model = new ScriptedModel({
+      replies: [
+        { toolCalls: [{ id: "c0", name: "boom", arguments: "{}" }] },
+        { toolCalls: [{ id: "c1", name: "wait", arguments: "{}" }] },
+        { text: "done" },
+      ],
+    });
+    const agent = defineAgent({
+      name: "thrower",
+      model: model.provider(),
+      tools: [
+        {
+          name: "boom",
+          description: "Fails with a bare string.",
+          parameters: { type: "object", properties: {} },
+          retry: { maxAttempts: 1 },
+          execute: () => {
+            throw "quota exceeded";
+          },
+        },
+        {
+          name: "wait",
+          description: "Hangs in the first life.",
+          parameters: { type: "object", properties: {} },
+          execute: (_args, { attempt }) => {
+            waits.push(attempt);
+            return release ? "waited" : new Promise<string>(() => {});
+          },
+        },
+      ],
+    });
+    const disk = new MemoryStore();
+    const dying = crashableStore(disk);
+    const first = agentRuntime(agent, dying);
+    const fiber = await first.start(agent, { messages: user });
+    await expect.poll(() => waits.length, { interval: 5 }).toBe(1);
+    dying.crash();
+    release = true;
+    const second = agentRuntime(agent, disk);
+    await second.recover();
+    const output = await second.result(fiber);
+    const live = model.requests[1]?.messages.find((m) => m.role === "tool")?.content;
+    expect(live).toBe(JSON.stringify({ error: "quota exceeded" }));
+    // The replay rebuilt the same conversation: the stream, the result and the next model call.
+    expect(output.messages.find((m) => m.role === "tool")?.content).toBe(live);
+    expect(model.requests.at(-1)?.messages.find((m) => m.role === "tool")?.content).toBe(live);
+    const streamed = (await storedEvents(disk, fiber.id)).find((e) => e.type === "tool.result");
+    expect((streamed?.data as { error?: string } | undefined)?.error).toBe("quota exceeded");
   });
 });

@@ -6,7 +6,8 @@
  */
 
 import type { FiberContext, RetryPolicy } from "../core/define";
-import { CancelledError, FencedError, TimeoutError } from "../core/errors";
+import { CancelledError, FencedError, serializeError, TimeoutError } from "../core/errors";
+import { MAX_EVENT_NAME_LENGTH } from "../core/validate";
 import { parseToolArguments } from "./tool-args";
 import type { ToolCall, ToolDefinition, ToolMessage } from "./types";
 
@@ -50,11 +51,28 @@ export function toolCallKey(ref: ToolCallRef): string {
  * {@link toolCallKey}. The `tool.approval` chunk announces it as `event`. An approval sent twice,
  * or for a call that no longer waits, stays unconsumed and approves nothing else.
  *
+ * Where that is longer than an event name may be (200 characters: a long fiber id with a long
+ * call id), `approval:m<turn>#<index>:` and a hash of the call id instead: events go to one fiber,
+ * where the turn and the position already name one call.
+ *
  * @example
  * await runtime.sendEvent(fiberId, approvalEventName(chunk.data), { approved: true });
  */
 export function approvalEventName(ref: ToolCallRef): string {
-  return `approval:${toolCallKey(ref)}`;
+  const name = `approval:${toolCallKey(ref)}`;
+  if (name.length <= MAX_EVENT_NAME_LENGTH) return name;
+  const turn = ref.messageId.slice(ref.messageId.lastIndexOf(":") + 1);
+  return `approval:${turn.slice(0, 40)}#${ref.index}:${fnv1a(ref.toolCallId)}`;
+}
+
+/** FNV-1a (32 bits) of `text`, as 8 hex digits. */
+function fnv1a(text: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0).toString(16).padStart(8, "0");
 }
 
 /** The agent-wide defaults of every tool call (`toolRetry`, `toolTimeoutMs`); a tool's own win. */
@@ -119,7 +137,7 @@ export async function runTool(
     return reply({ status: "ok", result });
   } catch (error) {
     if (error instanceof CancelledError || error instanceof FencedError || ctx.signal.aborted) throw error;
-    const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+    const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
     if (cause instanceof TimeoutError && timeoutMs !== undefined) {
       // The step's message names its journal key; the model needs the tool and the deadline.
       const attempts = retry.maxAttempts ?? 1;
@@ -128,6 +146,8 @@ export async function runTool(
         error: `The tool ${name} did not finish within ${timeoutMs} ms (${attempts} attempt${attempts === 1 ? "" : "s"}).`,
       });
     }
-    return reply({ status: "error", error: cause instanceof Error ? cause.message : String(cause) });
+    // The message as the journal keeps it (a thrown string or object is recorded as an Error with
+    // that text), so a replay gives the model the same tool message as the live run.
+    return reply({ status: "error", error: serializeError(cause).message });
   }
 }

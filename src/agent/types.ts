@@ -148,7 +148,10 @@ export interface ToolContext {
   idempotencyKey: string;
   /** 1 on the call's first run; keeps counting across crashes and retries (the step's `attempt`). */
   attempt: number;
-  /** True when an earlier run of this call was cut off by a crash or stop: it may have had its effect. */
+  /**
+   * True when an earlier run of this call was cut off by a crash or stop, or ran past `timeoutMs`:
+   * it may have had its effect (a late run that ignores its signal may even still be running).
+   */
   interrupted: boolean;
   /** Aborted when the fiber is cancelled. */
   signal: AbortSignal;
@@ -173,8 +176,10 @@ export interface ToolDefinition<Args = Record<string, unknown>, Result = unknown
   requiresApproval?: boolean;
   /**
    * Deadline of each attempt of `execute`, in ms (default: the agent's `toolTimeoutMs`, else
-   * none). A late attempt has its `signal` aborted with a `TimeoutError` and is retried; once the
-   * retries are spent the model is told the tool did not finish in time, and the loop goes on.
+   * none). A late attempt has its `signal` aborted with a `TimeoutError` and is retried (the retry
+   * gets `interrupted: true`: an `execute` that ignores its signal is still running beside it);
+   * once the retries are spent the model is told the tool did not finish in time, and the loop
+   * goes on.
    */
   timeoutMs?: number;
   /** Retries of this tool, over the agent's `toolRetry` (default 3 attempts, exponential from 500 ms). */

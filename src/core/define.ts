@@ -20,7 +20,10 @@ export interface RetryPolicy {
 /** Options of one `ctx.step` call. */
 export interface StepOptions {
   retry?: RetryPolicy;
-  /** Deadline of each attempt; a late attempt fails with `timeout` and is retried. */
+  /**
+   * Deadline of each attempt; a late attempt fails with `timeout` and is retried, `interrupted`.
+   * Its signal is aborted, but a function that ignores it goes on beside the retry.
+   */
   timeoutMs?: number;
   /**
    * `false`: each attempt starts while its `started` entry is being written, instead of once it
@@ -44,7 +47,11 @@ export interface StepContext {
    * effects. After `onRecovered` chose "restart", a new execution, it is `fiberId~epoch:stepKey`.
    */
   idempotencyKey: string;
-  /** True when an earlier attempt of this step was cut off by a crash or stop. */
+  /**
+   * True when an earlier attempt of this step was cut off by a crash or stop, or ran past its
+   * `timeoutMs`: it may have had its effect (and a late attempt that ignores its signal may
+   * still be running beside this one).
+   */
   interrupted: boolean;
   /** Aborted when the fiber is cancelled, the attempt times out or the runner loses the fiber. */
   signal: AbortSignal;

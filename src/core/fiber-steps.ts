@@ -12,6 +12,7 @@ import {
   RecoveryExhaustedError,
   StepFailedError,
   serializeError,
+  TimeoutError,
 } from "./errors";
 import type { RunWrite } from "./fiber-waits";
 import type { FiberEvent, JournalEntry, StreamChunk } from "./records";
@@ -26,7 +27,7 @@ export interface StepHost {
   /** Restarts from scratch so far (`onRecovered` "restart"): 0 until the first. */
   readonly epoch: number;
   readonly journal: RunJournal;
-  /** Aborted when the run is cancelled, fenced or ends. */
+  /** Aborted when the run is cancelled, stopped (fenced, a failed write) or fails a replay; not when it ends otherwise or suspends. */
   readonly signal: AbortSignal;
   readonly maxPayloadBytes: number;
   /** Highest seq the run has appended: a step's chunks come after it. */
@@ -141,15 +142,17 @@ export class FiberSteps {
     // new chain (it gets no `emitted`), an attempt after an interruption continues the chain.
     let streamFrom = recorded?.streamFrom ?? host.streamHead;
     // A `started` entry with an error is an attempt that failed and a retry not yet begun (see
-    // below): the next attempt starts a new chain, once its backoff is over, and is not
-    // interrupted. Any other `started` entry is an attempt a crash or a stop cut short.
+    // below): the next attempt starts a new chain, once its backoff is over, and is interrupted
+    // only if that attempt timed out. Any other `started` entry is an attempt a crash or a stop
+    // cut short: the next continues its chain, interrupted.
     const retryDue =
       recorded?.status === "started" && recorded.error !== undefined ? recorded.dueAt : undefined;
-    let interrupted = recorded?.status === "started" && recorded.error === undefined;
+    const cutShort = recorded?.status === "started" && recorded.error === undefined;
+    let interrupted = cutShort || (retryDue !== undefined && recorded?.error?.code === "timeout");
     let attempt = recorded?.attempt ?? 0;
     // A crash is not the step's fault: an interrupted step always gets at least one more attempt.
     const lastAttempt = Math.max(attempt + 1, policy.maxAttempts);
-    const emitted = interrupted ? await this.#stepChunks(pos, streamFrom) : [];
+    const emitted = cutShort ? await this.#stepChunks(pos, streamFrom) : [];
     if (retryDue !== undefined) await this.#waitUntil(retryDue);
     // A restart from scratch is a new execution: its steps must not be deduplicated against
     // the discarded run's, so its keys carry the epoch (ids cannot contain "~").
@@ -246,7 +249,9 @@ export class FiberSteps {
           });
         }
         // Durable before the backoff: a crash during it resumes the wait, and the next attempt
-        // starts a new chain (no `emitted` of the failed one, not `interrupted`), as it would here.
+        // starts a new chain (no `emitted` of the failed one), as it would here. It is
+        // `interrupted` after a timeout: the late attempt may have had its effect, and may still
+        // be running (nothing can stop a function that ignores its signal).
         const delay = backoffMs(policy, tries);
         const failedAt = host.now();
         streamFrom = host.streamHead;
@@ -260,7 +265,7 @@ export class FiberSteps {
         host.journal.set(retrying);
         await host.write({ journal: [retrying] });
         await this.#waitUntil(failedAt + delay);
-        interrupted = false;
+        interrupted = error instanceof TimeoutError;
       }
     }
   }

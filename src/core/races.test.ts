@@ -856,6 +856,41 @@ describe("step attempts (item 10)", () => {
     expect(done?.startedAt).toBeGreaterThanOrEqual(failed?.dueAt ?? Number.POSITIVE_INFINITY);
   });
 
+  it("tells the attempt after a timed-out one that it is interrupted, live and across a crash in the backoff", async () => {
+    const disk = new MemoryStore();
+    const seen: Array<{ attempt: number; interrupted: boolean; emitted: number }> = [];
+    const job = defineFiber("job", {
+      async run(ctx) {
+        return ctx.step(
+          "charge",
+          async ({ attempt, interrupted, emitted }) => {
+            seen.push({ attempt, interrupted, emitted: emitted.length });
+            // Ignores its signal: past its timeout it goes on, and may have had its effect.
+            if (attempt <= 2) await delay(60);
+            return "charged";
+          },
+          { timeoutMs: 20, retry: { maxAttempts: 3, initialDelayMs: 300 } },
+        );
+      },
+    });
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [job], leaseMs: 20 }));
+    const fiber = await first.start(job, {}, { id: "timeouts" });
+    // The second attempt timed out too: the crash lands in the backoff before the third.
+    await expect.poll(async () => (await disk.readJournal(fiber.id))[0]?.attempt, { timeout: 3_000 }).toBe(2);
+    await expect.poll(async () => (await disk.readJournal(fiber.id))[0]?.error?.code).toBe("timeout");
+    dying.crash();
+    await delay(30);
+    const second = track(createRuntime({ store: disk, fibers: [job], leaseMs: 20 }));
+    await second.recover();
+    expect(await second.result(fiber)).toBe("charged");
+    expect(seen).toEqual([
+      { attempt: 1, interrupted: false, emitted: 0 },
+      { attempt: 2, interrupted: true, emitted: 0 },
+      { attempt: 3, interrupted: true, emitted: 0 },
+    ]);
+  });
+
   it("drops the chunks of an attempt that timed out and is still running", async () => {
     const store = new MemoryStore();
     const job = defineFiber("job", {
