@@ -16,6 +16,7 @@ import {
 } from "../extension/protocol";
 import type { RpcArgs, RpcMethod, RpcResult, WorkerInfo } from "../sw/protocol";
 import type { ControlChannel } from "./http-channel";
+import { notCloneable } from "./not-cloneable";
 import { withDeadline } from "./rpc-channel";
 
 /** Options of {@link ExtensionChannel}. */
@@ -81,7 +82,16 @@ export class ExtensionChannel implements ControlChannel {
             },
           });
           const request: ControlRequest = { type: "call", call, method, args: [...args] };
-          c.port.postMessage(request);
+          try {
+            c.port.postMessage(request);
+          } catch (cause) {
+            c.pending.delete(call);
+            // Extension messaging speaks JSON: a bigint or a cycle cannot go (anything else thrown
+            // here is the port's own failure).
+            reject(
+              jsonRefuses(request) ? notCloneable(method, "the extension's background worker", cause) : cause,
+            );
+          }
         }),
     );
     return withDeadline(answer, timeoutMs, () => {
@@ -194,4 +204,14 @@ export class ExtensionChannel implements ControlChannel {
 
 function closedError(): ConnectionError {
   return new ConnectionError("client_closed", "This Fiberline client was closed; connect() again.");
+}
+
+/** Whether `JSON.stringify` throws for `value` (a bigint, a cycle). */
+function jsonRefuses(value: unknown): boolean {
+  try {
+    JSON.stringify(value);
+    return false;
+  } catch {
+    return true;
+  }
 }

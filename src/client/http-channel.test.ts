@@ -5,7 +5,7 @@
  */
 
 import { describe, expect, it } from "vitest";
-import { ConnectionError } from "../core/errors";
+import { ConnectionError, InvalidInputError } from "../core/errors";
 import { HttpChannel } from "./http-channel";
 
 /** A fetch that answers headers and part of a body, then stalls (erroring on the signal, as a real fetch does) or breaks. */
@@ -37,5 +37,26 @@ describe("HttpChannel", () => {
     const error = await channel.call("get", ["abc"]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConnectionError);
     expect((error as ConnectionError).code).toBe(code);
+  });
+
+  it("refuses arguments JSON cannot carry with not_cloneable, sending nothing", async () => {
+    let fetched = 0;
+    const channel = new HttpChannel({
+      baseUrl: "https://edge.test",
+      prefix: "/__fiberline",
+      timeoutMs: 1_000,
+      fetch: async () => {
+        fetched++;
+        return new Response("{}", { status: 200 });
+      },
+    });
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    for (const input of [{ budget: 10n }, cycle]) {
+      const error = await channel.call("start", ["agent", input]).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(InvalidInputError);
+      expect(error).toMatchObject({ code: "not_cloneable" });
+    }
+    expect(fetched).toBe(0);
   });
 });

@@ -15,6 +15,7 @@ import {
   type RpcResult,
   type WorkerInfo,
 } from "../sw/protocol";
+import { notCloneable } from "./not-cloneable";
 
 /** What `FiberlineClient` needs of a control channel (`RpcChannel` and `HttpChannel` both are one). */
 export interface ControlChannel {
@@ -137,6 +138,13 @@ export class HttpChannel implements ControlChannel {
     if (this.#closed) {
       throw new ConnectionError("protocol_error", "This client was closed; call connect() again.");
     }
+    let json: string | undefined;
+    try {
+      json = body === undefined ? undefined : JSON.stringify(body);
+    } catch (error) {
+      // A bigint or a cycle: nothing was sent, and sending it again cannot help.
+      throw notCloneable(`${method} ${url}`, "the Fiberline host (as JSON)", error);
+    }
     let response: Response;
     let text: string;
     try {
@@ -144,9 +152,7 @@ export class HttpChannel implements ControlChannel {
         method,
         cache: "no-store",
         signal: AbortSignal.timeout(this.#timeoutMs),
-        ...(body === undefined
-          ? {}
-          : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+        ...(json === undefined ? {} : { headers: { "content-type": "application/json" }, body: json }),
       });
       // The body under the same deadline and mapping: a host can answer headers and then stall.
       text = response.status === 202 || response.status === 204 ? "" : await response.text();

@@ -5,7 +5,7 @@
 
 import { expose } from "comlink";
 import { afterEach, describe, expect, it } from "vitest";
-import { ConnectionError, UnknownFiberError } from "../core/errors";
+import { ConnectionError, InvalidInputError, UnknownFiberError } from "../core/errors";
 import { installErrorTransfer } from "../sw/error-transfer";
 import type { ControlApi, HandshakeReply, WorkerInfo } from "../sw/protocol";
 import { PROTOCOL_VERSION } from "../sw/protocol";
@@ -96,6 +96,15 @@ describe("RpcChannel", () => {
     const error = await channel.call("start", ["nope", {}]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UnknownFiberError);
     expect((error as UnknownFiberError).code).toBe("unknown_fiber");
+  });
+
+  it("refuses arguments the page cannot post with not_cloneable, and keeps working", async () => {
+    const { channel } = setup();
+    const error = await channel.call("start", ["agent", { onDone: () => 1 }]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect(error).toMatchObject({ code: "not_cloneable" });
+    expect((error as Error).message).toMatch(/start\(\) cannot be sent to the Service Worker/);
+    expect(await channel.call("cancel", ["a"])).toBe("cancelled");
   });
 
   it("rejects a call past its deadline with deadline_exceeded and keeps working", async () => {

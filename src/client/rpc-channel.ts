@@ -18,6 +18,7 @@ import {
   type RpcResult,
   type WorkerInfo,
 } from "../sw/protocol";
+import { isDataCloneError, notCloneable } from "./not-cloneable";
 
 /** Something to post the handshake to: the controlling `ServiceWorker`. */
 export interface WorkerTarget {
@@ -158,6 +159,11 @@ export class RpcChannel {
               settle(() => resolve(value));
             },
             (error: unknown) => {
+              // The page's own postMessage refused the arguments: nothing reached the worker.
+              if (isDataCloneError(error)) {
+                settle(() => reject(notCloneable(method, "the Service Worker", error)));
+                return;
+              }
               c.lastHeardAt = Date.now();
               settle(() => reject(error));
             },

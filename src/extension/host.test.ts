@@ -100,6 +100,19 @@ describe("createExtensionHost", () => {
     expect((await fl.get("n1"))?.status).toBe("sleeping");
   });
 
+  it("refuses arguments extension messaging cannot carry with not_cloneable, before sending; other calls still work", async () => {
+    const fake = new FakeChrome();
+    startWorker(fake, new MemoryStore());
+    const fl = await page(fake);
+    const refused = await fl.start("counter", { budget: 10n }, { id: "c1" }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({
+      code: "not_cloneable",
+      message: expect.stringMatching(/start\(\) cannot be sent to the extension's background worker/),
+    });
+    expect(await fl.get("c1")).toBeUndefined();
+    expect((await fl.start("counter", {}, { id: "c1" })).created).toBe(true);
+  });
+
   it("refuses a page of another protocol version with protocol_error, and ignores the app's own ports", async () => {
     const fake = new FakeChrome();
     startWorker(fake, new MemoryStore());

@@ -12,14 +12,10 @@
 
 import type { StreamItem } from "../client/event-reader";
 import type { ControlChannel } from "../client/http-channel";
+import { isDataCloneError, notCloneable } from "../client/not-cloneable";
 import { pullQueue } from "../client/pull-queue";
 import { withDeadline } from "../client/rpc-channel";
-import {
-  ConnectionError,
-  deserializeError,
-  InvalidInputError,
-  ServiceWorkerUnavailableError,
-} from "../core/errors";
+import { ConnectionError, deserializeError, ServiceWorkerUnavailableError } from "../core/errors";
 import type { Runtime } from "../core/runtime";
 import { fiberChunks } from "../sw/fiber-chunks";
 import type { RpcArgs, RpcMethod, RpcResult, WorkerInfo } from "../sw/protocol";
@@ -157,15 +153,7 @@ export class TabHost implements ControlChannel {
           // BroadcastChannel clones the arguments: a function or a DOM node cannot go. The same
           // call in the leader tab is refused by the runtime with this error.
           this.#pending.delete(call);
-          reject(
-            cause instanceof DOMException && cause.name === "DataCloneError"
-              ? new InvalidInputError(
-                  "not_cloneable",
-                  `The arguments of ${method}() cannot be sent to the tab running the fibers: ${cause.message} Pass plain data (no functions, class instances with methods or DOM nodes).`,
-                  { cause },
-                )
-              : cause,
-          );
+          reject(isDataCloneError(cause) ? notCloneable(method, "the tab running the fibers", cause) : cause);
         }
       });
     });
