@@ -395,7 +395,10 @@ export class FiberlineClient<F extends FiberMap = FiberMap> {
           ? {
               // The page's fetches do not reach the worker: stream over the control channel.
               fallback: (fiberId: string, after: number, signal: AbortSignal, created?: number) =>
-                readPortStream((port) => channel.openStream(fiberId, after, port, created), signal),
+                readPortStream(
+                  (port, window) => channel.openStream(fiberId, after, port, created, window),
+                  signal,
+                ),
             }
           : {}),
       });

@@ -7,7 +7,13 @@
 
 import { ConnectionError, deserializeError } from "../core/errors";
 import type { ChromeRuntimeConnector } from "../extension/chrome-types";
-import { STREAM_PORT, type StreamReply, type StreamRequest } from "../extension/protocol";
+import {
+  STREAM_PORT,
+  type StreamCreditMessage,
+  type StreamReply,
+  type StreamRequest,
+} from "../extension/protocol";
+import { CreditReturn, STREAM_WINDOW } from "../sw/stream-credit";
 import type { StreamItem } from "./event-reader";
 import { pullQueue } from "./pull-queue";
 
@@ -31,8 +37,17 @@ export async function* readExtensionStream(
   const port = runtime.connect({ name: STREAM_PORT });
   port.onMessage.addListener((message) => queue.push(message as StreamReply));
   port.onDisconnect.addListener(() => queue.push({ type: "gone" }));
+  // Flow control: the worker sends at most a window ahead of what this reader took.
+  const credit = new CreditReturn((cost) => {
+    const message: StreamCreditMessage = { type: "credit", cost };
+    try {
+      port.postMessage(message);
+    } catch {
+      // Disconnected: `onDisconnect` ends this attempt.
+    }
+  });
   try {
-    const request: StreamRequest = { type: "subscribe", fiber, after };
+    const request: StreamRequest = { type: "subscribe", fiber, after, window: STREAM_WINDOW };
     port.postMessage(request);
     for (;;) {
       const next = await queue.next();
@@ -42,6 +57,7 @@ export async function* readExtensionStream(
           break;
         case "chunk":
           yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
+          credit.took(next.data);
           break;
         case "end":
           return;

@@ -6,6 +6,7 @@
 
 import { ConnectionError, deserializeError } from "../core/errors";
 import { type PortStreamMessage, type PortStreamReply, STREAM_PING_MS } from "../sw/protocol";
+import { CreditReturn, STREAM_WINDOW } from "../sw/stream-credit";
 import type { FiberName } from "./event-reader";
 
 /** One chunk as the port stream delivers it (data still JSON text, as on the SSE route). */
@@ -25,7 +26,7 @@ export interface PortChunk {
  * and the signal's reason on abort. Always tells the worker to stop and closes the port.
  */
 export async function* readPortStream(
-  open: (port: MessagePort) => Promise<void>,
+  open: (port: MessagePort, window: number) => Promise<void>,
   signal?: AbortSignal,
   pingMs = STREAM_PING_MS,
 ): AsyncGenerator<PortChunk | "ended" | FiberName> {
@@ -35,6 +36,8 @@ export async function* readPortStream(
   let wake: (() => void) | null = null;
   let lastHeard = Date.now();
   const reply = (message: PortStreamReply) => port1.postMessage(message);
+  // Flow control: the worker sends at most a window ahead of what this reader took.
+  const credit = new CreditReturn((cost) => reply({ type: "credit", cost }));
   port1.addEventListener("message", (event: MessageEvent<PortStreamMessage>) => {
     lastHeard = Date.now();
     if (event.data?.type === "ping") reply({ type: "pong" });
@@ -45,15 +48,17 @@ export async function* readPortStream(
   const onAbort = () => wake?.();
   signal?.addEventListener("abort", onAbort);
   try {
-    await open(port2);
+    await open(port2, STREAM_WINDOW);
     // The worker answered: its first read may have taken longer than the pings allow.
     lastHeard = Date.now();
     for (;;) {
       signal?.throwIfAborted(); // queued items are not the reader's any more once it aborts
       const next = queue.shift();
       if (next) {
-        if (next.type === "chunk") yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
-        else if (next.type === "opened") yield { created: next.created };
+        if (next.type === "chunk") {
+          yield { seq: next.seq, event: next.event, at: next.at, data: next.data };
+          credit.took(next.data);
+        } else if (next.type === "opened") yield { created: next.created };
         else if (next.type === "end") return;
         else if (next.type === "ended") {
           yield "ended";

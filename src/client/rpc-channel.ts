@@ -115,10 +115,10 @@ export class RpcChannel {
    * Asks the worker to push the events of fiber `id` after `after` to `port` (the stream fallback
    * of `PortStreamApi`); resolves once the worker accepted, with the same deadline as a call.
    */
-  openStream(id: string, after: number, port: MessagePort, created?: number): Promise<void> {
+  openStream(id: string, after: number, port: MessagePort, created?: number, window?: number): Promise<void> {
     return this.#invoke(
       "openStream",
-      (remote) => remote.openStream(id, after, transfer(port, [port]), created),
+      (remote) => remote.openStream(id, after, transfer(port, [port]), created, window),
       this.#options.timeoutMs,
     );
   }

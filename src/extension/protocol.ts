@@ -14,9 +14,11 @@
  *
  * Stream port (name `STREAM_PORT`), one per reader attempt, resumed from a cursor on a new port:
  *
- *   page -> worker  { type: "subscribe", fiber, after }
+ *   page -> worker  { type: "subscribe", fiber, after, window? }
  *   worker -> page  { type: "chunk", seq, event, at, data }* then { type: "end" } | { type: "error", error }
  *                   or only { type: "ended" } when the fiber ended and the cursor is at its end
+ *   page -> worker  { type: "credit", cost }* as its reader takes chunks (with a `window`: the
+ *                   worker sends at most that much chunk data ahead of the credit returned)
  *
  * The worker disconnects a stream port after `end` or `error`; the page disconnects it to stop.
  * A port whose worker stopped is disconnected by Chrome (the page sees `onDisconnect`), which
@@ -53,6 +55,14 @@ export interface StreamRequest {
   fiber: string;
   /** Send the chunks with `seq > after`. */
   after: number;
+  /** Flow control: at most this much chunk data (`chunkCost`) ahead of the credit returned. */
+  window?: number;
+}
+
+/** What a page that subscribed with a `window` posts as its reader takes chunks. */
+export interface StreamCreditMessage {
+  type: "credit";
+  cost: number;
 }
 
 /** What the worker posts on a stream port: chunks as the SSE route sends them (data as JSON text). */
@@ -77,5 +87,16 @@ export function isControlRequest(message: unknown): message is ControlRequest {
 /** Whether `message` is a stream request. */
 export function isStreamRequest(message: unknown): message is StreamRequest {
   const m = message as Partial<StreamRequest> | null;
-  return m?.type === "subscribe" && typeof m.fiber === "string" && typeof m.after === "number";
+  return (
+    m?.type === "subscribe" &&
+    typeof m.fiber === "string" &&
+    typeof m.after === "number" &&
+    (m.window === undefined || (Number.isSafeInteger(m.window) && m.window > 0))
+  );
+}
+
+/** Whether `message` returns stream credit. */
+export function isStreamCredit(message: unknown): message is StreamCreditMessage {
+  const m = message as Partial<StreamCreditMessage> | null;
+  return m?.type === "credit" && typeof m.cost === "number" && Number.isFinite(m.cost);
 }

@@ -7,8 +7,9 @@
 import { FiberNotFoundError, InvalidInputError, serializeError } from "../core/errors";
 import type { Runtime } from "../core/runtime";
 import { fiberChunks, streamItemMessage } from "../sw/fiber-chunks";
+import { chunkCost, StreamCredit } from "../sw/stream-credit";
 import type { ChromePort } from "./chrome-types";
-import { isStreamRequest, type StreamReply } from "./protocol";
+import { isStreamCredit, isStreamRequest, type StreamReply } from "./protocol";
 
 /**
  * Serves one stream port: waits for its `subscribe`, then pumps the fiber's chunks.
@@ -29,11 +30,17 @@ export function serveStreamPort(runtime: Runtime, port: ChromePort, onError: (er
       abort.abort(); // the page disconnected before Chrome told us: nobody to send to
     }
   };
+  let credit: StreamCredit | undefined;
   port.onDisconnect.addListener(() => abort.abort());
   port.onMessage.addListener((message) => {
-    if (subscribed || !isStreamRequest(message)) return;
+    if (subscribed) {
+      if (isStreamCredit(message)) credit?.grant(message.cost);
+      return;
+    }
+    if (!isStreamRequest(message)) return;
     subscribed = true;
-    void pump(runtime, message.fiber, message.after, post, abort.signal)
+    credit = new StreamCredit(message.window);
+    void pump(runtime, message.fiber, message.after, post, credit, abort.signal)
       .catch((error: unknown) => {
         if (abort.signal.aborted) return;
         // A fiber's own failure travels in fiber.end; an error here is the stream's. The page
@@ -54,6 +61,7 @@ async function pump(
   id: string,
   after: number,
   post: (reply: StreamReply) => void,
+  credit: StreamCredit,
   signal: AbortSignal,
 ): Promise<void> {
   // The record and the first chunks in one read (`fiberChunks`): the fiber named is the one whose
@@ -61,7 +69,11 @@ async function pump(
   let ended = false;
   for await (const item of fiberChunks(runtime, id, after, signal)) {
     ended = item === "ended";
-    post(streamItemMessage(item));
+    const message = streamItemMessage(item);
+    // A page that stops reading stops this pump once a window is in flight.
+    if (message.type === "chunk") await credit.reserve(chunkCost(message.data), signal);
+    if (signal.aborted) return;
+    post(message);
   }
   if (!ended) post({ type: "end" });
 }

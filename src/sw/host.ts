@@ -344,7 +344,7 @@ class Host implements ServiceWorkerHost {
             },
           }
         : {}),
-      openStream: async (id, after, port, created) => {
+      openStream: async (id, after, port, created, window) => {
         assertValidId(id);
         assertArgument(
           Number.isSafeInteger(after) && after >= 0,
@@ -358,10 +358,14 @@ class Host implements ServiceWorkerHost {
           created === undefined || Number.isFinite(created),
           `openStream(id, after, port, created) needs created to be a number, got ${String(created)}.`,
         );
+        assertArgument(
+          window === undefined || (Number.isSafeInteger(window) && window > 0),
+          `openStream(id, after, port, created, window) needs window to be an integer > 0, got ${String(window)}.`,
+        );
         await settled(id);
         // A reader that read another fiber under this id (collected and started again since) is
         // refused there; the record and the first chunks come from one read.
-        await openPortStream(runtime, id, after, port, created);
+        await openPortStream(runtime, id, after, port, created, window === undefined ? {} : { window });
       },
     };
   }

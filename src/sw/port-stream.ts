@@ -9,6 +9,7 @@ import { FiberNotFoundError, serializeError } from "../core/errors";
 import type { Runtime } from "../core/runtime";
 import { fiberChunks, streamItemMessage } from "./fiber-chunks";
 import { type PortStreamMessage, type PortStreamReply, STREAM_PING_MS } from "./protocol";
+import { chunkCost, StreamCredit } from "./stream-credit";
 
 /**
  * Opens the stream of fiber `id` after `after` for `port`: the record and the first chunks in one
@@ -23,7 +24,7 @@ export async function openPortStream(
   after: number,
   port: MessagePort,
   created?: number,
-  pingMs = STREAM_PING_MS,
+  options: { pingMs?: number; window?: number } = {},
 ): Promise<void> {
   const abort = new AbortController();
   const items = fiberChunks(runtime, id, after, abort.signal);
@@ -33,7 +34,7 @@ export async function openPortStream(
     throw new FiberNotFoundError(id);
   }
   try {
-    pumpEvents(name.created, items, port, abort, pingMs);
+    pumpEvents(name.created, items, port, abort, options.pingMs, new StreamCredit(options.window));
   } catch (error) {
     await items.return(undefined); // the port refused to be used: release the subscription
     throw error;
@@ -43,7 +44,8 @@ export async function openPortStream(
 /**
  * Pushes `items` (what {@link fiberChunks} yields after the fiber's name `created`) to `port` until
  * `fiber.end`, an error, a `close` from the page, or three ping periods without a word from the
- * page (which abort `abort`, the items' signal).
+ * page (which abort `abort`, the items' signal); a chunk only once `credit` allows it (a page
+ * that stops reading stops the pump, and with it the reading of the fiber's chunks).
  */
 function pumpEvents(
   created: number,
@@ -51,12 +53,14 @@ function pumpEvents(
   port: MessagePort,
   abort: AbortController,
   pingMs = STREAM_PING_MS,
+  credit: StreamCredit,
 ): void {
   let lastHeard = Date.now();
   const post = (message: PortStreamMessage) => port.postMessage(message);
   port.addEventListener("message", (event: MessageEvent<PortStreamReply>) => {
     lastHeard = Date.now();
     if (event.data?.type === "close") abort.abort();
+    else if (event.data?.type === "credit" && Number.isFinite(event.data.cost)) credit.grant(event.data.cost);
   });
   port.start();
   const pinger = setInterval(() => {
@@ -72,7 +76,10 @@ function pumpEvents(
       let ended = false;
       for await (const item of items) {
         ended = item === "ended";
-        post(streamItemMessage(item));
+        const message = streamItemMessage(item);
+        if (message.type === "chunk") await credit.reserve(chunkCost(message.data), abort.signal);
+        if (abort.signal.aborted) break;
+        post(message);
       }
       if (!ended && !abort.signal.aborted) post({ type: "end" });
     } catch (error) {

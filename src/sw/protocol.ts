@@ -121,8 +121,10 @@ export interface PortStreamApi {
   /**
    * Streams fiber `id`'s chunks after `after` into `port`. With `created` (the `CREATED_HEADER`
    * of an earlier answer), rejects with `fiber_not_found` when the fiber under the id is another.
+   * With `window`, at most that much chunk data (`chunkCost`) is in flight until the page returns
+   * `credit` for what its reader took; without, every chunk goes at once.
    */
-  openStream(id: string, after: number, port: MessagePort, created?: number): Promise<void>;
+  openStream(id: string, after: number, port: MessagePort, created?: number, window?: number): Promise<void>;
 }
 
 /**
@@ -138,8 +140,11 @@ export type PortStreamMessage =
   | { type: "ended" }
   | { type: "error"; error: SerializedError };
 
-/** What the page posts back: `pong` answers each ping; `close` stops the stream. */
-export type PortStreamReply = { type: "pong" } | { type: "close" };
+/**
+ * What the page posts back: `pong` answers each ping; `credit` returns `cost` of the window its
+ * reader has taken; `close` stops the stream.
+ */
+export type PortStreamReply = { type: "pong" } | { type: "credit"; cost: number } | { type: "close" };
 
 /** The worker pings a stream port this often; either side gives up after three silent periods. */
 export const STREAM_PING_MS = 2_000;
