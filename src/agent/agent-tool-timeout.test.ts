@@ -6,6 +6,7 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
+import { NonRetryableError } from "../core/errors";
 import { MAX_TIMER_MS } from "../core/validate";
 import { MemoryStore } from "../store/memory-store";
 import { crashableStore } from "../testing/crash-store";
@@ -275,5 +276,32 @@ describe("tool failures", () => {
     expect(model.requests.at(-1)?.messages.find((m) => m.role === "tool")?.content).toBe(live);
     const streamed = (await storedEvents(disk, fiber.id)).find((e) => e.type === "tool.result");
     expect((streamed?.data as { error?: string } | undefined)?.error).toBe("quota exceeded");
+  });
+
+  it("a tool's NonRetryableError with a cause that is not an Error tells the model its own message", async () => {
+    const model = new ScriptedModel({
+      replies: [{ toolCalls: [{ id: "c0", name: "pay", arguments: "{}" }] }, { text: "asked" }],
+    });
+    const agent = defineAgent({
+      name: "payer",
+      model: model.provider(),
+      tools: [
+        {
+          name: "pay",
+          description: "Charges the card.",
+          parameters: { type: "object", properties: {} },
+          execute: () => {
+            throw new NonRetryableError("The card was declined; ask the user for another card.", {
+              cause: { status: 402 },
+            });
+          },
+        },
+      ],
+    });
+    const rt = agentRuntime(agent, new MemoryStore());
+    const output = await rt.result(await rt.start(agent, { messages: user }));
+    expect(output.messages.find((m) => m.role === "tool")?.content).toBe(
+      JSON.stringify({ error: "The card was declined; ask the user for another card." }),
+    );
   });
 });

@@ -195,6 +195,19 @@ describe("tool-call deltas", () => {
     ]);
   });
 
+  it("of one call whose later deltas carry another id and no name (Poolside, older mlx servers) stay one call", () => {
+    expect(
+      decode(
+        delta(whole("call_first", "get_weather", '{"location":', 0)),
+        delta({ tool_calls: [{ index: 0, id: "call_other", function: { arguments: '"Oslo"}' } }] }),
+        delta({}, "tool_calls"),
+      ),
+    ).toEqual([
+      { type: "tool_call", id: "call_first", name: "get_weather", arguments: '{"location":"Oslo"}' },
+      { type: "finish", reason: "tool_calls" },
+    ]);
+  });
+
   it("with index 0 for every call (some proxies) stay apart too; indexed deltas still join by index", () => {
     expect(
       decode(

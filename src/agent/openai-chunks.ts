@@ -140,15 +140,17 @@ export class ChunkAssembler {
     if (item === undefined) return;
     const index = typeof item.index === "number" ? item.index : position;
     const id = typeof item.id === "string" ? item.id : "";
+    const fn = asRecord(item.function);
+    const name = typeof fn?.name === "string" ? fn.name : "";
     let call = this.#open.get(index);
-    // A delta with another id at an index already in use begins another call: servers that send
-    // no `index` (Gemini's OpenAI-compatible endpoint) or 0 for every call send each call whole.
-    if (call === undefined || (id !== "" && call.id !== "" && id !== call.id)) {
+    // A delta with another id and a function name at an index already in use begins another call:
+    // servers that send no `index` (Gemini's OpenAI-compatible endpoint) or 0 for every call send
+    // each call whole. (Some servers change the id on a call's later deltas, which bring no name.)
+    if (call === undefined || (id !== "" && name !== "" && call.id !== "" && id !== call.id)) {
       call = { index, id: "", name: "", arguments: "" };
       this.#calls.push(call);
       this.#open.set(index, call);
     }
-    const fn = asRecord(item.function);
     // Ids and names arrive whole in the first delta; some servers repeat them, so the first wins.
     if (call.id === "" && typeof item.id === "string") call.id = item.id;
     if (call.name === "" && typeof fn?.name === "string") call.name = fn.name;

@@ -6,7 +6,7 @@
  */
 
 import type { FiberContext, RetryPolicy } from "../core/define";
-import { CancelledError, FencedError, serializeError, TimeoutError } from "../core/errors";
+import { CancelledError, FencedError, StepFailedError, serializeError, TimeoutError } from "../core/errors";
 import { MAX_EVENT_NAME_LENGTH } from "../core/validate";
 import { parseToolArguments } from "./tool-args";
 import type { ToolCall, ToolDefinition, ToolMessage } from "./types";
@@ -137,7 +137,9 @@ export async function runTool(
     return reply({ status: "ok", result });
   } catch (error) {
     if (error instanceof CancelledError || error instanceof FencedError || ctx.signal.aborted) throw error;
-    const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
+    // What the tool threw: the engine wraps it in StepFailedError once its retries are spent (a
+    // permanent error, such as NonRetryableError, comes as thrown, its own message kept).
+    const cause = error instanceof StepFailedError ? error.cause : error;
     if (cause instanceof TimeoutError && timeoutMs !== undefined) {
       // The step's message names its journal key; the model needs the tool and the deadline.
       const attempts = retry.maxAttempts ?? 1;

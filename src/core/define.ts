@@ -48,9 +48,10 @@ export interface StepContext {
    */
   idempotencyKey: string;
   /**
-   * True when an earlier attempt of this step was cut off by a crash or stop, or ran past its
-   * `timeoutMs`: it may have had its effect (and a late attempt that ignores its signal may
-   * still be running beside this one).
+   * True when an earlier attempt of this step was cut off by a crash or stop, or timed out (ran
+   * past its `timeoutMs`, or threw an error whose `code` is `"timeout"`, such as an upstream's):
+   * it may have had its effect (and a late attempt that ignores its signal may still be running
+   * beside this one).
    */
   interrupted: boolean;
   /** Aborted when the fiber is cancelled, the attempt times out or the runner loses the fiber. */

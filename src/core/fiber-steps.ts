@@ -12,7 +12,6 @@ import {
   RecoveryExhaustedError,
   StepFailedError,
   serializeError,
-  TimeoutError,
 } from "./errors";
 import type { RunWrite } from "./fiber-waits";
 import type { FiberEvent, JournalEntry, StreamChunk } from "./records";
@@ -250,8 +249,9 @@ export class FiberSteps {
         }
         // Durable before the backoff: a crash during it resumes the wait, and the next attempt
         // starts a new chain (no `emitted` of the failed one), as it would here. It is
-        // `interrupted` after a timeout: the late attempt may have had its effect, and may still
-        // be running (nothing can stop a function that ignores its signal).
+        // `interrupted` after a timeout (the attempt's own `timeoutMs`, or an error it threw with
+        // the code `timeout`): the late attempt may have had its effect, and may still be
+        // running (nothing can stop a function that ignores its signal).
         const delay = backoffMs(policy, tries);
         const failedAt = host.now();
         streamFrom = host.streamHead;
@@ -265,7 +265,8 @@ export class FiberSteps {
         host.journal.set(retrying);
         await host.write({ journal: [retrying] });
         await this.#waitUntil(failedAt + delay);
-        interrupted = error instanceof TimeoutError;
+        // Decided from the journaled error, as a replay after a crash in the backoff decides it.
+        interrupted = retrying.error?.code === "timeout";
       }
     }
   }

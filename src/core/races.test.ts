@@ -891,6 +891,40 @@ describe("step attempts (item 10)", () => {
     ]);
   });
 
+  it("tells the retry after an error coded timeout (an upstream's) it is interrupted, live and after a crash", async () => {
+    const job = (seen: boolean[]) =>
+      defineFiber("job", {
+        async run(ctx) {
+          return ctx.step(
+            "call",
+            async ({ attempt, interrupted }) => {
+              seen.push(interrupted);
+              // Whether the upstream acted is unknown: the retry must be told.
+              if (attempt === 1) throw Object.assign(new Error("upstream timed out"), { code: "timeout" });
+              return "ok";
+            },
+            { retry: { maxAttempts: 2, initialDelayMs: 300 } },
+          );
+        },
+      });
+    const live: boolean[] = [];
+    const rt = track(createRuntime({ store: new MemoryStore(), fibers: [job(live)], leaseMs: 20 }));
+    await rt.result(await rt.start(job(live), {}, { id: "live" }));
+    expect(live).toEqual([false, true]);
+    const replayed: boolean[] = [];
+    const disk = new MemoryStore();
+    const dying = crashableStore(disk);
+    const first = track(createRuntime({ store: dying, fibers: [job(replayed)], leaseMs: 20 }));
+    const fiber = await first.start(job(replayed), {}, { id: "crash" });
+    await expect.poll(async () => (await disk.readJournal(fiber.id))[0]?.error?.code).toBe("timeout");
+    dying.crash();
+    await delay(30);
+    const second = track(createRuntime({ store: disk, fibers: [job(replayed)], leaseMs: 20 }));
+    await second.recover();
+    await second.result(fiber);
+    expect(replayed).toEqual([false, true]);
+  });
+
   it("drops the chunks of an attempt that timed out and is still running", async () => {
     const store = new MemoryStore();
     const job = defineFiber("job", {

@@ -33,15 +33,18 @@ export class StreamCredit {
   }
 
   /**
-   * Resolves once a chunk of `cost` may be sent (at once when nothing is in flight, so a chunk
-   * larger than the window still goes), or when `signal` aborts.
+   * Resolves once a chunk of `cost` may be sent, or when `signal` aborts: when it fits in the
+   * window, and whatever its size when less than half a window is in flight. The page returns
+   * credit by halves of a window, so what it holds back when it has read everything is under
+   * half: a chunk that does not fit then still goes (in flight stays under half a window and one
+   * chunk), and the stream never waits for credit that is not coming.
    */
   async reserve(cost: number, signal: AbortSignal): Promise<void> {
     const window = this.#window;
     while (
       window !== undefined &&
-      this.#outstanding > 0 &&
       this.#outstanding + cost > window &&
+      this.#outstanding >= window / 2 &&
       !signal.aborted
     ) {
       await new Promise<void>((resolve) => {
@@ -58,7 +61,10 @@ export class StreamCredit {
   }
 }
 
-/** The page's side: returns credit in batches of half a window as its reader takes chunks. */
+/**
+ * The page's side: returns credit in batches of half a window as its reader takes chunks (what it
+ * holds back is always under half a window, which `StreamCredit.reserve` relies on).
+ */
 export class CreditReturn {
   #taken = 0;
   readonly #send: (cost: number) => void;
