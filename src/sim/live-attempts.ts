@@ -5,8 +5,8 @@
  * attempt that ignores its signal cannot be stopped, only told); and a later run of the fiber on
  * the same runtime waits for an attempt of a stopped run to return, for a lease period at most
  * (README, "Steps"), holding the fiber's Web Lock meanwhile: where runtimes share Web Locks, no
- * other runtime either, unless the lock was taken away (stolen) while the attempt ran or its
- * runtime died. Runtimes without shared locks are not held to it across: a lapsed lease lets
+ * other runtime either, unless the lock was ever taken away (stolen) from the attempt's runtime
+ * (the run goes on without it, fenced by the generation) or that runtime died. Runtimes without shared locks are not held to it across: a lapsed lease lets
  * another runner in while a slow attempt still runs, which the generation fences.
  */
 
@@ -26,15 +26,13 @@ interface LiveAttempt {
   readonly signal: AbortSignal;
   /** When its signal aborted (virtual ms), or `undefined`. */
   abortedAt: number | undefined;
-  /** When it began (virtual ms). */
-  readonly begunAt: number;
 }
 
 /**
- * Whether an attempt on another runtime that began at `begunAt` still holds the fiber's Web Lock
- * against this one (the runtimes share locks and it was not stolen since).
+ * Whether an attempt on runtime `other` still holds the fiber's Web Lock against this one (the
+ * runtimes share locks, and it was never taken away from that runtime).
  */
-export type HeldAcross = (begunAt: number) => boolean;
+export type HeldAcross = (other: AttemptNode) => boolean;
 
 export class LiveAttempts {
   readonly #live = new Map<string, Set<LiveAttempt>>();
@@ -66,7 +64,7 @@ export class LiveAttempts {
     for (const other of live) {
       if (node.crashed || other.node.crashed) continue;
       if (other.node !== node) {
-        if (!heldAcross(other.begunAt)) continue;
+        if (!heldAcross(other.node)) continue;
         if (other.abortedAt === undefined || now - other.abortedAt < leaseMs)
           fail(
             "attempts-overlap",
@@ -93,7 +91,6 @@ export class LiveAttempts {
       attempt: step.attempt,
       signal: step.signal,
       abortedAt: undefined,
-      begunAt: now,
     };
     const onAbort = () => {
       attempt.abortedAt = this.#now();

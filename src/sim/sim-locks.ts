@@ -60,14 +60,19 @@ export class SimLockManager {
     return [...this.#held].filter(([, g]) => g.owner === owner).map(([id]) => id);
   }
 
-  /** When each fiber's lock was last taken away from its holder (`Date.now()`, virtual). */
-  readonly stolenAt = new Map<string, number>();
+  /**
+   * Per fiber, the owners its lock was ever taken away from: a run that lost its lock goes on
+   * (the generation fences its writes), so it no longer holds anyone off.
+   */
+  readonly stolenFrom = new Map<string, Set<string>>();
 
   /** Takes fiber `fiberId`'s lock away from its live holder (the "lock lost" fault). */
   steal(fiberId: string): void {
     const grant = this.#held.get(fiberId);
     if (!grant) return;
-    this.stolenAt.set(fiberId, Date.now());
+    const victims = this.stolenFrom.get(fiberId) ?? new Set<string>();
+    victims.add(grant.owner);
+    this.stolenFrom.set(fiberId, victims);
     this.#trace.add("FAULT", `lock of ${fiberId} lost by live ${grant.owner}`);
     this.#release(fiberId);
   }

@@ -317,11 +317,9 @@ export class World {
       `${node.name} ${ctx.id}:${key} attempt ${step.attempt}${step.interrupted ? " interrupted" : ""}`,
     );
     const fail = (invariant: string, detail: string) => this.findings.add(invariant, detail, ctx.id);
-    // Another runtime's attempt holds the fiber's Web Lock unless it was stolen since it began.
-    const heldAcross = (begunAt: number) => {
-      const stolen = this.#locks.stolenAt.get(ctx.id);
-      return this.settings.locks === "web" && (stolen === undefined || stolen - EPOCH < begunAt);
-    };
+    // Another runtime's attempt holds the fiber's Web Lock unless the lock was taken from it.
+    const heldAcross = (other: { name: string }) =>
+      this.settings.locks === "web" && !this.#locks.stolenFrom.get(ctx.id)?.has(other.name);
     const ended = this.#attempts.begin(node, ctx, step, this.settings.leaseMs, fail, heldAcross);
     if (!record) {
       fail("effect-without-fiber", `${key} attempt ${step.attempt} ran on ${node.name} with no fiber record`);
