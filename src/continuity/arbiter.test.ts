@@ -178,6 +178,31 @@ describe("Arbiter", () => {
     expect((await store.readStream("m", 0)).length).toBe(1);
   });
 
+  it("refuses entries missing what their type needs with protocol_error, not a TypeError", async () => {
+    const { store, arbiter } = rig();
+    await arbiter.receive("s", shipment([create("s")]));
+    const broken = [
+      { pos: 1, type: "create" },
+      { pos: 2, type: "commit" },
+      { pos: 2, type: "commit", group: { fiberId: "s", generation: 1, journal: "rows" } },
+      { pos: 2, type: "event", event: { fiberId: "s", seq: 1, name: "go", payload: 1, at: T0 } },
+      { pos: 2, type: "delete" },
+    ] as unknown as ShippedEntry[];
+    for (const entry of broken) {
+      const fiber = entry.pos === 1 ? "t" : "s";
+      await expect(arbiter.receive(fiber, shipment([entry]))).rejects.toMatchObject({
+        code: "protocol_error",
+        message: expect.stringContaining(`position ${entry.pos}`),
+      });
+    }
+    expect(await store.getFiber("t")).toBeUndefined();
+    expect((await store.readStream("s", 0)).length).toBe(1);
+    // A group that clears the snapshot (a restart from scratch) is well-formed.
+    const cleared = emit("s", 2, 2);
+    if (cleared.type === "commit") cleared.group.snapshot = null;
+    expect(await arbiter.receive("s", shipment([cleared]))).toMatchObject({ status: "ok", appliedPos: 2 });
+  });
+
   it("takes a create of another fiber under an ended replica's id for a new replica, never for a resend of the old one", async () => {
     const { store, arbiter } = rig();
     await arbiter.receive("c1", shipment([create("c1"), emit("c1", 2, 2), end("c1", 3)]));

@@ -680,13 +680,51 @@ function fencedBy(state: HomeLease, sender: { epoch: number; home: string }): Sh
 function assertWellFormed(fiberId: string, shipment: Shipment): void {
   let expected = shipment.from;
   for (const entry of shipment.entries) {
-    if (entry.pos !== expected) throw malformed(fiberId, `position ${entry.pos} where ${expected} belongs`);
+    if (entry?.pos !== expected) throw malformed(fiberId, `position ${entry?.pos} where ${expected} belongs`);
+    const shape = shapeProblem(entry);
+    if (shape !== undefined) throw malformed(fiberId, `position ${entry.pos} ${shape}`);
     expected++;
     // Every row names this fiber: a store writes each under its own `fiberId`, so a row naming
     // another would write (or create) a fiber the sender was never authorised for.
     const other = otherFiberIn(fiberId, entry);
     if (other !== undefined)
       throw malformed(fiberId, `position ${entry.pos} writes fiber ${JSON.stringify(other)}`);
+  }
+}
+
+/**
+ * What is missing from `entry` for its type (its rows are read and written as they are), or
+ * `undefined` when it has the shape a browser's store ships.
+ */
+function shapeProblem(entry: ShippedEntry): string | undefined {
+  const isObject = (value: unknown) => typeof value === "object" && value !== null;
+  const rows = (value: unknown) => value === undefined || (Array.isArray(value) && value.every(isObject));
+  switch ((entry as { type?: unknown }).type) {
+    case "create": {
+      const { record, chunks } = entry as { record?: unknown; chunks?: unknown };
+      return isObject(record) && Array.isArray(chunks) && rows(chunks)
+        ? undefined
+        : "is a create without its record and chunks";
+    }
+    case "commit": {
+      const group = (entry as { group?: Record<string, unknown> }).group;
+      return isObject(group) &&
+        rows(group?.journal) &&
+        rows(group?.chunks) &&
+        rows(group?.consumeEvents) &&
+        (group?.fiber === undefined || isObject(group.fiber)) &&
+        (group?.snapshot === undefined || group.snapshot === null || isObject(group.snapshot))
+        ? undefined
+        : "is a commit without a well-formed group";
+    }
+    case "event": {
+      const { event, eventId } = entry as { event?: unknown; eventId?: unknown };
+      return isObject(event) && typeof eventId === "string"
+        ? undefined
+        : "is an event without its event and id";
+    }
+    default:
+      return `has an unknown type ${JSON.stringify((entry as { type?: unknown }).type)}`;
   }
 }
 

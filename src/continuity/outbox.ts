@@ -77,7 +77,10 @@ interface FiberLog {
    * clock) of the lease that answer would have granted, counted from the create.
    */
   provisionalUntil?: number;
-  /** Until the arbiter's first answer: lapses the fiber a lease after its create (see `leased`). */
+  /**
+   * Until the arbiter's first answer: lapses the fiber a lease after its create (see `leased`), or
+   * at the deadline of the lease a come-home granted (`adopt`).
+   */
   provisional?: ReturnType<typeof setTimeout>;
   waiters: Waiter[];
   room: Array<() => void>;
@@ -130,6 +133,8 @@ export class Outbox implements Replication {
   #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #saveDelayMs: number;
   readonly #leaseMs: number;
+  /** Reads of a fiber's outbox from the store under way (`resync`). */
+  readonly #resyncs = new Map<string, Promise<void>>();
 
   constructor(options: OutboxOptions = {}) {
     this.#maxBytes = options.maxBytesPerFiber ?? DEFAULT_OUTBOX_BYTES;
@@ -290,10 +295,84 @@ export class Outbox implements Replication {
    * another epoch, or already held is ignored.
    */
   appended(fiberId: string, epoch: number, entry: ShippedEntry): void {
-    const log = this.#fibers.get(fiberId) ?? this.#newLog(fiberId, epoch);
-    if (log.where.status === "away" || log.epoch !== epoch || entry.pos <= log.acked) return;
+    let log = this.#fibers.get(fiberId);
+    // A create begins a fiber's outbox (the store numbered it 1 under a new head): one this outbox
+    // still holds under the id is of a fiber collected since, by another worker of the origin
+    // (an old and a new version share the database), which this one's memory missed.
+    if (entry.type === "create" && log !== undefined && !log.entries.some((item) => item.entry === entry)) {
+      const held = log.entries.find((item) => item.entry.pos === entry.pos)?.entry;
+      if (held?.type !== "create" || held.record.createdAt !== entry.record.createdAt) {
+        this.forget(fiberId);
+        log = undefined;
+      }
+    }
+    log ??= this.#newLog(fiberId, epoch);
+    if (log.where.status === "away") return;
+    if (log.epoch !== epoch || entry.pos <= log.acked) {
+      // Not this outbox's view of the fiber: another worker wrote it since (see `resync`).
+      void this.resync(fiberId);
+      return;
+    }
     if (log.entries.some((item) => item.entry.pos === entry.pos)) return;
     this.#add(fiberId, log, entry);
+  }
+
+  /**
+   * Reads `fiberId`'s outbox again from the store that keeps it and takes in what another worker
+   * of the origin wrote or had acknowledged since this one loaded it (an old and a new version of
+   * the Service Worker share the database; each loads the outbox once): the entries it holds,
+   * how far the arbiter acknowledged them, a fence. Called when an answer or a report does not
+   * fit what this outbox holds, and by the shipper when the next position is missing. A no-op
+   * for an outbox in memory. Never rejects (a failed read is reported).
+   */
+  resync(fiberId: string): Promise<void> {
+    const store = this.#log;
+    if (store === undefined) return Promise.resolve();
+    let pending = this.#resyncs.get(fiberId);
+    if (pending === undefined) {
+      pending = store
+        .loadOutbox()
+        .then((all) =>
+          this.#merge(
+            fiberId,
+            all.find((saved) => saved.fiberId === fiberId),
+          ),
+        )
+        .catch((error: unknown) => this.#report(error))
+        .finally(() => this.#resyncs.delete(fiberId));
+      this.#resyncs.set(fiberId, pending);
+    }
+    return pending;
+  }
+
+  /** Takes `saved` (the store's view of `fiberId`) into what this outbox holds of it. */
+  #merge(fiberId: string, saved: SavedOutbox | undefined): void {
+    const log = this.#fibers.get(fiberId);
+    if (log === undefined || log.where.status === "away") return;
+    if (saved === undefined) {
+      // Collected by another worker (its end was acknowledged there).
+      if (log.ended && log.waiters.length === 0) this.forget(fiberId);
+      return;
+    }
+    if (saved.epoch !== log.epoch) return;
+    if (saved.away !== undefined) {
+      this.fence(fiberId, saved.away.epoch, saved.away.home, saved.acked);
+      return;
+    }
+    const held = new Set(log.entries.map((item) => item.entry.pos));
+    const missing = saved.entries.filter((entry) => entry.pos > log.acked && !held.has(entry.pos));
+    for (const entry of missing) {
+      const bytes = estimateSize(entry);
+      log.entries.push({ entry, bytes });
+      log.bytes += bytes;
+      if (endsFiber(entry)) log.ended = true;
+    }
+    log.entries.sort((a, b) => a.entry.pos - b.entry.pos);
+    log.next = Math.max(log.next, saved.next, saved.acked + 1);
+    log.ended ||= saved.ended;
+    log.shippedSeq = Math.max(log.shippedSeq, saved.shippedSeq);
+    this.#release(log, fiberId, saved.acked);
+    for (const listener of this.#appendListeners) listener(fiberId);
   }
 
   #newLog(fiberId: string, epoch: number): FiberLog {
@@ -341,13 +420,7 @@ export class Outbox implements Replication {
     }
     log.next = Math.max(log.next, entry.pos + 1);
     log.bytes += bytes;
-    if (
-      (entry.type === "commit" &&
-        entry.group.fiber?.status !== undefined &&
-        isTerminal(entry.group.fiber.status)) ||
-      (entry.type === "create" && isTerminal(entry.record.status))
-    )
-      log.ended = true;
+    if (endsFiber(entry)) log.ended = true;
     for (const listener of this.#appendListeners) listener(fiberId);
   }
 
@@ -394,9 +467,14 @@ export class Outbox implements Replication {
    * The arbiter holds every position up to `appliedPos`: lets them go, releases the step starts
    * and chunks that waited on them, and (with `deadline`) renews the lease (Rule C).
    */
-  acknowledge(fiberId: string, appliedPos: number, deadline?: number): void {
+  acknowledge(fiberId: string, appliedPos: number, deadline?: number, resynced = false): void {
     const log = this.#fibers.get(fiberId);
     if (log === undefined || log.where.status === "away") return;
+    if (appliedPos >= log.next && !resynced && this.#log !== undefined) {
+      // Another worker of the origin may have written and shipped positions this one never held.
+      void this.resync(fiberId).then(() => this.acknowledge(fiberId, appliedPos, deadline, true));
+      return;
+    }
     if (appliedPos >= log.next) {
       // Positions this outbox never appended: the answer is not about this fiber (an arbiter
       // that took a new fiber under a collected one's id for the old one). Releasing on it would
@@ -584,7 +662,20 @@ export class Outbox implements Replication {
       waiters: [],
       room: old?.room ?? [],
     };
+    clearTimeout(old?.provisional);
     this.#fibers.set(fiberId, log);
+    // Rule C from the grant on: until the shipper's first answer arms the next deadline, this
+    // timer lapses the fiber at the granted one (a step in progress stops), as the provisional
+    // lease of a create does.
+    log.provisional = setTimeout(
+      () => {
+        log.provisional = undefined;
+        const where = log.where;
+        if (this.#fibers.get(fiberId) !== log || where.status !== "home") return;
+        if (where.deadline !== undefined && where.deadline <= this.#clock()) this.lapse(fiberId);
+      },
+      Math.max(0, deadline - this.#clock()),
+    );
     for (const w of old?.waiters ?? []) w.reject(this.#awayError(fiberId, old as FiberLog));
     this.#freeRoom(log);
     for (const listener of this.#listeners) listener(fiberId);
@@ -628,6 +719,16 @@ export class Outbox implements Replication {
     if (log.bytes >= this.#maxBytes && log.where.status === "home") return;
     for (const resolve of log.room.splice(0)) resolve();
   }
+}
+
+/** Whether `entry` ends its fiber (a terminal commit, or a create of an ended fiber). */
+function endsFiber(entry: ShippedEntry): boolean {
+  return (
+    (entry.type === "commit" &&
+      entry.group.fiber?.status !== undefined &&
+      isTerminal(entry.group.fiber.status)) ||
+    (entry.type === "create" && isTerminal(entry.record.status))
+  );
 }
 
 function chunkSeqs(entry: ShippedEntry): number[] {

@@ -160,9 +160,21 @@ export class Shipper {
   }
 
   async #ship(fiberId: string): Promise<void> {
-    const batch = this.#outbox.batch(fiberId, this.#limits);
-    if (batch === undefined) return;
     this.#inFlight.add(fiberId);
+    let batch = this.#outbox.batch(fiberId, this.#limits);
+    if (batch !== undefined && batch.entries.length === 0 && this.#outbox.hasPending(fiberId)) {
+      // The next position is missing here: another worker of the origin wrote it (an old and a
+      // new version share the database). Read the outbox again before shipping around a hole.
+      await this.#outbox.resync(fiberId);
+      batch = this.#outbox.batch(fiberId, this.#limits);
+    }
+    if (batch === undefined || this.#stopped) {
+      this.#inFlight.delete(fiberId);
+      return;
+    }
+    // What this shipment should move: the acknowledged position, if it carries pending entries.
+    const acked = this.#outbox.acked(fiberId);
+    const hadPending = this.#outbox.hasPending(fiberId);
     const sentAt = this.#clock();
     const shipment: Shipment = { home: this.#home, ...batch };
     this.stats.shipments++;
@@ -175,7 +187,6 @@ export class Shipper {
       this.#retryLater(fiberId);
       return;
     }
-    this.#failures.delete(fiberId);
     if (this.#stopped) {
       this.#inFlight.delete(fiberId);
       return;
@@ -186,7 +197,14 @@ export class Shipper {
       if (answer.cancel !== undefined) this.#cancelHere(fiberId, answer.cancel.reason);
     }
     this.#inFlight.delete(fiberId);
-    if (this.#outbox.hasPending(fiberId)) this.kick(fiberId);
+    const stuck = answer.status === "ok" && hadPending && this.#outbox.acked(fiberId) === acked;
+    if (!stuck) this.#failures.delete(fiberId);
+    if (!this.#outbox.hasPending(fiberId)) return;
+    // Pending entries went and nothing more is acknowledged (they were another worker's, or the
+    // next position is missing): the next try backs off, as after a failure, instead of asking
+    // again at once.
+    if (stuck) this.#retryLater(fiberId);
+    else this.kick(fiberId);
   }
 
   /** Queues `#take` behind the fiber's earlier ones, so two answers never hand events at once. */

@@ -1,0 +1,208 @@
+/**
+ * Two Service Workers of one origin on one IndexedDB outbox: a new version installs (and opens
+ * the outbox) while the old one still runs the fibers. Each loads the outbox once; what the other
+ * writes and ships after that must not leave it shipping in a loop, waiting on a position it
+ * never held, or releasing a fiber started again under a collected one's id (fake-indexeddb).
+ * Also the Rule C timer of a fiber handed back by the edge (`adopt`).
+ */
+
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
+import { describe, expect, it } from "vitest";
+import type { FiberRecord, JournalEntry, StreamChunk } from "../core/records";
+import { IdbStore } from "../store/idb-store";
+import { MemoryStore } from "../store/memory-store";
+import { Arbiter } from "./arbiter";
+import { Outbox } from "./outbox";
+import { browserHome } from "./protocol";
+import { ReplicatingStore } from "./replicating-store";
+import { Shipper } from "./shipper";
+
+const HOME = browserHome("d1");
+const record = (id: string, createdAt = 1): FiberRecord => ({
+  id,
+  name: "replicated",
+  version: "1",
+  input: null,
+  status: "running",
+  createdAt,
+  updatedAt: createdAt,
+  generation: 0,
+  streamHead: 1,
+  emitOrdinal: 0,
+  epoch: 0,
+  stalledRecoveries: 0,
+  progressMark: "",
+});
+const start = (id: string): StreamChunk => ({ fiberId: id, seq: 1, type: "fiber.start", data: null, at: 1 });
+const token = (id: string, seq: number): StreamChunk => ({
+  fiberId: id,
+  seq,
+  type: "token",
+  data: `t${seq}`,
+  at: seq,
+  step: 0,
+});
+const step = (id: string, pos: number, status: "started" | "completed"): JournalEntry => ({
+  fiberId: id,
+  pos,
+  kind: "step",
+  key: `s#${pos + 1}`,
+  status,
+  attempt: 1,
+  startedAt: 10,
+  ...(status === "completed" ? { endedAt: 11, result: pos } : {}),
+});
+
+async function worker(indexedDB: IDBFactory, name: string) {
+  const store = new IdbStore({ name, indexedDB });
+  const outbox = await Outbox.open(store, { onError: () => {} });
+  const replicating = new ReplicatingStore(store, { outbox, home: HOME, replicates: () => true });
+  return { store, outbox, replicating };
+}
+
+async function claim(w: Awaited<ReturnType<typeof worker>>, owner: string, now: number): Promise<number> {
+  const claimed = await w.replicating.claimFiber("f", { owner, now, leaseMs: 60_000 });
+  if (claimed.status !== "claimed") throw new Error(`claim: ${claimed.status}`);
+  return claimed.record.generation;
+}
+
+const within = <T>(work: Promise<T>, ms: number, late: T) =>
+  Promise.race([work, new Promise<T>((r) => setTimeout(() => r(late), ms))]);
+
+describe("two workers on one outbox", () => {
+  it("the new worker ships what the old one wrote after it loaded the outbox, and Rule A releases", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const old = await worker(indexedDB, "db");
+    await old.replicating.createFiber(record("f"), [start("f")]); // position 1
+    const g = await claim(old, "old", 1);
+    await old.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]); // 2
+    const fresh = await worker(indexedDB, "db"); // the new version installs: positions 1, 2
+    await old.replicating.commit([
+      { fiberId: "f", generation: g, journal: [step("f", 0, "completed")], chunks: [token("f", 2)] },
+    ]); // 3
+    // The old worker ships 1-2 and is terminated with 3 unshipped.
+    const batch = old.outbox.batch("f", { entries: 2 });
+    expect(await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) })).toMatchObject(
+      {
+        status: "ok",
+        appliedPos: 2,
+      },
+    );
+    // The new worker takes the fiber over and starts the next step: position 4.
+    const g2 = await claim(fresh, "new", 70_000);
+    await fresh.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 1, "started")] }]);
+    let sends = 0;
+    const shipper = new Shipper({
+      outbox: fresh.outbox,
+      home: HOME,
+      send: async (id, shipment) => {
+        sends++;
+        return arbiter.receive(id, shipment);
+      },
+    });
+    shipper.start();
+    const ruleA = await within(
+      fresh.outbox.shipped("f").then(() => "released"),
+      2_000,
+      "still waiting",
+    );
+    shipper.stop();
+    expect(ruleA).toBe("released");
+    expect((await arbiter.state("f"))?.appliedPos).toBe(4);
+    expect(sends).toBeLessThan(10);
+  });
+
+  it("the new worker does not ship in a loop what the old one has shipped past", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const old = await worker(indexedDB, "db");
+    await old.replicating.createFiber(record("f"), [start("f")]);
+    const g = await claim(old, "old", 1);
+    await old.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
+    const fresh = await worker(indexedDB, "db"); // loads positions 1, 2
+    await old.replicating.commit([
+      { fiberId: "f", generation: g, journal: [step("f", 0, "completed")], chunks: [token("f", 2)] },
+    ]);
+    const batch = old.outbox.batch("f");
+    expect(await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) })).toMatchObject(
+      {
+        appliedPos: 3,
+      },
+    );
+    let sends = 0;
+    const shipper = new Shipper({
+      outbox: fresh.outbox,
+      home: HOME,
+      send: async (id, shipment) => {
+        sends++;
+        await new Promise((r) => setTimeout(r, 5));
+        return arbiter.receive(id, shipment);
+      },
+    });
+    shipper.start();
+    await new Promise((r) => setTimeout(r, 1_000));
+    shipper.stop();
+    // Before: one shipment per round trip for as long as the old worker lived (184 in 1 s here).
+    expect(sends).toBeLessThan(5);
+    expect(fresh.outbox.hasPending("f")).toBe(false);
+    expect(fresh.outbox.acked("f")).toBe(3);
+  });
+
+  it("a fiber collected by one worker and started again by the other waits for the arbiter there", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const first = await worker(indexedDB, "db");
+    await first.replicating.createFiber(record("f"), [start("f")]);
+    const g = await claim(first, "first", 1);
+    await first.replicating.commit([
+      { fiberId: "f", generation: g, fiber: { status: "completed" }, chunks: [token("f", 2), token("f", 3)] },
+    ]);
+    const batch = first.outbox.batch("f");
+    const shipped = await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) });
+    first.outbox.acknowledge("f", (shipped as { appliedPos: number }).appliedPos, Date.now() + 60_000);
+    await first.outbox.saved();
+    const second = await worker(indexedDB, "db"); // f ended, acknowledged up to 2, chunks to 3
+    expect(await first.replicating.deleteFibers(["f"])).toEqual(["f"]); // collected there
+    await second.replicating.createFiber(record("f", 99), [start("f")]); // the app starts f again
+    const g2 = await claim(second, "second", 2);
+    await second.replicating.commit([
+      { fiberId: "f", generation: g2, journal: [step("f", 0, "started")], chunks: [token("f", 2)] },
+    ]);
+    // Rule A and B hold for the new fiber: nothing of it is shipped yet.
+    expect(
+      await within(
+        second.outbox.shipped("f").then(() => "released"),
+        200,
+        "waits",
+      ),
+    ).toBe("waits");
+    expect(second.outbox.visibleHead("f")).toBe(0);
+    expect(second.outbox.batch("f")).toMatchObject({
+      from: 1,
+      entries: [{ pos: 1, type: "create" }, { pos: 2 }],
+    });
+  });
+});
+
+describe("a fiber handed back to the browser (adopt)", () => {
+  it("lapses at the granted deadline when no shipment is answered, stopping a step in progress", async () => {
+    const outbox = new Outbox();
+    const shipper = new Shipper({
+      outbox,
+      home: HOME,
+      heartbeatMs: 50,
+      send: () => Promise.reject(new Error("offline")),
+    });
+    shipper.start();
+    const lapsed: string[] = [];
+    outbox.onLapsed((id) => lapsed.push(id));
+    await outbox.adopt({ fiberId: "f", epoch: 3, acked: 7, shippedSeq: 5, deadline: Date.now() + 100 });
+    shipper.kick("f");
+    expect(outbox.leased("f", Date.now())).toBe(true);
+    await new Promise((r) => setTimeout(r, 300));
+    shipper.stop();
+    expect(lapsed).toEqual(["f"]);
+  });
+});
