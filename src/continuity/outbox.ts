@@ -179,6 +179,10 @@ export class Outbox implements Replication {
    * (Rule C: no step starts past the deadline, even one whose start was shipped in time).
    */
   shipped(fiberId: string): Promise<void> {
+    // A report that did not fit this outbox's view is being checked against the store: decide
+    // on what it finds.
+    const resync = this.#resyncs.get(fiberId);
+    if (resync !== undefined) return resync.then(() => this.shipped(fiberId));
     const log = this.#fibers.get(fiberId);
     if (log === undefined) return Promise.resolve();
     if (log.where.status === "away") return Promise.reject(this.#awayError(fiberId, log));
@@ -192,6 +196,8 @@ export class Outbox implements Replication {
    * the replica holds it (it was dropped).
    */
   acknowledged(fiberId: string, pos?: number): Promise<void> {
+    const resync = this.#resyncs.get(fiberId);
+    if (resync !== undefined) return resync.then(() => this.acknowledged(fiberId, pos));
     const log = this.#fibers.get(fiberId);
     if (log === undefined || (pos !== undefined && log.acked >= pos)) return Promise.resolve();
     if (log.where.status === "away") return Promise.reject(this.#awayError(fiberId, log));
@@ -354,9 +360,26 @@ export class Outbox implements Replication {
       if (log.ended && log.waiters.length === 0) this.forget(fiberId);
       return;
     }
-    if (saved.epoch !== log.epoch) return;
+    if (saved.epoch < log.epoch) return;
     if (saved.away !== undefined) {
-      this.fence(fiberId, saved.away.epoch, saved.away.home, saved.acked);
+      this.fence(fiberId, saved.away.epoch, saved.away.home, saved.epoch === log.epoch ? saved.acked : 0);
+      return;
+    }
+    if (saved.epoch > log.epoch) {
+      // The fiber came home to the other worker under a new epoch (`adopt`): the store's view
+      // replaces this one. Positions waited on here were of the old epoch's numbering.
+      const fresh = this.#restore(saved);
+      fresh.room = log.room;
+      clearTimeout(log.provisional);
+      this.#fibers.set(fiberId, fresh);
+      const error = new FencedError(
+        "fenced",
+        `Fiber ${fiberId} came back to this browser under a new epoch in another worker; its run here stops and picks up again.`,
+      );
+      for (const w of log.waiters) w.reject(error);
+      this.#freeRoom(fresh);
+      for (const listener of this.#listeners) listener(fiberId);
+      for (const listener of this.#appendListeners) listener(fiberId);
       return;
     }
     const held = new Set(log.entries.map((item) => item.entry.pos));
@@ -370,8 +393,12 @@ export class Outbox implements Replication {
     log.entries.sort((a, b) => a.entry.pos - b.entry.pos);
     log.next = Math.max(log.next, saved.next, saved.acked + 1);
     log.ended ||= saved.ended;
-    log.shippedSeq = Math.max(log.shippedSeq, saved.shippedSeq);
     this.#release(log, fiberId, saved.acked);
+    if (saved.shippedSeq > log.shippedSeq) {
+      // Readers here may see what the other worker had acknowledged (Rule B): tell them.
+      log.shippedSeq = saved.shippedSeq;
+      for (const listener of this.#listeners) listener(fiberId);
+    }
     for (const listener of this.#appendListeners) listener(fiberId);
   }
 

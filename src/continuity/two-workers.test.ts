@@ -186,6 +186,56 @@ describe("two workers on one outbox", () => {
   });
 });
 
+describe("two workers on one outbox, across a come-home", () => {
+  it("a worker that still holds the old epoch takes the store's view when the other adopted the fiber", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const a = await worker(indexedDB, "db");
+    await a.replicating.createFiber(record("f"), [start("f")]);
+    const g = await claim(a, "a", 1);
+    await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
+    const batch = a.outbox.batch("f");
+    const answer = await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) });
+    a.outbox.acknowledge("f", (answer as { appliedPos: number }).appliedPos, Date.now() + 60_000);
+    await a.outbox.saved();
+    const b = await worker(indexedDB, "db"); // holds f at epoch 1, acknowledged up to 2
+    // A is fenced, and the fiber comes home to A under epoch 3 (its store's head says so).
+    a.outbox.fence("f", 2, "edge", 2);
+    await a.outbox.saved();
+    await a.outbox.adopt({ fiberId: "f", epoch: 3, acked: 2, shippedSeq: 1, deadline: Date.now() + 60_000 });
+    // B runs the fiber's next step: its start is epoch 3's position 3, which nobody shipped.
+    const g2 = await claim(b, "b", 70_000);
+    await b.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 1, "started")] }]);
+    expect(
+      await within(
+        b.outbox.shipped("f").then(() => "released"),
+        200,
+        "waits",
+      ),
+    ).toBe("waits");
+    expect(b.outbox.batch("f")).toMatchObject({ epoch: 3, from: 3, entries: [{ pos: 3 }] });
+  });
+
+  it("readers of the worker that learns another's acknowledgement are told (Rule B)", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const a = await worker(indexedDB, "db");
+    await a.replicating.createFiber(record("f"), [start("f")]);
+    const g = await claim(a, "a", 1);
+    const b = await worker(indexedDB, "db"); // holds position 1
+    await a.replicating.commit([{ fiberId: "f", generation: g, chunks: [token("f", 2), token("f", 3)] }]);
+    const batch = a.outbox.batch("f");
+    const answer = await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) });
+    a.outbox.acknowledge("f", (answer as { appliedPos: number }).appliedPos, Date.now() + 60_000);
+    await a.outbox.saved();
+    const told: string[] = [];
+    b.outbox.onShipped((id) => told.push(id));
+    await b.outbox.resync("f");
+    expect(b.outbox.visibleHead("f")).toBe(3);
+    expect(told).toContain("f");
+  });
+});
+
 describe("a fiber handed back to the browser (adopt)", () => {
   it("lapses at the granted deadline when no shipment is answered, stopping a step in progress", async () => {
     const outbox = new Outbox();
