@@ -490,6 +490,11 @@ export class Outbox implements Replication {
     return this.#fibers.get(fiberId)?.acked ?? 0;
   }
 
+  /** The home epoch this outbox holds `fiberId` under (`undefined`: not replicated). */
+  epoch(fiberId: string): number | undefined {
+    return this.#fibers.get(fiberId)?.epoch;
+  }
+
   /**
    * The arbiter holds every position up to `appliedPos`: lets them go, releases the step starts
    * and chunks that waited on them, and (with `deadline`) renews the lease (Rule C).

@@ -191,7 +191,12 @@ export class Shipper {
       this.#inFlight.delete(fiberId);
       return;
     }
-    this.#answer(fiberId, answer, sentAt);
+    if (!this.#answer(fiberId, answer, sentAt, batch.epoch)) {
+      // Not an answer about what this outbox holds now: it is read again, then shipped.
+      this.#inFlight.delete(fiberId);
+      void this.#outbox.resync(fiberId).then(() => this.#retryLater(fiberId));
+      return;
+    }
     if (answer.status === "ok") {
       this.#takeLater(fiberId, answer.events ?? []);
       if (answer.cancel !== undefined) this.#cancelHere(fiberId, answer.cancel.reason);
@@ -257,29 +262,39 @@ export class Shipper {
     })();
   }
 
-  #answer(fiberId: string, answer: ShipmentAnswer, sentAt: number): void {
+  /**
+   * Applies `answer` to a shipment sent under `epoch`; returns false, applying nothing, when it is
+   * not about what the outbox holds now: the outbox moved to another epoch while it was in
+   * flight (an `adopt`, or a `resync` that took another worker's newer epoch), or the fence
+   * names this very home under a newer epoch (another worker of this browser had the fiber come
+   * home to it). Fencing on such an answer would mark the fiber away from its own home.
+   */
+  #answer(fiberId: string, answer: ShipmentAnswer, sentAt: number, epoch: number): boolean {
     const outbox = this.#outbox;
+    if (outbox.epoch(fiberId) !== epoch) return false;
+    if (answer.status === "fenced" && answer.home === this.#home && answer.epoch > epoch) return false;
     if (answer.status === "fenced") {
       this.stats.fenced++;
       outbox.fence(fiberId, answer.epoch, answer.home, answer.appliedPos);
       this.#clearDeadline(fiberId);
-      return;
+      return true;
     }
     if (answer.appliedPos < outbox.acked(fiberId)) {
       // The arbiter holds less than it once acknowledged: what it lost is gone from here too.
       this.#broken.add(fiberId);
       this.#report(new OutOfOrderError(fiberId, answer.appliedPos), fiberId);
-      return;
+      return true;
     }
     if (answer.status === "out_of_order") {
       outbox.acknowledge(fiberId, answer.appliedPos);
-      return;
+      return true;
     }
     const deadline = leaseDeadline(sentAt, answer.leaseMs);
     // An answer that comes after the lease it grants has ended starts nothing (Rule C): the
     // outbox refuses the step starts it would release.
     outbox.acknowledge(fiberId, answer.appliedPos, deadline);
     this.#armDeadline(fiberId, deadline);
+    return true;
   }
 
   /** Rule C: at the deadline, unless a newer acknowledgement moved it, step starts stop waiting. */

@@ -14,7 +14,7 @@ import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
 import { Outbox } from "./outbox";
-import { browserHome } from "./protocol";
+import { browserHome, type ShipmentAnswer } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
 import { Shipper } from "./shipper";
 
@@ -214,6 +214,51 @@ describe("two workers on one outbox, across a come-home", () => {
       ),
     ).toBe("waits");
     expect(b.outbox.batch("f")).toMatchObject({ epoch: 3, from: 3, entries: [{ pos: 3 }] });
+  });
+
+  it("a fenced answer to a shipment sent under the old epoch does not mark the fiber away from its own home", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const a = await worker(indexedDB, "db");
+    await a.replicating.createFiber(record("f"), [start("f")]);
+    const g = await claim(a, "a", 1);
+    await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
+    const batch = a.outbox.batch("f");
+    const answer = await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) });
+    a.outbox.acknowledge("f", (answer as { appliedPos: number }).appliedPos, Date.now() + 60_000);
+    await a.outbox.saved();
+    const b = await worker(indexedDB, "db"); // holds f at epoch 1
+    // B's heartbeat goes out under epoch 1, and its answer is held.
+    const sent: Array<{ epoch: number; answer: (answer: ShipmentAnswer) => void }> = [];
+    const shipper = new Shipper({
+      outbox: b.outbox,
+      home: HOME,
+      heartbeatMs: 1_000_000,
+      send: (_id, shipment) =>
+        new Promise<ShipmentAnswer>((resolve) => sent.push({ epoch: shipment.epoch, answer: resolve })),
+    });
+    shipper.start();
+    expect(sent.map((s) => s.epoch)).toEqual([1]);
+    // The fiber comes home to A under epoch 3, A runs its next step (epoch 3, position 3), and B
+    // learns the new epoch from the store.
+    a.outbox.fence("f", 2, "edge", 2);
+    await a.outbox.saved();
+    await a.outbox.adopt({ fiberId: "f", epoch: 3, acked: 2, shippedSeq: 1, deadline: Date.now() + 60_000 });
+    const g2 = await claim(a, "a2", 70_000);
+    await a.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 1, "started")] }]);
+    await b.outbox.resync("f");
+    // The arbiter answers the epoch-1 heartbeat as it answers any stale epoch.
+    sent[0]?.answer({ status: "fenced", epoch: 3, home: HOME, appliedPos: 0 });
+    await new Promise((r) => setTimeout(r, 20));
+    await b.outbox.saved();
+    shipper.stop();
+    expect(b.outbox.where("f")).toMatchObject({ status: "home" });
+    const c = await worker(indexedDB, "db"); // what a restart finds
+    expect(c.outbox.where("f")).toMatchObject({ status: "home" });
+    expect(c.outbox.batch("f")).toMatchObject({ epoch: 3, entries: [{ pos: 3 }] });
+    expect(
+      await a.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 1, "completed")] }]),
+    ).toEqual({ fenced: [] });
   });
 
   it("readers of the worker that learns another's acknowledgement are told (Rule B)", async () => {
