@@ -69,7 +69,7 @@ function token(fiberId: string, seq: number): StreamChunk {
   return { fiberId, seq, type: "token", data: `t${seq}`, at: seq, step: 0 };
 }
 
-function stepEntry(fiberId: string, pos: number, status: "started" | "completed"): JournalEntry {
+export function stepEntry(fiberId: string, pos: number, status: "started" | "completed"): JournalEntry {
   return {
     fiberId,
     pos,

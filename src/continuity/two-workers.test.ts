@@ -9,11 +9,12 @@
 import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
 import { describe, expect, it } from "vitest";
-import type { FiberRecord, JournalEntry, StreamChunk } from "../core/records";
+import type { FiberRecord, StreamChunk } from "../core/records";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
 import { Outbox } from "./outbox";
+import { stepEntry } from "./outbox-idb-cases";
 import { browserHome, type ShipmentAnswer } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
 import { Shipper } from "./shipper";
@@ -43,16 +44,7 @@ const token = (id: string, seq: number): StreamChunk => ({
   at: seq,
   step: 0,
 });
-const step = (id: string, pos: number, status: "started" | "completed"): JournalEntry => ({
-  fiberId: id,
-  pos,
-  kind: "step",
-  key: `s#${pos + 1}`,
-  status,
-  attempt: 1,
-  startedAt: 10,
-  ...(status === "completed" ? { endedAt: 11, result: pos } : {}),
-});
+const step = stepEntry;
 
 async function worker(indexedDB: IDBFactory, name: string) {
   const store = new IdbStore({ name, indexedDB });
@@ -61,7 +53,7 @@ async function worker(indexedDB: IDBFactory, name: string) {
   return { store, outbox, replicating };
 }
 
-async function claim(w: Awaited<ReturnType<typeof worker>>, owner: string, now: number): Promise<number> {
+async function claim(w: { replicating: ReplicatingStore }, owner: string, now: number): Promise<number> {
   const claimed = await w.replicating.claimFiber("f", { owner, now, leaseMs: 60_000 });
   if (claimed.status !== "claimed") throw new Error(`claim: ${claimed.status}`);
   return claimed.record.generation;
@@ -69,6 +61,41 @@ async function claim(w: Awaited<ReturnType<typeof worker>>, owner: string, now: 
 
 const within = <T>(work: Promise<T>, ms: number, late: T) =>
   Promise.race([work, new Promise<T>((r) => setTimeout(() => r(late), ms))]);
+
+/** Whether Rule A lets f's next step start within 200 ms ("released") or holds it ("waits"). */
+const ruleA = (outbox: Outbox) =>
+  within(
+    outbox.shipped("f").then(() => "released"),
+    200,
+    "waits",
+  );
+
+type Worker = Awaited<ReturnType<typeof worker>>;
+
+/** Ships what `w` holds of f to `arbiter` and records the acknowledgement in the store. */
+async function shipAll(w: Worker, arbiter: Arbiter): Promise<void> {
+  const batch = w.outbox.batch("f");
+  const answer = await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) });
+  w.outbox.acknowledge("f", (answer as { appliedPos: number }).appliedPos, Date.now() + 60_000);
+  await w.outbox.saved();
+}
+
+/** Worker A with f created, its first step started and both shipped (positions 1-2, epoch 1). */
+async function startedAndShipped(indexedDB: IDBFactory, arbiter: Arbiter): Promise<Worker> {
+  const a = await worker(indexedDB, "db");
+  await a.replicating.createFiber(record("f"), [start("f")]);
+  const g = await claim(a, "a", 1);
+  await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
+  await shipAll(a, arbiter);
+  return a;
+}
+
+/** f, fenced from `w`, comes home to it under epoch 3 (the store's head says so). */
+async function comeHomeTo(w: Worker): Promise<void> {
+  w.outbox.fence("f", 2, "edge", 2);
+  await w.outbox.saved();
+  await w.outbox.adopt({ fiberId: "f", epoch: 3, acked: 2, shippedSeq: 1, deadline: Date.now() + 60_000 });
+}
 
 describe("two workers on one outbox", () => {
   it("the new worker ships what the old one wrote after it loaded the outbox, and Rule A releases", async () => {
@@ -103,13 +130,13 @@ describe("two workers on one outbox", () => {
       },
     });
     shipper.start();
-    const ruleA = await within(
+    const started = await within(
       fresh.outbox.shipped("f").then(() => "released"),
       2_000,
       "still waiting",
     );
     shipper.stop();
-    expect(ruleA).toBe("released");
+    expect(started).toBe("released");
     expect((await arbiter.state("f"))?.appliedPos).toBe(4);
     expect(sends).toBeLessThan(10);
   });
@@ -159,10 +186,7 @@ describe("two workers on one outbox", () => {
     await first.replicating.commit([
       { fiberId: "f", generation: g, fiber: { status: "completed" }, chunks: [token("f", 2), token("f", 3)] },
     ]);
-    const batch = first.outbox.batch("f");
-    const shipped = await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) });
-    first.outbox.acknowledge("f", (shipped as { appliedPos: number }).appliedPos, Date.now() + 60_000);
-    await first.outbox.saved();
+    await shipAll(first, arbiter);
     const second = await worker(indexedDB, "db"); // f ended, acknowledged up to 2, chunks to 3
     expect(await first.replicating.deleteFibers(["f"])).toEqual(["f"]); // collected there
     await second.replicating.createFiber(record("f", 99), [start("f")]); // the app starts f again
@@ -171,13 +195,7 @@ describe("two workers on one outbox", () => {
       { fiberId: "f", generation: g2, journal: [step("f", 0, "started")], chunks: [token("f", 2)] },
     ]);
     // Rule A and B hold for the new fiber: nothing of it is shipped yet.
-    expect(
-      await within(
-        second.outbox.shipped("f").then(() => "released"),
-        200,
-        "waits",
-      ),
-    ).toBe("waits");
+    expect(await ruleA(second.outbox)).toBe("waits");
     expect(second.outbox.visibleHead("f")).toBe(0);
     expect(second.outbox.batch("f")).toMatchObject({
       from: 1,
@@ -190,43 +208,20 @@ describe("two workers on one outbox, across a come-home", () => {
   it("a worker that still holds the old epoch takes the store's view when the other adopted the fiber", async () => {
     const indexedDB = new IDBFactory();
     const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
-    const a = await worker(indexedDB, "db");
-    await a.replicating.createFiber(record("f"), [start("f")]);
-    const g = await claim(a, "a", 1);
-    await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
-    const batch = a.outbox.batch("f");
-    const answer = await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) });
-    a.outbox.acknowledge("f", (answer as { appliedPos: number }).appliedPos, Date.now() + 60_000);
-    await a.outbox.saved();
+    const a = await startedAndShipped(indexedDB, arbiter);
     const b = await worker(indexedDB, "db"); // holds f at epoch 1, acknowledged up to 2
-    // A is fenced, and the fiber comes home to A under epoch 3 (its store's head says so).
-    a.outbox.fence("f", 2, "edge", 2);
-    await a.outbox.saved();
-    await a.outbox.adopt({ fiberId: "f", epoch: 3, acked: 2, shippedSeq: 1, deadline: Date.now() + 60_000 });
+    await comeHomeTo(a);
     // B runs the fiber's next step: its start is epoch 3's position 3, which nobody shipped.
     const g2 = await claim(b, "b", 70_000);
     await b.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 1, "started")] }]);
-    expect(
-      await within(
-        b.outbox.shipped("f").then(() => "released"),
-        200,
-        "waits",
-      ),
-    ).toBe("waits");
+    expect(await ruleA(b.outbox)).toBe("waits");
     expect(b.outbox.batch("f")).toMatchObject({ epoch: 3, from: 3, entries: [{ pos: 3 }] });
   });
 
   it("a fenced answer to a shipment sent under the old epoch does not mark the fiber away from its own home", async () => {
     const indexedDB = new IDBFactory();
     const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
-    const a = await worker(indexedDB, "db");
-    await a.replicating.createFiber(record("f"), [start("f")]);
-    const g = await claim(a, "a", 1);
-    await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
-    const batch = a.outbox.batch("f");
-    const answer = await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) });
-    a.outbox.acknowledge("f", (answer as { appliedPos: number }).appliedPos, Date.now() + 60_000);
-    await a.outbox.saved();
+    const a = await startedAndShipped(indexedDB, arbiter);
     const b = await worker(indexedDB, "db"); // holds f at epoch 1
     // B's heartbeat goes out under epoch 1, and its answer is held.
     const sent: Array<{ epoch: number; answer: (answer: ShipmentAnswer) => void }> = [];
@@ -241,9 +236,7 @@ describe("two workers on one outbox, across a come-home", () => {
     expect(sent.map((s) => s.epoch)).toEqual([1]);
     // The fiber comes home to A under epoch 3, A runs its next step (epoch 3, position 3), and B
     // learns the new epoch from the store.
-    a.outbox.fence("f", 2, "edge", 2);
-    await a.outbox.saved();
-    await a.outbox.adopt({ fiberId: "f", epoch: 3, acked: 2, shippedSeq: 1, deadline: Date.now() + 60_000 });
+    await comeHomeTo(a);
     const g2 = await claim(a, "a2", 70_000);
     await a.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 1, "started")] }]);
     await b.outbox.resync("f");
@@ -269,10 +262,7 @@ describe("two workers on one outbox, across a come-home", () => {
     const g = await claim(a, "a", 1);
     const b = await worker(indexedDB, "db"); // holds position 1
     await a.replicating.commit([{ fiberId: "f", generation: g, chunks: [token("f", 2), token("f", 3)] }]);
-    const batch = a.outbox.batch("f");
-    const answer = await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) });
-    a.outbox.acknowledge("f", (answer as { appliedPos: number }).appliedPos, Date.now() + 60_000);
-    await a.outbox.saved();
+    await shipAll(a, arbiter);
     const told: string[] = [];
     b.outbox.onShipped((id) => told.push(id));
     await b.outbox.resync("f");
