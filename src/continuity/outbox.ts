@@ -297,8 +297,9 @@ export class Outbox implements Replication {
   /**
    * The store wrote `entry` of `fiberId` at its position under `epoch`, in a transaction that
    * committed (`OutboxWrite.appended`). Entries are kept in position order whatever order they
-   * are reported in (`batch` ships only a run without gaps); one for a fiber that moved away, of
-   * another epoch, or already held is ignored.
+   * are reported in (`batch` ships only a run without gaps); one for a fiber that moved away or
+   * already held is ignored, and one of another epoch or an acknowledged position makes this
+   * outbox read the fiber again from its store (`resync`).
    */
   appended(fiberId: string, epoch: number, entry: ShippedEntry): void {
     let log = this.#fibers.get(fiberId);
