@@ -213,7 +213,6 @@ function checkAborted(image: FiberImage, program: Program, fail: Fail): void {
  * model call, which ends a step with the same code after as many regenerations.)
  */
 function checkExhausted(image: FiberImage, program: Program, limit: number, fail: Fail): void {
-  const stashes = program.ops.some((op) => op.k === "stash");
   const error = image.record?.error;
   if (error?.code !== "recovery_exhausted" || !error.message?.includes("in a row without progress")) return;
   const tail = image.stream.slice(-limit - 1);
@@ -226,12 +225,14 @@ function checkExhausted(image: FiberImage, program: Program, limit: number, fail
     return;
   }
   // Nor did any of those runs settle a step, sleep, wait or value (which resets the count).
-  const from = (tail[0] as StreamChunk).at;
-  const to = (tail.at(-1) as StreamChunk).at;
-  const settled = image.journal.find(
-    (e) => e.status !== "started" && e.endedAt !== undefined && e.endedAt > from && e.endedAt < to,
+  if (stashes(program)) return;
+  const settled = settledBetween(
+    image,
+    (tail[0] as StreamChunk).at,
+    (tail.at(-1) as StreamChunk).at,
+    "excluded",
   );
-  if (settled !== undefined && !stashes)
+  if (settled !== undefined)
     fail(
       "exhausted-early",
       `ended recovery_exhausted though ${settled.key} settled between its last ${limit} recoveries and its end`,
@@ -245,19 +246,15 @@ function checkExhausted(image: FiberImage, program: Program, limit: number, fail
  * whose progress can be a stash alone, nor across a restart from scratch.
  */
 function checkRecoveryLimit(image: FiberImage, program: Program, limit: number, fail: Fail): void {
-  if (program.ops.some((op) => op.k === "stash")) return;
+  if (stashes(program)) return;
   let row: StreamChunk[] = [];
   const judge = () => {
     if (row.length <= limit) return;
-    const from = (row[0] as StreamChunk).at;
-    const to = (row.at(-1) as StreamChunk).at;
-    const progressed = image.journal.some(
-      (e) => e.status !== "started" && e.endedAt !== undefined && e.endedAt >= from && e.endedAt <= to,
-    );
-    if (!progressed)
+    const [first, last] = [row[0] as StreamChunk, row.at(-1) as StreamChunk];
+    if (settledBetween(image, first.at, last.at, "included") === undefined)
       fail(
         "recovered-past-limit",
-        `recovered ${row.length} times in a row (seq ${row[0]?.seq}-${row.at(-1)?.seq}) with no progress between (limit ${limit})`,
+        `recovered ${row.length} times in a row (seq ${first.seq}-${last.seq}) with no progress between (limit ${limit})`,
       );
   };
   for (const chunk of image.stream) {
@@ -271,6 +268,28 @@ function checkRecoveryLimit(image: FiberImage, program: Program, limit: number, 
     row = resumed ? [chunk] : [];
   }
   judge();
+}
+
+/** Whether `program` stashes (a stash alone is progress, which the journal does not show). */
+function stashes(program: Program): boolean {
+  return program.ops.some((op) => op.k === "stash");
+}
+
+/**
+ * A journal entry that settled (a step completed or failed, a sleep, wait or value) between
+ * `from` and `to` on the virtual clock, those instants included or not: each check takes the
+ * side that cannot accuse the engine wrongly.
+ */
+function settledBetween(
+  image: FiberImage,
+  from: number,
+  to: number,
+  ends: "included" | "excluded",
+): JournalEntry | undefined {
+  return image.journal.find((e) => {
+    if (e.status === "started" || e.endedAt === undefined) return false;
+    return ends === "included" ? e.endedAt >= from && e.endedAt <= to : e.endedAt > from && e.endedAt < to;
+  });
 }
 
 function checkResult(ctx: FinalContext, id: string, image: FiberImage, program: Program, fail: Fail): void {
