@@ -10,6 +10,7 @@ import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
 import { describe, expect, it } from "vitest";
 import type { FiberRecord, StreamChunk } from "../core/records";
+import { testRecord } from "../core/test-records";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
@@ -20,21 +21,8 @@ import { ReplicatingStore } from "./replicating-store";
 import { Shipper } from "./shipper";
 
 const HOME = browserHome("d1");
-const record = (id: string, createdAt = 1): FiberRecord => ({
-  id,
-  name: "replicated",
-  version: "1",
-  input: null,
-  status: "running",
-  createdAt,
-  updatedAt: createdAt,
-  generation: 0,
-  streamHead: 1,
-  emitOrdinal: 0,
-  epoch: 0,
-  stalledRecoveries: 0,
-  progressMark: "",
-});
+const record = (id: string, createdAt = 1): FiberRecord =>
+  testRecord({ id, name: "replicated", createdAt, updatedAt: createdAt, generation: 0 });
 const start = (id: string): StreamChunk => ({ fiberId: id, seq: 1, type: "fiber.start", data: null, at: 1 });
 const token = (id: string, seq: number): StreamChunk => ({
   fiberId: id,
@@ -97,18 +85,27 @@ async function comeHomeTo(w: Worker): Promise<void> {
   await w.outbox.adopt({ fiberId: "f", epoch: 3, acked: 2, shippedSeq: 1, deadline: Date.now() + 60_000 });
 }
 
+/**
+ * The old worker with f at positions 1-3 (created, a step started, then completed), and a new
+ * worker that opened the outbox when it held only 1-2 (the new version installed in between).
+ */
+async function freshBehindOld(): Promise<{ old: Worker; fresh: Worker }> {
+  const indexedDB = new IDBFactory();
+  const old = await worker(indexedDB, "db");
+  await old.replicating.createFiber(record("f"), [start("f")]);
+  const g = await claim(old, "old", 1);
+  await old.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
+  const fresh = await worker(indexedDB, "db");
+  await old.replicating.commit([
+    { fiberId: "f", generation: g, journal: [step("f", 0, "completed")], chunks: [token("f", 2)] },
+  ]);
+  return { old, fresh };
+}
+
 describe("two workers on one outbox", () => {
   it("the new worker ships what the old one wrote after it loaded the outbox, and Rule A releases", async () => {
-    const indexedDB = new IDBFactory();
     const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
-    const old = await worker(indexedDB, "db");
-    await old.replicating.createFiber(record("f"), [start("f")]); // position 1
-    const g = await claim(old, "old", 1);
-    await old.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]); // 2
-    const fresh = await worker(indexedDB, "db"); // the new version installs: positions 1, 2
-    await old.replicating.commit([
-      { fiberId: "f", generation: g, journal: [step("f", 0, "completed")], chunks: [token("f", 2)] },
-    ]); // 3
+    const { old, fresh } = await freshBehindOld();
     // The old worker ships 1-2 and is terminated with 3 unshipped.
     const batch = old.outbox.batch("f", { entries: 2 });
     expect(await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) })).toMatchObject(
@@ -142,16 +139,8 @@ describe("two workers on one outbox", () => {
   });
 
   it("the new worker does not ship in a loop what the old one has shipped past", async () => {
-    const indexedDB = new IDBFactory();
     const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
-    const old = await worker(indexedDB, "db");
-    await old.replicating.createFiber(record("f"), [start("f")]);
-    const g = await claim(old, "old", 1);
-    await old.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
-    const fresh = await worker(indexedDB, "db"); // loads positions 1, 2
-    await old.replicating.commit([
-      { fiberId: "f", generation: g, journal: [step("f", 0, "completed")], chunks: [token("f", 2)] },
-    ]);
+    const { old, fresh } = await freshBehindOld();
     const batch = old.outbox.batch("f");
     expect(await arbiter.receive("f", { home: HOME, ...(batch as NonNullable<typeof batch>) })).toMatchObject(
       {
