@@ -23,7 +23,6 @@ interface LiveAttempt {
   /** The run's context: one object per run of a fiber. */
   readonly run: FiberContext;
   readonly attempt: number;
-  readonly signal: AbortSignal;
   /** When its signal aborted (virtual ms), or `undefined`. */
   abortedAt: number | undefined;
 }
@@ -63,33 +62,27 @@ export class LiveAttempts {
     const now = this.#now();
     for (const other of live) {
       if (node.crashed || other.node.crashed) continue;
-      if (other.node !== node) {
-        if (!heldAcross(other.node)) continue;
-        if (other.abortedAt === undefined || now - other.abortedAt < leaseMs)
-          fail(
-            "attempts-overlap",
-            `attempt ${step.attempt} of ${key} began on ${node.name} while attempt ${other.attempt} was still executing on ${other.node.name} (${other.abortedAt === undefined ? "its signal not aborted" : `${now - other.abortedAt} ms after its signal aborted`}), holding the fiber's lock`,
-          );
-        continue;
-      }
+      const across = other.node !== node;
+      if (across && !heldAcross(other.node)) continue;
+      const sameRun = other.run === run;
+      // It still holds the step while its signal is not aborted, and (against a later run) for a
+      // lease period after.
+      const since = other.abortedAt === undefined ? undefined : now - other.abortedAt;
+      if (since !== undefined && (sameRun || since >= leaseMs)) continue;
       const what = `attempt ${step.attempt} of ${key} began on ${node.name} while attempt ${other.attempt}`;
-      if (other.abortedAt === undefined) {
-        fail(
-          "attempts-overlap",
-          `${what} was still executing ${other.run === run ? "in the same run" : "in an earlier run"}, its signal not aborted`,
-        );
-      } else if (other.run !== run && now - other.abortedAt < leaseMs) {
-        fail(
-          "attempts-overlap",
-          `${what} of a stopped run was still executing, ${now - other.abortedAt} ms after its signal aborted (a later run waits up to ${leaseMs} ms)`,
-        );
-      }
+      fail(
+        "attempts-overlap",
+        across
+          ? `${what} was still executing on ${other.node.name} (${since === undefined ? "its signal not aborted" : `${since} ms after its signal aborted`}), holding the fiber's lock`
+          : since === undefined
+            ? `${what} was still executing ${sameRun ? "in the same run" : "in an earlier run"}, its signal not aborted`
+            : `${what} of a stopped run was still executing, ${since} ms after its signal aborted (a later run waits up to ${leaseMs} ms)`,
+      );
     }
     const attempt: LiveAttempt = {
       node,
       run,
       attempt: step.attempt,
-      signal: step.signal,
       abortedAt: undefined,
     };
     const onAbort = () => {
