@@ -306,7 +306,7 @@ export class Outbox implements Replication {
     // A create begins a fiber's outbox (the store numbered it 1 under a new head): one this outbox
     // still holds under the id is of a fiber collected since, by another worker of the origin
     // (an old and a new version share the database), which this one's memory missed.
-    if (entry.type === "create" && log !== undefined && !log.entries.some((item) => item.entry === entry)) {
+    if (entry.type === "create" && log !== undefined) {
       const held = log.entries.find((item) => item.entry.pos === entry.pos)?.entry;
       if (held?.type !== "create" || held.record.createdAt !== entry.record.createdAt) {
         this.forget(fiberId);
