@@ -16,6 +16,7 @@
  *   npm run bench -- --costs --profile=engineCommitBatch  ... of another commit shape
  *   npm run bench -- --profile-steps   a CPU profile of B1's sequential steps (where a step's time goes)
  *   npm run bench -- --profile-stashes ... of B1's sequential stashes
+ *   npm run bench -- --profile-replay  ... of B6's cold recovery (the replay of 10,000 steps)
  *   PROFILE_OUT=<file>                 with --profile*: also write the raw profile (a .cpuprofile
  *                                      DevTools opens) to <file>
  *   npm run bench -- --update-readme   also write the table into bench/README.md
@@ -89,7 +90,7 @@ async function mockModelHandler() {
 async function main() {
   const results = {};
   const errors = {};
-  const diagnostic = flag("costs") || flag("profile-steps") || flag("profile-stashes");
+  const diagnostic = flag("costs") || flag("profile-steps") || flag("profile-stashes") || flag("profile-replay");
   if (!diagnostic && (!only || only.includes("sim"))) {
     // First, so that no browser (nor its build) competes for the cores.
     log(`SIM: ${RUNS.sim} run(s)`);
@@ -180,6 +181,26 @@ async function main() {
       console.log(
         `step ${job.stepMs.toFixed(3)} ms (${job.stepRatio.toFixed(2)}x a raw put): ${job.stepInsideTxMs.toFixed(3)} ms in its transaction, ${job.stepBetweenTxMs.toFixed(3)} ms between two (raw fenced: ${job.fencedInsideTxMs.toFixed(3)} / ${job.fencedBetweenTxMs.toFixed(3)}); stash ${job.stashMs.toFixed(3)} ms (${job.stashRatio.toFixed(2)}x)`,
       );
+    } finally {
+      await env.browser.close();
+      await Promise.all(servers.map((server) => server.close()));
+    }
+    return;
+  }
+
+  if (flag("profile-replay")) {
+    try {
+      for (let r = 0; r < (quick ? 1 : 3); r++) {
+        const job = await runJob(
+          env.page,
+          "b6",
+          { n: 10_000, batch: 100, profile: "replay" },
+          profiler("b6", "B6's cold recovery of a fiber with 10,000 completed steps"),
+        );
+        console.log(
+          `resume ${job.resumeMs.toFixed(1)} ms (under the profiler), raw getAll ${job.rawGetAllMs.toFixed(1)} ms, its own rows ${job.ownRowsMs.toFixed(1)} ms`,
+        );
+      }
     } finally {
       await env.browser.close();
       await Promise.all(servers.map((server) => server.close()));

@@ -35,7 +35,7 @@ async function ownJournalRows(name: string, id: string): Promise<{ ms: number; r
 }
 
 /** B6: a fiber with `n` completed steps, its runtime closed, then a cold runtime recovers it. */
-export async function b6(ctx: JobContext, params: { n: number; batch: number }) {
+export async function b6(ctx: JobContext, params: { n: number; batch: number; profile?: "replay" }) {
   const name = uniqueName("engine-b6");
   const first = new IdbStore({ name, durability: ctx.durability });
   const setup = createRuntime({ store: first, fibers: [longJournal] });
@@ -74,10 +74,13 @@ export async function b6(ctx: JobContext, params: { n: number; batch: number }) 
   const resumed = new Promise<number>((resolve) => {
     probe.resumed = resolve;
   });
+  // `npm run bench -- --profile-replay`: a CPU profile of this worker while it recovers.
+  if (params.profile === "replay") await ctx.checkpoint("profile-start");
   const t0 = performance.now();
   const recovered = runtime.recover().then(() => performance.now());
   const resumedAt = await resumed;
   const recoverResolvedAt = await recovered;
+  if (params.profile === "replay") await ctx.checkpoint("profile-stop");
 
   const rawDb2 = await openJournalDb(rawName);
   const rawSecond = await rawGetAll(rawDb2, "rows", id);
