@@ -90,7 +90,8 @@ async function mockModelHandler() {
 async function main() {
   const results = {};
   const errors = {};
-  const diagnostic = flag("costs") || flag("profile-steps") || flag("profile-stashes") || flag("profile-replay");
+  const diagnostic =
+    flag("costs") || flag("profile-steps") || flag("profile-stashes") || flag("profile-replay");
   if (!diagnostic && (!only || only.includes("sim"))) {
     // First, so that no browser (nor its build) competes for the cores.
     log(`SIM: ${RUNS.sim} run(s)`);
