@@ -3,13 +3,13 @@
  * class-keeping errors, and restarts found by a probe, a controller change or a stale channel.
  */
 
-import { expose } from "comlink";
+import { type Endpoint, expose, wrap } from "comlink";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConnectionError, InvalidInputError, UnknownFiberError } from "../core/errors";
 import { installErrorTransfer } from "../sw/error-transfer";
 import type { ControlApi, HandshakeReply, WorkerInfo } from "../sw/protocol";
 import { PROTOCOL_VERSION } from "../sw/protocol";
-import { RpcChannel, type RpcChannelOptions } from "./rpc-channel";
+import { callEndpoint, RpcChannel, type RpcChannelOptions } from "./rpc-channel";
 
 /** A stand-in for the Service Worker: each `restart()` is a new instance; the old one's ports go dead. */
 class FakeWorker {
@@ -105,6 +105,38 @@ describe("RpcChannel", () => {
     expect(error).toMatchObject({ code: "not_cloneable" });
     expect((error as Error).message).toMatch(/start\(\) cannot be sent to the Service Worker/);
     expect(await channel.call("cancel", ["a"])).toBe("cancelled");
+  });
+
+  it("leaves nothing of a refused call waiting in comlink: its listener hears an answer under the call's id", async () => {
+    const { port1, port2 } = new MessageChannel();
+    expose({ twice: (x: number) => 2 * x }, port2);
+    const endpoint = callEndpoint(port1);
+    const posted: string[] = [];
+    const heard: string[] = [];
+    // comlink as it runs on the channel's endpoint, with the ids it posts and hears written down.
+    const remote = wrap<{ twice(x: unknown): number }>({
+      postMessage(message: { id: string }, transfer?: Transferable[]) {
+        posted.push(message.id);
+        endpoint.postMessage(message, transfer);
+      },
+      addEventListener(type: string, listener: EventListenerOrEventListenerObject) {
+        endpoint.addEventListener(type, (event) => {
+          heard.push((event as MessageEvent<{ id: string }>).data.id);
+          (listener as EventListener)(event);
+        });
+      },
+      removeEventListener() {},
+      start: () => endpoint.start?.(),
+    } satisfies Endpoint);
+    const error = await remote.twice(() => 1).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: "DataCloneError" });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    // comlink frees a call's resolver only when it hears its id: the refused call's id came back.
+    expect(heard).toEqual([posted[0]]);
+    expect(await remote.twice(21)).toBe(42);
+    expect(heard).toEqual(posted);
+    port1.close();
+    port2.close();
   });
 
   it("rejects a call past its deadline with deadline_exceeded and keeps working", async () => {

@@ -5,7 +5,7 @@
  * rejecting the calls that were pending on the dead port. Used by `FiberlineClient`.
  */
 
-import { type Remote, transfer, wrap } from "comlink";
+import { type Endpoint, type Remote, transfer, wrap } from "comlink";
 import { ConnectionError, deserializeError } from "../core/errors";
 import { installErrorTransfer } from "../sw/error-transfer";
 import type { ControlApi, PortStreamApi } from "../sw/protocol";
@@ -253,7 +253,7 @@ export class RpcChannel {
     }
     return {
       port: port1,
-      remote: wrap<ControlApi & PortStreamApi>(port1),
+      remote: wrap<ControlApi & PortStreamApi>(callEndpoint(port1)),
       worker: answer.worker,
       pending: new Set(),
       lastHeardAt: Date.now(),
@@ -327,4 +327,53 @@ export function withDeadline<T>(promise: Promise<T>, ms: number, error: () => Er
       },
     );
   });
+}
+
+/**
+ * `port` as comlink's endpoint, answering for the port a call it refused to post. comlink keeps a
+ * resolver per call id until a message with that id comes back, and a call whose arguments the
+ * structured clone refuses (`DataCloneError`, thrown by `postMessage`) was never sent, so nothing
+ * would ever come back: every refused call left a resolver behind for the life of the port. The
+ * refusal still reaches the caller (comlink's promise rejects with it first); a microtask later
+ * comlink's own listener gets an answer under the call's id, which frees it (its resolver, called
+ * on a settled promise, does nothing).
+ */
+export function callEndpoint(port: MessagePort): Endpoint {
+  /** The listeners added through this endpoint: comlink's, never the port's other ones. */
+  const listeners = new Set<EventListenerOrEventListenerObject>();
+  return {
+    postMessage(message: unknown, transfer?: Transferable[]) {
+      try {
+        port.postMessage(message, transfer ?? []);
+      } catch (error) {
+        const id = (message as { id?: unknown } | null)?.id;
+        if (isDataCloneError(error) && typeof id === "string") {
+          const answer = new MessageEvent("message", {
+            data: {
+              id,
+              type: "HANDLER",
+              name: "throw",
+              value: { isError: true, value: { message: String(error) } },
+            },
+          });
+          queueMicrotask(() => {
+            for (const listener of listeners) {
+              if (typeof listener === "function") listener(answer);
+              else listener.handleEvent(answer);
+            }
+          });
+        }
+        throw error;
+      }
+    },
+    addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: object) {
+      if (type === "message") listeners.add(listener);
+      port.addEventListener(type, listener, options);
+    },
+    removeEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: object) {
+      if (type === "message") listeners.delete(listener);
+      port.removeEventListener(type, listener, options);
+    },
+    start: () => port.start(),
+  };
 }
