@@ -372,6 +372,18 @@ export class BrowserContinuity {
     );
   }
 
+  /**
+   * This worker became the active one (the host's `activate` event): the outbox takes in the
+   * fibers an older version created after this one loaded it (`Outbox.learnAll`), and ships
+   * what that version left unshipped.
+   */
+  async activated(): Promise<void> {
+    const { outbox } = await this.opened;
+    if (this.#stopped) return;
+    await outbox.learnAll();
+    this.#keepShipping();
+  }
+
   /** Stops shipping and mirroring (the host goes away); the outbox keeps what it holds. */
   stop(): void {
     this.#stopped = true;

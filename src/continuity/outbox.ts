@@ -329,8 +329,10 @@ export class Outbox implements Replication {
    * of the origin wrote or had acknowledged since this one loaded it (an old and a new version of
    * the Service Worker share the database; each loads the outbox once): the entries it holds,
    * how far the arbiter acknowledged them, a fence. Called when an answer or a report does not
-   * fit what this outbox holds, and by the shipper when the next position is missing. A no-op
-   * for an outbox in memory. Never rejects (a failed read is reported).
+   * fit what this outbox holds, and by the shipper when the next position is missing; for a fiber
+   * this outbox does not hold, it takes in the store's view when the store has one (another
+   * worker created the fiber after this one loaded the outbox). A no-op for an outbox in memory.
+   * Never rejects (a failed read is reported).
    */
   resync(fiberId: string): Promise<void> {
     const store = this.#log;
@@ -352,10 +354,40 @@ export class Outbox implements Replication {
     return pending;
   }
 
+  /**
+   * Takes in every fiber the store's outbox holds and this one does not: those another worker of
+   * the origin made replicated after this one loaded the outbox, with what that worker wrote and
+   * did not ship. A new version of the Service Worker calls it at its activation, once the old
+   * version stopped taking requests: a fiber the old one created since and left with a backlog
+   * (waiting, so no runner here claims it) is shipped from here, not left until the lease lapses
+   * and the edge takes it over without that backlog. A no-op for an outbox in memory. Never
+   * rejects (a failed read is reported).
+   */
+  learnAll(): Promise<void> {
+    const store = this.#log;
+    if (store === undefined) return Promise.resolve();
+    return store
+      .loadOutbox()
+      .then((all) => {
+        for (const saved of all) if (!this.#fibers.has(saved.fiberId)) this.#merge(saved.fiberId, saved);
+      })
+      .catch((error: unknown) => this.#report(error));
+  }
+
   /** Takes `saved` (the store's view of `fiberId`) into what this outbox holds of it. */
   #merge(fiberId: string, saved: SavedOutbox | undefined): void {
     const log = this.#fibers.get(fiberId);
-    if (log === undefined || log.where.status === "away") return;
+    if (log === undefined) {
+      // Made replicated by another worker of the origin after this one loaded the outbox (it
+      // created the fiber there): the store's view is this outbox's from now on, so Rules A and
+      // B hold here too and the shipper here knows what is left to send.
+      if (saved === undefined) return;
+      this.#fibers.set(fiberId, this.#restore(saved));
+      for (const listener of this.#listeners) listener(fiberId);
+      for (const listener of this.#appendListeners) listener(fiberId);
+      return;
+    }
+    if (log.where.status === "away") return;
     if (saved === undefined) {
       // Collected by another worker (its end was acknowledged there).
       if (log.ended && log.waiters.length === 0) this.forget(fiberId);

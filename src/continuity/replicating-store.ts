@@ -24,6 +24,7 @@ import type {
   CreateResult,
   DeleteOptions,
   Store,
+  StreamAndRecord,
   WriteGroup,
 } from "../core/store";
 import { changedHomeError } from "./errors";
@@ -98,6 +99,19 @@ export class ReplicatingStore extends ForwardingStore {
     return result;
   }
 
+  /**
+   * Whether the outbox, which did not hold `record`'s fiber, holds it now: a fiber of a
+   * replicated kind that another worker of the origin created after this one loaded the outbox
+   * from the store that keeps it (an old and a new version of the Service Worker share the
+   * database). Read from the store, so that its commits go into the outbox (Rule A waits for
+   * them, Rule B holds back their chunks) rather than being written as an unreplicated fiber's.
+   */
+  async #learned(record: FiberRecord): Promise<boolean> {
+    if (this.#keeper === undefined || !this.#replicates(record.name)) return false;
+    await this.#outbox.resync(record.id);
+    return this.#outbox.where(record.id) !== undefined;
+  }
+
   /** What a store that keeps the outbox needs to write `replicated`'s entries, and to report them. */
   #write(
     replicated: ReadonlySet<string>,
@@ -118,9 +132,10 @@ export class ReplicatingStore extends ForwardingStore {
     const now = this.#clock();
     if (this.#outbox.mayWrite(id, now)) {
       if (this.#outbox.where(id) !== undefined) return this.inner.claimFiber(id, request);
+      const record = await this.inner.getFiber(id);
+      if (record !== undefined && (await this.#learned(record))) return this.claimFiber(id, request);
       // A fiber the outbox does not know is unreplicated, unless its record names another home:
       // a mirror's copy, whose outbox entry went with the copy it replaced (rebuilt, restored).
-      const record = await this.inner.getFiber(id);
       if (record?.home === undefined || record.home.home === this.#home) {
         return this.inner.claimFiber(id, request);
       }
@@ -168,8 +183,44 @@ export class ReplicatingStore extends ForwardingStore {
     return { fenced: [...result.fenced, ...refused], ...(lapsed.length > 0 ? { lapsed } : {}) };
   }
 
+  /**
+   * A reader's read (the engine's readers and the hosts' stream routes read through here). A
+   * fiber of a replicated kind that this outbox does not hold (another worker created it after
+   * this one loaded the outbox) is learned from the store first, and its chunks past what the
+   * arbiter holds are left out (Rule B): the reader asked `visibleHead` before the outbox knew.
+   */
+  override async readStreamAndRecord(
+    fiberId: string,
+    after: number,
+    limit?: number,
+  ): Promise<StreamAndRecord> {
+    const read = await super.readStreamAndRecord(fiberId, after, limit);
+    if (read.record === undefined) return read;
+    return { ...read, chunks: await this.#shownOf(read.record, read.chunks) };
+  }
+
+  /** The same for a store read in parts (a reader over a store without the joined read). */
+  override async readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
+    const chunks = await super.readStream(fiberId, after, limit);
+    if (this.#keeper === undefined || chunks.length === 0 || this.#outbox.replicated(fiberId)) return chunks;
+    const record = await this.inner.getFiber(fiberId);
+    return record === undefined ? chunks : this.#shownOf(record, chunks);
+  }
+
+  /** `chunks` of `record`'s fiber less those Rule B holds back, once the outbox knows the fiber. */
+  async #shownOf(record: FiberRecord, chunks: StreamChunk[]): Promise<StreamChunk[]> {
+    if (this.#keeper === undefined || this.#outbox.replicated(record.id)) return chunks;
+    if (!(await this.#learned(record))) return chunks;
+    const visible = this.#outbox.visibleHead(record.id);
+    return chunks.filter((chunk) => chunk.seq <= visible);
+  }
+
   override async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     const outbox = this.#outbox;
+    if (this.#keeper !== undefined && !outbox.replicated(event.fiberId)) {
+      const record = await this.inner.getFiber(event.fiberId);
+      if (record !== undefined) await this.#learned(record);
+    }
     const where = outbox.where(event.fiberId);
     if (where?.status === "away") throw changedHomeError(event.fiberId, where.epoch, where.home);
     if (!outbox.replicated(event.fiberId)) return this.inner.enqueueEvent(event);

@@ -260,6 +260,66 @@ describe("two workers on one outbox, across a come-home", () => {
   });
 });
 
+/**
+ * The new worker opened the outbox before the old one created f (the new version installed
+ * first); the old one then created f and started its first step (positions 1-2, unshipped) and
+ * stopped.
+ */
+async function createdAfterFreshOpened(): Promise<{ old: Worker; fresh: Worker }> {
+  const indexedDB = new IDBFactory();
+  const old = await worker(indexedDB, "db");
+  const fresh = await worker(indexedDB, "db");
+  await old.replicating.createFiber(record("f"), [start("f")]);
+  const g = await claim(old, "old", 1);
+  await old.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
+  return { old, fresh };
+}
+
+describe("a fiber the old worker created after the new one opened the outbox", () => {
+  it("is replicated by the new worker that runs it: its commits go into the outbox and Rule A waits", async () => {
+    const { fresh } = await createdAfterFreshOpened();
+    const g = await claim(fresh, "fresh", 70_000);
+    expect(fresh.outbox.replicated("f")).toBe(true);
+    await fresh.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 1, "started")] }]);
+    // Before: the new worker ran f as unreplicated: nothing in its outbox, and a step started at once.
+    expect(fresh.outbox.batch("f")?.entries.map((e) => e.pos)).toEqual([1, 2, 3]);
+    expect(await ruleA(fresh.outbox)).toBe("waits");
+    await shipAll(fresh, new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 }));
+    expect(await ruleA(fresh.outbox)).toBe("released");
+  });
+
+  it("puts an event sent through the new worker into f's outbox", async () => {
+    const { fresh } = await createdAfterFreshOpened();
+    await fresh.replicating.enqueueEvent({ fiberId: "f", name: "go", payload: 1, at: 3 });
+    // Before: stored as an unreplicated fiber's event, so the edge never received it.
+    expect(fresh.outbox.batch("f")?.entries.map((e) => e.type)).toEqual(["create", "commit", "event"]);
+  });
+
+  it("shows a reader on the new worker none of f's chunks the replica does not hold (Rule B)", async () => {
+    // The reader asked Rule B's visible head before the outbox knew f (unbounded then): the read
+    // that makes the outbox learn f leaves out what the arbiter does not hold. Before: every chunk
+    // in the store was shown. Once the outbox knows f, the reader's own bound applies.
+    const { fresh } = await createdAfterFreshOpened();
+    expect((await fresh.replicating.readStreamAndRecord("f", 0)).chunks).toEqual([]);
+    expect(fresh.outbox.visibleHead("f")).toBe(0);
+    await shipAll(fresh, new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 }));
+    expect(fresh.outbox.visibleHead("f")).toBe(1);
+    // The same through a store read in parts.
+    const other = await createdAfterFreshOpened();
+    expect(await other.fresh.replicating.readStream("f", 0)).toEqual([]);
+    expect(other.fresh.outbox.visibleHead("f")).toBe(0);
+  });
+
+  it("is shipped by the new worker once it activates, though no runner there claims it", async () => {
+    const { fresh } = await createdAfterFreshOpened();
+    expect(fresh.outbox.fiberIds).toEqual([]);
+    await fresh.outbox.learnAll();
+    // Before: nobody shipped f's backlog; once the lease lapsed the edge took f over without it.
+    expect(fresh.outbox.hasPending("f")).toBe(true);
+    expect(fresh.outbox.batch("f")?.entries.map((e) => e.pos)).toEqual([1, 2]);
+  });
+});
+
 describe("a fiber handed back to the browser (adopt)", () => {
   it("lapses at the granted deadline when no shipment is answered, stopping a step in progress", async () => {
     const outbox = new Outbox();

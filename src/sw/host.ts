@@ -224,6 +224,14 @@ class Host implements ServiceWorkerHost {
 
   #onActivate(event: ExtendableEventLike): void {
     this.#begin(event);
+    // Fibers an older version created after this one loaded the outbox: shipped from here now.
+    const continuity = this.#continuity;
+    if (continuity)
+      event.waitUntil(
+        continuity
+          .activated()
+          .catch((error: unknown) => this.#report(error, "taking over the outbox at activation")),
+      );
     if (this.#claimClients) event.waitUntil(this.#scope.clients.claim());
   }
 
