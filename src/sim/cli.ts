@@ -62,6 +62,8 @@ interface SeedResult {
   mirrorReads?: { whole: number; delta: number; checked: number };
   /** Continuity: cancels answered, and how (`cancelled` / forwarded to the browser). */
   cancels?: { answered: number; cancelled: number; forwarded: number };
+  /** Continuity on `"idb"`: new worker versions installed beside a running one, and activated. */
+  updates?: { installed: number; activated: number };
 }
 
 /** The default of `--jobs`: one worker per CPU, at most 4. */
@@ -129,6 +131,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   const byInvariant = new Map<string, number[]>();
   let violations = 0;
   const moved = { out: 0, back: 0 };
+  const updated = { installed: 0, activated: 0, schedules: 0 };
   const mirrored = { whole: 0, delta: 0, checked: 0 };
   const cancelled = { answered: 0, cancelled: 0, forwarded: 0 };
   const last = options.from + options.seeds - 1;
@@ -137,6 +140,11 @@ export async function main(options: CliOptions, log: (line: string) => void = co
     violations += result.violations.length;
     if ((result.handoffs ?? 0) > 0) moved.out++;
     if ((result.cameHome ?? 0) > 0) moved.back++;
+    if (result.updates && result.updates.installed > 0) {
+      updated.schedules++;
+      updated.installed += result.updates.installed;
+      updated.activated += result.updates.activated;
+    }
     if (result.mirrorReads) {
       mirrored.whole += result.mirrorReads.whole;
       mirrored.delta += result.mirrorReads.delta;
@@ -169,6 +177,10 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   if (options.continuity)
     log(
       `mirror reads: ${mirrored.whole} whole, ${mirrored.delta} deltas; copies checked against the state their cursor names: ${mirrored.checked}`,
+    );
+  if (options.continuity && options.store === "idb")
+    log(
+      `updates: ${updated.installed} new worker versions installed beside a running one in ${updated.schedules} schedules, ${updated.activated} activated`,
     );
   if (options.continuity)
     log(
@@ -220,8 +232,8 @@ async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): P
       store: setup.store,
       ...(setup.plant ? { plant: setup.plant } : {}),
     });
-    const { violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads, cancels } = r;
-    return { seed, violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads, cancels };
+    const { violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads, cancels, updates } = r;
+    return { seed, violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads, cancels, updates };
   }
   const { violations, steps, virtualMs, digest } = await runSchedule(seed, {
     traceLines: setup.lines,

@@ -51,6 +51,7 @@ import { LiveAttempts } from "./live-attempts";
 import { CheckedMirrorSource } from "./mirror-source";
 import type { Prng } from "./prng";
 import { codeOf, type Program, type ProgramHost, programHandler } from "./program";
+import { SimLockManager } from "./sim-locks";
 import type { Trace } from "./trace";
 import { EPOCH } from "./virtual-time";
 import type { StoreKind } from "./world";
@@ -103,6 +104,11 @@ export interface HomeNode {
 
 interface BrowserNode extends HomeNode {
   readonly store: FaultStore;
+  /** The outbox this worker loaded and ships from (each worker holds its own copy in memory). */
+  readonly outbox: Outbox;
+  readonly replicating: ReplicatingStore;
+  /** The browser's store under `replicating` (what the mirror writes: no outbox). */
+  readonly raw: Store;
   readonly shipper: Shipper;
   /** Stores of this launch's other writers (a come-home's mirror), crashed with it. */
   readonly extraStores: FaultStore[];
@@ -145,7 +151,16 @@ export class ContinuityWorld {
   /** The edge's clock: the browser's (the simulation's) plus `settings.edgeSkewMs`. */
   readonly edgeNow: () => number;
   readonly edgeLedger: Ledger;
+  /** The browser's active worker: the one pages talk to. */
   browser: BrowserNode | undefined;
+  /**
+   * A new version of the worker installed beside the active one (`"idb"` with updates): its
+   * runtime recovers and its shipper ships from the outbox it loaded, under the same Web Locks,
+   * until it activates (the active one stops) or dies.
+   */
+  installing: BrowserNode | undefined;
+  /** Updates: new versions installed beside a running worker, and those that activated. */
+  readonly updates = { installed: 0, activated: 0 };
   edge: EdgeNode | undefined;
   /** Per fiber and seq, the chunk a page was shown (checked against the merged history). */
   readonly shown = new Map<string, Map<number, { type: string; data: string; by: string }>>();
@@ -176,6 +191,10 @@ export class ContinuityWorld {
   /** Step attempts run, by `idempotencyKey#attempt`, with the node that ran them. */
   readonly #effects = new Map<string, string>();
   readonly #attempts = new LiveAttempts(() => Date.now() - EPOCH);
+  /** The Web Locks the browser's workers share, in schedules with updates (else each has its own). */
+  readonly #browserLocks: SimLockManager | undefined;
+  /** The names of the browser's workers so far. */
+  readonly #browserNames = new Set<string>();
   #nodes = 0;
   #plantTriggered = false;
 
@@ -187,8 +206,10 @@ export class ContinuityWorld {
     planted?: ContinuityBug,
     storeKind: StoreKind = "memory",
     edgeSkewMs = 0,
+    updates = false,
   ) {
     this.rng = rng;
+    this.#browserLocks = updates && storeKind === "idb" ? new SimLockManager(trace) : undefined;
     this.edgeNow = () => Date.now() + edgeSkewMs;
     this.edgeStore = new WatchedStore(new MemoryStore({ clock: this.edgeNow }));
     this.storeKind = storeKind;
@@ -264,6 +285,11 @@ export class ContinuityWorld {
    */
   spawnBrowser(reason: string): void {
     if ((this.browser && !this.browser.crashed) || this.#launching) return;
+    if (this.installing && !this.installing.crashed) {
+      // No worker is active: the one installed activates at once.
+      this.#activate(this.installing, reason);
+      return;
+    }
     const openLocal = this.#openLocal;
     if (this.planted === "volatile-outbox") {
       // An outbox in memory over a store that is not told of it (the append follows the commit):
@@ -284,17 +310,7 @@ export class ContinuityWorld {
     const launch = Outbox.open(store).then((outbox) => {
       this.#launching = false;
       this.outbox = outbox;
-      const found = outbox.fiberIds.flatMap((id) => {
-        const pending = outbox.batch(id)?.entries ?? [];
-        const where = outbox.where(id)?.status ?? "home";
-        return pending.length === 0 && where === "home"
-          ? []
-          : [
-              `${id} ${where} acked ${outbox.acked(id)}, pending ${pending.map((e) => e.pos).join(",") || "none"}`,
-            ];
-      });
-      if (found.some((line) => !line.endsWith("pending none"))) this.reloadedPending++;
-      if (found.length > 0) this.trace.add("outbox", `loaded: ${found.join("; ")}`);
+      this.#traceLoaded(outbox);
       this.replicating = this.#replicatingOver(store);
       this.#startBrowser(reason);
     });
@@ -304,23 +320,110 @@ export class ContinuityWorld {
     });
   }
 
-  #startBrowser(reason: string): void {
+  /** Traces what a launch found in the outbox it loaded. */
+  #traceLoaded(outbox: Outbox): void {
+    const found = outbox.fiberIds.flatMap((id) => {
+      const pending = outbox.batch(id)?.entries ?? [];
+      const where = outbox.where(id)?.status ?? "home";
+      return pending.length === 0 && where === "home"
+        ? []
+        : [
+            `${id} ${where} acked ${outbox.acked(id)}, pending ${pending.map((e) => e.pos).join(",") || "none"}`,
+          ];
+    });
+    if (found.some((line) => !line.endsWith("pending none"))) this.reloadedPending++;
+    if (found.length > 0) this.trace.add("outbox", `loaded: ${found.join("; ")}`);
+  }
+
+  /**
+   * A new version of the browser's worker installs beside the active one (`"idb"`, schedules
+   * with updates): it opens a store and the outbox on the same database, and its runtime recovers
+   * and its shipper ships at once, as the host does at a worker's start; Web Locks decide which
+   * runtime runs a fiber. `overlapMs` later it activates: the old worker stops and pages talk to
+   * the new one. With no active worker, this is a launch.
+   */
+  update(overlapMs: number): void {
+    const openLocal = this.#openLocal;
+    if (!this.#browserLocks || !openLocal || this.#launching || (this.installing && !this.installing.crashed))
+      return;
+    if (!this.browser || this.browser.crashed) {
+      this.spawnBrowser("a new version, with no worker running");
+      return;
+    }
+    this.#launching = true;
+    const store = openLocal();
+    Outbox.open(store).then(
+      (outbox) => {
+        this.#launching = false;
+        if (!this.browser || this.browser.crashed) {
+          // The active worker died while this one opened: it starts as a launch would.
+          this.outbox = outbox;
+          this.#traceLoaded(outbox);
+          this.replicating = this.#replicatingOver(store);
+          this.#startBrowser("a new version, after the old one died");
+          return;
+        }
+        this.#traceLoaded(outbox);
+        const replicating = new ReplicatingStore(store, { outbox, home: HOME, replicates: () => true });
+        const node = this.#startBrowser("a new version installs", { outbox, replicating, raw: store });
+        this.installing = node;
+        this.updates.installed++;
+        setTimeout(() => {
+          if (this.installing === node && !node.crashed) this.#activate(node, "the new version activates");
+        }, overlapMs);
+      },
+      (error: unknown) => {
+        this.#launching = false;
+        this.findings.add("launch-failed", `${codeOf(error)}: ${String(error).slice(0, 120)}`);
+      },
+    );
+  }
+
+  /** The installed worker `node` becomes the active one; the old one, if still running, stops. */
+  #activate(node: BrowserNode, reason: string): void {
+    const old = this.browser;
+    if (old && !old.crashed) this.#kill(old, "a new version activated");
+    this.installing = undefined;
+    this.browser = node;
+    this.outbox = node.outbox;
+    this.replicating = node.replicating;
+    this.#rawLocal = node.raw;
+    this.updates.activated++;
+    this.trace.add("activate", `${node.name}: ${reason}`);
+    // As the host does at `activate` (`BrowserContinuity.activated`).
+    this.background(`${node.name} learns the outbox`, node.outbox.learnAll());
+  }
+
+  /**
+   * Starts a browser worker on `parts` (by default the world's current outbox and stores) and
+   * returns it; it becomes the active one unless `parts` are given (an update installing).
+   */
+  #startBrowser(
+    reason: string,
+    parts?: { outbox: Outbox; replicating: ReplicatingStore; raw: Store },
+  ): BrowserNode {
     const name = `b${++this.#nodes}`;
+    this.#browserNames.add(name);
+    const { outbox, replicating, raw } = parts ?? {
+      outbox: this.outbox,
+      replicating: this.replicating,
+      raw: this.#rawLocal,
+    };
     let node!: BrowserNode;
     const store = new FaultStore(
-      this.replicating,
+      replicating,
       {
         rng: this.rng,
         trace: this.trace,
         ledger: this.localLedger,
         plan: this.browserPlan,
-        onCrash: () => this.killBrowser("a store fault"),
+        onCrash: () => this.#kill(node, "a store fault"),
       },
       name,
     );
-    const runtime = this.#runtime(name, store, () => node, this.#replication());
+    const runtime = this.#runtime(name, store, () => node, this.#replication(outbox), Date.now, true);
     const shipper = new Shipper({
-      outbox: this.outbox,
+      outbox,
       home: HOME,
       send: (fiberId, shipment) => this.link.send(fiberId, shipment),
       heartbeatMs: this.settings.heartbeatMs,
@@ -336,19 +439,19 @@ export class ContinuityWorld {
     // its writes go to the browser's own store (no outbox), through a faulting store so a crash
     // can cut them, seen by the ledger.
     const mirrorStore = new FaultStore(
-      this.#rawLocal,
+      raw,
       {
         rng: this.rng,
         trace: this.trace,
         ledger: this.localLedger,
         plan: this.browserPlan,
-        onCrash: () => this.killBrowser("a store fault (mirror)"),
+        onCrash: () => this.#kill(node, "a store fault (mirror)"),
       },
       `${name}${MIRROR_WRITER}`,
     );
     const mirrorSource = new CheckedMirrorSource({
       edge: this.edgeStore,
-      local: this.#rawLocal,
+      local: raw,
       findings: this.findings,
       trace: this.trace,
       counts: this.mirrorReads,
@@ -368,28 +471,39 @@ export class ContinuityWorld {
       where: "browser",
       runtime,
       store,
+      outbox,
+      replicating,
+      raw,
       shipper,
       crashed: false,
       extraStores: [mirrorStore],
       mirror,
       comingHome: new Set(),
     };
-    this.browser = node;
+    if (!parts) this.browser = node;
     this.trace.add("spawn", `${name} (browser): ${reason}`);
     shipper.start();
     this.background(`${name} recover()`, runtime.recover());
+    return node;
   }
 
-  /** Kills the browser (every tab closed and the worker stopped, or the process killed). */
+  /** Kills the browser's workers (every tab closed and the workers stopped, or the process killed). */
   killBrowser(reason: string): void {
-    const node = this.browser;
-    if (!node || node.crashed) return;
+    if (this.browser) this.#kill(this.browser, reason);
+    if (this.installing) this.#kill(this.installing, reason);
+  }
+
+  /** Kills one worker of the browser: it loses its Web Locks, as a dead context does. */
+  #kill(node: BrowserNode, reason: string): void {
+    if (node.crashed) return;
     node.crashed = true;
+    if (this.installing === node) this.installing = undefined;
     this.trace.add("KILL", `${node.name} (browser): ${reason}`);
     node.shipper.stop();
     node.mirror.stop();
     node.store.crash(reason);
     for (const store of node.extraStores) store.crash(reason);
+    this.#browserLocks?.releaseAll(node.name);
     void node.runtime.close();
   }
 
@@ -559,6 +673,7 @@ export class ContinuityWorld {
     node: () => HomeNode,
     replication?: Replication,
     clock: () => number = Date.now,
+    browser = false,
   ): Runtime {
     const host = (): ProgramHost => ({
       runner: name,
@@ -585,7 +700,8 @@ export class ContinuityWorld {
       pollIntervalMs,
       retentionMs: 86_400_000,
       maxRecoveries: 30,
-      locks: localLocks(),
+      // The browser's workers share the origin's Web Locks in schedules with updates.
+      locks: (browser ? this.#browserLocks?.view(name) : undefined) ?? localLocks(),
       clock,
       random: () => this.rng.next(),
       uuid: () => this.rng.uuid(),
@@ -611,9 +727,8 @@ export class ContinuityWorld {
     });
   }
 
-  /** The browser runtime's view of the outbox, with the planted bug if there is one. */
-  #replication(): Replication {
-    const outbox = this.outbox;
+  /** A browser runtime's view of `outbox`, with the planted bug if there is one. */
+  #replication(outbox: Outbox): Replication {
     if (this.planted === "no-rule-a") {
       return {
         replicated: (id) => outbox.replicated(id),
@@ -693,7 +808,10 @@ export class ContinuityWorld {
     const attempt = `${step.idempotencyKey}#${step.attempt}`;
     this.trace.add("effect", `${node.name} ${attempt}${step.interrupted ? " interrupted" : ""}`);
     const fail = (invariant: string, detail: string) => this.findings.add(invariant, detail, ctx.id);
-    const ended = this.#attempts.begin(node, ctx, step, this.settings.runtimeLeaseMs, fail);
+    // Two workers of the browser under one Web Lock never run a step beside each other.
+    const heldAcross = (other: { name: string }) =>
+      this.#browserLocks !== undefined && node.where === "browser" && this.#browserNames.has(other.name);
+    const ended = this.#attempts.begin(node, ctx, step, this.settings.runtimeLeaseMs, fail, heldAcross);
     const earlier = this.#effects.get(attempt);
     if (earlier !== undefined) fail("effect-twice", `${attempt} ran on ${earlier} and again on ${node.name}`);
     this.#effects.set(attempt, node.name);

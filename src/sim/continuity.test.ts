@@ -1,7 +1,8 @@
 /**
  * Continuity schedules (`npm run simulate -- --continuity`) as part of the unit suite: a small
  * fixed sample of seeds must hold every invariant (with the browser on `MemoryStore`, and on
- * `IdbStore` whose outbox each launch reloads), a seed replays to the same trace, and each planted
+ * `IdbStore` whose outbox each launch reloads, where new worker versions install beside the
+ * running one), a seed replays to the same trace, and each planted
  * bug (Rule A or Rule B switched off, the outbox kept only in memory, a fiber handed back to
  * the browser while the edge runs it, deltas that lose part of what changed) must be reported, so the
  * checks cannot silently pass. The CLI runs the long batches.
@@ -47,6 +48,8 @@ describe("continuity simulation", () => {
     // The sample exercises the crash this store exists for: a relaunch finds unshipped positions.
     expect(results.filter((r) => r.reloadedPending > 0).length).toBeGreaterThan(IDB_SEEDS / 10);
     expect(results.filter((r) => r.handoffs > 0).length).toBeGreaterThan(0);
+    // And two workers on one outbox: a new version installed beside the running one, then active.
+    expect(results.filter((r) => r.updates.activated > 0).length).toBeGreaterThan(IDB_SEEDS / 10);
   }, 120_000);
 
   it("replays a seed to the same trace", async () => {

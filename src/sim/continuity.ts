@@ -50,6 +50,12 @@ export interface ContinuityOptions {
    * on fake-indexeddb keeping the outbox in its commits' transactions, reloaded at every launch.
    */
   store?: StoreKind;
+  /**
+   * On `"idb"`, whether half the schedules install a new version of the browser's worker beside
+   * the running one (default true): two workers share the database's outbox, each with its own
+   * copy in memory, under one set of Web Locks, until the new one activates.
+   */
+  updates?: boolean;
 }
 
 /** The verdict of one continuity schedule. */
@@ -60,6 +66,8 @@ export interface ContinuityResult extends ScheduleResult {
   reloadedPending: number;
   /** Fibers the browser took back from the edge (`comeHome`) and adopted. */
   cameHome: number;
+  /** New versions of the browser's worker installed beside a running one, and those activated. */
+  updates: { installed: number; activated: number };
   /** Answers the browser's mirrors got whole and as deltas, and copies checked at a cursor. */
   mirrorReads: { whole: number; delta: number; checked: number };
   /** The most claims any one fiber of the schedule had, across both homes. */
@@ -93,6 +101,13 @@ export async function runContinuitySchedule(
     // was before clocks differed: half the schedules keep one clock.
     const clocks = new Prng(seed ^ 0xc10c_5e3d);
     const edgeSkewMs = clocks.chance(0.5) ? 0 : clocks.pick([-2_000, -700, -250, 250, 700, 2_000]);
+    // Updates too (`"idb"` only): a schedule without them is the one it was before they existed.
+    const updateRng = new Prng(seed ^ 0x0bd_a7e5);
+    const updates =
+      options.store === "idb" &&
+      options.updates !== false &&
+      options.plant === undefined &&
+      updateRng.chance(0.5);
     const world = new ContinuityWorld(
       rng.fork(),
       trace,
@@ -101,11 +116,12 @@ export async function runContinuitySchedule(
       options.plant,
       options.store,
       edgeSkewMs,
+      updates,
     );
     const window = world.rng.int(3_000, 9_000);
     trace.add(
       "plan",
-      `${programs.length} fibers, ${JSON.stringify(world.settings)}, link ${JSON.stringify(world.link.plan)}, window ${window}${options.store === "idb" ? ", store idb" : ""}`,
+      `${programs.length} fibers, ${JSON.stringify(world.settings)}, link ${JSON.stringify(world.link.plan)}, window ${window}${options.store === "idb" ? ", store idb" : ""}${updates ? ", updates" : ""}`,
     );
     programs.forEach((program, i) => {
       findings.context.set(`f${i}`, describeProgram(program));
@@ -116,6 +132,12 @@ export async function runContinuitySchedule(
     world.spawnEdge("first start");
     world.spawnBrowser("first launch");
     actions.plan(window);
+    if (updates) {
+      for (let k = updateRng.int(1, 2); k > 0; k--) {
+        const overlapMs = updateRng.int(50, 2 * world.settings.homeLeaseMs);
+        setTimeout(() => world.update(overlapMs), updateRng.int(0, window));
+      }
+    }
     const maxSteps = options.maxSteps ?? 40_000;
     let stop = await time.runUntil(window, maxSteps);
 
@@ -168,6 +190,7 @@ export async function runContinuitySchedule(
       handoffs,
       reloadedPending: world.reloadedPending,
       cameHome: world.comeHomes.adopted,
+      updates: { ...world.updates },
       mirrorReads: { ...world.mirrorReads },
       maxClaims: Math.max(0, ...world.claims.values()),
       cancels: {
