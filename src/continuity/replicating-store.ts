@@ -131,8 +131,16 @@ export class ReplicatingStore extends ForwardingStore {
   override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
     const now = this.#clock();
     if (this.#outbox.mayWrite(id, now)) {
-      if (this.#outbox.where(id) !== undefined) return this.inner.claimFiber(id, request);
       const record = await this.inner.getFiber(id);
+      if (this.#outbox.where(id) !== undefined) {
+        const home = record?.home;
+        if (record === undefined || home === undefined || home.home === this.#home)
+          return this.inner.claimFiber(id, request);
+        // The store holds another home's copy (a mirror rebuilt it after another worker of the
+        // origin was fenced from the fiber): this outbox's view, loaded before, is stale.
+        this.#outbox.fence(id, home.epoch, home.home);
+        return { status: "held", record: { ...record, leaseUntil: now + AWAY_RETRY_MS } };
+      }
       if (record !== undefined && (await this.#learned(record))) return this.claimFiber(id, request);
       // A fiber the outbox does not know is unreplicated, unless its record names another home:
       // a mirror's copy, whose outbox entry went with the copy it replaced (rebuilt, restored).

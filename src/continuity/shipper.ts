@@ -162,9 +162,12 @@ export class Shipper {
   async #ship(fiberId: string): Promise<void> {
     this.#inFlight.add(fiberId);
     let batch = this.#outbox.batch(fiberId, this.#limits);
-    if (batch !== undefined && batch.entries.length === 0 && this.#outbox.hasPending(fiberId)) {
-      // The next position is missing here: another worker of the origin wrote it (an old and a
-      // new version share the database). Read the outbox again before shipping around a hole.
+    if (batch !== undefined && batch.entries.length === 0 && this.#outbox.persisted) {
+      // With entries pending, the next position is missing here: another worker of the origin
+      // wrote it (an old and a new version share the database). With none, this is a heartbeat,
+      // and another worker may have written past what this one holds and stopped before shipping
+      // it (a new version that died installing): nothing here would ever report it. Either way,
+      // read the fiber's outbox again before shipping.
       await this.#outbox.resync(fiberId);
       batch = this.#outbox.batch(fiberId, this.#limits);
     }

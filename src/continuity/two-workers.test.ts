@@ -222,6 +222,8 @@ describe("two workers on one outbox, across a come-home", () => {
         new Promise<ShipmentAnswer>((resolve) => sent.push({ epoch: shipment.epoch, answer: resolve })),
     });
     shipper.start();
+    // (A heartbeat reads the fiber's outbox from the store first: it leaves a moment later.)
+    for (let i = 0; i < 50 && sent.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
     expect(sent.map((s) => s.epoch)).toEqual([1]);
     // The fiber comes home to A under epoch 3, A runs its next step (epoch 3, position 3), and B
     // learns the new epoch from the store.
@@ -317,6 +319,51 @@ describe("a fiber the old worker created after the new one opened the outbox", (
     // Before: nobody shipped f's backlog; once the lease lapsed the edge took f over without it.
     expect(fresh.outbox.hasPending("f")).toBe(true);
     expect(fresh.outbox.batch("f")?.entries.map((e) => e.pos)).toEqual([1, 2]);
+  });
+});
+
+describe("a worker whose view of f is behind the store's", () => {
+  it("ships, at its next heartbeat, what another worker wrote past it and never shipped", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const active = await startedAndShipped(indexedDB, arbiter);
+    // A new version loads the outbox (f at 1-2, acknowledged), takes f over, ends it at position
+    // 3 and dies installing before it ships.
+    const installing = await worker(indexedDB, "db");
+    const g = await claim(installing, "installing", 70_000);
+    await installing.replicating.commit([{ fiberId: "f", generation: g, fiber: { status: "completed" } }]);
+    expect(active.outbox.hasPending("f")).toBe(false);
+    const shipper = new Shipper({
+      outbox: active.outbox,
+      home: HOME,
+      heartbeatMs: 20,
+      send: (id, shipment) => arbiter.receive(id, shipment),
+    });
+    shipper.start();
+    await new Promise((r) => setTimeout(r, 300));
+    shipper.stop();
+    // Before: the active worker's heartbeats shipped nothing, so f's end never reached the edge.
+    expect(active.outbox.acked("f")).toBe(3);
+    expect(active.outbox.settled("f")).toBe(true);
+  });
+
+  it("does not claim f over the copy a mirror rebuilt after another worker was fenced", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const stale = await startedAndShipped(indexedDB, arbiter);
+    // The other worker was fenced and its mirror made the local record the edge's copy.
+    const other = await worker(indexedDB, "db");
+    const g = await claim(other, "other", 70_000);
+    const home = { home: "edge", epoch: 2, until: 0, appliedPos: 2, formerHome: HOME, eventMarks: {} };
+    await other.store.commit([{ fiberId: "f", generation: g, fiber: { home } }]);
+    const claimed = await stale.replicating.claimFiber("f", {
+      owner: "stale",
+      now: 140_000,
+      leaseMs: 60_000,
+    });
+    // Before: claimed, and the run wrote its chunks into the mirror's copy of the edge's fiber.
+    expect(claimed.status).toBe("held");
+    expect(stale.outbox.where("f")).toMatchObject({ status: "away", home: "edge", epoch: 2 });
   });
 });
 

@@ -231,7 +231,9 @@ export interface Store {
    * never a seq it had before: a run that saw a seq takes it as known, `inboxSeen`); rejects if
    * the fiber is missing.
    * A fiber waiting for it becomes due at the event's time (or the store's, if earlier), in the
-   * same transaction (`dueForEvent`).
+   * same transaction (`dueForEvent`). An event with an `eventId` the fiber's inbox already holds
+   * (continuity: the same pushed event handed in twice, e.g. by two workers of one origin) is
+   * not stored again: the held one is answered, in the same transaction as the check.
    */
   enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent>;
   /**

@@ -266,6 +266,10 @@ export class SqliteStore implements Store {
       const { fiberId, name, payload, at, eventId } = event;
       const record = this.#fiber(fiberId);
       assertTakesEvents(fiberId, record);
+      if (eventId !== undefined) {
+        const held = this.#inbox(fiberId).find((e) => e.eventId === eventId);
+        if (held !== undefined) return held;
+      }
       const due = dueForEvent(record as FiberRecord, event, Date.now());
       if (due !== undefined) this.#updateFiber(due);
       const { next } = this.#sql

@@ -98,6 +98,7 @@ import {
   encodeChunk,
   encodeInboxEvent,
   foldSegments,
+  type InboxRow,
   inboxOf,
   stashesOf,
   stashTombstoneKey,
@@ -659,12 +660,21 @@ export class IdbStore implements Store {
     let placed: Placed[] = [];
     const stored = await this.#db.write("enqueueEvent", scope, async (tx) => {
       const inbox = tx.objectStore("inboxEvents");
-      const [record, last, head] = await Promise.all([
+      const [record, last, head, rows] = await Promise.all([
         tx.objectStore("fibers").get(event.fiberId),
         inbox.openKeyCursor(inboxOf(event.fiberId), "prev"),
         replicated ? tx.objectStore("outboxFibers").get(event.fiberId) : undefined,
+        // An id another home gave the event: one the inbox holds is that event, not a new one.
+        event.eventId === undefined
+          ? undefined
+          : (inbox.getAll(inboxOf(event.fiberId)) as Promise<InboxRow[]>),
       ]);
       assertTakesEvents(event.fiberId, record);
+      const held = rows?.find((row) => row.eventId === event.eventId);
+      if (held !== undefined) {
+        commitNow(unwrap(tx));
+        return decodeInboxEvent(event.fiberId, held);
+      }
       if (head?.away !== undefined) throw awayError(event.fiberId, head.away);
       const due = dueForEvent(record as StoredFiber, event, Date.now());
       if (due !== undefined) unwrap(tx.objectStore("fibers")).put(due);

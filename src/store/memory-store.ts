@@ -194,6 +194,10 @@ export class MemoryStore implements Store {
     const due = dueForEvent(record as FiberRecord, { name, at }, this.#clock());
     if (due !== undefined) this.#fibers.set(fiberId, due);
     const inbox = rowsOf(this.#inboxes, fiberId);
+    if (eventId !== undefined) {
+      const held = [...inbox.values()].find((e) => e.eventId === eventId);
+      if (held !== undefined) return cloneValue(held);
+    }
     let seq = 1;
     for (const taken of inbox.keys()) seq = Math.max(seq, taken + 1);
     const stored: InboxEvent = {

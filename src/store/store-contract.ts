@@ -708,6 +708,36 @@ export function runStoreContract(
     });
 
     describe("enqueueEvent and readInbox", () => {
+      it("stores an event another home gave an id once: the same id again answers the held event", async () => {
+        await store.createFiber(fiber("f1"), []);
+        await store.createFiber(fiber("f2"), []);
+        const first = await store.enqueueEvent({
+          fiberId: "f1",
+          name: "go",
+          payload: 1,
+          at: 1,
+          eventId: "edge:7",
+        });
+        const again = await store.enqueueEvent({
+          fiberId: "f1",
+          name: "go",
+          payload: 1,
+          at: 2,
+          eventId: "edge:7",
+        });
+        expect(again).toEqual(first);
+        // Another id, no id, or the same id for another fiber: new events.
+        await store.enqueueEvent({ fiberId: "f1", name: "go", payload: 2, at: 3, eventId: "edge:8" });
+        await store.enqueueEvent({ fiberId: "f1", name: "go", payload: 3, at: 4 });
+        await store.enqueueEvent({ fiberId: "f2", name: "go", payload: 1, at: 5, eventId: "edge:7" });
+        expect((await store.readInbox("f1")).map((e) => [e.seq, e.eventId])).toEqual([
+          [1, "edge:7"],
+          [2, "edge:8"],
+          [3, undefined],
+        ]);
+        expect((await store.readInbox("f2")).map((e) => e.seq)).toEqual([1]);
+      });
+
       it("numbers events 1, 2, 3 per fiber and reads them in order", async () => {
         await store.createFiber(fiber("f1"), []);
         await store.createFiber(fiber("f2"), []);
