@@ -422,4 +422,23 @@ describe("the Service Worker host with continuity", () => {
     await strict.kill();
     await relaxed.kill();
   }, 30_000);
+
+  it("has the outbox take in, at activate, the fibers an older version created after it loaded", async () => {
+    const { runtime, continuity } = createReplicatedRuntime({
+      store: new MemoryStore(),
+      fibers: Object.values(continuityFibers(async () => "ok")),
+      edge: { baseUrl: EDGE, fibers: ["job"], leaseMs: LEASE_MS, fetch: edgeFetch },
+    });
+    const activated = vi.spyOn(continuity, "activated");
+    const scope = new FakeScope();
+    const host = createServiceWorkerHost({ runtime, continuity, scope });
+    const event = new FakeEvent();
+    scope.dispatch("activate", event);
+    expect(activated).toHaveBeenCalledTimes(1);
+    // The activation's event waits for it: the old version's backlog ships from here.
+    expect(event.lifetime.length).toBeGreaterThanOrEqual(2);
+    await Promise.all(event.lifetime);
+    host.dispose();
+    await runtime.close();
+  });
 });
