@@ -193,12 +193,21 @@ export class Outbox implements Replication {
   /**
    * Resolves once position `pos` of `fiberId` (default: everything appended so far) is
    * acknowledged, however long that takes; rejects with `fenced` if the fiber moves away before
-   * the replica holds it (it was dropped).
+   * the replica holds it (it was dropped), or when `pos` counts in home `epoch` and the fiber is
+   * in another one now (it came home under a new epoch meanwhile, and the copy brought up to the
+   * replica for it dropped what the replica did not hold; `pos` of the new epoch is another entry).
    */
-  acknowledged(fiberId: string, pos?: number): Promise<void> {
+  acknowledged(fiberId: string, pos?: number, epoch?: number): Promise<void> {
     const resync = this.#resyncs.get(fiberId);
-    if (resync !== undefined) return resync.then(() => this.acknowledged(fiberId, pos));
+    if (resync !== undefined) return resync.then(() => this.acknowledged(fiberId, pos, epoch));
     const log = this.#fibers.get(fiberId);
+    if (log !== undefined && epoch !== undefined && log.epoch !== epoch)
+      return Promise.reject(
+        new FencedError(
+          "fenced",
+          `Fiber ${fiberId} changed home epoch (${epoch} to ${log.epoch}) before position ${pos} was acknowledged: the edge may not hold what was written there.`,
+        ),
+      );
     if (log === undefined || (pos !== undefined && log.acked >= pos)) return Promise.resolve();
     if (log.where.status === "away") return Promise.reject(this.#awayError(fiberId, log));
     return this.#wait(log, false, pos);

@@ -63,7 +63,7 @@ export class ReplicatingStore extends ForwardingStore {
   readonly #home: string;
   readonly #replicates: (name: string) => boolean;
   readonly #clock: () => number;
-  readonly #eventWatchers = new Map<string, Set<(pos: number, eventId: string) => void>>();
+  readonly #eventWatchers = new Map<string, Set<(pos: number, eventId: string, epoch: number) => void>>();
   /** The wrapped store when it writes the outbox in its own transactions. */
   readonly #keeper: OutboxStore | undefined;
 
@@ -115,7 +115,7 @@ export class ReplicatingStore extends ForwardingStore {
   /** What a store that keeps the outbox needs to write `replicated`'s entries, and to report them. */
   #write(
     replicated: ReadonlySet<string>,
-    onAppended?: (fiberId: string, entry: ShippedEntry) => void,
+    onAppended?: (fiberId: string, entry: ShippedEntry, epoch: number) => void,
   ): OutboxWrite {
     const outbox = this.#outbox;
     return {
@@ -123,7 +123,7 @@ export class ReplicatingStore extends ForwardingStore {
       replicated,
       appended: (fiberId, epoch, entry) => {
         outbox.appended(fiberId, epoch, entry);
-        onAppended?.(fiberId, entry);
+        onAppended?.(fiberId, entry, epoch);
       },
     };
   }
@@ -237,33 +237,37 @@ export class ReplicatingStore extends ForwardingStore {
       // Reported once the transaction committed, before this call resolves.
       return this.#keeper.enqueueEvent(
         event,
-        this.#write(new Set([event.fiberId]), (_, entry) => {
+        this.#write(new Set([event.fiberId]), (_, entry, epoch) => {
           if (entry.type !== "event") return;
-          for (const watch of watchers()) watch(entry.pos, entry.eventId);
+          for (const watch of watchers()) watch(entry.pos, entry.eventId, epoch);
         }),
       );
     }
     const stored = await this.inner.enqueueEvent(event);
     const eventId = `${this.#home}:${stored.seq}`;
     const pos = outbox.append(event.fiberId, { type: "event", event: stored, eventId });
-    for (const watch of watchers()) watch(pos, eventId);
+    const epoch = outbox.epoch(event.fiberId) ?? 1;
+    for (const watch of watchers()) watch(pos, eventId, epoch);
     return stored;
   }
 
   /**
    * Runs `work` (a `runtime.sendEvent` of `fiberId`) and resolves with the outbox positions of
    * the events buffered for `fiberId` meanwhile (what `sendShippedEvent` waits to be shipped),
-   * and the ids this home gave them (`<home>:<seq>`).
+   * the ids this home gave them (`<home>:<seq>`), and the home epoch the last position counts in
+   * (positions of an epoch the fiber has left name other entries in the next one).
    */
   async eventPositionsDuring(
     fiberId: string,
     work: () => Promise<void>,
-  ): Promise<{ positions: number[]; eventIds: string[] }> {
+  ): Promise<{ positions: number[]; eventIds: string[]; epoch: number | undefined }> {
     const positions: number[] = [];
     const eventIds: string[] = [];
-    const watch = (pos: number, eventId: string) => {
+    let epoch: number | undefined;
+    const watch = (pos: number, eventId: string, at: number) => {
       positions.push(pos);
       eventIds.push(eventId);
+      epoch = at;
     };
     const watchers = this.#eventWatchers.get(fiberId) ?? new Set();
     this.#eventWatchers.set(fiberId, watchers);
@@ -274,7 +278,7 @@ export class ReplicatingStore extends ForwardingStore {
       watchers.delete(watch);
       if (watchers.size === 0) this.#eventWatchers.delete(fiberId);
     }
-    return { positions, eventIds };
+    return { positions, eventIds, epoch };
   }
 
   override async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {

@@ -35,12 +35,12 @@ export async function sendShippedEvent(
   name: string,
   payload?: unknown,
 ): Promise<void> {
-  const { positions, eventIds } = await store.eventPositionsDuring(fiberId, () =>
+  const { positions, eventIds, epoch } = await store.eventPositionsDuring(fiberId, () =>
     runtime.sendEvent(fiberId, name, payload),
   );
   if (positions.length === 0) return;
   try {
-    await outbox.acknowledged(fiberId, Math.max(...positions));
+    await outbox.acknowledged(fiberId, Math.max(...positions), epoch);
   } catch (error) {
     // Sent again to the new home under this id: the arbiter drops it if the replica has it.
     if (error instanceof FiberlineError && eventIds.length > 0) {

@@ -368,6 +368,30 @@ describe("a worker whose view of f is behind the store's", () => {
 });
 
 describe("a fiber handed back to the browser (adopt)", () => {
+  it("never tells an event's sender its position of the old epoch was acknowledged", async () => {
+    const outbox = new Outbox();
+    const deadline = Date.now() + 60_000;
+    outbox.append("f", { type: "create", record: record("f"), chunks: [start("f")] });
+    const event = { fiberId: "f", seq: 1, name: "go", payload: 1, at: 2 };
+    const pos = outbox.append("f", { type: "event", event, eventId: `${HOME}:1` }); // epoch 1, position 2
+    // The edge took f over before position 2 reached it; f comes home under epoch 3 at position 1,
+    // and the copy brought up to the replica has no such event.
+    outbox.fence("f", 2, "edge", 1);
+    await outbox.adopt({ fiberId: "f", epoch: 3, acked: 1, shippedSeq: 1, deadline });
+    // The sender asks only now (its sendEvent took that long); position 2 of epoch 3 is another entry.
+    const waited = outbox.acknowledged("f", pos, 1).then(
+      () => "acknowledged",
+      (error: { code?: string }) => error.code,
+    );
+    outbox.append("f", {
+      type: "commit",
+      group: { fiberId: "f", generation: 2, fiber: { status: "running" } },
+    });
+    outbox.acknowledge("f", 2, deadline);
+    // Before: "acknowledged", and the page was told its event was accepted.
+    expect(await waited).toBe("fenced");
+  });
+
   it("lapses at the granted deadline when no shipment is answered, stopping a step in progress", async () => {
     const outbox = new Outbox();
     const shipper = new Shipper({
