@@ -61,6 +61,7 @@ import type {
   CreateResult,
   DeleteOptions,
   Store,
+  StreamAndRecord,
   WriteGroup,
 } from "../core/store";
 import { cancelShipped } from "./cancel";
@@ -492,6 +493,9 @@ export class BrowserContinuity {
     const { outbox, shipper } = await this.opened;
     const record = await this.#local.getFiber(fiberId);
     if (record === undefined) return this.#restore(fiberId);
+    // Another worker of the origin may have made it replicated after this one loaded the outbox
+    // (an old and a new version share the database): the store's outbox says, not the edge.
+    if (this.#kinds.has(record.name) && outbox.where(fiberId) === undefined) await outbox.resync(fiberId);
     if (!this.isAway(fiberId, record) && outbox.where(fiberId)?.status === "home") {
       // Known from an earlier start (or just created): run it once the arbiter answered, which
       // may be that the edge holds it now.
@@ -730,6 +734,28 @@ class HomeGuardStore extends ForwardingStore {
 
   async #replicating(): Promise<ReplicatingStore> {
     return (await this.#continuity.opened).replicating;
+  }
+
+  /**
+   * Readers' reads, through the replicating store: a fiber another worker of the origin created
+   * after this one loaded the outbox is learned there before its chunks are shown (Rule B).
+   */
+  override async readStreamAndRecord(
+    fiberId: string,
+    after: number,
+    limit?: number,
+  ): Promise<StreamAndRecord> {
+    const replicating = await this.#replicating().catch(() => undefined);
+    return replicating === undefined
+      ? super.readStreamAndRecord(fiberId, after, limit)
+      : replicating.readStreamAndRecord(fiberId, after, limit);
+  }
+
+  override async readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
+    const replicating = await this.#replicating().catch(() => undefined);
+    return replicating === undefined
+      ? super.readStream(fiberId, after, limit)
+      : replicating.readStream(fiberId, after, limit);
   }
 
   override async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {

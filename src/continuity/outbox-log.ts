@@ -54,6 +54,8 @@ export interface SavedOutbox {
   ended: boolean;
   /** Set once fenced: this home does not run the fiber again. */
   away?: AwayFrom;
+  /** The fiber's `createdAt` (tells it from a later fiber under its id), when its head keeps it. */
+  createdAt?: number;
   /** Entries past `acked`, ascending by position. */
   entries: ShippedEntry[];
 }
@@ -69,8 +71,8 @@ export interface OutboxProgress {
 
 /** What `Outbox.open` reads and writes. */
 export interface OutboxLog {
-  /** Every replicated fiber's saved outbox. */
-  loadOutbox(): Promise<SavedOutbox[]>;
+  /** Every replicated fiber's saved outbox; with `fiberId`, only that fiber's (none or one). */
+  loadOutbox(fiberId?: string): Promise<SavedOutbox[]>;
   /** Records acknowledgements and fences: acknowledged entries go, a fenced fiber's all go. */
   saveOutbox(progress: readonly OutboxProgress[]): Promise<void>;
   /**

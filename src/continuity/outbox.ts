@@ -72,6 +72,8 @@ interface FiberLog {
   where: HomeStatus;
   /** A terminal commit was appended: once acknowledged, nothing more will come. */
   ended: boolean;
+  /** The fiber's `createdAt`, once known (its create entry, or its head in the store). */
+  createdAt?: number;
   /**
    * For a fiber this outbox created, until the arbiter's first answer: the end (this worker's
    * clock) of the lease that answer would have granted, counted from the create.
@@ -349,7 +351,7 @@ export class Outbox implements Replication {
     let pending = this.#resyncs.get(fiberId);
     if (pending === undefined) {
       pending = store
-        .loadOutbox()
+        .loadOutbox(fiberId)
         .then((all) =>
           this.#merge(
             fiberId,
@@ -396,6 +398,23 @@ export class Outbox implements Replication {
       for (const listener of this.#appendListeners) listener(fiberId);
       return;
     }
+    if (
+      saved !== undefined &&
+      saved.createdAt !== undefined &&
+      log.createdAt !== undefined &&
+      saved.createdAt > log.createdAt
+    ) {
+      // Another worker of the origin collected the fiber this outbox holds and started a new one
+      // under its id: the store's view replaces this one, whose positions (and what they say
+      // was acknowledged) were the old fiber's numbering.
+      this.#replace(
+        fiberId,
+        log,
+        saved,
+        `Fiber ${fiberId} was started again under its id in another worker; this run of the old one stops.`,
+      );
+      return;
+    }
     if (log.where.status === "away") return;
     if (saved === undefined) {
       // Collected by another worker (its end was acknowledged there).
@@ -410,18 +429,12 @@ export class Outbox implements Replication {
     if (saved.epoch > log.epoch) {
       // The fiber came home to the other worker under a new epoch (`adopt`): the store's view
       // replaces this one. Positions waited on here were of the old epoch's numbering.
-      const fresh = this.#restore(saved);
-      fresh.room = log.room;
-      clearTimeout(log.provisional);
-      this.#fibers.set(fiberId, fresh);
-      const error = new FencedError(
-        "fenced",
+      this.#replace(
+        fiberId,
+        log,
+        saved,
         `Fiber ${fiberId} came back to this browser under a new epoch in another worker; its run here stops and picks up again.`,
       );
-      for (const w of log.waiters) w.reject(error);
-      this.#freeRoom(fresh);
-      for (const listener of this.#listeners) listener(fiberId);
-      for (const listener of this.#appendListeners) listener(fiberId);
       return;
     }
     const held = new Set(log.entries.map((item) => item.entry.pos));
@@ -441,6 +454,19 @@ export class Outbox implements Replication {
       log.shippedSeq = saved.shippedSeq;
       for (const listener of this.#listeners) listener(fiberId);
     }
+    for (const listener of this.#appendListeners) listener(fiberId);
+  }
+
+  /** Puts the store's view `saved` in place of `log`; whoever waited on `log` is refused (`why`). */
+  #replace(fiberId: string, log: FiberLog, saved: SavedOutbox, why: string): void {
+    const fresh = this.#restore(saved);
+    fresh.room = log.room;
+    clearTimeout(log.provisional);
+    this.#fibers.set(fiberId, fresh);
+    const error = new FencedError("fenced", why);
+    for (const w of log.waiters) w.reject(error);
+    this.#freeRoom(fresh);
+    for (const listener of this.#listeners) listener(fiberId);
     for (const listener of this.#appendListeners) listener(fiberId);
   }
 
@@ -472,6 +498,7 @@ export class Outbox implements Replication {
       shippedSeq: saved.shippedSeq,
       where: saved.away === undefined ? { status: "home" } : { status: "away", ...saved.away },
       ended: saved.ended,
+      ...(saved.createdAt === undefined ? {} : { createdAt: saved.createdAt }),
       waiters: [],
       room: [],
     };
@@ -479,7 +506,10 @@ export class Outbox implements Replication {
 
   /** Puts `entry` in its place (entries stay ascending by position) and wakes the shipper. */
   #add(fiberId: string, log: FiberLog, entry: ShippedEntry): void {
-    if (entry.type === "create") this.#armProvisional(fiberId, log);
+    if (entry.type === "create") {
+      this.#armProvisional(fiberId, log);
+      log.createdAt = entry.record.createdAt;
+    }
     const bytes = estimateSize(entry);
     const last = log.entries[log.entries.length - 1];
     if (last === undefined || last.entry.pos < entry.pos) log.entries.push({ entry, bytes });

@@ -108,6 +108,8 @@ export class ReplicatingStore extends ForwardingStore {
    */
   async #learned(record: FiberRecord): Promise<boolean> {
     if (this.#keeper === undefined || !this.#replicates(record.name)) return false;
+    // A mirror's copy of a fiber another home runs: no outbox of this home holds it as home.
+    if (record.home !== undefined && record.home.home !== this.#home) return false;
     await this.#outbox.resync(record.id);
     return this.#outbox.where(record.id) !== undefined;
   }
@@ -134,10 +136,16 @@ export class ReplicatingStore extends ForwardingStore {
       const record = await this.inner.getFiber(id);
       if (this.#outbox.where(id) !== undefined) {
         const home = record?.home;
-        if (record === undefined || home === undefined || home.home === this.#home)
+        if (
+          record === undefined ||
+          home === undefined ||
+          home.home === this.#home ||
+          home.epoch <= (this.#outbox.epoch(id) ?? 0)
+        )
           return this.inner.claimFiber(id, request);
-        // The store holds another home's copy (a mirror rebuilt it after another worker of the
-        // origin was fenced from the fiber): this outbox's view, loaded before, is stale.
+        // The store holds another home's copy under a newer epoch than this outbox knows (a
+        // mirror rebuilt it after another worker of the origin was fenced from the fiber): this
+        // outbox's view, loaded before, is stale. (An older epoch is a stale copy, not a move.)
         this.#outbox.fence(id, home.epoch, home.home);
         return { status: "held", record: { ...record, leaseUntil: now + AWAY_RETRY_MS } };
       }

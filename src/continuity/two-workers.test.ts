@@ -10,13 +10,15 @@ import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
 import { describe, expect, it } from "vitest";
 import type { FiberRecord, StreamChunk } from "../core/records";
+import { readStreamAndRecord } from "../core/store";
 import { testRecord } from "../core/test-records";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
+import { BrowserContinuity } from "./browser-home";
 import { Outbox } from "./outbox";
 import { stepEntry } from "./outbox-idb-cases";
-import { browserHome, type ShipmentAnswer } from "./protocol";
+import { browserHome, type Shipment, type ShipmentAnswer } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
 import { Shipper } from "./shipper";
 
@@ -333,6 +335,12 @@ describe("a worker whose view of f is behind the store's", () => {
     const g = await claim(installing, "installing", 70_000);
     await installing.replicating.commit([{ fiberId: "f", generation: g, fiber: { status: "completed" } }]);
     expect(active.outbox.hasPending("f")).toBe(false);
+    const loads: unknown[] = [];
+    const load = active.store.loadOutbox.bind(active.store);
+    active.store.loadOutbox = (id?: string) => {
+      loads.push(id);
+      return load(id);
+    };
     const shipper = new Shipper({
       outbox: active.outbox,
       home: HOME,
@@ -345,6 +353,26 @@ describe("a worker whose view of f is behind the store's", () => {
     // Before: the active worker's heartbeats shipped nothing, so f's end never reached the edge.
     expect(active.outbox.acked("f")).toBe(3);
     expect(active.outbox.settled("f")).toBe(true);
+    // Each heartbeat reads that fiber's outbox only, not every fiber's.
+    expect(loads.length).toBeGreaterThan(0);
+    expect(new Set(loads)).toEqual(new Set(["f"]));
+  });
+
+  it("claims f that came home here even when a stale copy names the edge's older epoch", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const a = await startedAndShipped(indexedDB, arbiter);
+    await comeHomeTo(a); // epoch 3, this browser's
+    // Another worker's mirror writes a replica answer it read before the grant (epoch 2, the edge).
+    const other = await worker(indexedDB, "db");
+    const g = await claim(other, "other", 70_000);
+    const home = { home: "edge", epoch: 2, until: 0, appliedPos: 2, formerHome: HOME, eventMarks: {} };
+    await other.store.commit([{ fiberId: "f", generation: g, fiber: { home } }]);
+    const claimed = await a.replicating.claimFiber("f", { owner: "a", now: 140_000, leaseMs: 60_000 });
+    // Before the epoch check: held, and the fiber fenced away from its own home under epoch 2.
+    expect(claimed.status).toBe("claimed");
+    expect(a.outbox.where("f")).toMatchObject({ status: "home" });
+    expect(a.outbox.epoch("f")).toBe(3);
   });
 
   it("does not claim f over the copy a mirror rebuilt after another worker was fenced", async () => {
@@ -364,6 +392,29 @@ describe("a worker whose view of f is behind the store's", () => {
     // Before: claimed, and the run wrote its chunks into the mirror's copy of the edge's fiber.
     expect(claimed.status).toBe("held");
     expect(stale.outbox.where("f")).toMatchObject({ status: "away", home: "edge", epoch: 2 });
+  });
+});
+
+describe("an id the other worker reused after collecting its fiber", () => {
+  it("holds the new fiber's steps for Rule A in the worker that still held the old one", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const a = await startedAndShipped(indexedDB, arbiter);
+    const g = await claim(a, "a", 2);
+    await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "completed")] }]);
+    await a.replicating.commit([{ fiberId: "f", generation: g, fiber: { status: "completed" } }]);
+    await shipAll(a, arbiter); // acknowledged up to 4, ended
+    const b = await worker(indexedDB, "db");
+    expect(b.outbox.acked("f")).toBe(4);
+    // A collects f and starts a new f under the id (its create at position 1, never shipped).
+    expect(await a.replicating.deleteFibers(["f"])).toEqual(["f"]);
+    await a.replicating.createFiber(record("f", 99), [start("f")]);
+    // B runs the new f: its step start lands at position 2, under what B took as acknowledged.
+    const g2 = await claim(b, "b", 200_000);
+    await b.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 0, "started")] }]);
+    // Before: B's outbox kept the old fiber's numbering, and the step was released at once.
+    expect(await ruleA(b.outbox)).toBe("waits");
+    expect(b.outbox.batch("f")?.entries.map((e) => e.pos)).toEqual([1, 2]);
   });
 });
 
@@ -409,5 +460,62 @@ describe("a fiber handed back to the browser (adopt)", () => {
     await new Promise((r) => setTimeout(r, 300));
     shipper.stop();
     expect(lapsed).toEqual(["f"]);
+  });
+});
+
+/**
+ * The same through the host's wiring (`BrowserContinuity`: its guard store, `settle`), with the
+ * edge link answered by an arbiter in memory: the new version opened the outbox before the old
+ * one created f.
+ */
+describe("a fiber the old worker created, seen by the new one's BrowserContinuity", () => {
+  async function setup(ship: boolean) {
+    const indexedDB = new IDBFactory();
+    const edge = new MemoryStore();
+    const arbiter = new Arbiter({ store: edge, leaseMs: 60_000 });
+    const fresh = new BrowserContinuity({
+      local: new IdbStore({ name: "db", indexedDB }),
+      edge: { baseUrl: "http://edge.test", fibers: ["replicated"], deviceId: "d1", leaseMs: 60_000 },
+      onError: () => {},
+    });
+    const link = fresh.link as unknown as Record<string, unknown>;
+    link.ship = (id: string, shipment: Shipment) => arbiter.receive(id, shipment);
+    link.readReplica = async (id: string) => {
+      const held = await edge.getFiber(id);
+      if (held === undefined) return undefined;
+      const [chunks, journal, inbox] = await Promise.all([
+        edge.readStream(id, 0),
+        edge.readJournal(id),
+        edge.readInbox(id),
+      ]);
+      return { type: "whole", record: held, chunks, journal, inbox };
+    };
+    await fresh.opened;
+    const old = await worker(indexedDB, "db");
+    await old.replicating.createFiber(record("f"), [start("f")]);
+    const g = await claim(old, "old", 1);
+    await old.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "started")] }]);
+    if (ship) await shipAll(old, arbiter);
+    // The step completes there (position 3, not shipped), and the old worker stops.
+    await old.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "completed")] }]);
+    return { fresh, old };
+  }
+
+  it("settles f as home (not away from its own home) and claims it with its journal kept", async () => {
+    const { fresh, old } = await setup(true);
+    // Before: the outbox did not hold f, so the edge was asked; its replica names this browser's
+    // home, which was taken for another one: f was away for good and its journal overwritten.
+    expect(await fresh.settle("f")).toBe("home");
+    const claimed = await fresh.store.claimFiber("f", { owner: "fresh", now: 70_000, leaseMs: 60_000 });
+    expect(claimed.status).toBe("claimed");
+    expect((await old.store.readJournal("f")).map((e) => e.status)).toEqual(["completed"]);
+    fresh.stop();
+  });
+
+  it("shows a reader through its store none of f's chunks the edge does not hold (Rule B)", async () => {
+    const { fresh } = await setup(false);
+    // Before: the guard store read the local store directly, and every chunk was shown.
+    expect((await readStreamAndRecord(fresh.store, "f", 0)).chunks).toEqual([]);
+    fresh.stop();
   });
 });

@@ -72,6 +72,12 @@ export interface OutboxHeadRow {
   ended: boolean;
   /** Set once fenced: another home runs the fiber, and this one writes it no more. */
   away?: AwayFrom;
+  /**
+   * The fiber's `createdAt`: a fiber collected and started again under its id (by another worker
+   * of the origin) gets a new head, and a worker still holding the old one tells them apart by it.
+   * Absent in heads written before it was kept, and after a copy was rebuilt (`adoptOutbox`).
+   */
+  createdAt?: number;
 }
 
 /**
@@ -94,6 +100,7 @@ export interface SavedOutbox {
   shippedSeq: number;
   ended: boolean;
   away?: AwayFrom;
+  createdAt?: number;
   /** Entries past `acked` in this epoch, ascending by position. */
   entries: OutboxEntry[];
 }
@@ -142,7 +149,14 @@ export function outboxOf(fiberId: string): IDBKeyRange {
 
 /** The head of a fiber that `createFiber` just made replicated, with its first entry written. */
 export function firstHead(record: FiberRecord): OutboxHeadRow {
-  return { epoch: 1, next: 1, acked: 0, shippedSeq: 0, ended: isTerminal(record.status) };
+  return {
+    epoch: 1,
+    next: 1,
+    acked: 0,
+    shippedSeq: 0,
+    ended: isTerminal(record.status),
+    createdAt: record.createdAt,
+  };
 }
 
 /** A write of one replicated fiber, with the head read in the same transaction. */
@@ -202,16 +216,20 @@ function endsFiber(entry: OutboxEntry): boolean {
   );
 }
 
-/** Every replicated fiber's head and unacknowledged entries of its epoch, in one readonly transaction. */
-export function loadOutbox(db: IdbConnection): Promise<SavedOutbox[]> {
+/**
+ * Every replicated fiber's head and unacknowledged entries of its epoch, in one readonly
+ * transaction; with `fiberId`, only that fiber's (key ranges: no other fiber's rows are read).
+ */
+export function loadOutbox(db: IdbConnection, fiberId?: string): Promise<SavedOutbox[]> {
   return db.read("loadOutbox", ["outbox", "outboxFibers"], async (tx) => {
     const heads = tx.objectStore("outboxFibers");
     const rows = tx.objectStore("outbox");
+    const range = fiberId === undefined ? undefined : outboxOf(fiberId);
     const [ids, headRows, keys, entries] = await Promise.all([
-      heads.getAllKeys(),
-      heads.getAll(),
-      rows.getAllKeys(),
-      rows.getAll(),
+      fiberId === undefined ? heads.getAllKeys() : heads.getAllKeys(fiberId),
+      fiberId === undefined ? heads.getAll() : heads.getAll(fiberId),
+      rows.getAllKeys(range),
+      rows.getAll(range),
     ]);
     const saved = new Map<string, SavedOutbox>();
     ids.forEach((id, i) => {
@@ -278,6 +296,7 @@ export function adoptOutbox(db: IdbConnection, head: AdoptedOutbox): Promise<voi
       acked: head.acked,
       shippedSeq: head.shippedSeq,
       ended: false,
+      ...(current?.createdAt === undefined ? {} : { createdAt: current.createdAt }),
     };
     unwrap(heads).put(row, head.fiberId);
     commitNow(unwrap(tx));

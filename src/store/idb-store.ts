@@ -811,10 +811,11 @@ export class IdbStore implements Store {
 
   /**
    * The continuity outbox as the last run left it: every replicated fiber's head and the entries
-   * its arbiter has not acknowledged (`Outbox.open` reads it once at start).
+   * its arbiter has not acknowledged (`Outbox.open` reads it once at start); with `fiberId`, only
+   * that fiber's (what `Outbox.resync` reads when another worker may have written it).
    */
-  loadOutbox(): Promise<SavedOutbox[]> {
-    return loadOutbox(this.#db);
+  loadOutbox(fiberId?: string): Promise<SavedOutbox[]> {
+    return loadOutbox(this.#db, fiberId);
   }
 
   /** Records acknowledgements and fences (`Outbox` calls it): acknowledged rows are deleted. */

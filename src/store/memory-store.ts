@@ -191,13 +191,13 @@ export class MemoryStore implements Store {
     const { fiberId, name, payload, at, eventId } = cloneIn("enqueueEvent", event);
     const record = this.#fibers.get(fiberId);
     assertTakesEvents(fiberId, record);
-    const due = dueForEvent(record as FiberRecord, { name, at }, this.#clock());
-    if (due !== undefined) this.#fibers.set(fiberId, due);
     const inbox = rowsOf(this.#inboxes, fiberId);
     if (eventId !== undefined) {
       const held = [...inbox.values()].find((e) => e.eventId === eventId);
       if (held !== undefined) return cloneValue(held);
     }
+    const due = dueForEvent(record as FiberRecord, { name, at }, this.#clock());
+    if (due !== undefined) this.#fibers.set(fiberId, due);
     let seq = 1;
     for (const taken of inbox.keys()) seq = Math.max(seq, taken + 1);
     const stored: InboxEvent = {

@@ -333,8 +333,8 @@ class OutboxStorageWatch extends StorageWatch implements OutboxStore {
     this.#keeper = store;
   }
 
-  loadOutbox(): Promise<SavedOutbox[]> {
-    return this.outboxCall(() => this.#keeper.loadOutbox(), false);
+  loadOutbox(fiberId?: string): Promise<SavedOutbox[]> {
+    return this.outboxCall(() => this.#keeper.loadOutbox(fiberId), false);
   }
 
   saveOutbox(progress: readonly OutboxProgress[]): Promise<void> {
