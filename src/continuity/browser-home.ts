@@ -603,6 +603,7 @@ export class BrowserContinuity {
         epoch: answer.epoch,
         acked: answer.appliedPos,
         shippedSeq: record.streamHead,
+        createdAt: record.createdAt,
         deadline: leaseDeadline(sentAt, answer.leaseMs),
       });
       this.#away.delete(fiberId);

@@ -91,6 +91,8 @@ export interface AdoptedOutbox {
   acked: number;
   /** The replica's last chunk seq (all of it is the replica's: readers may see it). */
   shippedSeq: number;
+  /** The fiber's `createdAt` (the copy's record): kept in the head, to tell it from a later fiber. */
+  createdAt?: number;
 }
 
 /**

@@ -75,6 +75,12 @@ interface FiberLog {
   /** The fiber's `createdAt`, once known (its create entry, or its head in the store). */
   createdAt?: number;
   /**
+   * Epochs this home left (for the edge, or another worker's newer one), with the position the
+   * arbiter held of each when it left: an event's sender asking about one of them learns whether
+   * its position made it (`acknowledged`).
+   */
+  left?: Map<number, number>;
+  /**
    * For a fiber this outbox created, until the arbiter's first answer: the end (this worker's
    * clock) of the lease that answer would have granted, counted from the create.
    */
@@ -203,13 +209,17 @@ export class Outbox implements Replication {
     const resync = this.#resyncs.get(fiberId);
     if (resync !== undefined) return resync.then(() => this.acknowledged(fiberId, pos, epoch));
     const log = this.#fibers.get(fiberId);
-    if (log !== undefined && epoch !== undefined && log.epoch !== epoch)
+    if (log !== undefined && epoch !== undefined && log.epoch !== epoch) {
+      // Held by the arbiter before this home left that epoch: it is the replica's.
+      const held = log.left?.get(epoch);
+      if (pos !== undefined && held !== undefined && pos <= held) return Promise.resolve();
       return Promise.reject(
         new FencedError(
           "fenced",
           `Fiber ${fiberId} changed home epoch (${epoch} to ${log.epoch}) before position ${pos} was acknowledged: the edge may not hold what was written there.`,
         ),
       );
+    }
     if (log === undefined || (pos !== undefined && log.acked >= pos)) return Promise.resolve();
     if (log.where.status === "away") return Promise.reject(this.#awayError(fiberId, log));
     return this.#wait(log, false, pos);
@@ -461,6 +471,9 @@ export class Outbox implements Replication {
   #replace(fiberId: string, log: FiberLog, saved: SavedOutbox, why: string): void {
     const fresh = this.#restore(saved);
     fresh.room = log.room;
+    fresh.left = leftWith(log);
+    // Of the same fiber when the store's head does not say (a newer createdAt replaces it above).
+    if (fresh.createdAt === undefined && log.createdAt !== undefined) fresh.createdAt = log.createdAt;
     clearTimeout(log.provisional);
     this.#fibers.set(fiberId, fresh);
     const error = new FencedError("fenced", why);
@@ -751,7 +764,14 @@ export class Outbox implements Replication {
     // what this home wrote under it since must not be numbered again.
     const current = this.#fibers.get(fiberId);
     if (current !== undefined && current.epoch === epoch && current.where.status === "home") return;
-    await this.#log?.adoptOutbox({ fiberId, epoch, acked, shippedSeq });
+    const createdAt = head.createdAt ?? current?.createdAt;
+    await this.#log?.adoptOutbox({
+      fiberId,
+      epoch,
+      acked,
+      shippedSeq,
+      ...(createdAt === undefined ? {} : { createdAt }),
+    });
     this.#unsaved.delete(fiberId);
     const old = this.#fibers.get(fiberId);
     const log: FiberLog = {
@@ -765,6 +785,8 @@ export class Outbox implements Replication {
       ended: false,
       waiters: [],
       room: old?.room ?? [],
+      ...(createdAt === undefined ? {} : { createdAt }),
+      ...(old === undefined ? {} : { left: leftWith(old) }),
     };
     clearTimeout(old?.provisional);
     this.#fibers.set(fiberId, log);
@@ -839,4 +861,11 @@ function chunkSeqs(entry: ShippedEntry): number[] {
   if (entry.type === "create") return entry.chunks.map((c) => c.seq);
   if (entry.type === "commit") return (entry.group.chunks ?? []).map((c) => c.seq);
   return [];
+}
+
+/** The epochs `log` had left, and its own with what the arbiter held of it: it is being left now. */
+function leftWith(log: FiberLog): Map<number, number> {
+  const left = new Map(log.left);
+  left.set(log.epoch, Math.max(left.get(log.epoch) ?? 0, log.acked));
+  return left;
 }

@@ -38,6 +38,9 @@ const LAPSED_RETRY_MS = 1_000;
 /** When a runner asks again for a fiber another home runs (nothing here will change that yet). */
 const AWAY_RETRY_MS = 60_000;
 
+/** How many fibers found unreplicated `ReplicatingStore` remembers. */
+const UNREPLICATED_KEPT = 4_096;
+
 /** Options of `new ReplicatingStore`. */
 export interface ReplicatingStoreOptions {
   /** This browser's outbox (one per store). */
@@ -66,6 +69,12 @@ export class ReplicatingStore extends ForwardingStore {
   readonly #eventWatchers = new Map<string, Set<(pos: number, eventId: string, epoch: number) => void>>();
   /** The wrapped store when it writes the outbox in its own transactions. */
   readonly #keeper: OutboxStore | undefined;
+  /**
+   * Fibers of a replicated kind whose outbox the store showed it does not hold (created before
+   * their kind was replicated, say), by id, `createdAt` and home epoch: not read again at every
+   * read of theirs. A new fiber under the id, or a come-home, makes another key.
+   */
+  readonly #unreplicated = new Set<string>();
 
   /**
    * @throws InvalidInputError (`invalid_argument`) when `inner` keeps an outbox (`IdbStore`) but
@@ -110,8 +119,16 @@ export class ReplicatingStore extends ForwardingStore {
     if (this.#keeper === undefined || !this.#replicates(record.name)) return false;
     // A mirror's copy of a fiber another home runs: no outbox of this home holds it as home.
     if (record.home !== undefined && record.home.home !== this.#home) return false;
+    const key = `${record.id}@${record.createdAt}@${record.home?.epoch ?? 0}`;
+    if (this.#unreplicated.has(key)) return false;
     await this.#outbox.resync(record.id);
-    return this.#outbox.where(record.id) !== undefined;
+    if (this.#outbox.where(record.id) !== undefined) return true;
+    this.#unreplicated.add(key);
+    if (this.#unreplicated.size > UNREPLICATED_KEPT) {
+      const oldest = this.#unreplicated.values().next();
+      if (!oldest.done) this.#unreplicated.delete(oldest.value);
+    }
+    return false;
   }
 
   /** What a store that keeps the outbox needs to write `replicated`'s entries, and to report them. */

@@ -519,3 +519,64 @@ describe("a fiber the old worker created, seen by the new one's BrowserContinuit
     fresh.stop();
   });
 });
+
+describe("a fiber that came home, and an id reused", () => {
+  it("holds the new fiber for Rule A in a worker whose view of the old one came from a come-home", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const a = await startedAndShipped(indexedDB, arbiter); // 1-2 acked, epoch 1
+    await comeHomeTo(a); // epoch 3 in memory via adopt (no createdAt), acked 2
+    const g = await claim(a, "a", 2);
+    await a.replicating.commit([{ fiberId: "f", generation: g, fiber: { status: "completed" } }]); // pos 3
+    a.outbox.acknowledge("f", 3, Date.now() + 60_000);
+    await a.outbox.saved();
+    const b = await worker(indexedDB, "db");
+    expect(await b.replicating.deleteFibers(["f"])).toEqual(["f"]); // collected in B
+    await b.replicating.createFiber(record("f", 99), [start("f")]); // new f, epoch 1, position 1
+    const g2 = await claim(a, "a2", 200_000);
+    await a.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 0, "started")] }]);
+    await a.outbox.resync("f");
+    // Before: the come-home view had no createdAt, and its old numbering released the step.
+    expect(await ruleA(a.outbox)).toBe("waits");
+  });
+
+  it("tells an event's sender it was acknowledged when the arbiter held it before the fiber left", async () => {
+    const outbox = new Outbox();
+    const deadline = Date.now() + 60_000;
+    outbox.append("f", { type: "create", record: record("f"), chunks: [start("f")] });
+    const event = { fiberId: "f", seq: 1, name: "go", payload: 1, at: 2 };
+    const pos = outbox.append("f", { type: "event", event, eventId: `${HOME}:1` }); // epoch 1, pos 2
+    outbox.acknowledge("f", 2, deadline); // the arbiter holds the event
+    outbox.fence("f", 2, "edge", 2); // the edge takes over holding it (and consumes it)
+    await outbox.adopt({ fiberId: "f", epoch: 3, acked: 2, shippedSeq: 1, deadline });
+    const answer = await outbox.acknowledged("f", pos, 1).then(
+      () => "acknowledged",
+      (error: { code?: string }) => error.code,
+    );
+    // Before: refused (fenced) for the epoch alone, and a page that sent it again doubled it.
+    expect(answer).toBe("acknowledged");
+  });
+
+  it("reads the store's outbox once for a fiber of a replicated kind it does not hold, not at every read", async () => {
+    const indexedDB = new IDBFactory();
+    const local = new IdbStore({ name: "db", indexedDB });
+    const fresh = new BrowserContinuity({
+      local,
+      edge: { baseUrl: "http://edge.test", fibers: ["replicated"], deviceId: "d1", leaseMs: 60_000 },
+      onError: () => {},
+    });
+    await fresh.opened;
+    // A fiber of the kind made before the kind was replicated (no outbox head).
+    await local.createFiber(record("f"), [start("f")]);
+    const loads: unknown[] = [];
+    const load = local.loadOutbox.bind(local);
+    local.loadOutbox = (id?: string) => {
+      loads.push(id);
+      return load(id);
+    };
+    for (let i = 0; i < 10; i++) await readStreamAndRecord(fresh.store, "f", 0);
+    fresh.stop();
+    // Before: one read of its outbox at every read of its stream.
+    expect(loads).toEqual(["f"]);
+  });
+});

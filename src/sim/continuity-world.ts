@@ -612,6 +612,7 @@ export class ContinuityWorld {
         epoch: answer.epoch,
         acked: answer.appliedPos,
         shippedSeq: record.streamHead,
+        createdAt: record.createdAt,
         deadline: leaseDeadline(sentAt, answer.leaseMs),
       });
     });

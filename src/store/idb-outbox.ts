@@ -124,6 +124,8 @@ export interface AdoptedOutbox {
   acked: number;
   /** The replica's last chunk seq. */
   shippedSeq: number;
+  /** The fiber's `createdAt`, kept in the head (else the head's own, if it had one). */
+  createdAt?: number;
 }
 
 /**
@@ -296,7 +298,9 @@ export function adoptOutbox(db: IdbConnection, head: AdoptedOutbox): Promise<voi
       acked: head.acked,
       shippedSeq: head.shippedSeq,
       ended: false,
-      ...(current?.createdAt === undefined ? {} : { createdAt: current.createdAt }),
+      ...((head.createdAt ?? current?.createdAt) === undefined
+        ? {}
+        : { createdAt: head.createdAt ?? current?.createdAt }),
     };
     unwrap(heads).put(row, head.fiberId);
     commitNow(unwrap(tx));
