@@ -142,7 +142,7 @@ export class Outbox implements Replication {
   readonly #saveDelayMs: number;
   readonly #leaseMs: number;
   /** Reads of a fiber's outbox from the store under way (`resync`). */
-  readonly #resyncs = new Map<string, Promise<void>>();
+  readonly #resyncs = new Map<string, Promise<boolean>>();
 
   constructor(options: OutboxOptions = {}) {
     this.#maxBytes = options.maxBytesPerFiber ?? DEFAULT_OUTBOX_BYTES;
@@ -353,22 +353,26 @@ export class Outbox implements Replication {
    * fit what this outbox holds, and by the shipper when the next position is missing; for a fiber
    * this outbox does not hold, it takes in the store's view when the store has one (another
    * worker created the fiber after this one loaded the outbox). A no-op for an outbox in memory.
-   * Never rejects (a failed read is reported).
+   * Never rejects: resolves with whether the store was read (a failed read is reported).
    */
-  resync(fiberId: string): Promise<void> {
+  resync(fiberId: string): Promise<boolean> {
     const store = this.#log;
-    if (store === undefined) return Promise.resolve();
+    if (store === undefined) return Promise.resolve(true);
     let pending = this.#resyncs.get(fiberId);
     if (pending === undefined) {
       pending = store
         .loadOutbox(fiberId)
-        .then((all) =>
+        .then((all) => {
           this.#merge(
             fiberId,
             all.find((saved) => saved.fiberId === fiberId),
-          ),
-        )
-        .catch((error: unknown) => this.#report(error))
+          );
+          return true;
+        })
+        .catch((error: unknown) => {
+          this.#report(error);
+          return false;
+        })
         .finally(() => this.#resyncs.delete(fiberId));
       this.#resyncs.set(fiberId, pending);
     }
@@ -471,7 +475,9 @@ export class Outbox implements Replication {
   #replace(fiberId: string, log: FiberLog, saved: SavedOutbox, why: string): void {
     const fresh = this.#restore(saved);
     fresh.room = log.room;
-    fresh.left = leftWith(log);
+    // The epochs the same fiber left (a fiber started again under the id has its own).
+    if (saved.createdAt === undefined || log.createdAt === undefined || saved.createdAt === log.createdAt)
+      fresh.left = leftWith(log);
     // Of the same fiber when the store's head does not say (a newer createdAt replaces it above).
     if (fresh.createdAt === undefined && log.createdAt !== undefined) fresh.createdAt = log.createdAt;
     clearTimeout(log.provisional);
@@ -786,7 +792,11 @@ export class Outbox implements Replication {
       waiters: [],
       room: old?.room ?? [],
       ...(createdAt === undefined ? {} : { createdAt }),
-      ...(old === undefined ? {} : { left: leftWith(old) }),
+      // The epochs the same fiber left (not those of an earlier fiber under the id).
+      ...(old === undefined ||
+      (head.createdAt !== undefined && old.createdAt !== undefined && head.createdAt !== old.createdAt)
+        ? {}
+        : { left: leftWith(old) }),
     };
     clearTimeout(old?.provisional);
     this.#fibers.set(fiberId, log);

@@ -15,7 +15,7 @@
  * `Outbox` in memory: nothing can observe the commit first.
  */
 
-import { InvalidInputError } from "../core/errors";
+import { InvalidInputError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, StreamChunk } from "../core/records";
 import type {
   ClaimRequest,
@@ -114,15 +114,18 @@ export class ReplicatingStore extends ForwardingStore {
    * from the store that keeps it (an old and a new version of the Service Worker share the
    * database). Read from the store, so that its commits go into the outbox (Rule A waits for
    * them, Rule B holds back their chunks) rather than being written as an unreplicated fiber's.
+   * `undefined` when the store's outbox could not be read: nobody can tell yet.
    */
-  async #learned(record: FiberRecord): Promise<boolean> {
+  async #learned(record: FiberRecord): Promise<boolean | undefined> {
     if (this.#keeper === undefined || !this.#replicates(record.name)) return false;
     // A mirror's copy of a fiber another home runs: no outbox of this home holds it as home.
     if (record.home !== undefined && record.home.home !== this.#home) return false;
     const key = `${record.id}@${record.createdAt}@${record.home?.epoch ?? 0}`;
     if (this.#unreplicated.has(key)) return false;
-    await this.#outbox.resync(record.id);
+    const read = await this.#outbox.resync(record.id);
     if (this.#outbox.where(record.id) !== undefined) return true;
+    // Only what the store said is remembered: a failed read is tried again at the next call.
+    if (!read) return undefined;
     this.#unreplicated.add(key);
     if (this.#unreplicated.size > UNREPLICATED_KEPT) {
       const oldest = this.#unreplicated.values().next();
@@ -166,7 +169,11 @@ export class ReplicatingStore extends ForwardingStore {
         this.#outbox.fence(id, home.epoch, home.home);
         return { status: "held", record: { ...record, leaseUntil: now + AWAY_RETRY_MS } };
       }
-      if (record !== undefined && (await this.#learned(record))) return this.claimFiber(id, request);
+      const learned = record === undefined ? false : await this.#learned(record);
+      if (learned === true) return this.claimFiber(id, request);
+      // Not known to be unreplicated: run it once the outbox can be read.
+      if (learned === undefined && record !== undefined)
+        return { status: "held", record: { ...record, leaseUntil: now + LAPSED_RETRY_MS } };
       // A fiber the outbox does not know is unreplicated, unless its record names another home:
       // a mirror's copy, whose outbox entry went with the copy it replaced (rebuilt, restored).
       if (record?.home === undefined || record.home.home === this.#home) {
@@ -243,7 +250,10 @@ export class ReplicatingStore extends ForwardingStore {
   /** `chunks` of `record`'s fiber less those Rule B holds back, once the outbox knows the fiber. */
   async #shownOf(record: FiberRecord, chunks: StreamChunk[]): Promise<StreamChunk[]> {
     if (this.#keeper === undefined || this.#outbox.replicated(record.id)) return chunks;
-    if (!(await this.#learned(record))) return chunks;
+    const learned = await this.#learned(record);
+    // Not known to be unreplicated: nothing is shown this time (the reader reads again).
+    if (learned === undefined) return [];
+    if (!learned) return chunks;
     const visible = this.#outbox.visibleHead(record.id);
     return chunks.filter((chunk) => chunk.seq <= visible);
   }
@@ -252,7 +262,11 @@ export class ReplicatingStore extends ForwardingStore {
     const outbox = this.#outbox;
     if (this.#keeper !== undefined && !outbox.replicated(event.fiberId)) {
       const record = await this.inner.getFiber(event.fiberId);
-      if (record !== undefined) await this.#learned(record);
+      if (record !== undefined && (await this.#learned(record)) === undefined)
+        throw new StoreError(
+          "store_error",
+          `The outbox of fiber ${event.fiberId} could not be read, so the event was not stored; send it again.`,
+        );
     }
     const where = outbox.where(event.fiberId);
     if (where?.status === "away") throw changedHomeError(event.fiberId, where.epoch, where.home);

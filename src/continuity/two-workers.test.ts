@@ -579,4 +579,57 @@ describe("a fiber that came home, and an id reused", () => {
     // Before: one read of its outbox at every read of its stream.
     expect(loads).toEqual(["f"]);
   });
+  it("does not answer a new fiber's sender from what the old fiber under the id left behind", async () => {
+    const indexedDB = new IDBFactory();
+    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+    const a = await startedAndShipped(indexedDB, arbiter);
+    const g = await claim(a, "a", 2);
+    await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "completed")] }]);
+    await a.replicating.commit([{ fiberId: "f", generation: g, fiber: { status: "completed" } }]);
+    await shipAll(a, arbiter); // old f: epoch 1 acked 4
+    const b = await worker(indexedDB, "db");
+    expect(b.outbox.acked("f")).toBe(4);
+    expect(await a.replicating.deleteFibers(["f"])).toEqual(["f"]);
+    await a.replicating.createFiber(record("f", 99), [start("f")]);
+    const g2 = await claim(b, "b", 200_000);
+    await b.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 0, "started")] }]); // new f pos 2
+    await b.outbox.resync("f");
+    expect(b.outbox.acked("f")).toBe(0);
+    // New f: the arbiter held only position 1 of epoch 1 when the edge took it; it comes home at 3.
+    b.outbox.fence("f", 2, "edge", 1);
+    await b.outbox.saved();
+    await b.outbox.adopt({
+      fiberId: "f",
+      epoch: 3,
+      acked: 1,
+      shippedSeq: 1,
+      createdAt: 99,
+      deadline: Date.now() + 60_000,
+    });
+    const answer = await b.outbox.acknowledged("f", 2, 1).then(
+      () => "acknowledged",
+      (error: { code?: string }) => error.code,
+    );
+    // Before: the old fiber's acknowledged position 4 of epoch 1 answered for the new one's 2.
+    expect(answer).toBe("fenced");
+  });
+
+  it("reads a fiber's outbox again after a failed read, rather than taking it for unreplicated", async () => {
+    const { fresh } = await createdAfterFreshOpened();
+    const load = fresh.store.loadOutbox.bind(fresh.store);
+    let fail = true;
+    fresh.store.loadOutbox = (id?: string) => (fail ? Promise.reject(new Error("disk busy")) : load(id));
+    // While the store cannot say, nothing is shown, no claim is made, and no event is stored.
+    expect((await readStreamAndRecord(fresh.replicating, "f", 0)).chunks).toEqual([]);
+    const claimed = await fresh.replicating.claimFiber("f", { owner: "fresh", now: 70_000, leaseMs: 60_000 });
+    expect(claimed.status).toBe("held");
+    const sent = await fresh.replicating
+      .enqueueEvent({ fiberId: "f", name: "go", payload: 1, at: 3 })
+      .catch((error: { code?: string }) => error.code);
+    expect(sent).toBe("store_error");
+    fail = false;
+    // Before: the failed read was remembered as "unreplicated", and every later read showed f whole.
+    expect((await readStreamAndRecord(fresh.replicating, "f", 0)).chunks).toEqual([]);
+    expect(fresh.outbox.replicated("f")).toBe(true);
+  });
 });
