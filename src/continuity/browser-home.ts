@@ -54,15 +54,16 @@ import {
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { RuntimeOptions } from "../core/runtime-types";
-import type {
-  ClaimRequest,
-  ClaimResult,
-  CommitResult,
-  CreateResult,
-  DeleteOptions,
-  Store,
-  StreamAndRecord,
-  WriteGroup,
+import {
+  type ClaimRequest,
+  type ClaimResult,
+  type CommitResult,
+  type CreateResult,
+  type DeleteOptions,
+  readStreamAndRecord,
+  type Store,
+  type StreamAndRecord,
+  type WriteGroup,
 } from "../core/store";
 import { cancelShipped } from "./cancel";
 import { EdgeLink, type EdgeLinkOptions } from "./edge-link";
@@ -746,17 +747,16 @@ class HomeGuardStore extends ForwardingStore {
     after: number,
     limit?: number,
   ): Promise<StreamAndRecord> {
-    const replicating = await this.#replicating().catch(() => undefined);
-    return replicating === undefined
-      ? super.readStreamAndRecord(fiberId, after, limit)
-      : replicating.readStreamAndRecord(fiberId, after, limit);
+    return readStreamAndRecord(await this.#readsFrom(), fiberId, after, limit);
   }
 
   override async readStream(fiberId: string, after: number, limit?: number): Promise<StreamChunk[]> {
-    const replicating = await this.#replicating().catch(() => undefined);
-    return replicating === undefined
-      ? super.readStream(fiberId, after, limit)
-      : replicating.readStream(fiberId, after, limit);
+    return (await this.#readsFrom()).readStream(fiberId, after, limit);
+  }
+
+  /** Where readers read: the replicating store, or the local one if the outbox failed to open. */
+  async #readsFrom(): Promise<Store> {
+    return (await this.#replicating().catch(() => undefined)) ?? this.inner;
   }
 
   override async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {

@@ -476,8 +476,7 @@ export class Outbox implements Replication {
     const fresh = this.#restore(saved);
     fresh.room = log.room;
     // The epochs the same fiber left (a fiber started again under the id has its own).
-    if (saved.createdAt === undefined || log.createdAt === undefined || saved.createdAt === log.createdAt)
-      fresh.left = leftWith(log);
+    if (!otherFiber(saved.createdAt, log.createdAt)) fresh.left = leftWith(log);
     // Of the same fiber when the store's head does not say (a newer createdAt replaces it above).
     if (fresh.createdAt === undefined && log.createdAt !== undefined) fresh.createdAt = log.createdAt;
     clearTimeout(log.provisional);
@@ -793,10 +792,7 @@ export class Outbox implements Replication {
       room: old?.room ?? [],
       ...(createdAt === undefined ? {} : { createdAt }),
       // The epochs the same fiber left (not those of an earlier fiber under the id).
-      ...(old === undefined ||
-      (head.createdAt !== undefined && old.createdAt !== undefined && head.createdAt !== old.createdAt)
-        ? {}
-        : { left: leftWith(old) }),
+      ...(old === undefined || otherFiber(head.createdAt, old.createdAt) ? {} : { left: leftWith(old) }),
     };
     clearTimeout(old?.provisional);
     this.#fibers.set(fiberId, log);
@@ -871,6 +867,14 @@ function chunkSeqs(entry: ShippedEntry): number[] {
   if (entry.type === "create") return entry.chunks.map((c) => c.seq);
   if (entry.type === "commit") return (entry.group.chunks ?? []).map((c) => c.seq);
   return [];
+}
+
+/**
+ * Whether two `createdAt`s known for one fiber id are of two fibers (one collected, another
+ * started under the id); unknown on either side is taken for the same fiber.
+ */
+function otherFiber(a: number | undefined, b: number | undefined): boolean {
+  return a !== undefined && b !== undefined && a !== b;
 }
 
 /** The epochs `log` had left, and its own with what the arbiter held of it: it is being left now. */

@@ -152,44 +152,38 @@ export class ReplicatingStore extends ForwardingStore {
 
   override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
     const now = this.#clock();
-    if (this.#outbox.mayWrite(id, now)) {
-      const record = await this.inner.getFiber(id);
-      if (this.#outbox.where(id) !== undefined) {
-        const home = record?.home;
-        if (
-          record === undefined ||
-          home === undefined ||
-          home.home === this.#home ||
-          home.epoch <= (this.#outbox.epoch(id) ?? 0)
-        )
-          return this.inner.claimFiber(id, request);
-        // The store holds another home's copy under a newer epoch than this outbox knows (a
-        // mirror rebuilt it after another worker of the origin was fenced from the fiber): this
-        // outbox's view, loaded before, is stale. (An older epoch is a stale copy, not a move.)
-        this.#outbox.fence(id, home.epoch, home.home);
-        return { status: "held", record: { ...record, leaseUntil: now + AWAY_RETRY_MS } };
-      }
-      const learned = record === undefined ? false : await this.#learned(record);
-      if (learned === true) return this.claimFiber(id, request);
-      // Not known to be unreplicated: run it once the outbox can be read.
-      if (learned === undefined && record !== undefined)
-        return { status: "held", record: { ...record, leaseUntil: now + LAPSED_RETRY_MS } };
-      // A fiber the outbox does not know is unreplicated, unless its record names another home:
-      // a mirror's copy, whose outbox entry went with the copy it replaced (rebuilt, restored).
-      if (record?.home === undefined || record.home.home === this.#home) {
-        return this.inner.claimFiber(id, request);
-      }
-      return { status: "held", record: { ...record, leaseUntil: now + AWAY_RETRY_MS } };
-    }
-    // Not ours to run now: another home holds it, or our lease ran out (Rule C). The runner
-    // tries again at `leaseUntil`: soon after a lapse (a heartbeat may renew it), rarely once away.
     const record = await this.inner.getFiber(id);
-    if (record === undefined) return { status: "missing" };
-    const away = this.#outbox.where(id)?.status === "away";
-    return {
-      status: "held",
-      record: { ...record, leaseUntil: now + (away ? AWAY_RETRY_MS : LAPSED_RETRY_MS) },
-    };
+    // Not known to be unreplicated until the store's outbox says so: run it once it can be read.
+    if (
+      this.#outbox.where(id) === undefined &&
+      record !== undefined &&
+      (await this.#learned(record)) === undefined
+    )
+      return { status: "held", record: { ...record, leaseUntil: now + LAPSED_RETRY_MS } };
+    if (!this.#outbox.mayWrite(id, now)) {
+      // Not ours to run now: another home holds it, or our lease ran out (Rule C). The runner
+      // tries again at `leaseUntil`: soon after a lapse (a heartbeat may renew it), rarely once away.
+      if (record === undefined) return { status: "missing" };
+      const away = this.#outbox.where(id)?.status === "away";
+      return {
+        status: "held",
+        record: { ...record, leaseUntil: now + (away ? AWAY_RETRY_MS : LAPSED_RETRY_MS) },
+      };
+    }
+    const home = record?.home;
+    if (record === undefined || home === undefined || home.home === this.#home)
+      return this.inner.claimFiber(id, request);
+    if (this.#outbox.where(id) !== undefined) {
+      // An older epoch of another home is a stale copy, not a move.
+      if (home.epoch <= (this.#outbox.epoch(id) ?? 0)) return this.inner.claimFiber(id, request);
+      // The store holds another home's copy under a newer epoch than this outbox knows (a
+      // mirror rebuilt it after another worker of the origin was fenced from the fiber): this
+      // outbox's view, loaded before, is stale.
+      this.#outbox.fence(id, home.epoch, home.home);
+    }
+    // A fiber the outbox does not know whose record names another home: a mirror's copy, whose
+    // outbox entry went with the copy it replaced (rebuilt, restored).
+    return { status: "held", record: { ...record, leaseUntil: now + AWAY_RETRY_MS } };
   }
 
   override async commit(groups: WriteGroup[]): Promise<CommitResult> {

@@ -324,6 +324,25 @@ describe("a fiber the old worker created after the new one opened the outbox", (
   });
 });
 
+/** Records the fiber id of every later `loadOutbox` of `store` (`undefined`: every fiber's). */
+function countLoads(store: IdbStore): Array<string | undefined> {
+  const loads: Array<string | undefined> = [];
+  const load = store.loadOutbox.bind(store);
+  store.loadOutbox = (id?: string) => {
+    loads.push(id);
+    return load(id);
+  };
+  return loads;
+}
+
+/** Another worker writes f's local record as the edge's copy under epoch 2, as its mirror does. */
+async function edgeCopyWritten(indexedDB: IDBFactory): Promise<void> {
+  const other = await worker(indexedDB, "db");
+  const g = await claim(other, "other", 70_000);
+  const home = { home: "edge", epoch: 2, until: 0, appliedPos: 2, formerHome: HOME, eventMarks: {} };
+  await other.store.commit([{ fiberId: "f", generation: g, fiber: { home } }]);
+}
+
 describe("a worker whose view of f is behind the store's", () => {
   it("ships, at its next heartbeat, what another worker wrote past it and never shipped", async () => {
     const indexedDB = new IDBFactory();
@@ -335,12 +354,7 @@ describe("a worker whose view of f is behind the store's", () => {
     const g = await claim(installing, "installing", 70_000);
     await installing.replicating.commit([{ fiberId: "f", generation: g, fiber: { status: "completed" } }]);
     expect(active.outbox.hasPending("f")).toBe(false);
-    const loads: unknown[] = [];
-    const load = active.store.loadOutbox.bind(active.store);
-    active.store.loadOutbox = (id?: string) => {
-      loads.push(id);
-      return load(id);
-    };
+    const loads = countLoads(active.store);
     const shipper = new Shipper({
       outbox: active.outbox,
       home: HOME,
@@ -364,10 +378,7 @@ describe("a worker whose view of f is behind the store's", () => {
     const a = await startedAndShipped(indexedDB, arbiter);
     await comeHomeTo(a); // epoch 3, this browser's
     // Another worker's mirror writes a replica answer it read before the grant (epoch 2, the edge).
-    const other = await worker(indexedDB, "db");
-    const g = await claim(other, "other", 70_000);
-    const home = { home: "edge", epoch: 2, until: 0, appliedPos: 2, formerHome: HOME, eventMarks: {} };
-    await other.store.commit([{ fiberId: "f", generation: g, fiber: { home } }]);
+    await edgeCopyWritten(indexedDB);
     const claimed = await a.replicating.claimFiber("f", { owner: "a", now: 140_000, leaseMs: 60_000 });
     // Before the epoch check: held, and the fiber fenced away from its own home under epoch 2.
     expect(claimed.status).toBe("claimed");
@@ -380,10 +391,7 @@ describe("a worker whose view of f is behind the store's", () => {
     const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
     const stale = await startedAndShipped(indexedDB, arbiter);
     // The other worker was fenced and its mirror made the local record the edge's copy.
-    const other = await worker(indexedDB, "db");
-    const g = await claim(other, "other", 70_000);
-    const home = { home: "edge", epoch: 2, until: 0, appliedPos: 2, formerHome: HOME, eventMarks: {} };
-    await other.store.commit([{ fiberId: "f", generation: g, fiber: { home } }]);
+    await edgeCopyWritten(indexedDB);
     const claimed = await stale.replicating.claimFiber("f", {
       owner: "stale",
       now: 140_000,
@@ -395,23 +403,31 @@ describe("a worker whose view of f is behind the store's", () => {
   });
 });
 
+/**
+ * Worker A ran f to its end (positions 1-4, acknowledged) and worker B loaded that; then A
+ * collected f and started a new f under the id (created at 1, createdAt 99, never shipped), and B
+ * runs the new one: its step start lands at position 2, under what B took as acknowledged.
+ */
+async function reusedInOther(): Promise<{ a: Worker; b: Worker }> {
+  const indexedDB = new IDBFactory();
+  const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
+  const a = await startedAndShipped(indexedDB, arbiter);
+  const g = await claim(a, "a", 2);
+  await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "completed")] }]);
+  await a.replicating.commit([{ fiberId: "f", generation: g, fiber: { status: "completed" } }]);
+  await shipAll(a, arbiter);
+  const b = await worker(indexedDB, "db");
+  expect(b.outbox.acked("f")).toBe(4);
+  expect(await a.replicating.deleteFibers(["f"])).toEqual(["f"]);
+  await a.replicating.createFiber(record("f", 99), [start("f")]);
+  const g2 = await claim(b, "b", 200_000);
+  await b.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 0, "started")] }]);
+  return { a, b };
+}
+
 describe("an id the other worker reused after collecting its fiber", () => {
   it("holds the new fiber's steps for Rule A in the worker that still held the old one", async () => {
-    const indexedDB = new IDBFactory();
-    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
-    const a = await startedAndShipped(indexedDB, arbiter);
-    const g = await claim(a, "a", 2);
-    await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "completed")] }]);
-    await a.replicating.commit([{ fiberId: "f", generation: g, fiber: { status: "completed" } }]);
-    await shipAll(a, arbiter); // acknowledged up to 4, ended
-    const b = await worker(indexedDB, "db");
-    expect(b.outbox.acked("f")).toBe(4);
-    // A collects f and starts a new f under the id (its create at position 1, never shipped).
-    expect(await a.replicating.deleteFibers(["f"])).toEqual(["f"]);
-    await a.replicating.createFiber(record("f", 99), [start("f")]);
-    // B runs the new f: its step start lands at position 2, under what B took as acknowledged.
-    const g2 = await claim(b, "b", 200_000);
-    await b.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 0, "started")] }]);
+    const { b } = await reusedInOther();
     // Before: B's outbox kept the old fiber's numbering, and the step was released at once.
     expect(await ruleA(b.outbox)).toBe("waits");
     expect(b.outbox.batch("f")?.entries.map((e) => e.pos)).toEqual([1, 2]);
@@ -568,31 +584,14 @@ describe("a fiber that came home, and an id reused", () => {
     await fresh.opened;
     // A fiber of the kind made before the kind was replicated (no outbox head).
     await local.createFiber(record("f"), [start("f")]);
-    const loads: unknown[] = [];
-    const load = local.loadOutbox.bind(local);
-    local.loadOutbox = (id?: string) => {
-      loads.push(id);
-      return load(id);
-    };
+    const loads = countLoads(local);
     for (let i = 0; i < 10; i++) await readStreamAndRecord(fresh.store, "f", 0);
     fresh.stop();
     // Before: one read of its outbox at every read of its stream.
     expect(loads).toEqual(["f"]);
   });
   it("does not answer a new fiber's sender from what the old fiber under the id left behind", async () => {
-    const indexedDB = new IDBFactory();
-    const arbiter = new Arbiter({ store: new MemoryStore(), leaseMs: 60_000 });
-    const a = await startedAndShipped(indexedDB, arbiter);
-    const g = await claim(a, "a", 2);
-    await a.replicating.commit([{ fiberId: "f", generation: g, journal: [step("f", 0, "completed")] }]);
-    await a.replicating.commit([{ fiberId: "f", generation: g, fiber: { status: "completed" } }]);
-    await shipAll(a, arbiter); // old f: epoch 1 acked 4
-    const b = await worker(indexedDB, "db");
-    expect(b.outbox.acked("f")).toBe(4);
-    expect(await a.replicating.deleteFibers(["f"])).toEqual(["f"]);
-    await a.replicating.createFiber(record("f", 99), [start("f")]);
-    const g2 = await claim(b, "b", 200_000);
-    await b.replicating.commit([{ fiberId: "f", generation: g2, journal: [step("f", 0, "started")] }]); // new f pos 2
+    const { b } = await reusedInOther();
     await b.outbox.resync("f");
     expect(b.outbox.acked("f")).toBe(0);
     // New f: the arbiter held only position 1 of epoch 1 when the edge took it; it comes home at 3.

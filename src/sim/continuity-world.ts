@@ -270,7 +270,7 @@ export class ContinuityWorld {
 
   #replicatingOver(store: Store, raw: Store = store): ReplicatingStore {
     this.#rawLocal = raw;
-    return new ReplicatingStore(store, { outbox: this.outbox, home: HOME, replicates: () => true });
+    return replicatingFor(store, this.outbox);
   }
 
   /** Whether the planted bug (if any) made a difference somewhere. */
@@ -307,18 +307,27 @@ export class ContinuityWorld {
     }
     this.#launching = true;
     const store = openLocal();
-    const launch = Outbox.open(store).then((outbox) => {
-      this.#launching = false;
-      this.outbox = outbox;
-      this.#traceLoaded(outbox);
-      this.replicating = this.#replicatingOver(store);
-      this.#startBrowser(reason);
-    });
-    launch.catch((error: unknown) => {
-      this.#launching = false;
-      this.findings.add("launch-failed", `${codeOf(error)}: ${String(error).slice(0, 120)}`);
-    });
+    Outbox.open(store)
+      .then((outbox) => {
+        this.#launching = false;
+        this.#launchOn(store, outbox, reason);
+      })
+      .catch(this.#launchFailed);
   }
+
+  /** Starts the active worker on `store` and the outbox it loaded from it (`"idb"`). */
+  #launchOn(store: IdbStore, outbox: Outbox, reason: string): void {
+    this.outbox = outbox;
+    this.#traceLoaded(outbox);
+    this.replicating = this.#replicatingOver(store);
+    this.#startBrowser(reason);
+  }
+
+  /** A launch could not open its store and outbox. */
+  readonly #launchFailed = (error: unknown): void => {
+    this.#launching = false;
+    this.findings.add("launch-failed", `${codeOf(error)}: ${String(error).slice(0, 120)}`);
+  };
 
   /** Traces what a launch found in the outbox it loaded. */
   #traceLoaded(outbox: Outbox): void {
@@ -352,31 +361,22 @@ export class ContinuityWorld {
     }
     this.#launching = true;
     const store = openLocal();
-    Outbox.open(store).then(
-      (outbox) => {
-        this.#launching = false;
-        if (!this.browser || this.browser.crashed) {
-          // The active worker died while this one opened: it starts as a launch would.
-          this.outbox = outbox;
-          this.#traceLoaded(outbox);
-          this.replicating = this.#replicatingOver(store);
-          this.#startBrowser("a new version, after the old one died");
-          return;
-        }
-        this.#traceLoaded(outbox);
-        const replicating = new ReplicatingStore(store, { outbox, home: HOME, replicates: () => true });
-        const node = this.#startBrowser("a new version installs", { outbox, replicating, raw: store });
-        this.installing = node;
-        this.updates.installed++;
-        setTimeout(() => {
-          if (this.installing === node && !node.crashed) this.#activate(node, "the new version activates");
-        }, overlapMs);
-      },
-      (error: unknown) => {
-        this.#launching = false;
-        this.findings.add("launch-failed", `${codeOf(error)}: ${String(error).slice(0, 120)}`);
-      },
-    );
+    Outbox.open(store).then((outbox) => {
+      this.#launching = false;
+      if (!this.browser || this.browser.crashed) {
+        // The active worker died while this one opened: it starts as a launch would.
+        this.#launchOn(store, outbox, "a new version, after the old one died");
+        return;
+      }
+      this.#traceLoaded(outbox);
+      const replicating = replicatingFor(store, outbox);
+      const node = this.#startBrowser("a new version installs", { outbox, replicating, raw: store });
+      this.installing = node;
+      this.updates.installed++;
+      setTimeout(() => {
+        if (this.installing === node && !node.crashed) this.#activate(node, "the new version activates");
+      }, overlapMs);
+    }, this.#launchFailed);
   }
 
   /** The installed worker `node` becomes the active one; the old one, if still running, stops. */
@@ -847,6 +847,11 @@ export class ContinuityWorld {
     }
     return ended;
   }
+}
+
+/** The browser home's replicating store over `store`, feeding `outbox` (every kind replicated). */
+function replicatingFor(store: Store, outbox: Outbox): ReplicatingStore {
+  return new ReplicatingStore(store, { outbox, home: HOME, replicates: () => true });
 }
 
 /** The step key (`name#n`) and the run epoch an idempotency key names. */
