@@ -799,18 +799,29 @@ export class Outbox implements Replication {
     // Rule C from the grant on: until the shipper's first answer arms the next deadline, this
     // timer lapses the fiber at the granted one (a step in progress stops), as the provisional
     // lease of a create does.
+    this.#lapseAtGrant(fiberId, log, deadline);
+    for (const w of old?.waiters ?? []) w.reject(this.#awayError(fiberId, old as FiberLog));
+    this.#freeRoom(log);
+    for (const listener of this.#listeners) listener(fiberId);
+  }
+
+  /**
+   * Lapses `log`'s fiber at `deadline` unless an answer moved the deadline or the fiber moved
+   * first. A timer may fire a little before the clock reaches its deadline (Node's by a
+   * millisecond, now and then): it then waits out the rest instead of never lapsing.
+   */
+  #lapseAtGrant(fiberId: string, log: FiberLog, deadline: number): void {
     log.provisional = setTimeout(
       () => {
         log.provisional = undefined;
         const where = log.where;
-        if (this.#fibers.get(fiberId) !== log || where.status !== "home") return;
-        if (where.deadline !== undefined && where.deadline <= this.#clock()) this.lapse(fiberId);
+        if (this.#fibers.get(fiberId) !== log || where.status !== "home" || where.deadline === undefined)
+          return;
+        if (where.deadline <= this.#clock()) this.lapse(fiberId);
+        else if (where.deadline === deadline) this.#lapseAtGrant(fiberId, log, deadline);
       },
       Math.max(0, deadline - this.#clock()),
     );
-    for (const w of old?.waiters ?? []) w.reject(this.#awayError(fiberId, old as FiberLog));
-    this.#freeRoom(log);
-    for (const listener of this.#listeners) listener(fiberId);
   }
 
   /**

@@ -307,8 +307,11 @@ export class Shipper {
       () => {
         this.#deadlineTimers.delete(fiberId);
         const where = this.#outbox.where(fiberId);
-        if (where?.status === "home" && where.deadline !== undefined && where.deadline <= this.#clock())
-          this.#outbox.lapse(fiberId);
+        if (where?.status !== "home" || where.deadline === undefined) return;
+        if (where.deadline <= this.#clock()) this.#outbox.lapse(fiberId);
+        // A timer may fire a little before the clock reaches its deadline (Node's by a
+        // millisecond, now and then): wait out the rest rather than never lapse.
+        else if (where.deadline === deadline) this.#armDeadline(fiberId, deadline);
       },
       Math.max(0, deadline - this.#clock()),
     );

@@ -435,6 +435,46 @@ describe("an id the other worker reused after collecting its fiber", () => {
 });
 
 describe("a fiber handed back to the browser (adopt)", () => {
+  it("lapses at the granted deadline even when its timer fires before the clock reaches it", async () => {
+    let behind = 0;
+    const clock = () => Date.now() - behind;
+    const outbox = new Outbox({ clock });
+    const lapsed: string[] = [];
+    outbox.onLapsed((id) => lapsed.push(id));
+    await outbox.adopt({ fiberId: "f", epoch: 3, acked: 7, shippedSeq: 5, deadline: clock() + 30 });
+    // The timer fires by the timers' time; the clock the deadline is read on now runs 20 ms behind.
+    behind = 20;
+    await new Promise((r) => setTimeout(r, 200));
+    // Before: the timer found the deadline not reached yet and never looked again.
+    expect(lapsed).toEqual(["f"]);
+  });
+
+  it("lapses at an answered deadline even when the shipper's timer fires before the clock reaches it", async () => {
+    let behind = 0;
+    const clock = () => Date.now() - behind;
+    const outbox = new Outbox({ clock });
+    const shipper = new Shipper({
+      outbox,
+      home: HOME,
+      clock,
+      heartbeatMs: 1_000_000,
+      // A lease whose deadline here is 100 ms after the shipment (less the safety margin).
+      send: async () => ({ status: "ok", appliedPos: 1, leaseMs: 1_100 }),
+    });
+    const lapsed: string[] = [];
+    outbox.onLapsed((id) => lapsed.push(id));
+    outbox.append("f", { type: "create", record: record("f"), chunks: [start("f")] });
+    shipper.kick("f");
+    for (let i = 0; i < 50 && outbox.acked("f") === 0; i++) await new Promise((r) => setTimeout(r, 2));
+    expect(lapsed).toEqual([]);
+    // The shipper's timer fires by the timers' time; the clock now runs 40 ms behind.
+    behind = 40;
+    await new Promise((r) => setTimeout(r, 300));
+    shipper.stop();
+    // Before: the timer found the deadline not reached yet and never looked again.
+    expect(lapsed).toEqual(["f"]);
+  });
+
   it("never tells an event's sender its position of the old epoch was acknowledged", async () => {
     const outbox = new Outbox();
     const deadline = Date.now() + 60_000;
