@@ -9,7 +9,7 @@ import type { FiberRecord, InboxEvent, StreamChunk } from "../core/records";
 import type { CommitResult, WriteGroup } from "../core/store";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
-import { EDGE_HOME, type Shipment, type ShippedEntry } from "./protocol";
+import { EDGE_HOME, homeEventId, type Shipment, type ShippedEntry } from "./protocol";
 
 const HOME = "browser:d1";
 const T0 = Date.UTC(2030, 0, 1);
@@ -51,7 +51,7 @@ const emit = (id: string, pos: number, seq: number): ShippedEntry => ({
 });
 const event = (id: string, pos: number, seq: number): ShippedEntry => {
   const stored: InboxEvent = { fiberId: id, seq, name: "go", payload: { n: seq }, at: T0 + pos };
-  return { pos, type: "event", event: stored, eventId: `${HOME}:${seq}` };
+  return { pos, type: "event", event: stored, eventId: homeEventId(HOME, 1, seq) };
 };
 
 const end = (id: string, pos: number): ShippedEntry => ({
@@ -90,7 +90,7 @@ describe("Arbiter", () => {
       epoch: 1,
       until: T0 + 40_000,
       appliedPos: 4,
-      eventMarks: { [HOME]: 1 },
+      eventMarks: { [`${HOME}@1`]: 1 },
     });
     // The edge runtime's own recovery stays off the fiber until the browser's lease lapses.
     expect(replica?.owner).toBe(HOME);
@@ -533,6 +533,38 @@ describe("Arbiter.comeHome", () => {
       },
     );
     expect((await store.readStream("f1", 0)).map((c) => c.seq)).toEqual([1, 2]);
+  });
+
+  it("tells an event a home buffered before it left from one it buffered at the same seq after it came back", async () => {
+    const { store, arbiter } = await atEdge();
+    // The fiber was created at HOME (epoch 1) and comes home there again (epoch 3). Its copy's
+    // inbox was rebuilt from the replica's (empty), so the first event buffered since is seq 1.
+    expect(await arbiter.comeHome("f1", HOME)).toMatchObject({ status: "granted", epoch: 3 });
+    const since = { ...event("f1", 2, 1), eventId: homeEventId(HOME, 3, 1) };
+    expect(await arbiter.receive("f1", shipment([since], { epoch: 3, from: 2 }))).toMatchObject({
+      status: "ok",
+      appliedPos: 2,
+    });
+    // The event buffered at seq 1 in epoch 1, dropped there by the fence, is sent on under its id:
+    // it is a new event (pushed to the home), not the one the replica holds at seq 1.
+    const before = await arbiter.accept({
+      fiberId: "f1",
+      name: "go",
+      payload: "dropped",
+      at: T0,
+      eventId: homeEventId(HOME, 1, 1),
+    });
+    expect(before).toMatchObject({ seq: 0, eventId: "edge:1", payload: "dropped" });
+    // Sent on again under the id it had in epoch 3, the one the replica holds is that event.
+    const again = await arbiter.accept({
+      fiberId: "f1",
+      name: "go",
+      payload: { n: 1 },
+      at: T0,
+      eventId: homeEventId(HOME, 3, 1),
+    });
+    expect(again).toMatchObject({ seq: 1, payload: { n: 1 } });
+    expect((await store.readInbox("f1")).map((e) => e.payload)).toEqual([{ n: 1 }]);
   });
 
   it("refuses while the edge runs the fiber, an event waits for it there, or it ended", async () => {

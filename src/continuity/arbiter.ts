@@ -391,7 +391,7 @@ export class Arbiter {
   }
 
   /**
-   * The replica's copy of an event a browser home buffered as `eventId` (`<home>:<seq>`), when
+   * The replica's copy of an event a browser home buffered as `eventId` (`homeEventId`: `<home>@<epoch>:<seq>`), when
    * the replica holds that home's events up to that seq (`eventMarks`); otherwise `undefined`.
    */
   async #heldFromHome(

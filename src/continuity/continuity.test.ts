@@ -16,9 +16,9 @@ import { fiber } from "../store/store-contract";
 import { Arbiter } from "./arbiter";
 import { ArbitratedStore } from "./arbitrated-store";
 import { Outbox } from "./outbox";
-import { browserHome, EDGE_HOME, type Shipment, type ShipmentAnswer } from "./protocol";
+import { browserHome, EDGE_HOME, homeEventId, type Shipment, type ShipmentAnswer } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
-import { sendShippedEvent } from "./send-event";
+import { bufferedEventId, sendShippedEvent } from "./send-event";
 import { Shipper } from "./shipper";
 
 const HOME = browserHome("d1");
@@ -218,6 +218,54 @@ describe("continuity in one process", () => {
     );
     expect(h.outbox.hasPending("j1")).toBe(false);
     expect(h.outbox.mayWrite("j1", Date.now())).toBe(false);
+  });
+});
+
+describe("events buffered here when the fiber moves away", () => {
+  it("reject each sender with the id its own event had here, to send it on under", async () => {
+    const pair = defineFiber("pair", {
+      async run(ctx) {
+        const a = await ctx.waitForEvent<number>("go");
+        const b = await ctx.waitForEvent<number>("go");
+        return a + b;
+      },
+    });
+    const h = homes([pair]);
+    await h.browser.start(pair, null, { id: "p1" });
+    await vi.waitFor(async () => expect((await h.edgeStore.getFiber("p1"))?.status).toBe("waiting"));
+    // Two pages send while the link is cut: both events are buffered here, neither ships.
+    h.link.cut = true;
+    const parts = { runtime: h.browser, store: h.store, outbox: h.outbox };
+    const sends = [1, 2].map((n) => sendShippedEvent(parts, "p1", "go", n).then(() => "", bufferedEventId));
+    await vi.waitFor(async () => expect(await h.local.readInbox("p1")).toHaveLength(2));
+    // The edge takes the fiber over; back online, one fence answers both waits.
+    h.advanceArbiter(30_000);
+    expect(await h.arbiter.takeOverLapsed()).toEqual(["p1"]);
+    h.link.cut = false;
+    h.shipper.kick("p1");
+    expect(await Promise.all(sends)).toEqual([homeEventId(HOME, 1, 1), homeEventId(HOME, 1, 2)]);
+  });
+});
+
+describe("a send's own event", () => {
+  it("is told apart from an event pushed to this home while it is buffered", async () => {
+    const pair = defineFiber("pair", {
+      async run(ctx) {
+        return (await ctx.waitForEvent<number>("go")) + (await ctx.waitForEvent<number>("go"));
+      },
+    });
+    const h = homes([pair], { hold: true });
+    await h.browser.start(pair, null, { id: "p2" });
+    await vi.waitFor(async () => expect((await h.local.getFiber("p2"))?.status).toBe("waiting"));
+    const during = await h.store.eventPositionsDuring("p2", async () => {
+      await Promise.all([
+        h.browser.sendEvent("p2", "go", 2, { eventId: "edge:1" }),
+        h.browser.sendEvent("p2", "go", 1),
+      ]);
+    });
+    const page = (await h.local.readInbox("p2")).find((e) => e.payload === 1);
+    expect(during.eventIds).toEqual([homeEventId(HOME, 1, page?.seq ?? 0)]);
+    h.releaseAll();
   });
 });
 

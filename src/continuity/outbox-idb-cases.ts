@@ -18,7 +18,7 @@ import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
 import { Outbox } from "./outbox";
 import type { OutboxStore, OutboxWrite } from "./outbox-log";
-import { browserHome, EDGE_HOME, type ShippedEntry } from "./protocol";
+import { browserHome, EDGE_HOME, homeEventId, type ShippedEntry } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
 
 /** Where the test database lives. */
@@ -161,7 +161,11 @@ export function runOutboxCrashTests(target: () => OutboxTarget): void {
       [4, "commit"],
     ]);
     const [event, commit] = second.outbox.batch("r1")?.entries ?? [];
-    expect(event).toMatchObject({ type: "event", eventId: `${HOME}:1`, event: { seq: 1, name: "go" } });
+    expect(event).toMatchObject({
+      type: "event",
+      eventId: homeEventId(HOME, 1, 1),
+      event: { seq: 1, name: "go" },
+    });
     expect(commit).toMatchObject({ type: "commit", group: { fiberId: "r1", generation } });
     // Only the rows of positions 3 and 4 are left, none of the unreplicated fiber.
     expect(await outboxKeys(where)).toEqual([

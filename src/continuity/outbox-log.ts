@@ -30,7 +30,7 @@ export interface AwayFrom {
 
 /**
  * How a write of a replicated fiber goes into the store's outbox: the fibers of the call that
- * are replicated, this browser's home (an event's id is `<home>:<seq>`), and who learns of each
+ * are replicated, this browser's home (an event's id is `homeEventId`'s), and who learns of each
  * entry the store wrote, once its transaction committed and before the call resolves.
  */
 export interface OutboxWrite {

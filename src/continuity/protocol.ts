@@ -16,6 +16,18 @@ export function browserHome(deviceId: string): string {
   return `browser:${deviceId}`;
 }
 
+/**
+ * The id a browser home gives an event it buffers for a replicated fiber: `<home>@<epoch>:<seq>`,
+ * the fiber's home epoch and the event's local inbox seq. The arbiter keeps, per `<home>@<epoch>`,
+ * the highest seq it applied (`HomeLease.eventMarks`). The epoch is part of it because a home's
+ * seqs start over where a fiber that came home had its copy's inbox rebuilt from the replica's:
+ * an event buffered at seq 4, dropped by a fence and sent on to the edge under its id, must not
+ * be taken there for the event buffered at seq 4 after the fiber came home.
+ */
+export function homeEventId(home: string, epoch: number, seq: number): string {
+  return `${home}@${epoch}:${seq}`;
+}
+
 /** The lease the arbiter grants when it has not been told otherwise (30 s). */
 export const DEFAULT_LEASE_MS = 30_000;
 /** At most this many positions in one shipment. */
@@ -31,7 +43,7 @@ export type ShippedEntry =
   | { pos: number; type: "create"; record: FiberRecord; chunks: StreamChunk[] }
   /** A `commit` group of the fiber that its local store applied (a fenced group is never shipped). */
   | { pos: number; type: "commit"; group: WriteGroup }
-  /** An event the browser's store buffered, with its local `seq` and its id (`<home>:<seq>`). */
+  /** An event the browser's store buffered, with its local `seq` and its id (`homeEventId`). */
   | { pos: number; type: "event"; event: InboxEvent; eventId: string };
 
 /** `POST {prefix}/fibers/:id/replicate`: positions `from`, `from + 1`... of one fiber. */

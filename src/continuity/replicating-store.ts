@@ -31,7 +31,7 @@ import { changedHomeError } from "./errors";
 import { ForwardingStore } from "./forwarding-store";
 import type { Outbox } from "./outbox";
 import { type OutboxStore, type OutboxWrite, writesOutbox } from "./outbox-log";
-import type { ShippedEntry } from "./protocol";
+import { homeEventId, type ShippedEntry } from "./protocol";
 
 /** When a runner asks again for a fiber whose lease lapsed here (a heartbeat may renew it). */
 const LAPSED_RETRY_MS = 1_000;
@@ -66,7 +66,10 @@ export class ReplicatingStore extends ForwardingStore {
   readonly #home: string;
   readonly #replicates: (name: string) => boolean;
   readonly #clock: () => number;
-  readonly #eventWatchers = new Map<string, Set<(pos: number, eventId: string, epoch: number) => void>>();
+  /** Per fiber, the `eventPositionsDuring` under way (one at a time: see there). */
+  readonly #eventWatchers = new Map<string, (pos: number, eventId: string, epoch: number) => void>();
+  /** Per fiber, the tail of the `eventPositionsDuring` calls waiting for their turn. */
+  readonly #sends = new Map<string, Promise<void>>();
   /** The wrapped store when it writes the outbox in its own transactions. */
   readonly #keeper: OutboxStore | undefined;
   /**
@@ -265,51 +268,63 @@ export class ReplicatingStore extends ForwardingStore {
     const where = outbox.where(event.fiberId);
     if (where?.status === "away") throw changedHomeError(event.fiberId, where.epoch, where.home);
     if (!outbox.replicated(event.fiberId)) return this.inner.enqueueEvent(event);
-    const watchers = () => this.#eventWatchers.get(event.fiberId) ?? [];
+    // The send under way hears of its own event only: one pushed to this home (an `edge:<n>`
+    // id, `enqueuePushedEvents`) may be enqueued beside it.
+    const watcher = event.eventId === undefined ? this.#eventWatchers.get(event.fiberId) : undefined;
     if (this.#keeper !== undefined) {
       // Reported once the transaction committed, before this call resolves.
       return this.#keeper.enqueueEvent(
         event,
         this.#write(new Set([event.fiberId]), (_, entry, epoch) => {
-          if (entry.type !== "event") return;
-          for (const watch of watchers()) watch(entry.pos, entry.eventId, epoch);
+          if (entry.type === "event") watcher?.(entry.pos, entry.eventId, epoch);
         }),
       );
     }
     const stored = await this.inner.enqueueEvent(event);
-    const eventId = `${this.#home}:${stored.seq}`;
-    const pos = outbox.append(event.fiberId, { type: "event", event: stored, eventId });
     const epoch = outbox.epoch(event.fiberId) ?? 1;
-    for (const watch of watchers()) watch(pos, eventId, epoch);
+    const eventId = homeEventId(this.#home, epoch, stored.seq);
+    const pos = outbox.append(event.fiberId, { type: "event", event: stored, eventId });
+    watcher?.(pos, eventId, epoch);
     return stored;
   }
 
   /**
-   * Runs `work` (a `runtime.sendEvent` of `fiberId`) and resolves with the outbox positions of
-   * the events buffered for `fiberId` meanwhile (what `sendShippedEvent` waits to be shipped),
-   * the ids this home gave them (`<home>:<seq>`), and the home epoch the last position counts in
-   * (positions of an epoch the fiber has left name other entries in the next one).
+   * Runs `work` (a `runtime.sendEvent` of `fiberId`, with no `eventId`) and resolves with the
+   * outbox position of the event it buffered (what `sendShippedEvent` waits to be shipped), the
+   * id this home gave it (`homeEventId`), and the home epoch the position counts in (positions
+   * of an epoch the fiber has left name other entries in the next one). Empty when the event
+   * was not buffered for shipping (the fiber is not replicated).
+   *
+   * Calls for one fiber run `work` one after the other: two sends at once cannot tell which of
+   * the two events buffered meanwhile is theirs, and a sender whose event a fence drops sends it
+   * on to the edge under its own id (two under one id would be kept there once).
    */
   async eventPositionsDuring(
     fiberId: string,
     work: () => Promise<void>,
   ): Promise<{ positions: number[]; eventIds: string[]; epoch: number | undefined }> {
+    const before = this.#sends.get(fiberId);
+    let done = () => {};
+    const turn = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const tail = before === undefined ? turn : before.then(() => turn);
+    this.#sends.set(fiberId, tail);
     const positions: number[] = [];
     const eventIds: string[] = [];
     let epoch: number | undefined;
-    const watch = (pos: number, eventId: string, at: number) => {
-      positions.push(pos);
-      eventIds.push(eventId);
-      epoch = at;
-    };
-    const watchers = this.#eventWatchers.get(fiberId) ?? new Set();
-    this.#eventWatchers.set(fiberId, watchers);
-    watchers.add(watch);
     try {
+      await before;
+      this.#eventWatchers.set(fiberId, (pos, eventId, at) => {
+        positions.push(pos);
+        eventIds.push(eventId);
+        epoch = at;
+      });
       await work();
     } finally {
-      watchers.delete(watch);
-      if (watchers.size === 0) this.#eventWatchers.delete(fiberId);
+      this.#eventWatchers.delete(fiberId);
+      done();
+      if (this.#sends.get(fiberId) === tail) this.#sends.delete(fiberId);
     }
     return { positions, eventIds, epoch };
   }

@@ -23,8 +23,9 @@ export interface ShippedEventParts {
  * Sends event `name` to `fiberId` and resolves once it is shipped.
  *
  * Failure semantics: rejects as `runtime.sendEvent` does, and with `fenced` when the fiber
- * moved to another home before the event reached it (nothing of it counts here). Two sends to
- * one fiber at once each wait for both; a page sends one at a time.
+ * moved to another home before the event reached it (nothing of it counts here); that error
+ * carries the id the event had here (`bufferedEventId`), to send it on under. Sends to one fiber
+ * at once are buffered one after the other, and each waits for its own event.
  *
  * @example
  * await sendShippedEvent({ runtime, store, outbox }, fiberId, "approval", { approved: true });
@@ -43,11 +44,23 @@ export async function sendShippedEvent(
     await outbox.acknowledged(fiberId, Math.max(...positions), epoch);
   } catch (error) {
     // Sent again to the new home under this id: the arbiter drops it if the replica has it.
-    if (error instanceof FiberlineError && eventIds.length > 0) {
-      (error as { eventId?: string }).eventId = eventIds.at(-1);
-    }
+    const eventId = eventIds.at(-1);
+    if (error instanceof FiberlineError && eventId !== undefined) throw withEventId(error, eventId);
     throw error;
   }
+}
+
+/**
+ * A copy of `error` (same class, code, message and data) that carries `eventId`. A fence rejects
+ * every send waiting on the fiber with one error object, so each sender needs its own: marking
+ * the shared one would send every event on under the last sender's id, and the edge would keep
+ * one of them.
+ */
+function withEventId(error: FiberlineError, eventId: string): FiberlineError {
+  const copy = Object.create(Object.getPrototypeOf(error) as object) as FiberlineError;
+  Object.defineProperties(copy, Object.getOwnPropertyDescriptors(error));
+  (copy as { eventId?: string }).eventId = eventId;
+  return copy;
 }
 
 /** The id `sendShippedEvent` gave the event it could not see acknowledged, if it buffered one. */

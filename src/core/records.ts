@@ -116,7 +116,10 @@ export interface HomeLease {
   appliedPos: number;
   /** The home that held the epoch before this one, once the fiber changed home. */
   formerHome?: string;
-  /** Per home, the highest local inbox seq of its events the replica holds (dedupes re-shipped events). */
+  /**
+   * Per home and home epoch (`<home>@<epoch>`, an event id's part before its seq), the highest
+   * local inbox seq of its events the replica holds (dedupes re-shipped events).
+   */
   eventMarks: Record<string, number>;
   /**
    * Events the arbiter accepted while a browser held the fiber (a webhook), not yet shipped back

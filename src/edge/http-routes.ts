@@ -87,7 +87,9 @@ export async function handleFiberlineRequest(
       assertEventName(body.name);
       const { eventId } = body;
       if (eventId !== undefined && (typeof eventId !== "string" || !/^browser:.+:[1-9][0-9]*$/.test(eventId)))
-        throw invalid("send event: `eventId`, when sent, is a browser home's `browser:<deviceId>:<seq>`.");
+        throw invalid(
+          "send event: `eventId`, when sent, is one a browser home gave an event it buffered (`browser:<deviceId>@<epoch>:<seq>`).",
+        );
       await runtime.sendEvent(id, body.name, body.payload, eventId === undefined ? undefined : { eventId });
       return new Response(null, { status: 202, headers: { [HOST_HEADER]: "1" } });
     }

@@ -62,6 +62,8 @@ interface SeedResult {
   mirrorReads?: { whole: number; delta: number; checked: number };
   /** Continuity: cancels answered, and how (`cancelled` / forwarded to the browser). */
   cancels?: { answered: number; cancelled: number; forwarded: number };
+  /** Continuity: events a fence dropped in the browser, sent on to the edge under their id. */
+  sentOn?: number;
   /** Continuity on `"idb"`: new worker versions installed beside a running one, and activated. */
   updates?: { installed: number; activated: number };
 }
@@ -134,6 +136,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   const updated = { installed: 0, activated: 0, schedules: 0 };
   const mirrored = { whole: 0, delta: 0, checked: 0 };
   const cancelled = { answered: 0, cancelled: 0, forwarded: 0 };
+  let sentOn = 0;
   const last = options.from + options.seeds - 1;
   await runSeeds(options, (result) => {
     const { seed } = result;
@@ -155,6 +158,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
       cancelled.cancelled += result.cancels.cancelled;
       cancelled.forwarded += result.cancels.forwarded;
     }
+    sentOn += result.sentOn ?? 0;
     if (result.violations.length > 0) failing.push(result);
     for (const v of result.violations)
       byInvariant.set(v.invariant, [...(byInvariant.get(v.invariant) ?? []), seed]);
@@ -186,6 +190,8 @@ export async function main(options: CliOptions, log: (line: string) => void = co
     log(
       `cancels: ${cancelled.answered} answered, ${cancelled.cancelled} of them "cancelled", ${cancelled.forwarded} forwarded to the browser that ran the fiber`,
     );
+  if (options.continuity)
+    log(`events a fence dropped in the browser, sent on to the edge under their id: ${sentOn}`);
   for (const [invariant, seeds] of [...byInvariant].sort((a, b) => b[1].length - a[1].length)) {
     log(
       `  ${invariant}: ${seeds.length} (seeds ${seeds.slice(0, 8).join(", ")}${seeds.length > 8 ? ", ..." : ""})`,
@@ -232,8 +238,31 @@ async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): P
       store: setup.store,
       ...(setup.plant ? { plant: setup.plant } : {}),
     });
-    const { violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads, cancels, updates } = r;
-    return { seed, violations, steps, virtualMs, digest, handoffs, cameHome, mirrorReads, cancels, updates };
+    const {
+      violations,
+      steps,
+      virtualMs,
+      digest,
+      handoffs,
+      cameHome,
+      mirrorReads,
+      cancels,
+      updates,
+      sentOn,
+    } = r;
+    return {
+      seed,
+      violations,
+      steps,
+      virtualMs,
+      digest,
+      handoffs,
+      cameHome,
+      mirrorReads,
+      cancels,
+      updates,
+      sentOn,
+    };
   }
   const { violations, steps, virtualMs, digest } = await runSchedule(seed, {
     traceLines: setup.lines,

@@ -36,6 +36,8 @@ describe("continuity simulation", () => {
     // against the state each cursor names.
     expect(results.reduce((n, r) => n + r.mirrorReads.delta, 0)).toBeGreaterThan(0);
     expect(results.reduce((n, r) => n + r.mirrorReads.checked, 0)).toBeGreaterThan(0);
+    // Events a fence dropped in the browser are sent on to the edge under their id.
+    expect(results.reduce((n, r) => n + r.sentOn, 0)).toBeGreaterThan(0);
   }, 120_000);
 
   it(`holds every invariant with the browser on IdbStore, its outbox reloaded at every launch, on seeds 1..${IDB_SEEDS}`, async () => {

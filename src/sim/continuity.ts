@@ -10,12 +10,12 @@
  */
 
 import { cancelReplicated, cancelShipped } from "../continuity/cancel";
-import { sendShippedEvent } from "../continuity/send-event";
+import { bufferedEventId, sendShippedEvent } from "../continuity/send-event";
 import { type FiberRecord, type FiberStatus, isTerminal } from "../core/records";
 import type { CancelReply } from "../sw/protocol";
 import type { AgentStats } from "./agent-log";
 import { type CancelAnswer, checkContinuity } from "./continuity-checks";
-import { type ContinuityBug, ContinuityWorld, HOME } from "./continuity-world";
+import { type ContinuityBug, ContinuityWorld, HOME, type HomeNode } from "./continuity-world";
 import { Findings } from "./findings";
 import { Prng } from "./prng";
 import { codeOf, describeProgram, generateProgram } from "./program";
@@ -74,6 +74,8 @@ export interface ContinuityResult extends ScheduleResult {
   maxClaims: number;
   /** Cancels answered, those answered `cancelled`, and those forwarded to the browser (`202`). */
   cancels: { answered: number; cancelled: number; forwarded: number };
+  /** Events a fence dropped in the browser that were sent on to the edge under their id. */
+  sentOn: number;
 }
 
 /**
@@ -128,7 +130,7 @@ export async function runContinuitySchedule(
       trace.add("program", `f${i} = ${describeProgram(program)}`);
     });
     // Cancels draw from their own stream, so a schedule without one is the one it always was.
-    const actions = new ContinuityActions(world, new Prng(seed ^ 0xca9ce1));
+    const actions = new ContinuityActions(world, new Prng(seed ^ 0xca9ce1), new Prng(seed ^ 0x5e_d0_0e));
     world.spawnEdge("first start");
     world.spawnBrowser("first launch");
     actions.plan(window);
@@ -198,6 +200,7 @@ export async function runContinuitySchedule(
         cancelled: actions.cancels.filter((c) => c.status === "cancelled").length,
         forwarded: actions.cancels.filter((c) => c.forwarded).length,
       },
+      sentOn: actions.sentOn,
     };
   } finally {
     console.error = consoleError;
@@ -225,8 +228,12 @@ class ContinuityActions {
   /** Fibers a cancel was sent to (their result is not compared with the oracle). */
   readonly cancelSent = new Set<string>();
   faultsStopped = false;
+  /** Events sent on to the edge after a fence (`#sendOn`). */
+  sentOn = 0;
   readonly #world: ContinuityWorld;
   readonly #cancelRng: Prng;
+  /** Draws of sends added later (a second page's send, the delay of an event sent on): their own stream. */
+  readonly #sendRng: Prng;
   /** Cancels not answered yet. */
   #pendingCancels = 0;
   readonly #pages: Page[] = [];
@@ -234,9 +241,10 @@ class ContinuityActions {
   /** Sends not yet answered or given up. */
   #pendingSends = 0;
 
-  constructor(world: ContinuityWorld, cancelRng: Prng) {
+  constructor(world: ContinuityWorld, cancelRng: Prng, sendRng: Prng) {
     this.#world = world;
     this.#cancelRng = cancelRng;
+    this.#sendRng = sendRng;
     this.fiberIds = world.programs.map((_, i) => `f${i}`);
   }
 
@@ -468,7 +476,6 @@ class ContinuityActions {
     const world = this.#world;
     if (tries === 0) this.#pendingSends++;
     const retry = (why: string) => {
-      this.#busy.delete(fiberId);
       if (tries >= 30) {
         this.#settle(send);
         world.trace.add("action", `send ${fiberId} ${name} {send:${send}} given up: ${why}`);
@@ -476,21 +483,21 @@ class ContinuityActions {
       }
       setTimeout(() => this.#send(fiberId, name, send, tries + 1), 300);
     };
-    // A page sends one event at a time to a fiber.
-    if (this.#busy.has(fiberId)) {
+    // A page sends one event at a time to a fiber; now and then a second page sends beside it.
+    if ((this.#busy.get(fiberId) ?? 0) > 0 && !this.#sendRng.chance(0.25)) {
       setTimeout(() => this.#send(fiberId, name, send, tries), 100);
       return;
     }
     const record = world.edgeLedger.get(fiberId)?.record;
     const where = world.outbox.where(fiberId);
     const browser = world.browser;
-    let via: { name: string; sendEvent: () => Promise<void> } | undefined;
+    let via: { node: HomeNode; sendEvent: () => Promise<void> } | undefined;
     // Some events come from elsewhere (a webhook) and reach the edge wherever the fiber runs:
     // while a browser holds it, the arbiter pushes them to that browser.
     const webhook = world.rng.chance(0.35);
     if (webhook && record?.home !== undefined && world.edge && !world.edge.crashed) {
       const edge = world.edge;
-      via = { name: edge.name, sendEvent: () => edge.runtime.sendEvent(fiberId, name, { send }) };
+      via = { node: edge, sendEvent: () => edge.runtime.sendEvent(fiberId, name, { send }) };
     } else if (
       where?.status !== "away" &&
       browser &&
@@ -498,39 +505,64 @@ class ContinuityActions {
       localHere(world.localLedger.get(fiberId)?.record)
     )
       via = {
-        name: browser.name,
-        // Answered once shipped, as the Service Worker host will answer a page.
-        sendEvent: () =>
-          sendShippedEvent(
-            { runtime: browser.runtime, store: world.replicating, outbox: world.outbox },
-            fiberId,
-            name,
-            { send },
-          ),
+        node: browser,
+        // Answered once shipped, as the Service Worker host answers a page; an event whose
+        // fiber moved away first is sent on to the edge under the id it had here, as
+        // `BrowserContinuity.sendEvent` does.
+        sendEvent: async () => {
+          const outbox = world.outbox;
+          try {
+            await sendShippedEvent(
+              { runtime: browser.runtime, store: world.replicating, outbox },
+              fiberId,
+              name,
+              { send },
+            );
+          } catch (error) {
+            const eventId = bufferedEventId(error);
+            if (
+              browser.crashed ||
+              codeOf(error) !== "fenced" ||
+              eventId === undefined ||
+              outbox.where(fiberId)?.status !== "away"
+            )
+              throw error;
+            await this.#sendOn(fiberId, name, send, eventId);
+          }
+        },
       };
     else if (record?.home?.home === "edge" && world.edge && !world.edge.crashed) {
       const edge = world.edge;
-      via = { name: edge.name, sendEvent: () => edge.runtime.sendEvent(fiberId, name, { send }) };
+      via = { node: edge, sendEvent: () => edge.runtime.sendEvent(fiberId, name, { send }) };
     }
     if (!via) {
       retry("no home takes it now");
       return;
     }
-    world.trace.add("action", `send ${fiberId} ${name} {send:${send}} via ${via.name}`);
-    this.#busy.add(fiberId);
+    const { node } = via;
+    world.trace.add("action", `send ${fiberId} ${name} {send:${send}} via ${node.name}`);
+    this.#busy.set(fiberId, (this.#busy.get(fiberId) ?? 0) + 1);
+    let inFlight = true;
+    const landed = () => {
+      if (!inFlight) return;
+      inFlight = false;
+      const left = (this.#busy.get(fiberId) ?? 1) - 1;
+      if (left > 0) this.#busy.set(fiberId, left);
+      else this.#busy.delete(fiberId);
+    };
     via.sendEvent().then(
       () => {
-        this.#busy.delete(fiberId);
+        landed();
         this.#settle(send);
         const accepted = this.accepted.get(fiberId) ?? new Set();
         accepted.add(send);
         this.accepted.set(fiberId, accepted);
-        world.trace.add("action", `send {send:${send}} accepted by ${via.name}`);
+        world.trace.add("action", `send {send:${send}} accepted by ${node.name}`);
       },
       (error: unknown) => {
+        landed();
         const code = codeOf(error);
-        if (code === "fiber_ended" || this.#settled.has(send)) {
-          this.#busy.delete(fiberId);
+        if (code === "fiber_ended" || error instanceof SentOnAndLost || this.#settled.has(send)) {
           this.#settle(send);
           return;
         }
@@ -542,19 +574,40 @@ class ContinuityActions {
     // (it may still complete, when a relaunched browser ships what it buffered).
     const check = setInterval(() => {
       if (this.#settled.has(send)) clearInterval(check);
-      else if (
-        (via.name === world.browser?.name && world.browser.crashed) ||
-        (via.name === world.edge?.name && world.edge.crashed)
-      ) {
+      else if (node.crashed) {
         clearInterval(check);
-        this.#busy.delete(fiberId);
+        landed();
         this.#settle(send);
       }
     }, 500);
   }
 
-  /** Fibers with a send under way. */
-  readonly #busy = new Set<string>();
+  /**
+   * An event the browser buffered and a fence dropped, sent on to the edge's runtime under its id
+   * (`EdgeLink.sendEvent`): it takes a network delay, now and then a long one (so the fiber may
+   * come home meanwhile), and fails, delivering nothing, if the link is cut or the edge is down
+   * when it arrives (the page sends again). Once delivered its answer is not lost: a failure
+   * after delivery abandons the send (a page cannot tell whether it arrived).
+   */
+  async #sendOn(fiberId: string, name: string, send: number, eventId: string): Promise<void> {
+    const world = this.#world;
+    const rng = this.#sendRng;
+    const delay = rng.chance(0.3) ? rng.int(100, 3_000) : rng.int(1, 20);
+    this.sentOn++;
+    world.trace.add("action", `send {send:${send}} sent on to the edge as ${eventId} in ${delay} ms`);
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    const edge = world.edge;
+    if (!edge || edge.crashed || world.link.isCut) throw new Error("the event sent on reached no edge");
+    try {
+      await edge.runtime.sendEvent(fiberId, name, { send }, { eventId });
+    } catch (error) {
+      if (codeOf(error) === "fiber_ended") throw error;
+      throw new SentOnAndLost(error);
+    }
+  }
+
+  /** Per fiber, the sends under way. */
+  readonly #busy = new Map<string, number>();
   /** Sends answered, given up or abandoned. */
   readonly #settled = new Set<number>();
   #settle(send: number): void {
@@ -615,6 +668,13 @@ class ContinuityActions {
       }
       if (!reader.ended) again();
     })();
+  }
+}
+
+/** An event sent on to the edge whose answer failed after delivery: the send is abandoned. */
+class SentOnAndLost extends Error {
+  constructor(cause: unknown) {
+    super(`the event sent on got no answer: ${codeOf(cause)}`);
   }
 }
 

@@ -82,7 +82,7 @@ export interface OutboxHeadRow {
 
 /**
  * How a caller asks `IdbStore` to put its writes into the outbox: which fibers of the call are
- * replicated, this browser's home (an event's id is `<home>:<seq>`), and who learns of each
+ * replicated, this browser's home (an event's id is `homeEventId`'s), and who learns of each
  * entry once its transaction committed (before the write's call resolves).
  */
 export interface OutboxWrite {

@@ -15,6 +15,7 @@
  */
 
 import { type IDBPObjectStore, unwrap } from "idb";
+import { homeEventId } from "../continuity/protocol";
 import { InvalidInputError, StoreError } from "../core/errors";
 import type { FiberRecord, InboxEvent, JournalEntry, SnapshotRecord, StreamChunk } from "../core/records";
 import type {
@@ -647,7 +648,7 @@ export class IdbStore implements Store {
 
   /**
    * With `outbox` naming the fiber replicated, the event goes into its outbox in the same
-   * transaction (its id `<home>:<seq>`); a fiber fenced from this home rejects with `fenced`.
+   * transaction (its id `homeEventId`'s); a fiber fenced from this home rejects with `fenced`.
    */
   async enqueueEvent(
     event: Omit<InboxEvent, "seq" | "consumedBy">,
@@ -688,7 +689,7 @@ export class IdbStore implements Store {
       };
       unwrap(inbox).put(encodeInboxEvent(stored), [event.fiberId, stored.seq]);
       if (outbox !== undefined && head !== undefined) {
-        const eventId = `${outbox.home}:${stored.seq}`;
+        const eventId = homeEventId(outbox.home, head.epoch, stored.seq);
         placed = appendToOutbox(unwrap(tx), [
           { fiberId: event.fiberId, head, body: { type: "event", event: structuredClone(stored), eventId } },
         ]);

@@ -114,7 +114,11 @@ function startBrowser(
       fibers: options.awaitStartOff
         ? [{ name: "job", awaitStart: false }, "waiter"]
         : options.comeHome
-          ? ["job", { name: "waiter", comeHome: "at-suspension" }]
+          ? [
+              "job",
+              { name: "waiter", comeHome: "at-suspension" },
+              { name: "pair", comeHome: "at-suspension" },
+            ]
           : ["job", "waiter"],
       leaseMs: LEASE_MS,
       mirrorPollMs: 200,
@@ -406,6 +410,67 @@ describe("the Service Worker host with continuity", () => {
     );
     expect(edge.inbox.filter((e) => e.name === "go").map((e) => e.payload)).toEqual([{ n: 11 }]);
     await second.kill();
+  }, 120_000);
+
+  it("an event dropped by a fence and sent on after the fiber came home is not taken for one buffered since", async () => {
+    // The link can be cut, and the event this browser sends on to the edge after a fence held.
+    let cut = false;
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let holding = false;
+    const sentOn: string[] = [];
+    const link = async (url: string, init: RequestInit) => {
+      if (cut) throw new TypeError("Failed to fetch");
+      if (holding && url.endsWith("/fibers/dropped/events") && init.method === "POST") {
+        sentOn.push(String(init.body));
+        await held;
+      }
+      return edgeFetch(url, init);
+    };
+    const browser = startBrowser(new MemoryStore(), { fetch: link, comeHome: true });
+    const api = await pageApi(browser);
+    await browser.runtime.start("pair", null, { id: "dropped" });
+    await vi.waitFor(
+      async () => expect((await replica("dropped")).chunks.map((c) => c.type)).toContain("waiting"),
+      { timeout: 20_000 },
+    );
+    // Cut past the lease: the edge takes the fiber over, and the page's first event is buffered
+    // here (inbox seq 1) where it cannot ship.
+    cut = true;
+    await edgeHolds("dropped");
+    const first = api.sendEvent("dropped", "go", { n: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // The link heals: the shipment is fenced, the copy here is dropped, and the event is sent on
+    // to the edge under the id it had here (held on the way). Meanwhile the fiber, waiting at
+    // the edge with nothing in its inbox, comes home, and its copy's inbox is rebuilt empty.
+    holding = true;
+    cut = false;
+    await vi.waitFor(() => expect(browser.home).toEqual(["dropped"]), { timeout: 30_000 });
+    expect(sentOn).toHaveLength(1);
+    // The page's second event is buffered here at inbox seq 1 again, and shipped.
+    await api.sendEvent("dropped", "go", { n: 2 });
+    await vi.waitFor(
+      async () =>
+        expect((await replica("dropped")).chunks.filter((c) => c.type === "got").map((c) => c.data)).toEqual([
+          { payload: { n: 2 } },
+        ]),
+      { timeout: 20_000 },
+    );
+    // The first event arrives now: it is not the second one, so it reaches the fiber too.
+    release();
+    await first;
+    await vi.waitFor(async () => expect((await replica("dropped")).record.status).toBe("completed"), {
+      timeout: 20_000,
+    });
+    const edge = await replica("dropped");
+    expect(edge.chunks.filter((c) => c.type === "got").map((c) => c.data)).toEqual([
+      { payload: { n: 2 } },
+      { payload: { n: 1 } },
+    ]);
+    expect(edge.inbox.filter((e) => e.name === "go").map((e) => e.payload)).toEqual([{ n: 2 }, { n: 1 }]);
+    await browser.kill();
   }, 120_000);
 
   it("starts a step the edge has not seen only for a kind with awaitStart: false", async () => {

@@ -241,9 +241,9 @@ export interface SendEventRequest {
   name: string;
   payload?: unknown;
   /**
-   * Continuity: the id a browser home gave the event (`browser:<deviceId>:<seq>`) when it sends
+   * Continuity: the id a browser home gave the event (`browser:<deviceId>@<epoch>:<seq>`) when it sends
    * it to the edge after the fiber moved away before the event was acknowledged. The arbiter
-   * drops it when the replica holds that home's events up to that seq already (the shipment
+   * drops it when the replica holds that home's events of that epoch up to that seq already (the shipment
    * carried it and its answer was lost), so it is consumed once.
    */
   eventId?: string;

@@ -42,5 +42,17 @@ export function continuityFibers(report: Report) {
       return payload;
     },
   });
-  return { job, waiter };
+  /** Waits for event "go" twice, emitting each payload: a fiber that takes two events. */
+  const pair = defineFiber("pair", {
+    async run(ctx) {
+      ctx.emit("waiting");
+      const payloads: unknown[] = [];
+      for (let i = 0; i < 2; i++) {
+        payloads.push(await ctx.waitForEvent<{ n: number }>("go"));
+        ctx.emit("got", { payload: payloads.at(-1) });
+      }
+      return payloads;
+    },
+  });
+  return { job, waiter, pair };
 }
