@@ -445,7 +445,8 @@ export class BrowserContinuity {
     const runtime = this.#requireRuntime();
     const where = await this.settle(fiberId);
     if (where === "away") return this.link.sendEvent(fiberId, name, payload);
-    if (where !== "home") return runtime.sendEvent(fiberId, name, payload);
+    // Not only "home": a fiber "missing" a moment ago may have been started here since, and an
+    // event for a fiber that is not replicated is answered once buffered, as `runtime.sendEvent`.
     const { outbox, replicating } = await this.opened;
     try {
       await sendShippedEvent({ runtime, store: replicating, outbox }, fiberId, name, payload);

@@ -53,6 +53,16 @@ export interface ReplicatingStoreOptions {
   clock?: () => number;
 }
 
+/** Where `bufferedDuring`'s event was buffered for shipping. */
+export interface BufferedEvent {
+  /** Its outbox position. */
+  pos: number;
+  /** The id this home gave it (`homeEventId`). */
+  eventId: string;
+  /** The home epoch `pos` counts in. */
+  epoch: number;
+}
+
 /**
  * A `Store` whose replicated fibers feed an `Outbox`.
  *
@@ -66,10 +76,9 @@ export class ReplicatingStore extends ForwardingStore {
   readonly #home: string;
   readonly #replicates: (name: string) => boolean;
   readonly #clock: () => number;
-  /** Per fiber, the `eventPositionsDuring` under way (one at a time: see there). */
-  readonly #eventWatchers = new Map<string, (pos: number, eventId: string, epoch: number) => void>();
-  /** Per fiber, the tail of the `eventPositionsDuring` calls waiting for their turn. */
-  readonly #sends = new Map<string, Promise<void>>();
+  /** The `bufferedDuring` calls under way, by the token their event carries to `enqueueEvent`. */
+  readonly #sends = new Map<string, (event: BufferedEvent) => void>();
+  #sendTokens = 0;
   /** The wrapped store when it writes the outbox in its own transactions. */
   readonly #keeper: OutboxStore | undefined;
   /**
@@ -268,15 +277,18 @@ export class ReplicatingStore extends ForwardingStore {
     const where = outbox.where(event.fiberId);
     if (where?.status === "away") throw changedHomeError(event.fiberId, where.epoch, where.home);
     if (!outbox.replicated(event.fiberId)) return this.inner.enqueueEvent(event);
-    // The send under way hears of its own event only: one pushed to this home (an `edge:<n>`
-    // id, `enqueuePushedEvents`) may be enqueued beside it.
-    const watcher = event.eventId === undefined ? this.#eventWatchers.get(event.fiberId) : undefined;
+    // A `bufferedDuring` send's event: its token is no id, and only that send hears of it.
+    const watcher = event.eventId === undefined ? undefined : this.#sends.get(event.eventId);
+    if (watcher !== undefined) {
+      const { eventId: _token, ...untagged } = event;
+      event = untagged;
+    }
     if (this.#keeper !== undefined) {
       // Reported once the transaction committed, before this call resolves.
       return this.#keeper.enqueueEvent(
         event,
         this.#write(new Set([event.fiberId]), (_, entry, epoch) => {
-          if (entry.type === "event") watcher?.(entry.pos, entry.eventId, epoch);
+          if (entry.type === "event") watcher?.({ pos: entry.pos, eventId: entry.eventId, epoch });
         }),
       );
     }
@@ -284,49 +296,33 @@ export class ReplicatingStore extends ForwardingStore {
     const epoch = outbox.epoch(event.fiberId) ?? 1;
     const eventId = homeEventId(this.#home, epoch, stored.seq);
     const pos = outbox.append(event.fiberId, { type: "event", event: stored, eventId });
-    watcher?.(pos, eventId, epoch);
+    watcher?.({ pos, eventId, epoch });
     return stored;
   }
 
   /**
-   * Runs `work` (a `runtime.sendEvent` of `fiberId`, with no `eventId`) and resolves with the
-   * outbox position of the event it buffered (what `sendShippedEvent` waits to be shipped), the
-   * id this home gave it (`homeEventId`), and the home epoch the position counts in (positions
-   * of an epoch the fiber has left name other entries in the next one). Empty when the event
-   * was not buffered for shipping (the fiber is not replicated).
-   *
-   * Calls for one fiber run `work` one after the other: two sends at once cannot tell which of
-   * the two events buffered meanwhile is theirs, and a sender whose event a fence drops sends it
-   * on to the edge under its own id (two under one id would be kept there once).
+   * Runs `work` (a `runtime.sendEvent` of one event, with `eventId` set to the token `work` is
+   * given) and resolves with where that event was buffered for shipping: its outbox position
+   * (what `sendShippedEvent` waits to be shipped), the id this home gave it (`homeEventId`), and
+   * the home epoch the position counts in (positions of an epoch the fiber has left name other
+   * entries in the next one); `undefined` when it was not buffered for shipping (the fiber is
+   * not replicated). The token only tells `enqueueEvent` which event is this send's: it is
+   * removed there, and the event is stored without an id, as a page's event is. Any other event
+   * buffered meanwhile (a second page's, one pushed to this home, one a worker's own code sent)
+   * is not this send's.
    */
-  async eventPositionsDuring(
-    fiberId: string,
-    work: () => Promise<void>,
-  ): Promise<{ positions: number[]; eventIds: string[]; epoch: number | undefined }> {
-    const before = this.#sends.get(fiberId);
-    let done = () => {};
-    const turn = new Promise<void>((resolve) => {
-      done = resolve;
+  async bufferedDuring(work: (token: string) => Promise<void>): Promise<BufferedEvent | undefined> {
+    const token = `fiberline-send:${++this.#sendTokens}`;
+    let buffered: BufferedEvent | undefined;
+    this.#sends.set(token, (event) => {
+      buffered = event;
     });
-    const tail = before === undefined ? turn : before.then(() => turn);
-    this.#sends.set(fiberId, tail);
-    const positions: number[] = [];
-    const eventIds: string[] = [];
-    let epoch: number | undefined;
     try {
-      await before;
-      this.#eventWatchers.set(fiberId, (pos, eventId, at) => {
-        positions.push(pos);
-        eventIds.push(eventId);
-        epoch = at;
-      });
-      await work();
+      await work(token);
     } finally {
-      this.#eventWatchers.delete(fiberId);
-      done();
-      if (this.#sends.get(fiberId) === tail) this.#sends.delete(fiberId);
+      this.#sends.delete(token);
     }
-    return { positions, eventIds, epoch };
+    return buffered;
   }
 
   override async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {

@@ -24,8 +24,8 @@ export interface ShippedEventParts {
  *
  * Failure semantics: rejects as `runtime.sendEvent` does, and with `fenced` when the fiber
  * moved to another home before the event reached it (nothing of it counts here); that error
- * carries the id the event had here (`bufferedEventId`), to send it on under. Sends to one fiber
- * at once are buffered one after the other, and each waits for its own event.
+ * carries the id the event had here (`bufferedEventId`), to send it on under. Each send waits
+ * for its own event only, whatever else is sent to the fiber meanwhile.
  *
  * @example
  * await sendShippedEvent({ runtime, store, outbox }, fiberId, "approval", { approved: true });
@@ -36,16 +36,15 @@ export async function sendShippedEvent(
   name: string,
   payload?: unknown,
 ): Promise<void> {
-  const { positions, eventIds, epoch } = await store.eventPositionsDuring(fiberId, () =>
-    runtime.sendEvent(fiberId, name, payload),
+  const buffered = await store.bufferedDuring((token) =>
+    runtime.sendEvent(fiberId, name, payload, { eventId: token }),
   );
-  if (positions.length === 0) return;
+  if (buffered === undefined) return;
   try {
-    await outbox.acknowledged(fiberId, Math.max(...positions), epoch);
+    await outbox.acknowledged(fiberId, buffered.pos, buffered.epoch);
   } catch (error) {
     // Sent again to the new home under this id: the arbiter drops it if the replica has it.
-    const eventId = eventIds.at(-1);
-    if (error instanceof FiberlineError && eventId !== undefined) throw withEventId(error, eventId);
+    if (error instanceof FiberlineError) throw withEventId(error, buffered.eventId);
     throw error;
   }
 }

@@ -1,0 +1,75 @@
+/**
+ * `BrowserContinuity.sendEvent`, the Service Worker host's route for a page's event, in one
+ * process: a runtime from `createReplicatedRuntime` on a `MemoryStore`, its edge link answered by
+ * an `Arbiter` in memory through a gate the test opens and closes.
+ */
+
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { defineFiber } from "../core/define";
+import { MemoryStore } from "../store/memory-store";
+import { Arbiter } from "./arbiter";
+import { type BrowserContinuity, createReplicatedRuntime } from "./browser-home";
+import type { Shipment } from "./protocol";
+
+const stops: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0)) await stop();
+});
+
+const waiter = defineFiber("waiter", {
+  async run(ctx) {
+    return ctx.waitForEvent<number>("go");
+  },
+});
+
+function host() {
+  const edge = new MemoryStore();
+  const arbiter = new Arbiter({ store: edge, leaseMs: 60_000 });
+  const gate = { open: true, held: [] as Array<() => void> };
+  const { runtime, continuity } = createReplicatedRuntime({
+    store: new MemoryStore(),
+    fibers: [waiter],
+    edge: { baseUrl: "http://edge.test", fibers: ["waiter"], deviceId: "d1", leaseMs: 60_000 },
+    pollIntervalMs: 10,
+    onError: () => {},
+  });
+  const link = continuity.link as unknown as Record<string, unknown>;
+  link.ship = async (id: string, shipment: Shipment) => {
+    if (!gate.open) await new Promise<void>((resolve) => gate.held.push(resolve));
+    return arbiter.receive(id, shipment);
+  };
+  stops.push(async () => {
+    continuity.stop();
+    await runtime.close();
+  });
+  return { runtime, continuity, edge, gate };
+}
+
+function answered(continuity: BrowserContinuity, payload: number) {
+  let done = false;
+  const sending = continuity.sendEvent("w1", "go", payload).then(() => {
+    done = true;
+  });
+  return { sending, done: () => done };
+}
+
+describe("BrowserContinuity.sendEvent", () => {
+  it("answers a page once its event is shipped even when the fiber was missing when it settled", async () => {
+    const { runtime, continuity, edge, gate } = host();
+    await continuity.start();
+    await runtime.start("waiter", null, { id: "w1" });
+    await vi.waitFor(async () => expect((await edge.getFiber("w1"))?.status).toBe("waiting"));
+    // The page's settle ran before the fiber was started here (another page started it).
+    vi.spyOn(continuity, "settle").mockResolvedValue("missing");
+    gate.open = false;
+    const send = answered(continuity, 7);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Buffered here, not shipped: a fence now would drop it, so the page is not answered yet.
+    expect(send.done()).toBe(false);
+    gate.open = true;
+    for (const release of gate.held.splice(0)) release();
+    await send.sending;
+    expect((await edge.readInbox("w1")).map((e) => e.payload)).toEqual([7]);
+    expect(await runtime.result("w1")).toBe(7);
+  });
+});
