@@ -44,6 +44,7 @@
  */
 
 import { FencedError } from "../core/errors";
+import { defaultLocks, type FiberLocks } from "../core/locks";
 import {
   type FiberRecord,
   type FiberStatus,
@@ -174,14 +175,19 @@ export function createReplicatedRuntime(options: ReplicatedRuntimeOptions): {
   continuity: BrowserContinuity;
 } {
   const { edge, outbox, onError, store: local, ...runtimeOptions } = options;
+  // One set of fiber locks for the runner and for continuity's writes of copies (a mirror's, a
+  // hand-back's): Web Locks in a browser, shared by every worker of the origin.
+  const locks = runtimeOptions.locks ?? defaultLocks();
   const continuity = new BrowserContinuity({
     local,
     edge,
+    locks,
     ...(outbox ? { outbox } : {}),
     ...(onError ? { onError } : {}),
   });
   const runtime = createRuntime({
     ...runtimeOptions,
+    locks,
     store: continuity.store,
     replication: continuity.replication,
   });
@@ -192,6 +198,8 @@ export function createReplicatedRuntime(options: ReplicatedRuntimeOptions): {
 interface ContinuityParts {
   local: Store;
   edge: EdgeOptions;
+  /** The runner's fiber locks (default `defaultLocks()`). */
+  locks?: FiberLocks;
   outbox?: Outbox;
   onError?(error: unknown, doing: string): void;
 }
@@ -226,6 +234,7 @@ export class BrowserContinuity {
   /** Settles once the device id and the outbox are loaded (rejects if they cannot be). */
   readonly opened: Promise<OpenedContinuity>;
   readonly #local: Store;
+  readonly #locks: FiberLocks;
   readonly #kinds: Map<string, { awaitStart: boolean; comeHome: boolean }>;
   /** Fibers this home is asking the arbiter for (`comeHome`). */
   readonly #comingHome = new Set<string>();
@@ -253,6 +262,7 @@ export class BrowserContinuity {
   constructor(parts: ContinuityParts) {
     const { edge } = parts;
     this.#local = parts.local;
+    this.#locks = parts.locks ?? defaultLocks();
     this.#onAway = edge.onAway;
     this.#onHome = edge.onHome;
     this.#report =
@@ -282,6 +292,7 @@ export class BrowserContinuity {
       ...(edge.mirrorWaitMs === undefined ? {} : { waitMs: edge.mirrorWaitMs }),
       onError: (error, id) => this.#report(error, `mirroring fiber ${id}`),
       onSynced: (id, record) => this.#maybeComeHome(id, record),
+      hold: (id) => this.#holdCopy(id),
     });
     this.store = new HomeGuardStore(this.#local, this);
     this.replication = this.#port();
@@ -599,7 +610,7 @@ export class BrowserContinuity {
     const sentAt = Date.now();
     const answer = await this.link.comeHome(fiberId, home);
     if (answer.status !== "granted" || this.#stopped) return;
-    await this.mirror.handBack(fiberId, async (record) => {
+    const back = await this.mirror.handBack(fiberId, async (record) => {
       await outbox.adopt({
         fiberId,
         epoch: answer.epoch,
@@ -608,11 +619,12 @@ export class BrowserContinuity {
         createdAt: record.createdAt,
         deadline: leaseDeadline(sentAt, answer.leaseMs),
       });
-      this.#away.delete(fiberId);
-      this.#settled.delete(fiberId);
-      this.#firstSync.delete(fiberId);
+      this.#cameHome(fiberId);
       this.noteKind(record);
     });
+    // Adopted by another worker of the origin (the grant names this browser): it runs there.
+    // Or a runner here holds the fiber: asked again at a later read.
+    if (back === "home" || back === "busy") return;
     try {
       this.#onHome?.(fiberId);
     } catch (error) {
@@ -622,6 +634,34 @@ export class BrowserContinuity {
     this.#keepShipping();
     // Picked up like any suspended fiber of this home: its wake-up scheduled, or run if due.
     await this.#requireRuntime().recover();
+  }
+
+  /** `fiberId` is this browser's own again: no more away, nor decided or synced as such. */
+  #cameHome(fiberId: string): void {
+    this.#away.delete(fiberId);
+    this.#settled.delete(fiberId);
+    this.#firstSync.delete(fiberId);
+  }
+
+  /**
+   * The mirror's `hold` around a write of `fiberId`'s copy: the fiber's lock, so no runner here
+   * (in any worker of the origin) writes it meanwhile, and whether the fiber came home in another
+   * worker (the store's outbox head names it this browser's under a newer epoch than the fence
+   * this worker knows), in which case the copy is that worker's and this mirror lets it go. An
+   * outbox that cannot be read, or a lock held here, writes nothing now (read again later).
+   */
+  async #holdCopy(fiberId: string): Promise<{ home: boolean; release(): void } | null> {
+    const { outbox } = await this.opened;
+    const release = await this.#locks.acquire(fiberId);
+    const known = await outbox.resync(fiberId);
+    const home = known && outbox.where(fiberId)?.status === "home";
+    if (home) this.#cameHome(fiberId);
+    if (release === null) return home ? { home, release: () => {} } : null;
+    if (!known) {
+      release();
+      return null;
+    }
+    return { home, release };
   }
 
   #movedAway(fiberId: string, error: unknown): boolean {

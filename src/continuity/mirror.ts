@@ -78,6 +78,15 @@ export interface MirrorOptions {
   onError?(error: unknown, fiberId: string): void;
   /** Told of the local copy after each read of a followed fiber (continuity's `comeHome` looks). */
   onSynced?(fiberId: string, record: FiberRecord): void;
+  /**
+   * Taken around every write of a copy (default: none): the fiber's runner lock, if it is free,
+   * and whether the fiber is this browser's own again (it came home in another worker of the
+   * origin, which runs it now). `null`: a runner here holds the lock, so nothing is written and
+   * the fiber is read again later; `home`: the mirror lets the fiber go, as after `handBack`.
+   * Two worker versions share one store: without it, the mirror of the one the fiber did not come
+   * home to would write (or rebuild) the copy the other runs.
+   */
+  hold?(fiberId: string): Promise<{ home: boolean; release(): void } | null>;
 }
 
 /** What one `sync` did. */
@@ -86,8 +95,10 @@ export type MirrorSync =
   | { status: "mirrored"; record: FiberRecord; rebuilt: boolean; appended: number }
   /** The edge has no replica of the fiber. */
   | { status: "missing" }
-  /** The fiber was handed back to this home (`handBack`): the mirror writes it no more. */
-  | { status: "home" };
+  /** The fiber was handed back to this home (`handBack`), here or in another worker: the mirror writes it no more. */
+  | { status: "home" }
+  /** A runner here holds the fiber (`MirrorOptions.hold`): nothing was written. */
+  | { status: "busy" };
 
 /** A `sync` as the mirror ran it: what it did, and how the read went (for `follow`). */
 type Synced = MirrorSync & {
@@ -130,6 +141,7 @@ export class Mirror {
   readonly #followed = new Map<string, ReturnType<typeof setTimeout> | undefined>();
   /** Fibers handed back to this home: their copy is the fiber itself now, not the mirror's. */
   readonly #released = new Set<string>();
+  readonly #hold: MirrorOptions["hold"];
   readonly #onSynced: MirrorOptions["onSynced"];
   #stopped = false;
 
@@ -141,6 +153,7 @@ export class Mirror {
     this.#maxHeldReads = options.maxHeldReads ?? 4;
     this.#minGapMs = options.minGapMs ?? 100;
     this.#onSynced = options.onSynced;
+    this.#hold = options.hold;
     this.#report =
       options.onError ??
       ((error, id) => console.error(`[fiberline/continuity] mirroring fiber ${id}:`, error));
@@ -181,28 +194,59 @@ export class Mirror {
    * Failure semantics: a failed read or write rejects before `adopt` runs, and the fiber stays
    * mirrored; the caller asks again (the arbiter grants the same home the same epoch again).
    */
-  handBack(fiberId: string, adopt: (record: FiberRecord) => Promise<void>): Promise<FiberRecord> {
+  handBack(
+    fiberId: string,
+    adopt: (record: FiberRecord) => Promise<void>,
+  ): Promise<FiberRecord | "home" | "busy"> {
     this.#cutHeldRead(fiberId);
     return this.#queued(fiberId, async () => {
-      const synced = await this.#sync(fiberId, { whole: true });
-      if (synced.status !== "mirrored")
-        throw new Error(`Fiber ${fiberId} has no replica at the edge to take back from.`);
-      let record = synced.record;
-      if (synced.inbox === "diverged") {
-        const replica = await this.#source.readReplica(fiberId, 0);
-        if (replica === undefined) throw new Error(`Fiber ${fiberId} has no replica at the edge any more.`);
-        if (replica.type === "delta")
-          throw new Error(`The edge answered a whole read of ${fiberId} with a delta.`);
-        this.#cursors.delete(fiberId);
-        record = await rebuildCopy(this.#store, record, replica);
+      // Held from the read to the adoption: no runner here, and no other worker's mirror or
+      // hand-back, writes the copy between the two.
+      const held = await this.#held(fiberId);
+      if (held === "home" || held === "busy") return held;
+      try {
+        const synced = await this.#sync(fiberId, { whole: true, held: true });
+        if (synced.status !== "mirrored")
+          throw new Error(`Fiber ${fiberId} has no replica at the edge to take back from.`);
+        let record = synced.record;
+        if (synced.inbox === "diverged") {
+          const replica = await this.#source.readReplica(fiberId, 0);
+          if (replica === undefined) throw new Error(`Fiber ${fiberId} has no replica at the edge any more.`);
+          if (replica.type === "delta")
+            throw new Error(`The edge answered a whole read of ${fiberId} with a delta.`);
+          this.#cursors.delete(fiberId);
+          record = await rebuildCopy(this.#store, record, replica);
+        }
+        await adopt(record);
+        this.#letGo(fiberId);
+        return record;
+      } finally {
+        held?.release();
       }
-      await adopt(record);
-      this.#released.add(fiberId);
-      this.#checked.delete(fiberId);
-      this.#cursors.delete(fiberId);
-      this.unfollow(fiberId);
-      return record;
     });
+  }
+
+  /** Writes `fiberId`'s copy no more: it is this browser's own again (`handBack`, here or in another worker). */
+  #letGo(fiberId: string): void {
+    this.#released.add(fiberId);
+    this.#checked.delete(fiberId);
+    this.#cursors.delete(fiberId);
+    this.unfollow(fiberId);
+  }
+
+  /**
+   * `MirrorOptions.hold` for a write of `fiberId`'s copy: `undefined` without the hook, `"busy"`
+   * when a runner here holds the fiber, `"home"` (the fiber let go) when it came home in
+   * another worker, or the hold to release once written.
+   */
+  async #held(fiberId: string): Promise<{ release(): void } | "home" | "busy" | undefined> {
+    if (this.#hold === undefined) return undefined;
+    const held = await this.#hold(fiberId);
+    if (held === null) return "busy";
+    if (!held.home) return held;
+    held.release();
+    this.#letGo(fiberId);
+    return "home";
   }
 
   /** Mirrors `fiberId` again (it moved away once more after `handBack`). */
@@ -237,16 +281,19 @@ export class Mirror {
         const result = await this.#queued(fiberId, () =>
           this.#sync(fiberId, { waitMs: hold ? this.#waitMs : 0 }),
         );
-        if (result.status !== "mirrored" || isTerminal(result.record.status)) {
+        if (result.status === "busy") {
+          // A runner here holds the fiber (a claim the guard refuses, or a come-home under way).
+        } else if (result.status !== "mirrored" || isTerminal(result.record.status)) {
           this.#followed.delete(fiberId);
           return;
+        } else {
+          this.#onSynced?.(fiberId, result.record);
+          if (this.#cut.delete(fiberId)) pause = 0;
+          else if (this.#asksAtOnce(fiberId, result, opening))
+            // An answer that carried changes: the next one waits `minGapMs`, so a fiber the edge
+            // streams fast is read a few times a second, each answer carrying what came meanwhile.
+            pause = result.nothingNew === true || opening ? 0 : this.#minGapMs;
         }
-        this.#onSynced?.(fiberId, result.record);
-        if (this.#cut.delete(fiberId)) pause = 0;
-        else if (this.#asksAtOnce(fiberId, result, opening))
-          // An answer that carried changes: the next one waits `minGapMs`, so a fiber the edge
-          // streams fast is read a few times a second, each answer carrying what came meanwhile.
-          pause = result.nothingNew === true || opening ? 0 : this.#minGapMs;
       } catch (error) {
         if (this.#cut.delete(fiberId)) pause = 0;
         else {
@@ -307,7 +354,7 @@ export class Mirror {
    */
   async #sync(
     fiberId: string,
-    { whole = false, waitMs = 0 }: { whole?: boolean; waitMs?: number },
+    { whole = false, waitMs = 0, held = false }: { whole?: boolean; waitMs?: number; held?: boolean },
   ): Promise<Synced> {
     if (this.#released.has(fiberId)) return { status: "home" };
     const store = this.#store;
@@ -336,6 +383,25 @@ export class Mirror {
     if (answer === undefined) return { status: "missing" };
     if (answer.type === "delta" && cursor === undefined)
       throw new Error(`The edge answered a whole read of fiber ${fiberId} with a delta.`);
+    const hold = held ? undefined : await this.#held(fiberId);
+    if (hold === "home" || hold === "busy") return { status: hold };
+    try {
+      return await this.#write(fiberId, local, answer, checked, holding !== undefined, readMs);
+    } finally {
+      hold?.release();
+    }
+  }
+
+  /** The writes of one `#sync` read: `answer` onto the copy `local` (`checked`: compared whole before). */
+  async #write(
+    fiberId: string,
+    local: FiberRecord | undefined,
+    answer: ReplicaAnswer,
+    checked: boolean,
+    heldRead: boolean,
+    readMs: number,
+  ): Promise<Synced> {
+    const store = this.#store;
     // The copy is about to change: the cursor is taken again once this answer is written (a
     // failure from here on reads whole next time; one before it left the copy as the cursor says).
     this.#cursors.delete(fiberId);
@@ -374,7 +440,7 @@ export class Mirror {
       rebuilt: false,
       appended: applied.appended,
       inbox: applied.inbox,
-      held: holding !== undefined && answer.type === "delta",
+      held: heldRead && answer.type === "delta",
       nothingNew: isNothingNew(answer),
       whole: answer.type !== "delta",
       readMs,

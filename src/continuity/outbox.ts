@@ -429,7 +429,13 @@ export class Outbox implements Replication {
       );
       return;
     }
-    if (log.where.status === "away") return;
+    if (log.where.status === "away") {
+      // Came home to another worker of the origin (`adopt`) after the fence this view holds: the
+      // store's view replaces this one (nothing waits here: an away fiber takes no writes).
+      if (saved !== undefined && saved.away === undefined && saved.epoch > log.where.epoch)
+        this.#replace(fiberId, log, saved, `Fiber ${fiberId} came back to this browser in another worker.`);
+      return;
+    }
     if (saved === undefined) {
       // Collected by another worker (its end was acknowledged there).
       if (log.ended && log.waiters.length === 0) this.forget(fiberId);

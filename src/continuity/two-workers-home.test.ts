@@ -1,0 +1,163 @@
+/**
+ * Two Service Worker versions of one origin (an update in progress) that both mirror a fiber
+ * the edge took over, when its kind comes home: on one IndexedDB (fake-indexeddb), each a real
+ * `BrowserContinuity` with its runtime, their edge link answered by one `Arbiter` in memory.
+ */
+
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { defineFiber } from "../core/define";
+import { localLocks } from "../core/locks";
+import type { FiberRecord } from "../core/records";
+import { IdbStore } from "../store/idb-store";
+import { MemoryStore } from "../store/memory-store";
+import { Arbiter } from "./arbiter";
+import { createReplicatedRuntime } from "./browser-home";
+import type { Shipment } from "./protocol";
+
+const stops: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0)) await stop();
+});
+
+const pair = defineFiber("pair", {
+  async run(ctx) {
+    const a = await ctx.waitForEvent<number>("go");
+    const b = await ctx.waitForEvent<number>("go");
+    return a + b;
+  },
+});
+
+function edgeHome() {
+  let now = Date.now();
+  const store = new MemoryStore();
+  const arbiter = new Arbiter({ store, leaseMs: 60_000, clock: () => now });
+  return {
+    store,
+    arbiter,
+    /** The browser's lease lapses and the edge takes the fiber over; it waits there, unclaimed. */
+    async takeOver(id: string) {
+      now += 61_000;
+      expect(await arbiter.takeOverLapsed()).toEqual([id]);
+      const record = (await store.getFiber(id)) as FiberRecord;
+      await store.commit([
+        { fiberId: id, generation: record.generation, fiber: { owner: undefined, leaseUntil: undefined } },
+      ]);
+    },
+  };
+}
+
+/** A promise the test settles when it wants (`open()`). */
+function gate() {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+}
+
+/** The origin's Web Locks, which every worker shares (in-process here). */
+const originLocks = localLocks();
+
+function worker(indexedDB: IDBFactory, edge: ReturnType<typeof edgeHome>) {
+  const asking = gate();
+  let shipping: Promise<void> = Promise.resolve();
+  const home: string[] = [];
+  const errors: unknown[] = [];
+  const { runtime, continuity } = createReplicatedRuntime({
+    store: new IdbStore({ name: "db", indexedDB }),
+    fibers: [pair],
+    edge: {
+      baseUrl: "http://edge.test",
+      fibers: [{ name: "pair", comeHome: "at-suspension" }],
+      deviceId: "d1",
+      leaseMs: 600,
+      mirrorWaitMs: 0,
+      mirrorPollMs: 20,
+      onHome: (id) => home.push(id),
+    },
+    pollIntervalMs: 10,
+    locks: originLocks,
+    onError: (error) => errors.push(error),
+  });
+  const link = continuity.link as unknown as Record<string, unknown>;
+  link.ship = async (id: string, shipment: Shipment) => {
+    await shipping;
+    return edge.arbiter.receive(id, shipment);
+  };
+  link.comeHome = async (id: string, to: string) => {
+    await asking.opened;
+    return edge.arbiter.comeHome(id, to);
+  };
+  link.readReplica = async (id: string) => {
+    const record = await edge.store.getFiber(id);
+    if (record === undefined) return undefined;
+    const [chunks, journal, inbox] = await Promise.all([
+      edge.store.readStream(id, 0),
+      edge.store.readJournal(id),
+      edge.store.readInbox(id),
+    ]);
+    return { type: "whole", record, chunks, journal, inbox };
+  };
+  stops.push(async () => {
+    continuity.stop();
+    await runtime.close();
+  });
+  return {
+    runtime,
+    continuity,
+    home,
+    errors,
+    /** Lets this worker's come-home requests through. */
+    ask: asking.open,
+    /** Holds this worker's shipments until `release()`. */
+    hold() {
+      const held = gate();
+      shipping = held.opened;
+      return held.open;
+    },
+  };
+}
+
+describe("a fiber two worker versions mirror, when it comes home", () => {
+  it("is adopted by one of them, and the other's mirror leaves the copy it runs alone", async () => {
+    const indexedDB = new IDBFactory();
+    const edge = edgeHome();
+    const old = worker(indexedDB, edge);
+    await old.continuity.start();
+    await old.runtime.start("pair", null, { id: "p" });
+    await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("waiting"));
+    // A new version installs beside it; then the edge takes the fiber over, and both hear of
+    // the fence at a heartbeat and mirror the fiber.
+    const fresh = worker(indexedDB, edge);
+    await fresh.continuity.start();
+    await edge.takeOver("p");
+    await vi.waitFor(() => expect([old, fresh].map((w) => w.continuity.isAway("p"))).toEqual([true, true]), {
+      timeout: 10_000,
+    });
+    // Its kind comes home to the old worker first, which takes a page's event and has not
+    // shipped it yet when the new worker's request is answered.
+    old.ask();
+    await vi.waitFor(() => expect(old.home).toEqual(["p"]), { timeout: 10_000 });
+    const release = old.hold();
+    const first = old.continuity.sendEvent("p", "go", 1);
+    const local = new IdbStore({ name: "db", indexedDB });
+    await vi.waitFor(async () => expect((await local.readInbox("p")).map((e) => e.payload)).toEqual([1]));
+    fresh.ask();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    release();
+    await first;
+    await old.continuity.sendEvent("p", "go", 2);
+    await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("completed"), {
+      timeout: 10_000,
+    });
+    expect((await edge.store.getFiber("p"))?.result).toBe(3);
+    expect((await edge.store.readInbox("p")).map((e) => e.payload)).toEqual([1, 2]);
+    expect((await local.getFiber("p"))?.result).toBe(3);
+    expect((await local.readInbox("p")).map((e) => e.payload)).toEqual([1, 2]);
+    expect(fresh.home).toEqual([]);
+    expect([...old.errors, ...fresh.errors]).toEqual([]);
+    local.close();
+  }, 30_000);
+});
