@@ -215,6 +215,8 @@ export interface OpenedContinuity {
 
 /** How long `settle` waits for the arbiter's first answer on a fiber this worker did not create. */
 const FIRST_ANSWER_MS = 5_000;
+/** The pause between reads of a fiber being restored while another worker holds its lock. */
+const RESTORE_RETRY_MS = 50;
 
 /**
  * One browser home's continuity: the outbox, its shipper, the mirror, and the decisions of where
@@ -554,7 +556,15 @@ export class BrowserContinuity {
     const { epoch, home } = replica.record.home;
     this.#away.set(fiberId, { epoch, home });
     await this.#awayNow(fiberId);
-    return (await this.#local.getFiber(fiberId)) === undefined ? "missing" : "away";
+    for (let waited = 0; (await this.#local.getFiber(fiberId)) === undefined; waited += RESTORE_RETRY_MS) {
+      // The first read wrote nothing when the fiber's lock was held: another worker of the
+      // origin restores it at the same time, and its copy lands once that worker lets go.
+      const synced = await this.mirror.sync(fiberId).catch(() => undefined);
+      if (synced?.status !== "busy" || waited >= FIRST_ANSWER_MS)
+        return (await this.#local.getFiber(fiberId)) === undefined ? "missing" : "away";
+      await new Promise((resolve) => setTimeout(resolve, RESTORE_RETRY_MS));
+    }
+    return "away";
   }
 
   /** Mirrors `fiberId` from now on: a first read (which streams wait for), then follows it. */

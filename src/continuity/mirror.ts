@@ -97,7 +97,7 @@ export type MirrorSync =
   | { status: "missing" }
   /** The fiber was handed back to this home (`handBack`), here or in another worker: the mirror writes it no more. */
   | { status: "home" }
-  /** A runner here holds the fiber (`MirrorOptions.hold`): nothing was written. */
+  /** The fiber's lock is held here (a runner, or the other worker's mirror or hand-back; `MirrorOptions.hold`): nothing was written. */
   | { status: "busy" };
 
 /** A `sync` as the mirror ran it: what it did, and how the read went (for `follow`). */
@@ -282,7 +282,8 @@ export class Mirror {
           this.#sync(fiberId, { waitMs: hold ? this.#waitMs : 0 }),
         );
         if (result.status === "busy") {
-          // A runner here holds the fiber (a claim the guard refuses, or a come-home under way).
+          // Its lock is held here (a claim the guard refuses, a come-home, the other worker's
+          // mirror): read again later.
         } else if (result.status !== "mirrored" || isTerminal(result.record.status)) {
           this.#followed.delete(fiberId);
           return;

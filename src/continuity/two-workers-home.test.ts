@@ -8,7 +8,7 @@ import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
-import { localLocks } from "../core/locks";
+import { type FiberLocks, localLocks } from "../core/locks";
 import type { FiberRecord } from "../core/records";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
@@ -60,25 +60,29 @@ function gate() {
 /** The origin's Web Locks, which every worker shares (in-process here). */
 const originLocks = localLocks();
 
-function worker(indexedDB: IDBFactory, edge: ReturnType<typeof edgeHome>) {
+function worker(
+  indexedDB: IDBFactory,
+  edge: ReturnType<typeof edgeHome>,
+  over: { store?: IdbStore; deviceId?: string; locks?: FiberLocks } = {},
+) {
   const asking = gate();
   let shipping: Promise<void> = Promise.resolve();
   const home: string[] = [];
   const errors: unknown[] = [];
   const { runtime, continuity } = createReplicatedRuntime({
-    store: new IdbStore({ name: "db", indexedDB }),
+    store: over.store ?? new IdbStore({ name: "db", indexedDB }),
     fibers: [pair],
     edge: {
       baseUrl: "http://edge.test",
       fibers: [{ name: "pair", comeHome: "at-suspension" }],
-      deviceId: "d1",
+      deviceId: over.deviceId ?? "d1",
       leaseMs: 600,
       mirrorWaitMs: 0,
       mirrorPollMs: 20,
       onHome: (id) => home.push(id),
     },
     pollIntervalMs: 10,
-    locks: originLocks,
+    locks: over.locks ?? originLocks,
     onError: (error) => errors.push(error),
   });
   const link = continuity.link as unknown as Record<string, unknown>;
@@ -160,4 +164,32 @@ describe("a fiber two worker versions mirror, when it comes home", () => {
     expect([...old.errors, ...fresh.errors]).toEqual([]);
     local.close();
   }, 30_000);
+});
+
+/** An `IdbStore` whose `createFiber` takes 100 ms (a restore's first write, slowed). */
+class SlowCreate extends IdbStore {
+  override async createFiber(...args: Parameters<IdbStore["createFiber"]>) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    return super.createFiber(...args);
+  }
+}
+
+describe("a fiber only the edge has, which two worker versions restore at once", () => {
+  it("is found by both: the one that waits for the other's lock does not answer missing", async () => {
+    const edge = edgeHome();
+    // Started by another device, whose replica the edge holds.
+    const elsewhere = worker(new IDBFactory(), edge, { deviceId: "d0", locks: localLocks() });
+    await elsewhere.continuity.start();
+    await elsewhere.runtime.start("pair", null, { id: "r" });
+    await vi.waitFor(async () => expect((await edge.store.getFiber("r"))?.status).toBe("waiting"));
+    // This browser's database lacks it; both its workers are asked for it at once.
+    const indexedDB = new IDBFactory();
+    const slow = worker(indexedDB, edge, { store: new SlowCreate({ name: "db", indexedDB }) });
+    const other = worker(indexedDB, edge);
+    await Promise.all([slow.continuity.opened, other.continuity.opened]);
+    expect(await Promise.all([slow.continuity.settle("r"), other.continuity.settle("r")])).toEqual([
+      "away",
+      "away",
+    ]);
+  });
 });
