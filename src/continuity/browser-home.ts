@@ -67,6 +67,7 @@ import {
   type WriteGroup,
 } from "../core/store";
 import { cancelShipped } from "./cancel";
+import { copyHold } from "./copy-hold";
 import { EdgeLink, type EdgeLinkOptions } from "./edge-link";
 import { changedHomeError } from "./errors";
 import { ForwardingStore } from "./forwarding-store";
@@ -653,25 +654,10 @@ export class BrowserContinuity {
     this.#firstSync.delete(fiberId);
   }
 
-  /**
-   * The mirror's `hold` around a write of `fiberId`'s copy: the fiber's lock, so no runner here
-   * (in any worker of the origin) writes it meanwhile, and whether the fiber came home in another
-   * worker (the store's outbox head names it this browser's under a newer epoch than the fence
-   * this worker knows), in which case the copy is that worker's and this mirror lets it go. An
-   * outbox that cannot be read, or a lock held here, writes nothing now (read again later).
-   */
+  /** The mirror's `hold` around a write of `fiberId`'s copy (`copyHold`, once the outbox is open). */
   async #holdCopy(fiberId: string): Promise<{ home: boolean; release(): void } | null> {
     const { outbox } = await this.opened;
-    const release = await this.#locks.acquire(fiberId);
-    const known = await outbox.resync(fiberId);
-    const home = known && outbox.where(fiberId)?.status === "home";
-    if (home) this.#cameHome(fiberId);
-    if (release === null) return home ? { home, release: () => {} } : null;
-    if (!known) {
-      release();
-      return null;
-    }
-    return { home, release };
+    return copyHold(this.#locks, outbox, (id) => this.#cameHome(id))(fiberId);
   }
 
   #movedAway(fiberId: string, error: unknown): boolean {

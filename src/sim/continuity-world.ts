@@ -17,6 +17,7 @@
 
 import { Arbiter } from "../continuity/arbiter";
 import { ArbitratedStore } from "../continuity/arbitrated-store";
+import { copyHold } from "../continuity/copy-hold";
 import { ForwardingStore } from "../continuity/forwarding-store";
 import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
@@ -35,7 +36,7 @@ import { enqueuePushedEvents } from "../continuity/send-event";
 import { Shipper } from "../continuity/shipper";
 import type { FiberContext, StepContext } from "../core/define";
 import { defineFiber } from "../core/define";
-import { localLocks } from "../core/locks";
+import { type FiberLocks, localLocks } from "../core/locks";
 import { type HomeLease, isTerminal } from "../core/records";
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
@@ -193,6 +194,8 @@ export class ContinuityWorld {
   readonly #attempts = new LiveAttempts(() => Date.now() - EPOCH);
   /** The Web Locks the browser's workers share, in schedules with updates (else each has its own). */
   readonly #browserLocks: SimLockManager | undefined;
+  /** Per fiber, the latest answer any browser worker's mirror was served (`CheckedMirrorSource`). */
+  readonly #mirrorServes = new Map<string, { by: CheckedMirrorSource; n: number }>();
   /** The names of the browser's workers so far. */
   readonly #browserNames = new Set<string>();
   #nodes = 0;
@@ -421,7 +424,10 @@ export class ContinuityWorld {
       },
       name,
     );
-    const runtime = this.#runtime(name, store, () => node, this.#replication(outbox), Date.now, true);
+    // The origin's Web Locks (shared by its workers in schedules with updates), for the runner
+    // and for the mirror's writes of copies (`copyHold`), as `createReplicatedRuntime` wires them.
+    const locks = this.#browserLocks?.view(name) ?? localLocks();
+    const runtime = this.#runtime(name, store, () => node, this.#replication(outbox), Date.now, locks);
     const shipper = new Shipper({
       outbox,
       home: HOME,
@@ -456,6 +462,7 @@ export class ContinuityWorld {
       trace: this.trace,
       counts: this.mirrorReads,
       lossy: this.planted === "lossy-delta",
+      served: this.#mirrorServes,
     });
     const mirror = new Mirror({
       store: mirrorStore,
@@ -465,6 +472,7 @@ export class ContinuityWorld {
       pollMs: this.rng.pick([100, 500]),
       onError: (error, id) =>
         this.trace.add("mirror", `${id}: ${codeOf(error)} ${String(error).slice(0, 100)}`),
+      hold: copyHold(locks, outbox),
     });
     node = {
       name,
@@ -559,11 +567,12 @@ export class ContinuityWorld {
    * finds a fiber away): a whole first read, then held reads that carry only what changed.
    */
   followAway(fiberId: string): void {
-    const browser = this.browser;
-    if (!browser || browser.crashed || browser.comingHome.has(fiberId)) return;
-    if (this.outbox.where(fiberId)?.status !== "away") return;
-    browser.mirror.track(fiberId);
-    browser.mirror.follow(fiberId);
+    for (const browser of [this.browser, this.installing]) {
+      if (!browser || browser.crashed || browser.comingHome.has(fiberId)) continue;
+      if (browser.outbox.where(fiberId)?.status !== "away") continue;
+      browser.mirror.track(fiberId);
+      browser.mirror.follow(fiberId);
+    }
   }
 
   /**
@@ -574,10 +583,17 @@ export class ContinuityWorld {
    * from the replica (chunks or events never shipped) is rebuilt by the mirror.
    */
   async comeHome(fiberId: string): Promise<void> {
-    const browser = this.browser;
+    // Either worker of an update in progress asks when its mirror finds the fiber suspended.
+    const workers = [this.browser, this.installing].filter(
+      (w): w is BrowserNode =>
+        w !== undefined &&
+        !w.crashed &&
+        !w.comingHome.has(fiberId) &&
+        w.outbox.where(fiberId)?.status === "away",
+    );
+    const browser = workers.length > 1 ? this.rng.pick(workers) : workers[0];
     const edge = this.edge;
-    if (!browser || browser.crashed || !edge || edge.crashed) return;
-    if (this.outbox.where(fiberId)?.status !== "away" || browser.comingHome.has(fiberId)) return;
+    if (!browser || !edge || edge.crashed) return;
     // One request at a time per fiber, as `BrowserContinuity` asks.
     browser.comingHome.add(fiberId);
     try {
@@ -602,12 +618,12 @@ export class ContinuityWorld {
       this.trace.add("come-home", `${fiberId}: the grant's answer was lost`);
       return;
     }
-    if (browser.crashed || this.browser !== browser) return;
+    if (browser.crashed || (this.browser !== browser && this.installing !== browser)) return;
     // Away again since an earlier come-home of this launch: mirrored again (`#goAway` does it).
     browser.mirror.track(fiberId);
-    await browser.mirror.handBack(fiberId, async (record) => {
+    const back = await browser.mirror.handBack(fiberId, async (record) => {
       if (browser.crashed) throw new Error("the browser died");
-      await this.outbox.adopt({
+      await browser.outbox.adopt({
         fiberId,
         epoch: answer.epoch,
         acked: answer.appliedPos,
@@ -617,6 +633,10 @@ export class ContinuityWorld {
       });
     });
     if (browser.crashed) return;
+    if (back === "home" || back === "busy") {
+      this.trace.add("come-home", `${fiberId}: not adopted by ${browser.name} (${back})`);
+      return;
+    }
     this.comeHomes.adopted++;
     this.trace.add("come-home", `${fiberId} is ${browser.name}'s again (epoch ${answer.epoch})`);
     browser.shipper.kick(fiberId);
@@ -674,7 +694,7 @@ export class ContinuityWorld {
     node: () => HomeNode,
     replication?: Replication,
     clock: () => number = Date.now,
-    browser = false,
+    locks?: FiberLocks,
   ): Runtime {
     const host = (): ProgramHost => ({
       runner: name,
@@ -701,8 +721,7 @@ export class ContinuityWorld {
       pollIntervalMs,
       retentionMs: 86_400_000,
       maxRecoveries: 30,
-      // The browser's workers share the origin's Web Locks in schedules with updates.
-      locks: (browser ? this.#browserLocks?.view(name) : undefined) ?? localLocks(),
+      locks: locks ?? localLocks(),
       clock,
       random: () => this.rng.next(),
       uuid: () => this.rng.uuid(),

@@ -297,8 +297,8 @@ class ContinuityActions {
     const suspended = record?.status === "sleeping" || record?.status === "waiting";
     // The planted `grant-while-running` asks at every poll: its grant is the bug.
     const ask = suspended || world.planted === "grant-while-running" || world.rng.chance(0.1);
-    if (world.outbox.where(fiberId)?.status === "away" && ask)
-      world.background(`come-home ${fiberId}`, world.comeHome(fiberId));
+    // Asked by a worker whose outbox says the fiber is away (either one, during an update).
+    if (ask) world.background(`come-home ${fiberId}`, world.comeHome(fiberId));
     setTimeout(() => this.#comeHomePoll(fiberId), world.rng.int(200, 800));
   }
 

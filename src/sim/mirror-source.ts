@@ -34,13 +34,22 @@ export interface CheckedMirrorOptions {
   counts: { whole: number; delta: number; checked: number };
   /** The planted `lossy-delta`: deltas lose their journal and inbox on the way. */
   lossy?: boolean;
+  /**
+   * Per fiber, the latest answer any worker's mirror was served (shared by the sources of the
+   * workers of one update): a copy another worker's mirror may have written since this one's
+   * cursor is not checked against that cursor (two mirrors write one copy, each its own answers).
+   */
+  served?: Map<string, { by: CheckedMirrorSource; n: number }>;
 }
+
+/** Orders the answers served to every source of a schedule. */
+let serves = 0;
 
 /** Reads the edge for a mirror, and checks the copy at every cursor the mirror sends back. */
 export class CheckedMirrorSource implements ReplicaSource {
   readonly #o: CheckedMirrorOptions;
-  /** Per `fiberId|cursor`, the whole replica state an answer with that cursor described. */
-  readonly #served = new Map<string, ReplicaSnapshot>();
+  /** Per `fiberId|cursor`, the whole replica state an answer with that cursor described, and when. */
+  readonly #served = new Map<string, { state: ReplicaSnapshot; n: number }>();
 
   constructor(options: CheckedMirrorOptions) {
     this.#o = options;
@@ -51,11 +60,13 @@ export class CheckedMirrorSource implements ReplicaSource {
     const { edge, counts } = this.#o;
     const answer = await readReplicaWhenChanged(edge, edge, fiberId, after, options);
     if (answer === undefined || answer.cursor === undefined) return answer;
+    const n = ++serves;
+    this.#o.served?.set(fiberId, { by: this, n });
     if (answer.type === "delta") counts.delta++;
     else counts.whole++;
     // The state the cursor names, read whole: kept only if nothing changed it in between.
     const whole = await readReplica(edge, fiberId, 0);
-    if (whole?.cursor === answer.cursor) this.#served.set(`${fiberId}|${answer.cursor}`, whole);
+    if (whole?.cursor === answer.cursor) this.#served.set(`${fiberId}|${answer.cursor}`, { state: whole, n });
     if (this.#o.lossy && answer.type === "delta") {
       const { journal: _journal, inbox: _inbox, ...lossy } = answer;
       return lossy;
@@ -65,9 +76,15 @@ export class CheckedMirrorSource implements ReplicaSource {
 
   async #check(fiberId: string, cursor: string): Promise<void> {
     const key = `${fiberId}|${cursor}`;
-    const served = this.#served.get(key);
-    if (served === undefined) return;
+    const kept = this.#served.get(key);
+    if (kept === undefined) return;
     this.#served.delete(key);
+    const latest = this.#o.served?.get(fiberId);
+    if (latest !== undefined && latest.by !== this && latest.n > kept.n) {
+      this.#o.trace.add("mirror", `${fiberId} copy not checked: another worker's mirror read it since`);
+      return;
+    }
+    const served = kept.state;
     const { edge, local, findings, trace, counts } = this.#o;
     counts.checked++;
     const [record, journal, snapshot, inbox, stream, edgeStream] = await Promise.all([

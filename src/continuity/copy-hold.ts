@@ -1,0 +1,41 @@
+/**
+ * `copyHold`: the `Mirror`'s `hold` of a browser home (docs/design/continuity.md, "Shipping", the
+ * two-worker rules). Every write of a mirrored copy is made under the fiber's runner lock and
+ * after the store's outbox head was read, so that with two Service Worker versions on one store
+ * the mirror of the one a fiber did not come home to never writes (or rebuilds) the copy the
+ * other runs. Used by `BrowserContinuity` and the simulator's browser workers.
+ */
+
+import type { FiberLocks } from "../core/locks";
+import type { MirrorOptions } from "./mirror";
+import type { Outbox } from "./outbox";
+
+/**
+ * The hold for writes of copies under `locks` (the runtime's) and `outbox` (this worker's view):
+ * `null` while the fiber's lock is held here (a runner, or the other worker's mirror or
+ * hand-back) or the outbox cannot be read, so nothing is written now; `{ home: true }` when the
+ * store's head names the fiber this browser's again under a newer epoch than the fence this view
+ * knows (it came home in another worker: `onHome` hears of it, and the mirror lets it go);
+ * otherwise the held lock, released once the copy is written.
+ *
+ * @example
+ * new Mirror({ store, source, hold: copyHold(locks, outbox) });
+ */
+export function copyHold(
+  locks: FiberLocks,
+  outbox: Outbox,
+  onHome?: (fiberId: string) => void,
+): NonNullable<MirrorOptions["hold"]> {
+  return async (fiberId) => {
+    const release = await locks.acquire(fiberId);
+    const known = await outbox.resync(fiberId);
+    const home = known && outbox.where(fiberId)?.status === "home";
+    if (home) onHome?.(fiberId);
+    if (release === null) return home ? { home, release: () => {} } : null;
+    if (!known) {
+      release();
+      return null;
+    }
+    return { home, release };
+  };
+}
