@@ -81,8 +81,9 @@ export interface MirrorOptions {
   /**
    * Taken around every write of a copy (default: none): the fiber's runner lock, if it is free,
    * and whether the fiber is this browser's own again (it came home in another worker of the
-   * origin, which runs it now). `null`: a runner here holds the lock, so nothing is written and
-   * the fiber is read again later; `home`: the mirror lets the fiber go, as after `handBack`.
+   * origin, which runs it now). `null`: the lock is held here (a runner, or the other worker's
+   * mirror or hand-back), so nothing is written and the fiber is read again later; `home`: the
+   * mirror lets the fiber go, as after `handBack`. `copyHold` is a browser home's.
    * Two worker versions share one store: without it, the mirror of the one the fiber did not come
    * home to would write (or rebuild) the copy the other runs.
    */
@@ -191,6 +192,10 @@ export class Mirror {
    * away later). A copy whose inbox diverged from the replica's (events this home buffered and
    * never shipped) is rebuilt.
    *
+   * Resolves with the copy's record once `adopt` resolved; with `"home"` when the fiber came home
+   * in another worker of the origin (`MirrorOptions.hold`: nothing written, `adopt` not called,
+   * the mirror lets it go), or `"busy"` while its lock is held here (nothing written: ask again).
+   *
    * Failure semantics: a failed read or write rejects before `adopt` runs, and the fiber stays
    * mirrored; the caller asks again (the arbiter grants the same home the same epoch again).
    */
@@ -236,7 +241,7 @@ export class Mirror {
 
   /**
    * `MirrorOptions.hold` for a write of `fiberId`'s copy: `undefined` without the hook, `"busy"`
-   * when a runner here holds the fiber, `"home"` (the fiber let go) when it came home in
+   * when its lock is held here, `"home"` (the fiber let go) when it came home in
    * another worker, or the hold to release once written.
    */
   async #held(fiberId: string): Promise<{ release(): void } | "home" | "busy" | undefined> {
