@@ -22,13 +22,21 @@ const waiter = defineFiber("waiter", {
   },
 });
 
+/** A kind this browser does not replicate. */
+const plain = defineFiber("plain", {
+  async run(ctx) {
+    return ctx.waitForEvent<number>("go");
+  },
+});
+
 function host() {
   const edge = new MemoryStore();
+  const local = new MemoryStore();
   const arbiter = new Arbiter({ store: edge, leaseMs: 60_000 });
   const gate = { open: true, held: [] as Array<() => void> };
   const { runtime, continuity } = createReplicatedRuntime({
-    store: new MemoryStore(),
-    fibers: [waiter],
+    store: local,
+    fibers: [waiter, plain],
     edge: { baseUrl: "http://edge.test", fibers: ["waiter"], deviceId: "d1", leaseMs: 60_000 },
     pollIntervalMs: 10,
     onError: () => {},
@@ -42,7 +50,7 @@ function host() {
     continuity.stop();
     await runtime.close();
   });
-  return { runtime, continuity, edge, gate };
+  return { runtime, continuity, edge, local, gate };
 }
 
 function answered(continuity: BrowserContinuity, payload: number) {
@@ -71,5 +79,14 @@ describe("BrowserContinuity.sendEvent", () => {
     await send.sending;
     expect((await edge.readInbox("w1")).map((e) => e.payload)).toEqual([7]);
     expect(await runtime.result("w1")).toBe(7);
+  });
+
+  it("stores a page's event to a fiber of a kind it does not replicate without an id", async () => {
+    const { runtime, continuity, local } = host();
+    await continuity.start();
+    await runtime.start("plain", null, { id: "l1" });
+    await continuity.sendEvent("l1", "go", 5);
+    expect(await runtime.result("l1")).toBe(5);
+    expect((await local.readInbox("l1")).map((e) => e.eventId)).toEqual([undefined]);
   });
 });

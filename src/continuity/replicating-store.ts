@@ -264,8 +264,16 @@ export class ReplicatingStore extends ForwardingStore {
     return chunks.filter((chunk) => chunk.seq <= visible);
   }
 
-  override async enqueueEvent(event: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
+  override async enqueueEvent(tagged: Omit<InboxEvent, "seq" | "consumedBy">): Promise<InboxEvent> {
     const outbox = this.#outbox;
+    // A `bufferedDuring` send's event: its token is no id (stored without it, replicated or
+    // not), and only that send hears of it.
+    const watcher = tagged.eventId === undefined ? undefined : this.#sends.get(tagged.eventId);
+    let event = tagged;
+    if (watcher !== undefined) {
+      const { eventId: _token, ...untagged } = tagged;
+      event = untagged;
+    }
     if (this.#keeper !== undefined && !outbox.replicated(event.fiberId)) {
       const record = await this.inner.getFiber(event.fiberId);
       if (record !== undefined && (await this.#learned(record)) === undefined)
@@ -277,12 +285,6 @@ export class ReplicatingStore extends ForwardingStore {
     const where = outbox.where(event.fiberId);
     if (where?.status === "away") throw changedHomeError(event.fiberId, where.epoch, where.home);
     if (!outbox.replicated(event.fiberId)) return this.inner.enqueueEvent(event);
-    // A `bufferedDuring` send's event: its token is no id, and only that send hears of it.
-    const watcher = event.eventId === undefined ? undefined : this.#sends.get(event.eventId);
-    if (watcher !== undefined) {
-      const { eventId: _token, ...untagged } = event;
-      event = untagged;
-    }
     if (this.#keeper !== undefined) {
       // Reported once the transaction committed, before this call resolves.
       return this.#keeper.enqueueEvent(
