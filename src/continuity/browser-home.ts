@@ -474,8 +474,8 @@ export class BrowserContinuity {
 
   /**
    * `cancel` of the host: here while the fiber is here, at the edge while it is away, and at the
-   * edge when it turns out to have moved away meanwhile. A cancel here is answered once the
-   * arbiter holds the fiber's end (offline, once the link is back).
+   * edge when it turns out to have moved away meanwhile. A cancel here of a replicated fiber is
+   * answered once the arbiter holds the fiber's end (offline, once the link is back).
    *
    * Failure semantics: rejects with `fenced` when the home that runs the fiber right now could
    * not cancel it (this home's lease lapsed and the edge has not taken over yet, or the fiber
@@ -486,7 +486,8 @@ export class BrowserContinuity {
     const where = await this.settle(fiberId);
     if (where === "away") return this.#cancelAtEdge(fiberId, reason);
     try {
-      if (where !== "home") return await runtime.cancel(fiberId, reason);
+      // Not only "home": a fiber "missing" a moment ago may have been started here since; one
+      // that is not replicated is answered once cancelled here, as `runtime.cancel` answers.
       const { outbox } = await this.opened;
       return await cancelShipped({ runtime, outbox }, fiberId, reason);
     } catch (error) {

@@ -28,7 +28,8 @@ export function copyHold(
 ): NonNullable<MirrorOptions["hold"]> {
   return async (fiberId) => {
     const release = await locks.acquire(fiberId);
-    const known = await outbox.resync(fiberId);
+    // Read after the lock was taken: a read begun before it may predate an adoption.
+    const known = await outbox.resync(fiberId, true);
     const home = known && outbox.where(fiberId)?.status === "home";
     if (home) onHome?.(fiberId);
     if (release === null) return home ? { home, release: () => {} } : null;

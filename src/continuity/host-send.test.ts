@@ -1,7 +1,7 @@
 /**
- * `BrowserContinuity.sendEvent`, the Service Worker host's route for a page's event, in one
- * process: a runtime from `createReplicatedRuntime` on a `MemoryStore`, its edge link answered by
- * an `Arbiter` in memory through a gate the test opens and closes.
+ * `BrowserContinuity.sendEvent` and `cancel`, the Service Worker host's routes for a page's
+ * event and cancel, in one process: a runtime from `createReplicatedRuntime` on a `MemoryStore`,
+ * its edge link answered by an `Arbiter` in memory through a gate the test opens and closes.
  */
 
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -61,7 +61,7 @@ function answered(continuity: BrowserContinuity, payload: number) {
   return { sending, done: () => done };
 }
 
-describe("BrowserContinuity.sendEvent", () => {
+describe("BrowserContinuity's sendEvent and cancel", () => {
   it("answers a page once its event is shipped even when the fiber was missing when it settled", async () => {
     const { runtime, continuity, edge, gate } = host();
     await continuity.start();
@@ -88,5 +88,26 @@ describe("BrowserContinuity.sendEvent", () => {
     await continuity.sendEvent("l1", "go", 5);
     expect(await runtime.result("l1")).toBe(5);
     expect((await local.readInbox("l1")).map((e) => e.eventId)).toEqual([undefined]);
+  });
+
+  it("answers a page's cancel once the end is shipped even when the fiber was missing when it settled", async () => {
+    const { runtime, continuity, edge, gate } = host();
+    await continuity.start();
+    await runtime.start("waiter", null, { id: "w2" });
+    await vi.waitFor(async () => expect((await edge.getFiber("w2"))?.status).toBe("waiting"));
+    vi.spyOn(continuity, "settle").mockResolvedValue("missing");
+    gate.open = false;
+    let answered = false;
+    const cancelling = continuity.cancel("w2", "stop").then((status) => {
+      answered = true;
+      return status;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Cancelled here, its end not shipped: the page is not answered yet.
+    expect(answered).toBe(false);
+    gate.open = true;
+    for (const release of gate.held.splice(0)) release();
+    expect(await cancelling).toBe("cancelled");
+    expect((await edge.getFiber("w2"))?.status).toBe("cancelled");
   });
 });

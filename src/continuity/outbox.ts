@@ -353,12 +353,15 @@ export class Outbox implements Replication {
    * fit what this outbox holds, and by the shipper when the next position is missing; for a fiber
    * this outbox does not hold, it takes in the store's view when the store has one (another
    * worker created the fiber after this one loaded the outbox). A no-op for an outbox in memory.
+   * A call joins a read of the fiber already under way, unless `fresh` (then it reads after it).
    * Never rejects: resolves with whether the store was read (a failed read is reported).
    */
-  resync(fiberId: string): Promise<boolean> {
+  resync(fiberId: string, fresh = false): Promise<boolean> {
     const store = this.#log;
     if (store === undefined) return Promise.resolve(true);
     let pending = this.#resyncs.get(fiberId);
+    // A read begun before the caller's own state (a lock it took) may miss what came since.
+    if (fresh && pending !== undefined) return pending.then(() => this.resync(fiberId));
     if (pending === undefined) {
       pending = store
         .loadOutbox(fiberId)
