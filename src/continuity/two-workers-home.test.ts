@@ -21,6 +21,20 @@ afterEach(async () => {
   for (const stop of stops.splice(0)) await stop();
 });
 
+/** A fiber whose first step runs until the test lets it end (`finishLong`). */
+let finishLong = () => {};
+const long = defineFiber("long", {
+  async run(ctx) {
+    await ctx.step("long", async () => {
+      await new Promise<void>((resolve) => {
+        finishLong = resolve;
+      });
+      return 1;
+    });
+    return ctx.step("after", () => 2);
+  },
+});
+
 const pair = defineFiber("pair", {
   async run(ctx) {
     const a = await ctx.waitForEvent<number>("go");
@@ -71,10 +85,10 @@ function worker(
   const errors: unknown[] = [];
   const { runtime, continuity } = createReplicatedRuntime({
     store: over.store ?? new IdbStore({ name: "db", indexedDB }),
-    fibers: [pair],
+    fibers: [pair, long],
     edge: {
       baseUrl: "http://edge.test",
-      fibers: [{ name: "pair", comeHome: "at-suspension" }],
+      fibers: [{ name: "pair", comeHome: "at-suspension" }, "long"],
       deviceId: over.deviceId ?? "d1",
       leaseMs: 600,
       mirrorWaitMs: 0,
@@ -191,5 +205,21 @@ describe("a fiber only the edge has, which two worker versions restore at once",
       "away",
       "away",
     ]);
+  });
+});
+
+describe("a fiber fenced while a run here is inside a step", () => {
+  it("is mirrored at once: the step's runner, which keeps its lock until the step returns, holds up no copy", async () => {
+    const edge = edgeHome();
+    const w = worker(new IDBFactory(), edge);
+    await w.continuity.start();
+    await w.runtime.start("long", null, { id: "s" });
+    await vi.waitFor(async () => expect((await edge.store.readJournal("s")).length).toBeGreaterThan(0));
+    // The edge takes it over; the browser hears of the fence at a heartbeat, its step still running.
+    await edge.takeOver("s");
+    await vi.waitFor(() => expect(w.continuity.isAway("s")).toBe(true), { timeout: 10_000 });
+    // Before, every read found the runner's lock held and wrote nothing until the step returned.
+    await vi.waitFor(() => expect(w.continuity.mirror.synced("s")).toBe(true), { timeout: 3_000 });
+    finishLong();
   });
 });
