@@ -41,6 +41,7 @@ import { type HomeLease, isTerminal } from "../core/records";
 import type { Replication } from "../core/replication";
 import { createRuntime, type Runtime } from "../core/runtime";
 import type { ClaimRequest, Store } from "../core/store";
+import type { ReplicaSnapshot } from "../edge/replica-read";
 import { WatchedStore } from "../edge/watched-store";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
@@ -195,7 +196,10 @@ export class ContinuityWorld {
   /** The Web Locks the browser's workers share, in schedules with updates (else each has its own). */
   readonly #browserLocks: SimLockManager | undefined;
   /** Per fiber, the latest answer any browser worker's mirror was served (`CheckedMirrorSource`). */
-  readonly #mirrorServes = new Map<string, { by: CheckedMirrorSource; n: number }>();
+  readonly #mirrorServes = new Map<
+    string,
+    Array<{ by: CheckedMirrorSource; n: number; state: ReplicaSnapshot | undefined }>
+  >();
   /** The names of the browser's workers so far. */
   readonly #browserNames = new Set<string>();
   #nodes = 0;

@@ -35,11 +35,11 @@ export interface CheckedMirrorOptions {
   /** The planted `lossy-delta`: deltas lose their journal and inbox on the way. */
   lossy?: boolean;
   /**
-   * Per fiber, the latest answer any worker's mirror was served (shared by the sources of the
-   * workers of one update): a copy another worker's mirror may have written since this one's
-   * cursor is not checked against that cursor (two mirrors write one copy, each its own answers).
+   * Per fiber, the latest answers any worker's mirror was served (shared by the sources of the
+   * workers of one update, the last few kept): a copy another worker's mirror may have written
+   * since this one's cursor must hold the state this cursor names or one served since.
    */
-  served?: Map<string, { by: CheckedMirrorSource; n: number }>;
+  served?: Map<string, Array<{ by: CheckedMirrorSource; n: number; state: ReplicaSnapshot | undefined }>>;
 }
 
 /** Orders the answers served to every source of a schedule. */
@@ -61,12 +61,15 @@ export class CheckedMirrorSource implements ReplicaSource {
     const answer = await readReplicaWhenChanged(edge, edge, fiberId, after, options);
     if (answer === undefined || answer.cursor === undefined) return answer;
     const n = ++serves;
-    this.#o.served?.set(fiberId, { by: this, n });
     if (answer.type === "delta") counts.delta++;
     else counts.whole++;
     // The state the cursor names, read whole: kept only if nothing changed it in between.
     const whole = await readReplica(edge, fiberId, 0);
-    if (whole?.cursor === answer.cursor) this.#served.set(`${fiberId}|${answer.cursor}`, { state: whole, n });
+    const state = whole?.cursor === answer.cursor ? whole : undefined;
+    if (state !== undefined) this.#served.set(`${fiberId}|${answer.cursor}`, { state, n });
+    const shared = this.#o.served;
+    if (shared !== undefined)
+      shared.set(fiberId, [...(shared.get(fiberId) ?? []), { by: this, n, state }].slice(-16));
     if (this.#o.lossy && answer.type === "delta") {
       const { journal: _journal, inbox: _inbox, ...lossy } = answer;
       return lossy;
@@ -79,12 +82,19 @@ export class CheckedMirrorSource implements ReplicaSource {
     const kept = this.#served.get(key);
     if (kept === undefined) return;
     this.#served.delete(key);
-    const latest = this.#o.served?.get(fiberId);
-    if (latest !== undefined && latest.by !== this && latest.n > kept.n) {
-      this.#o.trace.add("mirror", `${fiberId} copy not checked: another worker's mirror read it since`);
+    // Another worker's mirror may have written the copy since with what it was served.
+    const since = (this.#o.served?.get(fiberId) ?? []).filter((s) => s.n > kept.n);
+    if (since.some((s) => s.by !== this && s.state === undefined)) {
+      this.#o.trace.add(
+        "mirror",
+        `${fiberId} copy not checked: another worker's mirror read a state not kept`,
+      );
       return;
     }
-    const served = kept.state;
+    const others = since.some((s) => s.by !== this);
+    const candidates = others
+      ? [kept.state, ...since.flatMap((s) => (s.state === undefined ? [] : [s.state]))]
+      : [kept.state];
     const { edge, local, findings, trace, counts } = this.#o;
     counts.checked++;
     const [record, journal, snapshot, inbox, stream, edgeStream] = await Promise.all([
@@ -95,28 +105,33 @@ export class CheckedMirrorSource implements ReplicaSource {
       local.readStream(fiberId, 0),
       edge.readStream(fiberId, 0),
     ]);
-    const differs: string[] = [];
-    if (record === undefined) differs.push("no copy");
-    else if (!isDeepStrictEqual(mirroredFields(record), mirroredFields(served.record)))
-      differs.push("record");
-    if (!isDeepStrictEqual(journal, served.journal)) differs.push("journal");
-    if (!isDeepStrictEqual(snapshot, served.snapshot)) differs.push("snapshot");
-    // The copy's inbox follows the replica's while it is a prefix of it and the fiber has not ended.
-    const prefix =
-      inbox.length <= served.inbox.length &&
-      inbox.every((e, i) => sameIdentity(e, served.inbox[i] as (typeof served.inbox)[number]));
-    if (
-      prefix &&
-      !isTerminal(served.record.status) &&
-      !isDeepStrictEqual(inbox.map(marks), served.inbox.map(marks))
-    )
-      differs.push("inbox");
+    const differsFrom = (served: ReplicaSnapshot): string[] => {
+      const differs: string[] = [];
+      if (record === undefined) differs.push("no copy");
+      else if (!isDeepStrictEqual(mirroredFields(record), mirroredFields(served.record)))
+        differs.push("record");
+      if (!isDeepStrictEqual(journal, served.journal)) differs.push("journal");
+      if (!isDeepStrictEqual(snapshot, served.snapshot)) differs.push("snapshot");
+      // The copy's inbox follows the replica's while it is a prefix of it and the fiber has not ended.
+      const prefix =
+        inbox.length <= served.inbox.length &&
+        inbox.every((e, i) => sameIdentity(e, served.inbox[i] as (typeof served.inbox)[number]));
+      if (
+        prefix &&
+        !isTerminal(served.record.status) &&
+        !isDeepStrictEqual(inbox.map(marks), served.inbox.map(marks))
+      )
+        differs.push("inbox");
+      return differs;
+    };
+    const found = candidates.map(differsFrom);
+    const differs = found.some((d) => d.length === 0) ? [] : (found[0] as string[]);
     const rewritten = stream.find((c, i) => !isDeepStrictEqual(c, edgeStream[i]));
     if (rewritten) differs.push(`chunk #${rewritten.seq}`);
     if (differs.length > 0)
       findings.add(
         "mirror-copy-differs",
-        `the copy differs from the replica state its cursor names: ${differs.join(", ")}`,
+        `the copy differs from the replica state its cursor names${others ? " (and from every state another worker's mirror was served since)" : ""}: ${differs.join(", ")}`,
         fiberId,
       );
     else trace.add("mirror", `${fiberId} copy holds cursor ${cursor.slice(0, 24)}…`);
