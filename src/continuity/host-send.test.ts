@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
-import { type BrowserContinuity, createReplicatedRuntime } from "./browser-home";
+import { createReplicatedRuntime } from "./browser-home";
 import type { Shipment } from "./protocol";
 
 const stops: Array<() => Promise<void>> = [];
@@ -33,7 +33,8 @@ function host() {
   const edge = new MemoryStore();
   const local = new MemoryStore();
   const arbiter = new Arbiter({ store: edge, leaseMs: 60_000 });
-  const gate = { open: true, held: [] as Array<() => void> };
+  let open = true;
+  const held: Array<() => void> = [];
   const { runtime, continuity } = createReplicatedRuntime({
     store: local,
     fibers: [waiter, plain],
@@ -43,40 +44,56 @@ function host() {
   });
   const link = continuity.link as unknown as Record<string, unknown>;
   link.ship = async (id: string, shipment: Shipment) => {
-    if (!gate.open) await new Promise<void>((resolve) => gate.held.push(resolve));
+    if (!open) await new Promise<void>((resolve) => held.push(resolve));
     return arbiter.receive(id, shipment);
   };
   stops.push(async () => {
     continuity.stop();
     await runtime.close();
   });
-  return { runtime, continuity, edge, local, gate };
+  return {
+    runtime,
+    continuity,
+    edge,
+    local,
+    /**
+     * Starts waiter `id`, waits until the edge holds it waiting, then holds every shipment; the
+     * page's `settle` answers "missing" (it ran before another page started the fiber here).
+     */
+    async startedWhileSettledMissing(id: string) {
+      await continuity.start();
+      await runtime.start("waiter", null, { id });
+      await vi.waitFor(async () => expect((await edge.getFiber(id))?.status).toBe("waiting"));
+      vi.spyOn(continuity, "settle").mockResolvedValue("missing");
+      open = false;
+    },
+    /** Lets the held shipments, and every later one, through. */
+    ship() {
+      open = true;
+      for (const release of held.splice(0)) release();
+    },
+  };
 }
 
-function answered(continuity: BrowserContinuity, payload: number) {
+/** `work`, and whether it has settled yet. */
+function tracked<T>(work: Promise<T>): { work: Promise<T>; done: () => boolean } {
   let done = false;
-  const sending = continuity.sendEvent("w1", "go", payload).then(() => {
+  const settled = work.finally(() => {
     done = true;
   });
-  return { sending, done: () => done };
+  return { work: settled, done: () => done };
 }
 
 describe("BrowserContinuity's sendEvent and cancel", () => {
   it("answers a page once its event is shipped even when the fiber was missing when it settled", async () => {
-    const { runtime, continuity, edge, gate } = host();
-    await continuity.start();
-    await runtime.start("waiter", null, { id: "w1" });
-    await vi.waitFor(async () => expect((await edge.getFiber("w1"))?.status).toBe("waiting"));
-    // The page's settle ran before the fiber was started here (another page started it).
-    vi.spyOn(continuity, "settle").mockResolvedValue("missing");
-    gate.open = false;
-    const send = answered(continuity, 7);
+    const { runtime, continuity, edge, startedWhileSettledMissing, ship } = host();
+    await startedWhileSettledMissing("w1");
+    const send = tracked(continuity.sendEvent("w1", "go", 7));
     await new Promise((resolve) => setTimeout(resolve, 100));
     // Buffered here, not shipped: a fence now would drop it, so the page is not answered yet.
     expect(send.done()).toBe(false);
-    gate.open = true;
-    for (const release of gate.held.splice(0)) release();
-    await send.sending;
+    ship();
+    await send.work;
     expect((await edge.readInbox("w1")).map((e) => e.payload)).toEqual([7]);
     expect(await runtime.result("w1")).toBe(7);
   });
@@ -91,23 +108,14 @@ describe("BrowserContinuity's sendEvent and cancel", () => {
   });
 
   it("answers a page's cancel once the end is shipped even when the fiber was missing when it settled", async () => {
-    const { runtime, continuity, edge, gate } = host();
-    await continuity.start();
-    await runtime.start("waiter", null, { id: "w2" });
-    await vi.waitFor(async () => expect((await edge.getFiber("w2"))?.status).toBe("waiting"));
-    vi.spyOn(continuity, "settle").mockResolvedValue("missing");
-    gate.open = false;
-    let answered = false;
-    const cancelling = continuity.cancel("w2", "stop").then((status) => {
-      answered = true;
-      return status;
-    });
+    const { continuity, edge, startedWhileSettledMissing, ship } = host();
+    await startedWhileSettledMissing("w2");
+    const cancel = tracked(continuity.cancel("w2", "stop"));
     await new Promise((resolve) => setTimeout(resolve, 100));
     // Cancelled here, its end not shipped: the page is not answered yet.
-    expect(answered).toBe(false);
-    gate.open = true;
-    for (const release of gate.held.splice(0)) release();
-    expect(await cancelling).toBe("cancelled");
+    expect(cancel.done()).toBe(false);
+    ship();
+    expect(await cancel.work).toBe("cancelled");
     expect((await edge.getFiber("w2"))?.status).toBe("cancelled");
   });
 });

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
 import { type FiberLocks, localLocks } from "../core/locks";
 import type { FiberRecord } from "../core/records";
+import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
@@ -108,16 +109,9 @@ function worker(
     await asking.opened;
     return edge.arbiter.comeHome(id, to);
   };
-  link.readReplica = async (id: string) => {
-    const record = await edge.store.getFiber(id);
-    if (record === undefined) return undefined;
-    const [chunks, journal, inbox] = await Promise.all([
-      edge.store.readStream(id, 0),
-      edge.store.readJournal(id),
-      edge.store.readInbox(id),
-    ]);
-    return { type: "whole", record, chunks, journal, inbox };
-  };
+  // What the edge's replica route answers (`readReplica`, cursors included).
+  link.readReplica = (id: string, after: number, options?: ReplicaReadOptions) =>
+    readReplica(edge.store, id, after, options?.cursor);
   stops.push(async () => {
     continuity.stop();
     await runtime.close();

@@ -12,6 +12,7 @@ import { describe, expect, it } from "vitest";
 import type { FiberRecord, StreamChunk } from "../core/records";
 import { readStreamAndRecord } from "../core/store";
 import { testRecord } from "../core/test-records";
+import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
@@ -536,16 +537,8 @@ describe("a fiber the old worker created, seen by the new one's BrowserContinuit
     });
     const link = fresh.link as unknown as Record<string, unknown>;
     link.ship = (id: string, shipment: Shipment) => arbiter.receive(id, shipment);
-    link.readReplica = async (id: string) => {
-      const held = await edge.getFiber(id);
-      if (held === undefined) return undefined;
-      const [chunks, journal, inbox] = await Promise.all([
-        edge.readStream(id, 0),
-        edge.readJournal(id),
-        edge.readInbox(id),
-      ]);
-      return { type: "whole", record: held, chunks, journal, inbox };
-    };
+    link.readReplica = (id: string, after: number, options?: ReplicaReadOptions) =>
+      readReplica(edge, id, after, options?.cursor);
     await fresh.opened;
     const old = await worker(indexedDB, "db");
     await old.replicating.createFiber(record("f"), [start("f")]);
