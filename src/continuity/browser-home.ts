@@ -720,11 +720,14 @@ export class BrowserContinuity {
       visibleHead: (id) => {
         const outbox = this.#now?.outbox;
         if (outbox === undefined) return 0;
-        // A fiber that is away shows what its copy holds once the mirror brought it up to the
-        // replica (before that, only what this home shipped: the rest may be rebuilt away).
+        // A fiber that is away shows what the mirror brought its copy up to (before that, only
+        // what this home shipped: the rest may be rebuilt away). Not the whole copy: another
+        // worker of the origin the fiber came home to may have appended chunks to it that it
+        // has not shipped, which this one learns only at its mirror's next write.
         const away = outbox.where(id)?.status === "away" || this.#away.has(id);
         if (!away) return outbox.visibleHead(id);
-        if (this.#firstSync.has(id) && this.mirror.synced(id)) return Number.POSITIVE_INFINITY;
+        const copied = this.#firstSync.has(id) ? this.mirror.copiedHead(id) : undefined;
+        if (copied !== undefined) return copied;
         return outbox.replicated(id) ? outbox.visibleHead(id) : 0;
       },
       onShipped: (listener) => {

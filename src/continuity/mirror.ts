@@ -142,6 +142,8 @@ export class Mirror {
   readonly #followed = new Map<string, ReturnType<typeof setTimeout> | undefined>();
   /** Fibers handed back to this home: their copy is the fiber itself now, not the mirror's. */
   readonly #released = new Set<string>();
+  /** Per fiber, the replica's stream head this worker's last write brought the copy up to. */
+  readonly #heads = new Map<string, number>();
   readonly #hold: MirrorOptions["hold"];
   readonly #onSynced: MirrorOptions["onSynced"];
   #stopped = false;
@@ -168,6 +170,16 @@ export class Mirror {
   /** Whether the local copy of `fiberId` was brought up to the replica in this worker's life. */
   synced(fiberId: string): boolean {
     return this.#checked.has(fiberId);
+  }
+
+  /**
+   * The highest seq of `fiberId`'s copy this worker wrote from the replica (`undefined` before its
+   * first write). Of a fiber that is away, the copy holds nothing past it that any page may see:
+   * another worker of the origin the fiber came home to may have appended chunks it has not
+   * shipped yet (Rule B), which this one learns only at its next write.
+   */
+  copiedHead(fiberId: string): number | undefined {
+    return this.#checked.has(fiberId) ? this.#heads.get(fiberId) : undefined;
   }
 
   /** Brings the local copy of `fiberId` up to the replica, once. */
@@ -236,6 +248,7 @@ export class Mirror {
     this.#released.add(fiberId);
     this.#checked.delete(fiberId);
     this.#cursors.delete(fiberId);
+    this.#heads.delete(fiberId);
     this.unfollow(fiberId);
   }
 
@@ -418,6 +431,7 @@ export class Mirror {
         // Synced only once rebuilt: the host shows a synced copy whole (Rule B for an away
         // fiber), and until the delete lands the old copy still holds chunks no page may see.
         const record = await rebuildCopy(store, local, replica);
+        this.#heads.set(fiberId, record.streamHead);
         this.#checked.add(fiberId);
         if (replica.cursor !== undefined) this.#cursors.set(fiberId, replica.cursor);
         return {
@@ -439,6 +453,7 @@ export class Mirror {
       if (error instanceof CopyChangedError) this.#checked.delete(fiberId);
       throw error;
     }
+    this.#heads.set(fiberId, applied.record.streamHead);
     if (answer.cursor !== undefined) this.#cursors.set(fiberId, answer.cursor);
     return {
       status: "mirrored",

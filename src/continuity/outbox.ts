@@ -493,6 +493,10 @@ export class Outbox implements Replication {
     const error = new FencedError("fenced", why);
     for (const w of log.waiters) w.reject(error);
     this.#freeRoom(fresh);
+    // What this view held unshipped is not the history the store's view continues (the fiber
+    // came home to another worker, which rebuilt its copy from the replica): chunks held for
+    // live readers go before the new visible head could release them (as at a fence).
+    for (const listener of this.#discardListeners) listener(fiberId);
     for (const listener of this.#listeners) listener(fiberId);
     for (const listener of this.#appendListeners) listener(fiberId);
   }
@@ -811,6 +815,8 @@ export class Outbox implements Replication {
     this.#lapseAtGrant(fiberId, log, deadline);
     for (const w of old?.waiters ?? []) w.reject(this.#awayError(fiberId, old as FiberLog));
     this.#freeRoom(log);
+    // Chunks held for live readers under an older view are not this epoch's history.
+    if (old !== undefined) for (const listener of this.#discardListeners) listener(fiberId);
     for (const listener of this.#listeners) listener(fiberId);
   }
 

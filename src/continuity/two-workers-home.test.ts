@@ -9,7 +9,7 @@ import { IDBFactory } from "fake-indexeddb";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
 import { type FiberLocks, localLocks } from "../core/locks";
-import type { FiberRecord } from "../core/records";
+import type { FiberEvent, FiberRecord, StreamChunk } from "../core/records";
 import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
@@ -36,6 +36,16 @@ const long = defineFiber("long", {
   },
 });
 
+/** Waits for an event, emits a chunk ("got"), waits for another. */
+const echo = defineFiber("echo", {
+  async run(ctx) {
+    const a = await ctx.waitForEvent<number>("go");
+    ctx.emit("got", { a });
+    const b = await ctx.waitForEvent<number>("go");
+    return a + b;
+  },
+});
+
 const pair = defineFiber("pair", {
   async run(ctx) {
     const a = await ctx.waitForEvent<number>("go");
@@ -51,13 +61,21 @@ function edgeHome() {
   return {
     store,
     arbiter,
-    /** The browser's lease lapses and the edge takes the fiber over; it waits there, unclaimed. */
-    async takeOver(id: string) {
+    /**
+     * The browser's lease lapses and the edge takes the fiber over; it waits there, unclaimed,
+     * having emitted `chunks` (none by default).
+     */
+    async takeOver(id: string, chunks: Array<Omit<StreamChunk, "fiberId" | "at">> = []) {
       now += 61_000;
       expect(await arbiter.takeOverLapsed()).toEqual([id]);
       const record = (await store.getFiber(id)) as FiberRecord;
       await store.commit([
-        { fiberId: id, generation: record.generation, fiber: { owner: undefined, leaseUntil: undefined } },
+        {
+          fiberId: id,
+          generation: record.generation,
+          fiber: { owner: undefined, leaseUntil: undefined },
+          ...(chunks.length > 0 ? { chunks: chunks.map((c) => ({ ...c, fiberId: id, at: now })) } : {}),
+        },
       ]);
     },
   };
@@ -82,14 +100,20 @@ function worker(
 ) {
   const asking = gate();
   let shipping: Promise<void> = Promise.resolve();
+  /** While set, this worker's replica reads wait (a read the edge holds: nothing changed there). */
+  let reads: Promise<void> = Promise.resolve();
   const home: string[] = [];
   const errors: unknown[] = [];
   const { runtime, continuity } = createReplicatedRuntime({
     store: over.store ?? new IdbStore({ name: "db", indexedDB }),
-    fibers: [pair, long],
+    fibers: [pair, long, echo],
     edge: {
       baseUrl: "http://edge.test",
-      fibers: [{ name: "pair", comeHome: "at-suspension" }, "long"],
+      fibers: [
+        { name: "pair", comeHome: "at-suspension" },
+        { name: "echo", comeHome: "at-suspension" },
+        "long",
+      ],
       deviceId: over.deviceId ?? "d1",
       leaseMs: 600,
       mirrorWaitMs: 0,
@@ -110,8 +134,10 @@ function worker(
     return edge.arbiter.comeHome(id, to);
   };
   // What the edge's replica route answers (`readReplica`, cursors included).
-  link.readReplica = (id: string, after: number, options?: ReplicaReadOptions) =>
-    readReplica(edge.store, id, after, options?.cursor);
+  link.readReplica = async (id: string, after: number, options?: ReplicaReadOptions) => {
+    await reads;
+    return readReplica(edge.store, id, after, options?.cursor);
+  };
   stops.push(async () => {
     continuity.stop();
     await runtime.close();
@@ -129,8 +155,33 @@ function worker(
       shipping = held.opened;
       return held.open;
     },
+    /** Holds this worker's replica reads until `release()`. */
+    holdReads() {
+      const held = gate();
+      reads = held.opened;
+      return held.open;
+    },
   };
 }
+
+/** Reads `id`'s stream through `runtime` (a page the worker serves) until `stop` resolves. */
+async function follow(
+  runtime: ReturnType<typeof worker>["runtime"],
+  id: string,
+  stop: Promise<void>,
+): Promise<FiberEvent[]> {
+  const seen: FiberEvent[] = [];
+  const abort = new AbortController();
+  void stop.then(() => abort.abort());
+  try {
+    for await (const e of runtime.events(id, { after: 1, signal: abort.signal })) seen.push(e);
+  } catch {
+    // Ended by the abort, or by a rebuild of the copy (the page opens its stream again).
+  }
+  return seen;
+}
+
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 describe("a fiber two worker versions mirror, when it comes home", () => {
   it("is adopted by one of them, and the other's mirror leaves the copy it runs alone", async () => {
@@ -216,4 +267,84 @@ describe("a fiber fenced while a run here is inside a step", () => {
     await vi.waitFor(() => expect(w.continuity.mirror.synced("s")).toBe(true), { timeout: 3_000 });
     finishLong();
   });
+
+  // Rule B across the two workers: a page sees only chunks the edge holds.
+  it("shows a page of the other worker no chunk the worker it came home to has not shipped", async () => {
+    const indexedDB = new IDBFactory();
+    const edge = edgeHome();
+    const old = worker(indexedDB, edge);
+    await old.continuity.start();
+    await old.runtime.start("echo", null, { id: "p" });
+    await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("waiting"));
+    const fresh = worker(indexedDB, edge);
+    await fresh.continuity.start();
+    await edge.takeOver("p");
+    await vi.waitFor(() => expect([old, fresh].map((w) => w.continuity.isAway("p"))).toEqual([true, true]), {
+      timeout: 10_000,
+    });
+    await vi.waitFor(() => expect(fresh.continuity.mirror.synced("p")).toBe(true), { timeout: 5_000 });
+    // The new worker's next read is held at the edge: the replica does not change while the old
+    // worker's shipments are held below.
+    const releaseReads = fresh.holdReads();
+    await pause(50);
+    old.ask();
+    await vi.waitFor(() => expect(old.home).toEqual(["p"]), { timeout: 10_000 });
+    const releaseShipping = old.hold();
+    void old.runtime.sendEvent("p", "go", 1).catch(() => {});
+    const local = new IdbStore({ name: "db", indexedDB });
+    let got = 0;
+    await vi.waitFor(async () => {
+      got = (await local.readStream("p", 0)).find((c) => c.type === "got")?.seq ?? 0;
+      expect(got).toBeGreaterThan(0);
+    });
+    local.close();
+    // Not at the edge: the old worker has not shipped it (and may never: offline, killed).
+    expect((await edge.store.readStream("p", 0)).some((c) => c.type === "got")).toBe(false);
+
+    const seen = await follow(fresh.runtime, "p", pause(300));
+    const visible = fresh.continuity.replication.visibleHead("p");
+    releaseShipping();
+    releaseReads();
+    expect(visible).toBeLessThan(got);
+    expect(seen.map((e) => e.type)).not.toContain("got");
+  }, 30_000);
+
+  it("never publishes to the old worker's live readers a chunk it held unshipped when the fiber moved", async () => {
+    const indexedDB = new IDBFactory();
+    const edge = edgeHome();
+    const old = worker(indexedDB, edge);
+    await old.continuity.start();
+    await old.runtime.start("echo", null, { id: "p" });
+    await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("waiting"));
+    const fresh = worker(indexedDB, edge);
+    await fresh.continuity.start();
+    const done = gate();
+    // A page on the old worker follows the stream.
+    const seen = follow(old.runtime, "p", done.opened);
+    // The old worker takes an event and emits "got" at seq 2; its shipments are held (slow link).
+    const releaseOld = old.hold();
+    void old.runtime.sendEvent("p", "go", 1).catch(() => {});
+    const local = new IdbStore({ name: "db", indexedDB });
+    await vi.waitFor(async () =>
+      expect((await local.readStream("p", 0)).map((c) => c.type)).toContain("got"),
+    );
+    local.close();
+    // The edge takes the fiber over and writes its own seq 2; then the fiber comes home to the
+    // new worker, which rebuilds the copy from the replica.
+    await edge.takeOver("p", [{ seq: 2, type: "edge", data: { n: 2 } }]);
+    await vi.waitFor(() => expect(fresh.continuity.isAway("p")).toBe(true), { timeout: 10_000 });
+    fresh.ask();
+    await vi.waitFor(() => expect(fresh.home).toEqual(["p"]), { timeout: 10_000 });
+    // The rebuild ended the page's stream; it opens it again, on the old worker.
+    const again = follow(old.runtime, "p", done.opened);
+    await pause(100);
+    // The old worker's held shipment is answered: fenced, by its own home under the newer epoch,
+    // and its outbox view is replaced by the store's.
+    releaseOld();
+    await pause(500);
+    done.open();
+    expect((await edge.store.readStream("p", 0)).find((c) => c.seq === 2)?.type).toBe("edge");
+    const shown = [...(await seen), ...(await again)].map((e) => `${e.seq}:${e.type}`);
+    expect(shown).not.toContain("2:got");
+  }, 30_000);
 });
