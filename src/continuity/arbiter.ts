@@ -310,6 +310,9 @@ export class Arbiter {
         `Fiber ${fiberId} (or its idempotency key) is already taken here by another fiber; it cannot be replicated.`,
       );
     }
+    // Indexed now: if the rest of the shipment fails and the browser never ships again, the
+    // alarm still takes the fiber over at this lease's end.
+    this.#note(fiberId, lease.until);
     return this.#apply(created.record, lease, rest);
   }
 
@@ -325,6 +328,8 @@ export class Arbiter {
       const patch: WriteGroup = { fiberId, generation: record.generation, fiber: leaseFields(current) };
       const { fenced } = await this.#store.commit([...groups, patch]);
       groups = [];
+      // The lease this commit recorded, indexed at once (a later write of this shipment may fail).
+      if (fenced.length === 0) this.#note(fiberId, current.until);
       return fenced.length === 0;
     };
     for (const entry of entries) {
@@ -385,7 +390,10 @@ export class Arbiter {
     // Held already: enqueued by an earlier try whose position never got recorded.
     if (!holdsEvent(inbox, entry.event)) {
       if (top >= seq) throw malformed(fiberId, `inbox seq ${seq} holds another event`);
-      await this.#store.enqueueEvent({ fiberId, name, payload, at, ...(eventId ? { eventId } : {}) });
+      // Under the id it had in the browser unless it has one of its own (pushed from here): a
+      // send-on of it under that id (`#heldFromHome`) finds it even if the write recording its
+      // position and mark never landed.
+      await this.#store.enqueueEvent({ fiberId, name, payload, at, eventId: eventId ?? entry.eventId });
     }
     return { ...applied, eventMarks: { ...lease.eventMarks, [origin]: seq } };
   }
@@ -400,25 +408,35 @@ export class Arbiter {
     eventId: string | undefined,
   ): Promise<InboxEvent | undefined> {
     if (eventId === undefined || !eventId.startsWith("browser:")) return undefined;
+    const inbox = await this.#store.readInbox(fiberId);
+    // Stored under that id (`#applyEvent`), whether or not its mark was recorded.
+    const stored = inbox.find((e) => e.eventId === eventId);
+    if (stored !== undefined) return stored;
+    // Applied by older code, which stored no id: the mark says the replica holds it at its seq.
     const cut = eventId.lastIndexOf(":");
     const origin = eventId.slice(0, cut);
     const seq = Number(eventId.slice(cut + 1));
     if (!Number.isSafeInteger(seq) || seq > (state.eventMarks[origin] ?? 0)) return undefined;
-    const inbox = await this.#store.readInbox(fiberId);
-    return inbox.find((e) => e.eventId === eventId) ?? inbox.find((e) => e.seq === seq);
+    return inbox.find((e) => e.seq === seq);
   }
 
   /**
-   * `state`, counting the sender's next position as applied when it is an event the replica
-   * already holds: its `enqueueEvent` committed and the write recording its position did not (a
-   * crash between the two), and the fiber changed home before a retry could record it. Its
-   * sender must hear it arrived, or it would send it again.
+   * `state`, counting the sender's next positions as applied while they are events the replica
+   * already holds: their `enqueueEvent`s committed (one transaction each) and the write recording
+   * their positions did not (a crash, or a store error, between them), and the fiber changed
+   * home before a retry could record them. Their senders must hear they arrived, or they would
+   * send them again.
    */
   async #counted(fiberId: string, state: HomeLease, shipment: Shipment): Promise<HomeLease> {
-    const next = shipment.entries.find((e) => e.pos === state.appliedPos + 1);
-    if (next?.type !== "event") return state;
-    const held = holdsEvent(await this.#store.readInbox(fiberId), next.event);
-    return held ? { ...state, appliedPos: next.pos } : state;
+    let counted = state;
+    let inbox: readonly InboxEvent[] | undefined;
+    for (;;) {
+      const next = shipment.entries.find((e) => e.pos === counted.appliedPos + 1);
+      if (next?.type !== "event") return counted;
+      inbox ??= await this.#store.readInbox(fiberId);
+      if (!holdsEvent(inbox, next.event)) return counted;
+      counted = { ...counted, appliedPos: next.pos };
+    }
   }
 
   /** A commit was fenced: the edge claimed the fiber meanwhile. Answers with who holds it now. */

@@ -138,9 +138,14 @@ export class CheckedMirrorSource implements ReplicaSource {
   }
 }
 
-/** An event as a mirror copies it. */
+/**
+ * An event as a mirror copies it. A browser home's id (`browser:<device>@<epoch>:<seq>`) is left
+ * out: the replica keeps it on the events that home shipped (for a send-on to find), and the
+ * browser's own row keeps it or not as its store mints one (`IdbStore` does, `MemoryStore` not).
+ */
 function marks(e: InboxEvent): unknown[] {
-  return [e.seq, e.name, e.at, e.payload, e.eventId, e.consumedBy];
+  const eventId = e.eventId?.startsWith("browser:") ? undefined : e.eventId;
+  return [e.seq, e.name, e.at, e.payload, eventId, e.consumedBy];
 }
 
 function sameIdentity(
