@@ -14,7 +14,7 @@
  * `--no-agents` makes no program an agent fiber: a seed then gives the schedule it gave before
  * agent programs existed (how the seeds that found engine bugs are replayed).
  * `--continuity` runs continuity schedules instead (`continuity.ts`: a browser home replicating
- * to an edge home over a faulty link, issue #18); `--plant no-rule-a|no-rule-b|volatile-outbox|grant-while-running` plants a bug
+ * to an edge home over a faulty link, issue #18); `--plant no-rule-a|no-rule-b|volatile-outbox|grant-while-running|lossy-delta|eager-past-lease` plants a bug
  * there that the checks must report. With `--store idb` the browser home keeps its store and its
  * outbox in fake-indexeddb and reloads the outbox at every launch.
  */
@@ -64,6 +64,8 @@ interface SeedResult {
   cancels?: { answered: number; cancelled: number; forwarded: number };
   /** Continuity: events a fence dropped in the browser, sent on to the edge under their id. */
   sentOn?: number;
+  /** Continuity: `awaitStart: false` steps begun unshipped in the browser, and run again at the edge. */
+  eager?: { unshipped: number; repeated: number };
   /** Continuity on `"idb"`: new worker versions installed beside a running one, and activated. */
   updates?: { installed: number; activated: number };
 }
@@ -111,10 +113,11 @@ export function parseArgs(argv: readonly string[]): CliOptions {
         plant !== "no-rule-b" &&
         plant !== "volatile-outbox" &&
         plant !== "grant-while-running" &&
-        plant !== "lossy-delta"
+        plant !== "lossy-delta" &&
+        plant !== "eager-past-lease"
       )
         throw new Error(
-          "--plant takes no-rule-a, no-rule-b, volatile-outbox, grant-while-running or lossy-delta",
+          "--plant takes no-rule-a, no-rule-b, volatile-outbox, grant-while-running, lossy-delta or eager-past-lease",
         );
       options.plant = plant;
     } else if (arg === "--verbose" || arg === "-v") options.verbose = true;
@@ -137,6 +140,7 @@ export async function main(options: CliOptions, log: (line: string) => void = co
   const mirrored = { whole: 0, delta: 0, checked: 0 };
   const cancelled = { answered: 0, cancelled: 0, forwarded: 0 };
   let sentOn = 0;
+  const eager = { unshipped: 0, repeated: 0 };
   const last = options.from + options.seeds - 1;
   await runSeeds(options, (result) => {
     const { seed } = result;
@@ -159,6 +163,8 @@ export async function main(options: CliOptions, log: (line: string) => void = co
       cancelled.forwarded += result.cancels.forwarded;
     }
     sentOn += result.sentOn ?? 0;
+    eager.unshipped += result.eager?.unshipped ?? 0;
+    eager.repeated += result.eager?.repeated ?? 0;
     if (result.violations.length > 0) failing.push(result);
     for (const v of result.violations)
       byInvariant.set(v.invariant, [...(byInvariant.get(v.invariant) ?? []), seed]);
@@ -192,6 +198,10 @@ export async function main(options: CliOptions, log: (line: string) => void = co
     );
   if (options.continuity)
     log(`events a fence dropped in the browser, sent on to the edge under their id: ${sentOn}`);
+  if (options.continuity)
+    log(
+      `awaitStart: false: ${eager.unshipped} browser steps began before the replica held their start, ${eager.repeated} ran again at the edge (same key)`,
+    );
   for (const [invariant, seeds] of [...byInvariant].sort((a, b) => b[1].length - a[1].length)) {
     log(
       `  ${invariant}: ${seeds.length} (seeds ${seeds.slice(0, 8).join(", ")}${seeds.length > 8 ? ", ..." : ""})`,
@@ -249,6 +259,7 @@ async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): P
       cancels,
       updates,
       sentOn,
+      eager,
     } = r;
     return {
       seed,
@@ -262,6 +273,7 @@ async function runOne(seed: number, setup: Omit<WorkerSetup, "fiberlineSim">): P
       cancels,
       updates,
       sentOn,
+      eager,
     };
   }
   const { violations, steps, virtualMs, digest } = await runSchedule(seed, {

@@ -58,6 +58,9 @@ import type { Trace } from "./trace";
 import { EPOCH } from "./virtual-time";
 import type { StoreKind } from "./world";
 
+/** The suffix of the arbiter's writer name in the edge ledger (`e1/arbiter`). */
+const ARBITER_WRITER = "/arbiter";
+
 /** The browser's home name in every continuity schedule. */
 export const HOME = browserHome("sim");
 
@@ -68,14 +71,17 @@ export const HOME = browserHome("sim");
  * IdbStore outbox fixed), so a relaunched browser has forgotten what it had not shipped;
  * `grant-while-running` hands a fiber back to the browser (`comeHome`) without the arbiter's
  * checks, while the edge may still be running it; `lossy-delta` drops the journal and the inbox
- * from the deltas the browser's mirror gets, so its copy falls behind the cursor it holds.
+ * from the deltas the browser's mirror gets, so its copy falls behind the cursor it holds;
+ * `eager-past-lease` lets the steps of `awaitStart: false` fibers start without their start
+ * shipped whatever the lease (the port must ask `Outbox.leased`), so one begins past it.
  */
 export type ContinuityBug =
   | "no-rule-a"
   | "no-rule-b"
   | "volatile-outbox"
   | "grant-while-running"
-  | "lossy-delta";
+  | "lossy-delta"
+  | "eager-past-lease";
 
 /** The knobs of one schedule, drawn from the seed. */
 export interface ContinuitySettings {
@@ -190,8 +196,24 @@ export class ContinuityWorld {
    * answered "held" writes nothing: a sweep finding the fiber away asks that way every lease.)
    */
   readonly claims = new Map<string, number>();
-  /** Step attempts run, by `idempotencyKey#attempt`, with the node that ran them. */
-  readonly #effects = new Map<string, string>();
+  /**
+   * Step attempts run, by `idempotencyKey#attempt`: the node that ran them, whether it was a
+   * browser run of a fiber in `eagerStarts` whose start the replica did not hold yet, and the
+   * replica's home epoch then (0: no replica yet).
+   */
+  readonly #effects = new Map<string, { by: HomeNode; unshipped: boolean; homeEpoch: number }>();
+  /**
+   * Fibers whose kind sets `awaitStart: false` (Rule A off): a browser step starts without its
+   * start shipped, while the lease the arbiter last acknowledged to this outbox lasts
+   * (`Outbox.leased`, what `BrowserContinuity`'s port asks). Across homes they are run "at least
+   * once, same key": an attempt whose start never reached the replica may run again at the edge.
+   */
+  readonly eagerStarts: ReadonlySet<string>;
+  /**
+   * Browser step attempts of `eagerStarts` fibers that began before the replica held their start,
+   * and attempts the edge ran again because the browser's start never reached it.
+   */
+  readonly eager = { unshipped: 0, repeated: 0 };
   readonly #attempts = new LiveAttempts(() => Date.now() - EPOCH);
   /** The Web Locks the browser's workers share, in schedules with updates (else each has its own). */
   readonly #browserLocks: SimLockManager | undefined;
@@ -200,6 +222,13 @@ export class ContinuityWorld {
     string,
     Array<{ by: CheckedMirrorSource; n: number; state: ReplicaSnapshot | undefined }>
   >();
+  /**
+   * Every outbox's options: the lease the arbiter grants, as `BrowserContinuity` passes
+   * `edge.leaseMs` (a fiber created here counts as leased for that long before the first answer).
+   */
+  get #outboxOptions(): { leaseMs: number } {
+    return { leaseMs: this.settings.homeLeaseMs };
+  }
   /** The names of the browser's workers so far. */
   readonly #browserNames = new Set<string>();
   #nodes = 0;
@@ -214,8 +243,10 @@ export class ContinuityWorld {
     storeKind: StoreKind = "memory",
     edgeSkewMs = 0,
     updates = false,
+    eagerStarts: ReadonlySet<string> = new Set(),
   ) {
     this.rng = rng;
+    this.eagerStarts = eagerStarts;
     this.#browserLocks = updates && storeKind === "idb" ? new SimLockManager(trace) : undefined;
     this.edgeNow = () => Date.now() + edgeSkewMs;
     this.edgeStore = new WatchedStore(new MemoryStore({ clock: this.edgeNow }));
@@ -262,6 +293,8 @@ export class ContinuityWorld {
         ? new Ledger(this.local, findings, trace, now)
         : new Ledger(this.#openLocal(), findings, trace, now, false);
     this.edgeLedger = new Ledger(this.edgeStore, findings, trace, now);
+    // An `awaitStart: false` fiber's shipment may carry a step's start with what it emitted.
+    this.edgeLedger.batched = (writer, id) => this.eagerStarts.has(id) && writer.endsWith(ARBITER_WRITER);
     this.link = new SimLink(
       rng,
       trace,
@@ -270,7 +303,7 @@ export class ContinuityWorld {
       800,
     );
     // On IndexedDB the first launch opens the outbox; until then nothing writes the browser's store.
-    this.outbox = new Outbox();
+    this.outbox = new Outbox(this.#outboxOptions);
     this.#rawLocal = this.local;
     this.replicating = this.#replicatingOver(this.#openLocal === undefined ? this.local : new MemoryStore());
   }
@@ -302,7 +335,7 @@ export class ContinuityWorld {
       // An outbox in memory over a store that is not told of it (the append follows the commit):
       // a relaunch starts with an empty one, and its unshipped fibers look unreplicated.
       if (this.outbox.fiberIds.some((id) => !this.outbox.settled(id))) this.#plantTriggered = true;
-      this.outbox = new Outbox();
+      this.outbox = new Outbox(this.#outboxOptions);
       const raw = openLocal?.() ?? this.local;
       this.replicating = this.#replicatingOver(new ForwardingStore(raw), raw);
       this.#startBrowser(reason);
@@ -314,7 +347,7 @@ export class ContinuityWorld {
     }
     this.#launching = true;
     const store = openLocal();
-    Outbox.open(store)
+    Outbox.open(store, this.#outboxOptions)
       .then((outbox) => {
         this.#launching = false;
         this.#launchOn(store, outbox, reason);
@@ -368,7 +401,7 @@ export class ContinuityWorld {
     }
     this.#launching = true;
     const store = openLocal();
-    Outbox.open(store).then((outbox) => {
+    Outbox.open(store, this.#outboxOptions).then((outbox) => {
       this.#launching = false;
       if (!this.browser || this.browser.crashed) {
         // The active worker died while this one opened: it starts as a launch would.
@@ -531,7 +564,7 @@ export class ContinuityWorld {
       plan: this.edgePlan,
       onCrash: () => this.killEdge("a store fault"),
     };
-    const arbiterStore = new FaultStore(this.edgeStore, host, `${name}/arbiter`);
+    const arbiterStore = new FaultStore(this.edgeStore, host, `${name}${ARBITER_WRITER}`);
     const arbiter = new Arbiter({
       store: arbiterStore,
       leaseMs: this.settings.homeLeaseMs,
@@ -771,7 +804,21 @@ export class ContinuityWorld {
         onDiscarded: (listener) => outbox.onDiscarded(listener),
       };
     }
-    return outbox;
+    if (this.eagerStarts.size === 0) return outbox;
+    return {
+      replicated: (id) => outbox.replicated(id),
+      shipped: (id) => {
+        if (!this.eagerStarts.has(id)) return outbox.shipped(id);
+        // `BrowserContinuity`'s port for an `awaitStart: false` kind, unless the planted bug
+        // skips the wait whatever the lease.
+        if (this.planted === "eager-past-lease" || outbox.leased(id, Date.now())) return Promise.resolve();
+        return outbox.shipped(id);
+      },
+      visibleHead: (id) => outbox.visibleHead(id),
+      onShipped: (listener) => outbox.onShipped(listener),
+      onDiscarded: (listener) => outbox.onDiscarded(listener),
+      onLapsed: (listener) => outbox.onLapsed(listener),
+    };
   }
 
   #deliver(fiberId: string, shipment: Shipment): Promise<ShipmentAnswer> | undefined {
@@ -836,32 +883,53 @@ export class ContinuityWorld {
     const heldAcross = (other: { name: string }) =>
       this.#browserLocks !== undefined && node.where === "browser" && this.#browserNames.has(other.name);
     const ended = this.#attempts.begin(node, ctx, step, this.settings.runtimeLeaseMs, fail, heldAcross);
-    const earlier = this.#effects.get(attempt);
-    if (earlier !== undefined) fail("effect-twice", `${attempt} ran on ${earlier} and again on ${node.name}`);
-    this.#effects.set(attempt, node.name);
     const { key, epoch } = parseKey(ctx.id, step.idempotencyKey);
     const replica = this.edgeLedger.get(ctx.id);
     const sameRun = replica?.record?.epoch === epoch;
     const entry = sameRun ? replica?.journal.find((e) => e.kind === "step" && e.key === key) : undefined;
+    const eager = this.eagerStarts.has(ctx.id);
+    // The replica does not hold this attempt's start (Rule A lets no browser step begin so).
+    const unshipped = !entry || entry.attempt < step.attempt;
+    const home = replica?.record?.home;
+    const homeEpoch = home?.epoch ?? 0;
+    const earlier = this.#effects.get(attempt);
+    if (earlier !== undefined) {
+      // `awaitStart: false`: a browser attempt whose start never reached the replica runs again,
+      // with the same key, at the edge, or in the browser once the fiber came home since (its
+      // copy rebuilt from the replica, which never heard of that attempt).
+      const again = node.where === "edge" || homeEpoch > earlier.homeEpoch;
+      if (earlier.unshipped && again) this.eager.repeated++;
+      else fail("effect-twice", `${attempt} ran on ${earlier.by.name} and again on ${node.name}`);
+    }
+    this.#effects.set(attempt, {
+      by: node,
+      unshipped: eager && node.where === "browser" && unshipped,
+      homeEpoch,
+    });
     if (entry?.status === "completed")
       fail("step-reexecuted", `${attempt} ran on ${node.name} after the replica recorded it completed`);
-    const home = replica?.record?.home;
     if (node.where === "browser") {
       const local = this.localLedger.get(ctx.id)?.journal.find((e) => e.kind === "step" && e.key === key);
       if (local?.status === "completed")
         fail("step-reexecuted", `${attempt} ran on ${node.name} after it completed there`);
-      if (!entry || entry.attempt < step.attempt) {
+      if (unshipped && eager) this.eager.unshipped++;
+      else if (unshipped) {
         if (this.planted === "no-rule-a") this.#plantTriggered = true;
         fail(
           "start-not-shipped",
           `${attempt} ran on ${node.name} while the replica held ${entry ? `${entry.status} attempt ${entry.attempt}` : "no start"}`,
         );
       }
-      if (!home || home.home !== HOME || home.until <= now)
+      // Rule C holds with Rule A off too: no browser step begins past the lease, the one the
+      // arbiter granted (an eager fiber's create may not have reached it yet: no replica, no
+      // other home to run it).
+      if (home ? home.home !== HOME || home.until <= now : !eager) {
+        if (this.planted === "eager-past-lease") this.#plantTriggered = true;
         fail(
           "ran-without-lease",
           `${attempt} ran on ${node.name} while the replica's home is ${describeHome(home)}`,
         );
+      }
     } else if (home && home.home !== EDGE_HOME && home.until > now) {
       fail(
         "ran-without-lease",

@@ -76,6 +76,11 @@ export interface ContinuityResult extends ScheduleResult {
   cancels: { answered: number; cancelled: number; forwarded: number };
   /** Events a fence dropped in the browser that were sent on to the edge under their id. */
   sentOn: number;
+  /**
+   * `awaitStart: false` fibers: browser step attempts that began before the replica held their
+   * start, and attempts the edge ran again because that start never reached it.
+   */
+  eager: { unshipped: number; repeated: number };
 }
 
 /**
@@ -110,6 +115,16 @@ export async function runContinuitySchedule(
       options.updates !== false &&
       options.plant === undefined &&
       updateRng.chance(0.5);
+    // Fibers whose kind sets `awaitStart: false`: their own stream too. A planted bug other than
+    // the one about them keeps every fiber on Rule A, as before.
+    const eagerRng = new Prng(seed ^ 0xea9e_25a7);
+    const eagerStarts = new Set(
+      programs
+        .map((_, i) => `f${i}`)
+        .filter(() =>
+          options.plant === "eager-past-lease" ? true : options.plant === undefined && eagerRng.chance(0.3),
+        ),
+    );
     const world = new ContinuityWorld(
       rng.fork(),
       trace,
@@ -119,11 +134,12 @@ export async function runContinuitySchedule(
       options.store,
       edgeSkewMs,
       updates,
+      eagerStarts,
     );
     const window = world.rng.int(3_000, 9_000);
     trace.add(
       "plan",
-      `${programs.length} fibers, ${JSON.stringify(world.settings)}, link ${JSON.stringify(world.link.plan)}, window ${window}${options.store === "idb" ? ", store idb" : ""}${updates ? ", updates" : ""}`,
+      `${programs.length} fibers, ${JSON.stringify(world.settings)}, link ${JSON.stringify(world.link.plan)}, window ${window}${options.store === "idb" ? ", store idb" : ""}${updates ? ", updates" : ""}${eagerStarts.size > 0 ? `, awaitStart: false for ${[...eagerStarts]}` : ""}`,
     );
     programs.forEach((program, i) => {
       findings.context.set(`f${i}`, describeProgram(program));
@@ -201,6 +217,7 @@ export async function runContinuitySchedule(
         forwarded: actions.cancels.filter((c) => c.forwarded).length,
       },
       sentOn: actions.sentOn,
+      eager: { ...world.eager },
     };
   } finally {
     console.error = consoleError;
