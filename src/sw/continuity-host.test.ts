@@ -10,7 +10,6 @@
  * the edge has not seen. Every step the edge runs is counted in a ledger outside both homes.
  */
 
-import { wrap } from "comlink";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { type BrowserContinuity, createReplicatedRuntime } from "../continuity/browser-home";
 import type { Runtime } from "../core/runtime";
@@ -20,10 +19,10 @@ import { Ledger } from "../edge/testing/ledger";
 import { bundleWorker, TestWorker } from "../edge/testing/workerd";
 import { decodeValue } from "../edge/value-codec";
 import { MemoryStore } from "../store/memory-store";
-import { installErrorTransfer } from "./error-transfer";
-import { createServiceWorkerHost, type ServiceWorkerHost, type ServiceWorkerScopeLike } from "./host";
-import { type ControlApi, type HandshakeReply, PROTOCOL_VERSION } from "./protocol";
+import { createServiceWorkerHost, type ServiceWorkerHost } from "./host";
+import type { ControlApi } from "./protocol";
 import { continuityFibers, type Report } from "./testing/continuity-fibers";
+import { connectPage, FakeEvent, FakeFetchEvent, FakeScope } from "./testing/fake-scope";
 
 const LEASE_MS = 6_000;
 const ledger = new Ledger();
@@ -40,42 +39,6 @@ const edgeFetch = (url: string, init: RequestInit) => {
   const { pathname, search } = new URL(url);
   return worker.fetch(pathname + search, init);
 };
-
-class FakeEvent {
-  readonly lifetime: Promise<unknown>[] = [];
-  waitUntil(promise: Promise<unknown>): void {
-    this.lifetime.push(promise);
-  }
-}
-
-class FakeFetchEvent extends FakeEvent {
-  response: Promise<Response> | undefined;
-  constructor(readonly request: Request) {
-    super();
-  }
-  respondWith(response: Response | Promise<Response>): void {
-    this.response = Promise.resolve(response);
-  }
-}
-
-class FakeScope implements ServiceWorkerScopeLike {
-  readonly listeners = new Map<string, Array<(event: never) => void>>();
-  readonly clients = { claim: async () => {} };
-  readonly location = { href: "https://app.test/sw.js", origin: "https://app.test" };
-  async skipWaiting(): Promise<void> {}
-  addEventListener(type: string, listener: (event: never) => void): void {
-    this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
-  }
-  removeEventListener(type: string, listener: (event: never) => void): void {
-    this.listeners.set(
-      type,
-      (this.listeners.get(type) ?? []).filter((l) => l !== listener),
-    );
-  }
-  dispatch(type: string, event: unknown): void {
-    for (const listener of this.listeners.get(type) ?? []) (listener as (e: unknown) => void)(event);
-  }
-}
 
 /** One worker start of a browser: its runtime and continuity over `store`, hosted on a fake scope. */
 interface BrowserStart {
@@ -148,19 +111,9 @@ function startBrowser(
 
 /** The page's control channel to `start`'s host, over a MessageChannel as `connect()` makes it. */
 async function pageApi(start: BrowserStart): Promise<ControlApi> {
-  installErrorTransfer();
-  const { port1, port2 } = new MessageChannel();
-  const ready = new Promise<HandshakeReply>((resolve) => {
-    port1.addEventListener("message", (e) => resolve(e.data as HandshakeReply), { once: true });
-    port1.start();
-  });
-  const event = Object.assign(new FakeEvent(), {
-    data: { type: "fiberline/connect", protocol: PROTOCOL_VERSION, prefix: "/__fiberline" },
-    ports: [port2],
-  });
-  start.scope.dispatch("message", event);
-  expect((await ready).type).toBe("fiberline/ready");
-  return wrap<ControlApi>(port1) as unknown as ControlApi;
+  const page = await connectPage(start.scope);
+  expect(page.reply.type).toBe("fiberline/ready");
+  return page.remote as unknown as ControlApi;
 }
 
 /** Reads `id`'s stream from the page's route `{prefix}/fibers/:id/events` until `fiber.end`. */

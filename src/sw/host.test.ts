@@ -4,66 +4,16 @@
  * their class) and the keep-alive of running fibers.
  */
 
-import { transfer, wrap } from "comlink";
+import { transfer } from "comlink";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { readPortStream } from "../client/port-stream";
 import { defineFiber } from "../core/define";
 import { FiberNotFoundError, UnknownFiberError } from "../core/errors";
 import { createRuntime, type Runtime } from "../core/runtime";
 import { MemoryStore } from "../store/memory-store";
-import { installErrorTransfer } from "./error-transfer";
-import { createServiceWorkerHost, type ServiceWorkerHost, type ServiceWorkerScopeLike } from "./host";
-import { type ControlApi, type HandshakeReply, type PortStreamApi, PROTOCOL_VERSION } from "./protocol";
-
-class FakeEvent {
-  readonly lifetime: Promise<unknown>[] = [];
-  waitUntil(promise: Promise<unknown>): void {
-    this.lifetime.push(promise);
-  }
-  /** Resolves when every waitUntil promise settled. */
-  settled(): Promise<unknown> {
-    return Promise.allSettled(this.lifetime);
-  }
-}
-
-class FakeFetchEvent extends FakeEvent {
-  response: Promise<Response> | undefined;
-  constructor(readonly request: Request) {
-    super();
-  }
-  respondWith(response: Response | Promise<Response>): void {
-    this.response = Promise.resolve(response);
-  }
-}
-
-class FakeMessageEvent extends FakeEvent {
-  constructor(
-    readonly data: unknown,
-    readonly ports: MessagePort[] = [],
-  ) {
-    super();
-  }
-}
-
-class FakeScope implements ServiceWorkerScopeLike {
-  readonly listeners = new Map<string, Array<(event: never) => void>>();
-  readonly skipWaiting = vi.fn(async () => {});
-  readonly clients = { claim: vi.fn(async () => {}) };
-  readonly location = { href: "https://app.test/sw.js?v=1", origin: "https://app.test" };
-  addEventListener(type: string, listener: (event: never) => void): void {
-    this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
-  }
-  removeEventListener(type: string, listener: (event: never) => void): void {
-    this.listeners.set(
-      type,
-      (this.listeners.get(type) ?? []).filter((l) => l !== listener),
-    );
-  }
-  dispatch<E>(type: string, event: E): E {
-    for (const listener of this.listeners.get(type) ?? []) (listener as (e: E) => void)(event);
-    return event;
-  }
-}
+import { createServiceWorkerHost, type ServiceWorkerHost } from "./host";
+import { PROTOCOL_VERSION } from "./protocol";
+import { connectPage, FakeEvent, FakeFetchEvent, FakeMessageEvent, FakeScope } from "./testing/fake-scope";
 
 const release = { go: () => {} };
 const waiter = defineFiber("waiter", {
@@ -96,23 +46,9 @@ function setup(options: { skipWaiting?: boolean } = {}) {
 }
 
 async function connect(scope: FakeScope, message: Record<string, unknown> = {}) {
-  installErrorTransfer();
-  const { port1, port2 } = new MessageChannel();
-  cleanups.push(() => port1.close());
-  const reply = new Promise<HandshakeReply>((resolve) => {
-    port1.addEventListener("message", (e) => resolve((e as MessageEvent<HandshakeReply>).data), {
-      once: true,
-    });
-  });
-  port1.start();
-  const event = scope.dispatch(
-    "message",
-    new FakeMessageEvent(
-      { type: "fiberline/connect", protocol: PROTOCOL_VERSION, prefix: "/__fiberline", ...message },
-      [port2],
-    ),
-  );
-  return { reply: await reply, remote: wrap<ControlApi & PortStreamApi>(port1), event, port: port1 };
+  const page = await connectPage(scope, message);
+  cleanups.push(() => page.port.close());
+  return page;
 }
 
 /** Sends one raw comlink message on the control port and resolves with the worker's answer. */

@@ -332,6 +332,13 @@ class Host implements ServiceWorkerHost {
       ...api,
       ...(continuity
         ? {
+            // Under an id the edge may hold (another device of the user started it, or this
+            // browser's database was wiped): the fiber is restored first, so the start finds it
+            // (`created: false`) instead of starting another fiber under its id.
+            start: async (name, input, options) => {
+              await settled((options as { id?: unknown } | undefined)?.id);
+              return api.start(name, input, options);
+            },
             get: async (id: string) => {
               await settled(id);
               return api.get(id);
