@@ -655,6 +655,15 @@ export class BrowserContinuity {
     this.#firstSync.delete(fiberId);
   }
 
+  /**
+   * The fiber under `fiberId` was collected here, or a new one was created under the id (by the
+   * guard, the runtime's store): what this worker decided of the old one does not carry over.
+   */
+  forget(fiberId: string): void {
+    this.#cameHome(fiberId);
+    this.mirror.forget(fiberId);
+  }
+
   /** The mirror's `hold` around a write of `fiberId`'s copy (`copyHold`, once the outbox is open). */
   async #holdCopy(fiberId: string): Promise<{ home: boolean; release(): void } | null> {
     const { outbox } = await this.opened;
@@ -802,6 +811,7 @@ class HomeGuardStore extends ForwardingStore {
 
   override async createFiber(record: FiberRecord, chunks: StreamChunk[]): Promise<CreateResult> {
     const result = await (await this.#replicating()).createFiber(record, chunks);
+    if (result.status === "created") this.#continuity.forget(record.id);
     this.#continuity.noteKind(result.record);
     return result;
   }
@@ -847,7 +857,9 @@ class HomeGuardStore extends ForwardingStore {
   }
 
   override async deleteFibers(ids: readonly string[], options?: DeleteOptions): Promise<string[]> {
-    return (await this.#replicating()).deleteFibers(ids, options);
+    const deleted = await (await this.#replicating()).deleteFibers(ids, options);
+    for (const id of deleted) this.#continuity.forget(id);
+    return deleted;
   }
 }
 

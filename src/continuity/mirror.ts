@@ -272,6 +272,18 @@ export class Mirror {
     this.#released.delete(fiberId);
   }
 
+  /**
+   * Forgets all it knew of `fiberId`'s copy (a fiber under that id was collected or created here:
+   * whatever comes next under the id is another fiber) and stops following it.
+   */
+  forget(fiberId: string): void {
+    this.unfollow(fiberId);
+    this.#released.delete(fiberId);
+    this.#checked.delete(fiberId);
+    this.#cursors.delete(fiberId);
+    this.#heads.delete(fiberId);
+  }
+
   /** Stops following `fiberId` (its copy is kept). */
   unfollow(fiberId: string): void {
     const timer = this.#followed.get(fiberId);
