@@ -74,7 +74,7 @@ import { ForwardingStore } from "./forwarding-store";
 import { Mirror } from "./mirror";
 import { Outbox } from "./outbox";
 import { writesOutbox } from "./outbox-log";
-import { browserHome, DEFAULT_LEASE_MS, EDGE_HOME, leaseDeadline } from "./protocol";
+import { browserHome, DEFAULT_LEASE_MS, EDGE_HOME, leaseClock, leaseDeadline } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
 import { bufferedEventId, enqueuePushedEvents, sendShippedEvent } from "./send-event";
 import { Shipper } from "./shipper";
@@ -251,6 +251,8 @@ export class BrowserContinuity {
   readonly #away = new Map<string, { epoch: number; home: string }>();
   /** Per fiber, this worker's decision of where it stands (one probe or restore per worker start). */
   readonly #settled = new Map<string, Promise<FiberHome>>();
+  /** Fibers whose first answer `settle` waited for in vain (it does not wait again). */
+  readonly #waitedFirst = new Set<string>();
   /** Per fiber that is away, the mirror's first read in this worker (streams wait for it). */
   readonly #firstSync = new Map<string, Promise<void>>();
   #now: OpenedContinuity | undefined;
@@ -312,16 +314,20 @@ export class BrowserContinuity {
     const { edge } = parts;
     const home = browserHome(edge.deviceId ?? (await loadDeviceId()));
     const outbox = parts.outbox ?? (await openOutbox(this.#local, edge.leaseMs ?? DEFAULT_LEASE_MS));
+    // Every deadline of the outbox is compared on its clock.
+    const clock = () => outbox.now();
     const replicating = new ReplicatingStore(this.#local, {
       outbox,
       home,
       replicates: (name) => this.#kinds.has(name),
+      clock,
     });
     const leaseMs = edge.leaseMs ?? DEFAULT_LEASE_MS;
     const shipper = new Shipper({
       outbox,
       home,
       send: this.link.ship,
+      clock,
       heartbeatMs: Math.min(10_000, Math.max(100, Math.floor(leaseMs / 3))),
       // A browser cut off past its lease learns it was fenced at its next retry once the link
       // heals: at most half a lease after, not the default 10 s.
@@ -444,6 +450,18 @@ export class BrowserContinuity {
     return decided;
   }
 
+  /**
+   * Whether this worker may run replicated fiber `fiberId` as far as the arbiter's answers go: it
+   * answered since the outbox opened (a lease, `Outbox.where(...).deadline`), or this worker
+   * created the fiber less than a lease ago (`Outbox.leased`). True for a fiber not replicated.
+   */
+  answered(fiberId: string): boolean {
+    const outbox = this.#now?.outbox;
+    const where = outbox?.where(fiberId);
+    if (outbox === undefined || where === undefined || where.status !== "home") return true;
+    return where.deadline !== undefined || outbox.leased(fiberId, outbox.now());
+  }
+
   /** Whether `fiberId` is away (decided so in this worker, by the outbox, or by a mirror marker). */
   isAway(fiberId: string, record?: FiberRecord): boolean {
     if (this.#now?.outbox.where(fiberId)?.status === "away" || this.#away.has(fiberId)) return true;
@@ -536,14 +554,21 @@ export class BrowserContinuity {
     return this.#awayNow(fiberId);
   }
 
-  /** Waits until the arbiter answered about `fiberId` (a lease, or a fence), at most a few seconds. */
+  /**
+   * Waits until the arbiter answered about `fiberId` (a lease, or a fence), at most a few seconds,
+   * once per worker start: with no answer by then (offline, the edge down) the fiber counts as
+   * home for pages (an event is buffered, answered once shipped) but no runner claims it before
+   * an answer (`answered`), and later calls do not wait again.
+   */
   async #firstAnswer(outbox: Outbox, fiberId: string): Promise<void> {
+    if (this.#waitedFirst.has(fiberId)) return;
     const deadline = Date.now() + FIRST_ANSWER_MS;
     while (Date.now() < deadline && !this.#stopped) {
       const where = outbox.where(fiberId);
       if (where === undefined || where.status === "away" || where.deadline !== undefined) return;
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
+    this.#waitedFirst.add(fiberId);
   }
 
   async #awayNow(fiberId: string): Promise<FiberHome> {
@@ -619,7 +644,7 @@ export class BrowserContinuity {
    */
   async #comeHome(fiberId: string): Promise<void> {
     const { outbox, home, shipper } = await this.opened;
-    const sentAt = Date.now();
+    const sentAt = outbox.now();
     const answer = await this.link.comeHome(fiberId, home);
     if (answer.status !== "granted" || this.#stopped) return;
     const back = await this.mirror.handBack(fiberId, async (record) => {
@@ -653,6 +678,7 @@ export class BrowserContinuity {
     this.#away.delete(fiberId);
     this.#settled.delete(fiberId);
     this.#firstSync.delete(fiberId);
+    this.#waitedFirst.delete(fiberId);
   }
 
   /**
@@ -723,7 +749,7 @@ export class BrowserContinuity {
         const { outbox } = await this.opened;
         const kind = this.#kinds.get(this.#names.get(id) ?? "");
         // Only under a lease answered to this outbox: one restarted offline may be long taken over.
-        if (kind?.awaitStart === false && outbox.leased(id, Date.now())) return;
+        if (kind?.awaitStart === false && outbox.leased(id, outbox.now())) return;
         return outbox.shipped(id);
       },
       visibleHead: (id) => {
@@ -768,6 +794,8 @@ export class BrowserContinuity {
 
 /** When a runner asks again for a fiber another home runs. */
 const AWAY_RETRY_MS = 60_000;
+/** When a runner asks again for a fiber the arbiter has not answered about in this worker. */
+const UNANSWERED_RETRY_MS = 1_000;
 
 /**
  * The runtime's store: `ReplicatingStore` once the outbox is open, plus the decisions it cannot
@@ -830,6 +858,12 @@ class HomeGuardStore extends ForwardingStore {
     }
     if (where === "away")
       return { status: "held", record: { ...record, leaseUntil: request.now + AWAY_RETRY_MS } };
+    // Known from an earlier start (a persisted outbox) and no answer from the arbiter since, not
+    // even the first one `settle` waits for (offline, the edge down): the edge may have taken
+    // it over meanwhile, so it runs once the arbiter answered, not on a guess. (A fiber this
+    // worker created holds the lease its create would have been granted until then.)
+    if (where === "home" && !this.#continuity.answered(id))
+      return { status: "held", record: { ...record, leaseUntil: request.now + UNANSWERED_RETRY_MS } };
     return replicating.claimFiber(id, request);
   }
 
@@ -879,7 +913,9 @@ async function lostFibers(store: Store): Promise<string[]> {
  * of its own) or a new one in memory.
  */
 async function openOutbox(store: Store, leaseMs: number): Promise<Outbox> {
-  return writesOutbox(store) ? Outbox.open(store, { leaseMs }) : new Outbox({ leaseMs });
+  // Rule C's deadlines on a clock that a wall clock set back does not slow down.
+  const options = { leaseMs, clock: leaseClock() };
+  return writesOutbox(store) ? Outbox.open(store, options) : new Outbox(options);
 }
 
 /**

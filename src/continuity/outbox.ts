@@ -170,6 +170,14 @@ export class Outbox implements Replication {
     return outbox;
   }
 
+  /**
+   * Now, on the clock this outbox keeps its deadlines on (`OutboxOptions.clock`): what every
+   * `mayWrite`, `leased` and deadline of it must be compared with.
+   */
+  now(): number {
+    return this.#clock();
+  }
+
   /** Whether a store keeps this outbox (it was made with `open`). */
   get persisted(): boolean {
     return this.#log !== undefined;

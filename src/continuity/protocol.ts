@@ -122,3 +122,28 @@ export type ComeHomeAnswer =
 export function leaseDeadline(sentAt: number, leaseMs: number): number {
   return sentAt + leaseMs - Math.max(1_000, leaseMs / 10);
 }
+
+/**
+ * A clock for Rule C that a wall clock set back cannot slow down, nor a suspended machine hold
+ * back: it reads the wall clock (`wall`, default `Date.now`), but never less than its last reading
+ * plus the time the monotonic clock (`monotonic`, default `performance.now`) counted since. Set
+ * back a minute (the user, NTP, a VM restored), it goes on at the monotonic clock's pace, so a
+ * lease still ends a lease of real time after it began; after a sleep, which some platforms'
+ * monotonic clocks do not count, the wall clock's leap carries it forward, so a lease that ended
+ * meanwhile has ended here too. Never goes back. One per home (its readings only compare with
+ * each other's): deadlines made on it are not stored.
+ */
+export function leaseClock(
+  wall: () => number = Date.now,
+  monotonic: (() => number) | undefined = globalThis.performance?.now.bind(globalThis.performance),
+): () => number {
+  if (monotonic === undefined) return wall;
+  let last = wall();
+  let lastMono = monotonic();
+  return () => {
+    const mono = monotonic();
+    last = Math.max(wall(), last + (mono - lastMono));
+    lastMono = mono;
+    return last;
+  };
+}

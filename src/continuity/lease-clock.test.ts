@@ -1,0 +1,101 @@
+/**
+ * Rule C's clock (`leaseClock`): a wall clock set back (the user, NTP, a VM restored) must not
+ * move a browser's deadline out, or the browser goes on writing, and starting `awaitStart: false`
+ * steps, past the arbiter's lease while the edge runs the fiber; and a machine that slept (whose
+ * monotonic clock may not count the sleep) must find a lease that ended meanwhile ended.
+ */
+
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { MemoryStore } from "../store/memory-store";
+import { createReplicatedRuntime } from "./browser-home";
+import { Outbox } from "./outbox";
+import { leaseClock, type ShipmentAnswer } from "./protocol";
+import { Shipper } from "./shipper";
+
+describe("leaseClock", () => {
+  it("follows the wall clock, goes on at the monotonic pace when it is set back, and never goes back", () => {
+    let wall = 1_000_000;
+    let mono = 0;
+    const now = leaseClock(
+      () => wall,
+      () => mono,
+    );
+    expect(now()).toBe(1_000_000);
+    wall += 500;
+    mono += 500;
+    expect(now()).toBe(1_000_500);
+    // Set back a minute: real time goes on.
+    wall -= 60_000;
+    mono += 1_000;
+    expect(now()).toBe(1_001_500);
+    wall += 1_000;
+    mono += 1_000;
+    expect(now()).toBe(1_002_500);
+    // A sleep the monotonic clock did not count: the wall clock's leap carries it.
+    wall += 3_600_000;
+    expect(now()).toBe(wall);
+  });
+});
+
+describe("Rule C on the lease clock", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 1_000_000 });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("lapses a lease a lease of real time after its shipment was sent, the wall clock set back meanwhile", async () => {
+    const outbox = new Outbox({ clock: leaseClock() });
+    outbox.append("a", {
+      type: "create",
+      record: { id: "a" } as never,
+      chunks: [{ fiberId: "a", seq: 1, type: "fiber.start", data: null, at: 0 }],
+    });
+    const lapsed: string[] = [];
+    outbox.onLapsed((id) => lapsed.push(id));
+    let sends = 0;
+    // The first shipment is answered (a 30 s lease from its receipt); then the link is cut.
+    const shipper = new Shipper({
+      outbox,
+      home: "browser:d1",
+      heartbeatMs: 10_000,
+      clock: () => outbox.now(),
+      send: async (): Promise<ShipmentAnswer> => {
+        sends++;
+        if (sends === 1) return { status: "ok", appliedPos: 1, leaseMs: 30_000 };
+        throw new Error("offline");
+      },
+    });
+    shipper.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(outbox.leased("a", outbox.now())).toBe(true);
+    // The wall clock is set back a minute; timers (and the arbiter, on its own clock) go on. 31 s
+    // of real time later the arbiter's lease (receipt + 30 s) has ended: it takes over.
+    vi.setSystemTime(Date.now() - 60_000);
+    await vi.advanceTimersByTimeAsync(31_000);
+    const state = {
+      leased: outbox.leased("a", outbox.now()), // the port's test for an awaitStart: false step
+      mayWrite: outbox.mayWrite("a", outbox.now()), // ReplicatingStore's test for every write
+      lapsed, // a step in progress is aborted through this
+    };
+    shipper.stop();
+    expect(state).toEqual({ leased: false, mayWrite: false, lapsed: ["a"] });
+  });
+
+  it("is the clock of the outbox a replicated runtime keeps its deadlines on", async () => {
+    const { runtime, continuity } = createReplicatedRuntime({
+      store: new MemoryStore(),
+      fibers: [],
+      edge: { baseUrl: "http://edge.test", fibers: ["x"], deviceId: "d1" },
+      onError: () => {},
+    });
+    const { outbox } = await continuity.opened;
+    const before = outbox.now();
+    vi.setSystemTime(Date.now() - 60_000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(outbox.now()).toBe(before + 1_000);
+    continuity.stop();
+    await runtime.close();
+  });
+});

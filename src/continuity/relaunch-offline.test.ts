@@ -1,0 +1,139 @@
+/**
+ * A worker that restarts with a persisted outbox (IdbStore over fake-indexeddb) while the edge
+ * cannot be reached, after the edge took its fiber over. `settle` waits for the arbiter's first
+ * answer a few seconds, then lets pages in (an event is buffered, answered once shipped), but no
+ * runner claims the fiber before the arbiter answered: it may run at the edge. Before, it ran
+ * here with no lease: it took the page's event and wrote past what the replica holds, and once
+ * the link came back the mirror rebuilt the copy under the page's open stream (`fiber_not_found`).
+ */
+
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { defineFiber } from "../core/define";
+import type { FiberEvent } from "../core/records";
+import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
+import { IdbStore } from "../store/idb-store";
+import { MemoryStore } from "../store/memory-store";
+import { Arbiter } from "./arbiter";
+import { createReplicatedRuntime } from "./browser-home";
+import type { Shipment } from "./protocol";
+
+const stops: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0)) await stop();
+});
+
+const ticket = defineFiber("ticket", {
+  async run(ctx) {
+    await ctx.step("a", () => 1);
+    const n = await ctx.waitForEvent<number>("go");
+    ctx.emit("got", { n });
+    return ctx.step("b", () => n);
+  },
+});
+
+/** An IdbStore whose `createFiber` takes 300 ms once `slow` is set (a restore's create, slowed). */
+class SlowCreate extends IdbStore {
+  slow = false;
+  override async createFiber(...args: Parameters<IdbStore["createFiber"]>) {
+    if (this.slow) await new Promise((resolve) => setTimeout(resolve, 300));
+    return super.createFiber(...args);
+  }
+}
+
+function edgeHome() {
+  let now = Date.now();
+  const store = new MemoryStore();
+  const arbiter = new Arbiter({ store, leaseMs: 60_000, clock: () => now });
+  return {
+    store,
+    arbiter,
+    async takeOver(id: string) {
+      now += 61_000;
+      expect(await arbiter.takeOverLapsed()).toEqual([id]);
+    },
+  };
+}
+
+function worker(store: IdbStore, edge: ReturnType<typeof edgeHome>, link: { online: boolean }) {
+  const { runtime, continuity } = createReplicatedRuntime({
+    store,
+    fibers: [ticket],
+    edge: {
+      baseUrl: "http://edge.test",
+      fibers: ["ticket"],
+      deviceId: "d1",
+      leaseMs: 600,
+      mirrorWaitMs: 0,
+      mirrorPollMs: 20,
+    },
+    pollIntervalMs: 10,
+    onError: () => {},
+  });
+  const offline = () => Promise.reject(new TypeError("Failed to fetch"));
+  const l = continuity.link as unknown as Record<string, unknown>;
+  l.ship = (id: string, shipment: Shipment) => (link.online ? edge.arbiter.receive(id, shipment) : offline());
+  l.readReplica = (id: string, after: number, options?: ReplicaReadOptions) =>
+    link.online ? readReplica(edge.store, id, after, options?.cursor) : offline();
+  l.sendEvent = (fiberId: string, name: string, payload?: unknown, eventId?: string) =>
+    link.online
+      ? edge.arbiter.accept({ fiberId, name, payload, at: Date.now(), ...(eventId ? { eventId } : {}) })
+      : offline();
+  stops.push(async () => {
+    continuity.stop();
+    await runtime.close();
+  });
+  return { runtime, continuity };
+}
+
+describe("a worker relaunched offline after the edge took its fiber over", () => {
+  it("runs nothing before the arbiter answered, and a page's stream opened meanwhile reads on", async () => {
+    const indexedDB = new IDBFactory();
+    const edge = edgeHome();
+    const link = { online: true };
+    const first = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
+    await first.continuity.start();
+    await first.runtime.start("ticket", null, { id: "t" });
+    await vi.waitFor(async () => expect((await edge.store.getFiber("t"))?.status).toBe("waiting"));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // acknowledgements recorded
+    // The worker stops; the edge takes the fiber over; the browser restarts with no network.
+    first.continuity.stop();
+    await first.runtime.close();
+    await edge.takeOver("t");
+    link.online = false;
+    const store = new SlowCreate({ name: "db", indexedDB });
+    const second = worker(store, edge, link);
+    await second.continuity.start(); // waits out the 5 s cap
+    void second.runtime.recover();
+    // A page sends an event (answered once shipped: it waits) and opens the fiber's stream,
+    // which the host serves once `settle` answered.
+    void second.continuity.sendEvent("t", "go", 5).catch(() => {});
+    expect(await second.continuity.settle("t")).toBe("home");
+    const seen: FiberEvent[] = [];
+    let failure: unknown;
+    const reading = (async () => {
+      for await (const chunk of second.runtime.events("t")) seen.push(chunk);
+    })().catch((error: unknown) => {
+      failure = error;
+    });
+    // Nothing runs here meanwhile (longer than a claim's own wait for the first answer): the event
+    // is not taken, nothing is written past the replica.
+    await new Promise((resolve) => setTimeout(resolve, 6_500));
+    expect((await store.readStream("t", 0)).map((c) => c.type)).not.toContain("got");
+    expect((await store.getFiber("t"))?.status).toBe("waiting");
+    // Nor does a later call wait out the first answer again.
+    const asked = Date.now();
+    expect(await second.continuity.settle("t")).toBe("home");
+    expect(Date.now() - asked).toBeLessThan(1_000);
+    // The link comes back: the fence arrives, the mirror follows the edge's copy.
+    store.slow = true;
+    link.online = true;
+    await vi.waitFor(() => expect(second.continuity.mirror.synced("t")).toBe(true), { timeout: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(failure).toBeUndefined();
+    const replica = await edge.store.readStream("t", 0);
+    expect(seen.map((c) => [c.seq, c.type])).toEqual(replica.map((c) => [c.seq, c.type]));
+    void reading;
+  }, 60_000);
+});
