@@ -1,8 +1,10 @@
 /**
- * Rule C's clock (`leaseClock`): a wall clock set back (the user, NTP, a VM restored) must not
- * move a browser's deadline out, or the browser goes on writing, and starting `awaitStart: false`
- * steps, past the arbiter's lease while the edge runs the fiber; and a machine that slept (whose
- * monotonic clock may not count the sleep) must find a lease that ended meanwhile ended.
+ * Rule C's deadlines. Their clock (`leaseClock`): a wall clock set back (the user, NTP, a VM
+ * restored) must not move a browser's deadline out, or the browser goes on writing, and starting
+ * `awaitStart: false` steps, past the arbiter's lease while the edge runs the fiber; and a machine
+ * that slept (whose monotonic clock may not count the sleep) must find a lease that ended
+ * meanwhile ended. And the lease a new fiber holds before its first answer: never longer than
+ * the edge was seen to grant, whatever `edge.leaseMs` says.
  */
 
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -97,5 +99,31 @@ describe("Rule C on the lease clock", () => {
     expect(outbox.now()).toBe(before + 1_000);
     continuity.stop();
     await runtime.close();
+  });
+});
+
+describe("the lease a fiber holds before its first answer", () => {
+  it("is no longer than the lease the edge was seen to grant, and a longer configured one is reported", () => {
+    const errors: string[] = [];
+    const now = 1_000_000;
+    const outbox = new Outbox({ leaseMs: 30_000, clock: () => now, onError: (e) => errors.push(String(e)) });
+    const create = (id: string) =>
+      outbox.append(id, {
+        type: "create",
+        record: { id } as never,
+        chunks: [{ fiberId: id, seq: 1, type: "fiber.start", data: null, at: 0 }],
+      });
+    create("a");
+    // Before any answer: the configured lease (30 s, less Rule C's margin of 3 s).
+    expect(outbox.leased("a", now + 26_000)).toBe(true);
+    // An answer says the edge grants 5 s.
+    outbox.noteGranted(5_000);
+    outbox.noteGranted(4_990);
+    expect(errors).toEqual([
+      expect.stringContaining("set edge.leaseMs to the edge host's continuity.leaseMs"),
+    ]);
+    create("b");
+    expect(outbox.leased("b", now + 3_900)).toBe(true);
+    expect(outbox.leased("b", now + 4_100)).toBe(false);
   });
 });

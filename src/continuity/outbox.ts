@@ -141,6 +141,8 @@ export class Outbox implements Replication {
   #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #saveDelayMs: number;
   readonly #leaseMs: number;
+  /** The longest lease the arbiter was seen to grant (`noteGranted`), once one was. */
+  #granted: number | undefined;
   /** Reads of a fiber's outbox from the store under way (`resync`). */
   readonly #resyncs = new Map<string, Promise<boolean>>();
 
@@ -607,6 +609,25 @@ export class Outbox implements Replication {
   }
 
   /**
+   * The arbiter granted a lease of `leaseMs` (what an `ok` answer says remains of it: at most the
+   * edge's `continuity.leaseMs`). A fiber created from now on holds, before its own first answer,
+   * no more than the longest lease seen. Reports, once, a configured lease (`leaseMs`, the host's
+   * `edge.leaseMs`) well over what the edge grants.
+   */
+  noteGranted(leaseMs: number): void {
+    if (!(leaseMs > 0)) return;
+    const first = this.#granted === undefined;
+    this.#granted = Math.max(this.#granted ?? 0, leaseMs);
+    if (first && this.#leaseMs > 2 * leaseMs) {
+      this.#report(
+        new Error(
+          `The edge granted a lease of ${leaseMs} ms, but this browser counts on ${this.#leaseMs} ms before an edge's first answer: set edge.leaseMs to the edge host's continuity.leaseMs.`,
+        ),
+      );
+    }
+  }
+
+  /**
    * The arbiter holds every position up to `appliedPos`: lets them go, releases the step starts
    * and chunks that waited on them, and (with `deadline`) renews the lease (Rule C).
    */
@@ -715,7 +736,9 @@ export class Outbox implements Replication {
    * been lost, the link cut), the fiber lapses as at any deadline: a step in progress stops.
    */
   #armProvisional(fiberId: string, log: FiberLog): void {
-    const until = leaseDeadline(this.#clock(), this.#leaseMs);
+    // No longer than the arbiter was seen to grant: a configured lease longer than the edge's
+    // would let this home write past the arbiter's lease before its first answer.
+    const until = leaseDeadline(this.#clock(), Math.min(this.#leaseMs, this.#granted ?? this.#leaseMs));
     log.provisionalUntil = until;
     clearTimeout(log.provisional);
     log.provisional = setTimeout(

@@ -292,6 +292,7 @@ export class Shipper {
       outbox.acknowledge(fiberId, answer.appliedPos);
       return true;
     }
+    outbox.noteGranted(answer.leaseMs);
     const deadline = leaseDeadline(sentAt, answer.leaseMs);
     // An answer that comes after the lease it grants has ended starts nothing (Rule C): the
     // outbox refuses the step starts it would release.
