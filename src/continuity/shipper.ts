@@ -292,7 +292,8 @@ export class Shipper {
       outbox.acknowledge(fiberId, answer.appliedPos);
       return true;
     }
-    outbox.noteGranted(answer.leaseMs);
+    const mismatch = outbox.noteGranted(answer.leaseMs);
+    if (mismatch !== undefined) this.#report(new Error(mismatch), fiberId);
     const deadline = leaseDeadline(sentAt, answer.leaseMs);
     // An answer that comes after the lease it grants has ended starts nothing (Rule C): the
     // outbox refuses the step starts it would release.
