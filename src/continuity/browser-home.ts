@@ -74,7 +74,7 @@ import { ForwardingStore } from "./forwarding-store";
 import { Mirror } from "./mirror";
 import { Outbox } from "./outbox";
 import { writesOutbox } from "./outbox-log";
-import { browserHome, DEFAULT_LEASE_MS, EDGE_HOME, leaseClock, leaseDeadline } from "./protocol";
+import { browserHome, DEFAULT_LEASE_MS, EDGE_HOME, leaseDeadline } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
 import { bufferedEventId, enqueuePushedEvents, sendShippedEvent } from "./send-event";
 import { Shipper } from "./shipper";
@@ -216,6 +216,8 @@ export interface OpenedContinuity {
 
 /** How long `settle` waits for the arbiter's first answer on a fiber this worker did not create. */
 const FIRST_ANSWER_MS = 5_000;
+/** The pause between looks at whether the arbiter answered about a fiber a cancel waits on. */
+const UNANSWERED_POLL_MS = 100;
 /** The pause between reads of a fiber being restored while another worker holds its lock. */
 const RESTORE_RETRY_MS = 50;
 
@@ -314,20 +316,18 @@ export class BrowserContinuity {
     const { edge } = parts;
     const home = browserHome(edge.deviceId ?? (await loadDeviceId()));
     const outbox = parts.outbox ?? (await openOutbox(this.#local, edge.leaseMs ?? DEFAULT_LEASE_MS));
-    // Every deadline of the outbox is compared on its clock.
-    const clock = () => outbox.now();
+    // Every deadline of the outbox is compared on its clock (the replicating store's and the
+    // shipper's by default).
     const replicating = new ReplicatingStore(this.#local, {
       outbox,
       home,
       replicates: (name) => this.#kinds.has(name),
-      clock,
     });
     const leaseMs = edge.leaseMs ?? DEFAULT_LEASE_MS;
     const shipper = new Shipper({
       outbox,
       home,
       send: this.link.ship,
-      clock,
       heartbeatMs: Math.min(10_000, Math.max(100, Math.floor(leaseMs / 3))),
       // A browser cut off past its lease learns it was fenced at its next retry once the link
       // heals: at most half a lease after, not the default 10 s.
@@ -507,11 +507,21 @@ export class BrowserContinuity {
       // Not only "home": a fiber "missing" a moment ago may have been started here since; one
       // that is not replicated is answered once cancelled here, as `runtime.cancel` answers.
       const { outbox } = await this.opened;
+      // Restarted with no answer from the arbiter yet (offline), the fiber is not claimed here
+      // (`answered`): the cancel waits for that answer, as it would for its end to be shipped.
+      await this.#untilAnswered(fiberId);
+      if (this.isAway(fiberId)) return await this.#cancelAtEdge(fiberId, reason);
       return await cancelShipped({ runtime, outbox }, fiberId, reason);
     } catch (error) {
       if (!this.#movedAway(fiberId, error)) throw error;
       return this.#cancelAtEdge(fiberId, reason);
     }
+  }
+
+  /** Resolves once this worker may claim `fiberId` (`answered`), it moved away, or this stopped. */
+  async #untilAnswered(fiberId: string): Promise<void> {
+    while (!this.answered(fiberId) && !this.isAway(fiberId) && !this.#stopped)
+      await new Promise((resolve) => setTimeout(resolve, UNANSWERED_POLL_MS));
   }
 
   async #cancelAtEdge(fiberId: string, reason?: string): Promise<FiberStatus> {
@@ -913,9 +923,7 @@ async function lostFibers(store: Store): Promise<string[]> {
  * of its own) or a new one in memory.
  */
 async function openOutbox(store: Store, leaseMs: number): Promise<Outbox> {
-  // Rule C's deadlines on a clock that a wall clock set back does not slow down.
-  const options = { leaseMs, clock: leaseClock() };
-  return writesOutbox(store) ? Outbox.open(store, options) : new Outbox(options);
+  return writesOutbox(store) ? Outbox.open(store, { leaseMs }) : new Outbox({ leaseMs });
 }
 
 /**

@@ -85,10 +85,14 @@ describe("Rule C on the lease clock", () => {
     expect(state).toEqual({ leased: false, mayWrite: false, lapsed: ["a"] });
   });
 
-  it("is the clock of the outbox a replicated runtime keeps its deadlines on", async () => {
+  it.each([
+    ["it opens", false],
+    ["given as its outbox option", true],
+  ])("is the clock of the outbox a replicated runtime keeps its deadlines on (%s)", async (_, given) => {
     const { runtime, continuity } = createReplicatedRuntime({
       store: new MemoryStore(),
       fibers: [],
+      ...(given ? { outbox: new Outbox() } : {}),
       edge: { baseUrl: "http://edge.test", fibers: ["x"], deviceId: "d1" },
       onError: () => {},
     });

@@ -28,6 +28,7 @@ import type { AdoptedOutbox, OutboxLog, OutboxProgress, SavedOutbox } from "./ou
 import {
   DEFAULT_LEASE_MS,
   DEFAULT_OUTBOX_BYTES,
+  leaseClock,
   leaseDeadline,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
@@ -98,7 +99,10 @@ interface FiberLog {
 export interface OutboxOptions {
   /** Bytes of unacknowledged entries per fiber past which its commits wait (default 4 MiB). */
   maxBytesPerFiber?: number;
-  /** The browser's clock, for Rule C (default `Date.now`). */
+  /**
+   * The browser's clock, for Rule C (default a `leaseClock()` of its own: the wall clock, which
+   * being set back cannot slow down). Deadlines are kept on it and never stored.
+   */
   clock?: () => number;
   /**
    * The lease the arbiter grants (default 30 s): before its first answer, a fiber this outbox
@@ -149,7 +153,7 @@ export class Outbox implements Replication {
   constructor(options: OutboxOptions = {}) {
     this.#maxBytes = options.maxBytesPerFiber ?? DEFAULT_OUTBOX_BYTES;
     this.#saveDelayMs = options.saveDelayMs ?? DEFAULT_SAVE_DELAY_MS;
-    this.#clock = options.clock ?? Date.now;
+    this.#clock = options.clock ?? leaseClock();
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.#report =
       options.onError ?? ((error) => console.error("[fiberline/continuity] recording the outbox:", error));

@@ -5,6 +5,8 @@
  * runner claims the fiber before the arbiter answered: it may run at the edge. Before, it ran
  * here with no lease: it took the page's event and wrote past what the replica holds, and once
  * the link came back the mirror rebuilt the copy under the page's open stream (`fiber_not_found`).
+ * A page's cancel meanwhile, of a fiber nobody took over, waits for that answer too, then is
+ * carried out and answered once the end is shipped (it was refused with `fenced` at once).
  */
 
 import "fake-indexeddb/auto";
@@ -80,6 +82,7 @@ function worker(store: IdbStore, edge: ReturnType<typeof edgeHome>, link: { onli
     link.online
       ? edge.arbiter.accept({ fiberId, name, payload, at: Date.now(), ...(eventId ? { eventId } : {}) })
       : offline();
+  l.cancel = () => offline();
   stops.push(async () => {
     continuity.stop();
     await runtime.close();
@@ -87,19 +90,28 @@ function worker(store: IdbStore, edge: ReturnType<typeof edgeHome>, link: { onli
   return { runtime, continuity };
 }
 
+/**
+ * A browser that ran fiber "t" of `ticket` to its first wait, replicated, and stopped (every
+ * acknowledgement recorded): its database, the edge, and the link (`online`) a restart goes on with.
+ */
+async function ranThenStopped() {
+  const indexedDB = new IDBFactory();
+  const edge = edgeHome();
+  const link = { online: true };
+  const first = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
+  await first.continuity.start();
+  await first.runtime.start("ticket", null, { id: "t" });
+  await vi.waitFor(async () => expect((await edge.store.getFiber("t"))?.status).toBe("waiting"));
+  await new Promise((resolve) => setTimeout(resolve, 500)); // acknowledgements recorded
+  first.continuity.stop();
+  await first.runtime.close();
+  return { indexedDB, edge, link };
+}
+
 describe("a worker relaunched offline after the edge took its fiber over", () => {
   it("runs nothing before the arbiter answered, and a page's stream opened meanwhile reads on", async () => {
-    const indexedDB = new IDBFactory();
-    const edge = edgeHome();
-    const link = { online: true };
-    const first = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
-    await first.continuity.start();
-    await first.runtime.start("ticket", null, { id: "t" });
-    await vi.waitFor(async () => expect((await edge.store.getFiber("t"))?.status).toBe("waiting"));
-    await new Promise((resolve) => setTimeout(resolve, 500)); // acknowledgements recorded
-    // The worker stops; the edge takes the fiber over; the browser restarts with no network.
-    first.continuity.stop();
-    await first.runtime.close();
+    const { indexedDB, edge, link } = await ranThenStopped();
+    // The edge takes the fiber over; the browser restarts with no network.
     await edge.takeOver("t");
     link.online = false;
     const store = new SlowCreate({ name: "db", indexedDB });
@@ -136,4 +148,31 @@ describe("a worker relaunched offline after the edge took its fiber over", () =>
     expect(seen.map((c) => [c.seq, c.type])).toEqual(replica.map((c) => [c.seq, c.type]));
     void reading;
   }, 60_000);
+});
+
+describe("a page's cancel in a worker restarted offline (the fiber still runs here)", () => {
+  it("is carried out and answered once the link is back, not refused with fenced", async () => {
+    const { indexedDB, edge, link } = await ranThenStopped();
+    // Restarted with no network; nobody took the fiber over.
+    link.online = false;
+    const second = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
+    await second.continuity.start();
+    void second.runtime.recover();
+    let outcome: unknown;
+    const cancelling = second.continuity.cancel("t", "user").then(
+      (status) => {
+        outcome = status;
+      },
+      (error: unknown) => {
+        outcome = error;
+      },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    link.online = true;
+    await cancelling;
+    expect(outcome).toBe("cancelled");
+    await vi.waitFor(async () => expect((await edge.store.getFiber("t"))?.status).toBe("cancelled"), {
+      timeout: 5_000,
+    });
+  }, 30_000);
 });

@@ -49,7 +49,7 @@ export interface ReplicatingStoreOptions {
   home: string;
   /** Whether fibers of the definition `name` are replicated. */
   replicates(name: string): boolean;
-  /** The browser's clock, for Rule C (default `Date.now`). */
+  /** The browser's clock, for Rule C (default the outbox's, `Outbox.now`). */
   clock?: () => number;
 }
 
@@ -97,7 +97,7 @@ export class ReplicatingStore extends ForwardingStore {
     this.#outbox = options.outbox;
     this.#home = options.home;
     this.#replicates = options.replicates;
-    this.#clock = options.clock ?? Date.now;
+    this.#clock = options.clock ?? (() => options.outbox.now());
     this.#keeper = writesOutbox(inner) ? inner : undefined;
     if ((this.#keeper !== undefined) !== options.outbox.persisted)
       throw new InvalidInputError(
@@ -163,7 +163,10 @@ export class ReplicatingStore extends ForwardingStore {
   }
 
   override async claimFiber(id: string, request: ClaimRequest): Promise<ClaimResult> {
+    // Rule C on the outbox's clock; a held answer's `leaseUntil` on the runner's (`request.now`),
+    // which it schedules its next try by.
     const now = this.#clock();
+    const retryAt = (ms: number) => request.now + ms;
     const record = await this.inner.getFiber(id);
     // Not known to be unreplicated until the store's outbox says so: run it once it can be read.
     if (
@@ -171,7 +174,7 @@ export class ReplicatingStore extends ForwardingStore {
       record !== undefined &&
       (await this.#learned(record)) === undefined
     )
-      return { status: "held", record: { ...record, leaseUntil: now + LAPSED_RETRY_MS } };
+      return { status: "held", record: { ...record, leaseUntil: retryAt(LAPSED_RETRY_MS) } };
     if (!this.#outbox.mayWrite(id, now)) {
       // Not ours to run now: another home holds it, or our lease ran out (Rule C). The runner
       // tries again at `leaseUntil`: soon after a lapse (a heartbeat may renew it), rarely once away.
@@ -179,7 +182,7 @@ export class ReplicatingStore extends ForwardingStore {
       const away = this.#outbox.where(id)?.status === "away";
       return {
         status: "held",
-        record: { ...record, leaseUntil: now + (away ? AWAY_RETRY_MS : LAPSED_RETRY_MS) },
+        record: { ...record, leaseUntil: retryAt(away ? AWAY_RETRY_MS : LAPSED_RETRY_MS) },
       };
     }
     const home = record?.home;
@@ -195,7 +198,7 @@ export class ReplicatingStore extends ForwardingStore {
     }
     // A fiber the outbox does not know whose record names another home: a mirror's copy, whose
     // outbox entry went with the copy it replaced (rebuilt, restored).
-    return { status: "held", record: { ...record, leaseUntil: now + AWAY_RETRY_MS } };
+    return { status: "held", record: { ...record, leaseUntil: retryAt(AWAY_RETRY_MS) } };
   }
 
   override async commit(groups: WriteGroup[]): Promise<CommitResult> {

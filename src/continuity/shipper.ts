@@ -26,7 +26,7 @@ export interface ShipperOptions {
   home: string;
   /** Sends one shipment of `fiberId` and resolves with the answer; rejects when it did not get one. */
   send(fiberId: string, shipment: Shipment): Promise<ShipmentAnswer>;
-  /** This side's clock (default `Date.now`). */
+  /** This side's clock, for Rule C (default the outbox's, `Outbox.now`). */
   clock?: () => number;
   /** How often a fiber still running here renews its lease with an empty shipment (default 10 s). */
   heartbeatMs?: number;
@@ -114,7 +114,7 @@ export class Shipper {
     this.#outbox = options.outbox;
     this.#home = options.home;
     this.#send = options.send;
-    this.#clock = options.clock ?? Date.now;
+    this.#clock = options.clock ?? (() => options.outbox.now());
     this.#heartbeatMs = options.heartbeatMs ?? 10_000;
     this.#initialMs = options.retry?.initialMs ?? 250;
     this.#maxMs = options.retry?.maxMs ?? 10_000;

@@ -224,10 +224,12 @@ export class ContinuityWorld {
   >();
   /**
    * Every outbox's options: the lease the arbiter grants, as `BrowserContinuity` passes
-   * `edge.leaseMs` (a fiber created here counts as leased for that long before the first answer).
+   * `edge.leaseMs` (a fiber created here counts as leased for that long before the first answer),
+   * and the schedule's clock.
    */
-  get #outboxOptions(): { leaseMs: number } {
-    return { leaseMs: this.settings.homeLeaseMs };
+  get #outboxOptions(): { leaseMs: number; clock: () => number } {
+    // On the virtual clock (`Date`): the default lease clock reads the real monotonic clock too.
+    return { leaseMs: this.settings.homeLeaseMs, clock: Date.now };
   }
   /** The names of the browser's workers so far. */
   readonly #browserNames = new Set<string>();
