@@ -126,4 +126,27 @@ describe("arbiter: a shipment cut short by a crash or a store error", () => {
     advance(30_001);
     expect(await arbiter.takeOverLapsed()).toEqual(["f1"]);
   });
+
+  it("counts a sender's event as applied only if the row at its seq is that event, not an equal one pushed meanwhile", async () => {
+    const store = new FailingStore();
+    const { arbiter, advance } = rig(store);
+    await arbiter.receive("f1", shipment([create("f1")]));
+    // The browser's first event: its enqueue commits, the write recording its position fails.
+    store.failNextCommit = true;
+    await expect(arbiter.receive("f1", shipment([event("f1", 2, 1)]))).rejects.toThrow(/simulated/);
+    // A webhook reaches the edge while the browser holds the fiber (pushed to it, edge:1), equal in
+    // name, payload and time to the browser's second event.
+    const second = event("f1", 3, 2) as Extract<ShippedEntry, { type: "event" }>;
+    const { name, payload, at } = second.event;
+    await arbiter.accept({ fiberId: "f1", name, payload, at });
+    // The browser's lease lapses before its retry: the takeover moves the webhook in, at seq 2.
+    advance(30_000);
+    const answer = await arbiter.receive("f1", shipment([event("f1", 2, 1), second]));
+    expect((await store.readInbox("f1")).map((e) => e.eventId)).toEqual([
+      homeEventId(HOME, 1, 1),
+      `${EDGE_HOME}:1`,
+    ]);
+    // Its first event is the replica's; its second is not (it is sent on to the edge).
+    expect(answer).toMatchObject({ status: "fenced", home: EDGE_HOME, appliedPos: 2 });
+  });
 });

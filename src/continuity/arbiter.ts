@@ -388,7 +388,7 @@ export class Arbiter {
     const top = inbox.at(-1)?.seq ?? 0;
     if (top < seq - 1) throw malformed(fiberId, `event seq ${seq} follows inbox seq ${top}`);
     // Held already: enqueued by an earlier try whose position never got recorded.
-    if (!holdsEvent(inbox, entry.event)) {
+    if (!holdsEvent(inbox, entry)) {
       if (top >= seq) throw malformed(fiberId, `inbox seq ${seq} holds another event`);
       // Under the id it had in the browser unless it has one of its own (pushed from here): a
       // send-on of it under that id (`#heldFromHome`) finds it even if the write recording its
@@ -434,7 +434,7 @@ export class Arbiter {
       const next = shipment.entries.find((e) => e.pos === counted.appliedPos + 1);
       if (next?.type !== "event") return counted;
       inbox ??= await this.#store.readInbox(fiberId);
-      if (!holdsEvent(inbox, next.event)) return counted;
+      if (!holdsEvent(inbox, next)) return counted;
       counted = { ...counted, appliedPos: next.pos };
     }
   }
@@ -678,10 +678,16 @@ function withoutPushed(lease: HomeLease, eventId: string | undefined): HomeLease
 }
 
 /** Whether `inbox` holds `event` at its seq (the same name, time and payload). */
-function holdsEvent(inbox: readonly InboxEvent[], event: InboxEvent): boolean {
+/**
+ * Whether `inbox` holds the shipped event `entry` at its seq: the row there carries its id (the
+ * browser's, or the one it was pushed under), or, written by older code with no id, equals it.
+ */
+function holdsEvent(inbox: readonly InboxEvent[], entry: Extract<ShippedEntry, { type: "event" }>): boolean {
+  const { event } = entry;
   const row = inbox.find((e) => e.seq === event.seq);
+  if (row === undefined) return false;
+  if (row.eventId !== undefined) return row.eventId === (event.eventId ?? entry.eventId);
   return (
-    row !== undefined &&
     row.name === event.name &&
     row.at === event.at &&
     JSON.stringify(row.payload) === JSON.stringify(event.payload)

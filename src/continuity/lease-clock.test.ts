@@ -107,7 +107,7 @@ describe("Rule C on the lease clock", () => {
 });
 
 describe("the lease a fiber holds before its first answer", () => {
-  it("is no longer than the lease the edge was seen to grant, and a longer configured one is reported", () => {
+  it("is no longer than the lease the edge was seen to grant", () => {
     const now = 1_000_000;
     const outbox = new Outbox({ leaseMs: 30_000, clock: () => now });
     const create = (id: string) =>
@@ -120,8 +120,8 @@ describe("the lease a fiber holds before its first answer", () => {
     // Before any answer: the configured lease (30 s, less Rule C's margin of 3 s).
     expect(outbox.leased("a", now + 26_000)).toBe(true);
     // An answer says the edge grants 5 s.
-    expect(outbox.noteGranted(5_000)).toContain("set edge.leaseMs to the edge host's continuity.leaseMs");
-    expect(outbox.noteGranted(4_990)).toBeUndefined();
+    outbox.noteGranted(5_000);
+    outbox.noteGranted(4_990);
     create("b");
     expect(outbox.leased("b", now + 3_900)).toBe(true);
     expect(outbox.leased("b", now + 4_100)).toBe(false);

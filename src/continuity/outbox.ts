@@ -615,15 +615,12 @@ export class Outbox implements Replication {
   /**
    * The arbiter granted a lease of `leaseMs` (what an `ok` answer says remains of it: at most the
    * edge's `continuity.leaseMs`). A fiber created from now on holds, before its own first answer,
-   * no more than the longest lease seen. Returns, at the first grant only, a message when the
-   * configured lease (`leaseMs`, the host's `edge.leaseMs`) is over twice what the edge grants.
+   * no more than the longest lease seen: a configured `leaseMs` (the host's `edge.leaseMs`)
+   * longer than the edge's would let it write past the arbiter's lease. (Not reported: what an
+   * answer says remains is less than the edge's lease by however long the arbiter took.)
    */
-  noteGranted(leaseMs: number): string | undefined {
-    if (!(leaseMs > 0)) return undefined;
-    const first = this.#granted === undefined;
-    this.#granted = Math.max(this.#granted ?? 0, leaseMs);
-    if (!first || this.#leaseMs <= 2 * leaseMs) return undefined;
-    return `The edge granted a lease of ${leaseMs} ms, but this browser counts on ${this.#leaseMs} ms before an edge's first answer: set edge.leaseMs to the edge host's continuity.leaseMs.`;
+  noteGranted(leaseMs: number): void {
+    if (leaseMs > 0) this.#granted = Math.max(this.#granted ?? 0, leaseMs);
   }
 
   /**

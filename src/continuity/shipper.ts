@@ -292,8 +292,7 @@ export class Shipper {
       outbox.acknowledge(fiberId, answer.appliedPos);
       return true;
     }
-    const mismatch = outbox.noteGranted(answer.leaseMs);
-    if (mismatch !== undefined) this.#report(new Error(mismatch), fiberId);
+    outbox.noteGranted(answer.leaseMs);
     const deadline = leaseDeadline(sentAt, answer.leaseMs);
     // An answer that comes after the lease it grants has ended starts nothing (Rule C): the
     // outbox refuses the step starts it would release.

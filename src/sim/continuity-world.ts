@@ -201,7 +201,16 @@ export class ContinuityWorld {
    * browser run of a fiber in `eagerStarts` whose start the replica did not hold yet, and the
    * replica's home epoch then (0: no replica yet).
    */
-  readonly #effects = new Map<string, { by: HomeNode; unshipped: boolean; homeEpoch: number }>();
+  readonly #effects = new Map<
+    string,
+    { by: HomeNode; unshipped: boolean; homeEpoch: number; start: { epoch: number; pos: number } | undefined }
+  >();
+  /**
+   * Per `<fiberId>@<home epoch>`, the highest position of the browser's epoch any answer told it
+   * the replica holds: an `awaitStart: false` attempt whose start was acknowledged must not run
+   * again at the edge.
+   */
+  readonly #acked = new Map<string, number>();
   /**
    * Fibers whose kind sets `awaitStart: false` (Rule A off): a browser step starts without its
    * start shipped, while the lease the arbiter last acknowledged to this outbox lasts
@@ -470,7 +479,12 @@ export class ContinuityWorld {
     const shipper = new Shipper({
       outbox,
       home: HOME,
-      send: (fiberId, shipment) => this.link.send(fiberId, shipment),
+      send: (fiberId, shipment) =>
+        this.link.send(fiberId, shipment).then((answer) => {
+          const key = `${fiberId}@${shipment.epoch}`;
+          this.#acked.set(key, Math.max(this.#acked.get(key) ?? 0, answer.appliedPos));
+          return answer;
+        }),
       heartbeatMs: this.settings.heartbeatMs,
       retry: { initialMs: 50, maxMs: 1_000 },
       // A webhook the edge accepted while this browser holds the fiber, pushed in an answer.
@@ -874,6 +888,30 @@ export class ContinuityWorld {
     this.background(`${node.name} alarm`, work);
   }
 
+  /**
+   * The outbox position (and home epoch) of the commit that holds the start of attempt `attempt`
+   * of step `key` of `fiberId`, while it waits to be acknowledged; `undefined` if it does not.
+   */
+  #startPosition(
+    node: BrowserNode,
+    fiberId: string,
+    key: string,
+    attempt: number,
+  ): { epoch: number; pos: number } | undefined {
+    const pending = node.outbox.batch(fiberId, {
+      entries: Number.POSITIVE_INFINITY,
+      bytes: Number.POSITIVE_INFINITY,
+    });
+    const entry = pending?.entries.find(
+      (e) =>
+        e.type === "commit" &&
+        (e.group.journal ?? []).some(
+          (j) => j.kind === "step" && j.key === key && j.attempt === attempt && j.status === "started",
+        ),
+    );
+    return pending && entry ? { epoch: pending.epoch, pos: entry.pos } : undefined;
+  }
+
   /** A step attempt started running user code on `node`. */
   #effect(node: HomeNode, ctx: FiberContext, step: StepContext): () => void {
     // Compared with the replica's lease, which is on the arbiter's clock.
@@ -900,13 +938,17 @@ export class ContinuityWorld {
       // with the same key, at the edge, or in the browser once the fiber came home since (its
       // copy rebuilt from the replica, which never heard of that attempt).
       const again = node.where === "edge" || homeEpoch > earlier.homeEpoch;
-      if (earlier.unshipped && again) this.eager.repeated++;
+      const start = earlier.start;
+      const acked = start !== undefined && (this.#acked.get(`${ctx.id}@${start.epoch}`) ?? 0) >= start.pos;
+      if (earlier.unshipped && start !== undefined && !acked && again) this.eager.repeated++;
       else fail("effect-twice", `${attempt} ran on ${earlier.by.name} and again on ${node.name}`);
     }
+    const early = eager && node.where === "browser" && unshipped;
     this.#effects.set(attempt, {
       by: node,
-      unshipped: eager && node.where === "browser" && unshipped,
+      unshipped: early,
       homeEpoch,
+      start: early ? this.#startPosition(node as BrowserNode, ctx.id, key, step.attempt) : undefined,
     });
     if (entry?.status === "completed")
       fail("step-reexecuted", `${attempt} ran on ${node.name} after the replica recorded it completed`);

@@ -68,7 +68,8 @@ export class Ledger {
    * start with chunks it emitted, its end, a later attempt, even a restart that cleared the
    * journal (the arbiter applying a shipment of an `awaitStart: false` fiber, whose steps begin
    * before their start is shipped). Each of those commits was checked on its own where it was
-   * written; here its step chunks are not matched to the journal (the stream's own checks hold).
+   * written; here a step chunk needs only its step's entry in the journal the write leaves (unless
+   * the write restarted the run).
    */
   batched: ((writer: string, id: string) => boolean) | undefined;
   /** Settles once the last refresh issued has applied (and so every earlier one). */
@@ -341,7 +342,16 @@ export class Ledger {
         continue;
       }
       this.#trace.add("chunk", () => `${chunk.fiberId} ${describe(chunk)}`);
-      if (chunk.step !== undefined && !copied && !batched) this.#checkStepChunk(prev, next, chunk, fail);
+      if (chunk.step === undefined || copied) {
+        // Copied history: checked where it was written.
+      } else if (!batched) this.#checkStepChunk(prev, next, chunk, fail);
+      else if (prev?.record?.epoch === next.record?.epoch && !next.journal.some((e) => e.pos === chunk.step))
+        // Several commits at once: the step's start must be among them (unless the same write
+        // restarted the run, clearing the journal its chunks came from).
+        fail(
+          "step-emit-without-start",
+          `${describe(chunk)} from step pos ${chunk.step} with no start in the same write`,
+        );
       this.onChunk?.(chunk);
     }
   }
