@@ -223,6 +223,8 @@ export class ContinuityWorld {
    * and attempts the edge ran again because the browser's start never reached it.
    */
   readonly eager = { unshipped: 0, repeated: 0 };
+  /** The draws of mirror reads' network (`#crossForRead`); none: reads cross at once. */
+  readonly #readRng: Prng | undefined;
   readonly #attempts = new LiveAttempts(() => Date.now() - EPOCH);
   /** The Web Locks the browser's workers share, in schedules with updates (else each has its own). */
   readonly #browserLocks: SimLockManager | undefined;
@@ -255,9 +257,11 @@ export class ContinuityWorld {
     edgeSkewMs = 0,
     updates = false,
     eagerStarts: ReadonlySet<string> = new Set(),
+    readRng?: Prng,
   ) {
     this.rng = rng;
     this.eagerStarts = eagerStarts;
+    this.#readRng = readRng;
     this.#browserLocks = updates && storeKind === "idb" ? new SimLockManager(trace) : undefined;
     this.edgeNow = () => Date.now() + edgeSkewMs;
     this.edgeStore = new WatchedStore(new MemoryStore({ clock: this.edgeNow }));
@@ -516,6 +520,7 @@ export class ContinuityWorld {
       counts: this.mirrorReads,
       lossy: this.planted === "lossy-delta",
       served: this.#mirrorServes,
+      cross: (way) => this.#crossForRead(way),
     });
     const mirror = new Mirror({
       store: mirrorStore,
@@ -659,6 +664,8 @@ export class ContinuityWorld {
   async #comeHome(browser: BrowserNode, edge: EdgeNode, fiberId: string): Promise<void> {
     this.comeHomes.asked++;
     const sentAt = Date.now();
+    // The request crosses the network as a mirror read does (lost: asked again at a later read).
+    await this.#crossForRead("request");
     const answer =
       this.planted === "grant-while-running"
         ? await this.#grantUnchecked(edge, fiberId)
@@ -886,6 +893,22 @@ export class ContinuityWorld {
       return node.runtime.recover();
     });
     this.background(`${node.name} alarm`, work);
+  }
+
+  /**
+   * A mirror read's (or a come-home request's) crossing of the network: a few ms each way, now
+   * and then up to the link's longest delay; lost while the link is cut or the edge is down, and
+   * with the link's drop rate while faults last. Draws from its own stream (`readRng`).
+   */
+  async #crossForRead(way: "request" | "answer"): Promise<void> {
+    const rng = this.#readRng;
+    if (rng === undefined) return;
+    const { plan } = this.link;
+    const ms = rng.chance(0.1) ? rng.int(20, plan.maxDelayMs) : rng.int(1, 10);
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    const down = way === "request" && (!this.edge || this.edge.crashed);
+    if (down || this.link.isCut || (plan.active && rng.chance(plan.drop)))
+      throw new Error(`the replica read's ${way} was lost`);
   }
 
   /**

@@ -135,6 +135,8 @@ export async function runContinuitySchedule(
       edgeSkewMs,
       updates,
       eagerStarts,
+      // Mirror reads cross the network too: delays, losses, an edge down. Their own stream.
+      new Prng(seed ^ 0x4ead_5eed),
     );
     const window = world.rng.int(3_000, 9_000);
     trace.add(

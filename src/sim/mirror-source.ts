@@ -40,6 +40,12 @@ export interface CheckedMirrorOptions {
    * since this one's cursor must hold the state this cursor names or one served since.
    */
   served?: Map<string, Array<{ by: CheckedMirrorSource; n: number; state: ReplicaSnapshot | undefined }>>;
+  /**
+   * The network between the mirror and the edge, crossed before the read and by its answer:
+   * resolves after the way's delay, or rejects when nothing got through (the edge down, the link
+   * cut, a request or its answer lost). Default: always through at once.
+   */
+  cross?: (way: "request" | "answer") => Promise<void>;
 }
 
 /** Orders the answers served to every source of a schedule. */
@@ -57,8 +63,11 @@ export class CheckedMirrorSource implements ReplicaSource {
 
   async readReplica(fiberId: string, after: number, options: ReplicaReadOptions = {}) {
     if (options.cursor !== undefined) await this.#check(fiberId, options.cursor);
-    const { edge, counts } = this.#o;
+    const { edge, counts, cross } = this.#o;
+    await cross?.("request");
     const answer = await readReplicaWhenChanged(edge, edge, fiberId, after, options);
+    // Lost on the way back: the read changed nothing at the edge, and the mirror reads again.
+    await cross?.("answer");
     if (answer === undefined || answer.cursor === undefined) return answer;
     const n = ++serves;
     if (answer.type === "delta") counts.delta++;
