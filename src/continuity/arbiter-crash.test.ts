@@ -149,4 +149,22 @@ describe("arbiter: a shipment cut short by a crash or a store error", () => {
     // Its first event is the replica's; its second is not (it is sent on to the edge).
     expect(answer).toMatchObject({ status: "fenced", home: EDGE_HOME, appliedPos: 2 });
   });
+
+  it("counts nothing for a webhook the edge took after a takeover, equal to a browser event it never got", async () => {
+    const store = new FailingStore();
+    const { arbiter, advance } = rig(store);
+    await arbiter.receive("f1", shipment([create("f1")]));
+    // The browser buffers a page's event (position 2, seq 1); the shipment carrying it is lost.
+    const mine = event("f1", 2, 1) as Extract<ShippedEntry, { type: "event" }>;
+    // Its lease lapses; the edge takes over and accepts a webhook (no id of its own) equal to it.
+    advance(30_001);
+    expect(await arbiter.takeOverLapsed()).toEqual(["f1"]);
+    const { name, payload, at } = mine.event;
+    await arbiter.accept({ fiberId: "f1", name, payload, at });
+    // The webhook is stored under an id of the edge's, so it is not taken for the browser's event.
+    expect((await store.readInbox("f1")).map((e) => e.eventId)).toEqual([expect.stringMatching(/^edge:in:/)]);
+    // The browser's retry: its event is not the replica's, so it is sent on to the edge.
+    const answer = await arbiter.receive("f1", shipment([mine]));
+    expect(answer).toMatchObject({ status: "fenced", home: EDGE_HOME, appliedPos: 1 });
+  });
 });

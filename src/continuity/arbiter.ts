@@ -40,6 +40,12 @@ export interface ArbiterOptions {
   clock?: () => number;
   /** How long a shipment renews the sender's lease (default 30 s). */
   leaseMs?: number;
+  /**
+   * A new unique string per call (default `crypto.randomUUID`): the id of an event this arbiter
+   * stores in a replica's inbox without one, `edge:in:<id>`, so that only rows written by code
+   * before ids were kept are ever matched by their content.
+   */
+  uniqueId?: () => string;
 }
 
 const LIVE = ["running", "sleeping", "waiting"] as const;
@@ -79,6 +85,7 @@ export class Arbiter {
   readonly #store: Store;
   readonly #clock: () => number;
   readonly #leaseMs: number;
+  readonly #uniqueId: () => string;
   /** Per fiber, the tail of its serialised shipments and takeovers. */
   readonly #turns = new Map<string, Promise<unknown>>();
   /**
@@ -97,6 +104,7 @@ export class Arbiter {
     this.#store = options.store;
     this.#clock = options.clock ?? Date.now;
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.#uniqueId = options.uniqueId ?? (() => crypto.randomUUID());
   }
 
   /** The lease a shipment grants. */
@@ -585,7 +593,11 @@ export class Arbiter {
       if (held !== undefined) return held;
       if (state.home !== EDGE_HOME && !isTerminal(record.status) && state.until <= this.#clock())
         state = (await this.#takeOver(fiberId)) ?? state;
-      if (state.home === EDGE_HOME || isTerminal(record.status)) return this.#store.enqueueEvent(event);
+      if (state.home === EDGE_HOME || isTerminal(record.status))
+        return this.#store.enqueueEvent({
+          ...event,
+          eventId: event.eventId ?? `${EDGE_HOME}:in:${this.#uniqueId()}`,
+        });
       const n = (state.pushSeq ?? 0) + 1;
       const pushed = { eventId: `${EDGE_HOME}:${n}`, name: event.name, payload: event.payload, at: event.at };
       const next: HomeLease = { ...state, pushSeq: n, pushed: [...(state.pushed ?? []), pushed] };

@@ -507,9 +507,11 @@ export class BrowserContinuity {
       // Not only "home": a fiber "missing" a moment ago may have been started here since; one
       // that is not replicated is answered once cancelled here, as `runtime.cancel` answers.
       const { outbox } = await this.opened;
-      // Restarted with no answer from the arbiter yet (offline), the fiber is not claimed here
+      // Restarted with no answer from the arbiter yet (offline), a live fiber is not claimed here
       // (`answered`): the cancel waits for that answer, as it would for its end to be shipped.
-      await this.#untilAnswered(fiberId);
+      // (Of an ended one it claims nothing: its status is the answer.)
+      const record = await this.#local.getFiber(fiberId);
+      if (record !== undefined && !isTerminal(record.status)) await this.#untilAnswered(fiberId);
       if (this.isAway(fiberId)) return await this.#cancelAtEdge(fiberId, reason);
       return await cancelShipped({ runtime, outbox }, fiberId, reason);
     } catch (error) {

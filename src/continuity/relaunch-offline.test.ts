@@ -6,7 +6,8 @@
  * here with no lease: it took the page's event and wrote past what the replica holds, and once
  * the link came back the mirror rebuilt the copy under the page's open stream (`fiber_not_found`).
  * A page's cancel meanwhile, of a fiber nobody took over, waits for that answer too, then is
- * carried out and answered once the end is shipped (it was refused with `fenced` at once).
+ * carried out and answered once the end is shipped (it was refused with `fenced` at once); of a
+ * fiber that had ended, it is answered with its status at once.
  */
 
 import "fake-indexeddb/auto";
@@ -32,6 +33,13 @@ const ticket = defineFiber("ticket", {
     const n = await ctx.waitForEvent<number>("go");
     ctx.emit("got", { n });
     return ctx.step("b", () => n);
+  },
+});
+
+/** A fiber that ends at once. */
+const quick = defineFiber("quick", {
+  async run(ctx) {
+    return ctx.step("a", () => 1);
   },
 });
 
@@ -61,10 +69,10 @@ function edgeHome() {
 function worker(store: IdbStore, edge: ReturnType<typeof edgeHome>, link: { online: boolean }) {
   const { runtime, continuity } = createReplicatedRuntime({
     store,
-    fibers: [ticket],
+    fibers: [ticket, quick],
     edge: {
       baseUrl: "http://edge.test",
-      fibers: ["ticket"],
+      fibers: ["ticket", "quick"],
       deviceId: "d1",
       leaseMs: 600,
       mirrorWaitMs: 0,
@@ -150,8 +158,8 @@ describe("a worker relaunched offline after the edge took its fiber over", () =>
   }, 60_000);
 });
 
-describe("a page's cancel in a worker restarted offline (the fiber still runs here)", () => {
-  it("is carried out and answered once the link is back, not refused with fenced", async () => {
+describe("a page's cancel in a worker restarted offline", () => {
+  it("of a fiber that still runs here, is carried out and answered once the link is back, not refused with fenced", async () => {
     const { indexedDB, edge, link } = await ranThenStopped();
     // Restarted with no network; nobody took the fiber over.
     link.online = false;
@@ -174,5 +182,23 @@ describe("a page's cancel in a worker restarted offline (the fiber still runs he
     await vi.waitFor(async () => expect((await edge.store.getFiber("t"))?.status).toBe("cancelled"), {
       timeout: 5_000,
     });
+  }, 30_000);
+
+  it("of a fiber that ended before the restart, is answered with its status at once", async () => {
+    const indexedDB = new IDBFactory();
+    const edge = edgeHome();
+    const link = { online: true };
+    const first = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
+    await first.continuity.start();
+    await first.runtime.start("quick", null, { id: "q" });
+    await vi.waitFor(async () => expect((await edge.store.getFiber("q"))?.status).toBe("completed"));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // acknowledgements recorded
+    first.continuity.stop();
+    await first.runtime.close();
+    link.online = false;
+    const second = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
+    await second.continuity.start();
+    // Nothing to run nor ship: no answer from the edge is needed.
+    expect(await second.continuity.cancel("q", "user")).toBe("completed");
   }, 30_000);
 });

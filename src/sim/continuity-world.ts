@@ -223,6 +223,8 @@ export class ContinuityWorld {
    * and attempts the edge ran again because the browser's start never reached it.
    */
   readonly eager = { unshipped: 0, repeated: 0 };
+  /** Ids the arbiters of the schedule handed out (`ArbiterOptions.uniqueId`). */
+  #uniqueIds = 0;
   /** The draws of mirror reads' network (`#crossForRead`); none: reads cross at once. */
   readonly #readRng: Prng | undefined;
   readonly #attempts = new LiveAttempts(() => Date.now() - EPOCH);
@@ -590,6 +592,8 @@ export class ContinuityWorld {
       store: arbiterStore,
       leaseMs: this.settings.homeLeaseMs,
       clock: this.edgeNow,
+      // Unique across the schedule's edge restarts, and the same at every replay.
+      uniqueId: () => `${++this.#uniqueIds}`,
     });
     // Events for a replica go through the arbiter: pushed to the browser while it holds the fiber.
     const runtimeStore = new FaultStore(new ArbitratedStore(this.edgeStore, arbiter), host, name);
