@@ -350,8 +350,10 @@ export class BrowserContinuity {
       // Fenced (by a shipment's answer or a heartbeat's): from now on the fiber's copy here
       // follows the replica, so its stream and state go on showing what the edge does. A
       // fiber with no backlog has no other way here (a waiting one is never claimed again).
+      // Not when what was discarded is a view the fiber came home under (an adoption, here or
+      // in another worker of the origin): it is this browser's.
       queueMicrotask(() => {
-        if (!this.#stopped) this.#goAway(id);
+        if (!this.#stopped && outbox.where(id)?.status === "away") this.#goAway(id);
       });
     });
     return { home, outbox, replicating, shipper };

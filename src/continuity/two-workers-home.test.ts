@@ -103,6 +103,7 @@ function worker(
   /** While set, this worker's replica reads wait (a read the edge holds: nothing changed there). */
   let reads: Promise<void> = Promise.resolve();
   const home: string[] = [];
+  const away: string[] = [];
   const errors: unknown[] = [];
   const { runtime, continuity } = createReplicatedRuntime({
     store: over.store ?? new IdbStore({ name: "db", indexedDB }),
@@ -119,6 +120,7 @@ function worker(
       mirrorWaitMs: 0,
       mirrorPollMs: 20,
       onHome: (id) => home.push(id),
+      onAway: (id) => away.push(id),
     },
     pollIntervalMs: 10,
     locks: over.locks ?? originLocks,
@@ -146,6 +148,7 @@ function worker(
     runtime,
     continuity,
     home,
+    away,
     errors,
     /** Lets this worker's come-home requests through. */
     ask: asking.open,
@@ -346,5 +349,35 @@ describe("a fiber fenced while a run here is inside a step", () => {
     expect((await edge.store.readStream("p", 0)).find((c) => c.seq === 2)?.type).toBe("edge");
     const shown = [...(await seen), ...(await again)].map((e) => `${e.seq}:${e.type}`);
     expect(shown).not.toContain("2:got");
+    // The old worker never took the fiber for away: it came home to this browser.
+    expect(old.away).toEqual([]);
+  }, 30_000);
+
+  it("is away no more once home, and followed again when the edge takes it over a second time", async () => {
+    const indexedDB = new IDBFactory();
+    const edge = edgeHome();
+    const only = worker(indexedDB, edge);
+    await only.continuity.start();
+    await only.runtime.start("pair", null, { id: "p" });
+    await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("waiting"));
+    await edge.takeOver("p");
+    await vi.waitFor(() => expect(only.away).toEqual(["p"]), { timeout: 10_000 });
+    only.ask();
+    await vi.waitFor(() => expect(only.home).toEqual(["p"]), { timeout: 10_000 });
+    await pause(200);
+    // Home: not taken for away again (the adoption's discard of what the old view held is not a fence).
+    expect(only.away).toEqual(["p"]);
+    expect(only.continuity.isAway("p")).toBe(false);
+    // The edge takes it over again and emits there: this worker follows it again.
+    await edge.takeOver("p", [{ seq: 2, type: "edge", data: { n: 2 } }]);
+    await vi.waitFor(() => expect(only.away).toEqual(["p", "p"]), { timeout: 10_000 });
+    const local = new IdbStore({ name: "db", indexedDB });
+    await vi.waitFor(
+      async () => expect((await local.readStream("p", 1)).map((c) => c.type)).toEqual(["edge"]),
+      {
+        timeout: 10_000,
+      },
+    );
+    local.close();
   }, 30_000);
 });
