@@ -522,9 +522,14 @@ export class BrowserContinuity {
     }
   }
 
-  /** Resolves once this worker may claim `fiberId` (`answered`), it moved away, or this stopped. */
+  /**
+   * Resolves once this worker may claim `fiberId` (`answered`), it moved away, this stopped, or
+   * no answer will come (the shipper gave the fiber up: the edge lost or collected its replica;
+   * the cancel then meets the held claim and says so).
+   */
   async #untilAnswered(fiberId: string): Promise<void> {
-    while (!this.answered(fiberId) && !this.isAway(fiberId) && !this.#stopped)
+    const given = () => this.#now?.shipper.broken(fiberId) === true;
+    while (!this.answered(fiberId) && !this.isAway(fiberId) && !given() && !this.#stopped)
       await new Promise((resolve) => setTimeout(resolve, UNANSWERED_POLL_MS));
   }
 

@@ -14,7 +14,7 @@ import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
-import type { FiberEvent } from "../core/records";
+import type { FiberEvent, FiberRecord } from "../core/records";
 import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
 import { IdbStore } from "../store/idb-store";
 import { MemoryStore } from "../store/memory-store";
@@ -200,5 +200,25 @@ describe("a page's cancel in a worker restarted offline", () => {
     await second.continuity.start();
     // Nothing to run nor ship: no answer from the edge is needed.
     expect(await second.continuity.cancel("q", "user")).toBe("completed");
+  }, 30_000);
+
+  it("of a fiber the edge ended and collected meanwhile, is answered, not left waiting", async () => {
+    const { indexedDB, edge, link } = await ranThenStopped();
+    // The edge takes the fiber over, ends it and collects it (its retention is not the browser's).
+    await edge.takeOver("t");
+    const record = (await edge.store.getFiber("t")) as FiberRecord;
+    await edge.store.commit([
+      { fiberId: "t", generation: record.generation, fiber: { status: "cancelled" } },
+    ]);
+    expect(await edge.store.deleteFibers(["t"])).toEqual(["t"]);
+    // The browser restarts with the link up: its heartbeat finds no replica (the shipper gives up).
+    const second = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
+    await second.continuity.start();
+    const settled = second.continuity.cancel("t", "user").then(
+      () => "answered",
+      () => "answered",
+    );
+    const late = new Promise((resolve) => setTimeout(resolve, 8_000, "still waiting"));
+    expect(await Promise.race([settled, late])).toBe("answered");
   }, 30_000);
 });

@@ -148,6 +148,14 @@ export class Shipper {
     this.#deadlineTimers.clear();
   }
 
+  /**
+   * Whether shipping `fiberId` was given up: the edge holds less of it than it once acknowledged
+   * (its replica lost positions, or was collected there), so no answer of it will come.
+   */
+  broken(fiberId: string): boolean {
+    return this.#broken.has(fiberId);
+  }
+
   /** Ships `fiberId`'s outbox unless a shipment or a retry of it is already under way. */
   kick(fiberId: string): void {
     if (this.#stopped || this.#inFlight.has(fiberId) || this.#retryTimers.has(fiberId)) return;
