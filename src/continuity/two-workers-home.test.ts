@@ -186,18 +186,30 @@ async function follow(
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** A worker that started fiber "p" of `kind` (replicated, waiting at its first event). */
+async function startedIn(kind: "pair" | "echo") {
+  const indexedDB = new IDBFactory();
+  const edge = edgeHome();
+  const old = worker(indexedDB, edge);
+  await old.continuity.start();
+  await old.runtime.start(kind, null, { id: "p" });
+  await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("waiting"));
+  return { indexedDB, edge, old };
+}
+
+/** A new version of the worker, installed and started beside the running one. */
+async function installed(indexedDB: IDBFactory, edge: ReturnType<typeof edgeHome>) {
+  const fresh = worker(indexedDB, edge);
+  await fresh.continuity.start();
+  return fresh;
+}
+
 describe("a fiber two worker versions mirror, when it comes home", () => {
   it("is adopted by one of them, and the other's mirror leaves the copy it runs alone", async () => {
-    const indexedDB = new IDBFactory();
-    const edge = edgeHome();
-    const old = worker(indexedDB, edge);
-    await old.continuity.start();
-    await old.runtime.start("pair", null, { id: "p" });
-    await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("waiting"));
-    // A new version installs beside it; then the edge takes the fiber over, and both hear of
-    // the fence at a heartbeat and mirror the fiber.
-    const fresh = worker(indexedDB, edge);
-    await fresh.continuity.start();
+    // A new version installs beside the old one; then the edge takes the fiber over, and both
+    // hear of the fence at a heartbeat and mirror the fiber.
+    const { indexedDB, edge, old } = await startedIn("pair");
+    const fresh = await installed(indexedDB, edge);
     await edge.takeOver("p");
     await vi.waitFor(() => expect([old, fresh].map((w) => w.continuity.isAway("p"))).toEqual([true, true]), {
       timeout: 10_000,
@@ -273,14 +285,8 @@ describe("a fiber fenced while a run here is inside a step", () => {
 
   // Rule B across the two workers: a page sees only chunks the edge holds.
   it("shows a page of the other worker no chunk the worker it came home to has not shipped", async () => {
-    const indexedDB = new IDBFactory();
-    const edge = edgeHome();
-    const old = worker(indexedDB, edge);
-    await old.continuity.start();
-    await old.runtime.start("echo", null, { id: "p" });
-    await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("waiting"));
-    const fresh = worker(indexedDB, edge);
-    await fresh.continuity.start();
+    const { indexedDB, edge, old } = await startedIn("echo");
+    const fresh = await installed(indexedDB, edge);
     await edge.takeOver("p");
     await vi.waitFor(() => expect([old, fresh].map((w) => w.continuity.isAway("p"))).toEqual([true, true]), {
       timeout: 10_000,
@@ -313,14 +319,8 @@ describe("a fiber fenced while a run here is inside a step", () => {
   }, 30_000);
 
   it("never publishes to the old worker's live readers a chunk it held unshipped when the fiber moved", async () => {
-    const indexedDB = new IDBFactory();
-    const edge = edgeHome();
-    const old = worker(indexedDB, edge);
-    await old.continuity.start();
-    await old.runtime.start("echo", null, { id: "p" });
-    await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("waiting"));
-    const fresh = worker(indexedDB, edge);
-    await fresh.continuity.start();
+    const { indexedDB, edge, old } = await startedIn("echo");
+    const fresh = await installed(indexedDB, edge);
     const done = gate();
     // A page on the old worker follows the stream.
     const seen = follow(old.runtime, "p", done.opened);
@@ -354,12 +354,7 @@ describe("a fiber fenced while a run here is inside a step", () => {
   }, 30_000);
 
   it("is away no more once home, and followed again when the edge takes it over a second time", async () => {
-    const indexedDB = new IDBFactory();
-    const edge = edgeHome();
-    const only = worker(indexedDB, edge);
-    await only.continuity.start();
-    await only.runtime.start("pair", null, { id: "p" });
-    await vi.waitFor(async () => expect((await edge.store.getFiber("p"))?.status).toBe("waiting"));
+    const { indexedDB, edge, old: only } = await startedIn("pair");
     await edge.takeOver("p");
     await vi.waitFor(() => expect(only.away).toEqual(["p"]), { timeout: 10_000 });
     only.ask();
