@@ -591,6 +591,14 @@ export class Outbox implements Replication {
     return { epoch: log.epoch, from: log.acked + 1, entries };
   }
 
+  /**
+   * Every entry of `fiberId` the arbiter has not acknowledged, in position order, gaps included
+   * (`batch` stops at the first gap): for inspection, the simulator's among others.
+   */
+  pendingEntries(fiberId: string): readonly ShippedEntry[] {
+    return (this.#fibers.get(fiberId)?.entries ?? []).map((item) => item.entry);
+  }
+
   /** Whether `fiberId` has entries the arbiter has not acknowledged. */
   hasPending(fiberId: string): boolean {
     return (this.#fibers.get(fiberId)?.entries.length ?? 0) > 0;

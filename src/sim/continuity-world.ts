@@ -925,18 +925,21 @@ export class ContinuityWorld {
     key: string,
     attempt: number,
   ): { epoch: number; pos: number } | undefined {
-    const pending = node.outbox.batch(fiberId, {
-      entries: Number.POSITIVE_INFINITY,
-      bytes: Number.POSITIVE_INFINITY,
-    });
-    const entry = pending?.entries.find(
-      (e) =>
-        e.type === "commit" &&
-        (e.group.journal ?? []).some(
-          (j) => j.kind === "step" && j.key === key && j.attempt === attempt && j.status === "started",
-        ),
-    );
-    return pending && entry ? { epoch: pending.epoch, pos: entry.pos } : undefined;
+    const epoch = node.outbox.epoch(fiberId);
+    // Every unacknowledged entry (a commit reported out of order leaves a gap `batch` stops at),
+    // from this run's restart on: an earlier run's journal had the same keys and attempts.
+    const pending = node.outbox.pendingEntries(fiberId);
+    const restart = pending.findLastIndex((e) => e.type === "commit" && e.group.clearJournal === true);
+    const entry = pending
+      .slice(Math.max(0, restart))
+      .find(
+        (e) =>
+          e.type === "commit" &&
+          (e.group.journal ?? []).some(
+            (j) => j.kind === "step" && j.key === key && j.attempt === attempt && j.status === "started",
+          ),
+      );
+    return epoch !== undefined && entry ? { epoch, pos: entry.pos } : undefined;
   }
 
   /** A step attempt started running user code on `node`. */
