@@ -8,11 +8,10 @@
 
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
-import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
 import { createReplicatedRuntime } from "./browser-home";
-import type { Shipment } from "./protocol";
+import { linkTo } from "./test-homes";
 
 const stops: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -37,10 +36,7 @@ function browser(edge: { store: MemoryStore; arbiter: Arbiter }, deviceId: strin
     pollIntervalMs: 10,
     onError: () => {},
   });
-  const link = continuity.link as unknown as Record<string, unknown>;
-  link.ship = (id: string, shipment: Shipment) => edge.arbiter.receive(id, shipment);
-  link.readReplica = (id: string, after: number, options?: ReplicaReadOptions) =>
-    readReplica(edge.store, id, after, options?.cursor);
+  linkTo(continuity, edge);
   stops.push(async () => {
     continuity.stop();
     await runtime.close();

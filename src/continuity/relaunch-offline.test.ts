@@ -17,10 +17,9 @@ import { defineFiber } from "../core/define";
 import type { FiberEvent, FiberRecord } from "../core/records";
 import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
 import { IdbStore } from "../store/idb-store";
-import { MemoryStore } from "../store/memory-store";
-import { Arbiter } from "./arbiter";
 import { createReplicatedRuntime } from "./browser-home";
 import type { Shipment } from "./protocol";
+import { edgeInProcess } from "./test-homes";
 
 const stops: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -52,21 +51,7 @@ class SlowCreate extends IdbStore {
   }
 }
 
-function edgeHome() {
-  let now = Date.now();
-  const store = new MemoryStore();
-  const arbiter = new Arbiter({ store, leaseMs: 60_000, clock: () => now });
-  return {
-    store,
-    arbiter,
-    async takeOver(id: string) {
-      now += 61_000;
-      expect(await arbiter.takeOverLapsed()).toEqual([id]);
-    },
-  };
-}
-
-function worker(store: IdbStore, edge: ReturnType<typeof edgeHome>, link: { online: boolean }) {
+function worker(store: IdbStore, edge: ReturnType<typeof edgeInProcess>, link: { online: boolean }) {
   const { runtime, continuity } = createReplicatedRuntime({
     store,
     fibers: [ticket, quick],
@@ -99,17 +84,19 @@ function worker(store: IdbStore, edge: ReturnType<typeof edgeHome>, link: { onli
 }
 
 /**
- * A browser that ran fiber "t" of `ticket` to its first wait, replicated, and stopped (every
- * acknowledgement recorded): its database, the edge, and the link (`online`) a restart goes on with.
+ * A browser that ran fiber "t" of `ticket` to its first wait (or, with `"quick"`, "q" to its
+ * end), replicated, and stopped (every acknowledgement recorded): its database, the edge, and the
+ * link (`online`) a restart goes on with.
  */
-async function ranThenStopped() {
+async function ranThenStopped(kind: "ticket" | "quick" = "ticket") {
   const indexedDB = new IDBFactory();
-  const edge = edgeHome();
+  const edge = edgeInProcess();
   const link = { online: true };
   const first = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
   await first.continuity.start();
-  await first.runtime.start("ticket", null, { id: "t" });
-  await vi.waitFor(async () => expect((await edge.store.getFiber("t"))?.status).toBe("waiting"));
+  const [id, status] = kind === "ticket" ? ["t", "waiting"] : ["q", "completed"];
+  await first.runtime.start(kind, null, { id });
+  await vi.waitFor(async () => expect((await edge.store.getFiber(id))?.status).toBe(status));
   await new Promise((resolve) => setTimeout(resolve, 500)); // acknowledgements recorded
   first.continuity.stop();
   await first.runtime.close();
@@ -185,16 +172,7 @@ describe("a page's cancel in a worker restarted offline", () => {
   }, 30_000);
 
   it("of a fiber that ended before the restart, is answered with its status at once", async () => {
-    const indexedDB = new IDBFactory();
-    const edge = edgeHome();
-    const link = { online: true };
-    const first = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
-    await first.continuity.start();
-    await first.runtime.start("quick", null, { id: "q" });
-    await vi.waitFor(async () => expect((await edge.store.getFiber("q"))?.status).toBe("completed"));
-    await new Promise((resolve) => setTimeout(resolve, 500)); // acknowledgements recorded
-    first.continuity.stop();
-    await first.runtime.close();
+    const { indexedDB, edge, link } = await ranThenStopped("quick");
     link.online = false;
     const second = worker(new IdbStore({ name: "db", indexedDB }), edge, link);
     await second.continuity.start();

@@ -3,16 +3,20 @@
  * `Arbiter` over its store and a runtime over the `ArbitratedStore`) and a browser (a runtime over
  * a `ReplicatingStore` and its `Outbox`, whose `Shipper` sends straight to the arbiter and
  * heartbeats every 20 ms). The arbiter's clock stands still until `lapse()` moves it past the
- * 30 s lease. Test code only.
+ * 30 s lease. And an edge alone (`edgeInProcess`) that real `BrowserContinuity`s ship to
+ * (`linkTo`). Test code only.
  */
 
 import type { FiberDefinition } from "../core/define";
+import type { FiberRecord, StreamChunk } from "../core/records";
 import { createRuntime, type Runtime } from "../core/runtime";
+import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
 import { MemoryStore } from "../store/memory-store";
 import { Arbiter } from "./arbiter";
 import { ArbitratedStore } from "./arbitrated-store";
+import type { BrowserContinuity } from "./browser-home";
 import { Outbox } from "./outbox";
-import { browserHome } from "./protocol";
+import { browserHome, type Shipment } from "./protocol";
 import { ReplicatingStore } from "./replicating-store";
 import { Shipper, type ShipperOptions } from "./shipper";
 
@@ -70,4 +74,48 @@ export function inProcessHomes({ fiber, shipper: extra }: InProcessHomesOptions)
       for (const runtime of [edge, browser]) await runtime.close().catch(() => {});
     },
   };
+}
+
+/**
+ * An edge in this process for browsers' `BrowserContinuity`s: an `Arbiter` (60 s lease, its clock
+ * standing still until `takeOver`) over a replica `MemoryStore`, and no runtime.
+ */
+export function edgeInProcess() {
+  let now = Date.now();
+  const store = new MemoryStore();
+  const arbiter = new Arbiter({ store, leaseMs: 60_000, clock: () => now });
+  return {
+    store,
+    arbiter,
+    /**
+     * The browser's lease lapses and the edge takes fiber `id` over; it waits there, unclaimed,
+     * having emitted `chunks` (none by default).
+     */
+    async takeOver(id: string, chunks: Array<Omit<StreamChunk, "fiberId" | "at">> = []) {
+      now += 61_000;
+      const moved = await arbiter.takeOverLapsed();
+      if (moved.length !== 1 || moved[0] !== id)
+        throw new Error(`The edge took over ${JSON.stringify(moved)}, not just ${id}.`);
+      const record = (await store.getFiber(id)) as FiberRecord;
+      await store.commit([
+        {
+          fiberId: id,
+          generation: record.generation,
+          fiber: { owner: undefined, leaseUntil: undefined },
+          ...(chunks.length > 0 ? { chunks: chunks.map((c) => ({ ...c, fiberId: id, at: now })) } : {}),
+        },
+      ]);
+    },
+  };
+}
+
+/**
+ * Points `continuity`'s edge link at `edge` in this process: shipments to its arbiter, replica
+ * reads answered as the edge's route answers them (`readReplica`, cursors included).
+ */
+export function linkTo(continuity: BrowserContinuity, edge: { arbiter: Arbiter; store: MemoryStore }): void {
+  const link = continuity.link as unknown as Record<string, unknown>;
+  link.ship = (id: string, shipment: Shipment) => edge.arbiter.receive(id, shipment);
+  link.readReplica = (id: string, after: number, options?: ReplicaReadOptions) =>
+    readReplica(edge.store, id, after, options?.cursor);
 }

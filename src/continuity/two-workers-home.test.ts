@@ -9,13 +9,12 @@ import { IDBFactory } from "fake-indexeddb";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineFiber } from "../core/define";
 import { type FiberLocks, localLocks } from "../core/locks";
-import type { FiberEvent, FiberRecord, StreamChunk } from "../core/records";
+import type { FiberEvent } from "../core/records";
 import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
 import { IdbStore } from "../store/idb-store";
-import { MemoryStore } from "../store/memory-store";
-import { Arbiter } from "./arbiter";
 import { createReplicatedRuntime } from "./browser-home";
 import type { Shipment } from "./protocol";
+import { edgeInProcess } from "./test-homes";
 
 const stops: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -54,33 +53,6 @@ const pair = defineFiber("pair", {
   },
 });
 
-function edgeHome() {
-  let now = Date.now();
-  const store = new MemoryStore();
-  const arbiter = new Arbiter({ store, leaseMs: 60_000, clock: () => now });
-  return {
-    store,
-    arbiter,
-    /**
-     * The browser's lease lapses and the edge takes the fiber over; it waits there, unclaimed,
-     * having emitted `chunks` (none by default).
-     */
-    async takeOver(id: string, chunks: Array<Omit<StreamChunk, "fiberId" | "at">> = []) {
-      now += 61_000;
-      expect(await arbiter.takeOverLapsed()).toEqual([id]);
-      const record = (await store.getFiber(id)) as FiberRecord;
-      await store.commit([
-        {
-          fiberId: id,
-          generation: record.generation,
-          fiber: { owner: undefined, leaseUntil: undefined },
-          ...(chunks.length > 0 ? { chunks: chunks.map((c) => ({ ...c, fiberId: id, at: now })) } : {}),
-        },
-      ]);
-    },
-  };
-}
-
 /** A promise the test settles when it wants (`open()`). */
 function gate() {
   let open = () => {};
@@ -95,7 +67,7 @@ const originLocks = localLocks();
 
 function worker(
   indexedDB: IDBFactory,
-  edge: ReturnType<typeof edgeHome>,
+  edge: ReturnType<typeof edgeInProcess>,
   over: { store?: IdbStore; deviceId?: string; locks?: FiberLocks } = {},
 ) {
   const asking = gate();
@@ -189,7 +161,7 @@ const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 /** A worker that started fiber "p" of `kind` (replicated, waiting at its first event). */
 async function startedIn(kind: "pair" | "echo") {
   const indexedDB = new IDBFactory();
-  const edge = edgeHome();
+  const edge = edgeInProcess();
   const old = worker(indexedDB, edge);
   await old.continuity.start();
   await old.runtime.start(kind, null, { id: "p" });
@@ -198,7 +170,7 @@ async function startedIn(kind: "pair" | "echo") {
 }
 
 /** A new version of the worker, installed and started beside the running one. */
-async function installed(indexedDB: IDBFactory, edge: ReturnType<typeof edgeHome>) {
+async function installed(indexedDB: IDBFactory, edge: ReturnType<typeof edgeInProcess>) {
   const fresh = worker(indexedDB, edge);
   await fresh.continuity.start();
   return fresh;
@@ -250,7 +222,7 @@ class SlowCreate extends IdbStore {
 
 describe("a fiber only the edge has, which two worker versions restore at once", () => {
   it("is found by both: the one that waits for the other's lock does not answer missing", async () => {
-    const edge = edgeHome();
+    const edge = edgeInProcess();
     // Started by another device, whose replica the edge holds.
     const elsewhere = worker(new IDBFactory(), edge, { deviceId: "d0", locks: localLocks() });
     await elsewhere.continuity.start();
@@ -270,7 +242,7 @@ describe("a fiber only the edge has, which two worker versions restore at once",
 
 describe("a fiber fenced while a run here is inside a step", () => {
   it("is mirrored at once: the step's runner, which keeps its lock until the step returns, holds up no copy", async () => {
-    const edge = edgeHome();
+    const edge = edgeInProcess();
     const w = worker(new IDBFactory(), edge);
     await w.continuity.start();
     await w.runtime.start("long", null, { id: "s" });

@@ -8,10 +8,9 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Arbiter } from "../continuity/arbiter";
 import { createReplicatedRuntime } from "../continuity/browser-home";
-import type { Shipment } from "../continuity/protocol";
+import { linkTo } from "../continuity/test-homes";
 import { defineFiber } from "../core/define";
 import type { FiberRecord } from "../core/records";
-import { type ReplicaReadOptions, readReplica } from "../edge/replica-read";
 import { MemoryStore } from "../store/memory-store";
 import { createServiceWorkerHost } from "./host";
 import { connectPage, FakeEvent, FakeScope } from "./testing/fake-scope";
@@ -38,10 +37,7 @@ async function browser(edge: { store: MemoryStore; arbiter: Arbiter }, deviceId:
     pollIntervalMs: 10,
     onError: () => {},
   });
-  const link = continuity.link as unknown as Record<string, unknown>;
-  link.ship = (id: string, shipment: Shipment) => edge.arbiter.receive(id, shipment);
-  link.readReplica = (id: string, after: number, options?: ReplicaReadOptions) =>
-    readReplica(edge.store, id, after, options?.cursor);
+  linkTo(continuity, edge);
   const scope = new FakeScope();
   const host = createServiceWorkerHost({ runtime, continuity, scope });
   scope.dispatch("activate", new FakeEvent());
